@@ -1,0 +1,52 @@
+"""Where backups live: this machine's folder, or the production machine's (over flyctl).
+
+Both targets offer the same small interface, so the backup tasks and the deploy
+orchestration never care which one they talk to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from ops import engine
+from ops.config import Settings
+
+
+class LocalTarget:
+    """The database and backup folder on this machine, through the engine directly."""
+
+    production = False
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.db = settings.db_path
+        self.dir = settings.backup_dir
+
+    def describe(self) -> str:
+        return f"local {self.db}"
+
+    def backup(self, on_pages=None) -> dict:
+        result = engine.create_backup(
+            self.db,
+            self.dir,
+            check=self.settings.check,
+            timeout=self.settings.backup_timeout or None,
+            lock_wait=self.settings.lock_wait,
+            on_pages=on_pages,
+        )
+        return asdict(result)
+
+    def list(self) -> list[engine.BackupFile]:
+        return engine.list_backups(self.dir)
+
+    def verify(self, which: str) -> list[dict]:
+        return [
+            asdict(engine.verify_backup(item.path, self.settings.check))
+            for item in engine.resolve_backup(self.dir, which)
+        ]
+
+    def delete(self, names: list[str]) -> list[str]:
+        if not self.dir.is_dir():
+            return []
+        with engine.backup_lock(self.dir, self.settings.lock_wait):
+            return engine.delete_backups(self.dir, names)

@@ -1,0 +1,17 @@
+"""The Invoke namespace: one module per collection, configured with every public key."""
+
+from __future__ import annotations
+
+from invoke import Collection
+
+from ops.config import DEFAULTS
+from ops.tasks import backup
+
+
+def namespace() -> Collection:
+    ns = Collection()
+    ns.add_collection(Collection.from_module(backup))
+    ns.configure(DEFAULTS)
+    # Invoke's own echo format is raw ANSI that ignores NO_COLOR; ours is plain.
+    ns.configure({"run": {"echo_format": "$ {command}"}})
+    return ns

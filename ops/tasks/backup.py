@@ -1,0 +1,185 @@
+"""Make, check, list and prune verified SQLite backups (local, or on Fly with --production)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict
+
+from invoke import task
+
+from ops import backups, config
+from ops.cli import guarded
+from ops.errors import ExitCode, OpsError
+from ops.targets import LocalTarget
+from ops.ui import UI, human_age, human_bytes
+
+PRODUCTION = "run against the production machine on Fly.io (over fly ssh) instead of locally"
+JSON = "print one JSON document on stdout (human output stays on stderr)"
+KEEP = "how many backups retention keeps (default: backup.keep, 10)"
+
+
+def open_target(c, *, production: bool = False, json: bool = False, **flags):
+    """Settings, the chosen target and the UI for one task run."""
+    settings = config.load(c.config, **flags)
+    ui = UI(json_mode=json)
+    if production:
+        from ops.production import FlyTarget
+
+        return settings, FlyTarget(settings, ui), ui
+    return settings, LocalTarget(settings), ui
+
+
+@task(
+    default=True,
+    help={
+        "production": PRODUCTION,
+        "keep": KEEP,
+        "quick": "verify with PRAGMA quick_check instead of the full integrity_check",
+        "dry_run": "print what would be done and do nothing",
+        "lock_wait": "seconds to wait if another backup holds the lock (default 0: fail at once)",
+        "timeout": "seconds the copy may take before it is abandoned (default: no limit)",
+        "json": JSON,
+    },
+)
+@guarded
+def create(c, production=False, keep=None, quick=False, dry_run=False, lock_wait=None,
+           timeout=None, json=False):
+    """Make a verified backup, then apply retention (invoke backup)."""
+    settings, target, ui = open_target(
+        c, production=production, json=json, keep=keep, quick=quick, lock_wait=lock_wait,
+        timeout=timeout,
+    )
+    if dry_run:
+        plan = [
+            f"back up {target.describe()} into {target_dir(settings, production)} "
+            f"({settings.check}_check, SHA-256 recorded)",
+            f"then keep the newest {settings.keep} backups there",
+        ]
+        for line in plan:
+            ui.info(f"would {line}")
+        if json:
+            ui.emit({"dry_run": True, "plan": plan})
+        return
+    result = backups.make_backup(target, ui)
+    decisions = backups.cleanup(target, ui, settings.keep)
+    if json:
+        ui.emit({"backup": result, "retention": [asdict(d) for d in decisions]})
+
+
+def target_dir(settings, production: bool) -> str:
+    return settings.backup_remote_dir if production else str(settings.backup_dir)
+
+
+@task(
+    help={
+        "keep": KEEP,
+        "dry_run": "show what would be removed and remove nothing",
+        "production": PRODUCTION,
+        "json": JSON,
+    }
+)
+@guarded
+def cleanup(c, keep=None, dry_run=False, production=False, json=False):
+    """Delete all but the newest N backups (never the newest verified one)."""
+    settings, target, ui = open_target(c, production=production, json=json, keep=keep)
+    decisions = backups.cleanup(target, ui, settings.keep, dry_run=dry_run)
+    if json:
+        ui.emit({"dry_run": dry_run, "keep": settings.keep,
+                 "decisions": [asdict(d) | {"action": d.action} for d in decisions]})
+    else:
+        ui.table(
+            f"Retention: keep {settings.keep}" + (" (dry run)" if dry_run else ""),
+            ["backup", "action", "reason"],
+            [[d.name, d.action if not dry_run or d.keep else "would remove", d.reason]
+             for d in decisions],
+        )
+
+
+@task(name="list", help={"production": PRODUCTION, "json": JSON})
+@guarded
+def list_(c, production=False, json=False):
+    """List backups, newest first, with size, age and recorded checksum."""
+    _, target, ui = open_target(c, production=production, json=json)
+    found = list(reversed(target.list()))
+    if json:
+        ui.emit([asdict(item) for item in found])
+        return
+    if not found:
+        ui.info(f"No backups for {target.describe()}.")
+        return
+    now = dt.datetime.now(dt.UTC)
+    ui.table(
+        f"Backups of {target.describe()} ({len(found)})",
+        ["name", "created (UTC)", "age", "size", "sha256", "verified"],
+        [
+            [
+                item.name,
+                item.created,
+                human_age((now - _parse(item.created)).total_seconds()),
+                human_bytes(item.size),
+                (item.sha256 or "-")[:12],
+                "yes" if item.verified else "no",
+            ]
+            for item in found
+        ],
+    )
+
+
+def _parse(stamp: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+@task(
+    positional=["which"],
+    help={
+        "which": "latest, all, or a backup's file name (required)",
+        "quick": "use PRAGMA quick_check instead of integrity_check",
+        "production": PRODUCTION,
+        "json": JSON,
+    },
+)
+@guarded
+def verify(c, which, quick=False, production=False, json=False):
+    """Check backups: recorded SHA-256 and SQLite's integrity check."""
+    _, target, ui = open_target(c, production=production, json=json, quick=quick)
+    with ui.step(f"verify {which} on {target.describe()}") as step:
+        results = target.verify(which)
+        good = sum(1 for item in results if item["ok"])
+        step.detail = f"{good} of {len(results)} ok"
+    for item in results:
+        mark = "ok" if item["ok"] else "FAILED: " + "; ".join(item["problems"][:3])
+        ui.info(f"  {item['name']}  {item['check']}_check  {mark}")
+    if json:
+        ui.emit(results)
+    backups.require_ok(results)
+
+
+@task(
+    help={
+        "max_age": "exit 7 when the newest backup is older than this (e.g. 26h, 2d, 90m)",
+        "production": PRODUCTION,
+        "json": JSON,
+    }
+)
+@guarded
+def status(c, max_age=None, production=False, json=False):
+    """Backup status in the shape /health reports; alerts with --max-age."""
+    limit = config.parse_duration(max_age, "--max-age") if max_age is not None else None
+    _, target, ui = open_target(c, production=production, json=json)
+    report = target.status() if production else backups.status(
+        target.list(), dt.datetime.now(dt.UTC)
+    )
+    if json:
+        ui.emit(report)
+    else:
+        latest = report.get("latest")
+        if latest:
+            ui.info(
+                f"{report['count']} backups; latest {latest['name']} "
+                f"({human_age(latest['age'] / 1000)} old)"
+            )
+        else:
+            ui.info(f"No backups for {target.describe()}.")
+    problem = backups.staleness(report, limit)
+    if problem:
+        raise OpsError(f"backup status: {problem}", ExitCode.STALE)

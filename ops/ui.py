@@ -1,0 +1,150 @@
+"""Output: people read stderr, programs read stdout (like httpie's Environment).
+
+One ``UI`` owns both streams. Every step prints one plain line with its outcome
+and duration, so CI logs read well even where spinners print nothing; a spinner
+and progress bars are added only on a terminal. Rich already honours
+``NO_COLOR`` and turns colour off when stderr is not a terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+
+def human_bytes(size: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(size) < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size} B"
+
+
+def human_age(seconds: float) -> str:
+    seconds = max(seconds, 0)
+    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= length:
+            return f"{seconds / length:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def make_console() -> Console:
+    """stderr console; off a terminal, wide enough that log tables do not truncate names."""
+    console = Console(stderr=True, highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(stderr=True, highlight=False, width=160)
+    return console
+
+
+@dataclass
+class Step:
+    label: str
+    detail: str = ""
+    seconds: float = 0.0
+    outcome: str = "running"
+
+
+class UI:
+    def __init__(self, *, json_mode: bool = False, err: Console | None = None, out=None):
+        self.json_mode = json_mode
+        self.err = err or make_console()
+        self.out = out or sys.stdout
+        self.steps: list[Step] = []
+
+    @property
+    def interactive(self) -> bool:
+        return self.err.is_terminal and self.err.is_interactive
+
+    # -- lines for people (stderr)
+    def info(self, message: str) -> None:
+        self.err.print(escape(message))
+
+    def warn(self, message: str) -> None:
+        self.err.print(f"[bold yellow]WARNING:[/] {escape(message)}")
+
+    @contextlib.contextmanager
+    def step(self, label: str):
+        """Run one step: a spinner on a terminal, and always one line when it ends."""
+        step = Step(label)
+        self.steps.append(step)
+        started = time.monotonic()
+        status = self.err.status(escape(label)) if self.interactive else contextlib.nullcontext()
+        try:
+            with status:
+                yield step
+        except BaseException:
+            step.outcome = "failed"
+            raise
+        else:
+            step.outcome = "ok" if step.outcome == "running" else step.outcome
+        finally:
+            step.seconds = round(time.monotonic() - started, 3)
+            self._print_step(step)
+
+    def skipped(self, label: str, reason: str) -> None:
+        step = Step(label, reason, 0.0, "skipped")
+        self.steps.append(step)
+        self._print_step(step)
+
+    def _print_step(self, step: Step) -> None:
+        mark = {"ok": "[green]✓[/]", "failed": "[red]✗[/]", "skipped": "[yellow]-[/]"}.get(
+            step.outcome, "•"
+        )
+        detail = f"  {escape(step.detail)}" if step.detail else ""
+        self.err.print(f"{mark} {escape(step.label)}{detail} [dim]({step.seconds:.1f}s)[/]")
+
+    def steps_table(self, title: str = "Steps") -> None:
+        table = Table(title=title, title_justify="left")
+        for column in ("step", "outcome", "seconds", "detail"):
+            table.add_column(column, justify="right" if column == "seconds" else "left")
+        for step in self.steps:
+            table.add_row(step.label, step.outcome, f"{step.seconds:.1f}", step.detail)
+        self.err.print(table)
+
+    def table(self, title: str, columns: list[str], rows: list[list[str]]) -> None:
+        table = Table(title=title, title_justify="left")
+        for column in columns:
+            table.add_column(column)
+        for row in rows:
+            table.add_row(*[escape(str(cell)) for cell in row])
+        self.err.print(table)
+
+    @contextlib.contextmanager
+    def transfer(self, label: str, total: int):
+        """A byte progress bar on a terminal; a callback ``update(done)`` either way."""
+        if not self.interactive:
+            yield lambda done: None
+            return
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=self.err,
+            transient=True,
+        )
+        with progress:
+            task = progress.add_task(escape(label), total=total or None)
+            yield lambda done: progress.update(task, completed=done)
+
+    # -- data for programs (stdout)
+    def emit(self, data) -> None:
+        self.out.write(json.dumps(data, indent=2, default=str) + "\n")
+        self.out.flush()
