@@ -33,6 +33,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+UTC = dt.timezone.utc  # noqa: UP017 - the engine also runs on the machine's python3 >= 3.8
 NAME_PATTERN = re.compile(r"^steps-(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2})\.db$")
 NAME_FORMAT = "steps-%Y-%m-%dT%H-%M-%S.db"
 TMP_PREFIX = ".tmp-"
@@ -92,7 +93,7 @@ class VerifyResult:
 
 
 def backup_name(when: dt.datetime) -> str:
-    return when.astimezone(dt.UTC).strftime(NAME_FORMAT)
+    return when.astimezone(UTC).strftime(NAME_FORMAT)
 
 
 def parse_created(name: str) -> dt.datetime | None:
@@ -101,7 +102,8 @@ def parse_created(name: str) -> dt.datetime | None:
     if not match:
         return None
     try:
-        return dt.datetime.strptime(match.group(1), "%Y-%m-%dT%H-%M-%S").replace(tzinfo=dt.UTC)
+        parsed = dt.datetime.strptime(match.group(1), "%Y-%m-%dT%H-%M-%S")
+        return parsed.replace(tzinfo=UTC)
     except ValueError:
         return None
 
@@ -118,7 +120,7 @@ def check_name(name: str) -> str:
 
 
 def iso(when: dt.datetime) -> str:
-    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ---------------------------------------------------------------- files
@@ -200,13 +202,12 @@ def prepare_dir(directory: Path) -> None:
 
 
 @contextlib.contextmanager
-def backup_lock(directory: Path, wait: float = 0.0):
-    """One backup (or cleanup) per backup folder at a time.
+def file_lock(lock_path: Path, wait: float = 0.0, what: str = "another backup"):
+    """An exclusive lock on ``lock_path`` naming its holder (who, where, since when).
 
     ``flock`` is released by the kernel when the holder dies, even by ``kill -9``,
     so a crashed run never leaves a stale lock behind.
     """
-    lock_path = directory / LOCK_NAME
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         deadline = time.monotonic() + max(wait, 0.0)
@@ -219,17 +220,26 @@ def backup_lock(directory: Path, wait: float = 0.0):
                     holder = os.pread(fd, 512, 0).decode(errors="replace").strip()
                     hint = " (use --lock-wait SECONDS to wait for it)" if wait <= 0 else ""
                     raise EngineError(
-                        f"another backup holds the lock on {directory}: {holder or 'unknown'}"
-                        + hint,
+                        f"{what} holds the lock {lock_path}: {holder or 'unknown'}{hint}",
                         "locked",
                     ) from None
                 time.sleep(0.1)
         os.ftruncate(fd, 0)
-        stamp = iso(dt.datetime.now(dt.UTC))
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {stamp}".encode(), 0)
+        os.pwrite(fd, holder_text().encode(), 0)
         yield
     finally:
         os.close(fd)
+
+
+def holder_text() -> str:
+    user = os.environ.get("GITHUB_ACTOR") or os.environ.get("USER") or "unknown"
+    stamp = iso(dt.datetime.now(UTC))
+    return f"{user} (pid {os.getpid()} on {socket.gethostname()}) since {stamp}"
+
+
+def backup_lock(directory: Path, wait: float = 0.0):
+    """One backup (or cleanup) per backup folder at a time."""
+    return file_lock(directory / LOCK_NAME, wait, "another backup")
 
 
 def remove_stale_temporaries(directory: Path) -> list[str]:
@@ -336,7 +346,7 @@ def create_backup(
     timeout: float | None = None,
     lock_wait: float = 0.0,
     on_pages=None,
-    clock=lambda: dt.datetime.now(dt.UTC),
+    clock=lambda: dt.datetime.now(UTC),
 ) -> BackupResult:
     """Make one verified backup of ``source`` in ``directory``."""
     source, directory = Path(source), Path(directory)
@@ -371,7 +381,7 @@ def create_backup(
                 seconds=round(time.monotonic() - started, 3),
                 source=str(source),
             )
-            _publish(tmp, final, result)
+            publish(tmp, final, result)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise EngineError(f"backup folder is full: {directory}", "no_space") from exc
@@ -385,8 +395,10 @@ def create_backup(
         return result
 
 
-def _publish(tmp: Path, final: Path, result: BackupResult) -> None:
+def publish(tmp: Path, final: Path, result: BackupResult) -> None:
     """Write the sidecars, then link the backup into place without ever overwriting."""
+    if final.exists():
+        raise EngineError(f"backup {final.name} already exists; not overwritten", "exists")
     checksum_file, manifest_file = sidecars(final)
     write_private(checksum_file, f"{result.sha256}  {final.name}\n")
     write_private(manifest_file, json.dumps(asdict(result), indent=2) + "\n")
@@ -520,6 +532,7 @@ def main(argv: list[str] | None = None) -> int:
     p_verify.add_argument("--dir", required=True)
     p_verify.add_argument("--which", default="latest")
     p_verify.add_argument("--check", default="integrity", choices=CHECKS)
+    p_verify.add_argument("names", nargs="*", help="backup names (instead of --which)")
     p_delete = sub.add_parser("delete")
     p_delete.add_argument("--dir", required=True)
     p_delete.add_argument("names", nargs="*")
@@ -535,10 +548,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "list":
             data = [asdict(item) for item in list_backups(args.dir)]
         elif args.command == "verify":
-            data = [
-                asdict(verify_backup(item.path, args.check))
-                for item in resolve_backup(args.dir, args.which)
-            ]
+            chosen = [
+                item for name in args.names for item in resolve_backup(args.dir, name)
+            ] or resolve_backup(args.dir, args.which)
+            data = [asdict(verify_backup(item.path, args.check)) for item in chosen]
         else:
             data = delete_backups(args.dir, args.names)
         print(RESULT_MARK, json.dumps({"ok": True, "data": data}), flush=True)

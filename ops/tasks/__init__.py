@@ -5,12 +5,13 @@ from __future__ import annotations
 from invoke import Collection
 
 from ops.config import DEFAULTS
-from ops.tasks import backup
+from ops.tasks import backup, deploy
 
 
 def namespace() -> Collection:
     ns = Collection()
     ns.add_collection(Collection.from_module(backup))
+    ns.add_collection(Collection.from_module(deploy))
     ns.configure(DEFAULTS)
     # Invoke's own echo format is raw ANSI that ignores NO_COLOR; ours is plain.
     ns.configure({"run": {"echo_format": "$ {command}"}})

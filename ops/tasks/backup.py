@@ -183,3 +183,68 @@ def status(c, max_age=None, production=False, json=False):
     problem = backups.staleness(report, limit)
     if problem:
         raise OpsError(f"backup status: {problem}", ExitCode.STALE)
+
+
+def production_target(c, json: bool = False, **flags):
+    """Snapshots and downloads only make sense against production."""
+    return open_target(c, production=True, json=json, **flags)
+
+
+@task(
+    help={
+        "no_wait": "only schedule the snapshot; do not wait until it is created",
+        "timeout": "seconds to wait for the snapshot (default: backup.snapshot_timeout, 600)",
+        "json": JSON,
+    }
+)
+@guarded
+def volume(c, no_wait=False, timeout=None, json=False):
+    """Snapshot the production volume and wait until the snapshot exists."""
+    settings, target, ui = production_target(c, json=json, snapshot_timeout=timeout)
+    snap = target.snapshot(wait=not no_wait, timeout=settings.snapshot_timeout,
+                           interval=settings.health_interval)
+    if snap.get("id"):
+        ui.info(f"Snapshot {snap['id']} of {snap['volume']}: {human_bytes(snap['size'])}, "
+                f"kept {snap.get('retention_days') or '?'} days")
+    else:
+        ui.info(f"Snapshot of {snap['volume']} scheduled (not waited for).")
+    if json:
+        ui.emit(snap)
+
+
+@task(help={"json": JSON})
+@guarded
+def snapshots(c, json=False):
+    """List the production volume's snapshots, newest first."""
+    _, target, ui = production_target(c, json=json)
+    found = list(reversed(target.fly.snapshots(target.app, target.volume.id)))
+    if json:
+        ui.emit([asdict(snap) for snap in found])
+        return
+    ui.table(
+        f"Snapshots of {target.volume.id} ({len(found)})",
+        ["id", "status", "created", "stored", "volume size", "retention (days)"],
+        [[snap.id or "(pending)", snap.status, snap.created_at, human_bytes(snap.size),
+          human_bytes(snap.volume_size), snap.retention_days or "-"] for snap in found],
+    )
+
+
+@task(
+    positional=["which"],
+    help={
+        "which": "latest, or a backup's file name on the production machine (required)",
+        "quick": "check the download with PRAGMA quick_check instead of integrity_check",
+        "json": JSON,
+    },
+)
+@guarded
+def download(c, which, quick=False, json=False):
+    """Download a production backup into backup.dir, checked against its SHA-256."""
+    settings, target, ui = production_target(c, json=json, quick=quick)
+    if which == "all":
+        raise OpsError("download one backup at a time: latest or a name", ExitCode.USAGE)
+    name = target.names(which)[0]
+    result = target.download(name, settings.backup_dir)
+    ui.info(f"Saved {result['path']}")
+    if json:
+        ui.emit(result)

@@ -1,0 +1,338 @@
+"""The production machine on Fly.io as a backup target, plus snapshots and downloads.
+
+Production is the volume named like fly.toml's ``[mounts] source`` that is
+attached to a started machine; every ``fly ssh`` call names that machine with
+``--machine``. The choice is a pure function (``choose_production``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import asdict
+from pathlib import Path
+
+from ops import engine, fly, remote
+from ops.config import Settings
+from ops.errors import ExitCode, OpsError
+from ops.ui import UI, human_bytes
+
+
+def choose_production(volumes: list[fly.Volume], machines: list[fly.Machine], source: str,
+                      app: str) -> tuple[fly.Volume, fly.Machine]:
+    """The one volume named ``source`` attached to a started machine, and that machine."""
+    if not source:
+        raise OpsError("fly.toml has no [mounts] source: cannot tell which volume holds the "
+                       "database", ExitCode.USAGE)
+    named = [vol for vol in volumes if vol.name == source]
+    if not named:
+        raise OpsError(f"app {app} has no volume named {source!r}", ExitCode.NOT_FOUND)
+    started = {machine.id: machine for machine in machines if machine.state == "started"}
+    candidates = [(vol, started[vol.attached_machine_id]) for vol in named
+                  if vol.attached_machine_id in started]
+    if not candidates:
+        attached = ", ".join(f"{vol.id}→{vol.attached_machine_id or 'unattached'}" for vol in named)
+        raise OpsError(f"no started machine has a {source!r} volume attached ({attached}); "
+                       f"check `fly status -a {app}`", ExitCode.NOT_FOUND)
+    if len(candidates) > 1:
+        listed = ", ".join(f"{vol.id} on {machine.id}" for vol, machine in candidates)
+        raise OpsError(f"several started machines have a {source!r} volume ({listed}): "
+                       "this toolkit expects one production machine", ExitCode.USAGE)
+    return candidates[0]
+
+
+def new_snapshot(before: list[fly.Snapshot], after: list[fly.Snapshot],
+                 requested_at: dt.datetime) -> fly.Snapshot | None:
+    """The snapshot our request created: not there before, made after the request."""
+    seen = {(snap.id, snap.created_at) for snap in before if snap.id}
+    horizon = requested_at - dt.timedelta(seconds=60)  # tolerate clock skew with Fly
+    fresh = [snap for snap in after
+             if (snap.id, snap.created_at) not in seen and _when(snap.created_at) >= horizon]
+    return max(fresh, key=lambda snap: snap.created_at) if fresh else None
+
+
+def _when(stamp: str) -> dt.datetime:
+    try:
+        return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+class FlyTarget:
+    """Backups in ``backup.remote_dir`` on the production machine, through flyctl."""
+
+    production = True
+
+    def __init__(self, settings: Settings, ui: UI, runner: fly.Fly | None = None):
+        self.settings = settings
+        self.ui = ui
+        self.db = remote.remote_path(settings.db_remote_path, "db.remote_path")
+        self.dir = remote.remote_path(settings.backup_remote_dir, "backup.remote_dir")
+        self.app = settings.app
+        self.fly = runner or fly.Fly(settings.flyctl())
+        self._resolved: tuple[fly.Volume, fly.Machine] | None = None
+
+    def describe(self) -> str:
+        return f"production {self.app}:{self.db}"
+
+    # -- production machine
+    @property
+    def volume(self) -> fly.Volume:
+        return self.resolve()[0]
+
+    @property
+    def machine(self) -> fly.Machine:
+        return self.resolve()[1]
+
+    def resolve(self) -> tuple[fly.Volume, fly.Machine]:
+        if self._resolved is None:
+            with self.ui.step(f"resolve production machine of {self.app}") as step:
+                volumes = self.fly.volumes(self.app)
+                machines = self.fly.machines(self.app)
+                self._resolved = choose_production(
+                    volumes, machines, self.settings.fly_toml().mount_source, self.app)
+                volume, machine = self._resolved
+                step.detail = f"machine {machine.id} ({machine.region}), volume {volume.id}"
+        return self._resolved
+
+    def exec(self, script: str, *, engine_source: bool = False,
+             timeout: float | None = None) -> remote.RemoteOutput:
+        """Run a script on the machine; its real status comes back through the sentinel."""
+        stdin = Path(engine.__file__).read_text() if engine_source else ""
+        result = self.fly.run(
+            fly.ssh_console(self.app, self.machine.id, remote.wrap(script)),
+            input=stdin, check=False, timeout=timeout,
+        )
+        output = remote.parse_output(result.stdout)
+        if output.status is None:
+            raise fly.FlyError(
+                f"`fly ssh console` on {self.machine.id} failed: "
+                f"{fly.error_line(result.stderr, result.returncode)}", stderr=result.stderr)
+        return output
+
+    # -- the target interface
+    def backup(self, on_pages=None) -> dict:
+        s = self.settings
+        script = remote.backup_script(
+            self.db, self.dir, check=s.check, remote_command=s.remote_command,
+            timeout=s.backup_timeout, lock_wait=s.lock_wait)
+        output = self.exec(script, engine_source=True)
+        if output.strategy == "none":
+            raise OpsError(remote.NEEDS, ExitCode.ERROR)
+        if output.strategy == "remote_command":
+            return self._adopt_app_backup(output)
+        data = output.data("backup")
+        data["strategy"] = output.strategy
+        return data
+
+    def _adopt_app_backup(self, output: remote.RemoteOutput) -> dict:
+        """The app's own script made a file: it counts once downloaded and verified here."""
+        if output.status != 0:
+            output.data("backup.remote_command")
+            raise OpsError(f"backup.remote_command failed on the machine (exit {output.status})")
+        before = {e[1] for e in output.entries if e[0] == "before"}
+        new = sorted(e[1] for e in output.entries if e[0] == "after" and e[1] not in before)
+        if not new:
+            raise OpsError(f"backup.remote_command finished but no new backup appeared in "
+                           f"{self.dir}", ExitCode.ERROR)
+        local = self.download(new[-1], self.settings.backup_dir, check=True)
+        self.exec(_sidecar_script(self.dir, new[-1], local))
+        return {**local, "path": f"{self.dir}/{new[-1]}", "strategy": "remote_command",
+                "local_copy": local["path"]}
+
+    def list(self) -> list[engine.BackupFile]:
+        output = self.exec(remote.list_script(self.dir))
+        if output.status != 0:
+            raise OpsError(f"cannot list {self.dir} on {self.machine.id}")
+        found = []
+        for name, size, digest, manifest in (e for e in output.entries if len(e) == 4):
+            created = engine.parse_created(name)
+            if created is None:
+                continue
+            found.append(engine.BackupFile(
+                name=name, path=f"{self.dir}/{name}", created=engine.iso(created),
+                size=int(size), sha256=digest if len(digest) == 64 else None,
+                verified=manifest == "1"))
+        return sorted(found, key=lambda item: item.name)
+
+    def names(self, which: str) -> list[str]:
+        backups = self.list()
+        if which in ("latest", "all"):
+            if not backups:
+                raise OpsError(f"no backups in {self.dir} on {self.machine.id}",
+                               ExitCode.NOT_FOUND)
+            return [b.name for b in (backups[-1:] if which == "latest" else backups)]
+        engine.check_name(which)
+        if which not in {b.name for b in backups}:
+            raise OpsError(f"no backup named {which} in {self.dir} on the production machine",
+                           ExitCode.NOT_FOUND)
+        return [which]
+
+    def verify(self, which: str) -> list[dict]:
+        names = self.names(which)
+        check = self.settings.check
+        output = self.exec(remote.verify_script(self.dir, names, check), engine_source=True)
+        if output.strategy == "python3":
+            return output.data("verify")
+        if output.strategy == "sqlite3":
+            if output.result is not None:
+                output.data("verify")
+            return [_sqlite_verdict(entry, check) for entry in output.entries]
+        return self._verify_by_download(names)
+
+    def _verify_by_download(self, names: list[str]) -> list[dict]:
+        """No SQLite on the machine: fetch each backup and check it here."""
+        results = []
+        with tempfile.TemporaryDirectory(prefix="ops-verify-") as scratch:
+            for name in names:
+                local = self.download(name, Path(scratch), check=False)
+                verdict = engine.verify_backup(local["path"], self.settings.check)
+                results.append(asdict(verdict) | {"where": "downloaded"})
+        return results
+
+    def delete(self, names: list[str]) -> list[str]:
+        if names:
+            output = self.exec(remote.delete_script(self.dir, names))
+            if output.status != 0:
+                raise OpsError(f"could not delete old backups in {self.dir}")
+        return names
+
+    def status(self) -> dict:
+        """The app's own /health view of backups; the remote folder if it cannot be read."""
+        url = self.settings.health
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310
+                block = json.load(response).get("backup")
+            if isinstance(block, dict) and "hasBackups" in block:
+                return block | {"source": url}
+            reason = "it has no backup block"
+        except (OSError, ValueError, AttributeError) as exc:
+            reason = f"{getattr(exc, 'reason', exc)}"
+        self.ui.warn(f"{url} unreachable ({reason}); listing {self.dir} on the machine instead")
+        from ops.backups import status
+
+        return status(self.list(), dt.datetime.now(dt.UTC)) | {"source": "remote folder"}
+
+    # -- snapshots
+    def snapshot(self, *, wait: bool = True, timeout: float = 600,
+                 interval: float = 5.0) -> dict:
+        volume = self.volume
+        before = self.fly.snapshots(self.app, volume.id)
+        requested_at = dt.datetime.now(dt.UTC)
+        with self.ui.step(f"schedule snapshot of {volume.id}") as step:
+            result = self.fly.run(fly.snapshots_create(self.app, volume.id))
+            step.detail = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+        if not wait:
+            return {"volume": volume.id, "status": "scheduled", "id": None}
+        with self.ui.step(f"wait for snapshot of {volume.id}") as step:
+            deadline = time.monotonic() + timeout
+            while True:
+                snap = new_snapshot(before, self.fly.snapshots(self.app, volume.id), requested_at)
+                if snap and snap.status == "created" and snap.id:
+                    step.detail = f"{snap.id}  {human_bytes(snap.size)}"
+                    return asdict(snap) | {"volume": volume.id}
+                if snap and snap.status in ("failed", "error", "destroyed"):
+                    raise OpsError(f"snapshot of {volume.id} ended as {snap.status}")
+                if time.monotonic() >= deadline:
+                    state = snap.status if snap else "not listed yet"
+                    raise OpsError(
+                        f"snapshot of {volume.id} not created within {timeout:g}s "
+                        f"(status: {state}); check `fly volumes snapshots list {volume.id}`",
+                        ExitCode.TIMEOUT)
+                time.sleep(interval)
+
+    # -- downloads
+    def download(self, name: str, directory: Path, *, check: bool = True) -> dict:
+        """Fetch one backup: temporary name, SHA-256 against the machine's, then rename."""
+        engine.check_name(name)
+        directory = Path(directory)
+        final = directory / name
+        if final.exists():
+            raise OpsError(f"{final} already exists; not overwritten", ExitCode.USAGE)
+        engine.prepare_dir(directory)
+        remote_file = f"{self.dir}/{name}"
+        info = self.exec(remote.sha256_script(remote_file))
+        if info.status == 3:
+            raise OpsError(f"no backup named {name} on the production machine",
+                           ExitCode.NOT_FOUND)
+        if info.status != 0 or not info.entries:
+            raise OpsError(f"cannot compute the SHA-256 of {remote_file} on the machine "
+                           "(it needs sha256sum)")
+        expected, size = info.entries[0][0], int(info.entries[0][1])
+        tmp = directory / f"{engine.TMP_PREFIX}{name}.download-{os.getpid()}"
+        try:
+            with self.ui.step(f"download {name}") as step:
+                with self.ui.transfer(name, size) as update, _watch(tmp, update):
+                    self.fly.run(fly.sftp_get(self.app, self.machine.id, remote_file, str(tmp)),
+                                 timeout=None)
+                os.chmod(tmp, 0o600)
+                digest = engine.sha256_file(tmp)
+                if digest != expected:
+                    raise OpsError(f"download of {name} is corrupt: SHA-256 {digest[:12]}… but "
+                                   f"the machine has {expected[:12]}…", ExitCode.VERIFY_FAILED)
+                if check:
+                    problems = engine.run_check(tmp, self.settings.check)
+                    if problems:
+                        raise OpsError(f"{name} failed {self.settings.check}_check: "
+                                       f"{problems[0]}", ExitCode.VERIFY_FAILED)
+                created = engine.iso(engine.parse_created(name))
+                result = engine.BackupResult(
+                    name=name, path=str(final), created=created, size=tmp.stat().st_size,
+                    sha256=digest, check=self.settings.check if check else "none",
+                    seconds=0.0, source=f"{self.app}:{remote_file}", strategy="download")
+                engine.publish(tmp, final, result)
+                step.detail = f"{human_bytes(result.size)}  sha256 {digest[:12]} matches"
+        finally:
+            tmp.unlink(missing_ok=True)
+        return asdict(result)
+
+
+def _sqlite_verdict(entry: list[str], check: str) -> dict:
+    name, digest, recorded, *verdict = entry
+    problems = [] if verdict == ["ok"] else [" ".join(verdict) or "no answer from sqlite3"]
+    recorded = None if recorded == "-" else recorded
+    if recorded and recorded != digest:
+        problems.insert(0, f"SHA-256 mismatch: recorded {recorded[:12]}…, file has {digest[:12]}…")
+    return {"name": name, "ok": not problems, "check": check, "size": 0, "sha256": digest,
+            "recorded_sha256": recorded, "problems": problems}
+
+
+def _sidecar_script(directory: str, name: str, local: dict) -> str:
+    """Record what we verified beside the app's file, so list/verify know it."""
+    import shlex
+
+    manifest = json.dumps({k: local[k] for k in ("name", "size", "sha256", "check")}
+                          | {"strategy": "remote_command"})
+    base = f"{directory}/{name}"
+    return (f"printf '%s  %s\\n' {local['sha256']} {shlex.quote(name)} > "
+            f"{shlex.quote(base + '.sha256')} && printf '%s\\n' {shlex.quote(manifest)} > "
+            f"{shlex.quote(base + '.json')}")
+
+
+class _watch:
+    """Report a growing file's size while flyctl writes it (flyctl shows no progress)."""
+
+    def __init__(self, path: Path, update):
+        self.path, self.update = path, update
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stop.wait(0.2):
+            with contextlib.suppress(OSError):
+                self.update(self.path.stat().st_size)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()

@@ -1,0 +1,130 @@
+"""Deploy to Fly.io behind a verified backup, a volume snapshot and a health gate."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from invoke import task
+
+from ops import config
+from ops import deploy as deploys
+from ops.cli import guarded
+from ops.errors import ExitCode, OpsError
+from ops.ui import UI
+
+JSON = "print the audit record (or the plan, with --dry-run) as JSON on stdout"
+DRY_RUN = "print the plan with the exact flyctl commands and run nothing"
+LOCK_WAIT = "seconds to wait for another deploy's lock (default: deploy.lock_wait, 0)"
+HEALTH_TIMEOUT = "seconds the health gate waits for /health (default: health.timeout, 300)"
+
+
+def passthrough() -> tuple[str, ...]:
+    """Arguments after `--` go to `fly deploy` untouched (Invoke 2 does not expose them)."""
+    return tuple(sys.argv[sys.argv.index("--") + 1:]) if "--" in sys.argv else ()
+
+
+def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout) -> None:
+    settings = config.load(c.config, deploy_lock_wait=lock_wait, health_timeout=health_timeout)
+    ui = UI(json_mode=json)
+    options = options_for(settings)
+    steps = deploys.plan(options)
+    if dry_run:
+        ui.table(f"Plan for {options.app} (dry run: nothing runs)", ["step", "what", "commands"],
+                 deploys.render(steps))
+        if json:
+            ui.emit({"dry_run": True, "steps": deploys.plan_as_data(steps)})
+        return
+    from ops.production import FlyTarget
+
+    target = FlyTarget(settings, ui)
+    deployment = deploys.Deployment(options, settings, target, ui)
+    try:
+        deployment.run(steps)
+    finally:
+        ui.steps_table(f"{deployment.record.get('kind', 'deploy')} of {options.app}: "
+                       f"{deployment.record.get('outcome', '?')}")
+        if json and deployment.record:
+            ui.emit(deployment.record)
+
+
+@task(
+    default=True,
+    help={
+        "skip_backup": "EMERGENCY: deploy without the backup and the snapshot (loud, recorded)",
+        "dry_run": DRY_RUN,
+        "image": "deploy this image instead of building (fly deploy --image)",
+        "remote_only": "build on Fly's builders (default on in CI)",
+        "local_only": "build with the local Docker instead (turns --remote-only off)",
+        "strategy": "rolling (default), bluegreen or immediate (fly deploy --strategy)",
+        "wait_timeout": "how long fly deploy waits for health checks, e.g. 5m",
+        "require_clean": "refuse to deploy from a git tree with uncommitted changes",
+        "lock_wait": LOCK_WAIT,
+        "health_timeout": HEALTH_TIMEOUT,
+        "json": JSON,
+    },
+)
+@guarded
+def deploy(c, skip_backup=False, dry_run=False, image=None, remote_only=False, local_only=False,
+           strategy=None, wait_timeout=None, require_clean=False, lock_wait=None,
+           health_timeout=None, json=False):
+    """Backup (verified) → snapshot → fly deploy → health gate; arguments after -- go to fly."""
+    if strategy == "canary":
+        raise OpsError("--strategy canary is refused by flyctl for apps with volumes",
+                       ExitCode.USAGE)
+    in_ci = bool(os.environ.get("CI"))
+
+    def options_for(settings):
+        return deploys.DeployOptions(
+            app=settings.app, config=str(settings.fly_config), health_url=settings.health,
+            skip_backup=skip_backup, image=image,
+            remote_only=(remote_only or in_ci) and not local_only, strategy=strategy,
+            wait_timeout=wait_timeout, extra=passthrough(), require_clean=require_clean,
+        )
+
+    run_plan(c, options_for, dry_run=dry_run, json=json, lock_wait=lock_wait,
+             health_timeout=health_timeout)
+
+
+@task(
+    help={
+        "to": "release version to go back to (default: the one before the current release)",
+        "dry_run": DRY_RUN,
+        "strategy": "fly deploy --strategy for the redeploy",
+        "lock_wait": LOCK_WAIT,
+        "health_timeout": HEALTH_TIMEOUT,
+        "json": JSON,
+    }
+)
+@guarded
+def rollback(c, to=None, dry_run=False, strategy=None, lock_wait=None, health_timeout=None,
+             json=False):
+    """Redeploy an earlier release's image (never touches data), with the health gate."""
+    version = _version(to)
+
+    def options_for(settings):
+        chosen = version
+        if chosen is None:
+            if dry_run:
+                chosen = 0  # resolved from `fly releases` when it runs
+            else:
+                from ops.fly import Fly
+
+                chosen = deploys.previous_version(Fly(settings.flyctl()).releases(settings.app))
+        return deploys.DeployOptions(
+            app=settings.app, config=str(settings.fly_config), health_url=settings.health,
+            strategy=strategy, rollback_to=chosen,
+        )
+
+    run_plan(c, options_for, dry_run=dry_run, json=json, lock_wait=lock_wait,
+             health_timeout=health_timeout)
+
+
+def _version(text) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(str(text).lstrip("v"))
+    except ValueError:
+        raise OpsError(f"--to must be a release version like 12 or v12, got {text!r}",
+                       ExitCode.USAGE) from None
