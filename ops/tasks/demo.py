@@ -1,0 +1,128 @@
+"""The toolkit on a sample database: what a fresh machine can run in a minute."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from invoke import task
+
+from ops import backups, config, engine, sample
+from ops.cli import guarded
+from ops.errors import OpsError
+from ops.targets import LocalTarget
+from ops.ui import UI, human_bytes
+
+
+@task(
+    help={
+        "dir": "folder for the demo's database and backups (default: demo)",
+        "mb": "size of the sample database in MB (default 30)",
+        "fresh": "delete the demo folder first and build a new sample database",
+    }
+)
+@guarded
+def demo(c, dir="demo", mb=30, fresh=False):
+    """Build a sample Step Challenge DB, then back up (while it is written), verify,
+    list, prune and restore it into a scratch copy."""
+    root = Path(dir)
+    if fresh and root.exists():
+        shutil.rmtree(root)
+    db, backup_dir = root / "data" / "steps.db", root / "data" / "backups"
+    settings = config.load(c.config, db=str(db), dir=str(backup_dir), keep=2)
+    ui = UI()
+    target = LocalTarget(settings)
+
+    if not db.exists():
+        with ui.step(f"build a sample database of about {mb} MB") as step:
+            stats = sample.build_sample_database(db, target_mb=float(mb))
+            step.detail = (f"{stats['users']} users, {stats['teams']} teams, "
+                           f"{stats['steps']} step entries, {human_bytes(stats['bytes'])}")
+    else:
+        ui.skipped("build a sample database", f"{db} exists (use --fresh to rebuild)")
+
+    with _app_writing(db, root) as writer:
+        made = [backups.make_backup(target, ui) for _ in range(3)]
+    ui.info(f"  the stand-in app committed {writer.commits()} transactions during the backups")
+
+    with ui.step("verify every backup (SHA-256 + integrity_check)") as step:
+        results = target.verify("all")
+        backups.require_ok(results)
+        step.detail = f"{len(results)} of {len(results)} ok"
+
+    decisions = backups.cleanup(target, ui, settings.keep, dry_run=True)
+    ui.table("Retention plan (keep 2)", ["backup", "action", "reason"],
+             [[d.name, d.action, d.reason] for d in decisions])
+    backups.cleanup(target, ui, settings.keep)
+
+    scratch = root / "restored.db"
+    with ui.step(f"restore the newest backup into a scratch copy {scratch}") as step:
+        for leftover in (scratch, Path(f"{scratch}-wal"), Path(f"{scratch}-shm")):
+            leftover.unlink(missing_ok=True)
+        engine.restore_into(made[-1]["path"], scratch)
+        problems = engine.run_check(scratch)
+        if problems:
+            raise OpsError(f"the restored copy failed integrity_check: {problems[0]}")
+        step.detail = f"{_rows(scratch, 'steps')} step entries, integrity_check ok"
+
+    ui.table(f"Backups in {backup_dir}", ["name", "size", "sha256"],
+             [[b.name, human_bytes(b.size), (b.sha256 or "-")[:16]] for b in target.list()])
+    ui.steps_table("Demo")
+    ui.info(f"Try: invoke backup.list --json   (with INVOKE_DB_PATH={db} "
+            f"INVOKE_BACKUP_DIR={backup_dir})")
+
+
+def _rows(path: Path, table: str) -> int:
+    conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+    try:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+    finally:
+        conn.close()
+
+
+class _app_writing:
+    """A separate process committing to the database, as the live app would."""
+
+    def __init__(self, db: Path, root: Path):
+        root = root.resolve()
+        self.db, self.stop_file = db.resolve(), root / ".writer-stop"
+        self.report, self.ready = root / ".writer-report.json", root / ".writer-ready"
+
+    def __enter__(self):
+        for path in (self.stop_file, self.report, self.ready):
+            path.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "ops.sample", "write", str(self.db), "--interval", "0.005",
+             "--stop-file", str(self.stop_file), "--report", str(self.report),
+             "--ready-file", str(self.ready)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        deadline = time.monotonic() + 10
+        while not self.ready.exists():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.proc.kill()
+                raise OpsError(f"the stand-in app could not write to {self.db}")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_file.touch()
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.stop_file.unlink(missing_ok=True)
+        self.ready.unlink(missing_ok=True)
+
+    def commits(self) -> int | str:
+        import json
+
+        try:
+            return json.loads(self.report.read_text())["commits"]
+        except (OSError, ValueError, KeyError):
+            return "?"
