@@ -1,0 +1,249 @@
+"""Pure pieces of the production path, as data: argv builders, JSON parsing, choosing the
+production machine, finding the new snapshot, the deploy plan, the health verdict."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shlex
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ops import deploy, fly, health, remote
+from ops.errors import ExitCode, OpsError
+from ops.production import choose_production, new_snapshot
+
+FIXTURES = Path(__file__).parent / "fixtures" / "flyctl-json"
+
+
+def load(name: str):
+    return json.loads((FIXTURES / name).read_text())
+
+
+# ---------------------------------------------------------------- argv builders
+
+
+def test_ssh_console_names_the_machine_is_quiet_and_passes_one_command_argument():
+    argv = fly.ssh_console("app", "m1", remote.wrap("echo hi | wc -c"))
+    assert argv[:7] == ["ssh", "console", "-a", "app", "--machine", "m1", "-q"]
+    assert argv[7] == "-C"
+    assert shlex.split(argv[8])[:2] == ["sh", "-c"]
+    assert len(argv) == 9
+
+
+def test_snapshot_commands_never_pass_a_config_flag():
+    # `fly volumes snapshots` accepts only -a and --json; -c is an unknown-flag error there
+    for argv in (fly.snapshots_create("app", "vol_1"), fly.snapshots_list("app", "vol_1")):
+        assert "-c" not in argv and "--config" not in argv
+    assert fly.snapshots_create("app", "vol_1") == [
+        "volumes", "snapshots", "create", "vol_1", "-a", "app"]
+    assert fly.snapshots_list("app", "vol_1")[-1] == "--json"
+
+
+def test_deploy_argv():
+    assert fly.deploy("app", "fly.toml") == ["deploy", "-a", "app", "-c", "fly.toml"]
+    assert fly.deploy("app", "fly.toml", remote_only=True, strategy="bluegreen",
+                      wait_timeout="10m", extra=("--build-arg", "X=1")) == [
+        "deploy", "-a", "app", "-c", "fly.toml", "--remote-only", "--strategy", "bluegreen",
+        "--wait-timeout", "10m", "--build-arg", "X=1"]
+    # an image needs no build, so --remote-only is dropped
+    assert fly.deploy("app", "f", image="reg/img:1", remote_only=True) == [
+        "deploy", "-a", "app", "-c", "f", "--image", "reg/img:1"]
+
+
+def test_sftp_get_argv_names_local_path_and_machine():
+    assert fly.sftp_get("app", "m1", "/data/backups/x.db", "/tmp/.tmp-x") == [
+        "ssh", "sftp", "get", "/data/backups/x.db", "/tmp/.tmp-x", "-a", "app",
+        "--machine", "m1", "-q"]
+
+
+# ---------------------------------------------------------------- JSON parsing
+
+
+def test_reference_json_parses_into_dataclasses():
+    volumes = [fly.Volume.parse(raw) for raw in load("volumes-list.json")]
+    assert volumes[0].attached_machine_id == "e2865013c41e86"
+    assert volumes[1].attached_machine_id is None
+    machines = [fly.Machine.parse(raw) for raw in load("machine-list.json")]
+    assert machines[0].state == "started"
+    assert machines[0].volumes == ("vol_4y5p2k8qz1m7r3dv",)
+    assert machines[0].image.startswith("registry.fly.io/my-app:deployment-")
+    snaps = [fly.Snapshot.parse(raw) for raw in load("volume-snapshots-list.json")]
+    assert [s.status for s in snaps] == ["created", "created", "running"]
+    assert snaps[2].id == ""
+    releases = [fly.Release.parse(raw) for raw in load("releases.json")]
+    assert releases[0].version == 12 and releases[0].status == "complete"
+    assert releases[1].image_ref.startswith("registry.fly.io/my-app@sha256:")
+
+
+def test_error_line_prefers_flyctls_own_error_line():
+    stderr = "Connecting to fdaa::2...\nError: ssh shell: Process exited with status 3\n"
+    assert fly.error_line(stderr, 1) == "ssh shell: Process exited with status 3"
+    assert fly.error_line("something odd\n", 1) == "something odd"
+    assert fly.error_line("", 127) == "exit status 127"
+
+
+def test_flyerror_redacts_tokens(monkeypatch):
+    monkeypatch.setenv("FLY_API_TOKEN", "FlyV1 secret-token-value")
+    err = fly.FlyError("bad token FlyV1 secret-token-value given")
+    assert "secret-token-value" not in str(err)
+    assert "***" in str(err)
+
+
+# ---------------------------------------------------------------- production resolution
+
+
+def volumes_and_machines():
+    volumes = [fly.Volume.parse(raw) for raw in load("volumes-list.json")]
+    machines = [fly.Machine.parse(raw) for raw in load("machine-list.json")]
+    return volumes, machines
+
+
+def test_choose_production_picks_the_attached_volume_of_the_started_machine():
+    volumes, machines = volumes_and_machines()
+    volume, machine = choose_production(volumes, machines, "data", "app")
+    assert (volume.id, machine.id) == ("vol_4y5p2k8qz1m7r3dv", "e2865013c41e86")
+
+
+@pytest.mark.parametrize(
+    ("change", "code", "words"),
+    [
+        ("no_volume", ExitCode.NOT_FOUND, "no volume named 'other'"),
+        ("stopped", ExitCode.NOT_FOUND, "no started machine"),
+        ("two", ExitCode.USAGE, "several started machines"),
+        ("no_source", ExitCode.USAGE, "no [mounts] source"),
+    ],
+)
+def test_choose_production_failures_are_clear(change, code, words):
+    volumes, machines = volumes_and_machines()
+    source = "data"
+    if change == "no_volume":
+        source = "other"
+    elif change == "stopped":
+        machines = [fly.Machine(m.id, m.name, "stopped", m.region, m.image, m.volumes)
+                    for m in machines]
+    elif change == "two":
+        machines = machines + [fly.Machine("m2", "n", "started", "ams", "", ())]
+        volumes = [volumes[0], fly.Volume("vol_2", "data", "created", 1, "ams", "m2", 5)]
+    elif change == "no_source":
+        source = ""
+    with pytest.raises(OpsError) as caught:
+        choose_production(volumes, machines, source, "app")
+    assert caught.value.code == code
+    assert words in str(caught.value)
+
+
+def snap(id_, status, created):
+    return fly.Snapshot(id_, status, 0, 0, created, 5)
+
+
+def test_new_snapshot_is_the_entry_that_was_not_there_before():
+    requested = dt.datetime(2026, 8, 20, 14, 3, 0, tzinfo=dt.UTC)
+    before = [snap("vs_old", "created", "2026-08-17T02:10:54Z")]
+    pending = before + [snap("", "running", "2026-08-20T14:03:12Z")]
+    done = before + [snap("vs_new", "created", "2026-08-20T14:03:12Z")]
+    assert new_snapshot(before, before, requested) is None
+    assert new_snapshot(before, pending, requested).status == "running"
+    assert new_snapshot(before, done, requested).id == "vs_new"
+    # an old snapshot we had not seen (listed late) is not ours
+    stale = before + [snap("vs_older", "created", "2026-08-10T00:00:00Z")]
+    assert new_snapshot(before, stale, requested) is None
+
+
+# ---------------------------------------------------------------- deploy plan
+
+
+def options(**kw):
+    base = dict(app="app", config="fly.toml", health_url="http://h/health")
+    return deploy.DeployOptions(**(base | kw))
+
+
+def test_plan_runs_backup_and_snapshot_before_deploy():
+    steps = deploy.plan(options())
+    keys = [s.key for s in steps]
+    assert keys == ["preflight", "lock", "backup", "snapshot", "deploy", "health", "record"]
+    by_key = {s.key: s for s in steps}
+    assert by_key["backup"].abort == ExitCode.DEPLOY_ABORTED_BACKUP
+    assert by_key["snapshot"].abort == ExitCode.DEPLOY_ABORTED_SNAPSHOT
+    assert by_key["snapshot"].commands[0] == (
+        "volumes", "snapshots", "create", deploy.VOLUME, "-a", "app")
+    assert by_key["deploy"].commands == (("deploy", "-a", "app", "-c", "fly.toml"),)
+    assert "reports the new backup" in by_key["health"].title
+
+
+def test_plan_with_skip_backup_marks_both_steps_skipped():
+    steps = {s.key: s for s in deploy.plan(options(skip_backup=True))}
+    assert steps["backup"].skipped == "--skip-backup" and not steps["backup"].commands
+    assert steps["snapshot"].skipped == "--skip-backup"
+    assert "reports the new backup" not in steps["health"].title
+
+
+def test_plan_for_rollback_never_touches_data():
+    keys = [s.key for s in deploy.plan(options(rollback_to=11))]
+    assert "backup" not in keys and "snapshot" not in keys
+
+
+def test_plan_passes_flags_and_remainder_to_fly_deploy():
+    steps = {s.key: s for s in deploy.plan(options(
+        remote_only=True, strategy="bluegreen", wait_timeout="9m", extra=("--now",)))}
+    assert steps["deploy"].commands[0] == (
+        "deploy", "-a", "app", "-c", "fly.toml", "--remote-only", "--strategy", "bluegreen",
+        "--wait-timeout", "9m", "--now")
+
+
+def test_previous_version_is_the_complete_release_before_the_current():
+    releases = [fly.Release("r3", 3, "failed", "img3", "", ""),
+                fly.Release("r2", 2, "complete", "img2", "", ""),
+                fly.Release("r1", 1, "complete", "img1", "", "")]
+    assert deploy.previous_version(releases) == 1
+    with pytest.raises(OpsError):
+        deploy.previous_version(releases[:2])
+
+
+# ---------------------------------------------------------------- health verdict
+
+
+def test_health_judge():
+    body = {"backup": {"hasBackups": True, "latest": {"name": "steps-a.db"}}}
+    assert health.judge(200, body, None) is None
+    assert health.judge(200, body, "steps-a.db") is None
+    assert "expected 'steps-b.db'" in health.judge(200, body, "steps-b.db")
+    assert health.judge(503, None, None) == "HTTP 503"
+    assert health.judge(None, None, None) == "no answer"
+
+
+# ---------------------------------------------------------------- remote protocol
+
+
+def run_sh(command: str, tmp_path: Path, stdin: str = "") -> remote.RemoteOutput:
+    """Run a `-C` value the way the machine does: split, no shell of ours."""
+    done = subprocess.run(shlex.split(command), input=stdin, capture_output=True, text=True,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr  # the wrapper itself always exits 0
+    return remote.parse_output(done.stdout)
+
+
+def test_wrap_reports_the_real_exit_status(tmp_path):
+    assert run_sh(remote.wrap("exit 3"), tmp_path).status == 3
+    assert run_sh(remote.wrap("true"), tmp_path).status == 0
+    quoted = run_sh(remote.wrap("printf '%s\\n' \"it's; here\" && exit 0"), tmp_path)
+    assert "it's; here" in quoted.stdout and quoted.status == 0
+
+
+def test_remote_paths_are_plain_absolute_paths():
+    assert remote.remote_path("/data/backups/", "backup.remote_dir") == "/data/backups"
+    for bad in ("data/backups", "/data/$(rm -rf /)", "/data/x'y", "/data/../etc"):
+        with pytest.raises(OpsError) as caught:
+            remote.remote_path(bad, "backup.remote_dir")
+        assert caught.value.code == ExitCode.USAGE
+
+
+def test_delete_script_refuses_names_outside_the_pattern():
+    from ops.engine import EngineError
+
+    with pytest.raises(EngineError):
+        remote.delete_script("/data/backups", ["../steps.db"])
+    script = remote.delete_script("/data/backups", ["steps-2026-01-01T00-00-00.db"])
+    assert "steps-2026-01-01T00-00-00.db.sha256" in script

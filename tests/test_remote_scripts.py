@@ -1,0 +1,147 @@
+"""The machine-side scripts, run for real with sh, sqlite3 and python3 on a PATH that
+holds only what a given production image would have."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ops import engine, remote
+
+BASE_TOOLS = ["sh", "ls", "cat", "rm", "mv", "ln", "mkdir", "date", "sleep", "head", "wc",
+              "sed", "sha256sum", "printf", "echo", "test", "[", "cut"]
+
+
+def machine_path(tmp_path: Path, *, python: bool, sqlite: bool) -> str:
+    bin_dir = tmp_path / ("bin-" + ("p" if python else "") + ("s" if sqlite else ""))
+    bin_dir.mkdir(exist_ok=True)
+    tools = list(BASE_TOOLS)
+    if sqlite:
+        tools.append("sqlite3")
+    for tool in tools:
+        found = shutil.which(tool)
+        if found and not (bin_dir / tool).exists():
+            (bin_dir / tool).symlink_to(found)
+    if python and not (bin_dir / "python3").exists():
+        (bin_dir / "python3").symlink_to(os.path.realpath(sys.executable))
+    return str(bin_dir)
+
+
+def run_remote(script: str, path: str, *, engine_source: bool = False) -> remote.RemoteOutput:
+    stdin = Path(engine.__file__).read_text() if engine_source else ""
+    done = subprocess.run(shlex.split(remote.wrap(script)), input=stdin, capture_output=True,
+                          text=True, env={"PATH": path, "LANG": "C.UTF-8"})
+    assert done.returncode == 0, done.stderr
+    return remote.parse_output(done.stdout)
+
+
+@pytest.fixture
+def live(tmp_path):
+    db = tmp_path / "data" / "steps.db"
+    db.parent.mkdir()
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE steps (id INTEGER PRIMARY KEY, n INTEGER)")
+    conn.executemany("INSERT INTO steps (n) VALUES (?)", [(i,) for i in range(5000)])
+    conn.commit()
+    yield db
+    conn.close()
+
+
+@pytest.mark.parametrize("strategy", ["python3", "sqlite3"])
+def test_backup_script_makes_a_verified_backup(tmp_path, live, strategy):
+    if strategy == "sqlite3" and not shutil.which("sqlite3"):
+        pytest.skip("sqlite3 CLI not installed")
+    path = machine_path(tmp_path, python=strategy == "python3", sqlite=strategy == "sqlite3")
+    backups = tmp_path / "data" / "backups"
+    out = run_remote(remote.backup_script(str(live), str(backups), check="integrity"), path,
+                     engine_source=True)
+    assert out.strategy == strategy
+    assert out.status == 0
+    data = out.data("backup")
+    final = backups / data["name"]
+    assert final.is_file() and engine.parse_created(data["name"])
+    assert data["sha256"] == engine.sha256_file(final)
+    assert data["size"] == final.stat().st_size
+    assert oct(final.stat().st_mode & 0o777) == "0o600"
+    assert engine.run_check(final) == []
+    # the sidecars are the ones the local engine writes and reads
+    assert engine.read_recorded_sha256(final) == data["sha256"]
+    assert json.loads((backups / f"{data['name']}.json").read_text())["sha256"] == data["sha256"]
+    subprocess.run(["sha256sum", "-c", f"{data['name']}.sha256"], cwd=backups, check=True,
+                   capture_output=True)
+    leftovers = [p.name for p in backups.iterdir() if p.name.startswith(".tmp-")]
+    assert leftovers == []
+    listed = run_remote(remote.list_script(str(backups)), path)
+    assert [e[0] for e in listed.entries] == [data["name"]]
+    assert listed.entries[0][2] == data["sha256"] and listed.entries[0][3] == "1"
+
+
+def test_sqlite_strategy_reports_a_missing_database(tmp_path):
+    if not shutil.which("sqlite3"):
+        pytest.skip("sqlite3 CLI not installed")
+    path = machine_path(tmp_path, python=False, sqlite=True)
+    out = run_remote(remote.backup_script(str(tmp_path / "nope.db"), str(tmp_path / "b"),
+                                          check="quick"), path)
+    assert out.strategy == "sqlite3" and out.status == 1
+    with pytest.raises(Exception, match="database not found"):
+        out.data("backup")
+
+
+def test_no_python_no_sqlite_and_no_remote_command_says_so(tmp_path, live):
+    path = machine_path(tmp_path, python=False, sqlite=False)
+    out = run_remote(remote.backup_script(str(live), str(tmp_path / "b"), check="integrity"),
+                     path)
+    assert out.strategy == "none"
+    assert not (tmp_path / "b").exists()
+
+
+def test_remote_command_strategy_reports_the_new_file(tmp_path, live):
+    path = machine_path(tmp_path, python=False, sqlite=False)
+    backups = tmp_path / "data" / "backups"
+    backups.mkdir()
+    (backups / "steps-2020-01-01T00-00-00.db").write_bytes(b"old")
+    command = f"cat {live} > {backups}/steps-2026-01-02T03-04-05.db"  # the app's own script
+    out = run_remote(remote.backup_script(str(live), str(backups), check="integrity",
+                                          remote_command=command), path)
+    assert out.strategy == "remote_command" and out.status == 0
+    assert ["before", "steps-2020-01-01T00-00-00.db"] in out.entries
+    assert ["after", "steps-2026-01-02T03-04-05.db"] in out.entries
+
+
+def test_failing_remote_command_is_reported(tmp_path, live):
+    path = machine_path(tmp_path, python=False, sqlite=False)
+    out = run_remote(remote.backup_script(str(live), str(tmp_path), check="integrity",
+                                          remote_command="exit 4"), path)
+    assert out.status == 1
+    with pytest.raises(Exception, match="remote_command failed"):
+        out.data("backup")
+
+
+def test_verify_script_with_sqlite3_flags_a_tampered_backup(tmp_path, live):
+    if not shutil.which("sqlite3"):
+        pytest.skip("sqlite3 CLI not installed")
+    backups = tmp_path / "backups"
+    made = engine.create_backup(live, backups)
+    good = engine.create_backup(live, backups)
+    with open(made.path, "r+b") as handle:  # flip one byte in the last page
+        handle.seek(-10, os.SEEK_END)
+        byte = handle.read(1)
+        handle.seek(-10, os.SEEK_END)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    path = machine_path(tmp_path, python=False, sqlite=True)
+    out = run_remote(remote.verify_script(str(backups), [made.name, good.name], "integrity"),
+                     path)
+    assert out.strategy == "sqlite3"
+    verdicts = {entry[0]: entry for entry in out.entries}
+    assert verdicts[good.name][1] == verdicts[good.name][2]  # sha256 matches the record
+    assert verdicts[good.name][3] == "ok"
+    assert verdicts[made.name][1] != verdicts[made.name][2]
