@@ -35,7 +35,7 @@ class DeployOptions:
     wait_timeout: str | None = None
     extra: tuple[str, ...] = ()
     require_clean: bool = False
-    rollback_to: int | None = None  # set for deploy.rollback: redeploy that release's image
+    rollback_to: int | None = None  # deploy.rollback: that release's image (0: the previous)
 
 
 @dataclass(frozen=True)
@@ -101,13 +101,14 @@ def render(steps: list[PlanStep], binary: str = "fly") -> list[list[str]]:
 
 @dataclass
 class Deployment:
-    """Runs a plan against production through one ``FlyTarget``."""
+    """Runs a plan against production through one ``FlyTarget``, made in preflight."""
 
     options: DeployOptions
     settings: object
-    target: object  # ops.production.FlyTarget
+    make_target: object  # () -> ops.production.FlyTarget
     ui: object
     record: dict = field(default_factory=dict)
+    target: object = None
 
     def run(self, steps: list[PlanStep]) -> dict:
         o = self.options
@@ -182,6 +183,7 @@ class Deployment:
         return str(path)
 
     def preflight(self, held) -> str:
+        self.target = self.make_target()
         runner = self.target.fly
         runner.run(fly.whoami())
         self.settings.fly_toml()
@@ -192,7 +194,9 @@ class Deployment:
             self.record["previous_release"] = {"version": current.version,
                                                "image": current.image_ref}
         if self.options.rollback_to is not None:
-            self.rollback_image = _release_image(releases, self.options.rollback_to)
+            version = self.options.rollback_to or previous_version(releases)
+            self.rollback_image = _release_image(releases, version)
+            self.record["rollback_to"] = version
         if self.options.require_clean:
             _require_clean_tree()
         return f"machine {machine.id}, volume {volume.id}" + (

@@ -37,8 +37,7 @@ def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout) -> Non
         return
     from ops.production import FlyTarget
 
-    target = FlyTarget(settings, ui)
-    deployment = deploys.Deployment(options, settings, target, ui)
+    deployment = deploys.Deployment(options, settings, lambda: FlyTarget(settings, ui), ui)
     try:
         deployment.run(steps)
     finally:
@@ -103,17 +102,9 @@ def rollback(c, to=None, dry_run=False, strategy=None, lock_wait=None, health_ti
     version = _version(to)
 
     def options_for(settings):
-        chosen = version
-        if chosen is None:
-            if dry_run:
-                chosen = 0  # resolved from `fly releases` when it runs
-            else:
-                from ops.fly import Fly
-
-                chosen = deploys.previous_version(Fly(settings.flyctl()).releases(settings.app))
         return deploys.DeployOptions(
             app=settings.app, config=str(settings.fly_config), health_url=settings.health,
-            strategy=strategy, rollback_to=chosen,
+            strategy=strategy, rollback_to=version or 0,  # 0: the previous release
         )
 
     run_plan(c, options_for, dry_run=dry_run, json=json, lock_wait=lock_wait,
