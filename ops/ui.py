@@ -58,6 +58,7 @@ class Step:
     detail: str = ""
     seconds: float = 0.0
     outcome: str = "running"
+    depth: int = 0  # nested inside another step (shown indented in the summary)
 
 
 class UI:
@@ -66,6 +67,7 @@ class UI:
         self.err = err or make_console()
         self.out = out or sys.stdout
         self.steps: list[Step] = []
+        self._depth = 0
 
     @property
     def interactive(self) -> bool:
@@ -81,10 +83,11 @@ class UI:
     @contextlib.contextmanager
     def step(self, label: str):
         """Run one step: a spinner on a terminal, and always one line when it ends."""
-        step = Step(label)
+        step = Step(label, depth=self._depth)
         self.steps.append(step)
         started = time.monotonic()
         status = self.err.status(escape(label)) if self.interactive else contextlib.nullcontext()
+        self._depth += 1
         try:
             with status:
                 yield step
@@ -94,11 +97,12 @@ class UI:
         else:
             step.outcome = "ok" if step.outcome == "running" else step.outcome
         finally:
+            self._depth -= 1
             step.seconds = round(time.monotonic() - started, 3)
             self._print_step(step)
 
     def skipped(self, label: str, reason: str) -> None:
-        step = Step(label, reason, 0.0, "skipped")
+        step = Step(label, reason, 0.0, "skipped", self._depth)
         self.steps.append(step)
         self._print_step(step)
 
@@ -114,7 +118,8 @@ class UI:
         for column in ("step", "outcome", "seconds", "detail"):
             table.add_column(column, justify="right" if column == "seconds" else "left")
         for step in self.steps:
-            table.add_row(step.label, step.outcome, f"{step.seconds:.1f}", step.detail)
+            label = "  " * step.depth + step.label
+            table.add_row(escape(label), step.outcome, f"{step.seconds:.1f}", escape(step.detail))
         self.err.print(table)
 
     def table(self, title: str, columns: list[str], rows: list[list[str]]) -> None:
