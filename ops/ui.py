@@ -68,6 +68,7 @@ class UI:
         self.out = out or sys.stdout
         self.steps: list[Step] = []
         self._depth = 0
+        self._spinner = None  # Rich allows one live display at a time: the outermost step's
 
     @property
     def interactive(self) -> bool:
@@ -86,11 +87,13 @@ class UI:
         step = Step(label, depth=self._depth)
         self.steps.append(step)
         started = time.monotonic()
-        status = self.err.status(escape(label)) if self.interactive else contextlib.nullcontext()
+        own_spinner = self.interactive and self._spinner is None
+        if own_spinner:
+            self._spinner = self.err.status(escape(label))
+            self._spinner.start()
         self._depth += 1
         try:
-            with status:
-                yield step
+            yield step
         except BaseException:
             step.outcome = "failed"
             raise
@@ -98,6 +101,9 @@ class UI:
             step.outcome = "ok" if step.outcome == "running" else step.outcome
         finally:
             self._depth -= 1
+            if own_spinner:
+                self._spinner.stop()
+                self._spinner = None
             step.seconds = round(time.monotonic() - started, 3)
             self._print_step(step)
 
@@ -145,9 +151,15 @@ class UI:
             console=self.err,
             transient=True,
         )
-        with progress:
-            task = progress.add_task(escape(label), total=total or None)
-            yield lambda done: progress.update(task, completed=done)
+        if self._spinner:
+            self._spinner.stop()  # the bar replaces the spinner while it runs
+        try:
+            with progress:
+                task = progress.add_task(escape(label), total=total or None)
+                yield lambda done: progress.update(task, completed=done)
+        finally:
+            if self._spinner:
+                self._spinner.start()
 
     # -- data for programs (stdout)
     def emit(self, data) -> None:
