@@ -188,10 +188,12 @@ def check_sqlite_file(path: Path, what: str) -> None:
 def prepare_dir(directory: Path) -> None:
     try:
         directory.mkdir(parents=True, exist_ok=True)
-    except FileExistsError as exc:
+    except (FileExistsError, NotADirectoryError) as exc:
         raise EngineError(f"backup folder is not a folder: {directory}", "usage") from exc
     except OSError as exc:
-        raise EngineError(f"cannot create backup folder {directory}: {exc.strerror}") from exc
+        raise EngineError(
+            f"cannot create backup folder {directory}: {exc.strerror}", "usage"
+        ) from exc
     if not directory.is_dir():
         raise EngineError(f"backup folder is not a folder: {directory}", "usage")
     if not os.access(directory, os.W_OK | os.X_OK):
@@ -302,6 +304,8 @@ def copy_database(
             dst.close()
         src.execute("COMMIT")
     except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc):
+            raise EngineError(f"backup folder is full: {target.parent}", "no_space") from exc
         raise EngineError(f"cannot read database {source}: {exc}", "corrupt") from exc
     finally:
         src.close()
@@ -396,17 +400,36 @@ def create_backup(
 
 
 def publish(tmp: Path, final: Path, result: BackupResult) -> None:
-    """Write the sidecars, then link the backup into place without ever overwriting."""
-    if final.exists():
-        raise EngineError(f"backup {final.name} already exists; not overwritten", "exists")
-    checksum_file, manifest_file = sidecars(final)
-    write_private(checksum_file, f"{result.sha256}  {final.name}\n")
-    write_private(manifest_file, json.dumps(asdict(result), indent=2) + "\n")
+    """Link the sidecars, then the backup, into place: each link fails rather than overwrite.
+
+    Nothing this run did not create is ever replaced, and on failure only what it
+    created is removed; the backup itself appears last.
+    """
+    contents = {
+        sidecars(final)[0]: f"{result.sha256}  {final.name}\n",
+        sidecars(final)[1]: json.dumps(asdict(result), indent=2) + "\n",
+    }
+    placed = []
     try:
-        os.link(tmp, final)  # fails if ``final`` exists: never overwrite a backup
-    except FileExistsError:
-        message = f"backup {final.name} already exists; not overwritten"
-        raise EngineError(message, "exists") from None
+        for path, text in contents.items():
+            staged = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
+            write_private(staged, text)
+            try:
+                os.link(staged, path)
+            finally:
+                staged.unlink(missing_ok=True)
+            placed.append(path)
+        os.link(tmp, final)
+        placed.append(final)
+    except FileExistsError as exc:
+        for path in placed:
+            path.unlink(missing_ok=True)
+        name = Path(exc.filename2 or exc.filename or final).name
+        raise EngineError(f"{name} already exists; not overwritten", "exists") from None
+    except BaseException:
+        for path in placed:
+            path.unlink(missing_ok=True)
+        raise
     fsync_path(final.parent)
 
 
@@ -477,14 +500,14 @@ def _size(path: Path) -> int:
 def delete_backups(directory: str | os.PathLike, names: list[str]) -> list[str]:
     """Delete backups by name, with their sidecars; only names in our pattern."""
     directory = Path(directory)
+    paths = [directory / check_name(name) for name in names]  # all valid, or nothing deleted
     deleted = []
-    for name in names:
-        path = directory / check_name(name)
+    for path in paths:
+        if path.exists():
+            path.unlink()  # the backup first: a half-done delete never leaves it unprotected
+            deleted.append(path.name)
         for extra in sidecars(path):
             extra.unlink(missing_ok=True)
-        if path.exists():
-            path.unlink()
-            deleted.append(name)
     if deleted:
         fsync_path(directory)
     return deleted

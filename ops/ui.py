@@ -130,8 +130,8 @@ class UI:
 
     def table(self, title: str, columns: list[str], rows: list[list[str]]) -> None:
         table = Table(title=title, title_justify="left")
-        for column in columns:
-            table.add_column(column)
+        for index, column in enumerate(columns):
+            table.add_column(column, no_wrap=index == 0)  # names must stay copyable
         for row in rows:
             table.add_row(*[escape(str(cell)) for cell in row])
         self.err.print(table)

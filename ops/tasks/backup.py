@@ -125,6 +125,13 @@ def list_(c, production=False, json=False):
     )
 
 
+def reject_flag_as_name(which: str, task_name: str) -> None:
+    """Invoke hands `--help` after a required positional to the task (pyinvoke/invoke#982)."""
+    if which.startswith("-"):
+        raise OpsError(f"{which!r} is not a backup name; for help run: invoke --help {task_name}",
+                       ExitCode.USAGE)
+
+
 def _parse(stamp: str) -> dt.datetime:
     return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
@@ -142,16 +149,16 @@ def _parse(stamp: str) -> dt.datetime:
 def verify(c, which, quick=False, production=False, json=False):
     """Check backups: recorded SHA-256 and SQLite's integrity check."""
     _, target, ui = open_target(c, production=production, json=json, quick=quick)
+    reject_flag_as_name(which, "backup.verify")
     with ui.step(f"verify {which} on {target.describe()}") as step:
         results = target.verify(which)
-        good = sum(1 for item in results if item["ok"])
-        step.detail = f"{good} of {len(results)} ok"
-    for item in results:
-        mark = "ok" if item["ok"] else "FAILED: " + "; ".join(item["problems"][:3])
-        ui.info(f"  {item['name']}  {item['check']}_check  {mark}")
-    if json:
-        ui.emit(results)
-    backups.require_ok(results)
+        step.detail = f"{sum(1 for item in results if item['ok'])} of {len(results)} ok"
+        for item in results:
+            mark = "ok" if item["ok"] else "FAILED: " + "; ".join(item["problems"][:3])
+            ui.info(f"  {item['name']}  {item['check']}_check  {mark}")
+        if json:
+            ui.emit(results)
+        backups.require_ok(results)
 
 
 @task(
@@ -240,6 +247,7 @@ def snapshots(c, json=False):
 @guarded
 def download(c, which, quick=False, json=False):
     """Download a production backup into backup.dir, checked against its SHA-256."""
+    reject_flag_as_name(which, "backup.download")
     settings, target, ui = production_target(c, json=json, quick=quick)
     if which == "all":
         raise OpsError("download one backup at a time: latest or a name", ExitCode.USAGE)

@@ -1,0 +1,408 @@
+"""Real parts for the tests: SQLite files, a writer process, lock holders and the real CLI.
+
+Nothing here mocks SQLite. Databases are real files in WAL mode, the "app" is a separate
+process committing one row per transaction (``python -m ops.sample write``), and the CLI is
+run as a user runs it: ``python -m invoke`` in a subprocess, from a scratch directory.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+BACKUP_RE = re.compile(r"^steps-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}\.db$")
+ANSI = "\x1b["
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+# ---------------------------------------------------------------- the real CLI
+
+_HOME: list[str] = []
+
+
+def _empty_home() -> str:
+    """One empty HOME for every CLI run, so a developer's ~/.invoke.yaml never leaks in."""
+    if not _HOME:
+        home = tempfile.mkdtemp(prefix="ops-tests-home-")
+        atexit.register(shutil.rmtree, home, True)
+        _HOME.append(home)
+    return _HOME[0]
+
+
+def clean_env(extra: dict[str, str | None] | None = None) -> dict[str, str]:
+    """os.environ minus INVOKE_*/FLY_*, with NO_COLOR and a wide terminal; ``None`` unsets."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("INVOKE_", "FLY_")) and key not in ("FORCE_COLOR", "TTY_COMPATIBLE")
+    }
+    env.update({"NO_COLOR": "1", "COLUMNS": "200", "HOME": _empty_home()})
+    for key, value in (extra or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = str(value)
+    return env
+
+
+@dataclass
+class InvokeResult:
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json(self):
+        return json.loads(self.stdout)
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.startswith("Error:")]
+
+    def __str__(self) -> str:  # shown by pytest when an assertion on the result fails
+        return (
+            f"invoke {' '.join(self.args)} -> {self.returncode}\n"
+            f"--- stdout\n{self.stdout}--- stderr\n{self.stderr}"
+        )
+
+
+def run_invoke(
+    *args: str,
+    cwd: str | os.PathLike,
+    env: dict[str, str | None] | None = None,
+    timeout: float = 60,
+) -> InvokeResult:
+    """``python -m invoke --search-root REPO ARGS`` from ``cwd``, as a user would run it."""
+    argv = [PYTHON, "-m", "invoke", "--search-root", str(REPO_ROOT), *args]
+    proc = subprocess.run(
+        argv,
+        cwd=cwd,
+        env=clean_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    return InvokeResult(list(args), proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_parallel(calls: Iterable[Callable[[], InvokeResult]]) -> list[InvokeResult]:
+    """Run independent CLI calls at once (each costs ~0.4 s of interpreter start-up)."""
+    calls = list(calls)
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(calls)))) as pool:
+        return list(pool.map(lambda call: call(), calls))
+
+
+def assert_one_line_error(
+    result: InvokeResult, code: int, *, contains: str = "", strict: bool = True
+) -> str:
+    """A failure as users must see it: the code, one ``Error:`` line last, no traceback.
+
+    ``strict``: besides the ``Error:`` line, stderr holds at most the failed step's line.
+    """
+    assert result.returncode == code, str(result)
+    assert "Traceback" not in result.stderr, str(result)
+    assert ANSI not in result.stderr, str(result)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(result.error_lines) == 1 and lines[-1].startswith("Error:"), str(result)
+    if strict:
+        others = lines[:-1]
+        assert len(others) <= 1 and all(line.startswith("✗ ") for line in others), str(result)
+    line = result.error_lines[0]
+    assert contains in line, str(result)
+    return line
+
+
+# ---------------------------------------------------------------- databases
+
+
+def make_wal_db(path: str | os.PathLike, *, users: int = 200, steps: int = 3000) -> Path:
+    """A small Step Challenge-shaped database in WAL mode, checkpointed and closed.
+
+    ``steps`` has the app's ``updated_at`` column: the ``ops.sample`` writer bumps it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+        conn.executescript(
+            """
+            CREATE TABLE users (id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE,
+                                name TEXT NOT NULL);
+            CREATE TABLE teams (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+            CREATE TABLE steps (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,
+                                date TEXT NOT NULL, count INTEGER NOT NULL,
+                                updated_at TEXT NOT NULL);
+            CREATE INDEX steps_by_user ON steps (user_id, date);
+            """
+        )
+        conn.executemany(
+            "INSERT INTO users (id, email, name) VALUES (?, ?, ?)",
+            [(i, f"user{i}@example.com", f"User {i}") for i in range(1, users + 1)],
+        )
+        conn.executemany(
+            "INSERT INTO teams (name) VALUES (?)", [(f"Team {i}",) for i in range(1, 21)]
+        )
+        conn.executemany(
+            "INSERT INTO steps (user_id, date, count, updated_at) VALUES (?, ?, ?, ?)",
+            [
+                (i % users + 1, day, (i * 7919) % 20000, f"{day} 21:00:00")
+                for i in range(steps)
+                for day in [f"2024-{i % 12 + 1:02d}-{i % 28 + 1:02d}"]
+            ],
+        )
+        conn.commit()
+    finally:
+        conn.close()
+    return path
+
+
+def make_blob_db(path: str | os.PathLike, mb: int) -> Path:
+    """A WAL database of about ``mb`` MiB, fast to build (zero blobs), for slow copies."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=OFF")
+        conn.execute("CREATE TABLE blobs (id INTEGER PRIMARY KEY, data BLOB)")
+        conn.executemany("INSERT INTO blobs (data) VALUES (zeroblob(?))", [(1 << 20,)] * mb)
+        conn.commit()
+    finally:
+        conn.close()
+    return path
+
+
+def read_only(path: str | os.PathLike) -> sqlite3.Connection:
+    """Open a finished file without ever writing to it or leaving -wal/-shm beside it."""
+    return sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+
+
+def rows(path: str | os.PathLike, sql: str, *params) -> list[tuple]:
+    conn = read_only(path)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def live_rows(path: str | os.PathLike, sql: str, *params) -> list[tuple]:
+    """Read a live WAL database the normal way (sees the latest commits)."""
+    conn = sqlite3.connect(path, timeout=10)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def ro_rows(path: str | os.PathLike, sql: str, *params) -> list[tuple]:
+    """Read a live WAL database read-only: sees the -wal, never checkpoints or deletes it."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
+
+
+def dump(path: str | os.PathLike) -> list[str]:
+    """Every schema and data statement, to compare two databases' content exactly."""
+    conn = read_only(path)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
+
+
+def utc(*args: int) -> dt.datetime:
+    return dt.datetime(*args, tzinfo=dt.UTC)
+
+
+def old_name(when: dt.datetime) -> str:
+    return when.astimezone(dt.UTC).strftime("steps-%Y-%m-%dT%H-%M-%S.db")
+
+
+def old_script_backup(
+    directory: str | os.PathLike, when: dt.datetime, source: str | os.PathLike | None = None
+) -> Path:
+    """A backup as the old npm script left it: a sound SQLite file, no sidecars."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / old_name(when)
+    dst = sqlite3.connect(path)
+    try:
+        if source is not None:
+            src = read_only(source)
+            try:
+                src.backup(dst)
+            finally:
+                src.close()
+        else:
+            dst.execute("CREATE TABLE t (x)")
+            dst.execute("INSERT INTO t VALUES (?)", (when.isoformat(),))
+            dst.commit()
+    finally:
+        dst.close()
+    return path
+
+
+def sha256(path: str | os.PathLike) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def snapshot(directory: str | os.PathLike, ignore=(".backup.lock",)) -> dict[str, str]:
+    """Every file in a folder with its SHA-256: compare before and after to prove no change.
+
+    The lock file is the tool's own bookkeeping (who holds it, since when) and is ignored.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return {}
+    return {
+        entry.name: sha256(entry)
+        for entry in sorted(directory.iterdir())
+        if entry.is_file() and entry.name not in ignore
+    }
+
+
+def backup_files(root: str | os.PathLike) -> list[Path]:
+    """Anything under ``root`` that looks like a backup or its sidecars."""
+    return sorted(
+        path
+        for path in Path(root).rglob("steps-*")
+        if BACKUP_RE.match(path.name) or BACKUP_RE.match(path.name.rsplit(".", 1)[0])
+    )
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.01)
+
+
+# ---------------------------------------------------------------- other processes
+
+
+def python(script: str, *args: str) -> subprocess.Popen:
+    """A separate Python process running ``script`` with the repository importable."""
+    return subprocess.Popen(
+        [PYTHON, "-c", script, *map(str, args)],
+        cwd=REPO_ROOT,
+        env=clean_env({"PYTHONPATH": str(REPO_ROOT)}),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@dataclass
+class Writer:
+    """The app stand-in: ``python -m ops.sample write``, one row per commit into writer_log."""
+
+    db: Path
+    workdir: Path
+    interval: float = 0.005
+    proc: subprocess.Popen | None = None
+    report: dict = field(default_factory=dict)
+
+    @property
+    def stop_file(self) -> Path:
+        return self.workdir / "writer.stop"
+
+    @property
+    def ready_file(self) -> Path:
+        return self.workdir / "writer.ready"
+
+    @property
+    def report_file(self) -> Path:
+        return self.workdir / "writer.json"
+
+    def start(self) -> Writer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            PYTHON, "-m", "ops.sample", "write", str(self.db),
+            "--interval", str(self.interval), "--duration", "60",
+            "--stop-file", str(self.stop_file), "--report", str(self.report_file),
+            "--ready-file", str(self.ready_file),
+        ]  # fmt: skip
+        self.proc = subprocess.Popen(
+            argv, cwd=REPO_ROOT, env=clean_env(), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        wait_for(
+            lambda: self.ready_file.exists() or self.proc.poll() is not None, what="the writer"
+        )
+        assert self.proc.poll() is None, f"writer died: {self.proc.communicate()}"
+        return self
+
+    def max_id(self) -> int:
+        return live_rows(self.db, "SELECT coalesce(max(id), 0) FROM writer_log")[0][0]
+
+    def stop(self) -> dict:
+        if self.proc is None:
+            return self.report
+        self.stop_file.touch()
+        try:
+            out, err = self.proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+        assert self.report_file.exists(), f"writer left no report: {out} {err}"
+        self.report = json.loads(self.report_file.read_text())
+        self.proc = None
+        return self.report
+
+
+LOCK_HOLDER = """
+import os, sys, time
+from pathlib import Path
+from ops import engine
+folder, ready, release = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+with engine.backup_lock(folder):
+    ready.write_text(str(os.getpid()))
+    deadline = time.monotonic() + 30
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+"""
+
+
+@contextlib.contextmanager
+def lock_held_elsewhere(folder: Path, workdir: Path):
+    """Another process holds the backup lock on ``folder``; yields (pid, release)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ready, release = workdir / "lock.ready", workdir / "lock.release"
+    proc = python(LOCK_HOLDER, str(folder), str(ready), str(release))
+    try:
+        wait_for(lambda: ready.exists() or proc.poll() is not None, what="the lock holder")
+        assert proc.poll() is None, proc.communicate()
+        yield proc.pid, release
+    finally:
+        release.touch()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
