@@ -1,0 +1,633 @@
+"""Build and inspect the world the flyctl test double runs against.
+
+Typical use::
+
+    world = default_world(tmp_path)              # or FlyWorld(tmp_path) + add_* calls
+    world.fail(["ssh", "console"], stderr="Error: tunnel unavailable\\n")
+    proc = subprocess.run(["fly", "volumes", "list", "--json"], env=world.subprocess_env(),
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert world.calls() == [["volumes", "list", "--json"]]
+
+Everything lives under ``<tmp_dir>/flyworld/``: ``state.json`` (the world),
+``calls.jsonl`` (one line per invocation), ``bin/`` (``fly`` and ``flyctl``
+launchers; put it first on PATH via :meth:`FlyWorld.env`) and
+``machines/<id>/{bin,root}`` (each machine's PATH directory and HOME).
+
+The "machine's filesystem" is the local filesystem: ``ssh console -C`` runs the
+command locally with ``PATH=<machine bin>``, ``HOME=<machine root>`` and
+``LANG=C.UTF-8`` only, so point database paths at tmp directories.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import flyctl_cli as cli
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DOUBLE_SCRIPT = PACKAGE_DIR / "fly"
+
+DEFAULT_APP = "step-app-4x-yhw"
+DEFAULT_MACHINE_ID = "e2865013c41e86"
+DEFAULT_VOLUME_ID = "vol_4y5p2k8qz1m7r3dv"
+SPARE_VOLUME_ID = "vol_r7l0wm3x9gq2vn5j"
+DEFAULT_TOKEN = "test-token"
+DEFAULT_EMAIL = "ci@example.com"
+DEFAULT_PRIVATE_IP = "fdaa:9:1c2d:a7b:1f0:6e2a:4b1c:2"
+IMAGE_V12 = f"registry.fly.io/{DEFAULT_APP}:deployment-01K3B7Q9X2M4N6P8R0T2V4W6Y8"
+IMAGE_V11 = (
+    f"registry.fly.io/{DEFAULT_APP}@sha256:"
+    "9a0e3c5b7d1f2e4a6c8b0d2f4e6a8c0b1d3f5e7a9c1b3d5f7e9a1c3b5d7f9e1a"
+)
+
+#: Tools a default machine has on its PATH (symlinks to the host's binaries).
+DEFAULT_MACHINE_TOOLS: tuple[str, ...] = (
+    "sh", "bash", "ls", "cat", "cp", "rm", "mv", "ln", "mkdir", "find", "stat", "date",
+    "sha256sum", "python3", "sqlite3", "sleep", "test", "[", "printf", "echo", "head", "tail",
+    "sort", "wc", "du", "df", "chmod", "sync", "env", "true", "false", "touch", "mktemp",
+    "dirname", "basename", "readlink", "realpath", "id", "uname", "tr", "cut", "tee", "grep",
+    "sed", "tar", "gzip", "xargs", "node",
+)
+_SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_python_cache: str | None = None
+
+
+def real_python3() -> str:
+    """A real (non-venv, non-shim) Python >= 3.11 that works when invoked via a symlink."""
+    global _python_cache
+    if _python_cache:
+        return _python_cache
+    candidates = [
+        getattr(sys, "_base_executable", None),
+        sys.executable,
+        shutil.which("python3", path=_SYSTEM_PATH),
+    ]
+    probe = "import sys, json, sqlite3, tomllib; assert sys.version_info >= (3, 11)"
+    for cand in candidates:
+        if not cand:
+            continue
+        real = os.path.realpath(cand)
+        with tempfile.TemporaryDirectory() as tmp:
+            link = os.path.join(tmp, "python3")
+            os.symlink(real, link)
+            try:
+                ok = subprocess.run(
+                    [link, "-c", probe],
+                    env={"PATH": tmp, "LANG": "C.UTF-8"},
+                    capture_output=True,
+                    timeout=30,
+                ).returncode == 0
+            except (OSError, subprocess.SubprocessError):
+                ok = False
+        if ok:
+            _python_cache = real
+            return real
+    raise RuntimeError("no usable Python >= 3.11 found for the flyctl double")
+
+
+_tool_cache: dict[str, str | None] = {}
+
+
+def _tool_target(name: str) -> str | None:
+    if name not in _tool_cache:
+        _tool_cache[name] = (
+            real_python3() if name == "python3" else shutil.which(name, path=_SYSTEM_PATH)
+        )
+    return _tool_cache[name]
+
+
+class FlyWorld:
+    """A fake Fly.io account (apps, machines, volumes, snapshots, releases) plus faults.
+
+    All mutations go through the same flock + atomic-replace protocol as the double,
+    so a world may be edited while a double invocation is running.
+    """
+
+    def __init__(self, tmp_dir: str | os.PathLike[str], *,
+                 binaries: Sequence[str] = ("fly", "flyctl")) -> None:
+        self.root = Path(tmp_dir) / "flyworld"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.state_path = self.root / "state.json"
+        self.calls_path = self.root / "calls.jsonl"
+        self.bin_dir = self.root / "bin"
+        self.machines_dir = self.root / "machines"
+        self._store = cli.Store(str(self.state_path))
+        if not self.state_path.exists():
+            self._store.write(_empty_state())
+        self.set_binaries(binaries)
+
+    # ------------------------------------------------------------------ plumbing
+
+    @contextlib.contextmanager
+    def _mutate(self) -> Iterator[dict[str, Any]]:
+        with self._store.mutate() as state:
+            yield state
+
+    def raw_state(self) -> dict[str, Any]:
+        """A copy of the whole state file."""
+        return self._store.load()
+
+    def set_binaries(self, names: Iterable[str]) -> None:
+        """Which of ``fly`` / ``flyctl`` exist in :attr:`bin_dir` (e.g. only ``flyctl``)."""
+        self.bin_dir.mkdir(exist_ok=True)
+        for old in ("fly", "flyctl"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.bin_dir / old).unlink()
+        launcher = (
+            f"#!{real_python3()} -IS\n"
+            "import sys\n"
+            f"sys.path.insert(0, {str(PACKAGE_DIR)!r})\n"
+            "from flyctl_cli import main\n"
+            "sys.exit(main(sys.argv))\n"
+        )
+        for name in names:
+            if name not in ("fly", "flyctl"):
+                raise ValueError(f"unknown binary name {name!r}")
+            path = self.bin_dir / name
+            path.write_text(launcher)
+            path.chmod(0o755)
+
+    def env(self, token: str | None = DEFAULT_TOKEN, *, app: str | None = None) -> dict[str, str]:
+        """Env vars a test must set: PATH (bin dir first), FLY_DOUBLE_STATE, FLY_API_TOKEN.
+
+        ``token=None`` leaves FLY_API_TOKEN out; ``app`` adds FLY_APP.
+        """
+        env = {
+            "PATH": f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', _SYSTEM_PATH)}",
+            "FLY_DOUBLE_STATE": str(self.state_path),
+        }
+        if token is not None:
+            env["FLY_API_TOKEN"] = token
+        if app is not None:
+            env["FLY_APP"] = app
+        return env
+
+    def subprocess_env(self, token: str | None = DEFAULT_TOKEN, *, app: str | None = None,
+                       base: dict[str, str] | None = None, **extra: str) -> dict[str, str]:
+        """``base`` (default ``os.environ``) minus every ``FLY_*`` var, plus :meth:`env`."""
+        src = dict(os.environ if base is None else base)
+        env = {k: v for k, v in src.items() if not k.startswith("FLY_")}
+        env.update(self.env(token, app=app))
+        env.update(extra)
+        return env
+
+    # ------------------------------------------------------------------ building
+
+    def add_app(self, name: str, *, org: str = "personal") -> None:
+        with self._mutate() as s:
+            s["apps"].setdefault(name, {
+                "name": name,
+                "org": {"id": "Org_" + cli.rand_str(10), "internal_numeric_id": "314159",
+                        "name": org, "slug": org, "paid_plan": True},
+                "machines": [], "volumes": [], "releases": [],
+            })
+
+    def add_volume(self, app: str, volume_id: str, *, name: str = "data", region: str = "ams",
+                   size_gb: int = 1, attached_machine_id: str | None = None,
+                   snapshot_retention: int = 5, state: str = "created", zone: str | None = None,
+                   encrypted: bool = True, auto_backup_enabled: bool = True,
+                   host_status: str = "ok", created_at: str | None = None) -> dict[str, Any]:
+        """Add a volume (keys in ``fly volumes list --json`` order)."""
+        vol = {
+            "id": volume_id, "name": name, "state": state, "size_gb": size_gb,
+            "region": region, "zone": zone or cli.rand_str(4, "0123456789abcdef"),
+            "encrypted": encrypted, "attached_machine_id": attached_machine_id,
+            "attached_alloc_id": None, "created_at": created_at or cli.now_rfc3339(),
+            "host_dedication_id": "", "snapshot_retention": snapshot_retention,
+            "auto_backup_enabled": auto_backup_enabled, "host_status": host_status,
+        }
+        with self._mutate() as s:
+            _app(s, app)["volumes"].append(vol)
+        return copy.deepcopy(vol)
+
+    def add_machine(self, app: str, machine_id: str, *, state: str = "started",
+                    region: str = "ams", image: str | None = None,
+                    mounts: Sequence[tuple[str, str]] = (), name: str | None = None,
+                    private_ip: str | None = None, process_group: str = "app",
+                    env: dict[str, str] | None = None, release_version: int | None = None,
+                    tools: Iterable[str] | None = None,
+                    remote_env: dict[str, str] | None = None) -> dict[str, Any]:
+        """Add a machine. ``mounts`` is ``[(volume_id, path), ...]``; mounted volumes get
+        ``attached_machine_id`` set.  ``tools`` defaults to :data:`DEFAULT_MACHINE_TOOLS`."""
+        image = image or f"registry.fly.io/{app}:deployment-{cli.ulid()}"
+        mdir = self.machines_dir / machine_id
+        home = mdir / "root"
+        home.mkdir(parents=True, exist_ok=True)
+        (mdir / "bin").mkdir(exist_ok=True)
+        now = cli.now_rfc3339()
+        with self._mutate() as s:
+            a = _app(s, app)
+            vols = {v["id"]: v for v in a["volumes"]}
+            mount_objs = []
+            for vol_id, path in mounts:
+                vol = vols.get(vol_id)
+                if vol is not None:
+                    vol["attached_machine_id"] = machine_id
+                mount_objs.append({
+                    "encrypted": True if vol is None else vol["encrypted"], "path": path,
+                    "size_gb": 1 if vol is None else vol["size_gb"], "volume": vol_id,
+                    "name": "data" if vol is None else vol["name"],
+                })
+            rel = next((r for r in a["releases"] if r["ImageRef"] == image), None)
+            version = release_version or (rel["Version"] if rel else 1)
+            machine = {
+                "id": machine_id,
+                "name": name or f"{cli.rand_str(5, 'abcdefghijklmnopqrstuvwxyz')}-machine-"
+                                f"{cli.rand_str(4, '0123456789')}",
+                "state": state,
+                "region": region,
+                "image_ref": cli.image_ref_object(image, {"fly.version": f"v{version}"}),
+                "instance_id": cli.ulid(),
+                "private_ip": private_ip or _new_private_ip(),
+                "created_at": now,
+                "updated_at": now,
+                "config": {
+                    "env": dict(sorted({"FLY_PROCESS_GROUP": process_group,
+                                        "PRIMARY_REGION": region, **(env or {})}.items())),
+                    "init": {},
+                    "guest": {"cpu_kind": "shared", "cpus": 1, "memory_mb": 512},
+                    "metadata": {
+                        "fly_flyctl_version": cli.FLYCTL_VERSION,
+                        "fly_platform_version": "v2",
+                        "fly_process_group": process_group,
+                        "fly_release_id": rel["ID"] if rel else cli.new_release_id(),
+                        "fly_release_version": str(version),
+                    },
+                    "mounts": mount_objs,
+                    "services": [_default_service()],
+                    "image": image,
+                    "restart": {"policy": "on-failure", "max_retries": 10},
+                },
+                "events": [
+                    {"type": "start", "status": "started", "source": "flyd",
+                     "timestamp": 1755698322101},
+                    {"type": "launch", "status": "created", "source": "user",
+                     "timestamp": 1755698318430},
+                ],
+                "checks": [{
+                    "name": "servicecheck-00-http-8080", "status": "passing",
+                    "output": "[\u2713]\n\nRequest: GET /health\nResponse: 200 OK",
+                    "updated_at": now,
+                }],
+                "host_status": "ok",
+                "cordoned": False,
+                "_runtime": {"bin": str(mdir / "bin"), "home": str(home), "cwd": str(home),
+                             "env": dict(remote_env or {})},
+            }
+            a["machines"].append(machine)
+        self.set_machine_tools(DEFAULT_MACHINE_TOOLS if tools is None else tools, machine_id)
+        return cli.render_machine(machine)
+
+    def add_snapshot(self, volume_id: str, snapshot_id: str, *, size: int, created_at: str,
+                     status: str = "created", retention_days: int | None = 5,
+                     digest: str | None = None, volume_size: int | None = None
+                     ) -> dict[str, Any]:
+        """Add an existing snapshot (keys in ``snapshots list --json`` order)."""
+        with self._mutate() as s:
+            if volume_size is None:
+                vol = _find_volume(s, volume_id)
+                volume_size = (vol["size_gb"] if vol else 1) * cli.GIB
+            snap = {
+                "id": snapshot_id, "size": size, "volume_size": volume_size,
+                "digest": digest or cli.rand_str(32, "0123456789abcdef"),
+                "created_at": created_at, "status": status, "retention_days": retention_days,
+            }
+            s["snapshots"].setdefault(volume_id, []).append(snap)
+        return dict(snap)
+
+    def add_release(self, app: str, version: int, *, image_ref: str, status: str = "complete",
+                    created_at: str | None = None, release_id: str | None = None,
+                    description: str = "Deploy image", reason: str = "deploy",
+                    stable: bool | None = None, user_name: str = "CI Bot",
+                    user_email: str = DEFAULT_EMAIL) -> dict[str, Any]:
+        """Add a release (PascalCase keys as in ``fly releases --json``)."""
+        rel = {
+            "ID": release_id or cli.new_release_id(), "Version": version,
+            "Stable": (status == "complete") if stable is None else stable,
+            "InProgress": status == "running", "Reason": reason, "Description": description,
+            "Status": status, "DeploymentStrategy": "", "Metadata": None,
+            "User": {"ID": "Usr_p8d2w6k0", "Name": user_name, "Email": user_email,
+                     "EnablePaidHobby": False},
+            "EvaluationID": "", "CreatedAt": created_at or cli.now_seconds(),
+            "ImageRef": image_ref,
+        }
+        with self._mutate() as s:
+            _app(s, app)["releases"].append(rel)
+        return dict(rel)
+
+    def set_machine_state(self, machine_id: str, state: str) -> None:
+        """e.g. ``"stopped"``: ssh/sftp only consider ``started`` machines."""
+        with self._mutate() as s:
+            _find_machine(s, machine_id)["state"] = state
+
+    def remove_machine(self, machine_id: str) -> None:
+        with self._mutate() as s:
+            for a in s["apps"].values():
+                a["machines"] = [m for m in a["machines"] if m["id"] != machine_id]
+                for v in a["volumes"]:
+                    if v["attached_machine_id"] == machine_id:
+                        v["attached_machine_id"] = None
+
+    # ------------------------------------------------------------------ machine runtime
+
+    def machine_bin_dir(self, machine_id: str) -> Path:
+        return self.machines_dir / machine_id / "bin"
+
+    def machine_home(self, machine_id: str) -> Path:
+        """HOME (and working directory) of remote commands on that machine."""
+        return self.machines_dir / machine_id / "root"
+
+    def _machine_ids(self, machine_id: str | None) -> list[str]:
+        if machine_id is not None:
+            return [machine_id]
+        return [m["id"] for a in self.raw_state()["apps"].values() for m in a["machines"]]
+
+    def set_machine_tools(self, tools: Iterable[str], machine_id: str | None = None) -> None:
+        """Replace the machine's PATH directory with symlinks to these host tools.
+
+        Tools the host lacks are skipped silently (e.g. ``node``)."""
+        tools = list(tools)
+        for mid in self._machine_ids(machine_id):
+            bin_dir = self.machine_bin_dir(mid)
+            bin_dir.mkdir(parents=True, exist_ok=True)
+            for entry in bin_dir.iterdir():
+                entry.unlink()
+            for tool in tools:
+                target = _tool_target(tool)
+                if target:
+                    (bin_dir / tool).symlink_to(target)
+
+    def remove_machine_tools(self, *names: str, machine_id: str | None = None) -> None:
+        """E.g. ``remove_machine_tools("python3", "sqlite3")`` to emulate the Node.js image."""
+        for mid in self._machine_ids(machine_id):
+            for name in names:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.machine_bin_dir(mid) / name).unlink()
+
+    def add_machine_tool(self, name: str, target: str | os.PathLike[str],
+                         machine_id: str | None = None) -> None:
+        """Put ``target`` (e.g. a fake script) on the machine's PATH as ``name``."""
+        for mid in self._machine_ids(machine_id):
+            link = self.machine_bin_dir(mid) / name
+            with contextlib.suppress(FileNotFoundError):
+                link.unlink()
+            link.symlink_to(os.path.abspath(target))
+
+    def machine_tools(self, machine_id: str) -> list[str]:
+        return sorted(p.name for p in self.machine_bin_dir(machine_id).iterdir())
+
+    def set_remote_env(self, machine_id: str, env: dict[str, str]) -> None:
+        """Extra env vars remote commands see (default: only PATH, HOME, LANG)."""
+        with self._mutate() as s:
+            _find_machine(s, machine_id)["_runtime"]["env"] = dict(env)
+
+    # ------------------------------------------------------------------ auth
+
+    def add_token(self, token: str) -> None:
+        with self._mutate() as s:
+            if token not in s["auth"]["valid_tokens"]:
+                s["auth"]["valid_tokens"].append(token)
+
+    def unauthenticated(self) -> None:
+        """Every token (env, -t or logged-in) is now rejected by the 'API'."""
+        with self._mutate() as s:
+            s["auth"]["valid_tokens"] = []
+
+    def login(self, token: str = DEFAULT_TOKEN, *, expired: bool = False) -> None:
+        """Simulate ``access_token`` in ~/.fly/config.yml (used when no env/-t token)."""
+        with self._mutate() as s:
+            s["auth"]["config_token"] = token
+            s["auth"]["config_token_expired"] = expired
+
+    def logout(self) -> None:
+        with self._mutate() as s:
+            s["auth"]["config_token"] = None
+
+    def set_account(self, *, email: str | None = None, name: str | None = None) -> None:
+        with self._mutate() as s:
+            if email is not None:
+                s["account"]["email"] = email
+            if name is not None:
+                s["account"]["name"] = name
+
+    # ------------------------------------------------------------------ behaviour / faults
+
+    def snapshot_behavior(self, mode: str = "progress", *, lists_before_created: int = 2,
+                          size: int | None = None, volume_id: str | None = None) -> None:
+        """How snapshots created *after* this call evolve across ``snapshots list`` calls.
+
+        ``progress``: list #1 shows ``waiting``, then ``running`` until
+        ``lists_before_created`` lists have seen it pending, then ``created`` with a
+        ``vs_`` id.  ``never``: stays ``running`` forever.  ``fail``: ends ``failed``.
+        """
+        if mode not in ("progress", "never", "fail"):
+            raise ValueError(mode)
+        plan = {"mode": mode, "lists_before_created": lists_before_created, "size": size}
+        with self._mutate() as s:
+            if volume_id is None:
+                s["snapshot_plan"]["default"] = plan
+            else:
+                s["snapshot_plan"]["volumes"][volume_id] = plan
+
+    def fail(self, match: Sequence[str], *, stderr: str = "Error: injected failure\n",
+             exit: int = 1, times: int | None = 1, stdout: str = "") -> None:
+        """The next ``times`` (None = always) invocations whose argv (global flags removed)
+        contains ``match`` as a subsequence print ``stdout``/``stderr`` and exit ``exit``."""
+        self._add_fault({"kind": "fail", "match": list(match), "stderr": stderr,
+                         "stdout": stdout, "exit": exit, "times": times})
+
+    def garbage(self, match: Sequence[str], *, stdout: str = "not json\n", exit: int = 0,
+                times: int | None = 1, stderr: str = "") -> None:
+        """Like :meth:`fail` but emits non-JSON on stdout and exits 0 by default."""
+        self._add_fault({"kind": "fail", "match": list(match), "stderr": stderr,
+                         "stdout": stdout, "exit": exit, "times": times})
+
+    def hang(self, match: Sequence[str], seconds: float, *, times: int | None = 1) -> None:
+        """Matching invocations sleep ``seconds`` first, then run normally."""
+        self._add_fault({"kind": "hang", "match": list(match), "sleep": seconds,
+                         "times": times})
+
+    def clear_faults(self) -> None:
+        with self._mutate() as s:
+            s["faults"] = []
+            s["sftp_faults"] = []
+            s["deploy_faults"] = []
+
+    def _add_fault(self, fault: dict[str, Any]) -> None:
+        with self._mutate() as s:
+            s["faults"].append(fault)
+
+    def sftp_fail_after(self, nbytes: int, *, error: str = "connection lost",
+                        times: int | None = 1, remote: str | None = None) -> None:
+        """The next ``sftp get`` copies ``nbytes`` then fails, leaving the partial file."""
+        with self._mutate() as s:
+            s["sftp_faults"].append({"after_bytes": nbytes, "error": error, "times": times,
+                                     "remote": remote})
+
+    def deploy_health_timeout(self, *, machine_id: str | None = None,
+                              times: int | None = 1) -> None:
+        """The next deploy times out on health checks (not with --detach / immediate)."""
+        with self._mutate() as s:
+            s["deploy_faults"].append({"kind": "health_timeout", "machine_id": machine_id,
+                                       "times": times})
+
+    def set_local_docker(self, available: bool) -> None:
+        """Whether ``deploy --local-only`` finds a Docker daemon (default: no)."""
+        with self._mutate() as s:
+            s["features"]["local_docker"] = available
+
+    # ------------------------------------------------------------------ inspection
+
+    def call_records(self) -> list[dict[str, Any]]:
+        """Raw ``calls.jsonl`` records: ``{"argv": [...], "token": bool}``."""
+        if not self.calls_path.exists():
+            return []
+        return [json.loads(line) for line in self.calls_path.read_text().splitlines() if line]
+
+    def calls(self) -> list[list[str]]:
+        """argv (after the binary name) of every invocation, in order."""
+        return [r["argv"] for r in self.call_records()]
+
+    def clear_calls(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.calls_path.unlink()
+
+    def _app_of(self, s: dict[str, Any], app: str | None) -> dict[str, Any]:
+        if app is None:
+            if len(s["apps"]) != 1:
+                raise ValueError("several apps: pass app=")
+            return next(iter(s["apps"].values()))
+        return _app(s, app)
+
+    def releases(self, app: str | None = None) -> list[dict[str, Any]]:
+        """Releases newest first (as ``fly releases --json`` shows them, uncapped)."""
+        return [cli.render_release(r) for r in cli.sorted_releases(self._app_of(
+            self.raw_state(), app))]
+
+    def machines(self, app: str | None = None) -> list[dict[str, Any]]:
+        return [cli.render_machine(m) for m in self._app_of(self.raw_state(), app)["machines"]]
+
+    def machine(self, machine_id: str) -> dict[str, Any]:
+        return cli.render_machine(_find_machine(self.raw_state(), machine_id))
+
+    def machine_image(self, machine_id: str) -> str:
+        """``config.image`` of the machine (what deploy changes)."""
+        return cli.machine_image(_find_machine(self.raw_state(), machine_id))
+
+    def volumes(self, app: str | None = None) -> list[dict[str, Any]]:
+        return [cli.render_volume(v) for v in self._app_of(self.raw_state(), app)["volumes"]]
+
+    def snapshots(self, volume_id: str) -> list[dict[str, Any]]:
+        """Current snapshots of a volume, oldest first, without advancing pending ones."""
+        recs = self.raw_state()["snapshots"].get(volume_id, [])
+        return [cli.render_snapshot(r) for r in cli.sorted_snapshots(recs)]
+
+    # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def write_fly_toml(directory: str | os.PathLike[str], *, app: str = DEFAULT_APP,
+                       mounts: bool = True, extra: str = "") -> Path:
+        """Write a minimal fly.toml (with ``[mounts] source="data"`` unless mounts=False)."""
+        text = f'app = "{app}"\nprimary_region = "ams"\n'
+        if mounts:
+            text += '\n[mounts]\n  source = "data"\n  destination = "/data"\n'
+        text += extra
+        path = Path(directory) / "fly.toml"
+        path.write_text(text)
+        return path
+
+
+def _empty_state() -> dict[str, Any]:
+    return {
+        "schema": 1,
+        "account": {"email": DEFAULT_EMAIL, "name": "CI Bot", "user_id": "Usr_p8d2w6k0"},
+        "auth": {"valid_tokens": [], "config_token": None, "config_token_expired": False},
+        "apps": {},
+        "snapshots": {},
+        "snapshot_plan": {"default": {"mode": "progress", "lists_before_created": 2},
+                          "volumes": {}},
+        "faults": [],
+        "sftp_faults": [],
+        "deploy_faults": [],
+        "features": {"local_docker": False},
+    }
+
+
+def _app(s: dict[str, Any], name: str) -> dict[str, Any]:
+    try:
+        return s["apps"][name]
+    except KeyError:
+        raise KeyError(f"no app {name!r} in the world; call add_app first") from None
+
+
+def _find_machine(s: dict[str, Any], machine_id: str) -> dict[str, Any]:
+    for a in s["apps"].values():
+        for m in a["machines"]:
+            if m["id"] == machine_id:
+                return m
+    raise KeyError(f"no machine {machine_id!r}")
+
+
+def _find_volume(s: dict[str, Any], volume_id: str) -> dict[str, Any] | None:
+    for a in s["apps"].values():
+        for v in a["volumes"]:
+            if v["id"] == volume_id:
+                return v
+    return None
+
+
+def _new_private_ip() -> str:
+    h = cli.rand_str(8, "0123456789abcdef")
+    return f"fdaa:9:1c2d:a7b:1f0:{h[:4].lstrip('0') or '0'}:{h[4:].lstrip('0') or '0'}:2"
+
+
+def _default_service() -> dict[str, Any]:
+    return {
+        "protocol": "tcp", "internal_port": 8080, "autostop": True, "autostart": True,
+        "min_machines_running": 1,
+        "ports": [{"port": 80, "handlers": ["http"], "force_https": True},
+                  {"port": 443, "handlers": ["http", "tls"]}],
+        "checks": [{"type": "http", "interval": "15s", "timeout": "5s", "grace_period": "10s",
+                    "method": "GET", "path": "/health"}],
+        "force_instance_key": None,
+    }
+
+
+def default_world(tmp_dir: str | os.PathLike[str]) -> FlyWorld:
+    """The reference world: app ``step-app-4x-yhw``; started machine ``e2865013c41e86``
+    (ams, image = release v12) with ``vol_4y5p2k8qz1m7r3dv`` ("data", 3 GB, retention 14,
+    two existing ``created`` snapshots) at /data; an unattached second volume also named
+    "data" (``vol_r7l0wm3x9gq2vn5j``, retention 5, no snapshots); releases v12 (complete,
+    current) and v11 (complete, older digest image); token ``test-token`` valid."""
+    w = FlyWorld(tmp_dir)
+    w.add_app(DEFAULT_APP)
+    w.add_token(DEFAULT_TOKEN)
+    w.add_release(DEFAULT_APP, 11, image_ref=IMAGE_V11, created_at="2026-08-19T10:21:05Z",
+                  release_id="Rel_3m1vq8z5kx7wp", stable=False)
+    w.add_release(DEFAULT_APP, 12, image_ref=IMAGE_V12, created_at="2026-08-20T13:57:31Z",
+                  release_id="Rel_9x4kq2m7ln0vz")
+    w.add_volume(DEFAULT_APP, DEFAULT_VOLUME_ID, size_gb=3, zone="a1c7",
+                 snapshot_retention=14, created_at="2026-07-02T09:14:31.118Z")
+    w.add_volume(DEFAULT_APP, SPARE_VOLUME_ID, size_gb=3, zone="9f02", snapshot_retention=5,
+                 created_at="2026-08-19T21:02:07.540913Z")
+    w.add_machine(DEFAULT_APP, DEFAULT_MACHINE_ID, name="wispy-moon-4128", region="ams",
+                  image=IMAGE_V12, mounts=[(DEFAULT_VOLUME_ID, "/data")],
+                  private_ip=DEFAULT_PRIVATE_IP, release_version=12,
+                  env={"DATABASE_PATH": "/data/app.db"})
+    w.add_snapshot(DEFAULT_VOLUME_ID, "vs_A1b2C3d4E5f6G7h8I9j0K1l2", size=2147483648,
+                   created_at="2026-08-16T02:11:09Z", retention_days=14,
+                   digest="0b5c1f9e2d7a4c3b8e6f1a2d9c0e7b45")
+    w.add_snapshot(DEFAULT_VOLUME_ID, "vs_M3n4O5p6Q7r8S9t0U1v2W3x4", size=196083712,
+                   created_at="2026-08-17T02:10:54Z", retention_days=14,
+                   digest="6e3d0a7c1b9f48e2a5c7d1f0b3e96a28")
+    return w
