@@ -15,7 +15,7 @@ from ops import deploy, fly, health, remote
 from ops.errors import ExitCode, OpsError
 from ops.production import choose_production, new_snapshot
 
-FIXTURES = Path(__file__).parent / "fixtures" / "flyctl-json"
+FIXTURES = Path(__file__).parent / "flyctl_double" / "reference"
 
 
 def load(name: str):
