@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 from ops import retention
+from ops.engine import parse_iso
 from ops.errors import ExitCode, OpsError
 from ops.ui import UI, human_age, human_bytes
 
@@ -43,7 +44,7 @@ def status(backups, now: dt.datetime) -> dict:
     if not backups:
         return {"hasBackups": False, "count": 0, "latest": None}
     latest = max(backups, key=lambda item: item.created)
-    created = dt.datetime.fromisoformat(latest.created.replace("Z", "+00:00"))
+    created = parse_iso(latest.created)
     return {
         "hasBackups": True,
         "count": len(backups),

@@ -123,6 +123,11 @@ def iso(when: dt.datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_iso(stamp: str) -> dt.datetime:
+    """An RFC 3339 time as written by ``iso`` or flyctl (``Z``, fractions allowed)."""
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
 # ---------------------------------------------------------------- files
 
 

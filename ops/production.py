@@ -60,7 +60,7 @@ def new_snapshot(before: list[fly.Snapshot], after: list[fly.Snapshot],
 
 def _when(stamp: str) -> dt.datetime:
     try:
-        return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        return engine.parse_iso(stamp)
     except ValueError:
         return dt.datetime.min.replace(tzinfo=dt.UTC)
 

@@ -9,6 +9,7 @@ from invoke import task
 
 from ops import backups, config
 from ops.cli import guarded
+from ops.engine import parse_iso
 from ops.errors import ExitCode, OpsError
 from ops.targets import LocalTarget
 from ops.ui import UI, human_age, human_bytes
@@ -115,7 +116,7 @@ def list_(c, production=False, json=False):
             [
                 item.name,
                 item.created,
-                human_age((now - _parse(item.created)).total_seconds()),
+                human_age((now - parse_iso(item.created)).total_seconds()),
                 human_bytes(item.size),
                 (item.sha256 or "-")[:12],
                 "yes" if item.verified else "no",
@@ -130,10 +131,6 @@ def reject_flag_as_name(which: str, task_name: str) -> None:
     if which.startswith("-"):
         raise OpsError(f"{which!r} is not a backup name; for help run: invoke --help {task_name}",
                        ExitCode.USAGE)
-
-
-def _parse(stamp: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
 @task(
