@@ -17,7 +17,11 @@ from ops.ui import UI, human_age, human_bytes
 def make_backup(target, ui: UI) -> dict:
     """One verified backup on ``target``; raises before anything looks like a backup."""
     with ui.step(f"backup {target.describe()}") as step:
-        result = target.backup()
+        if target.production:
+            result = target.backup()
+        else:
+            with ui.transfer("copy", 0) as update:
+                result = target.backup(on_bytes=update)
         step.detail = (
             f"{result['name']}  {human_bytes(result['size'])}  "
             f"{result['check']}_check ok  sha256 {result['sha256'][:12]}  "

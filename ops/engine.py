@@ -175,6 +175,14 @@ def read_recorded_sha256(path: Path) -> str | None:
     return None
 
 
+def read_page_size(path: Path) -> int:
+    """The page size in a database file's header (bytes 16-17; 1 means 65536)."""
+    with open(path, "rb") as handle:
+        raw = handle.read(18)[16:18]
+    size = int.from_bytes(raw, "big") if len(raw) == 2 else 4096
+    return 65536 if size == 1 else size or 4096
+
+
 def check_sqlite_file(path: Path, what: str) -> None:
     """Fail clearly on a missing path, a directory, or a file that is not SQLite."""
     if not path.exists():

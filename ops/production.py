@@ -118,7 +118,7 @@ class FlyTarget:
         return output
 
     # -- the target interface
-    def backup(self, on_pages=None) -> dict:
+    def backup(self, on_bytes=None) -> dict:  # no progress from the machine
         s = self.settings
         script = remote.backup_script(
             self.db, self.dir, check=s.check, remote_command=s.remote_command,

@@ -25,7 +25,15 @@ class LocalTarget:
     def describe(self) -> str:
         return f"local {self.db}"
 
-    def backup(self, on_pages=None) -> dict:
+    def backup(self, on_bytes=None) -> dict:
+        """``on_bytes(done, total)`` follows the copy (read before any connection is open)."""
+        on_pages = None
+        if on_bytes and self.db.is_file():
+            size = engine.read_page_size(self.db)
+
+            def on_pages(done, total):
+                on_bytes(done * size, total * size)
+
         result = engine.create_backup(
             self.db,
             self.dir,

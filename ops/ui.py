@@ -138,9 +138,9 @@ class UI:
 
     @contextlib.contextmanager
     def transfer(self, label: str, total: int):
-        """A byte progress bar on a terminal; a callback ``update(done)`` either way."""
+        """A byte progress bar on a terminal; a callback ``update(done, total=None)`` either way."""
         if not self.interactive:
-            yield lambda done: None
+            yield lambda done, total=None: None
             return
         progress = Progress(
             TextColumn("{task.description}"),
@@ -156,7 +156,8 @@ class UI:
         try:
             with progress:
                 task = progress.add_task(escape(label), total=total or None)
-                yield lambda done: progress.update(task, completed=done)
+                yield lambda done, total=None: progress.update(
+                    task, completed=done, **({"total": total} if total else {}))
         finally:
             if self._spinner:
                 self._spinner.start()
