@@ -242,17 +242,18 @@ class Fly:
         return result
 
     def _streamed(self, full, argv, stream, timeout) -> Completed:
+        """stderr joins stdout, so neither pipe can fill up while we read the other."""
         proc = subprocess.Popen(
-            full, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            full, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, bufsize=1,
         )
         lines = []
         for line in proc.stdout:
             lines.append(line)
             stream(redact(line.rstrip("\n")))
-        stderr = proc.stderr.read()
         proc.wait(timeout=timeout)
-        return Completed(argv, proc.returncode, "".join(lines), stderr)
+        output = "".join(lines)
+        return Completed(argv, proc.returncode, output, output)
 
     def json(self, argv: list[str]):
         result = self.run(argv)
