@@ -76,8 +76,15 @@ class FlyTarget:
         self.db = remote.remote_path(settings.db_remote_path, "db.remote_path")
         self.dir = remote.remote_path(settings.backup_remote_dir, "backup.remote_dir")
         self.app = settings.app
-        self.fly = runner or fly.Fly(settings.flyctl())
+        self._fly = runner
         self._resolved: tuple[fly.Volume, fly.Machine] | None = None
+
+    @property
+    def fly(self) -> fly.Fly:
+        """flyctl, looked up on first use (a dry run never needs it)."""
+        if self._fly is None:
+            self._fly = fly.Fly(self.settings.flyctl())
+        return self._fly
 
     def describe(self) -> str:
         return f"production {self.app}:{self.db}"
