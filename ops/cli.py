@@ -10,6 +10,11 @@ from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
 
 
+def one_line(exc: Exception) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return " ".join(lines[:1]) + (" …" if len(lines) > 1 else "") if lines else repr(exc)
+
+
 def guarded(body):
     """Wrap a task body so expected failures become ``Exit(one line, code)``."""
 
@@ -18,10 +23,10 @@ def guarded(body):
         try:
             return body(c, *args, **kwargs)
         except OpsError as exc:
-            raise Exit(f"Error: {exc}", code=int(exc.code)) from None
+            raise Exit(f"Error: {one_line(exc)}", code=int(exc.code)) from None
         except EngineError as exc:
             error = OpsError.from_engine(exc)
-            raise Exit(f"Error: {error}", code=int(error.code)) from None
+            raise Exit(f"Error: {one_line(error)}", code=int(error.code)) from None
         except KeyboardInterrupt:
             raise Exit("Interrupted.", code=int(ExitCode.INTERRUPTED)) from None
         except OSError as exc:

@@ -31,6 +31,7 @@ class DeployOptions:
     skip_backup: bool = False
     image: str | None = None
     remote_only: bool = False
+    local_only: bool = False
     strategy: str | None = None
     wait_timeout: str | None = None
     extra: tuple[str, ...] = ()
@@ -52,10 +53,10 @@ def plan(o: DeployOptions) -> list[PlanStep]:
     preflight = [fly.whoami(), fly.volumes_list(o.app), fly.machines_list(o.app),
                  fly.releases(o.app)]
     steps = [
+        PlanStep("lock", f"take the deploy lock of {o.app}", (), ExitCode.LOCKED),
         PlanStep("preflight", "flyctl, login, fly.toml, production machine and volume"
                  + (", clean git tree" if o.require_clean else ""),
                  tuple(map(tuple, preflight)), ExitCode.DEPLOY_ABORTED_PREFLIGHT),
-        PlanStep("lock", f"take the deploy lock of {o.app}", (), ExitCode.LOCKED),
     ]
     if o.rollback_to is not None:
         pass  # a rollback never touches data
@@ -65,19 +66,20 @@ def plan(o: DeployOptions) -> list[PlanStep]:
             PlanStep("snapshot", "volume snapshot", skipped="--skip-backup"),
         ]
     else:
+        ssh = tuple(fly.ssh_console(o.app, MACHINE, SCRIPT))
         steps += [
-            PlanStep("backup", "verified backup on the machine, then remote retention",
-                     (tuple(fly.ssh_console(o.app, MACHINE, SCRIPT)),),
+            PlanStep("backup", "verified backup on the machine (backup, verify, then remote "
+                     "retention: list and delete)", (ssh, ssh, ssh),
                      ExitCode.DEPLOY_ABORTED_BACKUP),
             PlanStep("snapshot", "volume snapshot, waited for until created",
-                     (tuple(fly.snapshots_create(o.app, VOLUME)),
+                     (tuple(fly.snapshots_list(o.app, VOLUME)),
+                      tuple(fly.snapshots_create(o.app, VOLUME)),
                       tuple(fly.snapshots_list(o.app, VOLUME))),
                      ExitCode.DEPLOY_ABORTED_SNAPSHOT),
         ]
     release = f"v{o.rollback_to}" if o.rollback_to else "the previous release"
     image = o.image if o.rollback_to is None else f"<image of {release}>"
-    deploy_argv = fly.deploy(o.app, o.config, image=image, remote_only=o.remote_only,
-                             strategy=o.strategy, wait_timeout=o.wait_timeout, extra=o.extra)
+    deploy_argv = deploy_command(o, image)
     title = "fly deploy" if o.rollback_to is None else f"redeploy {release}"
     steps += [
         PlanStep("deploy", title, (tuple(deploy_argv),), ExitCode.DEPLOY_FAILED),
@@ -148,22 +150,32 @@ class Deployment:
             with self.ui.step(step.title) as shown:
                 shown.detail = getattr(self, step.key)(held) or ""
         except (OpsError, EngineError) as exc:
+            code = self._exit_code(step, exc)
             self._log(step.key, "failed", shown.seconds if shown else 0.0, str(exc))
-            self.record.update(outcome=f"{step.key} failed", exit_code=int(step.abort),
+            self.record.update(outcome=f"{step.key} failed", exit_code=int(code),
                                error=str(exc))
             if step.key in ("deploy", "health"):
                 self._hint()
-            raise OpsError(self._message(step, exc), step.abort) from None
+            raise OpsError(self._message(step, exc), code) from None
         self._log(step.key, "ok", shown.seconds, shown.detail)
 
     def _log(self, key, outcome, seconds, detail):
         self.record["steps"].append(
             {"step": key, "outcome": outcome, "seconds": seconds, "detail": detail})
 
+    def _exit_code(self, step: PlanStep, exc: Exception) -> ExitCode:
+        """The step's own code; a rollback's bad --to keeps the error's (not found, usage)."""
+        rollback = self.options.rollback_to is not None
+        if rollback and isinstance(exc, OpsError) and exc.code in (ExitCode.NOT_FOUND,
+                                                                  ExitCode.USAGE):
+            return exc.code
+        return step.abort
+
     def _message(self, step: PlanStep, exc: Exception) -> str:
+        what = "rollback" if self.options.rollback_to is not None else "deploy"
         if step.abort in (ExitCode.DEPLOY_ABORTED_PREFLIGHT, ExitCode.DEPLOY_ABORTED_BACKUP,
                           ExitCode.DEPLOY_ABORTED_SNAPSHOT, ExitCode.LOCKED):
-            return f"deploy aborted before `fly deploy` ({step.key} failed): {exc}"
+            return f"{what} aborted before `fly deploy` ({step.key} failed): {exc}"
         return f"{step.key} failed: {exc}"
 
     def _hint(self) -> None:
@@ -178,8 +190,11 @@ class Deployment:
     def lock(self, held: contextlib.ExitStack) -> str:
         path = self.settings.audit_log.parent / f".deploy-{self.options.app}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
-        held.enter_context(file_lock(path, self.settings.deploy_lock_wait,
-                                     f"another deploy of {self.options.app}"))
+        wait = self.settings.deploy_lock_wait
+        held.enter_context(file_lock(
+            path, wait, f"another deploy of {self.options.app}",
+            on_wait=lambda holder: self.ui.info(
+                f"  waiting up to {wait:g}s for the deploy lock, held by {holder}")))
         return str(path)
 
     def preflight(self, held) -> str:
@@ -221,16 +236,21 @@ class Deployment:
     def deploy(self, held) -> str:
         o = self.options
         image = self.rollback_image if o.rollback_to is not None else o.image
-        argv = fly.deploy(o.app, o.config, image=image, remote_only=o.remote_only,
-                          strategy=o.strategy, wait_timeout=o.wait_timeout, extra=o.extra)
-        self.target.fly.run(argv, timeout=None, stream=lambda line: self.ui.info(f"  {line}"))
         try:
-            newest = self.target.fly.releases(o.app)[0]
-            self.record["release"] = {"version": newest.version, "image": newest.image_ref,
-                                      "status": newest.status}
-            return f"release v{newest.version}"
+            self.target.fly.run(deploy_command(o, image), timeout=None,
+                                stream=lambda line: self.ui.info(f"  {line}"))
+        finally:
+            self._note_release()  # a failed rolling deploy still leaves a (failed) release
+        release = self.record.get("release")
+        return f"release v{release['version']}" if release else "deployed"
+
+    def _note_release(self) -> None:
+        try:
+            newest = self.target.fly.releases(self.options.app)[0]
         except (OpsError, IndexError):
-            return "deployed"
+            return
+        self.record["release"] = {"version": newest.version, "image": newest.image_ref,
+                                  "status": newest.status}
 
     def health(self, held) -> str:
         expected = (self.record.get("backup") or {}).get("name")
@@ -239,6 +259,12 @@ class Deployment:
                                      interval=self.settings.health_interval)
         reports = f", reports {expected}" if expected else ""
         return f"200 after {result['polls']} poll(s){reports}"
+
+
+def deploy_command(o: DeployOptions, image: str | None) -> list[str]:
+    return fly.deploy(o.app, o.config, image=image, remote_only=o.remote_only,
+                      local_only=o.local_only, strategy=o.strategy,
+                      wait_timeout=o.wait_timeout, extra=o.extra)
 
 
 def _release_image(releases: list[fly.Release], version: int) -> str:
@@ -252,11 +278,19 @@ def _release_image(releases: list[fly.Release], version: int) -> str:
 
 
 def previous_version(releases: list[fly.Release]) -> int:
-    """The newest complete release before the current one: what a rollback goes back to."""
-    complete = [r for r in releases if r.status == "complete" and r.image_ref]
-    if len(complete) < 2:
+    """The newest complete release older than the newest one, whatever that one's status.
+
+    After a failed rolling deploy its image is live although the release says failed,
+    so "previous" is measured from the newest release, not the newest complete one.
+    """
+    if not releases:
+        raise OpsError("the app has no releases", ExitCode.NOT_FOUND)
+    newest = max(releases, key=lambda r: r.version)
+    older = [r for r in releases
+             if r.version < newest.version and r.status == "complete" and r.image_ref]
+    if not older:
         raise OpsError("no earlier complete release to roll back to", ExitCode.NOT_FOUND)
-    return complete[1].version
+    return max(older, key=lambda r: r.version).version
 
 
 def _require_clean_tree() -> None:

@@ -217,8 +217,11 @@ def prepare_dir(directory: Path) -> None:
 
 
 @contextlib.contextmanager
-def file_lock(lock_path: Path, wait: float = 0.0, what: str = "another backup"):
+def file_lock(lock_path: Path, wait: float = 0.0, what: str = "another backup",
+              on_wait=None):
     """An exclusive lock on ``lock_path`` naming its holder (who, where, since when).
+
+    ``on_wait(holder)`` is called once if we have to wait for it.
 
     ``flock`` is released by the kernel when the holder dies, even by ``kill -9``,
     so a crashed run never leaves a stale lock behind.
@@ -231,8 +234,11 @@ def file_lock(lock_path: Path, wait: float = 0.0, what: str = "another backup"):
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                holder = os.pread(fd, 512, 0).decode(errors="replace").strip()
+                if on_wait and time.monotonic() < deadline:
+                    on_wait(holder or "unknown")  # say once why we are not moving
+                    on_wait = None
                 if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 512, 0).decode(errors="replace").strip()
                     hint = " (use --lock-wait SECONDS to wait for it)" if wait <= 0 else ""
                     raise EngineError(
                         f"{what} holds the lock {lock_path}: {holder or 'unknown'}{hint}",
@@ -341,7 +347,11 @@ def run_check(path: Path, check: str = "integrity") -> list[str]:
         return [str(exc)]
     finally:
         conn.close()
-    return [] if rows == ["ok"] else rows
+    if rows == ["ok"]:
+        return []
+    # one problem per line; SQLite prefixes the first with a "*** in database main ***" line
+    lines = [line.strip() for row in rows for line in str(row).splitlines()]
+    return [line for line in lines if line and not line.startswith("*** in database")]
 
 
 def _unique_name(directory: Path, clock) -> tuple[str, dt.datetime]:

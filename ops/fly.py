@@ -166,6 +166,7 @@ def deploy(
     *,
     image: str | None = None,
     remote_only: bool = False,
+    local_only: bool = False,
     strategy: str | None = None,
     wait_timeout: str | None = None,
     extra: tuple[str, ...] = (),
@@ -175,6 +176,8 @@ def deploy(
         argv += ["--image", image]
     if remote_only and not image:
         argv.append("--remote-only")
+    if local_only and not image:
+        argv.append("--local-only")
     if strategy:
         argv += ["--strategy", strategy]
     if wait_timeout:

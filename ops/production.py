@@ -170,17 +170,13 @@ class FlyTarget:
         return sorted(found, key=lambda item: item.name)
 
     def names(self, which: str) -> list[str]:
+        """``latest``/``all`` from a listing; a name as given (the machine says if it is gone)."""
+        if which not in ("latest", "all"):
+            return [engine.check_name(which)]
         backups = self.list()
-        if which in ("latest", "all"):
-            if not backups:
-                raise OpsError(f"no backups in {self.dir} on {self.machine.id}",
-                               ExitCode.NOT_FOUND)
-            return [b.name for b in (backups[-1:] if which == "latest" else backups)]
-        engine.check_name(which)
-        if which not in {b.name for b in backups}:
-            raise OpsError(f"no backup named {which} in {self.dir} on the production machine",
-                           ExitCode.NOT_FOUND)
-        return [which]
+        if not backups:
+            raise OpsError(f"no backups in {self.dir} on {self.machine.id}", ExitCode.NOT_FOUND)
+        return [b.name for b in (backups[-1:] if which == "latest" else backups)]
 
     def verify(self, which: str) -> list[dict]:
         names = self.names(which)

@@ -406,3 +406,99 @@ def lock_held_elsewhere(folder: Path, workdir: Path):
             proc.wait()
         proc.stdout.close()
         proc.stderr.close()
+
+
+# ---------------------------------------------------------------- a CLI run in the background
+
+
+@dataclass
+class Background:
+    """A CLI run in a subprocess whose stderr lines can be waited for while it runs."""
+
+    proc: subprocess.Popen
+    args: list[str]
+    stderr_lines: list[str] = field(default_factory=list)
+    stdout: str = ""
+    _reader: object = None
+
+    def wait_for_stderr(self, text: str, timeout: float = 20.0) -> str:
+        """The first stderr line containing ``text`` (fails if the run ends without it)."""
+
+        def seen():
+            found = next((line for line in list(self.stderr_lines) if text in line), None)
+            if found is None and self.proc.poll() is not None and not self._reader.is_alive():
+                raise AssertionError(f"run ended without printing {text!r}: {self.stderr_lines}")
+            return found
+
+        return wait_for(seen, timeout, what=f"stderr line with {text!r}")
+
+    def finish(self, timeout: float = 60) -> InvokeResult:
+        try:
+            self.stdout = self.proc.stdout.read() if self.proc.stdout else ""
+            self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self._reader.join(timeout=10)
+        return InvokeResult(
+            self.args, self.proc.returncode, self.stdout, "".join(self.stderr_lines)
+        )
+
+
+def start_invoke(
+    *args: str, cwd: str | os.PathLike, env: dict[str, str | None] | None = None
+) -> Background:
+    """``run_invoke`` without waiting: stdout is read at ``finish``, stderr line by line."""
+    import threading
+
+    argv = [PYTHON, "-m", "invoke", "--search-root", str(REPO_ROOT), *args]
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env=clean_env(env), stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    run = Background(proc, list(args))
+
+    def pump():
+        for line in proc.stderr:
+            run.stderr_lines.append(line)
+
+    run._reader = threading.Thread(target=pump, daemon=True)
+    run._reader.start()
+    return run
+
+
+FILE_LOCK_HOLDER = """
+import sys, time
+from pathlib import Path
+from ops import engine
+path, ready, release = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+with engine.file_lock(path, 0, "the test's holder"):
+    ready.write_text("held")
+    deadline = time.monotonic() + 30
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+"""
+
+
+@contextlib.contextmanager
+def file_lock_held(path: Path, workdir: Path):
+    """Another process holds ``engine.file_lock(path)`` (e.g. a deploy lock); yields
+    (pid, release): touch ``release`` to let it go (it is let go at the end anyway)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+    ready, release = workdir / "file-lock.ready", workdir / "file-lock.release"
+    proc = python(FILE_LOCK_HOLDER, str(path), str(ready), str(release))
+    try:
+        wait_for(lambda: ready.exists() or proc.poll() is not None, what="the lock holder")
+        assert proc.poll() is None, proc.communicate()
+        yield proc.pid, release
+    finally:
+        release.touch()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()

@@ -163,11 +163,12 @@ def options(**kw):
 def test_plan_runs_backup_and_snapshot_before_deploy():
     steps = deploy.plan(options())
     keys = [s.key for s in steps]
-    assert keys == ["preflight", "lock", "backup", "snapshot", "deploy", "health", "record"]
+    # the lock comes first, so preflight reads the release that is live once we hold it
+    assert keys == ["lock", "preflight", "backup", "snapshot", "deploy", "health", "record"]
     by_key = {s.key: s for s in steps}
     assert by_key["backup"].abort == ExitCode.DEPLOY_ABORTED_BACKUP
     assert by_key["snapshot"].abort == ExitCode.DEPLOY_ABORTED_SNAPSHOT
-    assert by_key["snapshot"].commands[0] == (
+    assert by_key["snapshot"].commands[1] == (
         "volumes", "snapshots", "create", deploy.VOLUME, "-a", "app")
     assert by_key["deploy"].commands == (("deploy", "-a", "app", "-c", "fly.toml"),)
     assert "reports the new backup" in by_key["health"].title
@@ -193,13 +194,15 @@ def test_plan_passes_flags_and_remainder_to_fly_deploy():
         "--wait-timeout", "9m", "--now")
 
 
-def test_previous_version_is_the_complete_release_before_the_current():
+def test_previous_version_is_the_newest_complete_release_before_the_newest():
     releases = [fly.Release("r3", 3, "failed", "img3", "", ""),
                 fly.Release("r2", 2, "complete", "img2", "", ""),
                 fly.Release("r1", 1, "complete", "img1", "", "")]
-    assert deploy.previous_version(releases) == 1
+    # v3 failed but a rolling deploy left its image live: going back means v2
+    assert deploy.previous_version(releases) == 2
+    assert deploy.previous_version(releases[1:]) == 1
     with pytest.raises(OpsError):
-        deploy.previous_version(releases[:2])
+        deploy.previous_version(releases[2:])
 
 
 # ---------------------------------------------------------------- health verdict

@@ -71,13 +71,14 @@ def deploy(c, skip_backup=False, dry_run=False, image=None, remote_only=False, l
     if strategy == "canary":
         raise OpsError("--strategy canary is refused by flyctl for apps with volumes",
                        ExitCode.USAGE)
-    in_ci = bool(os.environ.get("CI"))
+    in_ci = os.environ.get("CI", "").strip().lower() in ("1", "true", "t", "ok", "yes")
 
     def options_for(settings):
         return deploys.DeployOptions(
             app=settings.app, config=str(settings.fly_config), health_url=settings.health,
             skip_backup=skip_backup, image=image,
-            remote_only=(remote_only or in_ci) and not local_only, strategy=strategy,
+            remote_only=(remote_only or in_ci) and not local_only, local_only=local_only,
+            strategy=strategy,
             wait_timeout=wait_timeout, extra=passthrough(), require_clean=require_clean,
         )
 

@@ -1,0 +1,843 @@
+"""`invoke deploy` and `invoke deploy.rollback` through the real CLI.
+
+Each run is ``python -m invoke`` in a subprocess (as a user runs it) against the flyctl
+test double (``tests/flyctl_double``) and a local HTTP server on 127.0.0.1 playing the
+app's ``/health``: it reports the newest ``steps-*.db`` in the fake volume's backup
+folder on every request, so the health gate sees the backup the deploy just made, and
+can be switched to answer 503 or to report an older backup.
+
+The "production volume" is ``<site>/vol``: ``steps.db`` (a real WAL database) and
+``backups/``, which the remote scripts reach through the double's ``fly ssh console``.
+Tests assert what a user sees: exit codes, the JSON on stdout, the audit line, the
+rollback hint, and the exact order of the flyctl calls. Independent runs go in parallel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import itertools
+import json
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from ops.errors import ExitCode
+from tests import helpers
+from tests.flyctl_double import (
+    DEFAULT_APP,
+    DEFAULT_MACHINE_ID,
+    DEFAULT_VOLUME_ID,
+    IMAGE_V11,
+    IMAGE_V12,
+    FlyWorld,
+    default_world,
+)
+from tests.helpers import ANSI, BACKUP_RE, run_parallel
+
+APP = DEFAULT_APP
+MID = DEFAULT_MACHINE_ID
+VOL = DEFAULT_VOLUME_ID
+USER = "alice"
+NEW_IMAGE = "registry.fly.io/step-app-4x-yhw:deployment-01TESTIMAGE000000000000000"
+ROLLBACK_HINT = "invoke deploy.rollback --to 12"
+
+# What each phase of a deploy asks flyctl, in order (see ``label``).
+PREFLIGHT = ["auth whoami", "volumes list", "machine list", "releases"]
+# backup, then verify it by name, then retention's list
+BACKUP = ["ssh backup", "ssh verify", "ssh list"]
+# the list before `create` is what tells the new snapshot apart; then polls until created
+SNAPSHOT = ["volumes snapshots list", "volumes snapshots create"] + ["volumes snapshots list"] * 3
+DEPLOYED = ["deploy", "releases"]
+MUTATING = {"ssh backup", "ssh delete", "volumes snapshots create", "deploy"}
+
+
+# ---------------------------------------------------------------- the app's /health
+
+
+class HealthApp:
+    """``GET /health`` as the app answers it, computed from the volume's backup folder.
+
+    ``mode``: ``ok`` (200, the newest backup), ``503`` (unhealthy), ``stale`` (200 but
+    the app still reports the backup before the newest, as if it had not seen it).
+    """
+
+    def __init__(self, backups: Path):
+        self.backups = backups
+        self.mode = "ok"
+        self.requests = 0
+        app = self
+
+        class Handler(BaseHTTPRequestHandler):
+            timeout = 5  # a stuck client cannot hold a server thread forever
+
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                app.requests += 1
+                if self.path != "/health":
+                    return self._send(404, {"error": "not found"})
+                if app.mode == "503":
+                    return self._send(503, {"status": "error", "error": "database locked"})
+                return self._send(200, {"status": "ok", "backup": app.report()})
+
+            def _send(self, status: int, body: dict):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/health"
+
+    def report(self) -> dict:
+        found = self.backups.glob("steps-*.db") if self.backups.is_dir() else []
+        names = sorted(path.name for path in found if BACKUP_RE.match(path.name))
+        if self.mode == "stale":
+            names = names[:-1]
+        if not names:
+            return {"hasBackups": False, "count": 0, "latest": None}
+        newest = names[-1]
+        created = dt.datetime.strptime(newest, "steps-%Y-%m-%dT%H-%M-%S.db").replace(tzinfo=dt.UTC)
+        age = int((dt.datetime.now(dt.UTC) - created).total_seconds() * 1000)
+        return {
+            "hasBackups": True,
+            "count": len(names),
+            "latest": {
+                "name": newest,
+                "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "age": age,
+                "size": (self.backups / newest).stat().st_size,
+            },
+        }
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+# ---------------------------------------------------------------- one production site
+
+
+@dataclasses.dataclass
+class Site:
+    """A Fly world, the app's checkout (cwd), the volume's files and its /health."""
+
+    root: Path
+    world: FlyWorld
+    health: HealthApp
+    token: str = "test-token"
+
+    @property
+    def cwd(self) -> Path:
+        return self.root / "app"
+
+    @property
+    def db(self) -> Path:
+        return self.root / "vol" / "steps.db"
+
+    @property
+    def backups(self) -> Path:
+        return self.root / "vol" / "backups"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.root / "audit" / "deploys.jsonl"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.audit_log.parent / f".deploy-{APP}.lock"
+
+    def env(self, extra: dict | None = None) -> dict[str, str | None]:
+        env: dict[str, str | None] = {
+            **self.world.env(self.token),
+            "INVOKE_DB_REMOTE_PATH": str(self.db),
+            "INVOKE_BACKUP_REMOTE_DIR": str(self.backups),
+            "INVOKE_BACKUP_DIR": str(self.root / "local"),
+            "INVOKE_HEALTH_URL": self.health.url,
+            "INVOKE_HEALTH_INTERVAL": "0.05",
+            "INVOKE_HEALTH_TIMEOUT": "2",
+            "INVOKE_DEPLOY_AUDIT_LOG": str(self.audit_log),
+            "USER": USER,
+            # the suite may itself run in CI: nothing of it may reach the runs
+            "CI": None,
+            "GITHUB_ACTIONS": None,
+            "GITHUB_ACTOR": None,
+            "GITHUB_RUN_ID": None,
+        }
+        env.update(extra or {})
+        return env
+
+    def run(self, *args: str, env: dict | None = None, timeout: float = 30):
+        return helpers.run_invoke(*args, cwd=self.cwd, env=self.env(env), timeout=timeout)
+
+    def start(self, *args: str, env: dict | None = None) -> helpers.Background:
+        return helpers.start_invoke(*args, cwd=self.cwd, env=self.env(env))
+
+    def audit(self) -> list[dict]:
+        if not self.audit_log.exists():
+            return []
+        return [json.loads(line) for line in self.audit_log.read_text().splitlines()]
+
+    def labels(self) -> list[str]:
+        return [label(argv) for argv in self.world.calls()]
+
+    def backup_names(self) -> list[str]:
+        return [path.name for path in helpers.backup_files(self.backups) if path.suffix == ".db"]
+
+
+def make_site(root: Path, world: FlyWorld | None = None) -> Site:
+    """The default world, a checkout with fly.toml and a Dockerfile, a live WAL database on
+    the volume and one backup left there two days ago by the old npm script."""
+    world = world or default_world(root)
+    world.snapshot_behavior("progress", lists_before_created=2)
+    site = Site(root, world, HealthApp(root / "vol" / "backups"))
+    site.cwd.mkdir(parents=True)
+    world.write_fly_toml(site.cwd)
+    (site.cwd / "Dockerfile").write_text("FROM node:20-slim\nCOPY . /app\n")
+    helpers.make_wal_db(site.db)
+    two_days_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=2)
+    helpers.old_script_backup(site.backups, two_days_ago, site.db)
+    return site
+
+
+@pytest.fixture
+def sites(tmp_path):
+    """``sites(name)``: independent sites under ``tmp_path/name`` (for parallel runs)."""
+    made: list[Site] = []
+
+    def make(name: str) -> Site:
+        made.append(make_site(tmp_path / name))
+        return made[-1]
+
+    yield make
+    for site in made:
+        site.health.close()
+
+
+@pytest.fixture
+def site(tmp_path, fly_world):
+    made = make_site(tmp_path, fly_world)
+    yield made
+    made.health.close()
+
+
+def label(argv: list[str]) -> str:
+    """A flyctl call as a short name; ``fly ssh console`` by the script it runs."""
+    if argv[:2] == ["ssh", "console"]:
+        command = shlex.split(argv[argv.index("-C") + 1])
+        assert command[:2] == ["sh", "-c"] and len(command) == 3, argv
+        for marker, name in (
+            ("python3 - backup ", "backup"),
+            ("python3 - verify ", "verify"),
+            ("rm -f -- ", "delete"),
+            ("for f in steps-*.db", "list"),
+        ):
+            if marker in command[2]:
+                return f"ssh {name}"
+        return "ssh ?"
+    return " ".join(itertools.takewhile(lambda word: re.fullmatch(r"[a-z]+", word), argv))
+
+
+def deploy_argv(site: Site) -> list[str]:
+    (argv,) = [argv for argv in site.world.calls() if argv[0] == "deploy"]
+    return argv
+
+
+def error_line(result, *, last: bool = True) -> str:
+    """The one ``Error:`` line; ``last``: it ends stderr (the message is one line)."""
+    assert "Traceback" not in result.stderr, result
+    assert len(result.error_lines) == 1, result
+    if last:
+        assert result.stderr.rstrip().splitlines()[-1].startswith("Error:"), result
+    return result.error_lines[0]
+
+
+def assert_not_deployed(
+    site: Site, result, code: int, *, calls: list[str], step: str, one_line: bool = True
+):
+    """Aborted before `fly deploy`: the code, flyctl calls, nothing released, one audit line."""
+    assert result.returncode == code, result
+    line = error_line(result, last=one_line)
+    assert f"deploy aborted before `fly deploy` ({step} failed)" in line, result
+    assert site.labels() == calls, result
+    assert [r["Version"] for r in site.world.releases()] == [12, 11]
+    assert site.world.machine_image(MID) == IMAGE_V12
+    assert ROLLBACK_HINT not in result.stderr  # nothing to roll back
+    (entry,) = site.audit()
+    assert entry["outcome"] == f"{step} failed" and entry["exit_code"] == code
+    assert entry["kind"] == "deploy" and entry["app"] == APP and entry["release"] is None
+    assert entry["error"].splitlines()[0] in line
+    assert entry["steps"][-1]["step"] == step and entry["steps"][-1]["outcome"] == "failed"
+    assert result.json() == entry  # --json: the same record on stdout
+    return entry
+
+
+# ---------------------------------------------------------------- 1. the happy path
+
+
+def test_deploy_backs_up_snapshots_deploys_checks_health_and_records(site):
+    result = site.run("deploy", "--json")
+
+    assert result.returncode == 0, result
+    assert site.labels() == PREFLIGHT + BACKUP + SNAPSHOT + DEPLOYED
+    calls = site.world.calls()
+    for argv in calls:
+        if argv[:2] == ["ssh", "console"]:  # always the volume's machine, quietly
+            assert argv[2:7] == ["-a", APP, "--machine", MID, "-q"], argv
+            assert argv[argv.index("-C") + 1].startswith("sh -c "), argv
+    assert calls[-2] == ["deploy", "-a", APP, "-c", "fly.toml"]  # builds from the Dockerfile
+    assert all(record["token"] for record in site.world.call_records())
+
+    # what the world looks like now
+    releases = site.world.releases()
+    assert [(r["Version"], r["Status"]) for r in releases[:2]] == [
+        (13, "complete"),
+        (12, "complete"),
+    ]
+    assert site.world.machine_image(MID) == releases[0]["ImageRef"] != IMAGE_V12
+    snapshots = site.world.snapshots(VOL)
+    assert len(snapshots) == 3 and snapshots[-1]["status"] == "created"
+
+    # the record: stdout (the whole of it) and the audit log say the same
+    record = result.json()
+    assert site.audit() == [record]
+    assert record["kind"] == "deploy" and record["app"] == APP
+    assert record["who"] == f"{USER}@{socket.gethostname()}"
+    when = dt.datetime.fromisoformat(record["when"].replace("Z", "+00:00"))
+    assert abs(dt.datetime.now(dt.UTC) - when) < dt.timedelta(minutes=1)
+    assert record["finished"] >= record["when"]
+    assert record["skipped_backup"] is False
+    assert record["outcome"] == "ok" and record["exit_code"] == 0
+
+    backup = record["backup"]
+    assert BACKUP_RE.match(backup["name"]), backup
+    on_volume = site.backups / backup["name"]
+    assert backup["path"] == str(on_volume)
+    assert backup["sha256"] == helpers.sha256(on_volume)
+    assert backup["size"] == on_volume.stat().st_size
+    assert helpers.rows(on_volume, "SELECT count(*) FROM steps") == [(3000,)]
+    assert len(site.backup_names()) == 2  # retention keeps the old script's backup too
+
+    assert record["snapshot"] == {
+        "id": snapshots[-1]["id"],
+        "volume": VOL,
+        "size": snapshots[-1]["size"],
+    }
+    assert record["snapshot"]["id"].startswith("vs_")
+    assert record["release"] == {
+        "version": 13,
+        "image": releases[0]["ImageRef"],
+        "status": "complete",
+    }
+    assert record["previous_release"] == {"version": 12, "image": IMAGE_V12}
+    steps = record["steps"]
+    assert [s["step"] for s in steps] == ["lock", "preflight", "backup", "snapshot", "deploy",
+                                          "health"]  # fmt: skip
+    assert all(s["outcome"] == "ok" for s in steps), steps
+    assert all(isinstance(s["seconds"], float) and s["seconds"] >= 0 for s in steps), steps
+    assert backup["name"] in steps[2]["detail"]
+    assert record["snapshot"]["id"] in steps[3]["detail"]
+    assert steps[4]["detail"] == "release v13"
+    assert backup["name"] in steps[5]["detail"]  # the gate saw the new backup in /health
+    assert site.health.requests >= 1
+
+    # people: a line per step, flyctl's output, the way back; no noise
+    assert ROLLBACK_HINT in result.stderr
+    assert f"--image {IMAGE_V12}" in result.stderr
+    assert "Visit your newly deployed app" in result.stderr
+    assert "WARNING" not in result.stderr and "Error" not in result.stderr
+    assert "Traceback" not in result.stderr and ANSI not in result.stderr
+
+
+# ---------------------------------------------------------------- 2. nothing deployed when...
+
+
+def test_no_deploy_when_the_backup_or_the_snapshot_fails(sites):
+    ssh_down, corrupt, snap_fails, snap_hangs = (
+        sites(name) for name in ("ssh", "corrupt", "snapfail", "snaphang")
+    )
+    ssh_down.world.fail(["ssh", "console"], stderr="Error: tunnel unavailable\n")
+    with corrupt.db.open("r+b") as raw:  # damage b-tree pages; page 1 still says SQLite
+        for page in range(2, corrupt.db.stat().st_size // 4096, 3):
+            raw.seek(page * 4096 + 100)
+            raw.write(b"\xff" * 200)
+    snap_fails.world.fail(["volumes", "snapshots", "create"], stderr="Error: volume is busy\n")
+    snap_hangs.world.snapshot_behavior("never")
+
+    results = run_parallel([
+        lambda: ssh_down.run("deploy", "--json"),
+        lambda: corrupt.run("deploy", "--json"),
+        lambda: snap_fails.run("deploy", "--json"),
+        lambda: snap_hangs.run("deploy", "--json",
+                               env={"INVOKE_BACKUP_SNAPSHOT_TIMEOUT": "0.5"}),
+    ])  # fmt: skip
+    r_ssh, r_corrupt, r_snap_fails, r_snap_hangs = results
+
+    code = int(ExitCode.DEPLOY_ABORTED_BACKUP)
+    assert_not_deployed(ssh_down, r_ssh, code, calls=PREFLIGHT + ["ssh backup"], step="backup")
+    assert "tunnel unavailable" in error_line(r_ssh)
+    assert len(ssh_down.backup_names()) == 1  # only the old script's backup
+
+    assert_not_deployed(
+        corrupt, r_corrupt, code, calls=PREFLIGHT + ["ssh backup"], step="backup", one_line=False
+    )  # one line: see the xfail below
+    assert "the new backup failed integrity_check" in error_line(r_corrupt, last=False)
+    assert len(corrupt.backup_names()) == 1  # nothing that looks like a backup was left
+    assert not list(corrupt.backups.glob(".tmp-*"))
+
+    code = int(ExitCode.DEPLOY_ABORTED_SNAPSHOT)
+    assert_not_deployed(snap_fails, r_snap_fails, code, step="snapshot",
+                        calls=PREFLIGHT + BACKUP + SNAPSHOT[:2])  # fmt: skip
+    assert "volume is busy" in error_line(r_snap_fails)
+
+    labels = snap_hangs.labels()
+    polls = labels[len(PREFLIGHT + BACKUP + SNAPSHOT[:2]) :]
+    assert polls and set(polls) == {"volumes snapshots list"}, labels  # polled until the end
+    assert_not_deployed(snap_hangs, r_snap_hangs, code, step="snapshot", calls=labels)
+    assert "not created within 0.5s (status: running)" in error_line(r_snap_hangs)
+
+    for one in (snap_fails, snap_hangs):  # the backup was made and verified all the same
+        entry = one.audit()[0]
+        assert entry["backup"]["sha256"] == helpers.sha256(one.backups / entry["backup"]["name"])
+        assert entry["snapshot"] is None
+
+
+def test_a_corrupt_database_is_reported_in_one_line(site):
+    with site.db.open("r+b") as raw:
+        for page in range(2, site.db.stat().st_size // 4096, 3):
+            raw.seek(page * 4096 + 100)
+            raw.write(b"\xff" * 200)
+
+    result = site.run("deploy")
+
+    line = helpers.assert_one_line_error(result, ExitCode.DEPLOY_ABORTED_BACKUP, strict=False)
+    assert "integrity_check" in line and "On tree page" in line, result
+    assert "deploy" not in site.labels()
+
+
+def test_no_deploy_when_preflight_fails(sites):
+    logged_out, stopped, no_flyctl, dirty = (
+        sites(name) for name in ("logout", "stopped", "noflyctl", "dirty")
+    )
+    logged_out.world.unauthenticated()
+    stopped.world.set_machine_state(MID, "stopped")
+    bare_path = "/usr/bin:/bin"
+    assert not (shutil.which("fly", path=bare_path) or shutil.which("flyctl", path=bare_path))
+    subprocess.run(["git", "init", "-q", str(dirty.cwd)], check=True, capture_output=True)
+    (dirty.cwd / "notes.txt").write_text("not committed\n")
+
+    r_logout, r_stopped, r_missing, r_dirty = run_parallel([
+        lambda: logged_out.run("deploy", "--json"),
+        lambda: stopped.run("deploy", "--json"),
+        lambda: no_flyctl.run("deploy", "--json", env={"PATH": bare_path}),
+        lambda: dirty.run("deploy", "--json", "--require-clean"),
+    ])  # fmt: skip
+
+    code = int(ExitCode.DEPLOY_ABORTED_PREFLIGHT)
+    assert_not_deployed(logged_out, r_logout, code, calls=["auth whoami"], step="preflight")
+    assert "authenticated" in error_line(r_logout)
+    assert_not_deployed(stopped, r_stopped, code, calls=PREFLIGHT[:3], step="preflight")
+    assert f"no started machine has a 'data' volume attached ({VOL}→{MID}, " in error_line(
+        r_stopped
+    )
+    assert_not_deployed(no_flyctl, r_missing, code, calls=[], step="preflight")
+    assert "flyctl is not installed" in error_line(r_missing)
+    assert_not_deployed(dirty, r_dirty, code, calls=PREFLIGHT, step="preflight")
+    assert "--require-clean: the git tree has" in error_line(r_dirty)
+    for one in (logged_out, stopped, no_flyctl, dirty):
+        assert len(one.backup_names()) == 1 and len(one.world.snapshots(VOL)) == 2
+
+
+# ---------------------------------------------------------------- 3. --skip-backup
+
+
+def test_skip_backup_is_loud_recorded_and_touches_no_data(site):
+    shutil.rmtree(site.backups)  # /health reports no backups at all: the gate must not care
+
+    result = site.run("deploy", "--skip-backup", "--json", "--image", NEW_IMAGE)
+
+    assert result.returncode == 0, result
+    assert "WARNING: --skip-backup: deploying WITHOUT a backup or a volume snapshot" in (
+        result.stderr
+    )
+    assert site.labels() == PREFLIGHT + DEPLOYED  # no ssh console, no snapshots
+    assert deploy_argv(site) == ["deploy", "-a", APP, "-c", "fly.toml", "--image", NEW_IMAGE]
+    assert site.world.machine_image(MID) == NEW_IMAGE
+    assert len(site.world.snapshots(VOL)) == 2 and not site.backups.exists()
+    record = result.json()
+    assert site.audit() == [record]
+    assert record["skipped_backup"] is True and record["outcome"] == "ok"
+    assert record["backup"] is None and record["snapshot"] is None
+    assert record["release"]["version"] == 13 and record["release"]["image"] == NEW_IMAGE
+    outcomes = {s["step"]: (s["outcome"], s["detail"]) for s in record["steps"]}
+    assert outcomes["backup"] == outcomes["snapshot"] == ("skipped", "--skip-backup")
+    assert outcomes["health"][0] == "ok" and "reports" not in outcomes["health"][1]
+    assert ROLLBACK_HINT in result.stderr
+
+
+# ---------------------------------------------------------------- 4. --dry-run
+
+
+def test_dry_run_shows_the_plan_and_runs_nothing(site):
+    plain, full, skipping, canary = run_parallel([
+        lambda: site.run("deploy", "--dry-run"),
+        lambda: site.run("deploy", "--dry-run", "--json", "--strategy", "bluegreen",
+                         "--wait-timeout", "2m", "--", "--build-arg", "X=1"),
+        lambda: site.run("deploy", "--dry-run", "--json", "--skip-backup", "--image",
+                         NEW_IMAGE),
+        lambda: site.run("deploy", "--strategy", "canary"),  # flyctl refuses it with volumes
+    ])  # fmt: skip
+
+    helpers.assert_one_line_error(canary, ExitCode.USAGE, contains="--strategy canary")
+
+    for result in (plain, full, skipping):
+        assert result.returncode == 0, result
+        assert "Traceback" not in result.stderr and ANSI not in result.stderr
+    assert site.world.calls() == []
+    assert site.audit() == [] and not site.audit_log.parent.exists()  # no audit, no lock file
+    assert len(site.backup_names()) == 1
+
+    assert plain.stdout == ""
+    assert f"Plan for {APP} (dry run: nothing runs)" in plain.stderr
+    assert f"fly deploy -a {APP} -c fly.toml" in plain.stderr
+
+    plan = full.json()
+    assert plan["dry_run"] is True
+    steps = {step["key"]: step for step in plan["steps"]}
+    assert list(steps) == ["lock", "preflight", "backup", "snapshot", "deploy", "health",
+                           "record"]  # fmt: skip
+    assert steps["preflight"]["commands"] == [
+        ["auth", "whoami"],
+        ["volumes", "list", "-a", APP, "--json"],
+        ["machine", "list", "-a", APP, "--json"],
+        ["releases", "-a", APP, "--json"],
+    ]
+    assert steps["deploy"]["commands"] == [
+        ["deploy", "-a", APP, "-c", "fly.toml", "--strategy", "bluegreen",
+         "--wait-timeout", "2m", "--build-arg", "X=1"]
+    ]  # fmt: skip
+    # backup, verify, retention's list: the same ssh calls a real run makes
+    assert [c[:2] for c in steps["backup"]["commands"]] == [["ssh", "console"]] * 3
+    assert [c[:3] for c in steps["snapshot"]["commands"]] == [
+        ["volumes", "snapshots", "list"],
+        ["volumes", "snapshots", "create"],
+        ["volumes", "snapshots", "list"],
+    ]
+    expected_aborts = {"preflight": 10, "lock": 4, "backup": 11, "snapshot": 12, "deploy": 13,
+                       "health": 14}  # fmt: skip
+    assert {key: steps[key]["abort"] for key in expected_aborts} == expected_aborts
+    assert all(step["skipped"] == "" for step in plan["steps"])
+    assert site.health.url in steps["health"]["title"]
+
+    steps = {step["key"]: step for step in skipping.json()["steps"]}
+    for key in ("backup", "snapshot"):
+        assert steps[key]["skipped"] == "--skip-backup" and steps[key]["commands"] == []
+    assert steps["deploy"]["commands"] == [
+        ["deploy", "-a", APP, "-c", "fly.toml", "--image", NEW_IMAGE]
+    ]
+    assert "reports the new backup" not in steps["health"]["title"]
+
+
+# ---------------------------------------------------------------- 5. failed deploy, failed gate
+
+
+def test_failed_fly_deploy_exits_13_with_flyctls_error_and_the_way_back(sites):
+    timing_out, refused = sites("timeout"), sites("refused")
+    timing_out.world.deploy_health_timeout()
+    # more than a pipe buffer on stderr while stdout is read: must not deadlock (95ecb47)
+    noise = "".join(f"#{n} building layer {n}: {'.' * 180}\n" for n in range(1500))
+    refused.world.fail(
+        ["deploy"],
+        stdout="==> Building image\n",
+        stderr=f"{noise}Error: failed to fetch an image or build from source: error building: "
+        "exit code: 1\n",
+    )
+
+    r_timeout, r_refused = run_parallel([
+        lambda: timing_out.run("deploy", "--json"),
+        lambda: refused.run("deploy", "--json", "--skip-backup", timeout=15),
+    ])  # fmt: skip
+
+    for one, result, text, calls, done in (
+        (timing_out, r_timeout, "timeout reached waiting for health checks to pass for machine",
+         PREFLIGHT + BACKUP + SNAPSHOT + DEPLOYED, ["ok"] * 4),
+        (refused, r_refused, "failed to fetch an image or build from source: error building",
+         PREFLIGHT + DEPLOYED, ["ok", "ok", "skipped", "skipped"]),
+    ):  # fmt: skip
+        assert result.returncode == ExitCode.DEPLOY_FAILED, result
+        line = error_line(result)
+        assert line.startswith("Error: deploy failed: `fly deploy") and text in line, result
+        assert ROLLBACK_HINT in result.stderr
+        assert one.labels() == calls
+        assert one.health.requests == 0  # no health gate after a failed deploy
+        record = result.json()
+        assert one.audit() == [record]
+        assert record["outcome"] == "deploy failed" and record["exit_code"] == 13
+        assert text in record["error"]
+        assert record["previous_release"] == {"version": 12, "image": IMAGE_V12}
+        assert [s["outcome"] for s in record["steps"]] == done + ["failed"]
+    assert r_timeout.json()["backup"]["name"] and r_timeout.json()["snapshot"]["id"]
+    # flyctl's rolling deploy does not roll back: the failed release is live
+    assert timing_out.world.releases()[0]["Status"] == "failed"
+    assert timing_out.world.machine_image(MID) != IMAGE_V12
+    assert [r["Version"] for r in refused.world.releases()] == [12, 11]
+    assert "  #1499 building layer 1499: " in r_refused.stderr  # people saw flyctl's output
+
+
+def test_failed_health_gate_exits_14_with_the_way_back(sites):
+    unhealthy, stale = sites("unhealthy"), sites("stale")
+    unhealthy.health.mode = "503"
+    stale.health.mode = "stale"
+
+    r_unhealthy, r_stale = run_parallel([
+        lambda: unhealthy.run("deploy", "--json", "--health-timeout", "0.5", "--skip-backup"),
+        lambda: stale.run("deploy", "--json", "--health-timeout", "0.5"),
+    ])  # fmt: skip
+
+    for one, result, calls in (
+        (unhealthy, r_unhealthy, PREFLIGHT + DEPLOYED),
+        (stale, r_stale, PREFLIGHT + BACKUP + SNAPSHOT + DEPLOYED),
+    ):
+        assert result.returncode == ExitCode.HEALTH_FAILED, result
+        line = error_line(result)
+        assert line.startswith(f"Error: health failed: {one.health.url} not healthy within 0.5s")
+        assert ROLLBACK_HINT in result.stderr
+        assert one.labels() == calls
+        assert one.health.requests >= 2  # it polled, not just asked once
+        record = result.json()
+        assert one.audit() == [record]
+        assert record["outcome"] == "health failed" and record["exit_code"] == 14
+        assert record["release"]["version"] == 13  # deployed, but not healthy
+        assert record["steps"][-1]["step"] == "health"
+        assert record["steps"][-1]["outcome"] == "failed"
+    assert "HTTP 503" in error_line(r_unhealthy)
+    old, new = stale.backup_names()
+    assert f"/health reports latest backup {old!r}, expected {new!r}" in error_line(r_stale)
+    assert stale.audit()[0]["backup"]["name"] == new
+
+
+# ---------------------------------------------------------------- 6. the deploy lock
+
+
+def test_a_held_deploy_lock_stops_a_second_deploy(site, tmp_path):
+    with helpers.file_lock_held(site.lock_file, tmp_path / "holder") as (pid, _release):
+        result = site.run("deploy", "--json")
+
+    assert result.returncode == ExitCode.LOCKED, result
+    line = error_line(result)
+    assert f"another deploy of {APP} holds the lock {site.lock_file}" in line
+    assert f"(pid {pid} on " in line and " since " in line
+    assert "--lock-wait" in line
+    labels = site.labels()
+    assert "deploy" not in labels and not MUTATING & set(labels)
+    assert set(labels) <= set(PREFLIGHT)
+    assert len(site.backup_names()) == 1 and len(site.world.snapshots(VOL)) == 2
+    record = result.json()
+    assert site.audit() == [record]
+    assert record["outcome"] == "lock failed" and record["exit_code"] == 4
+
+
+def test_lock_wait_waits_for_the_other_deploy_then_deploys(site, tmp_path):
+    with helpers.file_lock_held(site.lock_file, tmp_path / "holder") as (_pid, release):
+        run = site.start("deploy", "--json", "--lock-wait", "5")
+        run.wait_for_stderr("waiting up to 5s for the deploy lock")
+        threading.Timer(0.6, release.touch).start()
+        result = run.finish()
+
+    assert result.returncode == 0, result
+    assert site.labels() == PREFLIGHT + BACKUP + SNAPSHOT + DEPLOYED
+    record = result.json()
+    lock = next(s for s in record["steps"] if s["step"] == "lock")
+    assert lock["outcome"] == "ok" and lock["seconds"] >= 0.5, record["steps"]
+    assert record["outcome"] == "ok" and site.audit() == [record]
+
+
+def test_after_waiting_for_the_lock_the_deploy_sees_the_release_the_other_one_made(site, tmp_path):
+    with helpers.file_lock_held(site.lock_file, tmp_path / "holder") as (_pid, release):
+        run = site.start(
+            "deploy", "--json", "--lock-wait", "10", "--skip-backup", "--image", NEW_IMAGE
+        )
+        run.wait_for_stderr("waiting up to 10s for the deploy lock")
+        # meanwhile the deploy holding the lock finishes: v13 is the current release
+        other = "registry.fly.io/step-app-4x-yhw:deployment-01OTHERDEPLOY0000000000000"
+        site.world.add_release(APP, 13, image_ref=other)
+        release.touch()
+        result = run.finish()
+
+    assert result.returncode == 0, result
+    record = result.json()
+    assert record["release"]["version"] == 14
+    assert record["previous_release"] == {"version": 13, "image": other}
+    assert "invoke deploy.rollback --to 13" in result.stderr
+
+
+# ---------------------------------------------------------------- 7. rollback
+
+
+def test_rollback_redeploys_an_earlier_image_without_touching_data(sites):
+    default, to_11, to_10 = sites("default"), sites("to11"), sites("to10")
+    image_v10 = "registry.fly.io/step-app-4x-yhw:deployment-01V10IMAGE0000000000000000"
+    to_10.world.add_release(APP, 10, image_ref=image_v10, created_at="2026-08-18T09:00:00Z")
+
+    r_default, r_11, r_10 = run_parallel([
+        lambda: default.run("deploy.rollback", "--json"),
+        lambda: to_11.run("deploy.rollback", "--to", "v11", "--json"),
+        lambda: to_10.run("deploy.rollback", "--to", "10", "--json"),
+    ])  # fmt: skip
+
+    for one, result, version, image in (
+        (default, r_default, 11, IMAGE_V11),
+        (to_11, r_11, 11, IMAGE_V11),
+        (to_10, r_10, 10, image_v10),
+    ):
+        assert result.returncode == 0, result
+        assert one.labels() == PREFLIGHT + DEPLOYED  # no ssh console, no snapshots
+        assert deploy_argv(one) == ["deploy", "-a", APP, "-c", "fly.toml", "--image", image]
+        assert one.world.machine_image(MID) == image
+        assert one.world.releases()[0]["ImageRef"] == image
+        assert len(one.backup_names()) == 1 and len(one.world.snapshots(VOL)) == 2
+        record = result.json()
+        assert one.audit() == [record]
+        assert record["kind"] == "rollback" and record["outcome"] == "ok"
+        assert record["rollback_to"] == version
+        assert record["backup"] is None and record["snapshot"] is None
+        assert record["release"] == {"version": 13, "image": image, "status": "complete"}
+        assert [s["step"] for s in record["steps"]] == ["lock", "preflight", "deploy", "health"]
+        assert ROLLBACK_HINT in result.stderr  # and back again, if this was wrong
+
+
+def test_rollback_to_an_unknown_release_and_dry_run_deploy_nothing(sites):
+    unknown, dry = sites("unknown"), sites("dry")
+
+    r_unknown, r_dry, r_dry_to = run_parallel([
+        lambda: unknown.run("deploy.rollback", "--to", "99", "--json"),
+        lambda: dry.run("deploy.rollback", "--dry-run", "--json"),
+        lambda: dry.run("deploy.rollback", "--dry-run", "--json", "--to", "11"),
+    ])  # fmt: skip
+
+    assert r_unknown.returncode != 0, r_unknown
+    assert "no release v99 (recent: v12, v11)" in error_line(r_unknown)
+    assert "deploy" not in unknown.labels() and set(unknown.labels()) <= set(PREFLIGHT)
+    assert unknown.world.machine_image(MID) == IMAGE_V12
+    assert [entry["kind"] for entry in unknown.audit()] == ["rollback"]
+
+    assert dry.world.calls() == [] and dry.audit() == []
+    for result, release in ((r_dry, "the previous release"), (r_dry_to, "v11")):
+        assert result.returncode == 0, result
+        steps = {step["key"]: step for step in result.json()["steps"]}
+        assert list(steps) == ["lock", "preflight", "deploy", "health", "record"]
+        assert steps["deploy"]["commands"] == [
+            ["deploy", "-a", APP, "-c", "fly.toml", "--image", f"<image of {release}>"]
+        ]
+
+
+def test_rollback_to_an_unknown_release_exits_not_found(site):
+    result = site.run("deploy.rollback", "--to", "99")
+
+    assert result.returncode == ExitCode.NOT_FOUND, result
+    line = error_line(result)
+    assert "no release v99 (recent: v12, v11)" in line
+    assert "deploy aborted" not in line  # a rollback was asked for, not a deploy
+    assert "deploy" not in site.labels()
+
+
+def test_rollback_after_a_failed_deploy_goes_back_to_the_last_good_release(site):
+    site.world.deploy_health_timeout()
+    failed = site.run("deploy", "--skip-backup", "--image", NEW_IMAGE)
+    assert failed.returncode == ExitCode.DEPLOY_FAILED, failed
+    assert ROLLBACK_HINT in failed.stderr  # what the user is told to do...
+    assert site.world.machine_image(MID) == NEW_IMAGE  # ...because the failed image is live
+    site.world.clear_calls()
+
+    result = site.run("deploy.rollback", "--json")  # ...or, the same, without --to
+
+    assert result.returncode == 0, result
+    assert deploy_argv(site)[-2:] == ["--image", IMAGE_V12]
+    assert site.world.machine_image(MID) == IMAGE_V12
+    assert result.json()["rollback_to"] == 12
+
+
+# ---------------------------------------------------------------- 8. CI
+
+
+def test_ci_builds_remotely_prints_only_json_and_never_the_token(sites):
+    token = "FlyV1 fm2_lJPECAAAAAAAAMm3xBBCI6ZXhzY2VyZXQtdG9rZW4tZm9yLXRlc3Rz"
+    full, dry, leaky = sites("full"), sites("dry"), sites("leaky")
+    for one in (full, leaky):
+        one.token = token
+        one.world.add_token(token)
+    leaky.world.fail(  # flyctl echoing the token must not put it in front of anyone
+        ["deploy"],
+        stdout=f"using access token {token}\n",
+        stderr=f"Error: token {token} is not allowed to deploy {APP}\n",
+    )
+    ci = {"CI": "true", "GITHUB_ACTIONS": "true", "GITHUB_ACTOR": "octocat",
+          "GITHUB_RUN_ID": "4242", "NO_COLOR": None}  # fmt: skip
+
+    r_full, r_dry, r_leaky = run_parallel([
+        lambda: full.run("deploy", "--json", env=ci),
+        lambda: dry.run("deploy", "--dry-run", "--json", "--image", NEW_IMAGE, env=ci),
+        lambda: leaky.run("deploy", "--json", "--skip-backup", env=ci),
+    ])  # fmt: skip
+
+    assert r_full.returncode == 0, r_full
+    assert full.labels() == PREFLIGHT + BACKUP + SNAPSHOT + DEPLOYED
+    assert deploy_argv(full) == ["deploy", "-a", APP, "-c", "fly.toml", "--remote-only"]
+    record = json.loads(r_full.stdout)  # stdout is exactly one JSON document
+    assert r_full.stdout.startswith("{") and r_full.stdout.endswith("}\n")
+    assert record["who"] == "octocat (GitHub Actions run 4242)"
+    assert full.audit() == [record]
+
+    assert r_dry.returncode == 0, r_dry  # an image is deployed as is: nothing to build
+    (deploy,) = [s for s in r_dry.json()["steps"] if s["key"] == "deploy"]
+    assert deploy["commands"] == [["deploy", "-a", APP, "-c", "fly.toml", "--image", NEW_IMAGE]]
+
+    assert r_leaky.returncode == ExitCode.DEPLOY_FAILED, r_leaky
+    assert "--remote-only" in deploy_argv(leaky)
+    assert "Error: deploy failed: `fly deploy -a step-app-4x-yhw` failed: token *** is not" in (
+        r_leaky.stderr
+    )
+    assert "using access token ***" in r_leaky.stderr
+    assert "token *** is not allowed" in leaky.audit()[0]["error"]
+
+    for one, result in ((full, r_full), (dry, r_dry), (leaky, r_leaky)):
+        assert ANSI not in result.stdout and ANSI not in result.stderr, result
+        logged = one.audit_log.read_text() if one.audit_log.exists() else ""
+        for text in (result.stdout, result.stderr, logged):
+            assert token not in text and "fm2_" not in text
+
+
+def test_ci_false_is_not_ci(site):
+    result = site.run("deploy", "--dry-run", "--json", env={"CI": "false"})
+
+    assert result.returncode == 0, result
+    (deploy,) = [s for s in result.json()["steps"] if s["key"] == "deploy"]
+    assert deploy["commands"] == [["deploy", "-a", APP, "-c", "fly.toml"]]
+
+
+def test_local_only_builds_with_the_local_docker(site):
+    result = site.run("deploy", "--dry-run", "--json", "--local-only", env={"CI": "true"})
+
+    assert result.returncode == 0, result
+    (deploy,) = [s for s in result.json()["steps"] if s["key"] == "deploy"]
+    assert deploy["commands"] == [["deploy", "-a", APP, "-c", "fly.toml", "--local-only"]]
