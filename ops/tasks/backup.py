@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 from dataclasses import asdict
 
 from invoke import task
+from invoke.exceptions import Exit
 
 from ops import backups, config
 from ops.cli import guarded
@@ -127,7 +130,14 @@ def list_(c, production=False, json=False):
 
 
 def reject_flag_as_name(which: str, task_name: str) -> None:
-    """Invoke hands `--help` after a required positional to the task (pyinvoke/invoke#982)."""
+    """Invoke 2 hands `--help` after a required positional to the task (pyinvoke/invoke#982):
+    show the help it meant, by asking Invoke the way that works, and refuse other flags."""
+    if which in ("-h", "--help"):
+        args = [arg for arg in sys.argv[1:] if arg not in ("-h", "--help")]
+        at = args.index(task_name) if task_name in args else len(args)
+        shown = subprocess.run([sys.executable, "-m", "invoke", *args[:at], "--help",
+                                *args[at:at + 1]], check=False)
+        raise Exit(code=shown.returncode)
     if which.startswith("-"):
         raise OpsError(f"{which!r} is not a backup name; for help run: invoke --help {task_name}",
                        ExitCode.USAGE)
@@ -145,8 +155,8 @@ def reject_flag_as_name(which: str, task_name: str) -> None:
 @guarded
 def verify(c, which, quick=False, production=False, json=False):
     """Check backups: recorded SHA-256 and SQLite's integrity check."""
-    _, target, ui = open_target(c, production=production, json=json, quick=quick)
     reject_flag_as_name(which, "backup.verify")
+    _, target, ui = open_target(c, production=production, json=json, quick=quick)
     with ui.step(f"verify {which} on {target.describe()}") as step:
         results = target.verify(which)
         step.detail = f"{sum(1 for item in results if item['ok'])} of {len(results)} ok"
