@@ -60,6 +60,18 @@ def status(backups, now: dt.datetime) -> dict:
     }
 
 
+def valid_status(block) -> bool:
+    """Whether a /health ``backup`` block has the shape ``status`` produces."""
+    if not isinstance(block, dict) or not isinstance(block.get("hasBackups"), bool):
+        return False
+    latest = block.get("latest")
+    if latest is None:
+        return not block["hasBackups"]
+    return (isinstance(latest, dict) and isinstance(latest.get("name"), str)
+            and isinstance(latest.get("age"), int | float)
+            and not isinstance(latest.get("age"), bool))
+
+
 def staleness(report: dict, max_age_seconds: float | None) -> str | None:
     """Why ``report`` should alert, or None; used for ``--max-age``."""
     if max_age_seconds is None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from ops.errors import ExitCode, OpsError
 
 TOKEN_VARS = ("FLY_API_TOKEN", "FLY_ACCESS_TOKEN")
+DEFAULT = object()  # "the runner's own timeout", as opposed to None: no limit
 
 
 class FlyError(OpsError):
@@ -214,8 +215,12 @@ class Fly:
         self.calls: list[list[str]] = []
 
     def run(self, argv: list[str], *, input: str | None = None, check: bool = True,
-            timeout: float | None = None, stream=None) -> Completed:
-        """Run one flyctl command; ``stream`` gets stdout lines as they come."""
+            timeout=DEFAULT, stream=None) -> Completed:
+        """Run one flyctl command; ``stream`` gets stdout lines as they come.
+
+        ``timeout`` defaults to the runner's; ``None`` means no limit (long transfers).
+        """
+        timeout = self.timeout if timeout is DEFAULT else timeout
         self.calls.append(argv)
         full = [self.binary, *argv]
         what = "fly " + " ".join(argv[:3])
@@ -227,15 +232,15 @@ class Fly:
                     stdin=None if input is not None else subprocess.DEVNULL,
                     capture_output=True,
                     text=True,
-                    timeout=timeout or self.timeout,
+                    timeout=timeout,
                 )
                 result = Completed(argv, done.returncode, done.stdout, done.stderr)
             else:
-                result = self._streamed(full, argv, stream, timeout or self.timeout)
+                result = self._streamed(full, argv, stream, timeout)
         except FileNotFoundError:
             raise FlyError(f"flyctl not found: {self.binary}") from None
         except subprocess.TimeoutExpired:
-            raise FlyError(f"`{what}` did not answer within {timeout or self.timeout:g}s",
+            raise FlyError(f"`{what}` did not answer within {timeout:g}s",
                            ExitCode.TIMEOUT) from None
         if check and result.returncode != 0:
             raise FlyError(

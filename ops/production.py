@@ -14,14 +14,13 @@ import os
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import asdict
 from pathlib import Path
 
-from ops import engine, fly, remote
+from ops import engine, fly, health, remote
 from ops.config import Settings
 from ops.errors import ExitCode, OpsError
+from ops.fly import DEFAULT as RUNNER_DEFAULT
 from ops.ui import UI, human_bytes
 
 
@@ -110,7 +109,7 @@ class FlyTarget:
         return self._resolved
 
     def exec(self, script: str, *, engine_source: bool = False,
-             timeout: float | None = None) -> remote.RemoteOutput:
+             timeout=RUNNER_DEFAULT) -> remote.RemoteOutput:
         """Run a script on the machine; its real status comes back through the sentinel."""
         stdin = Path(engine.__file__).read_text() if engine_source else ""
         result = self.fly.run(
@@ -130,7 +129,7 @@ class FlyTarget:
         script = remote.backup_script(
             self.db, self.dir, check=s.check, remote_command=s.remote_command,
             timeout=s.backup_timeout, lock_wait=s.lock_wait)
-        output = self.exec(script, engine_source=True)
+        output = self.exec(script, engine_source=True, timeout=None)  # as long as the copy takes
         if output.strategy == "none":
             raise OpsError(remote.NEEDS, ExitCode.ERROR)
         if output.strategy == "remote_command":
@@ -150,7 +149,9 @@ class FlyTarget:
             raise OpsError(f"backup.remote_command finished but no new backup appeared in "
                            f"{self.dir}", ExitCode.ERROR)
         local = self.download(new[-1], self.settings.backup_dir, check=True)
-        self.exec(_sidecar_script(self.dir, new[-1], local))
+        if self.exec(_sidecar_script(self.dir, new[-1], local)).status != 0:
+            self.ui.warn(f"could not record the checksum beside {new[-1]} on the machine; "
+                         "it is verified here but listed there as unverified")
         return {**local, "path": f"{self.dir}/{new[-1]}", "strategy": "remote_command",
                 "local_copy": local["path"]}
 
@@ -181,7 +182,8 @@ class FlyTarget:
     def verify(self, which: str) -> list[dict]:
         names = self.names(which)
         check = self.settings.check
-        output = self.exec(remote.verify_script(self.dir, names, check), engine_source=True)
+        output = self.exec(remote.verify_script(self.dir, names, check), engine_source=True,
+                           timeout=None)
         if output.strategy == "python3":
             return output.data("verify")
         if output.strategy == "sqlite3":
@@ -191,13 +193,21 @@ class FlyTarget:
         return self._verify_by_download(names)
 
     def _verify_by_download(self, names: list[str]) -> list[dict]:
-        """No SQLite on the machine: fetch each backup and check it here."""
+        """No SQLite on the machine: fetch each backup and check it here, against the
+        SHA-256 recorded beside it on the machine (not the one the file has now)."""
+        recorded = {item.name: item.sha256 for item in self.list()}
         results = []
         with tempfile.TemporaryDirectory(prefix="ops-verify-") as scratch:
             for name in names:
                 local = self.download(name, Path(scratch), check=False)
-                verdict = engine.verify_backup(local["path"], self.settings.check)
-                results.append(asdict(verdict) | {"where": "downloaded"})
+                verdict = asdict(engine.verify_backup(local["path"], self.settings.check))
+                verdict["recorded_sha256"] = recorded.get(name)
+                if recorded.get(name) and recorded[name] != local["sha256"]:
+                    verdict["problems"].insert(0, f"SHA-256 mismatch: recorded "
+                                               f"{recorded[name][:12]}…, file has "
+                                               f"{local['sha256'][:12]}…")
+                    verdict["ok"] = False
+                results.append(verdict | {"where": "downloaded"})
         return results
 
     def delete(self, names: list[str]) -> list[str]:
@@ -209,18 +219,19 @@ class FlyTarget:
 
     def status(self) -> dict:
         """The app's own /health view of backups; the remote folder if it cannot be read."""
-        url = self.settings.health
-        try:
-            with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310
-                block = json.load(response).get("backup")
-            if isinstance(block, dict) and "hasBackups" in block:
-                return block | {"source": url}
-            reason = "it has no backup block"
-        except (OSError, ValueError, AttributeError) as exc:
-            reason = f"{getattr(exc, 'reason', exc)}"
-        self.ui.warn(f"{url} unreachable ({reason}); listing {self.dir} on the machine instead")
-        from ops.backups import status
+        from ops.backups import status, valid_status
 
+        url = self.settings.health
+        code, body, problem = health.fetch(url)
+        block = (body or {}).get("backup")
+        if code == 200 and valid_status(block):
+            return block | {"source": url}
+        if problem or code != 200:
+            reason = problem or f"HTTP {code}"
+        else:
+            reason = "it has no backup block" if block is None else "its backup block is malformed"
+        self.ui.warn(f"{url} unreachable or unusable ({reason}); listing {self.dir} on the "
+                     "machine instead")
         return status(self.list(), dt.datetime.now(dt.UTC)) | {"source": "remote folder"}
 
     # -- snapshots
@@ -298,12 +309,12 @@ class FlyTarget:
 
 
 def _sqlite_verdict(entry: list[str], check: str) -> dict:
-    name, digest, recorded, *verdict = entry
+    name, size, digest, recorded, *verdict = entry
     problems = [] if verdict == ["ok"] else [" ".join(verdict) or "no answer from sqlite3"]
     recorded = None if recorded == "-" else recorded
     if recorded and recorded != digest:
         problems.insert(0, f"SHA-256 mismatch: recorded {recorded[:12]}…, file has {digest[:12]}…")
-    return {"name": name, "ok": not problems, "check": check, "size": 0, "sha256": digest,
+    return {"name": name, "ok": not problems, "check": check, "size": int(size), "sha256": digest,
             "recorded_sha256": recorded, "problems": problems}
 
 

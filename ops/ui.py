@@ -47,8 +47,9 @@ def human_age(seconds: float) -> str:
 def make_console() -> Console:
     """stderr console; off a terminal, wide enough that log tables do not truncate names."""
     console = Console(stderr=True, highlight=False)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(stderr=True, highlight=False, width=160)
+    if not console.is_terminal:  # a log: never wrap a line; tables get room
+        width = None if "COLUMNS" in os.environ else 160
+        console = Console(stderr=True, highlight=False, soft_wrap=True, width=width)
     return console
 
 

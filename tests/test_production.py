@@ -1,0 +1,929 @@
+"""Production over flyctl: the backup tasks with ``--production`` through the real CLI.
+
+Every test runs ``python -m invoke`` in a subprocess against the flyctl test double
+(``tests/flyctl_double``). The "machine's /data" is a tmp folder (``vol/``), so a
+remote command on the fake machine works on real files we can inspect. Asserted is
+what a user sees (exit codes, stdout JSON, one ``Error:`` line, files on the fake
+volume and locally) and the exact flyctl calls in their order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import http.server
+import json
+import shlex
+import socket
+import stat
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from ops import engine
+from ops.errors import ExitCode
+from tests import helpers
+from tests.flyctl_double.state import (
+    DEFAULT_APP,
+    DEFAULT_MACHINE_ID,
+    DEFAULT_VOLUME_ID,
+    FlyWorld,
+    default_world,
+)
+from tests.helpers import assert_one_line_error, run_parallel
+
+APP = DEFAULT_APP
+MACHINE = DEFAULT_MACHINE_ID
+VOLUME = DEFAULT_VOLUME_ID
+SSH_PREFIX = ["ssh", "console", "-a", APP, "--machine", MACHINE, "-q", "-C"]
+VOLUMES_LIST = ["volumes", "list", "-a", APP, "--json"]
+MACHINE_LIST = ["machine", "list", "-a", APP, "--json"]
+SNAPSHOTS_LIST = ["volumes", "snapshots", "list", VOLUME, "-a", APP, "--json"]
+SNAPSHOTS_CREATE = ["volumes", "snapshots", "create", VOLUME, "-a", APP]
+RESOLVE = ["volumes list", "machine list"]
+TOKEN = "fo1_Zq8vK2mXw9LpR4tYhN7cB3sD6gJ0eUa5-distinctive"
+
+
+def days_ago(days: float) -> dt.datetime:
+    return (dt.datetime.now(dt.UTC) - dt.timedelta(days=days)).replace(microsecond=0)
+
+
+# ---------------------------------------------------------------- the production world
+
+
+@dataclass
+class Prod:
+    """One fake production: a flyctl world, a cwd with fly.toml, the machine's /data."""
+
+    world: FlyWorld
+    root: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def cwd(self) -> Path:
+        return self.root / "cwd"
+
+    @property
+    def db(self) -> Path:
+        return self.root / "vol" / "steps.db"
+
+    @property
+    def remote_dir(self) -> Path:
+        return self.root / "vol" / "backups"
+
+    @property
+    def local_dir(self) -> Path:
+        return self.root / "local" / "backups"
+
+    def run(self, *args: str, env: dict[str, str | None] | None = None,
+            timeout: float = 60) -> helpers.InvokeResult:
+        return helpers.run_invoke(*args, cwd=self.cwd, env={**self.env, **(env or {})},
+                                  timeout=timeout)
+
+    def later(self, *args: str, **kwargs):
+        """A deferred ``run`` for ``run_parallel``."""
+        return functools.partial(self.run, *args, **kwargs)
+
+    def calls(self) -> list[list[str]]:
+        return self.world.calls()
+
+    def flow(self) -> list[str]:
+        return flow(self.calls())
+
+    def remote_backups(self) -> list[str]:
+        return [item.name for item in engine.list_backups(self.remote_dir)]
+
+    def local_files(self) -> list[str]:
+        return sorted(p.name for p in self.local_dir.iterdir()) if self.local_dir.exists() else []
+
+    def seed(self, *ages_in_days: float, sidecars: bool = True) -> list[str]:
+        """Old backups of the real database on the fake volume, oldest first."""
+        made = []
+        for age in sorted(ages_in_days, reverse=True):
+            path = helpers.old_script_backup(self.remote_dir, days_ago(age), self.db)
+            if sidecars:
+                digest = helpers.sha256(path)
+                Path(f"{path}.sha256").write_text(f"{digest}  {path.name}\n")
+                Path(f"{path}.json").write_text(json.dumps(
+                    {"name": path.name, "size": path.stat().st_size, "sha256": digest,
+                     "check": "integrity"}) + "\n")
+            made.append(path.name)
+        return made
+
+
+def make_prod(root: Path, world: FlyWorld | None = None) -> Prod:
+    """A default flyctl world plus a real WAL database as the machine's ``/data/steps.db``."""
+    root.mkdir(parents=True, exist_ok=True)
+    world = world or default_world(root)
+    prod = Prod(world, root)
+    prod.cwd.mkdir()
+    FlyWorld.write_fly_toml(prod.cwd)
+    helpers.make_wal_db(prod.db)
+    prod.env = {
+        **world.env(),
+        "INVOKE_DB_REMOTE_PATH": str(prod.db),
+        "INVOKE_BACKUP_REMOTE_DIR": str(prod.remote_dir),
+        "INVOKE_BACKUP_DIR": str(prod.local_dir),
+        "INVOKE_HEALTH_URL": f"http://127.0.0.1:{free_port()}/health",  # the app is down
+        "INVOKE_HEALTH_INTERVAL": "0.05",
+    }
+    return prod
+
+
+@pytest.fixture
+def prod(fly_world, tmp_path) -> Prod:
+    return make_prod(tmp_path, fly_world)
+
+
+def free_port() -> int:
+    """A port nothing listens on (for "the app's /health is down")."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class HealthServer:
+    """The app's /health on 127.0.0.1, answering whatever ``body`` holds."""
+
+    def __init__(self):
+        self.body: dict = {"status": "ok"}
+        self.requests: list[str] = []
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - the stdlib's name
+                owner.requests.append(self.path)
+                payload = json.dumps(owner.body).encode()
+                self.send_response(200 if self.path == "/health" else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/health"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
+                                       daemon=True)
+
+    def __enter__(self) -> HealthServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def health() -> Iterator[HealthServer]:
+    with HealthServer() as server:
+        yield server
+
+
+# ---------------------------------------------------------------- reading the calls
+
+
+def ssh_purpose(script: str) -> str:
+    """What a ``sh -c`` script sent over ``fly ssh console -C`` is for."""
+    if "python3 - backup" in script:
+        return "backup"
+    if "python3 - verify" in script:
+        return "verify"
+    if "rm -f --" in script:
+        return "delete"
+    if "manifest=0" in script:
+        return "list"
+    if "|| exit 3" in script and "sha256sum" in script:
+        return "sha256"
+    if ".sha256" in script and ".json" in script:
+        return "sidecars"
+    return "?"
+
+
+def flow(calls: list[list[str]]) -> list[str]:
+    """The calls as labels, checking each argv exactly on the way."""
+    labels = []
+    for argv in calls:
+        if argv[:2] == ["ssh", "console"]:
+            assert argv[:8] == SSH_PREFIX and len(argv) == 9, argv
+            assert argv[8].startswith("sh -c "), argv[8][:80]
+            words = shlex.split(argv[8])
+            assert len(words) == 3 and words[:2] == ["sh", "-c"], argv[8][:200]
+            labels.append(f"ssh {ssh_purpose(words[2])}")
+        elif argv[:3] == ["ssh", "sftp", "get"]:
+            assert len(argv) == 10 and argv[5:] == ["-a", APP, "--machine", MACHINE, "-q"], argv
+            labels.append("sftp get")
+        elif argv == VOLUMES_LIST:
+            labels.append("volumes list")
+        elif argv == MACHINE_LIST:
+            labels.append("machine list")
+        elif argv == SNAPSHOTS_LIST:
+            labels.append("snapshots list")
+        elif argv == SNAPSHOTS_CREATE:
+            labels.append("snapshots create")
+        else:
+            raise AssertionError(f"unexpected flyctl call: {argv}")
+    return labels
+
+
+def assert_error(result: helpers.InvokeResult, code: int, *, contains: str = "") -> str:
+    """One ``Error:`` line last, no traceback; before it only step, detail and warning lines."""
+    line = assert_one_line_error(result, code, contains=contains, strict=False)
+    others = [ln for ln in result.stderr.splitlines() if ln.strip()][:-1]
+    assert all(ln.startswith(("✓ ", "✗ ", "WARNING:", "  ")) for ln in others), str(result)
+    return line
+
+
+def sftp_calls(calls: list[list[str]]) -> list[list[str]]:
+    return [argv for argv in calls if argv[:3] == ["ssh", "sftp", "get"]]
+
+
+def sha256sum_check(folder: Path, name: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["sha256sum", "-c", f"{name}.sha256"], cwd=folder,
+                          capture_output=True, text=True)
+
+
+def flip_bytes(path: Path, offset: int, count: int) -> None:
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        data = handle.read(count)
+        handle.seek(offset)
+        handle.write(bytes(b ^ 0xFF for b in data))
+
+
+def remove_tools(prod: Prod, tools: str) -> None:
+    """``python3``: the default machine; ``sqlite3``: only the CLI; ``none``: the Node image."""
+    drop = {"python3": (), "sqlite3": ("python3",), "none": ("python3", "sqlite3")}[tools]
+    if drop:
+        prod.world.remove_machine_tools(*drop)
+
+
+def assert_sound_remote_backup(prod: Prod, made: dict) -> Path:
+    """The new backup on the fake volume: its sidecars agree and ``sha256sum -c`` passes."""
+    name = made["name"]
+    backup = prod.remote_dir / name
+    assert helpers.BACKUP_RE.match(name), made
+    assert made["path"] == str(backup)
+    assert made["size"] == backup.stat().st_size
+    assert made["sha256"] == helpers.sha256(backup)
+    assert made["check"] == "integrity"
+    assert (prod.remote_dir / f"{name}.sha256").read_text() == f"{made['sha256']}  {name}\n"
+    manifest = json.loads((prod.remote_dir / f"{name}.json").read_text())
+    assert manifest["name"] == name and manifest["sha256"] == made["sha256"]
+    checked = sha256sum_check(prod.remote_dir, name)
+    assert checked.returncode == 0 and checked.stdout == f"{name}: OK\n", checked
+    assert engine.verify_backup(backup).ok
+    assert not [p for p in prod.remote_dir.iterdir() if p.name.startswith(".tmp-")]
+    return backup
+
+
+# ---------------------------------------------------------------- 1-2. invoke backup --production
+
+
+@pytest.mark.parametrize("strategy", ["python3", "sqlite3"])
+def test_backup_production_under_a_live_writer(prod, strategy):
+    if strategy == "sqlite3":
+        prod.world.remove_machine_tools("python3")
+    writer = helpers.Writer(prod.db, prod.root / "writer").start()
+    try:
+        helpers.wait_for(lambda: writer.max_id() >= 20, what="the writer's first commits")
+        committed = writer.max_id()
+        result = prod.run("backup", "--production", "--json")
+        after = writer.max_id()
+    finally:
+        report = writer.stop()
+    assert result.returncode == 0, result
+    assert after > committed, "the writer did not keep writing during the backup"
+    assert report, "the writer left no report"
+
+    data = result.json()
+    made = data["backup"]
+    assert made["strategy"] == strategy
+    assert f"[{strategy}]" in result.stderr
+    backup = assert_sound_remote_backup(prod, made)
+    # every row committed before the call is in the backup, and nothing is half-written
+    copied = helpers.rows(backup, "SELECT max(id), count(*) FROM writer_log")[0]
+    assert copied[0] >= committed and copied[1] == copied[0]
+    assert helpers.rows(backup, "SELECT count(*) FROM steps") == [(3000,)]
+    assert data["retention"] == [{"name": made["name"], "keep": True, "reason": "newest 10"}]
+    assert prod.remote_backups() == [made["name"]]
+    assert prod.local_files() == []  # nothing downloaded: the backup lives on the volume
+
+    assert prod.flow() == [*RESOLVE, "ssh backup", "ssh list"]
+
+
+def test_backup_production_retention_deletes_old_script_backups(prod):
+    olds = prod.seed(3, 2, sidecars=False)  # as the npm script left them: no sidecars
+    result = prod.run("backup", "--production", "--json", env={"INVOKE_BACKUP_KEEP": "1"})
+    assert result.returncode == 0, result
+    made = result.json()["backup"]
+    assert_sound_remote_backup(prod, made)
+    assert result.json()["retention"] == [
+        {"name": made["name"], "keep": True, "reason": "newest 1"},
+        {"name": olds[1], "keep": False, "reason": "older than the newest 1"},
+        {"name": olds[0], "keep": False, "reason": "older than the newest 1"},
+    ]
+    assert sorted(p.name for p in prod.remote_dir.glob("steps-*")) == [
+        made["name"], f"{made['name']}.json", f"{made['name']}.sha256"]
+    assert "retention keep 1  removed 2, kept 1" in result.stderr
+
+    calls = prod.calls()
+    assert flow(calls) == [*RESOLVE, "ssh backup", "ssh list", "ssh delete"]
+    delete = shlex.split(shlex.split(calls[-1][8])[2])
+    for old in olds:  # the backups and their (absent) sidecars, by name, nothing else
+        assert {old, f"{old}.sha256", f"{old}.json"} <= set(delete)
+    assert made["name"] not in delete
+
+
+def test_backup_production_remote_command_strategy(prod):
+    prod.world.remove_machine_tools("python3", "sqlite3")
+    command = (f"mkdir -p {prod.remote_dir} && cp {prod.db} "
+               f"{prod.remote_dir}/steps-$(date -u +%Y-%m-%dT%H-%M-%S).db")
+    result = prod.run("backup", "--production", "--json",
+                      env={"INVOKE_BACKUP_REMOTE_COMMAND": command})
+    assert result.returncode == 0, result
+    made = result.json()["backup"]
+    name = made["name"]
+    assert made["strategy"] == "remote_command"
+    assert "[remote_command]" in result.stderr
+
+    # downloaded into the local backup dir, verified there, with its own sidecars
+    local = prod.local_dir / name
+    assert made["local_copy"] == str(local)
+    assert prod.local_files() == sorted([name, f"{name}.json", f"{name}.sha256"])
+    assert helpers.sha256(local) == helpers.sha256(prod.remote_dir / name) == made["sha256"]
+    assert sha256sum_check(prod.local_dir, name).returncode == 0
+    assert engine.verify_backup(local).ok
+    # the sidecars written beside the app's file on the machine
+    assert_sound_remote_backup(prod, made)
+    assert json.loads((prod.remote_dir / f"{name}.json").read_text())["strategy"] == (
+        "remote_command")
+
+    calls = prod.calls()
+    assert flow(calls) == [*RESOLVE, "ssh backup", "ssh sha256", "sftp get", "ssh sidecars",
+                           "ssh list"]
+    (get,) = sftp_calls(calls)
+    assert get[3] == f"{prod.remote_dir}/{name}"
+    tmp = Path(get[4])
+    assert tmp.parent == prod.local_dir and tmp.name != name and tmp.name.startswith(".tmp-")
+    assert not tmp.exists()
+
+
+def test_backup_production_without_any_tool_says_what_the_machine_needs(prod):
+    prod.world.remove_machine_tools("python3", "sqlite3")
+    result = prod.run("backup", "--production")
+    line = assert_error(result, ExitCode.ERROR, contains="neither python3")
+    assert "sqlite3" in line and "backup.remote_command" in line
+    assert helpers.backup_files(prod.root / "vol") == []
+    assert prod.local_files() == []
+    assert prod.flow() == [*RESOLVE, "ssh backup"]
+
+
+@contextlib.contextmanager
+def remote_lock(prod: Prod, strategy: str) -> Iterator[Callable[[], None]]:
+    """Another backup holds the lock the given strategy takes; yields its release."""
+    if strategy == "python3":  # the engine's lock file, held by a live process
+        with helpers.lock_held_elsewhere(prod.remote_dir, prod.root) as (_, release):
+            yield release.touch
+    else:  # the sqlite3 script's lock directory
+        prod.remote_dir.mkdir(parents=True, exist_ok=True)
+        lock = prod.remote_dir / ".backup.lock.d"
+        lock.mkdir()
+        yield lambda: lock.rmdir() if lock.exists() else None
+
+
+def release_once_the_backup_runs(prod: Prod, release: Callable[[], None], delay: float,
+                                 finished: threading.Event) -> threading.Thread:
+    """Release the lock ``delay`` s after the backup's ``ssh console`` call reached flyctl
+    (or as soon as the run has ``finished``)."""
+
+    def run():
+        helpers.wait_for(lambda: "ssh backup" in prod.flow() or finished.is_set(), timeout=30,
+                         what="the backup's ssh call")
+        finished.wait(delay)
+        release()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize("strategy", ["python3", "sqlite3"])
+def test_backup_production_is_refused_while_another_backup_holds_the_lock(prod, strategy):
+    if strategy == "sqlite3":
+        prod.world.remove_machine_tools("python3")
+    with remote_lock(prod, strategy):
+        result = prod.run("backup", "--production")
+    assert_error(result, ExitCode.LOCKED, contains="another backup")
+    assert prod.remote_backups() == []
+    assert prod.flow() == [*RESOLVE, "ssh backup"]
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        "python3",
+        "sqlite3",
+    ],
+)
+def test_backup_production_lock_wait_waits_for_the_other_backup(prod, strategy):
+    if strategy == "sqlite3":
+        prod.world.remove_machine_tools("python3")
+    finished = threading.Event()
+    with remote_lock(prod, strategy) as release:
+        releaser = release_once_the_backup_runs(prod, release, 1.0, finished)
+        result = prod.run("backup", "--production", "--lock-wait", "20", "--json")
+        finished.set()
+        releaser.join(timeout=30)
+    assert result.returncode == 0, result
+    made = result.json()["backup"]
+    assert made["strategy"] == strategy
+    assert not releaser.is_alive()
+    assert_sound_remote_backup(prod, made)
+    assert prod.flow() == [*RESOLVE, "ssh backup", "ssh list"]
+
+
+def test_backup_production_config_is_checked_before_flyctl_and_on_the_machine(tmp_path):
+    unsafe, python3, sqlite3 = (make_prod(tmp_path / label)
+                                for label in ("unsafe", "python3", "sqlite3"))
+    sqlite3.world.remove_machine_tools("python3")
+    results = run_parallel([
+        unsafe.later("backup", "--production",
+                     env={"INVOKE_BACKUP_REMOTE_DIR": "/data/backups; rm -rf /"}),
+        unsafe.later("backup.list", "--production",
+                     env={"INVOKE_DB_REMOTE_PATH": "data/steps.db"}),
+        *(prod.later("backup", "--production",
+                     env={"INVOKE_DB_REMOTE_PATH": str(prod.root / "vol" / "missing.db")})
+          for prod in (python3, sqlite3)),
+    ])
+    assert_error(results[0], ExitCode.USAGE, contains="backup.remote_dir must be a plain")
+    assert_error(results[1], ExitCode.USAGE, contains="db.remote_path must be a plain")
+    assert unsafe.calls() == []
+    for prod, result in zip((python3, sqlite3), results[2:], strict=True):
+        assert_error(result, ExitCode.NOT_FOUND, contains="database not found")
+        assert prod.flow() == [*RESOLVE, "ssh backup"]
+        assert helpers.backup_files(prod.root / "vol") == []
+
+
+# ---------------------------------------------------------------- 3. list / verify / cleanup
+
+
+def test_list_production_json(prod):
+    olds = prod.seed(3, 2)
+    bare = prod.seed(1, sidecars=False)
+    result = prod.run("backup.list", "--production", "--json")
+    assert result.returncode == 0, result
+    found = result.json()
+    assert [item["name"] for item in found] == [*bare, *reversed(olds)]  # newest first
+    for item in found:
+        path = prod.remote_dir / item["name"]
+        assert set(item) == {"name", "path", "created", "size", "sha256", "verified"}
+        assert item["path"] == str(path)
+        assert item["size"] == path.stat().st_size
+        assert item["created"] == engine.iso(engine.parse_created(item["name"]))
+    assert [(item["sha256"], item["verified"]) for item in found] == [
+        (None, False), *((helpers.sha256(prod.remote_dir / n), True) for n in reversed(olds))]
+    assert prod.flow() == [*RESOLVE, "ssh list"]
+
+
+@pytest.mark.parametrize("tools", ["python3", "sqlite3", "none"])
+def test_verify_production_latest_all_and_name(tmp_path, tools):
+    prod = make_prod(tmp_path / tools)
+    remove_tools(prod, tools)
+    names = prod.seed(3, 2, 1)
+    runs = {"all": names}
+    if tools == "python3":  # the choice of names is the same code for every strategy
+        runs |= {"latest": names[-1:], names[0]: names[:1]}
+    results = run_parallel(prod.later("backup.verify", which, "--production", "--json")
+                           for which in runs)
+    for result, expected in zip(results, runs.values(), strict=True):
+        assert result.returncode == 0, result
+        verdicts = result.json()
+        assert sorted(v["name"] for v in verdicts) == expected, result
+        assert all(v["ok"] and v["problems"] == [] for v in verdicts), result
+        assert all(v["sha256"] == helpers.sha256(prod.remote_dir / v["name"])
+                   for v in verdicts), result
+    assert prod.local_files() == []  # verification by download leaves nothing behind
+    assert prod.remote_backups() == names
+    if tools != "python3":
+        # with no SQLite on the machine: the recorded checksums (a listing), then each file
+        downloads = ["ssh list"] + ["ssh sha256", "sftp get"] * 3 if tools == "none" else []
+        assert prod.flow() == [*RESOLVE, "ssh list", "ssh verify", *downloads]
+        for get in sftp_calls(prod.calls()):  # into a scratch folder, never backup.dir
+            assert Path(get[4]).parent != prod.local_dir
+
+
+@pytest.mark.parametrize(
+    "tools",
+    [
+        "python3",
+        "sqlite3",
+        "none",
+    ],
+)
+def test_verify_production_catches_a_tampered_backup(tmp_path, tools):
+    """A changed byte inside a row passes integrity_check: only the recorded SHA-256 sees it."""
+    prod = make_prod(tmp_path / tools)
+    remove_tools(prod, tools)
+    names = prod.seed(3, 2, 1)
+    tampered = prod.remote_dir / names[-1]
+    flip_bytes(tampered, tampered.read_bytes().index(b"User 150"), 4)  # users.name: no index
+    assert engine.run_check(tampered) == []  # still a sound database: only the hash tells
+
+    result = prod.run("backup.verify", "all", "--production", "--json")
+    assert_error(result, ExitCode.VERIFY_FAILED,
+                 contains=f"1 of 3 backups failed verification; {names[-1]}: SHA-256 mismatch")
+    verdicts = {v["name"]: v["ok"] for v in result.json()}
+    assert verdicts == {names[0]: True, names[1]: True, names[2]: False}
+    assert tampered.exists()  # verification never deletes
+    if tools != "none":
+        assert prod.flow() == [*RESOLVE, "ssh list", "ssh verify"]
+
+
+def test_verify_production_with_sqlite3_reports_the_size(prod):
+    prod.world.remove_machine_tools("python3")
+    (name,) = prod.seed(1)
+    result = prod.run("backup.verify", name, "--production", "--json")
+    assert result.returncode == 0, result
+    (verdict,) = result.json()
+    assert verdict["ok"] is True
+    assert verdict["size"] == (prod.remote_dir / name).stat().st_size
+
+
+def test_verify_production_bad_and_unknown_names(prod):
+    prod.seed(1)
+    missing = helpers.old_name(days_ago(30))
+    nothing = {"INVOKE_BACKUP_REMOTE_DIR": str(prod.root / "vol" / "nothing-here")}
+    unknown, bad, empty, listing = run_parallel([
+        prod.later("backup.verify", missing, "--production"),
+        prod.later("backup.verify", "../steps.db", "--production"),
+        prod.later("backup.verify", "latest", "--production", env=nothing),
+        prod.later("backup.list", "--production", "--json", env=nothing),
+    ])
+    assert_error(unknown, ExitCode.NOT_FOUND, contains=missing)
+    assert_error(bad, ExitCode.USAGE, contains="not a backup name")
+    assert_error(empty, ExitCode.NOT_FOUND, contains="no backups")
+    assert listing.returncode == 0, listing
+    assert listing.json() == []
+
+
+def test_cleanup_production_dry_run_then_for_real(prod):
+    names = prod.seed(4, 3, 2, 1)
+    before = helpers.snapshot(prod.remote_dir)
+
+    dry = prod.run("backup.cleanup", "--production", "--keep", "1", "--dry-run", "--json")
+    assert dry.returncode == 0, dry
+    assert dry.json()["dry_run"] is True and dry.json()["keep"] == 1
+    assert [(d["name"], d["keep"]) for d in dry.json()["decisions"]] == [
+        (names[3], True), (names[2], False), (names[1], False), (names[0], False)]
+    assert helpers.snapshot(prod.remote_dir) == before
+    assert prod.flow() == [*RESOLVE, "ssh list"]  # no delete call at all
+
+    prod.world.clear_calls()
+    real = prod.run("backup.cleanup", "--production", "--keep", "1", "--json")
+    assert real.returncode == 0, real
+    assert real.json()["dry_run"] is False
+    assert sorted(p.name for p in prod.remote_dir.iterdir()) == [
+        names[3], f"{names[3]}.json", f"{names[3]}.sha256"]
+    assert prod.flow() == [*RESOLVE, "ssh list", "ssh delete"]
+
+
+def test_cleanup_production_keep_zero_is_refused_before_any_flyctl_call(prod):
+    names = prod.seed(2, 1)
+    result = prod.run("backup.cleanup", "--production", "--keep", "0")
+    assert_error(result, ExitCode.USAGE, contains="keep")
+    assert prod.calls() == []
+    assert prod.remote_backups() == names
+
+
+# ---------------------------------------------------------------- 4. status
+
+
+def test_status_production_reads_the_apps_health(prod, health):
+    block = {
+        "hasBackups": True,
+        "count": 3,
+        "latest": {"name": "steps-2026-08-20T02-00-00.db", "created": "2026-08-20T02:00:00Z",
+                   "age": 3_600_000},
+    }
+    health.body = {"status": "ok", "backup": block}
+    fresh, stale = run_parallel([
+        prod.later("backup.status", "--production", "--json",
+                   env={"INVOKE_HEALTH_URL": health.url}),
+        prod.later("backup.status", "--production", "--json", "--max-age", "1s",
+                   env={"INVOKE_HEALTH_URL": health.url}),
+    ])
+    assert fresh.returncode == 0, fresh
+    assert fresh.json() == {**block, "source": health.url}
+    assert "WARNING" not in fresh.stderr
+    assert_error(stale, ExitCode.STALE, contains="1.0h old")
+    assert stale.json() == {**block, "source": health.url}  # still reported
+    assert health.requests == ["/health", "/health"]
+    assert prod.calls() == []  # the app answered: no flyctl at all
+
+
+def test_status_production_falls_back_to_the_remote_folder(prod, health):
+    names = prod.seed(3, 2)
+    health.body = {"status": "ok"}  # an older app: no backup block
+    down, no_block, stale = run_parallel([
+        prod.later("backup.status", "--production", "--json"),
+        prod.later("backup.status", "--production", "--json",
+                   env={"INVOKE_HEALTH_URL": health.url}),
+        prod.later("backup.status", "--production", "--json", "--max-age", "1s"),
+    ])
+    for result in (down, no_block):
+        assert result.returncode == 0, result
+        report = result.json()
+        assert report["source"] == "remote folder"
+        assert report["hasBackups"] is True and report["count"] == 2
+        assert report["latest"]["name"] == names[-1]
+        assert 2 * 86_400_000 <= report["latest"]["age"] < 2 * 86_400_000 + 120_000
+        warnings = [line for line in result.stderr.splitlines() if "WARNING" in line]
+        assert len(warnings) == 1 and str(prod.remote_dir) in warnings[0], result
+    assert "unreachable" in down.stderr
+    assert "no backup block" in no_block.stderr
+    assert_error(stale, ExitCode.STALE, contains="old")
+    labels = flow(prod.calls())  # three runs at once: their calls interleave
+    assert sorted(labels) == sorted([*RESOLVE, "ssh list"] * 3)
+
+
+def test_status_production_with_a_malformed_health_block_never_crashes(prod, health):
+    prod.seed(2)
+    health.body = {"status": "ok", "backup": {"hasBackups": True, "count": 1, "latest": {
+        "name": "steps-2026-08-20T02-00-00.db", "created": "2026-08-20T02:00:00Z"}}}  # no age
+    env = {"INVOKE_HEALTH_URL": health.url}
+    plain, stale = run_parallel([
+        prod.later("backup.status", "--production", env=env),
+        prod.later("backup.status", "--production", "--max-age", "1h", "--json", env=env),
+    ])
+    assert plain.returncode == 0, plain
+    assert "Traceback" not in plain.stderr
+    assert_error(stale, ExitCode.STALE, contains="old")
+
+
+def test_status_production_with_no_backups_is_stale_with_max_age(prod):
+    result = prod.run("backup.status", "--production", "--json", "--max-age", "26h")
+    assert_error(result, ExitCode.STALE, contains="no backups")
+    assert result.json() == {"hasBackups": False, "count": 0, "latest": None,
+                             "source": "remote folder"}
+
+
+# ---------------------------------------------------------------- 5. snapshots
+
+
+def test_volume_snapshot_waits_until_created(prod):
+    before = {snap["id"] for snap in prod.world.snapshots(VOLUME)}
+    result = prod.run("backup.volume", "--json")
+    assert result.returncode == 0, result
+    new = [snap for snap in prod.world.snapshots(VOLUME) if snap["id"] not in before]
+    assert len(new) == 1 and new[0]["status"] == "created", new
+    snap = result.json()
+    assert snap["id"] == new[0]["id"] and snap["id"].startswith("vs_")
+    assert snap["status"] == "created" and snap["volume"] == VOLUME
+    assert snap["size"] == new[0]["size"]
+
+    calls = prod.calls()
+    labels = flow(calls)
+    assert labels[:4] == [*RESOLVE, "snapshots list", "snapshots create"]
+    assert labels[4:] == ["snapshots list"] * 3  # waiting, running, created
+    assert labels.count("snapshots create") == 1
+    assert all("-c" not in argv for argv in calls)
+
+    assert f"Snapshot {snap['id']} of {VOLUME}" in result.stderr  # for people, on stderr
+
+
+def test_volume_snapshot_no_wait_timeout_and_failure(tmp_path):
+    no_wait, never, failed = (make_prod(tmp_path / label) for label in ("nw", "never", "fail"))
+    never.world.snapshot_behavior("never")
+    failed.world.snapshot_behavior("fail")
+    r_no_wait, r_never, r_failed = run_parallel([
+        no_wait.later("backup.volume", "--no-wait", "--json"),
+        never.later("backup.volume", "--timeout", "0.5"),
+        failed.later("backup.volume"),
+    ])
+
+    assert r_no_wait.returncode == 0, r_no_wait
+    assert r_no_wait.json() == {"volume": VOLUME, "status": "scheduled", "id": None}
+    assert no_wait.flow() == [*RESOLVE, "snapshots list", "snapshots create"]
+
+    line = assert_error(r_never, ExitCode.TIMEOUT, contains="status: running")
+    assert "0.5s" in line and VOLUME in line
+    labels = never.flow()
+    assert labels[:4] == [*RESOLVE, "snapshots list", "snapshots create"]
+    assert len(labels) >= 5 and set(labels[4:]) == {"snapshots list"}  # it polled
+
+    line = assert_error(r_failed, ExitCode.ERROR, contains="failed")
+    assert VOLUME in line
+    assert failed.flow().count("snapshots create") == 1
+
+
+def test_snapshots_json_newest_first(prod):
+    prod.world.add_snapshot(VOLUME, "vs_Newest0000000000000000", size=4096,
+                            created_at="2026-08-20T02:00:00Z", retention_days=14)
+    result = prod.run("backup.snapshots", "--json")
+    assert result.returncode == 0, result
+    found = result.json()
+    assert [snap["id"] for snap in found] == [
+        "vs_Newest0000000000000000", "vs_M3n4O5p6Q7r8S9t0U1v2W3x4", "vs_A1b2C3d4E5f6G7h8I9j0K1l2"]
+    assert set(found[0]) == {"id", "status", "size", "volume_size", "created_at",
+                             "retention_days", "digest"}
+    world = {snap["id"]: snap for snap in prod.world.snapshots(VOLUME)}
+    for snap in found:
+        assert snap["size"] == world[snap["id"]]["size"]
+        assert snap["created_at"] == world[snap["id"]]["created_at"]
+    assert prod.flow() == [*RESOLVE, "snapshots list"]
+
+
+# ---------------------------------------------------------------- 6. download
+
+
+def assert_downloaded(prod: Prod, name: str, result: helpers.InvokeResult) -> Path:
+    local = prod.local_dir / name
+    assert result.returncode == 0, result
+    assert stat.S_IMODE(local.stat().st_mode) == 0o600
+    assert helpers.sha256(local) == helpers.sha256(prod.remote_dir / name)
+    assert result.json()["sha256"] == helpers.sha256(local)
+    assert result.json()["path"] == str(local)
+    assert (prod.local_dir / f"{name}.sha256").read_text() == f"{helpers.sha256(local)}  {name}\n"
+    assert json.loads((prod.local_dir / f"{name}.json").read_text())["sha256"] == (
+        helpers.sha256(local))
+    assert sha256sum_check(prod.local_dir, name).returncode == 0
+    assert not [f for f in prod.local_files() if f.startswith(".tmp-")]
+    return local
+
+
+def test_download_latest_and_by_name(tmp_path):
+    by_latest, by_name = make_prod(tmp_path / "latest"), make_prod(tmp_path / "name")
+    names = by_latest.seed(3, 2, 1)
+    other = by_name.seed(3, 2, 1)
+    latest, named = run_parallel([
+        by_latest.later("backup.download", "latest", "--json"),
+        by_name.later("backup.download", other[0], "--json"),
+    ])
+    assert_downloaded(by_latest, names[-1], latest)
+    assert by_latest.local_files() == sorted([names[-1], f"{names[-1]}.json",
+                                              f"{names[-1]}.sha256"])
+    assert_downloaded(by_name, other[0], named)
+    assert by_name.local_files() == sorted([other[0], f"{other[0]}.json", f"{other[0]}.sha256"])
+
+    assert flow(by_latest.calls()) == [*RESOLVE, "ssh list", "ssh sha256", "sftp get"]
+    assert flow(by_name.calls()) in (  # a name needs no listing: the machine says if it is gone
+        [*RESOLVE, "ssh list", "ssh sha256", "sftp get"], [*RESOLVE, "ssh sha256", "sftp get"])
+    for prod, name in ((by_latest, names[-1]), (by_name, other[0])):
+        calls = prod.calls()
+        (get,) = sftp_calls(calls)
+        assert get[3] == f"{prod.remote_dir}/{name}"
+        assert Path(get[4]).parent == prod.local_dir and Path(get[4]).name != name
+
+
+def test_download_refuses_to_overwrite_a_local_file(prod):
+    names = prod.seed(2, 1)
+    prod.local_dir.mkdir(parents=True)
+    (prod.local_dir / names[-1]).write_bytes(b"mine")
+    result = prod.run("backup.download", "latest")
+    assert_error(result, ExitCode.USAGE, contains="already exists")
+    assert (prod.local_dir / names[-1]).read_bytes() == b"mine"
+    assert prod.local_files() == [names[-1]]
+    assert sftp_calls(prod.calls()) == []
+
+
+def test_download_interrupted_leaves_nothing_and_a_retry_succeeds(prod):
+    names = prod.seed(1)
+    prod.world.sftp_fail_after(10_000)
+    failed = prod.run("backup.download", names[0], "--json")
+    assert_error(failed, ExitCode.FLY, contains="connection lost")
+    assert failed.stdout == ""
+    assert prod.local_files() == []  # no partial file, no temporary name
+    assert len(sftp_calls(prod.calls())) == 1
+
+    retry = prod.run("backup.download", names[0], "--json")
+    assert_downloaded(prod, names[0], retry)
+    assert len(sftp_calls(prod.calls())) == 2
+
+
+def test_download_bad_names(prod):
+    prod.seed(1)
+    missing = helpers.old_name(days_ago(30))
+    unknown, dotdot, every = run_parallel([
+        prod.later("backup.download", missing),
+        prod.later("backup.download", "../x"),
+        prod.later("backup.download", "all"),
+    ])
+    assert_error(unknown, ExitCode.NOT_FOUND, contains=missing)
+    assert_error(dotdot, ExitCode.USAGE, contains="../x")
+    assert_error(every, ExitCode.USAGE, contains="one backup at a time")
+    assert sftp_calls(prod.calls()) == []
+    assert prod.local_files() == []
+    assert not (prod.root / "local" / "x").exists()
+
+
+# ---------------------------------------------------------------- 7. faults
+
+
+def test_flyctl_missing_from_path(prod):
+    prod.seed(1)
+    env = {"PATH": "/usr/bin:/bin"}
+    results = run_parallel([
+        prod.later("backup", "--production", env=env),
+        prod.later("backup.download", "latest", env=env),
+    ])
+    dry = prod.run("backup", "--production", "--dry-run", "--json", env=env)  # needs no flyctl
+    assert dry.returncode == 0, dry
+    assert dry.json()["dry_run"] is True and str(prod.db) in dry.json()["plan"][0]
+    for result in results:
+        assert_error(result, ExitCode.FLY, contains="flyctl is not installed")
+        assert "https://fly.io/install.sh" in result.stderr
+    assert prod.calls() == []
+    assert len(prod.remote_backups()) == 1
+
+
+def test_not_logged_in_shows_flyctls_message(tmp_path):
+    rejected, bad_token = make_prod(tmp_path / "rejected"), make_prod(tmp_path / "bad")
+    rejected.world.unauthenticated()
+    results = run_parallel([
+        rejected.later("backup", "--production"),
+        bad_token.later("backup.list", "--production", env={"FLY_API_TOKEN": "nope-not-a-token"}),
+    ])
+    for prod, result in zip((rejected, bad_token), results, strict=True):
+        assert_error(result, ExitCode.FLY, contains="You must be authenticated to view this")
+        assert "nope-not-a-token" not in result.stderr + result.stdout
+        assert prod.flow() == ["volumes list"]
+        assert not prod.remote_dir.exists()
+
+
+def test_flyctl_printing_no_json(prod):
+    prod.world.garbage(["volumes", "list"], stdout="Update available! 0.4.88\n")
+    result = prod.run("backup", "--production")
+    assert_error(result, ExitCode.FLY, contains="did not print JSON")
+    assert "Update available" in result.error_lines[0]
+    assert prod.flow() == ["volumes list"]
+
+
+def test_production_machine_stopped(prod):
+    prod.world.set_machine_state(MACHINE, "stopped")
+    result = prod.run("backup", "--production")
+    assert_error(result, ExitCode.NOT_FOUND, contains="no started machine")
+    assert prod.flow() == RESOLVE
+    assert not prod.remote_dir.exists()
+
+
+def test_failing_ssh_console_is_a_clear_error(prod):
+    prod.world.fail(["ssh", "console"], stderr="Error: tunnel unavailable: connection refused\n")
+    result = prod.run("backup", "--production")
+    line = assert_error(result, ExitCode.FLY, contains="tunnel unavailable")
+    assert "ssh console" in line and MACHINE in line
+    assert prod.flow() == [*RESOLVE, "ssh backup"]
+    assert helpers.backup_files(prod.root / "vol") == []
+
+
+@pytest.mark.parametrize("strategy", ["python3", "sqlite3"])
+def test_corrupt_remote_database_makes_no_backup(prod, strategy):
+    if strategy == "sqlite3":
+        prod.world.remove_machine_tools("python3")
+    data = bytearray(prod.db.read_bytes())
+    page = 4096
+    pages = len(data) // page
+    assert pages > 20
+    for number in range(pages // 3, pages // 3 + 6):  # garbage over middle b-tree pages
+        data[number * page:(number + 1) * page] = bytes((number * 37 + i) % 251
+                                                        for i in range(page))
+    corrupt = prod.root / "vol" / "corrupt.db"
+    corrupt.write_bytes(bytes(data))
+    result = prod.run("backup", "--production", env={"INVOKE_DB_REMOTE_PATH": str(corrupt)})
+    assert_error(result, ExitCode.VERIFY_FAILED, contains="check")
+    assert helpers.backup_files(prod.root / "vol") == []
+    assert not [p for p in prod.remote_dir.iterdir() if p.name.startswith(".tmp-")]
+    assert prod.flow() == [*RESOLVE, "ssh backup"]  # no retention after a failed backup
+
+
+def test_token_never_printed(tmp_path):
+    prod = make_prod(tmp_path / "ok")
+    failing = make_prod(tmp_path / "failing")
+    for world in (prod.world, failing.world):
+        world.add_token(TOKEN)
+    # flyctl --debug style output that echoes the token back in its error
+    failing.world.fail(["ssh", "console"], times=None,
+                       stderr=f"DEBUG Authorization: FlyV1 {TOKEN}\nError: denied for {TOKEN}\n")
+    env = {"FLY_API_TOKEN": TOKEN}
+    prod.seed(1)
+    results = run_parallel([
+        prod.later("backup", "--production", "--json", env=env),
+        prod.later("backup.download", "latest", env=env),
+        failing.later("backup.status", "--production", env=env),
+    ])
+    for result in results[:2]:
+        assert result.returncode == 0, result
+    assert_error(results[2], ExitCode.FLY, contains="denied for ***")
+    for result in results:
+        assert TOKEN not in result.stdout + result.stderr, result
+    records = prod.world.call_records() + failing.world.call_records()
+    assert records and all(record["token"] for record in records)  # the token did reach flyctl
