@@ -13,7 +13,7 @@ from invoke import task
 
 from ops import backups, config, engine, sample
 from ops.cli import guarded
-from ops.errors import OpsError
+from ops.errors import ExitCode, OpsError
 from ops.targets import LocalTarget
 from ops.ui import UI, human_bytes
 
@@ -26,9 +26,10 @@ from ops.ui import UI, human_bytes
     }
 )
 @guarded
-def demo(c, dir="demo", mb=30, fresh=False):
+def demo(c, dir="demo", mb=None, fresh=False):
     """Build a sample Step Challenge DB, then back up (while it is written), verify,
     list, prune and restore it into a scratch copy."""
+    mb = _size_mb(mb)
     root = Path(dir)
     if fresh and root.exists():
         shutil.rmtree(root)
@@ -38,7 +39,7 @@ def demo(c, dir="demo", mb=30, fresh=False):
     target = LocalTarget(settings)
 
     if not db.exists():
-        with ui.step(f"build a sample database of about {mb} MB") as step:
+        with ui.step(f"build a sample database of about {mb:g} MB") as step:
             stats = sample.build_sample_database(db, target_mb=float(mb))
             step.detail = (f"{stats['users']} users, {stats['teams']} teams, "
                            f"{stats['steps']} step entries, {human_bytes(stats['bytes'])}")
@@ -74,6 +75,17 @@ def demo(c, dir="demo", mb=30, fresh=False):
     ui.steps_table("Demo")
     ui.info(f"Try: invoke backup.list --json   (with INVOKE_DB_PATH={db} "
             f"INVOKE_BACKUP_DIR={backup_dir})")
+
+
+def _size_mb(text) -> float:
+    """``--mb`` as a number of MB from 1 to 4096 (a string: Invoke would crash on 'abc')."""
+    try:
+        size = float(30 if text is None else text)
+    except ValueError:
+        raise OpsError(f"--mb must be a number of MB, got {text!r}", ExitCode.USAGE) from None
+    if not 1 <= size <= 4096:
+        raise OpsError(f"--mb must be between 1 and 4096, got {text}", ExitCode.USAGE)
+    return size
 
 
 def _rows(path: Path, table: str) -> int:
