@@ -131,8 +131,13 @@ def cli_backup_under_writer(db: Path, work: Path, interval: float, limit: float)
 
 
 def peak_memory(db: Path, work: Path) -> tuple[int, int]:
-    """Peak RSS (KiB) of a process running one engine backup, and of an idle interpreter."""
-    report = "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    """Peak RSS (KiB) of a process running one engine backup, and of an idle interpreter.
+
+    Read from the child's own VmHWM: ``ru_maxrss`` would carry this (large) process's
+    high-water mark across fork and exec.
+    """
+    report = ("print(next(line.split()[1] for line in open('/proc/self/status') "
+              "if line.startswith('VmHWM')))")
     setup = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from ops import engine"
     backup = f"engine.create_backup({str(db)!r}, {str(work / 'mem')!r})"
 
