@@ -374,38 +374,12 @@ class Writer:
         return self.report
 
 
-LOCK_HOLDER = """
-import os, sys, time
-from pathlib import Path
-from ops import engine
-folder, ready, release = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
-with engine.backup_lock(folder):
-    ready.write_text(str(os.getpid()))
-    deadline = time.monotonic() + 30
-    while not release.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-"""
-
-
-@contextlib.contextmanager
 def lock_held_elsewhere(folder: Path, workdir: Path):
     """Another process holds the backup lock on ``folder``; yields (pid, release)."""
     folder.mkdir(parents=True, exist_ok=True)
-    ready, release = workdir / "lock.ready", workdir / "lock.release"
-    proc = python(LOCK_HOLDER, str(folder), str(ready), str(release))
-    try:
-        wait_for(lambda: ready.exists() or proc.poll() is not None, what="the lock holder")
-        assert proc.poll() is None, proc.communicate()
-        yield proc.pid, release
-    finally:
-        release.touch()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+    from ops.engine import LOCK_NAME
+
+    return file_lock_held(folder / LOCK_NAME, workdir)
 
 
 # ---------------------------------------------------------------- a CLI run in the background
@@ -469,12 +443,12 @@ def start_invoke(
 
 
 FILE_LOCK_HOLDER = """
-import sys, time
+import os, sys, time
 from pathlib import Path
 from ops import engine
 path, ready, release = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 with engine.file_lock(path, 0, "the test's holder"):
-    ready.write_text("held")
+    ready.write_text(str(os.getpid()))
     deadline = time.monotonic() + 30
     while not release.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
