@@ -21,7 +21,6 @@ SENTINEL = "__OPS_EXIT__"
 STRATEGY_MARK = "__OPS_STRATEGY__"
 ENTRY_MARK = "__OPS_ENTRY__"
 SAFE_PATH = re.compile(r"/[A-Za-z0-9._/+@-]*")
-STRATEGIES = ("python3", "sqlite3", "remote_command")
 
 NEEDS = (
     "the production machine has neither python3 (>= 3.8) nor the sqlite3 CLI, and "
