@@ -52,11 +52,15 @@ def plan(o: DeployOptions) -> list[PlanStep]:
     """The ordered steps of a deploy (or rollback), with the flyctl argv each will run."""
     preflight = [fly.whoami(), fly.volumes_list(o.app), fly.machines_list(o.app),
                  fly.releases(o.app)]
+    ssh = tuple(fly.ssh_console(o.app, MACHINE, SCRIPT))
     steps = [
-        PlanStep("lock", f"take the deploy lock of {o.app}", (), ExitCode.LOCKED),
+        PlanStep("lock", f"take the deploy lock of {o.app} on this computer", (),
+                 ExitCode.LOCKED),
         PlanStep("preflight", "flyctl, login, fly.toml, production machine and volume"
                  + (", clean git tree" if o.require_clean else ""),
                  tuple(map(tuple, preflight)), ExitCode.DEPLOY_ABORTED_PREFLIGHT),
+        PlanStep("machine_lock", "take the deploy lock on the machine (shared with CI and "
+                 "every laptop)", (ssh,), ExitCode.DEPLOY_ABORTED_PREFLIGHT),
     ]
     if o.rollback_to is not None:
         pass  # a rollback never touches data
@@ -66,7 +70,6 @@ def plan(o: DeployOptions) -> list[PlanStep]:
             PlanStep("snapshot", "volume snapshot", skipped="--skip-backup"),
         ]
     else:
-        ssh = tuple(fly.ssh_console(o.app, MACHINE, SCRIPT))
         steps += [
             PlanStep("backup", "verified backup on the machine (backup, verify, then remote "
                      "retention: list and delete)", (ssh, ssh, ssh),
@@ -86,7 +89,7 @@ def plan(o: DeployOptions) -> list[PlanStep]:
         PlanStep("health", f"poll {o.health_url} until 200"
                  + ("" if o.skip_backup or o.rollback_to is not None
                     else " and it reports the new backup"), (), ExitCode.HEALTH_FAILED),
-        PlanStep("record", "append to the audit log"),
+        PlanStep("record", "append to the audit log, release the machine's lock", (ssh,)),
     ]
     return steps
 
@@ -111,6 +114,8 @@ class Deployment:
     ui: object
     record: dict = field(default_factory=dict)
     target: object = None
+    machine_ok: bool = True  # False: an emergency deploy or rollback going on without it
+    rollback_image: str = ""
 
     def run(self, steps: list[PlanStep]) -> dict:
         o = self.options
@@ -164,11 +169,13 @@ class Deployment:
             {"step": key, "outcome": outcome, "seconds": seconds, "detail": detail})
 
     def _exit_code(self, step: PlanStep, exc: Exception) -> ExitCode:
-        """The step's own code; a rollback's bad --to keeps the error's (not found, usage)."""
-        rollback = self.options.rollback_to is not None
-        if rollback and isinstance(exc, OpsError) and exc.code in (ExitCode.NOT_FOUND,
-                                                                  ExitCode.USAGE):
-            return exc.code
+        """The step's own code; a held lock is always 4; a rollback's bad --to keeps the
+        error's own (not found, usage)."""
+        own = getattr(exc, "code", None)
+        if own == ExitCode.LOCKED:  # someone else's deploy, wherever its lock was
+            return ExitCode.LOCKED
+        if self.options.rollback_to is not None and own in (ExitCode.NOT_FOUND, ExitCode.USAGE):
+            return own
         return step.abort
 
     def _message(self, step: PlanStep, exc: Exception) -> str:
@@ -202,20 +209,55 @@ class Deployment:
         runner = self.target.fly
         runner.run(fly.whoami())
         self.settings.fly_toml()
-        volume, machine = self.target.resolve()
+        where = self._production_machine()
         releases = runner.releases(self.options.app)
-        current = next((r for r in releases if r.status == "complete"), None)
-        if current:
-            self.record["previous_release"] = {"version": current.version,
-                                               "image": current.image_ref}
+        current = self._note_previous(releases)
         if self.options.rollback_to is not None:
             version = self.options.rollback_to or previous_version(releases)
             self.rollback_image = _release_image(releases, version)
             self.record["rollback_to"] = version
         if self.options.require_clean:
             _require_clean_tree()
-        return f"machine {machine.id}, volume {volume.id}" + (
-            f", current release v{current.version}" if current else "")
+        return where + (f", current release v{current.version}" if current else "")
+
+    def _production_machine(self) -> str:
+        """Resolve the machine; an emergency deploy or a rollback can go on without it
+        (a crashed app is exactly when they are needed)."""
+        try:
+            volume, machine = self.target.resolve()
+        except OpsError as exc:
+            if not (self.options.skip_backup or self.options.rollback_to is not None):
+                raise
+            self.ui.warn(f"the production machine is not usable ({exc}); going on without "
+                         "the machine's deploy lock")
+            self.machine_ok = False
+            return "no usable machine"
+        self.machine_ok = True
+        return f"machine {machine.id}, volume {volume.id}"
+
+    def _note_previous(self, releases: list[fly.Release]) -> fly.Release | None:
+        current = next((r for r in releases if r.status == "complete"), None)
+        if current:
+            self.record["previous_release"] = {"version": current.version,
+                                               "image": current.image_ref}
+        return current
+
+    def machine_lock(self, held) -> str:
+        if not self.machine_ok:
+            return "skipped: no usable machine"
+        holder = f"{audit.who()} {self.record['kind']} since {self.record['when'][:19]}Z"
+        waited = self.target.lock_deploy(self.settings.deploy_lock_wait, holder)
+        held.callback(self._unlock_machine)
+        if waited:  # another deploy finished meanwhile: what is live now?
+            self._note_previous(self.target.fly.releases(self.options.app))
+        return self.target.deploy_lock_path + (" (after waiting)" if waited else "")
+
+    def _unlock_machine(self) -> None:
+        try:
+            self.target.unlock_deploy()
+        except OpsError as exc:
+            self.ui.warn(f"could not release the deploy lock on the machine: {exc}; "
+                         "run: invoke deploy.unlock --yes")
 
     def backup(self, held) -> str:
         result = backups.make_backup(self.target, self.ui)

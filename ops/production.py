@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import posixpath
 import tempfile
 import threading
 import time
@@ -233,6 +234,36 @@ class FlyTarget:
         self.ui.warn(f"{url} unreachable or unusable ({reason}); listing {self.dir} on the "
                      "machine instead")
         return status(self.list(), dt.datetime.now(dt.UTC)) | {"source": "remote folder"}
+
+    # -- the deploy lock on the volume
+    @property
+    def deploy_lock_path(self) -> str:
+        return f"{posixpath.dirname(self.db)}/{remote.DEPLOY_LOCK}"
+
+    def lock_deploy(self, wait: float, holder: str) -> bool:
+        """Take the machine's deploy lock; True if we had to wait for someone else's."""
+        output = self.exec(remote.deploy_lock_script(self.deploy_lock_path, holder, wait),
+                           timeout=wait + 120)
+        entries = {entry[0]: " ".join(entry[1:]) for entry in output.entries}
+        if output.status == 4:
+            hint = "" if wait else " (use --lock-wait SECONDS to wait for it)"
+            raise OpsError(f"another deploy of {self.app} holds the lock on the machine "
+                           f"({self.deploy_lock_path}): {entries.get('held') or 'unknown'}"
+                           f"{hint}; if none is running: invoke deploy.unlock --yes",
+                           ExitCode.LOCKED)
+        if output.status != 0 or "acquired" not in entries:
+            raise OpsError(f"could not take the deploy lock {self.deploy_lock_path} "
+                           f"(exit {output.status})")
+        return "waiting" in entries
+
+    def unlock_deploy(self, *, remove: bool = True) -> str | None:
+        """Who holds the machine's deploy lock (None: nobody), removing it unless told not to."""
+        output = self.exec(remote.deploy_unlock_script(self.deploy_lock_path, remove=remove))
+        if output.status == 3:
+            return None
+        if output.status != 0:
+            raise OpsError(f"could not read or remove the deploy lock {self.deploy_lock_path}")
+        return " ".join(output.entries[0][1:]) if output.entries else "unknown"
 
     # -- snapshots
     def snapshot(self, *, wait: bool = True, timeout: float = 600,

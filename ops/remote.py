@@ -181,6 +181,37 @@ done"""
     )
 
 
+DEPLOY_LOCK = ".ops-deploy.lock"
+
+
+def deploy_lock_script(path: str, holder: str, wait: float) -> str:
+    """Take the deploy lock on the volume: a directory, made atomically, naming its holder.
+
+    It lives on the machine because that is the one thing a laptop and a CI job share.
+    Exit 4 with an ``held`` entry naming the holder when it stays taken for ``wait`` s.
+    """
+    q = shlex.quote(path)
+    return f"""waited=0
+until mkdir {q} 2>/dev/null; do
+  if [ "$waited" -ge {int(wait * 5)} ]; then
+    printf '{ENTRY_MARK} held %s\n' "$(head -n 1 {q}/holder 2>/dev/null)"; exit 4
+  fi
+  [ "$waited" -eq 0 ] && printf '{ENTRY_MARK} waiting %s\n' "$(head -n 1 {q}/holder 2>/dev/null)"
+  sleep 0.2; waited=$((waited + 1))
+done
+printf '%s\n' {shlex.quote(holder)} > {q}/holder
+printf '{ENTRY_MARK} acquired %s\n' $waited"""
+
+
+def deploy_unlock_script(path: str, *, remove: bool = True) -> str:
+    """Name the deploy lock's holder (exit 3 if there is no lock), and remove it."""
+    q = shlex.quote(path)
+    show = f"""[ -d {q} ] || exit 3
+printf '{ENTRY_MARK} holder %s\\n' "$(head -n 1 {q}/holder 2>/dev/null)"
+"""
+    return show + (f"rm -rf {q}" if remove else "")
+
+
 def sha256_script(path: str) -> str:
     q = shlex.quote(path)
     return f"""[ -f {q} ] || exit 3

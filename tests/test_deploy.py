@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from ops import remote
 from ops.errors import ExitCode
 from tests import helpers
 from tests.flyctl_double import (
@@ -198,8 +199,15 @@ class Site:
             return []
         return [json.loads(line) for line in self.audit_log.read_text().splitlines()]
 
-    def labels(self) -> list[str]:
-        return [label(argv) for argv in self.world.calls()]
+    def labels(self, *, locks: bool = False) -> list[str]:
+        """The calls by name; the machine lock's own two calls only when asked for
+        (``test_the_machine_lock_is_taken_after_preflight_and_always_released``)."""
+        named = [label(argv) for argv in self.world.calls()]
+        return named if locks else [n for n in named if n not in ("ssh lock", "ssh unlock")]
+
+    @property
+    def machine_lock(self) -> Path:
+        return self.db.parent / ".ops-deploy.lock"
 
     def backup_names(self) -> list[str]:
         return [path.name for path in helpers.backup_files(self.backups) if path.suffix == ".db"]
@@ -251,6 +259,8 @@ def label(argv: list[str]) -> str:
             ("python3 - verify ", "verify"),
             ("rm -f -- ", "delete"),
             ("for f in steps-*.db", "list"),
+            ("until mkdir", "lock"),
+            ("/holder 2>/dev/null)\"\nrm -rf", "unlock"),
         ):
             if marker in command[2]:
                 return f"ssh {name}"
@@ -305,7 +315,8 @@ def test_deploy_backs_up_snapshots_deploys_checks_health_and_records(site):
         if argv[:2] == ["ssh", "console"]:  # always the volume's machine, quietly
             assert argv[2:7] == ["-a", APP, "--machine", MID, "-q"], argv
             assert argv[argv.index("-C") + 1].startswith("sh -c "), argv
-    assert calls[-2] == ["deploy", "-a", APP, "-c", "fly.toml"]  # builds from the Dockerfile
+    # builds from the Dockerfile; then the new release is read and the machine lock released
+    assert calls[-3] == ["deploy", "-a", APP, "-c", "fly.toml"]
     assert all(record["token"] for record in site.world.call_records())
 
     # what the world looks like now
@@ -351,14 +362,15 @@ def test_deploy_backs_up_snapshots_deploys_checks_health_and_records(site):
     }
     assert record["previous_release"] == {"version": 12, "image": IMAGE_V12}
     steps = record["steps"]
-    assert [s["step"] for s in steps] == ["lock", "preflight", "backup", "snapshot", "deploy",
-                                          "health"]  # fmt: skip
+    assert [s["step"] for s in steps] == [
+        "lock", "preflight", "machine_lock", "backup", "snapshot", "deploy", "health"]
     assert all(s["outcome"] == "ok" for s in steps), steps
     assert all(isinstance(s["seconds"], float) and s["seconds"] >= 0 for s in steps), steps
-    assert backup["name"] in steps[2]["detail"]
-    assert record["snapshot"]["id"] in steps[3]["detail"]
-    assert steps[4]["detail"] == "release v13"
-    assert backup["name"] in steps[5]["detail"]  # the gate saw the new backup in /health
+    assert steps[2]["detail"].endswith("/vol/.ops-deploy.lock")
+    assert backup["name"] in steps[3]["detail"]
+    assert record["snapshot"]["id"] in steps[4]["detail"]
+    assert steps[5]["detail"] == "release v13"
+    assert backup["name"] in steps[6]["detail"]  # the gate saw the new backup in /health
     assert site.health.requests >= 1
 
     # people: a line per step, flyctl's output, the way back; no noise
@@ -376,7 +388,10 @@ def test_no_deploy_when_the_backup_or_the_snapshot_fails(sites):
     ssh_down, corrupt, snap_fails, snap_hangs = (
         sites(name) for name in ("ssh", "corrupt", "snapfail", "snaphang")
     )
-    ssh_down.world.fail(["ssh", "console"], stderr="Error: tunnel unavailable\n")
+    # the tunnel drops on the backup's own call (the exact -C the tool sends for it)
+    backup_call = remote.wrap(remote.backup_script(
+        str(ssh_down.db), str(ssh_down.backups), check="integrity"))
+    ssh_down.world.fail(["ssh", "console", backup_call], stderr="Error: tunnel unavailable\n")
     with corrupt.db.open("r+b") as raw:  # damage b-tree pages; page 1 still says SQLite
         for page in range(2, corrupt.db.stat().st_size // 4096, 3):
             raw.seek(page * 4096 + 100)
@@ -524,8 +539,8 @@ def test_dry_run_shows_the_plan_and_runs_nothing(site):
     plan = full.json()
     assert plan["dry_run"] is True
     steps = {step["key"]: step for step in plan["steps"]}
-    assert list(steps) == ["lock", "preflight", "backup", "snapshot", "deploy", "health",
-                           "record"]  # fmt: skip
+    assert list(steps) == [
+        "lock", "preflight", "machine_lock", "backup", "snapshot", "deploy", "health", "record"]
     assert steps["preflight"]["commands"] == [
         ["auth", "whoami"],
         ["volumes", "list", "-a", APP, "--json"],
@@ -580,9 +595,9 @@ def test_failed_fly_deploy_exits_13_with_flyctls_error_and_the_way_back(sites):
 
     for one, result, text, calls, done in (
         (timing_out, r_timeout, "timeout reached waiting for health checks to pass for machine",
-         PREFLIGHT + BACKUP + SNAPSHOT + DEPLOYED, ["ok"] * 4),
+         PREFLIGHT + BACKUP + SNAPSHOT + DEPLOYED, ["ok"] * 5),
         (refused, r_refused, "failed to fetch an image or build from source: error building",
-         PREFLIGHT + DEPLOYED, ["ok", "ok", "skipped", "skipped"]),
+         PREFLIGHT + DEPLOYED, ["ok", "ok", "ok", "skipped", "skipped"]),
     ):  # fmt: skip
         assert result.returncode == ExitCode.DEPLOY_FAILED, result
         line = error_line(result)
@@ -722,7 +737,8 @@ def test_rollback_redeploys_an_earlier_image_without_touching_data(sites):
         assert record["rollback_to"] == version
         assert record["backup"] is None and record["snapshot"] is None
         assert record["release"] == {"version": 13, "image": image, "status": "complete"}
-        assert [s["step"] for s in record["steps"]] == ["lock", "preflight", "deploy", "health"]
+        assert [s["step"] for s in record["steps"]] == [
+            "lock", "preflight", "machine_lock", "deploy", "health"]
         assert ROLLBACK_HINT in result.stderr  # and back again, if this was wrong
 
 
@@ -745,7 +761,8 @@ def test_rollback_to_an_unknown_release_and_dry_run_deploy_nothing(sites):
     for result, release in ((r_dry, "the previous release"), (r_dry_to, "v11")):
         assert result.returncode == 0, result
         steps = {step["key"]: step for step in result.json()["steps"]}
-        assert list(steps) == ["lock", "preflight", "deploy", "health", "record"]
+        assert list(steps) == ["lock", "preflight", "machine_lock", "deploy", "health",
+                               "record"]
         assert steps["deploy"]["commands"] == [
             ["deploy", "-a", APP, "-c", "fly.toml", "--image", f"<image of {release}>"]
         ]
@@ -841,3 +858,77 @@ def test_local_only_builds_with_the_local_docker(site):
     assert result.returncode == 0, result
     (deploy,) = [s for s in result.json()["steps"] if s["key"] == "deploy"]
     assert deploy["commands"] == [["deploy", "-a", APP, "-c", "fly.toml", "--local-only"]]
+
+
+# ---------------------------------------------------------------- the lock on the machine
+
+
+def test_the_machine_lock_is_taken_after_preflight_and_always_released(sites):
+    ok, failing = sites("ok"), sites("failing")
+    failing.world.fail(["volumes", "snapshots", "create"], stderr="Error: volume is busy\n")
+    r_ok, r_failing = run_parallel([
+        lambda: ok.run("deploy", "--json"),
+        lambda: failing.run("deploy", "--json"),
+    ])  # fmt: skip
+
+    assert r_ok.returncode == 0, r_ok
+    assert ok.labels(locks=True) == (
+        PREFLIGHT + ["ssh lock"] + BACKUP + SNAPSHOT + DEPLOYED + ["ssh unlock"])
+    assert r_failing.returncode == ExitCode.DEPLOY_ABORTED_SNAPSHOT, r_failing
+    assert failing.labels(locks=True)[-1] == "ssh unlock"  # released on the way out too
+    for site, result in ((ok, r_ok), (failing, r_failing)):
+        assert not site.machine_lock.exists()
+        steps = [s["step"] for s in result.json()["steps"]]
+        assert steps[:3] == ["lock", "preflight", "machine_lock"]
+
+
+def test_a_deploy_lock_held_on_the_machine_stops_a_deploy_from_anywhere(site):
+    # another laptop (or CI) is deploying: its lock is on the volume, not on this computer
+    site.machine_lock.mkdir()
+    (site.machine_lock / "holder").write_text("alice@laptop deploy since 2026-11-25T10:00:00Z\n")
+    result = site.run("deploy", "--json")
+
+    assert result.returncode == ExitCode.LOCKED, result
+    line = error_line(result)
+    assert "holds the lock on the machine" in line and "alice@laptop" in line
+    assert "invoke deploy.unlock --yes" in line
+    assert "deploy" not in site.labels() and not MUTATING & set(site.labels())
+    assert site.machine_lock.exists()  # someone else's lock is never removed by a deploy
+    assert result.json()["outcome"] == "machine_lock failed"
+
+
+def test_deploy_unlock_shows_then_removes_a_stale_lock(site):
+    site.machine_lock.mkdir()
+    (site.machine_lock / "holder").write_text("bob@ci deploy since 2026-11-25T09:00:00Z\n")
+
+    shown = site.run("deploy.unlock")
+    assert shown.returncode == ExitCode.LOCKED, shown
+    assert "bob@ci" in error_line(shown) and site.machine_lock.exists()
+
+    removed = site.run("deploy.unlock", "--yes")
+    assert removed.returncode == 0, removed
+    assert "Removed the deploy lock held by bob@ci" in removed.stderr
+    assert not site.machine_lock.exists()
+    again = site.run("deploy.unlock", "--yes")
+    assert again.returncode == 0 and "No deploy lock" in again.stderr, again
+
+
+def test_emergency_deploy_and_rollback_go_on_when_the_machine_is_down(sites):
+    emergency, rollback = sites("emergency"), sites("rollback")
+    for site in (emergency, rollback):
+        site.world.set_machine_state(MID, "stopped")  # the app crashed: no ssh possible
+    r_emergency, r_rollback = run_parallel([
+        lambda: emergency.run("deploy", "--skip-backup", "--image", NEW_IMAGE, "--json"),
+        lambda: rollback.run("deploy.rollback", "--to", "11", "--json"),
+    ])  # fmt: skip
+
+    for site, result in ((emergency, r_emergency), (rollback, r_rollback)):
+        assert "the production machine is not usable" in result.stderr, result
+        assert "deploy" in site.labels(locks=True), result
+        assert not any(name.startswith("ssh") for name in site.labels(locks=True)), result
+    # a normal deploy would not go on: it needs the machine for its backup
+    normal = sites("normal")
+    normal.world.set_machine_state(MID, "stopped")
+    blocked = normal.run("deploy", "--json")
+    assert blocked.returncode == ExitCode.DEPLOY_ABORTED_PREFLIGHT, blocked
+    assert "deploy" not in normal.labels()

@@ -164,7 +164,8 @@ def test_plan_runs_backup_and_snapshot_before_deploy():
     steps = deploy.plan(options())
     keys = [s.key for s in steps]
     # the lock comes first, so preflight reads the release that is live once we hold it
-    assert keys == ["lock", "preflight", "backup", "snapshot", "deploy", "health", "record"]
+    assert keys == ["lock", "preflight", "machine_lock", "backup", "snapshot", "deploy",
+                    "health", "record"]
     by_key = {s.key: s for s in steps}
     assert by_key["backup"].abort == ExitCode.DEPLOY_ABORTED_BACKUP
     assert by_key["snapshot"].abort == ExitCode.DEPLOY_ABORTED_SNAPSHOT

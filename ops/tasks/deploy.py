@@ -120,3 +120,22 @@ def _version(text) -> int | None:
     except ValueError:
         raise OpsError(f"--to must be a release version like 12 or v12, got {text!r}",
                        ExitCode.USAGE) from None
+
+
+@task(help={"yes": "remove the lock (without it: only say who holds it)"})
+@guarded
+def unlock(c, yes=False):
+    """Remove a stale deploy lock from the machine, left by a deploy that was killed."""
+    from ops.production import FlyTarget
+
+    settings = config.load(c.config)
+    ui = UI()
+    target = FlyTarget(settings, ui)
+    holder = target.unlock_deploy(remove=yes)
+    if holder is None:
+        ui.info(f"No deploy lock on the machine ({target.deploy_lock_path}).")
+    elif yes:
+        ui.info(f"Removed the deploy lock held by {holder}.")
+    else:
+        raise OpsError(f"the deploy lock is held by {holder}; if that deploy is not running, "
+                       "run: invoke deploy.unlock --yes", ExitCode.LOCKED)
