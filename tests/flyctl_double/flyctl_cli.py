@@ -876,6 +876,14 @@ def require_app_name(ctx: Ctx, base_dir: str | None = None) -> tuple[str, dict[s
     return name, cfg
 
 
+def authenticated_app(ctx: Ctx) -> tuple[str, dict[str, Any]]:
+    """What most app commands do first: a session, the app's name, the token, the app."""
+    require_session(ctx)
+    name, _ = require_app_name(ctx)
+    api_auth(ctx)
+    return name, get_app(ctx, name)
+
+
 def get_app(ctx: Ctx, name: str, prefix: str = "") -> dict[str, Any]:
     app = (ctx.state.get("apps") or {}).get(name)
     if app is None:
@@ -1037,10 +1045,7 @@ def cmd_not_emulated(ctx: Ctx) -> int:
 
 
 def cmd_volumes_list(ctx: Ctx) -> int:
-    require_session(ctx)
-    name, _ = require_app_name(ctx)
-    api_auth(ctx)
-    app = get_app(ctx, name)
+    name, app = authenticated_app(ctx)
     vols = [v for v in app.get("volumes", [])]
     if not ctx.flag("all"):
         vols = [v for v in vols if v.get("state") not in HIDDEN_VOLUME_STATES]
@@ -1235,10 +1240,7 @@ def cmd_snapshots_list(ctx: Ctx) -> int:
 
 
 def cmd_machine_list(ctx: Ctx) -> int:
-    require_session(ctx)
-    name, _ = require_app_name(ctx)
-    api_auth(ctx)
-    app = get_app(ctx, name)
+    name, app = authenticated_app(ctx)
     machines = active_machines(app)
     if ctx.json_on():
         out(go_json([render_machine(m) for m in machines]))
@@ -1305,10 +1307,7 @@ def sorted_releases(app: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def cmd_releases(ctx: Ctx) -> int:
-    require_session(ctx)
-    name, _ = require_app_name(ctx)
-    api_auth(ctx)
-    app = get_app(ctx, name)
+    name, app = authenticated_app(ctx)
     releases = sorted_releases(app)[:25]
     if ctx.json_on():
         out(go_json([render_release(r) for r in releases]))
@@ -1333,10 +1332,7 @@ def cmd_releases(ctx: Ctx) -> int:
 
 
 def cmd_status(ctx: Ctx) -> int:
-    require_session(ctx)
-    name, _ = require_app_name(ctx)
-    api_auth(ctx)
-    app = get_app(ctx, name)
+    name, app = authenticated_app(ctx)
     if ctx.flag("watch") and ctx.json_on():
         raise FlyError("--watch and --json are not supported together")
     current = next((r for r in sorted_releases(app) if r.get("Status") == "complete"), None)
