@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import shlex
 import subprocess
 from dataclasses import asdict, dataclass, field
@@ -141,7 +142,10 @@ class Deployment:
             finally:
                 self.record["finished"] = _now()
                 self.record["seconds"] = round(sum(s["seconds"] for s in self.record["steps"]), 3)
-                audit.append(self.settings.audit_log, self.record)
+                try:
+                    audit.append(self.settings.audit_log, self.record)
+                except OSError as exc:  # never hide why the run itself ended
+                    self.ui.warn(f"could not append to {self.settings.audit_log}: {exc.strerror}")
 
     def _run_step(self, step: PlanStep, held: contextlib.ExitStack) -> None:
         if step.skipped:
@@ -196,7 +200,13 @@ class Deployment:
     # -- steps: each returns the detail shown on its line
     def lock(self, held: contextlib.ExitStack) -> str:
         path = self.settings.audit_log.parent / f".deploy-{self.options.app}.lock"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # the audit log's folder: checked here, before anything can happen unrecorded
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(self.settings.audit_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                             0o600))
+        except OSError as exc:
+            raise OpsError(f"cannot write the audit log {self.settings.audit_log} "
+                           f"(deploy.audit_log): {exc.strerror}", ExitCode.USAGE) from None
         wait = self.settings.deploy_lock_wait
         held.enter_context(file_lock(
             path, wait, f"another deploy of {self.options.app}",

@@ -932,3 +932,12 @@ def test_emergency_deploy_and_rollback_go_on_when_the_machine_is_down(sites):
     blocked = normal.run("deploy", "--json")
     assert blocked.returncode == ExitCode.DEPLOY_ABORTED_PREFLIGHT, blocked
     assert "deploy" not in normal.labels()
+
+
+def test_an_unwritable_audit_log_stops_the_deploy_before_anything_happens(site):
+    blocker = site.root / "blocker"
+    blocker.write_text("a file where the audit folder should be")
+    result = site.run("deploy", env={"INVOKE_DEPLOY_AUDIT_LOG": str(blocker / "deploys.jsonl")})
+    assert result.returncode == ExitCode.USAGE, result
+    assert "cannot write the audit log" in error_line(result)
+    assert site.world.calls() == []  # not even preflight: nothing may happen unrecorded
