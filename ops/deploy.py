@@ -56,7 +56,7 @@ def plan(o: DeployOptions) -> list[PlanStep]:
     ssh = tuple(fly.ssh_console(o.app, MACHINE, SCRIPT))
     steps = [
         PlanStep("lock", f"take the deploy lock of {o.app} on this computer", (),
-                 ExitCode.LOCKED),
+                 ExitCode.DEPLOY_ABORTED_PREFLIGHT),  # a held lock exits LOCKED anyway
         PlanStep("preflight", "flyctl, login, fly.toml, production machine and volume"
                  + (", clean git tree" if o.require_clean else ""),
                  tuple(map(tuple, preflight)), ExitCode.DEPLOY_ABORTED_PREFLIGHT),
@@ -175,7 +175,7 @@ class Deployment:
     def _exit_code(self, step: PlanStep, exc: Exception) -> ExitCode:
         """The step's own code; a held lock is always 4; a rollback's bad --to keeps the
         error's own (not found, usage)."""
-        own = getattr(exc, "code", None)
+        own = (OpsError.from_engine(exc) if isinstance(exc, EngineError) else exc).code
         if own == ExitCode.LOCKED:  # someone else's deploy, wherever its lock was
             return ExitCode.LOCKED
         if self.options.rollback_to is not None and own in (ExitCode.NOT_FOUND, ExitCode.USAGE):

@@ -558,8 +558,9 @@ def test_dry_run_shows_the_plan_and_runs_nothing(site):
         ["volumes", "snapshots", "create"],
         ["volumes", "snapshots", "list"],
     ]
-    expected_aborts = {"preflight": 10, "lock": 4, "backup": 11, "snapshot": 12, "deploy": 13,
-                       "health": 14}  # fmt: skip
+    # a lock step that cannot even try is a preflight failure; a lock someone holds exits 4
+    expected_aborts = {"lock": 10, "preflight": 10, "machine_lock": 10, "backup": 11,
+                       "snapshot": 12, "deploy": 13, "health": 14}  # fmt: skip
     assert {key: steps[key]["abort"] for key in expected_aborts} == expected_aborts
     assert all(step["skipped"] == "" for step in plan["steps"])
     assert site.health.url in steps["health"]["title"]
@@ -938,6 +939,6 @@ def test_an_unwritable_audit_log_stops_the_deploy_before_anything_happens(site):
     blocker = site.root / "blocker"
     blocker.write_text("a file where the audit folder should be")
     result = site.run("deploy", env={"INVOKE_DEPLOY_AUDIT_LOG": str(blocker / "deploys.jsonl")})
-    assert result.returncode == ExitCode.USAGE, result
+    assert result.returncode == ExitCode.DEPLOY_ABORTED_PREFLIGHT, result
     assert "cannot write the audit log" in error_line(result)
     assert site.world.calls() == []  # not even preflight: nothing may happen unrecorded
