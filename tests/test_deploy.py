@@ -942,3 +942,21 @@ def test_an_unwritable_audit_log_stops_the_deploy_before_anything_happens(site):
     assert result.returncode == ExitCode.DEPLOY_ABORTED_PREFLIGHT, result
     assert "cannot write the audit log" in error_line(result)
     assert site.world.calls() == []  # not even preflight: nothing may happen unrecorded
+
+
+def test_flags_fly_deploy_would_refuse_are_refused_before_any_backup(sites):
+    bad_strategy, bad_wait, bad_rollback = sites("s"), sites("w"), sites("r")
+    results = run_parallel([
+        lambda: bad_strategy.run("deploy", "--strategy", "fast"),
+        lambda: bad_wait.run("deploy", "--wait-timeout", "5 minutes"),
+        lambda: bad_rollback.run("deploy.rollback", "--strategy", "canary"),
+    ])  # fmt: skip
+    for site, result, words in zip(
+        (bad_strategy, bad_wait, bad_rollback), results,
+        ("--strategy must be one of", "--wait-timeout must be a duration", "canary"),
+        strict=True,
+    ):
+        assert result.returncode == ExitCode.USAGE, result
+        assert words in error_line(result)
+        assert site.world.calls() == [] and site.audit() == []
+        assert len(site.backup_names()) == 1  # no backup spent on a deploy that cannot run

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 from invoke import task
@@ -17,6 +18,21 @@ JSON = "print the audit record (or the plan, with --dry-run) as JSON on stdout"
 DRY_RUN = "print the plan with the exact flyctl commands and run nothing"
 LOCK_WAIT = "seconds to wait for another deploy's lock (default: deploy.lock_wait, 0)"
 HEALTH_TIMEOUT = "seconds the health gate waits for /health (default: health.timeout, 300)"
+
+
+STRATEGIES = ("rolling", "bluegreen", "immediate")  # canary: refused by flyctl with volumes
+GO_DURATION = re.compile(r"none|\d+|(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+")
+
+
+def check_deploy_flags(strategy, wait_timeout) -> None:
+    """Refuse what `fly deploy` would refuse, before a backup and a snapshot are spent on it."""
+    if strategy is not None and strategy not in STRATEGIES:
+        why = " (flyctl refuses it for apps with volumes)" if strategy == "canary" else ""
+        raise OpsError(f"--strategy must be one of {', '.join(STRATEGIES)}, got "
+                       f"{strategy!r}{why}", ExitCode.USAGE)
+    if wait_timeout is not None and not GO_DURATION.fullmatch(str(wait_timeout)):
+        raise OpsError(f"--wait-timeout must be a duration like 5m, 90s or 300, got "
+                       f"{wait_timeout!r}", ExitCode.USAGE)
 
 
 def passthrough() -> tuple[str, ...]:
@@ -68,9 +84,7 @@ def deploy(c, skip_backup=False, dry_run=False, image=None, remote_only=False, l
            strategy=None, wait_timeout=None, require_clean=False, lock_wait=None,
            health_timeout=None, json=False):
     """Backup (verified) → snapshot → fly deploy → health gate; arguments after -- go to fly."""
-    if strategy == "canary":
-        raise OpsError("--strategy canary is refused by flyctl for apps with volumes",
-                       ExitCode.USAGE)
+    check_deploy_flags(strategy, wait_timeout)
     in_ci = os.environ.get("CI", "").strip().lower() in ("1", "true", "t", "ok", "yes")
 
     def options_for(settings):
@@ -100,6 +114,7 @@ def deploy(c, skip_backup=False, dry_run=False, image=None, remote_only=False, l
 def rollback(c, to=None, dry_run=False, strategy=None, lock_wait=None, health_timeout=None,
              json=False):
     """Redeploy an earlier release's image (never touches data), with the health gate."""
+    check_deploy_flags(strategy, None)
     version = _version(to)
 
     def options_for(settings):
