@@ -26,10 +26,12 @@ GO_DURATION = re.compile(r"none|\d+|(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+")
 
 def check_deploy_flags(strategy, wait_timeout) -> None:
     """Refuse what `fly deploy` would refuse, before a backup and a snapshot are spent on it."""
+    if strategy == "canary":
+        raise OpsError("--strategy canary is refused by flyctl for apps with volumes",
+                       ExitCode.USAGE)
     if strategy is not None and strategy not in STRATEGIES:
-        why = " (flyctl refuses it for apps with volumes)" if strategy == "canary" else ""
-        raise OpsError(f"--strategy must be one of {', '.join(STRATEGIES)}, got "
-                       f"{strategy!r}{why}", ExitCode.USAGE)
+        raise OpsError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}",
+                       ExitCode.USAGE)
     if wait_timeout is not None and not GO_DURATION.fullmatch(str(wait_timeout)):
         raise OpsError(f"--wait-timeout must be a duration like 5m, 90s or 300, got "
                        f"{wait_timeout!r}", ExitCode.USAGE)
