@@ -438,6 +438,14 @@ def _takes_value(longs: dict[str, Flag], name: str) -> bool:
     return f is None or f.kind != "bool"
 
 
+def _value_flag(s: str, longs, shorts) -> bool:
+    """A flag whose value is the next word (``--app x``, ``-a x``), as pflag reads it."""
+    if s.startswith("--"):
+        return "=" not in s and _takes_value(longs, s[2:])
+    return (s.startswith("-") and "=" not in s and len(s) == 2
+            and (shorts.get(s[1]) is None or shorts[s[1]].kind != "bool"))
+
+
 def strip_flags(args: list[str], cmd: Command) -> list[str]:
     """cobra's ``stripFlags``: the non-flag words, skipping values of value flags."""
     longs, shorts = cmd.flag_maps()
@@ -447,15 +455,7 @@ def strip_flags(args: list[str], cmd: Command) -> list[str]:
         s = rest.pop(0)
         if s == "--":
             break
-        long_value = s.startswith("--") and "=" not in s and _takes_value(longs, s[2:])
-        short_value = (
-            not s.startswith("--")
-            and s.startswith("-")
-            and "=" not in s
-            and len(s) == 2
-            and (shorts.get(s[1]) is None or shorts[s[1]].kind != "bool")
-        )
-        if long_value or short_value:
+        if _value_flag(s, longs, shorts):
             if len(rest) <= 1:
                 break
             rest.pop(0)
@@ -472,15 +472,7 @@ def args_minus_first(args: list[str], word: str, cmd: Command) -> list[str]:
         s = args[pos]
         if s == "--":
             break
-        long_value = s.startswith("--") and "=" not in s and _takes_value(longs, s[2:])
-        short_value = (
-            not s.startswith("--")
-            and s.startswith("-")
-            and "=" not in s
-            and len(s) == 2
-            and (shorts.get(s[1]) is None or shorts[s[1]].kind != "bool")
-        )
-        if long_value or short_value:
+        if _value_flag(s, longs, shorts):
             pos += 2
             continue
         if not s.startswith("-") and s == word:
