@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import os
 import posixpath
+import shlex
 import tempfile
 import threading
 import time
@@ -314,7 +315,7 @@ class FlyTarget:
         tmp = directory / f"{engine.TMP_PREFIX}{name}.download-{os.getpid()}"
         try:
             with self.ui.step(f"download {name}") as step:
-                with self.ui.transfer(name, size) as update, _watch(tmp, update):
+                with self.ui.transfer(name, size) as update, _Watch(tmp, update):
                     self.fly.run(fly.sftp_get(self.app, self.machine.id, remote_file, str(tmp)),
                                  timeout=None)
                 os.chmod(tmp, 0o600)
@@ -351,8 +352,6 @@ def _sqlite_verdict(entry: list[str], check: str) -> dict:
 
 def _sidecar_script(directory: str, name: str, local: dict) -> str:
     """Record what we verified beside the app's file, so list/verify know it."""
-    import shlex
-
     manifest = json.dumps({k: local[k] for k in ("name", "size", "sha256", "check")}
                           | {"strategy": "remote_command"})
     base = f"{directory}/{name}"
@@ -361,7 +360,7 @@ def _sidecar_script(directory: str, name: str, local: dict) -> str:
             f"{shlex.quote(base + '.json')}")
 
 
-class _watch:
+class _Watch:
     """Report a growing file's size while flyctl writes it (flyctl shows no progress)."""
 
     def __init__(self, path: Path, update):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 import subprocess
@@ -46,7 +47,7 @@ def demo(c, dir="demo", mb=None, fresh=False):
     else:
         ui.skipped("build a sample database", f"{db} exists (use --fresh to rebuild)")
 
-    with _app_writing(db, root) as writer:
+    with _AppWriting(db, root) as writer:
         made = [backups.make_backup(target, ui) for _ in range(3)]
     ui.info(f"  the stand-in app committed {writer.commits()} transactions during the backups")
 
@@ -96,7 +97,7 @@ def _rows(path: Path, table: str) -> int:
         conn.close()
 
 
-class _app_writing:
+class _AppWriting:
     """A separate process committing to the database, as the live app would."""
 
     def __init__(self, db: Path, root: Path):
@@ -132,8 +133,6 @@ class _app_writing:
         self.ready.unlink(missing_ok=True)
 
     def commits(self) -> int | str:
-        import json
-
         try:
             return json.loads(self.report.read_text())["commits"]
         except (OSError, ValueError, KeyError):
