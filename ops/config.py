@@ -253,6 +253,11 @@ def _section(config, name: str) -> dict:
     return {**DEFAULTS[name], **dict(section)}
 
 
+def project_root(config) -> Path:
+    """Where relative config paths start: ``project.root`` (tasks.py's folder)."""
+    return Path(_string(_section(config, "project")["root"], "project.root", optional=True))
+
+
 def from_root(root: Path, value: str) -> Path:
     """``value`` from the project root, shown from the current folder when it lies inside
     it (``data/steps.db`` when run from the root), else absolute."""
@@ -282,10 +287,9 @@ FLAG_NAMES = {"snapshot_timeout": "--timeout", "deploy_lock_wait": "--lock-wait"
 
 def load(config, **flags) -> Settings:
     """Settings from an Invoke config, flags (not None) winning; validated once."""
-    project = _section(config, "project")
     fly, db, backup = _section(config, "fly"), _section(config, "db"), _section(config, "backup")
     health, deploy = _section(config, "health"), _section(config, "deploy")
-    root = Path(_string(project["root"], "project.root", optional=True))
+    root = project_root(config)
 
     def given(flag: str) -> bool:
         return flags.get(flag) is not None
