@@ -28,7 +28,7 @@ from ops.ui import UI, human_bytes
 )
 @guarded
 def demo(c, dir=None, mb=None, fresh=False):
-    """Try every backup step on a sample database, in a minute.
+    """Try the toolkit on a sample database.
 
     Builds a sample Step Challenge database, backs it up three times while a separate
     process writes to it, verifies, lists and prunes the backups, and restores the
