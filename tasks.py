@@ -1,5 +1,10 @@
 """Step Challenge App operations: `invoke --list` shows every task."""
 
-from ops.tasks import namespace
+from pathlib import Path
 
-ns = namespace()
+from ops.tasks import check_project_config, namespace
+
+ROOT = Path(__file__).resolve().parent  # the project root: relative config paths start here
+
+ns = namespace(ROOT)
+check_project_config(ns, ROOT)

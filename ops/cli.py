@@ -1,9 +1,15 @@
-"""How every task fails: one line on stderr, a documented exit code, never a traceback."""
+"""How every task is declared and fails: one line on stderr, a documented exit code,
+never a traceback; the same short flag for the same flag in every task."""
 
 from __future__ import annotations
 
 import functools
+import shlex
+import shutil
+import sys
+from pathlib import Path
 
+import invoke
 from invoke.exceptions import Exit
 
 from ops.engine import EngineError
@@ -34,3 +40,68 @@ def guarded(body):
             raise Exit(f"Error: {exc.strerror or exc}{where}", code=int(ExitCode.ERROR)) from None
 
     return run
+
+
+# Invoke's automatic short flags gave one letter a different meaning per task (`-s` was
+# --skip-backup in deploy and --strategy in deploy.rollback; `-h` hid --help): every
+# short flag is chosen here instead, with one meaning everywhere, and `-h` stays help.
+SHORT_FLAGS = {
+    "production": "p",
+    "keep": "k",
+    "quick": "q",
+    "dry_run": "n",
+    "lock_wait": "l",
+    "json": "j",
+    "image": "i",
+    "max_age": "m",
+    "yes": "y",
+}
+
+
+class OpsTask(invoke.Task):
+    """An Invoke task whose short flags come from ``SHORT_FLAGS`` only."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs["auto_shortflags"] = False
+        super().__init__(*args, **kwargs)
+
+    def arg_opts(self, name, default, taken_names):
+        opts = super().arg_opts(name, default, taken_names)
+        short = SHORT_FLAGS.get(name)
+        if short and short not in taken_names:
+            opts["names"].append(short)
+        return opts
+
+
+def task(*args, **kwargs):
+    """``invoke.task`` with ``OpsTask``: ``@task`` or ``@task(help=...)``."""
+    return invoke.task(*args, klass=OpsTask, **kwargs)
+
+
+def invoke_command() -> str:
+    """How to type `invoke` so a suggested command runs as pasted: bare when this
+    environment's invoke is the one on PATH, else its path (the venv is not active)."""
+    ours = Path(sys.executable).parent / "invoke"
+    on_path = shutil.which("invoke")
+    if on_path and ours.exists() and Path(on_path).resolve() == ours.resolve():
+        return "invoke"
+    if ours.exists():
+        try:
+            return shlex.quote(str(ours.absolute().relative_to(Path.cwd())))
+        except ValueError:
+            return shlex.quote(str(ours))
+    return shlex.quote(sys.executable) + " -m invoke"
+
+
+def confirm_on_terminal(question: str, refused: str) -> None:
+    """On a terminal, ask and go on only after `yes`; without one, the flag is the answer."""
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return
+    sys.stderr.write(f"{question} Type yes to go on: ")
+    sys.stderr.flush()
+    try:
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:
+        answer = ""
+    if answer.strip().lower() != "yes":
+        raise OpsError(refused, ExitCode.ERROR)

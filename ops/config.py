@@ -4,11 +4,18 @@ Every key is declared in ``DEFAULTS`` so ``INVOKE_<SECTION>_<KEY>`` can override
 Numbers are declared as strings: Invoke casts an environment value to the
 default's type, and ``int("abc")`` would end in a traceback before any task
 runs; as strings they reach ``load`` and fail there with the key's name.
-Relative paths are relative to the directory invoke runs in, as flyctl's are.
+Relative paths in configuration resolve from the project root (``project.root``,
+set by tasks.py to its own folder, as npm scripts resolve from package.json), so
+``cd tests && invoke backup.list`` looks where ``invoke backup.list`` does; a path
+given as a flag resolves from the current folder, as any command's argument does.
+Every number has a ceiling: ``inf``, ``nan`` or a year would otherwise mean an
+endless wait or an overflow deep inside a step.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 import shutil
@@ -16,10 +23,13 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from invoke.util import yaml
+
 from ops.errors import ExitCode, OpsError
 from ops.retention import validate_keep
 
 DEFAULTS = {
+    "project": {"root": ""},  # tasks.py sets it to its folder; "" = the current folder
     "fly": {"bin": "", "app": "", "config": "fly.toml"},
     "db": {"path": "data/steps.db", "remote_path": "/data/steps.db"},
     "backup": {
@@ -65,6 +75,7 @@ class Settings:
     health_interval: float
     audit_log: Path
     deploy_lock_wait: float
+    root: Path = Path()
     _fly_toml: list = field(default_factory=list, repr=False, compare=False)
 
     def fly_toml(self) -> FlyToml:
@@ -75,8 +86,18 @@ class Settings:
 
     @property
     def app(self) -> str:
-        """``fly.app``, else ``FLY_APP``, else ``app`` in fly.toml (flyctl's own order)."""
-        return self.fly_app or os.environ.get("FLY_APP", "") or self.fly_toml().app
+        """``fly.app``, else ``FLY_APP``, else ``app`` in fly.toml (flyctl's own order).
+
+        Never empty: flyctl given ``-a ""`` falls back to whatever ./fly.toml it finds."""
+        for where, name in (("fly.app", self.fly_app), ("FLY_APP", os.environ.get("FLY_APP"))):
+            if name:
+                return check_app_name(name, where)
+        name = self.fly_toml().app
+        if not name:
+            raise OpsError(
+                "no Fly app name: set fly.app (INVOKE_FLY_APP), FLY_APP, or `app` in "
+                f"{self.fly_config}", ExitCode.USAGE)
+        return check_app_name(name, f"`app` in {self.fly_config}")
 
     @property
     def health(self) -> str:
@@ -102,6 +123,20 @@ class Settings:
         )
 
 
+# flyctl's own rule (internal/command/launch/plan_builder.go, validateAppName): lowercase
+# letters, digits and dashes; as a DNS label (<app>.fly.dev) it neither starts with a dash
+# (which flyctl would read as a flag) nor is longer than 63.
+APP_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
+
+def check_app_name(name: str, where: str) -> str:
+    """The name, if Fly could have made it; it ends up in argv, URLs and a lock's path."""
+    if not APP_NAME.fullmatch(name):
+        raise OpsError(f"{where} is not a Fly app name (lowercase letters, digits and dashes, "
+                       f"at most 63): {name!r}", ExitCode.USAGE)
+    return name
+
+
 def read_fly_toml(path: Path) -> FlyToml:
     try:
         data = tomllib.loads(path.read_text())
@@ -123,34 +158,70 @@ def read_fly_toml(path: Path) -> FlyToml:
         raise OpsError(f"{path}: [mounts] must be a table", ExitCode.USAGE)
     return FlyToml(
         app=app,
-        mount_source=str(mounts.get("source", "")),
-        mount_destination=str(mounts.get("destination", "")),
-        health_path=_health_path(data),
+        mount_source=_toml_string(mounts, "source", f"{path}: [mounts] source"),
+        mount_destination=_toml_string(mounts, "destination", f"{path}: [mounts] destination"),
+        health_path=_health_path(data, path),
     )
 
 
-def _health_path(data: dict) -> str:
+def _toml_string(table: dict, key: str, what: str) -> str:
+    value = table.get(key, "")
+    if not isinstance(value, str):
+        raise OpsError(f"{what} must be a string, got {value!r}", ExitCode.USAGE)
+    return value
+
+
+def _health_path(data: dict, path: Path) -> str:
     """The first HTTP check's path in fly.toml, else ``/health``."""
-    checks = list((data.get("checks") or {}).values())
+    checks = data.get("checks") or {}
+    if not isinstance(checks, dict) or not all(isinstance(c, dict) for c in checks.values()):
+        raise OpsError(f"{path}: [checks] must be a table of named checks ([checks.NAME])",
+                       ExitCode.USAGE)
+    found = list(checks.values())
     service = data.get("http_service") or {}
-    checks += service.get("checks", []) if isinstance(service, dict) else []
-    for check in checks:
-        if isinstance(check, dict) and check.get("path"):
-            return str(check["path"])
+    if not isinstance(service, dict):
+        raise OpsError(f"{path}: [http_service] must be a table", ExitCode.USAGE)
+    service_checks = service.get("checks") or []
+    if not isinstance(service_checks, list) or not all(
+            isinstance(c, dict) for c in service_checks):
+        raise OpsError(f"{path}: http_service.checks must be an array of tables "
+                       "([[http_service.checks]])", ExitCode.USAGE)
+    for check in found + service_checks:
+        if check.get("path"):
+            return _toml_string(check, "path", f"{path}: a check's path")
     return "/health"
 
 
-def _number(value, key: str, *, minimum: float = 0.0) -> float:
+DAY = 86400.0
+
+
+def _number(value, key: str, *, minimum: float = 0.0, maximum: float = DAY) -> float:
+    """A finite number of seconds (or a count) within [minimum, maximum], else one line."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise OpsError(f"{key} must be a number, got {_shown(value)}", ExitCode.USAGE)
     try:
         number = float(str(value).strip())
     except ValueError:
-        raise OpsError(f"config {key} must be a number, got {value!r}", ExitCode.USAGE) from None
+        raise OpsError(f"{key} must be a number, got {value!r}", ExitCode.USAGE) from None
+    if not math.isfinite(number):
+        raise OpsError(f"{key} must be a finite number, got {value!r}", ExitCode.USAGE)
     if number < minimum:
-        raise OpsError(f"config {key} must be at least {minimum:g}, got {value!r}", ExitCode.USAGE)
+        raise OpsError(f"{key} must be at least {minimum:g}, got {value!r}", ExitCode.USAGE)
+    if number > maximum:
+        raise OpsError(f"{key} must be at most {maximum:g}, got {value!r}", ExitCode.USAGE)
     return number
 
 
+def _shown(value) -> str:
+    """A config value as a user wrote it in YAML."""
+    if value is None:
+        return "null"
+    kind = {list: "a list", dict: "a mapping", bool: "a boolean"}.get(type(value))
+    return f"{kind} {value!r}" if kind else repr(value)
+
+
 DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+MAX_DURATION = 366 * DAY  # a year: more is a typo, and more still overflows datetime
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
@@ -158,58 +229,180 @@ def parse_duration(text: str, what: str = "duration") -> float:
     """``90``, ``45s``, ``90m``, ``36h``, ``2d`` or ``1h30m`` as seconds."""
     value = str(text).strip().lower()
     if re.fullmatch(r"\d+(\.\d+)?", value):
-        return float(value)
-    parts = DURATION.findall(value)
-    if not parts or "".join(n + u for n, u in parts) != value:
-        raise OpsError(
-            f"{what} must be a duration like 90s, 30m, 36h or 2d, got {text!r}", ExitCode.USAGE
-        )
-    return sum(float(number) * UNIT_SECONDS[unit] for number, unit in parts)
+        seconds = float(value)
+    else:
+        parts = DURATION.findall(value)
+        if not parts or "".join(n + u for n, u in parts) != value:
+            raise OpsError(
+                f"{what} must be a duration like 90s, 30m, 36h or 2d, got {text!r}",
+                ExitCode.USAGE,
+            )
+        seconds = sum(float(number) * UNIT_SECONDS[unit] for number, unit in parts)
+    if seconds > MAX_DURATION:
+        raise OpsError(f"{what} must be at most 366d, got {text!r}", ExitCode.USAGE)
+    return seconds
 
 
 def _section(config, name: str) -> dict:
-    section = config.get(name) or {}
+    section = config.get(name)
+    if section is None:
+        section = {}
+    if not hasattr(section, "keys"):
+        raise OpsError(f"config section {name} must be a mapping, got {_shown(section)}",
+                       ExitCode.USAGE)
     return {**DEFAULTS[name], **dict(section)}
+
+
+def project_root(config) -> Path:
+    """Where relative config paths start: ``project.root`` (tasks.py's folder)."""
+    return Path(_string(_section(config, "project")["root"], "project.root", optional=True))
+
+
+def from_root(root: Path, value: str) -> Path:
+    """``value`` from the project root, shown from the current folder when it lies inside
+    it (``data/steps.db`` when run from the root), else absolute."""
+    path = Path(value)
+    if path.is_absolute():
+        return path
+    full = (root / path).absolute()
+    try:
+        return full.relative_to(Path.cwd())
+    except ValueError:
+        return full
+
+
+def _string(value, key: str, *, optional: bool = False) -> str:
+    """A string setting; null is "not set" only where the default is empty."""
+    if value is None and optional:
+        return ""
+    if not isinstance(value, str):
+        raise OpsError(f"config {key} must be a string, got {_shown(value)}", ExitCode.USAGE)
+    return value
+
+
+MAX_KEEP = 1000
+# load()'s flag keywords whose command-line spelling differs
+FLAG_NAMES = {"snapshot_timeout": "--timeout", "deploy_lock_wait": "--lock-wait"}
 
 
 def load(config, **flags) -> Settings:
     """Settings from an Invoke config, flags (not None) winning; validated once."""
     fly, db, backup = _section(config, "fly"), _section(config, "db"), _section(config, "backup")
     health, deploy = _section(config, "health"), _section(config, "deploy")
+    root = project_root(config)
 
-    def pick(flag: str, value):
-        return flags[flag] if flags.get(flag) is not None else value
+    def given(flag: str) -> bool:
+        return flags.get(flag) is not None
 
+    def number(flag: str, section: str, key: str, **limits) -> float:
+        """A flag (named as typed) or its config key (named as section.key)."""
+        if given(flag):
+            typed = FLAG_NAMES.get(flag, "--" + flag.replace("_", "-"))
+            return _number(flags[flag], typed, **limits)
+        values = {"backup": backup, "health": health, "deploy": deploy}[section]
+        return _number(values[key], f"config {section}.{key}", **limits)
+
+    def path(flag: str | None, section: dict, key: str, name: str) -> Path:
+        """A flag's path as typed (from the current folder); config's from the root."""
+        if flag and given(flag):
+            return Path(str(flags[flag]))
+        value = _string(section[key], name)
+        if not value.strip():
+            raise OpsError(f"config {name} is empty", ExitCode.USAGE)
+        return from_root(root, value)
+
+    keep_value = flags["keep"] if given("keep") else backup["keep"]
     try:
-        keep = validate_keep(pick("keep", backup["keep"]))
+        keep = validate_keep(keep_value)
     except ValueError as exc:
         raise OpsError(f"{exc} (backup.keep)", ExitCode.USAGE) from None
-    check = "quick" if flags.get("quick") else str(backup["check"])
+    if keep > MAX_KEEP:
+        raise OpsError(f"--keep must be at most {MAX_KEEP}, got {keep} (backup.keep)",
+                       ExitCode.USAGE)
+    check = "quick" if flags.get("quick") else _string(backup["check"], "backup.check")
     if check not in ("integrity", "quick"):
         raise OpsError(f"config backup.check must be integrity or quick, got {check!r}",
                        ExitCode.USAGE)
-    for key, value in (("db.path", db["path"]), ("backup.dir", backup["dir"])):
-        if not str(value).strip():
-            raise OpsError(f"config {key} is empty", ExitCode.USAGE)
     return Settings(
-        fly_bin=str(fly["bin"]),
-        fly_app=str(fly["app"]),
-        fly_config=Path(str(fly["config"])),
-        db_path=Path(str(pick("db", db["path"]))),
-        db_remote_path=str(db["remote_path"]),
-        backup_dir=Path(str(pick("dir", backup["dir"]))),
-        backup_remote_dir=str(backup["remote_dir"]),
+        fly_bin=_string(fly["bin"], "fly.bin", optional=True),
+        fly_app=_string(fly["app"], "fly.app", optional=True),
+        fly_config=path(None, fly, "config", "fly.config"),
+        db_path=path("db", db, "path", "db.path"),
+        db_remote_path=_string(db["remote_path"], "db.remote_path"),
+        backup_dir=path("dir", backup, "dir", "backup.dir"),
+        backup_remote_dir=_string(backup["remote_dir"], "backup.remote_dir"),
         keep=keep,
-        remote_command=str(backup["remote_command"] or ""),
+        remote_command=_string(backup["remote_command"], "backup.remote_command", optional=True),
         check=check,
-        lock_wait=_number(pick("lock_wait", backup["lock_wait"]), "backup.lock_wait"),
-        backup_timeout=_number(pick("timeout", backup["timeout"]), "backup.timeout"),
-        snapshot_timeout=_number(
-            pick("snapshot_timeout", backup["snapshot_timeout"]), "backup.snapshot_timeout"
-        ),
-        health_url=str(health["url"] or ""),
-        health_timeout=_number(pick("health_timeout", health["timeout"]), "health.timeout"),
-        health_interval=_number(health["interval"], "health.interval", minimum=0.05),
-        audit_log=Path(str(deploy["audit_log"])),
-        deploy_lock_wait=_number(pick("deploy_lock_wait", deploy["lock_wait"]), "deploy.lock_wait"),
+        lock_wait=number("lock_wait", "backup", "lock_wait"),
+        backup_timeout=number("timeout", "backup", "timeout"),
+        snapshot_timeout=number("snapshot_timeout", "backup", "snapshot_timeout"),
+        health_url=_string(health["url"], "health.url", optional=True),
+        health_timeout=number("health_timeout", "health", "timeout"),
+        health_interval=number("health_interval", "health", "interval", minimum=0.05,
+                               maximum=3600.0),
+        audit_log=path(None, deploy, "audit_log", "deploy.audit_log"),
+        deploy_lock_wait=number("deploy_lock_wait", "deploy", "lock_wait"),
+        root=root,
     )
+
+
+# ---------------------------------------------------------------- invoke.yaml
+
+PROJECT_FILES = ("invoke.yaml", "invoke.yml", "invoke.json")  # Invoke takes the first found
+
+
+def check_project_file(folder: Path, expected: dict) -> None:
+    """Refuse an invoke.yaml that Invoke itself would choke on, with one line.
+
+    Invoke 2.2 reads it in ``Program.load_collection`` (``Config.load_project``) right
+    after importing tasks.py, and merges it in ``Config.merge``: broken YAML raises from
+    ``yaml.safe_load`` and a section of the wrong type (``backup: 5``) raises
+    ``AmbiguousMergeError`` from ``merge_dicts``, both as tracebacks before any task runs.
+    tasks.py calls this first. ``expected`` is the configuration the file merges onto.
+    """
+    for name in PROJECT_FILES:
+        path = folder / name
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            raise OpsError(f"cannot read {path}: {exc}", ExitCode.USAGE) from None
+        try:
+            data = json.loads(text) if name.endswith(".json") else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as exc:
+            where = getattr(exc, "problem_mark", None)
+            line = f" (line {where.line + 1})" if where else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise OpsError(f"{path} is not valid {'JSON' if name.endswith('.json') else 'YAML'}"
+                           f"{line}: {problem}", ExitCode.USAGE) from None
+        if data is None:
+            return
+        if not isinstance(data, dict):
+            raise OpsError(f"{path} must be a mapping of sections (backup:, db:, ...), "
+                           f"got {_shown(data)}", ExitCode.USAGE)
+        problem = _mismatch(expected, data, "")
+        if problem:
+            raise OpsError(f"{path}: {problem}", ExitCode.USAGE)
+        return
+
+
+def _mismatch(base: dict, new: dict, prefix: str) -> str | None:
+    """Where ``new`` has a mapping for a value or a value for a mapping (Invoke can't merge)."""
+    for key, value in new.items():
+        name = f"{prefix}{key}"
+        if not isinstance(key, str):
+            return f"{name!r} is not a key name"
+        if key not in base:
+            continue
+        if isinstance(base[key], dict) and not isinstance(value, dict):
+            keys = ", ".join(f"{name}.{k}" for k in list(base[key])[:3])
+            return f"{name} must be a mapping of keys ({keys}, ...), got {_shown(value)}"
+        if isinstance(value, dict) and not isinstance(base[key], dict):
+            return f"{name} must be a single value, got {_shown(value)}"
+        if isinstance(value, dict):
+            deeper = _mismatch(base[key], value, f"{name}.")
+            if deeper:
+                return deeper
+    return None

@@ -45,12 +45,23 @@ def human_age(seconds: float) -> str:
 
 
 def make_console() -> Console:
-    """stderr console; off a terminal, wide enough that log tables do not truncate names."""
+    """stderr console; in a log, lines never wrap and tables get room.
+
+    A log is anything that is not a real terminal, even when it claims to be one:
+    CI sets TTY_COMPATIBLE=1 for colour, and Rich then assumes 80 columns and
+    would wrap every long line."""
     console = Console(stderr=True, highlight=False)
-    if not console.is_terminal:  # a log: never wrap a line; tables get room
+    if not _real_terminal():
         width = None if "COLUMNS" in os.environ else 160
         console = Console(stderr=True, highlight=False, soft_wrap=True, width=width)
     return console
+
+
+def _real_terminal() -> bool:
+    try:
+        return os.isatty(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 @dataclass

@@ -82,6 +82,12 @@ class InvokeResult:
         )
 
 
+def project_root(cwd, env: dict | None) -> dict:
+    """Relative config paths start at the project root (the repository here): a test's
+    scratch folder stands in for it unless the test sets INVOKE_PROJECT_ROOT itself."""
+    return {"INVOKE_PROJECT_ROOT": str(cwd), **(env or {})}
+
+
 def run_invoke(
     *args: str,
     cwd: str | os.PathLike,
@@ -93,7 +99,7 @@ def run_invoke(
     proc = subprocess.run(
         argv,
         cwd=cwd,
-        env=clean_env(env),
+        env=clean_env(project_root(cwd, env)),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -428,7 +434,7 @@ def start_invoke(
 
     argv = [PYTHON, "-m", "invoke", "--search-root", str(REPO_ROOT), *args]
     proc = subprocess.Popen(
-        argv, cwd=cwd, env=clean_env(env), stdin=subprocess.DEVNULL,
+        argv, cwd=cwd, env=clean_env(project_root(cwd, env)), stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     run = Background(proc, list(args))

@@ -244,7 +244,7 @@ def test_status(wal_db, tmp_path):
     empty, fresh, old = tmp_path / "empty", tmp_path / "fresh", tmp_path / "old"
     engine.create_backup(wal_db, fresh / "data" / "backups")
     old_backup = helpers.old_script_backup(old / "data" / "backups", days_ago(2))
-    empty.mkdir()
+    (empty / "data" / "backups").mkdir(parents=True)  # empty; a missing folder is exit 3
     calls = [
         (empty, ("--json",)),
         (empty, ("--max-age", "1h", "--json")),

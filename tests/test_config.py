@@ -215,3 +215,55 @@ def test_missing_or_directory_fly_toml(tmp_path):
     assert message == f"fly.toml not found: {tmp_path / 'fly.toml'} (set fly.config)"
     message = usage_error(config.read_fly_toml, tmp_path)
     assert "is a directory" in message and str(tmp_path) in message
+
+
+# ---------------------------------------------------------------- ceilings (issue 7 #10)
+
+NUMBER_KEYS = [("backup", "lock_wait"), ("backup", "timeout"), ("backup", "snapshot_timeout"),
+               ("health", "timeout"), ("health", "interval"), ("deploy", "lock_wait")]
+NUMBER_FLAGS = [("lock_wait", "--lock-wait"), ("timeout", "--timeout"),
+                ("snapshot_timeout", "--timeout"), ("health_timeout", "--health-timeout"),
+                ("deploy_lock_wait", "--lock-wait")]
+NOT_A_SANE_NUMBER = ["inf", "-inf", "nan", "NaN", "1e12", "86401", "-1", "9" * 400, [1], None,
+                     True, {"a": 1}, float("inf"), float("nan"), 10**30]
+
+
+@pytest.mark.parametrize("value", NOT_A_SANE_NUMBER)
+def test_every_number_key_and_flag_has_a_finite_range(value):
+    for section, key in NUMBER_KEYS:
+        assert f"config {section}.{key} must be" in usage_error(
+            config.load, {section: {key: value}})
+    for flag, typed in NUMBER_FLAGS if value is not None else ():  # None: flag not given
+        assert usage_error(config.load, {}, **{flag: value}).startswith(f"{typed} must be")
+
+
+def test_the_ceilings_are_inclusive():
+    settings = config.load({"backup": {"lock_wait": "86400", "keep": "1000"},
+                            "health": {"interval": "3600"}})
+    assert settings.lock_wait == 86400 and settings.keep == 1000
+    assert settings.health_interval == 3600
+    assert "at most 3600" in usage_error(config.load, {"health": {"interval": "3601"}})
+    assert "at most 1000" in usage_error(config.load, {}, keep="1001")
+    assert config.parse_duration("366d") == 366 * 86400
+    assert "at most 366d" in usage_error(config.parse_duration, "367d", "--max-age")
+
+
+@pytest.mark.parametrize("name", ["step-app-4x-yhw", "a", "0x", "a" * 63])
+def test_fly_app_names_fly_accepts(name):
+    assert config.check_app_name(name, "fly.app") == name
+
+
+@pytest.mark.parametrize("name", ["", "../x", "A", "a_b", "-a", "a\n", "a" * 64, "a.b", "ａ"])
+def test_fly_app_names_fly_refuses(name):
+    assert "fly.app is not a Fly app name" in usage_error(config.check_app_name, name, "fly.app")
+
+
+def test_config_paths_start_at_the_project_root(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    settings = config.load({"project": {"root": "/srv/app"}})
+    assert settings.db_path == Path("/srv/app/data/steps.db")
+    assert settings.fly_config == Path("/srv/app/fly.toml")
+    assert settings.audit_log == Path("/srv/app/data/deploys.jsonl")
+    inside = config.load({"project": {"root": str(tmp_path)}}, dir="x")
+    assert inside.db_path == Path("data/steps.db")  # shown from here when it is under here
+    assert inside.backup_dir == Path("x")  # flags: from the current folder

@@ -7,11 +7,10 @@ import subprocess
 import sys
 from dataclasses import asdict
 
-from invoke import task
 from invoke.exceptions import Exit
 
 from ops import backups, config
-from ops.cli import guarded
+from ops.cli import guarded, invoke_command, task
 from ops.engine import parse_iso
 from ops.errors import ExitCode, OpsError
 from ops.targets import LocalTarget
@@ -43,16 +42,19 @@ def open_target(c, *, production: bool = False, json: bool = False, **flags):
         "lock_wait": "seconds to wait if another backup holds the lock (default 0: fail at once)",
         "timeout": "seconds the copy may take before it is abandoned (default: no limit)",
         "json": JSON,
+        "db": "the local database to back up (default: db.path, data/steps.db)",
     },
 )
 @guarded
 def create(c, production=False, keep=None, quick=False, dry_run=False, lock_wait=None,
-           timeout=None, json=False):
+           timeout=None, json=False, db=None):
     """Make a verified backup, then apply retention (invoke backup)."""
     settings, target, ui = open_target(
         c, production=production, json=json, keep=keep, quick=quick, lock_wait=lock_wait,
-        timeout=timeout,
+        timeout=timeout, db=db,
     )
+    if not production:
+        require_database(settings.db_path)
     if dry_run:
         plan = [
             f"back up {target.describe()} into {target_dir(settings, production)} "
@@ -68,6 +70,26 @@ def create(c, production=False, keep=None, quick=False, dry_run=False, lock_wait
     decisions = backups.cleanup(target, ui, settings.keep)
     if json:
         ui.emit({"backup": result, "retention": [asdict(d) for d in decisions]})
+
+
+def require_database(path) -> None:
+    """A fresh clone has no database: say where the path comes from and what to run."""
+    if not path.exists():
+        raise OpsError(
+            f"database not found: {path} (set db.path or INVOKE_DB_PATH, or pass --db PATH; "
+            f"to try the tool on a sample database run: {invoke_command()} demo)",
+            ExitCode.NOT_FOUND)
+
+
+def searched_folder(settings, production: bool) -> str:
+    """The folder a listing reads, named in its output; a missing local one is an error
+    (exit 3), not an empty list: it is most often a mistyped path."""
+    if production:
+        return f"{settings.backup_remote_dir} on the machine"
+    if not settings.backup_dir.is_dir():
+        raise OpsError(f"backup folder not found: {settings.backup_dir} (backup.dir, "
+                       "INVOKE_BACKUP_DIR)", ExitCode.NOT_FOUND)
+    return str(settings.backup_dir)
 
 
 def target_dir(settings, production: bool) -> str:
@@ -103,22 +125,22 @@ def cleanup(c, keep=None, dry_run=False, production=False, json=False):
 @guarded
 def list_(c, production=False, json=False):
     """List backups, newest first, with size, age and recorded checksum."""
-    _, target, ui = open_target(c, production=production, json=json)
+    settings, target, ui = open_target(c, production=production, json=json)
+    folder = searched_folder(settings, production)
     found = list(reversed(target.list()))
     if json:
         ui.emit([asdict(item) for item in found])
         return
     if not found:
-        ui.info(f"No backups for {target.describe()}.")
+        ui.info(f"No backups in {folder}.")
         return
     now = dt.datetime.now(dt.UTC)
-    ui.table(
-        f"Backups of {target.describe()} ({len(found)})",
-        ["name", "created (UTC)", "age", "size", "sha256", "verified"],
+    ui.table(  # 80 columns: the name already says when (UTC), so no `created` column
+        f"Backups in {folder} ({len(found)})",
+        ["name", "age", "size", "sha256", "verified"],
         [
             [
                 item.name,
-                item.created,
                 human_age((now - parse_iso(item.created)).total_seconds()),
                 human_bytes(item.size),
                 (item.sha256 or "-")[:12],
@@ -156,7 +178,8 @@ def reject_flag_as_name(which: str, task_name: str) -> None:
 def verify(c, which, quick=False, production=False, json=False):
     """Check backups: recorded SHA-256 and SQLite's integrity check."""
     reject_flag_as_name(which, "backup.verify")
-    _, target, ui = open_target(c, production=production, json=json, quick=quick)
+    settings, target, ui = open_target(c, production=production, json=json, quick=quick)
+    searched_folder(settings, production)
     with ui.step(f"verify {which} on {target.describe()}") as step:
         results = target.verify(which)
         step.detail = f"{sum(1 for item in results if item['ok'])} of {len(results)} ok"
@@ -179,7 +202,8 @@ def verify(c, which, quick=False, production=False, json=False):
 def status(c, max_age=None, production=False, json=False):
     """Backup status in the shape /health reports; alerts with --max-age."""
     limit = config.parse_duration(max_age, "--max-age") if max_age is not None else None
-    _, target, ui = open_target(c, production=production, json=json)
+    settings, target, ui = open_target(c, production=production, json=json)
+    folder = searched_folder(settings, production)
     report = target.status() if production else backups.status(
         target.list(), dt.datetime.now(dt.UTC)
     )
@@ -190,10 +214,10 @@ def status(c, max_age=None, production=False, json=False):
         if latest:
             ui.info(
                 f"{report['count']} backups; latest {latest['name']} "
-                f"({human_age(latest['age'] / 1000)} old)"
+                f"({human_age(latest['age'] / 1000)} old) in {folder}"
             )
         else:
-            ui.info(f"No backups for {target.describe()}.")
+            ui.info(f"No backups in {folder}.")
     problem = backups.staleness(report, limit)
     if problem:
         raise OpsError(f"backup status: {problem}", ExitCode.STALE)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -10,10 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from invoke import task
-
 from ops import backups, config, engine, sample
-from ops.cli import guarded
+from ops.cli import guarded, invoke_command, task
 from ops.errors import ExitCode, OpsError
 from ops.targets import LocalTarget
 from ops.ui import UI, human_bytes
@@ -21,17 +21,21 @@ from ops.ui import UI, human_bytes
 
 @task(
     help={
-        "dir": "folder for the demo's database and backups (default: demo)",
+        "dir": "folder for the demo's database and backups (default: demo in the project)",
         "mb": "size of the sample database in MB (default 30)",
         "fresh": "delete the demo folder first and build a new sample database",
     }
 )
 @guarded
-def demo(c, dir="demo", mb=None, fresh=False):
-    """Build a sample Step Challenge DB, then back up (while it is written), verify,
-    list, prune and restore it into a scratch copy."""
+def demo(c, dir=None, mb=None, fresh=False):
+    """Try the toolkit on a sample database.
+
+    Builds a sample Step Challenge database, backs it up three times while a separate
+    process writes to it, verifies, lists and prunes the backups, and restores the
+    newest into a scratch copy."""
     mb = _size_mb(mb)
-    root = Path(dir)
+    root = Path(dir) if dir is not None else config.from_root(config.project_root(c.config),
+                                                               "demo")
     if fresh and root.exists():
         shutil.rmtree(root)
     db, backup_dir = root / "data" / "steps.db", root / "data" / "backups"
@@ -74,8 +78,17 @@ def demo(c, dir="demo", mb=None, fresh=False):
     ui.table(f"Backups in {backup_dir}", ["name", "size", "sha256"],
              [[b.name, human_bytes(b.size), (b.sha256 or "-")[:16]] for b in target.list()])
     ui.steps_table("Demo")
-    ui.info(f"Try: invoke backup.list --json   (with INVOKE_DB_PATH={db} "
-            f"INVOKE_BACKUP_DIR={backup_dir})")
+    ui.info(f"Try: {try_command(backup_dir, config.project_root(c.config))}")
+
+
+def try_command(backup_dir: Path, project: Path) -> str:
+    """A command that lists the demo's backups when pasted into the same shell: the
+    folder as config reads it (from the project root, else absolute), and `invoke` as
+    this shell can run it."""
+    folder = backup_dir.absolute()
+    with contextlib.suppress(ValueError):
+        folder = folder.relative_to(project.absolute())
+    return f"INVOKE_BACKUP_DIR={shlex.quote(str(folder))} {invoke_command()} backup.list"
 
 
 def _size_mb(text) -> float:

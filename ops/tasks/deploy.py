@@ -6,11 +6,9 @@ import os
 import re
 import sys
 
-from invoke import task
-
 from ops import config
 from ops import deploy as deploys
-from ops.cli import guarded
+from ops.cli import confirm_on_terminal, guarded, task
 from ops.errors import ExitCode, OpsError
 from ops.ui import UI
 
@@ -87,6 +85,9 @@ def deploy(c, skip_backup=False, dry_run=False, image=None, remote_only=False, l
            health_timeout=None, json=False):
     """Backup (verified) → snapshot → fly deploy → health gate; arguments after -- go to fly."""
     check_deploy_flags(strategy, wait_timeout)
+    if skip_backup and not dry_run:
+        confirm_on_terminal("--skip-backup deploys WITHOUT a backup and a volume snapshot.",
+                            "--skip-backup was not confirmed; nothing was deployed")
     in_ci = os.environ.get("CI", "").strip().lower() in ("1", "true", "t", "ok", "yes")
 
     def options_for(settings):
