@@ -193,7 +193,8 @@ def verify(c, which, quick=False, production=False, json=False):
     """Check backups: recorded SHA-256 and SQLite's integrity check."""
     reject_flag_as_name(which, "backup.verify")
     _, target, ui = open_target(c, production=production, json=json, quick=quick)
-    with ui.step(f"verify {which} on {target.describe()}") as step:
+    shown = which if which.isprintable() else repr(which)
+    with ui.step(f"verify {shown} on {target.describe()}") as step:
         results = target.verify(which)
         step.detail = f"{sum(1 for item in results if item['ok'])} of {len(results)} ok"
         for item in results:
