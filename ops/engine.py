@@ -12,7 +12,10 @@ Safety rules this module keeps (see DESIGN.md, "Mechanisms that must be right"):
   then linked to its final name, so a crash never leaves a file that looks like a
   backup, and an existing backup is never overwritten;
 - size and SHA-256 are recorded beside each backup (``NAME.sha256`` in the form
-  ``sha256sum -c`` accepts, ``NAME.json`` with the rest).
+  ``sha256sum -c`` accepts, ``NAME.json`` with the rest);
+- no lock, temporary or sidecar is ever opened through a symlink or reused: files
+  are created new (``O_EXCL|O_NOFOLLOW``), sidecars are read non-blocking and only
+  when they are regular files, and backups are linked into place, never renamed over.
 """
 
 from __future__ import annotations
@@ -399,7 +402,8 @@ def _leftover_entries(directory: Path) -> list[tuple[os.DirEntry, int]]:
     """Hidden temporaries an interrupted run left (never directories; symlinks not followed)."""
     found = []
     try:
-        entries = list(os.scandir(directory))
+        with os.scandir(directory) as listing:
+            entries = list(listing)
     except OSError:
         return []
     for entry in entries:
@@ -702,7 +706,9 @@ def list_backups(directory: str | os.PathLike) -> list[BackupFile]:
     if not directory.is_dir():
         return []
     found = []
-    for entry in os.scandir(directory):
+    with os.scandir(directory) as listing:
+        entries = list(listing)
+    for entry in entries:
         created = parse_created(entry.name)  # None for undecodable names too
         try:
             info = entry.stat(follow_symlinks=False)

@@ -97,7 +97,7 @@ def test_the_local_deploy_lock_never_follows_a_symlink(fly_world, tmp_path):
         result = site.run("deploy", "--skip-backup", "--image", NEW_IMAGE)
     finally:
         site.health.close()
-    assert result.returncode != 0 and "Traceback" not in result.stderr, result
+    assert result.returncode == ExitCode.DEPLOY_ABORTED_PREFLIGHT, result  # before anything
     assert "refusing the lock file" in result.stderr and "a symlink" in result.stderr, result
     assert "deploy" not in site.labels()  # no fly deploy
     assert helpers.sha256(site.db) == live and site.lock_file.is_symlink()
@@ -274,24 +274,34 @@ def _records(path: Path, sha: str | None, manifest: str | None) -> None:
             sidecar.write_text(content)
 
 
-def test_verify_uses_every_checksum_record(made, backup_dir, run_invoke):
+def test_verify_uses_every_checksum_record(made, tmp_path):
     name = made.name
     good_sha = helpers.sha256(made)
-    manifest = json.loads(engine.sidecars(made)[1].read_text())
+    manifest = json.dumps(json.loads(engine.sidecars(made)[1].read_text()))
     corrupt_quietly(made)
     sha_line = f"{good_sha}  {name}\n"
     cases = {  # (NAME.sha256, NAME.json) -> the problem verify reports
-        "sha256 missing": (None, json.dumps(manifest), "SHA-256 mismatch: recorded"),
-        "sha256 garbage": ("garbage\n", json.dumps(manifest), "SHA-256 mismatch: recorded"),
-        "sha256 symlink": ("symlink", json.dumps(manifest), "SHA-256 mismatch: recorded"),
-        "sha256 fifo": ("fifo", json.dumps(manifest), "SHA-256 mismatch: recorded"),
+        "sha256 missing": (None, manifest, "SHA-256 mismatch: recorded"),
+        "sha256 garbage": ("garbage\n", manifest, "SHA-256 mismatch: recorded"),
+        "sha256 symlink": ("symlink", manifest, "SHA-256 mismatch: recorded"),
+        "sha256 fifo": ("fifo", manifest, "SHA-256 mismatch: recorded"),
         "json missing": (sha_line, None, "SHA-256 mismatch: recorded"),
         "nothing usable": ("fifo", "dir", "unverifiable: no usable checksum record"),
-        "all garbage": ("x" * 64 + "\n", "{\"sha256\": 7}", "unverifiable"),
+        "all garbage": ("x" * 64 + "\n", '{"sha256": 7}', "unverifiable"),
     }
-    for label, (sha, text, problem) in cases.items():
-        _records(made, sha, text)
-        result = run_invoke("backup.verify", name, "--json", timeout=20)
+    for label, (sha, text, _) in cases.items():  # one folder each, checked in parallel
+        folder = tmp_path / label.replace(" ", "-") / "data" / "backups"
+        folder.mkdir(parents=True)
+        copy = folder / name
+        shutil.copyfile(made, copy)
+        for sidecar in engine.sidecars(copy):
+            sidecar.touch()
+        _records(copy, sha, text)
+    results = run_parallel(
+        functools.partial(helpers.run_invoke, "backup.verify", name, "--json", timeout=20,
+                          cwd=tmp_path / label.replace(" ", "-"))
+        for label in cases)
+    for (label, (_, _, problem)), result in zip(cases.items(), results, strict=True):
         line = assert_one_line_error(result, ExitCode.VERIFY_FAILED, strict=False,
                                      contains=problem)
         assert result.json()[0]["ok"] is False, label
