@@ -298,11 +298,16 @@ def check_sqlite_file(path: Path, what: str) -> None:
         raise EngineError(f"{what} not found: {path}", "not_found")
     if path.is_dir():
         raise EngineError(f"{what} is a directory, not a database file: {path}", "usage")
-    try:
-        with open(path, "rb") as handle:
-            header = handle.read(len(SQLITE_HEADER))
+    try:  # non-blocking and checked by handle: a FIFO must not hang the task
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except PermissionError as exc:
         raise EngineError(f"cannot read {what} {path}: permission denied", "error") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise EngineError(f"{what} is not a regular file: {path}", "usage")
+        header = os.read(fd, len(SQLITE_HEADER))
+    finally:
+        os.close(fd)
     if header != SQLITE_HEADER:
         raise EngineError(f"{what} is not a SQLite database: {path}", "corrupt")
 
@@ -776,8 +781,8 @@ def verify_backup(path: str | os.PathLike, check: str = "integrity") -> VerifyRe
         problems.append(f"SHA-256 mismatch: recorded {recorded[:12]}…, file has {digest[:12]}…")
     problems.extend(run_check(path, check))
     if not records:  # a sound file, but nothing says it is the one that was backed up
-        problems.append(f"unverifiable: no usable checksum record ({sidecars(path)[0].name} and "
-                        f"{sidecars(path)[1].name} missing or unreadable)")
+        problems.append("unverifiable: no usable checksum record beside it (its .sha256 and "
+                        ".json are missing or unreadable)")
     return VerifyResult(path.name, not problems, check, _size(path), digest, recorded, problems)
 
 

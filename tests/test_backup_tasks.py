@@ -166,8 +166,8 @@ def test_list_and_verify(two_backups, backup_dir, run_invoke):
     assert_one_line_error(one, ExitCode.VERIFY_FAILED, contains="unverifiable", strict=False)
     assert [(r["name"], r["ok"], r["check"], r["recorded_sha256"], r["problems"])
             for r in one.json()] == [
-        (old, False, "quick", None, [f"unverifiable: no usable checksum record ({old}.sha256 "
-                                     f"and {old}.json missing or unreadable)"])
+        (old, False, "quick", None, ["unverifiable: no usable checksum record beside it (its "
+                                     ".sha256 and .json are missing or unreadable)"])
     ]
 
     assert_one_line_error(unknown, ExitCode.NOT_FOUND, contains="steps-2020-01-01T00-00-00.db")

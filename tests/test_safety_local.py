@@ -189,7 +189,7 @@ def test_future_dated_backups_never_push_out_the_new_one(wal_db, backup_dir, run
     assert status_text.returncode == 0 and "dated in the future" in status_text.stderr
     assert [(i["name"], i["future"]) for i in listed.json()] == [
         (future[1], True), (future[0], True), (name, False), (old, False)]
-    assert listed_text.returncode == 0 and "in the future" in listed_text.stderr
+    assert listed_text.returncode == 0 and "│ future " in listed_text.stderr, listed_text
     assert [r["name"] for r in latest.json()] == [name]  # never "latest"
 
 
@@ -335,6 +335,9 @@ def test_fifos_directories_and_undecodable_names_never_hang_or_crash(made, backu
     listing, as_json, status, verify, dry = results
     for result in results:
         assert "Traceback" not in result.stderr, result
+    os.mkfifo(backup_dir.parent / "fifo.db")  # a FIFO as the database never hangs either
+    fifo = run_invoke("backup", env={"INVOKE_DB_PATH": "data/fifo.db"}, timeout=20)
+    assert_one_line_error(fifo, ExitCode.USAGE, contains="database is not a regular file")
     assert listing.returncode == 0 and "\ufffd" in listing.stderr, listing  # the leftover, shown
     assert [i["name"] for i in as_json.json()] == [made.name, other]
     assert status.json()["count"] == 2

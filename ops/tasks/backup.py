@@ -154,7 +154,7 @@ def list_(c, production=False, json=False):
             [
                 item.name,
                 item.created,
-                "in the future" if item.name in future
+                "future" if item.name in future
                 else human_age((now - parse_iso(item.created)).total_seconds()),
                 human_bytes(item.size),
                 (item.sha256 or "-")[:12],
