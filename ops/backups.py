@@ -9,19 +9,31 @@ from __future__ import annotations
 import datetime as dt
 
 from ops import retention
-from ops.engine import parse_iso
+from ops.engine import EngineError, in_future, parse_iso
 from ops.errors import ExitCode, OpsError
 from ops.ui import UI, human_age, human_bytes
 
 
-def make_backup(target, ui: UI) -> dict:
-    """One verified backup on ``target``; raises before anything looks like a backup."""
+def make_backup(target, ui: UI, keep: int | None = None) -> dict:
+    """One verified backup on ``target``; raises before anything looks like a backup.
+
+    A full folder also says how much ``backup.cleanup --keep N`` would free (``keep``
+    is the configured retention), since retention only runs after a backup.
+    """
     with ui.step(f"backup {target.describe()}") as step:
-        if target.production:
-            result = target.backup()
-        else:
-            with ui.transfer("copy", 0) as update:
-                result = target.backup(on_bytes=update)
+        try:
+            if target.production:
+                result = target.backup()
+            else:
+                with ui.transfer("copy", 0) as update:
+                    result = target.backup(on_bytes=update)
+        except (EngineError, OpsError) as exc:
+            error = exc if isinstance(exc, OpsError) else OpsError.from_engine(exc)
+            if error.code != ExitCode.NO_SPACE:
+                raise
+            hint = space_hint(target, getattr(exc, "needed", 0) - getattr(exc, "free", 0),
+                              keep)
+            raise OpsError(f"{error}; {hint}", ExitCode.NO_SPACE) from None
         step.detail = (
             f"{result['name']}  {human_bytes(result['size'])}  "
             f"{result['check']}_check ok  sha256 {result['sha256'][:12]}  "
@@ -30,34 +42,98 @@ def make_backup(target, ui: UI) -> dict:
     return result
 
 
-def cleanup(target, ui: UI, keep: int, *, dry_run: bool = False) -> list[retention.Decision]:
-    """Apply retention on ``target``; with ``dry_run`` only say what would go."""
+def space_hint(target, shortfall: int, keep: int | None) -> str:
+    """The next step out of a full folder, computed from the listing: the largest
+    ``--keep N`` that frees at least ``shortfall`` bytes (a backup's size if unknown)."""
+    try:
+        found = target.list()
+    except (EngineError, OpsError):
+        found = []
+    now = dt.datetime.now(dt.UTC)
+    flag = " --production" if target.production else ""
+    counted = [item for item in found if not in_future(item.created, now)]
+    if len(counted) < 2:
+        return "no older backup to remove here: free space on that disk"
+    if shortfall <= 0:
+        shortfall = max(item.size for item in counted)
+    upper = min(len(counted) - 1, keep or len(counted) - 1)
+    for n in range(upper, 0, -1):
+        freed = retention.freed_by(found, n, now)
+        if freed >= shortfall:
+            return f"`invoke backup.cleanup --keep {n}{flag}` would free {human_bytes(freed)}"
+    return (f"`invoke backup.cleanup --keep 1{flag}` would free only "
+            f"{human_bytes(retention.freed_by(found, 1, now))}: free space on that disk too")
+
+
+def cleanup(target, ui: UI, keep: int, *, dry_run: bool = False,
+            made: str | None = None) -> list[retention.Decision]:
+    """Apply retention on ``target``; with ``dry_run`` only say what would go.
+
+    ``made`` is the backup this run just made and verified: it is never removed and
+    is the good backup retention stands on. Without it, before anything is deleted the
+    newest backup whose manifest agrees with it is verified in full through
+    ``target.verify`` (the next if it fails); if none passes, nothing is deleted.
+    """
     label = f"retention keep {keep}" + (" (dry run)" if dry_run else "")
     with ui.step(label) as step:
-        decisions = retention.plan_retention(target.list(), keep)
+        now = dt.datetime.now(dt.UTC)
+        found = target.list()
+        protect = (made,) if made else ()
+        decisions = retention.plan_retention(found, keep, now=now, protect=protect)
+        if retention.to_remove(decisions):
+            good = made or newest_good(target, found, now, ui)
+            decisions = retention.plan_retention(found, keep, now=now, protect=protect,
+                                                 good=good)
         doomed = retention.to_remove(decisions)
         if doomed and not dry_run:
             target.delete(doomed)
         verb = "would remove" if dry_run else "removed"
         step.detail = f"{verb} {len(doomed)}, kept {len(decisions) - len(doomed)}"
+        future = sum(1 for d in decisions if d.reason == retention.FUTURE)
+        if future:
+            step.detail += f" ({future} dated in the future, left alone)"
     return decisions
 
 
+def newest_good(target, found, now: dt.datetime, ui: UI) -> str:
+    """The newest backup that passes a full verification with a recorded checksum."""
+    tried = []
+    for name in retention.good_candidates(found, now):
+        results = target.verify(name)
+        result = results[0] if results else {"ok": False, "problems": ["no answer"]}
+        if result.get("ok") and result.get("recorded_sha256"):
+            return name
+        problem = (result.get("problems") or ["no recorded checksum"])[0]
+        ui.warn(f"{name} failed verification ({problem}); retention will not stand on it")
+        tried.append(name)
+    what = f"none of {len(tried)} candidates passed verification" if tried else (
+        "none has a manifest and checksum that agree with it")
+    raise OpsError(f"retention removed nothing: no backup it can stand on ({what}); "
+                   "make a verified one first with `invoke backup`", ExitCode.VERIFY_FAILED)
+
+
 def status(backups, now: dt.datetime) -> dict:
-    """The shape the app's ``/health`` reports under ``backup``."""
-    if not backups:
-        return {"hasBackups": False, "count": 0, "latest": None}
-    latest = max(backups, key=lambda item: item.created)
+    """The shape the app's ``/health`` reports under ``backup``.
+
+    Backups dated in the future are not trusted as the newest (an age is never
+    negative): they are left out of ``count``/``latest`` and named in ``futureDated``.
+    """
+    future = sorted(item.name for item in backups if in_future(item.created, now))
+    counted = [item for item in backups if item.name not in future]
+    extra = {"futureDated": future} if future else {}
+    if not counted:
+        return {"hasBackups": False, "count": 0, "latest": None} | extra
+    latest = max(counted, key=lambda item: (item.created, item.name))
     created = parse_iso(latest.created)
     return {
         "hasBackups": True,
-        "count": len(backups),
+        "count": len(counted),
         "latest": {
             "name": latest.name,
             "created": latest.created,
-            "age": int((now - created).total_seconds() * 1000),
+            "age": max(0, int((now - created).total_seconds() * 1000)),
         },
-    }
+    } | extra
 
 
 def valid_status(block) -> bool:
@@ -77,7 +153,9 @@ def staleness(report: dict, max_age_seconds: float | None) -> str | None:
     if max_age_seconds is None:
         return None
     if not report.get("hasBackups") or not report.get("latest"):
-        return "there are no backups"
+        future = report.get("futureDated") or []
+        return "there are no backups" + (
+            f" ({len(future)} dated in the future, not trusted)" if future else "")
     age = report["latest"]["age"] / 1000
     if age > max_age_seconds:
         return f"the newest backup is {human_age(age)} old (limit {human_age(max_age_seconds)})"

@@ -273,7 +273,7 @@ class Deployment:
         result = backups.make_backup(self.target, self.ui)
         if result.get("strategy") != "remote_command":  # that one was downloaded and checked
             backups.require_ok(self.target.verify(result["name"]))
-        backups.cleanup(self.target, self.ui, self.settings.keep)
+        backups.cleanup(self.target, self.ui, self.settings.keep, made=result["name"])
         self.record["backup"] = {k: result.get(k) for k in
                                  ("name", "sha256", "size", "strategy", "path")}
         return f"{result['name']} verified (sha256 {result['sha256'][:12]})"

@@ -12,7 +12,10 @@ Safety rules this module keeps (see DESIGN.md, "Mechanisms that must be right"):
   then linked to its final name, so a crash never leaves a file that looks like a
   backup, and an existing backup is never overwritten;
 - size and SHA-256 are recorded beside each backup (``NAME.sha256`` in the form
-  ``sha256sum -c`` accepts, ``NAME.json`` with the rest).
+  ``sha256sum -c`` accepts, ``NAME.json`` with the rest);
+- no lock, temporary or sidecar is ever opened through a symlink or reused: files
+  are created new (``O_EXCL|O_NOFOLLOW``), sidecars are read non-blocking and only
+  when they are regular files, and backups are linked into place, never renamed over.
 """
 
 from __future__ import annotations
@@ -28,13 +31,15 @@ import re
 import shutil
 import socket
 import sqlite3
+import stat
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 UTC = dt.timezone.utc  # noqa: UP017 - the engine also runs on the machine's python3 >= 3.8
-NAME_PATTERN = re.compile(r"^steps-(\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2})\.db$")
+# matched with fullmatch: ASCII digits only, and no "$" that would accept a trailing newline
+NAME_PATTERN = re.compile(r"steps-([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}-[0-9]{2}-[0-9]{2})\.db")
 NAME_FORMAT = "steps-%Y-%m-%dT%H-%M-%S.db"
 TMP_PREFIX = ".tmp-"
 LOCK_NAME = ".backup.lock"
@@ -43,6 +48,11 @@ RESULT_MARK = "__OPS_RESULT__"
 CHECKS = ("integrity", "quick")
 STEP_PAGES = 4096  # pages per backup step; the read transaction we hold keeps steps consistent
 HASH_CHUNK = 1 << 20
+SIDECAR_LIMIT = 1 << 16  # a sidecar larger than this is not one of ours
+FUTURE_SLACK = 600  # seconds a name may be ahead of our clock before it is "dated in the future"
+# files are created new (never truncated), and no path we open may be a symlink
+NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+READ_SAFE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
 
 
 class EngineError(Exception):
@@ -60,7 +70,9 @@ class BackupFile:
     created: str  # ISO 8601 UTC, from the name
     size: int
     sha256: str | None = None  # recorded beside the file, if it was
-    verified: bool = False  # written and checked by this tool (a manifest exists)
+    # cheap evidence the file is what this tool wrote: a manifest and a .sha256 that agree
+    # with each other, the file's size and its SQLite header (see ``manifest_agrees``)
+    verified: bool = False
 
 
 @dataclass
@@ -98,7 +110,7 @@ def backup_name(when: dt.datetime) -> str:
 
 def parse_created(name: str) -> dt.datetime | None:
     """The UTC time encoded in a backup's name, or None if it is not one of ours."""
-    match = NAME_PATTERN.match(name)
+    match = NAME_PATTERN.fullmatch(name)
     if not match:
         return None
     try:
@@ -152,27 +164,124 @@ def fsync_path(path: str | os.PathLike) -> None:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write a small file with mode 0600 and fsync it."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
+    """Create a new small file with mode 0600 and fsync it.
+
+    Never follows a symlink nor reuses an existing file; if writing fails (a full
+    disk), the file this call created is removed again.
+    """
+    fd = os.open(path, NEW_FILE, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+
+
+def read_small(path: Path, limit: int = SIDECAR_LIMIT) -> bytes | None:
+    """A small regular file's bytes, or None for anything else.
+
+    Symlinks, FIFOs, directories, devices, missing or oversized files are all None:
+    opened non-blocking and checked by handle, so no planted file can hang a task.
+    """
+    try:
+        fd = os.open(path, READ_SAFE)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        data = os.read(fd, limit + 1)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return None if len(data) > limit else data
 
 
 def sidecars(path: Path) -> tuple[Path, Path]:
     return path.with_name(path.name + ".sha256"), path.with_name(path.name + ".json")
 
 
+def _is_sha256(value) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"[0-9a-f]{64}", value) is not None
+
+
 def read_recorded_sha256(path: Path) -> str | None:
-    checksum_file = sidecars(path)[0]
+    """The digest in ``NAME.sha256`` (``sha256sum`` form, naming this file), or None."""
+    raw = read_small(sidecars(path)[0])
     try:
-        first = checksum_file.read_text().split()
-    except (FileNotFoundError, UnicodeDecodeError):
+        fields = raw.decode("ascii").split() if raw is not None else []
+    except UnicodeDecodeError:
         return None
-    if first and re.fullmatch(r"[0-9a-f]{64}", first[0]):
-        return first[0]
+    if len(fields) == 2 and _is_sha256(fields[0]) and fields[1].lstrip("*") == path.name:
+        return fields[0]
     return None
+
+
+def read_manifest(path: Path) -> dict | None:
+    """``NAME.json`` as a dict with the types this tool writes, or None."""
+    raw = read_small(sidecars(path)[1])
+    try:
+        data = json.loads(raw.decode("utf-8")) if raw is not None else None
+    except ValueError:  # bad JSON or bad UTF-8
+        return None
+    if not isinstance(data, dict) or data.get("name") != path.name:
+        return None
+    size = data.get("size")
+    if isinstance(size, bool) or not isinstance(size, int) or not _is_sha256(data.get("sha256")):
+        return None
+    return data
+
+
+def recorded_sha256s(path: Path) -> dict[str, str]:
+    """Every checksum recorded for a backup, by where it was found."""
+    found = {}
+    digest = read_recorded_sha256(path)
+    if digest:
+        found[sidecars(path)[0].name] = digest
+    manifest = read_manifest(path)
+    if manifest:
+        found[sidecars(path)[1].name] = manifest["sha256"]
+    return found
+
+
+def header_agrees(path: Path, size: int) -> bool:
+    """The SQLite header is sane and, where it records one, its page count x page size
+    is the file's size (a cut or grown file fails this without reading it all)."""
+    try:
+        fd = os.open(path, READ_SAFE)
+    except OSError:
+        return False
+    try:
+        header = os.read(fd, 100)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    if len(header) < 100 or not header.startswith(SQLITE_HEADER):
+        return False
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        return False
+    pages = int.from_bytes(header[28:32], "big")
+    if pages and header[24:28] == header[92:96]:  # the in-header size is valid
+        return pages * page_size == size
+    return size >= page_size and size % page_size == 0
+
+
+def manifest_agrees(path: Path, size: int) -> bool:
+    """Cheap evidence that a file is the backup this tool wrote: ``NAME.json`` and
+    ``NAME.sha256`` both readable and naming the same checksum, the recorded size is the
+    file's, and its SQLite header agrees with that size. Not proof: only a full
+    checksum (``verify_backup``) is."""
+    manifest = read_manifest(path)
+    return (manifest is not None and manifest["size"] == size
+            and read_recorded_sha256(path) == manifest["sha256"] and header_agrees(path, size))
 
 
 def read_page_size(path: Path) -> int:
@@ -189,11 +298,16 @@ def check_sqlite_file(path: Path, what: str) -> None:
         raise EngineError(f"{what} not found: {path}", "not_found")
     if path.is_dir():
         raise EngineError(f"{what} is a directory, not a database file: {path}", "usage")
-    try:
-        with open(path, "rb") as handle:
-            header = handle.read(len(SQLITE_HEADER))
+    try:  # non-blocking and checked by handle: a FIFO must not hang the task
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except PermissionError as exc:
         raise EngineError(f"cannot read {what} {path}: permission denied", "error") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise EngineError(f"{what} is not a regular file: {path}", "usage")
+        header = os.read(fd, len(SQLITE_HEADER))
+    finally:
+        os.close(fd)
     if header != SQLITE_HEADER:
         raise EngineError(f"{what} is not a SQLite database: {path}", "corrupt")
 
@@ -225,9 +339,29 @@ def file_lock(lock_path: Path, wait: float = 0.0, what: str = "another backup",
 
     ``flock`` is released by the kernel when the holder dies, even by ``kill -9``,
     so a crashed run never leaves a stale lock behind.
+
+    The lock file is rewritten with the holder's name, so it must be our own kind of
+    file: a symlink (never followed), a FIFO (opened non-blocking), a directory, a
+    device or a hard link to another file is refused and left as it is.
     """
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                     | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError as exc:
+        kinds = {errno.ELOOP: "a symlink", errno.EISDIR: "a directory", errno.ENXIO: "a socket"}
+        if exc.errno not in kinds:
+            raise EngineError(f"cannot open the lock file {lock_path}: "
+                              f"{exc.strerror or exc}", "error") from None
+        raise EngineError(f"refusing the lock file {lock_path}: {kinds[exc.errno]}, not a "
+                          "regular file this tool made; remove it if nothing else needs it",
+                          "error") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            kind = "a hard link to another file" if stat.S_ISREG(info.st_mode) else (
+                "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device or socket")
+            raise EngineError(f"refusing the lock file {lock_path}: {kind}, not a regular "
+                              "file this tool made; remove it if nothing else needs it", "error")
         deadline = time.monotonic() + max(wait, 0.0)
         while True:
             try:
@@ -263,29 +397,85 @@ def backup_lock(directory: Path, wait: float = 0.0):
     return file_lock(directory / LOCK_NAME, wait, "another backup")
 
 
+@dataclass
+class Leftover:
+    name: str  # printable: bytes that are not UTF-8 are shown as U+FFFD
+    size: int
+
+
+def _leftover_entries(directory: Path) -> list[tuple[os.DirEntry, int]]:
+    """Hidden temporaries an interrupted run left (never directories; symlinks not followed)."""
+    found = []
+    try:
+        with os.scandir(directory) as listing:
+            entries = list(listing)
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.name.startswith(TMP_PREFIX):
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
+            continue
+        if not stat.S_ISDIR(info.st_mode):
+            found.append((entry, info.st_size))
+    return sorted(found, key=lambda pair: pair[0].name)
+
+
+def printable(name: str) -> str:
+    """A file name as text any terminal or JSON parser accepts (undecodable bytes as U+FFFD)."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def list_leftovers(directory: str | os.PathLike) -> list[Leftover]:
+    """What ``remove_stale_temporaries`` would delete, with sizes (an interrupted copy is
+    as large as the database)."""
+    return [Leftover(printable(entry.name), size)
+            for entry, size in _leftover_entries(Path(directory))]
+
+
 def remove_stale_temporaries(directory: Path) -> list[str]:
     """Delete what an interrupted run left; only call while holding the lock."""
     removed = []
-    for entry in directory.iterdir():
-        if entry.name.startswith(TMP_PREFIX) and entry.is_file():
-            entry.unlink(missing_ok=True)
-            removed.append(entry.name)
+    for entry, _ in _leftover_entries(directory):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(entry.path)  # a symlink goes, never what it points to
+            removed.append(printable(entry.name))
     return removed
 
 
 # ---------------------------------------------------------------- backup
 
 
-def _free_space_check(source: Path, directory: Path) -> None:
+def human_size(size: float) -> str:
+    """Bytes as people read them (the same units as ``ops.ui.human_bytes``)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(size) < 1000:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
+
+
+def _space_needed(source: Path) -> int:
     wal = source.with_name(source.name + "-wal")
-    needed = source.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+    return source.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+
+
+def no_space_error(directory: Path, needed: int, free: int, prefix: str) -> EngineError:
+    """A full-folder error in human sizes that also carries the numbers (``needed``,
+    ``free``), so a caller can say what a cleanup would free."""
+    error = EngineError(f"{prefix} {directory}: {human_size(free)} free, the backup needs "
+                        f"about {human_size(needed)}", "no_space")
+    error.needed, error.free = needed, free
+    return error
+
+
+def _free_space_check(source: Path, directory: Path) -> None:
+    needed = _space_needed(source)
     free = shutil.disk_usage(directory).free
     if free < needed:
-        raise EngineError(
-            f"not enough free space in {directory}: {free} bytes free, "
-            f"the backup needs about {needed}",
-            "no_space",
-        )
+        raise no_space_error(directory, needed, free, "not enough free space in")
 
 
 def _deadline_progress(deadline: float | None, on_pages):
@@ -309,7 +499,8 @@ def copy_database(
     would between steps without that transaction). The copy still runs in steps so
     progress can be shown and a deadline enforced.
     """
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=5.0)
+    src = sqlite3.connect(f"file:{source}?mode=ro{_snapshot_flag(source)}", uri=True,
+                          timeout=5.0)
     try:
         src.execute("BEGIN")
         src.execute("SELECT count(*) FROM sqlite_master").fetchone()
@@ -324,10 +515,39 @@ def copy_database(
         src.execute("COMMIT")
     except sqlite3.DatabaseError as exc:
         if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc):
-            raise EngineError(f"backup folder is full: {target.parent}", "no_space") from exc
+            raise _full_error(source, target) from exc
+        if not os.access(source.parent, os.W_OK) and "unable to open" in str(exc):
+            raise EngineError(
+                f"cannot read database {source}: its folder is read-only to us and SQLite "
+                "needs to create the -shm file there; run as a user who can write it, or "
+                "copy the database and its -wal elsewhere", "read_only") from exc
         raise EngineError(f"cannot read database {source}: {exc}", "corrupt") from exc
     finally:
         src.close()
+
+
+def _snapshot_flag(source: Path) -> str:
+    """``&immutable=1`` for a database on a read-only mount (a mounted snapshot).
+
+    There SQLite cannot create the ``-shm`` a WAL database needs. With no ``-wal`` file
+    nothing can be writing and the file alone is the whole database, so it is read as
+    immutable; with a ``-wal`` and its ``-shm`` SQLite reads both read-only; a ``-wal``
+    without ``-shm`` holds commits SQLite cannot read there, so we say so.
+    """
+    try:
+        if not os.statvfs(source.parent).f_flag & os.ST_RDONLY:
+            return ""
+    except OSError:
+        return ""
+    wal, shm = (source.with_name(source.name + suffix) for suffix in ("-wal", "-shm"))
+    if not wal.exists() or wal.stat().st_size == 0:
+        return "&immutable=1"
+    if shm.exists():
+        return ""
+    raise EngineError(
+        f"database {source} is in a read-only folder with a -wal file but no -shm: SQLite "
+        "cannot read its newest commits there; copy the database and its -wal into a "
+        "writable folder and back up that copy", "read_only")
 
 
 def run_check(path: Path, check: str = "integrity") -> list[str]:
@@ -359,7 +579,9 @@ def _unique_name(directory: Path, clock) -> tuple[str, dt.datetime]:
     for _ in range(5):
         now = clock()
         name = backup_name(now)
-        if not (directory / name).exists():
+        # taken if anything has the name or a sidecar's name (a symlink or junk included)
+        final = directory / name
+        if not any(os.path.lexists(path) for path in (final, *sidecars(final))):
             return name, now
         time.sleep(1.0 - (now.timestamp() % 1.0) + 0.01)
     raise EngineError(f"backup {name} already exists in {directory}", "exists")
@@ -388,8 +610,10 @@ def create_backup(
         name, when = _unique_name(directory, clock)
         final = directory / name
         tmp = directory / f"{TMP_PREFIX}{name}.{os.getpid()}"
+        made = []  # only what this run created is ever removed
         try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.close(os.open(tmp, NEW_FILE, 0o600))
+            made = [tmp, tmp.with_name(tmp.name + "-journal")]
             copy_database(source, tmp, timeout=timeout, on_pages=on_pages)
             fsync_path(tmp)
             problems = run_check(tmp, check)
@@ -411,49 +635,71 @@ def create_backup(
             publish(tmp, final, result)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise EngineError(f"backup folder is full: {directory}", "no_space") from exc
+                raise _full_error(source, tmp) from exc
             raise EngineError(f"backup failed: {exc.strerror or exc}") from exc
         except sqlite3.Error as exc:
             if "full" in str(exc):
-                raise EngineError(f"backup folder is full: {directory}", "no_space") from exc
+                raise _full_error(source, tmp) from exc
             raise EngineError(f"backup failed: {exc}") from exc
         finally:
-            tmp.unlink(missing_ok=True)
+            for path in made:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
         return result
 
 
-def publish(tmp: Path, final: Path, result: BackupResult) -> None:
-    """Link the sidecars, then the backup, into place: each link fails rather than overwrite.
+def _full_error(source: Path, tmp: Path) -> EngineError:
+    """The folder filled up mid-backup: free space counted as it will be once ``tmp`` is gone."""
+    try:
+        free = shutil.disk_usage(tmp.parent).free + os.lstat(tmp).st_size
+    except OSError:
+        free = 0
+    try:
+        needed = _space_needed(source)
+    except OSError:
+        needed = 0
+    return no_space_error(tmp.parent, needed, free, "backup folder is full:")
 
-    Nothing this run did not create is ever replaced, and on failure only what it
-    created is removed; the backup itself appears last.
+
+def publish(tmp: Path, final: Path, result: BackupResult) -> None:
+    """Write both sidecars under hidden names, then link them and last the backup into
+    place: a link fails rather than overwrite, and never follows a symlink.
+
+    Nothing this run did not create is ever replaced, and on any failure (a full disk
+    at any step included) everything it created is removed: the backup appears last
+    and only with both sidecars beside it.
     """
     contents = {
         sidecars(final)[0]: f"{result.sha256}  {final.name}\n",
         sidecars(final)[1]: json.dumps(asdict(result), indent=2) + "\n",
     }
-    placed = []
+    staged, placed = [], []
     try:
         for path, text in contents.items():
-            staged = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
-            write_private(staged, text)
-            try:
-                os.link(staged, path)
-            finally:
-                staged.unlink(missing_ok=True)
+            hidden = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
+            write_private(hidden, text)  # creates it new, or fails having left nothing
+            staged.append((hidden, path))
+        for hidden, path in staged:
+            os.link(hidden, path, follow_symlinks=False)
             placed.append(path)
-        os.link(tmp, final)
+        os.link(tmp, final, follow_symlinks=False)
         placed.append(final)
     except FileExistsError as exc:
-        for path in placed:
-            path.unlink(missing_ok=True)
+        _unlink_all(placed)
         name = Path(exc.filename2 or exc.filename or final).name
         raise EngineError(f"{name} already exists; not overwritten", "exists") from None
     except BaseException:
-        for path in placed:
-            path.unlink(missing_ok=True)
+        _unlink_all(placed)
         raise
+    finally:
+        _unlink_all(hidden for hidden, _ in staged)
     fsync_path(final.parent)
+
+
+def _unlink_all(paths) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
 # ---------------------------------------------------------------- list / verify / delete
@@ -465,21 +711,33 @@ def list_backups(directory: str | os.PathLike) -> list[BackupFile]:
     if not directory.is_dir():
         return []
     found = []
-    for entry in directory.iterdir():
-        created = parse_created(entry.name)
-        if created is None or not entry.is_file():
+    with os.scandir(directory) as listing:
+        entries = list(listing)
+    for entry in entries:
+        created = parse_created(entry.name)  # None for undecodable names too
+        try:
+            info = entry.stat(follow_symlinks=False)
+        except OSError:
             continue
+        if created is None or not stat.S_ISREG(info.st_mode):
+            continue  # a symlink or a FIFO named like a backup is not one
+        path = directory / entry.name
         found.append(
             BackupFile(
                 name=entry.name,
-                path=str(entry),
+                path=str(path),
                 created=iso(created),
-                size=entry.stat().st_size,
-                sha256=read_recorded_sha256(entry),
-                verified=sidecars(entry)[1].exists(),
+                size=info.st_size,
+                sha256=read_recorded_sha256(path),
+                verified=manifest_agrees(path, info.st_size),
             )
         )
     return sorted(found, key=lambda item: item.name)
+
+
+def in_future(created: str, now: dt.datetime) -> bool:
+    """Dated more than ``FUTURE_SLACK`` ahead of ``now``: a clock that ran ahead, or junk."""
+    return (parse_iso(created) - now).total_seconds() > FUTURE_SLACK
 
 
 def resolve_backup(directory: str | os.PathLike, which: str) -> list[BackupFile]:
@@ -488,7 +746,10 @@ def resolve_backup(directory: str | os.PathLike, which: str) -> list[BackupFile]
     if which in ("latest", "all"):
         if not backups:
             raise EngineError(f"no backups in {directory}", "not_found")
-        return backups[-1:] if which == "latest" else backups
+        if which == "all":
+            return backups
+        now = dt.datetime.now(UTC)  # a name dated in the future is never "latest"
+        return [item for item in backups if not in_future(item.created, now)][-1:] or backups[-1:]
     check_name(which)
     match = [item for item in backups if item.name == which]
     if not match:
@@ -497,7 +758,11 @@ def resolve_backup(directory: str | os.PathLike, which: str) -> list[BackupFile]
 
 
 def verify_backup(path: str | os.PathLike, check: str = "integrity") -> VerifyResult:
-    """Check a backup's recorded checksum and SQLite's own consistency check."""
+    """Check a backup against every checksum recorded for it, and SQLite's own check.
+
+    Records that disagree, or a file that matches none, fail as a checksum mismatch; a
+    backup with no usable record at all is "unverifiable", never ok.
+    """
     path = Path(path)
     problems: list[str] = []
     try:
@@ -505,12 +770,27 @@ def verify_backup(path: str | os.PathLike, check: str = "integrity") -> VerifyRe
     except EngineError as exc:
         problems.append(str(exc))
         return VerifyResult(path.name, False, check, _size(path), "", None, problems)
-    recorded = read_recorded_sha256(path)
+    records = recorded_sha256s(path)
+    recorded = next(iter(records.values()), None)
     digest = sha256_file(path)
-    if recorded and recorded != digest:
+    if len(set(records.values())) > 1:
+        problems.append("SHA-256 mismatch: the records disagree ("
+                        + ", ".join(f"{where} {value[:12]}…" for where, value in records.items())
+                        + f"), file has {digest[:12]}…")
+    elif recorded and recorded != digest:
         problems.append(f"SHA-256 mismatch: recorded {recorded[:12]}…, file has {digest[:12]}…")
     problems.extend(run_check(path, check))
+    if not records:  # a sound file, but nothing says it is the one that was backed up
+        problems.append("unverifiable: no usable checksum record beside it (its .sha256 and "
+                        ".json are missing or unreadable)")
     return VerifyResult(path.name, not problems, check, _size(path), digest, recorded, problems)
+
+
+def _is_regular(path: Path) -> bool:
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _size(path: Path) -> int:
@@ -526,11 +806,13 @@ def delete_backups(directory: str | os.PathLike, names: list[str]) -> list[str]:
     paths = [directory / check_name(name) for name in names]  # all valid, or nothing deleted
     deleted = []
     for path in paths:
-        if path.exists():
+        if _is_regular(path):
             path.unlink()  # the backup first: a half-done delete never leaves it unprotected
             deleted.append(path.name)
         for extra in sidecars(path):
-            extra.unlink(missing_ok=True)
+            if not os.path.isdir(extra) or os.path.islink(extra):  # never a planted folder
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(extra)
     if deleted:
         fsync_path(directory)
     return deleted

@@ -2,12 +2,22 @@
 
 The same plan serves local and remote folders, ``--dry-run`` prints it, and the
 tests check it as data. Only files named like backups ever reach it.
+
+What it trusts: the time in a name only when it is not ahead of ``now`` (a clock
+that ran ahead, or junk, must not push real backups out), and a backup as "good"
+only when the caller proved it (``good``: it passed a full verification). The
+backup a run just made (``protect``) is never removed by that run.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Protocol
+
+from ops.engine import in_future
+
+FUTURE = "dated in the future: not counted, never removed automatically"
 
 
 class Backup(Protocol):
@@ -39,21 +49,45 @@ def validate_keep(keep: object) -> int:
     return keep
 
 
-def plan_retention(backups: list[Backup], keep: int) -> list[Decision]:
-    """Keep the newest ``keep`` backups and always the newest verified one; newest first."""
+def _newest_first(backups: list[Backup]) -> list[Backup]:
+    return sorted(backups, key=lambda item: (item.created, item.name), reverse=True)
+
+
+def plan_retention(backups: list[Backup], keep: int, *, now: dt.datetime | None = None,
+                   protect: tuple[str, ...] = (), good: str | None = None) -> list[Decision]:
+    """Keep the newest ``keep`` backups not dated in the future, every one dated in the
+    future, the ``protect``ed ones and the proven ``good`` one; newest first."""
     keep = validate_keep(keep)
-    newest_first = sorted(backups, key=lambda item: (item.created, item.name), reverse=True)
-    newest_verified = next((item.name for item in newest_first if item.verified), None)
     decisions = []
-    for position, item in enumerate(newest_first, start=1):
-        if position <= keep:
+    counted = 0
+    for item in _newest_first(backups):
+        if now is not None and in_future(item.created, now):
+            decisions.append(Decision(item.name, True, FUTURE))
+            continue
+        counted += 1
+        if counted <= keep:
             decisions.append(Decision(item.name, True, f"newest {keep}"))
-        elif item.name == newest_verified:
-            decisions.append(Decision(item.name, True, "newest verified backup"))
+        elif item.name in protect:
+            decisions.append(Decision(item.name, True, "made by this run"))
+        elif item.name == good:
+            decisions.append(Decision(item.name, True, "newest backup that passed verification"))
         else:
             decisions.append(Decision(item.name, False, f"older than the newest {keep}"))
     return decisions
 
 
+def good_candidates(backups: list[Backup], now: dt.datetime) -> list[str]:
+    """Backups worth verifying as the one retention stands on, newest first: those whose
+    manifest agrees with the file (cheap evidence) and that are not dated in the future."""
+    return [item.name for item in _newest_first(backups)
+            if item.verified and not in_future(item.created, now)]
+
+
 def to_remove(decisions: list[Decision]) -> list[str]:
     return [decision.name for decision in decisions if not decision.keep]
+
+
+def freed_by(backups, keep: int, now: dt.datetime) -> int:
+    """Bytes ``keep`` would free (backups only; sidecars are a few hundred bytes)."""
+    doomed = set(to_remove(plan_retention(backups, keep, now=now)))
+    return sum(item.size for item in backups if item.name in doomed)

@@ -58,3 +58,14 @@ class LocalTarget:
             return []
         with engine.backup_lock(self.dir, self.settings.lock_wait):
             return engine.delete_backups(self.dir, names)
+
+    def leftovers(self) -> list[engine.Leftover]:
+        """Hidden temporaries an interrupted backup left (kill -9, OOM)."""
+        return engine.list_leftovers(self.dir)
+
+    def remove_leftovers(self) -> list[str]:
+        """Remove them under the folder's lock, never while a backup runs."""
+        if not self.dir.is_dir():
+            return []
+        with engine.backup_lock(self.dir, self.settings.lock_wait):
+            return engine.remove_stale_temporaries(self.dir)

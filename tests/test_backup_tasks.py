@@ -146,9 +146,10 @@ def test_list_and_verify(two_backups, backup_dir, run_invoke):
     )
 
     assert listed.returncode == 0, listed
-    assert [(i["name"], i["verified"], i["sha256"] is None) for i in listed.json()] == [
-        (new, True, False),  # newest first
-        (old, False, True),
+    assert [(i["name"], i["verified"], i["sha256"] is None, i["future"])
+            for i in listed.json()] == [
+        (new, True, False, False),  # newest first
+        (old, False, True, False),
     ]
     assert listed.json()[0]["sha256"] == helpers.sha256(backup_dir / new)
     assert table.returncode == 0 and new in table.stderr and old in table.stderr, table
@@ -158,10 +159,15 @@ def test_list_and_verify(two_backups, backup_dir, run_invoke):
         (new, True, "integrity")
     ]
     assert latest.json()[0]["recorded_sha256"] == latest.json()[0]["sha256"]
-    assert every.returncode == 0 and "2 of 2 ok" in every.stderr, every
-    assert one.returncode == 0, one
-    assert [(r["name"], r["ok"], r["check"], r["recorded_sha256"]) for r in one.json()] == [
-        (old, True, "quick", None)
+    # the old script recorded no checksum: sound, but unverifiable, so never "ok"
+    line = assert_one_line_error(every, ExitCode.VERIFY_FAILED, contains=old, strict=False)
+    assert "1 of 2 backups failed verification" in line and "unverifiable" in line
+    assert "1 of 2 ok" in every.stderr, every
+    assert_one_line_error(one, ExitCode.VERIFY_FAILED, contains="unverifiable", strict=False)
+    assert [(r["name"], r["ok"], r["check"], r["recorded_sha256"], r["problems"])
+            for r in one.json()] == [
+        (old, False, "quick", None, ["unverifiable: no usable checksum record beside it (its "
+                                     ".sha256 and .json are missing or unreadable)"])
     ]
 
     assert_one_line_error(unknown, ExitCode.NOT_FOUND, contains="steps-2020-01-01T00-00-00.db")
@@ -215,7 +221,7 @@ def test_cleanup_dry_run_then_real(wal_db, backup_dir, run_invoke):
         olds[2]: ("remove", "older than the newest 2"),
         olds[1]: ("remove", "older than the newest 2"),
         olds[0]: ("remove", "older than the newest 2"),
-        verified.name: ("keep", "newest verified backup"),
+        verified.name: ("keep", "newest backup that passed verification"),
     }
     assert "would remove 3, kept 3" in dry.stderr
     assert_one_line_error(zero, ExitCode.USAGE, contains="--keep must be at least 1, got 0")

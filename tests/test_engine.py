@@ -352,7 +352,8 @@ def test_free_space_precheck(wal_db, tmp_path, monkeypatch):
         engine.shutil, "disk_usage", lambda path: real(path)._replace(free=1000)
     )
     error = expect_error("no_space", engine.create_backup, wal_db, folder)
-    assert "1000 bytes free" in str(error)
+    assert "1.0 kB free, the backup needs about" in str(error)  # human sizes
+    assert (error.free, error.needed) == (1000, wal_db.stat().st_size)
     assert helpers.backup_files(folder) == []
 
 

@@ -486,7 +486,7 @@ def test_list_production_json(prod):
     assert [item["name"] for item in found] == [*bare, *reversed(olds)]  # newest first
     for item in found:
         path = prod.remote_dir / item["name"]
-        assert set(item) == {"name", "path", "created", "size", "sha256", "verified"}
+        assert set(item) == {"name", "path", "created", "size", "sha256", "verified", "future"}
         assert item["path"] == str(path)
         assert item["size"] == path.stat().st_size
         assert item["created"] == engine.iso(engine.parse_created(item["name"]))
@@ -586,7 +586,8 @@ def test_cleanup_production_dry_run_then_for_real(prod):
     assert [(d["name"], d["keep"]) for d in dry.json()["decisions"]] == [
         (names[3], True), (names[2], False), (names[1], False), (names[0], False)]
     assert helpers.snapshot(prod.remote_dir) == before
-    assert prod.flow() == [*RESOLVE, "ssh list"]  # no delete call at all
+    # the newest backup is verified on the machine before anything may go; no delete call
+    assert prod.flow() == [*RESOLVE, "ssh list", "ssh verify"]
 
     prod.world.clear_calls()
     real = prod.run("backup.cleanup", "--production", "--keep", "1", "--json")
@@ -594,7 +595,7 @@ def test_cleanup_production_dry_run_then_for_real(prod):
     assert real.json()["dry_run"] is False
     assert sorted(p.name for p in prod.remote_dir.iterdir()) == [
         names[3], f"{names[3]}.json", f"{names[3]}.sha256"]
-    assert prod.flow() == [*RESOLVE, "ssh list", "ssh delete"]
+    assert prod.flow() == [*RESOLVE, "ssh list", "ssh verify", "ssh delete"]
 
 
 def test_cleanup_production_keep_zero_is_refused_before_any_flyctl_call(prod):

@@ -10,9 +10,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ops.engine import BackupFile, backup_name, iso
-from ops.retention import Decision, plan_retention, to_remove, validate_keep
+from ops.retention import (
+    FUTURE,
+    Decision,
+    freed_by,
+    good_candidates,
+    plan_retention,
+    to_remove,
+    validate_keep,
+)
 
 BASE = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+NOW = BASE + dt.timedelta(days=100)  # "now" for plans that look at the clock
 
 
 def backup(day: float, verified: bool = True) -> BackupFile:
@@ -57,23 +66,56 @@ def test_fewer_backups_than_keep_removes_nothing():
     assert plan_retention([], 10) == []
 
 
-def test_never_removes_the_newest_verified_backup():
+def test_never_removes_the_backup_proven_good():
     # the newest 3 are old-script files (no manifest); the last good one we made is older
     verified_old = backup(0, verified=True)
     older_verified = backup(-1, verified=True)
     unverified = [backup(day, verified=False) for day in (1, 2, 3, 4)]
-    decisions = plan_retention([older_verified, verified_old, *unverified], 3)
+    items = [older_verified, verified_old, *unverified]
+    assert good_candidates(items, NOW) == [verified_old.name, older_verified.name]
+    decisions = plan_retention(items, 3, good=verified_old.name)
     by_name = {d.name: d for d in decisions}
     assert by_name[verified_old.name].keep
-    assert by_name[verified_old.name].reason == "newest verified backup"
+    assert by_name[verified_old.name].reason == "newest backup that passed verification"
     assert not by_name[older_verified.name].keep
     assert sorted(to_remove(decisions)) == sorted([older_verified.name, unverified[0].name])
     assert len(kept(decisions)) == 4
 
 
-def test_nothing_verified_means_plain_keep_n():
-    items = [backup(day, verified=False) for day in range(4)]
+def test_a_manifest_alone_is_not_trusted():
+    # without proof (good=...), a manifest keeps nothing beyond the newest N
+    items = [backup(day, verified=day == 0) for day in range(4)]
     assert kept(plan_retention(items, 2)) == [items[3].name, items[2].name]
+
+
+def test_future_dated_names_neither_count_nor_go_and_the_run_keeps_its_own():
+    future = [BackupFile(name=backup_name(when), path="", created=iso(when), size=10,
+                         verified=True)
+              for when in (NOW + dt.timedelta(days=3650), NOW + dt.timedelta(hours=1))]
+    olds = [backup(day) for day in (97, 98, 99)]
+    mine = BackupFile(name=backup_name(NOW), path="", created=iso(NOW), size=10, verified=True)
+    decisions = plan_retention([*future, *olds, mine], 1, now=NOW, protect=(mine.name,))
+    assert [(d.name, d.keep, d.reason) for d in decisions] == [
+        (future[0].name, True, FUTURE),
+        (future[1].name, True, FUTURE),
+        (mine.name, True, "newest 1"),
+        (olds[2].name, False, "older than the newest 1"),
+        (olds[1].name, False, "older than the newest 1"),
+        (olds[0].name, False, "older than the newest 1"),
+    ]
+    assert good_candidates([*future, *olds, mine], NOW)[0] == mine.name  # never a future one
+    assert freed_by([*future, *olds, mine], 1, NOW) == 3 * 4096
+    # a clock that ran ahead within the slack (10 minutes) is still counted
+    near = NOW + dt.timedelta(minutes=5)
+    soon = BackupFile(name=backup_name(near), path="", created=iso(near), size=1)
+    assert plan_retention([soon, mine], 1, now=NOW)[0].reason == "newest 1"
+
+
+def test_protected_backup_is_kept_even_when_it_is_not_among_the_newest():
+    items = [backup(day) for day in range(4)]
+    decisions = plan_retention(items, 1, protect=(items[0].name,))
+    assert kept(decisions) == [items[3].name, items[0].name]
+    assert decisions[-1].reason == "made by this run"
 
 
 @pytest.mark.parametrize(
@@ -115,15 +157,20 @@ backup_lists = st.lists(
 
 
 @settings(max_examples=200, deadline=None)
-@given(items=backup_lists, keep=st.integers(min_value=1, max_value=40), seed=st.randoms())
-def test_retention_properties(items, keep, seed: random.Random):
+@given(items=backup_lists, keep=st.integers(min_value=1, max_value=40), seed=st.randoms(),
+       pick=st.integers(min_value=0))
+def test_retention_properties(items, keep, seed: random.Random, pick: int):
     shuffled = list(items)
     seed.shuffle(shuffled)
-    decisions = plan_retention(shuffled, keep)
+    candidates = good_candidates(items, NOW)
+    newest_verified = candidates[0] if candidates else None  # the one proven good
+    decisions = plan_retention(shuffled, keep, good=newest_verified)
+    # the run's own backup survives whatever else is planned
+    mine = items[pick % len(items)].name if items else None
+    assert items == [] or mine in kept(plan_retention(items, keep, protect=(mine,)))
 
     newest_first = sorted(items, key=lambda b: b.created, reverse=True)
     by_count = {b.name for b in newest_first[:keep]}
-    newest_verified = next((b.name for b in newest_first if b.verified), None)
     kept_names = {d.name for d in decisions if d.keep}
     removed = {d.name for d in decisions if not d.keep}
     created = {b.name: b.created for b in items}
@@ -143,7 +190,7 @@ def test_retention_properties(items, keep, seed: random.Random):
     if newest_verified is not None:
         assert newest_verified in kept_names
     # the plan is a pure function of the set, not of the list's order
-    assert plan_retention(items, keep) == decisions
+    assert plan_retention(items, keep, good=newest_verified) == decisions
     assert to_remove(decisions) == [d.name for d in decisions if not d.keep]
 
 

@@ -11,7 +11,7 @@ from invoke.exceptions import Exit
 
 from ops import backups, config
 from ops.cli import guarded, invoke_command, task
-from ops.engine import parse_iso
+from ops.engine import in_future, parse_iso
 from ops.errors import ExitCode, OpsError
 from ops.targets import LocalTarget
 from ops.ui import UI, human_age, human_bytes
@@ -66,8 +66,8 @@ def create(c, production=False, keep=None, quick=False, dry_run=False, lock_wait
         if json:
             ui.emit({"dry_run": True, "plan": plan})
         return
-    result = backups.make_backup(target, ui)
-    decisions = backups.cleanup(target, ui, settings.keep)
+    result = backups.make_backup(target, ui, settings.keep)
+    decisions = backups.cleanup(target, ui, settings.keep, made=result["name"])
     if json:
         ui.emit({"backup": result, "retention": [asdict(d) for d in decisions]})
 
@@ -106,12 +106,15 @@ def target_dir(settings, production: bool) -> str:
 )
 @guarded
 def cleanup(c, keep=None, dry_run=False, production=False, json=False):
-    """Delete all but the newest N backups (never the newest verified one)."""
+    """Delete all but the newest N backups (never the newest verified one) and what
+    interrupted backups left behind."""
     settings, target, ui = open_target(c, production=production, json=json, keep=keep)
+    leftovers = [] if production else sweep_leftovers(target, ui, dry_run)
     decisions = backups.cleanup(target, ui, settings.keep, dry_run=dry_run)
     if json:
         ui.emit({"dry_run": dry_run, "keep": settings.keep,
-                 "decisions": [asdict(d) | {"action": d.action} for d in decisions]})
+                 "decisions": [asdict(d) | {"action": d.action} for d in decisions],
+                 "leftovers": [asdict(item) for item in leftovers]})
     else:
         ui.table(
             f"Retention: keep {settings.keep}" + (" (dry run)" if dry_run else ""),
@@ -121,30 +124,63 @@ def cleanup(c, keep=None, dry_run=False, production=False, json=False):
         )
 
 
+def sweep_leftovers(target, ui: UI, dry_run: bool) -> list:
+    """What interrupted backups left (each as large as the copy was), removed under the
+    folder's lock unless ``dry_run``; returned as they were found."""
+    found = target.leftovers()
+    if found:
+        total = human_bytes(sum(item.size for item in found))
+        with ui.step(f"leftovers of interrupted backups{' (dry run)' if dry_run else ''}") as step:
+            if not dry_run:
+                target.remove_leftovers()
+            step.detail = (f"{'would remove' if dry_run else 'removed'} {len(found)} ({total}): "
+                           + ", ".join(item.name for item in found[:3])
+                           + (" …" if len(found) > 3 else ""))
+    return found
+
+
+def report_leftovers(target, ui: UI) -> None:
+    leftovers = target.leftovers()
+    if leftovers:
+        total = human_bytes(sum(item.size for item in leftovers))
+        ui.warn(f"{len(leftovers)} temporary file(s) of an interrupted (or running) backup "
+                f"take {total}: "
+                + ", ".join(f"{item.name} ({human_bytes(item.size)})" for item in leftovers[:3])
+                + (" …" if len(leftovers) > 3 else "") + "; `invoke backup.cleanup` removes them")
+
+
 @task(name="list", help={"production": PRODUCTION, "json": JSON})
 @guarded
 def list_(c, production=False, json=False):
-    """List backups, newest first, with size, age and recorded checksum."""
+    """List backups, newest first, with size, age and recorded checksum; flags names dated
+    in the future and leftovers of interrupted backups."""
     settings, target, ui = open_target(c, production=production, json=json)
     folder = searched_folder(settings, production)
     found = list(reversed(target.list()))
+    now = dt.datetime.now(dt.UTC)
+    future = {item.name for item in found if in_future(item.created, now)}
+    if not production:
+        report_leftovers(target, ui)
+    if future:
+        ui.warn(f"{len(future)} backup(s) dated in the future (a clock that ran ahead, or not "
+                "backups at all): never counted as the newest, never removed by retention")
     if json:
-        ui.emit([asdict(item) for item in found])
+        ui.emit([asdict(item) | {"future": item.name in future} for item in found])
         return
     if not found:
         ui.info(f"No backups in {folder}.")
         return
-    now = dt.datetime.now(dt.UTC)
     ui.table(  # 80 columns: the name already says when (UTC), so no `created` column
         f"Backups in {folder} ({len(found)})",
-        ["name", "age", "size", "sha256", "verified"],
+        ["name", "age", "size", "sha256", "manifest"],
         [
             [
                 item.name,
-                human_age((now - parse_iso(item.created)).total_seconds()),
+                "future" if item.name in future
+                else human_age((now - parse_iso(item.created)).total_seconds()),
                 human_bytes(item.size),
                 (item.sha256 or "-")[:12],
-                "yes" if item.verified else "no",
+                "agrees" if item.verified else "-",
             ]
             for item in found
         ],
@@ -180,7 +216,8 @@ def verify(c, which, quick=False, production=False, json=False):
     reject_flag_as_name(which, "backup.verify")
     settings, target, ui = open_target(c, production=production, json=json, quick=quick)
     searched_folder(settings, production)
-    with ui.step(f"verify {which} on {target.describe()}") as step:
+    shown = which if which.isprintable() else repr(which)
+    with ui.step(f"verify {shown} on {target.describe()}") as step:
         results = target.verify(which)
         step.detail = f"{sum(1 for item in results if item['ok'])} of {len(results)} ok"
         for item in results:
@@ -207,6 +244,9 @@ def status(c, max_age=None, production=False, json=False):
     report = target.status() if production else backups.status(
         target.list(), dt.datetime.now(dt.UTC)
     )
+    if report.get("futureDated"):
+        ui.warn(f"{len(report['futureDated'])} backup(s) dated in the future are not trusted "
+                f"as the newest: {', '.join(report['futureDated'][:3])}")
     if json:
         ui.emit(report)
     else:
