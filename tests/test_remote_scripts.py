@@ -17,7 +17,8 @@ import pytest
 from ops import engine, remote
 
 BASE_TOOLS = ["sh", "ls", "cat", "rm", "mv", "ln", "mkdir", "date", "sleep", "head", "wc",
-              "sed", "sha256sum", "printf", "echo", "test", "[", "cut"]
+              "sed", "sha256sum", "printf", "echo", "test", "[", "cut", "tr", "mktemp", "df",
+              "tail", "flock"]
 
 
 def machine_path(tmp_path: Path, *, python: bool, sqlite: bool) -> str:
