@@ -109,8 +109,8 @@ def _engine(*args: str) -> str:
 
 
 def _tries(wait: float) -> int:
-    """Lock attempts, one every 0.2 s, for ``wait`` seconds."""
-    return max(0, int(wait * 5))
+    """Lock attempts, one every 0.2 s, for ``wait`` seconds (a day at most; nan: none)."""
+    return int(min(wait, 86400) * 5) if wait > 0 else 0
 
 
 def list_script(directory: str) -> str:

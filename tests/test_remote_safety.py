@@ -148,16 +148,25 @@ def plant_hostile_files(folder: Path, real: list[str]) -> None:
 
 
 def test_hostile_names_and_sidecars_cannot_forge_or_hide_listing_entries(prod):
+    """Also item 10: non-UTF-8 bytes in names and sidecars never raise."""
     real = prod.seed(3, 2, 1)
     plant_hostile_files(prod.remote_dir, real)
-    result = prod.run("backup.list", "--production", "--json")
+    result, verified, status = run_parallel([
+        prod.later("backup.list", "--production", "--json"),
+        prod.later("backup.verify", "all", "--production", "--json"),
+        prod.later("backup.status", "--production", "--json"),
+    ])
     assert result.returncode == 0, result
     listed = {item["name"]: item for item in result.json()}
     assert sorted(listed) == real
     assert listed[real[0]]["sha256"] is None  # a broken record is no record
     assert listed[real[1]]["sha256"] is None
     assert listed[real[2]]["sha256"] == digest(prod.remote_dir / real[2])
-    assert prod.flow() == [*RESOLVE, "ssh list"]
+    assert verified.returncode == 0, verified
+    assert sorted(v["name"] for v in verified.json()) == real
+    assert status.returncode == 0, status
+    assert status.json()["count"] == 3 and status.json()["latest"]["name"] == real[-1]
+    assert sorted(prod.flow()) == sorted([*RESOLVE] * 3 + ["ssh list"] * 3 + ["ssh verify"])
 
 
 @pytest.mark.parametrize("strategy", ["python3", "sqlite3"])
