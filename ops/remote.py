@@ -58,7 +58,7 @@ PRELUDE = f"""fail() {{ kind=$1; shift; msg=$(printf '%s' "$*" | tr -cd ' !\\043
 has_python() {{ command -v python3 >/dev/null 2>&1 && python3 -c 'import sqlite3, sys; sys.exit(sys.version_info < (3, 8))' </dev/null >/dev/null 2>&1; }}
 has_sqlite() {{ command -v sqlite3 >/dev/null 2>&1; }}
 is_name() {{ case $1 in {NAME_GLOB}) return 0;; esac; return 1; }}
-recorded() {{ s=$(head -c 65 "$1" 2>/dev/null | tr '\\011\\012\\013\\014\\015' '     '); case $s in {HEX64_GLOB}|{HEX64_GLOB}' ') printf '%s' "${{s%' '}}";; *) printf '%s' -;; esac; }}
+recorded() {{ s=; [ -f "$1" ] && s=$(head -c 65 "$1" 2>/dev/null | tr '\\011\\012\\013\\014\\015' '     '); case $s in {HEX64_GLOB}|{HEX64_GLOB}' ') printf '%s' "${{s%' '}}";; *) printf '%s' -;; esac; }}
 is_sqlite() {{ [ "$(head -c 16 "$1" 2>/dev/null | tr '\\000@' '@#')" = 'SQLite format 3@' ]; }}
 take_lock() {{
   # flock(2) on $1/{LOCK_NAME}, the lock the engine takes, held on fd 9 until the script ends.
@@ -322,7 +322,7 @@ f={base}
 [ -f "$f" ] || exit 3
 command -v sha256sum >/dev/null 2>&1 || fail error "the machine has no sha256sum"
 set -- $(sha256sum "$f")
-m=$(sed -n 's/.*"sha256"[[:space:]]*:[[:space:]]*"\\([0-9a-f]*\\)".*/\\1/p' "$f.json" 2>/dev/null | head -n 1)
+m=; [ -f "$f.json" ] && m=$(sed -n 's/.*"sha256"[[:space:]]*:[[:space:]]*"\\([0-9a-f]*\\)".*/\\1/p' "$f.json" 2>/dev/null | head -n 1)
 case $m in {HEX64_GLOB}) ;; *) m=-;; esac
 printf '{ENTRY_MARK} %s %s %s %s\\n' "$1" "$(( $(wc -c < "$f") ))" "$(recorded "$f.sha256")" "$m"
 """

@@ -194,6 +194,22 @@ def test_remote_retention_never_deletes_a_real_backup_because_of_hostile_files(
     assert hostile <= set(os.listdir(os.fsencode(backup.remote_dir)))  # never touched
 
 
+def test_a_fifo_where_a_sidecar_should_be_is_no_record_and_never_blocks(prod):
+    (name,) = prod.seed(1)
+    for ext in (".sha256", ".json"):
+        Path(f"{prod.remote_dir / name}{ext}").unlink()
+        os.mkfifo(f"{prod.remote_dir / name}{ext}")
+    listed, fetched = run_parallel([
+        prod.later("backup.list", "--production", "--json", timeout=30),
+        prod.later("backup.download", name, "--json", timeout=30),
+    ])
+    assert listed.returncode == 0, listed
+    assert [(item["name"], item["sha256"]) for item in listed.json()] == [(name, None)]
+    assert fetched.returncode == 0, fetched
+    assert "no SHA-256 recorded" in fetched.stderr
+    assert fetched.json()["recorded_sha256"] is None
+
+
 def test_app_command_output_cannot_speak_the_protocol(prod):
     """What the app's own backup script prints never reaches the parser."""
     prod.world.remove_machine_tools("python3", "sqlite3")
