@@ -158,8 +158,8 @@ class FlyTarget:
         local = self.download(new[-1], self.settings.backup_dir, check=True)
         manifest = json.dumps({k: local[k] for k in ("name", "size", "sha256", "check")}
                               | {"strategy": "remote_command"})
-        if self.exec(remote.sidecar_script(self.dir, new[-1], local["sha256"],
-                                           manifest)).status != 0:
+        if self.exec(remote.sidecar_script(self.dir, new[-1], local["sha256"], manifest,
+                                           self.settings.lock_wait)).status != 0:
             self.ui.warn(f"could not record the checksum beside {new[-1]} on the machine; "
                          "it is verified here but listed there as unverified")
         return {**local, "path": f"{self.dir}/{new[-1]}", "strategy": "remote_command",

@@ -231,13 +231,18 @@ def _app_command(directory: str, command: str) -> str:
     ])
 
 
-def sidecar_script(directory: str, name: str, sha256: str, manifest: str) -> str:
-    """Record a checked backup's sidecars beside it; never over or through an existing file."""
+def sidecar_script(directory: str, name: str, sha256: str, manifest: str,
+                   lock_wait: float = 0) -> str:
+    """Record a checked backup's sidecars beside it; never over or through an existing file.
+
+    Under the folder's lock, so no backup's sweep removes the temporaries meanwhile.
+    """
     check_name(name)
     if not HEX64.fullmatch(sha256):
         raise OpsError(f"not a SHA-256: {sha256!r}")
     base = shlex.quote(f"{directory}/{name}")
     return f"""{PRELUDE}
+take_lock {shlex.quote(directory)} {_tries(lock_wait)}
 placed=""; published=""
 trap '[ -z "$published" ] && [ -n "$placed" ] && rm -f $placed' EXIT
 place {shlex.quote(f"{sha256}  {name}")} {base}.sha256
