@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import os
 import posixpath
-import shlex
+import shutil
 import tempfile
 import threading
 import time
@@ -145,30 +145,44 @@ class FlyTarget:
         if output.status != 0:
             output.data("backup.remote_command")
             raise OpsError(f"backup.remote_command failed on the machine (exit {output.status})")
+        for entry in output.entries:
+            if (len(entry) != 2 or entry[0] not in ("before", "after")
+                    or not remote.ENTRY_NAME.fullmatch(entry[1])):
+                raise OpsError(f"the machine's listing of {self.dir} has an entry this tool "
+                               f"did not print: {ascii(' '.join(entry))[:100]}")
         before = {e[1] for e in output.entries if e[0] == "before"}
         new = sorted(e[1] for e in output.entries if e[0] == "after" and e[1] not in before)
         if not new:
             raise OpsError(f"backup.remote_command finished but no new backup appeared in "
                            f"{self.dir}", ExitCode.ERROR)
         local = self.download(new[-1], self.settings.backup_dir, check=True)
-        if self.exec(_sidecar_script(self.dir, new[-1], local)).status != 0:
+        manifest = json.dumps({k: local[k] for k in ("name", "size", "sha256", "check")}
+                              | {"strategy": "remote_command"})
+        if self.exec(remote.sidecar_script(self.dir, new[-1], local["sha256"], manifest,
+                                           self.settings.lock_wait)).status != 0:
             self.ui.warn(f"could not record the checksum beside {new[-1]} on the machine; "
                          "it is verified here but listed there as unverified")
         return {**local, "path": f"{self.dir}/{new[-1]}", "strategy": "remote_command",
                 "local_copy": local["path"]}
 
     def list(self) -> list[engine.BackupFile]:
+        """The machine's listing; an entry of any shape but the one the script prints is
+        refused (see ``remote.list_script``), never skipped or guessed at."""
         output = self.exec(remote.list_script(self.dir))
         if output.status != 0:
             raise OpsError(f"cannot list {self.dir} on {self.machine.id}")
         found = []
-        for name, size, digest, manifest in (e for e in output.entries if len(e) == 4):
+        for entry in output.entries:
+            if not _listing_entry(entry):
+                raise OpsError(f"the machine's listing of {self.dir} has an entry this tool "
+                               f"did not print: {ascii(' '.join(entry))[:100]}")
+            name, size, digest, manifest = entry
             created = engine.parse_created(name)
-            if created is None:
+            if created is None:  # the right shape but no real date: not one of ours
                 continue
             found.append(engine.BackupFile(
                 name=name, path=f"{self.dir}/{name}", created=engine.iso(created),
-                size=int(size), sha256=digest if len(digest) == 64 else None,
+                size=int(size), sha256=None if digest == "-" else digest,
                 verified=manifest == "1"))
         return sorted(found, key=lambda item: item.name)
 
@@ -197,25 +211,32 @@ class FlyTarget:
     def _verify_by_download(self, names: list[str]) -> list[dict]:
         """No SQLite on the machine: fetch each backup and check it here, against the
         SHA-256 recorded beside it on the machine (not the one the file has now)."""
-        recorded = {item.name: item.sha256 for item in self.list()}
         results = []
         with tempfile.TemporaryDirectory(prefix="ops-verify-") as scratch:
             for name in names:
-                local = self.download(name, Path(scratch), check=False)
+                record = self._record(name)
+                try:
+                    local = self.download(name, Path(scratch), check=False, record=record)
+                except OpsError as exc:
+                    if exc.code != ExitCode.VERIFY_FAILED:
+                        raise
+                    results.append({
+                        "name": name, "ok": False, "check": self.settings.check,
+                        "size": record["size"], "sha256": record["sha256"],
+                        "recorded_sha256": record["recorded"], "problems": [str(exc)],
+                        "where": "machine"})
+                    continue
                 verdict = asdict(engine.verify_backup(local["path"], self.settings.check))
-                verdict["recorded_sha256"] = recorded.get(name)
-                if recorded.get(name) and recorded[name] != local["sha256"]:
-                    verdict["problems"].insert(0, f"SHA-256 mismatch: recorded "
-                                               f"{recorded[name][:12]}…, file has "
-                                               f"{local['sha256'][:12]}…")
-                    verdict["ok"] = False
+                verdict["recorded_sha256"] = record["recorded"]
                 results.append(verdict | {"where": "downloaded"})
         return results
 
     def delete(self, names: list[str]) -> list[str]:
         if names:
-            output = self.exec(remote.delete_script(self.dir, names))
+            output = self.exec(remote.delete_script(self.dir, names, self.settings.lock_wait))
             if output.status != 0:
+                if output.result is not None:
+                    output.data("retention")
                 raise OpsError(f"could not delete old backups in {self.dir}")
         return names
 
@@ -295,69 +316,135 @@ class FlyTarget:
                 time.sleep(interval)
 
     # -- downloads
-    def download(self, name: str, directory: Path, *, check: bool = True) -> dict:
-        """Fetch one backup: temporary name, SHA-256 against the machine's, then rename."""
-        engine.check_name(name)
-        directory = Path(directory)
-        final = directory / name
-        if final.exists():
-            raise OpsError(f"{final} already exists; not overwritten", ExitCode.USAGE)
-        engine.prepare_dir(directory)
-        remote_file = f"{self.dir}/{name}"
-        info = self.exec(remote.sha256_script(remote_file))
+    def _record(self, name: str) -> dict:
+        """The backup's SHA-256 and size on the machine now, and what was recorded."""
+        info = self.exec(remote.record_script(self.dir, name))
         if info.status == 3:
             raise OpsError(f"no backup named {name} on the production machine",
                            ExitCode.NOT_FOUND)
-        if info.status != 0 or not info.entries:
-            raise OpsError(f"cannot compute the SHA-256 of {remote_file} on the machine "
+        if info.status != 0 or len(info.entries) != 1 or not _record_entry(info.entries[0]):
+            if info.result is not None:
+                info.data(f"reading {name}")
+            raise OpsError(f"cannot compute the SHA-256 of {self.dir}/{name} on the machine "
                            "(it needs sha256sum)")
-        expected, size = info.entries[0][0], int(info.entries[0][1])
-        tmp = directory / f"{engine.TMP_PREFIX}{name}.download-{os.getpid()}"
-        try:
-            with self.ui.step(f"download {name}") as step:
-                with self.ui.transfer(name, size) as update, _Watch(tmp, update):
-                    self.fly.run(fly.sftp_get(self.app, self.machine.id, remote_file, str(tmp)),
-                                 timeout=None)
-                os.chmod(tmp, 0o600)
-                digest = engine.sha256_file(tmp)
-                if digest != expected:
-                    raise OpsError(f"download of {name} is corrupt: SHA-256 {digest[:12]}… but "
-                                   f"the machine has {expected[:12]}…", ExitCode.VERIFY_FAILED)
-                if check:
-                    problems = engine.run_check(tmp, self.settings.check)
-                    if problems:
-                        raise OpsError(f"{name} failed {self.settings.check}_check: "
-                                       f"{problems[0]}", ExitCode.VERIFY_FAILED)
-                created = engine.iso(engine.parse_created(name))
-                result = engine.BackupResult(
-                    name=name, path=str(final), created=created, size=tmp.stat().st_size,
-                    sha256=digest, check=self.settings.check if check else "none",
-                    seconds=0.0, source=f"{self.app}:{remote_file}", strategy="download")
-                engine.publish(tmp, final, result)
-                step.detail = f"{human_bytes(result.size)}  sha256 {digest[:12]} matches"
-        finally:
-            tmp.unlink(missing_ok=True)
-        return asdict(result)
+        digest, size, recorded, manifest = info.entries[0]
+        return {"sha256": digest, "size": int(size),
+                "recorded": None if recorded == "-" else recorded,
+                "manifest": None if manifest == "-" else manifest}
+
+    def download(self, name: str, directory: Path, *, check: bool = True,
+                 record: dict | None = None) -> dict:
+        """Fetch one backup: only if the machine's file still matches its record, into a
+        private (0700) folder held under the local folder's backup lock, then rename."""
+        engine.check_name(name)
+        directory = Path(directory)
+        final = directory / name
+        if final.exists() or final.is_symlink():
+            raise OpsError(f"{final} already exists; not overwritten", ExitCode.USAGE)
+        _private_dir(directory)
+        engine.prepare_dir(directory)
+        record = record or self._record(name)
+        expected = trusted_sha256(name, record)
+        if expected is None:
+            self.ui.warn(f"{name} has no SHA-256 recorded on the machine (no usable "
+                         f"{name}.sha256 or {name}.json): it is checked against the file "
+                         "as it is now, so a change since it was made cannot be seen")
+        remote_file = f"{self.dir}/{name}"
+        with engine.backup_lock(directory, self.settings.lock_wait):
+            _sweep_downloads(directory)
+            private = Path(tempfile.mkdtemp(prefix=DOWNLOAD_PREFIX, dir=directory))
+            tmp = private / name
+            try:
+                with self.ui.step(f"download {name}") as step:
+                    with self.ui.transfer(name, record["size"]) as update, _Watch(tmp, update):
+                        self.fly.run(fly.sftp_get(self.app, self.machine.id, remote_file,
+                                                  str(tmp)), timeout=None)
+                    os.chmod(tmp, 0o600)
+                    digest = engine.sha256_file(tmp)
+                    if digest != record["sha256"]:
+                        raise OpsError(f"download of {name} is corrupt: SHA-256 {digest[:12]}… "
+                                       f"but the machine has {record['sha256'][:12]}…",
+                                       ExitCode.VERIFY_FAILED)
+                    if check:
+                        problems = engine.run_check(tmp, self.settings.check)
+                        if problems:
+                            raise OpsError(f"{name} failed {self.settings.check}_check: "
+                                           f"{problems[0]}", ExitCode.VERIFY_FAILED)
+                    created = engine.iso(engine.parse_created(name))
+                    result = engine.BackupResult(
+                        name=name, path=str(final), created=created, size=tmp.stat().st_size,
+                        sha256=digest, check=self.settings.check if check else "none",
+                        seconds=0.0, source=f"{self.app}:{remote_file}", strategy="download")
+                    engine.publish(tmp, final, result)
+                    step.detail = (f"{human_bytes(result.size)}  sha256 {digest[:12]} "
+                                   + ("matches its record" if expected else "UNRECORDED"))
+            finally:
+                shutil.rmtree(private, ignore_errors=True)
+        return asdict(result) | {"recorded_sha256": expected}
+
+
+DOWNLOAD_PREFIX = ".tmp-download-"
+
+
+def trusted_sha256(name: str, record: dict) -> str | None:
+    """The SHA-256 recorded when the backup was made, if any; refuse a file that no
+    longer matches it (or whose two records disagree): a download never launders it."""
+    records = {value for value in (record["recorded"], record["manifest"]) if value}
+    if len(records) > 1:
+        raise OpsError(f"SHA-256 records disagree: {name}.sha256 has "
+                       f"{record['recorded'][:12]}…, {name}.json has "
+                       f"{record['manifest'][:12]}…; not downloaded", ExitCode.VERIFY_FAILED)
+    if records and record["sha256"] not in records:
+        recorded = next(iter(records))
+        raise OpsError(f"SHA-256 mismatch: recorded {recorded[:12]}…, the machine's file has "
+                       f"{record['sha256'][:12]}… ({name} changed after it was made); "
+                       "not downloaded", ExitCode.VERIFY_FAILED)
+    return next(iter(records), None)
+
+
+def _private_dir(directory: Path) -> None:
+    """Create the backup folder private (0700); an existing one keeps its mode."""
+    with contextlib.suppress(OSError):
+        directory.mkdir(mode=0o700, parents=True)
+
+
+def _sweep_downloads(directory: Path) -> None:
+    """Remove what an interrupted download left (our own folders only); hold the lock."""
+    for entry in directory.iterdir():
+        if entry.name.startswith(DOWNLOAD_PREFIX) and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _listing_entry(entry: list[str]) -> bool:
+    """``name size sha256|- 0|1``, exactly as ``remote.list_script`` prints it."""
+    return (len(entry) == 4 and bool(remote.ENTRY_NAME.fullmatch(entry[0]))
+            and entry[1].isascii() and entry[1].isdigit()
+            and (entry[2] == "-" or bool(remote.HEX64.fullmatch(entry[2])))
+            and entry[3] in ("0", "1"))
+
+
+def _record_entry(entry: list[str]) -> bool:
+    """``sha256 size recorded|- manifest|-``, as ``remote.record_script`` prints it."""
+    return (len(entry) == 4 and bool(remote.HEX64.fullmatch(entry[0]))
+            and entry[1].isascii() and entry[1].isdigit()
+            and all(value == "-" or bool(remote.HEX64.fullmatch(value)) for value in entry[2:]))
 
 
 def _sqlite_verdict(entry: list[str], check: str) -> dict:
+    """One line of the sqlite3 branch of ``remote.verify_script``, read like the engine."""
+    if (len(entry) < 5 or not remote.ENTRY_NAME.fullmatch(entry[0])
+            or not (entry[1].isascii() and entry[1].isdigit())
+            or not all(value == "-" or remote.HEX64.fullmatch(value) for value in entry[2:4])):
+        raise OpsError(f"the machine's verification has an entry this tool did not print: "
+                       f"{ascii(' '.join(entry))[:100]}")
     name, size, digest, recorded, *verdict = entry
-    problems = [] if verdict == ["ok"] else [" ".join(verdict) or "no answer from sqlite3"]
+    problems = [] if verdict == ["ok"] else [" ".join(verdict)]
+    digest = "" if digest == "-" else digest
     recorded = None if recorded == "-" else recorded
-    if recorded and recorded != digest:
+    if recorded and digest and recorded != digest:
         problems.insert(0, f"SHA-256 mismatch: recorded {recorded[:12]}…, file has {digest[:12]}…")
     return {"name": name, "ok": not problems, "check": check, "size": int(size), "sha256": digest,
             "recorded_sha256": recorded, "problems": problems}
-
-
-def _sidecar_script(directory: str, name: str, local: dict) -> str:
-    """Record what we verified beside the app's file, so list/verify know it."""
-    manifest = json.dumps({k: local[k] for k in ("name", "size", "sha256", "check")}
-                          | {"strategy": "remote_command"})
-    base = f"{directory}/{name}"
-    return (f"printf '%s  %s\\n' {local['sha256']} {shlex.quote(name)} > "
-            f"{shlex.quote(base + '.sha256')} && printf '%s\\n' {shlex.quote(manifest)} > "
-            f"{shlex.quote(base + '.json')}")
 
 
 class _Watch:

@@ -43,10 +43,51 @@ def wrap(script: str) -> str:
     return shlex.join(["sh", "-c", body])
 
 
+# Every byte that reaches the caller is checked here first: names only in the exact
+# backup pattern (so no name can carry a newline, a space or a mark), digests only as
+# 64 lowercase hex digits (else ``-``), messages only as printable ASCII without quotes.
+NAME_GLOB = "steps-" + "[0-9]" * 4 + "-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]-[0-9][0-9]-[0-9][0-9].db"
+HEX64_GLOB = "[0-9a-f]" * 64
+ENTRY_NAME = re.compile(r"steps-[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}-[0-9]{2}-[0-9]{2}\.db",
+                        re.ASCII)
+HEX64 = re.compile(r"[0-9a-f]{64}", re.ASCII)
+LOCK_NAME = ".backup.lock"  # the engine's lock file: one protocol, flock(2) on it
+
 # shell helpers every script starts with
-PRELUDE = f"""fail() {{ kind=$1; shift; printf '{RESULT_MARK} {{"ok": false, "kind": "%s", "error": "%s"}}\\n' "$kind" "$*"; exit 1; }}
+PRELUDE = f"""fail() {{ kind=$1; shift; msg=$(printf '%s' "$*" | tr -cd ' !\\043-\\133\\135-\\176' | head -c 400); printf '\\n{RESULT_MARK} {{"ok": false, "kind": "%s", "error": "%s"}}\\n' "$kind" "$msg"; exit 1; }}
 has_python() {{ command -v python3 >/dev/null 2>&1 && python3 -c 'import sqlite3, sys; sys.exit(sys.version_info < (3, 8))' </dev/null >/dev/null 2>&1; }}
-has_sqlite() {{ command -v sqlite3 >/dev/null 2>&1; }}"""
+has_sqlite() {{ command -v sqlite3 >/dev/null 2>&1; }}
+is_name() {{ case $1 in {NAME_GLOB}) return 0;; esac; return 1; }}
+recorded() {{ s=; [ -f "$1" ] && s=$(head -c 65 "$1" 2>/dev/null | tr '\\011\\012\\013\\014\\015' '     '); case $s in {HEX64_GLOB}|{HEX64_GLOB}' ') printf '%s' "${{s%' '}}";; *) printf '%s' -;; esac; }}
+is_sqlite() {{ [ "$(head -c 16 "$1" 2>/dev/null | tr '\\000@' '@#')" = 'SQLite format 3@' ]; }}
+take_lock() {{
+  # flock(2) on $1/{LOCK_NAME}, the lock the engine takes, held on fd 9 until the script ends.
+  # The file is only ever created with O_EXCL (set -C) and opened read-only: nothing is
+  # written through a symlink planted under its name, and such a lock is refused.
+  lock="$1/{LOCK_NAME}"
+  [ -e "$lock" ] || [ -h "$lock" ] || (set -C; : > "$lock") 2>/dev/null
+  if [ -h "$lock" ] || [ ! -f "$lock" ]; then fail error "refusing the lock $lock: it is not a regular file (a symlink or something else has its name)"; fi
+  exec 9< "$lock" || fail error "cannot open the lock $lock"
+  command -v flock >/dev/null 2>&1 || has_python || fail error "the machine has neither flock(1) nor python3, so the backup lock $lock cannot be taken: install util-linux or busybox"
+  waited=0
+  until if command -v flock >/dev/null 2>&1; then flock -n 9; else python3 -c 'import fcntl; fcntl.flock(9, fcntl.LOCK_EX | fcntl.LOCK_NB)' 2>/dev/null; fi; do
+    if [ "$waited" -ge "$2" ]; then
+      hint=""; [ "$2" -eq 0 ] && hint=" (use --lock-wait SECONDS to wait for it)"
+      fail locked "another backup holds the lock $lock: $(head -c 200 "$lock" 2>/dev/null | head -n 1)$hint"
+    fi
+    sleep 0.2; waited=$((waited + 1))
+  done
+}}
+place() {{
+  # place TEXT PATH: write a fresh temporary (mktemp, same folder) and hard-link it to PATH;
+  # ln fails rather than replace or follow anything already there under that name.
+  if [ -e "$2" ] || [ -h "$2" ]; then fail exists "${{2##*/}} already exists; not overwritten"; fi
+  st=$(mktemp "${{2%/*}}/.tmp-sidecar.XXXXXX") || fail error "cannot create a temporary file beside $2"
+  if ! printf '%s\\n' "$1" > "$st"; then rm -f "$st"; fail no_space "cannot write ${{2##*/}} (is the folder full?)"; fi
+  if ! ln -n "$st" "$2" 2>/dev/null; then rm -f "$st"; fail exists "${{2##*/}} already exists; not overwritten"; fi
+  rm -f "$st"
+  placed="$placed $2"
+}}"""
 
 
 def _choose(python: str, sqlite: str, other: str) -> str:
@@ -67,26 +108,40 @@ def _engine(*args: str) -> str:
     return shlex.join(["python3", "-", *args])
 
 
+def _tries(wait: float) -> int:
+    """Lock attempts, one every 0.2 s, for ``wait`` seconds (a day at most; nan: none)."""
+    return int(min(wait, 86400) * 5) if wait > 0 else 0
+
+
 def list_script(directory: str) -> str:
-    """Backups in ``directory`` as entry lines; plain sh, works on any image."""
+    """Backups in ``directory`` as entry lines; plain sh, works on any image.
+
+    Only names in the exact backup pattern are printed and a recorded digest only as
+    64 hex digits, so no file name or sidecar content can add, hide or change a line.
+    """
     d = shlex.quote(directory)
-    return f"""[ -d {d} ] || exit 0
+    return f"""{PRELUDE}
+[ -d {d} ] || exit 0
 cd {d} || exit 1
 for f in steps-*.db; do
-  [ -f "$f" ] || continue
-  size=$(wc -c < "$f")
-  sum=-; [ -f "$f.sha256" ] && sum=$(head -c 64 "$f.sha256")
+  is_name "$f" && [ -f "$f" ] || continue
+  size=$(( $(wc -c < "$f") ))
   manifest=0; [ -f "$f.json" ] && manifest=1
-  printf '{ENTRY_MARK} %s %s %s %s\\n' "$f" $size "$sum" $manifest
+  printf '{ENTRY_MARK} %s %s %s %s\\n' "$f" "$size" "$(recorded "$f.sha256")" "$manifest"
 done"""
 
 
-def delete_script(directory: str, names: list[str]) -> str:
+def delete_script(directory: str, names: list[str], lock_wait: float = 0) -> str:
+    """Remove backups and their sidecars, under the folder's backup lock (like the engine)."""
     files = []
     for name in names:
         check_name(name)
         files += [name, f"{name}.sha256", f"{name}.json"]
-    return f"cd {shlex.quote(directory)} && rm -f -- {shlex.join(files)}"
+    d = shlex.quote(directory)
+    return f"""{PRELUDE}
+[ -d {d} ] || exit 0
+take_lock {d} {_tries(lock_wait)}
+cd {d} && rm -f -- {shlex.join(files)}"""
 
 
 def backup_script(db: str, directory: str, *, check: str, remote_command: str = "",
@@ -104,75 +159,121 @@ def backup_script(db: str, directory: str, *, check: str, remote_command: str = 
 
 
 def _sqlite_backup(db: str, directory: str, check: str, lock_wait: float = 0) -> str:
-    """The engine's procedure with the sqlite3 CLI.
+    """The engine's procedure with the sqlite3 CLI: the same checks, lock and verdicts.
 
     ``BEGIN`` plus a read holds one read transaction across the CLI's 100-page
     ``.backup`` steps, so the app's writes cannot restart it (measured: 0.9 s with
-    the transaction, 11.4 s of restarts without, for 100 MB under a writer). The
-    lock is a directory holding the holder's pid; a dead holder's lock is taken over.
+    the transaction, 11.4 s of restarts without, for 100 MB under a writer). The copy
+    is checked read-only (``mode=ro``: a vanished file is an error, never a new empty
+    database) and must hold at least one page, exactly its pages and the SQLite header.
+    Sidecars and the backup are hard links of fresh temporaries: nothing is overwritten.
     """
     pragma = "integrity_check" if check == "integrity" else "quick_check"
     db_q, dir_q = shlex.quote(db), shlex.quote(directory)
     return f"""db={db_q}; dir={dir_q}
 [ -e "$db" ] || fail not_found "database not found: $db"
-[ -d "$db" ] && fail usage "database is a directory: $db"
-mkdir -p "$dir" || fail usage "cannot create backup folder $dir"
-lock="$dir/.backup.lock.d"; waited=0
-until mkdir "$lock" 2>/dev/null; do
-  holder=$(cat "$lock/pid" 2>/dev/null)
-  if [ -n "$holder" ] && ! kill -0 "$holder" 2>/dev/null; then rm -rf "$lock"; continue; fi
-  [ "$waited" -ge {int(lock_wait * 5)} ] && fail locked "another backup (pid ${{holder:-?}}) holds $lock"
-  sleep 0.2; waited=$((waited + 1))
-done
-echo $$ > "$lock/pid"
-tmp=""
-trap 'rm -rf "$lock"; [ -n "$tmp" ] && rm -f "$tmp" "$tmp-wal" "$tmp-shm"' EXIT
-rm -f "$dir"/.tmp-*
+[ -d "$db" ] && fail usage "database is a directory, not a database file: $db"
+[ -f "$db" ] || fail usage "database is not a regular file: $db"
+[ -r "$db" ] || fail error "cannot read database $db: permission denied"
+is_sqlite "$db" || fail corrupt "database is not a SQLite database: $db"
+mkdir -p "$dir" 2>/dev/null
+[ -d "$dir" ] || fail usage "backup folder is not a folder: $dir"
+[ -w "$dir" ] && [ -x "$dir" ] || fail usage "backup folder is not writable: $dir"
+take_lock "$dir" {_tries(lock_wait)}
+tmp=""; placed=""; published=""
+trap '[ -n "$tmp" ] && rm -f "$tmp" "$tmp-wal" "$tmp-shm" "$tmp-journal"; [ -z "$published" ] && [ -n "$placed" ] && rm -f $placed' EXIT
+rm -f "$dir"/.tmp-* 2>/dev/null
+need=$(( $(wc -c < "$db") + $( [ -f "$db-wal" ] && wc -c < "$db-wal" || echo 0) ))
+set -- $(df -Pk "$dir" 2>/dev/null | tail -n 1)
+case ${{4:-x}} in *[!0-9]*) ;; *) [ $(( $4 * 1024 )) -lt "$need" ] && fail no_space "not enough free space in $dir: $(( $4 * 1024 )) bytes free, the backup needs about $need";; esac
 name=$(date -u +steps-%Y-%m-%dT%H-%M-%S.db)
 [ -e "$dir/$name" ] && sleep 1 && name=$(date -u +steps-%Y-%m-%dT%H-%M-%S.db)
-[ -e "$dir/$name" ] && fail exists "backup $name already exists"
-tmp="$dir/.tmp-$name.$$"
+[ -e "$dir/$name" ] && fail exists "backup $name already exists in $dir"
 umask 077
-sqlite3 -readonly "$db" ".timeout 5000" "BEGIN" "SELECT count(*) FROM sqlite_master" \\
-  ".backup '$tmp'" "COMMIT" >/dev/null || fail error "sqlite3 .backup of $db failed"
-res=$(sqlite3 "$tmp" "PRAGMA {pragma}" 2>&1)
-[ "$res" = ok ] || fail verify_failed "the new backup failed {pragma}: $(echo "$res" | head -n 1)"
+tmp=$(mktemp "$dir/.tmp-$name.XXXXXX") || fail error "cannot create a temporary file in $dir"
+if ! out=$(sqlite3 -readonly "$db" ".timeout 5000" "BEGIN" "SELECT count(*) FROM sqlite_master" \\
+  ".backup '$tmp'" "COMMIT" 2>&1 >/dev/null); then
+  case $out in *full*) fail no_space "backup folder is full: $dir";; esac
+  fail corrupt "cannot read database $db: $(printf '%s' "$out" | head -n 1)"
+fi
+ro="file:$tmp?mode=ro&immutable=1"
+set -- $(sqlite3 -readonly "$ro" "PRAGMA page_size" "PRAGMA page_count" 2>/dev/null) x x
+size=$(( $(wc -c < "$tmp" 2>/dev/null || echo 0) ))
+case "$1$2" in *[!0-9]*) fail verify_failed "the new backup cannot be read back: $tmp";; esac
+[ "$2" -ge 1 ] && [ $(( $1 * $2 )) -eq "$size" ] && is_sqlite "$tmp" || \\
+  fail verify_failed "the new backup is not a whole SQLite database ($size bytes, $2 pages of $1)"
+res=$(sqlite3 -readonly "$ro" "PRAGMA {pragma}" 2>&1 | sed '/^\\*\\*\\* in database/d' | head -n 1)
+[ "$res" = ok ] || fail verify_failed "the new backup failed {check}_check: $res"
 command -v sha256sum >/dev/null 2>&1 || fail error "the machine has no sha256sum"
 set -- $(sha256sum "$tmp"); sum=$1
-size=$(( $(wc -c < "$tmp") ))
 created=$(echo "$name" | sed 's/steps-\\(.*\\)T\\(..\\)-\\(..\\)-\\(..\\)\\.db/\\1T\\2:\\3:\\4Z/')
 meta=$(printf '"name": "%s", "path": "%s", "created": "%s", "size": %s, "sha256": "%s", "check": "{check}"' "$name" "$dir/$name" "$created" "$size" "$sum")
-printf '%s  %s\\n' "$sum" "$name" > "$dir/$name.sha256"
-printf '{{%s, "strategy": "sqlite3"}}\\n' "$meta" > "$dir/$name.json"
-ln "$tmp" "$dir/$name" || fail exists "backup $name already exists"
+place "$sum  $name" "$dir/$name.sha256"
+place "{{$meta, \\"strategy\\": \\"sqlite3\\"}}" "$dir/$name.json"
+ln -n "$tmp" "$dir/$name" 2>/dev/null || fail exists "backup $name already exists in $dir"
+published=1
 printf '{RESULT_MARK} {{"ok": true, "data": {{%s}}}}\\n' "$meta\""""
 
 
 def _app_command(directory: str, command: str) -> str:
-    """Run the app's own backup command; report the backups before and after it."""
+    """Run the app's own backup command; report the backups before and after it.
+
+    Its stdout goes to stderr: nothing it prints can reach the protocol.
+    """
     d = shlex.quote(directory)
-    listing = f"""for f in {d}/steps-*.db; do [ -f "$f" ] && echo "{ENTRY_MARK} %s ${{f##*/}}"; done"""
+    listing = (f"""for f in {d}/steps-*.db; do n=${{f##*/}}; """
+               f"""is_name "$n" && [ -f "$f" ] && echo "{ENTRY_MARK} %s $n"; done; :""")
     return "\n".join([
         listing.replace("%s", "before"),
-        f"sh -c {shlex.quote(command)} </dev/null || fail error \"backup.remote_command failed "
-        "with status $?\"",
+        f"sh -c {shlex.quote(command)} </dev/null >&2 || fail error \"backup.remote_command "
+        "failed with status $?\"",
         listing.replace("%s", "after"),
     ])
 
 
+def sidecar_script(directory: str, name: str, sha256: str, manifest: str,
+                   lock_wait: float = 0) -> str:
+    """Record a checked backup's sidecars beside it; never over or through an existing file.
+
+    Under the folder's lock, so no backup's sweep removes the temporaries meanwhile.
+    """
+    check_name(name)
+    if not HEX64.fullmatch(sha256):
+        raise OpsError(f"not a SHA-256: {sha256!r}")
+    base = shlex.quote(f"{directory}/{name}")
+    return f"""{PRELUDE}
+take_lock {shlex.quote(directory)} {_tries(lock_wait)}
+placed=""; published=""
+trap '[ -z "$published" ] && [ -n "$placed" ] && rm -f $placed' EXIT
+place {shlex.quote(f"{sha256}  {name}")} {base}.sha256
+place {shlex.quote(manifest)} {base}.json
+published=1"""
+
+
 def verify_script(directory: str, names: list[str], check: str) -> str:
+    """Verify backups on the machine; the sqlite3 branch applies the engine's rules.
+
+    Each verdict comes back as ``name size sha256 recorded problem...``, the problem
+    reduced to printable ASCII so it can never start a line of its own.
+    """
     for name in names:
         check_name(name)
     pragma = "integrity_check" if check == "integrity" else "quick_check"
     dir_q = shlex.quote(directory)
-    sqlite = f"""cd {dir_q} || fail not_found "no backup folder {directory}"
+    sqlite = f"""cd {dir_q} || fail not_found "no backups in {directory}"
 command -v sha256sum >/dev/null 2>&1 || fail error "the machine has no sha256sum"
 for f in {shlex.join(names)}; do
-  [ -f "$f" ] || fail not_found "no backup named $f"
+  [ -f "$f" ] || fail not_found "no backup named $f in {directory}"
+done
+for f in {shlex.join(names)}; do
+  size=$(( $(wc -c < "$f") ))
+  if ! is_sqlite "$f"; then
+    printf '{ENTRY_MARK} %s %s - - %s\\n' "$f" "$size" "backup is not a SQLite database: {directory}/$f"
+    continue
+  fi
   set -- $(sha256sum "$f"); sum=$1
-  rec=""; [ -f "$f.sha256" ] && rec=$(head -c 64 "$f.sha256")
-  res=$(sqlite3 -readonly "file:$f?immutable=1" "PRAGMA {pragma}" 2>&1 | head -n 1)
-  printf '{ENTRY_MARK} %s %s %s %s %s\\n' "$f" $(( $(wc -c < "$f") )) "$sum" "${{rec:--}}" "$res"
+  res=$(sqlite3 -readonly "file:$f?mode=ro&immutable=1" "PRAGMA {pragma}" 2>&1 | sed '/^\\*\\*\\* in database/d' | head -n 1 | tr -cd ' -~')
+  printf '{ENTRY_MARK} %s %s %s %s %s\\n' "$f" "$size" "$sum" "$(recorded "$f.sha256")" "${{res:-no answer from sqlite3}}"
 done"""
     return _choose(
         _engine("verify", "--dir", directory, "--check", check, *names),
@@ -212,10 +313,24 @@ printf '{ENTRY_MARK} holder %s\\n' "$(head -n 1 {q}/holder 2>/dev/null)"
     return show + (f"rm -rf {q}" if remove else "")
 
 
-def sha256_script(path: str) -> str:
-    q = shlex.quote(path)
-    return f"""[ -f {q} ] || exit 3
-set -- $(sha256sum {q}) && printf '{ENTRY_MARK} %s %s\\n' "$1" $(( $(wc -c < {q}) ))"""
+def record_script(directory: str, name: str) -> str:
+    """A backup's SHA-256 now, its size, and the SHA-256 recorded when it was made.
+
+    Prints ``sha256 size recorded manifest``: ``recorded`` from ``NAME.sha256`` and
+    ``manifest`` from the ``"sha256"`` of ``NAME.json``, each 64 hex digits or ``-``.
+    Exit 3 if there is no such backup.
+    """
+    check_name(name)
+    base = shlex.quote(f"{directory}/{name}")
+    return f"""{PRELUDE}
+f={base}
+[ -f "$f" ] || exit 3
+command -v sha256sum >/dev/null 2>&1 || fail error "the machine has no sha256sum"
+set -- $(sha256sum "$f")
+m=; [ -f "$f.json" ] && m=$(sed -n 's/.*"sha256"[[:space:]]*:[[:space:]]*"\\([0-9a-f]*\\)".*/\\1/p' "$f.json" 2>/dev/null | head -n 1)
+case $m in {HEX64_GLOB}) ;; *) m=-;; esac
+printf '{ENTRY_MARK} %s %s %s %s\\n' "$1" "$(( $(wc -c < "$f") ))" "$(recorded "$f.sha256")" "$m"
+"""
 
 
 # ------------------------------------------------------------------ output
@@ -242,20 +357,50 @@ class RemoteOutput:
         return self.result.get("data")
 
 
+STRATEGIES = ("python3", "sqlite3", "remote_command", "none")
+
+
 def parse_output(stdout: str) -> RemoteOutput:
+    """Read the marks; a marked line of any other shape is refused, never guessed at.
+
+    Scripts print one sentinel, at most one strategy and one result; anything else
+    carrying a mark did not come from them (or was cut), so the whole output is refused.
+    """
     status = strategy = result = None
     entries = []
-    for line in stdout.splitlines():
-        line = line.strip()
-        if line.startswith(f"{SENTINEL}="):
-            status = int(line.split("=", 1)[1] or -1)
-        elif line.startswith(f"{STRATEGY_MARK}="):
-            strategy = line.split("=", 1)[1]
-        elif line.startswith(RESULT_MARK + " "):
+    for raw in stdout.splitlines():
+        line = raw.strip()
+        if line.startswith(SENTINEL):
+            value = line[len(SENTINEL) + 1:]
+            if status is not None or line[len(SENTINEL):][:1] != "=" or not _digits(value):
+                raise _unexpected(raw)
+            status = int(value)
+        elif line.startswith(STRATEGY_MARK):
+            value = line[len(STRATEGY_MARK) + 1:]
+            if strategy is not None or line != f"{STRATEGY_MARK}={value}" \
+                    or value not in STRATEGIES:
+                raise _unexpected(raw)
+            strategy = value
+        elif line.startswith(RESULT_MARK):
+            if result is not None or not line.startswith(RESULT_MARK + " "):
+                raise _unexpected(raw)
             try:
                 result = json.loads(line[len(RESULT_MARK) + 1:])
             except json.JSONDecodeError:
-                result = {"ok": False, "error": f"unreadable result line: {line[:80]}"}
-        elif line.startswith(ENTRY_MARK + " "):
+                raise _unexpected(raw) from None
+            if not isinstance(result, dict) or not isinstance(result.get("ok"), bool):
+                raise _unexpected(raw)
+        elif line.startswith(ENTRY_MARK):
+            if not line.startswith(ENTRY_MARK + " "):
+                raise _unexpected(raw)
             entries.append(line.split()[1:])
     return RemoteOutput(status, strategy, result, entries, stdout)
+
+
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) < 6
+
+
+def _unexpected(line: str) -> OpsError:
+    return OpsError(f"the machine's output has a line this tool did not print: "
+                    f"{ascii(line)[:100]}", ExitCode.ERROR)

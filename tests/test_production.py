@@ -99,7 +99,10 @@ class Prod:
         return [item.name for item in engine.list_backups(self.remote_dir)]
 
     def local_files(self) -> list[str]:
-        return sorted(p.name for p in self.local_dir.iterdir()) if self.local_dir.exists() else []
+        """What is in the local backup folder, but for its (empty) lock file."""
+        if not self.local_dir.exists():
+            return []
+        return sorted(p.name for p in self.local_dir.iterdir() if p.name != engine.LOCK_NAME)
 
     def seed(self, *ages_in_days: float, sidecars: bool = True) -> list[str]:
         """Old backups of the real database on the fake volume, oldest first."""
@@ -374,8 +377,8 @@ def test_backup_production_remote_command_strategy(prod):
     (get,) = sftp_calls(calls)
     assert get[3] == f"{prod.remote_dir}/{name}"
     tmp = Path(get[4])
-    assert tmp.parent == prod.local_dir and tmp.name != name and tmp.name.startswith(".tmp-")
-    assert not tmp.exists()
+    assert tmp.parent.parent == prod.local_dir and tmp.parent.name.startswith(".tmp-download-")
+    assert not tmp.parent.exists()
 
 
 def test_backup_production_without_any_tool_says_what_the_machine_needs(prod):
@@ -390,15 +393,10 @@ def test_backup_production_without_any_tool_says_what_the_machine_needs(prod):
 
 @contextlib.contextmanager
 def remote_lock(prod: Prod, strategy: str) -> Iterator[Callable[[], None]]:
-    """Another backup holds the lock the given strategy takes; yields its release."""
-    if strategy == "python3":  # the engine's lock file, held by a live process
-        with helpers.lock_held_elsewhere(prod.remote_dir, prod.root) as (_, release):
-            yield release.touch
-    else:  # the sqlite3 script's lock directory
-        prod.remote_dir.mkdir(parents=True, exist_ok=True)
-        lock = prod.remote_dir / ".backup.lock.d"
-        lock.mkdir()
-        yield lambda: lock.rmdir() if lock.exists() else None
+    """Another backup holds the folder's lock, the one both strategies take (flock on
+    ``.backup.lock``, held by a live process); yields its release."""
+    with helpers.lock_held_elsewhere(prod.remote_dir, prod.root) as (_, release):
+        yield release.touch
 
 
 def release_once_the_backup_runs(prod: Prod, release: Callable[[], None], delay: float,
@@ -515,8 +513,8 @@ def test_verify_production_latest_all_and_name(tmp_path, tools):
     assert prod.local_files() == []  # verification by download leaves nothing behind
     assert prod.remote_backups() == names
     if tools != "python3":
-        # with no SQLite on the machine: the recorded checksums (a listing), then each file
-        downloads = ["ssh list"] + ["ssh sha256", "sftp get"] * 3 if tools == "none" else []
+        # with no SQLite on the machine: each file's record, then the file
+        downloads = ["ssh sha256", "sftp get"] * 3 if tools == "none" else []
         assert prod.flow() == [*RESOLVE, "ssh list", "ssh verify", *downloads]
         for get in sftp_calls(prod.calls()):  # into a scratch folder, never backup.dir
             assert Path(get[4]).parent != prod.local_dir
@@ -594,7 +592,7 @@ def test_cleanup_production_dry_run_then_for_real(prod):
     assert real.returncode == 0, real
     assert real.json()["dry_run"] is False
     assert sorted(p.name for p in prod.remote_dir.iterdir()) == [
-        names[3], f"{names[3]}.json", f"{names[3]}.sha256"]
+        engine.LOCK_NAME, names[3], f"{names[3]}.json", f"{names[3]}.sha256"]
     assert prod.flow() == [*RESOLVE, "ssh list", "ssh verify", "ssh delete"]
 
 
@@ -783,7 +781,9 @@ def test_download_latest_and_by_name(tmp_path):
         calls = prod.calls()
         (get,) = sftp_calls(calls)
         assert get[3] == f"{prod.remote_dir}/{name}"
-        assert Path(get[4]).parent == prod.local_dir and Path(get[4]).name != name
+        private = Path(get[4]).parent  # a private folder in backup.dir, gone afterwards
+        assert private.parent == prod.local_dir and private.name.startswith(".tmp-download-")
+        assert not private.exists()
 
 
 def test_download_refuses_to_overwrite_a_local_file(prod):

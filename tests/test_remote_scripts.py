@@ -17,7 +17,8 @@ import pytest
 from ops import engine, remote
 
 BASE_TOOLS = ["sh", "ls", "cat", "rm", "mv", "ln", "mkdir", "date", "sleep", "head", "wc",
-              "sed", "sha256sum", "printf", "echo", "test", "[", "cut"]
+              "sed", "sha256sum", "printf", "echo", "test", "[", "cut", "tr", "mktemp", "df",
+              "tail", "flock"]
 
 
 def machine_path(tmp_path: Path, *, python: bool, sqlite: bool) -> str:
@@ -146,3 +147,45 @@ def test_verify_script_with_sqlite3_flags_a_tampered_backup(tmp_path, live):
     assert verdicts[good.name][2] == verdicts[good.name][3]  # sha256 matches the record
     assert verdicts[good.name][4] == "ok"
     assert verdicts[made.name][2] != verdicts[made.name][3]
+
+
+# ---------------------------------------------------------------- decisions, as data
+
+A, B = "a" * 64, "b" * 64
+
+
+@pytest.mark.parametrize(("record", "expected"), [
+    ({"sha256": A, "recorded": A, "manifest": A}, A),
+    ({"sha256": A, "recorded": None, "manifest": A}, A),
+    ({"sha256": A, "recorded": A, "manifest": None}, A),
+    ({"sha256": A, "recorded": None, "manifest": None}, None),  # unverifiable: warned about
+    ({"sha256": B, "recorded": A, "manifest": None}, "SHA-256 mismatch"),
+    ({"sha256": B, "recorded": None, "manifest": A}, "SHA-256 mismatch"),
+    ({"sha256": A, "recorded": A, "manifest": B}, "records disagree"),
+])
+def test_a_download_trusts_only_the_record_made_with_the_backup(record, expected):
+    from ops.errors import ExitCode, OpsError
+    from ops.production import trusted_sha256
+
+    name = "steps-2026-01-01T00-00-00.db"
+    if expected in (A, None):
+        assert trusted_sha256(name, record) == expected
+    else:
+        with pytest.raises(OpsError, match=expected) as caught:
+            trusted_sha256(name, record)
+        assert caught.value.code == ExitCode.VERIFY_FAILED
+
+
+def test_list_script_prints_only_exact_names_and_hex_digests(tmp_path):
+    path = machine_path(tmp_path, python=False, sqlite=False)
+    folder = tmp_path / "b"
+    folder.mkdir()
+    good = "steps-2026-01-01T00-00-00.db"
+    (folder / good).write_bytes(b"x" * 10)
+    (folder / f"{good}.sha256").write_text(f"{A}\tsteps\n")
+    (folder / "steps-2026-01-01T00-00-00.db.db").write_bytes(b"")
+    (folder / "steps-2026-01-01T00-00-0.db").write_bytes(b"")
+    out = run_remote(remote.list_script(str(folder)), path)
+    assert out.entries == [[good, "10", A, "0"]]
+    (folder / f"{good}.sha256").write_text(A + "0\n")  # 65 hex digits: not a SHA-256
+    assert run_remote(remote.list_script(str(folder)), path).entries == [[good, "10", "-", "0"]]

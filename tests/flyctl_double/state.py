@@ -56,7 +56,7 @@ DEFAULT_MACHINE_TOOLS: tuple[str, ...] = (
     "sha256sum", "python3", "sqlite3", "sleep", "test", "[", "printf", "echo", "head", "tail",
     "sort", "wc", "du", "df", "chmod", "sync", "env", "true", "false", "touch", "mktemp",
     "dirname", "basename", "readlink", "realpath", "id", "uname", "tr", "cut", "tee", "grep",
-    "sed", "tar", "gzip", "xargs", "node",
+    "sed", "tar", "gzip", "xargs", "node", "flock",
 )
 _SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _python_cache: str | None = None
