@@ -2186,6 +2186,66 @@ def build_root() -> Command:
 
 
 # --------------------------------------------------------------------------------------
+# machine restart (internal/command/machine/restart.go, internal/machine/restart.go)
+# --------------------------------------------------------------------------------------
+
+
+def cmd_machine_restart(ctx: Ctx) -> int:
+    """Restart each machine named; flyctl waits for it to start and for its checks."""
+    require_session(ctx)
+    if ctx.flag("select") and ctx.args:
+        raise FlyError("machine IDs can't be used with --select")
+    if not ctx.args:
+        raise FlyError("a machine ID must be specified when not running interactively")
+    name, _ = require_app_name(ctx)
+    api_auth(ctx)
+    with ctx.store.mutate() as state:
+        ctx.state = state
+        app = get_app(ctx, name)
+        machines = []
+        for machine_id in ctx.args:
+            found = next((m for m in active_machines(app) if m["id"] == machine_id), None)
+            if found is None:
+                raise FlyError(f"machine {machine_id} was not found in app '{name}'")
+            machines.append(found)
+        for m in machines:
+            out(f"Restarting machine {m['id']}\n")
+            if m.get("state") != "started":  # Guess: flaps refuses to restart a stopped VM
+                raise FlyError(
+                    f"failed to restart machine {m['id']}: could not stop machine {m['id']}: "
+                    f"failed to restart VM {m['id']}: failed_precondition: unable to restart "
+                    "machine, not currently started")
+            m["instance_id"] = ulid()
+            m["updated_at"] = now_rfc3339()
+            m.setdefault("events", []).insert(0, {
+                "type": "restart", "status": "started", "source": "user",
+                "timestamp": int(time.time() * 1000)})
+            out(f"Machine {m['id']} restarted successfully!\n")
+    return 0
+
+
+def _machine_restart_cmd() -> Command:
+    return Command(
+        "restart", usage="[<id>...]", short="Restart one or more Fly machines",
+        flags=[_app_flag(), _config_flag(), Flag("select", help="Select from a list of machines"),
+               Flag("signal", "s", "string", help="Signal to stop the machine with"),
+               Flag("time", None, "int", help="Seconds to wait before killing the machine"),
+               Flag("force", help="Force stop the machine(s)"),
+               Flag("skip-health-checks", help="Restarts app without waiting for health "
+                    "checks.")],
+        run=cmd_machine_restart)
+
+
+def with_restore_commands(root: Command) -> Command:
+    """Put the emulated ``machine restart`` in place of its not-emulated stand-in."""
+    group = root.child("machine")
+    command = _machine_restart_cmd()
+    command.parent = group
+    group.children = [command if c.name == "restart" else c for c in group.children]
+    return root
+
+
+# --------------------------------------------------------------------------------------
 # faults and main
 # --------------------------------------------------------------------------------------
 
@@ -2252,7 +2312,7 @@ def _on_signal(signum: int, frame: Any) -> None:
     raise Interrupted()
 
 
-ROOT = build_root()
+ROOT = with_restore_commands(build_root())
 
 
 def main(argv: list[str] | None = None) -> int:
