@@ -82,7 +82,7 @@ def label(argv: list[str]) -> str:
         for marker, name in (("python3 - restore", "restore"), ("python3 - drill", "drill"),
                              ("manifest=0", "list"), ("__OPS_MANIFEST_BEGIN__", "manifest"),
                              ("ln ", "adopt"), ("mkdir -p", "mkdir"),
-                             ("|| exit 3", "sha256")):
+                             ("|| exit 3", "sha256"), ("rm -f", "rm")):
             if marker in script:
                 return f"ssh {name}"
         return "ssh ?"
@@ -187,6 +187,29 @@ def test_restore_from_a_file_that_fails_its_checksum_uploads_nothing(prod, tmp_p
     assert_one_line_error(result, 5, contains="nothing was changed", strict=False)
     assert [label(a) for a in prod.calls()] == ["volumes list", "machine list"]
     assert engine.describe_file(prod.db, live=True)[1] == before
+
+
+@pytest.mark.parametrize("fault", ["corrupted", "cut"])
+def test_an_upload_that_arrives_damaged_changes_nothing(prod, tmp_path, fault):
+    local_dir = tmp_path / "mine"
+    made = engine.create_backup(prod.db, local_dir)
+    if fault == "corrupted":
+        prod.world.sftp_put_fault(flip_at=5000)
+    else:
+        prod.world.sftp_put_fault(after_bytes=8192)
+    before = engine.describe_file(prod.db, live=True)[1]
+    files = helpers.snapshot(prod.remote_dir)
+    result = prod.run("restore", "--production", "--from", str(local_dir / made.name), "--yes")
+    if fault == "corrupted":
+        assert_one_line_error(result, 5, contains="arrived corrupt", strict=False)
+        tail = ["ssh adopt"]
+    else:
+        assert_one_line_error(result, 8, contains="copy file: connection lost", strict=False)
+        tail = ["ssh rm"]
+    assert [label(a) for a in prod.calls()] == [
+        "volumes list", "machine list", "ssh mkdir", "sftp put", *tail]
+    assert engine.describe_file(prod.db, live=True)[1] == before
+    assert helpers.snapshot(prod.remote_dir) == files  # no upload left, no backup adopted
 
 
 def test_production_dry_run_calls_no_flyctl_at_all(prod):

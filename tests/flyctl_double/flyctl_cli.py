@@ -1752,17 +1752,36 @@ def cmd_sftp_put(ctx: Ctx) -> int:
         fd = os.open(rpath, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o644)
     except OSError as exc:
         raise FlyError(f"create remote file {remote}: {_sftp_stat_error(exc)}") from None
-    written = 0
     try:
         with open(local, "rb") as src:
-            while chunk := src.read(65536):
-                os.write(fd, chunk)
-                written += len(chunk)
+            written = _put_copy(ctx, src, fd, remote)
     finally:
         os.close(fd)
     os.chmod(rpath, mode)
     out(f"{written} bytes uploaded to {remote}\n")
     return 0
+
+
+def _put_copy(ctx: Ctx, src: Any, fd: int, remote: str) -> int:
+    """Copy the upload; a fault (``FlyWorld.sftp_put_fault``) cuts it short, leaving the
+    partial remote file as flyctl does (``copy file: ... (N bytes written)``), or flips
+    one byte on the way."""
+    with ctx.store.mutate() as state:
+        faults = state.setdefault("sftp_put_faults", [])
+        fault = next((f for f in faults if f.get("remote") in (None, remote)
+                      and (f.get("times") is None or f["times"] > 0)), None)
+        if fault is not None and fault.get("times") is not None:
+            fault["times"] -= 1
+    data = src.read()
+    if fault is not None and fault.get("flip_at") is not None and data:
+        at = min(int(fault["flip_at"]), len(data) - 1)
+        data = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+    limit = None if fault is None else fault.get("after_bytes")
+    _write_all(fd, data if limit is None else data[:limit])
+    if limit is not None:
+        raise FlyError(f"copy file: {fault.get('error', 'connection lost')} "
+                       f"({min(limit, len(data))} bytes written)")
+    return len(data)
 
 
 def cmd_sftp_find(ctx: Ctx) -> int:
