@@ -819,6 +819,15 @@ def restore_database(live, directory, which: str = "latest", *, check: str = "in
     }
 
 
+def live_and_recorded_counts(live, directory, name: str) -> dict:
+    """Rows per table of the live database and as recorded for backup ``name`` (or None)."""
+    try:
+        recorded = read_manifest(Path(directory) / check_name(name)).get("tables")
+    except EngineError:
+        recorded = None
+    return {"live": count_rows(live, live=True), "backup": recorded}
+
+
 # ---------------------------------------------------------------- drill
 
 
@@ -902,6 +911,10 @@ def main(argv: list[str] | None = None) -> int:
     p_restore.add_argument("--check", default="integrity", choices=CHECKS)
     p_restore.add_argument("--busy-timeout", type=float, default=10.0)
     p_restore.add_argument("--lock-wait", type=float, default=0.0)
+    p_counts = sub.add_parser("counts")
+    p_counts.add_argument("--db", required=True)
+    p_counts.add_argument("--dir", required=True)
+    p_counts.add_argument("--which", default="latest")
     p_drill = sub.add_parser("drill")
     p_drill.add_argument("--dir", required=True)
     p_drill.add_argument("--which", default="latest")
@@ -925,6 +938,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "restore":
             data = restore_database(args.db, args.dir, args.which, check=args.check,
                                     busy_timeout=args.busy_timeout, lock_wait=args.lock_wait)
+        elif args.command == "counts":
+            data = live_and_recorded_counts(args.db, args.dir, args.which)
         elif args.command == "drill":
             chosen = resolve_backup(args.dir, args.which)[0]
             data = drill_backup(chosen.path, check=args.check, scratch_dir=args.dir)

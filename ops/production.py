@@ -363,6 +363,23 @@ class FlyTarget:
             data["ok"] = not data["problems"]
         return data | {"strategy": output.strategy}
 
+    def counts(self, name: str) -> dict:
+        """Rows per table of the live database, and as recorded for ``name`` (for the
+        confirmation); empty when the machine has no SQLite to count with."""
+        output = self.exec(remote.counts_script(self.db, self.dir, name), engine_source=True)
+        if output.strategy == "python3":
+            return output.data("count rows")
+        if output.strategy != "sqlite3":
+            return {}
+        try:
+            recorded = engine.checked_manifest(json.loads(remote.manifest_text(output.stdout)),
+                                               f"{name}.json").get("tables")
+        except (ValueError, engine.EngineError):
+            recorded = None
+        return {"live": {e[1]: int(e[2]) for e in output.entries
+                         if len(e) == 3 and e[0] == "live" and e[2].isdigit()},
+                "backup": recorded}
+
     def restart(self) -> str:
         """``fly machine restart``: the app reopens the database it now holds."""
         result = self.fly.run(fly.machine_restart(self.app, self.machine.id), timeout=None)

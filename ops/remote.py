@@ -364,3 +364,15 @@ fi
 printf '%s  %s\\n' {sha256} {shlex.quote(name)} > {shlex.quote(f"{name}.sha256")}
 printf '%s\\n' {shlex.quote(manifest)} > {shlex.quote(f"{name}.json")}
 ln {up} {final} && rm -f {up} && printf '{ENTRY_MARK} adopted\\n'"""
+
+
+def counts_script(db: str, directory: str, name: str) -> str:
+    """Rows per table of the live database, and the counts recorded for backup ``name``."""
+    check_name(name)
+    db_q = shlex.quote(db)
+    sqlite = f"""for t in $(sqlite3 -readonly {db_q} "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"); do
+  printf '{ENTRY_MARK} live %s %s\\n' "$t" "$(sqlite3 -readonly {db_q} "SELECT count(*) FROM \\"$t\\"")"
+done
+( {manifest_script(directory, name)} )"""
+    return _choose(_engine("counts", "--db", db, "--dir", directory, "--which", name), sqlite,
+                   f"echo {STRATEGY_MARK}=none")

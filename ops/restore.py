@@ -99,7 +99,7 @@ def describe_backup(name: str, created: str, size: int, tables: dict | None,
 
 def format_counts(tables: dict | None) -> str:
     if not tables:
-        return "-"
+        return "row counts unknown"
     return ", ".join(f"{name} {count}" for name, count in sorted(tables.items()))
 
 
@@ -252,8 +252,10 @@ class Restore:
             self.record["backup"] = {"name": name, "sha256": verdict["sha256"],
                                      "from": str(local)}
             created = engine.iso(engine.parse_created(name))
+            counts = self._counts(name)
             self._confirm([
-                f"Replace the live database {target.describe()}",
+                f"Replace the live database {target.describe()} "
+                f"({format_counts(counts.get('live'))})",
                 "with the local file " + describe_backup(
                     name, created, local.stat().st_size, _recorded_tables(local), now)
                 + f" from {local}",
@@ -267,10 +269,12 @@ class Restore:
             name = chosen.name
             self.record["backup"] = {"name": name, "sha256": chosen.sha256,
                                      "created": chosen.created}
+            counts = self._counts(name)
             self._confirm([
-                f"Replace the live database {target.describe()} (row counts are printed "
-                "before and after by the restore)",
-                "with backup " + describe_backup(name, chosen.created, chosen.size, None, now),
+                f"Replace the live database {target.describe()} "
+                f"({format_counts(counts.get('live'))})",
+                "with backup " + describe_backup(name, chosen.created, chosen.size,
+                                                 counts.get("backup"), now),
             ])
         data = self._step("restore", f"restore {name} on the machine", lambda: self._remote(
             name))
@@ -282,6 +286,14 @@ class Restore:
         if not data["ok"]:
             raise OpsError(f"the live database failed {s.check}_check after the restore: "
                            f"{data['problems'][0]}", ExitCode.VERIFY_FAILED)
+
+    def _counts(self, name: str) -> dict:
+        """Row counts for the confirmation; a failure here only leaves them out."""
+        try:
+            return self.target.counts(name) or {}
+        except (OpsError, EngineError) as exc:
+            self.ui.warn(f"could not count rows on the machine: {exc}")
+            return {}
 
     def _remote(self, name: str):
         data = self.target.restore(name, busy_timeout=self.options.busy_timeout)

@@ -80,6 +80,7 @@ def label(argv: list[str]) -> str:
         assert argv[:8] == ["ssh", "console", "-a", APP, "--machine", MACHINE, "-q", "-C"], argv
         script = shlex.split(argv[8])[2]
         for marker, name in (("python3 - restore", "restore"), ("python3 - drill", "drill"),
+                             ("python3 - counts", "counts"),
                              ("manifest=0", "list"), ("__OPS_MANIFEST_BEGIN__", "manifest"),
                              ("ln ", "adopt"), ("mkdir -p", "mkdir"),
                              ("|| exit 3", "sha256"), ("rm -f", "rm")):
@@ -127,7 +128,8 @@ def test_restore_production_restarts_the_machine_and_waits_for_health(prod, tool
     result = prod.run("restore", "--production", "--yes", "--json")
     assert result.returncode == 0, result
     assert [label(a) for a in prod.calls()] == [
-        "volumes list", "machine list", "ssh list", "ssh restore", "machine restart"]
+        "volumes list", "machine list", "ssh list", "ssh counts", "ssh restore",
+        "machine restart"]
     assert engine.describe_file(prod.db, live=True)[1] == made.content_sha256
     record = result.json()
     assert record["strategy"] == tools and record["outcome"] == "ok"
@@ -164,8 +166,8 @@ def test_restore_from_a_local_file_uploads_checks_and_restores(prod, tmp_path):
                       "--json")
     assert result.returncode == 0, result
     assert [label(a) for a in prod.calls()] == [
-        "volumes list", "machine list", "ssh mkdir", "sftp put", "ssh adopt", "ssh restore",
-        "machine restart"]
+        "volumes list", "machine list", "ssh counts", "ssh mkdir", "sftp put", "ssh adopt",
+        "ssh restore", "machine restart"]
     arrived = prod.remote_dir / made.name
     assert helpers.sha256(arrived) == made.sha256
     assert (prod.remote_dir / f"{made.name}.sha256").read_text() == f"{made.sha256}  {made.name}\n"
@@ -207,7 +209,7 @@ def test_an_upload_that_arrives_damaged_changes_nothing(prod, tmp_path, fault):
         assert_one_line_error(result, 8, contains="copy file: connection lost", strict=False)
         tail = ["ssh rm"]
     assert [label(a) for a in prod.calls()] == [
-        "volumes list", "machine list", "ssh mkdir", "sftp put", *tail]
+        "volumes list", "machine list", "ssh counts", "ssh mkdir", "sftp put", *tail]
     assert engine.describe_file(prod.db, live=True)[1] == before
     assert helpers.snapshot(prod.remote_dir) == files  # no upload left, no backup adopted
 
