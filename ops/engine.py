@@ -808,9 +808,13 @@ def restore_database(live, directory, which: str = "latest", *, check: str = "in
         chosen, verdict = chosen_backup(directory, which, check)
         check_page_sizes(chosen.path, live)
         safety = create_backup(live, directory, check=check, lock_wait=lock_wait)
-        seconds = restore_live(chosen.path, live, busy_timeout=busy_timeout)
+        try:
+            seconds = restore_live(chosen.path, live, busy_timeout=busy_timeout)
+        except EngineError as exc:  # say which safety backup this run left
+            raise EngineError(f"{exc} (safety backup {safety.name} was made first)",
+                              exc.kind) from None
         problems = check_live(live, check)
-        after = describe_file(live, live=True)[0]
+        after = count_rows(live, live=True)
     return {
         "backup": chosen.name, "backup_sha256": verdict["sha256"], "created": chosen.created,
         "safety_backup": asdict(safety), "tables_before": safety.tables,

@@ -349,7 +349,14 @@ class FlyTarget:
         if output.strategy == "none":
             raise OpsError(manual_restore_steps(self.app, self.machine.id, name),
                            ExitCode.ERROR)
-        data = output.data("restore")
+        try:
+            data = output.data("restore")
+        except OpsError as exc:
+            safety = next((e[1] for e in output.entries if e[0] == "safety" and len(e) > 1), "")
+            if safety and safety not in str(exc):
+                raise OpsError(f"{exc} (safety backup {safety} was made first)",
+                               exc.code) from None
+            raise
         if output.strategy == "sqlite3":
             entries = output.entries
             data = data | {

@@ -230,9 +230,12 @@ def test_kill_9_at_random_moments_leaves_old_or_new_content_never_a_mix(tmp_path
     old = content(db)
     rng = random.Random(11)
     seen = set()
-    for _ in range(4):
+    for round_ in range(5):
         run = helpers.start_invoke("restore", made.name, "--yes", cwd=tmp_path)
-        time.sleep(rng.uniform(0.3, 1.6))  # start-up takes ~0.4 s; the restore about a second
+        if round_ == 0:  # the moment the copy into the live database starts
+            run.wait_for_stderr("✓ safety backup")
+        else:  # start-up takes ~0.4 s, the whole restore about a second
+            time.sleep(rng.uniform(0.3, 1.6))
         os.kill(run.proc.pid, signal.SIGKILL)
         run.finish()
         now = content(db)
