@@ -14,6 +14,7 @@ import os
 import random
 import signal
 import sqlite3
+import subprocess
 import time
 from pathlib import Path
 
@@ -251,3 +252,92 @@ def test_kill_9_at_random_moments_leaves_old_or_new_content_never_a_mix(tmp_path
         else:
             seen.add("old")
     assert seen  # what the random moments hit: {"old"}, {"new"} or both
+
+
+LOCKER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], timeout=10, isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+conn.execute("INSERT INTO teams (name) VALUES ('held')")
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_live_database_locked_longer_than_the_busy_timeout_is_left_unchanged(
+        wal_db, backup_dir, run_invoke):
+    made = engine.create_backup(wal_db, backup_dir)
+    add_rows(wal_db)
+    live = content(wal_db)
+    locker = helpers.python(LOCKER, str(wal_db))
+    try:
+        assert locker.stdout.readline().strip() == "locked"
+        result = run_invoke("restore", made.name, "--yes", "--busy-timeout", "0.5")
+    finally:
+        locker.kill()
+        locker.wait()
+        locker.stdout.close()
+        locker.stderr.close()
+    assert_one_line_error(result, 6, contains="stayed locked for 0.5s; nothing was changed",
+                          strict=False)
+    assert content(wal_db) == live
+    safeties = [b for b in engine.list_backups(backup_dir) if b.name != made.name]
+    assert len(safeties) == 1 and f"invoke restore {safeties[0].name} --yes" in result.stderr
+
+
+def test_a_backup_with_another_page_size_is_refused_before_anything(
+        tmp_path, wal_db, backup_dir, run_invoke):
+    other = tmp_path / "other.db"
+    conn = sqlite3.connect(other)
+    conn.execute("PRAGMA page_size = 8192")
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    engine.create_backup(other, backup_dir)
+    live, files = content(wal_db), helpers.snapshot(backup_dir, IGNORED)
+    result = run_invoke("restore", "--yes")
+    assert_one_line_error(result, 2, contains="page size (8192)", strict=False)
+    assert content(wal_db) == live and helpers.snapshot(backup_dir, IGNORED) == files
+
+
+def run_on_a_terminal(args: list[str], cwd: Path, answer: str) -> tuple[int, str]:
+    """The CLI with a terminal as stdin/stdout/stderr, typing ``answer`` at the prompt."""
+    import pty
+
+    leader, follower = pty.openpty()
+    argv = [helpers.PYTHON, "-m", "invoke", "--search-root", str(helpers.REPO_ROOT), *args]
+    proc = subprocess.Popen(argv, cwd=cwd, env=helpers.clean_env(), stdin=follower,
+                            stdout=follower, stderr=follower)
+    os.close(follower)
+    seen = b""
+    try:
+        while b"Type yes:" not in seen:
+            chunk = os.read(leader, 4096)
+            assert chunk, seen
+            seen += chunk
+        os.write(leader, answer.encode() + b"\n")
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:  # the terminal is gone once the run ended
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        proc.wait(timeout=30)
+        os.close(leader)
+    return proc.returncode, seen.decode(errors="replace")
+
+
+def test_on_a_terminal_it_asks_and_no_changes_nothing(tmp_path, wal_db, backup_dir):
+    made = engine.create_backup(wal_db, backup_dir)
+    add_rows(wal_db)
+    live, files = content(wal_db), helpers.snapshot(backup_dir, IGNORED)
+    code, shown = run_on_a_terminal(["restore"], tmp_path, "no")
+    assert code == 1 and "not confirmed; nothing was changed" in shown, shown
+    assert f"with backup {made.name}" in shown and "teams 70" in shown and "teams 20" in shown
+    assert content(wal_db) == live and helpers.snapshot(backup_dir, IGNORED) == files
+    code, shown = run_on_a_terminal(["restore"], tmp_path, "yes")
+    assert code == 0, shown
+    assert content(wal_db) == made.content_sha256
