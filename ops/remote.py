@@ -293,6 +293,14 @@ def _sqlite_restore(db: str, directory: str, name: str, check: str, busy_timeout
     safety = _sqlite_backup(db, directory, check, lock_wait)
     return f"""db={shlex.quote(db)}; dir={shlex.quote(directory)}; name={shlex.quote(name)}
 [ -f "$db" ] || fail not_found "database not found: $db"
+rlock="$dir/.restore.lock.d"
+if ! mkdir "$rlock" 2>/dev/null; then
+  holder=$(cat "$rlock/pid" 2>/dev/null)
+  if [ -n "$holder" ] && ! kill -0 "$holder" 2>/dev/null; then rm -rf "$rlock"; fi
+  mkdir "$rlock" 2>/dev/null || fail locked "another restore (pid ${{holder:-?}}) holds $rlock"
+fi
+echo $$ > "$rlock/pid"
+trap 'rm -rf "$rlock"' EXIT
 backup="$dir/$name"
 [ -f "$backup" ] || fail not_found "no backup named $name in $dir"
 command -v sha256sum >/dev/null 2>&1 || fail error "the machine has no sha256sum"

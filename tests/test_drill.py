@@ -240,3 +240,77 @@ def test_drill_production_on_the_machine_or_after_downloading(prod, tools):
         expected += ["ssh manifest", "ssh sha256", "sftp get", "ssh list"]
     assert [label(a) for a in prod.calls()] == expected
     assert prod.local_files() == []
+
+
+# ---------------------------------------------------------------- the content hash itself
+
+
+def test_the_content_hash_ignores_layout_and_sees_types_order_and_schema(tmp_path):
+    def make(name: str, page_size: int, rows: list, extra: str = "") -> Path:
+        path = tmp_path / name
+        conn = sqlite3.connect(path)
+        conn.execute(f"PRAGMA page_size = {page_size}")
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v)")
+        conn.execute("CREATE TABLE k (a TEXT PRIMARY KEY, b) WITHOUT ROWID")
+        conn.executemany("INSERT INTO t (id, v) VALUES (?, ?)", rows)
+        conn.executemany("INSERT INTO k VALUES (?, ?)", [("b", 2), ("a", 1)])
+        if extra:
+            conn.execute(extra)
+        conn.commit()
+        conn.close()
+        return path
+
+    rows = [(1, 1), (2, "1"), (3, b"1"), (4, 1.0), (5, None)]
+    base = engine.describe_file(make("a.db", 4096, rows))
+    assert base[0] == {"k": 2, "t": 5}
+    assert engine.describe_file(make("b.db", 8192, list(reversed(rows))))[1] == base[1]
+    vacuumed = make("c.db", 4096, rows)
+    conn = sqlite3.connect(vacuumed)
+    conn.execute("DELETE FROM t WHERE id = 5")
+    conn.execute("INSERT INTO t (id, v) VALUES (5, NULL)")
+    conn.commit()
+    conn.execute("VACUUM")
+    conn.close()
+    assert engine.describe_file(vacuumed)[1] == base[1]
+    swapped = [(1, "1"), (2, 1), *rows[2:]]  # the same values, another type per row
+    assert engine.describe_file(make("d.db", 4096, swapped))[1] != base[1]
+    assert engine.describe_file(make("e.db", 4096, rows, "CREATE INDEX i ON t (v)"))[1] \
+        != base[1]
+
+
+@pytest.mark.parametrize("manifest", [
+    "not json",
+    '["a list"]',
+    '{"tables": {"users": "200"}, "content_sha256": "' + "a" * 64 + '"}',
+    '{"tables": {"users": true}, "content_sha256": "' + "a" * 64 + '"}',
+    '{"tables": {"users": 200}, "content_sha256": "nan"}',
+    '{"tables": {"users": 200}}',
+])
+def test_drill_treats_a_malformed_record_as_a_failure(wal_db, backup_dir, run_invoke, manifest):
+    made = engine.create_backup(wal_db, backup_dir)
+    (backup_dir / f"{made.name}.json").write_text(manifest)
+    result = run_invoke("backup.drill", "--json")
+    assert_one_line_error(result, 5, contains=".json", strict=False)
+    assert result.json()["restorable"] and not result.json()["ok"]
+
+
+@pytest.mark.parametrize("tools", ["python3", "sqlite3"])
+def test_restore_production_of_a_damaged_backup_changes_nothing(prod, tools):
+    if tools == "sqlite3":
+        prod.world.remove_machine_tools("python3")
+    made = changed_after_backup(prod)
+    path = prod.remote_dir / made.name
+    with open(path, "r+b") as handle:
+        handle.seek(100)
+        byte = handle.read(1)
+        handle.seek(100)
+        handle.write(bytes([byte[0] ^ 0x01]))
+    before = engine.describe_file(prod.db, live=True)[1]
+    files = helpers.snapshot(prod.remote_dir, (".restore.lock",))
+    result = prod.run("restore", made.name, "--production", "--yes")
+    assert_one_line_error(result, 5, contains="nothing was changed", strict=False)
+    assert [label(a) for a in prod.calls()] == [
+        "volumes list", "machine list", "ssh list", "ssh counts", "ssh restore"]
+    assert engine.describe_file(prod.db, live=True)[1] == before
+    assert helpers.snapshot(prod.remote_dir, (".restore.lock",)) == files  # no safety backup
+    assert not (prod.remote_dir / ".restore.lock.d").exists()
