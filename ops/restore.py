@@ -241,8 +241,10 @@ class Restore:
     # -- production
     def _production(self) -> None:
         o, s, target = self.options, self.settings, self.target
-        self._step("resolve", "resolve the production machine", lambda: (
-            None, f"machine {target.machine.id}"))
+        if o.from_path and not Path(o.from_path).is_file():
+            raise OpsError(f"--from: no such file: {o.from_path}", ExitCode.NOT_FOUND)
+        target.resolve()  # its own step line
+        self.record["machine"] = target.machine.id
         now = dt.datetime.now(dt.UTC)
         if o.from_path:
             local = Path(o.from_path)
@@ -362,8 +364,6 @@ def _verified(directory: Path, which: str, check: str):
 
 
 def _verified_file(path: Path, check: str):
-    if not path.is_file():
-        raise OpsError(f"--from: no such file: {path}", ExitCode.NOT_FOUND)
     verdict = engine.verify_backup(path, check)
     if not verdict.ok:
         raise OpsError(f"{path} failed verification, nothing was changed: "

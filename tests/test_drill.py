@@ -214,6 +214,12 @@ def test_an_upload_that_arrives_damaged_changes_nothing(prod, tmp_path, fault):
     assert helpers.snapshot(prod.remote_dir) == files  # no upload left, no backup adopted
 
 
+def test_restore_from_a_missing_file_calls_nothing(prod, tmp_path):
+    result = prod.run("restore", "--production", "--from", str(tmp_path / "nope.db"), "--yes")
+    assert_one_line_error(result, 3, contains="no such file", strict=False)
+    assert prod.calls() == []
+
+
 def test_production_dry_run_calls_no_flyctl_at_all(prod):
     changed_after_backup(prod)
     result = prod.run("restore", "--production", "--dry-run", "--json")
