@@ -341,3 +341,62 @@ def test_on_a_terminal_it_asks_and_no_changes_nothing(tmp_path, wal_db, backup_d
     code, shown = run_on_a_terminal(["restore"], tmp_path, "yes")
     assert code == 0, shown
     assert content(wal_db) == made.content_sha256
+
+
+# ---------------------------------------------------------------- pure parts, as data
+
+
+def test_the_plan_as_data():
+    from ops import restore
+
+    local = restore.plan(restore.RestoreOptions(), db="data/steps.db", directory="data/backups")
+    assert [s.key for s in local] == ["verify", "safety", "restore", "check", "record"]
+    assert all(not s.commands for s in local)
+    prod = restore.plan(restore.RestoreOptions(production=True, from_path="x.db"),
+                        db="/data/steps.db", directory="/data/backups", app="app",
+                        health_url="https://app.fly.dev/health")
+    assert [s.key for s in prod] == ["resolve", "verify", "upload", "restore", "restart",
+                                     "health", "record"]
+    upload = dict((s.key, s.commands) for s in prod)["upload"]
+    assert upload[1][:4] == ("ssh", "sftp", "put", "x.db")
+    assert dict((s.key, s.commands) for s in prod)["restart"] == (
+        ("machine", "restart", "<machine>", "-a", "app"),)
+
+
+@pytest.mark.parametrize("name", ["../steps.db", "steps.db", "steps-2026-01-01T00-00-00.db;rm",
+                                  "/data/steps-2026-01-01T00-00-00.db"])
+def test_remote_scripts_take_only_backup_names(name):
+    from ops import remote
+    from ops.errors import OpsError
+
+    for build in (lambda: remote.restore_script("/d/s.db", "/d/b", name, check="integrity"),
+                  lambda: remote.drill_script("/d/b", name, "integrity"),
+                  lambda: remote.counts_script("/d/s.db", "/d/b", name),
+                  lambda: remote.adopt_upload_script("/d/b", "/d/b/.u", name, "a" * 64, "{}")):
+        with pytest.raises((engine.EngineError, OpsError)):
+            build()
+
+
+def test_remote_scripts_are_valid_posix_sh():
+    import shlex
+
+    from ops import remote
+
+    name = "steps-2026-01-01T00-00-00.db"
+    for script in (remote.restore_script("/d/s.db", "/d/b", name, check="quick"),
+                   remote.drill_script("/d/b", name, "integrity"),
+                   remote.counts_script("/d/s.db", "/d/b", name),
+                   remote.manifest_script("/d/b", name),
+                   remote.adopt_upload_script("/d/b", "/d/b/.u", name, "a" * 64, "{'x'}")):
+        body = shlex.split(remote.wrap(script))[2]
+        checked = subprocess.run(["sh", "-n", "-c", body], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stderr
+
+
+def test_differences_name_each_table_and_the_hash():
+    recorded = {"tables": {"a": 1, "b": 2}, "content_sha256": "0" * 64}
+    assert engine.differences(recorded, {"a": 1, "b": 2}, "0" * 64) == []
+    found = engine.differences(recorded, {"a": 1, "c": 3}, "1" * 64)
+    assert found == ["table b: recorded 2 rows, restored absent",
+                     "table c: recorded absent rows, restored 3",
+                     "content hash: recorded 000000000000…, restored 111111111111…"]
