@@ -10,6 +10,7 @@ health wait and, for ``--from``, the upload; every run is recorded in the audit 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import shlex
 import sys
 import time
@@ -137,6 +138,7 @@ class Restore:
             "steps": [], "outcome": "running", "exit_code": 0,
         }
         try:
+            self._audit_log_writable()
             if o.production:
                 self._production()
             else:
@@ -145,7 +147,9 @@ class Restore:
             return self.record
         except (OpsError, EngineError) as exc:
             error = exc if isinstance(exc, OpsError) else OpsError.from_engine(exc)
-            self.record.update(outcome="failed", exit_code=int(error.code), error=str(error))
+            if self.record["outcome"] == "running":
+                self.record["outcome"] = "failed"
+            self.record.update(exit_code=int(error.code), error=str(error))
             raise error from None
         except KeyboardInterrupt:
             self.record.update(outcome="interrupted", exit_code=int(ExitCode.INTERRUPTED))
@@ -156,12 +160,23 @@ class Restore:
                              "this restore: " + undo_command(self.record["safety_backup"]["name"],
                                                              o.production))
             self.record["finished"] = _now()
-            if self.record["outcome"] != "not confirmed":
+            if self.record["outcome"] not in ("not started", "not confirmed"):
                 self._append()
 
     def _where(self) -> str:
         s = self.settings
         return f"{s.app}:{s.db_remote_path}" if self.options.production else str(s.db_path)
+
+    def _audit_log_writable(self) -> None:
+        """Checked first, like deploy: a restore must not happen unrecorded."""
+        log = Path(self.settings.audit_log)
+        try:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        except OSError as exc:
+            self.record["outcome"] = "not started"  # nothing happened: nothing to record
+            raise OpsError(f"cannot write the audit log {log} (deploy.audit_log): "
+                           f"{exc.strerror}; nothing was changed", ExitCode.USAGE) from None
 
     def _append(self) -> None:
         try:
@@ -170,19 +185,21 @@ class Restore:
             self.ui.warn(f"could not append to {self.settings.audit_log}: {exc.strerror}")
 
     def _step(self, key: str, title: str, act):
-        """Run one step with its own line and timing; log it in the record."""
+        """Run one step with its own line and timing; log it in the record.
+
+        ``act`` returns ``(value, detail)``: the value goes back to the caller, the detail
+        is shown on the step's line."""
         started = time.monotonic()
         try:
             with self.ui.step(title) as shown:
-                result = act()
-                shown.detail = result[1] if isinstance(result, tuple) else ""
+                value, shown.detail = act()
         except BaseException as exc:
             self.record["steps"].append({"step": key, "outcome": "failed", "error": str(exc),
                                          "seconds": round(time.monotonic() - started, 3)})
             raise
         self.record["steps"].append({"step": key, "outcome": "ok", "detail": shown.detail,
                                      "seconds": shown.seconds})
-        return result[0] if isinstance(result, tuple) else result
+        return value
 
     def _confirm(self, lines: list[str]) -> None:
         try:

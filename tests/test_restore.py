@@ -203,6 +203,18 @@ def test_names_that_are_not_one_backup_are_refused(wal_db, backup_dir, run_invok
     assert helpers.snapshot(backup_dir, IGNORED) == files
 
 
+def test_an_unwritable_audit_log_stops_the_restore_before_anything(
+        tmp_path, wal_db, backup_dir, run_invoke):
+    engine.create_backup(wal_db, backup_dir)
+    add_rows(wal_db)
+    live, files = content(wal_db), helpers.snapshot(backup_dir, IGNORED)
+    (tmp_path / "audit-is-a-folder").mkdir()
+    result = run_invoke("restore", "--yes",
+                        env={"INVOKE_DEPLOY_AUDIT_LOG": str(tmp_path / "audit-is-a-folder")})
+    assert_one_line_error(result, 2, contains="cannot write the audit log")
+    assert content(wal_db) == live and helpers.snapshot(backup_dir, IGNORED) == files
+
+
 def test_dry_run_shows_the_plan_and_touches_nothing(wal_db, backup_dir, run_invoke):
     engine.create_backup(wal_db, backup_dir)
     live, files = content(wal_db), helpers.snapshot(backup_dir, IGNORED)
@@ -338,6 +350,7 @@ def test_on_a_terminal_it_asks_and_no_changes_nothing(tmp_path, wal_db, backup_d
     assert code == 1 and "not confirmed; nothing was changed" in shown, shown
     assert f"with backup {made.name}" in shown and "teams 70" in shown and "teams 20" in shown
     assert content(wal_db) == live and helpers.snapshot(backup_dir, IGNORED) == files
+    assert not (tmp_path / "data" / "deploys.jsonl").read_text()  # nothing happened
     code, shown = run_on_a_terminal(["restore"], tmp_path, "yes")
     assert code == 0, shown
     assert content(wal_db) == made.content_sha256
