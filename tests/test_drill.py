@@ -35,6 +35,17 @@ def test_drill_passes_and_reports_the_restore_time(wal_db, backup_dir, run_invok
     assert not [p for p in backup_dir.iterdir() if p.name.startswith(".drill-")]
 
 
+def test_invoke_backup_records_row_counts_and_the_content_hash(wal_db, backup_dir,
+                                                               run_invoke):
+    result = run_invoke("backup", "--json")
+    assert result.returncode == 0, result
+    made = result.json()["backup"]
+    manifest = json.loads((backup_dir / f"{made['name']}.json").read_text())
+    tables, digest = engine.describe_file(backup_dir / made["name"])
+    assert manifest["tables"] == tables == {"steps": 3000, "teams": 20, "users": 200}
+    assert manifest["content_sha256"] == digest == engine.describe_file(wal_db, live=True)[1]
+
+
 def test_drill_reports_content_changed_after_the_backup_was_made(wal_db, backup_dir,
                                                                   run_invoke):
     made = engine.create_backup(wal_db, backup_dir)
