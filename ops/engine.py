@@ -88,6 +88,8 @@ class BackupResult:
     strategy: str = "engine"
     sqlite_version: str = sqlite3.sqlite_version
     host: str = field(default_factory=socket.gethostname)
+    tables: dict | None = None  # rows per table, for backup.drill to compare against
+    content_sha256: str | None = None  # content_hash(): the logical content, layout-free
 
 
 @dataclass
@@ -622,7 +624,10 @@ def create_backup(
                     f"the new backup failed {check}_check: {problems[0]}", "verify_failed"
                 )
             digest = sha256_file(tmp)
+            tables, content = describe_file(tmp)
             result = BackupResult(
+                tables=tables,
+                content_sha256=content,
                 name=name,
                 path=str(final),
                 created=iso(when),
@@ -840,10 +845,354 @@ def restore_into(backup: str | os.PathLike, target: str | os.PathLike) -> None:
         src.close()
 
 
+# ---------------------------------------------------------------- content: row counts and hash
+
+BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (the module constants need Python 3.11)
+RESTORE_LOCK = ".restore.lock"
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _user_tables(conn) -> list[str]:
+    """Tables holding the app's data, by name (no sqlite_* internals, no virtual tables)."""
+    rows = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' "
+        "ESCAPE '\\' AND coalesce(sql, '') NOT LIKE 'CREATE VIRTUAL%' ORDER BY name"
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _row_order(conn, table: str) -> str:
+    """rowid order, or the primary key's for a WITHOUT ROWID table."""
+    try:
+        conn.execute(f"SELECT rowid FROM {_quote(table)} LIMIT 0")
+        return "rowid"
+    except sqlite3.OperationalError:
+        keys = sorted((row[5], row[1]) for row in conn.execute(
+            f"PRAGMA table_info({_quote(table)})") if row[5])
+        return ", ".join(_quote(name) for _, name in keys) or "1"
+
+
+def _value_sql(column: str) -> str:
+    """SQL that writes one value with its type: quote() keeps 1, '1', x'31' and NULL
+    apart; a REAL is written with 17 digits so no two doubles look alike."""
+    c = _quote(column)
+    return f"CASE typeof({c}) WHEN 'real' THEN 'F' || printf('%!.17g', {c}) ELSE quote({c}) END"
+
+
+def _row_sql(conn, table: str) -> str:
+    columns = [row[1] for row in conn.execute(f"PRAGMA table_info({_quote(table)})")]
+    return " || ',' || ".join(_value_sql(column) for column in columns) or "''"
+
+
+def describe(conn, chunk: int = 5000) -> tuple[dict, str]:
+    """(rows per table, content hash) in one read transaction.
+
+    The hash is a dbhash-style SHA-256 of the logical content: the schema, then each
+    table in name order, each row in rowid (or primary key) order, each value with its
+    type, one line per row. Page size, free pages and layout do not enter it, so a
+    backup, its restore and a VACUUM of either hash alike when their content is the
+    same. SQLite itself writes the rows, ``chunk`` at a time, which keeps Python out of
+    the per-row work (about 3x faster than hashing value by value).
+    """
+    digest = hashlib.sha256()
+    counts = {}
+    conn.execute("BEGIN")
+    try:
+        tables = [(table, _row_order(conn, table), _row_sql(conn, table))
+                  for table in _user_tables(conn)]
+        conn.text_factory = bytes  # text exactly as stored, whatever its encoding
+        for (line,) in conn.execute(
+                "SELECT quote(type) || ',' || quote(name) || ',' || quote(tbl_name) || ',' || "
+                "quote(sql) FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+                "ORDER BY type, name"):
+            digest.update(b"S" + line + b"\n")
+        for table, order, row_sql in tables:
+            digest.update(b"T" + table.encode("utf-8", "surrogatepass") + b"\n")
+            if order == "rowid":
+                counts[table] = _hash_by_rowid(conn, table, row_sql, digest, chunk)
+            else:
+                count = 0
+                for (line,) in conn.execute(
+                        f"SELECT {row_sql} FROM {_quote(table)} ORDER BY {order}"):
+                    digest.update(line + b"\n")
+                    count += 1
+                counts[table] = count
+    finally:
+        conn.execute("COMMIT")
+        conn.text_factory = str
+    return counts, digest.hexdigest()
+
+
+def _hash_by_rowid(conn, table: str, row_sql: str, digest, chunk: int) -> int:
+    """Feed a rowid table's rows to ``digest`` in rowid order, ``chunk`` rows per query."""
+    count, last = 0, None
+    while True:
+        where, args = ("", ()) if last is None else ("WHERE rowid > ?", (last,))
+        last_id, n, lines = conn.execute(
+            f"SELECT max(r), count(*), group_concat(v, char(10)) FROM (SELECT rowid AS r, "
+            f"{row_sql} AS v FROM {_quote(table)} {where} ORDER BY rowid LIMIT {int(chunk)})",
+            args).fetchone()
+        if not n:
+            return count
+        digest.update(lines + b"\n")
+        count, last = count + n, last_id
+
+
+def describe_file(path, *, live: bool = False) -> tuple[dict, str]:
+    """``describe`` a finished file (immutable: nothing written beside it), or a live
+    database read through SQLite (its -wal included, never checkpointed)."""
+    mode = "mode=ro" if live else "mode=ro&immutable=1"
+    try:
+        conn = sqlite3.connect(f"file:{path}?{mode}", uri=True, timeout=10.0,
+                               isolation_level=None)
+    except sqlite3.Error as exc:
+        raise EngineError(f"cannot open {path}: {exc}", "corrupt") from exc
+    try:
+        return describe(conn)
+    except sqlite3.DatabaseError as exc:
+        raise EngineError(f"cannot read {path}: {exc}", "corrupt") from exc
+    finally:
+        conn.close()
+
+
+def count_rows(path, *, live: bool = False) -> dict:
+    """Rows per table (cheap next to ``describe``: no hashing), of a file or a live database."""
+    mode = "mode=ro" if live else "mode=ro&immutable=1"
+    try:
+        conn = sqlite3.connect(f"file:{path}?{mode}", uri=True, timeout=10.0)
+        try:
+            return {table: conn.execute(f"SELECT count(*) FROM {_quote(table)}").fetchone()[0]
+                    for table in _user_tables(conn)}
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise EngineError(f"cannot read {path}: {exc}", "corrupt") from exc
+
+
+def check_live(path, check: str = "integrity") -> list[str]:
+    """SQLite's check of a live database, through a normal connection (reads its -wal)."""
+    pragma = "integrity_check" if check == "integrity" else "quick_check"
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
+    except sqlite3.Error as exc:
+        return [f"cannot open: {exc}"]
+    try:
+        rows = [str(row[0]) for row in conn.execute(f"PRAGMA {pragma}")]
+    except sqlite3.DatabaseError as exc:
+        return [str(exc)]
+    finally:
+        conn.close()
+    return [] if rows == ["ok"] else [line for line in rows if line.strip()]
+
+
+def read_drill_record(path) -> dict:
+    """What ``NAME.json`` recorded for a drill, checked: a malformed one raises, an old one
+    (or none) is {}. Read like every sidecar, so a planted FIFO or symlink cannot hang it."""
+    manifest_path = sidecars(Path(path))[1]
+    if not os.path.lexists(manifest_path):
+        return {}
+    raw = read_small(manifest_path)
+    if raw is None:
+        raise EngineError(f"{manifest_path.name} is not a small regular file", "verify_failed")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except ValueError as exc:
+        raise EngineError(f"{manifest_path.name} is not readable JSON ({exc})",
+                          "verify_failed") from None
+    return checked_manifest(data, manifest_path.name)
+
+
+def checked_manifest(raw, what: str) -> dict:
+    """The recorded counts and hash, if any, after checking their types."""
+    if not isinstance(raw, dict):
+        raise EngineError(f"{what} is not a JSON object", "verify_failed")
+    tables, content = raw.get("tables"), raw.get("content_sha256")
+    if tables is None and content is None:
+        return {}
+    if not isinstance(tables, dict) or not all(
+            isinstance(k, str) and type(v) is int and v >= 0 for k, v in tables.items()):
+        raise EngineError(f"{what}: `tables` must map table names to row counts",
+                          "verify_failed")
+    if not isinstance(content, str) or not re.fullmatch(r"[0-9a-f]{64}", content):
+        raise EngineError(f"{what}: `content_sha256` must be 64 hex digits", "verify_failed")
+    return {"tables": tables, "content_sha256": content}
+
+
+def differences(recorded: dict, tables: dict, content: str) -> list[str]:
+    """What differs between a backup's record and its restored content (pure)."""
+    found = []
+    for table in sorted(set(recorded["tables"]) | set(tables)):
+        want, got = recorded["tables"].get(table), tables.get(table)
+        if want != got:
+            found.append(f"table {table}: recorded {want if want is not None else 'absent'} "
+                         f"rows, restored {got if got is not None else 'absent'}")
+    if recorded["content_sha256"] != content:
+        found.append(f"content hash: recorded {recorded['content_sha256'][:12]}…, "
+                     f"restored {content[:12]}…")
+    return found
+
+
+# ---------------------------------------------------------------- restore into a live database
+
+
+def restore_live(backup, live, *, busy_timeout: float = 10.0) -> float:
+    """Copy a backup into a live (WAL) database through SQLite's backup API; seconds taken.
+
+    One step into the live connection: SQLite takes the write lock, writes the pages
+    through the WAL in one transaction and bumps the change counter, so open
+    connections see the new content and a stale -wal can never be replayed over it.
+    Readers keep reading; writers wait (their busy timeout) until it commits. If the
+    live database stays locked for ``busy_timeout`` seconds, nothing is changed.
+    """
+    backup, live = Path(backup), Path(live)
+    src = sqlite3.connect(f"file:{backup}?mode=ro&immutable=1", uri=True)
+    dst = sqlite3.connect(live, timeout=busy_timeout)
+    deadline = time.monotonic() + busy_timeout
+    started = time.monotonic()
+
+    def progress(status, remaining, total):
+        if status in BUSY_CODES and time.monotonic() > deadline:
+            raise TimeoutError
+
+    try:
+        src.backup(dst, pages=-1, progress=progress, sleep=0.05)
+    except TimeoutError:
+        raise EngineError(f"the live database {live} stayed locked for {busy_timeout:g}s; "
+                          "nothing was changed", "timeout") from None
+    except sqlite3.Error as exc:
+        raise EngineError(f"restore into {live} failed (nothing was changed): {exc}") from exc
+    finally:
+        dst.close()
+        src.close()
+    return round(time.monotonic() - started, 3)
+
+
+def check_page_sizes(backup, live) -> None:
+    """SQLite refuses a backup into a WAL database with another page size: say it first."""
+    conn = sqlite3.connect(f"file:{live}?mode=ro", uri=True, timeout=10.0)
+    try:
+        live_size = conn.execute("PRAGMA page_size").fetchone()[0]
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise EngineError(f"cannot read the live database {live}: {exc}", "corrupt") from exc
+    finally:
+        conn.close()
+    backup_size = read_page_size(Path(backup))
+    if mode == "wal" and backup_size != live_size:
+        raise EngineError(f"the backup's page size ({backup_size}) differs from the live "
+                          f"database's ({live_size}); SQLite cannot restore it into a WAL "
+                          "database. Nothing was changed", "usage")
+
+
+def chosen_backup(directory, which: str, check: str = "integrity") -> tuple[BackupFile, dict]:
+    """The backup ``which`` names, verified (recorded SHA-256 and SQLite's check)."""
+    chosen = resolve_backup(directory, which)[0]
+    verdict = verify_backup(chosen.path, check)
+    if not verdict.ok:
+        raise EngineError(f"backup {chosen.name} failed verification, nothing was changed: "
+                          f"{verdict.problems[0]}", "verify_failed")
+    return chosen, asdict(verdict)
+
+
+def restore_database(live, directory, which: str = "latest", *, check: str = "integrity",
+                     busy_timeout: float = 10.0, lock_wait: float = 0.0) -> dict:
+    """The whole restore, as run on the machine's python3 (the local task runs the same
+    steps one by one): verify, safety backup, restore, check, row counts before and after.
+
+    The safety backup is an ordinary verified backup; no retention runs here, so it
+    cannot be removed by the restore that made it.
+    """
+    live, directory = Path(live), Path(directory)
+    check_sqlite_file(live, "database")
+    prepare_dir(directory)
+    started = time.monotonic()
+    with file_lock(directory / RESTORE_LOCK, lock_wait, "another restore"):
+        chosen, verdict = chosen_backup(directory, which, check)
+        check_page_sizes(chosen.path, live)
+        safety = create_backup(live, directory, check=check, lock_wait=lock_wait)
+        try:
+            seconds = restore_live(chosen.path, live, busy_timeout=busy_timeout)
+        except EngineError as exc:  # say which safety backup this run left
+            raise EngineError(f"{exc} (safety backup {safety.name} was made first)",
+                              exc.kind) from None
+        problems = check_live(live, check)
+        after = count_rows(live, live=True)
+    return {
+        "backup": chosen.name, "backup_sha256": verdict["sha256"], "created": chosen.created,
+        "safety_backup": asdict(safety), "tables_before": safety.tables,
+        "tables_after": after, "check": check, "problems": problems, "ok": not problems,
+        "restore_seconds": seconds, "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def live_and_recorded_counts(live, directory, name: str) -> dict:
+    """Rows per table of the live database and as recorded for backup ``name`` (or None)."""
+    try:
+        recorded = read_drill_record(Path(directory) / check_name(name)).get("tables")
+    except EngineError:
+        recorded = None
+    return {"live": count_rows(live, live=True), "backup": recorded}
+
+
+# ---------------------------------------------------------------- drill
+
+
+def drill_backup(path, *, check: str = "integrity", scratch_dir=None) -> dict:
+    """Restore a backup into a scratch database and compare it with what was recorded.
+
+    ``seconds`` is the restore's own time: the recovery time objective. ``ok`` is
+    False when the file cannot be restored, fails the check or differs from its record.
+    """
+    import tempfile
+
+    path = Path(path)
+    check_sqlite_file(path, "backup")
+    problems: list[str] = []
+    recorded_sha = read_recorded_sha256(path)
+    digest = sha256_file(path)
+    if recorded_sha and recorded_sha != digest:
+        problems.append(f"SHA-256 mismatch: recorded {recorded_sha[:12]}…, file has "
+                        f"{digest[:12]}…")
+    try:
+        recorded = read_drill_record(path)
+    except EngineError as exc:
+        recorded, problems = {}, [*problems, str(exc)]
+    result = {"name": path.name, "ok": False, "restorable": False, "seconds": 0.0,
+              "check": check, "sha256": digest, "recorded": bool(recorded),
+              "tables": {}, "content_sha256": None, "differences": [], "problems": problems}
+    with tempfile.TemporaryDirectory(prefix=".drill-", dir=scratch_dir) as scratch:
+        target = Path(scratch) / "restored.db"
+        started = time.monotonic()
+        try:
+            restore_into(path, target)
+        except EngineError as exc:
+            problems.append(str(exc))
+            return result
+        result["seconds"] = round(time.monotonic() - started, 3)
+        found = run_check(target, check)
+        if found:
+            problems.append(f"{check}_check of the restored copy: {found[0]}")
+            return result
+        result["restorable"] = True
+        try:
+            result["tables"], result["content_sha256"] = describe_file(target)
+        except EngineError as exc:
+            problems.append(str(exc))
+            return result
+    if recorded:
+        result["differences"] = differences(recorded, result["tables"],
+                                            result["content_sha256"])
+    result["ok"] = not problems and not result["differences"]
+    return result
+
+
 # ---------------------------------------------------------------- script entry point
 
 def main(argv: list[str] | None = None) -> int:
-    """``python3 engine.py backup|list|verify|delete ...``: one JSON result line out."""
+    """``python3 engine.py backup|list|verify|delete|restore|drill ...``: one JSON result."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="ops-engine")
@@ -864,6 +1213,21 @@ def main(argv: list[str] | None = None) -> int:
     p_delete = sub.add_parser("delete")
     p_delete.add_argument("--dir", required=True)
     p_delete.add_argument("names", nargs="*")
+    p_restore = sub.add_parser("restore")
+    p_restore.add_argument("--db", required=True)
+    p_restore.add_argument("--dir", required=True)
+    p_restore.add_argument("--which", default="latest")
+    p_restore.add_argument("--check", default="integrity", choices=CHECKS)
+    p_restore.add_argument("--busy-timeout", type=float, default=10.0)
+    p_restore.add_argument("--lock-wait", type=float, default=0.0)
+    p_counts = sub.add_parser("counts")
+    p_counts.add_argument("--db", required=True)
+    p_counts.add_argument("--dir", required=True)
+    p_counts.add_argument("--which", default="latest")
+    p_drill = sub.add_parser("drill")
+    p_drill.add_argument("--dir", required=True)
+    p_drill.add_argument("--which", default="latest")
+    p_drill.add_argument("--check", default="integrity", choices=CHECKS)
     args = parser.parse_args(argv)
     try:
         if args.command == "backup":
@@ -880,6 +1244,14 @@ def main(argv: list[str] | None = None) -> int:
                 item for name in args.names for item in resolve_backup(args.dir, name)
             ] or resolve_backup(args.dir, args.which)
             data = [asdict(verify_backup(item.path, args.check)) for item in chosen]
+        elif args.command == "restore":
+            data = restore_database(args.db, args.dir, args.which, check=args.check,
+                                    busy_timeout=args.busy_timeout, lock_wait=args.lock_wait)
+        elif args.command == "counts":
+            data = live_and_recorded_counts(args.db, args.dir, args.which)
+        elif args.command == "drill":
+            chosen = resolve_backup(args.dir, args.which)[0]
+            data = drill_backup(chosen.path, check=args.check, scratch_dir=args.dir)
         else:
             data = delete_backups(args.dir, args.names)
         print(RESULT_MARK, json.dumps({"ok": True, "data": data}), flush=True)

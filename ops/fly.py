@@ -299,3 +299,17 @@ class Fly:
             return [kind.parse(raw) for raw in data]
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise FlyError(f"{what} printed unexpected JSON ({exc!r})") from None
+
+
+# ------------------------------------------------------------------ restore
+
+
+def machine_restart(app: str, machine: str) -> list[str]:
+    """flyctl waits until the machine started again and its health checks pass."""
+    return ["machine", "restart", machine, "-a", app]
+
+
+def sftp_put(app: str, machine: str, local_path: str, remote_path: str) -> list[str]:
+    """flyctl's put refuses an existing remote file and leaves a partial one on failure."""
+    return ["ssh", "sftp", "put", local_path, remote_path, "-a", app, "--machine", machine,
+            "-q", "--mode", "0600"]

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import os
 import posixpath
+import shlex
 import shutil
 import tempfile
 import threading
@@ -428,6 +429,119 @@ def _record_entry(entry: list[str]) -> bool:
     return (len(entry) == 4 and bool(remote.HEX64.fullmatch(entry[0]))
             and entry[1].isascii() and entry[1].isdigit()
             and all(value == "-" or bool(remote.HEX64.fullmatch(value)) for value in entry[2:]))
+
+    # -- restore (ops/restore.py drives these)
+    def restore(self, name: str, *, busy_timeout: float = 10.0) -> dict:
+        """Restore backup ``name`` into the live database on the machine (its best engine)."""
+        script = remote.restore_script(self.db, self.dir, name, check=self.settings.check,
+                                       busy_timeout=busy_timeout,
+                                       lock_wait=self.settings.lock_wait)
+        output = self.exec(script, engine_source=True, timeout=None)
+        if output.strategy == "none":
+            raise OpsError(manual_restore_steps(self.app, self.machine.id, name),
+                           ExitCode.ERROR)
+        try:
+            data = output.data("restore")
+        except OpsError as exc:
+            safety = next((e[1] for e in output.entries if e[0] == "safety" and len(e) > 1), "")
+            if safety and safety not in str(exc):
+                raise OpsError(f"{exc} (safety backup {safety} was made first)",
+                               exc.code) from None
+            raise
+        if output.strategy == "sqlite3":
+            entries = output.entries
+            data = data | {
+                "safety_backup": {"name": next((e[1] for e in entries if e[0] == "safety"),
+                                               None)},
+                "tables_before": _counts(entries, "before"),
+                "tables_after": _counts(entries, "after"),
+                "problems": [" ".join(e[1:]) for e in entries
+                             if e[0] == "check" and e[1:] != ["ok"]],
+            }
+            data["ok"] = not data["problems"]
+        return data | {"strategy": output.strategy}
+
+    def counts(self, name: str) -> dict:
+        """Rows per table of the live database, and as recorded for ``name`` (for the
+        confirmation); empty when the machine has no SQLite to count with."""
+        output = self.exec(remote.counts_script(self.db, self.dir, name), engine_source=True)
+        if output.strategy == "python3":
+            return output.data("count rows")
+        if output.strategy != "sqlite3":
+            return {}
+        try:
+            recorded = engine.checked_manifest(json.loads(remote.manifest_text(output.stdout)),
+                                               f"{name}.json").get("tables")
+        except (ValueError, engine.EngineError):
+            recorded = None
+        return {"live": {e[1]: int(e[2]) for e in output.entries
+                         if len(e) == 3 and e[0] == "live" and e[2].isdigit()},
+                "backup": recorded}
+
+    def restart(self) -> str:
+        """``fly machine restart``: the app reopens the database it now holds."""
+        result = self.fly.run(fly.machine_restart(self.app, self.machine.id), timeout=None)
+        return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+
+    def upload(self, path: Path, name: str, manifest: dict) -> dict:
+        """Send a local backup to the machine (``fly ssh sftp put``) and adopt it under
+        ``name`` only once its SHA-256 there is the one computed here."""
+        digest = engine.sha256_file(path)
+        upload = f"{self.dir}/.upload-{name}.{os.getpid()}"
+        self.exec(f"mkdir -p {shlex.quote(self.dir)}")
+        try:
+            self.fly.run(fly.sftp_put(self.app, self.machine.id, str(path), upload),
+                         timeout=None)
+        except fly.FlyError:
+            self.exec(f"rm -f {shlex.quote(upload)}")  # flyctl leaves a partial file
+            raise
+        text = json.dumps(manifest | {"name": name, "sha256": digest})
+        output = self.exec(remote.adopt_upload_script(self.dir, upload, name, digest, text))
+        if output.status == 5:
+            arrived = output.entries[0][1] if output.entries else "?"
+            raise OpsError(f"the upload of {path.name} arrived corrupt (SHA-256 {arrived[:12]}… "
+                           f"on the machine, {digest[:12]}… here); nothing was changed",
+                           ExitCode.VERIFY_FAILED)
+        if output.status == 6:
+            raise OpsError(f"a different backup named {name} already exists on the machine; "
+                           "nothing was changed", ExitCode.USAGE)
+        if output.status != 0:
+            raise OpsError(f"could not place the upload as {self.dir}/{name} "
+                           f"(exit {output.status})")
+        return {"name": name, "sha256": digest, "size": path.stat().st_size,
+                "path": f"{self.dir}/{name}"}
+
+    def drill(self, name: str) -> dict:
+        """Drill on the machine's python3, else download the backup and drill it here."""
+        output = self.exec(remote.drill_script(self.dir, name, self.settings.check),
+                           engine_source=True, timeout=None)
+        if output.strategy == "python3":
+            return output.data("drill") | {"where": "machine"}
+        recorded = self.exec(remote.manifest_script(self.dir, name))
+        with tempfile.TemporaryDirectory(prefix="ops-drill-") as scratch:
+            local = Path(self.download(name, Path(scratch), check=False)["path"])
+            sums = {item.name: item.sha256 for item in self.list()}
+            Path(f"{local}.sha256").write_text(f"{sums.get(name) or ''}  {name}\n")
+            manifest = Path(f"{local}.json")
+            if recorded.status == 0:
+                manifest.write_text(remote.manifest_text(recorded.stdout))
+            else:
+                manifest.unlink(missing_ok=True)
+            return engine.drill_backup(local, check=self.settings.check) | {
+                "where": "downloaded"}
+
+
+def manual_restore_steps(app: str, machine: str, name: str) -> str:
+    """What to do by hand when the machine has neither python3 nor sqlite3."""
+    return (f"the production machine has neither python3 nor the sqlite3 CLI; nothing was "
+            f"changed. By hand: 1) fly ssh console -a {app} --machine {machine} -C "
+            f"\"sh -c 'apt-get update && apt-get install -y sqlite3'\" (or add sqlite3 to the "
+            f"image and deploy); 2) invoke restore {name} --production")
+
+
+def _counts(entries: list[list[str]], which: str) -> dict:
+    return {e[1]: int(e[2]) for e in entries if len(e) == 3 and e[0] == which
+            and e[2].isdigit()}
 
 
 def _sqlite_verdict(entry: list[str], check: str) -> dict:

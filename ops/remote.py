@@ -404,3 +404,128 @@ def _digits(text: str) -> bool:
 def _unexpected(line: str) -> OpsError:
     return OpsError(f"the machine's output has a line this tool did not print: "
                     f"{ascii(line)[:100]}", ExitCode.ERROR)
+
+
+# ------------------------------------------------------------------ restore and drill
+
+MANIFEST_BEGIN, MANIFEST_END = "__OPS_MANIFEST_BEGIN__", "__OPS_MANIFEST_END__"
+
+
+def restore_script(db: str, directory: str, name: str, *, check: str,
+                   busy_timeout: float = 10, lock_wait: float = 0) -> str:
+    """Restore backup ``name`` into the live database on the machine, with its best engine.
+
+    python3 runs ``engine.restore_database``; the sqlite3 CLI does the same steps
+    (verify, safety backup, ``.restore`` through the backup API, check, row counts);
+    with neither it only reports ``none`` and changes nothing.
+    """
+    check_name(name)
+    engine_args = ["restore", "--db", db, "--dir", directory, "--which", name, "--check", check,
+                   "--busy-timeout", f"{busy_timeout:g}", "--lock-wait", f"{lock_wait:g}"]
+    return _choose(_engine(*engine_args),
+                   _sqlite_restore(db, directory, name, check, busy_timeout, lock_wait),
+                   f"echo {STRATEGY_MARK}=none")
+
+
+def _sqlite_restore(db: str, directory: str, name: str, check: str, busy_timeout: float,
+                    lock_wait: float) -> str:
+    """The engine's restore with the sqlite3 CLI (its ``.restore`` is the backup API).
+
+    ``.restore`` of a missing file empties the database without a word, so the file
+    is checked (exists, SHA-256, integrity) right before, by absolute path.
+    """
+    pragma = "integrity_check" if check == "integrity" else "quick_check"
+    safety = _sqlite_backup(db, directory, check, lock_wait)
+    return f"""db={shlex.quote(db)}; dir={shlex.quote(directory)}; name={shlex.quote(name)}
+[ -f "$db" ] || fail not_found "database not found: $db"
+rlock="$dir/.restore.lock.d"
+if ! mkdir "$rlock" 2>/dev/null; then
+  holder=$(cat "$rlock/pid" 2>/dev/null)
+  if [ -n "$holder" ] && ! kill -0 "$holder" 2>/dev/null; then rm -rf "$rlock"; fi
+  mkdir "$rlock" 2>/dev/null || fail locked "another restore (pid ${{holder:-?}}) holds $rlock"
+fi
+echo $$ > "$rlock/pid"
+trap 'rm -rf "$rlock"' EXIT
+backup="$dir/$name"
+[ -f "$backup" ] || fail not_found "no backup named $name in $dir"
+command -v sha256sum >/dev/null 2>&1 || fail error "the machine has no sha256sum"
+set -- $(sha256sum "$backup"); sum=$1
+rec=""; [ -f "$backup.sha256" ] && rec=$(head -c 64 "$backup.sha256")
+[ -z "$rec" ] || [ "$rec" = "$sum" ] || fail verify_failed "backup $name failed verification, nothing was changed: SHA-256 mismatch (recorded $rec, file has $sum)"
+res=$(sqlite3 -readonly "file:$backup?immutable=1" "PRAGMA {pragma}" 2>&1 | head -n 1)
+[ "$res" = ok ] || fail verify_failed "backup $name failed verification, nothing was changed: $res"
+counts() {{
+  for t in $(sqlite3 -readonly "$1" "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"); do
+    printf '{ENTRY_MARK} %s %s %s\\n' "$2" "$t" "$(sqlite3 -readonly "$1" "SELECT count(*) FROM \\"$t\\"")"
+  done
+}}
+out=$( (
+{safety}
+) ) || {{ printf '%s\\n' "$out"; exit 1; }}
+safety=$(printf '%s\\n' "$out" | sed -n 's/.*"name": "\\([^"]*\\)".*/\\1/p' | head -n 1)
+[ -n "$safety" ] || fail error "the safety backup printed no name"
+printf '{ENTRY_MARK} safety %s\\n' "$safety"
+counts "file:$dir/$safety?immutable=1" before
+res=$(sqlite3 "$db" ".timeout {int(busy_timeout * 1000)}" ".restore '$backup'" 2>&1)
+[ -z "$res" ] || fail error "sqlite3 .restore failed: $(echo "$res" | head -n 1)"
+res=$(sqlite3 -readonly "$db" "PRAGMA {pragma}" 2>&1 | head -n 1)
+printf '{ENTRY_MARK} check %s\\n' "$res"
+counts "$db" after
+printf '{RESULT_MARK} {{"ok": true, "data": {{"backup": "%s", "backup_sha256": "%s", "check": "{check}"}}}}\\n' "$name" "$sum\""""
+
+
+def drill_script(directory: str, name: str, check: str) -> str:
+    """Drill on the machine when it has python3; otherwise say so (the caller downloads)."""
+    check_name(name)
+    return _choose(_engine("drill", "--dir", directory, "--which", name, "--check", check),
+                   "true", f"echo {STRATEGY_MARK}=none")
+
+
+def manifest_script(directory: str, name: str) -> str:
+    """Print ``NAME.json`` between markers (exit 3 when there is none)."""
+    path = shlex.quote(f"{directory}/{check_name(name)}.json")
+    return f"""[ -f {path} ] || exit 3
+echo {MANIFEST_BEGIN}; cat {path}; echo; echo {MANIFEST_END}"""
+
+
+def manifest_text(stdout: str) -> str:
+    """What ``manifest_script`` printed between its markers."""
+    inside = stdout.split(MANIFEST_BEGIN, 1)[-1].split(MANIFEST_END, 1)[0]
+    return inside.strip()
+
+
+def adopt_upload_script(directory: str, upload: str, name: str, sha256: str,
+                        manifest: str) -> str:
+    """Make an uploaded file the backup ``name``: only if its SHA-256 is the one sent.
+
+    Exit 5 on a mismatch (the upload is removed), 6 when a different backup already has
+    the name; the same file under the name is fine. The backup appears last, by ``ln``.
+    """
+    check_name(name)
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise OpsError(f"not a SHA-256: {sha256!r}")
+    d, up = shlex.quote(directory), shlex.quote(upload)
+    final = shlex.quote(f"{directory}/{name}")
+    return f"""cd {d} || exit 3
+set -- $(sha256sum {up}) || exit 1
+if [ "$1" != {sha256} ]; then printf '{ENTRY_MARK} arrived %s\\n' "$1"; rm -f {up}; exit 5; fi
+if [ -e {final} ]; then
+  set -- $(sha256sum {final}); rm -f {up}
+  [ "$1" = {sha256} ] && {{ printf '{ENTRY_MARK} present\\n'; exit 0; }}
+  exit 6
+fi
+printf '%s  %s\\n' {sha256} {shlex.quote(name)} > {shlex.quote(f"{name}.sha256")}
+printf '%s\\n' {shlex.quote(manifest)} > {shlex.quote(f"{name}.json")}
+ln {up} {final} && rm -f {up} && printf '{ENTRY_MARK} adopted\\n'"""
+
+
+def counts_script(db: str, directory: str, name: str) -> str:
+    """Rows per table of the live database, and the counts recorded for backup ``name``."""
+    check_name(name)
+    db_q = shlex.quote(db)
+    sqlite = f"""for t in $(sqlite3 -readonly {db_q} "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"); do
+  printf '{ENTRY_MARK} live %s %s\\n' "$t" "$(sqlite3 -readonly {db_q} "SELECT count(*) FROM \\"$t\\"")"
+done
+( {manifest_script(directory, name)} )"""
+    return _choose(_engine("counts", "--db", db, "--dir", directory, "--which", name), sqlite,
+                   f"echo {STRATEGY_MARK}=none")

@@ -14,6 +14,7 @@ from ops.cli import guarded, invoke_command, task
 from ops.engine import in_future, parse_iso
 from ops.errors import ExitCode, OpsError
 from ops.targets import LocalTarget
+from ops.tasks.positional import OptionalPositionalTask
 from ops.ui import UI, human_age, human_bytes
 
 PRODUCTION = "run against the production machine on Fly.io (over fly ssh) instead of locally"
@@ -327,3 +328,36 @@ def download(c, which, quick=False, json=False):
     ui.info(f"Saved {result['path']}")
     if json:
         ui.emit(result)
+
+
+@task(
+    klass=OptionalPositionalTask,
+    positional=["which"],
+    help={
+        "which": "latest (the default) or a backup's file name",
+        "production": "drill a production backup: on the machine (python3), else after "
+                      "downloading it",
+        "quick": "use PRAGMA quick_check instead of integrity_check",
+        "json": JSON,
+    },
+)
+@guarded
+def drill(c, which="latest", production=False, quick=False, json=False):
+    """Restore a backup into a scratch database and compare it with what was recorded."""
+    from ops import restore
+
+    which = "latest" if which is None else str(which)
+    reject_flag_as_name(which, "backup.drill")
+    if which == "all":
+        raise OpsError("drill one backup at a time: latest or a name", ExitCode.USAGE)
+    settings, target, ui = open_target(c, production=production, json=json, quick=quick)
+    with ui.step(f"drill {which} on {target.describe()}") as step:
+        result = restore.drill(target, which, check=settings.check, production=production)
+        step.detail = f"{result['name']}  restore {result['seconds']:.3f}s"
+    ui.info(restore.drill_summary(result))
+    if json:
+        ui.emit(result)
+    if not result["ok"]:
+        raise OpsError(f"drill of {result['name']} failed: "
+                       + "; ".join((result["problems"] + result["differences"])[:2]),
+                       ExitCode.VERIFY_FAILED)

@@ -1752,17 +1752,36 @@ def cmd_sftp_put(ctx: Ctx) -> int:
         fd = os.open(rpath, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o644)
     except OSError as exc:
         raise FlyError(f"create remote file {remote}: {_sftp_stat_error(exc)}") from None
-    written = 0
     try:
         with open(local, "rb") as src:
-            while chunk := src.read(65536):
-                os.write(fd, chunk)
-                written += len(chunk)
+            written = _put_copy(ctx, src, fd, remote)
     finally:
         os.close(fd)
     os.chmod(rpath, mode)
     out(f"{written} bytes uploaded to {remote}\n")
     return 0
+
+
+def _put_copy(ctx: Ctx, src: Any, fd: int, remote: str) -> int:
+    """Copy the upload; a fault (``FlyWorld.sftp_put_fault``) cuts it short, leaving the
+    partial remote file as flyctl does (``copy file: ... (N bytes written)``), or flips
+    one byte on the way."""
+    with ctx.store.mutate() as state:
+        faults = state.setdefault("sftp_put_faults", [])
+        fault = next((f for f in faults if f.get("remote") in (None, remote)
+                      and (f.get("times") is None or f["times"] > 0)), None)
+        if fault is not None and fault.get("times") is not None:
+            fault["times"] -= 1
+    data = src.read()
+    if fault is not None and fault.get("flip_at") is not None and data:
+        at = min(int(fault["flip_at"]), len(data) - 1)
+        data = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:]
+    limit = None if fault is None else fault.get("after_bytes")
+    _write_all(fd, data if limit is None else data[:limit])
+    if limit is not None:
+        raise FlyError(f"copy file: {fault.get('error', 'connection lost')} "
+                       f"({min(limit, len(data))} bytes written)")
+    return len(data)
 
 
 def cmd_sftp_find(ctx: Ctx) -> int:
@@ -2186,6 +2205,66 @@ def build_root() -> Command:
 
 
 # --------------------------------------------------------------------------------------
+# machine restart (internal/command/machine/restart.go, internal/machine/restart.go)
+# --------------------------------------------------------------------------------------
+
+
+def cmd_machine_restart(ctx: Ctx) -> int:
+    """Restart each machine named; flyctl waits for it to start and for its checks."""
+    require_session(ctx)
+    if ctx.flag("select") and ctx.args:
+        raise FlyError("machine IDs can't be used with --select")
+    if not ctx.args:
+        raise FlyError("a machine ID must be specified when not running interactively")
+    name, _ = require_app_name(ctx)
+    api_auth(ctx)
+    with ctx.store.mutate() as state:
+        ctx.state = state
+        app = get_app(ctx, name)
+        machines = []
+        for machine_id in ctx.args:
+            found = next((m for m in active_machines(app) if m["id"] == machine_id), None)
+            if found is None:
+                raise FlyError(f"machine {machine_id} was not found in app '{name}'")
+            machines.append(found)
+        for m in machines:
+            out(f"Restarting machine {m['id']}\n")
+            if m.get("state") != "started":  # Guess: flaps refuses to restart a stopped VM
+                raise FlyError(
+                    f"failed to restart machine {m['id']}: could not stop machine {m['id']}: "
+                    f"failed to restart VM {m['id']}: failed_precondition: unable to restart "
+                    "machine, not currently started")
+            m["instance_id"] = ulid()
+            m["updated_at"] = now_rfc3339()
+            m.setdefault("events", []).insert(0, {
+                "type": "restart", "status": "started", "source": "user",
+                "timestamp": int(time.time() * 1000)})
+            out(f"Machine {m['id']} restarted successfully!\n")
+    return 0
+
+
+def _machine_restart_cmd() -> Command:
+    return Command(
+        "restart", usage="[<id>...]", short="Restart one or more Fly machines",
+        flags=[_app_flag(), _config_flag(), Flag("select", help="Select from a list of machines"),
+               Flag("signal", "s", "string", help="Signal to stop the machine with"),
+               Flag("time", None, "int", help="Seconds to wait before killing the machine"),
+               Flag("force", help="Force stop the machine(s)"),
+               Flag("skip-health-checks", help="Restarts app without waiting for health "
+                    "checks.")],
+        run=cmd_machine_restart)
+
+
+def with_restore_commands(root: Command) -> Command:
+    """Put the emulated ``machine restart`` in place of its not-emulated stand-in."""
+    group = root.child("machine")
+    command = _machine_restart_cmd()
+    command.parent = group
+    group.children = [command if c.name == "restart" else c for c in group.children]
+    return root
+
+
+# --------------------------------------------------------------------------------------
 # faults and main
 # --------------------------------------------------------------------------------------
 
@@ -2252,7 +2331,7 @@ def _on_signal(signum: int, frame: Any) -> None:
     raise Interrupted()
 
 
-ROOT = build_root()
+ROOT = with_restore_commands(build_root())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -474,6 +474,16 @@ class FlyWorld:
             s["sftp_faults"].append({"after_bytes": nbytes, "error": error, "times": times,
                                      "remote": remote})
 
+    def sftp_put_fault(self, *, after_bytes: int | None = None, flip_at: int | None = None,
+                       error: str = "connection lost", times: int | None = 1,
+                       remote: str | None = None) -> None:
+        """The next ``sftp put`` stops after ``after_bytes`` (partial remote file, exit 1),
+        or arrives with the byte at ``flip_at`` flipped (exit 0)."""
+        with self._mutate() as s:
+            s.setdefault("sftp_put_faults", []).append(
+                {"after_bytes": after_bytes, "flip_at": flip_at, "error": error,
+                 "times": times, "remote": remote})
+
     def deploy_health_timeout(self, *, machine_id: str | None = None,
                               times: int | None = 1) -> None:
         """The next deploy times out on health checks (not with --detach / immediate)."""

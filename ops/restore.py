@@ -1,0 +1,444 @@
+"""Restore and drill: the plan as data (pure), then a runner that acts step by step.
+
+A restore never copies files over the live database: the chosen backup is verified,
+a safety backup of the live database is made (an ordinary verified backup, which no
+retention touches during this run), and the backup's content goes into the live
+database through SQLite's backup API. Production adds the machine's restart, the
+health wait and, for ``--from``, the upload; every run is recorded in the audit log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ops import audit, backups, engine, fly, health
+from ops.engine import EngineError
+from ops.errors import ExitCode, OpsError
+from ops.ui import UI, human_age, human_bytes
+
+MACHINE = "<machine>"
+SCRIPT = "<restore script>"
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    which: str = "latest"
+    production: bool = False
+    from_path: str | None = None
+    busy_timeout: float = 10.0
+
+
+@dataclass(frozen=True)
+class Step:
+    key: str
+    title: str
+    commands: tuple[tuple[str, ...], ...] = ()
+
+
+def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
+         health_url: str = "") -> list[Step]:
+    """The ordered steps of a restore, with the flyctl argv each runs (production)."""
+    what = o.from_path or o.which
+    if not o.production:
+        return [
+            Step("verify", f"verify backup {what} in {directory}: recorded SHA-256 and "
+                 "integrity_check"),
+            Step("safety", f"safety backup of {db} into {directory} (verified; no retention)"),
+            Step("restore", f"copy the backup into {db} through SQLite's backup API "
+                 f"(busy timeout {o.busy_timeout:g}s)"),
+            Step("check", f"integrity_check of {db}; row counts before and after"),
+            Step("record", "append the restore to the audit log"),
+        ]
+    ssh = tuple(fly.ssh_console(app, MACHINE, SCRIPT))
+    steps = [Step("resolve", "find the production machine and volume",
+                  (tuple(fly.volumes_list(app)), tuple(fly.machines_list(app))))]
+    if o.from_path:
+        upload = f"{directory}/.upload-<name>"
+        steps += [
+            Step("verify", f"verify {o.from_path} here: recorded SHA-256 and integrity_check"),
+            Step("upload", f"upload it to {directory} and check its SHA-256 on arrival",
+                 (ssh, tuple(fly.sftp_put(app, MACHINE, o.from_path, upload)), ssh)),
+        ]
+    else:
+        steps.append(Step("choose", f"find backup {what} in {directory} on the machine", (ssh,)))
+    steps += [
+        Step("restore", f"on the machine (python3, else sqlite3): verify the backup, safety "
+             f"backup, restore into {db} through the backup API, integrity_check, row counts",
+             (ssh,)),
+        Step("restart", "restart the app's machine", (tuple(fly.machine_restart(app, MACHINE)),)),
+        Step("health", f"poll {health_url} until 200 with a backup block"),
+        Step("record", "append the restore to the audit log"),
+    ]
+    return steps
+
+
+def render(steps: list[Step], binary: str = "fly") -> list[list[str]]:
+    return [[s.key, s.title, "\n".join(shlex.join([binary, *a]) for a in s.commands) or "-"]
+            for s in steps]
+
+
+def plan_as_data(steps: list[Step]) -> list[dict]:
+    return [asdict(step) for step in steps]
+
+
+def undo_command(safety: str, production: bool) -> str:
+    return f"invoke restore {safety}" + (" --production" if production else "") + " --yes"
+
+
+def describe_backup(name: str, created: str, size: int, tables: dict | None,
+                    now: dt.datetime) -> str:
+    age = human_age((now - engine.parse_iso(created)).total_seconds())
+    rows = format_counts(tables) if tables else "row counts not recorded"
+    return f"{name} ({age} old, {human_bytes(size)}; {rows})"
+
+
+def format_counts(tables: dict | None) -> str:
+    if not tables:
+        return "row counts unknown"
+    return ", ".join(f"{name} {count}" for name, count in sorted(tables.items()))
+
+
+def confirm(ui: UI, lines: list[str], *, yes: bool) -> None:
+    """Ask on a terminal; without one, only ``--yes`` goes on (exit 2 otherwise)."""
+    for line in lines:
+        ui.info(line)
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise OpsError("restore replaces the live database: pass --yes to go on without a "
+                       "terminal (nothing was changed)", ExitCode.USAGE)
+    answer = input("Replace the live database with this backup? Type yes: ")
+    if answer.strip().lower() not in ("y", "yes"):
+        raise OpsError("restore not confirmed; nothing was changed", ExitCode.ERROR)
+
+
+@dataclass
+class Restore:
+    """Runs one restore, local or on production, and records it whatever happens."""
+
+    options: RestoreOptions
+    settings: object
+    ui: UI
+    target: object = None  # ops.production.FlyTarget for --production
+    yes: bool = False
+    record: dict = field(default_factory=dict)
+
+    def run(self) -> dict:
+        o = self.options
+        self.record = {
+            "kind": "restore", "who": audit.who(), "when": _now(),
+            "target": self._where(), "backup": None, "from": o.from_path,
+            "safety_backup": None, "tables_before": None, "tables_after": None,
+            "steps": [], "outcome": "running", "exit_code": 0,
+        }
+        try:
+            self._audit_log_writable()
+            if o.production:
+                self._production()
+            else:
+                self._local()
+            self.record["outcome"] = "ok"
+            return self.record
+        except (OpsError, EngineError) as exc:
+            error = exc if isinstance(exc, OpsError) else OpsError.from_engine(exc)
+            if self.record["outcome"] == "running":
+                self.record["outcome"] = "failed"
+            self.record.update(exit_code=int(error.code), error=str(error))
+            raise error from None
+        except KeyboardInterrupt:
+            self.record.update(outcome="interrupted", exit_code=int(ExitCode.INTERRUPTED))
+            raise
+        finally:
+            if self.record["safety_backup"]:
+                self.ui.info(f"Safety backup: {self.record['safety_backup']['name']}. To undo "
+                             "this restore: " + undo_command(self.record["safety_backup"]["name"],
+                                                             o.production))
+            self.record["finished"] = _now()
+            if self.record["outcome"] not in ("not started", "not confirmed"):
+                self._append()
+
+    def _where(self) -> str:
+        s = self.settings
+        return f"{s.app}:{s.db_remote_path}" if self.options.production else str(s.db_path)
+
+    def _audit_log_writable(self) -> None:
+        """Checked first, like deploy: a restore must not happen unrecorded."""
+        log = Path(self.settings.audit_log)
+        try:
+            log.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        except OSError as exc:
+            self.record["outcome"] = "not started"  # nothing happened: nothing to record
+            raise OpsError(f"cannot write the audit log {log} (deploy.audit_log): "
+                           f"{exc.strerror}; nothing was changed", ExitCode.USAGE) from None
+
+    def _append(self) -> None:
+        try:
+            audit.append(self.settings.audit_log, self.record)
+        except OSError as exc:
+            self.ui.warn(f"could not append to {self.settings.audit_log}: {exc.strerror}")
+
+    def _step(self, key: str, title: str, act):
+        """Run one step with its own line and timing; log it in the record.
+
+        ``act`` returns ``(value, detail)``: the value goes back to the caller, the detail
+        is shown on the step's line."""
+        started = time.monotonic()
+        try:
+            with self.ui.step(title) as shown:
+                value, shown.detail = act()
+        except BaseException as exc:
+            self.record["steps"].append({"step": key, "outcome": "failed", "error": str(exc),
+                                         "seconds": round(time.monotonic() - started, 3)})
+            raise
+        self.record["steps"].append({"step": key, "outcome": "ok", "detail": shown.detail,
+                                     "seconds": shown.seconds})
+        return value
+
+    def _confirm(self, lines: list[str]) -> None:
+        try:
+            confirm(self.ui, lines, yes=self.yes)
+        except OpsError:
+            self.record["outcome"] = "not confirmed"
+            raise
+
+    # -- local
+    def _local(self) -> None:
+        s, o = self.settings, self.options
+        db, directory = Path(s.db_path), Path(s.backup_dir)
+        engine.check_sqlite_file(db, "database")
+        chosen, verdict = self._step("verify", f"verify backup {o.which}", lambda: _verified(
+            directory, o.which, s.check))
+        self.record["backup"] = {"name": chosen.name, "sha256": verdict["sha256"],
+                                 "created": chosen.created}
+        engine.check_page_sizes(chosen.path, db)
+        recorded = _recorded_tables(Path(chosen.path))
+        live_rows = engine.count_rows(db, live=True)
+        now = dt.datetime.now(dt.UTC)
+        self._confirm([
+            f"Replace the live database {db} ({human_bytes(db.stat().st_size)}; "
+            f"{format_counts(live_rows)})",
+            "with backup " + describe_backup(chosen.name, chosen.created, chosen.size,
+                                             recorded, now),
+        ])
+        from ops.targets import LocalTarget
+
+        with engine.file_lock(directory / engine.RESTORE_LOCK, s.lock_wait, "another restore"):
+            safety = self._step("safety", f"safety backup of {db}", lambda: _made(
+                LocalTarget(s).backup()))
+            self.record["safety_backup"] = {"name": safety["name"], "sha256": safety["sha256"]}
+            self.record["tables_before"] = safety.get("tables")
+            seconds = self._step("restore", f"restore {chosen.name} into {db}", lambda: _timed(
+                engine.restore_live(chosen.path, db, busy_timeout=o.busy_timeout)))
+            self.record["restore_seconds"] = seconds
+            self._step("check", f"integrity_check of {db}", lambda: self._check_live(db))
+        self._show_counts()
+
+    def _check_live(self, db: Path):
+        problems = engine.check_live(db, self.settings.check)
+        self.record["tables_after"] = engine.count_rows(db, live=True)
+        if problems:
+            raise OpsError(f"the live database failed {self.settings.check}_check after the "
+                           f"restore: {problems[0]}", ExitCode.VERIFY_FAILED)
+        return None, f"{self.settings.check}_check ok"
+
+    def _show_counts(self) -> None:
+        before = self.record.get("tables_before") or {}
+        after = self.record.get("tables_after") or {}
+        rows = [[t, str(before.get(t, "-")), str(after.get(t, "-"))]
+                for t in sorted(set(before) | set(after))]
+        self.ui.table("Rows per table", ["table", "before", "after"], rows)
+
+    # -- production
+    def _production(self) -> None:
+        o, s, target = self.options, self.settings, self.target
+        if o.from_path and not Path(o.from_path).is_file():
+            raise OpsError(f"--from: no such file: {o.from_path}", ExitCode.NOT_FOUND)
+        target.resolve()  # its own step line
+        self.record["machine"] = target.machine.id
+        now = dt.datetime.now(dt.UTC)
+        if o.from_path:
+            local = Path(o.from_path)
+            name = _name_for(local)
+            verdict = self._step("verify", f"verify {local}", lambda: _verified_file(
+                local, s.check))
+            self.record["backup"] = {"name": name, "sha256": verdict["sha256"],
+                                     "from": str(local)}
+            created = engine.iso(engine.parse_created(name))
+            counts = self._counts(name)
+            self._confirm([
+                f"Replace the live database {target.describe()} "
+                f"({format_counts(counts.get('live'))})",
+                "with the local file " + describe_backup(
+                    name, created, local.stat().st_size, _recorded_tables(local), now)
+                + f" from {local}",
+            ])
+            manifest = _manifest(local)
+            self._step("upload", f"upload {local.name} as {name}", lambda: _uploaded(
+                target.upload(local, name, manifest)))
+        else:
+            chosen = self._step("choose", f"find backup {o.which}", lambda: _listed(
+                target, o.which))
+            name = chosen.name
+            self.record["backup"] = {"name": name, "sha256": chosen.sha256,
+                                     "created": chosen.created}
+            counts = self._counts(name)
+            self._confirm([
+                f"Replace the live database {target.describe()} "
+                f"({format_counts(counts.get('live'))})",
+                "with backup " + describe_backup(name, chosen.created, chosen.size,
+                                                 counts.get("backup"), now),
+            ])
+        data = self._step("restore", f"restore {name} on the machine", lambda: self._remote(
+            name))
+        self._step("restart", f"restart machine {target.machine.id}", lambda: (
+            None, target.restart()))
+        self._step("health", f"wait for {s.health} (200 with a backup block)", lambda: (
+            None, wait_for_backup_block(s.health, timeout=s.health_timeout,
+                                        interval=s.health_interval)))
+        if not data["ok"]:
+            raise OpsError(f"the live database failed {s.check}_check after the restore: "
+                           f"{data['problems'][0]}", ExitCode.VERIFY_FAILED)
+
+    def _counts(self, name: str) -> dict:
+        """Row counts for the confirmation; a failure here only leaves them out."""
+        try:
+            return self.target.counts(name) or {}
+        except (OpsError, EngineError) as exc:
+            self.ui.warn(f"could not count rows on the machine: {exc}")
+            return {}
+
+    def _remote(self, name: str):
+        data = self.target.restore(name, busy_timeout=self.options.busy_timeout)
+        safety = data.get("safety_backup") or {}
+        if safety.get("name"):
+            self.record["safety_backup"] = {"name": safety["name"],
+                                            "sha256": safety.get("sha256")}
+        self.record.update(tables_before=data.get("tables_before"),
+                           tables_after=data.get("tables_after"),
+                           strategy=data.get("strategy"))
+        self._show_counts()
+        check = "ok" if data["ok"] else "FAILED"
+        return data, f"[{data['strategy']}] {self.settings.check}_check {check}"
+
+
+def wait_for_backup_block(url: str, *, timeout: float, interval: float) -> str:
+    """Poll ``/health`` until it answers 200 with a well-formed ``backup`` block."""
+    deadline = time.monotonic() + timeout
+    polls = 0
+    while True:
+        status, body, problem = health.fetch(url, timeout=min(10.0, max(timeout, 1.0)))
+        polls += 1
+        if status == 200 and backups.valid_status((body or {}).get("backup")):
+            return f"200 with a backup block after {polls} poll(s)"
+        reason = problem or (f"HTTP {status}" if status != 200 else "no valid backup block")
+        if time.monotonic() + interval > deadline:
+            raise OpsError(f"restored, but {url} not healthy within {timeout:g}s: {reason}",
+                           ExitCode.HEALTH_FAILED)
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------- drill
+
+
+def drill(target, which: str, *, check: str, production: bool) -> dict:
+    """Drill one backup (``latest`` or a name) on the target."""
+    if production:
+        name = target.names(which)[0]
+        return target.drill(name)
+    chosen = engine.resolve_backup(target.dir, which)[0]
+    return engine.drill_backup(chosen.path, check=check, scratch_dir=target.dir) | {
+        "where": "local"}
+
+
+def drill_summary(result: dict) -> str:
+    """One line: what the drill found, and the restore time (the RTO)."""
+    if not result["restorable"]:
+        return f"{result['name']}: NOT restorable: {'; '.join(result['problems'][:2])}"
+    head = f"{result['name']}: restored in {result['seconds']:.3f}s (recovery time objective)"
+    if result["problems"] or result["differences"]:
+        found = (result["problems"] + result["differences"])[:3]
+        return f"{head}; DIFFERS from its record: {'; '.join(found)}"
+    if not result["recorded"]:
+        return f"{head}; restorable, nothing recorded to compare (made before row counts " \
+               "and content hashes were recorded)"
+    return (f"{head}; {result['check']}_check ok; {len(result['tables'])} tables match their "
+            f"recorded row counts and content hash {result['content_sha256'][:12]}")
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def _verified(directory: Path, which: str, check: str):
+    chosen, verdict = engine.chosen_backup(directory, which, check)
+    return (chosen, verdict), f"{chosen.name}  sha256 {verdict['sha256'][:12]}  {check}_check ok"
+
+
+def _verified_file(path: Path, check: str):
+    verdict = engine.verify_backup(path, check)
+    if not verdict.ok:
+        raise OpsError(f"{path} failed verification, nothing was changed: "
+                       f"{verdict.problems[0]}", ExitCode.VERIFY_FAILED)
+    return asdict(verdict), f"sha256 {verdict.sha256[:12]}  {check}_check ok"
+
+
+def _name_for(path: Path) -> str:
+    """A backup's own name, else one from the file's modification time (UTC)."""
+    if engine.parse_created(path.name):
+        return path.name
+    when = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC)
+    return engine.backup_name(when)
+
+
+def _manifest(path: Path) -> dict:
+    """The local ``NAME.json`` to send along (only its checked counts and hash)."""
+    try:
+        recorded = engine.read_drill_record(path)
+    except EngineError:
+        recorded = {}
+    return {"size": path.stat().st_size, "check": "integrity", "strategy": "upload",
+            **recorded}
+
+
+def _recorded_tables(path: Path) -> dict | None:
+    try:
+        return engine.read_drill_record(path).get("tables")
+    except EngineError:
+        return None
+
+
+def _made(result: dict):
+    return result, f"{result['name']}  sha256 {result['sha256'][:12]}  verified"
+
+
+def _timed(seconds: float):
+    return seconds, f"{seconds:.3f}s through the backup API"
+
+
+def _uploaded(result: dict):
+    return result, f"{human_bytes(result['size'])}  sha256 {result['sha256'][:12]} matches"
+
+
+def _listed(target, which: str):
+    backups_found = target.list()
+    if which == "latest":
+        if not backups_found:
+            raise OpsError(f"no backups in {target.dir} on the machine", ExitCode.NOT_FOUND)
+        chosen = backups_found[-1]
+    else:
+        engine.check_name(which)
+        chosen = next((b for b in backups_found if b.name == which), None)
+        if chosen is None:
+            raise OpsError(f"no backup named {which} in {target.dir} on the machine",
+                           ExitCode.NOT_FOUND)
+    return chosen, f"{chosen.name}  {human_bytes(chosen.size)}"
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -1,0 +1,84 @@
+"""Put a backup back into the live database (local, or on Fly with --production)."""
+
+from __future__ import annotations
+
+from invoke import task
+
+from ops import config
+from ops import restore as restores
+from ops.cli import guarded
+from ops.errors import ExitCode, OpsError
+from ops.tasks.backup import reject_flag_as_name
+from ops.tasks.positional import OptionalPositionalTask
+from ops.ui import UI
+
+
+def parse_which(which, task_name: str) -> str:
+    """``latest`` (the default) or one backup's file name; never ``all`` or a path."""
+    which = "latest" if which is None else str(which)
+    reject_flag_as_name(which, task_name)
+    if which == "all":
+        raise OpsError("name one backup (or latest), not all", ExitCode.USAGE)
+    return which
+
+
+def seconds(value, what: str) -> float | None:
+    return None if value is None else config.parse_duration(value, what)
+
+
+@task(
+    klass=OptionalPositionalTask,
+    default=True,
+    positional=["which"],
+    help={
+        "which": "latest (the default) or a backup's file name in backup.dir "
+                 "(backup.remote_dir with --production)",
+        "production": "restore on the production machine on Fly.io, then restart it and wait "
+                      "for /health",
+        "from_": "with --production: upload this local backup file and restore it",
+        "yes": "do not ask for confirmation (required when there is no terminal)",
+        "dry_run": "print the plan and change nothing (no flyctl call)",
+        "busy_timeout": "seconds to wait for the app's write lock on the live database "
+                        "(default 10)",
+        "json": "print the audit record (or the plan, with --dry-run) as JSON on stdout",
+    },
+)
+@guarded
+def database(c, which="latest", production=False, from_=None, yes=False, dry_run=False,
+             busy_timeout=None, json=False):
+    """Restore a backup into the live database: verify, safety backup, backup API, check."""
+    which = parse_which(which, "restore")
+    if from_ is not None and not production:
+        raise OpsError("--from restores a local file into production: add --production "
+                       "(locally, copy the file into backup.dir and name it)", ExitCode.USAGE)
+    if from_ is not None and which != "latest":
+        raise OpsError("give either a backup name or --from PATH, not both", ExitCode.USAGE)
+    timeout = seconds(busy_timeout, "--busy-timeout")
+    options = restores.RestoreOptions(which=which, production=production, from_path=from_,
+                                      busy_timeout=10.0 if timeout is None else timeout)
+    settings = config.load(c.config)
+    ui = UI(json_mode=json)
+    if dry_run:
+        steps = restores.plan(
+            options,
+            db=settings.db_remote_path if production else str(settings.db_path),
+            directory=settings.backup_remote_dir if production else str(settings.backup_dir),
+            app=settings.app if production else "",
+            health_url=settings.health if production else "")
+        ui.table("Restore plan (dry run: nothing runs)", ["step", "what", "commands"],
+                 restores.render(steps))
+        if json:
+            ui.emit({"dry_run": True, "options": options.__dict__,
+                     "steps": restores.plan_as_data(steps)})
+        return
+    target = None
+    if production:
+        from ops.production import FlyTarget
+
+        target = FlyTarget(settings, ui)
+    run = restores.Restore(options, settings, ui, target=target, yes=yes)
+    try:
+        run.run()
+    finally:
+        if json and run.record:
+            ui.emit(run.record)

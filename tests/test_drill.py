@@ -1,0 +1,333 @@
+"""backup.drill, and restore --production, through the real CLI and the flyctl double.
+
+The drill restores a backup into a scratch database and compares it with the row counts
+and content hash recorded when it was made. Production restores run on the fake
+machine (python3, or only the sqlite3 CLI) against real files, then restart the machine
+and wait for /health; asserted are the exact flyctl calls and their order.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from ops import engine
+from tests import helpers
+from tests.helpers import assert_one_line_error
+from tests.test_production import APP, MACHINE, HealthServer, make_prod
+
+# ---------------------------------------------------------------- drill, local
+
+
+def test_drill_passes_and_reports_the_restore_time(wal_db, backup_dir, run_invoke):
+    made = engine.create_backup(wal_db, backup_dir)
+    result = run_invoke("backup.drill", "--json")
+    assert result.returncode == 0, result
+    data = result.json()
+    assert data["name"] == made.name and data["ok"] and data["restorable"]
+    assert data["tables"] == made.tables and data["content_sha256"] == made.content_sha256
+    assert data["differences"] == [] and data["seconds"] > 0
+    assert "recovery time objective" in result.stderr
+    assert not [p for p in backup_dir.iterdir() if p.name.startswith(".drill-")]
+
+
+def test_invoke_backup_records_row_counts_and_the_content_hash(wal_db, backup_dir,
+                                                               run_invoke):
+    result = run_invoke("backup", "--json")
+    assert result.returncode == 0, result
+    made = result.json()["backup"]
+    manifest = json.loads((backup_dir / f"{made['name']}.json").read_text())
+    tables, digest = engine.describe_file(backup_dir / made["name"])
+    assert manifest["tables"] == tables == {"steps": 3000, "teams": 20, "users": 200}
+    assert manifest["content_sha256"] == digest == engine.describe_file(wal_db, live=True)[1]
+
+
+def test_drill_reports_content_changed_after_the_backup_was_made(wal_db, backup_dir,
+                                                                  run_invoke):
+    made = engine.create_backup(wal_db, backup_dir)
+    path = backup_dir / made.name
+    conn = sqlite3.connect(path)
+    conn.execute("UPDATE users SET name = 'someone else' WHERE id = 7")  # same row counts
+    conn.execute("INSERT INTO teams (name) VALUES ('sneaked in')")
+    conn.commit()
+    conn.close()
+    digest = helpers.sha256(path)  # the checksum updated to match: only the content tells
+    Path(f"{path}.sha256").write_text(f"{digest}  {made.name}\n")
+    assert engine.verify_backup(path).ok
+    result = run_invoke("backup.drill", made.name, "--json")
+    assert_one_line_error(result, 5, contains="drill of", strict=False)
+    data = result.json()
+    assert data["restorable"] and not data["ok"]
+    assert "table teams: recorded 20 rows, restored 21" in data["differences"]
+    assert any(d.startswith("content hash: recorded") for d in data["differences"])
+
+
+def test_drill_of_an_old_backup_says_nothing_was_recorded(wal_db, backup_dir, run_invoke):
+    old = helpers.old_script_backup(backup_dir, helpers.utc(2026, 1, 2, 3, 4, 5), wal_db)
+    result = run_invoke("backup.drill", old.name)
+    assert result.returncode == 0, result
+    assert "nothing recorded to compare" in result.stderr
+
+
+def test_drill_of_a_backup_that_cannot_be_restored_exits_5(wal_db, backup_dir, run_invoke):
+    made = engine.create_backup(wal_db, backup_dir)
+    path = backup_dir / made.name
+    with open(path, "r+b") as handle:
+        handle.truncate(4096 * 3)
+    result = run_invoke("backup.drill", "--json")
+    assert_one_line_error(result, 5, strict=False)
+    assert not result.json()["ok"]
+
+
+# ---------------------------------------------------------------- production
+
+
+def label(argv: list[str]) -> str:
+    if argv[:2] == ["ssh", "console"]:
+        assert argv[:8] == ["ssh", "console", "-a", APP, "--machine", MACHINE, "-q", "-C"], argv
+        script = shlex.split(argv[8])[2]
+        for marker, name in (("python3 - restore", "restore"), ("python3 - drill", "drill"),
+                             ("python3 - counts", "counts"),
+                             ("manifest=0", "list"), ("__OPS_MANIFEST_BEGIN__", "manifest"),
+                             ("ln ", "adopt"), ("mkdir -p", "mkdir"),
+                             ("|| exit 3", "sha256"), ("rm -f", "rm")):
+            if marker in script:
+                return f"ssh {name}"
+        return "ssh ?"
+    if argv[:3] == ["ssh", "sftp", "put"]:
+        assert argv[5:] == ["-a", APP, "--machine", MACHINE, "-q", "--mode", "0600"], argv
+        return "sftp put"
+    if argv[:3] == ["ssh", "sftp", "get"]:
+        return "sftp get"
+    if argv[:2] == ["machine", "restart"]:
+        assert argv == ["machine", "restart", MACHINE, "-a", APP], argv
+        return "machine restart"
+    return " ".join(argv[:2])
+
+
+@pytest.fixture
+def prod(fly_world, tmp_path):
+    made = make_prod(tmp_path, fly_world)
+    with HealthServer() as server:
+        server.body = {"status": "ok", "backup": {"hasBackups": True, "count": 1, "latest": {
+            "name": "steps-2026-01-01T00-00-00.db", "created": "2026-01-01T00:00:00Z",
+            "age": 1000}}}
+        made.env.update({"INVOKE_HEALTH_URL": server.url, "INVOKE_HEALTH_TIMEOUT": "5",
+                         "INVOKE_DEPLOY_AUDIT_LOG": str(tmp_path / "audit.jsonl")})
+        made.health_server = server
+        yield made
+
+
+def changed_after_backup(prod) -> engine.BackupResult:
+    made = engine.create_backup(prod.db, prod.remote_dir)
+    conn = sqlite3.connect(prod.db)
+    conn.execute("DELETE FROM steps WHERE id > 1000")
+    conn.commit()
+    conn.close()
+    return made
+
+
+@pytest.mark.parametrize("tools", ["python3", "sqlite3"])
+def test_restore_production_restarts_the_machine_and_waits_for_health(prod, tools):
+    if tools == "sqlite3":
+        prod.world.remove_machine_tools("python3")
+    made = changed_after_backup(prod)
+    result = prod.run("restore", "--production", "--yes", "--json")
+    assert result.returncode == 0, result
+    assert [label(a) for a in prod.calls()] == [
+        "volumes list", "machine list", "ssh list", "ssh counts", "ssh restore",
+        "machine restart"]
+    assert engine.describe_file(prod.db, live=True)[1] == made.content_sha256
+    record = result.json()
+    assert record["strategy"] == tools and record["outcome"] == "ok"
+    assert record["tables_before"]["steps"] == 1000 and record["tables_after"]["steps"] == 3000
+    safety = prod.remote_dir / record["safety_backup"]["name"]
+    assert engine.verify_backup(safety).ok and engine.count_rows(safety)["steps"] == 1000
+    assert f"invoke restore {safety.name} --production --yes" in result.stderr
+    assert prod.health_server.requests  # it waited for /health
+    audit = [json.loads(x) for x in Path(prod.env["INVOKE_DEPLOY_AUDIT_LOG"]).read_text()
+             .splitlines()]
+    assert audit[-1]["kind"] == "restore" and audit[-1]["backup"]["name"] == made.name
+
+
+def test_restore_production_without_sqlite_on_the_machine_prints_the_manual_steps(prod):
+    prod.world.remove_machine_tools("python3", "sqlite3")
+    changed_after_backup(prod)
+    before = engine.describe_file(prod.db, live=True)[1]
+    result = prod.run("restore", "--production", "--yes")
+    line = assert_one_line_error(result, 1, contains="neither python3 nor the sqlite3 CLI",
+                                 strict=False)
+    assert "apt-get install -y sqlite3" in line and "invoke restore steps-" in line
+    assert "machine restart" not in [label(a) for a in prod.calls()]
+    assert engine.describe_file(prod.db, live=True)[1] == before
+
+
+def test_restore_from_a_local_file_uploads_checks_and_restores(prod, tmp_path):
+    local_dir = tmp_path / "mine"
+    made = engine.create_backup(prod.db, local_dir)  # a backup kept on the laptop
+    conn = sqlite3.connect(prod.db)
+    conn.execute("DELETE FROM users WHERE id > 10")
+    conn.commit()
+    conn.close()
+    result = prod.run("restore", "--production", "--from", str(local_dir / made.name), "--yes",
+                      "--json")
+    assert result.returncode == 0, result
+    assert [label(a) for a in prod.calls()] == [
+        "volumes list", "machine list", "ssh counts", "ssh mkdir", "sftp put", "ssh adopt",
+        "ssh restore", "machine restart"]
+    arrived = prod.remote_dir / made.name
+    assert helpers.sha256(arrived) == made.sha256
+    assert (prod.remote_dir / f"{made.name}.sha256").read_text() == f"{made.sha256}  {made.name}\n"
+    assert json.loads((prod.remote_dir / f"{made.name}.json").read_text())["tables"] == made.tables
+    assert not [p for p in prod.remote_dir.iterdir() if p.name.startswith(".upload-")]
+    assert engine.describe_file(prod.db, live=True)[1] == made.content_sha256
+
+
+def test_restore_from_a_file_that_fails_its_checksum_uploads_nothing(prod, tmp_path):
+    local_dir = tmp_path / "mine"
+    made = engine.create_backup(prod.db, local_dir)
+    with open(local_dir / made.name, "r+b") as handle:
+        handle.seek(200)
+        byte = handle.read(1)
+        handle.seek(200)
+        handle.write(bytes([byte[0] ^ 0xFF]))  # a byte SQLite may not notice; the SHA-256 does
+    before = engine.describe_file(prod.db, live=True)[1]
+    result = prod.run("restore", "--production", "--from", str(local_dir / made.name), "--yes")
+    assert_one_line_error(result, 5, contains="nothing was changed", strict=False)
+    assert [label(a) for a in prod.calls()] == ["volumes list", "machine list"]
+    assert engine.describe_file(prod.db, live=True)[1] == before
+
+
+@pytest.mark.parametrize("fault", ["corrupted", "cut"])
+def test_an_upload_that_arrives_damaged_changes_nothing(prod, tmp_path, fault):
+    local_dir = tmp_path / "mine"
+    made = engine.create_backup(prod.db, local_dir)
+    if fault == "corrupted":
+        prod.world.sftp_put_fault(flip_at=5000)
+    else:
+        prod.world.sftp_put_fault(after_bytes=8192)
+    before = engine.describe_file(prod.db, live=True)[1]
+    files = helpers.snapshot(prod.remote_dir)
+    result = prod.run("restore", "--production", "--from", str(local_dir / made.name), "--yes")
+    if fault == "corrupted":
+        assert_one_line_error(result, 5, contains="arrived corrupt", strict=False)
+        tail = ["ssh adopt"]
+    else:
+        assert_one_line_error(result, 8, contains="copy file: connection lost", strict=False)
+        tail = ["ssh rm"]
+    assert [label(a) for a in prod.calls()] == [
+        "volumes list", "machine list", "ssh counts", "ssh mkdir", "sftp put", *tail]
+    assert engine.describe_file(prod.db, live=True)[1] == before
+    assert helpers.snapshot(prod.remote_dir) == files  # no upload left, no backup adopted
+
+
+def test_restore_from_a_missing_file_calls_nothing(prod, tmp_path):
+    result = prod.run("restore", "--production", "--from", str(tmp_path / "nope.db"), "--yes")
+    assert_one_line_error(result, 3, contains="no such file", strict=False)
+    assert prod.calls() == []
+
+
+def test_production_dry_run_calls_no_flyctl_at_all(prod):
+    changed_after_backup(prod)
+    result = prod.run("restore", "--production", "--dry-run", "--json")
+    assert result.returncode == 0, result
+    steps = result.json()["steps"]
+    assert [s["key"] for s in steps] == ["resolve", "choose", "restore", "restart", "health",
+                                         "record"]
+    assert steps[3]["commands"][0][:2] == ["machine", "restart"]
+    assert prod.calls() == []
+
+
+@pytest.mark.parametrize("tools", ["python3", "none"])
+def test_drill_production_on_the_machine_or_after_downloading(prod, tools):
+    if tools == "none":
+        prod.world.remove_machine_tools("python3", "sqlite3")
+    made = engine.create_backup(prod.db, prod.remote_dir)
+    result = prod.run("backup.drill", "--production", "--json")
+    assert result.returncode == 0, result
+    data = result.json()
+    assert data["ok"] and data["tables"] == made.tables
+    assert data["where"] == ("machine" if tools == "python3" else "downloaded")
+    expected = ["volumes list", "machine list", "ssh list", "ssh drill"]
+    if tools == "none":
+        expected += ["ssh manifest", "ssh sha256", "sftp get", "ssh list"]
+    assert [label(a) for a in prod.calls()] == expected
+    assert prod.local_files() == []
+
+
+# ---------------------------------------------------------------- the content hash itself
+
+
+def test_the_content_hash_ignores_layout_and_sees_types_order_and_schema(tmp_path):
+    def make(name: str, page_size: int, rows: list, extra: str = "") -> Path:
+        path = tmp_path / name
+        conn = sqlite3.connect(path)
+        conn.execute(f"PRAGMA page_size = {page_size}")
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v)")
+        conn.execute("CREATE TABLE k (a TEXT PRIMARY KEY, b) WITHOUT ROWID")
+        conn.executemany("INSERT INTO t (id, v) VALUES (?, ?)", rows)
+        conn.executemany("INSERT INTO k VALUES (?, ?)", [("b", 2), ("a", 1)])
+        if extra:
+            conn.execute(extra)
+        conn.commit()
+        conn.close()
+        return path
+
+    rows = [(1, 1), (2, "1"), (3, b"1"), (4, 1.0), (5, None)]
+    base = engine.describe_file(make("a.db", 4096, rows))
+    assert base[0] == {"k": 2, "t": 5}
+    assert engine.describe_file(make("b.db", 8192, list(reversed(rows))))[1] == base[1]
+    vacuumed = make("c.db", 4096, rows)
+    conn = sqlite3.connect(vacuumed)
+    conn.execute("DELETE FROM t WHERE id = 5")
+    conn.execute("INSERT INTO t (id, v) VALUES (5, NULL)")
+    conn.commit()
+    conn.execute("VACUUM")
+    conn.close()
+    assert engine.describe_file(vacuumed)[1] == base[1]
+    swapped = [(1, "1"), (2, 1), *rows[2:]]  # the same values, another type per row
+    assert engine.describe_file(make("d.db", 4096, swapped))[1] != base[1]
+    assert engine.describe_file(make("e.db", 4096, rows, "CREATE INDEX i ON t (v)"))[1] \
+        != base[1]
+
+
+@pytest.mark.parametrize("manifest", [
+    "not json",
+    '["a list"]',
+    '{"tables": {"users": "200"}, "content_sha256": "' + "a" * 64 + '"}',
+    '{"tables": {"users": true}, "content_sha256": "' + "a" * 64 + '"}',
+    '{"tables": {"users": 200}, "content_sha256": "nan"}',
+    '{"tables": {"users": 200}}',
+])
+def test_drill_treats_a_malformed_record_as_a_failure(wal_db, backup_dir, run_invoke, manifest):
+    made = engine.create_backup(wal_db, backup_dir)
+    (backup_dir / f"{made.name}.json").write_text(manifest)
+    result = run_invoke("backup.drill", "--json")
+    assert_one_line_error(result, 5, contains=".json", strict=False)
+    assert result.json()["restorable"] and not result.json()["ok"]
+
+
+@pytest.mark.parametrize("tools", ["python3", "sqlite3"])
+def test_restore_production_of_a_damaged_backup_changes_nothing(prod, tools):
+    if tools == "sqlite3":
+        prod.world.remove_machine_tools("python3")
+    made = changed_after_backup(prod)
+    path = prod.remote_dir / made.name
+    with open(path, "r+b") as handle:
+        handle.seek(100)
+        byte = handle.read(1)
+        handle.seek(100)
+        handle.write(bytes([byte[0] ^ 0x01]))
+    before = engine.describe_file(prod.db, live=True)[1]
+    files = helpers.snapshot(prod.remote_dir, (".restore.lock",))
+    result = prod.run("restore", made.name, "--production", "--yes")
+    assert_one_line_error(result, 5, contains="nothing was changed", strict=False)
+    assert [label(a) for a in prod.calls()] == [
+        "volumes list", "machine list", "ssh list", "ssh counts", "ssh restore"]
+    assert engine.describe_file(prod.db, live=True)[1] == before
+    assert helpers.snapshot(prod.remote_dir, (".restore.lock",)) == files  # no safety backup
+    assert not (prod.remote_dir / ".restore.lock.d").exists()
