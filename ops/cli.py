@@ -74,8 +74,9 @@ class OpsTask(invoke.Task):
 
 
 def task(*args, **kwargs):
-    """``invoke.task`` with ``OpsTask``: ``@task`` or ``@task(help=...)``."""
-    return invoke.task(*args, klass=OpsTask, **kwargs)
+    """``invoke.task`` with ``OpsTask`` (or a subclass): ``@task`` or ``@task(help=...)``."""
+    kwargs.setdefault("klass", OpsTask)
+    return invoke.task(*args, **kwargs)
 
 
 def invoke_command() -> str:

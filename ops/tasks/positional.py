@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import sys
 
-from invoke import Task
 from invoke.parser import Argument
+
+from ops.cli import OpsTask
 
 
 class _OptionalPositional(Argument):
@@ -37,7 +38,7 @@ def _parser_is_completing(depth: int = 6) -> bool:
     return False
 
 
-class OptionalPositionalTask(Task):
+class OptionalPositionalTask(OpsTask):
     """A task whose positional arguments may be left out (they get their default)."""
 
     def get_arguments(self, ignore_unknown_help=None):

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from invoke import task
-
 from ops import config
 from ops import restore as restores
-from ops.cli import guarded
+from ops.cli import guarded, task
 from ops.errors import ExitCode, OpsError
 from ops.tasks.backup import reject_flag_as_name
 from ops.tasks.positional import OptionalPositionalTask
