@@ -383,54 +383,6 @@ class FlyTarget:
                 shutil.rmtree(private, ignore_errors=True)
         return asdict(result) | {"recorded_sha256": expected}
 
-
-DOWNLOAD_PREFIX = ".tmp-download-"
-
-
-def trusted_sha256(name: str, record: dict) -> str | None:
-    """The SHA-256 recorded when the backup was made, if any; refuse a file that no
-    longer matches it (or whose two records disagree): a download never launders it."""
-    records = {value for value in (record["recorded"], record["manifest"]) if value}
-    if len(records) > 1:
-        raise OpsError(f"SHA-256 records disagree: {name}.sha256 has "
-                       f"{record['recorded'][:12]}…, {name}.json has "
-                       f"{record['manifest'][:12]}…; not downloaded", ExitCode.VERIFY_FAILED)
-    if records and record["sha256"] not in records:
-        recorded = next(iter(records))
-        raise OpsError(f"SHA-256 mismatch: recorded {recorded[:12]}…, the machine's file has "
-                       f"{record['sha256'][:12]}… ({name} changed after it was made); "
-                       "not downloaded", ExitCode.VERIFY_FAILED)
-    return next(iter(records), None)
-
-
-def _private_dir(directory: Path) -> None:
-    """Create the backup folder private (0700); an existing one keeps its mode."""
-    with contextlib.suppress(OSError):
-        directory.mkdir(mode=0o700, parents=True)
-
-
-def _sweep_downloads(directory: Path) -> None:
-    """Remove what an interrupted download left (our own folders only); hold the lock."""
-    for entry in directory.iterdir():
-        if entry.name.startswith(DOWNLOAD_PREFIX) and entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-
-
-def _listing_entry(entry: list[str]) -> bool:
-    """``name size sha256|- 0|1``, exactly as ``remote.list_script`` prints it."""
-    return (len(entry) == 4 and bool(remote.ENTRY_NAME.fullmatch(entry[0]))
-            and entry[1].isascii() and entry[1].isdigit()
-            and (entry[2] == "-" or bool(remote.HEX64.fullmatch(entry[2])))
-            and entry[3] in ("0", "1"))
-
-
-def _record_entry(entry: list[str]) -> bool:
-    """``sha256 size recorded|- manifest|-``, as ``remote.record_script`` prints it."""
-    return (len(entry) == 4 and bool(remote.HEX64.fullmatch(entry[0]))
-            and entry[1].isascii() and entry[1].isdigit()
-            and all(value == "-" or bool(remote.HEX64.fullmatch(value)) for value in entry[2:]))
-
-    # -- restore (ops/restore.py drives these)
     def restore(self, name: str, *, busy_timeout: float = 10.0) -> dict:
         """Restore backup ``name`` into the live database on the machine (its best engine)."""
         script = remote.restore_script(self.db, self.dir, name, check=self.settings.check,
@@ -529,6 +481,55 @@ def _record_entry(entry: list[str]) -> bool:
                 manifest.unlink(missing_ok=True)
             return engine.drill_backup(local, check=self.settings.check) | {
                 "where": "downloaded"}
+
+
+DOWNLOAD_PREFIX = ".tmp-download-"
+
+
+def trusted_sha256(name: str, record: dict) -> str | None:
+    """The SHA-256 recorded when the backup was made, if any; refuse a file that no
+    longer matches it (or whose two records disagree): a download never launders it."""
+    records = {value for value in (record["recorded"], record["manifest"]) if value}
+    if len(records) > 1:
+        raise OpsError(f"SHA-256 records disagree: {name}.sha256 has "
+                       f"{record['recorded'][:12]}…, {name}.json has "
+                       f"{record['manifest'][:12]}…; not downloaded", ExitCode.VERIFY_FAILED)
+    if records and record["sha256"] not in records:
+        recorded = next(iter(records))
+        raise OpsError(f"SHA-256 mismatch: recorded {recorded[:12]}…, the machine's file has "
+                       f"{record['sha256'][:12]}… ({name} changed after it was made); "
+                       "not downloaded", ExitCode.VERIFY_FAILED)
+    return next(iter(records), None)
+
+
+def _private_dir(directory: Path) -> None:
+    """Create the backup folder private (0700); an existing one keeps its mode."""
+    with contextlib.suppress(OSError):
+        directory.mkdir(mode=0o700, parents=True)
+
+
+def _sweep_downloads(directory: Path) -> None:
+    """Remove what an interrupted download left (our own folders only); hold the lock."""
+    for entry in directory.iterdir():
+        if entry.name.startswith(DOWNLOAD_PREFIX) and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _listing_entry(entry: list[str]) -> bool:
+    """``name size sha256|- 0|1``, exactly as ``remote.list_script`` prints it."""
+    return (len(entry) == 4 and bool(remote.ENTRY_NAME.fullmatch(entry[0]))
+            and entry[1].isascii() and entry[1].isdigit()
+            and (entry[2] == "-" or bool(remote.HEX64.fullmatch(entry[2])))
+            and entry[3] in ("0", "1"))
+
+
+def _record_entry(entry: list[str]) -> bool:
+    """``sha256 size recorded|- manifest|-``, as ``remote.record_script`` prints it."""
+    return (len(entry) == 4 and bool(remote.HEX64.fullmatch(entry[0]))
+            and entry[1].isascii() and entry[1].isdigit()
+            and all(value == "-" or bool(remote.HEX64.fullmatch(value)) for value in entry[2:]))
+
+    # -- restore (ops/restore.py drives these)
 
 
 def manual_restore_steps(app: str, machine: str, name: str) -> str:

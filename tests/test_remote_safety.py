@@ -473,4 +473,4 @@ def test_remote_retention_runs_under_the_machines_backup_lock(prod):
         result = prod.run("backup.cleanup", "--production", "--keep", "1")
     assert_error(result, ExitCode.LOCKED, contains="another backup holds the lock")
     assert prod.remote_backups() == names
-    assert prod.flow() == [*RESOLVE, "ssh list", "ssh delete"]
+    assert prod.flow() == [*RESOLVE, "ssh list", "ssh verify", "ssh delete"]

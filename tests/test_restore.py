@@ -318,7 +318,8 @@ def run_on_a_terminal(args: list[str], cwd: Path, answer: str) -> tuple[int, str
 
     leader, follower = pty.openpty()
     argv = [helpers.PYTHON, "-m", "invoke", "--search-root", str(helpers.REPO_ROOT), *args]
-    proc = subprocess.Popen(argv, cwd=cwd, env=helpers.clean_env(), stdin=follower,
+    env = helpers.clean_env(helpers.project_root(cwd, None))
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=follower,
                             stdout=follower, stderr=follower)
     os.close(follower)
     seen = b""
