@@ -52,8 +52,8 @@ ROLLBACK_HINT = "invoke deploy.rollback --to 12"
 
 # What each phase of a deploy asks flyctl, in order (see ``label``).
 PREFLIGHT = ["auth whoami", "volumes list", "machine list", "releases"]
-# backup, then verify it by name, then retention's list
-BACKUP = ["ssh backup", "ssh verify", "ssh list"]
+# backup, verify it by name, retention's list, then the list that finds it still there
+BACKUP = ["ssh backup", "ssh verify", "ssh list", "ssh list"]
 # the list before `create` is what tells the new snapshot apart; then polls until created
 SNAPSHOT = ["volumes snapshots list", "volumes snapshots create"] + ["volumes snapshots list"] * 3
 DEPLOYED = ["deploy", "releases"]
@@ -516,7 +516,7 @@ def test_skip_backup_is_loud_recorded_and_touches_no_data(site):
 def test_dry_run_shows_the_plan_and_runs_nothing(site):
     plain, full, skipping, canary = run_parallel([
         lambda: site.run("deploy", "--dry-run"),
-        lambda: site.run("deploy", "--dry-run", "--json", "--strategy", "bluegreen",
+        lambda: site.run("deploy", "--dry-run", "--json", "--strategy", "immediate",
                          "--wait-timeout", "2m", "--", "--build-arg", "X=1"),
         lambda: site.run("deploy", "--dry-run", "--json", "--skip-backup", "--image",
                          NEW_IMAGE),
@@ -548,11 +548,11 @@ def test_dry_run_shows_the_plan_and_runs_nothing(site):
         ["releases", "-a", APP, "--json"],
     ]
     assert steps["deploy"]["commands"] == [
-        ["deploy", "-a", APP, "-c", "fly.toml", "--strategy", "bluegreen",
+        ["deploy", "-a", APP, "-c", "fly.toml", "--strategy", "immediate",
          "--wait-timeout", "2m", "--build-arg", "X=1"]
     ]  # fmt: skip
-    # backup, verify, retention's list: the same ssh calls a real run makes
-    assert [c[:2] for c in steps["backup"]["commands"]] == [["ssh", "console"]] * 3
+    # backup, verify, retention's list, the list that finds it: the ssh calls a run makes
+    assert [c[:2] for c in steps["backup"]["commands"]] == [["ssh", "console"]] * 4
     assert [c[:3] for c in steps["snapshot"]["commands"]] == [
         ["volumes", "snapshots", "list"],
         ["volumes", "snapshots", "create"],
@@ -648,7 +648,8 @@ def test_failed_health_gate_exits_14_with_the_way_back(sites):
         assert record["steps"][-1]["outcome"] == "failed"
     assert "HTTP 503" in error_line(r_unhealthy)
     old, new = stale.backup_names()
-    assert f"/health reports latest backup {old!r}, expected {new!r}" in error_line(r_stale)
+    assert f"/health reports latest backup {old!r}, older than this deploy's {new!r}" in (
+        error_line(r_stale))
     assert stale.audit()[0]["backup"]["name"] == new
 
 
