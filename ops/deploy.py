@@ -152,6 +152,13 @@ class Deployment:
                 self.record.update(outcome="ok")
                 self._hint()
                 return self.record
+            except (Terminated, KeyboardInterrupt) as exc:  # between two steps
+                if self.record["outcome"] == "running":
+                    term = isinstance(exc, Terminated)
+                    self.record.update(
+                        outcome=f"terminated by {exc.name}" if term else "interrupted",
+                        exit_code=int(ExitCode.TERMINATED if term else ExitCode.INTERRUPTED))
+                raise
             finally:
                 if self.record["outcome"] == "running":  # whatever ended the run, say so
                     self.record.update(outcome="crashed", exit_code=int(ExitCode.ERROR))
@@ -332,6 +339,7 @@ class Deployment:
     def deploy(self, held) -> str:
         o = self.options
         image = self.rollback_image if o.rollback_to is not None else o.image
+        self.record["fly_deploy"] = redact_argv(deploy_command(o, image))
         try:
             self.target.fly.run(deploy_command(o, image), timeout=None,
                                 stream=lambda line: self.ui.info(
@@ -546,9 +554,9 @@ def check_flags(strategy, wait_timeout, extra) -> None:
             raise OpsError(f"--wait-timeout must be a duration like 5m, 90s or 300, got "
                            f"{value!r}", ExitCode.USAGE)
         if seconds < 1:
-            raise OpsError(f"--wait-timeout {value} means no wait at all to flyctl: every "
-                           "machine's health check would fail at once; give at least 1s, "
-                           "e.g. 5m", ExitCode.USAGE)
+            raise OpsError(f"--wait-timeout {value} leaves flyctl no time to wait for health "
+                           "checks (none and 0 mean no wait): every machine would fail; give "
+                           "at least 1s, e.g. 5m", ExitCode.USAGE)
 
 
 STRATEGIES = ("rolling", "bluegreen", "immediate")

@@ -67,12 +67,17 @@ class HealthApp:
     """``GET /health`` as the app answers it, computed from the volume's backup folder.
 
     ``mode``: ``ok`` (200, the newest backup), ``503`` (unhealthy), ``stale`` (200 but
-    the app still reports the backup before the newest, as if it had not seen it).
+    the app still reports the backup before the newest, as if it had not seen it),
+    ``newer`` (another backup finished a minute after the newest), ``future`` (the
+    latest is dated 2099), ``body`` (200 with ``body`` as it is). ``unhealthy_first``:
+    that many requests answer 503 before the mode applies.
     """
 
     def __init__(self, backups: Path):
         self.backups = backups
         self.mode = "ok"
+        self.body: object = None
+        self.unhealthy_first = 0
         self.requests = 0
         app = self
 
@@ -83,11 +88,16 @@ class HealthApp:
                 app.requests += 1
                 if self.path != "/health":
                     return self._send(404, {"error": "not found"})
+                if app.unhealthy_first > 0:
+                    app.unhealthy_first -= 1
+                    return self._send(503, {"status": "error", "error": "starting"})
+                if app.mode == "body":
+                    return self._send(200, app.body)
                 if app.mode == "503":
                     return self._send(503, {"status": "error", "error": "database locked"})
                 return self._send(200, {"status": "ok", "backup": app.report()})
 
-            def _send(self, status: int, body: dict):
+            def _send(self, status: int, body):
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -118,6 +128,12 @@ class HealthApp:
             return {"hasBackups": False, "count": 0, "latest": None}
         newest = names[-1]
         created = dt.datetime.strptime(newest, "steps-%Y-%m-%dT%H-%M-%S.db").replace(tzinfo=dt.UTC)
+        if self.mode in ("newer", "future"):  # a backup the deploy did not make
+            created = (created + dt.timedelta(minutes=1) if self.mode == "newer"
+                       else dt.datetime(2099, 1, 1, tzinfo=dt.UTC))
+            return {"hasBackups": True, "count": len(names) + 1, "latest": {
+                "name": created.strftime("steps-%Y-%m-%dT%H-%M-%S.db"),
+                "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"), "age": 0, "size": 4096}}
         age = int((dt.datetime.now(dt.UTC) - created).total_seconds() * 1000)
         return {
             "hasBackups": True,

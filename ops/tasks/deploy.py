@@ -54,7 +54,7 @@ def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout) -> Non
         ui.steps_table(f"{deployment.record.get('kind', 'deploy')} of {options.app}: "
                        f"{deployment.record.get('outcome', '?')}")
         if json and deployment.record:
-            ui.emit(deployment.record)
+            ui.emit(deploys.scrub(deployment.record, deployment.secrets))
 
 
 @task(
@@ -65,7 +65,7 @@ def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout) -> Non
         "image": "deploy this image instead of building (fly deploy --image)",
         "remote_only": "build on Fly's builders (default on in CI)",
         "local_only": "build with the local Docker instead (turns --remote-only off)",
-        "strategy": "rolling (default), bluegreen or immediate (fly deploy --strategy)",
+        "strategy": "rolling (default) or immediate; bluegreen only without [mounts]",
         "wait_timeout": "how long fly deploy waits for health checks, e.g. 5m",
         "require_clean": "refuse to deploy from a git tree with uncommitted changes",
         "lock_wait": LOCK_WAIT,
