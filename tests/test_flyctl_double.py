@@ -609,8 +609,7 @@ def test_deploy_with_a_volume_fails_bluegreen_and_canary_after_making_a_release(
     p = run(world, "deploy", "--image", IMAGE_V11, "--strategy", "bluegreen", cwd=app_dir)
     assert p.returncode == 1
     assert p.stderr.startswith(f"Error: failed to launch VM: volume {DEFAULT_VOLUME_ID} is "
-                               f"already attached "
-                               f"to machine {MID}")
+                               f"already attached to machine {MID}")
     assert "Creating green machines" in p.stdout and "Rolling back failed deployment" in p.stdout
     assert world.releases()[0]["Version"] == 13 and world.releases()[0]["Status"] == "failed"
     assert world.machine_image(MID) == IMAGE_V12

@@ -321,7 +321,7 @@ class Flag:
     ) -> None:
         self.name = name
         self.short = short
-        self.kind = kind  # bool | string | int | float | slice | array | duration
+        self.kind = kind  # bool | string | int | float | slice | array
         if default is None:
             default = {"bool": False, "int": 0, "float": 0.0, "slice": [], "array": []}.get(
                 kind, ""
@@ -528,12 +528,6 @@ def _convert(f: Flag, raw: str) -> Any:
             raise ValueError(
                 bad + f"strconv.ParseFloat: parsing {go_quote(raw)}: invalid syntax"
             ) from None
-    if f.kind == "duration":
-        if raw == "none" or re.fullmatch(r"\d+", raw) or re.fullmatch(
-            r"(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+", raw
-        ):
-            return raw
-        raise ValueError(bad + f"time: invalid duration {go_quote(raw)}")
     return raw
 
 
