@@ -171,8 +171,8 @@ class Deployment:
 
     @property
     def secrets(self) -> list[str]:
-        """Tokens given on the command line (after --), kept out of every line we write."""
-        return tokens_in(self.options.extra)
+        """Tokens (after --, or in the environment), kept out of every line we write."""
+        return tokens_in(self.options.extra) + [os.environ.get(var, "") for var in fly.TOKEN_VARS]
 
     def _run_step(self, step: PlanStep, held: contextlib.ExitStack) -> None:
         if step.skipped:

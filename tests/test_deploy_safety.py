@@ -448,3 +448,16 @@ def test_the_gate_accepts_a_newer_backup_and_says_why_it_waits(sites):
     assert r_slow.returncode == 0, r_slow
     waits = [line for line in r_slow.stderr.splitlines() if "health: not yet" in line]
     assert waits == ["  health: not yet: HTTP 503"], r_slow.stderr  # one line per change
+
+
+def test_a_short_token_from_the_environment_is_not_echoed_either(site):
+    token = site.token = "tk4x9"  # below the 6 characters fly.redact needs
+    site.world.add_token(token)
+    site.world.fail(["deploy"], stdout=f"using access token {token}\n",
+                    stderr=f"Error: token {token} may not deploy {APP}\n")
+    result = site.run("deploy", "--json", "--skip-backup", "--image", NEW_IMAGE)
+
+    assert result.returncode == ExitCode.DEPLOY_FAILED, result
+    assert "token *** may not deploy" in error_line(result)
+    for text in (result.stdout, result.stderr, site.audit_log.read_text()):
+        assert token not in text
