@@ -101,9 +101,11 @@ class Settings:
 
     @property
     def health(self) -> str:
+        from ops import health  # built and checked there: the host can never change
+
         if self.health_url:
-            return self.health_url
-        return f"https://{self.app}.fly.dev{self.fly_toml().health_path}"
+            return health.check_url(self.health_url)
+        return health.url_for(self.app, self.fly_toml().health_path)
 
     def flyctl(self) -> str:
         """The flyctl binary: ``fly.bin``, else ``fly`` then ``flyctl`` on PATH."""

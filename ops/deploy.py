@@ -11,9 +11,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import re
 import shlex
+import signal
 import subprocess
+import tomllib
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from ops import audit, backups, fly, health
 from ops.engine import EngineError, file_lock
@@ -22,6 +26,12 @@ from ops.errors import ExitCode, OpsError
 MACHINE = "<machine>"
 VOLUME = "<volume>"
 SCRIPT = "<backup script>"
+RELEASES_SHOWN = 25  # `fly releases` returns the newest 25: internal/command/apps/releases.go
+REDACTED = "***"
+TOKEN_FLAGS = ("-t", "--access-token")  # flyctl's global token flag (internal/flag)
+# shorthands of `fly deploy` that take a value: in `-aX` the rest is the value, not flags
+VALUE_SHORTHANDS = set("acrieslt")
+SINGLE_VOLUME = ("bluegreen", "canary")  # start a second machine, which needs the volume
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,7 @@ class DeployOptions:
     extra: tuple[str, ...] = ()
     require_clean: bool = False
     rollback_to: int | None = None  # deploy.rollback: that release's image (0: the previous)
+    workdir: str | None = None  # fly.config's folder when it is not the current one
 
 
 @dataclass(frozen=True)
@@ -72,9 +83,9 @@ def plan(o: DeployOptions) -> list[PlanStep]:
         ]
     else:
         steps += [
-            PlanStep("backup", "verified backup on the machine (backup, verify, then remote "
-                     "retention: list and delete)", (ssh, ssh, ssh),
-                     ExitCode.DEPLOY_ABORTED_BACKUP),
+            PlanStep("backup", "verified backup on the machine (backup, verify, remote "
+                     "retention: list and delete, then list: still there, same SHA-256)",
+                     (ssh, ssh, ssh, ssh), ExitCode.DEPLOY_ABORTED_BACKUP),
             PlanStep("snapshot", "volume snapshot, waited for until created",
                      (tuple(fly.snapshots_list(o.app, VOLUME)),
                       tuple(fly.snapshots_create(o.app, VOLUME)),
@@ -83,8 +94,10 @@ def plan(o: DeployOptions) -> list[PlanStep]:
         ]
     release = f"v{o.rollback_to}" if o.rollback_to else "the previous release"
     image = o.image if o.rollback_to is None else f"<image of {release}>"
-    deploy_argv = deploy_command(o, image)
+    deploy_argv = redact_argv(deploy_command(o, image))
     title = "fly deploy" if o.rollback_to is None else f"redeploy {release}"
+    if o.workdir:
+        title += f" (builds {o.workdir}, fly.config's folder)"
     steps += [
         PlanStep("deploy", title, (tuple(deploy_argv),), ExitCode.DEPLOY_FAILED),
         PlanStep("health", f"poll {o.health_url} until 200"
@@ -117,6 +130,7 @@ class Deployment:
     target: object = None
     machine_ok: bool = True  # False: an emergency deploy or rollback going on without it
     rollback_image: str = ""
+    newest_seen: int = 0  # the newest release version before this run's `fly deploy`
 
     def run(self, steps: list[PlanStep]) -> dict:
         o = self.options
@@ -124,6 +138,8 @@ class Deployment:
             "kind": "rollback" if o.rollback_to is not None else "deploy",
             "who": audit.who(), "when": _now(), "app": o.app, "skipped_backup": o.skip_backup,
             "backup": None, "snapshot": None, "release": None, "previous_release": None,
+            "fly_deploy": redact_argv(deploy_command(o, o.image if o.rollback_to is None
+                                                      else "<image of the release>")),
             "steps": [], "outcome": "running", "exit_code": 0,
         }
         if o.skip_backup:
@@ -136,16 +152,27 @@ class Deployment:
                 self.record.update(outcome="ok")
                 self._hint()
                 return self.record
-            except KeyboardInterrupt:
-                self.record.update(outcome="interrupted", exit_code=int(ExitCode.INTERRUPTED))
+            except (Terminated, KeyboardInterrupt) as exc:  # between two steps
+                if self.record["outcome"] == "running":
+                    term = isinstance(exc, Terminated)
+                    self.record.update(
+                        outcome=f"terminated by {exc.name}" if term else "interrupted",
+                        exit_code=int(ExitCode.TERMINATED if term else ExitCode.INTERRUPTED))
                 raise
             finally:
+                if self.record["outcome"] == "running":  # whatever ended the run, say so
+                    self.record.update(outcome="crashed", exit_code=int(ExitCode.ERROR))
                 self.record["finished"] = _now()
                 self.record["seconds"] = round(sum(s["seconds"] for s in self.record["steps"]), 3)
                 try:
-                    audit.append(self.settings.audit_log, self.record)
+                    audit.append(self.settings.audit_log, scrub(self.record, self.secrets))
                 except OSError as exc:  # never hide why the run itself ended
                     self.ui.warn(f"could not append to {self.settings.audit_log}: {exc.strerror}")
+
+    @property
+    def secrets(self) -> list[str]:
+        """Tokens (after --, or in the environment), kept out of every line we write."""
+        return tokens_in(self.options.extra) + [os.environ.get(var, "") for var in fly.TOKEN_VARS]
 
     def _run_step(self, step: PlanStep, held: contextlib.ExitStack) -> None:
         if step.skipped:
@@ -158,15 +185,36 @@ class Deployment:
         try:
             with self.ui.step(step.title) as shown:
                 shown.detail = getattr(self, step.key)(held) or ""
-        except (OpsError, EngineError) as exc:
-            code = self._exit_code(step, exc)
-            self._log(step.key, "failed", shown.seconds if shown else 0.0, str(exc))
-            self.record.update(outcome=f"{step.key} failed", exit_code=int(code),
-                               error=str(exc))
+        except (Terminated, KeyboardInterrupt) as exc:
+            self._stopped(step, shown, exc)
+            raise
+        except Exception as exc:  # noqa: BLE001 (a crash is recorded as one, then reported)
+            crashed = not isinstance(exc, OpsError | EngineError)
+            code = step.abort if crashed else self._exit_code(step, exc)
+            text = f"internal error: {type(exc).__name__}: {exc}" if crashed else str(exc)
+            text = scrub(text, self.secrets)
+            self._log(step.key, "failed", shown.seconds if shown else 0.0, text)
+            self.record.update(outcome=f"{step.key} failed", exit_code=int(code), error=text)
             if step.key in ("deploy", "health"):
                 self._hint()
-            raise OpsError(self._message(step, exc), code) from None
-        self._log(step.key, "ok", shown.seconds, shown.detail)
+            raise OpsError(self._message(step, text), code) from None
+        self._log(step.key, "ok", shown.seconds, scrub(shown.detail, self.secrets))
+
+    def _stopped(self, step: PlanStep, shown, exc: BaseException) -> None:
+        """A signal or Ctrl-C: say where, and whether the release may already be out."""
+        why = exc.name if isinstance(exc, Terminated) else "Ctrl-C"
+        started = step.key in ("deploy", "health")
+        self._log(step.key, "interrupted", shown.seconds if shown else 0.0, why)
+        self.record.update(
+            outcome=f"{'terminated' if isinstance(exc, Terminated) else 'interrupted'} "
+                    f"by {why} during {step.key}",
+            exit_code=int(ExitCode.TERMINATED if isinstance(exc, Terminated)
+                          else ExitCode.INTERRUPTED),
+            fly_deploy_started=started)
+        if started:
+            self.record["error"] = ("stopped after `fly deploy` had started: the release may "
+                                    "be out; check `fly releases`")
+            self._hint()
 
     def _log(self, key, outcome, seconds, detail):
         self.record["steps"].append(
@@ -182,7 +230,7 @@ class Deployment:
             return own
         return step.abort
 
-    def _message(self, step: PlanStep, exc: Exception) -> str:
+    def _message(self, step: PlanStep, exc: Exception | str) -> str:
         what = "rollback" if self.options.rollback_to is not None else "deploy"
         if step.abort in (ExitCode.DEPLOY_ABORTED_PREFLIGHT, ExitCode.DEPLOY_ABORTED_BACKUP,
                           ExitCode.DEPLOY_ABORTED_SNAPSHOT, ExitCode.LOCKED):
@@ -247,6 +295,7 @@ class Deployment:
 
     def _note_previous(self, releases: list[fly.Release]) -> fly.Release | None:
         current = next((r for r in releases if r.status == "complete"), None)
+        self.newest_seen = max([r.version for r in releases] + [self.newest_seen])
         if current:
             self.record["previous_release"] = {"version": current.version,
                                                "image": current.image_ref}
@@ -273,9 +322,11 @@ class Deployment:
         result = backups.make_backup(self.target, self.ui)
         if result.get("strategy") != "remote_command":  # that one was downloaded and checked
             backups.require_ok(self.target.verify(result["name"]))
-        backups.cleanup(self.target, self.ui, self.settings.keep, made=result["name"])
         self.record["backup"] = {k: result.get(k) for k in
                                  ("name", "sha256", "size", "strategy", "path")}
+        backups.cleanup(self.target, self.ui, self.settings.keep, made=result["name"])
+        require_still_there(self.target.list(), result["name"], result["sha256"],
+                            self.target.dir)
         return f"{result['name']} verified (sha256 {result['sha256'][:12]})"
 
     def snapshot(self, held) -> str:
@@ -288,35 +339,54 @@ class Deployment:
     def deploy(self, held) -> str:
         o = self.options
         image = self.rollback_image if o.rollback_to is not None else o.image
+        self.record["fly_deploy"] = redact_argv(deploy_command(o, image))
         try:
             self.target.fly.run(deploy_command(o, image), timeout=None,
-                                stream=lambda line: self.ui.info(f"  {line}"))
+                                stream=lambda line: self.ui.info(
+                                    "  " + scrub(line, self.secrets)))
         finally:
             self._note_release()  # a failed rolling deploy still leaves a (failed) release
         release = self.record.get("release")
         return f"release v{release['version']}" if release else "deployed"
 
     def _note_release(self) -> None:
+        """The release this run made, if any (a refused build makes none)."""
         try:
             newest = self.target.fly.releases(self.options.app)[0]
         except (OpsError, IndexError):
+            return
+        if newest.version <= self.newest_seen:
             return
         self.record["release"] = {"version": newest.version, "image": newest.image_ref,
                                   "status": newest.status}
 
     def health(self, held) -> str:
         expected = (self.record.get("backup") or {}).get("name")
-        result = health.wait_healthy(self.options.health_url, expected_backup=expected,
-                                     timeout=self.settings.health_timeout,
-                                     interval=self.settings.health_interval)
-        reports = f", reports {expected}" if expected else ""
+        result = health.wait_healthy(
+            self.options.health_url, expected_backup=expected,
+            timeout=self.settings.health_timeout, interval=self.settings.health_interval,
+            on_reason=lambda reason: self.ui.waiting(f"  health: not yet: {reason}"))
+        latest = ((result.get("backup") or {}).get("latest") or {}) if expected else {}
+        name = latest.get("name") if isinstance(latest, dict) else None
+        reports = f", reports {name if isinstance(name, str) else expected}" if expected else ""
         return f"200 after {result['polls']} poll(s){reports}"
 
 
 def deploy_command(o: DeployOptions, image: str | None) -> list[str]:
-    return fly.deploy(o.app, o.config, image=image, remote_only=o.remote_only,
+    """`fly deploy`; with fly.config elsewhere, its folder is the working directory
+    (flyctl chdirs there first, so -c is made absolute: internal/command/command.go)."""
+    config = str(Path(o.config).resolve()) if o.workdir else o.config
+    argv = fly.deploy(o.app, config, image=image, remote_only=o.remote_only,
                       local_only=o.local_only, strategy=o.strategy,
-                      wait_timeout=o.wait_timeout, extra=o.extra)
+                      wait_timeout=o.wait_timeout)
+    return argv + ([o.workdir] if o.workdir else []) + list(o.extra)
+
+
+def working_dir(config: str | Path, cwd: Path | None = None) -> str | None:
+    """fly.config's folder when it is not the current folder (flyctl builds the folder
+    it runs in, so we pass this one as `fly deploy [WORKING_DIRECTORY]`)."""
+    folder = Path(config).resolve().parent
+    return None if folder == (cwd or Path.cwd()).resolve() else str(folder)
 
 
 def _release_image(releases: list[fly.Release], version: int) -> str:
@@ -326,7 +396,225 @@ def _release_image(releases: list[fly.Release], version: int) -> str:
                 raise OpsError(f"release v{version} has no image to redeploy", ExitCode.USAGE)
             return release.image_ref
     known = ", ".join(f"v{r.version}" for r in releases[:10]) or "none"
+    versions = [r.version for r in releases]
+    if len(releases) >= RELEASES_SHOWN and version < min(versions):
+        raise OpsError(
+            f"release v{version} is older than the last {RELEASES_SHOWN} releases flyctl "
+            f"returns (v{min(versions)} to v{max(versions)}): redeploy its image by name "
+            "with `invoke deploy --image IMAGE` (the audit log records each release's image)",
+            ExitCode.NOT_FOUND)
     raise OpsError(f"no release v{version} (recent: {known})", ExitCode.NOT_FOUND)
+
+
+def require_still_there(listing, name: str, sha256: str, where: str) -> None:
+    """The deploy's own backup must have survived retention, with the checksum it had."""
+    found = next((item for item in listing if item.name == name), None)
+    if found is None:
+        raise OpsError(f"the new backup {name} is no longer in {where} after retention; "
+                       "nothing deployed", ExitCode.DEPLOY_ABORTED_BACKUP)
+    if found.sha256 != sha256:
+        raise OpsError(f"the new backup {name} in {where} no longer has its recorded SHA-256 "
+                       f"({str(found.sha256)[:12]}… instead of {sha256[:12]}…); nothing "
+                       "deployed", ExitCode.DEPLOY_ABORTED_BACKUP)
+
+
+# ------------------------------------------------------------------ secrets in argv
+
+
+def redact_argv(argv) -> list[str]:
+    """argv with every access token replaced, in each form pflag accepts: ``-t X``,
+    ``-tX``, ``-yt X``, ``--access-token X``, ``--access-token=X``; any length."""
+    out, hide_next = [], False
+    for word in argv:
+        if hide_next:
+            out.append(REDACTED)
+            hide_next = False
+            continue
+        value_at = _token_value_at(word)
+        if value_at is None:
+            out.append(word)
+        elif value_at == len(word):
+            out.append(word)
+            hide_next = True
+        else:
+            out.append(word[:value_at] + REDACTED)
+    return out
+
+
+def tokens_in(argv) -> list[str]:
+    """The token values given in argv (see ``redact_argv``)."""
+    found, take_next = [], False
+    for word in argv:
+        if take_next:
+            found.append(word)
+            take_next = False
+            continue
+        value_at = _token_value_at(word)
+        if value_at is not None:
+            if value_at == len(word):
+                take_next = True
+            else:
+                found.append(word[value_at:])
+    return [token for token in found if token]
+
+
+def _token_value_at(word: str) -> int | None:
+    """Where the token starts in ``word`` (len(word): in the next word), or None.
+
+    pflag reads ``-abc`` as shorthands until one takes a value, which gets the rest.
+    """
+    if word in TOKEN_FLAGS:
+        return len(word)
+    if word.startswith("--access-token="):
+        return len("--access-token=")
+    if word.startswith("-") and not word.startswith("--") and len(word) > 1:
+        for index, char in enumerate(word[1:], start=1):
+            if char == "t":
+                return index + 1
+            if char in VALUE_SHORTHANDS or not char.isalpha():
+                return None
+    return None
+
+
+def scrub(value, secrets: list[str]):
+    """``value`` (text, or a record of them) with each secret of 4+ characters replaced.
+
+    Secrets are scrubbed where they sit in argv whatever their length (``redact_argv``);
+    in free text a shorter one would only garble the words around it.
+    """
+    secrets = [s for s in set(secrets) if len(s) >= 4]
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for secret in sorted(secrets, key=len, reverse=True):
+            value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {key: scrub(item, secrets) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(item, secrets) for item in value]
+    return value
+
+
+# ------------------------------------------------------------------ flags fly deploy gets
+
+
+def flag_values(argv, name: str) -> list[str]:
+    """Every value pflag would see for ``--name`` in argv (``--name x``, ``--name=x``),
+    up to a ``--`` that ends flag parsing."""
+    values, words = [], list(argv)
+    for index, word in enumerate(words):
+        if word == "--":
+            break
+        if word == f"--{name}" and index + 1 < len(words):
+            values.append(words[index + 1])
+        elif word.startswith(f"--{name}="):
+            values.append(word.split("=", 1)[1])
+    return values
+
+
+GO_UNIT_NS = {"ns": 1, "us": 10**3, "µs": 10**3, "μs": 10**3, "ms": 10**6, "s": 10**9,
+              "m": 60 * 10**9, "h": 3600 * 10**9}
+GO_PART = re.compile(r"([0-9]+\.?[0-9]*|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
+MAX_NS = 2**63 - 1
+
+
+def go_wait_seconds(text: str) -> float | None:
+    """``--wait-timeout`` as flyctl reads it (deploy.go parseDurationFlag): ``none`` is 0,
+    else Go's time.ParseDuration, else whole seconds (strconv.Atoi); None if invalid."""
+    if text == "none":
+        return 0.0
+    body = text[1:] if text[:1] in "+-" else text
+    sign = -1 if text[:1] == "-" else 1
+    if body == "0":
+        return 0.0
+    if re.fullmatch(r"[+-]?[0-9]+", text):  # "missing unit": flyctl's Atoi fallback
+        seconds = int(text)
+        return float(seconds) if abs(seconds) * 10**9 <= MAX_NS else None
+    parts = GO_PART.findall(body)
+    if not body or "".join(n + u for n, u in parts) != body:
+        return None
+    total = sum(float(number) * GO_UNIT_NS[unit] for number, unit in parts)
+    return sign * total / 10**9 if total <= MAX_NS else None
+
+
+def check_flags(strategy, wait_timeout, extra) -> None:
+    """Refuse what would fail `fly deploy` for sure, given as our flags or after ``--``."""
+    for value in ([strategy] if strategy is not None else []) + flag_values(extra, "strategy"):
+        if value == "canary":
+            raise OpsError("--strategy canary is refused by flyctl for apps with volumes",
+                           ExitCode.USAGE)
+        if value not in STRATEGIES:
+            raise OpsError(f"--strategy must be one of {', '.join(STRATEGIES)}, "
+                           f"got {value!r}", ExitCode.USAGE)
+    waits = ([wait_timeout] if wait_timeout is not None else [])
+    for value in waits + flag_values(extra, "wait-timeout"):
+        seconds = go_wait_seconds(str(value))
+        if seconds is None:
+            raise OpsError(f"--wait-timeout must be a duration like 5m, 90s or 300, got "
+                           f"{value!r}", ExitCode.USAGE)
+        if seconds < 1:
+            raise OpsError(f"--wait-timeout {value} leaves flyctl no time to wait for health "
+                           "checks (none and 0 mean no wait): every machine would fail; give "
+                           "at least 1s, e.g. 5m", ExitCode.USAGE)
+
+
+STRATEGIES = ("rolling", "bluegreen", "immediate")
+
+
+def check_strategy_with_volume(strategy, extra, fly_toml_path: Path, has_mounts: bool) -> None:
+    """bluegreen and canary start a second machine beside the one holding the volume;
+    a volume attaches to one machine only, so with [mounts] they always fail."""
+    if not has_mounts:
+        return
+    given = ([strategy] if strategy else []) + flag_values(extra, "strategy")
+    chosen = given[-1] if given else _toml_strategy(fly_toml_path)
+    if chosen in SINGLE_VOLUME:
+        where = "--strategy" if given else f"{fly_toml_path}'s [deploy] strategy"
+        raise OpsError(f"{where} {chosen} cannot deploy this app: fly.toml has [mounts], and "
+                       f"{chosen} needs a second machine with the volume, which stays "
+                       "attached to the running one; use rolling or immediate",
+                       ExitCode.USAGE)
+
+
+def _toml_strategy(path: Path) -> str:
+    try:
+        section = tomllib.loads(Path(path).read_text()).get("deploy")
+    except (OSError, ValueError):
+        return ""  # read_fly_toml already said what is wrong with it
+    value = section.get("strategy") if isinstance(section, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+# ------------------------------------------------------------------ signals
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP: unwinds like Ctrl-C, so the audit line is written and the
+    locks are released on the way out."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.name = signal.Signals(signum).name
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+    """Turn SIGTERM/SIGHUP into ``Terminated`` once; a second one while we clean up is
+    ignored, so the cleanup (audit line, unlocks) is not cut short."""
+    seen = []
+
+    def handler(signum, frame):
+        if not seen:
+            seen.append(signum)
+            raise Terminated(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def previous_version(releases: list[fly.Release]) -> int:

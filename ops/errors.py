@@ -22,6 +22,7 @@ class ExitCode(IntEnum):
     DEPLOY_FAILED = 13  # fly deploy itself failed
     HEALTH_FAILED = 14  # deployed, but the health gate did not pass
     INTERRUPTED = 130  # Ctrl-C
+    TERMINATED = 143  # SIGTERM or SIGHUP (a deploy records where it was stopped)
 
 
 # The engine is stdlib-only and names its failures by kind; this maps them here.

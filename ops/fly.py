@@ -256,10 +256,18 @@ class Fly:
             text=True, bufsize=1,
         )
         lines = []
-        for line in proc.stdout:
-            lines.append(line)
-            stream(redact(line.rstrip("\n")))
-        proc.wait(timeout=timeout)
+        try:
+            for line in proc.stdout:
+                lines.append(line)
+                stream(redact(line.rstrip("\n")))
+            proc.wait(timeout=timeout)
+        except BaseException:  # a signal or Ctrl-C stops us: flyctl must not go on alone
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
         output = "".join(lines)
         return Completed(argv, proc.returncode, output, output)
 

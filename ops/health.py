@@ -1,23 +1,70 @@
-"""The app's /health endpoint: read it, judge it (pure), and wait until it passes."""
+"""The app's /health endpoint: build its URL, read it, judge it (pure), wait until it passes.
+
+Everything /health sends is hostile until checked: the URL is built so fly.toml's
+check path can never change the host, the body is read with a size limit and a
+deadline, and any JSON shape ends in a reason, never in an exception.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import re
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from ops.errors import ExitCode, OpsError
 
+MAX_BODY = 1 << 20  # /health is a few hundred bytes; anything past 1 MiB is not an answer
+FUTURE_SKEW = dt.timedelta(minutes=5)  # a backup dated later than this is not trusted
+APP_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?")
+PATH_CHARS = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:@/%]*(\?[A-Za-z0-9\-._~!$&'()*+,;=:@/%?]*)?")
+
+
+def url_for(app: str, path: object) -> str:
+    """``https://<app>.fly.dev<path>`` for fly.toml's check path; refuses what could
+    name another host (``//evil``, ``\\\\evil``, a scheme, spaces, ``#``)."""
+    if not isinstance(app, str) or not APP_NAME.fullmatch(app):
+        raise OpsError(f"app name {app!r} cannot be part of a health URL", ExitCode.USAGE)
+    text = path if isinstance(path, str) else ""
+    if not text or text.startswith(("//", "\\")) or not PATH_CHARS.fullmatch(text) \
+            or "://" in text:
+        raise OpsError(f"fly.toml's check path {path!r} is not a plain URL path like /health; "
+                       "fix it or set health.url", ExitCode.USAGE)
+    url = f"https://{app}.fly.dev" + (text if text.startswith("/") else "/" + text)
+    parts = urllib.parse.urlsplit(url)
+    if parts.hostname != f"{app}.fly.dev" or parts.port or parts.username or parts.fragment:
+        raise OpsError(f"fly.toml's check path {path!r} would leave {app}.fly.dev",
+                       ExitCode.USAGE)
+    return url
+
+
+def check_url(url: str, key: str = "health.url") -> str:
+    """An http(s) URL with a host, or one line saying why not."""
+    parts = urllib.parse.urlsplit(str(url))
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise OpsError(f"{key} must be an http:// or https:// URL with a host, got {url!r}",
+                       ExitCode.USAGE)
+    return url
+
 
 def fetch(url: str, timeout: float = 10.0) -> tuple[int | None, dict | None, str]:
-    """(HTTP status, JSON body or None, a word on what went wrong)."""
+    """(HTTP status, JSON body or None, a word on what went wrong); reads at most
+    ``MAX_BODY`` bytes and gives up after ``timeout`` seconds in all."""
+    if urllib.parse.urlsplit(str(url)).scheme not in ("http", "https"):
+        return None, None, f"not an http(s) URL: {url!r}"
+    deadline = time.monotonic() + timeout
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
-            status, raw = response.status, response.read()
+        with _OPENER.open(url, timeout=timeout) as response:
+            status, raw = response.status, _read_limited(response, deadline)
     except urllib.error.HTTPError as exc:
+        exc.close()
         return exc.code, None, f"HTTP {exc.code}"
-    except (OSError, ValueError) as exc:
+    except _Unusable as exc:
+        return None, None, str(exc)
+    except (OSError, ValueError, UnicodeError) as exc:
         return None, None, str(getattr(exc, "reason", exc))
     try:
         body = json.loads(raw)
@@ -26,29 +73,104 @@ def fetch(url: str, timeout: float = 10.0) -> tuple[int | None, dict | None, str
     return status, body if isinstance(body, dict) else None, ""
 
 
-def judge(status: int | None, body: dict | None, expected_backup: str | None) -> str | None:
-    """Why the app is not healthy yet, or None when it is."""
+class _Unusable(Exception):
+    pass
+
+
+class _SameHost(urllib.request.HTTPRedirectHandler):
+    """Follow a redirect only on the same host (http → https is fine, another host is not)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        old, new = urllib.parse.urlsplit(req.full_url), urllib.parse.urlsplit(newurl)
+        if new.scheme not in ("http", "https") or new.hostname != old.hostname:
+            raise _Unusable(f"unusable answer: HTTP {code} redirects to another host")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_SameHost)
+
+
+def _read_limited(response, deadline: float) -> bytes:
+    chunks, size = [], 0
+    while True:
+        if time.monotonic() > deadline:
+            raise _Unusable("unusable answer: the body did not end in time")
+        chunk = response.read1(65536) if hasattr(response, "read1") else response.read(65536)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise _Unusable(f"unusable answer: the body is larger than {MAX_BODY} bytes")
+        chunks.append(chunk)
+
+
+def backup_time(name: object, created: object = None) -> dt.datetime | None:
+    """When a backup was made: the time in its name, else its ``created`` field."""
+    from ops.engine import parse_created, parse_iso
+
+    if isinstance(name, str):
+        when = parse_created(name)
+        if when is not None:
+            return when
+    if isinstance(created, str):
+        try:
+            when = parse_iso(created)
+        except ValueError:
+            return None
+        return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    return None
+
+
+def judge(status: int | None, body: dict | None, expected_backup: str | None,
+          now: dt.datetime | None = None) -> str | None:
+    """Why the app is not healthy yet, or None when it is.
+
+    With ``expected_backup``, /health must report a latest backup at least as new as
+    that one (another backup may finish meanwhile), but not one dated in the future.
+    """
     if status != 200:
         return f"HTTP {status}" if status else "no answer"
-    if expected_backup:
-        block = (body or {}).get("backup") or {}
-        latest = (block.get("latest") or {}).get("name")
-        if latest != expected_backup:
-            return f"/health reports latest backup {latest!r}, expected {expected_backup!r}"
+    if not expected_backup:
+        return None
+    block = body.get("backup") if isinstance(body, dict) else None
+    latest = block.get("latest") if isinstance(block, dict) else None
+    if not isinstance(latest, dict):
+        return "/health reports no latest backup"
+    name, created = latest.get("name"), latest.get("created")
+    if name == expected_backup:
+        return None
+    shown = name if isinstance(name, str) else created
+    when, ours = backup_time(name, created), backup_time(expected_backup)
+    if when is None or ours is None:
+        return f"/health reports latest backup {shown!r}, expected {expected_backup!r}"
+    now = now or dt.datetime.now(dt.UTC)
+    if when > now + FUTURE_SKEW:
+        return f"/health reports latest backup {shown!r}, dated in the future"
+    if when < ours:
+        return (f"/health reports latest backup {shown!r}, older than this deploy's "
+                f"{expected_backup!r}")
     return None
 
 
 def wait_healthy(url: str, *, expected_backup: str | None, timeout: float,
-                 interval: float) -> dict:
-    """Poll until healthy; raises HEALTH_FAILED with the last reason at the deadline."""
+                 interval: float, on_reason=None) -> dict:
+    """Poll until healthy; ``on_reason(text)`` hears each new reason it is not yet;
+    raises HEALTH_FAILED with the last reason at the deadline."""
     deadline = time.monotonic() + timeout
-    polls = 0
+    polls, last = 0, None
     while True:
-        status, body, problem = fetch(url, timeout=min(10.0, max(timeout, 1.0)))
+        left = max(deadline - time.monotonic(), 1.0)
+        status, body, problem = fetch(url, timeout=min(10.0, left))
         polls += 1
         reason = judge(status, body, expected_backup) if status else problem
+        if reason and status == 200 and problem:
+            reason = problem  # e.g. "the body is not JSON" says more than "no backup"
         if reason is None:
-            return {"status": status, "polls": polls, "backup": (body or {}).get("backup")}
+            backup = body.get("backup") if isinstance(body, dict) else None
+            return {"status": status, "polls": polls, "backup": backup}
+        if on_reason and reason != last:
+            on_reason(reason)
+        last = reason
         if time.monotonic() + interval > deadline:
             raise OpsError(f"{url} not healthy within {timeout:g}s: {reason}",
                            ExitCode.HEALTH_FAILED)

@@ -119,6 +119,14 @@ class UI:
             step.seconds = round(time.monotonic() - started, 3)
             self._print_step(step)
 
+    def waiting(self, message: str) -> None:
+        """Why the running step has not finished yet: its live line on a terminal, else
+        one plain line (call it when the reason changes, not on every poll)."""
+        if self._spinner is not None:
+            self._spinner.update(escape(message.strip()))
+        else:
+            self.err.print(escape(message))
+
     def skipped(self, label: str, reason: str) -> None:
         step = Step(label, reason, 0.0, "skipped", self._depth)
         self.steps.append(step)

@@ -52,8 +52,8 @@ ROLLBACK_HINT = "invoke deploy.rollback --to 12"
 
 # What each phase of a deploy asks flyctl, in order (see ``label``).
 PREFLIGHT = ["auth whoami", "volumes list", "machine list", "releases"]
-# backup, then verify it by name, then retention's list
-BACKUP = ["ssh backup", "ssh verify", "ssh list"]
+# backup, verify it by name, retention's list, then the list that finds it still there
+BACKUP = ["ssh backup", "ssh verify", "ssh list", "ssh list"]
 # the list before `create` is what tells the new snapshot apart; then polls until created
 SNAPSHOT = ["volumes snapshots list", "volumes snapshots create"] + ["volumes snapshots list"] * 3
 DEPLOYED = ["deploy", "releases"]
@@ -67,12 +67,17 @@ class HealthApp:
     """``GET /health`` as the app answers it, computed from the volume's backup folder.
 
     ``mode``: ``ok`` (200, the newest backup), ``503`` (unhealthy), ``stale`` (200 but
-    the app still reports the backup before the newest, as if it had not seen it).
+    the app still reports the backup before the newest, as if it had not seen it),
+    ``newer`` (another backup finished a minute after the newest), ``future`` (the
+    latest is dated 2099), ``body`` (200 with ``body`` as it is). ``unhealthy_first``:
+    that many requests answer 503 before the mode applies.
     """
 
     def __init__(self, backups: Path):
         self.backups = backups
         self.mode = "ok"
+        self.body: object = None
+        self.unhealthy_first = 0
         self.requests = 0
         app = self
 
@@ -83,11 +88,16 @@ class HealthApp:
                 app.requests += 1
                 if self.path != "/health":
                     return self._send(404, {"error": "not found"})
+                if app.unhealthy_first > 0:
+                    app.unhealthy_first -= 1
+                    return self._send(503, {"status": "error", "error": "starting"})
+                if app.mode == "body":
+                    return self._send(200, app.body)
                 if app.mode == "503":
                     return self._send(503, {"status": "error", "error": "database locked"})
                 return self._send(200, {"status": "ok", "backup": app.report()})
 
-            def _send(self, status: int, body: dict):
+            def _send(self, status: int, body):
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -118,6 +128,12 @@ class HealthApp:
             return {"hasBackups": False, "count": 0, "latest": None}
         newest = names[-1]
         created = dt.datetime.strptime(newest, "steps-%Y-%m-%dT%H-%M-%S.db").replace(tzinfo=dt.UTC)
+        if self.mode in ("newer", "future"):  # a backup the deploy did not make
+            created = (created + dt.timedelta(minutes=1) if self.mode == "newer"
+                       else dt.datetime(2099, 1, 1, tzinfo=dt.UTC))
+            return {"hasBackups": True, "count": len(names) + 1, "latest": {
+                "name": created.strftime("steps-%Y-%m-%dT%H-%M-%S.db"),
+                "created": created.strftime("%Y-%m-%dT%H:%M:%SZ"), "age": 0, "size": 4096}}
         age = int((dt.datetime.now(dt.UTC) - created).total_seconds() * 1000)
         return {
             "hasBackups": True,
@@ -516,7 +532,7 @@ def test_skip_backup_is_loud_recorded_and_touches_no_data(site):
 def test_dry_run_shows_the_plan_and_runs_nothing(site):
     plain, full, skipping, canary = run_parallel([
         lambda: site.run("deploy", "--dry-run"),
-        lambda: site.run("deploy", "--dry-run", "--json", "--strategy", "bluegreen",
+        lambda: site.run("deploy", "--dry-run", "--json", "--strategy", "immediate",
                          "--wait-timeout", "2m", "--", "--build-arg", "X=1"),
         lambda: site.run("deploy", "--dry-run", "--json", "--skip-backup", "--image",
                          NEW_IMAGE),
@@ -548,11 +564,11 @@ def test_dry_run_shows_the_plan_and_runs_nothing(site):
         ["releases", "-a", APP, "--json"],
     ]
     assert steps["deploy"]["commands"] == [
-        ["deploy", "-a", APP, "-c", "fly.toml", "--strategy", "bluegreen",
+        ["deploy", "-a", APP, "-c", "fly.toml", "--strategy", "immediate",
          "--wait-timeout", "2m", "--build-arg", "X=1"]
     ]  # fmt: skip
-    # backup, verify, retention's list: the same ssh calls a real run makes
-    assert [c[:2] for c in steps["backup"]["commands"]] == [["ssh", "console"]] * 3
+    # backup, verify, retention's list, the list that finds it: the ssh calls a run makes
+    assert [c[:2] for c in steps["backup"]["commands"]] == [["ssh", "console"]] * 4
     assert [c[:3] for c in steps["snapshot"]["commands"]] == [
         ["volumes", "snapshots", "list"],
         ["volumes", "snapshots", "create"],
@@ -648,7 +664,8 @@ def test_failed_health_gate_exits_14_with_the_way_back(sites):
         assert record["steps"][-1]["outcome"] == "failed"
     assert "HTTP 503" in error_line(r_unhealthy)
     old, new = stale.backup_names()
-    assert f"/health reports latest backup {old!r}, expected {new!r}" in error_line(r_stale)
+    assert f"/health reports latest backup {old!r}, older than this deploy's {new!r}" in (
+        error_line(r_stale))
     assert stale.audit()[0]["backup"]["name"] == new
 
 

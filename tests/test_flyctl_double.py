@@ -590,12 +590,64 @@ def test_deploy_builds_from_a_dockerfile_only(world, app_dir):
     assert world.machine_image(MID) == f"registry.fly.io/{APP}:v42"
 
 
-def test_deploy_rejects_canary_with_mounts(world, app_dir):
-    p = run(world, "deploy", "--image", IMAGE_V11, "--strategy", "canary", cwd=app_dir)
+def test_deploy_validates_only_fly_tomls_strategy(world, app_dir):
+    # fly.toml's strategy is validated (appconfig/validation.go)...
+    world.write_fly_toml(app_dir, extra='\n[deploy]\n  strategy = "canary"\n')
+    p = run(world, "deploy", "--image", IMAGE_V11, cwd=app_dir)
     assert p.returncode == 1
     assert "canary deployment strategy is not supported when using mounted volumes" in p.stderr
     assert p.stderr.endswith("Error: App configuration is not valid\n")
+    world.write_fly_toml(app_dir)
+    # ...the flag never is: an unknown one deploys as rolling (machines_deploymachinesapp.go)
+    p = run(world, "deploy", "--image", IMAGE_V11, "--strategy", "fast", cwd=app_dir)
+    assert p.returncode == 0, p.stderr
+    assert f"Updating existing machines in '{APP}' with fast strategy" in p.stdout
+    assert world.machine_image(MID) == IMAGE_V11
+
+
+def test_deploy_with_a_volume_fails_bluegreen_and_canary_after_making_a_release(world, app_dir):
+    p = run(world, "deploy", "--image", IMAGE_V11, "--strategy", "bluegreen", cwd=app_dir)
+    assert p.returncode == 1
+    assert p.stderr.startswith(f"Error: failed to launch VM: volume {DEFAULT_VOLUME_ID} is "
+                               f"already attached to machine {MID}")
+    assert "Creating green machines" in p.stdout and "Rolling back failed deployment" in p.stdout
+    assert world.releases()[0]["Version"] == 13 and world.releases()[0]["Status"] == "failed"
     assert world.machine_image(MID) == IMAGE_V12
+    # canary first spawns a machine that needs an unattached volume of the same name
+    p = run(world, "deploy", "--image", IMAGE_V11, "--strategy", "canary", cwd=app_dir)
+    assert p.returncode == 0, p.stderr  # the default world has one (the spare volume)
+    world.remove_volume(SPARE_VOLUME_ID)
+    p = run(world, "deploy", "--image", IMAGE_V12, "--strategy", "canary", cwd=app_dir)
+    assert p.returncode == 1
+    assert "needs an unattached volume named 'data' in region 'ams'" in p.stderr
+    assert world.releases()[0]["Status"] == "failed"
+    assert world.machine_image(MID) == IMAGE_V11
+
+
+def test_deploy_parses_wait_timeout_after_the_build_like_flyctl(world, app_dir):
+    for value in ("none", "0", "0s", "-5s", "+0", "00"):
+        p = run(world, "deploy", "--image", IMAGE_V11, "--wait-timeout", value, cwd=app_dir)
+        assert p.returncode == 1, (value, p.stderr)
+        assert "timeout reached waiting for machine's state to change" in p.stderr
+        assert world.releases()[0]["Status"] == "failed"
+    p = run(world, "deploy", "--image", IMAGE_V11, "--wait-timeout", "5 min", cwd=app_dir)
+    assert p.returncode == 1
+    assert "invalid duration value 5 min used for --wait-timeout flag" in p.stderr
+    assert "==> Building image" in p.stdout  # parsed only after the image was found
+    for value in ("300", "1m30s", "1.5h", "90s"):
+        p = run(world, "deploy", "--image", IMAGE_V11, "--wait-timeout", value, cwd=app_dir)
+        assert p.returncode == 0, (value, p.stderr)
+
+
+def test_deploy_builds_the_working_directory_not_fly_tomls_folder(world, app_dir):
+    other = app_dir.parent / "elsewhere"
+    other.mkdir()
+    world.write_fly_toml(other)
+    (other / "Dockerfile").write_text("FROM scratch\n")
+    p = run(world, "deploy", "-c", str(other / "fly.toml"), cwd=app_dir)
+    assert p.returncode == 1 and "app does not have a Dockerfile" in p.stderr
+    p = run(world, "deploy", str(other), "-c", "fly.toml", cwd=app_dir)  # chdir first
+    assert p.returncode == 0, p.stderr
 
 
 def test_deploy_health_timeout_fault(world, app_dir):

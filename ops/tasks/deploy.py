@@ -18,23 +18,6 @@ LOCK_WAIT = "seconds to wait for another deploy's lock (default: deploy.lock_wai
 HEALTH_TIMEOUT = "seconds the health gate waits for /health (default: health.timeout, 300)"
 
 
-STRATEGIES = ("rolling", "bluegreen", "immediate")  # canary: refused by flyctl with volumes
-GO_DURATION = re.compile(r"none|\d+|(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+")
-
-
-def check_deploy_flags(strategy, wait_timeout) -> None:
-    """Refuse what `fly deploy` would refuse, before a backup and a snapshot are spent on it."""
-    if strategy == "canary":
-        raise OpsError("--strategy canary is refused by flyctl for apps with volumes",
-                       ExitCode.USAGE)
-    if strategy is not None and strategy not in STRATEGIES:
-        raise OpsError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}",
-                       ExitCode.USAGE)
-    if wait_timeout is not None and not GO_DURATION.fullmatch(str(wait_timeout)):
-        raise OpsError(f"--wait-timeout must be a duration like 5m, 90s or 300, got "
-                       f"{wait_timeout!r}", ExitCode.USAGE)
-
-
 def passthrough() -> tuple[str, ...]:
     """Arguments after `--` go to `fly deploy` untouched (Invoke 2 does not expose them)."""
     return tuple(sys.argv[sys.argv.index("--") + 1:]) if "--" in sys.argv else ()
@@ -44,6 +27,8 @@ def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout) -> Non
     settings = config.load(c.config, deploy_lock_wait=lock_wait, health_timeout=health_timeout)
     ui = UI(json_mode=json)
     options = options_for(settings)
+    deploys.check_strategy_with_volume(options.strategy, options.extra, settings.fly_config,
+                                       bool(settings.fly_toml().mount_source))
     steps = deploys.plan(options)
     if dry_run:
         ui.table(f"Plan for {options.app} (dry run: nothing runs)", ["step", "what", "commands"],
@@ -55,12 +40,19 @@ def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout) -> Non
 
     deployment = deploys.Deployment(options, settings, lambda: FlyTarget(settings, ui), ui)
     try:
-        deployment.run(steps)
+        with deploys.stop_on_signals():
+            deployment.run(steps)
+    except deploys.Terminated as exc:
+        started = deployment.record.get("fly_deploy_started")
+        raise OpsError(f"terminated by {exc.name}"
+                       + (": `fly deploy` had started, the release may be out; check "
+                          f"`fly releases -a {options.app}`" if started
+                          else "; nothing was deployed"), ExitCode.TERMINATED) from None
     finally:
         ui.steps_table(f"{deployment.record.get('kind', 'deploy')} of {options.app}: "
                        f"{deployment.record.get('outcome', '?')}")
         if json and deployment.record:
-            ui.emit(deployment.record)
+            ui.emit(deploys.scrub(deployment.record, deployment.secrets))
 
 
 @task(
@@ -71,7 +63,7 @@ def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout) -> Non
         "image": "deploy this image instead of building (fly deploy --image)",
         "remote_only": "build on Fly's builders (default on in CI)",
         "local_only": "build with the local Docker instead (turns --remote-only off)",
-        "strategy": "rolling (default), bluegreen or immediate (fly deploy --strategy)",
+        "strategy": "rolling (default) or immediate; bluegreen only without [mounts]",
         "wait_timeout": "how long fly deploy waits for health checks, e.g. 5m",
         "require_clean": "refuse to deploy from a git tree with uncommitted changes",
         "lock_wait": LOCK_WAIT,
@@ -84,7 +76,7 @@ def deploy(c, skip_backup=False, dry_run=False, image=None, remote_only=False, l
            strategy=None, wait_timeout=None, require_clean=False, lock_wait=None,
            health_timeout=None, json=False):
     """Backup (verified) → snapshot → fly deploy → health gate; arguments after -- go to fly."""
-    check_deploy_flags(strategy, wait_timeout)
+    deploys.check_flags(strategy, wait_timeout, passthrough())
     if skip_backup and not dry_run:
         confirm_on_terminal("--skip-backup deploys WITHOUT a backup and a volume snapshot.",
                             "--skip-backup was not confirmed; nothing was deployed")
@@ -93,6 +85,7 @@ def deploy(c, skip_backup=False, dry_run=False, image=None, remote_only=False, l
     def options_for(settings):
         return deploys.DeployOptions(
             app=settings.app, config=str(settings.fly_config), health_url=settings.health,
+            workdir=deploys.working_dir(settings.fly_config),
             skip_backup=skip_backup, image=image,
             remote_only=(remote_only or in_ci) and not local_only, local_only=local_only,
             strategy=strategy,
@@ -117,7 +110,7 @@ def deploy(c, skip_backup=False, dry_run=False, image=None, remote_only=False, l
 def rollback(c, to=None, dry_run=False, strategy=None, lock_wait=None, health_timeout=None,
              json=False):
     """Redeploy an earlier release's image (never touches data), with the health gate."""
-    check_deploy_flags(strategy, None)
+    deploys.check_flags(strategy, None, ())
     version = _version(to)
 
     def options_for(settings):
@@ -131,13 +124,14 @@ def rollback(c, to=None, dry_run=False, strategy=None, lock_wait=None, health_ti
 
 
 def _version(text) -> int | None:
+    """``12`` or ``v12``: a release number from 1 up (ASCII digits only)."""
     if text is None:
         return None
-    try:
-        return int(str(text).lstrip("v"))
-    except ValueError:
-        raise OpsError(f"--to must be a release version like 12 or v12, got {text!r}",
-                       ExitCode.USAGE) from None
+    match = re.fullmatch(r"v?([0-9]{1,9})", str(text).strip())
+    if not match or int(match.group(1)) < 1:
+        raise OpsError(f"--to must be a release version like 12 or v12 (from v1 up), "
+                       f"got {text!r}", ExitCode.USAGE)
+    return int(match.group(1))
 
 
 @task(help={"yes": "remove the lock (without it: only say who holds it)"})

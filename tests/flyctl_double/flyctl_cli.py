@@ -321,7 +321,7 @@ class Flag:
     ) -> None:
         self.name = name
         self.short = short
-        self.kind = kind  # bool | string | int | float | slice | array | duration
+        self.kind = kind  # bool | string | int | float | slice | array
         if default is None:
             default = {"bool": False, "int": 0, "float": 0.0, "slice": [], "array": []}.get(
                 kind, ""
@@ -528,12 +528,6 @@ def _convert(f: Flag, raw: str) -> Any:
             raise ValueError(
                 bad + f"strconv.ParseFloat: parsing {go_quote(raw)}: invalid syntax"
             ) from None
-    if f.kind == "duration":
-        if raw == "none" or re.fullmatch(r"\d+", raw) or re.fullmatch(
-            r"(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+", raw
-        ):
-            return raw
-        raise ValueError(bad + f"time: invalid duration {go_quote(raw)}")
     return raw
 
 
@@ -1832,6 +1826,59 @@ def _take_deploy_fault(state: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+def _parse_wait_flag(ctx: Ctx, flag: str) -> float | None:
+    """Seconds, as flyctl's parseDurationFlag reads a timeout (None: not given)."""
+    if flag not in ctx.inv.specified:  # flag.IsSpecified: the default is never parsed
+        return None
+    raw = str(ctx.flag(flag))
+    if raw == "none":
+        return 0.0
+    body, sign = (raw[1:], -1 if raw[0] == "-" else 1) if raw[:1] in "+-" else (raw, 1)
+    if body == "0":
+        return 0.0
+    units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0,
+             "m": 60.0, "h": 3600.0}
+    parts = re.findall(r"([0-9]+\.?[0-9]*|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h)", body)
+    if body and "".join(n + u for n, u in parts) == body:
+        return sign * sum(float(n) * units[u] for n, u in parts)
+    if re.fullmatch(r"[+-]?[0-9]+", raw):  # "missing unit in duration": strconv.Atoi
+        return float(int(raw))
+    raise FlyError(
+        f"invalid duration value {raw} used for --{flag} flag: valid options are a number of "
+        "seconds, number with time unit (i.e.: 5m, 180s) or 'none'"
+    )
+
+
+def _second_machine_failure(ctx: Ctx, app: dict[str, Any], cfg: dict[str, Any] | None,
+                            strategy: str, targets: list[dict[str, Any]],
+                            name: str) -> FlyError | None:
+    """Why bluegreen/canary cannot start the extra machine they need beside a volume."""
+    mounted = [m for m in targets if (m.get("config") or {}).get("mounts")]
+    if not mounted:
+        return None
+    if strategy == "bluegreen":
+        m = mounted[0]
+        vol = m["config"]["mounts"][0].get("volume", "")
+        return FlyError(
+            f"failed to launch VM: volume {vol} is already attached to machine {m['id']}\n"
+            "failed to create green machines"
+        )
+    if strategy == "canary":
+        mounts = _cfg_mounts(cfg)
+        vol_name = str((mounts[0] if mounts else {}).get("source") or "")
+        region = str((cfg or {}).get("primary_region") or mounted[0].get("region") or "")
+        free = [v for v in app.get("volumes", [])
+                if v.get("name") == vol_name and v.get("region") == region
+                and not v.get("attached_machine_id")]
+        if not free:
+            group = process_group(mounted[0])
+            return FlyError(
+                f"error creating machine configuration: New machine in group '{group}' needs "
+                f"an unattached volume named '{vol_name}' in region '{region}'"
+            )
+    return None
+
+
 def cmd_deploy(ctx: Ctx) -> int:
     require_session(ctx)
     workdir = ctx.cwd
@@ -1846,17 +1893,20 @@ def cmd_deploy(ctx: Ctx) -> int:
     api_auth(ctx)
     app = get_app(ctx, name)
     lines: list[str] = ["==> Verifying app config"]
-    strategy = ctx.flag("strategy") or str(((cfg or {}).get("deploy") or {}).get("strategy") or "")
+    # flyctl validates only fly.toml's strategy (appconfig/validation.go); the --strategy
+    # flag replaces it afterwards, unchecked (deploy/machines.go determineAppConfigForMachines)
+    toml_strategy = str(((cfg or {}).get("deploy") or {}).get("strategy") or "")
     problems = []
-    if strategy and strategy not in DEPLOY_STRATEGIES:
+    if toml_strategy and toml_strategy not in DEPLOY_STRATEGIES:
         problems.append(
-            f"unsupported deployment strategy '{strategy}'; Apps v2 supports the following "
+            f"unsupported deployment strategy '{toml_strategy}'; Apps v2 supports the following "
             f"strategies: {', '.join(DEPLOY_STRATEGIES)}"
         )
-    if strategy == "canary" and _cfg_mounts(cfg):
+    if toml_strategy == "canary" and _cfg_mounts(cfg):
         problems.append(
             "error canary deployment strategy is not supported when using mounted volumes"
         )
+    strategy = ctx.flag("strategy") or toml_strategy
     if cfg is not None:
         lines.append(f"Validating {cfg['__path__']}")
     if problems:
@@ -1884,10 +1934,9 @@ def cmd_deploy(ctx: Ctx) -> int:
             base = os.path.dirname((cfg or {}).get("__path__", workdir))
             dockerfile = os.path.join(base, str(build["dockerfile"]))
         else:
+            # the build context is the working directory, never fly.toml's folder
+            # (deploy/deploy_build.go: imgsrc.ResolveDockerfile(state.WorkingDirectory))
             dockerfile = os.path.join(workdir, "Dockerfile")
-            if not os.path.isfile(dockerfile) and cfg is not None:
-                # Guess: the config file's directory also counts as the build context.
-                dockerfile = os.path.join(os.path.dirname(cfg["__path__"]), "Dockerfile")
         has_builder = bool(build.get("builder") or build.get("buildpacks"))
         if not has_builder and not os.path.isfile(dockerfile):
             out("\n".join(lines) + "\n")
@@ -1912,6 +1961,15 @@ def cmd_deploy(ctx: Ctx) -> int:
     if ctx.flag("build-only"):
         out("\n".join(lines) + "\n")
         return 0
+
+    # ---- timeouts: plain strings parsed only now, after the build (deploy.go parseDurationFlag)
+    try:
+        wait = _parse_wait_flag(ctx, "wait-timeout")
+        for other in ("release-command-timeout", "lease-timeout"):
+            _parse_wait_flag(ctx, other)
+    except FlyError:
+        out("\n".join(lines) + "\n")
+        raise
 
     # ---- release
     emit = bool(ctx.environ.get("FLY_EMIT_RELEASE_JSON"))
@@ -1963,12 +2021,23 @@ def cmd_deploy(ctx: Ctx) -> int:
         if release_cmd and not ctx.flag("skip-release-command"):
             lines.append(f"Running {name} release_command: {release_cmd}")
             lines.append("  release_command completed successfully")
-        lines.append(f"Updating existing machines in '{name}' with {strategy} strategy")
         fault = _take_deploy_fault(state)
         before = {m["id"]: copy.deepcopy(m) for m in targets}
+        # a second machine for the volume: canary spawns one first (needs an unattached
+        # volume of that name: deploy/machines_launchinput.go), bluegreen launches green
+        # machines that keep blue's volume, which the Machines API refuses
+        failure = _second_machine_failure(ctx, app, cfg, strategy, targets, name)
+        if strategy == "canary" and failure is None and targets:
+            lines.append(f"Creating canary machine for group {process_group(targets[0])}")
+        if failure is not None and strategy == "canary":
+            lines.append(f"Failed to create canary machine: {failure.message}")
+        lines.append(f"Updating existing machines in '{name}' with {strategy or 'rolling'} "
+                     "strategy")
+        if failure is not None and strategy == "bluegreen":
+            lines += ["", "Verifying if app can be safely deployed ", "", "Creating green machines"]
         n = len(targets)
         now = now_rfc3339()
-        for i, m in enumerate(targets, 1):
+        for i, m in enumerate([] if failure is not None else targets, 1):
             cfgm = m.setdefault("config", {})
             cfgm["image"] = image
             meta = cfgm.setdefault("metadata", {})
@@ -1983,6 +2052,14 @@ def cmd_deploy(ctx: Ctx) -> int:
                 and fault.get("kind") == "health_timeout"
                 and fault.get("machine_id") in (None, m["id"])
             )
+            if wait is not None and wait <= 0 and not skip_health and m.get("state") == "started":
+                # a zero (or negative) wait is over before the machine can start
+                failure = FlyError(
+                    f"failed to update machine {m['id']}: Unrecoverable error: timeout reached "
+                    "waiting for machine's state to change",
+                    suffix="\nYou can try increasing the timeout with the --wait-timeout flag\n",
+                )
+                break
             if hit and not skip_health and m.get("state") == "started":
                 lines.append(f"  [{i}/{n}] Checking health of machine {m['id']}")
                 failure = FlyError(
@@ -2000,6 +2077,7 @@ def cmd_deploy(ctx: Ctx) -> int:
             release["Status"] = "failed"
             release["Stable"] = False
             if strategy == "bluegreen":
+                lines.append("")
                 lines.append("Rolling back failed deployment")
                 for m in targets:
                     original = before[m["id"]]
@@ -2066,8 +2144,8 @@ def _deploy_flags() -> list[Flag]:
         ("strategy", None, s), ("dockerfile", None, s), ("ignorefile", None, s),
         ("image-label", None, s), ("build-arg", None, "array"), ("build-secret", None, "array"),
         ("build-target", None, s), ("no-cache", None, b), ("recreate-builder", None, b),
-        ("wait-timeout", None, "duration"), ("release-command-timeout", None, "duration"),
-        ("lease-timeout", None, "duration"), ("max-unavailable", None, "float"),
+        ("wait-timeout", None, s), ("release-command-timeout", None, s),
+        ("lease-timeout", None, s), ("max-unavailable", None, "float"),
         ("ha", None, b), ("smoke-checks", None, b), ("dns-checks", None, b),
         ("update-only", None, b), ("deploy-retries", None, s), ("regions", None, s),
         ("exclude-regions", None, s), ("only-machines", None, s), ("exclude-machines", None, s),

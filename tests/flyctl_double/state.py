@@ -330,6 +330,12 @@ class FlyWorld:
         with self._mutate() as s:
             _find_machine(s, machine_id)["state"] = state
 
+    def remove_volume(self, volume_id: str) -> None:
+        """e.g. the spare volume, so a canary machine finds no unattached one."""
+        with self._mutate() as s:
+            for a in s["apps"].values():
+                a["volumes"] = [v for v in a["volumes"] if v["id"] != volume_id]
+
     def remove_machine(self, machine_id: str) -> None:
         with self._mutate() as s:
             for a in s["apps"].values():
