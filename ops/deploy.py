@@ -366,6 +366,11 @@ class Deployment:
             self.options.health_url, expected_backup=expected,
             timeout=self.settings.health_timeout, interval=self.settings.health_interval,
             on_reason=lambda reason: self.ui.waiting(f"  health: not yet: {reason}"))
+        ahead = health.future_dated(result.get("backup")) if expected else None
+        if ahead:
+            self.ui.warn(f"/health reports {ahead!r}, dated in the future, as its latest backup: "
+                         f"it hides this deploy's {expected}; check the machine's clock and "
+                         "`invoke backup.list --production`")
         latest = ((result.get("backup") or {}).get("latest") or {}) if expected else {}
         name = latest.get("name") if isinstance(latest, dict) else None
         reports = f", reports {name if isinstance(name, str) else expected}" if expected else ""

@@ -121,12 +121,13 @@ def backup_time(name: object, created: object = None) -> dt.datetime | None:
     return None
 
 
-def judge(status: int | None, body: dict | None, expected_backup: str | None,
-          now: dt.datetime | None = None) -> str | None:
+def judge(status: int | None, body: dict | None, expected_backup: str | None) -> str | None:
     """Why the app is not healthy yet, or None when it is.
 
     With ``expected_backup``, /health must report a latest backup at least as new as
-    that one (another backup may finish meanwhile), but not one dated in the future.
+    that one (another backup may finish meanwhile). One dated in the future (a clock that
+    ran ahead, or junk in the folder) hides ours for good, so it cannot hold the gate
+    shut: the caller warns about it (``future_dated``).
     """
     if status != 200:
         return f"HTTP {status}" if status else "no answer"
@@ -143,13 +144,21 @@ def judge(status: int | None, body: dict | None, expected_backup: str | None,
     when, ours = backup_time(name, created), backup_time(expected_backup)
     if when is None or ours is None:
         return f"/health reports latest backup {shown!r}, expected {expected_backup!r}"
-    now = now or dt.datetime.now(dt.UTC)
-    if when > now + FUTURE_SKEW:
-        return f"/health reports latest backup {shown!r}, dated in the future"
     if when < ours:
         return (f"/health reports latest backup {shown!r}, older than this deploy's "
                 f"{expected_backup!r}")
     return None
+
+
+def future_dated(block, now: dt.datetime | None = None) -> str | None:
+    """The name of a /health ``backup.latest`` dated in the future, if it is."""
+    latest = block.get("latest") if isinstance(block, dict) else None
+    if not isinstance(latest, dict):
+        return None
+    when = backup_time(latest.get("name"), latest.get("created"))
+    if when is None or when <= (now or dt.datetime.now(dt.UTC)) + FUTURE_SKEW:
+        return None
+    return str(latest.get("name") or latest.get("created"))
 
 
 def wait_healthy(url: str, *, expected_backup: str | None, timeout: float,

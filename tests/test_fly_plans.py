@@ -216,6 +216,10 @@ def test_health_judge():
     assert "expected 'steps-b.db'" in health.judge(200, body, "steps-b.db")
     assert health.judge(503, None, None) == "HTTP 503"
     assert health.judge(None, None, None) == "no answer"
+    ahead = {"backup": {"latest": {"name": "steps-2099-01-01T00-00-00.db"}}}
+    assert health.judge(200, ahead, "steps-2026-11-29T00-00-00.db") is None  # cannot hold
+    assert health.future_dated(ahead["backup"]) == "steps-2099-01-01T00-00-00.db"
+    assert health.future_dated(body.get("backup")) is None
 
 
 # ---------------------------------------------------------------- remote protocol
