@@ -20,7 +20,12 @@ from ops.errors import ExitCode, OpsError
 from ops.retention import validate_keep
 
 DEFAULTS = {
-    "fly": {"bin": "", "app": "", "config": "fly.toml"},
+    "fly": {
+        "bin": "", "app": "", "config": "fly.toml",
+        "timeout": "300",  # seconds one ordinary flyctl call may take
+        "min_rate": "1048576",  # bytes/s a copy, verify or download must at least reach
+        "deploy_timeout": "3600",  # seconds `fly deploy` may take (build included)
+    },
     "db": {"path": "data/steps.db", "remote_path": "/data/steps.db"},
     "backup": {
         "dir": "data/backups",
@@ -65,6 +70,9 @@ class Settings:
     health_interval: float
     audit_log: Path
     deploy_lock_wait: float
+    fly_timeout: float = 300.0
+    fly_min_rate: float = 1048576.0
+    fly_deploy_timeout: float = 3600.0
     _fly_toml: list = field(default_factory=list, repr=False, compare=False)
 
     def fly_toml(self) -> FlyToml:
@@ -212,4 +220,7 @@ def load(config, **flags) -> Settings:
         health_interval=_number(health["interval"], "health.interval", minimum=0.05),
         audit_log=Path(str(deploy["audit_log"])),
         deploy_lock_wait=_number(pick("deploy_lock_wait", deploy["lock_wait"]), "deploy.lock_wait"),
+        fly_timeout=_number(fly["timeout"], "fly.timeout", minimum=0.1),
+        fly_min_rate=_number(fly["min_rate"], "fly.min_rate", minimum=1),
+        fly_deploy_timeout=_number(fly["deploy_timeout"], "fly.deploy_timeout", minimum=1),
     )
