@@ -2320,7 +2320,7 @@ def main(argv: list[str] | None = None) -> int:
         fault = take_fault(store, state, args)
         if fault is not None:
             if fault.get("sleep"):
-                time.sleep(float(fault["sleep"]))
+                _sleep(float(fault["sleep"]), fault.get("until"))
             if fault.get("kind") not in ("hang", "drop_tail"):
                 if fault.get("stdout_hex"):
                     sys.stdout.buffer.write(bytes.fromhex(fault["stdout_hex"]))
@@ -2349,6 +2349,13 @@ def main(argv: list[str] | None = None) -> int:
 
         err(f"Error: flyctl test double internal error: {exc!r}\n{traceback.format_exc()}")
         return 3
+
+
+def _sleep(seconds: float, until: str | None) -> None:
+    """A stalled tunnel: ``seconds``, or until the test creates the file ``until``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not (until and os.path.exists(until)):
+        time.sleep(min(0.02 if until else seconds, max(0.0, deadline - time.monotonic())))
 
 
 def _dropping_tail(ctx: Ctx, lines: int) -> int:

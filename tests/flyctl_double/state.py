@@ -481,10 +481,12 @@ class FlyWorld:
             s["snapshots"].setdefault(volume_id, []).append(record)
         return record["id"]
 
-    def hang(self, match: Sequence[str], seconds: float, *, times: int | None = 1) -> None:
-        """Matching invocations sleep ``seconds`` first, then run normally."""
+    def hang(self, match: Sequence[str], seconds: float, *, times: int | None = 1,
+             until: str | os.PathLike[str] | None = None) -> None:
+        """Matching invocations sleep ``seconds`` first (or until the file ``until``
+        exists, at most ``seconds``), then run normally."""
         self._add_fault({"kind": "hang", "match": list(match), "sleep": seconds,
-                         "times": times})
+                         "times": times, "until": str(until) if until else None})
 
     def clear_faults(self) -> None:
         with self._mutate() as s:
