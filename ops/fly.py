@@ -325,7 +325,7 @@ class Fly:
         self.binary = binary
         self.timeout = timeout
         self.calls: list[list[str]] = []
-        self.version: str | None = None  # set by ``check_version``
+        self.flyctl_version: str | None = None  # set by ``check_version``
 
     def run(self, argv: list[str], *, input: str | bytes | None = None, check: bool = True,
             timeout=DEFAULT, stream=None, what: str = "", key: str = "fly.timeout") -> Completed:
@@ -359,7 +359,7 @@ class Fly:
 
         ``warn`` is told when the version cannot be read: that is not a refusal.
         """
-        if self.version is None:
+        if self.flyctl_version is None:
             result = self.run(version())
             shown, numbers = parse_version(result.stdout)
             if numbers is None:
@@ -371,8 +371,8 @@ class Fly:
                     f"flyctl v{shown} is too old: v{'.'.join(map(str, MIN_VERSION))} or newer "
                     "is needed (older versions can drop the last lines of `fly ssh console` "
                     f"output, where the result is); upgrade with: {UPGRADE}")
-            self.version = shown
-        return self.version
+            self.flyctl_version = shown
+        return self.flyctl_version
 
     def json(self, argv: list[str]):
         result = self.run(argv)

@@ -1524,11 +1524,11 @@ def run_remote(m: dict[str, Any], command: str, pty: bool) -> int:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT if pty else subprocess.PIPE,
     )
-    outputs = [_pump(proc.stdout, 1, crlf=pty)]
-    if not pty:
-        outputs.append(_pump(proc.stderr, 2, crlf=False))
-    _pump_stdin(proc.stdin)
-    try:
+    try:  # from here a cut session leaves the remote process running
+        outputs = [_pump(proc.stdout, 1, crlf=pty)]
+        if not pty:
+            outputs.append(_pump(proc.stderr, 2, crlf=False))
+        _pump_stdin(proc.stdin)
         code = proc.wait()
         for t in outputs:  # flyctl >= 0.4.80 drains both pipes before returning
             t.join()
