@@ -285,9 +285,10 @@ class FlyTarget:
                                timeout=self.settings.fly_timeout + wait, what="deploy lock",
                                key="fly.timeout")
         except fly.FlyError as exc:
-            self._forget_lock(holder)
+            after = ("any lock this run took was removed" if self._forget_lock(holder)
+                     else "if the lock is this run's: invoke deploy.unlock --yes")
             raise OpsError(f"could not take the deploy lock {self.deploy_lock_path}: {exc}; "
-                           "a lock this run may have taken was removed", exc.code) from None
+                           f"{after}", exc.code) from None
         entries = {entry[0]: " ".join(entry[1:]) for entry in output.entries if entry}
         if output.status == 4:
             hint = "" if wait else " (use --lock-wait SECONDS to wait for it)"
@@ -296,20 +297,18 @@ class FlyTarget:
                            f"{hint}; if none is running: invoke deploy.unlock --yes",
                            ExitCode.LOCKED)
         if output.status != 0 or "acquired" not in entries:
-            self._forget_lock(holder)
+            self._forget_lock(holder)  # best effort: the step fails either way
             raise OpsError(f"could not take the deploy lock {self.deploy_lock_path} "
                            f"(exit {output.status})")
         return "waiting" in entries
 
-    def _forget_lock(self, holder: str) -> None:
-        """Remove the deploy lock if ``holder`` holds it; say what to run if that fails."""
+    def _forget_lock(self, holder: str) -> bool:
+        """Remove the deploy lock if ``holder`` holds it; False if that could not be told."""
         try:
             self.unlock_deploy(holder=holder)
         except OpsError as exc:
-            if exc.code == ExitCode.LOCKED:
-                return  # someone else's: not ours to remove
-            self.ui.warn(f"could not check the deploy lock on the machine ({exc}); if "
-                         f"{holder!r} holds it: invoke deploy.unlock --yes")
+            return exc.code == ExitCode.LOCKED  # someone else's: not ours to remove
+        return True
 
     def unlock_deploy(self, *, remove: bool = True, holder: str | None = None) -> str | None:
         """Who holds the machine's deploy lock (None: nobody), removing it unless told not to.
