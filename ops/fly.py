@@ -443,12 +443,14 @@ def _execute(full: list[str], data: bytes | None, stream, timeout) -> tuple[int,
         proc.wait()
         raise
     except BaseException:  # Ctrl-C, SIGTERM: flyctl stops cleanly, or is killed
-        _signal_group(proc, signal.SIGINT)
         try:
-            proc.wait(timeout=GRACE)
-        except subprocess.TimeoutExpired:
-            _signal_group(proc, signal.SIGKILL)
-            proc.wait()
+            _signal_group(proc, signal.SIGINT)
+            with contextlib.suppress(BaseException):  # a second Ctrl-C: kill it at once
+                proc.wait(timeout=GRACE)
+        finally:
+            if proc.poll() is None:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
         raise
     finally:
         for thread in threads:  # a remote process that outlives flyctl may hold a pipe

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -54,17 +55,17 @@ def alive(pid: int) -> bool:
 
 
 def double_processes(world) -> list[int]:
-    """flyctl double processes still running for this world."""
-    mark = f"FLY_DOUBLE_STATE={world.state_path}".encode()
+    """flyctl double processes still running for this world (its launchers' command line)."""
+    launcher = str(world.bin_dir).encode()
     found = []
-    for entry in glob.glob("/proc/[0-9]*/environ"):
+    for entry in glob.glob("/proc/[0-9]*/cmdline"):
         try:
             with open(entry, "rb") as handle:
-                if mark in handle.read().split(b"\0"):
+                if any(arg.startswith(launcher) for arg in handle.read().split(b"\0")):
                     found.append(int(entry.split("/")[2]))
         except OSError:
             continue
-    return [pid for pid in found if pid != os.getpid() and alive(pid)]
+    return [pid for pid in found if alive(pid)]
 
 
 def lock_calls(site) -> list[list[str]]:
@@ -178,6 +179,19 @@ def test_flyctl_calls_have_a_deadline_from_fly_timeout(tmp_path):
     line = assert_error(result, ExitCode.TIMEOUT)
     assert "`fly machine list -a` did not finish within 1s" in line
     assert "raise fly.timeout" in line
+
+
+def test_ctrl_c_stops_flyctl_too_although_it_runs_in_its_own_process_group(tmp_path):
+    # flyctl gets its own process group (so a deadline can kill all of it): a Ctrl-C at the
+    # terminal no longer reaches it directly, so the tool must pass it on
+    prod = make_prod(tmp_path)
+    prod.world.hang(["machine", "list"], 60)
+    run = helpers.start_invoke("backup.list", "--production", cwd=prod.cwd, env=prod.env)
+    helpers.wait_for(lambda: double_processes(prod.world), what="flyctl started")
+    run.proc.send_signal(signal.SIGINT)
+    result = run.finish()
+    assert result.returncode == ExitCode.INTERRUPTED, result
+    helpers.wait_for(lambda: not double_processes(prod.world), what="flyctl stopped")
 
 
 # ---------------------------------------------------------------- 7. unlock after a deploy
