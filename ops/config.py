@@ -30,7 +30,12 @@ from ops.retention import validate_keep
 
 DEFAULTS = {
     "project": {"root": ""},  # tasks.py sets it to its folder; "" = the current folder
-    "fly": {"bin": "", "app": "", "config": "fly.toml"},
+    "fly": {
+        "bin": "", "app": "", "config": "fly.toml",
+        "timeout": "300",  # seconds one ordinary flyctl call may take
+        "min_rate": "1048576",  # bytes/s a copy, verify or download must at least reach
+        "deploy_timeout": "3600",  # seconds `fly deploy` may take (build included)
+    },
     "db": {"path": "data/steps.db", "remote_path": "/data/steps.db"},
     "backup": {
         "dir": "data/backups",
@@ -76,6 +81,9 @@ class Settings:
     audit_log: Path
     deploy_lock_wait: float
     root: Path = Path()
+    fly_timeout: float = 300.0
+    fly_min_rate: float = 1048576.0
+    fly_deploy_timeout: float = 3600.0
     _fly_toml: list = field(default_factory=list, repr=False, compare=False)
 
     def fly_toml(self) -> FlyToml:
@@ -296,12 +304,12 @@ def load(config, **flags) -> Settings:
     def given(flag: str) -> bool:
         return flags.get(flag) is not None
 
-    def number(flag: str, section: str, key: str, **limits) -> float:
+    def number(flag: str | None, section: str, key: str, **limits) -> float:
         """A flag (named as typed) or its config key (named as section.key)."""
-        if given(flag):
+        if flag and given(flag):
             typed = FLAG_NAMES.get(flag, "--" + flag.replace("_", "-"))
             return _number(flags[flag], typed, **limits)
-        values = {"backup": backup, "health": health, "deploy": deploy}[section]
+        values = {"fly": fly, "backup": backup, "health": health, "deploy": deploy}[section]
         return _number(values[key], f"config {section}.{key}", **limits)
 
     def path(flag: str | None, section: dict, key: str, name: str) -> Path:
@@ -346,6 +354,9 @@ def load(config, **flags) -> Settings:
         audit_log=path(None, deploy, "audit_log", "deploy.audit_log"),
         deploy_lock_wait=number("deploy_lock_wait", "deploy", "lock_wait"),
         root=root,
+        fly_timeout=number(None, "fly", "timeout", minimum=0.1),
+        fly_min_rate=number(None, "fly", "min_rate", minimum=1, maximum=float(1 << 40)),
+        fly_deploy_timeout=number(None, "fly", "deploy_timeout", minimum=1),
     )
 
 

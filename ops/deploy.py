@@ -62,8 +62,8 @@ class PlanStep:
 
 def plan(o: DeployOptions) -> list[PlanStep]:
     """The ordered steps of a deploy (or rollback), with the flyctl argv each will run."""
-    preflight = [fly.whoami(), fly.volumes_list(o.app), fly.machines_list(o.app),
-                 fly.releases(o.app)]
+    preflight = [fly.version(), fly.whoami(), fly.volumes_list(o.app),
+                 fly.machines_list(o.app), fly.releases(o.app)]
     ssh = tuple(fly.ssh_console(o.app, MACHINE, SCRIPT))
     steps = [
         PlanStep("lock", f"take the deploy lock of {o.app} on this computer", (),
@@ -103,7 +103,9 @@ def plan(o: DeployOptions) -> list[PlanStep]:
         PlanStep("health", f"poll {o.health_url} until 200"
                  + ("" if o.skip_backup or o.rollback_to is not None
                     else " and it reports the new backup"), (), ExitCode.HEALTH_FAILED),
-        PlanStep("record", "append to the audit log, release the machine's lock", (ssh,)),
+        PlanStep("record", "append to the audit log, find the machine again (the deploy may "
+                 "have replaced it) and release the machine's lock",
+                 (tuple(fly.volumes_list(o.app)), tuple(fly.machines_list(o.app)), ssh)),
     ]
     return steps
 
@@ -129,6 +131,8 @@ class Deployment:
     record: dict = field(default_factory=dict)
     target: object = None
     machine_ok: bool = True  # False: an emergency deploy or rollback going on without it
+    holder: str = ""  # who this run is, in the machine's deploy lock
+    deploy_started: bool = False  # `fly deploy` ran (it may have replaced the machine)
     rollback_image: str = ""
     newest_seen: int = 0  # the newest release version before this run's `fly deploy`
 
@@ -265,6 +269,7 @@ class Deployment:
     def preflight(self, held) -> str:
         self.target = self.make_target()
         runner = self.target.fly
+        self.target.check_flyctl()
         runner.run(fly.whoami())
         self.settings.fly_toml()
         where = self._production_machine()
@@ -304,19 +309,27 @@ class Deployment:
     def machine_lock(self, held) -> str:
         if not self.machine_ok:
             return "skipped: no usable machine"
-        holder = f"{audit.who()} {self.record['kind']} since {self.record['when'][:19]}Z"
-        waited = self.target.lock_deploy(self.settings.deploy_lock_wait, holder)
+        self.holder = (f"{audit.who()} {self.record['kind']} since "
+                       f"{self.record['when'][:19]}Z (run {os.urandom(4).hex()})")
+        waited = self.target.lock_deploy(self.settings.deploy_lock_wait, self.holder)
         held.callback(self._unlock_machine)
         if waited:  # another deploy finished meanwhile: what is live now?
             self._note_previous(self.target.fly.releases(self.options.app))
         return self.target.deploy_lock_path + (" (after waiting)" if waited else "")
 
     def _unlock_machine(self) -> None:
+        """Release this run's lock (only this run's). After `fly deploy` the machine is
+        looked up again: the deploy may have replaced it, or left it stopped."""
         try:
-            self.target.unlock_deploy()
+            if self.deploy_started:
+                self.target.resolve(again=True)
+            self.target.unlock_deploy(holder=self.holder)
         except OpsError as exc:
-            self.ui.warn(f"could not release the deploy lock on the machine: {exc}; "
-                         "run: invoke deploy.unlock --yes")
+            if exc.code == ExitCode.LOCKED:  # an operator forced it and another run took it
+                self.ui.warn(f"did not release the deploy lock on the machine: {exc}")
+                return
+            self.ui.warn(f"could not release this deploy's lock on the machine ({exc}); "
+                         "once the machine is running, run: invoke deploy.unlock --yes")
 
     def backup(self, held) -> str:
         result = backups.make_backup(self.target, self.ui)
@@ -340,8 +353,11 @@ class Deployment:
         o = self.options
         image = self.rollback_image if o.rollback_to is not None else o.image
         self.record["fly_deploy"] = redact_argv(deploy_command(o, image))
+        self.deploy_started = True
         try:
-            self.target.fly.run(deploy_command(o, image), timeout=None,
+            self.target.fly.run(deploy_command(o, image),
+                                timeout=self.settings.fly_deploy_timeout,
+                                key="fly.deploy_timeout",
                                 stream=lambda line: self.ui.info(
                                     "  " + scrub(line, self.secrets)))
         finally:

@@ -44,6 +44,7 @@ NAME_FORMAT = "steps-%Y-%m-%dT%H-%M-%S.db"
 TMP_PREFIX = ".tmp-"
 LOCK_NAME = ".backup.lock"
 SQLITE_HEADER = b"SQLite format 3\x00"
+SQLITE_FULL = 13  # sqlite3.SQLITE_FULL exists only on Python >= 3.11
 RESULT_MARK = "__OPS_RESULT__"
 CHECKS = ("integrity", "quick")
 STEP_PAGES = 4096  # pages per backup step; the read transaction we hold keeps steps consistent
@@ -516,7 +517,7 @@ def copy_database(
             dst.close()
         src.execute("COMMIT")
     except sqlite3.DatabaseError as exc:
-        if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc):
+        if getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL or "full" in str(exc):
             raise _full_error(source, target) from exc
         if not os.access(source.parent, os.W_OK) and "unable to open" in str(exc):
             raise EngineError(

@@ -2,21 +2,32 @@
 
 Every flyctl call in the toolkit goes through ``Fly.run``: argv only (never a
 shell string), stdin closed unless we feed it (so flyctl never waits on a
-prompt), and failures turned into ``FlyError`` carrying flyctl's own ``Error:``
-line. Tokens come from the environment and are redacted from anything we print.
+prompt), a deadline (the child's whole process group is killed when it passes),
+an environment without what changes flyctl's stdout (``LOG_LEVEL``), output read
+as bytes (a non-UTF-8 byte never raises), and failures turned into ``FlyError``
+carrying flyctl's own ``Error:`` line. Tokens come from the environment and are
+redacted from anything we print.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import signal
 import subprocess
+import threading
 from dataclasses import dataclass
 
 from ops.errors import ExitCode, OpsError
 
 TOKEN_VARS = ("FLY_API_TOKEN", "FLY_ACCESS_TOKEN")
 DEFAULT = object()  # "the runner's own timeout", as opposed to None: no limit
+# LOG_LEVEL=debug makes flyctl print DEBUG lines on stdout (terminal/logging.go), FLY_JSON
+# turns every command's output into JSON (internal/config/config.go): neither reaches it.
+DROPPED_ENV = ("LOG_LEVEL", "FLY_JSON")
+GRACE = 5.0  # seconds flyctl gets to stop after Ctrl-C before it is killed
 
 
 class FlyError(OpsError):
@@ -34,6 +45,50 @@ def redact(text: str) -> str:
 
 
 # ------------------------------------------------------------------ data
+#
+# flyctl's JSON is hostile until checked: every field is read through ``_field``,
+# which refuses a wrong type (a list where an object belongs, a string for a
+# number) with one line instead of a traceback. ``null`` and a missing key give
+# the field's empty value unless the field is required.
+
+ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time.Time, as flyctl prints it in JSON
+
+
+class ShapeError(ValueError):
+    """A JSON value flyctl printed is not the shape its Go type has."""
+
+
+_KINDS = {str: "a string", int: "a number", dict: "an object", list: "a list",
+          bool: "true/false"}
+
+
+def _kind(value) -> str:
+    if value is None:
+        return "null"
+    for kind, name in _KINDS.items():
+        if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+            return name
+    return type(value).__name__
+
+
+def _field(raw, key: str, kind: type, *, required: bool = False, optional: bool = False):
+    """``raw[key]`` if it has ``kind``; ``null``/missing is None (``optional``) or the
+    kind's zero value, as Go decodes it."""
+    if not isinstance(raw, dict):
+        raise ShapeError(f"expected an object, got {_kind(raw)}")
+    value = raw.get(key)
+    if value is None:
+        if required:
+            raise ShapeError(f"`{key}` is missing")
+        return None if optional else kind()
+    if _kind(value) != _KINDS[kind]:
+        raise ShapeError(f"`{key}` is {_kind(value)}, expected {_KINDS[kind]}")
+    return value
+
+
+def is_zero_time(stamp: str) -> bool:
+    """Go's zero time (a snapshot still running has no creation time yet)."""
+    return not stamp or stamp.startswith("0001-01-01")
 
 
 @dataclass(frozen=True)
@@ -49,13 +104,13 @@ class Volume:
     @classmethod
     def parse(cls, raw: dict) -> Volume:
         return cls(
-            id=raw["id"],
-            name=raw.get("name", ""),
-            state=raw.get("state", ""),
-            size_gb=int(raw.get("size_gb") or 0),
-            region=raw.get("region", ""),
-            attached_machine_id=raw.get("attached_machine_id") or None,
-            snapshot_retention=raw.get("snapshot_retention"),
+            id=_field(raw, "id", str, required=True),
+            name=_field(raw, "name", str),
+            state=_field(raw, "state", str),
+            size_gb=_field(raw, "size_gb", int),
+            region=_field(raw, "region", str),
+            attached_machine_id=_field(raw, "attached_machine_id", str) or None,
+            snapshot_retention=_field(raw, "snapshot_retention", int, optional=True),
         )
 
 
@@ -72,13 +127,13 @@ class Snapshot:
     @classmethod
     def parse(cls, raw: dict) -> Snapshot:
         return cls(
-            id=raw.get("id") or "",
-            status=raw.get("status", ""),
-            size=int(raw.get("size") or 0),
-            volume_size=int(raw.get("volume_size") or 0),
-            created_at=raw.get("created_at", ""),
-            retention_days=raw.get("retention_days"),
-            digest=raw.get("digest") or "",
+            id=_field(raw, "id", str),
+            status=_field(raw, "status", str),
+            size=_field(raw, "size", int),
+            volume_size=_field(raw, "volume_size", int),
+            created_at=_field(raw, "created_at", str),
+            retention_days=_field(raw, "retention_days", int, optional=True),
+            digest=_field(raw, "digest", str),
         )
 
 
@@ -93,14 +148,15 @@ class Machine:
 
     @classmethod
     def parse(cls, raw: dict) -> Machine:
-        config = raw.get("config") or {}
+        config = _field(raw, "config", dict)
+        mounts = _field(config, "mounts", list)
         return cls(
-            id=raw["id"],
-            name=raw.get("name", ""),
-            state=raw.get("state", ""),
-            region=raw.get("region", ""),
-            image=config.get("image", ""),
-            volumes=tuple(m.get("volume", "") for m in config.get("mounts") or []),
+            id=_field(raw, "id", str, required=True),
+            name=_field(raw, "name", str),
+            state=_field(raw, "state", str),
+            region=_field(raw, "region", str),
+            image=_field(config, "image", str),
+            volumes=tuple(_field(mount, "volume", str) for mount in mounts),
         )
 
 
@@ -116,13 +172,52 @@ class Release:
     @classmethod
     def parse(cls, raw: dict) -> Release:
         return cls(
-            id=raw.get("ID", ""),
-            version=int(raw.get("Version") or 0),
-            status=raw.get("Status", ""),
-            image_ref=raw.get("ImageRef", ""),
-            created_at=raw.get("CreatedAt", ""),
-            user=(raw.get("User") or {}).get("Email", ""),
+            id=_field(raw, "ID", str),
+            version=_field(raw, "Version", int),
+            status=_field(raw, "Status", str),
+            image_ref=_field(raw, "ImageRef", str),
+            created_at=_field(raw, "CreatedAt", str),
+            user=_field(_field(raw, "User", dict), "Email", str),
         )
+
+
+# ------------------------------------------------------------------ flyctl's version
+
+MIN_VERSION = (0, 4, 80)  # PR #5045: `fly ssh console` waits for the command's last output
+MIN_CALVER = (2026, 8, 7)  # the same day, for the calendar-versioned builds of 2023-2024
+UPGRADE = "fly version upgrade"
+
+
+def version() -> list[str]:
+    return ["version", "--json"]
+
+
+def parse_version(stdout: str) -> tuple[str, tuple[int, int, int] | None]:
+    """flyctl's version as printed and as numbers (None: cannot tell, e.g. a dev build).
+
+    ``fly version --json`` prints buildinfo's ``Version`` as ``"0.4.87"``
+    (internal/command/version/version.go, internal/version/version.go).
+    """
+    text = ""
+    try:
+        data = json.loads(stdout)
+        if isinstance(data, dict) and isinstance(data.get("Version"), str):
+            text = data["Version"]
+    except ValueError:
+        found = re.search(r"\bv(\d+\.\d+\.\d+\S*)", stdout)
+        text = found.group(1) if found else ""
+    match = re.fullmatch(r"v?(\d{1,6})\.(\d{1,6})\.(\d{1,6})([-+.][\w.+-]*)?", text.strip())
+    if not match:
+        return text.strip()[:40], None
+    numbers = (int(match[1]), int(match[2]), int(match[3]))
+    return text.strip(), None if numbers == (0, 0, 0) else numbers
+
+
+def too_old(numbers: tuple[int, int, int]) -> bool:
+    """Older than the first flyctl that never drops a short command's last output lines."""
+    if numbers[0] > 2022:  # flyctl's Version.IsCalVer: YEAR.MONTH.DAY builds
+        return numbers < MIN_CALVER
+    return numbers < MIN_VERSION
 
 
 # ------------------------------------------------------------------ argv builders
@@ -198,6 +293,23 @@ def error_line(stderr: str, returncode: int) -> str:
     return lines[-1] if lines else f"exit status {returncode}"
 
 
+def child_env(environ=None) -> dict[str, str]:
+    """flyctl's environment: the user's (tokens, HOME, PATH...) minus ``DROPPED_ENV``."""
+    env = dict(os.environ if environ is None else environ)
+    for key in DROPPED_ENV:
+        env.pop(key, None)
+    return env
+
+
+def decode(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+def describe(argv: list[str]) -> str:
+    """How errors name a flyctl call: ``fly`` and its first three words."""
+    return "fly " + " ".join(argv[:3])
+
+
 @dataclass
 class Completed:
     argv: list[str]
@@ -209,77 +321,66 @@ class Completed:
 class Fly:
     """Runs flyctl. ``calls`` keeps what ran, for summaries and dry-run comparisons."""
 
-    def __init__(self, binary: str, *, timeout: float | None = 600):
+    def __init__(self, binary: str, *, timeout: float | None = 300):
         self.binary = binary
         self.timeout = timeout
         self.calls: list[list[str]] = []
+        self.flyctl_version: str | None = None  # set by ``check_version``
 
-    def run(self, argv: list[str], *, input: str | None = None, check: bool = True,
-            timeout=DEFAULT, stream=None) -> Completed:
-        """Run one flyctl command; ``stream`` gets stdout lines as they come.
+    def run(self, argv: list[str], *, input: str | bytes | None = None, check: bool = True,
+            timeout=DEFAULT, stream=None, what: str = "", key: str = "fly.timeout") -> Completed:
+        """Run one flyctl command; ``stream`` gets output lines (stderr included) as they come.
 
-        ``timeout`` defaults to the runner's; ``None`` means no limit (long transfers).
+        ``timeout`` defaults to the runner's (``fly.timeout``); past it the command's
+        whole process group is killed and a FlyError (exit 6) names ``what`` ran and the
+        configuration ``key`` that gives it more time.
         """
         timeout = self.timeout if timeout is DEFAULT else timeout
+        what = what or f"`{describe(argv)}`"
         self.calls.append(argv)
-        full = [self.binary, *argv]
-        what = "fly " + " ".join(argv[:3])
+        data = input.encode() if isinstance(input, str) else input
         try:
-            if stream is None:
-                done = subprocess.run(
-                    full,
-                    input=input,
-                    stdin=None if input is not None else subprocess.DEVNULL,
-                    capture_output=True,
-                    text=True,
-                    timeout=timeout,
-                )
-                result = Completed(argv, done.returncode, done.stdout, done.stderr)
-            else:
-                result = self._streamed(full, argv, stream, timeout)
-        except FileNotFoundError:
-            raise FlyError(f"flyctl not found: {self.binary}") from None
+            code, out, err = _execute([self.binary, *argv], data, stream, timeout)
+        except (FileNotFoundError, PermissionError, NotADirectoryError):
+            raise FlyError(f"flyctl not found or not executable: {self.binary}") from None
         except subprocess.TimeoutExpired:
-            raise FlyError(f"`{what}` did not answer within {timeout:g}s",
-                           ExitCode.TIMEOUT) from None
+            raise FlyError(f"{what} did not finish within {timeout:g}s and was stopped; if it "
+                           f"needs longer, raise {key}", ExitCode.TIMEOUT) from None
+        result = Completed(argv, code, decode(out), decode(err if stream is None else out))
         if check and result.returncode != 0:
             raise FlyError(
-                f"`{what}` failed: {error_line(result.stderr, result.returncode)}",
+                f"{what} failed: {error_line(result.stderr, result.returncode)}",
                 stderr=result.stderr,
             )
         return result
 
-    def _streamed(self, full, argv, stream, timeout) -> Completed:
-        """stderr joins stdout, so neither pipe can fill up while we read the other."""
-        proc = subprocess.Popen(
-            full, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, bufsize=1,
-        )
-        lines = []
-        try:
-            for line in proc.stdout:
-                lines.append(line)
-                stream(redact(line.rstrip("\n")))
-            proc.wait(timeout=timeout)
-        except BaseException:  # a signal or Ctrl-C stops us: flyctl must not go on alone
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            raise
-        output = "".join(lines)
-        return Completed(argv, proc.returncode, output, output)
+    def check_version(self, warn) -> str:
+        """Refuse a flyctl that can lose the end of a remote command's output (once per run).
+
+        ``warn`` is told when the version cannot be read: that is not a refusal.
+        """
+        if self.flyctl_version is None:
+            result = self.run(version())
+            shown, numbers = parse_version(result.stdout)
+            if numbers is None:
+                warn(f"cannot tell which flyctl this is (`fly version --json` said "
+                     f"{shown or result.stdout.strip()[:40]!r}); it needs v"
+                     + ".".join(map(str, MIN_VERSION)) + " or newer")
+            elif too_old(numbers):
+                raise FlyError(
+                    f"flyctl v{shown} is too old: v{'.'.join(map(str, MIN_VERSION))} or newer "
+                    "is needed (older versions can drop the last lines of `fly ssh console` "
+                    f"output, where the result is); upgrade with: {UPGRADE}")
+            self.flyctl_version = shown
+        return self.flyctl_version
 
     def json(self, argv: list[str]):
         result = self.run(argv)
         try:
             return json.loads(result.stdout)
-        except json.JSONDecodeError:
+        except ValueError:
             sample = result.stdout.strip().replace("\n", " ")[:80]
-            raise FlyError(
-                f"`fly {' '.join(argv[:3])}` did not print JSON (got {sample!r})"
-            ) from None
+            raise FlyError(f"`{describe(argv)}` did not print JSON (got {sample!r})") from None
 
     def volumes(self, app: str) -> list[Volume]:
         return self._parsed(volumes_list(app), Volume)
@@ -288,8 +389,9 @@ class Fly:
         return self._parsed(machines_list(app), Machine)
 
     def snapshots(self, app: str, volume: str) -> list[Snapshot]:
+        """Oldest first; one still running (zero ``created_at``) is the newest."""
         found = self._parsed(snapshots_list(app, volume), Snapshot)
-        return sorted(found, key=lambda snap: snap.created_at)
+        return sorted(found, key=lambda snap: (is_zero_time(snap.created_at), snap.created_at))
 
     def releases(self, app: str) -> list[Release]:
         found = self._parsed(releases(app), Release)
@@ -298,15 +400,88 @@ class Fly:
     def _parsed(self, argv: list[str], kind):
         """A JSON array from flyctl as dataclasses, or a FlyError naming the command."""
         data = self.json(argv)
-        what = f"`fly {' '.join(argv[:3])}`"
+        what = f"`{describe(argv)}`"
         if data is None:  # flyctl may print null for an empty list
             return []
         if not isinstance(data, list):
-            raise FlyError(f"{what} printed JSON of an unexpected shape")
+            raise FlyError(f"{what} printed unexpected JSON: {_kind(data)} where a list "
+                           "belongs")
+        parsed = []
+        for number, raw in enumerate(data):
+            try:
+                parsed.append(kind.parse(raw))
+            except ShapeError as exc:
+                raise FlyError(f"{what} printed unexpected JSON: entry {number}: {exc}") from None
+        return parsed
+
+
+# ------------------------------------------------------------------ the child process
+
+
+def _execute(full: list[str], data: bytes | None, stream, timeout) -> tuple[int, bytes, bytes]:
+    """Run flyctl in its own process group; (status, stdout, stderr) as bytes.
+
+    With ``stream``, stderr joins stdout and each line goes to ``stream`` as it comes.
+    Pipes are read by threads so neither fills up while we wait for the other.
+    """
+    proc = subprocess.Popen(
+        full, stdin=subprocess.DEVNULL if data is None else subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT if stream else subprocess.PIPE,
+        env=child_env(), start_new_session=True,
+    )
+    out: list[bytes] = []
+    err: list[bytes] = []
+    threads = [_thread(_drain, proc.stdout, out, stream)]
+    if stream is None:
+        threads.append(_thread(_drain, proc.stderr, err, None))
+    if data is not None:
+        threads.append(_thread(_feed, proc.stdin, data))
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
+        raise
+    except BaseException:  # Ctrl-C, SIGTERM: flyctl stops cleanly, or is killed
         try:
-            return [kind.parse(raw) for raw in data]
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            raise FlyError(f"{what} printed unexpected JSON ({exc!r})") from None
+            _signal_group(proc, signal.SIGINT)
+            with contextlib.suppress(BaseException):  # a second Ctrl-C: kill it at once
+                proc.wait(timeout=GRACE)
+        finally:
+            if proc.poll() is None:
+                _signal_group(proc, signal.SIGKILL)
+                proc.wait()
+        raise
+    finally:
+        for thread in threads:  # a remote process that outlives flyctl may hold a pipe
+            thread.join(timeout=GRACE)
+    return proc.returncode, b"".join(out), b"".join(err)
+
+
+def _thread(target, *args) -> threading.Thread:
+    thread = threading.Thread(target=target, args=args, daemon=True)
+    thread.start()
+    return thread
+
+
+def _drain(pipe, sink: list[bytes], stream) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        for raw in iter(pipe.readline, b""):
+            sink.append(raw)
+            if stream is not None:
+                stream(redact(decode(raw).rstrip("\r\n")))
+
+
+def _feed(pipe, data: bytes) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        pipe.write(data)
+    with contextlib.suppress(OSError, ValueError):
+        pipe.close()
+
+
+def _signal_group(proc: subprocess.Popen, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signum)
 
 
 # ------------------------------------------------------------------ restore

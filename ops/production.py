@@ -50,21 +50,27 @@ def choose_production(volumes: list[fly.Volume], machines: list[fly.Machine], so
     return candidates[0]
 
 
-def new_snapshot(before: list[fly.Snapshot], after: list[fly.Snapshot],
-                 requested_at: dt.datetime) -> fly.Snapshot | None:
-    """The snapshot our request created: not there before, made after the request."""
-    seen = {(snap.id, snap.created_at) for snap in before if snap.id}
-    horizon = requested_at - dt.timedelta(seconds=60)  # tolerate clock skew with Fly
-    fresh = [snap for snap in after
-             if (snap.id, snap.created_at) not in seen and _when(snap.created_at) >= horizon]
-    return max(fresh, key=lambda snap: snap.created_at) if fresh else None
+FAILED_SNAPSHOT = ("failed", "error", "destroyed")
 
 
-def _when(stamp: str) -> dt.datetime:
-    try:
-        return engine.parse_iso(stamp)
-    except ValueError:
-        return dt.datetime.min.replace(tzinfo=dt.UTC)
+def new_snapshot(before: list[fly.Snapshot], after: list[fly.Snapshot]) -> fly.Snapshot | None:
+    """The snapshot our request made: one whose id was not listed before it, by id alone.
+
+    A snapshot that is still running has its id but a zero ``created_at`` (fly-go's
+    ``VolumeSnapshot.CreatedAt``; flyctl's snapshots/list.go checks ``IsZero``), so the
+    time says nothing, and a scheduled snapshot that was running before our request
+    and finishes while we wait is never ours. If several are new, a created one wins,
+    then one still running; a failed one only when nothing else is left.
+    """
+    seen = {snap.id for snap in before if snap.id}
+    fresh = [snap for snap in after if snap.id and snap.id not in seen]
+    if not fresh:
+        return None
+    return min(fresh, key=lambda snap: (_rank(snap.status), snap.created_at))
+
+
+def _rank(status: str) -> int:
+    return 0 if status == "created" else 2 if status in FAILED_SNAPSHOT else 1
 
 
 class FlyTarget:
@@ -85,8 +91,21 @@ class FlyTarget:
     def fly(self) -> fly.Fly:
         """flyctl, looked up on first use (a dry run never needs it)."""
         if self._fly is None:
-            self._fly = fly.Fly(self.settings.flyctl())
+            self._fly = fly.Fly(self.settings.flyctl(), timeout=self.settings.fly_timeout)
         return self._fly
+
+    def check_flyctl(self) -> str:
+        """flyctl's version, refused when too old to be trusted (asked once per run)."""
+        return self.fly.check_version(self.ui.warn)
+
+    def copy_deadline(self, size: int | None = None) -> tuple[float, str]:
+        """Seconds a copy, verify or download of ``size`` bytes may take (default: the
+        volume's size, which bounds the database), and the keys that give it more."""
+        s = self.settings
+        if size is None:
+            size = self.volume.size_gb * 1024 ** 3
+        seconds = s.fly_timeout + size / s.fly_min_rate + s.backup_timeout + s.lock_wait
+        return seconds, "fly.timeout (or lower fly.min_rate)"
 
     def describe(self) -> str:
         return f"production {self.app}:{self.db}"
@@ -100,9 +119,14 @@ class FlyTarget:
     def machine(self) -> fly.Machine:
         return self.resolve()[1]
 
-    def resolve(self) -> tuple[fly.Volume, fly.Machine]:
+    def resolve(self, *, again: bool = False) -> tuple[fly.Volume, fly.Machine]:
+        """The production volume and machine; ``again`` asks Fly anew (after a deploy,
+        which may have replaced the machine)."""
+        if again:
+            self._resolved = None
         if self._resolved is None:
             with self.ui.step(f"resolve production machine of {self.app}") as step:
+                self.check_flyctl()
                 volumes = self.fly.volumes(self.app)
                 machines = self.fly.machines(self.app)
                 self._resolved = choose_production(
@@ -111,19 +135,28 @@ class FlyTarget:
                 step.detail = f"machine {machine.id} ({machine.region}), volume {volume.id}"
         return self._resolved
 
-    def exec(self, script: str, *, engine_source: bool = False,
-             timeout=RUNNER_DEFAULT) -> remote.RemoteOutput:
-        """Run a script on the machine; its real status comes back through the sentinel."""
-        stdin = Path(engine.__file__).read_text() if engine_source else ""
+    def exec(self, script: str, *, engine_source: bool = False, timeout=RUNNER_DEFAULT,
+             what: str = "a command", key: str = "fly.timeout") -> remote.RemoteOutput:
+        """Run a script on the machine; its real status comes back through the sentinel.
+
+        ``timeout`` (default ``fly.timeout``) may be ``(seconds, key)`` from
+        ``copy_deadline``; ``what`` names the script in errors.
+        """
+        if isinstance(timeout, tuple):
+            timeout, key = timeout
+        stdin = Path(engine.__file__).read_bytes() if engine_source else b""
+        machine = self.machine.id
         result = self.fly.run(
-            fly.ssh_console(self.app, self.machine.id, remote.wrap(script)),
-            input=stdin, check=False, timeout=timeout,
+            fly.ssh_console(self.app, machine, remote.wrap(script)),
+            input=stdin, check=False, timeout=timeout, key=key,
+            what=f"`fly ssh console` ({what} on machine {machine})",
         )
         output = remote.parse_output(result.stdout)
         if output.status is None:
-            raise fly.FlyError(
-                f"`fly ssh console` on {self.machine.id} failed: "
-                f"{fly.error_line(result.stderr, result.returncode)}", stderr=result.stderr)
+            reason = (fly.error_line(result.stderr, result.returncode) if result.returncode
+                      else "flyctl exited 0 but the script's status line never arrived")
+            raise fly.FlyError(f"`fly ssh console` ({what} on machine {machine}) failed: "
+                               f"{reason}", stderr=result.stderr)
         return output
 
     # -- the target interface
@@ -132,7 +165,7 @@ class FlyTarget:
         script = remote.backup_script(
             self.db, self.dir, check=s.check, remote_command=s.remote_command,
             timeout=s.backup_timeout, lock_wait=s.lock_wait)
-        output = self.exec(script, engine_source=True, timeout=None)  # as long as the copy takes
+        output = self.exec(script, engine_source=True, timeout=self.copy_deadline(), what="backup")
         if output.strategy == "none":
             raise OpsError(remote.NEEDS, ExitCode.ERROR)
         if output.strategy == "remote_command":
@@ -200,7 +233,7 @@ class FlyTarget:
         names = self.names(which)
         check = self.settings.check
         output = self.exec(remote.verify_script(self.dir, names, check), engine_source=True,
-                           timeout=None)
+                           timeout=self.copy_deadline(), what="verify")
         if output.strategy == "python3":
             return output.data("verify")
         if output.strategy == "sqlite3":
@@ -264,10 +297,21 @@ class FlyTarget:
         return f"{posixpath.dirname(self.db)}/{remote.DEPLOY_LOCK}"
 
     def lock_deploy(self, wait: float, holder: str) -> bool:
-        """Take the machine's deploy lock; True if we had to wait for someone else's."""
-        output = self.exec(remote.deploy_lock_script(self.deploy_lock_path, holder, wait),
-                           timeout=wait + 120)
-        entries = {entry[0]: " ".join(entry[1:]) for entry in output.entries}
+        """Take the machine's deploy lock; True if we had to wait for someone else's.
+
+        When the answer is lost (no status line, a deadline, a dropped tunnel) the lock
+        may or may not be ours: it is removed if it is, and the step fails.
+        """
+        try:
+            output = self.exec(remote.deploy_lock_script(self.deploy_lock_path, holder, wait),
+                               timeout=self.settings.fly_timeout + wait, what="deploy lock",
+                               key="fly.timeout")
+        except fly.FlyError as exc:
+            after = ("any lock this run took was removed" if self._forget_lock(holder)
+                     else "if the lock is this run's: invoke deploy.unlock --yes")
+            raise OpsError(f"could not take the deploy lock {self.deploy_lock_path}: {exc}; "
+                           f"{after}", exc.code) from None
+        entries = {entry[0]: " ".join(entry[1:]) for entry in output.entries if entry}
         if output.status == 4:
             hint = "" if wait else " (use --lock-wait SECONDS to wait for it)"
             raise OpsError(f"another deploy of {self.app} holds the lock on the machine "
@@ -275,25 +319,42 @@ class FlyTarget:
                            f"{hint}; if none is running: invoke deploy.unlock --yes",
                            ExitCode.LOCKED)
         if output.status != 0 or "acquired" not in entries:
+            self._forget_lock(holder)  # best effort: the step fails either way
             raise OpsError(f"could not take the deploy lock {self.deploy_lock_path} "
                            f"(exit {output.status})")
         return "waiting" in entries
 
-    def unlock_deploy(self, *, remove: bool = True) -> str | None:
-        """Who holds the machine's deploy lock (None: nobody), removing it unless told not to."""
-        output = self.exec(remote.deploy_unlock_script(self.deploy_lock_path, remove=remove))
+    def _forget_lock(self, holder: str) -> bool:
+        """Remove the deploy lock if ``holder`` holds it; False if that could not be told."""
+        try:
+            self.unlock_deploy(holder=holder)
+        except OpsError as exc:
+            return exc.code == ExitCode.LOCKED  # someone else's: not ours to remove
+        return True
+
+    def unlock_deploy(self, *, remove: bool = True, holder: str | None = None) -> str | None:
+        """Who holds the machine's deploy lock (None: nobody), removing it unless told not to.
+
+        With ``holder`` it is removed only if that holder holds it (a deploy releasing
+        its own lock); without, it is removed whoever holds it (``deploy.unlock --yes``).
+        """
+        output = self.exec(remote.deploy_unlock_script(self.deploy_lock_path, remove=remove,
+                                                       holder=holder), what="deploy unlock")
         if output.status == 3:
             return None
+        shown = " ".join(output.entries[0][1:]) if output.entries else "unknown"
+        if output.status == 5:
+            raise OpsError(f"the deploy lock {self.deploy_lock_path} is no longer this run's: "
+                           f"it is held by {shown}; left in place", ExitCode.LOCKED)
         if output.status != 0:
             raise OpsError(f"could not read or remove the deploy lock {self.deploy_lock_path}")
-        return " ".join(output.entries[0][1:]) if output.entries else "unknown"
+        return shown
 
     # -- snapshots
     def snapshot(self, *, wait: bool = True, timeout: float = 600,
                  interval: float = 5.0) -> dict:
         volume = self.volume
         before = self.fly.snapshots(self.app, volume.id)
-        requested_at = dt.datetime.now(dt.UTC)
         with self.ui.step(f"schedule snapshot of {volume.id}") as step:
             result = self.fly.run(fly.snapshots_create(self.app, volume.id))
             step.detail = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
@@ -302,12 +363,13 @@ class FlyTarget:
         with self.ui.step(f"wait for snapshot of {volume.id}") as step:
             deadline = time.monotonic() + timeout
             while True:
-                snap = new_snapshot(before, self.fly.snapshots(self.app, volume.id), requested_at)
-                if snap and snap.status == "created" and snap.id:
+                snap = new_snapshot(before, self.fly.snapshots(self.app, volume.id))
+                if snap and snap.status == "created":
                     step.detail = f"{snap.id}  {human_bytes(snap.size)}"
                     return asdict(snap) | {"volume": volume.id}
-                if snap and snap.status in ("failed", "error", "destroyed"):
-                    raise OpsError(f"snapshot of {volume.id} ended as {snap.status}")
+                if snap and snap.status in FAILED_SNAPSHOT:
+                    raise OpsError(f"snapshot {snap.id} of {volume.id} ended as {snap.status}; "
+                                   f"see `fly volumes snapshots list {volume.id}`")
                 if time.monotonic() >= deadline:
                     state = snap.status if snap else "not listed yet"
                     raise OpsError(
@@ -358,8 +420,10 @@ class FlyTarget:
             try:
                 with self.ui.step(f"download {name}") as step:
                     with self.ui.transfer(name, record["size"]) as update, _Watch(tmp, update):
+                        seconds, key = self.copy_deadline(record["size"])
                         self.fly.run(fly.sftp_get(self.app, self.machine.id, remote_file,
-                                                  str(tmp)), timeout=None)
+                                                  str(tmp)), timeout=seconds, key=key,
+                                     what=f"`fly ssh sftp get` of {name}")
                     os.chmod(tmp, 0o600)
                     digest = engine.sha256_file(tmp)
                     if digest != record["sha256"]:
@@ -388,7 +452,8 @@ class FlyTarget:
         script = remote.restore_script(self.db, self.dir, name, check=self.settings.check,
                                        busy_timeout=busy_timeout,
                                        lock_wait=self.settings.lock_wait)
-        output = self.exec(script, engine_source=True, timeout=None)
+        output = self.exec(script, engine_source=True, timeout=self.copy_deadline(),
+                           what="restore")
         if output.strategy == "none":
             raise OpsError(manual_restore_steps(self.app, self.machine.id, name),
                            ExitCode.ERROR)
@@ -432,7 +497,9 @@ class FlyTarget:
 
     def restart(self) -> str:
         """``fly machine restart``: the app reopens the database it now holds."""
-        result = self.fly.run(fly.machine_restart(self.app, self.machine.id), timeout=None)
+        result = self.fly.run(fly.machine_restart(self.app, self.machine.id),
+                              timeout=self.settings.fly_deploy_timeout,
+                              key="fly.deploy_timeout")
         return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
 
     def upload(self, path: Path, name: str, manifest: dict) -> dict:
@@ -442,8 +509,9 @@ class FlyTarget:
         upload = f"{self.dir}/.upload-{name}.{os.getpid()}"
         self.exec(f"mkdir -p {shlex.quote(self.dir)}")
         try:
+            seconds, key = self.copy_deadline(path.stat().st_size)
             self.fly.run(fly.sftp_put(self.app, self.machine.id, str(path), upload),
-                         timeout=None)
+                         timeout=seconds, key=key, what=f"`fly ssh sftp put` of {path.name}")
         except fly.FlyError:
             self.exec(f"rm -f {shlex.quote(upload)}")  # flyctl leaves a partial file
             raise
@@ -466,7 +534,7 @@ class FlyTarget:
     def drill(self, name: str) -> dict:
         """Drill on the machine's python3, else download the backup and drill it here."""
         output = self.exec(remote.drill_script(self.dir, name, self.settings.check),
-                           engine_source=True, timeout=None)
+                           engine_source=True, timeout=self.copy_deadline(), what="drill")
         if output.strategy == "python3":
             return output.data("drill") | {"where": "machine"}
         recorded = self.exec(remote.manifest_script(self.dir, name))
@@ -528,8 +596,6 @@ def _record_entry(entry: list[str]) -> bool:
     return (len(entry) == 4 and bool(remote.HEX64.fullmatch(entry[0]))
             and entry[1].isascii() and entry[1].isdigit()
             and all(value == "-" or bool(remote.HEX64.fullmatch(value)) for value in entry[2:]))
-
-    # -- restore (ops/restore.py drives these)
 
 
 def manual_restore_steps(app: str, machine: str, name: str) -> str:

@@ -290,27 +290,41 @@ def deploy_lock_script(path: str, holder: str, wait: float) -> str:
 
     It lives on the machine because that is the one thing a laptop and a CI job share.
     Exit 4 with an ``held`` entry naming the holder when it stays taken for ``wait`` s.
+    Taking a lock this holder already holds succeeds, so a lock step whose answer was
+    lost can simply be asked again.
     """
-    q = shlex.quote(path)
+    q, mine = shlex.quote(path), shlex.quote(one_line(holder))
     return f"""waited=0
 until mkdir {q} 2>/dev/null; do
+  [ "$(head -n 1 {q}/holder 2>/dev/null)" = {mine} ] && break
   if [ "$waited" -ge {int(wait * 5)} ]; then
     printf '{ENTRY_MARK} held %s\n' "$(head -n 1 {q}/holder 2>/dev/null)"; exit 4
   fi
   [ "$waited" -eq 0 ] && printf '{ENTRY_MARK} waiting %s\n' "$(head -n 1 {q}/holder 2>/dev/null)"
   sleep 0.2; waited=$((waited + 1))
 done
-printf '%s\n' {shlex.quote(holder)} > {q}/holder
+printf '%s\n' {mine} > {q}/holder
 printf '{ENTRY_MARK} acquired %s\n' $waited"""
 
 
-def deploy_unlock_script(path: str, *, remove: bool = True) -> str:
-    """Name the deploy lock's holder (exit 3 if there is no lock), and remove it."""
+def deploy_unlock_script(path: str, *, remove: bool = True, holder: str | None = None) -> str:
+    """Name the deploy lock's holder (exit 3 if there is no lock), and remove it.
+
+    With ``holder``, only that holder's lock is removed (exit 5 names the other one):
+    a deploy never removes a lock an operator handed to the next deploy.
+    """
     q = shlex.quote(path)
-    show = f"""[ -d {q} ] || exit 3
-printf '{ENTRY_MARK} holder %s\\n' "$(head -n 1 {q}/holder 2>/dev/null)"
-"""
-    return show + (f"rm -rf {q}" if remove else "")
+    show = f"printf '{ENTRY_MARK} holder %s\\n' \"$(head -n 1 {q}/holder 2>/dev/null)\""
+    check = ""
+    if holder is not None:
+        check = (f"""[ "$(head -n 1 {q}/holder 2>/dev/null)" = {shlex.quote(one_line(holder))} ]"""
+                 f" || {{ {show}; exit 5; }}\n")
+    return f"[ -d {q} ] || exit 3\n{check}{show}\n" + (f"rm -rf {q}" if remove else "")
+
+
+def one_line(text: str) -> str:
+    """A holder as it is written in the lock file: one line, single spaces."""
+    return " ".join(str(text).split())
 
 
 def record_script(directory: str, name: str) -> str:

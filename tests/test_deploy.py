@@ -51,12 +51,13 @@ NEW_IMAGE = "registry.fly.io/step-app-4x-yhw:deployment-01TESTIMAGE0000000000000
 ROLLBACK_HINT = "invoke deploy.rollback --to 12"
 
 # What each phase of a deploy asks flyctl, in order (see ``label``).
-PREFLIGHT = ["auth whoami", "volumes list", "machine list", "releases"]
+PREFLIGHT = ["version", "auth whoami", "volumes list", "machine list", "releases"]
 # backup, verify it by name, retention's list, then the list that finds it still there
 BACKUP = ["ssh backup", "ssh verify", "ssh list", "ssh list"]
 # the list before `create` is what tells the new snapshot apart; then polls until created
 SNAPSHOT = ["volumes snapshots list", "volumes snapshots create"] + ["volumes snapshots list"] * 3
-DEPLOYED = ["deploy", "releases"]
+# after `fly deploy` the machine is looked up again for the unlock (it may have been replaced)
+DEPLOYED = ["deploy", "releases", "volumes list", "machine list"]
 MUTATING = {"ssh backup", "ssh delete", "volumes snapshots create", "deploy"}
 
 
@@ -331,8 +332,9 @@ def test_deploy_backs_up_snapshots_deploys_checks_health_and_records(site):
         if argv[:2] == ["ssh", "console"]:  # always the volume's machine, quietly
             assert argv[2:7] == ["-a", APP, "--machine", MID, "-q"], argv
             assert argv[argv.index("-C") + 1].startswith("sh -c "), argv
-    # builds from the Dockerfile; then the new release is read and the machine lock released
-    assert calls[-3] == ["deploy", "-a", APP, "-c", "fly.toml"]
+    # builds from the Dockerfile; then the new release is read, the machine found again and
+    # its lock released
+    assert calls[-5] == ["deploy", "-a", APP, "-c", "fly.toml"]
     assert all(record["token"] for record in site.world.call_records())
 
     # what the world looks like now
@@ -485,9 +487,9 @@ def test_no_deploy_when_preflight_fails(sites):
     ])  # fmt: skip
 
     code = int(ExitCode.DEPLOY_ABORTED_PREFLIGHT)
-    assert_not_deployed(logged_out, r_logout, code, calls=["auth whoami"], step="preflight")
+    assert_not_deployed(logged_out, r_logout, code, calls=PREFLIGHT[:2], step="preflight")
     assert "authenticated" in error_line(r_logout)
-    assert_not_deployed(stopped, r_stopped, code, calls=PREFLIGHT[:3], step="preflight")
+    assert_not_deployed(stopped, r_stopped, code, calls=PREFLIGHT[:4], step="preflight")
     assert f"no started machine has a 'data' volume attached ({VOL}→{MID}, " in error_line(
         r_stopped
     )
@@ -558,6 +560,7 @@ def test_dry_run_shows_the_plan_and_runs_nothing(site):
     assert list(steps) == [
         "lock", "preflight", "machine_lock", "backup", "snapshot", "deploy", "health", "record"]
     assert steps["preflight"]["commands"] == [
+        ["version", "--json"],
         ["auth", "whoami"],
         ["volumes", "list", "-a", APP, "--json"],
         ["machine", "list", "-a", APP, "--json"],

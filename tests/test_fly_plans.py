@@ -3,7 +3,6 @@ production machine, finding the new snapshot, the deploy plan, the health verdic
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import shlex
 import subprocess
@@ -140,16 +139,32 @@ def snap(id_, status, created):
 
 
 def test_new_snapshot_is_the_entry_that_was_not_there_before():
-    requested = dt.datetime(2026, 8, 20, 14, 3, 0, tzinfo=dt.UTC)
+    zero = fly.ZERO_TIME  # what a running snapshot has as created_at
     before = [snap("vs_old", "created", "2026-08-17T02:10:54Z")]
-    pending = before + [snap("", "running", "2026-08-20T14:03:12Z")]
+    pending = before + [snap("vs_new", "running", zero)]
     done = before + [snap("vs_new", "created", "2026-08-20T14:03:12Z")]
-    assert new_snapshot(before, before, requested) is None
-    assert new_snapshot(before, pending, requested).status == "running"
-    assert new_snapshot(before, done, requested).id == "vs_new"
-    # an old snapshot we had not seen (listed late) is not ours
-    stale = before + [snap("vs_older", "created", "2026-08-10T00:00:00Z")]
-    assert new_snapshot(before, stale, requested) is None
+    assert new_snapshot(before, before) is None
+    assert new_snapshot(before, pending).status == "running"
+    assert new_snapshot(before, done).id == "vs_new"
+    # one still without an id cannot be told apart yet
+    assert new_snapshot(before, before + [snap("", "waiting", zero)]) is None
+
+
+def test_a_scheduled_snapshot_that_finishes_while_we_wait_is_never_ours():
+    zero = fly.ZERO_TIME
+    scheduled = snap("vs_daily", "running", zero)
+    before = [snap("vs_old", "created", "2026-08-17T02:10:54Z"), scheduled]
+    # the daily one is created now, with a fresh created_at; ours is still running
+    after = [before[0], snap("vs_daily", "created", "2026-08-20T14:03:30Z"),
+             snap("vs_ours", "running", zero)]
+    assert new_snapshot(before, after).id == "vs_ours"
+    assert new_snapshot(before, after[:2]) is None
+    # several new ones: a created one wins, a failed one only when nothing else is left
+    failed = snap("vs_ours", "failed", zero)
+    assert new_snapshot(before, [failed, snap("vs_x", "created", "2026-08-20T14:04:00Z")]
+                        ).id == "vs_x"
+    assert new_snapshot(before, [failed, snap("vs_x", "running", zero)]).id == "vs_x"
+    assert new_snapshot(before, [failed]).status == "failed"
 
 
 # ---------------------------------------------------------------- deploy plan
@@ -255,3 +270,96 @@ def test_delete_script_refuses_names_outside_the_pattern():
         remote.delete_script("/data/backups", ["../steps.db"])
     script = remote.delete_script("/data/backups", ["steps-2026-01-01T00-00-00.db"])
     assert "steps-2026-01-01T00-00-00.db.sha256" in script
+
+
+# ---------------------------------------------------------------- flyctl's version
+
+
+@pytest.mark.parametrize(
+    ("stdout", "numbers", "old"),
+    [
+        ('{"Name":"fly","Version":"0.4.87","Commit":"x"}\n', (0, 4, 87), False),
+        ('{"Name":"fly","Version":"0.4.80"}\n', (0, 4, 80), False),
+        ('{"Name":"fly","Version":"0.4.79"}\n', (0, 4, 79), True),
+        ('{"Version":"0.3.191-pr1234.2"}\n', (0, 3, 191), True),
+        ('{"Version":"2023.10.12-pr2893.4"}\n', (2023, 10, 12), True),  # a calendar build
+        ("fly v0.4.81 linux/amd64 Commit: abc BuildDate: 2026-08-10T00:00:00Z\n", (0, 4, 81),
+         False),
+    ],
+)
+def test_flyctl_versions_are_read_and_judged(stdout, numbers, old):
+    assert fly.parse_version(stdout)[1] == numbers
+    assert fly.too_old(numbers) is old
+
+
+@pytest.mark.parametrize("stdout", ['{"Version":"0.0.0-dev"}', "[]", '{"Version": 5}',
+                                    "garbage", '{"Version":"v1"}'])
+def test_an_unreadable_flyctl_version_is_unknown_not_old(stdout):
+    assert fly.parse_version(stdout)[1] is None
+
+
+# ---------------------------------------------------------------- hostile JSON shapes
+
+
+@pytest.mark.parametrize(
+    ("kind", "raw", "words"),
+    [
+        (fly.Volume, [], "expected an object, got a list"),
+        (fly.Volume, {"name": "data"}, "`id` is missing"),
+        (fly.Volume, {"id": "v", "size_gb": "3"}, "`size_gb` is a string, expected a number"),
+        (fly.Volume, {"id": "v", "size_gb": True}, "`size_gb` is true/false"),
+        (fly.Machine, {"id": "m", "config": "x"}, "`config` is a string, expected an object"),
+        (fly.Machine, {"id": "m", "config": {"mounts": ["vol"]}}, "got a string"),
+        (fly.Snapshot, {"id": "vs", "created_at": 5}, "`created_at` is a number"),
+        (fly.Release, {"Version": 3, "User": "x"}, "`User` is a string, expected an object"),
+        (fly.Release, {"Version": 1.5}, "`Version` is float"),
+    ],
+)
+def test_json_of_the_wrong_shape_is_one_clear_sentence(kind, raw, words):
+    with pytest.raises(fly.ShapeError) as caught:
+        kind.parse(raw)
+    assert words in str(caught.value)
+
+
+def test_null_fields_are_their_go_zero_values():
+    volume = fly.Volume.parse({"id": "v", "name": None, "size_gb": None,
+                               "attached_machine_id": None, "snapshot_retention": None})
+    assert (volume.name, volume.size_gb, volume.attached_machine_id,
+            volume.snapshot_retention) == ("", 0, None, None)
+    machine = fly.Machine.parse({"id": "m", "config": None})
+    assert machine.volumes == () and machine.image == ""
+
+
+# ---------------------------------------------------------------- the machine's deploy lock
+
+
+def test_the_deploy_lock_is_idempotent_for_its_holder_and_removed_only_by_it(tmp_path):
+    lock = str(tmp_path / ".ops-deploy.lock")
+    take = remote.deploy_lock_script(lock, "alice@laptop deploy (run 1)", 0)
+    assert run_sh(remote.wrap(take), tmp_path).status == 0
+    again = run_sh(remote.wrap(take), tmp_path)  # the same holder asks again: still ours
+    assert again.status == 0 and again.entries[-1][0] == "acquired"
+    other = run_sh(remote.wrap(remote.deploy_lock_script(lock, "bob@ci deploy", 0)), tmp_path)
+    assert other.status == 4 and other.entries == [["held", "alice@laptop", "deploy", "(run",
+                                                    "1)"]]
+    not_mine = run_sh(remote.wrap(remote.deploy_unlock_script(lock, holder="bob@ci deploy")),
+                      tmp_path)
+    assert not_mine.status == 5 and (tmp_path / ".ops-deploy.lock").is_dir()
+    mine = remote.deploy_unlock_script(lock, holder="alice@laptop  deploy\n(run 1)")
+    assert run_sh(remote.wrap(mine), tmp_path).status == 0
+    assert not (tmp_path / ".ops-deploy.lock").exists()
+    assert run_sh(remote.wrap(mine), tmp_path).status == 3  # nothing left to remove
+
+
+@pytest.mark.parametrize("line", ["__OPS_EXIT__=", "__OPS_EXIT__=abc", "__OPS_EXIT__=-1",
+                                  "__OPS_EXIT__=99999"])
+def test_a_malformed_sentinel_is_no_sentinel(line):
+    assert remote.parse_output(f"x\n{line}\n").status is None
+
+
+@pytest.mark.parametrize("doc", ["[1, 2]", "null", '"ok"', "{bad"])
+def test_a_result_line_that_is_not_an_object_is_a_failure_not_a_crash(doc):
+    output = remote.parse_output(f"__OPS_RESULT__ {doc}\n__OPS_EXIT__=0\n")
+    with pytest.raises(OpsError) as caught:
+        output.data("backup")
+    assert "unreadable result line" in str(caught.value)

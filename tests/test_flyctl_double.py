@@ -320,16 +320,18 @@ def test_snapshot_create_then_list_progresses_to_created(world, app_dir):
         p = run(world, "volumes", "snaps", "ls", DEFAULT_VOLUME_ID, "--json", cwd=app_dir)
         snaps = _assert_go_json(p.stdout)
         assert [list(s) for s in snaps] == [list(reference("volume-snapshots-list.json")[0])] * 3
-        seen.append(snaps[-1])
-    assert [(s["status"], s["id"], s["size"], s["digest"]) for s in seen[:2]] == [
-        ("waiting", "", 0, ""), ("running", "", 0, "")]
-    assert seen[2]["status"] == "created" and seen[2]["id"].startswith("vs_")
+        # flyctl sorts by created_at: a running one (zero time) comes first
+        seen.append(snaps[0] if snaps[0]["status"] != "created" else snaps[-1])
+    # running: the id is there already, created_at is Go's zero time
+    assert [(s["status"], s["size"], s["digest"], s["created_at"]) for s in seen[:2]] == [
+        ("waiting", 0, "", flyctl_cli.ZERO_TIME), ("running", 0, "", flyctl_cli.ZERO_TIME)]
+    assert seen[0]["id"].startswith("vs_") and seen[0]["id"] == seen[1]["id"] == seen[2]["id"]
+    assert seen[2]["status"] == "created"
     assert seen[2]["size"] > 0 and seen[2]["digest"]
     assert seen[2]["volume_size"] == 3 * 1024**3 and seen[2]["retention_days"] == 14
     created = flyctl_cli.parse_time(seen[2]["created_at"])
     assert before - dt.timedelta(seconds=2) <= created <= dt.datetime.now(dt.UTC)
-    assert seen[0]["created_at"] == seen[2]["created_at"]
-    # oldest -> newest; the new one is last
+    # oldest -> newest; the new one is last once created
     assert world.snapshots(DEFAULT_VOLUME_ID)[-1]["id"] == seen[2]["id"]
 
 
@@ -338,11 +340,24 @@ def test_snapshot_never_completes_or_fails(world, app_dir):
     run(world, "volumes", "snapshots", "create", DEFAULT_VOLUME_ID, cwd=app_dir)
     for _ in range(4):
         p = run(world, "volumes", "snapshots", "list", DEFAULT_VOLUME_ID, "-j", cwd=app_dir)
-    assert (json.loads(p.stdout)[-1]["status"], json.loads(p.stdout)[-1]["id"]) == ("running", "")
+    pending = json.loads(p.stdout)[0]
+    assert (pending["status"], pending["created_at"]) == ("running", flyctl_cli.ZERO_TIME)
     world.snapshot_behavior("fail", lists_before_created=0, volume_id=SPARE_VOLUME_ID)
     run(world, "volumes", "snapshots", "create", SPARE_VOLUME_ID, cwd=app_dir)
     p = run(world, "volumes", "snapshots", "list", SPARE_VOLUME_ID, "-j", cwd=app_dir)
     assert [s["status"] for s in json.loads(p.stdout)] == ["failed"]
+
+
+def test_a_scheduled_snapshot_runs_like_one_we_asked_for(world, app_dir):
+    daily = world.start_scheduled_snapshot(DEFAULT_VOLUME_ID, lists_before_created=1)
+    p = run(world, "volumes", "snapshots", "list", DEFAULT_VOLUME_ID, "--json", cwd=app_dir)
+    first = json.loads(p.stdout)[0]
+    assert (first["id"], first["status"], first["created_at"]) == (
+        daily, "running", flyctl_cli.ZERO_TIME)
+    p = run(world, "volumes", "snapshots", "list", DEFAULT_VOLUME_ID, "--json", cwd=app_dir)
+    last = json.loads(p.stdout)[-1]
+    assert (last["id"], last["status"]) == (daily, "created")
+    assert last["created_at"] != flyctl_cli.ZERO_TIME
 
 
 def test_snapshot_list_empty_and_unknown_volume(world, app_dir):
@@ -726,3 +741,52 @@ def test_python_for_the_double_is_usable(tmp_path):
     p = subprocess.run([str(link), "-c", "import sqlite3, tomllib; print('ok')"],
                        env={"PATH": str(tmp_path)}, capture_output=True, text=True)
     assert p.stdout == "ok\n"
+
+
+# ---------------------------------------------------------------- issue 8: what flyctl does to us
+
+
+def test_version_json_is_one_compact_line_and_the_version_is_configurable(world, app_dir):
+    p = run(world, "version", "--json", cwd=app_dir)
+    assert p.stdout.count("\n") == 1 and p.stdout.startswith('{"Name":"fly","Version":"0.4.87"')
+    world.set_flyctl_version("0.4.79")
+    assert json.loads(run(world, "version", "--json", cwd=app_dir).stdout)["Version"] == "0.4.79"
+    text = run(world, "version", cwd=app_dir).stdout
+    assert text.startswith("fly v0.4.79 linux/amd64 Commit: ") and "BranchName: master" in text
+
+
+def test_log_level_debug_writes_debug_lines_to_stdout(world, app_dir):
+    p = run(world, "volumes", "list", "--json", cwd=app_dir, env={"LOG_LEVEL": "debug"})
+    first, rest = p.stdout.split("\n", 1)
+    assert first.startswith("\x1b[2mDEBUG\x1b[0m Loaded flyctl config from")
+    assert json.loads(rest)[0]["id"] == DEFAULT_VOLUME_ID
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(p.stdout)
+
+
+def test_drop_output_tail_runs_the_command_and_loses_its_last_line(world, app_dir, tmp_path):
+    marker = tmp_path / "ran"
+    world.drop_output_tail(["ssh", "console"])
+    script = f"touch {marker}; echo one; echo two"
+    p = run(world, "ssh", "console", "-q", "-C", f"sh -c {shlex.quote(script)}", cwd=app_dir)
+    assert p.returncode == 0 and p.stdout == "one\n" and marker.exists()
+    p = run(world, "ssh", "console", "-q", "-C", "echo whole", cwd=app_dir)  # once only
+    assert p.stdout == "whole\n"
+
+
+def test_garbage_can_be_bytes_that_are_not_utf8(world, app_dir):
+    world.garbage(["releases"], stdout=b"\xff\xfe[\x80]\n")
+    p = run(world, "releases", "--json", cwd=app_dir, text=False)
+    assert (p.returncode, p.stdout) == (0, b"\xff\xfe[\x80]\n")
+
+
+def test_a_deploy_can_replace_the_machine(world, app_dir):
+    (app_dir / "Dockerfile").write_text("FROM scratch\n")
+    world.deploy_replaces_machine(new_id="9080e6f4a3d2b1", state="stopped")
+    p = run(world, "deploy", "--detach", cwd=app_dir)
+    assert p.returncode == 0, p.stderr
+    assert f"Replacing {MID} by new machine" in p.stdout
+    (machine,) = world.machines()
+    assert (machine["id"], machine["state"]) == ("9080e6f4a3d2b1", "stopped")
+    assert world.volumes()[0]["attached_machine_id"] == "9080e6f4a3d2b1"
+    assert world.machine_home("9080e6f4a3d2b1").is_dir()

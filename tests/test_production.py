@@ -45,7 +45,7 @@ VOLUMES_LIST = ["volumes", "list", "-a", APP, "--json"]
 MACHINE_LIST = ["machine", "list", "-a", APP, "--json"]
 SNAPSHOTS_LIST = ["volumes", "snapshots", "list", VOLUME, "-a", APP, "--json"]
 SNAPSHOTS_CREATE = ["volumes", "snapshots", "create", VOLUME, "-a", APP]
-RESOLVE = ["volumes list", "machine list"]
+RESOLVE = ["version", "volumes list", "machine list"]  # flyctl's version: once per run
 TOKEN = "fo1_Zq8vK2mXw9LpR4tYhN7cB3sD6gJ0eUa5-distinctive"
 
 
@@ -225,6 +225,8 @@ def flow(calls: list[list[str]]) -> list[str]:
         elif argv[:3] == ["ssh", "sftp", "get"]:
             assert len(argv) == 10 and argv[5:] == ["-a", APP, "--machine", MACHINE, "-q"], argv
             labels.append("sftp get")
+        elif argv == ["version", "--json"]:
+            labels.append("version")
         elif argv == VOLUMES_LIST:
             labels.append("volumes list")
         elif argv == MACHINE_LIST:
@@ -692,8 +694,8 @@ def test_volume_snapshot_waits_until_created(prod):
 
     calls = prod.calls()
     labels = flow(calls)
-    assert labels[:4] == [*RESOLVE, "snapshots list", "snapshots create"]
-    assert labels[4:] == ["snapshots list"] * 3  # waiting, running, created
+    assert labels[:5] == [*RESOLVE, "snapshots list", "snapshots create"]
+    assert labels[5:] == ["snapshots list"] * 3  # waiting, running, created
     assert labels.count("snapshots create") == 1
     assert all("-c" not in argv for argv in calls)
 
@@ -717,8 +719,8 @@ def test_volume_snapshot_no_wait_timeout_and_failure(tmp_path):
     line = assert_error(r_never, ExitCode.TIMEOUT, contains="status: running")
     assert "0.5s" in line and VOLUME in line
     labels = never.flow()
-    assert labels[:4] == [*RESOLVE, "snapshots list", "snapshots create"]
-    assert len(labels) >= 5 and set(labels[4:]) == {"snapshots list"}  # it polled
+    assert labels[:5] == [*RESOLVE, "snapshots list", "snapshots create"]
+    assert len(labels) >= 6 and set(labels[5:]) == {"snapshots list"}  # it polled
 
     line = assert_error(r_failed, ExitCode.ERROR, contains="failed")
     assert VOLUME in line
@@ -857,7 +859,7 @@ def test_not_logged_in_shows_flyctls_message(tmp_path):
     for prod, result in zip((rejected, bad_token), results, strict=True):
         assert_error(result, ExitCode.FLY, contains="You must be authenticated to view this")
         assert "nope-not-a-token" not in result.stderr + result.stdout
-        assert prod.flow() == ["volumes list"]
+        assert prod.flow() == ["version", "volumes list"]
         assert not prod.remote_dir.exists()
 
 
@@ -866,7 +868,7 @@ def test_flyctl_printing_no_json(prod):
     result = prod.run("backup", "--production")
     assert_error(result, ExitCode.FLY, contains="did not print JSON")
     assert "Update available" in result.error_lines[0]
-    assert prod.flow() == ["volumes list"]
+    assert prod.flow() == ["version", "volumes list"]
 
 
 def test_production_machine_stopped(prod):

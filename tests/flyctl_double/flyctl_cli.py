@@ -39,6 +39,7 @@ FLYCTL_BUILD_DATE = "2026-08-20T17:03:41Z"
 
 REDACTED = "[REDACTED]"
 GIB = 1024**3
+ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time.Time in JSON (a snapshot still running)
 
 NO_TOKEN_MSG = "No access token available. Please login with 'flyctl auth login'"
 # Guess (documented in README): what the API answers for a token it rejects.
@@ -977,25 +978,25 @@ def active_machines(app: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def cmd_version(ctx: Ctx) -> int:
+    """internal/command/version/version.go: ``json.NewEncoder(out).Encode(info)`` (one
+    compact line) or ``info.String()`` (internal/buildinfo/buildinfo.go)."""
+    version = str((ctx.state.get("features") or {}).get("version") or FLYCTL_VERSION)
     if ctx.json_on():
-        out(
-            go_json(
-                {
-                    "Name": ctx.prog,
-                    "Version": FLYCTL_VERSION,
-                    "Commit": FLYCTL_COMMIT,
-                    "BranchName": "master",
-                    "BuildDate": FLYCTL_BUILD_DATE,
-                    "OS": "linux",
-                    "Architecture": "amd64",
-                    "Environment": "production",
-                }
-            )
-        )
+        info = {
+            "Name": ctx.prog,
+            "Version": version,
+            "Commit": FLYCTL_COMMIT,
+            "BranchName": "master",
+            "BuildDate": FLYCTL_BUILD_DATE,
+            "OS": "linux",
+            "Architecture": "amd64",
+            "Environment": "production",
+        }
+        out(go_json_compact(info) + "\n")
     else:
         out(
-            f"{ctx.prog} v{FLYCTL_VERSION} linux/amd64 Commit: {FLYCTL_COMMIT} "
-            f"BuildDate: {FLYCTL_BUILD_DATE}\n"
+            f"{ctx.prog} v{version} linux/amd64 Commit: {FLYCTL_COMMIT} "
+            f"BuildDate: {FLYCTL_BUILD_DATE} BranchName: master\n"
         )
     return 0
 
@@ -1121,26 +1122,32 @@ def cmd_snapshots_create(ctx: Ctx) -> int:
         size = plan.get("size")
         if size is None:
             size = 196083712
-        record = {
-            "id": "",
-            "size": 0,
-            "volume_size": int(vol.get("size_gb") or 0) * GIB,
-            "digest": "",
-            "created_at": now_rfc3339(),
-            "status": "waiting",
-            "retention_days": vol.get("snapshot_retention"),
-            "_sim": {
-                "mode": plan["mode"],
-                "lists_before_created": int(plan["lists_before_created"]),
-                "seen": 0,
-                "final_id": new_snapshot_id(),
-                "final_size": int(size),
-                "final_digest": os.urandom(16).hex(),
-            },
-        }
+        record = pending_snapshot(vol, plan, int(size))
         state.setdefault("snapshots", {}).setdefault(vol_id, []).append(record)
     out(f"Scheduled to snapshot volume {vol_id}\n")
     return 0
+
+
+def pending_snapshot(vol: dict[str, Any], plan: dict[str, Any], size: int) -> dict[str, Any]:
+    """A snapshot as the Machines API lists it while it runs: its id already, a zero
+    ``created_at`` (fly-go volume_types.go ``CreatedAt time.Time``; flyctl's
+    volumes/snapshots/list.go shows it as blank through ``IsZero``), status ``waiting``."""
+    return {
+        "id": new_snapshot_id(),
+        "size": 0,
+        "volume_size": int(vol.get("size_gb") or 0) * GIB,
+        "digest": "",
+        "created_at": ZERO_TIME,
+        "status": "waiting",
+        "retention_days": vol.get("snapshot_retention"),
+        "_sim": {
+            "mode": plan["mode"],
+            "lists_before_created": int(plan["lists_before_created"]),
+            "seen": 0,
+            "final_size": int(size),
+            "final_digest": os.urandom(16).hex(),
+        },
+    }
 
 
 def _advance_snapshot(rec: dict[str, Any]) -> None:
@@ -1152,7 +1159,7 @@ def _advance_snapshot(rec: dict[str, Any]) -> None:
     mode = sim.get("mode", "progress")
     if mode in ("progress", "fail") and k >= n:
         if mode == "progress":
-            rec["id"] = sim["final_id"]
+            rec["created_at"] = now_rfc3339()
             rec["size"] = sim["final_size"]
             rec["digest"] = sim["final_digest"]
             rec["status"] = "created"
@@ -1511,11 +1518,11 @@ def run_remote(m: dict[str, Any], command: str, pty: bool) -> int:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT if pty else subprocess.PIPE,
     )
-    outputs = [_pump(proc.stdout, 1, crlf=pty)]
-    if not pty:
-        outputs.append(_pump(proc.stderr, 2, crlf=False))
-    _pump_stdin(proc.stdin)
-    try:
+    try:  # from here a cut session leaves the remote process running
+        outputs = [_pump(proc.stdout, 1, crlf=pty)]
+        if not pty:
+            outputs.append(_pump(proc.stderr, 2, crlf=False))
+        _pump_stdin(proc.stdin)
         code = proc.wait()
         for t in outputs:  # flyctl >= 0.4.80 drains both pipes before returning
             t.join()
@@ -1879,6 +1886,23 @@ def _second_machine_failure(ctx: Ctx, app: dict[str, Any], cfg: dict[str, Any] |
     return None
 
 
+def _replace_machine(app: dict[str, Any], m: dict[str, Any], fault: dict[str, Any]) -> None:
+    """deploy/machines_deploymachinesapp.go ``updateMachineByReplace``: the machine is
+    destroyed and a new one (new id) launched with its volumes; it may fail to start."""
+    old = m["id"]
+    new = str(fault.get("new_id") or rand_str(14, "0123456789abcdef"))
+    m["id"] = new
+    m["state"] = str(fault.get("state") or "started")
+    for vol in app.get("volumes", []):
+        if vol.get("attached_machine_id") == old:
+            vol["attached_machine_id"] = new
+    rt = m.get("_runtime") or {}
+    if rt.get("bin"):  # the same files: the new machine mounts the same volume
+        machines = os.path.dirname(os.path.dirname(rt["bin"]))
+        with contextlib.suppress(OSError):
+            os.symlink(os.path.join(machines, old), os.path.join(machines, new))
+
+
 def cmd_deploy(ctx: Ctx) -> int:
     require_session(ctx)
     workdir = ctx.cwd
@@ -2060,6 +2084,11 @@ def cmd_deploy(ctx: Ctx) -> int:
                     suffix="\nYou can try increasing the timeout with the --wait-timeout flag\n",
                 )
                 break
+            if fault is not None and fault.get("kind") == "replace_machine" and fault.get(
+                "machine_id"
+            ) in (None, m["id"]):
+                lines.append(f"  [{i}/{n}] Replacing {m['id']} by new machine")
+                _replace_machine(app, m, fault)
             if hit and not skip_health and m.get("state") == "started":
                 lines.append(f"  [{i}/{n}] Checking health of machine {m['id']}")
                 failure = FlyError(
@@ -2448,13 +2477,22 @@ def main(argv: list[str] | None = None) -> int:
         fault = take_fault(store, state, args)
         if fault is not None:
             if fault.get("sleep"):
-                time.sleep(float(fault["sleep"]))
-            if fault.get("kind") != "hang":
+                _sleep(float(fault["sleep"]), fault.get("until"))
+            if fault.get("kind") not in ("hang", "drop_tail"):
+                if fault.get("stdout_hex"):
+                    sys.stdout.buffer.write(bytes.fromhex(fault["stdout_hex"]))
                 out(fault.get("stdout") or "")
                 err(fault.get("stderr") or "")
                 return int(fault.get("exit", 1))
             state = store.load()
+        if (environ.get("LOG_LEVEL") or "").lower() == "debug":
+            # flyctl/flyctl.go loadConfig: terminal.Debug("Loaded flyctl config from", path);
+            # terminal/logging.go logs to os.Stdout, Faint "DEBUG", Go's Sprint (no space)
+            home = environ.get("HOME", "/root")
+            out(f"\x1b[2mDEBUG\x1b[0m Loaded flyctl config from{home}/.fly/config.yml\n")
         ctx = Ctx(prog, inv, store, state, token, source, environ)
+        if fault is not None and fault.get("kind") == "drop_tail":
+            return _dropping_tail(ctx, int(fault.get("lines", 1)))
         return execute(ctx)
     except FlyError as exc:
         err(f"Error: {exc.message}\n{exc.suffix}")
@@ -2468,6 +2506,33 @@ def main(argv: list[str] | None = None) -> int:
 
         err(f"Error: flyctl test double internal error: {exc!r}\n{traceback.format_exc()}")
         return 3
+
+
+def _sleep(seconds: float, until: str | None) -> None:
+    """A stalled tunnel: ``seconds``, or until the test creates the file ``until``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not (until and os.path.exists(until)):
+        time.sleep(min(0.02 if until else seconds, max(0.0, deadline - time.monotonic())))
+
+
+def _dropping_tail(ctx: Ctx, lines: int) -> int:
+    """Run the command, then lose the last ``lines`` lines of its stdout, as flyctl before
+    v0.4.80 could (ssh/io.go returned before its output goroutines drained; PR #5045)."""
+    import tempfile
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 1)
+        try:
+            return execute(ctx)
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+            tmp.seek(0)
+            kept = tmp.read().splitlines(keepends=True)
+            _write_all(1, b"".join(kept[: max(0, len(kept) - lines)]))
 
 
 def execute(ctx: Ctx) -> int:

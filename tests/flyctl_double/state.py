@@ -452,16 +452,47 @@ class FlyWorld:
         self._add_fault({"kind": "fail", "match": list(match), "stderr": stderr,
                          "stdout": stdout, "exit": exit, "times": times})
 
-    def garbage(self, match: Sequence[str], *, stdout: str = "not json\n", exit: int = 0,
-                times: int | None = 1, stderr: str = "") -> None:
-        """Like :meth:`fail` but emits non-JSON on stdout and exits 0 by default."""
-        self._add_fault({"kind": "fail", "match": list(match), "stderr": stderr,
-                         "stdout": stdout, "exit": exit, "times": times})
+    def garbage(self, match: Sequence[str], *, stdout: str | bytes = "not json\n",
+                exit: int = 0, times: int | None = 1, stderr: str = "") -> None:
+        """Like :meth:`fail` but emits non-JSON on stdout and exits 0 by default.
 
-    def hang(self, match: Sequence[str], seconds: float, *, times: int | None = 1) -> None:
-        """Matching invocations sleep ``seconds`` first, then run normally."""
-        self._add_fault({"kind": "hang", "match": list(match), "sleep": seconds,
+        ``stdout`` may be bytes (e.g. not UTF-8): they are written as they are."""
+        raw = stdout if isinstance(stdout, bytes) else b""
+        self._add_fault({"kind": "fail", "match": list(match), "stderr": stderr,
+                         "stdout": "" if raw else stdout, "stdout_hex": raw.hex(),
+                         "exit": exit, "times": times})
+
+    def drop_output_tail(self, match: Sequence[str], *, lines: int = 1,
+                         times: int | None = 1) -> None:
+        """Matching invocations run normally, then lose their last ``lines`` stdout lines,
+        as ``fly ssh console`` before v0.4.80 could (flyctl PR #5045, ssh/io.go)."""
+        self._add_fault({"kind": "drop_tail", "match": list(match), "lines": lines,
                          "times": times})
+
+    def set_flyctl_version(self, version: str) -> None:
+        """What ``fly version`` reports (default ``FLYCTL_VERSION``), e.g. ``"0.4.79"``."""
+        with self._mutate() as s:
+            s["features"]["version"] = version
+
+    def start_scheduled_snapshot(self, volume_id: str, *, lists_before_created: int = 1,
+                                 mode: str = "progress", size: int = 1048576) -> str:
+        """Fly's daily snapshot of the volume starts now (pending, as ``create`` makes
+        one); returns its id."""
+        plan = {"mode": mode, "lists_before_created": lists_before_created}
+        with self._mutate() as s:
+            vol = _find_volume(s, volume_id) or {"size_gb": 1, "snapshot_retention": 5}
+            record = cli.pending_snapshot(vol, plan, size)
+            record["status"] = "running"  # already past `waiting`: the next list shows it
+            record["_sim"].update(seen=1, lists_before_created=lists_before_created + 1)
+            s["snapshots"].setdefault(volume_id, []).append(record)
+        return record["id"]
+
+    def hang(self, match: Sequence[str], seconds: float, *, times: int | None = 1,
+             until: str | os.PathLike[str] | None = None) -> None:
+        """Matching invocations sleep ``seconds`` first (or until the file ``until``
+        exists, at most ``seconds``), then run normally."""
+        self._add_fault({"kind": "hang", "match": list(match), "sleep": seconds,
+                         "times": times, "until": str(until) if until else None})
 
     def clear_faults(self) -> None:
         with self._mutate() as s:
@@ -495,6 +526,15 @@ class FlyWorld:
         """The next deploy times out on health checks (not with --detach / immediate)."""
         with self._mutate() as s:
             s["deploy_faults"].append({"kind": "health_timeout", "machine_id": machine_id,
+                                       "times": times})
+
+    def deploy_replaces_machine(self, *, new_id: str | None = None, state: str = "started",
+                                machine_id: str | None = None, times: int | None = 1) -> None:
+        """The next deploy destroys the machine and launches a new one (new id, same
+        volume), left in ``state`` (e.g. ``"stopped"``: it did not come up)."""
+        with self._mutate() as s:
+            s["deploy_faults"].append({"kind": "replace_machine", "new_id": new_id,
+                                       "state": state, "machine_id": machine_id,
                                        "times": times})
 
     def set_local_docker(self, available: bool) -> None:
