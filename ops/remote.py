@@ -412,7 +412,8 @@ def parse_output(stdout: str) -> RemoteOutput:
 
 
 def _digits(text: str) -> bool:
-    return text.isascii() and text.isdigit() and len(text) < 6
+    """An exit status as sh prints it: 0 to 255."""
+    return text.isascii() and text.isdigit() and len(text) <= 3 and int(text) <= 255
 
 
 def _unexpected(line: str) -> OpsError:
