@@ -5,13 +5,14 @@ from __future__ import annotations
 from invoke import Collection
 
 from ops.config import DEFAULTS
-from ops.tasks import backup, demo, deploy
+from ops.tasks import backup, demo, deploy, emergency
 
 
 def namespace() -> Collection:
     ns = Collection()
     ns.add_collection(Collection.from_module(backup))
     ns.add_collection(Collection.from_module(deploy))
+    ns.add_collection(Collection.from_module(emergency))
     ns.add_task(demo.demo)
     ns.configure(DEFAULTS)
     # Invoke's own echo format is raw ANSI that ignores NO_COLOR; ours is plain.
