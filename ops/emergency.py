@@ -314,6 +314,7 @@ class Runner:
     audit_log: object
     record: dict = field(default_factory=dict)
     manual: dict = field(default_factory=dict)
+    fill: object = None  # step -> step with the values learnt so far (restore.volume)
 
     def start(self, **extra) -> None:
         self.record = {"kind": self.kind, "who": audit.who(), "when": now(), "app": self.app,
@@ -326,6 +327,7 @@ class Runner:
         done = 0
         try:
             for step in steps:
+                step = self.fill(step) if self.fill else step
                 with self.ui.step(step.title) as shown:
                     try:
                         shown.detail = actions[step.key]() or ""
@@ -357,6 +359,7 @@ class Runner:
         """The exact commands of the failed step and every later one, to run by hand."""
         lines = []
         for step in remaining:
+            step = self.fill(step) if self.fill else step
             argv = self.manual.get(step.key, step.argv)
             if argv:
                 lines.append(f"  {shlex.join(['fly', *argv])}   # {step.key}")

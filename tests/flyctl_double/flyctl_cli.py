@@ -2257,7 +2257,7 @@ def _clone_runtime(source: dict, new_id: str) -> dict:
 
 
 def _new_volume(app: dict, name: str, region: str, size_gb: int, encrypted: bool,
-                retention: int, restoring: bool) -> dict:
+                retention: int, restoring: bool, state: dict) -> dict:
     vol = {
         "id": "vol_" + rand_str(16, "0123456789abcdefghijklmnopqrstuvwxyz"), "name": name,
         "state": "restoring" if restoring else "created", "size_gb": size_gb,
@@ -2266,8 +2266,9 @@ def _new_volume(app: dict, name: str, region: str, size_gb: int, encrypted: bool
         "host_dedication_id": "", "snapshot_retention": retention,
         "auto_backup_enabled": True, "host_status": "ok",
     }
-    if restoring:  # shown `restoring` by the next `volumes list`, `created` after that
-        vol["_restoring_lists"] = 1
+    if restoring:  # `restoring` for this many `volumes list` calls, then `created`
+        vol["_restoring_lists"] = int((state.get("features") or {})
+                                      .get("volume_restore_lists", 1))
     app.setdefault("volumes", []).append(vol)
     return vol
 
@@ -2342,7 +2343,8 @@ def cmd_machine_clone(ctx: Ctx) -> int:
                     out(f"Volume '{mount.get('name', '')}' will start empty\n")
                 target = _new_volume(app, str(mount.get("name") or ""), region,
                                      int(mount.get("size_gb") or 1),
-                                     bool(mount.get("encrypted", True)), 5, bool(snap))
+                                     bool(mount.get("encrypted", True)), 5, bool(snap),
+                                     state)
             new_mounts.append({"encrypted": target["encrypted"], "path": mount.get("path", ""),
                                "size_gb": target["size_gb"], "volume": target["id"],
                                "name": target["name"]})
@@ -2419,7 +2421,7 @@ def cmd_volumes_create(ctx: Ctx) -> int:
         made = []
         for _ in range(count):
             vol = _new_volume(app, vol_name, region, size, not ctx.flag("no-encryption"),
-                              int(ctx.flag("snapshot-retention")), bool(snapshot_id))
+                              int(ctx.flag("snapshot-retention")), bool(snapshot_id), state)
             vol["_snapshot_id"] = snapshot_id or None
             made.append(render_volume(vol))
     for vol in made:
