@@ -1530,20 +1530,30 @@ def run_remote(m: dict[str, Any], command: str, pty: bool) -> int:
     # Like an SSH channel, the "remote" process talks to us through pipes that we pump:
     # local stdin is copied in (EOF closes the remote stdin) and output is copied out.  When
     # the session is cut, the remote process keeps running but our pipes do not leak into it.
-    proc = subprocess.Popen(
-        argv,
-        executable=exe,
-        env=remote_env(rt),
-        cwd=cwd,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT if pty else subprocess.PIPE,
-    )
-    outputs = [_pump(proc.stdout, 1, crlf=pty)]
-    if not pty:
-        outputs.append(_pump(proc.stderr, 2, crlf=False))
-    _pump_stdin(proc.stdin)
+    # SIGINT/SIGTERM wait until the session is set up: once the remote process runs, a cut
+    # is always "session forcibly closed" (exit 1), never the 127 of an earlier interrupt.
+    cut = {signal.SIGINT, signal.SIGTERM}
+    signal.pthread_sigmask(signal.SIG_BLOCK, cut)
     try:
+        proc = subprocess.Popen(
+            argv,
+            executable=exe,
+            env=remote_env(rt),
+            cwd=cwd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT if pty else subprocess.PIPE,
+            preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_UNBLOCK, cut),
+        )
+        outputs = [_pump(proc.stdout, 1, crlf=pty)]
+        if not pty:
+            outputs.append(_pump(proc.stderr, 2, crlf=False))
+        _pump_stdin(proc.stdin)
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, cut)
+        raise
+    try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, cut)  # a pending signal is raised here
         code = proc.wait()
         for t in outputs:  # flyctl >= 0.4.80 drains both pipes before returning
             t.join()
