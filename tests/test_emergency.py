@@ -256,6 +256,19 @@ def test_a_process_still_holding_the_database_fails_the_stop_loudly(site, tmp_pa
     assert site.audit()[0]["outcome"] == "quiet failed"
 
 
+def test_resume_that_does_not_bring_health_back_exits_14(site):
+    assert site.run("emergency.stop", "--yes").returncode == 0
+    site.health.mode = "503"
+
+    result = site.run("emergency.resume", "--yes")
+
+    line = helpers.assert_one_line_error(result, ExitCode.HEALTH_FAILED, strict=False)
+    assert "not healthy" in line
+    assert site.world.machine(MID)["config"]["init"] == {}  # resumed all the same
+    assert not marker(site).exists()
+    assert site.audit()[-1]["outcome"] == "health failed"
+
+
 def test_resume_without_the_marker_uses_the_audit_log_else_says_what_to_do(site, tmp_path):
     assert site.run("emergency.stop", "--yes").returncode == 0
     marker(site).unlink()

@@ -109,9 +109,12 @@ def test_the_size_covers_the_snapshots_volume(site):
 
 @pytest.mark.parametrize("snapshot, code, words", [
     ("vs_nope", ExitCode.NOT_FOUND, "no snapshot vs_nope of volume"),
+    ("vs_Pending00000000000000000", ExitCode.USAGE, "is running, not created"),
     ("", ExitCode.USAGE, "--snapshot is required"),
 ])
 def test_a_bad_snapshot_is_refused_before_anything_changes(site, snapshot, code, words):
+    site.world.add_snapshot(VOL, "vs_Pending00000000000000000", size=0, status="running",
+                            created_at="0001-01-01T00:00:00Z")
     result = site.run("restore.volume", "--snapshot", snapshot, "--yes")
 
     line = helpers.assert_one_line_error(result, code, strict=False)
