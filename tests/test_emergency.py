@@ -296,6 +296,21 @@ def test_a_tampered_marker_is_not_trusted(site):
     assert site.world.machine(MID)["config"]["init"] == {}
 
 
+@pytest.mark.parametrize("machine", [
+    {"id": MID, "config": {"init": {"cmd": "sleep 1"}}},  # a string, not a list
+    {"id": MID, "config": {"services": [{"autostop": "sometimes"}]}},
+    {"config": {}},  # no id
+])
+def test_hostile_machine_json_is_one_line_and_changes_nothing(site, machine):
+    site.world.garbage(["machine", "list"], stdout=json.dumps([machine]) + "\n")
+
+    result = site.run("emergency.stop", "--yes")
+
+    line = helpers.assert_one_line_error(result, ExitCode.FLY)
+    assert "`fly machine list` printed unexpected JSON" in line
+    assert calls(site) == READS
+
+
 # ---------------------------------------------------------------- the double's `machine update`
 
 
