@@ -281,6 +281,67 @@ def deploy(
     return argv + list(extra)
 
 
+# ------------------------------------------------------------------ restore
+
+
+def machine_restart(app: str, machine: str) -> list[str]:
+    """flyctl waits until the machine started again and its health checks pass."""
+    return ["machine", "restart", machine, "-a", app]
+
+
+def sftp_put(app: str, machine: str, local_path: str, remote_path: str) -> list[str]:
+    """flyctl's put refuses an existing remote file and leaves a partial one on failure."""
+    return ["ssh", "sftp", "put", local_path, remote_path, "-a", app, "--machine", machine,
+            "-q", "--mode", "0600"]
+
+
+# ------------------------------------------------------------------ emergency and volume restore
+# (machine/clone.go, machine/update.go, machine/stop.go, machine/start.go, volumes/create.go)
+
+
+def machine_update(app: str, machine: str, *, command: str | None = None,
+                   autostop: str | None = None, skip_health_checks: bool = False) -> list[str]:
+    """``command=""`` clears the command override (the image's CMD runs again)."""
+    argv = ["machine", "update", machine, "-a", app]
+    if command is not None:
+        argv += ["--command", command]
+    if autostop is not None:  # an optional-value flag: `--autostop off` makes `off` an argument
+        argv.append(f"--autostop={autostop}")
+    if skip_health_checks:
+        argv.append("--skip-health-checks")
+    return argv + ["--yes"]
+
+
+def machine_stop(app: str, machine: str, wait: str = "2m") -> list[str]:
+    """Without ``--wait-timeout`` flyctl returns before the machine is stopped."""
+    return ["machine", "stop", machine, "-a", app, "--wait-timeout", wait]
+
+
+def machine_start(app: str, machine: str) -> list[str]:
+    return ["machine", "start", machine, "-a", app]
+
+
+def volumes_create_from_snapshot(app: str, name: str, snapshot: str, size_gb: int,
+                                 region: str) -> list[str]:
+    """Size and region are required in practice: the default size is 1 GB and the region
+    is never taken from fly.toml; a unique zone per name can make placement fail."""
+    return ["volumes", "create", name, "--snapshot-id", snapshot, "--size", str(size_gb),
+            "--region", region, "--require-unique-zone=false", "-a", app, "--yes", "--json"]
+
+
+def machine_clone(app: str, machine: str, volume: str, path: str, region: str) -> list[str]:
+    return ["machine", "clone", machine, "-a", app, "--attach-volume", f"{volume}:{path}",
+            "--region", region]
+
+
+def machine_destroy(app: str, machine: str) -> list[str]:
+    return ["machine", "destroy", machine, "-a", app, "--force"]
+
+
+def volumes_destroy(app: str, volume: str) -> list[str]:
+    return ["volumes", "destroy", volume, "-a", app, "--yes"]
+
+
 # ------------------------------------------------------------------ runner
 
 
@@ -482,17 +543,3 @@ def _feed(pipe, data: bytes) -> None:
 def _signal_group(proc: subprocess.Popen, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signum)
-
-
-# ------------------------------------------------------------------ restore
-
-
-def machine_restart(app: str, machine: str) -> list[str]:
-    """flyctl waits until the machine started again and its health checks pass."""
-    return ["machine", "restart", machine, "-a", app]
-
-
-def sftp_put(app: str, machine: str, local_path: str, remote_path: str) -> list[str]:
-    """flyctl's put refuses an existing remote file and leaves a partial one on failure."""
-    return ["ssh", "sftp", "put", local_path, remote_path, "-a", app, "--machine", machine,
-            "-q", "--mode", "0600"]

@@ -246,7 +246,8 @@ def test_kill_9_mid_backup_leaves_nothing_that_looks_like_a_backup(big_db, tmp_p
     marker = tmp_path / "stalled"
     proc = helpers.python(STALL_AFTER_FIRST_STEP, str(big_db), str(folder), str(marker))
     try:
-        helpers.wait_for(lambda: marker.exists() or proc.poll() is not None, what="first step")
+        helpers.wait_for(lambda: (marker.exists() and marker.read_text().strip())
+                         or proc.poll() is not None, what="first step")  # written, not just made
         assert proc.poll() is None, proc.communicate()
         done, total = map(int, marker.read_text().split())
         # mid-copy with the engine's 4096-page steps (done < total); with a one-step copy the

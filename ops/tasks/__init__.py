@@ -10,7 +10,7 @@ from invoke.exceptions import Exit
 
 from ops.config import DEFAULTS, check_project_file
 from ops.errors import ExitCode, OpsError
-from ops.tasks import backup, demo, deploy, restore
+from ops.tasks import backup, demo, deploy, emergency, restore, restore_volume
 
 
 def namespace(root: Path | None = None) -> Collection:
@@ -18,7 +18,10 @@ def namespace(root: Path | None = None) -> Collection:
     ns = Collection()
     ns.add_collection(Collection.from_module(backup))
     ns.add_collection(Collection.from_module(deploy))
-    ns.add_collection(Collection.from_module(restore))
+    ns.add_collection(Collection.from_module(emergency))
+    restores = Collection.from_module(restore)
+    restores.add_task(restore_volume.volume)
+    ns.add_collection(restores)
     ns.add_task(demo.demo)
     ns.configure(DEFAULTS)
     if root is not None:

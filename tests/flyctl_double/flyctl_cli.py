@@ -308,7 +308,7 @@ def log_call(state_path: str, argv: list[str], has_token: bool) -> None:
 
 
 class Flag:
-    __slots__ = ("name", "short", "kind", "default", "help", "aliases", "hidden")
+    __slots__ = ("name", "short", "kind", "default", "help", "aliases", "hidden", "no_opt")
 
     def __init__(
         self,
@@ -319,7 +319,9 @@ class Flag:
         help: str = "",
         aliases: Sequence[str] = (),
         hidden: bool = False,
+        no_opt: str | None = None,
     ) -> None:
+        self.no_opt = no_opt  # pflag's NoOptDefVal: `--flag` alone means this value
         self.name = name
         self.short = short
         self.kind = kind  # bool | string | int | float | slice | array
@@ -436,7 +438,7 @@ class Command:
 
 def _takes_value(longs: dict[str, Flag], name: str) -> bool:
     f = longs.get(name)
-    return f is None or f.kind != "bool"
+    return f is None or (f.kind != "bool" and f.no_opt is None)
 
 
 def _value_flag(s: str, longs, shorts) -> bool:
@@ -569,6 +571,9 @@ def parse_flags(inv: Invocation, cmd: Command, args: list[str]) -> None:
                     return
                 if f.kind == "bool":
                     _set_flag(inv, f, val if eq else "true")
+                    continue
+                if f.no_opt is not None and not eq:  # the next word is not its value
+                    _set_flag(inv, f, f.no_opt)
                     continue
                 if not eq:
                     if i >= len(args):
@@ -1033,6 +1038,8 @@ def cmd_not_emulated(ctx: Ctx) -> int:
 
 def cmd_volumes_list(ctx: Ctx) -> int:
     name, app = authenticated_app(ctx)
+    if any("_restoring_lists" in v for v in app.get("volumes", [])):
+        app = _advance_restoring(ctx, name)
     vols = [v for v in app.get("volumes", [])]
     if not ctx.flag("all"):
         vols = [v for v in vols if v.get("state") not in HIDDEN_VOLUME_STATES]
@@ -1067,6 +1074,21 @@ def cmd_volumes_list(ctx: Ctx) -> int:
         text += "* These volumes' hosts could not be reached.\n"
     out(text)
     return 0
+
+
+def _advance_restoring(ctx: Ctx, name: str) -> dict[str, Any]:
+    """A volume created from a snapshot stays `restoring` for ``_restoring_lists`` listings,
+    then is `created` (flyctl's create returns before the restore finishes)."""
+    with ctx.store.mutate() as state:
+        ctx.state = state
+        app = get_app(ctx, name)
+        for vol in app.get("volumes", []):
+            if vol.get("_restoring_lists", 0) > 0:
+                vol["_restoring_lists"] -= 1
+            elif "_restoring_lists" in vol:
+                del vol["_restoring_lists"]
+                vol["state"] = "created"
+        return copy.deepcopy(app)
 
 
 def _find_volume_app(ctx: Ctx, vol_id: str) -> str | None:
@@ -2129,6 +2151,477 @@ def cmd_deploy(ctx: Ctx) -> int:
 
 
 # --------------------------------------------------------------------------------------
+# machine stop/start/update/clone and volumes create (emergency stop, restore.volume)
+# Sources: internal/command/machine/{select,stop,start,update,clone,run}.go,
+# internal/machine/{config,update}.go, internal/watch/watch.go,
+# internal/command/volumes/{create,volumes}.go; fly-go machine_types.go (MachineAutostop).
+# --------------------------------------------------------------------------------------
+
+VOLUME_WARNING = (
+    "Warning! Every volume is pinned to a specific physical host. You should create two or "
+    "more volumes per application to avoid downtime. Learn more at "
+    "https://fly.io/docs/volumes/overview/"
+)
+
+
+def _machine_app_name(ctx: Ctx) -> str:
+    """LoadAppNameIfPresent: -a, FLY_APP, fly.toml; may be empty."""
+    return resolve_app_name(ctx, load_app_config(ctx))
+
+
+def _select_machines(ctx: Ctx, app_name: str, ids: list[str]) -> tuple[str, list[dict]]:
+    """select.go: checkSelectConditions, the app (from a machine id via GraphQL), flaps Get."""
+    select = bool(ctx.flag("select"))
+    if select and ids:
+        raise FlyError("machine IDs can't be used with --select")
+    if select and not app_name:
+        raise FlyError("an app name must be specified to use --select")
+    if not ids and not app_name:
+        raise FlyError("a machine ID or an app name is required")
+    if select or not ids:
+        raise FlyError("a machine ID must be specified when not running interactively")
+    if not app_name:
+        for name, app in (ctx.state.get("apps") or {}).items():
+            if any(m["id"] == ids[0] for m in active_machines(app)):
+                app_name = name
+                break
+        else:
+            # Guess: the GraphQL error text for an unknown machine id.
+            raise FlyError("could not get machine from GraphQL to determine app name: "
+                           f"Could not find Machine {go_quote(ids[0])}")
+    app = get_app(ctx, app_name)
+    found = []
+    for mid in ids:
+        machine = next((m for m in active_machines(app) if m["id"] == mid), None)
+        if machine is None:
+            raise FlyError(f"machine {mid} was not found in app '{app_name}'")
+        found.append(machine)
+    return app_name, found
+
+
+def machine_serves(machine: dict) -> bool:
+    """The double's model of the app: it answers its checks unless the machine was told to
+    run ``sleep`` instead (``config.init`` exec or cmd whose first word is sleep)."""
+    init = (machine.get("config") or {}).get("init") or {}
+    words = init.get("exec") or init.get("cmd") or []
+    return not (words and os.path.basename(str(words[0])) == "sleep")
+
+
+def _set_checks(machine: dict) -> None:
+    status = "passing" if machine.get("state") == "started" and machine_serves(machine) \
+        else "critical"
+    for check in machine.get("checks") or []:
+        check["status"] = status
+        check["updated_at"] = now_rfc3339()
+
+
+def _health_deadline(prefix: str) -> FlyError:
+    return FlyError(f"{prefix}: context deadline exceeded", exit_code=126)
+
+
+def cmd_machine_stop(ctx: Ctx) -> int:
+    require_session(ctx)
+    app_name = _machine_app_name(ctx)
+    api_auth(ctx)
+    with ctx.store.mutate() as state:
+        ctx.state = state
+        app_name, found = _select_machines(ctx, app_name, ctx.args)
+        for machine in found:
+            out(f"Sending kill signal to machine {machine['id']}...\n")
+            machine["state"] = "stopped"  # guess: stopping a stopped machine is accepted
+            machine["updated_at"] = now_rfc3339()
+            _set_checks(machine)
+            out(f"{machine['id']} has been successfully stopped\n")
+    return 0
+
+
+def cmd_machine_start(ctx: Ctx) -> int:
+    require_session(ctx)
+    app_name = _machine_app_name(ctx)
+    api_auth(ctx)
+    with ctx.store.mutate() as state:
+        ctx.state = state
+        app_name, found = _select_machines(ctx, app_name, ctx.args)
+        for machine in found:
+            machine["state"] = "started"  # start returns before the machine is started
+            machine["updated_at"] = now_rfc3339()
+            _set_checks(machine)
+            out(f"{machine['id']} has been started\n")
+    return 0
+
+
+def _kv_flag(ctx: Ctx, name: str, initial: dict) -> dict:
+    """parseKVFlag: NAME=VALUE pairs merged over the current map."""
+    parsed = dict(initial or {})
+    for item in ctx.flag(name) or []:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise FlyError(f"invalid key/value pairs specified for flag {name}")
+        parsed[key] = value
+    return parsed
+
+
+def _autostop_value(raw: str) -> Any:
+    """run.go: strconv.ParseBool first, then MachineAutostop.UnmarshalText; JSON as fly-go
+    marshals it (off/stop as booleans, suspend as a string)."""
+    if raw in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if raw in ("0", "f", "F", "FALSE", "false", "False"):
+        return False
+    words = {"off": False, "stop": True, "suspend": "suspend"}
+    if raw not in words:
+        raise FlyError(f"invalid autostop value {go_quote(raw)}")  # guess: UnmarshalText's
+    return words[raw]
+
+
+def _updated_config(ctx: Ctx, machine: dict) -> dict:
+    """determineMachineConfig(updating=true) for the flags the double emulates."""
+    import shlex
+
+    config = copy.deepcopy(machine.get("config") or {})
+    init = config.setdefault("init", {})
+    if "command" in ctx.inv.specified:
+        command = (ctx.flag("command") or "").strip()
+        if command:
+            try:
+                init["cmd"] = shlex.split(command)
+            except ValueError as exc:
+                raise FlyError(f"invalid command: {exc}") from None
+        else:
+            init.pop("cmd", None)
+    config["env"] = dict(sorted(_kv_flag(ctx, "env", config.get("env") or {}).items()))
+    config["metadata"] = dict(sorted(_kv_flag(ctx, "metadata", config.get("metadata") or {})
+                                     .items()))
+    entrypoint = ctx.flag("entrypoint") or ""
+    if entrypoint:
+        init["entrypoint"] = shlex.split(entrypoint)
+    for service in config.get("services") or []:
+        if "autostop" in ctx.inv.specified:
+            service["autostop"] = _autostop_value(ctx.flag("autostop"))
+        if "autostart" in ctx.inv.specified:
+            service["autostart"] = bool(ctx.flag("autostart"))
+    if ctx.flag("image"):
+        config["image"] = ctx.flag("image")
+    mount_point = ctx.flag("mount-point") or ""
+    if mount_point:
+        if len(config.get("mounts") or []) != 1:
+            raise FlyError("Machine doesn't have a volume attached")
+        config["mounts"][0]["path"] = mount_point
+    return config
+
+
+def _config_diff(old: dict, new: dict) -> str:
+    """Approximates configCompare: changed JSON lines with -/+ markers."""
+    before = go_json(old).splitlines()
+    after = go_json(new).splitlines()
+    removed = [f"-  {line.strip()}" for line in before if line not in after]
+    added = [f"+  {line.strip()}" for line in after if line not in before]
+    return "\n".join(removed + added)
+
+
+def cmd_machine_update(ctx: Ctx) -> int:
+    require_session(ctx)
+    app_name = _machine_app_name(ctx)
+    api_auth(ctx)
+    with ctx.store.mutate() as state:
+        ctx.state = state
+        app_name, (machine,) = _select_machines(ctx, app_name, ctx.args)
+        if machine.get("host_status", "ok") != "ok":
+            raise FlyError("the machine is on an unreachable host, try again later")
+        config = _updated_config(ctx, machine)
+        if not ctx.flag("yes"):
+            diff = _config_diff(machine.get("config") or {}, config)
+            if not diff:
+                raise FlyError("no config changes found")
+            out(f"Configuration changes to be applied to machine: {machine['id']} "
+                f"({machine.get('name', '')})\n\n{diff}\n")
+            raise FlyError("yes flag must be specified when not running interactively")
+        out(f"Updating machine {machine['id']}\n")
+        machine["config"] = config
+        machine["instance_id"] = ulid()
+        machine["updated_at"] = now_rfc3339()
+        machine["state"] = "stopped" if ctx.flag("skip-start") else "started"
+        _set_checks(machine)
+        snapshot = copy.deepcopy(machine)
+    if snapshot["state"] == "started" and not ctx.flag("skip-health-checks"):
+        _report_checks(snapshot, "failed to wait for health checks to pass")
+    out(f"Machine {snapshot['id']} updated successfully!\n")
+    out(f"\nMonitor machine status here:\nhttps://fly.io/apps/{app_name}/machines/"
+        f"{snapshot['id']}\n")
+    return 0
+
+
+def _report_checks(machine: dict, prefix: str) -> None:
+    checks = machine.get("checks") or []
+    if not checks:
+        out("No health checks found\n")
+        return
+    passing = sum(1 for c in checks if c.get("status") == "passing")
+    err(f"  Waiting for {machine['id']} to become healthy ({machine.get('state')}, "
+        f"{passing}/{len(checks)})\n")
+    if passing != len(checks):
+        raise _health_deadline(prefix)
+
+
+def _new_machine_id() -> str:
+    return rand_str(14, "0123456789abcdef")
+
+
+def _clone_runtime(source: dict, new_id: str) -> dict:
+    """The clone's own bin (the same tools as the source) and HOME, beside the source's."""
+    rt = _runtime(source)
+    machines_dir = os.path.dirname(os.path.dirname(rt["bin"]))
+    bin_dir = os.path.join(machines_dir, new_id, "bin")
+    home = os.path.join(machines_dir, new_id, "root")
+    os.makedirs(bin_dir, exist_ok=True)
+    os.makedirs(home, exist_ok=True)
+    for entry in os.listdir(rt["bin"]):
+        link = os.path.join(rt["bin"], entry)
+        if os.path.islink(link):
+            os.symlink(os.readlink(link), os.path.join(bin_dir, entry))
+    return {"bin": bin_dir, "home": home, "cwd": home, "env": dict(rt.get("env") or {})}
+
+
+def _new_volume(app: dict, name: str, region: str, size_gb: int, encrypted: bool,
+                retention: int, restoring: bool, state: dict) -> dict:
+    vol = {
+        "id": "vol_" + rand_str(16, "0123456789abcdefghijklmnopqrstuvwxyz"), "name": name,
+        "state": "restoring" if restoring else "created", "size_gb": size_gb,
+        "region": region, "zone": rand_str(4, "0123456789abcdef"), "encrypted": encrypted,
+        "attached_machine_id": None, "attached_alloc_id": None, "created_at": now_rfc3339(),
+        "host_dedication_id": "", "snapshot_retention": retention,
+        "auto_backup_enabled": True, "host_status": "ok",
+    }
+    if restoring:  # `restoring` for this many `volumes list` calls, then `created`
+        vol["_restoring_lists"] = int((state.get("features") or {})
+                                      .get("volume_restore_lists", 1))
+    app.setdefault("volumes", []).append(vol)
+    return vol
+
+
+def _find_snapshot(state: dict, app: dict, snapshot_id: str) -> dict | None:
+    for vol in app.get("volumes", []):
+        for snap in (state.get("snapshots") or {}).get(vol["id"], []):
+            if snap.get("id") == snapshot_id and snap.get("status") == "created":
+                return snap
+    return None
+
+
+def cmd_machine_clone(ctx: Ctx) -> int:
+    import shlex
+
+    require_session(ctx)
+    app_name, _ = require_app_name(ctx)
+    api_auth(ctx)
+    with ctx.store.mutate() as state:
+        ctx.state = state
+        app_name, (source,) = _select_machines(ctx, app_name, ctx.args[:1])
+        app = get_app(ctx, app_name)
+        if source.get("host_status", "ok") != "ok":
+            raise FlyError("the machine is on an unreachable host, try again later")
+        volumes = {v["id"]: v for v in app.get("volumes", [])}
+        attach = ctx.flag("attach-volume") or ""
+        vol_id, _, mount_path = attach.partition(":")
+        vol = None
+        if attach:
+            vol = volumes.get(vol_id)
+            if vol is None:  # guess: the flaps error text for an unknown volume
+                raise FlyError("could not get existing volume: volume not found")
+        region = ctx.flag("region") or ""
+        if vol is not None and region and vol["region"] != region:
+            raise FlyError(f"specified region {region} but volume is in region {vol['region']}, "
+                           "use the same region as the volume")
+        region = vol["region"] if vol is not None and not region else (
+            region or source.get("region", ""))
+        out(f"Cloning Machine {source['id']} into region {region}\n")
+        config = copy.deepcopy(source.get("config") or {})
+        init = config.setdefault("init", {})
+        if ctx.flag("clear-cmd"):
+            init.pop("cmd", None)  # an empty list, dropped by omitempty
+        elif ctx.flag("override-cmd"):
+            init["cmd"] = shlex.split(ctx.flag("override-cmd"))
+        mounts = copy.deepcopy(config.get("mounts") or [])
+        if attach:
+            if len(mounts) > 1:
+                raise FlyError("Can't use --attach-volume for Machines with more than 1 volume.")
+            if not mounts and not mount_path:
+                raise FlyError(f"Please specify a mount path on '{attach}' using "
+                               "<volume_id>:/path/inside/machine")
+            if mount_path:
+                if not mounts:
+                    mounts = [{"path": mount_path}]
+                else:
+                    out(f"Info: --attach-volume is overriding previous mount point from "
+                        f"`{mounts[0].get('path')}` to `{mount_path}`.\n")
+                    mounts[0]["path"] = mount_path
+        new_mounts = []
+        for mount in mounts:
+            if attach:
+                out(f"Attaching existing volume {vol_id}\n")
+                if vol.get("attached_machine_id"):
+                    raise FlyError(f"volume {vol_id} is already attached to a machine")
+                target = vol
+            else:
+                snap = ctx.flag("from-snapshot") or ""
+                if snap:
+                    out(f"Creating new volume from snapshot: {snap}\n")
+                else:
+                    out(f"Volume '{mount.get('name', '')}' will start empty\n")
+                target = _new_volume(app, str(mount.get("name") or ""), region,
+                                     int(mount.get("size_gb") or 1),
+                                     bool(mount.get("encrypted", True)), 5, bool(snap),
+                                     state)
+            new_mounts.append({"encrypted": target["encrypted"], "path": mount.get("path", ""),
+                               "size_gb": target["size_gb"], "volume": target["id"],
+                               "name": target["name"]})
+        config["mounts"] = new_mounts
+        out(f"Provisioning a new Machine with image {machine_image(source)}...\n")
+        new_id = _new_machine_id()
+        machine = copy.deepcopy(source)
+        now = now_rfc3339()
+        machine.update({
+            "id": new_id,
+            "name": ctx.flag("name") or f"{rand_str(5, 'abcdefghijklmnopqrstuvwxyz')}-clone-"
+                                        f"{rand_str(4, '0123456789')}",
+            "state": "started", "region": region, "instance_id": ulid(),
+            "private_ip": f"fdaa:9:1c2d:a7b:1f0:{rand_str(4, '0123456789abcdef')}:"
+                          f"{rand_str(4, '0123456789abcdef')}:2",
+            "created_at": now, "updated_at": now, "config": config,
+            "_runtime": _clone_runtime(source, new_id),
+        })
+        _set_checks(machine)
+        app["machines"].append(machine)
+        attached = {mount["volume"] for mount in new_mounts}
+        for v in app["volumes"]:
+            if v["id"] in attached:
+                v["attached_machine_id"] = new_id
+        snapshot = copy.deepcopy(machine)
+    out(f"  Machine {new_id} has been created...\n")
+    if ctx.flag("detach"):
+        return 0
+    out(f"  Waiting for Machine {new_id} to start...\n")
+    _report_checks(snapshot, "error while watching health checks")
+    out("Machine has been successfully cloned!\n")
+    return 0
+
+
+def _print_volume(vol: dict, app_name: str) -> str:
+    created = parse_time(vol["created_at"]).strftime("%d %b %y %H:%M UTC")
+    rows = [("ID", vol["id"]), ("Name", vol["name"]), ("App", app_name),
+            ("Region", vol["region"]), ("Zone", vol["zone"]), ("Size GB", str(vol["size_gb"])),
+            ("Encrypted", "true" if vol["encrypted"] else "false"), ("Created at", created),
+            ("Snapshot retention", str(vol["snapshot_retention"])),
+            ("Scheduled snapshots", "true" if vol["auto_backup_enabled"] else "false")]
+    return "".join(f"{label:>20}: {value}\n" for label, value in rows)
+
+
+def cmd_volumes_create(ctx: Ctx) -> int:
+    require_session(ctx)
+    name, _ = require_app_name(ctx)
+    api_auth(ctx)
+    vol_name = ctx.args[0]
+    count = int(ctx.flag("count") or 1)
+    with ctx.store.mutate() as state:
+        ctx.state = state
+        app = get_app(ctx, name)
+        same_name = [v for v in app.get("volumes", []) if v.get("name") == vol_name]
+        if not ctx.flag("yes") and count <= 1 and not same_name:
+            err(VOLUME_WARNING + "\n")
+            raise FlyError("yes flag must be specified when not running interactively")
+        region = ctx.flag("region") or ctx.environ.get("FLY_REGION", "")
+        if not region:
+            raise FlyError("region code must be specified when not running interactively")
+        size = int(ctx.flag("size"))
+        snapshot_id = ctx.flag("snapshot-id") or ""
+        if snapshot_id:
+            snap = _find_snapshot(state, app, snapshot_id)
+            if snap is None:  # guess: the API's answer for an unknown snapshot
+                raise FlyError(f"failed to create volume: snapshot {snapshot_id} not found")
+            needed = -(-int(snap.get("volume_size") or 0) // GIB)
+            if size < needed:  # [D] the size must be at least the snapshot's volume size
+                raise FlyError(f"failed to create volume: size must be at least {needed}GB "
+                               "for this snapshot")
+        if "fs-type" in ctx.inv.specified and ctx.flag("fs-type") not in ("ext4", "raw"):
+            raise FlyError(f'filesystem {go_quote(ctx.flag("fs-type"))} must be either "ext4" '
+                           'or "raw"')
+        made = []
+        for _ in range(count):
+            vol = _new_volume(app, vol_name, region, size, not ctx.flag("no-encryption"),
+                              int(ctx.flag("snapshot-retention")), bool(snapshot_id), state)
+            vol["_snapshot_id"] = snapshot_id or None
+            made.append(render_volume(vol))
+    for vol in made:
+        out(go_json(vol) if ctx.json_on() else _print_volume(vol, name))
+    return 0
+
+
+def _machine_flags() -> list[Flag]:
+    return [_app_flag(), _config_flag(), Flag("select", hidden=True)]
+
+
+def _vm_flags() -> list[Flag]:
+    return [Flag("vm-size", None, "string"), Flag("vm-cpus", None, "int"),
+            Flag("vm-memory", None, "string"), Flag("vm-cpu-kind", None, "string"),
+            Flag("vm-gpus", None, "int"), Flag("vm-gpu-kind", None, "string")]
+
+
+def _machine_stop_cmd() -> Command:
+    return Command("stop", usage="[<id>...]", short="Stop one or more Fly machines",
+                   flags=[*_machine_flags(), Flag("signal", "s", "string"),
+                          Flag("timeout", None, "int"),
+                          Flag("wait-timeout", "w", "duration", default="0s")],
+                   run=cmd_machine_stop)
+
+
+def _machine_start_cmd() -> Command:
+    return Command("start", usage="[<id>...]", short="Start one or more Fly machines",
+                   flags=_machine_flags(), run=cmd_machine_start)
+
+
+def _machine_update_cmd() -> Command:
+    return Command(
+        "update", usage="[machine_id]", short="Update a machine", args=range_args(0, 1),
+        run=cmd_machine_update,
+        flags=[*_machine_flags(), Flag("image", "i", "string"), Flag("detach"),
+               Flag("port", "p", "slice"), Flag("env", "e", "array"),
+               Flag("entrypoint", None, "string"), Flag("metadata", "m", "array"),
+               Flag("autostart", default=True),
+               Flag("autostop", None, "string", default="off", no_opt="stop"),
+               Flag("restart", None, "string"), Flag("yes", "y", aliases=("auto-confirm",)),
+               Flag("skip-start"), Flag("skip-health-checks"),
+               Flag("command", "C", "string"), Flag("mount-point", None, "string"),
+               Flag("wait-timeout", None, "int", default=300),
+               Flag("container", None, "string"), *_vm_flags()])
+
+
+def _machine_clone_cmd() -> Command:
+    return Command(
+        "clone", usage="[machine_id]", short="Clone a Fly Machine", args=range_args(0, 1),
+        run=cmd_machine_clone,
+        flags=[*_machine_flags(), Flag("region", "r", "string"), Flag("name", None, "string"),
+               Flag("from-snapshot", None, "string"), Flag("attach-volume", None, "string"),
+               Flag("override-cmd", None, "string"), Flag("clear-cmd"),
+               Flag("clear-auto-destroy"), Flag("standby-for", None, "slice"),
+               Flag("volume-requires-unique-zone", default=True), Flag("detach"),
+               *_vm_flags()])
+
+
+def _volumes_create_cmd() -> Command:
+    return Command(
+        "create", usage="<volume name>", short="Create a new volume for an app.",
+        args=exact_args(1), run=cmd_volumes_create,
+        flags=[_app_flag(), _config_flag(), Flag("region", "r", "string"),
+               Flag("size", "s", "int", default=1), Flag("snapshot-retention", None, "int",
+                                                          default=5),
+               Flag("scheduled-snapshots", default=True), Flag("no-encryption"),
+               Flag("require-unique-zone", default=True), Flag("unique-zone-app-wide"),
+               Flag("snapshot-id", None, "string"),
+               Flag("fs-type", None, "string", default="ext4", hidden=True),
+               Flag("yes", "y", aliases=("auto-confirm",)), Flag("count", "n", "int", default=1),
+               *_vm_flags(), _json_flag()])
+
+
+# --------------------------------------------------------------------------------------
 # command tree
 # --------------------------------------------------------------------------------------
 
@@ -2270,7 +2763,8 @@ def build_root() -> Command:
                             short="List snapshots.", flags=[_app_flag(), _json_flag()],
                             run=cmd_snapshots_list, args=exact_args(1)),
                 ]),
-                _ne("create"), _ne("show"), _ne("update"), _ne("destroy", "delete", "rm"),
+                _volumes_create_cmd(), _ne("show"), _ne("update"),
+                _ne("destroy", "delete", "rm"),
                 _ne("extend"), _ne("fork"),
             ]),
             Command("machine", aliases=("machines", "m"), short="Manage Fly Machines.",
@@ -2279,8 +2773,9 @@ def build_root() -> Command:
                         flags=[_app_flag(), _config_flag(), _json_flag(),
                                Flag("quiet", "q", help="Only list machine ids")],
                         run=cmd_machine_list, args=NO_ARGS),
-                _ne("status"), _ne("start"), _ne("stop"), _ne("restart"), _ne("clone"),
-                _ne("destroy", "remove", "rm"), _ne("exec"), _ne("update"), _ne("run"),
+                _ne("status"), _machine_start_cmd(), _machine_stop_cmd(), _ne("restart"),
+                _machine_clone_cmd(),
+                _ne("destroy", "remove", "rm"), _ne("exec"), _machine_update_cmd(), _ne("run"),
                 _ne("create"), _ne("kill"), _ne("leases"), _ne("cordon"), _ne("uncordon"),
                 _ne("suspend"), _ne("proxy"),
             ]),

@@ -1,0 +1,383 @@
+"""Emergency stop and resume: the app stops writing, its machine and volume stay reachable.
+
+``fly scale count 0`` or ``fly machine stop`` stop the writes but also every way in:
+``fly ssh console`` reaches only started machines, and a volume attaches to one machine
+at a time, so nothing could run ``invoke restore --production``. Stop therefore keeps
+the machine and changes what it runs: ``fly machine update --command "sleep
+2147483647"`` (a new CMD; the image's ENTRYPOINT execs it) with ``--skip-health-checks``
+(nothing listens any more) and, when the app's services autostop, ``--autostop=off`` (else
+Fly's proxy would stop the idle machine). What the machine ran before is recorded on the
+volume (``.ops-emergency.json`` beside the database) and in the audit log, so resume puts
+back exactly that. Plans are data (``plan_stop``, ``plan_resume``); ``Runner`` acts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import shlex
+import sys
+from dataclasses import asdict, dataclass, field
+
+from rich.markup import escape
+
+from ops import audit, fly, health, remote
+from ops.errors import ExitCode, OpsError
+
+MAINTENANCE_CMD = ("sleep", "2147483647")  # GNU and busybox sleep both take it (68 years)
+MARKER = ".ops-emergency.json"
+MARK = "__OPS_EMERGENCY__"
+AUTOSTOP_WORDS = ("off", "stop", "suspend")
+
+
+def confirm(ui, question: str, *, yes: bool) -> None:
+    """Ask on a terminal; without one, only ``--yes`` goes on (exit 2 otherwise)."""
+    if yes:
+        return
+    if not (sys.stdin.isatty() and ui.err.is_terminal):
+        raise OpsError("not on a terminal: run again with --yes to go ahead", ExitCode.USAGE)
+    ui.err.print(escape(f"{question} [y/N] "), end="")
+    try:
+        answer = input().strip().lower()
+    except EOFError:
+        answer = ""
+    if answer not in ("y", "yes"):
+        raise OpsError("aborted: nothing was changed", ExitCode.ERROR)
+
+
+# ------------------------------------------------------------------ the machine, as data
+
+
+def autostop_word(value) -> str | None:
+    """fly-go's MachineAutostop as JSON (true/false/"suspend"…) as flyctl's flag word."""
+    if value is None:
+        return None
+    if value is True:
+        return "stop"
+    if value is False:
+        return "off"
+    if isinstance(value, str) and value in AUTOSTOP_WORDS:
+        return value
+    raise ValueError(f"unknown autostop value {value!r}")
+
+
+def _words(value, what: str) -> tuple[str, ...] | None:
+    if value is None or value == []:
+        return None
+    if not isinstance(value, list) or not all(isinstance(w, str) for w in value):
+        raise ValueError(f"{what} is not a list of strings")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class MachineView:
+    """What emergency and restore.volume need of one ``fly machine list --json`` entry."""
+
+    id: str
+    name: str
+    state: str
+    region: str
+    host_status: str
+    image: str
+    cmd: tuple[str, ...] | None
+    entrypoint: tuple[str, ...] | None
+    exec: tuple[str, ...] | None
+    autostops: tuple[str | None, ...]
+    mounts: tuple[tuple[str, str], ...]  # (volume id, path)
+
+    @classmethod
+    def parse(cls, raw: dict) -> MachineView:
+        config = raw.get("config") or {}
+        init = config.get("init") or {}
+        services = config.get("services") or []
+        return cls(
+            id=str(raw["id"]), name=str(raw.get("name") or ""), state=str(raw.get("state") or ""),
+            region=str(raw.get("region") or ""), host_status=str(raw.get("host_status") or "ok"),
+            image=str(config.get("image") or ""),
+            cmd=_words(init.get("cmd"), "init.cmd"),
+            entrypoint=_words(init.get("entrypoint"), "init.entrypoint"),
+            exec=_words(init.get("exec"), "init.exec"),
+            autostops=tuple(autostop_word(s.get("autostop")) for s in services),
+            mounts=tuple((str(m.get("volume") or ""), str(m.get("path") or ""))
+                         for m in config.get("mounts") or []),
+        )
+
+    @property
+    def in_maintenance(self) -> bool:
+        return self.cmd == MAINTENANCE_CMD
+
+
+def machines(runner: fly.Fly, app: str) -> list[MachineView]:
+    data = runner.json(fly.machines_list(app))
+    if data is None:
+        return []
+    try:
+        return [MachineView.parse(raw) for raw in data]
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise fly.FlyError(f"`fly machine list` printed unexpected JSON ({exc})") from None
+
+
+def is_stopped(raw_machine: dict) -> bool:
+    """For ``restore --production``: is this machine (machine list JSON) emergency-stopped?"""
+    try:
+        return MachineView.parse(raw_machine).in_maintenance
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def production(volumes: list[fly.Volume], found: list[MachineView], source: str,
+               app: str) -> tuple[fly.Volume, MachineView]:
+    """The one volume named ``source`` attached to a machine, in any state, and that machine."""
+    if not source:
+        raise OpsError("fly.toml has no [mounts] source: cannot tell which volume holds the "
+                       "database", ExitCode.USAGE)
+    by_id = {m.id: m for m in found if m.state not in ("destroyed", "destroying")}
+    pairs = [(vol, by_id[vol.attached_machine_id]) for vol in volumes
+             if vol.name == source and vol.attached_machine_id in by_id]
+    if not pairs:
+        raise OpsError(f"no machine of {app} has a {source!r} volume attached; check "
+                       f"`fly status -a {app}`", ExitCode.NOT_FOUND)
+    started = [pair for pair in pairs if pair[1].state == "started"]
+    if len(pairs) > 1 and len(started) == 1:
+        return started[0]  # a restore.volume leaves the old machine stopped beside it
+    if len(pairs) > 1:
+        listed = ", ".join(f"{vol.id} on {m.id} ({m.state})" for vol, m in pairs)
+        raise OpsError(f"several machines have a {source!r} volume ({listed}): this toolkit "
+                       "expects one production machine", ExitCode.USAGE)
+    return pairs[0]
+
+
+# ------------------------------------------------------------------ what stop changes
+
+
+@dataclass(frozen=True)
+class Original:
+    """What the machine ran before the stop: resume restores exactly this."""
+
+    cmd: tuple[str, ...] | None  # None: the image's own CMD
+    autostop: str | None  # None: stop left autostop alone
+
+    def as_data(self) -> dict:
+        return {"cmd": list(self.cmd) if self.cmd else None, "autostop": self.autostop}
+
+    @classmethod
+    def from_data(cls, data) -> Original:
+        """From the marker on the volume or the audit log: checked, it came from outside."""
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+        cmd = _words(data.get("cmd"), "cmd")
+        autostop = data.get("autostop")
+        if autostop is not None and autostop not in ("stop", "suspend"):
+            raise ValueError(f"autostop {autostop!r}")
+        if cmd == MAINTENANCE_CMD:
+            raise ValueError("the recorded command is the maintenance command itself")
+        return cls(cmd, autostop)
+
+    def command_flag(self) -> str:
+        """``--command`` for resume: the old CMD, or "" (flyctl then clears the override)."""
+        return shlex.join(self.cmd) if self.cmd else ""
+
+    def describe(self) -> str:
+        what = shlex.join(self.cmd) if self.cmd else "the image's CMD"
+        return what + (f", autostop {self.autostop}" if self.autostop else "")
+
+
+def original_of(machine: MachineView) -> Original:
+    """What to record before the stop, or a refusal when stop could not be undone exactly."""
+    if machine.exec:
+        raise OpsError(f"machine {machine.id} runs init.exec {shlex.join(machine.exec)}, which "
+                       "overrides any command: emergency.stop cannot replace it; stop the "
+                       "app's writes by hand", ExitCode.USAGE)
+    words = set(machine.autostops) - {None, "off"}
+    if not words:
+        return Original(machine.cmd, None)
+    if len(words) == 1 and all(word not in (None, "off") for word in machine.autostops):
+        return Original(machine.cmd, words.pop())
+    raise OpsError(f"the services of {machine.id} autostop differently "
+                   f"({', '.join(str(w) for w in machine.autostops)}): one --autostop value "
+                   "cannot put them back; set them alike first", ExitCode.USAGE)
+
+
+# ------------------------------------------------------------------ plans
+
+
+@dataclass(frozen=True)
+class Step:
+    key: str
+    title: str
+    argv: tuple[str, ...] = ()  # the flyctl call; an ssh script is shown by its purpose
+    changes: bool = False
+
+
+def ssh_shown(app: str, machine: str, what: str) -> tuple[str, ...]:
+    return tuple(fly.ssh_console(app, machine, f"<script: {what}>"))
+
+
+def plan_stop(app: str, machine: MachineView, original: Original, marker: str,
+              db: str) -> list[Step]:
+    return [
+        Step("update", f"run `{shlex.join(MAINTENANCE_CMD)}` instead of the app on "
+             f"{machine.id} (was: {original.describe()})",
+             tuple(fly.machine_update(app, machine.id, command=shlex.join(MAINTENANCE_CMD),
+                                      autostop="off" if original.autostop else None,
+                                      skip_health_checks=True)), True),
+        Step("record", f"record what it ran in {marker}",
+             ssh_shown(app, machine.id, f"write {marker}"), True),
+        Step("verify", f"{machine.id} is started and runs the maintenance command",
+             tuple(fly.machines_list(app))),
+        Step("quiet", f"no process has {db} open",
+             ssh_shown(app, machine.id, f"look for open handles on {db}")),
+    ]
+
+
+def plan_resume(app: str, machine: MachineView, original: Original, marker: str,
+                health_url: str) -> list[Step]:
+    return [
+        Step("update", f"run the app again on {machine.id} ({original.describe()}), "
+             "waiting for its health checks",
+             tuple(fly.machine_update(app, machine.id, command=original.command_flag(),
+                                      autostop=original.autostop)), True),
+        Step("verify", f"{machine.id} is started and no longer runs the maintenance command",
+             tuple(fly.machines_list(app))),
+        Step("clear", f"remove {marker}", ssh_shown(app, machine.id, f"remove {marker}"), True),
+        Step("health", f"poll {health_url} until 200"),
+    ]
+
+
+def render(title: str, steps: list[Step], binary: str = "fly") -> str:
+    """The plan as plain lines: every command whole on its own line, copyable from a log."""
+    lines = [title]
+    for number, step in enumerate(steps, 1):
+        lines.append(f"  {number}. {step.key}: {step.title}")
+        if step.argv:
+            lines.append(f"       $ {shlex.join([binary, *step.argv])}")
+    return "\n".join(lines)
+
+
+def plan_as_data(steps: list[Step]) -> list[dict]:
+    return [asdict(step) for step in steps]
+
+
+# ------------------------------------------------------------------ scripts on the machine
+
+
+def write_marker_script(path: str, record: dict) -> str:
+    q = shlex.quote(path)
+    tmp = shlex.quote(f"{path}.tmp")
+    return (f"printf '%s\\n' {shlex.quote(json.dumps(record, sort_keys=True))} > {tmp} "
+            f"&& mv -f {tmp} {q}")
+
+
+def read_marker_script(path: str) -> str:
+    q = shlex.quote(path)
+    return f"[ -f {q} ] || exit 3\nprintf '{MARK} '\nhead -c 65536 {q}\necho"
+
+
+def clear_marker_script(path: str) -> str:
+    return f"rm -f {shlex.quote(path)}"
+
+
+def open_handles_script(db: str) -> str:
+    """How many file handles point at the database, its -wal or -shm (plain sh + ls)."""
+    pattern = " -> " + re.sub(r"([.+])", r"\\\1", db) + "(-wal|-shm)?$"
+    return (f"n=$(ls -l /proc/[0-9]*/fd 2>/dev/null | grep -cE {shlex.quote(pattern)})\n"
+            f"printf '{remote.ENTRY_MARK} open %s\\n' \"${{n:-0}}\"")
+
+
+def parse_marker(stdout: str) -> dict | None:
+    for line in stdout.splitlines():
+        if line.startswith(MARK + " "):
+            try:
+                data = json.loads(line[len(MARK) + 1:])
+            except ValueError:
+                return None
+            return data if isinstance(data, dict) else None
+    return None
+
+
+# ------------------------------------------------------------------ running a plan
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass
+class Runner:
+    """Runs a plan step by step; prints each result; records the run in the audit log."""
+
+    kind: str
+    app: str
+    runner: fly.Fly
+    ui: object
+    audit_log: object
+    record: dict = field(default_factory=dict)
+    manual: dict = field(default_factory=dict)
+    fill: object = None  # step -> step with the values learnt so far (restore.volume)
+
+    def start(self, **extra) -> None:
+        self.record = {"kind": self.kind, "who": audit.who(), "when": now(), "app": self.app,
+                       "steps": [], "outcome": "running", "exit_code": 0, **extra}
+
+    def run(self, steps: list[Step], actions: dict, manual: dict | None = None) -> dict:
+        """``actions[key]()`` does a step and returns the detail shown on its line;
+        ``manual[key]`` is the exact argv to run by hand when the plan shows a placeholder."""
+        self.manual = manual or {}
+        done = 0
+        try:
+            for step in steps:
+                step = self.fill(step) if self.fill else step
+                with self.ui.step(step.title) as shown:
+                    try:
+                        shown.detail = actions[step.key]() or ""
+                    except OpsError as exc:
+                        self._log(step, "failed", str(exc))
+                        self.record.update(outcome=f"{step.key} failed", error=str(exc),
+                                           exit_code=int(exc.code))
+                        self._manual(steps[done:])
+                        raise
+                self._log(step, "ok", shown.detail)
+                done += 1
+            self.record["outcome"] = "ok"
+            return self.record
+        except KeyboardInterrupt:
+            self.record.update(outcome="interrupted", exit_code=int(ExitCode.INTERRUPTED))
+            raise
+        finally:
+            self.record["finished"] = now()
+            try:
+                audit.append(self.audit_log, self.record)
+            except OSError as exc:
+                self.ui.warn(f"could not append to {self.audit_log}: {exc.strerror}")
+
+    def _log(self, step: Step, outcome: str, detail: str) -> None:
+        self.record["steps"].append({"step": step.key, "outcome": outcome, "detail": detail,
+                                     "command": list(step.argv)})
+
+    def _manual(self, remaining: list[Step]) -> None:
+        """The exact commands of the failed step and every later one, to run by hand."""
+        lines = []
+        for step in remaining:
+            step = self.fill(step) if self.fill else step
+            argv = self.manual.get(step.key, step.argv)
+            if argv:
+                lines.append(f"  {shlex.join(['fly', *argv])}   # {step.key}")
+            else:
+                lines.append(f"  # {step.key}: {step.title}")
+        self.record["manual"] = lines
+        self.ui.info("To finish by hand, run from the failed step on:\n" + "\n".join(lines))
+
+    def ssh(self, machine: str, script: str) -> remote.RemoteOutput:
+        result = self.runner.run(fly.ssh_console(self.app, machine, remote.wrap(script)),
+                                 input="", check=False)
+        output = remote.parse_output(result.stdout)
+        if output.status is None:
+            raise fly.FlyError(f"`fly ssh console` on {machine} failed: "
+                               f"{fly.error_line(result.stderr, result.returncode)}")
+        return output
+
+
+def wait_healthy(url: str, timeout: float, interval: float) -> str:
+    result = health.wait_healthy(url, expected_backup=None, timeout=timeout, interval=interval)
+    return f"200 after {result['polls']} poll(s)"

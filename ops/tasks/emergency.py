@@ -1,0 +1,198 @@
+"""Stop the app's writes in an emergency, keeping its machine and volume reachable; resume."""
+
+from __future__ import annotations
+
+import posixpath
+
+from invoke import task
+
+from ops import audit, config, fly, remote
+from ops import emergency as em
+from ops.cli import guarded
+from ops.errors import ExitCode, OpsError
+from ops.ui import UI
+
+HELP = {
+    "yes": "go ahead without asking (required when not on a terminal)",
+    "dry_run": "print the plan with the exact flyctl commands; change nothing",
+    "json": "print the audit record (or the plan, with --dry-run) as JSON on stdout",
+}
+
+
+class Emergency:
+    """One run: settings, flyctl, the production machine and where the marker lives."""
+
+    def __init__(self, c, json: bool, kind: str):
+        self.settings = config.load(c.config)
+        self.ui = UI(json_mode=json)
+        self.json = json
+        self.app = self.settings.app
+        self.db = remote.remote_path(self.settings.db_remote_path, "db.remote_path")
+        self.marker = f"{posixpath.dirname(self.db)}/{em.MARKER}"
+        self.fly = fly.Fly(self.settings.flyctl())
+        with self.ui.step(f"resolve production machine of {self.app}") as shown:
+            source = self.settings.fly_toml().mount_source
+            self.volume, self.machine = em.production(
+                self.fly.volumes(self.app), em.machines(self.fly, self.app), source, self.app)
+            shown.detail = (f"machine {self.machine.id} ({self.machine.state}), volume "
+                            f"{self.volume.id}")
+        self.runner = em.Runner(kind, self.app, self.fly, self.ui,
+                                self.settings.audit_log)
+
+    def show(self, title: str, steps: list[em.Step], dry_run: bool, **data) -> bool:
+        """Print the plan; with --dry-run also emit it and say so (True: stop here)."""
+        suffix = " (dry run: nothing changes)" if dry_run else ""
+        self.ui.info(em.render(f"{title}{suffix}:", steps))
+        if dry_run and self.json:
+            self.ui.emit({"dry_run": True, "app": self.app, "machine": self.machine.id,
+                          "steps": em.plan_as_data(steps), **data})
+        return dry_run
+
+    def nothing(self, message: str, **data) -> None:
+        self.ui.info(message)
+        if self.json:
+            self.ui.emit({"app": self.app, "machine": self.machine.id, "changed": False,
+                          "message": message, **data})
+
+    def finish(self) -> None:
+        if self.json and self.runner.record:
+            self.ui.emit(self.runner.record)
+
+    def started_in_maintenance(self, want: bool) -> str:
+        found = {m.id: m for m in em.machines(self.fly, self.app)}
+        machine = found.get(self.machine.id)
+        if machine is None:
+            raise OpsError(f"machine {self.machine.id} is gone from `fly machine list`",
+                           ExitCode.NOT_FOUND)
+        if machine.state != "started" or machine.in_maintenance != want:
+            runs = "the maintenance command" if machine.in_maintenance else "its own command"
+            raise OpsError(f"machine {machine.id} is {machine.state} and runs {runs}")
+        return f"{machine.state}, cmd {' '.join(machine.cmd or ('(image CMD)',))}"
+
+
+@task(help=HELP)
+@guarded
+def stop(c, yes=False, dry_run=False, json=False):
+    """Stop the app's writes; the machine stays up with its volume for `restore --production`."""
+    run = Emergency(c, json, "emergency.stop")
+    machine, app = run.machine, run.app
+    if machine.in_maintenance:
+        return run.nothing(f"{app} is already emergency-stopped on {machine.id}; "
+                           "undo it with: invoke emergency.resume")
+    original = em.original_of(machine)
+    steps = em.plan_stop(app, machine, original, run.marker, run.db)
+    if run.show(f"Emergency stop of {app}", steps, dry_run, original=original.as_data()):
+        return
+    em.confirm(run.ui, f"Stop the app {app} on {machine.id} (its writes stop until "
+               "`invoke emergency.resume`)?", yes=yes)
+    run.runner.start(machine=machine.id, volume=run.volume.id, original=original.as_data(),
+                     marker=run.marker)
+    marker = {"app": app, "machine": machine.id, "original": original.as_data(),
+              "who": audit.who(), "when": run.runner.record["when"]}
+    write = em.write_marker_script(run.marker, marker)
+
+    def update():
+        done = run.fly.run(list(steps[0].argv))
+        return _line(done.stdout, "updated successfully")
+
+    def record():
+        if run.runner.ssh(machine.id, write).status != 0:
+            raise OpsError(f"could not write {run.marker} on {machine.id}")
+        return run.marker
+
+    def quiet():
+        output = run.runner.ssh(machine.id, em.open_handles_script(run.db))
+        counts = [int(e[1]) for e in output.entries if e[:1] == ["open"] and e[1].isdigit()]
+        if output.status != 0 or not counts:
+            raise OpsError(f"could not look for open handles on {run.db} on {machine.id}")
+        if counts[0]:
+            raise OpsError(f"{counts[0]} file handle(s) on {run.db} are still open on "
+                           f"{machine.id}: the image's ENTRYPOINT may not run the new command, "
+                           "so writes may go on; undo with: invoke emergency.resume --yes")
+        return "none"
+
+    try:
+        run.runner.run(steps, {
+            "update": update, "record": record, "quiet": quiet,
+            "verify": lambda: run.started_in_maintenance(True),
+        }, manual={"record": fly.ssh_console(app, machine.id, remote.wrap(write))})
+    finally:
+        run.finish()
+    run.ui.info(f"{app} is stopped: {machine.id} runs `{' '.join(em.MAINTENANCE_CMD)}` with "
+                f"{run.volume.id} attached. Restore with `invoke restore --production`, then "
+                "`invoke emergency.resume`.")
+
+
+@task(help=HELP)
+@guarded
+def resume(c, yes=False, dry_run=False, json=False):
+    """Undo `emergency.stop` exactly: the app's own command (and autostop) back, health checked."""
+    run = Emergency(c, json, "emergency.resume")
+    machine, app = run.machine, run.app
+    if not machine.in_maintenance:
+        return run.nothing(f"{app} is not emergency-stopped ({machine.id} is {machine.state} "
+                           "and runs its own command): nothing to resume")
+    original, source = _recorded(run)
+    steps = em.plan_resume(app, machine, original, run.marker, run.settings.health)
+    if run.show(f"Resume {app}", steps, dry_run, original=original.as_data(),
+                recorded_in=source):
+        return
+    em.confirm(run.ui, f"Start the app {app} again on {machine.id} ({original.describe()})?",
+               yes=yes)
+    run.runner.start(machine=machine.id, volume=run.volume.id, original=original.as_data(),
+                     recorded_in=source)
+    s = run.settings
+    clear = em.clear_marker_script(run.marker)
+
+    def update():
+        done = run.fly.run(list(steps[0].argv))
+        return _line(done.stdout, "updated successfully")
+
+    def cleared():
+        if run.runner.ssh(machine.id, clear).status != 0:
+            raise OpsError(f"could not remove {run.marker} on {machine.id}")
+        return run.marker
+
+    try:
+        run.runner.run(steps, {
+            "update": update, "clear": cleared,
+            "verify": lambda: run.started_in_maintenance(False),
+            "health": lambda: em.wait_healthy(s.health, s.health_timeout, s.health_interval),
+        }, manual={"clear": fly.ssh_console(app, machine.id, remote.wrap(clear))})
+    finally:
+        run.finish()
+    run.ui.info(f"{app} runs again on {machine.id}.")
+
+
+def _recorded(run: Emergency) -> tuple[em.Original, str]:
+    """What the machine ran before the stop: the marker on the volume, else the audit log."""
+    problem = "the machine is not started"
+    if run.machine.state == "started":
+        output = run.runner.ssh(run.machine.id, em.read_marker_script(run.marker))
+        data = em.parse_marker(output.stdout) if output.status == 0 else None
+        problem = "it is missing" if output.status == 3 else "it is unreadable"
+        if data is not None and data.get("machine") == run.machine.id:
+            try:
+                return em.Original.from_data(data.get("original")), run.marker
+            except ValueError as exc:
+                problem = f"it is unusable ({exc})"
+    for entry in reversed(audit.read(run.settings.audit_log)):
+        if (entry.get("kind") == "emergency.stop" and entry.get("app") == run.app
+                and entry.get("machine") == run.machine.id and "original" in entry):
+            try:
+                original = em.Original.from_data(entry["original"])
+            except ValueError:
+                continue
+            run.ui.warn(f"{run.marker} on the machine: {problem}; using the stop recorded in "
+                        f"{run.settings.audit_log} at {entry.get('when')}")
+            return original, str(run.settings.audit_log)
+    raise OpsError(f"cannot tell what {run.machine.id} ran before the stop ({run.marker}: "
+                   f"{problem}; no emergency.stop in {run.settings.audit_log}); if it ran the "
+                   f"image's CMD: fly machine update {run.machine.id} -a {run.app} "
+                   "--command '' --yes", ExitCode.NOT_FOUND)
+
+
+def _line(text: str, words: str) -> str:
+    """flyctl's line that says how it went (its output is not JSON)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return next((line for line in lines if words in line), lines[-1] if lines else "")

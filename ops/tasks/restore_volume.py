@@ -1,0 +1,89 @@
+"""`invoke restore.volume`: a lost volume back from a snapshot, on a clone of the machine."""
+
+from __future__ import annotations
+
+import shlex
+
+from invoke import task
+
+from ops import config, fly
+from ops import emergency as em
+from ops import volume_restore as vr
+from ops.cli import guarded
+from ops.errors import ExitCode, OpsError
+from ops.ui import UI, human_bytes
+
+
+@task(help={
+    "snapshot": "the volume snapshot to restore (vs_...), or `latest` (required)",
+    "yes": "go ahead without asking (required when not on a terminal)",
+    "dry_run": "print the plan with every flyctl command; change nothing",
+    "json": "print the audit record (or the plan, with --dry-run) as JSON on stdout",
+})
+@guarded
+def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
+    """New volume from a snapshot, old machine stopped (kept), a clone of it on the new volume."""
+    if not snapshot or not str(snapshot).strip():
+        raise OpsError("--snapshot is required: a snapshot id (vs_...) or latest", ExitCode.USAGE)
+    settings = config.load(c.config)
+    ui = UI(json_mode=json)
+    app = settings.app
+    runner = fly.Fly(settings.flyctl())
+    with ui.step(f"resolve the volume, its machine and snapshot {snapshot}") as shown:
+        name = settings.fly_toml().mount_source
+        volumes = runner.volumes(app)
+        volume, machine = em.production(volumes, em.machines(runner, app), name, app)
+        resolved = vr.resolve(app, name, volume, machine, runner.snapshots(app, volume.id),
+                              str(snapshot).strip(), volumes)
+        snap = resolved.snapshot
+        shown.detail = (f"{volume.id} on {machine.id} ({machine.state}); {snap.id} of "
+                        f"{snap.created_at}, {human_bytes(snap.volume_size)} volume")
+    steps = vr.plan(resolved, settings.health)
+    title = f"Restore volume {volume.id} of {app} from {snap.id}"
+    ui.info(em.render(f"{title}{' (dry run: nothing changes)' if dry_run else ''}:", steps))
+    ui.info(f"  Resolved while it runs: {vr.NEW_VOLUME} (the id `fly volumes create` prints), "
+            f"{vr.NEW_MACHINE} (the clone's id). Kept, never destroyed: {machine.id} and "
+            f"{volume.id}.")
+    for stray in resolved.strays:
+        ui.warn(f"volume {stray} is also named {name!r} and unattached: a later `fly deploy` "
+                "that needs a volume may pick it; destroy it if it is not needed")
+    summary = {"app": app, "volume": volume.id, "machine": machine.id, "snapshot": snap.id,
+               "size_gb": resolved.size_gb, "region": volume.region, "path": resolved.path}
+    if dry_run:
+        if json:
+            ui.emit({"dry_run": True, **summary, "steps": em.plan_as_data(steps)})
+        return
+    em.confirm(ui, f"Restore {app}'s volume from {snap.id} onto a new machine (the old "
+               f"machine {machine.id} is stopped and kept)?", yes=yes)
+
+    run = vr.Execution(resolved, runner, settings.snapshot_timeout, settings.health_interval)
+    steps_runner = em.Runner("restore.volume", app, runner, ui, settings.audit_log,
+                             fill=lambda step: vr.filled(step, run.values))
+    steps_runner.start(**summary)
+    steps_runner.record["new"] = run.values  # filled in as the steps learn them
+    by_key = {step.key: step for step in steps}
+
+    def act(key):
+        return lambda: getattr(run, key)(vr.filled(by_key[key], run.values))
+
+    actions = {key: act(key) for key in ("create", "wait", "stop_old", "clone")}
+    actions["verify"] = lambda: run.verify(by_key["verify"], em.machines(runner, app))
+    actions["health"] = lambda: em.wait_healthy(settings.health, settings.health_timeout,
+                                                settings.health_interval)
+    try:
+        steps_runner.run(steps, actions)
+    except OpsError:
+        stopped = any(s["step"] == "stop_old" and s["outcome"] == "ok"
+                      for s in steps_runner.record["steps"])
+        if stopped:
+            back = shlex.join(["fly", *fly.machine_start(app, machine.id)])
+            ui.info(f"To go back to the old machine instead: {back}")
+            steps_runner.record["go_back"] = back
+        raise
+    finally:
+        if json and steps_runner.record:
+            ui.emit(steps_runner.record)
+    later = "\n".join(f"  {shlex.join(['fly', *argv])}" for argv in vr.cleanup_commands(resolved))
+    ui.info(f"Restored: {run.values['new_machine']} runs with {run.values['new_volume']}. "
+            f"Kept: {machine.id} (stopped) with {volume.id}. Once the app is right, remove "
+            f"them with:\n{later}")

@@ -1,0 +1,375 @@
+"""`invoke emergency.stop` / `emergency.resume` through the real CLI and the flyctl double.
+
+The production site (``tests.test_deploy.make_site``) is the double's world, a checkout
+with fly.toml, a live WAL database on the "volume" and the app's /health. Tests assert
+the exact flyctl calls and their order, the machine's config in the world before and
+after, the marker on the volume, the audit line, and what a user sees on refusals.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shlex
+import subprocess
+import time
+
+import pytest
+
+from ops import emergency
+from ops.errors import ExitCode
+from tests import helpers
+from tests.flyctl_double import DEFAULT_APP, DEFAULT_MACHINE_ID, DEFAULT_VOLUME_ID
+from tests.test_deploy import make_site
+
+APP, MID, VOL = DEFAULT_APP, DEFAULT_MACHINE_ID, DEFAULT_VOLUME_ID
+SLEEP = "sleep 2147483647"
+READS = [["volumes", "list", "-a", APP, "--json"], ["machine", "list", "-a", APP, "--json"]]
+STOP = ["machine", "update", MID, "-a", APP, "--command", SLEEP, "--autostop=off",
+        "--skip-health-checks", "--yes"]
+RESUME = ["machine", "update", MID, "-a", APP, "--command", "", "--autostop=stop", "--yes"]
+
+
+@pytest.fixture
+def site(tmp_path, fly_world):
+    made = make_site(tmp_path, fly_world)
+    yield made
+    made.health.close()
+
+
+def marker(site):
+    return site.db.parent / emergency.MARKER
+
+
+def shown(argv: list[str]) -> list[str]:
+    """A call with an ssh script named by what it does (the exact scripts are long)."""
+    if argv[:2] != ["ssh", "console"]:
+        return argv
+    script = shlex.split(argv[argv.index("-C") + 1])[2]
+    for needle, name in (("__OPS_EMERGENCY__", "read marker"), ("/proc/[0-9]*/fd", "open handles"),
+                         ("> ", "write marker"), ("rm -f", "remove marker")):
+        if needle in script:
+            return ["ssh", name]
+    return ["ssh", "?"]
+
+
+def calls(site) -> list[list[str]]:
+    return [shown(argv) for argv in site.world.calls()]
+
+
+def config(site) -> dict:
+    """The machine's config as `fly machine list --json` shows it."""
+    return site.world.machine(MID)["config"]
+
+
+def set_machine(site, *, cmd=None, autostops=(True,), exec_=None) -> None:
+    with site.world._mutate() as state:
+        machine = state["apps"][APP]["machines"][0]
+        init = machine["config"]["init"]
+        for key, value in (("cmd", cmd), ("exec", exec_)):
+            if value is not None:
+                init[key] = value
+        base = machine["config"]["services"][0]
+        machine["config"]["services"] = [dict(base, autostop=a) for a in autostops]
+
+
+# ---------------------------------------------------------------- stop, restore's state, resume
+
+
+@pytest.mark.parametrize("cmd, autostop", [(None, True), (["node", "src/server.js"], "suspend")])
+def test_stop_then_resume_undoes_exactly_what_stop_did(site, cmd, autostop):
+    set_machine(site, cmd=cmd, autostops=(autostop,))
+    before = config(site)
+    word = "stop" if autostop is True else autostop
+
+    stopped = site.run("emergency.stop", "--yes", "--json")
+
+    assert stopped.returncode == 0, stopped
+    update = STOP
+    assert calls(site) == [*READS, update, ["ssh", "write marker"], READS[1],
+                           ["ssh", "open handles"]]
+    now = site.world.machine(MID)
+    assert now["state"] == "started" and now["config"]["init"]["cmd"] == SLEEP.split()
+    assert [s["autostop"] for s in now["config"]["services"]] == [False]
+    recorded = json.loads(marker(site).read_text())
+    assert recorded["machine"] == MID
+    assert recorded["original"] == {"cmd": cmd, "autostop": word}
+    record = stopped.json()
+    assert record["kind"] == "emergency.stop" and record["outcome"] == "ok"
+    assert record["original"] == recorded["original"] and site.audit() == [record]
+
+    site.world.clear_calls()
+    resumed = site.run("emergency.resume", "--yes")
+
+    assert resumed.returncode == 0, resumed
+    back = ["machine", "update", MID, "-a", APP, "--command", shlex.join(cmd) if cmd else "",
+            f"--autostop={word}", "--yes"]
+    assert calls(site) == [*READS, ["ssh", "read marker"], back, READS[1],
+                           ["ssh", "remove marker"]]
+    assert config(site) == before  # exactly what it was, command and autostop
+    assert site.world.machine(MID)["state"] == "started"
+    assert not marker(site).exists()
+    kinds = [(entry["kind"], entry["outcome"]) for entry in site.audit()]
+    assert kinds == [("emergency.stop", "ok"), ("emergency.resume", "ok")]
+    assert "200 after" in resumed.stderr
+
+
+def test_the_stopped_machine_keeps_the_volume_reachable_for_restore(site):
+    """What `restore --production` needs: ssh to the machine, its scripts, no app writing."""
+    assert site.run("emergency.stop", "--yes").returncode == 0
+
+    backup = site.run("backup", "--production", "--json")
+    verify = site.run("backup.verify", "latest", "--production", "--json")
+
+    assert backup.returncode == 0, backup
+    assert verify.returncode == 0 and verify.json()[0]["ok"], verify
+    assert site.world.machine(MID)["config"]["init"]["cmd"] == SLEEP.split()
+    assert emergency.is_stopped(site.world.machine(MID))
+    again = site.run("emergency.stop", "--yes")  # a second stop changes nothing
+    assert again.returncode == 0 and "already emergency-stopped" in again.stderr
+    assert not any(argv[:2] == ["machine", "update"] for argv in site.world.calls()[-2:])
+
+
+def test_apps_without_autostop_are_stopped_without_touching_it(site):
+    set_machine(site, autostops=(False,))
+
+    assert site.run("emergency.stop", "--yes").returncode == 0
+    assert site.run("emergency.resume", "--yes").returncode == 0
+
+    updates = [argv for argv in site.world.calls() if argv[:2] == ["machine", "update"]]
+    assert updates == [
+        ["machine", "update", MID, "-a", APP, "--command", SLEEP, "--skip-health-checks",
+         "--yes"],
+        ["machine", "update", MID, "-a", APP, "--command", "", "--yes"],
+    ]
+
+
+# ---------------------------------------------------------------- dry runs and refusals
+
+
+def test_dry_run_prints_the_plan_and_makes_no_changing_call(site):
+    before = config(site)
+
+    planned = site.run("emergency.stop", "--dry-run", "--json")
+
+    assert planned.returncode == 0, planned
+    assert calls(site) == READS
+    plan = planned.json()
+    assert plan["dry_run"] is True and plan["original"] == {"cmd": None, "autostop": "stop"}
+    assert [step["key"] for step in plan["steps"]] == ["update", "record", "verify", "quiet"]
+    assert plan["steps"][0]["argv"] == STOP
+    assert shlex.join(["fly", *STOP]) in " ".join(planned.stderr.split())
+    assert config(site) == before and site.audit() == [] and not marker(site).exists()
+
+    assert site.run("emergency.stop", "--yes").returncode == 0
+    site.world.clear_calls()
+    resume = site.run("emergency.resume", "--dry-run", "--json")
+    assert resume.returncode == 0, resume
+    assert calls(site) == [*READS, ["ssh", "read marker"]]
+    assert resume.json()["steps"][0]["argv"] == RESUME
+    assert site.world.machine(MID)["config"]["init"]["cmd"] == SLEEP.split()
+
+
+@pytest.mark.parametrize("task", ["emergency.stop", "emergency.resume"])
+def test_without_a_terminal_nothing_happens_without_yes(site, task):
+    if task == "emergency.resume":
+        assert site.run("emergency.stop", "--yes").returncode == 0
+        site.world.clear_calls()
+    before = site.world.machine(MID)["config"]
+
+    result = site.run(task)
+
+    line = helpers.assert_one_line_error(result, ExitCode.USAGE, strict=False)
+    assert "--yes" in line
+    assert all(argv[:2] != ["machine", "update"] for argv in site.world.calls())
+    assert all(shown(argv)[1] in ("list", "read marker") for argv in site.world.calls())
+    assert site.world.machine(MID)["config"] == before
+
+
+def test_a_terminal_is_asked_and_no_changes_nothing(site):
+    answer_no = on_terminal(site, ["emergency.stop"], "n")
+    assert answer_no.returncode == ExitCode.ERROR and "aborted" in answer_no.stdout
+    assert calls(site) == READS
+
+    answer_yes = on_terminal(site, ["emergency.stop"], "y")
+    assert answer_yes.returncode == 0, answer_yes.stdout
+    assert site.world.machine(MID)["config"]["init"]["cmd"] == SLEEP.split()
+
+
+@pytest.mark.parametrize("setup, words", [
+    ({"exec_": ["/app/run.sh"]}, "init.exec"),
+    ({"autostops": (True, False)}, "autostop differently"),
+])
+def test_a_stop_resume_could_not_undo_is_refused_before_anything(site, setup, words):
+    set_machine(site, **setup)
+
+    result = site.run("emergency.stop", "--yes")
+
+    line = helpers.assert_one_line_error(result, ExitCode.USAGE, strict=False)
+    assert words in line
+    assert calls(site) == READS
+
+
+def test_resume_of_a_running_app_changes_nothing(site):
+    result = site.run("emergency.resume", "--yes")
+
+    assert result.returncode == 0 and "nothing to resume" in result.stderr, result
+    assert calls(site) == READS
+
+
+# ---------------------------------------------------------------- failures
+
+
+def test_a_failed_update_says_what_to_run_by_hand(site):
+    site.world.fail(["machine", "update"], stderr="Error: could not update machine "
+                    f"{MID}: failed to acquire lease\n")
+
+    result = site.run("emergency.stop", "--yes", "--json")
+
+    assert result.returncode == ExitCode.FLY, result
+    assert helpers.assert_one_line_error(result, ExitCode.FLY, strict=False)
+    assert "failed to acquire lease" in result.error_lines[0]
+    text = result.stderr
+    assert "To finish by hand, run from the failed step on:" in text
+    assert shlex.join(["fly", *STOP]) in text
+    manual = result.json()["manual"]
+    assert [line.rsplit("# ", 1)[1] for line in manual] == ["update", "record", "verify",
+                                                             "quiet"]
+    record_line = manual[1].rsplit("   #", 1)[0].strip()
+    argv = shlex.split(record_line)[1:]  # the exact ssh command, runnable as printed
+    assert argv[:8] == ["ssh", "console", "-a", APP, "--machine", MID, "-q", "-C"]
+    assert json.dumps(MID) in argv[8]
+    assert site.audit()[0]["outcome"] == "update failed"
+    assert calls(site) == [*READS, STOP]
+
+
+def test_a_process_still_holding_the_database_fails_the_stop_loudly(site, tmp_path):
+    writer = helpers.Writer(site.db, tmp_path / "writer").start()  # an app ignoring its CMD
+    try:
+        result = site.run("emergency.stop", "--yes")
+    finally:
+        writer.stop()
+
+    line = helpers.assert_one_line_error(result, ExitCode.ERROR, strict=False)
+    assert "still open" in line and "invoke emergency.resume" in line
+    assert site.audit()[0]["outcome"] == "quiet failed"
+
+
+def test_resume_that_does_not_bring_health_back_exits_14(site):
+    assert site.run("emergency.stop", "--yes").returncode == 0
+    site.health.mode = "503"
+
+    result = site.run("emergency.resume", "--yes")
+
+    line = helpers.assert_one_line_error(result, ExitCode.HEALTH_FAILED, strict=False)
+    assert "not healthy" in line
+    assert site.world.machine(MID)["config"]["init"] == {}  # resumed all the same
+    assert not marker(site).exists()
+    assert site.audit()[-1]["outcome"] == "health failed"
+
+
+def test_resume_without_the_marker_uses_the_audit_log_else_says_what_to_do(site, tmp_path):
+    assert site.run("emergency.stop", "--yes").returncode == 0
+    marker(site).unlink()
+
+    elsewhere = {"INVOKE_DEPLOY_AUDIT_LOG": str(tmp_path / "other.jsonl")}
+    unknown = site.run("emergency.resume", "--yes", env=elsewhere)
+    line = helpers.assert_one_line_error(unknown, ExitCode.NOT_FOUND, strict=False)
+    assert f"fly machine update {MID} -a {APP} --command '' --yes" in line
+    assert emergency.is_stopped(site.world.machine(MID))
+
+    resumed = site.run("emergency.resume", "--yes")
+    assert resumed.returncode == 0, resumed
+    assert "using the stop recorded in" in resumed.stderr
+    assert site.world.machine(MID)["config"]["init"] == {}
+
+
+def test_a_tampered_marker_is_not_trusted(site):
+    assert site.run("emergency.stop", "--yes").returncode == 0
+    marker(site).write_text(json.dumps({"machine": MID, "original": {"cmd": "rm -rf /"}}))
+
+    resumed = site.run("emergency.resume", "--yes")
+
+    assert resumed.returncode == 0, resumed
+    assert "unusable" in resumed.stderr  # it fell back to the audit log's record
+    assert site.world.machine(MID)["config"]["init"] == {}
+
+
+@pytest.mark.parametrize("machine", [
+    {"id": MID, "config": {"init": {"cmd": "sleep 1"}}},  # a string, not a list
+    {"id": MID, "config": {"services": [{"autostop": "sometimes"}]}},
+    {"config": {}},  # no id
+])
+def test_hostile_machine_json_is_one_line_and_changes_nothing(site, machine):
+    site.world.garbage(["machine", "list"], stdout=json.dumps([machine]) + "\n")
+
+    result = site.run("emergency.stop", "--yes")
+
+    line = helpers.assert_one_line_error(result, ExitCode.FLY)
+    assert "`fly machine list` printed unexpected JSON" in line
+    assert calls(site) == READS
+
+
+# ---------------------------------------------------------------- the double's `machine update`
+
+
+def fly(site, *args: str):
+    return subprocess.run(["fly", *args], cwd=site.cwd, env=site.world.subprocess_env(),
+                          capture_output=True, text=True, timeout=30)
+
+
+def test_the_double_updates_like_flyctl(site):
+    no_yes = fly(site, "machine", "update", MID, "-a", APP, "--command", SLEEP)
+    assert no_yes.returncode == 1
+    assert no_yes.stderr == "Error: yes flag must be specified when not running interactively\n"
+    assert no_yes.stdout.startswith(f"Configuration changes to be applied to machine: {MID}")
+
+    spaced = fly(site, "machine", "update", MID, "-a", APP, "--autostop", "off", "--yes")
+    assert spaced.returncode == 1  # --autostop takes no separate value: `off` is an argument
+    assert spaced.stderr == "Error: accepts between 0 and 1 arg(s), received 2\n"
+
+    unhealthy = fly(site, "machine", "update", MID, "-a", APP, "--command", SLEEP, "--yes")
+    assert unhealthy.returncode == 126, unhealthy  # nothing answers the checks any more
+    assert unhealthy.stderr.endswith(
+        "Error: failed to wait for health checks to pass: context deadline exceeded\n")
+
+    no_id = fly(site, "machine", "update", "-a", APP, "--yes")
+    assert no_id.stderr == "Error: a machine ID must be specified when not running " \
+                           "interactively\n"
+    missing = fly(site, "machine", "stop", "0123456789abcd", "-a", APP)
+    assert missing.stderr == f"Error: machine 0123456789abcd was not found in app '{APP}'\n"
+
+
+# ---------------------------------------------------------------- a terminal
+
+
+def on_terminal(site, args: list[str], answer: str) -> helpers.InvokeResult:
+    """Run the CLI with stdin, stdout and stderr on a pseudo-terminal; answer its prompt."""
+    master, slave = os.openpty()
+    env = helpers.clean_env(site.env())
+    proc = subprocess.Popen([helpers.PYTHON, "-m", "invoke", "--search-root",
+                             str(helpers.REPO_ROOT), *args], cwd=site.cwd, env=env,
+                            stdin=slave, stdout=slave, stderr=slave, close_fds=True)
+    os.close(slave)
+    seen, answered = b"", False
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+        if not answered and b"[y/N]" in seen:
+            os.write(master, answer.encode() + b"\n")
+            answered = True
+        if proc.poll() is not None and not ready:
+            break
+    proc.wait(timeout=30)
+    os.close(master)
+    text = seen.decode(errors="replace").replace("\r\n", "\n")
+    return helpers.InvokeResult(args, proc.returncode, text, "")

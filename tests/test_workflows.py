@@ -1,0 +1,67 @@
+"""The GitHub workflows as data: a pinned supply chain, and the schedule the README promises.
+
+zizmor (run by .ci/run) audits them too; these checks keep what zizmor does not know:
+the exact task lines, the shared concurrency group and the flyctl version preflight accepts.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import REPO_ROOT
+
+WORKFLOWS = REPO_ROOT / ".github" / "workflows"
+USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(\S+)(.*)$")
+PINNED = re.compile(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}")
+
+
+def text(name: str) -> str:
+    return (WORKFLOWS / name).read_text()
+
+
+@pytest.mark.parametrize("name", ["deploy.yml", "scheduled.yml"])
+def test_every_action_is_pinned_by_commit_with_its_version(name):
+    uses = [USES.match(line) for line in text(name).splitlines() if USES.match(line)]
+    assert uses
+    for match in uses:
+        assert PINNED.fullmatch(match.group(1)), match.group(0)
+        assert re.fullmatch(r"\s*# v?\d+(\.\d+)*", match.group(2)), match.group(0)
+
+
+@pytest.mark.parametrize("name", ["deploy.yml", "scheduled.yml"])
+def test_read_only_token_no_persisted_credentials_pinned_flyctl(name):
+    body = text(name)
+    assert re.search(r"^permissions:\n  contents: read\n", body, re.MULTILINE)
+    assert body.count("permissions:") == 1 and "write" not in body
+    checkouts = body.count("actions/checkout@")
+    assert checkouts and body.count("persist-credentials: false") == checkouts
+    versions = re.findall(r"setup-flyctl@\S+.*\n\s+with:\n\s+version: (\S+)", body)
+    assert versions and len(versions) == body.count("setup-flyctl@")
+    for version in versions:
+        assert tuple(map(int, version.split("."))) >= (0, 4, 80)
+    # the token only in the env of the steps that run the toolkit, never echoed
+    assert "echo" not in "".join(line for line in body.splitlines() if "secrets." in line)
+    assert re.findall(r"FLY_API_TOKEN: \$\{\{ secrets\.FLY_API_TOKEN \}\}", body)
+
+
+def test_the_schedule_runs_the_tasks_in_the_deploy_group():
+    scheduled, deploy = text("scheduled.yml"), text("deploy.yml")
+    group = re.compile(r"concurrency:\n  group: (\S+)\n  cancel-in-progress: false")
+    assert group.search(scheduled).group(1) == group.search(deploy).group(1)
+    crons = re.findall(r'- cron: "([^"]+)"', scheduled)
+    assert len(crons) == 2
+    for line in ("invoke backup --production", "invoke backup.status --production --max-age 26h",
+                 "invoke backup.drill --production --json"):
+        assert f".venv/bin/{line}" in scheduled
+    # nothing that could wait for an answer: stdin closed, no --yes needed by these tasks
+    for run in re.findall(r"run: (\.venv/bin/invoke .*)", scheduled):
+        assert "< /dev/null" in run, run
+
+
+def test_ci_runs_zizmor_offline_after_the_tests():
+    ci = (REPO_ROOT / ".ci" / "run").read_text()
+    assert ci.index("pytest") < ci.index(".venv/bin/zizmor --offline .github/workflows")
+    assert "zizmor" in Path(REPO_ROOT / "pyproject.toml").read_text()
