@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ops.errors import ExitCode, OpsError
 from ops.retention import validate_keep
+from ops.ssh.address import parse_address
 
 DEFAULTS = {
     "fly": {"bin": "", "app": "", "config": "fly.toml"},
@@ -34,6 +35,12 @@ DEFAULTS = {
     },
     "health": {"url": "", "timeout": "300", "interval": "5"},
     "deploy": {"audit_log": "data/deploys.jsonl", "lock_wait": "0"},
+    "ssh": {
+        "host": "",  # [user@]host[:port] of an SSH host (--host)
+        "known_hosts": "",  # a known_hosts file read besides ~/.ssh/known_hosts
+        "connect_timeout": "15",  # seconds for TCP connect, the SSH banner and the login
+        "timeout": "600",  # seconds one remote command may take (and a transfer may stall)
+    },
 }
 
 
@@ -65,6 +72,10 @@ class Settings:
     health_interval: float
     audit_log: Path
     deploy_lock_wait: float
+    ssh_host: str = ""
+    ssh_known_hosts: str = ""
+    ssh_connect_timeout: float = 15.0
+    ssh_timeout: float = 600.0
     _fly_toml: list = field(default_factory=list, repr=False, compare=False)
 
     def fly_toml(self) -> FlyToml:
@@ -191,6 +202,10 @@ def load(config, **flags) -> Settings:
     for key, value in (("db.path", db["path"]), ("backup.dir", backup["dir"])):
         if not str(value).strip():
             raise OpsError(f"config {key} is empty", ExitCode.USAGE)
+    ssh = _section(config, "ssh")
+    ssh_host = str(pick("host", ssh["host"]) or "").strip()
+    if ssh_host:  # validated once, like every other key
+        parse_address(ssh_host, "--host" if flags.get("host") else "config ssh.host")
     return Settings(
         fly_bin=str(fly["bin"]),
         fly_app=str(fly["app"]),
@@ -212,4 +227,16 @@ def load(config, **flags) -> Settings:
         health_interval=_number(health["interval"], "health.interval", minimum=0.05),
         audit_log=Path(str(deploy["audit_log"])),
         deploy_lock_wait=_number(pick("deploy_lock_wait", deploy["lock_wait"]), "deploy.lock_wait"),
+        ssh_host=ssh_host,
+        ssh_known_hosts=os.path.expanduser(str(ssh["known_hosts"] or "")),
+        ssh_connect_timeout=_seconds(ssh["connect_timeout"], "ssh.connect_timeout", 0.1),
+        ssh_timeout=_seconds(ssh["timeout"], "ssh.timeout", 0.0),
     )
+
+
+def _seconds(value, key: str, minimum: float) -> float:
+    """A finite number of seconds (``nan`` and ``inf`` would make every wait wrong)."""
+    number = _number(value, key, minimum=minimum)
+    if number != number or number == float("inf"):
+        raise OpsError(f"config {key} must be a finite number, got {value!r}", ExitCode.USAGE)
+    return number
