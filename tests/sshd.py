@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-SSHD = "/usr/sbin/sshd"
+SSHD = os.environ.get("OPS_TEST_SSHD", "/usr/sbin/sshd")  # another path: to test the skip
 # sshd options some versions lack: written only where ``sshd -t`` accepts them
 OPTIONAL = ("PerSourcePenalties no",)  # OpenSSH >= 9.8 would shut out 127.0.0.1 after our kills
 
@@ -70,6 +70,7 @@ class Sshd:
     user: str
     host_key: Path  # private; ``host_key.pub`` is what a known_hosts line holds
     client_key: Path  # in authorized_keys
+    user_ca: Path  # signs user certificates the server accepts (what `fly ssh issue` gives)
     process: subprocess.Popen
     log: Path
 
@@ -80,6 +81,13 @@ class Sshd:
     def known_hosts_line(self, port: int | None = None) -> str:
         """What ``ssh-keyscan -p PORT 127.0.0.1`` would add for this server."""
         return f"[{self.host}]:{port or self.port} {public_line(self.host_key)}\n"
+
+    def certify(self, key: Path) -> Path:
+        """A user certificate for ``key`` (``key-cert.pub``, which ssh-add loads with it)."""
+        subprocess.run(["ssh-keygen", "-q", "-s", str(self.user_ca), "-I", "ops-tests",
+                        "-n", self.user, "-V", "-5m:+1h", f"{key}.pub"],
+                       check=True, capture_output=True)
+        return Path(f"{key}-cert.pub")
 
     def connection_pids(self) -> list[int]:
         """Every process sshd started for a connection (its descendants)."""
@@ -120,10 +128,12 @@ class Sshd:
 
 def _config(root: Path, ports: tuple[int, int], host_key: Path, authorized: Path,
             no_python_path: Path, extra: tuple[str, ...]) -> str:
+    user_ca = root / "user_ca.pub"
     listen = "\n".join(f"ListenAddress 127.0.0.1:{port}" for port in ports)
     return f"""{listen}
 HostKey {host_key}
 AuthorizedKeysFile {authorized}
+TrustedUserCAKeys {user_ca}
 PidFile none
 StrictModes no
 UsePAM no
@@ -151,6 +161,7 @@ def start(root: Path) -> Sshd:
     root.mkdir(parents=True, exist_ok=True)
     host_key = keygen(root / "ssh_host_ed25519_key")
     client_key = keygen(root / "client_ed25519")
+    user_ca = keygen(root / "user_ca")
     authorized = root / "authorized_keys"
     authorized.write_text(public_line(client_key) + "\n")
     no_python = path_without_python(root / "bin-without-python")
@@ -174,7 +185,7 @@ def start(root: Path) -> Sshd:
             text = log.read_text()
             if text.count("Server listening on") >= 2:
                 return Sshd(root, ports[0], ports[1], getpass.getuser(), host_key, client_key,
-                            process, log)
+                            user_ca, process, log)
             if process.poll() is not None:
                 break
             time.sleep(0.02)

@@ -228,24 +228,59 @@ def test_proxyjump_hops_are_held_to_known_hosts_too(ssh_host):
         excinfo, ExitCode.FLY)
 
 
-def test_keys_in_the_agent_are_used(sshd_server, tmp_path, monkeypatch):
+@pytest.fixture
+def agent(tmp_path, monkeypatch):
+    """A real ssh-agent for this test; ``agent(key)`` adds a key (and its certificate)."""
+    sock = tmp_path / "agent.sock"
+    process = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
+    helpers.wait_for(lambda: subprocess.run(["ssh-add", "-l"], capture_output=True).returncode
+                     != 2, what="ssh-agent")  # 2: cannot talk to the agent (yet)
+
+    def add(key: Path) -> None:
+        subprocess.run(["ssh-add", str(key)], check=True, capture_output=True)
+
+    yield add
+    process.terminate()
+    process.wait()
+
+
+def test_keys_in_the_agent_are_used(sshd_server, agent):
     home = Path(os.environ["HOME"]) / ".ssh"
     home.mkdir()
     (home / "known_hosts").write_text(sshd_server.known_hosts_line())
-    sock = tmp_path / "agent.sock"
-    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-    try:
-        helpers.wait_for(sock.exists, what="ssh-agent")
-        env = {**os.environ, "SSH_AUTH_SOCK": str(sock)}
-        subprocess.run(["ssh-add", str(sshd_server.client_key)], env=env, check=True,
-                       capture_output=True)
-        monkeypatch.setenv("SSH_AUTH_SOCK", str(sock))
-        with session_to(sshd_server) as ssh:
-            assert ssh.run("true").status == 0
-    finally:
-        agent.terminate()
-        agent.wait()
+    agent(sshd_server.client_key)
+    with session_to(sshd_server) as ssh:
+        assert ssh.run("true").status == 0
+
+
+def test_a_certificate_in_the_agent_logs_in_like_fly_ssh_issue(sshd_server, agent, tmp_path):
+    """`fly ssh issue --agent` puts a key and its user certificate into the agent."""
+    home = Path(os.environ["HOME"]) / ".ssh"
+    home.mkdir()
+    (home / "known_hosts").write_text(sshd_server.known_hosts_line())
+    key = sshd.keygen(tmp_path / "issued")  # not in authorized_keys: only the certificate counts
+    agent(key)
+    with session_to(sshd_server) as ssh, pytest.raises(OpsError) as excinfo:
+        ssh.run("true")
+    assert "the host refused our keys (tried the ssh-agent's keys)" in refused(excinfo,
+                                                                              ExitCode.FLY)
+    sshd_server.certify(key)
+    agent(key)  # ssh-add loads issued-cert.pub with it
+    with session_to(sshd_server) as ssh:
+        assert ssh.run("true").status == 0
+
+
+def test_a_key_with_a_passphrase_asks_for_the_agent(sshd_server, tmp_path):
+    home = Path(os.environ["HOME"]) / ".ssh"
+    home.mkdir()
+    (home / "known_hosts").write_text(sshd_server.known_hosts_line())
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "secret", "-f",
+                    str(home / "id_ed25519")], check=True, capture_output=True)
+    with session_to(sshd_server) as ssh, pytest.raises(OpsError) as excinfo:
+        ssh.run("true")
+    assert "needs its passphrase; load it into the agent first" in refused(excinfo, ExitCode.FLY)
 
 
 # ---------------------------------------------------------------- timeouts
@@ -438,3 +473,15 @@ def test_ssh_settings_defaults_and_env_overrides(run_invoke, tmp_path):
     assert (settings.ssh_connect_timeout, settings.ssh_timeout) == (15.0, 600.0)
     result = run_invoke("backup.list", env={"INVOKE_SSH_TIMEOUT": "nan"})
     helpers.assert_one_line_error(result, ExitCode.USAGE, contains="ssh.timeout")
+
+
+@pytest.mark.parametrize("ci, outcome", [("true", "1 error"), (None, "1 skipped")])
+def test_without_sshd_the_tests_skip_with_the_reason_but_ci_fails(ci, outcome):
+    env = helpers.clean_env({"OPS_TEST_SSHD": "/nonexistent/sshd", "CI": ci,
+                             "PYTHONPATH": str(helpers.REPO_ROOT)})
+    run = subprocess.run(
+        [helpers.PYTHON, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
+         "tests/test_ssh.py::test_run_reports_the_real_status_and_survives_bytes_that_are_not_utf8"],
+        cwd=helpers.REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert outcome in run.stdout, run.stdout
+    assert "/nonexistent/sshd is not installed (apt-get install openssh-server)" in run.stdout

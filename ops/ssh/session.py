@@ -10,6 +10,7 @@ toolkit never sets it. The connection opens on first use and closes with the ``w
 
 from __future__ import annotations
 
+import contextlib
 import select
 import time
 from pathlib import Path
@@ -69,10 +70,12 @@ class SshSession:
         return OpsError(f"{doing} on {self.where}: connection lost ({text})", link.UNREACHABLE)
 
     def close(self) -> None:
+        """Close every hop; a connection that is already dead is closed all the same."""
         if self._cxn is not None:
-            self._cxn.close()
-            for hop in link.chain(self._cxn)[1:]:
-                hop.close()
+            for hop in link.chain(self._cxn):
+                with contextlib.suppress(OSError, EOFError, SSHException):
+                    hop.close()  # its SFTP channel first, which fails on a dead link
+                hop.client.close()
 
     def _deadline(self, timeout) -> float | None:
         seconds = self.options.timeout if timeout is DEFAULT else timeout
