@@ -108,12 +108,13 @@ class Sshd:
                 todo.append(child)
         return found
 
-    def cut_connections(self) -> int:
-        """Kill every connection's sshd processes (the server itself keeps listening)."""
+    def cut_connections(self, sig: int = signal.SIGKILL) -> int:
+        """Kill (or stop, with SIGSTOP) every connection's sshd processes; the server itself
+        keeps listening."""
         pids = self.connection_pids()
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, sig)
         return len(pids)
 
     def stop(self) -> None:

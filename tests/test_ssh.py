@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import stat
 import subprocess
@@ -122,7 +123,7 @@ def test_one_connection_serves_every_step_and_is_closed_on_exit(ssh_host):
 def test_a_command_past_its_deadline_is_a_timeout(ssh_host):
     with session_to(ssh_host) as ssh, pytest.raises(OpsError) as excinfo:
         ssh.run("sleep 30", timeout=0.3)
-    assert "did not finish within 0.3s (ssh.timeout)" in refused(excinfo, ExitCode.TIMEOUT)
+    assert "did not finish within 0.3s; it may still" in refused(excinfo, ExitCode.TIMEOUT)
 
 
 def test_settings_choose_the_host_and_its_options(ssh_host, tmp_path):
@@ -357,6 +358,46 @@ def test_a_download_cut_in_the_middle_leaves_nothing(ssh_host, tmp_path):
             ssh.run("true")
         assert "lost" in refused(excinfo, ExitCode.FLY)
     assert helpers.backup_files(tmp_path / "local") == []
+
+
+def test_a_download_that_stalls_is_a_timeout_and_leaves_nothing(ssh_host, tmp_path):
+    source = tmp_path / "host" / "steps-2026-11-24T09-30-00.db"
+    source.parent.mkdir()
+    source.write_bytes(os.urandom(8 << 20))
+    local = tmp_path / "local"
+    stopped = []
+
+    def stop_the_server_side(done, total):
+        if not stopped:
+            stopped.append(ssh_host.cut_connections(signal.SIGSTOP))
+
+    try:
+        with session_to(ssh_host, options=Options(connect_timeout=5, timeout=0.5)) as ssh, \
+                pytest.raises(OpsError) as excinfo:
+            ssh.get(str(source), local / source.name, helpers.sha256(source),
+                    on_bytes=stop_the_server_side)
+    finally:
+        ssh_host.cut_connections(signal.SIGKILL)
+    line = refused(excinfo, ExitCode.TIMEOUT)
+    assert f"download of {source} on " in line and "no data for 0.5s (ssh.timeout)" in line
+    assert os.listdir(local) == []
+
+
+def test_an_upload_cut_in_the_middle_leaves_nothing_that_looks_like_a_backup(ssh_host, tmp_path):
+    local = tmp_path / "steps-2026-11-24T09-30-00.db"
+    local.write_bytes(os.urandom(8 << 20))
+    folder = tmp_path / "host" / "backups"
+    cut = []
+
+    def kill_the_connection(done, total):
+        if not cut:
+            cut.append(ssh_host.cut_connections())
+
+    with session_to(ssh_host) as ssh, pytest.raises(OpsError) as excinfo:
+        ssh.put(local, str(folder / local.name), on_bytes=kill_the_connection)
+    assert "connection lost" in refused(excinfo, ExitCode.FLY)
+    assert helpers.backup_files(folder) == []
+    assert [name.startswith(".tmp-") for name in os.listdir(folder)] == [True]  # the staging
 
 
 def test_an_existing_file_is_never_overwritten(ssh_host, tmp_path):

@@ -51,8 +51,13 @@ class SshSession:
     def connection(self) -> Connection:
         """The open Fabric connection (opened on first use, then reused)."""
         if self._cxn is None:
-            self._cxn, self._known = link.build(self.address, self.options)
-            link.open_connection(self._cxn, self._known, self.options)
+            cxn, known = link.build(self.address, self.options)
+            try:
+                link.open_connection(cxn, known, self.options)
+            except BaseException:
+                _close(cxn)  # a ProxyJump hop may be open
+                raise
+            self._cxn, self._known = cxn, known
         elif not self._cxn.is_connected:  # one connection per run: no silent reconnect
             raise OpsError(f"the connection to {self.where} was lost", link.UNREACHABLE)
         return self._cxn
@@ -72,10 +77,7 @@ class SshSession:
     def close(self) -> None:
         """Close every hop; a connection that is already dead is closed all the same."""
         if self._cxn is not None:
-            for hop in link.chain(self._cxn):
-                with contextlib.suppress(OSError, EOFError, SSHException):
-                    hop.close()  # its SFTP channel first, which fails on a dead link
-                hop.client.close()
+            _close(self._cxn)
 
     def _deadline(self, timeout) -> float | None:
         seconds = self.options.timeout if timeout is DEFAULT else timeout
@@ -96,10 +98,10 @@ class SshSession:
             channel.exec_command(remote.wrap(script))
             out, err, code = _exchange(channel, stdin_text.encode(), deadline)
         except TimeoutError:
-            limit = (self.options.timeout if timeout is DEFAULT else timeout) or 0
-            raise OpsError(f"a remote command on {self.where} did not finish within "
-                           f"{limit:g}s (ssh.timeout); it may still be running there",
-                           ExitCode.TIMEOUT) from None
+            limit = f"{self.options.timeout:g}s (ssh.timeout)" if timeout is DEFAULT \
+                else f"{timeout:g}s"
+            raise OpsError(f"a remote command on {self.where} did not finish within {limit}; "
+                           "it may still be running there", ExitCode.TIMEOUT) from None
         except (OSError, EOFError, SSHException) as exc:
             raise self.lost(exc, "a remote command") from None
         output = remote.parse_output(out.decode("utf-8", "replace"))
@@ -139,6 +141,13 @@ class SshSession:
             on_bytes: transfer.Progress | None = None) -> transfer.Transferred:
         """Upload to ``remote_file``: private temporary folder, SHA-256 checked, linked."""
         return transfer.put(self, local, remote_file, expected_sha256, on_bytes)
+
+
+def _close(cxn: Connection) -> None:
+    for hop in link.chain(cxn):
+        with contextlib.suppress(OSError, EOFError, SSHException):
+            hop.close()  # its SFTP channel first, which fails on a dead link
+        hop.client.close()
 
 
 def _exchange(channel, stdin: bytes, deadline: float | None) -> tuple[bytes, bytes, int]:
