@@ -138,9 +138,31 @@ def test_settings_choose_the_host_and_its_options(ssh_host, tmp_path):
     with pytest.raises(OpsError) as excinfo:
         from_settings(config.load({}))
     assert "pass --host" in refused(excinfo, ExitCode.USAGE)
+    with pytest.raises(OpsError) as excinfo:  # the flag wins over ssh.host, and says so
+        from_settings(settings, host="we@ir@d")
+    assert refused(excinfo, ExitCode.USAGE).startswith("--host must be [user@]host[:port]")
 
 
 # ---------------------------------------------------------------- trust
+
+
+def test_known_hosts_lines_ssh_would_skip_are_skipped(ssh_host, tmp_path):
+    known = Path(os.environ["HOME"]) / ".ssh" / "known_hosts"
+    good = known.read_text()
+    known.write_text("garbage\n[127.0.0.1]:1 ssh-ed25519 !!notbase64!!\n"
+                     "@cert-authority *.example.com ssh-ed25519 AAAA\n"
+                     "@revoked * ssh-rsa AAAA\n\x00\xff\n" + good)
+    with session_to(ssh_host) as ssh:
+        assert ssh.run("true").status == 0
+
+
+def test_a_missing_ssh_known_hosts_file_is_a_usage_error(ssh_host, tmp_path):
+    options = Options(known_hosts=str(tmp_path / "nope"))
+    with session_to(ssh_host, options=options) as ssh, pytest.raises(OpsError) as excinfo:
+        ssh.run("true")
+    assert f"config ssh.known_hosts: no such file {tmp_path / 'nope'}" in refused(
+        excinfo, ExitCode.USAGE)
+
 
 
 def test_an_unknown_host_key_is_refused_before_anything_runs(sshd_server, host_db, tmp_path):
