@@ -27,6 +27,7 @@ from invoke.util import yaml
 
 from ops.errors import ExitCode, OpsError
 from ops.retention import validate_keep
+from ops.ssh.address import parse_address
 
 DEFAULTS = {
     "project": {"root": ""},  # tasks.py sets it to its folder; "" = the current folder
@@ -49,6 +50,12 @@ DEFAULTS = {
     },
     "health": {"url": "", "timeout": "300", "interval": "5"},
     "deploy": {"audit_log": "data/deploys.jsonl", "lock_wait": "0"},
+    "ssh": {
+        "host": "",  # [user@]host[:port] of an SSH host (--host)
+        "known_hosts": "",  # a known_hosts file read besides ~/.ssh/known_hosts
+        "connect_timeout": "15",  # seconds for TCP connect, the SSH banner and the login
+        "timeout": "600",  # seconds one remote command may take (and a transfer may stall)
+    },
 }
 
 
@@ -84,6 +91,10 @@ class Settings:
     fly_timeout: float = 300.0
     fly_min_rate: float = 1048576.0
     fly_deploy_timeout: float = 3600.0
+    ssh_host: str = ""
+    ssh_known_hosts: str = ""
+    ssh_connect_timeout: float = 15.0
+    ssh_timeout: float = 600.0
     _fly_toml: list = field(default_factory=list, repr=False, compare=False)
 
     def fly_toml(self) -> FlyToml:
@@ -299,6 +310,7 @@ def load(config, **flags) -> Settings:
     """Settings from an Invoke config, flags (not None) winning; validated once."""
     fly, db, backup = _section(config, "fly"), _section(config, "db"), _section(config, "backup")
     health, deploy = _section(config, "health"), _section(config, "deploy")
+    ssh = _section(config, "ssh")
     root = project_root(config)
 
     def given(flag: str) -> bool:
@@ -309,7 +321,8 @@ def load(config, **flags) -> Settings:
         if flag and given(flag):
             typed = FLAG_NAMES.get(flag, "--" + flag.replace("_", "-"))
             return _number(flags[flag], typed, **limits)
-        values = {"fly": fly, "backup": backup, "health": health, "deploy": deploy}[section]
+        values = {"fly": fly, "backup": backup, "health": health, "deploy": deploy,
+                  "ssh": ssh}[section]
         return _number(values[key], f"config {section}.{key}", **limits)
 
     def path(flag: str | None, section: dict, key: str, name: str) -> Path:
@@ -333,6 +346,10 @@ def load(config, **flags) -> Settings:
     if check not in ("integrity", "quick"):
         raise OpsError(f"config backup.check must be integrity or quick, got {check!r}",
                        ExitCode.USAGE)
+    ssh_host = _string(flags["host"] if given("host") else ssh["host"], "ssh.host",
+                       optional=True).strip()
+    if ssh_host:  # validated once, like every other key
+        parse_address(ssh_host, "--host" if given("host") else "config ssh.host")
     return Settings(
         fly_bin=_string(fly["bin"], "fly.bin", optional=True),
         fly_app=_string(fly["app"], "fly.app", optional=True),
@@ -357,6 +374,11 @@ def load(config, **flags) -> Settings:
         fly_timeout=number(None, "fly", "timeout", minimum=0.1),
         fly_min_rate=number(None, "fly", "min_rate", minimum=1, maximum=float(1 << 40)),
         fly_deploy_timeout=number(None, "fly", "deploy_timeout", minimum=1),
+        ssh_host=ssh_host,
+        ssh_known_hosts=os.path.expanduser(_string(ssh["known_hosts"], "ssh.known_hosts",
+                                                   optional=True)),
+        ssh_connect_timeout=number(None, "ssh", "connect_timeout", minimum=0.1),
+        ssh_timeout=number(None, "ssh", "timeout"),
     )
 
 

@@ -83,3 +83,41 @@ def backup_now(wal_db, backup_dir):
     from ops import engine
 
     return functools.partial(engine.create_backup, wal_db, backup_dir)
+
+
+@pytest.fixture(autouse=True)
+def _no_personal_ssh(monkeypatch, tmp_path_factory):
+    """The developer's ~/.ssh (config, known_hosts, keys) and ssh-agent stay out of tests."""
+    monkeypatch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
+    for key in ("SSH_AUTH_SOCK", "SSH_AGENT_PID"):
+        monkeypatch.delenv(key, raising=False)
+
+
+@pytest.fixture(scope="session")
+def sshd_server(tmp_path_factory):
+    """A real OpenSSH server on 127.0.0.1 (``tests/sshd.py``); skips where none can run,
+    except under CI (``CI=true``), where that is a failure."""
+    from tests import sshd
+
+    try:
+        server = sshd.start(tmp_path_factory.mktemp("sshd"))
+    except sshd.SshdUnavailable as exc:
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail(f"CI must run the SSH tests, but sshd cannot run: {exc}")
+        pytest.skip(f"no sshd here: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ssh_host(sshd_server):
+    """The server, trusted and logged into like a real host: its key in ~/.ssh/known_hosts
+    and the client key as ~/.ssh/id_ed25519 (HOME is the test's own)."""
+    import shutil
+
+    ssh_dir = Path(os.environ["HOME"]) / ".ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    shutil.copy(sshd_server.client_key, ssh_dir / "id_ed25519")
+    (ssh_dir / "known_hosts").write_text(
+        sshd_server.known_hosts_line() + sshd_server.known_hosts_line(sshd_server.no_python_port))
+    return sshd_server
