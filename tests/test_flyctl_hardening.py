@@ -371,6 +371,9 @@ def python38() -> str | None:
     return None
 
 
+PYTHON38 = python38()  # looked up once, before any test gives HOME a scratch folder
+
+
 def test_the_engine_and_the_remote_snippets_need_no_python_newer_than_3_8(tmp_path):
     vermin = shutil.which("vermin") or str(Path(sys.executable).parent / "vermin")
     snippets = []
@@ -388,10 +391,10 @@ def test_the_engine_and_the_remote_snippets_need_no_python_newer_than_3_8(tmp_pa
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.skipif(python38() is None, reason="no Python 3.8 on this computer")
+@pytest.mark.skipif(PYTHON38 is None, reason="no Python 3.8 on this computer")
 def test_an_unreadable_database_on_a_python_3_8_machine_is_reported_as_corrupt(tmp_path):
     prod = make_prod(tmp_path)
-    prod.world.add_machine_tool("python3", python38())
+    prod.world.add_machine_tool("python3", PYTHON38)
     with prod.db.open("r+b") as raw:  # page 1 (the schema) unreadable; the header intact
         raw.seek(100)
         raw.write(b"\xff" * 300)

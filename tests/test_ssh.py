@@ -98,7 +98,7 @@ def test_a_host_without_python3_backs_up_with_the_sqlite3_cli(ssh_host, host_db)
     assert helpers.sha256(path) == backup["sha256"]
     assert json.loads(Path(f"{path}.json").read_text())["strategy"] == "sqlite3"
     assert sorted(p.name for p in folder.iterdir()) == sorted(
-        [path.name, f"{path.name}.sha256", f"{path.name}.json"])
+        [".backup.lock", path.name, f"{path.name}.sha256", f"{path.name}.json"])
 
 
 def test_run_reports_the_real_status_and_survives_bytes_that_are_not_utf8(ssh_host):
