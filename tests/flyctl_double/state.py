@@ -32,7 +32,22 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import flyctl_cli as cli
+from .cli import records
+from .cli.clock import now_rfc3339, now_seconds
+from .cli.ids import new_release_id, rand_str, ulid
+from .cli.records import (
+    GIB,
+    image_ref_object,
+    render_machine,
+    render_release,
+    render_snapshot,
+    render_volume,
+    sorted_releases,
+    sorted_snapshots,
+)
+from .cli.snapshots import pending_snapshot
+from .cli.store import Store
+from .cli.version import FLYCTL_VERSION
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DOUBLE_SCRIPT = PACKAGE_DIR / "fly"
@@ -121,7 +136,7 @@ class FlyWorld:
         self.calls_path = self.root / "calls.jsonl"
         self.bin_dir = self.root / "bin"
         self.machines_dir = self.root / "machines"
-        self._store = cli.Store(str(self.state_path))
+        self._store = Store(str(self.state_path))
         if not self.state_path.exists():
             self._store.write(_empty_state())
         self.set_binaries(binaries)
@@ -147,7 +162,7 @@ class FlyWorld:
             f"#!{real_python3()} -IS\n"
             "import sys\n"
             f"sys.path.insert(0, {str(PACKAGE_DIR)!r})\n"
-            "from flyctl_cli import main\n"
+            "from cli.main import main\n"
             "sys.exit(main(sys.argv))\n"
         )
         for name in names:
@@ -187,7 +202,7 @@ class FlyWorld:
         with self._mutate() as s:
             s["apps"].setdefault(name, {
                 "name": name,
-                "org": {"id": "Org_" + cli.rand_str(10), "internal_numeric_id": "314159",
+                "org": {"id": "Org_" + rand_str(10), "internal_numeric_id": "314159",
                         "name": org, "slug": org, "paid_plan": True},
                 "machines": [], "volumes": [], "releases": [],
             })
@@ -200,9 +215,9 @@ class FlyWorld:
         """Add a volume (keys in ``fly volumes list --json`` order)."""
         vol = {
             "id": volume_id, "name": name, "state": state, "size_gb": size_gb,
-            "region": region, "zone": zone or cli.rand_str(4, "0123456789abcdef"),
+            "region": region, "zone": zone or rand_str(4, "0123456789abcdef"),
             "encrypted": encrypted, "attached_machine_id": attached_machine_id,
-            "attached_alloc_id": None, "created_at": created_at or cli.now_rfc3339(),
+            "attached_alloc_id": None, "created_at": created_at or now_rfc3339(),
             "host_dedication_id": "", "snapshot_retention": snapshot_retention,
             "auto_backup_enabled": auto_backup_enabled, "host_status": host_status,
         }
@@ -219,12 +234,12 @@ class FlyWorld:
                     remote_env: dict[str, str] | None = None) -> dict[str, Any]:
         """Add a machine. ``mounts`` is ``[(volume_id, path), ...]``; mounted volumes get
         ``attached_machine_id`` set.  ``tools`` defaults to :data:`DEFAULT_MACHINE_TOOLS`."""
-        image = image or f"registry.fly.io/{app}:deployment-{cli.ulid()}"
+        image = image or f"registry.fly.io/{app}:deployment-{ulid()}"
         mdir = self.machines_dir / machine_id
         home = mdir / "root"
         home.mkdir(parents=True, exist_ok=True)
         (mdir / "bin").mkdir(exist_ok=True)
-        now = cli.now_rfc3339()
+        now = now_rfc3339()
         with self._mutate() as s:
             a = _app(s, app)
             vols = {v["id"]: v for v in a["volumes"]}
@@ -242,12 +257,12 @@ class FlyWorld:
             version = release_version or (rel["Version"] if rel else 1)
             machine = {
                 "id": machine_id,
-                "name": name or f"{cli.rand_str(5, 'abcdefghijklmnopqrstuvwxyz')}-machine-"
-                                f"{cli.rand_str(4, '0123456789')}",
+                "name": name or f"{rand_str(5, 'abcdefghijklmnopqrstuvwxyz')}-machine-"
+                                f"{rand_str(4, '0123456789')}",
                 "state": state,
                 "region": region,
-                "image_ref": cli.image_ref_object(image, {"fly.version": f"v{version}"}),
-                "instance_id": cli.ulid(),
+                "image_ref": image_ref_object(image, {"fly.version": f"v{version}"}),
+                "instance_id": ulid(),
                 "private_ip": private_ip or _new_private_ip(),
                 "created_at": now,
                 "updated_at": now,
@@ -257,10 +272,10 @@ class FlyWorld:
                     "init": {},
                     "guest": {"cpu_kind": "shared", "cpus": 1, "memory_mb": 512},
                     "metadata": {
-                        "fly_flyctl_version": cli.FLYCTL_VERSION,
+                        "fly_flyctl_version": FLYCTL_VERSION,
                         "fly_platform_version": "v2",
                         "fly_process_group": process_group,
-                        "fly_release_id": rel["ID"] if rel else cli.new_release_id(),
+                        "fly_release_id": rel["ID"] if rel else new_release_id(),
                         "fly_release_version": str(version),
                     },
                     "mounts": mount_objs,
@@ -286,7 +301,7 @@ class FlyWorld:
             }
             a["machines"].append(machine)
         self.set_machine_tools(DEFAULT_MACHINE_TOOLS if tools is None else tools, machine_id)
-        return cli.render_machine(machine)
+        return render_machine(machine)
 
     def add_snapshot(self, volume_id: str, snapshot_id: str, *, size: int, created_at: str,
                      status: str = "created", retention_days: int | None = 5,
@@ -296,10 +311,10 @@ class FlyWorld:
         with self._mutate() as s:
             if volume_size is None:
                 vol = _find_volume(s, volume_id)
-                volume_size = (vol["size_gb"] if vol else 1) * cli.GIB
+                volume_size = (vol["size_gb"] if vol else 1) * GIB
             snap = {
                 "id": snapshot_id, "size": size, "volume_size": volume_size,
-                "digest": digest or cli.rand_str(32, "0123456789abcdef"),
+                "digest": digest or rand_str(32, "0123456789abcdef"),
                 "created_at": created_at, "status": status, "retention_days": retention_days,
             }
             s["snapshots"].setdefault(volume_id, []).append(snap)
@@ -312,13 +327,13 @@ class FlyWorld:
                     user_email: str = DEFAULT_EMAIL) -> dict[str, Any]:
         """Add a release (PascalCase keys as in ``fly releases --json``)."""
         rel = {
-            "ID": release_id or cli.new_release_id(), "Version": version,
+            "ID": release_id or new_release_id(), "Version": version,
             "Stable": (status == "complete") if stable is None else stable,
             "InProgress": status == "running", "Reason": reason, "Description": description,
             "Status": status, "DeploymentStrategy": "", "Metadata": None,
             "User": {"ID": "Usr_p8d2w6k0", "Name": user_name, "Email": user_email,
                      "EnablePaidHobby": False},
-            "EvaluationID": "", "CreatedAt": created_at or cli.now_seconds(),
+            "EvaluationID": "", "CreatedAt": created_at or now_seconds(),
             "ImageRef": image_ref,
         }
         with self._mutate() as s:
@@ -481,7 +496,7 @@ class FlyWorld:
         plan = {"mode": mode, "lists_before_created": lists_before_created}
         with self._mutate() as s:
             vol = _find_volume(s, volume_id) or {"size_gb": 1, "snapshot_retention": 5}
-            record = cli.pending_snapshot(vol, plan, size)
+            record = pending_snapshot(vol, plan, size)
             record["status"] = "running"  # already past `waiting`: the next list shows it
             record["_sim"].update(seen=1, lists_before_created=lists_before_created + 1)
             s["snapshots"].setdefault(volume_id, []).append(record)
@@ -567,26 +582,26 @@ class FlyWorld:
 
     def releases(self, app: str | None = None) -> list[dict[str, Any]]:
         """Releases newest first (as ``fly releases --json`` shows them, uncapped)."""
-        return [cli.render_release(r) for r in cli.sorted_releases(self._app_of(
+        return [render_release(r) for r in sorted_releases(self._app_of(
             self.raw_state(), app))]
 
     def machines(self, app: str | None = None) -> list[dict[str, Any]]:
-        return [cli.render_machine(m) for m in self._app_of(self.raw_state(), app)["machines"]]
+        return [render_machine(m) for m in self._app_of(self.raw_state(), app)["machines"]]
 
     def machine(self, machine_id: str) -> dict[str, Any]:
-        return cli.render_machine(_find_machine(self.raw_state(), machine_id))
+        return render_machine(_find_machine(self.raw_state(), machine_id))
 
     def machine_image(self, machine_id: str) -> str:
         """``config.image`` of the machine (what deploy changes)."""
-        return cli.machine_image(_find_machine(self.raw_state(), machine_id))
+        return records.machine_image(_find_machine(self.raw_state(), machine_id))
 
     def volumes(self, app: str | None = None) -> list[dict[str, Any]]:
-        return [cli.render_volume(v) for v in self._app_of(self.raw_state(), app)["volumes"]]
+        return [render_volume(v) for v in self._app_of(self.raw_state(), app)["volumes"]]
 
     def snapshots(self, volume_id: str) -> list[dict[str, Any]]:
         """Current snapshots of a volume, oldest first, without advancing pending ones."""
         recs = self.raw_state()["snapshots"].get(volume_id, [])
-        return [cli.render_snapshot(r) for r in cli.sorted_snapshots(recs)]
+        return [render_snapshot(r) for r in sorted_snapshots(recs)]
 
     # ------------------------------------------------------------------ helpers
 
@@ -643,7 +658,7 @@ def _find_volume(s: dict[str, Any], volume_id: str) -> dict[str, Any] | None:
 
 
 def _new_private_ip() -> str:
-    h = cli.rand_str(8, "0123456789abcdef")
+    h = rand_str(8, "0123456789abcdef")
     return f"fdaa:9:1c2d:a7b:1f0:{h[:4].lstrip('0') or '0'}:{h[4:].lstrip('0') or '0'}:2"
 
 
