@@ -149,7 +149,9 @@ def _health_deadline(prefix: str) -> FlyError:
     return FlyError(f"{prefix}: context deadline exceeded", exit_code=126)
 
 
-def cmd_machine_stop(ctx: Ctx) -> int:
+def _set_state(ctx: Ctx, new_state: str, before: str, after: str) -> int:
+    """stop.go / start.go: every machine named gets ``new_state``, with flyctl's lines
+    (``{id}`` is the machine's id) before and after."""
     require_session(ctx)
     app_name = _machine_app_name(ctx)
     api_auth(ctx)
@@ -157,27 +159,23 @@ def cmd_machine_stop(ctx: Ctx) -> int:
         ctx.state = state
         app_name, found = _select_machines(ctx, app_name, ctx.args)
         for machine in found:
-            out(f"Sending kill signal to machine {machine['id']}...\n")
-            machine["state"] = "stopped"  # guess: stopping a stopped machine is accepted
+            out(before.format(id=machine["id"]))
+            machine["state"] = new_state
             machine["updated_at"] = now_rfc3339()
             _set_checks(machine)
-            out(f"{machine['id']} has been successfully stopped\n")
+            out(after.format(id=machine["id"]))
     return 0
+
+
+def cmd_machine_stop(ctx: Ctx) -> int:
+    # guess: stopping a stopped machine is accepted
+    return _set_state(ctx, "stopped", "Sending kill signal to machine {id}...\n",
+                      "{id} has been successfully stopped\n")
 
 
 def cmd_machine_start(ctx: Ctx) -> int:
-    require_session(ctx)
-    app_name = _machine_app_name(ctx)
-    api_auth(ctx)
-    with ctx.store.mutate() as state:
-        ctx.state = state
-        app_name, found = _select_machines(ctx, app_name, ctx.args)
-        for machine in found:
-            machine["state"] = "started"  # start returns before the machine is started
-            machine["updated_at"] = now_rfc3339()
-            _set_checks(machine)
-            out(f"{machine['id']} has been started\n")
-    return 0
+    # start returns before the machine is started
+    return _set_state(ctx, "started", "", "{id} has been started\n")
 
 
 def _kv_flag(ctx: Ctx, name: str, initial: dict) -> dict:

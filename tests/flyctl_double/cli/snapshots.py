@@ -5,6 +5,7 @@ A new snapshot is ``waiting`` -> ``running`` -> ``created`` (or ``failed``), one
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from .clock import ZERO_TIME, now_rfc3339
@@ -26,6 +27,7 @@ from .session import Ctx, api_auth, get_app, load_app_config, require_session, r
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
 
@@ -68,16 +70,24 @@ def snapshot_plan(state: dict[str, Any], vol_id: str) -> dict[str, Any]:
     return plan
 
 
-def cmd_snapshots_create(ctx: Ctx) -> int:
+@contextlib.contextmanager
+def _locked_volume(ctx: Ctx, lookup_prefix: str, not_found: str) -> Iterator[tuple[dict, dict]]:
+    """The session, the volume's app, then the state under its lock with the volume in it."""
     require_session(ctx)
     vol_id = ctx.args[0]
-    app_name = _snapshot_app(ctx, vol_id, "")
+    app_name = _snapshot_app(ctx, vol_id, lookup_prefix)
     with ctx.store.mutate() as state:
         ctx.state = state
         vol = _volume_in(ctx, app_name, vol_id)
         if vol is None:
-            # Guess: flaps 404 body for a volume that is not in this app.
-            raise FlyError(f"failed to snapshot {vol_id}: volume not found")
+            raise FlyError(not_found)
+        yield state, vol
+
+
+def cmd_snapshots_create(ctx: Ctx) -> int:
+    vol_id = ctx.args[0]
+    # Guess: flaps 404 body for a volume that is not in this app.
+    with _locked_volume(ctx, "", f"failed to snapshot {vol_id}: volume not found") as (state, vol):
         plan = snapshot_plan(state, vol_id)
         size = plan.get("size")
         if size is None:
@@ -132,16 +142,10 @@ def _advance_snapshot(rec: dict[str, Any]) -> None:
 
 
 def cmd_snapshots_list(ctx: Ctx) -> int:
-    require_session(ctx)
     vol_id = ctx.args[0]
-    app_name = _snapshot_app(ctx, vol_id, "failed getting app name from volume: ")
-    with ctx.store.mutate() as state:
-        ctx.state = state
-        if _volume_in(ctx, app_name, vol_id) is None:
-            raise FlyError(
-                f"failed retrieving snapshots: failed to get volume {vol_id} snapshots: "
-                "volume not found"
-            )
+    with _locked_volume(ctx, "failed getting app name from volume: ",
+                        f"failed retrieving snapshots: failed to get volume {vol_id} snapshots: "
+                        "volume not found") as (state, _vol):
         records = state.setdefault("snapshots", {}).setdefault(vol_id, [])
         for rec in records:
             _advance_snapshot(rec)
