@@ -30,7 +30,7 @@ import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from .cli import records
 from .cli.clock import now_rfc3339, now_seconds
@@ -48,6 +48,259 @@ from .cli.records import (
 from .cli.snapshots import pending_snapshot
 from .cli.store import Store
 from .cli.version import FLYCTL_VERSION
+
+# ---------------------------------------------------------------------- the state file's shape
+# ``state.json`` as the double and FlyWorld read and write it (plain JSON objects: these
+# TypedDicts only name their keys).  Keys starting with ``_`` are the double's own and never
+# printed.  The double's modules import these names for annotations only.
+
+
+class Org(TypedDict):
+    id: str
+    internal_numeric_id: str
+    name: str
+    slug: str
+    paid_plan: bool
+
+
+class Mount(TypedDict):
+    """A machine's ``config.mounts`` entry (fly-go machine_types.go ``MachineMount``)."""
+
+    encrypted: bool
+    path: str
+    size_gb: int
+    volume: str
+    name: str
+
+
+class Init(TypedDict, total=False):
+    cmd: list[str]
+    exec: list[str]
+    entrypoint: list[str]
+
+
+class MachineConfig(TypedDict, total=False):
+    env: dict[str, str]
+    init: Init
+    guest: dict[str, Any]
+    metadata: dict[str, str]
+    mounts: list[Mount]
+    services: list[dict[str, Any]]
+    image: str
+    restart: dict[str, Any]
+
+
+class ImageRef(TypedDict):
+    registry: str
+    repository: str
+    tag: str
+    digest: str
+    labels: dict[str, str]
+
+
+class Check(TypedDict):
+    name: str
+    status: str  # passing | critical
+    output: str
+    updated_at: str
+
+
+class Runtime(TypedDict):
+    """Where a machine's remote commands run: its PATH dir, HOME, cwd and extra env."""
+
+    bin: str
+    home: str
+    cwd: str
+    env: dict[str, str]
+
+
+class Machine(TypedDict):
+    """``fly machine list --json`` keys, plus the double's ``_runtime``."""
+
+    id: str
+    name: str
+    state: str  # started | stopped | destroyed ...
+    region: str
+    image_ref: ImageRef
+    instance_id: str
+    private_ip: str
+    created_at: str
+    updated_at: str
+    config: MachineConfig
+    events: list[dict[str, Any]]
+    checks: list[Check]
+    host_status: str
+    cordoned: bool
+    _runtime: Runtime
+
+
+class Volume(TypedDict):
+    """``fly volumes list --json`` keys, plus the double's restore countdown."""
+
+    id: str
+    name: str
+    state: str  # created | restoring | ...
+    size_gb: int
+    region: str
+    zone: str
+    encrypted: bool
+    attached_machine_id: str | None
+    attached_alloc_id: str | None
+    created_at: str
+    host_dedication_id: str
+    snapshot_retention: int
+    auto_backup_enabled: bool
+    host_status: str
+    _restoring_lists: NotRequired[int]  # ``volumes list`` calls left while restoring
+    _snapshot_id: NotRequired[str | None]  # created from this snapshot
+
+
+class SnapshotSim(TypedDict):
+    """How a pending snapshot evolves, one step per ``snapshots list`` of its volume."""
+
+    mode: str  # progress | never | fail
+    lists_before_created: int
+    seen: int
+    final_size: int
+    final_digest: str
+    done: NotRequired[bool]
+
+
+class Snapshot(TypedDict):
+    """``fly volumes snapshots list --json`` keys (a pending one: zero ``created_at``)."""
+
+    id: str
+    size: int
+    volume_size: int
+    digest: str
+    created_at: str
+    status: str  # waiting | running | created | failed
+    retention_days: int | None
+    _sim: NotRequired[SnapshotSim]
+
+
+class SnapshotPlan(TypedDict):
+    """What ``FlyWorld.snapshot_behavior`` asks of snapshots created later."""
+
+    mode: str
+    lists_before_created: int
+    size: NotRequired[int | None]
+
+
+class SnapshotPlans(TypedDict):
+    default: SnapshotPlan
+    volumes: dict[str, SnapshotPlan]
+
+
+class ReleaseUser(TypedDict):
+    ID: str
+    Name: str
+    Email: str
+    EnablePaidHobby: bool
+
+
+class Release(TypedDict):
+    """``fly releases --json`` keys (PascalCase, as flyctl prints them)."""
+
+    ID: str
+    Version: int
+    Stable: bool
+    InProgress: bool
+    Reason: str
+    Description: str
+    Status: str  # complete | failed | running
+    DeploymentStrategy: str
+    Metadata: None
+    User: ReleaseUser
+    EvaluationID: str
+    CreatedAt: str
+    ImageRef: str
+
+
+class App(TypedDict):
+    name: str
+    org: Org
+    machines: list[Machine]
+    volumes: list[Volume]
+    releases: list[Release]
+
+
+class Fault(TypedDict, total=False):
+    """``fail``/``garbage``/``hang``/``drop_output_tail``: matched against argv."""
+
+    kind: str  # fail | hang | drop_tail
+    match: list[str]
+    times: int | None  # None: always
+    stdout: str
+    stdout_hex: str  # raw bytes (garbage that is not UTF-8)
+    stderr: str
+    exit: int
+    sleep: float
+    until: str | None
+    lines: int
+
+
+class SftpFault(TypedDict):
+    """``sftp get``: copy ``after_bytes`` then fail."""
+
+    after_bytes: int
+    error: str
+    times: int | None
+    remote: str | None
+
+
+class SftpPutFault(TypedDict):
+    """``sftp put``: stop after ``after_bytes`` or flip the byte at ``flip_at``."""
+
+    after_bytes: int | None
+    flip_at: int | None
+    error: str
+    times: int | None
+    remote: str | None
+
+
+class DeployFault(TypedDict, total=False):
+    kind: str  # health_timeout | replace_machine
+    machine_id: str | None
+    times: int | None
+    new_id: str | None
+    state: str
+
+
+class Account(TypedDict):
+    email: str
+    name: str
+    user_id: str
+
+
+class Auth(TypedDict):
+    valid_tokens: list[str]
+    config_token: str | None
+    config_token_expired: bool
+
+
+class Features(TypedDict, total=False):
+    local_docker: bool
+    version: str  # what ``fly version`` reports
+    volume_restore_lists: int
+
+
+class World(TypedDict):
+    """The whole state file."""
+
+    schema: int
+    account: Account
+    auth: Auth
+    apps: dict[str, App]
+    snapshots: dict[str, list[Snapshot]]  # by volume id
+    snapshot_plan: SnapshotPlans
+    faults: list[Fault]
+    sftp_faults: list[SftpFault]
+    sftp_put_faults: NotRequired[list[SftpPutFault]]
+    deploy_faults: list[DeployFault]
+    features: Features
+
+
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DOUBLE_SCRIPT = PACKAGE_DIR / "fly"
@@ -144,11 +397,11 @@ class FlyWorld:
     # ------------------------------------------------------------------ plumbing
 
     @contextlib.contextmanager
-    def _mutate(self) -> Iterator[dict[str, Any]]:
+    def _mutate(self) -> Iterator[World]:
         with self._store.mutate() as state:
             yield state
 
-    def raw_state(self) -> dict[str, Any]:
+    def raw_state(self) -> World:
         """A copy of the whole state file."""
         return self._store.load()
 
@@ -211,7 +464,7 @@ class FlyWorld:
                    size_gb: int = 1, attached_machine_id: str | None = None,
                    snapshot_retention: int = 5, state: str = "created", zone: str | None = None,
                    encrypted: bool = True, auto_backup_enabled: bool = True,
-                   host_status: str = "ok", created_at: str | None = None) -> dict[str, Any]:
+                   host_status: str = "ok", created_at: str | None = None) -> Volume:
         """Add a volume (keys in ``fly volumes list --json`` order)."""
         vol = {
             "id": volume_id, "name": name, "state": state, "size_gb": size_gb,
@@ -306,7 +559,7 @@ class FlyWorld:
     def add_snapshot(self, volume_id: str, snapshot_id: str, *, size: int, created_at: str,
                      status: str = "created", retention_days: int | None = 5,
                      digest: str | None = None, volume_size: int | None = None
-                     ) -> dict[str, Any]:
+                     ) -> Snapshot:
         """Add an existing snapshot (keys in ``snapshots list --json`` order)."""
         with self._mutate() as s:
             if volume_size is None:
@@ -324,7 +577,7 @@ class FlyWorld:
                     created_at: str | None = None, release_id: str | None = None,
                     description: str = "Deploy image", reason: str = "deploy",
                     stable: bool | None = None, user_name: str = "CI Bot",
-                    user_email: str = DEFAULT_EMAIL) -> dict[str, Any]:
+                    user_email: str = DEFAULT_EMAIL) -> Release:
         """Add a release (PascalCase keys as in ``fly releases --json``)."""
         rel = {
             "ID": release_id or new_release_id(), "Version": version,
@@ -515,7 +768,7 @@ class FlyWorld:
             s["sftp_faults"] = []
             s["deploy_faults"] = []
 
-    def _add_fault(self, fault: dict[str, Any]) -> None:
+    def _add_fault(self, fault: Fault) -> None:
         with self._mutate() as s:
             s["faults"].append(fault)
 
@@ -573,7 +826,7 @@ class FlyWorld:
         with contextlib.suppress(FileNotFoundError):
             self.calls_path.unlink()
 
-    def _app_of(self, s: dict[str, Any], app: str | None) -> dict[str, Any]:
+    def _app_of(self, s: World, app: str | None) -> App:
         if app is None:
             if len(s["apps"]) != 1:
                 raise ValueError("several apps: pass app=")
@@ -618,7 +871,7 @@ class FlyWorld:
         return path
 
 
-def _empty_state() -> dict[str, Any]:
+def _empty_state() -> World:
     return {
         "schema": 1,
         "account": {"email": DEFAULT_EMAIL, "name": "CI Bot", "user_id": "Usr_p8d2w6k0"},
@@ -634,14 +887,14 @@ def _empty_state() -> dict[str, Any]:
     }
 
 
-def _app(s: dict[str, Any], name: str) -> dict[str, Any]:
+def _app(s: World, name: str) -> App:
     try:
         return s["apps"][name]
     except KeyError:
         raise KeyError(f"no app {name!r} in the world; call add_app first") from None
 
 
-def _find_machine(s: dict[str, Any], machine_id: str) -> dict[str, Any]:
+def _find_machine(s: World, machine_id: str) -> Machine:
     for a in s["apps"].values():
         for m in a["machines"]:
             if m["id"] == machine_id:
@@ -649,7 +902,7 @@ def _find_machine(s: dict[str, Any], machine_id: str) -> dict[str, Any]:
     raise KeyError(f"no machine {machine_id!r}")
 
 
-def _find_volume(s: dict[str, Any], volume_id: str) -> dict[str, Any] | None:
+def _find_volume(s: World, volume_id: str) -> Volume | None:
     for a in s["apps"].values():
         for v in a["volumes"]:
             if v["id"] == volume_id:

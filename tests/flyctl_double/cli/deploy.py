@@ -19,6 +19,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ..state import App, DeployFault, Machine, World
+
 
 DEPLOY_STRATEGIES = ("canary", "rolling", "immediate", "bluegreen")
 
@@ -38,7 +40,7 @@ def _filter_csv(value: str) -> list[str]:
     return [x.strip() for x in value.split(",") if x.strip()] if value else []
 
 
-def _take_deploy_fault(state: dict[str, Any]) -> dict[str, Any] | None:
+def _take_deploy_fault(state: World) -> DeployFault | None:
     for fault in state.get("deploy_faults", []):
         if fault.get("times") is not None and fault["times"] <= 0:
             continue
@@ -71,8 +73,8 @@ def _parse_wait_flag(ctx: Ctx, flag: str) -> float | None:
     )
 
 
-def _second_machine_failure(ctx: Ctx, app: dict[str, Any], cfg: dict[str, Any] | None,
-                            strategy: str, targets: list[dict[str, Any]],
+def _second_machine_failure(ctx: Ctx, app: App, cfg: dict[str, Any] | None,
+                            strategy: str, targets: list[Machine],
                             name: str) -> FlyError | None:
     """Why bluegreen/canary cannot start the extra machine they need beside a volume."""
     mounted = [m for m in targets if (m.get("config") or {}).get("mounts")]
@@ -101,7 +103,7 @@ def _second_machine_failure(ctx: Ctx, app: dict[str, Any], cfg: dict[str, Any] |
     return None
 
 
-def _replace_machine(app: dict[str, Any], m: dict[str, Any], fault: dict[str, Any]) -> None:
+def _replace_machine(app: App, m: Machine, fault: DeployFault) -> None:
     """deploy/machines_deploymachinesapp.go ``updateMachineByReplace``: the machine is
     destroyed and a new one (new id) launched with its volumes; it may fail to start."""
     old = m["id"]

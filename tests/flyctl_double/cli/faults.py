@@ -11,8 +11,8 @@ from .output import write_all
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from typing import Any
 
+    from ..state import Fault, World
     from .store import Store
 
 
@@ -36,13 +36,13 @@ def is_subsequence(needle: Sequence[str], hay: Sequence[str]) -> bool:
     return all(any(w == h for h in it) for w in needle)
 
 
-def _fault_live(fault: dict[str, Any], words: list[str]) -> bool:
+def _fault_live(fault: Fault, words: list[str]) -> bool:
     if fault.get("times") is not None and fault["times"] <= 0:
         return False
     return is_subsequence(fault.get("match", []), words)
 
 
-def take_fault(store: Store, state: dict[str, Any], args: list[str]) -> dict[str, Any] | None:
+def take_fault(store: Store, state: World, args: list[str]) -> Fault | None:
     """Consume the first live fault whose match words are a subsequence of argv."""
     words = strip_globals(args)
     if not any(_fault_live(f, words) for f in state.get("faults", [])):

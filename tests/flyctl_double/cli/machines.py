@@ -30,6 +30,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ..state import Machine, MachineConfig, Runtime
+
 
 def cmd_machine_list(ctx: Ctx) -> int:
     name, app = authenticated_app(ctx)
@@ -99,7 +101,7 @@ def _machine_app_name(ctx: Ctx) -> str:
     return resolve_app_name(ctx, load_app_config(ctx))
 
 
-def _select_machines(ctx: Ctx, app_name: str, ids: list[str]) -> tuple[str, list[dict]]:
+def _select_machines(ctx: Ctx, app_name: str, ids: list[str]) -> tuple[str, list[Machine]]:
     """select.go: checkSelectConditions, the app (from a machine id via GraphQL), flaps Get."""
     select = bool(ctx.flag("select"))
     if select and ids:
@@ -129,7 +131,7 @@ def _select_machines(ctx: Ctx, app_name: str, ids: list[str]) -> tuple[str, list
     return app_name, found
 
 
-def machine_serves(machine: dict) -> bool:
+def machine_serves(machine: Machine) -> bool:
     """The double's model of the app: it answers its checks unless the machine was told to
     run ``sleep`` instead (``config.init`` exec or cmd whose first word is sleep)."""
     init = (machine.get("config") or {}).get("init") or {}
@@ -137,7 +139,7 @@ def machine_serves(machine: dict) -> bool:
     return not (words and os.path.basename(str(words[0])) == "sleep")
 
 
-def _set_checks(machine: dict) -> None:
+def _set_checks(machine: Machine) -> None:
     status = "passing" if machine.get("state") == "started" and machine_serves(machine) \
         else "critical"
     for check in machine.get("checks") or []:
@@ -178,7 +180,7 @@ def cmd_machine_start(ctx: Ctx) -> int:
     return _set_state(ctx, "started", "", "{id} has been started\n")
 
 
-def _kv_flag(ctx: Ctx, name: str, initial: dict) -> dict:
+def _kv_flag(ctx: Ctx, name: str, initial: dict[str, str]) -> dict[str, str]:
     """parseKVFlag: NAME=VALUE pairs merged over the current map."""
     parsed = dict(initial or {})
     for item in ctx.flag(name) or []:
@@ -202,7 +204,7 @@ def _autostop_value(raw: str) -> Any:
     return words[raw]
 
 
-def _updated_config(ctx: Ctx, machine: dict) -> dict:
+def _updated_config(ctx: Ctx, machine: Machine) -> MachineConfig:
     """determineMachineConfig(updating=true) for the flags the double emulates."""
     import shlex
 
@@ -238,7 +240,7 @@ def _updated_config(ctx: Ctx, machine: dict) -> dict:
     return config
 
 
-def _config_diff(old: dict, new: dict) -> str:
+def _config_diff(old: MachineConfig, new: MachineConfig) -> str:
     """Approximates configCompare: changed JSON lines with -/+ markers."""
     before = go_json(old).splitlines()
     after = go_json(new).splitlines()
@@ -279,7 +281,7 @@ def cmd_machine_update(ctx: Ctx) -> int:
     return 0
 
 
-def _report_checks(machine: dict, prefix: str) -> None:
+def _report_checks(machine: Machine, prefix: str) -> None:
     checks = machine.get("checks") or []
     if not checks:
         out("No health checks found\n")
@@ -295,7 +297,7 @@ def _new_machine_id() -> str:
     return rand_str(14, "0123456789abcdef")
 
 
-def _clone_runtime(source: dict, new_id: str) -> dict:
+def _clone_runtime(source: Machine, new_id: str) -> Runtime:
     """The clone's own bin (the same tools as the source) and HOME, beside the source's."""
     rt = machine_runtime(source)
     machines_dir = os.path.dirname(os.path.dirname(rt["bin"]))

@@ -18,6 +18,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ..state import World
+
 
 def _on_signal(signum: int, frame: Any) -> None:
     raise Interrupted()
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     store = Store(state_path)
     TOML_CACHE[:] = [os.path.join(os.path.dirname(state_path), "toml-cache.json")]
     try:
-        state: dict[str, Any] | None = store.load()
+        state: World | None = store.load()
     except (OSError, ValueError):
         state = None
     inv = parse_invocation(ROOT, args, prog)

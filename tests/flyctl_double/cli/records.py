@@ -16,6 +16,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ..state import App, ImageRef, Machine, Release, Runtime, Snapshot, Volume
+
 
 GIB = 1024**3
 
@@ -74,7 +76,7 @@ HIDDEN_VOLUME_STATES = frozenset(
 INACTIVE_MACHINE_STATES = frozenset({"destroyed", "destroying"})
 
 
-def image_ref_object(image: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+def image_ref_object(image: str, labels: dict[str, str] | None = None) -> ImageRef:
     """Split an image string into fly-go's ``MachineImageRef`` object."""
     ref, _, digest = image.partition("@")
     tag = ""
@@ -104,19 +106,19 @@ def public(record: dict[str, Any]) -> dict[str, Any]:
     return {k: copy.deepcopy(v) for k, v in record.items() if not k.startswith("_")}
 
 
-def render_volume(v: dict[str, Any]) -> dict[str, Any]:
+def render_volume(v: Volume) -> dict[str, Any]:
     return {k: v.get(k) for k in VOLUME_KEYS if not (k == "host_status" and not v.get(k))}
 
 
-def render_snapshot(s: dict[str, Any]) -> dict[str, Any]:
+def render_snapshot(s: Snapshot) -> dict[str, Any]:
     return {k: s.get(k) for k in SNAPSHOT_KEYS}
 
 
-def render_release(r: dict[str, Any]) -> dict[str, Any]:
+def render_release(r: Release) -> dict[str, Any]:
     return {k: copy.deepcopy(r.get(k)) for k in RELEASE_KEYS}
 
 
-def render_machine(m: dict[str, Any]) -> dict[str, Any]:
+def render_machine(m: Machine) -> dict[str, Any]:
     d = public(m)
     cfg = d.get("config")
     if isinstance(cfg, dict):
@@ -129,20 +131,20 @@ def render_machine(m: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
-def machine_image(m: dict[str, Any]) -> str:
+def machine_image(m: Machine) -> str:
     return str((m.get("config") or {}).get("image") or "")
 
 
-def process_group(m: dict[str, Any]) -> str:
+def process_group(m: Machine) -> str:
     return str(((m.get("config") or {}).get("metadata") or {}).get("fly_process_group") or "")
 
 
-def active_machines(app: dict[str, Any]) -> list[dict[str, Any]]:
+def active_machines(app: App) -> list[Machine]:
     return [m for m in app.get("machines", []) if m.get("state") not in INACTIVE_MACHINE_STATES]
 
 
-def sorted_snapshots(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    def key(rec: dict[str, Any]) -> _dt.datetime:
+def sorted_snapshots(records: list[Snapshot]) -> list[Snapshot]:
+    def key(rec: Snapshot) -> _dt.datetime:
         try:
             return parse_time(str(rec.get("created_at")))
         except ValueError:
@@ -151,11 +153,11 @@ def sorted_snapshots(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(records, key=key)
 
 
-def sorted_releases(app: dict[str, Any]) -> list[dict[str, Any]]:
+def sorted_releases(app: App) -> list[Release]:
     return sorted(app.get("releases", []), key=lambda r: int(r.get("Version", 0)), reverse=True)
 
 
-def machine_runtime(m: dict[str, Any]) -> dict[str, Any]:
+def machine_runtime(m: Machine) -> Runtime:
     rt = m.get("_runtime") or {}
     if not rt.get("bin") or not rt.get("home"):
         raise FlyError(f"flyctl test double: machine {m['id']} has no runtime directories")

@@ -17,6 +17,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ..state import App, World
     from .parser import Invocation
     from .store import Store
 
@@ -40,7 +41,7 @@ class Ctx:
         prog: str,
         inv: Invocation,
         store: Store,
-        state: dict[str, Any],
+        state: World,
         token: str | None,
         token_source: str | None,
         environ: dict[str, str],
@@ -69,13 +70,13 @@ class Ctx:
     def json_on(self) -> bool:
         return bool(self.flag("json")) or truthy(self.environ.get("FLY_JSON"))
 
-    def reload(self) -> dict[str, Any]:
+    def reload(self) -> World:
         self.state = self.store.load()
         return self.state
 
 
 def resolve_token(
-    flag_token: str | None, environ: dict[str, str], state: dict[str, Any] | None
+    flag_token: str | None, environ: dict[str, str], state: World | None
 ) -> tuple[str | None, str | None]:
     """-t, then env.First(FLY_ACCESS_TOKEN, FLY_API_TOKEN) (set-but-empty shadows), config."""
     if flag_token:
@@ -190,7 +191,7 @@ def require_app_name(ctx: Ctx, base_dir: str | None = None) -> tuple[str, dict[s
     return name, cfg
 
 
-def authenticated_app(ctx: Ctx) -> tuple[str, dict[str, Any]]:
+def authenticated_app(ctx: Ctx) -> tuple[str, App]:
     """What most app commands do first: a session, the app's name, the token, the app."""
     require_session(ctx)
     name, _ = require_app_name(ctx)
@@ -198,7 +199,7 @@ def authenticated_app(ctx: Ctx) -> tuple[str, dict[str, Any]]:
     return name, get_app(ctx, name)
 
 
-def get_app(ctx: Ctx, name: str, prefix: str = "") -> dict[str, Any]:
+def get_app(ctx: Ctx, name: str, prefix: str = "") -> App:
     app = (ctx.state.get("apps") or {}).get(name)
     if app is None:
         raise FlyError(f"{prefix}Could not find App {go_quote(name)}")

@@ -16,8 +16,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ..state import Machine, Runtime, SftpFault
 
-def _take_sftp_fault(ctx: Ctx, remote: str) -> dict[str, Any] | None:
+
+def _take_sftp_fault(ctx: Ctx, remote: str) -> SftpFault | None:
     with ctx.store.mutate() as state:
         for fault in state.get("sftp_faults", []):
             if fault.get("times") is not None and fault["times"] <= 0:
@@ -30,7 +32,7 @@ def _take_sftp_fault(ctx: Ctx, remote: str) -> dict[str, Any] | None:
     return None
 
 
-def _remote_path(rt: dict[str, Any], path: str) -> str:
+def _remote_path(rt: Runtime, path: str) -> str:
     return path if os.path.isabs(path) else os.path.join(rt.get("cwd") or rt["home"], path)
 
 
@@ -42,7 +44,7 @@ def _sftp_stat_error(exc: OSError) -> str:
     return f"sftp: {go_errno_text(exc)}"
 
 
-def _sftp_connect(ctx: Ctx) -> dict[str, Any]:
+def _sftp_connect(ctx: Ctx) -> Machine:
     name = ctx.inv.flags["__app__"]
     api_auth(ctx)
     app = get_app(ctx, name, "get app: ")

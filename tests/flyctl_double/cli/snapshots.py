@@ -28,7 +28,8 @@ from .session import Ctx, api_auth, get_app, load_app_config, require_session, r
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from typing import Any
+
+    from ..state import Snapshot, SnapshotPlan, Volume, World
 
 
 def _find_volume_app(ctx: Ctx, vol_id: str) -> str | None:
@@ -53,7 +54,7 @@ def _snapshot_app(ctx: Ctx, vol_id: str, lookup_prefix: str) -> str:
     return name
 
 
-def _volume_in(ctx: Ctx, app_name: str, vol_id: str) -> dict[str, Any] | None:
+def _volume_in(ctx: Ctx, app_name: str, vol_id: str) -> Volume | None:
     app = (ctx.state.get("apps") or {}).get(app_name) or {}
     for v in app.get("volumes", []):
         if v.get("id") == vol_id:
@@ -61,7 +62,7 @@ def _volume_in(ctx: Ctx, app_name: str, vol_id: str) -> dict[str, Any] | None:
     return None
 
 
-def snapshot_plan(state: dict[str, Any], vol_id: str) -> dict[str, Any]:
+def snapshot_plan(state: World, vol_id: str) -> SnapshotPlan:
     plans = state.get("snapshot_plan") or {}
     plan = dict(plans.get("default") or {})
     plan.update((plans.get("volumes") or {}).get(vol_id) or {})
@@ -71,7 +72,7 @@ def snapshot_plan(state: dict[str, Any], vol_id: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _locked_volume(ctx: Ctx, lookup_prefix: str, not_found: str) -> Iterator[tuple[dict, dict]]:
+def _locked_volume(ctx: Ctx, lookup_prefix: str, not_found: str) -> Iterator[tuple[World, Volume]]:
     """The session, the volume's app, then the state under its lock with the volume in it."""
     require_session(ctx)
     vol_id = ctx.args[0]
@@ -98,7 +99,7 @@ def cmd_snapshots_create(ctx: Ctx) -> int:
     return 0
 
 
-def pending_snapshot(vol: dict[str, Any], plan: dict[str, Any], size: int) -> dict[str, Any]:
+def pending_snapshot(vol: Volume, plan: SnapshotPlan, size: int) -> Snapshot:
     """A snapshot as the Machines API lists it while it runs: its id already, a zero
     ``created_at`` (fly-go volume_types.go ``CreatedAt time.Time``; flyctl's
     volumes/snapshots/list.go shows it as blank through ``IsZero``), status ``waiting``."""
@@ -120,7 +121,7 @@ def pending_snapshot(vol: dict[str, Any], plan: dict[str, Any], size: int) -> di
     }
 
 
-def _advance_snapshot(rec: dict[str, Any]) -> None:
+def _advance_snapshot(rec: Snapshot) -> None:
     sim = rec.get("_sim")
     if not sim or sim.get("done"):
         return

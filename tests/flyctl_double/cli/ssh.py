@@ -20,6 +20,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ..state import App, Machine, Runtime
+
 
 SYSTEM_BIN_DIRS = ("/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin")
 
@@ -33,7 +35,7 @@ PTY_WARNING = (
 )
 
 
-def _machine_by_address(app: dict[str, Any], addr: str) -> dict[str, Any] | None:
+def _machine_by_address(app: App, addr: str) -> Machine | None:
     app_name = app.get("name", "")
     for m in active_machines(app):
         if addr in (m.get("private_ip"), f"{m['id']}.vm.{app_name}.internal"):
@@ -41,7 +43,7 @@ def _machine_by_address(app: dict[str, Any], addr: str) -> dict[str, Any] | None
     return None
 
 
-def select_machine(ctx: Ctx, app: dict[str, Any], console: bool) -> dict[str, Any]:
+def select_machine(ctx: Ctx, app: App, console: bool) -> Machine:
     """flyctl's addrForMachines + lookupAddress + Connect, against the world state."""
     app_name = app["name"]
     machines = [m for m in active_machines(app) if m.get("state") == "started"]
@@ -92,7 +94,7 @@ def select_machine(ctx: Ctx, app: dict[str, Any], console: bool) -> dict[str, An
     return selected
 
 
-def resolve_remote_executable(name: str, rt: dict[str, Any], cwd: str) -> str | None:
+def resolve_remote_executable(name: str, rt: Runtime, cwd: str) -> str | None:
     bin_dir = rt["bin"]
     if "/" not in name:
         cand = os.path.join(bin_dir, name)
@@ -105,7 +107,7 @@ def resolve_remote_executable(name: str, rt: dict[str, Any], cwd: str) -> str | 
     return None
 
 
-def remote_env(rt: dict[str, Any]) -> dict[str, str]:
+def remote_env(rt: Runtime) -> dict[str, str]:
     env = {"PATH": rt["bin"], "HOME": rt["home"], "LANG": "C.UTF-8"}
     env.update({str(k): str(v) for k, v in (rt.get("env") or {}).items()})
     return env
@@ -124,7 +126,7 @@ def _exit_message(returncode: int) -> str | None:
     return f"Process exited with status {returncode}"
 
 
-def run_remote(m: dict[str, Any], command: str, pty: bool) -> int:
+def run_remote(m: Machine, command: str, pty: bool) -> int:
     """Run ``command`` as hallpass would: quote-aware split, exec without a shell."""
     import shlex
     import subprocess

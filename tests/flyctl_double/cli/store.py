@@ -15,7 +15,8 @@ from .ids import rand_str
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from typing import Any
+
+    from ..state import World
 
 
 class Store:
@@ -25,11 +26,11 @@ class Store:
         self.path = path
         self.lock_path = path + ".lock"
 
-    def load(self) -> dict[str, Any]:
+    def load(self) -> World:
         with open(self.path, encoding="utf-8") as fh:
             return json.load(fh)
 
-    def write(self, data: dict[str, Any]) -> None:
+    def write(self, data: World) -> None:
         # Atomic for readers (tmp + rename).  No fsync: the state only has to survive the
         # test run, not a power cut, and fsync on every call would slow every test down.
         tmp = f"{self.path}.tmp.{os.getpid()}.{rand_str(6)}"
@@ -48,7 +49,7 @@ class Store:
             os.close(fd)
 
     @contextlib.contextmanager
-    def mutate(self) -> Iterator[dict[str, Any]]:
+    def mutate(self) -> Iterator[World]:
         """Lock, load, yield the state for in-place edits, then write it back atomically."""
         with self.locked():
             data = self.load()

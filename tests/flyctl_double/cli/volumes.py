@@ -17,6 +17,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ..state import App, Snapshot, Volume, World
+
 
 def cmd_volumes_list(ctx: Ctx) -> int:
     name, app = authenticated_app(ctx)
@@ -58,7 +60,7 @@ def cmd_volumes_list(ctx: Ctx) -> int:
     return 0
 
 
-def _advance_restoring(ctx: Ctx, name: str) -> dict[str, Any]:
+def _advance_restoring(ctx: Ctx, name: str) -> App:
     """A volume created from a snapshot stays `restoring` for ``_restoring_lists`` listings,
     then is `created` (flyctl's create returns before the restore finishes)."""
     with ctx.store.mutate() as state:
@@ -80,8 +82,8 @@ VOLUME_WARNING = (
 )
 
 
-def new_volume(app: dict, name: str, region: str, size_gb: int, encrypted: bool,
-                retention: int, restoring: bool, state: dict) -> dict:
+def new_volume(app: App, name: str, region: str, size_gb: int, encrypted: bool,
+               retention: int, restoring: bool, state: World) -> Volume:
     vol = {
         "id": "vol_" + rand_str(16, "0123456789abcdefghijklmnopqrstuvwxyz"), "name": name,
         "state": "restoring" if restoring else "created", "size_gb": size_gb,
@@ -97,7 +99,7 @@ def new_volume(app: dict, name: str, region: str, size_gb: int, encrypted: bool,
     return vol
 
 
-def _find_snapshot(state: dict, app: dict, snapshot_id: str) -> dict | None:
+def _find_snapshot(state: World, app: App, snapshot_id: str) -> Snapshot | None:
     for vol in app.get("volumes", []):
         for snap in (state.get("snapshots") or {}).get(vol["id"], []):
             if snap.get("id") == snapshot_id and snap.get("status") == "created":
@@ -105,7 +107,7 @@ def _find_snapshot(state: dict, app: dict, snapshot_id: str) -> dict | None:
     return None
 
 
-def _print_volume(vol: dict, app_name: str) -> str:
+def _print_volume(vol: dict[str, Any], app_name: str) -> str:
     created = parse_time(vol["created_at"]).strftime("%d %b %y %H:%M UTC")
     rows = [("ID", vol["id"]), ("Name", vol["name"]), ("App", app_name),
             ("Region", vol["region"]), ("Zone", vol["zone"]), ("Size GB", str(vol["size_gb"])),
