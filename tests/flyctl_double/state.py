@@ -16,6 +16,9 @@ launchers; put it first on PATH via :meth:`FlyWorld.env`) and
 The "machine's filesystem" is the local filesystem: ``ssh console -C`` runs the
 command locally with ``PATH=<machine bin>``, ``HOME=<machine root>`` and
 ``LANG=C.UTF-8`` only, so point database paths at tmp directories.
+
+The TypedDicts below (``World`` and its records) are the shape of ``state.json``, shared with
+the double's ``cli`` package.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """What every app command does first: the token, the session, fly.toml and the app's name.
 
 Token: ``-t`` > ``FLY_ACCESS_TOKEN`` > ``FLY_API_TOKEN`` > the logged-in config token
-(internal/flyutil, internal/config).  App: ``-a`` > ``FLY_APP`` > fly.toml's ``app``
+(internal/config/config.go).  App: ``-a`` > ``FLY_APP`` > fly.toml's ``app``
 (internal/appconfig, internal/command/command.go ``RequireAppName``)."""
 
 from __future__ import annotations
