@@ -16,6 +16,9 @@ launchers; put it first on PATH via :meth:`FlyWorld.env`) and
 The "machine's filesystem" is the local filesystem: ``ssh console -C`` runs the
 command locally with ``PATH=<machine bin>``, ``HOME=<machine root>`` and
 ``LANG=C.UTF-8`` only, so point database paths at tmp directories.
+
+The TypedDicts below (``World`` and its records) are the shape of ``state.json``, shared with
+the double's ``cli`` package.
 """
 
 from __future__ import annotations
@@ -30,9 +33,277 @@ import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
-from . import flyctl_cli as cli
+from .cli import records
+from .cli.clock import now_rfc3339, now_seconds
+from .cli.ids import new_release_id, rand_str, ulid
+from .cli.records import (
+    GIB,
+    image_ref_object,
+    render_machine,
+    render_release,
+    render_snapshot,
+    render_volume,
+    sorted_releases,
+    sorted_snapshots,
+)
+from .cli.snapshots import pending_snapshot
+from .cli.store import Store
+from .cli.version import FLYCTL_VERSION
+
+# ---------------------------------------------------------------------- the state file's shape
+# ``state.json`` as the double and FlyWorld read and write it (plain JSON objects: these
+# TypedDicts only name their keys).  Keys starting with ``_`` are the double's own and never
+# printed.  The double's modules import these names for annotations only.
+
+
+class Org(TypedDict):
+    id: str
+    internal_numeric_id: str
+    name: str
+    slug: str
+    paid_plan: bool
+
+
+class Mount(TypedDict):
+    """A machine's ``config.mounts`` entry (fly-go machine_types.go ``MachineMount``)."""
+
+    encrypted: bool
+    path: str
+    size_gb: int
+    volume: str
+    name: str
+
+
+class Init(TypedDict, total=False):
+    cmd: list[str]
+    exec: list[str]
+    entrypoint: list[str]
+
+
+class MachineConfig(TypedDict, total=False):
+    env: dict[str, str]
+    init: Init
+    guest: dict[str, Any]
+    metadata: dict[str, str]
+    mounts: list[Mount]
+    services: list[dict[str, Any]]
+    image: str
+    restart: dict[str, Any]
+
+
+class ImageRef(TypedDict):
+    registry: str
+    repository: str
+    tag: str
+    digest: str
+    labels: dict[str, str]
+
+
+class Check(TypedDict):
+    name: str
+    status: str  # passing | critical
+    output: str
+    updated_at: str
+
+
+class Runtime(TypedDict):
+    """Where a machine's remote commands run: its PATH dir, HOME, cwd and extra env."""
+
+    bin: str
+    home: str
+    cwd: str
+    env: dict[str, str]
+
+
+class Machine(TypedDict):
+    """``fly machine list --json`` keys, plus the double's ``_runtime``."""
+
+    id: str
+    name: str
+    state: str  # started | stopped | destroyed ...
+    region: str
+    image_ref: ImageRef
+    instance_id: str
+    private_ip: str
+    created_at: str
+    updated_at: str
+    config: MachineConfig
+    events: list[dict[str, Any]]
+    checks: list[Check]
+    host_status: str
+    cordoned: bool
+    _runtime: Runtime
+
+
+class Volume(TypedDict):
+    """``fly volumes list --json`` keys, plus the double's restore countdown."""
+
+    id: str
+    name: str
+    state: str  # created | restoring | ...
+    size_gb: int
+    region: str
+    zone: str
+    encrypted: bool
+    attached_machine_id: str | None
+    attached_alloc_id: str | None
+    created_at: str
+    host_dedication_id: str
+    snapshot_retention: int
+    auto_backup_enabled: bool
+    host_status: str
+    _restoring_lists: NotRequired[int]  # ``volumes list`` calls left while restoring
+    _snapshot_id: NotRequired[str | None]  # created from this snapshot
+
+
+class SnapshotSim(TypedDict):
+    """How a pending snapshot evolves, one step per ``snapshots list`` of its volume."""
+
+    mode: str  # progress | never | fail
+    lists_before_created: int
+    seen: int
+    final_size: int
+    final_digest: str
+    done: NotRequired[bool]
+
+
+class Snapshot(TypedDict):
+    """``fly volumes snapshots list --json`` keys (a pending one: zero ``created_at``)."""
+
+    id: str
+    size: int
+    volume_size: int
+    digest: str
+    created_at: str
+    status: str  # waiting | running | created | failed
+    retention_days: int | None
+    _sim: NotRequired[SnapshotSim]
+
+
+class SnapshotPlan(TypedDict):
+    """What ``FlyWorld.snapshot_behavior`` asks of snapshots created later."""
+
+    mode: str
+    lists_before_created: int
+    size: NotRequired[int | None]
+
+
+class SnapshotPlans(TypedDict):
+    default: SnapshotPlan
+    volumes: dict[str, SnapshotPlan]
+
+
+class ReleaseUser(TypedDict):
+    ID: str
+    Name: str
+    Email: str
+    EnablePaidHobby: bool
+
+
+class Release(TypedDict):
+    """``fly releases --json`` keys (PascalCase, as flyctl prints them)."""
+
+    ID: str
+    Version: int
+    Stable: bool
+    InProgress: bool
+    Reason: str
+    Description: str
+    Status: str  # complete | failed | running
+    DeploymentStrategy: str
+    Metadata: None
+    User: ReleaseUser
+    EvaluationID: str
+    CreatedAt: str
+    ImageRef: str
+
+
+class App(TypedDict):
+    name: str
+    org: Org
+    machines: list[Machine]
+    volumes: list[Volume]
+    releases: list[Release]
+
+
+class Fault(TypedDict, total=False):
+    """``fail``/``garbage``/``hang``/``drop_output_tail``: matched against argv."""
+
+    kind: str  # fail | hang | drop_tail
+    match: list[str]
+    times: int | None  # None: always
+    stdout: str
+    stdout_hex: str  # raw bytes (garbage that is not UTF-8)
+    stderr: str
+    exit: int
+    sleep: float
+    until: str | None
+    lines: int
+
+
+class SftpFault(TypedDict):
+    """``sftp get``: copy ``after_bytes`` then fail."""
+
+    after_bytes: int
+    error: str
+    times: int | None
+    remote: str | None
+
+
+class SftpPutFault(TypedDict):
+    """``sftp put``: stop after ``after_bytes`` or flip the byte at ``flip_at``."""
+
+    after_bytes: int | None
+    flip_at: int | None
+    error: str
+    times: int | None
+    remote: str | None
+
+
+class DeployFault(TypedDict, total=False):
+    kind: str  # health_timeout | replace_machine
+    machine_id: str | None
+    times: int | None
+    new_id: str | None
+    state: str
+
+
+class Account(TypedDict):
+    email: str
+    name: str
+    user_id: str
+
+
+class Auth(TypedDict):
+    valid_tokens: list[str]
+    config_token: str | None
+    config_token_expired: bool
+
+
+class Features(TypedDict, total=False):
+    local_docker: bool
+    version: str  # what ``fly version`` reports
+    volume_restore_lists: int
+
+
+class World(TypedDict):
+    """The whole state file."""
+
+    schema: int
+    account: Account
+    auth: Auth
+    apps: dict[str, App]
+    snapshots: dict[str, list[Snapshot]]  # by volume id
+    snapshot_plan: SnapshotPlans
+    faults: list[Fault]
+    sftp_faults: list[SftpFault]
+    sftp_put_faults: NotRequired[list[SftpPutFault]]
+    deploy_faults: list[DeployFault]
+    features: Features
+
+
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DOUBLE_SCRIPT = PACKAGE_DIR / "fly"
@@ -121,7 +392,7 @@ class FlyWorld:
         self.calls_path = self.root / "calls.jsonl"
         self.bin_dir = self.root / "bin"
         self.machines_dir = self.root / "machines"
-        self._store = cli.Store(str(self.state_path))
+        self._store = Store(str(self.state_path))
         if not self.state_path.exists():
             self._store.write(_empty_state())
         self.set_binaries(binaries)
@@ -129,11 +400,11 @@ class FlyWorld:
     # ------------------------------------------------------------------ plumbing
 
     @contextlib.contextmanager
-    def _mutate(self) -> Iterator[dict[str, Any]]:
+    def _mutate(self) -> Iterator[World]:
         with self._store.mutate() as state:
             yield state
 
-    def raw_state(self) -> dict[str, Any]:
+    def raw_state(self) -> World:
         """A copy of the whole state file."""
         return self._store.load()
 
@@ -147,7 +418,7 @@ class FlyWorld:
             f"#!{real_python3()} -IS\n"
             "import sys\n"
             f"sys.path.insert(0, {str(PACKAGE_DIR)!r})\n"
-            "from flyctl_cli import main\n"
+            "from cli.main import main\n"
             "sys.exit(main(sys.argv))\n"
         )
         for name in names:
@@ -187,7 +458,7 @@ class FlyWorld:
         with self._mutate() as s:
             s["apps"].setdefault(name, {
                 "name": name,
-                "org": {"id": "Org_" + cli.rand_str(10), "internal_numeric_id": "314159",
+                "org": {"id": "Org_" + rand_str(10), "internal_numeric_id": "314159",
                         "name": org, "slug": org, "paid_plan": True},
                 "machines": [], "volumes": [], "releases": [],
             })
@@ -196,13 +467,13 @@ class FlyWorld:
                    size_gb: int = 1, attached_machine_id: str | None = None,
                    snapshot_retention: int = 5, state: str = "created", zone: str | None = None,
                    encrypted: bool = True, auto_backup_enabled: bool = True,
-                   host_status: str = "ok", created_at: str | None = None) -> dict[str, Any]:
+                   host_status: str = "ok", created_at: str | None = None) -> Volume:
         """Add a volume (keys in ``fly volumes list --json`` order)."""
         vol = {
             "id": volume_id, "name": name, "state": state, "size_gb": size_gb,
-            "region": region, "zone": zone or cli.rand_str(4, "0123456789abcdef"),
+            "region": region, "zone": zone or rand_str(4, "0123456789abcdef"),
             "encrypted": encrypted, "attached_machine_id": attached_machine_id,
-            "attached_alloc_id": None, "created_at": created_at or cli.now_rfc3339(),
+            "attached_alloc_id": None, "created_at": created_at or now_rfc3339(),
             "host_dedication_id": "", "snapshot_retention": snapshot_retention,
             "auto_backup_enabled": auto_backup_enabled, "host_status": host_status,
         }
@@ -219,12 +490,12 @@ class FlyWorld:
                     remote_env: dict[str, str] | None = None) -> dict[str, Any]:
         """Add a machine. ``mounts`` is ``[(volume_id, path), ...]``; mounted volumes get
         ``attached_machine_id`` set.  ``tools`` defaults to :data:`DEFAULT_MACHINE_TOOLS`."""
-        image = image or f"registry.fly.io/{app}:deployment-{cli.ulid()}"
+        image = image or f"registry.fly.io/{app}:deployment-{ulid()}"
         mdir = self.machines_dir / machine_id
         home = mdir / "root"
         home.mkdir(parents=True, exist_ok=True)
         (mdir / "bin").mkdir(exist_ok=True)
-        now = cli.now_rfc3339()
+        now = now_rfc3339()
         with self._mutate() as s:
             a = _app(s, app)
             vols = {v["id"]: v for v in a["volumes"]}
@@ -242,12 +513,12 @@ class FlyWorld:
             version = release_version or (rel["Version"] if rel else 1)
             machine = {
                 "id": machine_id,
-                "name": name or f"{cli.rand_str(5, 'abcdefghijklmnopqrstuvwxyz')}-machine-"
-                                f"{cli.rand_str(4, '0123456789')}",
+                "name": name or f"{rand_str(5, 'abcdefghijklmnopqrstuvwxyz')}-machine-"
+                                f"{rand_str(4, '0123456789')}",
                 "state": state,
                 "region": region,
-                "image_ref": cli.image_ref_object(image, {"fly.version": f"v{version}"}),
-                "instance_id": cli.ulid(),
+                "image_ref": image_ref_object(image, {"fly.version": f"v{version}"}),
+                "instance_id": ulid(),
                 "private_ip": private_ip or _new_private_ip(),
                 "created_at": now,
                 "updated_at": now,
@@ -257,10 +528,10 @@ class FlyWorld:
                     "init": {},
                     "guest": {"cpu_kind": "shared", "cpus": 1, "memory_mb": 512},
                     "metadata": {
-                        "fly_flyctl_version": cli.FLYCTL_VERSION,
+                        "fly_flyctl_version": FLYCTL_VERSION,
                         "fly_platform_version": "v2",
                         "fly_process_group": process_group,
-                        "fly_release_id": rel["ID"] if rel else cli.new_release_id(),
+                        "fly_release_id": rel["ID"] if rel else new_release_id(),
                         "fly_release_version": str(version),
                     },
                     "mounts": mount_objs,
@@ -286,20 +557,20 @@ class FlyWorld:
             }
             a["machines"].append(machine)
         self.set_machine_tools(DEFAULT_MACHINE_TOOLS if tools is None else tools, machine_id)
-        return cli.render_machine(machine)
+        return render_machine(machine)
 
     def add_snapshot(self, volume_id: str, snapshot_id: str, *, size: int, created_at: str,
                      status: str = "created", retention_days: int | None = 5,
                      digest: str | None = None, volume_size: int | None = None
-                     ) -> dict[str, Any]:
+                     ) -> Snapshot:
         """Add an existing snapshot (keys in ``snapshots list --json`` order)."""
         with self._mutate() as s:
             if volume_size is None:
                 vol = _find_volume(s, volume_id)
-                volume_size = (vol["size_gb"] if vol else 1) * cli.GIB
+                volume_size = (vol["size_gb"] if vol else 1) * GIB
             snap = {
                 "id": snapshot_id, "size": size, "volume_size": volume_size,
-                "digest": digest or cli.rand_str(32, "0123456789abcdef"),
+                "digest": digest or rand_str(32, "0123456789abcdef"),
                 "created_at": created_at, "status": status, "retention_days": retention_days,
             }
             s["snapshots"].setdefault(volume_id, []).append(snap)
@@ -309,16 +580,16 @@ class FlyWorld:
                     created_at: str | None = None, release_id: str | None = None,
                     description: str = "Deploy image", reason: str = "deploy",
                     stable: bool | None = None, user_name: str = "CI Bot",
-                    user_email: str = DEFAULT_EMAIL) -> dict[str, Any]:
+                    user_email: str = DEFAULT_EMAIL) -> Release:
         """Add a release (PascalCase keys as in ``fly releases --json``)."""
         rel = {
-            "ID": release_id or cli.new_release_id(), "Version": version,
+            "ID": release_id or new_release_id(), "Version": version,
             "Stable": (status == "complete") if stable is None else stable,
             "InProgress": status == "running", "Reason": reason, "Description": description,
             "Status": status, "DeploymentStrategy": "", "Metadata": None,
             "User": {"ID": "Usr_p8d2w6k0", "Name": user_name, "Email": user_email,
                      "EnablePaidHobby": False},
-            "EvaluationID": "", "CreatedAt": created_at or cli.now_seconds(),
+            "EvaluationID": "", "CreatedAt": created_at or now_seconds(),
             "ImageRef": image_ref,
         }
         with self._mutate() as s:
@@ -481,7 +752,7 @@ class FlyWorld:
         plan = {"mode": mode, "lists_before_created": lists_before_created}
         with self._mutate() as s:
             vol = _find_volume(s, volume_id) or {"size_gb": 1, "snapshot_retention": 5}
-            record = cli.pending_snapshot(vol, plan, size)
+            record = pending_snapshot(vol, plan, size)
             record["status"] = "running"  # already past `waiting`: the next list shows it
             record["_sim"].update(seen=1, lists_before_created=lists_before_created + 1)
             s["snapshots"].setdefault(volume_id, []).append(record)
@@ -500,7 +771,7 @@ class FlyWorld:
             s["sftp_faults"] = []
             s["deploy_faults"] = []
 
-    def _add_fault(self, fault: dict[str, Any]) -> None:
+    def _add_fault(self, fault: Fault) -> None:
         with self._mutate() as s:
             s["faults"].append(fault)
 
@@ -558,7 +829,7 @@ class FlyWorld:
         with contextlib.suppress(FileNotFoundError):
             self.calls_path.unlink()
 
-    def _app_of(self, s: dict[str, Any], app: str | None) -> dict[str, Any]:
+    def _app_of(self, s: World, app: str | None) -> App:
         if app is None:
             if len(s["apps"]) != 1:
                 raise ValueError("several apps: pass app=")
@@ -567,26 +838,26 @@ class FlyWorld:
 
     def releases(self, app: str | None = None) -> list[dict[str, Any]]:
         """Releases newest first (as ``fly releases --json`` shows them, uncapped)."""
-        return [cli.render_release(r) for r in cli.sorted_releases(self._app_of(
+        return [render_release(r) for r in sorted_releases(self._app_of(
             self.raw_state(), app))]
 
     def machines(self, app: str | None = None) -> list[dict[str, Any]]:
-        return [cli.render_machine(m) for m in self._app_of(self.raw_state(), app)["machines"]]
+        return [render_machine(m) for m in self._app_of(self.raw_state(), app)["machines"]]
 
     def machine(self, machine_id: str) -> dict[str, Any]:
-        return cli.render_machine(_find_machine(self.raw_state(), machine_id))
+        return render_machine(_find_machine(self.raw_state(), machine_id))
 
     def machine_image(self, machine_id: str) -> str:
         """``config.image`` of the machine (what deploy changes)."""
-        return cli.machine_image(_find_machine(self.raw_state(), machine_id))
+        return records.machine_image(_find_machine(self.raw_state(), machine_id))
 
     def volumes(self, app: str | None = None) -> list[dict[str, Any]]:
-        return [cli.render_volume(v) for v in self._app_of(self.raw_state(), app)["volumes"]]
+        return [render_volume(v) for v in self._app_of(self.raw_state(), app)["volumes"]]
 
     def snapshots(self, volume_id: str) -> list[dict[str, Any]]:
         """Current snapshots of a volume, oldest first, without advancing pending ones."""
         recs = self.raw_state()["snapshots"].get(volume_id, [])
-        return [cli.render_snapshot(r) for r in cli.sorted_snapshots(recs)]
+        return [render_snapshot(r) for r in sorted_snapshots(recs)]
 
     # ------------------------------------------------------------------ helpers
 
@@ -603,7 +874,7 @@ class FlyWorld:
         return path
 
 
-def _empty_state() -> dict[str, Any]:
+def _empty_state() -> World:
     return {
         "schema": 1,
         "account": {"email": DEFAULT_EMAIL, "name": "CI Bot", "user_id": "Usr_p8d2w6k0"},
@@ -619,14 +890,14 @@ def _empty_state() -> dict[str, Any]:
     }
 
 
-def _app(s: dict[str, Any], name: str) -> dict[str, Any]:
+def _app(s: World, name: str) -> App:
     try:
         return s["apps"][name]
     except KeyError:
         raise KeyError(f"no app {name!r} in the world; call add_app first") from None
 
 
-def _find_machine(s: dict[str, Any], machine_id: str) -> dict[str, Any]:
+def _find_machine(s: World, machine_id: str) -> Machine:
     for a in s["apps"].values():
         for m in a["machines"]:
             if m["id"] == machine_id:
@@ -634,7 +905,7 @@ def _find_machine(s: dict[str, Any], machine_id: str) -> dict[str, Any]:
     raise KeyError(f"no machine {machine_id!r}")
 
 
-def _find_volume(s: dict[str, Any], volume_id: str) -> dict[str, Any] | None:
+def _find_volume(s: World, volume_id: str) -> Volume | None:
     for a in s["apps"].values():
         for v in a["volumes"]:
             if v["id"] == volume_id:
@@ -643,7 +914,7 @@ def _find_volume(s: dict[str, Any], volume_id: str) -> dict[str, Any] | None:
 
 
 def _new_private_ip() -> str:
-    h = cli.rand_str(8, "0123456789abcdef")
+    h = rand_str(8, "0123456789abcdef")
     return f"fdaa:9:1c2d:a7b:1f0:{h[:4].lstrip('0') or '0'}:{h[4:].lstrip('0') or '0'}:2"
 
 

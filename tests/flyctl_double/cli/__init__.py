@@ -1,0 +1,1 @@
+"""The flyctl test double's implementation (stdlib only); see ../README.md."""

@@ -1,0 +1,37 @@
+"""Go ``time.Time`` as flyctl's JSON shows it (RFC 3339, the zero time)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    pass
+
+
+ZERO_TIME = "0001-01-01T00:00:00Z"  # Go's zero time.Time in JSON (a snapshot still running)
+
+
+def format_time(t: _dt.datetime) -> str:
+    """RFC 3339 UTC with fractional seconds and no trailing zeros (Go ``time.Time``)."""
+    t = t.astimezone(_dt.UTC)
+    frac = f"{t.microsecond:06d}".rstrip("0")
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + (f".{frac}" if frac else "") + "Z"
+
+
+def now_rfc3339() -> str:
+    return format_time(_dt.datetime.now(_dt.UTC))
+
+
+def now_seconds() -> str:
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(value: str) -> _dt.datetime:
+    m = re.match(r"^(.*T\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)$", value)
+    if not m:
+        return _dt.datetime.fromisoformat(value)
+    frac = (m.group(2) or "")[:7]
+    tz = "+00:00" if m.group(3) == "Z" else m.group(3)
+    return _dt.datetime.fromisoformat(m.group(1) + frac + tz)
