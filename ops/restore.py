@@ -10,7 +10,6 @@ health wait and, for ``--from``, the upload; every run is recorded in the audit 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shlex
 import sys
 import time
@@ -171,8 +170,7 @@ class Restore:
         """Checked first, like deploy: a restore must not happen unrecorded."""
         log = Path(self.settings.audit_log)
         try:
-            log.parent.mkdir(parents=True, exist_ok=True)
-            os.close(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+            audit.check_writable(log)
         except OSError as exc:
             self.record["outcome"] = "not started"  # nothing happened: nothing to record
             raise OpsError(f"cannot write the audit log {log} (deploy.audit_log): "
