@@ -90,6 +90,7 @@ def test_drill_of_a_backup_that_cannot_be_restored_exits_5(wal_db, backup_dir, r
 
 
 RESOLVE = ["version --json", "volumes list", "machine list"]  # once per run
+STOPPED = ["machine list"]  # a restore then asks whether the machine is emergency-stopped
 
 
 def label(argv: list[str]) -> str:
@@ -145,8 +146,7 @@ def test_restore_production_restarts_the_machine_and_waits_for_health(prod, tool
     result = prod.run("restore", "--production", "--yes", "--json")
     assert result.returncode == 0, result
     assert [label(a) for a in prod.calls()] == [
-        *RESOLVE, "ssh list", "ssh counts", "ssh restore",
-        "machine restart"]
+        *RESOLVE, *STOPPED, "ssh list", "ssh counts", "ssh restore", "machine restart"]
     assert engine.describe_file(prod.db, live=True)[1] == made.content_sha256
     record = result.json()
     assert record["strategy"] == tools and record["outcome"] == "ok"
@@ -183,7 +183,7 @@ def test_restore_from_a_local_file_uploads_checks_and_restores(prod, tmp_path):
                       "--json")
     assert result.returncode == 0, result
     assert [label(a) for a in prod.calls()] == [
-        *RESOLVE, "ssh counts", "ssh mkdir", "sftp put", "ssh adopt",
+        *RESOLVE, *STOPPED, "ssh counts", "ssh mkdir", "sftp put", "ssh adopt",
         "ssh restore", "machine restart"]
     arrived = prod.remote_dir / made.name
     assert helpers.sha256(arrived) == made.sha256
@@ -204,7 +204,7 @@ def test_restore_from_a_file_that_fails_its_checksum_uploads_nothing(prod, tmp_p
     before = engine.describe_file(prod.db, live=True)[1]
     result = prod.run("restore", "--production", "--from", str(local_dir / made.name), "--yes")
     assert_one_line_error(result, 5, contains="nothing was changed", strict=False)
-    assert [label(a) for a in prod.calls()] == RESOLVE
+    assert [label(a) for a in prod.calls()] == [*RESOLVE, *STOPPED]
     assert engine.describe_file(prod.db, live=True)[1] == before
 
 
@@ -226,7 +226,7 @@ def test_an_upload_that_arrives_damaged_changes_nothing(prod, tmp_path, fault):
         assert_one_line_error(result, 8, contains="copy file: connection lost", strict=False)
         tail = ["ssh rm"]
     assert [label(a) for a in prod.calls()] == [
-        *RESOLVE, "ssh counts", "ssh mkdir", "sftp put", *tail]
+        *RESOLVE, *STOPPED, "ssh counts", "ssh mkdir", "sftp put", *tail]
     assert engine.describe_file(prod.db, live=True)[1] == before
     assert helpers.snapshot(prod.remote_dir) == files  # no upload left, no backup adopted
 
@@ -333,7 +333,7 @@ def test_restore_production_of_a_damaged_backup_changes_nothing(prod, tools):
     result = prod.run("restore", made.name, "--production", "--yes")
     assert_one_line_error(result, 5, contains="nothing was changed", strict=False)
     assert [label(a) for a in prod.calls()] == [
-        *RESOLVE, "ssh list", "ssh counts", "ssh restore"]
+        *RESOLVE, *STOPPED, "ssh list", "ssh counts", "ssh restore"]
     assert engine.describe_file(prod.db, live=True)[1] == before
     assert helpers.snapshot(prod.remote_dir, (".restore.lock",)) == files  # no safety backup
     assert not (prod.remote_dir / ".restore.lock.d").exists()
