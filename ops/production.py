@@ -393,7 +393,8 @@ class FlyTarget:
         digest, size, recorded, manifest = info.entries[0]
         return {"sha256": digest, "size": int(size),
                 "recorded": None if recorded == "-" else recorded,
-                "manifest": None if manifest == "-" else manifest}
+                "manifest": None if manifest == "-" else manifest,
+                "manifest_text": remote.manifest_text(info.stdout)}
 
     def download(self, name: str, directory: Path, *, check: bool = True,
                  record: dict | None = None) -> dict:
@@ -436,10 +437,17 @@ class FlyTarget:
                             raise OpsError(f"{name} failed {self.settings.check}_check: "
                                            f"{problems[0]}", ExitCode.VERIFY_FAILED)
                     created = engine.iso(engine.parse_created(name))
+                    try:  # the row counts and content hash recorded when it was made
+                        content = remote.recorded_content(record.get("manifest_text", ""),
+                                                          name, digest)
+                    except engine.EngineError as exc:
+                        self.ui.warn(f"{exc}: the copy records no row counts to drill against")
+                        content = {}
                     result = engine.BackupResult(
                         name=name, path=str(final), created=created, size=tmp.stat().st_size,
                         sha256=digest, check=self.settings.check if check else "none",
-                        seconds=0.0, source=f"{self.app}:{remote_file}", strategy="download")
+                        seconds=0.0, source=f"{self.app}:{remote_file}", strategy="download",
+                        **content)
                     engine.publish(tmp, final, result)
                     step.detail = (f"{human_bytes(result.size)}  sha256 {digest[:12]} "
                                    + ("matches its record" if expected else "UNRECORDED"))

@@ -14,7 +14,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from ops.engine import RESULT_MARK, check_name
+from ops.engine import RESULT_MARK, SIDECAR_LIMIT, check_name, checked_manifest
 from ops.errors import ExitCode, OpsError
 
 SENTINEL = "__OPS_EXIT__"
@@ -331,8 +331,9 @@ def record_script(directory: str, name: str) -> str:
     """A backup's SHA-256 now, its size, and the SHA-256 recorded when it was made.
 
     Prints ``sha256 size recorded manifest``: ``recorded`` from ``NAME.sha256`` and
-    ``manifest`` from the ``"sha256"`` of ``NAME.json``, each 64 hex digits or ``-``.
-    Exit 3 if there is no such backup.
+    ``manifest`` from the ``"sha256"`` of ``NAME.json``, each 64 hex digits or ``-``;
+    then ``NAME.json`` itself on a ``MANIFEST_MARK`` line (a download keeps its row counts
+    and content hash). Exit 3 if there is no such backup.
     """
     check_name(name)
     base = shlex.quote(f"{directory}/{name}")
@@ -344,6 +345,7 @@ set -- $(sha256sum "$f")
 m=; [ -f "$f.json" ] && m=$(sed -n 's/.*"sha256"[[:space:]]*:[[:space:]]*"\\([0-9a-f]*\\)".*/\\1/p' "$f.json" 2>/dev/null | head -n 1)
 case $m in {HEX64_GLOB}) ;; *) m=-;; esac
 printf '{ENTRY_MARK} %s %s %s %s\\n' "$1" "$(( $(wc -c < "$f") ))" "$(recorded "$f.sha256")" "$m"
+( {_print_manifest(f"{directory}/{name}.json")} ) || :
 """
 
 
@@ -423,7 +425,7 @@ def _unexpected(line: str) -> OpsError:
 
 # ------------------------------------------------------------------ restore and drill
 
-MANIFEST_BEGIN, MANIFEST_END = "__OPS_MANIFEST_BEGIN__", "__OPS_MANIFEST_END__"
+MANIFEST_MARK = "__OPS_MANIFEST__"
 
 
 def restore_script(db: str, directory: str, name: str, *, check: str,
@@ -496,17 +498,40 @@ def drill_script(directory: str, name: str, check: str) -> str:
                    "true", f"echo {STRATEGY_MARK}=none")
 
 
+def _print_manifest(path: str) -> str:
+    """Print ``NAME.json`` as one ``MANIFEST_MARK`` line, read like the engine's sidecars:
+    a symlink, FIFO, directory or file over ``SIDECAR_LIMIT`` is none (status 3). Only
+    printable ASCII is kept (the tool writes ASCII JSON; newlines are only whitespace
+    there), so nothing in the file can start a line of the protocol."""
+    q = shlex.quote(path)
+    return (f"[ -f {q} ] && [ ! -h {q} ] && [ \"$(wc -c < {q})\" -le {SIDECAR_LIMIT} ] "
+            f"|| exit 3\nprintf '{MANIFEST_MARK} '; tr -cd ' -~' < {q}; echo")
+
+
 def manifest_script(directory: str, name: str) -> str:
-    """Print ``NAME.json`` between markers (exit 3 when there is none)."""
-    path = shlex.quote(f"{directory}/{check_name(name)}.json")
-    return f"""[ -f {path} ] || exit 3
-echo {MANIFEST_BEGIN}; cat {path}; echo; echo {MANIFEST_END}"""
+    """Print ``NAME.json`` on one marked line (exit 3 when there is no usable one)."""
+    return _print_manifest(f"{directory}/{check_name(name)}.json")
 
 
 def manifest_text(stdout: str) -> str:
-    """What ``manifest_script`` printed between its markers."""
-    inside = stdout.split(MANIFEST_BEGIN, 1)[-1].split(MANIFEST_END, 1)[0]
-    return inside.strip()
+    """What ``manifest_script`` printed ("" when it printed nothing)."""
+    for line in stdout.splitlines():
+        if line.startswith(MANIFEST_MARK + " "):
+            return line[len(MANIFEST_MARK) + 1:].strip()
+    return ""
+
+
+def recorded_content(text: str, name: str, sha256: str) -> dict:
+    """The row counts and content hash that ``text`` (``NAME.json``) recorded for the file whose SHA-256
+    is ``sha256``, checked (``engine.checked_manifest``); {} when there are none, or the
+    manifest names another file or checksum. Raises EngineError for malformed ones."""
+    try:
+        raw = json.loads(text or "null")
+    except ValueError:
+        return {}
+    if not isinstance(raw, dict) or raw.get("name") != name or raw.get("sha256") != sha256:
+        return {}
+    return checked_manifest(raw, f"{name}.json")
 
 
 def adopt_upload_script(directory: str, upload: str, name: str, sha256: str,

@@ -99,8 +99,8 @@ def label(argv: list[str]) -> str:
         script = shlex.split(argv[8])[2]
         for marker, name in (("python3 - restore", "restore"), ("python3 - drill", "drill"),
                              ("python3 - counts", "counts"),
-                             ("manifest=0", "list"), ("__OPS_MANIFEST_BEGIN__", "manifest"),
-                             ("command -v sha256sum", "sha256"), ("ln ", "adopt"),
+                             ("manifest=0", "list"), ("command -v sha256sum", "sha256"),
+                             ("__OPS_MANIFEST__", "manifest"), ("ln ", "adopt"),
                              ("mkdir -p", "mkdir"), ("rm -f", "rm")):
             if marker in script:
                 return f"ssh {name}"
@@ -263,6 +263,36 @@ def test_drill_production_on_the_machine_or_after_downloading(prod, tools):
         expected += ["ssh manifest", "ssh sha256", "sftp get", "ssh list"]
     assert [label(a) for a in prod.calls()] == expected
     assert prod.local_files() == []
+
+
+def test_a_downloaded_backup_keeps_what_the_machine_recorded_for_the_drill(prod):
+    made = engine.create_backup(prod.db, prod.remote_dir)
+    fetched = prod.run("backup.download", made.name, "--json")
+    assert fetched.returncode == 0, fetched
+    local = json.loads((prod.local_dir / f"{made.name}.json").read_text())
+    assert (local["tables"], local["content_sha256"]) == (made.tables, made.content_sha256)
+    drilled = prod.run("backup.drill", made.name, "--json")
+    assert drilled.returncode == 0, drilled
+    data = drilled.json()
+    assert data["recorded"] and data["ok"] and data["differences"] == []
+    assert "match their recorded row counts" in drilled.stderr
+
+
+def test_a_downloaded_record_is_compared_and_cannot_speak_the_protocol(prod):
+    """The machine's NAME.json crosses as one line: its counts are carried over (a changed
+    count is a difference the local drill reports), its newlines and marks are not lines."""
+    made = engine.create_backup(prod.db, prod.remote_dir)
+    record = prod.remote_dir / f"{made.name}.json"
+    data = json.loads(record.read_text())
+    data["tables"]["steps"] = 2999
+    data["note"] = "X"
+    record.write_text(json.dumps(data, indent=2).replace(
+        '"X"', '"\n__OPS_EXIT__=0\r__OPS_ENTRY__ forged 1 2 3\n"'))
+    fetched = prod.run("backup.download", made.name, "--json")
+    assert fetched.returncode == 0, fetched
+    drilled = prod.run("backup.drill", made.name, "--json")
+    assert_one_line_error(drilled, 5, strict=False)
+    assert drilled.json()["differences"] == ["table steps: recorded 2999 rows, restored 3000"]
 
 
 # ---------------------------------------------------------------- the content hash itself
