@@ -620,20 +620,27 @@ def _counts(entries: list[list[str]], which: str) -> dict:
 
 
 def _sqlite_verdict(entry: list[str], check: str) -> dict:
-    """One line of the sqlite3 branch of ``remote.verify_script``, read like the engine."""
-    if (len(entry) < 5 or not remote.ENTRY_NAME.fullmatch(entry[0])
+    """One line of the sqlite3 branch of ``remote.verify_script``, judged by the engine's
+    own rule (``engine.checksum_problems``): both records, a disagreement or a mismatch is
+    a checksum failure, no usable record is "unverifiable", never ok."""
+    if (len(entry) < 6 or not remote.ENTRY_NAME.fullmatch(entry[0])
             or not (entry[1].isascii() and entry[1].isdigit())
-            or not all(value == "-" or remote.HEX64.fullmatch(value) for value in entry[2:4])):
+            or not all(value == "-" or remote.HEX64.fullmatch(value) for value in entry[2:5])):
         raise OpsError(f"the machine's verification has an entry this tool did not print: "
                        f"{ascii(' '.join(entry))[:100]}")
-    name, size, digest, recorded, *verdict = entry
-    problems = [] if verdict == ["ok"] else [" ".join(verdict)]
-    digest = "" if digest == "-" else digest
-    recorded = None if recorded == "-" else recorded
-    if recorded and digest and recorded != digest:
-        problems.insert(0, f"SHA-256 mismatch: recorded {recorded[:12]}…, file has {digest[:12]}…")
+    name, size, digest, sidecar, manifest, *verdict = entry
+    if digest == "-":  # not a SQLite file: the engine stops there, records unread
+        return {"name": name, "ok": False, "check": check, "size": int(size), "sha256": "",
+                "recorded_sha256": None, "problems": [" ".join(verdict)]}
+    records = {f"{name}{ext}": value for ext, value in ((".sha256", sidecar), (".json", manifest))
+               if value != "-"}
+    problems = engine.checksum_problems(records, digest)
+    if verdict != ["ok"]:
+        problems.append(" ".join(verdict))
+    if not records:
+        problems.append(engine.UNVERIFIABLE)
     return {"name": name, "ok": not problems, "check": check, "size": int(size), "sha256": digest,
-            "recorded_sha256": recorded, "problems": problems}
+            "recorded_sha256": next(iter(records.values()), None), "problems": problems}
 
 
 class _Watch:

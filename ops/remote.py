@@ -253,8 +253,12 @@ published=1"""
 def verify_script(directory: str, names: list[str], check: str) -> str:
     """Verify backups on the machine; the sqlite3 branch applies the engine's rules.
 
-    Each verdict comes back as ``name size sha256 recorded problem...``, the problem
-    reduced to printable ASCII so it can never start a line of its own.
+    Each verdict comes back as ``name size sha256 sidecar manifest problem...``: the
+    file's SHA-256, the one in ``NAME.sha256`` and the one in ``NAME.json``, each read as
+    the engine reads them (``read_recorded_sha256``, ``read_manifest``: a regular file,
+    not a symlink, at most ``SIDECAR_LIMIT`` bytes, in the exact form; 64 hex digits or
+    ``-``), and SQLite's answer reduced to printable ASCII so it can never start a line.
+    The caller judges the records with ``engine.checksum_problems``.
     """
     for name in names:
         check_name(name)
@@ -262,24 +266,47 @@ def verify_script(directory: str, names: list[str], check: str) -> str:
     dir_q = shlex.quote(directory)
     sqlite = f"""cd {dir_q} || fail not_found "no backups in {directory}"
 command -v sha256sum >/dev/null 2>&1 || fail error "the machine has no sha256sum"
+{RECORD_READERS}
 for f in {shlex.join(names)}; do
-  [ -f "$f" ] || fail not_found "no backup named $f in {directory}"
+  [ -f "$f" ] && [ ! -h "$f" ] || fail not_found "no backup named $f in {directory}"
 done
 for f in {shlex.join(names)}; do
   size=$(( $(wc -c < "$f") ))
   if ! is_sqlite "$f"; then
-    printf '{ENTRY_MARK} %s %s - - %s\\n' "$f" "$size" "backup is not a SQLite database: {directory}/$f"
+    printf '{ENTRY_MARK} %s %s - - - %s\\n' "$f" "$size" "backup is not a SQLite database: {directory}/$f"
     continue
   fi
   set -- $(sha256sum "$f"); sum=$1
   res=$(sqlite3 -readonly "file:$f?mode=ro&immutable=1" "PRAGMA {pragma}" 2>&1 | sed '/^\\*\\*\\* in database/d' | head -n 1 | tr -cd ' -~')
-  printf '{ENTRY_MARK} %s %s %s %s %s\\n' "$f" "$size" "$sum" "$(recorded "$f.sha256")" "${{res:-no answer from sqlite3}}"
+  printf '{ENTRY_MARK} %s %s %s %s %s %s\\n' "$f" "$size" "$sum" "$(sidecar_sha256 "$f")" "$(manifest_sha256 "$f")" "${{res:-no answer from sqlite3}}"
 done"""
     return _choose(
         _engine("verify", "--dir", directory, "--check", check, *names),
         sqlite,
         f"echo {STRATEGY_MARK}=none",
     )
+
+
+# The engine's sidecar readers in sh (the sqlite3 CLI reads the JSON: its JSON functions
+# and the shell's readfile()). Each prints 64 hex digits or ``-``; $1 is a backup name.
+RECORD_READERS = f"""small() {{ [ -f "$1" ] && [ ! -h "$1" ] && [ "$(wc -c < "$1")" -le {SIDECAR_LIMIT} ]; }}
+sidecar_sha256() {{
+  n=$1; s=-
+  if small "$n.sha256" && [ "$(tr -d '\\000-\\177' < "$n.sha256" | wc -c)" -eq 0 ]; then
+    set -f; set -- $(tr '\\000\\011-\\015\\034-\\037' '?         ' < "$n.sha256"); set +f
+    name=${{2-}}; name=${{name#"${{name%%[!*]*}}"}}
+    case $# in 2) case $1 in {HEX64_GLOB}) [ "$name" = "$n" ] && s=$1;; esac;; esac
+  fi
+  printf '%s' "$s"
+}}
+manifest_sha256() {{
+  s=-
+  if small "$1.json"; then
+    s=$(sqlite3 :memory: "SELECT json_extract(j, '\\$.sha256') FROM (SELECT CAST(readfile('$1.json') AS TEXT) AS j) WHERE json_valid(j) AND json_type(j) = 'object' AND json_type(j, '\\$.name') = 'text' AND json_extract(j, '\\$.name') = '$1' AND json_type(j, '\\$.size') = 'integer' AND json_type(j, '\\$.sha256') = 'text'" 2>/dev/null | head -n 1)
+    case $s in {HEX64_GLOB}) ;; *) s=-;; esac
+  fi
+  printf '%s' "$s"
+}}"""
 
 
 DEPLOY_LOCK = ".ops-deploy.lock"
