@@ -471,49 +471,72 @@ def restore_script(db: str, directory: str, name: str, *, check: str,
                    f"echo {STRATEGY_MARK}=none")
 
 
+RESTORE_LOCK = ".restore.lock"  # the engine's (``engine.RESTORE_LOCK``): flock(2) on it
+
+# flock on $1/.restore.lock on fd 8, exactly as take_lock does on fd 9 (never written
+# through, refused when not a regular file, released by the kernel when the script dies)
+TAKE_RESTORE_LOCK = PRELUDE[PRELUDE.index("take_lock() {"):PRELUDE.index("place() {")] \
+    .replace("take_lock() {", "take_restore_lock() {").replace(LOCK_NAME, RESTORE_LOCK) \
+    .replace("exec 9<", "exec 8<").replace("flock -n 9", "flock -n 8") \
+    .replace("fcntl.flock(9,", "fcntl.flock(8,").replace("another backup holds", "another restore holds") \
+    .replace("the backup lock $lock", "the restore lock $lock").replace("on fd 9", "on fd 8")
+
+
 def _sqlite_restore(db: str, directory: str, name: str, check: str, busy_timeout: float,
                     lock_wait: float) -> str:
     """The engine's restore with the sqlite3 CLI (its ``.restore`` is the backup API).
 
-    ``.restore`` of a missing file empties the database without a word, so the file
-    is checked (exists, SHA-256, integrity) right before, by absolute path.
+    Locks as the engine does, flock(2) on ``.restore.lock``, and it also holds the
+    folder's backup lock from the verification to the end, with the safety backup made
+    under it: ``.restore`` of a missing file empties the database without a word, so no
+    retention (``backup --production``, ``backup.cleanup``) may remove the chosen backup
+    between its check and the restore. The backup is checked like ``verify_script``
+    checks it (both records, the engine's rule; no usable record is refused).
     """
     pragma = "integrity_check" if check == "integrity" else "quick_check"
     safety = _sqlite_backup(db, directory, check, lock_wait)
+    tries = _tries(lock_wait)
     return f"""db={shlex.quote(db)}; dir={shlex.quote(directory)}; name={shlex.quote(name)}
 [ -f "$db" ] || fail not_found "database not found: $db"
-rlock="$dir/.restore.lock.d"
-if ! mkdir "$rlock" 2>/dev/null; then
-  holder=$(cat "$rlock/pid" 2>/dev/null)
-  if [ -n "$holder" ] && ! kill -0 "$holder" 2>/dev/null; then rm -rf "$rlock"; fi
-  mkdir "$rlock" 2>/dev/null || fail locked "another restore (pid ${{holder:-?}}) holds $rlock"
-fi
-echo $$ > "$rlock/pid"
-trap 'rm -rf "$rlock"' EXIT
+[ -d "$dir" ] || fail not_found "no backup named $name in $dir"
+{TAKE_RESTORE_LOCK}
+{RECORD_READERS}
+take_restore_lock "$dir" {tries}
+take_lock "$dir" {tries}
+cd "$dir" || fail not_found "no backup named $name in $dir"
+[ -f "$name" ] && [ ! -h "$name" ] || fail not_found "no backup named $name in $dir"
 backup="$dir/$name"
-[ -f "$backup" ] || fail not_found "no backup named $name in $dir"
+refuse() {{ fail verify_failed "backup $name failed verification, nothing was changed: $*"; }}
+is_sqlite "$name" || refuse "backup is not a SQLite database: $backup"
 command -v sha256sum >/dev/null 2>&1 || fail error "the machine has no sha256sum"
-set -- $(sha256sum "$backup"); sum=$1
-rec=""; [ -f "$backup.sha256" ] && rec=$(head -c 64 "$backup.sha256")
-[ -z "$rec" ] || [ "$rec" = "$sum" ] || fail verify_failed "backup $name failed verification, nothing was changed: SHA-256 mismatch (recorded $rec, file has $sum)"
-res=$(sqlite3 -readonly "file:$backup?immutable=1" "PRAGMA {pragma}" 2>&1 | head -n 1)
-[ "$res" = ok ] || fail verify_failed "backup $name failed verification, nothing was changed: $res"
+set -- $(sha256sum "$name"); sum=$1
+rs=$(sidecar_sha256 "$name"); rj=$(manifest_sha256 "$name")
+if [ "$rs" != - ] && [ "$rj" != - ] && [ "$rs" != "$rj" ]; then
+  refuse "SHA-256 mismatch: the records disagree ($name.sha256 $rs, $name.json $rj), file has $sum"
+fi
+rec=$rs; [ "$rec" = - ] && rec=$rj
+[ "$rec" = - ] || [ "$rec" = "$sum" ] || refuse "SHA-256 mismatch: recorded $rec, file has $sum"
+res=$(sqlite3 -readonly "file:$backup?mode=ro&immutable=1" "PRAGMA {pragma}" 2>&1 | sed '/^\\*\\*\\* in database/d' | head -n 1 | tr -cd ' -~')
+[ "$res" = ok ] || refuse "$res"
+[ "$rec" != - ] || refuse "unverifiable: no usable checksum record beside it (its .sha256 and .json are missing or unreadable)"
 counts() {{
   for t in $(sqlite3 -readonly "$1" "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"); do
     printf '{ENTRY_MARK} %s %s %s\\n' "$2" "$t" "$(sqlite3 -readonly "$1" "SELECT count(*) FROM \\"$t\\"")"
   done
 }}
 out=$( (
+take_lock() {{ :; }}  # this script holds the folder's backup lock (fd 9) already
 {safety}
 ) ) || {{ printf '%s\\n' "$out"; exit 1; }}
 safety=$(printf '%s\\n' "$out" | sed -n 's/.*"name": "\\([^"]*\\)".*/\\1/p' | head -n 1)
-[ -n "$safety" ] || fail error "the safety backup printed no name"
+is_name "$safety" || fail error "the safety backup printed no name"
 printf '{ENTRY_MARK} safety %s\\n' "$safety"
 counts "file:$dir/$safety?immutable=1" before
+[ -f "$name" ] && [ ! -h "$name" ] || fail error "backup $name vanished before the restore; nothing was changed"
 res=$(sqlite3 "$db" ".timeout {int(busy_timeout * 1000)}" ".restore '$backup'" 2>&1)
-[ -z "$res" ] || fail error "sqlite3 .restore failed: $(echo "$res" | head -n 1)"
-res=$(sqlite3 -readonly "$db" "PRAGMA {pragma}" 2>&1 | head -n 1)
-printf '{ENTRY_MARK} check %s\\n' "$res"
+[ -z "$res" ] || fail error "sqlite3 .restore failed: $(printf '%s' "$res" | head -n 1)"
+res=$(sqlite3 -readonly "$db" "PRAGMA {pragma}" 2>&1 | sed '/^\\*\\*\\* in database/d' | head -n 1 | tr -cd ' -~')
+printf '{ENTRY_MARK} check %s\\n' "${{res:-no answer from sqlite3}}"
 counts "$db" after
 printf '{RESULT_MARK} {{"ok": true, "data": {{"backup": "%s", "backup_sha256": "%s", "check": "{check}"}}}}\\n' "$name" "$sum\""""
 
@@ -562,28 +585,38 @@ def recorded_content(text: str, name: str, sha256: str) -> dict:
 
 
 def adopt_upload_script(directory: str, upload: str, name: str, sha256: str,
-                        manifest: str) -> str:
+                        manifest: str, lock_wait: float = 0) -> str:
     """Make an uploaded file the backup ``name``: only if its SHA-256 is the one sent.
 
     Exit 5 on a mismatch (the upload is removed), 6 when a different backup already has
-    the name; the same file under the name is fine. The backup appears last, by ``ln``.
+    the name; the same file under the name is fine. Under the folder's backup lock, the
+    sidecars are written like a backup's (``place``: fresh temporaries hard-linked to
+    their names, never over or through anything) and the backup appears last, by ``ln -n``.
     """
     check_name(name)
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise OpsError(f"not a SHA-256: {sha256!r}")
     d, up = shlex.quote(directory), shlex.quote(upload)
     final = shlex.quote(f"{directory}/{name}")
-    return f"""cd {d} || exit 3
+    return f"""{PRELUDE}
+cd {d} || exit 3
+[ -f {up} ] && [ ! -h {up} ] || fail error "the upload is not a regular file"
+take_lock {d} {_tries(lock_wait)}
+placed=""; published=""
+trap 'rm -f {up}; [ -z "$published" ] && [ -n "$placed" ] && rm -f $placed' EXIT
 set -- $(sha256sum {up}) || exit 1
-if [ "$1" != {sha256} ]; then printf '{ENTRY_MARK} arrived %s\\n' "$1"; rm -f {up}; exit 5; fi
-if [ -e {final} ]; then
-  set -- $(sha256sum {final}); rm -f {up}
+if [ "$1" != {sha256} ]; then printf '{ENTRY_MARK} arrived %s\\n' "$1"; exit 5; fi
+if [ -e {final} ] || [ -h {final} ]; then
+  [ -f {final} ] && [ ! -h {final} ] || exit 6
+  set -- $(sha256sum {final})
   [ "$1" = {sha256} ] && {{ printf '{ENTRY_MARK} present\\n'; exit 0; }}
   exit 6
 fi
-printf '%s  %s\\n' {sha256} {shlex.quote(name)} > {shlex.quote(f"{name}.sha256")}
-printf '%s\\n' {shlex.quote(manifest)} > {shlex.quote(f"{name}.json")}
-ln {up} {final} && rm -f {up} && printf '{ENTRY_MARK} adopted\\n'"""
+place {shlex.quote(f"{sha256}  {name}")} {final}.sha256
+place {shlex.quote(manifest)} {final}.json
+ln -n {up} {final} 2>/dev/null || fail exists "{name} already exists; not overwritten"
+published=1
+printf '{ENTRY_MARK} adopted\\n'"""
 
 
 def counts_script(db: str, directory: str, name: str) -> str:
