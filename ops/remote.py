@@ -294,8 +294,8 @@ sidecar_sha256() {{
   n=$1; s=-
   if small "$n.sha256" && [ "$(tr -d '\\000-\\177' < "$n.sha256" | wc -c)" -eq 0 ]; then
     set -f; set -- $(tr '\\000\\011-\\015\\034-\\037' '?         ' < "$n.sha256"); set +f
-    name=${{2-}}; name=${{name#"${{name%%[!*]*}}"}}
-    case $# in 2) case $1 in {HEX64_GLOB}) [ "$name" = "$n" ] && s=$1;; esac;; esac
+    named=${{2-}}; named=${{named#"${{named%%[!*]*}}"}}
+    case $# in 2) case $1 in {HEX64_GLOB}) [ "$named" = "$n" ] && s=$1;; esac;; esac
   fi
   printf '%s' "$s"
 }}
