@@ -1,11 +1,27 @@
-"""The deploy audit log: one JSON line per deploy, appended and fsynced."""
+"""The audit log: one JSON line per deploy, restore or emergency run, appended and fsynced.
+
+The log is opened like every file the tool writes: never through a symlink (a planted
+``deploys.jsonl -> steps.db`` would append JSON to the live database), never a FIFO
+(opened non-blocking), never a file with a second name (a hard link to the database);
+such a log is refused before anything happens and nothing is written.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
+import stat
 from pathlib import Path
+
+APPEND = (os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK
+          | os.O_CLOEXEC)
+READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+class NotALog(OSError):
+    """The log's name is taken by something that is not our own regular file."""
 
 
 def who() -> str:
@@ -16,10 +32,39 @@ def who() -> str:
     return f"{os.environ.get('USER') or 'unknown'}@{socket.gethostname()}"
 
 
+def _open(path: Path, flags: int) -> int:
+    """A descriptor on the log itself; NotALog (an OSError) for anything else."""
+    try:
+        fd = os.open(path, flags, 0o600)
+    except OSError as exc:
+        kinds = {errno.ELOOP: "a symlink", errno.EISDIR: "a directory", errno.ENXIO: "a socket"}
+        if exc.errno in kinds:
+            raise NotALog(exc.errno, f"it is {kinds[exc.errno]}, not a regular file; "
+                                     "refusing to write through it") from None
+        raise
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        kind = "a hard link to another file" if stat.S_ISREG(info.st_mode) else (
+            "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device or socket")
+        raise NotALog(errno.EINVAL, f"it is {kind}, not a regular file; refusing to write "
+                                    "through it")
+    return fd
+
+
+def check_writable(path: Path) -> None:
+    """Create the log if needed and check it is ours (run before anything can happen
+    unrecorded); raises OSError with a one-line ``strerror``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(_open(path, APPEND))
+
+
 def append(path: Path, entry: dict) -> None:
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = json.dumps(entry, sort_keys=True, default=str) + "\n"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    fd = _open(path, APPEND)
     try:
         os.write(fd, line.encode())
         os.fsync(fd)
@@ -28,6 +73,11 @@ def append(path: Path, entry: dict) -> None:
 
 
 def read(path: Path) -> list[dict]:
-    if not path.exists():
+    """Every entry; a log that is not our regular file reads as empty."""
+    try:
+        fd = _open(Path(path), READ)
+    except OSError:
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    with os.fdopen(fd, "rb") as handle:
+        text = handle.read().decode("utf-8", "replace")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]

@@ -254,8 +254,7 @@ class Deployment:
         path = self.settings.audit_log.parent / f".deploy-{self.options.app}.lock"
         try:  # the audit log's folder: checked here, before anything can happen unrecorded
             path.parent.mkdir(parents=True, exist_ok=True)
-            os.close(os.open(self.settings.audit_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                             0o600))
+            audit.check_writable(self.settings.audit_log)  # never through a symlink
         except OSError as exc:
             raise OpsError(f"cannot write the audit log {self.settings.audit_log} "
                            f"(deploy.audit_log): {exc.strerror}", ExitCode.USAGE) from None

@@ -263,10 +263,14 @@ def plan_as_data(steps: list[Step]) -> list[dict]:
 
 
 def write_marker_script(path: str, record: dict) -> str:
+    """Write a fresh ``mktemp`` file beside the marker, then rename it over the marker:
+    never through a name someone planted (a symlink at a fixed temporary name would
+    truncate what it points to, the database included)."""
     q = shlex.quote(path)
-    tmp = shlex.quote(f"{path}.tmp")
-    return (f"printf '%s\\n' {shlex.quote(json.dumps(record, sort_keys=True))} > {tmp} "
-            f"&& mv -f {tmp} {q}")
+    tmp = shlex.quote(f"{path.rsplit('/', 1)[0]}/.ops-emergency.XXXXXX")
+    return (f"t=$(mktemp {tmp}) || exit 1\n"
+            f"printf '%s\\n' {shlex.quote(json.dumps(record, sort_keys=True))} > \"$t\" "
+            f"&& mv -f \"$t\" {q} || {{ rm -f \"$t\"; exit 1; }}")
 
 
 def read_marker_script(path: str) -> str:

@@ -779,17 +779,29 @@ def verify_backup(path: str | os.PathLike, check: str = "integrity") -> VerifyRe
     records = recorded_sha256s(path)
     recorded = next(iter(records.values()), None)
     digest = sha256_file(path)
-    if len(set(records.values())) > 1:
-        problems.append("SHA-256 mismatch: the records disagree ("
-                        + ", ".join(f"{where} {value[:12]}…" for where, value in records.items())
-                        + f"), file has {digest[:12]}…")
-    elif recorded and recorded != digest:
-        problems.append(f"SHA-256 mismatch: recorded {recorded[:12]}…, file has {digest[:12]}…")
+    problems.extend(checksum_problems(records, digest))
     problems.extend(run_check(path, check))
     if not records:  # a sound file, but nothing says it is the one that was backed up
-        problems.append("unverifiable: no usable checksum record beside it (its .sha256 and "
-                        ".json are missing or unreadable)")
+        problems.append(UNVERIFIABLE)
     return VerifyResult(path.name, not problems, check, _size(path), digest, recorded, problems)
+
+
+UNVERIFIABLE = ("unverifiable: no usable checksum record beside it (its .sha256 and .json are "
+                "missing or unreadable)")
+
+
+def checksum_problems(records: dict, digest: str) -> list:
+    """What the recorded checksums (``recorded_sha256s``) say of a file with SHA-256
+    ``digest``: records that disagree, or one the file does not match, is a mismatch.
+    Pure, so the machine's sqlite3 strategy is judged by the very same rule."""
+    recorded = next(iter(records.values()), None)
+    if len(set(records.values())) > 1:
+        return ["SHA-256 mismatch: the records disagree ("
+                + ", ".join(f"{where} {value[:12]}…" for where, value in records.items())
+                + f"), file has {digest[:12]}…"]
+    if recorded and recorded != digest:
+        return [f"SHA-256 mismatch: recorded {recorded[:12]}…, file has {digest[:12]}…"]
+    return []
 
 
 def _is_regular(path: Path) -> bool:

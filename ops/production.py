@@ -393,7 +393,8 @@ class FlyTarget:
         digest, size, recorded, manifest = info.entries[0]
         return {"sha256": digest, "size": int(size),
                 "recorded": None if recorded == "-" else recorded,
-                "manifest": None if manifest == "-" else manifest}
+                "manifest": None if manifest == "-" else manifest,
+                "manifest_text": remote.manifest_text(info.stdout)}
 
     def download(self, name: str, directory: Path, *, check: bool = True,
                  record: dict | None = None) -> dict:
@@ -436,10 +437,17 @@ class FlyTarget:
                             raise OpsError(f"{name} failed {self.settings.check}_check: "
                                            f"{problems[0]}", ExitCode.VERIFY_FAILED)
                     created = engine.iso(engine.parse_created(name))
+                    try:  # the row counts and content hash recorded when it was made
+                        content = remote.recorded_content(record.get("manifest_text", ""),
+                                                          name, digest)
+                    except engine.EngineError as exc:
+                        self.ui.warn(f"{exc}: the copy records no row counts to drill against")
+                        content = {}
                     result = engine.BackupResult(
                         name=name, path=str(final), created=created, size=tmp.stat().st_size,
                         sha256=digest, check=self.settings.check if check else "none",
-                        seconds=0.0, source=f"{self.app}:{remote_file}", strategy="download")
+                        seconds=0.0, source=f"{self.app}:{remote_file}", strategy="download",
+                        **content)
                     engine.publish(tmp, final, result)
                     step.detail = (f"{human_bytes(result.size)}  sha256 {digest[:12]} "
                                    + ("matches its record" if expected else "UNRECORDED"))
@@ -612,20 +620,27 @@ def _counts(entries: list[list[str]], which: str) -> dict:
 
 
 def _sqlite_verdict(entry: list[str], check: str) -> dict:
-    """One line of the sqlite3 branch of ``remote.verify_script``, read like the engine."""
-    if (len(entry) < 5 or not remote.ENTRY_NAME.fullmatch(entry[0])
+    """One line of the sqlite3 branch of ``remote.verify_script``, judged by the engine's
+    own rule (``engine.checksum_problems``): both records, a disagreement or a mismatch is
+    a checksum failure, no usable record is "unverifiable", never ok."""
+    if (len(entry) < 6 or not remote.ENTRY_NAME.fullmatch(entry[0])
             or not (entry[1].isascii() and entry[1].isdigit())
-            or not all(value == "-" or remote.HEX64.fullmatch(value) for value in entry[2:4])):
+            or not all(value == "-" or remote.HEX64.fullmatch(value) for value in entry[2:5])):
         raise OpsError(f"the machine's verification has an entry this tool did not print: "
                        f"{ascii(' '.join(entry))[:100]}")
-    name, size, digest, recorded, *verdict = entry
-    problems = [] if verdict == ["ok"] else [" ".join(verdict)]
-    digest = "" if digest == "-" else digest
-    recorded = None if recorded == "-" else recorded
-    if recorded and digest and recorded != digest:
-        problems.insert(0, f"SHA-256 mismatch: recorded {recorded[:12]}…, file has {digest[:12]}…")
+    name, size, digest, sidecar, manifest, *verdict = entry
+    if digest == "-":  # not a SQLite file: the engine stops there, records unread
+        return {"name": name, "ok": False, "check": check, "size": int(size), "sha256": "",
+                "recorded_sha256": None, "problems": [" ".join(verdict)]}
+    records = {f"{name}{ext}": value for ext, value in ((".sha256", sidecar), (".json", manifest))
+               if value != "-"}
+    problems = engine.checksum_problems(records, digest)
+    if verdict != ["ok"]:
+        problems.append(" ".join(verdict))
+    if not records:
+        problems.append(engine.UNVERIFIABLE)
     return {"name": name, "ok": not problems, "check": check, "size": int(size), "sha256": digest,
-            "recorded_sha256": recorded, "problems": problems}
+            "recorded_sha256": next(iter(records.values()), None), "problems": problems}
 
 
 class _Watch:

@@ -14,7 +14,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from ops.engine import RESULT_MARK, check_name
+from ops.engine import RESULT_MARK, SIDECAR_LIMIT, check_name, checked_manifest
 from ops.errors import ExitCode, OpsError
 
 SENTINEL = "__OPS_EXIT__"
@@ -253,8 +253,12 @@ published=1"""
 def verify_script(directory: str, names: list[str], check: str) -> str:
     """Verify backups on the machine; the sqlite3 branch applies the engine's rules.
 
-    Each verdict comes back as ``name size sha256 recorded problem...``, the problem
-    reduced to printable ASCII so it can never start a line of its own.
+    Each verdict comes back as ``name size sha256 sidecar manifest problem...``: the
+    file's SHA-256, the one in ``NAME.sha256`` and the one in ``NAME.json``, each read as
+    the engine reads them (``read_recorded_sha256``, ``read_manifest``: a regular file,
+    not a symlink, at most ``SIDECAR_LIMIT`` bytes, in the exact form; 64 hex digits or
+    ``-``), and SQLite's answer reduced to printable ASCII so it can never start a line.
+    The caller judges the records with ``engine.checksum_problems``.
     """
     for name in names:
         check_name(name)
@@ -262,24 +266,47 @@ def verify_script(directory: str, names: list[str], check: str) -> str:
     dir_q = shlex.quote(directory)
     sqlite = f"""cd {dir_q} || fail not_found "no backups in {directory}"
 command -v sha256sum >/dev/null 2>&1 || fail error "the machine has no sha256sum"
+{RECORD_READERS}
 for f in {shlex.join(names)}; do
-  [ -f "$f" ] || fail not_found "no backup named $f in {directory}"
+  [ -f "$f" ] && [ ! -h "$f" ] || fail not_found "no backup named $f in {directory}"
 done
 for f in {shlex.join(names)}; do
   size=$(( $(wc -c < "$f") ))
   if ! is_sqlite "$f"; then
-    printf '{ENTRY_MARK} %s %s - - %s\\n' "$f" "$size" "backup is not a SQLite database: {directory}/$f"
+    printf '{ENTRY_MARK} %s %s - - - %s\\n' "$f" "$size" "backup is not a SQLite database: {directory}/$f"
     continue
   fi
   set -- $(sha256sum "$f"); sum=$1
   res=$(sqlite3 -readonly "file:$f?mode=ro&immutable=1" "PRAGMA {pragma}" 2>&1 | sed '/^\\*\\*\\* in database/d' | head -n 1 | tr -cd ' -~')
-  printf '{ENTRY_MARK} %s %s %s %s %s\\n' "$f" "$size" "$sum" "$(recorded "$f.sha256")" "${{res:-no answer from sqlite3}}"
+  printf '{ENTRY_MARK} %s %s %s %s %s %s\\n' "$f" "$size" "$sum" "$(sidecar_sha256 "$f")" "$(manifest_sha256 "$f")" "${{res:-no answer from sqlite3}}"
 done"""
     return _choose(
         _engine("verify", "--dir", directory, "--check", check, *names),
         sqlite,
         f"echo {STRATEGY_MARK}=none",
     )
+
+
+# The engine's sidecar readers in sh (the sqlite3 CLI reads the JSON: its JSON functions
+# and the shell's readfile()). Each prints 64 hex digits or ``-``; $1 is a backup name.
+RECORD_READERS = f"""small() {{ [ -f "$1" ] && [ ! -h "$1" ] && [ "$(wc -c < "$1")" -le {SIDECAR_LIMIT} ]; }}
+sidecar_sha256() {{
+  n=$1; s=-
+  if small "$n.sha256" && [ "$(tr -d '\\000-\\177' < "$n.sha256" | wc -c)" -eq 0 ]; then
+    set -f; set -- $(tr '\\000\\011-\\015\\034-\\037' '?         ' < "$n.sha256"); set +f
+    named=${{2-}}; named=${{named#"${{named%%[!*]*}}"}}
+    case $# in 2) case $1 in {HEX64_GLOB}) [ "$named" = "$n" ] && s=$1;; esac;; esac
+  fi
+  printf '%s' "$s"
+}}
+manifest_sha256() {{
+  s=-
+  if small "$1.json"; then
+    s=$(sqlite3 :memory: "SELECT json_extract(j, '\\$.sha256') FROM (SELECT CAST(readfile('$1.json') AS TEXT) AS j) WHERE json_valid(j) AND json_type(j) = 'object' AND json_type(j, '\\$.name') = 'text' AND json_extract(j, '\\$.name') = '$1' AND json_type(j, '\\$.size') = 'integer' AND json_type(j, '\\$.sha256') = 'text'" 2>/dev/null | head -n 1)
+    case $s in {HEX64_GLOB}) ;; *) s=-;; esac
+  fi
+  printf '%s' "$s"
+}}"""
 
 
 DEPLOY_LOCK = ".ops-deploy.lock"
@@ -331,8 +358,9 @@ def record_script(directory: str, name: str) -> str:
     """A backup's SHA-256 now, its size, and the SHA-256 recorded when it was made.
 
     Prints ``sha256 size recorded manifest``: ``recorded`` from ``NAME.sha256`` and
-    ``manifest`` from the ``"sha256"`` of ``NAME.json``, each 64 hex digits or ``-``.
-    Exit 3 if there is no such backup.
+    ``manifest`` from the ``"sha256"`` of ``NAME.json``, each 64 hex digits or ``-``;
+    then ``NAME.json`` itself on a ``MANIFEST_MARK`` line (a download keeps its row counts
+    and content hash). Exit 3 if there is no such backup.
     """
     check_name(name)
     base = shlex.quote(f"{directory}/{name}")
@@ -344,6 +372,7 @@ set -- $(sha256sum "$f")
 m=; [ -f "$f.json" ] && m=$(sed -n 's/.*"sha256"[[:space:]]*:[[:space:]]*"\\([0-9a-f]*\\)".*/\\1/p' "$f.json" 2>/dev/null | head -n 1)
 case $m in {HEX64_GLOB}) ;; *) m=-;; esac
 printf '{ENTRY_MARK} %s %s %s %s\\n' "$1" "$(( $(wc -c < "$f") ))" "$(recorded "$f.sha256")" "$m"
+( {_print_manifest(f"{directory}/{name}.json")} ) || :
 """
 
 
@@ -423,7 +452,7 @@ def _unexpected(line: str) -> OpsError:
 
 # ------------------------------------------------------------------ restore and drill
 
-MANIFEST_BEGIN, MANIFEST_END = "__OPS_MANIFEST_BEGIN__", "__OPS_MANIFEST_END__"
+MANIFEST_MARK = "__OPS_MANIFEST__"
 
 
 def restore_script(db: str, directory: str, name: str, *, check: str,
@@ -442,49 +471,72 @@ def restore_script(db: str, directory: str, name: str, *, check: str,
                    f"echo {STRATEGY_MARK}=none")
 
 
+RESTORE_LOCK = ".restore.lock"  # the engine's (``engine.RESTORE_LOCK``): flock(2) on it
+
+# flock on $1/.restore.lock on fd 8, exactly as take_lock does on fd 9 (never written
+# through, refused when not a regular file, released by the kernel when the script dies)
+TAKE_RESTORE_LOCK = PRELUDE[PRELUDE.index("take_lock() {"):PRELUDE.index("place() {")] \
+    .replace("take_lock() {", "take_restore_lock() {").replace(LOCK_NAME, RESTORE_LOCK) \
+    .replace("exec 9<", "exec 8<").replace("flock -n 9", "flock -n 8") \
+    .replace("fcntl.flock(9,", "fcntl.flock(8,").replace("another backup holds", "another restore holds") \
+    .replace("the backup lock $lock", "the restore lock $lock").replace("on fd 9", "on fd 8")
+
+
 def _sqlite_restore(db: str, directory: str, name: str, check: str, busy_timeout: float,
                     lock_wait: float) -> str:
     """The engine's restore with the sqlite3 CLI (its ``.restore`` is the backup API).
 
-    ``.restore`` of a missing file empties the database without a word, so the file
-    is checked (exists, SHA-256, integrity) right before, by absolute path.
+    Locks as the engine does, flock(2) on ``.restore.lock``, and it also holds the
+    folder's backup lock from the verification to the end, with the safety backup made
+    under it: ``.restore`` of a missing file empties the database without a word, so no
+    retention (``backup --production``, ``backup.cleanup``) may remove the chosen backup
+    between its check and the restore. The backup is checked like ``verify_script``
+    checks it (both records, the engine's rule; no usable record is refused).
     """
     pragma = "integrity_check" if check == "integrity" else "quick_check"
     safety = _sqlite_backup(db, directory, check, lock_wait)
+    tries = _tries(lock_wait)
     return f"""db={shlex.quote(db)}; dir={shlex.quote(directory)}; name={shlex.quote(name)}
 [ -f "$db" ] || fail not_found "database not found: $db"
-rlock="$dir/.restore.lock.d"
-if ! mkdir "$rlock" 2>/dev/null; then
-  holder=$(cat "$rlock/pid" 2>/dev/null)
-  if [ -n "$holder" ] && ! kill -0 "$holder" 2>/dev/null; then rm -rf "$rlock"; fi
-  mkdir "$rlock" 2>/dev/null || fail locked "another restore (pid ${{holder:-?}}) holds $rlock"
-fi
-echo $$ > "$rlock/pid"
-trap 'rm -rf "$rlock"' EXIT
+[ -d "$dir" ] || fail not_found "no backup named $name in $dir"
+{TAKE_RESTORE_LOCK}
+{RECORD_READERS}
+take_restore_lock "$dir" {tries}
+take_lock "$dir" {tries}
+cd "$dir" || fail not_found "no backup named $name in $dir"
+[ -f "$name" ] && [ ! -h "$name" ] || fail not_found "no backup named $name in $dir"
 backup="$dir/$name"
-[ -f "$backup" ] || fail not_found "no backup named $name in $dir"
+refuse() {{ fail verify_failed "backup $name failed verification, nothing was changed: $*"; }}
+is_sqlite "$name" || refuse "backup is not a SQLite database: $backup"
 command -v sha256sum >/dev/null 2>&1 || fail error "the machine has no sha256sum"
-set -- $(sha256sum "$backup"); sum=$1
-rec=""; [ -f "$backup.sha256" ] && rec=$(head -c 64 "$backup.sha256")
-[ -z "$rec" ] || [ "$rec" = "$sum" ] || fail verify_failed "backup $name failed verification, nothing was changed: SHA-256 mismatch (recorded $rec, file has $sum)"
-res=$(sqlite3 -readonly "file:$backup?immutable=1" "PRAGMA {pragma}" 2>&1 | head -n 1)
-[ "$res" = ok ] || fail verify_failed "backup $name failed verification, nothing was changed: $res"
+set -- $(sha256sum "$name"); sum=$1
+rs=$(sidecar_sha256 "$name"); rj=$(manifest_sha256 "$name")
+if [ "$rs" != - ] && [ "$rj" != - ] && [ "$rs" != "$rj" ]; then
+  refuse "SHA-256 mismatch: the records disagree ($name.sha256 $rs, $name.json $rj), file has $sum"
+fi
+rec=$rs; [ "$rec" = - ] && rec=$rj
+[ "$rec" = - ] || [ "$rec" = "$sum" ] || refuse "SHA-256 mismatch: recorded $rec, file has $sum"
+res=$(sqlite3 -readonly "file:$backup?mode=ro&immutable=1" "PRAGMA {pragma}" 2>&1 | sed '/^\\*\\*\\* in database/d' | head -n 1 | tr -cd ' -~')
+[ "$res" = ok ] || refuse "$res"
+[ "$rec" != - ] || refuse "unverifiable: no usable checksum record beside it (its .sha256 and .json are missing or unreadable)"
 counts() {{
   for t in $(sqlite3 -readonly "$1" "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"); do
     printf '{ENTRY_MARK} %s %s %s\\n' "$2" "$t" "$(sqlite3 -readonly "$1" "SELECT count(*) FROM \\"$t\\"")"
   done
 }}
 out=$( (
+take_lock() {{ :; }}  # this script holds the folder's backup lock (fd 9) already
 {safety}
 ) ) || {{ printf '%s\\n' "$out"; exit 1; }}
 safety=$(printf '%s\\n' "$out" | sed -n 's/.*"name": "\\([^"]*\\)".*/\\1/p' | head -n 1)
-[ -n "$safety" ] || fail error "the safety backup printed no name"
+is_name "$safety" || fail error "the safety backup printed no name"
 printf '{ENTRY_MARK} safety %s\\n' "$safety"
 counts "file:$dir/$safety?immutable=1" before
+[ -f "$name" ] && [ ! -h "$name" ] || fail error "backup $name vanished before the restore; nothing was changed"
 res=$(sqlite3 "$db" ".timeout {int(busy_timeout * 1000)}" ".restore '$backup'" 2>&1)
-[ -z "$res" ] || fail error "sqlite3 .restore failed: $(echo "$res" | head -n 1)"
-res=$(sqlite3 -readonly "$db" "PRAGMA {pragma}" 2>&1 | head -n 1)
-printf '{ENTRY_MARK} check %s\\n' "$res"
+[ -z "$res" ] || fail error "sqlite3 .restore failed: $(printf '%s' "$res" | head -n 1)"
+res=$(sqlite3 -readonly "$db" "PRAGMA {pragma}" 2>&1 | sed '/^\\*\\*\\* in database/d' | head -n 1 | tr -cd ' -~')
+printf '{ENTRY_MARK} check %s\\n' "${{res:-no answer from sqlite3}}"
 counts "$db" after
 printf '{RESULT_MARK} {{"ok": true, "data": {{"backup": "%s", "backup_sha256": "%s", "check": "{check}"}}}}\\n' "$name" "$sum\""""
 
@@ -496,42 +548,75 @@ def drill_script(directory: str, name: str, check: str) -> str:
                    "true", f"echo {STRATEGY_MARK}=none")
 
 
+def _print_manifest(path: str) -> str:
+    """Print ``NAME.json`` as one ``MANIFEST_MARK`` line, read like the engine's sidecars:
+    a symlink, FIFO, directory or file over ``SIDECAR_LIMIT`` is none (status 3). Only
+    printable ASCII is kept (the tool writes ASCII JSON; newlines are only whitespace
+    there), so nothing in the file can start a line of the protocol."""
+    q = shlex.quote(path)
+    return (f"[ -f {q} ] && [ ! -h {q} ] && [ \"$(wc -c < {q})\" -le {SIDECAR_LIMIT} ] "
+            f"|| exit 3\nprintf '{MANIFEST_MARK} '; tr -cd ' -~' < {q}; echo")
+
+
 def manifest_script(directory: str, name: str) -> str:
-    """Print ``NAME.json`` between markers (exit 3 when there is none)."""
-    path = shlex.quote(f"{directory}/{check_name(name)}.json")
-    return f"""[ -f {path} ] || exit 3
-echo {MANIFEST_BEGIN}; cat {path}; echo; echo {MANIFEST_END}"""
+    """Print ``NAME.json`` on one marked line (exit 3 when there is no usable one)."""
+    return _print_manifest(f"{directory}/{check_name(name)}.json")
 
 
 def manifest_text(stdout: str) -> str:
-    """What ``manifest_script`` printed between its markers."""
-    inside = stdout.split(MANIFEST_BEGIN, 1)[-1].split(MANIFEST_END, 1)[0]
-    return inside.strip()
+    """What ``manifest_script`` printed ("" when it printed nothing)."""
+    for line in stdout.splitlines():
+        if line.startswith(MANIFEST_MARK + " "):
+            return line[len(MANIFEST_MARK) + 1:].strip()
+    return ""
+
+
+def recorded_content(text: str, name: str, sha256: str) -> dict:
+    """The row counts and content hash that ``text`` (``NAME.json``) recorded for the file whose SHA-256
+    is ``sha256``, checked (``engine.checked_manifest``); {} when there are none, or the
+    manifest names another file or checksum. Raises EngineError for malformed ones."""
+    try:
+        raw = json.loads(text or "null")
+    except ValueError:
+        return {}
+    if not isinstance(raw, dict) or raw.get("name") != name or raw.get("sha256") != sha256:
+        return {}
+    return checked_manifest(raw, f"{name}.json")
 
 
 def adopt_upload_script(directory: str, upload: str, name: str, sha256: str,
-                        manifest: str) -> str:
+                        manifest: str, lock_wait: float = 0) -> str:
     """Make an uploaded file the backup ``name``: only if its SHA-256 is the one sent.
 
     Exit 5 on a mismatch (the upload is removed), 6 when a different backup already has
-    the name; the same file under the name is fine. The backup appears last, by ``ln``.
+    the name; the same file under the name is fine. Under the folder's backup lock, the
+    sidecars are written like a backup's (``place``: fresh temporaries hard-linked to
+    their names, never over or through anything) and the backup appears last, by ``ln -n``.
     """
     check_name(name)
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise OpsError(f"not a SHA-256: {sha256!r}")
     d, up = shlex.quote(directory), shlex.quote(upload)
     final = shlex.quote(f"{directory}/{name}")
-    return f"""cd {d} || exit 3
+    return f"""{PRELUDE}
+cd {d} || exit 3
+[ -f {up} ] && [ ! -h {up} ] || fail error "the upload is not a regular file"
+take_lock {d} {_tries(lock_wait)}
+placed=""; published=""
+trap 'rm -f {up}; [ -z "$published" ] && [ -n "$placed" ] && rm -f $placed' EXIT
 set -- $(sha256sum {up}) || exit 1
-if [ "$1" != {sha256} ]; then printf '{ENTRY_MARK} arrived %s\\n' "$1"; rm -f {up}; exit 5; fi
-if [ -e {final} ]; then
-  set -- $(sha256sum {final}); rm -f {up}
+if [ "$1" != {sha256} ]; then printf '{ENTRY_MARK} arrived %s\\n' "$1"; exit 5; fi
+if [ -e {final} ] || [ -h {final} ]; then
+  [ -f {final} ] && [ ! -h {final} ] || exit 6
+  set -- $(sha256sum {final})
   [ "$1" = {sha256} ] && {{ printf '{ENTRY_MARK} present\\n'; exit 0; }}
   exit 6
 fi
-printf '%s  %s\\n' {sha256} {shlex.quote(name)} > {shlex.quote(f"{name}.sha256")}
-printf '%s\\n' {shlex.quote(manifest)} > {shlex.quote(f"{name}.json")}
-ln {up} {final} && rm -f {up} && printf '{ENTRY_MARK} adopted\\n'"""
+place {shlex.quote(f"{sha256}  {name}")} {final}.sha256
+place {shlex.quote(manifest)} {final}.json
+ln -n {up} {final} 2>/dev/null || fail exists "{name} already exists; not overwritten"
+published=1
+printf '{ENTRY_MARK} adopted\\n'"""
 
 
 def counts_script(db: str, directory: str, name: str) -> str:

@@ -10,7 +10,6 @@ health wait and, for ``--from``, the upload; every run is recorded in the audit 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import shlex
 import sys
 import time
@@ -56,7 +55,7 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
             Step("record", "append the restore to the audit log"),
         ]
     ssh = tuple(fly.ssh_console(app, MACHINE, SCRIPT))
-    steps = [Step("resolve", "find the production machine and volume",
+    steps = [Step("resolve", "find the production machine and volume; is it emergency-stopped?",
                   (tuple(fly.volumes_list(app)), tuple(fly.machines_list(app))))]
     if o.from_path:
         upload = f"{directory}/.upload-<name>"
@@ -71,8 +70,10 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
         Step("restore", f"on the machine (python3, else sqlite3): verify the backup, safety "
              f"backup, restore into {db} through the backup API, integrity_check, row counts",
              (ssh,)),
-        Step("restart", "restart the app's machine", (tuple(fly.machine_restart(app, MACHINE)),)),
-        Step("health", f"poll {health_url} until 200 with a backup block"),
+        Step("restart", "restart the app's machine (skipped while emergency-stopped: "
+             "then run invoke emergency.resume)", (tuple(fly.machine_restart(app, MACHINE)),)),
+        Step("health", f"poll {health_url} until 200 with a backup block (skipped while "
+             "emergency-stopped)"),
         Step("record", "append the restore to the audit log"),
     ]
     return steps
@@ -171,8 +172,7 @@ class Restore:
         """Checked first, like deploy: a restore must not happen unrecorded."""
         log = Path(self.settings.audit_log)
         try:
-            log.parent.mkdir(parents=True, exist_ok=True)
-            os.close(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+            audit.check_writable(log)
         except OSError as exc:
             self.record["outcome"] = "not started"  # nothing happened: nothing to record
             raise OpsError(f"cannot write the audit log {log} (deploy.audit_log): "
@@ -262,6 +262,12 @@ class Restore:
             raise OpsError(f"--from: no such file: {o.from_path}", ExitCode.NOT_FOUND)
         target.resolve()  # its own step line
         self.record["machine"] = target.machine.id
+        stopped = emergency_stopped(target, s.app)
+        self.record["emergency_stopped"] = stopped
+        if stopped:
+            self.ui.info(f"{s.app} is emergency-stopped (machine {target.machine.id} runs the "
+                         "maintenance command): the machine will not be restarted and /health "
+                         "not awaited")
         now = dt.datetime.now(dt.UTC)
         if o.from_path:
             local = Path(o.from_path)
@@ -297,11 +303,19 @@ class Restore:
             ])
         data = self._step("restore", f"restore {name} on the machine", lambda: self._remote(
             name))
-        self._step("restart", f"restart machine {target.machine.id}", lambda: (
-            None, target.restart()))
-        self._step("health", f"wait for {s.health} (200 with a backup block)", lambda: (
-            None, wait_for_backup_block(s.health, timeout=s.health_timeout,
-                                        interval=s.health_interval)))
+        if stopped:  # the app is not running: a restart would only bring back `sleep`
+            for key in ("restart", "health"):
+                self.ui.skipped(key, "emergency-stopped")
+                self.record["steps"].append({"step": key, "outcome": "skipped",
+                                             "detail": "emergency-stopped", "seconds": 0.0})
+            self.ui.info("The app is still emergency-stopped: run `invoke emergency.resume` "
+                         "to start it on the restored database")
+        else:
+            self._step("restart", f"restart machine {target.machine.id}", lambda: (
+                None, target.restart()))
+            self._step("health", f"wait for {s.health} (200 with a backup block)", lambda: (
+                None, wait_for_backup_block(s.health, timeout=s.health_timeout,
+                                            interval=s.health_interval)))
         if not data["ok"]:
             raise OpsError(f"the live database failed {s.check}_check after the restore: "
                            f"{data['problems'][0]}", ExitCode.VERIFY_FAILED)
@@ -326,6 +340,18 @@ class Restore:
         self._show_counts()
         check = "ok" if data["ok"] else "FAILED"
         return data, f"[{data['strategy']}] {self.settings.check}_check {check}"
+
+
+def emergency_stopped(target, app: str) -> bool:
+    """Does the production machine run ``emergency.stop``'s maintenance command? Then
+    nothing of the app runs: a restart would bring back ``sleep`` and /health never answers.
+    Asked of ``fly machine list`` (the machine's config is the truth, not a marker file)."""
+    from ops import emergency
+
+    found = target.fly.json(fly.machines_list(app))
+    mine = [raw for raw in found if isinstance(raw, dict) and raw.get("id") == target.machine.id] \
+        if isinstance(found, list) else []
+    return bool(mine) and emergency.is_stopped(mine[0])
 
 
 def wait_for_backup_block(url: str, *, timeout: float, interval: float) -> str:

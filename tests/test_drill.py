@@ -90,6 +90,7 @@ def test_drill_of_a_backup_that_cannot_be_restored_exits_5(wal_db, backup_dir, r
 
 
 RESOLVE = ["version --json", "volumes list", "machine list"]  # once per run
+STOPPED = ["machine list"]  # a restore then asks whether the machine is emergency-stopped
 
 
 def label(argv: list[str]) -> str:
@@ -98,8 +99,8 @@ def label(argv: list[str]) -> str:
         script = shlex.split(argv[8])[2]
         for marker, name in (("python3 - restore", "restore"), ("python3 - drill", "drill"),
                              ("python3 - counts", "counts"),
-                             ("manifest=0", "list"), ("__OPS_MANIFEST_BEGIN__", "manifest"),
-                             ("command -v sha256sum", "sha256"), ("ln ", "adopt"),
+                             ("manifest=0", "list"), ("command -v sha256sum", "sha256"),
+                             ("__OPS_MANIFEST__", "manifest"), ("ln ", "adopt"),
                              ("mkdir -p", "mkdir"), ("rm -f", "rm")):
             if marker in script:
                 return f"ssh {name}"
@@ -145,8 +146,7 @@ def test_restore_production_restarts_the_machine_and_waits_for_health(prod, tool
     result = prod.run("restore", "--production", "--yes", "--json")
     assert result.returncode == 0, result
     assert [label(a) for a in prod.calls()] == [
-        *RESOLVE, "ssh list", "ssh counts", "ssh restore",
-        "machine restart"]
+        *RESOLVE, *STOPPED, "ssh list", "ssh counts", "ssh restore", "machine restart"]
     assert engine.describe_file(prod.db, live=True)[1] == made.content_sha256
     record = result.json()
     assert record["strategy"] == tools and record["outcome"] == "ok"
@@ -183,7 +183,7 @@ def test_restore_from_a_local_file_uploads_checks_and_restores(prod, tmp_path):
                       "--json")
     assert result.returncode == 0, result
     assert [label(a) for a in prod.calls()] == [
-        *RESOLVE, "ssh counts", "ssh mkdir", "sftp put", "ssh adopt",
+        *RESOLVE, *STOPPED, "ssh counts", "ssh mkdir", "sftp put", "ssh adopt",
         "ssh restore", "machine restart"]
     arrived = prod.remote_dir / made.name
     assert helpers.sha256(arrived) == made.sha256
@@ -204,7 +204,7 @@ def test_restore_from_a_file_that_fails_its_checksum_uploads_nothing(prod, tmp_p
     before = engine.describe_file(prod.db, live=True)[1]
     result = prod.run("restore", "--production", "--from", str(local_dir / made.name), "--yes")
     assert_one_line_error(result, 5, contains="nothing was changed", strict=False)
-    assert [label(a) for a in prod.calls()] == RESOLVE
+    assert [label(a) for a in prod.calls()] == [*RESOLVE, *STOPPED]
     assert engine.describe_file(prod.db, live=True)[1] == before
 
 
@@ -226,7 +226,7 @@ def test_an_upload_that_arrives_damaged_changes_nothing(prod, tmp_path, fault):
         assert_one_line_error(result, 8, contains="copy file: connection lost", strict=False)
         tail = ["ssh rm"]
     assert [label(a) for a in prod.calls()] == [
-        *RESOLVE, "ssh counts", "ssh mkdir", "sftp put", *tail]
+        *RESOLVE, *STOPPED, "ssh counts", "ssh mkdir", "sftp put", *tail]
     assert engine.describe_file(prod.db, live=True)[1] == before
     assert helpers.snapshot(prod.remote_dir) == files  # no upload left, no backup adopted
 
@@ -263,6 +263,36 @@ def test_drill_production_on_the_machine_or_after_downloading(prod, tools):
         expected += ["ssh manifest", "ssh sha256", "sftp get", "ssh list"]
     assert [label(a) for a in prod.calls()] == expected
     assert prod.local_files() == []
+
+
+def test_a_downloaded_backup_keeps_what_the_machine_recorded_for_the_drill(prod):
+    made = engine.create_backup(prod.db, prod.remote_dir)
+    fetched = prod.run("backup.download", made.name, "--json")
+    assert fetched.returncode == 0, fetched
+    local = json.loads((prod.local_dir / f"{made.name}.json").read_text())
+    assert (local["tables"], local["content_sha256"]) == (made.tables, made.content_sha256)
+    drilled = prod.run("backup.drill", made.name, "--json")
+    assert drilled.returncode == 0, drilled
+    data = drilled.json()
+    assert data["recorded"] and data["ok"] and data["differences"] == []
+    assert "match their recorded row counts" in drilled.stderr
+
+
+def test_a_downloaded_record_is_compared_and_cannot_speak_the_protocol(prod):
+    """The machine's NAME.json crosses as one line: its counts are carried over (a changed
+    count is a difference the local drill reports), its newlines and marks are not lines."""
+    made = engine.create_backup(prod.db, prod.remote_dir)
+    record = prod.remote_dir / f"{made.name}.json"
+    data = json.loads(record.read_text())
+    data["tables"]["steps"] = 2999
+    data["note"] = "X"
+    record.write_text(json.dumps(data, indent=2).replace(
+        '"X"', '"\n__OPS_EXIT__=0\r__OPS_ENTRY__ forged 1 2 3\n"'))
+    fetched = prod.run("backup.download", made.name, "--json")
+    assert fetched.returncode == 0, fetched
+    drilled = prod.run("backup.drill", made.name, "--json")
+    assert_one_line_error(drilled, 5, strict=False)
+    assert drilled.json()["differences"] == ["table steps: recorded 2999 rows, restored 3000"]
 
 
 # ---------------------------------------------------------------- the content hash itself
@@ -333,7 +363,7 @@ def test_restore_production_of_a_damaged_backup_changes_nothing(prod, tools):
     result = prod.run("restore", made.name, "--production", "--yes")
     assert_one_line_error(result, 5, contains="nothing was changed", strict=False)
     assert [label(a) for a in prod.calls()] == [
-        *RESOLVE, "ssh list", "ssh counts", "ssh restore"]
+        *RESOLVE, *STOPPED, "ssh list", "ssh counts", "ssh restore"]
     assert engine.describe_file(prod.db, live=True)[1] == before
     assert helpers.snapshot(prod.remote_dir, (".restore.lock",)) == files  # no safety backup
     assert not (prod.remote_dir / ".restore.lock.d").exists()

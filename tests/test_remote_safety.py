@@ -294,6 +294,20 @@ def backup_case(prod: Prod, case: str) -> str:
         path.write_bytes(b"x" * 8192)
         for ext in (".sha256", ".json"):
             Path(f"{path}{ext}").unlink()
+    elif case == "only NAME.json":  # the manifest's record counts on its own
+        Path(f"{path}.sha256").unlink()
+    elif case == "records that disagree":  # the file matches one of them
+        Path(f"{path}.sha256").write_text(f"{HEX}  {name}\n")
+    elif case == "no record":
+        for ext in (".sha256", ".json"):
+            Path(f"{path}{ext}").unlink()
+    elif case == "records that are not ours":  # another file's, a symlink, a FIFO, junk
+        Path(f"{path}.sha256").write_text(f"{digest(path)}  steps-2020-01-01T00-00-00.db\n")
+        Path(f"{path}.json").unlink()
+        Path(f"{path}.json").symlink_to(f"{name}.sha256")
+    elif case == "a manifest without its size, a sidecar with a NUL":
+        Path(f"{path}.json").write_text(json.dumps({"name": name, "sha256": digest(path)}))
+        Path(f"{path}.sha256").write_bytes(f"{digest(path)}  {name}\x00\n".encode())
     elif case == "directory named like a backup":
         for ext in ("", ".sha256", ".json"):
             Path(f"{path}{ext}").unlink()
@@ -314,6 +328,12 @@ CASES = [  # task, case, exit code, words in the one error line
     ("verify", "empty backup", ExitCode.VERIFY_FAILED, "is not a SQLite database"),
     ("verify", "backup without header", ExitCode.VERIFY_FAILED, "is not a SQLite database"),
     ("verify", "directory named like a backup", ExitCode.NOT_FOUND, "no backup named"),
+    ("verify", "only NAME.json", ExitCode.OK, ""),
+    ("verify", "records that disagree", ExitCode.VERIFY_FAILED, "the records disagree"),
+    ("verify", "no record", ExitCode.VERIFY_FAILED, "unverifiable"),
+    ("verify", "records that are not ours", ExitCode.VERIFY_FAILED, "unverifiable"),
+    ("verify", "a manifest without its size, a sidecar with a NUL", ExitCode.VERIFY_FAILED,
+     "unverifiable"),
 ]
 
 

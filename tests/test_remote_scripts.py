@@ -142,10 +142,11 @@ def test_verify_script_with_sqlite3_flags_a_tampered_backup(tmp_path, live):
     out = run_remote(remote.verify_script(str(backups), [made.name, good.name], "integrity"),
                      path)
     assert out.strategy == "sqlite3"
-    verdicts = {entry[0]: entry for entry in out.entries}  # name size sha256 recorded verdict
+    # name size sha256 sidecar manifest verdict
+    verdicts = {entry[0]: entry for entry in out.entries}
     assert verdicts[good.name][1] == str(Path(good.path).stat().st_size)
-    assert verdicts[good.name][2] == verdicts[good.name][3]  # sha256 matches the record
-    assert verdicts[good.name][4] == "ok"
+    assert verdicts[good.name][2] == verdicts[good.name][3] == verdicts[good.name][4]
+    assert verdicts[good.name][5] == "ok"
     assert verdicts[made.name][2] != verdicts[made.name][3]
 
 

@@ -94,7 +94,7 @@ def test_a_host_without_python3_backs_up_with_the_sqlite3_cli(ssh_host, host_db)
     assert checked.strategy == "sqlite3"
     path = folder / backup["name"]
     assert checked.entries == [[path.name, str(path.stat().st_size), backup["sha256"],
-                                backup["sha256"], "ok"]]
+                                backup["sha256"], backup["sha256"], "ok"]]
     assert helpers.sha256(path) == backup["sha256"]
     assert json.loads(Path(f"{path}.json").read_text())["strategy"] == "sqlite3"
     assert sorted(p.name for p in folder.iterdir()) == sorted(
