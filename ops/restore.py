@@ -17,9 +17,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ops import audit, backups, engine, fly, health
+from ops import audit, engine, fly, health
 from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
+from ops.targets.local import LocalTarget
+from ops.targets.status import valid_status
 from ops.ui import UI, human_age, human_bytes
 
 MACHINE = "<machine>"
@@ -125,7 +127,7 @@ class Restore:
     options: RestoreOptions
     settings: object
     ui: UI
-    target: object = None  # ops.production.FlyTarget for --production
+    target: object = None  # ops.targets.fly.FlyTarget for --production
     yes: bool = False
     record: dict = field(default_factory=dict)
 
@@ -227,8 +229,6 @@ class Restore:
             "with backup " + describe_backup(chosen.name, chosen.created, chosen.size,
                                              recorded, now),
         ])
-        from ops.targets import LocalTarget
-
         with engine.file_lock(directory / engine.RESTORE_LOCK, s.lock_wait, "another restore"):
             safety = self._step("safety", f"safety backup of {db}", lambda: _made(
                 LocalTarget(s).backup()))
@@ -335,7 +335,7 @@ def wait_for_backup_block(url: str, *, timeout: float, interval: float) -> str:
     while True:
         status, body, problem = health.fetch(url, timeout=min(10.0, max(timeout, 1.0)))
         polls += 1
-        if status == 200 and backups.valid_status((body or {}).get("backup")):
+        if status == 200 and valid_status((body or {}).get("backup")):
             return f"200 with a backup block after {polls} poll(s)"
         reason = problem or (f"HTTP {status}" if status != 200 else "no valid backup block")
         if time.monotonic() + interval > deadline:
@@ -345,16 +345,6 @@ def wait_for_backup_block(url: str, *, timeout: float, interval: float) -> str:
 
 
 # ---------------------------------------------------------------- drill
-
-
-def drill(target, which: str, *, check: str, production: bool) -> dict:
-    """Drill one backup (``latest`` or a name) on the target."""
-    if production:
-        name = target.names(which)[0]
-        return target.drill(name)
-    chosen = engine.resolve_backup(target.dir, which)[0]
-    return engine.drill_backup(chosen.path, check=check, scratch_dir=target.dir) | {
-        "where": "local"}
 
 
 def drill_summary(result: dict) -> str:

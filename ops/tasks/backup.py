@@ -13,7 +13,8 @@ from ops import backups, config
 from ops.cli import guarded, invoke_command, task
 from ops.engine import in_future, parse_iso
 from ops.errors import ExitCode, OpsError
-from ops.targets import LocalTarget
+from ops.targets.fly import FlyTarget
+from ops.targets.local import LocalTarget
 from ops.tasks.positional import OptionalPositionalTask
 from ops.ui import UI, human_age, human_bytes
 
@@ -27,8 +28,6 @@ def open_target(c, *, production: bool = False, json: bool = False, **flags):
     settings = config.load(c.config, **flags)
     ui = UI(json_mode=json)
     if production:
-        from ops.production import FlyTarget
-
         return settings, FlyTarget(settings, ui), ui
     return settings, LocalTarget(settings), ui
 
@@ -58,7 +57,7 @@ def create(c, production=False, keep=None, quick=False, dry_run=False, lock_wait
         require_database(settings.db_path)
     if dry_run:
         plan = [
-            f"back up {target.describe()} into {target_dir(settings, production)} "
+            f"back up {target.describe()} into {target.dir} "
             f"({settings.check}_check, SHA-256 recorded)",
             f"then keep the newest {settings.keep} backups there",
         ]
@@ -82,21 +81,6 @@ def require_database(path) -> None:
             ExitCode.NOT_FOUND)
 
 
-def searched_folder(settings, production: bool) -> str:
-    """The folder a listing reads, named in its output; a missing local one is an error
-    (exit 3), not an empty list: it is most often a mistyped path."""
-    if production:
-        return f"{settings.backup_remote_dir} on the machine"
-    if not settings.backup_dir.is_dir():
-        raise OpsError(f"backup folder not found: {settings.backup_dir} (backup.dir, "
-                       "INVOKE_BACKUP_DIR)", ExitCode.NOT_FOUND)
-    return str(settings.backup_dir)
-
-
-def target_dir(settings, production: bool) -> str:
-    return settings.backup_remote_dir if production else str(settings.backup_dir)
-
-
 @task(
     help={
         "keep": KEEP,
@@ -110,7 +94,7 @@ def cleanup(c, keep=None, dry_run=False, production=False, json=False):
     """Delete all but the newest N backups (never the newest verified one) and what
     interrupted backups left behind."""
     settings, target, ui = open_target(c, production=production, json=json, keep=keep)
-    leftovers = [] if production else sweep_leftovers(target, ui, dry_run)
+    leftovers = sweep_leftovers(target, ui, dry_run)
     decisions = backups.cleanup(target, ui, settings.keep, dry_run=dry_run)
     if json:
         ui.emit({"dry_run": dry_run, "keep": settings.keep,
@@ -156,12 +140,11 @@ def list_(c, production=False, json=False):
     """List backups, newest first, with size, age and recorded checksum; flags names dated
     in the future and leftovers of interrupted backups."""
     settings, target, ui = open_target(c, production=production, json=json)
-    folder = searched_folder(settings, production)
+    folder = target.folder()
     found = list(reversed(target.list()))
     now = dt.datetime.now(dt.UTC)
     future = {item.name for item in found if in_future(item.created, now)}
-    if not production:
-        report_leftovers(target, ui)
+    report_leftovers(target, ui)
     if future:
         ui.warn(f"{len(future)} backup(s) dated in the future (a clock that ran ahead, or not "
                 "backups at all): never counted as the newest, never removed by retention")
@@ -216,7 +199,7 @@ def verify(c, which, quick=False, production=False, json=False):
     """Check backups: recorded SHA-256 and SQLite's integrity check."""
     reject_flag_as_name(which, "backup.verify")
     settings, target, ui = open_target(c, production=production, json=json, quick=quick)
-    searched_folder(settings, production)
+    target.folder()
     shown = which if which.isprintable() else repr(which)
     with ui.step(f"verify {shown} on {target.describe()}") as step:
         results = target.verify(which)
@@ -241,10 +224,8 @@ def status(c, max_age=None, production=False, json=False):
     """Backup status in the shape /health reports; alerts with --max-age."""
     limit = config.parse_duration(max_age, "--max-age") if max_age is not None else None
     settings, target, ui = open_target(c, production=production, json=json)
-    folder = searched_folder(settings, production)
-    report = target.status() if production else backups.status(
-        target.list(), dt.datetime.now(dt.UTC)
-    )
+    folder = target.folder()
+    report = target.status()
     if report.get("futureDated"):
         ui.warn(f"{len(report['futureDated'])} backup(s) dated in the future are not trusted "
                 f"as the newest: {', '.join(report['futureDated'][:3])}")
@@ -296,7 +277,7 @@ def volume(c, no_wait=False, timeout=None, json=False):
 def snapshots(c, json=False):
     """List the production volume's snapshots, newest first."""
     _, target, ui = production_target(c, json=json)
-    found = list(reversed(target.fly.snapshots(target.app, target.volume.id)))
+    found = list(reversed(target.snapshots()))
     if json:
         ui.emit([asdict(snap) for snap in found])
         return
@@ -352,7 +333,7 @@ def drill(c, which="latest", production=False, quick=False, json=False):
         raise OpsError("drill one backup at a time: latest or a name", ExitCode.USAGE)
     settings, target, ui = open_target(c, production=production, json=json, quick=quick)
     with ui.step(f"drill {which} on {target.describe()}") as step:
-        result = restore.drill(target, which, check=settings.check, production=production)
+        result = target.drill(which)
         step.detail = f"{result['name']}  restore {result['seconds']:.3f}s"
     ui.info(restore.drill_summary(result))
     if json:

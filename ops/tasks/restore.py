@@ -6,6 +6,7 @@ from ops import config
 from ops import restore as restores
 from ops.cli import guarded, task
 from ops.errors import ExitCode, OpsError
+from ops.targets.fly import FlyTarget
 from ops.tasks.backup import reject_flag_as_name
 from ops.tasks.positional import OptionalPositionalTask
 from ops.ui import UI
@@ -71,8 +72,6 @@ def database(c, which="latest", production=False, from_=None, yes=False, dry_run
         return
     target = None
     if production:
-        from ops.production import FlyTarget
-
         target = FlyTarget(settings, ui)
     run = restores.Restore(options, settings, ui, target=target, yes=yes)
     try:

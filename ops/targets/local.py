@@ -1,21 +1,21 @@
-"""Where backups live: this machine's folder, or the production machine's (over flyctl).
-
-Both targets offer the same small interface, so the backup tasks and the deploy
-orchestration never care which one they talk to.
-"""
+"""This machine's database and backup folder as a target, through the engine directly."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import asdict
+from pathlib import Path
 
 from ops import engine
 from ops.config import Settings
+from ops.errors import ExitCode, OpsError
+from ops.targets.status import status as folder_status
 
 
 class LocalTarget:
     """The database and backup folder on this machine, through the engine directly."""
 
-    production = False
+    flag = ""  # no flag selects it: it is the default
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -25,8 +25,22 @@ class LocalTarget:
     def describe(self) -> str:
         return f"local {self.db}"
 
-    def backup(self, on_bytes=None) -> dict:
-        """``on_bytes(done, total)`` follows the copy (read before any connection is open)."""
+    def folder(self) -> str:
+        """A missing folder is exit 3, not an empty list: it is most often a mistyped path."""
+        if not self.dir.is_dir():
+            raise OpsError(f"backup folder not found: {self.dir} (backup.dir, "
+                           "INVOKE_BACKUP_DIR)", ExitCode.NOT_FOUND)
+        return str(self.dir)
+
+    def backup(self, progress=None) -> dict:
+        """``progress`` (``Reporter.transfer``) follows the copy in bytes (the page size is
+        read before any connection is open)."""
+        if progress is None:
+            return self._backup(None)
+        with progress("copy", 0) as on_bytes:
+            return self._backup(on_bytes)
+
+    def _backup(self, on_bytes) -> dict:
         on_pages = None
         if on_bytes and self.db.is_file():
             size = engine.read_page_size(self.db)
@@ -43,6 +57,21 @@ class LocalTarget:
             on_pages=on_pages,
         )
         return asdict(result)
+
+    def status(self) -> dict:
+        return folder_status(self.list(), dt.datetime.now(dt.UTC))
+
+    def names(self, which: str) -> list[str]:
+        return [item.name for item in engine.resolve_backup(self.dir, which)]
+
+    def download(self, name: str, directory: Path, *, check: bool = True) -> dict:
+        raise OpsError("backups here are already on this computer: download from "
+                       "--production (or --host)", ExitCode.USAGE)
+
+    def drill(self, which: str) -> dict:
+        chosen = engine.resolve_backup(self.dir, which)[0]
+        return engine.drill_backup(chosen.path, check=self.settings.check,
+                                   scratch_dir=self.dir) | {"where": "local"}
 
     def list(self) -> list[engine.BackupFile]:
         return engine.list_backups(self.dir)
