@@ -32,6 +32,7 @@ SCRIPT = "<restore script>"
 class RestoreOptions:
     which: str = "latest"
     production: bool = False
+    host: str = ""  # an SSH host ([user@]host[:port]) instead of the Fly machine
     from_path: str | None = None
     busy_timeout: float = 10.0
 
@@ -47,6 +48,8 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
          health_url: str = "") -> list[Step]:
     """The ordered steps of a restore, with the flyctl argv each runs (production)."""
     what = o.from_path or o.which
+    if o.host:
+        return _host_plan(o, what, db=db, directory=directory)
     if not o.production:
         return [
             Step("verify", f"verify backup {what} in {directory}: recorded SHA-256 and "
@@ -80,6 +83,24 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
     return steps
 
 
+def _host_plan(o: RestoreOptions, what: str, *, db: str, directory: str) -> list[Step]:
+    """On an SSH host: the machine's steps over one SSH connection, no restart (the app
+    sees the restored content through SQLite; restart it yourself if it caches)."""
+    steps = [Step("connect", f"connect to {o.host} (its host key must be known)")]
+    if o.from_path:
+        steps += [
+            Step("verify", f"verify {o.from_path} here: recorded SHA-256 and integrity_check"),
+            Step("upload", f"upload it over SFTP to {directory} and check its SHA-256 there"),
+        ]
+    else:
+        steps.append(Step("choose", f"find backup {what} in {directory} on {o.host}"))
+    return steps + [
+        Step("restore", f"on {o.host} (python3, else sqlite3): verify the backup, safety "
+             f"backup, restore into {db} through the backup API, integrity_check, row counts"),
+        Step("record", "append the restore to the audit log"),
+    ]
+
+
 def render(steps: list[Step], binary: str = "fly") -> list[list[str]]:
     return [[s.key, s.title, "\n".join(shlex.join([binary, *a]) for a in s.commands) or "-"]
             for s in steps]
@@ -89,8 +110,9 @@ def plan_as_data(steps: list[Step]) -> list[dict]:
     return [asdict(step) for step in steps]
 
 
-def undo_command(safety: str, production: bool) -> str:
-    return f"invoke restore {safety}" + (" --production" if production else "") + " --yes"
+def undo_command(safety: str, flag: str) -> str:
+    """``flag``: the target's own (``Target.flag``), empty locally."""
+    return f"invoke restore {safety}{flag} --yes"
 
 
 def describe_backup(name: str, created: str, size: int, tables: dict | None,
@@ -141,8 +163,8 @@ class Restore:
         }
         try:
             self._audit_log_writable()
-            if o.production:
-                self._production()
+            if self.target is not None:
+                self._on_target()
             else:
                 self._local()
             self.record["outcome"] = "ok"
@@ -160,14 +182,19 @@ class Restore:
             if self.record["safety_backup"]:
                 self.ui.info(f"Safety backup: {self.record['safety_backup']['name']}. To undo "
                              "this restore: " + undo_command(self.record["safety_backup"]["name"],
-                                                             o.production))
+                                                             self._flag()))
             self.record["finished"] = _now()
             if self.record["outcome"] not in ("not started", "not confirmed"):
                 self._append()
 
     def _where(self) -> str:
         s = self.settings
+        if self.options.host:
+            return f"{self.options.host}:{s.db_remote_path}"
         return f"{s.app}:{s.db_remote_path}" if self.options.production else str(s.db_path)
+
+    def _flag(self) -> str:
+        return self.target.flag if self.target is not None else ""
 
     def _audit_log_writable(self) -> None:
         """Checked first, like deploy: a restore must not happen unrecorded."""
@@ -255,13 +282,14 @@ class Restore:
                 for t in sorted(set(before) | set(after))]
         self.ui.table("Rows per table", ["table", "before", "after"], rows)
 
-    # -- production
-    def _production(self) -> None:
+    # -- on the Fly machine or an SSH host
+    def _on_target(self) -> None:
         o, s, target = self.options, self.settings, self.target
         if o.from_path and not Path(o.from_path).is_file():
             raise OpsError(f"--from: no such file: {o.from_path}", ExitCode.NOT_FOUND)
-        target.resolve()  # its own step line
-        self.record["machine"] = target.machine.id
+        if o.production:
+            target.resolve()  # its own step line
+            self.record["machine"] = target.machine.id
         now = dt.datetime.now(dt.UTC)
         if o.from_path:
             local = Path(o.from_path)
@@ -297,14 +325,20 @@ class Restore:
             ])
         data = self._step("restore", f"restore {name} on the machine", lambda: self._remote(
             name))
+        if o.production:
+            self._settle()
+        if not data["ok"]:
+            raise OpsError(f"the live database failed {s.check}_check after the restore: "
+                           f"{data['problems'][0]}", ExitCode.VERIFY_FAILED)
+
+    def _settle(self) -> None:
+        """Fly: restart the machine so the app reopens the database, then wait for it."""
+        s, target = self.settings, self.target
         self._step("restart", f"restart machine {target.machine.id}", lambda: (
             None, target.restart()))
         self._step("health", f"wait for {s.health} (200 with a backup block)", lambda: (
             None, wait_for_backup_block(s.health, timeout=s.health_timeout,
                                         interval=s.health_interval)))
-        if not data["ok"]:
-            raise OpsError(f"the live database failed {s.check}_check after the restore: "
-                           f"{data['problems'][0]}", ExitCode.VERIFY_FAILED)
 
     def _counts(self, name: str) -> dict:
         """Row counts for the confirmation; a failure here only leaves them out."""
