@@ -258,7 +258,7 @@ class Restore:
         ])
         with engine.file_lock(directory / engine.RESTORE_LOCK, s.lock_wait, "another restore"):
             safety = self._step("safety", f"safety backup of {db}", lambda: _made(
-                LocalTarget(s).backup()))
+                LocalTarget(s, self.ui).backup()))
             self.record["safety_backup"] = {"name": safety["name"], "sha256": safety["sha256"]}
             self.record["tables_before"] = safety.get("tables")
             seconds = self._step("restore", f"restore {chosen.name} into {db}", lambda: _timed(

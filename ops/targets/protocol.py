@@ -31,6 +31,12 @@ class Reporter(Protocol):
     def warn(self, message: str) -> None:
         """Something the operator should know; the run goes on."""
 
+    def waiting(self, message: str) -> None:
+        """Why the running step has not finished yet (a lock, a snapshot, a poll)."""
+
+    def info(self, message: str) -> None:
+        """A line of what happened (each ``backup.verify all`` result as it comes)."""
+
     def transfer(self, label: str, total: int) -> AbstractContextManager[Progress]:
         """Bytes moving (a copy, a download, an upload): yields ``update(done, total=None)``."""
 
@@ -59,8 +65,9 @@ class Target(Protocol):
     def names(self, which: str) -> list[str]:
         """``latest``, ``all`` or one name, as backup names (exit 3 if there are none)."""
 
-    def verify(self, which: str) -> list[dict]:
-        """Recorded SHA-256 and SQLite's check of ``latest``, ``all`` or one backup."""
+    def verify(self, which: str, on_result=None) -> list[dict]:
+        """Recorded SHA-256 and SQLite's check of ``latest``, ``all`` or one backup;
+        ``on_result(verdict)`` for each as it is known."""
 
     def delete(self, names: list[str]) -> list[str]:
         """Remove these backups and their sidecars, under the folder's lock."""

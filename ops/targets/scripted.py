@@ -159,20 +159,26 @@ class ScriptedTarget:
                            ExitCode.NOT_FOUND)
         return [b.name for b in (backups[-1:] if which == "latest" else backups)]
 
-    def verify(self, which: str) -> list[dict]:
+    def verify(self, which: str, on_result=None) -> list[dict]:
+        """``on_result(verdict)`` per backup: as each is checked when they are downloaded
+        and checked here, after the one remote run otherwise."""
         names = self.names(which)
         check = self.settings.check
         output = self._run(remote.verify_script(self.dir, names, check), engine_source=True,
                            timeout=self.session.deadline(), what="verify")
         if output.strategy == "python3":
-            return output.data("verify")
-        if output.strategy == "sqlite3":
+            results = output.data("verify")
+        elif output.strategy == "sqlite3":
             if output.result is not None:
                 output.data("verify")
-            return [_sqlite_verdict(entry, check) for entry in output.entries]
-        return self._verify_by_download(names)
+            results = [_sqlite_verdict(entry, check) for entry in output.entries]
+        else:
+            return self._verify_by_download(names, on_result)
+        for verdict in results if on_result else ():
+            on_result(verdict)
+        return results
 
-    def _verify_by_download(self, names: list[str]) -> list[dict]:
+    def _verify_by_download(self, names: list[str], on_result=None) -> list[dict]:
         """No SQLite on the host: fetch each backup and check it here, against the
         SHA-256 recorded beside it on the host (not the one the file has now)."""
         results = []
@@ -189,10 +195,12 @@ class ScriptedTarget:
                         "size": record["size"], "sha256": record["sha256"],
                         "recorded_sha256": record["recorded"], "problems": [str(exc)],
                         "where": "machine"})
-                    continue
-                verdict = asdict(engine.verify_backup(local["path"], self.settings.check))
-                verdict["recorded_sha256"] = record["recorded"]
-                results.append(verdict | {"where": "downloaded"})
+                else:
+                    verdict = asdict(engine.verify_backup(local["path"], self.settings.check))
+                    verdict["recorded_sha256"] = record["recorded"]
+                    results.append(verdict | {"where": "downloaded"})
+                if on_result:
+                    on_result(results[-1])
         return results
 
     def delete(self, names: list[str]) -> list[str]:

@@ -48,7 +48,7 @@ def open_target(c, *, production: bool = False, host: str | None = None, json: b
         target = SshTarget(settings, ui, settings.ssh_host)
         _opened.append(target)
         return settings, target, ui
-    return settings, LocalTarget(settings), ui
+    return settings, LocalTarget(settings, ui), ui
 
 
 def closes_targets(body):
@@ -244,14 +244,16 @@ def verify(c, which, quick=False, production=False, host=None, json=False):
     target.folder()
     shown = which if which.isprintable() else repr(which)
     with ui.step(f"verify {shown} on {target.describe()}") as step:
-        results = target.verify(which)
+        results = target.verify(which, on_result=lambda item: ui.info(verdict_line(item)))
         step.detail = f"{sum(1 for item in results if item['ok'])} of {len(results)} ok"
-        for item in results:
-            mark = "ok" if item["ok"] else "FAILED: " + "; ".join(item["problems"][:3])
-            ui.info(f"  {item['name']}  {item['check']}_check  {mark}")
         if json:
             ui.emit(results)
         backups.require_ok(results)
+
+
+def verdict_line(item: dict) -> str:
+    mark = "ok" if item["ok"] else "FAILED: " + "; ".join(item["problems"][:3])
+    return f"  {item['name']}  {item['check']}_check  {mark}"
 
 
 @task(

@@ -46,9 +46,16 @@ def take(session, *, wait: bool = True, timeout: float = 600, interval: float = 
     if not wait:
         return {"volume": volume.id, "status": "scheduled", "id": None}
     with report.step(f"wait for snapshot of {volume.id}") as step:
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
+        shown = None
         while True:
             snap = new_snapshot(before, session.fly.snapshots(app, volume.id))
+            state = (snap.id, snap.status) if snap else ("(not listed yet)", "scheduled")
+            if state != shown and not (snap and snap.status == "created"):
+                shown = state  # a line when Fly's status changes, not on every poll
+                report.waiting(f"  snapshot {state[0]}: {state[1]} after "
+                               f"{time.monotonic() - started:.0f}s (waiting up to {timeout:g}s)")
             if snap and snap.status == "created":
                 step.detail = f"{snap.id}  {human_bytes(snap.size)}"
                 return asdict(snap) | {"volume": volume.id}
