@@ -388,10 +388,13 @@ def test_the_engine_and_the_remote_snippets_need_no_python_newer_than_3_8(tmp_pa
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.skipif(python38() is None, reason="no Python 3.8 on this computer")
+PYTHON38 = python38()  # looked up once, with the real HOME (tests get their own HOME)
+
+
+@pytest.mark.skipif(PYTHON38 is None, reason="no Python 3.8 on this computer")
 def test_an_unreadable_database_on_a_python_3_8_machine_is_reported_as_corrupt(tmp_path):
     prod = make_prod(tmp_path)
-    prod.world.add_machine_tool("python3", python38())
+    prod.world.add_machine_tool("python3", PYTHON38)
     with prod.db.open("r+b") as raw:  # page 1 (the schema) unreadable; the header intact
         raw.seek(100)
         raw.write(b"\xff" * 300)

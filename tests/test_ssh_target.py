@@ -126,3 +126,28 @@ def test_an_unknown_host_key_is_refused_with_nothing_made_on_the_host(host, run_
     assert "Traceback" not in result.stderr
     assert not host["dir"].exists()
     assert known.read_text() == host["server"].known_hosts_line(host["server"].no_python_port)
+
+
+def test_restore_from_a_local_file_uploads_it_over_sftp(host, run_invoke, tmp_path):
+    env, addr = host["env"], host["addr"]
+    run_invoke("backup", "--host", addr, env=env)
+    assert run_invoke("backup.download", "latest", "--host", addr, env=env).returncode == 0
+    local = next((tmp_path / "local").glob("steps-*.db"))
+    kept = tmp_path / "kept" / local.name  # with its records: the same backup the host has
+    kept.parent.mkdir()
+    for suffix in ("", ".sha256", ".json"):
+        shutil.copy(f"{local}{suffix}", f"{kept}{suffix}")
+    restored = run_invoke("restore", "--host", addr, "--from", str(kept), "--yes", "--json",
+                          env=env)
+    assert restored.returncode == 0, restored.stderr
+    assert restored.json()["backup"]["name"] == kept.name
+    assert engine.sha256_file(host["dir"] / kept.name) == engine.sha256_file(kept)
+    assert not [p for p in host["dir"].iterdir() if p.name.startswith(".upload-")]
+
+
+def test_one_connection_serves_the_whole_run(host, run_invoke):
+    log = host["server"].log
+    logins = log.read_text().count("Accepted publickey")
+    made = run_invoke("backup", "--host", host["addr"], env=host["env"])  # backup + retention
+    assert made.returncode == 0, made.stderr
+    assert log.read_text().count("Accepted publickey") == logins + 1

@@ -86,3 +86,17 @@ class Target(Protocol):
 
     def drill(self, which: str) -> dict:
         """Restore ``which`` into a scratch database and compare it with its record."""
+
+
+class RemoteTarget(Target, Protocol):
+    """A target on another host (the Fly machine, an SSH host): the restore runs there."""
+
+    def restore(self, name: str, *, busy_timeout: float = 10.0) -> dict:
+        """Restore backup ``name`` into the live database there: verify, safety backup,
+        SQLite's backup API, check (its best engine: python3, else sqlite3)."""
+
+    def counts(self, name: str) -> dict:
+        """Rows per table of the live database and as recorded for ``name`` ({} if unknown)."""
+
+    def upload(self, path: Path, name: str, manifest: dict) -> dict:
+        """Send a local backup there and adopt it as ``name`` once its SHA-256 matches."""

@@ -10,7 +10,7 @@ from dataclasses import asdict
 
 from invoke.exceptions import Exit
 
-from ops import backups, config
+from ops import backups, config, restore
 from ops.cli import guarded, invoke_command, task
 from ops.engine import in_future, parse_iso
 from ops.errors import ExitCode, OpsError
@@ -378,8 +378,6 @@ def download(c, which, quick=False, host=None, json=False):
 @closes_targets
 def drill(c, which="latest", production=False, host=None, quick=False, json=False):
     """Restore a backup into a scratch database and compare it with what was recorded."""
-    from ops import restore
-
     which = "latest" if which is None else str(which)
     reject_flag_as_name(which, "backup.drill")
     if which == "all":
