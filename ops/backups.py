@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 
 from ops import retention
-from ops.engine import EngineError, in_future, parse_iso
+from ops.engine import EngineError, in_future
 from ops.errors import ExitCode, OpsError
 from ops.ui import UI, human_age, human_bytes
 
@@ -22,11 +22,7 @@ def make_backup(target, ui: UI, keep: int | None = None) -> dict:
     """
     with ui.step(f"backup {target.describe()}") as step:
         try:
-            if target.production:
-                result = target.backup()
-            else:
-                with ui.transfer("copy", 0) as update:
-                    result = target.backup(on_bytes=update)
+            result = target.backup(progress=ui.transfer)
         except (EngineError, OpsError) as exc:
             error = exc if isinstance(exc, OpsError) else OpsError.from_engine(exc)
             if error.code != ExitCode.NO_SPACE:
@@ -50,7 +46,7 @@ def space_hint(target, shortfall: int, keep: int | None) -> str:
     except (EngineError, OpsError):
         found = []
     now = dt.datetime.now(dt.UTC)
-    flag = " --production" if target.production else ""
+    flag = target.flag
     counted = [item for item in found if not in_future(item.created, now)]
     if len(counted) < 2:
         return "no older backup to remove here: free space on that disk"
@@ -110,42 +106,6 @@ def newest_good(target, found, now: dt.datetime, ui: UI) -> str:
         "none has a manifest and checksum that agree with it")
     raise OpsError(f"retention removed nothing: no backup it can stand on ({what}); "
                    "make a verified one first with `invoke backup`", ExitCode.VERIFY_FAILED)
-
-
-def status(backups, now: dt.datetime) -> dict:
-    """The shape the app's ``/health`` reports under ``backup``.
-
-    Backups dated in the future are not trusted as the newest (an age is never
-    negative): they are left out of ``count``/``latest`` and named in ``futureDated``.
-    """
-    future = sorted(item.name for item in backups if in_future(item.created, now))
-    counted = [item for item in backups if item.name not in future]
-    extra = {"futureDated": future} if future else {}
-    if not counted:
-        return {"hasBackups": False, "count": 0, "latest": None} | extra
-    latest = max(counted, key=lambda item: (item.created, item.name))
-    created = parse_iso(latest.created)
-    return {
-        "hasBackups": True,
-        "count": len(counted),
-        "latest": {
-            "name": latest.name,
-            "created": latest.created,
-            "age": max(0, int((now - created).total_seconds() * 1000)),
-        },
-    } | extra
-
-
-def valid_status(block) -> bool:
-    """Whether a /health ``backup`` block has the shape ``status`` produces."""
-    if not isinstance(block, dict) or not isinstance(block.get("hasBackups"), bool):
-        return False
-    latest = block.get("latest")
-    if latest is None:
-        return not block["hasBackups"]
-    return (isinstance(latest, dict) and isinstance(latest.get("name"), str)
-            and isinstance(latest.get("age"), int | float)
-            and not isinstance(latest.get("age"), bool))
 
 
 def staleness(report: dict, max_age_seconds: float | None) -> str | None:

@@ -126,7 +126,7 @@ class Deployment:
 
     options: DeployOptions
     settings: object
-    make_target: object  # () -> ops.production.FlyTarget
+    make_target: object  # () -> ops.targets.fly.FlyTarget
     ui: object
     record: dict = field(default_factory=dict)
     target: object = None
@@ -267,12 +267,11 @@ class Deployment:
 
     def preflight(self, held) -> str:
         self.target = self.make_target()
-        runner = self.target.fly
         self.target.check_flyctl()
-        runner.run(fly.whoami())
+        self.target.whoami()
         self.settings.fly_toml()
         where = self._production_machine()
-        releases = runner.releases(self.options.app)
+        releases = self.target.releases()
         current = self._note_previous(releases)
         if self.options.rollback_to is not None:
             version = self.options.rollback_to or previous_version(releases)
@@ -313,7 +312,7 @@ class Deployment:
         waited = self.target.lock_deploy(self.settings.deploy_lock_wait, self.holder)
         held.callback(self._unlock_machine)
         if waited:  # another deploy finished meanwhile: what is live now?
-            self._note_previous(self.target.fly.releases(self.options.app))
+            self._note_previous(self.target.releases())
         return self.target.deploy_lock_path + (" (after waiting)" if waited else "")
 
     def _unlock_machine(self) -> None:
@@ -354,11 +353,8 @@ class Deployment:
         self.record["fly_deploy"] = redact_argv(deploy_command(o, image))
         self.deploy_started = True
         try:
-            self.target.fly.run(deploy_command(o, image),
-                                timeout=self.settings.fly_deploy_timeout,
-                                key="fly.deploy_timeout",
-                                stream=lambda line: self.ui.info(
-                                    "  " + scrub(line, self.secrets)))
+            self.target.deploy(deploy_command(o, image), stream=lambda line: self.ui.info(
+                "  " + scrub(line, self.secrets)))
         finally:
             self._note_release()  # a failed rolling deploy still leaves a (failed) release
         release = self.record.get("release")
@@ -367,7 +363,7 @@ class Deployment:
     def _note_release(self) -> None:
         """The release this run made, if any (a refused build makes none)."""
         try:
-            newest = self.target.fly.releases(self.options.app)[0]
+            newest = self.target.releases()[0]
         except (OpsError, IndexError):
             return
         if newest.version <= self.newest_seen:

@@ -16,9 +16,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ops import audit, backups, engine, fly, health
+from ops import audit, emergency, engine, fly, health
 from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
+from ops.targets.local import LocalTarget
+from ops.targets.status import valid_status
 from ops.ui import UI, human_age, human_bytes
 
 MACHINE = "<machine>"
@@ -29,6 +31,7 @@ SCRIPT = "<restore script>"
 class RestoreOptions:
     which: str = "latest"
     production: bool = False
+    host: str = ""  # an SSH host ([user@]host[:port]) instead of the Fly machine
     from_path: str | None = None
     busy_timeout: float = 10.0
 
@@ -44,6 +47,8 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
          health_url: str = "") -> list[Step]:
     """The ordered steps of a restore, with the flyctl argv each runs (production)."""
     what = o.from_path or o.which
+    if o.host:
+        return _host_plan(o, what, db=db, directory=directory)
     if not o.production:
         return [
             Step("verify", f"verify backup {what} in {directory}: recorded SHA-256 and "
@@ -79,6 +84,24 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
     return steps
 
 
+def _host_plan(o: RestoreOptions, what: str, *, db: str, directory: str) -> list[Step]:
+    """On an SSH host: the machine's steps over one SSH connection, no restart (the app
+    sees the restored content through SQLite; restart it yourself if it caches)."""
+    steps = [Step("connect", f"connect to {o.host} (its host key must be known)")]
+    if o.from_path:
+        steps += [
+            Step("verify", f"verify {o.from_path} here: recorded SHA-256 and integrity_check"),
+            Step("upload", f"upload it over SFTP to {directory} and check its SHA-256 there"),
+        ]
+    else:
+        steps.append(Step("choose", f"find backup {what} in {directory} on {o.host}"))
+    return steps + [
+        Step("restore", f"on {o.host} (python3, else sqlite3): verify the backup, safety "
+             f"backup, restore into {db} through the backup API, integrity_check, row counts"),
+        Step("record", "append the restore to the audit log"),
+    ]
+
+
 def render(steps: list[Step], binary: str = "fly") -> list[list[str]]:
     return [[s.key, s.title, "\n".join(shlex.join([binary, *a]) for a in s.commands) or "-"]
             for s in steps]
@@ -88,8 +111,9 @@ def plan_as_data(steps: list[Step]) -> list[dict]:
     return [asdict(step) for step in steps]
 
 
-def undo_command(safety: str, production: bool) -> str:
-    return f"invoke restore {safety}" + (" --production" if production else "") + " --yes"
+def undo_command(safety: str, flag: str) -> str:
+    """``flag``: the target's own (``Target.flag``), empty locally."""
+    return f"invoke restore {safety}{flag} --yes"
 
 
 def describe_backup(name: str, created: str, size: int, tables: dict | None,
@@ -126,7 +150,7 @@ class Restore:
     options: RestoreOptions
     settings: object
     ui: UI
-    target: object = None  # ops.production.FlyTarget for --production
+    target: object = None  # ops.targets.fly.FlyTarget for --production
     yes: bool = False
     record: dict = field(default_factory=dict)
 
@@ -140,8 +164,8 @@ class Restore:
         }
         try:
             self._audit_log_writable()
-            if o.production:
-                self._production()
+            if self.target is not None:
+                self._on_target()
             else:
                 self._local()
             self.record["outcome"] = "ok"
@@ -159,14 +183,19 @@ class Restore:
             if self.record["safety_backup"]:
                 self.ui.info(f"Safety backup: {self.record['safety_backup']['name']}. To undo "
                              "this restore: " + undo_command(self.record["safety_backup"]["name"],
-                                                             o.production))
+                                                             self._flag()))
             self.record["finished"] = _now()
             if self.record["outcome"] not in ("not started", "not confirmed"):
                 self._append()
 
     def _where(self) -> str:
         s = self.settings
+        if self.options.host:
+            return f"{self.options.host}:{s.db_remote_path}"
         return f"{s.app}:{s.db_remote_path}" if self.options.production else str(s.db_path)
+
+    def _flag(self) -> str:
+        return self.target.flag if self.target is not None else ""
 
     def _audit_log_writable(self) -> None:
         """Checked first, like deploy: a restore must not happen unrecorded."""
@@ -227,11 +256,9 @@ class Restore:
             "with backup " + describe_backup(chosen.name, chosen.created, chosen.size,
                                              recorded, now),
         ])
-        from ops.targets import LocalTarget
-
         with engine.file_lock(directory / engine.RESTORE_LOCK, s.lock_wait, "another restore"):
             safety = self._step("safety", f"safety backup of {db}", lambda: _made(
-                LocalTarget(s).backup()))
+                LocalTarget(s, self.ui).backup()))
             self.record["safety_backup"] = {"name": safety["name"], "sha256": safety["sha256"]}
             self.record["tables_before"] = safety.get("tables")
             seconds = self._step("restore", f"restore {chosen.name} into {db}", lambda: _timed(
@@ -255,19 +282,21 @@ class Restore:
                 for t in sorted(set(before) | set(after))]
         self.ui.table("Rows per table", ["table", "before", "after"], rows)
 
-    # -- production
-    def _production(self) -> None:
+    # -- on the Fly machine or an SSH host
+    def _on_target(self) -> None:
         o, s, target = self.options, self.settings, self.target
         if o.from_path and not Path(o.from_path).is_file():
             raise OpsError(f"--from: no such file: {o.from_path}", ExitCode.NOT_FOUND)
-        target.resolve()  # its own step line
-        self.record["machine"] = target.machine.id
-        stopped = emergency_stopped(target, s.app)
-        self.record["emergency_stopped"] = stopped
-        if stopped:
-            self.ui.info(f"{s.app} is emergency-stopped (machine {target.machine.id} runs the "
-                         "maintenance command): the machine will not be restarted and /health "
-                         "not awaited")
+        stopped = False
+        if o.production:
+            target.resolve()  # its own step line
+            self.record["machine"] = target.machine.id
+            stopped = emergency.is_stopped(target.machine_config())
+            self.record["emergency_stopped"] = stopped
+            if stopped:
+                self.ui.info(f"{s.app} is emergency-stopped (machine {target.machine.id} runs "
+                             "the maintenance command): the machine will not be restarted and "
+                             "/health not awaited")
         now = dt.datetime.now(dt.UTC)
         if o.from_path:
             local = Path(o.from_path)
@@ -303,22 +332,29 @@ class Restore:
             ])
         data = self._step("restore", f"restore {name} on the machine", lambda: self._remote(
             name))
-        if stopped:  # the app is not running: a restart would only bring back `sleep`
+        if o.production:
+            self._settle(stopped)
+        if not data["ok"]:
+            raise OpsError(f"the live database failed {s.check}_check after the restore: "
+                           f"{data['problems'][0]}", ExitCode.VERIFY_FAILED)
+
+    def _settle(self, stopped: bool) -> None:
+        """Fly: restart the machine so the app reopens the database, then wait for it;
+        emergency-stopped, the app is not running: a restart would only bring back `sleep`."""
+        s, target = self.settings, self.target
+        if stopped:
             for key in ("restart", "health"):
                 self.ui.skipped(key, "emergency-stopped")
                 self.record["steps"].append({"step": key, "outcome": "skipped",
                                              "detail": "emergency-stopped", "seconds": 0.0})
             self.ui.info("The app is still emergency-stopped: run `invoke emergency.resume` "
                          "to start it on the restored database")
-        else:
-            self._step("restart", f"restart machine {target.machine.id}", lambda: (
-                None, target.restart()))
-            self._step("health", f"wait for {s.health} (200 with a backup block)", lambda: (
-                None, wait_for_backup_block(s.health, timeout=s.health_timeout,
-                                            interval=s.health_interval)))
-        if not data["ok"]:
-            raise OpsError(f"the live database failed {s.check}_check after the restore: "
-                           f"{data['problems'][0]}", ExitCode.VERIFY_FAILED)
+            return
+        self._step("restart", f"restart machine {target.machine.id}", lambda: (
+            None, target.restart()))
+        self._step("health", f"wait for {s.health} (200 with a backup block)", lambda: (
+            None, wait_for_backup_block(s.health, timeout=s.health_timeout,
+                                        interval=s.health_interval)))
 
     def _counts(self, name: str) -> dict:
         """Row counts for the confirmation; a failure here only leaves them out."""
@@ -342,18 +378,6 @@ class Restore:
         return data, f"[{data['strategy']}] {self.settings.check}_check {check}"
 
 
-def emergency_stopped(target, app: str) -> bool:
-    """Does the production machine run ``emergency.stop``'s maintenance command? Then
-    nothing of the app runs: a restart would bring back ``sleep`` and /health never answers.
-    Asked of ``fly machine list`` (the machine's config is the truth, not a marker file)."""
-    from ops import emergency
-
-    found = target.fly.json(fly.machines_list(app))
-    mine = [raw for raw in found if isinstance(raw, dict) and raw.get("id") == target.machine.id] \
-        if isinstance(found, list) else []
-    return bool(mine) and emergency.is_stopped(mine[0])
-
-
 def wait_for_backup_block(url: str, *, timeout: float, interval: float) -> str:
     """Poll ``/health`` until it answers 200 with a well-formed ``backup`` block."""
     deadline = time.monotonic() + timeout
@@ -361,7 +385,7 @@ def wait_for_backup_block(url: str, *, timeout: float, interval: float) -> str:
     while True:
         status, body, problem = health.fetch(url, timeout=min(10.0, max(timeout, 1.0)))
         polls += 1
-        if status == 200 and backups.valid_status((body or {}).get("backup")):
+        if status == 200 and valid_status((body or {}).get("backup")):
             return f"200 with a backup block after {polls} poll(s)"
         reason = problem or (f"HTTP {status}" if status != 200 else "no valid backup block")
         if time.monotonic() + interval > deadline:
@@ -371,16 +395,6 @@ def wait_for_backup_block(url: str, *, timeout: float, interval: float) -> str:
 
 
 # ---------------------------------------------------------------- drill
-
-
-def drill(target, which: str, *, check: str, production: bool) -> dict:
-    """Drill one backup (``latest`` or a name) on the target."""
-    if production:
-        name = target.names(which)[0]
-        return target.drill(name)
-    chosen = engine.resolve_backup(target.dir, which)[0]
-    return engine.drill_backup(chosen.path, check=check, scratch_dir=target.dir) | {
-        "where": "local"}
 
 
 def drill_summary(result: dict) -> str:

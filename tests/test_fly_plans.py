@@ -12,7 +12,8 @@ import pytest
 
 from ops import deploy, fly, health, remote
 from ops.errors import ExitCode, OpsError
-from ops.production import choose_production, new_snapshot
+from ops.targets.fly.machine import choose_production
+from ops.targets.fly.snapshots import new_snapshot
 
 FIXTURES = Path(__file__).parent / "flyctl_double" / "reference"
 

@@ -166,7 +166,7 @@ A, B = "a" * 64, "b" * 64
 ])
 def test_a_download_trusts_only_the_record_made_with_the_backup(record, expected):
     from ops.errors import ExitCode, OpsError
-    from ops.production import trusted_sha256
+    from ops.targets.scripted import trusted_sha256
 
     name = "steps-2026-01-01T00-00-00.db"
     if expected in (A, None):

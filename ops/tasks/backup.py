@@ -3,40 +3,73 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import subprocess
 import sys
 from dataclasses import asdict
 
 from invoke.exceptions import Exit
 
-from ops import backups, config
+from ops import backups, config, restore
 from ops.cli import guarded, invoke_command, task
 from ops.engine import in_future, parse_iso
 from ops.errors import ExitCode, OpsError
-from ops.targets import LocalTarget
+from ops.targets.fly import FlyTarget
+from ops.targets.local import LocalTarget
+from ops.targets.ssh import SshTarget
 from ops.tasks.positional import OptionalPositionalTask
 from ops.ui import UI, human_age, human_bytes
 
 PRODUCTION = "run against the production machine on Fly.io (over fly ssh) instead of locally"
 JSON = "print one JSON document on stdout (human output stays on stderr)"
 KEEP = "how many backups retention keeps (default: backup.keep, 10)"
+HOST = ("run against this SSH host, [user@]host[:port] (default: ssh.host); its database "
+        "and backups are at db.remote_path and backup.remote_dir")
+
+_opened: list = []  # targets this task run opened, closed when it ends
 
 
-def open_target(c, *, production: bool = False, json: bool = False, **flags):
-    """Settings, the chosen target and the UI for one task run."""
-    settings = config.load(c.config, **flags)
+def open_target(c, *, production: bool = False, host: str | None = None, json: bool = False,
+                **flags):
+    """Settings, the chosen target and the UI for one task run.
+
+    ``--production`` is the Fly machine, ``--host`` (else ``ssh.host``) an SSH host,
+    neither this computer. Both flags is a usage error; ``--production`` beats a
+    configured ``ssh.host`` (flags beat config).
+    """
+    if production and host is not None:
+        raise OpsError("--production (the Fly machine) and --host (an SSH host) name two "
+                       "different targets: give one", ExitCode.USAGE)
+    settings = config.load(c.config, host=host, **flags)
     ui = UI(json_mode=json)
     if production:
-        from ops.production import FlyTarget
-
         return settings, FlyTarget(settings, ui), ui
-    return settings, LocalTarget(settings), ui
+    if settings.ssh_host:
+        target = SshTarget(settings, ui, settings.ssh_host)
+        _opened.append(target)
+        return settings, target, ui
+    return settings, LocalTarget(settings, ui), ui
+
+
+def closes_targets(body):
+    """One connection per task run: whatever the body opened is closed when it ends."""
+
+    @functools.wraps(body)
+    def run(*args, **kwargs):
+        try:
+            return body(*args, **kwargs)
+        finally:
+            while _opened:
+                _opened.pop().close()
+
+    return run
 
 
 @task(
     default=True,
     help={
         "production": PRODUCTION,
+        "host": HOST,
         "keep": KEEP,
         "quick": "verify with PRAGMA quick_check instead of the full integrity_check",
         "dry_run": "print what would be done and do nothing",
@@ -47,18 +80,19 @@ def open_target(c, *, production: bool = False, json: bool = False, **flags):
     },
 )
 @guarded
-def create(c, production=False, keep=None, quick=False, dry_run=False, lock_wait=None,
-           timeout=None, json=False, db=None):
+@closes_targets
+def create(c, production=False, host=None, keep=None, quick=False, dry_run=False,
+           lock_wait=None, timeout=None, json=False, db=None):
     """Make a verified backup, then apply retention (invoke backup)."""
     settings, target, ui = open_target(
-        c, production=production, json=json, keep=keep, quick=quick, lock_wait=lock_wait,
-        timeout=timeout, db=db,
+        c, production=production, host=host, json=json, keep=keep, quick=quick,
+        lock_wait=lock_wait, timeout=timeout, db=db,
     )
-    if not production:
+    if not (production or settings.ssh_host):
         require_database(settings.db_path)
     if dry_run:
         plan = [
-            f"back up {target.describe()} into {target_dir(settings, production)} "
+            f"back up {target.describe()} into {target.dir} "
             f"({settings.check}_check, SHA-256 recorded)",
             f"then keep the newest {settings.keep} backups there",
         ]
@@ -82,35 +116,23 @@ def require_database(path) -> None:
             ExitCode.NOT_FOUND)
 
 
-def searched_folder(settings, production: bool) -> str:
-    """The folder a listing reads, named in its output; a missing local one is an error
-    (exit 3), not an empty list: it is most often a mistyped path."""
-    if production:
-        return f"{settings.backup_remote_dir} on the machine"
-    if not settings.backup_dir.is_dir():
-        raise OpsError(f"backup folder not found: {settings.backup_dir} (backup.dir, "
-                       "INVOKE_BACKUP_DIR)", ExitCode.NOT_FOUND)
-    return str(settings.backup_dir)
-
-
-def target_dir(settings, production: bool) -> str:
-    return settings.backup_remote_dir if production else str(settings.backup_dir)
-
-
 @task(
     help={
         "keep": KEEP,
         "dry_run": "show what would be removed and remove nothing",
         "production": PRODUCTION,
+        "host": HOST,
         "json": JSON,
     }
 )
 @guarded
-def cleanup(c, keep=None, dry_run=False, production=False, json=False):
+@closes_targets
+def cleanup(c, keep=None, dry_run=False, production=False, host=None, json=False):
     """Delete all but the newest N backups (never the newest verified one) and what
     interrupted backups left behind."""
-    settings, target, ui = open_target(c, production=production, json=json, keep=keep)
-    leftovers = [] if production else sweep_leftovers(target, ui, dry_run)
+    settings, target, ui = open_target(c, production=production, host=host, json=json,
+                                       keep=keep)
+    leftovers = sweep_leftovers(target, ui, dry_run)
     decisions = backups.cleanup(target, ui, settings.keep, dry_run=dry_run)
     if json:
         ui.emit({"dry_run": dry_run, "keep": settings.keep,
@@ -150,18 +172,18 @@ def report_leftovers(target, ui: UI) -> None:
                 + (" …" if len(leftovers) > 3 else "") + "; `invoke backup.cleanup` removes them")
 
 
-@task(name="list", help={"production": PRODUCTION, "json": JSON})
+@task(name="list", help={"production": PRODUCTION, "host": HOST, "json": JSON})
 @guarded
-def list_(c, production=False, json=False):
+@closes_targets
+def list_(c, production=False, host=None, json=False):
     """List backups, newest first, with size, age and recorded checksum; flags names dated
     in the future and leftovers of interrupted backups."""
-    settings, target, ui = open_target(c, production=production, json=json)
-    folder = searched_folder(settings, production)
+    settings, target, ui = open_target(c, production=production, host=host, json=json)
+    folder = target.folder()
     found = list(reversed(target.list()))
     now = dt.datetime.now(dt.UTC)
     future = {item.name for item in found if in_future(item.created, now)}
-    if not production:
-        report_leftovers(target, ui)
+    report_leftovers(target, ui)
     if future:
         ui.warn(f"{len(future)} backup(s) dated in the future (a clock that ran ahead, or not "
                 "backups at all): never counted as the newest, never removed by retention")
@@ -208,43 +230,48 @@ def reject_flag_as_name(which: str, task_name: str) -> None:
         "which": "latest, all, or a backup's file name (required)",
         "quick": "use PRAGMA quick_check instead of integrity_check",
         "production": PRODUCTION,
+        "host": HOST,
         "json": JSON,
     },
 )
 @guarded
-def verify(c, which, quick=False, production=False, json=False):
+@closes_targets
+def verify(c, which, quick=False, production=False, host=None, json=False):
     """Check backups: recorded SHA-256 and SQLite's integrity check."""
     reject_flag_as_name(which, "backup.verify")
-    settings, target, ui = open_target(c, production=production, json=json, quick=quick)
-    searched_folder(settings, production)
+    settings, target, ui = open_target(c, production=production, host=host, json=json,
+                                       quick=quick)
+    target.folder()
     shown = which if which.isprintable() else repr(which)
     with ui.step(f"verify {shown} on {target.describe()}") as step:
-        results = target.verify(which)
+        results = target.verify(which, on_result=lambda item: ui.info(verdict_line(item)))
         step.detail = f"{sum(1 for item in results if item['ok'])} of {len(results)} ok"
-        for item in results:
-            mark = "ok" if item["ok"] else "FAILED: " + "; ".join(item["problems"][:3])
-            ui.info(f"  {item['name']}  {item['check']}_check  {mark}")
         if json:
             ui.emit(results)
         backups.require_ok(results)
+
+
+def verdict_line(item: dict) -> str:
+    mark = "ok" if item["ok"] else "FAILED: " + "; ".join(item["problems"][:3])
+    return f"  {item['name']}  {item['check']}_check  {mark}"
 
 
 @task(
     help={
         "max_age": "exit 7 when the newest backup is older than this (e.g. 26h, 2d, 90m)",
         "production": PRODUCTION,
+        "host": HOST,
         "json": JSON,
     }
 )
 @guarded
-def status(c, max_age=None, production=False, json=False):
+@closes_targets
+def status(c, max_age=None, production=False, host=None, json=False):
     """Backup status in the shape /health reports; alerts with --max-age."""
     limit = config.parse_duration(max_age, "--max-age") if max_age is not None else None
-    settings, target, ui = open_target(c, production=production, json=json)
-    folder = searched_folder(settings, production)
-    report = target.status() if production else backups.status(
-        target.list(), dt.datetime.now(dt.UTC)
-    )
+    settings, target, ui = open_target(c, production=production, host=host, json=json)
+    folder = target.folder()
+    report = target.status()
     if report.get("futureDated"):
         ui.warn(f"{len(report['futureDated'])} backup(s) dated in the future are not trusted "
                 f"as the newest: {', '.join(report['futureDated'][:3])}")
@@ -296,7 +323,7 @@ def volume(c, no_wait=False, timeout=None, json=False):
 def snapshots(c, json=False):
     """List the production volume's snapshots, newest first."""
     _, target, ui = production_target(c, json=json)
-    found = list(reversed(target.fly.snapshots(target.app, target.volume.id)))
+    found = list(reversed(target.snapshots()))
     if json:
         ui.emit([asdict(snap) for snap in found])
         return
@@ -313,14 +340,19 @@ def snapshots(c, json=False):
     help={
         "which": "latest, or a backup's file name on the production machine (required)",
         "quick": "check the download with PRAGMA quick_check instead of integrity_check",
+        "host": "download from this SSH host, [user@]host[:port], instead of the production "
+                "machine (default: ssh.host)",
         "json": JSON,
     },
 )
 @guarded
-def download(c, which, quick=False, json=False):
-    """Download a production backup into backup.dir, checked against its SHA-256."""
+@closes_targets
+def download(c, which, quick=False, host=None, json=False):
+    """Download a production (or SSH host's) backup into backup.dir, SHA-256 checked."""
     reject_flag_as_name(which, "backup.download")
-    settings, target, ui = production_target(c, json=json, quick=quick)
+    settings = config.load(c.config, host=host)
+    settings, target, ui = open_target(c, production=not settings.ssh_host, host=host,
+                                       json=json, quick=quick)
     if which == "all":
         raise OpsError("download one backup at a time: latest or a name", ExitCode.USAGE)
     name = target.names(which)[0]
@@ -337,22 +369,23 @@ def download(c, which, quick=False, json=False):
         "which": "latest (the default) or a backup's file name",
         "production": "drill a production backup: on the machine (python3), else after "
                       "downloading it",
+        "host": HOST,
         "quick": "use PRAGMA quick_check instead of integrity_check",
         "json": JSON,
     },
 )
 @guarded
-def drill(c, which="latest", production=False, quick=False, json=False):
+@closes_targets
+def drill(c, which="latest", production=False, host=None, quick=False, json=False):
     """Restore a backup into a scratch database and compare it with what was recorded."""
-    from ops import restore
-
     which = "latest" if which is None else str(which)
     reject_flag_as_name(which, "backup.drill")
     if which == "all":
         raise OpsError("drill one backup at a time: latest or a name", ExitCode.USAGE)
-    settings, target, ui = open_target(c, production=production, json=json, quick=quick)
+    settings, target, ui = open_target(c, production=production, host=host, json=json,
+                                       quick=quick)
     with ui.step(f"drill {which} on {target.describe()}") as step:
-        result = restore.drill(target, which, check=settings.check, production=production)
+        result = target.drill(which)
         step.detail = f"{result['name']}  restore {result['seconds']:.3f}s"
     ui.info(restore.drill_summary(result))
     if json:

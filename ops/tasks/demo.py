@@ -15,7 +15,7 @@ from pathlib import Path
 from ops import backups, config, engine, sample
 from ops.cli import guarded, invoke_command, task
 from ops.errors import ExitCode, OpsError
-from ops.targets import LocalTarget
+from ops.targets.local import LocalTarget
 from ops.ui import UI, human_bytes
 
 

@@ -10,6 +10,7 @@ from ops import config
 from ops import deploy as deploys
 from ops.cli import confirm_on_terminal, guarded, task
 from ops.errors import ExitCode, OpsError
+from ops.targets.fly import FlyTarget
 from ops.ui import UI
 
 JSON = "print the audit record (or the plan, with --dry-run) as JSON on stdout"
@@ -36,8 +37,6 @@ def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout) -> Non
         if json:
             ui.emit({"dry_run": True, "steps": deploys.plan_as_data(steps)})
         return
-    from ops.production import FlyTarget
-
     deployment = deploys.Deployment(options, settings, lambda: FlyTarget(settings, ui), ui)
     try:
         with deploys.stop_on_signals():
@@ -138,8 +137,6 @@ def _version(text) -> int | None:
 @guarded
 def unlock(c, yes=False):
     """Remove a stale deploy lock from the machine, left by a deploy that was killed."""
-    from ops.production import FlyTarget
-
     settings = config.load(c.config)
     ui = UI()
     target = FlyTarget(settings, ui)

@@ -6,7 +6,9 @@ from ops import config
 from ops import restore as restores
 from ops.cli import guarded, task
 from ops.errors import ExitCode, OpsError
-from ops.tasks.backup import reject_flag_as_name
+from ops.targets.fly import FlyTarget
+from ops.targets.ssh import SshTarget
+from ops.tasks.backup import HOST, reject_flag_as_name
 from ops.tasks.positional import OptionalPositionalTask
 from ops.ui import UI
 
@@ -33,7 +35,8 @@ def seconds(value, what: str) -> float | None:
                  "(backup.remote_dir with --production)",
         "production": "restore on the production machine on Fly.io, then restart it and wait "
                       "for /health",
-        "from_": "with --production: upload this local backup file and restore it",
+        "host": HOST + " (no restart: the app sees the restored content through SQLite)",
+        "from_": "with --production or --host: upload this local backup file and restore it",
         "yes": "do not ask for confirmation (required when there is no terminal)",
         "dry_run": "print the plan and change nothing (no flyctl call)",
         "busy_timeout": "seconds to wait for the app's write lock on the live database "
@@ -42,25 +45,31 @@ def seconds(value, what: str) -> float | None:
     },
 )
 @guarded
-def database(c, which="latest", production=False, from_=None, yes=False, dry_run=False,
-             busy_timeout=None, json=False):
+def database(c, which="latest", production=False, host=None, from_=None, yes=False,
+             dry_run=False, busy_timeout=None, json=False):
     """Restore a backup into the live database: verify, safety backup, backup API, check."""
     which = parse_which(which, "restore")
-    if from_ is not None and not production:
+    if production and host is not None:
+        raise OpsError("--production (the Fly machine) and --host (an SSH host) name two "
+                       "different targets: give one", ExitCode.USAGE)
+    settings = config.load(c.config, host=host)
+    host = "" if production else settings.ssh_host
+    if from_ is not None and not (production or host):
         raise OpsError("--from restores a local file into production: add --production "
                        "(locally, copy the file into backup.dir and name it)", ExitCode.USAGE)
     if from_ is not None and which != "latest":
         raise OpsError("give either a backup name or --from PATH, not both", ExitCode.USAGE)
     timeout = seconds(busy_timeout, "--busy-timeout")
-    options = restores.RestoreOptions(which=which, production=production, from_path=from_,
+    options = restores.RestoreOptions(which=which, production=production, host=host,
+                                      from_path=from_,
                                       busy_timeout=10.0 if timeout is None else timeout)
-    settings = config.load(c.config)
     ui = UI(json_mode=json)
+    remote = production or bool(host)
     if dry_run:
         steps = restores.plan(
             options,
-            db=settings.db_remote_path if production else str(settings.db_path),
-            directory=settings.backup_remote_dir if production else str(settings.backup_dir),
+            db=settings.db_remote_path if remote else str(settings.db_path),
+            directory=settings.backup_remote_dir if remote else str(settings.backup_dir),
             app=settings.app if production else "",
             health_url=settings.health if production else "")
         ui.table("Restore plan (dry run: nothing runs)", ["step", "what", "commands"],
@@ -71,12 +80,14 @@ def database(c, which="latest", production=False, from_=None, yes=False, dry_run
         return
     target = None
     if production:
-        from ops.production import FlyTarget
-
         target = FlyTarget(settings, ui)
+    elif host:
+        target = SshTarget(settings, ui, host)
     run = restores.Restore(options, settings, ui, target=target, yes=yes)
     try:
         run.run()
     finally:
+        if host:
+            target.close()
         if json and run.record:
             ui.emit(run.record)

@@ -1,0 +1,13 @@
+"""The Fly.io production machine as a target, one module per job:
+
+- ``machine``: which machine is production (pure choice, resolved once per run)
+- ``session``: running a script on it (``fly ssh console``) — the bottom layer
+- ``transfers``: files over ``fly ssh sftp``
+- ``snapshots``: volume snapshots, waited for
+- ``lock``: the deploy lock on the volume
+- ``target``: ``FlyTarget``, the shared scripted backups plus the above
+"""
+
+from ops.targets.fly.target import FlyTarget
+
+__all__ = ["FlyTarget"]

@@ -1,0 +1,71 @@
+"""The deploy lock on the machine's volume: one run's holder line beside the database.
+
+Both functions work over the machine session (``FlySession``).
+"""
+
+from __future__ import annotations
+
+import posixpath
+
+from ops import fly, remote
+from ops.errors import ExitCode, OpsError
+
+
+def lock_path(db: str) -> str:
+    return f"{posixpath.dirname(db)}/{remote.DEPLOY_LOCK}"
+
+
+def lock(session, path: str, wait: float, holder: str) -> bool:
+    """Take the machine's deploy lock; True if we had to wait for someone else's.
+
+    When the answer is lost (no status line, a deadline, a dropped tunnel) the lock
+    may or may not be ours: it is removed if it is, and the step fails.
+    """
+    try:
+        output = session.run(remote.deploy_lock_script(path, holder, wait),
+                             timeout=session.settings.fly_timeout + wait, what="deploy lock",
+                             key="fly.timeout")
+    except fly.FlyError as exc:
+        after = ("any lock this run took was removed" if _forget(session, path, holder)
+                 else "if the lock is this run's: invoke deploy.unlock --yes")
+        raise OpsError(f"could not take the deploy lock {path}: {exc}; {after}",
+                       exc.code) from None
+    entries = {entry[0]: " ".join(entry[1:]) for entry in output.entries if entry}
+    if output.status == 4:
+        hint = "" if wait else " (use --lock-wait SECONDS to wait for it)"
+        raise OpsError(f"another deploy of {session.app} holds the lock on the machine "
+                       f"({path}): {entries.get('held') or 'unknown'}"
+                       f"{hint}; if none is running: invoke deploy.unlock --yes",
+                       ExitCode.LOCKED)
+    if output.status != 0 or "acquired" not in entries:
+        _forget(session, path, holder)  # best effort: the step fails either way
+        raise OpsError(f"could not take the deploy lock {path} (exit {output.status})")
+    return "waiting" in entries
+
+
+def _forget(session, path: str, holder: str) -> bool:
+    """Remove the deploy lock if ``holder`` holds it; False if that could not be told."""
+    try:
+        unlock(session, path, holder=holder)
+    except OpsError as exc:
+        return exc.code == ExitCode.LOCKED  # someone else's: not ours to remove
+    return True
+
+
+def unlock(session, path: str, *, remove: bool = True, holder: str | None = None) -> str | None:
+    """Who holds the machine's deploy lock (None: nobody), removing it unless told not to.
+
+    With ``holder`` it is removed only if that holder holds it (a deploy releasing
+    its own lock); without, it is removed whoever holds it (``deploy.unlock --yes``).
+    """
+    output = session.run(remote.deploy_unlock_script(path, remove=remove, holder=holder),
+                         what="deploy unlock")
+    if output.status == 3:
+        return None
+    shown = " ".join(output.entries[0][1:]) if output.entries else "unknown"
+    if output.status == 5:
+        raise OpsError(f"the deploy lock {path} is no longer this run's: "
+                       f"it is held by {shown}; left in place", ExitCode.LOCKED)
+    if output.status != 0:
+        raise OpsError(f"could not read or remove the deploy lock {path}")
+    return shown

@@ -1,0 +1,71 @@
+"""Fly volume snapshots: schedule one, then wait until the one we asked for is created.
+
+``fly volumes snapshots create`` only schedules; which listed snapshot is ours is a
+pure function (``new_snapshot``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+
+from ops import fly
+from ops.errors import ExitCode, OpsError
+from ops.ui import human_bytes
+
+FAILED_SNAPSHOT = ("failed", "error", "destroyed")
+
+
+def new_snapshot(before: list[fly.Snapshot], after: list[fly.Snapshot]) -> fly.Snapshot | None:
+    """The snapshot our request made: one whose id was not listed before it, by id alone.
+
+    A snapshot that is still running has its id but a zero ``created_at`` (fly-go's
+    ``VolumeSnapshot.CreatedAt``; flyctl's snapshots/list.go checks ``IsZero``), so the
+    time says nothing, and a scheduled snapshot that was running before our request
+    and finishes while we wait is never ours. If several are new, a created one wins,
+    then one still running; a failed one only when nothing else is left.
+    """
+    seen = {snap.id for snap in before if snap.id}
+    fresh = [snap for snap in after if snap.id and snap.id not in seen]
+    if not fresh:
+        return None
+    return min(fresh, key=lambda snap: (_rank(snap.status), snap.created_at))
+
+
+def _rank(status: str) -> int:
+    return 0 if status == "created" else 2 if status in FAILED_SNAPSHOT else 1
+
+
+def take(session, *, wait: bool = True, timeout: float = 600, interval: float = 5.0) -> dict:
+    """Snapshot the production volume; with ``wait``, until it is created (or failed)."""
+    app, volume, report = session.app, session.volume, session.report
+    before = session.fly.snapshots(app, volume.id)
+    with report.step(f"schedule snapshot of {volume.id}") as step:
+        result = session.fly.run(fly.snapshots_create(app, volume.id))
+        step.detail = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+    if not wait:
+        return {"volume": volume.id, "status": "scheduled", "id": None}
+    with report.step(f"wait for snapshot of {volume.id}") as step:
+        started = time.monotonic()
+        deadline = started + timeout
+        shown = None
+        while True:
+            snap = new_snapshot(before, session.fly.snapshots(app, volume.id))
+            state = (snap.id, snap.status) if snap else ("(not listed yet)", "scheduled")
+            if state != shown and not (snap and snap.status == "created"):
+                shown = state  # a line when Fly's status changes, not on every poll
+                report.waiting(f"  snapshot {state[0]}: {state[1]} after "
+                               f"{time.monotonic() - started:.0f}s (waiting up to {timeout:g}s)")
+            if snap and snap.status == "created":
+                step.detail = f"{snap.id}  {human_bytes(snap.size)}"
+                return asdict(snap) | {"volume": volume.id}
+            if snap and snap.status in FAILED_SNAPSHOT:
+                raise OpsError(f"snapshot {snap.id} of {volume.id} ended as {snap.status}; "
+                               f"see `fly volumes snapshots list {volume.id}`")
+            if time.monotonic() >= deadline:
+                state = snap.status if snap else "not listed yet"
+                raise OpsError(
+                    f"snapshot of {volume.id} not created within {timeout:g}s "
+                    f"(status: {state}); check `fly volumes snapshots list {volume.id}`",
+                    ExitCode.TIMEOUT)
+            time.sleep(interval)

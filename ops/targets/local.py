@@ -1,0 +1,124 @@
+"""This machine's database and backup folder as a target, through the engine directly."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from ops import engine
+from ops.config import Settings
+from ops.errors import ExitCode, OpsError
+from ops.targets.protocol import Reporter
+from ops.targets.status import status as folder_status
+
+
+class LocalTarget:
+    """The database and backup folder on this machine, through the engine directly."""
+
+    flag = ""  # no flag selects it: it is the default
+
+    def __init__(self, settings: Settings, report: Reporter | None = None):
+        self.settings = settings
+        self.report = report
+        self.db = settings.db_path
+        self.dir = settings.backup_dir
+
+    def describe(self) -> str:
+        return f"local {self.db}"
+
+    def folder(self) -> str:
+        """A missing folder is exit 3, not an empty list: it is most often a mistyped path."""
+        if not self.dir.is_dir():
+            raise OpsError(f"backup folder not found: {self.dir} (backup.dir, "
+                           "INVOKE_BACKUP_DIR)", ExitCode.NOT_FOUND)
+        return str(self.dir)
+
+    def lock_wait(self) -> float:
+        """Wait for another run's backup lock, saying whose it is, since when and for how
+        long we wait (the holder line says who and since when); the seconds left."""
+        wait = self.settings.lock_wait
+        lock = self.dir / engine.LOCK_NAME
+        if not wait or self.report is None or not lock.exists():
+            return wait
+        started = time.monotonic()
+
+        def say(holder: str) -> None:
+            self.report.waiting(f"  waiting up to {wait:g}s for the backup lock {lock}, "
+                                f"held by {holder}")
+
+        with engine.file_lock(lock, wait, "another backup", on_wait=say):
+            pass  # free now; the engine takes it again at once, with what is left
+        return max(wait - (time.monotonic() - started), 0.001)
+
+    def backup(self, progress=None) -> dict:
+        """``progress`` (``Reporter.transfer``) follows the copy in bytes (the page size is
+        read before any connection is open); it opens once the folder's lock is free."""
+        wait = self.lock_wait()
+        if progress is None:
+            return self._backup(None, wait)
+        with progress("copy", 0) as on_bytes:
+            return self._backup(on_bytes, wait)
+
+    def _backup(self, on_bytes, wait: float) -> dict:
+        on_pages = None
+        if on_bytes and self.db.is_file():
+            size = engine.read_page_size(self.db)
+
+            def on_pages(done, total):
+                on_bytes(done * size, total * size)
+
+        result = engine.create_backup(
+            self.db,
+            self.dir,
+            check=self.settings.check,
+            timeout=self.settings.backup_timeout or None,
+            lock_wait=wait,
+            on_pages=on_pages,
+        )
+        return asdict(result)
+
+    def status(self) -> dict:
+        return folder_status(self.list(), dt.datetime.now(dt.UTC))
+
+    def names(self, which: str) -> list[str]:
+        return [item.name for item in engine.resolve_backup(self.dir, which)]
+
+    def download(self, name: str, directory: Path, *, check: bool = True) -> dict:
+        raise OpsError("backups here are already on this computer: download from "
+                       "--production (or --host)", ExitCode.USAGE)
+
+    def drill(self, which: str) -> dict:
+        chosen = engine.resolve_backup(self.dir, which)[0]
+        return engine.drill_backup(chosen.path, check=self.settings.check,
+                                   scratch_dir=self.dir) | {"where": "local"}
+
+    def list(self) -> list[engine.BackupFile]:
+        return engine.list_backups(self.dir)
+
+    def verify(self, which: str, on_result=None) -> list[dict]:
+        """``on_result(verdict)`` is called for each backup as soon as it is checked."""
+        results = []
+        for item in engine.resolve_backup(self.dir, which):
+            results.append(asdict(engine.verify_backup(item.path, self.settings.check)))
+            if on_result:
+                on_result(results[-1])
+        return results
+
+    def delete(self, names: list[str]) -> list[str]:
+        if not self.dir.is_dir():
+            return []
+        with engine.backup_lock(self.dir, self.lock_wait()):
+            return engine.delete_backups(self.dir, names)
+
+    def leftovers(self) -> list[engine.Leftover]:
+        """Hidden temporaries an interrupted backup left (kill -9, OOM)."""
+        return engine.list_leftovers(self.dir)
+
+    def remove_leftovers(self) -> list[str]:
+        """Remove them under the folder's lock, never while a backup runs."""
+        if not self.dir.is_dir():
+            return []
+        with engine.backup_lock(self.dir, self.lock_wait()):
+            return engine.remove_stale_temporaries(self.dir)

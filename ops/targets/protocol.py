@@ -1,0 +1,102 @@
+"""What every target offers (local folder, Fly machine, SSH host), and what it is given.
+
+A target is where a database and its backups live. The orchestration in
+``ops.backups``, ``ops.restore`` and ``ops.deploy`` talks to this interface only and
+never asks which kind of target it holds. A target never draws: it reports steps,
+warnings and byte progress to a ``Reporter`` (``ops.ui.UI`` is one) and returns data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Protocol
+
+from ops import engine
+
+Progress = Callable[..., None]  # update(done_bytes, total=None)
+
+
+class Step(Protocol):
+    detail: str
+
+
+class Reporter(Protocol):
+    """Where a target reports what it is doing; the UI layer decides how it looks."""
+
+    def step(self, label: str) -> AbstractContextManager[Step]:
+        """A phase with a name, an outcome and a duration."""
+
+    def warn(self, message: str) -> None:
+        """Something the operator should know; the run goes on."""
+
+    def waiting(self, message: str) -> None:
+        """Why the running step has not finished yet (a lock, a snapshot, a poll)."""
+
+    def info(self, message: str) -> None:
+        """A line of what happened (each ``backup.verify all`` result as it comes)."""
+
+    def transfer(self, label: str, total: int) -> AbstractContextManager[Progress]:
+        """Bytes moving (a copy, a download, an upload): yields ``update(done, total=None)``."""
+
+
+class Target(Protocol):
+    """Backups of one SQLite database, wherever they live."""
+
+    dir: Path | str  # the backup folder on the target
+    flag: str  # the CLI flags that select this target (" --production", "" locally)
+
+    def describe(self) -> str:
+        """One short phrase naming the database, for step lines."""
+
+    def folder(self) -> str:
+        """The backup folder as a listing names it; a missing local one is exit 3."""
+
+    def backup(self, progress=None) -> dict:
+        """One verified backup (``engine.BackupResult`` as a dict, plus ``strategy``).
+
+        ``progress`` is ``Reporter.transfer``: a target that can follow the copy opens it.
+        """
+
+    def list(self) -> list[engine.BackupFile]:
+        """Backups in the folder, oldest first."""
+
+    def names(self, which: str) -> list[str]:
+        """``latest``, ``all`` or one name, as backup names (exit 3 if there are none)."""
+
+    def verify(self, which: str, on_result=None) -> list[dict]:
+        """Recorded SHA-256 and SQLite's check of ``latest``, ``all`` or one backup;
+        ``on_result(verdict)`` for each as it is known."""
+
+    def delete(self, names: list[str]) -> list[str]:
+        """Remove these backups and their sidecars, under the folder's lock."""
+
+    def leftovers(self) -> list[engine.Leftover]:
+        """Temporaries an interrupted backup left that this tool can see and sweep."""
+
+    def remove_leftovers(self) -> list[str]:
+        """Remove them under the folder's lock."""
+
+    def status(self) -> dict:
+        """The shape the app's ``/health`` reports under ``backup``."""
+
+    def download(self, name: str, directory: Path, *, check: bool = True) -> dict:
+        """A checked copy of backup ``name`` in a local folder (never overwrites)."""
+
+    def drill(self, which: str) -> dict:
+        """Restore ``which`` into a scratch database and compare it with its record."""
+
+
+class RemoteTarget(Target, Protocol):
+    """A target on another host (the Fly machine, an SSH host): the restore runs there."""
+
+    def restore(self, name: str, *, busy_timeout: float = 10.0) -> dict:
+        """Restore backup ``name`` into the live database there: verify, safety backup,
+        SQLite's backup API, check (its best engine: python3, else sqlite3)."""
+
+    def counts(self, name: str) -> dict:
+        """Rows per table of the live database and as recorded for ``name`` ({} if unknown)."""
+
+    def upload(self, path: Path, name: str, manifest: dict) -> dict:
+        """Send a local backup there and adopt it as ``name`` once its SHA-256 matches."""

@@ -1,0 +1,450 @@
+"""Backups on a host that the tool reaches by running scripts: the Fly machine, an SSH host.
+
+Everything here works over a ``Session`` (below): run a script from ``ops.remote``
+and read its ``RemoteOutput``, and move a file each way. The Fly machine's session
+runs them through flyctl (``ops.targets.fly.session``), an SSH host's through one
+Paramiko connection (``ops.targets.ssh``); backup, list, verify, delete, download,
+restore, drill and upload are written once, here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Protocol
+
+from ops import engine, remote
+from ops.errors import ExitCode, OpsError
+from ops.targets.protocol import Progress, Reporter
+from ops.targets.status import status as folder_status
+from ops.ui import human_bytes
+
+DOWNLOAD_PREFIX = ".tmp-download-"
+
+
+class Session(Protocol):
+    """Running a script on one host, and moving files to and from it."""
+
+    place: str  # "the production machine", "ssh deploy@box:22": where, in errors
+
+    @property
+    def where(self) -> str:
+        """The host as named in messages (the machine's id, the SSH address)."""
+
+    def run(self, script: str, *, engine_source: bool = False, timeout=None,
+            what: str = "a command") -> remote.RemoteOutput:
+        """Run a script; ``engine_source`` sends ``ops/engine.py`` on stdin."""
+
+    def deadline(self, size: int | None = None):
+        """The timeout a copy, verify or download of ``size`` bytes may take."""
+
+    def get_file(self, remote_file: str, local: Path, size: int, on_bytes: Progress) -> None:
+        """Write the host's ``remote_file`` to the new local path ``local``."""
+
+    def put_file(self, local: Path, remote_file: str, progress=None) -> None:
+        """Write ``local`` to the new path ``remote_file`` on the host; ``progress`` is
+        ``Reporter.transfer``, opened by a session that can follow the bytes."""
+
+    def source(self, remote_file: str) -> str:
+        """How a downloaded backup's record names where it came from."""
+
+    def manual_restore(self, name: str) -> str:
+        """What to do by hand when the host has neither python3 nor sqlite3."""
+
+
+class ScriptedTarget:
+    """The target interface over a ``Session``; subclasses give it one."""
+
+    session: Session
+
+    def __init__(self, settings, report: Reporter, session: Session, flag: str):
+        self.settings = settings
+        self.report = report
+        self.session = session
+        self.flag = flag
+        self.db = remote.remote_path(settings.db_remote_path, "db.remote_path")
+        self.dir = remote.remote_path(settings.backup_remote_dir, "backup.remote_dir")
+
+    def folder(self) -> str:
+        return f"{self.dir} on the machine"
+
+    def leftovers(self) -> list[engine.Leftover]:
+        """None seen from here: the host's own engine sweeps its temporaries under its lock."""
+        return []
+
+    def remove_leftovers(self) -> list[str]:
+        return []
+
+    def status(self) -> dict:
+        return folder_status(self.list(), dt.datetime.now(dt.UTC))
+
+    def _run(self, script: str, **kwargs) -> remote.RemoteOutput:
+        return self.session.run(script, **kwargs)
+
+    # -- backups
+    def backup(self, progress=None) -> dict:  # the host reports no progress
+        s = self.settings
+        script = remote.backup_script(
+            self.db, self.dir, check=s.check, remote_command=s.remote_command,
+            timeout=s.backup_timeout, lock_wait=s.lock_wait)
+        output = self._run(script, engine_source=True, timeout=self.session.deadline(),
+                           what="backup")
+        if output.strategy == "none":
+            raise OpsError(remote.NEEDS, ExitCode.ERROR)
+        if output.strategy == "remote_command":
+            return self._adopt_app_backup(output)
+        data = output.data("backup")
+        data["strategy"] = output.strategy
+        return data
+
+    def _adopt_app_backup(self, output: remote.RemoteOutput) -> dict:
+        """The app's own script made a file: it counts once downloaded and verified here."""
+        if output.status != 0:
+            output.data("backup.remote_command")
+            raise OpsError(f"backup.remote_command failed on the machine (exit {output.status})")
+        for entry in output.entries:
+            if (len(entry) != 2 or entry[0] not in ("before", "after")
+                    or not remote.ENTRY_NAME.fullmatch(entry[1])):
+                raise OpsError(f"the machine's listing of {self.dir} has an entry this tool "
+                               f"did not print: {ascii(' '.join(entry))[:100]}")
+        before = {e[1] for e in output.entries if e[0] == "before"}
+        new = sorted(e[1] for e in output.entries if e[0] == "after" and e[1] not in before)
+        if not new:
+            raise OpsError(f"backup.remote_command finished but no new backup appeared in "
+                           f"{self.dir}", ExitCode.ERROR)
+        local = self.download(new[-1], self.settings.backup_dir, check=True)
+        manifest = json.dumps({k: local[k] for k in ("name", "size", "sha256", "check")}
+                              | {"strategy": "remote_command"})
+        if self._run(remote.sidecar_script(self.dir, new[-1], local["sha256"], manifest,
+                                           self.settings.lock_wait)).status != 0:
+            self.report.warn(f"could not record the checksum beside {new[-1]} on the machine; "
+                             "it is verified here but listed there as unverified")
+        return {**local, "path": f"{self.dir}/{new[-1]}", "strategy": "remote_command",
+                "local_copy": local["path"]}
+
+    def list(self) -> list[engine.BackupFile]:
+        """The host's listing; an entry of any shape but the one the script prints is
+        refused (see ``remote.list_script``), never skipped or guessed at."""
+        output = self._run(remote.list_script(self.dir))
+        if output.status != 0:
+            raise OpsError(f"cannot list {self.dir} on {self.session.where}")
+        found = []
+        for entry in output.entries:
+            if not _listing_entry(entry):
+                raise OpsError(f"the machine's listing of {self.dir} has an entry this tool "
+                               f"did not print: {ascii(' '.join(entry))[:100]}")
+            name, size, digest, manifest = entry
+            created = engine.parse_created(name)
+            if created is None:  # the right shape but no real date: not one of ours
+                continue
+            found.append(engine.BackupFile(
+                name=name, path=f"{self.dir}/{name}", created=engine.iso(created),
+                size=int(size), sha256=None if digest == "-" else digest,
+                verified=manifest == "1"))
+        return sorted(found, key=lambda item: item.name)
+
+    def names(self, which: str) -> list[str]:
+        """``latest``/``all`` from a listing; a name as given (the host says if it is gone)."""
+        if which not in ("latest", "all"):
+            return [engine.check_name(which)]
+        backups = self.list()
+        if not backups:
+            raise OpsError(f"no backups in {self.dir} on {self.session.where}",
+                           ExitCode.NOT_FOUND)
+        return [b.name for b in (backups[-1:] if which == "latest" else backups)]
+
+    def verify(self, which: str, on_result=None) -> list[dict]:
+        """``on_result(verdict)`` per backup: as each is checked when they are downloaded
+        and checked here, after the one remote run otherwise."""
+        names = self.names(which)
+        check = self.settings.check
+        output = self._run(remote.verify_script(self.dir, names, check), engine_source=True,
+                           timeout=self.session.deadline(), what="verify")
+        if output.strategy == "python3":
+            results = output.data("verify")
+        elif output.strategy == "sqlite3":
+            if output.result is not None:
+                output.data("verify")
+            results = [_sqlite_verdict(entry, check) for entry in output.entries]
+        else:
+            return self._verify_by_download(names, on_result)
+        for verdict in results if on_result else ():
+            on_result(verdict)
+        return results
+
+    def _verify_by_download(self, names: list[str], on_result=None) -> list[dict]:
+        """No SQLite on the host: fetch each backup and check it here, against the
+        SHA-256 recorded beside it on the host (not the one the file has now)."""
+        results = []
+        with tempfile.TemporaryDirectory(prefix="ops-verify-") as scratch:
+            for name in names:
+                record = self._record(name)
+                try:
+                    local = self.download(name, Path(scratch), check=False, record=record)
+                except OpsError as exc:
+                    if exc.code != ExitCode.VERIFY_FAILED:
+                        raise
+                    results.append({
+                        "name": name, "ok": False, "check": self.settings.check,
+                        "size": record["size"], "sha256": record["sha256"],
+                        "recorded_sha256": record["recorded"], "problems": [str(exc)],
+                        "where": "machine"})
+                else:
+                    verdict = asdict(engine.verify_backup(local["path"], self.settings.check))
+                    verdict["recorded_sha256"] = record["recorded"]
+                    results.append(verdict | {"where": "downloaded"})
+                if on_result:
+                    on_result(results[-1])
+        return results
+
+    def delete(self, names: list[str]) -> list[str]:
+        if names:
+            output = self._run(remote.delete_script(self.dir, names, self.settings.lock_wait))
+            if output.status != 0:
+                if output.result is not None:
+                    output.data("retention")
+                raise OpsError(f"could not delete old backups in {self.dir}")
+        return names
+
+    # -- downloads
+    def _record(self, name: str) -> dict:
+        """The backup's SHA-256 and size on the host now, and what was recorded."""
+        info = self._run(remote.record_script(self.dir, name))
+        if info.status == 3:
+            raise OpsError(f"no backup named {name} on {self.session.place}",
+                           ExitCode.NOT_FOUND)
+        if info.status != 0 or len(info.entries) != 1 or not _record_entry(info.entries[0]):
+            if info.result is not None:
+                info.data(f"reading {name}")
+            raise OpsError(f"cannot compute the SHA-256 of {self.dir}/{name} on the machine "
+                           "(it needs sha256sum)")
+        digest, size, recorded, manifest = info.entries[0]
+        return {"sha256": digest, "size": int(size),
+                "recorded": None if recorded == "-" else recorded,
+                "manifest": None if manifest == "-" else manifest,
+                "manifest_text": remote.manifest_text(info.stdout)}
+
+    def download(self, name: str, directory: Path, *, check: bool = True,
+                 record: dict | None = None) -> dict:
+        """Fetch one backup: only if the host's file still matches its record, into a
+        private (0700) folder held under the local folder's backup lock, then rename."""
+        engine.check_name(name)
+        directory = Path(directory)
+        final = directory / name
+        if final.exists() or final.is_symlink():
+            raise OpsError(f"{final} already exists; not overwritten", ExitCode.USAGE)
+        _private_dir(directory)
+        engine.prepare_dir(directory)
+        record = record or self._record(name)
+        expected = trusted_sha256(name, record)
+        if expected is None:
+            self.report.warn(f"{name} has no SHA-256 recorded on the machine (no usable "
+                             f"{name}.sha256 or {name}.json): it is checked against the file "
+                             "as it is now, so a change since it was made cannot be seen")
+        remote_file = f"{self.dir}/{name}"
+        with engine.backup_lock(directory, self.settings.lock_wait):
+            _sweep_downloads(directory)
+            private = Path(tempfile.mkdtemp(prefix=DOWNLOAD_PREFIX, dir=directory))
+            tmp = private / name
+            try:
+                with self.report.step(f"download {name}") as step:
+                    with self.report.transfer(name, record["size"]) as update:
+                        self.session.get_file(remote_file, tmp, record["size"], update)
+                    os.chmod(tmp, 0o600)
+                    digest = engine.sha256_file(tmp)
+                    if digest != record["sha256"]:
+                        raise OpsError(f"download of {name} is corrupt: SHA-256 {digest[:12]}… "
+                                       f"but the machine has {record['sha256'][:12]}…",
+                                       ExitCode.VERIFY_FAILED)
+                    if check:
+                        problems = engine.run_check(tmp, self.settings.check)
+                        if problems:
+                            raise OpsError(f"{name} failed {self.settings.check}_check: "
+                                           f"{problems[0]}", ExitCode.VERIFY_FAILED)
+                    created = engine.iso(engine.parse_created(name))
+                    try:  # the row counts and content hash recorded when it was made
+                        content = remote.recorded_content(record.get("manifest_text", ""),
+                                                          name, digest)
+                    except engine.EngineError as exc:
+                        self.report.warn(f"{exc}: the copy records no row counts to drill against")
+                        content = {}
+                    result = engine.BackupResult(
+                        name=name, path=str(final), created=created, size=tmp.stat().st_size,
+                        sha256=digest, check=self.settings.check if check else "none",
+                        seconds=0.0, source=self.session.source(remote_file),
+                        strategy="download", **content)
+                    engine.publish(tmp, final, result)
+                    step.detail = (f"{human_bytes(result.size)}  sha256 {digest[:12]} "
+                                   + ("matches its record" if expected else "UNRECORDED"))
+            finally:
+                shutil.rmtree(private, ignore_errors=True)
+        return asdict(result) | {"recorded_sha256": expected}
+
+    # -- restores and drills
+    def restore(self, name: str, *, busy_timeout: float = 10.0) -> dict:
+        """Restore backup ``name`` into the live database on the host (its best engine)."""
+        script = remote.restore_script(self.db, self.dir, name, check=self.settings.check,
+                                       busy_timeout=busy_timeout,
+                                       lock_wait=self.settings.lock_wait)
+        output = self._run(script, engine_source=True, timeout=self.session.deadline(),
+                           what="restore")
+        if output.strategy == "none":
+            raise OpsError(self.session.manual_restore(name), ExitCode.ERROR)
+        try:
+            data = output.data("restore")
+        except OpsError as exc:
+            safety = next((e[1] for e in output.entries if e[0] == "safety" and len(e) > 1), "")
+            if safety and safety not in str(exc):
+                raise OpsError(f"{exc} (safety backup {safety} was made first)",
+                               exc.code) from None
+            raise
+        if output.strategy == "sqlite3":
+            entries = output.entries
+            data = data | {
+                "safety_backup": {"name": next((e[1] for e in entries if e[0] == "safety"),
+                                               None)},
+                "tables_before": _counts(entries, "before"),
+                "tables_after": _counts(entries, "after"),
+                "problems": [" ".join(e[1:]) for e in entries
+                             if e[0] == "check" and e[1:] != ["ok"]],
+            }
+            data["ok"] = not data["problems"]
+        return data | {"strategy": output.strategy}
+
+    def counts(self, name: str) -> dict:
+        """Rows per table of the live database, and as recorded for ``name`` (for the
+        confirmation); empty when the host has no SQLite to count with."""
+        output = self._run(remote.counts_script(self.db, self.dir, name), engine_source=True)
+        if output.strategy == "python3":
+            return output.data("count rows")
+        if output.strategy != "sqlite3":
+            return {}
+        try:
+            recorded = engine.checked_manifest(json.loads(remote.manifest_text(output.stdout)),
+                                               f"{name}.json").get("tables")
+        except (ValueError, engine.EngineError):
+            recorded = None
+        return {"live": {e[1]: int(e[2]) for e in output.entries
+                         if len(e) == 3 and e[0] == "live" and e[2].isdigit()},
+                "backup": recorded}
+
+    def upload(self, path: Path, name: str, manifest: dict) -> dict:
+        """Send a local backup to the host and adopt it under ``name`` only once its
+        SHA-256 there is the one computed here."""
+        digest = engine.sha256_file(path)
+        upload = f"{self.dir}/.upload-{name}.{os.getpid()}"
+        self.session.put_file(path, upload, self.report.transfer)
+        text = json.dumps(manifest | {"name": name, "sha256": digest})
+        output = self._run(remote.adopt_upload_script(self.dir, upload, name, digest, text))
+        if output.status == 5:
+            arrived = output.entries[0][1] if output.entries else "?"
+            raise OpsError(f"the upload of {path.name} arrived corrupt (SHA-256 {arrived[:12]}… "
+                           f"on the machine, {digest[:12]}… here); nothing was changed",
+                           ExitCode.VERIFY_FAILED)
+        if output.status == 6:
+            raise OpsError(f"a different backup named {name} already exists on the machine; "
+                           "nothing was changed", ExitCode.USAGE)
+        if output.status != 0:
+            raise OpsError(f"could not place the upload as {self.dir}/{name} "
+                           f"(exit {output.status})")
+        return {"name": name, "sha256": digest, "size": path.stat().st_size,
+                "path": f"{self.dir}/{name}"}
+
+    def drill(self, which: str) -> dict:
+        """Drill on the host's python3, else download the backup and drill it here."""
+        name = self.names(which)[0]
+        output = self._run(remote.drill_script(self.dir, name, self.settings.check),
+                           engine_source=True, timeout=self.session.deadline(), what="drill")
+        if output.strategy == "python3":
+            return output.data("drill") | {"where": "machine"}
+        recorded = self._run(remote.manifest_script(self.dir, name))
+        with tempfile.TemporaryDirectory(prefix="ops-drill-") as scratch:
+            local = Path(self.download(name, Path(scratch), check=False)["path"])
+            sums = {item.name: item.sha256 for item in self.list()}
+            Path(f"{local}.sha256").write_text(f"{sums.get(name) or ''}  {name}\n")
+            manifest = Path(f"{local}.json")
+            if recorded.status == 0:
+                manifest.write_text(remote.manifest_text(recorded.stdout))
+            else:
+                manifest.unlink(missing_ok=True)
+            return engine.drill_backup(local, check=self.settings.check) | {
+                "where": "downloaded"}
+
+
+def trusted_sha256(name: str, record: dict) -> str | None:
+    """The SHA-256 recorded when the backup was made, if any; refuse a file that no
+    longer matches it (or whose two records disagree): a download never launders it."""
+    records = {value for value in (record["recorded"], record["manifest"]) if value}
+    if len(records) > 1:
+        raise OpsError(f"SHA-256 records disagree: {name}.sha256 has "
+                       f"{record['recorded'][:12]}…, {name}.json has "
+                       f"{record['manifest'][:12]}…; not downloaded", ExitCode.VERIFY_FAILED)
+    if records and record["sha256"] not in records:
+        recorded = next(iter(records))
+        raise OpsError(f"SHA-256 mismatch: recorded {recorded[:12]}…, the machine's file has "
+                       f"{record['sha256'][:12]}… ({name} changed after it was made); "
+                       "not downloaded", ExitCode.VERIFY_FAILED)
+    return next(iter(records), None)
+
+
+def _private_dir(directory: Path) -> None:
+    """Create the backup folder private (0700); an existing one keeps its mode."""
+    with contextlib.suppress(OSError):
+        directory.mkdir(mode=0o700, parents=True)
+
+
+def _sweep_downloads(directory: Path) -> None:
+    """Remove what an interrupted download left (our own folders only); hold the lock."""
+    for entry in directory.iterdir():
+        if entry.name.startswith(DOWNLOAD_PREFIX) and entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _listing_entry(entry: list[str]) -> bool:
+    """``name size sha256|- 0|1``, exactly as ``remote.list_script`` prints it."""
+    return (len(entry) == 4 and bool(remote.ENTRY_NAME.fullmatch(entry[0]))
+            and entry[1].isascii() and entry[1].isdigit()
+            and (entry[2] == "-" or bool(remote.HEX64.fullmatch(entry[2])))
+            and entry[3] in ("0", "1"))
+
+
+def _record_entry(entry: list[str]) -> bool:
+    """``sha256 size recorded|- manifest|-``, as ``remote.record_script`` prints it."""
+    return (len(entry) == 4 and bool(remote.HEX64.fullmatch(entry[0]))
+            and entry[1].isascii() and entry[1].isdigit()
+            and all(value == "-" or bool(remote.HEX64.fullmatch(value)) for value in entry[2:]))
+
+
+def _counts(entries: list[list[str]], which: str) -> dict:
+    return {e[1]: int(e[2]) for e in entries if len(e) == 3 and e[0] == which
+            and e[2].isdigit()}
+
+
+def _sqlite_verdict(entry: list[str], check: str) -> dict:
+    """One line of the sqlite3 branch of ``remote.verify_script``, judged by the engine's
+    own rule (``engine.checksum_problems``): both records, a disagreement or a mismatch is
+    a checksum failure, no usable record is "unverifiable", never ok."""
+    if (len(entry) < 6 or not remote.ENTRY_NAME.fullmatch(entry[0])
+            or not (entry[1].isascii() and entry[1].isdigit())
+            or not all(value == "-" or remote.HEX64.fullmatch(value) for value in entry[2:5])):
+        raise OpsError(f"the machine's verification has an entry this tool did not print: "
+                       f"{ascii(' '.join(entry))[:100]}")
+    name, size, digest, sidecar, manifest, *verdict = entry
+    if digest == "-":  # not a SQLite file: the engine stops there, records unread
+        return {"name": name, "ok": False, "check": check, "size": int(size), "sha256": "",
+                "recorded_sha256": None, "problems": [" ".join(verdict)]}
+    records = {f"{name}{ext}": value for ext, value in ((".sha256", sidecar), (".json", manifest))
+               if value != "-"}
+    problems = engine.checksum_problems(records, digest)
+    if verdict != ["ok"]:
+        problems.append(" ".join(verdict))
+    if not records:
+        problems.append(engine.UNVERIFIABLE)
+    return {"name": name, "ok": not problems, "check": check, "size": int(size), "sha256": digest,
+            "recorded_sha256": next(iter(records.values()), None), "problems": problems}

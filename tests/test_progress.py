@@ -1,0 +1,60 @@
+"""What a long wait says while it waits, as the plain lines a CI log shows (no terminal)."""
+
+from __future__ import annotations
+
+import threading
+
+from tests import helpers
+
+
+def test_a_backup_waiting_for_the_lock_says_whose_since_when_and_how_long(
+        wal_db, backup_dir, tmp_path):
+    with helpers.lock_held_elsewhere(backup_dir, tmp_path / "holder") as (pid, release):
+        run = helpers.start_invoke("backup", "--lock-wait", "20", cwd=tmp_path)
+        line = run.wait_for_stderr("waiting up to 20s for the backup lock")
+        threading.Timer(0.3, release.touch).start()
+        result = run.finish()
+    assert result.returncode == 0, result
+    assert "backups/.backup.lock, held by " in line
+    assert f"(pid {pid} on " in line and " since 20" in line
+    assert len([p for p in helpers.backup_files(tmp_path) if p.suffix == ".db"]) == 1
+
+
+def test_cleanup_waiting_for_the_lock_says_so_too(wal_db, backup_dir, tmp_path, run_invoke):
+    assert run_invoke("backup").returncode == 0
+    assert run_invoke("backup", "--keep", "2").returncode == 0
+    with helpers.lock_held_elsewhere(backup_dir, tmp_path / "holder") as (pid, release):
+        run = helpers.start_invoke("backup.cleanup", "--keep", "1", cwd=tmp_path,
+                                   env={"INVOKE_BACKUP_LOCK_WAIT": "20"})
+        line = run.wait_for_stderr("waiting up to 20s for the backup lock")
+        threading.Timer(0.3, release.touch).start()
+        result = run.finish()
+    assert result.returncode == 0, result
+    assert f"(pid {pid} on " in line
+    assert len([p for p in helpers.backup_files(tmp_path) if p.suffix == ".db"]) == 1
+
+
+def test_the_snapshot_wait_shows_flys_status_and_the_time_as_it_changes(tmp_path):
+    from tests.test_production import VOLUME, make_prod
+
+    prod = make_prod(tmp_path / "prod")
+    result = prod.run("backup.volume", "--json")
+    assert result.returncode == 0, result
+    waits = [line for line in result.stderr.splitlines() if line.startswith("  snapshot ")]
+    assert waits, result.stderr
+    assert all(line.endswith("(waiting up to 600s)") and " after " in line for line in waits)
+    snap = result.json()["id"]
+    assert any(line.startswith(f"  snapshot {snap}: ") for line in waits), waits
+    wait_line = next(i for i, line in enumerate(result.stderr.splitlines())
+                     if line.startswith(f"✓ wait for snapshot of {VOLUME}"))
+    assert wait_line > max(result.stderr.splitlines().index(line) for line in waits)
+
+
+def test_verify_all_prints_each_result(wal_db, backup_dir, tmp_path, run_invoke):
+    names = [run_invoke("backup", "--json", "--keep", "5").json()["backup"]["name"]
+             for _ in range(2)]
+    result = run_invoke("backup.verify", "all")
+    assert result.returncode == 0, result
+    lines = result.stderr.splitlines()
+    assert [line for line in lines if line.startswith("  steps-")] == [
+        f"  {name}  integrity_check  ok" for name in names]
