@@ -132,7 +132,8 @@ class FlyTarget:
                 self._resolved = choose_production(
                     volumes, machines, self.settings.fly_toml().mount_source, self.app)
                 volume, machine = self._resolved
-                step.detail = f"machine {machine.id} ({machine.region}), volume {volume.id}"
+                step.label = f"found machine {machine.id} ({machine.region})"
+                step.detail = f"volume {volume.id}"
         return self._resolved
 
     def exec(self, script: str, *, engine_source: bool = False, timeout=RUNNER_DEFAULT,
@@ -356,8 +357,8 @@ class FlyTarget:
         volume = self.volume
         before = self.fly.snapshots(self.app, volume.id)
         with self.ui.step(f"schedule snapshot of {volume.id}") as step:
-            result = self.fly.run(fly.snapshots_create(self.app, volume.id))
-            step.detail = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+            self.fly.run(fly.snapshots_create(self.app, volume.id))
+            step.label = f"snapshot of {volume.id} requested"
         if not wait:
             return {"volume": volume.id, "status": "scheduled", "id": None}
         with self.ui.step(f"wait for snapshot of {volume.id}") as step:
@@ -365,7 +366,8 @@ class FlyTarget:
             while True:
                 snap = new_snapshot(before, self.fly.snapshots(self.app, volume.id))
                 if snap and snap.status == "created":
-                    step.detail = f"{snap.id}  {human_bytes(snap.size)}"
+                    step.label = f"snapshot {snap.id} created"
+                    step.detail = human_bytes(snap.size)
                     return asdict(snap) | {"volume": volume.id}
                 if snap and snap.status in FAILED_SNAPSHOT:
                     raise OpsError(f"snapshot {snap.id} of {volume.id} ended as {snap.status}; "
