@@ -430,7 +430,9 @@ class Deployment:
             self.record["rollback_to"] = version
         if self.options.require_clean:
             _require_clean_tree()
-        return where + (f", current release v{current.version}" if current else "")
+        # most important first: a narrow terminal drops parts from the end
+        return "  ".join(filter(None, (f"release v{current.version} is live" if current
+                                        else "", where)))
 
     def _production_machine(self) -> str:
         """Resolve the machine; an emergency deploy or a rollback can go on without it

@@ -105,7 +105,7 @@ def test_a_deploy_prints_each_step_once_children_under_their_parent_then_a_summa
     expected = [
         r"✓ locked on this computer  .*/\.deploy-step-app-4x-yhw\.lock" + duration,
         r"▸ preflight$",
-        rf"✓ preflight ok  machine {MID}, volume {VOL}, current release v12" + duration,
+        rf"✓ preflight ok  release v12 is live  machine {MID}, volume {VOL}" + duration,
         r"✓ locked on the machine  .*/vol/\.ops-deploy\.lock" + duration,
         r"▸ backup on the machine$",
         r"✓ backup (steps-\S+\.db) verified \(sha256 [0-9a-f]{12}\)" + duration,
