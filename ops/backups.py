@@ -30,10 +30,12 @@ def make_backup(target, ui: UI, keep: int | None = None) -> dict:
             hint = space_hint(target, getattr(exc, "needed", 0) - getattr(exc, "free", 0),
                               keep)
             raise OpsError(f"{error}; {hint}", ExitCode.NO_SPACE) from None
+        # a log line, most important first (a narrow terminal drops parts from the end)
+        step.label = f"backup {result['name']}"
         step.detail = (
-            f"{result['name']}  {human_bytes(result['size'])}  "
-            f"{result['check']}_check ok  sha256 {result['sha256'][:12]}  "
-            f"[{result.get('strategy', 'engine')}]"
+            f"{human_bytes(result['size'])}  sha256 {result['sha256'][:12]}  "
+            f"{result['check']}_check ok  [{result.get('strategy', 'engine')}]  "
+            f"from {target.describe()}"
         )
     return result
 

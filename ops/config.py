@@ -25,6 +25,7 @@ from pathlib import Path
 
 from invoke.util import yaml
 
+from ops import health
 from ops.errors import ExitCode, OpsError
 from ops.retention import validate_keep
 from ops.ssh.address import parse_address
@@ -120,8 +121,7 @@ class Settings:
 
     @property
     def health(self) -> str:
-        from ops import health  # built and checked there: the host can never change
-
+        """The /health URL, built and checked in ops.health: its host can never change."""
         if self.health_url:
             return health.check_url(self.health_url)
         return health.url_for(self.app, self.fly_toml().health_path)

@@ -15,13 +15,17 @@ import re
 import shlex
 import signal
 import subprocess
+import textwrap
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ops import audit, backups, fly, health
+from ops.emergency import MAINTENANCE_CMD
 from ops.engine import EngineError, file_lock
 from ops.errors import ExitCode, OpsError
+from ops.targets.fly.machine import choose_production
+from ops.ui import command_lines, fit, human_seconds
 
 MACHINE = "<machine>"
 VOLUME = "<volume>"
@@ -60,11 +64,28 @@ class PlanStep:
     skipped: str = ""
 
 
-def plan(o: DeployOptions) -> list[PlanStep]:
-    """The ordered steps of a deploy (or rollback), with the flyctl argv each will run."""
+@dataclass
+class Known:
+    """What read-only flyctl calls told a dry run; "" where it could not tell."""
+
+    machine: str = ""
+    volume: str = ""
+    current: int | None = None  # the live release
+    rollback_to: int | None = None
+    rollback_image: str = ""
+    problems: list[str] = field(default_factory=list)  # why a real run would stop
+    notes: list[str] = field(default_factory=list)  # what a real run would warn about
+
+
+def plan(o: DeployOptions, known: Known | None = None) -> list[PlanStep]:
+    """The ordered steps of a deploy (or rollback), with the flyctl argv each will run;
+    ``known`` fills in what a dry run could read (else placeholders: run time values)."""
+    known = known or Known()
+    machine, volume = known.machine or MACHINE, known.volume or VOLUME
     preflight = [fly.version(), fly.whoami(), fly.volumes_list(o.app),
                  fly.machines_list(o.app), fly.releases(o.app)]
-    ssh = tuple(fly.ssh_console(o.app, MACHINE, SCRIPT))
+    ssh = {name: tuple(fly.ssh_console(o.app, machine, f"<{name} script>"))
+           for name in ("lock", "backup", "verify", "list", "unlock")}
     steps = [
         PlanStep("lock", f"take the deploy lock of {o.app} on this computer", (),
                  ExitCode.DEPLOY_ABORTED_PREFLIGHT),  # a held lock exits LOCKED anyway
@@ -72,7 +93,7 @@ def plan(o: DeployOptions) -> list[PlanStep]:
                  + (", clean git tree" if o.require_clean else ""),
                  tuple(map(tuple, preflight)), ExitCode.DEPLOY_ABORTED_PREFLIGHT),
         PlanStep("machine_lock", "take the deploy lock on the machine (shared with CI and "
-                 "every laptop)", (ssh,), ExitCode.DEPLOY_ABORTED_PREFLIGHT),
+                 "every laptop)", (ssh["lock"],), ExitCode.DEPLOY_ABORTED_PREFLIGHT),
     ]
     if o.rollback_to is not None:
         pass  # a rollback never touches data
@@ -85,15 +106,19 @@ def plan(o: DeployOptions) -> list[PlanStep]:
         steps += [
             PlanStep("backup", "verified backup on the machine (backup, verify, remote "
                      "retention: list and delete, then list: still there, same SHA-256)",
-                     (ssh, ssh, ssh, ssh), ExitCode.DEPLOY_ABORTED_BACKUP),
+                     (ssh["backup"], ssh["verify"], ssh["list"], ssh["list"]),
+                     ExitCode.DEPLOY_ABORTED_BACKUP),
             PlanStep("snapshot", "volume snapshot, waited for until created",
-                     (tuple(fly.snapshots_list(o.app, VOLUME)),
-                      tuple(fly.snapshots_create(o.app, VOLUME)),
-                      tuple(fly.snapshots_list(o.app, VOLUME))),
+                     (tuple(fly.snapshots_list(o.app, volume)),
+                      tuple(fly.snapshots_create(o.app, volume)),
+                      tuple(fly.snapshots_list(o.app, volume))),
                      ExitCode.DEPLOY_ABORTED_SNAPSHOT),
         ]
     release = f"v{o.rollback_to}" if o.rollback_to else "the previous release"
-    image = o.image if o.rollback_to is None else f"<image of {release}>"
+    if known.rollback_to:
+        release = f"v{known.rollback_to}"
+    image = o.image if o.rollback_to is None else (known.rollback_image
+                                                    or f"<image of {release}>")
     deploy_argv = redact_argv(deploy_command(o, image))
     title = "fly deploy" if o.rollback_to is None else f"redeploy {release}"
     if o.workdir:
@@ -105,19 +130,145 @@ def plan(o: DeployOptions) -> list[PlanStep]:
                     else " and it reports the new backup"), (), ExitCode.HEALTH_FAILED),
         PlanStep("record", "append to the audit log, find the machine again (the deploy may "
                  "have replaced it) and release the machine's lock",
-                 (tuple(fly.volumes_list(o.app)), tuple(fly.machines_list(o.app)), ssh)),
+                 (tuple(fly.volumes_list(o.app)), tuple(fly.machines_list(o.app)), ssh["unlock"])),
     ]
     return steps
 
 
-def render(steps: list[PlanStep], binary: str = "fly") -> list[list[str]]:
-    """Rows for the plan table: step, what, the commands."""
-    rows = []
-    for step in steps:
-        commands = "\n".join(shlex.join([binary, *argv]) for argv in step.commands)
+def render(steps: list[PlanStep], app: str, width: int | None) -> list[str]:
+    """The plan as lines that fit ``width`` (None: a log, nothing wrapped): each step,
+    what it does, the exact flyctl commands; then which values only a run can know."""
+    lines = [f"Plan for {app} (dry run: nothing runs)"]
+    for number, step in enumerate(steps, start=1):
         what = step.title + (f" (skipped: {step.skipped})" if step.skipped else "")
-        rows.append([step.key, what, commands or "-"])
-    return rows
+        head = f"{number}. {step.key}: {what}"
+        lines += textwrap.wrap(head, width, subsequent_indent="   ") if width else [head]
+        for argv in step.commands:
+            lines += command_lines(["fly", *argv], width, indent="     ")
+    shown = "\n".join(lines)
+    later = [text for placeholder, text in RUN_TIME.items() if placeholder in shown]
+    if later:
+        note = "Resolved at run time: " + "; ".join(later) + "."
+        lines += textwrap.wrap(note, width) if width else [note]
+    return lines
+
+
+RUN_TIME = {
+    MACHINE: f"{MACHINE}, the started machine with the volume (not known now)",
+    VOLUME: f"{VOLUME}, the volume named in fly.toml's [mounts] (not known now)",
+    SCRIPT: f"{SCRIPT}, the engine for the machine's python3, else the sqlite3 CLI, else "
+            "backup.remote_command (the machine's tools are only asked when it runs)",
+    " script>": "each <... script> is the sh script run on the machine (it names this run "
+                "in the lock, and the backup the run made)",
+    "<image of": "<image of ...>, the release's image (not known now)",
+}
+
+
+def look_up(settings, o: DeployOptions) -> Known:
+    """What a dry run can know, by the read-only calls a real preflight makes (`version`,
+    `auth whoami`, `volumes list`, `machine list`, `releases`); never a call that changes
+    anything. Each reason a real run would stop at preflight goes into ``problems``."""
+    known = Known()
+    try:
+        runner = fly.Fly(settings.flyctl(), timeout=settings.fly_timeout)
+        runner.check_version(known.notes.append)
+        runner.run(fly.whoami())
+    except OpsError as exc:
+        known.problems.append(str(exc))
+        return known  # without flyctl, or logged out, the other calls say nothing more
+    try:
+        volume, machine = choose_production(runner.volumes(o.app), runner.machines(o.app),
+                                            settings.fly_toml().mount_source, o.app)
+        known.machine, known.volume = machine.id, volume.id
+        refuse_emergency_stopped(machine)
+    except OpsError as exc:
+        if not (o.skip_backup or o.rollback_to is not None):  # those go on without it
+            known.problems.append(str(exc))
+    try:
+        releases = runner.releases(o.app)
+        current = next((r for r in releases if r.status == "complete"), None)
+        known.current = current.version if current else None
+        if o.rollback_to is not None:
+            known.rollback_to = o.rollback_to or previous_version(releases)
+            known.rollback_image = _release_image(releases, known.rollback_to)
+    except OpsError as exc:
+        known.problems.append(str(exc))
+    return known
+
+
+# ------------------------------------------------------------------ what a run prints
+
+RUNNING = {  # what a step is called while it runs (the spinner, the "▸" line)
+    "lock": "deploy lock on this computer",
+    "preflight": "preflight",
+    "machine_lock": "deploy lock on the machine",
+    "backup": "backup on the machine",
+    "snapshot": "volume snapshot",
+    "deploy": "fly deploy",
+    "health": "health gate",
+}
+DONE = {  # what its line says once it is done, before the step's own detail
+    "lock": "locked on this computer",
+    "preflight": "preflight ok",
+    "machine_lock": "locked on the machine",
+    "backup": "backup",
+    "snapshot": "snapshot",
+    "deploy": "deployed",
+    "health": "healthy",
+}
+
+
+def done_line(key: str, detail: str) -> tuple[str, str]:
+    """(label, detail) of a finished step as a log line: ``snapshot vs_123 created``.
+
+    Each step's detail already names what it made (``vs_123 created``, ``release v13``),
+    so the label is a short verb or noun before it, and nothing is said twice."""
+    label = DONE.get(key, key)
+    if key == "machine_lock" and detail.startswith("skipped"):
+        return "machine lock", detail
+    if key in ("backup", "snapshot", "deploy"):  # one phrase: `backup NAME verified (...)`
+        return (f"{label} {detail}" if detail else label), ""
+    return label, detail
+
+
+def _first_line(value) -> str:
+    lines = [line.strip() for line in str(value).splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def summary(record: dict, deployed: bool, width: int | None) -> list[str]:
+    """The end of a run in a few lines: outcome, backup, snapshot, release, the way back.
+
+    The steps and their details are in ``--json`` and the audit log; these lines fit
+    ``width`` (None: a log, one line each)."""
+    kind, app = record.get("kind", "deploy"), record.get("app", "")
+    seconds = sum(step.get("seconds") or 0 for step in record.get("steps", []))
+    outcome = record.get("outcome", "?")
+    code = record.get("exit_code") or 0
+    lines = [f"{kind} of {app}: {outcome}" + (f" (exit {code})" if code else "")
+             + f" in {human_seconds(seconds)}"]
+    previous = record.get("previous_release") or {}
+    if kind == "deploy":
+        backup, snap = record.get("backup"), record.get("snapshot")
+        skipped = "skipped (--skip-backup)" if record.get("skipped_backup") else "none"
+        lines.append("  backup    " + (f"{backup['name']} (sha256 {str(backup['sha256'])[:12]})"
+                                       if backup else skipped))
+        lines.append("  snapshot  " + (str(snap["id"]) if snap else skipped))
+    release = record.get("release")
+    was = f"v{previous['version']}" if previous.get("version") else "unknown"
+    if release:
+        status = "" if release.get("status") == "complete" else f", {release.get('status')}"
+        lines.append(f"  release   v{release['version']}{status} (was {was})")
+    elif deployed:
+        lines.append(f"  release   unknown: check `fly releases -a {app}` (was {was})")
+    else:
+        lines.append("  release   nothing deployed"
+                     + (f" ({was} is live)" if previous.get("version") else ""))
+    if deployed and previous.get("version"):
+        lines.append(f"  rollback  invoke deploy.rollback --to {previous['version']}, or by hand:")
+        lines += command_lines(["fly", "deploy", "-a", app, "--image", previous["image"]],
+                               width)
+    return [fit(line, width) if width else line for line in lines[:1]] + lines[1:]
 
 
 @dataclass
@@ -146,6 +297,7 @@ class Deployment:
                                                       else "<image of the release>")),
             "steps": [], "outcome": "running", "exit_code": 0,
         }
+        self.ui.redact = lambda text: scrub(text, self.secrets)
         if o.skip_backup:
             self.ui.warn("--skip-backup: deploying WITHOUT a backup or a volume snapshot. "
                          "This is recorded in the audit log.")
@@ -154,7 +306,6 @@ class Deployment:
                 for step in steps:
                     self._run_step(step, held)
                 self.record.update(outcome="ok")
-                self._hint()
                 return self.record
             except (Terminated, KeyboardInterrupt) as exc:  # between two steps
                 if self.record["outcome"] == "running":
@@ -180,15 +331,23 @@ class Deployment:
 
     def _run_step(self, step: PlanStep, held: contextlib.ExitStack) -> None:
         if step.skipped:
-            self.ui.skipped(step.key, step.skipped)
+            self.ui.skipped(RUNNING.get(step.key, step.key), step.skipped)
             self._log(step.key, "skipped", 0.0, step.skipped)
             return
         if step.key == "record":
             return  # written by ``run`` whatever happens
         shown = None
         try:
-            with self.ui.step(step.title) as shown:
-                shown.detail = getattr(self, step.key)(held) or ""
+            with self.ui.step(RUNNING.get(step.key, step.title)) as shown:
+                try:
+                    detail = getattr(self, step.key)(held) or ""
+                except Exception as exc:  # its line shows why, without a token
+                    crashed = not isinstance(exc, OpsError | EngineError)
+                    shown.reason = scrub(_first_line(
+                        f"internal error: {type(exc).__name__}: {exc}" if crashed else exc),
+                        self.secrets)
+                    raise
+                shown.label, shown.detail = done_line(step.key, scrub(detail, self.secrets))
         except (Terminated, KeyboardInterrupt) as exc:
             self._stopped(step, shown, exc)
             raise
@@ -199,10 +358,8 @@ class Deployment:
             text = scrub(text, self.secrets)
             self._log(step.key, "failed", shown.seconds if shown else 0.0, text)
             self.record.update(outcome=f"{step.key} failed", exit_code=int(code), error=text)
-            if step.key in ("deploy", "health"):
-                self._hint()
             raise OpsError(self._message(step, text), code) from None
-        self._log(step.key, "ok", shown.seconds, scrub(shown.detail, self.secrets))
+        self._log(step.key, "ok", shown.seconds, scrub(detail, self.secrets))
 
     def _stopped(self, step: PlanStep, shown, exc: BaseException) -> None:
         """A signal or Ctrl-C: say where, and whether the release may already be out."""
@@ -218,7 +375,6 @@ class Deployment:
         if started:
             self.record["error"] = ("stopped after `fly deploy` had started: the release may "
                                     "be out; check `fly releases`")
-            self._hint()
 
     def _log(self, key, outcome, seconds, detail):
         self.record["steps"].append(
@@ -240,14 +396,6 @@ class Deployment:
                           ExitCode.DEPLOY_ABORTED_SNAPSHOT, ExitCode.LOCKED):
             return f"{what} aborted before `fly deploy` ({step.key} failed): {exc}"
         return f"{step.key} failed: {exc}"
-
-    def _hint(self) -> None:
-        """How to go back to the release that ran before this deploy."""
-        previous = self.record.get("previous_release")
-        if previous:
-            self.ui.info(
-                f"To roll back: invoke deploy.rollback --to {previous['version']}   "
-                f"(= fly deploy -a {self.options.app} --image {previous['image']})")
 
     # -- steps: each returns the detail shown on its line
     def lock(self, held: contextlib.ExitStack) -> str:
@@ -279,7 +427,9 @@ class Deployment:
             self.record["rollback_to"] = version
         if self.options.require_clean:
             _require_clean_tree()
-        return where + (f", current release v{current.version}" if current else "")
+        # most important first: a narrow terminal drops parts from the end
+        return "  ".join(filter(None, (f"release v{current.version} is live" if current
+                                        else "", where)))
 
     def _production_machine(self) -> str:
         """Resolve the machine; an emergency deploy or a rollback can go on without it
@@ -294,6 +444,7 @@ class Deployment:
             self.machine_ok = False
             return "no usable machine"
         self.machine_ok = True
+        refuse_emergency_stopped(machine)
         return f"machine {machine.id}, volume {volume.id}"
 
     def _note_previous(self, releases: list[fly.Release]) -> fly.Release | None:
@@ -310,10 +461,15 @@ class Deployment:
         self.holder = (f"{audit.who()} {self.record['kind']} since "
                        f"{self.record['when'][:19]}Z (run {os.urandom(4).hex()})")
         waited = self.target.lock_deploy(self.settings.deploy_lock_wait, self.holder)
-        held.callback(self._unlock_machine)
+        held.callback(self._release_machine)
         if waited:  # another deploy finished meanwhile: what is live now?
             self._note_previous(self.target.releases())
         return self.target.deploy_lock_path + (" (after waiting)" if waited else "")
+
+    def _release_machine(self) -> None:
+        with self.ui.step("release the deploy lock on the machine") as shown:
+            self._unlock_machine()
+            shown.label = "released the machine's deploy lock"
 
     def _unlock_machine(self) -> None:
         """Release this run's lock (only this run's). After `fly deploy` the machine is
@@ -403,6 +559,15 @@ def working_dir(config: str | Path, cwd: Path | None = None) -> str | None:
     it runs in, so we pass this one as `fly deploy [WORKING_DIRECTORY]`)."""
     folder = Path(config).resolve().parent
     return None if folder == (cwd or Path.cwd()).resolve() else str(folder)
+
+
+def refuse_emergency_stopped(machine) -> None:
+    """A deploy would replace the maintenance command and start the app writing again
+    in the middle of a restore: only `emergency.resume` ends an emergency stop."""
+    if tuple(machine.cmd) == MAINTENANCE_CMD:
+        raise OpsError(f"machine {machine.id} is emergency-stopped (it runs "
+                       f"`{shlex.join(MAINTENANCE_CMD)}`, not the app): run `invoke "
+                       "emergency.resume` first", ExitCode.DEPLOY_ABORTED_PREFLIGHT)
 
 
 def _release_image(releases: list[fly.Release], version: int) -> str:

@@ -145,11 +145,15 @@ class Machine:
     region: str
     image: str
     volumes: tuple[str, ...]
+    cmd: tuple[str, ...] = ()  # config.init.cmd: `sleep ...` while emergency-stopped
 
     @classmethod
     def parse(cls, raw: dict) -> Machine:
         config = _field(raw, "config", dict)
         mounts = _field(config, "mounts", list)
+        cmd = _field(_field(config, "init", dict), "cmd", list)
+        if not all(isinstance(word, str) for word in cmd):
+            raise ShapeError("`cmd` is not a list of strings")
         return cls(
             id=_field(raw, "id", str, required=True),
             name=_field(raw, "name", str),
@@ -157,6 +161,7 @@ class Machine:
             region=_field(raw, "region", str),
             image=_field(config, "image", str),
             volumes=tuple(_field(mount, "volume", str) for mount in mounts),
+            cmd=tuple(cmd),
         )
 
 

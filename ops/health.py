@@ -15,6 +15,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from ops.engine import parse_created, parse_iso
 from ops.errors import ExitCode, OpsError
 
 MAX_BODY = 1 << 20  # /health is a few hundred bytes; anything past 1 MiB is not an answer
@@ -106,7 +107,6 @@ def _read_limited(response, deadline: float) -> bytes:
 
 def backup_time(name: object, created: object = None) -> dt.datetime | None:
     """When a backup was made: the time in its name, else its ``created`` field."""
-    from ops.engine import parse_created, parse_iso
 
     if isinstance(name, str):
         when = parse_created(name)

@@ -15,7 +15,7 @@ import shlex
 from dataclasses import dataclass
 
 from ops.engine import RESULT_MARK, SIDECAR_LIMIT, check_name, checked_manifest
-from ops.errors import ExitCode, OpsError
+from ops.errors import ENGINE_KINDS, ExitCode, OpsError
 
 SENTINEL = "__OPS_EXIT__"
 STRATEGY_MARK = "__OPS_STRATEGY__"
@@ -389,7 +389,6 @@ class RemoteOutput:
 
     def data(self, what: str):
         """The result's data, or an OpsError carrying the remote failure."""
-        from ops.errors import ENGINE_KINDS
 
         if self.result is None:
             raise OpsError(f"{what}: the machine printed no result (exit {self.status})")

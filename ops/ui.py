@@ -11,9 +11,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rich.console import Console
 from rich.markup import escape
@@ -26,6 +27,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 
 def human_bytes(size: float) -> str:
@@ -64,13 +66,51 @@ def _real_terminal() -> bool:
         return False
 
 
+def human_seconds(seconds: float) -> str:
+    """A step's duration as a log line shows it: 0.4s, 41s, 3m07s."""
+    seconds = max(seconds, 0.0)
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def fit(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters with an ellipsis (for a terminal only)."""
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def command_lines(words, width: int | None, indent: str = "    ") -> list[str]:
+    """A shell command as lines that each fit ``width`` and paste as one command: broken
+    between words with `` \\`` (``None``: one line, as in a log). A single word longer
+    than the room stays whole: cutting it would make the command wrong."""
+    words = [shlex.quote(str(word)) for word in words]
+    if width is None:
+        return [indent + " ".join(words)]
+    lines, line = [], ""
+    for word in words:
+        if line and len(indent) + len(line) + 1 + len(word) + 2 > width:
+            lines.append(f"{indent}{line} \\")
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return lines + [indent + line]
+
+
+MARKS = {"ok": ("✓", "green"), "failed": ("✗", "red"), "skipped": ("-", "yellow"),
+         "interrupted": ("✗", "red")}
+
+
 @dataclass
 class Step:
     label: str
     detail: str = ""
     seconds: float = 0.0
     outcome: str = "running"
-    depth: int = 0  # nested inside another step (shown indented in the summary)
+    depth: int = 0  # nested inside another step: its line is indented under its parent's
+    reason: str = ""  # why it failed, shown on its line (default: the exception's first line)
+    opened: bool = field(default=False, repr=False)  # its "▸" line was printed
 
 
 class UI:
@@ -79,40 +119,59 @@ class UI:
         self.err = err or make_console()
         self.out = out or sys.stdout
         self.steps: list[Step] = []
-        self._depth = 0
+        self._open: list[Step] = []  # the steps running now, outermost first
         self._spinner = None  # Rich allows one live display at a time: the outermost step's
+        self.redact = lambda text: text  # a deploy hides its tokens from every line
 
     @property
     def interactive(self) -> bool:
         return self.err.is_terminal and self.err.is_interactive
 
+    @property
+    def width(self) -> int | None:
+        """Columns a line must fit in; None in a log, where lines never wrap or get cut."""
+        return None if self.err.soft_wrap else self.err.width
+
     # -- lines for people (stderr)
     def info(self, message: str) -> None:
-        self.err.print(escape(message))
+        self._open_parents()
+        self.err.print(escape(self.redact(message)))
 
     def warn(self, message: str) -> None:
-        self.err.print(f"[bold yellow]WARNING:[/] {escape(message)}")
+        self._open_parents()
+        self.err.print(f"[bold yellow]WARNING:[/] {escape(self.redact(message))}")
+
+    def lines(self, lines: list[str]) -> None:
+        """Plain lines that were laid out for ``width`` already (summaries, plans)."""
+        for line in lines:
+            self.err.print(Text(self.redact(line)), soft_wrap=True)
 
     @contextlib.contextmanager
     def step(self, label: str):
-        """Run one step: a spinner on a terminal, and always one line when it ends."""
-        step = Step(label, depth=self._depth)
+        """Run one step: a spinner on a terminal, and always one line when it ends.
+
+        A step that runs steps of its own first prints ``▸ label`` (when the first of
+        them starts), so a child's line never comes before its parent's."""
+        self._open_parents()
+        step = Step(label, depth=len(self._open))
         self.steps.append(step)
+        self._open.append(step)
         started = time.monotonic()
         own_spinner = self.interactive and self._spinner is None
         if own_spinner:
             self._spinner = self.err.status(escape(label))
             self._spinner.start()
-        self._depth += 1
         try:
             yield step
-        except BaseException:
-            step.outcome = "failed"
+        except BaseException as exc:
+            step.outcome = "failed" if isinstance(exc, Exception) else "interrupted"
+            if not step.reason:
+                step.reason = _first_line(exc) or type(exc).__name__
             raise
         else:
             step.outcome = "ok" if step.outcome == "running" else step.outcome
         finally:
-            self._depth -= 1
+            self._open.pop()
             if own_spinner:
                 self._spinner.stop()
                 self._spinner = None
@@ -123,21 +182,63 @@ class UI:
         """Why the running step has not finished yet: its live line on a terminal, else
         one plain line (call it when the reason changes, not on every poll)."""
         if self._spinner is not None:
-            self._spinner.update(escape(message.strip()))
+            self._spinner.update(escape(self.redact(message.strip())))
         else:
-            self.err.print(escape(message))
+            self.info(message)
 
     def skipped(self, label: str, reason: str) -> None:
-        step = Step(label, reason, 0.0, "skipped", self._depth)
+        self._open_parents()
+        step = Step(label, reason, 0.0, "skipped", len(self._open))
         self.steps.append(step)
         self._print_step(step)
 
+    def _open_parents(self) -> None:
+        """Print ``▸ label`` for each running step that has not said it started."""
+        for step in self._open:
+            if not step.opened:
+                step.opened = True
+                line = fit("  " * step.depth + "▸ " + self.redact(step.label),
+                           self.width or 10**6)
+                self.err.print(f"[bold]{escape(line)}[/]")
+
+    def step_line(self, step: Step) -> str:
+        """A finished step as one line: ``✓ label  detail (1.2s)``, its reason when it
+        failed. On a terminal it fits the width: the detail's last parts (separated by two
+        spaces, most important first) give way; in a log nothing is cut."""
+        mark = MARKS.get(step.outcome, ("•", ""))[0]
+        head = "  " * step.depth + f"{mark} {self.redact(step.label)}"
+        tail = f" ({human_seconds(step.seconds)})" if step.outcome != "skipped" else ""
+        detail = step.detail
+        if step.outcome in ("failed", "interrupted"):
+            detail = "  ".join(filter(None, (
+                detail, ": ".join(filter(None, (step.outcome, step.reason))))))
+        elif step.outcome == "skipped":
+            detail = f"skipped: {detail}" if detail else "skipped"
+        detail = self.redact(detail)
+        line = f"{head}  {detail}{tail}" if detail else head + tail
+        width = self.width
+        if width is None or len(line) <= width:
+            return line
+        parts = detail.split("  ")  # most important first: drop whole parts from the end
+        while len(parts) > 1:
+            parts.pop()
+            shorter = f"{head}  {'  '.join(parts)} …{tail}"
+            if len(shorter) <= width:
+                return shorter
+        room = width - len(head) - len(tail) - 2
+        if room >= 12:
+            return f"{head}  {fit(parts[0], room)}{tail}"
+        return fit(head, width - len(tail)) + tail
+
     def _print_step(self, step: Step) -> None:
-        mark = {"ok": "[green]✓[/]", "failed": "[red]✗[/]", "skipped": "[yellow]-[/]"}.get(
-            step.outcome, "•"
-        )
-        detail = f"  {escape(step.detail)}" if step.detail else ""
-        self.err.print(f"{mark} {escape(step.label)}{detail} [dim]({step.seconds:.1f}s)[/]")
+        line = self.step_line(step)
+        mark, colour = MARKS.get(step.outcome, ("•", ""))
+        indent = "  " * step.depth
+        rest = line[len(indent) + len(mark):]
+        if colour:
+            self.err.print(f"{indent}[{colour}]{mark}[/]{escape(rest)}", soft_wrap=True)
+        else:
+            self.err.print(escape(line), soft_wrap=True)
 
     def steps_table(self, title: str = "Steps") -> None:
         table = Table(title=title, title_justify="left")
@@ -186,3 +287,8 @@ class UI:
     def emit(self, data) -> None:
         self.out.write(json.dumps(data, indent=2, default=str) + "\n")
         self.out.flush()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else ""

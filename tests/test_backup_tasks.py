@@ -22,8 +22,8 @@ from tests import helpers
 from tests.helpers import ANSI, assert_one_line_error, run_parallel
 
 STEP_LINE = re.compile(
-    r"^✓ backup local data/steps\.db  (steps-\S+\.db)  [\d.]+ [kMG]?B  integrity_check ok  "
-    r"sha256 [0-9a-f]{12}  \[engine\] \(\d+\.\ds\)$",
+    r"^✓ backup (steps-\S+\.db)  [\d.]+ [kMG]?B  sha256 [0-9a-f]{12}  integrity_check ok  "
+    r"\[engine\]  from local data/steps\.db \(\d+\.\ds\)$",
     re.M,
 )
 

@@ -59,6 +59,9 @@ SNAPSHOT = ["volumes snapshots list", "volumes snapshots create"] + ["volumes sn
 # after `fly deploy` the machine is looked up again for the unlock (it may have been replaced)
 DEPLOYED = ["deploy", "releases", "volumes list", "machine list"]
 MUTATING = {"ssh backup", "ssh delete", "volumes snapshots create", "deploy"}
+# the only calls a dry run makes: preflight's reads, never one that changes anything
+READS = [["version", "--json"], ["auth", "whoami"], ["volumes", "list", "-a", APP, "--json"],
+         ["machine", "list", "-a", APP, "--json"], ["releases", "-a", APP, "--json"]]
 
 
 # ---------------------------------------------------------------- the app's /health
@@ -546,13 +549,21 @@ def test_dry_run_shows_the_plan_and_runs_nothing(site):
     for result in (plain, full, skipping):
         assert result.returncode == 0, result
         assert "Traceback" not in result.stderr and ANSI not in result.stderr
-    assert site.world.calls() == []
+        assert "WARNING" not in result.stderr
+    # preflight's read-only calls, to show the real machine and volume; nothing else
+    assert sorted(site.world.calls()) == sorted(READS * 3)
     assert site.audit() == [] and not site.audit_log.parent.exists()  # no audit, no lock file
     assert len(site.backup_names()) == 1
 
     assert plain.stdout == ""
     assert f"Plan for {APP} (dry run: nothing runs)" in plain.stderr
     assert f"fly deploy -a {APP} -c fly.toml" in plain.stderr
+    assert f"fly ssh console -a {APP} --machine {MID} -q -C '<backup script>'" in plain.stderr
+    assert f"fly volumes snapshots create {VOL} -a {APP}" in plain.stderr
+    assert "<machine>" not in plain.stderr and "<volume>" not in plain.stderr
+    run_time = [line for line in plain.stderr.splitlines()
+                if line.startswith("Resolved at run time: ")]
+    assert len(run_time) == 1 and "<backup script>" in run_time[0], plain.stderr
 
     plan = full.json()
     assert plan["dry_run"] is True
@@ -572,11 +583,14 @@ def test_dry_run_shows_the_plan_and_runs_nothing(site):
     ]  # fmt: skip
     # backup, verify, retention's list, the list that finds it: the ssh calls a run makes
     assert [c[:2] for c in steps["backup"]["commands"]] == [["ssh", "console"]] * 4
-    assert [c[:3] for c in steps["snapshot"]["commands"]] == [
-        ["volumes", "snapshots", "list"],
-        ["volumes", "snapshots", "create"],
-        ["volumes", "snapshots", "list"],
+    assert [c[c.index("-C") + 1] for c in steps["backup"]["commands"]] == [
+        "<backup script>", "<verify script>", "<list script>", "<list script>"]
+    assert steps["snapshot"]["commands"] == [
+        ["volumes", "snapshots", "list", VOL, "-a", APP, "--json"],
+        ["volumes", "snapshots", "create", VOL, "-a", APP],
+        ["volumes", "snapshots", "list", VOL, "-a", APP, "--json"],
     ]
+    assert plan["warnings"] == []
     # a lock step that cannot even try is a preflight failure; a lock someone holds exits 4
     expected_aborts = {"lock": 10, "preflight": 10, "machine_lock": 10, "backup": 11,
                        "snapshot": 12, "deploy": 13, "health": 14}  # fmt: skip
@@ -778,15 +792,17 @@ def test_rollback_to_an_unknown_release_and_dry_run_deploy_nothing(sites):
     assert unknown.world.machine_image(MID) == IMAGE_V12
     assert [entry["kind"] for entry in unknown.audit()] == ["rollback"]
 
-    assert dry.world.calls() == [] and dry.audit() == []
-    for result, release in ((r_dry, "the previous release"), (r_dry_to, "v11")):
+    assert sorted(dry.world.calls()) == sorted(READS * 2) and dry.audit() == []
+    for result in (r_dry, r_dry_to):  # the image is known: releases is a read
         assert result.returncode == 0, result
         steps = {step["key"]: step for step in result.json()["steps"]}
         assert list(steps) == ["lock", "preflight", "machine_lock", "deploy", "health",
                                "record"]
         assert steps["deploy"]["commands"] == [
-            ["deploy", "-a", APP, "-c", "fly.toml", "--image", f"<image of {release}>"]
+            ["deploy", "-a", APP, "-c", "fly.toml", "--image", IMAGE_V11]
         ]
+        assert steps["deploy"]["title"] == "redeploy v11"
+        assert "WARNING" not in result.stderr
 
 
 def test_rollback_to_an_unknown_release_exits_not_found(site):

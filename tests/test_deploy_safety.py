@@ -390,11 +390,11 @@ def test_wait_timeouts_flyctl_reads_as_no_wait_are_refused(sites, value):
 
 
 def test_wait_timeouts_flyctl_accepts_pass(site):
+    bad = site.run("deploy", "--", "--wait-timeout=5 minutes")  # first: dry runs read flyctl
+    nothing_happened(site, bad, contains="--wait-timeout must be a duration")
     for value in ("300", "5m", "1m30s", "1.5h", "90s"):
         result = site.run("deploy", "--dry-run", "--json", "--", "--wait-timeout", value)
         assert result.returncode == 0, result
-    bad = site.run("deploy", "--", "--wait-timeout=5 minutes")
-    nothing_happened(site, bad, contains="--wait-timeout must be a duration")
 
 
 # ---------------------------------------------------------------- issue 8 #14

@@ -244,7 +244,7 @@ def assert_error(result: helpers.InvokeResult, code: int, *, contains: str = "")
     """One ``Error:`` line last, no traceback; before it only step, detail and warning lines."""
     line = assert_one_line_error(result, code, contains=contains, strict=False)
     others = [ln for ln in result.stderr.splitlines() if ln.strip()][:-1]
-    assert all(ln.startswith(("✓ ", "✗ ", "WARNING:", "  ")) for ln in others), str(result)
+    assert all(ln.startswith(("✓ ", "✗ ", "▸ ", "WARNING:", "  ")) for ln in others), str(result)
     return line
 
 

@@ -128,8 +128,9 @@ def require_database(path) -> None:
 @guarded
 @closes_targets
 def cleanup(c, keep=None, dry_run=False, production=False, host=None, json=False):
-    """Delete all but the newest N backups (never the newest verified one) and what
-    interrupted backups left behind."""
+    """Delete all but the newest N backups, and what interrupted backups left behind.
+
+    Never the newest backup that passes verification, never the one a run just made."""
     settings, target, ui = open_target(c, production=production, host=host, json=json,
                                        keep=keep)
     leftovers = sweep_leftovers(target, ui, dry_run)
@@ -176,8 +177,9 @@ def report_leftovers(target, ui: UI) -> None:
 @guarded
 @closes_targets
 def list_(c, production=False, host=None, json=False):
-    """List backups, newest first, with size, age and recorded checksum; flags names dated
-    in the future and leftovers of interrupted backups."""
+    """List backups, newest first, with size, age and recorded checksum.
+
+    Flags names dated in the future and leftovers of interrupted backups."""
     settings, target, ui = open_target(c, production=production, host=host, json=json)
     folder = target.folder()
     found = list(reversed(target.list()))
@@ -195,19 +197,43 @@ def list_(c, production=False, host=None, json=False):
         return
     ui.table(  # 80 columns: the name already says when (UTC), so no `created` column
         f"Backups in {folder} ({len(found)})",
-        ["name", "age", "size", "sha256", "manifest"],
+        ["name", "age", "size", "recorded sha256", "sidecars"],
         [
             [
                 item.name,
                 "future" if item.name in future
                 else human_age((now - parse_iso(item.created)).total_seconds()),
                 human_bytes(item.size),
-                (item.sha256 or "-")[:12],
-                "agrees" if item.verified else "-",
+                (item.sha256 or "no record")[:12],
+                sidecars(item),
             ]
             for item in found
         ],
     )
+    if any(not item.sha256 and not item.verified for item in found):
+        ui.info("no record: made without .sha256/.json sidecars (the old npm scripts); "
+                "`backup.verify` can check SQLite's integrity only")
+
+
+def sidecars(item) -> str:
+    """What the listing knows of a backup's records without reading the whole file:
+    its .json and .sha256 agree with each other and with the file's size and header."""
+    if item.verified:
+        return "agree"
+    return "none" if not item.sha256 else "disagree"
+
+
+def verdict_line(item: dict) -> str:
+    """One verified backup: its checksum and SQLite's check, each under its own name."""
+    problems = item.get("problems") or []
+    sha = [p for p in problems if p.startswith("SHA-256 mismatch")]
+    unrecorded = [p for p in problems if p.startswith("unverifiable")]
+    other = [p for p in problems if p not in sha and p not in unrecorded]
+    checksum = ("checksum FAILED" if sha else "checksum: no record" if unrecorded
+                else "checksum ok")
+    check = f"{item['check']}_check " + ("FAILED" if other else "ok")
+    why = "; ".join((sha + other)[:2])
+    return f"  {item['name']}  {checksum}  {check}" + (f": {why}" if why else "")
 
 
 def reject_flag_as_name(which: str, task_name: str) -> None:
@@ -249,11 +275,6 @@ def verify(c, which, quick=False, production=False, host=None, json=False):
         if json:
             ui.emit(results)
         backups.require_ok(results)
-
-
-def verdict_line(item: dict) -> str:
-    mark = "ok" if item["ok"] else "FAILED: " + "; ".join(item["problems"][:3])
-    return f"  {item['name']}  {item['check']}_check  {mark}"
 
 
 @task(

@@ -30,13 +30,19 @@ def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout) -> Non
     options = options_for(settings)
     deploys.check_strategy_with_volume(options.strategy, options.extra, settings.fly_config,
                                        bool(settings.fly_toml().mount_source))
-    steps = deploys.plan(options)
     if dry_run:
-        ui.table(f"Plan for {options.app} (dry run: nothing runs)", ["step", "what", "commands"],
-                 deploys.render(steps))
+        known = deploys.look_up(settings, options)
+        steps = deploys.plan(options, known)
+        ui.lines(deploys.render(steps, options.app, ui.width))
+        for note in known.notes:
+            ui.warn(note)
+        for problem in known.problems:
+            ui.warn(f"a real run would stop at preflight: {problem}")
         if json:
-            ui.emit({"dry_run": True, "steps": deploys.plan_as_data(steps)})
+            ui.emit({"dry_run": True, "steps": deploys.plan_as_data(steps),
+                     "warnings": known.problems})
         return
+    steps = deploys.plan(options)
     deployment = deploys.Deployment(options, settings, lambda: FlyTarget(settings, ui), ui)
     try:
         with deploys.stop_on_signals():
@@ -48,8 +54,8 @@ def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout) -> Non
                           f"`fly releases -a {options.app}`" if started
                           else "; nothing was deployed"), ExitCode.TERMINATED) from None
     finally:
-        ui.steps_table(f"{deployment.record.get('kind', 'deploy')} of {options.app}: "
-                       f"{deployment.record.get('outcome', '?')}")
+        if deployment.record:
+            ui.lines(deploys.summary(deployment.record, deployment.deploy_started, ui.width))
         if json and deployment.record:
             ui.emit(deploys.scrub(deployment.record, deployment.secrets))
 

@@ -66,7 +66,8 @@ class Machines:
                 self._resolved = choose_production(
                     volumes, machines, self.settings.fly_toml().mount_source, self.app)
                 volume, machine = self._resolved
-                step.detail = f"machine {machine.id} ({machine.region}), volume {volume.id}"
+                step.label = f"found machine {machine.id} ({machine.region})"
+                step.detail = f"volume {volume.id}"
         return self._resolved
 
     @property

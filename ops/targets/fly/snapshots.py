@@ -41,8 +41,8 @@ def take(session, *, wait: bool = True, timeout: float = 600, interval: float = 
     app, volume, report = session.app, session.volume, session.report
     before = session.fly.snapshots(app, volume.id)
     with report.step(f"schedule snapshot of {volume.id}") as step:
-        result = session.fly.run(fly.snapshots_create(app, volume.id))
-        step.detail = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+        session.fly.run(fly.snapshots_create(app, volume.id))
+        step.label = f"snapshot of {volume.id} requested"
     if not wait:
         return {"volume": volume.id, "status": "scheduled", "id": None}
     with report.step(f"wait for snapshot of {volume.id}") as step:
@@ -57,7 +57,8 @@ def take(session, *, wait: bool = True, timeout: float = 600, interval: float = 
                 report.waiting(f"  snapshot {state[0]}: {state[1]} after "
                                f"{time.monotonic() - started:.0f}s (waiting up to {timeout:g}s)")
             if snap and snap.status == "created":
-                step.detail = f"{snap.id}  {human_bytes(snap.size)}"
+                step.label = f"snapshot {snap.id} created"
+                step.detail = human_bytes(snap.size)
                 return asdict(snap) | {"volume": volume.id}
             if snap and snap.status in FAILED_SNAPSHOT:
                 raise OpsError(f"snapshot {snap.id} of {volume.id} ended as {snap.status}; "
