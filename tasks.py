@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from ops.tasks import check_project_config, namespace
+from ops.commands import check_project_config, namespace
 
 ROOT = Path(__file__).resolve().parent  # the project root: relative config paths start here
 

@@ -469,3 +469,15 @@ def test_an_invoke_json_in_the_project_still_works(tmp_path, backup_now):
     backup_now()
     result = run_in(project, "backup.list", "--json")
     assert result.returncode == 0, result
+
+
+def test_invoke_from_inside_the_package_finds_the_projects_tasks(tmp_path):
+    """Invoke searches up from the current folder for `tasks.py` or a `tasks/` package: the
+    toolkit's own collections are in ops/commands/, so `cd ops && invoke ...` finds the
+    project's tasks.py instead of a package of that name."""
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    listed = run_in(REPO_ROOT / "ops", "backup.list", env={"INVOKE_BACKUP_DIR": str(folder)})
+    assert listed.returncode == 0, listed
+    assert f"No backups in {folder}" in listed.stderr
+    assert not (REPO_ROOT / "ops" / "tasks").exists()

@@ -12,12 +12,12 @@ from invoke.exceptions import Exit
 
 from ops import backups, config, restore
 from ops.cli import guarded, invoke_command, task
+from ops.commands.positional import OptionalPositionalTask
 from ops.engine import in_future, parse_iso
 from ops.errors import ExitCode, OpsError
 from ops.targets.fly import FlyTarget
 from ops.targets.local import LocalTarget
 from ops.targets.ssh import SshTarget
-from ops.tasks.positional import OptionalPositionalTask
 from ops.ui import UI, human_age, human_bytes
 
 PRODUCTION = "run against the production machine on Fly.io (over fly ssh) instead of locally"

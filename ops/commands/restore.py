@@ -5,11 +5,11 @@ from __future__ import annotations
 from ops import config
 from ops import restore as restores
 from ops.cli import guarded, task
+from ops.commands.backup import HOST, reject_flag_as_name
+from ops.commands.positional import OptionalPositionalTask
 from ops.errors import ExitCode, OpsError
 from ops.targets.fly import FlyTarget
 from ops.targets.ssh import SshTarget
-from ops.tasks.backup import HOST, reject_flag_as_name
-from ops.tasks.positional import OptionalPositionalTask
 from ops.ui import UI
 
 

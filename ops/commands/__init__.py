@@ -8,9 +8,9 @@ from invoke import Collection
 from invoke.config import Config, merge_dicts
 from invoke.exceptions import Exit
 
+from ops.commands import backup, demo, deploy, emergency, restore, restore_volume
 from ops.config import DEFAULTS, check_project_file
 from ops.errors import ExitCode, OpsError
-from ops.tasks import backup, demo, deploy, emergency, restore, restore_volume
 
 
 def namespace(root: Path | None = None) -> Collection:
