@@ -160,10 +160,11 @@ class FlyTarget:
         return output
 
     # -- the target interface
-    def backup(self, on_bytes=None) -> dict:  # no progress from the machine
+    def backup(self, on_bytes=None, *, check: str | None = None) -> dict:  # no progress
+        """``check`` overrides ``backup.check`` (a deploy publishes with ``quick``)."""
         s = self.settings
         script = remote.backup_script(
-            self.db, self.dir, check=s.check, remote_command=s.remote_command,
+            self.db, self.dir, check=check or s.check, remote_command=s.remote_command,
             timeout=s.backup_timeout, lock_wait=s.lock_wait)
         output = self.exec(script, engine_source=True, timeout=self.copy_deadline(), what="backup")
         if output.strategy == "none":
@@ -229,9 +230,9 @@ class FlyTarget:
             raise OpsError(f"no backups in {self.dir} on {self.machine.id}", ExitCode.NOT_FOUND)
         return [b.name for b in (backups[-1:] if which == "latest" else backups)]
 
-    def verify(self, which: str) -> list[dict]:
+    def verify(self, which: str, *, check: str | None = None) -> list[dict]:
         names = self.names(which)
-        check = self.settings.check
+        check = check or self.settings.check
         output = self.exec(remote.verify_script(self.dir, names, check), engine_source=True,
                            timeout=self.copy_deadline(), what="verify")
         if output.strategy == "python3":

@@ -25,8 +25,9 @@ class LocalTarget:
     def describe(self) -> str:
         return f"local {self.db}"
 
-    def backup(self, on_bytes=None) -> dict:
-        """``on_bytes(done, total)`` follows the copy (read before any connection is open)."""
+    def backup(self, on_bytes=None, on_phase=None) -> dict:
+        """``on_bytes(done, total)`` follows the copy (read before any connection is open),
+        ``on_phase`` each phase (see ``engine.create_backup``)."""
         on_pages = None
         if on_bytes and self.db.is_file():
             size = engine.read_page_size(self.db)
@@ -41,6 +42,8 @@ class LocalTarget:
             timeout=self.settings.backup_timeout or None,
             lock_wait=self.settings.lock_wait,
             on_pages=on_pages,
+            on_phase=on_phase,
+            mmap_size=self.settings.mmap_size,
         )
         return asdict(result)
 
@@ -49,7 +52,8 @@ class LocalTarget:
 
     def verify(self, which: str) -> list[dict]:
         return [
-            asdict(engine.verify_backup(item.path, self.settings.check))
+            asdict(engine.verify_backup(item.path, self.settings.check,
+                                        mmap_size=self.settings.mmap_size))
             for item in engine.resolve_backup(self.dir, which)
         ]
 
