@@ -15,11 +15,13 @@ import re
 import shlex
 import signal
 import subprocess
+import threading
+import time
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ops import audit, backups, fly, health
+from ops import audit, backups, fly, health, production
 from ops.engine import EngineError, file_lock
 from ops.errors import ExitCode, OpsError
 
@@ -83,14 +85,19 @@ def plan(o: DeployOptions) -> list[PlanStep]:
         ]
     else:
         steps += [
-            PlanStep("backup", "verified backup on the machine (backup, verify, remote "
-                     "retention: list and delete, then list: still there, same SHA-256)",
+            PlanStep("backup", "backup on the machine, published after quick_check and its "
+                     "SHA-256 (then remote retention: list and delete, then list: still "
+                     "there, same SHA-256)",
                      (ssh, ssh, ssh, ssh), ExitCode.DEPLOY_ABORTED_BACKUP),
-            PlanStep("snapshot", "volume snapshot, waited for until created",
+            PlanStep("snapshot", "volume snapshot, waited for until created, while the "
+                     "machine runs the backup's full check",
                      (tuple(fly.snapshots_list(o.app, VOLUME)),
-                      tuple(fly.snapshots_create(o.app, VOLUME)),
+                      tuple(fly.snapshots_create(o.app, VOLUME)), ssh,
                       tuple(fly.snapshots_list(o.app, VOLUME))),
                      ExitCode.DEPLOY_ABORTED_SNAPSHOT),
+            PlanStep("full_check", "the backup's full check on the machine (SHA-256 and "
+                     "backup.check), run during the snapshot: must pass",
+                     (), ExitCode.DEPLOY_ABORTED_BACKUP),
         ]
     release = f"v{o.rollback_to}" if o.rollback_to else "the previous release"
     image = o.image if o.rollback_to is None else f"<image of {release}>"
@@ -120,6 +127,69 @@ def render(steps: list[PlanStep], binary: str = "fly") -> list[list[str]]:
     return rows
 
 
+class FullCheck:
+    """The backup's full check on the machine, run in a thread beside the snapshot wait
+    (a second flyctl process): its verdict is kept for ``Deployment.full_check``."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self.started = time.monotonic()
+        self.seconds: float | None = None
+        self.error: BaseException | None = None
+        self.finished = threading.Event()
+
+    @classmethod
+    def start(cls, run, check: str) -> FullCheck:
+        self = cls(f"{check}_check")
+
+        def work():
+            try:
+                run()
+            except BaseException as exc:  # noqa: BLE001 - reported by full_check
+                self.error = exc
+            finally:
+                self.seconds = round(time.monotonic() - self.started, 1)
+                self.finished.set()
+
+        threading.Thread(target=work, daemon=True).start()
+        return self
+
+    @classmethod
+    def done(cls, what: str) -> FullCheck:
+        self = cls(what)
+        self.seconds = 0.0
+        self.finished.set()
+        return self
+
+    def failed(self) -> bool:
+        return self.finished.is_set() and self.error is not None
+
+    def sleep(self, seconds: float) -> None:
+        """Wait for the next poll, or less if the check ends meanwhile."""
+        self.finished.wait(seconds)
+
+    def wait(self) -> None:
+        while not self.finished.wait(0.2):  # short waits: Ctrl-C stays immediate
+            pass
+
+    def status(self) -> str:
+        if not self.finished.is_set():
+            return f"{self.what} running on the machine " \
+                   f"({time.monotonic() - self.started:.0f}s)"
+        return f"{self.what} {'failed' if self.error else 'ok'} ({self.seconds:g}s)"
+
+    def result(self) -> str:
+        self.wait()
+        if isinstance(self.error, OpsError):  # say which check it was
+            raise OpsError(f"{self.what} of the backup on the machine: {self.error}",
+                           self.error.code) from None
+        if self.error is not None:
+            raise self.error
+        if self.seconds == 0.0:
+            return self.what
+        return f"{self.what} ok, SHA-256 matches ({self.seconds:g}s, beside the snapshot)"
+
+
 @dataclass
 class Deployment:
     """Runs a plan against production through one ``FlyTarget``, made in preflight."""
@@ -135,6 +205,7 @@ class Deployment:
     deploy_started: bool = False  # `fly deploy` ran (it may have replaced the machine)
     rollback_image: str = ""
     newest_seen: int = 0  # the newest release version before this run's `fly deploy`
+    check: FullCheck | None = None  # the backup's full check, run beside the snapshot
 
     def run(self, steps: list[PlanStep]) -> dict:
         o = self.options
@@ -332,22 +403,65 @@ class Deployment:
                          "once the machine is running, run: invoke deploy.unlock --yes")
 
     def backup(self, held) -> str:
-        result = backups.make_backup(self.target, self.ui)
-        if result.get("strategy") != "remote_command":  # that one was downloaded and checked
-            backups.require_ok(self.target.verify(result["name"]))
+        """Publish the backup after SQLite's quick_check and its SHA-256: the full check
+        runs beside the snapshot (``snapshot``), and ``full_check`` requires it."""
+        result = backups.make_backup(self.target, self.ui, check="quick")
         self.record["backup"] = {k: result.get(k) for k in
                                  ("name", "sha256", "size", "strategy", "path")}
         backups.cleanup(self.target, self.ui, self.settings.keep, made=result["name"])
         require_still_there(self.target.list(), result["name"], result["sha256"],
                             self.target.dir)
-        return f"{result['name']} verified (sha256 {result['sha256'][:12]})"
+        if result.get("strategy") == "remote_command":  # downloaded and checked in full here
+            self.check = FullCheck.done(f"{self.settings.check}_check ok when downloaded")
+            return f"{result['name']} verified (sha256 {result['sha256'][:12]})"
+        return (f"{result['name']} published ({result['check']}_check ok, sha256 "
+                f"{result['sha256'][:12]}); {self.settings.check}_check next, beside the "
+                "snapshot")
 
     def snapshot(self, held) -> str:
-        snap = self.target.snapshot(wait=True, timeout=self.settings.snapshot_timeout,
-                                    interval=self.settings.health_interval)
-        self.record["snapshot"] = {"id": snap["id"], "volume": snap["volume"],
-                                   "size": snap.get("size")}
-        return f"{snap['id']} created"
+        """Request the snapshot, start the backup's full check on the machine, and wait
+        for the snapshot: the time before `fly deploy` is the longer of the two, not
+        their sum. A failed check stops the wait (the snapshot is left to finish)."""
+        target, settings = self.target, self.settings
+        volume = target.volume
+        before = target.fly.snapshots(self.options.app, volume.id)
+        target.fly.run(fly.snapshots_create(self.options.app, volume.id))
+        if self.check is None:
+            name = self.record["backup"]["name"]
+            self.check = FullCheck.start(lambda: backups.require_ok(target.verify(name)),
+                                         settings.check)
+            held.callback(self.check.wait)  # never leave it running unobserved
+        deadline = time.monotonic() + settings.snapshot_timeout
+        state, shown = "not listed yet", None
+        while True:
+            snap = production.new_snapshot(before, target.fly.snapshots(self.options.app,
+                                                                        volume.id))
+            state = snap.status if snap else "not listed yet"
+            if snap and snap.status == "created":
+                self.record["snapshot"] = {"id": snap.id, "volume": volume.id,
+                                           "size": snap.size}
+                return f"{snap.id} created; {self.check.status()}"
+            if snap and snap.status in production.FAILED_SNAPSHOT:
+                raise OpsError(f"snapshot {snap.id} of {volume.id} ended as {snap.status}; "
+                               f"see `fly volumes snapshots list {volume.id}`")
+            if self.check.failed():
+                self.record["snapshot"] = {"id": snap.id if snap else None,
+                                           "volume": volume.id, "size": None, "status": state}
+                return (f"{snap.id if snap else 'requested'} {state}, left to finish: "
+                        f"not waited for, the backup failed its check")
+            if time.monotonic() >= deadline:
+                raise OpsError(
+                    f"snapshot of {volume.id} not created within "
+                    f"{settings.snapshot_timeout:g}s (status: {state}); check "
+                    f"`fly volumes snapshots list {volume.id}`", ExitCode.TIMEOUT)
+            line = f"  snapshot {state}; {self.check.status()}"
+            if line != shown:
+                self.ui.waiting(line)
+                shown = line
+            self.check.sleep(settings.health_interval)
+
+    def full_check(self, held) -> str:
+        return self.check.result()
 
     def deploy(self, held) -> str:
         o = self.options
