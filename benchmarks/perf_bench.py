@@ -40,18 +40,20 @@ PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").is_dir() els
 
 
 def run_timed(argv: list[str], env: dict | None = None, cwd: Path | None = None):
-    """(seconds, peak RSS in MiB) of one child process; fails loudly if it fails."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    err = proc.stderr.read().decode(errors="replace")
-    proc.stderr.close()
-    if proc.returncode != 0:
-        raise SystemExit(f"{argv[:4]} failed ({proc.returncode}): {err[-500:]}")
-    return seconds, usage.ru_maxrss / 1024
+    """(seconds, peak RSS in MiB) of one child process; fails loudly if it fails.
+
+    The RSS comes from ``/usr/bin/time``: our own ``wait4`` would report this (large)
+    process's high-water mark, which a child inherits across fork and exec."""
+    with tempfile.NamedTemporaryFile("r") as rss:
+        started = time.perf_counter()
+        done = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", rss.name, *argv], env=env,
+                              cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              check=False)
+        seconds = time.perf_counter() - started
+        if done.returncode != 0:
+            raise SystemExit(f"{argv[:4]} failed ({done.returncode}): "
+                             f"{done.stderr.decode(errors='replace')[-500:]}")
+        return seconds, int(rss.read().split()[-1]) / 1024
 
 
 def build(work: Path, mb: float) -> dict[str, Path]:
