@@ -11,10 +11,10 @@ import datetime as dt
 from ops import retention
 from ops.engine import EngineError, in_future
 from ops.errors import ExitCode, OpsError
-from ops.ui import UI, human_age, human_bytes
+from ops.ui import UI, backup_phases, human_age, human_bytes
 
 
-def make_backup(target, ui: UI, keep: int | None = None) -> dict:
+def make_backup(target, ui: UI, keep: int | None = None, *, check: str | None = None) -> dict:
     """One verified backup on ``target``; raises before anything looks like a backup.
 
     A full folder also says how much ``backup.cleanup --keep N`` would free (``keep``
@@ -22,7 +22,9 @@ def make_backup(target, ui: UI, keep: int | None = None) -> dict:
     """
     with ui.step(f"backup {target.describe()}") as step:
         try:
-            result = target.backup(progress=ui.transfer)
+            with backup_phases(ui) as phases:  # ``check``: a deploy publishes with quick
+                result = target.backup(progress=phases.transfer, on_phase=phases.phase,
+                                       check=check)
         except (EngineError, OpsError) as exc:
             error = exc if isinstance(exc, OpsError) else OpsError.from_engine(exc)
             if error.code != ExitCode.NO_SPACE:

@@ -48,6 +48,7 @@ DEFAULTS = {
         "lock_wait": "0",  # seconds to wait for another backup's lock
         "timeout": "0",  # seconds a backup may take; 0 = no limit
         "snapshot_timeout": "600",  # seconds to wait for a volume snapshot
+        "mmap_size": "0",  # bytes this computer's checks may map (0 = none; never the machine)
     },
     "health": {"url": "", "timeout": "300", "interval": "5"},
     "deploy": {"audit_log": "data/deploys.jsonl", "lock_wait": "0"},
@@ -96,6 +97,7 @@ class Settings:
     ssh_known_hosts: str = ""
     ssh_connect_timeout: float = 15.0
     ssh_timeout: float = 600.0
+    mmap_size: int = 0
     _fly_toml: list = field(default_factory=list, repr=False, compare=False)
 
     def fly_toml(self) -> FlyToml:
@@ -371,6 +373,7 @@ def load(config, **flags) -> Settings:
         audit_log=path(None, deploy, "audit_log", "deploy.audit_log"),
         deploy_lock_wait=number("deploy_lock_wait", "deploy", "lock_wait"),
         root=root,
+        mmap_size=int(number(None, "backup", "mmap_size", maximum=float(1 << 40))),
         fly_timeout=number(None, "fly", "timeout", minimum=0.1),
         fly_min_rate=number(None, "fly", "min_rate", minimum=1, maximum=float(1 << 40)),
         fly_deploy_timeout=number(None, "fly", "deploy_timeout", minimum=1),

@@ -16,6 +16,8 @@ import shlex
 import signal
 import subprocess
 import textwrap
+import threading
+import time
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -104,15 +106,19 @@ def plan(o: DeployOptions, known: Known | None = None) -> list[PlanStep]:
         ]
     else:
         steps += [
-            PlanStep("backup", "verified backup on the machine (backup, verify, remote "
-                     "retention: list and delete, then list: still there, same SHA-256)",
-                     (ssh["backup"], ssh["verify"], ssh["list"], ssh["list"]),
-                     ExitCode.DEPLOY_ABORTED_BACKUP),
-            PlanStep("snapshot", "volume snapshot, waited for until created",
+            PlanStep("backup", "backup on the machine, published after quick_check and its "
+                     "SHA-256 (then remote retention: list and delete, then list: still "
+                     "there, same SHA-256)",
+                     (ssh["backup"], ssh["list"], ssh["list"]), ExitCode.DEPLOY_ABORTED_BACKUP),
+            PlanStep("snapshot", "volume snapshot, waited for until created, while the "
+                     "machine runs the backup's full check",
                      (tuple(fly.snapshots_list(o.app, volume)),
-                      tuple(fly.snapshots_create(o.app, volume)),
+                      tuple(fly.snapshots_create(o.app, volume)), ssh["verify"],
                       tuple(fly.snapshots_list(o.app, volume))),
                      ExitCode.DEPLOY_ABORTED_SNAPSHOT),
+            PlanStep("full_check", "the backup's full check on the machine (SHA-256 and "
+                     "backup.check), run during the snapshot: must pass",
+                     (), ExitCode.DEPLOY_ABORTED_BACKUP),
         ]
     release = f"v{o.rollback_to}" if o.rollback_to else "the previous release"
     if known.rollback_to:
@@ -271,6 +277,70 @@ def summary(record: dict, deployed: bool, width: int | None) -> list[str]:
     return [fit(line, width) if width else line for line in lines[:1]] + lines[1:]
 
 
+class FullCheck:
+    """The backup's full check on the machine, run in a thread beside the snapshot wait
+    (a second flyctl process): its verdict is kept for ``Deployment.full_check``."""
+
+    def __init__(self, what: str, run=None):
+        self.what = what
+        self.run = run
+        self.started = time.monotonic()
+        self.seconds: float | None = None
+        self.error: BaseException | None = None
+        self.finished = threading.Event()
+
+    def start(self) -> None:
+        """Run the check in a thread (``snapshots.take`` calls this once it has asked
+        for the snapshot)."""
+        self.started = time.monotonic()
+
+        def work():
+            try:
+                self.run()
+            except BaseException as exc:  # noqa: BLE001 - reported by full_check
+                self.error = exc
+            finally:
+                self.seconds = round(time.monotonic() - self.started, 1)
+                self.finished.set()
+
+        threading.Thread(target=work, daemon=True).start()
+
+    @classmethod
+    def done(cls, what: str) -> FullCheck:
+        self = cls(what)
+        self.seconds = 0.0
+        self.finished.set()
+        return self
+
+    def failed(self) -> bool:
+        return self.finished.is_set() and self.error is not None
+
+    def sleep(self, seconds: float) -> None:
+        """Wait for the next poll, or less if the check ends meanwhile."""
+        self.finished.wait(seconds)
+
+    def wait(self) -> None:
+        while not self.finished.wait(0.2):  # short waits: Ctrl-C stays immediate
+            pass
+
+    def status(self) -> str:
+        if not self.finished.is_set():
+            return f"{self.what} running on the machine " \
+                   f"({time.monotonic() - self.started:.0f}s)"
+        return f"{self.what} {'failed' if self.error else 'ok'} ({self.seconds:g}s)"
+
+    def result(self) -> str:
+        self.wait()
+        if isinstance(self.error, OpsError):  # say which check it was
+            raise OpsError(f"{self.what} of the backup on the machine: {self.error}",
+                           self.error.code) from None
+        if self.error is not None:
+            raise self.error
+        if self.seconds == 0.0:
+            return self.what
+        return f"{self.what} ok, SHA-256 matches ({self.seconds:g}s, beside the snapshot)"
+
+
 @dataclass
 class Deployment:
     """Runs a plan against production through one ``FlyTarget``, made in preflight."""
@@ -286,6 +356,7 @@ class Deployment:
     deploy_started: bool = False  # `fly deploy` ran (it may have replaced the machine)
     rollback_image: str = ""
     newest_seen: int = 0  # the newest release version before this run's `fly deploy`
+    check: FullCheck | None = None  # the backup's full check, run beside the snapshot
 
     def run(self, steps: list[PlanStep]) -> dict:
         o = self.options
@@ -486,22 +557,43 @@ class Deployment:
                          "once the machine is running, run: invoke deploy.unlock --yes")
 
     def backup(self, held) -> str:
-        result = backups.make_backup(self.target, self.ui)
-        if result.get("strategy") != "remote_command":  # that one was downloaded and checked
-            backups.require_ok(self.target.verify(result["name"]))
+        """Publish the backup after SQLite's quick_check and its SHA-256: the full check
+        runs beside the snapshot (``snapshot``), and ``full_check`` requires it."""
+        result = backups.make_backup(self.target, self.ui, check="quick")
         self.record["backup"] = {k: result.get(k) for k in
                                  ("name", "sha256", "size", "strategy", "path")}
         backups.cleanup(self.target, self.ui, self.settings.keep, made=result["name"])
         require_still_there(self.target.list(), result["name"], result["sha256"],
                             self.target.dir)
-        return f"{result['name']} verified (sha256 {result['sha256'][:12]})"
+        if result.get("strategy") == "remote_command":  # downloaded and checked in full here
+            self.check = FullCheck.done(f"{self.settings.check}_check ok when downloaded")
+            return f"{result['name']} verified (sha256 {result['sha256'][:12]})"
+        return (f"{result['name']} published ({result['check']}_check ok, sha256 "
+                f"{result['sha256'][:12]}); {self.settings.check}_check next, beside the "
+                "snapshot")
 
     def snapshot(self, held) -> str:
-        snap = self.target.snapshot(wait=True, timeout=self.settings.snapshot_timeout,
-                                    interval=self.settings.health_interval)
-        self.record["snapshot"] = {"id": snap["id"], "volume": snap["volume"],
-                                   "size": snap.get("size")}
-        return f"{snap['id']} created"
+        """Request the snapshot, start the backup's full check on the machine, and wait
+        for the snapshot: the time before `fly deploy` is the longer of the two, not
+        their sum. A failed check stops the wait (the snapshot is left to finish)."""
+        target, settings = self.target, self.settings
+        beside = None
+        if self.check is None:
+            name = self.record["backup"]["name"]
+            self.check = beside = FullCheck(
+                f"{settings.check}_check", lambda: backups.require_ok(target.verify(name)))
+            held.callback(self.check.wait)  # never leave it running unobserved
+        snap = target.snapshot(wait=True, timeout=settings.snapshot_timeout,
+                               interval=settings.health_interval, beside=beside)
+        self.record["snapshot"] = {k: snap.get(k) for k in ("id", "volume", "size")} | (
+            {"status": snap["status"]} if snap.get("status") != "created" else {})
+        if snap.get("status") != "created":
+            return (f"{snap['id'] or 'requested'} {snap['status']}, left to finish: not "
+                    "waited for, the backup failed its check")
+        return f"{snap['id']} created; {self.check.status()}"
+
+    def full_check(self, held) -> str:
+        return self.check.result()
 
     def deploy(self, held) -> str:
         o = self.options

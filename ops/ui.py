@@ -292,3 +292,66 @@ class UI:
 def _first_line(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0] if lines else ""
+
+
+# -- the phases of one local backup (issue 9 #3): copy, then fsync, check, sha256, content
+
+
+PHASE_LABELS = {"content": "row counts + content hash"}
+
+
+class BackupPhases:
+    """Follows ``engine.create_backup``'s phases: one bar per phase on a terminal
+    (progress where the phase has it, elapsed time where not), and on any output a
+    line when Ctrl-C stops the backup."""
+
+    def __init__(self, ui: UI, progress: Progress | None):
+        self.ui = ui
+        self.progress = progress
+        self.tasks: dict[str, int] = {}
+
+    def copy(self, done: int, total: int | None = None) -> None:
+        self.phase("copy", done, total)
+
+    @contextlib.contextmanager
+    def transfer(self, label: str, total: int):
+        """``Reporter.transfer``'s shape, so a target reports the copy like any transfer."""
+        yield self.copy
+
+    def phase(self, name: str, done: int | None = None, total: int | None = None,
+              finished: bool = False) -> None:
+        label = PHASE_LABELS.get(name, name)
+        if name == "stopping":
+            self.ui.err.print("Stopping: removing the unfinished backup (Ctrl-C)…")
+            return
+        if self.progress is None:  # the step's own line says the rest when it ends
+            return
+        if name not in self.tasks:
+            self.tasks[name] = self.progress.add_task(escape(label), total=total or None)
+        task = self.tasks[name]
+        if finished:
+            self.progress.update(task, total=total or 1, completed=total or 1)
+            self.progress.stop_task(task)
+        elif done is not None:
+            self.progress.update(task, completed=done, **({"total": total} if total else {}))
+
+
+@contextlib.contextmanager
+def backup_phases(ui: UI):
+    """``BackupPhases`` for the length of one backup (replaces the step's spinner)."""
+    if not ui.interactive:
+        yield BackupPhases(ui, None)
+        return
+    from rich.progress import TimeElapsedColumn
+
+    progress = Progress(TextColumn("{task.description:<26}"), BarColumn(),
+                        TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
+                        console=ui.err, transient=True)
+    if ui._spinner:
+        ui._spinner.stop()
+    try:
+        with progress:
+            yield BackupPhases(ui, progress)
+    finally:
+        if ui._spinner:
+            ui._spinner.start()

@@ -52,10 +52,12 @@ ROLLBACK_HINT = "invoke deploy.rollback --to 12"
 
 # What each phase of a deploy asks flyctl, in order (see ``label``).
 PREFLIGHT = ["version", "auth whoami", "volumes list", "machine list", "releases"]
-# backup, verify it by name, retention's list, then the list that finds it still there
-BACKUP = ["ssh backup", "ssh verify", "ssh list", "ssh list"]
-# the list before `create` is what tells the new snapshot apart; then polls until created
-SNAPSHOT = ["volumes snapshots list", "volumes snapshots create"] + ["volumes snapshots list"] * 3
+# backup (published after quick_check), retention's list, then the list that finds it
+BACKUP = ["ssh backup", "ssh list", "ssh list"]
+# the list before `create` is what tells the new snapshot apart; then the backup's full
+# check (`ssh verify`, beside the polls: see ``Site.labels``) and polls until created
+SNAPSHOT = (["volumes snapshots list", "volumes snapshots create", "ssh verify"]
+            + ["volumes snapshots list"] * 3)
 # after `fly deploy` the machine is looked up again for the unlock (it may have been replaced)
 DEPLOYED = ["deploy", "releases", "volumes list", "machine list"]
 MUTATING = {"ssh backup", "ssh delete", "volumes snapshots create", "deploy"}
@@ -223,6 +225,7 @@ class Site:
         """The calls by name; the machine lock's own two calls only when asked for
         (``test_the_machine_lock_is_taken_after_preflight_and_always_released``)."""
         named = [label(argv) for argv in self.world.calls()]
+        named = concurrent_verify_first(named)
         return named if locks else [n for n in named if n not in ("ssh lock", "ssh unlock")]
 
     @property
@@ -267,6 +270,23 @@ def site(tmp_path, fly_world):
     made = make_site(tmp_path, fly_world)
     yield made
     made.health.close()
+
+
+def concurrent_verify_first(named: list[str]) -> list[str]:
+    """The full check runs in its own flyctl process beside the snapshot polls, so its
+    place among them varies: an ``ssh verify`` after a ``volumes snapshots create`` is
+    moved to right after it (one before any create stays where it was)."""
+    out: list[str] = []
+    after_create = None
+    for name in named:
+        if name == "volumes snapshots create":
+            after_create = len(out) + 1
+        if name == "ssh verify" and after_create is not None:
+            out.insert(after_create, name)
+            after_create = None
+            continue
+        out.append(name)
+    return out
 
 
 def label(argv: list[str]) -> str:
@@ -384,14 +404,16 @@ def test_deploy_backs_up_snapshots_deploys_checks_health_and_records(site):
     assert record["previous_release"] == {"version": 12, "image": IMAGE_V12}
     steps = record["steps"]
     assert [s["step"] for s in steps] == [
-        "lock", "preflight", "machine_lock", "backup", "snapshot", "deploy", "health"]
+        "lock", "preflight", "machine_lock", "backup", "snapshot", "full_check", "deploy",
+        "health"]
     assert all(s["outcome"] == "ok" for s in steps), steps
     assert all(isinstance(s["seconds"], float) and s["seconds"] >= 0 for s in steps), steps
     assert steps[2]["detail"].endswith("/vol/.ops-deploy.lock")
     assert backup["name"] in steps[3]["detail"]
     assert record["snapshot"]["id"] in steps[4]["detail"]
-    assert steps[5]["detail"] == "release v13"
-    assert backup["name"] in steps[6]["detail"]  # the gate saw the new backup in /health
+    assert steps[5]["detail"].startswith("integrity_check ok, SHA-256 matches")
+    assert steps[6]["detail"] == "release v13"
+    assert backup["name"] in steps[7]["detail"]  # the gate saw the new backup in /health
     assert site.health.requests >= 1
 
     # people: a line per step, flyctl's output, the way back; no noise
@@ -411,7 +433,7 @@ def test_no_deploy_when_the_backup_or_the_snapshot_fails(sites):
     )
     # the tunnel drops on the backup's own call (the exact -C the tool sends for it)
     backup_call = remote.wrap(remote.backup_script(
-        str(ssh_down.db), str(ssh_down.backups), check="integrity"))
+        str(ssh_down.db), str(ssh_down.backups), check="quick"))  # a deploy publishes quick
     ssh_down.world.fail(["ssh", "console", backup_call], stderr="Error: tunnel unavailable\n")
     with corrupt.db.open("r+b") as raw:  # damage b-tree pages; page 1 still says SQLite
         for page in range(2, corrupt.db.stat().st_size // 4096, 3):
@@ -437,7 +459,7 @@ def test_no_deploy_when_the_backup_or_the_snapshot_fails(sites):
     assert_not_deployed(
         corrupt, r_corrupt, code, calls=PREFLIGHT + ["ssh backup"], step="backup", one_line=False
     )  # one line: see the xfail below
-    assert "the new backup failed integrity_check" in error_line(r_corrupt, last=False)
+    assert "the new backup failed quick_check" in error_line(r_corrupt, last=False)
     assert len(corrupt.backup_names()) == 1  # nothing that looks like a backup was left
     assert not list(corrupt.backups.glob(".tmp-*"))
 
@@ -447,7 +469,7 @@ def test_no_deploy_when_the_backup_or_the_snapshot_fails(sites):
     assert "volume is busy" in error_line(r_snap_fails)
 
     labels = snap_hangs.labels()
-    polls = labels[len(PREFLIGHT + BACKUP + SNAPSHOT[:2]) :]
+    polls = labels[len(PREFLIGHT + BACKUP + SNAPSHOT[:3]) :]
     assert polls and set(polls) == {"volumes snapshots list"}, labels  # polled until the end
     assert_not_deployed(snap_hangs, r_snap_hangs, code, step="snapshot", calls=labels)
     assert "not created within 0.5s (status: running)" in error_line(r_snap_hangs)
@@ -467,7 +489,7 @@ def test_a_corrupt_database_is_reported_in_one_line(site):
     result = site.run("deploy")
 
     line = helpers.assert_one_line_error(result, ExitCode.DEPLOY_ABORTED_BACKUP, strict=False)
-    assert "integrity_check" in line and "On tree page" in line, result
+    assert "quick_check" in line and "On tree page" in line, result  # caught before publish
     assert "deploy" not in site.labels()
 
 
@@ -569,7 +591,8 @@ def test_dry_run_shows_the_plan_and_runs_nothing(site):
     assert plan["dry_run"] is True
     steps = {step["key"]: step for step in plan["steps"]}
     assert list(steps) == [
-        "lock", "preflight", "machine_lock", "backup", "snapshot", "deploy", "health", "record"]
+        "lock", "preflight", "machine_lock", "backup", "snapshot", "full_check", "deploy",
+        "health", "record"]
     assert steps["preflight"]["commands"] == [
         ["version", "--json"],
         ["auth", "whoami"],
@@ -581,19 +604,20 @@ def test_dry_run_shows_the_plan_and_runs_nothing(site):
         ["deploy", "-a", APP, "-c", "fly.toml", "--strategy", "immediate",
          "--wait-timeout", "2m", "--build-arg", "X=1"]
     ]  # fmt: skip
-    # backup, verify, retention's list, the list that finds it: the ssh calls a run makes
-    assert [c[:2] for c in steps["backup"]["commands"]] == [["ssh", "console"]] * 4
+    # backup, retention's list, the list that finds it: the ssh calls a run makes
+    assert [c[:2] for c in steps["backup"]["commands"]] == [["ssh", "console"]] * 3
     assert [c[c.index("-C") + 1] for c in steps["backup"]["commands"]] == [
-        "<backup script>", "<verify script>", "<list script>", "<list script>"]
+        "<backup script>", "<list script>", "<list script>"]
     assert steps["snapshot"]["commands"] == [
         ["volumes", "snapshots", "list", VOL, "-a", APP, "--json"],
         ["volumes", "snapshots", "create", VOL, "-a", APP],
+        ["ssh", "console", "-a", APP, "--machine", MID, "-q", "-C", "<verify script>"],
         ["volumes", "snapshots", "list", VOL, "-a", APP, "--json"],
     ]
     assert plan["warnings"] == []
     # a lock step that cannot even try is a preflight failure; a lock someone holds exits 4
     expected_aborts = {"lock": 10, "preflight": 10, "machine_lock": 10, "backup": 11,
-                       "snapshot": 12, "deploy": 13, "health": 14}  # fmt: skip
+                       "snapshot": 12, "full_check": 11, "deploy": 13, "health": 14}  # fmt: skip
     assert {key: steps[key]["abort"] for key in expected_aborts} == expected_aborts
     assert all(step["skipped"] == "" for step in plan["steps"])
     assert site.health.url in steps["health"]["title"]
@@ -629,7 +653,7 @@ def test_failed_fly_deploy_exits_13_with_flyctls_error_and_the_way_back(sites):
 
     for one, result, text, calls, done in (
         (timing_out, r_timeout, "timeout reached waiting for health checks to pass for machine",
-         PREFLIGHT + BACKUP + SNAPSHOT + DEPLOYED, ["ok"] * 5),
+         PREFLIGHT + BACKUP + SNAPSHOT + DEPLOYED, ["ok"] * 6),
         (refused, r_refused, "failed to fetch an image or build from source: error building",
          PREFLIGHT + DEPLOYED, ["ok", "ok", "ok", "skipped", "skipped"]),
     ):  # fmt: skip

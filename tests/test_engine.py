@@ -604,3 +604,59 @@ def test_engine_script_prints_one_result_line(wal_db, tmp_path):
     assert bad.returncode == 1
     data = json.loads(bad.stdout.strip().split(" ", 1)[1])
     assert data == {"ok": False, "error": data["error"], "kind": "usage"}
+
+
+def test_phases_copy_first_then_the_checks_together_and_a_byte_identical_copy(wal_db, tmp_path):
+    seen = []
+    result = engine.create_backup(
+        wal_db, tmp_path / "b",
+        on_phase=lambda name, done=None, total=None, finished=False: seen.append(
+            (name, finished)))
+    starts = [name for name, finished in seen if not finished]
+    ends = [name for name, finished in seen if finished]
+    assert starts[0] == "copy" and seen[1] == ("copy", True)  # the copy ends before the rest
+    assert set(starts) == set(ends) == {"copy", "fsync", "integrity_check", "sha256", "content"}
+    # the private copy settings leave the published file exactly what SQLite's backup gives
+    plain = tmp_path / "plain.db"
+    src, dst = sqlite3.connect(wal_db), sqlite3.connect(plain)
+    src.backup(dst)
+    src.close(), dst.close()
+    assert Path(result.path).read_bytes() == plain.read_bytes()
+    assert result.tables == engine.describe_file(plain)[0]
+
+
+def test_a_check_that_fails_refuses_the_backup_while_the_other_passes_run(wal_db, tmp_path):
+    conn = sqlite3.connect(wal_db)  # a row its index lacks: only integrity_check sees it
+    conn.execute("CREATE TABLE probe(x)")
+    conn.execute("CREATE INDEX probe_x ON probe(x)")
+    conn.commit()
+    sql, root = conn.execute(
+        "SELECT sql, rootpage FROM sqlite_master WHERE name = 'probe_x'").fetchone()
+    conn.execute("PRAGMA writable_schema=ON")
+    conn.execute("DELETE FROM sqlite_master WHERE name = 'probe_x'")
+    conn.commit()
+    conn.close()
+    conn = sqlite3.connect(wal_db)
+    conn.execute("INSERT INTO probe VALUES (1)")
+    conn.commit()
+    conn.execute("PRAGMA writable_schema=ON")
+    conn.execute("INSERT INTO sqlite_master VALUES ('index', 'probe_x', 'probe', ?, ?)",
+                 (root, sql))
+    conn.commit()
+    conn.close()
+
+    error = expect_error("verify_failed", engine.create_backup, wal_db, tmp_path / "b")
+    assert "integrity_check" in str(error) and "probe_x" in str(error)
+    assert leftovers(tmp_path / "b") == []
+    assert engine.create_backup(wal_db, tmp_path / "q", check="quick").check == "quick"
+
+
+def test_a_set_cancel_stops_the_check_and_the_content_pass(wal_db, tmp_path):
+    result = engine.create_backup(wal_db, tmp_path / "b")
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(engine.Cancelled):
+        engine.run_check(Path(result.path), cancel=cancel)
+    with pytest.raises(engine.Cancelled):
+        engine.describe_file(result.path, cancel=cancel)
+    assert engine.run_check(Path(result.path), mmap_size=1 << 20) == []

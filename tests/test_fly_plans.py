@@ -180,11 +180,12 @@ def test_plan_runs_backup_and_snapshot_before_deploy():
     steps = deploy.plan(options())
     keys = [s.key for s in steps]
     # the lock comes first, so preflight reads the release that is live once we hold it
-    assert keys == ["lock", "preflight", "machine_lock", "backup", "snapshot", "deploy",
-                    "health", "record"]
+    assert keys == ["lock", "preflight", "machine_lock", "backup", "snapshot", "full_check",
+                    "deploy", "health", "record"]
     by_key = {s.key: s for s in steps}
     assert by_key["backup"].abort == ExitCode.DEPLOY_ABORTED_BACKUP
     assert by_key["snapshot"].abort == ExitCode.DEPLOY_ABORTED_SNAPSHOT
+    assert by_key["full_check"].abort == ExitCode.DEPLOY_ABORTED_BACKUP  # a failed check: 11
     assert by_key["snapshot"].commands[1] == (
         "volumes", "snapshots", "create", deploy.VOLUME, "-a", "app")
     assert by_key["deploy"].commands == (("deploy", "-a", "app", "-c", "fly.toml"),)

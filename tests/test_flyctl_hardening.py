@@ -135,8 +135,8 @@ def site_a(tmp_path):
 
 
 def test_a_stalled_backup_call_times_out_names_the_key_and_releases_both_locks(site_a):
-    backup_call = remote.wrap(remote.backup_script(
-        str(site_a.db), str(site_a.backups), check="integrity"))
+    backup_call = remote.wrap(remote.backup_script(  # a deploy publishes after quick_check
+        str(site_a.db), str(site_a.backups), check="quick"))
     site_a.world.hang(["ssh", "console", backup_call], 60)  # a stalled WireGuard tunnel
 
     result = site_a.run("deploy", "--json", env=FAST)
@@ -230,8 +230,8 @@ def test_the_unlock_finds_the_machine_a_deploy_replaced(sites):
 
 def test_a_deploy_that_ends_after_a_forced_unlock_leaves_the_next_deploys_lock(site_a, tmp_path):
     go_on = tmp_path / "tunnel-back"
-    backup_call = remote.wrap(remote.backup_script(
-        str(site_a.db), str(site_a.backups), check="integrity"))
+    backup_call = remote.wrap(remote.backup_script(  # a deploy publishes after quick_check
+        str(site_a.db), str(site_a.backups), check="quick"))
     site_a.world.hang(["ssh", "console", backup_call], 30, until=go_on)
     first = site_a.start("deploy", "--json")
     helpers.wait_for(site_a.machine_lock.exists, what="the first deploy's machine lock")

@@ -52,16 +52,18 @@ class LocalTarget:
             pass  # free now; the engine takes it again at once, with what is left
         return max(wait - (time.monotonic() - started), 0.001)
 
-    def backup(self, progress=None) -> dict:
+    def backup(self, progress=None, *, on_phase=None, check: str | None = None) -> dict:
         """``progress`` (``Reporter.transfer``) follows the copy in bytes (the page size is
-        read before any connection is open); it opens once the folder's lock is free."""
+        read before any connection is open); it opens once the folder's lock is free.
+        ``on_phase`` hears each phase (``engine.create_backup``); ``check`` overrides
+        ``backup.check``."""
         wait = self.lock_wait()
         if progress is None:
-            return self._backup(None, wait)
+            return self._backup(None, wait, on_phase, check)
         with progress("copy", 0) as on_bytes:
-            return self._backup(on_bytes, wait)
+            return self._backup(on_bytes, wait, on_phase, check)
 
-    def _backup(self, on_bytes, wait: float) -> dict:
+    def _backup(self, on_bytes, wait: float, on_phase, check) -> dict:
         on_pages = None
         if on_bytes and self.db.is_file():
             size = engine.read_page_size(self.db)
@@ -72,10 +74,12 @@ class LocalTarget:
         result = engine.create_backup(
             self.db,
             self.dir,
-            check=self.settings.check,
+            check=check or self.settings.check,
             timeout=self.settings.backup_timeout or None,
             lock_wait=wait,
             on_pages=on_pages,
+            on_phase=on_phase,
+            mmap_size=self.settings.mmap_size,
         )
         return asdict(result)
 
@@ -97,11 +101,12 @@ class LocalTarget:
     def list(self) -> list[engine.BackupFile]:
         return engine.list_backups(self.dir)
 
-    def verify(self, which: str, on_result=None) -> list[dict]:
+    def verify(self, which: str, on_result=None, *, check: str | None = None) -> list[dict]:
         """``on_result(verdict)`` is called for each backup as soon as it is checked."""
         results = []
         for item in engine.resolve_backup(self.dir, which):
-            results.append(asdict(engine.verify_backup(item.path, self.settings.check)))
+            results.append(asdict(engine.verify_backup(item.path, check or self.settings.check,
+                                                       mmap_size=self.settings.mmap_size)))
             if on_result:
                 on_result(results[-1])
         return results

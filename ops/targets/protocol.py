@@ -53,10 +53,12 @@ class Target(Protocol):
     def folder(self) -> str:
         """The backup folder as a listing names it; a missing local one is exit 3."""
 
-    def backup(self, progress=None) -> dict:
+    def backup(self, progress=None, *, on_phase=None, check: str | None = None) -> dict:
         """One verified backup (``engine.BackupResult`` as a dict, plus ``strategy``).
 
-        ``progress`` is ``Reporter.transfer``: a target that can follow the copy opens it.
+        ``progress`` is ``Reporter.transfer``: a target that can follow the copy opens it;
+        ``on_phase(name, done, total)`` hears the phases it can see; ``check`` overrides
+        ``backup.check`` (a deploy publishes with ``quick``, then checks fully).
         """
 
     def list(self) -> list[engine.BackupFile]:
@@ -65,7 +67,7 @@ class Target(Protocol):
     def names(self, which: str) -> list[str]:
         """``latest``, ``all`` or one name, as backup names (exit 3 if there are none)."""
 
-    def verify(self, which: str, on_result=None) -> list[dict]:
+    def verify(self, which: str, on_result=None, *, check: str | None = None) -> list[dict]:
         """Recorded SHA-256 and SQLite's check of ``latest``, ``all`` or one backup;
         ``on_result(verdict)`` for each as it is known."""
 

@@ -88,10 +88,12 @@ class ScriptedTarget:
         return self.session.run(script, **kwargs)
 
     # -- backups
-    def backup(self, progress=None) -> dict:  # the host reports no progress
+    def backup(self, progress=None, *, on_phase=None, check: str | None = None) -> dict:
+        """The host reports no progress; ``check`` overrides ``backup.check`` (a deploy
+        publishes with ``quick`` and runs the full check beside the snapshot)."""
         s = self.settings
         script = remote.backup_script(
-            self.db, self.dir, check=s.check, remote_command=s.remote_command,
+            self.db, self.dir, check=check or s.check, remote_command=s.remote_command,
             timeout=s.backup_timeout, lock_wait=s.lock_wait)
         output = self._run(script, engine_source=True, timeout=self.session.deadline(),
                            what="backup")
@@ -159,11 +161,11 @@ class ScriptedTarget:
                            ExitCode.NOT_FOUND)
         return [b.name for b in (backups[-1:] if which == "latest" else backups)]
 
-    def verify(self, which: str, on_result=None) -> list[dict]:
+    def verify(self, which: str, on_result=None, *, check: str | None = None) -> list[dict]:
         """``on_result(verdict)`` per backup: as each is checked when they are downloaded
         and checked here, after the one remote run otherwise."""
         names = self.names(which)
-        check = self.settings.check
+        check = check or self.settings.check
         output = self._run(remote.verify_script(self.dir, names, check), engine_source=True,
                            timeout=self.session.deadline(), what="verify")
         if output.strategy == "python3":

@@ -36,13 +36,22 @@ def _rank(status: str) -> int:
     return 0 if status == "created" else 2 if status in FAILED_SNAPSHOT else 1
 
 
-def take(session, *, wait: bool = True, timeout: float = 600, interval: float = 5.0) -> dict:
-    """Snapshot the production volume; with ``wait``, until it is created (or failed)."""
+def take(session, *, wait: bool = True, timeout: float = 600, interval: float = 5.0,
+         beside=None) -> dict:
+    """Snapshot the production volume; with ``wait``, until it is created (or failed).
+
+    ``beside`` is work that runs while Fly takes the snapshot (a deploy's full check):
+    ``start()`` once the snapshot is requested, ``status()`` for the waiting line,
+    ``sleep(seconds)`` between polls (it may end early), and ``failed()`` stops the wait:
+    the snapshot is left to finish and reported with its status so far.
+    """
     app, volume, report = session.app, session.volume, session.report
     before = session.fly.snapshots(app, volume.id)
     with report.step(f"schedule snapshot of {volume.id}") as step:
         session.fly.run(fly.snapshots_create(app, volume.id))
         step.label = f"snapshot of {volume.id} requested"
+    if beside is not None:
+        beside.start()
     if not wait:
         return {"volume": volume.id, "status": "scheduled", "id": None}
     with report.step(f"wait for snapshot of {volume.id}") as step:
@@ -54,19 +63,27 @@ def take(session, *, wait: bool = True, timeout: float = 600, interval: float = 
             state = (snap.id, snap.status) if snap else ("(not listed yet)", "scheduled")
             if state != shown and not (snap and snap.status == "created"):
                 shown = state  # a line when Fly's status changes, not on every poll
+                also = f"; {beside.status()}" if beside is not None else ""
                 report.waiting(f"  snapshot {state[0]}: {state[1]} after "
-                               f"{time.monotonic() - started:.0f}s (waiting up to {timeout:g}s)")
+                               f"{time.monotonic() - started:.0f}s (waiting up to {timeout:g}s)"
+                               f"{also}")
             if snap and snap.status == "created":
                 step.label = f"snapshot {snap.id} created"
-                step.detail = human_bytes(snap.size)
+                step.detail = human_bytes(snap.size) + (
+                    f"; {beside.status()}" if beside is not None else "")
                 return asdict(snap) | {"volume": volume.id}
             if snap and snap.status in FAILED_SNAPSHOT:
                 raise OpsError(f"snapshot {snap.id} of {volume.id} ended as {snap.status}; "
                                f"see `fly volumes snapshots list {volume.id}`")
+            if beside is not None and beside.failed():
+                step.label = f"snapshot {snap.id if snap else 'requested'} left to finish"
+                step.detail = "not waited for: the backup failed its check"
+                return {"id": snap.id if snap else None, "volume": volume.id, "size": None,
+                        "status": snap.status if snap else "not listed yet"}
             if time.monotonic() >= deadline:
                 state = snap.status if snap else "not listed yet"
                 raise OpsError(
                     f"snapshot of {volume.id} not created within {timeout:g}s "
                     f"(status: {state}); check `fly volumes snapshots list {volume.id}`",
                     ExitCode.TIMEOUT)
-            time.sleep(interval)
+            (beside.sleep if beside is not None else time.sleep)(interval)

@@ -77,8 +77,9 @@ class FlyTarget(ScriptedTarget):
 
     # -- snapshots
     def snapshot(self, *, wait: bool = True, timeout: float = 600,
-                 interval: float = 5.0) -> dict:
-        return snapshots.take(self.session, wait=wait, timeout=timeout, interval=interval)
+                 interval: float = 5.0, beside=None) -> dict:
+        return snapshots.take(self.session, wait=wait, timeout=timeout, interval=interval,
+                              beside=beside)
 
     def snapshots(self) -> list[fly.Snapshot]:
         """The production volume's snapshots, oldest first."""
