@@ -288,6 +288,7 @@ class FullCheck:
         self.seconds: float | None = None
         self.error: BaseException | None = None
         self.finished = threading.Event()
+        self.thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Run the check in a thread (``snapshots.take`` calls this once it has asked
@@ -303,7 +304,8 @@ class FullCheck:
                 self.seconds = round(time.monotonic() - self.started, 1)
                 self.finished.set()
 
-        threading.Thread(target=work, daemon=True).start()
+        self.thread = threading.Thread(target=work, daemon=True)
+        self.thread.start()
 
     @classmethod
     def done(cls, what: str) -> FullCheck:
@@ -316,11 +318,17 @@ class FullCheck:
         return self.finished.is_set() and self.error is not None
 
     def sleep(self, seconds: float) -> None:
-        """Wait for the next poll, or less if the check ends meanwhile."""
-        self.finished.wait(seconds)
+        """Wait for the next poll, or less if the check ends meanwhile (once it has
+        ended, a plain wait: the polls never spin)."""
+        if self.finished.is_set():
+            time.sleep(seconds)
+        else:
+            self.finished.wait(seconds)
 
     def wait(self) -> None:
-        while not self.finished.wait(0.2):  # short waits: Ctrl-C stays immediate
+        """Until the check has ended; at once if it never started (the snapshot request
+        failed first)."""
+        while self.thread is not None and not self.finished.wait(0.2):  # Ctrl-C stays quick
             pass
 
     def status(self) -> str:
