@@ -219,6 +219,7 @@ DONE = {  # what its line says once it is done, before the step's own detail
     "machine_lock": "locked on the machine",
     "backup": "backup",
     "snapshot": "snapshot",
+    "full_check": "full check",
     "deploy": "deployed",
     "health": "healthy",
 }

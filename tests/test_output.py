@@ -108,9 +108,12 @@ def test_a_deploy_prints_each_step_once_children_under_their_parent_then_a_summa
         rf"✓ preflight ok  release v12 is live  machine {MID}, volume {VOL}" + duration,
         r"✓ locked on the machine  .*/vol/\.ops-deploy\.lock" + duration,
         r"▸ backup on the machine$",
-        r"✓ backup (steps-\S+\.db) verified \(sha256 [0-9a-f]{12}\)" + duration,
+        r"✓ backup (steps-\S+\.db) published \(quick_check ok, sha256 [0-9a-f]{12}\); "
+        r"integrity_check next, beside the snapshot" + duration,
         r"▸ volume snapshot$",
-        r"✓ snapshot (vs_\w+) created" + duration,
+        r"✓ snapshot (vs_\w+) created; integrity_check ok \([\d.]+s\)" + duration,
+        r"✓ full check  integrity_check ok, SHA-256 matches \([\d.]+s, beside the snapshot\)"
+        + duration,
         r"▸ fly deploy$",
         r"✓ deployed release v13" + duration,
         r"✓ healthy  200 after \d+ poll\(s\), reports steps-\S+\.db" + duration,
@@ -135,8 +138,9 @@ def test_a_deploy_prints_each_step_once_children_under_their_parent_then_a_summa
             for line in under("▸ backup on the machine", "✓ backup ")] == [
         f"  ✓ backup {record['backup']['name']}", "  ✓ retention keep 10"]
     snap = record["snapshot"]["id"]
-    assert [re.sub(duration, "", line) for line in under("▸ volume snapshot", "✓ snapshot")] == [
-        f"  ✓ snapshot of {VOL} requested", f"  ✓ snapshot {snap} created  196.1 MB"]
+    children = [re.sub(duration, "", line) for line in under("▸ volume snapshot", "✓ snapshot")]
+    assert children[0] == f"  ✓ snapshot of {VOL} requested"  # then the wait, its lines
+    assert children[-1].startswith(f"  ✓ snapshot {snap} created  196.1 MB"), children
     assert under("▸ preflight", "✓ preflight")[0].startswith(f"  ✓ found machine {MID} (")
     flyctl = under("▸ fly deploy", "✓ deployed")  # flyctl's own output, under its step
     assert "  Visit your newly deployed app at https://step-app-4x-yhw.fly.dev/" in flyctl

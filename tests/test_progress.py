@@ -35,7 +35,7 @@ def test_cleanup_waiting_for_the_lock_says_so_too(wal_db, backup_dir, tmp_path, 
 
 
 def test_the_snapshot_wait_shows_flys_status_and_the_time_as_it_changes(tmp_path):
-    from tests.test_production import VOLUME, make_prod
+    from tests.test_production import make_prod
 
     prod = make_prod(tmp_path / "prod")
     result = prod.run("backup.volume", "--json")
@@ -46,7 +46,7 @@ def test_the_snapshot_wait_shows_flys_status_and_the_time_as_it_changes(tmp_path
     snap = result.json()["id"]
     assert any(line.startswith(f"  snapshot {snap}: ") for line in waits), waits
     wait_line = next(i for i, line in enumerate(result.stderr.splitlines())
-                     if line.startswith(f"✓ wait for snapshot of {VOLUME}"))
+                     if line.startswith(f"✓ snapshot {snap} created"))  # the wait's own line
     assert wait_line > max(result.stderr.splitlines().index(line) for line in waits)
 
 
@@ -57,4 +57,4 @@ def test_verify_all_prints_each_result(wal_db, backup_dir, tmp_path, run_invoke)
     assert result.returncode == 0, result
     lines = result.stderr.splitlines()
     assert [line for line in lines if line.startswith("  steps-")] == [
-        f"  {name}  integrity_check  ok" for name in names]
+        f"  {name}  checksum ok  integrity_check ok" for name in names]
