@@ -540,7 +540,10 @@ class Deployment:
             return "skipped: no usable machine"
         self.holder = (f"{audit.who()} {self.record['kind']} since "
                        f"{self.record['when'][:19]}Z (run {os.urandom(4).hex()})")
-        waited = self.target.lock_deploy(self.settings.deploy_lock_wait, self.holder)
+        wait = self.settings.deploy_lock_wait
+        waited = self.target.lock_deploy(wait, self.holder, on_wait=lambda who: self.ui.waiting(
+            f"  waiting up to {wait:g}s for the deploy lock on the machine "
+            f"({self.target.deploy_lock_path}), held by {who}"))
         held.callback(self._release_machine)
         if waited:  # another deploy finished meanwhile: what is live now?
             self._note_previous(self.target.releases())

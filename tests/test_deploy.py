@@ -746,6 +746,23 @@ def test_lock_wait_waits_for_the_other_deploy_then_deploys(site, tmp_path):
     assert record["outcome"] == "ok" and site.audit() == [record]
 
 
+def test_waiting_for_the_machines_lock_says_whose_it_is_first(site):
+    """The machine's answer only comes when a call ends: a first try that does not wait
+    names the holder, then the wait starts (issue 9 #5)."""
+    site.machine_lock.mkdir()
+    other = "bob@ci deploy since 2026-11-29T10:00:00Z (run 0badc0de)"
+    (site.machine_lock / "holder").write_text(other + "\n")
+    run = site.start("deploy", "--json", "--lock-wait", "20")
+    run.wait_for_stderr("waiting up to 20s for the deploy lock on the machine")
+    shutil.rmtree(site.machine_lock)  # the other deploy ends
+    result = run.finish()
+
+    assert result.returncode == 0, result
+    assert f"held by {other}" in result.stderr
+    assert site.labels(locks=True).count("ssh lock") == 2  # the try, then the wait
+    assert not site.machine_lock.exists()  # released at the end
+
+
 def test_after_waiting_for_the_lock_the_deploy_sees_the_release_the_other_one_made(site, tmp_path):
     with helpers.file_lock_held(site.lock_file, tmp_path / "holder") as (_pid, release):
         run = site.start(

@@ -15,12 +15,23 @@ def lock_path(db: str) -> str:
     return f"{posixpath.dirname(db)}/{remote.DEPLOY_LOCK}"
 
 
-def lock(session, path: str, wait: float, holder: str) -> bool:
+def lock(session, path: str, wait: float, holder: str, on_wait=None) -> bool:
     """Take the machine's deploy lock; True if we had to wait for someone else's.
 
-    When the answer is lost (no status line, a deadline, a dropped tunnel) the lock
-    may or may not be ours: it is removed if it is, and the step fails.
+    With ``wait`` and ``on_wait``, a first try does not wait, so ``on_wait(holder)`` can
+    say whose lock it is before the wait starts (the machine's answer only comes at the
+    end of a call). When the answer is lost (no status line, a deadline, a dropped
+    tunnel) the lock may or may not be ours: it is removed if it is, and the step fails.
     """
+    if wait and on_wait is not None:
+        try:
+            return lock(session, path, 0, holder)
+        except OpsError as exc:
+            if exc.code != ExitCode.LOCKED or not hasattr(exc, "holder"):
+                raise
+            on_wait(exc.holder)
+        lock(session, path, wait, holder)
+        return True
     try:
         output = session.run(remote.deploy_lock_script(path, holder, wait),
                              timeout=session.settings.fly_timeout + wait, what="deploy lock",
@@ -33,10 +44,12 @@ def lock(session, path: str, wait: float, holder: str) -> bool:
     entries = {entry[0]: " ".join(entry[1:]) for entry in output.entries if entry}
     if output.status == 4:
         hint = "" if wait else " (use --lock-wait SECONDS to wait for it)"
-        raise OpsError(f"another deploy of {session.app} holds the lock on the machine "
-                       f"({path}): {entries.get('held') or 'unknown'}"
-                       f"{hint}; if none is running: invoke deploy.unlock --yes",
-                       ExitCode.LOCKED)
+        held = entries.get("held") or "unknown"
+        error = OpsError(f"another deploy of {session.app} holds the lock on the machine "
+                         f"({path}): {held}{hint}; if none is running: "
+                         "invoke deploy.unlock --yes", ExitCode.LOCKED)
+        error.holder = held
+        raise error
     if output.status != 0 or "acquired" not in entries:
         _forget(session, path, holder)  # best effort: the step fails either way
         raise OpsError(f"could not take the deploy lock {path} (exit {output.status})")

@@ -90,8 +90,9 @@ class FlyTarget(ScriptedTarget):
     def deploy_lock_path(self) -> str:
         return lock.lock_path(self.db)
 
-    def lock_deploy(self, wait: float, holder: str) -> bool:
-        return lock.lock(self.session, self.deploy_lock_path, wait, holder)
+    def lock_deploy(self, wait: float, holder: str, on_wait=None) -> bool:
+        """``on_wait(holder)`` hears whose lock it is before a wait starts."""
+        return lock.lock(self.session, self.deploy_lock_path, wait, holder, on_wait)
 
     def unlock_deploy(self, *, remove: bool = True, holder: str | None = None) -> str | None:
         return lock.unlock(self.session, self.deploy_lock_path, remove=remove, holder=holder)
