@@ -94,15 +94,24 @@ def invoke_command() -> str:
     return shlex.quote(sys.executable) + " -m invoke"
 
 
-def confirm_on_terminal(question: str, refused: str) -> None:
-    """On a terminal, ask and go on only after `yes`; without one, the flag is the answer."""
-    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+def confirm(question: str, *, yes: bool = False, without_terminal: str | None = None,
+            refused: str = "not confirmed: nothing was changed") -> None:
+    """The one confirmation every task asks: on a terminal, go on only after `yes`.
+
+    ``yes`` (``--yes``) skips the question. Without a terminal nothing can be asked:
+    ``without_terminal`` is the refusal (exit 2, saying to pass ``--yes``), or None when
+    the flag that got us here is itself the confirmation (``--skip-backup``)."""
+    if yes:
         return
+    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+        if without_terminal is None:
+            return
+        raise OpsError(without_terminal, ExitCode.USAGE)
     sys.stderr.write(f"{question} Type yes to go on: ")
     sys.stderr.flush()
     try:
         answer = sys.stdin.readline()
     except KeyboardInterrupt:
         answer = ""
-    if answer.strip().lower() != "yes":
+    if answer.strip().lower() not in ("y", "yes"):
         raise OpsError(refused, ExitCode.ERROR)

@@ -17,12 +17,9 @@ import datetime as dt
 import json
 import re
 import shlex
-import sys
 from dataclasses import asdict, dataclass, field
 
-from rich.markup import escape
-
-from ops import audit, fly, health, remote
+from ops import audit, cli, fly, health, remote
 from ops.errors import ExitCode, OpsError
 
 MAINTENANCE_CMD = ("sleep", "2147483647")  # GNU and busybox sleep both take it (68 years)
@@ -33,17 +30,8 @@ AUTOSTOP_WORDS = ("off", "stop", "suspend")
 
 def confirm(ui, question: str, *, yes: bool) -> None:
     """Ask on a terminal; without one, only ``--yes`` goes on (exit 2 otherwise)."""
-    if yes:
-        return
-    if not (sys.stdin.isatty() and ui.err.is_terminal):
-        raise OpsError("not on a terminal: run again with --yes to go ahead", ExitCode.USAGE)
-    ui.err.print(escape(f"{question} [y/N] "), end="")
-    try:
-        answer = input().strip().lower()
-    except EOFError:
-        answer = ""
-    if answer not in ("y", "yes"):
-        raise OpsError("aborted: nothing was changed", ExitCode.ERROR)
+    cli.confirm(question, yes=yes, refused="aborted: nothing was changed",
+                without_terminal="not on a terminal: run again with --yes to go ahead")
 
 
 # ------------------------------------------------------------------ the machine, as data

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 import shlex
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ops import audit, emergency, engine, fly, health
+from ops import audit, cli, emergency, engine, fly, health
 from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
 from ops.targets.local import LocalTarget
@@ -133,14 +132,10 @@ def confirm(ui: UI, lines: list[str], *, yes: bool) -> None:
     """Ask on a terminal; without one, only ``--yes`` goes on (exit 2 otherwise)."""
     for line in lines:
         ui.info(line)
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        raise OpsError("restore replaces the live database: pass --yes to go on without a "
-                       "terminal (nothing was changed)", ExitCode.USAGE)
-    answer = input("Replace the live database with this backup? Type yes: ")
-    if answer.strip().lower() not in ("y", "yes"):
-        raise OpsError("restore not confirmed; nothing was changed", ExitCode.ERROR)
+    cli.confirm("Replace the live database with this backup?", yes=yes,
+                refused="restore not confirmed; nothing was changed",
+                without_terminal="restore replaces the live database: pass --yes to go on "
+                                 "without a terminal (nothing was changed)")
 
 
 @dataclass

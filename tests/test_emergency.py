@@ -364,7 +364,7 @@ def on_terminal(site, args: list[str], answer: str) -> helpers.InvokeResult:
             if not chunk:
                 break
             seen += chunk
-        if not answered and b"[y/N]" in seen:
+        if not answered and b"Type yes" in seen:
             os.write(master, answer.encode() + b"\n")
             answered = True
         if proc.poll() is not None and not ready:

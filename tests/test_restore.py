@@ -324,7 +324,7 @@ def run_on_a_terminal(args: list[str], cwd: Path, answer: str) -> tuple[int, str
     os.close(follower)
     seen = b""
     try:
-        while b"Type yes:" not in seen:
+        while b"Type yes" not in seen:
             chunk = os.read(leader, 4096)
             assert chunk, seen
             seen += chunk

@@ -8,7 +8,7 @@ import sys
 
 from ops import config
 from ops import deploy as deploys
-from ops.cli import confirm_on_terminal, guarded, task
+from ops.cli import confirm, guarded, task
 from ops.errors import ExitCode, OpsError
 from ops.targets.fly import FlyTarget
 from ops.ui import UI
@@ -83,8 +83,8 @@ def deploy(c, skip_backup=False, dry_run=False, image=None, remote_only=False, l
     """Backup (verified) → snapshot → fly deploy → health gate; arguments after -- go to fly."""
     deploys.check_flags(strategy, wait_timeout, passthrough())
     if skip_backup and not dry_run:
-        confirm_on_terminal("--skip-backup deploys WITHOUT a backup and a volume snapshot.",
-                            "--skip-backup was not confirmed; nothing was deployed")
+        confirm("--skip-backup deploys WITHOUT a backup and a volume snapshot.",
+                refused="--skip-backup was not confirmed; nothing was deployed")
     in_ci = os.environ.get("CI", "").strip().lower() in ("1", "true", "t", "ok", "yes")
 
     def options_for(settings):
