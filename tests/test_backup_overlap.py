@@ -20,7 +20,7 @@ from tests import helpers
 from tests.test_deploy import VOL, label, site  # noqa: F401 - ``site`` is a fixture
 
 
-def raw_labels(site) -> list[str]:  # noqa: F811
+def raw_labels(site) -> list[str]:
     """flyctl calls in the order the double saw them (no reordering of the concurrent one)."""
     return [label(argv) for argv in site.world.calls()]
 
@@ -54,7 +54,7 @@ def break_an_index(db: Path) -> None:
     conn.close()
 
 
-def test_the_full_check_runs_while_the_snapshot_is_taken_and_both_pass(site):  # noqa: F811
+def test_the_full_check_runs_while_the_snapshot_is_taken_and_both_pass(site):
     site.world.snapshot_behavior("progress", lists_before_created=20)
 
     result = site.run("deploy", "--json", timeout=60)
@@ -80,7 +80,7 @@ def test_the_full_check_runs_while_the_snapshot_is_taken_and_both_pass(site):  #
     assert "integrity_check ok, SHA-256 matches" in result.stderr  # people see it too
 
 
-def test_a_failed_full_check_aborts_with_11_and_leaves_the_snapshot(site):  # noqa: F811
+def test_a_failed_full_check_aborts_with_11_and_leaves_the_snapshot(site):
     break_an_index(site.db)
     # a snapshot that would take ~forever: the failed check must end the wait, not Fly
     site.world.snapshot_behavior("progress", lists_before_created=100000)

@@ -64,7 +64,7 @@ def run(world: FlyWorld, *args: str, cwd: Path, token: str | None = DEFAULT_TOKE
 
 
 @pytest.fixture
-def app_dir(tmp_path: Path, fly_world: FlyWorld) -> Path:  # noqa: F811
+def app_dir(tmp_path: Path, fly_world: FlyWorld) -> Path:
     """A cwd with fly.toml (app step-app-4x-yhw, [mounts] data -> /data)."""
     d = tmp_path / "app"
     d.mkdir()
@@ -73,7 +73,7 @@ def app_dir(tmp_path: Path, fly_world: FlyWorld) -> Path:  # noqa: F811
 
 
 @pytest.fixture
-def world(fly_world: FlyWorld) -> FlyWorld:  # noqa: F811
+def world(fly_world: FlyWorld) -> FlyWorld:
     return fly_world
 
 

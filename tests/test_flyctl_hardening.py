@@ -24,25 +24,19 @@ from ops import remote
 from ops.errors import ExitCode
 from tests import helpers
 from tests.helpers import assert_one_line_error, run_parallel
-from tests.test_deploy import MID, VOL, error_line, label, make_site
+from tests.test_deploy import (
+    MID,
+    VOL,
+    error_line,
+    label,
+    make_site,
+    sites,  # noqa: F401  (the fixture)
+)
 from tests.test_production import assert_error, make_prod
 
 REPO = Path(__file__).resolve().parent.parent
 NEW_MID = "9080e6f4a3d2b1"
 FAST = {"INVOKE_FLY_TIMEOUT": "3", "INVOKE_FLY_MIN_RATE": "1e12"}  # deadlines of ~3 s
-
-
-@pytest.fixture
-def sites(tmp_path):
-    made = []
-
-    def make(name: str):
-        made.append(make_site(tmp_path / name))
-        return made[-1]
-
-    yield make
-    for site in made:
-        site.health.close()
 
 
 def alive(pid: int) -> bool:

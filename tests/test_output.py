@@ -34,6 +34,7 @@ from tests.test_deploy import (
     VOL,
     error_line,
     make_site,
+    sites,  # noqa: F401  (the fixture)
 )
 
 WHOLE_NAME = re.compile(r"steps-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.db")  # never cut
@@ -45,19 +46,6 @@ def site(tmp_path, fly_world):
     made = make_site(tmp_path, fly_world)
     yield made
     made.health.close()
-
-
-@pytest.fixture
-def sites(tmp_path):
-    made = []
-
-    def make(name: str):
-        made.append(make_site(tmp_path / name))
-        return made[-1]
-
-    yield make
-    for one in made:
-        one.health.close()
 
 
 def on_terminal(cwd, args: list[str], env: dict, columns: int = 80) -> tuple[int, list[str]]:

@@ -19,24 +19,14 @@ from ops import engine
 from ops.errors import ExitCode
 from tests import helpers
 from tests.helpers import assert_one_line_error
-from tests.test_drill import changed_after_backup, label
-from tests.test_production import HealthServer, make_prod
+from tests.test_drill import (
+    changed_after_backup,
+    label,
+    prod,  # noqa: F401  (the fixture: production whose /health answers)
+)
 from tests.test_remote_safety import near_names
 
 STRATEGIES = ["python3", "sqlite3"]
-
-
-@pytest.fixture
-def prod(fly_world, tmp_path):
-    """Production with an app whose /health answers (as ``tests/test_drill.py``'s)."""
-    made = make_prod(tmp_path, fly_world)
-    with HealthServer() as server:
-        server.body = {"status": "ok", "backup": {"hasBackups": True, "count": 1, "latest": {
-            "name": "steps-2026-01-01T00-00-00.db", "created": "2026-01-01T00:00:00Z",
-            "age": 1000}}}
-        made.env.update({"INVOKE_HEALTH_URL": server.url, "INVOKE_HEALTH_TIMEOUT": "5",
-                         "INVOKE_DEPLOY_AUDIT_LOG": str(tmp_path / "audit.jsonl")})
-        yield made
 
 
 def use(prod, strategy: str) -> None:
