@@ -8,7 +8,8 @@ Run on demand (not a test); every ratio compares runs made in this one run:
 
 For each size, an index-free database and an indexed one (``ops.sample``):
 - `invoke backup` (the real CLI, a subprocess) against `sqlite3 .backup` +
-  `PRAGMA integrity_check`, and against that + `sha256sum` (medians of --repeat);
+  `PRAGMA integrity_check`, and against that + `sha256sum` (medians of --repeat), with
+  the default settings and with ``backup.content_hash: false`` (row counts only);
 - the peak RSS of `invoke backup` (the child's own ``ru_maxrss`` via ``wait4``);
 - `invoke backup` while a writer commits every 2 ms and every 50 ms: completion time
   against idle, the writer's commit p50/p99/max, and how far the -wal grew.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sqlite3
 import statistics
@@ -56,8 +58,17 @@ def run_timed(argv: list[str], env: dict | None = None, cwd: Path | None = None)
         return seconds, int(rss.read().split()[-1]) / 1024
 
 
+def index_free_sql(sql: str) -> str:
+    """The same table with no index behind it: no UNIQUE, no PRIMARY KEY but the rowid's."""
+    sql = re.sub(r",\s*(UNIQUE|PRIMARY KEY)\s*\([^)]*\)", "", sql)
+    sql = re.sub(r"\bTEXT PRIMARY KEY\b", "TEXT", sql)
+    return re.sub(r"\s+UNIQUE\b", "", sql)
+
+
 def build(work: Path, mb: float) -> dict[str, Path]:
-    """The indexed sample and an index-free copy of it (same rows, indexes dropped)."""
+    """The indexed sample (``ops.sample``), and an index-free database of the same size:
+    its rows, with every index and constraint that needs one dropped, and its steps
+    repeated (new ids) until the file is as large."""
     indexed = work / f"indexed-{mb:g}.db"
     if not indexed.exists():
         sample.build_sample_database(indexed, target_mb=mb)
@@ -67,20 +78,30 @@ def build(work: Path, mb: float) -> dict[str, Path]:
         conn.execute(f"ATTACH '{plain}' AS plain")
         conn.execute("PRAGMA plain.page_size=4096")
         conn.execute("PRAGMA plain.journal_mode=WAL")
-        for (sql,) in conn.execute("SELECT sql FROM main.sqlite_master WHERE type = 'table' "
-                                   "AND name NOT LIKE 'sqlite_%'").fetchall():
-            conn.execute(sql.replace("CREATE TABLE ", "CREATE TABLE plain.", 1))
-        for (name,) in conn.execute("SELECT name FROM main.sqlite_master WHERE type = "
-                                    "'table' AND name NOT LIKE 'sqlite_%'").fetchall():
+        tables = conn.execute("SELECT name, sql FROM main.sqlite_master WHERE type = 'table' "
+                              "AND name NOT LIKE 'sqlite_%'").fetchall()
+        for name, sql in tables:
+            conn.execute(index_free_sql(sql).replace("CREATE TABLE ", "CREATE TABLE plain.", 1))
             conn.execute(f'INSERT INTO plain."{name}" SELECT * FROM main."{name}"')
         conn.commit()
+        top, target = conn.execute("SELECT max(id) FROM main.steps").fetchone()[0], mb * 1e6
+        copies = 1
+        while conn.execute("PRAGMA plain.page_count").fetchone()[0] * 4096 < target:
+            conn.execute("INSERT INTO plain.steps SELECT id + ?, user_id, challenge_id, date, "
+                         "count, source, updated_at, note FROM main.steps", (copies * top,))
+            conn.commit()
+            copies += 1
+        if conn.execute("SELECT count(*) FROM plain.sqlite_master WHERE type = 'index'"
+                        ).fetchone()[0]:
+            raise SystemExit("the index-free database has an index")
         conn.close()
     return {"index-free": plain, "indexed": indexed}
 
 
-def invoke_backup(db: Path, out: Path) -> tuple[float, float]:
+def invoke_backup(db: Path, out: Path, content_hash: bool = True) -> tuple[float, float]:
     shutil.rmtree(out, ignore_errors=True)
-    env = {**os.environ, "INVOKE_BACKUP_DIR": str(out), "INVOKE_BACKUP_KEEP": "100"}
+    env = {**os.environ, "INVOKE_BACKUP_DIR": str(out), "INVOKE_BACKUP_KEEP": "100",
+           "INVOKE_BACKUP_CONTENT_HASH": str(content_hash).lower()}
     return run_timed([PYTHON, "-m", "invoke", "--search-root", str(ROOT), "backup", "--db",
                       str(db)], env=env, cwd=ROOT)
 
@@ -192,11 +213,15 @@ def main() -> int:
             for kind, db in build(work, mb).items():
                 out = work / "out"
                 ours, rss = median(lambda db=db, out=out: invoke_backup(db, out), args.repeat)
+                counts_only, rss_off = median(
+                    lambda db=db, out=out: invoke_backup(db, out, content_hash=False),
+                    args.repeat)
                 hand = median(lambda db=db, out=out: by_hand(db, out, False), args.repeat)[0]
                 hand_sha = median(lambda db=db, out=out: by_hand(db, out, True),
                                   args.repeat)[0]
                 entry = {"mb": db.stat().st_size / 1e6, "invoke_backup_s": ours,
-                         "by_hand_s": hand, "by_hand_sha_s": hand_sha, "peak_rss_mib": rss}
+                         "counts_only_s": counts_only, "by_hand_s": hand,
+                         "by_hand_sha_s": hand_sha, "peak_rss_mib": max(rss, rss_off)}
                 if not args.skip_writer:
                     for interval in (0.002, 0.05):
                         entry[f"writer_{interval * 1000:g}ms"] = under_writer(db, work,
@@ -207,6 +232,8 @@ def main() -> int:
                       f"by hand {hand:6.2f} s ({ours / hand:.2f}x)  +sha256sum "
                       f"{hand_sha:6.2f} s ({ours / hand_sha:.2f}x)  peak RSS {rss:.0f} MiB",
                       flush=True)
+                print(f"  {'':10s} {'':7s}     content_hash false {counts_only:6.2f} s "
+                      f"({counts_only / hand:.2f}x, {counts_only / hand_sha:.2f}x)", flush=True)
                 for key in ("writer_2ms", "writer_50ms"):
                     if key in entry:
                         w = entry[key]
@@ -215,11 +242,13 @@ def main() -> int:
                               f"{w['max_ms']} ms, WAL +{w['wal_growth_mb']:.1f} MB, RSS "
                               f"{w['rss_mib']:.0f} MiB", flush=True)
         print("\n| database | invoke backup | vs .backup + integrity_check | vs + sha256sum "
-              "| peak RSS |\n|---|---|---|---|---|")
+              "| content_hash false | vs + sha256sum | peak RSS |\n"
+              "|---|---|---|---|---|---|---|")
         for label, e in rows:
-            ours = e["invoke_backup_s"]
+            ours, off = e["invoke_backup_s"], e["counts_only_s"]
             print(f"| {label} | {ours:.2f} s | {ours / e['by_hand_s']:.2f}x "
-                  f"| {ours / e['by_hand_sha_s']:.2f}x | {e['peak_rss_mib']:.0f} MiB |")
+                  f"| {ours / e['by_hand_sha_s']:.2f}x | {off:.2f} s "
+                  f"| {off / e['by_hand_sha_s']:.2f}x | {e['peak_rss_mib']:.0f} MiB |")
         if not args.skip_deploy:
             db = build(work, args.sizes[-1])["indexed"]
             d = deploy_overlap(work, db, args.snapshot_seconds)

@@ -49,6 +49,7 @@ DEFAULTS = {
         "timeout": "0",  # seconds a backup may take; 0 = no limit
         "snapshot_timeout": "600",  # seconds to wait for a volume snapshot
         "mmap_size": "0",  # bytes this computer's checks may map (0 = none; never the machine)
+        "content_hash": "true",  # record a content hash for drills (false: row counts only)
     },
     "health": {"url": "", "timeout": "300", "interval": "5"},
     "deploy": {"audit_log": "data/deploys.jsonl", "lock_wait": "0"},
@@ -98,6 +99,7 @@ class Settings:
     ssh_connect_timeout: float = 15.0
     ssh_timeout: float = 600.0
     mmap_size: int = 0
+    content_hash: bool = True
     _fly_toml: list = field(default_factory=list, repr=False, compare=False)
 
     def fly_toml(self) -> FlyToml:
@@ -303,6 +305,19 @@ def _string(value, key: str, *, optional: bool = False) -> str:
     return value
 
 
+BOOLEANS = {"true": True, "yes": True, "on": True, "1": True,
+            "false": False, "no": False, "off": False, "0": False}
+
+
+def _boolean(value, key: str) -> bool:
+    """true/false from YAML, or as an environment variable spells it (INVOKE_...=false)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in BOOLEANS:
+        return BOOLEANS[value.strip().lower()]
+    raise OpsError(f"config {key} must be true or false, got {_shown(value)}", ExitCode.USAGE)
+
+
 MAX_KEEP = 1000
 # load()'s flag keywords whose command-line spelling differs
 FLAG_NAMES = {"snapshot_timeout": "--timeout", "deploy_lock_wait": "--lock-wait"}
@@ -374,6 +389,7 @@ def load(config, **flags) -> Settings:
         deploy_lock_wait=number("deploy_lock_wait", "deploy", "lock_wait"),
         root=root,
         mmap_size=int(number(None, "backup", "mmap_size", maximum=float(1 << 40))),
+        content_hash=_boolean(backup["content_hash"], "backup.content_hash"),
         fly_timeout=number(None, "fly", "timeout", minimum=0.1),
         fly_min_rate=number(None, "fly", "min_rate", minimum=1, maximum=float(1 << 40)),
         fly_deploy_timeout=number(None, "fly", "deploy_timeout", minimum=1),

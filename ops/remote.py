@@ -145,12 +145,14 @@ cd {d} && rm -f -- {shlex.join(files)}"""
 
 
 def backup_script(db: str, directory: str, *, check: str, remote_command: str = "",
-                  timeout: float = 0, lock_wait: float = 0) -> str:
+                  timeout: float = 0, lock_wait: float = 0, content_hash: bool = True) -> str:
     """Back up on the machine with the best tool it has (python3, sqlite3, the app's own)."""
     engine_args = ["backup", "--db", db, "--dir", directory, "--check", check,
                    "--lock-wait", f"{lock_wait:g}"]
     if timeout:
         engine_args += ["--timeout", f"{timeout:g}"]
+    if not content_hash:
+        engine_args.append("--no-content-hash")
     if remote_command:
         other = f"echo {STRATEGY_MARK}=remote_command\n" + _app_command(directory, remote_command)
     else:

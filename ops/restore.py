@@ -403,8 +403,11 @@ def drill_summary(result: dict) -> str:
     if not result["recorded"]:
         return f"{head}; restorable, nothing recorded to compare (made before row counts " \
                "and content hashes were recorded)"
-    return (f"{head}; {result['check']}_check ok; {len(result['tables'])} tables match their "
-            f"recorded row counts and content hash {result['content_sha256'][:12]}")
+    matched = f"{head}; {result['check']}_check ok; {len(result['tables'])} tables match their"
+    if not result.get("recorded_content", True):
+        return (f"{matched} recorded row counts (no content hash was recorded: "
+                "backup.content_hash was off)")
+    return f"{matched} recorded row counts and content hash {result['content_sha256'][:12]}"
 
 
 # ---------------------------------------------------------------- small helpers

@@ -297,7 +297,7 @@ def _first_line(exc: BaseException) -> str:
 # -- the phases of one local backup (issue 9 #3): copy, then fsync, check, sha256, content
 
 
-PHASE_LABELS = {"content": "row counts + content hash"}
+PHASE_LABELS = {"content": "row counts + content hash", "counts": "row counts"}
 
 
 class BackupPhases:

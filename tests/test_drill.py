@@ -41,7 +41,7 @@ def test_invoke_backup_records_row_counts_and_the_content_hash(wal_db, backup_di
     assert result.returncode == 0, result
     made = result.json()["backup"]
     manifest = json.loads((backup_dir / f"{made['name']}.json").read_text())
-    tables, digest = engine.describe_file(backup_dir / made["name"])
+    tables, digest, _ = engine.describe_file(backup_dir / made["name"])
     assert manifest["tables"] == tables == {"steps": 3000, "teams": 20, "users": 200}
     assert manifest["content_sha256"] == digest == engine.describe_file(wal_db, live=True)[1]
 
@@ -298,7 +298,8 @@ def test_a_downloaded_record_is_compared_and_cannot_speak_the_protocol(prod):
 # ---------------------------------------------------------------- the content hash itself
 
 
-def test_the_content_hash_ignores_layout_and_sees_types_order_and_schema(tmp_path):
+@pytest.mark.parametrize("fmt", engine.CONTENT_FORMATS)
+def test_the_content_hash_ignores_layout_and_sees_types_order_and_schema(tmp_path, fmt):
     def make(name: str, page_size: int, rows: list, extra: str = "") -> Path:
         path = tmp_path / name
         conn = sqlite3.connect(path)
@@ -313,10 +314,13 @@ def test_the_content_hash_ignores_layout_and_sees_types_order_and_schema(tmp_pat
         conn.close()
         return path
 
+    def describe(path: Path) -> tuple:
+        return engine.describe_file(path, fmt=fmt)
+
     rows = [(1, 1), (2, "1"), (3, b"1"), (4, 1.0), (5, None)]
-    base = engine.describe_file(make("a.db", 4096, rows))
+    base = describe(make("a.db", 4096, rows))
     assert base[0] == {"k": 2, "t": 5}
-    assert engine.describe_file(make("b.db", 8192, list(reversed(rows))))[1] == base[1]
+    assert describe(make("b.db", 8192, list(reversed(rows))))[1] == base[1]
     vacuumed = make("c.db", 4096, rows)
     conn = sqlite3.connect(vacuumed)
     conn.execute("DELETE FROM t WHERE id = 5")
@@ -324,11 +328,106 @@ def test_the_content_hash_ignores_layout_and_sees_types_order_and_schema(tmp_pat
     conn.commit()
     conn.execute("VACUUM")
     conn.close()
-    assert engine.describe_file(vacuumed)[1] == base[1]
+    assert describe(vacuumed)[1] == base[1]
     swapped = [(1, "1"), (2, 1), *rows[2:]]  # the same values, another type per row
-    assert engine.describe_file(make("d.db", 4096, swapped))[1] != base[1]
-    assert engine.describe_file(make("e.db", 4096, rows, "CREATE INDEX i ON t (v)"))[1] \
+    assert describe(make("d.db", 4096, swapped))[1] != base[1]
+    assert describe(make("e.db", 4096, rows, "CREATE INDEX i ON t (v)"))[1] \
         != base[1]
+
+
+def test_json_content_hash_keeps_every_stored_value_apart(tmp_path):
+    """One row per database, one value different each time: every hash differs, whatever
+    the column's affinity (a BLOB in a TEXT column included) and however close two
+    doubles are; plain and tagged rows never look alike."""
+    variants = [
+        ("e", 1), ("e", "1"), ("e", 1.0), ("e", b"1"), ("e", None), ("e", "null"),
+        ("e", 0.1), ("e", 0.1 + 2 ** -56), ("e", 10 ** 18), ("e", 10 ** 18 + 1),
+        ("n", 1), ("n", 1.5), ("n", "1.5x"), ("n", b"\x00"),
+        ("b", "x"), ("b", b"x"), ("b", "tx"), ("b", 'b"78"'), ("b", "é"),
+        ("b", "line\nbreak"), ("b", "quote\"d"),
+    ]
+    hashes = []
+    for i, (column, value) in enumerate(variants):
+        path = tmp_path / f"v{i}.db"
+        conn = sqlite3.connect(path)
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER, b TEXT, e)")
+        conn.execute(f"INSERT INTO t (id, {column}) VALUES (1, ?)", (value,))
+        conn.commit()
+        conn.close()
+        hashes.append(engine.describe_file(path)[1])
+    assert len(set(hashes)) == len(variants)
+
+    def pair(path: Path, values: tuple) -> str:
+        conn = sqlite3.connect(path)
+        conn.execute("CREATE TABLE t (a TEXT, b TEXT)")
+        conn.execute("INSERT INTO t VALUES (?, ?)", values)
+        conn.commit()
+        conn.close()
+        return engine.describe_file(path)[1]
+
+    # tagged text "t" + "foo", blob "b" + "0A": the same characters as plain "tfoo", "b0A"
+    assert pair(tmp_path / "p1.db", ("tfoo", "b0A")) != pair(tmp_path / "p2.db", ("foo", b"\n"))
+
+
+def test_json_content_hash_of_a_table_wider_than_json_array_takes(tmp_path):
+    hashes = []
+    for last in (1, 2):
+        path = tmp_path / f"wide{last}.db"
+        conn = sqlite3.connect(path)
+        conn.execute("CREATE TABLE w (" + ", ".join(f"c{i} INTEGER" for i in range(250)) + ")")
+        conn.execute(f"INSERT INTO w VALUES ({', '.join(['1'] * 249)}, {last})")
+        conn.commit()
+        conn.close()
+        tables, digest, fmt = engine.describe_file(path)
+        assert (tables, fmt) == ({"w": 1}, engine.CONTENT_FORMAT)
+        hashes.append(digest)
+    assert hashes[0] != hashes[1]
+
+
+def test_drill_compares_a_record_from_before_content_format_in_its_own_format(
+        wal_db, backup_dir, run_invoke):
+    """The first drills recorded quote-1 hashes and no format: they are still compared."""
+    made = engine.create_backup(wal_db, backup_dir)
+    path, record = backup_dir / made.name, backup_dir / f"{made.name}.json"
+    old = json.loads(record.read_text())
+    del old["content_format"]
+    old["content_sha256"] = engine.describe_file(path, fmt=engine.LEGACY_FORMAT)[1]
+    assert old["content_sha256"] != made.content_sha256
+    record.write_text(json.dumps(old))
+    result = run_invoke("backup.drill", "--json")
+    assert result.returncode == 0, result
+    assert result.json()["content_format"] == engine.LEGACY_FORMAT
+    old["content_sha256"] = made.content_sha256  # a json-1 hash read as quote-1 differs
+    record.write_text(json.dumps(old))
+    result = run_invoke("backup.drill", "--json")
+    assert_one_line_error(result, 5, contains="content hash", strict=False)
+
+
+def test_backup_content_hash_off_records_row_counts_and_the_drill_says_so(
+        wal_db, backup_dir, run_invoke):
+    result = run_invoke("backup", "--json", env={"INVOKE_BACKUP_CONTENT_HASH": "false"})
+    assert result.returncode == 0, result
+    made = result.json()["backup"]
+    manifest = json.loads((backup_dir / f"{made['name']}.json").read_text())
+    assert manifest["tables"] == {"steps": 3000, "teams": 20, "users": 200}
+    assert manifest["content_sha256"] is None and manifest["content_format"] is None
+    drilled = run_invoke("backup.drill", "--json")
+    assert drilled.returncode == 0, drilled
+    assert "no content hash was recorded" in drilled.stderr
+    conn = sqlite3.connect(backup_dir / made["name"])  # a lost row is still seen
+    conn.execute("DELETE FROM teams WHERE id = 3")
+    conn.commit()
+    conn.close()
+    drilled = run_invoke("backup.drill", "--json")
+    assert drilled.returncode == 5 and "table teams: recorded 20 rows, restored 19" in \
+        drilled.json()["differences"]
+
+
+@pytest.mark.parametrize("value", ["maybe", "", "nan", "2"])
+def test_backup_content_hash_must_be_true_or_false(wal_db, backup_dir, run_invoke, value):
+    result = run_invoke("backup", env={"INVOKE_BACKUP_CONTENT_HASH": value})
+    assert_one_line_error(result, 2, contains="backup.content_hash must be true or false")
+    assert not backup_dir.exists() or not list(backup_dir.glob("steps-*"))
 
 
 @pytest.mark.parametrize("manifest", [
@@ -338,6 +437,8 @@ def test_the_content_hash_ignores_layout_and_sees_types_order_and_schema(tmp_pat
     '{"tables": {"users": true}, "content_sha256": "' + "a" * 64 + '"}',
     '{"tables": {"users": 200}, "content_sha256": "nan"}',
     '{"tables": {"users": 200}}',
+    '{"tables": {"users": 200}, "content_sha256": "' + "a" * 64 + '", "content_format": "json-9"}',
+    '{"tables": {"users": 200}, "content_sha256": null, "content_format": "json-1"}',
 ])
 def test_drill_treats_a_malformed_record_as_a_failure(wal_db, backup_dir, run_invoke, manifest):
     made = engine.create_backup(wal_db, backup_dir)

@@ -86,6 +86,20 @@ def test_backup_script_makes_a_verified_backup(tmp_path, live, strategy):
     assert listed.entries[0][2] == data["sha256"] and listed.entries[0][3] == "1"
 
 
+@pytest.mark.parametrize("content_hash", [True, False])
+def test_the_machine_records_the_content_hash_as_configured(tmp_path, live, content_hash):
+    path = machine_path(tmp_path, python=True, sqlite=False)
+    backups = tmp_path / "data" / "backups"
+    out = run_remote(remote.backup_script(str(live), str(backups), check="integrity",
+                                          content_hash=content_hash), path, engine_source=True)
+    data = out.data("backup")
+    manifest = json.loads((backups / f"{data['name']}.json").read_text())
+    assert manifest["tables"] == {"steps": 5000}
+    expected = engine.describe_file(backups / data["name"])
+    assert manifest["content_sha256"] == (expected[1] if content_hash else None)
+    assert manifest["content_format"] == (engine.CONTENT_FORMAT if content_hash else None)
+
+
 def test_sqlite_strategy_reports_a_missing_database(tmp_path):
     if not shutil.which("sqlite3"):
         pytest.skip("sqlite3 CLI not installed")

@@ -80,6 +80,7 @@ class LocalTarget:
             on_pages=on_pages,
             on_phase=on_phase,
             mmap_size=self.settings.mmap_size,
+            content_hash=self.settings.content_hash,
         )
         return asdict(result)
 

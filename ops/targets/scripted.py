@@ -94,7 +94,7 @@ class ScriptedTarget:
         s = self.settings
         script = remote.backup_script(
             self.db, self.dir, check=check or s.check, remote_command=s.remote_command,
-            timeout=s.backup_timeout, lock_wait=s.lock_wait)
+            timeout=s.backup_timeout, lock_wait=s.lock_wait, content_hash=s.content_hash)
         output = self._run(script, engine_source=True, timeout=self.session.deadline(),
                            what="backup")
         if output.strategy == "none":
