@@ -12,6 +12,7 @@ import functools
 import json
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -430,3 +431,13 @@ def test_help_after_a_task_with_a_positional(run_invoke):
         result = run_invoke(task, "--help")
         assert result.returncode == 0, result
         assert f"{task} [--options]" in result.stdout and "Options:" in result.stdout, result
+
+
+def test_the_tasks_load_without_the_ssh_stack():
+    """Fabric, Paramiko and cryptography hold about 25 MiB: only an SSH run loads them
+    (peak RSS of a local backup, issue 12)."""
+    code = ("import sys, tasks; heavy = [m for m in sys.modules if m.split('.')[0] in "
+            "('fabric', 'paramiko', 'cryptography')]; print(heavy); sys.exit(bool(heavy))")
+    done = subprocess.run([helpers.PYTHON, "-c", code], cwd=helpers.REPO_ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -9,11 +9,14 @@ scripts and the same shipped engine, run over one Paramiko connection
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ops import engine
-from ops.ssh.session import SshSession, from_settings
 from ops.targets.protocol import Reporter
 from ops.targets.scripted import ScriptedTarget
+
+if TYPE_CHECKING:
+    from ops.ssh.session import SshSession
 
 ENGINE_SOURCE = Path(engine.__file__)
 
@@ -67,6 +70,10 @@ class SshTarget(ScriptedTarget):
     """Backups in ``backup.remote_dir`` on an SSH host (``--host`` or ``ssh.host``)."""
 
     def __init__(self, settings, report: Reporter, host: str | None = None):
+        # The one deferred import: Fabric and Paramiko (with cryptography) hold about
+        # 25 MiB, and only runs that use SSH should carry them (peak RSS, issue 12).
+        from ops.ssh.session import from_settings
+
         ssh = from_settings(settings, host)
         super().__init__(settings, report, SshHost(ssh), flag=f" --host {ssh.address}")
 
