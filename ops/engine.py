@@ -1055,7 +1055,7 @@ def _row_sql(columns: list[tuple[str, str]], fmt: str = LEGACY_FORMAT,
              tagged: bool = False) -> str:
     """One row as one line of text, written by SQLite.
 
-    json-1 writes the row with ``json_array`` (in C, about 4x faster than quote-1). A
+    json-1 writes the row with ``json_array`` (in C, about 3x faster than quote-1). A
     TEXT-affinity column goes in as it is (its text is JSON-quoted, NULL is null); a BLOB
     there makes json_array fail, and the caller then asks for ``tagged`` rows, where
     every column is tagged (``_tagged_sql``)."""
@@ -1247,7 +1247,11 @@ def checked_manifest(raw, what: str) -> dict:
     if fmt not in CONTENT_FORMATS:
         raise EngineError(f"{what}: `content_format` must be one of "
                           f"{', '.join(CONTENT_FORMATS)}", "verify_failed")
-    return {"tables": tables, "content_sha256": content, "content_format": fmt}
+    found = {"tables": tables, "content_sha256": content, "content_format": fmt}
+    version = raw.get("sqlite_version")
+    if isinstance(version, str) and re.fullmatch(r"[0-9]{1,3}(\.[0-9]{1,3}){1,3}", version):
+        found["sqlite_version"] = version  # named when a hash differs (see differences)
+    return found
 
 
 def differences(recorded: dict, tables: dict, content: str) -> list[str]:
@@ -1259,8 +1263,11 @@ def differences(recorded: dict, tables: dict, content: str) -> list[str]:
             found.append(f"table {table}: recorded {want if want is not None else 'absent'} "
                          f"rows, restored {got if got is not None else 'absent'}")
     if recorded["content_sha256"] is not None and recorded["content_sha256"] != content:
+        version = recorded.get("sqlite_version")
+        other = (f" (recorded with SQLite {version}, compared with {sqlite3.sqlite_version})"
+                 if version and version != sqlite3.sqlite_version else "")
         found.append(f"content hash: recorded {recorded['content_sha256'][:12]}…, "
-                     f"restored {content[:12]}…")
+                     f"restored {content[:12]}…{other}")
     return found
 
 
@@ -1327,7 +1334,8 @@ def chosen_backup(directory, which: str, check: str = "integrity") -> tuple[Back
 
 
 def restore_database(live, directory, which: str = "latest", *, check: str = "integrity",
-                     busy_timeout: float = 10.0, lock_wait: float = 0.0) -> dict:
+                     busy_timeout: float = 10.0, lock_wait: float = 0.0,
+                     content_hash: bool = True) -> dict:
     """The whole restore, as run on the machine's python3 (the local task runs the same
     steps one by one): verify, safety backup, restore, check, row counts before and after.
 
@@ -1341,7 +1349,8 @@ def restore_database(live, directory, which: str = "latest", *, check: str = "in
     with file_lock(directory / RESTORE_LOCK, lock_wait, "another restore"):
         chosen, verdict = chosen_backup(directory, which, check)
         check_page_sizes(chosen.path, live)
-        safety = create_backup(live, directory, check=check, lock_wait=lock_wait)
+        safety = create_backup(live, directory, check=check, lock_wait=lock_wait,
+                               content_hash=content_hash)
         try:
             seconds = restore_live(chosen.path, live, busy_timeout=busy_timeout)
         except EngineError as exc:  # say which safety backup this run left
@@ -1453,6 +1462,7 @@ def main(argv: list[str] | None = None) -> int:
     p_restore.add_argument("--check", default="integrity", choices=CHECKS)
     p_restore.add_argument("--busy-timeout", type=float, default=10.0)
     p_restore.add_argument("--lock-wait", type=float, default=0.0)
+    p_restore.add_argument("--no-content-hash", action="store_true")
     p_counts = sub.add_parser("counts")
     p_counts.add_argument("--db", required=True)
     p_counts.add_argument("--dir", required=True)
@@ -1479,7 +1489,8 @@ def main(argv: list[str] | None = None) -> int:
             data = [asdict(verify_backup(item.path, args.check)) for item in chosen]
         elif args.command == "restore":
             data = restore_database(args.db, args.dir, args.which, check=args.check,
-                                    busy_timeout=args.busy_timeout, lock_wait=args.lock_wait)
+                                    busy_timeout=args.busy_timeout, lock_wait=args.lock_wait,
+                                    content_hash=not args.no_content_hash)
         elif args.command == "counts":
             data = live_and_recorded_counts(args.db, args.dir, args.which)
         elif args.command == "drill":

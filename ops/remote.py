@@ -22,12 +22,13 @@ STRATEGY_MARK = "__OPS_STRATEGY__"
 ENTRY_MARK = "__OPS_ENTRY__"
 SAFE_PATH = re.compile(r"/[A-Za-z0-9._/+@-]*")
 
-NEEDS = (
-    "the production machine has neither python3 (>= 3.8) nor the sqlite3 CLI, and "
-    "backup.remote_command is not set: install sqlite3 in the app's image, or set "
-    "backup.remote_command to the app's own backup script "
-    "(e.g. `node /app/src/scripts/backup.js --production`)"
-)
+
+def needs(place: str) -> str:
+    """What to do when ``place`` (the production machine, an SSH host) has no engine."""
+    return (f"{place} has neither python3 (>= 3.8) nor the sqlite3 CLI, and "
+            "backup.remote_command is not set: install sqlite3 in the app's image, or set "
+            "backup.remote_command to the app's own backup script "
+            "(e.g. `node /app/src/scripts/backup.js --production`)")
 
 
 def remote_path(path: str, key: str) -> str:
@@ -182,8 +183,8 @@ mkdir -p "$dir" 2>/dev/null
 [ -d "$dir" ] || fail usage "backup folder is not a folder: $dir"
 [ -w "$dir" ] && [ -x "$dir" ] || fail usage "backup folder is not writable: $dir"
 take_lock "$dir" {_tries(lock_wait)}
-tmp=""; placed=""; published=""
-trap '[ -n "$tmp" ] && rm -f "$tmp" "$tmp-wal" "$tmp-shm" "$tmp-journal"; [ -z "$published" ] && [ -n "$placed" ] && rm -f $placed' EXIT
+tmp=""; sums=""; placed=""; published=""
+trap '[ -n "$tmp" ] && rm -f "$tmp" "$tmp-wal" "$tmp-shm" "$tmp-journal" ${{sums:+"$sums"}}; [ -z "$published" ] && [ -n "$placed" ] && rm -f $placed' EXIT
 rm -f "$dir"/.tmp-* 2>/dev/null
 need=$(( $(wc -c < "$db") + $( [ -f "$db-wal" ] && wc -c < "$db-wal" || echo 0) ))
 set -- $(df -Pk "$dir" 2>/dev/null | tail -n 1)
@@ -204,10 +205,17 @@ size=$(( $(wc -c < "$tmp" 2>/dev/null || echo 0) ))
 case "$1$2" in *[!0-9]*) fail verify_failed "the new backup cannot be read back: $tmp";; esac
 [ "$2" -ge 1 ] && [ $(( $1 * $2 )) -eq "$size" ] && is_sqlite "$tmp" || \\
   fail verify_failed "the new backup is not a whole SQLite database ($size bytes, $2 pages of $1)"
-res=$(sqlite3 -readonly "$ro" "PRAGMA {pragma}" 2>&1 | sed '/^\\*\\*\\* in database/d' | head -n 1)
-[ "$res" = ok ] || fail verify_failed "the new backup failed {check}_check: $res"
 command -v sha256sum >/dev/null 2>&1 || fail error "the machine has no sha256sum"
-set -- $(sha256sum "$tmp"); sum=$1
+sums=$(mktemp "$tmp.sum.XXXXXX") || fail error "cannot create a temporary file in $dir"
+sha256sum < "$tmp" > "$sums" & hashing=$!  # beside the check: both read the fresh copy once
+res=$(sqlite3 -readonly "$ro" "PRAGMA {pragma}" 2>&1 | sed '/^\\*\\*\\* in database/d' | head -n 1)
+if [ "$res" != ok ]; then
+  kill "$hashing" 2>/dev/null; fail verify_failed "the new backup failed {check}_check: $res"
+fi
+wait "$hashing" || fail error "sha256sum of the new backup failed"
+set -- $(cat "$sums") x; sum=$1
+case $sum in *[!0-9a-f]*|"") fail error "sha256sum of the new backup printed no checksum";; esac
+[ ${{#sum}} -eq 64 ] || fail error "sha256sum of the new backup printed no checksum"
 created=$(echo "$name" | sed 's/steps-\\(.*\\)T\\(..\\)-\\(..\\)-\\(..\\)\\.db/\\1T\\2:\\3:\\4Z/')
 meta=$(printf '"name": "%s", "path": "%s", "created": "%s", "size": %s, "sha256": "%s", "check": "{check}"' "$name" "$dir/$name" "$created" "$size" "$sum")
 place "$sum  $name" "$dir/$name.sha256"
@@ -457,7 +465,8 @@ MANIFEST_MARK = "__OPS_MANIFEST__"
 
 
 def restore_script(db: str, directory: str, name: str, *, check: str,
-                   busy_timeout: float = 10, lock_wait: float = 0) -> str:
+                   busy_timeout: float = 10, lock_wait: float = 0,
+                   content_hash: bool = True) -> str:
     """Restore backup ``name`` into the live database on the machine, with its best engine.
 
     python3 runs ``engine.restore_database``; the sqlite3 CLI does the same steps
@@ -467,6 +476,8 @@ def restore_script(db: str, directory: str, name: str, *, check: str,
     check_name(name)
     engine_args = ["restore", "--db", db, "--dir", directory, "--which", name, "--check", check,
                    "--busy-timeout", f"{busy_timeout:g}", "--lock-wait", f"{lock_wait:g}"]
+    if not content_hash:  # the safety backup records what a backup would (backup.content_hash)
+        engine_args.append("--no-content-hash")
     return _choose(_engine(*engine_args),
                    _sqlite_restore(db, directory, name, check, busy_timeout, lock_wait),
                    f"echo {STRATEGY_MARK}=none")

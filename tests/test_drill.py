@@ -468,3 +468,17 @@ def test_restore_production_of_a_damaged_backup_changes_nothing(prod, tools):
     assert engine.describe_file(prod.db, live=True)[1] == before
     assert helpers.snapshot(prod.remote_dir, (".restore.lock",)) == files  # no safety backup
     assert not (prod.remote_dir / ".restore.lock.d").exists()
+
+
+def test_a_differing_content_hash_names_both_sqlite_versions_when_they_differ():
+    recorded = {"tables": {"t": 1}, "content_sha256": "a" * 64, "sqlite_version": "3.31.1"}
+    assert engine.differences(recorded, {"t": 1}, "b" * 64) == [
+        "content hash: recorded aaaaaaaaaaaa…, restored bbbbbbbbbbbb… (recorded with SQLite "
+        f"3.31.1, compared with {sqlite3.sqlite_version})"]
+    same = recorded | {"sqlite_version": sqlite3.sqlite_version}
+    assert engine.differences(same, {"t": 1}, "b" * 64) == [
+        "content hash: recorded aaaaaaaaaaaa…, restored bbbbbbbbbbbb…"]
+    assert engine.differences(recorded, {"t": 1}, "a" * 64) == []
+    record = engine.checked_manifest({"tables": {"t": 1}, "content_sha256": "a" * 64,
+                                      "sqlite_version": "3.40.1; rm -rf /"}, "x.json")
+    assert "sqlite_version" not in record  # only a version number is ever repeated

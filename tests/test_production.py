@@ -386,7 +386,8 @@ def test_backup_production_remote_command_strategy(prod):
 def test_backup_production_without_any_tool_says_what_the_machine_needs(prod):
     prod.world.remove_machine_tools("python3", "sqlite3")
     result = prod.run("backup", "--production")
-    line = assert_error(result, ExitCode.ERROR, contains="neither python3")
+    line = assert_error(result, ExitCode.ERROR,
+                        contains="the production machine has neither python3")
     assert "sqlite3" in line and "backup.remote_command" in line
     assert helpers.backup_files(prod.root / "vol") == []
     assert prod.local_files() == []

@@ -100,6 +100,19 @@ def test_the_machine_records_the_content_hash_as_configured(tmp_path, live, cont
     assert manifest["content_format"] == (engine.CONTENT_FORMAT if content_hash else None)
 
 
+def test_a_restore_on_the_machine_makes_its_safety_backup_as_configured(tmp_path, live):
+    path = machine_path(tmp_path, python=True, sqlite=False)
+    backups = tmp_path / "data" / "backups"
+    made = engine.create_backup(live, backups)
+    out = run_remote(remote.restore_script(str(live), str(backups), made.name,
+                                           check="integrity", content_hash=False), path,
+                     engine_source=True)
+    safety = out.data("restore")["safety_backup"]
+    assert safety["name"] != made.name and safety["tables"] == {"steps": 5000}
+    manifest = json.loads((backups / f"{safety['name']}.json").read_text())
+    assert manifest["content_sha256"] is None and manifest["tables"] == {"steps": 5000}
+
+
 def test_sqlite_strategy_reports_a_missing_database(tmp_path):
     if not shutil.which("sqlite3"):
         pytest.skip("sqlite3 CLI not installed")

@@ -98,7 +98,7 @@ class ScriptedTarget:
         output = self._run(script, engine_source=True, timeout=self.session.deadline(),
                            what="backup")
         if output.strategy == "none":
-            raise OpsError(remote.NEEDS, ExitCode.ERROR)
+            raise OpsError(remote.needs(self.session.place), ExitCode.ERROR)
         if output.strategy == "remote_command":
             return self._adopt_app_backup(output)
         data = output.data("backup")
@@ -293,7 +293,8 @@ class ScriptedTarget:
         """Restore backup ``name`` into the live database on the host (its best engine)."""
         script = remote.restore_script(self.db, self.dir, name, check=self.settings.check,
                                        busy_timeout=busy_timeout,
-                                       lock_wait=self.settings.lock_wait)
+                                       lock_wait=self.settings.lock_wait,
+                                       content_hash=self.settings.content_hash)
         output = self._run(script, engine_source=True, timeout=self.session.deadline(),
                            what="restore")
         if output.strategy == "none":
