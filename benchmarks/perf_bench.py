@@ -10,7 +10,8 @@ For each size, an index-free database and an indexed one (``ops.sample``):
 - `invoke backup` (the real CLI, a subprocess) against `sqlite3 .backup` +
   `PRAGMA integrity_check`, and against that + `sha256sum` (medians of --repeat), with
   the default settings and with ``backup.content_hash: false`` (row counts only);
-- the peak RSS of `invoke backup` (the child's own ``ru_maxrss`` via ``wait4``);
+- the peak RSS of `invoke backup`, and of the engine as the machine runs it
+  (``python3 engine.py backup``), from ``/usr/bin/time``;
 - `invoke backup` while a writer commits every 2 ms and every 50 ms: completion time
   against idle, the writer's commit p50/p99/max, and how far the -wal grew.
 Then a deploy against the flyctl double whose snapshot takes --snapshot-seconds: the
@@ -104,6 +105,13 @@ def invoke_backup(db: Path, out: Path, content_hash: bool = True) -> tuple[float
            "INVOKE_BACKUP_CONTENT_HASH": str(content_hash).lower()}
     return run_timed([PYTHON, "-m", "invoke", "--search-root", str(ROOT), "backup", "--db",
                       str(db)], env=env, cwd=ROOT)
+
+
+def machine_engine(db: Path, out: Path) -> tuple[float, float]:
+    """The engine as the machine runs it: ``python3 engine.py backup`` (stdlib only)."""
+    shutil.rmtree(out, ignore_errors=True)
+    return run_timed([sys.executable, str(ROOT / "ops" / "engine.py"), "backup", "--db",
+                      str(db), "--dir", str(out)])
 
 
 def by_hand(db: Path, out: Path, sha: bool) -> float:
@@ -216,12 +224,14 @@ def main() -> int:
                 counts_only, rss_off = median(
                     lambda db=db, out=out: invoke_backup(db, out, content_hash=False),
                     args.repeat)
+                engine_rss = machine_engine(db, out)[1]
                 hand = median(lambda db=db, out=out: by_hand(db, out, False), args.repeat)[0]
                 hand_sha = median(lambda db=db, out=out: by_hand(db, out, True),
                                   args.repeat)[0]
                 entry = {"mb": db.stat().st_size / 1e6, "invoke_backup_s": ours,
                          "counts_only_s": counts_only, "by_hand_s": hand,
-                         "by_hand_sha_s": hand_sha, "peak_rss_mib": max(rss, rss_off)}
+                         "by_hand_sha_s": hand_sha, "peak_rss_mib": max(rss, rss_off),
+                         "machine_engine_rss_mib": engine_rss}
                 if not args.skip_writer:
                     for interval in (0.002, 0.05):
                         entry[f"writer_{interval * 1000:g}ms"] = under_writer(db, work,
@@ -230,8 +240,8 @@ def main() -> int:
                 rows.append((f"{kind} {entry['mb']:.0f} MB", entry))
                 print(f"  {kind:10s} {entry['mb']:7.0f} MB  invoke backup {ours:6.2f} s  "
                       f"by hand {hand:6.2f} s ({ours / hand:.2f}x)  +sha256sum "
-                      f"{hand_sha:6.2f} s ({ours / hand_sha:.2f}x)  peak RSS {rss:.0f} MiB",
-                      flush=True)
+                      f"{hand_sha:6.2f} s ({ours / hand_sha:.2f}x)  peak RSS {rss:.0f} MiB "
+                      f"(the machine's engine: {engine_rss:.0f} MiB)", flush=True)
                 print(f"  {'':10s} {'':7s}     content_hash false {counts_only:6.2f} s "
                       f"({counts_only / hand:.2f}x, {counts_only / hand_sha:.2f}x)", flush=True)
                 for key in ("writer_2ms", "writer_50ms"):
@@ -242,13 +252,14 @@ def main() -> int:
                               f"{w['max_ms']} ms, WAL +{w['wal_growth_mb']:.1f} MB, RSS "
                               f"{w['rss_mib']:.0f} MiB", flush=True)
         print("\n| database | invoke backup | vs .backup + integrity_check | vs + sha256sum "
-              "| content_hash false | vs + sha256sum | peak RSS |\n"
-              "|---|---|---|---|---|---|---|")
+              "| content_hash false | vs + sha256sum | peak RSS | machine engine RSS |\n"
+              "|---|---|---|---|---|---|---|---|")
         for label, e in rows:
             ours, off = e["invoke_backup_s"], e["counts_only_s"]
             print(f"| {label} | {ours:.2f} s | {ours / e['by_hand_s']:.2f}x "
                   f"| {ours / e['by_hand_sha_s']:.2f}x | {off:.2f} s "
-                  f"| {off / e['by_hand_sha_s']:.2f}x | {e['peak_rss_mib']:.0f} MiB |")
+                  f"| {off / e['by_hand_sha_s']:.2f}x | {e['peak_rss_mib']:.0f} MiB "
+                  f"| {e['machine_engine_rss_mib']:.0f} MiB |")
         if not args.skip_deploy:
             db = build(work, args.sizes[-1])["indexed"]
             d = deploy_overlap(work, db, args.snapshot_seconds)

@@ -10,15 +10,19 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
 import re
+import select
 import shutil
 import sqlite3
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -106,6 +110,44 @@ def run_invoke(
         stdin=subprocess.DEVNULL,
     )
     return InvokeResult(list(args), proc.returncode, proc.stdout, proc.stderr)
+
+
+def on_terminal(args: list[str], *, cwd, env: dict | None = None, answer: str | None = None,
+                streams: tuple[str, ...] = ("stdin", "stdout", "stderr"),
+                columns: int | None = None, timeout: float = 60) -> tuple[int, str]:
+    """The real CLI with a pseudo-terminal as ``streams`` (the others go nowhere): the exit
+    code and what the terminal showed. ``answer`` is typed once "Type yes" appears;
+    ``columns`` sizes the terminal (and drops the tests' wide COLUMNS)."""
+    leader, follower = os.openpty()
+    extra = project_root(cwd, env)
+    if columns:
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+        extra |= {"COLUMNS": None, "TTY_INTERACTIVE": "0"}
+    wiring = {name: follower if name in streams else subprocess.DEVNULL
+              for name in ("stdin", "stdout", "stderr")}
+    proc = subprocess.Popen([PYTHON, "-m", "invoke", "--search-root", str(REPO_ROOT), *args],
+                            cwd=cwd, env=clean_env(extra), close_fds=True, **wiring)
+    os.close(follower)
+    shown, answered = b"", answer is None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+        if not answered and b"Type yes" in shown:
+            os.write(leader, answer.encode() + b"\n")
+            answered = True
+        if not ready and proc.poll() is not None:
+            break
+    proc.wait(timeout=30)
+    os.close(leader)
+    return proc.returncode, shown.decode(errors="replace").replace("\r\n", "\n")
 
 
 def run_parallel(calls: Iterable[Callable[[], InvokeResult]]) -> list[InvokeResult]:

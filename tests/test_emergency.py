@@ -9,11 +9,8 @@ after, the marker on the volume, the audit line, and what a user sees on refusal
 from __future__ import annotations
 
 import json
-import os
-import select
 import shlex
 import subprocess
-import time
 
 import pytest
 
@@ -346,30 +343,6 @@ def test_the_double_updates_like_flyctl(site):
 
 def on_terminal(site, args: list[str], answer: str) -> helpers.InvokeResult:
     """Run the CLI with stdin, stdout and stderr on a pseudo-terminal; answer its prompt."""
-    master, slave = os.openpty()
-    env = helpers.clean_env(site.env())
-    proc = subprocess.Popen([helpers.PYTHON, "-m", "invoke", "--search-root",
-                             str(helpers.REPO_ROOT), *args], cwd=site.cwd, env=env,
-                            stdin=slave, stdout=slave, stderr=slave, close_fds=True)
-    os.close(slave)
-    seen, answered = b"", False
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.1)
-        if ready:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            seen += chunk
-        if not answered and b"Type yes" in seen:
-            os.write(master, answer.encode() + b"\n")
-            answered = True
-        if proc.poll() is not None and not ready:
-            break
-    proc.wait(timeout=30)
-    os.close(master)
-    text = seen.decode(errors="replace").replace("\r\n", "\n")
-    return helpers.InvokeResult(args, proc.returncode, text, "")
+    code, shown = helpers.on_terminal(args, cwd=site.cwd, env=site.env(), answer=answer,
+                                      timeout=30)
+    return helpers.InvokeResult(args, code, shown, "")

@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import functools
 import json
-import os
-import pty
 import re
-import select
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -300,34 +296,8 @@ def test_dash_h_shows_help(tmp_path, task):
 def run_on_a_terminal(site, args: list[str], answer: str) -> tuple[int, str]:
     """The real CLI with stdin and stderr on a pseudo-terminal; ``answer`` is typed when
     the question appears. Returns the exit code and what the terminal showed."""
-    master, slave = pty.openpty()
-    env = helpers.clean_env(helpers.project_root(site.cwd, site.env()))
-    proc = subprocess.Popen(
-        [PYTHON, "-m", "invoke", "--search-root", str(REPO_ROOT), *args], cwd=site.cwd,
-        env=env, stdin=slave, stderr=slave, stdout=subprocess.PIPE,
-    )  # fmt: skip
-    os.close(slave)
-    shown, answered = b"", False
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:  # the child closed the terminal
-                break
-            if not chunk:
-                break
-            shown += chunk
-        if not answered and b"Type yes" in shown:
-            os.write(master, answer.encode() + b"\n")
-            answered = True
-        if proc.poll() is not None and not ready:
-            break
-    proc.wait(timeout=30)
-    proc.stdout.close()
-    os.close(master)
-    return proc.returncode, shown.decode(errors="replace")
+    return helpers.on_terminal(args, cwd=site.cwd, env=site.env(), answer=answer,
+                               streams=("stdin", "stderr"))
 
 
 def test_skip_backup_on_a_terminal_asks_and_no_deploys_nothing(tmp_path, fly_world):

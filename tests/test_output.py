@@ -8,16 +8,8 @@ then draws no spinner, so what the terminal shows is the lines themselves)."""
 
 from __future__ import annotations
 
-import fcntl
 import io
-import os
-import pty
 import re
-import select
-import struct
-import subprocess
-import termios
-import time
 
 import pytest
 from rich.console import Console
@@ -25,7 +17,7 @@ from rich.console import Console
 from ops.errors import ExitCode
 from ops.ui import UI, command_lines
 from tests import helpers
-from tests.helpers import PYTHON, REPO_ROOT, run_parallel
+from tests.helpers import run_parallel
 from tests.test_deploy import (
     APP,
     IMAGE_V12,
@@ -50,31 +42,9 @@ def site(tmp_path, fly_world):
 
 def on_terminal(cwd, args: list[str], env: dict, columns: int = 80) -> tuple[int, list[str]]:
     """The real CLI with stderr on an 80-column pseudo-terminal; the lines it showed."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
-    env = helpers.clean_env({**helpers.project_root(cwd, env), "COLUMNS": None,
-                             "TTY_INTERACTIVE": "0"})
-    proc = subprocess.Popen([PYTHON, "-m", "invoke", "--search-root", str(REPO_ROOT), *args],
-                            cwd=cwd, env=env, stdin=subprocess.DEVNULL, stderr=slave,
-                            stdout=subprocess.DEVNULL)
-    os.close(slave)
-    shown, deadline = b"", time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:
-                break
-            if not chunk:
-                break
-            shown += chunk
-        elif proc.poll() is not None:
-            break
-    proc.wait(timeout=30)
-    os.close(master)
-    text = STYLE.sub("", shown.decode(errors="replace")).replace("\r\n", "\n")
-    return proc.returncode, text.splitlines()
+    code, shown = helpers.on_terminal(args, cwd=cwd, env=env, streams=("stderr",),
+                                      columns=columns)
+    return code, STYLE.sub("", shown).splitlines()
 
 
 def top_level(stderr: str) -> list[str]:

@@ -314,33 +314,7 @@ def test_a_backup_with_another_page_size_is_refused_before_anything(
 
 def run_on_a_terminal(args: list[str], cwd: Path, answer: str) -> tuple[int, str]:
     """The CLI with a terminal as stdin/stdout/stderr, typing ``answer`` at the prompt."""
-    import pty
-
-    leader, follower = pty.openpty()
-    argv = [helpers.PYTHON, "-m", "invoke", "--search-root", str(helpers.REPO_ROOT), *args]
-    env = helpers.clean_env(helpers.project_root(cwd, None))
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=follower,
-                            stdout=follower, stderr=follower)
-    os.close(follower)
-    seen = b""
-    try:
-        while b"Type yes" not in seen:
-            chunk = os.read(leader, 4096)
-            assert chunk, seen
-            seen += chunk
-        os.write(leader, answer.encode() + b"\n")
-        while True:
-            try:
-                chunk = os.read(leader, 4096)
-            except OSError:  # the terminal is gone once the run ended
-                break
-            if not chunk:
-                break
-            seen += chunk
-    finally:
-        proc.wait(timeout=30)
-        os.close(leader)
-    return proc.returncode, seen.decode(errors="replace")
+    return helpers.on_terminal(args, cwd=cwd, answer=answer)
 
 
 def test_on_a_terminal_it_asks_and_no_changes_nothing(tmp_path, wal_db, backup_dir):
