@@ -1022,6 +1022,8 @@ CONTENT_FORMAT = "json-1"  # how content_sha256 is computed now; recorded beside
 LEGACY_FORMAT = "quote-1"  # records without content_format (the first drills) used this
 CONTENT_FORMATS = (CONTENT_FORMAT, LEGACY_FORMAT)
 JSON_ARGS = 100  # columns per json_array() call (SQLite allows 127 arguments by default)
+JSONB = sqlite3.sqlite_version_info >= (3, 45, 0)  # json_array reads a BLOB as JSONB since
+BLOB_STOPS = ("JSON cannot hold BLOB", "malformed JSON")  # before 3.45; _guarded_sql's
 
 
 def _value_sql(column: str) -> str:
@@ -1038,6 +1040,18 @@ def _tagged_sql(column: str) -> str:
     c = _quote(column)
     return (f"CASE typeof({c}) WHEN 'integer' THEN {c} WHEN 'text' THEN 't' || {c} "
             f"WHEN 'real' THEN 'r' || printf('%!.17g', {c}) WHEN 'blob' THEN 'b' || hex({c}) END")
+
+
+def _guarded_sql(column: str) -> str:
+    """json-1, a TEXT-affinity column: its text as it is, and a BLOB stops the query, so
+    the table is hashed tagged. Before 3.45 json_array refuses a BLOB itself; from 3.45
+    it would read one as JSONB (x'00' is null), so there a guard stops it ("malformed
+    JSON": 'b' and hex digits are never JSON). Same hash either way; the guard costs
+    about a quarter more, so it is only used where it is needed."""
+    c = _quote(column)
+    if not JSONB:
+        return c
+    return f"CASE WHEN typeof({c}) = 'blob' THEN json('b' || hex({c})) ELSE {c} END"
 
 
 def _text_affinity(declared: str) -> bool:
@@ -1057,12 +1071,12 @@ def _row_sql(columns: list[tuple[str, str]], fmt: str = LEGACY_FORMAT,
 
     json-1 writes the row with ``json_array`` (in C, about 3x faster than quote-1). A
     TEXT-affinity column goes in as it is (its text is JSON-quoted, NULL is null); a BLOB
-    there makes json_array fail, and the caller then asks for ``tagged`` rows, where
-    every column is tagged (``_tagged_sql``)."""
+    there stops the query (``_guarded_sql``), and the caller then asks for ``tagged``
+    rows, where every column is tagged (``_tagged_sql``)."""
     if fmt == LEGACY_FORMAT:
         return " || ',' || ".join(_value_sql(name) for name, _ in columns) or "''"
-    values = [_quote(name) if _text_affinity(declared) and not tagged else _tagged_sql(name)
-              for name, declared in columns]
+    values = [_guarded_sql(name) if _text_affinity(declared) and not tagged
+              else _tagged_sql(name) for name, declared in columns]
     groups = [values[i:i + JSON_ARGS] for i in range(0, len(values), JSON_ARGS)]
     return " || ".join(f"json_array({', '.join(group)})" for group in groups) or "'[]'"
 
@@ -1093,7 +1107,11 @@ def describe(conn, fmt: str | None = None, chunk: int = 5000) -> tuple[dict, str
     counts = {}
     conn.execute("BEGIN")
     try:
-        fmt = fmt or best_format(conn)
+        best = best_format(conn)
+        if fmt == CONTENT_FORMAT and best != CONTENT_FORMAT:
+            raise EngineError(f"SQLite {sqlite3.sqlite_version} here has no JSON functions: "
+                              f"it cannot compute a {fmt} content hash", "verify_failed")
+        fmt = fmt or best
         tables = [(table, _row_order(conn, table), _columns(conn, table))
                   for table in _user_tables(conn)]
         conn.text_factory = bytes  # text exactly as stored, whatever its encoding
@@ -1125,7 +1143,7 @@ def _hash_table(conn, table: str, order: str, columns, chunk: int) -> tuple[int,
             count = _hash_rows(conn, table, order, _row_sql(columns, CONTENT_FORMAT, tagged),
                                rows, chunk)
         except sqlite3.OperationalError as exc:
-            if tagged or "JSON cannot hold BLOB" not in str(exc):
+            if tagged or not any(words in str(exc) for words in BLOB_STOPS):
                 raise
             continue
         return count, (b"tagged " if tagged else b"plain ") + rows.hexdigest().encode()

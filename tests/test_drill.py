@@ -335,16 +335,19 @@ def test_the_content_hash_ignores_layout_and_sees_types_order_and_schema(tmp_pat
         != base[1]
 
 
-def test_json_content_hash_keeps_every_stored_value_apart(tmp_path):
+@pytest.mark.parametrize("guarded", [False, True])
+def test_json_content_hash_keeps_every_stored_value_apart(tmp_path, monkeypatch, guarded):
     """One row per database, one value different each time: every hash differs, whatever
     the column's affinity (a BLOB in a TEXT column included) and however close two
-    doubles are; plain and tagged rows never look alike."""
+    doubles are; plain and tagged rows never look alike. The BLOB guard SQLite 3.45+
+    needs (``engine.JSONB``) gives the very same hashes on this SQLite."""
+    monkeypatch.setattr(engine, "JSONB", guarded)
     variants = [
         ("e", 1), ("e", "1"), ("e", 1.0), ("e", b"1"), ("e", None), ("e", "null"),
         ("e", 0.1), ("e", 0.1 + 2 ** -56), ("e", 10 ** 18), ("e", 10 ** 18 + 1),
         ("n", 1), ("n", 1.5), ("n", "1.5x"), ("n", b"\x00"),
         ("b", "x"), ("b", b"x"), ("b", "tx"), ("b", 'b"78"'), ("b", "é"),
-        ("b", "line\nbreak"), ("b", "quote\"d"),
+        ("b", "line\nbreak"), ("b", "quote\"d"), ("b", b"\x00"), ("b", b""),
     ]
     hashes = []
     for i, (column, value) in enumerate(variants):
@@ -356,6 +359,9 @@ def test_json_content_hash_keeps_every_stored_value_apart(tmp_path):
         conn.close()
         hashes.append(engine.describe_file(path)[1])
     assert len(set(hashes)) == len(variants)
+    monkeypatch.setattr(engine, "JSONB", not guarded)  # the other way, the same hashes
+    assert [engine.describe_file(tmp_path / f"v{i}.db")[1]
+            for i in range(len(variants))] == hashes
 
     def pair(path: Path, values: tuple) -> str:
         conn = sqlite3.connect(path)
@@ -482,3 +488,16 @@ def test_a_differing_content_hash_names_both_sqlite_versions_when_they_differ():
     record = engine.checked_manifest({"tables": {"t": 1}, "content_sha256": "a" * 64,
                                       "sqlite_version": "3.40.1; rm -rf /"}, "x.json")
     assert "sqlite_version" not in record  # only a version number is ever repeated
+
+
+def test_a_json_1_record_on_a_sqlite_without_json_is_a_clear_failure(tmp_path, monkeypatch):
+    path = tmp_path / "a.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
+    monkeypatch.setattr(engine, "best_format", lambda conn: engine.LEGACY_FORMAT)
+    assert engine.describe_file(path)[2] == engine.LEGACY_FORMAT
+    with pytest.raises(engine.EngineError, match="no JSON functions: it cannot compute a "
+                                                 "json-1 content hash"):
+        engine.describe_file(path, fmt=engine.CONTENT_FORMAT)
