@@ -660,3 +660,30 @@ def test_a_set_cancel_stops_the_check_and_the_content_pass(wal_db, tmp_path):
     with pytest.raises(engine.Cancelled):
         engine.describe_file(result.path, cancel=cancel)
     assert engine.run_check(Path(result.path), mmap_size=1 << 20) == []
+
+
+def test_a_copy_is_flushed_while_it_is_written_and_a_failed_flush_is_raised(tmp_path,
+                                                                           monkeypatch):
+    """A flush that fails during the copy (EIO, ENOSPC) must end the copy with that error:
+    the kernel reports a write error once, and the final fsync would not see it again."""
+    path = tmp_path / "copy"
+    path.write_bytes(b"x")
+    flushed = []
+
+    def failing(fd):
+        flushed.append(fd)
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing)
+    def until_flushed():
+        deadline = time.monotonic() + 10
+        while not flushed and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert flushed
+
+    with pytest.raises(OSError, match="Input/output error"), engine._flushing(path, 0.001):
+        until_flushed()
+    monkeypatch.setattr(os, "fdatasync", lambda fd: flushed.append(fd))
+    flushed.clear()
+    with engine._flushing(path, every=0.001):  # a flush that works: nothing raised
+        until_flushed()
