@@ -551,7 +551,7 @@ def _flushing(path: Path, every: float = FLUSH_EVERY):
     3-6 % more backup time). A failed flush is raised when the block ends: a write
     error the kernel reported once must not be lost.
     """
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    fd = os.open(path, READ_SAFE)  # never through a symlink, like every file of ours
     sync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
     done, failed = threading.Event(), []
 
