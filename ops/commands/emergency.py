@@ -58,6 +58,16 @@ class Emergency:
         if self.json and self.runner.record:
             self.ui.emit(self.runner.record)
 
+    def update(self, step: em.Step) -> str:
+        """Run a ``fly machine update`` step: flyctl's line that says how it went."""
+        return _line(self.fly.run(list(step.argv)).stdout, "updated successfully")
+
+    def on_machine(self, script: str, failed: str) -> str:
+        """Run a marker script on the machine: the marker's path, or ``failed`` raised."""
+        if self.runner.ssh(self.machine.id, script).status != 0:
+            raise OpsError(f"{failed} {self.marker} on {self.machine.id}")
+        return self.marker
+
     def started_in_maintenance(self, want: bool) -> str:
         found = {m.id: m for m in em.machines(self.fly, self.app)}
         machine = found.get(self.machine.id)
@@ -91,15 +101,6 @@ def stop(c, yes=False, dry_run=False, json=False):
               "who": audit.who(), "when": run.runner.record["when"]}
     write = em.write_marker_script(run.marker, marker)
 
-    def update():
-        done = run.fly.run(list(steps[0].argv))
-        return _line(done.stdout, "updated successfully")
-
-    def record():
-        if run.runner.ssh(machine.id, write).status != 0:
-            raise OpsError(f"could not write {run.marker} on {machine.id}")
-        return run.marker
-
     def quiet():
         output = run.runner.ssh(machine.id, em.open_handles_script(run.db))
         counts = [int(e[1]) for e in output.entries if e[:1] == ["open"] and e[1].isdigit()]
@@ -113,7 +114,8 @@ def stop(c, yes=False, dry_run=False, json=False):
 
     try:
         run.runner.run(steps, {
-            "update": update, "record": record, "quiet": quiet,
+            "update": lambda: run.update(steps[0]), "quiet": quiet,
+            "record": lambda: run.on_machine(write, "could not write"),
             "verify": lambda: run.started_in_maintenance(True),
         }, manual={"record": fly.ssh_console(app, machine.id, remote.wrap(write))})
     finally:
@@ -144,18 +146,10 @@ def resume(c, yes=False, dry_run=False, json=False):
     s = run.settings
     clear = em.clear_marker_script(run.marker)
 
-    def update():
-        done = run.fly.run(list(steps[0].argv))
-        return _line(done.stdout, "updated successfully")
-
-    def cleared():
-        if run.runner.ssh(machine.id, clear).status != 0:
-            raise OpsError(f"could not remove {run.marker} on {machine.id}")
-        return run.marker
-
     try:
         run.runner.run(steps, {
-            "update": update, "clear": cleared,
+            "update": lambda: run.update(steps[0]),
+            "clear": lambda: run.on_machine(clear, "could not remove"),
             "verify": lambda: run.started_in_maintenance(False),
             "health": lambda: em.wait_healthy(s.health, s.health_timeout, s.health_interval),
         }, manual={"clear": fly.ssh_console(app, machine.id, remote.wrap(clear))})
