@@ -524,3 +524,32 @@ def file_lock_held(path: Path, workdir: Path):
             proc.wait()
         proc.stdout.close()
         proc.stderr.close()
+
+
+def break_an_index(db: Path) -> None:
+    """A row the index does not hold: quick_check passes, integrity_check fails (it alone
+    compares indexes with their tables)."""
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE probe(x)")
+    conn.execute("CREATE INDEX probe_x ON probe(x)")
+    conn.executemany("INSERT INTO probe VALUES (?)", [(i,) for i in range(50)])
+    conn.commit()
+    sql, root = conn.execute(
+        "SELECT sql, rootpage FROM sqlite_master WHERE name = 'probe_x'").fetchone()
+    conn.execute("PRAGMA writable_schema=ON")
+    conn.execute("DELETE FROM sqlite_master WHERE name = 'probe_x'")
+    conn.commit()
+    conn.close()
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO probe VALUES (1000)")  # the index does not know this row
+    conn.commit()
+    conn.execute("PRAGMA writable_schema=ON")
+    conn.execute("INSERT INTO sqlite_master VALUES ('index', 'probe_x', 'probe', ?, ?)",
+                 (root, sql))
+    conn.commit()
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] != "ok"
+    conn.close()

@@ -11,7 +11,7 @@ import pytest
 from ops import engine
 from tests import helpers
 from tests.helpers import assert_one_line_error
-from tests.test_deploy import Site, make_site
+from tests.test_deploy import Site, site  # noqa: F401 - ``site`` is a fixture
 
 
 def plant(log, db, how: str) -> None:
@@ -37,13 +37,6 @@ def test_a_restore_never_appends_through_a_planted_audit_log(tmp_path, wal_db, b
     assert helpers.sha256(wal_db) == before
     assert helpers.snapshot(backup_dir, (".backup.lock",)) == files  # not even a safety backup
     assert os.path.lexists(log) and (how != "symlink" or log.is_symlink())
-
-
-@pytest.fixture
-def site(tmp_path, fly_world):
-    made = make_site(tmp_path, fly_world)
-    yield made
-    made.health.close()
 
 
 @pytest.mark.parametrize("how", ["symlink", "hard link"])

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -23,35 +22,6 @@ from tests.test_deploy import VOL, label, site  # noqa: F401 - ``site`` is a fix
 def raw_labels(site) -> list[str]:
     """flyctl calls in the order the double saw them (no reordering of the concurrent one)."""
     return [label(argv) for argv in site.world.calls()]
-
-
-def break_an_index(db: Path) -> None:
-    """A row the index does not hold: quick_check passes, integrity_check fails (it alone
-    compares indexes with their tables)."""
-    conn = sqlite3.connect(db)
-    conn.execute("CREATE TABLE probe(x)")
-    conn.execute("CREATE INDEX probe_x ON probe(x)")
-    conn.executemany("INSERT INTO probe VALUES (?)", [(i,) for i in range(50)])
-    conn.commit()
-    sql, root = conn.execute(
-        "SELECT sql, rootpage FROM sqlite_master WHERE name = 'probe_x'").fetchone()
-    conn.execute("PRAGMA writable_schema=ON")
-    conn.execute("DELETE FROM sqlite_master WHERE name = 'probe_x'")
-    conn.commit()
-    conn.close()
-    conn = sqlite3.connect(db)
-    conn.execute("INSERT INTO probe VALUES (1000)")  # the index does not know this row
-    conn.commit()
-    conn.execute("PRAGMA writable_schema=ON")
-    conn.execute("INSERT INTO sqlite_master VALUES ('index', 'probe_x', 'probe', ?, ?)",
-                 (root, sql))
-    conn.commit()
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-    conn = sqlite3.connect(db)
-    assert conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
-    assert conn.execute("PRAGMA integrity_check").fetchone()[0] != "ok"
-    conn.close()
 
 
 def test_the_full_check_runs_while_the_snapshot_is_taken_and_both_pass(site):
@@ -81,7 +51,7 @@ def test_the_full_check_runs_while_the_snapshot_is_taken_and_both_pass(site):
 
 
 def test_a_failed_full_check_aborts_with_11_and_leaves_the_snapshot(site):
-    break_an_index(site.db)
+    helpers.break_an_index(site.db)
     # a snapshot that would take ~forever: the failed check must end the wait, not Fly
     site.world.snapshot_behavior("progress", lists_before_created=100000)
     before = len(site.world.snapshots(VOL))

@@ -18,7 +18,7 @@ from ops import emergency
 from ops.errors import ExitCode
 from tests import helpers
 from tests.flyctl_double import DEFAULT_APP, DEFAULT_MACHINE_ID, DEFAULT_VOLUME_ID
-from tests.test_deploy import make_site
+from tests.test_deploy import site  # noqa: F401 - ``site`` is a fixture
 
 APP, MID, VOL = DEFAULT_APP, DEFAULT_MACHINE_ID, DEFAULT_VOLUME_ID
 SLEEP = "sleep 2147483647"
@@ -26,13 +26,6 @@ READS = [["volumes", "list", "-a", APP, "--json"], ["machine", "list", "-a", APP
 STOP = ["machine", "update", MID, "-a", APP, "--command", SLEEP, "--autostop=off",
         "--skip-health-checks", "--yes"]
 RESUME = ["machine", "update", MID, "-a", APP, "--command", "", "--autostop=stop", "--yes"]
-
-
-@pytest.fixture
-def site(tmp_path, fly_world):
-    made = make_site(tmp_path, fly_world)
-    yield made
-    made.health.close()
 
 
 def marker(site):

@@ -626,24 +626,7 @@ def test_phases_copy_first_then_the_checks_together_and_a_byte_identical_copy(wa
 
 
 def test_a_check_that_fails_refuses_the_backup_while_the_other_passes_run(wal_db, tmp_path):
-    conn = sqlite3.connect(wal_db)  # a row its index lacks: only integrity_check sees it
-    conn.execute("CREATE TABLE probe(x)")
-    conn.execute("CREATE INDEX probe_x ON probe(x)")
-    conn.commit()
-    sql, root = conn.execute(
-        "SELECT sql, rootpage FROM sqlite_master WHERE name = 'probe_x'").fetchone()
-    conn.execute("PRAGMA writable_schema=ON")
-    conn.execute("DELETE FROM sqlite_master WHERE name = 'probe_x'")
-    conn.commit()
-    conn.close()
-    conn = sqlite3.connect(wal_db)
-    conn.execute("INSERT INTO probe VALUES (1)")
-    conn.commit()
-    conn.execute("PRAGMA writable_schema=ON")
-    conn.execute("INSERT INTO sqlite_master VALUES ('index', 'probe_x', 'probe', ?, ?)",
-                 (root, sql))
-    conn.commit()
-    conn.close()
+    helpers.break_an_index(wal_db)  # a row its index lacks: only integrity_check sees it
 
     error = expect_error("verify_failed", engine.create_backup, wal_db, tmp_path / "b")
     assert "integrity_check" in str(error) and "probe_x" in str(error)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import re
 
-import pytest
 from rich.console import Console
 
 from ops.errors import ExitCode
@@ -25,19 +24,12 @@ from tests.test_deploy import (
     READS,
     VOL,
     error_line,
-    make_site,
+    site,  # noqa: F401  (the fixture)
     sites,  # noqa: F401  (the fixture)
 )
 
 WHOLE_NAME = re.compile(r"steps-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.db")  # never cut
 STYLE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-@pytest.fixture
-def site(tmp_path, fly_world):
-    made = make_site(tmp_path, fly_world)
-    yield made
-    made.health.close()
 
 
 def on_terminal(cwd, args: list[str], env: dict, columns: int = 80) -> tuple[int, list[str]]:

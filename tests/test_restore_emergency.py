@@ -14,17 +14,10 @@ import pytest
 from ops import emergency, engine
 from tests import helpers
 from tests.flyctl_double import DEFAULT_MACHINE_ID
-from tests.test_deploy import make_site
+from tests.test_deploy import site  # noqa: F401 - ``site`` is a fixture
 from tests.test_drill import label
 
 SLEEP = ["sleep", "2147483647"]
-
-
-@pytest.fixture
-def site(tmp_path, fly_world):
-    made = make_site(tmp_path, fly_world)
-    yield made
-    made.health.close()
 
 
 @pytest.mark.parametrize("tools", ["python3", "sqlite3"])
