@@ -22,12 +22,13 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from workspace import save_results, work_folder  # noqa: E402
 
 from ops import engine, sample  # noqa: E402
 
@@ -163,10 +164,8 @@ def main() -> int:
         print("needs the sqlite3 CLI (apt-get install sqlite3)", file=sys.stderr)
         return 2
 
-    work = Path(args.work or tempfile.mkdtemp(prefix="ops-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
-    db = work / "steps.db"
-    try:
+    with work_folder(args.work, "ops-bench-") as work:
+        db = work / "steps.db"
         fresh(db)
         print(f"building a {args.mb:g} MB sample database in {work} ...", flush=True)
         stats = sample.build_sample_database(db, target_mb=args.mb)
@@ -205,11 +204,7 @@ def main() -> int:
         summary = {"db_bytes": size, "copies_s": copies, "under_writer_s": livelock,
                    "writer_alone": alone, "writer_with_backups": loaded,
                    "peak_rss_kib": used, "idle_rss_kib": idle}
-        (work / "results.json").write_text(json.dumps(summary, indent=2))
-        print(f"\nresults: {work / 'results.json'}")
-    finally:
-        if not args.work:
-            shutil.rmtree(work, ignore_errors=True)
+        save_results(work, summary)
     return 0
 
 

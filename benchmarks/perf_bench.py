@@ -37,6 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from workspace import save_results, work_folder  # noqa: E402
+
 from ops import sample  # noqa: E402
 
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").is_dir() else sys.executable
@@ -213,12 +215,10 @@ def main() -> int:
     if not shutil.which("sqlite3"):
         print("needs the sqlite3 CLI", file=sys.stderr)
         return 2
-    work = Path(args.work or tempfile.mkdtemp(prefix="ops-perf-"))
-    work.mkdir(parents=True, exist_ok=True)
-    print(f"SQLite {sqlite3.sqlite_version}, Python {sys.version.split()[0]}, "
-          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; work {work}", flush=True)
-    rows, results = [], {}
-    try:
+    with work_folder(args.work, "ops-perf-") as work:
+        print(f"SQLite {sqlite3.sqlite_version}, Python {sys.version.split()[0]}, "
+              f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}; work {work}", flush=True)
+        rows, results = [], {}
         for mb in [] if args.only_deploy else args.sizes:
             for kind, db in build(work, mb).items():
                 out = work / "out"
@@ -272,11 +272,7 @@ def main() -> int:
                   f"then waited {d['full_check_wait_s']:.1f} s more for the full check; "
                   f"snapshot + check wait / snapshot alone = {d['ratio_vs_snapshot']:.2f}x "
                   f"(with the backup step: {d['before_deploy_s'] / d['snapshot_s']:.2f}x)")
-        (work / "results.json").write_text(json.dumps(results, indent=2))
-        print(f"\nresults: {work / 'results.json'}")
-    finally:
-        if not args.work:
-            shutil.rmtree(work, ignore_errors=True)
+        save_results(work, results)
     return 0
 
 
