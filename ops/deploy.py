@@ -13,7 +13,6 @@ import datetime as dt
 import os
 import re
 import shlex
-import signal
 import subprocess
 import textwrap
 import threading
@@ -26,6 +25,7 @@ from ops import audit, backups, fly, health
 from ops.emergency import MAINTENANCE_CMD
 from ops.engine import EngineError, file_lock
 from ops.errors import ExitCode, OpsError
+from ops.signals import Terminated
 from ops.targets.fly.machine import choose_production
 from ops.ui import command_lines, fit, human_seconds
 
@@ -869,37 +869,6 @@ def _toml_strategy(path: Path) -> str:
         return ""  # read_fly_toml already said what is wrong with it
     value = section.get("strategy") if isinstance(section, dict) else None
     return value if isinstance(value, str) else ""
-
-
-# ------------------------------------------------------------------ signals
-
-
-class Terminated(BaseException):
-    """SIGTERM or SIGHUP: unwinds like Ctrl-C, so the audit line is written and the
-    locks are released on the way out."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.name = signal.Signals(signum).name
-
-
-@contextlib.contextmanager
-def stop_on_signals():
-    """Turn SIGTERM/SIGHUP into ``Terminated`` once; a second one while we clean up is
-    ignored, so the cleanup (audit line, unlocks) is not cut short."""
-    seen = []
-
-    def handler(signum, frame):
-        if not seen:
-            seen.append(signum)
-            raise Terminated(signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def previous_version(releases: list[fly.Release]) -> int:

@@ -10,6 +10,7 @@ from ops import config
 from ops import deploy as deploys
 from ops.cli import confirm, guarded, task
 from ops.errors import ExitCode, OpsError
+from ops.signals import Terminated, stop_on_signals
 from ops.targets.fly import FlyTarget
 from ops.ui import UI
 
@@ -45,9 +46,9 @@ def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout) -> Non
     steps = deploys.plan(options)
     deployment = deploys.Deployment(options, settings, lambda: FlyTarget(settings, ui), ui)
     try:
-        with deploys.stop_on_signals():
+        with stop_on_signals():
             deployment.run(steps)
-    except deploys.Terminated as exc:
+    except Terminated as exc:
         started = deployment.record.get("fly_deploy_started")
         raise OpsError(f"terminated by {exc.name}"
                        + (": `fly deploy` had started, the release may be out; check "
