@@ -4,13 +4,16 @@ never a traceback; the same short flag for the same flag in every task."""
 from __future__ import annotations
 
 import functools
+import re
 import shlex
 import shutil
 import sys
 from pathlib import Path
 
 import invoke
-from invoke.exceptions import Exit
+from invoke.exceptions import Exit, ParseError
+from invoke.parser import Argument, Parser
+from invoke.parser.context import to_flag
 
 from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
@@ -55,6 +58,7 @@ SHORT_FLAGS = {
     "image": "i",
     "max_age": "m",
     "yes": "y",
+    "snapshot": "s",  # restore.volume's --snapshot (no other task has a snapshot flag)
 }
 
 
@@ -115,3 +119,165 @@ def confirm(question: str, *, yes: bool = False, without_terminal: str | None = 
         answer = ""
     if answer.strip().lower() not in ("y", "yes"):
         raise OpsError(refused, ExitCode.ERROR)
+
+
+# ---------------------------------------------------------------- the command line
+#
+# Invoke prints its parse errors raw and exits 1 ("No idea what '-n' is!"), and reads an
+# option of its own given after a task name as that option: `invoke backup.download -p`
+# was --pty, `emergency.stop -d` (once its dry run) --debug, `deploy -R` Invoke's --dry
+# that our tasks never see. Parsing is therefore checked first against the same tasks with
+# every Invoke option but --help refused, and every parse error becomes one `Error:` line
+# with exit 2 (ExitCode.USAGE).
+
+# What a task that has no --production does instead (item 2: refused in one line, alike for
+# -p and --production, never silently Invoke's --pty).
+NO_PRODUCTION = {
+    "backup.download": "it always downloads from production (or from --host)",
+    "backup.volume": "it always snapshots the production volume",
+    "backup.snapshots": "it always lists the production volume's snapshots",
+    "deploy.deploy": "it always deploys the Fly app",
+    "deploy.rollback": "it always redeploys the Fly app",
+    "deploy.unlock": "the deploy lock is always on the production machine",
+    "emergency.stop": "it always works on the production machine",
+    "emergency.resume": "it always works on the production machine",
+    "restore.volume": "it always works on the production volume",
+    "demo": "the demo only works on a local sample database",
+}
+
+# What a positional argument is, for "missing" errors: `latest` is the usual answer.
+POSITIONALS = {
+    "which": "which backup: `latest` (the newest) or a backup's file name",
+    "backup.verify which": "which backup: `latest` (the newest), `all` or a backup's file name",
+}
+
+
+def _long(names) -> str:
+    return "/".join(f"-{n}" if len(n) == 1 else f"--{n.replace('_', '-')}"
+                    for n in sorted(names, key=len))
+
+
+def refused_flag(task: str, token: str, flags: dict) -> str:
+    """The one line for a flag ``task`` does not have (``flags``: its flag → Argument)."""
+    if token in ("-p", "--pty", "--production"):
+        why = NO_PRODUCTION.get(task, "it has no production mode")
+        return f"{task} has no --production (-p): {why}"
+    if token in ("-d", "--debug") and "--dry-run" in flags:
+        return f"{task} has no -d: its dry run is -n (--dry-run)"
+    long = {short: name for name, short in SHORT_FLAGS.items()}.get(token.lstrip("-"))
+    named = f" (-{token.lstrip('-')} is --{long.replace('_', '-')} where a task has it)" \
+        if long and len(token) == 2 else ""
+    return f"{task} has no flag {token}{named}: `invoke --help {task}` lists its flags"
+
+
+def core_option_after_task(task: str, core, flags: dict) -> str:
+    """The line for Invoke's own option ``core`` given after a task name (Invoke would
+    obey it: -p its --pty, -d its --debug, -R its --dry, which our tasks never see)."""
+    if core.name in ("pty", "production"):
+        return refused_flag(task, "-p", flags)
+    if core.name == "debug" and "--dry-run" in flags:
+        return refused_flag(task, "-d", flags)
+    first = _long(core.names).split("/")[-1]
+    return (f"{task} has no {_long(core.names)}: it is Invoke's own option, which goes before "
+            f"the task name (`invoke {first} {task}`)"
+            + ("; a task's dry run is its -n (--dry-run)" if core.name == "dry" else ""))
+
+
+def parse_error_line(message: str, context) -> str:
+    """An Invoke ``ParseError`` as the one line we print (``context``: where it happened)."""
+    task = getattr(context, "name", None)
+    unknown = re.fullmatch(r"No idea what '(.*)' is!", message)
+    if unknown:
+        token = unknown.group(1)
+        if not task:
+            return f"no task named {token!r}: `invoke --list` shows every task"
+        if token.startswith("-"):
+            return refused_flag(task, token, getattr(context, "flags", {}))
+        return (f"{task} takes no argument {token!r} (and no task has that name: "
+                "`invoke --list`)")
+    missing = re.fullmatch(r"'(.*)' did not receive required positional arguments: (.*)",
+                           message)
+    if missing:
+        task, names = missing.group(1), re.findall(r"'([^']+)'", missing.group(2))
+        what = "; ".join(POSITIONALS.get(f"{task} {n}", POSITIONALS.get(n, n.upper()))
+                         for n in names)
+        example = "latest" if names == ["which"] else "…"
+        return f"{task} needs {what}: `invoke {task} {example}`"
+    needs = re.fullmatch(r"Flag <\w+: (\w+).*> needed value and was not given one!", message)
+    if needs:
+        return f"{_long([needs.group(1)])} needs a value" + (f" ({task})" if task else "")
+    takes = re.fullmatch(r"Flag <\w+: (\w+).*> doesn't take any value!", message)
+    if takes:
+        return f"{_long([takes.group(1)])} takes no value" + (f" ({task})" if task else "")
+    return message.rstrip("!") if not task else f"{task}: {message.rstrip('!')}"
+
+
+class _Refused(Argument):
+    """Invoke's own option as seen after a task name: parsing it ends the run."""
+
+    def __init__(self, task: str, core, flags: dict):
+        super().__init__(names=core.names, kind=bool)
+        self.line = functools.partial(core_option_after_task, task, core, flags)
+
+    @property
+    def value(self):
+        return self._value
+
+    @value.setter
+    def value(self, arg):
+        raise Exit(f"Error: {self.line()}", code=int(ExitCode.USAGE))
+
+
+def _strict_contexts(program) -> list:
+    """The program's task contexts, each refusing Invoke's own options (but --help)."""
+    contexts = program.collection.to_contexts(
+        ignore_unknown_help=program.config.tasks.ignore_unknown_help)
+    for context in contexts:
+        for core in program.initial_context.args.values():
+            names = [n for n in core.names if to_flag(n) not in context.flags]
+            if core.name == "help" or len(names) != len(core.names):
+                continue
+            context.add_arg(_Refused(context.name, core, context.flags))
+        if "--production" not in context.flags:  # else eaten as a positional, or unknown
+            context.add_arg(_Refused(context.name, Argument(names=("production",), kind=bool),
+                                     context.flags))
+    return contexts
+
+
+def strict_parsing(program) -> None:
+    """Make ``program`` (the running Invoke) parse task arguments as described above."""
+    if program.args.dry.value:  # given before the task name: our tasks never see run.dry
+        raise Exit("Error: Invoke's -R/--dry does not reach these tasks (they would run for "
+                   "real): a task's dry run is its -n (--dry-run)", code=int(ExitCode.USAGE))
+    parse_tasks = program.parse_tasks
+
+    def parse() -> None:
+        try:
+            parsed = Parser(initial=program.initial_context,
+                            contexts=_strict_contexts(program)).parse_argv(program.core.unparsed)
+            for context in parsed[1:]:  # a flag Invoke took as a positional (`--production`)
+                for arg in context.positional_args:
+                    if arg.value in ("-h", "--help"):  # pyinvoke/invoke#982: help, not a name
+                        program.parser = program._make_parser()
+                        program.print_task_help(context.name)
+                        raise Exit(code=0)
+                    if str(arg.value or "").startswith("-"):
+                        raise Exit(f"Error: {refused_flag(context.name, arg.value, context.flags)}",
+                                   code=int(ExitCode.USAGE))
+            parse_tasks()
+        except ParseError as exc:
+            line = parse_error_line(str(exc), getattr(exc, "context", None))
+            raise Exit(f"Error: {line}", code=int(ExitCode.USAGE)) from None
+
+    program.parse_tasks = parse
+
+
+def running_program():
+    """The Invoke ``Program`` importing tasks.py (it is on the stack), else None."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, invoke.Program):
+            return candidate
+        frame = frame.f_back
+    return None

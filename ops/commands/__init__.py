@@ -8,6 +8,7 @@ from invoke import Collection
 from invoke.config import Config, merge_dicts
 from invoke.exceptions import Exit
 
+from ops.cli import running_program, strict_parsing
 from ops.commands import backup, demo, deploy, emergency, restore, restore_volume
 from ops.config import DEFAULTS, check_project_file
 from ops.errors import ExitCode, OpsError
@@ -34,8 +35,12 @@ def namespace(root: Path | None = None) -> Collection:
 def check_project_config(ns: Collection, root: Path) -> None:
     """Stop with one line (exit 2) on an invoke.yaml Invoke would crash on while merging.
 
-    Called from tasks.py, which Invoke imports just before it reads invoke.yaml."""
+    Called from tasks.py, which Invoke imports just before it reads invoke.yaml; the
+    running Invoke (if tasks.py was imported by one) also gets our command-line parsing."""
     expected = merge_dicts(Config.global_defaults(), ns.configuration())
+    program = running_program()
+    if program is not None:
+        strict_parsing(program)
     try:
         check_project_file(root, expected)
     except OpsError as exc:

@@ -23,6 +23,7 @@ from ops.ui import UI, human_age, human_bytes
 PRODUCTION = "run against the production machine on Fly.io (over fly ssh) instead of locally"
 JSON = "print one JSON document on stdout (human output stays on stderr)"
 KEEP = "how many backups retention keeps (default: backup.keep, 10)"
+LOCK_WAIT = "seconds to wait if another run holds the backup lock (default: backup.lock_wait, 0)"
 HOST = ("run against this SSH host, [user@]host[:port] (default: ssh.host); its database "
         "and backups are at db.remote_path and backup.remote_dir")
 
@@ -123,16 +124,18 @@ def require_database(path) -> None:
         "production": PRODUCTION,
         "host": HOST,
         "json": JSON,
+        "lock_wait": LOCK_WAIT,
     }
 )
 @guarded
 @closes_targets
-def cleanup(c, keep=None, dry_run=False, production=False, host=None, json=False):
+def cleanup(c, keep=None, dry_run=False, production=False, host=None, json=False,
+            lock_wait=None):
     """Delete all but the newest N backups, and what interrupted backups left behind.
 
     Never the newest backup that passes verification, never the one a run just made."""
     settings, target, ui = open_target(c, production=production, host=host, json=json,
-                                       keep=keep)
+                                       keep=keep, lock_wait=lock_wait)
     leftovers = sweep_leftovers(target, ui, dry_run)
     decisions = backups.cleanup(target, ui, settings.keep, dry_run=dry_run)
     if json:
@@ -364,16 +367,17 @@ def snapshots(c, json=False):
         "host": "download from this SSH host, [user@]host[:port], instead of the production "
                 "machine (default: ssh.host)",
         "json": JSON,
+        "lock_wait": LOCK_WAIT + " (in backup.dir here)",
     },
 )
 @guarded
 @closes_targets
-def download(c, which, quick=False, host=None, json=False):
+def download(c, which, quick=False, host=None, json=False, lock_wait=None):
     """Download a production (or SSH host's) backup into backup.dir, SHA-256 checked."""
     reject_flag_as_name(which, "backup.download")
     settings = config.load(c.config, host=host)
     settings, target, ui = open_target(c, production=not settings.ssh_host, host=host,
-                                       json=json, quick=quick)
+                                       json=json, quick=quick, lock_wait=lock_wait)
     if which == "all":
         raise OpsError("download one backup at a time: latest or a name", ExitCode.USAGE)
     name = target.names(which)[0]

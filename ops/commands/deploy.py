@@ -16,7 +16,8 @@ from ops.ui import UI
 
 JSON = "print the audit record (or the plan, with --dry-run) as JSON on stdout"
 DRY_RUN = "print the plan with the exact flyctl commands and run nothing"
-LOCK_WAIT = "seconds to wait for another deploy's lock (default: deploy.lock_wait, 0)"
+LOCK_WAIT = ("seconds to wait for another deploy's lock (default: deploy.lock_wait, 0), and "
+             "for the backup lock (default: backup.lock_wait)")
 HEALTH_TIMEOUT = "seconds the health gate waits for /health (default: health.timeout, 300)"
 
 
@@ -26,7 +27,8 @@ def passthrough() -> tuple[str, ...]:
 
 
 def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout) -> None:
-    settings = config.load(c.config, deploy_lock_wait=lock_wait, health_timeout=health_timeout)
+    settings = config.load(c.config, deploy_lock_wait=lock_wait, lock_wait=lock_wait,
+                           health_timeout=health_timeout)
     ui = UI(json_mode=json)
     options = options_for(settings)
     deploys.check_strategy_with_volume(options.strategy, options.extra, settings.fly_config,

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import posixpath
 
-from invoke import task
-
 from ops import audit, config, fly, remote
 from ops import emergency as em
-from ops.cli import guarded
+from ops.cli import guarded, task
 from ops.errors import ExitCode, OpsError
 from ops.ui import UI
 

@@ -42,17 +42,19 @@ def seconds(value, what: str) -> float | None:
         "busy_timeout": "seconds to wait for the app's write lock on the live database "
                         "(default 10)",
         "json": "print the audit record (or the plan, with --dry-run) as JSON on stdout",
+        "lock_wait": "seconds to wait if another restore or backup holds its lock "
+                     "(default: backup.lock_wait, 0)",
     },
 )
 @guarded
 def database(c, which="latest", production=False, host=None, from_=None, yes=False,
-             dry_run=False, busy_timeout=None, json=False):
+             dry_run=False, busy_timeout=None, json=False, lock_wait=None):
     """Restore a backup into the live database: verify, safety backup, backup API, check."""
     which = parse_which(which, "restore")
     if production and host is not None:
         raise OpsError("--production (the Fly machine) and --host (an SSH host) name two "
                        "different targets: give one", ExitCode.USAGE)
-    settings = config.load(c.config, host=host)
+    settings = config.load(c.config, host=host, lock_wait=lock_wait)
     host = "" if production else settings.ssh_host
     if from_ is not None and not (production or host):
         raise OpsError("--from restores a local file into production: add --production "

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import shlex
 
-from invoke import task
-
 from ops import config, fly
 from ops import emergency as em
 from ops import volume_restore as vr
-from ops.cli import guarded
+from ops.cli import guarded, task
 from ops.errors import ExitCode, OpsError
 from ops.ui import UI, human_bytes
 

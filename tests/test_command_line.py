@@ -1,0 +1,211 @@
+"""The command line itself (issue 20 items 1-4): one short flag, one meaning, in every task;
+--production alike everywhere; every hint's command parses; every parse error is one line.
+
+Most runs here are the real Invoke ``Program`` in this process (a fresh one per run, loading
+tasks.py from the repository as `invoke` does): tens of runs cost a fraction of a second."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+import invoke
+import pytest
+from invoke import Program
+from invoke.parser import Parser
+
+from ops.cli import parse_error_line
+from ops.commands import namespace
+from ops.errors import ExitCode
+from tests import helpers
+from tests.helpers import REPO_ROOT, assert_one_line_error
+
+NS = namespace()
+TASKS = {primary: (aliases[0] if aliases else primary)
+         for primary, aliases in NS.task_names.items()}
+
+
+def cli(capsys, *argv: str) -> helpers.InvokeResult:
+    """``invoke ARGV`` run by a fresh Invoke Program in this process."""
+    program = Program(name="Invoke", binary="inv[oke]", binary_names=["invoke", "inv"],
+                      version=invoke.__version__)
+    try:
+        program.run(["invoke", "--search-root", str(REPO_ROOT), *argv])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return helpers.InvokeResult(list(argv), code, out, err)
+
+
+def flags_of(task: str) -> dict[str, str]:
+    """The task's flags as typed: ``{"-n": "dry-run", "--dry-run": "dry-run", ...}``."""
+    found = {}
+    for arg in NS[task].get_arguments():
+        for name in arg.names:
+            found[("-" if len(name) == 1 else "--") + name] = arg.names[0]
+    return found
+
+
+# ---------------------------------------------------------------- 1: the README's table
+
+def readme_flag_table() -> dict[str, tuple[str, set[str]]]:
+    """The README's short-flag table: ``{"-n": ("dry-run", {"backup", ...})}``."""
+    text = (REPO_ROOT / "README.md").read_text()
+    table = text[text.index("| flags | meaning | tasks |"):].split("\n\n")[0]
+    rows = {}
+    for line in table.splitlines()[2:]:
+        flags, _, tasks = (cell.strip() for cell in line.strip("|").split("|"))
+        found = re.fullmatch(r"`-(\w)` `--([\w-]+)`", flags)
+        if found:
+            rows["-" + found.group(1)] = (found.group(2), {t.strip() for t in tasks.split(",")})
+    return rows
+
+
+def test_the_readme_lists_every_short_flag_with_exactly_the_tasks_that_have_it():
+    actual: dict[str, tuple[set[str], set[str]]] = {}
+    for primary, shown in TASKS.items():
+        for arg in NS[primary].get_arguments():
+            for short in (n for n in arg.names if len(n) == 1):
+                longs, tasks = actual.setdefault("-" + short, (set(), set()))
+                longs.add(arg.names[0])
+                tasks.add(shown)
+    table = readme_flag_table()
+    assert {k: v for k, v in actual.items() if len(v[0]) > 1} == {}  # one meaning each
+    assert table.pop("-h") == ("help", {"every task"})
+    assert {short: (longs.pop(), tasks) for short, (longs, tasks) in actual.items()} == table
+
+
+def test_dry_run_is_dash_n_in_every_task_that_has_one_and_dash_d_is_nobodys():
+    with_dry_run = [task for task in TASKS if "--dry-run" in flags_of(task)]
+    assert {"emergency.stop", "emergency.resume", "restore.volume"} <= set(with_dry_run)
+    for task in with_dry_run:
+        assert flags_of(task)["-n"] == "dry-run", task
+    assert not any("-d" in flags_of(task) for task in TASKS)
+
+
+@pytest.mark.parametrize("task", ["emergency.stop", "emergency.resume", "restore.volume"])
+def test_dash_d_where_it_was_the_dry_run_is_refused_not_invokes_debug(capsys, task):
+    result = cli(capsys, task, "-d")  # Invoke alone read it as --debug and ran the task
+    assert_one_line_error(result, ExitCode.USAGE, contains="its dry run is -n (--dry-run)")
+    assert cli(capsys, task, "-n", "--help").returncode == 0
+
+
+# ---------------------------------------------------------------- 2: --production
+
+def test_production_and_p_are_accepted_or_refused_alike_in_every_task(capsys):
+    for task in TASKS:
+        if "--production" in flags_of(task):
+            assert flags_of(task)["-p"] == "production"
+            for flag in ("-p", "--production"):
+                result = cli(capsys, task, flag, "--help")
+                assert result.returncode == 0 and "--production" in result.stdout, result
+            continue
+        lines = []
+        for flag in ("-p", "--production"):
+            args = [task, flag] + (["latest"] if task == "backup.download" else [])
+            lines.append(assert_one_line_error(cli(capsys, *args), ExitCode.USAGE))
+        assert lines[0] == lines[1] and "has no --production (-p)" in lines[0], lines
+
+
+# ---------------------------------------------------------------- 4: parse errors
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["backup.download"], "backup.download needs which backup: `latest` (the newest) or a "
+                          "backup's file name: `invoke backup.download latest`"),
+    (["backup.verify"], "backup.verify needs which backup: `latest` (the newest), `all` or a "
+                        "backup's file name: `invoke backup.verify latest`"),
+    (["backup.list", "--bogus"], "backup.list has no flag --bogus: `invoke --help backup.list` "
+                                 "lists its flags"),
+    (["backup.list", "-k", "3"], "backup.list has no flag -k (-k is --keep where a task has it)"),
+    (["backup.cleanup", "--keep"], "--keep needs a value (backup.cleanup)"),
+    (["backup.list", "latest"], "backup.list takes no argument 'latest'"),
+    (["backupp"], "no task named 'backupp': `invoke --list` shows every task"),
+    (["deploy", "-R"], "deploy.deploy has no -R/--dry: it is Invoke's own option"),
+    (["-R", "deploy"], "Invoke's -R/--dry does not reach these tasks"),
+    (["backup.list", "-e"], "backup.list has no -e/--echo: it is Invoke's own option, which goes "
+                            "before the task name (`invoke --echo backup.list`)"),
+    (["backup.status", "-l"], "backup.status has no -l/--list"),
+    (["backup.download", "--production", "latest"], "backup.download has no --production"),
+])
+def test_a_command_line_invoke_cannot_parse_is_one_line_and_exit_2(capsys, argv, expected):
+    line = assert_one_line_error(cli(capsys, *argv), ExitCode.USAGE)
+    assert expected in line
+
+
+@pytest.mark.parametrize("help_flag", ["--help", "-h"])
+def test_help_after_a_task_with_a_positional_is_help_not_a_backup_name(capsys, help_flag):
+    for task in ("backup.verify", "backup.download", "restore"):
+        result = cli(capsys, task, help_flag)  # Invoke took it as WHICH (pyinvoke/invoke#982)
+        assert result.returncode == 0 and "Usage: inv[oke]" in result.stdout, result
+
+
+def test_parse_errors_through_the_real_cli_too(tmp_path):
+    result = helpers.run_invoke("backup.download", cwd=tmp_path)
+    assert_one_line_error(result, ExitCode.USAGE, contains="`invoke backup.download latest`")
+
+
+def test_every_invoke_parse_error_message_gets_a_line_of_ours():
+    assert parse_error_line("Flag <Argument: keep (k)> needed value and was not given one!",
+                            None) == "--keep needs a value"
+    assert parse_error_line("Flag <Argument: json (j) [bool]> doesn't take any value!",
+                            None) == "--json takes no value"
+    assert parse_error_line("something new!", None) == "something new"
+
+
+# ---------------------------------------------------------------- 3: hints
+
+HINT = re.compile(r"invoke ([a-z][a-z.]*)((?: (?:--?[a-z][\w-]*|[A-Z]+|[\x00\d.]+))*)")
+
+
+def hint_commands() -> list[tuple[str, str]]:
+    """Every ``invoke TASK ...`` the sources can print: (file:line, command), with each
+    f-string placeholder as a NUL (a value whatever it holds)."""
+    found = []
+    for path in sorted((REPO_ROOT / "ops").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        parts = {id(part) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr)
+                 for part in node.values}
+        for node in ast.walk(tree):
+            if id(node) in parts:
+                continue
+            if isinstance(node, ast.JoinedStr):
+                text = "".join(part.value if isinstance(part, ast.Constant) else "\x00"
+                               for part in node.values)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                text = node.value
+            else:
+                continue
+            if isinstance(node, ast.Constant) and text.startswith(('"""', "\n")):
+                continue
+            for match in HINT.finditer(text):
+                found.append((f"{path.relative_to(REPO_ROOT)}:{node.lineno}", match.group(0)))
+    return found
+
+
+def test_every_hint_names_a_task_and_flags_that_exist():
+    hints = hint_commands()
+    assert len(hints) >= 10, hints
+    contexts = NS.to_contexts()
+    initial = Program().initial_context
+    for where, command in hints:
+        argv = [word.replace("\x00", "X") for word in command.split()[1:]]
+        if argv[0] not in {name for c in contexts for name in (c.name, *c.aliases)}:
+            continue  # prose such as "invoke restore.volume`:" is not a command line
+        Parser(initial=initial, contexts=contexts).parse_argv(argv)  # ParseError: wrong hint
+        for word in argv[1:]:
+            if word.startswith("-"):
+                assert word in flags_of(next(c.name for c in contexts
+                                             if argv[0] in (c.name, *c.aliases))), where
+
+
+def test_the_lock_hint_of_cleanup_names_a_flag_cleanup_has(backup_dir, backup_now, tmp_path,
+                                                           run_invoke):
+    helpers.old_script_backup(backup_dir, helpers.utc(2026, 1, 1))
+    backup_now()
+    with helpers.lock_held_elsewhere(backup_dir, tmp_path):
+        result = run_invoke("backup.cleanup", "--keep", "1")
+        assert_one_line_error(result, ExitCode.LOCKED, contains="--lock-wait SECONDS")
+        waited = run_invoke("backup.cleanup", "--keep", "1", "--lock-wait", "0.2")
+    line = assert_one_line_error(waited, ExitCode.LOCKED, contains="holds the lock", strict=False)
+    assert "waiting up to 0.2s" in waited.stderr and "--lock-wait" not in line
