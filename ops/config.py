@@ -14,6 +14,7 @@ endless wait or an overflow deep inside a step.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -23,6 +24,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from invoke.config import merge_dicts
 from invoke.util import yaml
 
 from ops import health
@@ -403,43 +405,98 @@ def load(config, **flags) -> Settings:
 
 # ---------------------------------------------------------------- invoke.yaml
 
-PROJECT_FILES = ("invoke.yaml", "invoke.yml", "invoke.json")  # Invoke takes the first found
+CONFIG_SUFFIXES = ("yaml", "yml", "json", "py")  # Invoke's Config._file_suffixes, in order
 
 
-def check_project_file(folder: Path, expected: dict) -> None:
-    """Refuse an invoke.yaml that Invoke itself would choke on, with one line.
+def first_config_file(prefix: str) -> Path | None:
+    """The file Invoke reads for a level: ``prefix`` + the first suffix found
+    (``/etc/invoke.`` → /etc/invoke.yaml, ``~/.invoke.`` → ~/.invoke.yaml)."""
+    for suffix in CONFIG_SUFFIXES:
+        path = Path(os.path.expanduser(prefix + suffix))
+        if path.exists():  # a dangling symlink is skipped, as Invoke skips it
+            return path
+    return None
 
-    Invoke 2.2 reads it in ``Program.load_collection`` (``Config.load_project``) right
-    after importing tasks.py, and merges it in ``Config.merge``: broken YAML raises from
-    ``yaml.safe_load`` and a section of the wrong type (``backup: 5``) raises
-    ``AmbiguousMergeError`` from ``merge_dicts``, both as tracebacks before any task runs.
-    tasks.py calls this first. ``expected`` is the configuration the file merges onto.
+
+def config_files(system_prefix: str, user_prefix: str, project: Path,
+                 runtime: str | None) -> list[tuple[Path, str]]:
+    """Every Invoke config file this run reads, lowest level first, with how it was named:
+    /etc/invoke.*, ~/.invoke.*, the project's invoke.*, and ``invoke -f FILE`` (else
+    INVOKE_RUNTIME_CONFIG), which must exist (Invoke would silently skip it)."""
+    found = [(first_config_file(system_prefix + "invoke."), "system"),
+             (first_config_file(user_prefix + "invoke."), "user"),
+             (first_config_file(str(project) + "/invoke."), "project")]
+    files = [(path, level) for path, level in found if path is not None]
+    if runtime:
+        path = Path(os.path.expanduser(runtime))
+        if not path.is_file():
+            raise OpsError(f"the config file given with -f (or INVOKE_RUNTIME_CONFIG) is not "
+                           f"a file: {path}", ExitCode.USAGE)
+        if path.suffix.lstrip(".") not in CONFIG_SUFFIXES:
+            raise OpsError(f"{path}: Invoke reads only .yaml, .yml, .json or .py config files",
+                           ExitCode.USAGE)
+        files.append((path, "runtime"))
+    return files
+
+
+def check_config_files(files: list[Path], expected: dict) -> None:
+    """Refuse, with one line naming the file, a config file Invoke itself would choke on.
+
+    Invoke 2.2 reads /etc/invoke.* and ~/.invoke.* when it starts, the project's invoke.*
+    in ``Program.load_collection`` right after importing tasks.py, and the runtime file
+    (``-f``) after parsing; it merges them over our defaults in ``Config.merge``. Broken
+    YAML raises from ``yaml.safe_load``, a section of the wrong type (``backup: 5``) raises
+    ``AmbiguousMergeError`` from ``merge_dicts``, both as tracebacks. ``files`` is lowest
+    level first; ``expected`` is the configuration the first merges onto. A .py file is
+    only compiled (running it twice could do anything it does).
     """
-    for name in PROJECT_FILES:
-        path = folder / name
-        try:
-            text = path.read_text()
-        except FileNotFoundError:
-            continue
-        except (OSError, UnicodeDecodeError) as exc:
-            raise OpsError(f"cannot read {path}: {exc}", ExitCode.USAGE) from None
-        try:
-            data = json.loads(text) if name.endswith(".json") else yaml.safe_load(text)
-        except (ValueError, yaml.YAMLError) as exc:
-            where = getattr(exc, "problem_mark", None)
-            line = f" (line {where.line + 1})" if where else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise OpsError(f"{path} is not valid {'JSON' if name.endswith('.json') else 'YAML'}"
-                           f"{line}: {problem}", ExitCode.USAGE) from None
+    check_config_data([(path, read_config_file(path)) for path in files], expected)
+
+
+def check_config_data(loaded: list[tuple[Path, object]], expected: dict) -> None:
+    """``check_config_files`` for data already read: (file, its data), lowest level first."""
+    base = copy.deepcopy(expected)
+    for path, data in loaded:
         if data is None:
-            return
+            continue
         if not isinstance(data, dict):
             raise OpsError(f"{path} must be a mapping of sections (backup:, db:, ...), "
                            f"got {_shown(data)}", ExitCode.USAGE)
-        problem = _mismatch(expected, data, "")
+        problem = _mismatch(base, data, "")
         if problem:
             raise OpsError(f"{path}: {problem}", ExitCode.USAGE)
-        return
+        merge_dicts(base, copy.deepcopy(data))
+
+
+def read_config_file(path: Path):
+    """A config file's data as Invoke reads it (None for .py files and empty ones)."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OpsError(f"cannot read {path}: {exc}", ExitCode.USAGE) from None
+    kind = path.suffix.lstrip(".")
+    if kind == "py":
+        try:
+            compile(text, str(path), "exec")
+        except (SyntaxError, ValueError) as exc:
+            line = f" (line {exc.lineno})" if getattr(exc, "lineno", None) else ""
+            raise OpsError(f"{path} is not valid Python{line}: {getattr(exc, 'msg', exc)}",
+                           ExitCode.USAGE) from None
+        return None
+    try:
+        return json.loads(text) if kind == "json" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise OpsError(f"{path} is not valid {'JSON' if kind == 'json' else 'YAML'}"
+                       f"{line}: {problem}", ExitCode.USAGE) from None
+
+
+def check_project_file(folder: Path, expected: dict) -> None:
+    """The project's invoke.yaml alone (see ``check_config_files``)."""
+    found = first_config_file(f"{folder}/invoke.")
+    check_config_files([found] if found else [], expected)
 
 
 def _mismatch(base: dict, new: dict, prefix: str) -> str | None:

@@ -7,7 +7,9 @@ tasks.py from the repository as `invoke` does): tens of runs cost a fraction of 
 from __future__ import annotations
 
 import ast
+import functools
 import re
+from pathlib import Path
 
 import invoke
 import pytest
@@ -25,10 +27,10 @@ TASKS = {primary: (aliases[0] if aliases else primary)
          for primary, aliases in NS.task_names.items()}
 
 
-def cli(capsys, *argv: str) -> helpers.InvokeResult:
+def cli(capsys, *argv: str, config_class=None) -> helpers.InvokeResult:
     """``invoke ARGV`` run by a fresh Invoke Program in this process."""
     program = Program(name="Invoke", binary="inv[oke]", binary_names=["invoke", "inv"],
-                      version=invoke.__version__)
+                      version=invoke.__version__, config_class=config_class)
     try:
         program.run(["invoke", "--search-root", str(REPO_ROOT), *argv])
         code = 0
@@ -209,3 +211,60 @@ def test_the_lock_hint_of_cleanup_names_a_flag_cleanup_has(backup_dir, backup_no
         waited = run_invoke("backup.cleanup", "--keep", "1", "--lock-wait", "0.2")
     line = assert_one_line_error(waited, ExitCode.LOCKED, contains="holds the lock", strict=False)
     assert "waiting up to 0.2s" in waited.stderr and "--lock-wait" not in line
+
+
+# ---------------------------------------------------------------- 5: every config file
+
+def cli_with_system_config(capsys, etc: Path, *argv: str) -> helpers.InvokeResult:
+    """``cli`` with Invoke's system-wide config read from ``etc`` instead of /etc."""
+
+    class Config(invoke.Config):
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("system_prefix", f"{etc}/")
+            super().__init__(*args, **kwargs)
+
+    return cli(capsys, *argv, config_class=Config)
+
+
+WRONG_TYPED = [("backup: 5\n", "backup must be a mapping of keys (backup.dir"),
+               ("db:\n  path: {a: 1}\n", "db.path must be a single value"),
+               ("backup:\n", "backup must be a mapping of keys")]
+
+
+@pytest.mark.parametrize(("text", "complaint"), WRONG_TYPED)
+def test_a_wrong_typed_system_config_is_one_line_naming_it(capsys, tmp_path, monkeypatch,
+                                                            text, complaint):
+    monkeypatch.setenv("HOME", str(tmp_path))  # no developer's ~/.invoke.yaml
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "invoke.yaml").write_text(text)
+    line = assert_one_line_error(cli_with_system_config(capsys, etc, "backup.list"),
+                                 ExitCode.USAGE, contains=complaint)
+    assert str(etc / "invoke.yaml") in line
+
+
+def test_wrong_typed_home_and_runtime_configs_are_one_line_naming_them(tmp_path):
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    files = {"r.yaml": "x: [\n", "r.json": '{"backup": ', "r.py": "backup = 5\n",
+             "wrong.yaml": "backup: 5\n", "r.toml": "backup = 5\n", "bad.py": "import nope\n"}
+    for name, text in files.items():
+        (work / name).write_text(text)
+    (home / ".invoke.yaml").write_text("db: [1]\n")
+    cases = [
+        (["backup.list"], {"HOME": str(home)}, f"{home}/.invoke.yaml: db must be a mapping"),
+        (["-f", "r.yaml", "backup.list"], {}, "r.yaml is not valid YAML (line 2)"),
+        (["-f", "r.json", "backup.list"], {}, "r.json is not valid JSON"),
+        (["-f", "wrong.yaml", "backup.list"], {}, "wrong.yaml: backup must be a mapping"),
+        (["-f", "r.py", "backup.list"], {}, "r.py: backup must be a mapping"),
+        (["-f", "bad.py", "backup.list"], {}, "No module named 'nope'"),
+        (["-f", "r.toml", "backup.list"], {}, "r.toml: Invoke reads only .yaml, .yml, .json"),
+        (["-f", "missing.yaml", "backup.list"], {}, "is not a file: missing.yaml"),
+        (["backup.list"], {"INVOKE_RUNTIME_CONFIG": "wrong.yaml"}, "wrong.yaml: backup must"),
+    ]
+    results = helpers.run_parallel(
+        functools.partial(helpers.run_invoke, *argv, cwd=work, env=env)
+        for argv, env, _ in cases)
+    for (_, _, complaint), result in zip(cases, results, strict=True):
+        assert_one_line_error(result, ExitCode.USAGE, contains=complaint)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from invoke import Collection
 from invoke.config import Config, merge_dicts
 from invoke.exceptions import Exit
 
-from ops.cli import running_program, strict_parsing
+from ops.cli import one_line, running_program, strict_parsing
 from ops.commands import backup, demo, deploy, emergency, restore, restore_volume
-from ops.config import DEFAULTS, check_project_file
+from ops.config import DEFAULTS, check_config_data, check_config_files, config_files
 from ops.errors import ExitCode, OpsError
 
 
@@ -33,15 +34,45 @@ def namespace(root: Path | None = None) -> Collection:
 
 
 def check_project_config(ns: Collection, root: Path) -> None:
-    """Stop with one line (exit 2) on an invoke.yaml Invoke would crash on while merging.
+    """Stop with one line (exit 2) on an Invoke config file Invoke would crash on while
+    merging: /etc/invoke.*, ~/.invoke.*, the project's invoke.*, ``invoke -f FILE``.
 
-    Called from tasks.py, which Invoke imports just before it reads invoke.yaml; the
-    running Invoke (if tasks.py was imported by one) also gets our command-line parsing."""
+    Called from tasks.py, which Invoke imports just before it reads the project's file and
+    (after parsing) the runtime one; the running Invoke (if tasks.py was imported by one)
+    says where its system and user files are, and gets our command-line parsing."""
     expected = merge_dicts(Config.global_defaults(), ns.configuration())
     program = running_program()
-    if program is not None:
-        strict_parsing(program)
+    config = program.config if program is not None else Config(lazy=True)
+    runtime = program.args.config.value if program is not None else None
+    if runtime is None and program is not None:
+        runtime = os.environ.get("INVOKE_RUNTIME_CONFIG")
     try:
-        check_project_file(root, expected)
+        files = config_files(config._system_prefix, config._user_prefix, root, runtime)
+        check_config_files([path for path, _ in files], expected)
     except OpsError as exc:
         raise Exit(f"Error: {exc}", code=int(ExitCode.USAGE)) from None
+    if program is not None:
+        strict_parsing(program)
+        checked_update_config(program, expected)
+
+
+def checked_update_config(program, expected: dict) -> None:
+    """A .py config file is only known once Invoke has run it (the runtime one in
+    ``update_config``): its sections are checked then, before anything merges them."""
+    update_config = program.update_config
+
+    def update(*args, **kwargs):
+        config = program.config
+        try:
+            update_config(*args, **kwargs)
+            check_config_data([(getattr(config, f"_{level}_path"), getattr(config, f"_{level}"))
+                               for level in ("system", "user", "project", "runtime")
+                               if str(getattr(config, f"_{level}_path", "")).endswith(".py")],
+                              expected)
+        except OpsError as exc:
+            raise Exit(f"Error: {exc}", code=int(ExitCode.USAGE)) from None
+        except Exception as exc:  # running a .py config file failed: say so in one line
+            raise Exit(f"Error: Invoke could not load its config files: {one_line(exc)}",
+                       code=int(ExitCode.USAGE)) from None
+
+    program.update_config = update
