@@ -17,6 +17,7 @@ from invoke.parser.context import to_flag
 
 from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
+from ops.signals import task_started
 
 
 def one_line(exc: Exception) -> str:
@@ -29,6 +30,7 @@ def guarded(body):
 
     @functools.wraps(body)
     def run(c, *args, **kwargs):
+        task_started()
         try:
             return body(c, *args, **kwargs)
         except OpsError as exc:

@@ -320,8 +320,10 @@ def check_sqlite_file(path: Path, what: str) -> None:
 
 
 def prepare_dir(directory: Path) -> None:
+    """The backup folder, created private (0700: backups hold every user's data) as
+    backup.download creates it; an existing folder keeps its mode."""
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as exc:
         raise EngineError(f"backup folder is not a folder: {directory}", "usage") from exc
     except OSError as exc:

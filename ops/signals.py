@@ -7,7 +7,9 @@ audit line is written, locks are released and the "finish by hand" lines are pri
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import threading
 
 
 class Terminated(BaseException):
@@ -36,3 +38,28 @@ def stop_on_signals():
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+# ---------------------------------------------------------------- Ctrl-C before a task runs
+
+INTERRUPTED = 130  # ExitCode.INTERRUPTED (ops.errors is not imported this early)
+
+
+def _stop_at_once(signum, frame):
+    os.write(2, b"Interrupted.\n")
+    os._exit(INTERRUPTED)
+
+
+def interrupt_quietly_until_a_task_runs() -> None:
+    """Ctrl-C while tasks.py is still imported, arguments parsed or config read (nothing
+    changed yet) ends the run at once: "Interrupted.", exit 130, not Invoke's bare exit 1
+    or an import traceback. ``task_started`` puts Python's Ctrl-C back for the task."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, _stop_at_once)
+
+
+def task_started() -> None:
+    """Ctrl-C is KeyboardInterrupt again, so a task's ``finally`` blocks run."""
+    if (threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is _stop_at_once):
+        signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import ast
 import functools
 import re
+import signal
+import stat
 from pathlib import Path
 
 import invoke
@@ -31,11 +33,14 @@ def cli(capsys, *argv: str, config_class=None) -> helpers.InvokeResult:
     """``invoke ARGV`` run by a fresh Invoke Program in this process."""
     program = Program(name="Invoke", binary="inv[oke]", binary_names=["invoke", "inv"],
                       version=invoke.__version__, config_class=config_class)
+    interrupt = signal.getsignal(signal.SIGINT)  # tasks.py sets its own until a task runs
     try:
         program.run(["invoke", "--search-root", str(REPO_ROOT), *argv])
         code = 0
     except SystemExit as exc:
         code = exc.code
+    finally:
+        signal.signal(signal.SIGINT, interrupt)
     out, err = capsys.readouterr()
     return helpers.InvokeResult(list(argv), code, out, err)
 
@@ -268,3 +273,26 @@ def test_wrong_typed_home_and_runtime_configs_are_one_line_naming_them(tmp_path)
         for argv, env, _ in cases)
     for (_, _, complaint), result in zip(cases, results, strict=True):
         assert_one_line_error(result, ExitCode.USAGE, contains=complaint)
+
+
+# ---------------------------------------------------------------- 11: early Ctrl-C
+
+def test_ctrl_c_before_the_task_runs_is_interrupted_and_130(tmp_path):
+    # Invoke runs a .py runtime config after tasks.py is imported and the arguments are
+    # parsed, before the task: a Ctrl-C arriving exactly there (Invoke alone: exit 1, silent)
+    (tmp_path / "ctrl_c.py").write_text("import os, signal\nos.kill(os.getpid(), signal.SIGINT)\n")
+    result = helpers.run_invoke("-f", "ctrl_c.py", "backup.list", cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (ExitCode.INTERRUPTED, "Interrupted.\n")
+
+
+def test_every_task_creates_the_backup_folder_0700(wal_db, tmp_path):
+    made = tmp_path / "data" / "backups"
+    assert not made.exists()
+    result = helpers.run_invoke("backup", cwd=tmp_path)
+    assert result.returncode == 0, result
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700
+    other = tmp_path / "restored"
+    other.mkdir(mode=0o755)
+    result = helpers.run_invoke("backup", env={"INVOKE_BACKUP_DIR": "restored"}, cwd=tmp_path)
+    assert result.returncode == 0, result
+    assert stat.S_IMODE(other.stat().st_mode) == 0o755  # a folder of yours keeps its mode
