@@ -18,11 +18,14 @@ from invoke.parser.context import to_flag
 from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
 from ops.signals import task_started
+from ops.ui import printable
 
 
 def one_line(exc: Exception) -> str:
+    """An error's first line, printable: its text may be a machine's, host's or flyctl's."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return " ".join(lines[:1]) + (" …" if len(lines) > 1 else "") if lines else repr(exc)
+    return printable(" ".join(lines[:1]) + (" …" if len(lines) > 1 else "") if lines
+                     else repr(exc))
 
 
 def guarded(body):
@@ -42,7 +45,8 @@ def guarded(body):
             raise Exit("Interrupted.", code=int(ExitCode.INTERRUPTED)) from None
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""
-            raise Exit(f"Error: {exc.strerror or exc}{where}", code=int(ExitCode.ERROR)) from None
+            raise Exit(printable(f"Error: {exc.strerror or exc}{where}"),
+                       code=int(ExitCode.ERROR)) from None
 
     return run
 
@@ -113,7 +117,7 @@ def confirm(question: str, *, yes: bool = False, without_terminal: str | None = 
         if without_terminal is None:
             return
         raise OpsError(without_terminal, ExitCode.USAGE)
-    sys.stderr.write(f"{question} Type yes to go on: ")
+    sys.stderr.write(f"{printable(question)} Type yes to go on: ")
     sys.stderr.flush()
     try:
         answer = sys.stdin.readline()
@@ -264,12 +268,12 @@ def strict_parsing(program) -> None:
                         program.print_task_help(context.name)
                         raise Exit(code=0)
                     if str(arg.value or "").startswith("-"):
-                        raise Exit(f"Error: {refused_flag(context.name, arg.value, context.flags)}",
-                                   code=int(ExitCode.USAGE))
+                        line = refused_flag(context.name, arg.value, context.flags)
+                        raise Exit(f"Error: {printable(line)}", code=int(ExitCode.USAGE))
             parse_tasks()
         except ParseError as exc:
             line = parse_error_line(str(exc), getattr(exc, "context", None))
-            raise Exit(f"Error: {line}", code=int(ExitCode.USAGE)) from None
+            raise Exit(f"Error: {printable(line)}", code=int(ExitCode.USAGE)) from None
 
     program.parse_tasks = parse
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shlex
 import sys
 import time
@@ -28,6 +29,20 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
+
+# What a terminal would obey rather than show: C0 controls (ESC starts every escape
+# sequence, CR overwrites a line, BS erases), DEL, C1 controls (0x9b is a one-byte CSI) and
+# the bidirectional overrides that make text read other than it is (Trojan Source).
+_CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e"
+                       "\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print: every control character shown escaped (``\\x1b``), so a
+    machine's, host's or flyctl's text can never move the cursor, retitle the window or
+    rewrite a line. Newlines stay (callers that need one line take the first)."""
+    return _CONTROLS.sub(lambda m: (f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                                    else f"\\u{ord(m.group()):04x}"), str(text))
 
 
 def human_bytes(size: float) -> str:
@@ -123,6 +138,10 @@ class UI:
         self._spinner = None  # Rich allows one live display at a time: the outermost step's
         self.redact = lambda text: text  # a deploy hides its tokens from every line
 
+    def shown(self, text: str) -> str:
+        """Text as every line prints it: tokens redacted, control characters escaped."""
+        return printable(self.redact(text))
+
     @property
     def interactive(self) -> bool:
         return self.err.is_terminal and self.err.is_interactive
@@ -135,16 +154,16 @@ class UI:
     # -- lines for people (stderr)
     def info(self, message: str) -> None:
         self._open_parents()
-        self.err.print(escape(self.redact(message)))
+        self.err.print(escape(self.shown(message)))
 
     def warn(self, message: str) -> None:
         self._open_parents()
-        self.err.print(f"[bold yellow]WARNING:[/] {escape(self.redact(message))}")
+        self.err.print(f"[bold yellow]WARNING:[/] {escape(self.shown(message))}")
 
     def lines(self, lines: list[str]) -> None:
         """Plain lines that were laid out for ``width`` already (summaries, plans)."""
         for line in lines:
-            self.err.print(Text(self.redact(line)), soft_wrap=True)
+            self.err.print(Text(self.shown(line)), soft_wrap=True)
 
     @contextlib.contextmanager
     def step(self, label: str):
@@ -159,7 +178,7 @@ class UI:
         started = time.monotonic()
         own_spinner = self.interactive and self._spinner is None
         if own_spinner:
-            self._spinner = self.err.status(escape(label))
+            self._spinner = self.err.status(escape(self.shown(label)))
             self._spinner.start()
         try:
             yield step
@@ -182,7 +201,7 @@ class UI:
         """Why the running step has not finished yet: its live line on a terminal, else
         one plain line (call it when the reason changes, not on every poll)."""
         if self._spinner is not None:
-            self._spinner.update(escape(self.redact(message.strip())))
+            self._spinner.update(escape(self.shown(message.strip())))
         else:
             self.info(message)
 
@@ -197,7 +216,7 @@ class UI:
         for step in self._open:
             if not step.opened:
                 step.opened = True
-                line = fit("  " * step.depth + "▸ " + self.redact(step.label),
+                line = fit("  " * step.depth + "▸ " + self.shown(step.label),
                            self.width or 10**6)
                 self.err.print(f"[bold]{escape(line)}[/]")
 
@@ -206,7 +225,7 @@ class UI:
         failed. On a terminal it fits the width: the detail's last parts (separated by two
         spaces, most important first) give way; in a log nothing is cut."""
         mark = MARKS.get(step.outcome, ("•", ""))[0]
-        head = "  " * step.depth + f"{mark} {self.redact(step.label)}"
+        head = "  " * step.depth + f"{mark} {self.shown(step.label)}"
         tail = f" ({human_seconds(step.seconds)})" if step.outcome != "skipped" else ""
         detail = step.detail
         if step.outcome in ("failed", "interrupted"):
@@ -214,7 +233,7 @@ class UI:
                 detail, ": ".join(filter(None, (step.outcome, step.reason))))))
         elif step.outcome == "skipped":
             detail = f"skipped: {detail}" if detail else "skipped"
-        detail = self.redact(detail)
+        detail = self.shown(detail)
         line = f"{head}  {detail}{tail}" if detail else head + tail
         width = self.width
         if width is None or len(line) <= width:
@@ -246,7 +265,8 @@ class UI:
             table.add_column(column, justify="right" if column == "seconds" else "left")
         for step in self.steps:
             label = "  " * step.depth + step.label
-            table.add_row(escape(label), step.outcome, f"{step.seconds:.1f}", escape(step.detail))
+            table.add_row(escape(self.shown(label)), step.outcome, f"{step.seconds:.1f}",
+                          escape(self.shown(step.detail)))
         self.err.print(table)
 
     def table(self, title: str, columns: list[str], rows: list[list[str]]) -> None:
@@ -254,7 +274,7 @@ class UI:
         for index, column in enumerate(columns):
             table.add_column(column, no_wrap=index == 0)  # names must stay copyable
         for row in rows:
-            table.add_row(*[escape(str(cell)) for cell in row])
+            table.add_row(*[escape(self.shown(str(cell))) for cell in row])
         self.err.print(table)
 
     @contextlib.contextmanager
@@ -276,7 +296,7 @@ class UI:
             self._spinner.stop()  # the bar replaces the spinner while it runs
         try:
             with progress:
-                task = progress.add_task(escape(label), total=total or None)
+                task = progress.add_task(escape(self.shown(label)), total=total or None)
                 yield lambda done, total=None: progress.update(
                     task, completed=done, **({"total": total} if total else {}))
         finally:

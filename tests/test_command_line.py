@@ -21,6 +21,7 @@ from invoke.parser import Parser
 from ops.cli import parse_error_line
 from ops.commands import namespace
 from ops.errors import ExitCode
+from ops.ui import _CONTROLS, printable
 from tests import helpers
 from tests.helpers import REPO_ROOT, assert_one_line_error
 
@@ -296,3 +297,25 @@ def test_every_task_creates_the_backup_folder_0700(wal_db, tmp_path):
     result = helpers.run_invoke("backup", env={"INVOKE_BACKUP_DIR": "restored"}, cwd=tmp_path)
     assert result.returncode == 0, result
     assert stat.S_IMODE(other.stat().st_mode) == 0o755  # a folder of yours keeps its mode
+
+
+# ---------------------------------------------------------------- 12: hostile remote text
+
+HOSTILE = "\x1b]0;owned\x07\x1b[2J\x1b[31mfake ok\r\u202esdrawkcab\x9b31m"
+
+
+def test_printable_escapes_every_control_character_but_newline():
+    assert printable(HOSTILE + "\nnext\tline") == (
+        "\\x1b]0;owned\\x07\\x1b[2J\\x1b[31mfake ok\\x0d\\u202esdrawkcab\\x9b31m"
+        "\nnext\\x09line")
+    assert printable("steps-2026-01-02T03-04-05.db  1.2 MB  ✓ ok") == \
+        "steps-2026-01-02T03-04-05.db  1.2 MB  ✓ ok"
+
+
+def test_flyctls_error_text_reaches_the_terminal_escaped(tmp_path, fly_world):
+    fly_world.write_fly_toml(tmp_path)
+    fly_world.fail(["volumes", "list"], stderr=f"Error: {HOSTILE}\n", times=None)
+    result = helpers.run_invoke("backup.snapshots", cwd=tmp_path, env=fly_world.env())
+    assert result.returncode == ExitCode.FLY, result
+    assert not _CONTROLS.search(result.stderr.replace("\n", "")), repr(result.stderr)
+    assert "\\x1b]0;owned\\x07" in result.error_lines[0]
