@@ -12,6 +12,7 @@ redacted from anything we print.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -20,6 +21,7 @@ import subprocess
 import threading
 from dataclasses import dataclass
 
+from ops import limits
 from ops.errors import ExitCode, OpsError
 
 TOKEN_VARS = ("FLY_API_TOKEN", "FLY_ACCESS_TOKEN")
@@ -412,6 +414,8 @@ class Fly:
         except subprocess.TimeoutExpired:
             raise FlyError(f"{what} did not finish within {timeout:g}s and was stopped; if it "
                            f"needs longer, raise {key}", ExitCode.TIMEOUT) from None
+        except limits.OutputLimit as exc:
+            raise FlyError(f"{what} {exc}") from None
         result = Completed(argv, code, decode(out), decode(err if stream is None else out))
         if check and result.returncode != 0:
             raise FlyError(
@@ -497,9 +501,11 @@ def _execute(full: list[str], data: bytes | None, stream, timeout) -> tuple[int,
     )
     out: list[bytes] = []
     err: list[bytes] = []
-    threads = [_thread(_drain, proc.stdout, out, stream)]
+    cap = limits.Cap()  # past it, the readers stop and flyctl is killed: OutputLimit
+    stop = functools.partial(_signal_group, proc, signal.SIGKILL)
+    threads = [_thread(_drain, proc.stdout, out, stream, cap, stop)]
     if stream is None:
-        threads.append(_thread(_drain, proc.stderr, err, None))
+        threads.append(_thread(_drain, proc.stderr, err, None, cap, stop))
     if data is not None:
         threads.append(_thread(_feed, proc.stdin, data))
     try:
@@ -521,6 +527,8 @@ def _execute(full: list[str], data: bytes | None, stream, timeout) -> tuple[int,
     finally:
         for thread in threads:  # a remote process that outlives flyctl may hold a pipe
             thread.join(timeout=GRACE)
+    if cap.over:
+        raise cap.error()
     return proc.returncode, b"".join(out), b"".join(err)
 
 
@@ -530,9 +538,12 @@ def _thread(target, *args) -> threading.Thread:
     return thread
 
 
-def _drain(pipe, sink: list[bytes], stream) -> None:
+def _drain(pipe, sink: list[bytes], stream, cap: limits.Cap, stop) -> None:
     with contextlib.suppress(OSError, ValueError):
-        for raw in iter(pipe.readline, b""):
+        for raw in iter(functools.partial(pipe.readline, limits.MAX_LINE), b""):
+            if not cap.take(raw):
+                stop()
+                return
             sink.append(raw)
             if stream is not None:
                 stream(redact(decode(raw).rstrip("\r\n")))

@@ -18,7 +18,7 @@ from pathlib import Path
 from fabric import Connection
 from paramiko.ssh_exception import SSHException
 
-from ops import remote
+from ops import limits, remote
 from ops.errors import ExitCode, OpsError
 from ops.ssh import connection as link
 from ops.ssh import hostkeys, transfer
@@ -102,6 +102,8 @@ class SshSession:
                 else f"{timeout:g}s"
             raise OpsError(f"a remote command on {self.where} did not finish within {limit}; "
                            "it may still be running there", ExitCode.TIMEOUT) from None
+        except limits.OutputLimit as exc:
+            raise OpsError(f"a remote command on {self.where} {exc}") from None
         except (OSError, EOFError, SSHException) as exc:
             raise self.lost(exc, "a remote command") from None
         output = remote.parse_output(out.decode("utf-8", "replace"))
@@ -151,8 +153,10 @@ def _close(cxn: Connection) -> None:
 
 
 def _exchange(channel, stdin: bytes, deadline: float | None) -> tuple[bytes, bytes, int]:
-    """Send stdin, then read stdout and stderr until the command ends or the deadline."""
+    """Send stdin, then read stdout and stderr until the command ends or the deadline
+    (or until it printed more than ``limits.Cap`` allows: ``OutputLimit``)."""
     out, err = bytearray(), bytearray()
+    cap = limits.Cap()
     channel.settimeout(_left(deadline))
     try:
         channel.sendall(stdin)
@@ -164,9 +168,9 @@ def _exchange(channel, stdin: bytes, deadline: float | None) -> tuple[bytes, byt
     try:
         while True:
             while channel.recv_ready():
-                out += channel.recv(CHUNK)
+                out += _taken(cap, channel.recv(CHUNK))
             while channel.recv_stderr_ready():
-                err += channel.recv_stderr(CHUNK)
+                err += _taken(cap, channel.recv_stderr(CHUNK))
             if channel.eof_received or channel.closed:
                 if not (channel.recv_ready() or channel.recv_stderr_ready()):
                     break
@@ -180,6 +184,12 @@ def _exchange(channel, stdin: bytes, deadline: float | None) -> tuple[bytes, byt
         return bytes(out), bytes(err), channel.recv_exit_status()
     finally:
         channel.close()
+
+
+def _taken(cap: limits.Cap, data: bytes) -> bytes:
+    if not cap.take(data):
+        raise cap.error()  # closing the channel (``finally``) ends the command
+    return data
 
 
 def _left(deadline: float | None) -> float | None:
