@@ -548,3 +548,48 @@ def test_without_sshd_the_tests_skip_with_the_reason_but_ci_fails(ci, outcome):
         cwd=helpers.REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert outcome in run.stdout, run.stdout
     assert "/nonexistent/sshd is not installed (apt-get install openssh-server)" in run.stdout
+
+
+# ---------------------------------------------------------------- @revoked, @cert-authority
+
+
+def logins(server) -> int:
+    return server.log.read_text().count("Accepted publickey")
+
+
+@pytest.mark.parametrize("pattern", ["*", "other.example.com"])
+def test_a_revoked_host_key_is_refused_even_where_it_is_also_known(ssh_host, pattern):
+    known = Path(os.environ["HOME"]) / ".ssh" / "known_hosts"
+    key = sshd.public_line(ssh_host.host_key)
+    known.write_text(known.read_text() + f"@revoked {pattern} {key}\n")
+    before = logins(ssh_host)
+    with session_to(ssh_host) as ssh, pytest.raises(OpsError) as excinfo:
+        ssh.run("true")
+    line = refused(excinfo, ExitCode.FLY)
+    assert f"host key of [127.0.0.1]:{ssh_host.port} is REVOKED" in line
+    assert f"marked @revoked in {known}:3" in line
+    assert logins(ssh_host) == before  # refused before we logged in
+
+
+def test_a_host_known_only_through_a_cert_authority_is_refused_saying_so(ssh_host, tmp_path):
+    known = Path(os.environ["HOME"]) / ".ssh" / "known_hosts"
+    ca = sshd.keygen(tmp_path / "host_ca")
+    known.write_text(f"@cert-authority [127.0.0.1]:* {sshd.public_line(ca)}\n")
+    with session_to(ssh_host) as ssh, pytest.raises(OpsError) as excinfo:
+        ssh.run("true")
+    line = refused(excinfo, ExitCode.FLY)
+    assert f"is trusted only through @cert-authority ({known}:1), which this tool cannot" in line
+    assert f"`ssh-keyscan -p {ssh_host.port} 127.0.0.1 >> ~/.ssh/known_hosts`" in line
+
+
+def test_known_hosts_patterns_match_as_openssh_matches_them():
+    from ops.ssh.hostkeys import KnownKey, pattern_matches
+
+    def entry(*names):
+        return KnownKey("f", 1, names, None, "@cert-authority")
+
+    assert pattern_matches(entry("*.example.com"), "db.example.com")
+    assert not pattern_matches(entry("*.example.com", "!db.example.com"), "db.example.com")
+    assert pattern_matches(entry("[127.0.0.1]:*"), "[127.0.0.1]:2222")
+    assert not pattern_matches(entry("[127.0.0.1]:*"), "1")  # not a character class
+    assert pattern_matches(entry("db?.EXAMPLE.com"), "db1.example.com")

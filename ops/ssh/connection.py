@@ -105,6 +105,11 @@ def _hop(cxn: Connection, hostname: str | None) -> Connection:
 def connect_error(exc: Exception, cxn: Connection, known: list[hostkeys.KnownKey],
                   options: Options) -> OpsError:
     limit = f"{options.connect_timeout:g}s (ssh.connect_timeout)"
+    if isinstance(exc, hostkeys.UnknownHostKey | BadHostKeyException):
+        hop = _hop(cxn, getattr(exc, "name", None) or getattr(exc, "hostname", None))
+        refused = hostkeys.refusal(hop.host, hop.port, exc.key, known)
+        if refused:
+            return OpsError(refused, UNREACHABLE)
     if isinstance(exc, hostkeys.UnknownHostKey):
         hop = _hop(cxn, exc.name)
         return OpsError(hostkeys.unknown_message(hop.host, hop.port, exc.key,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import os
+import re
 from dataclasses import dataclass
 
 from paramiko import HostKeys, MissingHostKeyPolicy, PKey
@@ -25,13 +26,18 @@ class KnownKey:
     line: int
     names: tuple[str, ...]  # plain names, or hashed ones (``|1|salt|hash``)
     key: PKey
+    marker: str = ""  # "@revoked" or "@cert-authority" (known_hosts markers), else ""
+
+
+MARKERS = ("@revoked", "@cert-authority")
 
 
 def read_known_hosts(paths: list[str]) -> list[KnownKey]:
     """Every usable entry of the files that exist; lines OpenSSH would skip are skipped.
 
-    ``@cert-authority`` and ``@revoked`` lines are skipped too (Paramiko cannot use them),
-    so a host known only through a CA is refused as unknown: the safe side.
+    ``@revoked`` and ``@cert-authority`` lines are kept with their marker: a revoked key is
+    refused even where it is also listed as a host's key (as OpenSSH refuses it), and a
+    host known only through a CA (which Paramiko cannot check) is refused saying so.
     """
     found = []
     for path in map(os.path.expanduser, paths):
@@ -41,16 +47,50 @@ def read_known_hosts(paths: list[str]) -> list[KnownKey]:
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             continue
         for number, text in enumerate(lines, 1):
-            text = text.strip()
-            if not text or text.startswith(("#", "@")):
+            text, marker = text.strip(), ""
+            if text.startswith("@"):
+                marker, _, text = text.partition(" ")
+                if marker not in MARKERS:
+                    continue
+            if not text or text.startswith("#"):
                 continue
             try:
-                entry = HostKeyEntry.from_line(text, number)
+                entry = HostKeyEntry.from_line(text.strip(), number)
             except (SSHException, InvalidHostKey, ValueError, TypeError, IndexError):
                 continue
             if entry is not None and entry.key is not None:
-                found.append(KnownKey(path, number, tuple(entry.hostnames), entry.key))
+                found.append(KnownKey(path, number, tuple(entry.hostnames), entry.key, marker))
     return found
+
+
+def _glob(pattern: str, name: str) -> bool:
+    """OpenSSH's match_pattern: ``*`` any run, ``?`` one character, the rest literal
+    (``[host]:port`` is a name, not a character class)."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, name, re.DOTALL) is not None
+
+
+def revoked(known: list[KnownKey], key: PKey) -> KnownKey | None:
+    """The ``@revoked`` line of ``key``, if any. Whatever host it names: a revoked key
+    "must not ever be accepted" (sshd(8)); OpenSSH itself applies the line's patterns."""
+    return next((entry for entry in known if entry.marker == "@revoked"
+                 and entry.key.get_name() == key.get_name()
+                 and entry.key.asbytes() == key.asbytes()), None)
+
+
+def pattern_matches(entry: KnownKey, name: str) -> bool:
+    """OpenSSH's host patterns: ``*`` and ``?``, ``!`` negates, hashed names exactly."""
+    hit = False
+    for known in entry.names:
+        negated, pattern = known.startswith("!"), known.lstrip("!")
+        if pattern.startswith("|1|"):
+            matched = hmac.compare_digest(HostKeys.hash_host(name, pattern), pattern)
+        else:
+            matched = _glob(pattern.lower(), name.lower())
+        if matched and negated:
+            return False
+        hit = hit or matched
+    return hit
 
 
 def lookup_name(host: str, port: int) -> str:
@@ -68,12 +108,15 @@ def matches(entry: KnownKey, name: str) -> bool:
 
 
 def entries_for(known: list[KnownKey], name: str) -> list[KnownKey]:
-    return [entry for entry in known if matches(entry, name)]
+    return [entry for entry in known if not entry.marker and matches(entry, name)]
 
 
 def load_into(host_keys: HostKeys, known: list[KnownKey]) -> None:
-    """Give Paramiko the keys, so it compares them and prefers the known key's type."""
+    """Give Paramiko the keys, so it compares them and prefers the known key's type; never
+    a revoked one (then Paramiko asks ``RefuseUnknown``, before we log in)."""
     for entry in known:
+        if entry.marker or revoked(known, entry.key):
+            continue
         for name in entry.names:
             host_keys.add(name, entry.key.get_name(), entry.key)
 
@@ -105,6 +148,32 @@ def unknown_message(host: str, port: int, key: PKey, files: list[str]) -> str:
             f"{describe_key(key)}. Check that fingerprint out of band (on the host: "
             f"`ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub`), then add it: "
             f"`{keyscan(host, port)} >> ~/.ssh/known_hosts`")
+
+
+def revoked_message(host: str, port: int, key: PKey, line: KnownKey) -> str:
+    return (f"host key of {lookup_name(host, port)} is REVOKED: it offers {describe_key(key)}, "
+            f"marked @revoked in {line.path}:{line.line}. Do not connect until the host has a "
+            "new key, checked out of band")
+
+
+def certificate_message(host: str, port: int, key: PKey, ca: KnownKey) -> str:
+    return (f"host key of {lookup_name(host, port)} is trusted only through @cert-authority "
+            f"({ca.path}:{ca.line}), which this tool cannot check (Paramiko does not verify "
+            f"host certificates); it offers {describe_key(key)}. Check that fingerprint out of "
+            f"band, then add the key itself: `{keyscan(host, port)} >> ~/.ssh/known_hosts`")
+
+
+def refusal(host: str, port: int, key: PKey, known: list[KnownKey]) -> str | None:
+    """The line for a revoked key, or for an unknown one a @cert-authority line covers."""
+    line = revoked(known, key)
+    if line is not None:
+        return revoked_message(host, port, key, line)
+    name = lookup_name(host, port)
+    for entry in known:
+        if entry.marker == "@cert-authority" and any(
+                pattern_matches(entry, candidate) for candidate in dict.fromkeys((name, host))):
+            return certificate_message(host, port, key, entry)
+    return None
 
 
 def changed_message(host: str, port: int, key: PKey, old: list[KnownKey]) -> str:
