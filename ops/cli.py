@@ -18,7 +18,7 @@ from invoke.parser.context import to_flag
 from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
 from ops.signals import task_started
-from ops.ui import printable
+from ops.ui import printable, terminal_width, wrapped
 
 
 def one_line(exc: Exception) -> str:
@@ -117,7 +117,8 @@ def confirm(question: str, *, yes: bool = False, without_terminal: str | None = 
         if without_terminal is None:
             return
         raise OpsError(without_terminal, ExitCode.USAGE)
-    sys.stderr.write(f"{printable(question)} Type yes to go on: ")
+    sys.stderr.write("\n".join(wrapped(f"{printable(question)} Type yes to go on:",
+                                        terminal_width() - 1)) + " ")
     sys.stderr.flush()
     try:
         answer = sys.stdin.readline()

@@ -19,7 +19,7 @@ import re
 import shlex
 from dataclasses import asdict, dataclass, field
 
-from ops import audit, cli, fly, health, remote
+from ops import audit, cli, fly, health, remote, ui
 from ops.errors import ExitCode, OpsError
 
 MAINTENANCE_CMD = ("sleep", "2147483647")  # GNU and busybox sleep both take it (68 years)
@@ -233,13 +233,16 @@ def plan_resume(app: str, machine: MachineView, original: Original, marker: str,
     ]
 
 
-def render(title: str, steps: list[Step], binary: str = "fly") -> str:
-    """The plan as plain lines: every command whole on its own line, copyable from a log."""
-    lines = [title]
+def render(title: str, steps: list[Step], binary: str = "fly", width: int | None = None) -> str:
+    """The plan as plain lines: every command whole on its own line, copyable from a log;
+    within ``width`` (a terminal) prose wraps between words and a command between
+    arguments with `` \\`` (``ui.command_lines``), so it still pastes as one."""
+    lines = ui.wrapped(title, width)
     for number, step in enumerate(steps, 1):
-        lines.append(f"  {number}. {step.key}: {step.title}")
+        lines += ui.wrapped(f"  {number}. {step.key}: {step.title}", width, indent="     ")
         if step.argv:
-            lines.append(f"       $ {shlex.join([binary, *step.argv])}")
+            command = ui.command_lines([binary, *step.argv], width, indent=" " * 9)
+            lines += [f"       $ {command[0][9:]}", *command[1:]]
     return "\n".join(lines)
 
 

@@ -14,6 +14,7 @@ import os
 import re
 import shlex
 import sys
+import textwrap
 import time
 from dataclasses import dataclass, field
 
@@ -81,6 +82,11 @@ def _real_terminal() -> bool:
         return False
 
 
+def utc_stamp(iso: str) -> str:
+    """``2026-01-02T03:04:05.123Z`` as ``2026-01-02 03:04:05`` (UTC, to the second)."""
+    return iso.replace("T", " ")[:19] if len(iso) >= 19 else iso
+
+
 def human_seconds(seconds: float) -> str:
     """A step's duration as a log line shows it: 0.4s, 41s, 3m07s."""
     seconds = max(seconds, 0.0)
@@ -111,6 +117,25 @@ def command_lines(words, width: int | None, indent: str = "    ") -> list[str]:
         else:
             line = f"{line} {word}" if line else word
     return lines + [indent + line]
+
+
+def terminal_width() -> int:
+    """Columns of the terminal on stderr (80 when it cannot be told)."""
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns or 80
+    except (AttributeError, OSError, ValueError):
+        return 80
+
+
+def wrapped(text: str, width: int | None, indent: str = "") -> list[str]:
+    """Prose as lines within ``width``, broken between words (``None``: one line, as in a
+    log); lines after the first start with ``indent``. A word longer than the room stays
+    whole rather than be cut."""
+    if width is None or len(text) <= width:
+        return [text]
+    lead = text[: len(text) - len(text.lstrip())]
+    return textwrap.wrap(text, width, initial_indent=lead, subsequent_indent=indent or lead,
+                         break_long_words=False, break_on_hyphens=False) or [text]
 
 
 MARKS = {"ok": ("✓", "green"), "failed": ("✗", "red"), "skipped": ("-", "yellow"),
@@ -269,10 +294,15 @@ class UI:
                           escape(self.shown(step.detail)))
         self.err.print(table)
 
-    def table(self, title: str, columns: list[str], rows: list[list[str]]) -> None:
-        table = Table(title=title, title_justify="left")
+    def table(self, title: str, columns: list[str], rows: list[list[str]],
+              whole: tuple[int, ...] = (0,)) -> None:
+        """``whole``: the columns that are never wrapped or cut (names must stay copyable,
+        dates readable): the others give way at 80 columns."""
+        table = Table(title=title, title_justify="left", pad_edge=False)
         for index, column in enumerate(columns):
-            table.add_column(column, no_wrap=index == 0)  # names must stay copyable
+            longest = max((len(self.shown(str(row[index]))) for row in rows), default=0)
+            table.add_column(column, no_wrap=index in whole,
+                             min_width=longest if index in whole else None)
         for row in rows:
             table.add_row(*[escape(self.shown(str(cell))) for cell in row])
         self.err.print(table)

@@ -10,7 +10,7 @@ from dataclasses import asdict
 
 from invoke.exceptions import Exit
 
-from ops import backups, config, restore
+from ops import backups, config, fly, restore
 from ops.cli import guarded, invoke_command, task
 from ops.commands.positional import OptionalPositionalTask
 from ops.engine import in_future, parse_iso
@@ -18,7 +18,7 @@ from ops.errors import ExitCode, OpsError
 from ops.targets.fly import FlyTarget
 from ops.targets.local import LocalTarget
 from ops.targets.ssh import SshTarget
-from ops.ui import UI, human_age, human_bytes
+from ops.ui import UI, human_age, human_bytes, utc_stamp
 
 PRODUCTION = "run against the production machine on Fly.io (over fly ssh) instead of locally"
 JSON = "print one JSON document on stdout (human output stays on stderr)"
@@ -351,12 +351,27 @@ def snapshots(c, json=False):
     if json:
         ui.emit([asdict(snap) for snap in found])
         return
-    ui.table(
-        f"Snapshots of {target.volume.id} ({len(found)})",
-        ["id", "status", "created", "stored", "volume size", "retention (days)"],
-        [[snap.id or "(pending)", snap.status, snap.created_at, human_bytes(snap.size),
-          human_bytes(snap.volume_size), snap.retention_days or "-"] for snap in found],
-    )
+    ui.table(*snapshot_table(target.volume.id, found), whole=(0, 1, 2, 3))
+
+
+def snapshot_table(volume: str, found: list) -> tuple[str, list[str], list[list]]:
+    """Title, columns and rows that fit 80 columns: the created time whole (UTC, to the
+    second; a running snapshot has none yet), the volume's size in the title when all
+    snapshots share it."""
+    sizes = {snap.volume_size for snap in found}
+    title = f"Snapshots of {volume} ({len(found)})"
+    columns = ["id", "status", "created (UTC)", "stored", "volume", "kept"]
+    rows = [[snap.id or "(pending)", snap.status,
+             "not yet (running)" if fly.is_zero_time(snap.created_at)
+             else utc_stamp(snap.created_at), human_bytes(snap.size),
+             human_bytes(snap.volume_size),
+             f"{snap.retention_days}d" if snap.retention_days else "-"] for snap in found]
+    if len(sizes) == 1:
+        title = f"{title[:-1]}, of a {human_bytes(sizes.pop())} volume)"
+        columns.pop(4)
+        for row in rows:
+            row.pop(4)
+    return title, columns, rows
 
 
 @task(

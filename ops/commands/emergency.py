@@ -40,7 +40,7 @@ class Emergency:
     def show(self, title: str, steps: list[em.Step], dry_run: bool, **data) -> bool:
         """Print the plan; with --dry-run also emit it and say so (True: stop here)."""
         suffix = " (dry run: nothing changes)" if dry_run else ""
-        self.ui.info(em.render(f"{title}{suffix}:", steps))
+        self.ui.lines(em.render(f"{title}{suffix}:", steps, width=self.ui.width).split("\n"))
         if dry_run and self.json:
             self.ui.emit({"dry_run": True, "app": self.app, "machine": self.machine.id,
                           "steps": em.plan_as_data(steps), **data})

@@ -38,7 +38,8 @@ def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
                         f"{snap.created_at}, {human_bytes(snap.volume_size)} volume")
     steps = vr.plan(resolved, settings.health)
     title = f"Restore volume {volume.id} of {app} from {snap.id}"
-    ui.info(em.render(f"{title}{' (dry run: nothing changes)' if dry_run else ''}:", steps))
+    ui.lines(em.render(f"{title}{' (dry run: nothing changes)' if dry_run else ''}:", steps,
+                       width=ui.width).split("\n"))
     ui.info(f"  Resolved while it runs: {vr.NEW_VOLUME} (the id `fly volumes create` prints), "
             f"{vr.NEW_MACHINE} (the clone's id). Kept, never destroyed: {machine.id} and "
             f"{volume.id}.")

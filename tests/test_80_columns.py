@@ -1,0 +1,100 @@
+"""At 80 columns on a real terminal (issue 20 item 10): the snapshot list keeps the created
+time whole and says "not yet" for a running snapshot; the emergency and restore.volume plans
+break commands between arguments with ` \\`; prompts break between words."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from ops import emergency
+from ops.ui import wrapped
+from tests import helpers
+from tests.flyctl_double import DEFAULT_VOLUME_ID
+from tests.test_deploy import site  # noqa: F401 - ``site`` is a fixture
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def on_80(site, *args: str, answer: str | None = None) -> tuple[int, list[str]]:
+    code, shown = helpers.on_terminal(list(args), cwd=site.cwd, env=site.env(), columns=80,
+                                      answer=answer)
+    lines = ANSI.sub("", shown).replace("\r", "").split("\n")
+    # wider only where one word (a shell word in a command) is itself wider: cut, it would
+    # be wrong (the test's tmp paths are long; /data/steps.db is not)
+    wide = [line for line in lines if len(line) > 80
+            and len(shlex.split(line.strip().removesuffix(" \\").removeprefix("$ "))) > 1]
+    assert wide == [], wide
+    return code, lines
+
+
+def test_snapshots_keep_the_created_time_whole_and_name_a_running_one(site):
+    running = site.world.start_scheduled_snapshot(DEFAULT_VOLUME_ID)
+    code, lines = on_80(site, "backup.snapshots")
+    assert code == 0, lines
+    rows = {line.split("│")[1].strip(): line for line in lines if line.count("│") > 2}
+    assert "not yet (running)" in rows[running] and "0001-01-01" not in "".join(lines)
+    created = [snap["created_at"] for snap in site.world.snapshots(DEFAULT_VOLUME_ID)
+               if snap["id"] != running]
+    for stamp in created:
+        assert stamp.replace("T", " ")[:19] in "".join(lines), stamp
+
+
+def commands_in(lines: list[str]) -> list[str]:
+    """The plan's commands, each rejoined from its ` \\`-continued lines."""
+    found, current = [], None
+    for line in lines:
+        if current is not None:
+            current += " " + line.strip()
+        elif line.lstrip().startswith("$ "):
+            current = line.lstrip()[2:]
+        if current is not None and current.endswith(" \\"):
+            current = current[:-2]
+            continue
+        if current is not None:
+            found.append(current)
+            current = None
+    return found
+
+
+def test_the_emergency_plan_breaks_commands_between_arguments(site):
+    code, lines = on_80(site, "emergency.stop", "--dry-run")
+    assert code == 0, lines
+    wide = helpers.run_invoke("emergency.stop", "--dry-run", "--json", cwd=site.cwd,
+                              env=site.env())
+    expected = [shlex.join(["fly", *step["argv"]]) for step in wide.json()["steps"]
+                if step["argv"]]
+    assert commands_in(lines) == expected
+    assert any(line.endswith(" \\") for line in lines)  # at least one was long enough
+
+
+def test_the_restore_volume_plan_breaks_commands_between_arguments(site):
+    code, lines = on_80(site, "restore.volume", "--snapshot", "latest", "--dry-run")
+    assert code == 0, lines
+    wide = helpers.run_invoke("restore.volume", "--snapshot", "latest", "--dry-run", "--json",
+                              cwd=site.cwd, env=site.env())
+    expected = [shlex.join(["fly", *step["argv"]]) for step in wide.json()["steps"]
+                if step["argv"]]
+    assert commands_in(lines) == expected
+
+
+def test_a_prompt_breaks_between_words(site):
+    code, lines = on_80(site, "emergency.stop", answer="no")
+    assert code == 1, lines
+    asked = [line for line in lines if line.strip()]
+    start = next(i for i, line in enumerate(asked) if line.startswith("Stop the app"))
+    question = asked[start:start + 4]
+    words = " ".join(question).split()
+    assert "Type" in words
+    for line in question[:-1]:
+        assert not line.endswith("-") and line == line.rstrip()
+
+
+def test_wrapping_is_pure_and_keeps_long_words_whole():
+    assert wrapped("short", 80) == ["short"]
+    assert wrapped("a " * 50, None) == ["a " * 50]
+    long = "x" * 100
+    assert wrapped(f"see {long} here", 40) == ["see", long, "here"]
+    title = emergency.render("T:", [emergency.Step("k", "t", ("machine", "update", "x" * 90))],
+                             width=80).split("\n")
+    assert title[2] == "       $ fly machine update \\" and title[3] == " " * 9 + "x" * 90
