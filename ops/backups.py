@@ -127,11 +127,21 @@ def staleness(report: dict, max_age_seconds: float | None) -> str | None:
 
 
 def require_ok(results: list[dict]) -> None:
-    bad = [item for item in results if not item["ok"]]
+    """Fail (exit 5) if any backup failed, naming the worst: the last line is often the only
+    one a CI annotation shows, so a damaged backup comes before one merely unverifiable."""
+    bad = worst_first([item for item in results if not item["ok"]])
     if bad:
         first = bad[0]
+        problems = [p for p in first["problems"] if not p.startswith("unverifiable")]
         raise OpsError(
             f"{len(bad)} of {len(results)} backups failed verification; "
-            f"{first['name']}: {first['problems'][0]}",
+            f"{first['name']}: {(problems or first['problems'])[0]}",
             ExitCode.VERIFY_FAILED,
         )
+
+
+def worst_first(bad: list[dict]) -> list[dict]:
+    """Failed verdicts, those with a real problem (checksum, integrity, not a database)
+    before those whose only problem is that nothing records their checksum."""
+    return sorted(bad, key=lambda item: all(p.startswith("unverifiable")
+                                            for p in item["problems"]))

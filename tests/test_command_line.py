@@ -319,3 +319,25 @@ def test_flyctls_error_text_reaches_the_terminal_escaped(tmp_path, fly_world):
     assert result.returncode == ExitCode.FLY, result
     assert not _CONTROLS.search(result.stderr.replace("\n", "")), repr(result.stderr)
     assert "\\x1b]0;owned\\x07" in result.error_lines[0]
+
+
+# ---------------------------------------------------------------- 6: the worst problem first
+
+def test_verify_all_names_the_damaged_backup_not_the_unrecorded_one(backup_dir, run_invoke):
+    unrecorded = helpers.old_script_backup(backup_dir, helpers.utc(2026, 1, 1))  # listed first
+    damaged = helpers.old_script_backup(backup_dir, helpers.utc(2026, 1, 2))
+    (backup_dir / f"{damaged.name}.sha256").write_text(f"{'0' * 64}  {damaged.name}\n")
+    result = run_invoke("backup.verify", "all")
+    line = assert_one_line_error(result, ExitCode.VERIFY_FAILED, strict=False)
+    assert line == (f"Error: 2 of 2 backups failed verification; {damaged.name}: SHA-256 "
+                    f"mismatch: recorded 000000000000…, file has {helpers.sha256(damaged)[:12]}…")
+    assert unrecorded.name in result.stderr  # its own line still says it is unverifiable
+
+
+def test_worst_first_keeps_the_order_within_each_kind():
+    from ops.backups import worst_first
+
+    unverifiable = ["unverifiable: no usable checksum record beside it"]
+    bad = [{"name": "a", "problems": unverifiable}, {"name": "b", "problems": ["integrity"]},
+           {"name": "c", "problems": unverifiable}, {"name": "d", "problems": ["SHA-256 x"]}]
+    assert [item["name"] for item in worst_first(bad)] == ["b", "d", "a", "c"]

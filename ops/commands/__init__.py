@@ -50,7 +50,7 @@ def check_project_config(ns: Collection, root: Path) -> None:
         files = config_files(config._system_prefix, config._user_prefix, root, runtime)
         check_config_files([path for path, _ in files], expected)
     except OpsError as exc:
-        raise Exit(f"Error: {exc}", code=int(ExitCode.USAGE)) from None
+        raise Exit(f"Error: {one_line(exc)}", code=int(ExitCode.USAGE)) from None
     if program is not None:
         strict_parsing(program)
         checked_update_config(program, expected)
@@ -70,7 +70,7 @@ def checked_update_config(program, expected: dict) -> None:
                                if str(getattr(config, f"_{level}_path", "")).endswith(".py")],
                               expected)
         except OpsError as exc:
-            raise Exit(f"Error: {exc}", code=int(ExitCode.USAGE)) from None
+            raise Exit(f"Error: {one_line(exc)}", code=int(ExitCode.USAGE)) from None
         except Exception as exc:  # running a .py config file failed: say so in one line
             raise Exit(f"Error: Invoke could not load its config files: {one_line(exc)}",
                        code=int(ExitCode.USAGE)) from None
