@@ -237,8 +237,14 @@ class _Refused(Argument):
 
 def _strict_contexts(program) -> list:
     """The program's task contexts, each refusing Invoke's own options (but --help)."""
-    contexts = program.collection.to_contexts(
-        ignore_unknown_help=program.config.tasks.ignore_unknown_help)
+    tasks = [program.collection[name] for name in program.collection.task_names]
+    helps = [dict(task.help) for task in tasks]  # Task.get_arguments pops its help texts
+    try:
+        contexts = program.collection.to_contexts(
+            ignore_unknown_help=program.config.tasks.ignore_unknown_help)
+    finally:
+        for task, help_texts in zip(tasks, helps, strict=True):
+            task.help = help_texts
     for context in contexts:
         for core in program.initial_context.args.values():
             names = [n for n in core.names if to_flag(n) not in context.flags]

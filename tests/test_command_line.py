@@ -148,6 +148,14 @@ def test_help_after_a_task_with_a_positional_is_help_not_a_backup_name(capsys, h
         assert result.returncode == 0 and "Usage: inv[oke]" in result.stdout, result
 
 
+def test_help_keeps_every_flags_text(capsys):  # parsing twice must not lose them
+    for argv in (["--help", "backup.cleanup"], ["backup.cleanup", "--help"],
+                 ["backup.verify", "-h"]):
+        result = cli(capsys, *argv)
+        assert result.returncode == 0 and "--json" in result.stdout, result
+        assert "print one JSON document on stdout" in result.stdout, result
+
+
 def test_parse_errors_through_the_real_cli_too(tmp_path):
     result = helpers.run_invoke("backup.download", cwd=tmp_path)
     assert_one_line_error(result, ExitCode.USAGE, contains="`invoke backup.download latest`")
