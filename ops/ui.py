@@ -134,7 +134,8 @@ def wrapped(text: str, width: int | None, indent: str = "") -> list[str]:
     if width is None or len(text) <= width:
         return [text]
     lead = text[: len(text) - len(text.lstrip())]
-    return textwrap.wrap(text, width, initial_indent=lead, subsequent_indent=indent or lead,
+    return textwrap.wrap(text.lstrip(), width, initial_indent=lead,
+                         subsequent_indent=indent or lead,
                          break_long_words=False, break_on_hyphens=False) or [text]
 
 

@@ -95,6 +95,9 @@ def test_wrapping_is_pure_and_keeps_long_words_whole():
     assert wrapped("a " * 50, None) == ["a " * 50]
     long = "x" * 100
     assert wrapped(f"see {long} here", 40) == ["see", long, "here"]
+    assert wrapped("  1. update: " + "word " * 20, 40, indent="     ") == [
+        "  1. update: word word word word word", "     word word word word word word word",
+        "     word word word word word word word", "     word"]
     title = emergency.render("T:", [emergency.Step("k", "t", ("machine", "update", "x" * 90))],
                              width=80).split("\n")
     assert title[2] == "       $ fly machine update \\" and title[3] == " " * 9 + "x" * 90
