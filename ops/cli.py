@@ -196,6 +196,8 @@ def parse_error_line(message: str, context) -> str:
     unknown = re.fullmatch(r"No idea what '(.*)' is!", message)
     if unknown:
         token = unknown.group(1)
+        if not task and token.startswith("-"):
+            return f"no option {token} before a task name: `invoke --help` lists Invoke's own"
         if not task:
             return f"no task named {token!r}: `invoke --list` shows every task"
         if token.startswith("-"):

@@ -129,6 +129,7 @@ def test_production_and_p_are_accepted_or_refused_alike_in_every_task(capsys):
     (["backup.cleanup", "--keep"], "--keep needs a value (backup.cleanup)"),
     (["backup.list", "latest"], "backup.list takes no argument 'latest'"),
     (["backupp"], "no task named 'backupp': `invoke --list` shows every task"),
+    (["--bogus", "backup"], "no option --bogus before a task name"),
     (["deploy", "-R"], "deploy.deploy has no -R/--dry: it is Invoke's own option"),
     (["-R", "deploy"], "Invoke's -R/--dry does not reach these tasks"),
     (["backup.list", "-e"], "backup.list has no -e/--echo: it is Invoke's own option, which goes "
