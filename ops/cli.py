@@ -75,6 +75,15 @@ class OpsTask(invoke.Task):
         kwargs["auto_shortflags"] = False
         super().__init__(*args, **kwargs)
 
+    def get_arguments(self, ignore_unknown_help=None):
+        """Invoke's, without using up the help texts (it pops them): the arguments can be
+        asked for again, by a second parse or a second Program in the same process."""
+        help_texts = dict(self.help)
+        try:
+            return super().get_arguments(ignore_unknown_help)
+        finally:
+            self.help = help_texts
+
     def arg_opts(self, name, default, taken_names):
         opts = super().arg_opts(name, default, taken_names)
         short = SHORT_FLAGS.get(name)
@@ -239,14 +248,8 @@ class _Refused(Argument):
 
 def _strict_contexts(program) -> list:
     """The program's task contexts, each refusing Invoke's own options (but --help)."""
-    tasks = [program.collection[name] for name in program.collection.task_names]
-    helps = [dict(task.help) for task in tasks]  # Task.get_arguments pops its help texts
-    try:
-        contexts = program.collection.to_contexts(
-            ignore_unknown_help=program.config.tasks.ignore_unknown_help)
-    finally:
-        for task, help_texts in zip(tasks, helps, strict=True):
-            task.help = help_texts
+    contexts = program.collection.to_contexts(  # OpsTask keeps its help texts for the next
+        ignore_unknown_help=program.config.tasks.ignore_unknown_help)
     for context in contexts:
         for core in program.initial_context.args.values():
             names = [n for n in core.names if to_flag(n) not in context.flags]
