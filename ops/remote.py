@@ -14,6 +14,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from ops import engine
 from ops.engine import RESULT_MARK, SIDECAR_LIMIT, check_name, checked_manifest
 from ops.errors import ENGINE_KINDS, ExitCode, OpsError
 
@@ -316,6 +317,23 @@ manifest_sha256() {{
     case $s in {HEX64_GLOB}) ;; *) s=-;; esac
   fi
   printf '%s' "$s"
+}}"""
+
+
+# content_hash DB: the engine's json-2 content hash (``engine.HASH_PLAN_SQL``), with the
+# sqlite3 CLI: one sqlite3 writes the statements, a second runs them in one read
+# transaction, sha256sum hashes what it prints. Prints the hash, or nothing (status 2)
+# when this sqlite3 lacks the JSON or math functions json-2 needs, 1 when it failed.
+CONTENT_HASH = f"""content_hash() {{
+  sqlite3 -batch :memory: "SELECT json_array(1), atan2(0, -1)" >/dev/null 2>&1 </dev/null || return 2
+  esc=; sqlite3 -escape off -batch :memory: "SELECT 1" >/dev/null 2>&1 </dev/null && esc="-escape off"
+  plan=$(sqlite3 $esc -readonly -batch "$1" {shlex.quote(engine.HASH_STATEMENTS_SQL)} </dev/null) || return 1
+  hs=$(mktemp) || return 1
+  set -- $( {{ {{ printf '%s\\n' 'BEGIN;' {shlex.join(s + ';' for s in engine.HASH_HEAD_SQL)} \\
+      "$plan" 'COMMIT;' | sqlite3 $esc -readonly -batch -bail "$1" || echo failed > "$hs"; }} \\
+      | sha256sum; }} 2>/dev/null )
+  if [ -s "$hs" ] || [ ${{#1}} -ne 64 ]; then rm -f "$hs"; return 1; fi
+  rm -f "$hs"; printf '%s' "$1"
 }}"""
 
 
