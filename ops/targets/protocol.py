@@ -93,7 +93,7 @@ class Target(Protocol):
 class RemoteTarget(Target, Protocol):
     """A target on another host (the Fly machine, an SSH host): the restore runs there."""
 
-    def restore(self, name: str, *, busy_timeout: float = 10.0) -> dict:
+    def restore(self, name: str, *, busy_timeout: float = 10.0, app_stopped: bool = False) -> dict:
         """Restore backup ``name`` into the live database there: verify, safety backup,
         SQLite's backup API, check (its best engine: python3, else sqlite3)."""
 
