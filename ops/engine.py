@@ -978,6 +978,55 @@ def verify_backup(path: str | os.PathLike, check: str = "integrity", *,
     return VerifyResult(path.name, not problems, check, _size(path), digest, recorded, problems)
 
 
+def copy_for_upload(path: str | os.PathLike, directory: str | os.PathLike) -> tuple[Path, str]:
+    """One read of ``path`` through one handle (never through a symlink, never a FIFO):
+    its bytes into a new private file in ``directory`` and their SHA-256, computed while
+    reading. What is verified and uploaded is then that copy, so a file changed after
+    its check can never be the one restored (``restore --from``)."""
+    path = Path(path)
+    try:
+        fd = os.open(path, READ_SAFE)
+    except OSError as exc:
+        raise EngineError(f"cannot read {path}: {exc.strerror or exc}", "not_found") from exc
+    digest = hashlib.sha256()
+    copy = Path(directory) / path.name  # a new private folder: the name is free
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise EngineError(f"{path} is not a regular file", "usage")
+        os.set_blocking(fd, True)
+        out = os.open(copy, NEW_FILE, 0o600)
+        try:
+            while chunk := os.read(fd, HASH_CHUNK):
+                digest.update(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(out, view):]
+        finally:
+            os.close(out)
+    finally:
+        os.close(fd)
+    return copy, digest.hexdigest()
+
+
+def verify_copy(original: str | os.PathLike, copy: str | os.PathLike, digest: str,
+                check: str = "integrity") -> VerifyResult:
+    """``verify_backup`` of ``copy_for_upload``'s copy, against the records beside the
+    original (its ``NAME.sha256`` and ``NAME.json``) and the SHA-256 read with it."""
+    original, copy = Path(original), Path(copy)
+    problems: list[str] = []
+    try:
+        check_sqlite_file(copy, "backup")
+    except EngineError as exc:
+        return VerifyResult(original.name, False, check, _size(copy), digest, None, [str(exc)])
+    records = recorded_sha256s(original)
+    problems.extend(checksum_problems(records, digest))
+    problems.extend(run_check(copy, check))
+    if not records:
+        problems.append(UNVERIFIABLE)
+    return VerifyResult(original.name, not problems, check, _size(copy), digest,
+                        next(iter(records.values()), None), problems)
+
+
 UNVERIFIABLE = ("unverifiable: no usable checksum record beside it (its .sha256 and .json are "
                 "missing or unreadable)")
 
@@ -1883,12 +1932,9 @@ def drill_backup(path, *, check: str = "integrity", scratch_dir=None) -> dict:
 
     path = Path(path)
     check_sqlite_file(path, "backup")
-    problems: list[str] = []
-    recorded_sha = read_recorded_sha256(path)
     digest = sha256_file(path)
-    if recorded_sha and recorded_sha != digest:
-        problems.append(f"SHA-256 mismatch: recorded {recorded_sha[:12]}…, file has "
-                        f"{digest[:12]}…")
+    # both records, judged as verify judges them: a file verify rejects fails the drill
+    problems: list[str] = checksum_problems(recorded_sha256s(path), digest)
     try:
         recorded = read_drill_record(path)
     except EngineError as exc:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import shlex
+import shutil
 import sqlite3
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -155,6 +157,7 @@ class Restore:
     # (backup, live database, safety backup) from the copy's start to its proof: an
     # interruption then finds out which content the live database holds (``_settled``)
     restoring: tuple | None = None
+    scratch: Path | None = None  # restore --from: the private copy's folder, removed at the end
 
     def run(self) -> dict:
         o = self.options
@@ -188,6 +191,8 @@ class Restore:
                 self.ui.info(f"Safety backup: {self.record['safety_backup']['name']}. To undo "
                              "this restore: " + undo_command(self.record["safety_backup"]["name"],
                                                              self._flag()))
+            if self.scratch is not None:
+                shutil.rmtree(self.scratch, ignore_errors=True)
             self.record["finished"] = _now()
             if self.record["outcome"] not in ("not started", "not confirmed"):
                 self._append()
@@ -330,8 +335,8 @@ class Restore:
                                   chosen.path, db, state, check=s.check)))
             self.record["moved_aside"] = done["moved_aside"]
             self.record["restore_seconds"] = done["restore_seconds"]
-            for path in done["moved_aside"]:
-                self.ui.info(f"Kept the corrupt file as {path}")
+            if done["moved_aside"]:
+                self.ui.info(_kept(done["moved_aside"], "here"))
             self._step("check", f"prove the restore: {db} against {chosen.name}",
                        lambda: (self._proven(done["proof"]), engine.proof_summary(done["proof"])))
         self._show_counts()
@@ -383,8 +388,12 @@ class Restore:
         if o.from_path:
             local = Path(o.from_path)
             name = _name_for(local)
+            # one read of the file: what is verified is what is uploaded (its SHA-256,
+            # computed while reading, is checked again on the machine)
+            scratch = self.scratch = Path(tempfile.mkdtemp(prefix="ops-upload-"))
+            copy, digest = engine.copy_for_upload(local, scratch)
             verdict = self._step("verify", f"verify {local}", lambda: _verified_file(
-                local, s.check))
+                local, s.check, copy, digest))
             self.record["backup"] = {"name": name, "sha256": verdict["sha256"],
                                      "from": str(local)}
             created = engine.iso(engine.parse_created(name))
@@ -398,7 +407,8 @@ class Restore:
             ])
             manifest = _manifest(local)
             self._step("upload", f"upload {local.name} as {name}", lambda: _uploaded(
-                target.upload(local, name, manifest)))
+                target.upload(copy, name, manifest, sha256=digest)))
+            shutil.rmtree(scratch, ignore_errors=True)
         else:
             chosen = self._step("choose", f"find backup {o.which}", lambda: _listed(
                 target, o.which))
@@ -453,8 +463,8 @@ class Restore:
         for key in ("live_state", "moved_aside"):
             if data.get(key):
                 self.record[key] = data[key]
-        for path in data.get("moved_aside") or []:
-            self.ui.info(f"Kept the corrupt file as {path} on the machine")
+        if data.get("moved_aside"):
+            self.ui.info(_kept(data["moved_aside"], "on the machine"))
         safety = data.get("safety_backup") or {}
         if safety.get("name"):
             self.record["safety_backup"] = {"name": safety["name"],
@@ -514,8 +524,8 @@ def _verified(directory: Path, which: str, check: str):
     return (chosen, verdict), f"{chosen.name}  sha256 {verdict['sha256'][:12]}  {check}_check ok"
 
 
-def _verified_file(path: Path, check: str):
-    verdict = engine.verify_backup(path, check)
+def _verified_file(path: Path, check: str, copy: Path, digest: str):
+    verdict = engine.verify_copy(path, copy, digest, check)
     if not verdict.ok:
         raise OpsError(f"{path} failed verification, nothing was changed: "
                        f"{verdict.problems[0]}", ExitCode.VERIFY_FAILED)
@@ -549,6 +559,10 @@ def _recorded_tables(path: Path) -> dict | None:
 
 def _made(result: dict):
     return result, f"{result['name']}  sha256 {result['sha256'][:12]}  verified"
+
+
+def _kept(moved: list[str], where: str) -> str:
+    return f"Kept the corrupt database {where}, never deleted: {', '.join(sorted(moved))}"
 
 
 def _placed(done: dict):

@@ -100,5 +100,5 @@ class RemoteTarget(Target, Protocol):
     def counts(self, name: str) -> dict:
         """Rows per table of the live database and as recorded for ``name`` ({} if unknown)."""
 
-    def upload(self, path: Path, name: str, manifest: dict) -> dict:
+    def upload(self, path: Path, name: str, manifest: dict, sha256: str | None = None) -> dict:
         """Send a local backup there and adopt it as ``name`` once its SHA-256 matches."""

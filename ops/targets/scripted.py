@@ -357,10 +357,11 @@ class ScriptedTarget:
                          if len(e) == 3 and e[0] == "live" and e[2].isdigit()},
                 "backup": recorded}
 
-    def upload(self, path: Path, name: str, manifest: dict) -> dict:
+    def upload(self, path: Path, name: str, manifest: dict, sha256: str | None = None) -> dict:
         """Send a local backup to the host and adopt it under ``name`` only once its
-        SHA-256 there is the one computed here."""
-        digest = engine.sha256_file(path)
+        SHA-256 there is ``sha256`` (the one computed while the file was read for its
+        check; else computed here now)."""
+        digest = sha256 or engine.sha256_file(path)
         upload = f"{self.dir}/.upload-{name}.{os.getpid()}"
         self.session.put_file(path, upload, self.report.transfer)
         text = json.dumps(manifest | {"name": name, "sha256": digest})
