@@ -372,6 +372,10 @@ class Restore:
     # -- on the Fly machine or an SSH host
     def _on_target(self) -> None:
         o, s, target = self.options, self.settings, self.target
+        if o.production and o.app_stopped:
+            raise OpsError("--app-stopped is for a local database or --host; on Fly, stop "
+                           "the app with `invoke emergency.stop` (its marker says it is "
+                           "stopped), then restore", ExitCode.USAGE)
         if o.from_path and not Path(o.from_path).is_file():
             raise OpsError(f"--from: no such file: {o.from_path}", ExitCode.NOT_FOUND)
         stopped = False
@@ -423,7 +427,7 @@ class Restore:
                                                  counts.get("backup"), now),
             ])
         data = self._step("restore", f"restore {name} on the machine", lambda: self._remote(
-            name, app_stopped=stopped or o.app_stopped))
+            name, app_stopped=stopped if o.production else o.app_stopped))
         if o.production:
             self._settle(stopped)
         self._proven(data.get("proof"))

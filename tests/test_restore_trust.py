@@ -6,6 +6,7 @@ SHA-256 records, deeply nested records, a corrupt or missing live database here.
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
 from pathlib import Path
@@ -22,7 +23,8 @@ HOOKS = str(Path(__file__).parent / "hooks")
 
 def hooked(**spec) -> dict:
     """Environment for a CLI run with ``spec`` acted out at its exact point."""
-    return {"PYTHONPATH": HOOKS, "OPS_TEST_HOOK": json.dumps(spec)}
+    path = os.pathsep.join(filter(None, [HOOKS, os.environ.get("PYTHONPATH")]))
+    return {"PYTHONPATH": path, "OPS_TEST_HOOK": json.dumps(spec)}
 
 
 def changed_after_backup(db: Path, directory: Path) -> engine.BackupResult:
