@@ -177,3 +177,18 @@ def test_a_broken_live_database_here_needs_app_stopped(wal_db, backup_dir, run_i
     kept = next(line for line in result.stderr.splitlines() if line.startswith("Kept"))
     assert kept.startswith("Kept the corrupt database here, never deleted: ")
     assert kept.endswith(main.name) or f"{main.name}," in kept
+
+
+def test_two_corrupt_files_moved_aside_in_one_second_both_stay(tmp_path):
+    live = tmp_path / "steps.db"
+    when = engine.parse_iso("2026-01-01T00:00:00Z")
+    kept = []
+    for text in (b"first", b"second"):
+        live.write_bytes(text)
+        Path(f"{live}-wal").write_bytes(text + b"-wal")
+        kept.append(engine.move_aside(live, when))
+    assert [Path(p).name for p in kept[1]] == ["steps.db.corrupt-2026-01-01T00-00-00Z-2-wal",
+                                               "steps.db.corrupt-2026-01-01T00-00-00Z-2"]
+    assert [Path(p).read_bytes() for p in kept[0] + kept[1]] == [
+        b"first-wal", b"first", b"second-wal", b"second"]
+    assert not live.exists() and not Path(f"{live}-wal").exists()
