@@ -78,7 +78,8 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
         steps.append(Step("choose", f"find backup {what} in {directory} on the machine", (ssh,)))
     steps += [
         Step("restore", f"on the machine (python3, else sqlite3): verify the backup, safety "
-             f"backup, restore into {db} through the backup API, integrity_check, row counts",
+             f"backup, restore into {db} through the backup API, prove it against the backup "
+             "(integrity_check, row counts, content hash)",
              (ssh,)),
         Step("restart", "restart the app's machine (skipped while emergency-stopped: "
              "then run invoke emergency.resume)", (tuple(fly.machine_restart(app, MACHINE)),)),
@@ -102,7 +103,8 @@ def _host_plan(o: RestoreOptions, what: str, *, db: str, directory: str) -> list
         steps.append(Step("choose", f"find backup {what} in {directory} on {o.host}"))
     return steps + [
         Step("restore", f"on {o.host} (python3, else sqlite3): verify the backup, safety "
-             f"backup, restore into {db} through the backup API, integrity_check, row counts"),
+             f"backup, restore into {db} through the backup API, prove it against the backup "
+             "(integrity_check, row counts, content hash)"),
         Step("record", "append the restore to the audit log"),
     ]
 
