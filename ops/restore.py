@@ -332,6 +332,7 @@ class Restore:
                        "stopped: --app-stopped)"])
         with engine.file_lock(directory / engine.RESTORE_LOCK, s.lock_wait, "another restore"), \
                 engine.backup_lock(directory, s.lock_wait):
+            self.restoring = (chosen.path, db, None)
             done = self._step("restore", f"restore {chosen.name} into the {state} {db}",
                               lambda: _placed(engine.replace_broken_live(
                                   chosen.path, db, state, check=s.check)))
@@ -341,6 +342,7 @@ class Restore:
                 self.ui.info(_kept(done["moved_aside"], "here"))
             self._step("check", f"prove the restore: {db} against {chosen.name}",
                        lambda: (self._proven(done["proof"]), engine.proof_summary(done["proof"])))
+            self.restoring = None
         self._show_counts()
 
     def _prove(self, backup, db: Path, snapshot: dict, safety: dict):

@@ -192,3 +192,16 @@ def test_two_corrupt_files_moved_aside_in_one_second_both_stay(tmp_path):
     assert [Path(p).read_bytes() for p in kept[0] + kept[1]] == [
         b"first-wal", b"first", b"second-wal", b"second"]
     assert not live.exists() and not Path(f"{live}-wal").exists()
+
+
+def test_ctrl_c_as_a_missing_database_is_placed_says_it_was_restored(
+        wal_db, backup_dir, run_invoke):
+    made = engine.create_backup(wal_db, backup_dir)
+    for path in wal_db.parent.glob("steps.db*"):
+        path.unlink()
+    result = run_invoke("restore", made.name, "--yes", "--app-stopped", "--json",
+                        env=hooked(wrap="replace_broken_live", when="after", signal="SIGINT"))
+    assert result.returncode == 130, result
+    assert "SIGINT came after the copy: the live database holds backup" in result.stderr
+    assert result.json()["holds"] == "backup" and result.json()["outcome"] == "ok"
+    assert content(wal_db) == made.content_sha256
