@@ -205,3 +205,35 @@ def test_ctrl_c_as_a_missing_database_is_placed_says_it_was_restored(
     assert "SIGINT came after the copy: the live database holds backup" in result.stderr
     assert result.json()["holds"] == "backup" and result.json()["outcome"] == "ok"
     assert content(wal_db) == made.content_sha256
+
+
+# ---------------------------------------------------------------- the proof's verdict, as data
+
+A, B, C = "a" * 64, "b" * 64, "c" * 64
+
+
+@pytest.mark.parametrize("live,backup,safety,tables,ok,holds,words", [
+    (A, A, None, {"t": 2}, True, "backup", None),
+    (A, A, None, {"t": 9}, True, "backup", None),  # counts read later (sqlite3 CLI): the hash rules
+    (B, A, B, {"t": 1}, False, "safety", "still holds its content from before"),
+    (C, A, B, {"t": 2}, False, "other", "holds neither"),
+    (None, None, None, {"t": 1}, False, "other", "table t: backup 2 rows, live 1 rows"),
+    (None, None, None, {"t": 2}, True, "backup", None),  # no hash anywhere: counts only
+])
+def test_the_proof_judges_every_engine_alike(live, backup, safety, tables, ok, holds, words):
+    proof = engine.judge_proof(check="integrity", check_problems=[], tables=tables,
+                               backup_tables={"t": 2}, content_sha256=live,
+                               backup_content_sha256=backup, content_format="json-2",
+                               safety_sha256=safety)
+    assert (proof["ok"], proof["holds"]) == (ok, holds)
+    problems = engine.proof_problems(proof)
+    assert (words in problems[0]) if words else problems == []
+
+
+def test_a_failed_check_fails_the_proof_whatever_the_content():
+    proof = engine.judge_proof(check="integrity", check_problems=["row 3 missing from index"],
+                               tables={"t": 2}, backup_tables={"t": 2}, content_sha256=A,
+                               backup_content_sha256=A, content_format="json-2")
+    assert not proof["ok"] and proof["holds"] == "backup"
+    assert engine.proof_problems(proof) == [
+        "the live database failed integrity_check after the restore: row 3 missing from index"]
