@@ -237,3 +237,25 @@ def test_a_failed_check_fails_the_proof_whatever_the_content():
     assert not proof["ok"] and proof["holds"] == "backup"
     assert engine.proof_problems(proof) == [
         "the live database failed integrity_check after the restore: row 3 missing from index"]
+
+
+@pytest.mark.parametrize("moment", ["before", "after"])
+def test_kill_9_while_a_corrupt_database_is_replaced_loses_nothing(
+        wal_db, backup_dir, run_invoke, moment):
+    """kill -9 right after the corrupt file is moved aside (nothing placed yet) or right
+    after the backup is placed: the corrupt file is kept either way, and running the same
+    restore again ends with a proven live database."""
+    made = engine.create_backup(wal_db, backup_dir)
+    garble(wal_db)
+    corrupt = helpers.sha256(wal_db)
+    killed = run_invoke("restore", made.name, "--yes", "--app-stopped",
+                        env=hooked(wrap="place_restored", when=moment, signal="SIGKILL"))
+    assert killed.returncode == -9, killed
+    main = next(p for p in wal_db.parent.glob("steps.db.corrupt-*") if p.name.endswith("Z"))
+    assert helpers.sha256(main) == corrupt
+    assert wal_db.exists() == (moment == "after")
+    again = run_invoke("restore", made.name, "--yes", "--app-stopped", "--json")
+    assert again.returncode == 0, again
+    assert again.json()["proof"]["ok"]
+    assert content(wal_db) == made.content_sha256
+    assert helpers.sha256(main) == corrupt
