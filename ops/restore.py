@@ -434,7 +434,6 @@ class Restore:
             name, app_stopped=stopped if o.production else o.app_stopped))
         if o.production:
             self._settle(stopped)
-        self._proven(data.get("proof"))
         if not data["ok"]:
             raise OpsError(f"the live database failed {s.check}_check after the restore: "
                            f"{data['problems'][0]}", ExitCode.VERIFY_FAILED)
@@ -481,7 +480,8 @@ class Restore:
                            tables_after=data.get("tables_after"),
                            strategy=data.get("strategy"))
         self._show_counts()
-        if data.get("proof"):
+        if data.get("proof"):  # a failed proof fails this step (✗), before any restart
+            self._proven(data["proof"])
             return data, f"[{data['strategy']}] {engine.proof_summary(data['proof'])}"
         check = "ok" if data["ok"] else "FAILED"
         return data, f"[{data['strategy']}] {self.settings.check}_check {check}"
