@@ -14,6 +14,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from ops import engine
 from ops.engine import RESULT_MARK, SIDECAR_LIMIT, check_name, checked_manifest
 from ops.errors import ENGINE_KINDS, ExitCode, OpsError
 
@@ -158,10 +159,12 @@ def backup_script(db: str, directory: str, *, check: str, remote_command: str = 
         other = f"echo {STRATEGY_MARK}=remote_command\n" + _app_command(directory, remote_command)
     else:
         other = f"echo {STRATEGY_MARK}=none"
-    return _choose(_engine(*engine_args), _sqlite_backup(db, directory, check, lock_wait), other)
+    return _choose(_engine(*engine_args),
+                   _sqlite_backup(db, directory, check, lock_wait, content_hash), other)
 
 
-def _sqlite_backup(db: str, directory: str, check: str, lock_wait: float = 0) -> str:
+def _sqlite_backup(db: str, directory: str, check: str, lock_wait: float = 0,
+                   content_hash: bool = True) -> str:
     """The engine's procedure with the sqlite3 CLI: the same checks, lock and verdicts.
 
     ``BEGIN`` plus a read holds one read transaction across the CLI's 100-page
@@ -216,13 +219,41 @@ wait "$hashing" || fail error "sha256sum of the new backup failed"
 set -- $(cat "$sums") x; sum=$1
 case $sum in *[!0-9a-f]*|"") fail error "sha256sum of the new backup printed no checksum";; esac
 [ ${{#sum}} -eq 64 ] || fail error "sha256sum of the new backup printed no checksum"
+{_sqlite_record(content_hash)}
 created=$(echo "$name" | sed 's/steps-\\(.*\\)T\\(..\\)-\\(..\\)-\\(..\\)\\.db/\\1T\\2:\\3:\\4Z/')
-meta=$(printf '"name": "%s", "path": "%s", "created": "%s", "size": %s, "sha256": "%s", "check": "{check}"' "$name" "$dir/$name" "$created" "$size" "$sum")
+meta=$(printf '"name": "%s", "path": "%s", "created": "%s", "size": %s, "sha256": "%s", "check": "{check}"%s' "$name" "$dir/$name" "$created" "$size" "$sum" "$content")
 place "$sum  $name" "$dir/$name.sha256"
 place "{{$meta, \\"strategy\\": \\"sqlite3\\"}}" "$dir/$name.json"
 ln -n "$tmp" "$dir/$name" 2>/dev/null || fail exists "backup $name already exists in $dir"
 published=1
 printf '{RESULT_MARK} {{"ok": true, "data": {{%s}}}}\\n' "$meta\""""
+
+
+# one statement that counts each user table's rows, as a JSON object (engine._user_tables)
+COUNTS_SQL = ("SELECT 'SELECT json_object(' || group_concat(quote(name) || ', (SELECT count(*) "
+              "FROM \"' || replace(name, '\"', '\"\"') || '\")', ', ') || ');' FROM sqlite_master "
+              "WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+              "AND coalesce(sql, '') NOT LIKE 'CREATE VIRTUAL%'")
+
+
+def _sqlite_record(content_hash: bool) -> str:
+    """What a sqlite3 backup records beside its checksum, like the engine's: row counts
+    per table and the json-2 content hash (``backup.content_hash: false``, or a sqlite3
+    without JSON or math functions: counts with ``"content_sha256": null``). Sets
+    ``$content`` (empty when the counts cannot be read: then nothing is recorded)."""
+    return f"""{CONTENT_HASH}
+content=
+q=$(sqlite3 -readonly -batch "$ro" {shlex.quote(COUNTS_SQL)} </dev/null 2>/dev/null) || q=-
+tables=
+case $q in -) ;; "") tables="{{}}";; *) tables=$(printf '%s\n' "$q" | sqlite3 -readonly -batch "$ro" 2>/dev/null);; esac
+case $tables in "{{"*"}}")
+  ch=-; [ {int(content_hash)} = 1 ] && {{ ch=$(content_hash "$ro") || ch=-; }}
+  if [ "$ch" != - ]; then
+    content=$(printf ', "tables": %s, "content_sha256": "%s", "content_format": "{engine.CONTENT_FORMAT}"' "$tables" "$ch")
+  else
+    content=$(printf ', "tables": %s, "content_sha256": null' "$tables")
+  fi;;
+esac"""
 
 
 def _app_command(directory: str, command: str) -> str:
@@ -316,6 +347,23 @@ manifest_sha256() {{
     case $s in {HEX64_GLOB}) ;; *) s=-;; esac
   fi
   printf '%s' "$s"
+}}"""
+
+
+# content_hash DB: the engine's json-2 content hash (``engine.HASH_PLAN_SQL``), with the
+# sqlite3 CLI: one sqlite3 writes the statements, a second runs them in one read
+# transaction, sha256sum hashes what it prints. Prints the hash, or nothing (status 2)
+# when this sqlite3 lacks the JSON or math functions json-2 needs, 1 when it failed.
+CONTENT_HASH = f"""content_hash() {{
+  sqlite3 -batch :memory: "SELECT json_array(1), atan2(0, -1)" >/dev/null 2>&1 </dev/null || return 2
+  esc=; sqlite3 -escape off -batch :memory: "SELECT 1" >/dev/null 2>&1 </dev/null && esc="-escape off"
+  plan=$(sqlite3 $esc -readonly -batch "$1" {shlex.quote(engine.HASH_STATEMENTS_SQL)} </dev/null) || return 1
+  hs=$(mktemp) || return 1
+  set -- $( {{ {{ printf '%s\\n' 'BEGIN;' {shlex.join(s + ';' for s in engine.HASH_HEAD_SQL)} \\
+      "$plan" 'COMMIT;' | sqlite3 $esc -readonly -batch -bail "$1" || echo failed > "$hs"; }} \\
+      | sha256sum; }} 2>/dev/null )
+  if [ -s "$hs" ] || [ ${{#1}} -ne 64 ]; then rm -f "$hs"; return 1; fi
+  rm -f "$hs"; printf '%s' "$1"
 }}"""
 
 
@@ -466,7 +514,7 @@ MANIFEST_MARK = "__OPS_MANIFEST__"
 
 def restore_script(db: str, directory: str, name: str, *, check: str,
                    busy_timeout: float = 10, lock_wait: float = 0,
-                   content_hash: bool = True) -> str:
+                   content_hash: bool = True, app_stopped: bool = False) -> str:
     """Restore backup ``name`` into the live database on the machine, with its best engine.
 
     python3 runs ``engine.restore_database``; the sqlite3 CLI does the same steps
@@ -478,12 +526,44 @@ def restore_script(db: str, directory: str, name: str, *, check: str,
                    "--busy-timeout", f"{busy_timeout:g}", "--lock-wait", f"{lock_wait:g}"]
     if not content_hash:  # the safety backup records what a backup would (backup.content_hash)
         engine_args.append("--no-content-hash")
+    if app_stopped:  # a corrupt or missing live database may be replaced
+        engine_args.append("--app-stopped")
     return _choose(_engine(*engine_args),
-                   _sqlite_restore(db, directory, name, check, busy_timeout, lock_wait),
+                   _sqlite_restore(db, directory, name, check, busy_timeout, lock_wait,
+                                   app_stopped),
                    f"echo {STRATEGY_MARK}=none")
 
 
 RESTORE_LOCK = ".restore.lock"  # the engine's (``engine.RESTORE_LOCK``): flock(2) on it
+BROKEN_HOW = engine.REMOTE_HOW
+
+
+def _sqlite_replace_broken(busy_timeout: float) -> str:
+    """``engine.replace_broken_live`` with the sqlite3 CLI: a corrupt live database and
+    its -wal/-shm/-journal are hard-linked to ``NAME.corrupt-STAMP`` names and unlinked
+    (side files first, never deleted or overwritten), then the backup is ``.restore``d
+    into a fresh file beside it, put in WAL mode, and linked to the free live name."""
+    return f"""if [ "$state" = corrupt ]; then
+  aside="$db.corrupt-$(date -u +%Y-%m-%dT%H-%M-%SZ)"
+  for sfx in -wal -shm -journal ""; do
+    if [ -e "$db$sfx" ] || [ -h "$db$sfx" ]; then
+      ln "$db$sfx" "$aside$sfx" 2>/dev/null && rm -f "$db$sfx" || fail error "cannot move $db$sfx aside to $aside$sfx"
+      printf '{ENTRY_MARK} aside %s\n' "$aside$sfx"
+    fi
+  done
+fi
+for sfx in -wal -shm -journal ""; do
+  if [ -e "$db$sfx" ] || [ -h "$db$sfx" ]; then fail error "$db$sfx appeared meanwhile: is the app still running? Nothing was restored"; fi
+done
+new=$(mktemp "${{db%/*}}/.tmp-restore.XXXXXX") || fail error "cannot create a temporary file beside $db"
+if ! sqlite3 -batch -bail "$new" ".timeout {int(busy_timeout * 1000)}" ".restore '$backup'" "PRAGMA journal_mode = wal;" </dev/null >/dev/null 2>"$st.err"; then
+  rm -f "$new" "$new-wal" "$new-shm"; fail verify_failed "sqlite3 .restore into a new file failed: $(head -n 1 "$st.err" | tr -cd ' -~')"
+fi
+if ! ln "$new" "$db" 2>/dev/null; then rm -f "$new"; fail error "$db appeared meanwhile: is the app still running? Nothing was replaced"; fi
+rm -f "$new" "$new-wal" "$new-shm"
+printf '{ENTRY_MARK} state %s\n' "$state"
+lh=$(content_hash "$db") || lh=-"""
+
 
 # flock on $1/.restore.lock on fd 8, exactly as take_lock does on fd 9 (never written
 # through, refused when not a regular file, released by the kernel when the script dies)
@@ -495,7 +575,7 @@ TAKE_RESTORE_LOCK = PRELUDE[PRELUDE.index("take_lock() {"):PRELUDE.index("place(
 
 
 def _sqlite_restore(db: str, directory: str, name: str, check: str, busy_timeout: float,
-                    lock_wait: float) -> str:
+                    lock_wait: float, app_stopped: bool = False) -> str:
     """The engine's restore with the sqlite3 CLI (its ``.restore`` is the backup API).
 
     Locks as the engine does, flock(2) on ``.restore.lock``, and it also holds the
@@ -509,7 +589,20 @@ def _sqlite_restore(db: str, directory: str, name: str, check: str, busy_timeout
     safety = _sqlite_backup(db, directory, check, lock_wait)
     tries = _tries(lock_wait)
     return f"""db={shlex.quote(db)}; dir={shlex.quote(directory)}; name={shlex.quote(name)}
-[ -f "$db" ] || fail not_found "database not found: $db"
+# the live database: ok, missing or corrupt (engine.live_state); the last two only with the app stopped
+state=ok; why=
+if [ ! -e "$db" ] && [ ! -h "$db" ]; then state=missing; why="$db does not exist"
+elif [ -h "$db" ] && [ ! -e "$db" ]; then fail usage "database $db is a symlink to nothing; nothing was changed"
+elif [ -d "$db" ]; then fail usage "database is a directory, not a database file: $db"
+elif [ ! -f "$db" ]; then fail usage "database is not a regular file: $db"
+elif ! is_sqlite "$db"; then state=corrupt; why="database is not a SQLite database: $db"
+else
+  res=$(sqlite3 -readonly "$db" "PRAGMA quick_check" 2>&1 </dev/null | sed '/^\\*\\*\\* in database/d' | head -n 1 | tr -cd ' -~')
+  [ "$res" = ok ] || {{ state=corrupt; why="quick_check: ${{res:-no answer from sqlite3}}"; }}
+fi
+if [ "$state" != ok ] && [ {int(app_stopped)} != 1 ]; then
+  fail usage "the live database $db is $state ($why): restoring it needs the app stopped, so nothing writes while the file is replaced; {BROKEN_HOW}. Nothing was changed"
+fi
 [ -d "$dir" ] || fail not_found "no backup named $name in $dir"
 {TAKE_RESTORE_LOCK}
 {RECORD_READERS}
@@ -536,6 +629,14 @@ counts() {{
     printf '{ENTRY_MARK} %s %s %s\\n' "$2" "$t" "$(sqlite3 -readonly "$1" "SELECT count(*) FROM \\"$t\\"")"
   done
 }}
+{CONTENT_HASH}
+ro="file:$backup?mode=ro&immutable=1"
+bh=$(content_hash "$ro") || bh=-
+st=$(mktemp) || fail error "cannot create a temporary file"
+trap 'rm -f "$st" "$st.err"' EXIT
+if [ "$state" != ok ]; then
+{_sqlite_replace_broken(busy_timeout)}
+else
 out=$( (
 take_lock() {{ :; }}  # this script holds the folder's backup lock (fd 9) already
 {safety}
@@ -545,12 +646,54 @@ is_name "$safety" || fail error "the safety backup printed no name"
 printf '{ENTRY_MARK} safety %s\\n' "$safety"
 counts "file:$dir/$safety?immutable=1" before
 [ -f "$name" ] && [ ! -h "$name" ] || fail error "backup $name vanished before the restore; nothing was changed"
-res=$(sqlite3 "$db" ".timeout {int(busy_timeout * 1000)}" ".restore '$backup'" 2>&1)
-[ -z "$res" ] || fail error "sqlite3 .restore failed: $(printf '%s' "$res" | head -n 1)"
+# the proof: the backup hashed now; the live database hashed by the very sqlite3 that
+# restores it, in the same read right after .restore commits (json-2, engine.HASH_PLAN_SQL)
+if [ "$bh" != - ]; then
+  plan=$(sqlite3 $esc -readonly -batch "$ro" {shlex.quote(engine.HASH_STATEMENTS_SQL)} </dev/null)
+  set -- $( {{ {{ printf '%s\\n' ".timeout {int(busy_timeout * 1000)}" ".restore '$backup'" 'BEGIN;' \\
+      {shlex.join(s + ';' for s in engine.HASH_HEAD_SQL)} "$plan" 'COMMIT;' \\
+      | sqlite3 $esc -batch -bail "$db" 2>"$st.err" || echo "$?" > "$st"; }} | sha256sum; }} )
+  lh=$1
+else
+  sqlite3 -batch -bail "$db" ".timeout {int(busy_timeout * 1000)}" ".restore '$backup'" \\
+    </dev/null >/dev/null 2>"$st.err" || echo "$?" > "$st"
+  lh=-
+fi
+if [ -s "$st" ]; then  # killed (kill -9, the OOM killer: no message) or refused
+  rc=$(head -c 8 "$st" | tr -cd 0-9); err=$(head -n 1 "$st.err" | tr -cd ' -~' | head -c 200)
+  printf '{ENTRY_MARK} hash backup %s\\n' "$bh"
+  printf '{ENTRY_MARK} hash now %s\\n' "$(content_hash "$db" || echo -)"
+  printf '{ENTRY_MARK} hash safety %s\\n' "$(content_hash "file:$dir/$safety?mode=ro&immutable=1" || echo -)"
+  case $err in *locked*|*busy*) kind=timeout;; *) kind=verify_failed;; esac
+  fail "$kind" "sqlite3 .restore failed with exit status $rc${{err:+: $err}}${{err:- (killed? it printed nothing)}}"
+fi
+fi
+counts "$ro" backup
 res=$(sqlite3 -readonly "$db" "PRAGMA {pragma}" 2>&1 | sed '/^\\*\\*\\* in database/d' | head -n 1 | tr -cd ' -~')
 printf '{ENTRY_MARK} check %s\\n' "${{res:-no answer from sqlite3}}"
 counts "$db" after
+printf '{ENTRY_MARK} hash backup %s\\n' "$bh"
+printf '{ENTRY_MARK} hash live %s\\n' "$lh"
+if [ "$bh" != "$lh" ] && [ "$bh" != - ]; then
+  printf '{ENTRY_MARK} hash safety %s\\n' "$(content_hash "file:$dir/$safety?mode=ro&immutable=1" || echo -)"
+fi
 printf '{RESULT_MARK} {{"ok": true, "data": {{"backup": "%s", "backup_sha256": "%s", "check": "{check}"}}}}\\n' "$name" "$sum\""""
+
+
+def holds_script(db: str, directory: str, name: str, safety: str = "") -> str:
+    """After a restore on the machine ended without a result (its engine was killed):
+    which content the live database holds, against backup ``name`` and ``safety``
+    (python3: ``engine.live_holds``; sqlite3: ``hash`` entries, as the restore prints)."""
+    check_name(name)
+    args = ["holds", "--db", db, "--dir", directory, "--which", name]
+    files = {"backup": f"file:{directory}/{name}?mode=ro&immutable=1", "now": db}
+    if safety:
+        args += ["--safety", check_name(safety)]
+        files["safety"] = f"file:{directory}/{safety}?mode=ro&immutable=1"
+    lines = [f"printf '{ENTRY_MARK} hash {which} %s\\n' \"$(content_hash {shlex.quote(path)} "
+             "|| echo -)\"" for which, path in files.items()]
+    return _choose(_engine(*args), "\n".join([CONTENT_HASH, *lines]),
+                   f"echo {STRATEGY_MARK}=none")
 
 
 def drill_script(directory: str, name: str, check: str) -> str:
@@ -588,7 +731,7 @@ def recorded_content(text: str, name: str, sha256: str) -> dict:
     is ``sha256``, checked (``engine.checked_manifest``); {} when there are none, or the
     manifest names another file or checksum. Raises EngineError for malformed ones."""
     try:
-        raw = json.loads(text or "null")
+        raw = engine.parse_record(text or "null")
     except ValueError:
         return {}
     if not isinstance(raw, dict) or raw.get("name") != name or raw.get("sha256") != sha256:

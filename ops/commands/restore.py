@@ -44,11 +44,14 @@ def seconds(value, what: str) -> float | None:
         "json": "print the audit record (or the plan, with --dry-run) as JSON on stdout",
         "lock_wait": "seconds to wait if another restore or backup holds its lock "
                      "(default: backup.lock_wait, 0)",
+        "app_stopped": "the app is stopped (locally or on --host): needed to restore over a "
+                       "corrupt live database (moved aside, never deleted) or into a missing "
+                       "one; on Fly, emergency.stop says so",
     },
 )
 @guarded
 def database(c, which="latest", production=False, host=None, from_=None, yes=False,
-             dry_run=False, busy_timeout=None, json=False, lock_wait=None):
+             dry_run=False, busy_timeout=None, json=False, lock_wait=None, app_stopped=False):
     """Restore a backup into the live database: verify, safety backup, backup API, check."""
     which = parse_which(which, "restore")
     if production and host is not None:
@@ -63,7 +66,7 @@ def database(c, which="latest", production=False, host=None, from_=None, yes=Fal
         raise OpsError("give either a backup name or --from PATH, not both", ExitCode.USAGE)
     timeout = seconds(busy_timeout, "--busy-timeout")
     options = restores.RestoreOptions(which=which, production=production, host=host,
-                                      from_path=from_,
+                                      from_path=from_, app_stopped=bool(app_stopped),
                                       busy_timeout=10.0 if timeout is None else timeout)
     ui = UI(json_mode=json)
     remote = production or bool(host)

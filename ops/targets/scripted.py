@@ -289,12 +289,15 @@ class ScriptedTarget:
         return asdict(result) | {"recorded_sha256": expected}
 
     # -- restores and drills
-    def restore(self, name: str, *, busy_timeout: float = 10.0) -> dict:
-        """Restore backup ``name`` into the live database on the host (its best engine)."""
+    def restore(self, name: str, *, busy_timeout: float = 10.0,
+                app_stopped: bool = False) -> dict:
+        """Restore backup ``name`` into the live database on the host (its best engine);
+        ``app_stopped`` lets it replace a corrupt or missing live database."""
         script = remote.restore_script(self.db, self.dir, name, check=self.settings.check,
                                        busy_timeout=busy_timeout,
                                        lock_wait=self.settings.lock_wait,
-                                       content_hash=self.settings.content_hash)
+                                       content_hash=self.settings.content_hash,
+                                       app_stopped=app_stopped)
         output = self._run(script, engine_source=True, timeout=self.session.deadline(),
                            what="restore")
         if output.strategy == "none":
@@ -303,22 +306,49 @@ class ScriptedTarget:
             data = output.data("restore")
         except OpsError as exc:
             safety = next((e[1] for e in output.entries if e[0] == "safety" and len(e) > 1), "")
+            holds = _holds_after_failure(_hashes(output.entries))
+            code = exc.code
+            if output.result is None and safety:  # its engine died mid-way: look now
+                code = ExitCode.VERIFY_FAILED
+                holds = self._holds(name, safety)
             if safety and safety not in str(exc):
-                raise OpsError(f"{exc} (safety backup {safety} was made first)",
-                               exc.code) from None
-            raise
+                raise OpsError(f"{exc}{holds} (safety backup {safety} was made first)",
+                               code) from None
+            raise OpsError(f"{exc}{holds}", code) from None
         if output.strategy == "sqlite3":
-            entries = output.entries
-            data = data | {
-                "safety_backup": {"name": next((e[1] for e in entries if e[0] == "safety"),
-                                               None)},
-                "tables_before": _counts(entries, "before"),
-                "tables_after": _counts(entries, "after"),
-                "problems": [" ".join(e[1:]) for e in entries
-                             if e[0] == "check" and e[1:] != ["ok"]],
-            }
-            data["ok"] = not data["problems"]
+            data = data | _sqlite_proof(output.entries, self.settings.check)
+            data["moved_aside"] = [e[1] for e in output.entries if e[0] == "aside" and len(e) == 2]
+            data["live_state"] = next((e[1] for e in output.entries
+                                       if e[0] == "state" and len(e) == 2), "ok")
         return data | {"strategy": output.strategy}
+
+    def holds(self, name: str) -> str:
+        """Whether the live database holds backup ``name``'s content now: ``backup`` or
+        ``other`` (after an interrupted restore; ``remote.holds_script``)."""
+        output = self._run(remote.holds_script(self.db, self.dir, name), engine_source=True,
+                           timeout=self.session.deadline(), what="a look at the live database")
+        if output.strategy == "python3":
+            return output.data("a look at the live database")["holds"]
+        hashes = _hashes(output.entries)
+        same = hashes.get("now") and hashes.get("now") == hashes.get("backup")
+        return "backup" if same else "other"
+
+    def _holds(self, name: str, safety: str) -> str:
+        """Which content the live database holds (``remote.holds_script``), as a clause."""
+        try:
+            output = self._run(remote.holds_script(self.db, self.dir, name, safety),
+                               engine_source=True, timeout=self.session.deadline(),
+                               what="a look at the live database")
+            if output.strategy == "python3":
+                proof = output.data("a look at the live database")
+                hashes = {"now": proof["content_sha256"],
+                          "backup": proof["backup_content_sha256"]}
+                if proof["holds"] == "safety":
+                    hashes["safety"] = proof["content_sha256"]
+                return _holds_after_failure(hashes)
+            return _holds_after_failure(_hashes(output.entries))
+        except OpsError as exc:
+            return f"; could not see what the live database holds now: {exc}"
 
     def counts(self, name: str) -> dict:
         """Rows per table of the live database, and as recorded for ``name`` (for the
@@ -329,7 +359,8 @@ class ScriptedTarget:
         if output.strategy != "sqlite3":
             return {}
         try:
-            recorded = engine.checked_manifest(json.loads(remote.manifest_text(output.stdout)),
+            text = remote.manifest_text(output.stdout)
+            recorded = engine.checked_manifest(engine.parse_record(text),
                                                f"{name}.json").get("tables")
         except (ValueError, engine.EngineError):
             recorded = None
@@ -337,10 +368,11 @@ class ScriptedTarget:
                          if len(e) == 3 and e[0] == "live" and e[2].isdigit()},
                 "backup": recorded}
 
-    def upload(self, path: Path, name: str, manifest: dict) -> dict:
+    def upload(self, path: Path, name: str, manifest: dict, sha256: str | None = None) -> dict:
         """Send a local backup to the host and adopt it under ``name`` only once its
-        SHA-256 there is the one computed here."""
-        digest = engine.sha256_file(path)
+        SHA-256 there is ``sha256`` (the one computed while the file was read for its
+        check; else computed here now)."""
+        digest = sha256 or engine.sha256_file(path)
         upload = f"{self.dir}/.upload-{name}.{os.getpid()}"
         self.session.put_file(path, upload, self.report.transfer)
         text = json.dumps(manifest | {"name": name, "sha256": digest})
@@ -427,6 +459,40 @@ def _record_entry(entry: list[str]) -> bool:
 def _counts(entries: list[list[str]], which: str) -> dict:
     return {e[1]: int(e[2]) for e in entries if len(e) == 3 and e[0] == which
             and e[2].isdigit()}
+
+
+def _hashes(entries: list[list[str]]) -> dict:
+    """The ``hash WHICH SHA256|-`` entries of ``remote._sqlite_restore``: 64 hex or None."""
+    return {e[1]: e[2] for e in entries if len(e) == 3 and e[0] == "hash"
+            and remote.HEX64.fullmatch(e[2])}
+
+
+def _holds_after_failure(hashes: dict) -> str:
+    """After a failed ``.restore``: which content the live database holds, as its hash
+    now says (against the backup's and the safety backup's)."""
+    now = hashes.get("now")
+    if not now:
+        return ""
+    if now == hashes.get("backup"):
+        return "; the live database nevertheless holds the backup's content"
+    if now == hashes.get("safety"):
+        return "; the live database still holds its content from before (nothing was changed)"
+    return "; the live database holds neither the backup's content nor its own from before"
+
+
+def _sqlite_proof(entries: list[list[str]], check: str) -> dict:
+    """The sqlite3 branch's proof, judged by the engine's rule (``engine.judge_proof``)."""
+    hashes = _hashes(entries)
+    fmt = engine.CONTENT_FORMAT if hashes.get("backup") and hashes.get("live") else None
+    proof = engine.judge_proof(
+        check=check, check_problems=[" ".join(e[1:]) for e in entries
+                                     if e[0] == "check" and e[1:] != ["ok"]],
+        tables=_counts(entries, "after"), backup_tables=_counts(entries, "backup"),
+        content_sha256=hashes.get("live"), backup_content_sha256=hashes.get("backup"),
+        content_format=fmt, safety_sha256=hashes.get("safety"))
+    return {"safety_backup": {"name": next((e[1] for e in entries if e[0] == "safety"), None)},
+            "tables_before": _counts(entries, "before"), "tables_after": proof["tables"],
+            "problems": engine.proof_problems(proof), "ok": proof["ok"], "proof": proof}
 
 
 def _sqlite_verdict(entry: list[str], check: str) -> dict:

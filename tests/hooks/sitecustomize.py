@@ -1,0 +1,56 @@
+"""Loaded by the CLI under test when ``PYTHONPATH`` names this folder (``tests.hooks``).
+
+``OPS_TEST_HOOK`` (JSON) says which ``ops.engine`` function to wrap and what to do at an
+exact point of a real run: ``{"wrap": "restore_live", "when": "after", "signal": "SIGINT"}``
+sends the process a real signal as the copy returns; ``{"wrap": "verify_copy", "when":
+"after", "tamper": PATH}`` rewrites PATH's bytes right after its check; a name
+``module:Class.method`` wraps that method instead. Nothing here
+runs unless the variable is set.
+"""
+
+import json
+import os
+
+_SPEC = os.environ.get("OPS_TEST_HOOK")
+
+if _SPEC:
+    import functools
+    import signal
+    import sqlite3
+
+    from ops import engine
+
+    spec = json.loads(_SPEC)
+
+    def _act():
+        if spec.get("signal"):
+            os.kill(os.getpid(), getattr(signal, spec["signal"]))
+        if spec.get("tamper"):
+            conn = sqlite3.connect(spec["tamper"])
+            conn.execute("UPDATE teams SET name = name || ' (tampered after its check)'")
+            conn.commit()
+            conn.close()
+
+    import importlib
+
+    for name in spec["wrap"].split(","):
+        owner = engine  # "function" of ops.engine, or "module:Class.method"
+        if ":" in name:
+            module, _, dotted = name.partition(":")
+            owner = importlib.import_module(module)
+            *parents, name = dotted.split(".")
+            for parent in parents:
+                owner = getattr(owner, parent)
+        if not hasattr(owner, name):
+            continue
+        real = getattr(owner, name)
+
+        def wrapped(*args, _real=real, **kwargs):
+            if spec.get("when") == "before":
+                _act()
+            result = _real(*args, **kwargs)
+            if spec.get("when") == "after":
+                _act()
+            return result
+
+        setattr(owner, name, functools.wraps(real)(wrapped))
