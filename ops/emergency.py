@@ -357,6 +357,7 @@ class Runner:
     record: dict = field(default_factory=dict)
     manual: dict = field(default_factory=dict)
     fill: object = None  # step -> step with the values learnt so far (restore.volume)
+    on_failure: object = None  # () -> None: adds to the record before it is written
 
     def start(self, **extra) -> None:
         self.record = {"kind": self.kind, "who": audit.who(), "when": now(), "app": self.app,
@@ -397,6 +398,8 @@ class Runner:
             raise
         finally:
             self.record["finished"] = now()
+            if self.record.get("outcome") != "ok" and self.on_failure:
+                self.on_failure()
             try:
                 audit.append(self.audit_log, self.record)
             except OSError as exc:

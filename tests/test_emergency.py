@@ -338,3 +338,104 @@ def on_terminal(site, args: list[str], answer: str) -> helpers.InvokeResult:
     code, shown = helpers.on_terminal(args, cwd=site.cwd, env=site.env(), answer=answer,
                                       timeout=30)
     return helpers.InvokeResult(args, code, shown, "")
+
+
+# ---------------------------------------------------------------- issue 19 #4-5, issue 16 #12-13
+
+
+def kill_orphaned_doubles(site) -> None:
+    """The flyctl double processes of this site's world that outlived a killed invoke
+    (flyctl runs in its own session), found by their FLY_DOUBLE_STATE, killed by pid."""
+    import os
+    import signal
+    from pathlib import Path
+
+    wanted = f"FLY_DOUBLE_STATE={site.world.state_path}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            env = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if wanted in env:
+            with __import__("contextlib").suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGKILL)
+
+
+def signal_while_hung(site, tmp_path, hung: list[str], *args: str, sig=None):
+    """Run ``invoke ARGS`` until the flyctl call ``hung`` (which hangs) is made, send
+    ``sig`` (default SIGTERM) to invoke, and return how it ended (orphans killed)."""
+    import signal
+
+    site.world.hang(hung, seconds=60, until=tmp_path / "never")
+    run = site.start(*args)
+    try:
+        helpers.wait_for(lambda: any(argv[:2] == hung for argv in site.world.calls()),
+                         timeout=30, what=f"the {hung} call")
+        run.proc.send_signal(sig or signal.SIGTERM)
+        return run.finish(timeout=40)
+    finally:
+        kill_orphaned_doubles(site)
+
+
+@pytest.mark.parametrize("hung", [["ssh", "console"], ["machine", "update"]])
+def test_a_stop_killed_at_any_call_never_loses_the_original_command(site, tmp_path, hung):
+    """kill -9 of `invoke emergency.stop` while a flyctl call hangs: afterwards the machine
+    runs its own command, or `emergency.resume` puts it back exactly (16 #12)."""
+    import signal
+
+    set_machine(site, cmd=["node", "src/server.js"], autostops=(True,))
+    signal_while_hung(site, tmp_path, hung, "emergency.stop", "--yes", sig=signal.SIGKILL)
+    site.world.clear_faults()
+
+    if emergency.is_stopped(site.world.machine(MID)):
+        resumed = site.run("emergency.resume", "--yes")
+        assert resumed.returncode == 0, resumed
+    assert config(site)["init"]["cmd"] == ["node", "src/server.js"]
+    assert [s["autostop"] for s in config(site)["services"]] == [True]
+
+
+@pytest.mark.parametrize("task, hung", [("emergency.stop", "update"),
+                                        ("emergency.resume", "update")])
+def test_sigterm_leaves_an_honest_audit_line_and_the_finish_by_hand_lines(site, tmp_path,
+                                                                          task, hung):
+
+    if task == "emergency.resume":
+        assert site.run("emergency.stop", "--yes").returncode == 0
+    site.world.clear_calls()
+    result = signal_while_hung(site, tmp_path, ["machine", "update"], task, "--yes", "--json")
+
+    assert result.returncode == ExitCode.TERMINATED, result
+    assert "terminated by SIGTERM" in result.error_lines[0]
+    assert "To finish by hand, run from the failed step on:" in result.stderr
+    entry = site.audit()[-1]
+    assert entry["kind"] == task and entry == result.json()
+    assert entry["outcome"] == f"terminated by SIGTERM during {hung}"
+    assert entry["exit_code"] == ExitCode.TERMINATED
+    assert entry["steps"][-1]["step"] == hung and entry["steps"][-1]["outcome"] == "interrupted"
+    assert entry["manual"][0].endswith(f"# {hung}")
+
+
+@pytest.mark.parametrize("task", ["emergency.stop", "emergency.resume"])
+def test_an_old_flyctl_is_refused_before_anything_changes(site, task):
+    if task == "emergency.resume":
+        assert site.run("emergency.stop", "--yes").returncode == 0
+        site.world.clear_calls()
+    site.world.set_flyctl_version("0.4.79")
+
+    result = site.run(task, "--yes")
+
+    line = helpers.assert_one_line_error(result, ExitCode.FLY, strict=False)
+    assert "too old" in line and "fly version upgrade" in line
+    assert site.world.calls() == [["version", "--json"]]
+
+
+def test_the_update_has_fly_timeout_as_its_deadline(site, tmp_path):
+    site.world.hang(["machine", "update"], seconds=15, until=tmp_path / "never")
+
+    result = site.run("emergency.stop", "--yes", env={"INVOKE_FLY_TIMEOUT": "4"})
+
+    line = helpers.assert_one_line_error(result, ExitCode.TIMEOUT, strict=False)
+    assert "raise fly.timeout" in line
+    assert site.audit()[-1]["outcome"] == "update failed"

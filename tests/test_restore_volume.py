@@ -241,3 +241,148 @@ def test_the_double_creates_and_clones_like_flyctl(site):
                        f"{SPARE}:/data", "-r", "fra")
     assert wrong_region.stderr == ("Error: specified region fra but volume is in region ams, "
                                    "use the same region as the volume\n")
+
+
+# ---------------------------------------------------------------- issue 19: bugs and risks
+
+
+def started(site) -> list[str]:
+    return [m["id"] for m in site.world.machines() if m["state"] == "started"]
+
+
+def look(site, times: int = 3) -> None:
+    """Requests keep arriving while someone looks: ``fly machine list`` a few times."""
+    for _ in range(times):
+        assert fly(site, "machine", "list", "-a", APP, "--json").returncode == 0
+
+
+def test_bug1_the_proxy_cannot_start_the_old_machine_again(site):
+    site.world.proxy_traffic()  # Fly's proxy starts a stopped machine that autostarts
+
+    result = site.run("restore.volume", "--snapshot", "latest", "--yes", "--json")
+
+    assert result.returncode == 0, result
+    (clone,) = [m["id"] for m in site.world.machines() if m["id"] != MID]
+    look(site)  # a later restart or deploy window: still only the clone serves
+    assert started(site) == [clone]
+    old = site.world.machine(MID)
+    assert old["state"] == "stopped" and autostarts(old) == [False]  # guarded, and it stays
+    record = result.json()
+    assert record["autostart_before"] is True
+    assert [s["step"] for s in record["steps"]][:4] == ["create", "wait", "guard", "stop_old"]
+    assert record["steps"][2]["command"] == GUARD  # recorded; undone only by a go-back
+    assert "go_back" not in record
+
+
+def test_bug2_go_back_names_the_clone_to_stop_first_and_the_order(site):
+    site.world.clones_unhealthy()  # the clone is created and runs, but never gets healthy
+
+    result = site.run("restore.volume", "--snapshot", "latest", "--yes", "--json")
+
+    assert result.returncode == ExitCode.FLY, result
+    (clone,) = [m["id"] for m in site.world.machines() if m["id"] != MID]
+    assert site.world.machine(clone)["state"] == "started"  # two copies if we only started OLD
+    stop_clone = shlex.join(["fly", "machine", "stop", clone, "-a", APP])
+    back = shlex.join(["fly", "machine", "update", MID, "-a", APP, "--autostart=true", "--yes"])
+    text = result.stderr
+    assert "To go back to the old machine instead, in this order:" in text
+    assert f"1. {stop_clone}" in text and f"2. {back}" in text
+    assert f"fly machine destroy {clone} -a {APP} --force" in text
+    assert result.json()["go_back"] == [stop_clone, back]
+    # following the hint, in order, leaves exactly one copy running: the old one
+    for line in result.json()["go_back"]:
+        assert fly(site, *shlex.split(line)[1:]).returncode == 0
+    look(site)
+    assert started(site) == [MID] and autostarts(site.world.machine(MID)) == [True]
+
+
+def test_risk3_the_new_volume_keeps_the_old_volumes_snapshot_settings(site):
+    with site.world._mutate() as state:
+        old = next(v for v in state["apps"][APP]["volumes"] if v["id"] == VOL)
+        old["auto_backup_enabled"] = False  # 14 days' retention, no daily snapshots
+
+    result = site.run("restore.volume", "--snapshot", "latest", "--yes")
+
+    assert result.returncode == 0, result
+    vol = new_volume(site)
+    assert (vol["snapshot_retention"], vol["auto_backup_enabled"]) == (14, False)
+
+
+def test_risk4_the_clone_has_fly_timeout_as_its_deadline(site, tmp_path):
+    site.world.hang(["machine", "clone"], seconds=15, until=tmp_path / "never")
+
+    result = site.run("restore.volume", "--snapshot", "latest", "--yes",
+                      env={"INVOKE_FLY_TIMEOUT": "4"})
+
+    line = helpers.assert_one_line_error(result, ExitCode.TIMEOUT, strict=False)
+    assert "raise fly.timeout" in line
+    assert "To go back to the old machine instead, in this order:" in result.stderr
+    assert f"fly machine list -a {APP} --json" in result.stderr  # a clone may exist unnamed
+
+
+def test_risk5_an_old_flyctl_is_refused_before_anything_changes(site):
+    site.world.set_flyctl_version("0.4.79")
+
+    result = site.run("restore.volume", "--snapshot", "latest", "--yes")
+
+    line = helpers.assert_one_line_error(result, ExitCode.FLY, strict=False)
+    assert "v0.4.79 is too old" in line and "fly version upgrade" in line
+    assert site.world.calls() == [["version", "--json"]]
+
+
+def test_risk6_a_machine_slower_than_60s_to_stop_is_waited_for(site):
+    site.world.machine_takes(MID, 90)  # more than fly-go's 60 s clamp on --wait-timeout
+
+    result = site.run("restore.volume", "--snapshot", "latest", "--yes", "--json")
+
+    assert result.returncode == 0, result
+    assert "stopped" in result.json()["steps"][3]["detail"]
+    assert site.world.machine(MID)["state"] == "stopped"
+
+
+def test_risk7_no_room_for_the_machine_fails_while_the_old_still_serves(site):
+    site.world.host_room("ams", 256)  # hosts with volume space: room for 256 MB machines
+
+    result = site.run("restore.volume", "--snapshot", "latest", "--yes", "--json")
+
+    line = helpers.assert_one_line_error(result, ExitCode.FLY, strict=False)
+    assert "insufficient resources" in line
+    old = site.world.machine(MID)
+    assert old["state"] == "started" and autostarts(old) == [True]  # never touched
+    assert not any(argv[:2] in (["machine", "update"], ["machine", "stop"], ["machine", "clone"])
+                   for argv in site.world.calls())
+    assert "To go back" not in result.stderr  # nothing to go back from
+
+
+def test_risk8_a_restore_in_an_undocumented_state_fails_at_once_saying_what_it_saw(site):
+    site.world.volume_restore_ends("restore_failed")
+
+    result = site.run("restore.volume", "--snapshot", "latest", "--yes",
+                      env={"INVOKE_BACKUP_SNAPSHOT_TIMEOUT": "30"})
+
+    line = helpers.assert_one_line_error(result, ExitCode.ERROR, strict=False)
+    assert "is restore_failed (seen: restoring -> restore_failed)" in line
+    assert "expected creating or restoring or created" in line
+    assert site.world.machine(MID)["state"] == "started"
+    assert sum(argv[:2] == ["volumes", "list"] for argv in site.world.calls()) == 3
+
+
+def test_sigterm_during_the_clone_records_it_and_says_how_to_finish_or_go_back(site, tmp_path):
+    """16 #13: a cancelled CI job (SIGTERM to invoke) during restore.volume."""
+    from tests.test_emergency import signal_while_hung
+
+    result = signal_while_hung(site, tmp_path, ["machine", "clone"], "restore.volume",
+                               "--snapshot", "latest", "--yes", "--json")
+
+    assert result.returncode == ExitCode.TERMINATED, result
+    assert "terminated by SIGTERM" in result.error_lines[0]
+    assert "To finish by hand, run from the failed step on:" in result.stderr
+    assert "To go back to the old machine instead, in this order:" in result.stderr
+    (entry,) = site.audit()
+    assert entry == result.json()
+    assert entry["outcome"] == "terminated by SIGTERM during clone"
+    assert entry["exit_code"] == ExitCode.TERMINATED
+    assert entry["go_back"][-1] == shlex.join(["fly", "machine", "update", MID, "-a", APP,
+                                               "--autostart=true", "--yes"])
+    vol = new_volume(site)
+    assert any(f"{vol['id']}:/data" in line for line in entry["manual"])

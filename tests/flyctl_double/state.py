@@ -300,6 +300,7 @@ class Features(TypedDict, total=False):
     transition_lists: int  # `machine list` calls a stop/start takes
     no_capacity: list[str]  # regions where start/launch fail for capacity
     host_room_mb: dict[str, int]  # region -> memory a host with volume space can give
+    clones_unhealthy: bool  # cloned machines never pass their health checks
 
 
 class World(TypedDict):
@@ -906,6 +907,12 @@ class FlyWorld:
                 rooms.pop(region, None)
             else:
                 rooms[region] = memory_mb
+
+    def clones_unhealthy(self, on: bool = True) -> None:
+        """Machines ``machine clone`` creates never pass their health checks (the clone
+        exists and runs; flyctl fails after "Machine ID has been created")."""
+        with self._mutate() as s:
+            s["features"]["clones_unhealthy"] = on
 
     def volume_restore_ends(self, state: str | None) -> None:
         """Volumes created from a snapshot later end in ``state`` instead of ``created``

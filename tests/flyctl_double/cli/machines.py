@@ -155,7 +155,7 @@ def machine_serves(machine: Machine) -> bool:
 
 def _set_checks(machine: Machine) -> None:
     status = "passing" if machine.get("state") == "started" and machine_serves(machine) \
-        else "critical"
+        and not machine.get("_unhealthy") else "critical"
     for check in machine.get("checks") or []:
         check["status"] = status
         check["updated_at"] = now_rfc3339()
@@ -496,6 +496,9 @@ def cmd_machine_clone(ctx: Ctx) -> int:
             "created_at": now, "updated_at": now, "config": config,
             "_runtime": _clone_runtime(source, new_id),
         })
+        machine.pop("_lease", None)
+        if (state.get("features") or {}).get("clones_unhealthy"):
+            machine["_unhealthy"] = True  # e.g. the app cannot use the restored database
         _set_checks(machine)
         app["machines"].append(machine)
         attached = {mount["volume"] for mount in new_mounts}
