@@ -18,7 +18,7 @@ import re
 import signal
 import subprocess
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ops.errors import ExitCode, OpsError
 
@@ -86,6 +86,17 @@ def _field(raw, key: str, kind: type, *, required: bool = False, optional: bool 
     return value
 
 
+def by_age(snapshots: list[Snapshot]) -> list[Snapshot]:
+    """Oldest first; one still running (zero ``created_at``) counts as the newest."""
+    return sorted(snapshots, key=lambda snap: (is_zero_time(snap.created_at), snap.created_at))
+
+
+def same_name(volumes: list[Volume], current: Volume) -> list[Volume]:
+    """``current`` first, then the app's other volumes of its name (its predecessors)."""
+    return [current, *(vol for vol in volumes if vol.name == current.name
+                       and vol.id != current.id)]
+
+
 def is_zero_time(stamp: str) -> bool:
     """Go's zero time (a snapshot still running has no creation time yet)."""
     return not stamp or stamp.startswith("0001-01-01")
@@ -125,6 +136,7 @@ class Snapshot:
     created_at: str
     retention_days: int | None
     digest: str = ""
+    volume: str = ""  # the volume it is a snapshot of (set by ``Fly.snapshots``)
 
     @classmethod
     def parse(cls, raw: dict) -> Snapshot:
@@ -502,8 +514,15 @@ class Fly:
 
     def snapshots(self, app: str, volume: str) -> list[Snapshot]:
         """Oldest first; one still running (zero ``created_at``) is the newest."""
-        found = self._parsed(snapshots_list(app, volume), Snapshot)
-        return sorted(found, key=lambda snap: (is_zero_time(snap.created_at), snap.created_at))
+        found = [replace(snap, volume=volume)
+                 for snap in self._parsed(snapshots_list(app, volume), Snapshot)]
+        return by_age(found)
+
+    def app_snapshots(self, app: str, volumes: list[Volume]) -> list[Snapshot]:
+        """The snapshots of each of these volumes (e.g. the production volume and the app's
+        earlier volumes of the same name, which a restore.volume leaves behind), oldest
+        first, each naming its volume."""
+        return by_age([snap for vol in volumes for snap in self.snapshots(app, vol.id)])
 
     def releases(self, app: str) -> list[Release]:
         found = self._parsed(releases(app), Release)

@@ -44,18 +44,25 @@ NEW_MACHINE = "<new_machine>"
 CREATED = re.compile(r"Machine (\S+) has been created")
 
 
-def pick_snapshot(snapshots: list[fly.Snapshot], which: str, volume: str) -> fly.Snapshot:
-    """``latest``: the newest finished snapshot; else the one with that id, finished."""
+def pick_snapshot(snapshots: list[fly.Snapshot], which: str, volume: str,
+                  earlier: list[fly.Snapshot] = ()) -> fly.Snapshot:
+    """``latest``: the production volume's newest finished snapshot (never an earlier
+    volume's: that may hold the data a restore.volume moved away from); else the one with
+    that id, finished, of the production volume or of an earlier volume of its name."""
     done = sorted((s for s in snapshots if s.id and s.status == "created"),
                   key=lambda s: s.created_at)
     if which == "latest":
         if not done:
-            raise OpsError(f"volume {volume} has no finished snapshot", ExitCode.NOT_FOUND)
+            raise OpsError(f"volume {volume} has no finished snapshot"
+                           + (" (earlier volumes' snapshots can be named by id: "
+                              "invoke backup.snapshots)" if earlier else ""),
+                           ExitCode.NOT_FOUND)
         return done[-1]
-    found = next((s for s in snapshots if s.id == which), None)
+    found = next((s for s in [*snapshots, *earlier] if s.id == which), None)
     if found is None:
         known = ", ".join(s.id for s in reversed(done[-5:])) or "none"
-        raise OpsError(f"no snapshot {which} of volume {volume} (newest: {known})",
+        raise OpsError(f"no snapshot {which} of volume {volume} or an earlier volume of its "
+                       f"name (newest: {known}; all: invoke backup.snapshots)",
                        ExitCode.NOT_FOUND)
     if found.status != "created":
         raise OpsError(f"snapshot {which} is {found.status or 'not finished'}, not created",
@@ -89,7 +96,7 @@ class Resolved:
 
 def resolve(app: str, name: str, volume: fly.Volume, machine: MachineView,
             snapshots: list[fly.Snapshot], which: str,
-            volumes: list[fly.Volume]) -> Resolved:
+            volumes: list[fly.Volume], earlier: list[fly.Snapshot] = ()) -> Resolved:
     """Check that a clone can work at all; refuse before anything changes."""
     if machine.in_maintenance:
         raise OpsError(f"machine {machine.id} is emergency-stopped and a clone would inherit "
@@ -108,7 +115,7 @@ def resolve(app: str, name: str, volume: fly.Volume, machine: MachineView,
         raise OpsError(f"the services of {machine.id} autostart differently; one --autostart "
                        "value cannot put them back after the restore: set them alike first",
                        ExitCode.USAGE)
-    snapshot = pick_snapshot(snapshots, which, volume.id)
+    snapshot = pick_snapshot(snapshots, which, volume.id, list(earlier))
     strays = tuple(v.id for v in volumes
                    if v.name == name and not v.attached_machine_id and v.id != volume.id)
     return Resolved(app, name, machine.mounts[0][1], machine, volume, snapshot,

@@ -386,3 +386,29 @@ def test_sigterm_during_the_clone_records_it_and_says_how_to_finish_or_go_back(s
                                                "--autostart=true", "--yes"])
     vol = new_volume(site)
     assert any(f"{vol['id']}:/data" in line for line in entry["manual"])
+
+
+# ---------------------------------------------------------------- issue 19, also: earlier volumes
+
+
+def test_after_a_volume_restore_the_earlier_volumes_snapshots_are_listed_and_accepted(site):
+    assert site.run("restore.volume", "--snapshot", "latest", "--yes").returncode == 0
+    vol = new_volume(site)
+    site.world.add_snapshot(vol["id"], "vs_New000000000000000000000", size=10,
+                            created_at="2026-08-21T02:00:00Z")
+
+    listed = site.run("backup.snapshots", "--json")
+
+    assert listed.returncode == 0, listed
+    assert [(s["id"], s["volume"]) for s in listed.json()] == [
+        ("vs_New000000000000000000000", vol["id"]), (NEWEST, VOL), (OLDEST, VOL)]
+    table = site.run("backup.snapshots")
+    assert OLDEST in table.stderr + table.stdout and VOL in table.stderr + table.stdout
+
+    # an earlier volume's snapshot is accepted by id; `latest` stays the current volume's
+    planned = site.run("restore.volume", "--snapshot", OLDEST, "--dry-run", "--json")
+    assert planned.returncode == 0, planned
+    assert planned.json()["snapshot"] == OLDEST and planned.json()["volume"] == vol["id"]
+    assert f"a snapshot of the earlier volume {VOL}" in planned.stderr
+    latest = site.run("restore.volume", "--snapshot", "latest", "--dry-run", "--json")
+    assert latest.json()["snapshot"] == "vs_New000000000000000000000"

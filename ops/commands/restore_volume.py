@@ -35,11 +35,16 @@ def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
         name = settings.fly_toml().mount_source
         volumes = runner.volumes(app)
         volume, machine = em.production(volumes, em.machines(runner, app), name, app)
-        resolved = vr.resolve(app, name, volume, machine, runner.snapshots(app, volume.id),
-                              str(snapshot).strip(), volumes)
+        which = str(snapshot).strip()
+        current = runner.snapshots(app, volume.id)
+        earlier = [] if which == "latest" or any(s.id == which for s in current) else \
+            runner.app_snapshots(app, fly.same_name(volumes, volume)[1:])
+        resolved = vr.resolve(app, name, volume, machine, current, which, volumes, earlier)
         snap = resolved.snapshot
         shown.detail = (f"{volume.id} on {machine.id} ({machine.state}); {snap.id} of "
-                        f"{snap.created_at}, {human_bytes(snap.volume_size)} volume")
+                        f"{snap.created_at}, {human_bytes(snap.volume_size)} volume"
+                        + (f", a snapshot of the earlier volume {snap.volume}"
+                           if snap.volume and snap.volume != volume.id else ""))
     steps = vr.plan(resolved, settings.health)
     title = f"Restore volume {volume.id} of {app} from {snap.id}"
     ui.info(em.render(f"{title}{' (dry run: nothing changes)' if dry_run else ''}:", steps))
