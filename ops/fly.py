@@ -300,6 +300,53 @@ def deploy(
     return argv + list(extra)
 
 
+def build_source(config: str | os.PathLike, workdir: str | os.PathLike,
+                 image: str | None, extra: tuple[str, ...] = ()) -> str:
+    """What `fly deploy` will deploy, or an OpsError (exit 10) when it would have nothing
+    and fail at its build, after our backup and snapshot (internal/command/deploy/
+    deploy_build.go ``determineImage``): an image (``--image``, fly.toml ``[build] image``),
+    a Dockerfile (fly.toml ``[build] dockerfile``, relative to fly.toml's folder, or
+    ``--dockerfile``), a builder (``[build] builder``/``buildpacks``, ``--nixpacks``), else
+    ``Dockerfile`` or ``dockerfile`` in the working directory (imgsrc ``ResolveDockerfile``:
+    never fly.toml's folder unless that is where flyctl runs)."""
+    import tomllib
+    from pathlib import Path
+
+    if image or any(a in ("-i", "--image") or a.startswith("--image=") for a in extra):
+        return f"image {image}" if image else "image (--image after --)"
+    if any(a == "--dockerfile" or a.startswith("--dockerfile=") for a in extra):
+        return "the Dockerfile given after --"
+    if any(a == "--nixpacks" or a.startswith("--nixpacks=") for a in extra):
+        return "nixpacks"
+    config = Path(config)
+    try:
+        build = tomllib.loads(config.read_text()).get("build") or {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        build = {}  # fly.toml's own checks report it
+    if not isinstance(build, dict):
+        raise OpsError(f"{config}: [build] must be a table", ExitCode.DEPLOY_ABORTED_PREFLIGHT)
+    if isinstance(build.get("image"), str) and build["image"].strip():
+        return f"image {build['image']} ([build] in {config.name})"
+    dockerfile = build.get("dockerfile")
+    if isinstance(dockerfile, str) and dockerfile.strip():
+        if dockerfile.startswith(("http://", "https://")):
+            return f"Dockerfile {dockerfile}"
+        path = (config.resolve().parent / dockerfile)
+        if not path.is_file():
+            raise OpsError(f"[build] dockerfile = {dockerfile!r} in {config} names no file "
+                           f"({path}): `fly deploy` would fail at its build; nothing was "
+                           "deployed", ExitCode.DEPLOY_ABORTED_PREFLIGHT)
+        return f"Dockerfile {path}"
+    if build.get("builder") or build.get("buildpacks"):
+        return f"builder {build.get('builder') or 'buildpacks'}"
+    for name in ("Dockerfile", "dockerfile"):
+        if (Path(workdir) / name).is_file():
+            return f"{name} in {workdir}"
+    raise OpsError(f"`fly deploy` would have nothing to build: no Dockerfile in {workdir} (its "
+                   f"build context), no [build] image, dockerfile or builder in {config}, and "
+                   "no --image; nothing was deployed", ExitCode.DEPLOY_ABORTED_PREFLIGHT)
+
+
 # ------------------------------------------------------------------ restore
 
 
