@@ -306,3 +306,15 @@ def test_remote_commands_are_split_like_google_shlex(fly_world, app_dir, tmp_pat
 def test_an_unterminated_quote_is_refused(fly_world, app_dir):
     p = ssh(fly_world, "echo 'oops", app_dir)
     assert p.returncode == 1 and "EOF found when expecting closing quote" in p.stderr
+
+
+def test_volumes_create_places_a_volume_in_a_unique_zone(fly_world, app_dir):
+    w = fly_world
+    w.zones("ams", ["a1c7", "9f02"])  # both used by the two "data" volumes already
+    p = run(w, "volumes", "create", "data", "-r", "ams", "--yes", cwd=app_dir)
+    assert p.returncode == 1 and "no zone left in ams" in p.stderr
+    p = run(w, "volumes", "create", "other", "-r", "ams", "--yes", "--json", cwd=app_dir)
+    assert json.loads(p.stdout)["zone"] == "a1c7"  # another name may share a zone
+    p = run(w, "volumes", "create", "data", "-r", "ams", "--yes", "--json",
+            "--require-unique-zone=false", cwd=app_dir)
+    assert p.returncode == 0 and json.loads(p.stdout)["zone"] == "a1c7"

@@ -301,6 +301,7 @@ class Features(TypedDict, total=False):
     no_capacity: list[str]  # regions where start/launch fail for capacity
     host_room_mb: dict[str, int]  # region -> memory a host with volume space can give
     clones_unhealthy: bool  # cloned machines never pass their health checks
+    zones: dict[str, list[str]]  # region -> zones with room for a volume
 
 
 class World(TypedDict):
@@ -907,6 +908,17 @@ class FlyWorld:
                 rooms.pop(region, None)
             else:
                 rooms[region] = memory_mb
+
+    def zones(self, region: str, zones: list[str] | None) -> None:
+        """The hardware zones of ``region`` that have room for a volume (None: any):
+        ``volumes create`` with ``--require-unique-zone`` (its default) needs one that no
+        volume of the same name uses."""
+        with self._mutate() as s:
+            table = s["features"].setdefault("zones", {})
+            if zones is None:
+                table.pop(region, None)
+            else:
+                table[region] = list(zones)
 
     def clones_unhealthy(self, on: bool = True) -> None:
         """Machines ``machine clone`` creates never pass their health checks (the clone

@@ -159,9 +159,12 @@ def cmd_volumes_create(ctx: Ctx) -> int:
                            f"with room for a {memory} MB machine in {region}")
         made = []
         for _ in range(count):
+            zone = _placement(ctx, state, app, vol_name, region)
             vol = new_volume(app, vol_name, region, size, not ctx.flag("no-encryption"),
                               int(ctx.flag("snapshot-retention")), bool(snapshot_id), state)
             vol["_snapshot_id"] = snapshot_id or None
+            if zone:
+                vol["zone"] = zone
             if "scheduled-snapshots" in ctx.inv.specified:  # only then sent (create.go)
                 vol["auto_backup_enabled"] = bool(ctx.flag("scheduled-snapshots"))
             if room is not None:
@@ -170,6 +173,26 @@ def cmd_volumes_create(ctx: Ctx) -> int:
     for vol in made:
         out(go_json(vol) if ctx.json_on() else _print_volume(vol, name))
     return 0
+
+
+def _placement(ctx: Ctx, state: World, app: App, name: str, region: str) -> str | None:
+    """``--require-unique-zone`` (default true): a zone of the region (``features.zones``;
+    none set: any) that no volume of this name (``--unique-zone-app-wide``: of the app)
+    uses yet.  None left fails (the API's text is a guess)."""
+    zones = ((state.get("features") or {}).get("zones") or {}).get(region)
+    if zones is None:
+        return None
+    if not ctx.flag("require-unique-zone"):
+        return zones[0]
+    app_wide = bool(ctx.flag("unique-zone-app-wide"))
+    taken = {v.get("zone") for v in app.get("volumes", [])
+             if v.get("region") == region and (app_wide or v.get("name") == name)}
+    free = [zone for zone in zones if zone not in taken]
+    if not free:
+        raise FlyError(f"failed to create volume: no zone left in {region} for another "
+                       f"volume named {name!r} (the existing ones use every zone); "
+                       "--require-unique-zone=false allows sharing one")
+    return free[0]
 
 
 def _vm_memory(ctx: Ctx) -> int:
