@@ -28,6 +28,9 @@ MAINTENANCE_CMD = ("sleep", "2147483647")  # GNU and busybox sleep both take it 
 MARKER = ".ops-emergency.json"
 MARK = "__OPS_EMERGENCY__"
 AUTOSTOP_WORDS = ("off", "stop", "suspend")
+# restore.volume's autostart guard records the machine's autostart before it in the
+# machine's own metadata, so a run killed after the guard still knows what to put back.
+AUTOSTART_BEFORE = "ops_autostart_before"
 
 
 def on_signals(body):
@@ -115,6 +118,7 @@ class MachineView:
     mounts: tuple[tuple[str, str], ...]  # (volume id, path)
     autostarts: tuple[bool, ...] = ()  # each service's autostart (missing: Fly's true)
     guest: fly.Guest | None = None
+    autostart_before: bool | None = None  # metadata a restore.volume guard left (see there)
 
     @classmethod
     def parse(cls, raw: dict) -> MachineView:
@@ -133,6 +137,8 @@ class MachineView:
                          for m in config.get("mounts") or []),
             autostarts=tuple(_autostart(s.get("autostart")) for s in services),
             guest=_guest(config.get("guest")),
+            autostart_before={"true": True, "false": False}.get(
+                str((config.get("metadata") or {}).get(AUTOSTART_BEFORE))),
         )
 
     @property

@@ -367,7 +367,8 @@ def sftp_put(app: str, machine: str, local_path: str, remote_path: str) -> list[
 
 def machine_update(app: str, machine: str, *, command: str | None = None,
                    autostop: str | None = None, autostart: bool | None = None,
-                   skip_start: bool = False, skip_health_checks: bool = False) -> list[str]:
+                   skip_start: bool = False, skip_health_checks: bool = False,
+                   metadata: dict[str, str] | None = None) -> list[str]:
     """``command=""`` clears the command override (the image's CMD runs again).
 
     ``autostart=False`` keeps Fly's proxy from starting the machine (every service);
@@ -383,6 +384,8 @@ def machine_update(app: str, machine: str, *, command: str | None = None,
         argv.append("--skip-start")
     if skip_health_checks:
         argv.append("--skip-health-checks")
+    for key, value in (metadata or {}).items():  # -m/--metadata K=V (run.go parseKVFlag)
+        argv += ["-m", f"{key}={value}"]
     return argv + ["--yes"]
 
 

@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 
 from ops import fly
-from ops.emergency import MachineView, Step
+from ops.emergency import AUTOSTART_BEFORE, MachineView, Step
 from ops.errors import ExitCode, OpsError
 
 GIB = 1024**3
@@ -90,8 +90,13 @@ class Resolved:
 
     @property
     def autostart(self) -> bool:
-        """Whether the old machine's services autostart (what go-back puts back)."""
-        return any(self.machine.autostarts)
+        """Whether the old machine's services autostarted before any guard (what go-back
+        and the clone put back): while a guard from an earlier run is on (every service
+        off), the value that guard recorded in the machine's metadata."""
+        m = self.machine
+        if m.autostart_before is not None and not any(m.autostarts):
+            return m.autostart_before
+        return any(m.autostarts)
 
 
 def resolve(app: str, name: str, volume: fly.Volume, machine: MachineView,
@@ -141,7 +146,9 @@ def plan(r: Resolved, health_url: str) -> list[Step]:
              tuple(fly.volumes_list(r.app))),
         Step("guard", f"autostart guard: Fly's proxy must never start {m.id} again "
              "(autostart off; left stopped)",
-             tuple(fly.machine_update(r.app, m.id, autostart=False, skip_start=True)), True),
+             tuple(fly.machine_update(
+                 r.app, m.id, autostart=False, skip_start=True,
+                 metadata={AUTOSTART_BEFORE: "true" if r.autostart else "false"})), True),
         Step("stop_old", f"wait until {m.id} is `stopped` (kept, with {v.id})",
              tuple(fly.machine_stop(r.app, m.id)), True),
         Step("clone", f"clone {m.id} onto {NEW_VOLUME} at {r.path} -> {NEW_MACHINE}, waiting "

@@ -42,7 +42,8 @@ def create_argv(snapshot: str, size: int = 3) -> list[str]:
             "--vm-memory", "512", "-a", APP, "--yes", "--json"]
 
 
-GUARD = ["machine", "update", MID, "-a", APP, "--autostart=false", "--skip-start", "--yes"]
+GUARD = ["machine", "update", MID, "-a", APP, "--autostart=false", "--skip-start",
+         "-m", "ops_autostart_before=true", "--yes"]  # what to put back, on the machine
 
 
 def autostarts(machine: dict) -> list:
@@ -77,11 +78,14 @@ def test_restore_volume_creates_stops_clones_and_keeps_the_old(site):
                                                                          "created")
     assert vol["attached_machine_id"] == clone["id"] and clone["state"] == "started"
     assert clone["config"]["mounts"][0]["volume"] == vol["id"]
+    # the guard's record of what to put back (metadata) comes along with the copied config
+    assert clone["config"]["metadata"].pop("ops_autostart_before") == "true"
     assert {k: v for k, v in clone["config"].items() if k != "mounts"} == \
         {k: v for k, v in old_config.items() if k != "mounts"}  # autostart back on
     # the old machine and volume: kept, stopped, guarded, still attached to each other
     old = site.world.machine(MID)
     assert old["state"] == "stopped" and autostarts(old) == [False]
+    assert old["config"]["metadata"].pop("ops_autostart_before") == "true"
     assert {k: v for k, v in old["config"].items() if k != "services"} == \
         {k: v for k, v in old_config.items() if k != "services"}
     assert {v["id"]: v["attached_machine_id"] for v in site.world.volumes()}[VOL] == MID
@@ -412,3 +416,25 @@ def test_after_a_volume_restore_the_earlier_volumes_snapshots_are_listed_and_acc
     assert f"a snapshot of the earlier volume {VOL}" in planned.stderr
     latest = site.run("restore.volume", "--snapshot", "latest", "--dry-run", "--json")
     assert latest.json()["snapshot"] == "vs_New000000000000000000000"
+
+
+def test_a_run_killed_after_the_guard_is_rerun_with_the_autostart_the_guard_recorded(site,
+                                                                                    tmp_path):
+    """kill -9 after the autostart guard (no audit line): the rerun still knows the old
+    machine autostarted, so the clone autostarts and the go-back turns it back on."""
+    import signal
+
+    from tests.test_emergency import signal_while_hung
+
+    signal_while_hung(site, tmp_path, ["machine", "clone"], "restore.volume", "--snapshot",
+                      "latest", "--yes", sig=signal.SIGKILL)
+    site.world.clear_faults()
+    assert autostarts(site.world.machine(MID)) == [False] and site.audit() == []
+
+    result = site.run("restore.volume", "--snapshot", "latest", "--yes", "--json")
+
+    assert result.returncode == 0, result
+    assert result.json()["autostart_before"] is True
+    (clone,) = [m for m in site.world.machines() if m["id"] != MID]
+    assert autostarts(clone) == [True]
+    assert f"fly machine update {MID} -a {APP} --autostart=true --yes" in result.stderr
