@@ -31,6 +31,9 @@ AUTOSTOP_WORDS = ("off", "stop", "suspend")
 # restore.volume's autostart guard records the machine's autostart before it in the
 # machine's own metadata, so a run killed after the guard still knows what to put back.
 AUTOSTART_BEFORE = "ops_autostart_before"
+# emergency.stop's update also writes what the machine ran into its metadata, in the same
+# API call that replaces it: no moment exists where the machine sleeps with no record.
+ORIGINAL_META = "ops_emergency_original"
 
 
 def on_signals(body):
@@ -73,24 +76,25 @@ def autostop_word(value) -> str | None:
 
 
 def _autostart(value) -> bool:
-    """fly-go's ``MachineService.Autostart`` (*bool, omitempty): absent is Fly's default, on."""
-    if value is None:
-        return True
-    if not isinstance(value, bool):
-        raise ValueError(f"autostart is {value!r}, not true/false")
-    return value
+    """fly-go's ``MachineService.Autostart`` (*bool, omitempty): absent is Fly's default,
+    on; anything that is not ``false`` counts as on (the proxy may start it)."""
+    return value is not False
 
 
 def _guest(raw) -> fly.Guest | None:
-    if not raw:
-        return None
+    """``config.guest`` when it is whole; None otherwise (nothing is asked of placement)."""
     if not isinstance(raw, dict):
-        raise ValueError("config.guest is not an object")
+        return None
     kind, cpus, memory = raw.get("cpu_kind"), raw.get("cpus"), raw.get("memory_mb")
-    if not (isinstance(kind, str) and kind and type(cpus) is int and cpus > 0
+    if not (kind in ("shared", "performance") and type(cpus) is int and cpus > 0
             and type(memory) is int and memory > 0):
-        raise ValueError(f"config.guest is {raw!r}")
+        return None
     return fly.Guest(kind, cpus, memory)
+
+
+def _metadata(config: dict) -> dict:
+    found = config.get("metadata")
+    return found if isinstance(found, dict) else {}
 
 
 def _words(value, what: str) -> tuple[str, ...] | None:
@@ -119,6 +123,7 @@ class MachineView:
     autostarts: tuple[bool, ...] = ()  # each service's autostart (missing: Fly's true)
     guest: fly.Guest | None = None
     autostart_before: bool | None = None  # metadata a restore.volume guard left (see there)
+    recorded_original: str = ""  # metadata emergency.stop's update left (JSON), "" if none
 
     @classmethod
     def parse(cls, raw: dict) -> MachineView:
@@ -138,7 +143,8 @@ class MachineView:
             autostarts=tuple(_autostart(s.get("autostart")) for s in services),
             guest=_guest(config.get("guest")),
             autostart_before={"true": True, "false": False}.get(
-                str((config.get("metadata") or {}).get(AUTOSTART_BEFORE))),
+                str(_metadata(config).get(AUTOSTART_BEFORE))),
+            recorded_original=str(_metadata(config).get(ORIGINAL_META) or ""),
         )
 
     @property
@@ -199,6 +205,9 @@ class Original:
     def as_data(self) -> dict:
         return {"cmd": list(self.cmd) if self.cmd else None, "autostop": self.autostop}
 
+    def as_json(self) -> str:
+        return json.dumps(self.as_data(), sort_keys=True, separators=(",", ":"))
+
     @classmethod
     def from_data(cls, data) -> Original:
         """From the marker on the volume or the audit log: checked, it came from outside."""
@@ -254,16 +263,21 @@ def ssh_shown(app: str, machine: str, what: str) -> tuple[str, ...]:
 
 def plan_stop(app: str, machine: MachineView, original: Original, marker: str,
               db: str) -> list[Step]:
-    """The intent is recorded on the volume before anything changes, so a stop killed
-    between the update and its end still tells resume what the machine ran."""
+    """The intent is recorded before anything changes: in the update itself (the machine's
+    metadata, the same API call) and, on a started machine, on the volume first; so a stop
+    killed between the update and its end still tells resume what the machine ran."""
+    record = Step("record", f"record what it runs in {marker}",
+                  ssh_shown(app, machine.id, f"write {marker}"), True)
+    update = Step("update", f"run `{shlex.join(MAINTENANCE_CMD)}` instead of the app on "
+                  f"{machine.id} (was: {original.describe()}; kept in its metadata)",
+                  tuple(fly.machine_update(app, machine.id, command=shlex.join(MAINTENANCE_CMD),
+                                           autostop="off" if original.autostop else None,
+                                           skip_health_checks=True,
+                                           metadata={ORIGINAL_META: original.as_json()})),
+                  True)
+    first = [record, update] if machine.state == "started" else [update, record]
     return [
-        Step("record", f"record what it runs now in {marker} (before changing it)",
-             ssh_shown(app, machine.id, f"write {marker}"), True),
-        Step("update", f"run `{shlex.join(MAINTENANCE_CMD)}` instead of the app on "
-             f"{machine.id} (was: {original.describe()})",
-             tuple(fly.machine_update(app, machine.id, command=shlex.join(MAINTENANCE_CMD),
-                                      autostop="off" if original.autostop else None,
-                                      skip_health_checks=True)), True),
+        *first,
         Step("verify", f"{machine.id} is started and runs the maintenance command",
              tuple(fly.machines_list(app))),
         Step("quiet", f"no process has {db} open",
@@ -277,7 +291,8 @@ def plan_resume(app: str, machine: MachineView, original: Original, marker: str,
         Step("update", f"run the app again on {machine.id} ({original.describe()}), "
              "waiting for its health checks",
              tuple(fly.machine_update(app, machine.id, command=original.command_flag(),
-                                      autostop=original.autostop)), True),
+                                      autostop=original.autostop,
+                                      metadata={ORIGINAL_META: ""})), True),
         Step("verify", f"{machine.id} is started and no longer runs the maintenance command",
              tuple(fly.machines_list(app))),
         Step("clear", f"remove {marker}", ssh_shown(app, machine.id, f"remove {marker}"), True),

@@ -24,9 +24,19 @@ APP, MID, VOL = DEFAULT_APP, DEFAULT_MACHINE_ID, DEFAULT_VOLUME_ID
 SLEEP = "sleep 2147483647"
 LISTS = [["volumes", "list", "-a", APP, "--json"], ["machine", "list", "-a", APP, "--json"]]
 READS = [["version", "--json"], *LISTS]  # flyctl's version is checked first (issue 19 #5)
-STOP = ["machine", "update", MID, "-a", APP, "--command", SLEEP, "--autostop=off",
-        "--skip-health-checks", "--yes"]
-RESUME = ["machine", "update", MID, "-a", APP, "--command", "", "--autostop=stop", "--yes"]
+CLEAR = ["-m", "ops_emergency_original="]  # resume clears what the stop's update recorded
+
+
+def stop_argv(cmd=None, autostop="stop") -> list[str]:
+    """The stop's update: it records the original in the machine's metadata, same call."""
+    original = json.dumps({"autostop": autostop, "cmd": cmd}, separators=(",", ":"))
+    return ["machine", "update", MID, "-a", APP, "--command", SLEEP, "--autostop=off",
+            "--skip-health-checks", "-m", f"ops_emergency_original={original}", "--yes"]
+
+
+STOP = stop_argv()
+RESUME = ["machine", "update", MID, "-a", APP, "--command", "", "--autostop=stop", *CLEAR,
+          "--yes"]
 
 
 def marker(site):
@@ -77,7 +87,7 @@ def test_stop_then_resume_undoes_exactly_what_stop_did(site, cmd, autostop):
     stopped = site.run("emergency.stop", "--yes", "--json")
 
     assert stopped.returncode == 0, stopped
-    update = STOP
+    update = stop_argv(cmd, word)
     assert calls(site) == [*READS, ["ssh", "write marker"], update, LISTS[1],
                            ["ssh", "open handles"]]  # the intent is recorded before acting
     now = site.world.machine(MID)
@@ -95,10 +105,12 @@ def test_stop_then_resume_undoes_exactly_what_stop_did(site, cmd, autostop):
 
     assert resumed.returncode == 0, resumed
     back = ["machine", "update", MID, "-a", APP, "--command", shlex.join(cmd) if cmd else "",
-            f"--autostop={word}", "--yes"]
+            f"--autostop={word}", *CLEAR, "--yes"]
     assert calls(site) == [*READS, ["ssh", "read marker"], back, LISTS[1],
                            ["ssh", "remove marker"]]
-    assert config(site) == before  # exactly what it was, command and autostop
+    after = config(site)  # exactly what it was, command and autostop; flyctl cannot delete
+    assert after["metadata"].pop("ops_emergency_original") == ""  # a metadata key: emptied
+    assert after == before
     assert site.world.machine(MID)["state"] == "started"
     assert not marker(site).exists()
     kinds = [(entry["kind"], entry["outcome"]) for entry in site.audit()]
@@ -131,8 +143,8 @@ def test_apps_without_autostop_are_stopped_without_touching_it(site):
     updates = [argv for argv in site.world.calls() if argv[:2] == ["machine", "update"]]
     assert updates == [
         ["machine", "update", MID, "-a", APP, "--command", SLEEP, "--skip-health-checks",
-         "--yes"],
-        ["machine", "update", MID, "-a", APP, "--command", "", "--yes"],
+         "-m", 'ops_emergency_original={"autostop":null,"cmd":null}', "--yes"],
+        ["machine", "update", MID, "-a", APP, "--command", "", *CLEAR, "--yes"],
     ]
 
 
@@ -257,11 +269,24 @@ def test_resume_that_does_not_bring_health_back_exits_14(site):
     assert site.audit()[-1]["outcome"] == "health failed"
 
 
-def test_resume_without_the_marker_uses_the_audit_log_else_says_what_to_do(site, tmp_path):
+def test_resume_without_the_marker_uses_the_metadata_then_the_audit_log(site, tmp_path):
+    set_machine(site, cmd=["node", "src/server.js"])
     assert site.run("emergency.stop", "--yes").returncode == 0
     marker(site).unlink()
-
     elsewhere = {"INVOKE_DEPLOY_AUDIT_LOG": str(tmp_path / "other.jsonl")}
+
+    resumed = site.run("emergency.resume", "--yes", env=elsewhere)  # what the update wrote
+    assert resumed.returncode == 0, resumed
+    assert "using what the stop recorded in the machine's metadata" in resumed.stderr
+    assert config(site)["init"]["cmd"] == ["node", "src/server.js"]
+
+    set_machine(site, cmd=[])
+    with site.world._mutate() as state:
+        del state["apps"][APP]["machines"][0]["config"]["init"]["cmd"]
+    assert site.run("emergency.stop", "--yes").returncode == 0
+    marker(site).unlink()
+    with site.world._mutate() as state:  # and the metadata gone too
+        state["apps"][APP]["machines"][0]["config"]["metadata"].pop("ops_emergency_original")
     unknown = site.run("emergency.resume", "--yes", env=elsewhere)
     line = helpers.assert_one_line_error(unknown, ExitCode.NOT_FOUND, strict=False)
     assert f"fly machine update {MID} -a {APP} --command 'THAT COMMAND' --yes" in line
@@ -439,3 +464,19 @@ def test_the_update_has_fly_timeout_as_its_deadline(site, tmp_path):
     line = helpers.assert_one_line_error(result, ExitCode.TIMEOUT, strict=False)
     assert "raise fly.timeout" in line
     assert site.audit()[-1]["outcome"] == "update failed"
+
+
+def test_a_stopped_machine_is_updated_first_then_recorded(site):
+    """Nothing can reach a stopped machine's volume before the update starts it, so there
+    the update (which records the original in the machine's metadata) comes first."""
+    set_machine(site, cmd=["node", "src/server.js"])
+    site.world.set_machine_state(MID, "stopped")
+
+    stopped = site.run("emergency.stop", "--yes")
+
+    assert stopped.returncode == 0, stopped
+    assert [shown(argv)[:2] for argv in site.world.calls()][3:5] == [
+        ["machine", "update"], ["ssh", "write marker"]]
+    assert json.loads(marker(site).read_text())["original"]["cmd"] == ["node", "src/server.js"]
+    assert site.run("emergency.resume", "--yes").returncode == 0
+    assert config(site)["init"]["cmd"] == ["node", "src/server.js"]
