@@ -292,7 +292,8 @@ class Execution:
         if state != "stopping":
             self.runner.run(list(step.argv))
         seen = self._poll(lambda: self._machine_state(old), ("stopped",),
-                          ("started", "stopping", "starting", "replacing", "updating"),
+                          ("started", "stopping", "starting", "replacing", "updating",
+                           "suspending", "suspended"),
                           self.stop_timeout, f"machine {old}", "fly.timeout")
         return f"{old} {seen}"
 
