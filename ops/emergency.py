@@ -353,7 +353,7 @@ def parse_marker(stdout: str) -> dict | None:
         if line.startswith(MARK + " "):
             try:
                 data = json.loads(line[len(MARK) + 1:])
-            except ValueError:
+            except (ValueError, RecursionError):  # a planted `[[[[...` marker
                 return None
             return data if isinstance(data, dict) else None
     return None

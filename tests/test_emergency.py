@@ -480,3 +480,22 @@ def test_a_stopped_machine_is_updated_first_then_recorded(site):
     assert json.loads(marker(site).read_text())["original"]["cmd"] == ["node", "src/server.js"]
     assert site.run("emergency.resume", "--yes").returncode == 0
     assert config(site)["init"]["cmd"] == ["node", "src/server.js"]
+
+
+@pytest.mark.parametrize("where", ["marker", "metadata"])
+def test_a_deeply_nested_record_is_unusable_not_a_crash(site, where):
+    assert site.run("emergency.stop", "--yes").returncode == 0
+    if where == "marker":
+        marker(site).write_text("[" * 50_000)
+    else:
+        marker(site).unlink()
+        with site.world._mutate() as state:
+            meta = state["apps"][APP]["machines"][0]["config"]["metadata"]
+            meta["ops_emergency_original"] = "[" * 50_000
+
+    resumed = site.run("emergency.resume", "--yes")
+
+    assert resumed.returncode == 0, resumed  # the next record down is used
+    assert "Traceback" not in resumed.stderr
+    assert ("the machine's metadata" if where == "marker" else "using the stop recorded in") \
+        in resumed.stderr

@@ -176,8 +176,10 @@ def _recorded(run: Emergency) -> tuple[em.Original, str]:
                 problem = f"it is unusable ({exc})"
     if run.machine.recorded_original:  # written by the stop's own update
         try:
+            if len(run.machine.recorded_original) > 65536:
+                raise ValueError("longer than 64 KB")
             original = em.Original.from_data(json.loads(run.machine.recorded_original))
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             problem += f"; the machine's metadata is unusable ({exc})"
         else:
             run.ui.warn(f"{run.marker} on the machine: {problem}; using what the stop "
