@@ -280,8 +280,21 @@ class Execution:
 
     def guard(self, step: Step) -> str:
         self.guarded = True  # sent: from here on, a failure says how to go back
-        self.runner.run(list(step.argv))
+        try:
+            self.runner.run(list(step.argv))
+        except fly.FlyError:
+            self.guarded = self.touched()  # e.g. a lease held elsewhere: nothing changed
+            raise
         return f"{self.resolved.machine.id}: autostart off"
+
+    def touched(self) -> bool:
+        """After a failed guard: did it change the old machine? (True when unsure)"""
+        try:
+            old = next((m for m in self.machines() if m.id == self.resolved.machine.id), None)
+        except OpsError:
+            return True
+        return old is None or old.state != self.resolved.machine.state \
+            or old.autostarts != self.resolved.machine.autostarts
 
     def stop_old(self, step: Step) -> str:
         """``fly machine stop`` when it is not stopped yet, then poll until ``stopped``."""

@@ -438,3 +438,16 @@ def test_a_run_killed_after_the_guard_is_rerun_with_the_autostart_the_guard_reco
     (clone,) = [m for m in site.world.machines() if m["id"] != MID]
     assert autostarts(clone) == [True]
     assert f"fly machine update {MID} -a {APP} --autostart=true --yes" in result.stderr
+
+
+def test_a_guard_refused_for_a_lease_changes_nothing_and_offers_no_go_back(site):
+    site.world.hold_lease(MID, holder="deploy@example.com")
+
+    result = site.run("restore.volume", "--snapshot", "latest", "--yes")
+
+    line = helpers.assert_one_line_error(result, ExitCode.FLY, strict=False)
+    assert "failed to obtain lease" in line and "deploy@example.com" in line
+    old = site.world.machine(MID)
+    assert old["state"] == "started" and autostarts(old) == [True]
+    assert "To go back" not in result.stderr  # it never stopped serving
+    assert "To finish by hand, run from the failed step on:" in result.stderr
