@@ -451,3 +451,51 @@ def test_a_guard_refused_for_a_lease_changes_nothing_and_offers_no_go_back(site)
     assert old["state"] == "started" and autostarts(old) == [True]
     assert "To go back" not in result.stderr  # it never stopped serving
     assert "To finish by hand, run from the failed step on:" in result.stderr
+
+
+# ---------------------------------------------------------------- stop_old's wait, as data
+
+
+class Recorder:
+    """A stand-in for ``fly.Fly`` that only records the argv it is asked to run."""
+
+    def __init__(self):
+        self.ran: list[list[str]] = []
+
+    def run(self, argv, **_):
+        self.ran.append(argv)
+
+
+@pytest.mark.parametrize("states, stop_sent, outcome", [
+    (["stopped"], False, "stopped"),
+    (["started", "stopping", "stopping", "stopped"], True, "started -> stopping -> stopped"),
+    (["stopping", "stopped"], False, "stopping -> stopped"),
+    (["suspended", "stopped"], True, "suspended -> stopped"),
+    (["started", "failed"], True, "failed"),
+    (["started"] * 50, True, "timeout"),
+])
+def test_stop_old_sends_a_stop_only_when_needed_and_polls_until_stopped(states, stop_sent,
+                                                                        outcome):
+    from ops import emergency as em
+    from ops import volume_restore as vr
+    from ops.errors import OpsError
+
+    machine = em.MachineView.parse({"id": MID, "state": states[0], "config": {
+        "mounts": [{"volume": VOL, "path": "/data"}]}})
+    import itertools
+
+    seen = itertools.chain(states, itertools.repeat(states[-1]))
+    recorder = Recorder()
+    run = vr.Execution(
+        vr.Resolved(APP, "data", "/data", machine, None, None, 3), recorder, 1.0, 0.0,
+        stop_timeout=0.05,
+        machines=lambda: [em.MachineView.parse({"id": MID, "state": next(seen)})])
+    step = vr.Step("stop_old", "", ("machine", "stop", MID, "-a", APP), True)
+    if outcome in ("failed", "timeout"):
+        with pytest.raises(OpsError) as raised:
+            run.stop_old(step)
+        assert (raised.value.code == ExitCode.TIMEOUT) is (outcome == "timeout")
+        assert ("is failed" in str(raised.value)) is (outcome == "failed")
+    else:
+        assert run.stop_old(step) == f"{MID} {outcome}"
+    assert (recorder.ran == [["machine", "stop", MID, "-a", APP]]) is stop_sent
