@@ -499,3 +499,51 @@ def test_stop_old_sends_a_stop_only_when_needed_and_polls_until_stopped(states, 
     else:
         assert run.stop_old(step) == f"{MID} {outcome}"
     assert (recorder.ran == [["machine", "stop", MID, "-a", APP]]) is stop_sent
+
+
+def _resolved(autostart, guest=True, metadata=None):
+    from ops import emergency as em
+    from ops import fly as flymod
+    from ops import volume_restore as vr
+
+    config = {"mounts": [{"volume": VOL, "path": "/data"}],
+              "services": [{"autostart": autostart}], "metadata": metadata or {}}
+    if guest:
+        config["guest"] = {"cpu_kind": "performance", "cpus": 2, "memory_mb": 4096}
+    machine = em.MachineView.parse({"id": MID, "state": "started", "config": config})
+    volume = flymod.Volume(VOL, "data", "created", 3, "ams", MID, None, None)
+    snap = flymod.Snapshot(NEWEST, "created", 1, 3 * GIB, "2026-08-17T02:10:54Z", 14)
+    return vr.resolve(APP, "data", volume, machine, [snap], "latest", [volume])
+
+
+@pytest.mark.parametrize("autostart, keys, back", [
+    (True, ["create", "wait", "guard", "stop_old", "clone", "autostart", "verify", "health"],
+     ["machine", "update", MID, "-a", APP, "--autostart=true", "--yes"]),
+    (False, ["create", "wait", "guard", "stop_old", "clone", "verify", "health"],
+     ["machine", "start", MID, "-a", APP]),
+])
+def test_the_plan_and_the_go_back_follow_the_old_autostart(autostart, keys, back):
+    from ops import volume_restore as vr
+
+    resolved = _resolved(autostart)
+    steps = vr.plan(resolved, "https://x.fly.dev/health")
+    assert [s.key for s in steps] == keys
+    create = list(steps[0].argv)
+    assert create[create.index("--vm-cpu-kind"):create.index("-a")] == [
+        "--vm-cpu-kind", "performance", "--vm-cpus", "2", "--vm-memory", "4096"]
+    assert "--snapshot-retention" not in create  # the old volume says nothing: flyctl's 5
+    assert vr.go_back(resolved, "clone1", True) == [["machine", "stop", "clone1", "-a", APP],
+                                                    back]
+    assert vr.go_back(resolved, None, False) == [back]
+    assert vr.go_back(resolved, None, True)[0] == ["machine", "list", "-a", APP, "--json"]
+
+
+def test_a_guard_left_by_an_earlier_run_is_read_from_the_metadata_and_guest_may_be_absent():
+    from ops import volume_restore as vr
+
+    resolved = _resolved(False, guest=False, metadata={"ops_autostart_before": "true"})
+    assert resolved.autostart is True
+    steps = vr.plan(resolved, "https://x.fly.dev/health")
+    assert "--vm-memory" not in steps[0].argv and "autostart" in [s.key for s in steps]
+    # while the services autostart, an inherited record says nothing
+    assert _resolved(True, metadata={"ops_autostart_before": "false"}).autostart is True
