@@ -14,6 +14,7 @@ back exactly that. Plans are data (``plan_stop``, ``plan_resume``); ``Runner`` a
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 import shlex
@@ -21,11 +22,35 @@ from dataclasses import asdict, dataclass, field
 
 from ops import audit, cli, fly, health, remote, ui
 from ops.errors import ExitCode, OpsError
+from ops.signals import Terminated, stop_on_signals
 
 MAINTENANCE_CMD = ("sleep", "2147483647")  # GNU and busybox sleep both take it (68 years)
 MARKER = ".ops-emergency.json"
 MARK = "__OPS_EMERGENCY__"
 AUTOSTOP_WORDS = ("off", "stop", "suspend")
+# restore.volume's autostart guard records the machine's autostart before it in the
+# machine's own metadata, so a run killed after the guard still knows what to put back.
+AUTOSTART_BEFORE = "ops_autostart_before"
+# emergency.stop's update also writes what the machine ran into its metadata, in the same
+# API call that replaces it: no moment exists where the machine sleeps with no record.
+ORIGINAL_META = "ops_emergency_original"
+
+
+def on_signals(body):
+    """Run a task body inside ``stop_on_signals()``: SIGTERM/SIGHUP (a cancelled CI job)
+    unwind through its ``finally`` blocks (the audit line, the "finish by hand" and
+    go-back lines), then end as one ``Error:`` line with exit 143."""
+
+    @functools.wraps(body)
+    def run(*args, **kwargs):
+        try:
+            with stop_on_signals():
+                return body(*args, **kwargs)
+        except Terminated as exc:
+            raise OpsError(f"terminated by {exc.name}: the lines above say where it stopped "
+                           "and what is left to do", ExitCode.TERMINATED) from None
+
+    return run
 
 
 def confirm(ui, question: str, *, yes: bool) -> None:
@@ -48,6 +73,28 @@ def autostop_word(value) -> str | None:
     if isinstance(value, str) and value in AUTOSTOP_WORDS:
         return value
     raise ValueError(f"unknown autostop value {value!r}")
+
+
+def _autostart(value) -> bool:
+    """fly-go's ``MachineService.Autostart`` (*bool, omitempty): absent is Fly's default,
+    on; anything that is not ``false`` counts as on (the proxy may start it)."""
+    return value is not False
+
+
+def _guest(raw) -> fly.Guest | None:
+    """``config.guest`` when it is whole; None otherwise (nothing is asked of placement)."""
+    if not isinstance(raw, dict):
+        return None
+    kind, cpus, memory = raw.get("cpu_kind"), raw.get("cpus"), raw.get("memory_mb")
+    if not (kind in ("shared", "performance") and type(cpus) is int and cpus > 0
+            and type(memory) is int and memory > 0):
+        return None
+    return fly.Guest(kind, cpus, memory)
+
+
+def _metadata(config: dict) -> dict:
+    found = config.get("metadata")
+    return found if isinstance(found, dict) else {}
 
 
 def _words(value, what: str) -> tuple[str, ...] | None:
@@ -73,6 +120,10 @@ class MachineView:
     exec: tuple[str, ...] | None
     autostops: tuple[str | None, ...]
     mounts: tuple[tuple[str, str], ...]  # (volume id, path)
+    autostarts: tuple[bool, ...] = ()  # each service's autostart (missing: Fly's true)
+    guest: fly.Guest | None = None
+    autostart_before: bool | None = None  # metadata a restore.volume guard left (see there)
+    recorded_original: str = ""  # metadata emergency.stop's update left (JSON), "" if none
 
     @classmethod
     def parse(cls, raw: dict) -> MachineView:
@@ -89,6 +140,11 @@ class MachineView:
             autostops=tuple(autostop_word(s.get("autostop")) for s in services),
             mounts=tuple((str(m.get("volume") or ""), str(m.get("path") or ""))
                          for m in config.get("mounts") or []),
+            autostarts=tuple(_autostart(s.get("autostart")) for s in services),
+            guest=_guest(config.get("guest")),
+            autostart_before={"true": True, "false": False}.get(
+                str(_metadata(config).get(AUTOSTART_BEFORE))),
+            recorded_original=str(_metadata(config).get(ORIGINAL_META) or ""),
         )
 
     @property
@@ -149,6 +205,9 @@ class Original:
     def as_data(self) -> dict:
         return {"cmd": list(self.cmd) if self.cmd else None, "autostop": self.autostop}
 
+    def as_json(self) -> str:
+        return json.dumps(self.as_data(), sort_keys=True, separators=(",", ":"))
+
     @classmethod
     def from_data(cls, data) -> Original:
         """From the marker on the volume or the audit log: checked, it came from outside."""
@@ -204,12 +263,17 @@ def ssh_shown(app: str, machine: str, what: str) -> tuple[str, ...]:
 
 def plan_stop(app: str, machine: MachineView, original: Original, marker: str,
               db: str) -> list[Step]:
+    """The intent is recorded in the update itself: the machine's metadata, written by the
+    same API call that replaces its command, so a stop killed at any point still tells
+    resume what the machine ran. Writes stop first (an emergency), and the record on the
+    volume follows (ssh reaches a machine only once it is started)."""
     return [
         Step("update", f"run `{shlex.join(MAINTENANCE_CMD)}` instead of the app on "
-             f"{machine.id} (was: {original.describe()})",
+             f"{machine.id} (was: {original.describe()}; kept in its metadata)",
              tuple(fly.machine_update(app, machine.id, command=shlex.join(MAINTENANCE_CMD),
                                       autostop="off" if original.autostop else None,
-                                      skip_health_checks=True)), True),
+                                      skip_health_checks=True,
+                                      metadata={ORIGINAL_META: original.as_json()})), True),
         Step("record", f"record what it ran in {marker}",
              ssh_shown(app, machine.id, f"write {marker}"), True),
         Step("verify", f"{machine.id} is started and runs the maintenance command",
@@ -225,12 +289,17 @@ def plan_resume(app: str, machine: MachineView, original: Original, marker: str,
         Step("update", f"run the app again on {machine.id} ({original.describe()}), "
              "waiting for its health checks",
              tuple(fly.machine_update(app, machine.id, command=original.command_flag(),
-                                      autostop=original.autostop)), True),
+                                      autostop=original.autostop,
+                                      metadata={ORIGINAL_META: ""})), True),
         Step("verify", f"{machine.id} is started and no longer runs the maintenance command",
              tuple(fly.machines_list(app))),
         Step("clear", f"remove {marker}", ssh_shown(app, machine.id, f"remove {marker}"), True),
         Step("health", f"poll {health_url} until 200"),
     ]
+
+
+def step(steps: list[Step], key: str) -> Step:
+    return next(found for found in steps if found.key == key)
 
 
 def render(title: str, steps: list[Step], binary: str = "fly", width: int | None = None) -> str:
@@ -285,7 +354,7 @@ def parse_marker(stdout: str) -> dict | None:
         if line.startswith(MARK + " "):
             try:
                 data = json.loads(line[len(MARK) + 1:])
-            except ValueError:
+            except (ValueError, RecursionError):  # a planted `[[[[...` marker
                 return None
             return data if isinstance(data, dict) else None
     return None
@@ -310,6 +379,7 @@ class Runner:
     record: dict = field(default_factory=dict)
     manual: dict = field(default_factory=dict)
     fill: object = None  # step -> step with the values learnt so far (restore.volume)
+    on_failure: object = None  # () -> None: adds to the record before it is written
 
     def start(self, **extra) -> None:
         self.record = {"kind": self.kind, "who": audit.who(), "when": now(), "app": self.app,
@@ -336,11 +406,22 @@ class Runner:
                 done += 1
             self.record["outcome"] = "ok"
             return self.record
-        except KeyboardInterrupt:
-            self.record.update(outcome="interrupted", exit_code=int(ExitCode.INTERRUPTED))
+        except (KeyboardInterrupt, Terminated) as exc:  # Ctrl-C, SIGTERM, SIGHUP
+            term = isinstance(exc, Terminated)
+            step = steps[done] if done < len(steps) else None
+            if step is not None:
+                self._log(self.fill(step) if self.fill else step, "interrupted",
+                          exc.name if term else "Ctrl-C")
+            where = f" during {step.key}" if step is not None else ""
+            self.record.update(
+                outcome=f"terminated by {exc.name}{where}" if term else f"interrupted{where}",
+                exit_code=int(ExitCode.TERMINATED if term else ExitCode.INTERRUPTED))
+            self._manual(steps[done:])
             raise
         finally:
             self.record["finished"] = now()
+            if self.record.get("outcome") != "ok" and self.on_failure:
+                self.on_failure()
             try:
                 audit.append(self.audit_log, self.record)
             except OSError as exc:

@@ -345,7 +345,7 @@ def volume(c, no_wait=False, timeout=None, json=False):
 @task(help={"json": JSON})
 @guarded
 def snapshots(c, json=False):
-    """List the production volume's snapshots, newest first."""
+    """List the production volume's snapshots (and its earlier volumes'), newest first."""
     _, target, ui = production_target(c, json=json)
     found = list(reversed(target.snapshots()))
     if json:
@@ -356,21 +356,28 @@ def snapshots(c, json=False):
 
 def snapshot_table(volume: str, found: list) -> tuple[str, list[str], list[list]]:
     """Title, columns and rows that fit 80 columns: the created time whole (UTC, to the
-    second; a running snapshot has none yet), the volume's size in the title when all
-    snapshots share it."""
+    second; a running snapshot has none yet); the volume's size in the title when all
+    snapshots share it; a volume column only when earlier volumes of its name have some."""
     sizes = {snap.volume_size for snap in found}
-    title = f"Snapshots of {volume} ({len(found)})"
-    columns = ["id", "status", "created (UTC)", "stored", "volume", "kept"]
+    earlier = any(snap.volume and snap.volume != volume for snap in found)
+    title = (f"Snapshots of {volume}" + (" and earlier volumes of its name" if earlier else "")
+             + f" ({len(found)})")
+    columns = ["id", "status", "created (UTC)", "stored", "volume", "size", "kept"]
     rows = [[snap.id or "(pending)", snap.status,
              "not yet (running)" if fly.is_zero_time(snap.created_at)
              else utc_stamp(snap.created_at), human_bytes(snap.size),
-             human_bytes(snap.volume_size),
+             snap.volume or "-", human_bytes(snap.volume_size),
              f"{snap.retention_days}d" if snap.retention_days else "-"] for snap in found]
+    drop = []
     if len(sizes) == 1:
         title = f"{title[:-1]}, of a {human_bytes(sizes.pop())} volume)"
-        columns.pop(4)
+        drop.append(5)
+    if not earlier:
+        drop.append(4)
+    for index in drop:  # highest first, so the lower index still names its column
+        columns.pop(index)
         for row in rows:
-            row.pop(4)
+            row.pop(index)
     return title, columns, rows
 
 

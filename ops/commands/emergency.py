@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import posixpath
 
 from ops import audit, config, fly, remote
@@ -27,7 +28,7 @@ class Emergency:
         self.app = self.settings.app
         self.db = remote.remote_path(self.settings.db_remote_path, "db.remote_path")
         self.marker = f"{posixpath.dirname(self.db)}/{em.MARKER}"
-        self.fly = fly.Fly(self.settings.flyctl())
+        self.fly = fly.Fly.checked(self.settings, self.ui.warn)
         with self.ui.step(f"resolve production machine of {self.app}") as shown:
             source = self.settings.fly_toml().mount_source
             self.volume, self.machine = em.production(
@@ -80,6 +81,7 @@ class Emergency:
 
 @task(help=HELP)
 @guarded
+@em.on_signals
 def stop(c, yes=False, dry_run=False, json=False):
     """Stop the app's writes; the machine stays up with its volume for `restore --production`."""
     run = Emergency(c, json, "emergency.stop")
@@ -112,7 +114,7 @@ def stop(c, yes=False, dry_run=False, json=False):
 
     try:
         run.runner.run(steps, {
-            "update": lambda: run.update(steps[0]), "quiet": quiet,
+            "update": lambda: run.update(em.step(steps, "update")), "quiet": quiet,
             "record": lambda: run.on_machine(write, "could not write"),
             "verify": lambda: run.started_in_maintenance(True),
         }, manual={"record": fly.ssh_console(app, machine.id, remote.wrap(write))})
@@ -125,6 +127,7 @@ def stop(c, yes=False, dry_run=False, json=False):
 
 @task(help=HELP)
 @guarded
+@em.on_signals
 def resume(c, yes=False, dry_run=False, json=False):
     """Undo `emergency.stop` exactly: the app's own command (and autostop) back, health checked."""
     run = Emergency(c, json, "emergency.resume")
@@ -146,7 +149,7 @@ def resume(c, yes=False, dry_run=False, json=False):
 
     try:
         run.runner.run(steps, {
-            "update": lambda: run.update(steps[0]),
+            "update": lambda: run.update(em.step(steps, "update")),
             "clear": lambda: run.on_machine(clear, "could not remove"),
             "verify": lambda: run.started_in_maintenance(False),
             "health": lambda: em.wait_healthy(s.health, s.health_timeout, s.health_interval),
@@ -157,7 +160,8 @@ def resume(c, yes=False, dry_run=False, json=False):
 
 
 def _recorded(run: Emergency) -> tuple[em.Original, str]:
-    """What the machine ran before the stop: the marker on the volume, else the audit log."""
+    """What the machine ran before the stop: the marker on the volume, else the machine's
+    metadata (written by the stop's update), else the audit log."""
     problem = "the machine is not started"
     if run.machine.state == "started":
         output = run.runner.ssh(run.machine.id, em.read_marker_script(run.marker))
@@ -168,6 +172,17 @@ def _recorded(run: Emergency) -> tuple[em.Original, str]:
                 return em.Original.from_data(data.get("original")), run.marker
             except ValueError as exc:
                 problem = f"it is unusable ({exc})"
+    if run.machine.recorded_original:  # written by the stop's own update
+        try:
+            if len(run.machine.recorded_original) > 65536:
+                raise ValueError("longer than 64 KB")
+            original = em.Original.from_data(json.loads(run.machine.recorded_original))
+        except (ValueError, RecursionError) as exc:
+            problem += f"; the machine's metadata is unusable ({exc})"
+        else:
+            run.ui.warn(f"{run.marker} on the machine: {problem}; using what the stop "
+                        f"recorded in the machine's metadata ({em.ORIGINAL_META})")
+            return original, f"metadata {em.ORIGINAL_META}"
     for entry in reversed(audit.read(run.settings.audit_log)):
         if (entry.get("kind") == "emergency.stop" and entry.get("app") == run.app
                 and entry.get("machine") == run.machine.id and "original" in entry):
@@ -179,9 +194,11 @@ def _recorded(run: Emergency) -> tuple[em.Original, str]:
                         f"{run.settings.audit_log} at {entry.get('when')}")
             return original, str(run.settings.audit_log)
     raise OpsError(f"cannot tell what {run.machine.id} ran before the stop ({run.marker}: "
-                   f"{problem}; no emergency.stop in {run.settings.audit_log}); if it ran the "
-                   f"image's CMD: fly machine update {run.machine.id} -a {run.app} "
-                   "--command '' --yes", ExitCode.NOT_FOUND)
+                   f"{problem}; no emergency.stop in {run.settings.audit_log}); find its "
+                   "command (fly.toml [processes], or `fly releases` and the image's CMD), "
+                   f"then: fly machine update {run.machine.id} -a {run.app} --command "
+                   "'THAT COMMAND' --yes (--command '' only if it ran the image's own CMD)",
+                   ExitCode.NOT_FOUND)
 
 
 def _line(text: str, words: str) -> str:
