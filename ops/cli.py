@@ -113,5 +113,11 @@ def confirm(question: str, *, yes: bool = False, without_terminal: str | None = 
         answer = sys.stdin.readline()
     except KeyboardInterrupt:
         answer = ""
-    if answer.strip().lower() not in ("y", "yes"):
+    if not typed_yes(answer):
         raise OpsError(refused, ExitCode.ERROR)
+
+
+def typed_yes(answer: str) -> bool:
+    """Only the word the question asks for goes on: `yes` (any case, spaces around it);
+    `y`, `ye`, `yes please` or an empty line do not."""
+    return answer.strip().lower() == "yes"

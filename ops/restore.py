@@ -180,7 +180,7 @@ class Restore:
                              "this restore: " + undo_command(self.record["safety_backup"]["name"],
                                                              self._flag()))
             self.record["finished"] = _now()
-            if self.record["outcome"] not in ("not started", "not confirmed"):
+            if self.record["outcome"] != "not started":  # a declined restore too
                 self._append()
 
     def _where(self) -> str:

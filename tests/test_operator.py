@@ -303,12 +303,13 @@ def run_on_a_terminal(site, args: list[str], answer: str) -> tuple[int, str]:
 def test_skip_backup_on_a_terminal_asks_and_no_deploys_nothing(tmp_path, fly_world):
     site = make_site(tmp_path, fly_world)
     try:
-        code, shown = run_on_a_terminal(site, ["deploy", "--skip-backup", "--image", NEW_IMAGE],
-                                        "no")
-        assert "--skip-backup deploys WITHOUT a backup and a volume snapshot" in shown, shown
-        assert code == 1, shown
-        assert "Error: --skip-backup was not confirmed; nothing was deployed" in shown
-        assert fly_world.calls() == []
+        for answer in ("no", "y"):  # only the word asked for goes on (issue 16 #17)
+            code, shown = run_on_a_terminal(
+                site, ["deploy", "--skip-backup", "--image", NEW_IMAGE], answer)
+            assert "--skip-backup deploys WITHOUT a backup and a volume snapshot" in shown, shown
+            assert code == 1, shown
+            assert "Error: --skip-backup was not confirmed; nothing was deployed" in shown
+            assert fly_world.calls() == []
 
         code, shown = run_on_a_terminal(site, ["deploy", "--skip-backup", "--image", NEW_IMAGE],
                                         "yes")
