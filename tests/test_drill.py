@@ -65,6 +65,7 @@ def test_drill_reports_content_changed_after_the_backup_was_made(wal_db, backup_
     assert_one_line_error(result, 5, contains="drill of", strict=False)
     data = result.json()
     assert data["restorable"] and not data["ok"]
+    assert f"✗ drill {made.name}" in result.stderr and "differs from its record" in result.stderr
     assert "table teams: recorded 20 rows, restored 21" in data["differences"]
     assert any(d.startswith("content hash: recorded") for d in data["differences"])
 
@@ -84,6 +85,10 @@ def test_drill_of_a_backup_that_cannot_be_restored_exits_5(wal_db, backup_dir, r
     result = run_invoke("backup.drill", "--json")
     assert_one_line_error(result, 5, strict=False)
     assert not result.json()["ok"]
+    # the step line agrees with the verdict: never a green tick before NOT restorable (#15)
+    step = next(line for line in result.stderr.splitlines() if "drill latest" in line)
+    assert step.startswith("✗ drill latest") and "not restorable" in step, result.stderr
+    assert "✓" not in result.stderr, result.stderr
 
 
 # ---------------------------------------------------------------- production

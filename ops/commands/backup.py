@@ -408,6 +408,9 @@ def drill(c, which="latest", production=False, host=None, quick=False, json=Fals
     with ui.step(f"drill {which} on {target.describe()}") as step:
         result = target.drill(which)
         step.detail = f"{result['name']}  restore {result['seconds']:.3f}s"
+        if not result["ok"]:  # the line says what the result says (issue 16 #15)
+            step.outcome, step.reason = "failed", "not restorable" if not result.get(
+                "restorable") else "differs from its record"
     ui.info(restore.drill_summary(result))
     if json:
         ui.emit(result)
