@@ -75,6 +75,12 @@ class BackupFile:
     # cheap evidence the file is what this tool wrote: a manifest and a .sha256 that agree
     # with each other, the file's size and its SQLite header (see ``manifest_agrees``)
     verified: bool = False
+    # what NAME.json says it is (``backup_identity``): kind, the database it copies, and
+    # for a restore's safety backup or an adopted one, which restore / who and when
+    kind: str = "backup"
+    source: str | None = None
+    restore: dict | None = None
+    adopted: dict | None = None
 
 
 @dataclass
@@ -93,6 +99,9 @@ class BackupResult:
     tables: dict | None = None  # rows per table, for backup.drill to compare against
     content_sha256: str | None = None  # describe(): the logical content, layout-free
     content_format: str | None = None  # how content_sha256 was computed (CONTENT_FORMATS)
+    kind: str = "backup"  # KINDS: "safety" for a restore's safety backup, never `latest`
+    restore: dict | None = None  # a safety backup's restore: {"when", "backup"} it replaced
+    adopted: dict | None = None  # backup.adopt: {"when", "by"} for an old unrecorded backup
 
 
 @dataclass
@@ -400,8 +409,32 @@ def holder_text() -> str:
 
 
 def backup_lock(directory: Path, wait: float = 0.0):
-    """One backup (or cleanup) per backup folder at a time."""
+    """One backup (or cleanup) per backup folder at a time. Inside ``held_backup_lock``
+    of the same folder it is already ours (flock would refuse a second descriptor)."""
+    if holds_backup_lock(directory):
+        return contextlib.nullcontext()
     return file_lock(directory / LOCK_NAME, wait, "another backup")
+
+
+_HELD_FOLDERS: set = set()  # backup folders whose lock this process holds across steps
+
+
+def holds_backup_lock(directory) -> bool:
+    return os.path.realpath(directory) in _HELD_FOLDERS
+
+
+@contextlib.contextmanager
+def held_backup_lock(directory, wait: float = 0.0):
+    """The folder's backup lock held across several steps (a restore: from the chosen
+    backup's check to the end, as on the machine); the backup made meanwhile (its safety
+    backup) runs under it, and no other backup or cleanup can remove the chosen one."""
+    key = os.path.realpath(directory)
+    with file_lock(Path(directory) / LOCK_NAME, wait, "another backup"):
+        _HELD_FOLDERS.add(key)
+        try:
+            yield
+        finally:
+            _HELD_FOLDERS.discard(key)
 
 
 @dataclass
@@ -679,8 +712,12 @@ def create_backup(
     on_phase=None,
     mmap_size: int = 0,
     content_hash: bool = True,
+    restore: dict | None = None,
 ) -> BackupResult:
     """Make one verified backup of ``source`` in ``directory``.
+
+    ``restore`` ({"when", "backup"}) makes it a restore's safety backup: recorded as
+    ``kind: safety``, listed as such and never ``latest`` (``latest_of``).
 
     ``on_phase(phase, done=None, total=None, finished=False)`` follows each phase
     (``copy``, then ``fsync``, the check, ``sha256`` and ``content`` (or ``counts``) at
@@ -724,7 +761,8 @@ def create_backup(
                 sha256=digest,
                 check=check,
                 seconds=round(time.monotonic() - started, 3),
-                source=str(source),
+                source=os.path.abspath(source),  # a backup's identity: which database
+                **safety_marks(restore),
             )
             publish(tmp, final, result)
         except KeyboardInterrupt:
@@ -902,6 +940,7 @@ def list_backups(directory: str | os.PathLike) -> list[BackupFile]:
                 size=info.st_size,
                 sha256=read_recorded_sha256(path),
                 verified=manifest_agrees(path, info.st_size),
+                **backup_identity(_any_manifest(path), directory),
             )
         )
     return sorted(found, key=lambda item: item.name)
@@ -912,16 +951,17 @@ def in_future(created: str, now: dt.datetime) -> bool:
     return (parse_iso(created) - now).total_seconds() > FUTURE_SLACK
 
 
-def resolve_backup(directory: str | os.PathLike, which: str) -> list[BackupFile]:
-    """``latest``, ``all`` or one backup's name, as the files it means."""
+def resolve_backup(directory: str | os.PathLike, which: str,
+                   source: str | None = None) -> list[BackupFile]:
+    """``latest``, ``all`` or one backup's name, as the files it means; ``latest`` by
+    ``latest_of`` (``source``: the database whose backups it may name)."""
     backups = list_backups(directory)
     if which in ("latest", "all"):
         if not backups:
             raise EngineError(f"no backups in {directory}", "not_found")
         if which == "all":
             return backups
-        now = dt.datetime.now(UTC)  # a name dated in the future is never "latest"
-        return [item for item in backups if not in_future(item.created, now)][-1:] or backups[-1:]
+        return [latest_of(backups, dt.datetime.now(UTC), source, where=str(directory))]
     check_name(which)
     match = [item for item in backups if item.name == which]
     if not match:
@@ -1001,6 +1041,119 @@ def delete_backups(directory: str | os.PathLike, names: list[str]) -> list[str]:
     if deleted:
         fsync_path(directory)
     return deleted
+
+
+# ---------------------------------------------------------------- which backup is which
+# (issue 16 #2-4, #14) A backup's record says what it is: an ordinary backup, a restore's
+# safety backup (never `latest`: a retried restore would put back what it replaced) or an
+# old unrecorded backup adopted by `backup.adopt`; and which database it copies.
+
+KINDS = ("backup", "safety", "adopted")
+LATEST_KINDS = ("backup", "adopted")  # what `latest` may name
+
+
+def safety_marks(restore: dict | None) -> dict:
+    """The record fields of a restore's safety backup ({} for an ordinary backup)."""
+    if restore is None:
+        return {}
+    return {"kind": "safety", "restore": {"when": str(restore.get("when") or ""),
+                                          "backup": str(restore.get("backup") or "")}}
+
+
+def backup_identity(manifest: dict | None, directory=None) -> dict:
+    """``BackupFile``'s kind, source, restore and adopted from ``NAME.json``.
+
+    No record (the old npm scripts') is an ordinary backup of unknown source. A kind
+    this tool never writes is kept as it is, so ``latest`` never names it. With
+    ``directory`` (where the backup is now), a folder that moved with its database
+    (a renamed project) keeps its source: the recorded source is taken relative to the
+    folder the record names (``path``)."""
+    if not manifest:
+        return {}
+    kind = manifest.get("kind", "backup")
+    found = {"kind": kind if isinstance(kind, str) and len(kind) <= 20 else "unknown"}
+    source = manifest.get("source")
+    if isinstance(source, str) and 0 < len(source) <= 4096 and "\0" not in source:
+        found["source"] = _moved_with_folder(source, manifest.get("path"), directory)
+    for key in ("restore", "adopted"):
+        value = manifest.get(key)
+        if isinstance(value, dict):
+            found[key] = {k: v for k, v in value.items()
+                          if isinstance(k, str) and isinstance(v, str) and len(v) <= 200}
+    return found
+
+
+def _moved_with_folder(source: str, recorded_path, directory) -> str:
+    """``source`` as seen from ``directory`` when the backup folder moved since the
+    record was written (both absolute local paths); else as recorded."""
+    if directory is None or not isinstance(recorded_path, str) or not (
+            os.path.isabs(source) and os.path.isabs(recorded_path)):
+        return source
+    then, now = os.path.dirname(recorded_path), os.path.abspath(directory)
+    if then == now:
+        return source
+    return os.path.normpath(os.path.join(now, os.path.relpath(source, then)))
+
+
+def _any_manifest(path: Path) -> dict | None:
+    """``NAME.json`` as any JSON object, for what it says the backup is: a record that
+    fails ``read_manifest``'s checks still marks a safety backup (the listing's sh reads
+    it the same way), so a damaged record errs towards "not `latest`"."""
+    raw = read_small(sidecars(path)[1])
+    try:
+        data = json.loads(raw.decode("utf-8")) if raw is not None else None
+    except (ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def same_source(recorded: str | None, source: str | None) -> bool:
+    """Whether a backup recorded as made from ``recorded`` counts as ``source``'s:
+    unknown on either side (an old record, no source asked for) counts; a path is
+    compared as written and as resolved (a symlinked folder is the same database)."""
+    if not recorded or not source:
+        return True
+    if recorded == source:
+        return True
+    try:
+        return os.path.realpath(recorded) == os.path.realpath(source)
+    except (OSError, ValueError):
+        return False
+
+
+def latest_reason(item, now: dt.datetime, source: str | None = None) -> str | None:
+    """Why ``item`` may not be ``latest`` (None if it may): the one rule for every
+    target and task (restore, drill, verify, download, status, retention's good one)."""
+    if in_future(item.created, now):
+        return "dated in the future"
+    if item.kind == "safety":
+        return "a restore's safety backup"
+    if item.kind not in LATEST_KINDS:
+        return f"of kind {item.kind!r}"
+    if not same_source(item.source, source):
+        return "of another database"
+    return None
+
+
+def latest_candidates(backups, now: dt.datetime, source: str | None = None) -> list:
+    """The backups ``latest`` may name, oldest first (``latest_reason`` is None)."""
+    return [item for item in backups if latest_reason(item, now, source) is None]
+
+
+def latest_of(backups, now: dt.datetime, source: str | None = None, *, where: str = ""):
+    """The newest backup ``latest`` may name; a not_found error that says what the
+    folder holds instead (safety backups, ones dated ahead, other databases')."""
+    found = latest_candidates(backups, now, source)
+    if found:
+        return max(found, key=lambda item: (item.created, item.name))
+    reasons: dict[str, int] = {}
+    for item in backups:
+        reason = latest_reason(item, now, source)
+        reasons[reason] = reasons.get(reason, 0) + 1
+    held = "; ".join(f"{count} {reason}" for reason, count in reasons.items())
+    raise EngineError(f"no backup in {where or 'the folder'} that `latest` can name"
+                      + (f" (it holds: {held}; name one to use it)" if held else ""),
+                      "not_found")
 
 
 # ---------------------------------------------------------------- restore
@@ -1401,11 +1554,14 @@ def restore_database(live, directory, which: str = "latest", *, check: str = "in
     check_sqlite_file(live, "database")
     prepare_dir(directory)
     started = time.monotonic()
-    with file_lock(directory / RESTORE_LOCK, lock_wait, "another restore"):
+    with file_lock(directory / RESTORE_LOCK, lock_wait, "another restore"), \
+            held_backup_lock(directory, lock_wait):  # the chosen backup stays (issue 16 #10)
         chosen, verdict = chosen_backup(directory, which, check)
         check_page_sizes(chosen.path, live)
         safety = create_backup(live, directory, check=check, lock_wait=lock_wait,
-                               content_hash=content_hash)
+                               content_hash=content_hash,
+                               restore={"when": iso(dt.datetime.now(UTC)),
+                                        "backup": chosen.name})
         try:
             seconds = restore_live(chosen.path, live, busy_timeout=busy_timeout)
         except EngineError as exc:  # say which safety backup this run left

@@ -122,14 +122,33 @@ def list_script(directory: str) -> str:
     """
     d = shlex.quote(directory)
     return f"""{PRELUDE}
+{IDENTITY_READERS}
 [ -d {d} ] || exit 0
 cd {d} || exit 1
 for f in steps-*.db; do
   is_name "$f" && [ -f "$f" ] || continue
   size=$(( $(wc -c < "$f") ))
   manifest=0; [ -f "$f.json" ] && manifest=1
-  printf '{ENTRY_MARK} %s %s %s %s\\n' "$f" "$size" "$(recorded "$f.sha256")" "$manifest"
+  printf '{ENTRY_MARK} %s %s %s %s %s %s\\n' "$f" "$size" "$(recorded "$f.sha256")" "$manifest" \\
+    "$(record_field kind "$f.json")" "$(record_field source "$f.json")"
 done"""
+
+
+# (issue 16 #2-3) What NAME.json says a backup is (``kind``) and which database it copies
+# (``source``), read in plain sh for the listing: one token each, ``-`` when not recorded,
+# ``?`` for a source that is not a plain path (never the configured database's).
+IDENTITY_READERS = r"""record_field() {
+  v=-
+  if [ -f "$2" ] && [ ! -h "$2" ]; then
+    v=$(head -c 65536 "$2" 2>/dev/null | tr -d '\n\r' | sed -n "s/.*\"$1\": *\"\([^\"\\]*\)\".*/\1/p")
+    case $1:$v in
+      *:) v=-;;
+      kind:*[!a-z]*) v=unknown;;
+      source:*[!A-Za-z0-9._/+@:-]*) v='?';;
+    esac
+  fi
+  printf '%s' "$v"
+}"""
 
 
 def delete_script(directory: str, names: list[str], lock_wait: float = 0) -> str:
@@ -161,7 +180,8 @@ def backup_script(db: str, directory: str, *, check: str, remote_command: str = 
     return _choose(_engine(*engine_args), _sqlite_backup(db, directory, check, lock_wait), other)
 
 
-def _sqlite_backup(db: str, directory: str, check: str, lock_wait: float = 0) -> str:
+def _sqlite_backup(db: str, directory: str, check: str, lock_wait: float = 0,
+                   marks: str = "") -> str:
     """The engine's procedure with the sqlite3 CLI: the same checks, lock and verdicts.
 
     ``BEGIN`` plus a read holds one read transaction across the CLI's 100-page
@@ -219,7 +239,7 @@ case $sum in *[!0-9a-f]*|"") fail error "sha256sum of the new backup printed no 
 created=$(echo "$name" | sed 's/steps-\\(.*\\)T\\(..\\)-\\(..\\)-\\(..\\)\\.db/\\1T\\2:\\3:\\4Z/')
 meta=$(printf '"name": "%s", "path": "%s", "created": "%s", "size": %s, "sha256": "%s", "check": "{check}"' "$name" "$dir/$name" "$created" "$size" "$sum")
 place "$sum  $name" "$dir/$name.sha256"
-place "{{$meta, \\"strategy\\": \\"sqlite3\\"}}" "$dir/$name.json"
+place "{{$meta, \\"strategy\\": \\"sqlite3\\"{marks}}}" "$dir/$name.json"
 ln -n "$tmp" "$dir/$name" 2>/dev/null || fail exists "backup $name already exists in $dir"
 published=1
 printf '{RESULT_MARK} {{"ok": true, "data": {{%s}}}}\\n' "$meta\""""
@@ -483,6 +503,11 @@ def restore_script(db: str, directory: str, name: str, *, check: str,
                    f"echo {STRATEGY_MARK}=none")
 
 
+# (issue 16 #2) the record of a restore's safety backup, as ``engine.safety_marks``
+# writes it: never `latest`. $restoring/$restore_when are set by ``_sqlite_restore``.
+SAFETY_MARKS = (', \\"kind\\": \\"safety\\", \\"restore\\": {\\"when\\": '
+                '\\"$restore_when\\", \\"backup\\": \\"$restoring\\"}')
+
 RESTORE_LOCK = ".restore.lock"  # the engine's (``engine.RESTORE_LOCK``): flock(2) on it
 
 # flock on $1/.restore.lock on fd 8, exactly as take_lock does on fd 9 (never written
@@ -506,7 +531,7 @@ def _sqlite_restore(db: str, directory: str, name: str, check: str, busy_timeout
     checks it (both records, the engine's rule; no usable record is refused).
     """
     pragma = "integrity_check" if check == "integrity" else "quick_check"
-    safety = _sqlite_backup(db, directory, check, lock_wait)
+    safety = _sqlite_backup(db, directory, check, lock_wait, marks=SAFETY_MARKS)
     tries = _tries(lock_wait)
     return f"""db={shlex.quote(db)}; dir={shlex.quote(directory)}; name={shlex.quote(name)}
 [ -f "$db" ] || fail not_found "database not found: $db"
@@ -536,6 +561,7 @@ counts() {{
     printf '{ENTRY_MARK} %s %s %s\\n' "$2" "$t" "$(sqlite3 -readonly "$1" "SELECT count(*) FROM \\"$t\\"")"
   done
 }}
+restoring=$name; restore_when=$(date -u +%Y-%m-%dT%H:%M:%SZ)  # for the safety's record
 out=$( (
 take_lock() {{ :; }}  # this script holds the folder's backup lock (fd 9) already
 {safety}

@@ -18,6 +18,7 @@ from pathlib import Path
 from ops import audit, cli, emergency, engine, fly, health
 from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
+from ops.signals import Terminated
 from ops.targets.local import LocalTarget
 from ops.targets.status import valid_status
 from ops.ui import UI, human_age, human_bytes
@@ -174,8 +175,20 @@ class Restore:
         except KeyboardInterrupt:
             self.record.update(outcome="interrupted", exit_code=int(ExitCode.INTERRUPTED))
             raise
+        except Terminated as exc:  # SIGTERM/SIGHUP (a cancelled CI job): recorded as such
+            self.record.update(outcome=f"terminated by {exc.name}",
+                               exit_code=int(ExitCode.TERMINATED))
+            raise
+        except Exception as exc:  # never `running` in the log, never a traceback
+            self.record.update(outcome="failed", exit_code=int(ExitCode.ERROR),
+                               error=cli.one_line(exc))
+            raise OpsError(f"restore failed: {cli.one_line(exc)}") from None
         finally:
-            if self.record["safety_backup"]:
+            if self.record["outcome"] in ("running", "interrupted") or \
+                    self.record["outcome"].startswith("terminated"):
+                for line in by_hand(self.record, self._flag(), self._machine()):
+                    self.ui.info(line)
+            elif self.record["safety_backup"]:
                 self.ui.info(f"Safety backup: {self.record['safety_backup']['name']}. To undo "
                              "this restore: " + undo_command(self.record["safety_backup"]["name"],
                                                              self._flag()))
@@ -191,6 +204,11 @@ class Restore:
 
     def _flag(self) -> str:
         return self.target.flag if self.target is not None else ""
+
+    def _machine(self) -> tuple[str, str] | None:
+        """(app, machine id) when a Fly machine was resolved: what to restart by hand."""
+        machine = self.record.get("machine")
+        return (self.settings.app, machine) if self.options.production and machine else None
 
     def _audit_log_writable(self) -> None:
         """Checked first, like deploy: a restore must not happen unrecorded."""
@@ -234,26 +252,33 @@ class Restore:
 
     # -- local
     def _local(self) -> None:
+        """Like the machine: the restore lock, and the folder's backup lock from the
+        chosen backup's check to the end (its safety backup is made under it), so no
+        backup or cleanup can remove the chosen backup meanwhile (issue 16 #10)."""
         s, o = self.settings, self.options
         db, directory = Path(s.db_path), Path(s.backup_dir)
         engine.check_sqlite_file(db, "database")
-        chosen, verdict = self._step("verify", f"verify backup {o.which}", lambda: _verified(
-            directory, o.which, s.check))
-        self.record["backup"] = {"name": chosen.name, "sha256": verdict["sha256"],
-                                 "created": chosen.created}
-        engine.check_page_sizes(chosen.path, db)
-        recorded = _recorded_tables(Path(chosen.path))
-        live_rows = engine.count_rows(db, live=True)
-        now = dt.datetime.now(dt.UTC)
-        self._confirm([
-            f"Replace the live database {db} ({human_bytes(db.stat().st_size)}; "
-            f"{format_counts(live_rows)})",
-            "with backup " + describe_backup(chosen.name, chosen.created, chosen.size,
-                                             recorded, now),
-        ])
-        with engine.file_lock(directory / engine.RESTORE_LOCK, s.lock_wait, "another restore"):
+        local = LocalTarget(s, self.ui)
+        local.folder()
+        with engine.file_lock(directory / engine.RESTORE_LOCK, s.lock_wait, "another restore"), \
+                engine.held_backup_lock(directory, local.lock_wait()):
+            chosen, verdict = self._step("verify", f"verify backup {o.which}", lambda: _verified(
+                local, o.which, s.check))
+            self.record["backup"] = {"name": chosen.name, "sha256": verdict["sha256"],
+                                     "created": chosen.created}
+            engine.check_page_sizes(chosen.path, db)
+            recorded = _recorded_tables(Path(chosen.path))
+            live_rows = engine.count_rows(db, live=True)
+            now = dt.datetime.now(dt.UTC)
+            self._confirm([
+                f"Replace the live database {db} ({human_bytes(db.stat().st_size)}; "
+                f"{format_counts(live_rows)})",
+                "with backup " + describe_backup(chosen.name, chosen.created, chosen.size,
+                                                 recorded, now),
+            ])
+            marks = {"when": self.record["when"], "backup": chosen.name}
             safety = self._step("safety", f"safety backup of {db}", lambda: _made(
-                LocalTarget(s, self.ui).backup()))
+                local.backup(restore=marks)))
             self.record["safety_backup"] = {"name": safety["name"], "sha256": safety["sha256"]}
             self.record["tables_before"] = safety.get("tables")
             seconds = self._step("restore", f"restore {chosen.name} into {db}", lambda: _timed(
@@ -413,9 +438,53 @@ def drill_summary(result: dict) -> str:
 # ---------------------------------------------------------------- small helpers
 
 
-def _verified(directory: Path, which: str, check: str):
-    chosen, verdict = engine.chosen_backup(directory, which, check)
-    return (chosen, verdict), f"{chosen.name}  sha256 {verdict['sha256'][:12]}  {check}_check ok"
+def _verified(local: LocalTarget, which: str, check: str):
+    """The backup ``which`` names (``latest``: never a safety backup, nor another
+    database's), verified."""
+    chosen = engine.resolve_backup(local.dir, which, local.source)[0]
+    verdict = engine.verify_backup(chosen.path, check)
+    if not verdict.ok:
+        raise OpsError(f"backup {chosen.name} failed verification, nothing was changed: "
+                       f"{verdict.problems[0]}" + adopt_hint(verdict.problems, chosen.name),
+                       ExitCode.VERIFY_FAILED)
+    return (chosen, asdict(verdict)), \
+        f"{chosen.name}  sha256 {verdict.sha256[:12]}  {check}_check ok"
+
+
+def adopt_hint(problems: list[str], name: str, flag: str = "") -> str:
+    """What to do about a backup without records (the old npm scripts'): adopt it."""
+    if any(str(p).startswith("unverifiable") for p in problems):
+        return (f"; if it is an old backup made without records (the npm scripts), check "
+                f"and adopt it with `invoke backup.adopt {name}{flag}`")
+    return ""
+
+
+def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> list[str]:
+    """What to do by hand after a restore was stopped (SIGTERM/SIGHUP, Ctrl-C) or
+    crashed, from its record (pure): which step it was in and what that leaves."""
+    steps = [step["step"] for step in record.get("steps", [])]
+    backup = (record.get("backup") or {}).get("name")
+    safety = (record.get("safety_backup") or {}).get("name")
+    why = record.get("outcome", "stopped")
+    lines = [f"The restore was {why}" + (f" after step {steps[-1]}" if steps else
+                                         " before its first step") + "."]
+    if "restore" not in steps:
+        lines.append("The live database was not changed" + (
+            " by this run" if not safety else f" (safety backup {safety} was made)") + ".")
+        if backup:
+            lines.append(f"To restore, run again: invoke restore {backup}{flag} --yes")
+        return lines
+    lines.append("The live database holds either its content before the restore or the "
+                 "backup's (one SQLite transaction, never a mix).")
+    if safety:
+        lines.append(f"To put back what it held before: {undo_command(safety, flag)}")
+    if backup:
+        lines.append(f"To finish the restore: invoke restore {backup}{flag} --yes")
+    if machine and "restart" not in [s["step"] for s in record["steps"]
+                                     if s.get("outcome") == "ok"]:
+        lines.append(f"Then restart the app so it reopens the database: fly machine restart "
+                     f"{machine[1]} -a {machine[0]}, and check /health")
+    return lines
 
 
 def _verified_file(path: Path, check: str):
@@ -468,7 +537,7 @@ def _listed(target, which: str):
     if which == "latest":
         if not backups_found:
             raise OpsError(f"no backups in {target.dir} on the machine", ExitCode.NOT_FOUND)
-        chosen = backups_found[-1]
+        chosen = target.latest(backups_found)  # never a safety backup (issue 16 #2, #4)
     else:
         engine.check_name(which)
         chosen = next((b for b in backups_found if b.name == which), None)

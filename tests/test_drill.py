@@ -471,13 +471,14 @@ def test_restore_production_of_a_damaged_backup_changes_nothing(prod, tools):
         handle.seek(100)
         handle.write(bytes([byte[0] ^ 0x01]))
     before = engine.describe_file(prod.db, live=True)[1]
-    files = helpers.snapshot(prod.remote_dir, (".restore.lock",))
+    locks = (".restore.lock", ".backup.lock")  # both held (their holder line rewritten)
+    files = helpers.snapshot(prod.remote_dir, locks)
     result = prod.run("restore", made.name, "--production", "--yes")
     assert_one_line_error(result, 5, contains="nothing was changed", strict=False)
     assert [label(a) for a in prod.calls()] == [
         *RESOLVE, *STOPPED, "ssh list", "ssh counts", "ssh restore"]
     assert engine.describe_file(prod.db, live=True)[1] == before
-    assert helpers.snapshot(prod.remote_dir, (".restore.lock",)) == files  # no safety backup
+    assert helpers.snapshot(prod.remote_dir, locks) == files  # no safety backup
     assert not (prod.remote_dir / ".restore.lock.d").exists()
 
 

@@ -8,6 +8,7 @@ from ops.cli import guarded, task
 from ops.commands.backup import HOST, reject_flag_as_name
 from ops.commands.positional import OptionalPositionalTask
 from ops.errors import ExitCode, OpsError
+from ops.signals import Terminated, stop_on_signals
 from ops.targets.fly import FlyTarget
 from ops.targets.ssh import SshTarget
 from ops.ui import UI
@@ -85,7 +86,11 @@ def database(c, which="latest", production=False, host=None, from_=None, yes=Fal
         target = SshTarget(settings, ui, host)
     run = restores.Restore(options, settings, ui, target=target, yes=yes)
     try:
-        run.run()
+        with stop_on_signals():  # SIGTERM/SIGHUP unwind: audit line, "finish by hand" lines
+            run.run()
+    except Terminated as exc:
+        raise OpsError(f"terminated by {exc.name}; see above for what to finish by hand",
+                       ExitCode.TERMINATED) from None
     finally:
         if host:
             target.close()

@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict
@@ -82,7 +83,7 @@ class ScriptedTarget:
         return []
 
     def status(self) -> dict:
-        return folder_status(self.list(), dt.datetime.now(dt.UTC))
+        return folder_status(self.list(), dt.datetime.now(dt.UTC), self.source)
 
     def _run(self, script: str, **kwargs) -> remote.RemoteOutput:
         return self.session.run(script, **kwargs)
@@ -141,25 +142,42 @@ class ScriptedTarget:
             if not _listing_entry(entry):
                 raise OpsError(f"the machine's listing of {self.dir} has an entry this tool "
                                f"did not print: {ascii(' '.join(entry))[:100]}")
-            name, size, digest, manifest = entry
+            name, size, digest, manifest, kind, source = entry
             created = engine.parse_created(name)
             if created is None:  # the right shape but no real date: not one of ours
                 continue
             found.append(engine.BackupFile(
                 name=name, path=f"{self.dir}/{name}", created=engine.iso(created),
                 size=int(size), sha256=None if digest == "-" else digest,
-                verified=manifest == "1"))
+                verified=manifest == "1", kind="backup" if kind == "-" else kind,
+                source=None if source == "-" else source))
         return sorted(found, key=lambda item: item.name)
 
+    @property
+    def source(self) -> str:
+        """The database whose backups ``latest`` names here (issue 16 #3)."""
+        return self.db
+
     def names(self, which: str) -> list[str]:
-        """``latest``/``all`` from a listing; a name as given (the host says if it is gone)."""
+        """``latest``/``all`` from a listing; a name as given (the host says if it is gone).
+        ``latest`` by the engine's one rule (``engine.latest_of``): never a safety backup,
+        one dated in the future or another database's (issue 16 #2-4)."""
         if which not in ("latest", "all"):
             return [engine.check_name(which)]
         backups = self.list()
         if not backups:
             raise OpsError(f"no backups in {self.dir} on {self.session.where}",
                            ExitCode.NOT_FOUND)
-        return [b.name for b in (backups[-1:] if which == "latest" else backups)]
+        if which == "all":
+            return [b.name for b in backups]
+        return [self.latest(backups).name]
+
+    def latest(self, backups: list[engine.BackupFile]) -> engine.BackupFile:
+        try:
+            return engine.latest_of(backups, dt.datetime.now(dt.UTC), self.source,
+                                    where=f"{self.dir} on {self.session.where}")
+        except engine.EngineError as exc:
+            raise OpsError.from_engine(exc) from None
 
     def verify(self, which: str, on_result=None, *, check: str | None = None) -> list[dict]:
         """``on_result(verdict)`` per backup: as each is checked when they are downloaded
@@ -410,11 +428,14 @@ def _sweep_downloads(directory: Path) -> None:
 
 
 def _listing_entry(entry: list[str]) -> bool:
-    """``name size sha256|- 0|1``, exactly as ``remote.list_script`` prints it."""
-    return (len(entry) == 4 and bool(remote.ENTRY_NAME.fullmatch(entry[0]))
+    """``name size sha256|- 0|1 kind|- source|-|?``, exactly as ``remote.list_script``
+    prints it."""
+    return (len(entry) == 6 and bool(remote.ENTRY_NAME.fullmatch(entry[0]))
             and entry[1].isascii() and entry[1].isdigit()
             and (entry[2] == "-" or bool(remote.HEX64.fullmatch(entry[2])))
-            and entry[3] in ("0", "1"))
+            and entry[3] in ("0", "1")
+            and bool(re.fullmatch(r"-|[a-z]{1,20}", entry[4]))
+            and bool(re.fullmatch(r"[-?]|/[A-Za-z0-9._/+@:-]{0,4095}", entry[5])))
 
 
 def _record_entry(entry: list[str]) -> bool:
