@@ -1197,20 +1197,32 @@ def _user_tables(conn) -> list[str]:
     return [row[0] for row in rows]
 
 
+ROWID_NAMES = ("_rowid_", "rowid", "oid")  # the rowid's names, unless a column takes one
+
+
 def _row_order(conn, table: str) -> str:
-    """rowid order, or the primary key's for a WITHOUT ROWID table."""
+    """json-1 and quote-1: the real rowid's name (the first no column shadows), or the
+    primary key's order (a WITHOUT ROWID table), or "" when neither can be read: the
+    rows are then sorted by their own lines (a full ordered scan, never a loop)."""
+    columns = _columns(conn, table)
+    taken = {name.lower() for name, _ in columns}
+    free = [name for name in ROWID_NAMES if name not in taken]
+    if not free:
+        return ""
     try:
-        conn.execute(f"SELECT rowid FROM {_quote(table)} LIMIT 0")
-        return "rowid"
+        conn.execute(f"SELECT {free[0]} FROM {_quote(table)} LIMIT 0")
+        return free[0]
     except sqlite3.OperationalError:
-        keys = sorted((row[5], row[1]) for row in conn.execute(
-            f"PRAGMA table_info({_quote(table)})") if row[5])
-        return ", ".join(_quote(name) for _, name in keys) or "1"
+        pass  # WITHOUT ROWID
+    keys = sorted((row[5], row[1]) for row in conn.execute(
+        f"PRAGMA table_info({_quote(table)})") if row[5])
+    return ", ".join(_quote(name) for _, name in keys)
 
 
-CONTENT_FORMAT = "json-1"  # how content_sha256 is computed now; recorded beside it
+CONTENT_FORMAT = "json-2"  # how content_sha256 is computed now; recorded beside it
+JSON1_FORMAT = "json-1"  # before json-2: no rowids, pragmas, sqlite_sequence or -0.0
 LEGACY_FORMAT = "quote-1"  # records without content_format (the first drills) used this
-CONTENT_FORMATS = (CONTENT_FORMAT, LEGACY_FORMAT)
+CONTENT_FORMATS = (CONTENT_FORMAT, JSON1_FORMAT, LEGACY_FORMAT)
 JSON_ARGS = 100  # columns per json_array() call (SQLite allows 127 arguments by default)
 JSONB = sqlite3.sqlite_version_info >= (3, 45, 0)  # json_array reads a BLOB as JSONB since
 BLOB_STOPS = ("JSON cannot hold BLOB", "malformed JSON")  # before 3.45; _guarded_sql's
@@ -1271,6 +1283,112 @@ def _row_sql(columns: list[tuple[str, str]], fmt: str = LEGACY_FORMAT,
     return " || ".join(f"json_array({', '.join(group)})" for group in groups) or "'[]'"
 
 
+# json-2: the content as one stream of lines, every line written by SQLite itself, so
+# that any engine (python3 here, the sqlite3 CLI piped into sha256sum, Node) computes
+# the same SHA-256 by running the same SQL and hashing what it prints:
+#   P[user_version,application_id]
+#   S[type,name,tbl_name,sql]          each schema entry but sqlite_*, by type, name
+#   T[table,"rowid"|"sorted"]          each user table by name, then sqlite_sequence
+#   [rowid,v1,v2,...]                  its rows ("rowid": the real rowid first, rowid
+#   [v1,v2,...]                        order; "sorted": no reachable rowid, rows in
+#                                      the order of these lines' bytes)
+# A value is JSON: an integer as a number, text as a string, NULL as null, a REAL as
+# {"r":"%!.17g"} ("-0.0" for a negative zero), a BLOB as {"b":"HEX"}. The rowid is
+# read as _rowid_, rowid or oid, the first name no column shadows; when a table's
+# columns shadow all three, its INTEGER PRIMARY KEY (the rowid itself) if it has one,
+# else the rows are sorted. WITHOUT ROWID tables are sorted (their key is unique).
+# Every line ends with a newline; the SHA-256 of all of them is the content hash.
+HASH_HEAD_SQL = (
+    "SELECT 'P' || json_array((SELECT user_version FROM pragma_user_version), "
+    "(SELECT application_id FROM pragma_application_id))",
+    "SELECT 'S' || json_array(type, name, tbl_name, sql) FROM sqlite_master "
+    "WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type, name",
+)
+_VALUE_SQL = (  # one column's value, x its quoted name, as SQL text built by SQL
+    "'CASE typeof(' || x || ') WHEN ''real'' THEN json_object(''r'', CASE WHEN ' || x || "
+    "' = 0 AND atan2(' || x || ', -1) < 0 THEN ''-0.0'' ELSE printf(''%!.17g'', ' || x || "
+    "') END) WHEN ''blob'' THEN json_object(''b'', hex(' || x || ')) ELSE ' || x || ' END'")
+# (head line, quoted table, "rowid"|"sorted", rowid expression, row SQL) per table, in
+# hash order. Plain SQL (recursive, no ordered aggregates), for SQLite 3.16 and later.
+HASH_PLAN_SQL = f"""
+WITH t(n, q, s, seq) AS (
+  SELECT name, '"' || replace(name, '"', '""') || '"', coalesce(sql, ''),
+         name = 'sqlite_sequence'
+  FROM sqlite_master WHERE type = 'table'
+  AND (name NOT LIKE 'sqlite\\_%' ESCAPE '\\' OR name = 'sqlite_sequence')
+  AND coalesce(sql, '') NOT LIKE 'CREATE VIRTUAL%'),
+c(n, cid, pk, ipk, lname, x) AS (
+  SELECT t.n, p.cid, p.pk, upper(p.type) = 'INTEGER', lower(p.name),
+         '"' || replace(p.name, '"', '""') || '"'
+  FROM t JOIN pragma_table_info(t.n) AS p),
+k(n, rid) AS (
+  SELECT n, CASE
+    WHEN upper(substr(s, length(rtrim(s, replace(s, ')', ''))) + 1)) LIKE '%WITHOUT%ROWID%'
+      THEN NULL
+    WHEN NOT EXISTS (SELECT 1 FROM c WHERE c.n = t.n AND lname = '_rowid_') THEN '_rowid_'
+    WHEN NOT EXISTS (SELECT 1 FROM c WHERE c.n = t.n AND lname = 'rowid') THEN 'rowid'
+    WHEN NOT EXISTS (SELECT 1 FROM c WHERE c.n = t.n AND lname = 'oid') THEN 'oid'
+    WHEN (SELECT count(*) FROM c WHERE c.n = t.n AND pk > 0) = 1
+      THEN (SELECT x FROM c WHERE c.n = t.n AND pk = 1 AND ipk) END
+  FROM t),
+e(n, i, v) AS (
+  SELECT n, 0, rid FROM k WHERE rid IS NOT NULL
+  UNION ALL
+  SELECT c.n, c.cid + (k.rid IS NOT NULL), {_VALUE_SQL} FROM c JOIN k ON k.n = c.n),
+r(n, i, acc) AS (
+  SELECT n, i, v FROM e WHERE i = 0
+  UNION ALL
+  SELECT r.n, r.i + 1, r.acc || CASE WHEN (r.i + 1) % {JSON_ARGS} = 0
+    THEN ') || json_array(' ELSE ', ' END || e.v
+  FROM r JOIN e ON e.n = r.n AND e.i = r.i + 1)
+SELECT 'T' || json_array(t.n, CASE WHEN k.rid IS NULL THEN 'sorted' ELSE 'rowid' END)
+       AS head, t.q AS q, CASE WHEN k.rid IS NULL THEN 'sorted' ELSE 'rowid' END AS key,
+       k.rid AS rid, 'json_array(' || r.acc || ')' AS row_sql
+FROM t JOIN k ON k.n = t.n JOIN r ON r.n = t.n
+WHERE r.i = (SELECT max(i) FROM e WHERE e.n = t.n)
+ORDER BY t.seq, t.n"""
+# The same plan as SQL statements whose output is the stream after the head lines: what
+# the sqlite3 CLI runs (``sqlite3 DB "$plan" | sqlite3 DB | sha256sum``, see ops.remote).
+HASH_STATEMENTS_SQL = f"""SELECT 'SELECT ' || quote(head) || ';' || char(10) || CASE key
+  WHEN 'rowid' THEN 'SELECT ' || row_sql || ' FROM ' || q || ' ORDER BY ' || rid || ';'
+  ELSE 'SELECT v FROM (SELECT ' || row_sql || ' AS v FROM ' || q || ') ORDER BY v;' END
+FROM ({HASH_PLAN_SQL})"""
+
+
+def _math_functions(conn) -> None:
+    """json-2 asks atan2 for the sign of a zero: give it to a SQLite built without it."""
+    try:
+        conn.execute("SELECT atan2(0, -1)").fetchone()
+    except sqlite3.OperationalError:
+        import math
+        conn.create_function("atan2", 2, math.atan2, deterministic=True)
+
+
+def _describe_stream(conn, digest, chunk: int) -> dict:
+    """json-2: feed the stream above to ``digest``; rows per user table."""
+    _math_functions(conn)
+    for sql in HASH_HEAD_SQL:
+        for (line,) in conn.execute(sql):
+            digest.update(line + b"\n")
+    counts = {}
+    for head, table, key, rid, row_sql in conn.execute(HASH_PLAN_SQL).fetchall():
+        digest.update(head + b"\n")
+        table, rid, row_sql = (part.decode("utf-8", "surrogateescape")
+                               for part in (table, rid or b"", row_sql))
+        if key == b"rowid":
+            count = _hash_by_rowid(conn, table, row_sql, digest, chunk, rowid=rid)
+        else:
+            count = 0
+            for (line,) in conn.execute(f"SELECT v FROM (SELECT {row_sql} AS v FROM {table}) "
+                                        "ORDER BY v"):
+                digest.update(line + b"\n")
+                count += 1
+        name = json.loads(head[1:].decode("utf-8", "surrogateescape"))[0]
+        if name != "sqlite_sequence":
+            counts[name] = count
+    return counts
+
+
 def best_format(conn) -> str:
     """json-1 where SQLite has its JSON functions (built in since 3.38, usual before)."""
     try:
@@ -1280,7 +1398,8 @@ def best_format(conn) -> str:
         return LEGACY_FORMAT
 
 
-def describe(conn, fmt: str | None = None, chunk: int = 5000) -> tuple[dict, str, str]:
+def describe(conn, fmt: str | None = None, chunk: int = 5000,
+             on_begin=None) -> tuple[dict, str, str]:
     """(rows per table, content hash, its format) in one read transaction.
 
     The hash is a dbhash-style SHA-256 of the logical content: the schema, then each
@@ -1289,7 +1408,8 @@ def describe(conn, fmt: str | None = None, chunk: int = 5000) -> tuple[dict, str
     backup, its restore and a VACUUM of either hash alike when their content is the
     same. SQLite itself writes the rows, ``chunk`` at a time, which keeps Python out of
     the per-row work. ``fmt`` (default: the best this SQLite has) must be the one a
-    record names for the hashes to compare.
+    record names for the hashes to compare. ``on_begin(conn)`` runs first in the
+    transaction (a restore's proof reads ``data_version`` there, starting the snapshot).
     """
     if fmt is not None and fmt not in CONTENT_FORMATS:
         raise EngineError(f"unknown content hash format {fmt!r}", "verify_failed")
@@ -1297,14 +1417,20 @@ def describe(conn, fmt: str | None = None, chunk: int = 5000) -> tuple[dict, str
     counts = {}
     conn.execute("BEGIN")
     try:
+        if on_begin is not None:
+            on_begin(conn)
         best = best_format(conn)
-        if fmt == CONTENT_FORMAT and best != CONTENT_FORMAT:
+        if fmt in (CONTENT_FORMAT, JSON1_FORMAT) and best != CONTENT_FORMAT:
             raise EngineError(f"SQLite {sqlite3.sqlite_version} here has no JSON functions: "
                               f"it cannot compute a {fmt} content hash", "verify_failed")
         fmt = fmt or best
+        conn.text_factory = bytes  # text exactly as stored, whatever its encoding
+        if fmt == CONTENT_FORMAT:
+            return _describe_stream(conn, digest, chunk), digest.hexdigest(), fmt
+        conn.text_factory = str
         tables = [(table, _row_order(conn, table), _columns(conn, table))
                   for table in _user_tables(conn)]
-        conn.text_factory = bytes  # text exactly as stored, whatever its encoding
+        conn.text_factory = bytes
         for (line,) in conn.execute(
                 "SELECT quote(type) || ',' || quote(name) || ',' || quote(tbl_name) || ',' || "
                 "quote(sql) FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
@@ -1330,7 +1456,7 @@ def _hash_table(conn, table: str, order: str, columns, chunk: int) -> tuple[int,
     for tagged in (False, True):
         rows = hashlib.sha256()
         try:
-            count = _hash_rows(conn, table, order, _row_sql(columns, CONTENT_FORMAT, tagged),
+            count = _hash_rows(conn, table, order, _row_sql(columns, JSON1_FORMAT, tagged),
                                rows, chunk)
         except sqlite3.OperationalError as exc:
             if tagged or not any(words in str(exc) for words in BLOB_STOPS):
@@ -1342,26 +1468,35 @@ def _hash_table(conn, table: str, order: str, columns, chunk: int) -> tuple[int,
 
 def _hash_rows(conn, table: str, order: str, row_sql: str, digest, chunk: int) -> int:
     """Feed a table's rows to ``digest`` in key order, one line each; the row count."""
-    if order == "rowid":
-        return _hash_by_rowid(conn, table, row_sql, digest, chunk)
+    if order in ROWID_NAMES:
+        return _hash_by_rowid(conn, _quote(table), row_sql, digest, chunk, rowid=order)
+    sql = (f"SELECT {row_sql} FROM {_quote(table)} ORDER BY {order}" if order else
+           f"SELECT v FROM (SELECT {row_sql} AS v FROM {_quote(table)}) ORDER BY v")
     count = 0
-    for (line,) in conn.execute(f"SELECT {row_sql} FROM {_quote(table)} ORDER BY {order}"):
+    for (line,) in conn.execute(sql):
         digest.update(line + b"\n")
         count += 1
     return count
 
 
-def _hash_by_rowid(conn, table: str, row_sql: str, digest, chunk: int) -> int:
-    """Feed a rowid table's rows to ``digest`` in rowid order, ``chunk`` rows per query."""
+def _hash_by_rowid(conn, quoted: str, row_sql: str, digest, chunk: int,
+                   rowid: str = "rowid") -> int:
+    """Feed a rowid table's rows to ``digest`` in rowid order, ``chunk`` rows per query.
+
+    ``rowid`` must name the real rowid (never a column that shadows it: NULLs or
+    duplicates there would loop or skip rows): rowids are unique integers, so each
+    query starts after the last one's end and the loop ends."""
     count, last = 0, None
     while True:
-        where, args = ("", ()) if last is None else ("WHERE rowid > ?", (last,))
+        where, args = ("", ()) if last is None else (f"WHERE {rowid} > ?", (last,))
         last_id, n, lines = conn.execute(
-            f"SELECT max(r), count(*), group_concat(v, char(10)) FROM (SELECT rowid AS r, "
-            f"{row_sql} AS v FROM {_quote(table)} {where} ORDER BY rowid LIMIT {int(chunk)})",
+            f"SELECT max(r), count(*), group_concat(v, char(10)) FROM (SELECT {rowid} AS r, "
+            f"{row_sql} AS v FROM {quoted} {where} ORDER BY {rowid} LIMIT {int(chunk)})",
             args).fetchone()
         if not n:
             return count
+        if not isinstance(last_id, int) or (last is not None and last_id <= last):
+            raise EngineError(f"{quoted}: {rowid} is not the rowid here", "corrupt")
         digest.update(lines + b"\n")
         count, last = count + n, last_id
 
@@ -1482,7 +1617,8 @@ def differences(recorded: dict, tables: dict, content: str) -> list[str]:
 # ---------------------------------------------------------------- restore into a live database
 
 
-def restore_live(backup, live, *, busy_timeout: float = 10.0) -> float:
+def restore_live(backup, live, *, busy_timeout: float = 10.0,
+                 snapshot: dict | None = None) -> float:
     """Copy a backup into a live (WAL) database through SQLite's backup API; seconds taken.
 
     One step into the live connection: SQLite takes the write lock, writes the pages
@@ -1490,12 +1626,20 @@ def restore_live(backup, live, *, busy_timeout: float = 10.0) -> float:
     connections see the new content and a stale -wal can never be replayed over it.
     Readers keep reading; writers wait (their busy timeout) until it commits. If the
     live database stays locked for ``busy_timeout`` seconds, nothing is changed.
+
+    With ``snapshot`` (a dict), the same connection reads the live database again the
+    moment the copy commits, before the app's next write can usually get in, and fills
+    it with ``describe``'s rows, hash and format (in the backup's best format) and
+    ``app_wrote``: whether any other connection committed between the moment before
+    the copy and that read (``PRAGMA data_version``; a write just before the copy
+    counts too). ``prove_restore`` compares it with the backup.
     """
     backup, live = Path(backup), Path(live)
     src = sqlite3.connect(f"file:{backup}?mode=ro&immutable=1", uri=True)
-    dst = sqlite3.connect(live, timeout=busy_timeout)
+    dst = sqlite3.connect(live, timeout=busy_timeout, isolation_level=None)
     deadline = time.monotonic() + busy_timeout
     started = time.monotonic()
+    before = dst.execute("PRAGMA data_version").fetchone()[0] if snapshot is not None else 0
 
     def progress(status, remaining, total):
         if status in BUSY_CODES and time.monotonic() > deadline:
@@ -1504,14 +1648,34 @@ def restore_live(backup, live, *, busy_timeout: float = 10.0) -> float:
     try:
         src.backup(dst, pages=-1, progress=progress, sleep=0.05)
     except TimeoutError:
+        dst.close()
         raise EngineError(f"the live database {live} stayed locked for {busy_timeout:g}s; "
                           "nothing was changed", "timeout") from None
     except sqlite3.Error as exc:
+        dst.close()
         raise EngineError(f"restore into {live} failed (nothing was changed): {exc}") from exc
     finally:
-        dst.close()
         src.close()
-    return round(time.monotonic() - started, 3)
+    seconds = round(time.monotonic() - started, 3)
+    try:
+        if snapshot is not None:
+            _snapshot_into(snapshot, dst, before)
+    finally:
+        dst.close()
+    return seconds
+
+
+def _snapshot_into(snapshot: dict, conn, before: int) -> None:
+    """``restore_live``'s read of the live database right after the copy."""
+    def version(conn):
+        snapshot["app_wrote"] = conn.execute("PRAGMA data_version").fetchone()[0] != before
+
+    try:
+        snapshot["tables"], snapshot["content_sha256"], snapshot["content_format"] = \
+            describe(conn, on_begin=version)
+    except (sqlite3.DatabaseError, EngineError) as exc:
+        snapshot.update(tables={}, content_sha256=None, content_format=None,
+                        error=f"cannot read the live database after the restore: {exc}")
 
 
 def check_page_sizes(backup, live) -> None:
@@ -1529,6 +1693,111 @@ def check_page_sizes(backup, live) -> None:
         raise EngineError(f"the backup's page size ({backup_size}) differs from the live "
                           f"database's ({live_size}); SQLite cannot restore it into a WAL "
                           "database. Nothing was changed", "usage")
+
+
+# ---------------------------------------------------------------- a restore's proof
+
+
+def judge_proof(*, check: str, check_problems: list, tables: dict, backup_tables: dict,
+                content_sha256: str | None, backup_content_sha256: str | None,
+                content_format: str | None, safety_sha256: str | None = None,
+                app_wrote: bool | None = None, error: str | None = None) -> dict:
+    """A restore's proof, from the live database read right after the copy and the
+    backup read at the same time, in the same format (pure; every engine's restore is
+    judged here). ``holds`` says which content the live database has: ``backup``,
+    ``safety`` (its content from before: the safety backup's hash), or ``other``."""
+    found = [f"table {t}: backup {_rows(backup_tables.get(t))}, live {_rows(tables.get(t))}"
+             for t in sorted(set(tables) | set(backup_tables))
+             if tables.get(t) != backup_tables.get(t)]
+    if error:
+        found.append(error)
+    hashed = bool(content_sha256 and backup_content_sha256)
+    if hashed and content_sha256 != backup_content_sha256:
+        found.append(f"content hash ({content_format}): backup "
+                     f"{backup_content_sha256[:12]}…, live {content_sha256[:12]}…")
+    if not found:
+        holds = "backup"
+    elif hashed and safety_sha256 and content_sha256 == safety_sha256:
+        holds = "safety"
+    else:
+        holds = "other"
+    return {"ok": not found and not check_problems, "holds": holds, "check": check,
+            "check_problems": list(check_problems), "differences": found,
+            "tables": tables, "backup_tables": backup_tables,
+            "content_sha256": content_sha256, "backup_content_sha256": backup_content_sha256,
+            "content_format": content_format if hashed else None, "app_wrote": app_wrote}
+
+
+def _rows(count) -> str:
+    return "absent" if count is None else f"{count} rows"
+
+
+def proof_problems(proof: dict) -> list[str]:
+    """What a failed proof says, first the worst: one line each."""
+    lines = [f"the live database failed {proof['check']}_check after the restore: {line}"
+             for line in proof["check_problems"][:1]]
+    if proof["differences"]:
+        holds = {"safety": "it still holds its content from before the restore",
+                 "other": "it holds neither the backup's content nor its own from before"}
+        extra = (" (the app committed around the restore: some of this may be its writes)"
+                 if proof.get("app_wrote") else "")
+        lines.append(f"the live database differs from the backup after the restore: "
+                     f"{'; '.join(proof['differences'][:3])}; "
+                     f"{holds.get(proof['holds'], '')}{extra}")
+    return lines
+
+
+def proof_summary(proof: dict) -> str:
+    """One line for the step: what was compared, and the verdict."""
+    tables = len(proof["tables"])
+    if proof["ok"]:
+        content = (f", content {proof['content_sha256'][:12]} = backup's"
+                   if proof["content_format"] else ", no content hash")
+        return (f"{proof['check']}_check ok; {tables} tables match the backup's row "
+                f"counts{content}")
+    return "; ".join(proof_problems(proof))
+
+
+def prove_restore(backup, live, snapshot: dict, *, check: str = "integrity",
+                  safety_sha256: str | None = None) -> dict:
+    """Compare the live database (``snapshot``: ``restore_live``'s read right after the
+    copy) with the backup, hashed now in the same format, and run SQLite's check."""
+    problems = check_live(live, check)
+    fmt = snapshot.get("content_format")
+    try:
+        tables, digest, _ = describe_file(backup, fmt=fmt)
+    except EngineError as exc:
+        tables, digest = {}, None
+        snapshot = {**snapshot, "error": snapshot.get("error") or str(exc)}
+    return judge_proof(check=check, check_problems=problems, tables=snapshot.get("tables", {}),
+                       backup_tables=tables, content_sha256=snapshot.get("content_sha256"),
+                       backup_content_sha256=digest if fmt else None, content_format=fmt,
+                       safety_sha256=safety_sha256, app_wrote=snapshot.get("app_wrote"),
+                       error=snapshot.get("error"))
+
+
+def live_holds(live, backup, safety=None) -> dict:
+    """After an interrupted restore: which content the live database holds now (its
+    hash against the backup's and the safety backup's, in one format)."""
+    snapshot: dict = {}
+    try:
+        conn = sqlite3.connect(f"file:{live}?mode=ro", uri=True, timeout=10.0,
+                               isolation_level=None)
+        try:
+            _snapshot_into(snapshot, conn, conn.execute("PRAGMA data_version").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        snapshot = {"tables": {}, "content_sha256": None, "content_format": None,
+                    "error": f"cannot read the live database: {exc}"}
+    fmt = snapshot.get("content_format")
+    safety_sha = None
+    if safety is not None and fmt:
+        try:
+            safety_sha = describe_file(safety, fmt=fmt)[1]
+        except EngineError:
+            safety_sha = None
+    return prove_restore(backup, live, snapshot, safety_sha256=safety_sha)
 
 
 def chosen_backup(directory, which: str, check: str = "integrity") -> tuple[BackupFile, dict]:
@@ -1562,17 +1831,21 @@ def restore_database(live, directory, which: str = "latest", *, check: str = "in
                                content_hash=content_hash,
                                restore={"when": iso(dt.datetime.now(UTC)),
                                         "backup": chosen.name})
+        snapshot: dict = {}
         try:
-            seconds = restore_live(chosen.path, live, busy_timeout=busy_timeout)
+            seconds = restore_live(chosen.path, live, busy_timeout=busy_timeout,
+                                   snapshot=snapshot)
         except EngineError as exc:  # say which safety backup this run left
             raise EngineError(f"{exc} (safety backup {safety.name} was made first)",
                               exc.kind) from None
-        problems = check_live(live, check)
-        after = count_rows(live, live=True)
+        proof = prove_restore(chosen.path, live, snapshot, check=check, safety_sha256=(
+            safety.content_sha256 if safety.content_format == snapshot.get("content_format")
+            else None))
     return {
         "backup": chosen.name, "backup_sha256": verdict["sha256"], "created": chosen.created,
         "safety_backup": asdict(safety), "tables_before": safety.tables,
-        "tables_after": after, "check": check, "problems": problems, "ok": not problems,
+        "tables_after": proof["tables"], "check": check, "problems": proof_problems(proof),
+        "ok": proof["ok"], "proof": proof,
         "restore_seconds": seconds, "seconds": round(time.monotonic() - started, 3),
     }
 

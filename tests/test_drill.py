@@ -504,6 +504,7 @@ def test_a_json_1_record_on_a_sqlite_without_json_is_a_clear_failure(tmp_path, m
     conn.close()
     monkeypatch.setattr(engine, "best_format", lambda conn: engine.LEGACY_FORMAT)
     assert engine.describe_file(path)[2] == engine.LEGACY_FORMAT
-    with pytest.raises(engine.EngineError, match="no JSON functions: it cannot compute a "
-                                                 "json-1 content hash"):
-        engine.describe_file(path, fmt=engine.CONTENT_FORMAT)
+    for fmt in (engine.CONTENT_FORMAT, engine.JSON1_FORMAT):
+        with pytest.raises(engine.EngineError, match="no JSON functions: it cannot compute a "
+                                                     f"{fmt} content hash"):
+            engine.describe_file(path, fmt=fmt)
