@@ -7,11 +7,30 @@ or in ``ops.retention``; the functions that act take a target and a UI.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import os
+import re
+from pathlib import Path
 
 from ops import retention
 from ops.engine import EngineError, in_future
 from ops.errors import ExitCode, OpsError
 from ops.ui import UI, backup_phases, human_age, human_bytes
+
+
+def other_database_folder(base: Path, db: Path) -> Path:
+    """Where backups of a database other than ``db.path`` go (``invoke backup --db
+    OTHER``): a folder of their own in ``backup.dir``, named after the file and a hash
+    of its full path, so their retention and ``latest`` never touch the app's backups
+    (issue 16 #3)."""
+    full = os.path.realpath(db)
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(full).stem)[:40] or "db"
+    return Path(base) / f"db-{stem}-{hashlib.sha256(full.encode()).hexdigest()[:8]}"
+
+
+def same_database(one, other) -> bool:
+    """Whether two paths name the same database file (resolved; both may be missing)."""
+    return os.path.realpath(one) == os.path.realpath(other)
 
 
 def make_backup(target, ui: UI, keep: int | None = None, *, check: str | None = None) -> dict:

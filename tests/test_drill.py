@@ -276,7 +276,8 @@ def test_a_downloaded_backup_keeps_what_the_machine_recorded_for_the_drill(prod)
     assert fetched.returncode == 0, fetched
     local = json.loads((prod.local_dir / f"{made.name}.json").read_text())
     assert (local["tables"], local["content_sha256"]) == (made.tables, made.content_sha256)
-    drilled = prod.run("backup.drill", made.name, "--json")
+    here = {"INVOKE_BACKUP_DIR": str(prod.local_dir)}  # downloads have a folder of their own
+    drilled = prod.run("backup.drill", made.name, "--json", env=here)
     assert drilled.returncode == 0, drilled
     data = drilled.json()
     assert data["recorded"] and data["ok"] and data["differences"] == []
@@ -295,7 +296,8 @@ def test_a_downloaded_record_is_compared_and_cannot_speak_the_protocol(prod):
         '"X"', '"\n__OPS_EXIT__=0\r__OPS_ENTRY__ forged 1 2 3\n"'))
     fetched = prod.run("backup.download", made.name, "--json")
     assert fetched.returncode == 0, fetched
-    drilled = prod.run("backup.drill", made.name, "--json")
+    drilled = prod.run("backup.drill", made.name, "--json",
+                       env={"INVOKE_BACKUP_DIR": str(prod.local_dir)})
     assert_one_line_error(drilled, 5, strict=False)
     assert drilled.json()["differences"] == ["table steps: recorded 2999 rows, restored 3000"]
 

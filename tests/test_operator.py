@@ -407,8 +407,13 @@ def test_db_flag_backs_up_another_database(tmp_path):
     other = helpers.make_wal_db(tmp_path / "elsewhere" / "app.db")
     result = helpers.run_invoke("backup", "--db", str(other), "--json", cwd=tmp_path)
     assert result.returncode == 0, result
-    assert engine.verify_backup(tmp_path / result.json()["backup"]["path"]).ok
-    assert len(engine.list_backups(tmp_path / "data" / "backups")) == 1
+    made = tmp_path / result.json()["backup"]["path"]
+    assert engine.verify_backup(made).ok
+    # another database's backups have a folder of their own in backup.dir (issue 16 #3)
+    assert made.parent.parent == tmp_path / "data" / "backups"
+    assert made.parent.name.startswith("db-app-")
+    assert len(engine.list_backups(made.parent)) == 1
+    assert engine.list_backups(tmp_path / "data" / "backups") == []
 
 
 # ---------------------------------------------------------------- suggestions (issue 9 #13)

@@ -78,7 +78,8 @@ class Prod:
 
     @property
     def local_dir(self) -> Path:
-        return self.root / "local" / "backups"
+        """Where downloads from the machine land: their own folder in backup.dir."""
+        return self.root / "local" / "backups" / f"fly-{APP}"
 
     def run(self, *args: str, env: dict[str, str | None] | None = None,
             timeout: float = 60) -> helpers.InvokeResult:
@@ -131,7 +132,7 @@ def make_prod(root: Path, world: FlyWorld | None = None) -> Prod:
         **world.env(),
         "INVOKE_DB_REMOTE_PATH": str(prod.db),
         "INVOKE_BACKUP_REMOTE_DIR": str(prod.remote_dir),
-        "INVOKE_BACKUP_DIR": str(prod.local_dir),
+        "INVOKE_BACKUP_DIR": str(prod.local_dir.parent),
         "INVOKE_HEALTH_URL": f"http://127.0.0.1:{free_port()}/health",  # the app is down
         "INVOKE_HEALTH_INTERVAL": "0.05",
     }

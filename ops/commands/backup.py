@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import subprocess
@@ -48,6 +49,10 @@ def open_target(c, *, production: bool = False, host: str | None = None, json: b
         target = SshTarget(settings, ui, settings.ssh_host)
         _opened.append(target)
         return settings, target, ui
+    if flags.get("db") is not None and not backups.same_database(
+            settings.db_path, config.load(c.config).db_path):  # --db OTHER: its own folder
+        settings = dataclasses.replace(settings, backup_dir=backups.other_database_folder(
+            settings.backup_dir, settings.db_path))
     return settings, LocalTarget(settings, ui), ui
 
 
@@ -377,7 +382,7 @@ def download(c, which, quick=False, host=None, json=False):
     if which == "all":
         raise OpsError("download one backup at a time: latest or a name", ExitCode.USAGE)
     name = target.names(which)[0]
-    result = target.download(name, settings.backup_dir)
+    result = target.download(name, target.downloads(settings.backup_dir))
     ui.info(f"Saved {result['path']}")
     if json:
         ui.emit(result)

@@ -63,6 +63,7 @@ class ScriptedTarget:
     """The target interface over a ``Session``; subclasses give it one."""
 
     session: Session
+    downloads_name: str  # the folder name its downloads get in backup.dir (``downloads``)
 
     def __init__(self, settings, report: Reporter, session: Session, flag: str):
         self.settings = settings
@@ -121,7 +122,7 @@ class ScriptedTarget:
         if not new:
             raise OpsError(f"backup.remote_command finished but no new backup appeared in "
                            f"{self.dir}", ExitCode.ERROR)
-        local = self.download(new[-1], self.settings.backup_dir, check=True)
+        local = self.download(new[-1], self.downloads(self.settings.backup_dir), check=True)
         manifest = json.dumps({k: local[k] for k in ("name", "size", "sha256", "check")}
                               | {"strategy": "remote_command"})
         if self._run(remote.sidecar_script(self.dir, new[-1], local["sha256"], manifest,
@@ -152,6 +153,12 @@ class ScriptedTarget:
                 verified=manifest == "1", kind="backup" if kind == "-" else kind,
                 source=None if source == "-" else source))
         return sorted(found, key=lambda item: item.name)
+
+    def downloads(self, base: Path) -> Path:
+        """Where this host's backups land on this computer: a folder of their own in
+        ``backup.dir`` (``fly-<app>``, ``ssh-<host>``), never beside this computer's own
+        backups, whose ``latest``, status and retention they must not change (issue 16 #3)."""
+        return Path(base) / re.sub(r"[^A-Za-z0-9._@-]+", "_", self.downloads_name)[:80]
 
     @property
     def source(self) -> str:

@@ -29,6 +29,10 @@ class FlyTarget(ScriptedTarget):
     def describe(self) -> str:
         return f"production {self.app}:{self.db}"
 
+    @property
+    def downloads_name(self) -> str:
+        return f"fly-{self.app}"
+
     # -- the machine
     @property
     def volume(self) -> fly.Volume:
