@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from ops import retention
-from ops.engine import EngineError, in_future
+from ops.engine import EngineError, in_future, same_source
 from ops.errors import ExitCode, OpsError
 from ops.ui import UI, backup_phases, human_age, human_bytes
 
@@ -65,7 +65,7 @@ def space_hint(target, shortfall: int, keep: int | None) -> str:
     """The next step out of a full folder, computed from the listing: the largest
     ``--keep N`` that frees at least ``shortfall`` bytes (a backup's size if unknown)."""
     try:
-        found = target.list()
+        found = own_backups(target)[0]
     except (EngineError, OpsError):
         found = []
     now = dt.datetime.now(dt.UTC)
@@ -96,7 +96,7 @@ def cleanup(target, ui: UI, keep: int, *, dry_run: bool = False,
     label = f"retention keep {keep}" + (" (dry run)" if dry_run else "")
     with ui.step(label) as step:
         now = dt.datetime.now(dt.UTC)
-        found = target.list()
+        found, others = own_backups(target)
         protect = (made,) if made else ()
         decisions = retention.plan_retention(found, keep, now=now, protect=protect)
         if retention.to_remove(decisions):
@@ -111,7 +111,18 @@ def cleanup(target, ui: UI, keep: int, *, dry_run: bool = False,
         future = sum(1 for d in decisions if d.reason == retention.FUTURE)
         if future:
             step.detail += f" ({future} dated in the future, left alone)"
+        if others:
+            step.detail += f" ({len(others)} of another database, left alone)"
     return decisions
+
+
+def own_backups(target) -> tuple[list, list]:
+    """(this target's database's backups, other databases' backups) in its folder:
+    retention counts and removes only the first (issue 16 #3)."""
+    source = getattr(target, "source", None)
+    found = target.list()
+    mine = [item for item in found if same_source(item.source, source)]
+    return mine, [item for item in found if not same_source(item.source, source)]
 
 
 def newest_good(target, found, now: dt.datetime, ui: UI) -> str:

@@ -242,15 +242,16 @@ def test_restore_from_a_missing_file_calls_nothing(prod, tmp_path):
     assert prod.calls() == []
 
 
-def test_production_dry_run_calls_no_flyctl_at_all(prod):
-    changed_after_backup(prod)
+def test_production_dry_run_only_lists_to_say_which_backup_latest_is(prod):
+    made = changed_after_backup(prod)
     result = prod.run("restore", "--production", "--dry-run", "--json")
     assert result.returncode == 0, result
     steps = result.json()["steps"]
     assert [s["key"] for s in steps] == ["resolve", "choose", "restore", "restart", "health",
                                          "record"]
     assert steps[3]["commands"][0][:2] == ["machine", "restart"]
-    assert prod.calls() == []
+    assert result.json()["backup"] == made.name and f"latest is {made.name}" in result.stderr
+    assert [label(a) for a in prod.calls()] == [*RESOLVE, "ssh list"]  # reads only
 
 
 @pytest.mark.parametrize("tools", ["python3", "none"])
