@@ -14,7 +14,7 @@ from invoke.exceptions import Exit
 from ops import backups, config, restore
 from ops.cli import guarded, invoke_command, task
 from ops.commands.positional import OptionalPositionalTask
-from ops.engine import in_future, parse_iso
+from ops.engine import in_future, latest_reason, parse_iso, same_source
 from ops.errors import ExitCode, OpsError
 from ops.targets.fly import FlyTarget
 from ops.targets.local import LocalTarget
@@ -194,15 +194,19 @@ def list_(c, production=False, host=None, json=False):
     if future:
         ui.warn(f"{len(future)} backup(s) dated in the future (a clock that ran ahead, or not "
                 "backups at all): never counted as the newest, never removed by retention")
+    source = getattr(target, "source", None)
     if json:
-        ui.emit([asdict(item) | {"future": item.name in future} for item in found])
+        ui.emit([asdict(item) | {"future": item.name in future,
+                                 "latest_may_name": latest_reason(item, now, source) is None}
+                 for item in found])
         return
     if not found:
         ui.info(f"No backups in {folder}.")
         return
+    kinds = [what_it_is(item, source) for item in found]
     ui.table(  # 80 columns: the name already says when (UTC), so no `created` column
         f"Backups in {folder} ({len(found)})",
-        ["name", "age", "size", "recorded sha256", "sidecars"],
+        ["name", "age", "size", "recorded sha256", "sidecars"] + (["what"] if any(kinds) else []),
         [
             [
                 item.name,
@@ -211,13 +215,33 @@ def list_(c, production=False, host=None, json=False):
                 human_bytes(item.size),
                 (item.sha256 or "no record")[:12],
                 sidecars(item),
-            ]
-            for item in found
+            ] + ([kind] if any(kinds) else [])
+            for item, kind in zip(found, kinds, strict=True)
         ],
     )
+    for item in found:
+        if item.kind == "safety":
+            made = item.restore or {}
+            ui.info(f"safety: {item.name} is the copy a restore made of the live database "
+                    f"before it put back {made.get('backup') or '?'} (at "
+                    f"{made.get('when') or '?'}); never latest. To undo that restore: "
+                    f"invoke restore {item.name}{target.flag} --yes")
     if any(not item.sha256 and not item.verified for item in found):
         ui.info("no record: made without .sha256/.json sidecars (the old npm scripts); "
                 "`backup.verify` can check SQLite's integrity only")
+
+
+def what_it_is(item, source: str | None) -> str:
+    """The listing's `what` column: empty for an ordinary backup of this database."""
+    if item.kind == "safety":
+        return "safety"
+    if item.kind == "adopted":
+        return "adopted"
+    if item.kind != "backup":
+        return f"kind {item.kind}"
+    if not same_source(item.source, source):
+        return "other db"
+    return ""
 
 
 def sidecars(item) -> str:
