@@ -156,12 +156,19 @@ def staleness(report: dict, max_age_seconds: float | None) -> str | None:
     return None
 
 
-def require_ok(results: list[dict]) -> None:
+def require_ok(results: list[dict], flag: str = "") -> None:
     bad = [item for item in results if not item["ok"]]
     if bad:
         first = bad[0]
+        unrecorded = [item["name"] for item in bad
+                      if any(str(p).startswith("unverifiable") for p in item["problems"])]
+        hint = ""
+        if unrecorded:  # the old npm scripts' backups: one documented way out (issue 16 #14)
+            which = unrecorded[0] if len(unrecorded) == 1 else "all"
+            hint = (f"; {len(unrecorded)} without records (the old npm scripts'?): check and "
+                    f"adopt with `invoke backup.adopt {which}{flag}`")
         raise OpsError(
             f"{len(bad)} of {len(results)} backups failed verification; "
-            f"{first['name']}: {first['problems'][0]}",
+            f"{first['name']}: {first['problems'][0]}{hint}",
             ExitCode.VERIFY_FAILED,
         )

@@ -1156,6 +1156,90 @@ def latest_of(backups, now: dt.datetime, source: str | None = None, *, where: st
                       "not_found")
 
 
+# ---------------------------------------------------------------- adopt (issue 16 #14)
+
+
+def unrecorded(directory) -> list:
+    """Backups with no usable checksum record at all (the old npm scripts'), oldest first."""
+    return [item for item in list_backups(directory) if not recorded_sha256s(Path(item.path))]
+
+
+def adopt_backups(directory, which: str, *, by: str, dry_run: bool = False,
+                  lock_wait: float = 0.0) -> list[dict]:
+    """Give backups made without records (the old npm scripts') the records this tool
+    writes, after a full ``integrity_check``: ``NAME.sha256`` and ``NAME.json`` marked
+    ``kind: adopted`` with when and by whom. ``which`` is ``all`` (every unrecorded
+    backup) or one name. Under the folder's backup lock; a name whose sidecar is taken in
+    any form is refused, never written through; ``dry_run`` checks and writes nothing.
+    One verdict per backup: ``adopted`` (or ``would adopt``) or why not."""
+    directory = Path(directory)
+    with backup_lock(directory, lock_wait):
+        if which == "all":
+            chosen = unrecorded(directory)
+        else:
+            chosen = [item for item in list_backups(directory) if item.name == check_name(which)]
+            if not chosen:
+                raise EngineError(f"no backup named {which} in {directory}", "not_found")
+            if recorded_sha256s(Path(chosen[0].path)):
+                raise EngineError(f"{which} already has a checksum record: nothing to adopt "
+                                  "(`invoke backup.verify` checks it)", "usage")
+        return [_adopt_one(Path(item.path), by, dry_run) for item in chosen]
+
+
+def _adopt_one(path: Path, by: str, dry_run: bool) -> dict:
+    verdict = {"name": path.name, "ok": False, "adopted": False, "sha256": None,
+               "problem": None}
+    taken = [side.name for side in sidecars(path) if os.path.lexists(side)]
+    if taken:
+        verdict["problem"] = (f"{', '.join(taken)} exists but is not a usable record: "
+                              "look at it and remove it by hand first")
+        return verdict
+    started = time.monotonic()
+    try:
+        check_sqlite_file(path, "backup")
+        digest = sha256_file(path)
+        problems = run_check(path, "integrity")
+        if problems:
+            verdict["problem"] = f"integrity_check failed: {problems[0]}"
+            return verdict
+        tables, content, fmt = describe_file(path)
+        if sha256_file(path) != digest:
+            verdict["problem"] = "the file changed while it was checked"
+            return verdict
+    except EngineError as exc:
+        verdict["problem"] = str(exc)
+        return verdict
+    verdict.update(ok=True, sha256=digest)
+    if dry_run:
+        return verdict
+    created = parse_created(path.name)
+    result = BackupResult(
+        name=path.name, path=str(path), created=iso(created), size=path.stat().st_size,
+        sha256=digest, check="integrity", seconds=round(time.monotonic() - started, 3),
+        source="", strategy="adopted", tables=tables, content_sha256=content,
+        content_format=fmt, kind="adopted",
+        adopted={"when": iso(dt.datetime.now(UTC)), "by": by[:200]})
+    staged, placed = [], []
+    try:
+        for side, text in ((sidecars(path)[0], f"{digest}  {path.name}\n"),
+                           (sidecars(path)[1], json.dumps(asdict(result), indent=2) + "\n")):
+            hidden = side.with_name(f"{TMP_PREFIX}{side.name}.{os.getpid()}")
+            write_private(hidden, text)
+            staged.append((hidden, side))
+        for hidden, side in staged:
+            os.link(hidden, side, follow_symlinks=False)  # never over anything
+            placed.append(side)
+    except OSError as exc:
+        _unlink_all(placed)
+        verdict.update(ok=False, problem=f"cannot write its records: {exc.strerror or exc}")
+        return verdict
+    finally:
+        _unlink_all(hidden for hidden, _ in staged)
+    fsync_path(path.parent)
+    verdict["adopted"] = True
+    return verdict
+
+
 # ---------------------------------------------------------------- restore
 
 
@@ -1882,6 +1966,8 @@ def drill_backup(path, *, check: str = "integrity", scratch_dir=None) -> dict:
         recorded = read_drill_record(path)
     except EngineError as exc:
         recorded, problems = {}, [*problems, str(exc)]
+    if not recorded_sha256s(path):  # as verify and restore judge it (issue 16 #14)
+        problems.append(UNVERIFIABLE)
     result = {"name": path.name, "ok": False, "restorable": False, "seconds": 0.0,
               "check": check, "sha256": digest, "recorded": bool(recorded),
               "recorded_content": bool(recorded.get("content_sha256")),
@@ -1951,6 +2037,12 @@ def main(argv: list[str] | None = None) -> int:
     p_counts.add_argument("--db", required=True)
     p_counts.add_argument("--dir", required=True)
     p_counts.add_argument("--which", default="latest")
+    p_adopt = sub.add_parser("adopt")
+    p_adopt.add_argument("--dir", required=True)
+    p_adopt.add_argument("--which", required=True)
+    p_adopt.add_argument("--by", required=True)
+    p_adopt.add_argument("--dry-run", action="store_true")
+    p_adopt.add_argument("--lock-wait", type=float, default=0.0)
     p_drill = sub.add_parser("drill")
     p_drill.add_argument("--dir", required=True)
     p_drill.add_argument("--which", default="latest")
@@ -1977,6 +2069,9 @@ def main(argv: list[str] | None = None) -> int:
                                     content_hash=not args.no_content_hash)
         elif args.command == "counts":
             data = live_and_recorded_counts(args.db, args.dir, args.which)
+        elif args.command == "adopt":
+            data = adopt_backups(args.dir, args.which, by=args.by, dry_run=args.dry_run,
+                                 lock_wait=args.lock_wait)
         elif args.command == "drill":
             chosen = resolve_backup(args.dir, args.which)[0]
             data = drill_backup(chosen.path, check=args.check, scratch_dir=args.dir)

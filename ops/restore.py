@@ -367,8 +367,15 @@ class Restore:
                 "with backup " + describe_backup(name, chosen.created, chosen.size,
                                                  counts.get("backup"), now),
             ])
-        data = self._step("restore", f"restore {name} on the machine", lambda: self._remote(
-            name))
+        try:
+            data = self._step("restore", f"restore {name} on the machine", lambda: self._remote(
+                name))
+        except OpsError as exc:
+            hint = adopt_hint(["unverifiable"] if "unverifiable:" in str(exc) else [], name,
+                              self._flag())
+            if hint:
+                raise OpsError(f"{exc}{hint}", exc.code) from None
+            raise
         if o.production:
             self._settle(stopped)
         self._proven(data.get("proof"))
@@ -437,11 +444,19 @@ def wait_for_backup_block(url: str, *, timeout: float, interval: float) -> str:
 # ---------------------------------------------------------------- drill
 
 
+def unverifiable(result: dict) -> bool:
+    """A drill of a backup without any checksum record (the old npm scripts')."""
+    return any(str(p).startswith("unverifiable") for p in result.get("problems") or [])
+
+
 def drill_summary(result: dict) -> str:
     """One line: what the drill found, and the restore time (the RTO)."""
     if not result["restorable"]:
         return f"{result['name']}: NOT restorable: {'; '.join(result['problems'][:2])}"
     head = f"{result['name']}: restored in {result['seconds']:.3f}s (recovery time objective)"
+    if unverifiable(result):  # as verify and restore say (issue 16 #14)
+        return (f"{head}; but unverifiable: no checksum record says it is the backup that "
+                f"was made (adopt it first: invoke backup.adopt {result['name']})")
     if result["problems"] or result["differences"]:
         found = (result["problems"] + result["differences"])[:3]
         return f"{head}; DIFFERS from its record: {'; '.join(found)}"

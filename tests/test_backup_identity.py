@@ -401,3 +401,97 @@ def on_a_terminal(args: list[str], cwd: Path):
 
     return term, read
 
+
+
+# ---------------------------------------------------------------- 14. old npm backups
+
+
+def test_drill_verify_and_restore_agree_on_an_npm_backup_until_it_is_adopted(
+        tmp_path, wal_db, backup_dir, run_invoke):
+    """An npm backup (no records): verify, drill and restore all refuse it as
+    unverifiable, each naming `invoke backup.adopt NAME`; once adopted all three pass."""
+    old = helpers.old_script_backup(backup_dir, days_ago(3), wal_db)
+    change(wal_db)
+    verify, drill, restore, listed = helpers.run_parallel([
+        lambda: run_invoke("backup.verify", "all"),
+        lambda: run_invoke("backup.drill", old.name, "--json"),
+        lambda: run_invoke("restore", old.name, "--yes"),
+        lambda: run_invoke("backup.list"),
+    ])
+    for result in (verify, drill, restore):
+        line = helpers.assert_one_line_error(result, 5, strict=False)
+        assert "unverifiable" in line and f"invoke backup.adopt {old.name}" in line, result
+    assert "✗ drill" in drill.stderr and "unverifiable" in drill.stderr
+    assert "invoke backup.adopt NAME" in listed.stderr
+
+    dry = run_invoke("backup.adopt", "all", "--dry-run", "--json")
+    assert dry.returncode == 0, dry
+    assert [(v["name"], v["ok"], v["adopted"]) for v in dry.json()["adopted"]] == [
+        (old.name, True, False)]
+    assert not Path(f"{old}.json").exists()  # a dry run writes nothing
+
+    adopted = run_invoke("backup.adopt", "all", "--json")
+    assert adopted.returncode == 0, adopted
+    assert [(v["name"], v["adopted"]) for v in adopted.json()["adopted"]] == [(old.name, True)]
+    record = json.loads(Path(f"{old}.json").read_text())
+    assert record["kind"] == "adopted" and record["check"] == "integrity"
+    assert record["adopted"]["by"] and record["adopted"]["when"].endswith("Z")
+    assert record["sha256"] == helpers.sha256(old)
+    again = run_invoke("backup.adopt", "all")  # nothing left to adopt
+    assert again.returncode == 0 and "nothing to adopt" in again.stderr, again
+
+    verify, drill = helpers.run_parallel([
+        lambda: run_invoke("backup.verify", "all"),
+        lambda: run_invoke("backup.drill", old.name, "--json"),
+    ])
+    assert verify.returncode == 0, verify
+    assert drill.returncode == 0 and drill.json()["ok"], drill
+    restore = run_invoke("restore", old.name, "--yes")
+    assert restore.returncode == 0, restore
+    assert engine.count_rows(wal_db, live=True)["steps"] == 3000
+
+
+def test_adopt_refuses_a_damaged_backup_and_a_planted_record(tmp_path, wal_db, backup_dir,
+                                                              run_invoke):
+    bad = helpers.old_script_backup(backup_dir, days_ago(2), wal_db)
+    helpers.break_an_index(bad)
+    planted = helpers.old_script_backup(backup_dir, days_ago(1), wal_db)
+    Path(f"{planted}.json").symlink_to(wal_db)  # never written through
+    recorded = engine.create_backup(wal_db, backup_dir)
+    result = run_invoke("backup.adopt", "all", "--json")
+    line = helpers.assert_one_line_error(result, 5, strict=False)
+    assert "2 of 2 backups not adopted" in line
+    verdicts = {v["name"]: v for v in result.json()["adopted"]}
+    assert set(verdicts) == {bad.name, planted.name}  # the recorded one is not touched
+    assert "integrity_check failed" in verdicts[bad.name]["problem"]
+    assert "exists but is not a usable record" in verdicts[planted.name]["problem"]
+    assert not Path(f"{bad}.json").exists() and not Path(f"{bad}.sha256").exists()
+    assert Path(f"{planted}.json").is_symlink() and engine.count_rows(wal_db)["steps"] == 3000
+    one = run_invoke("backup.adopt", recorded.name)
+    helpers.assert_one_line_error(one, 2, contains="already has a checksum record")
+
+
+def test_adopt_on_production(fly_world, tmp_path):
+    prod = make_prod(tmp_path, fly_world)
+    (old,) = prod.seed(2, sidecars=False)
+    refused = prod.run("restore", old, "--production", "--yes")
+    line = helpers.assert_one_line_error(refused, 5, strict=False)
+    assert f"invoke backup.adopt {old} --production" in line
+    result = prod.run("backup.adopt", old, "--production", "--json")
+    assert result.returncode == 0, result
+    record = json.loads((prod.remote_dir / f"{old}.json").read_text())
+    assert record["kind"] == "adopted"
+    drill = prod.run("backup.drill", old, "--production", "--json")
+    assert drill.returncode == 0 and drill.json()["ok"], drill
+    listed = {i["name"]: i for i in prod.run("backup.list", "--production", "--json").json()}
+    assert listed[old]["kind"] == "adopted" and listed[old]["latest_may_name"]
+
+
+def test_adopt_on_a_machine_without_python3_changes_nothing(fly_world, tmp_path):
+    """Its records carry the engine's content hash (what a drill compares): python3 only."""
+    prod = make_prod(tmp_path, fly_world)
+    prod.world.remove_machine_tools("python3")
+    (old,) = prod.seed(2, sidecars=False)
+    result = prod.run("backup.adopt", old, "--production", "--json")
+    helpers.assert_one_line_error(result, 2, contains="needs python3", strict=False)
+    assert not (prod.remote_dir / f"{old}.json").exists()

@@ -71,7 +71,9 @@ def test_drill_reports_content_changed_after_the_backup_was_made(wal_db, backup_
 
 
 def test_drill_of_an_old_backup_says_nothing_was_recorded(wal_db, backup_dir, run_invoke):
+    """A backup with a checksum record but no counts (an early version of this tool)."""
     old = helpers.old_script_backup(backup_dir, helpers.utc(2026, 1, 2, 3, 4, 5), wal_db)
+    Path(f"{old}.sha256").write_text(f"{helpers.sha256(old)}  {old.name}\n")
     result = run_invoke("backup.drill", old.name)
     assert result.returncode == 0, result
     assert "nothing recorded to compare" in result.stderr

@@ -11,7 +11,7 @@ from dataclasses import asdict
 
 from invoke.exceptions import Exit
 
-from ops import backups, config, restore
+from ops import audit, backups, config, restore
 from ops.cli import guarded, invoke_command, task
 from ops.commands.positional import OptionalPositionalTask
 from ops.engine import in_future, latest_reason, parse_iso, same_source
@@ -228,7 +228,9 @@ def list_(c, production=False, host=None, json=False):
                     f"invoke restore {item.name}{target.flag} --yes")
     if any(not item.sha256 and not item.verified for item in found):
         ui.info("no record: made without .sha256/.json sidecars (the old npm scripts); "
-                "`backup.verify` can check SQLite's integrity only")
+                "verify, drill and restore refuse them as unverifiable until adopted: "
+                f"`invoke backup.adopt NAME{target.flag}` (or `all`) checks them and "
+                "records them")
 
 
 def what_it_is(item, source: str | None) -> str:
@@ -303,7 +305,47 @@ def verify(c, which, quick=False, production=False, host=None, json=False):
         step.detail = f"{sum(1 for item in results if item['ok'])} of {len(results)} ok"
         if json:
             ui.emit(results)
-        backups.require_ok(results)
+        backups.require_ok(results, target.flag)
+
+
+@task(
+    positional=["which"],
+    help={
+        "which": "all (every backup without records) or one backup's file name (required)",
+        "production": PRODUCTION,
+        "host": HOST,
+        "dry_run": "check and say what would be adopted; write nothing",
+        "json": JSON,
+    },
+)
+@guarded
+@closes_targets
+def adopt(c, which, production=False, host=None, dry_run=False, json=False):
+    """Adopt old backups made without records (the npm scripts'): integrity_check, then
+    records marked as adopted, with when and by whom."""
+    reject_flag_as_name(which, "backup.adopt")
+    settings, target, ui = open_target(c, production=production, host=host, json=json)
+    target.folder()
+    shown = which if which.isprintable() else repr(which)
+    dry = " (dry run)" if dry_run else ""
+    with ui.step(f"adopt {shown} on {target.describe()}{dry}") as step:
+        results = target.adopt(which, by=audit.who(), dry_run=dry_run)
+        good = sum(1 for item in results if item.get("ok"))
+        step.detail = (f"{'would adopt' if dry_run else 'adopted'} {good} of {len(results)}"
+                       if results else "nothing to adopt: every backup has its records")
+        if good < len(results):
+            step.outcome, step.reason = "failed", f"{len(results) - good} not adopted"
+    for item in results:
+        verdict = ("would adopt" if dry_run else "adopted") if item.get("ok") else "NOT adopted"
+        ui.info(f"  {item['name']}  {verdict}" + (
+            f"  sha256 {str(item.get('sha256'))[:12]}  integrity_check ok" if item.get("ok")
+            else f": {item.get('problem')}"))
+    if json:
+        ui.emit({"dry_run": dry_run, "adopted": results})
+    bad = [item for item in results if not item.get("ok")]
+    if bad:
+        raise OpsError(f"{len(bad)} of {len(results)} backups not adopted; {bad[0]['name']}: "
+                       f"{bad[0].get('problem')}", ExitCode.VERIFY_FAILED)
 
 
 @task(
@@ -439,11 +481,13 @@ def drill(c, which="latest", production=False, host=None, quick=False, json=Fals
         step.detail = f"{result['name']}  restore {result['seconds']:.3f}s"
         if not result["ok"]:  # the line says what the result says (issue 16 #15)
             step.outcome, step.reason = "failed", "not restorable" if not result.get(
-                "restorable") else "differs from its record"
+                "restorable") else "unverifiable" if restore.unverifiable(result) \
+                else "differs from its record"
     ui.info(restore.drill_summary(result))
     if json:
         ui.emit(result)
     if not result["ok"]:
         raise OpsError(f"drill of {result['name']} failed: "
-                       + "; ".join((result["problems"] + result["differences"])[:2]),
+                       + "; ".join((result["problems"] + result["differences"])[:2])
+                       + restore.adopt_hint(result["problems"], result["name"], target.flag),
                        ExitCode.VERIFY_FAILED)

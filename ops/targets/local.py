@@ -125,6 +125,11 @@ class LocalTarget:
                 on_result(results[-1])
         return results
 
+    def adopt(self, which: str, *, by: str, dry_run: bool = False) -> list[dict]:
+        """Records for backups made without them (``engine.adopt_backups``)."""
+        return engine.adopt_backups(self.dir, which, by=by, dry_run=dry_run,
+                                    lock_wait=self.lock_wait())
+
     def delete(self, names: list[str]) -> list[str]:
         if not self.dir.is_dir():
             return []

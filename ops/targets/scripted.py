@@ -230,6 +230,17 @@ class ScriptedTarget:
                     on_result(results[-1])
         return results
 
+    def adopt(self, which: str, *, by: str, dry_run: bool = False) -> list[dict]:
+        """Records for backups made without them, on the host (its python3)."""
+        output = self._run(remote.adopt_script(self.dir, which, by, dry_run=dry_run,
+                                               lock_wait=self.settings.lock_wait),
+                           engine_source=True, timeout=self.session.deadline(), what="adopt")
+        data = output.data("adopt")
+        if not isinstance(data, list) or not all(isinstance(v, dict) and isinstance(
+                v.get("name"), str) for v in data):
+            raise OpsError("the machine's adopt answered something this tool did not print")
+        return data
+
     def delete(self, names: list[str]) -> list[str]:
         if names:
             output = self._run(remote.delete_script(self.dir, names, self.settings.lock_wait))
