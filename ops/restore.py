@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import shlex
+import shutil
+import sqlite3
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +37,7 @@ class RestoreOptions:
     host: str = ""  # an SSH host ([user@]host[:port]) instead of the Fly machine
     from_path: str | None = None
     busy_timeout: float = 10.0
+    app_stopped: bool = False  # --app-stopped: a corrupt or missing live database may be replaced
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,10 @@ class Restore:
     target: object = None  # ops.targets.fly.FlyTarget for --production
     yes: bool = False
     record: dict = field(default_factory=dict)
+    # (backup, live database, safety backup) from the copy's start to its proof: an
+    # interruption then finds out which content the live database holds (``_settled``)
+    restoring: tuple | None = None
+    scratch: Path | None = None  # restore --from: the private copy's folder, removed at the end
 
     def run(self) -> dict:
         o = self.options
@@ -173,19 +181,19 @@ class Restore:
                 self.record["outcome"] = "failed"
             self.record.update(exit_code=int(error.code), error=str(error))
             raise error from None
-        except KeyboardInterrupt:
-            self.record.update(outcome="interrupted", exit_code=int(ExitCode.INTERRUPTED))
-            raise
-        except Terminated as exc:  # SIGTERM/SIGHUP (a cancelled CI job): recorded as such
-            self.record.update(outcome=f"terminated by {exc.name}",
-                               exit_code=int(ExitCode.TERMINATED))
+        except (KeyboardInterrupt, Terminated) as exc:
+            term = isinstance(exc, Terminated)  # SIGTERM/SIGHUP: a cancelled CI job
+            self.record.update(outcome=f"terminated by {exc.name}" if term else "interrupted",
+                               exit_code=int(ExitCode.TERMINATED if term
+                                             else ExitCode.INTERRUPTED))
+            self._settled(getattr(exc, "name", "SIGINT"))
             raise
         except Exception as exc:  # never `running` in the log, never a traceback
             self.record.update(outcome="failed", exit_code=int(ExitCode.ERROR),
                                error=cli.one_line(exc))
             raise OpsError(f"restore failed: {cli.one_line(exc)}") from None
         finally:
-            if self.record["outcome"] in ("running", "interrupted") or \
+            if self.record["outcome"] in ("running", "interrupted", "not restored") or \
                     self.record["outcome"].startswith("terminated"):
                 for line in by_hand(self.record, self._flag(), self._machine()):
                     self.ui.info(line)
@@ -193,9 +201,40 @@ class Restore:
                 self.ui.info(f"Safety backup: {self.record['safety_backup']['name']}. To undo "
                              "this restore: " + undo_command(self.record["safety_backup"]["name"],
                                                              self._flag()))
+            if self.scratch is not None:
+                shutil.rmtree(self.scratch, ignore_errors=True)
             self.record["finished"] = _now()
             if self.record["outcome"] != "not started":  # a declined restore too
                 self._append()
+
+    def _settled(self, signal_name: str) -> None:
+        """Interrupted during the copy or its proof: compare the live database with the
+        backup and the safety backup now, and say and record what it holds."""
+        if self.restoring is None:
+            return
+        backup, db, safety = self.restoring
+        try:
+            proof = engine.live_holds(db, backup, safety)
+        except (EngineError, OSError, sqlite3.Error) as exc:
+            self.ui.warn(f"{signal_name} during the restore; could not read the live database "
+                         f"to see what it holds: {exc}")
+            return
+        self.record.update(proof=proof, holds=proof["holds"], interrupted=signal_name,
+                           tables_after=proof["tables"])
+        name = self.record["backup"]["name"]
+        if proof["ok"]:
+            self.record["outcome"] = "ok"
+            self.ui.info(f"{signal_name} came after the copy: the live database holds backup "
+                         f"{name} (proven: {engine.proof_summary(proof)})")
+        elif proof["holds"] == "safety":
+            self.record["outcome"] = "not restored"
+            self.ui.info(f"{signal_name} came before the copy committed: the live database "
+                         "still holds its content from before (nothing was changed)")
+        else:
+            self.record["outcome"] = "failed"
+            self.ui.warn(f"{signal_name} during the restore: the live database holds neither "
+                         f"backup {name} nor its content from before: "
+                         + "; ".join(engine.proof_problems(proof)))
 
     def _where(self) -> str:
         s = self.settings
@@ -258,15 +297,21 @@ class Restore:
         backup or cleanup can remove the chosen backup meanwhile (issue 16 #10)."""
         s, o = self.settings, self.options
         db, directory = Path(s.db_path), Path(s.backup_dir)
-        engine.check_sqlite_file(db, "database")
+        state, why = engine.live_state(db)
+        if state != "ok" and not o.app_stopped:
+            raise OpsError.from_engine(engine.broken_live_refusal(
+                db, state, why, "stop it, then run `invoke restore --app-stopped`"))
         local = LocalTarget(s, self.ui)
         local.folder()
+        local.names(o.which)  # a bad or unknown name fails before any lock is taken
         with engine.file_lock(directory / engine.RESTORE_LOCK, s.lock_wait, "another restore"), \
                 engine.held_backup_lock(directory, local.lock_wait()):
             chosen, verdict = self._step("verify", f"verify backup {o.which}", lambda: _verified(
                 local, o.which, s.check))
             self.record["backup"] = {"name": chosen.name, "sha256": verdict["sha256"],
                                      "created": chosen.created}
+            if state != "ok":
+                return self._local_broken(db, directory, chosen, state, why)
             engine.check_page_sizes(chosen.path, db)
             recorded = _recorded_tables(Path(chosen.path))
             live_rows = engine.count_rows(db, live=True)
@@ -283,12 +328,39 @@ class Restore:
             self.record["safety_backup"] = {"name": safety["name"], "sha256": safety["sha256"]}
             self.record["tables_before"] = safety.get("tables")
             snapshot: dict = {}
+            self.restoring = (chosen.path, db, directory / safety["name"])
             seconds = self._step("restore", f"restore {chosen.name} into {db}", lambda: _timed(
                 engine.restore_live(chosen.path, db, busy_timeout=o.busy_timeout,
                                     snapshot=snapshot)))
             self.record["restore_seconds"] = seconds
             self._step("check", f"prove the restore: {db} against {chosen.name}",
                        lambda: self._prove(chosen.path, db, snapshot, safety))
+            self.restoring = None
+        self._show_counts()
+
+    def _local_broken(self, db: Path, directory: Path, chosen, state: str, why: str) -> None:
+        """A corrupt live database is moved aside (never deleted) with its -wal/-shm, a
+        missing one is simply absent; the backup is then placed there and proven."""
+        s = self.settings
+        self.record.update(live_state=state, live_problem=why)
+        aside = engine.aside_name(db, dt.datetime.now(dt.UTC))
+        first = (f"The live database {db} is corrupt ({why}): it is moved aside to "
+                 f"{aside.name} (with its -wal/-shm), never deleted" if state == "corrupt"
+                 else f"The live database {db} is missing")
+        backup = describe_backup(chosen.name, chosen.created, chosen.size,
+                                 _recorded_tables(Path(chosen.path)), dt.datetime.now(dt.UTC))
+        self._confirm([first, f"and backup {backup} is restored into its place (the app is "
+                       "stopped: --app-stopped)"])
+        # the caller (``_local``) holds the restore lock and the folder's backup lock
+        done = self._step("restore", f"restore {chosen.name} into the {state} {db}",
+                          lambda: _placed(engine.replace_broken_live(
+                              chosen.path, db, state, check=s.check)))
+        self.record["moved_aside"] = done["moved_aside"]
+        self.record["restore_seconds"] = done["restore_seconds"]
+        if done["moved_aside"]:
+            self.ui.info(_kept(done["moved_aside"], "here"))
+        self._step("check", f"prove the restore: {db} against {chosen.name}",
+                   lambda: (self._proven(done["proof"]), engine.proof_summary(done["proof"])))
         self._show_counts()
 
     def _prove(self, backup, db: Path, snapshot: dict, safety: dict):
@@ -322,6 +394,10 @@ class Restore:
     # -- on the Fly machine or an SSH host
     def _on_target(self) -> None:
         o, s, target = self.options, self.settings, self.target
+        if o.production and o.app_stopped:
+            raise OpsError("--app-stopped is for a local database or --host; on Fly, stop "
+                           "the app with `invoke emergency.stop` (its marker says it is "
+                           "stopped), then restore", ExitCode.USAGE)
         if o.from_path and not Path(o.from_path).is_file():
             raise OpsError(f"--from: no such file: {o.from_path}", ExitCode.NOT_FOUND)
         stopped = False
@@ -338,8 +414,12 @@ class Restore:
         if o.from_path:
             local = Path(o.from_path)
             name = _name_for(local)
+            # one read of the file: what is verified is what is uploaded (its SHA-256,
+            # computed while reading, is checked again on the machine)
+            scratch = self.scratch = Path(tempfile.mkdtemp(prefix="ops-upload-"))
+            copy, digest = engine.copy_for_upload(local, scratch)
             verdict = self._step("verify", f"verify {local}", lambda: _verified_file(
-                local, s.check))
+                local, s.check, copy, digest))
             self.record["backup"] = {"name": name, "sha256": verdict["sha256"],
                                      "from": str(local)}
             created = engine.iso(engine.parse_created(name))
@@ -353,7 +433,8 @@ class Restore:
             ])
             manifest = _manifest(local)
             self._step("upload", f"upload {local.name} as {name}", lambda: _uploaded(
-                target.upload(local, name, manifest)))
+                target.upload(copy, name, manifest, sha256=digest)))
+            shutil.rmtree(scratch, ignore_errors=True)
         else:
             chosen = self._step("choose", f"find backup {o.which}", lambda: _listed(
                 target, o.which))
@@ -369,7 +450,7 @@ class Restore:
             ])
         try:
             data = self._step("restore", f"restore {name} on the machine", lambda: self._remote(
-                name))
+                name, app_stopped=stopped if o.production else o.app_stopped))
         except OpsError as exc:
             hint = adopt_hint(["unverifiable"] if "unverifiable:" in str(exc) else [], name,
                               self._flag())
@@ -409,8 +490,14 @@ class Restore:
             self.ui.warn(f"could not count rows on the machine: {exc}")
             return {}
 
-    def _remote(self, name: str):
-        data = self.target.restore(name, busy_timeout=self.options.busy_timeout)
+    def _remote(self, name: str, app_stopped: bool = False):
+        data = self.target.restore(name, busy_timeout=self.options.busy_timeout,
+                                   app_stopped=app_stopped)
+        for key in ("live_state", "moved_aside"):
+            if data.get(key):
+                self.record[key] = data[key]
+        if data.get("moved_aside"):
+            self.ui.info(_kept(data["moved_aside"], "on the machine"))
         safety = data.get("safety_backup") or {}
         if safety.get("name"):
             self.record["safety_backup"] = {"name": safety["name"],
@@ -503,7 +590,7 @@ def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> 
     why = record.get("outcome", "stopped")
     lines = [f"The restore was {why}" + (f" after step {steps[-1]}" if steps else
                                          " before its first step") + "."]
-    if "restore" not in steps:
+    if "restore" not in steps or record.get("holds") == "safety":  # proven unchanged
         lines.append("The live database was not changed" + (
             " by this run" if not safety else f" (safety backup {safety} was made)") + ".")
         if backup:
@@ -522,8 +609,8 @@ def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> 
     return lines
 
 
-def _verified_file(path: Path, check: str):
-    verdict = engine.verify_backup(path, check)
+def _verified_file(path: Path, check: str, copy: Path, digest: str):
+    verdict = engine.verify_copy(path, copy, digest, check)
     if not verdict.ok:
         raise OpsError(f"{path} failed verification, nothing was changed: "
                        f"{verdict.problems[0]}", ExitCode.VERIFY_FAILED)
@@ -557,6 +644,15 @@ def _recorded_tables(path: Path) -> dict | None:
 
 def _made(result: dict):
     return result, f"{result['name']}  sha256 {result['sha256'][:12]}  verified"
+
+
+def _kept(moved: list[str], where: str) -> str:
+    return f"Kept the corrupt database {where}, never deleted: {', '.join(sorted(moved))}"
+
+
+def _placed(done: dict):
+    moved = f"; moved aside: {len(done['moved_aside'])} file(s)" if done["moved_aside"] else ""
+    return done, f"{done['restore_seconds']:.3f}s into a new file{moved}"
 
 
 def _timed(seconds: float):

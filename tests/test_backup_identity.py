@@ -337,7 +337,9 @@ def test_sigterm_while_the_restore_waits_for_the_app_leaves_an_honest_record(
     assert proc.returncode == 143, shown
     assert "Traceback" not in shown
     line = audit(tmp_path / "data" / "deploys.jsonl")[-1]
-    assert (line["outcome"], line["exit_code"]) == ("terminated by SIGTERM", 143)
+    assert line["exit_code"] == 143 and line["outcome"] in (
+        "terminated by SIGTERM", "not restored"), line  # proven unchanged: not restored
+    assert line["outcome"] == "terminated by SIGTERM" or line["interrupted"] == "SIGTERM"
     safety = line["safety_backup"]["name"]
     assert f"invoke restore {safety} --yes" in shown or "not changed" in shown, shown
     assert f"invoke restore {made.name} --yes" in shown
