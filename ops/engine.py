@@ -896,7 +896,7 @@ def _full_error(source: Path, tmp: Path) -> EngineError:
     return no_space_error(tmp.parent, needed, free, "backup folder is full:")
 
 
-def publish(tmp: Path, final: Path, result: BackupResult) -> None:
+def publish(tmp: Path | None, final: Path, result: BackupResult) -> None:
     """Write both sidecars under hidden names, then link them and last the backup into
     place: a link fails rather than overwrite, and never follows a symlink.
 
@@ -917,8 +917,9 @@ def publish(tmp: Path, final: Path, result: BackupResult) -> None:
         for hidden, path in staged:
             os.link(hidden, path, follow_symlinks=False)
             placed.append(path)
-        os.link(tmp, final, follow_symlinks=False)
-        placed.append(final)
+        if tmp is not None:  # None: records only, beside a file already in place (adopt)
+            os.link(tmp, final, follow_symlinks=False)
+            placed.append(final)
     except FileExistsError as exc:
         _unlink_all(placed)
         name = Path(exc.filename2 or exc.filename or final).name
@@ -1293,23 +1294,12 @@ def _adopt_one(path: Path, by: str, dry_run: bool) -> dict:
         source="", strategy="adopted", tables=tables, content_sha256=content,
         content_format=fmt, kind="adopted",
         adopted={"when": iso(dt.datetime.now(UTC)), "by": by[:200]})
-    staged, placed = [], []
     try:
-        for side, text in ((sidecars(path)[0], f"{digest}  {path.name}\n"),
-                           (sidecars(path)[1], json.dumps(asdict(result), indent=2) + "\n")):
-            hidden = side.with_name(f"{TMP_PREFIX}{side.name}.{os.getpid()}")
-            write_private(hidden, text)
-            staged.append((hidden, side))
-        for hidden, side in staged:
-            os.link(hidden, side, follow_symlinks=False)  # never over anything
-            placed.append(side)
-    except OSError as exc:
-        _unlink_all(placed)
-        verdict.update(ok=False, problem=f"cannot write its records: {exc.strerror or exc}")
+        publish(None, path, result)
+    except (OSError, EngineError) as exc:
+        verdict.update(ok=False, problem=f"cannot write its records: "
+                                         f"{getattr(exc, 'strerror', None) or exc}")
         return verdict
-    finally:
-        _unlink_all(hidden for hidden, _ in staged)
-    fsync_path(path.parent)
     verdict["adopted"] = True
     return verdict
 
