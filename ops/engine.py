@@ -1175,11 +1175,19 @@ def _any_manifest(path: Path) -> dict | None:
     fails ``read_manifest``'s checks still marks a safety backup (the listing's sh reads
     it the same way), so a damaged record errs towards "not `latest`"."""
     raw = read_small(sidecars(path)[1])
-    try:
-        data = json.loads(raw.decode("utf-8")) if raw is not None else None
-    except (ValueError, RecursionError):
+    if raw is None:
         return None
-    return data if isinstance(data, dict) else None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
+        data = None
+    if isinstance(data, dict):
+        return data
+    # not a JSON object (cut, hostile, too deep): read the fields as the listing's sh does
+    text = raw.decode("utf-8", "replace").replace("\n", "").replace("\r", "")
+    found = {key: hits[-1] for key in ("kind", "source")
+             if (hits := re.findall(rf'"{key}": *"([^"\\]*)"', text))}
+    return found or None
 
 
 def same_source(recorded: str | None, source: str | None) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from ops import engine, fly, health
+from ops.errors import OpsError
 from ops.targets.fly import lock, snapshots
 from ops.targets.fly.session import FlySession
 from ops.targets.protocol import Reporter
@@ -90,7 +91,12 @@ class FlyTarget(ScriptedTarget):
         named = (block.get("latest") or {}).get("name")
         if not named:
             return None
-        found = self.list()
+        try:
+            found = self.list()
+        except OpsError as exc:  # the app's word stands when the folder cannot be read
+            self.report.warn(f"could not list {self.dir} on the machine to check the app's "
+                             f"newest backup ({exc})")
+            return None
         now = dt.datetime.now(dt.UTC)
         item = next((b for b in found if b.name == named), None)
         reason = engine.latest_reason(item, now, self.source) if item else None
