@@ -78,7 +78,8 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
         steps.append(Step("choose", f"find backup {what} in {directory} on the machine", (ssh,)))
     steps += [
         Step("restore", f"on the machine (python3, else sqlite3): verify the backup, safety "
-             f"backup, restore into {db} through the backup API, integrity_check, row counts",
+             f"backup, restore into {db} through the backup API, prove it against the backup "
+             "(integrity_check, row counts, content hash)",
              (ssh,)),
         Step("restart", "restart the app's machine (skipped while emergency-stopped: "
              "then run invoke emergency.resume)", (tuple(fly.machine_restart(app, MACHINE)),)),
@@ -102,7 +103,8 @@ def _host_plan(o: RestoreOptions, what: str, *, db: str, directory: str) -> list
         steps.append(Step("choose", f"find backup {what} in {directory} on {o.host}"))
     return steps + [
         Step("restore", f"on {o.host} (python3, else sqlite3): verify the backup, safety "
-             f"backup, restore into {db} through the backup API, integrity_check, row counts"),
+             f"backup, restore into {db} through the backup API, prove it against the backup "
+             "(integrity_check, row counts, content hash)"),
         Step("record", "append the restore to the audit log"),
     ]
 
@@ -352,6 +354,7 @@ class Restore:
         self._confirm([first, f"and backup {backup} is restored into its place (the app is "
                        "stopped: --app-stopped)"])
         # the caller (``_local``) holds the restore lock and the folder's backup lock
+        self.restoring = (chosen.path, db, None)
         done = self._step("restore", f"restore {chosen.name} into the {state} {db}",
                           lambda: _placed(engine.replace_broken_live(
                               chosen.path, db, state, check=s.check)))
@@ -361,6 +364,7 @@ class Restore:
             self.ui.info(_kept(done["moved_aside"], "here"))
         self._step("check", f"prove the restore: {db} against {chosen.name}",
                    lambda: (self._proven(done["proof"]), engine.proof_summary(done["proof"])))
+        self.restoring = None
         self._show_counts()
 
     def _prove(self, backup, db: Path, snapshot: dict, safety: dict):

@@ -10,6 +10,7 @@ a writer holds the database, a corrupt live database, a missing one, hostile fol
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -270,3 +271,21 @@ def test_a_fifo_planted_as_the_record_never_hangs_the_restore(machine):
     assert result.returncode == 0, result
     assert stat.S_ISFIFO(manifest.lstat().st_mode)
     assert content(machine.db) == made.content_sha256
+
+
+# ---------------------------------------------------------------- what each engine records
+
+
+def test_every_engine_records_the_same_row_counts_and_content_hash(machine):
+    """A backup made on the machine records what the engine records here (json-2), so a
+    drill compares its content whichever engine made it."""
+    result = machine.run("backup", "--production", "--json")
+    assert result.returncode == 0, result
+    name = result.json()["backup"]["name"]
+    record = json.loads((machine.backups / f"{name}.json").read_text())
+    tables, digest, fmt = engine.describe_file(machine.backups / name)
+    assert (record["tables"], record["content_sha256"], record["content_format"]) == (
+        tables, digest, fmt)
+    drilled = machine.run("backup.drill", name, "--production", "--json")
+    assert drilled.returncode == 0, drilled
+    assert drilled.json()["recorded_content"] and drilled.json()["differences"] == []
