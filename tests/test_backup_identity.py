@@ -497,3 +497,35 @@ def test_adopt_on_a_machine_without_python3_changes_nothing(fly_world, tmp_path)
     result = prod.run("backup.adopt", old, "--production", "--json")
     helpers.assert_one_line_error(result, 2, contains="needs python3", strict=False)
     assert not (prod.remote_dir / f"{old}.json").exists()
+
+
+def test_adopt_over_ssh(ssh_host, tmp_path, run_invoke):
+    db = helpers.make_wal_db(tmp_path / "host" / "data" / "steps.db")
+    folder = tmp_path / "host" / "backups"
+    env = {"HOME": os.environ["HOME"], "INVOKE_DB_REMOTE_PATH": str(db),
+           "INVOKE_BACKUP_REMOTE_DIR": str(folder), "INVOKE_BACKUP_DIR": str(tmp_path / "local"),
+           "INVOKE_SSH_CONNECT_TIMEOUT": "5", "INVOKE_SSH_TIMEOUT": "60"}
+    addr = f"{ssh_host.user}@127.0.0.1:{ssh_host.port}"
+    old = helpers.old_script_backup(folder, days_ago(1), db)
+    refused = run_invoke("backup.verify", "all", "--host", addr, env=env)
+    line = helpers.assert_one_line_error(refused, 5, strict=False)
+    assert f"invoke backup.adopt {old.name} --host {addr}" in line
+    adopted = run_invoke("backup.adopt", "all", "--host", addr, "--json", env=env)
+    assert adopted.returncode == 0, adopted
+    assert json.loads(Path(f"{old}.json").read_text())["kind"] == "adopted"
+    assert run_invoke("backup.verify", "all", "--host", addr, env=env).returncode == 0
+
+
+@pytest.mark.parametrize("text", [
+    '{"name": "N", "kind": "safety", "source": "/d/steps.db", "tables": {"a": 1',  # cut
+    '{"kind": "safety", "x": ' + "[" * 20000 + "]" * 20000 + "}",  # too deep to parse
+])
+def test_a_record_that_does_not_parse_still_marks_a_safety_backup(tmp_path, text):
+    """Read like the machine's listing reads it: a damaged record errs towards "not
+    latest", never towards naming a restore's safety backup as the newest."""
+    made = engine.create_backup(helpers.make_wal_db(tmp_path / "steps.db"), tmp_path / "b")
+    Path(tmp_path / "b" / f"{made.name}.json").write_text(text.replace("N", made.name))
+    (found,) = engine.list_backups(tmp_path / "b")
+    assert found.kind == "safety"
+    with pytest.raises(engine.EngineError, match="a restore's safety backup"):
+        engine.resolve_backup(tmp_path / "b", "latest")
