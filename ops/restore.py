@@ -214,6 +214,8 @@ class Restore:
         backup and the safety backup now, and say and record what it holds."""
         if self.restoring is None:
             return
+        if self.restoring[0] == "remote":
+            return self._settled_remote(signal_name, self.restoring[1])
         backup, db, safety = self.restoring
         try:
             proof = engine.live_holds(db, backup, safety)
@@ -237,6 +239,27 @@ class Restore:
             self.ui.warn(f"{signal_name} during the restore: the live database holds neither "
                          f"backup {name} nor its content from before: "
                          + "; ".join(engine.proof_problems(proof)))
+
+    def _settled_remote(self, signal_name: str, name: str) -> None:
+        """Interrupted while the machine restored: ask it what the live database holds now
+        (its restore may have stopped, or may still be running)."""
+        self.record["interrupted"] = signal_name
+        try:
+            holds = self.target.holds(name)
+        except (OpsError, EngineError) as exc:
+            self.ui.warn(f"{signal_name} during the restore on the machine; could not ask it "
+                         f"what the live database holds: {exc}")
+            return
+        self.record["holds"] = holds
+        if holds == "backup":
+            self.record["outcome"] = "ok"
+            self.ui.info(f"{signal_name} during the restore on the machine: its live database "
+                         f"now holds backup {name}'s content")
+        else:
+            self.ui.warn(f"{signal_name} during the restore on the machine: its live database "
+                         f"does not hold backup {name}'s content now (its restore stopped "
+                         "before the copy, or is still running: look again with "
+                         "`invoke backup.list` and the audit log before retrying)")
 
     def _where(self) -> str:
         s = self.settings
@@ -452,6 +475,7 @@ class Restore:
                 "with backup " + describe_backup(name, chosen.created, chosen.size,
                                                  counts.get("backup"), now),
             ])
+        self.restoring = ("remote", name)
         try:
             data = self._step("restore", f"restore {name} on the machine", lambda: self._remote(
                 name, app_stopped=stopped if o.production else o.app_stopped))
@@ -461,9 +485,9 @@ class Restore:
             if hint:
                 raise OpsError(f"{exc}{hint}", exc.code) from None
             raise
+        self.restoring = None
         if o.production:
             self._settle(stopped)
-        self._proven(data.get("proof"))
         if not data["ok"]:
             raise OpsError(f"the live database failed {s.check}_check after the restore: "
                            f"{data['problems'][0]}", ExitCode.VERIFY_FAILED)
@@ -510,7 +534,8 @@ class Restore:
                            tables_after=data.get("tables_after"),
                            strategy=data.get("strategy"))
         self._show_counts()
-        if data.get("proof"):
+        if data.get("proof"):  # a failed proof fails this step (✗), before any restart
+            self._proven(data["proof"])
             return data, f"[{data['strategy']}] {engine.proof_summary(data['proof'])}"
         check = "ok" if data["ok"] else "FAILED"
         return data, f"[{data['strategy']}] {self.settings.check}_check {check}"

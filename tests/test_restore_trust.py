@@ -259,3 +259,22 @@ def test_kill_9_while_a_corrupt_database_is_replaced_loses_nothing(
     assert again.json()["proof"]["ok"]
     assert content(wal_db) == made.content_sha256
     assert helpers.sha256(main) == corrupt
+
+
+@pytest.mark.parametrize("when", ["after", "before"])
+def test_ctrl_c_during_a_restore_on_the_machine_asks_it_what_it_holds(prod, when):  # noqa: F811
+    made = changed_after_backup(prod.db, prod.remote_dir)
+    before = content(prod.db)
+    result = prod.run("restore", made.name, "--production", "--yes", "--json",
+                      env=hooked(wrap="ops.targets.scripted:ScriptedTarget.restore",
+                                 when=when, signal="SIGINT"))
+    assert result.returncode == 130, result
+    record = result.json()
+    if when == "after":
+        assert f"its live database now holds backup {made.name}'s content" in result.stderr
+        assert (record["holds"], record["outcome"]) == ("backup", "ok")
+        assert content(prod.db) == made.content_sha256
+    else:
+        assert "does not hold backup" in result.stderr
+        assert (record["holds"], record["outcome"]) == ("other", "interrupted")
+        assert content(prod.db) == before
