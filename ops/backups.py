@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from ops import retention
-from ops.engine import EngineError, in_future, same_source
+from ops.engine import EngineError, in_future, same_source, source_folder
 from ops.errors import ExitCode, OpsError
 from ops.ui import UI, backup_phases, human_age, human_bytes
 
@@ -25,7 +25,8 @@ def other_database_folder(base: Path, db: Path) -> Path:
     (issue 16 #3)."""
     full = os.path.realpath(db)
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(full).stem)[:40] or "db"
-    return Path(base) / f"db-{stem}-{hashlib.sha256(full.encode()).hexdigest()[:8]}"
+    return source_folder(
+        Path(base) / f"db-{stem}-{hashlib.sha256(full.encode()).hexdigest()[:8]}")
 
 
 def same_database(one, other) -> bool:

@@ -1190,6 +1190,16 @@ def _any_manifest(path: Path) -> dict | None:
     return found or None
 
 
+def source_folder(path: Path) -> Path:
+    """A source's own folder inside ``backup.dir`` (``db-…``, ``fly-…``, ``ssh-…``), refused
+    when something planted has its name: a symlink would send the backups elsewhere."""
+    path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise EngineError(f"{path} is not a folder this tool made (a symlink or a file has "
+                          "its name): refusing to write backups through it; remove it", "usage")
+    return path
+
+
 def same_source(recorded: str | None, source: str | None) -> bool:
     """Whether a backup recorded as made from ``recorded`` counts as ``source``'s:
     unknown on either side (an old record, no source asked for) counts; a path is

@@ -529,3 +529,17 @@ def test_a_record_that_does_not_parse_still_marks_a_safety_backup(tmp_path, text
     assert found.kind == "safety"
     with pytest.raises(engine.EngineError, match="a restore's safety backup"):
         engine.resolve_backup(tmp_path / "b", "latest")
+
+
+def test_a_planted_symlink_at_a_sources_folder_is_refused(fly_world, tmp_path, wal_db):
+    """`backup.dir/fly-<app>` (or `db-…`) as a symlink would send backups elsewhere."""
+    prod = make_prod(tmp_path / "p", fly_world)
+    remote = engine.create_backup(prod.db, prod.remote_dir)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    prod.local_dir.parent.mkdir(parents=True)
+    prod.local_dir.symlink_to(elsewhere)
+    fetched = prod.run("backup.download", remote.name)
+    helpers.assert_one_line_error(fetched, 2, contains="is not a folder this tool made",
+                                  strict=False)
+    assert list(elsewhere.iterdir()) == []

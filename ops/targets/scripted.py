@@ -158,7 +158,8 @@ class ScriptedTarget:
         """Where this host's backups land on this computer: a folder of their own in
         ``backup.dir`` (``fly-<app>``, ``ssh-<host>``), never beside this computer's own
         backups, whose ``latest``, status and retention they must not change (issue 16 #3)."""
-        return Path(base) / re.sub(r"[^A-Za-z0-9._@-]+", "_", self.downloads_name)[:80]
+        return engine.source_folder(
+            Path(base) / re.sub(r"[^A-Za-z0-9._@-]+", "_", self.downloads_name)[:80])
 
     @property
     def source(self) -> str:
