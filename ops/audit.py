@@ -80,4 +80,10 @@ def read(path: Path) -> list[dict]:
         return []
     with os.fdopen(fd, "rb") as handle:
         text = handle.read().decode("utf-8", "replace")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    entries = []
+    for line in text.splitlines():
+        try:  # a line cut by a crash, or edited by hand, is skipped: the others still count
+            entries.append(json.loads(line))
+        except ValueError:
+            continue
+    return entries

@@ -7,11 +7,31 @@ or in ``ops.retention``; the functions that act take a target and a UI.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import os
+import re
+from pathlib import Path
 
 from ops import retention
-from ops.engine import EngineError, in_future
+from ops.engine import EngineError, in_future, same_source, source_folder
 from ops.errors import ExitCode, OpsError
 from ops.ui import UI, backup_phases, human_age, human_bytes
+
+
+def other_database_folder(base: Path, db: Path) -> Path:
+    """Where backups of a database other than ``db.path`` go (``invoke backup --db
+    OTHER``): a folder of their own in ``backup.dir``, named after the file and a hash
+    of its full path, so their retention and ``latest`` never touch the app's backups
+    (issue 16 #3)."""
+    full = os.path.realpath(db)
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(full).stem)[:40] or "db"
+    return source_folder(
+        Path(base) / f"db-{stem}-{hashlib.sha256(full.encode()).hexdigest()[:8]}")
+
+
+def same_database(one, other) -> bool:
+    """Whether two paths name the same database file (resolved; both may be missing)."""
+    return os.path.realpath(one) == os.path.realpath(other)
 
 
 def make_backup(target, ui: UI, keep: int | None = None, *, check: str | None = None) -> dict:
@@ -46,7 +66,7 @@ def space_hint(target, shortfall: int, keep: int | None) -> str:
     """The next step out of a full folder, computed from the listing: the largest
     ``--keep N`` that frees at least ``shortfall`` bytes (a backup's size if unknown)."""
     try:
-        found = target.list()
+        found = own_backups(target)[0]
     except (EngineError, OpsError):
         found = []
     now = dt.datetime.now(dt.UTC)
@@ -77,7 +97,7 @@ def cleanup(target, ui: UI, keep: int, *, dry_run: bool = False,
     label = f"retention keep {keep}" + (" (dry run)" if dry_run else "")
     with ui.step(label) as step:
         now = dt.datetime.now(dt.UTC)
-        found = target.list()
+        found, others = own_backups(target)
         protect = (made,) if made else ()
         decisions = retention.plan_retention(found, keep, now=now, protect=protect)
         if retention.to_remove(decisions):
@@ -92,7 +112,18 @@ def cleanup(target, ui: UI, keep: int, *, dry_run: bool = False,
         future = sum(1 for d in decisions if d.reason == retention.FUTURE)
         if future:
             step.detail += f" ({future} dated in the future, left alone)"
+        if others:
+            step.detail += f" ({len(others)} of another database, left alone)"
     return decisions
+
+
+def own_backups(target) -> tuple[list, list]:
+    """(this target's database's backups, other databases' backups) in its folder:
+    retention counts and removes only the first (issue 16 #3)."""
+    source = getattr(target, "source", None)
+    found = target.list()
+    mine = [item for item in found if same_source(item.source, source)]
+    return mine, [item for item in found if not same_source(item.source, source)]
 
 
 def newest_good(target, found, now: dt.datetime, ui: UI) -> str:
@@ -126,16 +157,23 @@ def staleness(report: dict, max_age_seconds: float | None) -> str | None:
     return None
 
 
-def require_ok(results: list[dict]) -> None:
+def require_ok(results: list[dict], flag: str = "") -> None:
     """Fail (exit 5) if any backup failed, naming the worst: the last line is often the only
     one a CI annotation shows, so a damaged backup comes before one merely unverifiable."""
     bad = worst_first([item for item in results if not item["ok"]])
     if bad:
         first = bad[0]
         problems = [p for p in first["problems"] if not p.startswith("unverifiable")]
+        unrecorded = [item["name"] for item in bad
+                      if any(str(p).startswith("unverifiable") for p in item["problems"])]
+        hint = ""
+        if unrecorded:  # the old npm scripts' backups: one documented way out (issue 16 #14)
+            which = unrecorded[0] if len(unrecorded) == 1 else "all"
+            hint = (f"; {len(unrecorded)} without records (the old npm scripts'?): check and "
+                    f"adopt with `invoke backup.adopt {which}{flag}`")
         raise OpsError(
             f"{len(bad)} of {len(results)} backups failed verification; "
-            f"{first['name']}: {(problems or first['problems'])[0]}",
+            f"{first['name']}: {(problems or first['problems'])[0]}{hint}",
             ExitCode.VERIFY_FAILED,
         )
 

@@ -133,7 +133,7 @@ def confirm(question: str, *, yes: bool = False, without_terminal: str | None = 
         answer = sys.stdin.readline()
     except KeyboardInterrupt:
         answer = ""
-    if answer.strip().lower() not in ("y", "yes"):
+    if not typed_yes(answer):
         raise OpsError(refused, ExitCode.ERROR)
 
 
@@ -299,3 +299,9 @@ def running_program():
             return candidate
         frame = frame.f_back
     return None
+
+
+def typed_yes(answer: str) -> bool:
+    """Only the word the question asks for goes on: `yes` (any case, spaces around it);
+    `y`, `ye`, `yes please` or an empty line do not."""
+    return answer.strip().lower() == "yes"

@@ -18,6 +18,7 @@ import textwrap
 import threading
 import time
 import tomllib
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -200,7 +201,8 @@ def look_up(settings, o: DeployOptions) -> Known:
         current = next((r for r in releases if r.status == "complete"), None)
         known.current = current.version if current else None
         if o.rollback_to is not None:
-            known.rollback_to = o.rollback_to or previous_version(releases)
+            known.rollback_to = o.rollback_to or previous_version(
+                releases, rolled_back_from(audit.read(settings.audit_log), o.app))
             known.rollback_image = _release_image(releases, known.rollback_to)
     except OpsError as exc:
         known.problems.append(str(exc))
@@ -510,7 +512,10 @@ class Deployment:
         releases = self.target.releases()
         current = self._note_previous(releases)
         if self.options.rollback_to is not None:
-            version = self.options.rollback_to or previous_version(releases)
+            # what this rollback leaves: the newest release (live, whatever its status)
+            self.record["rolled_back_from"] = max((r.version for r in releases), default=None)
+            version = self.options.rollback_to or previous_version(
+                releases, rolled_back_from(audit.read(self.settings.audit_log), self.options.app))
             self.rollback_image = _release_image(releases, version)
             self.record["rollback_to"] = version
         if self.options.require_clean:
@@ -879,20 +884,51 @@ def _toml_strategy(path: Path) -> str:
     return value if isinstance(value, str) else ""
 
 
-def previous_version(releases: list[fly.Release]) -> int:
-    """The newest complete release older than the newest one, whatever that one's status.
+def previous_version(releases: list[fly.Release], avoid: Collection[int] = ()) -> int:
+    """The newest complete release older than the newest one, whatever that one's status,
+    and not one an earlier rollback left (``avoid``, from ``rolled_back_from``).
 
     After a failed rolling deploy its image is live although the release says failed,
     so "previous" is measured from the newest release, not the newest complete one.
+    After a rollback the release before the newest is the bad one it rolled back from:
+    a second rollback must go further back, never redeploy it (issue 16 #16).
     """
     if not releases:
         raise OpsError("the app has no releases", ExitCode.NOT_FOUND)
     newest = max(releases, key=lambda r: r.version)
     older = [r for r in releases
-             if r.version < newest.version and r.status == "complete" and r.image_ref]
+             if r.version < newest.version and r.status == "complete" and r.image_ref
+             and r.version not in avoid]
     if not older:
-        raise OpsError("no earlier complete release to roll back to", ExitCode.NOT_FOUND)
+        skipped = sorted(set(avoid) & {r.version for r in releases}, reverse=True)
+        why = (f" (not rolling back to v{', v'.join(map(str, skipped))}: rolled back from "
+               "before; name one with --to)") if skipped else ""
+        raise OpsError(f"no earlier complete release to roll back to{why}", ExitCode.NOT_FOUND)
     return max(older, key=lambda r: r.version).version
+
+
+def rolled_back_from(records: list[dict], app: str) -> set[int]:
+    """Releases of ``app`` that a rollback in the audit log moved away from (pure).
+
+    A rollback counts once its `fly deploy` ran. Lines written before
+    ``rolled_back_from`` was recorded name the release that was live as
+    ``previous_release``."""
+    found = set()
+    for record in records:
+        if not isinstance(record, dict) or record.get("kind") != "rollback" \
+                or record.get("app") != app:
+            continue
+        steps = record.get("steps") if isinstance(record.get("steps"), list) else []
+        if not any(isinstance(s, dict) and s.get("step") == "deploy"
+                   and s.get("outcome") not in (None, "skipped") for s in steps):
+            continue
+        version = record.get("rolled_back_from")
+        if version is None:
+            version = (record.get("previous_release") or {}).get("version") \
+                if isinstance(record.get("previous_release"), dict) else None
+        if type(version) is int:
+            found.add(version)
+    return found
 
 
 def _require_clean_tree() -> None:

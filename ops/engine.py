@@ -75,6 +75,12 @@ class BackupFile:
     # cheap evidence the file is what this tool wrote: a manifest and a .sha256 that agree
     # with each other, the file's size and its SQLite header (see ``manifest_agrees``)
     verified: bool = False
+    # what NAME.json says it is (``backup_identity``): kind, the database it copies, and
+    # for a restore's safety backup or an adopted one, which restore / who and when
+    kind: str = "backup"
+    source: str | None = None
+    restore: dict | None = None
+    adopted: dict | None = None
 
 
 @dataclass
@@ -93,6 +99,9 @@ class BackupResult:
     tables: dict | None = None  # rows per table, for backup.drill to compare against
     content_sha256: str | None = None  # describe(): the logical content, layout-free
     content_format: str | None = None  # how content_sha256 was computed (CONTENT_FORMATS)
+    kind: str = "backup"  # KINDS: "safety" for a restore's safety backup, never `latest`
+    restore: dict | None = None  # a safety backup's restore: {"when", "backup"} it replaced
+    adopted: dict | None = None  # backup.adopt: {"when", "by"} for an old unrecorded backup
 
 
 @dataclass
@@ -427,8 +436,32 @@ def holder_text() -> str:
 
 
 def backup_lock(directory: Path, wait: float = 0.0):
-    """One backup (or cleanup) per backup folder at a time."""
+    """One backup (or cleanup) per backup folder at a time. Inside ``held_backup_lock``
+    of the same folder it is already ours (flock would refuse a second descriptor)."""
+    if holds_backup_lock(directory):
+        return contextlib.nullcontext()
     return file_lock(directory / LOCK_NAME, wait, "another backup")
+
+
+_HELD_FOLDERS: set = set()  # backup folders whose lock this process holds across steps
+
+
+def holds_backup_lock(directory) -> bool:
+    return os.path.realpath(directory) in _HELD_FOLDERS
+
+
+@contextlib.contextmanager
+def held_backup_lock(directory, wait: float = 0.0):
+    """The folder's backup lock held across several steps (a restore: from the chosen
+    backup's check to the end, as on the machine); the backup made meanwhile (its safety
+    backup) runs under it, and no other backup or cleanup can remove the chosen one."""
+    key = os.path.realpath(directory)
+    with file_lock(Path(directory) / LOCK_NAME, wait, "another backup"):
+        _HELD_FOLDERS.add(key)
+        try:
+            yield
+        finally:
+            _HELD_FOLDERS.discard(key)
 
 
 @dataclass
@@ -706,8 +739,12 @@ def create_backup(
     on_phase=None,
     mmap_size: int = 0,
     content_hash: bool = True,
+    restore: dict | None = None,
 ) -> BackupResult:
     """Make one verified backup of ``source`` in ``directory``.
+
+    ``restore`` ({"when", "backup"}) makes it a restore's safety backup: recorded as
+    ``kind: safety``, listed as such and never ``latest`` (``latest_of``).
 
     ``on_phase(phase, done=None, total=None, finished=False)`` follows each phase
     (``copy``, then ``fsync``, the check, ``sha256`` and ``content`` (or ``counts``) at
@@ -751,7 +788,8 @@ def create_backup(
                 sha256=digest,
                 check=check,
                 seconds=round(time.monotonic() - started, 3),
-                source=str(source),
+                source=os.path.abspath(source),  # a backup's identity: which database
+                **safety_marks(restore),
             )
             publish(tmp, final, result)
         except KeyboardInterrupt:
@@ -860,7 +898,7 @@ def _full_error(source: Path, tmp: Path) -> EngineError:
     return no_space_error(tmp.parent, needed, free, "backup folder is full:")
 
 
-def publish(tmp: Path, final: Path, result: BackupResult) -> None:
+def publish(tmp: Path | None, final: Path, result: BackupResult) -> None:
     """Write both sidecars under hidden names, then link them and last the backup into
     place: a link fails rather than overwrite, and never follows a symlink.
 
@@ -881,8 +919,9 @@ def publish(tmp: Path, final: Path, result: BackupResult) -> None:
         for hidden, path in staged:
             os.link(hidden, path, follow_symlinks=False)
             placed.append(path)
-        os.link(tmp, final, follow_symlinks=False)
-        placed.append(final)
+        if tmp is not None:  # None: records only, beside a file already in place (adopt)
+            os.link(tmp, final, follow_symlinks=False)
+            placed.append(final)
     except FileExistsError as exc:
         _unlink_all(placed)
         name = Path(exc.filename2 or exc.filename or final).name
@@ -929,6 +968,7 @@ def list_backups(directory: str | os.PathLike) -> list[BackupFile]:
                 size=info.st_size,
                 sha256=read_recorded_sha256(path),
                 verified=manifest_agrees(path, info.st_size),
+                **backup_identity(_any_manifest(path), directory),
             )
         )
     return sorted(found, key=lambda item: item.name)
@@ -939,16 +979,17 @@ def in_future(created: str, now: dt.datetime) -> bool:
     return (parse_iso(created) - now).total_seconds() > FUTURE_SLACK
 
 
-def resolve_backup(directory: str | os.PathLike, which: str) -> list[BackupFile]:
-    """``latest``, ``all`` or one backup's name, as the files it means."""
+def resolve_backup(directory: str | os.PathLike, which: str,
+                   source: str | None = None) -> list[BackupFile]:
+    """``latest``, ``all`` or one backup's name, as the files it means; ``latest`` by
+    ``latest_of`` (``source``: the database whose backups it may name)."""
     backups = list_backups(directory)
     if which in ("latest", "all"):
         if not backups:
             raise EngineError(f"no backups in {directory}", "not_found")
         if which == "all":
             return backups
-        now = dt.datetime.now(UTC)  # a name dated in the future is never "latest"
-        return [item for item in backups if not in_future(item.created, now)][-1:] or backups[-1:]
+        return [latest_of(backups, dt.datetime.now(UTC), source, where=str(directory))]
     check_name(which)
     match = [item for item in backups if item.name == which]
     if not match:
@@ -1077,6 +1118,210 @@ def delete_backups(directory: str | os.PathLike, names: list[str]) -> list[str]:
     if deleted:
         fsync_path(directory)
     return deleted
+
+
+# ---------------------------------------------------------------- which backup is which
+# (issue 16 #2-4, #14) A backup's record says what it is: an ordinary backup, a restore's
+# safety backup (never `latest`: a retried restore would put back what it replaced) or an
+# old unrecorded backup adopted by `backup.adopt`; and which database it copies.
+
+KINDS = ("backup", "safety", "adopted")
+LATEST_KINDS = ("backup", "adopted")  # what `latest` may name
+
+
+def safety_marks(restore: dict | None) -> dict:
+    """The record fields of a restore's safety backup ({} for an ordinary backup)."""
+    if restore is None:
+        return {}
+    return {"kind": "safety", "restore": {"when": str(restore.get("when") or ""),
+                                          "backup": str(restore.get("backup") or "")}}
+
+
+def backup_identity(manifest: dict | None, directory=None) -> dict:
+    """``BackupFile``'s kind, source, restore and adopted from ``NAME.json``.
+
+    No record (the old npm scripts') is an ordinary backup of unknown source. A kind
+    this tool never writes is kept as it is, so ``latest`` never names it. With
+    ``directory`` (where the backup is now), a folder that moved with its database
+    (a renamed project) keeps its source: the recorded source is taken relative to the
+    folder the record names (``path``)."""
+    if not manifest:
+        return {}
+    kind = manifest.get("kind", "backup")
+    found = {"kind": kind if isinstance(kind, str) and len(kind) <= 20 else "unknown"}
+    source = manifest.get("source")
+    if isinstance(source, str) and 0 < len(source) <= 4096 and "\0" not in source:
+        found["source"] = _moved_with_folder(source, manifest.get("path"), directory)
+    for key in ("restore", "adopted"):
+        value = manifest.get(key)
+        if isinstance(value, dict):
+            found[key] = {k: v for k, v in value.items()
+                          if isinstance(k, str) and isinstance(v, str) and len(v) <= 200}
+    return found
+
+
+def _moved_with_folder(source: str, recorded_path, directory) -> str:
+    """``source`` as seen from ``directory`` when the backup folder moved since the
+    record was written (both absolute local paths); else as recorded."""
+    if directory is None or not isinstance(recorded_path, str) or not (
+            os.path.isabs(source) and os.path.isabs(recorded_path)):
+        return source
+    then, now = os.path.dirname(recorded_path), os.path.abspath(directory)
+    if then == now:
+        return source
+    return os.path.normpath(os.path.join(now, os.path.relpath(source, then)))
+
+
+def _any_manifest(path: Path) -> dict | None:
+    """``NAME.json`` as any JSON object, for what it says the backup is: a record that
+    fails ``read_manifest``'s checks still marks a safety backup (the listing's sh reads
+    it the same way), so a damaged record errs towards "not `latest`"."""
+    raw = read_small(sidecars(path)[1])
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
+        data = None
+    if isinstance(data, dict):
+        return data
+    # not a JSON object (cut, hostile, too deep): read the fields as the listing's sh does
+    text = raw.decode("utf-8", "replace").replace("\n", "").replace("\r", "")
+    found = {key: hits[-1] for key in ("kind", "source")
+             if (hits := re.findall(rf'"{key}": *"([^"\\]*)"', text))}
+    return found or None
+
+
+def source_folder(path: Path) -> Path:
+    """A source's own folder inside ``backup.dir`` (``db-…``, ``fly-…``, ``ssh-…``), refused
+    when something planted has its name: a symlink would send the backups elsewhere."""
+    path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        raise EngineError(f"{path} is not a folder this tool made (a symlink or a file has "
+                          "its name): refusing to write backups through it; remove it", "usage")
+    return path
+
+
+def same_source(recorded: str | None, source: str | None) -> bool:
+    """Whether a backup recorded as made from ``recorded`` counts as ``source``'s:
+    unknown on either side (an old record, no source asked for) counts; a path is
+    compared as written and as resolved (a symlinked folder is the same database)."""
+    if not recorded or not source:
+        return True
+    if recorded == source:
+        return True
+    try:
+        return os.path.realpath(recorded) == os.path.realpath(source)
+    except (OSError, ValueError):
+        return False
+
+
+def latest_reason(item, now: dt.datetime, source: str | None = None) -> str | None:
+    """Why ``item`` may not be ``latest`` (None if it may): the one rule for every
+    target and task (restore, drill, verify, download, status, retention's good one)."""
+    if in_future(item.created, now):
+        return "dated in the future"
+    if item.kind == "safety":
+        return "a restore's safety backup"
+    if item.kind not in LATEST_KINDS:
+        return f"of kind {item.kind!r}"
+    if not same_source(item.source, source):
+        return "of another database"
+    return None
+
+
+def latest_candidates(backups, now: dt.datetime, source: str | None = None) -> list:
+    """The backups ``latest`` may name, oldest first (``latest_reason`` is None)."""
+    return [item for item in backups if latest_reason(item, now, source) is None]
+
+
+def latest_of(backups, now: dt.datetime, source: str | None = None, *, where: str = ""):
+    """The newest backup ``latest`` may name; a not_found error that says what the
+    folder holds instead (safety backups, ones dated ahead, other databases')."""
+    found = latest_candidates(backups, now, source)
+    if found:
+        return max(found, key=lambda item: (item.created, item.name))
+    reasons: dict[str, int] = {}
+    for item in backups:
+        reason = latest_reason(item, now, source)
+        reasons[reason] = reasons.get(reason, 0) + 1
+    held = "; ".join(f"{count} {reason}" for reason, count in reasons.items())
+    raise EngineError(f"no backup in {where or 'the folder'} that `latest` can name"
+                      + (f" (it holds: {held}; name one to use it)" if held else ""),
+                      "not_found")
+
+
+# ---------------------------------------------------------------- adopt (issue 16 #14)
+
+
+def unrecorded(directory) -> list:
+    """Backups with no usable checksum record at all (the old npm scripts'), oldest first."""
+    return [item for item in list_backups(directory) if not recorded_sha256s(Path(item.path))]
+
+
+def adopt_backups(directory, which: str, *, by: str, dry_run: bool = False,
+                  lock_wait: float = 0.0) -> list[dict]:
+    """Give backups made without records (the old npm scripts') the records this tool
+    writes, after a full ``integrity_check``: ``NAME.sha256`` and ``NAME.json`` marked
+    ``kind: adopted`` with when and by whom. ``which`` is ``all`` (every unrecorded
+    backup) or one name. Under the folder's backup lock; a name whose sidecar is taken in
+    any form is refused, never written through; ``dry_run`` checks and writes nothing.
+    One verdict per backup: ``adopted`` (or ``would adopt``) or why not."""
+    directory = Path(directory)
+    with backup_lock(directory, lock_wait):
+        if which == "all":
+            chosen = unrecorded(directory)
+        else:
+            chosen = [item for item in list_backups(directory) if item.name == check_name(which)]
+            if not chosen:
+                raise EngineError(f"no backup named {which} in {directory}", "not_found")
+            if recorded_sha256s(Path(chosen[0].path)):
+                raise EngineError(f"{which} already has a checksum record: nothing to adopt "
+                                  "(`invoke backup.verify` checks it)", "usage")
+        return [_adopt_one(Path(item.path), by, dry_run) for item in chosen]
+
+
+def _adopt_one(path: Path, by: str, dry_run: bool) -> dict:
+    verdict = {"name": path.name, "ok": False, "adopted": False, "sha256": None,
+               "problem": None}
+    taken = [side.name for side in sidecars(path) if os.path.lexists(side)]
+    if taken:
+        verdict["problem"] = (f"{', '.join(taken)} exists but is not a usable record: "
+                              "look at it and remove it by hand first")
+        return verdict
+    started = time.monotonic()
+    try:
+        check_sqlite_file(path, "backup")
+        digest = sha256_file(path)
+        problems = run_check(path, "integrity")
+        if problems:
+            verdict["problem"] = f"integrity_check failed: {problems[0]}"
+            return verdict
+        tables, content, fmt = describe_file(path)
+        if sha256_file(path) != digest:
+            verdict["problem"] = "the file changed while it was checked"
+            return verdict
+    except EngineError as exc:
+        verdict["problem"] = str(exc)
+        return verdict
+    verdict.update(ok=True, sha256=digest)
+    if dry_run:
+        return verdict
+    created = parse_created(path.name)
+    result = BackupResult(
+        name=path.name, path=str(path), created=iso(created), size=path.stat().st_size,
+        sha256=digest, check="integrity", seconds=round(time.monotonic() - started, 3),
+        source="", strategy="adopted", tables=tables, content_sha256=content,
+        content_format=fmt, kind="adopted",
+        adopted={"when": iso(dt.datetime.now(UTC)), "by": by[:200]})
+    try:
+        publish(None, path, result)
+    except (OSError, EngineError) as exc:
+        verdict.update(ok=False, problem=f"cannot write its records: "
+                                         f"{getattr(exc, 'strerror', None) or exc}")
+        return verdict
+    verdict["adopted"] = True
+    return verdict
 
 
 # ---------------------------------------------------------------- restore
@@ -1878,7 +2123,8 @@ def restore_database(live, directory, which: str = "latest", *, check: str = "in
         raise broken_live_refusal(live, state, why, REMOTE_HOW)
     prepare_dir(directory)
     started = time.monotonic()
-    with file_lock(directory / RESTORE_LOCK, lock_wait, "another restore"):
+    with file_lock(directory / RESTORE_LOCK, lock_wait, "another restore"), \
+            held_backup_lock(directory, lock_wait):  # the chosen backup stays (issue 16 #10)
         chosen, verdict = chosen_backup(directory, which, check)
         if state != "ok":
             with backup_lock(directory, lock_wait):  # no retention removes it meanwhile
@@ -1894,7 +2140,9 @@ def restore_database(live, directory, which: str = "latest", *, check: str = "in
                 "seconds": round(time.monotonic() - started, 3)}
         check_page_sizes(chosen.path, live)
         safety = create_backup(live, directory, check=check, lock_wait=lock_wait,
-                               content_hash=content_hash)
+                               content_hash=content_hash,
+                               restore={"when": iso(dt.datetime.now(UTC)),
+                                        "backup": chosen.name})
         if on_safety is not None:
             on_safety(safety.name)
         snapshot: dict = {}
@@ -1945,6 +2193,8 @@ def drill_backup(path, *, check: str = "integrity", scratch_dir=None) -> dict:
         recorded = read_drill_record(path)
     except EngineError as exc:
         recorded, problems = {}, [*problems, str(exc)]
+    if not recorded_sha256s(path):  # as verify and restore judge it (issue 16 #14)
+        problems.append(UNVERIFIABLE)
     result = {"name": path.name, "ok": False, "restorable": False, "seconds": 0.0,
               "check": check, "sha256": digest, "recorded": bool(recorded),
               "recorded_content": bool(recorded.get("content_sha256")),
@@ -2020,6 +2270,12 @@ def main(argv: list[str] | None = None) -> int:
     p_counts.add_argument("--db", required=True)
     p_counts.add_argument("--dir", required=True)
     p_counts.add_argument("--which", default="latest")
+    p_adopt = sub.add_parser("adopt")
+    p_adopt.add_argument("--dir", required=True)
+    p_adopt.add_argument("--which", required=True)
+    p_adopt.add_argument("--by", required=True)
+    p_adopt.add_argument("--dry-run", action="store_true")
+    p_adopt.add_argument("--lock-wait", type=float, default=0.0)
     p_drill = sub.add_parser("drill")
     p_drill.add_argument("--dir", required=True)
     p_drill.add_argument("--which", default="latest")
@@ -2051,6 +2307,9 @@ def main(argv: list[str] | None = None) -> int:
             data = live_holds(args.db, Path(args.dir) / check_name(args.which), safety)
         elif args.command == "counts":
             data = live_and_recorded_counts(args.db, args.dir, args.which)
+        elif args.command == "adopt":
+            data = adopt_backups(args.dir, args.which, by=args.by, dry_run=args.dry_run,
+                                 lock_wait=args.lock_wait)
         elif args.command == "drill":
             chosen = resolve_backup(args.dir, args.which)[0]
             data = drill_backup(chosen.path, check=args.check, scratch_dir=args.dir)

@@ -123,14 +123,33 @@ def list_script(directory: str) -> str:
     """
     d = shlex.quote(directory)
     return f"""{PRELUDE}
+{IDENTITY_READERS}
 [ -d {d} ] || exit 0
 cd {d} || exit 1
 for f in steps-*.db; do
   is_name "$f" && [ -f "$f" ] || continue
   size=$(( $(wc -c < "$f") ))
   manifest=0; [ -f "$f.json" ] && manifest=1
-  printf '{ENTRY_MARK} %s %s %s %s\\n' "$f" "$size" "$(recorded "$f.sha256")" "$manifest"
+  printf '{ENTRY_MARK} %s %s %s %s %s %s\\n' "$f" "$size" "$(recorded "$f.sha256")" "$manifest" \\
+    "$(record_field kind "$f.json")" "$(record_field source "$f.json")"
 done"""
+
+
+# (issue 16 #2-3) What NAME.json says a backup is (``kind``) and which database it copies
+# (``source``), read in plain sh for the listing: one token each, ``-`` when not recorded,
+# ``?`` for a source that is not a plain path (never the configured database's).
+IDENTITY_READERS = r"""record_field() {
+  v=-
+  if [ -f "$2" ] && [ ! -h "$2" ]; then
+    v=$(head -c 65536 "$2" 2>/dev/null | tr -d '\n\r' | sed -n "s/.*\"$1\": *\"\([^\"\\]*\)\".*/\1/p")
+    case $1:$v in
+      *:) v=-;;
+      kind:*[!a-z]*) v=unknown;;
+      source:*[!A-Za-z0-9._/+@:-]*) v='?';;
+    esac
+  fi
+  printf '%s' "$v"
+}"""
 
 
 def delete_script(directory: str, names: list[str], lock_wait: float = 0) -> str:
@@ -164,7 +183,7 @@ def backup_script(db: str, directory: str, *, check: str, remote_command: str = 
 
 
 def _sqlite_backup(db: str, directory: str, check: str, lock_wait: float = 0,
-                   content_hash: bool = True) -> str:
+                   content_hash: bool = True, marks: str = "") -> str:
     """The engine's procedure with the sqlite3 CLI: the same checks, lock and verdicts.
 
     ``BEGIN`` plus a read holds one read transaction across the CLI's 100-page
@@ -223,7 +242,7 @@ case $sum in *[!0-9a-f]*|"") fail error "sha256sum of the new backup printed no 
 created=$(echo "$name" | sed 's/steps-\\(.*\\)T\\(..\\)-\\(..\\)-\\(..\\)\\.db/\\1T\\2:\\3:\\4Z/')
 meta=$(printf '"name": "%s", "path": "%s", "created": "%s", "size": %s, "sha256": "%s", "check": "{check}"%s' "$name" "$dir/$name" "$created" "$size" "$sum" "$content")
 place "$sum  $name" "$dir/$name.sha256"
-place "{{$meta, \\"strategy\\": \\"sqlite3\\"}}" "$dir/$name.json"
+place "{{$meta, \\"strategy\\": \\"sqlite3\\"{marks}}}" "$dir/$name.json"
 ln -n "$tmp" "$dir/$name" 2>/dev/null || fail exists "backup $name already exists in $dir"
 published=1
 printf '{RESULT_MARK} {{"ok": true, "data": {{%s}}}}\\n' "$meta\""""
@@ -534,6 +553,11 @@ def restore_script(db: str, directory: str, name: str, *, check: str,
                    f"echo {STRATEGY_MARK}=none")
 
 
+# (issue 16 #2) the record of a restore's safety backup, as ``engine.safety_marks``
+# writes it: never `latest`. $restoring/$restore_when are set by ``_sqlite_restore``.
+SAFETY_MARKS = (', \\"kind\\": \\"safety\\", \\"restore\\": {\\"when\\": '
+                '\\"$restore_when\\", \\"backup\\": \\"$restoring\\"}')
+
 RESTORE_LOCK = ".restore.lock"  # the engine's (``engine.RESTORE_LOCK``): flock(2) on it
 BROKEN_HOW = engine.REMOTE_HOW
 
@@ -586,7 +610,7 @@ def _sqlite_restore(db: str, directory: str, name: str, check: str, busy_timeout
     checks it (both records, the engine's rule; no usable record is refused).
     """
     pragma = "integrity_check" if check == "integrity" else "quick_check"
-    safety = _sqlite_backup(db, directory, check, lock_wait)
+    safety = _sqlite_backup(db, directory, check, lock_wait, marks=SAFETY_MARKS)
     tries = _tries(lock_wait)
     return f"""db={shlex.quote(db)}; dir={shlex.quote(directory)}; name={shlex.quote(name)}
 # the live database: ok, missing or corrupt (engine.live_state); the last two only with the app stopped
@@ -629,6 +653,7 @@ counts() {{
     printf '{ENTRY_MARK} %s %s %s\\n' "$2" "$t" "$(sqlite3 -readonly "$1" "SELECT count(*) FROM \\"$t\\"")"
   done
 }}
+restoring=$name; restore_when=$(date -u +%Y-%m-%dT%H:%M:%SZ)  # for the safety's record
 {CONTENT_HASH}
 ro="file:$backup?mode=ro&immutable=1"
 bh=$(content_hash "$ro") || bh=-
@@ -784,3 +809,17 @@ done
 ( {manifest_script(directory, name)} )"""
     return _choose(_engine("counts", "--db", db, "--dir", directory, "--which", name), sqlite,
                    f"echo {STRATEGY_MARK}=none")
+
+
+def adopt_script(directory: str, which: str, by: str, *, dry_run: bool = False,
+                 lock_wait: float = 0) -> str:
+    """``backup.adopt`` on the machine: the engine's ``adopt_backups`` (python3 only: the
+    records it writes hold the content hash a drill compares, which the sqlite3 CLI
+    strategy does not compute the same way; with no python3 it changes nothing)."""
+    if which != "all":
+        check_name(which)
+    args = ["adopt", "--dir", directory, "--which", which, "--by", by,
+            "--lock-wait", f"{lock_wait:g}"] + (["--dry-run"] if dry_run else [])
+    refuse = ("fail usage 'backup.adopt needs python3 on the machine; download the backup "
+              "(invoke backup.download NAME), check it and restore it with --from instead'")
+    return _choose(_engine(*args), refuse, refuse)

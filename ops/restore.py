@@ -184,19 +184,29 @@ class Restore:
             self.record.update(exit_code=int(error.code), error=str(error))
             raise error from None
         except (KeyboardInterrupt, Terminated) as exc:
-            code = ExitCode.TERMINATED if isinstance(exc, Terminated) else ExitCode.INTERRUPTED
-            self.record.update(outcome="interrupted", exit_code=int(code))
+            term = isinstance(exc, Terminated)  # SIGTERM/SIGHUP: a cancelled CI job
+            self.record.update(outcome=f"terminated by {exc.name}" if term else "interrupted",
+                               exit_code=int(ExitCode.TERMINATED if term
+                                             else ExitCode.INTERRUPTED))
             self._settled(getattr(exc, "name", "SIGINT"))
             raise
+        except Exception as exc:  # never `running` in the log, never a traceback
+            self.record.update(outcome="failed", exit_code=int(ExitCode.ERROR),
+                               error=cli.one_line(exc))
+            raise OpsError(f"restore failed: {cli.one_line(exc)}") from None
         finally:
-            if self.record["safety_backup"]:
+            if self.record["outcome"] in ("running", "interrupted", "not restored") or \
+                    self.record["outcome"].startswith("terminated"):
+                for line in by_hand(self.record, self._flag(), self._machine()):
+                    self.ui.info(line)
+            elif self.record["safety_backup"]:
                 self.ui.info(f"Safety backup: {self.record['safety_backup']['name']}. To undo "
                              "this restore: " + undo_command(self.record["safety_backup"]["name"],
                                                              self._flag()))
             if self.scratch is not None:
                 shutil.rmtree(self.scratch, ignore_errors=True)
             self.record["finished"] = _now()
-            if self.record["outcome"] not in ("not started", "not confirmed"):
+            if self.record["outcome"] != "not started":  # a declined restore too
                 self._append()
 
     def _settled(self, signal_name: str) -> None:
@@ -260,6 +270,11 @@ class Restore:
     def _flag(self) -> str:
         return self.target.flag if self.target is not None else ""
 
+    def _machine(self) -> tuple[str, str] | None:
+        """(app, machine id) when a Fly machine was resolved: what to restart by hand."""
+        machine = self.record.get("machine")
+        return (self.settings.app, machine) if self.options.production and machine else None
+
     def _audit_log_writable(self) -> None:
         """Checked first, like deploy: a restore must not happen unrecorded."""
         log = Path(self.settings.audit_log)
@@ -302,31 +317,39 @@ class Restore:
 
     # -- local
     def _local(self) -> None:
+        """Like the machine: the restore lock, and the folder's backup lock from the
+        chosen backup's check to the end (its safety backup is made under it), so no
+        backup or cleanup can remove the chosen backup meanwhile (issue 16 #10)."""
         s, o = self.settings, self.options
         db, directory = Path(s.db_path), Path(s.backup_dir)
         state, why = engine.live_state(db)
         if state != "ok" and not o.app_stopped:
             raise OpsError.from_engine(engine.broken_live_refusal(
                 db, state, why, "stop it, then run `invoke restore --app-stopped`"))
-        chosen, verdict = self._step("verify", f"verify backup {o.which}", lambda: _verified(
-            directory, o.which, s.check))
-        self.record["backup"] = {"name": chosen.name, "sha256": verdict["sha256"],
-                                 "created": chosen.created}
-        if state != "ok":
-            return self._local_broken(db, directory, chosen, state, why)
-        engine.check_page_sizes(chosen.path, db)
-        recorded = _recorded_tables(Path(chosen.path))
-        live_rows = engine.count_rows(db, live=True)
-        now = dt.datetime.now(dt.UTC)
-        self._confirm([
-            f"Replace the live database {db} ({human_bytes(db.stat().st_size)}; "
-            f"{format_counts(live_rows)})",
-            "with backup " + describe_backup(chosen.name, chosen.created, chosen.size,
-                                             recorded, now),
-        ])
-        with engine.file_lock(directory / engine.RESTORE_LOCK, s.lock_wait, "another restore"):
+        local = LocalTarget(s, self.ui)
+        local.folder()
+        local.names(o.which)  # a bad or unknown name fails before any lock is taken
+        with engine.file_lock(directory / engine.RESTORE_LOCK, s.lock_wait, "another restore"), \
+                engine.held_backup_lock(directory, local.lock_wait()):
+            chosen, verdict = self._step("verify", f"verify backup {o.which}", lambda: _verified(
+                local, o.which, s.check))
+            self.record["backup"] = {"name": chosen.name, "sha256": verdict["sha256"],
+                                     "created": chosen.created}
+            if state != "ok":
+                return self._local_broken(db, directory, chosen, state, why)
+            engine.check_page_sizes(chosen.path, db)
+            recorded = _recorded_tables(Path(chosen.path))
+            live_rows = engine.count_rows(db, live=True)
+            now = dt.datetime.now(dt.UTC)
+            self._confirm([
+                f"Replace the live database {db} ({human_bytes(db.stat().st_size)}; "
+                f"{format_counts(live_rows)})",
+                "with backup " + describe_backup(chosen.name, chosen.created, chosen.size,
+                                                 recorded, now),
+            ])
+            marks = {"when": self.record["when"], "backup": chosen.name}
             safety = self._step("safety", f"safety backup of {db}", lambda: _made(
-                LocalTarget(s, self.ui).backup()))
+                local.backup(restore=marks)))
             self.record["safety_backup"] = {"name": safety["name"], "sha256": safety["sha256"]}
             self.record["tables_before"] = safety.get("tables")
             snapshot: dict = {}
@@ -353,19 +376,18 @@ class Restore:
                                  _recorded_tables(Path(chosen.path)), dt.datetime.now(dt.UTC))
         self._confirm([first, f"and backup {backup} is restored into its place (the app is "
                        "stopped: --app-stopped)"])
-        with engine.file_lock(directory / engine.RESTORE_LOCK, s.lock_wait, "another restore"), \
-                engine.backup_lock(directory, s.lock_wait):
-            self.restoring = (chosen.path, db, None)
-            done = self._step("restore", f"restore {chosen.name} into the {state} {db}",
-                              lambda: _placed(engine.replace_broken_live(
-                                  chosen.path, db, state, check=s.check)))
-            self.record["moved_aside"] = done["moved_aside"]
-            self.record["restore_seconds"] = done["restore_seconds"]
-            if done["moved_aside"]:
-                self.ui.info(_kept(done["moved_aside"], "here"))
-            self._step("check", f"prove the restore: {db} against {chosen.name}",
-                       lambda: (self._proven(done["proof"]), engine.proof_summary(done["proof"])))
-            self.restoring = None
+        # the caller (``_local``) holds the restore lock and the folder's backup lock
+        self.restoring = (chosen.path, db, None)
+        done = self._step("restore", f"restore {chosen.name} into the {state} {db}",
+                          lambda: _placed(engine.replace_broken_live(
+                              chosen.path, db, state, check=s.check)))
+        self.record["moved_aside"] = done["moved_aside"]
+        self.record["restore_seconds"] = done["restore_seconds"]
+        if done["moved_aside"]:
+            self.ui.info(_kept(done["moved_aside"], "here"))
+        self._step("check", f"prove the restore: {db} against {chosen.name}",
+                   lambda: (self._proven(done["proof"]), engine.proof_summary(done["proof"])))
+        self.restoring = None
         self._show_counts()
 
     def _prove(self, backup, db: Path, snapshot: dict, safety: dict):
@@ -454,8 +476,15 @@ class Restore:
                                                  counts.get("backup"), now),
             ])
         self.restoring = ("remote", name)
-        data = self._step("restore", f"restore {name} on the machine", lambda: self._remote(
-            name, app_stopped=stopped if o.production else o.app_stopped))
+        try:
+            data = self._step("restore", f"restore {name} on the machine", lambda: self._remote(
+                name, app_stopped=stopped if o.production else o.app_stopped))
+        except OpsError as exc:
+            hint = adopt_hint(["unverifiable"] if "unverifiable:" in str(exc) else [], name,
+                              self._flag())
+            if hint:
+                raise OpsError(f"{exc}{hint}", exc.code) from None
+            raise
         self.restoring = None
         if o.production:
             self._settle(stopped)
@@ -531,11 +560,19 @@ def wait_for_backup_block(url: str, *, timeout: float, interval: float) -> str:
 # ---------------------------------------------------------------- drill
 
 
+def unverifiable(result: dict) -> bool:
+    """A drill of a backup without any checksum record (the old npm scripts')."""
+    return any(str(p).startswith("unverifiable") for p in result.get("problems") or [])
+
+
 def drill_summary(result: dict) -> str:
     """One line: what the drill found, and the restore time (the RTO)."""
     if not result["restorable"]:
         return f"{result['name']}: NOT restorable: {'; '.join(result['problems'][:2])}"
     head = f"{result['name']}: restored in {result['seconds']:.3f}s (recovery time objective)"
+    if unverifiable(result):  # as verify and restore say (issue 16 #14)
+        return (f"{head}; but unverifiable: no checksum record says it is the backup that "
+                f"was made (adopt it first: invoke backup.adopt {result['name']})")
     if result["problems"] or result["differences"]:
         found = (result["problems"] + result["differences"])[:3]
         return f"{head}; DIFFERS from its record: {'; '.join(found)}"
@@ -552,9 +589,53 @@ def drill_summary(result: dict) -> str:
 # ---------------------------------------------------------------- small helpers
 
 
-def _verified(directory: Path, which: str, check: str):
-    chosen, verdict = engine.chosen_backup(directory, which, check)
-    return (chosen, verdict), f"{chosen.name}  sha256 {verdict['sha256'][:12]}  {check}_check ok"
+def _verified(local: LocalTarget, which: str, check: str):
+    """The backup ``which`` names (``latest``: never a safety backup, nor another
+    database's), verified."""
+    chosen = engine.resolve_backup(local.dir, which, local.source)[0]
+    verdict = engine.verify_backup(chosen.path, check)
+    if not verdict.ok:
+        raise OpsError(f"backup {chosen.name} failed verification, nothing was changed: "
+                       f"{verdict.problems[0]}" + adopt_hint(verdict.problems, chosen.name),
+                       ExitCode.VERIFY_FAILED)
+    return (chosen, asdict(verdict)), \
+        f"{chosen.name}  sha256 {verdict.sha256[:12]}  {check}_check ok"
+
+
+def adopt_hint(problems: list[str], name: str, flag: str = "") -> str:
+    """What to do about a backup without records (the old npm scripts'): adopt it."""
+    if any(str(p).startswith("unverifiable") for p in problems):
+        return (f"; if it is an old backup made without records (the npm scripts), check "
+                f"and adopt it with `invoke backup.adopt {name}{flag}`")
+    return ""
+
+
+def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> list[str]:
+    """What to do by hand after a restore was stopped (SIGTERM/SIGHUP, Ctrl-C) or
+    crashed, from its record (pure): which step it was in and what that leaves."""
+    steps = [step["step"] for step in record.get("steps", [])]
+    backup = (record.get("backup") or {}).get("name")
+    safety = (record.get("safety_backup") or {}).get("name")
+    why = record.get("outcome", "stopped")
+    lines = [f"The restore was {why}" + (f" after step {steps[-1]}" if steps else
+                                         " before its first step") + "."]
+    if "restore" not in steps or record.get("holds") == "safety":  # proven unchanged
+        lines.append("The live database was not changed" + (
+            " by this run" if not safety else f" (safety backup {safety} was made)") + ".")
+        if backup:
+            lines.append(f"To restore, run again: invoke restore {backup}{flag} --yes")
+        return lines
+    lines.append("The live database holds either its content before the restore or the "
+                 "backup's (one SQLite transaction, never a mix).")
+    if safety:
+        lines.append(f"To put back what it held before: {undo_command(safety, flag)}")
+    if backup:
+        lines.append(f"To finish the restore: invoke restore {backup}{flag} --yes")
+    if machine and "restart" not in [s["step"] for s in record["steps"]
+                                     if s.get("outcome") == "ok"]:
+        lines.append(f"Then restart the app so it reopens the database: fly machine restart "
+                     f"{machine[1]} -a {machine[0]}, and check /health")
+    return lines
 
 
 def _verified_file(path: Path, check: str, copy: Path, digest: str):
@@ -616,7 +697,7 @@ def _listed(target, which: str):
     if which == "latest":
         if not backups_found:
             raise OpsError(f"no backups in {target.dir} on the machine", ExitCode.NOT_FOUND)
-        chosen = backups_found[-1]
+        chosen = target.latest(backups_found)  # never a safety backup (issue 16 #2, #4)
     else:
         engine.check_name(which)
         chosen = next((b for b in backups_found if b.name == which), None)

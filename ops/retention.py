@@ -15,7 +15,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Protocol
 
-from ops.engine import in_future
+from ops.engine import in_future, latest_reason
 
 FUTURE = "dated in the future: not counted, never removed automatically"
 
@@ -78,9 +78,10 @@ def plan_retention(backups: list[Backup], keep: int, *, now: dt.datetime | None 
 
 def good_candidates(backups: list[Backup], now: dt.datetime) -> list[str]:
     """Backups worth verifying as the one retention stands on, newest first: those whose
-    manifest agrees with the file (cheap evidence) and that are not dated in the future."""
+    manifest agrees with the file (cheap evidence) and that ``latest`` may name (not dated
+    in the future, not a restore's safety backup)."""
     return [item.name for item in _newest_first(backups)
-            if item.verified and not in_future(item.created, now)]
+            if item.verified and latest_reason(item, now) is None]
 
 
 def to_remove(decisions: list[Decision]) -> list[str]:

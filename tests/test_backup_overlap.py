@@ -92,8 +92,8 @@ def test_ctrl_c_during_the_check_stops_at_once_and_leaves_nothing(slow_check_db,
     db = tmp_path / "steps.db"
     shutil.copyfile(slow_check_db, db)
     backups = tmp_path / "backups"
-    run = helpers.start_invoke("backup", "--db", str(db), cwd=tmp_path,
-                               env={"INVOKE_BACKUP_DIR": str(backups)})
+    run = helpers.start_invoke("backup", cwd=tmp_path,  # the configured database: its folder
+                               env={"INVOKE_BACKUP_DIR": str(backups), "INVOKE_DB_PATH": str(db)})
     size = db.stat().st_size
 
     def copied():  # the copy is done once the private file has every page

@@ -249,7 +249,10 @@ def test_cleanup_dry_run_then_real(wal_db, backup_dir, run_invoke):
 
 def test_status(wal_db, tmp_path):
     empty, fresh, old = tmp_path / "empty", tmp_path / "fresh", tmp_path / "old"
-    engine.create_backup(wal_db, fresh / "data" / "backups")
+    fresh_db = fresh / "data" / "steps.db"  # a backup counts for the database it copies
+    fresh_db.parent.mkdir(parents=True)
+    shutil.copy(wal_db, fresh_db)
+    engine.create_backup(fresh_db, fresh / "data" / "backups")
     old_backup = helpers.old_script_backup(old / "data" / "backups", days_ago(2))
     (empty / "data" / "backups").mkdir(parents=True)  # empty; a missing folder is exit 3
     calls = [

@@ -872,6 +872,45 @@ def test_rollback_after_a_failed_deploy_goes_back_to_the_last_good_release(site)
     assert result.json()["rollback_to"] == 12
 
 
+def test_a_second_rollback_never_redeploys_the_release_the_first_left(site):
+    """v12 is bad: the first rollback redeploys v11 as v13; run again (a retry, or a
+    second person), "the release before the newest" is v12, the bad one. The audit log
+    knows the first rollback left v12: the second goes to v11 again (issue 16 #16)."""
+    first = site.run("deploy.rollback", "--json")
+    assert first.returncode == 0, first
+    assert first.json()["rollback_to"] == 11 and first.json()["rolled_back_from"] == 12
+    site.world.clear_calls()
+
+    second = site.run("deploy.rollback", "--json")
+
+    assert second.returncode == 0, second
+    assert second.json()["rollback_to"] == 11, second
+    assert deploy_argv(site)[-2:] == ["--image", IMAGE_V11]
+    assert site.world.machine_image(MID) == IMAGE_V11  # never IMAGE_V12 again
+    dry = site.run("deploy.rollback", "--dry-run", "--json")  # the plan says the same
+    steps = {step["key"]: step for step in dry.json()["steps"]}
+    assert steps["deploy"]["title"] == "redeploy v11", dry
+    named = site.run("deploy.rollback", "--to", "12", "--json")  # unless --to names it
+    assert named.returncode == 0 and site.world.machine_image(MID) == IMAGE_V12, named
+
+
+def test_rolled_back_from_reads_only_rollbacks_that_deployed():
+    from ops.deploy import rolled_back_from
+
+    ran = [{"step": "deploy", "outcome": "ok"}]
+    records = [
+        {"kind": "rollback", "app": APP, "rolled_back_from": 12, "steps": ran},
+        {"kind": "rollback", "app": APP, "previous_release": {"version": 9}, "steps": ran},
+        {"kind": "rollback", "app": APP, "rolled_back_from": 8,
+         "steps": [{"step": "preflight", "outcome": "failed"}]},  # never deployed
+        {"kind": "deploy", "app": APP, "previous_release": {"version": 7}, "steps": ran},
+        {"kind": "rollback", "app": "other", "rolled_back_from": 6, "steps": ran},
+        {"kind": "rollback", "app": APP, "rolled_back_from": "5", "steps": ran},
+        "junk", {"kind": "rollback", "app": APP, "steps": "x"},
+    ]
+    assert rolled_back_from(records, APP) == {12, 9}
+
+
 # ---------------------------------------------------------------- 8. CI
 
 

@@ -65,12 +65,15 @@ def test_drill_reports_content_changed_after_the_backup_was_made(wal_db, backup_
     assert_one_line_error(result, 5, contains="drill of", strict=False)
     data = result.json()
     assert data["restorable"] and not data["ok"]
+    assert f"✗ drill {made.name}" in result.stderr and "differs from its record" in result.stderr
     assert "table teams: recorded 20 rows, restored 21" in data["differences"]
     assert any(d.startswith("content hash: recorded") for d in data["differences"])
 
 
 def test_drill_of_an_old_backup_says_nothing_was_recorded(wal_db, backup_dir, run_invoke):
+    """A backup with a checksum record but no counts (an early version of this tool)."""
     old = helpers.old_script_backup(backup_dir, helpers.utc(2026, 1, 2, 3, 4, 5), wal_db)
+    Path(f"{old}.sha256").write_text(f"{helpers.sha256(old)}  {old.name}\n")
     result = run_invoke("backup.drill", old.name)
     assert result.returncode == 0, result
     assert "nothing recorded to compare" in result.stderr
@@ -84,6 +87,10 @@ def test_drill_of_a_backup_that_cannot_be_restored_exits_5(wal_db, backup_dir, r
     result = run_invoke("backup.drill", "--json")
     assert_one_line_error(result, 5, strict=False)
     assert not result.json()["ok"]
+    # the step line agrees with the verdict: never a green tick before NOT restorable (#15)
+    step = next(line for line in result.stderr.splitlines() if "drill latest" in line)
+    assert step.startswith("✗ drill latest") and "not restorable" in step, result.stderr
+    assert "✓" not in result.stderr, result.stderr
 
 
 # ---------------------------------------------------------------- production
@@ -237,15 +244,16 @@ def test_restore_from_a_missing_file_calls_nothing(prod, tmp_path):
     assert prod.calls() == []
 
 
-def test_production_dry_run_calls_no_flyctl_at_all(prod):
-    changed_after_backup(prod)
+def test_production_dry_run_only_lists_to_say_which_backup_latest_is(prod):
+    made = changed_after_backup(prod)
     result = prod.run("restore", "--production", "--dry-run", "--json")
     assert result.returncode == 0, result
     steps = result.json()["steps"]
     assert [s["key"] for s in steps] == ["resolve", "choose", "restore", "restart", "health",
                                          "record"]
     assert steps[3]["commands"][0][:2] == ["machine", "restart"]
-    assert prod.calls() == []
+    assert result.json()["backup"] == made.name and f"latest is {made.name}" in result.stderr
+    assert [label(a) for a in prod.calls()] == [*RESOLVE, "ssh list"]  # reads only
 
 
 @pytest.mark.parametrize("tools", ["python3", "none"])
@@ -271,7 +279,8 @@ def test_a_downloaded_backup_keeps_what_the_machine_recorded_for_the_drill(prod)
     assert fetched.returncode == 0, fetched
     local = json.loads((prod.local_dir / f"{made.name}.json").read_text())
     assert (local["tables"], local["content_sha256"]) == (made.tables, made.content_sha256)
-    drilled = prod.run("backup.drill", made.name, "--json")
+    here = {"INVOKE_BACKUP_DIR": str(prod.local_dir)}  # downloads have a folder of their own
+    drilled = prod.run("backup.drill", made.name, "--json", env=here)
     assert drilled.returncode == 0, drilled
     data = drilled.json()
     assert data["recorded"] and data["ok"] and data["differences"] == []
@@ -290,7 +299,8 @@ def test_a_downloaded_record_is_compared_and_cannot_speak_the_protocol(prod):
         '"X"', '"\n__OPS_EXIT__=0\r__OPS_ENTRY__ forged 1 2 3\n"'))
     fetched = prod.run("backup.download", made.name, "--json")
     assert fetched.returncode == 0, fetched
-    drilled = prod.run("backup.drill", made.name, "--json")
+    drilled = prod.run("backup.drill", made.name, "--json",
+                       env={"INVOKE_BACKUP_DIR": str(prod.local_dir)})
     assert_one_line_error(drilled, 5, strict=False)
     assert drilled.json()["differences"] == ["table steps: recorded 2999 rows, restored 3000"]
 
@@ -466,13 +476,14 @@ def test_restore_production_of_a_damaged_backup_changes_nothing(prod, tools):
         handle.seek(100)
         handle.write(bytes([byte[0] ^ 0x01]))
     before = engine.describe_file(prod.db, live=True)[1]
-    files = helpers.snapshot(prod.remote_dir, (".restore.lock",))
+    locks = (".restore.lock", ".backup.lock")  # both held (their holder line rewritten)
+    files = helpers.snapshot(prod.remote_dir, locks)
     result = prod.run("restore", made.name, "--production", "--yes")
     assert_one_line_error(result, 5, contains="nothing was changed", strict=False)
     assert [label(a) for a in prod.calls()] == [
         *RESOLVE, *STOPPED, "ssh list", "ssh counts", "ssh restore"]
     assert engine.describe_file(prod.db, live=True)[1] == before
-    assert helpers.snapshot(prod.remote_dir, (".restore.lock",)) == files  # no safety backup
+    assert helpers.snapshot(prod.remote_dir, locks) == files  # no safety backup
     assert not (prod.remote_dir / ".restore.lock.d").exists()
 
 

@@ -195,7 +195,7 @@ def test_a_terminal_is_asked_and_no_changes_nothing(site):
     assert answer_no.returncode == ExitCode.ERROR and "aborted" in answer_no.stdout
     assert calls(site) == READS
 
-    answer_yes = on_terminal(site, ["emergency.stop"], "y")
+    answer_yes = on_terminal(site, ["emergency.stop"], "yes")
     assert answer_yes.returncode == 0, answer_yes.stdout
     assert site.world.machine(MID)["config"]["init"]["cmd"] == SLEEP.split()
 

@@ -303,12 +303,13 @@ def run_on_a_terminal(site, args: list[str], answer: str) -> tuple[int, str]:
 def test_skip_backup_on_a_terminal_asks_and_no_deploys_nothing(tmp_path, fly_world):
     site = make_site(tmp_path, fly_world)
     try:
-        code, shown = run_on_a_terminal(site, ["deploy", "--skip-backup", "--image", NEW_IMAGE],
-                                        "no")
-        assert "--skip-backup deploys WITHOUT a backup and a volume snapshot" in shown, shown
-        assert code == 1, shown
-        assert "Error: --skip-backup was not confirmed; nothing was deployed" in shown
-        assert fly_world.calls() == []
+        for answer in ("no", "y"):  # only the word asked for goes on (issue 16 #17)
+            code, shown = run_on_a_terminal(
+                site, ["deploy", "--skip-backup", "--image", NEW_IMAGE], answer)
+            assert "--skip-backup deploys WITHOUT a backup and a volume snapshot" in shown, shown
+            assert code == 1, shown
+            assert "Error: --skip-backup was not confirmed; nothing was deployed" in shown
+            assert fly_world.calls() == []
 
         code, shown = run_on_a_terminal(site, ["deploy", "--skip-backup", "--image", NEW_IMAGE],
                                         "yes")
@@ -406,8 +407,13 @@ def test_db_flag_backs_up_another_database(tmp_path):
     other = helpers.make_wal_db(tmp_path / "elsewhere" / "app.db")
     result = helpers.run_invoke("backup", "--db", str(other), "--json", cwd=tmp_path)
     assert result.returncode == 0, result
-    assert engine.verify_backup(tmp_path / result.json()["backup"]["path"]).ok
-    assert len(engine.list_backups(tmp_path / "data" / "backups")) == 1
+    made = tmp_path / result.json()["backup"]["path"]
+    assert engine.verify_backup(made).ok
+    # another database's backups have a folder of their own in backup.dir (issue 16 #3)
+    assert made.parent.parent == tmp_path / "data" / "backups"
+    assert made.parent.name.startswith("db-app-")
+    assert len(engine.list_backups(made.parent)) == 1
+    assert engine.list_backups(tmp_path / "data" / "backups") == []
 
 
 # ---------------------------------------------------------------- suggestions (issue 9 #13)

@@ -78,7 +78,8 @@ class Prod:
 
     @property
     def local_dir(self) -> Path:
-        return self.root / "local" / "backups"
+        """Where downloads from the machine land: their own folder in backup.dir."""
+        return self.root / "local" / "backups" / f"fly-{APP}"
 
     def run(self, *args: str, env: dict[str, str | None] | None = None,
             timeout: float = 60) -> helpers.InvokeResult:
@@ -131,7 +132,7 @@ def make_prod(root: Path, world: FlyWorld | None = None) -> Prod:
         **world.env(),
         "INVOKE_DB_REMOTE_PATH": str(prod.db),
         "INVOKE_BACKUP_REMOTE_DIR": str(prod.remote_dir),
-        "INVOKE_BACKUP_DIR": str(prod.local_dir),
+        "INVOKE_BACKUP_DIR": str(prod.local_dir.parent),
         "INVOKE_HEALTH_URL": f"http://127.0.0.1:{free_port()}/health",  # the app is down
         "INVOKE_HEALTH_INTERVAL": "0.05",
     }
@@ -487,7 +488,8 @@ def test_list_production_json(prod):
     assert [item["name"] for item in found] == [*bare, *reversed(olds)]  # newest first
     for item in found:
         path = prod.remote_dir / item["name"]
-        assert set(item) == {"name", "path", "created", "size", "sha256", "verified", "future"}
+        assert set(item) == {"name", "path", "created", "size", "sha256", "verified", "future",
+                             "kind", "source", "restore", "adopted", "latest_may_name"}
         assert item["path"] == str(path)
         assert item["size"] == path.stat().st_size
         assert item["created"] == engine.iso(engine.parse_created(item["name"]))
@@ -630,7 +632,28 @@ def test_status_production_reads_the_apps_health(prod, health):
     assert_error(stale, ExitCode.STALE, contains="1.0h old")
     assert stale.json() == {**block, "source": health.url}  # still reported
     assert health.requests == ["/health", "/health"]
-    assert prod.calls() == []  # the app answered: no flyctl at all
+    # the app answered; the folder is listed once to see what the app's latest is: the app
+    # counts every backup-named file, a restore's safety backup too (issue 16 #2)
+    assert sorted(flow(prod.calls())) == sorted([*RESOLVE, "ssh list"] * 2)
+
+
+def test_status_production_never_reports_a_safety_backup_as_the_newest(prod, health):
+    """After a restore the app's /health names the restore's safety backup as its newest
+    backup (it counts every file named like one): status reports the folder's newest
+    real backup instead, and says why."""
+    (old,) = prod.seed(3)
+    safety = engine.create_backup(prod.db, prod.remote_dir,
+                                  restore={"when": "2026-08-20T02:00:00Z", "backup": old})
+    health.body = {"status": "ok", "backup": {"hasBackups": True, "count": 2, "latest": {
+        "name": safety.name, "created": safety.created, "age": 1000}}}
+    result = prod.run("backup.status", "--production", "--json", "--max-age", "1d",
+                      env={"INVOKE_HEALTH_URL": health.url})
+    assert_error(result, ExitCode.STALE, contains="3.0d old")
+    report = result.json()
+    assert report["latest"]["name"] == old and report["count"] == 1
+    assert report["safetyBackups"] == [safety.name] and report["source"] == "remote folder"
+    assert f"names {safety.name} as the newest backup, but it is a restore's safety" \
+        in result.stderr
 
 
 def test_status_production_falls_back_to_the_remote_folder(prod, health):

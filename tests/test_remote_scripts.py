@@ -214,6 +214,29 @@ def test_list_script_prints_only_exact_names_and_hex_digests(tmp_path):
     (folder / "steps-2026-01-01T00-00-00.db.db").write_bytes(b"")
     (folder / "steps-2026-01-01T00-00-0.db").write_bytes(b"")
     out = run_remote(remote.list_script(str(folder)), path)
-    assert out.entries == [[good, "10", A, "0"]]
+    assert out.entries == [[good, "10", A, "0", "-", "-"]]
     (folder / f"{good}.sha256").write_text(A + "0\n")  # 65 hex digits: not a SHA-256
-    assert run_remote(remote.list_script(str(folder)), path).entries == [[good, "10", "-", "0"]]
+    assert run_remote(remote.list_script(str(folder)), path).entries == [
+        [good, "10", "-", "0", "-", "-"]]
+
+
+@pytest.mark.parametrize("record, kind, source", [
+    ({"kind": "safety", "source": "/data/steps.db"}, "safety", "/data/steps.db"),
+    ({"source": "/data/steps.db"}, "-", "/data/steps.db"),
+    ({"kind": "Safety!", "source": "/a b/steps.db"}, "unknown", "?"),
+    ({"path": '"kind": "safety"', "note": '"source": "/x"'}, "-", "-"),  # inside strings
+    ({"tables": {"kind": 3, "source": 4}}, "-", "-"),  # table names are keys, not fields
+])
+@pytest.mark.parametrize("indent", [None, 2])
+def test_the_listing_reads_each_backups_kind_and_source_as_one_token(
+        tmp_path, record, kind, source, indent):
+    """What the machine's listing says a backup is (a restore's safety backup is never
+    `latest`), read by plain sh from NAME.json, whichever way the JSON is laid out."""
+    path = machine_path(tmp_path, python=False, sqlite=False)
+    folder = tmp_path / "b"
+    folder.mkdir()
+    good = "steps-2026-01-01T00-00-00.db"
+    (folder / good).write_bytes(b"x" * 10)
+    (folder / f"{good}.json").write_text(json.dumps({"name": good, **record}, indent=indent))
+    entries = run_remote(remote.list_script(str(folder)), path).entries
+    assert entries == [[good, "10", "-", "1", kind, source]]

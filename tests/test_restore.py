@@ -305,9 +305,9 @@ def test_a_backup_with_another_page_size_is_refused_before_anything(
     conn.execute("CREATE TABLE t (x)")
     conn.commit()
     conn.close()
-    engine.create_backup(other, backup_dir)
+    made = engine.create_backup(other, backup_dir)  # another database's: named, never latest
     live, files = content(wal_db), helpers.snapshot(backup_dir, IGNORED)
-    result = run_invoke("restore", "--yes")
+    result = run_invoke("restore", made.name, "--yes")
     assert_one_line_error(result, 2, contains="page size (8192)", strict=False)
     assert content(wal_db) == live and helpers.snapshot(backup_dir, IGNORED) == files
 
@@ -321,11 +321,16 @@ def test_on_a_terminal_it_asks_and_no_changes_nothing(tmp_path, wal_db, backup_d
     made = engine.create_backup(wal_db, backup_dir)
     add_rows(wal_db)
     live, files = content(wal_db), helpers.snapshot(backup_dir, IGNORED)
-    code, shown = run_on_a_terminal(["restore"], tmp_path, "no")
-    assert code == 1 and "not confirmed; nothing was changed" in shown, shown
-    assert f"with backup {made.name}" in shown and "teams 70" in shown and "teams 20" in shown
-    assert content(wal_db) == live and helpers.snapshot(backup_dir, IGNORED) == files
-    assert not (tmp_path / "data" / "deploys.jsonl").read_text()  # nothing happened
+    for answer in ("no", "y"):  # only `yes` goes on (issue 16 #17)
+        code, shown = run_on_a_terminal(["restore"], tmp_path, answer)
+        assert code == 1 and "not confirmed; nothing was changed" in shown, shown
+        assert f"with backup {made.name}" in shown and "teams 70" in shown and "teams 20" in shown
+        assert content(wal_db) == live and helpers.snapshot(backup_dir, IGNORED) == files
+    # every restore is recorded, a declined one too (README: "whatever its outcome")
+    declined = [json.loads(line) for line in
+                (tmp_path / "data" / "deploys.jsonl").read_text().splitlines()]
+    assert [(r["kind"], r["outcome"], r["exit_code"], r["backup"]["name"], r["safety_backup"])
+            for r in declined] == [("restore", "not confirmed", 1, made.name, None)] * 2
     code, shown = run_on_a_terminal(["restore"], tmp_path, "yes")
     assert code == 0, shown
     assert content(wal_db) == made.content_sha256

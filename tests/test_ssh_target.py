@@ -79,9 +79,11 @@ def test_download_round_trip_restore_and_drill_over_ssh(host, run_invoke, tmp_pa
     name = run_invoke("backup", "--host", addr, "--json", env=env).json()["backup"]["name"]
     got = run_invoke("backup.download", "latest", "--host", addr, "--json", env=env)
     assert got.returncode == 0, got.stderr
-    local = tmp_path / "local" / name
+    # downloads have a folder of their own, named after the host (issue 16 #3)
+    folder = tmp_path / "local" / f"ssh-{addr.replace(':', '_')}"
+    local = folder / name
     assert engine.sha256_file(local) == engine.sha256_file(host["dir"] / name)
-    assert (tmp_path / "local" / f"{name}.sha256").is_file()
+    assert (folder / f"{name}.sha256").is_file()
     again = run_invoke("backup.download", name, "--host", addr, env=env)
     assert again.returncode == 2 and "already exists; not overwritten" in again.stderr
 
@@ -132,7 +134,7 @@ def test_restore_from_a_local_file_uploads_it_over_sftp(host, run_invoke, tmp_pa
     env, addr = host["env"], host["addr"]
     run_invoke("backup", "--host", addr, env=env)
     assert run_invoke("backup.download", "latest", "--host", addr, env=env).returncode == 0
-    local = next((tmp_path / "local").glob("steps-*.db"))
+    local = next((tmp_path / "local").glob("ssh-*/steps-*.db"))  # the host's own folder
     kept = tmp_path / "kept" / local.name  # with its records: the same backup the host has
     kept.parent.mkdir()
     for suffix in ("", ".sha256", ".json"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import subprocess
@@ -10,10 +11,10 @@ from dataclasses import asdict
 
 from invoke.exceptions import Exit
 
-from ops import backups, config, fly, restore
+from ops import audit, backups, config, fly, restore
 from ops.cli import guarded, invoke_command, task
 from ops.commands.positional import OptionalPositionalTask
-from ops.engine import in_future, parse_iso
+from ops.engine import in_future, latest_reason, parse_iso, same_source
 from ops.errors import ExitCode, OpsError
 from ops.targets.fly import FlyTarget
 from ops.targets.local import LocalTarget
@@ -49,6 +50,10 @@ def open_target(c, *, production: bool = False, host: str | None = None, json: b
         target = SshTarget(settings, ui, settings.ssh_host)
         _opened.append(target)
         return settings, target, ui
+    if flags.get("db") is not None and not backups.same_database(
+            settings.db_path, config.load(c.config).db_path):  # --db OTHER: its own folder
+        settings = dataclasses.replace(settings, backup_dir=backups.other_database_folder(
+            settings.backup_dir, settings.db_path))
     return settings, LocalTarget(settings, ui), ui
 
 
@@ -192,15 +197,19 @@ def list_(c, production=False, host=None, json=False):
     if future:
         ui.warn(f"{len(future)} backup(s) dated in the future (a clock that ran ahead, or not "
                 "backups at all): never counted as the newest, never removed by retention")
+    source = getattr(target, "source", None)
     if json:
-        ui.emit([asdict(item) | {"future": item.name in future} for item in found])
+        ui.emit([asdict(item) | {"future": item.name in future,
+                                 "latest_may_name": latest_reason(item, now, source) is None}
+                 for item in found])
         return
     if not found:
         ui.info(f"No backups in {folder}.")
         return
+    kinds = [what_it_is(item, source) for item in found]
     ui.table(  # 80 columns: the name already says when (UTC), so no `created` column
         f"Backups in {folder} ({len(found)})",
-        ["name", "age", "size", "recorded sha256", "sidecars"],
+        ["name", "age", "size", "recorded sha256", "sidecars"] + (["what"] if any(kinds) else []),
         [
             [
                 item.name,
@@ -209,13 +218,35 @@ def list_(c, production=False, host=None, json=False):
                 human_bytes(item.size),
                 (item.sha256 or "no record")[:12],
                 sidecars(item),
-            ]
-            for item in found
+            ] + ([kind] if any(kinds) else [])
+            for item, kind in zip(found, kinds, strict=True)
         ],
     )
+    for item in found:
+        if item.kind == "safety":
+            made = item.restore or {}
+            ui.info(f"safety: {item.name} is the copy a restore made of the live database "
+                    f"before it put back {made.get('backup') or '?'} (at "
+                    f"{made.get('when') or '?'}); never latest. To undo that restore: "
+                    f"invoke restore {item.name}{target.flag} --yes")
     if any(not item.sha256 and not item.verified for item in found):
         ui.info("no record: made without .sha256/.json sidecars (the old npm scripts); "
-                "`backup.verify` can check SQLite's integrity only")
+                "verify, drill and restore refuse them as unverifiable until adopted: "
+                f"`invoke backup.adopt NAME{target.flag}` (or `all`) checks them and "
+                "records them")
+
+
+def what_it_is(item, source: str | None) -> str:
+    """The listing's `what` column: empty for an ordinary backup of this database."""
+    if item.kind == "safety":
+        return "safety"
+    if item.kind == "adopted":
+        return "adopted"
+    if item.kind != "backup":
+        return f"kind {item.kind}"
+    if not same_source(item.source, source):
+        return "other db"
+    return ""
 
 
 def sidecars(item) -> str:
@@ -277,7 +308,47 @@ def verify(c, which, quick=False, production=False, host=None, json=False):
         step.detail = f"{sum(1 for item in results if item['ok'])} of {len(results)} ok"
         if json:
             ui.emit(results)
-        backups.require_ok(results)
+        backups.require_ok(results, target.flag)
+
+
+@task(
+    positional=["which"],
+    help={
+        "which": "all (every backup without records) or one backup's file name (required)",
+        "production": PRODUCTION,
+        "host": HOST,
+        "dry_run": "check and say what would be adopted; write nothing",
+        "json": JSON,
+    },
+)
+@guarded
+@closes_targets
+def adopt(c, which, production=False, host=None, dry_run=False, json=False):
+    """Adopt old backups made without records (the npm scripts'): integrity_check, then
+    records marked as adopted, with when and by whom."""
+    reject_flag_as_name(which, "backup.adopt")
+    settings, target, ui = open_target(c, production=production, host=host, json=json)
+    target.folder()
+    shown = which if which.isprintable() else repr(which)
+    dry = " (dry run)" if dry_run else ""
+    with ui.step(f"adopt {shown} on {target.describe()}{dry}") as step:
+        results = target.adopt(which, by=audit.who(), dry_run=dry_run)
+        good = sum(1 for item in results if item.get("ok"))
+        step.detail = (f"{'would adopt' if dry_run else 'adopted'} {good} of {len(results)}"
+                       if results else "nothing to adopt: every backup has its records")
+        if good < len(results):
+            step.outcome, step.reason = "failed", f"{len(results) - good} not adopted"
+    for item in results:
+        verdict = ("would adopt" if dry_run else "adopted") if item.get("ok") else "NOT adopted"
+        ui.info(f"  {item['name']}  {verdict}" + (
+            f"  sha256 {str(item.get('sha256'))[:12]}  integrity_check ok" if item.get("ok")
+            else f": {item.get('problem')}"))
+    if json:
+        ui.emit({"dry_run": dry_run, "adopted": results})
+    bad = [item for item in results if not item.get("ok")]
+    if bad:
+        raise OpsError(f"{len(bad)} of {len(results)} backups not adopted; {bad[0]['name']}: "
+                       f"{bad[0].get('problem')}", ExitCode.VERIFY_FAILED)
 
 
 @task(
@@ -403,7 +474,7 @@ def download(c, which, quick=False, host=None, json=False, lock_wait=None):
     if which == "all":
         raise OpsError("download one backup at a time: latest or a name", ExitCode.USAGE)
     name = target.names(which)[0]
-    result = target.download(name, settings.backup_dir)
+    result = target.download(name, target.downloads(settings.backup_dir))
     ui.info(f"Saved {result['path']}")
     if json:
         ui.emit(result)
@@ -434,10 +505,15 @@ def drill(c, which="latest", production=False, host=None, quick=False, json=Fals
     with ui.step(f"drill {which} on {target.describe()}") as step:
         result = target.drill(which)
         step.detail = f"{result['name']}  restore {result['seconds']:.3f}s"
+        if not result["ok"]:  # the line says what the result says (issue 16 #15)
+            step.outcome, step.reason = "failed", "not restorable" if not result.get(
+                "restorable") else "unverifiable" if restore.unverifiable(result) \
+                else "differs from its record"
     ui.info(restore.drill_summary(result))
     if json:
         ui.emit(result)
     if not result["ok"]:
         raise OpsError(f"drill of {result['name']} failed: "
-                       + "; ".join((result["problems"] + result["differences"])[:2]),
+                       + "; ".join((result["problems"] + result["differences"])[:2])
+                       + restore.adopt_hint(result["problems"], result["name"], target.flag),
                        ExitCode.VERIFY_FAILED)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from ops import config
+import dataclasses
+
+from ops import cli, config
 from ops import restore as restores
 from ops.cli import guarded, task
 from ops.commands.backup import HOST, reject_flag_as_name
 from ops.commands.positional import OptionalPositionalTask
+from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
+from ops.signals import Terminated, stop_on_signals
 from ops.targets.fly import FlyTarget
+from ops.targets.local import LocalTarget
 from ops.targets.ssh import SshTarget
 from ops.ui import UI
 
@@ -38,7 +43,8 @@ def seconds(value, what: str) -> float | None:
         "host": HOST + " (no restart: the app sees the restored content through SQLite)",
         "from_": "with --production or --host: upload this local backup file and restore it",
         "yes": "do not ask for confirmation (required when there is no terminal)",
-        "dry_run": "print the plan and change nothing (no flyctl call)",
+        "dry_run": "print the plan and change nothing (it only lists the backups, to show "
+                   "which one latest is)",
         "busy_timeout": "seconds to wait for the app's write lock on the live database "
                         "(default 10)",
         "json": "print the audit record (or the plan, with --dry-run) as JSON on stdout",
@@ -69,30 +75,55 @@ def database(c, which="latest", production=False, host=None, from_=None, yes=Fal
                                       from_path=from_, app_stopped=bool(app_stopped),
                                       busy_timeout=10.0 if timeout is None else timeout)
     ui = UI(json_mode=json)
-    remote = production or bool(host)
-    if dry_run:
-        steps = restores.plan(
-            options,
-            db=settings.db_remote_path if remote else str(settings.db_path),
-            directory=settings.backup_remote_dir if remote else str(settings.backup_dir),
-            app=settings.app if production else "",
-            health_url=settings.health if production else "")
-        ui.table("Restore plan (dry run: nothing runs)", ["step", "what", "commands"],
-                 restores.render(steps))
-        if json:
-            ui.emit({"dry_run": True, "options": options.__dict__,
-                     "steps": restores.plan_as_data(steps)})
-        return
     target = None
     if production:
         target = FlyTarget(settings, ui)
     elif host:
         target = SshTarget(settings, ui, host)
+    if dry_run:
+        try:
+            dry_run_plan(options, settings, ui, target, json)
+        finally:
+            if host:
+                target.close()
+        return
     run = restores.Restore(options, settings, ui, target=target, yes=yes)
     try:
-        run.run()
+        with stop_on_signals():  # SIGTERM/SIGHUP unwind: audit line, "finish by hand" lines
+            run.run()
+    except Terminated as exc:
+        raise OpsError(f"terminated by {exc.name}; see above for what to finish by hand",
+                       ExitCode.TERMINATED) from None
     finally:
         if host:
             target.close()
         if json and run.record:
             ui.emit(run.record)
+
+
+def dry_run_plan(options, settings, ui: UI, target, json: bool) -> None:
+    """The plan, with the backup ``latest`` really is (a listing, nothing else; issue 16 #2):
+    never a safety backup, one dated ahead or another database's."""
+    remote = target is not None
+    chosen, why = None, ""
+    if options.from_path is None:
+        try:
+            chosen = (target or LocalTarget(settings, ui)).names(options.which)[0]
+        except (OpsError, EngineError) as exc:
+            why = cli.one_line(exc)
+    shown = options if chosen is None else dataclasses.replace(options, which=chosen)
+    if options.which == "latest":
+        ui.info(f"latest is {chosen}" if chosen else f"latest: not resolved ({why})")
+    production = options.production
+    steps = restores.plan(
+        shown,
+        db=settings.db_remote_path if remote else str(settings.db_path),
+        directory=settings.backup_remote_dir if remote else str(settings.backup_dir),
+        app=settings.app if production else "",
+        health_url=settings.health if production else "")
+    ui.table("Restore plan (dry run: nothing runs)", ["step", "what", "commands"],
+             restores.render(steps))
+    if json:
+        ui.emit({"dry_run": True, "options": options.__dict__, "backup": chosen,
+                 **({"not_resolved": why} if why else {}),
+                 "steps": restores.plan_as_data(steps)})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -40,7 +41,8 @@ class LocalTarget:
         long we wait (the holder line says who and since when); the seconds left."""
         wait = self.settings.lock_wait
         lock = self.dir / engine.LOCK_NAME
-        if not wait or self.report is None or not lock.exists():
+        if not wait or self.report is None or not lock.exists() or \
+                engine.holds_backup_lock(self.dir):
             return wait
         started = time.monotonic()
 
@@ -52,18 +54,24 @@ class LocalTarget:
             pass  # free now; the engine takes it again at once, with what is left
         return max(wait - (time.monotonic() - started), 0.001)
 
-    def backup(self, progress=None, *, on_phase=None, check: str | None = None) -> dict:
+    @property
+    def source(self) -> str:
+        """The database whose backups ``latest``, status and retention count here."""
+        return os.path.abspath(self.db)
+
+    def backup(self, progress=None, *, on_phase=None, check: str | None = None,
+               restore: dict | None = None) -> dict:
         """``progress`` (``Reporter.transfer``) follows the copy in bytes (the page size is
         read before any connection is open); it opens once the folder's lock is free.
         ``on_phase`` hears each phase (``engine.create_backup``); ``check`` overrides
-        ``backup.check``."""
+        ``backup.check``; ``restore`` makes it that restore's safety backup."""
         wait = self.lock_wait()
         if progress is None:
-            return self._backup(None, wait, on_phase, check)
+            return self._backup(None, wait, on_phase, check, restore)
         with progress("copy", 0) as on_bytes:
-            return self._backup(on_bytes, wait, on_phase, check)
+            return self._backup(on_bytes, wait, on_phase, check, restore)
 
-    def _backup(self, on_bytes, wait: float, on_phase, check) -> dict:
+    def _backup(self, on_bytes, wait: float, on_phase, check, restore=None) -> dict:
         on_pages = None
         if on_bytes and self.db.is_file():
             size = engine.read_page_size(self.db)
@@ -81,21 +89,26 @@ class LocalTarget:
             on_phase=on_phase,
             mmap_size=self.settings.mmap_size,
             content_hash=self.settings.content_hash,
+            restore=restore,
         )
         return asdict(result)
 
     def status(self) -> dict:
-        return folder_status(self.list(), dt.datetime.now(dt.UTC))
+        return folder_status(self.list(), dt.datetime.now(dt.UTC), self.source)
 
     def names(self, which: str) -> list[str]:
-        return [item.name for item in engine.resolve_backup(self.dir, which)]
+        return [item.name for item in engine.resolve_backup(self.dir, which, self.source)]
+
+    def latest(self, backups: list[engine.BackupFile]) -> engine.BackupFile:
+        return engine.latest_of(backups, dt.datetime.now(dt.UTC), self.source,
+                                where=str(self.dir))
 
     def download(self, name: str, directory: Path, *, check: bool = True) -> dict:
         raise OpsError("backups here are already on this computer: download from "
                        "--production (or --host)", ExitCode.USAGE)
 
     def drill(self, which: str) -> dict:
-        chosen = engine.resolve_backup(self.dir, which)[0]
+        chosen = engine.resolve_backup(self.dir, which, self.source)[0]
         return engine.drill_backup(chosen.path, check=self.settings.check,
                                    scratch_dir=self.dir) | {"where": "local"}
 
@@ -105,12 +118,17 @@ class LocalTarget:
     def verify(self, which: str, on_result=None, *, check: str | None = None) -> list[dict]:
         """``on_result(verdict)`` is called for each backup as soon as it is checked."""
         results = []
-        for item in engine.resolve_backup(self.dir, which):
+        for item in engine.resolve_backup(self.dir, which, self.source):
             results.append(asdict(engine.verify_backup(item.path, check or self.settings.check,
                                                        mmap_size=self.settings.mmap_size)))
             if on_result:
                 on_result(results[-1])
         return results
+
+    def adopt(self, which: str, *, by: str, dry_run: bool = False) -> list[dict]:
+        """Records for backups made without them (``engine.adopt_backups``)."""
+        return engine.adopt_backups(self.dir, which, by=by, dry_run=dry_run,
+                                    lock_wait=self.lock_wait())
 
     def delete(self, names: list[str]) -> list[str]:
         if not self.dir.is_dir():

@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import asdict
@@ -62,6 +63,7 @@ class ScriptedTarget:
     """The target interface over a ``Session``; subclasses give it one."""
 
     session: Session
+    downloads_name: str  # the folder name its downloads get in backup.dir (``downloads``)
 
     def __init__(self, settings, report: Reporter, session: Session, flag: str):
         self.settings = settings
@@ -82,7 +84,7 @@ class ScriptedTarget:
         return []
 
     def status(self) -> dict:
-        return folder_status(self.list(), dt.datetime.now(dt.UTC))
+        return folder_status(self.list(), dt.datetime.now(dt.UTC), self.source)
 
     def _run(self, script: str, **kwargs) -> remote.RemoteOutput:
         return self.session.run(script, **kwargs)
@@ -120,7 +122,7 @@ class ScriptedTarget:
         if not new:
             raise OpsError(f"backup.remote_command finished but no new backup appeared in "
                            f"{self.dir}", ExitCode.ERROR)
-        local = self.download(new[-1], self.settings.backup_dir, check=True)
+        local = self.download(new[-1], self.downloads(self.settings.backup_dir), check=True)
         manifest = json.dumps({k: local[k] for k in ("name", "size", "sha256", "check")}
                               | {"strategy": "remote_command"})
         if self._run(remote.sidecar_script(self.dir, new[-1], local["sha256"], manifest,
@@ -141,25 +143,49 @@ class ScriptedTarget:
             if not _listing_entry(entry):
                 raise OpsError(f"the machine's listing of {self.dir} has an entry this tool "
                                f"did not print: {ascii(' '.join(entry))[:100]}")
-            name, size, digest, manifest = entry
+            name, size, digest, manifest, kind, source = entry
             created = engine.parse_created(name)
             if created is None:  # the right shape but no real date: not one of ours
                 continue
             found.append(engine.BackupFile(
                 name=name, path=f"{self.dir}/{name}", created=engine.iso(created),
                 size=int(size), sha256=None if digest == "-" else digest,
-                verified=manifest == "1"))
+                verified=manifest == "1", kind="backup" if kind == "-" else kind,
+                source=None if source == "-" else source))
         return sorted(found, key=lambda item: item.name)
 
+    def downloads(self, base: Path) -> Path:
+        """Where this host's backups land on this computer: a folder of their own in
+        ``backup.dir`` (``fly-<app>``, ``ssh-<host>``), never beside this computer's own
+        backups, whose ``latest``, status and retention they must not change (issue 16 #3)."""
+        return engine.source_folder(
+            Path(base) / re.sub(r"[^A-Za-z0-9._@-]+", "_", self.downloads_name)[:80])
+
+    @property
+    def source(self) -> str:
+        """The database whose backups ``latest`` names here (issue 16 #3)."""
+        return self.db
+
     def names(self, which: str) -> list[str]:
-        """``latest``/``all`` from a listing; a name as given (the host says if it is gone)."""
+        """``latest``/``all`` from a listing; a name as given (the host says if it is gone).
+        ``latest`` by the engine's one rule (``engine.latest_of``): never a safety backup,
+        one dated in the future or another database's (issue 16 #2-4)."""
         if which not in ("latest", "all"):
             return [engine.check_name(which)]
         backups = self.list()
         if not backups:
             raise OpsError(f"no backups in {self.dir} on {self.session.where}",
                            ExitCode.NOT_FOUND)
-        return [b.name for b in (backups[-1:] if which == "latest" else backups)]
+        if which == "all":
+            return [b.name for b in backups]
+        return [self.latest(backups).name]
+
+    def latest(self, backups: list[engine.BackupFile]) -> engine.BackupFile:
+        try:
+            return engine.latest_of(backups, dt.datetime.now(dt.UTC), self.source,
+                                    where=f"{self.dir} on {self.session.where}")
+        except engine.EngineError as exc:
+            raise OpsError.from_engine(exc) from None
 
     def verify(self, which: str, on_result=None, *, check: str | None = None) -> list[dict]:
         """``on_result(verdict)`` per backup: as each is checked when they are downloaded
@@ -204,6 +230,17 @@ class ScriptedTarget:
                 if on_result:
                     on_result(results[-1])
         return results
+
+    def adopt(self, which: str, *, by: str, dry_run: bool = False) -> list[dict]:
+        """Records for backups made without them, on the host (its python3)."""
+        output = self._run(remote.adopt_script(self.dir, which, by, dry_run=dry_run,
+                                               lock_wait=self.settings.lock_wait),
+                           engine_source=True, timeout=self.session.deadline(), what="adopt")
+        data = output.data("adopt")
+        if not isinstance(data, list) or not all(isinstance(v, dict) and isinstance(
+                v.get("name"), str) for v in data):
+            raise OpsError("the machine's adopt answered something this tool did not print")
+        return data
 
     def delete(self, names: list[str]) -> list[str]:
         if names:
@@ -442,11 +479,14 @@ def _sweep_downloads(directory: Path) -> None:
 
 
 def _listing_entry(entry: list[str]) -> bool:
-    """``name size sha256|- 0|1``, exactly as ``remote.list_script`` prints it."""
-    return (len(entry) == 4 and bool(remote.ENTRY_NAME.fullmatch(entry[0]))
+    """``name size sha256|- 0|1 kind|- source|-|?``, exactly as ``remote.list_script``
+    prints it."""
+    return (len(entry) == 6 and bool(remote.ENTRY_NAME.fullmatch(entry[0]))
             and entry[1].isascii() and entry[1].isdigit()
             and (entry[2] == "-" or bool(remote.HEX64.fullmatch(entry[2])))
-            and entry[3] in ("0", "1"))
+            and entry[3] in ("0", "1")
+            and bool(re.fullmatch(r"-|[a-z]{1,20}", entry[4]))
+            and bool(re.fullmatch(r"[-?]|/[A-Za-z0-9._/+@:-]{0,4095}", entry[5])))
 
 
 def _record_entry(entry: list[str]) -> bool:

@@ -80,6 +80,10 @@ class SshTarget(ScriptedTarget):
     def describe(self) -> str:
         return f"ssh {self.session.place}:{self.db}"
 
+    @property
+    def downloads_name(self) -> str:
+        return f"ssh-{self.session.place}"
+
     def folder(self) -> str:
         return f"{self.dir} on {self.session.place}"
 

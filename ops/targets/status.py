@@ -8,18 +8,26 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ops.engine import in_future, parse_iso
+from ops.engine import in_future, latest_candidates, parse_iso, same_source
 
 
-def status(backups, now: dt.datetime) -> dict:
+def status(backups, now: dt.datetime, source: str | None = None) -> dict:
     """The shape the app's ``/health`` reports under ``backup``.
 
-    Backups dated in the future are not trusted as the newest (an age is never
-    negative): they are left out of ``count``/``latest`` and named in ``futureDated``.
+    ``latest`` and ``count`` follow the one rule of ``engine.latest_of``: backups dated
+    in the future are not trusted as the newest (an age is never negative) and are named
+    in ``futureDated``; a restore's safety backups (``safetyBackups``) and backups of
+    another database than ``source`` (``otherSources``, a count) are not this
+    database's latest backup either (issue 16 #2-3).
     """
     future = sorted(item.name for item in backups if in_future(item.created, now))
-    counted = [item for item in backups if item.name not in future]
+    counted = latest_candidates(backups, now, source)
+    safety = sorted(item.name for item in backups
+                    if item.kind == "safety" and item.name not in future)
+    other = sum(1 for item in backups if not same_source(item.source, source))
     extra = {"futureDated": future} if future else {}
+    extra |= ({"safetyBackups": safety} if safety else {}) | (
+        {"otherSources": other} if other else {})
     if not counted:
         return {"hasBackups": False, "count": 0, "latest": None} | extra
     latest = max(counted, key=lambda item: (item.created, item.name))

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ops import fly, health
+from ops import engine, fly, health
+from ops.errors import OpsError
 from ops.targets.fly import lock, snapshots
 from ops.targets.fly.session import FlySession
 from ops.targets.protocol import Reporter
@@ -28,6 +29,10 @@ class FlyTarget(ScriptedTarget):
 
     def describe(self) -> str:
         return f"production {self.app}:{self.db}"
+
+    @property
+    def downloads_name(self) -> str:
+        return f"fly-{self.app}"
 
     # -- the machine
     @property
@@ -66,14 +71,40 @@ class FlyTarget(ScriptedTarget):
         code, body, problem = health.fetch(url)
         block = (body or {}).get("backup")
         if code == 200 and valid_status(block):
-            return block | {"source": url}
+            trusted = self._app_latest_trusted(block)
+            if trusted is None:
+                return block | {"source": url}
+            return trusted
         if problem or code != 200:
             reason = problem or f"HTTP {code}"
         else:
             reason = "it has no backup block" if block is None else "its backup block is malformed"
         self.report.warn(f"{url} unreachable or unusable ({reason}); listing {self.dir} on the "
                          "machine instead")
-        return folder_status(self.list(), dt.datetime.now(dt.UTC)) | {"source": "remote folder"}
+        return folder_status(self.list(), dt.datetime.now(dt.UTC), self.source) | {
+            "source": "remote folder"}
+
+    def _app_latest_trusted(self, block: dict) -> dict | None:
+        """None when the app's ``latest`` is one ``latest`` may name; else the folder's own
+        status, with a warning. The app counts every file named like a backup, so after a
+        restore it reports that restore's safety backup as the newest (issue 16 #2)."""
+        named = (block.get("latest") or {}).get("name")
+        if not named:
+            return None
+        try:
+            found = self.list()
+        except OpsError as exc:  # the app's word stands when the folder cannot be read
+            self.report.warn(f"could not list {self.dir} on the machine to check the app's "
+                             f"newest backup ({exc})")
+            return None
+        now = dt.datetime.now(dt.UTC)
+        item = next((b for b in found if b.name == named), None)
+        reason = engine.latest_reason(item, now, self.source) if item else None
+        if reason is None:
+            return None
+        self.report.warn(f"{self.settings.health} names {named} as the newest backup, but it "
+                         f"is {reason}: reporting {self.dir} on the machine instead")
+        return folder_status(found, now, self.source) | {"source": "remote folder"}
 
     # -- snapshots
     def snapshot(self, *, wait: bool = True, timeout: float = 600,
