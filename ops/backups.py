@@ -19,10 +19,10 @@ from ops.ui import UI, backup_phases, human_age, human_bytes
 
 
 def other_database_folder(base: Path, db: Path) -> Path:
-    """Where backups of a database other than ``db.path`` go (``invoke backup --db
-    OTHER``): a folder of their own in ``backup.dir``, named after the file and a hash
-    of its full path, so their retention and ``latest`` never touch the app's backups
-    (issue 16 #3)."""
+    """Where backups of a database other than ``db.path`` go
+    (``invoke backup --db OTHER``): a folder of their own in ``backup.dir``, named after
+    the file and a hash of its full path, so their retention and ``latest`` never touch
+    the app's backups (issue 16 #3)."""
     full = os.path.realpath(db)
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(full).stem)[:40] or "db"
     return source_folder(

@@ -1277,7 +1277,7 @@ def adopt_backups(directory, which: str, *, by: str, dry_run: bool = False,
                 raise EngineError(f"no backup named {which} in {directory}", "not_found")
             if recorded_sha256s(Path(chosen[0].path)):
                 raise EngineError(f"{which} already has a checksum record: nothing to adopt "
-                                  "(`invoke backup.verify` checks it)", "usage")
+                                  f"(`invoke backup.verify {which}` checks it)", "usage")
         return [_adopt_one(Path(item.path), by, dry_run) for item in chosen]
 
 

@@ -339,7 +339,9 @@ def test_verify_all_names_the_damaged_backup_not_the_unrecorded_one(backup_dir, 
     result = run_invoke("backup.verify", "all")
     line = assert_one_line_error(result, ExitCode.VERIFY_FAILED, strict=False)
     assert line == (f"Error: 2 of 2 backups failed verification; {damaged.name}: SHA-256 "
-                    f"mismatch: recorded 000000000000…, file has {helpers.sha256(damaged)[:12]}…")
+                    f"mismatch: recorded 000000000000…, file has {helpers.sha256(damaged)[:12]}…"
+                    "; 1 without records (the old npm scripts'?): check and adopt with "
+                    f"`invoke backup.adopt {unrecorded.name}`")
     assert unrecorded.name in result.stderr  # its own line still says it is unverifiable
 
 
