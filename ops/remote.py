@@ -14,7 +14,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from ops import engine
+from ops import engine, node
 from ops.engine import RESULT_MARK, SIDECAR_LIMIT, check_name, checked_manifest
 from ops.errors import ENGINE_KINDS, ExitCode, OpsError
 
@@ -93,11 +93,19 @@ place() {{
 
 
 def _choose(python: str, sqlite: str, other: str) -> str:
+    """python3, then node with the app's SQLite binding (the same engine call: see
+    ``ops.node``), then the sqlite3 CLI, then ``other``."""
+    node_branch = (f"""elif has_node; then
+OPS_ENGINE=node; echo {STRATEGY_MARK}=node
+{python}
+""" if python.startswith("engine_run ") else "")
     return f"""{PRELUDE}
+{node.HAS_NODE}
+{node.engine_run()}
 if has_python; then
 echo {STRATEGY_MARK}=python3
 {python}
-elif has_sqlite; then
+{node_branch}elif has_sqlite; then
 echo {STRATEGY_MARK}=sqlite3
 {sqlite}
 else
@@ -106,8 +114,8 @@ fi"""
 
 
 def _engine(*args: str) -> str:
-    """Run the engine, whose source comes on stdin."""
-    return shlex.join(["python3", "-", *args])
+    """Run the engine, whose source comes on stdin (python3's or node's: ``ops.node``)."""
+    return "engine_run " + shlex.join(args)
 
 
 def _tries(wait: float) -> int:
@@ -427,7 +435,7 @@ class RemoteOutput:
         return self.result.get("data")
 
 
-STRATEGIES = ("python3", "sqlite3", "remote_command", "none")
+STRATEGIES = ("python3", "node", "sqlite3", "remote_command", "none")
 
 
 def parse_output(stdout: str) -> RemoteOutput:

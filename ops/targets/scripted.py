@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Protocol
 
-from ops import engine, remote
+from ops import engine, node, remote
 from ops.errors import ExitCode, OpsError
 from ops.targets.protocol import Progress, Reporter
 from ops.targets.status import status as folder_status
@@ -70,6 +70,7 @@ class ScriptedTarget:
         self.flag = flag
         self.db = remote.remote_path(settings.db_remote_path, "db.remote_path")
         self.dir = remote.remote_path(settings.backup_remote_dir, "backup.remote_dir")
+        self.app_dir = remote.remote_path(settings.machine_app_dir, "machine.app_dir")
 
     def folder(self) -> str:
         return f"{self.dir} on the machine"
@@ -85,7 +86,8 @@ class ScriptedTarget:
         return folder_status(self.list(), dt.datetime.now(dt.UTC))
 
     def _run(self, script: str, **kwargs) -> remote.RemoteOutput:
-        return self.session.run(script, **kwargs)
+        """Every script knows where the app's ``node_modules`` is (``machine.app_dir``)."""
+        return self.session.run(f"{node.app_dir_line(self.app_dir)}\n{script}", **kwargs)
 
     # -- backups
     def backup(self, progress=None, *, on_phase=None, check: str | None = None) -> dict:
@@ -168,7 +170,7 @@ class ScriptedTarget:
         check = check or self.settings.check
         output = self._run(remote.verify_script(self.dir, names, check), engine_source=True,
                            timeout=self.session.deadline(), what="verify")
-        if output.strategy == "python3":
+        if output.strategy in node.ENGINES:
             results = output.data("verify")
         elif output.strategy == "sqlite3":
             if output.result is not None:
@@ -324,7 +326,7 @@ class ScriptedTarget:
         """Rows per table of the live database, and as recorded for ``name`` (for the
         confirmation); empty when the host has no SQLite to count with."""
         output = self._run(remote.counts_script(self.db, self.dir, name), engine_source=True)
-        if output.strategy == "python3":
+        if output.strategy in node.ENGINES:
             return output.data("count rows")
         if output.strategy != "sqlite3":
             return {}
@@ -364,7 +366,7 @@ class ScriptedTarget:
         name = self.names(which)[0]
         output = self._run(remote.drill_script(self.dir, name, self.settings.check),
                            engine_source=True, timeout=self.session.deadline(), what="drill")
-        if output.strategy == "python3":
+        if output.strategy in node.ENGINES:
             return output.data("drill") | {"where": "machine"}
         recorded = self._run(remote.manifest_script(self.dir, name))
         with tempfile.TemporaryDirectory(prefix="ops-drill-") as scratch:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ops import engine, fly, remote
+from ops import fly, node, remote
 from ops.fly import DEFAULT as RUNNER_DEFAULT
 from ops.targets.fly import transfers
 from ops.targets.fly.machine import Machines
@@ -42,7 +42,7 @@ class FlySession(Machines):
         """
         if isinstance(timeout, tuple):
             timeout, key = timeout
-        stdin = Path(engine.__file__).read_bytes() if engine_source else b""
+        stdin = node.engine_stdin() if engine_source else b""
         machine = self.machine.id
         result = self.fly.run(
             fly.ssh_console(self.app, machine, remote.wrap(script)),
