@@ -1,0 +1,234 @@
+"""The Node engine (ops/engine.js) with real Node and better-sqlite3, on a PATH that has
+node but neither python3 nor the sqlite3 CLI: the app's own image (issue 17)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shlex
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from ops import engine, node, remote
+from ops.errors import ExitCode, OpsError
+from tests import content_cases, helpers, node_env
+from tests.test_remote_scripts import BASE_TOOLS
+
+
+@pytest.fixture
+def app(tmp_path):
+    """The app's folder (node_modules) and a node-only PATH."""
+    folder = node_env.app_dir()
+    return {"dir": str(folder), "path": node_env.node_path(tmp_path / "bin-node", BASE_TOOLS)}
+
+
+def run_node(script: str, app: dict, **popen) -> remote.RemoteOutput:
+    """A machine script, exactly as a session sends it, on the node-only PATH."""
+    done = subprocess.run(shlex.split(remote.wrap(f"{node.app_dir_line(app['dir'])}\n{script}")),
+                          input=node.engine_stdin(), capture_output=True,
+                          env={"PATH": app["path"], "LANG": "C.UTF-8"}, **popen)
+    assert done.returncode == 0, done.stderr
+    return remote.parse_output(done.stdout.decode())
+
+
+def node_describe(path: Path, app: dict, *, live: bool = False) -> dict:
+    done = subprocess.run(["node", "-", "describe", str(path), *(["--live", "1"] if live else [])],
+                          input=node.js_source(), capture_output=True,
+                          env={**os.environ, "OPS_APP_DIR": app["dir"]})
+    return remote.parse_output(done.stdout.decode()).data("describe")
+
+
+# ---------------------------------------------------------------- the same content hash
+
+# SQLite's printf('%!.17g') writes some doubles differently in 3.40 (python3 here) and
+# 3.53 (better-sqlite3's own): 0.1 is '0.10000000000000001' in one, '0.1' in the other.
+# Reported to w3-engine (json-2's format); strict, so this turns red once it is fixed.
+VERSION_TEXT = pytest.mark.xfail(
+    sqlite3.sqlite_version_info < (3, 43), strict=True,
+    reason="json-2 writes a REAL with SQLite's printf, whose text differs between versions")
+CASES = [pytest.param(label, sql, id=f"{label}-{side}",
+                      marks=[VERSION_TEXT] if (label, side) == ("close doubles", "a") else [])
+         for label, first, second in content_cases.PAIRS + content_cases.SAME
+         for side, sql in (("a", first), ("b", second))]
+
+
+@pytest.mark.parametrize(("label", "sql"), CASES)
+def test_node_hashes_every_shared_case_like_the_python_engine(tmp_path, app, label, sql):
+    db = content_cases.make(tmp_path / "case.db", sql)
+    tables, digest, fmt = engine.describe_file(db, live=True)
+    assert node_describe(db, app, live=True) == {
+        "tables": tables, "content_sha256": digest, "content_format": fmt}
+
+
+def test_node_hashes_the_apps_database_and_hostile_values_like_python(tmp_path, app):
+    db = helpers.make_wal_db(tmp_path / "steps.db")
+    conn = sqlite3.connect(db)
+    conn.executescript("""CREATE TABLE odd ("we""ird" TEXT, rowid, b BLOB) ;
+        CREATE TABLE k (a TEXT PRIMARY KEY, b) WITHOUT ROWID;
+        PRAGMA user_version = 3;""")
+    conn.executemany("INSERT INTO odd VALUES (?, ?, ?)", [
+        (b"\x00\xff", None, b"\x00"), ("é\u2028", 1, None), ("x", 1, 2.5), (None, -0.0, "")])
+    conn.executemany("INSERT INTO k VALUES (?, ?)", [("b", 1), ("a", b"\x01")])
+    conn.commit()
+    conn.close()
+    tables, digest, fmt = engine.describe_file(db, live=True)
+    assert node_describe(db, app, live=True) == {
+        "tables": tables, "content_sha256": digest, "content_format": fmt}
+
+
+# ---------------------------------------------------------------- the machine's tasks
+
+@pytest.fixture
+def live(tmp_path):
+    return helpers.make_wal_db(tmp_path / "data" / "steps.db")
+
+
+def test_a_node_only_machine_backs_up_with_every_record(tmp_path, app, live):
+    backups = tmp_path / "data" / "backups"
+    out = run_node(remote.backup_script(str(live), str(backups), check="integrity"), app)
+    assert out.strategy == "node" and out.status == 0
+    data = out.data("backup")
+    final = backups / data["name"]
+    assert data["sha256"] == engine.sha256_file(final) == engine.read_recorded_sha256(final)
+    assert engine.verify_backup(final).ok  # the python engine accepts what node wrote
+    manifest = engine.read_manifest(final)
+    tables, digest, fmt = engine.describe_file(final)
+    assert (manifest["tables"], manifest["content_sha256"], manifest["content_format"]) == (
+        tables, digest, fmt)
+    assert manifest["strategy"] == "node" and manifest["size"] == final.stat().st_size
+    assert engine.list_backups(backups)[0].verified
+    assert sorted(p.name for p in backups.iterdir()) == sorted(
+        [data["name"], f"{data['name']}.sha256", f"{data['name']}.json", engine.LOCK_NAME])
+
+
+def test_node_verify_flags_a_changed_backup_and_an_unrecorded_one(tmp_path, app, live):
+    backups = tmp_path / "data" / "backups"
+    good = engine.create_backup(live, backups)
+    bad = engine.create_backup(live, backups)
+    with open(backups / bad.name, "r+b") as handle:  # one byte in the last page
+        handle.seek(-10, os.SEEK_END)
+        handle.write(b"\x01")
+    out = run_node(remote.verify_script(str(backups), [good.name, bad.name], "integrity"), app)
+    assert out.strategy == "node"
+    verdicts = {v["name"]: v for v in out.data("verify")}
+    assert verdicts[good.name]["ok"] and verdicts[good.name]["problems"] == []
+    assert not verdicts[bad.name]["ok"]
+    assert verdicts[bad.name]["problems"][0].startswith("SHA-256 mismatch: recorded")
+    for sidecar in engine.sidecars(backups / good.name):
+        sidecar.unlink()
+    again = run_node(remote.verify_script(str(backups), [good.name], "integrity"), app)
+    assert again.data("verify")[0]["problems"] == [engine.UNVERIFIABLE]
+
+
+def test_node_drill_compares_row_counts_and_content(tmp_path, app, live):
+    backups = tmp_path / "data" / "backups"
+    made = engine.create_backup(live, backups)
+    out = run_node(remote.drill_script(str(backups), made.name, "integrity"), app)
+    assert out.strategy == "node"
+    drill = out.data("drill")
+    assert drill["ok"] and drill["restorable"] and drill["differences"] == []
+    assert drill["tables"] == made.tables and drill["content_sha256"] == made.content_sha256
+    # a record that says otherwise: the drill names both differences
+    record = json.loads((backups / f"{made.name}.json").read_text())
+    record["tables"]["steps"] += 1
+    record["content_sha256"] = "0" * 64
+    (backups / f"{made.name}.json").chmod(0o600)
+    (backups / f"{made.name}.json").write_text(json.dumps(record))
+    drill = run_node(remote.drill_script(str(backups), made.name, "integrity"), app).data("drill")
+    assert not drill["ok"] and drill["restorable"]
+    assert [d.split(":")[0] for d in drill["differences"]] == ["table steps", "content hash"]
+
+
+def test_node_restore_proves_the_live_database_is_the_backup(tmp_path, app, live):
+    backups = tmp_path / "data" / "backups"
+    made = engine.create_backup(live, backups)
+    conn = sqlite3.connect(live)
+    conn.execute("DELETE FROM steps WHERE id % 3 = 0")
+    conn.commit()
+    conn.close()
+    before = engine.describe_file(live, live=True)
+    out = run_node(remote.restore_script(str(live), str(backups), made.name, check="integrity"),
+                   app)
+    assert out.strategy == "node"
+    data = out.data("restore")
+    assert data["ok"] and data["problems"] == []
+    assert data["proof"]["content_sha256"] == made.content_sha256 == \
+        engine.describe_file(live, live=True)[1]
+    assert data["tables_after"] == made.tables and data["tables_before"] == before[0]
+    safety = backups / data["safety_backup"]["name"]
+    assert engine.verify_backup(safety).ok and engine.describe_file(safety)[1] == before[1]
+    counts = run_node(remote.counts_script(str(live), str(backups), made.name), app)
+    assert counts.data("count rows") == {"live": made.tables, "backup": made.tables}
+
+
+def test_node_restore_refuses_a_changed_backup_and_changes_nothing(tmp_path, app, live):
+    backups = tmp_path / "data" / "backups"
+    made = engine.create_backup(live, backups)
+    (backups / made.name).chmod(0o600)
+    with open(backups / made.name, "r+b") as handle:
+        handle.seek(-10, os.SEEK_END)
+        handle.write(b"\x01")
+    before = engine.describe_file(live, live=True)
+    out = run_node(remote.restore_script(str(live), str(backups), made.name, check="integrity"),
+                   app)
+    with pytest.raises(OpsError) as info:
+        out.data("restore")
+    assert info.value.code == ExitCode.VERIFY_FAILED
+    assert "failed verification, nothing was changed: SHA-256 mismatch" in str(info.value)
+    assert engine.describe_file(live, live=True) == before
+    assert [b.name for b in engine.list_backups(backups)] == [made.name]
+
+
+def blobs_digest(db: Path) -> str:
+    """The restored table's content, read live (the writer's own table keeps growing)."""
+    digest = hashlib.sha256()
+    for row in helpers.live_rows(db, "SELECT id, hex(data) FROM blobs ORDER BY id"):
+        digest.update(repr(row).encode())
+    return digest.hexdigest()
+
+
+def test_kill_9_of_a_node_restore_under_a_writer_leaves_old_or_new_content(tmp_path, app):
+    db = helpers.make_blob_db(tmp_path / "data" / "steps.db", 24)
+    backups = tmp_path / "data" / "backups"
+    made = engine.create_backup(db, backups)
+    new = blobs_digest(db)
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE blobs SET data = randomblob(1 << 20) WHERE id % 2 = 0")
+    conn.commit()
+    conn.close()
+    old = blobs_digest(db)
+    script = remote.wrap(f"{node.app_dir_line(app['dir'])}\n" + remote.restore_script(
+        str(db), str(backups), made.name, check="quick", busy_timeout=30))
+    rng = random.Random(17)
+    seen = set()
+    for _ in range(4):
+        writer = helpers.Writer(db, tmp_path / "writer", interval=0.02).start()
+        try:
+            proc = subprocess.Popen(shlex.split(script), stdin=subprocess.PIPE,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    env={"PATH": app["path"], "LANG": "C.UTF-8"},
+                                    start_new_session=True)
+            proc.stdin.write(node.engine_stdin())
+            proc.stdin.close()
+            time.sleep(rng.uniform(0.1, 1.2))
+            os.killpg(proc.pid, signal.SIGKILL)  # sh, node, and anything they started
+            proc.wait()
+        finally:
+            writer.stop()
+        assert engine.check_live(db) == []
+        now = blobs_digest(db)
+        assert now in (old, new)  # never a mix of the two
+        seen.add("new" if now == new else "old")
+        if now == new:  # put the old content back for the next round, through SQLite
+            safeties = [b for b in engine.list_backups(backups) if b.name != made.name]
+            engine.restore_live(safeties[-1].path, db)
+            assert blobs_digest(db) == old
+    assert seen  # what the random moments hit: {"old"}, {"new"} or both
+    print("kill -9 rounds ended with", sorted(seen))
