@@ -48,11 +48,12 @@ def engine_stdin() -> bytes:
 
 
 def engine_run() -> str:
-    """The shell function both engine branches call: ``engine_run ARGS...`` runs the
-    engine ``$OPS_ENGINE`` names, reading its own part of stdin."""
+    """The shell function both engine branches call: ``engine_run python3 - ARGS...``
+    runs the engine ``$OPS_ENGINE`` names (python3 unless node), reading its own part of
+    stdin; the first two words keep the call reading as python3's in logs and tests."""
     size = ENGINE_PY.stat().st_size
-    return (f'engine_run() {{ if [ "${{OPS_ENGINE:-}}" = node ]; then tail -c +{size + 1} | '
-            f'node - "$@"; else head -c {size} | python3 - "$@"; fi; }}')
+    return (f'engine_run() {{ shift 2; if [ "${{OPS_ENGINE:-}}" = node ]; then '
+            f'tail -c +{size + 1} | node - "$@"; else head -c {size} | python3 - "$@"; fi; }}')
 
 
 HAS_NODE = ("has_node() { command -v node >/dev/null 2>&1 && node -e "

@@ -114,8 +114,9 @@ fi"""
 
 
 def _engine(*args: str) -> str:
-    """Run the engine, whose source comes on stdin (python3's or node's: ``ops.node``)."""
-    return "engine_run " + shlex.join(args)
+    """Run the engine, whose source comes on stdin (python3's or node's: ``ops.node``);
+    the call reads as python3's (``engine_run`` drops those two words)."""
+    return "engine_run " + shlex.join(["python3", "-", *args])
 
 
 def _tries(wait: float) -> int:

@@ -8,7 +8,7 @@ from invoke import Collection
 from invoke.config import Config, merge_dicts
 from invoke.exceptions import Exit
 
-from ops.commands import backup, demo, deploy, emergency, restore, restore_volume
+from ops.commands import backup, demo, deploy, emergency, machine, restore, restore_volume
 from ops.config import DEFAULTS, check_project_file
 from ops.errors import ExitCode, OpsError
 
@@ -19,6 +19,7 @@ def namespace(root: Path | None = None) -> Collection:
     ns.add_collection(Collection.from_module(backup))
     ns.add_collection(Collection.from_module(deploy))
     ns.add_collection(Collection.from_module(emergency))
+    ns.add_collection(Collection.from_module(machine))
     restores = Collection.from_module(restore)
     restores.add_task(restore_volume.volume)
     ns.add_collection(restores)

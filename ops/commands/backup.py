@@ -107,6 +107,21 @@ def create(c, production=False, host=None, keep=None, quick=False, dry_run=False
         ui.emit({"backup": result, "retention": [asdict(d) for d in decisions]})
 
 
+def restorable_there(target, settings, ui, result: dict) -> None:
+    """A drill of the machine's backup also asks the machine whether a restore can run
+    there (``machine.check``): a backup nobody can restore in place is a failed drill."""
+    if not hasattr(target, "machine_facts"):
+        return
+    from ops import machine
+
+    decided = machine.plan(target.machine_facts(), remote_command=bool(settings.remote_command))
+    result["machine"] = decided
+    if "restore" in decided["cannot"]:
+        result["restore_cannot_run"] = decided["cannot"]["restore"]
+        for line in decided["fixes"]:
+            ui.info(f"fix: {line}")
+
+
 def require_database(path) -> None:
     """A fresh clone has no database: say where the path comes from and what to run."""
     if not path.exists():
@@ -409,8 +424,13 @@ def drill(c, which="latest", production=False, host=None, quick=False, json=Fals
         result = target.drill(which)
         step.detail = f"{result['name']}  restore {result['seconds']:.3f}s"
     ui.info(restore.drill_summary(result))
+    restorable_there(target, settings, ui, result)
     if json:
         ui.emit(result)
+    if result.get("restore_cannot_run"):
+        raise OpsError(f"drill of {result['name']}: the backup is sound, but a restore cannot "
+                       f"run on {target.describe()}: {result['restore_cannot_run']}",
+                       ExitCode.VERIFY_FAILED)
     if not result["ok"]:
         raise OpsError(f"drill of {result['name']} failed: "
                        + "; ".join((result["problems"] + result["differences"])[:2]),

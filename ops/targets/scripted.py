@@ -19,7 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Protocol
 
-from ops import engine, node, remote
+from ops import engine, machine, node, remote
 from ops.errors import ExitCode, OpsError
 from ops.targets.protocol import Progress, Reporter
 from ops.targets.status import status as folder_status
@@ -88,6 +88,11 @@ class ScriptedTarget:
     def _run(self, script: str, **kwargs) -> remote.RemoteOutput:
         """Every script knows where the app's ``node_modules`` is (``machine.app_dir``)."""
         return self.session.run(f"{node.app_dir_line(self.app_dir)}\n{script}", **kwargs)
+
+    def machine_facts(self) -> dict:
+        """What the host has (``ops.machine``): the engines, tools, space and memory."""
+        output = self._run(machine.probe_script(self.db, self.dir, self.app_dir))
+        return machine.parse(output.entries)
 
     # -- backups
     def backup(self, progress=None, *, on_phase=None, check: str | None = None) -> dict:
@@ -367,7 +372,7 @@ class ScriptedTarget:
         output = self._run(remote.drill_script(self.dir, name, self.settings.check),
                            engine_source=True, timeout=self.session.deadline(), what="drill")
         if output.strategy in node.ENGINES:
-            return output.data("drill") | {"where": "machine"}
+            return output.data("drill") | {"where": "machine", "strategy": output.strategy}
         recorded = self._run(remote.manifest_script(self.dir, name))
         with tempfile.TemporaryDirectory(prefix="ops-drill-") as scratch:
             local = Path(self.download(name, Path(scratch), check=False)["path"])
