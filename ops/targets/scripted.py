@@ -127,9 +127,14 @@ class ScriptedTarget:
         if not new:
             raise OpsError(f"backup.remote_command finished but no new backup appeared in "
                            f"{self.dir}", ExitCode.ERROR)
-        local = self.download(new[-1], self.settings.backup_dir, check=True)
+        local = self.download(new[-1], self.settings.backup_dir, check=True, just_made=True)
+        # its records, as the engines write them: verified here, so drills compare against
+        # the row counts and content hash the app's own script captured
+        tables, content, fmt = engine.describe_file(local["path"])
         manifest = json.dumps({k: local[k] for k in ("name", "size", "sha256", "check")}
-                              | {"strategy": "remote_command"})
+                              | {"strategy": "remote_command", "tables": tables,
+                                 "content_sha256": content, "content_format": fmt,
+                                 "sqlite_version": engine.sqlite3.sqlite_version})
         if self._run(remote.sidecar_script(self.dir, new[-1], local["sha256"], manifest,
                                            self.settings.lock_wait)).status != 0:
             self.report.warn(f"could not record the checksum beside {new[-1]} on the machine; "
@@ -240,9 +245,11 @@ class ScriptedTarget:
                 "manifest_text": remote.manifest_text(info.stdout)}
 
     def download(self, name: str, directory: Path, *, check: bool = True,
-                 record: dict | None = None) -> dict:
+                 record: dict | None = None, just_made: bool = False) -> dict:
         """Fetch one backup: only if the host's file still matches its record, into a
-        private (0700) folder held under the local folder's backup lock, then rename."""
+        private (0700) folder held under the local folder's backup lock, then rename.
+        ``just_made``: the app's own script made it a moment ago, so it has no record yet
+        (it gets one once checked here), and nothing needs saying about that."""
         engine.check_name(name)
         directory = Path(directory)
         final = directory / name
@@ -252,7 +259,7 @@ class ScriptedTarget:
         engine.prepare_dir(directory)
         record = record or self._record(name)
         expected = trusted_sha256(name, record)
-        if expected is None:
+        if expected is None and not just_made:
             self.report.warn(f"{name} has no SHA-256 recorded on the machine (no usable "
                              f"{name}.sha256 or {name}.json): it is checked against the file "
                              "as it is now, so a change since it was made cannot be seen")
