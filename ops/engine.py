@@ -1245,7 +1245,8 @@ def best_format(conn) -> str:
         return LEGACY_FORMAT
 
 
-def describe(conn, fmt: str | None = None, chunk: int = 5000) -> tuple[dict, str, str]:
+def describe(conn, fmt: str | None = None, chunk: int = 5000,
+             on_begin=None) -> tuple[dict, str, str]:
     """(rows per table, content hash, its format) in one read transaction.
 
     The hash is a dbhash-style SHA-256 of the logical content: the schema, then each
@@ -1254,7 +1255,8 @@ def describe(conn, fmt: str | None = None, chunk: int = 5000) -> tuple[dict, str
     backup, its restore and a VACUUM of either hash alike when their content is the
     same. SQLite itself writes the rows, ``chunk`` at a time, which keeps Python out of
     the per-row work. ``fmt`` (default: the best this SQLite has) must be the one a
-    record names for the hashes to compare.
+    record names for the hashes to compare. ``on_begin(conn)`` runs first in the
+    transaction (a restore's proof reads ``data_version`` there, starting the snapshot).
     """
     if fmt is not None and fmt not in CONTENT_FORMATS:
         raise EngineError(f"unknown content hash format {fmt!r}", "verify_failed")
@@ -1262,6 +1264,8 @@ def describe(conn, fmt: str | None = None, chunk: int = 5000) -> tuple[dict, str
     counts = {}
     conn.execute("BEGIN")
     try:
+        if on_begin is not None:
+            on_begin(conn)
         best = best_format(conn)
         if fmt in (CONTENT_FORMAT, JSON1_FORMAT) and best != CONTENT_FORMAT:
             raise EngineError(f"SQLite {sqlite3.sqlite_version} here has no JSON functions: "
@@ -1460,7 +1464,8 @@ def differences(recorded: dict, tables: dict, content: str) -> list[str]:
 # ---------------------------------------------------------------- restore into a live database
 
 
-def restore_live(backup, live, *, busy_timeout: float = 10.0) -> float:
+def restore_live(backup, live, *, busy_timeout: float = 10.0,
+                 snapshot: dict | None = None) -> float:
     """Copy a backup into a live (WAL) database through SQLite's backup API; seconds taken.
 
     One step into the live connection: SQLite takes the write lock, writes the pages
@@ -1468,12 +1473,20 @@ def restore_live(backup, live, *, busy_timeout: float = 10.0) -> float:
     connections see the new content and a stale -wal can never be replayed over it.
     Readers keep reading; writers wait (their busy timeout) until it commits. If the
     live database stays locked for ``busy_timeout`` seconds, nothing is changed.
+
+    With ``snapshot`` (a dict), the same connection reads the live database again the
+    moment the copy commits, before the app's next write can usually get in, and fills
+    it with ``describe``'s rows, hash and format (in the backup's best format) and
+    ``app_wrote``: whether any other connection committed between the moment before
+    the copy and that read (``PRAGMA data_version``; a write just before the copy
+    counts too). ``prove_restore`` compares it with the backup.
     """
     backup, live = Path(backup), Path(live)
     src = sqlite3.connect(f"file:{backup}?mode=ro&immutable=1", uri=True)
-    dst = sqlite3.connect(live, timeout=busy_timeout)
+    dst = sqlite3.connect(live, timeout=busy_timeout, isolation_level=None)
     deadline = time.monotonic() + busy_timeout
     started = time.monotonic()
+    before = dst.execute("PRAGMA data_version").fetchone()[0] if snapshot is not None else 0
 
     def progress(status, remaining, total):
         if status in BUSY_CODES and time.monotonic() > deadline:
@@ -1482,14 +1495,34 @@ def restore_live(backup, live, *, busy_timeout: float = 10.0) -> float:
     try:
         src.backup(dst, pages=-1, progress=progress, sleep=0.05)
     except TimeoutError:
+        dst.close()
         raise EngineError(f"the live database {live} stayed locked for {busy_timeout:g}s; "
                           "nothing was changed", "timeout") from None
     except sqlite3.Error as exc:
+        dst.close()
         raise EngineError(f"restore into {live} failed (nothing was changed): {exc}") from exc
     finally:
-        dst.close()
         src.close()
-    return round(time.monotonic() - started, 3)
+    seconds = round(time.monotonic() - started, 3)
+    try:
+        if snapshot is not None:
+            _snapshot_into(snapshot, dst, before)
+    finally:
+        dst.close()
+    return seconds
+
+
+def _snapshot_into(snapshot: dict, conn, before: int) -> None:
+    """``restore_live``'s read of the live database right after the copy."""
+    def version(conn):
+        snapshot["app_wrote"] = conn.execute("PRAGMA data_version").fetchone()[0] != before
+
+    try:
+        snapshot["tables"], snapshot["content_sha256"], snapshot["content_format"] = \
+            describe(conn, on_begin=version)
+    except (sqlite3.DatabaseError, EngineError) as exc:
+        snapshot.update(tables={}, content_sha256=None, content_format=None,
+                        error=f"cannot read the live database after the restore: {exc}")
 
 
 def check_page_sizes(backup, live) -> None:
@@ -1507,6 +1540,111 @@ def check_page_sizes(backup, live) -> None:
         raise EngineError(f"the backup's page size ({backup_size}) differs from the live "
                           f"database's ({live_size}); SQLite cannot restore it into a WAL "
                           "database. Nothing was changed", "usage")
+
+
+# ---------------------------------------------------------------- a restore's proof
+
+
+def judge_proof(*, check: str, check_problems: list, tables: dict, backup_tables: dict,
+                content_sha256: str | None, backup_content_sha256: str | None,
+                content_format: str | None, safety_sha256: str | None = None,
+                app_wrote: bool | None = None, error: str | None = None) -> dict:
+    """A restore's proof, from the live database read right after the copy and the
+    backup read at the same time, in the same format (pure; every engine's restore is
+    judged here). ``holds`` says which content the live database has: ``backup``,
+    ``safety`` (its content from before: the safety backup's hash), or ``other``."""
+    found = [f"table {t}: backup {_rows(backup_tables.get(t))}, live {_rows(tables.get(t))}"
+             for t in sorted(set(tables) | set(backup_tables))
+             if tables.get(t) != backup_tables.get(t)]
+    if error:
+        found.append(error)
+    hashed = bool(content_sha256 and backup_content_sha256)
+    if hashed and content_sha256 != backup_content_sha256:
+        found.append(f"content hash ({content_format}): backup "
+                     f"{backup_content_sha256[:12]}…, live {content_sha256[:12]}…")
+    if not found:
+        holds = "backup"
+    elif hashed and safety_sha256 and content_sha256 == safety_sha256:
+        holds = "safety"
+    else:
+        holds = "other"
+    return {"ok": not found and not check_problems, "holds": holds, "check": check,
+            "check_problems": list(check_problems), "differences": found,
+            "tables": tables, "backup_tables": backup_tables,
+            "content_sha256": content_sha256, "backup_content_sha256": backup_content_sha256,
+            "content_format": content_format if hashed else None, "app_wrote": app_wrote}
+
+
+def _rows(count) -> str:
+    return "absent" if count is None else f"{count} rows"
+
+
+def proof_problems(proof: dict) -> list[str]:
+    """What a failed proof says, first the worst: one line each."""
+    lines = [f"the live database failed {proof['check']}_check after the restore: {line}"
+             for line in proof["check_problems"][:1]]
+    if proof["differences"]:
+        holds = {"safety": "it still holds its content from before the restore",
+                 "other": "it holds neither the backup's content nor its own from before"}
+        extra = (" (the app committed around the restore: some of this may be its writes)"
+                 if proof.get("app_wrote") else "")
+        lines.append(f"the live database differs from the backup after the restore: "
+                     f"{'; '.join(proof['differences'][:3])}; "
+                     f"{holds.get(proof['holds'], '')}{extra}")
+    return lines
+
+
+def proof_summary(proof: dict) -> str:
+    """One line for the step: what was compared, and the verdict."""
+    tables = len(proof["tables"])
+    if proof["ok"]:
+        content = (f", content {proof['content_sha256'][:12]} = backup's"
+                   if proof["content_format"] else ", no content hash")
+        return (f"{proof['check']}_check ok; {tables} tables match the backup's row "
+                f"counts{content}")
+    return "; ".join(proof_problems(proof))
+
+
+def prove_restore(backup, live, snapshot: dict, *, check: str = "integrity",
+                  safety_sha256: str | None = None) -> dict:
+    """Compare the live database (``snapshot``: ``restore_live``'s read right after the
+    copy) with the backup, hashed now in the same format, and run SQLite's check."""
+    problems = check_live(live, check)
+    fmt = snapshot.get("content_format")
+    try:
+        tables, digest, _ = describe_file(backup, fmt=fmt)
+    except EngineError as exc:
+        tables, digest = {}, None
+        snapshot = {**snapshot, "error": snapshot.get("error") or str(exc)}
+    return judge_proof(check=check, check_problems=problems, tables=snapshot.get("tables", {}),
+                       backup_tables=tables, content_sha256=snapshot.get("content_sha256"),
+                       backup_content_sha256=digest if fmt else None, content_format=fmt,
+                       safety_sha256=safety_sha256, app_wrote=snapshot.get("app_wrote"),
+                       error=snapshot.get("error"))
+
+
+def live_holds(live, backup, safety=None) -> dict:
+    """After an interrupted restore: which content the live database holds now (its
+    hash against the backup's and the safety backup's, in one format)."""
+    snapshot: dict = {}
+    try:
+        conn = sqlite3.connect(f"file:{live}?mode=ro", uri=True, timeout=10.0,
+                               isolation_level=None)
+        try:
+            _snapshot_into(snapshot, conn, conn.execute("PRAGMA data_version").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        snapshot = {"tables": {}, "content_sha256": None, "content_format": None,
+                    "error": f"cannot read the live database: {exc}"}
+    fmt = snapshot.get("content_format")
+    safety_sha = None
+    if safety is not None and fmt:
+        try:
+            safety_sha = describe_file(safety, fmt=fmt)[1]
+        except EngineError:
+            safety_sha = None
+    return prove_restore(backup, live, snapshot, safety_sha256=safety_sha)
 
 
 def chosen_backup(directory, which: str, check: str = "integrity") -> tuple[BackupFile, dict]:
@@ -1537,17 +1675,21 @@ def restore_database(live, directory, which: str = "latest", *, check: str = "in
         check_page_sizes(chosen.path, live)
         safety = create_backup(live, directory, check=check, lock_wait=lock_wait,
                                content_hash=content_hash)
+        snapshot: dict = {}
         try:
-            seconds = restore_live(chosen.path, live, busy_timeout=busy_timeout)
+            seconds = restore_live(chosen.path, live, busy_timeout=busy_timeout,
+                                   snapshot=snapshot)
         except EngineError as exc:  # say which safety backup this run left
             raise EngineError(f"{exc} (safety backup {safety.name} was made first)",
                               exc.kind) from None
-        problems = check_live(live, check)
-        after = count_rows(live, live=True)
+        proof = prove_restore(chosen.path, live, snapshot, check=check, safety_sha256=(
+            safety.content_sha256 if safety.content_format == snapshot.get("content_format")
+            else None))
     return {
         "backup": chosen.name, "backup_sha256": verdict["sha256"], "created": chosen.created,
         "safety_backup": asdict(safety), "tables_before": safety.tables,
-        "tables_after": after, "check": check, "problems": problems, "ok": not problems,
+        "tables_after": proof["tables"], "check": check, "problems": proof_problems(proof),
+        "ok": proof["ok"], "proof": proof,
         "restore_seconds": seconds, "seconds": round(time.monotonic() - started, 3),
     }
 

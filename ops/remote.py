@@ -572,11 +572,41 @@ is_name "$safety" || fail error "the safety backup printed no name"
 printf '{ENTRY_MARK} safety %s\\n' "$safety"
 counts "file:$dir/$safety?immutable=1" before
 [ -f "$name" ] && [ ! -h "$name" ] || fail error "backup $name vanished before the restore; nothing was changed"
-res=$(sqlite3 "$db" ".timeout {int(busy_timeout * 1000)}" ".restore '$backup'" 2>&1)
-[ -z "$res" ] || fail error "sqlite3 .restore failed: $(printf '%s' "$res" | head -n 1)"
+ro="file:$backup?mode=ro&immutable=1"
+counts "$ro" backup
+{CONTENT_HASH}
+# the proof: the backup hashed now; the live database hashed by the very sqlite3 that
+# restores it, in the same read right after .restore commits (json-2, engine.HASH_PLAN_SQL)
+bh=$(content_hash "$ro") || bh=-
+st=$(mktemp) || fail error "cannot create a temporary file"
+trap 'rm -f "$st" "$st.err"' EXIT
+if [ "$bh" != - ]; then
+  plan=$(sqlite3 $esc -readonly -batch "$ro" {shlex.quote(engine.HASH_STATEMENTS_SQL)} </dev/null)
+  set -- $( {{ {{ printf '%s\\n' ".timeout {int(busy_timeout * 1000)}" ".restore '$backup'" 'BEGIN;' \\
+      {shlex.join(s + ';' for s in engine.HASH_HEAD_SQL)} "$plan" 'COMMIT;' \\
+      | sqlite3 $esc -batch -bail "$db" 2>"$st.err" || echo "$?" > "$st"; }} | sha256sum; }} )
+  lh=$1
+else
+  sqlite3 -batch -bail "$db" ".timeout {int(busy_timeout * 1000)}" ".restore '$backup'" \\
+    </dev/null >/dev/null 2>"$st.err" || echo "$?" > "$st"
+  lh=-
+fi
+if [ -s "$st" ]; then  # killed (kill -9, the OOM killer: no message) or refused
+  rc=$(head -c 8 "$st" | tr -cd 0-9); err=$(head -n 1 "$st.err" | tr -cd ' -~' | head -c 200)
+  printf '{ENTRY_MARK} hash backup %s\\n' "$bh"
+  printf '{ENTRY_MARK} hash now %s\\n' "$(content_hash "$db" || echo -)"
+  printf '{ENTRY_MARK} hash safety %s\\n' "$(content_hash "file:$dir/$safety?mode=ro&immutable=1" || echo -)"
+  case $err in *locked*|*busy*) kind=timeout;; *) kind=verify_failed;; esac
+  fail "$kind" "sqlite3 .restore failed with exit status $rc${{err:+: $err}}${{err:- (killed? it printed nothing)}}"
+fi
 res=$(sqlite3 -readonly "$db" "PRAGMA {pragma}" 2>&1 | sed '/^\\*\\*\\* in database/d' | head -n 1 | tr -cd ' -~')
 printf '{ENTRY_MARK} check %s\\n' "${{res:-no answer from sqlite3}}"
 counts "$db" after
+printf '{ENTRY_MARK} hash backup %s\\n' "$bh"
+printf '{ENTRY_MARK} hash live %s\\n' "$lh"
+if [ "$bh" != "$lh" ] && [ "$bh" != - ]; then
+  printf '{ENTRY_MARK} hash safety %s\\n' "$(content_hash "file:$dir/$safety?mode=ro&immutable=1" || echo -)"
+fi
 printf '{RESULT_MARK} {{"ok": true, "data": {{"backup": "%s", "backup_sha256": "%s", "check": "{check}"}}}}\\n' "$name" "$sum\""""
 
 

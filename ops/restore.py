@@ -55,7 +55,8 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
             Step("safety", f"safety backup of {db} into {directory} (verified; no retention)"),
             Step("restore", f"copy the backup into {db} through SQLite's backup API "
                  f"(busy timeout {o.busy_timeout:g}s)"),
-            Step("check", f"integrity_check of {db}; row counts before and after"),
+            Step("check", f"prove it: integrity_check of {db}, its row counts and content "
+                 "hash against the backup's (read right after the copy)"),
             Step("record", "append the restore to the audit log"),
         ]
     ssh = tuple(fly.ssh_console(app, MACHINE, SCRIPT))
@@ -256,19 +257,35 @@ class Restore:
                 LocalTarget(s, self.ui).backup()))
             self.record["safety_backup"] = {"name": safety["name"], "sha256": safety["sha256"]}
             self.record["tables_before"] = safety.get("tables")
+            snapshot: dict = {}
             seconds = self._step("restore", f"restore {chosen.name} into {db}", lambda: _timed(
-                engine.restore_live(chosen.path, db, busy_timeout=o.busy_timeout)))
+                engine.restore_live(chosen.path, db, busy_timeout=o.busy_timeout,
+                                    snapshot=snapshot)))
             self.record["restore_seconds"] = seconds
-            self._step("check", f"integrity_check of {db}", lambda: self._check_live(db))
+            self._step("check", f"prove the restore: {db} against {chosen.name}",
+                       lambda: self._prove(chosen.path, db, snapshot, safety))
         self._show_counts()
 
-    def _check_live(self, db: Path):
-        problems = engine.check_live(db, self.settings.check)
-        self.record["tables_after"] = engine.count_rows(db, live=True)
-        if problems:
-            raise OpsError(f"the live database failed {self.settings.check}_check after the "
-                           f"restore: {problems[0]}", ExitCode.VERIFY_FAILED)
-        return None, f"{self.settings.check}_check ok"
+    def _prove(self, backup, db: Path, snapshot: dict, safety: dict):
+        """The restore's proof (``engine.prove_restore``): recorded, and any difference
+        fails the restore (exit 5) naming the safety backup."""
+        same = safety.get("content_format") == snapshot.get("content_format")
+        proof = engine.prove_restore(backup, db, snapshot, check=self.settings.check,
+                                     safety_sha256=safety.get("content_sha256") if same else None)
+        self._proven(proof)
+        return None, engine.proof_summary(proof)
+
+    def _proven(self, proof: dict | None) -> None:
+        """Record a proof; a failed one raises (exit 5) naming the safety backup."""
+        if proof is None:
+            return
+        self.record["proof"] = proof
+        self.record["tables_after"] = proof["tables"]
+        if not proof["ok"]:
+            safety = (self.record.get("safety_backup") or {}).get("name")
+            raise OpsError("restore failed: " + "; ".join(engine.proof_problems(proof))
+                           + (f" (safety backup {safety})" if safety else ""),
+                           ExitCode.VERIFY_FAILED)
 
     def _show_counts(self) -> None:
         before = self.record.get("tables_before") or {}
@@ -329,6 +346,7 @@ class Restore:
             name))
         if o.production:
             self._settle(stopped)
+        self._proven(data.get("proof"))
         if not data["ok"]:
             raise OpsError(f"the live database failed {s.check}_check after the restore: "
                            f"{data['problems'][0]}", ExitCode.VERIFY_FAILED)
@@ -369,6 +387,8 @@ class Restore:
                            tables_after=data.get("tables_after"),
                            strategy=data.get("strategy"))
         self._show_counts()
+        if data.get("proof"):
+            return data, f"[{data['strategy']}] {engine.proof_summary(data['proof'])}"
         check = "ok" if data["ok"] else "FAILED"
         return data, f"[{data['strategy']}] {self.settings.check}_check {check}"
 

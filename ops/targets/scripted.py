@@ -317,21 +317,13 @@ class ScriptedTarget:
             data = output.data("restore")
         except OpsError as exc:
             safety = next((e[1] for e in output.entries if e[0] == "safety" and len(e) > 1), "")
+            holds = _holds_after_failure(_hashes(output.entries))
             if safety and safety not in str(exc):
-                raise OpsError(f"{exc} (safety backup {safety} was made first)",
+                raise OpsError(f"{exc}{holds} (safety backup {safety} was made first)",
                                exc.code) from None
-            raise
+            raise OpsError(f"{exc}{holds}", exc.code) from None
         if output.strategy == "sqlite3":
-            entries = output.entries
-            data = data | {
-                "safety_backup": {"name": next((e[1] for e in entries if e[0] == "safety"),
-                                               None)},
-                "tables_before": _counts(entries, "before"),
-                "tables_after": _counts(entries, "after"),
-                "problems": [" ".join(e[1:]) for e in entries
-                             if e[0] == "check" and e[1:] != ["ok"]],
-            }
-            data["ok"] = not data["problems"]
+            data = data | _sqlite_proof(output.entries, self.settings.check)
         return data | {"strategy": output.strategy}
 
     def counts(self, name: str) -> dict:
@@ -441,6 +433,40 @@ def _record_entry(entry: list[str]) -> bool:
 def _counts(entries: list[list[str]], which: str) -> dict:
     return {e[1]: int(e[2]) for e in entries if len(e) == 3 and e[0] == which
             and e[2].isdigit()}
+
+
+def _hashes(entries: list[list[str]]) -> dict:
+    """The ``hash WHICH SHA256|-`` entries of ``remote._sqlite_restore``: 64 hex or None."""
+    return {e[1]: e[2] for e in entries if len(e) == 3 and e[0] == "hash"
+            and remote.HEX64.fullmatch(e[2])}
+
+
+def _holds_after_failure(hashes: dict) -> str:
+    """After a failed ``.restore``: which content the live database holds, as its hash
+    now says (against the backup's and the safety backup's)."""
+    now = hashes.get("now")
+    if not now:
+        return ""
+    if now == hashes.get("backup"):
+        return "; the live database nevertheless holds the backup's content"
+    if now == hashes.get("safety"):
+        return "; the live database still holds its content from before (nothing was changed)"
+    return "; the live database holds neither the backup's content nor its own from before"
+
+
+def _sqlite_proof(entries: list[list[str]], check: str) -> dict:
+    """The sqlite3 branch's proof, judged by the engine's rule (``engine.judge_proof``)."""
+    hashes = _hashes(entries)
+    fmt = engine.CONTENT_FORMAT if hashes.get("backup") and hashes.get("live") else None
+    proof = engine.judge_proof(
+        check=check, check_problems=[" ".join(e[1:]) for e in entries
+                                     if e[0] == "check" and e[1:] != ["ok"]],
+        tables=_counts(entries, "after"), backup_tables=_counts(entries, "backup"),
+        content_sha256=hashes.get("live"), backup_content_sha256=hashes.get("backup"),
+        content_format=fmt, safety_sha256=hashes.get("safety"))
+    return {"safety_backup": {"name": next((e[1] for e in entries if e[0] == "safety"), None)},
+            "tables_before": _counts(entries, "before"), "tables_after": proof["tables"],
+            "problems": engine.proof_problems(proof), "ok": proof["ok"], "proof": proof}
 
 
 def _sqlite_verdict(entry: list[str], check: str) -> dict:
