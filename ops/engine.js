@@ -1048,24 +1048,29 @@ async function restoreDatabase(live, dir, which, { check, busyTimeout, lockWait,
       } catch (e) {
         throw new EngineError(`${e.message} (safety backup ${safety.name} was made first)`, e.kind || 'error');
       }
-      const problems = checkLive(live, check).map((p) => `${check}_check of the live database: ${p}`);
-      const proof = { tables: {}, content_sha256: null, content_format: null, backup_content_sha256: null, differences: [] };
-      if (!problems.length) {
-        try {
-          const want = describeFile(chosen.path);
-          const got = describeFile(live, { live: true, fmt: want.content_format });
-          Object.assign(proof, got, { backup_content_sha256: want.content_sha256 });
-          proof.differences = differences(want, got.tables, got.content_sha256, 'live');
-        } catch (e) {
-          proof.differences = [e.message];
-        }
-        problems.push(...proof.differences.map((d) => `the live database differs from ${chosen.name}: ${d}`));
+      // The proof's inputs: the live database read right after the copy, the backup hashed
+      // now in the same format, the safety backup's hash; ops/engine.py's judge_proof
+      // judges them on the toolkit's side (one rule for every engine).
+      const inputs = {
+        check, check_problems: checkLive(live, check), tables: {}, backup_tables: {},
+        content_sha256: null, backup_content_sha256: null, content_format: null,
+        safety_sha256: null, app_wrote: null, error: null,
+      };
+      try {
+        const got = describeFile(live, { live: true });
+        const want = describeFile(chosen.path, { fmt: got.content_format });
+        Object.assign(inputs, {
+          tables: got.tables, content_sha256: got.content_sha256, content_format: got.content_format,
+          backup_tables: want.tables, backup_content_sha256: want.content_sha256,
+          safety_sha256: safety.content_format === got.content_format ? safety.content_sha256 : null,
+        });
+      } catch (e) {
+        inputs.error = `cannot read the live database after the restore: ${e.message}`;
       }
-      if (problems.length) problems.push(`the safety backup ${safety.name} holds the database from before`);
       return {
         backup: chosen.name, backup_sha256: verdict.sha256, created: chosen.created,
-        safety_backup: safety, tables_before: safety.tables, tables_after: proof.tables,
-        check, problems, ok: !problems.length, proof,
+        safety_backup: safety, tables_before: safety.tables, tables_after: inputs.tables,
+        check, proof_inputs: inputs,
         restore_seconds: seconds, seconds: round3((Date.now() - started) / 1000),
       };
     }));

@@ -18,6 +18,7 @@ import pytest
 
 from ops import engine, node, remote
 from ops.errors import ExitCode, OpsError
+from ops.targets import scripted
 from tests import content_cases, helpers, node_env
 from tests.test_remote_scripts import BASE_TOOLS
 
@@ -158,7 +159,8 @@ def test_node_restore_proves_the_live_database_is_the_backup(tmp_path, app, live
                    app)
     assert out.strategy == "node"
     data = out.data("restore")
-    assert data["ok"] and data["problems"] == []
+    data |= scripted.node_proof(data)  # judged as the toolkit judges it
+    assert data["ok"] and data["problems"] == [] and data["proof"]["holds"] == "backup"
     assert data["proof"]["content_sha256"] == made.content_sha256 == \
         engine.describe_file(live, live=True)[1]
     assert data["tables_after"] == made.tables and data["tables_before"] == before[0]
@@ -232,3 +234,25 @@ def test_kill_9_of_a_node_restore_under_a_writer_leaves_old_or_new_content(tmp_p
             assert blobs_digest(db) == old
     assert seen  # what the random moments hit: {"old"}, {"new"} or both
     print("kill -9 rounds ended with", sorted(seen))
+
+
+GOOD = {"check": "integrity", "check_problems": [], "tables": {"t": 2}, "backup_tables": {"t": 2},
+        "content_sha256": "a" * 64, "backup_content_sha256": "a" * 64, "content_format": "json-2",
+        "safety_sha256": "b" * 64, "app_wrote": None, "error": None}
+
+
+@pytest.mark.parametrize(("inputs", "ok", "holds", "says"), [
+    (GOOD, True, "backup", None),
+    (GOOD | {"content_sha256": "b" * 64}, False, "safety", "still holds its content from before"),
+    (GOOD | {"tables": {"t": 1}, "content_sha256": "c" * 64}, False, "other", "table t: backup 2"),
+    (GOOD | {"check_problems": ["page 3 is never used"]}, False, "backup",
+     "failed integrity_check"),
+    (None, False, "other", "sent no proof"),
+    (GOOD | {"tables": "many", "content_sha256": "not hex"}, False, "other", "table t"),
+])
+def test_a_node_restore_is_judged_by_the_engines_rule(inputs, ok, holds, says):
+    data = {"check": "integrity"} | ({"proof_inputs": inputs} if inputs is not None else {})
+    judged = scripted.node_proof(data)
+    assert (judged["ok"], judged["proof"]["holds"]) == (ok, holds)
+    assert (says is None) == (judged["problems"] == [])
+    assert says is None or says in " ".join(judged["problems"])

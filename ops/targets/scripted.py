@@ -324,6 +324,8 @@ class ScriptedTarget:
             raise OpsError(f"{exc}{holds}", exc.code) from None
         if output.strategy == "sqlite3":
             data = data | _sqlite_proof(output.entries, self.settings.check)
+        if output.strategy == "node":
+            data = data | node_proof(data)
         return data | {"strategy": output.strategy}
 
     def counts(self, name: str) -> dict:
@@ -467,6 +469,36 @@ def _sqlite_proof(entries: list[list[str]], check: str) -> dict:
     return {"safety_backup": {"name": next((e[1] for e in entries if e[0] == "safety"), None)},
             "tables_before": _counts(entries, "before"), "tables_after": proof["tables"],
             "problems": engine.proof_problems(proof), "ok": proof["ok"], "proof": proof}
+
+
+def node_proof(data: dict) -> dict:
+    """The Node engine's restore reports the proof's inputs (``proof_inputs``); they are
+    judged here by the engine's own rule (``engine.judge_proof``), each read as the type it
+    must be, so a malformed answer is a failed proof, never a crash or a pass."""
+    raw = data.get("proof_inputs") if isinstance(data.get("proof_inputs"), dict) else {}
+
+    def counts(value) -> dict:
+        ok = isinstance(value, dict) and all(type(v) is int for v in value.values())
+        return value if ok else {}
+
+    def digest(value) -> str | None:
+        return value if isinstance(value, str) and remote.HEX64.fullmatch(value) else None
+
+    problems = raw.get("check_problems")
+    fmt = raw.get("content_format")
+    proof = engine.judge_proof(
+        check=str(raw.get("check") or data.get("check") or "integrity"),
+        check_problems=[str(p) for p in problems] if isinstance(problems, list)
+        else ["the Node engine reported no integrity check"],
+        tables=counts(raw.get("tables")), backup_tables=counts(raw.get("backup_tables")),
+        content_sha256=digest(raw.get("content_sha256")),
+        backup_content_sha256=digest(raw.get("backup_content_sha256")),
+        content_format=fmt if fmt in engine.CONTENT_FORMATS else None,
+        safety_sha256=digest(raw.get("safety_sha256")),
+        error=str(raw["error"]) if raw.get("error") else (
+            None if raw else "the Node engine sent no proof of the restore"))
+    return {"proof": proof, "ok": proof["ok"], "problems": engine.proof_problems(proof),
+            "tables_after": proof["tables"]}
 
 
 def _sqlite_verdict(entry: list[str], check: str) -> dict:
