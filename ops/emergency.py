@@ -14,6 +14,7 @@ back exactly that. Plans are data (``plan_stop``, ``plan_resume``); ``Runner`` a
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 import shlex
@@ -21,11 +22,29 @@ from dataclasses import asdict, dataclass, field
 
 from ops import audit, cli, fly, health, remote
 from ops.errors import ExitCode, OpsError
+from ops.signals import Terminated, stop_on_signals
 
 MAINTENANCE_CMD = ("sleep", "2147483647")  # GNU and busybox sleep both take it (68 years)
 MARKER = ".ops-emergency.json"
 MARK = "__OPS_EMERGENCY__"
 AUTOSTOP_WORDS = ("off", "stop", "suspend")
+
+
+def on_signals(body):
+    """Run a task body inside ``stop_on_signals()``: SIGTERM/SIGHUP (a cancelled CI job)
+    unwind through its ``finally`` blocks (the audit line, the "finish by hand" and
+    go-back lines), then end as one ``Error:`` line with exit 143."""
+
+    @functools.wraps(body)
+    def run(*args, **kwargs):
+        try:
+            with stop_on_signals():
+                return body(*args, **kwargs)
+        except Terminated as exc:
+            raise OpsError(f"terminated by {exc.name}: the lines above say where it stopped "
+                           "and what is left to do", ExitCode.TERMINATED) from None
+
+    return run
 
 
 def confirm(ui, question: str, *, yes: bool) -> None:
@@ -48,6 +67,27 @@ def autostop_word(value) -> str | None:
     if isinstance(value, str) and value in AUTOSTOP_WORDS:
         return value
     raise ValueError(f"unknown autostop value {value!r}")
+
+
+def _autostart(value) -> bool:
+    """fly-go's ``MachineService.Autostart`` (*bool, omitempty): absent is Fly's default, on."""
+    if value is None:
+        return True
+    if not isinstance(value, bool):
+        raise ValueError(f"autostart is {value!r}, not true/false")
+    return value
+
+
+def _guest(raw) -> fly.Guest | None:
+    if not raw:
+        return None
+    if not isinstance(raw, dict):
+        raise ValueError("config.guest is not an object")
+    kind, cpus, memory = raw.get("cpu_kind"), raw.get("cpus"), raw.get("memory_mb")
+    if not (isinstance(kind, str) and kind and type(cpus) is int and cpus > 0
+            and type(memory) is int and memory > 0):
+        raise ValueError(f"config.guest is {raw!r}")
+    return fly.Guest(kind, cpus, memory)
 
 
 def _words(value, what: str) -> tuple[str, ...] | None:
@@ -73,6 +113,8 @@ class MachineView:
     exec: tuple[str, ...] | None
     autostops: tuple[str | None, ...]
     mounts: tuple[tuple[str, str], ...]  # (volume id, path)
+    autostarts: tuple[bool, ...] = ()  # each service's autostart (missing: Fly's true)
+    guest: fly.Guest | None = None
 
     @classmethod
     def parse(cls, raw: dict) -> MachineView:
@@ -89,6 +131,8 @@ class MachineView:
             autostops=tuple(autostop_word(s.get("autostop")) for s in services),
             mounts=tuple((str(m.get("volume") or ""), str(m.get("path") or ""))
                          for m in config.get("mounts") or []),
+            autostarts=tuple(_autostart(s.get("autostart")) for s in services),
+            guest=_guest(config.get("guest")),
         )
 
     @property
@@ -204,14 +248,16 @@ def ssh_shown(app: str, machine: str, what: str) -> tuple[str, ...]:
 
 def plan_stop(app: str, machine: MachineView, original: Original, marker: str,
               db: str) -> list[Step]:
+    """The intent is recorded on the volume before anything changes, so a stop killed
+    between the update and its end still tells resume what the machine ran."""
     return [
+        Step("record", f"record what it runs now in {marker} (before changing it)",
+             ssh_shown(app, machine.id, f"write {marker}"), True),
         Step("update", f"run `{shlex.join(MAINTENANCE_CMD)}` instead of the app on "
              f"{machine.id} (was: {original.describe()})",
              tuple(fly.machine_update(app, machine.id, command=shlex.join(MAINTENANCE_CMD),
                                       autostop="off" if original.autostop else None,
                                       skip_health_checks=True)), True),
-        Step("record", f"record what it ran in {marker}",
-             ssh_shown(app, machine.id, f"write {marker}"), True),
         Step("verify", f"{machine.id} is started and runs the maintenance command",
              tuple(fly.machines_list(app))),
         Step("quiet", f"no process has {db} open",
@@ -231,6 +277,10 @@ def plan_resume(app: str, machine: MachineView, original: Original, marker: str,
         Step("clear", f"remove {marker}", ssh_shown(app, machine.id, f"remove {marker}"), True),
         Step("health", f"poll {health_url} until 200"),
     ]
+
+
+def step(steps: list[Step], key: str) -> Step:
+    return next(found for found in steps if found.key == key)
 
 
 def render(title: str, steps: list[Step], binary: str = "fly") -> str:
@@ -333,8 +383,17 @@ class Runner:
                 done += 1
             self.record["outcome"] = "ok"
             return self.record
-        except KeyboardInterrupt:
-            self.record.update(outcome="interrupted", exit_code=int(ExitCode.INTERRUPTED))
+        except (KeyboardInterrupt, Terminated) as exc:  # Ctrl-C, SIGTERM, SIGHUP
+            term = isinstance(exc, Terminated)
+            step = steps[done] if done < len(steps) else None
+            if step is not None:
+                self._log(self.fill(step) if self.fill else step, "interrupted",
+                          exc.name if term else "Ctrl-C")
+            where = f" during {step.key}" if step is not None else ""
+            self.record.update(
+                outcome=f"terminated by {exc.name}{where}" if term else f"interrupted{where}",
+                exit_code=int(ExitCode.TERMINATED if term else ExitCode.INTERRUPTED))
+            self._manual(steps[done:])
             raise
         finally:
             self.record["finished"] = now()

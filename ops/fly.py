@@ -100,6 +100,7 @@ class Volume:
     region: str
     attached_machine_id: str | None
     snapshot_retention: int | None
+    auto_backup_enabled: bool | None = None  # scheduled (daily) snapshots
 
     @classmethod
     def parse(cls, raw: dict) -> Volume:
@@ -111,6 +112,7 @@ class Volume:
             region=_field(raw, "region", str),
             attached_machine_id=_field(raw, "attached_machine_id", str) or None,
             snapshot_retention=_field(raw, "snapshot_retention", int, optional=True),
+            auto_backup_enabled=_field(raw, "auto_backup_enabled", bool, optional=True),
         )
 
 
@@ -305,33 +307,68 @@ def sftp_put(app: str, machine: str, local_path: str, remote_path: str) -> list[
 
 
 def machine_update(app: str, machine: str, *, command: str | None = None,
-                   autostop: str | None = None, skip_health_checks: bool = False) -> list[str]:
-    """``command=""`` clears the command override (the image's CMD runs again)."""
+                   autostop: str | None = None, autostart: bool | None = None,
+                   skip_start: bool = False, skip_health_checks: bool = False) -> list[str]:
+    """``command=""`` clears the command override (the image's CMD runs again).
+
+    ``autostart=False`` keeps Fly's proxy from starting the machine (every service);
+    ``skip_start`` leaves it stopped after the update (``SkipLaunch``, machine/update.go)."""
     argv = ["machine", "update", machine, "-a", app]
     if command is not None:
         argv += ["--command", command]
     if autostop is not None:  # an optional-value flag: `--autostop off` makes `off` an argument
         argv.append(f"--autostop={autostop}")
+    if autostart is not None:  # a bool flag: only the `=` form takes a value
+        argv.append(f"--autostart={'true' if autostart else 'false'}")
+    if skip_start:
+        argv.append("--skip-start")
     if skip_health_checks:
         argv.append("--skip-health-checks")
     return argv + ["--yes"]
 
 
-def machine_stop(app: str, machine: str, wait: str = "2m") -> list[str]:
-    """Without ``--wait-timeout`` flyctl returns before the machine is stopped."""
-    return ["machine", "stop", machine, "-a", app, "--wait-timeout", wait]
+def machine_stop(app: str, machine: str) -> list[str]:
+    """flyctl returns before the machine is stopped (and ``--wait-timeout`` is clamped to
+    60 s by fly-go's ``WithWaitTimeout``): the caller polls ``machine list`` instead."""
+    return ["machine", "stop", machine, "-a", app]
 
 
 def machine_start(app: str, machine: str) -> list[str]:
     return ["machine", "start", machine, "-a", app]
 
 
+@dataclass(frozen=True)
+class Guest:
+    """A machine's ``config.guest``: what a volume's host must have room for."""
+
+    cpu_kind: str
+    cpus: int
+    memory_mb: int
+
+    def flags(self) -> list[str]:
+        """``--vm-*`` flags (flag.GetMachineGuest): without them ``volumes create`` asks
+        for room for the default shared-cpu-1x 256 MB guest only."""
+        return ["--vm-cpu-kind", self.cpu_kind, "--vm-cpus", str(self.cpus),
+                "--vm-memory", str(self.memory_mb)]
+
+
 def volumes_create_from_snapshot(app: str, name: str, snapshot: str, size_gb: int,
-                                 region: str) -> list[str]:
+                                 region: str, *, retention: int | None = None,
+                                 scheduled: bool | None = None,
+                                 guest: Guest | None = None) -> list[str]:
     """Size and region are required in practice: the default size is 1 GB and the region
-    is never taken from fly.toml; a unique zone per name can make placement fail."""
-    return ["volumes", "create", name, "--snapshot-id", snapshot, "--size", str(size_gb),
-            "--region", region, "--require-unique-zone=false", "-a", app, "--yes", "--json"]
+    is never taken from fly.toml; a unique zone per name can make placement fail.
+    ``--snapshot-retention`` defaults to 5 days (volumes/create.go), whatever fly.toml
+    says, so the old volume's retention and scheduled snapshots are passed on."""
+    argv = ["volumes", "create", name, "--snapshot-id", snapshot, "--size", str(size_gb),
+            "--region", region, "--require-unique-zone=false"]
+    if retention is not None:
+        argv += ["--snapshot-retention", str(retention)]
+    if scheduled is not None:
+        argv.append(f"--scheduled-snapshots={'true' if scheduled else 'false'}")
+    if guest is not None:
+        argv += guest.flags()
+    return argv + ["-a", app, "--yes", "--json"]
 
 
 def machine_clone(app: str, machine: str, volume: str, path: str, region: str) -> list[str]:
@@ -392,6 +429,15 @@ class Fly:
         self.timeout = timeout
         self.calls: list[list[str]] = []
         self.flyctl_version: str | None = None  # set by ``check_version``
+
+    @classmethod
+    def checked(cls, settings, warn) -> Fly:
+        """The one way a task gets flyctl: ``fly.bin`` with the ``fly.timeout`` deadline
+        on every call, and the version refused (exit 8) when too old to read a remote
+        command's output whole.  ``warn`` hears when the version cannot be told."""
+        runner = cls(settings.flyctl(), timeout=settings.fly_timeout)
+        runner.check_version(warn)
+        return runner
 
     def run(self, argv: list[str], *, input: str | bytes | None = None, check: bool = True,
             timeout=DEFAULT, stream=None, what: str = "", key: str = "fly.timeout") -> Completed:

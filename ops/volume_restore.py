@@ -2,12 +2,26 @@
 
 A snapshot never restores in place, and a machine's volume cannot be swapped: the restore
 is a new volume (``fly volumes create NAME --snapshot-id``, with the size and region given,
-since flyctl defaults to 1 GB and never reads the region from fly.toml) and a new machine
+since flyctl defaults to 1 GB and never reads the region from fly.toml; the old volume's
+snapshot retention and scheduled snapshots, since flyctl defaults them to 5 days and on; and
+the old machine's VM size, so the volume's host has room for the clone) and a new machine
 (``fly machine clone OLD --attach-volume NEW:/path``: the same image, config and region as
-the old one). The old machine is stopped first, so only one copy of the app ever writes,
-and it is kept with its volume attached: nothing is destroyed, and while it holds its
-volume, ``fly deploy`` cannot pick the wrong unattached volume of the same name. The plan
-is data (``plan``); ``run`` executes it with ``ops.emergency.Runner``.
+the old one).
+
+Only one copy of the app may ever write, and Fly's proxy starts a *stopped* machine whose
+services autostart when a request finds no running machine with capacity. So before the
+old machine is stopped it is made unstartable by the proxy (``fly machine update OLD
+--autostart=false --skip-start``, the "autostart guard"), then we wait until Fly says it is
+``stopped`` (``fly machine stop`` returns before that, and its ``--wait-timeout`` is clamped
+to 60 s by fly-go). The clone copies that config, so its autostart is put back after it
+starts. The guard on the old machine is undone only by an explicit go-back (``go_back``):
+first stop (or destroy) the clone, then ``fly machine update OLD --autostart=true``.
+
+Everything that can fail for lack of room (the volume's placement, with the VM size) or
+time (the restore) happens before the old machine stops, so such a failure leaves it
+serving. The old machine is kept with its volume attached: nothing is destroyed, and while
+it holds its volume, ``fly deploy`` cannot pick the wrong unattached volume of the same
+name. The plan is data (``plan``); ``Execution`` acts, run by ``ops.emergency.Runner``.
 """
 
 from __future__ import annotations
@@ -21,6 +35,10 @@ from ops.emergency import MachineView, Step
 from ops.errors import ExitCode, OpsError
 
 GIB = 1024**3
+# The states Fly documents for a volume created from a snapshot, in order (Fly's volume
+# docs; reference/flyctl.md §13): any other state is a failure, reported as seen.
+PENDING_STATES = ("creating", "restoring")
+READY_STATE = "created"
 NEW_VOLUME = "<new_volume>"  # placeholders in the plan, filled in as the run learns them
 NEW_MACHINE = "<new_machine>"
 CREATED = re.compile(r"Machine (\S+) has been created")
@@ -63,6 +81,11 @@ class Resolved:
     size_gb: int
     strays: tuple[str, ...] = ()  # unattached volumes with the same name
 
+    @property
+    def autostart(self) -> bool:
+        """Whether the old machine's services autostart (what go-back puts back)."""
+        return any(self.machine.autostarts)
+
 
 def resolve(app: str, name: str, volume: fly.Volume, machine: MachineView,
             snapshots: list[fly.Snapshot], which: str,
@@ -81,6 +104,10 @@ def resolve(app: str, name: str, volume: fly.Volume, machine: MachineView,
     if len(machine.mounts) != 1:
         raise OpsError(f"machine {machine.id} has {len(machine.mounts)} volumes; "
                        "`fly machine clone --attach-volume` needs exactly one", ExitCode.USAGE)
+    if len(set(machine.autostarts)) > 1:
+        raise OpsError(f"the services of {machine.id} autostart differently; one --autostart "
+                       "value cannot put them back after the restore: set them alike first",
+                       ExitCode.USAGE)
     snapshot = pick_snapshot(snapshots, which, volume.id)
     strays = tuple(v.id for v in volumes
                    if v.name == name and not v.attached_machine_id and v.id != volume.id)
@@ -89,28 +116,80 @@ def resolve(app: str, name: str, volume: fly.Volume, machine: MachineView,
 
 
 def plan(r: Resolved, health_url: str) -> list[Step]:
-    """The steps with their flyctl commands; ``<new volume>`` is known after the first."""
+    """The steps with their flyctl commands; ``<new volume>`` is known after the first.
+
+    Nothing stops the old machine before the new volume exists, is restored and sits on a
+    host with room for the machine's VM size; the proxy cannot start it once it stops."""
     m, v = r.machine, r.volume
+    size = f", VM {m.guest.cpu_kind} x{m.guest.cpus} {m.guest.memory_mb} MB" if m.guest else ""
     steps = [
         Step("create", f"create volume {r.name!r} from snapshot {r.snapshot.id} "
-             f"({r.size_gb} GB in {v.region}) -> {NEW_VOLUME}",
-             tuple(fly.volumes_create_from_snapshot(r.app, r.name, r.snapshot.id, r.size_gb,
-                                                    v.region)), True),
-        Step("wait", f"wait until {NEW_VOLUME} is restored (state `created`)",
+             f"({r.size_gb} GB in {v.region}, snapshots kept {retention_of(v)} days{size}) "
+             f"-> {NEW_VOLUME}",
+             tuple(fly.volumes_create_from_snapshot(
+                 r.app, r.name, r.snapshot.id, r.size_gb, v.region,
+                 retention=v.snapshot_retention, scheduled=v.auto_backup_enabled,
+                 guest=m.guest)), True),
+        Step("wait", f"wait until {NEW_VOLUME} is restored (state `{READY_STATE}`)",
              tuple(fly.volumes_list(r.app))),
-    ]
-    if m.state == "started":
-        steps.append(Step("stop_old", f"stop the old machine {m.id} (kept, with {v.id})",
-                          tuple(fly.machine_stop(r.app, m.id)), True))
-    steps += [
+        Step("guard", f"autostart guard: Fly's proxy must never start {m.id} again "
+             "(autostart off; left stopped)",
+             tuple(fly.machine_update(r.app, m.id, autostart=False, skip_start=True)), True),
+        Step("stop_old", f"wait until {m.id} is `stopped` (kept, with {v.id})",
+             tuple(fly.machine_stop(r.app, m.id)), True),
         Step("clone", f"clone {m.id} onto {NEW_VOLUME} at {r.path} -> {NEW_MACHINE}, waiting "
              "for its health checks",
              tuple(fly.machine_clone(r.app, m.id, NEW_VOLUME, r.path, v.region)), True),
+    ]
+    if r.autostart:
+        steps.append(Step("autostart", f"{NEW_MACHINE} autostarts like {m.id} did (the clone "
+                          "copied the guard)",
+                          tuple(fly.machine_update(r.app, NEW_MACHINE, autostart=True)), True))
+    steps += [
         Step("verify", f"{NEW_MACHINE} is started with {NEW_VOLUME}; {m.id} is stopped with "
-             f"{v.id}", tuple(fly.machines_list(r.app))),
+             f"{v.id} and autostart off", tuple(fly.machines_list(r.app))),
         Step("health", f"poll {health_url} until 200"),
     ]
     return steps
+
+
+def retention_of(volume: fly.Volume) -> str:
+    return "5 (flyctl's default)" if volume.snapshot_retention is None \
+        else str(volume.snapshot_retention)
+
+
+def go_back(r: Resolved, clone: str | None, clone_tried: bool) -> list[list[str]]:
+    """How to return to the old machine, in order: the clone first (so two copies of the
+    app never run), then the old machine with its autostart as it was (which starts it)."""
+    steps: list[list[str]] = []
+    if clone:
+        steps.append(fly.machine_stop(r.app, clone))
+    elif clone_tried:
+        steps.append(fly.machines_list(r.app))  # find a clone flyctl did not name
+    if r.autostart:
+        steps.append(fly.machine_update(r.app, r.machine.id, autostart=True))
+    else:
+        steps.append(fly.machine_start(r.app, r.machine.id))
+    return steps
+
+
+def go_back_text(r: Resolved, clone: str | None, clone_tried: bool, binary: str = "fly") -> str:
+    import shlex
+
+    argvs = go_back(r, clone, clone_tried)
+    lines = []
+    for number, argv in enumerate(argvs, 1):
+        line = f"  {number}. {shlex.join([binary, *argv])}"
+        if argv[:2] == ["machine", "stop"]:
+            line += (f"   # first: stop the clone (or destroy it: {binary} machine destroy "
+                     f"{clone} -a {r.app} --force)")
+        elif argv[:2] == ["machine", "list"]:
+            line += (f"   # first: a machine with {NEW_VOLUME} is the clone: stop or destroy "
+                     "it")
+        else:
+            line += f"   # then: {r.machine.id} runs again (the autostart guard undone)"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def filled(step: Step, values: dict) -> Step:
@@ -139,7 +218,11 @@ class Execution:
     runner: fly.Fly
     wait_timeout: float
     interval: float
+    stop_timeout: float = 300.0
+    machines: object = None  # () -> list[MachineView]
     values: dict = field(default_factory=dict)  # new_volume, new_machine
+    guarded: bool = False  # the autostart guard was sent: the old machine was touched
+    clone_tried: bool = False  # `fly machine clone` ran (a clone may exist)
 
     def create(self, step: Step) -> str:
         done = self.runner.run(list(step.argv))
@@ -152,26 +235,64 @@ class Execution:
         return f"{volume.id} ({volume.state}, {volume.size_gb} GB, {volume.region})"
 
     def wait(self, step: Step) -> str:
+        """Poll until the documented ``created``; fail at once on a state Fly does not
+        document for a restore, saying what it saw."""
         new = self.values["new_volume"]
-        deadline = time.monotonic() + self.wait_timeout
+        seen = self._poll(lambda: self._volume_state(new), (READY_STATE,), PENDING_STATES,
+                          self.wait_timeout, f"volume {new}", "backup.snapshot_timeout")
+        return f"{new} {seen}"
+
+    def _volume_state(self, new: str) -> str:
+        found = next((v for v in self.runner.volumes(self.resolved.app) if v.id == new), None)
+        return found.state if found else "not listed"
+
+    def _poll(self, read, done, pending, timeout: float, what: str, key: str) -> str:
+        deadline = time.monotonic() + timeout
+        seen: list[str] = []
         while True:
-            found = next((v for v in self.runner.volumes(self.resolved.app) if v.id == new), None)
-            state = found.state if found else "not listed"
-            if state == "created":
-                return f"{new} created"
-            if found is None or state in ("failed", "error", "destroyed", "destroying"):
-                raise OpsError(f"volume {new} is {state}")
+            state = read()
+            if not seen or seen[-1] != state:
+                seen.append(state)
+            if state in done:
+                return " -> ".join(seen)
+            if state not in pending:
+                raise OpsError(f"{what} is {state or 'in no state'} (seen: {' -> '.join(seen)}); "
+                               f"expected {' or '.join(pending + done)}")
             if time.monotonic() + self.interval > deadline:
-                raise OpsError(f"volume {new} still {state} after {self.wait_timeout:g}s",
+                raise OpsError(f"{what} still {state} after {timeout:g}s (seen: "
+                               f"{' -> '.join(seen)}); if it needs longer, raise {key}",
                                ExitCode.TIMEOUT)
             time.sleep(self.interval)
 
-    def stop_old(self, step: Step) -> str:
+    def guard(self, step: Step) -> str:
+        self.guarded = True  # sent: from here on, a failure says how to go back
         self.runner.run(list(step.argv))
-        return f"{self.resolved.machine.id} stopped"
+        return f"{self.resolved.machine.id}: autostart off"
+
+    def stop_old(self, step: Step) -> str:
+        """``fly machine stop`` when it is not stopped yet, then poll until ``stopped``."""
+        old = self.resolved.machine.id
+        state = self._machine_state(old)
+        if state == "stopped":
+            return f"{old} stopped"
+        if state != "stopping":
+            self.runner.run(list(step.argv))
+        seen = self._poll(lambda: self._machine_state(old), ("stopped",),
+                          ("started", "stopping", "starting", "replacing", "updating"),
+                          self.stop_timeout, f"machine {old}", "fly.timeout")
+        return f"{old} {seen}"
+
+    def _machine_state(self, machine_id: str) -> str:
+        found = next((m for m in self.machines() if m.id == machine_id), None)
+        return found.state if found else "not listed"
+
+    def autostart(self, step: Step) -> str:
+        self.runner.run(list(step.argv))
+        return f"{self.values['new_machine']}: autostart on"
 
     def clone(self, step: Step) -> str:
-        result = self.runner.run(list(step.argv), check=False, timeout=None)
+        self.clone_tried = True
+        result = self.runner.run(list(step.argv), check=False)
         created = CREATED.search(result.stdout)
         if created:
             self.values["new_machine"] = created.group(1)
@@ -191,8 +312,14 @@ class Execution:
         old = next((m for m in machines if m.id == r.machine.id), None)
         if old is None or old.state == "started":
             raise OpsError(f"the old machine {r.machine.id} should be kept stopped, found "
-                           f"{old.state if old else 'nothing'}")
-        return f"{on_new[0].id} started with {new_volume}; {old.id} {old.state} with {r.volume.id}"
+                           f"{old.state if old else 'nothing'}: two copies of the app may "
+                           "be writing; stop one of them now")
+        if any(old.autostarts):
+            raise OpsError(f"the old machine {old.id} autostarts again: Fly's proxy may start "
+                           f"it; run: fly machine update {old.id} -a {r.app} --autostart=false "
+                           "--skip-start --yes")
+        return (f"{on_new[0].id} started with {new_volume}; {old.id} {old.state} with "
+                f"{r.volume.id}, autostart off")
 
 
 def _first_json(text: str) -> dict:

@@ -21,8 +21,9 @@ from tests.test_deploy import make_site
 
 APP, MID, VOL = DEFAULT_APP, DEFAULT_MACHINE_ID, DEFAULT_VOLUME_ID
 NEWEST, OLDEST = "vs_M3n4O5p6Q7r8S9t0U1v2W3x4", "vs_A1b2C3d4E5f6G7h8I9j0K1l2"
-READS = [["volumes", "list", "-a", APP, "--json"], ["machine", "list", "-a", APP, "--json"],
+LISTS = [["volumes", "list", "-a", APP, "--json"], ["machine", "list", "-a", APP, "--json"],
          ["volumes", "snapshots", "list", VOL, "-a", APP, "--json"]]
+READS = [["version", "--json"], *LISTS]  # flyctl's version is checked first (issue 19 #5)
 GIB = 1024**3
 
 
@@ -34,8 +35,18 @@ def site(tmp_path, fly_world):
 
 
 def create_argv(snapshot: str, size: int = 3) -> list[str]:
+    """The old volume's retention (14 days) and scheduled snapshots, the old machine's VM."""
     return ["volumes", "create", "data", "--snapshot-id", snapshot, "--size", str(size),
-            "--region", "ams", "--require-unique-zone=false", "-a", APP, "--yes", "--json"]
+            "--region", "ams", "--require-unique-zone=false", "--snapshot-retention", "14",
+            "--scheduled-snapshots=true", "--vm-cpu-kind", "shared", "--vm-cpus", "1",
+            "--vm-memory", "512", "-a", APP, "--yes", "--json"]
+
+
+GUARD = ["machine", "update", MID, "-a", APP, "--autostart=false", "--skip-start", "--yes"]
+
+
+def autostarts(machine: dict) -> list:
+    return [service.get("autostart") for service in machine["config"]["services"]]
 
 
 def new_volume(site) -> dict:
@@ -54,11 +65,12 @@ def test_restore_volume_creates_stops_clones_and_keeps_the_old(site):
     assert site.world.calls() == [
         *READS,
         create_argv(NEWEST),
-        READS[0], READS[0],  # restoring, then created
-        ["machine", "stop", MID, "-a", APP, "--wait-timeout", "2m"],
+        LISTS[0], LISTS[0],  # restoring, then created
+        GUARD, LISTS[1],  # the autostart guard (it leaves the machine stopped), then a look
         ["machine", "clone", MID, "-a", APP, "--attach-volume", f"{vol['id']}:/data",
          "--region", "ams"],
-        READS[1],
+        ["machine", "update", clone["id"], "-a", APP, "--autostart=true", "--yes"],
+        LISTS[1],
     ]
     # the new volume: from the snapshot, same name, size and region, on the clone
     assert (vol["name"], vol["size_gb"], vol["region"], vol["state"]) == ("data", 3, "ams",
@@ -66,10 +78,12 @@ def test_restore_volume_creates_stops_clones_and_keeps_the_old(site):
     assert vol["attached_machine_id"] == clone["id"] and clone["state"] == "started"
     assert clone["config"]["mounts"][0]["volume"] == vol["id"]
     assert {k: v for k, v in clone["config"].items() if k != "mounts"} == \
-        {k: v for k, v in old_config.items() if k != "mounts"}
-    # the old machine and volume: kept, stopped, still attached to each other
+        {k: v for k, v in old_config.items() if k != "mounts"}  # autostart back on
+    # the old machine and volume: kept, stopped, guarded, still attached to each other
     old = site.world.machine(MID)
-    assert old["state"] == "stopped" and old["config"] == old_config
+    assert old["state"] == "stopped" and autostarts(old) == [False]
+    assert {k: v for k, v in old["config"].items() if k != "services"} == \
+        {k: v for k, v in old_config.items() if k != "services"}
     assert {v["id"]: v["attached_machine_id"] for v in site.world.volumes()}[VOL] == MID
     record = result.json()
     assert record["kind"] == "restore.volume" and record["outcome"] == "ok"
@@ -88,11 +102,12 @@ def test_dry_run_prints_every_command_and_changes_nothing(site):
     assert result.returncode == 0, result
     assert site.world.calls() == READS
     plan = result.json()
-    assert [s["key"] for s in plan["steps"]] == ["create", "wait", "stop_old", "clone",
-                                                 "verify", "health"]
+    assert [s["key"] for s in plan["steps"]] == ["create", "wait", "guard", "stop_old", "clone",
+                                                 "autostart", "verify", "health"]
     assert plan["steps"][0]["argv"] == create_argv(OLDEST)
-    assert "--attach-volume" in plan["steps"][3]["argv"]
-    assert "<new_volume>:/data" in plan["steps"][3]["argv"]
+    assert plan["steps"][2]["argv"] == GUARD
+    assert "--attach-volume" in plan["steps"][4]["argv"]
+    assert "<new_volume>:/data" in plan["steps"][4]["argv"]
     assert shlex.join(["fly", *create_argv(OLDEST)]) in result.stderr
     assert "<new_volume> (the id `fly volumes create` prints)" in result.stderr
     assert (site.world.volumes(), site.world.machines()) == before and site.audit() == []
@@ -119,7 +134,8 @@ def test_a_bad_snapshot_is_refused_before_anything_changes(site, snapshot, code,
 
     line = helpers.assert_one_line_error(result, code, strict=False)
     assert words in line
-    assert all(argv[:2] in (["volumes", "list"], ["machine", "list"], ["volumes", "snapshots"])
+    assert all(argv[:2] in (["volumes", "list"], ["machine", "list"], ["volumes", "snapshots"],
+                            ["version", "--json"])
                for argv in site.world.calls())
 
 
@@ -162,14 +178,12 @@ def test_a_failed_clone_says_what_to_run_by_hand_and_destroys_nothing(site):
              "--region", "ams"]
     assert "To finish by hand, run from the failed step on:" in result.stderr
     assert shlex.join(clone) in result.stderr  # the real volume id, ready to paste
-    assert f"To go back to the old machine instead: fly machine start {MID} -a {APP}" \
-        in result.stderr
+    assert "To go back to the old machine instead, in this order:" in result.stderr
+    assert f"fly machine update {MID} -a {APP} --autostart=true --yes" in result.stderr
     record = result.json()
     assert record["outcome"] == "clone failed" and record["new"]["new_volume"] == vol["id"]
-    assert [line.rsplit("# ", 1)[1] for line in record["manual"]] == ["clone", "verify",
-                                                                       "health: poll "
-                                                                       f"{site.health.url} "
-                                                                       "until 200"]
+    assert [line.rsplit("# ", 1)[1] for line in record["manual"]] == [
+        "clone", "autostart", "verify", f"health: poll {site.health.url} until 200"]
     # nothing destroyed: the old pair is intact, the new volume waits unattached
     assert {v["id"] for v in site.world.volumes()} == {VOL, SPARE, vol["id"]}
     assert vol["attached_machine_id"] is None

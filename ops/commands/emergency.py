@@ -29,7 +29,7 @@ class Emergency:
         self.app = self.settings.app
         self.db = remote.remote_path(self.settings.db_remote_path, "db.remote_path")
         self.marker = f"{posixpath.dirname(self.db)}/{em.MARKER}"
-        self.fly = fly.Fly(self.settings.flyctl())
+        self.fly = fly.Fly.checked(self.settings, self.ui.warn)
         with self.ui.step(f"resolve production machine of {self.app}") as shown:
             source = self.settings.fly_toml().mount_source
             self.volume, self.machine = em.production(
@@ -82,6 +82,7 @@ class Emergency:
 
 @task(help=HELP)
 @guarded
+@em.on_signals
 def stop(c, yes=False, dry_run=False, json=False):
     """Stop the app's writes; the machine stays up with its volume for `restore --production`."""
     run = Emergency(c, json, "emergency.stop")
@@ -114,7 +115,7 @@ def stop(c, yes=False, dry_run=False, json=False):
 
     try:
         run.runner.run(steps, {
-            "update": lambda: run.update(steps[0]), "quiet": quiet,
+            "update": lambda: run.update(em.step(steps, "update")), "quiet": quiet,
             "record": lambda: run.on_machine(write, "could not write"),
             "verify": lambda: run.started_in_maintenance(True),
         }, manual={"record": fly.ssh_console(app, machine.id, remote.wrap(write))})
@@ -127,6 +128,7 @@ def stop(c, yes=False, dry_run=False, json=False):
 
 @task(help=HELP)
 @guarded
+@em.on_signals
 def resume(c, yes=False, dry_run=False, json=False):
     """Undo `emergency.stop` exactly: the app's own command (and autostop) back, health checked."""
     run = Emergency(c, json, "emergency.resume")
@@ -148,7 +150,7 @@ def resume(c, yes=False, dry_run=False, json=False):
 
     try:
         run.runner.run(steps, {
-            "update": lambda: run.update(steps[0]),
+            "update": lambda: run.update(em.step(steps, "update")),
             "clear": lambda: run.on_machine(clear, "could not remove"),
             "verify": lambda: run.started_in_maintenance(False),
             "health": lambda: em.wait_healthy(s.health, s.health_timeout, s.health_interval),
@@ -181,9 +183,11 @@ def _recorded(run: Emergency) -> tuple[em.Original, str]:
                         f"{run.settings.audit_log} at {entry.get('when')}")
             return original, str(run.settings.audit_log)
     raise OpsError(f"cannot tell what {run.machine.id} ran before the stop ({run.marker}: "
-                   f"{problem}; no emergency.stop in {run.settings.audit_log}); if it ran the "
-                   f"image's CMD: fly machine update {run.machine.id} -a {run.app} "
-                   "--command '' --yes", ExitCode.NOT_FOUND)
+                   f"{problem}; no emergency.stop in {run.settings.audit_log}); find its "
+                   "command (fly.toml [processes], or `fly releases` and the image's CMD), "
+                   f"then: fly machine update {run.machine.id} -a {run.app} --command "
+                   "'THAT COMMAND' --yes (--command '' only if it ran the image's own CMD)",
+                   ExitCode.NOT_FOUND)
 
 
 def _line(text: str, words: str) -> str:

@@ -11,6 +11,7 @@ from ops import emergency as em
 from ops import volume_restore as vr
 from ops.cli import guarded
 from ops.errors import ExitCode, OpsError
+from ops.signals import Terminated, stop_on_signals
 from ops.ui import UI, human_bytes
 
 
@@ -22,13 +23,13 @@ from ops.ui import UI, human_bytes
 })
 @guarded
 def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
-    """New volume from a snapshot, old machine stopped (kept), a clone of it on the new volume."""
+    """New volume from a snapshot; old machine guarded, stopped and kept; a clone on it."""
     if not snapshot or not str(snapshot).strip():
         raise OpsError("--snapshot is required: a snapshot id (vs_...) or latest", ExitCode.USAGE)
     settings = config.load(c.config)
     ui = UI(json_mode=json)
     app = settings.app
-    runner = fly.Fly(settings.flyctl())
+    runner = fly.Fly.checked(settings, ui.warn)
     with ui.step(f"resolve the volume, its machine and snapshot {snapshot}") as shown:
         name = settings.fly_toml().mount_source
         volumes = runner.volumes(app)
@@ -48,15 +49,19 @@ def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
         ui.warn(f"volume {stray} is also named {name!r} and unattached: a later `fly deploy` "
                 "that needs a volume may pick it; destroy it if it is not needed")
     summary = {"app": app, "volume": volume.id, "machine": machine.id, "snapshot": snap.id,
-               "size_gb": resolved.size_gb, "region": volume.region, "path": resolved.path}
+               "size_gb": resolved.size_gb, "region": volume.region, "path": resolved.path,
+               "autostart_before": resolved.autostart}
     if dry_run:
         if json:
             ui.emit({"dry_run": True, **summary, "steps": em.plan_as_data(steps)})
         return
     em.confirm(ui, f"Restore {app}'s volume from {snap.id} onto a new machine (the old "
-               f"machine {machine.id} is stopped and kept)?", yes=yes)
+               f"machine {machine.id} is stopped, kept, and Fly's proxy may not start it)?",
+               yes=yes)
 
-    run = vr.Execution(resolved, runner, settings.snapshot_timeout, settings.health_interval)
+    run = vr.Execution(resolved, runner, settings.snapshot_timeout, settings.health_interval,
+                       stop_timeout=settings.fly_timeout,
+                       machines=lambda: em.machines(runner, app))
     steps_runner = em.Runner("restore.volume", app, runner, ui, settings.audit_log,
                              fill=lambda step: vr.filled(step, run.values))
     steps_runner.start(**summary)
@@ -66,24 +71,32 @@ def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
     def act(key):
         return lambda: getattr(run, key)(vr.filled(by_key[key], run.values))
 
-    actions = {key: act(key) for key in ("create", "wait", "stop_old", "clone")}
+    actions = {key: act(key) for key in ("create", "wait", "guard", "stop_old", "clone",
+                                         "autostart")}
     actions["verify"] = lambda: run.verify(by_key["verify"], em.machines(runner, app))
     actions["health"] = lambda: em.wait_healthy(settings.health, settings.health_timeout,
                                                 settings.health_interval)
     try:
-        steps_runner.run(steps, actions)
-    except OpsError:
-        stopped = any(s["step"] == "stop_old" and s["outcome"] == "ok"
-                      for s in steps_runner.record["steps"])
-        if stopped:
-            back = shlex.join(["fly", *fly.machine_start(app, machine.id)])
-            ui.info(f"To go back to the old machine instead: {back}")
-            steps_runner.record["go_back"] = back
+        with stop_on_signals():
+            steps_runner.run(steps, actions)
+    except (OpsError, Terminated, KeyboardInterrupt) as exc:
+        if run.guarded:  # the old machine was touched: say how to go back, in order
+            clone = run.values.get("new_machine")
+            back = vr.go_back_text(resolved, clone, run.clone_tried)
+            ui.info(f"To go back to the old machine instead, in this order:\n{back}")
+            steps_runner.record["go_back"] = [
+                shlex.join(["fly", *argv])
+                for argv in vr.go_back(resolved, clone, run.clone_tried)]
+        if isinstance(exc, Terminated):
+            raise OpsError(f"terminated by {exc.name} during restore.volume: see the lines "
+                           "above to finish or go back", ExitCode.TERMINATED) from None
         raise
     finally:
         if json and steps_runner.record:
             ui.emit(steps_runner.record)
     later = "\n".join(f"  {shlex.join(['fly', *argv])}" for argv in vr.cleanup_commands(resolved))
+    back = vr.go_back_text(resolved, run.values["new_machine"], True)
     ui.info(f"Restored: {run.values['new_machine']} runs with {run.values['new_volume']}. "
-            f"Kept: {machine.id} (stopped) with {volume.id}. Once the app is right, remove "
-            f"them with:\n{later}")
+            f"Kept: {machine.id} (stopped, autostart off) with {volume.id}. To go back to it "
+            f"instead, in this order:\n{back}\nOnce the app is right, remove the old pair "
+            f"with:\n{later}")

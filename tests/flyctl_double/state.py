@@ -47,6 +47,7 @@ from .cli.records import (
     render_volume,
     sorted_releases,
     sorted_snapshots,
+    sync_image_bin,
 )
 from .cli.snapshots import pending_snapshot
 from .cli.store import Store
@@ -109,12 +110,19 @@ class Check(TypedDict):
 
 
 class Runtime(TypedDict):
-    """Where a machine's remote commands run: its PATH dir, HOME, cwd and extra env."""
+    """Where a machine's remote commands run: its PATH dir, HOME, cwd and extra env.
+
+    ``image`` names the image the machine runs (a key of :data:`MACHINE_IMAGES`, or
+    ``"custom"`` once a test changed its tools) and ``tools`` is what that image has on
+    PATH: tool name -> the host file it stands for.  The double rebuilds ``bin`` from
+    ``tools`` before every remote command, so ``tools`` is the truth."""
 
     bin: str
     home: str
     cwd: str
     env: dict[str, str]
+    image: NotRequired[str]
+    tools: NotRequired[dict[str, str]]
 
 
 class Machine(TypedDict):
@@ -329,6 +337,14 @@ DEFAULT_MACHINE_TOOLS: tuple[str, ...] = (
     "dirname", "basename", "readlink", "realpath", "id", "uname", "tr", "cut", "tee", "grep",
     "sed", "tar", "gzip", "xargs", "node", "flock",
 )
+
+#: The images a machine can run, by name: the tools each has on PATH (host binaries it
+#: stands for; a tool the host lacks is left out).  ``default`` is a Debian-based image
+#: with python3 and sqlite3.  Another image is one more entry here plus
+#: ``FlyWorld.set_machine_image(name)`` (or ``add_machine(..., image_name=)``).
+MACHINE_IMAGES: dict[str, tuple[str, ...]] = {
+    "default": DEFAULT_MACHINE_TOOLS,
+}
 _SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _python_cache: str | None = None
 
@@ -367,6 +383,12 @@ def real_python3() -> str:
 
 
 _tool_cache: dict[str, str | None] = {}
+
+
+def _host_tools(names: Iterable[str]) -> dict[str, str]:
+    """Tool name -> the host binary it stands for; tools the host lacks are left out."""
+    found = {name: _tool_target(name) for name in names}
+    return {name: target for name, target in found.items() if target}
 
 
 def _tool_target(name: str) -> str | None:
@@ -487,9 +509,11 @@ class FlyWorld:
                     private_ip: str | None = None, process_group: str = "app",
                     env: dict[str, str] | None = None, release_version: int | None = None,
                     tools: Iterable[str] | None = None,
-                    remote_env: dict[str, str] | None = None) -> dict[str, Any]:
+                    remote_env: dict[str, str] | None = None,
+                    image_name: str = "default") -> dict[str, Any]:
         """Add a machine. ``mounts`` is ``[(volume_id, path), ...]``; mounted volumes get
-        ``attached_machine_id`` set.  ``tools`` defaults to :data:`DEFAULT_MACHINE_TOOLS`."""
+        ``attached_machine_id`` set.  Its tools are those of the image ``image_name`` (a
+        key of :data:`MACHINE_IMAGES`), or exactly ``tools`` when given."""
         image = image or f"registry.fly.io/{app}:deployment-{ulid()}"
         mdir = self.machines_dir / machine_id
         home = mdir / "root"
@@ -556,7 +580,10 @@ class FlyWorld:
                              "env": dict(remote_env or {})},
             }
             a["machines"].append(machine)
-        self.set_machine_tools(DEFAULT_MACHINE_TOOLS if tools is None else tools, machine_id)
+        if tools is None:
+            self.set_machine_image(image_name, machine_id)
+        else:
+            self.set_machine_tools(tools, machine_id)
         return render_machine(machine)
 
     def add_snapshot(self, volume_id: str, snapshot_id: str, *, size: int, created_at: str,
@@ -624,44 +651,52 @@ class FlyWorld:
         """HOME (and working directory) of remote commands on that machine."""
         return self.machines_dir / machine_id / "root"
 
-    def _machine_ids(self, machine_id: str | None) -> list[str]:
-        if machine_id is not None:
-            return [machine_id]
-        return [m["id"] for a in self.raw_state()["apps"].values() for m in a["machines"]]
+    def set_machine_image(self, name: str, machine_id: str | None = None) -> None:
+        """The machine (default: every machine) runs the image ``name``: its PATH holds
+        that image's tools (:data:`MACHINE_IMAGES`) and nothing of the host's."""
+        if name not in MACHINE_IMAGES:
+            raise ValueError(f"unknown machine image {name!r} (known: {sorted(MACHINE_IMAGES)})")
+        self._set_tools(machine_id, name, lambda old: _host_tools(MACHINE_IMAGES[name]))
 
     def set_machine_tools(self, tools: Iterable[str], machine_id: str | None = None) -> None:
-        """Replace the machine's PATH directory with symlinks to these host tools.
+        """The machine's image has exactly these tools (host binaries of these names).
 
         Tools the host lacks are skipped silently (e.g. ``node``)."""
         tools = list(tools)
-        for mid in self._machine_ids(machine_id):
-            bin_dir = self.machine_bin_dir(mid)
-            bin_dir.mkdir(parents=True, exist_ok=True)
-            for entry in bin_dir.iterdir():
-                entry.unlink()
-            for tool in tools:
-                target = _tool_target(tool)
-                if target:
-                    (bin_dir / tool).symlink_to(target)
+        self._set_tools(machine_id, "custom", lambda old: _host_tools(tools))
 
     def remove_machine_tools(self, *names: str, machine_id: str | None = None) -> None:
         """E.g. ``remove_machine_tools("python3", "sqlite3")`` to emulate the Node.js image."""
-        for mid in self._machine_ids(machine_id):
-            for name in names:
-                with contextlib.suppress(FileNotFoundError):
-                    (self.machine_bin_dir(mid) / name).unlink()
+        self._set_tools(machine_id, "custom",
+                        lambda old: {k: v for k, v in old.items() if k not in names})
 
     def add_machine_tool(self, name: str, target: str | os.PathLike[str],
                          machine_id: str | None = None) -> None:
         """Put ``target`` (e.g. a fake script) on the machine's PATH as ``name``."""
-        for mid in self._machine_ids(machine_id):
-            link = self.machine_bin_dir(mid) / name
-            with contextlib.suppress(FileNotFoundError):
-                link.unlink()
-            link.symlink_to(os.path.abspath(target))
+        self._set_tools(machine_id, "custom",
+                        lambda old: {**old, name: os.path.abspath(target)})
 
     def machine_tools(self, machine_id: str) -> list[str]:
-        return sorted(p.name for p in self.machine_bin_dir(machine_id).iterdir())
+        return sorted(self.raw_state_machine(machine_id)["_runtime"].get("tools") or {})
+
+    def raw_state_machine(self, machine_id: str) -> Machine:
+        return _find_machine(self.raw_state(), machine_id)
+
+    def _set_tools(self, machine_id: str | None, image: str, change) -> None:
+        """Change the ``tools`` of one machine (or all) in the state, then its PATH folder."""
+        with self._mutate() as s:
+            ids = self._machine_ids_in(s, machine_id)
+            for mid in ids:
+                rt = _find_machine(s, mid)["_runtime"]
+                rt["tools"] = dict(sorted(change(dict(rt.get("tools") or {})).items()))
+                rt["image"] = image
+                sync_image_bin(rt)
+
+    @staticmethod
+    def _machine_ids_in(s: World, machine_id: str | None) -> list[str]:
+        if machine_id is not None:
+            return [machine_id]
+        return [m["id"] for a in s["apps"].values() for m in a["machines"]]
 
     def set_remote_env(self, machine_id: str, env: dict[str, str]) -> None:
         """Extra env vars remote commands see (default: only PATH, HOME, LANG)."""

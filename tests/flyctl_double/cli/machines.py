@@ -13,7 +13,14 @@ from .flags import app_flag, config_flag, json_flag, vm_flags
 from .ids import rand_str, ulid
 from .output import FlyError, err, go_json, go_quote, out, render_table
 from .parser import NO_ARGS, Command, Flag, not_emulated, range_args
-from .records import active_machines, machine_image, machine_runtime, process_group, render_machine
+from .records import (
+    active_machines,
+    machine_image,
+    machine_runtime,
+    process_group,
+    render_machine,
+    sync_image_bin,
+)
 from .session import (
     Ctx,
     api_auth,
@@ -298,18 +305,18 @@ def _new_machine_id() -> str:
 
 
 def _clone_runtime(source: Machine, new_id: str) -> Runtime:
-    """The clone's own bin (the same tools as the source) and HOME, beside the source's."""
+    """The clone's own PATH folder and HOME beside the source's; the same image, so the
+    same tools (``fly machine clone`` copies the source's config, image included)."""
     rt = machine_runtime(source)
     machines_dir = os.path.dirname(os.path.dirname(rt["bin"]))
     bin_dir = os.path.join(machines_dir, new_id, "bin")
     home = os.path.join(machines_dir, new_id, "root")
-    os.makedirs(bin_dir, exist_ok=True)
     os.makedirs(home, exist_ok=True)
-    for entry in os.listdir(rt["bin"]):
-        link = os.path.join(rt["bin"], entry)
-        if os.path.islink(link):
-            os.symlink(os.readlink(link), os.path.join(bin_dir, entry))
-    return {"bin": bin_dir, "home": home, "cwd": home, "env": dict(rt.get("env") or {})}
+    clone: Runtime = {"bin": bin_dir, "home": home, "cwd": home,
+                      "env": dict(rt.get("env") or {}), "image": rt.get("image", "default"),
+                      "tools": dict(rt.get("tools") or {})}
+    sync_image_bin(clone)
+    return clone
 
 
 def cmd_machine_clone(ctx: Ctx) -> int:

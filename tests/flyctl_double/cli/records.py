@@ -158,7 +158,30 @@ def sorted_releases(app: App) -> list[Release]:
 
 
 def machine_runtime(m: Machine) -> Runtime:
+    """The machine's runtime, its PATH folder made to hold exactly its image's tools."""
     rt = m.get("_runtime") or {}
     if not rt.get("bin") or not rt.get("home"):
         raise FlyError(f"flyctl test double: machine {m['id']} has no runtime directories")
+    sync_image_bin(rt)
     return rt
+
+
+def sync_image_bin(rt: Runtime) -> None:
+    """The machine's tools are its image's, not the host's: ``rt["tools"]`` (name -> the
+    host file it stands for) is the truth, and the PATH folder ``rt["bin"]`` becomes one
+    symlink per tool, nothing else.  Remote commands run with ``PATH=rt["bin"]`` only."""
+    import os
+
+    tools = rt.get("tools")
+    if tools is None:  # a state written before images existed: the folder is the truth
+        return
+    bin_dir = rt["bin"]
+    os.makedirs(bin_dir, exist_ok=True)
+    for entry in os.listdir(bin_dir):
+        path = os.path.join(bin_dir, entry)
+        if entry not in tools or not os.path.islink(path) or os.readlink(path) != tools[entry]:
+            os.unlink(path)
+    for name, target in tools.items():
+        path = os.path.join(bin_dir, name)
+        if not os.path.lexists(path):
+            os.symlink(target, path)
