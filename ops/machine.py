@@ -24,8 +24,7 @@ BINDING_JS = node.PROBE_JS.replace("console.log(n)",
 def probe_script(db: str, directory: str, app_dir: str) -> str:
     """Print one ``ENTRY key value...`` line per fact; changes nothing on the machine."""
     q = shlex.quote
-    return f"""# machine.check
-{node.app_dir_line(app_dir)}
+    return node.with_app_dir(app_dir, f"""# machine.check
 fact() {{ printf '{ENTRY} %s\\n' "$*" | tr -cd ' -~\\n'; }}
 set -- $(python3 -c {q(PY_VERSION)} </dev/null 2>/dev/null) - - -
 fact python3 "$1" "$2" "$3"
@@ -45,7 +44,7 @@ set -- $(df -Pk "$d" 2>/dev/null | tail -n 1) - - - -; fact free_kb "$4"
 mem() {{ sed -n "s/^$1: *\\([0-9]*\\).*/\\1/p" /proc/meminfo 2>/dev/null; }}
 set -- $(mem MemTotal) -; fact mem_total_kb "$1"
 set -- $(mem MemAvailable) -; fact mem_available_kb "$1"
-"""
+""")
 
 
 def _number(value: str | None) -> int | None:

@@ -61,5 +61,13 @@ HAS_NODE = ("has_node() { command -v node >/dev/null 2>&1 && node -e "
 
 
 def app_dir_line(app_dir: str) -> str:
-    """The first line of every script: where the app's ``node_modules`` is."""
+    """Where the app's ``node_modules`` is, as a first line for a script: none for the
+    default (the engine and the probe look in /app), so default scripts stay as built."""
+    if app_dir.rstrip("/") == DEFAULT_APP_DIR:
+        return ""
     return f"OPS_APP_DIR={shlex.quote(app_dir)}; export OPS_APP_DIR"
+
+
+def with_app_dir(app_dir: str, script: str) -> str:
+    line = app_dir_line(app_dir)
+    return f"{line}\n{script}" if line else script

@@ -32,7 +32,7 @@ def app(tmp_path):
 
 def run_node(script: str, app: dict, **popen) -> remote.RemoteOutput:
     """A machine script, exactly as a session sends it, on the node-only PATH."""
-    done = subprocess.run(shlex.split(remote.wrap(f"{node.app_dir_line(app['dir'])}\n{script}")),
+    done = subprocess.run(shlex.split(remote.wrap(node.with_app_dir(app["dir"], script))),
                           input=node.engine_stdin(), capture_output=True,
                           env={"PATH": app["path"], "LANG": "C.UTF-8"}, **popen)
     assert done.returncode == 0, done.stderr
@@ -206,8 +206,8 @@ def test_kill_9_of_a_node_restore_under_a_writer_leaves_old_or_new_content(tmp_p
     conn.commit()
     conn.close()
     old = blobs_digest(db)
-    script = remote.wrap(f"{node.app_dir_line(app['dir'])}\n" + remote.restore_script(
-        str(db), str(backups), made.name, check="quick", busy_timeout=30))
+    script = remote.wrap(node.with_app_dir(app["dir"], remote.restore_script(
+        str(db), str(backups), made.name, check="quick", busy_timeout=30)))
     rng = random.Random(17)
     seen = set()
     for _ in range(4):

@@ -87,7 +87,7 @@ class ScriptedTarget:
 
     def _run(self, script: str, **kwargs) -> remote.RemoteOutput:
         """Every script knows where the app's ``node_modules`` is (``machine.app_dir``)."""
-        return self.session.run(f"{node.app_dir_line(self.app_dir)}\n{script}", **kwargs)
+        return self.session.run(node.with_app_dir(self.app_dir, script), **kwargs)
 
     def machine_facts(self) -> dict:
         """What the host has (``ops.machine``): the engines, tools, space and memory."""
