@@ -93,7 +93,14 @@ def live(tmp_path):
 
 def test_a_node_only_machine_backs_up_with_every_record(tmp_path, app, live):
     backups = tmp_path / "data" / "backups"
-    out = run_node(remote.backup_script(str(live), str(backups), check="integrity"), app)
+    writer = helpers.Writer(live, tmp_path / "writer").start()  # the app keeps writing
+    try:
+        helpers.wait_for(lambda: writer.max_id() >= 5, what="a few writer commits")
+        out = run_node(remote.backup_script(str(live), str(backups), check="integrity"), app)
+        during = writer.max_id()
+    finally:
+        writer.stop()
+    assert during > 5
     assert out.strategy == "node" and out.status == 0
     data = out.data("backup")
     final = backups / data["name"]
@@ -256,3 +263,23 @@ def test_a_node_restore_is_judged_by_the_engines_rule(inputs, ok, holds, says):
     assert (judged["ok"], judged["proof"]["holds"]) == (ok, holds)
     assert (says is None) == (judged["problems"] == [])
     assert says is None or says in " ".join(judged["problems"])
+
+
+def test_node_takes_the_same_lock_and_refuses_a_planted_one(tmp_path, app, live):
+    backups = tmp_path / "data" / "backups"
+    backups.mkdir(parents=True)
+    script = remote.backup_script(str(live), str(backups), check="quick")
+    with engine.backup_lock(backups):  # python's fcntl.flock, held by this process
+        held = run_node(script, app)
+    with pytest.raises(OpsError) as info:
+        held.data("backup")
+    assert info.value.code == ExitCode.LOCKED and "another backup holds the lock" in str(
+        info.value)
+    (backups / engine.LOCK_NAME).unlink()
+    (backups / engine.LOCK_NAME).symlink_to(live)  # never written through
+    before = engine.sha256_file(live)
+    planted = run_node(script, app)
+    with pytest.raises(OpsError) as info:
+        planted.data("backup")
+    assert "refusing the lock file" in str(info.value) and "a symlink" in str(info.value)
+    assert engine.sha256_file(live) == before and list(backups.glob("steps-*")) == []

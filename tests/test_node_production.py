@@ -34,12 +34,13 @@ def test_backup_verify_and_drill_on_a_node_only_machine(node_prod):
     checked = prod.run("backup.verify", "latest", "--production", "--json")
     assert checked.returncode == 0, checked
     assert [(v["name"], v["ok"]) for v in checked.json()] == [(backup["name"], True)]
+    assert "1 of 1 ok  [node]" in checked.stderr  # every task says which engine ran
     drilled = prod.run("backup.drill", "--production", "--json")
     assert drilled.returncode == 0, drilled
     drill = drilled.json()
     assert (drill["where"], drill["strategy"], drill["ok"]) == ("machine", "node", True)
     assert drill["tables"] == record["tables"] and drill["differences"] == []
-    assert drill["machine"]["engines"]["restore"] == "node"
+    assert drill["machine"]["engines"]["restore"] == "node" and "[node]" in drilled.stderr
 
 
 def test_restore_on_a_node_only_machine_proves_itself(node_prod):

@@ -286,7 +286,10 @@ def verify(c, which, quick=False, production=False, host=None, json=False):
     shown = which if which.isprintable() else repr(which)
     with ui.step(f"verify {shown} on {target.describe()}") as step:
         results = target.verify(which, on_result=lambda item: ui.info(verdict_line(item)))
-        step.detail = f"{sum(1 for item in results if item['ok'])} of {len(results)} ok"
+        engines = sorted({item.get("strategy") or item.get("where") or "engine"
+                          for item in results})
+        step.detail = (f"{sum(1 for item in results if item['ok'])} of {len(results)} ok  "
+                       f"[{', '.join(engines)}]")
         if json:
             ui.emit(results)
         backups.require_ok(results)
@@ -422,7 +425,8 @@ def drill(c, which="latest", production=False, host=None, quick=False, json=Fals
                                        quick=quick)
     with ui.step(f"drill {which} on {target.describe()}") as step:
         result = target.drill(which)
-        step.detail = f"{result['name']}  restore {result['seconds']:.3f}s"
+        step.detail = (f"{result['name']}  restore {result['seconds']:.3f}s  "
+                       f"[{result.get('strategy') or result.get('where') or 'engine'}]")
     ui.info(restore.drill_summary(result))
     restorable_there(target, settings, ui, result)
     if json:

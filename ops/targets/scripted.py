@@ -188,6 +188,7 @@ class ScriptedTarget:
             results = [_sqlite_verdict(entry, check) for entry in output.entries]
         else:
             return self._verify_by_download(names, on_result)
+        results = [verdict | {"strategy": output.strategy} for verdict in results]
         for verdict in results if on_result else ():
             on_result(verdict)
         return results
