@@ -1033,40 +1033,28 @@ function chosenBackup(dir, which, check) {
  * verify, safety backup, copy through the backup API, then the proof: the live database
  * compared with the backup it came from (check, row counts, content hash, both sides now).
  */
-async function restoreDatabase(live, dir, which, { check, busyTimeout, lockWait, contentHash }) {
-  checkSqliteFile(live, 'database');
+async function restoreDatabase(live, dir, which, { check, busyTimeout, lockWait, contentHash, appStopped }) {
+  const [state, why] = liveState(live);
+  if (state !== 'ok' && !appStopped) {
+    throw new EngineError(`the live database ${live} is ${state} (${why}): restoring it needs the app `
+      + `stopped, so nothing writes while the file is replaced; ${REMOTE_HOW}. Nothing was changed`, 'usage');
+  }
   prepareDir(dir);
   const started = Date.now();
   return withLock(path.join(dir, RESTORE_LOCK), lockWait, 'another restore',
     () => withLock(path.join(dir, LOCK_NAME), lockWait, 'another backup', async () => {
       const [chosen, verdict] = chosenBackup(dir, which, check);
+      if (state !== 'ok') return replaceBrokenLive(chosen, verdict, live, state, why, check, started);
       checkPageSizes(chosen.path, live);
       const safety = await backupLocked(live, dir, { check, timeout: null, contentHash });
+      process.stdout.write(`__OPS_ENTRY__ safety ${safety.name}\n`); // named even if killed later
       let seconds;
       try {
         seconds = await copyInto(chosen.path, live, busyTimeout, 'restore');
       } catch (e) {
         throw new EngineError(`${e.message} (safety backup ${safety.name} was made first)`, e.kind || 'error');
       }
-      // The proof's inputs: the live database read right after the copy, the backup hashed
-      // now in the same format, the safety backup's hash; ops/engine.py's judge_proof
-      // judges them on the toolkit's side (one rule for every engine).
-      const inputs = {
-        check, check_problems: checkLive(live, check), tables: {}, backup_tables: {},
-        content_sha256: null, backup_content_sha256: null, content_format: null,
-        safety_sha256: null, app_wrote: null, error: null,
-      };
-      try {
-        const got = describeFile(live, { live: true });
-        const want = describeFile(chosen.path, { fmt: got.content_format });
-        Object.assign(inputs, {
-          tables: got.tables, content_sha256: got.content_sha256, content_format: got.content_format,
-          backup_tables: want.tables, backup_content_sha256: want.content_sha256,
-          safety_sha256: safety.content_format === got.content_format ? safety.content_sha256 : null,
-        });
-      } catch (e) {
-        inputs.error = `cannot read the live database after the restore: ${e.message}`;
-      }
+      const inputs = proofInputs(chosen.path, live, check, safety);
       return {
         backup: chosen.name, backup_sha256: verdict.sha256, created: chosen.created,
         safety_backup: safety, tables_before: safety.tables, tables_after: inputs.tables,
@@ -1074,6 +1062,128 @@ async function restoreDatabase(live, dir, which, { check, busyTimeout, lockWait,
         restore_seconds: seconds, seconds: round3((Date.now() - started) / 1000),
       };
     }));
+}
+
+/**
+ * The proof's inputs: the live database read right after the copy, the backup hashed now
+ * in the same format, the safety backup's hash; ops/engine.py's judge_proof judges them on
+ * the toolkit's side (one rule for every engine).
+ */
+function proofInputs(backup, live, check, safety = null) {
+  const inputs = {
+    check, check_problems: checkLive(live, check), tables: {}, backup_tables: {},
+    content_sha256: null, backup_content_sha256: null, content_format: null,
+    safety_sha256: null, app_wrote: null, error: null,
+  };
+  try {
+    const got = describeFile(live, { live: true });
+    const want = describeFile(backup, { fmt: got.content_format });
+    Object.assign(inputs, {
+      tables: got.tables, content_sha256: got.content_sha256, content_format: got.content_format,
+      backup_tables: want.tables, backup_content_sha256: want.content_sha256,
+      safety_sha256: safety && safety.content_format === got.content_format ? safety.content_sha256 : null,
+    });
+  } catch (e) {
+    inputs.error = `cannot read the live database after the restore: ${e.message}`;
+  }
+  return inputs;
+}
+
+// ------------------------------------------------------------------ a corrupt or missing live database
+// ops/engine.py's live_state, move_aside, place_restored and replace_broken_live.
+
+const REMOTE_HOW = 'stop it (on Fly: invoke emergency.stop; on an SSH host: restore with --app-stopped)';
+const SIDE_FILES = ['-wal', '-shm', '-journal'];
+
+function liveState(live) {
+  if (!lexists(live)) return ['missing', `${live} does not exist`];
+  if (fs.lstatSync(live).isSymbolicLink() && !fs.existsSync(live)) {
+    throw new EngineError(`database ${live} is a symlink to nothing; nothing was changed`, 'usage');
+  }
+  try {
+    checkSqliteFile(live, 'database');
+  } catch (e) {
+    if (!(e instanceof EngineError) || e.kind !== 'corrupt') throw e;
+    return ['corrupt', e.message];
+  }
+  const problems = checkLive(live, 'quick');
+  return problems.length ? ['corrupt', `quick_check: ${problems[0]}`] : ['ok', ''];
+}
+
+function moveAside(live) {
+  const stamp = `${iso(new Date()).slice(0, 19).replace(/:/g, '-')}Z`;
+  const aside = `${live}.corrupt-${stamp}`;
+  const moved = [];
+  for (const suffix of [...SIDE_FILES, '']) {
+    const src = `${live}${suffix}`;
+    const dst = `${aside}${suffix}`;
+    if (!lexists(src)) continue;
+    try {
+      fs.linkSync(src, dst);
+      fs.unlinkSync(src);
+    } catch (e) {
+      throw new EngineError(`cannot move ${src} aside to ${path.basename(dst)}: ${e.message}`);
+    }
+    moved.push(dst);
+  }
+  fsyncPath(path.dirname(live));
+  const left = [...SIDE_FILES, ''].map((x) => `${live}${x}`).filter(lexists);
+  if (left.length) {
+    throw new EngineError(`${left.join(', ')} appeared while moving the corrupt database aside: `
+      + 'is the app still running? Nothing was restored');
+  }
+  return moved;
+}
+
+async function placeRestored(backup, live) {
+  const tmp = path.join(path.dirname(live), `${TMP_PREFIX}restore-${path.basename(live)}.${process.pid}`);
+  try {
+    fs.closeSync(fs.openSync(tmp, NEW_FILE, 0o600));
+    await copyInto(backup, tmp, 10, 'restore');
+    const conn = sql().open(tmp, { readonly: false });
+    try { conn.all('PRAGMA journal_mode = wal'); } finally { conn.close(); }
+    fsyncPath(tmp);
+    try {
+      fs.linkSync(tmp, live);
+    } catch (e) {
+      if (e.code === 'EEXIST') {
+        throw new EngineError(`${live} appeared while the backup was being placed there: is the app `
+          + 'still running? Nothing was replaced');
+      }
+      throw e;
+    }
+    fsyncPath(path.dirname(live));
+  } catch (e) {
+    if (e instanceof EngineError) throw e;
+    throw new EngineError(`cannot place the backup at ${live}: ${e.message}`);
+  } finally {
+    unlinkAll(['', ...SIDE_FILES].map((x) => `${tmp}${x}`));
+  }
+}
+
+async function replaceBrokenLive(chosen, verdict, live, state, why, check, started) {
+  const moved = state === 'corrupt' ? moveAside(live) : [];
+  const begun = Date.now();
+  await placeRestored(chosen.path, live);
+  const seconds = round3((Date.now() - begun) / 1000);
+  const inputs = proofInputs(chosen.path, live, check);
+  return {
+    backup: chosen.name, backup_sha256: verdict.sha256, created: chosen.created,
+    live_state: state, live_problem: why, moved_aside: moved, safety_backup: null,
+    tables_before: null, tables_after: inputs.tables, check, proof_inputs: inputs,
+    restore_seconds: seconds, seconds: round3((Date.now() - started) / 1000),
+  };
+}
+
+/** After a restore whose engine was killed: which content the live database holds. */
+function liveHolds(live, backup, safety) {
+  const got = describeFile(live, { live: true });
+  const want = describeFile(backup, { fmt: got.content_format });
+  let holds = got.content_sha256 === want.content_sha256 ? 'backup' : 'other';
+  if (holds === 'other' && safety && describeFile(safety, { fmt: got.content_format }).content_sha256 === got.content_sha256) {
+    holds = 'safety';
+  }
+  return { holds, content_sha256: got.content_sha256, backup_content_sha256: want.content_sha256, content_format: got.content_format };
 }
 
 function liveAndRecordedCounts(live, dir, name) {
@@ -1143,12 +1253,14 @@ async function drillBackup(file, { check, scratchDir }) {
 
 // ------------------------------------------------------------------ entry point
 
+const BOOLEAN_FLAGS = { '--no-content-hash': 'noContentHash', '--app-stopped': 'appStopped', '--live': 'live' };
+
 function parseArgs(argv) {
   const [command, ...rest] = argv;
   const opts = { names: [] };
   for (let i = 0; i < rest.length; i += 1) {
     const arg = rest[i];
-    if (arg === '--no-content-hash') opts.noContentHash = true;
+    if (BOOLEAN_FLAGS[arg]) opts[BOOLEAN_FLAGS[arg]] = true;
     else if (arg.startsWith('--')) {
       if (i + 1 >= rest.length) throw new EngineError(`${arg} needs a value`, 'usage');
       opts[arg.slice(2).replace(/-([a-z])/g, (_, ch) => ch.toUpperCase())] = rest[(i += 1)];
@@ -1183,8 +1295,14 @@ async function run(argv) {
     }
     case 'restore':
       return restoreDatabase(need(o, 'db'), need(o, 'dir'), o.which || 'latest', {
-        check, busyTimeout: num(o.busyTimeout, 10), lockWait: num(o.lockWait, 0), contentHash: !o.noContentHash,
+        check, busyTimeout: num(o.busyTimeout, 10), lockWait: num(o.lockWait, 0),
+        contentHash: !o.noContentHash, appStopped: Boolean(o.appStopped),
       });
+    case 'holds': {
+      const dir = need(o, 'dir');
+      return liveHolds(need(o, 'db'), path.join(dir, checkName(need(o, 'which'))),
+        o.safety ? path.join(dir, checkName(o.safety)) : null);
+    }
     case 'counts':
       return liveAndRecordedCounts(need(o, 'db'), need(o, 'dir'), o.which || 'latest');
     case 'drill': {

@@ -229,12 +229,37 @@ def read_recorded_sha256(path: Path) -> str | None:
     return None
 
 
+RECORD_DEPTH = 8  # nesting a record may have: ours have 2 (the object and `tables`)
+
+
+def parse_record(text: str):
+    """A record's JSON (``NAME.json``, a sidecar): at most ``SIDECAR_LIMIT`` characters
+    and ``RECORD_DEPTH`` levels deep, else ValueError, never a RecursionError (50 KB of
+    ``[`` is one bad record, not a crash). The depth is counted before parsing."""
+    if len(text) > SIDECAR_LIMIT:
+        raise ValueError(f"longer than {SIDECAR_LIMIT} characters")
+    depth, in_string, escaped = 0, False, False
+    for char in text:
+        if in_string:
+            escaped = not escaped and char == "\\"
+            in_string = escaped or char != '"'
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > RECORD_DEPTH:
+                raise ValueError(f"nested deeper than {RECORD_DEPTH} levels")
+        elif char in "]}":
+            depth -= 1
+    return json.loads(text)
+
+
 def read_manifest(path: Path) -> dict | None:
     """``NAME.json`` as a dict with the types this tool writes, or None."""
     raw = read_small(sidecars(path)[1])
     try:
-        data = json.loads(raw.decode("utf-8")) if raw is not None else None
-    except ValueError:  # bad JSON or bad UTF-8
+        data = parse_record(raw.decode("utf-8")) if raw is not None else None
+    except ValueError:  # bad JSON or bad UTF-8, too long or too deep
         return None
     if not isinstance(data, dict) or data.get("name") != path.name:
         return None
@@ -953,6 +978,55 @@ def verify_backup(path: str | os.PathLike, check: str = "integrity", *,
     return VerifyResult(path.name, not problems, check, _size(path), digest, recorded, problems)
 
 
+def copy_for_upload(path: str | os.PathLike, directory: str | os.PathLike) -> tuple[Path, str]:
+    """One read of ``path`` through one handle (never through a symlink, never a FIFO):
+    its bytes into a new private file in ``directory`` and their SHA-256, computed while
+    reading. What is verified and uploaded is then that copy, so a file changed after
+    its check can never be the one restored (``restore --from``)."""
+    path = Path(path)
+    try:
+        fd = os.open(path, READ_SAFE)
+    except OSError as exc:
+        raise EngineError(f"cannot read {path}: {exc.strerror or exc}", "not_found") from exc
+    digest = hashlib.sha256()
+    copy = Path(directory) / path.name  # a new private folder: the name is free
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise EngineError(f"{path} is not a regular file", "usage")
+        os.set_blocking(fd, True)
+        out = os.open(copy, NEW_FILE, 0o600)
+        try:
+            while chunk := os.read(fd, HASH_CHUNK):
+                digest.update(chunk)
+                view = memoryview(chunk)
+                while view:
+                    view = view[os.write(out, view):]
+        finally:
+            os.close(out)
+    finally:
+        os.close(fd)
+    return copy, digest.hexdigest()
+
+
+def verify_copy(original: str | os.PathLike, copy: str | os.PathLike, digest: str,
+                check: str = "integrity") -> VerifyResult:
+    """``verify_backup`` of ``copy_for_upload``'s copy, against the records beside the
+    original (its ``NAME.sha256`` and ``NAME.json``) and the SHA-256 read with it."""
+    original, copy = Path(original), Path(copy)
+    problems: list[str] = []
+    try:
+        check_sqlite_file(copy, "backup")
+    except EngineError as exc:
+        return VerifyResult(original.name, False, check, _size(copy), digest, None, [str(exc)])
+    records = recorded_sha256s(original)
+    problems.extend(checksum_problems(records, digest))
+    problems.extend(run_check(copy, check))
+    if not records:
+        problems.append(UNVERIFIABLE)
+    return VerifyResult(original.name, not problems, check, _size(copy), digest,
+                        next(iter(records.values()), None), problems)
+
+
 UNVERIFIABLE = ("unverifiable: no usable checksum record beside it (its .sha256 and .json are "
                 "missing or unreadable)")
 
@@ -1407,7 +1481,7 @@ def read_drill_record(path) -> dict:
     if raw is None:
         raise EngineError(f"{manifest_path.name} is not a small regular file", "verify_failed")
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = parse_record(raw.decode("utf-8"))
     except ValueError as exc:
         raise EngineError(f"{manifest_path.name} is not readable JSON ({exc})",
                           "verify_failed") from None
@@ -1553,13 +1627,16 @@ def judge_proof(*, check: str, check_problems: list, tables: dict, backup_tables
     backup read at the same time, in the same format (pure; every engine's restore is
     judged here). ``holds`` says which content the live database has: ``backup``,
     ``safety`` (its content from before: the safety backup's hash), or ``other``."""
-    found = [f"table {t}: backup {_rows(backup_tables.get(t))}, live {_rows(tables.get(t))}"
-             for t in sorted(set(tables) | set(backup_tables))
-             if tables.get(t) != backup_tables.get(t)]
+    hashed = bool(content_sha256 and backup_content_sha256)
+    same = hashed and content_sha256 == backup_content_sha256
+    # equal hashes cover every row; counts (the sqlite3 CLI reads them a moment later,
+    # after the app's next writes) then only inform
+    found = [] if same else [
+        f"table {t}: backup {_rows(backup_tables.get(t))}, live {_rows(tables.get(t))}"
+        for t in sorted(set(tables) | set(backup_tables)) if tables.get(t) != backup_tables.get(t)]
     if error:
         found.append(error)
-    hashed = bool(content_sha256 and backup_content_sha256)
-    if hashed and content_sha256 != backup_content_sha256:
+    if hashed and not same:
         found.append(f"content hash ({content_format}): backup "
                      f"{backup_content_sha256[:12]}…, live {content_sha256[:12]}…")
     if not found:
@@ -1626,6 +1703,111 @@ def prove_restore(backup, live, snapshot: dict, *, check: str = "integrity",
 def live_holds(live, backup, safety=None) -> dict:
     """After an interrupted restore: which content the live database holds now (its
     hash against the backup's and the safety backup's, in one format)."""
+    snapshot = snapshot_of(live)
+    fmt = snapshot.get("content_format")
+    safety_sha = None
+    if safety is not None and fmt:
+        try:
+            safety_sha = describe_file(safety, fmt=fmt)[1]
+        except EngineError:
+            safety_sha = None
+    return prove_restore(backup, live, snapshot, safety_sha256=safety_sha)
+
+
+# ------------------------------------------------- a corrupt or missing live database
+
+LIVE_STATES = ("ok", "missing", "corrupt")
+SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def live_state(live) -> tuple[str, str]:
+    """("ok" | "missing" | "corrupt", why): what a restore finds at the live path.
+
+    Missing: nothing has the name. Corrupt: not a SQLite file, unreadable by SQLite, or
+    failing ``quick_check``. A directory, a FIFO or a dangling symlink at the name is
+    none of these: a usage error, never replaced."""
+    path = Path(live)
+    if not os.path.lexists(path):
+        return "missing", f"{path} does not exist"
+    if path.is_symlink() and not path.exists():
+        raise EngineError(f"database {path} is a symlink to nothing; nothing was changed",
+                          "usage")
+    try:
+        check_sqlite_file(path, "database")
+    except EngineError as exc:
+        if exc.kind != "corrupt":
+            raise
+        return "corrupt", str(exc)
+    problems = check_live(path, "quick")
+    return ("corrupt", f"quick_check: {problems[0]}") if problems else ("ok", "")
+
+
+def aside_name(live, when: dt.datetime) -> Path:
+    """Where a corrupt live database goes: ``NAME.corrupt-YYYY-MM-DDTHH-MM-SSZ``."""
+    live = Path(live)
+    return live.with_name(f"{live.name}.corrupt-{when.strftime('%Y-%m-%dT%H-%M-%SZ')}")
+
+
+def move_aside(live, when: dt.datetime) -> list[str]:
+    """Rename a corrupt live database and its -wal/-shm/-journal to ``aside_name`` (each
+    keeps its suffix, so SQLite pairs them again if the moved file is opened). Never
+    deletes or overwrites: each is hard-linked to its new name, then unlinked. The side
+    files go first: a crash between never leaves an old -wal beside the live name with
+    a new database under it. Raises if anything still has a live name afterwards."""
+    live = Path(live)
+    aside = aside_name(live, when)
+    moved = []
+    for suffix in (*SIDE_FILES, ""):
+        src, dst = Path(f"{live}{suffix}"), Path(f"{aside}{suffix}")
+        if not os.path.lexists(src):
+            continue
+        try:
+            os.link(src, dst, follow_symlinks=False)
+            os.unlink(src)
+        except OSError as exc:
+            raise EngineError(f"cannot move {src} aside to {dst.name}: "
+                              f"{exc.strerror or exc}", "error") from exc
+        moved.append(str(dst))
+    fsync_path(live.parent)
+    left = [f"{live}{suffix}" for suffix in (*SIDE_FILES, "") if os.path.lexists(f"{live}{suffix}")]
+    if left:
+        raise EngineError(f"{', '.join(left)} appeared while moving the corrupt database "
+                          "aside: is the app still running? Nothing was restored", "error")
+    return moved
+
+
+def place_restored(backup, live) -> None:
+    """Write the backup to a new file beside ``live`` through SQLite, in WAL mode, fsync
+    it and link it to the live name (which must be free: a missing or moved-aside
+    database). Nothing is ever replaced: if the name was taken meanwhile, it fails."""
+    backup, live = Path(backup), Path(live)
+    tmp = live.with_name(f"{TMP_PREFIX}restore-{live.name}.{os.getpid()}")
+    made = [Path(f"{tmp}{suffix}") for suffix in ("", *SIDE_FILES)]
+    try:
+        os.close(os.open(tmp, NEW_FILE, 0o600))
+        restore_into(backup, tmp)
+        conn = sqlite3.connect(tmp)
+        try:
+            conn.execute("PRAGMA journal_mode = wal").fetchone()
+        finally:
+            conn.close()
+        fsync_path(tmp)
+        try:
+            os.link(tmp, live)
+        except FileExistsError:
+            raise EngineError(f"{live} appeared while the backup was being placed there: "
+                              "is the app still running? Nothing was replaced", "error") from None
+        fsync_path(live.parent)
+    except OSError as exc:
+        raise EngineError(f"cannot place the backup at {live}: {exc.strerror or exc}") from exc
+    finally:
+        for path in made:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+
+
+def snapshot_of(live) -> dict:
+    """``restore_live``'s kind of snapshot, read now through a fresh connection."""
     snapshot: dict = {}
     try:
         conn = sqlite3.connect(f"file:{live}?mode=ro", uri=True, timeout=10.0,
@@ -1637,14 +1819,19 @@ def live_holds(live, backup, safety=None) -> dict:
     except sqlite3.Error as exc:
         snapshot = {"tables": {}, "content_sha256": None, "content_format": None,
                     "error": f"cannot read the live database: {exc}"}
-    fmt = snapshot.get("content_format")
-    safety_sha = None
-    if safety is not None and fmt:
-        try:
-            safety_sha = describe_file(safety, fmt=fmt)[1]
-        except EngineError:
-            safety_sha = None
-    return prove_restore(backup, live, snapshot, safety_sha256=safety_sha)
+    return snapshot
+
+
+def replace_broken_live(backup, live, state: str, *, check: str = "integrity",
+                        clock=lambda: dt.datetime.now(UTC)) -> dict:
+    """Restore into a missing live path, or over a corrupt live database moved aside
+    first (the app must be stopped: the caller makes sure). Proven like every restore."""
+    moved = move_aside(live, clock()) if state == "corrupt" else []
+    started = time.monotonic()
+    place_restored(backup, live)
+    seconds = round(time.monotonic() - started, 3)
+    proof = prove_restore(backup, live, snapshot_of(live), check=check)
+    return {"moved_aside": moved, "restore_seconds": seconds, "proof": proof}
 
 
 def chosen_backup(directory, which: str, check: str = "integrity") -> tuple[BackupFile, dict]:
@@ -1657,24 +1844,53 @@ def chosen_backup(directory, which: str, check: str = "integrity") -> tuple[Back
     return chosen, asdict(verdict)
 
 
+REMOTE_HOW = "stop it (on Fly: invoke emergency.stop; on an SSH host: restore with --app-stopped)"
+
+
+def broken_live_refusal(live, state: str, why: str, how: str) -> EngineError:
+    """A corrupt or missing live database is restored only with the app stopped."""
+    return EngineError(f"the live database {live} is {state} ({why}): restoring it needs "
+                       f"the app stopped, so nothing writes while the file is replaced; "
+                       f"{how}. Nothing was changed", "usage")
+
+
 def restore_database(live, directory, which: str = "latest", *, check: str = "integrity",
                      busy_timeout: float = 10.0, lock_wait: float = 0.0,
-                     content_hash: bool = True) -> dict:
+                     content_hash: bool = True, app_stopped: bool = False,
+                     on_safety=None) -> dict:
     """The whole restore, as run on the machine's python3 (the local task runs the same
-    steps one by one): verify, safety backup, restore, check, row counts before and after.
+    steps one by one): verify, safety backup, restore, proof, row counts before and after.
 
     The safety backup is an ordinary verified backup; no retention runs here, so it
-    cannot be removed by the restore that made it.
+    cannot be removed by the restore that made it. ``on_safety(name)`` hears it at once
+    (an interrupted run still names it). A missing or corrupt live database (with
+    ``app_stopped`` only) gets no safety backup: the corrupt one is moved aside.
     """
     live, directory = Path(live), Path(directory)
-    check_sqlite_file(live, "database")
+    state, why = live_state(live)
+    if state != "ok" and not app_stopped:
+        raise broken_live_refusal(live, state, why, REMOTE_HOW)
     prepare_dir(directory)
     started = time.monotonic()
     with file_lock(directory / RESTORE_LOCK, lock_wait, "another restore"):
         chosen, verdict = chosen_backup(directory, which, check)
+        if state != "ok":
+            with backup_lock(directory, lock_wait):  # no retention removes it meanwhile
+                done = replace_broken_live(chosen.path, live, state, check=check)
+            proof = done["proof"]
+            return {
+                "backup": chosen.name, "backup_sha256": verdict["sha256"],
+                "created": chosen.created, "live_state": state, "live_problem": why,
+                "moved_aside": done["moved_aside"], "safety_backup": None,
+                "tables_before": None, "tables_after": proof["tables"], "check": check,
+                "problems": proof_problems(proof), "ok": proof["ok"], "proof": proof,
+                "restore_seconds": done["restore_seconds"],
+                "seconds": round(time.monotonic() - started, 3)}
         check_page_sizes(chosen.path, live)
         safety = create_backup(live, directory, check=check, lock_wait=lock_wait,
                                content_hash=content_hash)
+        if on_safety is not None:
+            on_safety(safety.name)
         snapshot: dict = {}
         try:
             seconds = restore_live(chosen.path, live, busy_timeout=busy_timeout,
@@ -1716,12 +1932,9 @@ def drill_backup(path, *, check: str = "integrity", scratch_dir=None) -> dict:
 
     path = Path(path)
     check_sqlite_file(path, "backup")
-    problems: list[str] = []
-    recorded_sha = read_recorded_sha256(path)
     digest = sha256_file(path)
-    if recorded_sha and recorded_sha != digest:
-        problems.append(f"SHA-256 mismatch: recorded {recorded_sha[:12]}…, file has "
-                        f"{digest[:12]}…")
+    # both records, judged as verify judges them: a file verify rejects fails the drill
+    problems: list[str] = checksum_problems(recorded_sha256s(path), digest)
     try:
         recorded = read_drill_record(path)
     except EngineError as exc:
@@ -1791,6 +2004,12 @@ def main(argv: list[str] | None = None) -> int:
     p_restore.add_argument("--busy-timeout", type=float, default=10.0)
     p_restore.add_argument("--lock-wait", type=float, default=0.0)
     p_restore.add_argument("--no-content-hash", action="store_true")
+    p_restore.add_argument("--app-stopped", action="store_true")
+    p_holds = sub.add_parser("holds")
+    p_holds.add_argument("--db", required=True)
+    p_holds.add_argument("--dir", required=True)
+    p_holds.add_argument("--which", required=True)
+    p_holds.add_argument("--safety", default="")
     p_counts = sub.add_parser("counts")
     p_counts.add_argument("--db", required=True)
     p_counts.add_argument("--dir", required=True)
@@ -1816,9 +2035,14 @@ def main(argv: list[str] | None = None) -> int:
             ] or resolve_backup(args.dir, args.which)
             data = [asdict(verify_backup(item.path, args.check)) for item in chosen]
         elif args.command == "restore":
-            data = restore_database(args.db, args.dir, args.which, check=args.check,
-                                    busy_timeout=args.busy_timeout, lock_wait=args.lock_wait,
-                                    content_hash=not args.no_content_hash)
+            data = restore_database(
+                args.db, args.dir, args.which, check=args.check,
+                busy_timeout=args.busy_timeout, lock_wait=args.lock_wait,
+                content_hash=not args.no_content_hash, app_stopped=args.app_stopped,
+                on_safety=lambda name: print(f"__OPS_ENTRY__ safety {name}", flush=True))
+        elif args.command == "holds":
+            safety = Path(args.dir) / check_name(args.safety) if args.safety else None
+            data = live_holds(args.db, Path(args.dir) / check_name(args.which), safety)
         elif args.command == "counts":
             data = live_and_recorded_counts(args.db, args.dir, args.which)
         elif args.command == "drill":

@@ -493,7 +493,7 @@ MANIFEST_MARK = "__OPS_MANIFEST__"
 
 def restore_script(db: str, directory: str, name: str, *, check: str,
                    busy_timeout: float = 10, lock_wait: float = 0,
-                   content_hash: bool = True) -> str:
+                   content_hash: bool = True, app_stopped: bool = False) -> str:
     """Restore backup ``name`` into the live database on the machine, with its best engine.
 
     python3 runs ``engine.restore_database``; the sqlite3 CLI does the same steps
@@ -505,12 +505,44 @@ def restore_script(db: str, directory: str, name: str, *, check: str,
                    "--busy-timeout", f"{busy_timeout:g}", "--lock-wait", f"{lock_wait:g}"]
     if not content_hash:  # the safety backup records what a backup would (backup.content_hash)
         engine_args.append("--no-content-hash")
+    if app_stopped:  # a corrupt or missing live database may be replaced
+        engine_args.append("--app-stopped")
     return _choose(_engine(*engine_args),
-                   _sqlite_restore(db, directory, name, check, busy_timeout, lock_wait),
+                   _sqlite_restore(db, directory, name, check, busy_timeout, lock_wait,
+                                   app_stopped),
                    f"echo {STRATEGY_MARK}=none")
 
 
 RESTORE_LOCK = ".restore.lock"  # the engine's (``engine.RESTORE_LOCK``): flock(2) on it
+BROKEN_HOW = engine.REMOTE_HOW
+
+
+def _sqlite_replace_broken(busy_timeout: float) -> str:
+    """``engine.replace_broken_live`` with the sqlite3 CLI: a corrupt live database and
+    its -wal/-shm/-journal are hard-linked to ``NAME.corrupt-STAMP`` names and unlinked
+    (side files first, never deleted or overwritten), then the backup is ``.restore``d
+    into a fresh file beside it, put in WAL mode, and linked to the free live name."""
+    return f"""if [ "$state" = corrupt ]; then
+  aside="$db.corrupt-$(date -u +%Y-%m-%dT%H-%M-%SZ)"
+  for sfx in -wal -shm -journal ""; do
+    if [ -e "$db$sfx" ] || [ -h "$db$sfx" ]; then
+      ln "$db$sfx" "$aside$sfx" 2>/dev/null && rm -f "$db$sfx" || fail error "cannot move $db$sfx aside to $aside$sfx"
+      printf '{ENTRY_MARK} aside %s\n' "$aside$sfx"
+    fi
+  done
+fi
+for sfx in -wal -shm -journal ""; do
+  if [ -e "$db$sfx" ] || [ -h "$db$sfx" ]; then fail error "$db$sfx appeared meanwhile: is the app still running? Nothing was restored"; fi
+done
+new=$(mktemp "${{db%/*}}/.tmp-restore.XXXXXX") || fail error "cannot create a temporary file beside $db"
+if ! sqlite3 -batch -bail "$new" ".timeout {int(busy_timeout * 1000)}" ".restore '$backup'" "PRAGMA journal_mode = wal;" </dev/null >/dev/null 2>"$st.err"; then
+  rm -f "$new" "$new-wal" "$new-shm"; fail verify_failed "sqlite3 .restore into a new file failed: $(head -n 1 "$st.err" | tr -cd ' -~')"
+fi
+if ! ln "$new" "$db" 2>/dev/null; then rm -f "$new"; fail error "$db appeared meanwhile: is the app still running? Nothing was replaced"; fi
+rm -f "$new" "$new-wal" "$new-shm"
+printf '{ENTRY_MARK} state %s\n' "$state"
+lh=$(content_hash "$db") || lh=-"""
+
 
 # flock on $1/.restore.lock on fd 8, exactly as take_lock does on fd 9 (never written
 # through, refused when not a regular file, released by the kernel when the script dies)
@@ -522,7 +554,7 @@ TAKE_RESTORE_LOCK = PRELUDE[PRELUDE.index("take_lock() {"):PRELUDE.index("place(
 
 
 def _sqlite_restore(db: str, directory: str, name: str, check: str, busy_timeout: float,
-                    lock_wait: float) -> str:
+                    lock_wait: float, app_stopped: bool = False) -> str:
     """The engine's restore with the sqlite3 CLI (its ``.restore`` is the backup API).
 
     Locks as the engine does, flock(2) on ``.restore.lock``, and it also holds the
@@ -536,7 +568,20 @@ def _sqlite_restore(db: str, directory: str, name: str, check: str, busy_timeout
     safety = _sqlite_backup(db, directory, check, lock_wait)
     tries = _tries(lock_wait)
     return f"""db={shlex.quote(db)}; dir={shlex.quote(directory)}; name={shlex.quote(name)}
-[ -f "$db" ] || fail not_found "database not found: $db"
+# the live database: ok, missing or corrupt (engine.live_state); the last two only with the app stopped
+state=ok; why=
+if [ ! -e "$db" ] && [ ! -h "$db" ]; then state=missing; why="$db does not exist"
+elif [ -h "$db" ] && [ ! -e "$db" ]; then fail usage "database $db is a symlink to nothing; nothing was changed"
+elif [ -d "$db" ]; then fail usage "database is a directory, not a database file: $db"
+elif [ ! -f "$db" ]; then fail usage "database is not a regular file: $db"
+elif ! is_sqlite "$db"; then state=corrupt; why="database is not a SQLite database: $db"
+else
+  res=$(sqlite3 -readonly "$db" "PRAGMA quick_check" 2>&1 </dev/null | sed '/^\\*\\*\\* in database/d' | head -n 1 | tr -cd ' -~')
+  [ "$res" = ok ] || {{ state=corrupt; why="quick_check: ${{res:-no answer from sqlite3}}"; }}
+fi
+if [ "$state" != ok ] && [ {int(app_stopped)} != 1 ]; then
+  fail usage "the live database $db is $state ($why): restoring it needs the app stopped, so nothing writes while the file is replaced; {BROKEN_HOW}. Nothing was changed"
+fi
 [ -d "$dir" ] || fail not_found "no backup named $name in $dir"
 {TAKE_RESTORE_LOCK}
 {RECORD_READERS}
@@ -563,6 +608,14 @@ counts() {{
     printf '{ENTRY_MARK} %s %s %s\\n' "$2" "$t" "$(sqlite3 -readonly "$1" "SELECT count(*) FROM \\"$t\\"")"
   done
 }}
+{CONTENT_HASH}
+ro="file:$backup?mode=ro&immutable=1"
+bh=$(content_hash "$ro") || bh=-
+st=$(mktemp) || fail error "cannot create a temporary file"
+trap 'rm -f "$st" "$st.err"' EXIT
+if [ "$state" != ok ]; then
+{_sqlite_replace_broken(busy_timeout)}
+else
 out=$( (
 take_lock() {{ :; }}  # this script holds the folder's backup lock (fd 9) already
 {safety}
@@ -572,14 +625,8 @@ is_name "$safety" || fail error "the safety backup printed no name"
 printf '{ENTRY_MARK} safety %s\\n' "$safety"
 counts "file:$dir/$safety?immutable=1" before
 [ -f "$name" ] && [ ! -h "$name" ] || fail error "backup $name vanished before the restore; nothing was changed"
-ro="file:$backup?mode=ro&immutable=1"
-counts "$ro" backup
-{CONTENT_HASH}
 # the proof: the backup hashed now; the live database hashed by the very sqlite3 that
 # restores it, in the same read right after .restore commits (json-2, engine.HASH_PLAN_SQL)
-bh=$(content_hash "$ro") || bh=-
-st=$(mktemp) || fail error "cannot create a temporary file"
-trap 'rm -f "$st" "$st.err"' EXIT
 if [ "$bh" != - ]; then
   plan=$(sqlite3 $esc -readonly -batch "$ro" {shlex.quote(engine.HASH_STATEMENTS_SQL)} </dev/null)
   set -- $( {{ {{ printf '%s\\n' ".timeout {int(busy_timeout * 1000)}" ".restore '$backup'" 'BEGIN;' \\
@@ -599,6 +646,8 @@ if [ -s "$st" ]; then  # killed (kill -9, the OOM killer: no message) or refused
   case $err in *locked*|*busy*) kind=timeout;; *) kind=verify_failed;; esac
   fail "$kind" "sqlite3 .restore failed with exit status $rc${{err:+: $err}}${{err:- (killed? it printed nothing)}}"
 fi
+fi
+counts "$ro" backup
 res=$(sqlite3 -readonly "$db" "PRAGMA {pragma}" 2>&1 | sed '/^\\*\\*\\* in database/d' | head -n 1 | tr -cd ' -~')
 printf '{ENTRY_MARK} check %s\\n' "${{res:-no answer from sqlite3}}"
 counts "$db" after
@@ -608,6 +657,22 @@ if [ "$bh" != "$lh" ] && [ "$bh" != - ]; then
   printf '{ENTRY_MARK} hash safety %s\\n' "$(content_hash "file:$dir/$safety?mode=ro&immutable=1" || echo -)"
 fi
 printf '{RESULT_MARK} {{"ok": true, "data": {{"backup": "%s", "backup_sha256": "%s", "check": "{check}"}}}}\\n' "$name" "$sum\""""
+
+
+def holds_script(db: str, directory: str, name: str, safety: str = "") -> str:
+    """After a restore on the machine ended without a result (its engine was killed):
+    which content the live database holds, against backup ``name`` and ``safety``
+    (python3: ``engine.live_holds``; sqlite3: ``hash`` entries, as the restore prints)."""
+    check_name(name)
+    args = ["holds", "--db", db, "--dir", directory, "--which", name]
+    files = {"backup": f"file:{directory}/{name}?mode=ro&immutable=1", "now": db}
+    if safety:
+        args += ["--safety", check_name(safety)]
+        files["safety"] = f"file:{directory}/{safety}?mode=ro&immutable=1"
+    lines = [f"printf '{ENTRY_MARK} hash {which} %s\\n' \"$(content_hash {shlex.quote(path)} "
+             "|| echo -)\"" for which, path in files.items()]
+    return _choose(_engine(*args), "\n".join([CONTENT_HASH, *lines]),
+                   f"echo {STRATEGY_MARK}=none")
 
 
 def drill_script(directory: str, name: str, check: str) -> str:
@@ -645,7 +710,7 @@ def recorded_content(text: str, name: str, sha256: str) -> dict:
     is ``sha256``, checked (``engine.checked_manifest``); {} when there are none, or the
     manifest names another file or checksum. Raises EngineError for malformed ones."""
     try:
-        raw = json.loads(text or "null")
+        raw = engine.parse_record(text or "null")
     except ValueError:
         return {}
     if not isinstance(raw, dict) or raw.get("name") != name or raw.get("sha256") != sha256:

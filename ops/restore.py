@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import datetime as dt
 import shlex
+import shutil
+import sqlite3
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,6 +21,7 @@ from pathlib import Path
 from ops import audit, cli, emergency, engine, fly, health
 from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
+from ops.signals import Terminated
 from ops.targets.local import LocalTarget
 from ops.targets.status import valid_status
 from ops.ui import UI, human_age, human_bytes
@@ -33,6 +37,7 @@ class RestoreOptions:
     host: str = ""  # an SSH host ([user@]host[:port]) instead of the Fly machine
     from_path: str | None = None
     busy_timeout: float = 10.0
+    app_stopped: bool = False  # --app-stopped: a corrupt or missing live database may be replaced
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,10 @@ class Restore:
     target: object = None  # ops.targets.fly.FlyTarget for --production
     yes: bool = False
     record: dict = field(default_factory=dict)
+    # (backup, live database, safety backup) from the copy's start to its proof: an
+    # interruption then finds out which content the live database holds (``_settled``)
+    restoring: tuple | None = None
+    scratch: Path | None = None  # restore --from: the private copy's folder, removed at the end
 
     def run(self) -> dict:
         o = self.options
@@ -172,17 +181,50 @@ class Restore:
                 self.record["outcome"] = "failed"
             self.record.update(exit_code=int(error.code), error=str(error))
             raise error from None
-        except KeyboardInterrupt:
-            self.record.update(outcome="interrupted", exit_code=int(ExitCode.INTERRUPTED))
+        except (KeyboardInterrupt, Terminated) as exc:
+            code = ExitCode.TERMINATED if isinstance(exc, Terminated) else ExitCode.INTERRUPTED
+            self.record.update(outcome="interrupted", exit_code=int(code))
+            self._settled(getattr(exc, "name", "SIGINT"))
             raise
         finally:
             if self.record["safety_backup"]:
                 self.ui.info(f"Safety backup: {self.record['safety_backup']['name']}. To undo "
                              "this restore: " + undo_command(self.record["safety_backup"]["name"],
                                                              self._flag()))
+            if self.scratch is not None:
+                shutil.rmtree(self.scratch, ignore_errors=True)
             self.record["finished"] = _now()
             if self.record["outcome"] not in ("not started", "not confirmed"):
                 self._append()
+
+    def _settled(self, signal_name: str) -> None:
+        """Interrupted during the copy or its proof: compare the live database with the
+        backup and the safety backup now, and say and record what it holds."""
+        if self.restoring is None:
+            return
+        backup, db, safety = self.restoring
+        try:
+            proof = engine.live_holds(db, backup, safety)
+        except (EngineError, OSError, sqlite3.Error) as exc:
+            self.ui.warn(f"{signal_name} during the restore; could not read the live database "
+                         f"to see what it holds: {exc}")
+            return
+        self.record.update(proof=proof, holds=proof["holds"], interrupted=signal_name,
+                           tables_after=proof["tables"])
+        name = self.record["backup"]["name"]
+        if proof["ok"]:
+            self.record["outcome"] = "ok"
+            self.ui.info(f"{signal_name} came after the copy: the live database holds backup "
+                         f"{name} (proven: {engine.proof_summary(proof)})")
+        elif proof["holds"] == "safety":
+            self.record["outcome"] = "not restored"
+            self.ui.info(f"{signal_name} came before the copy committed: the live database "
+                         "still holds its content from before (nothing was changed)")
+        else:
+            self.record["outcome"] = "failed"
+            self.ui.warn(f"{signal_name} during the restore: the live database holds neither "
+                         f"backup {name} nor its content from before: "
+                         + "; ".join(engine.proof_problems(proof)))
 
     def _where(self) -> str:
         s = self.settings
@@ -237,11 +279,16 @@ class Restore:
     def _local(self) -> None:
         s, o = self.settings, self.options
         db, directory = Path(s.db_path), Path(s.backup_dir)
-        engine.check_sqlite_file(db, "database")
+        state, why = engine.live_state(db)
+        if state != "ok" and not o.app_stopped:
+            raise OpsError.from_engine(engine.broken_live_refusal(
+                db, state, why, "stop it, then run `invoke restore --app-stopped`"))
         chosen, verdict = self._step("verify", f"verify backup {o.which}", lambda: _verified(
             directory, o.which, s.check))
         self.record["backup"] = {"name": chosen.name, "sha256": verdict["sha256"],
                                  "created": chosen.created}
+        if state != "ok":
+            return self._local_broken(db, directory, chosen, state, why)
         engine.check_page_sizes(chosen.path, db)
         recorded = _recorded_tables(Path(chosen.path))
         live_rows = engine.count_rows(db, live=True)
@@ -258,12 +305,40 @@ class Restore:
             self.record["safety_backup"] = {"name": safety["name"], "sha256": safety["sha256"]}
             self.record["tables_before"] = safety.get("tables")
             snapshot: dict = {}
+            self.restoring = (chosen.path, db, directory / safety["name"])
             seconds = self._step("restore", f"restore {chosen.name} into {db}", lambda: _timed(
                 engine.restore_live(chosen.path, db, busy_timeout=o.busy_timeout,
                                     snapshot=snapshot)))
             self.record["restore_seconds"] = seconds
             self._step("check", f"prove the restore: {db} against {chosen.name}",
                        lambda: self._prove(chosen.path, db, snapshot, safety))
+            self.restoring = None
+        self._show_counts()
+
+    def _local_broken(self, db: Path, directory: Path, chosen, state: str, why: str) -> None:
+        """A corrupt live database is moved aside (never deleted) with its -wal/-shm, a
+        missing one is simply absent; the backup is then placed there and proven."""
+        s = self.settings
+        self.record.update(live_state=state, live_problem=why)
+        aside = engine.aside_name(db, dt.datetime.now(dt.UTC))
+        first = (f"The live database {db} is corrupt ({why}): it is moved aside to "
+                 f"{aside.name} (with its -wal/-shm), never deleted" if state == "corrupt"
+                 else f"The live database {db} is missing")
+        backup = describe_backup(chosen.name, chosen.created, chosen.size,
+                                 _recorded_tables(Path(chosen.path)), dt.datetime.now(dt.UTC))
+        self._confirm([first, f"and backup {backup} is restored into its place (the app is "
+                       "stopped: --app-stopped)"])
+        with engine.file_lock(directory / engine.RESTORE_LOCK, s.lock_wait, "another restore"), \
+                engine.backup_lock(directory, s.lock_wait):
+            done = self._step("restore", f"restore {chosen.name} into the {state} {db}",
+                              lambda: _placed(engine.replace_broken_live(
+                                  chosen.path, db, state, check=s.check)))
+            self.record["moved_aside"] = done["moved_aside"]
+            self.record["restore_seconds"] = done["restore_seconds"]
+            if done["moved_aside"]:
+                self.ui.info(_kept(done["moved_aside"], "here"))
+            self._step("check", f"prove the restore: {db} against {chosen.name}",
+                       lambda: (self._proven(done["proof"]), engine.proof_summary(done["proof"])))
         self._show_counts()
 
     def _prove(self, backup, db: Path, snapshot: dict, safety: dict):
@@ -313,8 +388,12 @@ class Restore:
         if o.from_path:
             local = Path(o.from_path)
             name = _name_for(local)
+            # one read of the file: what is verified is what is uploaded (its SHA-256,
+            # computed while reading, is checked again on the machine)
+            scratch = self.scratch = Path(tempfile.mkdtemp(prefix="ops-upload-"))
+            copy, digest = engine.copy_for_upload(local, scratch)
             verdict = self._step("verify", f"verify {local}", lambda: _verified_file(
-                local, s.check))
+                local, s.check, copy, digest))
             self.record["backup"] = {"name": name, "sha256": verdict["sha256"],
                                      "from": str(local)}
             created = engine.iso(engine.parse_created(name))
@@ -328,7 +407,8 @@ class Restore:
             ])
             manifest = _manifest(local)
             self._step("upload", f"upload {local.name} as {name}", lambda: _uploaded(
-                target.upload(local, name, manifest)))
+                target.upload(copy, name, manifest, sha256=digest)))
+            shutil.rmtree(scratch, ignore_errors=True)
         else:
             chosen = self._step("choose", f"find backup {o.which}", lambda: _listed(
                 target, o.which))
@@ -343,7 +423,7 @@ class Restore:
                                                  counts.get("backup"), now),
             ])
         data = self._step("restore", f"restore {name} on the machine", lambda: self._remote(
-            name))
+            name, app_stopped=stopped or o.app_stopped))
         if o.production:
             self._settle(stopped)
         self._proven(data.get("proof"))
@@ -377,8 +457,14 @@ class Restore:
             self.ui.warn(f"could not count rows on the machine: {exc}")
             return {}
 
-    def _remote(self, name: str):
-        data = self.target.restore(name, busy_timeout=self.options.busy_timeout)
+    def _remote(self, name: str, app_stopped: bool = False):
+        data = self.target.restore(name, busy_timeout=self.options.busy_timeout,
+                                   app_stopped=app_stopped)
+        for key in ("live_state", "moved_aside"):
+            if data.get(key):
+                self.record[key] = data[key]
+        if data.get("moved_aside"):
+            self.ui.info(_kept(data["moved_aside"], "on the machine"))
         safety = data.get("safety_backup") or {}
         if safety.get("name"):
             self.record["safety_backup"] = {"name": safety["name"],
@@ -438,8 +524,8 @@ def _verified(directory: Path, which: str, check: str):
     return (chosen, verdict), f"{chosen.name}  sha256 {verdict['sha256'][:12]}  {check}_check ok"
 
 
-def _verified_file(path: Path, check: str):
-    verdict = engine.verify_backup(path, check)
+def _verified_file(path: Path, check: str, copy: Path, digest: str):
+    verdict = engine.verify_copy(path, copy, digest, check)
     if not verdict.ok:
         raise OpsError(f"{path} failed verification, nothing was changed: "
                        f"{verdict.problems[0]}", ExitCode.VERIFY_FAILED)
@@ -473,6 +559,15 @@ def _recorded_tables(path: Path) -> dict | None:
 
 def _made(result: dict):
     return result, f"{result['name']}  sha256 {result['sha256'][:12]}  verified"
+
+
+def _kept(moved: list[str], where: str) -> str:
+    return f"Kept the corrupt database {where}, never deleted: {', '.join(sorted(moved))}"
+
+
+def _placed(done: dict):
+    moved = f"; moved aside: {len(done['moved_aside'])} file(s)" if done["moved_aside"] else ""
+    return done, f"{done['restore_seconds']:.3f}s into a new file{moved}"
 
 
 def _timed(seconds: float):

@@ -40,7 +40,7 @@ def run_node(script: str, app: dict, **popen) -> remote.RemoteOutput:
 
 
 def node_describe(path: Path, app: dict, *, live: bool = False) -> dict:
-    done = subprocess.run(["node", "-", "describe", str(path), *(["--live", "1"] if live else [])],
+    done = subprocess.run(["node", "-", "describe", str(path), *(["--live"] if live else [])],
                           input=node.js_source(), capture_output=True,
                           env={**os.environ, "OPS_APP_DIR": app["dir"]})
     return remote.parse_output(done.stdout.decode()).data("describe")

@@ -42,11 +42,14 @@ def seconds(value, what: str) -> float | None:
         "busy_timeout": "seconds to wait for the app's write lock on the live database "
                         "(default 10)",
         "json": "print the audit record (or the plan, with --dry-run) as JSON on stdout",
+        "app_stopped": "the app is stopped (locally or on --host): needed to restore over a "
+                       "corrupt live database (moved aside, never deleted) or into a missing "
+                       "one; on Fly, emergency.stop says so",
     },
 )
 @guarded
 def database(c, which="latest", production=False, host=None, from_=None, yes=False,
-             dry_run=False, busy_timeout=None, json=False):
+             dry_run=False, busy_timeout=None, json=False, app_stopped=False):
     """Restore a backup into the live database: verify, safety backup, backup API, check."""
     which = parse_which(which, "restore")
     if production and host is not None:
@@ -61,7 +64,7 @@ def database(c, which="latest", production=False, host=None, from_=None, yes=Fal
         raise OpsError("give either a backup name or --from PATH, not both", ExitCode.USAGE)
     timeout = seconds(busy_timeout, "--busy-timeout")
     options = restores.RestoreOptions(which=which, production=production, host=host,
-                                      from_path=from_,
+                                      from_path=from_, app_stopped=bool(app_stopped),
                                       busy_timeout=10.0 if timeout is None else timeout)
     ui = UI(json_mode=json)
     remote = production or bool(host)

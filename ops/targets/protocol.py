@@ -93,12 +93,12 @@ class Target(Protocol):
 class RemoteTarget(Target, Protocol):
     """A target on another host (the Fly machine, an SSH host): the restore runs there."""
 
-    def restore(self, name: str, *, busy_timeout: float = 10.0) -> dict:
+    def restore(self, name: str, *, busy_timeout: float = 10.0, app_stopped: bool = False) -> dict:
         """Restore backup ``name`` into the live database there: verify, safety backup,
         SQLite's backup API, check (its best engine: python3, else sqlite3)."""
 
     def counts(self, name: str) -> dict:
         """Rows per table of the live database and as recorded for ``name`` ({} if unknown)."""
 
-    def upload(self, path: Path, name: str, manifest: dict) -> dict:
+    def upload(self, path: Path, name: str, manifest: dict, sha256: str | None = None) -> dict:
         """Send a local backup there and adopt it as ``name`` once its SHA-256 matches."""

@@ -304,12 +304,15 @@ class ScriptedTarget:
         return asdict(result) | {"recorded_sha256": expected}
 
     # -- restores and drills
-    def restore(self, name: str, *, busy_timeout: float = 10.0) -> dict:
-        """Restore backup ``name`` into the live database on the host (its best engine)."""
+    def restore(self, name: str, *, busy_timeout: float = 10.0,
+                app_stopped: bool = False) -> dict:
+        """Restore backup ``name`` into the live database on the host (its best engine);
+        ``app_stopped`` lets it replace a corrupt or missing live database."""
         script = remote.restore_script(self.db, self.dir, name, check=self.settings.check,
                                        busy_timeout=busy_timeout,
                                        lock_wait=self.settings.lock_wait,
-                                       content_hash=self.settings.content_hash)
+                                       content_hash=self.settings.content_hash,
+                                       app_stopped=app_stopped)
         output = self._run(script, engine_source=True, timeout=self.session.deadline(),
                            what="restore")
         if output.strategy == "none":
@@ -319,15 +322,39 @@ class ScriptedTarget:
         except OpsError as exc:
             safety = next((e[1] for e in output.entries if e[0] == "safety" and len(e) > 1), "")
             holds = _holds_after_failure(_hashes(output.entries))
+            code = exc.code
+            if output.result is None and safety:  # its engine died mid-way: look now
+                code = ExitCode.VERIFY_FAILED
+                holds = self._holds(name, safety)
             if safety and safety not in str(exc):
                 raise OpsError(f"{exc}{holds} (safety backup {safety} was made first)",
-                               exc.code) from None
-            raise OpsError(f"{exc}{holds}", exc.code) from None
+                               code) from None
+            raise OpsError(f"{exc}{holds}", code) from None
         if output.strategy == "sqlite3":
             data = data | _sqlite_proof(output.entries, self.settings.check)
+            data["moved_aside"] = [e[1] for e in output.entries if e[0] == "aside" and len(e) == 2]
+            data["live_state"] = next((e[1] for e in output.entries
+                                       if e[0] == "state" and len(e) == 2), "ok")
         if output.strategy == "node":
             data = data | node_proof(data)
         return data | {"strategy": output.strategy}
+
+    def _holds(self, name: str, safety: str) -> str:
+        """Which content the live database holds (``remote.holds_script``), as a clause."""
+        try:
+            output = self._run(remote.holds_script(self.db, self.dir, name, safety),
+                               engine_source=True, timeout=self.session.deadline(),
+                               what="a look at the live database")
+            if output.strategy in node.ENGINES:
+                proof = output.data("a look at the live database")
+                hashes = {"now": proof["content_sha256"],
+                          "backup": proof["backup_content_sha256"]}
+                if proof["holds"] == "safety":
+                    hashes["safety"] = proof["content_sha256"]
+                return _holds_after_failure(hashes)
+            return _holds_after_failure(_hashes(output.entries))
+        except OpsError as exc:
+            return f"; could not see what the live database holds now: {exc}"
 
     def counts(self, name: str) -> dict:
         """Rows per table of the live database, and as recorded for ``name`` (for the
@@ -338,7 +365,8 @@ class ScriptedTarget:
         if output.strategy != "sqlite3":
             return {}
         try:
-            recorded = engine.checked_manifest(json.loads(remote.manifest_text(output.stdout)),
+            text = remote.manifest_text(output.stdout)
+            recorded = engine.checked_manifest(engine.parse_record(text),
                                                f"{name}.json").get("tables")
         except (ValueError, engine.EngineError):
             recorded = None
@@ -346,10 +374,11 @@ class ScriptedTarget:
                          if len(e) == 3 and e[0] == "live" and e[2].isdigit()},
                 "backup": recorded}
 
-    def upload(self, path: Path, name: str, manifest: dict) -> dict:
+    def upload(self, path: Path, name: str, manifest: dict, sha256: str | None = None) -> dict:
         """Send a local backup to the host and adopt it under ``name`` only once its
-        SHA-256 there is the one computed here."""
-        digest = engine.sha256_file(path)
+        SHA-256 there is ``sha256`` (the one computed while the file was read for its
+        check; else computed here now)."""
+        digest = sha256 or engine.sha256_file(path)
         upload = f"{self.dir}/.upload-{name}.{os.getpid()}"
         self.session.put_file(path, upload, self.report.transfer)
         text = json.dumps(manifest | {"name": name, "sha256": digest})

@@ -1,0 +1,177 @@
+"""Restore you can trust (issue 16), the local engine's cases and the ones needing a real
+signal or a change at an exact moment of a real run (``tests/hooks/sitecustomize.py``):
+Ctrl-C around the copy, a ``--from`` file changed after its check, the drill and both
+SHA-256 records, deeply nested records, a corrupt or missing live database here."""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from ops import engine
+from tests import helpers
+from tests.helpers import assert_one_line_error
+from tests.test_drill import prod  # noqa: F401 - the fixture
+
+HOOKS = str(Path(__file__).parent / "hooks")
+
+
+def hooked(**spec) -> dict:
+    """Environment for a CLI run with ``spec`` acted out at its exact point."""
+    return {"PYTHONPATH": HOOKS, "OPS_TEST_HOOK": json.dumps(spec)}
+
+
+def changed_after_backup(db: Path, directory: Path) -> engine.BackupResult:
+    made = engine.create_backup(db, directory)
+    conn = sqlite3.connect(db)
+    conn.execute("DELETE FROM steps WHERE id > 1000")
+    conn.commit()
+    conn.close()
+    return made
+
+
+def content(path: Path) -> str:
+    return engine.describe_file(path, live=True)[1]
+
+
+# ---------------------------------------------------------------- #8 Ctrl-C during the restore
+
+
+def test_ctrl_c_right_after_the_copy_says_and_records_that_it_was_restored(
+        wal_db, backup_dir, run_invoke, tmp_path):
+    made = changed_after_backup(wal_db, backup_dir)
+    result = run_invoke("restore", made.name, "--yes", "--json",
+                        env=hooked(wrap="restore_live", when="after", signal="SIGINT"))
+    assert result.returncode == 130, result
+    assert "SIGINT came after the copy: the live database holds backup" in result.stderr
+    assert content(wal_db) == made.content_sha256
+    record = json.loads((tmp_path / "data" / "deploys.jsonl").read_text().splitlines()[-1])
+    assert record["outcome"] == "ok" and record["holds"] == "backup"
+    assert record["interrupted"] == "SIGINT" and record["proof"]["ok"]
+
+
+def test_ctrl_c_before_the_copy_commits_says_nothing_was_changed(
+        wal_db, backup_dir, run_invoke, tmp_path):
+    made = changed_after_backup(wal_db, backup_dir)
+    before = content(wal_db)
+    result = run_invoke("restore", made.name, "--yes",
+                        env=hooked(wrap="restore_live", when="before", signal="SIGINT"))
+    assert result.returncode == 130, result
+    assert "still holds its content from before (nothing was changed)" in result.stderr
+    assert content(wal_db) == before
+    record = json.loads((tmp_path / "data" / "deploys.jsonl").read_text().splitlines()[-1])
+    assert record["outcome"] == "not restored" and record["holds"] == "safety"
+
+
+# ---------------------------------------------------------------- #5 restore --from
+
+
+def test_restore_from_restores_the_bytes_it_verified(prod, tmp_path):  # noqa: F811
+    """The local file is changed right after its check: what reaches the live database is
+    what was checked (one read, one SHA-256 checked again on the machine)."""
+    local_dir = tmp_path / "mine"
+    made = engine.create_backup(prod.db, local_dir)
+    local = local_dir / made.name
+    conn = sqlite3.connect(prod.db)
+    conn.execute("DELETE FROM users WHERE id > 10")
+    conn.commit()
+    conn.close()
+    result = prod.run("restore", "--production", "--from", str(local), "--yes", "--json",
+                      env=hooked(wrap="verify_copy,verify_backup", when="after",
+                                 tamper=str(local)))
+    assert result.returncode == 0, result
+    tampered = "SELECT count(*) FROM teams WHERE name LIKE '%tampered%'"
+    assert helpers.live_rows(local, tampered)[0][0] == made.tables["teams"]  # it did change
+    assert content(prod.db) == made.content_sha256
+    assert helpers.sha256(prod.remote_dir / made.name) == made.sha256
+
+
+# ---------------------------------------------------------------- #6 the drill reads both records
+
+
+@pytest.mark.parametrize("record", ["json", "both"])
+def test_a_backup_verify_rejects_fails_the_drill(wal_db, backup_dir, run_invoke, record):
+    made = engine.create_backup(wal_db, backup_dir)
+    manifest = backup_dir / f"{made.name}.json"
+    data = json.loads(manifest.read_text())
+    data["sha256"] = "0" * 64
+    manifest.unlink()
+    manifest.write_text(json.dumps(data))
+    if record == "json":
+        (backup_dir / f"{made.name}.sha256").unlink()
+    verified = run_invoke("backup.verify", made.name)
+    assert_one_line_error(verified, 5, contains="SHA-256 mismatch", strict=False)
+    drilled = run_invoke("backup.drill", made.name, "--json")
+    assert drilled.returncode == 5, drilled
+    assert any("SHA-256 mismatch" in p for p in drilled.json()["problems"])
+
+
+# ---------------------------------------------------------------- #9 deeply nested records
+
+
+def test_a_deeply_nested_record_is_one_line_about_that_backup_in_every_task(
+        wal_db, backup_dir, run_invoke):
+    good = engine.create_backup(wal_db, backup_dir)
+    bad = engine.create_backup(wal_db, backup_dir)
+    manifest = backup_dir / f"{bad.name}.json"
+    manifest.unlink()
+    manifest.write_text("[" * 50_000)
+    runs = {task: run_invoke(*task.split()) for task in (
+        "backup.list", "backup.status", f"backup.verify {bad.name}",
+        f"backup.verify {good.name}", f"backup.drill {bad.name}", f"backup.drill {good.name}",
+        f"restore {bad.name} --yes")}
+    for task, result in runs.items():
+        assert "Traceback" not in result.stderr and "Recursion" not in result.stderr, task
+        assert result.returncode in (0, 5), (task, result)
+    assert runs[f"backup.drill {bad.name}"].returncode == 5
+    assert f"{bad.name}.json" in runs[f"backup.drill {bad.name}"].stderr
+    assert runs[f"backup.drill {good.name}"].returncode == 0
+    assert runs[f"restore {bad.name} --yes"].returncode == 0  # its .sha256 vouches for it
+
+
+# ---------------------------------------------------------------- #11 corrupt or missing, locally
+
+
+def garble(db: Path) -> None:
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    with open(db, "r+b") as handle:
+        handle.seek(4096 * 2)
+        handle.write(random.Random(5).randbytes(4096 * 4))
+
+
+@pytest.mark.parametrize("how", ["corrupt", "missing"])
+def test_a_broken_live_database_here_needs_app_stopped(wal_db, backup_dir, run_invoke, how):
+    made = engine.create_backup(wal_db, backup_dir)
+    if how == "corrupt":
+        garble(wal_db)
+    else:
+        for path in wal_db.parent.glob("steps.db*"):
+            path.unlink()
+    skip = (".backup.lock", "deploys.jsonl")  # the audit log records the refusal
+    files = helpers.snapshot(wal_db.parent, skip)
+    refused = run_invoke("restore", made.name, "--yes")
+    line = assert_one_line_error(refused, 2, contains=f"is {how}", strict=False)
+    assert "--app-stopped" in line
+    after = helpers.snapshot(wal_db.parent, skip)  # SQLite's own look may add -wal/-shm
+    assert {name: after.get(name) for name in files} == files
+    assert not list(wal_db.parent.glob("steps.db.corrupt-*"))
+    result = run_invoke("restore", made.name, "--yes", "--app-stopped", "--json")
+    assert result.returncode == 0, result
+    record = result.json()
+    assert record["live_state"] == how and record["proof"]["ok"]
+    assert content(wal_db) == made.content_sha256
+    aside = sorted(wal_db.parent.glob("steps.db.corrupt-*"))
+    if how == "missing":
+        assert aside == []
+        return
+    main = next(path for path in aside if path.name.endswith("Z"))
+    assert helpers.sha256(main) == files["steps.db"]  # kept, byte for byte
+    kept = next(line for line in result.stderr.splitlines() if line.startswith("Kept"))
+    assert kept.startswith("Kept the corrupt database here, never deleted: ")
+    assert kept.endswith(main.name) or f"{main.name}," in kept
