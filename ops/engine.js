@@ -507,6 +507,27 @@ function uniqueName(dir) {
   throw new EngineError(`backup ${name} already exists in ${dir}`, 'exists');
 }
 
+/**
+ * SQLite's backup API from ``src`` into the file ``target``: all of it, or an error.
+ * better-sqlite3 resolves a backup whose first step met a locked database as if it had
+ * finished (sqlite3_backup_remaining() is 0 until a step succeeds), having copied nothing:
+ * measured, a restore under a writer "succeeded" and left the live database as it was. A
+ * real copy always reports at least one step to ``onStep`` first, so one that did not is
+ * tried again, until ``deadline``.
+ */
+async function backupAll(src, target, onStep, deadline, busyMessage) {
+  for (;;) {
+    let stepped = false;
+    await src.backupTo(target, (total, remaining) => {
+      stepped = true;
+      return onStep(total, remaining);
+    });
+    if (stepped) return;
+    if (Date.now() > deadline) throw new EngineError(busyMessage, 'timeout');
+    sleep(50);
+  }
+}
+
 /** Copy the live database into ``target`` inside one read transaction (never restarted). */
 async function copyDatabase(source, target, timeout) {
   const src = openDb(source, { live: true, timeout: 5000 });
@@ -514,10 +535,11 @@ async function copyDatabase(source, target, timeout) {
   try {
     src.exec('BEGIN');
     src.get('SELECT count(*) FROM sqlite_master');
-    await src.backupTo(target, () => {
-      if (deadline !== null && Date.now() > deadline) throw new EngineError(`backup did not finish within ${timeout}s`, 'timeout');
+    const late = `backup did not finish within ${timeout || 30}s`;
+    await backupAll(src, target, () => {
+      if (deadline !== null && Date.now() > deadline) throw new EngineError(late, 'timeout');
       return STEP_PAGES;
-    });
+    }, deadline || Date.now() + 30000, late);
     src.exec('COMMIT');
   } catch (e) {
     if (e instanceof EngineError) throw e;
@@ -619,6 +641,10 @@ async function backupLocked(source, dir, { check, timeout, contentHash }) {
     fs.closeSync(fs.openSync(tmp, NEW_FILE, 0o600));
     made.push(tmp, `${tmp}-journal`);
     await copyDatabase(source, tmp, timeout);
+    const copied = fs.statSync(tmp).size;
+    if (!copied || !headerAgrees(tmp, copied)) {
+      throw new EngineError(`the new backup is not a whole SQLite database (${copied} bytes)`, 'verify_failed');
+    }
     fsyncPath(tmp);
     const problems = runCheck(tmp, check);
     if (problems.length) throw new EngineError(`the new backup failed ${check}_check: ${problems[0]}`, 'verify_failed');
@@ -853,11 +879,11 @@ function describeStream(conn, digest, utf8) {
 
 /** (rows per table, content hash, its format) in one read transaction: ops/engine.py's
  * describe(), byte for byte. */
-function describe(conn, fmt = null) {
+function describe(conn, fmt = null, begun = false) {
   if (fmt !== null && !CONTENT_FORMATS.includes(fmt)) throw new EngineError(`unknown content hash format ${pyRepr(fmt)}`, 'verify_failed');
   const digest = crypto.createHash('sha256');
   const counts = {};
-  conn.exec('BEGIN');
+  if (!begun) conn.exec('BEGIN');
   try {
     const best = bestFormat(conn);
     if ((fmt === CONTENT_FORMAT || fmt === JSON1_FORMAT) && best !== CONTENT_FORMAT) {
@@ -980,16 +1006,15 @@ async function copyInto(backup, target, busyTimeout, what) {
   let last = null;
   const started = Date.now();
   try {
-    await src.backupTo(target, (total, remaining) => {
+    const locked = `the live database ${target} stayed locked for ${busyTimeout}s; nothing was changed`;
+    await backupAll(src, target, (total, remaining) => {
       if (remaining === last) { // no page moved: the target is busy
-        if (Date.now() > deadline) {
-          throw new EngineError(`the live database ${target} stayed locked for ${busyTimeout}s; nothing was changed`, 'timeout');
-        }
+        if (Date.now() > deadline) throw new EngineError(locked, 'timeout');
         sleep(50);
       }
       last = remaining;
       return total || STEP_PAGES;
-    });
+    }, deadline, locked);
   } catch (e) {
     if (e instanceof EngineError) throw e;
     throw new EngineError(`${what} into ${target} failed (nothing was changed): ${firstLine(e.message)}`);
@@ -1049,12 +1074,15 @@ async function restoreDatabase(live, dir, which, { check, busyTimeout, lockWait,
       const safety = await backupLocked(live, dir, { check, timeout: null, contentHash });
       process.stdout.write(`__OPS_ENTRY__ safety ${safety.name}\n`); // named even if killed later
       let seconds;
+      const watcher = liveWatcher(live);
       try {
         seconds = await copyInto(chosen.path, live, busyTimeout, 'restore');
       } catch (e) {
+        watcher.close();
         throw new EngineError(`${e.message} (safety backup ${safety.name} was made first)`, e.kind || 'error');
       }
-      const inputs = proofInputs(chosen.path, live, check, safety);
+      const snapshot = watcher.read(); // first: the live database as the copy left it
+      const inputs = proofInputs(chosen.path, live, check, safety, snapshot);
       return {
         backup: chosen.name, backup_sha256: verdict.sha256, created: chosen.created,
         safety_backup: safety, tables_before: safety.tables, tables_after: inputs.tables,
@@ -1069,14 +1097,16 @@ async function restoreDatabase(live, dir, which, { check, busyTimeout, lockWait,
  * in the same format, the safety backup's hash; ops/engine.py's judge_proof judges them on
  * the toolkit's side (one rule for every engine).
  */
-function proofInputs(backup, live, check, safety = null) {
+function proofInputs(backup, live, check, safety = null, snapshot = null) {
   const inputs = {
-    check, check_problems: checkLive(live, check), tables: {}, backup_tables: {},
+    check, check_problems: [], tables: {}, backup_tables: {},
     content_sha256: null, backup_content_sha256: null, content_format: null,
     safety_sha256: null, app_wrote: null, error: null,
   };
   try {
-    const got = describeFile(live, { live: true });
+    const got = snapshot || describeFile(live, { live: true });
+    if (got.error) throw new EngineError(got.error);
+    inputs.check_problems = checkLive(live, check);
     const want = describeFile(backup, { fmt: got.content_format });
     Object.assign(inputs, {
       tables: got.tables, content_sha256: got.content_sha256, content_format: got.content_format,
@@ -1085,8 +1115,31 @@ function proofInputs(backup, live, check, safety = null) {
     });
   } catch (e) {
     inputs.error = `cannot read the live database after the restore: ${e.message}`;
+    inputs.check_problems = checkLive(live, check);
   }
   return inputs;
+}
+
+/**
+ * A connection to the live database opened before the copy, so that the read right after
+ * it costs no open: the copy's commit resolves its promise, and this reads in the same
+ * turn, before the app's next write can usually get in (its busy handler is asleep).
+ */
+function liveWatcher(live) {
+  const conn = openDb(live, { live: true });
+  return {
+    read() {
+      try {
+        conn.exec('BEGIN; SELECT count(*) FROM sqlite_master'); // the snapshot starts here
+        return describe(conn, null, true);
+      } catch (e) {
+        return { error: e.message };
+      } finally {
+        conn.close();
+      }
+    },
+    close() { try { conn.close(); } catch (e) { /* closed */ } },
+  };
 }
 
 // ------------------------------------------------------------------ a corrupt or missing live database

@@ -283,3 +283,42 @@ def test_node_takes_the_same_lock_and_refuses_a_planted_one(tmp_path, app, live)
         planted.data("backup")
     assert "refusing the lock file" in str(info.value) and "a symlink" in str(info.value)
     assert engine.sha256_file(live) == before and list(backups.glob("steps-*")) == []
+
+
+HOLD_WRITE_LOCK = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], timeout=10, isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+conn.execute("INSERT INTO teams (name) VALUES ('held')")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("COMMIT")
+print("released", flush=True)
+"""
+
+
+def test_a_node_restore_that_meets_a_locked_database_waits_instead_of_copying_nothing(
+        tmp_path, app, live):
+    """better-sqlite3 resolves a backup whose first step met a locked database as done,
+    having copied nothing: the restore waits for the lock (busy timeout) and copies all."""
+    backups = tmp_path / "data" / "backups"
+    made = engine.create_backup(live, backups)
+    conn = sqlite3.connect(live)
+    conn.execute("DELETE FROM steps WHERE id > 10")
+    conn.commit()
+    conn.close()
+    holder = helpers.python(HOLD_WRITE_LOCK, str(live), "3")
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        out = run_node(remote.restore_script(str(live), str(backups), made.name,
+                                             check="quick", busy_timeout=30), app)
+        assert holder.stdout.readline().strip() == "released"
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+        holder.stderr.close()
+    data = out.data("restore")
+    data |= scripted.node_proof(data)
+    assert data["ok"], data["problems"]
+    assert engine.count_rows(live, live=True)["steps"] == made.tables["steps"]
