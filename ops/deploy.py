@@ -162,8 +162,8 @@ def render(steps: list[PlanStep], app: str, width: int | None) -> list[str]:
 RUN_TIME = {
     MACHINE: f"{MACHINE}, the started machine with the volume (not known now)",
     VOLUME: f"{VOLUME}, the volume named in fly.toml's [mounts] (not known now)",
-    SCRIPT: f"{SCRIPT}, the engine for the machine's python3, else the sqlite3 CLI, else "
-            "backup.remote_command (the machine's tools are only asked when it runs)",
+    SCRIPT: f"{SCRIPT}, the engine for the machine's python3, else node, else the sqlite3 "
+            "CLI, else backup.remote_command (the machine's tools are only asked when it runs)",
     " script>": "each <... script> is the sh script run on the machine (it names this run "
                 "in the lock, and the backup the run made)",
     "<image of": "<image of ...>, the release's image (not known now)",

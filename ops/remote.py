@@ -26,10 +26,11 @@ SAFE_PATH = re.compile(r"/[A-Za-z0-9._/+@-]*")
 
 def needs(place: str) -> str:
     """What to do when ``place`` (the production machine, an SSH host) has no engine."""
-    return (f"{place} has neither python3 (>= 3.8) nor the sqlite3 CLI, and "
-            "backup.remote_command is not set: install sqlite3 in the app's image, or set "
+    return (f"{place} has neither python3 (>= 3.8) nor the sqlite3 CLI (nor node with the "
+            "app's SQLite binding in machine.app_dir), and backup.remote_command is not set: "
+            "add better-sqlite3 to the app, or install sqlite3 in the app's image, or set "
             "backup.remote_command to the app's own backup script "
-            "(e.g. `node /app/src/scripts/backup.js --production`)")
+            "(e.g. `node /app/src/scripts/backup.js --production`); see invoke machine.check")
 
 
 def remote_path(path: str, key: str) -> str:

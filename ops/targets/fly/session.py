@@ -75,4 +75,5 @@ def manual_restore_steps(app: str, machine: str, name: str) -> str:
     return (f"the production machine has neither python3 nor the sqlite3 CLI; nothing was "
             f"changed. By hand: 1) fly ssh console -a {app} --machine {machine} -C "
             f"\"sh -c 'apt-get update && apt-get install -y sqlite3'\" (or add sqlite3 to the "
-            f"image and deploy); 2) invoke restore {name} --production")
+            f"image and deploy, or add the app's better-sqlite3 for the Node engine: invoke "
+            f"machine.check --production); 2) invoke restore {name} --production")
