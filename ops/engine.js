@@ -277,7 +277,7 @@ function readRecordedSha256(file) {
   const raw = readSmall(sidecars(file)[0]);
   const text = raw === null ? null : strictText(raw, 'utf-8');
   if (text === null || /[^\x00-\x7f]/.test(text)) return null;
-  const fields = text.split(/[ \t\n\r\x0b\x0c]+/).filter(Boolean);
+  const fields = text.split(/[ \t\n\r\x0b\x0c\x1c-\x1f]+/).filter(Boolean); // python's str.split()
   if (fields.length === 2 && isSha256(fields[0]) && fields[1].replace(/^\*+/, '') === path.basename(file)) {
     return fields[0];
   }

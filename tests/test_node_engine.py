@@ -322,3 +322,20 @@ def test_a_node_restore_that_meets_a_locked_database_waits_instead_of_copying_no
     data |= scripted.node_proof(data)
     assert data["ok"], data["problems"]
     assert engine.count_rows(live, live=True)["steps"] == made.tables["steps"]
+
+
+@pytest.mark.parametrize("sidecar", ["{sha}  {name}\n", "{sha} *{name}", "{sha}\x1f{name}\n",
+                                     "{sha}  {name} extra\n", "{sha}\n", "{sha}  other.db\n",
+                                     "é {sha}  {name}\n"])
+def test_node_reads_a_sha256_sidecar_exactly_as_python_does(tmp_path, app, live, sidecar):
+    backups = tmp_path / "data" / "backups"
+    made = engine.create_backup(live, backups)
+    (backups / f"{made.name}.json").unlink()  # the .sha256 alone decides
+    path = backups / f"{made.name}.sha256"
+    path.unlink()
+    path.write_bytes(sidecar.format(sha=made.sha256, name=made.name).encode())
+    out = run_node(remote.verify_script(str(backups), [made.name], "quick"), app)
+    node_verdict = out.data("verify")[0]
+    python_verdict = engine.verify_backup(backups / made.name, "quick")
+    assert (node_verdict["ok"], node_verdict["recorded_sha256"], node_verdict["problems"]) == (
+        python_verdict.ok, python_verdict.recorded_sha256, python_verdict.problems)
