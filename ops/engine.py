@@ -1756,6 +1756,10 @@ def move_aside(live, when: dt.datetime) -> list[str]:
     a new database under it. Raises if anything still has a live name afterwards."""
     live = Path(live)
     aside = aside_name(live, when)
+    for n in range(2, 100):  # a name none of the four files has (two restores in a second)
+        if not any(os.path.lexists(f"{aside}{suffix}") for suffix in (*SIDE_FILES, "")):
+            break
+        aside = aside_name(live, when).with_name(f"{aside_name(live, when).name}-{n}")
     moved = []
     for suffix in (*SIDE_FILES, ""):
         src, dst = Path(f"{live}{suffix}"), Path(f"{aside}{suffix}")

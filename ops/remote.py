@@ -169,10 +169,12 @@ def backup_script(db: str, directory: str, *, check: str, remote_command: str = 
         other = f"echo {STRATEGY_MARK}=remote_command\n" + _app_command(directory, remote_command)
     else:
         other = f"echo {STRATEGY_MARK}=none"
-    return _choose(_engine(*engine_args), _sqlite_backup(db, directory, check, lock_wait), other)
+    return _choose(_engine(*engine_args),
+                   _sqlite_backup(db, directory, check, lock_wait, content_hash), other)
 
 
-def _sqlite_backup(db: str, directory: str, check: str, lock_wait: float = 0) -> str:
+def _sqlite_backup(db: str, directory: str, check: str, lock_wait: float = 0,
+                   content_hash: bool = True) -> str:
     """The engine's procedure with the sqlite3 CLI: the same checks, lock and verdicts.
 
     ``BEGIN`` plus a read holds one read transaction across the CLI's 100-page
@@ -227,13 +229,41 @@ wait "$hashing" || fail error "sha256sum of the new backup failed"
 set -- $(cat "$sums") x; sum=$1
 case $sum in *[!0-9a-f]*|"") fail error "sha256sum of the new backup printed no checksum";; esac
 [ ${{#sum}} -eq 64 ] || fail error "sha256sum of the new backup printed no checksum"
+{_sqlite_record(content_hash)}
 created=$(echo "$name" | sed 's/steps-\\(.*\\)T\\(..\\)-\\(..\\)-\\(..\\)\\.db/\\1T\\2:\\3:\\4Z/')
-meta=$(printf '"name": "%s", "path": "%s", "created": "%s", "size": %s, "sha256": "%s", "check": "{check}"' "$name" "$dir/$name" "$created" "$size" "$sum")
+meta=$(printf '"name": "%s", "path": "%s", "created": "%s", "size": %s, "sha256": "%s", "check": "{check}"%s' "$name" "$dir/$name" "$created" "$size" "$sum" "$content")
 place "$sum  $name" "$dir/$name.sha256"
 place "{{$meta, \\"strategy\\": \\"sqlite3\\"}}" "$dir/$name.json"
 ln -n "$tmp" "$dir/$name" 2>/dev/null || fail exists "backup $name already exists in $dir"
 published=1
 printf '{RESULT_MARK} {{"ok": true, "data": {{%s}}}}\\n' "$meta\""""
+
+
+# one statement that counts each user table's rows, as a JSON object (engine._user_tables)
+COUNTS_SQL = ("SELECT 'SELECT json_object(' || group_concat(quote(name) || ', (SELECT count(*) "
+              "FROM \"' || replace(name, '\"', '\"\"') || '\")', ', ') || ');' FROM sqlite_master "
+              "WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+              "AND coalesce(sql, '') NOT LIKE 'CREATE VIRTUAL%'")
+
+
+def _sqlite_record(content_hash: bool) -> str:
+    """What a sqlite3 backup records beside its checksum, like the engine's: row counts
+    per table and the json-2 content hash (``backup.content_hash: false``, or a sqlite3
+    without JSON or math functions: counts with ``"content_sha256": null``). Sets
+    ``$content`` (empty when the counts cannot be read: then nothing is recorded)."""
+    return f"""{CONTENT_HASH}
+content=
+q=$(sqlite3 -readonly -batch "$ro" {shlex.quote(COUNTS_SQL)} </dev/null 2>/dev/null) || q=-
+tables=
+case $q in -) ;; "") tables="{{}}";; *) tables=$(printf '%s\n' "$q" | sqlite3 -readonly -batch "$ro" 2>/dev/null);; esac
+case $tables in "{{"*"}}")
+  ch=-; [ {int(content_hash)} = 1 ] && {{ ch=$(content_hash "$ro") || ch=-; }}
+  if [ "$ch" != - ]; then
+    content=$(printf ', "tables": %s, "content_sha256": "%s", "content_format": "{engine.CONTENT_FORMAT}"' "$tables" "$ch")
+  else
+    content=$(printf ', "tables": %s, "content_sha256": null' "$tables")
+  fi;;
+esac"""
 
 
 def _app_command(directory: str, command: str) -> str:

@@ -78,8 +78,8 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
         steps.append(Step("choose", f"find backup {what} in {directory} on the machine", (ssh,)))
     steps += [
         Step("restore", f"on the machine (python3, else node, else sqlite3): verify the "
-             f"backup, safety backup, restore into {db} through the backup API, "
-             "integrity_check, row counts",
+             f"backup, safety backup, restore into {db} through the backup API, prove it "
+             "against the backup (integrity_check, row counts, content hash)",
              (ssh,)),
         Step("restart", "restart the app's machine (skipped while emergency-stopped: "
              "then run invoke emergency.resume)", (tuple(fly.machine_restart(app, MACHINE)),)),
@@ -103,8 +103,8 @@ def _host_plan(o: RestoreOptions, what: str, *, db: str, directory: str) -> list
         steps.append(Step("choose", f"find backup {what} in {directory} on {o.host}"))
     return steps + [
         Step("restore", f"on {o.host} (python3, else node, else sqlite3): verify the "
-             f"backup, safety backup, restore into {db} through the backup API, "
-             "integrity_check, row counts"),
+             f"backup, safety backup, restore into {db} through the backup API, prove it "
+             "against the backup (integrity_check, row counts, content hash)"),
         Step("record", "append the restore to the audit log"),
     ]
 
@@ -204,6 +204,8 @@ class Restore:
         backup and the safety backup now, and say and record what it holds."""
         if self.restoring is None:
             return
+        if self.restoring[0] == "remote":
+            return self._settled_remote(signal_name, self.restoring[1])
         backup, db, safety = self.restoring
         try:
             proof = engine.live_holds(db, backup, safety)
@@ -227,6 +229,27 @@ class Restore:
             self.ui.warn(f"{signal_name} during the restore: the live database holds neither "
                          f"backup {name} nor its content from before: "
                          + "; ".join(engine.proof_problems(proof)))
+
+    def _settled_remote(self, signal_name: str, name: str) -> None:
+        """Interrupted while the machine restored: ask it what the live database holds now
+        (its restore may have stopped, or may still be running)."""
+        self.record["interrupted"] = signal_name
+        try:
+            holds = self.target.holds(name)
+        except (OpsError, EngineError) as exc:
+            self.ui.warn(f"{signal_name} during the restore on the machine; could not ask it "
+                         f"what the live database holds: {exc}")
+            return
+        self.record["holds"] = holds
+        if holds == "backup":
+            self.record["outcome"] = "ok"
+            self.ui.info(f"{signal_name} during the restore on the machine: its live database "
+                         f"now holds backup {name}'s content")
+        else:
+            self.ui.warn(f"{signal_name} during the restore on the machine: its live database "
+                         f"does not hold backup {name}'s content now (its restore stopped "
+                         "before the copy, or is still running: look again with "
+                         "`invoke backup.list` and the audit log before retrying)")
 
     def _where(self) -> str:
         s = self.settings
@@ -332,6 +355,7 @@ class Restore:
                        "stopped: --app-stopped)"])
         with engine.file_lock(directory / engine.RESTORE_LOCK, s.lock_wait, "another restore"), \
                 engine.backup_lock(directory, s.lock_wait):
+            self.restoring = (chosen.path, db, None)
             done = self._step("restore", f"restore {chosen.name} into the {state} {db}",
                               lambda: _placed(engine.replace_broken_live(
                                   chosen.path, db, state, check=s.check)))
@@ -341,6 +365,7 @@ class Restore:
                 self.ui.info(_kept(done["moved_aside"], "here"))
             self._step("check", f"prove the restore: {db} against {chosen.name}",
                        lambda: (self._proven(done["proof"]), engine.proof_summary(done["proof"])))
+            self.restoring = None
         self._show_counts()
 
     def _prove(self, backup, db: Path, snapshot: dict, safety: dict):
@@ -374,6 +399,10 @@ class Restore:
     # -- on the Fly machine or an SSH host
     def _on_target(self) -> None:
         o, s, target = self.options, self.settings, self.target
+        if o.production and o.app_stopped:
+            raise OpsError("--app-stopped is for a local database or --host; on Fly, stop "
+                           "the app with `invoke emergency.stop` (its marker says it is "
+                           "stopped), then restore", ExitCode.USAGE)
         if o.from_path and not Path(o.from_path).is_file():
             raise OpsError(f"--from: no such file: {o.from_path}", ExitCode.NOT_FOUND)
         stopped = False
@@ -424,11 +453,12 @@ class Restore:
                 "with backup " + describe_backup(name, chosen.created, chosen.size,
                                                  counts.get("backup"), now),
             ])
+        self.restoring = ("remote", name)
         data = self._step("restore", f"restore {name} on the machine", lambda: self._remote(
-            name, app_stopped=stopped or o.app_stopped))
+            name, app_stopped=stopped if o.production else o.app_stopped))
+        self.restoring = None
         if o.production:
             self._settle(stopped)
-        self._proven(data.get("proof"))
         if not data["ok"]:
             raise OpsError(f"the live database failed {s.check}_check after the restore: "
                            f"{data['problems'][0]}", ExitCode.VERIFY_FAILED)
@@ -475,7 +505,8 @@ class Restore:
                            tables_after=data.get("tables_after"),
                            strategy=data.get("strategy"))
         self._show_counts()
-        if data.get("proof"):
+        if data.get("proof"):  # a failed proof fails this step (✗), before any restart
+            self._proven(data["proof"])
             return data, f"[{data['strategy']}] {engine.proof_summary(data['proof'])}"
         check = "ok" if data["ok"] else "FAILED"
         return data, f"[{data['strategy']}] {self.settings.check}_check {check}"

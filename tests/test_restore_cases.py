@@ -10,6 +10,7 @@ a writer holds the database, a corrupt live database, a missing one, hostile fol
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -282,3 +283,47 @@ def test_a_fifo_planted_as_the_record_never_hangs_the_restore(machine):
     assert result.returncode == 0, result
     assert stat.S_ISFIFO(manifest.lstat().st_mode)
     assert content(machine.db) == made.content_sha256
+
+
+# ---------------------------------------------------------------- what each engine records
+
+
+def test_every_engine_records_the_same_row_counts_and_content_hash(machine):
+    """A backup made on the machine records what the engine records here (json-2), so a
+    drill compares its content whichever engine made it."""
+    result = machine.run("backup", "--production", "--json")
+    assert result.returncode == 0, result
+    name = result.json()["backup"]["name"]
+    record = json.loads((machine.backups / f"{name}.json").read_text())
+    tables, digest, fmt = engine.describe_file(machine.backups / name)
+    assert (record["tables"], record["content_sha256"], record["content_format"]) == (
+        tables, digest, fmt)
+    drilled = machine.run("backup.drill", name, "--production", "--json")
+    assert drilled.returncode == 0, drilled
+    assert drilled.json()["recorded_content"] and drilled.json()["differences"] == []
+
+
+def test_the_proof_catches_a_restore_that_silently_did_nothing(site, tmp_path):  # noqa: F811
+    """The machine's sqlite3 drops ``.restore`` and exits 0, as a broken or replaced tool
+    might: nothing but the proof can tell. The restore step fails (✗, exit 5) naming the
+    safety backup, the machine is not restarted, the live database is as it was."""
+    site.world.remove_machine_tools("python3")
+    site.remote_dir = site.backups
+    made = changed_after_backup(site)
+    real = shutil.which("sqlite3")
+    wrapper = tmp_path / "silent-sqlite3"
+    wrapper.write_text('#!/bin/sh\ncase "$*" in *-bail*) case "$*" in *-readonly*) ;; *)\n'
+                       f'  sed "/^\\.restore/d" | exec {real} "$@";; esac;; esac\n'
+                       f'exec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    site.world.remove_machine_tools("sqlite3")
+    site.world.add_machine_tool("sqlite3", wrapper)
+    before = content(site.db)
+    result = restore(site, made.name)
+    line = helpers.assert_one_line_error(result, 5, strict=False)
+    assert "differs from the backup" in line and "still holds its content from before" in line
+    assert "safety backup steps-" in line
+    assert any(x.startswith("✗ restore") for x in result.stderr.splitlines()), result.stderr
+    assert "machine restart" not in " ".join(" ".join(c) for c in site.world.calls())
+    assert content(site.db) == before
+    assert site.audit()[-1]["proof"]["holds"] == "safety"

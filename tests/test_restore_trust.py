@@ -6,6 +6,7 @@ SHA-256 records, deeply nested records, a corrupt or missing live database here.
 from __future__ import annotations
 
 import json
+import os
 import random
 import sqlite3
 from pathlib import Path
@@ -22,7 +23,8 @@ HOOKS = str(Path(__file__).parent / "hooks")
 
 def hooked(**spec) -> dict:
     """Environment for a CLI run with ``spec`` acted out at its exact point."""
-    return {"PYTHONPATH": HOOKS, "OPS_TEST_HOOK": json.dumps(spec)}
+    path = os.pathsep.join(filter(None, [HOOKS, os.environ.get("PYTHONPATH")]))
+    return {"PYTHONPATH": path, "OPS_TEST_HOOK": json.dumps(spec)}
 
 
 def changed_after_backup(db: Path, directory: Path) -> engine.BackupResult:
@@ -175,3 +177,104 @@ def test_a_broken_live_database_here_needs_app_stopped(wal_db, backup_dir, run_i
     kept = next(line for line in result.stderr.splitlines() if line.startswith("Kept"))
     assert kept.startswith("Kept the corrupt database here, never deleted: ")
     assert kept.endswith(main.name) or f"{main.name}," in kept
+
+
+def test_two_corrupt_files_moved_aside_in_one_second_both_stay(tmp_path):
+    live = tmp_path / "steps.db"
+    when = engine.parse_iso("2026-01-01T00:00:00Z")
+    kept = []
+    for text in (b"first", b"second"):
+        live.write_bytes(text)
+        Path(f"{live}-wal").write_bytes(text + b"-wal")
+        kept.append(engine.move_aside(live, when))
+    assert [Path(p).name for p in kept[1]] == ["steps.db.corrupt-2026-01-01T00-00-00Z-2-wal",
+                                               "steps.db.corrupt-2026-01-01T00-00-00Z-2"]
+    assert [Path(p).read_bytes() for p in kept[0] + kept[1]] == [
+        b"first-wal", b"first", b"second-wal", b"second"]
+    assert not live.exists() and not Path(f"{live}-wal").exists()
+
+
+def test_ctrl_c_as_a_missing_database_is_placed_says_it_was_restored(
+        wal_db, backup_dir, run_invoke):
+    made = engine.create_backup(wal_db, backup_dir)
+    for path in wal_db.parent.glob("steps.db*"):
+        path.unlink()
+    result = run_invoke("restore", made.name, "--yes", "--app-stopped", "--json",
+                        env=hooked(wrap="replace_broken_live", when="after", signal="SIGINT"))
+    assert result.returncode == 130, result
+    assert "SIGINT came after the copy: the live database holds backup" in result.stderr
+    assert result.json()["holds"] == "backup" and result.json()["outcome"] == "ok"
+    assert content(wal_db) == made.content_sha256
+
+
+# ---------------------------------------------------------------- the proof's verdict, as data
+
+A, B, C = "a" * 64, "b" * 64, "c" * 64
+
+
+@pytest.mark.parametrize("live,backup,safety,tables,ok,holds,words", [
+    (A, A, None, {"t": 2}, True, "backup", None),
+    (A, A, None, {"t": 9}, True, "backup", None),  # counts read later (sqlite3 CLI): the hash rules
+    (B, A, B, {"t": 1}, False, "safety", "still holds its content from before"),
+    (C, A, B, {"t": 2}, False, "other", "holds neither"),
+    (None, None, None, {"t": 1}, False, "other", "table t: backup 2 rows, live 1 rows"),
+    (None, None, None, {"t": 2}, True, "backup", None),  # no hash anywhere: counts only
+])
+def test_the_proof_judges_every_engine_alike(live, backup, safety, tables, ok, holds, words):
+    proof = engine.judge_proof(check="integrity", check_problems=[], tables=tables,
+                               backup_tables={"t": 2}, content_sha256=live,
+                               backup_content_sha256=backup, content_format="json-2",
+                               safety_sha256=safety)
+    assert (proof["ok"], proof["holds"]) == (ok, holds)
+    problems = engine.proof_problems(proof)
+    assert (words in problems[0]) if words else problems == []
+
+
+def test_a_failed_check_fails_the_proof_whatever_the_content():
+    proof = engine.judge_proof(check="integrity", check_problems=["row 3 missing from index"],
+                               tables={"t": 2}, backup_tables={"t": 2}, content_sha256=A,
+                               backup_content_sha256=A, content_format="json-2")
+    assert not proof["ok"] and proof["holds"] == "backup"
+    assert engine.proof_problems(proof) == [
+        "the live database failed integrity_check after the restore: row 3 missing from index"]
+
+
+@pytest.mark.parametrize("moment", ["before", "after"])
+def test_kill_9_while_a_corrupt_database_is_replaced_loses_nothing(
+        wal_db, backup_dir, run_invoke, moment):
+    """kill -9 right after the corrupt file is moved aside (nothing placed yet) or right
+    after the backup is placed: the corrupt file is kept either way, and running the same
+    restore again ends with a proven live database."""
+    made = engine.create_backup(wal_db, backup_dir)
+    garble(wal_db)
+    corrupt = helpers.sha256(wal_db)
+    killed = run_invoke("restore", made.name, "--yes", "--app-stopped",
+                        env=hooked(wrap="place_restored", when=moment, signal="SIGKILL"))
+    assert killed.returncode == -9, killed
+    main = next(p for p in wal_db.parent.glob("steps.db.corrupt-*") if p.name.endswith("Z"))
+    assert helpers.sha256(main) == corrupt
+    assert wal_db.exists() == (moment == "after")
+    again = run_invoke("restore", made.name, "--yes", "--app-stopped", "--json")
+    assert again.returncode == 0, again
+    assert again.json()["proof"]["ok"]
+    assert content(wal_db) == made.content_sha256
+    assert helpers.sha256(main) == corrupt
+
+
+@pytest.mark.parametrize("when", ["after", "before"])
+def test_ctrl_c_during_a_restore_on_the_machine_asks_it_what_it_holds(prod, when):  # noqa: F811
+    made = changed_after_backup(prod.db, prod.remote_dir)
+    before = content(prod.db)
+    result = prod.run("restore", made.name, "--production", "--yes", "--json",
+                      env=hooked(wrap="ops.targets.scripted:ScriptedTarget.restore",
+                                 when=when, signal="SIGINT"))
+    assert result.returncode == 130, result
+    record = result.json()
+    if when == "after":
+        assert f"its live database now holds backup {made.name}'s content" in result.stderr
+        assert (record["holds"], record["outcome"]) == ("backup", "ok")
+        assert content(prod.db) == made.content_sha256
+    else:
+        assert "does not hold backup" in result.stderr
+        assert (record["holds"], record["outcome"]) == ("other", "interrupted")
+        assert content(prod.db) == before

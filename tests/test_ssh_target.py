@@ -151,3 +151,19 @@ def test_one_connection_serves_the_whole_run(host, run_invoke):
     made = run_invoke("backup", "--host", host["addr"], env=host["env"])  # backup + retention
     assert made.returncode == 0, made.stderr
     assert log.read_text().count("Accepted publickey") == logins + 1
+
+
+@pytest.mark.parametrize("port", ["addr", "no_python"])  # python3 engine, sqlite3 CLI
+def test_a_missing_database_on_an_ssh_host_needs_app_stopped(host, run_invoke, port):
+    made = engine.create_backup(host["db"], host["dir"])
+    for path in host["db"].parent.glob("steps.db*"):
+        path.unlink()
+    refused = run_invoke("restore", made.name, "--host", host[port], "--yes", env=host["env"])
+    assert refused.returncode == 2, refused
+    assert "is missing" in refused.stderr and "--app-stopped" in refused.stderr
+    assert not host["db"].exists()
+    done = run_invoke("restore", made.name, "--host", host[port], "--yes", "--app-stopped",
+                      "--json", env=host["env"])
+    assert done.returncode == 0, done
+    assert done.json()["proof"]["ok"] and done.json()["live_state"] == "missing"
+    assert engine.describe_file(host["db"], live=True)[1] == made.content_sha256

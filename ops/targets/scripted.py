@@ -339,6 +339,17 @@ class ScriptedTarget:
             data = data | node_proof(data)
         return data | {"strategy": output.strategy}
 
+    def holds(self, name: str) -> str:
+        """Whether the live database holds backup ``name``'s content now: ``backup`` or
+        ``other`` (after an interrupted restore; ``remote.holds_script``)."""
+        output = self._run(remote.holds_script(self.db, self.dir, name), engine_source=True,
+                           timeout=self.session.deadline(), what="a look at the live database")
+        if output.strategy == "python3":
+            return output.data("a look at the live database")["holds"]
+        hashes = _hashes(output.entries)
+        same = hashes.get("now") and hashes.get("now") == hashes.get("backup")
+        return "backup" if same else "other"
+
     def _holds(self, name: str, safety: str) -> str:
         """Which content the live database holds (``remote.holds_script``), as a clause."""
         try:

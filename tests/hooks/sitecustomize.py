@@ -3,7 +3,8 @@
 ``OPS_TEST_HOOK`` (JSON) says which ``ops.engine`` function to wrap and what to do at an
 exact point of a real run: ``{"wrap": "restore_live", "when": "after", "signal": "SIGINT"}``
 sends the process a real signal as the copy returns; ``{"wrap": "verify_copy", "when":
-"after", "tamper": PATH}`` rewrites PATH's bytes right after its check. Nothing here
+"after", "tamper": PATH}`` rewrites PATH's bytes right after its check; a name
+``module:Class.method`` wraps that method instead. Nothing here
 runs unless the variable is set.
 """
 
@@ -30,10 +31,19 @@ if _SPEC:
             conn.commit()
             conn.close()
 
+    import importlib
+
     for name in spec["wrap"].split(","):
-        if not hasattr(engine, name):
+        owner = engine  # "function" of ops.engine, or "module:Class.method"
+        if ":" in name:
+            module, _, dotted = name.partition(":")
+            owner = importlib.import_module(module)
+            *parents, name = dotted.split(".")
+            for parent in parents:
+                owner = getattr(owner, parent)
+        if not hasattr(owner, name):
             continue
-        real = getattr(engine, name)
+        real = getattr(owner, name)
 
         def wrapped(*args, _real=real, **kwargs):
             if spec.get("when") == "before":
@@ -43,4 +53,4 @@ if _SPEC:
                 _act()
             return result
 
-        setattr(engine, name, functools.wraps(real)(wrapped))
+        setattr(owner, name, functools.wraps(real)(wrapped))
