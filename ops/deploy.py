@@ -175,6 +175,11 @@ def look_up(settings, o: DeployOptions) -> Known:
     `auth whoami`, `volumes list`, `machine list`, `releases`); never a call that changes
     anything. Each reason a real run would stop at preflight goes into ``problems``."""
     known = Known()
+    if o.rollback_to is None:
+        try:
+            fly.build_source(o.config, o.workdir or Path.cwd(), o.image, o.extra)
+        except OpsError as exc:
+            known.problems.append(str(exc))
     try:
         runner = fly.Fly(settings.flyctl(), timeout=settings.fly_timeout)
         runner.check_version(known.notes.append)
@@ -498,6 +503,9 @@ class Deployment:
         self.target.check_flyctl()
         self.target.whoami()
         self.settings.fly_toml()
+        if self.options.rollback_to is None:  # a rollback deploys a release's image
+            fly.build_source(self.options.config, self.options.workdir or Path.cwd(),
+                             self.options.image, self.options.extra)
         where = self._production_machine()
         releases = self.target.releases()
         current = self._note_previous(releases)

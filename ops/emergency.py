@@ -28,6 +28,12 @@ MAINTENANCE_CMD = ("sleep", "2147483647")  # GNU and busybox sleep both take it 
 MARKER = ".ops-emergency.json"
 MARK = "__OPS_EMERGENCY__"
 AUTOSTOP_WORDS = ("off", "stop", "suspend")
+# restore.volume's autostart guard records the machine's autostart before it in the
+# machine's own metadata, so a run killed after the guard still knows what to put back.
+AUTOSTART_BEFORE = "ops_autostart_before"
+# emergency.stop's update also writes what the machine ran into its metadata, in the same
+# API call that replaces it: no moment exists where the machine sleeps with no record.
+ORIGINAL_META = "ops_emergency_original"
 
 
 def on_signals(body):
@@ -70,24 +76,25 @@ def autostop_word(value) -> str | None:
 
 
 def _autostart(value) -> bool:
-    """fly-go's ``MachineService.Autostart`` (*bool, omitempty): absent is Fly's default, on."""
-    if value is None:
-        return True
-    if not isinstance(value, bool):
-        raise ValueError(f"autostart is {value!r}, not true/false")
-    return value
+    """fly-go's ``MachineService.Autostart`` (*bool, omitempty): absent is Fly's default,
+    on; anything that is not ``false`` counts as on (the proxy may start it)."""
+    return value is not False
 
 
 def _guest(raw) -> fly.Guest | None:
-    if not raw:
-        return None
+    """``config.guest`` when it is whole; None otherwise (nothing is asked of placement)."""
     if not isinstance(raw, dict):
-        raise ValueError("config.guest is not an object")
+        return None
     kind, cpus, memory = raw.get("cpu_kind"), raw.get("cpus"), raw.get("memory_mb")
-    if not (isinstance(kind, str) and kind and type(cpus) is int and cpus > 0
+    if not (kind in ("shared", "performance") and type(cpus) is int and cpus > 0
             and type(memory) is int and memory > 0):
-        raise ValueError(f"config.guest is {raw!r}")
+        return None
     return fly.Guest(kind, cpus, memory)
+
+
+def _metadata(config: dict) -> dict:
+    found = config.get("metadata")
+    return found if isinstance(found, dict) else {}
 
 
 def _words(value, what: str) -> tuple[str, ...] | None:
@@ -115,6 +122,8 @@ class MachineView:
     mounts: tuple[tuple[str, str], ...]  # (volume id, path)
     autostarts: tuple[bool, ...] = ()  # each service's autostart (missing: Fly's true)
     guest: fly.Guest | None = None
+    autostart_before: bool | None = None  # metadata a restore.volume guard left (see there)
+    recorded_original: str = ""  # metadata emergency.stop's update left (JSON), "" if none
 
     @classmethod
     def parse(cls, raw: dict) -> MachineView:
@@ -133,6 +142,9 @@ class MachineView:
                          for m in config.get("mounts") or []),
             autostarts=tuple(_autostart(s.get("autostart")) for s in services),
             guest=_guest(config.get("guest")),
+            autostart_before={"true": True, "false": False}.get(
+                str(_metadata(config).get(AUTOSTART_BEFORE))),
+            recorded_original=str(_metadata(config).get(ORIGINAL_META) or ""),
         )
 
     @property
@@ -193,6 +205,9 @@ class Original:
     def as_data(self) -> dict:
         return {"cmd": list(self.cmd) if self.cmd else None, "autostop": self.autostop}
 
+    def as_json(self) -> str:
+        return json.dumps(self.as_data(), sort_keys=True, separators=(",", ":"))
+
     @classmethod
     def from_data(cls, data) -> Original:
         """From the marker on the volume or the audit log: checked, it came from outside."""
@@ -248,16 +263,21 @@ def ssh_shown(app: str, machine: str, what: str) -> tuple[str, ...]:
 
 def plan_stop(app: str, machine: MachineView, original: Original, marker: str,
               db: str) -> list[Step]:
-    """The intent is recorded on the volume before anything changes, so a stop killed
-    between the update and its end still tells resume what the machine ran."""
+    """The intent is recorded before anything changes: in the update itself (the machine's
+    metadata, the same API call) and, on a started machine, on the volume first; so a stop
+    killed between the update and its end still tells resume what the machine ran."""
+    record = Step("record", f"record what it runs in {marker}",
+                  ssh_shown(app, machine.id, f"write {marker}"), True)
+    update = Step("update", f"run `{shlex.join(MAINTENANCE_CMD)}` instead of the app on "
+                  f"{machine.id} (was: {original.describe()}; kept in its metadata)",
+                  tuple(fly.machine_update(app, machine.id, command=shlex.join(MAINTENANCE_CMD),
+                                           autostop="off" if original.autostop else None,
+                                           skip_health_checks=True,
+                                           metadata={ORIGINAL_META: original.as_json()})),
+                  True)
+    first = [record, update] if machine.state == "started" else [update, record]
     return [
-        Step("record", f"record what it runs now in {marker} (before changing it)",
-             ssh_shown(app, machine.id, f"write {marker}"), True),
-        Step("update", f"run `{shlex.join(MAINTENANCE_CMD)}` instead of the app on "
-             f"{machine.id} (was: {original.describe()})",
-             tuple(fly.machine_update(app, machine.id, command=shlex.join(MAINTENANCE_CMD),
-                                      autostop="off" if original.autostop else None,
-                                      skip_health_checks=True)), True),
+        *first,
         Step("verify", f"{machine.id} is started and runs the maintenance command",
              tuple(fly.machines_list(app))),
         Step("quiet", f"no process has {db} open",
@@ -271,7 +291,8 @@ def plan_resume(app: str, machine: MachineView, original: Original, marker: str,
         Step("update", f"run the app again on {machine.id} ({original.describe()}), "
              "waiting for its health checks",
              tuple(fly.machine_update(app, machine.id, command=original.command_flag(),
-                                      autostop=original.autostop)), True),
+                                      autostop=original.autostop,
+                                      metadata={ORIGINAL_META: ""})), True),
         Step("verify", f"{machine.id} is started and no longer runs the maintenance command",
              tuple(fly.machines_list(app))),
         Step("clear", f"remove {marker}", ssh_shown(app, machine.id, f"remove {marker}"), True),
@@ -332,7 +353,7 @@ def parse_marker(stdout: str) -> dict | None:
         if line.startswith(MARK + " "):
             try:
                 data = json.loads(line[len(MARK) + 1:])
-            except ValueError:
+            except (ValueError, RecursionError):  # a planted `[[[[...` marker
                 return None
             return data if isinstance(data, dict) else None
     return None
@@ -357,6 +378,7 @@ class Runner:
     record: dict = field(default_factory=dict)
     manual: dict = field(default_factory=dict)
     fill: object = None  # step -> step with the values learnt so far (restore.volume)
+    on_failure: object = None  # () -> None: adds to the record before it is written
 
     def start(self, **extra) -> None:
         self.record = {"kind": self.kind, "who": audit.who(), "when": now(), "app": self.app,
@@ -397,6 +419,8 @@ class Runner:
             raise
         finally:
             self.record["finished"] = now()
+            if self.record.get("outcome") != "ok" and self.on_failure:
+                self.on_failure()
             try:
                 audit.append(self.audit_log, self.record)
             except OSError as exc:

@@ -18,7 +18,7 @@ import re
 import signal
 import subprocess
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ops.errors import ExitCode, OpsError
 
@@ -86,6 +86,17 @@ def _field(raw, key: str, kind: type, *, required: bool = False, optional: bool 
     return value
 
 
+def by_age(snapshots: list[Snapshot]) -> list[Snapshot]:
+    """Oldest first; one still running (zero ``created_at``) counts as the newest."""
+    return sorted(snapshots, key=lambda snap: (is_zero_time(snap.created_at), snap.created_at))
+
+
+def same_name(volumes: list[Volume], current: Volume) -> list[Volume]:
+    """``current`` first, then the app's other volumes of its name (its predecessors)."""
+    return [current, *(vol for vol in volumes if vol.name == current.name
+                       and vol.id != current.id)]
+
+
 def is_zero_time(stamp: str) -> bool:
     """Go's zero time (a snapshot still running has no creation time yet)."""
     return not stamp or stamp.startswith("0001-01-01")
@@ -125,6 +136,7 @@ class Snapshot:
     created_at: str
     retention_days: int | None
     digest: str = ""
+    volume: str = ""  # the volume it is a snapshot of (set by ``Fly.snapshots``)
 
     @classmethod
     def parse(cls, raw: dict) -> Snapshot:
@@ -288,6 +300,53 @@ def deploy(
     return argv + list(extra)
 
 
+def build_source(config: str | os.PathLike, workdir: str | os.PathLike,
+                 image: str | None, extra: tuple[str, ...] = ()) -> str:
+    """What `fly deploy` will deploy, or an OpsError (exit 10) when it would have nothing
+    and fail at its build, after our backup and snapshot (internal/command/deploy/
+    deploy_build.go ``determineImage``): an image (``--image``, fly.toml ``[build] image``),
+    a Dockerfile (fly.toml ``[build] dockerfile``, relative to fly.toml's folder, or
+    ``--dockerfile``), a builder (``[build] builder``/``buildpacks``, ``--nixpacks``), else
+    ``Dockerfile`` or ``dockerfile`` in the working directory (imgsrc ``ResolveDockerfile``:
+    never fly.toml's folder unless that is where flyctl runs)."""
+    import tomllib
+    from pathlib import Path
+
+    if image or any(a in ("-i", "--image") or a.startswith("--image=") for a in extra):
+        return f"image {image}" if image else "image (--image after --)"
+    if any(a == "--dockerfile" or a.startswith("--dockerfile=") for a in extra):
+        return "the Dockerfile given after --"
+    if any(a == "--nixpacks" or a.startswith("--nixpacks=") for a in extra):
+        return "nixpacks"
+    config = Path(config)
+    try:
+        build = tomllib.loads(config.read_text()).get("build") or {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        build = {}  # fly.toml's own checks report it
+    if not isinstance(build, dict):
+        raise OpsError(f"{config}: [build] must be a table", ExitCode.DEPLOY_ABORTED_PREFLIGHT)
+    if isinstance(build.get("image"), str) and build["image"].strip():
+        return f"image {build['image']} ([build] in {config.name})"
+    dockerfile = build.get("dockerfile")
+    if isinstance(dockerfile, str) and dockerfile.strip():
+        if dockerfile.startswith(("http://", "https://")):
+            return f"Dockerfile {dockerfile}"
+        path = (config.resolve().parent / dockerfile)
+        if not path.is_file():
+            raise OpsError(f"[build] dockerfile = {dockerfile!r} in {config} names no file "
+                           f"({path}): `fly deploy` would fail at its build; nothing was "
+                           "deployed", ExitCode.DEPLOY_ABORTED_PREFLIGHT)
+        return f"Dockerfile {path}"
+    if build.get("builder") or build.get("buildpacks"):
+        return f"builder {build.get('builder') or 'buildpacks'}"
+    for name in ("Dockerfile", "dockerfile"):
+        if (Path(workdir) / name).is_file():
+            return f"{name} in {workdir}"
+    raise OpsError(f"`fly deploy` would have nothing to build: no Dockerfile in {workdir} (its "
+                   f"build context), no [build] image, dockerfile or builder in {config}, and "
+                   "no --image; nothing was deployed", ExitCode.DEPLOY_ABORTED_PREFLIGHT)
+
+
 # ------------------------------------------------------------------ restore
 
 
@@ -308,7 +367,8 @@ def sftp_put(app: str, machine: str, local_path: str, remote_path: str) -> list[
 
 def machine_update(app: str, machine: str, *, command: str | None = None,
                    autostop: str | None = None, autostart: bool | None = None,
-                   skip_start: bool = False, skip_health_checks: bool = False) -> list[str]:
+                   skip_start: bool = False, skip_health_checks: bool = False,
+                   metadata: dict[str, str] | None = None) -> list[str]:
     """``command=""`` clears the command override (the image's CMD runs again).
 
     ``autostart=False`` keeps Fly's proxy from starting the machine (every service);
@@ -324,6 +384,8 @@ def machine_update(app: str, machine: str, *, command: str | None = None,
         argv.append("--skip-start")
     if skip_health_checks:
         argv.append("--skip-health-checks")
+    for key, value in (metadata or {}).items():  # -m/--metadata K=V (run.go parseKVFlag)
+        argv += ["-m", f"{key}={value}"]
     return argv + ["--yes"]
 
 
@@ -502,8 +564,15 @@ class Fly:
 
     def snapshots(self, app: str, volume: str) -> list[Snapshot]:
         """Oldest first; one still running (zero ``created_at``) is the newest."""
-        found = self._parsed(snapshots_list(app, volume), Snapshot)
-        return sorted(found, key=lambda snap: (is_zero_time(snap.created_at), snap.created_at))
+        found = [replace(snap, volume=volume)
+                 for snap in self._parsed(snapshots_list(app, volume), Snapshot)]
+        return by_age(found)
+
+    def app_snapshots(self, app: str, volumes: list[Volume]) -> list[Snapshot]:
+        """The snapshots of each of these volumes (e.g. the production volume and the app's
+        earlier volumes of the same name, which a restore.volume leaves behind), oldest
+        first, each naming its volume."""
+        return by_age([snap for vol in volumes for snap in self.snapshots(app, vol.id)])
 
     def releases(self, app: str) -> list[Release]:
         found = self._parsed(releases(app), Release)

@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 
 from ops import fly
-from ops.emergency import MachineView, Step
+from ops.emergency import AUTOSTART_BEFORE, MachineView, Step
 from ops.errors import ExitCode, OpsError
 
 GIB = 1024**3
@@ -44,18 +44,25 @@ NEW_MACHINE = "<new_machine>"
 CREATED = re.compile(r"Machine (\S+) has been created")
 
 
-def pick_snapshot(snapshots: list[fly.Snapshot], which: str, volume: str) -> fly.Snapshot:
-    """``latest``: the newest finished snapshot; else the one with that id, finished."""
+def pick_snapshot(snapshots: list[fly.Snapshot], which: str, volume: str,
+                  earlier: list[fly.Snapshot] = ()) -> fly.Snapshot:
+    """``latest``: the production volume's newest finished snapshot (never an earlier
+    volume's: that may hold the data a restore.volume moved away from); else the one with
+    that id, finished, of the production volume or of an earlier volume of its name."""
     done = sorted((s for s in snapshots if s.id and s.status == "created"),
                   key=lambda s: s.created_at)
     if which == "latest":
         if not done:
-            raise OpsError(f"volume {volume} has no finished snapshot", ExitCode.NOT_FOUND)
+            raise OpsError(f"volume {volume} has no finished snapshot"
+                           + (" (earlier volumes' snapshots can be named by id: "
+                              "invoke backup.snapshots)" if earlier else ""),
+                           ExitCode.NOT_FOUND)
         return done[-1]
-    found = next((s for s in snapshots if s.id == which), None)
+    found = next((s for s in [*snapshots, *earlier] if s.id == which), None)
     if found is None:
         known = ", ".join(s.id for s in reversed(done[-5:])) or "none"
-        raise OpsError(f"no snapshot {which} of volume {volume} (newest: {known})",
+        raise OpsError(f"no snapshot {which} of volume {volume} or an earlier volume of its "
+                       f"name (newest: {known}; all: invoke backup.snapshots)",
                        ExitCode.NOT_FOUND)
     if found.status != "created":
         raise OpsError(f"snapshot {which} is {found.status or 'not finished'}, not created",
@@ -83,13 +90,18 @@ class Resolved:
 
     @property
     def autostart(self) -> bool:
-        """Whether the old machine's services autostart (what go-back puts back)."""
-        return any(self.machine.autostarts)
+        """Whether the old machine's services autostarted before any guard (what go-back
+        and the clone put back): while a guard from an earlier run is on (every service
+        off), the value that guard recorded in the machine's metadata."""
+        m = self.machine
+        if m.autostart_before is not None and not any(m.autostarts):
+            return m.autostart_before
+        return any(m.autostarts)
 
 
 def resolve(app: str, name: str, volume: fly.Volume, machine: MachineView,
             snapshots: list[fly.Snapshot], which: str,
-            volumes: list[fly.Volume]) -> Resolved:
+            volumes: list[fly.Volume], earlier: list[fly.Snapshot] = ()) -> Resolved:
     """Check that a clone can work at all; refuse before anything changes."""
     if machine.in_maintenance:
         raise OpsError(f"machine {machine.id} is emergency-stopped and a clone would inherit "
@@ -108,7 +120,7 @@ def resolve(app: str, name: str, volume: fly.Volume, machine: MachineView,
         raise OpsError(f"the services of {machine.id} autostart differently; one --autostart "
                        "value cannot put them back after the restore: set them alike first",
                        ExitCode.USAGE)
-    snapshot = pick_snapshot(snapshots, which, volume.id)
+    snapshot = pick_snapshot(snapshots, which, volume.id, list(earlier))
     strays = tuple(v.id for v in volumes
                    if v.name == name and not v.attached_machine_id and v.id != volume.id)
     return Resolved(app, name, machine.mounts[0][1], machine, volume, snapshot,
@@ -134,7 +146,9 @@ def plan(r: Resolved, health_url: str) -> list[Step]:
              tuple(fly.volumes_list(r.app))),
         Step("guard", f"autostart guard: Fly's proxy must never start {m.id} again "
              "(autostart off; left stopped)",
-             tuple(fly.machine_update(r.app, m.id, autostart=False, skip_start=True)), True),
+             tuple(fly.machine_update(
+                 r.app, m.id, autostart=False, skip_start=True,
+                 metadata={AUTOSTART_BEFORE: "true" if r.autostart else "false"})), True),
         Step("stop_old", f"wait until {m.id} is `stopped` (kept, with {v.id})",
              tuple(fly.machine_stop(r.app, m.id)), True),
         Step("clone", f"clone {m.id} onto {NEW_VOLUME} at {r.path} -> {NEW_MACHINE}, waiting "
@@ -266,8 +280,21 @@ class Execution:
 
     def guard(self, step: Step) -> str:
         self.guarded = True  # sent: from here on, a failure says how to go back
-        self.runner.run(list(step.argv))
+        try:
+            self.runner.run(list(step.argv))
+        except fly.FlyError:
+            self.guarded = self.touched()  # e.g. a lease held elsewhere: nothing changed
+            raise
         return f"{self.resolved.machine.id}: autostart off"
+
+    def touched(self) -> bool:
+        """After a failed guard: did it change the old machine? (True when unsure)"""
+        try:
+            old = next((m for m in self.machines() if m.id == self.resolved.machine.id), None)
+        except OpsError:
+            return True
+        return old is None or old.state != self.resolved.machine.state \
+            or old.autostarts != self.resolved.machine.autostarts
 
     def stop_old(self, step: Step) -> str:
         """``fly machine stop`` when it is not stopped yet, then poll until ``stopped``."""
@@ -278,7 +305,8 @@ class Execution:
         if state != "stopping":
             self.runner.run(list(step.argv))
         seen = self._poll(lambda: self._machine_state(old), ("stopped",),
-                          ("started", "stopping", "starting", "replacing", "updating"),
+                          ("started", "stopping", "starting", "replacing", "updating",
+                           "suspending", "suspended"),
                           self.stop_timeout, f"machine {old}", "fly.timeout")
         return f"{old} {seen}"
 

@@ -24,9 +24,19 @@ APP, MID, VOL = DEFAULT_APP, DEFAULT_MACHINE_ID, DEFAULT_VOLUME_ID
 SLEEP = "sleep 2147483647"
 LISTS = [["volumes", "list", "-a", APP, "--json"], ["machine", "list", "-a", APP, "--json"]]
 READS = [["version", "--json"], *LISTS]  # flyctl's version is checked first (issue 19 #5)
-STOP = ["machine", "update", MID, "-a", APP, "--command", SLEEP, "--autostop=off",
-        "--skip-health-checks", "--yes"]
-RESUME = ["machine", "update", MID, "-a", APP, "--command", "", "--autostop=stop", "--yes"]
+CLEAR = ["-m", "ops_emergency_original="]  # resume clears what the stop's update recorded
+
+
+def stop_argv(cmd=None, autostop="stop") -> list[str]:
+    """The stop's update: it records the original in the machine's metadata, same call."""
+    original = json.dumps({"autostop": autostop, "cmd": cmd}, separators=(",", ":"))
+    return ["machine", "update", MID, "-a", APP, "--command", SLEEP, "--autostop=off",
+            "--skip-health-checks", "-m", f"ops_emergency_original={original}", "--yes"]
+
+
+STOP = stop_argv()
+RESUME = ["machine", "update", MID, "-a", APP, "--command", "", "--autostop=stop", *CLEAR,
+          "--yes"]
 
 
 def marker(site):
@@ -77,7 +87,7 @@ def test_stop_then_resume_undoes_exactly_what_stop_did(site, cmd, autostop):
     stopped = site.run("emergency.stop", "--yes", "--json")
 
     assert stopped.returncode == 0, stopped
-    update = STOP
+    update = stop_argv(cmd, word)
     assert calls(site) == [*READS, ["ssh", "write marker"], update, LISTS[1],
                            ["ssh", "open handles"]]  # the intent is recorded before acting
     now = site.world.machine(MID)
@@ -95,10 +105,12 @@ def test_stop_then_resume_undoes_exactly_what_stop_did(site, cmd, autostop):
 
     assert resumed.returncode == 0, resumed
     back = ["machine", "update", MID, "-a", APP, "--command", shlex.join(cmd) if cmd else "",
-            f"--autostop={word}", "--yes"]
+            f"--autostop={word}", *CLEAR, "--yes"]
     assert calls(site) == [*READS, ["ssh", "read marker"], back, LISTS[1],
                            ["ssh", "remove marker"]]
-    assert config(site) == before  # exactly what it was, command and autostop
+    after = config(site)  # exactly what it was, command and autostop; flyctl cannot delete
+    assert after["metadata"].pop("ops_emergency_original") == ""  # a metadata key: emptied
+    assert after == before
     assert site.world.machine(MID)["state"] == "started"
     assert not marker(site).exists()
     kinds = [(entry["kind"], entry["outcome"]) for entry in site.audit()]
@@ -131,8 +143,8 @@ def test_apps_without_autostop_are_stopped_without_touching_it(site):
     updates = [argv for argv in site.world.calls() if argv[:2] == ["machine", "update"]]
     assert updates == [
         ["machine", "update", MID, "-a", APP, "--command", SLEEP, "--skip-health-checks",
-         "--yes"],
-        ["machine", "update", MID, "-a", APP, "--command", "", "--yes"],
+         "-m", 'ops_emergency_original={"autostop":null,"cmd":null}', "--yes"],
+        ["machine", "update", MID, "-a", APP, "--command", "", *CLEAR, "--yes"],
     ]
 
 
@@ -257,11 +269,24 @@ def test_resume_that_does_not_bring_health_back_exits_14(site):
     assert site.audit()[-1]["outcome"] == "health failed"
 
 
-def test_resume_without_the_marker_uses_the_audit_log_else_says_what_to_do(site, tmp_path):
+def test_resume_without_the_marker_uses_the_metadata_then_the_audit_log(site, tmp_path):
+    set_machine(site, cmd=["node", "src/server.js"])
     assert site.run("emergency.stop", "--yes").returncode == 0
     marker(site).unlink()
-
     elsewhere = {"INVOKE_DEPLOY_AUDIT_LOG": str(tmp_path / "other.jsonl")}
+
+    resumed = site.run("emergency.resume", "--yes", env=elsewhere)  # what the update wrote
+    assert resumed.returncode == 0, resumed
+    assert "using what the stop recorded in the machine's metadata" in resumed.stderr
+    assert config(site)["init"]["cmd"] == ["node", "src/server.js"]
+
+    set_machine(site, cmd=[])
+    with site.world._mutate() as state:
+        del state["apps"][APP]["machines"][0]["config"]["init"]["cmd"]
+    assert site.run("emergency.stop", "--yes").returncode == 0
+    marker(site).unlink()
+    with site.world._mutate() as state:  # and the metadata gone too
+        state["apps"][APP]["machines"][0]["config"]["metadata"].pop("ops_emergency_original")
     unknown = site.run("emergency.resume", "--yes", env=elsewhere)
     line = helpers.assert_one_line_error(unknown, ExitCode.NOT_FOUND, strict=False)
     assert f"fly machine update {MID} -a {APP} --command 'THAT COMMAND' --yes" in line
@@ -338,3 +363,139 @@ def on_terminal(site, args: list[str], answer: str) -> helpers.InvokeResult:
     code, shown = helpers.on_terminal(args, cwd=site.cwd, env=site.env(), answer=answer,
                                       timeout=30)
     return helpers.InvokeResult(args, code, shown, "")
+
+
+# ---------------------------------------------------------------- issue 19 #4-5, issue 16 #12-13
+
+
+def kill_orphaned_doubles(site) -> None:
+    """The flyctl double processes of this site's world that outlived a killed invoke
+    (flyctl runs in its own session), found by their FLY_DOUBLE_STATE, killed by pid."""
+    import os
+    import signal
+    from pathlib import Path
+
+    wanted = f"FLY_DOUBLE_STATE={site.world.state_path}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            env = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if wanted in env:
+            with __import__("contextlib").suppress(ProcessLookupError):
+                os.kill(int(entry.name), signal.SIGKILL)
+
+
+def signal_while_hung(site, tmp_path, hung: list[str], *args: str, sig=None):
+    """Run ``invoke ARGS`` until the flyctl call ``hung`` (which hangs) is made, send
+    ``sig`` (default SIGTERM) to invoke, and return how it ended (orphans killed)."""
+    import signal
+
+    site.world.hang(hung, seconds=60, until=tmp_path / "never")
+    run = site.start(*args)
+    try:
+        helpers.wait_for(lambda: any(argv[:2] == hung for argv in site.world.calls()),
+                         timeout=30, what=f"the {hung} call")
+        run.proc.send_signal(sig or signal.SIGTERM)
+        return run.finish(timeout=40)
+    finally:
+        kill_orphaned_doubles(site)
+
+
+@pytest.mark.parametrize("hung", [["ssh", "console"], ["machine", "update"]])
+def test_a_stop_killed_at_any_call_never_loses_the_original_command(site, tmp_path, hung):
+    """kill -9 of `invoke emergency.stop` while a flyctl call hangs: afterwards the machine
+    runs its own command, or `emergency.resume` puts it back exactly (16 #12)."""
+    import signal
+
+    set_machine(site, cmd=["node", "src/server.js"], autostops=(True,))
+    signal_while_hung(site, tmp_path, hung, "emergency.stop", "--yes", sig=signal.SIGKILL)
+    site.world.clear_faults()
+
+    if emergency.is_stopped(site.world.machine(MID)):
+        resumed = site.run("emergency.resume", "--yes")
+        assert resumed.returncode == 0, resumed
+    assert config(site)["init"]["cmd"] == ["node", "src/server.js"]
+    assert [s["autostop"] for s in config(site)["services"]] == [True]
+
+
+@pytest.mark.parametrize("task, hung", [("emergency.stop", "update"),
+                                        ("emergency.resume", "update")])
+def test_sigterm_leaves_an_honest_audit_line_and_the_finish_by_hand_lines(site, tmp_path,
+                                                                          task, hung):
+
+    if task == "emergency.resume":
+        assert site.run("emergency.stop", "--yes").returncode == 0
+    site.world.clear_calls()
+    result = signal_while_hung(site, tmp_path, ["machine", "update"], task, "--yes", "--json")
+
+    assert result.returncode == ExitCode.TERMINATED, result
+    assert "terminated by SIGTERM" in result.error_lines[0]
+    assert "To finish by hand, run from the failed step on:" in result.stderr
+    entry = site.audit()[-1]
+    assert entry["kind"] == task and entry == result.json()
+    assert entry["outcome"] == f"terminated by SIGTERM during {hung}"
+    assert entry["exit_code"] == ExitCode.TERMINATED
+    assert entry["steps"][-1]["step"] == hung and entry["steps"][-1]["outcome"] == "interrupted"
+    assert entry["manual"][0].endswith(f"# {hung}")
+
+
+@pytest.mark.parametrize("task", ["emergency.stop", "emergency.resume"])
+def test_an_old_flyctl_is_refused_before_anything_changes(site, task):
+    if task == "emergency.resume":
+        assert site.run("emergency.stop", "--yes").returncode == 0
+        site.world.clear_calls()
+    site.world.set_flyctl_version("0.4.79")
+
+    result = site.run(task, "--yes")
+
+    line = helpers.assert_one_line_error(result, ExitCode.FLY, strict=False)
+    assert "too old" in line and "fly version upgrade" in line
+    assert site.world.calls() == [["version", "--json"]]
+
+
+def test_the_update_has_fly_timeout_as_its_deadline(site, tmp_path):
+    site.world.hang(["machine", "update"], seconds=15, until=tmp_path / "never")
+
+    result = site.run("emergency.stop", "--yes", env={"INVOKE_FLY_TIMEOUT": "4"})
+
+    line = helpers.assert_one_line_error(result, ExitCode.TIMEOUT, strict=False)
+    assert "raise fly.timeout" in line
+    assert site.audit()[-1]["outcome"] == "update failed"
+
+
+def test_a_stopped_machine_is_updated_first_then_recorded(site):
+    """Nothing can reach a stopped machine's volume before the update starts it, so there
+    the update (which records the original in the machine's metadata) comes first."""
+    set_machine(site, cmd=["node", "src/server.js"])
+    site.world.set_machine_state(MID, "stopped")
+
+    stopped = site.run("emergency.stop", "--yes")
+
+    assert stopped.returncode == 0, stopped
+    assert [shown(argv)[:2] for argv in site.world.calls()][3:5] == [
+        ["machine", "update"], ["ssh", "write marker"]]
+    assert json.loads(marker(site).read_text())["original"]["cmd"] == ["node", "src/server.js"]
+    assert site.run("emergency.resume", "--yes").returncode == 0
+    assert config(site)["init"]["cmd"] == ["node", "src/server.js"]
+
+
+@pytest.mark.parametrize("where", ["marker", "metadata"])
+def test_a_deeply_nested_record_is_unusable_not_a_crash(site, where):
+    assert site.run("emergency.stop", "--yes").returncode == 0
+    if where == "marker":
+        marker(site).write_text("[" * 50_000)
+    else:
+        marker(site).unlink()
+        with site.world._mutate() as state:
+            meta = state["apps"][APP]["machines"][0]["config"]["metadata"]
+            meta["ops_emergency_original"] = "[" * 50_000
+
+    resumed = site.run("emergency.resume", "--yes")
+
+    assert resumed.returncode == 0, resumed  # the next record down is used
+    assert "Traceback" not in resumed.stderr
+    assert ("the machine's metadata" if where == "marker" else "using the stop recorded in") \
+        in resumed.stderr

@@ -734,6 +734,7 @@ def test_volume_snapshot_no_wait_timeout_and_failure(tmp_path):
 
 
 def test_snapshots_json_newest_first(prod):
+    prod.world.remove_volume("vol_r7l0wm3x9gq2vn5j")  # an earlier "data" volume: listed too
     prod.world.add_snapshot(VOLUME, "vs_Newest0000000000000000", size=4096,
                             created_at="2026-08-20T02:00:00Z", retention_days=14)
     result = prod.run("backup.snapshots", "--json")
@@ -742,7 +743,7 @@ def test_snapshots_json_newest_first(prod):
     assert [snap["id"] for snap in found] == [
         "vs_Newest0000000000000000", "vs_M3n4O5p6Q7r8S9t0U1v2W3x4", "vs_A1b2C3d4E5f6G7h8I9j0K1l2"]
     assert set(found[0]) == {"id", "status", "size", "volume_size", "created_at",
-                             "retention_days", "digest"}
+                             "retention_days", "digest", "volume"}  # volume: issue 19
     world = {snap["id"]: snap for snap in prod.world.snapshots(VOLUME)}
     for snap in found:
         assert snap["size"] == world[snap["id"]]["size"]

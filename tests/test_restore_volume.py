@@ -42,7 +42,8 @@ def create_argv(snapshot: str, size: int = 3) -> list[str]:
             "--vm-memory", "512", "-a", APP, "--yes", "--json"]
 
 
-GUARD = ["machine", "update", MID, "-a", APP, "--autostart=false", "--skip-start", "--yes"]
+GUARD = ["machine", "update", MID, "-a", APP, "--autostart=false", "--skip-start",
+         "-m", "ops_autostart_before=true", "--yes"]  # what to put back, on the machine
 
 
 def autostarts(machine: dict) -> list:
@@ -77,11 +78,14 @@ def test_restore_volume_creates_stops_clones_and_keeps_the_old(site):
                                                                          "created")
     assert vol["attached_machine_id"] == clone["id"] and clone["state"] == "started"
     assert clone["config"]["mounts"][0]["volume"] == vol["id"]
+    # the guard's record of what to put back (metadata) comes along with the copied config
+    assert clone["config"]["metadata"].pop("ops_autostart_before") == "true"
     assert {k: v for k, v in clone["config"].items() if k != "mounts"} == \
         {k: v for k, v in old_config.items() if k != "mounts"}  # autostart back on
     # the old machine and volume: kept, stopped, guarded, still attached to each other
     old = site.world.machine(MID)
     assert old["state"] == "stopped" and autostarts(old) == [False]
+    assert old["config"]["metadata"].pop("ops_autostart_before") == "true"
     assert {k: v for k, v in old["config"].items() if k != "services"} == \
         {k: v for k, v in old_config.items() if k != "services"}
     assert {v["id"]: v["attached_machine_id"] for v in site.world.volumes()}[VOL] == MID
@@ -241,3 +245,209 @@ def test_the_double_creates_and_clones_like_flyctl(site):
                        f"{SPARE}:/data", "-r", "fra")
     assert wrong_region.stderr == ("Error: specified region fra but volume is in region ams, "
                                    "use the same region as the volume\n")
+
+
+# ---------------------------------------------------------------- issue 19: bugs and risks
+
+
+def started(site) -> list[str]:
+    return [m["id"] for m in site.world.machines() if m["state"] == "started"]
+
+
+def look(site, times: int = 3) -> None:
+    """Requests keep arriving while someone looks: ``fly machine list`` a few times."""
+    for _ in range(times):
+        assert fly(site, "machine", "list", "-a", APP, "--json").returncode == 0
+
+
+def test_bug1_the_proxy_cannot_start_the_old_machine_again(site):
+    site.world.proxy_traffic()  # Fly's proxy starts a stopped machine that autostarts
+
+    result = site.run("restore.volume", "--snapshot", "latest", "--yes", "--json")
+
+    assert result.returncode == 0, result
+    (clone,) = [m["id"] for m in site.world.machines() if m["id"] != MID]
+    look(site)  # a later restart or deploy window: still only the clone serves
+    assert started(site) == [clone]
+    old = site.world.machine(MID)
+    assert old["state"] == "stopped" and autostarts(old) == [False]  # guarded, and it stays
+    record = result.json()
+    assert record["autostart_before"] is True
+    assert [s["step"] for s in record["steps"]][:4] == ["create", "wait", "guard", "stop_old"]
+    assert record["steps"][2]["command"] == GUARD  # recorded; undone only by a go-back
+    assert "go_back" not in record
+
+
+def test_bug2_go_back_names_the_clone_to_stop_first_and_the_order(site):
+    site.world.clones_unhealthy()  # the clone is created and runs, but never gets healthy
+
+    result = site.run("restore.volume", "--snapshot", "latest", "--yes", "--json")
+
+    assert result.returncode == ExitCode.FLY, result
+    (clone,) = [m["id"] for m in site.world.machines() if m["id"] != MID]
+    assert site.world.machine(clone)["state"] == "started"  # two copies if we only started OLD
+    stop_clone = shlex.join(["fly", "machine", "stop", clone, "-a", APP])
+    back = shlex.join(["fly", "machine", "update", MID, "-a", APP, "--autostart=true", "--yes"])
+    text = result.stderr
+    assert "To go back to the old machine instead, in this order:" in text
+    assert f"1. {stop_clone}" in text and f"2. {back}" in text
+    assert f"fly machine destroy {clone} -a {APP} --force" in text
+    assert result.json()["go_back"] == [stop_clone, back]
+    # following the hint, in order, leaves exactly one copy running: the old one
+    for line in result.json()["go_back"]:
+        assert fly(site, *shlex.split(line)[1:]).returncode == 0
+    look(site)
+    assert started(site) == [MID] and autostarts(site.world.machine(MID)) == [True]
+
+
+def test_risk3_the_new_volume_keeps_the_old_volumes_snapshot_settings(site):
+    with site.world._mutate() as state:
+        old = next(v for v in state["apps"][APP]["volumes"] if v["id"] == VOL)
+        old["auto_backup_enabled"] = False  # 14 days' retention, no daily snapshots
+
+    result = site.run("restore.volume", "--snapshot", "latest", "--yes")
+
+    assert result.returncode == 0, result
+    vol = new_volume(site)
+    assert (vol["snapshot_retention"], vol["auto_backup_enabled"]) == (14, False)
+
+
+def test_risk4_the_clone_has_fly_timeout_as_its_deadline(site, tmp_path):
+    site.world.hang(["machine", "clone"], seconds=15, until=tmp_path / "never")
+
+    result = site.run("restore.volume", "--snapshot", "latest", "--yes",
+                      env={"INVOKE_FLY_TIMEOUT": "4"})
+
+    line = helpers.assert_one_line_error(result, ExitCode.TIMEOUT, strict=False)
+    assert "raise fly.timeout" in line
+    assert "To go back to the old machine instead, in this order:" in result.stderr
+    assert f"fly machine list -a {APP} --json" in result.stderr  # a clone may exist unnamed
+
+
+def test_risk5_an_old_flyctl_is_refused_before_anything_changes(site):
+    site.world.set_flyctl_version("0.4.79")
+
+    result = site.run("restore.volume", "--snapshot", "latest", "--yes")
+
+    line = helpers.assert_one_line_error(result, ExitCode.FLY, strict=False)
+    assert "v0.4.79 is too old" in line and "fly version upgrade" in line
+    assert site.world.calls() == [["version", "--json"]]
+
+
+def test_risk6_a_machine_slower_than_60s_to_stop_is_waited_for(site):
+    site.world.machine_takes(MID, 90)  # more than fly-go's 60 s clamp on --wait-timeout
+
+    result = site.run("restore.volume", "--snapshot", "latest", "--yes", "--json")
+
+    assert result.returncode == 0, result
+    assert "stopped" in result.json()["steps"][3]["detail"]
+    assert site.world.machine(MID)["state"] == "stopped"
+
+
+def test_risk7_no_room_for_the_machine_fails_while_the_old_still_serves(site):
+    site.world.host_room("ams", 256)  # hosts with volume space: room for 256 MB machines
+
+    result = site.run("restore.volume", "--snapshot", "latest", "--yes", "--json")
+
+    line = helpers.assert_one_line_error(result, ExitCode.FLY, strict=False)
+    assert "insufficient resources" in line
+    old = site.world.machine(MID)
+    assert old["state"] == "started" and autostarts(old) == [True]  # never touched
+    assert not any(argv[:2] in (["machine", "update"], ["machine", "stop"], ["machine", "clone"])
+                   for argv in site.world.calls())
+    assert "To go back" not in result.stderr  # nothing to go back from
+
+
+def test_risk8_a_restore_in_an_undocumented_state_fails_at_once_saying_what_it_saw(site):
+    site.world.volume_restore_ends("restore_failed")
+
+    result = site.run("restore.volume", "--snapshot", "latest", "--yes",
+                      env={"INVOKE_BACKUP_SNAPSHOT_TIMEOUT": "30"})
+
+    line = helpers.assert_one_line_error(result, ExitCode.ERROR, strict=False)
+    assert "is restore_failed (seen: restoring -> restore_failed)" in line
+    assert "expected creating or restoring or created" in line
+    assert site.world.machine(MID)["state"] == "started"
+    assert sum(argv[:2] == ["volumes", "list"] for argv in site.world.calls()) == 3
+
+
+def test_sigterm_during_the_clone_records_it_and_says_how_to_finish_or_go_back(site, tmp_path):
+    """16 #13: a cancelled CI job (SIGTERM to invoke) during restore.volume."""
+    from tests.test_emergency import signal_while_hung
+
+    result = signal_while_hung(site, tmp_path, ["machine", "clone"], "restore.volume",
+                               "--snapshot", "latest", "--yes", "--json")
+
+    assert result.returncode == ExitCode.TERMINATED, result
+    assert "terminated by SIGTERM" in result.error_lines[0]
+    assert "To finish by hand, run from the failed step on:" in result.stderr
+    assert "To go back to the old machine instead, in this order:" in result.stderr
+    (entry,) = site.audit()
+    assert entry == result.json()
+    assert entry["outcome"] == "terminated by SIGTERM during clone"
+    assert entry["exit_code"] == ExitCode.TERMINATED
+    assert entry["go_back"][-1] == shlex.join(["fly", "machine", "update", MID, "-a", APP,
+                                               "--autostart=true", "--yes"])
+    vol = new_volume(site)
+    assert any(f"{vol['id']}:/data" in line for line in entry["manual"])
+
+
+# ---------------------------------------------------------------- issue 19, also: earlier volumes
+
+
+def test_after_a_volume_restore_the_earlier_volumes_snapshots_are_listed_and_accepted(site):
+    assert site.run("restore.volume", "--snapshot", "latest", "--yes").returncode == 0
+    vol = new_volume(site)
+    site.world.add_snapshot(vol["id"], "vs_New000000000000000000000", size=10,
+                            created_at="2026-08-21T02:00:00Z")
+
+    listed = site.run("backup.snapshots", "--json")
+
+    assert listed.returncode == 0, listed
+    assert [(s["id"], s["volume"]) for s in listed.json()] == [
+        ("vs_New000000000000000000000", vol["id"]), (NEWEST, VOL), (OLDEST, VOL)]
+    table = site.run("backup.snapshots")
+    assert OLDEST in table.stderr + table.stdout and VOL in table.stderr + table.stdout
+
+    # an earlier volume's snapshot is accepted by id; `latest` stays the current volume's
+    planned = site.run("restore.volume", "--snapshot", OLDEST, "--dry-run", "--json")
+    assert planned.returncode == 0, planned
+    assert planned.json()["snapshot"] == OLDEST and planned.json()["volume"] == vol["id"]
+    assert f"a snapshot of the earlier volume {VOL}" in planned.stderr
+    latest = site.run("restore.volume", "--snapshot", "latest", "--dry-run", "--json")
+    assert latest.json()["snapshot"] == "vs_New000000000000000000000"
+
+
+def test_a_run_killed_after_the_guard_is_rerun_with_the_autostart_the_guard_recorded(site,
+                                                                                    tmp_path):
+    """kill -9 after the autostart guard (no audit line): the rerun still knows the old
+    machine autostarted, so the clone autostarts and the go-back turns it back on."""
+    import signal
+
+    from tests.test_emergency import signal_while_hung
+
+    signal_while_hung(site, tmp_path, ["machine", "clone"], "restore.volume", "--snapshot",
+                      "latest", "--yes", sig=signal.SIGKILL)
+    site.world.clear_faults()
+    assert autostarts(site.world.machine(MID)) == [False] and site.audit() == []
+
+    result = site.run("restore.volume", "--snapshot", "latest", "--yes", "--json")
+
+    assert result.returncode == 0, result
+    assert result.json()["autostart_before"] is True
+    (clone,) = [m for m in site.world.machines() if m["id"] != MID]
+    assert autostarts(clone) == [True]
+    assert f"fly machine update {MID} -a {APP} --autostart=true --yes" in result.stderr
+
+
+def test_a_guard_refused_for_a_lease_changes_nothing_and_offers_no_go_back(site):
+    site.world.hold_lease(MID, holder="deploy@example.com")
+
+    result = site.run("restore.volume", "--snapshot", "latest", "--yes")
+
+    line = helpers.assert_one_line_error(result, ExitCode.FLY, strict=False)
+    assert "failed to obtain lease" in line and "deploy@example.com" in line
+    old = site.world.machine(MID)
+    assert old["state"] == "started" and autostarts(old) == [True]
+    assert "To go back" not in result.stderr  # it never stopped serving
+    assert "To finish by hand, run from the failed step on:" in result.stderr

@@ -47,10 +47,8 @@ def test_read_only_token_no_persisted_credentials_pinned_flyctl(name):
     assert re.findall(r"FLY_API_TOKEN: \$\{\{ secrets\.FLY_API_TOKEN \}\}", body)
 
 
-def test_the_schedule_runs_the_tasks_in_the_deploy_group():
-    scheduled, deploy = text("scheduled.yml"), text("deploy.yml")
-    group = re.compile(r"concurrency:\n  group: (\S+)\n  cancel-in-progress: false")
-    assert group.search(scheduled).group(1) == group.search(deploy).group(1)
+def test_the_schedule_runs_the_tasks():
+    scheduled = text("scheduled.yml")
     crons = re.findall(r'- cron: "([^"]+)"', scheduled)
     assert len(crons) == 2
     for line in ("invoke backup --production", "invoke backup.status --production --max-age 26h",
@@ -65,3 +63,52 @@ def test_ci_runs_zizmor_offline_after_the_tests():
     ci = (REPO_ROOT / ".ci" / "run").read_text()
     assert ci.index("pytest") < ci.index(".venv/bin/zizmor --offline .github/workflows")
     assert "zizmor" in Path(REPO_ROOT / "pyproject.toml").read_text()
+
+
+# ---------------------------------------------------------------- issue 19 #9-10
+
+
+def jobs(body: str) -> dict[str, str]:
+    """Each job's block of a workflow (two-space-indented job ids under ``jobs:``)."""
+    part = body.split("\njobs:\n", 1)[1]
+    found = re.split(r"^  ([\w-]+):\n", part, flags=re.MULTILINE)[1:]
+    return dict(zip(found[::2], found[1::2], strict=True))
+
+
+def test_scheduled_jobs_have_their_own_concurrency_and_environment():
+    scheduled, deploy = text("scheduled.yml"), text("deploy.yml")
+    deploy_group = re.search(r"^concurrency:\n  group: (\S+)", deploy, re.MULTILINE).group(1)
+    assert not re.search(r"^concurrency:", scheduled, re.MULTILINE)  # no shared group
+    groups = set()
+    for name, block in jobs(scheduled).items():
+        group = re.search(r"\n    concurrency:\n      group: (\S+)\n      "
+                          r"cancel-in-progress: false\n", block)
+        assert group, name
+        assert group.group(1) != deploy_group
+        groups.add(group.group(1))
+        # a protected `production` (the README's advice) would make it wait for a human
+        assert re.search(r"\n    environment: scheduled\n", block), name
+        assert "environment: production" not in block
+    assert len(groups) == 2
+
+
+def test_scheduled_runs_alert_when_cancelled_as_well_as_failed():
+    scheduled = text("scheduled.yml")
+    for name, block in jobs(scheduled).items():
+        assert re.search(r"- name: say it loudly\n        if: failure\(\) \|\| cancelled\(\)\n",
+                         block), name
+    alert = text("scheduled-alert.yml")
+    assert re.search(r"on:\n  workflow_run:.*\n    workflows: \[scheduled\]\n    types: "
+                     r"\[completed\]\n", alert)
+    assert "conclusion == 'cancelled'" in alert and "conclusion == 'failure'" in alert
+    assert "exit 1" in alert and "actions/checkout" not in alert
+    assert re.search(r"^permissions:\n  contents: read\n", alert, re.MULTILINE)
+
+
+def test_the_60_day_rule_and_each_workflows_token_are_documented():
+    readme = (REPO_ROOT / "README.md").read_text()
+    ci = readme[readme.index("\n## CI\n"):readme.index("\n## Restore runbook\n")]
+    assert "60 days" in ci and "60 days" in text("scheduled.yml")
+    assert "fly tokens create deploy -a step-app-4x-yhw" in ci
+    assert "fly tokens create ssh -a step-app-4x-yhw" in ci
+    assert "internal/command/tokens/create.go" in ci  # where the answer comes from

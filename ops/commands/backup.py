@@ -360,17 +360,18 @@ def volume(c, no_wait=False, timeout=None, json=False):
 @task(help={"json": JSON})
 @guarded
 def snapshots(c, json=False):
-    """List the production volume's snapshots, newest first."""
+    """List the production volume's snapshots (and its earlier volumes'), newest first."""
     _, target, ui = production_target(c, json=json)
     found = list(reversed(target.snapshots()))
     if json:
         ui.emit([asdict(snap) for snap in found])
         return
     ui.table(
-        f"Snapshots of {target.volume.id} ({len(found)})",
-        ["id", "status", "created", "stored", "volume size", "retention (days)"],
-        [[snap.id or "(pending)", snap.status, snap.created_at, human_bytes(snap.size),
-          human_bytes(snap.volume_size), snap.retention_days or "-"] for snap in found],
+        f"Snapshots of {target.volume.id} and earlier volumes of its name ({len(found)})",
+        ["id", "volume", "status", "created", "stored", "volume size", "retention (days)"],
+        [[snap.id or "(pending)", snap.volume, snap.status, snap.created_at,
+          human_bytes(snap.size), human_bytes(snap.volume_size), snap.retention_days or "-"]
+         for snap in found],
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import posixpath
 
 from invoke import task
@@ -161,7 +162,8 @@ def resume(c, yes=False, dry_run=False, json=False):
 
 
 def _recorded(run: Emergency) -> tuple[em.Original, str]:
-    """What the machine ran before the stop: the marker on the volume, else the audit log."""
+    """What the machine ran before the stop: the marker on the volume, else the machine's
+    metadata (written by the stop's update), else the audit log."""
     problem = "the machine is not started"
     if run.machine.state == "started":
         output = run.runner.ssh(run.machine.id, em.read_marker_script(run.marker))
@@ -172,6 +174,17 @@ def _recorded(run: Emergency) -> tuple[em.Original, str]:
                 return em.Original.from_data(data.get("original")), run.marker
             except ValueError as exc:
                 problem = f"it is unusable ({exc})"
+    if run.machine.recorded_original:  # written by the stop's own update
+        try:
+            if len(run.machine.recorded_original) > 65536:
+                raise ValueError("longer than 64 KB")
+            original = em.Original.from_data(json.loads(run.machine.recorded_original))
+        except (ValueError, RecursionError) as exc:
+            problem += f"; the machine's metadata is unusable ({exc})"
+        else:
+            run.ui.warn(f"{run.marker} on the machine: {problem}; using what the stop "
+                        f"recorded in the machine's metadata ({em.ORIGINAL_META})")
+            return original, f"metadata {em.ORIGINAL_META}"
     for entry in reversed(audit.read(run.settings.audit_log)):
         if (entry.get("kind") == "emergency.stop" and entry.get("app") == run.app
                 and entry.get("machine") == run.machine.id and "original" in entry):

@@ -11,7 +11,7 @@ from ops import emergency as em
 from ops import volume_restore as vr
 from ops.cli import guarded
 from ops.errors import ExitCode, OpsError
-from ops.signals import Terminated, stop_on_signals
+from ops.signals import Terminated
 from ops.ui import UI, human_bytes
 
 
@@ -22,6 +22,7 @@ from ops.ui import UI, human_bytes
     "json": "print the audit record (or the plan, with --dry-run) as JSON on stdout",
 })
 @guarded
+@em.on_signals
 def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
     """New volume from a snapshot; old machine guarded, stopped and kept; a clone on it."""
     if not snapshot or not str(snapshot).strip():
@@ -34,11 +35,16 @@ def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
         name = settings.fly_toml().mount_source
         volumes = runner.volumes(app)
         volume, machine = em.production(volumes, em.machines(runner, app), name, app)
-        resolved = vr.resolve(app, name, volume, machine, runner.snapshots(app, volume.id),
-                              str(snapshot).strip(), volumes)
+        which = str(snapshot).strip()
+        current = runner.snapshots(app, volume.id)
+        earlier = [] if which == "latest" or any(s.id == which for s in current) else \
+            runner.app_snapshots(app, fly.same_name(volumes, volume)[1:])
+        resolved = vr.resolve(app, name, volume, machine, current, which, volumes, earlier)
         snap = resolved.snapshot
         shown.detail = (f"{volume.id} on {machine.id} ({machine.state}); {snap.id} of "
-                        f"{snap.created_at}, {human_bytes(snap.volume_size)} volume")
+                        f"{snap.created_at}, {human_bytes(snap.volume_size)} volume"
+                        + (f", a snapshot of the earlier volume {snap.volume}"
+                           if snap.volume and snap.volume != volume.id else ""))
     steps = vr.plan(resolved, settings.health)
     title = f"Restore volume {volume.id} of {app} from {snap.id}"
     ui.info(em.render(f"{title}{' (dry run: nothing changes)' if dry_run else ''}:", steps))
@@ -62,8 +68,19 @@ def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
     run = vr.Execution(resolved, runner, settings.snapshot_timeout, settings.health_interval,
                        stop_timeout=settings.fly_timeout,
                        machines=lambda: em.machines(runner, app))
+
+    def go_back():
+        """After the autostart guard was sent, a failure says how to go back, in order."""
+        if run.guarded:
+            clone = run.values.get("new_machine")
+            back = vr.go_back_text(resolved, clone, run.clone_tried)
+            ui.info(f"To go back to the old machine instead, in this order:\n{back}")
+            steps_runner.record["go_back"] = [
+                shlex.join(["fly", *argv])
+                for argv in vr.go_back(resolved, clone, run.clone_tried)]
+
     steps_runner = em.Runner("restore.volume", app, runner, ui, settings.audit_log,
-                             fill=lambda step: vr.filled(step, run.values))
+                             fill=lambda step: vr.filled(step, run.values), on_failure=go_back)
     steps_runner.start(**summary)
     steps_runner.record["new"] = run.values  # filled in as the steps learn them
     by_key = {step.key: step for step in steps}
@@ -77,20 +94,10 @@ def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
     actions["health"] = lambda: em.wait_healthy(settings.health, settings.health_timeout,
                                                 settings.health_interval)
     try:
-        with stop_on_signals():
-            steps_runner.run(steps, actions)
-    except (OpsError, Terminated, KeyboardInterrupt) as exc:
-        if run.guarded:  # the old machine was touched: say how to go back, in order
-            clone = run.values.get("new_machine")
-            back = vr.go_back_text(resolved, clone, run.clone_tried)
-            ui.info(f"To go back to the old machine instead, in this order:\n{back}")
-            steps_runner.record["go_back"] = [
-                shlex.join(["fly", *argv])
-                for argv in vr.go_back(resolved, clone, run.clone_tried)]
-        if isinstance(exc, Terminated):
-            raise OpsError(f"terminated by {exc.name} during restore.volume: see the lines "
-                           "above to finish or go back", ExitCode.TERMINATED) from None
-        raise
+        steps_runner.run(steps, actions)
+    except Terminated as exc:
+        raise OpsError(f"terminated by {exc.name} during restore.volume: the lines above say "
+                       "how to finish or go back", ExitCode.TERMINATED) from None
     finally:
         if json and steps_runner.record:
             ui.emit(steps_runner.record)

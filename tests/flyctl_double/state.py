@@ -123,6 +123,7 @@ class Runtime(TypedDict):
     env: dict[str, str]
     image: NotRequired[str]
     tools: NotRequired[dict[str, str]]
+    image_only: NotRequired[list[str]]  # the image has them; this host cannot provide them
 
 
 class Machine(TypedDict):
@@ -294,6 +295,13 @@ class Features(TypedDict, total=False):
     local_docker: bool
     version: str  # what ``fly version`` reports
     volume_restore_lists: int
+    volume_restore_ends: str | None  # a failed restore's end state
+    proxy_traffic: bool  # Fly's proxy starts stopped autostart machines
+    transition_lists: int  # `machine list` calls a stop/start takes
+    no_capacity: list[str]  # regions where start/launch fail for capacity
+    host_room_mb: dict[str, int]  # region -> memory a host with volume space can give
+    clones_unhealthy: bool  # cloned machines never pass their health checks
+    zones: dict[str, list[str]]  # region -> zones with room for a volume
 
 
 class World(TypedDict):
@@ -389,9 +397,8 @@ _tool_cache: dict[str, str | None] = {}
 
 
 def _host_tools(names: Iterable[str]) -> dict[str, str]:
-    """Tool name -> the host binary it stands for; tools the host lacks are left out."""
-    found = {name: _tool_target(name) for name in names}
-    return {name: target for name, target in found.items() if target}
+    """Tool name -> the host binary it stands for (``""``: the host lacks it)."""
+    return {name: _tool_target(name) or "" for name in names}
 
 
 def _tool_target(name: str) -> str | None:
@@ -686,12 +693,20 @@ class FlyWorld:
         return _find_machine(self.raw_state(), machine_id)
 
     def _set_tools(self, machine_id: str | None, image: str, change) -> None:
-        """Change the ``tools`` of one machine (or all) in the state, then its PATH folder."""
+        """Change the ``tools`` of one machine (or all) in the state, then its PATH folder.
+
+        ``change`` maps the old {name: host file} to the new one; a tool the host lacks
+        has ``""`` and is recorded in ``image_only`` (the image has it, this host cannot
+        provide it: not on PATH, but a machine command naming it still "runs")."""
         with self._mutate() as s:
             ids = self._machine_ids_in(s, machine_id)
             for mid in ids:
                 rt = _find_machine(s, mid)["_runtime"]
-                rt["tools"] = dict(sorted(change(dict(rt.get("tools") or {})).items()))
+                old = {**dict.fromkeys(rt.get("image_only") or [], ""),
+                       **(rt.get("tools") or {})}
+                new = change(old)
+                rt["tools"] = {k: v for k, v in sorted(new.items()) if v}
+                rt["image_only"] = sorted(k for k, v in new.items() if not v)
                 rt["image"] = image
                 sync_image_bin(rt)
 
@@ -845,6 +860,80 @@ class FlyWorld:
             s["deploy_faults"].append({"kind": "replace_machine", "new_id": new_id,
                                        "state": state, "machine_id": machine_id,
                                        "times": times})
+
+    # ------------------------------------------------------------------ Fly's platform
+
+    def proxy_traffic(self, on: bool = True) -> None:
+        """Requests keep arriving: before every later invocation, Fly's proxy starts a
+        stopped machine whose services autostart when its app has no started machine."""
+        with self._mutate() as s:
+            s["features"]["proxy_traffic"] = on
+
+    def hold_lease(self, machine_id: str, holder: str = "other@example.com",
+                   expires: str = "2026-12-06T20:00:00Z") -> None:
+        """Someone else holds the machine's lease (a deploy, another operator)."""
+        with self._mutate() as s:
+            _find_machine(s, machine_id)["_lease"] = {"holder": holder, "expires": expires}
+
+    def release_lease(self, machine_id: str) -> None:
+        with self._mutate() as s:
+            _find_machine(s, machine_id).pop("_lease", None)
+
+    def transition_lists(self, lists: int) -> None:
+        """``machine stop``/``start`` leave the machine ``stopping``/``starting`` for this
+        many ``machine list`` calls (default 1; 0: at once)."""
+        with self._mutate() as s:
+            s["features"]["transition_lists"] = lists
+
+    def machine_takes(self, machine_id: str, seconds: float) -> None:
+        """The machine needs ``seconds`` to stop: a ``--wait-timeout`` shorter than that
+        (after fly-go's 60 s clamp) fails."""
+        with self._mutate() as s:
+            _find_machine(s, machine_id)["_takes"] = seconds
+
+    def update_never_settles(self, machine_id: str, on: bool = True) -> None:
+        """``machine update`` of it ends in flyctl's ``WaitTimeoutErr``."""
+        with self._mutate() as s:
+            _find_machine(s, machine_id)["_never_settles"] = on
+
+    def no_capacity(self, *regions: str) -> None:
+        """``machine start`` and ``clone`` (launch) fail for lack of capacity there."""
+        with self._mutate() as s:
+            s["features"]["no_capacity"] = list(regions)
+
+    def host_room(self, region: str, memory_mb: int | None) -> None:
+        """Hosts in ``region`` with volume space have room for machines of at most
+        ``memory_mb``: ``volumes create`` asking for more fails, and a volume made there
+        keeps that room, so a bigger machine cannot be launched (cloned) onto it."""
+        with self._mutate() as s:
+            rooms = s["features"].setdefault("host_room_mb", {})
+            if memory_mb is None:
+                rooms.pop(region, None)
+            else:
+                rooms[region] = memory_mb
+
+    def zones(self, region: str, zones: list[str] | None) -> None:
+        """The hardware zones of ``region`` that have room for a volume (None: any):
+        ``volumes create`` with ``--require-unique-zone`` (its default) needs one that no
+        volume of the same name uses."""
+        with self._mutate() as s:
+            table = s["features"].setdefault("zones", {})
+            if zones is None:
+                table.pop(region, None)
+            else:
+                table[region] = list(zones)
+
+    def clones_unhealthy(self, on: bool = True) -> None:
+        """Machines ``machine clone`` creates never pass their health checks (the clone
+        exists and runs; flyctl fails after "Machine ID has been created")."""
+        with self._mutate() as s:
+            s["features"]["clones_unhealthy"] = on
+
+    def volume_restore_ends(self, state: str | None) -> None:
+        """Volumes created from a snapshot later end in ``state`` instead of ``created``
+        (a failed restore; Fly does not document the state it shows)."""
+        with self._mutate() as s:
+            s["features"]["volume_restore_ends"] = state
 
     def set_local_docker(self, available: bool) -> None:
         """Whether ``deploy --local-only`` finds a Docker daemon (default: no)."""

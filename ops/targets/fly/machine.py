@@ -42,6 +42,7 @@ class Machines:
         self.app = settings.app
         self._fly = runner
         self._resolved: tuple[fly.Volume, fly.Machine] | None = None
+        self.volumes: list[fly.Volume] = []  # every volume of the app, as last resolved
 
     @property
     def fly(self) -> fly.Fly:
@@ -61,7 +62,7 @@ class Machines:
         if self._resolved is None:
             with self.report.step(f"resolve production machine of {self.app}") as step:
                 self.check_flyctl()
-                volumes = self.fly.volumes(self.app)
+                volumes = self.volumes = self.fly.volumes(self.app)
                 machines = self.fly.machines(self.app)
                 self._resolved = choose_production(
                     volumes, machines, self.settings.fly_toml().mount_source, self.app)

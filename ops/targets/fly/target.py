@@ -82,8 +82,11 @@ class FlyTarget(ScriptedTarget):
                               beside=beside)
 
     def snapshots(self) -> list[fly.Snapshot]:
-        """The production volume's snapshots, oldest first."""
-        return self.session.fly.snapshots(self.app, self.volume.id)
+        """The production volume's snapshots and those of the app's earlier volumes of its
+        name (a restore.volume keeps the old one), oldest first; each names its volume."""
+        current, _ = self.resolve()
+        return self.session.fly.app_snapshots(
+            self.app, fly.same_name(self.session.volumes, current))
 
     # -- deploys
     @property

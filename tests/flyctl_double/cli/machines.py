@@ -8,6 +8,7 @@ import copy
 import os
 import time
 
+from . import platform
 from .clock import now_rfc3339
 from .flags import app_flag, config_flag, json_flag, vm_flags
 from .ids import rand_str, ulid
@@ -42,6 +43,12 @@ if TYPE_CHECKING:
 
 def cmd_machine_list(ctx: Ctx) -> int:
     name, app = authenticated_app(ctx)
+    if any(m.get("_pending") for m in app.get("machines", [])):
+        with ctx.store.mutate() as state:  # each look brings a stopping machine closer
+            ctx.state = state
+            app = get_app(ctx, name)
+            platform.settle_pending(app)
+            app = copy.deepcopy(app)
     machines = active_machines(app)
     if ctx.json_on():
         out(go_json([render_machine(m) for m in machines]))
@@ -148,7 +155,7 @@ def machine_serves(machine: Machine) -> bool:
 
 def _set_checks(machine: Machine) -> None:
     status = "passing" if machine.get("state") == "started" and machine_serves(machine) \
-        else "critical"
+        and not machine.get("_unhealthy") else "critical"
     for check in machine.get("checks") or []:
         check["status"] = status
         check["updated_at"] = now_rfc3339()
@@ -158,33 +165,63 @@ def _health_deadline(prefix: str) -> FlyError:
     return FlyError(f"{prefix}: context deadline exceeded", exit_code=126)
 
 
-def _set_state(ctx: Ctx, new_state: str, before: str, after: str) -> int:
-    """stop.go / start.go: every machine named gets ``new_state``, with flyctl's lines
-    (``{id}`` is the machine's id) before and after."""
+def _set_state(ctx: Ctx, action: str, before: str, after: str) -> int:
+    """stop.go / start.go: each machine named, under a lease, with flyctl's lines
+    (``{id}`` is the machine's id) before and after.  Both return once the API took the
+    request: the machine is ``stopping``/``starting`` until a later look (``--wait-timeout``,
+    stop only, waits at most 60 s: fly-go's clamp)."""
     require_session(ctx)
     app_name = _machine_app_name(ctx)
     api_auth(ctx)
+    wait = 0.0
+    if action == "stop":
+        try:
+            wait = platform.parse_go_duration(str(ctx.flag("wait-timeout") or "0s"))
+        except ValueError as exc:
+            raise FlyError(f'invalid argument {go_quote(str(ctx.flag("wait-timeout")))} for '
+                           f'"-w, --wait-timeout" flag: {exc}') from None
     with ctx.store.mutate() as state:
         ctx.state = state
         app_name, found = _select_machines(ctx, app_name, ctx.args)
         for machine in found:
-            out(before.format(id=machine["id"]))
-            machine["state"] = new_state
+            platform.acquire_lease(machine)
+        for machine in found:
+            mid = machine["id"]
+            if before:
+                out(before.format(id=mid))
+            if action == "start":
+                if machine.get("state") != "started" and platform.no_capacity(
+                        state, str(machine.get("region"))):
+                    raise FlyError("could not start machine due to lack of capacity. Try "
+                                   f"'flyctl machine clone {mid} -a {app_name}'")
+                if machine.get("state") != "started":
+                    platform.begin(machine, "starting", "started", state)
+                machine.pop("_started_by_proxy", None)
+            else:
+                if machine.get("state") not in ("stopped", "suspended"):  # guess: accepted
+                    platform.begin(machine, "stopping", "stopped", state)
+                if wait:
+                    try:
+                        platform.wait_for(machine, "stopped", wait)
+                    except TimeoutError as exc:
+                        machine["updated_at"] = now_rfc3339()
+                        _set_checks(machine)
+                        ctx.store.write(state)
+                        raise FlyError(f"machine {mid} did not stop within the wait timeout: "
+                                       f"{exc}") from None
             machine["updated_at"] = now_rfc3339()
             _set_checks(machine)
-            out(after.format(id=machine["id"]))
+            out(after.format(id=mid))
     return 0
 
 
 def cmd_machine_stop(ctx: Ctx) -> int:
-    # guess: stopping a stopped machine is accepted
-    return _set_state(ctx, "stopped", "Sending kill signal to machine {id}...\n",
+    return _set_state(ctx, "stop", "Sending kill signal to machine {id}...\n",
                       "{id} has been successfully stopped\n")
 
 
 def cmd_machine_start(ctx: Ctx) -> int:
-    # start returns before the machine is started
-    return _set_state(ctx, "started", "", "{id} has been started\n")
+    return _set_state(ctx, "start", "", "{id} has been started\n")
 
 
 def _kv_flag(ctx: Ctx, name: str, initial: dict[str, str]) -> dict[str, str]:
@@ -213,25 +250,32 @@ def _autostop_value(raw: str) -> Any:
 
 def _updated_config(ctx: Ctx, machine: Machine) -> MachineConfig:
     """determineMachineConfig(updating=true) for the flags the double emulates."""
-    import shlex
-
     config = copy.deepcopy(machine.get("config") or {})
     init = config.setdefault("init", {})
     if "command" in ctx.inv.specified:
         command = (ctx.flag("command") or "").strip()
         if command:
             try:
-                init["cmd"] = shlex.split(command)
+                init["cmd"] = platform.go_shlex_split(command)
             except ValueError as exc:
                 raise FlyError(f"invalid command: {exc}") from None
         else:
             init.pop("cmd", None)
+    restart = ctx.flag("restart") or ""
+    policies = {"no": "no", "on-fail": "on-failure", "on-failure": "on-failure",
+                "always": "always"}
+    if restart and restart not in policies:
+        raise FlyError("invalid restart provided")  # run.go determineMachineConfig
+    if restart:
+        config["restart"] = {"policy": policies[restart]}
+    elif "restart" in ctx.inv.specified:
+        config.pop("restart", None)
     config["env"] = dict(sorted(_kv_flag(ctx, "env", config.get("env") or {}).items()))
     config["metadata"] = dict(sorted(_kv_flag(ctx, "metadata", config.get("metadata") or {})
                                      .items()))
     entrypoint = ctx.flag("entrypoint") or ""
     if entrypoint:
-        init["entrypoint"] = shlex.split(entrypoint)
+        init["entrypoint"] = platform.go_shlex_split(entrypoint)
     for service in config.get("services") or []:
         if "autostop" in ctx.inv.specified:
             service["autostop"] = _autostop_value(ctx.flag("autostop"))
@@ -256,7 +300,24 @@ def _config_diff(old: MachineConfig, new: MachineConfig) -> str:
     return "\n".join(removed + added)
 
 
+def _command_runs(machine: Machine) -> bool:
+    """The double's model of the machine's main process: the image's CMD runs; a command
+    (``init.exec``/``init.cmd``) runs only when its program is one of the image's tools
+    (``_runtime.tools``), else it exits at once and the machine ends ``failed``."""
+    init = (machine.get("config") or {}).get("init") or {}
+    words = init.get("exec") or init.get("cmd") or []
+    if not words:
+        return True
+    rt = machine.get("_runtime") or {}
+    if rt.get("tools") is None:
+        return True
+    return os.path.basename(str(words[0])) in {*rt["tools"], *(rt.get("image_only") or [])}
+
+
 def cmd_machine_update(ctx: Ctx) -> int:
+    """update.go + internal/machine/update.go: lease, config, ``Update``, then wait until
+    the machine settles (``--wait-timeout`` seconds, default 300: ``WaitTimeoutErr``), a
+    ``failed`` machine is an error, then health checks unless ``--skip-health-checks``."""
     require_session(ctx)
     app_name = _machine_app_name(ctx)
     api_auth(ctx)
@@ -265,6 +326,7 @@ def cmd_machine_update(ctx: Ctx) -> int:
         app_name, (machine,) = _select_machines(ctx, app_name, ctx.args)
         if machine.get("host_status", "ok") != "ok":
             raise FlyError("the machine is on an unreachable host, try again later")
+        platform.acquire_lease(machine)
         config = _updated_config(ctx, machine)
         if not ctx.flag("yes"):
             diff = _config_diff(machine.get("config") or {}, config)
@@ -277,9 +339,22 @@ def cmd_machine_update(ctx: Ctx) -> int:
         machine["config"] = config
         machine["instance_id"] = ulid()
         machine["updated_at"] = now_rfc3339()
+        machine.pop("_pending", None)
         machine["state"] = "stopped" if ctx.flag("skip-start") else "started"
+        if machine["state"] == "started" and not _command_runs(machine):
+            machine["state"] = "failed"
         _set_checks(machine)
         snapshot = copy.deepcopy(machine)
+    wait = int(ctx.flag("wait-timeout") or 0) or 300
+    if snapshot.get("_never_settles") or wait < 0:
+        raise FlyError(
+            "timeout reached waiting for machine's state to change",
+            suffix=f"The machine {snapshot['id']} took more than "
+                   f"{platform.go_duration_string(wait)} to reach \"settled\"\n\n"
+                   "Try increasing the --wait-timeout\n\n")
+    if snapshot["state"] == "failed":
+        raise FlyError(f"machine {snapshot['id']} update failed: machine entered "
+                       '"failed" state')
     if snapshot["state"] == "started" and not ctx.flag("skip-health-checks"):
         _report_checks(snapshot, "failed to wait for health checks to pass")
     out(f"Machine {snapshot['id']} updated successfully!\n")
@@ -314,14 +389,13 @@ def _clone_runtime(source: Machine, new_id: str) -> Runtime:
     os.makedirs(home, exist_ok=True)
     clone: Runtime = {"bin": bin_dir, "home": home, "cwd": home,
                       "env": dict(rt.get("env") or {}), "image": rt.get("image", "default"),
-                      "tools": dict(rt.get("tools") or {})}
+                      "tools": dict(rt.get("tools") or {}),
+                      "image_only": list(rt.get("image_only") or [])}
     sync_image_bin(clone)
     return clone
 
 
 def cmd_machine_clone(ctx: Ctx) -> int:
-    import shlex
-
     require_session(ctx)
     app_name, _ = require_app_name(ctx)
     api_auth(ctx)
@@ -333,7 +407,9 @@ def cmd_machine_clone(ctx: Ctx) -> int:
             raise FlyError("the machine is on an unreachable host, try again later")
         volumes = {v["id"]: v for v in app.get("volumes", [])}
         attach = ctx.flag("attach-volume") or ""
-        vol_id, _, mount_path = attach.partition(":")
+        parts = attach.split(":")  # clone.go: strings.Split; a path only when exactly 2 parts
+        vol_id = parts[0]
+        mount_path = parts[1] if len(parts) == 2 else ""
         vol = None
         if attach:
             vol = volumes.get(vol_id)
@@ -351,7 +427,10 @@ def cmd_machine_clone(ctx: Ctx) -> int:
         if ctx.flag("clear-cmd"):
             init.pop("cmd", None)  # an empty list, dropped by omitempty
         elif ctx.flag("override-cmd"):
-            init["cmd"] = shlex.split(ctx.flag("override-cmd"))
+            try:
+                init["cmd"] = platform.go_shlex_split(ctx.flag("override-cmd"))
+            except ValueError as exc:
+                raise FlyError(f"error splitting cmd: {exc}") from None
         mounts = copy.deepcopy(config.get("mounts") or [])
         if attach:
             if len(mounts) > 1:
@@ -372,6 +451,9 @@ def cmd_machine_clone(ctx: Ctx) -> int:
                 out(f"Attaching existing volume {vol_id}\n")
                 if vol.get("attached_machine_id"):
                     raise FlyError(f"volume {vol_id} is already attached to a machine")
+                if vol.get("state") != "created":  # guess: the Machines API's refusal
+                    raise FlyError(f"failed to launch VM: volume {vol_id} is not ready to be "
+                                   f"attached (state: {vol.get('state')})")
                 target = vol
             else:
                 snap = ctx.flag("from-snapshot") or ""
@@ -383,11 +465,24 @@ def cmd_machine_clone(ctx: Ctx) -> int:
                                      int(mount.get("size_gb") or 1),
                                      bool(mount.get("encrypted", True)), 5, bool(snap),
                                      state)
-            new_mounts.append({"encrypted": target["encrypted"], "path": mount.get("path", ""),
-                               "size_gb": target["size_gb"], "volume": target["id"],
-                               "name": target["name"]})
+            # clone.go sends only these mount fields (fly-go MachineMount, omitempty)
+            sent = {"path": mount.get("path", ""), "volume": target["id"]}
+            for key in ("extend_threshold_percent", "add_size_gb", "size_gb_limit"):
+                if mount.get(key):
+                    sent[key] = mount[key]
+            new_mounts.append(dict(sorted(sent.items())))
+            guest_mb = int((config.get("guest") or {}).get("memory_mb") or
+                           platform.DEFAULT_GUEST_MB)
+            room = target.get("_host_room_mb")
+            if room is not None and guest_mb > int(room):  # guess: the API's text
+                raise FlyError("failed to launch VM: insufficient memory available to "
+                               f"fulfill request (the host of {target['id']} has room for "
+                               f"{room} MB, the machine needs {guest_mb} MB)")
         config["mounts"] = new_mounts
         out(f"Provisioning a new Machine with image {machine_image(source)}...\n")
+        if platform.no_capacity(state, region):  # guess: the API's text
+            raise FlyError("failed to launch VM: insufficient resources available to fulfill "
+                           "request")
         new_id = _new_machine_id()
         machine = copy.deepcopy(source)
         now = now_rfc3339()
@@ -401,6 +496,9 @@ def cmd_machine_clone(ctx: Ctx) -> int:
             "created_at": now, "updated_at": now, "config": config,
             "_runtime": _clone_runtime(source, new_id),
         })
+        machine.pop("_lease", None)
+        if (state.get("features") or {}).get("clones_unhealthy"):
+            machine["_unhealthy"] = True  # e.g. the app cannot use the restored database
         _set_checks(machine)
         app["machines"].append(machine)
         attached = {mount["volume"] for mount in new_mounts}
@@ -481,6 +579,9 @@ def cmd_machine_restart(ctx: Ctx) -> int:
                 raise FlyError(f"machine {machine_id} was not found in app '{name}'")
             machines.append(found)
         for m in machines:
+            platform.acquire_lease(m)
+        restarted = []
+        for m in machines:
             out(f"Restarting machine {m['id']}\n")
             if m.get("state") != "started":  # Guess: flaps refuses to restart a stopped VM
                 raise FlyError(
@@ -492,7 +593,13 @@ def cmd_machine_restart(ctx: Ctx) -> int:
             m.setdefault("events", []).insert(0, {
                 "type": "restart", "status": "started", "source": "user",
                 "timestamp": int(time.time() * 1000)})
-            out(f"Machine {m['id']} restarted successfully!\n")
+            _set_checks(m)
+            restarted.append(copy.deepcopy(m))
+    for m in restarted:  # internal/machine/restart.go: the start, then watch.MachinesChecks
+        if not ctx.flag("skip-health-checks"):
+            _report_checks(m, f"failed to restart machine {m['id']}: failed to wait for "
+                              "health checks to pass")
+        out(f"Machine {m['id']} restarted successfully!\n")
     return 0
 
 

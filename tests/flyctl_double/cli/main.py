@@ -11,6 +11,7 @@ from .commands import ROOT
 from .faults import dropping_tail, stall, take_fault
 from .output import FlyError, Interrupted, err, out
 from .parser import cmd_not_emulated, help_text, parse_invocation
+from .platform import proxy_tick
 from .session import TOML_CACHE, Ctx, resolve_token
 from .store import Store
 
@@ -74,6 +75,10 @@ def main(argv: list[str] | None = None) -> int:
             # terminal/logging.go logs to os.Stdout, Faint "DEBUG", Go's Sprint (no space)
             home = environ.get("HOME", "/root")
             out(f"\x1b[2mDEBUG\x1b[0m Loaded flyctl config from{home}/.fly/config.yml\n")
+        if (state.get("features") or {}).get("proxy_traffic"):
+            with store.mutate() as live:  # requests keep arriving while flyctl runs
+                proxy_tick(live)
+            state = store.load()
         ctx = Ctx(prog, inv, store, state, token, source, environ)
         if fault is not None and fault.get("kind") == "drop_tail":
             return dropping_tail(lambda: execute(ctx), int(fault.get("lines", 1)))

@@ -13,6 +13,7 @@ import sys
 from .flags import app_flag, config_flag
 from .output import FlyError, Interrupted, err, go_quote, out, write_all
 from .parser import Command, Flag, max_args
+from .platform import go_shlex_split
 from .records import active_machines, machine_runtime, process_group
 from .session import Ctx, api_auth, get_app, require_app_name, require_session
 
@@ -127,14 +128,14 @@ def _exit_message(returncode: int) -> str | None:
 
 
 def run_remote(m: Machine, command: str, pty: bool) -> int:
-    """Run ``command`` as hallpass would: quote-aware split, exec without a shell."""
-    import shlex
+    """Run ``command`` as hallpass would: split as flyctl splits (google/shlex, see
+    platform.go_shlex_split), exec without a shell, PATH = the image's tools only."""
     import subprocess
 
     rt = machine_runtime(m)
     cwd = rt.get("cwd") or rt["home"]
     try:
-        argv = shlex.split(command)
+        argv = go_shlex_split(command)
     except ValueError as exc:
         err(f"failed to parse command: {exc}\n")
         return 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+from . import platform
 from .clock import now_rfc3339, parse_time
 from .flags import app_flag, config_flag, json_flag, vm_flags
 from .ids import rand_str
@@ -71,7 +72,8 @@ def _advance_restoring(ctx: Ctx, name: str) -> App:
                 vol["_restoring_lists"] -= 1
             elif "_restoring_lists" in vol:
                 del vol["_restoring_lists"]
-                vol["state"] = "created"
+                # a failed restore ends in the state the world names (see README)
+                vol["state"] = vol.pop("_restore_ends", None) or "created"
         return copy.deepcopy(app)
 
 
@@ -93,8 +95,10 @@ def new_volume(app: App, name: str, region: str, size_gb: int, encrypted: bool,
         "auto_backup_enabled": True, "host_status": "ok",
     }
     if restoring:  # `restoring` for this many `volumes list` calls, then `created`
-        vol["_restoring_lists"] = int((state.get("features") or {})
-                                      .get("volume_restore_lists", 1))
+        features = state.get("features") or {}
+        vol["_restoring_lists"] = int(features.get("volume_restore_lists", 1))
+        if features.get("volume_restore_ends"):
+            vol["_restore_ends"] = str(features["volume_restore_ends"])
     app.setdefault("volumes", []).append(vol)
     return vol
 
@@ -133,6 +137,7 @@ def cmd_volumes_create(ctx: Ctx) -> int:
         region = ctx.flag("region") or ctx.environ.get("FLY_REGION", "")
         if not region:
             raise FlyError("region code must be specified when not running interactively")
+        platform.check_region(region)
         size = int(ctx.flag("size"))
         snapshot_id = ctx.flag("snapshot-id") or ""
         if snapshot_id:
@@ -146,15 +151,69 @@ def cmd_volumes_create(ctx: Ctx) -> int:
         if "fs-type" in ctx.inv.specified and ctx.flag("fs-type") not in ("ext4", "raw"):
             raise FlyError(f'filesystem {go_quote(ctx.flag("fs-type"))} must be either "ext4" '
                            'or "raw"')
+        # flag.GetMachineGuest(ctx, nil): no --vm-* flag asks for the default 256 MB guest
+        memory = _vm_memory(ctx)
+        room = platform.host_room(state, region)
+        if room is not None and memory > room:  # guess: the API's text
+            raise FlyError("failed to create volume: insufficient resources to place a volume "
+                           f"with room for a {memory} MB machine in {region}")
         made = []
         for _ in range(count):
+            zone = _placement(ctx, state, app, vol_name, region)
             vol = new_volume(app, vol_name, region, size, not ctx.flag("no-encryption"),
                               int(ctx.flag("snapshot-retention")), bool(snapshot_id), state)
             vol["_snapshot_id"] = snapshot_id or None
+            if zone:
+                vol["zone"] = zone
+            if "scheduled-snapshots" in ctx.inv.specified:  # only then sent (create.go)
+                vol["auto_backup_enabled"] = bool(ctx.flag("scheduled-snapshots"))
+            if room is not None:
+                vol["_host_room_mb"] = room
             made.append(render_volume(vol))
     for vol in made:
         out(go_json(vol) if ctx.json_on() else _print_volume(vol, name))
     return 0
+
+
+def _placement(ctx: Ctx, state: World, app: App, name: str, region: str) -> str | None:
+    """``--require-unique-zone`` (default true): a zone of the region (``features.zones``;
+    none set: any) that no volume of this name (``--unique-zone-app-wide``: of the app)
+    uses yet.  None left fails (the API's text is a guess)."""
+    zones = ((state.get("features") or {}).get("zones") or {}).get(region)
+    if zones is None:
+        return None
+    if not ctx.flag("require-unique-zone"):
+        return zones[0]
+    app_wide = bool(ctx.flag("unique-zone-app-wide"))
+    taken = {v.get("zone") for v in app.get("volumes", [])
+             if v.get("region") == region and (app_wide or v.get("name") == name)}
+    free = [zone for zone in zones if zone not in taken]
+    if not free:
+        raise FlyError(f"failed to create volume: no zone left in {region} for another "
+                       f"volume named {name!r} (the existing ones use every zone); "
+                       "--require-unique-zone=false allows sharing one")
+    return free[0]
+
+
+def _vm_memory(ctx: Ctx) -> int:
+    """The compute requirement's memory (internal/flag/machines.go ``GetMachineGuest``)."""
+    memory = platform.DEFAULT_GUEST_MB
+    size = ctx.flag("vm-size") or ""
+    if size:
+        sizes = {"shared-cpu-1x": 256, "shared-cpu-2x": 512, "shared-cpu-4x": 1024,
+                 "shared-cpu-8x": 2048, "performance-1x": 2048, "performance-2x": 4096}
+        if size not in sizes:  # guess: fly-go SetSize's text
+            raise FlyError(f"invalid machine size requested, '{size}', available:")
+        memory = sizes[size]
+    raw = str(ctx.flag("vm-memory") or "")
+    if raw:
+        try:
+            memory = int(raw.lower().removesuffix("mb").removesuffix("m"))
+        except ValueError:
+            raise FlyError(f"invalid size {go_quote(raw)}") from None  # guess
+        if memory == 0:
+            raise FlyError("--vm-memory cannot be zero")
+    return memory
 
 
 def _create_cmd() -> Command:
