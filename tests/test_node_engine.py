@@ -154,13 +154,19 @@ def test_node_drill_compares_row_counts_and_content(tmp_path, app, live):
     assert [d.split(":")[0] for d in drill["differences"]] == ["table steps", "content hash"]
 
 
-def test_node_restore_proves_the_live_database_is_the_backup(tmp_path, app, live):
+def backed_up_then_changed(tmp_path: Path, live: Path, where: str):
+    """A backup of ``live``, then rows deleted from it (``where``): what a restore undoes."""
     backups = tmp_path / "data" / "backups"
     made = engine.create_backup(live, backups)
     conn = sqlite3.connect(live)
-    conn.execute("DELETE FROM steps WHERE id % 3 = 0")
+    conn.execute(f"DELETE FROM steps WHERE {where}")
     conn.commit()
     conn.close()
+    return backups, made
+
+
+def test_node_restore_proves_the_live_database_is_the_backup(tmp_path, app, live):
+    backups, made = backed_up_then_changed(tmp_path, live, "id % 3 = 0")
     before = engine.describe_file(live, live=True)
     out = run_node(remote.restore_script(str(live), str(backups), made.name, check="integrity"),
                    app)
@@ -301,12 +307,7 @@ def test_a_node_restore_that_meets_a_locked_database_waits_instead_of_copying_no
         tmp_path, app, live):
     """better-sqlite3 resolves a backup whose first step met a locked database as done,
     having copied nothing: the restore waits for the lock (busy timeout) and copies all."""
-    backups = tmp_path / "data" / "backups"
-    made = engine.create_backup(live, backups)
-    conn = sqlite3.connect(live)
-    conn.execute("DELETE FROM steps WHERE id > 10")
-    conn.commit()
-    conn.close()
+    backups, made = backed_up_then_changed(tmp_path, live, "id > 10")
     holder = helpers.python(HOLD_WRITE_LOCK, str(live), "3")
     try:
         assert holder.stdout.readline().strip() == "locked"
