@@ -486,6 +486,8 @@ class Restore:
         try:
             return self.target.counts(name) or {}
         except (OpsError, EngineError) as exc:
+            if getattr(exc, "no_engine", False):  # nothing there could restore: stop now
+                raise
             self.ui.warn(f"could not count rows on the machine: {exc}")
             return {}
 

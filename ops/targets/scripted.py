@@ -373,6 +373,10 @@ class ScriptedTarget:
         output = self._run(remote.counts_script(self.db, self.dir, name), engine_source=True)
         if output.strategy in node.ENGINES:
             return output.data("count rows")
+        if output.strategy == "none":  # no restore can run there: say so before asking
+            error = OpsError(self.session.manual_restore(name), ExitCode.ERROR)
+            error.no_engine = True
+            raise error
         if output.strategy != "sqlite3":
             return {}
         try:
