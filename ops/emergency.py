@@ -263,21 +263,19 @@ def ssh_shown(app: str, machine: str, what: str) -> tuple[str, ...]:
 
 def plan_stop(app: str, machine: MachineView, original: Original, marker: str,
               db: str) -> list[Step]:
-    """The intent is recorded before anything changes: in the update itself (the machine's
-    metadata, the same API call) and, on a started machine, on the volume first; so a stop
-    killed between the update and its end still tells resume what the machine ran."""
-    record = Step("record", f"record what it runs in {marker}",
-                  ssh_shown(app, machine.id, f"write {marker}"), True)
-    update = Step("update", f"run `{shlex.join(MAINTENANCE_CMD)}` instead of the app on "
-                  f"{machine.id} (was: {original.describe()}; kept in its metadata)",
-                  tuple(fly.machine_update(app, machine.id, command=shlex.join(MAINTENANCE_CMD),
-                                           autostop="off" if original.autostop else None,
-                                           skip_health_checks=True,
-                                           metadata={ORIGINAL_META: original.as_json()})),
-                  True)
-    first = [record, update] if machine.state == "started" else [update, record]
+    """The intent is recorded in the update itself: the machine's metadata, written by the
+    same API call that replaces its command, so a stop killed at any point still tells
+    resume what the machine ran. Writes stop first (an emergency), and the record on the
+    volume follows (ssh reaches a machine only once it is started)."""
     return [
-        *first,
+        Step("update", f"run `{shlex.join(MAINTENANCE_CMD)}` instead of the app on "
+             f"{machine.id} (was: {original.describe()}; kept in its metadata)",
+             tuple(fly.machine_update(app, machine.id, command=shlex.join(MAINTENANCE_CMD),
+                                      autostop="off" if original.autostop else None,
+                                      skip_health_checks=True,
+                                      metadata={ORIGINAL_META: original.as_json()})), True),
+        Step("record", f"record what it ran in {marker}",
+             ssh_shown(app, machine.id, f"write {marker}"), True),
         Step("verify", f"{machine.id} is started and runs the maintenance command",
              tuple(fly.machines_list(app))),
         Step("quiet", f"no process has {db} open",

@@ -260,9 +260,10 @@ class Execution:
         found = next((v for v in self.runner.volumes(self.resolved.app) if v.id == new), None)
         return found.state if found else "not listed"
 
-    def _poll(self, read, done, pending, timeout: float, what: str, key: str) -> str:
+    def _poll(self, read, done, pending, timeout: float, what: str, key: str,
+              first: str | None = None) -> str:
         deadline = time.monotonic() + timeout
-        seen: list[str] = []
+        seen: list[str] = [first] if first else []
         while True:
             state = read()
             if not seen or seen[-1] != state:
@@ -307,7 +308,7 @@ class Execution:
         seen = self._poll(lambda: self._machine_state(old), ("stopped",),
                           ("started", "stopping", "starting", "replacing", "updating",
                            "suspending", "suspended"),
-                          self.stop_timeout, f"machine {old}", "fly.timeout")
+                          self.stop_timeout, f"machine {old}", "fly.timeout", first=state)
         return f"{old} {seen}"
 
     def _machine_state(self, machine_id: str) -> str:

@@ -88,8 +88,8 @@ def test_stop_then_resume_undoes_exactly_what_stop_did(site, cmd, autostop):
 
     assert stopped.returncode == 0, stopped
     update = stop_argv(cmd, word)
-    assert calls(site) == [*READS, ["ssh", "write marker"], update, LISTS[1],
-                           ["ssh", "open handles"]]  # the intent is recorded before acting
+    assert calls(site) == [*READS, update, ["ssh", "write marker"], LISTS[1],
+                           ["ssh", "open handles"]]  # the update itself records the intent
     now = site.world.machine(MID)
     assert now["state"] == "started" and now["config"]["init"]["cmd"] == SLEEP.split()
     assert [s["autostop"] for s in now["config"]["services"]] == [False]
@@ -160,8 +160,8 @@ def test_dry_run_prints_the_plan_and_makes_no_changing_call(site):
     assert calls(site) == READS
     plan = planned.json()
     assert plan["dry_run"] is True and plan["original"] == {"cmd": None, "autostop": "stop"}
-    assert [step["key"] for step in plan["steps"]] == ["record", "update", "verify", "quiet"]
-    assert plan["steps"][1]["argv"] == STOP
+    assert [step["key"] for step in plan["steps"]] == ["update", "record", "verify", "quiet"]
+    assert plan["steps"][0]["argv"] == STOP
     assert shlex.join(["fly", *STOP]) in " ".join(planned.stderr.split())
     assert config(site) == before and site.audit() == [] and not marker(site).exists()
 
@@ -237,11 +237,14 @@ def test_a_failed_update_says_what_to_run_by_hand(site):
     assert "To finish by hand, run from the failed step on:" in text
     assert shlex.join(["fly", *STOP]) in text
     manual = result.json()["manual"]
-    assert [line.rsplit("# ", 1)[1] for line in manual] == ["update", "verify", "quiet"]
+    assert [line.rsplit("# ", 1)[1] for line in manual] == ["update", "record", "verify",
+                                                             "quiet"]
+    record_line = manual[1].rsplit("   #", 1)[0].strip()
+    argv = shlex.split(record_line)[1:]  # the exact ssh command, runnable as printed
+    assert argv[:8] == ["ssh", "console", "-a", APP, "--machine", MID, "-q", "-C"]
+    assert json.dumps(MID) in argv[8]
     assert site.audit()[0]["outcome"] == "update failed"
-    assert calls(site) == [*READS, ["ssh", "write marker"], STOP]
-    # what the machine ran is on the volume already (written before the update)
-    assert json.loads(marker(site).read_text())["original"] == {"cmd": None, "autostop": "stop"}
+    assert calls(site) == [*READS, STOP]
 
 
 def test_a_process_still_holding_the_database_fails_the_stop_loudly(site, tmp_path):
@@ -466,9 +469,9 @@ def test_the_update_has_fly_timeout_as_its_deadline(site, tmp_path):
     assert site.audit()[-1]["outcome"] == "update failed"
 
 
-def test_a_stopped_machine_is_updated_first_then_recorded(site):
-    """Nothing can reach a stopped machine's volume before the update starts it, so there
-    the update (which records the original in the machine's metadata) comes first."""
+def test_a_stopped_machine_is_emergency_stopped_too(site):
+    """A crashed app's machine may be stopped: the update starts it in maintenance, and the
+    record follows on the volume (the update's metadata holds it from the start)."""
     set_machine(site, cmd=["node", "src/server.js"])
     site.world.set_machine_state(MID, "stopped")
 

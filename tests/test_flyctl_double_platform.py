@@ -318,3 +318,21 @@ def test_volumes_create_places_a_volume_in_a_unique_zone(fly_world, app_dir):
     p = run(w, "volumes", "create", "data", "-r", "ams", "--yes", "--json",
             "--require-unique-zone=false", cwd=app_dir)
     assert p.returncode == 0 and json.loads(p.stdout)["zone"] == "a1c7"
+
+
+@pytest.mark.parametrize("script", [
+    "echo 'it''s' \"$HOME\" # not a comment inside quotes",
+    "printf '%s\\n' a\\\\b; exit 3",
+    "#!/bin/sh\nset -eu\necho \"x\"\n",
+    "",
+    "'\"'\"'",
+    "a\tb\r\nc",
+])
+def test_what_the_toolkit_sends_survives_flyctls_split(script):
+    """ops.remote.wrap builds ``sh -c '<script>'`` with Python's shlex.join: google/shlex
+    (flyctl's splitter) must give back the same three words, whatever the script holds."""
+    import shlex
+
+    from tests.flyctl_double.cli.platform import go_shlex_split
+
+    assert go_shlex_split(shlex.join(["sh", "-c", script])) == ["sh", "-c", script]

@@ -451,3 +451,99 @@ def test_a_guard_refused_for_a_lease_changes_nothing_and_offers_no_go_back(site)
     assert old["state"] == "started" and autostarts(old) == [True]
     assert "To go back" not in result.stderr  # it never stopped serving
     assert "To finish by hand, run from the failed step on:" in result.stderr
+
+
+# ---------------------------------------------------------------- stop_old's wait, as data
+
+
+class Recorder:
+    """A stand-in for ``fly.Fly`` that only records the argv it is asked to run."""
+
+    def __init__(self):
+        self.ran: list[list[str]] = []
+
+    def run(self, argv, **_):
+        self.ran.append(argv)
+
+
+@pytest.mark.parametrize("states, stop_sent, outcome", [
+    (["stopped"], False, "stopped"),
+    (["started", "stopping", "stopping", "stopped"], True, "started -> stopping -> stopped"),
+    (["stopping", "stopped"], False, "stopping -> stopped"),
+    (["suspended", "stopped"], True, "suspended -> stopped"),
+    (["started", "failed"], True, "failed"),
+    (["started"] * 50, True, "timeout"),
+])
+def test_stop_old_sends_a_stop_only_when_needed_and_polls_until_stopped(states, stop_sent,
+                                                                        outcome):
+    from ops import emergency as em
+    from ops import volume_restore as vr
+    from ops.errors import OpsError
+
+    machine = em.MachineView.parse({"id": MID, "state": states[0], "config": {
+        "mounts": [{"volume": VOL, "path": "/data"}]}})
+    import itertools
+
+    seen = itertools.chain(states, itertools.repeat(states[-1]))
+    recorder = Recorder()
+    run = vr.Execution(
+        vr.Resolved(APP, "data", "/data", machine, None, None, 3), recorder, 1.0, 0.0,
+        stop_timeout=0.05,
+        machines=lambda: [em.MachineView.parse({"id": MID, "state": next(seen)})])
+    step = vr.Step("stop_old", "", ("machine", "stop", MID, "-a", APP), True)
+    if outcome in ("failed", "timeout"):
+        with pytest.raises(OpsError) as raised:
+            run.stop_old(step)
+        assert (raised.value.code == ExitCode.TIMEOUT) is (outcome == "timeout")
+        assert ("is failed" in str(raised.value)) is (outcome == "failed")
+    else:
+        assert run.stop_old(step) == f"{MID} {outcome}"
+    assert (recorder.ran == [["machine", "stop", MID, "-a", APP]]) is stop_sent
+
+
+def _resolved(autostart, guest=True, metadata=None):
+    from ops import emergency as em
+    from ops import fly as flymod
+    from ops import volume_restore as vr
+
+    config = {"mounts": [{"volume": VOL, "path": "/data"}],
+              "services": [{"autostart": autostart}], "metadata": metadata or {}}
+    if guest:
+        config["guest"] = {"cpu_kind": "performance", "cpus": 2, "memory_mb": 4096}
+    machine = em.MachineView.parse({"id": MID, "state": "started", "config": config})
+    volume = flymod.Volume(VOL, "data", "created", 3, "ams", MID, None, None)
+    snap = flymod.Snapshot(NEWEST, "created", 1, 3 * GIB, "2026-08-17T02:10:54Z", 14)
+    return vr.resolve(APP, "data", volume, machine, [snap], "latest", [volume])
+
+
+@pytest.mark.parametrize("autostart, keys, back", [
+    (True, ["create", "wait", "guard", "stop_old", "clone", "autostart", "verify", "health"],
+     ["machine", "update", MID, "-a", APP, "--autostart=true", "--yes"]),
+    (False, ["create", "wait", "guard", "stop_old", "clone", "verify", "health"],
+     ["machine", "start", MID, "-a", APP]),
+])
+def test_the_plan_and_the_go_back_follow_the_old_autostart(autostart, keys, back):
+    from ops import volume_restore as vr
+
+    resolved = _resolved(autostart)
+    steps = vr.plan(resolved, "https://x.fly.dev/health")
+    assert [s.key for s in steps] == keys
+    create = list(steps[0].argv)
+    assert create[create.index("--vm-cpu-kind"):create.index("-a")] == [
+        "--vm-cpu-kind", "performance", "--vm-cpus", "2", "--vm-memory", "4096"]
+    assert "--snapshot-retention" not in create  # the old volume says nothing: flyctl's 5
+    assert vr.go_back(resolved, "clone1", True) == [["machine", "stop", "clone1", "-a", APP],
+                                                    back]
+    assert vr.go_back(resolved, None, False) == [back]
+    assert vr.go_back(resolved, None, True)[0] == ["machine", "list", "-a", APP, "--json"]
+
+
+def test_a_guard_left_by_an_earlier_run_is_read_from_the_metadata_and_guest_may_be_absent():
+    from ops import volume_restore as vr
+
+    resolved = _resolved(False, guest=False, metadata={"ops_autostart_before": "true"})
+    assert resolved.autostart is True
+    steps = vr.plan(resolved, "https://x.fly.dev/health")
+    assert "--vm-memory" not in steps[0].argv and "autostart" in [s.key for s in steps]
+    # while the services autostart, an inherited record says nothing
+    assert _resolved(True, metadata={"ops_autostart_before": "false"}).autostart is True
