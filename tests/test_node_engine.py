@@ -340,3 +340,29 @@ def test_node_reads_a_sha256_sidecar_exactly_as_python_does(tmp_path, app, live,
     python_verdict = engine.verify_backup(backups / made.name, "quick")
     assert (node_verdict["ok"], node_verdict["recorded_sha256"], node_verdict["problems"]) == (
         python_verdict.ok, python_verdict.recorded_sha256, python_verdict.problems)
+
+
+def test_kill_9_of_a_node_backup_leaves_no_backup_and_the_next_one_sweeps(tmp_path, app):
+    """kill -9 at random moments of a backup: never a file named like a backup without its
+    records; what is left is hidden temporaries, removed by the next backup under the lock."""
+    db = helpers.make_blob_db(tmp_path / "data" / "steps.db", 24)
+    backups = tmp_path / "data" / "backups"
+    script = remote.wrap(node.with_app_dir(app["dir"], remote.backup_script(
+        str(db), str(backups), check="integrity")))
+    rng = random.Random(5)
+    for _ in range(3):
+        proc = subprocess.Popen(shlex.split(script), stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={"PATH": app["path"], "LANG": "C.UTF-8"},
+                                start_new_session=True)
+        proc.stdin.write(node.engine_stdin())
+        proc.stdin.close()
+        time.sleep(rng.uniform(0.1, 0.9))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        for made in engine.list_backups(backups):  # published: whole, with both records
+            assert made.verified and engine.verify_backup(made.path).ok
+    out = run_node(remote.backup_script(str(db), str(backups), check="quick"), app)
+    assert out.data("backup")["name"]
+    assert [p.name for p in backups.iterdir() if p.name.startswith(".tmp-")] == []
+    assert all(engine.verify_backup(b.path).ok for b in engine.list_backups(backups))
