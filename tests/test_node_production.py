@@ -86,3 +86,12 @@ def test_machine_check_says_what_each_image_can_run(prod, image, binding, restor
         assert "apt-get install -y --no-install-recommends sqlite3" in data["fixes"][1]
         assert result.stderr.strip().splitlines()[-1].startswith(
             "Error: restore cannot run on")
+
+
+def test_an_unsafe_machine_app_dir_is_refused_before_flyctl(prod):  # noqa: F811
+    prod.env["INVOKE_MACHINE_APP_DIR"] = "/app; rm -rf /"
+    result = prod.run("machine.check", "--production")
+    assert result.returncode == 2, result
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "Error: config machine.app_dir must be a plain absolute path")
+    assert prod.calls() == []
