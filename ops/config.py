@@ -61,6 +61,7 @@ DEFAULTS = {
         "connect_timeout": "15",  # seconds for TCP connect, the SSH banner and the login
         "timeout": "600",  # seconds one remote command may take (and a transfer may stall)
     },
+    "machine": {"app_dir": "/app"},  # where the app's node_modules is (the Node engine's binding)
 }
 
 
@@ -102,6 +103,7 @@ class Settings:
     ssh_timeout: float = 600.0
     mmap_size: int = 0
     content_hash: bool = True
+    machine_app_dir: str = "/app"
     _fly_toml: list = field(default_factory=list, repr=False, compare=False)
 
     def fly_toml(self) -> FlyToml:
@@ -400,6 +402,7 @@ def load(config, **flags) -> Settings:
                                                    optional=True)),
         ssh_connect_timeout=number(None, "ssh", "connect_timeout", minimum=0.1),
         ssh_timeout=number(None, "ssh", "timeout"),
+        machine_app_dir=_string(_section(config, "machine")["app_dir"], "machine.app_dir"),
     )
 
 

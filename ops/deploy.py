@@ -22,7 +22,7 @@ from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ops import audit, backups, fly, health
+from ops import audit, backups, fly, health, machine
 from ops.emergency import MAINTENANCE_CMD
 from ops.engine import EngineError, file_lock
 from ops.errors import ExitCode, OpsError
@@ -163,8 +163,8 @@ def render(steps: list[PlanStep], app: str, width: int | None) -> list[str]:
 RUN_TIME = {
     MACHINE: f"{MACHINE}, the started machine with the volume (not known now)",
     VOLUME: f"{VOLUME}, the volume named in fly.toml's [mounts] (not known now)",
-    SCRIPT: f"{SCRIPT}, the engine for the machine's python3, else the sqlite3 CLI, else "
-            "backup.remote_command (the machine's tools are only asked when it runs)",
+    SCRIPT: f"{SCRIPT}, the engine for the machine's python3, else node, else the sqlite3 "
+            "CLI, else backup.remote_command (the machine's tools are only asked when it runs)",
     " script>": "each <... script> is the sh script run on the machine (it names this run "
                 "in the lock, and the backup the run made)",
     "<image of": "<image of ...>, the release's image (not known now)",
@@ -560,7 +560,21 @@ class Deployment:
         held.callback(self._release_machine)
         if waited:  # another deploy finished meanwhile: what is live now?
             self._note_previous(self.target.releases())
+        self._machine_check()
         return self.target.deploy_lock_path + (" (after waiting)" if waited else "")
+
+    def _machine_check(self) -> None:
+        """machine.check, from the lock's own call: a machine where a restore cannot run is
+        a warning before the deploy (and in its record), never a reason to stop it."""
+        facts = getattr(self.target.session, "machine_facts", None)
+        if not facts:
+            return
+        decided = machine.plan(facts, remote_command=bool(self.settings.remote_command))
+        self.record["machine_check"] = decided
+        if "restore" in decided["cannot"]:
+            fix = f"; fix: {decided['fixes'][0]}" if decided["fixes"] else ""
+            self.ui.warn(f"a restore cannot run on the production machine: "
+                         f"{decided['cannot']['restore']}{fix} (invoke machine.check --production)")
 
     def _release_machine(self) -> None:
         with self.ui.step("release the deploy lock on the machine") as shown:

@@ -14,7 +14,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from ops import engine
+from ops import engine, node
 from ops.engine import RESULT_MARK, SIDECAR_LIMIT, check_name, checked_manifest
 from ops.errors import ENGINE_KINDS, ExitCode, OpsError
 
@@ -26,10 +26,11 @@ SAFE_PATH = re.compile(r"/[A-Za-z0-9._/+@-]*")
 
 def needs(place: str) -> str:
     """What to do when ``place`` (the production machine, an SSH host) has no engine."""
-    return (f"{place} has neither python3 (>= 3.8) nor the sqlite3 CLI, and "
-            "backup.remote_command is not set: install sqlite3 in the app's image, or set "
+    return (f"{place} has neither python3 (>= 3.8) nor the sqlite3 CLI (nor node with the "
+            "app's SQLite binding in machine.app_dir), and backup.remote_command is not set: "
+            "add better-sqlite3 to the app, or install sqlite3 in the app's image, or set "
             "backup.remote_command to the app's own backup script "
-            "(e.g. `node /app/src/scripts/backup.js --production`)")
+            "(e.g. `node /app/src/scripts/backup.js --production`); see invoke machine.check")
 
 
 def remote_path(path: str, key: str) -> str:
@@ -93,11 +94,19 @@ place() {{
 
 
 def _choose(python: str, sqlite: str, other: str) -> str:
+    """python3, then node with the app's SQLite binding (the same engine call: see
+    ``ops.node``), then the sqlite3 CLI, then ``other``."""
+    node_branch = (f"""elif has_node; then
+OPS_ENGINE=node; echo {STRATEGY_MARK}=node
+{python}
+""" if python.startswith("engine_run ") else "")
     return f"""{PRELUDE}
+{node.HAS_NODE}
+{node.engine_run()}
 if has_python; then
 echo {STRATEGY_MARK}=python3
 {python}
-elif has_sqlite; then
+{node_branch}elif has_sqlite; then
 echo {STRATEGY_MARK}=sqlite3
 {sqlite}
 else
@@ -106,8 +115,9 @@ fi"""
 
 
 def _engine(*args: str) -> str:
-    """Run the engine, whose source comes on stdin."""
-    return shlex.join(["python3", "-", *args])
+    """Run the engine, whose source comes on stdin (python3's or node's: ``ops.node``);
+    the call reads as python3's (``engine_run`` drops those two words)."""
+    return "engine_run " + shlex.join(["python3", "-", *args])
 
 
 def _tries(wait: float) -> int:
@@ -476,7 +486,7 @@ class RemoteOutput:
         return self.result.get("data")
 
 
-STRATEGIES = ("python3", "sqlite3", "remote_command", "none")
+STRATEGIES = ("python3", "node", "sqlite3", "remote_command", "none")
 
 
 def parse_output(stdout: str) -> RemoteOutput:

@@ -77,9 +77,9 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
     else:
         steps.append(Step("choose", f"find backup {what} in {directory} on the machine", (ssh,)))
     steps += [
-        Step("restore", f"on the machine (python3, else sqlite3): verify the backup, safety "
-             f"backup, restore into {db} through the backup API, prove it against the backup "
-             "(integrity_check, row counts, content hash)",
+        Step("restore", f"on the machine (python3, else node, else sqlite3): verify the "
+             f"backup, safety backup, restore into {db} through the backup API, prove it "
+             "against the backup (integrity_check, row counts, content hash)",
              (ssh,)),
         Step("restart", "restart the app's machine (skipped while emergency-stopped: "
              "then run invoke emergency.resume)", (tuple(fly.machine_restart(app, MACHINE)),)),
@@ -102,9 +102,9 @@ def _host_plan(o: RestoreOptions, what: str, *, db: str, directory: str) -> list
     else:
         steps.append(Step("choose", f"find backup {what} in {directory} on {o.host}"))
     return steps + [
-        Step("restore", f"on {o.host} (python3, else sqlite3): verify the backup, safety "
-             f"backup, restore into {db} through the backup API, prove it against the backup "
-             "(integrity_check, row counts, content hash)"),
+        Step("restore", f"on {o.host} (python3, else node, else sqlite3): verify the "
+             f"backup, safety backup, restore into {db} through the backup API, prove it "
+             "against the backup (integrity_check, row counts, content hash)"),
         Step("record", "append the restore to the audit log"),
     ]
 
@@ -515,6 +515,8 @@ class Restore:
         try:
             return self.target.counts(name) or {}
         except (OpsError, EngineError) as exc:
+            if getattr(exc, "no_engine", False):  # nothing there could restore: stop now
+                raise
             self.ui.warn(f"could not count rows on the machine: {exc}")
             return {}
 

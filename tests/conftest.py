@@ -119,5 +119,6 @@ def ssh_host(sshd_server):
     ssh_dir.mkdir(mode=0o700, exist_ok=True)
     shutil.copy(sshd_server.client_key, ssh_dir / "id_ed25519")
     (ssh_dir / "known_hosts").write_text(
-        sshd_server.known_hosts_line() + sshd_server.known_hosts_line(sshd_server.no_python_port))
+        sshd_server.known_hosts_line() + sshd_server.known_hosts_line(sshd_server.no_python_port)
+        + sshd_server.known_hosts_line(sshd_server.node_port))
     return sshd_server

@@ -48,14 +48,15 @@ def public_line(key: Path) -> str:
     return " ".join(Path(f"{key}.pub").read_text().split()[:2])
 
 
-def path_without_python(directory: Path) -> Path:
-    """A PATH folder that has every tool of /usr/bin and /bin except python."""
+def path_without_python(directory: Path, without: tuple[str, ...] = ("python",)) -> Path:
+    """A PATH folder that has every tool of /usr/bin and /bin except python (and any
+    other tool whose name starts with one of ``without``)."""
     directory.mkdir()
     for source in ("/usr/local/bin", "/usr/bin", "/bin"):
         if not os.path.isdir(source):
             continue
         for name in os.listdir(source):
-            if name.startswith("python") or (directory / name).exists():
+            if name.startswith(without) or (directory / name).exists():
                 continue
             with contextlib.suppress(OSError):
                 (directory / name).symlink_to(os.path.join(source, name))
@@ -73,6 +74,7 @@ class Sshd:
     user_ca: Path  # signs user certificates the server accepts (what `fly ssh issue` gives)
     process: subprocess.Popen
     log: Path
+    node_port: int = 0  # node, but neither python3 nor sqlite3: the app's own image
 
     @property
     def host(self) -> str:
@@ -127,8 +129,8 @@ class Sshd:
             self.process.wait()
 
 
-def _config(root: Path, ports: tuple[int, int], host_key: Path, authorized: Path,
-            no_python_path: Path, extra: tuple[str, ...]) -> str:
+def _config(root: Path, ports: tuple[int, ...], host_key: Path, authorized: Path,
+            no_python_path: Path, extra: tuple[str, ...], node_path: Path | None = None) -> str:
     user_ca = root / "user_ca.pub"
     listen = "\n".join(f"ListenAddress 127.0.0.1:{port}" for port in ports)
     return f"""{listen}
@@ -148,7 +150,9 @@ Subsystem sftp internal-sftp
 {chr(10).join(extra)}
 Match LocalPort {ports[1]}
     ForceCommand /usr/bin/env PATH={no_python_path} /bin/sh -c "$SSH_ORIGINAL_COMMAND"
-"""
+""" + (f"""Match LocalPort {ports[2]}
+    ForceCommand /usr/bin/env PATH={node_path} /bin/sh -c "$SSH_ORIGINAL_COMMAND"
+""" if node_path else "")
 
 
 def start(root: Path) -> Sshd:
@@ -166,6 +170,7 @@ def start(root: Path) -> Sshd:
     authorized = root / "authorized_keys"
     authorized.write_text(public_line(client_key) + "\n")
     no_python = path_without_python(root / "bin-without-python")
+    node_only = path_without_python(root / "bin-node-only", ("python", "sqlite3"))
     config = root / "sshd_config"
     extra: tuple[str, ...] = ()
     for option in OPTIONAL:  # keep only what this sshd understands
@@ -176,17 +181,18 @@ def start(root: Path) -> Sshd:
     log = root / "sshd.log"
     last = ""
     for _attempt in range(3):  # a free port can be taken between asking and binding
-        ports = (free_port(), free_port())
-        config.write_text(_config(root, ports, host_key, authorized, no_python, extra))
+        ports = (free_port(), free_port(), free_port())
+        config.write_text(_config(root, ports, host_key, authorized, no_python, extra,
+                                  node_only))
         with open(log, "w") as err:
             process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)],
                                        stdin=subprocess.DEVNULL, stdout=err, stderr=err)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             text = log.read_text()
-            if text.count("Server listening on") >= 2:
+            if text.count("Server listening on") >= 3:
                 return Sshd(root, ports[0], ports[1], getpass.getuser(), host_key, client_key,
-                            user_ca, process, log)
+                            user_ca, process, log, ports[2])
             if process.poll() is not None:
                 break
             time.sleep(0.02)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from ops import engine
-from tests import helpers
+from tests import helpers, node_env
 from tests.helpers import assert_one_line_error
 from tests.test_production import APP, MACHINE, HealthServer, make_prod
 
@@ -104,7 +104,8 @@ def label(argv: list[str]) -> str:
     if argv[:2] == ["ssh", "console"]:
         assert argv[:8] == ["ssh", "console", "-a", APP, "--machine", MACHINE, "-q", "-C"], argv
         script = shlex.split(argv[8])[2]
-        for marker, name in (("python3 - restore", "restore"), ("python3 - drill", "drill"),
+        for marker, name in (("# machine.check", "check"),
+                             ("python3 - restore", "restore"), ("python3 - drill", "drill"),
                              ("python3 - counts", "counts"),
                              ("manifest=0", "list"), ("command -v sha256sum", "sha256"),
                              ("__OPS_MANIFEST__", "manifest"), ("ln ", "adopt"),
@@ -175,7 +176,9 @@ def test_restore_production_without_sqlite_on_the_machine_prints_the_manual_step
     line = assert_one_line_error(result, 1, contains="neither python3 nor the sqlite3 CLI",
                                  strict=False)
     assert "apt-get install -y sqlite3" in line and "invoke restore steps-" in line
-    assert "machine restart" not in [label(a) for a in prod.calls()]
+    assert "better-sqlite3" in line  # the Node engine's way (issue 17)
+    # said before the confirmation and the restore step, not after "Type yes"
+    assert [label(a) for a in prod.calls()][-2:] == ["ssh list", "ssh counts"]
     assert engine.describe_file(prod.db, live=True)[1] == before
 
 
@@ -256,21 +259,29 @@ def test_production_dry_run_only_lists_to_say_which_backup_latest_is(prod):
     assert [label(a) for a in prod.calls()] == [*RESOLVE, "ssh list"]  # reads only
 
 
-@pytest.mark.parametrize("tools", ["python3", "none"])
+@pytest.mark.parametrize("tools", ["python3", "node", "none"])
 def test_drill_production_on_the_machine_or_after_downloading(prod, tools):
-    if tools == "none":
+    if tools != "python3":
         prod.world.remove_machine_tools("python3", "sqlite3")
+    if tools == "node":  # the app's own image: node and its node_modules
+        prod.env["INVOKE_MACHINE_APP_DIR"] = str(node_env.app_dir())
     made = engine.create_backup(prod.db, prod.remote_dir)
     result = prod.run("backup.drill", "--production", "--json")
-    assert result.returncode == 0, result
     data = result.json()
     assert data["ok"] and data["tables"] == made.tables
-    assert data["where"] == ("machine" if tools == "python3" else "downloaded")
+    assert data["where"] == ("downloaded" if tools == "none" else "machine")
     expected = [*RESOLVE, "ssh list", "ssh drill"]
     if tools == "none":
         expected += ["ssh manifest", "ssh sha256", "sftp get", "ssh list"]
-    assert [label(a) for a in prod.calls()] == expected
+    assert [label(a) for a in prod.calls()] == [*expected, "ssh check"]
     assert prod.local_files() == []
+    if tools == "none":  # the backup is sound, but nothing there could restore it in place
+        assert result.returncode == 5, result
+        assert "a restore cannot run on" in result.stderr and "no engine" in result.stderr
+        assert "fix: RUN npm install better-sqlite3" in result.stderr
+    else:
+        assert result.returncode == 0, result
+        assert data["strategy"] == tools and data["machine"]["engines"]["restore"] == tools
 
 
 def test_a_downloaded_backup_keeps_what_the_machine_recorded_for_the_drill(prod):

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ops import engine, remote
+from ops import engine, node, remote
+from tests import node_env
 
 BASE_TOOLS = ["sh", "ls", "cat", "rm", "mv", "ln", "mkdir", "date", "sleep", "head", "wc",
               "sed", "sha256sum", "printf", "echo", "test", "[", "cut", "tr", "mktemp", "df",
@@ -37,7 +38,8 @@ def machine_path(tmp_path: Path, *, python: bool, sqlite: bool) -> str:
 
 
 def run_remote(script: str, path: str, *, engine_source: bool = False) -> remote.RemoteOutput:
-    stdin = Path(engine.__file__).read_text() if engine_source else ""
+    """As a session sends it: the engines on stdin (engine.py, then engine.js: ops.node)."""
+    stdin = node.engine_stdin().decode() if engine_source else ""
     done = subprocess.run(shlex.split(remote.wrap(script)), input=stdin, capture_output=True,
                           text=True, env={"PATH": path, "LANG": "C.UTF-8"})
     assert done.returncode == 0, done.stderr
@@ -57,14 +59,18 @@ def live(tmp_path):
     conn.close()
 
 
-@pytest.mark.parametrize("strategy", ["python3", "sqlite3"])
+@pytest.mark.parametrize("strategy", ["python3", "sqlite3", "node"])
 def test_backup_script_makes_a_verified_backup(tmp_path, live, strategy):
     if strategy == "sqlite3" and not shutil.which("sqlite3"):
         pytest.skip("sqlite3 CLI not installed")
     path = machine_path(tmp_path, python=strategy == "python3", sqlite=strategy == "sqlite3")
+    script = remote.backup_script(str(live), str(tmp_path / "data" / "backups"),
+                                  check="integrity")
+    if strategy == "node":  # the app's own image: node and its node_modules (issue 17)
+        path = node_env.node_path(tmp_path / "bin-node", BASE_TOOLS)
+        script = node.with_app_dir(str(node_env.app_dir()), script)
     backups = tmp_path / "data" / "backups"
-    out = run_remote(remote.backup_script(str(live), str(backups), check="integrity"), path,
-                     engine_source=True)
+    out = run_remote(script, path, engine_source=True)
     assert out.strategy == strategy
     assert out.status == 0
     data = out.data("backup")

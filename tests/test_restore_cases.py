@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from ops import emergency, engine
-from tests import helpers
+from tests import helpers, node_env
 from tests.flyctl_double import DEFAULT_MACHINE_ID
 from tests.flyctl_double.state import real_python3
 from tests.test_deploy import site  # noqa: F401 - ``site`` is a fixture
@@ -38,9 +38,16 @@ def _sqlite3(world) -> None:
     world.remove_machine_tools("python3")
 
 
-ENGINES = {"python3": _python3, "sqlite3": _sqlite3}
+def _node(world) -> None:
+    """The app's own image: node and its node_modules (machine.app_dir), neither python3
+    nor sqlite3: the Node engine runs (issue 17)."""
+    world.set_machine_image("node")
+
+
+ENGINES = {"python3": _python3, "sqlite3": _sqlite3, "node": _node}
 # the process that writes the live database during a restore, per engine (``killed``)
 RESTORER = {"python3": lambda args: " - restore " in f" {args} ",
+            "node": lambda args: " - restore " in f" {args} ",
             "sqlite3": lambda args: "-bail" in args and "-readonly" not in args
             and ".tmp-" not in args}
 
@@ -49,6 +56,9 @@ RESTORER = {"python3": lambda args: " - restore " in f" {args} ",
 def machine(request, site):  # noqa: F811 - the fixture imported above
     """The ``site`` (a Fly app, its machine and volume), set up for one engine."""
     ENGINES[request.param](site.world)
+    if request.param == "node":  # where the app's node_modules is, in every run
+        base, app_dir = site.env, str(node_env.app_dir())
+        site.env = lambda extra=None: base({"INVOKE_MACHINE_APP_DIR": app_dir, **(extra or {})})
     site.engine = request.param
     site.remote_dir = site.backups  # as test_drill's helpers name it
     return site
@@ -128,6 +138,8 @@ def test_a_restore_killed_with_kill_9_fails_and_says_what_the_database_holds(mac
     log.touch()
     if machine.engine == "python3":
         wrap_machine_tool(machine, "python3", real_python3(), log)
+    elif machine.engine == "node":
+        wrap_machine_tool(machine, "node", shutil.which("node"), log)
     else:
         wrap_machine_tool(machine, "sqlite3", shutil.which("sqlite3"), log)
     before = content(machine.db)

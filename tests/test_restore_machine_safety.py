@@ -17,7 +17,7 @@ import pytest
 
 from ops import engine
 from ops.errors import ExitCode
-from tests import helpers
+from tests import helpers, node_env
 from tests.helpers import assert_one_line_error
 from tests.test_drill import (
     changed_after_backup,
@@ -26,12 +26,15 @@ from tests.test_drill import (
 )
 from tests.test_remote_safety import near_names
 
-STRATEGIES = ["python3", "sqlite3"]
+STRATEGIES = ["python3", "sqlite3", "node"]
 
 
 def use(prod, strategy: str) -> None:
     if strategy == "sqlite3":
         prod.world.remove_machine_tools("python3")
+    if strategy == "node":  # the app's own image and its node_modules (issue 17)
+        prod.world.set_machine_image("node")
+        prod.env["INVOKE_MACHINE_APP_DIR"] = str(node_env.app_dir())
 
 
 def unchanged(prod, made, before: str, *, planted=()) -> None:

@@ -113,6 +113,21 @@ def create(c, production=False, host=None, keep=None, quick=False, dry_run=False
         ui.emit({"backup": result, "retention": [asdict(d) for d in decisions]})
 
 
+def restorable_there(target, settings, ui, result: dict) -> None:
+    """A drill of the machine's backup also asks the machine whether a restore can run
+    there (``machine.check``): a backup nobody can restore in place is a failed drill."""
+    if not hasattr(target, "machine_facts"):
+        return
+    from ops import machine
+
+    decided = machine.plan(target.machine_facts(), remote_command=bool(settings.remote_command))
+    result["machine"] = decided
+    if "restore" in decided["cannot"]:
+        result["restore_cannot_run"] = decided["cannot"]["restore"]
+        for line in decided["fixes"]:
+            ui.info(f"fix: {line}")
+
+
 def require_database(path) -> None:
     """A fresh clone has no database: say where the path comes from and what to run."""
     if not path.exists():
@@ -305,7 +320,10 @@ def verify(c, which, quick=False, production=False, host=None, json=False):
     shown = which if which.isprintable() else repr(which)
     with ui.step(f"verify {shown} on {target.describe()}") as step:
         results = target.verify(which, on_result=lambda item: ui.info(verdict_line(item)))
-        step.detail = f"{sum(1 for item in results if item['ok'])} of {len(results)} ok"
+        engines = sorted({item.get("strategy") or item.get("where") or "engine"
+                          for item in results})
+        step.detail = (f"{sum(1 for item in results if item['ok'])} of {len(results)} ok  "
+                       f"[{', '.join(engines)}]")
         if json:
             ui.emit(results)
         backups.require_ok(results, target.flag)
@@ -504,14 +522,20 @@ def drill(c, which="latest", production=False, host=None, quick=False, json=Fals
                                        quick=quick)
     with ui.step(f"drill {which} on {target.describe()}") as step:
         result = target.drill(which)
-        step.detail = f"{result['name']}  restore {result['seconds']:.3f}s"
+        step.detail = (f"{result['name']}  restore {result['seconds']:.3f}s  "
+                       f"[{result.get('strategy') or result.get('where') or 'engine'}]")
         if not result["ok"]:  # the line says what the result says (issue 16 #15)
             step.outcome, step.reason = "failed", "not restorable" if not result.get(
                 "restorable") else "unverifiable" if restore.unverifiable(result) \
                 else "differs from its record"
     ui.info(restore.drill_summary(result))
+    restorable_there(target, settings, ui, result)
     if json:
         ui.emit(result)
+    if result.get("restore_cannot_run"):
+        raise OpsError(f"drill of {result['name']}: the backup is sound, but a restore cannot "
+                       f"run on {target.describe()}: {result['restore_cannot_run']}",
+                       ExitCode.VERIFY_FAILED)
     if not result["ok"]:
         raise OpsError(f"drill of {result['name']} failed: "
                        + "; ".join((result["problems"] + result["differences"])[:2])

@@ -95,7 +95,7 @@ class RemoteTarget(Target, Protocol):
 
     def restore(self, name: str, *, busy_timeout: float = 10.0, app_stopped: bool = False) -> dict:
         """Restore backup ``name`` into the live database there: verify, safety backup,
-        SQLite's backup API, check (its best engine: python3, else sqlite3)."""
+        SQLite's backup API, check (its best engine: python3, else node, else sqlite3)."""
 
     def counts(self, name: str) -> dict:
         """Rows per table of the live database and as recorded for ``name`` ({} if unknown)."""

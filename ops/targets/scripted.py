@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Protocol
 
-from ops import engine, remote
+from ops import engine, machine, node, remote
 from ops.errors import ExitCode, OpsError
 from ops.targets.protocol import Progress, Reporter
 from ops.targets.status import status as folder_status
@@ -72,6 +72,7 @@ class ScriptedTarget:
         self.flag = flag
         self.db = remote.remote_path(settings.db_remote_path, "db.remote_path")
         self.dir = remote.remote_path(settings.backup_remote_dir, "backup.remote_dir")
+        self.app_dir = remote.remote_path(settings.machine_app_dir, "machine.app_dir")
 
     def folder(self) -> str:
         return f"{self.dir} on the machine"
@@ -87,7 +88,13 @@ class ScriptedTarget:
         return folder_status(self.list(), dt.datetime.now(dt.UTC), self.source)
 
     def _run(self, script: str, **kwargs) -> remote.RemoteOutput:
-        return self.session.run(script, **kwargs)
+        """Every script knows where the app's ``node_modules`` is (``machine.app_dir``)."""
+        return self.session.run(node.with_app_dir(self.app_dir, script), **kwargs)
+
+    def machine_facts(self) -> dict:
+        """What the host has (``ops.machine``): the engines, tools, space and memory."""
+        output = self._run(machine.probe_script(self.db, self.dir, self.app_dir))
+        return machine.parse(output.entries)
 
     # -- backups
     def backup(self, progress=None, *, on_phase=None, check: str | None = None) -> dict:
@@ -122,9 +129,15 @@ class ScriptedTarget:
         if not new:
             raise OpsError(f"backup.remote_command finished but no new backup appeared in "
                            f"{self.dir}", ExitCode.ERROR)
-        local = self.download(new[-1], self.downloads(self.settings.backup_dir), check=True)
+        local = self.download(new[-1], self.downloads(self.settings.backup_dir), check=True,
+                              just_made=True)
+        # its records, as the engines write them: verified here, so drills compare against
+        # the row counts and content hash the app's own script captured
+        tables, content, fmt = engine.describe_file(local["path"])
         manifest = json.dumps({k: local[k] for k in ("name", "size", "sha256", "check")}
-                              | {"strategy": "remote_command"})
+                              | {"strategy": "remote_command", "tables": tables,
+                                 "content_sha256": content, "content_format": fmt,
+                                 "sqlite_version": engine.sqlite3.sqlite_version})
         if self._run(remote.sidecar_script(self.dir, new[-1], local["sha256"], manifest,
                                            self.settings.lock_wait)).status != 0:
             self.report.warn(f"could not record the checksum beside {new[-1]} on the machine; "
@@ -194,7 +207,7 @@ class ScriptedTarget:
         check = check or self.settings.check
         output = self._run(remote.verify_script(self.dir, names, check), engine_source=True,
                            timeout=self.session.deadline(), what="verify")
-        if output.strategy == "python3":
+        if output.strategy in node.ENGINES:
             results = output.data("verify")
         elif output.strategy == "sqlite3":
             if output.result is not None:
@@ -202,6 +215,7 @@ class ScriptedTarget:
             results = [_sqlite_verdict(entry, check) for entry in output.entries]
         else:
             return self._verify_by_download(names, on_result)
+        results = [verdict | {"strategy": output.strategy} for verdict in results]
         for verdict in results if on_result else ():
             on_result(verdict)
         return results
@@ -270,9 +284,11 @@ class ScriptedTarget:
                 "manifest_text": remote.manifest_text(info.stdout)}
 
     def download(self, name: str, directory: Path, *, check: bool = True,
-                 record: dict | None = None) -> dict:
+                 record: dict | None = None, just_made: bool = False) -> dict:
         """Fetch one backup: only if the host's file still matches its record, into a
-        private (0700) folder held under the local folder's backup lock, then rename."""
+        private (0700) folder held under the local folder's backup lock, then rename.
+        ``just_made``: the app's own script made it a moment ago, so it has no record yet
+        (it gets one once checked here), and nothing needs saying about that."""
         engine.check_name(name)
         directory = Path(directory)
         final = directory / name
@@ -282,7 +298,7 @@ class ScriptedTarget:
         engine.prepare_dir(directory)
         record = record or self._record(name)
         expected = trusted_sha256(name, record)
-        if expected is None:
+        if expected is None and not just_made:
             self.report.warn(f"{name} has no SHA-256 recorded on the machine (no usable "
                              f"{name}.sha256 or {name}.json): it is checked against the file "
                              "as it is now, so a change since it was made cannot be seen")
@@ -357,6 +373,8 @@ class ScriptedTarget:
             data["moved_aside"] = [e[1] for e in output.entries if e[0] == "aside" and len(e) == 2]
             data["live_state"] = next((e[1] for e in output.entries
                                        if e[0] == "state" and len(e) == 2), "ok")
+        if output.strategy == "node":
+            data = data | node_proof(data)
         return data | {"strategy": output.strategy}
 
     def holds(self, name: str) -> str:
@@ -376,7 +394,7 @@ class ScriptedTarget:
             output = self._run(remote.holds_script(self.db, self.dir, name, safety),
                                engine_source=True, timeout=self.session.deadline(),
                                what="a look at the live database")
-            if output.strategy == "python3":
+            if output.strategy in node.ENGINES:
                 proof = output.data("a look at the live database")
                 hashes = {"now": proof["content_sha256"],
                           "backup": proof["backup_content_sha256"]}
@@ -391,8 +409,12 @@ class ScriptedTarget:
         """Rows per table of the live database, and as recorded for ``name`` (for the
         confirmation); empty when the host has no SQLite to count with."""
         output = self._run(remote.counts_script(self.db, self.dir, name), engine_source=True)
-        if output.strategy == "python3":
+        if output.strategy in node.ENGINES:
             return output.data("count rows")
+        if output.strategy == "none":  # no restore can run there: say so before asking
+            error = OpsError(self.session.manual_restore(name), ExitCode.ERROR)
+            error.no_engine = True
+            raise error
         if output.strategy != "sqlite3":
             return {}
         try:
@@ -433,8 +455,8 @@ class ScriptedTarget:
         name = self.names(which)[0]
         output = self._run(remote.drill_script(self.dir, name, self.settings.check),
                            engine_source=True, timeout=self.session.deadline(), what="drill")
-        if output.strategy == "python3":
-            return output.data("drill") | {"where": "machine"}
+        if output.strategy in node.ENGINES:
+            return output.data("drill") | {"where": "machine", "strategy": output.strategy}
         recorded = self._run(remote.manifest_script(self.dir, name))
         with tempfile.TemporaryDirectory(prefix="ops-drill-") as scratch:
             local = Path(self.download(name, Path(scratch), check=False)["path"])
@@ -533,6 +555,36 @@ def _sqlite_proof(entries: list[list[str]], check: str) -> dict:
     return {"safety_backup": {"name": next((e[1] for e in entries if e[0] == "safety"), None)},
             "tables_before": _counts(entries, "before"), "tables_after": proof["tables"],
             "problems": engine.proof_problems(proof), "ok": proof["ok"], "proof": proof}
+
+
+def node_proof(data: dict) -> dict:
+    """The Node engine's restore reports the proof's inputs (``proof_inputs``); they are
+    judged here by the engine's own rule (``engine.judge_proof``), each read as the type it
+    must be, so a malformed answer is a failed proof, never a crash or a pass."""
+    raw = data.get("proof_inputs") if isinstance(data.get("proof_inputs"), dict) else {}
+
+    def counts(value) -> dict:
+        ok = isinstance(value, dict) and all(type(v) is int for v in value.values())
+        return value if ok else {}
+
+    def digest(value) -> str | None:
+        return value if isinstance(value, str) and remote.HEX64.fullmatch(value) else None
+
+    problems = raw.get("check_problems")
+    fmt = raw.get("content_format")
+    proof = engine.judge_proof(
+        check=str(raw.get("check") or data.get("check") or "integrity"),
+        check_problems=[str(p) for p in problems] if isinstance(problems, list)
+        else ["the Node engine reported no integrity check"],
+        tables=counts(raw.get("tables")), backup_tables=counts(raw.get("backup_tables")),
+        content_sha256=digest(raw.get("content_sha256")),
+        backup_content_sha256=digest(raw.get("backup_content_sha256")),
+        content_format=fmt if fmt in engine.CONTENT_FORMATS else None,
+        safety_sha256=digest(raw.get("safety_sha256")),
+        error=str(raw["error"]) if raw.get("error") else (
+            None if raw else "the Node engine sent no proof of the restore"))
+    return {"proof": proof, "ok": proof["ok"], "problems": engine.proof_problems(proof),
+            "tables_after": proof["tables"]}
 
 
 def _sqlite_verdict(entry: list[str], check: str) -> dict:

@@ -11,14 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ops import engine
+from ops import node
 from ops.targets.protocol import Reporter
 from ops.targets.scripted import ScriptedTarget
 
 if TYPE_CHECKING:
     from ops.ssh.session import SshSession
-
-ENGINE_SOURCE = Path(engine.__file__)
 
 
 class SshHost:
@@ -36,7 +34,7 @@ class SshHost:
             what: str = "a command"):
         """``timeout`` None is ``ssh.timeout``; a copy's ``deadline()`` is no limit (a
         backup bounds itself with ``backup.timeout``)."""
-        stdin = ENGINE_SOURCE.read_text() if engine_source else ""
+        stdin = node.engine_stdin().decode() if engine_source else ""
         if timeout is None:
             return self.ssh.run(script, stdin)
         return self.ssh.run(script, stdin, timeout=timeout or None)

@@ -352,6 +352,9 @@ DEFAULT_MACHINE_TOOLS: tuple[str, ...] = (
 #: ``FlyWorld.set_machine_image(name)`` (or ``add_machine(..., image_name=)``).
 MACHINE_IMAGES: dict[str, tuple[str, ...]] = {
     "default": DEFAULT_MACHINE_TOOLS,
+    # the Step Challenge App's own image (issue 17): node and the app's node_modules (point
+    # machine.app_dir at a folder that has them), neither python3 nor the sqlite3 CLI
+    "node": tuple(t for t in DEFAULT_MACHINE_TOOLS if t not in ("python3", "sqlite3")),
 }
 _SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _python_cache: str | None = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import posixpath
 
-from ops import fly, remote
+from ops import fly, machine, remote
 from ops.errors import ExitCode, OpsError
 
 
@@ -32,8 +32,10 @@ def lock(session, path: str, wait: float, holder: str, on_wait=None) -> bool:
             on_wait(exc.holder)
         lock(session, path, wait, holder)
         return True
+    s = session.settings  # once taken, the same call says what the machine can run
+    probe = machine.probe_script(s.db_remote_path, s.backup_remote_dir, s.machine_app_dir)
     try:
-        output = session.run(remote.deploy_lock_script(path, holder, wait),
+        output = session.run(remote.deploy_lock_script(path, holder, wait) + "\n" + probe,
                              timeout=session.settings.fly_timeout + wait, what="deploy lock",
                              key="fly.timeout")
     except fly.FlyError as exc:
@@ -53,6 +55,7 @@ def lock(session, path: str, wait: float, holder: str, on_wait=None) -> bool:
     if output.status != 0 or "acquired" not in entries:
         _forget(session, path, holder)  # best effort: the step fails either way
         raise OpsError(f"could not take the deploy lock {path} (exit {output.status})")
+    session.machine_facts = machine.parse(output.entries)  # deploy preflight's machine.check
     return "waiting" in entries
 
 

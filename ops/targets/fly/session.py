@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ops import engine, fly, remote
+from ops import fly, node, remote
 from ops.fly import DEFAULT as RUNNER_DEFAULT
 from ops.targets.fly import transfers
 from ops.targets.fly.machine import Machines
@@ -42,7 +42,7 @@ class FlySession(Machines):
         """
         if isinstance(timeout, tuple):
             timeout, key = timeout
-        stdin = Path(engine.__file__).read_bytes() if engine_source else b""
+        stdin = node.engine_stdin() if engine_source else b""
         machine = self.machine.id
         result = self.fly.run(
             fly.ssh_console(self.app, machine, remote.wrap(script)),
@@ -75,4 +75,5 @@ def manual_restore_steps(app: str, machine: str, name: str) -> str:
     return (f"the production machine has neither python3 nor the sqlite3 CLI; nothing was "
             f"changed. By hand: 1) fly ssh console -a {app} --machine {machine} -C "
             f"\"sh -c 'apt-get update && apt-get install -y sqlite3'\" (or add sqlite3 to the "
-            f"image and deploy); 2) invoke restore {name} --production")
+            f"image and deploy, or add the app's better-sqlite3 for the Node engine: invoke "
+            f"machine.check --production); 2) invoke restore {name} --production")

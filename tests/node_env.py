@@ -1,0 +1,54 @@
+"""Where the tests find Node 20 and better-sqlite3 (issue 17's Node engine).
+
+``.ci/run`` installs better-sqlite3 12.11.1 with npm into a cache folder outside the work
+tree and exports its path as ``OPS_TEST_NODE_APP``; without it the same default path is
+looked in. That folder stands for the app's folder on the machine (``machine.app_dir``,
+``/app`` on Fly): it holds ``node_modules/better-sqlite3``. Under ``CI=true`` a missing
+Node or binding fails the test; elsewhere it skips with the command that installs it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+BINDING = "better-sqlite3"
+VERSION = "12.11.1"  # 13.x needs Node 22
+
+
+def default_app_dir() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "step-ops" / "node"
+
+
+DEFAULT = default_app_dir()  # read at import: the tests give each test its own HOME
+
+
+def app_dir() -> Path:
+    """The folder with ``node_modules/better-sqlite3``; fails under CI, skips elsewhere."""
+    folder = Path(os.environ.get("OPS_TEST_NODE_APP") or DEFAULT)
+    missing = []
+    if not shutil.which("node"):
+        missing.append("node (apt-get install nodejs)")
+    if not (folder / "node_modules" / BINDING / "package.json").is_file():
+        missing.append(f"{BINDING} in {folder} (npm install --prefix {folder} "
+                       f"{BINDING}@{VERSION}, as .ci/run does)")
+    if missing:
+        reason = "the Node engine tests need " + " and ".join(missing)
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return folder
+
+
+def node_path(directory: Path, tools: list[str]) -> str:
+    """A PATH folder with these host tools and node, but neither python3 nor sqlite3."""
+    directory.mkdir(exist_ok=True)
+    for tool in [*tools, "node", "tail"]:
+        found = shutil.which(tool)
+        if found and not (directory / tool).exists():
+            (directory / tool).symlink_to(found)
+    return str(directory)

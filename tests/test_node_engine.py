@@ -1,0 +1,368 @@
+"""The Node engine (ops/engine.js) with real Node and better-sqlite3, on a PATH that has
+node but neither python3 nor the sqlite3 CLI: the app's own image (issue 17)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shlex
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from ops import engine, node, remote
+from ops.errors import ExitCode, OpsError
+from ops.targets import scripted
+from tests import content_cases, helpers, node_env
+from tests.test_remote_scripts import BASE_TOOLS
+
+
+@pytest.fixture
+def app(tmp_path):
+    """The app's folder (node_modules) and a node-only PATH."""
+    folder = node_env.app_dir()
+    return {"dir": str(folder), "path": node_env.node_path(tmp_path / "bin-node", BASE_TOOLS)}
+
+
+def run_node(script: str, app: dict, **popen) -> remote.RemoteOutput:
+    """A machine script, exactly as a session sends it, on the node-only PATH."""
+    done = subprocess.run(shlex.split(remote.wrap(node.with_app_dir(app["dir"], script))),
+                          input=node.engine_stdin(), capture_output=True,
+                          env={"PATH": app["path"], "LANG": "C.UTF-8"}, **popen)
+    assert done.returncode == 0, done.stderr
+    return remote.parse_output(done.stdout.decode())
+
+
+def node_describe(path: Path, app: dict, *, live: bool = False) -> dict:
+    done = subprocess.run(["node", "-", "describe", str(path), *(["--live"] if live else [])],
+                          input=node.js_source(), capture_output=True,
+                          env={**os.environ, "OPS_APP_DIR": app["dir"]})
+    return remote.parse_output(done.stdout.decode()).data("describe")
+
+
+# ---------------------------------------------------------------- the same content hash
+
+# SQLite's printf('%!.17g') writes some doubles differently in 3.40 (python3 here) and
+# 3.53 (better-sqlite3's own): 0.1 is '0.10000000000000001' in one, '0.1' in the other.
+# Reported to w3-engine (json-2's format); strict, so this turns red once it is fixed.
+VERSION_TEXT = pytest.mark.xfail(
+    sqlite3.sqlite_version_info < (3, 43), strict=True,
+    reason="json-2 writes a REAL with SQLite's printf, whose text differs between versions")
+CASES = [pytest.param(label, sql, id=f"{label}-{side}",
+                      marks=[VERSION_TEXT] if (label, side) == ("close doubles", "a") else [])
+         for label, first, second in content_cases.PAIRS + content_cases.SAME
+         for side, sql in (("a", first), ("b", second))]
+
+
+@pytest.mark.parametrize(("label", "sql"), CASES)
+def test_node_hashes_every_shared_case_like_the_python_engine(tmp_path, app, label, sql):
+    db = content_cases.make(tmp_path / "case.db", sql)
+    tables, digest, fmt = engine.describe_file(db, live=True)
+    assert node_describe(db, app, live=True) == {
+        "tables": tables, "content_sha256": digest, "content_format": fmt}
+
+
+def test_node_hashes_the_apps_database_and_hostile_values_like_python(tmp_path, app):
+    db = helpers.make_wal_db(tmp_path / "steps.db")
+    conn = sqlite3.connect(db)
+    conn.executescript("""CREATE TABLE odd ("we""ird" TEXT, rowid, b BLOB) ;
+        CREATE TABLE k (a TEXT PRIMARY KEY, b) WITHOUT ROWID;
+        PRAGMA user_version = 3;""")
+    conn.executemany("INSERT INTO odd VALUES (?, ?, ?)", [
+        (b"\x00\xff", None, b"\x00"), ("é\u2028", 1, None), ("x", 1, 2.5), (None, -0.0, "")])
+    conn.executemany("INSERT INTO k VALUES (?, ?)", [("b", 1), ("a", b"\x01")])
+    conn.commit()
+    conn.close()
+    tables, digest, fmt = engine.describe_file(db, live=True)
+    assert node_describe(db, app, live=True) == {
+        "tables": tables, "content_sha256": digest, "content_format": fmt}
+
+
+# ---------------------------------------------------------------- the machine's tasks
+
+@pytest.fixture
+def live(tmp_path):
+    return helpers.make_wal_db(tmp_path / "data" / "steps.db")
+
+
+def test_a_node_only_machine_backs_up_with_every_record(tmp_path, app, live):
+    backups = tmp_path / "data" / "backups"
+    writer = helpers.Writer(live, tmp_path / "writer").start()  # the app keeps writing
+    try:
+        helpers.wait_for(lambda: writer.max_id() >= 5, what="a few writer commits")
+        out = run_node(remote.backup_script(str(live), str(backups), check="integrity"), app)
+        during = writer.max_id()
+    finally:
+        writer.stop()
+    assert during > 5
+    assert out.strategy == "node" and out.status == 0
+    data = out.data("backup")
+    final = backups / data["name"]
+    assert data["sha256"] == engine.sha256_file(final) == engine.read_recorded_sha256(final)
+    assert engine.verify_backup(final).ok  # the python engine accepts what node wrote
+    manifest = engine.read_manifest(final)
+    tables, digest, fmt = engine.describe_file(final)
+    assert (manifest["tables"], manifest["content_sha256"], manifest["content_format"]) == (
+        tables, digest, fmt)
+    assert manifest["strategy"] == "node" and manifest["size"] == final.stat().st_size
+    assert engine.list_backups(backups)[0].verified
+    assert sorted(p.name for p in backups.iterdir()) == sorted(
+        [data["name"], f"{data['name']}.sha256", f"{data['name']}.json", engine.LOCK_NAME])
+
+
+def test_node_verify_flags_a_changed_backup_and_an_unrecorded_one(tmp_path, app, live):
+    backups = tmp_path / "data" / "backups"
+    good = engine.create_backup(live, backups)
+    bad = engine.create_backup(live, backups)
+    with open(backups / bad.name, "r+b") as handle:  # one byte in the last page
+        handle.seek(-10, os.SEEK_END)
+        handle.write(b"\x01")
+    out = run_node(remote.verify_script(str(backups), [good.name, bad.name], "integrity"), app)
+    assert out.strategy == "node"
+    verdicts = {v["name"]: v for v in out.data("verify")}
+    assert verdicts[good.name]["ok"] and verdicts[good.name]["problems"] == []
+    assert not verdicts[bad.name]["ok"]
+    assert verdicts[bad.name]["problems"][0].startswith("SHA-256 mismatch: recorded")
+    for sidecar in engine.sidecars(backups / good.name):
+        sidecar.unlink()
+    again = run_node(remote.verify_script(str(backups), [good.name], "integrity"), app)
+    assert again.data("verify")[0]["problems"] == [engine.UNVERIFIABLE]
+
+
+def test_node_drill_compares_row_counts_and_content(tmp_path, app, live):
+    backups = tmp_path / "data" / "backups"
+    made = engine.create_backup(live, backups)
+    out = run_node(remote.drill_script(str(backups), made.name, "integrity"), app)
+    assert out.strategy == "node"
+    drill = out.data("drill")
+    assert drill["ok"] and drill["restorable"] and drill["differences"] == []
+    assert drill["tables"] == made.tables and drill["content_sha256"] == made.content_sha256
+    # a record that says otherwise: the drill names both differences
+    record = json.loads((backups / f"{made.name}.json").read_text())
+    record["tables"]["steps"] += 1
+    record["content_sha256"] = "0" * 64
+    (backups / f"{made.name}.json").chmod(0o600)
+    (backups / f"{made.name}.json").write_text(json.dumps(record))
+    drill = run_node(remote.drill_script(str(backups), made.name, "integrity"), app).data("drill")
+    assert not drill["ok"] and drill["restorable"]
+    assert [d.split(":")[0] for d in drill["differences"]] == ["table steps", "content hash"]
+
+
+def backed_up_then_changed(tmp_path: Path, live: Path, where: str):
+    """A backup of ``live``, then rows deleted from it (``where``): what a restore undoes."""
+    backups = tmp_path / "data" / "backups"
+    made = engine.create_backup(live, backups)
+    conn = sqlite3.connect(live)
+    conn.execute(f"DELETE FROM steps WHERE {where}")
+    conn.commit()
+    conn.close()
+    return backups, made
+
+
+def test_node_restore_proves_the_live_database_is_the_backup(tmp_path, app, live):
+    backups, made = backed_up_then_changed(tmp_path, live, "id % 3 = 0")
+    before = engine.describe_file(live, live=True)
+    out = run_node(remote.restore_script(str(live), str(backups), made.name, check="integrity"),
+                   app)
+    assert out.strategy == "node"
+    data = out.data("restore")
+    data |= scripted.node_proof(data)  # judged as the toolkit judges it
+    assert data["ok"] and data["problems"] == [] and data["proof"]["holds"] == "backup"
+    assert data["proof"]["content_sha256"] == made.content_sha256 == \
+        engine.describe_file(live, live=True)[1]
+    assert data["tables_after"] == made.tables and data["tables_before"] == before[0]
+    safety = backups / data["safety_backup"]["name"]
+    assert engine.verify_backup(safety).ok and engine.describe_file(safety)[1] == before[1]
+    counts = run_node(remote.counts_script(str(live), str(backups), made.name), app)
+    assert counts.data("count rows") == {"live": made.tables, "backup": made.tables}
+
+
+def test_node_restore_refuses_a_changed_backup_and_changes_nothing(tmp_path, app, live):
+    backups = tmp_path / "data" / "backups"
+    made = engine.create_backup(live, backups)
+    (backups / made.name).chmod(0o600)
+    with open(backups / made.name, "r+b") as handle:
+        handle.seek(-10, os.SEEK_END)
+        handle.write(b"\x01")
+    before = engine.describe_file(live, live=True)
+    out = run_node(remote.restore_script(str(live), str(backups), made.name, check="integrity"),
+                   app)
+    with pytest.raises(OpsError) as info:
+        out.data("restore")
+    assert info.value.code == ExitCode.VERIFY_FAILED
+    assert "failed verification, nothing was changed: SHA-256 mismatch" in str(info.value)
+    assert engine.describe_file(live, live=True) == before
+    assert [b.name for b in engine.list_backups(backups)] == [made.name]
+
+
+def blobs_digest(db: Path) -> str:
+    """The restored table's content, read live (the writer's own table keeps growing)."""
+    digest = hashlib.sha256()
+    for row in helpers.live_rows(db, "SELECT id, hex(data) FROM blobs ORDER BY id"):
+        digest.update(repr(row).encode())
+    return digest.hexdigest()
+
+
+def test_kill_9_of_a_node_restore_under_a_writer_leaves_old_or_new_content(tmp_path, app):
+    db = helpers.make_blob_db(tmp_path / "data" / "steps.db", 24)
+    backups = tmp_path / "data" / "backups"
+    made = engine.create_backup(db, backups)
+    new = blobs_digest(db)
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE blobs SET data = randomblob(1 << 20) WHERE id % 2 = 0")
+    conn.commit()
+    conn.close()
+    old = blobs_digest(db)
+    script = remote.wrap(node.with_app_dir(app["dir"], remote.restore_script(
+        str(db), str(backups), made.name, check="quick", busy_timeout=30)))
+    rng = random.Random(17)
+    seen = set()
+    for _ in range(4):
+        writer = helpers.Writer(db, tmp_path / "writer", interval=0.02).start()
+        try:
+            proc = subprocess.Popen(shlex.split(script), stdin=subprocess.PIPE,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    env={"PATH": app["path"], "LANG": "C.UTF-8"},
+                                    start_new_session=True)
+            proc.stdin.write(node.engine_stdin())
+            proc.stdin.close()
+            time.sleep(rng.uniform(0.1, 1.2))
+            os.killpg(proc.pid, signal.SIGKILL)  # sh, node, and anything they started
+            proc.wait()
+        finally:
+            writer.stop()
+        assert engine.check_live(db) == []
+        now = blobs_digest(db)
+        assert now in (old, new)  # never a mix of the two
+        seen.add("new" if now == new else "old")
+        if now == new:  # put the old content back for the next round, through SQLite
+            safeties = [b for b in engine.list_backups(backups) if b.name != made.name]
+            engine.restore_live(safeties[-1].path, db)
+            assert blobs_digest(db) == old
+    assert seen  # what the random moments hit: {"old"}, {"new"} or both
+    print("kill -9 rounds ended with", sorted(seen))
+
+
+GOOD = {"check": "integrity", "check_problems": [], "tables": {"t": 2}, "backup_tables": {"t": 2},
+        "content_sha256": "a" * 64, "backup_content_sha256": "a" * 64, "content_format": "json-2",
+        "safety_sha256": "b" * 64, "app_wrote": None, "error": None}
+
+
+@pytest.mark.parametrize(("inputs", "ok", "holds", "says"), [
+    (GOOD, True, "backup", None),
+    (GOOD | {"content_sha256": "b" * 64}, False, "safety", "still holds its content from before"),
+    (GOOD | {"tables": {"t": 1}, "content_sha256": "c" * 64}, False, "other", "table t: backup 2"),
+    (GOOD | {"check_problems": ["page 3 is never used"]}, False, "backup",
+     "failed integrity_check"),
+    (None, False, "other", "sent no proof"),
+    (GOOD | {"tables": "many", "content_sha256": "not hex"}, False, "other", "table t"),
+])
+def test_a_node_restore_is_judged_by_the_engines_rule(inputs, ok, holds, says):
+    data = {"check": "integrity"} | ({"proof_inputs": inputs} if inputs is not None else {})
+    judged = scripted.node_proof(data)
+    assert (judged["ok"], judged["proof"]["holds"]) == (ok, holds)
+    assert (says is None) == (judged["problems"] == [])
+    assert says is None or says in " ".join(judged["problems"])
+
+
+def test_node_takes_the_same_lock_and_refuses_a_planted_one(tmp_path, app, live):
+    backups = tmp_path / "data" / "backups"
+    backups.mkdir(parents=True)
+    script = remote.backup_script(str(live), str(backups), check="quick")
+    with engine.backup_lock(backups):  # python's fcntl.flock, held by this process
+        held = run_node(script, app)
+    with pytest.raises(OpsError) as info:
+        held.data("backup")
+    assert info.value.code == ExitCode.LOCKED and "another backup holds the lock" in str(
+        info.value)
+    (backups / engine.LOCK_NAME).unlink()
+    (backups / engine.LOCK_NAME).symlink_to(live)  # never written through
+    before = engine.sha256_file(live)
+    planted = run_node(script, app)
+    with pytest.raises(OpsError) as info:
+        planted.data("backup")
+    assert "refusing the lock file" in str(info.value) and "a symlink" in str(info.value)
+    assert engine.sha256_file(live) == before and list(backups.glob("steps-*")) == []
+
+
+HOLD_WRITE_LOCK = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], timeout=10, isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+conn.execute("INSERT INTO teams (name) VALUES ('held')")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("COMMIT")
+print("released", flush=True)
+"""
+
+
+def test_a_node_restore_that_meets_a_locked_database_waits_instead_of_copying_nothing(
+        tmp_path, app, live):
+    """better-sqlite3 resolves a backup whose first step met a locked database as done,
+    having copied nothing: the restore waits for the lock (busy timeout) and copies all."""
+    backups, made = backed_up_then_changed(tmp_path, live, "id > 10")
+    holder = helpers.python(HOLD_WRITE_LOCK, str(live), "3")
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        out = run_node(remote.restore_script(str(live), str(backups), made.name,
+                                             check="quick", busy_timeout=30), app)
+        assert holder.stdout.readline().strip() == "released"
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+        holder.stderr.close()
+    data = out.data("restore")
+    data |= scripted.node_proof(data)
+    assert data["ok"], data["problems"]
+    assert engine.count_rows(live, live=True)["steps"] == made.tables["steps"]
+
+
+@pytest.mark.parametrize("sidecar", ["{sha}  {name}\n", "{sha} *{name}", "{sha}\x1f{name}\n",
+                                     "{sha}  {name} extra\n", "{sha}\n", "{sha}  other.db\n",
+                                     "é {sha}  {name}\n"])
+def test_node_reads_a_sha256_sidecar_exactly_as_python_does(tmp_path, app, live, sidecar):
+    backups = tmp_path / "data" / "backups"
+    made = engine.create_backup(live, backups)
+    (backups / f"{made.name}.json").unlink()  # the .sha256 alone decides
+    path = backups / f"{made.name}.sha256"
+    path.unlink()
+    path.write_bytes(sidecar.format(sha=made.sha256, name=made.name).encode())
+    out = run_node(remote.verify_script(str(backups), [made.name], "quick"), app)
+    node_verdict = out.data("verify")[0]
+    python_verdict = engine.verify_backup(backups / made.name, "quick")
+    assert (node_verdict["ok"], node_verdict["recorded_sha256"], node_verdict["problems"]) == (
+        python_verdict.ok, python_verdict.recorded_sha256, python_verdict.problems)
+
+
+def test_kill_9_of_a_node_backup_leaves_no_backup_and_the_next_one_sweeps(tmp_path, app):
+    """kill -9 at random moments of a backup: never a file named like a backup without its
+    records; what is left is hidden temporaries, removed by the next backup under the lock."""
+    db = helpers.make_blob_db(tmp_path / "data" / "steps.db", 24)
+    backups = tmp_path / "data" / "backups"
+    script = remote.wrap(node.with_app_dir(app["dir"], remote.backup_script(
+        str(db), str(backups), check="integrity")))
+    rng = random.Random(5)
+    for _ in range(3):
+        proc = subprocess.Popen(shlex.split(script), stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={"PATH": app["path"], "LANG": "C.UTF-8"},
+                                start_new_session=True)
+        proc.stdin.write(node.engine_stdin())
+        proc.stdin.close()
+        time.sleep(rng.uniform(0.1, 0.9))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        for made in engine.list_backups(backups):  # published: whole, with both records
+            assert made.verified and engine.verify_backup(made.path).ok
+    out = run_node(remote.backup_script(str(db), str(backups), check="quick"), app)
+    assert out.data("backup")["name"]
+    assert [p.name for p in backups.iterdir() if p.name.startswith(".tmp-")] == []
+    assert all(engine.verify_backup(b.path).ok for b in engine.list_backups(backups))

@@ -1,0 +1,54 @@
+"""The Node engine on a real SSH host (tests/sshd.py) whose PATH has node but neither
+python3 nor sqlite3, through the real CLI (issue 17)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from ops import engine
+from tests import node_env
+from tests.test_ssh_target import backups_in, host  # noqa: F401 - the SSH tests' host
+
+
+@pytest.fixture
+def node_host(host):  # noqa: F811
+    server = host["server"]
+    env = host["env"] | {"INVOKE_MACHINE_APP_DIR": str(node_env.app_dir())}
+    return host | {"env": env, "addr": f"{server.user}@127.0.0.1:{server.node_port}"}
+
+
+def test_every_task_on_a_node_only_ssh_host(node_host, run_invoke):
+    env, addr = node_host["env"], node_host["addr"]
+    check = run_invoke("machine.check", "--host", addr, "--json", env=env)
+    assert check.returncode == 0, check
+    facts = check.json()["facts"]
+    assert (facts["python3"], facts["sqlite3"], facts["binding"]) == (None, None, "better-sqlite3")
+    assert check.json()["engines"] == {"backup": "node", "verify": "node", "restore": "node",
+                                       "drill": "node", "counts": "node"}
+
+    made = run_invoke("backup", "--host", addr, "--json", env=env)
+    assert made.returncode == 0, made
+    backup = made.json()["backup"]
+    assert backup["strategy"] == "node" and "[node]" in made.stderr
+    assert engine.verify_backup(node_host["dir"] / backup["name"]).ok
+    checked = run_invoke("backup.verify", "latest", "--host", addr, "--json", env=env)
+    assert checked.returncode == 0, checked
+    assert [(v["name"], v["ok"]) for v in checked.json()] == [(backup["name"], True)]
+
+    conn = sqlite3.connect(node_host["db"])
+    conn.execute("DELETE FROM steps WHERE id > 100")
+    conn.commit()
+    conn.close()
+    restored = run_invoke("restore", backup["name"], "--host", addr, "--yes", "--json", env=env)
+    assert restored.returncode == 0, restored
+    record = restored.json()
+    assert record["strategy"] == "node" and record["proof"]["holds"] == "backup"
+    assert engine.describe_file(node_host["db"], live=True)[:2] == (
+        backup["tables"], backup["content_sha256"])
+    assert record["safety_backup"]["name"] in backups_in(node_host["dir"])
+
+    drilled = run_invoke("backup.drill", backup["name"], "--host", addr, "--json", env=env)
+    assert drilled.returncode == 0, drilled
+    assert (drilled.json()["where"], drilled.json()["strategy"]) == ("machine", "node")
