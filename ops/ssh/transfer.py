@@ -111,6 +111,11 @@ def fetch(session, remote_file: str, directory: Path, expected_sha256: str | Non
                 raise session.lost(exc, f"download of {remote_file}") from None
             handle.flush()
             os.fsync(handle.fileno())
+        if info.st_size is not None and sink.size < info.st_size:
+            # Paramiko's prefetch can end quietly when the link drops: a short file is a
+            # lost connection, not a corrupt backup
+            short = EOFError(f"{sink.size} of {info.st_size} bytes arrived")
+            raise session.lost(short, f"download of {remote_file}")
         digest = sink.hash.hexdigest()
         if digest != expected:
             raise OpsError(f"download of {remote_file} is corrupt: SHA-256 {digest[:12]}… but "
