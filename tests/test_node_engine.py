@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ops import engine, node, remote
+from ops import engine, machine, node, remote
 from ops.errors import ExitCode, OpsError
 from ops.targets import scripted
 from tests import content_cases, helpers, node_env
@@ -81,6 +81,29 @@ def test_two_sqlite_versions_that_write_doubles_apart_hash_them_alike(tmp_path, 
     tables, digest, fmt = engine.describe_file(db, live=True)
     assert node_describe(db, app, live=True) == {
         "tables": tables, "content_sha256": digest, "content_format": fmt}
+
+
+@pytest.mark.parametrize("has_function", [False, True])
+def test_a_node_sqlite_without_user_functions_is_no_engine(tmp_path, app, has_function):
+    """json-2 needs ieee754_to_blob: node:sqlite before Node 22.13 has no function(), so
+    the probe refuses it (exit 5: no Node engine) and machine.check says why. Node 20 has
+    no node:sqlite: a preloaded stand-in takes its place, with or without function()."""
+    preload = tmp_path / "fake-node-sqlite.js"
+    preload.write_text(
+        "const Module = require('module'); const load = Module._load;\n"
+        "class DatabaseSync { constructor(f) { this.f = f; } close() {} }\n"
+        f"if ({json.dumps(has_function)}) DatabaseSync.prototype.function = function () {{}};\n"
+        "Module._load = function (request, ...rest) {\n"
+        "  return request === 'node:sqlite'\n"
+        "    ? { DatabaseSync } : load.call(this, request, ...rest);\n"
+        "};\n")
+    done = subprocess.run(["node", "--require", str(preload), "-e", node.PROBE_JS],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "OPS_APP_DIR": str(tmp_path)})  # no better-sqlite3
+    assert (done.returncode, done.stdout) == ((0, "node:sqlite\n") if has_function else (5, ""))
+    if not has_function:
+        facts = machine.parse([["node", "22.12.0", "-5"]])
+        assert facts["binding"] is None and "user functions" in facts["binding_problem"]
 
 
 def test_node_hashes_the_apps_database_and_hostile_values_like_python(tmp_path, app):
