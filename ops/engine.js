@@ -864,7 +864,9 @@ function ieee754ToBlob(value) {
 /** json-2: every line written by SQLite from ops/engine.py's own plan; rows per table. */
 function describeStream(conn, digest, utf8) {
   if (!HASH_SQL) throw new EngineError('this engine.js was not shipped with its hash SQL (ops/node.py)');
-  conn.fn('ieee754_to_blob', ieee754ToBlob);
+  let registered = false; // once per connection: SQLite refuses to replace a running function
+  try { registered = conn.get(HASH_SQL.probe)[0] === 1; } catch (e) { registered = false; }
+  if (!registered) conn.fn('ieee754_to_blob', ieee754ToBlob);
   const blob = (expr) => (utf8 ? `CAST((${expr}) AS BLOB)` : `(${expr})`);
   const newline = Buffer.from('\n');
   const feed = (line) => { digest.update(bytesOf(line)); digest.update(newline); };

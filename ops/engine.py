@@ -1533,9 +1533,18 @@ def ieee754_to_blob(value):
     return struct.pack(">d", value)
 
 
+IEEE754_PROBE_SQL = "SELECT hex(ieee754_to_blob(-0.5)) = 'BFE0000000000000'"
+
+
 def _hash_functions(conn) -> None:
     """json-2 writes a REAL as hex(ieee754_to_blob(x)): a SQLite library has no such
-    function (only the CLI's shell does), so every connection that hashes gets this one."""
+    function (only the CLI's shell does), so every connection that hashes gets this one,
+    once (SQLite refuses to replace a function while one of its statements is running)."""
+    try:
+        if conn.execute(IEEE754_PROBE_SQL).fetchone() == (1,):
+            return
+    except sqlite3.OperationalError:
+        pass
     conn.create_function("ieee754_to_blob", 1, ieee754_to_blob, deterministic=True)
 
 

@@ -40,7 +40,8 @@ PROBE_JS = (
 def js_source() -> bytes:
     """engine.js as shipped: json-2's SQL from ops/engine.py in front of it, so both engines
     run the very same statements (one definition of the content hash)."""
-    hash_sql = json.dumps({"head": list(engine.HASH_HEAD_SQL), "plan": engine.HASH_PLAN_SQL})
+    hash_sql = json.dumps({"head": list(engine.HASH_HEAD_SQL), "plan": engine.HASH_PLAN_SQL,
+                           "probe": engine.IEEE754_PROBE_SQL})
     return f"'use strict';const OPS_HASH_SQL = {hash_sql};\n".encode() + ENGINE_JS.read_bytes()
 
 

@@ -134,3 +134,15 @@ exec {shutil.which("sqlite3")} "$@"
     done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60,
                           env={**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"})
     assert done.stdout == " status 2\n"
+
+
+def test_a_connection_hashes_again_while_one_of_its_reads_is_open(tmp_path):
+    """ieee754_to_blob is registered once per connection: SQLite refuses to replace a
+    function while a statement is running, so a second hash mid-read must not try."""
+    path = cases.make(tmp_path / "d.db", cases.SAME[0][1])
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    first = engine.describe(conn)[1]
+    reading = conn.execute("SELECT hex(ieee754_to_blob(v)) FROM d")
+    assert next(reading) == ("3FB999999999999A",)
+    assert engine.describe(conn)[1] == first == cli_hash(path)
+    assert len(list(reading)) == len(cases.DOUBLES) - 1
