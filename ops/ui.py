@@ -17,6 +17,7 @@ import sys
 import textwrap
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.markup import escape
@@ -85,6 +86,27 @@ def _real_terminal() -> bool:
 def utc_stamp(iso: str) -> str:
     """``2026-01-02T03:04:05.123Z`` as ``2026-01-02 03:04:05`` (UTC, to the second)."""
     return iso.replace("T", " ")[:19] if len(iso) >= 19 else iso
+
+
+def seconds_since(iso: str, now: float) -> float | None:
+    """Seconds from an RFC 3339 time (``Z`` or an offset; none: UTC) to ``now`` (epoch
+    seconds); None when it is not a time (a running snapshot's zero time is one)."""
+    try:
+        made = datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if made.tzinfo is None:
+        made = made.replace(tzinfo=UTC)
+    return now - made.timestamp()
+
+
+def created_when(iso: str, now: float) -> str:
+    """When a thing (a snapshot) was made, for a person deciding whether to restore it:
+    ``2026-08-17 02:10:54 UTC, 111.0d old``."""
+    age = seconds_since(iso, now)
+    if age is None:
+        return f"{iso or 'an unknown time'} (age unknown)"
+    return f"{utc_stamp(iso)} UTC, {human_age(age)} old"
 
 
 def human_seconds(seconds: float) -> str:
@@ -249,7 +271,8 @@ class UI:
     def step_line(self, step: Step) -> str:
         """A finished step as one line: ``✓ label  detail (1.2s)``, its reason when it
         failed. On a terminal it fits the width: the detail's last parts (separated by two
-        spaces, most important first) give way; in a log nothing is cut."""
+        spaces, most important first) give way, and what must stay is broken between words
+        onto indented lines; in a log nothing is cut or broken."""
         mark = MARKS.get(step.outcome, ("•", ""))[0]
         head = "  " * step.depth + f"{mark} {self.shown(step.label)}"
         tail = f" ({human_seconds(step.seconds)})" if step.outcome != "skipped" else ""
@@ -270,10 +293,12 @@ class UI:
             shorter = f"{head}  {'  '.join(parts)} …{tail}"
             if len(shorter) <= width:
                 return shorter
-        room = width - len(head) - len(tail) - 2
-        if room >= 12:
-            return f"{head}  {fit(parts[0], room)}{tail}"
-        return fit(head, width - len(tail)) + tail
+        # what is left is the most important part: broken between words onto lines
+        # indented under the label, never cut inside an id, a path or a date (a single word
+        # wider than the whole line is the only thing cut)
+        lines = wrapped(f"{head}  {parts[0]}{tail}" if parts[0] else head + tail, width,
+                        indent="  " * step.depth + "    ")
+        return "\n".join(fit(line, width) for line in lines)
 
     def _print_step(self, step: Step) -> None:
         line = self.step_line(step)

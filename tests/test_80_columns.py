@@ -101,3 +101,29 @@ def test_wrapping_is_pure_and_keeps_long_words_whole():
     title = emergency.render("T:", [emergency.Step("k", "t", ("machine", "update", "x" * 90))],
                              width=80).split("\n")
     assert title[2] == "       $ fly machine update \\" and title[3] == " " * 9 + "x" * 90
+
+
+def test_restore_volume_shows_the_snapshots_date_and_age_in_plan_prompt_and_json(site):
+    """review-ox item 2: the date was the cut-off tail of the resolve line; a four-month
+    old snapshot looked like any other."""
+    (newest,) = [s for s in site.world.snapshots(DEFAULT_VOLUME_ID)
+                 if s["id"] == "vs_M3n4O5p6Q7r8S9t0U1v2W3x4"]
+    stamp = newest["created_at"].replace("T", " ")[:19] + " UTC"
+    code, lines = on_80(site, "restore.volume", "--snapshot", "latest", answer="no")
+    assert code == 1, lines
+    text = " ".join(" ".join(lines).split())
+    assert text.count(stamp) >= 3, lines  # the resolve line, the plan's title, the prompt
+    assert re.search(r"made " + re.escape(stamp) + r", [\d.]+[dhms] old, onto", text), lines
+    plan = helpers.run_invoke("restore.volume", "--snapshot", "latest", "--dry-run", "--json",
+                              cwd=site.cwd, env=site.env()).json()
+    assert plan["snapshot_created_at"] == newest["created_at"]
+    assert plan["snapshot_age_seconds"] > 0
+
+
+def test_created_when_is_the_utc_time_and_age():
+    from ops.ui import created_when, seconds_since
+
+    assert created_when("2026-08-17T02:10:54Z", 1786932654.0 + 86400 * 2) == \
+        "2026-08-17 02:10:54 UTC, 2.0d old"
+    assert seconds_since("garbage", 0) is None
+    assert created_when("", 0) == "an unknown time (age unknown)"
