@@ -246,12 +246,13 @@ class UI:
             self._print_step(step)
 
     def waiting(self, message: str) -> None:
-        """Why the running step has not finished yet: its live line on a terminal, else
-        one plain line (call it when the reason changes, not on every poll)."""
+        """Why the running step has not finished yet: one plain line (call it when the
+        reason changes, not on every poll), also on a terminal, where the step's live line
+        may be a progress display that has none (a backup waiting for the lock showed a
+        blank screen) and is gone once Ctrl-C ends it; the spinner says it as well."""
         if self._spinner is not None:
             self._spinner.update(escape(self.shown(message.strip())))
-        else:
-            self.info(message)
+        self.info(message)
 
     def skipped(self, label: str, reason: str) -> None:
         self._open_parents()

@@ -58,3 +58,15 @@ def test_verify_all_prints_each_result(wal_db, backup_dir, tmp_path, run_invoke)
     lines = result.stderr.splitlines()
     assert [line for line in lines if line.startswith("  steps-")] == [
         f"  {name}  checksum ok  integrity_check ok" for name in names]
+
+
+def test_on_a_terminal_the_lock_wait_line_shows_too(wal_db, backup_dir, tmp_path):
+    """review-ox item 3: on a terminal the backup's progress display replaced the spinner
+    that carried the line, so a lock wait was a blank screen."""
+    with helpers.lock_held_elsewhere(backup_dir, tmp_path / "holder") as (pid, release):
+        code, shown = helpers.on_terminal(
+            ["backup", "--lock-wait", "5"], cwd=tmp_path,
+            then=(b"for the backup lock", release.touch))
+    assert code == 0, shown
+    assert "waiting up to 5s for the backup lock" in " ".join(shown.split()), shown
+    assert f"(pid {pid} on " in " ".join(shown.split()), shown
