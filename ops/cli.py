@@ -4,6 +4,7 @@ never a traceback; the same short flag for the same flag in every task."""
 from __future__ import annotations
 
 import functools
+import json
 import re
 import shlex
 import shutil
@@ -15,6 +16,7 @@ from invoke.exceptions import Exit, ParseError
 from invoke.parser import Argument, Parser
 from invoke.parser.context import to_flag
 
+from ops import ui as ui_module
 from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
 from ops.signals import task_started
@@ -28,25 +30,40 @@ def one_line(exc: Exception) -> str:
                      else repr(exc))
 
 
+def failed_as_json(message: str, code: int) -> dict:
+    """The one JSON document a ``--json`` run that failed before printing one writes on
+    stdout (the README: exactly one JSON document): the error line and the exit code."""
+    return {"error": message.removeprefix("Error: "), "exit_code": int(code)}
+
+
 def guarded(body):
-    """Wrap a task body so expected failures become ``Exit(one line, code)``."""
+    """Wrap a task body so expected failures become ``Exit(one line, code)``; with
+    ``--json``, stdout still gets one document when the failure came before it."""
 
     @functools.wraps(body)
     def run(c, *args, **kwargs):
         task_started()
+        emitted = ui_module.EMITTED[0]
         try:
             return body(c, *args, **kwargs)
         except OpsError as exc:
-            raise Exit(f"Error: {one_line(exc)}", code=int(exc.code)) from None
+            failure = Exit(f"Error: {one_line(exc)}", code=int(exc.code))
         except EngineError as exc:
             error = OpsError.from_engine(exc)
-            raise Exit(f"Error: {one_line(error)}", code=int(error.code)) from None
+            failure = Exit(f"Error: {one_line(error)}", code=int(error.code))
         except KeyboardInterrupt:
-            raise Exit("Interrupted.", code=int(ExitCode.INTERRUPTED)) from None
+            failure = Exit("Interrupted.", code=int(ExitCode.INTERRUPTED))
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""
-            raise Exit(printable(f"Error: {exc.strerror or exc}{where}"),
-                       code=int(ExitCode.ERROR)) from None
+            failure = Exit(printable(f"Error: {exc.strerror or exc}{where}"),
+                           code=int(ExitCode.ERROR))
+        if failure.message and sys.stderr.isatty():  # broken between words, not mid-word
+            failure.message = "\n".join(wrapped(failure.message, terminal_width()))
+        if kwargs.get("json") and ui_module.EMITTED[0] == emitted:
+            document = failed_as_json(" ".join(failure.message.split()), failure.code)
+            sys.stdout.write(json.dumps(document) + "\n")
+            sys.stdout.flush()
+        raise failure from None
 
     return run
 

@@ -161,6 +161,8 @@ def wrapped(text: str, width: int | None, indent: str = "") -> list[str]:
                          break_long_words=False, break_on_hyphens=False) or [text]
 
 
+EMITTED = [0]  # JSON documents written on stdout in this process (ops.cli.guarded reads it)
+
 MARKS = {"ok": ("✓", "green"), "failed": ("✗", "red"), "skipped": ("-", "yellow"),
          "interrupted": ("✗", "red")}
 
@@ -362,6 +364,7 @@ class UI:
 
     # -- data for programs (stdout)
     def emit(self, data) -> None:
+        EMITTED[0] += 1
         self.out.write(json.dumps(data, indent=2, default=str) + "\n")
         self.out.flush()
 
