@@ -136,6 +136,7 @@ def cleanup(c, keep=None, dry_run=False, production=False, host=None, json=False
     Never the newest backup that passes verification, never the one a run just made."""
     settings, target, ui = open_target(c, production=production, host=host, json=json,
                                        keep=keep, lock_wait=lock_wait)
+    target.folder()  # a missing (mistyped) folder is exit 3, as in list and status
     leftovers = sweep_leftovers(target, ui, dry_run)
     decisions = backups.cleanup(target, ui, settings.keep, dry_run=dry_run)
     if json:
@@ -270,9 +271,9 @@ def verify(c, which, quick=False, production=False, host=None, json=False):
     reject_flag_as_name(which, "backup.verify")
     settings, target, ui = open_target(c, production=production, host=host, json=json,
                                        quick=quick)
-    target.folder()
+    folder = target.folder()  # the subject is the folder, not the database (review-ox 13)
     shown = which if which.isprintable() else repr(which)
-    with ui.step(f"verify {shown} on {target.describe()}") as step:
+    with ui.step(f"verify {shown} in {folder}") as step:
         results = target.verify(which, on_result=lambda item: ui.info(verdict_line(item)))
         step.detail = f"{sum(1 for item in results if item['ok'])} of {len(results)} ok"
         if json:
@@ -431,7 +432,8 @@ def drill(c, which="latest", production=False, host=None, quick=False, json=Fals
         raise OpsError("drill one backup at a time: latest or a name", ExitCode.USAGE)
     settings, target, ui = open_target(c, production=production, host=host, json=json,
                                        quick=quick)
-    with ui.step(f"drill {which} on {target.describe()}") as step:
+    folder = target.folder()  # a missing folder is exit 3, named as such
+    with ui.step(f"drill {which} in {folder}") as step:
         result = target.drill(which)
         step.detail = f"{result['name']}  restore {result['seconds']:.3f}s"
     ui.info(restore.drill_summary(result))
