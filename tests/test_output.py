@@ -120,7 +120,8 @@ def test_a_failed_step_says_why_on_its_own_line_and_the_summary_says_nothing_dep
     assert r_busy.returncode == ExitCode.DEPLOY_ABORTED_SNAPSHOT, r_busy
     shown = top_level(r_busy.stderr)
     failed = next(line for line in shown if line.startswith("✗"))
-    assert re.match(r"✗ volume snapshot  failed: `fly volumes snapshots create` failed: "
+    assert re.match(r"✗ volume snapshot  failed: `fly volumes snapshots create \S+ -a \S+"
+                    r"( \S+)*` failed: "
                     r"volume is busy \(\d+\.\ds\)$", failed), r_busy.stderr
     child = next(line for line in r_busy.stderr.splitlines() if line.startswith("  ✗"))
     assert child.startswith(f"  ✗ schedule snapshot of {VOL}  failed: "), r_busy.stderr

@@ -860,6 +860,9 @@ def test_not_logged_in_shows_flyctls_message(tmp_path):
     ])
     for prod, result in zip((rejected, bad_token), results, strict=True):
         assert_error(result, ExitCode.FLY, contains="You must be authenticated to view this")
+        # review-ox 14: the whole command, and what to do
+        assert f"`fly volumes list -a {APP} --json` failed" in result.stderr, result
+        assert "log in with `fly auth login`, or set FLY_API_TOKEN" in result.stderr
         assert "nope-not-a-token" not in result.stderr + result.stdout
         assert prod.flow() == ["version", "volumes list"]
         assert not prod.remote_dir.exists()
