@@ -127,3 +127,24 @@ def test_created_when_is_the_utc_time_and_age():
         "2026-08-17 02:10:54 UTC, 2.0d old"
     assert seconds_since("garbage", 0) is None
     assert created_when("", 0) == "an unknown time (age unknown)"
+
+
+def test_the_undo_command_after_a_restore_pastes_whole(wal_db, tmp_path, run_invoke):
+    """review-ox item 11: it was word-wrapped with no ` \\`, so its second line pasted
+    alone ran `restore …`."""
+    assert run_invoke("backup").returncode == 0
+    (name,) = [p.name for p in helpers.backup_files(tmp_path) if p.suffix == ".db"]
+    code, shown = helpers.on_terminal(["restore", name], cwd=tmp_path, columns=40,
+                                      answer="yes")
+    assert code == 0, shown
+    lines = ANSI.sub("", shown).replace("\r", "").split("\n")
+    at = next(i for i, line in enumerate(lines) if line.rstrip().endswith("restore:"))
+    command, rest = "", lines[at + 1:]
+    while rest:
+        line = rest.pop(0).strip()
+        command += " " + line.removesuffix(" \\")
+        if not line.endswith(" \\"):
+            break
+    words = shlex.split(command)
+    assert words[:2] == ["invoke", "restore"] and words[-1] == "--yes", lines
+    assert words[2].startswith("steps-") and words[2] != name, lines  # the safety backup
