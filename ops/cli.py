@@ -136,7 +136,8 @@ def confirm(question: str, *, yes: bool = False, without_terminal: str | None = 
 
     ``yes`` (``--yes``) skips the question. Without a terminal nothing can be asked:
     ``without_terminal`` is the refusal (exit 2, saying to pass ``--yes``), or None when
-    the flag that got us here is itself the confirmation (``--skip-backup``)."""
+    the flag that got us here is itself the confirmation (``--skip-backup``). Any answer
+    but yes is ``refused`` (exit 1); Ctrl-C or Ctrl-D at the prompt exits 130."""
     if yes:
         return
     if not (sys.stdin.isatty() and sys.stderr.isatty()):
@@ -149,7 +150,12 @@ def confirm(question: str, *, yes: bool = False, without_terminal: str | None = 
     try:
         answer = sys.stdin.readline()
     except KeyboardInterrupt:
-        answer = ""
+        answer = None
+    if not answer:  # Ctrl-C, or Ctrl-D (end of input): no newline was typed, so end the
+        sys.stderr.write("\n")  # prompt's line, and exit as an interruption (130), not 1
+        sys.stderr.flush()
+        how = "Ctrl-C" if answer is None else "end of input (Ctrl-D)"
+        raise OpsError(f"interrupted by {how} at the prompt; {refused}", ExitCode.INTERRUPTED)
     if answer.strip().lower() not in ("y", "yes"):
         raise OpsError(refused, ExitCode.ERROR)
 

@@ -119,7 +119,8 @@ def on_terminal(args: list[str], *, cwd, env: dict | None = None, answer: str | 
     """The real CLI with a pseudo-terminal as ``streams`` (the others go nowhere): the exit
     code and what the terminal showed. ``answer`` is typed once "Type yes" appears;
     ``columns`` sizes the terminal (and drops the tests' wide COLUMNS); ``then``: (text,
-    action) runs the action once the terminal has shown that text."""
+    action) runs the action once the terminal has shown that text. An ``answer`` of
+    ``"\x04"`` is Ctrl-D (end of input), typed alone."""
     leader, follower = os.openpty()
     extra = project_root(cwd, env)
     if columns:
@@ -146,7 +147,7 @@ def on_terminal(args: list[str], *, cwd, env: dict | None = None, answer: str | 
             then[1]()
             then = None
         if not answered and b"Type yes" in shown:
-            os.write(leader, answer.encode() + b"\n")
+            os.write(leader, answer.encode() + (b"" if answer == "\x04" else b"\n"))
             answered = True
         if not ready and proc.poll() is not None:
             break

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 
-from ops import emergency
+import pytest
+
+from ops import cli, emergency
+from ops.errors import ExitCode, OpsError
 from ops.ui import wrapped
 from tests import helpers
 from tests.flyctl_double import DEFAULT_VOLUME_ID
@@ -148,3 +152,31 @@ def test_the_undo_command_after_a_restore_pastes_whole(wal_db, tmp_path, run_inv
     words = shlex.split(command)
     assert words[:2] == ["invoke", "restore"] and words[-1] == "--yes", lines
     assert words[2].startswith("steps-") and words[2] != name, lines  # the safety backup
+
+
+def test_ctrl_d_at_the_prompt_is_130_and_the_error_starts_its_own_line(site):
+    """review-ox item 16: no, Ctrl-C and Ctrl-D all exited 1, and after Ctrl-D the error
+    was printed on the prompt's line."""
+    declined, _ = on_80(site, "emergency.stop", answer="no")
+    assert declined == ExitCode.ERROR
+    code, lines = on_80(site, "emergency.stop", answer="\x04")
+    assert code == ExitCode.INTERRUPTED, lines
+    (error,) = [line for line in lines if "Error:" in line]
+    assert error.startswith("Error: interrupted by end of input (Ctrl-D) at the prompt"), lines
+
+
+def test_ctrl_c_at_the_prompt_is_an_interruption(monkeypatch, capsys):
+    class Terminal:
+        def isatty(self):
+            return True
+
+        def readline(self):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "stdin", Terminal())
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    with pytest.raises(OpsError) as raised:
+        cli.confirm("Go?", refused="nothing was changed")
+    assert raised.value.code == ExitCode.INTERRUPTED
+    assert str(raised.value) == "interrupted by Ctrl-C at the prompt; nothing was changed"
+    assert capsys.readouterr().err.endswith("Type yes to go on: \n")
