@@ -235,7 +235,7 @@ class UI:
         except BaseException as exc:
             step.outcome = "failed" if isinstance(exc, Exception) else "interrupted"
             if not step.reason:
-                step.reason = _first_line(exc) or type(exc).__name__
+                step.reason = stopped_by(exc) or _first_line(exc) or type(exc).__name__
             raise
         else:
             step.outcome = "ok" if step.outcome == "running" else step.outcome
@@ -281,8 +281,9 @@ class UI:
         tail = f" ({human_seconds(step.seconds)})" if step.outcome != "skipped" else ""
         detail = step.detail
         if step.outcome in ("failed", "interrupted"):
+            joint = " " if step.reason.startswith("by ") else ": "  # "interrupted by Ctrl-C"
             detail = "  ".join(filter(None, (
-                detail, ": ".join(filter(None, (step.outcome, step.reason))))))
+                detail, joint.join(filter(None, (step.outcome, step.reason))))))
         elif step.outcome == "skipped":
             detail = f"skipped: {detail}" if detail else "skipped"
         detail = self.shown(detail)
@@ -367,6 +368,15 @@ class UI:
         EMITTED[0] += 1
         self.out.write(json.dumps(data, indent=2, default=str) + "\n")
         self.out.flush()
+
+
+def stopped_by(exc: BaseException) -> str:
+    """What stopped a step, in words (``by Ctrl-C``, ``by SIGTERM``): never Python's
+    exception name; empty for a failure."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "by Ctrl-C"
+    name = getattr(exc, "name", None)
+    return f"by {name}" if not isinstance(exc, Exception) and isinstance(name, str) else ""
 
 
 def _first_line(exc: BaseException) -> str:

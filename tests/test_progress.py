@@ -70,3 +70,27 @@ def test_on_a_terminal_the_lock_wait_line_shows_too(wal_db, backup_dir, tmp_path
     assert code == 0, shown
     assert "waiting up to 5s for the backup lock" in " ".join(shown.split()), shown
     assert f"(pid {pid} on " in " ".join(shown.split()), shown
+
+
+def test_ctrl_c_while_waiting_for_a_snapshot_says_it_goes_on_at_fly(tmp_path):
+    """review-ox item 15: `interrupted: KeyboardInterrupt`, and the snapshot's id, shown
+    only in the live line, was gone."""
+    import signal
+
+    from ops.commands.backup import SNAPSHOT_GOES_ON
+    from tests.flyctl_double import DEFAULT_VOLUME_ID
+    from tests.test_production import make_prod
+
+    prod = make_prod(tmp_path / "prod")
+    prod.world.snapshot_behavior("never")
+    run = helpers.start_invoke("backup.volume", cwd=prod.cwd, env=prod.env)
+    line = run.wait_for_stderr(": running after ")
+    run.proc.send_signal(signal.SIGINT)
+    result = run.finish()
+    assert result.returncode == 130, result
+    snap = line.split()[1].rstrip(":")
+    assert snap.startswith("vs_") and snap in [s["id"] for s in
+                                               prod.world.snapshots(DEFAULT_VOLUME_ID)]
+    assert "KeyboardInterrupt" not in result.stderr, result
+    assert f"✗ wait for snapshot of {DEFAULT_VOLUME_ID}  interrupted by Ctrl-C" in result.stderr
+    assert result.error_lines == [f"Error: {SNAPSHOT_GOES_ON}"], result

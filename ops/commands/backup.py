@@ -321,6 +321,12 @@ def production_target(c, json: bool = False, **flags):
     return open_target(c, production=True, json=json, **flags)
 
 
+# Ctrl-C stops only our wait: Fly makes the snapshot anyway (review-ox 15)
+SNAPSHOT_GOES_ON = ("interrupted by Ctrl-C: only the wait stopped; the snapshot goes on at "
+                    "Fly (its id is on the last `snapshot vs_…` line above once Fly lists it): "
+                    "see it with `invoke backup.snapshots`")
+
+
 @task(
     help={
         "no_wait": "only schedule the snapshot; do not wait until it is created",
@@ -332,8 +338,13 @@ def production_target(c, json: bool = False, **flags):
 def volume(c, no_wait=False, timeout=None, json=False):
     """Snapshot the production volume and wait until the snapshot exists."""
     settings, target, ui = production_target(c, json=json, snapshot_timeout=timeout)
-    snap = target.snapshot(wait=not no_wait, timeout=settings.snapshot_timeout,
-                           interval=settings.health_interval)
+    try:
+        snap = target.snapshot(wait=not no_wait, timeout=settings.snapshot_timeout,
+                               interval=settings.health_interval)
+    except KeyboardInterrupt:
+        if any(step.outcome == "ok" and step.label.endswith(" requested") for step in ui.steps):
+            raise OpsError(SNAPSHOT_GOES_ON, ExitCode.INTERRUPTED) from None
+        raise
     if snap.get("id"):
         ui.info(f"Snapshot {snap['id']} of {snap['volume']}: {human_bytes(snap['size'])}, "
                 f"kept {snap.get('retention_days') or '?'} days")
