@@ -197,13 +197,14 @@ def look_up(settings, o: DeployOptions) -> Known:
             known.problems.append(str(exc))
     try:
         releases = runner.releases(o.app)
-        current = next((r for r in releases if r.status == "complete"), None)
-        known.current = current.version if current else None
-        if o.rollback_to is not None:
-            known.rollback_to = o.rollback_to or previous_version(releases)
-            known.rollback_image = _release_image(releases, known.rollback_to)
     except OpsError as exc:
         known.problems.append(str(exc))
+        return known
+    current = next((r for r in releases if r.status == "complete"), None)
+    known.current = current.version if current else None
+    if o.rollback_to is not None:  # a release that does not exist is the operator's
+        known.rollback_to = o.rollback_to or previous_version(releases)  # input: exit 2/3
+        known.rollback_image = _release_image(releases, known.rollback_to)  # as a run
     return known
 
 

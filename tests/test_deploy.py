@@ -848,12 +848,15 @@ def test_rollback_to_an_unknown_release_and_dry_run_deploy_nothing(sites):
 
 def test_rollback_to_an_unknown_release_exits_not_found(site):
     result = site.run("deploy.rollback", "--to", "99")
+    dry = site.run("deploy.rollback", "--to", "99", "-n")  # review-ox 19: it exited 0
 
-    assert result.returncode == ExitCode.NOT_FOUND, result
-    line = error_line(result)
-    assert "no release v99 (recent: v12, v11)" in line
-    assert "deploy aborted" not in line  # a rollback was asked for, not a deploy
+    for ran in (result, dry):
+        assert ran.returncode == ExitCode.NOT_FOUND, ran
+        line = error_line(ran)
+        assert "no release v99 (recent: v12, v11)" in line
+        assert "deploy aborted" not in line  # a rollback was asked for, not a deploy
     assert "deploy" not in site.labels()
+    assert "redeploy v99" not in dry.stderr  # no plan for a release that does not exist
 
 
 def test_rollback_after_a_failed_deploy_goes_back_to_the_last_good_release(site):
