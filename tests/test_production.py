@@ -795,10 +795,27 @@ def test_download_refuses_to_overwrite_a_local_file(prod):
     prod.local_dir.mkdir(parents=True)
     (prod.local_dir / names[-1]).write_bytes(b"mine")
     result = prod.run("backup.download", "latest")
-    assert_error(result, ExitCode.USAGE, contains="already exists")
+    # review-ox 22: not the usage error (2) it was; it says what differs
+    assert_error(result, ExitCode.VERIFY_FAILED, contains="is already here but is not that "
+                 "backup as recorded")
     assert (prod.local_dir / names[-1]).read_bytes() == b"mine"
     assert prod.local_files() == [names[-1]]
     assert sftp_calls(prod.calls()) == []
+
+
+def test_download_of_a_backup_already_here_succeeds_without_downloading(prod):
+    """review-ox 22: a daily `download latest` failed (exit 2) whenever no new backup had
+    appeared."""
+    name = prod.seed(2, 1)[-1]
+    first = prod.run("backup.download", "latest", "--json")
+    assert_downloaded(prod, name, first)
+    again = prod.run("backup.download", "latest", "--json")
+    assert again.returncode == 0, again
+    assert again.json() == {"name": name, "path": str(prod.local_dir / name),
+                            "sha256": helpers.sha256(prod.remote_dir / name),
+                            "size": (prod.local_dir / name).stat().st_size,
+                            "already_here": True}
+    assert "already here" in again.stderr and len(sftp_calls(prod.calls())) == 1
 
 
 def test_download_interrupted_leaves_nothing_and_a_retry_succeeds(prod):
@@ -806,7 +823,7 @@ def test_download_interrupted_leaves_nothing_and_a_retry_succeeds(prod):
     prod.world.sftp_fail_after(10_000)
     failed = prod.run("backup.download", names[0], "--json")
     assert_error(failed, ExitCode.FLY, contains="connection lost")
-    assert failed.stdout == ""
+    assert failed.json()["exit_code"] == ExitCode.FLY  # the one document: the error
     assert prod.local_files() == []  # no partial file, no temporary name
     assert len(sftp_calls(prod.calls())) == 1
 

@@ -447,7 +447,7 @@ def test_download_refuses_a_backup_that_no_longer_matches_its_record(tmp_path):
                            for prod in (changed, json_only, disagree))
     for prod, result in zip((changed, json_only, disagree), results, strict=True):
         assert_error(result, ExitCode.VERIFY_FAILED, contains="not downloaded")
-        assert result.stdout == ""
+        assert result.json()["exit_code"] == ExitCode.VERIFY_FAILED  # only the error
         assert prod.local_files() == []  # nothing kept, not even a temporary
         assert sftp_calls(prod.calls()) == []
     assert "SHA-256 mismatch" in results[0].error_lines[-1]

@@ -10,7 +10,7 @@ from dataclasses import asdict
 
 from invoke.exceptions import Exit
 
-from ops import backups, config, fly, restore
+from ops import backups, config, engine, fly, restore
 from ops.cli import guarded, invoke_command, task
 from ops.commands.positional import OptionalPositionalTask
 from ops.engine import in_future, parse_iso
@@ -415,10 +415,37 @@ def download(c, which, quick=False, host=None, json=False, lock_wait=None):
     if which == "all":
         raise OpsError("download one backup at a time: latest or a name", ExitCode.USAGE)
     name = target.names(which)[0]
+    here = already_here(target, name, settings.backup_dir / name)
+    if here is not None:  # a daily `download latest` with no new backup is not a failure
+        ui.info(f"{here['path']} is already here, with the SHA-256 recorded where it was made "
+                f"({here['sha256'][:12]}…): nothing downloaded")
+        if json:
+            ui.emit(here)
+        return
     result = target.download(name, settings.backup_dir)
     ui.info(f"Saved {result['path']}")
     if json:
         ui.emit(result)
+
+
+def already_here(target, name: str, local) -> dict | None:
+    """A backup downloaded before (review-ox 22): its result when the local copy is a
+    regular file with the SHA-256 recorded on the source, else None (nothing there). A
+    different file of that name is refused (exit 5, not the usage error it was)."""
+    if not (local.exists() or local.is_symlink()):
+        return None
+    if local.is_symlink() or not local.is_file():
+        raise OpsError(f"{local} is already there and is not a regular file: not "
+                       "overwritten", ExitCode.ERROR)
+    recorded = next((item.sha256 for item in target.list() if item.name == name), None)
+    digest = engine.sha256_file(local)
+    if recorded is None or digest != recorded:
+        there = f"{recorded[:12]}…" if recorded else "no SHA-256 recorded"
+        raise OpsError(f"{local} is already here but is not that backup as recorded (SHA-256 "
+                       f"{digest[:12]}… here, {there} at the source): not overwritten; move "
+                       "it away to download again", ExitCode.VERIFY_FAILED)
+    return {"name": name, "path": str(local), "sha256": digest, "size": local.stat().st_size,
+            "already_here": True}
 
 
 @task(
