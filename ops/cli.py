@@ -3,7 +3,9 @@ never a traceback; the same short flag for the same flag in every task."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import json
 import re
 import shlex
@@ -285,8 +287,27 @@ def _strict_contexts(program) -> list:
     return contexts
 
 
+def help_fits(program) -> None:
+    """`invoke --help TASK` within the terminal's width, broken between words: Invoke
+    prints the docstring and the Usage line as they are, and the terminal cut them
+    mid-word (review-ox 10). Continuation lines keep the line's indent."""
+    print_task_help = program.print_task_help
+
+    def print_help(name: str) -> None:
+        shown = io.StringIO()
+        with contextlib.redirect_stdout(shown):
+            print_task_help(name)
+        width = invoke.terminals.pty_size()[0] or 80
+        for line in shown.getvalue().split("\n")[:-1]:
+            lead = line[: len(line) - len(line.lstrip())]
+            print("\n".join(wrapped(line, width, indent=lead or "  ")))
+
+    program.print_task_help = print_help
+
+
 def strict_parsing(program) -> None:
     """Make ``program`` (the running Invoke) parse task arguments as described above."""
+    help_fits(program)
     if program.args.dry.value:  # given before the task name: our tasks never see run.dry
         raise Exit("Error: Invoke's -R/--dry does not reach these tasks (they would run for "
                    "real): a task's dry run is its -n (--dry-run)", code=int(ExitCode.USAGE))

@@ -180,3 +180,15 @@ def test_ctrl_c_at_the_prompt_is_an_interruption(monkeypatch, capsys):
     assert raised.value.code == ExitCode.INTERRUPTED
     assert str(raised.value) == "interrupted by Ctrl-C at the prompt; nothing was changed"
     assert capsys.readouterr().err.endswith("Type yes to go on: \n")
+
+
+def test_task_help_breaks_between_words_at_80_columns(tmp_path):
+    """review-ox item 10: Invoke printed the docstring and Usage lines as they are, and
+    the terminal cut them mid-word (`…never the one a run just mad` / `e.`)."""
+    for task_name, words in (("backup.cleanup", "never the one a run just made."),
+                             ("backup.snapshots", "[other tasks here ...]")):
+        code, shown = helpers.on_terminal(["--help", task_name], cwd=tmp_path, columns=80)
+        assert code == 0, shown
+        lines = ANSI.sub("", shown).replace("\r", "").split("\n")
+        assert all(len(line) <= 80 for line in lines), lines
+        assert words in " ".join(" ".join(lines).split()), lines
