@@ -116,6 +116,10 @@ BROKEN_CONFIG_FILES = [
     ("invoke.yaml", b"backup:\n  dir: \xff\n", "cannot read"),
     ("invoke.yml", "fly: [x]\n", "fly must be a mapping"),
     ("invoke.json", '{"backup": ', "is not valid JSON"),
+    # review-ox 5: a misspelled key was ignored in silence (retention stayed at 10)
+    ("invoke.yaml", "backup:\n  kep: 3\n", "unknown key backup.kep (did you mean backup.keep?"),
+    ("invoke.yml", "health:\n  url: x\n  time_out: 5\n", "unknown key health.time_out"),
+    ("invoke.json", '{"ssh": {"hosts": "a"}}', "unknown key ssh.hosts (did you mean ssh.host?"),
 ]
 
 
