@@ -693,7 +693,8 @@ def test_failed_health_gate_exits_14_with_the_way_back(sites):
     ):
         assert result.returncode == ExitCode.HEALTH_FAILED, result
         line = error_line(result)
-        assert line.startswith(f"Error: health failed: {one.health.url} not healthy within 0.5s")
+        assert line.startswith(f"Error: health failed: {one.health.url} not healthy after "), line
+        assert "(limit 0.5s, a poll every 0.05s)" in line
         assert ROLLBACK_HINT in result.stderr
         assert one.labels() == calls
         assert one.health.requests >= 2  # it polled, not just asked once
