@@ -55,6 +55,13 @@ def human_bytes(size: float) -> str:
     return f"{size} B"
 
 
+def volume_gb(size: float) -> str:
+    """A volume's size in Fly's unit (its GB, what `--size` takes, are GiB): ``3 GB`` for
+    3 GiB, where ``human_bytes`` says 3.2 GB; one decimal when not a whole number."""
+    gb = size / 1024**3
+    return f"{gb:.0f} GB" if abs(gb - round(gb)) < 0.05 else f"{gb:.1f} GB"
+
+
 def human_age(seconds: float) -> str:
     seconds = max(seconds, 0)
     for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):

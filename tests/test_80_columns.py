@@ -192,3 +192,19 @@ def test_task_help_breaks_between_words_at_80_columns(tmp_path):
         lines = ANSI.sub("", shown).replace("\r", "").split("\n")
         assert all(len(line) <= 80 for line in lines), lines
         assert words in " ".join(" ".join(lines).split()), lines
+
+
+def test_volume_sizes_are_in_flys_gb_everywhere(site):
+    """review-ox item 20: `a 3.2 GB volume` in backup.snapshots, `3 GB` and `--size 3` in
+    restore.volume, for the same 3 GiB volume."""
+    from ops.ui import volume_gb
+
+    assert (volume_gb(3 * 1024**3), volume_gb(1.5 * 1024**3)) == ("3 GB", "1.5 GB")
+    code, listed = on_80(site, "backup.snapshots")
+    assert code == 0, listed
+    planned = helpers.run_invoke("restore.volume", "--snapshot", "latest", "--dry-run",
+                                 cwd=site.cwd, env=site.env())  # a log: no part dropped
+    assert planned.returncode == 0, planned
+    listed, planned = " ".join(" ".join(listed).split()), " ".join(planned.stderr.split())
+    assert "of a 3 GB volume" in listed and "3.2 GB" not in listed, listed
+    assert "3 GB volume" in planned and "(3 GB in ams" in planned and "3.2 GB" not in planned

@@ -18,7 +18,7 @@ from ops.errors import ExitCode, OpsError
 from ops.targets.fly import FlyTarget
 from ops.targets.local import LocalTarget
 from ops.targets.ssh import SshTarget
-from ops.ui import UI, human_age, human_bytes, utc_stamp
+from ops.ui import UI, human_age, human_bytes, utc_stamp, volume_gb
 
 PRODUCTION = "run against the production machine on Fly.io (over fly ssh) instead of locally"
 JSON = "print one JSON document on stdout (human output stays on stderr)"
@@ -378,11 +378,11 @@ def snapshot_table(volume: str, found: list) -> tuple[str, list[str], list[list]
     rows = [[snap.id or "(pending)", snap.status,
              "not yet (running)" if fly.is_zero_time(snap.created_at)
              else utc_stamp(snap.created_at), human_bytes(snap.size),
-             snap.volume or "-", human_bytes(snap.volume_size),
+             snap.volume or "-", volume_gb(snap.volume_size),
              f"{snap.retention_days}d" if snap.retention_days else "-"] for snap in found]
     drop = []
     if len(sizes) == 1:
-        title = f"{title[:-1]}, of a {human_bytes(sizes.pop())} volume)"
+        title = f"{title[:-1]}, of a {volume_gb(sizes.pop())} volume)"
         drop.append(5)
     if not earlier:
         drop.append(4)

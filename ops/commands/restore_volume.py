@@ -11,7 +11,7 @@ from ops import volume_restore as vr
 from ops.cli import guarded, task
 from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated
-from ops.ui import UI, created_when, human_bytes, seconds_since
+from ops.ui import UI, created_when, seconds_since, volume_gb
 
 
 @task(help={
@@ -42,7 +42,7 @@ def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
         snap = resolved.snapshot
         made = created_when(snap.created_at, time.time())
         shown.detail = (f"{snap.id} of {made}  {volume.id} on {machine.id} ({machine.state}); "
-                        f"{human_bytes(snap.volume_size)} volume"
+                        f"{volume_gb(snap.volume_size)} volume"
                         + (f", a snapshot of the earlier volume {snap.volume}"
                            if snap.volume and snap.volume != volume.id else ""))
     steps = vr.plan(resolved, settings.health)
