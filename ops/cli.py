@@ -4,6 +4,7 @@ never a traceback; the same short flag for the same flag in every task."""
 from __future__ import annotations
 
 import contextlib
+import difflib
 import functools
 import io
 import json
@@ -224,8 +225,9 @@ def core_option_after_task(task: str, core, flags: dict) -> str:
             + ("; a task's dry run is its -n (--dry-run)" if core.name == "dry" else ""))
 
 
-def parse_error_line(message: str, context) -> str:
-    """An Invoke ``ParseError`` as the one line we print (``context``: where it happened)."""
+def parse_error_line(message: str, context, tasks=()) -> str:
+    """An Invoke ``ParseError`` as the one line we print (``context``: where it happened;
+    ``tasks``: every task name, for a "did you mean")."""
     task = getattr(context, "name", None)
     unknown = re.fullmatch(r"No idea what '(.*)' is!", message)
     if unknown:
@@ -233,7 +235,9 @@ def parse_error_line(message: str, context) -> str:
         if not task and token.startswith("-"):
             return f"no option {token} before a task name: `invoke --help` lists Invoke's own"
         if not task:
-            return f"no task named {token!r}: `invoke --list` shows every task"
+            close = difflib.get_close_matches(token, list(tasks), n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            return f"no task named {token!r}: {hint}`invoke --list` shows every task"
         if token.startswith("-"):
             return refused_flag(task, token, getattr(context, "flags", {}))
         return (f"{task} takes no argument {token!r} (and no task has that name: "
@@ -328,7 +332,10 @@ def strict_parsing(program) -> None:
                         raise Exit(f"Error: {printable(line)}", code=int(ExitCode.USAGE))
             parse_tasks()
         except ParseError as exc:
-            line = parse_error_line(str(exc), getattr(exc, "context", None))
+            line = parse_error_line(str(exc), getattr(exc, "context", None),
+                                    [name for task, aliases in
+                                     program.collection.task_names.items()
+                                     for name in (task, *aliases)])
             raise Exit(f"Error: {printable(line)}", code=int(ExitCode.USAGE)) from None
 
     program.parse_tasks = parse

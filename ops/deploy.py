@@ -164,8 +164,8 @@ RUN_TIME = {
     VOLUME: f"{VOLUME}, the volume named in fly.toml's [mounts] (not known now)",
     SCRIPT: f"{SCRIPT}, the engine for the machine's python3, else the sqlite3 CLI, else "
             "backup.remote_command (the machine's tools are only asked when it runs)",
-    " script>": "each <... script> is the sh script run on the machine (it names this run "
-                "in the lock, and the backup the run made)",
+    " script>": "each <... script> is the sh script run on the machine (a lock script names "
+                "this run in the lock; a backup script, the backup it made)",
     "<image of": "<image of ...>, the release's image (not known now)",
 }
 

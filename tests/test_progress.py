@@ -94,3 +94,17 @@ def test_ctrl_c_while_waiting_for_a_snapshot_says_it_goes_on_at_fly(tmp_path):
     assert "KeyboardInterrupt" not in result.stderr, result
     assert f"✗ wait for snapshot of {DEFAULT_VOLUME_ID}  interrupted by Ctrl-C" in result.stderr
     assert result.error_lines == [f"Error: {SNAPSHOT_GOES_ON}"], result
+
+
+def test_the_lock_holder_and_the_audit_name_the_user_without_user_set(monkeypatch):
+    """review-ox item 21: tmux had no USER, and the holder showed as `unknown`."""
+    import os
+    import pwd
+
+    from ops import audit, engine
+
+    for key in ("USER", "LOGNAME", "GITHUB_ACTOR"):
+        monkeypatch.delenv(key, raising=False)
+    name = pwd.getpwuid(os.getuid()).pw_name
+    assert engine.holder_text().startswith(f"{name} (pid {os.getpid()} on ")
+    assert audit.who().startswith(f"{name}@")

@@ -306,7 +306,8 @@ def status(c, max_age=None, production=False, host=None, json=False):
         latest = report.get("latest")
         if latest:
             ui.info(
-                f"{report['count']} backups; latest {latest['name']} "
+                f"{report['count']} backup{'s' if report['count'] != 1 else ''}; latest "
+                f"{latest['name']} "
                 f"({human_age(latest['age'] / 1000)} old) in {folder}"
             )
         else:
