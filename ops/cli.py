@@ -64,8 +64,9 @@ def guarded(body):
             failure.message = "\n".join(wrapped(failure.message, terminal_width()))
         if kwargs.get("json") and ui_module.EMITTED[0] == emitted:
             document = failed_as_json(" ".join(failure.message.split()), failure.code)
-            sys.stdout.write(json.dumps(document) + "\n")
-            sys.stdout.flush()
+            with contextlib.suppress(OSError, ValueError):  # stdout closed: stderr says it
+                sys.stdout.write(json.dumps(document) + "\n")
+                sys.stdout.flush()
         raise failure from None
 
     return run
