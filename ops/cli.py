@@ -39,6 +39,14 @@ def failed_as_json(message: str, code: int) -> dict:
     return {"error": message.removeprefix("Error: "), "exit_code": int(code)}
 
 
+def print_failed_as_json(failure: Exit) -> None:
+    """``failed_as_json`` of an ``Exit`` on stdout (closed: stderr still says it)."""
+    document = failed_as_json(" ".join(failure.message.split()), failure.code)
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.write(json.dumps(document) + "\n")
+        sys.stdout.flush()
+
+
 def guarded(body):
     """Wrap a task body so expected failures become ``Exit(one line, code)``; with
     ``--json``, stdout still gets one document when the failure came before it."""
@@ -63,10 +71,7 @@ def guarded(body):
         if failure.message and sys.stderr.isatty():  # broken between words, not mid-word
             failure.message = "\n".join(wrapped(failure.message, terminal_width()))
         if kwargs.get("json") and ui_module.EMITTED[0] == emitted:
-            document = failed_as_json(" ".join(failure.message.split()), failure.code)
-            with contextlib.suppress(OSError, ValueError):  # stdout closed: stderr says it
-                sys.stdout.write(json.dumps(document) + "\n")
-                sys.stdout.flush()
+            print_failed_as_json(failure)
         raise failure from None
 
     return run
@@ -319,6 +324,15 @@ def strict_parsing(program) -> None:
     parse_tasks = program.parse_tasks
 
     def parse() -> None:
+        try:
+            parse_strictly()
+        except Exit as refused:  # --json asked for one document, even for a usage error
+            if refused.code and refused.message and (
+                    {"--json", "-j"} & set(program.core.unparsed)):
+                print_failed_as_json(refused)
+            raise
+
+    def parse_strictly() -> None:
         try:
             parsed = Parser(initial=program.initial_context,
                             contexts=_strict_contexts(program)).parse_argv(program.core.unparsed)

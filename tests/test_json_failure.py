@@ -39,3 +39,12 @@ def test_the_error_line_breaks_between_words_on_a_terminal(tmp_path):
     for line in error:  # each line ends at a word's end: rejoined, the words are whole
         assert not line.endswith(" ")
     assert str(missing) in error  # the long path is one whole line, not cut
+
+
+def test_a_usage_error_with_json_is_one_document_too(tmp_path):
+    result = helpers.run_invoke("backup.list", "--bogus", "--json", cwd=tmp_path)
+    assert result.returncode == ExitCode.USAGE, result
+    assert result.json() == {"error": result.error_lines[0].removeprefix("Error: "),
+                             "exit_code": int(ExitCode.USAGE)}
+    plain = helpers.run_invoke("backup.list", "--bogus", cwd=tmp_path)
+    assert plain.returncode == ExitCode.USAGE and plain.stdout == "", plain
