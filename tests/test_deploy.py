@@ -913,7 +913,8 @@ def test_ci_builds_remotely_prints_only_json_and_never_the_token(sites):
 
     assert r_leaky.returncode == ExitCode.DEPLOY_FAILED, r_leaky
     assert "--remote-only" in deploy_argv(leaky)
-    assert "Error: deploy failed: `fly deploy -a step-app-4x-yhw` failed: token *** is not" in (
+    assert ("Error: deploy failed: `fly deploy -a step-app-4x-yhw -c fly.toml --remote-only` "
+            "failed: token *** is not") in (
         r_leaky.stderr
     )
     assert "using access token ***" in r_leaky.stderr
