@@ -430,8 +430,22 @@ def file_lock(lock_path: Path, wait: float = 0.0, what: str = "another backup",
         os.close(fd)
 
 
+def user_name() -> str:
+    """Who runs this: $USER, else $LOGNAME, else the account of our uid (tmux, cron and
+    `sudo -i` may set neither: the lock holder showed as `unknown`)."""
+    name = os.environ.get("USER") or os.environ.get("LOGNAME")
+    if not name:
+        try:
+            import pwd
+
+            name = pwd.getpwuid(os.getuid()).pw_name
+        except (ImportError, KeyError, OSError):
+            name = ""
+    return name or "unknown"
+
+
 def holder_text() -> str:
-    user = os.environ.get("GITHUB_ACTOR") or os.environ.get("USER") or "unknown"
+    user = os.environ.get("GITHUB_ACTOR") or user_name()
     stamp = iso(dt.datetime.now(UTC))
     return f"{user} (pid {os.getpid()} on {socket.gethostname()}) since {stamp}"
 

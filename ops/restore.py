@@ -24,7 +24,7 @@ from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated
 from ops.targets.local import LocalTarget
 from ops.targets.status import valid_status
-from ops.ui import UI, human_age, human_bytes
+from ops.ui import UI, command_lines, human_age, human_bytes
 
 MACHINE = "<machine>"
 SCRIPT = "<restore script>"
@@ -200,9 +200,10 @@ class Restore:
                 for line in by_hand(self.record, self._flag(), self._machine()):
                     self.ui.info(line)
             elif self.record["safety_backup"]:
-                self.ui.info(f"Safety backup: {self.record['safety_backup']['name']}. To undo "
-                             "this restore: " + undo_command(self.record["safety_backup"]["name"],
-                                                             self._flag()))
+                safety = self.record["safety_backup"]["name"]
+                self.ui.info(f"Safety backup: {safety}. To undo this restore:")
+                self.ui.lines(command_lines(  # pasteable whole: ` \` between words
+                    shlex.split(undo_command(safety, self._flag())), self.ui.width, "  "))
             if self.scratch is not None:
                 shutil.rmtree(self.scratch, ignore_errors=True)
             self.record["finished"] = _now()
