@@ -824,13 +824,15 @@ done
 
 def adopt_script(directory: str, which: str, by: str, *, dry_run: bool = False,
                  lock_wait: float = 0) -> str:
-    """``backup.adopt`` on the machine: the engine's ``adopt_backups`` (python3 only: the
-    records it writes hold the content hash a drill compares, which the sqlite3 CLI
-    strategy does not compute the same way; with no python3 it changes nothing)."""
+    """``backup.adopt`` on the machine: the engine's ``adopt_backups`` (python3's, or
+    engine.js's ``adoptBackups`` under node: the records hold the content hash a drill
+    compares, which the sqlite3 CLI strategy does not compute the same way; with neither
+    it changes nothing)."""
     if which != "all":
         check_name(which)
     args = ["adopt", "--dir", directory, "--which", which, "--by", by,
             "--lock-wait", f"{lock_wait:g}"] + (["--dry-run"] if dry_run else [])
-    refuse = ("fail usage 'backup.adopt needs python3 on the machine; download the backup "
+    refuse = ("fail usage 'backup.adopt needs python3 or node with a SQLite binding (machine.check) "
+              "on the machine; download the backup "
               "(invoke backup.download NAME), check it and restore it with --from instead'")
     return _choose(_engine(*args), refuse, refuse)
