@@ -755,6 +755,16 @@ function verifyBackup(file, check = 'integrity') {
   return { name, ok: !problems.length, check, size: fileSize(file), sha256: digest, recorded_sha256: recorded, problems };
 }
 
+/** One of several named backups: one gone (or no longer a file) is its own failed verdict. */
+function verifyNamed(dir, name, check) {
+  try {
+    return verifyBackup(resolveBackup(dir, name)[0].path, check);
+  } catch (e) {
+    if (!(e instanceof EngineError) || e.kind !== 'not_found') throw e;
+    return { name, ok: false, check, size: 0, sha256: '', recorded_sha256: null, problems: [e.message] };
+  }
+}
+
 // ------------------------------------------------------------------ content: row counts and hash
 
 const quoteId = (name) => `"${name.replace(/"/g, '""')}"`;
@@ -1433,6 +1443,7 @@ async function run(argv) {
       return listBackups(need(o, 'dir'));
     case 'verify': {
       const dir = need(o, 'dir');
+      if (o.names.length > 1) return o.names.map((n) => verifyNamed(dir, n, check)); // all: go on past one
       const chosen = o.names.length ? o.names.flatMap((n) => resolveBackup(dir, n)) : resolveBackup(dir, o.which || 'latest');
       return chosen.map((b) => verifyBackup(b.path, check));
     }

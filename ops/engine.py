@@ -2245,6 +2245,18 @@ def drill_backup(path, *, check: str = "integrity", scratch_dir=None) -> dict:
 
 # ---------------------------------------------------------------- script entry point
 
+def _verify_named(directory: str, name: str, check: str) -> VerifyResult:
+    """One of several named backups: one gone (or no longer a file) is its own failed
+    verdict, so ``verify all`` goes on to the others."""
+    try:
+        return verify_backup(resolve_backup(directory, name)[0].path, check)
+    except EngineError as exc:
+        if exc.kind != "not_found":
+            raise
+        return VerifyResult(name=name, ok=False, check=check, size=0, sha256="",
+                            recorded_sha256=None, problems=[str(exc)])
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python3 engine.py backup|list|verify|delete|restore|drill ...``: one JSON result."""
     import argparse
@@ -2307,6 +2319,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         elif args.command == "list":
             data = [asdict(item) for item in list_backups(args.dir)]
+        elif args.command == "verify" and len(args.names) > 1:  # all: go on past one
+            data = [asdict(_verify_named(args.dir, name, args.check)) for name in args.names]
         elif args.command == "verify":
             chosen = [
                 item for name in args.names for item in resolve_backup(args.dir, name)

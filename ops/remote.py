@@ -126,7 +126,9 @@ def _tries(wait: float) -> int:
 
 
 def list_script(directory: str) -> str:
-    """Backups in ``directory`` as entry lines; plain sh, works on any image.
+    """Backups in ``directory`` as entry lines; plain sh, works on any image. A name in
+    the pattern that is not a regular file (a symlink: ``[ -f ]`` follows it) is no
+    backup: it is printed as an ``odd NAME`` line instead.
 
     Only names in the exact backup pattern are printed and a recorded digest only as
     64 hex digits, so no file name or sidecar content can add, hide or change a line.
@@ -137,7 +139,11 @@ def list_script(directory: str) -> str:
 [ -d {d} ] || exit 0
 cd {d} || exit 1
 for f in steps-*.db; do
-  is_name "$f" && [ -f "$f" ] || continue
+  is_name "$f" || continue
+  # a symlink, FIFO or folder named like a backup is not one (the engines refuse it too)
+  if [ -h "$f" ] || [ ! -f "$f" ]; then
+    [ -h "$f" ] || [ -e "$f" ] && printf '{ENTRY_MARK} odd %s\\n' "$f"; continue
+  fi
   size=$(( $(wc -c < "$f") ))
   manifest=0; [ -f "$f.json" ] && manifest=1
   printf '{ENTRY_MARK} %s %s %s %s %s %s\\n' "$f" "$size" "$(recorded "$f.sha256")" "$manifest" \\

@@ -20,7 +20,7 @@ from ops import engine, machine, node, remote
 from ops.errors import ExitCode, OpsError
 from ops.targets import scripted
 from tests import content_cases, helpers, node_env
-from tests.test_remote_scripts import BASE_TOOLS
+from tests.test_remote_scripts import BASE_TOOLS, machine_path, run_remote
 
 
 @pytest.fixture
@@ -433,3 +433,18 @@ def test_kill_9_of_a_node_backup_leaves_no_backup_and_the_next_one_sweeps(tmp_pa
     assert out.data("backup")["name"]
     assert [p.name for p in backups.iterdir() if p.name.startswith(".tmp-")] == []
     assert all(engine.verify_backup(b.path).ok for b in engine.list_backups(backups))
+
+
+def test_verify_of_several_names_goes_on_past_one_that_is_gone(tmp_path, app, live):
+    """Both engines: a name that is no longer a backup (removed, or now a link) between
+    the listing and the check is its own failed verdict; the others are still verified."""
+    folder = tmp_path / "backups"
+    good = engine.create_backup(live, folder)
+    gone = "steps-2026-01-01T00-00-00.db"
+    (folder / gone).symlink_to(live)
+    script = remote.verify_script(str(folder), [gone, good.name], "integrity")
+    python_path = machine_path(tmp_path, python=True, sqlite=False)
+    for output in (run_remote(script, python_path, engine_source=True), run_node(script, app)):
+        verdicts = {v["name"]: v for v in output.data("verify")}
+        assert verdicts[good.name]["ok"], output.strategy
+        assert not verdicts[gone]["ok"] and "no backup named" in verdicts[gone]["problems"][0]

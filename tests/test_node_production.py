@@ -4,6 +4,7 @@ CLI), through the real CLI."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -145,3 +146,27 @@ def test_machine_check_names_no_engine_for_a_task_that_cannot_run(node_prod):
                                "drill": "node", "counts": "node", "adopt": None}
     assert "✓ check" not in result.stderr and "restore: node" not in result.stderr
     assert "database 0 MiB" not in result.stderr and " kB" in result.stderr
+
+
+def test_a_symlink_at_a_backup_name_is_no_backup_and_blocks_nothing(node_prod):
+    """`[ -f ]` follows links: the plain-sh listing showed a link to the live database as
+    the newest backup, which then blocked verify/drill/restore of `latest` (the engines
+    refuse links). It is listed as an odd entry, and `verify all` checks the rest."""
+    prod = node_prod
+    made = prod.run("backup", "--production", "--json")
+    assert made.returncode == 0, made
+    name = made.json()["backup"]["name"]
+    newer = engine.backup_name(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2))
+    (prod.remote_dir / newer).symlink_to(prod.db)
+    listed = prod.run("backup.list", "--production", "--json")
+    assert listed.returncode == 0, listed
+    assert [item["name"] for item in listed.json()] == [name]
+    assert f"not a regular file (a symlink, FIFO or folder), never used as one: {newer}" in (
+        " ".join(listed.stderr.split()))
+    latest = prod.run("backup.verify", "latest", "--production", "--json")
+    assert latest.returncode == 0, latest
+    assert [v["name"] for v in latest.json()] == [name]
+    drilled = prod.run("backup.drill", "--production", "--json")
+    assert drilled.returncode == 0 and drilled.json()["name"] == name, drilled
+    assert (prod.remote_dir / newer).is_symlink()  # nothing was changed through it
+

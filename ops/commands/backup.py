@@ -209,6 +209,11 @@ def list_(c, production=False, host=None, json=False):
     now = dt.datetime.now(dt.UTC)
     future = {item.name for item in found if in_future(item.created, now)}
     report_leftovers(target, ui)
+    odd = getattr(target, "odd_entries", [])
+    if odd:
+        ui.warn(f"{len(odd)} entry(ies) named like a backup but not a regular file (a symlink, "
+                f"FIFO or folder), never used as one: {', '.join(odd[:3])}"
+                + (" …" if len(odd) > 3 else "") + "; look at it and remove it by hand")
     if future:
         ui.warn(f"{len(future)} backup(s) dated in the future (a clock that ran ahead, or not "
                 "backups at all): never counted as the newest, never removed by retention")

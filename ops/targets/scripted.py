@@ -73,6 +73,7 @@ class ScriptedTarget:
         self.db = remote.remote_path(settings.db_remote_path, "db.remote_path")
         self.dir = remote.remote_path(settings.backup_remote_dir, "backup.remote_dir")
         self.app_dir = remote.remote_path(settings.machine_app_dir, "machine.app_dir")
+        self.odd_entries: list[str] = []  # the last listing's (``list``)
 
     def folder(self) -> str:
         return f"{self.dir} on the machine"
@@ -152,7 +153,11 @@ class ScriptedTarget:
         if output.status != 0:
             raise OpsError(f"cannot list {self.dir} on {self.session.where}")
         found = []
+        odd = [entry for entry in output.entries if _odd_entry(entry)]
+        self.odd_entries = [entry[1] for entry in odd]  # named like a backup, not a file
         for entry in output.entries:
+            if entry in odd:
+                continue
             if not _listing_entry(entry):
                 raise OpsError(f"the machine's listing of {self.dir} has an entry this tool "
                                f"did not print: {ascii(' '.join(entry))[:100]}")
@@ -498,6 +503,11 @@ def _sweep_downloads(directory: Path) -> None:
     for entry in directory.iterdir():
         if entry.name.startswith(DOWNLOAD_PREFIX) and entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def _odd_entry(entry: list[str]) -> bool:
+    """``odd NAME``: a symlink, FIFO or folder with a backup's name (``remote.list_script``)."""
+    return len(entry) == 2 and entry[0] == "odd" and bool(remote.ENTRY_NAME.fullmatch(entry[1]))
 
 
 def _listing_entry(entry: list[str]) -> bool:
