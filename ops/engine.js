@@ -541,10 +541,15 @@ async function copyDatabase(source, target, timeout) {
     src.exec('BEGIN');
     src.get('SELECT count(*) FROM sqlite_master');
     const late = `backup did not finish within ${timeout || 30}s`;
-    await backupAll(src, target, () => {
-      if (deadline !== null && Date.now() > deadline) throw new EngineError(late, 'timeout');
-      return STEP_PAGES;
-    }, deadline || Date.now() + 30000, late);
+    try {
+      await backupAll(src, target, () => {
+        if (deadline !== null && Date.now() > deadline) throw new EngineError(late, 'timeout');
+        return STEP_PAGES;
+      }, deadline || Date.now() + 30000, late);
+    } catch (e) { // the database was readable: the binding's backup call failed
+      if (e instanceof EngineError || /full/.test(e.message)) throw e;
+      throw new EngineError(`${sql().name}'s backup() of ${source} into ${path.basename(target)} failed: ${firstLine(e.message)}`);
+    }
     src.exec('COMMIT');
   } catch (e) {
     if (e instanceof EngineError) throw e;

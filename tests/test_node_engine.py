@@ -448,3 +448,26 @@ def test_verify_of_several_names_goes_on_past_one_that_is_gone(tmp_path, app, li
         verdicts = {v["name"]: v for v in output.data("verify")}
         assert verdicts[good.name]["ok"], output.strategy
         assert not verdicts[gone]["ok"] and "no backup named" in verdicts[gone]["problems"][0]
+
+
+def test_a_failing_backup_call_is_named_not_the_live_database(tmp_path, app, live):
+    """The binding's backup() rejecting (SQLITE_IOERR) is the backup call's failure: the
+    live database was readable, so the message must not send the operator there."""
+    module = tmp_path / "app" / "node_modules" / "better-sqlite3"
+    module.mkdir(parents=True)
+    (module / "package.json").write_text('{"name": "better-sqlite3", "main": "index.js"}')
+    real = Path(app["dir"]) / "node_modules" / "better-sqlite3"
+    (module / "index.js").write_text(
+        f"const D = require({json.dumps(str(real))});\n"
+        "D.prototype.backup = function () { const e = new Error('disk I/O error');\n"
+        "  e.code = 'SQLITE_IOERR'; return Promise.reject(e); };\n"
+        "module.exports = D;\n")
+    broken = app | {"dir": str(tmp_path / "app")}
+    output = run_node(remote.backup_script(str(live), str(tmp_path / "b"), check="integrity"), broken)
+    assert output.strategy == "node"
+    with pytest.raises(OpsError) as failed:
+        output.data("backup")
+    message = str(failed.value)
+    assert "better-sqlite3's backup() of" in message and "disk I/O error" in message
+    assert "cannot read database" not in message
+    assert not list((tmp_path / "b").glob("steps-*"))  # nothing published
