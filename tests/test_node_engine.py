@@ -463,7 +463,8 @@ def test_a_failing_backup_call_is_named_not_the_live_database(tmp_path, app, liv
         "  e.code = 'SQLITE_IOERR'; return Promise.reject(e); };\n"
         "module.exports = D;\n")
     broken = app | {"dir": str(tmp_path / "app")}
-    output = run_node(remote.backup_script(str(live), str(tmp_path / "b"), check="integrity"), broken)
+    script = remote.backup_script(str(live), str(tmp_path / "b"), check="integrity")
+    output = run_node(script, broken)
     assert output.strategy == "node"
     with pytest.raises(OpsError) as failed:
         output.data("backup")
