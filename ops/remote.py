@@ -485,7 +485,8 @@ class RemoteOutput:
         """The result's data, or an OpsError carrying the remote failure."""
 
         if self.result is None:
-            raise OpsError(f"{what}: the machine printed no result (exit {self.status})")
+            engine = f", engine {self.strategy}" if self.strategy else ""
+            raise OpsError(f"{what}: the machine printed no result (exit {self.status}{engine})")
         if not self.result.get("ok"):
             kind = self.result.get("kind", "error")
             raise OpsError(f"{what} on the machine: {self.result.get('error')}",

@@ -58,6 +58,7 @@ def test_restore_on_a_node_only_machine_proves_itself(node_prod):
     assert engine.verify_backup(safety).ok and engine.count_rows(safety)["steps"] == 1000
     assert [label(a) for a in prod.calls()] == [
         *RESOLVE, *STOPPED, "ssh list", "ssh counts", "ssh restore", "machine restart"]
+    assert "counted by node" in result.stderr  # the plan says which engine counted the rows
 
 
 @pytest.mark.parametrize(("image", "binding", "restore"), [
@@ -158,6 +159,8 @@ def test_a_symlink_at_a_backup_name_is_no_backup_and_blocks_nothing(node_prod):
     name = made.json()["backup"]["name"]
     newer = engine.backup_name(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2))
     (prod.remote_dir / newer).symlink_to(prod.db)
+    shown = prod.run("backup.list", "--production")
+    assert shown.returncode == 0 and "(1), listed by sh" in shown.stderr, shown
     listed = prod.run("backup.list", "--production", "--json")
     assert listed.returncode == 0, listed
     assert [item["name"] for item in listed.json()] == [name]
@@ -170,3 +173,27 @@ def test_a_symlink_at_a_backup_name_is_no_backup_and_blocks_nothing(node_prod):
     assert drilled.returncode == 0 and drilled.json()["name"] == name, drilled
     assert (prod.remote_dir / newer).is_symlink()  # nothing was changed through it
 
+
+
+def test_a_restore_killed_before_its_safety_backup_names_its_engine_and_changed_nothing(
+        node_prod, tmp_path):
+    """The binding's backup() kills its own process (kill -9) at the safety backup: the
+    run names the engine that died and says the live database was not changed."""
+    prod = node_prod
+    module = tmp_path / "app" / "node_modules" / "better-sqlite3"
+    module.mkdir(parents=True)
+    (module / "package.json").write_text('{"name": "better-sqlite3", "main": "index.js"}')
+    real = node_env.app_dir() / "node_modules" / "better-sqlite3"
+    (module / "index.js").write_text(
+        f"const D = require({json.dumps(str(real))});\n"
+        "D.prototype.backup = function () { process.kill(process.pid, 'SIGKILL'); };\n"
+        "module.exports = D;\n")
+    made = changed_after_backup(prod)
+    before = engine.describe_file(prod.db, live=True)
+    prod.env["INVOKE_MACHINE_APP_DIR"] = str(tmp_path / "app")
+    result = prod.run("restore", made.name, "--production", "--yes")
+    assert result.returncode != 0, result
+    last = " ".join(result.stderr.split())
+    assert "printed no result (exit 137, engine node)" in last, result
+    assert "stopped before its safety backup was made: nothing was changed" in last
+    assert engine.describe_file(prod.db, live=True) == before

@@ -228,7 +228,8 @@ def list_(c, production=False, host=None, json=False):
         return
     kinds = [what_it_is(item, source) for item in found]
     ui.table(  # 80 columns: the name already says when (UTC), so no `created` column
-        f"Backups in {folder} ({len(found)})",
+        f"Backups in {folder} ({len(found)})" + (  # which engine listed them, as every task says
+            f", listed by {target.listed_by}" if getattr(target, "listed_by", None) else ""),
         ["name", "age", "size", "recorded sha256", "sidecars"] + (["what"] if any(kinds) else []),
         [
             [

@@ -146,6 +146,8 @@ class ScriptedTarget:
         return {**local, "path": f"{self.dir}/{new[-1]}", "strategy": "remote_command",
                 "local_copy": local["path"]}
 
+    listed_by = "sh"  # remote.list_script: plain sh on every image, whatever engine it has
+
     def list(self) -> list[engine.BackupFile]:
         """The host's listing; an entry of any shape but the one the script prints is
         refused (see ``remote.list_script``), never skipped or guessed at."""
@@ -369,6 +371,10 @@ class ScriptedTarget:
             if output.result is None and safety:  # its engine died mid-way: look now
                 code = ExitCode.VERIFY_FAILED
                 holds = self._holds(name, safety)
+            elif output.result is None and output.strategy in node.ENGINES and not app_stopped:
+                # the engines name the safety backup before the copy starts: none named,
+                # the live database was not touched
+                holds = "; it stopped before its safety backup was made: nothing was changed"
             if safety and safety not in str(exc):
                 raise OpsError(f"{exc}{holds} (safety backup {safety} was made first)",
                                code) from None
@@ -415,7 +421,7 @@ class ScriptedTarget:
         confirmation); empty when the host has no SQLite to count with."""
         output = self._run(remote.counts_script(self.db, self.dir, name), engine_source=True)
         if output.strategy in node.ENGINES:
-            return output.data("count rows")
+            return output.data("count rows") | {"strategy": output.strategy}
         if output.strategy == "none":  # no restore can run there: say so before asking
             error = OpsError(self.session.manual_restore(name), ExitCode.ERROR)
             error.no_engine = True
