@@ -2245,6 +2245,22 @@ def drill_backup(path, *, check: str = "integrity", scratch_dir=None) -> dict:
 
 # ---------------------------------------------------------------- script entry point
 
+def odd_entries(directory: str | os.PathLike) -> list[str]:
+    """Names in the backup pattern that are no backup (a symlink, FIFO or folder):
+    ``list_backups`` skips them; ``backup.list`` says they are there."""
+    try:
+        with os.scandir(directory) as listing:
+            entries = list(listing)
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        with contextlib.suppress(OSError):
+            if parse_created(entry.name) and not entry.is_file(follow_symlinks=False):
+                found.append(printable(entry.name))
+    return sorted(found)
+
+
 def _verify_named(directory: str, name: str, check: str) -> VerifyResult:
     """One of several named backups: one gone (or no longer a file) is its own failed
     verdict, so ``verify all`` goes on to the others."""

@@ -472,3 +472,20 @@ def test_a_failing_backup_call_is_named_not_the_live_database(tmp_path, app, liv
     assert "better-sqlite3's backup() of" in message and "disk I/O error" in message
     assert "cannot read database" not in message
     assert not list((tmp_path / "b").glob("steps-*"))  # nothing published
+
+
+def test_a_local_backup_list_names_what_is_named_like_a_backup_but_is_none(
+        tmp_path, run_invoke, wal_db, backup_dir):
+    """The python listing skips a symlink, FIFO or folder with a backup's name (as the
+    shell and Node ones do) and backup.list says it is there."""
+    made = engine.create_backup(wal_db, backup_dir)
+    (backup_dir / "steps-2030-01-01T00-00-00.db").symlink_to(wal_db)
+    os.mkfifo(backup_dir / "steps-2020-01-01T00-00-00.db")
+    (backup_dir / "steps-2021-01-01T00-00-00.db").mkdir()
+    listed = run_invoke("backup.list")
+    assert listed.returncode == 0, listed
+    said = " ".join(listed.stderr.split())
+    assert ("3 entry(ies) named like a backup but not a regular file (a symlink, FIFO or "
+            "folder), never used as one: steps-2020-01-01T00-00-00.db, "
+            "steps-2021-01-01T00-00-00.db, steps-2030-01-01T00-00-00.db") in said
+    assert [item.name for item in engine.list_backups(backup_dir)] == [made.name]
