@@ -541,10 +541,15 @@ async function copyDatabase(source, target, timeout) {
     src.exec('BEGIN');
     src.get('SELECT count(*) FROM sqlite_master');
     const late = `backup did not finish within ${timeout || 30}s`;
-    await backupAll(src, target, () => {
-      if (deadline !== null && Date.now() > deadline) throw new EngineError(late, 'timeout');
-      return STEP_PAGES;
-    }, deadline || Date.now() + 30000, late);
+    try {
+      await backupAll(src, target, () => {
+        if (deadline !== null && Date.now() > deadline) throw new EngineError(late, 'timeout');
+        return STEP_PAGES;
+      }, deadline || Date.now() + 30000, late);
+    } catch (e) { // the database was readable: the binding's backup call failed
+      if (e instanceof EngineError || /full/.test(e.message)) throw e;
+      throw new EngineError(`${sql().name}'s backup() of ${source} into ${path.basename(target)} failed: ${firstLine(e.message)}`);
+    }
     src.exec('COMMIT');
   } catch (e) {
     if (e instanceof EngineError) throw e;
@@ -602,8 +607,10 @@ function publish(tmp, final, result) {
       fs.linkSync(hidden, file);
       placed.push(file);
     }
-    fs.linkSync(tmp, final);
-    placed.push(final);
+    if (tmp !== null) { // null: records only, beside a file already in place (adopt)
+      fs.linkSync(tmp, final);
+      placed.push(final);
+    }
   } catch (e) {
     unlinkAll(placed);
     if (e.code === 'EEXIST') throw new EngineError(`${path.basename(e.dest || final)} already exists; not overwritten`, 'exists');
@@ -751,6 +758,16 @@ function verifyBackup(file, check = 'integrity') {
   problems.push(...checksumProblems(records, digest), ...runCheck(file, check));
   if (!Object.keys(records).length) problems.push(UNVERIFIABLE);
   return { name, ok: !problems.length, check, size: fileSize(file), sha256: digest, recorded_sha256: recorded, problems };
+}
+
+/** One of several named backups: one gone (or no longer a file) is its own failed verdict. */
+function verifyNamed(dir, name, check) {
+  try {
+    return verifyBackup(resolveBackup(dir, name)[0].path, check);
+  } catch (e) {
+    if (!(e instanceof EngineError) || e.kind !== 'not_found') throw e;
+    return { name, ok: false, check, size: 0, sha256: '', recorded_sha256: null, problems: [e.message] };
+  }
 }
 
 // ------------------------------------------------------------------ content: row counts and hash
@@ -1314,9 +1331,87 @@ async function drillBackup(file, { check, scratchDir }) {
   return result;
 }
 
+// ------------------------------------------------------------------ adopt (engine.py's adopt_backups)
+
+/** Backups with no usable checksum record at all (the old npm scripts'), oldest first. */
+function unrecorded(dir) {
+  return listBackups(dir).filter((b) => !Object.keys(recordedSha256s(b.path)).length);
+}
+
+/**
+ * Give backups made without records the records this tool writes, after a full
+ * integrity_check: NAME.sha256 and NAME.json marked kind "adopted" with when and by whom.
+ * Under the folder's backup lock; a sidecar taken in any form is refused, never written
+ * through (publish links, never follows a symlink); dryRun checks and writes nothing.
+ */
+function adoptBackups(dir, which, { by, dryRun = false, lockWait = 0 }) {
+  return withLock(path.join(dir, LOCK_NAME), lockWait, 'another backup', () => {
+    let chosen;
+    if (which === 'all') chosen = unrecorded(dir);
+    else {
+      checkName(which);
+      chosen = listBackups(dir).filter((b) => b.name === which);
+      if (!chosen.length) throw new EngineError(`no backup named ${which} in ${dir}`, 'not_found');
+      if (Object.keys(recordedSha256s(chosen[0].path)).length) {
+        throw new EngineError(`${which} already has a checksum record: nothing to adopt `
+          + `(\`invoke backup.verify ${which}\` checks it)`, 'usage');
+      }
+    }
+    return chosen.map((b) => adoptOne(b.path, by, dryRun));
+  });
+}
+
+function adoptOne(file, by, dryRun) {
+  const verdict = { name: path.basename(file), ok: false, adopted: false, sha256: null, problem: null };
+  const taken = sidecars(file).filter(lexists).map((side) => path.basename(side));
+  if (taken.length) {
+    verdict.problem = `${taken.join(', ')} exists but is not a usable record: look at it and remove it by hand first`;
+    return verdict;
+  }
+  const started = Date.now();
+  let digest;
+  let described;
+  try {
+    checkSqliteFile(file, 'backup');
+    digest = sha256File(file);
+    const problems = runCheck(file, 'integrity');
+    if (problems.length) {
+      verdict.problem = `integrity_check failed: ${problems[0]}`;
+      return verdict;
+    }
+    described = describeFile(file);
+    if (sha256File(file) !== digest) {
+      verdict.problem = 'the file changed while it was checked';
+      return verdict;
+    }
+  } catch (e) {
+    if (!(e instanceof EngineError)) throw e;
+    verdict.problem = e.message;
+    return verdict;
+  }
+  Object.assign(verdict, { ok: true, sha256: digest });
+  if (dryRun) return verdict;
+  const result = {
+    name: verdict.name, path: file, created: iso(parseCreated(verdict.name)), size: fs.statSync(file).size,
+    sha256: digest, check: 'integrity', seconds: round3((Date.now() - started) / 1000), source: '',
+    strategy: 'adopted', sqlite_version: sql().sqliteVersion, host: os.hostname(),
+    tables: described.tables, content_sha256: described.content_sha256,
+    content_format: described.content_format, kind: 'adopted', restore: null,
+    adopted: { when: iso(new Date()), by: String(by).slice(0, 200) },
+  };
+  try {
+    publish(null, file, result);
+  } catch (e) {
+    Object.assign(verdict, { ok: false, problem: `cannot write its records: ${e instanceof EngineError ? e.message : firstLine(e.message)}` });
+    return verdict;
+  }
+  verdict.adopted = true;
+  return verdict;
+}
+
 // ------------------------------------------------------------------ entry point
 
-const BOOLEAN_FLAGS = { '--no-content-hash': 'noContentHash', '--app-stopped': 'appStopped', '--live': 'live' };
+const BOOLEAN_FLAGS = { '--no-content-hash': 'noContentHash', '--app-stopped': 'appStopped', '--live': 'live', '--dry-run': 'dryRun' };
 
 function parseArgs(argv) {
   const [command, ...rest] = argv;
@@ -1353,6 +1448,7 @@ async function run(argv) {
       return listBackups(need(o, 'dir'));
     case 'verify': {
       const dir = need(o, 'dir');
+      if (o.names.length > 1) return o.names.map((n) => verifyNamed(dir, n, check)); // all: go on past one
       const chosen = o.names.length ? o.names.flatMap((n) => resolveBackup(dir, n)) : resolveBackup(dir, o.which || 'latest');
       return chosen.map((b) => verifyBackup(b.path, check));
     }
@@ -1372,6 +1468,10 @@ async function run(argv) {
       const dir = need(o, 'dir');
       return drillBackup(resolveBackup(dir, o.which || 'latest')[0].path, { check, scratchDir: dir });
     }
+    case 'adopt':
+      return adoptBackups(need(o, 'dir'), need(o, 'which'), {
+        by: need(o, 'by'), dryRun: Boolean(o.dryRun), lockWait: num(o.lockWait, 0),
+      });
     case 'describe': // the content hash of one file (tests compare it with the python engine's)
       return describeFile(o.names[0], { live: Boolean(o.live), fmt: o.format || null });
     default:

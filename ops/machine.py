@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shlex
 
+from ops import engine as engine_module
 from ops import node, remote
 
 ENTRY = remote.ENTRY_MARK
@@ -28,9 +29,10 @@ def probe_script(db: str, directory: str, app_dir: str) -> str:
 fact() {{ printf '{ENTRY} %s\\n' "$*" | tr -cd ' -~\\n'; }}
 set -- $(python3 -c {q(PY_VERSION)} </dev/null 2>/dev/null) - - -
 fact python3 "$1" "$2" "$3"
-set -- $(node -e {q(BINDING_JS)} </dev/null 2>/dev/null; echo "$?") -
-case $1 in better-sqlite3|node:sqlite) fact node "$2" "$1";;
-  *) v=$(node --version 2>/dev/null | tr -d v); fact node "${{v:--}}" "-$1";; esac
+out=$(node -e {q(BINDING_JS)} </dev/null 2>/dev/null); rc=$?; set -- $out -
+case $rc:$1 in 0:better-sqlite3|0:node:sqlite) fact node "$2" "$1";;
+  *) v=$(node --version 2>/dev/null | tr -d v); fact node "${{v:--}}" "-$rc"
+     [ "$rc" = 6 ] && fact binding_error "$out";; esac
 set -- $(sqlite3 --version 2>/dev/null) -; fact sqlite3 "$1"
 command -v flock >/dev/null 2>&1 && fact flock yes || fact flock no
 command -v sha256sum >/dev/null 2>&1 && fact sha256sum yes || fact sha256sum no
@@ -70,7 +72,12 @@ def parse(entries: list[list[str]]) -> dict:
         "binding_problem": {"-3": "no better-sqlite3 in machine.app_dir and no node:sqlite",
                             "-4": "the binding cannot open SQLite URIs",
                             "-5": "node:sqlite here has no user functions (Node 22.13+), "
-                                  "which the content hash needs"}.get(binding),
+                                  "which the content hash needs",
+                            "-6": "better-sqlite3 in machine.app_dir does not load (built for "
+                                  f"another Node?): {' '.join(raw.get('binding_error') or [])}"
+                                  [:400],
+                            "-7": "node:sqlite here has no backup() (Node 22.16+), which every "
+                                  "backup and restore uses"}.get(binding),
         "sqlite3": first("sqlite3"),
         "flock": first("flock") == "yes",
         "sha256sum": first("sha256sum") == "yes",
@@ -83,7 +90,7 @@ def parse(entries: list[list[str]]) -> dict:
     }
 
 
-TASKS = ("backup", "verify", "restore", "drill", "counts")
+TASKS = ("backup", "verify", "restore", "drill", "counts", "adopt")
 
 
 def plan(facts: dict, *, remote_command: bool = False) -> dict:
@@ -103,15 +110,19 @@ def plan(facts: dict, *, remote_command: bool = False) -> dict:
         "restore": best,
         "drill": next((e for e in engines if e in node.ENGINES), "download"),
         "counts": best,
+        # backup.adopt writes the records a drill compares: only an engine computes them
+        "adopt": next((e for e in engines if e in node.ENGINES), None),
     }
     problems: dict[str, str] = {}
+    if not chosen["adopt"]:
+        problems["adopt"] = "needs python3 or node with the app's SQLite binding"
     if not best:
         problems["restore"] = "no engine: neither python3, node with the app's SQLite binding, " \
                               "nor the sqlite3 CLI"
         if not remote_command:
             problems["backup"] = "no engine, and backup.remote_command is not set"
     if best and not lock:
-        for what in ("backup", "restore"):
+        for what in ("backup", "restore", "adopt"):
             problems[what] = "no flock(1) (and no python3) to take the backup lock"
     if best == "sqlite3" and not facts["sha256sum"]:
         for what in ("backup", "restore"):
@@ -121,6 +132,9 @@ def plan(facts: dict, *, remote_command: bool = False) -> dict:
         for what in ("backup", "restore"):  # a restore makes its safety backup first
             problems.setdefault(what, f"{free} bytes free beside the backups, the database "
                                       f"needs {size}")
+    # a task that cannot run has no engine it will use (a script reading `engines` alone
+    # must not be told otherwise)
+    chosen = {what: None if what in problems else engine for what, engine in chosen.items()}
     return {"engines": chosen, "cannot": problems, "fixes": fixes(facts, problems)}
 
 
@@ -132,7 +146,12 @@ def fixes(facts: dict, problems: dict) -> list[str]:
                "&& rm -rf /var/lib/apt/lists/*")
     lines = []
     needs_engine = "restore" in problems and "no engine" in problems["restore"]
-    if needs_engine and facts.get("node"):
+    if needs_engine and facts.get("node") and facts.get("binding_problem", "").startswith(
+            "better-sqlite3 in machine.app_dir does not load"):
+        lines.append("RUN npm rebuild better-sqlite3  # in the app's folder (machine.app_dir), "
+                     "after the image's Node version is set (FROM node:...): it was built for "
+                     "another Node")
+    elif needs_engine and facts.get("node"):
         lines.append("RUN npm install better-sqlite3@12  # in the app's folder "
                      "(machine.app_dir): the Node engine's binding")
     if needs_engine:
@@ -162,8 +181,8 @@ def render(facts: dict, decided: dict) -> list[str]:
         f"   litestream {have(facts['litestream'])}",
     ]
     if facts["free"] is not None:
-        lines.append(f"space        {facts['free'] // mib} MiB free beside the backups, database "
-                     f"{(facts['db_size'] or 0) // mib} MiB")
+        lines.append(f"space        {engine_module.human_size(facts['free'])} free beside the "
+                     f"backups, database {engine_module.human_size(facts['db_size'] or 0)}")
     if facts["mem_total"]:
         lines.append(f"memory       {facts['mem_total'] // mib} MiB"
                      + (f", {facts['mem_available'] // mib} MiB available"
@@ -171,6 +190,7 @@ def render(facts: dict, decided: dict) -> list[str]:
     for what in TASKS:
         engine = decided["engines"][what]
         problem = decided["cannot"].get(what)
-        lines.append(f"{what:<12} {'CANNOT RUN: ' + problem if problem else engine}")
+        lines.append(f"{what:<12} " + (f"CANNOT RUN: {problem}" if problem else engine or
+                                        "no engine: the restore plan shows no row counts"))
     lines += [f"fix          {line}" for line in decided["fixes"]]
     return lines

@@ -23,14 +23,25 @@ DEFAULT_APP_DIR = "/app"  # machine.app_dir: the WORKDIR of Fly's Node images
 # must open SQLite URIs (every read of a backup is ``file:...?mode=ro&immutable=1``); the
 # probe path is in a folder that does not exist, so a binding without URIs creates nothing.
 # node:sqlite must also take user functions (Node 22.13+): json-2 needs ieee754_to_blob.
+# Exit codes (``ops.machine.parse`` words them): 3 no binding at all; 4 no URIs; 5 node:sqlite
+# without user functions; 6 better-sqlite3 is installed but does not load (built for another
+# Node: its error, whitespace folded and escaped to one bounded ASCII line, on stdout);
+# 7 node:sqlite without backup().
 PROBE_JS = (
-    "process.env.SQLITE_USE_URI='1';const p=require('path');let D=null,n=null;"
-    "try{D=require('module').createRequire(p.join(p.resolve(process.env.OPS_APP_DIR||'/app'),"
-    "'package.json'))('better-sqlite3');n='better-sqlite3'}catch(e){}"
-    "if(!D){try{const s=require('node:sqlite');D=function(f){return new s.DatabaseSync(f)};"
-    "n='node:sqlite';if(typeof s.DatabaseSync.prototype.function!=='function')process.exit(5)"
-    "}catch(e){}}"
-    "if(!D)process.exit(3);"
+    "process.env.SQLITE_USE_URI='1';const p=require('path');let D=null,n=null,b=null,x=0;"
+    "try{const r=require('module').createRequire(p.join(p.resolve(process.env.OPS_APP_DIR||"
+    "'/app'),'package.json'));let f=null;try{f=r.resolve('better-sqlite3')}catch(e){}"
+    "if(f){try{D=r('better-sqlite3');n='better-sqlite3'}catch(e){b=String(e&&e.message)}}}"
+    "catch(e){}"
+    "if(!D){try{const s=require('node:sqlite');"
+    "if(typeof s.DatabaseSync.prototype.function!=='function')x=5;"
+    "else if(typeof s.backup!=='function')x=7;"
+    "else{D=function(f){return new s.DatabaseSync(f)};n='node:sqlite'}}catch(e){}}"
+    "if(!D&&b!==null){console.log(JSON.stringify(b.replace(/\\s+/g,' ').slice(0,300))"
+    ".replace(/[^ -~]/g,function(c){return '\\\\u'+"
+    "('000'+c.charCodeAt(0).toString(16)).slice(-4)}));"
+    "process.exit(6)}"
+    "if(!D)process.exit(x||3);"
     "try{const d=n==='node:sqlite'?D('file:/nonexistent-ops-probe/x.db?mode=memory'):"
     "new D('file:/nonexistent-ops-probe/x.db?mode=memory');d.close()}catch(e){process.exit(4)}"
     "console.log(n)"

@@ -126,7 +126,9 @@ def _tries(wait: float) -> int:
 
 
 def list_script(directory: str) -> str:
-    """Backups in ``directory`` as entry lines; plain sh, works on any image.
+    """Backups in ``directory`` as entry lines; plain sh, works on any image. A name in
+    the pattern that is not a regular file (a symlink: ``[ -f ]`` follows it) is no
+    backup: it is printed as an ``odd NAME`` line instead.
 
     Only names in the exact backup pattern are printed and a recorded digest only as
     64 hex digits, so no file name or sidecar content can add, hide or change a line.
@@ -137,7 +139,11 @@ def list_script(directory: str) -> str:
 [ -d {d} ] || exit 0
 cd {d} || exit 1
 for f in steps-*.db; do
-  is_name "$f" && [ -f "$f" ] || continue
+  is_name "$f" || continue
+  # a symlink, FIFO or folder named like a backup is not one (the engines refuse it too)
+  if [ -h "$f" ] || [ ! -f "$f" ]; then
+    [ -h "$f" ] || [ -e "$f" ] && printf '{ENTRY_MARK} odd %s\\n' "$f"; continue
+  fi
   size=$(( $(wc -c < "$f") ))
   manifest=0; [ -f "$f.json" ] && manifest=1
   printf '{ENTRY_MARK} %s %s %s %s %s %s\\n' "$f" "$size" "$(recorded "$f.sha256")" "$manifest" \\
@@ -479,7 +485,8 @@ class RemoteOutput:
         """The result's data, or an OpsError carrying the remote failure."""
 
         if self.result is None:
-            raise OpsError(f"{what}: the machine printed no result (exit {self.status})")
+            engine = f", engine {self.strategy}" if self.strategy else ""
+            raise OpsError(f"{what}: the machine printed no result (exit {self.status}{engine})")
         if not self.result.get("ok"):
             kind = self.result.get("kind", "error")
             raise OpsError(f"{what} on the machine: {self.result.get('error')}",
@@ -824,13 +831,15 @@ done
 
 def adopt_script(directory: str, which: str, by: str, *, dry_run: bool = False,
                  lock_wait: float = 0) -> str:
-    """``backup.adopt`` on the machine: the engine's ``adopt_backups`` (python3 only: the
-    records it writes hold the content hash a drill compares, which the sqlite3 CLI
-    strategy does not compute the same way; with no python3 it changes nothing)."""
+    """``backup.adopt`` on the machine: the engine's ``adopt_backups`` (python3's, or
+    engine.js's ``adoptBackups`` under node: the records hold the content hash a drill
+    compares, which the sqlite3 CLI strategy does not compute the same way; with neither
+    it changes nothing)."""
     if which != "all":
         check_name(which)
     args = ["adopt", "--dir", directory, "--which", which, "--by", by,
             "--lock-wait", f"{lock_wait:g}"] + (["--dry-run"] if dry_run else [])
-    refuse = ("fail usage 'backup.adopt needs python3 on the machine; download the backup "
+    refuse = ("fail usage 'backup.adopt needs python3 or node with a SQLite binding (machine.check) "
+              "on the machine; download the backup "
               "(invoke backup.download NAME), check it and restore it with --from instead'")
     return _choose(_engine(*args), refuse, refuse)

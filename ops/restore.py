@@ -130,6 +130,12 @@ def describe_backup(name: str, created: str, size: int, tables: dict | None,
     return f"{name} ({age} old, {human_bytes(size)}; {rows})"
 
 
+def live_counts(counts: dict) -> str:
+    """The live database's rows for the confirmation, and which engine counted them."""
+    by = counts.get("strategy")
+    return format_counts(counts.get("live")) + (f"; counted by {by}" if by else "")
+
+
 def format_counts(tables: dict | None) -> str:
     if not tables:
         return "row counts unknown"
@@ -454,7 +460,7 @@ class Restore:
             counts = self._counts(name)
             self._confirm([
                 f"Replace the live database {target.describe()} "
-                f"({format_counts(counts.get('live'))})",
+                f"({live_counts(counts)})",
                 "with the local file " + describe_backup(
                     name, created, local.stat().st_size, _recorded_tables(local), now)
                 + f" from {local}",
@@ -472,7 +478,7 @@ class Restore:
             counts = self._counts(name)
             self._confirm([
                 f"Replace the live database {target.describe()} "
-                f"({format_counts(counts.get('live'))})",
+                f"({live_counts(counts)})",
                 "with backup " + describe_backup(name, chosen.created, chosen.size,
                                                  counts.get("backup"), now),
             ])

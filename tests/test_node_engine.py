@@ -20,7 +20,7 @@ from ops import engine, machine, node, remote
 from ops.errors import ExitCode, OpsError
 from ops.targets import scripted
 from tests import content_cases, helpers, node_env
-from tests.test_remote_scripts import BASE_TOOLS
+from tests.test_remote_scripts import BASE_TOOLS, machine_path, run_remote
 
 
 @pytest.fixture
@@ -83,27 +83,56 @@ def test_two_sqlite_versions_that_write_doubles_apart_hash_them_alike(tmp_path, 
         "tables": tables, "content_sha256": digest, "content_format": fmt}
 
 
-@pytest.mark.parametrize("has_function", [False, True])
-def test_a_node_sqlite_without_user_functions_is_no_engine(tmp_path, app, has_function):
+@pytest.mark.parametrize(("has_function", "has_backup", "code"), [
+    (False, True, 5), (True, False, 7), (True, True, 0)])
+def test_a_node_sqlite_without_user_functions_is_no_engine(tmp_path, app, has_function,
+                                                            has_backup, code):
     """json-2 needs ieee754_to_blob: node:sqlite before Node 22.13 has no function(), so
-    the probe refuses it (exit 5: no Node engine) and machine.check says why. Node 20 has
-    no node:sqlite: a preloaded stand-in takes its place, with or without function()."""
+    the probe refuses it (exit 5: no Node engine) and machine.check says why; before 22.16
+    it has no backup(), which every backup and restore uses (exit 7). Node 20 has no
+    node:sqlite: a preloaded stand-in takes its place, with or without each."""
     preload = tmp_path / "fake-node-sqlite.js"
     preload.write_text(
         "const Module = require('module'); const load = Module._load;\n"
         "class DatabaseSync { constructor(f) { this.f = f; } close() {} }\n"
         f"if ({json.dumps(has_function)}) DatabaseSync.prototype.function = function () {{}};\n"
+        f"const backup = {json.dumps(has_backup)} ? function () {{}} : undefined;\n"
         "Module._load = function (request, ...rest) {\n"
         "  return request === 'node:sqlite'\n"
-        "    ? { DatabaseSync } : load.call(this, request, ...rest);\n"
+        "    ? { DatabaseSync, backup } : load.call(this, request, ...rest);\n"
         "};\n")
     done = subprocess.run(["node", "--require", str(preload), "-e", node.PROBE_JS],
                           capture_output=True, text=True, timeout=60,
                           env={**os.environ, "OPS_APP_DIR": str(tmp_path)})  # no better-sqlite3
-    assert (done.returncode, done.stdout) == ((0, "node:sqlite\n") if has_function else (5, ""))
-    if not has_function:
-        facts = machine.parse([["node", "22.12.0", "-5"]])
-        assert facts["binding"] is None and "user functions" in facts["binding_problem"]
+    assert (done.returncode, done.stdout) == (code, "node:sqlite\n" if code == 0 else "")
+    if code:
+        facts = machine.parse([["node", "22.12.0", f"-{code}"]])
+        assert facts["binding"] is None
+        assert ("user functions" if code == 5 else "backup()") in facts["binding_problem"]
+
+
+def test_a_binding_that_does_not_load_is_told_apart_from_a_missing_one(tmp_path, app):
+    """better-sqlite3 built for another Node is installed but throws on require: the probe
+    says so with its error (one escaped, bounded line), and the fix is a rebuild."""
+    module = tmp_path / "node_modules" / "better-sqlite3"
+    module.mkdir(parents=True)
+    (module / "package.json").write_text('{"name": "better-sqlite3", "main": "index.js"}')
+    (module / "index.js").write_text(
+        "throw new Error('The module \\'/app/better_sqlite3.node\\'\\nwas compiled against "
+        "NODE_MODULE_VERSION 108 \u00e9 \\u001b[31m' + 'x'.repeat(5000));\n")
+    done = subprocess.run(["node", "-e", node.PROBE_JS], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "OPS_APP_DIR": str(tmp_path)})
+    assert done.returncode == 6 and done.stdout.startswith('"The module'), done
+    assert done.stdout.isascii() and done.stdout.count("\n") == 1 and len(done.stdout) < 2000
+    script = machine.probe_script(str(tmp_path / "steps.db"), str(tmp_path), str(tmp_path))
+    ran = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60)
+    facts = machine.parse(remote.parse_output(ran.stdout).entries)
+    assert facts["binding"] is None
+    assert facts["binding_problem"].startswith("better-sqlite3 in machine.app_dir does not load")
+    assert "NODE_MODULE_VERSION 108" in facts["binding_problem"]
+    lines = machine.fixes(facts | {"python3": None, "sqlite3": None},
+                          machine.plan(facts | {"python3": None, "sqlite3": None})["cannot"])
+    assert lines[0].startswith("RUN npm rebuild better-sqlite3") and "npm install" not in lines[0]
 
 
 def test_node_hashes_the_apps_database_and_hostile_values_like_python(tmp_path, app):
@@ -404,3 +433,59 @@ def test_kill_9_of_a_node_backup_leaves_no_backup_and_the_next_one_sweeps(tmp_pa
     assert out.data("backup")["name"]
     assert [p.name for p in backups.iterdir() if p.name.startswith(".tmp-")] == []
     assert all(engine.verify_backup(b.path).ok for b in engine.list_backups(backups))
+
+
+def test_verify_of_several_names_goes_on_past_one_that_is_gone(tmp_path, app, live):
+    """Both engines: a name that is no longer a backup (removed, or now a link) between
+    the listing and the check is its own failed verdict; the others are still verified."""
+    folder = tmp_path / "backups"
+    good = engine.create_backup(live, folder)
+    gone = "steps-2026-01-01T00-00-00.db"
+    (folder / gone).symlink_to(live)
+    script = remote.verify_script(str(folder), [gone, good.name], "integrity")
+    python_path = machine_path(tmp_path, python=True, sqlite=False)
+    for output in (run_remote(script, python_path, engine_source=True), run_node(script, app)):
+        verdicts = {v["name"]: v for v in output.data("verify")}
+        assert verdicts[good.name]["ok"], output.strategy
+        assert not verdicts[gone]["ok"] and "no backup named" in verdicts[gone]["problems"][0]
+
+
+def test_a_failing_backup_call_is_named_not_the_live_database(tmp_path, app, live):
+    """The binding's backup() rejecting (SQLITE_IOERR) is the backup call's failure: the
+    live database was readable, so the message must not send the operator there."""
+    module = tmp_path / "app" / "node_modules" / "better-sqlite3"
+    module.mkdir(parents=True)
+    (module / "package.json").write_text('{"name": "better-sqlite3", "main": "index.js"}')
+    real = Path(app["dir"]) / "node_modules" / "better-sqlite3"
+    (module / "index.js").write_text(
+        f"const D = require({json.dumps(str(real))});\n"
+        "D.prototype.backup = function () { const e = new Error('disk I/O error');\n"
+        "  e.code = 'SQLITE_IOERR'; return Promise.reject(e); };\n"
+        "module.exports = D;\n")
+    broken = app | {"dir": str(tmp_path / "app")}
+    script = remote.backup_script(str(live), str(tmp_path / "b"), check="integrity")
+    output = run_node(script, broken)
+    assert output.strategy == "node"
+    with pytest.raises(OpsError) as failed:
+        output.data("backup")
+    message = str(failed.value)
+    assert "better-sqlite3's backup() of" in message and "disk I/O error" in message
+    assert "cannot read database" not in message
+    assert not list((tmp_path / "b").glob("steps-*"))  # nothing published
+
+
+def test_a_local_backup_list_names_what_is_named_like_a_backup_but_is_none(
+        tmp_path, run_invoke, wal_db, backup_dir):
+    """The python listing skips a symlink, FIFO or folder with a backup's name (as the
+    shell and Node ones do) and backup.list says it is there."""
+    made = engine.create_backup(wal_db, backup_dir)
+    (backup_dir / "steps-2030-01-01T00-00-00.db").symlink_to(wal_db)
+    os.mkfifo(backup_dir / "steps-2020-01-01T00-00-00.db")
+    (backup_dir / "steps-2021-01-01T00-00-00.db").mkdir()
+    listed = run_invoke("backup.list")
+    assert listed.returncode == 0, listed
+    said = " ".join(listed.stderr.split())
+    assert ("3 entry(ies) named like a backup but not a regular file (a symlink, FIFO or "
+            "folder), never used as one: steps-2020-01-01T00-00-00.db, "
+            "steps-2021-01-01T00-00-00.db, steps-2030-01-01T00-00-00.db") in said
+    assert [item.name for item in engine.list_backups(backup_dir)] == [made.name]

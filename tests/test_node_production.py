@@ -4,6 +4,7 @@ CLI), through the real CLI."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -57,6 +58,7 @@ def test_restore_on_a_node_only_machine_proves_itself(node_prod):
     assert engine.verify_backup(safety).ok and engine.count_rows(safety)["steps"] == 1000
     assert [label(a) for a in prod.calls()] == [
         *RESOLVE, *STOPPED, "ssh list", "ssh counts", "ssh restore", "machine restart"]
+    assert "counted by node" in result.stderr  # the plan says which engine counted the rows
 
 
 @pytest.mark.parametrize(("image", "binding", "restore"), [
@@ -74,13 +76,19 @@ def test_machine_check_says_what_each_image_can_run(prod, image, binding, restor
     assert data["facts"]["flock"] and data["facts"]["node"]
     assert data["facts"]["binding"] == ("better-sqlite3" if binding else None)
     assert data["facts"]["python3"] is None if image == "node" else data["facts"]["python3"]
+    assert data["engines"]["adopt"] == restore  # python3 or node: the engines that adopt
     if restore:
         assert result.returncode == 0, result
         assert data["cannot"] == {} and data["fixes"] == []
         assert f"restore      {restore}" in result.stderr
+        assert f"adopt        {restore}" in result.stderr
+        assert "✓ check" in result.stderr
     else:
         assert result.returncode == 1, result
         assert "restore      CANNOT RUN: no engine" in result.stderr
+        assert "adopt        CANNOT RUN: needs python3 or node" in result.stderr
+        assert "counts       no engine" in result.stderr and "None" not in result.stderr
+        assert "✓ check" not in result.stderr and "✗ check" in result.stderr  # exit 1: no ✓
         assert data["engines"]["backup"] is None and data["engines"]["verify"] == "download"
         assert data["fixes"][0].startswith("RUN npm install better-sqlite3")
         assert "apt-get install -y --no-install-recommends sqlite3" in data["fixes"][1]
@@ -95,3 +103,97 @@ def test_an_unsafe_machine_app_dir_is_refused_before_flyctl(prod):  # noqa: F811
     assert result.stderr.strip().splitlines()[-1].startswith(
         "Error: config machine.app_dir must be a plain absolute path")
     assert prod.calls() == []
+
+
+def test_backup_adopt_on_a_node_only_machine_writes_the_engines_records(node_prod):
+    """The hint every task gives for an unrecorded backup (`backup.adopt NAME`) works on
+    the app's image: engine.js adopts with engine.py's rules and records."""
+    prod = node_prod
+    made = prod.run("backup", "--production", "--json")
+    assert made.returncode == 0, made
+    old = prod.remote_dir / "steps-2026-01-07T00-00-00.db"
+    old.write_bytes((prod.remote_dir / made.json()["backup"]["name"]).read_bytes())
+    bad = prod.remote_dir / "steps-2026-01-06T00-00-00.db"
+    bad.write_bytes(b"SQLite format 3\0" + b"\xff" * 4000)
+    taken = prod.remote_dir / "steps-2026-01-05T00-00-00.db"
+    taken.write_bytes(old.read_bytes())
+    (prod.remote_dir / f"{taken.name}.json").symlink_to(prod.db)  # never written through
+    result = prod.run("backup.adopt", "all", "--production", "--json")
+    assert result.returncode != 0, result  # two of the three could not be adopted
+    verdicts = {v["name"]: v for v in result.json()["adopted"]}
+    assert verdicts[old.name]["adopted"] and verdicts[old.name]["ok"]
+    assert not verdicts[bad.name]["adopted"] and verdicts[bad.name]["problem"]
+    assert "exists but is not a usable record" in verdicts[taken.name]["problem"]
+    assert not (prod.remote_dir / f"{bad.name}.sha256").exists()
+    assert engine.verify_backup(old).ok
+    listed = {item.name: item for item in engine.list_backups(prod.remote_dir)}
+    assert listed[old.name].kind == "adopted" and listed[old.name].adopted["by"]
+    record = json.loads((prod.remote_dir / f"{old.name}.json").read_text())
+    assert (record["tables"], record["content_sha256"]) == engine.describe_file(old)[:2]
+    again = prod.run("backup.adopt", old.name, "--production")
+    assert again.returncode == 2 and "already has a checksum record" in again.stderr, again
+
+
+def test_machine_check_names_no_engine_for_a_task_that_cannot_run(node_prod):
+    """No flock(1) on the node image: backup, restore and adopt cannot run, so `engines`
+    names none for them (it agrees with `cannot`), and the check shows no ✓."""
+    prod = node_prod
+    prod.world.remove_machine_tools("flock")
+    result = prod.run("machine.check", "--production", "--json")
+    assert result.returncode == 1, result
+    data = result.json()
+    assert set(data["cannot"]) == {"backup", "restore", "adopt"}
+    assert data["engines"] == {"backup": None, "verify": "node", "restore": None,
+                               "drill": "node", "counts": "node", "adopt": None}
+    assert "✓ check" not in result.stderr and "restore: node" not in result.stderr
+    assert "database 0 MiB" not in result.stderr and " kB" in result.stderr
+
+
+def test_a_symlink_at_a_backup_name_is_no_backup_and_blocks_nothing(node_prod):
+    """`[ -f ]` follows links: the plain-sh listing showed a link to the live database as
+    the newest backup, which then blocked verify/drill/restore of `latest` (the engines
+    refuse links). It is listed as an odd entry, and `verify all` checks the rest."""
+    prod = node_prod
+    made = prod.run("backup", "--production", "--json")
+    assert made.returncode == 0, made
+    name = made.json()["backup"]["name"]
+    newer = engine.backup_name(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2))
+    (prod.remote_dir / newer).symlink_to(prod.db)
+    shown = prod.run("backup.list", "--production")
+    assert shown.returncode == 0 and "(1), listed by sh" in shown.stderr, shown
+    listed = prod.run("backup.list", "--production", "--json")
+    assert listed.returncode == 0, listed
+    assert [item["name"] for item in listed.json()] == [name]
+    assert f"not a regular file (a symlink, FIFO or folder), never used as one: {newer}" in (
+        " ".join(listed.stderr.split()))
+    latest = prod.run("backup.verify", "latest", "--production", "--json")
+    assert latest.returncode == 0, latest
+    assert [v["name"] for v in latest.json()] == [name]
+    drilled = prod.run("backup.drill", "--production", "--json")
+    assert drilled.returncode == 0 and drilled.json()["name"] == name, drilled
+    assert (prod.remote_dir / newer).is_symlink()  # nothing was changed through it
+
+
+
+def test_a_restore_killed_before_its_safety_backup_names_its_engine_and_changed_nothing(
+        node_prod, tmp_path):
+    """The binding's backup() kills its own process (kill -9) at the safety backup: the
+    run names the engine that died and says the live database was not changed."""
+    prod = node_prod
+    module = tmp_path / "app" / "node_modules" / "better-sqlite3"
+    module.mkdir(parents=True)
+    (module / "package.json").write_text('{"name": "better-sqlite3", "main": "index.js"}')
+    real = node_env.app_dir() / "node_modules" / "better-sqlite3"
+    (module / "index.js").write_text(
+        f"const D = require({json.dumps(str(real))});\n"
+        "D.prototype.backup = function () { process.kill(process.pid, 'SIGKILL'); };\n"
+        "module.exports = D;\n")
+    made = changed_after_backup(prod)
+    before = engine.describe_file(prod.db, live=True)
+    prod.env["INVOKE_MACHINE_APP_DIR"] = str(tmp_path / "app")
+    result = prod.run("restore", made.name, "--production", "--yes")
+    assert result.returncode != 0, result
+    last = " ".join(result.stderr.split())
+    assert "printed no result (exit 137, engine node)" in last, result
+    assert "stopped before its safety backup was made: nothing was changed" in last
+    assert engine.describe_file(prod.db, live=True) == before

@@ -26,7 +26,7 @@ def test_every_task_on_a_node_only_ssh_host(node_host, run_invoke):
     facts = check.json()["facts"]
     assert (facts["python3"], facts["sqlite3"], facts["binding"]) == (None, None, "better-sqlite3")
     assert check.json()["engines"] == {"backup": "node", "verify": "node", "restore": "node",
-                                       "drill": "node", "counts": "node"}
+                                       "drill": "node", "counts": "node", "adopt": "node"}
 
     made = run_invoke("backup", "--host", addr, "--json", env=env)
     assert made.returncode == 0, made
@@ -52,3 +52,10 @@ def test_every_task_on_a_node_only_ssh_host(node_host, run_invoke):
     drilled = run_invoke("backup.drill", backup["name"], "--host", addr, "--json", env=env)
     assert drilled.returncode == 0, drilled
     assert (drilled.json()["where"], drilled.json()["strategy"]) == ("machine", "node")
+
+    old = node_host["dir"] / "steps-2026-01-07T00-00-00.db"  # an old npm script's backup
+    old.write_bytes((node_host["dir"] / backup["name"]).read_bytes())
+    adopted = run_invoke("backup.adopt", old.name, "--host", addr, "--json", env=env)
+    assert adopted.returncode == 0, adopted
+    assert [(v["name"], v["adopted"]) for v in adopted.json()["adopted"]] == [(old.name, True)]
+    assert engine.verify_backup(old).ok

@@ -210,6 +210,11 @@ def list_(c, production=False, host=None, json=False):
     now = dt.datetime.now(dt.UTC)
     future = {item.name for item in found if in_future(item.created, now)}
     report_leftovers(target, ui)
+    odd = getattr(target, "odd_entries", [])
+    if odd:
+        ui.warn(f"{len(odd)} entry(ies) named like a backup but not a regular file (a symlink, "
+                f"FIFO or folder), never used as one: {', '.join(odd[:3])}"
+                + (" …" if len(odd) > 3 else "") + "; look at it and remove it by hand")
     if future:
         ui.warn(f"{len(future)} backup(s) dated in the future (a clock that ran ahead, or not "
                 "backups at all): never counted as the newest, never removed by retention")
@@ -224,7 +229,8 @@ def list_(c, production=False, host=None, json=False):
         return
     kinds = [what_it_is(item, source) for item in found]
     ui.table(  # 80 columns: the name already says when (UTC), so no `created` column
-        f"Backups in {folder} ({len(found)})",
+        f"Backups in {folder} ({len(found)})" + (  # which engine listed them, as every task says
+            f", listed by {target.listed_by}" if getattr(target, "listed_by", None) else ""),
         ["name", "age", "size", "recorded sha256", "sidecars"] + (["what"] if any(kinds) else []),
         [
             [

@@ -35,6 +35,8 @@ def check(c, production=False, host=None, json=False):
     with ui.step(f"check {target.describe()}") as step:
         facts, decided = checked(target, settings)
         step.detail = f"restore: {decided['engines']['restore'] or 'CANNOT RUN'}"
+        if "restore" in decided["cannot"]:  # this check exits 1: its line says so, not ✓
+            step.outcome, step.reason = "failed", "restore cannot run"
     for line in machine.render(facts, decided):
         ui.info(line)
     if json:

@@ -113,6 +113,7 @@ class LocalTarget:
                                    scratch_dir=self.dir) | {"where": "local"}
 
     def list(self) -> list[engine.BackupFile]:
+        self.odd_entries = engine.odd_entries(self.dir)  # named like a backup, not a file
         return engine.list_backups(self.dir)
 
     def verify(self, which: str, on_result=None, *, check: str | None = None) -> list[dict]:

@@ -73,6 +73,7 @@ class ScriptedTarget:
         self.db = remote.remote_path(settings.db_remote_path, "db.remote_path")
         self.dir = remote.remote_path(settings.backup_remote_dir, "backup.remote_dir")
         self.app_dir = remote.remote_path(settings.machine_app_dir, "machine.app_dir")
+        self.odd_entries: list[str] = []  # the last listing's (``list``)
 
     def folder(self) -> str:
         return f"{self.dir} on the machine"
@@ -145,6 +146,8 @@ class ScriptedTarget:
         return {**local, "path": f"{self.dir}/{new[-1]}", "strategy": "remote_command",
                 "local_copy": local["path"]}
 
+    listed_by = "sh"  # remote.list_script: plain sh on every image, whatever engine it has
+
     def list(self) -> list[engine.BackupFile]:
         """The host's listing; an entry of any shape but the one the script prints is
         refused (see ``remote.list_script``), never skipped or guessed at."""
@@ -152,7 +155,11 @@ class ScriptedTarget:
         if output.status != 0:
             raise OpsError(f"cannot list {self.dir} on {self.session.where}")
         found = []
+        odd = [entry for entry in output.entries if _odd_entry(entry)]
+        self.odd_entries = [entry[1] for entry in odd]  # named like a backup, not a file
         for entry in output.entries:
+            if entry in odd:
+                continue
             if not _listing_entry(entry):
                 raise OpsError(f"the machine's listing of {self.dir} has an entry this tool "
                                f"did not print: {ascii(' '.join(entry))[:100]}")
@@ -364,6 +371,10 @@ class ScriptedTarget:
             if output.result is None and safety:  # its engine died mid-way: look now
                 code = ExitCode.VERIFY_FAILED
                 holds = self._holds(name, safety)
+            elif output.result is None and output.strategy in node.ENGINES and not app_stopped:
+                # the engines name the safety backup before the copy starts: none named,
+                # the live database was not touched
+                holds = "; it stopped before its safety backup was made: nothing was changed"
             if safety and safety not in str(exc):
                 raise OpsError(f"{exc}{holds} (safety backup {safety} was made first)",
                                code) from None
@@ -410,7 +421,7 @@ class ScriptedTarget:
         confirmation); empty when the host has no SQLite to count with."""
         output = self._run(remote.counts_script(self.db, self.dir, name), engine_source=True)
         if output.strategy in node.ENGINES:
-            return output.data("count rows")
+            return output.data("count rows") | {"strategy": output.strategy}
         if output.strategy == "none":  # no restore can run there: say so before asking
             error = OpsError(self.session.manual_restore(name), ExitCode.ERROR)
             error.no_engine = True
@@ -498,6 +509,11 @@ def _sweep_downloads(directory: Path) -> None:
     for entry in directory.iterdir():
         if entry.name.startswith(DOWNLOAD_PREFIX) and entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
+
+
+def _odd_entry(entry: list[str]) -> bool:
+    """``odd NAME``: a symlink, FIFO or folder with a backup's name (``remote.list_script``)."""
+    return len(entry) == 2 and entry[0] == "odd" and bool(remote.ENTRY_NAME.fullmatch(entry[1]))
 
 
 def _listing_entry(entry: list[str]) -> bool:
