@@ -3,7 +3,8 @@
 ``.ci/run`` installs better-sqlite3 12.11.1 with npm into a cache folder outside the work
 tree and exports its path as ``OPS_TEST_NODE_APP``; without it the same default path is
 looked in, and the tests install it there themselves once (a few minutes: npm builds it)
-when node and npm are on PATH, so the README's test command alone runs them. That folder stands for the app's folder on the machine (``machine.app_dir``,
+when node and npm are on PATH, so the README's test command alone runs them. That folder
+stands for the app's folder on the machine (``machine.app_dir``,
 ``/app`` on Fly): it holds ``node_modules/better-sqlite3``. Under ``CI=true`` a missing
 Node or binding fails the test; elsewhere it skips with the command that installs it.
 """
