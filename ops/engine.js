@@ -641,7 +641,14 @@ async function createBackup(source, dir, { check = 'integrity', timeout = null, 
     () => backupLocked(source, dir, { check, timeout, contentHash }));
 }
 
-async function backupLocked(source, dir, { check, timeout, contentHash }) {
+/** The record fields of a restore's safety backup, as engine.py's safety_marks writes them:
+ * kind "safety" is never `latest`, so a retried restore never puts back what it replaced. */
+function safetyMarks(restore) {
+  if (!restore) return {};
+  return { kind: 'safety', restore: { when: String(restore.when || ''), backup: String(restore.backup || '') } };
+}
+
+async function backupLocked(source, dir, { check, timeout, contentHash, restore = null }) {
   removeStaleTemporaries(dir);
   freeSpaceCheck(source, dir);
   const started = Date.now();
@@ -668,7 +675,7 @@ async function backupLocked(source, dir, { check, timeout, contentHash }) {
       check, seconds: round3((Date.now() - started) / 1000), source, strategy: 'node',
       sqlite_version: sql().sqliteVersion, host: os.hostname(), binding: sql().name,
       tables: described.tables, content_sha256: described.content_sha256,
-      content_format: described.content_format,
+      content_format: described.content_format, ...safetyMarks(restore),
     };
     publish(tmp, final, result);
     delete result.binding;
@@ -1098,7 +1105,9 @@ async function restoreDatabase(live, dir, which, { check, busyTimeout, lockWait,
       const [chosen, verdict] = chosenBackup(dir, which, check);
       if (state !== 'ok') return replaceBrokenLive(chosen, verdict, live, state, why, check, started);
       checkPageSizes(chosen.path, live);
-      const safety = await backupLocked(live, dir, { check, timeout: null, contentHash });
+      const safety = await backupLocked(live, dir, {
+        check, timeout: null, contentHash, restore: { when: iso(new Date()), backup: chosen.name },
+      });
       process.stdout.write(`__OPS_ENTRY__ safety ${safety.name}\n`); // named even if killed later
       let seconds;
       const watcher = liveWatcher(live);

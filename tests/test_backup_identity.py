@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from ops import engine
-from tests import helpers
+from tests import helpers, node_env
 from tests.test_production import HealthServer, days_ago, make_prod
 
 IGNORED = (".backup.lock", ".restore.lock")
@@ -98,12 +98,15 @@ def slow_health_prod(fly_world, tmp_path):
         yield made
 
 
-@pytest.mark.parametrize("tools", ["python3", "sqlite3"])
+@pytest.mark.parametrize("tools", ["python3", "sqlite3", "node"])
 def test_retrying_a_production_restore_after_a_slow_health_restores_the_backup_again(
         slow_health_prod, tools):
     prod = slow_health_prod
     if tools == "sqlite3":
         prod.world.remove_machine_tools("python3")
+    if tools == "node":  # the app's own image: node and its binding, no python3 or sqlite3
+        prod.world.set_machine_image("node")
+        prod.env["INVOKE_MACHINE_APP_DIR"] = str(node_env.app_dir())
     made = engine.create_backup(prod.db, prod.remote_dir)
     change(prod.db)
     bad = content(prod.db)
