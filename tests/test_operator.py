@@ -473,7 +473,7 @@ def test_verify_and_drill_lines_name_the_backup_folder_not_the_database(wal_db, 
     elsewhere = tmp_path / "other"
     env = {"INVOKE_DB_PATH": str(wal_db), "INVOKE_BACKUP_DIR": str(elsewhere / "backups")}
     assert helpers.run_invoke("backup", cwd=tmp_path, env=env).returncode == 0
-    env = {"INVOKE_BACKUP_DIR": "backups"}
+    env = {"INVOKE_DB_PATH": str(wal_db), "INVOKE_BACKUP_DIR": "backups"}  # the same source
     verified, drilled = run_parallel(
         functools.partial(helpers.run_invoke, *args, cwd=elsewhere, env=env)
         for args in (("backup.verify", "all"), ("backup.drill",)))
