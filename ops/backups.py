@@ -112,6 +112,9 @@ def cleanup(target, ui: UI, keep: int, *, dry_run: bool = False,
         future = sum(1 for d in decisions if d.reason == retention.FUTURE)
         if future:
             step.detail += f" ({future} dated in the future, left alone)"
+        safety = sum(1 for d in decisions if d.reason == retention.SAFETY)
+        if safety:
+            step.detail += f" ({safety} safety backups of restores, left alone)"
         if others:
             step.detail += f" ({len(others)} of another database, left alone)"
     return decisions

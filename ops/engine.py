@@ -1893,6 +1893,10 @@ def judge_proof(*, check: str, check_problems: list, tables: dict, backup_tables
     else:
         holds = "other"
     return {"ok": not found and not check_problems, "holds": holds, "check": check,
+            # the live database held the backup's content already (a retried restore):
+            # this run's safety backup is no undo (review-op #1)
+            "held_backup_before": bool(hashed and safety_sha256
+                                       and safety_sha256 == backup_content_sha256),
             "check_problems": list(check_problems), "differences": found,
             "tables": tables, "backup_tables": backup_tables,
             "content_sha256": content_sha256, "backup_content_sha256": backup_content_sha256,

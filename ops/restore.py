@@ -201,7 +201,7 @@ class Restore:
                     self.ui.info(line)
             elif self.record["safety_backup"]:
                 self.ui.info(f"Safety backup: {self.record['safety_backup']['name']}. To undo "
-                             "this restore: " + undo_command(self.record["safety_backup"]["name"],
+                             "this restore: " + undo_command(undo_backup(self.record),
                                                              self._flag()))
             if self.scratch is not None:
                 shutil.rmtree(self.scratch, ignore_errors=True)
@@ -405,11 +405,57 @@ class Restore:
             return
         self.record["proof"] = proof
         self.record["tables_after"] = proof["tables"]
+        if proof.get("held_backup_before") and self.record.get("safety_backup"):
+            self._retried(proof)
         if not proof["ok"]:
             safety = (self.record.get("safety_backup") or {}).get("name")
             raise OpsError("restore failed: " + "; ".join(engine.proof_problems(proof))
                            + (f" (safety backup {safety})" if safety else ""),
                            ExitCode.VERIFY_FAILED)
+
+    def _retried(self, proof: dict) -> None:
+        """The live database held the chosen backup's content before this run (a retried
+        restore): this run's safety backup is no undo. The undo is the newest earlier
+        safety backup of a restore of the same backup that holds other content: the data
+        from before the restores (review-op #1)."""
+        backup = self.record["backup"]["name"]
+        safety = self.record["safety_backup"]["name"]
+        try:
+            earlier = pre_restore_safety(safety, backup, proof, self._safety_records(backup))
+        except (OpsError, EngineError, OSError) as exc:
+            earlier = None
+            self.ui.warn(f"could not look for an earlier restore's safety backup: {exc}")
+        self.record["undo"] = earlier or safety
+        self.ui.info(f"The live database already held {backup}'s content (a retried "
+                     f"restore?): safety backup {safety} holds the same. " + (
+                         f"The data from before the restores is in {earlier}, the safety "
+                         f"backup of an earlier restore of {backup}." if earlier else
+                         f"No earlier safety backup of a restore of {backup} holds other "
+                         "content: look in `invoke backup.list" + self._flag() + "`."))
+
+    def _safety_records(self, backup: str) -> list[dict]:
+        """The safety backups of restores of ``backup`` in the folder, each with what its
+        record says (name, created, content hash and format)."""
+        listed = (self.target.list() if self.target is not None
+                  else LocalTarget(self.settings, self.ui).list())
+        found = []
+        for item in listed:
+            if item.kind != "safety" or (item.restore or {}).get("backup") != backup:
+                continue
+            if self.target is not None:
+                text = self.target.record_text(item.name)
+            else:
+                path = Path(self.settings.backup_dir) / f"{item.name}.json"
+                text = path.read_text() if path.is_file() and not path.is_symlink() else ""
+            try:
+                raw = engine.parse_record(text or "null")
+            except ValueError:
+                raw = None
+            raw = raw if isinstance(raw, dict) else {}
+            found.append({"name": item.name, "created": item.created,
+                          "content_sha256": raw.get("content_sha256"),
+                          "content_format": raw.get("content_format")})
+        return found
 
     def _show_counts(self) -> None:
         before = self.record.get("tables_before") or {}
@@ -612,6 +658,28 @@ def adopt_hint(problems: list[str], name: str, flag: str = "") -> str:
     return ""
 
 
+def pre_restore_safety(safety: str, backup: str, proof: dict,
+                       candidates: list[dict]) -> str | None:
+    """The safety backup that holds the data from before a run of restores of ``backup``
+    (pure): the newest of ``candidates`` (safety backups of restores of ``backup``, with
+    their recorded content hash) made before ``safety`` whose content is not the
+    backup's. None when there is none."""
+    mine = next((c["created"] for c in candidates if c["name"] == safety), None)
+    same = proof.get("backup_content_sha256"), proof.get("content_format")
+    for item in sorted(candidates, key=lambda c: (c["created"], c["name"]), reverse=True):
+        if item["name"] == safety or (mine is not None and item["created"] > mine):
+            continue
+        if (item.get("content_sha256"), item.get("content_format")) != same:
+            return item["name"]
+    return None
+
+
+def undo_backup(record: dict) -> str | None:
+    """The backup that puts back what the live database held before: this run's safety
+    backup, or an earlier one when this run was a retry (``Restore._retried``)."""
+    return record.get("undo") or (record.get("safety_backup") or {}).get("name")
+
+
 def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> list[str]:
     """What to do by hand after a restore was stopped (SIGTERM/SIGHUP, Ctrl-C) or
     crashed, from its record (pure): which step it was in and what that leaves."""
@@ -630,7 +698,7 @@ def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> 
     lines.append("The live database holds either its content before the restore or the "
                  "backup's (one SQLite transaction, never a mix).")
     if safety:
-        lines.append(f"To put back what it held before: {undo_command(safety, flag)}")
+        lines.append(f"To put back what it held before: {undo_command(undo_backup(record), flag)}")
     if backup:
         lines.append(f"To finish the restore: invoke restore {backup}{flag} --yes")
     if machine and "restart" not in [s["step"] for s in record["steps"]

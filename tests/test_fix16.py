@@ -1,0 +1,137 @@
+"""The new operator's review (review-op.md) of issue 16's restore: each data-loss case and
+misleading message, through the real CLI, real WAL databases, the flyctl double and sshd.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+
+import pytest
+
+from ops import engine
+from tests import helpers
+from tests.test_backup_identity import change, content, slow_health_prod  # noqa: F401
+
+UNDO = "To undo this restore: invoke restore "
+
+
+def undo_named(stderr: str) -> str:
+    """The backup the printed undo command names."""
+    line = next(line for line in stderr.splitlines() if UNDO in line)
+    return line.split(UNDO, 1)[1].split()[0]
+
+
+# ---------------------------------------------------------------- 1. a retried restore's undo
+
+
+def test_a_retried_local_restore_undoes_to_the_data_from_before_the_restores(
+        wal_db, backup_dir, run_invoke):
+    made = engine.create_backup(wal_db, backup_dir)
+    change(wal_db)
+    before = content(wal_db)
+    first = run_invoke("restore", "--yes", "--json")
+    assert first.returncode == 0, first
+    first_safety = first.json()["safety_backup"]["name"]
+    for _ in range(2):  # a retry, and one more
+        retried = run_invoke("restore", "--yes")
+        assert retried.returncode == 0, retried
+        assert f"already held {made.name}'s content (a retried restore?)" in retried.stderr
+        assert undo_named(retried.stderr) == first_safety, retried.stderr
+    # the undo, pasted, puts back the data from before the restores
+    undo = run_invoke("restore", first_safety, "--yes")
+    assert undo.returncode == 0, undo
+    assert content(wal_db) == before
+
+
+@pytest.mark.parametrize("tools", ["python3", "sqlite3"])
+def test_a_retried_production_restore_undoes_to_the_data_from_before(slow_health_prod, tools):
+    prod = slow_health_prod
+    if tools == "sqlite3":
+        prod.world.remove_machine_tools("python3")
+    made = engine.create_backup(prod.db, prod.remote_dir)
+    change(prod.db)
+    before = content(prod.db)
+    first = prod.run("restore", "--production", "--yes", "--json")
+    assert first.returncode == 14, first  # restored; /health was slow
+    first_safety = first.json()["safety_backup"]["name"]
+    retried = prod.run("restore", "--production", "--yes")
+    assert retried.returncode == 14, retried
+    assert f"already held {made.name}'s content" in retried.stderr, retried.stderr
+    assert undo_named(retried.stderr) == first_safety
+    assert json.loads((prod.remote_dir / f"{first_safety}.json").read_text())
+    engine_content = engine.describe_file(prod.remote_dir / first_safety)[1]
+    assert engine_content == before
+
+
+def test_a_retried_restore_over_ssh_undoes_to_the_data_from_before(ssh_host, tmp_path,
+                                                                   run_invoke):
+    db = helpers.make_wal_db(tmp_path / "host" / "data" / "steps.db")
+    folder = tmp_path / "host" / "backups"
+    env = {"HOME": os.environ["HOME"], "INVOKE_DB_REMOTE_PATH": str(db),
+           "INVOKE_BACKUP_REMOTE_DIR": str(folder), "INVOKE_BACKUP_DIR": str(tmp_path / "local"),
+           "INVOKE_SSH_CONNECT_TIMEOUT": "5", "INVOKE_SSH_TIMEOUT": "60"}
+    addr = f"{ssh_host.user}@127.0.0.1:{ssh_host.port}"
+    engine.create_backup(db, folder)
+    change(db)
+    before = content(db)
+    first = run_invoke("restore", "--host", addr, "--yes", "--json", env=env)
+    assert first.returncode == 0, first
+    retried = run_invoke("restore", "--host", addr, "--yes", env=env)
+    assert retried.returncode == 0, retried
+    assert undo_named(retried.stderr) == first.json()["safety_backup"]["name"]
+    undo = run_invoke("restore", undo_named(retried.stderr), "--host", addr, "--yes", env=env)
+    assert undo.returncode == 0, undo
+    assert content(db) == before
+
+
+# ---------------------------------------------------------------- 2. retention and safety backups
+
+
+def test_retention_never_counts_or_removes_a_safety_backup(wal_db, backup_dir, run_invoke):
+    made = engine.create_backup(wal_db, backup_dir)
+    change(wal_db)
+    safety = run_invoke("restore", "--yes", "--json").json()["safety_backup"]["name"]
+    plan = run_invoke("backup.cleanup", "--keep", "1", "--dry-run", "--json")
+    decided = {d["name"]: d for d in plan.json()["decisions"]}
+    assert decided[safety]["keep"] and "safety backup" in decided[safety]["reason"]
+    assert decided[made.name]["keep"]  # the one real backup is the newest 1
+    table = run_invoke("backup.cleanup", "--keep", "1")
+    assert table.returncode == 0, table
+    assert "safety backup" in table.stderr + table.stdout
+    names = {item.name for item in engine.list_backups(backup_dir)}
+    assert {safety, made.name} <= names
+
+
+def test_retention_on_the_machine_keeps_its_safety_backups(slow_health_prod):
+    prod = slow_health_prod
+    made = engine.create_backup(prod.db, prod.remote_dir)
+    change(prod.db)
+    safety = prod.run("restore", "--production", "--yes", "--json").json()[
+        "safety_backup"]["name"]
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)  # two backups after it
+    newer = [engine.create_backup(prod.db, prod.remote_dir, clock=lambda s=s: later + s).name
+             for s in (dt.timedelta(0), dt.timedelta(seconds=1))]
+    result = prod.run("backup.cleanup", "--keep", "1", "--production", "--json")
+    assert result.returncode == 0, result
+    gone = {d["name"] for d in result.json()["decisions"] if not d["keep"]}
+    assert gone == {made.name, newer[0]}  # the real backups beyond the newest 1
+    assert (prod.remote_dir / safety).is_file() and (prod.remote_dir / newer[1]).is_file()
+
+
+# ---------------------------------------------------------------- 7. remote listing
+
+
+def test_backup_list_on_the_machine_says_what_a_safety_backup_put_back(slow_health_prod):
+    prod = slow_health_prod
+    made = engine.create_backup(prod.db, prod.remote_dir)
+    change(prod.db)
+    first = prod.run("restore", "--production", "--yes", "--json").json()
+    listed = {i["name"]: i for i in prod.run("backup.list", "--production", "--json").json()}
+    safety = first["safety_backup"]["name"]
+    assert listed[safety]["restore"]["backup"] == made.name
+    shown = prod.run("backup.list", "--production").stderr
+    assert f"before it put back {made.name}" in shown and "?" not in shown.split(
+        "before it put back")[1].split(")")[0]
+
