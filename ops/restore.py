@@ -9,7 +9,9 @@ health wait and, for ``--from``, the upload; every run is recorded in the audit 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import re
 import shlex
 import shutil
 import sqlite3
@@ -38,6 +40,7 @@ class RestoreOptions:
     from_path: str | None = None
     busy_timeout: float = 10.0
     app_stopped: bool = False  # --app-stopped: a corrupt or missing live database may be replaced
+    other_source: bool = False  # --other-source: the backup may be of another database
 
 
 @dataclass(frozen=True)
@@ -118,9 +121,35 @@ def plan_as_data(steps: list[Step]) -> list[dict]:
     return [asdict(step) for step in steps]
 
 
-def undo_command(safety: str, flag: str) -> str:
-    """``flag``: the target's own (``Target.flag``), empty locally."""
-    return f"invoke restore {safety}{flag} --yes"
+def undo_command(safety: str, flag: str, directory: str | None = None) -> str:
+    """``flag``: the target's own (``Target.flag``), empty locally; ``directory``: the
+    local folder the safety backup is in when it is not backup.dir (``safety_folder``)."""
+    env = f"INVOKE_BACKUP_DIR={shlex.quote(directory)} " if directory else ""
+    return f"{env}invoke restore {safety}{flag} --yes"
+
+
+SOURCE_FOLDER = re.compile(r"db-.+-[0-9a-f]{8}|fly-.+|ssh-.+")
+
+
+def safety_folder(backup_dir: Path, chosen_is_other: bool) -> Path:
+    """Where a local restore's safety backup goes (pure): backup.dir, unless the backup
+    restored is another database's and backup.dir is that source's own folder
+    (``db-<name>-<hash>``, ``fly-<app>``, ``ssh-<host>``, review-op #3): then the live
+    database's own folder, its parent, where its own backups and undo belong."""
+    if chosen_is_other and SOURCE_FOLDER.fullmatch(backup_dir.name):
+        return backup_dir.parent
+    return backup_dir
+
+
+def other_source_refusal(name: str, recorded: str | None, live: str, flag: str) -> str | None:
+    """The one-line refusal of a backup recorded as another database's (None when it is
+    the live database's, or its source is unknown)."""
+    if engine.same_source(recorded, live):
+        return None
+    return (f"backup {name} is of {recorded}, not of the live database {live}: restoring "
+            f"it would replace one database's data with another's. Nothing was changed; "
+            f"if that is what you want, add --other-source "
+            f"(`invoke restore {name}{flag} --other-source`)")
 
 
 def describe_backup(name: str, created: str, size: int, tables: dict | None,
@@ -201,8 +230,9 @@ class Restore:
                     self.ui.info(line)
             elif self.record["safety_backup"]:
                 self.ui.info(f"Safety backup: {self.record['safety_backup']['name']}. To undo "
-                             "this restore: " + undo_command(undo_backup(self.record),
-                                                             self._flag()))
+                             "this restore: " + undo_command(
+                                 undo_backup(self.record), self._flag(),
+                                 self.record.get("undo_dir")))
             if self.scratch is not None:
                 shutil.rmtree(self.scratch, ignore_errors=True)
             self.record["finished"] = _now()
@@ -335,6 +365,11 @@ class Restore:
                 local, o.which, s.check))
             self.record["backup"] = {"name": chosen.name, "sha256": verdict["sha256"],
                                      "created": chosen.created}
+            other = self._other_source(chosen.name, chosen.source, str(db))
+            own = safety_folder(directory, other)
+            if own != directory:
+                self.record["undo_dir"] = str(own)
+                local = LocalTarget(dataclasses.replace(s, backup_dir=own), self.ui)
             if state != "ok":
                 return self._local_broken(db, directory, chosen, state, why)
             engine.check_page_sizes(chosen.path, db)
@@ -353,7 +388,7 @@ class Restore:
             self.record["safety_backup"] = {"name": safety["name"], "sha256": safety["sha256"]}
             self.record["tables_before"] = safety.get("tables")
             snapshot: dict = {}
-            self.restoring = (chosen.path, db, directory / safety["name"])
+            self.restoring = (chosen.path, db, own / safety["name"])
             seconds = self._step("restore", f"restore {chosen.name} into {db}", lambda: _timed(
                 engine.restore_live(chosen.path, db, busy_timeout=o.busy_timeout,
                                     snapshot=snapshot)))
@@ -362,6 +397,18 @@ class Restore:
                        lambda: self._prove(chosen.path, db, snapshot, safety))
             self.restoring = None
         self._show_counts()
+
+    def _other_source(self, name: str, recorded: str | None, live: str) -> bool:
+        """Whether the chosen backup is another database's; refused (exit 2) without
+        --other-source (review-op #3)."""
+        refusal = other_source_refusal(name, recorded, live, self._flag())
+        if refusal and not self.options.other_source:
+            self.record["outcome"] = "refused"
+            raise OpsError(refusal, ExitCode.USAGE)
+        if refusal:
+            self.record["other_source"] = recorded
+            self.ui.warn(f"backup {name} is of {recorded}, not of {live} (--other-source)")
+        return bool(refusal)
 
     def _local_broken(self, db: Path, directory: Path, chosen, state: str, why: str) -> None:
         """A corrupt live database is moved aside (never deleted) with its -wal/-shm, a
@@ -436,8 +483,9 @@ class Restore:
     def _safety_records(self, backup: str) -> list[dict]:
         """The safety backups of restores of ``backup`` in the folder, each with what its
         record says (name, created, content hash and format)."""
-        listed = (self.target.list() if self.target is not None
-                  else LocalTarget(self.settings, self.ui).list())
+        listed = (self.target.list() if self.target is not None else LocalTarget(
+            dataclasses.replace(self.settings, backup_dir=Path(
+                self.record.get("undo_dir") or self.settings.backup_dir)), self.ui).list())
         found = []
         for item in listed:
             if item.kind != "safety" or (item.restore or {}).get("backup") != backup:
@@ -445,7 +493,8 @@ class Restore:
             if self.target is not None:
                 text = self.target.record_text(item.name)
             else:
-                path = Path(self.settings.backup_dir) / f"{item.name}.json"
+                path = Path(self.record.get("undo_dir") or self.settings.backup_dir) / \
+                    f"{item.name}.json"
                 text = path.read_text() if path.is_file() and not path.is_symlink() else ""
             try:
                 raw = engine.parse_record(text or "null")
@@ -514,6 +563,7 @@ class Restore:
             name = chosen.name
             self.record["backup"] = {"name": name, "sha256": chosen.sha256,
                                      "created": chosen.created}
+            self._other_source(name, chosen.source, s.db_remote_path)
             counts = self._counts(name)
             self._confirm([
                 f"Replace the live database {target.describe()} "
@@ -698,7 +748,8 @@ def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> 
     lines.append("The live database holds either its content before the restore or the "
                  "backup's (one SQLite transaction, never a mix).")
     if safety:
-        lines.append(f"To put back what it held before: {undo_command(undo_backup(record), flag)}")
+        lines.append("To put back what it held before: "
+                     + undo_command(undo_backup(record), flag, record.get("undo_dir")))
     if backup:
         lines.append(f"To finish the restore: invoke restore {backup}{flag} --yes")
     if machine and "restart" not in [s["step"] for s in record["steps"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -135,3 +136,38 @@ def test_backup_list_on_the_machine_says_what_a_safety_backup_put_back(slow_heal
     assert f"before it put back {made.name}" in shown and "?" not in shown.split(
         "before it put back")[1].split(")")[0]
 
+
+
+# ---------------------------------------------------------------- 3. another database's backup
+
+
+def test_another_databases_backup_is_refused_and_its_undo_works_with_the_flag(
+        tmp_path, wal_db, backup_dir, run_invoke):
+    other = helpers.make_wal_db(tmp_path / "other.db", users=5, steps=10)
+    made = run_invoke("backup", "--db", str(other), "--json")
+    assert made.returncode == 0, made
+    folder = Path(made.json()["backup"]["path"]).parent
+    name = made.json()["backup"]["name"]
+    before = content(wal_db)
+    env = {"INVOKE_BACKUP_DIR": str(folder)}
+
+    refused = run_invoke("restore", name, "--yes", env=env)
+    assert refused.returncode == 2, refused
+    error = [line for line in refused.stderr.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1 and "--other-source" in error[0], refused.stderr
+    assert f"is of {other}" in refused.stderr
+    assert content(wal_db) == before  # nothing changed
+
+    done = run_invoke("restore", name, "--yes", "--other-source", "--json", env=env)
+    assert done.returncode == 0, done
+    safety = done.json()["safety_backup"]["name"]
+    assert (backup_dir / safety).is_file()  # the live database's own folder
+    assert engine.count_rows(wal_db, live=True)["steps"] == 10
+    line = next(line for line in done.stderr.splitlines() if "To undo this restore: " in line)
+    undo = line.split("To undo this restore: ", 1)[1].split()
+    env_name, _, shown_dir = undo[0].partition("=")
+    assert env_name == "INVOKE_BACKUP_DIR", line
+    assert (tmp_path / shown_dir).resolve() == backup_dir.resolve(), line
+    back = run_invoke(*undo[2:], env={"INVOKE_BACKUP_DIR": undo[0].split("=", 1)[1]})
+    assert back.returncode == 0, back
+    assert content(wal_db) == before

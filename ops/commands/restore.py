@@ -53,11 +53,15 @@ def seconds(value, what: str) -> float | None:
         "app_stopped": "the app is stopped (locally or on --host): needed to restore over a "
                        "corrupt live database (moved aside, never deleted) or into a missing "
                        "one; on Fly, emergency.stop says so",
+        "other_source": "restore a backup recorded as another database's (backup --db OTHER, "
+                        "a download from production or a host) over the live database; "
+                        "without it that is refused",
     },
 )
 @guarded
 def database(c, which="latest", production=False, host=None, from_=None, yes=False,
-             dry_run=False, busy_timeout=None, json=False, lock_wait=None, app_stopped=False):
+             dry_run=False, busy_timeout=None, json=False, lock_wait=None, app_stopped=False,
+             other_source=False):
     """Restore a backup into the live database: verify, safety backup, backup API, check."""
     which = parse_which(which, "restore")
     if production and host is not None:
@@ -73,6 +77,7 @@ def database(c, which="latest", production=False, host=None, from_=None, yes=Fal
     timeout = seconds(busy_timeout, "--busy-timeout")
     options = restores.RestoreOptions(which=which, production=production, host=host,
                                       from_path=from_, app_stopped=bool(app_stopped),
+                                      other_source=bool(other_source),
                                       busy_timeout=10.0 if timeout is None else timeout)
     ui = UI(json_mode=json)
     target = None
