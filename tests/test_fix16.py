@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shlex
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from ops import engine
 from tests import helpers
 from tests.test_backup_identity import change, content, slow_health_prod  # noqa: F401
+from tests.test_restore_volume import APP, MID, autostarts, fly, look, site, started  # noqa: F401
 
 UNDO = "To undo this restore: invoke restore "
 
@@ -171,3 +173,28 @@ def test_another_databases_backup_is_refused_and_its_undo_works_with_the_flag(
     back = run_invoke(*undo[2:], env={"INVOKE_BACKUP_DIR": undo[0].split("=", 1)[1]})
     assert back.returncode == 0, back
     assert content(wal_db) == before
+
+
+# ---------------------------------------------------------------- 4. restore.volume's go-back
+
+
+def test_the_go_back_leaves_no_clone_the_proxy_can_start(site):  # noqa: F811
+    """The clone ran and autostarts (its /health never answered): the pasted go-back
+    makes it unstartable before stopping it, so Fly's proxy can never start it on the
+    snapshot's data when no other machine may run."""
+    site.health.mode = "503"
+    result = site.run("restore.volume", "--snapshot", "latest", "--yes", "--json",
+                      env={"INVOKE_HEALTH_TIMEOUT": "0.5"})
+    assert result.returncode != 0, result
+    (clone,) = [m["id"] for m in site.world.machines() if m["id"] != MID]
+    assert autostarts(site.world.machine(clone)) == [True]  # the autostart step ran
+    for line in result.json()["go_back"]:
+        assert fly(site, *shlex.split(line)[1:]).returncode == 0, line
+    look(site)
+    assert started(site) == [MID]
+    site.world.proxy_traffic()  # requests keep arriving; then the old machine is guarded
+    for argv in (["update", MID, "-a", APP, "--autostart=false", "--skip-start", "--yes"],
+                 ["stop", MID, "-a", APP]):  # and stopped (a next restore.volume, say)
+        assert fly(site, "machine", *argv).returncode == 0
+    look(site, times=4)
+    assert site.world.machine(clone)["state"] != "started"
