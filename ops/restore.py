@@ -415,7 +415,8 @@ class Restore:
         missing one is simply absent; the backup is then placed there and proven."""
         s = self.settings
         self.record.update(live_state=state, live_problem=why)
-        aside = engine.aside_name(db, dt.datetime.now(dt.UTC))
+        when = dt.datetime.now(dt.UTC)  # the name shown is the name used
+        aside = engine.aside_name(db, when)
         first = (f"The live database {db} is corrupt ({why}): it is moved aside to "
                  f"{aside.name} (with its -wal/-shm), never deleted" if state == "corrupt"
                  else f"The live database {db} is missing")
@@ -427,7 +428,7 @@ class Restore:
         self.restoring = (chosen.path, db, None)
         done = self._step("restore", f"restore {chosen.name} into the {state} {db}",
                           lambda: _placed(engine.replace_broken_live(
-                              chosen.path, db, state, check=s.check)))
+                              chosen.path, db, state, check=s.check, clock=lambda: when)))
         self.record["moved_aside"] = done["moved_aside"]
         self.record["restore_seconds"] = done["restore_seconds"]
         if done["moved_aside"]:

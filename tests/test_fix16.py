@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import os
 import shlex
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,36 @@ def test_the_go_back_leaves_no_clone_the_proxy_can_start(site):  # noqa: F811
         assert fly(site, "machine", *argv).returncode == 0
     look(site, times=4)
     assert site.world.machine(clone)["state"] != "started"
+
+
+# ---------------------------------------------------------------- 5. a corrupt live database
+
+
+def damage_cells(db) -> None:
+    """Forty bytes over a b-tree page's cells: SQLite's check answers with one row of
+    many lines ("*** in database main ***", then "On tree page N cell M: ..." each)."""
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    with open(db, "r+b") as handle:
+        handle.seek(4096 * 10 + 100)
+        handle.write(b"\xff" * 40)
+
+
+def test_the_corrupt_database_refusal_always_shows_the_way_out(wal_db, backup_dir,
+                                                               run_invoke):
+    made = engine.create_backup(wal_db, backup_dir)
+    damage_cells(wal_db)
+    refused = run_invoke("restore", "--yes")
+    line = helpers.assert_one_line_error(refused, 2, strict=False)
+    assert "is corrupt (quick_check: On tree page" in line, line
+    assert "invoke restore --app-stopped" in line and "Nothing was changed" in line, line
+
+    done = run_invoke("restore", made.name, "--app-stopped", "--yes", "--json")
+    assert done.returncode == 0, done
+    shown = [ln for ln in done.stderr.splitlines() if "is corrupt" in ln]
+    assert len(shown) == 1 and "On tree page" in shown[0], done.stderr  # one problem
+    assert "On tree page" not in done.stderr.replace(shown[0], "")  # not 60 lines
+    moved = {Path(name).name for name in done.json()["moved_aside"]}
+    named = shown[0].split("moved aside to ", 1)[1].split()[0]
+    assert named in moved, (moved, shown[0])  # the name shown is the name used
