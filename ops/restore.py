@@ -51,16 +51,26 @@ class Step:
 
 
 def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
-         health_url: str = "") -> list[Step]:
-    """The ordered steps of a restore, with the flyctl argv each runs (production)."""
+         health_url: str = "", live_state: str = "ok") -> list[Step]:
+    """The ordered steps of a restore, with the flyctl argv each runs (production).
+    ``live_state``: what a local live database is (``engine.live_state``): a corrupt one
+    is moved aside instead of copied, a missing one has nothing to keep."""
     what = o.from_path or o.which
     if o.host:
         return _host_plan(o, what, db=db, directory=directory)
     if not o.production:
+        keep = {
+            "ok": Step("safety", f"safety backup of {db} into {directory} (verified; no "
+                       "retention)"),
+            "corrupt": Step("aside", f"move the corrupt {db} (with its -wal/-shm) aside to "
+                            f"{Path(db).name}.corrupt-<time>, never deleted (needs "
+                            "--app-stopped)"),
+            "missing": Step("aside", f"nothing to keep: {db} is missing (needs --app-stopped)"),
+        }[live_state]
         return [
             Step("verify", f"verify backup {what} in {directory}: recorded SHA-256 and "
                  "integrity_check"),
-            Step("safety", f"safety backup of {db} into {directory} (verified; no retention)"),
+            keep,
             Step("restore", f"copy the backup into {db} through SQLite's backup API "
                  f"(busy timeout {o.busy_timeout:g}s)"),
             Step("check", f"prove it: integrity_check of {db}, its row counts and content "
@@ -115,6 +125,17 @@ def _host_plan(o: RestoreOptions, what: str, *, db: str, directory: str) -> list
 def render(steps: list[Step], binary: str = "fly") -> list[list[str]]:
     return [[s.key, s.title, "\n".join(shlex.join([binary, *a]) for a in s.commands) or "-"]
             for s in steps]
+
+
+def live_warning(db, state: str, why: str, app_stopped: bool) -> str | None:
+    """What a dry run says about a corrupt or missing local live database (pure)."""
+    if state == "ok":
+        return None
+    then = ("the real run moves it aside and restores into its place" if state == "corrupt"
+            else "the real run restores into its place") if app_stopped else (
+        "the real run will refuse (exit 2): stop the app, then run "
+        "`invoke restore --app-stopped`")
+    return f"the live database {db} is {state} ({why}): {then}"
 
 
 def plan_as_data(steps: list[Step]) -> list[dict]:

@@ -232,3 +232,26 @@ def test_the_corrupt_database_refusal_always_shows_the_way_out(wal_db, backup_di
     moved = {Path(name).name for name in done.json()["moved_aside"]}
     named = shown[0].split("moved aside to ", 1)[1].split()[0]
     assert named in moved, (moved, shown[0])  # the name shown is the name used
+
+
+# ---------------------------------------------------------------- 6. the dry run of a broken one
+
+
+@pytest.mark.parametrize("how", ["corrupt", "missing"])
+def test_the_dry_run_says_what_the_real_run_does_with_a_broken_live_database(
+        wal_db, backup_dir, run_invoke, how):
+    engine.create_backup(wal_db, backup_dir)
+    if how == "corrupt":
+        damage_cells(wal_db)
+    else:
+        for path in wal_db.parent.glob("steps.db*"):
+            path.unlink()
+    plain = run_invoke("restore", "--dry-run", "--json")
+    assert plain.returncode == 0, plain
+    assert f"WARNING: the live database data/steps.db is {how}" in plain.stderr, plain.stderr
+    assert "will refuse (exit 2)" in plain.stderr and "--app-stopped" in plain.stderr
+    assert plain.json()["live_state"] == how
+    stopped = run_invoke("restore", "--dry-run", "--app-stopped", "--json")
+    keys = [step["key"] for step in stopped.json()["steps"]]
+    assert "safety" not in keys and "aside" in keys, keys
+    assert "will refuse" not in stopped.stderr and "the real run" in stopped.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ops import cli, config
+from ops import cli, config, engine
 from ops import restore as restores
 from ops.cli import guarded, task
 from ops.commands.backup import HOST, reject_flag_as_name
@@ -120,15 +120,27 @@ def dry_run_plan(options, settings, ui: UI, target, json: bool) -> None:
     if options.which == "latest":
         ui.info(f"latest is {chosen}" if chosen else f"latest: not resolved ({why})")
     production = options.production
+    state, warning = "ok", None
+    if not remote:  # the real run refuses, or moves it aside: the plan says so
+        try:
+            state, problem = engine.live_state(settings.db_path)
+        except EngineError as exc:
+            state, problem = "ok", ""
+            warning = cli.one_line(exc)
+        warning = warning or restores.live_warning(settings.db_path, state, problem,
+                                                   options.app_stopped)
+        if warning:
+            ui.warn(warning)
     steps = restores.plan(
         shown,
         db=settings.db_remote_path if remote else str(settings.db_path),
         directory=settings.backup_remote_dir if remote else str(settings.backup_dir),
         app=settings.app if production else "",
-        health_url=settings.health if production else "")
+        health_url=settings.health if production else "", live_state=state)
     ui.table("Restore plan (dry run: nothing runs)", ["step", "what", "commands"],
              restores.render(steps))
     if json:
         ui.emit({"dry_run": True, "options": options.__dict__, "backup": chosen,
                  **({"not_resolved": why} if why else {}),
+                 **({"warning": warning, "live_state": state} if not remote else {}),
                  "steps": restores.plan_as_data(steps)})
