@@ -685,14 +685,17 @@ def unverifiable(result: dict) -> bool:
     return any(str(p).startswith("unverifiable") for p in result.get("problems") or [])
 
 
-def drill_summary(result: dict) -> str:
-    """One line: what the drill found, and the restore time (the RTO)."""
+def drill_summary(result: dict, flag: str = "") -> str:
+    """One line: what the drill found, and the restore time (the RTO); ``flag``: the
+    target's (``--production``, ``--host X``) for the commands it names."""
     if not result["restorable"]:
         return f"{result['name']}: NOT restorable: {'; '.join(result['problems'][:2])}"
     head = f"{result['name']}: restored in {result['seconds']:.3f}s (recovery time objective)"
     if unverifiable(result):  # as verify and restore say (issue 16 #14)
         return (f"{head}; but unverifiable: no checksum record says it is the backup that "
-                f"was made (adopt it first: invoke backup.adopt {result['name']})")
+                f"was made" + (f" ({DAMAGED.format(name=result['name'])})"
+                               if damaged(result["problems"]) else
+                               f" (adopt it first: invoke backup.adopt {result['name']}{flag})"))
     if result["problems"] or result["differences"]:
         found = (result["problems"] + result["differences"])[:3]
         return f"{head}; DIFFERS from its record: {'; '.join(found)}"
@@ -723,11 +726,23 @@ def _verified(local: LocalTarget, which: str, check: str):
 
 
 def adopt_hint(problems: list[str], name: str, flag: str = "") -> str:
-    """What to do about a backup without records (the old npm scripts'): adopt it."""
-    if any(str(p).startswith("unverifiable") for p in problems):
-        return (f"; if it is an old backup made without records (the npm scripts), check "
-                f"and adopt it with `invoke backup.adopt {name}{flag}`")
-    return ""
+    """What to do about a backup without records (the old npm scripts'): adopt it; but
+    one that is also damaged cannot be adopted (adopt checks it first): say so."""
+    if not any(str(p).startswith("unverifiable") for p in problems):
+        return ""
+    if damaged(problems):
+        return f"; {DAMAGED.format(name=name)}"
+    return (f"; if it is an old backup made without records (the npm scripts), check "
+            f"and adopt it with `invoke backup.adopt {name}{flag}`")
+
+
+DAMAGED = ("{name} is also damaged, so adopting it would fail and it cannot be restored: "
+           "restore another backup, and move {name} out of the backups folder (or delete it)")
+
+
+def damaged(problems: list[str]) -> bool:
+    """Problems besides "no record": the file itself fails its check."""
+    return any(not str(p).startswith("unverifiable") for p in problems)
 
 
 def pre_restore_safety(safety: str, backup: str, proof: dict,

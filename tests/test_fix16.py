@@ -255,3 +255,36 @@ def test_the_dry_run_says_what_the_real_run_does_with_a_broken_live_database(
     keys = [step["key"] for step in stopped.json()["steps"]]
     assert "safety" not in keys and "aside" in keys, keys
     assert "will refuse" not in stopped.stderr and "the real run" in stopped.stderr
+
+
+# ---------------------------------------------------------------- 8. hints that lead somewhere
+
+
+def test_a_production_drill_names_adopt_with_production(slow_health_prod):
+    prod = slow_health_prod
+    old = helpers.old_script_backup(prod.remote_dir, dt.datetime.now(dt.UTC)
+                                    - dt.timedelta(days=3), prod.db)
+    result = prod.run("backup.drill", old.name, "--production")
+    assert result.returncode == 5, result
+    hints = [line for line in result.stderr.splitlines() if "backup.adopt" in line]
+    assert hints and all(f"backup.adopt {old.name} --production" in line for line in hints), \
+        result.stderr
+
+
+def test_a_damaged_npm_backup_is_never_sent_to_adopt(wal_db, backup_dir, run_invoke):
+    engine.create_backup(wal_db, backup_dir)
+    old = helpers.old_script_backup(backup_dir, dt.datetime.now(dt.UTC)
+                                    - dt.timedelta(days=3), wal_db)
+    damage_cells(old)
+    for args in (("backup.drill", old.name), ("backup.verify", "all")):
+        result = run_invoke(*args)
+        assert result.returncode == 5, result
+        assert f"backup.adopt {old.name}" not in result.stderr, result.stderr
+        assert "backup.adopt all" not in result.stderr, result.stderr
+        assert f"{old.name} is also damaged, so adopting it would fail" in result.stderr
+
+
+def test_restore_from_without_a_target_names_both_targets(tmp_path, run_invoke):
+    result = run_invoke("restore", "--from", str(tmp_path / "x.db"), "--yes")
+    line = helpers.assert_one_line_error(result, 2)
+    assert "--production" in line and "--host" in line, line

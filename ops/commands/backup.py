@@ -528,7 +528,7 @@ def drill(c, which="latest", production=False, host=None, quick=False, json=Fals
             step.outcome, step.reason = "failed", "not restorable" if not result.get(
                 "restorable") else "unverifiable" if restore.unverifiable(result) \
                 else "differs from its record"
-    ui.info(restore.drill_summary(result))
+    ui.info(restore.drill_summary(result, target.flag))
     restorable_there(target, settings, ui, result)
     if json:
         ui.emit(result)

@@ -70,8 +70,9 @@ def database(c, which="latest", production=False, host=None, from_=None, yes=Fal
     settings = config.load(c.config, host=host, lock_wait=lock_wait)
     host = "" if production else settings.ssh_host
     if from_ is not None and not (production or host):
-        raise OpsError("--from restores a local file into production: add --production "
-                       "(locally, copy the file into backup.dir and name it)", ExitCode.USAGE)
+        raise OpsError("--from uploads a local file and restores it on a server: add "
+                       "--production (the Fly machine) or --host HOST (an SSH host); locally, "
+                       "copy the file into backup.dir and name it", ExitCode.USAGE)
     if from_ is not None and which != "latest":
         raise OpsError("give either a backup name or --from PATH, not both", ExitCode.USAGE)
     timeout = seconds(busy_timeout, "--busy-timeout")
