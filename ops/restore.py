@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import re
 import shlex
 import shutil
 import sqlite3
@@ -24,7 +23,7 @@ from ops import audit, cli, emergency, engine, fly, health
 from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated
-from ops.targets.local import LocalTarget
+from ops.targets.local import SOURCE_FOLDERS, LocalTarget
 from ops.targets.status import valid_status
 from ops.ui import UI, human_age, human_bytes
 
@@ -149,15 +148,12 @@ def undo_command(safety: str, flag: str, directory: str | None = None) -> str:
     return f"{env}invoke restore {safety}{flag} --yes"
 
 
-SOURCE_FOLDER = re.compile(r"db-.+-[0-9a-f]{8}|fly-.+|ssh-.+")
-
-
 def safety_folder(backup_dir: Path, chosen_is_other: bool) -> Path:
     """Where a local restore's safety backup goes (pure): backup.dir, unless the backup
     restored is another database's and backup.dir is that source's own folder
     (``db-<name>-<hash>``, ``fly-<app>``, ``ssh-<host>``, review-op #3): then the live
     database's own folder, its parent, where its own backups and undo belong."""
-    if chosen_is_other and SOURCE_FOLDER.fullmatch(backup_dir.name):
+    if chosen_is_other and SOURCE_FOLDERS.fullmatch(backup_dir.name):
         return backup_dir.parent
     return backup_dir
 

@@ -288,3 +288,33 @@ def test_restore_from_without_a_target_names_both_targets(tmp_path, run_invoke):
     result = run_invoke("restore", "--from", str(tmp_path / "x.db"), "--yes")
     line = helpers.assert_one_line_error(result, 2)
     assert "--production" in line and "--host" in line, line
+
+
+# ---------------------------------------------------------------- 9. where other sources' go
+
+
+def test_other_sources_folders_are_named_and_a_download_folder_is_its_hosts(
+        tmp_path, wal_db, backup_dir, run_invoke):
+    engine.create_backup(wal_db, backup_dir)
+    other = helpers.make_wal_db(tmp_path / "other.db", users=5, steps=10)
+    made = run_invoke("backup", "--db", str(other))
+    assert made.returncode == 0, made
+    (folder,) = [p for p in backup_dir.iterdir() if p.is_dir() and p.name.startswith("db-")]
+    assert f"own folder {folder.relative_to(tmp_path)}" in made.stderr, made.stderr
+    for task in ("backup.list", "backup.status"):
+        shown = run_invoke(task)
+        assert f"{folder.name} (1)" in shown.stderr, shown.stderr
+    # a download from production, as backup.download leaves it: another database's
+    # (the machine's /data/steps.db), in the app's own folder
+    downloads = backup_dir / "fly-step-app-4x-yhw"
+    prod_db = helpers.make_wal_db(tmp_path / "machine" / "data" / "steps.db", steps=40)
+    got = engine.create_backup(prod_db, downloads)
+    env = {"INVOKE_BACKUP_DIR": str(downloads)}
+    status = run_invoke("backup.status", "--json", env=env)
+    assert status.returncode == 0 and status.json()["latest"]["name"] == got.name, status
+    listed = run_invoke("backup.list", env=env)
+    assert got.name in listed.stderr and "other db" not in listed.stderr, listed.stderr
+    drill = run_invoke("backup.drill", env=env)
+    assert drill.returncode == 0, drill
+    assert f"drill latest on downloads in {downloads.relative_to(tmp_path)}" in drill.stderr \
+        or f"drill latest on downloads in {downloads}" in drill.stderr, drill.stderr
