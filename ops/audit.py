@@ -15,6 +15,8 @@ import socket
 import stat
 from pathlib import Path
 
+from ops.engine import user_name
+
 APPEND = (os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_NONBLOCK
           | os.O_CLOEXEC)
 READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -29,7 +31,7 @@ def who() -> str:
     actor = os.environ.get("GITHUB_ACTOR")
     if actor:
         return f"{actor} (GitHub Actions run {os.environ.get('GITHUB_RUN_ID', '?')})"
-    return f"{os.environ.get('USER') or 'unknown'}@{socket.gethostname()}"
+    return f"{user_name()}@{socket.gethostname()}"
 
 
 def _open(path: Path, flags: int) -> int:

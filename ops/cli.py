@@ -3,7 +3,11 @@ never a traceback; the same short flag for the same flag in every task."""
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import functools
+import io
+import json
 import re
 import shlex
 import shutil
@@ -15,6 +19,7 @@ from invoke.exceptions import Exit, ParseError
 from invoke.parser import Argument, Parser
 from invoke.parser.context import to_flag
 
+from ops import ui as ui_module
 from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
 from ops.signals import task_started
@@ -28,25 +33,46 @@ def one_line(exc: Exception) -> str:
                      else repr(exc))
 
 
+def failed_as_json(message: str, code: int) -> dict:
+    """The one JSON document a ``--json`` run that failed before printing one writes on
+    stdout (the README: exactly one JSON document): the error line and the exit code."""
+    return {"error": message.removeprefix("Error: "), "exit_code": int(code)}
+
+
+def print_failed_as_json(failure: Exit) -> None:
+    """``failed_as_json`` of an ``Exit`` on stdout (closed: stderr still says it)."""
+    document = failed_as_json(" ".join(failure.message.split()), failure.code)
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.write(json.dumps(document) + "\n")
+        sys.stdout.flush()
+
+
 def guarded(body):
-    """Wrap a task body so expected failures become ``Exit(one line, code)``."""
+    """Wrap a task body so expected failures become ``Exit(one line, code)``; with
+    ``--json``, stdout still gets one document when the failure came before it."""
 
     @functools.wraps(body)
     def run(c, *args, **kwargs):
         task_started()
+        emitted = ui_module.EMITTED[0]
         try:
             return body(c, *args, **kwargs)
         except OpsError as exc:
-            raise Exit(f"Error: {one_line(exc)}", code=int(exc.code)) from None
+            failure = Exit(f"Error: {one_line(exc)}", code=int(exc.code))
         except EngineError as exc:
             error = OpsError.from_engine(exc)
-            raise Exit(f"Error: {one_line(error)}", code=int(error.code)) from None
+            failure = Exit(f"Error: {one_line(error)}", code=int(error.code))
         except KeyboardInterrupt:
-            raise Exit("Interrupted.", code=int(ExitCode.INTERRUPTED)) from None
+            failure = Exit("Interrupted.", code=int(ExitCode.INTERRUPTED))
         except OSError as exc:
             where = f": {exc.filename}" if exc.filename else ""
-            raise Exit(printable(f"Error: {exc.strerror or exc}{where}"),
-                       code=int(ExitCode.ERROR)) from None
+            failure = Exit(printable(f"Error: {exc.strerror or exc}{where}"),
+                           code=int(ExitCode.ERROR))
+        if failure.message and sys.stderr.isatty():  # broken between words, not mid-word
+            failure.message = "\n".join(wrapped(failure.message, terminal_width()))
+        if kwargs.get("json") and ui_module.EMITTED[0] == emitted:
+            print_failed_as_json(failure)
+        raise failure from None
 
     return run
 
@@ -119,7 +145,8 @@ def confirm(question: str, *, yes: bool = False, without_terminal: str | None = 
 
     ``yes`` (``--yes``) skips the question. Without a terminal nothing can be asked:
     ``without_terminal`` is the refusal (exit 2, saying to pass ``--yes``), or None when
-    the flag that got us here is itself the confirmation (``--skip-backup``)."""
+    the flag that got us here is itself the confirmation (``--skip-backup``). Any answer
+    but yes is ``refused`` (exit 1); Ctrl-C or Ctrl-D at the prompt exits 130."""
     if yes:
         return
     if not (sys.stdin.isatty() and sys.stderr.isatty()):
@@ -132,7 +159,12 @@ def confirm(question: str, *, yes: bool = False, without_terminal: str | None = 
     try:
         answer = sys.stdin.readline()
     except KeyboardInterrupt:
-        answer = ""
+        answer = None
+    if not answer:  # Ctrl-C, or Ctrl-D (end of input): no newline was typed, so end the
+        sys.stderr.write("\n")  # prompt's line, and exit as an interruption (130), not 1
+        sys.stderr.flush()
+        how = "Ctrl-C" if answer is None else "end of input (Ctrl-D)"
+        raise OpsError(f"interrupted by {how} at the prompt; {refused}", ExitCode.INTERRUPTED)
     if not typed_yes(answer):
         raise OpsError(refused, ExitCode.ERROR)
 
@@ -199,8 +231,9 @@ def core_option_after_task(task: str, core, flags: dict) -> str:
             + ("; a task's dry run is its -n (--dry-run)" if core.name == "dry" else ""))
 
 
-def parse_error_line(message: str, context) -> str:
-    """An Invoke ``ParseError`` as the one line we print (``context``: where it happened)."""
+def parse_error_line(message: str, context, tasks=()) -> str:
+    """An Invoke ``ParseError`` as the one line we print (``context``: where it happened;
+    ``tasks``: every task name, for a "did you mean")."""
     task = getattr(context, "name", None)
     unknown = re.fullmatch(r"No idea what '(.*)' is!", message)
     if unknown:
@@ -208,7 +241,9 @@ def parse_error_line(message: str, context) -> str:
         if not task and token.startswith("-"):
             return f"no option {token} before a task name: `invoke --help` lists Invoke's own"
         if not task:
-            return f"no task named {token!r}: `invoke --list` shows every task"
+            close = difflib.get_close_matches(token, list(tasks), n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            return f"no task named {token!r}: {hint}`invoke --list` shows every task"
         if token.startswith("-"):
             return refused_flag(task, token, getattr(context, "flags", {}))
         return (f"{task} takes no argument {token!r} (and no task has that name: "
@@ -262,14 +297,42 @@ def _strict_contexts(program) -> list:
     return contexts
 
 
+def help_fits(program) -> None:
+    """`invoke --help TASK` within the terminal's width, broken between words: Invoke
+    prints the docstring and the Usage line as they are, and the terminal cut them
+    mid-word (review-ox 10). Continuation lines keep the line's indent."""
+    print_task_help = program.print_task_help
+
+    def print_help(name: str) -> None:
+        shown = io.StringIO()
+        with contextlib.redirect_stdout(shown):
+            print_task_help(name)
+        width = invoke.terminals.pty_size()[0] or 80
+        for line in shown.getvalue().split("\n")[:-1]:
+            lead = line[: len(line) - len(line.lstrip())]
+            print("\n".join(wrapped(line, width, indent=lead or "  ")))
+
+    program.print_task_help = print_help
+
+
 def strict_parsing(program) -> None:
     """Make ``program`` (the running Invoke) parse task arguments as described above."""
+    help_fits(program)
     if program.args.dry.value:  # given before the task name: our tasks never see run.dry
         raise Exit("Error: Invoke's -R/--dry does not reach these tasks (they would run for "
                    "real): a task's dry run is its -n (--dry-run)", code=int(ExitCode.USAGE))
     parse_tasks = program.parse_tasks
 
     def parse() -> None:
+        try:
+            parse_strictly()
+        except Exit as refused:  # --json asked for one document, even for a usage error
+            if refused.code and refused.message and (
+                    {"--json", "-j"} & set(program.core.unparsed)):
+                print_failed_as_json(refused)
+            raise
+
+    def parse_strictly() -> None:
         try:
             parsed = Parser(initial=program.initial_context,
                             contexts=_strict_contexts(program)).parse_argv(program.core.unparsed)
@@ -284,7 +347,10 @@ def strict_parsing(program) -> None:
                         raise Exit(f"Error: {printable(line)}", code=int(ExitCode.USAGE))
             parse_tasks()
         except ParseError as exc:
-            line = parse_error_line(str(exc), getattr(exc, "context", None))
+            line = parse_error_line(str(exc), getattr(exc, "context", None),
+                                    [name for task, aliases in
+                                     program.collection.task_names.items()
+                                     for name in (task, *aliases)])
             raise Exit(f"Error: {printable(line)}", code=int(ExitCode.USAGE)) from None
 
     program.parse_tasks = parse

@@ -15,6 +15,7 @@ endless wait or an overflow deep inside a step.
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import math
 import os
@@ -465,7 +466,7 @@ def check_config_data(loaded: list[tuple[Path, object]], expected: dict) -> None
         if not isinstance(data, dict):
             raise OpsError(f"{path} must be a mapping of sections (backup:, db:, ...), "
                            f"got {_shown(data)}", ExitCode.USAGE)
-        problem = _mismatch(base, data, "")
+        problem = _mismatch(base, data, "") or unknown_key(data)
         if problem:
             raise OpsError(f"{path}: {problem}", ExitCode.USAGE)
         merge_dicts(base, copy.deepcopy(data))
@@ -500,6 +501,23 @@ def check_project_file(folder: Path, expected: dict) -> None:
     """The project's invoke.yaml alone (see ``check_config_files``)."""
     found = first_config_file(f"{folder}/invoke.")
     check_config_files([found] if found else [], expected)
+
+
+def unknown_key(data: dict) -> str | None:
+    """A key under one of our own sections that no code reads (``backup: {kep: 3}`` left
+    retention at 10 in silence, review-ox 5): the first one, with the closest real key.
+    ``DEFAULTS`` lists every key the tasks read; other sections are Invoke's or the user's."""
+    for section, keys in data.items():
+        if section not in DEFAULTS or not isinstance(keys, dict):
+            continue
+        for key in keys:
+            if key not in DEFAULTS[section]:
+                known = sorted(DEFAULTS[section])
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f"did you mean {section}.{close[0]}? " if close else ""
+                return (f"unknown key {section}.{key} ({hint}{section}: has "
+                        f"{', '.join(known)})")
+    return None
 
 
 def _mismatch(base: dict, new: dict, prefix: str) -> str | None:

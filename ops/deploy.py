@@ -165,8 +165,8 @@ RUN_TIME = {
     VOLUME: f"{VOLUME}, the volume named in fly.toml's [mounts] (not known now)",
     SCRIPT: f"{SCRIPT}, the engine for the machine's python3, else node, else the sqlite3 "
             "CLI, else backup.remote_command (the machine's tools are only asked when it runs)",
-    " script>": "each <... script> is the sh script run on the machine (it names this run "
-                "in the lock, and the backup the run made)",
+    " script>": "each <... script> is the sh script run on the machine (a lock script names "
+                "this run in the lock; a backup script, the backup it made)",
     "<image of": "<image of ...>, the release's image (not known now)",
 }
 
@@ -198,14 +198,15 @@ def look_up(settings, o: DeployOptions) -> Known:
             known.problems.append(str(exc))
     try:
         releases = runner.releases(o.app)
-        current = next((r for r in releases if r.status == "complete"), None)
-        known.current = current.version if current else None
-        if o.rollback_to is not None:
-            known.rollback_to = o.rollback_to or previous_version(
-                releases, rolled_back_from(audit.read(settings.audit_log), o.app))
-            known.rollback_image = _release_image(releases, known.rollback_to)
     except OpsError as exc:
         known.problems.append(str(exc))
+        return known
+    current = next((r for r in releases if r.status == "complete"), None)
+    known.current = current.version if current else None
+    if o.rollback_to is not None:  # a release that does not exist is the operator's
+        known.rollback_to = o.rollback_to or previous_version(  # input: exit 2/3 as a run
+            releases, rolled_back_from(audit.read(settings.audit_log), o.app))
+        known.rollback_image = _release_image(releases, known.rollback_to)
     return known
 
 

@@ -393,15 +393,18 @@ class Runner:
         try:
             for step in steps:
                 step = self.fill(step) if self.fill else step
-                with self.ui.step(step.title) as shown:
-                    try:
-                        shown.detail = actions[step.key]() or ""
-                    except OpsError as exc:
-                        self._log(step, "failed", str(exc))
-                        self.record.update(outcome=f"{step.key} failed", error=str(exc),
-                                           exit_code=int(exc.code))
-                        self._manual(steps[done:])
-                        raise
+                try:
+                    with self.ui.step(step.title) as shown:
+                        try:
+                            shown.detail = actions[step.key]() or ""
+                        except OpsError as exc:
+                            self._log(step, "failed", str(exc))
+                            self.record.update(outcome=f"{step.key} failed", error=str(exc),
+                                               exit_code=int(exc.code))
+                            raise
+                except OpsError:
+                    self._manual(steps[done:])  # after the step's ✗ line, not before it
+                    raise
                 self._log(step, "ok", shown.detail)
                 done += 1
             self.record["outcome"] = "ok"
@@ -439,6 +442,10 @@ class Runner:
             argv = self.manual.get(step.key, step.argv)
             if argv:
                 lines.append(f"  {shlex.join(['fly', *argv])}   # {step.key}")
+            elif step.key == "health":  # a command too, not only a comment
+                url = step.title.removeprefix("poll ").removesuffix(" until 200")
+                lines.append(f"  until curl -fsS -o /dev/null {shlex.quote(url)}; do sleep 5; "
+                             "done   # health")
             else:
                 lines.append(f"  # {step.key}: {step.title}")
         self.record["manual"] = lines

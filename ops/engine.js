@@ -131,7 +131,12 @@ function nodeSqlite(sqlite) {
     },
     get(sql, params = []) { const row = db.prepare(sql).get(...params); return row && Object.values(row); },
     exec(sql) { db.exec(sql); },
-    fn(name, impl) { db.function(name, { deterministic: true }, impl); },
+    fn(name, impl) {
+      if (typeof db.function !== 'function') {
+        throw new EngineError('this node:sqlite has no user functions, which the content hash needs (Node >= 22.13 or 23.5 has them)');
+      }
+      db.function(name, { deterministic: true }, impl);
+    },
     close() { db.close(); },
     backupTo(dest, onStep) {
       if (typeof sqlite.backup !== 'function') {
@@ -849,14 +854,19 @@ function hashTable(conn, table, order, cols, utf8) {
   throw new Error('unreachable: tagged rows never fail for a BLOB');
 }
 
+/** The sqlite3 CLI's ieee754_to_blob (json-2 writes a REAL as its hex): 8 bytes, big-endian. */
+function ieee754ToBlob(value) {
+  const bytes = Buffer.alloc(8);
+  bytes.writeDoubleBE(value);
+  return bytes;
+}
+
 /** json-2: every line written by SQLite from ops/engine.py's own plan; rows per table. */
 function describeStream(conn, digest, utf8) {
   if (!HASH_SQL) throw new EngineError('this engine.js was not shipped with its hash SQL (ops/node.py)');
-  try {
-    conn.get('SELECT atan2(0, -1)');
-  } catch (e) {
-    conn.fn('atan2', Math.atan2);
-  }
+  let registered = false; // once per connection: SQLite refuses to replace a running function
+  try { registered = conn.get(HASH_SQL.probe)[0] === 1; } catch (e) { registered = false; }
+  if (!registered) conn.fn('ieee754_to_blob', ieee754ToBlob);
   const blob = (expr) => (utf8 ? `CAST((${expr}) AS BLOB)` : `(${expr})`);
   const newline = Buffer.from('\n');
   const feed = (line) => { digest.update(bytesOf(line)); digest.update(newline); };

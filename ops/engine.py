@@ -32,6 +32,7 @@ import shutil
 import socket
 import sqlite3
 import stat
+import struct
 import sys
 import threading
 import time
@@ -429,8 +430,22 @@ def file_lock(lock_path: Path, wait: float = 0.0, what: str = "another backup",
         os.close(fd)
 
 
+def user_name() -> str:
+    """Who runs this: $USER, else $LOGNAME, else the account of our uid (tmux, cron and
+    `sudo -i` may set neither: the lock holder showed as `unknown`)."""
+    name = os.environ.get("USER") or os.environ.get("LOGNAME")
+    if not name:
+        try:
+            import pwd
+
+            name = pwd.getpwuid(os.getuid()).pw_name
+        except (ImportError, KeyError, OSError):
+            name = ""
+    return name or "unknown"
+
+
 def holder_text() -> str:
-    user = os.environ.get("GITHUB_ACTOR") or os.environ.get("USER") or "unknown"
+    user = os.environ.get("GITHUB_ACTOR") or user_name()
     stamp = iso(dt.datetime.now(UTC))
     return f"{user} (pid {os.getpid()} on {socket.gethostname()}) since {stamp}"
 
@@ -1465,7 +1480,11 @@ def _row_sql(columns: list[tuple[str, str]], fmt: str = LEGACY_FORMAT,
 #   [v1,v2,...]                        order; "sorted": no reachable rowid, rows in
 #                                      the order of these lines' bytes)
 # A value is JSON: an integer as a number, text as a string, NULL as null, a REAL as
-# {"r":"%!.17g"} ("-0.0" for a negative zero), a BLOB as {"b":"HEX"}. The rowid is
+# {"r":"HEX"}, its IEEE-754 bits, big-endian, from hex(ieee754_to_blob(x)) (exact and the
+# same in every SQLite version, unlike printf's text; -0.0 is 8000000000000000, infinities
+# are 7FF0... and FFF0...; SQLite stores a NaN as NULL), a BLOB as {"b":"HEX"}.
+# ieee754_to_blob is the sqlite3 CLI's own (its shell extension); the python3 and Node
+# engines register it on each connection that hashes (``_hash_functions``). The rowid is
 # read as _rowid_, rowid or oid, the first name no column shadows; when a table's
 # columns shadow all three, its INTEGER PRIMARY KEY (the rowid itself) if it has one,
 # else the rows are sorted. WITHOUT ROWID tables are sorted (their key is unique).
@@ -1477,9 +1496,9 @@ HASH_HEAD_SQL = (
     "WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type, name",
 )
 _VALUE_SQL = (  # one column's value, x its quoted name, as SQL text built by SQL
-    "'CASE typeof(' || x || ') WHEN ''real'' THEN json_object(''r'', CASE WHEN ' || x || "
-    "' = 0 AND atan2(' || x || ', -1) < 0 THEN ''-0.0'' ELSE printf(''%!.17g'', ' || x || "
-    "') END) WHEN ''blob'' THEN json_object(''b'', hex(' || x || ')) ELSE ' || x || ' END'")
+    "'CASE typeof(' || x || ') WHEN ''real'' THEN json_object(''r'', "
+    "hex(ieee754_to_blob(' || x || '))) WHEN ''blob'' THEN json_object(''b'', hex(' || x || "
+    "')) ELSE ' || x || ' END'")
 # (head line, quoted table, "rowid"|"sorted", rowid expression, row SQL) per table, in
 # hash order. Plain SQL (recursive, no ordered aggregates), for SQLite 3.16 and later.
 HASH_PLAN_SQL = f"""
@@ -1527,18 +1546,29 @@ HASH_STATEMENTS_SQL = f"""SELECT 'SELECT ' || quote(head) || ';' || char(10) || 
 FROM ({HASH_PLAN_SQL})"""
 
 
-def _math_functions(conn) -> None:
-    """json-2 asks atan2 for the sign of a zero: give it to a SQLite built without it."""
+def ieee754_to_blob(value):
+    """The sqlite3 CLI's ieee754_to_blob: a REAL's 8 IEEE-754 bytes, big-endian."""
+    return struct.pack(">d", value)
+
+
+IEEE754_PROBE_SQL = "SELECT hex(ieee754_to_blob(-0.5)) = 'BFE0000000000000'"
+
+
+def _hash_functions(conn) -> None:
+    """json-2 writes a REAL as hex(ieee754_to_blob(x)): a SQLite library has no such
+    function (only the CLI's shell does), so every connection that hashes gets this one,
+    once (SQLite refuses to replace a function while one of its statements is running)."""
     try:
-        conn.execute("SELECT atan2(0, -1)").fetchone()
+        if conn.execute(IEEE754_PROBE_SQL).fetchone() == (1,):
+            return
     except sqlite3.OperationalError:
-        import math
-        conn.create_function("atan2", 2, math.atan2, deterministic=True)
+        pass
+    conn.create_function("ieee754_to_blob", 1, ieee754_to_blob, deterministic=True)
 
 
 def _describe_stream(conn, digest, chunk: int) -> dict:
     """json-2: feed the stream above to ``digest``; rows per user table."""
-    _math_functions(conn)
+    _hash_functions(conn)
     for sql in HASH_HEAD_SQL:
         for (line,) in conn.execute(sql):
             digest.update(line + b"\n")

@@ -16,6 +16,7 @@ import functools
 import json
 import os
 import re
+import shlex
 import signal
 import subprocess
 import threading
@@ -473,8 +474,20 @@ def decode(data: bytes) -> str:
 
 
 def describe(argv: list[str]) -> str:
-    """How errors name a flyctl call: ``fly`` and its first three words."""
-    return "fly " + " ".join(argv[:3])
+    """How errors name a flyctl call: the whole command as it could be pasted (its first
+    three words dropped the app's name, review-ox 14), a long argument (a remote script)
+    shown by its length instead, an access token hidden."""
+    from ops.deploy import redact_argv  # deploy imports this module
+
+    return shlex.join(["fly", *(word if len(word) <= 60 and "\n" not in word
+                                else f"<{len(word)} characters>"
+                                for word in redact_argv(map(str, argv)))])
+
+
+def login_hint(error: str) -> str:
+    """What to do when flyctl says it is not logged in (else nothing)."""
+    return ("; log in with `fly auth login`, or set FLY_API_TOKEN"
+            if "authenticated" in error.lower() or "auth token" in error.lower() else "")
 
 
 @dataclass
@@ -526,8 +539,9 @@ class Fly:
             raise FlyError(f"{what} {exc}") from None
         result = Completed(argv, code, decode(out), decode(err if stream is None else out))
         if check and result.returncode != 0:
+            error = error_line(result.stderr, result.returncode)
             raise FlyError(
-                f"{what} failed: {error_line(result.stderr, result.returncode)}",
+                f"{what} failed: {error}{login_hint(error)}",
                 stderr=result.stderr,
             )
         return result

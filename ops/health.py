@@ -165,7 +165,8 @@ def wait_healthy(url: str, *, expected_backup: str | None, timeout: float,
                  interval: float, on_reason=None) -> dict:
     """Poll until healthy; ``on_reason(text)`` hears each new reason it is not yet;
     raises HEALTH_FAILED with the last reason at the deadline."""
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     polls, last = 0, None
     while True:
         left = max(deadline - time.monotonic(), 1.0)
@@ -181,6 +182,9 @@ def wait_healthy(url: str, *, expected_backup: str | None, timeout: float,
             on_reason(reason)
         last = reason
         if time.monotonic() + interval > deadline:
-            raise OpsError(f"{url} not healthy within {timeout:g}s: {reason}",
-                           ExitCode.HEALTH_FAILED)
+            # what happened, not the limit: a DNS error with a poll every 5s and a 3s
+            # limit ends after one poll in 0.1s (review-ox 17)
+            raise OpsError(f"{url} not healthy after {polls} poll(s) in "
+                           f"{time.monotonic() - started:.1f}s (limit {timeout:g}s, a poll "
+                           f"every {interval:g}s): {reason}", ExitCode.HEALTH_FAILED)
         time.sleep(interval)

@@ -68,7 +68,9 @@ def parse(entries: list[list[str]]) -> dict:
         "node": first("node"),
         "binding": binding if binding in ("better-sqlite3", "node:sqlite") else None,
         "binding_problem": {"-3": "no better-sqlite3 in machine.app_dir and no node:sqlite",
-                            "-4": "the binding cannot open SQLite URIs"}.get(binding),
+                            "-4": "the binding cannot open SQLite URIs",
+                            "-5": "node:sqlite here has no user functions (Node 22.13+), "
+                                  "which the content hash needs"}.get(binding),
         "sqlite3": first("sqlite3"),
         "flock": first("flock") == "yes",
         "sha256sum": first("sha256sum") == "yes",

@@ -22,12 +22,14 @@ DEFAULT_APP_DIR = "/app"  # machine.app_dir: the WORKDIR of Fly's Node images
 # Is there a usable binding? better-sqlite3 from the app's folder, else node:sqlite, and it
 # must open SQLite URIs (every read of a backup is ``file:...?mode=ro&immutable=1``); the
 # probe path is in a folder that does not exist, so a binding without URIs creates nothing.
+# node:sqlite must also take user functions (Node 22.13+): json-2 needs ieee754_to_blob.
 PROBE_JS = (
     "process.env.SQLITE_USE_URI='1';const p=require('path');let D=null,n=null;"
     "try{D=require('module').createRequire(p.join(p.resolve(process.env.OPS_APP_DIR||'/app'),"
     "'package.json'))('better-sqlite3');n='better-sqlite3'}catch(e){}"
     "if(!D){try{const s=require('node:sqlite');D=function(f){return new s.DatabaseSync(f)};"
-    "n='node:sqlite'}catch(e){}}"
+    "n='node:sqlite';if(typeof s.DatabaseSync.prototype.function!=='function')process.exit(5)"
+    "}catch(e){}}"
     "if(!D)process.exit(3);"
     "try{const d=n==='node:sqlite'?D('file:/nonexistent-ops-probe/x.db?mode=memory'):"
     "new D('file:/nonexistent-ops-probe/x.db?mode=memory');d.close()}catch(e){process.exit(4)}"
@@ -38,7 +40,8 @@ PROBE_JS = (
 def js_source() -> bytes:
     """engine.js as shipped: json-2's SQL from ops/engine.py in front of it, so both engines
     run the very same statements (one definition of the content hash)."""
-    hash_sql = json.dumps({"head": list(engine.HASH_HEAD_SQL), "plan": engine.HASH_PLAN_SQL})
+    hash_sql = json.dumps({"head": list(engine.HASH_HEAD_SQL), "plan": engine.HASH_PLAN_SQL,
+                           "probe": engine.IEEE754_PROBE_SQL})
     return f"'use strict';const OPS_HASH_SQL = {hash_sql};\n".encode() + ENGINE_JS.read_bytes()
 
 

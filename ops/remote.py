@@ -275,7 +275,7 @@ COUNTS_SQL = ("SELECT 'SELECT json_object(' || group_concat(quote(name) || ', (S
 def _sqlite_record(content_hash: bool) -> str:
     """What a sqlite3 backup records beside its checksum, like the engine's: row counts
     per table and the json-2 content hash (``backup.content_hash: false``, or a sqlite3
-    without JSON or math functions: counts with ``"content_sha256": null``). Sets
+    without JSON functions or ieee754_to_blob: counts with ``"content_sha256": null``). Sets
     ``$content`` (empty when the counts cannot be read: then nothing is recorded)."""
     return f"""{CONTENT_HASH}
 content=
@@ -389,9 +389,10 @@ manifest_sha256() {{
 # content_hash DB: the engine's json-2 content hash (``engine.HASH_PLAN_SQL``), with the
 # sqlite3 CLI: one sqlite3 writes the statements, a second runs them in one read
 # transaction, sha256sum hashes what it prints. Prints the hash, or nothing (status 2)
-# when this sqlite3 lacks the JSON or math functions json-2 needs, 1 when it failed.
+# when this sqlite3 lacks the JSON functions or the shell's ieee754_to_blob that
+# json-2 needs, 1 when it failed.
 CONTENT_HASH = f"""content_hash() {{
-  sqlite3 -batch :memory: "SELECT json_array(1), atan2(0, -1)" >/dev/null 2>&1 </dev/null || return 2
+  sqlite3 -batch :memory: "SELECT json_array(1), hex(ieee754_to_blob(0.5))" >/dev/null 2>&1 </dev/null || return 2
   esc=; sqlite3 -escape off -batch :memory: "SELECT 1" >/dev/null 2>&1 </dev/null && esc="-escape off"
   plan=$(sqlite3 $esc -readonly -batch "$1" {shlex.quote(engine.HASH_STATEMENTS_SQL)} </dev/null) || return 1
   hs=$(mktemp) || return 1

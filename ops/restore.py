@@ -25,7 +25,7 @@ from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated
 from ops.targets.local import SOURCE_FOLDERS, LocalTarget
 from ops.targets.status import valid_status
-from ops.ui import UI, human_age, human_bytes
+from ops.ui import UI, command_lines, human_age, human_bytes
 
 MACHINE = "<machine>"
 SCRIPT = "<restore script>"
@@ -144,7 +144,8 @@ def plan_as_data(steps: list[Step]) -> list[dict]:
 def undo_command(safety: str, flag: str, directory: str | None = None) -> str:
     """``flag``: the target's own (``Target.flag``), empty locally; ``directory``: the
     local folder the safety backup is in when it is not backup.dir (``safety_folder``)."""
-    env = f"INVOKE_BACKUP_DIR={shlex.quote(directory)} " if directory else ""
+    # `env`: the assignment stays one word however the command is quoted or wrapped
+    env = f"env INVOKE_BACKUP_DIR={shlex.quote(directory)} " if directory else ""
     return f"{env}invoke restore {safety}{flag} --yes"
 
 
@@ -246,10 +247,12 @@ class Restore:
                 for line in by_hand(self.record, self._flag(), self._machine()):
                     self.ui.info(line)
             elif self.record["safety_backup"]:
-                self.ui.info(f"Safety backup: {self.record['safety_backup']['name']}. To undo "
-                             "this restore: " + undo_command(
-                                 undo_backup(self.record), self._flag(),
-                                 self.record.get("undo_dir")))
+                safety = self.record["safety_backup"]["name"]
+                self.ui.info(f"Safety backup: {safety}. To undo this restore:")
+                self.ui.lines(command_lines(  # pasteable whole: ` \` between words
+                    shlex.split(undo_command(undo_backup(self.record), self._flag(),
+                                             self.record.get("undo_dir"))),
+                    self.ui.width, "  "))
             if self.scratch is not None:
                 shutil.rmtree(self.scratch, ignore_errors=True)
             self.record["finished"] = _now()

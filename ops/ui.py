@@ -17,6 +17,7 @@ import sys
 import textwrap
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from rich.console import Console
 from rich.markup import escape
@@ -54,6 +55,13 @@ def human_bytes(size: float) -> str:
     return f"{size} B"
 
 
+def volume_gb(size: float) -> str:
+    """A volume's size in Fly's unit (its GB, what `--size` takes, are GiB): ``3 GB`` for
+    3 GiB, where ``human_bytes`` says 3.2 GB; one decimal when not a whole number."""
+    gb = size / 1024**3
+    return f"{gb:.0f} GB" if abs(gb - round(gb)) < 0.05 else f"{gb:.1f} GB"
+
+
 def human_age(seconds: float) -> str:
     seconds = max(seconds, 0)
     for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
@@ -85,6 +93,27 @@ def _real_terminal() -> bool:
 def utc_stamp(iso: str) -> str:
     """``2026-01-02T03:04:05.123Z`` as ``2026-01-02 03:04:05`` (UTC, to the second)."""
     return iso.replace("T", " ")[:19] if len(iso) >= 19 else iso
+
+
+def seconds_since(iso: str, now: float) -> float | None:
+    """Seconds from an RFC 3339 time (``Z`` or an offset; none: UTC) to ``now`` (epoch
+    seconds); None when it is not a time (a running snapshot's zero time is one)."""
+    try:
+        made = datetime.fromisoformat(str(iso).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if made.tzinfo is None:
+        made = made.replace(tzinfo=UTC)
+    return now - made.timestamp()
+
+
+def created_when(iso: str, now: float) -> str:
+    """When a thing (a snapshot) was made, for a person deciding whether to restore it:
+    ``2026-08-17 02:10:54 UTC, 111.0d old``."""
+    age = seconds_since(iso, now)
+    if age is None:
+        return f"{iso or 'an unknown time'} (age unknown)"
+    return f"{utc_stamp(iso)} UTC, {human_age(age)} old"
 
 
 def human_seconds(seconds: float) -> str:
@@ -138,6 +167,8 @@ def wrapped(text: str, width: int | None, indent: str = "") -> list[str]:
                          subsequent_indent=indent or lead,
                          break_long_words=False, break_on_hyphens=False) or [text]
 
+
+EMITTED = [0]  # JSON documents written on stdout in this process (ops.cli.guarded reads it)
 
 MARKS = {"ok": ("✓", "green"), "failed": ("✗", "red"), "skipped": ("-", "yellow"),
          "interrupted": ("✗", "red")}
@@ -211,7 +242,7 @@ class UI:
         except BaseException as exc:
             step.outcome = "failed" if isinstance(exc, Exception) else "interrupted"
             if not step.reason:
-                step.reason = _first_line(exc) or type(exc).__name__
+                step.reason = stopped_by(exc) or _first_line(exc) or type(exc).__name__
             raise
         else:
             step.outcome = "ok" if step.outcome == "running" else step.outcome
@@ -224,12 +255,13 @@ class UI:
             self._print_step(step)
 
     def waiting(self, message: str) -> None:
-        """Why the running step has not finished yet: its live line on a terminal, else
-        one plain line (call it when the reason changes, not on every poll)."""
+        """Why the running step has not finished yet: one plain line (call it when the
+        reason changes, not on every poll), also on a terminal, where the step's live line
+        may be a progress display that has none (a backup waiting for the lock showed a
+        blank screen) and is gone once Ctrl-C ends it; the spinner says it as well."""
         if self._spinner is not None:
             self._spinner.update(escape(self.shown(message.strip())))
-        else:
-            self.info(message)
+        self.info(message)
 
     def skipped(self, label: str, reason: str) -> None:
         self._open_parents()
@@ -249,14 +281,16 @@ class UI:
     def step_line(self, step: Step) -> str:
         """A finished step as one line: ``✓ label  detail (1.2s)``, its reason when it
         failed. On a terminal it fits the width: the detail's last parts (separated by two
-        spaces, most important first) give way; in a log nothing is cut."""
+        spaces, most important first) give way, and what must stay is broken between words
+        onto indented lines; in a log nothing is cut or broken."""
         mark = MARKS.get(step.outcome, ("•", ""))[0]
         head = "  " * step.depth + f"{mark} {self.shown(step.label)}"
         tail = f" ({human_seconds(step.seconds)})" if step.outcome != "skipped" else ""
         detail = step.detail
         if step.outcome in ("failed", "interrupted"):
+            joint = " " if step.reason.startswith("by ") else ": "  # "interrupted by Ctrl-C"
             detail = "  ".join(filter(None, (
-                detail, ": ".join(filter(None, (step.outcome, step.reason))))))
+                detail, joint.join(filter(None, (step.outcome, step.reason))))))
         elif step.outcome == "skipped":
             detail = f"skipped: {detail}" if detail else "skipped"
         detail = self.shown(detail)
@@ -270,10 +304,12 @@ class UI:
             shorter = f"{head}  {'  '.join(parts)} …{tail}"
             if len(shorter) <= width:
                 return shorter
-        room = width - len(head) - len(tail) - 2
-        if room >= 12:
-            return f"{head}  {fit(parts[0], room)}{tail}"
-        return fit(head, width - len(tail)) + tail
+        # what is left is the most important part: broken between words onto lines
+        # indented under the label, never cut inside an id, a path or a date (a single word
+        # wider than the whole line is the only thing cut)
+        lines = wrapped(f"{head}  {parts[0]}{tail}" if parts[0] else head + tail, width,
+                        indent="  " * step.depth + "    ")
+        return "\n".join(fit(line, width) for line in lines)
 
     def _print_step(self, step: Step) -> None:
         line = self.step_line(step)
@@ -336,8 +372,18 @@ class UI:
 
     # -- data for programs (stdout)
     def emit(self, data) -> None:
+        EMITTED[0] += 1
         self.out.write(json.dumps(data, indent=2, default=str) + "\n")
         self.out.flush()
+
+
+def stopped_by(exc: BaseException) -> str:
+    """What stopped a step, in words (``by Ctrl-C``, ``by SIGTERM``): never Python's
+    exception name; empty for a failure."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "by Ctrl-C"
+    name = getattr(exc, "name", None)
+    return f"by {name}" if not isinstance(exc, Exception) and isinstance(name, str) else ""
 
 
 def _first_line(exc: BaseException) -> str:

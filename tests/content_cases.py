@@ -37,6 +37,24 @@ PAIRS = [
      BASE + "INSERT INTO t VALUES (1, 'null');"),
     ("close doubles", BASE + "INSERT INTO t VALUES (1, 0.1);",
      BASE + "INSERT INTO t VALUES (1, 0.1 + 1.3877787807814457e-17);"),
+    # REALs are hashed by their IEEE-754 bits: a last-bit difference always shows (the
+    # second value is the first plus one unit in the last place, exact in binary)
+    ("1/3 and the next double", BASE + "INSERT INTO t VALUES (1, 1.0 / 3);",
+     BASE + "INSERT INTO t VALUES (1, 1.0 / 3 + 1.0 / 18014398509481984);"),
+    ("1e308 and 1e308 plus one ulp", BASE + "INSERT INTO t VALUES (1, 1e308);",
+     BASE + "INSERT INTO t VALUES (1, 1e308 + 1e308 / 4503599627370496);"),
+    ("the smallest subnormal and twice it", BASE + "INSERT INTO t VALUES (1, 5e-324);",
+     BASE + "INSERT INTO t VALUES (1, 5e-324 * 2);"),
+    ("the smallest subnormal and 0.0", BASE + "INSERT INTO t VALUES (1, 5e-324);",
+     BASE + "INSERT INTO t VALUES (1, 0.0);"),
+    ("-0.0 and the smallest negative subnormal", BASE + "INSERT INTO t VALUES (1, -0.0);",
+     BASE + "INSERT INTO t VALUES (1, -5e-324);"),
+    ("inf and -inf", BASE + "INSERT INTO t VALUES (1, 9e999);",
+     BASE + "INSERT INTO t VALUES (1, -9e999);"),
+    ("inf and the largest double", BASE + "INSERT INTO t VALUES (1, 9e999);",
+     BASE + "INSERT INTO t VALUES (1, 1.7976931348623157e308);"),
+    ("a real and its bits as text", BASE + "INSERT INTO t VALUES (1, 0.1);",
+     BASE + "INSERT INTO t VALUES (1, '{\"r\":\"3FB999999999999A\"}');"),
     ("a text that looks like a tagged real", BASE + "INSERT INTO t VALUES (1, 1.5);",
      BASE + "INSERT INTO t VALUES (1, '{\"r\":\"1.5\"}');"),
     ("shadowed rowid, duplicates", "CREATE TABLE t (rowid, v); INSERT INTO t VALUES (1, 'a');"
@@ -56,7 +74,19 @@ PAIRS = [
     ("a table name", "CREATE TABLE \"a\nb\" (v);", "CREATE TABLE \"a b\" (v);"),
 ]
 
+DOUBLES = ("0.1", "1.0 / 3", "1e308", "1.7976931348623157e308", "5e-324", "-5e-324", "-0.0",
+           "0.0", "9e999", "-9e999", "2.5", "-1e-300", "0.30000000000000004", "1e22", "1e23")
+
 SAME = [
+    ("doubles in another order", "CREATE TABLE d (v);" + "".join(
+        f"INSERT INTO d (rowid, v) VALUES ({i}, {v});" for i, v in enumerate(DOUBLES)),
+     "CREATE TABLE d (v);" + "".join(
+         f"INSERT INTO d (rowid, v) VALUES ({i}, {v});"
+         for i, v in reversed(list(enumerate(DOUBLES))))),
+    ("a NaN is stored as NULL", BASE + "INSERT INTO t VALUES (1, 9e999 - 9e999);",
+     BASE + "INSERT INTO t VALUES (1, NULL);"),
+    ("0.1 written and computed", BASE + "INSERT INTO t VALUES (1, 0.1);",
+     BASE + "INSERT INTO t VALUES (1, 1.0 / 10);"),
     ("another insert order", BASE + "INSERT INTO t VALUES (1, 'a'); INSERT INTO t VALUES (2, 'b');",
      BASE + "INSERT INTO t VALUES (2, 'b'); INSERT INTO t VALUES (1, 'a');"),
     ("all rowid names shadowed, another order", "CREATE TABLE t (rowid, oid, _rowid_);"

@@ -114,10 +114,13 @@ def run_invoke(
 
 def on_terminal(args: list[str], *, cwd, env: dict | None = None, answer: str | None = None,
                 streams: tuple[str, ...] = ("stdin", "stdout", "stderr"),
-                columns: int | None = None, timeout: float = 60) -> tuple[int, str]:
+                columns: int | None = None, timeout: float = 60,
+                then: tuple[bytes, Callable[[], object]] | None = None) -> tuple[int, str]:
     """The real CLI with a pseudo-terminal as ``streams`` (the others go nowhere): the exit
     code and what the terminal showed. ``answer`` is typed once "Type yes" appears;
-    ``columns`` sizes the terminal (and drops the tests' wide COLUMNS)."""
+    ``columns`` sizes the terminal (and drops the tests' wide COLUMNS); ``then``: (text,
+    action) runs the action once the terminal has shown that text. An ``answer`` of
+    ``"\x04"`` is Ctrl-D (end of input), typed alone."""
     leader, follower = os.openpty()
     extra = project_root(cwd, env)
     if columns:
@@ -140,8 +143,11 @@ def on_terminal(args: list[str], *, cwd, env: dict | None = None, answer: str | 
             if not chunk:
                 break
             shown += chunk
+        if then and then[0] in shown:
+            then[1]()
+            then = None
         if not answered and b"Type yes" in shown:
-            os.write(leader, answer.encode() + b"\n")
+            os.write(leader, answer.encode() + (b"" if answer == "\x04" else b"\n"))
             answered = True
         if not ready and proc.poll() is not None:
             break

@@ -2,15 +2,18 @@
 
 ``.ci/run`` installs better-sqlite3 12.11.1 with npm into a cache folder outside the work
 tree and exports its path as ``OPS_TEST_NODE_APP``; without it the same default path is
-looked in. That folder stands for the app's folder on the machine (``machine.app_dir``,
+looked in, and the tests install it there themselves once (a few minutes: npm builds it)
+when node and npm are on PATH, so the README's test command alone runs them. That folder stands for the app's folder on the machine (``machine.app_dir``,
 ``/app`` on Fly): it holds ``node_modules/better-sqlite3``. Under ``CI=true`` a missing
 Node or binding fails the test; elsewhere it skips with the command that installs it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -30,6 +33,7 @@ DEFAULT = default_app_dir()  # read at import: the tests give each test its own 
 def app_dir() -> Path:
     """The folder with ``node_modules/better-sqlite3``; fails under CI, skips elsewhere."""
     folder = Path(os.environ.get("OPS_TEST_NODE_APP") or DEFAULT)
+    install(folder)
     missing = []
     if not shutil.which("node"):
         missing.append("node (apt-get install nodejs)")
@@ -42,6 +46,22 @@ def app_dir() -> Path:
             pytest.fail(reason)
         pytest.skip(reason)
     return folder
+
+
+def install(folder: Path) -> None:
+    """The README's test command alone must run these tests on a machine with Node 20 and
+    npm: the binding is installed once into the cache (as .ci/run does), under a lock."""
+    marker = folder / "node_modules" / BINDING / "package.json"
+    if marker.is_file() or not (shutil.which("node") and shutil.which("npm")):
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.is_file():
+            return
+        subprocess.run(["npm", "install", "--prefix", str(folder), "--no-audit", "--no-fund",
+                        "--silent", f"{BINDING}@{VERSION}"], check=False, timeout=600,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def node_path(directory: Path, tools: list[str]) -> str:

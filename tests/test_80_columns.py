@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import re
 import shlex
+import sys
 
-from ops import emergency
+import pytest
+
+from ops import cli, emergency
+from ops.errors import ExitCode, OpsError
 from ops.ui import wrapped
 from tests import helpers
 from tests.flyctl_double import DEFAULT_VOLUME_ID
@@ -101,3 +105,106 @@ def test_wrapping_is_pure_and_keeps_long_words_whole():
     title = emergency.render("T:", [emergency.Step("k", "t", ("machine", "update", "x" * 90))],
                              width=80).split("\n")
     assert title[2] == "       $ fly machine update \\" and title[3] == " " * 9 + "x" * 90
+
+
+def test_restore_volume_shows_the_snapshots_date_and_age_in_plan_prompt_and_json(site):
+    """review-ox item 2: the date was the cut-off tail of the resolve line; a four-month
+    old snapshot looked like any other."""
+    (newest,) = [s for s in site.world.snapshots(DEFAULT_VOLUME_ID)
+                 if s["id"] == "vs_M3n4O5p6Q7r8S9t0U1v2W3x4"]
+    stamp = newest["created_at"].replace("T", " ")[:19] + " UTC"
+    code, lines = on_80(site, "restore.volume", "--snapshot", "latest", answer="no")
+    assert code == 1, lines
+    text = " ".join(" ".join(lines).split())
+    assert text.count(stamp) >= 3, lines  # the resolve line, the plan's title, the prompt
+    assert re.search(r"made " + re.escape(stamp) + r", [\d.]+[dhms] old, onto", text), lines
+    plan = helpers.run_invoke("restore.volume", "--snapshot", "latest", "--dry-run", "--json",
+                              cwd=site.cwd, env=site.env()).json()
+    assert plan["snapshot_created_at"] == newest["created_at"]
+    assert plan["snapshot_age_seconds"] > 0
+
+
+def test_created_when_is_the_utc_time_and_age():
+    from ops.ui import created_when, seconds_since
+
+    assert created_when("2026-08-17T02:10:54Z", 1786932654.0 + 86400 * 2) == \
+        "2026-08-17 02:10:54 UTC, 2.0d old"
+    assert seconds_since("garbage", 0) is None
+    assert created_when("", 0) == "an unknown time (age unknown)"
+
+
+def test_the_undo_command_after_a_restore_pastes_whole(wal_db, tmp_path, run_invoke):
+    """review-ox item 11: it was word-wrapped with no ` \\`, so its second line pasted
+    alone ran `restore …`."""
+    assert run_invoke("backup").returncode == 0
+    (name,) = [p.name for p in helpers.backup_files(tmp_path) if p.suffix == ".db"]
+    code, shown = helpers.on_terminal(["restore", name], cwd=tmp_path, columns=40,
+                                      answer="yes")
+    assert code == 0, shown
+    lines = ANSI.sub("", shown).replace("\r", "").split("\n")
+    at = next(i for i, line in enumerate(lines) if line.rstrip().endswith("restore:"))
+    command, rest = "", lines[at + 1:]
+    while rest:
+        line = rest.pop(0).strip()
+        command += " " + line.removesuffix(" \\")
+        if not line.endswith(" \\"):
+            break
+    words = shlex.split(command)
+    assert words[:2] == ["invoke", "restore"] and words[-1] == "--yes", lines
+    assert words[2].startswith("steps-") and words[2] != name, lines  # the safety backup
+
+
+def test_ctrl_d_at_the_prompt_is_130_and_the_error_starts_its_own_line(site):
+    """review-ox item 16: no, Ctrl-C and Ctrl-D all exited 1, and after Ctrl-D the error
+    was printed on the prompt's line."""
+    declined, _ = on_80(site, "emergency.stop", answer="no")
+    assert declined == ExitCode.ERROR
+    code, lines = on_80(site, "emergency.stop", answer="\x04")
+    assert code == ExitCode.INTERRUPTED, lines
+    (error,) = [line for line in lines if "Error:" in line]
+    assert error.startswith("Error: interrupted by end of input (Ctrl-D) at the prompt"), lines
+
+
+def test_ctrl_c_at_the_prompt_is_an_interruption(monkeypatch, capsys):
+    class Terminal:
+        def isatty(self):
+            return True
+
+        def readline(self):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(sys, "stdin", Terminal())
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    with pytest.raises(OpsError) as raised:
+        cli.confirm("Go?", refused="nothing was changed")
+    assert raised.value.code == ExitCode.INTERRUPTED
+    assert str(raised.value) == "interrupted by Ctrl-C at the prompt; nothing was changed"
+    assert capsys.readouterr().err.endswith("Type yes to go on: \n")
+
+
+def test_task_help_breaks_between_words_at_80_columns(tmp_path):
+    """review-ox item 10: Invoke printed the docstring and Usage lines as they are, and
+    the terminal cut them mid-word (`…never the one a run just mad` / `e.`)."""
+    for task_name, words in (("backup.cleanup", "never the one a run just made."),
+                             ("backup.snapshots", "[other tasks here ...]")):
+        code, shown = helpers.on_terminal(["--help", task_name], cwd=tmp_path, columns=80)
+        assert code == 0, shown
+        lines = ANSI.sub("", shown).replace("\r", "").split("\n")
+        assert all(len(line) <= 80 for line in lines), lines
+        assert words in " ".join(" ".join(lines).split()), lines
+
+
+def test_volume_sizes_are_in_flys_gb_everywhere(site):
+    """review-ox item 20: `a 3.2 GB volume` in backup.snapshots, `3 GB` and `--size 3` in
+    restore.volume, for the same 3 GiB volume."""
+    from ops.ui import volume_gb
+
+    assert (volume_gb(3 * 1024**3), volume_gb(1.5 * 1024**3)) == ("3 GB", "1.5 GB")
+    code, listed = on_80(site, "backup.snapshots")
+    assert code == 0, listed
+    planned = helpers.run_invoke("restore.volume", "--snapshot", "latest", "--dry-run",
+                                 cwd=site.cwd, env=site.env())  # a log: no part dropped
+    assert planned.returncode == 0, planned
+    listed, planned = " ".join(" ".join(listed).split()), " ".join(planned.stderr.split())
+    assert "of a 3 GB volume" in listed and "3.2 GB" not in listed, listed
+    assert "3 GB volume" in planned and "(3 GB in ams" in planned and "3.2 GB" not in planned

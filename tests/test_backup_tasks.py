@@ -286,7 +286,7 @@ def test_status(wal_db, tmp_path):
     assert "the newest backup is 2.0d old" in line
     assert stale.json()["latest"]["name"] == old_backup.name
     assert 2 * 86_400_000 <= stale.json()["latest"]["age"] < 2 * 86_400_000 + 120_000
-    assert old_ok.returncode == 0 and "1 backups; latest" in old_ok.stderr, old_ok
+    assert old_ok.returncode == 0 and "1 backup; latest" in old_ok.stderr, old_ok
     assert_one_line_error(bad, ExitCode.USAGE, contains="--max-age must be a duration")
 
 

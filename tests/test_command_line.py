@@ -128,7 +128,10 @@ def test_production_and_p_are_accepted_or_refused_alike_in_every_task(capsys):
     (["backup.list", "-k", "3"], "backup.list has no flag -k (-k is --keep where a task has it)"),
     (["backup.cleanup", "--keep"], "--keep needs a value (backup.cleanup)"),
     (["backup.list", "latest"], "backup.list takes no argument 'latest'"),
-    (["backupp"], "no task named 'backupp': `invoke --list` shows every task"),
+    (["backupp"], "no task named 'backupp': did you mean backup? `invoke --list` shows every "
+                  "task"),
+    (["backup.lst"], "no task named 'backup.lst': did you mean backup.list?"),  # review-ox 21
+    (["zzz"], "no task named 'zzz': `invoke --list` shows every task"),
     (["--bogus", "backup"], "no option --bogus before a task name"),
     (["deploy", "-R"], "deploy.deploy has no -R/--dry: it is Invoke's own option"),
     (["-R", "deploy"], "Invoke's -R/--dry does not reach these tasks"),

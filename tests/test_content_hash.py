@@ -4,7 +4,12 @@ and the sqlite3 CLI's pipeline (``ops.remote.CONTENT_HASH``) gives the engine's 
 
 from __future__ import annotations
 
+import math
+import os
+import random
+import shutil
 import sqlite3
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -82,17 +87,62 @@ def test_columns_named_like_the_rowid_never_loop_or_skip_rows(tmp_path, label, s
         assert _describe_in_a_child(path, engine.CONTENT_FORMAT, 1)[1] != one[1]
 
 
-def test_json2_reads_the_zero_sign_without_sqlite_math_functions(tmp_path, monkeypatch):
-    """A SQLite built without atan2 gets Python's: the same hash."""
-    path = cases.make(tmp_path / "z.db", cases.BASE + "INSERT INTO t VALUES (1, -0.0);")
-    expected = engine.describe_file(path)[1]
+def test_every_double_is_hashed_by_its_bits_alike_in_the_engine_and_the_cli(tmp_path):
+    """json-2 writes a REAL as hex(ieee754_to_blob(x)): python's registered function
+    gives the CLI shell's own bytes for any double (random bit patterns, subnormals,
+    infinities, -0.0), and flipping the last bit of one value changes the hash."""
+    rng = random.Random(16)
+    values = [0.1, 1 / 3, 1e308, 5e-324, -5e-324, -0.0, 0.0, math.inf, -math.inf,
+              sys.float_info.max, sys.float_info.min]
+    while len(values) < 300:
+        value = struct.unpack(">d", rng.getrandbits(64).to_bytes(8, "big"))[0]
+        if not math.isnan(value):  # SQLite stores a NaN as NULL
+            values.append(value)
+    path = tmp_path / "d.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE d (v)")
+    conn.executemany("INSERT INTO d VALUES (?)", [(v,) for v in values])
+    conn.commit()
+    conn.close()
+    done = subprocess.run(["sqlite3", "-readonly", str(path),
+                           "SELECT hex(ieee754_to_blob(v)) FROM d ORDER BY rowid"],
+                          capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.split() == [struct.pack(">d", v).hex().upper() for v in values]
+    before = engine.describe_file(path)[1]
+    assert cli_hash(path) == before
+    conn = sqlite3.connect(path)
+    bits = struct.unpack(">Q", struct.pack(">d", values[1]))[0] ^ 1
+    conn.execute("UPDATE d SET v = ? WHERE rowid = 2", struct.unpack(">d", bits.to_bytes(8, "big")))
+    conn.commit()
+    conn.close()
+    assert engine.describe_file(path)[1] == cli_hash(path) != before
 
-    class NoMath(sqlite3.Connection):
-        def execute(self, sql, *args):
-            if sql == "SELECT atan2(0, -1)":
-                raise sqlite3.OperationalError("no such function: atan2")
-            return super().execute(sql, *args)
 
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
-                           factory=NoMath)
-    assert engine.describe(conn)[1] == expected
+def test_a_sqlite3_cli_without_ieee754_to_blob_computes_no_hash(tmp_path):
+    """An older shell has JSON but not the ieee754 functions: content_hash says so
+    (status 2, nothing printed) as it does for a shell without JSON, and its callers
+    record counts with no content hash."""
+    fake = tmp_path / "bin" / "sqlite3"
+    fake.parent.mkdir()
+    fake.write_text(f"""#!/bin/sh
+case "$*" in *ieee754_to_blob*) echo 'Error: no such function: ieee754_to_blob' >&2; exit 1;; esac
+exec {shutil.which("sqlite3")} "$@"
+""")
+    fake.chmod(0o755)
+    db = cases.make(tmp_path / "r.db", cases.BASE + "INSERT INTO t VALUES (1, 0.1);")
+    script = f'{remote.CONTENT_HASH}\ncontent_hash "file:{db}?mode=ro"; echo " status $?"'
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"})
+    assert done.stdout == " status 2\n"
+
+
+def test_a_connection_hashes_again_while_one_of_its_reads_is_open(tmp_path):
+    """ieee754_to_blob is registered once per connection: SQLite refuses to replace a
+    function while a statement is running, so a second hash mid-read must not try."""
+    path = cases.make(tmp_path / "d.db", cases.SAME[0][1])
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    first = engine.describe(conn)[1]
+    reading = conn.execute("SELECT hex(ieee754_to_blob(v)) FROM d")
+    assert next(reading) == ("3FB999999999999A",)
+    assert engine.describe(conn)[1] == first == cli_hash(path)
+    assert len(list(reading)) == len(cases.DOUBLES) - 1

@@ -25,6 +25,10 @@ def test_demo_backs_up_verifies_prunes_and_restores(tmp_path):
         assert conn.execute("SELECT count(*) FROM steps").fetchone()[0] == restored_rows > 0
     for line in ("✓ build a sample database", "✓ verify every backup", "✓ restore the newest"):
         assert line in result.stderr, result
+    table = result.stderr[result.stderr.index("Backups in "):]
+    listed = [line for line in table.splitlines() if "steps-" in line and "│" in line]
+    at = [next(i for i, line in enumerate(listed) if name in line) for name in names]
+    assert at[-1] < at[0]  # newest first, as backup.list (review-ox 21)
 
 
 def test_demo_rejects_a_bad_size(tmp_path):

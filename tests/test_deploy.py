@@ -693,7 +693,8 @@ def test_failed_health_gate_exits_14_with_the_way_back(sites):
     ):
         assert result.returncode == ExitCode.HEALTH_FAILED, result
         line = error_line(result)
-        assert line.startswith(f"Error: health failed: {one.health.url} not healthy within 0.5s")
+        assert line.startswith(f"Error: health failed: {one.health.url} not healthy after "), line
+        assert "(limit 0.5s, a poll every 0.05s)" in line
         assert ROLLBACK_HINT in result.stderr
         assert one.labels() == calls
         assert one.health.requests >= 2  # it polled, not just asked once
@@ -848,12 +849,15 @@ def test_rollback_to_an_unknown_release_and_dry_run_deploy_nothing(sites):
 
 def test_rollback_to_an_unknown_release_exits_not_found(site):
     result = site.run("deploy.rollback", "--to", "99")
+    dry = site.run("deploy.rollback", "--to", "99", "-n")  # review-ox 19: it exited 0
 
-    assert result.returncode == ExitCode.NOT_FOUND, result
-    line = error_line(result)
-    assert "no release v99 (recent: v12, v11)" in line
-    assert "deploy aborted" not in line  # a rollback was asked for, not a deploy
+    for ran in (result, dry):
+        assert ran.returncode == ExitCode.NOT_FOUND, ran
+        line = error_line(ran)
+        assert "no release v99 (recent: v12, v11)" in line
+        assert "deploy aborted" not in line  # a rollback was asked for, not a deploy
     assert "deploy" not in site.labels()
+    assert "redeploy v99" not in dry.stderr  # no plan for a release that does not exist
 
 
 def test_rollback_after_a_failed_deploy_goes_back_to_the_last_good_release(site):
@@ -948,7 +952,8 @@ def test_ci_builds_remotely_prints_only_json_and_never_the_token(sites):
 
     assert r_leaky.returncode == ExitCode.DEPLOY_FAILED, r_leaky
     assert "--remote-only" in deploy_argv(leaky)
-    assert "Error: deploy failed: `fly deploy -a step-app-4x-yhw` failed: token *** is not" in (
+    assert ("Error: deploy failed: `fly deploy -a step-app-4x-yhw -c fly.toml --remote-only` "
+            "failed: token *** is not") in (
         r_leaky.stderr
     )
     assert "using access token ***" in r_leaky.stderr

@@ -502,3 +502,22 @@ def test_a_deeply_nested_record_is_unusable_not_a_crash(site, where):
     assert "Traceback" not in resumed.stderr
     assert ("the machine's metadata" if where == "marker" else "using the stop recorded in") \
         in resumed.stderr
+
+
+def test_a_failed_health_gate_says_so_first_then_how_to_finish_with_a_command(site):
+    """review-ox 17: "To finish by hand" came before the ✗ line, its health "command" was a
+    comment, and a DNS error after one poll claimed a wait of the whole limit."""
+    assert site.run("emergency.stop", "--yes").returncode == 0
+    unresolvable = "http://no-such-host.invalid/health"
+    result = site.run("emergency.resume", "--yes", "--json", env={
+        "INVOKE_HEALTH_URL": unresolvable, "INVOKE_HEALTH_TIMEOUT": "3",
+        "INVOKE_HEALTH_INTERVAL": "5"})
+    assert result.returncode == ExitCode.HEALTH_FAILED, result
+    lines = result.stderr.splitlines()
+    failed = next(i for i, line in enumerate(lines) if line.startswith("✗ poll "))
+    by_hand = lines.index("To finish by hand, run from the failed step on:")
+    assert failed < by_hand, lines
+    health = f"  until curl -fsS -o /dev/null {unresolvable}; do sleep 5; done   # health"
+    assert result.json()["manual"][-1] == health and health in lines
+    assert f"{unresolvable} not healthy after 1 poll(s) in " in result.error_lines[0]
+    assert "(limit 3s, a poll every 5s)" in result.error_lines[0]

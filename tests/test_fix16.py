@@ -18,13 +18,24 @@ from tests import helpers
 from tests.test_backup_identity import change, content, slow_health_prod  # noqa: F401
 from tests.test_restore_volume import APP, MID, autostarts, fly, look, site, started  # noqa: F401
 
-UNDO = "To undo this restore: invoke restore "
+
+def undo_words(stderr: str) -> list[str]:
+    r"""The printed undo command, as the shell reads it (it may be wrapped with ` \`)."""
+    lines = stderr.splitlines()
+    start = next(i for i, line in enumerate(lines) if "To undo this restore:" in line)
+    text = ""
+    for line in lines[start + 1:]:
+        text += line.strip()
+        if not text.endswith("\\"):
+            break
+        text = text[:-1] + " "
+    return shlex.split(text)
 
 
 def undo_named(stderr: str) -> str:
     """The backup the printed undo command names."""
-    line = next(line for line in stderr.splitlines() if UNDO in line)
-    return line.split(UNDO, 1)[1].split()[0]
+    words = undo_words(stderr)
+    return words[words.index("restore") + 1]
 
 
 # ---------------------------------------------------------------- 1. a retried restore's undo
@@ -166,12 +177,12 @@ def test_another_databases_backup_is_refused_and_its_undo_works_with_the_flag(
     safety = done.json()["safety_backup"]["name"]
     assert (backup_dir / safety).is_file()  # the live database's own folder
     assert engine.count_rows(wal_db, live=True)["steps"] == 10
-    line = next(line for line in done.stderr.splitlines() if "To undo this restore: " in line)
-    undo = line.split("To undo this restore: ", 1)[1].split()
-    env_name, _, shown_dir = undo[0].partition("=")
-    assert env_name == "INVOKE_BACKUP_DIR", line
-    assert (tmp_path / shown_dir).resolve() == backup_dir.resolve(), line
-    back = run_invoke(*undo[2:], env={"INVOKE_BACKUP_DIR": undo[0].split("=", 1)[1]})
+    undo = undo_words(done.stderr)
+    env_name, _, shown_dir = undo[1].partition("=")
+    assert undo[0] == "env" and env_name == "INVOKE_BACKUP_DIR", undo
+    assert (tmp_path / shown_dir).resolve() == backup_dir.resolve(), undo
+    assert undo[2:4] == ["invoke", "restore"], undo
+    back = run_invoke(*undo[3:], env={"INVOKE_BACKUP_DIR": shown_dir})
     assert back.returncode == 0, back
     assert content(wal_db) == before
 
@@ -316,5 +327,4 @@ def test_other_sources_folders_are_named_and_a_download_folder_is_its_hosts(
     assert got.name in listed.stderr and "other db" not in listed.stderr, listed.stderr
     drill = run_invoke("backup.drill", env=env)
     assert drill.returncode == 0, drill
-    assert f"drill latest on downloads in {downloads.relative_to(tmp_path)}" in drill.stderr \
-        or f"drill latest on downloads in {downloads}" in drill.stderr, drill.stderr
+    assert f"drill latest in {downloads}" in drill.stderr, drill.stderr  # never "local db"

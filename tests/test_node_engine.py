@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ops import engine, node, remote
+from ops import engine, machine, node, remote
 from ops.errors import ExitCode, OpsError
 from ops.targets import scripted
 from tests import content_cases, helpers, node_env
@@ -48,14 +48,7 @@ def node_describe(path: Path, app: dict, *, live: bool = False) -> dict:
 
 # ---------------------------------------------------------------- the same content hash
 
-# SQLite's printf('%!.17g') writes some doubles differently in 3.40 (python3 here) and
-# 3.53 (better-sqlite3's own): 0.1 is '0.10000000000000001' in one, '0.1' in the other.
-# Reported to w3-engine (json-2's format); strict, so this turns red once it is fixed.
-VERSION_TEXT = pytest.mark.xfail(
-    sqlite3.sqlite_version_info < (3, 43), strict=True,
-    reason="json-2 writes a REAL with SQLite's printf, whose text differs between versions")
-CASES = [pytest.param(label, sql, id=f"{label}-{side}",
-                      marks=[VERSION_TEXT] if (label, side) == ("close doubles", "a") else [])
+CASES = [pytest.param(label, sql, id=f"{label}-{side}")
          for label, first, second in content_cases.PAIRS + content_cases.SAME
          for side, sql in (("a", first), ("b", second))]
 
@@ -66,6 +59,51 @@ def test_node_hashes_every_shared_case_like_the_python_engine(tmp_path, app, lab
     tables, digest, fmt = engine.describe_file(db, live=True)
     assert node_describe(db, app, live=True) == {
         "tables": tables, "content_sha256": digest, "content_format": fmt}
+
+
+def test_two_sqlite_versions_that_write_doubles_apart_hash_them_alike(tmp_path, app):
+    """python's SQLite and better-sqlite3's own differ in printf's text for 0.1 (3.40:
+    0.10000000000000001, 3.53: 0.1): json-2 hashes the IEEE-754 bits, so the same file
+    hashes alike under both (the cases above run under both versions)."""
+    db = content_cases.make(tmp_path / "d.db", content_cases.SAME[0][1])
+    script = ("const D=require('module').createRequire(process.argv[1]+'/package.json')"
+              "('better-sqlite3');const d=new D(process.argv[2],{readonly:true});"
+              "console.log(JSON.stringify([d.prepare('SELECT sqlite_version()').pluck().get(),"
+              "d.prepare(\"SELECT printf('%!.17g', v) FROM d ORDER BY rowid\").pluck().all()]))")
+    done = subprocess.run(["node", "-e", script, app["dir"], str(db)], capture_output=True,
+                          text=True, check=True)
+    node_version, node_text = json.loads(done.stdout)
+    conn = sqlite3.connect(db)
+    python_text = [r[0] for r in conn.execute("SELECT printf('%!.17g', v) FROM d ORDER BY rowid")]
+    conn.close()
+    if node_version == sqlite3.sqlite_version or node_text == python_text:
+        pytest.skip(f"one SQLite here ({node_version}): nothing to compare across versions")
+    tables, digest, fmt = engine.describe_file(db, live=True)
+    assert node_describe(db, app, live=True) == {
+        "tables": tables, "content_sha256": digest, "content_format": fmt}
+
+
+@pytest.mark.parametrize("has_function", [False, True])
+def test_a_node_sqlite_without_user_functions_is_no_engine(tmp_path, app, has_function):
+    """json-2 needs ieee754_to_blob: node:sqlite before Node 22.13 has no function(), so
+    the probe refuses it (exit 5: no Node engine) and machine.check says why. Node 20 has
+    no node:sqlite: a preloaded stand-in takes its place, with or without function()."""
+    preload = tmp_path / "fake-node-sqlite.js"
+    preload.write_text(
+        "const Module = require('module'); const load = Module._load;\n"
+        "class DatabaseSync { constructor(f) { this.f = f; } close() {} }\n"
+        f"if ({json.dumps(has_function)}) DatabaseSync.prototype.function = function () {{}};\n"
+        "Module._load = function (request, ...rest) {\n"
+        "  return request === 'node:sqlite'\n"
+        "    ? { DatabaseSync } : load.call(this, request, ...rest);\n"
+        "};\n")
+    done = subprocess.run(["node", "--require", str(preload), "-e", node.PROBE_JS],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "OPS_APP_DIR": str(tmp_path)})  # no better-sqlite3
+    assert (done.returncode, done.stdout) == ((0, "node:sqlite\n") if has_function else (5, ""))
+    if not has_function:
+        facts = machine.parse([["node", "22.12.0", "-5"]])
+        assert facts["binding"] is None and "user functions" in facts["binding_problem"]
 
 
 def test_node_hashes_the_apps_database_and_hostile_values_like_python(tmp_path, app):

@@ -116,6 +116,10 @@ BROKEN_CONFIG_FILES = [
     ("invoke.yaml", b"backup:\n  dir: \xff\n", "cannot read"),
     ("invoke.yml", "fly: [x]\n", "fly must be a mapping"),
     ("invoke.json", '{"backup": ', "is not valid JSON"),
+    # review-ox 5: a misspelled key was ignored in silence (retention stayed at 10)
+    ("invoke.yaml", "backup:\n  kep: 3\n", "unknown key backup.kep (did you mean backup.keep?"),
+    ("invoke.yml", "health:\n  url: x\n  time_out: 5\n", "unknown key health.time_out"),
+    ("invoke.json", '{"ssh": {"hosts": "a"}}', "unknown key ssh.hosts (did you mean ssh.host?"),
 ]
 
 
@@ -379,11 +383,15 @@ def test_a_backup_folder_that_does_not_exist_is_reported_as_such(tmp_path):
         functools.partial(helpers.run_invoke, *args, cwd=tmp_path,
                           env={"INVOKE_BACKUP_DIR": "data/bakcups"})
         for args in (("backup.list",), ("backup.list", "--json"), ("backup.verify", "latest"),
-                     ("backup.status",), ("backup.status", "--max-age", "1d"))
-    )
+                     ("backup.status",), ("backup.status", "--max-age", "1d"),
+                     ("backup.cleanup",), ("backup.cleanup", "-n"), ("backup.drill",))
+    )  # cleanup and drill: review-ox item 6 (an empty table and exit 0; "no backups")
     for result in results:
         assert_one_line_error(result, 3, contains="backup folder not found: data/bakcups")
-        assert result.stdout == ""
+        if "--json" in result.args:  # one JSON document still (review-ox item 7)
+            assert result.json()["exit_code"] == 3
+        else:
+            assert result.stdout == ""
 
 
 def test_an_empty_backup_folder_says_where_it_looked(tmp_path):
@@ -457,3 +465,18 @@ def test_invoke_from_inside_the_package_finds_the_projects_tasks(tmp_path):
     assert listed.returncode == 0, listed
     assert f"No backups in {folder}" in listed.stderr
     assert not (REPO_ROOT / "ops" / "tasks").exists()
+
+
+def test_verify_and_drill_lines_name_the_backup_folder_not_the_database(wal_db, tmp_path):
+    """review-ox item 13: `verify all on local data/steps.db` named a file that need not
+    exist (here the backups are elsewhere and there is no database at the default path)."""
+    elsewhere = tmp_path / "other"
+    env = {"INVOKE_DB_PATH": str(wal_db), "INVOKE_BACKUP_DIR": str(elsewhere / "backups")}
+    assert helpers.run_invoke("backup", cwd=tmp_path, env=env).returncode == 0
+    env = {"INVOKE_BACKUP_DIR": "backups"}
+    verified, drilled = run_parallel(
+        functools.partial(helpers.run_invoke, *args, cwd=elsewhere, env=env)
+        for args in (("backup.verify", "all"), ("backup.drill",)))
+    assert verified.returncode == 0 and drilled.returncode == 0, (verified, drilled)
+    assert "✓ verify all in backups " in verified.stderr, verified
+    assert "✓ drill latest in backups " in drilled.stderr, drilled

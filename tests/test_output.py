@@ -120,7 +120,8 @@ def test_a_failed_step_says_why_on_its_own_line_and_the_summary_says_nothing_dep
     assert r_busy.returncode == ExitCode.DEPLOY_ABORTED_SNAPSHOT, r_busy
     shown = top_level(r_busy.stderr)
     failed = next(line for line in shown if line.startswith("✗"))
-    assert re.match(r"✗ volume snapshot  failed: `fly volumes snapshots create` failed: "
+    assert re.match(r"✗ volume snapshot  failed: `fly volumes snapshots create \S+ -a \S+"
+                    r"( \S+)*` failed: "
                     r"volume is busy \(\d+\.\ds\)$", failed), r_busy.stderr
     child = next(line for line in r_busy.stderr.splitlines() if line.startswith("  ✗"))
     assert child.startswith(f"  ✗ schedule snapshot of {VOL}  failed: "), r_busy.stderr
@@ -182,14 +183,21 @@ def test_a_narrow_terminal_drops_the_least_important_parts_of_a_line():
         step.label = "backup steps-2026-11-24T09-30-00.db"
         step.detail = ("41.2 MB  sha256 c1f0f6ab12cd  integrity_check ok  [engine]  from "
                        "local /a/rather/long/path/to/the/data/steps.db")
+    with ui.step("resolve the volume, its machine and snapshot latest") as step:
+        step.detail = ("vs_M3n4O5p6Q7r8S9t0U1v2W3x4 of 2026-08-17 02:10:54 UTC, 111.0d old  "
+                       "vol_4y5p2k8qz1m7r3dv on e2865013c41e86 (started)")
     with ui.step("x" * 100):
         pass
     lines = STYLE.sub("", buffer.getvalue()).splitlines()
+    # review-ox item 9: what must stay is broken between words, never cut inside an id
+    assert lines[3:5] == ["✓ resolve the volume, its machine and snapshot latest",
+                          "    vs_M3n4O5p6Q7r8S9t0U1v2W3x4 of 2026-08-17 02:10:54 UTC, 111.0d "
+                          "old (0.0s)"], lines
     assert lines[0] == "▸ deploy"
     assert re.match(r"  ✓ backup steps-2026-11-24T09-30-00\.db  41\.2 MB  sha256 c1f0f6ab12cd"
                     r" … \(\d\.\ds\)$", lines[1]), lines
     assert all(len(line) <= 80 for line in lines), lines
-    assert lines[-1].startswith("✓ xxx") and lines[-1].endswith("s)")
+    assert "xxx" in lines[-2] and lines[-1].endswith("s)")
     assert command_lines(["fly", "deploy", "--image", "a b"], None) == [
         "    fly deploy --image 'a b'"]
     long = command_lines(["fly", "deploy", "-a", "app", "--image", "x" * 90], 80)

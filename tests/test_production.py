@@ -823,10 +823,27 @@ def test_download_refuses_to_overwrite_a_local_file(prod):
     prod.local_dir.mkdir(parents=True)
     (prod.local_dir / names[-1]).write_bytes(b"mine")
     result = prod.run("backup.download", "latest")
-    assert_error(result, ExitCode.USAGE, contains="already exists")
+    # review-ox 22: not the usage error (2) it was; it says what differs
+    assert_error(result, ExitCode.VERIFY_FAILED, contains="is already here but is not that "
+                 "backup as recorded")
     assert (prod.local_dir / names[-1]).read_bytes() == b"mine"
     assert prod.local_files() == [names[-1]]
     assert sftp_calls(prod.calls()) == []
+
+
+def test_download_of_a_backup_already_here_succeeds_without_downloading(prod):
+    """review-ox 22: a daily `download latest` failed (exit 2) whenever no new backup had
+    appeared."""
+    name = prod.seed(2, 1)[-1]
+    first = prod.run("backup.download", "latest", "--json")
+    assert_downloaded(prod, name, first)
+    again = prod.run("backup.download", "latest", "--json")
+    assert again.returncode == 0, again
+    assert again.json() == {"name": name, "path": str(prod.local_dir / name),
+                            "sha256": helpers.sha256(prod.remote_dir / name),
+                            "size": (prod.local_dir / name).stat().st_size,
+                            "already_here": True}
+    assert "already here" in again.stderr and len(sftp_calls(prod.calls())) == 1
 
 
 def test_download_interrupted_leaves_nothing_and_a_retry_succeeds(prod):
@@ -834,7 +851,7 @@ def test_download_interrupted_leaves_nothing_and_a_retry_succeeds(prod):
     prod.world.sftp_fail_after(10_000)
     failed = prod.run("backup.download", names[0], "--json")
     assert_error(failed, ExitCode.FLY, contains="connection lost")
-    assert failed.stdout == ""
+    assert failed.json()["exit_code"] == ExitCode.FLY  # the one document: the error
     assert prod.local_files() == []  # no partial file, no temporary name
     assert len(sftp_calls(prod.calls())) == 1
 
@@ -888,6 +905,9 @@ def test_not_logged_in_shows_flyctls_message(tmp_path):
     ])
     for prod, result in zip((rejected, bad_token), results, strict=True):
         assert_error(result, ExitCode.FLY, contains="You must be authenticated to view this")
+        # review-ox 14: the whole command, and what to do
+        assert f"`fly volumes list -a {APP} --json` failed" in result.stderr, result
+        assert "log in with `fly auth login`, or set FLY_API_TOKEN" in result.stderr
         assert "nope-not-a-token" not in result.stderr + result.stdout
         assert prod.flow() == ["version", "volumes list"]
         assert not prod.remote_dir.exists()

@@ -366,10 +366,12 @@ def test_python3_and_sqlite3_strategies_agree(tmp_path, task, case, code, words)
                 assert tmp_leftovers(prod.remote_dir) == []
             if code == ExitCode.OK:
                 assert result.json()["backup"]["strategy"] == strategy
-        elif result.stdout:
+        elif isinstance(result.json(), dict):  # a failure before any verdict (review-ox 7)
+            assert result.json()["exit_code"] == code, (strategy, result)
+        else:
             (verdict,) = result.json()
             assert verdict["ok"] is (code == ExitCode.OK), (strategy, verdict)
-    if task == "verify" and results["python3"].stdout:
+    if task == "verify" and isinstance(results["python3"].json(), list):
         python3, sqlite3 = (results[s].json()[0] for s in ("python3", "sqlite3"))
         if case != "corrupt backup":  # there each tool words SQLite's complaint its own way
             def same(strategy, verdict):  # the same words, but for the folder and the time
@@ -447,7 +449,7 @@ def test_download_refuses_a_backup_that_no_longer_matches_its_record(tmp_path):
                            for prod in (changed, json_only, disagree))
     for prod, result in zip((changed, json_only, disagree), results, strict=True):
         assert_error(result, ExitCode.VERIFY_FAILED, contains="not downloaded")
-        assert result.stdout == ""
+        assert result.json()["exit_code"] == ExitCode.VERIFY_FAILED  # only the error
         assert prod.local_files() == []  # nothing kept, not even a temporary
         assert sftp_calls(prod.calls()) == []
     assert "SHA-256 mismatch" in results[0].error_lines[-1]

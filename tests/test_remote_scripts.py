@@ -267,3 +267,37 @@ def test_the_listing_reads_what_a_safety_backup_put_back(tmp_path, restore, toke
     (folder / f"{good}.json").write_text(json.dumps(record, indent=indent))
     entries = run_remote(remote.list_script(str(folder)), path).entries
     assert entries == [[good, "10", "-", "1", "safety", "-", token]]
+
+
+def test_a_sqlite3_cli_without_ieee754_to_blob_backs_up_and_restores_without_a_hash(
+        tmp_path, live):
+    """An older shell (JSON functions, no ieee754 functions) cannot compute json-2: its
+    backup records the row counts and no content hash, and a restore still runs (without
+    the hash proof), the path a shell without JSON functions takes."""
+    real = shutil.which("sqlite3")
+    if not real:
+        pytest.skip("sqlite3 CLI not installed")
+    path = machine_path(tmp_path, python=False, sqlite=False)
+    shim = Path(path) / "sqlite3"
+    shim.write_text(f"""#!/bin/sh
+case "$*" in *ieee754_to_blob*) echo 'Error: no such function: ieee754_to_blob' >&2; exit 1;; esac
+exec {shlex.quote(real)} "$@"
+""")
+    shim.chmod(0o755)
+    backups = tmp_path / "data" / "backups"
+    out = run_remote(remote.backup_script(str(live), str(backups), check="integrity"), path)
+    assert out.strategy == "sqlite3" and out.status == 0
+    name = out.data("backup")["name"]
+    manifest = json.loads((backups / f"{name}.json").read_text())
+    assert manifest["tables"] == {"steps": 5000} and manifest["content_sha256"] is None
+    conn = sqlite3.connect(live)
+    conn.execute("DELETE FROM steps WHERE id > 10")
+    conn.commit()
+    conn.close()
+    restored = run_remote(remote.restore_script(str(live), str(backups), name,
+                                                check="integrity"), path)
+    assert restored.strategy == "sqlite3" and restored.data("restore")["backup"] == name
+    assert ["hash", "backup", "-"] in restored.entries
+    conn = sqlite3.connect(live)
+    assert conn.execute("SELECT count(*) FROM steps").fetchone() == (5000,)
+    conn.close()

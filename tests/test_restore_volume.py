@@ -187,7 +187,9 @@ def test_a_failed_clone_says_what_to_run_by_hand_and_destroys_nothing(site):
     record = result.json()
     assert record["outcome"] == "clone failed" and record["new"]["new_volume"] == vol["id"]
     assert [line.rsplit("# ", 1)[1] for line in record["manual"]] == [
-        "clone", "autostart", "verify", f"health: poll {site.health.url} until 200"]
+        "clone", "autostart", "verify", "health"]
+    assert record["manual"][-1].startswith(  # a command, not a comment (review-ox 17)
+        f"  until curl -fsS -o /dev/null {site.health.url}; do sleep 5; done")
     # nothing destroyed: the old pair is intact, the new volume waits unattached
     assert {v["id"] for v in site.world.volumes()} == {VOL, SPARE, vol["id"]}
     assert vol["attached_machine_id"] is None

@@ -11,7 +11,7 @@ from dataclasses import asdict
 
 from invoke.exceptions import Exit
 
-from ops import audit, backups, config, fly, restore
+from ops import audit, backups, config, engine, fly, restore
 from ops.cli import guarded, invoke_command, task
 from ops.commands.positional import OptionalPositionalTask
 from ops.engine import in_future, latest_reason, parse_iso, same_source
@@ -19,7 +19,7 @@ from ops.errors import ExitCode, OpsError
 from ops.targets.fly import FlyTarget
 from ops.targets.local import SOURCE_FOLDERS, LocalTarget
 from ops.targets.ssh import SshTarget
-from ops.ui import UI, human_age, human_bytes, utc_stamp
+from ops.ui import UI, human_age, human_bytes, utc_stamp, volume_gb
 
 PRODUCTION = "run against the production machine on Fly.io (over fly ssh) instead of locally"
 JSON = "print one JSON document on stdout (human output stays on stderr)"
@@ -160,6 +160,7 @@ def cleanup(c, keep=None, dry_run=False, production=False, host=None, json=False
     Never the newest backup that passes verification, never the one a run just made."""
     settings, target, ui = open_target(c, production=production, host=host, json=json,
                                        keep=keep, lock_wait=lock_wait)
+    target.folder()  # a missing (mistyped) folder is exit 3, as in list and status
     leftovers = sweep_leftovers(target, ui, dry_run)
     decisions = backups.cleanup(target, ui, settings.keep, dry_run=dry_run)
     if json:
@@ -333,9 +334,9 @@ def verify(c, which, quick=False, production=False, host=None, json=False):
     reject_flag_as_name(which, "backup.verify")
     settings, target, ui = open_target(c, production=production, host=host, json=json,
                                        quick=quick)
-    target.folder()
+    folder = target.folder()  # the subject is the folder, not the database (review-ox 13)
     shown = which if which.isprintable() else repr(which)
-    with ui.step(f"verify {shown} on {target.describe()}") as step:
+    with ui.step(f"verify {shown} in {folder}") as step:
         results = target.verify(which, on_result=lambda item: ui.info(verdict_line(item)))
         engines = sorted({item.get("strategy") or item.get("where") or "engine"
                           for item in results})
@@ -412,7 +413,8 @@ def status(c, max_age=None, production=False, host=None, json=False):
         latest = report.get("latest")
         if latest:
             ui.info(
-                f"{report['count']} backups; latest {latest['name']} "
+                f"{report['count']} backup{'s' if report['count'] != 1 else ''}; latest "
+                f"{latest['name']} "
                 f"({human_age(latest['age'] / 1000)} old) in {folder}"
             )
         else:
@@ -427,6 +429,12 @@ def production_target(c, json: bool = False, **flags):
     return open_target(c, production=True, json=json, **flags)
 
 
+# Ctrl-C stops only our wait: Fly makes the snapshot anyway (review-ox 15)
+SNAPSHOT_GOES_ON = ("interrupted by Ctrl-C: only the wait stopped; the snapshot goes on at "
+                    "Fly (its id is on the last `snapshot vs_…` line above once Fly lists it): "
+                    "see it with `invoke backup.snapshots`")
+
+
 @task(
     help={
         "no_wait": "only schedule the snapshot; do not wait until it is created",
@@ -438,8 +446,13 @@ def production_target(c, json: bool = False, **flags):
 def volume(c, no_wait=False, timeout=None, json=False):
     """Snapshot the production volume and wait until the snapshot exists."""
     settings, target, ui = production_target(c, json=json, snapshot_timeout=timeout)
-    snap = target.snapshot(wait=not no_wait, timeout=settings.snapshot_timeout,
-                           interval=settings.health_interval)
+    try:
+        snap = target.snapshot(wait=not no_wait, timeout=settings.snapshot_timeout,
+                               interval=settings.health_interval)
+    except KeyboardInterrupt:
+        if any(step.outcome == "ok" and step.label.endswith(" requested") for step in ui.steps):
+            raise OpsError(SNAPSHOT_GOES_ON, ExitCode.INTERRUPTED) from None
+        raise
     if snap.get("id"):
         ui.info(f"Snapshot {snap['id']} of {snap['volume']}: {human_bytes(snap['size'])}, "
                 f"kept {snap.get('retention_days') or '?'} days")
@@ -473,11 +486,11 @@ def snapshot_table(volume: str, found: list) -> tuple[str, list[str], list[list]
     rows = [[snap.id or "(pending)", snap.status,
              "not yet (running)" if fly.is_zero_time(snap.created_at)
              else utc_stamp(snap.created_at), human_bytes(snap.size),
-             snap.volume or "-", human_bytes(snap.volume_size),
+             snap.volume or "-", volume_gb(snap.volume_size),
              f"{snap.retention_days}d" if snap.retention_days else "-"] for snap in found]
     drop = []
     if len(sizes) == 1:
-        title = f"{title[:-1]}, of a {human_bytes(sizes.pop())} volume)"
+        title = f"{title[:-1]}, of a {volume_gb(sizes.pop())} volume)"
         drop.append(5)
     if not earlier:
         drop.append(4)
@@ -510,10 +523,38 @@ def download(c, which, quick=False, host=None, json=False, lock_wait=None):
     if which == "all":
         raise OpsError("download one backup at a time: latest or a name", ExitCode.USAGE)
     name = target.names(which)[0]
-    result = target.download(name, target.downloads(settings.backup_dir))
+    folder = target.downloads(settings.backup_dir)
+    here = already_here(target, name, folder / name)
+    if here is not None:  # a daily `download latest` with no new backup is not a failure
+        ui.info(f"{here['path']} is already here, with the SHA-256 recorded where it was made "
+                f"({here['sha256'][:12]}…): nothing downloaded")
+        if json:
+            ui.emit(here)
+        return
+    result = target.download(name, folder)
     ui.info(f"Saved {result['path']}")
     if json:
         ui.emit(result)
+
+
+def already_here(target, name: str, local) -> dict | None:
+    """A backup downloaded before (review-ox 22): its result when the local copy is a
+    regular file with the SHA-256 recorded on the source, else None (nothing there). A
+    different file of that name is refused (exit 5, not the usage error it was)."""
+    if not (local.exists() or local.is_symlink()):
+        return None
+    if local.is_symlink() or not local.is_file():
+        raise OpsError(f"{local} is already there and is not a regular file: not "
+                       "overwritten", ExitCode.ERROR)
+    recorded = next((item.sha256 for item in target.list() if item.name == name), None)
+    digest = engine.sha256_file(local)
+    if recorded is None or digest != recorded:
+        there = f"{recorded[:12]}…" if recorded else "no SHA-256 recorded"
+        raise OpsError(f"{local} is already here but is not that backup as recorded (SHA-256 "
+                       f"{digest[:12]}… here, {there} at the source): not overwritten; move "
+                       "it away to download again", ExitCode.VERIFY_FAILED)
+    return {"name": name, "path": str(local), "sha256": digest, "size": local.stat().st_size,
+            "already_here": True}
 
 
 @task(
@@ -538,7 +579,8 @@ def drill(c, which="latest", production=False, host=None, quick=False, json=Fals
         raise OpsError("drill one backup at a time: latest or a name", ExitCode.USAGE)
     settings, target, ui = open_target(c, production=production, host=host, json=json,
                                        quick=quick)
-    with ui.step(f"drill {which} on {target.describe()}") as step:
+    folder = target.folder()  # a missing folder is exit 3, named as such
+    with ui.step(f"drill {which} in {folder}") as step:
         result = target.drill(which)
         step.detail = (f"{result['name']}  restore {result['seconds']:.3f}s  "
                        f"[{result.get('strategy') or result.get('where') or 'engine'}]")

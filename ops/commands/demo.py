@@ -76,7 +76,8 @@ def demo(c, dir=None, mb=None, fresh=False):
         step.detail = f"{_rows(scratch, 'steps')} step entries, integrity_check ok"
 
     ui.table(f"Backups in {backup_dir}", ["name", "size", "sha256"],
-             [[b.name, human_bytes(b.size), (b.sha256 or "-")[:16]] for b in target.list()])
+             [[b.name, human_bytes(b.size), (b.sha256 or "-")[:16]]
+              for b in reversed(target.list())])  # newest first, as backup.list
     ui.steps_table("Demo")
     ui.info(f"Try: {try_command(backup_dir, config.project_root(c.config))}")
 

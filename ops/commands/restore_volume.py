@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import time
 
 from ops import config, fly
 from ops import emergency as em
@@ -10,7 +11,7 @@ from ops import volume_restore as vr
 from ops.cli import guarded, task
 from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated
-from ops.ui import UI, human_bytes
+from ops.ui import UI, created_when, seconds_since, volume_gb
 
 
 @task(help={
@@ -39,12 +40,13 @@ def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
             runner.app_snapshots(app, fly.same_name(volumes, volume)[1:])
         resolved = vr.resolve(app, name, volume, machine, current, which, volumes, earlier)
         snap = resolved.snapshot
-        shown.detail = (f"{volume.id} on {machine.id} ({machine.state}); {snap.id} of "
-                        f"{snap.created_at}, {human_bytes(snap.volume_size)} volume"
+        made = created_when(snap.created_at, time.time())
+        shown.detail = (f"{snap.id} of {made}  {volume.id} on {machine.id} ({machine.state}); "
+                        f"{volume_gb(snap.volume_size)} volume"
                         + (f", a snapshot of the earlier volume {snap.volume}"
                            if snap.volume and snap.volume != volume.id else ""))
     steps = vr.plan(resolved, settings.health)
-    title = f"Restore volume {volume.id} of {app} from {snap.id}"
+    title = f"Restore volume {volume.id} of {app} from {snap.id} (made {made})"
     ui.lines(em.render(f"{title}{' (dry run: nothing changes)' if dry_run else ''}:", steps,
                        width=ui.width).split("\n"))
     ui.info(f"  Resolved while it runs: {vr.NEW_VOLUME} (the id `fly volumes create` prints), "
@@ -53,15 +55,19 @@ def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
     for stray in resolved.strays:
         ui.warn(f"volume {stray} is also named {name!r} and unattached: a later `fly deploy` "
                 "that needs a volume may pick it; destroy it if it is not needed")
+    age = seconds_since(snap.created_at, time.time())
+    age = None if age is None else max(round(age), 0)
     summary = {"app": app, "volume": volume.id, "machine": machine.id, "snapshot": snap.id,
+               "snapshot_created_at": snap.created_at, "snapshot_age_seconds": age,
                "size_gb": resolved.size_gb, "region": volume.region, "path": resolved.path,
                "autostart_before": resolved.autostart}
     if dry_run:
         if json:
             ui.emit({"dry_run": True, **summary, "steps": em.plan_as_data(steps)})
         return
-    em.confirm(ui, f"Restore {app}'s volume from {snap.id} onto a new machine (the old "
-               f"machine {machine.id} is stopped, kept, and Fly's proxy may not start it)?",
+    em.confirm(ui, f"Restore {app}'s volume from {snap.id}, made {made}, onto a new machine "
+               f"(the old machine {machine.id} is stopped, kept, and Fly's proxy may not "
+               "start it)?",
                yes=yes)
 
     run = vr.Execution(resolved, runner, settings.snapshot_timeout, settings.health_interval,
