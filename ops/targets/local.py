@@ -52,7 +52,10 @@ class LocalTarget:
         for entry in entries:
             if SOURCE_FOLDERS.fullmatch(entry.name) and entry.is_dir() and \
                     not entry.is_symlink():
-                count = sum(1 for name in os.listdir(entry) if engine.parse_created(name))
+                try:
+                    count = sum(1 for name in os.listdir(entry) if engine.parse_created(name))
+                except OSError:  # unreadable: not ours to report on
+                    continue
                 if count:
                     found.append((entry.name, count))
         return found
