@@ -161,8 +161,9 @@ def safety_folder(backup_dir: Path, chosen_is_other: bool) -> Path:
 
 def other_source_refusal(name: str, recorded: str | None, live: str, flag: str) -> str | None:
     """The one-line refusal of a backup recorded as another database's (None when it is
-    the live database's, or its source is unknown)."""
-    if engine.same_source(recorded, live):
+    the live database's, or its source is unknown: `?` is the machine's listing for a path
+    it could not print as one token)."""
+    if recorded == "?" or engine.same_source(recorded, live):
         return None
     return (f"backup {name} is of {recorded}, not of the live database {live}: restoring "
             f"it would replace one database's data with another's. Nothing was changed; "
