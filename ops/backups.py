@@ -15,6 +15,7 @@ from pathlib import Path
 from ops import retention
 from ops.engine import EngineError, in_future, same_source, source_folder
 from ops.errors import ExitCode, OpsError
+from ops.restore import DAMAGED, damaged
 from ops.ui import UI, backup_phases, human_age, human_bytes
 
 
@@ -112,6 +113,9 @@ def cleanup(target, ui: UI, keep: int, *, dry_run: bool = False,
         future = sum(1 for d in decisions if d.reason == retention.FUTURE)
         if future:
             step.detail += f" ({future} dated in the future, left alone)"
+        safety = sum(1 for d in decisions if d.reason == retention.SAFETY)
+        if safety:
+            step.detail += f" ({safety} safety backups of restores, left alone)"
         if others:
             step.detail += f" ({len(others)} of another database, left alone)"
     return decisions
@@ -164,13 +168,18 @@ def require_ok(results: list[dict], flag: str = "") -> None:
     if bad:
         first = bad[0]
         problems = [p for p in first["problems"] if not p.startswith("unverifiable")]
-        unrecorded = [item["name"] for item in bad
+        unrecorded = [item for item in bad
                       if any(str(p).startswith("unverifiable") for p in item["problems"])]
+        adoptable = [item["name"] for item in unrecorded if not damaged(item["problems"])]
         hint = ""
-        if unrecorded:  # the old npm scripts' backups: one documented way out (issue 16 #14)
-            which = unrecorded[0] if len(unrecorded) == 1 else "all"
-            hint = (f"; {len(unrecorded)} without records (the old npm scripts'?): check and "
+        if adoptable:  # the old npm scripts' backups: one documented way out (issue 16 #14)
+            which = adoptable[0] if len(adoptable) == 1 else "all"
+            hint = (f"; {len(adoptable)} without records (the old npm scripts'?): check and "
                     f"adopt with `invoke backup.adopt {which}{flag}`")
+        broken = [item["name"] for item in unrecorded if damaged(item["problems"])]
+        if broken:  # adopt refuses these: never send anyone there (review-op #9b)
+            hint += "; " + DAMAGED.format(name=broken[0]) + (
+                f" ({len(broken) - 1} more like it)" if len(broken) > 1 else "")
         raise OpsError(
             f"{len(bad)} of {len(results)} backups failed verification; "
             f"{first['name']}: {(problems or first['problems'])[0]}{hint}",

@@ -919,7 +919,13 @@ def previous_version(releases: list[fly.Release], avoid: Collection[int] = ()) -
         why = (f" (not rolling back to v{', v'.join(map(str, skipped))}: rolled back from "
                "before; name one with --to)") if skipped else ""
         raise OpsError(f"no earlier complete release to roll back to{why}", ExitCode.NOT_FOUND)
-    return max(older, key=lambda r: r.version).version
+    chosen = max(older, key=lambda r: r.version)
+    if newest.image_ref and chosen.image_ref == newest.image_ref:  # review-op #12
+        raise OpsError(f"the app already runs v{chosen.version}'s image (release "
+                       f"v{newest.version} deployed it): rolling back to it again would change "
+                       f"nothing; to go further back name a release: `invoke deploy.rollback "
+                       f"--to N` (see `fly releases -a APP --image`)", ExitCode.USAGE)
+    return chosen.version
 
 
 def rolled_back_from(records: list[dict], app: str) -> set[int]:

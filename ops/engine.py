@@ -700,9 +700,13 @@ def run_check(path: Path, check: str = "integrity", *, mmap_size: int = 0,
         return [str(exc)]
     finally:
         conn.close()
-    if rows == ["ok"]:
-        return []
-    # one problem per line; SQLite prefixes the first with a "*** in database main ***" line
+    return [] if rows == ["ok"] else problem_lines(rows)
+
+
+def problem_lines(rows) -> list[str]:
+    """SQLite's check rows as one problem per line: a row may hold many lines, and the
+    first starts with a "*** in database main ***" line. A problem text never carries a
+    newline into an error, whose one shown line would then lose the rest (review-op #5)."""
     lines = [line.strip() for row in rows for line in str(row).splitlines()]
     return [line for line in lines if line and not line.startswith("*** in database")]
 
@@ -1742,10 +1746,10 @@ def check_live(path, check: str = "integrity") -> list[str]:
     try:
         rows = [str(row[0]) for row in conn.execute(f"PRAGMA {pragma}")]
     except sqlite3.DatabaseError as exc:
-        return [str(exc)]
+        return problem_lines([exc])
     finally:
         conn.close()
-    return [] if rows == ["ok"] else [line for line in rows if line.strip()]
+    return [] if rows == ["ok"] else problem_lines(rows)
 
 
 def read_drill_record(path) -> dict:
@@ -1923,6 +1927,10 @@ def judge_proof(*, check: str, check_problems: list, tables: dict, backup_tables
     else:
         holds = "other"
     return {"ok": not found and not check_problems, "holds": holds, "check": check,
+            # the live database held the backup's content already (a retried restore):
+            # this run's safety backup is no undo (review-op #1)
+            "held_backup_before": bool(hashed and safety_sha256
+                                       and safety_sha256 == backup_content_sha256),
             "check_problems": list(check_problems), "differences": found,
             "tables": tables, "backup_tables": backup_tables,
             "content_sha256": content_sha256, "backup_content_sha256": backup_content_sha256,

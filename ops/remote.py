@@ -146,8 +146,8 @@ for f in steps-*.db; do
   fi
   size=$(( $(wc -c < "$f") ))
   manifest=0; [ -f "$f.json" ] && manifest=1
-  printf '{ENTRY_MARK} %s %s %s %s %s %s\\n' "$f" "$size" "$(recorded "$f.sha256")" "$manifest" \\
-    "$(record_field kind "$f.json")" "$(record_field source "$f.json")"
+  printf '{ENTRY_MARK} %s %s %s %s %s %s %s\\n' "$f" "$size" "$(recorded "$f.sha256")" "$manifest" \\
+    "$(record_field kind "$f.json")" "$(record_field source "$f.json")" "$(record_restore "$f.json")"
 done"""
 
 
@@ -165,6 +165,13 @@ IDENTITY_READERS = r"""record_field() {
     esac
   fi
   printf '%s' "$v"
+}
+record_restore() {
+  v=
+  if [ -f "$1" ] && [ ! -h "$1" ]; then
+    v=$(head -c 65536 "$1" 2>/dev/null | tr -d '\n\r' | sed -n 's/.*"restore": *{ *"when": *"\([0-9TZ:.+-]\{1,40\}\)", *"backup": *"\(steps-[A-Za-z0-9TZ:._-]\{1,200\}\)" *}.*/\1,\2/p')
+  fi
+  printf '%s' "${v:--}"
 }"""
 
 
@@ -717,7 +724,9 @@ printf '{ENTRY_MARK} check %s\\n' "${{res:-no answer from sqlite3}}"
 counts "$db" after
 printf '{ENTRY_MARK} hash backup %s\\n' "$bh"
 printf '{ENTRY_MARK} hash live %s\\n' "$lh"
-if [ "$bh" != "$lh" ] && [ "$bh" != - ]; then
+# the safety backup's hash too: it says which content the live database held before
+# (the backup's own: a retried restore, whose safety backup is no undo; review-op #1)
+if [ "$bh" != - ]; then
   printf '{ENTRY_MARK} hash safety %s\\n' "$(content_hash "file:$dir/$safety?mode=ro&immutable=1" || echo -)"
 fi
 printf '{RESULT_MARK} {{"ok": true, "data": {{"backup": "%s", "backup_sha256": "%s", "check": "{check}"}}}}\\n' "$name" "$sum\""""

@@ -9,6 +9,7 @@ health wait and, for ``--from``, the upload; every run is recorded in the audit 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import shlex
 import shutil
@@ -22,7 +23,7 @@ from ops import audit, cli, emergency, engine, fly, health
 from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated
-from ops.targets.local import LocalTarget
+from ops.targets.local import SOURCE_FOLDERS, LocalTarget
 from ops.targets.status import valid_status
 from ops.ui import UI, command_lines, human_age, human_bytes
 
@@ -38,6 +39,7 @@ class RestoreOptions:
     from_path: str | None = None
     busy_timeout: float = 10.0
     app_stopped: bool = False  # --app-stopped: a corrupt or missing live database may be replaced
+    other_source: bool = False  # --other-source: the backup may be of another database
 
 
 @dataclass(frozen=True)
@@ -48,16 +50,26 @@ class Step:
 
 
 def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
-         health_url: str = "") -> list[Step]:
-    """The ordered steps of a restore, with the flyctl argv each runs (production)."""
+         health_url: str = "", live_state: str = "ok") -> list[Step]:
+    """The ordered steps of a restore, with the flyctl argv each runs (production).
+    ``live_state``: what a local live database is (``engine.live_state``): a corrupt one
+    is moved aside instead of copied, a missing one has nothing to keep."""
     what = o.from_path or o.which
     if o.host:
         return _host_plan(o, what, db=db, directory=directory)
     if not o.production:
+        keep = {
+            "ok": Step("safety", f"safety backup of {db} into {directory} (verified; no "
+                       "retention)"),
+            "corrupt": Step("aside", f"move the corrupt {db} (with its -wal/-shm) aside to "
+                            f"{Path(db).name}.corrupt-<time>, never deleted (needs "
+                            "--app-stopped)"),
+            "missing": Step("aside", f"nothing to keep: {db} is missing (needs --app-stopped)"),
+        }[live_state]
         return [
             Step("verify", f"verify backup {what} in {directory}: recorded SHA-256 and "
                  "integrity_check"),
-            Step("safety", f"safety backup of {db} into {directory} (verified; no retention)"),
+            keep,
             Step("restore", f"copy the backup into {db} through SQLite's backup API "
                  f"(busy timeout {o.busy_timeout:g}s)"),
             Step("check", f"prove it: integrity_check of {db}, its row counts and content "
@@ -114,13 +126,49 @@ def render(steps: list[Step], binary: str = "fly") -> list[list[str]]:
             for s in steps]
 
 
+def live_warning(db, state: str, why: str, app_stopped: bool) -> str | None:
+    """What a dry run says about a corrupt or missing local live database (pure)."""
+    if state == "ok":
+        return None
+    then = ("the real run moves it aside and restores into its place" if state == "corrupt"
+            else "the real run restores into its place") if app_stopped else (
+        "the real run will refuse (exit 2): stop the app, then run "
+        "`invoke restore --app-stopped`")
+    return f"the live database {db} is {state} ({why}): {then}"
+
+
 def plan_as_data(steps: list[Step]) -> list[dict]:
     return [asdict(step) for step in steps]
 
 
-def undo_command(safety: str, flag: str) -> str:
-    """``flag``: the target's own (``Target.flag``), empty locally."""
-    return f"invoke restore {safety}{flag} --yes"
+def undo_command(safety: str, flag: str, directory: str | None = None) -> str:
+    """``flag``: the target's own (``Target.flag``), empty locally; ``directory``: the
+    local folder the safety backup is in when it is not backup.dir (``safety_folder``)."""
+    # `env`: the assignment stays one word however the command is quoted or wrapped
+    env = f"env INVOKE_BACKUP_DIR={shlex.quote(directory)} " if directory else ""
+    return f"{env}invoke restore {safety}{flag} --yes"
+
+
+def safety_folder(backup_dir: Path, chosen_is_other: bool) -> Path:
+    """Where a local restore's safety backup goes (pure): backup.dir, unless the backup
+    restored is another database's and backup.dir is that source's own folder
+    (``db-<name>-<hash>``, ``fly-<app>``, ``ssh-<host>``, review-op #3): then the live
+    database's own folder, its parent, where its own backups and undo belong."""
+    if chosen_is_other and SOURCE_FOLDERS.fullmatch(backup_dir.name):
+        return backup_dir.parent
+    return backup_dir
+
+
+def other_source_refusal(name: str, recorded: str | None, live: str, flag: str) -> str | None:
+    """The one-line refusal of a backup recorded as another database's (None when it is
+    the live database's, or its source is unknown: `?` is the machine's listing for a path
+    it could not print as one token)."""
+    if recorded == "?" or engine.same_source(recorded, live):
+        return None
+    return (f"backup {name} is of {recorded}, not of the live database {live}: restoring "
+            f"it would replace one database's data with another's. Nothing was changed; "
+            f"if that is what you want, add --other-source "
+            f"(`invoke restore {name}{flag} --other-source`)")
 
 
 def describe_backup(name: str, created: str, size: int, tables: dict | None,
@@ -209,7 +257,9 @@ class Restore:
                 safety = self.record["safety_backup"]["name"]
                 self.ui.info(f"Safety backup: {safety}. To undo this restore:")
                 self.ui.lines(command_lines(  # pasteable whole: ` \` between words
-                    shlex.split(undo_command(safety, self._flag())), self.ui.width, "  "))
+                    shlex.split(undo_command(undo_backup(self.record), self._flag(),
+                                             self.record.get("undo_dir"))),
+                    self.ui.width, "  "))
             if self.scratch is not None:
                 shutil.rmtree(self.scratch, ignore_errors=True)
             self.record["finished"] = _now()
@@ -342,6 +392,11 @@ class Restore:
                 local, o.which, s.check))
             self.record["backup"] = {"name": chosen.name, "sha256": verdict["sha256"],
                                      "created": chosen.created}
+            other = self._other_source(chosen.name, chosen.source, str(db))
+            own = safety_folder(directory, other)
+            if own != directory:
+                self.record["undo_dir"] = str(own)
+                local = LocalTarget(dataclasses.replace(s, backup_dir=own), self.ui)
             if state != "ok":
                 return self._local_broken(db, directory, chosen, state, why)
             engine.check_page_sizes(chosen.path, db)
@@ -360,7 +415,7 @@ class Restore:
             self.record["safety_backup"] = {"name": safety["name"], "sha256": safety["sha256"]}
             self.record["tables_before"] = safety.get("tables")
             snapshot: dict = {}
-            self.restoring = (chosen.path, db, directory / safety["name"])
+            self.restoring = (chosen.path, db, own / safety["name"])
             seconds = self._step("restore", f"restore {chosen.name} into {db}", lambda: _timed(
                 engine.restore_live(chosen.path, db, busy_timeout=o.busy_timeout,
                                     snapshot=snapshot)))
@@ -370,12 +425,25 @@ class Restore:
             self.restoring = None
         self._show_counts()
 
+    def _other_source(self, name: str, recorded: str | None, live: str) -> bool:
+        """Whether the chosen backup is another database's; refused (exit 2) without
+        --other-source (review-op #3)."""
+        refusal = other_source_refusal(name, recorded, live, self._flag())
+        if refusal and not self.options.other_source:
+            self.record["outcome"] = "refused"
+            raise OpsError(refusal, ExitCode.USAGE)
+        if refusal:
+            self.record["other_source"] = recorded
+            self.ui.warn(f"backup {name} is of {recorded}, not of {live} (--other-source)")
+        return bool(refusal)
+
     def _local_broken(self, db: Path, directory: Path, chosen, state: str, why: str) -> None:
         """A corrupt live database is moved aside (never deleted) with its -wal/-shm, a
         missing one is simply absent; the backup is then placed there and proven."""
         s = self.settings
         self.record.update(live_state=state, live_problem=why)
-        aside = engine.aside_name(db, dt.datetime.now(dt.UTC))
+        when = dt.datetime.now(dt.UTC)  # the name shown is the name used
+        aside = engine.aside_name(db, when)
         first = (f"The live database {db} is corrupt ({why}): it is moved aside to "
                  f"{aside.name} (with its -wal/-shm), never deleted" if state == "corrupt"
                  else f"The live database {db} is missing")
@@ -387,7 +455,7 @@ class Restore:
         self.restoring = (chosen.path, db, None)
         done = self._step("restore", f"restore {chosen.name} into the {state} {db}",
                           lambda: _placed(engine.replace_broken_live(
-                              chosen.path, db, state, check=s.check)))
+                              chosen.path, db, state, check=s.check, clock=lambda: when)))
         self.record["moved_aside"] = done["moved_aside"]
         self.record["restore_seconds"] = done["restore_seconds"]
         if done["moved_aside"]:
@@ -412,11 +480,59 @@ class Restore:
             return
         self.record["proof"] = proof
         self.record["tables_after"] = proof["tables"]
+        if proof.get("held_backup_before") and self.record.get("safety_backup"):
+            self._retried(proof)
         if not proof["ok"]:
             safety = (self.record.get("safety_backup") or {}).get("name")
             raise OpsError("restore failed: " + "; ".join(engine.proof_problems(proof))
                            + (f" (safety backup {safety})" if safety else ""),
                            ExitCode.VERIFY_FAILED)
+
+    def _retried(self, proof: dict) -> None:
+        """The live database held the chosen backup's content before this run (a retried
+        restore): this run's safety backup is no undo. The undo is the newest earlier
+        safety backup of a restore of the same backup that holds other content: the data
+        from before the restores (review-op #1)."""
+        backup = self.record["backup"]["name"]
+        safety = self.record["safety_backup"]["name"]
+        try:
+            earlier = pre_restore_safety(safety, backup, proof, self._safety_records(backup))
+        except (OpsError, EngineError, OSError) as exc:
+            earlier = None
+            self.ui.warn(f"could not look for an earlier restore's safety backup: {exc}")
+        self.record["undo"] = earlier or safety
+        self.ui.info(f"The live database already held {backup}'s content (a retried "
+                     f"restore?): safety backup {safety} holds the same. " + (
+                         f"The data from before the restores is in {earlier}, the safety "
+                         f"backup of an earlier restore of {backup}." if earlier else
+                         f"No earlier safety backup of a restore of {backup} holds other "
+                         "content: look in `invoke backup.list" + self._flag() + "`."))
+
+    def _safety_records(self, backup: str) -> list[dict]:
+        """The safety backups of restores of ``backup`` in the folder, each with what its
+        record says (name, created, content hash and format)."""
+        listed = (self.target.list() if self.target is not None else LocalTarget(
+            dataclasses.replace(self.settings, backup_dir=Path(
+                self.record.get("undo_dir") or self.settings.backup_dir)), self.ui).list())
+        found = []
+        for item in listed:
+            if item.kind != "safety" or (item.restore or {}).get("backup") != backup:
+                continue
+            if self.target is not None:
+                text = self.target.record_text(item.name)
+            else:
+                path = Path(self.record.get("undo_dir") or self.settings.backup_dir) / \
+                    f"{item.name}.json"
+                text = path.read_text() if path.is_file() and not path.is_symlink() else ""
+            try:
+                raw = engine.parse_record(text or "null")
+            except ValueError:
+                raw = None
+            raw = raw if isinstance(raw, dict) else {}
+            found.append({"name": item.name, "created": item.created,
+                          "content_sha256": raw.get("content_sha256"),
+                          "content_format": raw.get("content_format")})
+        return found
 
     def _show_counts(self) -> None:
         before = self.record.get("tables_before") or {}
@@ -475,6 +591,7 @@ class Restore:
             name = chosen.name
             self.record["backup"] = {"name": name, "sha256": chosen.sha256,
                                      "created": chosen.created}
+            self._other_source(name, chosen.source, s.db_remote_path)
             counts = self._counts(name)
             self._confirm([
                 f"Replace the live database {target.describe()} "
@@ -574,14 +691,17 @@ def unverifiable(result: dict) -> bool:
     return any(str(p).startswith("unverifiable") for p in result.get("problems") or [])
 
 
-def drill_summary(result: dict) -> str:
-    """One line: what the drill found, and the restore time (the RTO)."""
+def drill_summary(result: dict, flag: str = "") -> str:
+    """One line: what the drill found, and the restore time (the RTO); ``flag``: the
+    target's (``--production``, ``--host X``) for the commands it names."""
     if not result["restorable"]:
         return f"{result['name']}: NOT restorable: {'; '.join(result['problems'][:2])}"
     head = f"{result['name']}: restored in {result['seconds']:.3f}s (recovery time objective)"
     if unverifiable(result):  # as verify and restore say (issue 16 #14)
         return (f"{head}; but unverifiable: no checksum record says it is the backup that "
-                f"was made (adopt it first: invoke backup.adopt {result['name']})")
+                f"was made" + (f" ({DAMAGED.format(name=result['name'])})"
+                               if damaged(result["problems"]) else
+                               f" (adopt it first: invoke backup.adopt {result['name']}{flag})"))
     if result["problems"] or result["differences"]:
         found = (result["problems"] + result["differences"])[:3]
         return f"{head}; DIFFERS from its record: {'; '.join(found)}"
@@ -612,11 +732,45 @@ def _verified(local: LocalTarget, which: str, check: str):
 
 
 def adopt_hint(problems: list[str], name: str, flag: str = "") -> str:
-    """What to do about a backup without records (the old npm scripts'): adopt it."""
-    if any(str(p).startswith("unverifiable") for p in problems):
-        return (f"; if it is an old backup made without records (the npm scripts), check "
-                f"and adopt it with `invoke backup.adopt {name}{flag}`")
-    return ""
+    """What to do about a backup without records (the old npm scripts'): adopt it; but
+    one that is also damaged cannot be adopted (adopt checks it first): say so."""
+    if not any(str(p).startswith("unverifiable") for p in problems):
+        return ""
+    if damaged(problems):
+        return f"; {DAMAGED.format(name=name)}"
+    return (f"; if it is an old backup made without records (the npm scripts), check "
+            f"and adopt it with `invoke backup.adopt {name}{flag}`")
+
+
+DAMAGED = ("{name} is also damaged, so adopting it would fail and it cannot be restored: "
+           "restore another backup, and move {name} out of the backups folder (or delete it)")
+
+
+def damaged(problems: list[str]) -> bool:
+    """Problems besides "no record": the file itself fails its check."""
+    return any(not str(p).startswith("unverifiable") for p in problems)
+
+
+def pre_restore_safety(safety: str, backup: str, proof: dict,
+                       candidates: list[dict]) -> str | None:
+    """The safety backup that holds the data from before a run of restores of ``backup``
+    (pure): the newest of ``candidates`` (safety backups of restores of ``backup``, with
+    their recorded content hash) made before ``safety`` whose content is not the
+    backup's. None when there is none."""
+    mine = next((c["created"] for c in candidates if c["name"] == safety), None)
+    same = proof.get("backup_content_sha256"), proof.get("content_format")
+    for item in sorted(candidates, key=lambda c: (c["created"], c["name"]), reverse=True):
+        if item["name"] == safety or (mine is not None and item["created"] > mine):
+            continue
+        if (item.get("content_sha256"), item.get("content_format")) != same:
+            return item["name"]
+    return None
+
+
+def undo_backup(record: dict) -> str | None:
+    """The backup that puts back what the live database held before: this run's safety
+    backup, or an earlier one when this run was a retry (``Restore._retried``)."""
+    return record.get("undo") or (record.get("safety_backup") or {}).get("name")
 
 
 def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> list[str]:
@@ -637,7 +791,8 @@ def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> 
     lines.append("The live database holds either its content before the restore or the "
                  "backup's (one SQLite transaction, never a mix).")
     if safety:
-        lines.append(f"To put back what it held before: {undo_command(safety, flag)}")
+        lines.append("To put back what it held before: "
+                     + undo_command(undo_backup(record), flag, record.get("undo_dir")))
     if backup:
         lines.append(f"To finish the restore: invoke restore {backup}{flag} --yes")
     if machine and "restart" not in [s["step"] for s in record["steps"]

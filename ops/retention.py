@@ -18,6 +18,7 @@ from typing import Protocol
 from ops.engine import in_future, latest_reason
 
 FUTURE = "dated in the future: not counted, never removed automatically"
+SAFETY = "a restore's safety backup: not counted, never removed automatically"
 
 
 class Backup(Protocol):
@@ -56,13 +57,18 @@ def _newest_first(backups: list[Backup]) -> list[Backup]:
 def plan_retention(backups: list[Backup], keep: int, *, now: dt.datetime | None = None,
                    protect: tuple[str, ...] = (), good: str | None = None) -> list[Decision]:
     """Keep the newest ``keep`` backups not dated in the future, every one dated in the
-    future, the ``protect``ed ones and the proven ``good`` one; newest first."""
+    future, every restore's safety backup (it may hold the only copy of the data a restore
+    replaced: only a person removes it), the ``protect``ed ones and the proven ``good``
+    one; newest first."""
     keep = validate_keep(keep)
     decisions = []
     counted = 0
     for item in _newest_first(backups):
         if now is not None and in_future(item.created, now):
             decisions.append(Decision(item.name, True, FUTURE))
+            continue
+        if getattr(item, "kind", "backup") == "safety":
+            decisions.append(Decision(item.name, True, SAFETY))
             continue
         counted += 1
         if counted <= keep:

@@ -15,7 +15,8 @@ old machine is stopped it is made unstartable by the proxy (``fly machine update
 ``stopped`` (``fly machine stop`` returns before that, and its ``--wait-timeout`` is clamped
 to 60 s by fly-go). The clone copies that config, so its autostart is put back after it
 starts. The guard on the old machine is undone only by an explicit go-back (``go_back``):
-first stop (or destroy) the clone, then ``fly machine update OLD --autostart=true``.
+first the clone's autostart off and the clone stopped (or destroyed), then
+``fly machine update OLD --autostart=true``.
 
 Everything that can fail for lack of room (the volume's placement, with the VM size) or
 time (the restore) happens before the old machine stops, so such a failure leaves it
@@ -174,9 +175,12 @@ def retention_of(volume: fly.Volume) -> str:
 
 def go_back(r: Resolved, clone: str | None, clone_tried: bool) -> list[list[str]]:
     """How to return to the old machine, in order: the clone first (so two copies of the
-    app never run), then the old machine with its autostart as it was (which starts it)."""
+    app never run): made unstartable (autostart off, so Fly's proxy never starts it on the
+    snapshot's data when the old machine is not running), then stopped; then the old
+    machine with its autostart as it was (which starts it)."""
     steps: list[list[str]] = []
     if clone:
+        steps.append(fly.machine_update(r.app, clone, autostart=False, skip_start=True))
         steps.append(fly.machine_stop(r.app, clone))
     elif clone_tried:
         steps.append(fly.machines_list(r.app))  # find a clone flyctl did not name
@@ -194,11 +198,14 @@ def go_back_text(r: Resolved, clone: str | None, clone_tried: bool, binary: str 
     lines = []
     for number, argv in enumerate(argvs, 1):
         line = f"  {number}. {shlex.join([binary, *argv])}"
-        if argv[:2] == ["machine", "stop"]:
-            line += (f"   # first: stop the clone (or destroy it: {binary} machine destroy "
-                     f"{clone} -a {r.app} --force)")
+        if argv[:2] == ["machine", "update"] and argv[2] == clone:
+            line += (f"   # first: the clone never autostarts (or destroy it: {binary} machine "
+                     f"destroy {clone} -a {r.app} --force)")
+        elif argv[:2] == ["machine", "stop"]:
+            line += "   # then: stop the clone"
         elif argv[:2] == ["machine", "list"]:
-            line += (f"   # first: a machine with {NEW_VOLUME} is the clone: stop or destroy "
+            line += (f"   # first: a machine with {NEW_VOLUME} is the clone: turn its "
+                     "autostart off (--autostart=false --skip-start) and stop it, or destroy "
                      "it")
         else:
             line += f"   # then: {r.machine.id} runs again (the autostart guard undone)"

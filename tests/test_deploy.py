@@ -879,21 +879,21 @@ def test_rollback_after_a_failed_deploy_goes_back_to_the_last_good_release(site)
 def test_a_second_rollback_never_redeploys_the_release_the_first_left(site):
     """v12 is bad: the first rollback redeploys v11 as v13; run again (a retry, or a
     second person), "the release before the newest" is v12, the bad one. The audit log
-    knows the first rollback left v12: the second goes to v11 again (issue 16 #16)."""
+    knows the first rollback left v12: never v12 again; and v11's image is the one
+    running (v13), so the second says so and refuses, naming --to (review-op #12)."""
     first = site.run("deploy.rollback", "--json")
     assert first.returncode == 0, first
     assert first.json()["rollback_to"] == 11 and first.json()["rolled_back_from"] == 12
     site.world.clear_calls()
 
-    second = site.run("deploy.rollback", "--json")
+    second = site.run("deploy.rollback")
 
-    assert second.returncode == 0, second
-    assert second.json()["rollback_to"] == 11, second
-    assert deploy_argv(site)[-2:] == ["--image", IMAGE_V11]
+    line = helpers.assert_one_line_error(second, 2, strict=False)
+    assert "already runs v11's image" in line and "--to N" in line, line
+    assert not [call for call in site.world.calls() if call[:1] == ["deploy"]]
     assert site.world.machine_image(MID) == IMAGE_V11  # never IMAGE_V12 again
-    dry = site.run("deploy.rollback", "--dry-run", "--json")  # the plan says the same
-    steps = {step["key"]: step for step in dry.json()["steps"]}
-    assert steps["deploy"]["title"] == "redeploy v11", dry
+    dry = site.run("deploy.rollback", "--dry-run")  # the plan says the same
+    assert "already runs v11's image" in dry.stderr, dry
     named = site.run("deploy.rollback", "--to", "12", "--json")  # unless --to names it
     assert named.returncode == 0 and site.world.machine_image(MID) == IMAGE_V12, named
 

@@ -307,7 +307,7 @@ def test_a_backup_with_another_page_size_is_refused_before_anything(
     conn.close()
     made = engine.create_backup(other, backup_dir)  # another database's: named, never latest
     live, files = content(wal_db), helpers.snapshot(backup_dir, IGNORED)
-    result = run_invoke("restore", made.name, "--yes")
+    result = run_invoke("restore", made.name, "--yes", "--other-source")  # past that check
     assert_one_line_error(result, 2, contains="page size (8192)", strict=False)
     assert content(wal_db) == live and helpers.snapshot(backup_dir, IGNORED) == files
 

@@ -288,18 +288,30 @@ def test_bug2_go_back_names_the_clone_to_stop_first_and_the_order(site):
     assert result.returncode == ExitCode.FLY, result
     (clone,) = [m["id"] for m in site.world.machines() if m["id"] != MID]
     assert site.world.machine(clone)["state"] == "started"  # two copies if we only started OLD
+    guard_clone = shlex.join(["fly", "machine", "update", clone, "-a", APP,
+                              "--autostart=false", "--skip-start", "--yes"])
     stop_clone = shlex.join(["fly", "machine", "stop", clone, "-a", APP])
     back = shlex.join(["fly", "machine", "update", MID, "-a", APP, "--autostart=true", "--yes"])
     text = result.stderr
     assert "To go back to the old machine instead, in this order:" in text
-    assert f"1. {stop_clone}" in text and f"2. {back}" in text
+    assert f"1. {guard_clone}" in text and f"2. {stop_clone}" in text and f"3. {back}" in text
     assert f"fly machine destroy {clone} -a {APP} --force" in text
-    assert result.json()["go_back"] == [stop_clone, back]
+    assert result.json()["go_back"] == [guard_clone, stop_clone, back]
     # following the hint, in order, leaves exactly one copy running: the old one
     for line in result.json()["go_back"]:
         assert fly(site, *shlex.split(line)[1:]).returncode == 0
     look(site)
     assert started(site) == [MID] and autostarts(site.world.machine(MID)) == [True]
+    # review-op #4: the clone never runs again on the snapshot's data, even when Fly's
+    # proxy finds no machine running that it may start (here the old one, later guarded
+    # and stopped: a next restore.volume, an emergency)
+    assert autostarts(site.world.machine(clone)) == [False]
+    site.world.proxy_traffic()
+    for argv in (["update", MID, "-a", APP, "--autostart=false", "--skip-start", "--yes"],
+                 ["stop", MID, "-a", APP]):
+        assert fly(site, "machine", *argv).returncode == 0
+    look(site, times=4)
+    assert site.world.machine(clone)["state"] != "started", site.world.machine(clone)
 
 
 def test_risk3_the_new_volume_keeps_the_old_volumes_snapshot_settings(site):
@@ -534,8 +546,9 @@ def test_the_plan_and_the_go_back_follow_the_old_autostart(autostart, keys, back
     assert create[create.index("--vm-cpu-kind"):create.index("-a")] == [
         "--vm-cpu-kind", "performance", "--vm-cpus", "2", "--vm-memory", "4096"]
     assert "--snapshot-retention" not in create  # the old volume says nothing: flyctl's 5
-    assert vr.go_back(resolved, "clone1", True) == [["machine", "stop", "clone1", "-a", APP],
-                                                    back]
+    assert vr.go_back(resolved, "clone1", True) == [
+        ["machine", "update", "clone1", "-a", APP, "--autostart=false", "--skip-start", "--yes"],
+        ["machine", "stop", "clone1", "-a", APP], back]
     assert vr.go_back(resolved, None, False) == [back]
     assert vr.go_back(resolved, None, True)[0] == ["machine", "list", "-a", APP, "--json"]
 

@@ -17,7 +17,7 @@ from ops.commands.positional import OptionalPositionalTask
 from ops.engine import in_future, latest_reason, parse_iso, same_source
 from ops.errors import ExitCode, OpsError
 from ops.targets.fly import FlyTarget
-from ops.targets.local import LocalTarget
+from ops.targets.local import SOURCE_FOLDERS, LocalTarget
 from ops.targets.ssh import SshTarget
 from ops.ui import UI, human_age, human_bytes, utc_stamp, volume_gb
 
@@ -109,6 +109,10 @@ def create(c, production=False, host=None, keep=None, quick=False, dry_run=False
         return
     result = backups.make_backup(target, ui, settings.keep)
     decisions = backups.cleanup(target, ui, settings.keep, made=result["name"])
+    if db is not None and isinstance(target, LocalTarget) and \
+            SOURCE_FOLDERS.fullmatch(target.dir.name):  # --db OTHER: say where it went
+        ui.info(f"Backups of {settings.db_path} go to their own folder {target.dir}; list "
+                f"them with `INVOKE_BACKUP_DIR={target.dir} invoke backup.list`")
     if json:
         ui.emit({"backup": result, "retention": [asdict(d) for d in decisions]})
 
@@ -226,6 +230,7 @@ def list_(c, production=False, host=None, json=False):
         return
     if not found:
         ui.info(f"No backups in {folder}.")
+        other_folders(target, ui)
         return
     kinds = [what_it_is(item, source) for item in found]
     ui.table(  # 80 columns: the name already says when (UTC), so no `created` column
@@ -256,6 +261,18 @@ def list_(c, production=False, host=None, json=False):
                 "verify, drill and restore refuse them as unverifiable until adopted: "
                 f"`invoke backup.adopt NAME{target.flag}` (or `all`) checks them and "
                 "records them")
+    other_folders(target, ui)
+
+
+def other_folders(target, ui: UI) -> list[tuple[str, int]]:
+    """Say which sub-folders of this computer's backup.dir hold other sources' backups
+    (``backup --db OTHER``, downloads): they are never listed, counted or latest here."""
+    found = target.source_folders() if isinstance(target, LocalTarget) else []
+    if found:
+        ui.info(f"Other sources' backups are in sub-folders of {target.dir}: "
+                + ", ".join(f"{name} ({count})" for name, count in found)
+                + f"; see them with `INVOKE_BACKUP_DIR={target.dir}/NAME invoke backup.list`")
+    return found
 
 
 def what_it_is(item, source: str | None) -> str:
@@ -395,8 +412,9 @@ def status(c, max_age=None, production=False, host=None, json=False):
     if report.get("futureDated"):
         ui.warn(f"{len(report['futureDated'])} backup(s) dated in the future are not trusted "
                 f"as the newest: {', '.join(report['futureDated'][:3])}")
+    folders = other_folders(target, ui)
     if json:
-        ui.emit(report)
+        ui.emit(report | ({"sourceFolders": dict(folders)} if folders else {}))
     else:
         latest = report.get("latest")
         if latest:
@@ -576,7 +594,7 @@ def drill(c, which="latest", production=False, host=None, quick=False, json=Fals
             step.outcome, step.reason = "failed", "not restorable" if not result.get(
                 "restorable") else "unverifiable" if restore.unverifiable(result) \
                 else "differs from its record"
-    ui.info(restore.drill_summary(result))
+    ui.info(restore.drill_summary(result, target.flag))
     restorable_there(target, settings, ui, result)
     if json:
         ui.emit(result)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ops import cli, config
+from ops import cli, config, engine
 from ops import restore as restores
 from ops.cli import guarded, task
 from ops.commands.backup import HOST, reject_flag_as_name
@@ -53,11 +53,15 @@ def seconds(value, what: str) -> float | None:
         "app_stopped": "the app is stopped (locally or on --host): needed to restore over a "
                        "corrupt live database (moved aside, never deleted) or into a missing "
                        "one; on Fly, emergency.stop says so",
+        "other_source": "restore a backup recorded as another database's (backup --db OTHER, "
+                        "a download from production or a host) over the live database; "
+                        "without it that is refused",
     },
 )
 @guarded
 def database(c, which="latest", production=False, host=None, from_=None, yes=False,
-             dry_run=False, busy_timeout=None, json=False, lock_wait=None, app_stopped=False):
+             dry_run=False, busy_timeout=None, json=False, lock_wait=None, app_stopped=False,
+             other_source=False):
     """Restore a backup into the live database: verify, safety backup, backup API, check."""
     which = parse_which(which, "restore")
     if production and host is not None:
@@ -66,13 +70,15 @@ def database(c, which="latest", production=False, host=None, from_=None, yes=Fal
     settings = config.load(c.config, host=host, lock_wait=lock_wait)
     host = "" if production else settings.ssh_host
     if from_ is not None and not (production or host):
-        raise OpsError("--from restores a local file into production: add --production "
-                       "(locally, copy the file into backup.dir and name it)", ExitCode.USAGE)
+        raise OpsError("--from uploads a local file and restores it on a server: add "
+                       "--production (the Fly machine) or --host HOST (an SSH host); locally, "
+                       "copy the file into backup.dir and name it", ExitCode.USAGE)
     if from_ is not None and which != "latest":
         raise OpsError("give either a backup name or --from PATH, not both", ExitCode.USAGE)
     timeout = seconds(busy_timeout, "--busy-timeout")
     options = restores.RestoreOptions(which=which, production=production, host=host,
                                       from_path=from_, app_stopped=bool(app_stopped),
+                                      other_source=bool(other_source),
                                       busy_timeout=10.0 if timeout is None else timeout)
     ui = UI(json_mode=json)
     target = None
@@ -115,15 +121,27 @@ def dry_run_plan(options, settings, ui: UI, target, json: bool) -> None:
     if options.which == "latest":
         ui.info(f"latest is {chosen}" if chosen else f"latest: not resolved ({why})")
     production = options.production
+    state, warning = "ok", None
+    if not remote:  # the real run refuses, or moves it aside: the plan says so
+        try:
+            state, problem = engine.live_state(settings.db_path)
+        except EngineError as exc:
+            state, problem = "ok", ""
+            warning = cli.one_line(exc)
+        warning = warning or restores.live_warning(settings.db_path, state, problem,
+                                                   options.app_stopped)
+        if warning:
+            ui.warn(warning)
     steps = restores.plan(
         shown,
         db=settings.db_remote_path if remote else str(settings.db_path),
         directory=settings.backup_remote_dir if remote else str(settings.backup_dir),
         app=settings.app if production else "",
-        health_url=settings.health if production else "")
+        health_url=settings.health if production else "", live_state=state)
     ui.table("Restore plan (dry run: nothing runs)", ["step", "what", "commands"],
              restores.render(steps))
     if json:
         ui.emit({"dry_run": True, "options": options.__dict__, "backup": chosen,
                  **({"not_resolved": why} if why else {}),
+                 **({"warning": warning, "live_state": state} if not remote else {}),
                  "steps": restores.plan_as_data(steps)})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -13,6 +14,9 @@ from ops.config import Settings
 from ops.errors import ExitCode, OpsError
 from ops.targets.protocol import Reporter
 from ops.targets.status import status as folder_status
+
+DOWNLOADS = re.compile(r"(fly|ssh)-.+")  # ScriptedTarget.downloads' folders
+SOURCE_FOLDERS = re.compile(r"db-.+-[0-9a-f]{8}|(fly|ssh)-.+")  # and backup --db OTHER's
 
 
 class LocalTarget:
@@ -27,7 +31,34 @@ class LocalTarget:
         self.dir = settings.backup_dir
 
     def describe(self) -> str:
+        if self.downloads:
+            return f"downloads in {self.dir}"
         return f"local {self.db}"
+
+    @property
+    def downloads(self) -> bool:
+        """backup.dir is a folder of downloads (``fly-<app>``, ``ssh-<host>``,
+        ``ScriptedTarget.downloads``): every backup in it is that one host's database's."""
+        return bool(DOWNLOADS.fullmatch(self.dir.name))
+
+    def source_folders(self) -> list[tuple[str, int]]:
+        """The folders of other sources in backup.dir (``backup --db OTHER``, downloads)
+        that hold backups, with how many: (folder name, count)."""
+        found = []
+        try:
+            entries = sorted(self.dir.iterdir())
+        except OSError:
+            return []
+        for entry in entries:
+            if SOURCE_FOLDERS.fullmatch(entry.name) and entry.is_dir() and \
+                    not entry.is_symlink():
+                try:
+                    count = sum(1 for name in os.listdir(entry) if engine.parse_created(name))
+                except OSError:  # unreadable: not ours to report on
+                    continue
+                if count:
+                    found.append((entry.name, count))
+        return found
 
     def folder(self) -> str:
         """A missing folder is exit 3, not an empty list: it is most often a mistyped path."""
@@ -55,9 +86,10 @@ class LocalTarget:
         return max(wait - (time.monotonic() - started), 0.001)
 
     @property
-    def source(self) -> str:
-        """The database whose backups ``latest``, status and retention count here."""
-        return os.path.abspath(self.db)
+    def source(self) -> str | None:
+        """The database whose backups ``latest``, status and retention count here; in a
+        folder of downloads, that host's (None: each backup there is its database's)."""
+        return None if self.downloads else os.path.abspath(self.db)
 
     def backup(self, progress=None, *, on_phase=None, check: str | None = None,
                restore: dict | None = None) -> dict:

@@ -163,7 +163,7 @@ class ScriptedTarget:
             if not _listing_entry(entry):
                 raise OpsError(f"the machine's listing of {self.dir} has an entry this tool "
                                f"did not print: {ascii(' '.join(entry))[:100]}")
-            name, size, digest, manifest, kind, source = entry
+            name, size, digest, manifest, kind, source, made = entry
             created = engine.parse_created(name)
             if created is None:  # the right shape but no real date: not one of ours
                 continue
@@ -171,7 +171,7 @@ class ScriptedTarget:
                 name=name, path=f"{self.dir}/{name}", created=engine.iso(created),
                 size=int(size), sha256=None if digest == "-" else digest,
                 verified=manifest == "1", kind="backup" if kind == "-" else kind,
-                source=None if source == "-" else source))
+                source=None if source == "-" else source, restore=_restore_mark(made)))
         return sorted(found, key=lambda item: item.name)
 
     def downloads(self, base: Path) -> Path:
@@ -271,6 +271,10 @@ class ScriptedTarget:
                     output.data("retention")
                 raise OpsError(f"could not delete old backups in {self.dir}")
         return names
+
+    def record_text(self, name: str) -> str:
+        """What the host's ``NAME.json`` says ("" when there is none)."""
+        return self._record(name)["manifest_text"]
 
     # -- downloads
     def _record(self, name: str) -> dict:
@@ -517,14 +521,24 @@ def _odd_entry(entry: list[str]) -> bool:
 
 
 def _listing_entry(entry: list[str]) -> bool:
-    """``name size sha256|- 0|1 kind|- source|-|?``, exactly as ``remote.list_script``
-    prints it."""
-    return (len(entry) == 6 and bool(remote.ENTRY_NAME.fullmatch(entry[0]))
+    """``name size sha256|- 0|1 kind|- source|-|? when,backup|-``, exactly as
+    ``remote.list_script`` prints it."""
+    return (len(entry) == 7 and bool(remote.ENTRY_NAME.fullmatch(entry[0]))
             and entry[1].isascii() and entry[1].isdigit()
             and (entry[2] == "-" or bool(remote.HEX64.fullmatch(entry[2])))
             and entry[3] in ("0", "1")
             and bool(re.fullmatch(r"-|[a-z]{1,20}", entry[4]))
-            and bool(re.fullmatch(r"[-?]|/[A-Za-z0-9._/+@:-]{0,4095}", entry[5])))
+            and bool(re.fullmatch(r"[-?]|/[A-Za-z0-9._/+@:-]{0,4095}", entry[5]))
+            and (entry[6] == "-" or _restore_mark(entry[6]) is not None))
+
+
+def _restore_mark(token: str) -> dict | None:
+    """A safety backup's ``restore`` record (when, which backup it put back) from the
+    listing's ``when,backup`` token; None for ``-`` or anything else."""
+    when, _, backup = token.partition(",")
+    if re.fullmatch(r"[0-9TZ:.+-]{1,40}", when) and remote.ENTRY_NAME.fullmatch(backup):
+        return {"when": when, "backup": backup}
+    return None
 
 
 def _record_entry(entry: list[str]) -> bool:
