@@ -29,6 +29,7 @@ const RESTORE_LOCK = '.restore.lock';
 const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
 const CHECKS = ['integrity', 'quick'];
 const SIDECAR_LIMIT = 1 << 16;
+const RECORD_LIMIT = 4 << 20; // NAME.json: every table's row count (engine.RECORD_LIMIT)
 const FUTURE_SLACK = 600;
 const STEP_PAGES = 4096;
 const CONTENT_FORMAT = 'json-2';
@@ -285,7 +286,7 @@ function readRecordedSha256(file) {
 }
 
 function readManifest(file) {
-  const raw = readSmall(sidecars(file)[1]);
+  const raw = readSmall(sidecars(file)[1], RECORD_LIMIT);
   const text = raw === null ? null : strictText(raw, 'utf-8');
   let data;
   try { data = text === null ? null : JSON.parse(text); } catch (e) { return null; }
@@ -698,14 +699,31 @@ function listBackups(dir) {
   return found.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
+/** What NAME.json says a backup is (engine.backup_identity): 'unrecorded' with no readable record. */
+function recordedKind(file) {
+  const raw = readSmall(sidecars(file)[1], RECORD_LIMIT);
+  if (raw === null) return 'unrecorded';
+  const text = raw.toString('utf-8');
+  let data = null;
+  try { data = JSON.parse(text); } catch (e) { /* read the field as the listing's sh does */ }
+  if (!isObject(data)) {
+    const hits = [...text.replace(/[\r\n]/g, '').matchAll(/"kind": *"([^"\\]*)"/g)];
+    return hits.length ? hits[hits.length - 1][1] : 'backup';
+  }
+  return data.kind === undefined ? 'backup' : data.kind;
+}
+
 function resolveBackup(dir, which) {
   const backups = listBackups(dir);
   if (which === 'latest' || which === 'all') {
     if (!backups.length) throw new EngineError(`no backups in ${dir}`, 'not_found');
     if (which === 'all') return backups;
     const now = Date.now();
-    const current = backups.filter((b) => (Date.parse(b.created) - now) / 1000 <= FUTURE_SLACK);
-    return (current.length ? current : backups).slice(-1);
+    // engine.latest_of: never a safety backup, nor one whose record is missing or unreadable
+    const current = backups.filter((b) => (Date.parse(b.created) - now) / 1000 <= FUTURE_SLACK
+      && ['backup', 'adopted'].includes(recordedKind(b.path)));
+    if (!current.length) throw new EngineError(`no backup in ${dir} that \`latest\` can name; name one to use it`, 'not_found');
+    return current.slice(-1);
   }
   checkName(which);
   const match = backups.filter((b) => b.name === which);
@@ -946,9 +964,9 @@ function countRows(file, { live = false } = {}) {
 function readDrillRecord(file) {
   const manifestPath = sidecars(file)[1];
   if (!lexists(manifestPath)) return {};
-  const raw = readSmall(manifestPath);
+  const raw = readSmall(manifestPath, RECORD_LIMIT);
   const base = path.basename(manifestPath);
-  if (raw === null) throw new EngineError(`${base} is not a small regular file`, 'verify_failed');
+  if (raw === null) throw new EngineError(`${base} is not a regular file of at most ${RECORD_LIMIT} bytes`, 'verify_failed');
   let data;
   try {
     const text = strictText(raw, 'utf-8');

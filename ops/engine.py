@@ -51,6 +51,9 @@ CHECKS = ("integrity", "quick")
 STEP_PAGES = 4096  # pages per backup step; the read transaction we hold keeps steps consistent
 HASH_CHUNK = 1 << 20
 SIDECAR_LIMIT = 1 << 16  # a sidecar larger than this is not one of ours
+# NAME.json lists every table's row count: 2,500 tables make ~120 KB, so a record may be
+# larger than the other sidecars; above this it is not one of ours (a sane cap)
+RECORD_LIMIT = 4 << 20
 FUTURE_SLACK = 600  # seconds a name may be ahead of our clock before it is "dated in the future"
 # files are created new (never truncated), and no path we open may be a symlink
 NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
@@ -242,11 +245,11 @@ RECORD_DEPTH = 8  # nesting a record may have: ours have 2 (the object and `tabl
 
 
 def parse_record(text: str):
-    """A record's JSON (``NAME.json``, a sidecar): at most ``SIDECAR_LIMIT`` characters
+    """A record's JSON (``NAME.json``, a sidecar): at most ``RECORD_LIMIT`` characters
     and ``RECORD_DEPTH`` levels deep, else ValueError, never a RecursionError (50 KB of
     ``[`` is one bad record, not a crash). The depth is counted before parsing."""
-    if len(text) > SIDECAR_LIMIT:
-        raise ValueError(f"longer than {SIDECAR_LIMIT} characters")
+    if len(text) > RECORD_LIMIT:
+        raise ValueError(f"longer than {RECORD_LIMIT} characters")
     depth, in_string, escaped = 0, False, False
     for char in text:
         if in_string:
@@ -263,9 +266,14 @@ def parse_record(text: str):
     return json.loads(text)
 
 
+def read_record(path: Path) -> bytes | None:
+    """``NAME.json``'s bytes (at most ``RECORD_LIMIT``), read like every sidecar, or None."""
+    return read_small(sidecars(path)[1], RECORD_LIMIT)
+
+
 def read_manifest(path: Path) -> dict | None:
     """``NAME.json`` as a dict with the types this tool writes, or None."""
-    raw = read_small(sidecars(path)[1])
+    raw = read_record(path)
     try:
         data = parse_record(raw.decode("utf-8")) if raw is not None else None
     except ValueError:  # bad JSON or bad UTF-8, too long or too deep
@@ -1127,6 +1135,16 @@ def delete_backups(directory: str | os.PathLike, names: list[str]) -> list[str]:
 
 KINDS = ("backup", "safety", "adopted")
 LATEST_KINDS = ("backup", "adopted")  # what `latest` may name
+UNRECORDED = "unrecorded"  # a backup whose NAME.json is missing or unreadable
+
+
+def unrecorded_reason(name: str) -> str:
+    """Why ``latest`` skips a backup with no readable record (it fails closed: a safety
+    backup whose record was lost must never be put back by a retried restore)."""
+    return (f"{name} has no readable record {name}.json (missing, not a regular file or "
+            f"over {RECORD_LIMIT} bytes), so it may be a restore's safety backup: `latest` "
+            f"skips it; name it to use it, or `invoke backup.adopt {name}` if it is an old "
+            "backup made without records")
 
 
 def safety_marks(restore: dict | None) -> dict:
@@ -1140,11 +1158,15 @@ def safety_marks(restore: dict | None) -> dict:
 def backup_identity(manifest: dict | None, directory=None) -> dict:
     """``BackupFile``'s kind, source, restore and adopted from ``NAME.json``.
 
-    No record (the old npm scripts') is an ordinary backup of unknown source. A kind
+    No readable record (missing, not a regular file, over ``RECORD_LIMIT``: the old npm
+    scripts' backups, or a safety backup whose record was lost) is ``UNRECORDED``, never
+    ``latest``: a lost record must not turn a safety backup into an ordinary one. A kind
     this tool never writes is kept as it is, so ``latest`` never names it. With
     ``directory`` (where the backup is now), a folder that moved with its database
     (a renamed project) keeps its source: the recorded source is taken relative to the
     folder the record names (``path``)."""
+    if manifest is None:  # no readable record: what it is (a safety backup?) is unknown
+        return {"kind": UNRECORDED}
     if not manifest:
         return {}
     kind = manifest.get("kind", "backup")
@@ -1176,7 +1198,7 @@ def _any_manifest(path: Path) -> dict | None:
     """``NAME.json`` as any JSON object, for what it says the backup is: a record that
     fails ``read_manifest``'s checks still marks a safety backup (the listing's sh reads
     it the same way), so a damaged record errs towards "not `latest`"."""
-    raw = read_small(sidecars(path)[1])
+    raw = read_record(path)
     if raw is None:
         return None
     try:
@@ -1189,7 +1211,7 @@ def _any_manifest(path: Path) -> dict | None:
     text = raw.decode("utf-8", "replace").replace("\n", "").replace("\r", "")
     found = {key: hits[-1] for key in ("kind", "source")
              if (hits := re.findall(rf'"{key}": *"([^"\\]*)"', text))}
-    return found or None
+    return found
 
 
 def source_folder(path: Path) -> Path:
@@ -1223,6 +1245,8 @@ def latest_reason(item, now: dt.datetime, source: str | None = None) -> str | No
         return "dated in the future"
     if item.kind == "safety":
         return "a restore's safety backup"
+    if item.kind == UNRECORDED:
+        return "with no readable record (NAME.json)"
     if item.kind not in LATEST_KINDS:
         return f"of kind {item.kind!r}"
     if not same_source(item.source, source):
@@ -1246,9 +1270,19 @@ def latest_of(backups, now: dt.datetime, source: str | None = None, *, where: st
         reason = latest_reason(item, now, source)
         reasons[reason] = reasons.get(reason, 0) + 1
     held = "; ".join(f"{count} {reason}" for reason, count in reasons.items())
+    lost = [item.name for item in backups if item.kind == UNRECORDED]
     raise EngineError(f"no backup in {where or 'the folder'} that `latest` can name"
-                      + (f" (it holds: {held}; name one to use it)" if held else ""),
+                      + (f" (it holds: {held}; name one to use it)" if held else "")
+                      + (f"; {unrecorded_reason(lost[-1])}" if lost else ""),
                       "not_found")
+
+
+def skipped_unrecorded(backups, chosen) -> str | None:
+    """The one-line notice when ``latest`` passed over a newer backup whose record is
+    missing or unreadable (None when it did not)."""
+    newer = [item.name for item in backups if item.kind == UNRECORDED
+             and (item.created, item.name) > (chosen.created, chosen.name)]
+    return unrecorded_reason(newer[-1]) if newer else None
 
 
 # ---------------------------------------------------------------- adopt (issue 16 #14)
@@ -1724,9 +1758,10 @@ def read_drill_record(path) -> dict:
     manifest_path = sidecars(Path(path))[1]
     if not os.path.lexists(manifest_path):
         return {}
-    raw = read_small(manifest_path)
+    raw = read_record(Path(path))
     if raw is None:
-        raise EngineError(f"{manifest_path.name} is not a small regular file", "verify_failed")
+        raise EngineError(f"{manifest_path.name} is not a regular file of at most "
+                          f"{RECORD_LIMIT} bytes", "verify_failed")
     try:
         data = parse_record(raw.decode("utf-8"))
     except ValueError as exc:

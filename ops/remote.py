@@ -15,7 +15,7 @@ import shlex
 from dataclasses import dataclass
 
 from ops import engine, node
-from ops.engine import RESULT_MARK, SIDECAR_LIMIT, check_name, checked_manifest
+from ops.engine import RECORD_LIMIT, RESULT_MARK, SIDECAR_LIMIT, check_name, checked_manifest
 from ops.errors import ENGINE_KINDS, ExitCode, OpsError
 
 SENTINEL = "__OPS_EXIT__"
@@ -140,18 +140,22 @@ for f in steps-*.db; do
   is_name "$f" && [ -f "$f" ] || continue
   size=$(( $(wc -c < "$f") ))
   manifest=0; [ -f "$f.json" ] && manifest=1
+  kind=$(record_field kind "$f.json")
+  readable_record "$f.json" || kind={engine.UNRECORDED}
   printf '{ENTRY_MARK} %s %s %s %s %s %s\\n' "$f" "$size" "$(recorded "$f.sha256")" "$manifest" \\
-    "$(record_field kind "$f.json")" "$(record_field source "$f.json")"
+    "$kind" "$(record_field source "$f.json")"
 done"""
 
 
 # (issue 16 #2-3) What NAME.json says a backup is (``kind``) and which database it copies
 # (``source``), read in plain sh for the listing: one token each, ``-`` when not recorded,
-# ``?`` for a source that is not a plain path (never the configured database's).
-IDENTITY_READERS = r"""record_field() {
+# ``?`` for a source that is not a plain path (never the configured database's). A
+# backup whose record is missing or unreadable is ``engine.UNRECORDED`` (never `latest`).
+IDENTITY_READERS = r"""readable_record() { [ -f "$1" ] && [ ! -h "$1" ] && [ "$(wc -c < "$1")" -le RECORD_LIMIT ]; }
+record_field() {
   v=-
   if [ -f "$2" ] && [ ! -h "$2" ]; then
-    v=$(head -c 65536 "$2" 2>/dev/null | tr -d '\n\r' | sed -n "s/.*\"$1\": *\"\([^\"\\]*\)\".*/\1/p")
+    v=$(head -c RECORD_LIMIT "$2" 2>/dev/null | tr -d '\n\r' | sed -n "s/.*\"$1\": *\"\([^\"\\]*\)\".*/\1/p")
     case $1:$v in
       *:) v=-;;
       kind:*[!a-z]*) v=unknown;;
@@ -159,7 +163,7 @@ IDENTITY_READERS = r"""record_field() {
     esac
   fi
   printf '%s' "$v"
-}"""
+}""".replace("RECORD_LIMIT", str(RECORD_LIMIT))
 
 
 def delete_script(directory: str, names: list[str], lock_wait: float = 0) -> str:
@@ -371,7 +375,7 @@ sidecar_sha256() {{
 }}
 manifest_sha256() {{
   s=-
-  if small "$1.json"; then
+  if [ -f "$1.json" ] && [ ! -h "$1.json" ] && [ "$(wc -c < "$1.json")" -le {RECORD_LIMIT} ]; then
     s=$(sqlite3 :memory: "SELECT json_extract(j, '\\$.sha256') FROM (SELECT CAST(readfile('$1.json') AS TEXT) AS j) WHERE json_valid(j) AND json_type(j) = 'object' AND json_type(j, '\\$.name') = 'text' AND json_extract(j, '\\$.name') = '$1' AND json_type(j, '\\$.size') = 'integer' AND json_type(j, '\\$.sha256') = 'text'" 2>/dev/null | head -n 1)
     case $s in {HEX64_GLOB}) ;; *) s=-;; esac
   fi
@@ -740,11 +744,11 @@ def drill_script(directory: str, name: str, check: str) -> str:
 
 def _print_manifest(path: str) -> str:
     """Print ``NAME.json`` as one ``MANIFEST_MARK`` line, read like the engine's sidecars:
-    a symlink, FIFO, directory or file over ``SIDECAR_LIMIT`` is none (status 3). Only
+    a symlink, FIFO, directory or file over ``RECORD_LIMIT`` is none (status 3). Only
     printable ASCII is kept (the tool writes ASCII JSON; newlines are only whitespace
     there), so nothing in the file can start a line of the protocol."""
     q = shlex.quote(path)
-    return (f"[ -f {q} ] && [ ! -h {q} ] && [ \"$(wc -c < {q})\" -le {SIDECAR_LIMIT} ] "
+    return (f"[ -f {q} ] && [ ! -h {q} ] && [ \"$(wc -c < {q})\" -le {RECORD_LIMIT} ] "
             f"|| exit 3\nprintf '{MANIFEST_MARK} '; tr -cd ' -~' < {q}; echo")
 
 

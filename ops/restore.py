@@ -131,9 +131,18 @@ def describe_backup(name: str, created: str, size: int, tables: dict | None,
 
 
 def format_counts(tables: dict | None) -> str:
+    """Rows per table on one line: at most ``SHOWN_TABLES`` named (a database with
+    thousands of tables must not print a 100 KB prompt), the rest summed."""
     if not tables:
         return "row counts unknown"
-    return ", ".join(f"{name} {count}" for name, count in sorted(tables.items()))
+    listed = sorted(tables.items())
+    shown = ", ".join(f"{name} {count}" for name, count in listed[:SHOWN_TABLES])
+    rest = listed[SHOWN_TABLES:]
+    return shown + (f", and {len(rest)} more tables ({sum(c for _, c in rest)} rows)"
+                    if rest else "")
+
+
+SHOWN_TABLES = 12
 
 
 def confirm(ui: UI, lines: list[str], *, yes: bool) -> None:
@@ -601,7 +610,8 @@ def _verified(local: LocalTarget, which: str, check: str):
                        f"{verdict.problems[0]}" + adopt_hint(verdict.problems, chosen.name),
                        ExitCode.VERIFY_FAILED)
     return (chosen, asdict(verdict)), \
-        f"{chosen.name}  sha256 {verdict.sha256[:12]}  {check}_check ok"
+        f"{chosen.name}  sha256 {verdict.sha256[:12]}  {check}_check ok" \
+        + _skipped(local.list(), chosen, which)
 
 
 def adopt_hint(problems: list[str], name: str, flag: str = "") -> str:
@@ -706,7 +716,14 @@ def _listed(target, which: str):
         if chosen is None:
             raise OpsError(f"no backup named {which} in {target.dir} on the machine",
                            ExitCode.NOT_FOUND)
-    return chosen, f"{chosen.name}  {human_bytes(chosen.size)}"
+    return chosen, f"{chosen.name}  {human_bytes(chosen.size)}" + _skipped(backups_found, chosen,
+                                                                          which)
+
+
+def _skipped(backups, chosen, which: str) -> str:
+    """Say so when ``latest`` passed over a newer backup with no readable record."""
+    notice = engine.skipped_unrecorded(backups, chosen) if which == "latest" else None
+    return f"; NOTE: {notice}" if notice else ""
 
 
 def _now() -> str:

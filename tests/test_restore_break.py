@@ -1,0 +1,89 @@
+"""What an adversarial review broke in the restore (issue 16 follow-up), each through the
+real CLI on real databases: a safety backup's record too large or lost (it must never
+become `latest`), a stale -wal beside a missing database, index corruption quick_check
+misses, and what an interrupted restore says."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+from ops import engine
+from tests import helpers
+
+TABLES = 2500  # NAME.json lists every table's row count: ~120 KB, over the old 64 KiB
+
+
+def many_tables(db: Path, count: int = TABLES) -> None:
+    """``count`` more tables with long names, one row 'A' each (a record over 64 KiB)."""
+    conn = sqlite3.connect(db)
+    with conn:
+        for i in range(count):
+            name = f"t_with_a_rather_long_table_name_{i:05d}"
+            conn.execute(f"CREATE TABLE {name} (id INTEGER PRIMARY KEY, v TEXT)")
+            conn.execute(f"INSERT INTO {name} (v) VALUES ('A')")
+    conn.close()
+
+
+def first_table(db: Path) -> str:
+    return helpers.live_rows(db, "SELECT v FROM t_with_a_rather_long_table_name_00000")[0][0]
+
+
+def spoil(db: Path) -> None:
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("UPDATE t_with_a_rather_long_table_name_00000 SET v = 'BAD'")
+    conn.close()
+
+
+def audit(path: Path) -> dict:
+    return json.loads(path.read_text().splitlines()[-1])
+
+
+# ------------------------------------------- 1. a safety backup never becomes `latest`
+
+
+def test_a_safety_backup_with_a_large_record_never_becomes_latest(
+        wal_db, backup_dir, run_invoke, tmp_path):
+    many_tables(wal_db)
+    made = run_invoke("backup", "--json")
+    assert made.returncode == 0, made
+    name = made.json()["backup"]["name"]
+    assert (backup_dir / f"{name}.json").stat().st_size > 1 << 16
+    spoil(wal_db)
+    first = run_invoke("restore", "latest", "--yes")
+    assert first.returncode == 0, first
+    assert first_table(wal_db) == "A"
+    safety = audit(tmp_path / "data" / "deploys.jsonl")["safety_backup"]["name"]
+    assert [b.kind for b in engine.list_backups(backup_dir) if b.name == safety] == ["safety"]
+    # the safety backup (holding 'BAD') is newer; a retry must still choose the backup
+    second = run_invoke("restore", "latest", "--yes")
+    assert second.returncode == 0, second
+    assert audit(tmp_path / "data" / "deploys.jsonl")["backup"]["name"] == name
+    assert first_table(wal_db) == "A"
+    # the confirmation never prints 2,500 row counts
+    assert max(len(line) for line in (second.stdout + second.stderr).splitlines()) < 2000
+
+
+def test_a_backup_whose_record_is_lost_is_never_latest_and_the_run_says_so(
+        wal_db, backup_dir, run_invoke, tmp_path):
+    made = run_invoke("backup", "--json")
+    assert made.returncode == 0, made
+    name = made.json()["backup"]["name"]
+    conn = sqlite3.connect(wal_db)
+    with conn:
+        conn.execute("DELETE FROM steps WHERE id > 100")
+    conn.close()
+    first = run_invoke("restore", "latest", "--yes")
+    assert first.returncode == 0, first
+    safety = audit(tmp_path / "data" / "deploys.jsonl")["safety_backup"]["name"]
+    (backup_dir / f"{safety}.json").unlink()  # its record is lost: the .sha256 still verifies
+    dry = run_invoke("restore", "--dry-run")
+    assert f"latest is {safety}" not in dry.stdout + dry.stderr, dry
+    second = run_invoke("restore", "latest", "--yes")
+    assert second.returncode == 0, second
+    assert audit(tmp_path / "data" / "deploys.jsonl")["backup"]["name"] == name
+    assert helpers.live_rows(wal_db, "SELECT count(*) FROM steps") == [(3000,)]
+    notice = [line for line in second.stderr.splitlines() if safety in line and "NOTE" in line]
+    assert len(notice) == 1 and "backup.adopt" in notice[0], second
