@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ops import engine
 from tests import helpers
+from tests.test_deploy import site  # noqa: F401 - the fixture
 
 TABLES = 2500  # NAME.json lists every table's row count: ~120 KB, over the old 64 KiB
 
@@ -87,3 +88,40 @@ def test_a_backup_whose_record_is_lost_is_never_latest_and_the_run_says_so(
     assert helpers.live_rows(wal_db, "SELECT count(*) FROM steps") == [(3000,)]
     notice = [line for line in second.stderr.splitlines() if safety in line and "NOTE" in line]
     assert len(notice) == 1 and "backup.adopt" in notice[0], second
+
+
+def test_on_the_machine_a_large_safety_record_never_becomes_latest(site):  # noqa: F811
+    """The machine's python3 engine writes the same ~120 KB record; the listing (plain sh)
+    must read it whole and the retry must choose the backup, not the safety backup."""
+    many_tables(site.db)
+    made = site.run("backup", "--production", "--json", timeout=120)
+    assert made.returncode == 0, made
+    name = made.json()["backup"]["name"]
+    assert (site.backups / f"{name}.json").stat().st_size > 1 << 16
+    spoil(site.db)
+    for _ in range(2):
+        result = site.run("restore", "latest", "--production", "--yes", timeout=120)
+        assert result.returncode == 0, result
+        assert site.audit()[-1]["backup"]["name"] == name
+        assert first_table(site.db) == "A"
+
+
+def test_on_the_machine_without_python_a_lost_record_is_never_latest(site):  # noqa: F811
+    """The sqlite3 CLI engine: the safety backup's NAME.json is removed on the volume."""
+    site.world.remove_machine_tools("python3")
+    made = site.run("backup", "--production", "--json", timeout=60)
+    assert made.returncode == 0, made
+    name = made.json()["backup"]["name"]
+    conn = sqlite3.connect(site.db)
+    with conn:
+        conn.execute("DELETE FROM steps WHERE id > 100")
+    conn.close()
+    first = site.run("restore", "latest", "--production", "--yes", timeout=60)
+    assert first.returncode == 0, first
+    safety = site.audit()[-1]["safety_backup"]["name"]
+    (site.backups / f"{safety}.json").unlink()
+    second = site.run("restore", "latest", "--production", "--yes", timeout=60)
+    assert second.returncode == 0, second
+    assert site.audit()[-1]["backup"]["name"] == name
+    assert helpers.live_rows(site.db, "SELECT count(*) FROM steps") == [(3000,)]
+    assert any(safety in line and "backup.adopt" in line for line in second.stderr.splitlines())
