@@ -1181,9 +1181,11 @@ function liveState(live) {
   return problems.length ? ['corrupt', `quick_check: ${problems[0]}`] : ['ok', ''];
 }
 
-function moveAside(live) {
+/** engine.move_aside: a corrupt database (label 'corrupt') or a missing one's leftover
+ * -wal/-shm/-journal (label 'stale': SQLite would replay a stale -wal over the backup). */
+function moveAside(live, label = 'corrupt') {
   const stamp = `${iso(new Date()).slice(0, 19).replace(/:/g, '-')}Z`;
-  const aside = `${live}.corrupt-${stamp}`;
+  const aside = `${live}.${label}-${stamp}`;
   const moved = [];
   for (const suffix of [...SIDE_FILES, '']) {
     const src = `${live}${suffix}`;
@@ -1200,7 +1202,7 @@ function moveAside(live) {
   fsyncPath(path.dirname(live));
   const left = [...SIDE_FILES, ''].map((x) => `${live}${x}`).filter(lexists);
   if (left.length) {
-    throw new EngineError(`${left.join(', ')} appeared while moving the corrupt database aside: `
+    throw new EngineError(`${left.join(', ')} appeared while moving the ${label} files aside: `
       + 'is the app still running? Nothing was restored');
   }
   return moved;
@@ -1233,7 +1235,7 @@ async function placeRestored(backup, live) {
 }
 
 async function replaceBrokenLive(chosen, verdict, live, state, why, check, started) {
-  const moved = state === 'corrupt' ? moveAside(live) : [];
+  const moved = moveAside(live, state === 'corrupt' ? 'corrupt' : 'stale');
   const begun = Date.now();
   await placeRestored(chosen.path, live);
   const seconds = round3((Date.now() - begun) / 1000);

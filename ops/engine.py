@@ -2024,24 +2024,37 @@ def live_state(live) -> tuple[str, str]:
     return ("corrupt", f"quick_check: {problems[0]}") if problems else ("ok", "")
 
 
-def aside_name(live, when: dt.datetime) -> Path:
-    """Where a corrupt live database goes: ``NAME.corrupt-YYYY-MM-DDTHH-MM-SSZ``."""
+def aside_name(live, when: dt.datetime, label: str = "corrupt") -> Path:
+    """Where a corrupt live database goes: ``NAME.corrupt-YYYY-MM-DDTHH-MM-SSZ``; the
+    leftover -wal/-shm/-journal of a missing one: ``NAME.stale-…`` (``aside_label``)."""
     live = Path(live)
-    return live.with_name(f"{live.name}.corrupt-{when.strftime('%Y-%m-%dT%H-%M-%SZ')}")
+    return live.with_name(f"{live.name}.{label}-{when.strftime('%Y-%m-%dT%H-%M-%SZ')}")
 
 
-def move_aside(live, when: dt.datetime) -> list[str]:
+def aside_label(state: str) -> str:
+    """``corrupt`` for a corrupt live database; ``stale`` for what a missing one left."""
+    return "corrupt" if state == "corrupt" else "stale"
+
+
+def leftovers(live) -> list[str]:
+    """The -wal/-shm/-journal beside a live name (a missing database's are stale: SQLite
+    would replay such a -wal over a backup placed there)."""
+    return [f"{live}{suffix}" for suffix in SIDE_FILES if os.path.lexists(f"{live}{suffix}")]
+
+
+def move_aside(live, when: dt.datetime, label: str = "corrupt") -> list[str]:
     """Rename a corrupt live database and its -wal/-shm/-journal to ``aside_name`` (each
     keeps its suffix, so SQLite pairs them again if the moved file is opened). Never
     deletes or overwrites: each is hard-linked to its new name, then unlinked. The side
     files go first: a crash between never leaves an old -wal beside the live name with
     a new database under it. Raises if anything still has a live name afterwards."""
     live = Path(live)
-    aside = aside_name(live, when)
+    aside = aside_name(live, when, label)
     for n in range(2, 100):  # a name none of the four files has (two restores in a second)
         if not any(os.path.lexists(f"{aside}{suffix}") for suffix in (*SIDE_FILES, "")):
             break
-        aside = aside_name(live, when).with_name(f"{aside_name(live, when).name}-{n}")
+        aside = aside_name(live, when, label).with_name(
+            f"{aside_name(live, when, label).name}-{n}")
     moved = []
     for suffix in (*SIDE_FILES, ""):
         src, dst = Path(f"{live}{suffix}"), Path(f"{aside}{suffix}")
@@ -2057,7 +2070,7 @@ def move_aside(live, when: dt.datetime) -> list[str]:
     fsync_path(live.parent)
     left = [f"{live}{suffix}" for suffix in (*SIDE_FILES, "") if os.path.lexists(f"{live}{suffix}")]
     if left:
-        raise EngineError(f"{', '.join(left)} appeared while moving the corrupt database "
+        raise EngineError(f"{', '.join(left)} appeared while moving the {label} files "
                           "aside: is the app still running? Nothing was restored", "error")
     return moved
 
@@ -2109,10 +2122,15 @@ def snapshot_of(live) -> dict:
 
 
 def replace_broken_live(backup, live, state: str, *, check: str = "integrity",
-                        clock=lambda: dt.datetime.now(UTC)) -> dict:
+                        clock=lambda: dt.datetime.now(UTC), on_moved=None) -> dict:
     """Restore into a missing live path, or over a corrupt live database moved aside
-    first (the app must be stopped: the caller makes sure). Proven like every restore."""
-    moved = move_aside(live, clock()) if state == "corrupt" else []
+    first (the app must be stopped: the caller makes sure). Proven like every restore.
+    A missing database's leftover -wal/-shm/-journal are moved aside too (never deleted):
+    SQLite would replay a stale -wal over the placed backup. ``on_moved(paths)`` hears
+    where they went before the placement starts (an interrupted run can say so)."""
+    moved = move_aside(live, clock(), aside_label(state))
+    if on_moved is not None:
+        on_moved(moved)
     started = time.monotonic()
     place_restored(backup, live)
     seconds = round(time.monotonic() - started, 3)

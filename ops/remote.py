@@ -578,18 +578,18 @@ BROKEN_HOW = engine.REMOTE_HOW
 
 def _sqlite_replace_broken(busy_timeout: float) -> str:
     """``engine.replace_broken_live`` with the sqlite3 CLI: a corrupt live database and
-    its -wal/-shm/-journal are hard-linked to ``NAME.corrupt-STAMP`` names and unlinked
+    its -wal/-shm/-journal (a missing one's leftover side files: ``NAME.stale-STAMP``)
+    are hard-linked to ``NAME.corrupt-STAMP`` names and unlinked
     (side files first, never deleted or overwritten), then the backup is ``.restore``d
     into a fresh file beside it, put in WAL mode, and linked to the free live name."""
-    return f"""if [ "$state" = corrupt ]; then
-  aside="$db.corrupt-$(date -u +%Y-%m-%dT%H-%M-%SZ)"
-  for sfx in -wal -shm -journal ""; do
-    if [ -e "$db$sfx" ] || [ -h "$db$sfx" ]; then
-      ln "$db$sfx" "$aside$sfx" 2>/dev/null && rm -f "$db$sfx" || fail error "cannot move $db$sfx aside to $aside$sfx"
-      printf '{ENTRY_MARK} aside %s\n' "$aside$sfx"
-    fi
-  done
-fi
+    return f"""label=corrupt; [ "$state" = corrupt ] || label=stale  # engine.aside_label
+aside="$db.$label-$(date -u +%Y-%m-%dT%H-%M-%SZ)"
+for sfx in -wal -shm -journal ""; do
+  if [ -e "$db$sfx" ] || [ -h "$db$sfx" ]; then
+    ln "$db$sfx" "$aside$sfx" 2>/dev/null && rm -f "$db$sfx" || fail error "cannot move $db$sfx aside to $aside$sfx"
+    printf '{ENTRY_MARK} aside %s\n' "$aside$sfx"
+  fi
+done
 for sfx in -wal -shm -journal ""; do
   if [ -e "$db$sfx" ] || [ -h "$db$sfx" ]; then fail error "$db$sfx appeared meanwhile: is the app still running? Nothing was restored"; fi
 done

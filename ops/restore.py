@@ -377,10 +377,14 @@ class Restore:
         missing one is simply absent; the backup is then placed there and proven."""
         s = self.settings
         self.record.update(live_state=state, live_problem=why)
-        aside = engine.aside_name(db, dt.datetime.now(dt.UTC))
+        aside = engine.aside_name(db, dt.datetime.now(dt.UTC), engine.aside_label(state))
+        left = engine.leftovers(db)
         first = (f"The live database {db} is corrupt ({why}): it is moved aside to "
                  f"{aside.name} (with its -wal/-shm), never deleted" if state == "corrupt"
-                 else f"The live database {db} is missing")
+                 else f"The live database {db} is missing" + (
+                     f"; its leftover {', '.join(Path(p).name for p in left)} are moved aside "
+                     f"to {aside.name}-* (never deleted: SQLite would replay a stale -wal "
+                     "over the backup)" if left else ""))
         backup = describe_backup(chosen.name, chosen.created, chosen.size,
                                  _recorded_tables(Path(chosen.path)), dt.datetime.now(dt.UTC))
         self._confirm([first, f"and backup {backup} is restored into its place (the app is "
@@ -389,7 +393,8 @@ class Restore:
         self.restoring = (chosen.path, db, None)
         done = self._step("restore", f"restore {chosen.name} into the {state} {db}",
                           lambda: _placed(engine.replace_broken_live(
-                              chosen.path, db, state, check=s.check)))
+                              chosen.path, db, state, check=s.check,
+                              on_moved=lambda moved: self.record.update(moved_aside=moved))))
         self.record["moved_aside"] = done["moved_aside"]
         self.record["restore_seconds"] = done["restore_seconds"]
         if done["moved_aside"]:
@@ -688,7 +693,9 @@ def _made(result: dict):
 
 
 def _kept(moved: list[str], where: str) -> str:
-    return f"Kept the corrupt database {where}, never deleted: {', '.join(sorted(moved))}"
+    what = ("the corrupt database" if any(".corrupt-" in Path(p).name for p in moved)
+            else "the missing database's leftover files")
+    return f"Kept {what} {where}, never deleted: {', '.join(sorted(moved))}"
 
 
 def _placed(done: dict):

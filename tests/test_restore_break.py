@@ -9,9 +9,12 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from ops import engine
-from tests import helpers
+from tests import helpers, node_env
 from tests.test_deploy import site  # noqa: F401 - the fixture
+from tests.test_ssh_target import host  # noqa: F401 - the SSH tests' host
 
 TABLES = 2500  # NAME.json lists every table's row count: ~120 KB, over the old 64 KiB
 
@@ -125,3 +128,48 @@ def test_on_the_machine_without_python_a_lost_record_is_never_latest(site):  # n
     assert site.audit()[-1]["backup"]["name"] == name
     assert helpers.live_rows(site.db, "SELECT count(*) FROM steps") == [(3000,)]
     assert any(safety in line and "backup.adopt" in line for line in second.stderr.splitlines())
+
+
+# ------------------------------------------- 2. a missing database's stale -wal is kept aside
+
+
+def stale_wal(db: Path) -> bytes:
+    """A -wal holding committed changes (steps > 100 deleted, a 'stale-wal' team), then
+    the database and its -shm gone: only that -wal is left beside the missing name."""
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    with conn:
+        conn.execute("DELETE FROM steps WHERE id > 100")
+        conn.execute("INSERT INTO teams (name) VALUES ('stale-wal')")
+    kept = Path(f"{db}-wal").read_bytes()
+    conn.close()
+    for path in db.parent.glob(f"{db.name}*"):
+        path.unlink()
+    Path(f"{db}-wal").write_bytes(kept)
+    return kept
+
+
+@pytest.mark.parametrize("where", ["local", "addr", "no_python", "node"])
+def test_a_stale_wal_beside_a_missing_database_is_moved_aside_not_replayed(
+        where, host, run_invoke, tmp_path):  # noqa: F811
+    if where == "local":
+        db, folder = helpers.make_wal_db(tmp_path / "data" / "steps.db"), None
+        flags, env = [], None
+    else:
+        db, folder = host["db"], host["dir"]
+        server = host["server"]
+        addr = (f"{server.user}@127.0.0.1:{server.node_port}" if where == "node"
+                else host[where])
+        flags = ["--host", addr]
+        env = host["env"] | ({"INVOKE_MACHINE_APP_DIR": str(node_env.app_dir())}
+                             if where == "node" else {})
+    made = engine.create_backup(db, folder or tmp_path / "data" / "backups")
+    kept = stale_wal(db)
+    done = run_invoke("restore", made.name, *flags, "--yes", "--app-stopped", "--json",
+                      env=env)
+    assert done.returncode == 0, done
+    assert engine.describe_file(db, live=True)[1] == made.content_sha256
+    assert helpers.live_rows(db, "SELECT count(*) FROM steps") == [(3000,)]
+    aside = [p for p in db.parent.iterdir() if ".stale-" in p.name]
+    assert [p.read_bytes() for p in aside] == [kept]  # kept, byte for byte, never replayed
+    assert aside[0].name.startswith("steps.db.stale-") and aside[0].name.endswith("-wal")
