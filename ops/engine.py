@@ -2148,6 +2148,17 @@ def chosen_backup(directory, which: str, check: str = "integrity") -> tuple[Back
     return chosen, asdict(verdict)
 
 
+def live_failed_check(live, check: str, exc: EngineError) -> str | None:
+    """After a restore's safety backup failed its check (``quick_check``, which
+    ``live_state`` runs, misses what only ``integrity_check`` finds, such as a broken
+    index): the live database's own problem under that check (it is corrupt: the
+    corrupt-database path applies), or None when the live database passes it."""
+    if exc.kind != "verify_failed":
+        return None
+    problems = check_live(live, check)
+    return f"{check}_check: {problems[0]}" if problems else None
+
+
 REMOTE_HOW = "stop it (on Fly: invoke emergency.stop; on an SSH host: restore with --app-stopped)"
 
 
@@ -2179,7 +2190,8 @@ def restore_database(live, directory, which: str = "latest", *, check: str = "in
     with file_lock(directory / RESTORE_LOCK, lock_wait, "another restore"), \
             held_backup_lock(directory, lock_wait):  # the chosen backup stays (issue 16 #10)
         chosen, verdict = chosen_backup(directory, which, check)
-        if state != "ok":
+
+        def broken(state: str, why: str) -> dict:
             with backup_lock(directory, lock_wait):  # no retention removes it meanwhile
                 done = replace_broken_live(chosen.path, live, state, check=check)
             proof = done["proof"]
@@ -2191,11 +2203,22 @@ def restore_database(live, directory, which: str = "latest", *, check: str = "in
                 "problems": proof_problems(proof), "ok": proof["ok"], "proof": proof,
                 "restore_seconds": done["restore_seconds"],
                 "seconds": round(time.monotonic() - started, 3)}
+
+        if state != "ok":
+            return broken(state, why)
         check_page_sizes(chosen.path, live)
-        safety = create_backup(live, directory, check=check, lock_wait=lock_wait,
-                               content_hash=content_hash,
-                               restore={"when": iso(dt.datetime.now(UTC)),
-                                        "backup": chosen.name})
+        try:
+            safety = create_backup(live, directory, check=check, lock_wait=lock_wait,
+                                   content_hash=content_hash,
+                                   restore={"when": iso(dt.datetime.now(UTC)),
+                                            "backup": chosen.name})
+        except EngineError as exc:  # the live database itself fails the full check
+            why = live_failed_check(live, check, exc)
+            if why is None:
+                raise
+            if not app_stopped:
+                raise broken_live_refusal(live, "corrupt", why, REMOTE_HOW) from None
+            return broken("corrupt", why)
         if on_safety is not None:
             on_safety(safety.name)
         snapshot: dict = {}

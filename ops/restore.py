@@ -357,8 +357,20 @@ class Restore:
                                                  recorded, now),
             ])
             marks = {"when": self.record["when"], "backup": chosen.name}
-            safety = self._step("safety", f"safety backup of {db}", lambda: _made(
-                local.backup(restore=marks)))
+            try:
+                safety = self._step("safety", f"safety backup of {db}", lambda: _made(
+                    local.backup(restore=marks)))
+            except EngineError as exc:  # quick_check passed; the full check found more
+                why = engine.live_failed_check(db, s.check, exc)
+                if why is None:
+                    raise
+                if not o.app_stopped:
+                    raise OpsError.from_engine(engine.broken_live_refusal(
+                        db, "corrupt", why, "stop it, then run `invoke restore --app-stopped`"
+                    )) from None
+                self.ui.info(f"The safety backup failed because the live database {db} "
+                             f"itself fails {why}: it is restored as a corrupt database")
+                return self._local_broken(db, directory, chosen, "corrupt", why)
             self.record["safety_backup"] = {"name": safety["name"], "sha256": safety["sha256"]}
             self.record["tables_before"] = safety.get("tables")
             snapshot: dict = {}

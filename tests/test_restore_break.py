@@ -173,3 +173,30 @@ def test_a_stale_wal_beside_a_missing_database_is_moved_aside_not_replayed(
     aside = [p for p in db.parent.iterdir() if ".stale-" in p.name]
     assert [p.read_bytes() for p in aside] == [kept]  # kept, byte for byte, never replayed
     assert aside[0].name.startswith("steps.db.stale-") and aside[0].name.endswith("-wal")
+
+
+# ------------------------------------------- 3. corruption only integrity_check finds
+
+
+@pytest.mark.parametrize("where", ["local", "addr"])
+def test_a_broken_index_is_a_corrupt_live_database_restored_with_app_stopped(
+        where, host, run_invoke, tmp_path):  # noqa: F811
+    if where == "local":
+        db, folder = helpers.make_wal_db(tmp_path / "data" / "steps.db"), None
+        flags, env = [], None
+    else:
+        db, folder, flags, env = host["db"], host["dir"], ["--host", host[where]], host["env"]
+    made = engine.create_backup(db, folder or tmp_path / "data" / "backups")
+    helpers.break_an_index(db)
+    assert engine.live_state(db)[0] == "ok"  # quick_check misses it
+    refused = run_invoke("restore", made.name, *flags, "--yes", env=env)
+    line = helpers.assert_one_line_error(refused, 2, contains="is corrupt (integrity_check: ",
+                                         strict=False)
+    assert "--app-stopped" in line and "new backup" not in line
+    done = run_invoke("restore", made.name, *flags, "--yes", "--app-stopped", "--json",
+                      env=env)
+    assert done.returncode == 0, done
+    assert done.json()["live_state"] == "corrupt"
+    assert engine.describe_file(db, live=True)[1] == made.content_sha256
+    assert engine.check_live(db) == []
+    assert [p for p in db.parent.iterdir() if p.name.startswith("steps.db.corrupt-")]
