@@ -1982,10 +1982,18 @@ def prove_restore(backup, live, snapshot: dict, *, check: str = "integrity",
                        error=snapshot.get("error"))
 
 
-def live_holds(live, backup, safety=None) -> dict:
+def live_holds(live, backup, safety=None, copied: dict | None = None) -> dict:
     """After an interrupted restore: which content the live database holds now (its
-    hash against the backup's and the safety backup's, in one format)."""
-    snapshot = snapshot_of(live)
+    hash against the backup's and the safety backup's, in one format).
+
+    ``copied``: ``restore_live``'s own read right after its copy committed, when the
+    interruption came later (during the proof). It is what is judged then: a fresh read
+    would count the app's writes since as "neither". ``app_wrote`` then also says
+    whether the live database has changed since that read (the app committed)."""
+    now = snapshot_of(live)
+    whole = bool(copied and copied.get("content_sha256") and "app_wrote" in copied
+                 and not copied.get("error"))
+    snapshot = copied if whole else now
     fmt = snapshot.get("content_format")
     safety_sha = None
     if safety is not None and fmt:
@@ -1993,7 +2001,12 @@ def live_holds(live, backup, safety=None) -> dict:
             safety_sha = describe_file(safety, fmt=fmt)[1]
         except EngineError:
             safety_sha = None
-    return prove_restore(backup, live, snapshot, safety_sha256=safety_sha)
+    proof = prove_restore(backup, live, snapshot, safety_sha256=safety_sha)
+    if whole:
+        proof["app_wrote"] = bool(snapshot.get("app_wrote")) or (
+            now.get("content_format") == fmt and now.get("content_sha256") != proof[
+                "content_sha256"])
+    return proof
 
 
 # ------------------------------------------------- a corrupt or missing live database

@@ -168,6 +168,7 @@ class Restore:
     # (backup, live database, safety backup) from the copy's start to its proof: an
     # interruption then finds out which content the live database holds (``_settled``)
     restoring: tuple | None = None
+    copied: dict | None = None  # ``restore_live``'s read right after its copy committed
     scratch: Path | None = None  # restore --from: the private copy's folder, removed at the end
 
     def run(self) -> dict:
@@ -205,7 +206,8 @@ class Restore:
             raise OpsError(f"restore failed: {cli.one_line(exc)}") from None
         finally:
             if self.record["outcome"] in ("running", "interrupted", "not restored") or \
-                    self.record["outcome"].startswith("terminated"):
+                    self.record["outcome"].startswith("terminated") or (
+                        self.record.get("interrupted") and self.record["outcome"] == "failed"):
                 for line in by_hand(self.record, self._flag(), self._machine()):
                     self.ui.info(line)
             elif self.record["safety_backup"]:
@@ -226,8 +228,10 @@ class Restore:
         if self.restoring[0] == "remote":
             return self._settled_remote(signal_name, self.restoring[1])
         backup, db, safety = self.restoring
+        if safety is None and not db.exists():  # a corrupt or missing one, moved aside
+            return self._settled_missing(signal_name, db)
         try:
-            proof = engine.live_holds(db, backup, safety)
+            proof = engine.live_holds(db, backup, safety, self.copied)
         except (EngineError, OSError, sqlite3.Error) as exc:
             self.ui.warn(f"{signal_name} during the restore; could not read the live database "
                          f"to see what it holds: {exc}")
@@ -237,8 +241,10 @@ class Restore:
         name = self.record["backup"]["name"]
         if proof["ok"]:
             self.record["outcome"] = "ok"
+            since = ("; the app has committed since, so the live database started from the "
+                     "backup and holds the app's newer writes too" if proof["app_wrote"] else "")
             self.ui.info(f"{signal_name} came after the copy: the live database holds backup "
-                         f"{name} (proven: {engine.proof_summary(proof)})")
+                         f"{name} (proven: {engine.proof_summary(proof)}){since}")
         elif proof["holds"] == "safety":
             self.record["outcome"] = "not restored"
             self.ui.info(f"{signal_name} came before the copy committed: the live database "
@@ -248,6 +254,19 @@ class Restore:
             self.ui.warn(f"{signal_name} during the restore: the live database holds neither "
                          f"backup {name} nor its content from before: "
                          + "; ".join(engine.proof_problems(proof)))
+
+    def _settled_missing(self, signal_name: str, db: Path) -> None:
+        """Interrupted while a corrupt live database was replaced: nothing has the live
+        name now (an app started now would create an empty database there)."""
+        aside = self.record.get("moved_aside") or [
+            str(p) for p in sorted(db.parent.glob(f"{db.name}.corrupt-*"))]
+        name = self.record["backup"]["name"]
+        self.record.update(outcome="failed", holds="missing", live_missing=True,
+                           interrupted=signal_name, moved_aside=aside or None)
+        self.ui.warn(f"{signal_name} during the restore: the live database {db} is MISSING "
+                     "now (do not start the app: it would create an empty one); "
+                     + (f"the moved-aside files are {', '.join(aside)}; " if aside else "")
+                     + f"finish with: invoke restore {name} --app-stopped --yes")
 
     def _settled_remote(self, signal_name: str, name: str) -> None:
         """Interrupted while the machine restored: ask it what the live database holds now
@@ -374,6 +393,7 @@ class Restore:
             self.record["safety_backup"] = {"name": safety["name"], "sha256": safety["sha256"]}
             self.record["tables_before"] = safety.get("tables")
             snapshot: dict = {}
+            self.copied = snapshot  # filled once the copy commits: _settled judges it
             self.restoring = (chosen.path, db, directory / safety["name"])
             seconds = self._step("restore", f"restore {chosen.name} into {db}", lambda: _timed(
                 engine.restore_live(chosen.path, db, busy_timeout=o.busy_timeout,
@@ -654,8 +674,20 @@ def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> 
         if backup:
             lines.append(f"To restore, run again: invoke restore {backup}{flag} --yes")
         return lines
-    lines.append("The live database holds either its content before the restore or the "
-                 "backup's (one SQLite transaction, never a mix).")
+    if record.get("live_missing"):
+        lines.append("The live database is missing: nothing has its name now"
+                     + (f"; what was there is kept at {', '.join(record['moved_aside'])}"
+                        if record.get("moved_aside") else "") + ".")
+        if backup:
+            lines.append(f"To finish the restore: invoke restore {backup}{flag} --app-stopped "
+                         "--yes")
+        return lines
+    if record.get("holds") == "other":
+        lines.append("The live database held neither the backup's content nor its own from "
+                     "before when it was read (the app may have written since the copy).")
+    else:
+        lines.append("The live database holds either its content before the restore or "
+                     "the backup's (one SQLite transaction, never a mix).")
     if safety:
         lines.append(f"To put back what it held before: {undo_command(safety, flag)}")
     if backup:

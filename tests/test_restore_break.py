@@ -6,6 +6,7 @@ misses, and what an interrupted restore says."""
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -200,3 +201,56 @@ def test_a_broken_index_is_a_corrupt_live_database_restored_with_app_stopped(
     assert engine.describe_file(db, live=True)[1] == made.content_sha256
     assert engine.check_live(db) == []
     assert [p for p in db.parent.iterdir() if p.name.startswith("steps.db.corrupt-")]
+
+
+# ------------------------------------------- 4-5. what an interrupted restore says
+
+HOOKS = str(Path(__file__).parent / "hooks")
+
+
+def hooked(**spec) -> dict:
+    path = os.pathsep.join(filter(None, [HOOKS, os.environ.get("PYTHONPATH")]))
+    return {"PYTHONPATH": path, "OPS_TEST_HOOK": json.dumps(spec)}
+
+
+def test_sigterm_after_the_copy_while_the_app_writes_says_it_was_restored(
+        wal_db, backup_dir, run_invoke, tmp_path):
+    """The app commits right after the copy, then SIGTERM (during the proof): the copy's
+    own read proves the backup; the app's write since is said, not counted as 'neither'."""
+    made = engine.create_backup(wal_db, backup_dir)
+    conn = sqlite3.connect(wal_db)
+    with conn:
+        conn.execute("DELETE FROM steps WHERE id > 100")
+    conn.close()
+    result = run_invoke("restore", made.name, "--yes", env=hooked(
+        wrap="restore_live", when="after", tamper=str(wal_db), signal="SIGTERM"))
+    assert result.returncode == 143, result
+    record = audit(tmp_path / "data" / "deploys.jsonl")
+    assert record["outcome"] == "ok" and record["holds"] == "backup", record
+    assert record["proof"]["app_wrote"] is True
+    assert "the app has committed since" in result.stderr
+    assert result.error_lines[-1].endswith("the restore itself was done and proven "
+                                             "(see above)")
+    assert helpers.live_rows(wal_db, "SELECT count(*) FROM steps") == [(3000,)]
+
+
+def test_sigterm_between_moving_a_corrupt_database_aside_and_placing_says_it_is_missing(
+        wal_db, backup_dir, run_invoke, tmp_path):
+    made = engine.create_backup(wal_db, backup_dir)
+    wal_db.write_bytes(b"not a database at all" * 100)
+    result = run_invoke("restore", made.name, "--yes", "--app-stopped", env=hooked(
+        wrap="place_restored", when="before", signal="SIGTERM"))
+    assert result.returncode == 143, result
+    assert not wal_db.exists()
+    record = audit(tmp_path / "data" / "deploys.jsonl")
+    aside = sorted(p.name for p in wal_db.parent.glob("steps.db.corrupt-*"))
+    assert record["live_missing"] is True and record["holds"] == "missing"
+    assert sorted(Path(p).name for p in record["moved_aside"]) == aside and aside
+    assert "is MISSING now" in result.stderr and aside[0] in result.stderr
+    finish = f"invoke restore {made.name} --app-stopped --yes"
+    assert f"To finish the restore: {finish}" in result.stderr
+    assert result.error_lines[-1].endswith("see above for what to finish by hand")
+    # and that command does finish it
+    done = run_invoke("restore", made.name, "--app-stopped", "--yes")
+    assert done.returncode == 0, done
+    assert engine.describe_file(wal_db, live=True)[1] == made.content_sha256
