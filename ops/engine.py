@@ -383,7 +383,7 @@ def prepare_dir(directory: Path) -> None:
 
 @contextlib.contextmanager
 def file_lock(lock_path: Path, wait: float = 0.0, what: str = "another backup",
-              on_wait=None):
+              on_wait=None, role: str = ""):
     """An exclusive lock on ``lock_path`` naming its holder (who, where, since when).
 
     ``on_wait(holder)`` is called once if we have to wait for it.
@@ -425,22 +425,35 @@ def file_lock(lock_path: Path, wait: float = 0.0, what: str = "another backup",
                     on_wait = None
                 if time.monotonic() >= deadline:
                     hint = " (use --lock-wait SECONDS to wait for it)" if wait <= 0 else ""
+                    who = RESTORE_ROLE if holder.startswith(f"{RESTORE_ROLE} ") else what
                     raise EngineError(
-                        f"{what} holds the lock {lock_path}: {holder or 'unknown'}{hint}",
+                        f"{who} holds the lock {lock_path}: {holder or 'unknown'}{hint}",
                         "locked",
                     ) from None
                 time.sleep(0.1)
         os.ftruncate(fd, 0)
-        os.pwrite(fd, holder_text().encode(), 0)
+        os.pwrite(fd, holder_text(role).encode(), 0)
         yield
     finally:
         os.close(fd)
 
 
-def holder_text() -> str:
-    user = os.environ.get("GITHUB_ACTOR") or os.environ.get("USER") or "unknown"
+RESTORE_ROLE = "a restore"  # how a restore names itself in the backup folder's lock
+
+
+def holder_text(role: str = "") -> str:
+    """Who holds a lock: ``[ROLE by ]USER (pid N on HOST) since WHEN``."""
+    user = os.environ.get("GITHUB_ACTOR") or os.environ.get("USER")
+    if not user:
+        try:
+            import pwd
+
+            user = pwd.getpwuid(os.getuid()).pw_name
+        except (ImportError, KeyError):
+            user = "unknown"
     stamp = iso(dt.datetime.now(UTC))
-    return f"{user} (pid {os.getpid()} on {socket.gethostname()}) since {stamp}"
+    return (f"{role} by " if role else "") + \
+        f"{user} (pid {os.getpid()} on {socket.gethostname()}) since {stamp}"
 
 
 def backup_lock(directory: Path, wait: float = 0.0):
@@ -464,7 +477,7 @@ def held_backup_lock(directory, wait: float = 0.0):
     backup's check to the end, as on the machine); the backup made meanwhile (its safety
     backup) runs under it, and no other backup or cleanup can remove the chosen one."""
     key = os.path.realpath(directory)
-    with file_lock(Path(directory) / LOCK_NAME, wait, "another backup"):
+    with file_lock(Path(directory) / LOCK_NAME, wait, "another backup", role=RESTORE_ROLE):
         _HELD_FOLDERS.add(key)
         try:
             yield

@@ -254,3 +254,23 @@ def test_sigterm_between_moving_a_corrupt_database_aside_and_placing_says_it_is_
     done = run_invoke("restore", made.name, "--app-stopped", "--yes")
     assert done.returncode == 0, done
     assert engine.describe_file(wal_db, live=True)[1] == made.content_sha256
+
+
+# ------------------------------------------- 6. a restore's lock names the restore
+
+
+def test_a_cleanup_during_a_restore_is_refused_naming_the_restore(
+        wal_db, backup_dir, run_invoke):
+    made = [engine.create_backup(wal_db, backup_dir) for _ in range(2)]
+    env = {"USER": None, "GITHUB_ACTOR": None}
+    os.environ.pop("GITHUB_ACTOR", None)
+    saved = os.environ.pop("USER", None)
+    try:  # the lock a restore holds from its backup's check to the end (a real flock)
+        with engine.held_backup_lock(backup_dir):
+            refused = run_invoke("backup.cleanup", "--keep", "1", env=env)
+    finally:
+        if saved is not None:
+            os.environ["USER"] = saved
+    line = helpers.assert_one_line_error(refused, 4, contains="a restore holds the lock")
+    assert "a restore by " in line and "unknown" not in line and f"pid {os.getpid()}" in line
+    assert all((backup_dir / item.name).exists() for item in made)
