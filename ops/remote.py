@@ -673,13 +673,22 @@ ro="file:$backup?mode=ro&immutable=1"
 bh=$(content_hash "$ro") || bh=-
 st=$(mktemp) || fail error "cannot create a temporary file"
 trap 'rm -f "$st" "$st.err"' EXIT
-if [ "$state" != ok ]; then
-{_sqlite_replace_broken(busy_timeout)}
-else
+if [ "$state" = ok ]; then
 out=$( (
 take_lock() {{ :; }}  # this script holds the folder's backup lock (fd 9) already
 {safety}
-) ) || {{ printf '%s\\n' "$out"; exit 1; }}
+) ) || {{
+  # engine.live_failed_check: quick_check passed, the safety backup's full check did not
+  res=$(sqlite3 -readonly "$db" "PRAGMA {pragma}" 2>&1 </dev/null | sed '/^\\*\\*\\* in database/d' | head -n 1 | tr -cd ' -~')
+  case $out in *'"kind": "verify_failed"'*) ;; *) res=ok;; esac
+  [ "$res" != ok ] || {{ printf '%s\\n' "$out"; exit 1; }}
+  state=corrupt; why="{pragma}: $res"
+  [ {int(app_stopped)} = 1 ] || fail usage "the live database $db is corrupt ($why): restoring it needs the app stopped, so nothing writes while the file is replaced; {BROKEN_HOW}. Nothing was changed"
+}}
+fi
+if [ "$state" != ok ]; then
+{_sqlite_replace_broken(busy_timeout)}
+else
 safety=$(printf '%s\\n' "$out" | sed -n 's/.*"name": "\\([^"]*\\)".*/\\1/p' | head -n 1)
 is_name "$safety" || fail error "the safety backup printed no name"
 printf '{ENTRY_MARK} safety %s\\n' "$safety"

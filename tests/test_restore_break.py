@@ -179,7 +179,7 @@ def test_a_stale_wal_beside_a_missing_database_is_moved_aside_not_replayed(
 # ------------------------------------------- 3. corruption only integrity_check finds
 
 
-@pytest.mark.parametrize("where", ["local", "addr"])
+@pytest.mark.parametrize("where", ["local", "addr", "no_python"])
 def test_a_broken_index_is_a_corrupt_live_database_restored_with_app_stopped(
         where, host, run_invoke, tmp_path):  # noqa: F811
     if where == "local":
