@@ -1089,7 +1089,19 @@ async function restoreDatabase(live, dir, which, { check, busyTimeout, lockWait,
       const [chosen, verdict] = chosenBackup(dir, which, check);
       if (state !== 'ok') return replaceBrokenLive(chosen, verdict, live, state, why, check, started);
       checkPageSizes(chosen.path, live);
-      const safety = await backupLocked(live, dir, { check, timeout: null, contentHash });
+      let safety;
+      try {
+        safety = await backupLocked(live, dir, { check, timeout: null, contentHash });
+      } catch (e) { // engine.live_failed_check: quick_check passed, the full check did not
+        const problems = e instanceof EngineError && e.kind === 'verify_failed' ? checkLive(live, check) : [];
+        if (!problems.length) throw e;
+        const found = `${check}_check: ${problems[0]}`;
+        if (!appStopped) {
+          throw new EngineError(`the live database ${live} is corrupt (${found}): restoring it needs the app `
+            + `stopped, so nothing writes while the file is replaced; ${REMOTE_HOW}. Nothing was changed`, 'usage');
+        }
+        return replaceBrokenLive(chosen, verdict, live, 'corrupt', found, check, started);
+      }
       process.stdout.write(`__OPS_ENTRY__ safety ${safety.name}\n`); // named even if killed later
       let seconds;
       const watcher = liveWatcher(live);

@@ -134,6 +134,17 @@ def test_on_the_machine_without_python_a_lost_record_is_never_latest(site):  # n
 # ------------------------------------------- 2. a missing database's stale -wal is kept aside
 
 
+def address(host: dict, where: str) -> str:  # noqa: F811
+    """``--host`` for the python3 engine (addr), the sqlite3 CLI (no_python) or node."""
+    server = host["server"]
+    return f"{server.user}@127.0.0.1:{server.node_port}" if where == "node" else host[where]
+
+
+def node_env_of(host: dict, where: str) -> dict:  # noqa: F811
+    return host["env"] | ({"INVOKE_MACHINE_APP_DIR": str(node_env.app_dir())}
+                          if where == "node" else {})
+
+
 def stale_wal(db: Path) -> bytes:
     """A -wal holding committed changes (steps > 100 deleted, a 'stale-wal' team), then
     the database and its -shm gone: only that -wal is left beside the missing name."""
@@ -158,12 +169,7 @@ def test_a_stale_wal_beside_a_missing_database_is_moved_aside_not_replayed(
         flags, env = [], None
     else:
         db, folder = host["db"], host["dir"]
-        server = host["server"]
-        addr = (f"{server.user}@127.0.0.1:{server.node_port}" if where == "node"
-                else host[where])
-        flags = ["--host", addr]
-        env = host["env"] | ({"INVOKE_MACHINE_APP_DIR": str(node_env.app_dir())}
-                             if where == "node" else {})
+        flags, env = ["--host", address(host, where)], node_env_of(host, where)
     made = engine.create_backup(db, folder or tmp_path / "data" / "backups")
     kept = stale_wal(db)
     done = run_invoke("restore", made.name, *flags, "--yes", "--app-stopped", "--json",
@@ -179,19 +185,20 @@ def test_a_stale_wal_beside_a_missing_database_is_moved_aside_not_replayed(
 # ------------------------------------------- 3. corruption only integrity_check finds
 
 
-@pytest.mark.parametrize("where", ["local", "addr", "no_python"])
+@pytest.mark.parametrize("where", ["local", "addr", "no_python", "node"])
 def test_a_broken_index_is_a_corrupt_live_database_restored_with_app_stopped(
         where, host, run_invoke, tmp_path):  # noqa: F811
     if where == "local":
         db, folder = helpers.make_wal_db(tmp_path / "data" / "steps.db"), None
         flags, env = [], None
     else:
-        db, folder, flags, env = host["db"], host["dir"], ["--host", host[where]], host["env"]
+        db, folder, flags, env = host["db"], host["dir"], ["--host", address(host, where)], \
+            node_env_of(host, where)
     made = engine.create_backup(db, folder or tmp_path / "data" / "backups")
     helpers.break_an_index(db)
     assert engine.live_state(db)[0] == "ok"  # quick_check misses it
     refused = run_invoke("restore", made.name, *flags, "--yes", env=env)
-    line = helpers.assert_one_line_error(refused, 2, contains="is corrupt (integrity_check: ",
+    line = helpers.assert_one_line_error(refused, 2, contains="is corrupt (",
                                          strict=False)
     assert "--app-stopped" in line and "new backup" not in line
     done = run_invoke("restore", made.name, *flags, "--yes", "--app-stopped", "--json",
