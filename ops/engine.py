@@ -1251,15 +1251,20 @@ def same_source(recorded: str | None, source: str | None) -> bool:
         return False
 
 
-def latest_reason(item, now: dt.datetime, source: str | None = None) -> str | None:
+def latest_reason(item, now: dt.datetime, source: str | None = None, *,
+                  unrecorded_ok: bool = False) -> str | None:
     """Why ``item`` may not be ``latest`` (None if it may): the one rule for every
-    target and task (restore, drill, verify, download, status, retention's good one)."""
+    target and task (restore, drill, verify, download, status, retention's good one).
+    ``unrecorded_ok``: a backup without a readable record counts (``backup.status``, as
+    the app's /health counts the old npm scripts' backups); never for a choice."""
     if in_future(item.created, now):
         return "dated in the future"
     if item.kind == "safety":
         return "a restore's safety backup"
-    if item.kind == UNRECORDED:
+    if item.kind == UNRECORDED and not unrecorded_ok:
         return "with no readable record (NAME.json)"
+    if item.kind == UNRECORDED:
+        return None if same_source(item.source, source) else "of another database"
     if item.kind not in LATEST_KINDS:
         return f"of kind {item.kind!r}"
     if not same_source(item.source, source):
@@ -1267,9 +1272,11 @@ def latest_reason(item, now: dt.datetime, source: str | None = None) -> str | No
     return None
 
 
-def latest_candidates(backups, now: dt.datetime, source: str | None = None) -> list:
+def latest_candidates(backups, now: dt.datetime, source: str | None = None, *,
+                      unrecorded_ok: bool = False) -> list:
     """The backups ``latest`` may name, oldest first (``latest_reason`` is None)."""
-    return [item for item in backups if latest_reason(item, now, source) is None]
+    return [item for item in backups
+            if latest_reason(item, now, source, unrecorded_ok=unrecorded_ok) is None]
 
 
 def latest_of(backups, now: dt.datetime, source: str | None = None, *, where: str = ""):
