@@ -1218,16 +1218,13 @@ def _any_manifest(path: Path) -> dict | None:
         data = json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError):
         data = None
-    text = raw.decode("utf-8", "replace").replace("\n", "").replace("\r", "")
-    # a record with no kind says "ordinary backup" only if it names this file (as the
-    # listing's sh reads it); anything else says nothing: unrecorded, never `latest`
-    names_it = f'"name": "{path.name}"' in text
     if isinstance(data, dict):
-        return data if "kind" in data or names_it else None
+        return data
     # not a JSON object (cut, hostile, too deep): read the fields as the listing's sh does
+    text = raw.decode("utf-8", "replace").replace("\n", "").replace("\r", "")
     found = {key: hits[-1] for key in ("kind", "source")
              if (hits := re.findall(rf'"{key}": *"([^"\\]*)"', text))}
-    return found if "kind" in found or names_it else None
+    return found
 
 
 def source_folder(path: Path) -> Path:

@@ -142,8 +142,6 @@ for f in steps-*.db; do
   manifest=0; [ -f "$f.json" ] && manifest=1
   kind=$(record_field kind "$f.json")
   readable_record "$f.json" || kind={engine.UNRECORDED}
-  # no kind: an ordinary backup only if the record names this file (engine._any_manifest)
-  [ "$kind" != - ] || [ "$(record_field name "$f.json")" = "$f" ] || kind={engine.UNRECORDED}
   printf '{ENTRY_MARK} %s %s %s %s %s %s\\n' "$f" "$size" "$(recorded "$f.sha256")" "$manifest" \\
     "$kind" "$(record_field source "$f.json")"
 done"""
