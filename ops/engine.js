@@ -29,6 +29,7 @@ const RESTORE_LOCK = '.restore.lock';
 const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
 const CHECKS = ['integrity', 'quick'];
 const SIDECAR_LIMIT = 1 << 16;
+const RECORD_LIMIT = 4 << 20; // NAME.json: every table's row count (engine.RECORD_LIMIT)
 const FUTURE_SLACK = 600;
 const STEP_PAGES = 4096;
 const CONTENT_FORMAT = 'json-2';
@@ -290,7 +291,7 @@ function readRecordedSha256(file) {
 }
 
 function readManifest(file) {
-  const raw = readSmall(sidecars(file)[1]);
+  const raw = readSmall(sidecars(file)[1], RECORD_LIMIT);
   const text = raw === null ? null : strictText(raw, 'utf-8');
   let data;
   try { data = text === null ? null : JSON.parse(text); } catch (e) { return null; }
@@ -717,14 +718,31 @@ function listBackups(dir) {
   return found.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
+/** What NAME.json says a backup is (engine.backup_identity): 'unrecorded' with no readable record. */
+function recordedKind(file) {
+  const raw = readSmall(sidecars(file)[1], RECORD_LIMIT);
+  if (raw === null) return 'unrecorded';
+  const text = raw.toString('utf-8');
+  let data = null;
+  try { data = JSON.parse(text); } catch (e) { /* read the field as the listing's sh does */ }
+  if (!isObject(data)) {
+    const hits = [...text.replace(/[\r\n]/g, '').matchAll(/"kind": *"([^"\\]*)"/g)];
+    return hits.length ? hits[hits.length - 1][1] : 'backup';
+  }
+  return data.kind === undefined ? 'backup' : data.kind;
+}
+
 function resolveBackup(dir, which) {
   const backups = listBackups(dir);
   if (which === 'latest' || which === 'all') {
     if (!backups.length) throw new EngineError(`no backups in ${dir}`, 'not_found');
     if (which === 'all') return backups;
     const now = Date.now();
-    const current = backups.filter((b) => (Date.parse(b.created) - now) / 1000 <= FUTURE_SLACK);
-    return (current.length ? current : backups).slice(-1);
+    // engine.latest_of: never a safety backup, nor one whose record is missing or unreadable
+    const current = backups.filter((b) => (Date.parse(b.created) - now) / 1000 <= FUTURE_SLACK
+      && ['backup', 'adopted'].includes(recordedKind(b.path)));
+    if (!current.length) throw new EngineError(`no backup in ${dir} that \`latest\` can name; name one to use it`, 'not_found');
+    return current.slice(-1);
   }
   checkName(which);
   const match = backups.filter((b) => b.name === which);
@@ -980,9 +998,9 @@ function countRows(file, { live = false } = {}) {
 function readDrillRecord(file) {
   const manifestPath = sidecars(file)[1];
   if (!lexists(manifestPath)) return {};
-  const raw = readSmall(manifestPath);
+  const raw = readSmall(manifestPath, RECORD_LIMIT);
   const base = path.basename(manifestPath);
-  if (raw === null) throw new EngineError(`${base} is not a small regular file`, 'verify_failed');
+  if (raw === null) throw new EngineError(`${base} is not a regular file of at most ${RECORD_LIMIT} bytes`, 'verify_failed');
   let data;
   try {
     const text = strictText(raw, 'utf-8');
@@ -1105,9 +1123,21 @@ async function restoreDatabase(live, dir, which, { check, busyTimeout, lockWait,
       const [chosen, verdict] = chosenBackup(dir, which, check);
       if (state !== 'ok') return replaceBrokenLive(chosen, verdict, live, state, why, check, started);
       checkPageSizes(chosen.path, live);
-      const safety = await backupLocked(live, dir, {
-        check, timeout: null, contentHash, restore: { when: iso(new Date()), backup: chosen.name },
-      });
+      let safety;
+      try {
+        safety = await backupLocked(live, dir, {
+          check, timeout: null, contentHash, restore: { when: iso(new Date()), backup: chosen.name },
+        });
+      } catch (e) { // engine.live_failed_check: quick_check passed, the full check did not
+        const problems = e instanceof EngineError && e.kind === 'verify_failed' ? checkLive(live, check) : [];
+        if (!problems.length) throw e;
+        const found = `${check}_check: ${problems[0]}`;
+        if (!appStopped) {
+          throw new EngineError(`the live database ${live} is corrupt (${found}): restoring it needs the app `
+            + `stopped, so nothing writes while the file is replaced; ${REMOTE_HOW}. Nothing was changed`, 'usage');
+        }
+        return replaceBrokenLive(chosen, verdict, live, 'corrupt', found, check, started);
+      }
       process.stdout.write(`__OPS_ENTRY__ safety ${safety.name}\n`); // named even if killed later
       let seconds;
       const watcher = liveWatcher(live);
@@ -1199,9 +1229,11 @@ function liveState(live) {
   return problems.length ? ['corrupt', `quick_check: ${problems[0]}`] : ['ok', ''];
 }
 
-function moveAside(live) {
+/** engine.move_aside: a corrupt database (label 'corrupt') or a missing one's leftover
+ * -wal/-shm/-journal (label 'stale': SQLite would replay a stale -wal over the backup). */
+function moveAside(live, label = 'corrupt') {
   const stamp = `${iso(new Date()).slice(0, 19).replace(/:/g, '-')}Z`;
-  const aside = `${live}.corrupt-${stamp}`;
+  const aside = `${live}.${label}-${stamp}`;
   const moved = [];
   for (const suffix of [...SIDE_FILES, '']) {
     const src = `${live}${suffix}`;
@@ -1218,7 +1250,7 @@ function moveAside(live) {
   fsyncPath(path.dirname(live));
   const left = [...SIDE_FILES, ''].map((x) => `${live}${x}`).filter(lexists);
   if (left.length) {
-    throw new EngineError(`${left.join(', ')} appeared while moving the corrupt database aside: `
+    throw new EngineError(`${left.join(', ')} appeared while moving the ${label} files aside: `
       + 'is the app still running? Nothing was restored');
   }
   return moved;
@@ -1251,7 +1283,7 @@ async function placeRestored(backup, live) {
 }
 
 async function replaceBrokenLive(chosen, verdict, live, state, why, check, started) {
-  const moved = state === 'corrupt' ? moveAside(live) : [];
+  const moved = moveAside(live, state === 'corrupt' ? 'corrupt' : 'stale');
   const begun = Date.now();
   await placeRestored(chosen.path, live);
   const seconds = round3((Date.now() - begun) / 1000);

@@ -52,6 +52,9 @@ CHECKS = ("integrity", "quick")
 STEP_PAGES = 4096  # pages per backup step; the read transaction we hold keeps steps consistent
 HASH_CHUNK = 1 << 20
 SIDECAR_LIMIT = 1 << 16  # a sidecar larger than this is not one of ours
+# NAME.json lists every table's row count: 2,500 tables make ~120 KB, so a record may be
+# larger than the other sidecars; above this it is not one of ours (a sane cap)
+RECORD_LIMIT = 4 << 20
 FUTURE_SLACK = 600  # seconds a name may be ahead of our clock before it is "dated in the future"
 # files are created new (never truncated), and no path we open may be a symlink
 NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
@@ -243,11 +246,11 @@ RECORD_DEPTH = 8  # nesting a record may have: ours have 2 (the object and `tabl
 
 
 def parse_record(text: str):
-    """A record's JSON (``NAME.json``, a sidecar): at most ``SIDECAR_LIMIT`` characters
+    """A record's JSON (``NAME.json``, a sidecar): at most ``RECORD_LIMIT`` characters
     and ``RECORD_DEPTH`` levels deep, else ValueError, never a RecursionError (50 KB of
     ``[`` is one bad record, not a crash). The depth is counted before parsing."""
-    if len(text) > SIDECAR_LIMIT:
-        raise ValueError(f"longer than {SIDECAR_LIMIT} characters")
+    if len(text) > RECORD_LIMIT:
+        raise ValueError(f"longer than {RECORD_LIMIT} characters")
     depth, in_string, escaped = 0, False, False
     for char in text:
         if in_string:
@@ -264,9 +267,14 @@ def parse_record(text: str):
     return json.loads(text)
 
 
+def read_record(path: Path) -> bytes | None:
+    """``NAME.json``'s bytes (at most ``RECORD_LIMIT``), read like every sidecar, or None."""
+    return read_small(sidecars(path)[1], RECORD_LIMIT)
+
+
 def read_manifest(path: Path) -> dict | None:
     """``NAME.json`` as a dict with the types this tool writes, or None."""
-    raw = read_small(sidecars(path)[1])
+    raw = read_record(path)
     try:
         data = parse_record(raw.decode("utf-8")) if raw is not None else None
     except ValueError:  # bad JSON or bad UTF-8, too long or too deep
@@ -376,7 +384,7 @@ def prepare_dir(directory: Path) -> None:
 
 @contextlib.contextmanager
 def file_lock(lock_path: Path, wait: float = 0.0, what: str = "another backup",
-              on_wait=None):
+              on_wait=None, role: str = ""):
     """An exclusive lock on ``lock_path`` naming its holder (who, where, since when).
 
     ``on_wait(holder)`` is called once if we have to wait for it.
@@ -418,13 +426,14 @@ def file_lock(lock_path: Path, wait: float = 0.0, what: str = "another backup",
                     on_wait = None
                 if time.monotonic() >= deadline:
                     hint = " (use --lock-wait SECONDS to wait for it)" if wait <= 0 else ""
+                    who = RESTORE_ROLE if holder.startswith(f"{RESTORE_ROLE} ") else what
                     raise EngineError(
-                        f"{what} holds the lock {lock_path}: {holder or 'unknown'}{hint}",
+                        f"{who} holds the lock {lock_path}: {holder or 'unknown'}{hint}",
                         "locked",
                     ) from None
                 time.sleep(0.1)
         os.ftruncate(fd, 0)
-        os.pwrite(fd, holder_text().encode(), 0)
+        os.pwrite(fd, holder_text(role).encode(), 0)
         yield
     finally:
         os.close(fd)
@@ -444,10 +453,15 @@ def user_name() -> str:
     return name or "unknown"
 
 
-def holder_text() -> str:
+RESTORE_ROLE = "a restore"  # how a restore names itself in the backup folder's lock
+
+
+def holder_text(role: str = "") -> str:
+    """Who holds a lock: ``[ROLE by ]USER (pid N on HOST) since WHEN``."""
     user = os.environ.get("GITHUB_ACTOR") or user_name()
     stamp = iso(dt.datetime.now(UTC))
-    return f"{user} (pid {os.getpid()} on {socket.gethostname()}) since {stamp}"
+    return (f"{role} by " if role else "") + \
+        f"{user} (pid {os.getpid()} on {socket.gethostname()}) since {stamp}"
 
 
 def backup_lock(directory: Path, wait: float = 0.0):
@@ -471,7 +485,7 @@ def held_backup_lock(directory, wait: float = 0.0):
     backup's check to the end, as on the machine); the backup made meanwhile (its safety
     backup) runs under it, and no other backup or cleanup can remove the chosen one."""
     key = os.path.realpath(directory)
-    with file_lock(Path(directory) / LOCK_NAME, wait, "another backup"):
+    with file_lock(Path(directory) / LOCK_NAME, wait, "another backup", role=RESTORE_ROLE):
         _HELD_FOLDERS.add(key)
         try:
             yield
@@ -1146,6 +1160,16 @@ def delete_backups(directory: str | os.PathLike, names: list[str]) -> list[str]:
 
 KINDS = ("backup", "safety", "adopted")
 LATEST_KINDS = ("backup", "adopted")  # what `latest` may name
+UNRECORDED = "unrecorded"  # a backup whose NAME.json is missing or unreadable
+
+
+def unrecorded_reason(name: str) -> str:
+    """Why ``latest`` skips a backup with no readable record (it fails closed: a safety
+    backup whose record was lost must never be put back by a retried restore)."""
+    return (f"{name} has no readable record {name}.json (missing, not a regular file or "
+            f"over {RECORD_LIMIT} bytes), so it may be a restore's safety backup: `latest` "
+            f"skips it; name it to use it, or `invoke backup.adopt {name}` if it is an old "
+            "backup made without records")
 
 
 def safety_marks(restore: dict | None) -> dict:
@@ -1159,11 +1183,15 @@ def safety_marks(restore: dict | None) -> dict:
 def backup_identity(manifest: dict | None, directory=None) -> dict:
     """``BackupFile``'s kind, source, restore and adopted from ``NAME.json``.
 
-    No record (the old npm scripts') is an ordinary backup of unknown source. A kind
+    No readable record (missing, not a regular file, over ``RECORD_LIMIT``: the old npm
+    scripts' backups, or a safety backup whose record was lost) is ``UNRECORDED``, never
+    ``latest``: a lost record must not turn a safety backup into an ordinary one. A kind
     this tool never writes is kept as it is, so ``latest`` never names it. With
     ``directory`` (where the backup is now), a folder that moved with its database
     (a renamed project) keeps its source: the recorded source is taken relative to the
     folder the record names (``path``)."""
+    if manifest is None:  # no readable record: what it is (a safety backup?) is unknown
+        return {"kind": UNRECORDED}
     if not manifest:
         return {}
     kind = manifest.get("kind", "backup")
@@ -1195,7 +1223,7 @@ def _any_manifest(path: Path) -> dict | None:
     """``NAME.json`` as any JSON object, for what it says the backup is: a record that
     fails ``read_manifest``'s checks still marks a safety backup (the listing's sh reads
     it the same way), so a damaged record errs towards "not `latest`"."""
-    raw = read_small(sidecars(path)[1])
+    raw = read_record(path)
     if raw is None:
         return None
     try:
@@ -1208,7 +1236,7 @@ def _any_manifest(path: Path) -> dict | None:
     text = raw.decode("utf-8", "replace").replace("\n", "").replace("\r", "")
     found = {key: hits[-1] for key in ("kind", "source")
              if (hits := re.findall(rf'"{key}": *"([^"\\]*)"', text))}
-    return found or None
+    return found
 
 
 def source_folder(path: Path) -> Path:
@@ -1235,13 +1263,20 @@ def same_source(recorded: str | None, source: str | None) -> bool:
         return False
 
 
-def latest_reason(item, now: dt.datetime, source: str | None = None) -> str | None:
+def latest_reason(item, now: dt.datetime, source: str | None = None, *,
+                  unrecorded_ok: bool = False) -> str | None:
     """Why ``item`` may not be ``latest`` (None if it may): the one rule for every
-    target and task (restore, drill, verify, download, status, retention's good one)."""
+    target and task (restore, drill, verify, download, status, retention's good one).
+    ``unrecorded_ok``: a backup without a readable record counts (``backup.status``, as
+    the app's /health counts the old npm scripts' backups); never for a choice."""
     if in_future(item.created, now):
         return "dated in the future"
     if item.kind == "safety":
         return "a restore's safety backup"
+    if item.kind == UNRECORDED and not unrecorded_ok:
+        return "with no readable record (NAME.json)"
+    if item.kind == UNRECORDED:
+        return None if same_source(item.source, source) else "of another database"
     if item.kind not in LATEST_KINDS:
         return f"of kind {item.kind!r}"
     if not same_source(item.source, source):
@@ -1249,9 +1284,11 @@ def latest_reason(item, now: dt.datetime, source: str | None = None) -> str | No
     return None
 
 
-def latest_candidates(backups, now: dt.datetime, source: str | None = None) -> list:
+def latest_candidates(backups, now: dt.datetime, source: str | None = None, *,
+                      unrecorded_ok: bool = False) -> list:
     """The backups ``latest`` may name, oldest first (``latest_reason`` is None)."""
-    return [item for item in backups if latest_reason(item, now, source) is None]
+    return [item for item in backups
+            if latest_reason(item, now, source, unrecorded_ok=unrecorded_ok) is None]
 
 
 def latest_of(backups, now: dt.datetime, source: str | None = None, *, where: str = ""):
@@ -1265,9 +1302,19 @@ def latest_of(backups, now: dt.datetime, source: str | None = None, *, where: st
         reason = latest_reason(item, now, source)
         reasons[reason] = reasons.get(reason, 0) + 1
     held = "; ".join(f"{count} {reason}" for reason, count in reasons.items())
+    lost = [item.name for item in backups if item.kind == UNRECORDED]
     raise EngineError(f"no backup in {where or 'the folder'} that `latest` can name"
-                      + (f" (it holds: {held}; name one to use it)" if held else ""),
+                      + (f" (it holds: {held}; name one to use it)" if held else "")
+                      + (f"; {unrecorded_reason(lost[-1])}" if lost else ""),
                       "not_found")
+
+
+def skipped_unrecorded(backups, chosen) -> str | None:
+    """The one-line notice when ``latest`` passed over a newer backup whose record is
+    missing or unreadable (None when it did not)."""
+    newer = [item.name for item in backups if item.kind == UNRECORDED
+             and (item.created, item.name) > (chosen.created, chosen.name)]
+    return unrecorded_reason(newer[-1]) if newer else None
 
 
 # ---------------------------------------------------------------- adopt (issue 16 #14)
@@ -1758,9 +1805,10 @@ def read_drill_record(path) -> dict:
     manifest_path = sidecars(Path(path))[1]
     if not os.path.lexists(manifest_path):
         return {}
-    raw = read_small(manifest_path)
+    raw = read_record(Path(path))
     if raw is None:
-        raise EngineError(f"{manifest_path.name} is not a small regular file", "verify_failed")
+        raise EngineError(f"{manifest_path.name} is not a regular file of at most "
+                          f"{RECORD_LIMIT} bytes", "verify_failed")
     try:
         data = parse_record(raw.decode("utf-8"))
     except ValueError as exc:
@@ -1985,10 +2033,18 @@ def prove_restore(backup, live, snapshot: dict, *, check: str = "integrity",
                        error=snapshot.get("error"))
 
 
-def live_holds(live, backup, safety=None) -> dict:
+def live_holds(live, backup, safety=None, copied: dict | None = None) -> dict:
     """After an interrupted restore: which content the live database holds now (its
-    hash against the backup's and the safety backup's, in one format)."""
-    snapshot = snapshot_of(live)
+    hash against the backup's and the safety backup's, in one format).
+
+    ``copied``: ``restore_live``'s own read right after its copy committed, when the
+    interruption came later (during the proof). It is what is judged then: a fresh read
+    would count the app's writes since as "neither". ``app_wrote`` then also says
+    whether the live database has changed since that read (the app committed)."""
+    now = snapshot_of(live)
+    whole = bool(copied and copied.get("content_sha256") and "app_wrote" in copied
+                 and not copied.get("error"))
+    snapshot = copied if whole else now
     fmt = snapshot.get("content_format")
     safety_sha = None
     if safety is not None and fmt:
@@ -1996,7 +2052,12 @@ def live_holds(live, backup, safety=None) -> dict:
             safety_sha = describe_file(safety, fmt=fmt)[1]
         except EngineError:
             safety_sha = None
-    return prove_restore(backup, live, snapshot, safety_sha256=safety_sha)
+    proof = prove_restore(backup, live, snapshot, safety_sha256=safety_sha)
+    if whole:
+        proof["app_wrote"] = bool(snapshot.get("app_wrote")) or (
+            now.get("content_format") == fmt and now.get("content_sha256") != proof[
+                "content_sha256"])
+    return proof
 
 
 # ------------------------------------------------- a corrupt or missing live database
@@ -2027,24 +2088,37 @@ def live_state(live) -> tuple[str, str]:
     return ("corrupt", f"quick_check: {problems[0]}") if problems else ("ok", "")
 
 
-def aside_name(live, when: dt.datetime) -> Path:
-    """Where a corrupt live database goes: ``NAME.corrupt-YYYY-MM-DDTHH-MM-SSZ``."""
+def aside_name(live, when: dt.datetime, label: str = "corrupt") -> Path:
+    """Where a corrupt live database goes: ``NAME.corrupt-YYYY-MM-DDTHH-MM-SSZ``; the
+    leftover -wal/-shm/-journal of a missing one: ``NAME.stale-…`` (``aside_label``)."""
     live = Path(live)
-    return live.with_name(f"{live.name}.corrupt-{when.strftime('%Y-%m-%dT%H-%M-%SZ')}")
+    return live.with_name(f"{live.name}.{label}-{when.strftime('%Y-%m-%dT%H-%M-%SZ')}")
 
 
-def move_aside(live, when: dt.datetime) -> list[str]:
+def aside_label(state: str) -> str:
+    """``corrupt`` for a corrupt live database; ``stale`` for what a missing one left."""
+    return "corrupt" if state == "corrupt" else "stale"
+
+
+def leftovers(live) -> list[str]:
+    """The -wal/-shm/-journal beside a live name (a missing database's are stale: SQLite
+    would replay such a -wal over a backup placed there)."""
+    return [f"{live}{suffix}" for suffix in SIDE_FILES if os.path.lexists(f"{live}{suffix}")]
+
+
+def move_aside(live, when: dt.datetime, label: str = "corrupt") -> list[str]:
     """Rename a corrupt live database and its -wal/-shm/-journal to ``aside_name`` (each
     keeps its suffix, so SQLite pairs them again if the moved file is opened). Never
     deletes or overwrites: each is hard-linked to its new name, then unlinked. The side
     files go first: a crash between never leaves an old -wal beside the live name with
     a new database under it. Raises if anything still has a live name afterwards."""
     live = Path(live)
-    aside = aside_name(live, when)
+    aside = aside_name(live, when, label)
     for n in range(2, 100):  # a name none of the four files has (two restores in a second)
         if not any(os.path.lexists(f"{aside}{suffix}") for suffix in (*SIDE_FILES, "")):
             break
-        aside = aside_name(live, when).with_name(f"{aside_name(live, when).name}-{n}")
+        aside = aside_name(live, when, label).with_name(
+            f"{aside_name(live, when, label).name}-{n}")
     moved = []
     for suffix in (*SIDE_FILES, ""):
         src, dst = Path(f"{live}{suffix}"), Path(f"{aside}{suffix}")
@@ -2060,7 +2134,7 @@ def move_aside(live, when: dt.datetime) -> list[str]:
     fsync_path(live.parent)
     left = [f"{live}{suffix}" for suffix in (*SIDE_FILES, "") if os.path.lexists(f"{live}{suffix}")]
     if left:
-        raise EngineError(f"{', '.join(left)} appeared while moving the corrupt database "
+        raise EngineError(f"{', '.join(left)} appeared while moving the {label} files "
                           "aside: is the app still running? Nothing was restored", "error")
     return moved
 
@@ -2112,10 +2186,15 @@ def snapshot_of(live) -> dict:
 
 
 def replace_broken_live(backup, live, state: str, *, check: str = "integrity",
-                        clock=lambda: dt.datetime.now(UTC)) -> dict:
+                        clock=lambda: dt.datetime.now(UTC), on_moved=None) -> dict:
     """Restore into a missing live path, or over a corrupt live database moved aside
-    first (the app must be stopped: the caller makes sure). Proven like every restore."""
-    moved = move_aside(live, clock()) if state == "corrupt" else []
+    first (the app must be stopped: the caller makes sure). Proven like every restore.
+    A missing database's leftover -wal/-shm/-journal are moved aside too (never deleted):
+    SQLite would replay a stale -wal over the placed backup. ``on_moved(paths)`` hears
+    where they went before the placement starts (an interrupted run can say so)."""
+    moved = move_aside(live, clock(), aside_label(state))
+    if on_moved is not None:
+        on_moved(moved)
     started = time.monotonic()
     place_restored(backup, live)
     seconds = round(time.monotonic() - started, 3)
@@ -2131,6 +2210,17 @@ def chosen_backup(directory, which: str, check: str = "integrity") -> tuple[Back
         raise EngineError(f"backup {chosen.name} failed verification, nothing was changed: "
                           f"{verdict.problems[0]}", "verify_failed")
     return chosen, asdict(verdict)
+
+
+def live_failed_check(live, check: str, exc: EngineError) -> str | None:
+    """After a restore's safety backup failed its check (``quick_check``, which
+    ``live_state`` runs, misses what only ``integrity_check`` finds, such as a broken
+    index): the live database's own problem under that check (it is corrupt: the
+    corrupt-database path applies), or None when the live database passes it."""
+    if exc.kind != "verify_failed":
+        return None
+    problems = check_live(live, check)
+    return f"{check}_check: {problems[0]}" if problems else None
 
 
 REMOTE_HOW = "stop it (on Fly: invoke emergency.stop; on an SSH host: restore with --app-stopped)"
@@ -2164,7 +2254,8 @@ def restore_database(live, directory, which: str = "latest", *, check: str = "in
     with file_lock(directory / RESTORE_LOCK, lock_wait, "another restore"), \
             held_backup_lock(directory, lock_wait):  # the chosen backup stays (issue 16 #10)
         chosen, verdict = chosen_backup(directory, which, check)
-        if state != "ok":
+
+        def broken(state: str, why: str) -> dict:
             with backup_lock(directory, lock_wait):  # no retention removes it meanwhile
                 done = replace_broken_live(chosen.path, live, state, check=check)
             proof = done["proof"]
@@ -2176,11 +2267,22 @@ def restore_database(live, directory, which: str = "latest", *, check: str = "in
                 "problems": proof_problems(proof), "ok": proof["ok"], "proof": proof,
                 "restore_seconds": done["restore_seconds"],
                 "seconds": round(time.monotonic() - started, 3)}
+
+        if state != "ok":
+            return broken(state, why)
         check_page_sizes(chosen.path, live)
-        safety = create_backup(live, directory, check=check, lock_wait=lock_wait,
-                               content_hash=content_hash,
-                               restore={"when": iso(dt.datetime.now(UTC)),
-                                        "backup": chosen.name})
+        try:
+            safety = create_backup(live, directory, check=check, lock_wait=lock_wait,
+                                   content_hash=content_hash,
+                                   restore={"when": iso(dt.datetime.now(UTC)),
+                                            "backup": chosen.name})
+        except EngineError as exc:  # the live database itself fails the full check
+            why = live_failed_check(live, check, exc)
+            if why is None:
+                raise
+            if not app_stopped:
+                raise broken_live_refusal(live, "corrupt", why, REMOTE_HOW) from None
+            return broken("corrupt", why)
         if on_safety is not None:
             on_safety(safety.name)
         snapshot: dict = {}

@@ -15,7 +15,7 @@ import shlex
 from dataclasses import dataclass
 
 from ops import engine, node
-from ops.engine import RESULT_MARK, SIDECAR_LIMIT, check_name, checked_manifest
+from ops.engine import RECORD_LIMIT, RESULT_MARK, SIDECAR_LIMIT, check_name, checked_manifest
 from ops.errors import ENGINE_KINDS, ExitCode, OpsError
 
 SENTINEL = "__OPS_EXIT__"
@@ -146,18 +146,22 @@ for f in steps-*.db; do
   fi
   size=$(( $(wc -c < "$f") ))
   manifest=0; [ -f "$f.json" ] && manifest=1
+  kind=$(record_field kind "$f.json")
+  readable_record "$f.json" || kind={engine.UNRECORDED}
   printf '{ENTRY_MARK} %s %s %s %s %s %s %s\\n' "$f" "$size" "$(recorded "$f.sha256")" "$manifest" \\
-    "$(record_field kind "$f.json")" "$(record_field source "$f.json")" "$(record_restore "$f.json")"
+    "$kind" "$(record_field source "$f.json")" "$(record_restore "$f.json")"
 done"""
 
 
 # (issue 16 #2-3) What NAME.json says a backup is (``kind``) and which database it copies
 # (``source``), read in plain sh for the listing: one token each, ``-`` when not recorded,
-# ``?`` for a source that is not a plain path (never the configured database's).
-IDENTITY_READERS = r"""record_field() {
+# ``?`` for a source that is not a plain path (never the configured database's). A
+# backup whose record is missing or unreadable is ``engine.UNRECORDED`` (never `latest`).
+IDENTITY_READERS = r"""readable_record() { [ -f "$1" ] && [ ! -h "$1" ] && [ "$(wc -c < "$1")" -le RECORD_LIMIT ]; }
+record_field() {
   v=-
   if [ -f "$2" ] && [ ! -h "$2" ]; then
-    v=$(head -c 65536 "$2" 2>/dev/null | tr -d '\n\r' | sed -n "s/.*\"$1\": *\"\([^\"\\]*\)\".*/\1/p")
+    v=$(head -c RECORD_LIMIT "$2" 2>/dev/null | tr -d '\n\r' | sed -n "s/.*\"$1\": *\"\([^\"\\]*\)\".*/\1/p")
     case $1:$v in
       *:) v=-;;
       kind:*[!a-z]*) v=unknown;;
@@ -169,10 +173,10 @@ IDENTITY_READERS = r"""record_field() {
 record_restore() {
   v=
   if [ -f "$1" ] && [ ! -h "$1" ]; then
-    v=$(head -c 65536 "$1" 2>/dev/null | tr -d '\n\r' | sed -n 's/.*"restore": *{ *"when": *"\([0-9TZ:.+-]\{1,40\}\)", *"backup": *"\(steps-[A-Za-z0-9TZ:._-]\{1,200\}\)" *}.*/\1,\2/p')
+    v=$(head -c RECORD_LIMIT "$1" 2>/dev/null | tr -d '\n\r' | sed -n 's/.*"restore": *{ *"when": *"\([0-9TZ:.+-]\{1,40\}\)", *"backup": *"\(steps-[A-Za-z0-9TZ:._-]\{1,200\}\)" *}.*/\1,\2/p')
   fi
   printf '%s' "${v:--}"
-}"""
+}""".replace("RECORD_LIMIT", str(RECORD_LIMIT))
 
 
 def delete_script(directory: str, names: list[str], lock_wait: float = 0) -> str:
@@ -384,7 +388,7 @@ sidecar_sha256() {{
 }}
 manifest_sha256() {{
   s=-
-  if small "$1.json"; then
+  if [ -f "$1.json" ] && [ ! -h "$1.json" ] && [ "$(wc -c < "$1.json")" -le {RECORD_LIMIT} ]; then
     s=$(sqlite3 :memory: "SELECT json_extract(j, '\\$.sha256') FROM (SELECT CAST(readfile('$1.json') AS TEXT) AS j) WHERE json_valid(j) AND json_type(j) = 'object' AND json_type(j, '\\$.name') = 'text' AND json_extract(j, '\\$.name') = '$1' AND json_type(j, '\\$.size') = 'integer' AND json_type(j, '\\$.sha256') = 'text'" 2>/dev/null | head -n 1)
     case $s in {HEX64_GLOB}) ;; *) s=-;; esac
   fi
@@ -589,18 +593,18 @@ BROKEN_HOW = engine.REMOTE_HOW
 
 def _sqlite_replace_broken(busy_timeout: float) -> str:
     """``engine.replace_broken_live`` with the sqlite3 CLI: a corrupt live database and
-    its -wal/-shm/-journal are hard-linked to ``NAME.corrupt-STAMP`` names and unlinked
+    its -wal/-shm/-journal (a missing one's leftover side files: ``NAME.stale-STAMP``)
+    are hard-linked to ``NAME.corrupt-STAMP`` names and unlinked
     (side files first, never deleted or overwritten), then the backup is ``.restore``d
     into a fresh file beside it, put in WAL mode, and linked to the free live name."""
-    return f"""if [ "$state" = corrupt ]; then
-  aside="$db.corrupt-$(date -u +%Y-%m-%dT%H-%M-%SZ)"
-  for sfx in -wal -shm -journal ""; do
-    if [ -e "$db$sfx" ] || [ -h "$db$sfx" ]; then
-      ln "$db$sfx" "$aside$sfx" 2>/dev/null && rm -f "$db$sfx" || fail error "cannot move $db$sfx aside to $aside$sfx"
-      printf '{ENTRY_MARK} aside %s\n' "$aside$sfx"
-    fi
-  done
-fi
+    return f"""label=corrupt; [ "$state" = corrupt ] || label=stale  # engine.aside_label
+aside="$db.$label-$(date -u +%Y-%m-%dT%H-%M-%SZ)"
+for sfx in -wal -shm -journal ""; do
+  if [ -e "$db$sfx" ] || [ -h "$db$sfx" ]; then
+    ln "$db$sfx" "$aside$sfx" 2>/dev/null && rm -f "$db$sfx" || fail error "cannot move $db$sfx aside to $aside$sfx"
+    printf '{ENTRY_MARK} aside %s\n' "$aside$sfx"
+  fi
+done
 for sfx in -wal -shm -journal ""; do
   if [ -e "$db$sfx" ] || [ -h "$db$sfx" ]; then fail error "$db$sfx appeared meanwhile: is the app still running? Nothing was restored"; fi
 done
@@ -684,13 +688,22 @@ ro="file:$backup?mode=ro&immutable=1"
 bh=$(content_hash "$ro") || bh=-
 st=$(mktemp) || fail error "cannot create a temporary file"
 trap 'rm -f "$st" "$st.err"' EXIT
-if [ "$state" != ok ]; then
-{_sqlite_replace_broken(busy_timeout)}
-else
+if [ "$state" = ok ]; then
 out=$( (
 take_lock() {{ :; }}  # this script holds the folder's backup lock (fd 9) already
 {safety}
-) ) || {{ printf '%s\\n' "$out"; exit 1; }}
+) ) || {{
+  # engine.live_failed_check: quick_check passed, the safety backup's full check did not
+  res=$(sqlite3 -readonly "$db" "PRAGMA {pragma}" 2>&1 </dev/null | sed '/^\\*\\*\\* in database/d' | head -n 1 | tr -cd ' -~')
+  case $out in *'"kind": "verify_failed"'*) ;; *) res=ok;; esac
+  [ "$res" != ok ] || {{ printf '%s\\n' "$out"; exit 1; }}
+  state=corrupt; why="{pragma}: $res"
+  [ {int(app_stopped)} = 1 ] || fail usage "the live database $db is corrupt ($why): restoring it needs the app stopped, so nothing writes while the file is replaced; {BROKEN_HOW}. Nothing was changed"
+}}
+fi
+if [ "$state" != ok ]; then
+{_sqlite_replace_broken(busy_timeout)}
+else
 safety=$(printf '%s\\n' "$out" | sed -n 's/.*"name": "\\([^"]*\\)".*/\\1/p' | head -n 1)
 is_name "$safety" || fail error "the safety backup printed no name"
 printf '{ENTRY_MARK} safety %s\\n' "$safety"
@@ -757,11 +770,11 @@ def drill_script(directory: str, name: str, check: str) -> str:
 
 def _print_manifest(path: str) -> str:
     """Print ``NAME.json`` as one ``MANIFEST_MARK`` line, read like the engine's sidecars:
-    a symlink, FIFO, directory or file over ``SIDECAR_LIMIT`` is none (status 3). Only
+    a symlink, FIFO, directory or file over ``RECORD_LIMIT`` is none (status 3). Only
     printable ASCII is kept (the tool writes ASCII JSON; newlines are only whitespace
     there), so nothing in the file can start a line of the protocol."""
     q = shlex.quote(path)
-    return (f"[ -f {q} ] && [ ! -h {q} ] && [ \"$(wc -c < {q})\" -le {SIDECAR_LIMIT} ] "
+    return (f"[ -f {q} ] && [ ! -h {q} ] && [ \"$(wc -c < {q})\" -le {RECORD_LIMIT} ] "
             f"|| exit 3\nprintf '{MANIFEST_MARK} '; tr -cd ' -~' < {q}; echo")
 
 

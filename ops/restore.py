@@ -185,9 +185,18 @@ def live_counts(counts: dict) -> str:
 
 
 def format_counts(tables: dict | None) -> str:
+    """Rows per table on one line: at most ``SHOWN_TABLES`` named (a database with
+    thousands of tables must not print a 100 KB prompt), the rest summed."""
     if not tables:
         return "row counts unknown"
-    return ", ".join(f"{name} {count}" for name, count in sorted(tables.items()))
+    listed = sorted(tables.items())
+    shown = ", ".join(f"{name} {count}" for name, count in listed[:SHOWN_TABLES])
+    rest = listed[SHOWN_TABLES:]
+    return shown + (f", and {len(rest)} more tables ({sum(c for _, c in rest)} rows)"
+                    if rest else "")
+
+
+SHOWN_TABLES = 12
 
 
 def confirm(ui: UI, lines: list[str], *, yes: bool) -> None:
@@ -213,6 +222,7 @@ class Restore:
     # (backup, live database, safety backup) from the copy's start to its proof: an
     # interruption then finds out which content the live database holds (``_settled``)
     restoring: tuple | None = None
+    copied: dict | None = None  # ``restore_live``'s read right after its copy committed
     scratch: Path | None = None  # restore --from: the private copy's folder, removed at the end
 
     def run(self) -> dict:
@@ -250,7 +260,8 @@ class Restore:
             raise OpsError(f"restore failed: {cli.one_line(exc)}") from None
         finally:
             if self.record["outcome"] in ("running", "interrupted", "not restored") or \
-                    self.record["outcome"].startswith("terminated"):
+                    self.record["outcome"].startswith("terminated") or (
+                        self.record.get("interrupted") and self.record["outcome"] == "failed"):
                 for line in by_hand(self.record, self._flag(), self._machine()):
                     self.ui.info(line)
             elif self.record["safety_backup"]:
@@ -274,8 +285,10 @@ class Restore:
         if self.restoring[0] == "remote":
             return self._settled_remote(signal_name, self.restoring[1])
         backup, db, safety = self.restoring
+        if safety is None and not db.exists():  # a corrupt or missing one, moved aside
+            return self._settled_missing(signal_name, db)
         try:
-            proof = engine.live_holds(db, backup, safety)
+            proof = engine.live_holds(db, backup, safety, self.copied)
         except (EngineError, OSError, sqlite3.Error) as exc:
             self.ui.warn(f"{signal_name} during the restore; could not read the live database "
                          f"to see what it holds: {exc}")
@@ -285,8 +298,10 @@ class Restore:
         name = self.record["backup"]["name"]
         if proof["ok"]:
             self.record["outcome"] = "ok"
+            since = ("; the app has committed since, so the live database started from the "
+                     "backup and holds the app's newer writes too" if proof["app_wrote"] else "")
             self.ui.info(f"{signal_name} came after the copy: the live database holds backup "
-                         f"{name} (proven: {engine.proof_summary(proof)})")
+                         f"{name} (proven: {engine.proof_summary(proof)}){since}")
         elif proof["holds"] == "safety":
             self.record["outcome"] = "not restored"
             self.ui.info(f"{signal_name} came before the copy committed: the live database "
@@ -296,6 +311,19 @@ class Restore:
             self.ui.warn(f"{signal_name} during the restore: the live database holds neither "
                          f"backup {name} nor its content from before: "
                          + "; ".join(engine.proof_problems(proof)))
+
+    def _settled_missing(self, signal_name: str, db: Path) -> None:
+        """Interrupted while a corrupt live database was replaced: nothing has the live
+        name now (an app started now would create an empty database there)."""
+        aside = self.record.get("moved_aside") or [
+            str(p) for p in sorted(db.parent.glob(f"{db.name}.corrupt-*"))]
+        name = self.record["backup"]["name"]
+        self.record.update(outcome="failed", holds="missing", live_missing=True,
+                           interrupted=signal_name, moved_aside=aside or None)
+        self.ui.warn(f"{signal_name} during the restore: the live database {db} is MISSING "
+                     "now (do not start the app: it would create an empty one); "
+                     + (f"the moved-aside files are {', '.join(aside)}; " if aside else "")
+                     + f"finish with: invoke restore {name} --app-stopped --yes")
 
     def _settled_remote(self, signal_name: str, name: str) -> None:
         """Interrupted while the machine restored: ask it what the live database holds now
@@ -410,11 +438,24 @@ class Restore:
                                                  recorded, now),
             ])
             marks = {"when": self.record["when"], "backup": chosen.name}
-            safety = self._step("safety", f"safety backup of {db}", lambda: _made(
-                local.backup(restore=marks)))
+            try:
+                safety = self._step("safety", f"safety backup of {db}", lambda: _made(
+                    local.backup(restore=marks)))
+            except EngineError as exc:  # quick_check passed; the full check found more
+                why = engine.live_failed_check(db, s.check, exc)
+                if why is None:
+                    raise
+                if not o.app_stopped:
+                    raise OpsError.from_engine(engine.broken_live_refusal(
+                        db, "corrupt", why, "stop it, then run `invoke restore --app-stopped`"
+                    )) from None
+                self.ui.info(f"The safety backup failed because the live database {db} "
+                             f"itself fails {why}: it is restored as a corrupt database")
+                return self._local_broken(db, directory, chosen, "corrupt", why)
             self.record["safety_backup"] = {"name": safety["name"], "sha256": safety["sha256"]}
             self.record["tables_before"] = safety.get("tables")
             snapshot: dict = {}
+            self.copied = snapshot  # filled once the copy commits: _settled judges it
             self.restoring = (chosen.path, db, own / safety["name"])
             seconds = self._step("restore", f"restore {chosen.name} into {db}", lambda: _timed(
                 engine.restore_live(chosen.path, db, busy_timeout=o.busy_timeout,
@@ -443,10 +484,14 @@ class Restore:
         s = self.settings
         self.record.update(live_state=state, live_problem=why)
         when = dt.datetime.now(dt.UTC)  # the name shown is the name used
-        aside = engine.aside_name(db, when)
+        aside = engine.aside_name(db, when, engine.aside_label(state))
+        left = engine.leftovers(db)
         first = (f"The live database {db} is corrupt ({why}): it is moved aside to "
                  f"{aside.name} (with its -wal/-shm), never deleted" if state == "corrupt"
-                 else f"The live database {db} is missing")
+                 else f"The live database {db} is missing" + (
+                     f"; its leftover {', '.join(Path(p).name for p in left)} are moved aside "
+                     f"to {aside.name}-* (never deleted: SQLite would replay a stale -wal "
+                     "over the backup)" if left else ""))
         backup = describe_backup(chosen.name, chosen.created, chosen.size,
                                  _recorded_tables(Path(chosen.path)), dt.datetime.now(dt.UTC))
         self._confirm([first, f"and backup {backup} is restored into its place (the app is "
@@ -455,7 +500,8 @@ class Restore:
         self.restoring = (chosen.path, db, None)
         done = self._step("restore", f"restore {chosen.name} into the {state} {db}",
                           lambda: _placed(engine.replace_broken_live(
-                              chosen.path, db, state, check=s.check, clock=lambda: when)))
+                              chosen.path, db, state, check=s.check, clock=lambda: when,
+                              on_moved=lambda moved: self.record.update(moved_aside=moved))))
         self.record["moved_aside"] = done["moved_aside"]
         self.record["restore_seconds"] = done["restore_seconds"]
         if done["moved_aside"]:
@@ -728,7 +774,8 @@ def _verified(local: LocalTarget, which: str, check: str):
                        f"{verdict.problems[0]}" + adopt_hint(verdict.problems, chosen.name),
                        ExitCode.VERIFY_FAILED)
     return (chosen, asdict(verdict)), \
-        f"{chosen.name}  sha256 {verdict.sha256[:12]}  {check}_check ok"
+        f"{chosen.name}  sha256 {verdict.sha256[:12]}  {check}_check ok" \
+        + _skipped(local.list(), chosen, which)
 
 
 def adopt_hint(problems: list[str], name: str, flag: str = "") -> str:
@@ -788,8 +835,20 @@ def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> 
         if backup:
             lines.append(f"To restore, run again: invoke restore {backup}{flag} --yes")
         return lines
-    lines.append("The live database holds either its content before the restore or the "
-                 "backup's (one SQLite transaction, never a mix).")
+    if record.get("live_missing"):
+        lines.append("The live database is missing: nothing has its name now"
+                     + (f"; what was there is kept at {', '.join(record['moved_aside'])}"
+                        if record.get("moved_aside") else "") + ".")
+        if backup:
+            lines.append(f"To finish the restore: invoke restore {backup}{flag} --app-stopped "
+                         "--yes")
+        return lines
+    if record.get("holds") == "other":
+        lines.append("The live database held neither the backup's content nor its own from "
+                     "before when it was read (the app may have written since the copy).")
+    else:
+        lines.append("The live database holds either its content before the restore or "
+                     "the backup's (one SQLite transaction, never a mix).")
     if safety:
         lines.append("To put back what it held before: "
                      + undo_command(undo_backup(record), flag, record.get("undo_dir")))
@@ -840,7 +899,9 @@ def _made(result: dict):
 
 
 def _kept(moved: list[str], where: str) -> str:
-    return f"Kept the corrupt database {where}, never deleted: {', '.join(sorted(moved))}"
+    what = ("the corrupt database" if any(".corrupt-" in Path(p).name for p in moved)
+            else "the missing database's leftover files")
+    return f"Kept {what} {where}, never deleted: {', '.join(sorted(moved))}"
 
 
 def _placed(done: dict):
@@ -868,7 +929,14 @@ def _listed(target, which: str):
         if chosen is None:
             raise OpsError(f"no backup named {which} in {target.dir} on the machine",
                            ExitCode.NOT_FOUND)
-    return chosen, f"{chosen.name}  {human_bytes(chosen.size)}"
+    return chosen, f"{chosen.name}  {human_bytes(chosen.size)}" + _skipped(backups_found, chosen,
+                                                                          which)
+
+
+def _skipped(backups, chosen, which: str) -> str:
+    """Say so when ``latest`` passed over a newer backup with no readable record."""
+    notice = engine.skipped_unrecorded(backups, chosen) if which == "latest" else None
+    return f"; NOTE: {notice}" if notice else ""
 
 
 def _now() -> str:

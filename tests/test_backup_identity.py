@@ -263,7 +263,7 @@ def test_a_cleanup_during_a_restore_cannot_remove_the_chosen_backup(tmp_path, wa
         read(until="Type yes")
         cleanup = run_invoke("backup.cleanup", "--keep", "1")
         assert cleanup.returncode == 4, cleanup
-        assert "another backup holds the lock" in cleanup.stderr
+        assert "a restore holds the lock" in cleanup.stderr
         assert (backup_dir / chosen.name).exists()
         proc.answer("yes")
         shown = read(until=None)

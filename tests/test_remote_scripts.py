@@ -220,10 +220,11 @@ def test_list_script_prints_only_exact_names_and_hex_digests(tmp_path):
     (folder / "steps-2026-01-01T00-00-00.db.db").write_bytes(b"")
     (folder / "steps-2026-01-01T00-00-0.db").write_bytes(b"")
     out = run_remote(remote.list_script(str(folder)), path)
-    assert out.entries == [[good, "10", A, "0", "-", "-", "-"]]
+    # no NAME.json: what it is (a safety backup whose record was lost?) is unknown
+    assert out.entries == [[good, "10", A, "0", "unrecorded", "-", "-"]]
     (folder / f"{good}.sha256").write_text(A + "0\n")  # 65 hex digits: not a SHA-256
     assert run_remote(remote.list_script(str(folder)), path).entries == [
-        [good, "10", "-", "0", "-", "-", "-"]]
+        [good, "10", "-", "0", "unrecorded", "-", "-"]]
 
 
 @pytest.mark.parametrize("record, kind, source", [

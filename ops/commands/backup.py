@@ -281,6 +281,8 @@ def what_it_is(item, source: str | None) -> str:
         return "safety"
     if item.kind == "adopted":
         return "adopted"
+    if item.kind == "unrecorded":  # the sidecars column says "no record" already
+        return ""
     if item.kind != "backup":
         return f"kind {item.kind}"
     if not same_source(item.source, source):

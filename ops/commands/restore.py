@@ -98,8 +98,10 @@ def database(c, which="latest", production=False, host=None, from_=None, yes=Fal
         with stop_on_signals():  # SIGTERM/SIGHUP unwind: audit line, "finish by hand" lines
             run.run()
     except Terminated as exc:
-        raise OpsError(f"terminated by {exc.name}; see above for what to finish by hand",
-                       ExitCode.TERMINATED) from None
+        done = run.record.get("outcome") == "ok"  # the copy was proven after all
+        raise OpsError(f"terminated by {exc.name}; " + (
+            "the restore itself was done and proven (see above)" if done
+            else "see above for what to finish by hand"), ExitCode.TERMINATED) from None
     finally:
         if host:
             target.close()

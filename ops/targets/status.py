@@ -21,7 +21,7 @@ def status(backups, now: dt.datetime, source: str | None = None) -> dict:
     database's latest backup either (issue 16 #2-3).
     """
     future = sorted(item.name for item in backups if in_future(item.created, now))
-    counted = latest_candidates(backups, now, source)
+    counted = latest_candidates(backups, now, source, unrecorded_ok=True)  # as /health
     safety = sorted(item.name for item in backups
                     if item.kind == "safety" and item.name not in future)
     other = sum(1 for item in backups if not same_source(item.source, source))

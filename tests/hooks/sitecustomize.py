@@ -22,14 +22,14 @@ if _SPEC:
 
     spec = json.loads(_SPEC)
 
-    def _act():
-        if spec.get("signal"):
-            os.kill(os.getpid(), getattr(signal, spec["signal"]))
+    def _act():  # a tamper (an app's write) comes before the signal when both are asked
         if spec.get("tamper"):
             conn = sqlite3.connect(spec["tamper"])
             conn.execute("UPDATE teams SET name = name || ' (tampered after its check)'")
             conn.commit()
             conn.close()
+        if spec.get("signal"):
+            os.kill(os.getpid(), getattr(signal, spec["signal"]))
 
     import importlib
 
