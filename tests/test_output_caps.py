@@ -53,3 +53,16 @@ def test_the_cap_counts_both_streams_and_stays_over():
     assert not cap.take(b"c\nd\n")  # the third line
     assert not cap.take(b"")  # once over, over
     assert limits.Cap(max_bytes=3).take(b"abc") and not limits.Cap(max_bytes=3).take(b"abcd")
+
+
+
+def test_the_link_survives_many_stopped_floods(ssh_host):
+    """Stopping a flooding command closes its channel while paramiko's transport thread
+    is still delivering data; that must never break the connection (it did, in one of
+    ~25 floods, when the reader waited on ``channel.fileno()``'s pipe: EBADF)."""
+    with session_to(ssh_host) as ssh:
+        for attempt in range(30):
+            with pytest.raises(OpsError) as stopped:
+                ssh.run("cat /dev/zero", timeout=60)
+            assert "printed more than 64 MiB" in str(stopped.value), (attempt, stopped.value)
+        assert ssh.run("echo still here").stdout.startswith("still here\n")

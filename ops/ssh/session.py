@@ -11,7 +11,7 @@ toolkit never sets it. The connection opens on first use and closes with the ``w
 from __future__ import annotations
 
 import contextlib
-import select
+import threading
 import time
 from pathlib import Path
 
@@ -164,9 +164,15 @@ def _exchange(channel, stdin: bytes, deadline: float | None) -> tuple[bytes, byt
     except OSError:
         pass  # it ended without reading stdin: what it printed tells
     channel.settimeout(None)
-    channel.fileno()  # a pipe that select() sees when data or the end arrives
+    # Woken by an Event, not ``channel.fileno()``: paramiko's pipe is closed in ``close()``
+    # while its transport thread may still write to it (a host flooding output), and
+    # that EBADF kills the whole connection, or writes into whatever reused the fd.
+    ready = threading.Event()
+    channel.in_buffer.set_event(ready)
+    channel.in_stderr_buffer.set_event(ready)
     try:
         while True:
+            ready.clear()
             while channel.recv_ready():
                 out += _taken(cap, channel.recv(CHUNK))
             while channel.recv_stderr_ready():
@@ -178,7 +184,7 @@ def _exchange(channel, stdin: bytes, deadline: float | None) -> tuple[bytes, byt
             left = _left(deadline)
             if left == 0:
                 raise TimeoutError
-            select.select([channel], [], [], left)
+            ready.wait(left)
         if not channel.status_event.wait(_left(deadline)):
             raise TimeoutError
         return bytes(out), bytes(err), channel.recv_exit_status()
