@@ -15,7 +15,7 @@ import pytest
 
 from ops import engine
 from tests import helpers
-from tests.test_backup_identity import change, content, slow_health_prod  # noqa: F401
+from tests.test_backup_choice import change, content, slow_health_prod  # noqa: F401
 from tests.test_restore_volume import APP, MID, autostarts, fly, look, site, started  # noqa: F401
 
 

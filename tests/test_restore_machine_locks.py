@@ -24,7 +24,7 @@ from tests.test_drill import (
     label,
     prod,  # noqa: F401  (the fixture: production whose /health answers)
 )
-from tests.test_remote_safety import near_names
+from tests.test_machine_side_safety import near_names
 
 STRATEGIES = ["python3", "sqlite3", "node"]
 
