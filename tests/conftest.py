@@ -11,7 +11,18 @@ import pytest
 
 from tests import helpers
 
+# the fake production's fixtures (tests/fake_production.py), for every test module
+from tests.fake_production import (  # noqa: F401
+    health,
+    prod,
+    served_prod,
+    site,
+    sites,
+    slow_health_prod,
+)
+
 # the flyctl test double's world fixture, for every test module that needs it
+from tests.flyctl_double import FlyWorld
 from tests.flyctl_double.plugin import fly_world  # noqa: F401
 
 
@@ -126,3 +137,25 @@ def ssh_host(sshd_server):
         sshd_server.known_hosts_line() + sshd_server.known_hosts_line(sshd_server.no_python_port)
         + sshd_server.known_hosts_line(sshd_server.node_port))
     return sshd_server
+
+
+@pytest.fixture
+def host(ssh_host, tmp_path):
+    """The remote paths on the host, and the env + ``--host`` a task run needs."""
+    db = helpers.make_wal_db(tmp_path / "host" / "data" / "steps.db")
+    folder = tmp_path / "host" / "backups"
+    env = {"HOME": os.environ["HOME"], "INVOKE_DB_REMOTE_PATH": str(db),
+           "INVOKE_BACKUP_REMOTE_DIR": str(folder), "INVOKE_BACKUP_DIR": str(tmp_path / "local"),
+           "INVOKE_SSH_CONNECT_TIMEOUT": "5", "INVOKE_SSH_TIMEOUT": "60"}
+    return {"db": db, "dir": folder, "env": env, "server": ssh_host,
+            "addr": f"{ssh_host.user}@127.0.0.1:{ssh_host.port}",
+            "no_python": f"{ssh_host.user}@127.0.0.1:{ssh_host.no_python_port}"}
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path, fly_world: FlyWorld) -> Path:
+    """A cwd with fly.toml (app step-app-4x-yhw, [mounts] data -> /data)."""
+    d = tmp_path / "app"
+    d.mkdir()
+    fly_world.write_fly_toml(d)
+    return d

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import select
+import shlex
 import shutil
 import sqlite3
 import struct
@@ -28,6 +29,11 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ops import engine, node, remote
+from ops.ssh.connection import Options
+from ops.ssh.session import connect
+from tests.flyctl_double.state import DEFAULT_TOKEN, FlyWorld
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -559,3 +565,74 @@ def break_an_index(db: Path) -> None:
     assert conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] != "ok"
     conn.close()
+
+
+# ---------------------------------------------------------------- moved from test modules
+
+
+def content(path: Path) -> str:
+    return engine.describe_file(path, live=True)[1]
+
+
+def change(db: Path) -> None:
+    conn = sqlite3.connect(db, timeout=10)
+    conn.executemany("INSERT INTO teams (name) VALUES (?)", [(f"later {i}",) for i in range(30)])
+    conn.execute("DELETE FROM steps WHERE id % 5 = 0")
+    conn.commit()
+    conn.close()
+
+
+FAST = Options(connect_timeout=5, timeout=30)
+
+
+def session_to(server, port=None, options=FAST, user=True):
+    who = f"{server.user}@" if user else ""
+    return connect(f"{who}127.0.0.1:{port or server.port}", options)
+
+
+def backups_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.glob("steps-*.db")) if folder.exists() else []
+
+
+BASE_TOOLS = ["sh", "ls", "cat", "rm", "mv", "ln", "mkdir", "date", "sleep", "head", "wc",
+              "sed", "sha256sum", "printf", "echo", "test", "[", "cut", "tr", "mktemp", "df",
+              "tail", "flock"]
+
+
+def machine_path(tmp_path: Path, *, python: bool, sqlite: bool) -> str:
+    bin_dir = tmp_path / ("bin-" + ("p" if python else "") + ("s" if sqlite else ""))
+    bin_dir.mkdir(exist_ok=True)
+    tools = list(BASE_TOOLS)
+    if sqlite:
+        tools.append("sqlite3")
+    for tool in tools:
+        found = shutil.which(tool)
+        if found and not (bin_dir / tool).exists():
+            (bin_dir / tool).symlink_to(found)
+    if python and not (bin_dir / "python3").exists():
+        (bin_dir / "python3").symlink_to(os.path.realpath(sys.executable))
+    return str(bin_dir)
+
+
+def run_remote(script: str, path: str, *, engine_source: bool = False) -> remote.RemoteOutput:
+    """As a session sends it: the engines on stdin (engine.py, then engine.js: ops.node)."""
+    stdin = node.engine_stdin().decode() if engine_source else ""
+    done = subprocess.run(shlex.split(remote.wrap(script)), input=stdin, capture_output=True,
+                          text=True, env={"PATH": path, "LANG": "C.UTF-8"})
+    assert done.returncode == 0, done.stderr
+    return remote.parse_output(done.stdout)
+
+
+def fly_run(world: FlyWorld, *args: str, cwd: Path, token: str | None = DEFAULT_TOKEN,
+        env: dict[str, str | None] | None = None, input: str | bytes | None = None,
+        binary: str = "fly", text: bool = True, timeout: float = 20):
+    full = world.subprocess_env(token)
+    for key, value in (env or {}).items():
+        if value is None:
+            full.pop(key, None)
+        else:
+            full[key] = value
+    return subprocess.run(
+        [binary, *args], cwd=cwd, env=full, capture_output=True, text=text, timeout=timeout,
+        input=input, stdin=None if input is not None else subprocess.DEVNULL,
+    )

@@ -15,7 +15,6 @@ from ops.errors import ExitCode, OpsError
 from ops.ui import wrapped
 from tests import helpers
 from tests.flyctl_double import DEFAULT_VOLUME_ID
-from tests.test_deploy import site  # noqa: F401 - ``site`` is a fixture
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 

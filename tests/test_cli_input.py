@@ -15,8 +15,8 @@ import pytest
 
 from ops import engine
 from tests import helpers
+from tests.fake_production import NEW_IMAGE, make_site
 from tests.helpers import PYTHON, REPO_ROOT, assert_one_line_error, run_parallel
-from tests.test_deploy import NEW_IMAGE, make_site
 
 # ---------------------------------------------------------------- a project of its own
 

@@ -23,10 +23,9 @@ import pytest
 
 from ops import emergency, engine
 from tests import helpers, node_env
+from tests.fake_production import changed_after_backup
 from tests.flyctl_double import DEFAULT_MACHINE_ID
 from tests.flyctl_double.state import real_python3
-from tests.test_deploy import site  # noqa: F401 - ``site`` is a fixture
-from tests.test_drill import changed_after_backup
 
 
 def _python3(world) -> None:
