@@ -12,12 +12,14 @@ import contextlib
 import datetime as dt
 import fcntl
 import hashlib
+import io
 import json
 import os
 import re
 import select
 import shlex
 import shutil
+import signal
 import sqlite3
 import struct
 import subprocess
@@ -116,6 +118,46 @@ def run_invoke(
         stdin=subprocess.DEVNULL,
     )
     return InvokeResult(list(args), proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_here(*args: str, cwd: str | os.PathLike, env: dict[str, str | None] | None = None,
+             search: bool = False) -> InvokeResult:
+    """The same run as ``run_invoke`` by a fresh Invoke ``Program`` in this process: the
+    environment, working folder, stdout and stderr are swapped in for the run and put back.
+    For the matrices of usage, config and help cases (a process costs ~0.5 s each); what
+    needs a real process (signals, terminals, start-up, concurrency) uses ``run_invoke``.
+    Not thread-safe: one run at a time per process (each xdist worker is its own).
+    ``search``: find tasks.py by searching up from ``cwd``, as a user's `invoke` does (no
+    --search-root, no project root set)."""
+    import invoke
+
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    interrupt = signal.getsignal(signal.SIGINT)  # tasks.py sets its own until a task runs
+    out, err = io.StringIO(), io.StringIO()
+    os.environ.clear()
+    os.environ.update(clean_env(env if search else project_root(cwd, env)))
+    os.chdir(cwd)
+    try:
+        program = invoke.Program(name="Invoke", binary="inv[oke]",
+                                 binary_names=["invoke", "inv"], version=invoke.__version__)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                where = [] if search else ["--search-root", str(REPO_ROOT)]
+                program.run(["invoke", *where, *args])
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        signal.signal(signal.SIGINT, interrupt)
+    return InvokeResult(list(args), code, out.getvalue(), err.getvalue())
+
+
+def run_each(calls: Iterable[Callable[[], object]]) -> list:
+    """``run_parallel``'s answer, one call after another (for ``run_here``)."""
+    return [call() for call in calls]
 
 
 def on_terminal(args: list[str], *, cwd, env: dict | None = None, answer: str | None = None,

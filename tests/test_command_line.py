@@ -355,3 +355,20 @@ def test_worst_first_keeps_the_order_within_each_kind():
     bad = [{"name": "a", "problems": unverifiable}, {"name": "b", "problems": ["integrity"]},
            {"name": "c", "problems": unverifiable}, {"name": "d", "problems": ["SHA-256 x"]}]
     assert [item["name"] for item in worst_first(bad)] == ["b", "d", "a", "c"]
+
+
+# ---------------------------------------------------------------- in-process runs are honest
+
+def test_an_in_process_run_is_what_the_process_prints(tmp_path):
+    """``helpers.run_here`` (the matrices' way to run the CLI) gives the exit code, stdout
+    and stderr a real ``python -m invoke`` gives, for help, a usage error and a config error."""
+    cases = [("--help", "backup.status"), ("backup.status", "--max-age", "400d"),
+             ("backup.list",)]
+    env = {"INVOKE_BACKUP_DIR": "data/bakcups"}
+    here = [helpers.run_here(*args, cwd=tmp_path, env=env) for args in cases]
+    there = helpers.run_parallel(functools.partial(helpers.run_invoke, *args, cwd=tmp_path,
+                                                   env=env) for args in cases)
+    for ours, theirs in zip(here, there, strict=True):
+        assert (ours.returncode, ours.stdout, ours.stderr) == (
+            theirs.returncode, theirs.stdout, theirs.stderr), f"{ours}\n{theirs}"
+    assert [r.returncode for r in here] == [0, 2, 3]
