@@ -299,7 +299,7 @@ def concurrent_verify_first(named: list[str]) -> list[str]:
 
 
 # What a ``sh -c`` script sent over ``fly ssh console -C`` is for: the first row whose
-# strings all occur in it. Three vocabularies, one per family of tests, kept as their
+# strings all occur in it. Four vocabularies, one per family of tests, kept as their
 # assertions name the calls; they disagree where a script holds another's strings (the
 # restore family calls ``holds_script`` "adopt" by its ``ln``). An explicit marker printed
 # by each script of ops/remote.py would end the sniffing (see the w4-tests notes).
@@ -330,6 +330,13 @@ RESTORE_SCRIPTS = (
     (("ln ",), "adopt"),
     (("mkdir -p",), "mkdir"),
     (("rm -f",), "rm"),
+)
+
+EMERGENCY_SCRIPTS = (
+    (("__OPS_EMERGENCY__",), "read marker"),
+    (("/proc/[0-9]*/fd",), "open handles"),
+    (("> ",), "write marker"),
+    (("rm -f",), "remove marker"),
 )
 
 
