@@ -27,7 +27,6 @@ import sqlite3
 import subprocess
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -168,17 +167,12 @@ class HealthApp:
 
 
 @dataclasses.dataclass
-class Site:
-    """A Fly world, the app's checkout (cwd), the volume's files and its /health."""
+class Production:
+    """The production both views share: a flyctl world and, under ``root``, the machine's
+    ``/data`` (``vol/``: the live database and its backup folder)."""
 
     root: Path
     world: FlyWorld
-    health: HealthApp
-    token: str = "test-token"
-
-    @property
-    def cwd(self) -> Path:
-        return self.root / "app"
 
     @property
     def db(self) -> Path:
@@ -187,6 +181,24 @@ class Site:
     @property
     def backups(self) -> Path:
         return self.root / "vol" / "backups"
+
+    remote_dir = backups  # the backup tasks' name for it (``backup.remote_dir``)
+
+    def calls(self) -> list[list[str]]:
+        return self.world.calls()
+
+
+@dataclasses.dataclass
+class Site(Production):
+    """The deploy's view: the app's checkout (cwd, with a Dockerfile), its /health, the
+    audit log; runs as user alice outside CI."""
+
+    health: HealthApp | None = None
+    token: str = "test-token"
+
+    @property
+    def cwd(self) -> Path:
+        return self.root / "app"
 
     @property
     def audit_log(self) -> Path:
@@ -388,25 +400,16 @@ def days_ago(days: float) -> dt.datetime:
     return (dt.datetime.now(dt.UTC) - dt.timedelta(days=days)).replace(microsecond=0)
 
 
-@dataclass
-class Prod:
-    """One fake production: a flyctl world, a cwd with fly.toml, the machine's /data."""
+@dataclasses.dataclass
+class Prod(Production):
+    """The backup and restore tasks' view: a cwd with fly.toml and the env of every run
+    (/health down unless a fixture serves it)."""
 
-    world: FlyWorld
-    root: Path
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def cwd(self) -> Path:
         return self.root / "cwd"
-
-    @property
-    def db(self) -> Path:
-        return self.root / "vol" / "steps.db"
-
-    @property
-    def remote_dir(self) -> Path:
-        return self.root / "vol" / "backups"
 
     @property
     def local_dir(self) -> Path:
@@ -421,9 +424,6 @@ class Prod:
     def later(self, *args: str, **kwargs):
         """A deferred ``run`` for ``run_parallel``."""
         return functools.partial(self.run, *args, **kwargs)
-
-    def calls(self) -> list[list[str]]:
-        return self.world.calls()
 
     def flow(self) -> list[str]:
         return flow(self.calls())
@@ -456,7 +456,7 @@ def make_prod(root: Path, world: FlyWorld | None = None) -> Prod:
     """A default flyctl world plus a real WAL database as the machine's ``/data/steps.db``."""
     root.mkdir(parents=True, exist_ok=True)
     world = world or default_world(root)
-    prod = Prod(world, root)
+    prod = Prod(root, world)
     prod.cwd.mkdir()
     FlyWorld.write_fly_toml(prod.cwd)
     helpers.make_wal_db(prod.db)
