@@ -16,7 +16,7 @@ import pytest
 from ops import emergency
 from ops.errors import ExitCode
 from tests import helpers
-from tests.fake_production import EMERGENCY_SCRIPTS, fly, signal_while_hung, ssh_purpose
+from tests.fake_production import fly, signal_while_hung, ssh_purpose
 from tests.flyctl_double import DEFAULT_APP, DEFAULT_MACHINE_ID, DEFAULT_VOLUME_ID
 
 APP, MID, VOL = DEFAULT_APP, DEFAULT_MACHINE_ID, DEFAULT_VOLUME_ID
@@ -47,7 +47,7 @@ def shown(argv: list[str]) -> list[str]:
     if argv[:2] != ["ssh", "console"]:
         return argv
     script = shlex.split(argv[argv.index("-C") + 1])[2]
-    return ["ssh", ssh_purpose(script, EMERGENCY_SCRIPTS)]
+    return ["ssh", ssh_purpose(script)]
 
 
 def calls(site) -> list[list[str]]:
