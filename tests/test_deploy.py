@@ -382,7 +382,7 @@ def test_failed_fly_deploy_exits_13_with_flyctls_error_and_the_way_back(sites):
 
     r_timeout, r_refused = run_parallel([
         lambda: timing_out.run("deploy", "--json"),
-        lambda: refused.run("deploy", "--json", "--skip-backup", timeout=15),
+        lambda: refused.run("deploy", "--json", "--skip-backup", timeout=60),  # a deadlock hangs
     ])  # fmt: skip
 
     for one, result, text, calls, done in (
