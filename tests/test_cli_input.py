@@ -369,13 +369,13 @@ def test_relative_config_paths_start_at_the_project_root(tmp_path):
     assert len(engine.list_backups(project / "data" / "backups")) == 1
     assert not (sub / "data").exists()
 
-    listed = run_in(sub, "backup.list")
+    listed = helpers.run_here("backup.list", cwd=sub, search=True)
     assert listed.returncode == 0, listed
     assert f"Backups in {project / 'data' / 'backups'} (1)" in listed.stderr
-    as_json = run_in(sub, "backup.list", "--json")
+    as_json = helpers.run_here("backup.list", "--json", cwd=sub, search=True)
     assert [item["name"] for item in as_json.json()] == [
         item.name for item in engine.list_backups(project / "data" / "backups")]
-    status = run_in(sub, "backup.status")
+    status = helpers.run_here("backup.status", cwd=sub, search=True)
     assert status.returncode == 0 and str(project / "data" / "backups") in status.stderr
     assert db.exists()
 
