@@ -132,7 +132,8 @@ def run_here(*args: str, cwd: str | os.PathLike, env: dict[str, str | None] | No
     import invoke
 
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
-    interrupt = signal.getsignal(signal.SIGINT)  # tasks.py sets its own until a task runs
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # a task may set its own
+    handlers = [signal.getsignal(sig) for sig in signals]
     out, err = io.StringIO(), io.StringIO()
     os.environ.clear()
     os.environ.update(clean_env(env if search else project_root(cwd, env)))
@@ -151,7 +152,8 @@ def run_here(*args: str, cwd: str | os.PathLike, env: dict[str, str | None] | No
         os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved_env)
-        signal.signal(signal.SIGINT, interrupt)
+        for sig, handler in zip(signals, handlers, strict=True):
+            signal.signal(sig, handler)
     return InvokeResult(list(args), code, out.getvalue(), err.getvalue())
 
 
