@@ -36,6 +36,7 @@ class Done:
 
     label: str
     detail: str = ""
+    record: str | None = None  # what the record says, when not the detail (it is in the label)
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,12 @@ class Step:
     keeps: frozenset[ExitCode] = frozenset({ExitCode.LOCKED})
     by_hand: tuple[str, ...] = ()
     skipped: str = ""  # why it does not run (shown and recorded); its action is not called
+    running: str = ""  # its line while it runs, when shorter than the plan's title
+    rerun: bool = False  # stopping here leaves nothing half done: no by-hand lines, run again
+
+    @property
+    def line(self) -> str:
+        return self.running or self.title
 
     def filled(self, values: dict[str, str]) -> Step:
         """This step with the ``<name>`` placeholders the run has learnt put in."""
@@ -205,17 +212,18 @@ class Runner:
             if self.record["outcome"] == "running":  # whatever ended the run, say so
                 self.record.update(outcome="crashed", exit_code=int(ExitCode.ERROR))
             self.record["finished"] = now()
+            self.record["seconds"] = round(sum(s["seconds"] for s in self.record["steps"]), 3)
             if not dry_run:
                 self._append()
 
     def _run_step(self, step: Step) -> None:
         if step.skipped:
-            self.ui.skipped(step.title, step.skipped)
+            self.ui.skipped(step.line, step.skipped)
             self._log(step, "skipped", 0.0, step.skipped)
             return
-        shown = None
+        shown, recorded = None, None
         try:
-            with self.ui.step(step.title) as shown:
+            with self.ui.step(step.line) as shown:
                 try:
                     result = step.action() if step.action else None
                 except Exception as exc:  # its line shows why, without a secret
@@ -223,6 +231,8 @@ class Runner:
                     raise
                 if isinstance(result, Done):
                     shown.label, shown.detail = result.label, self._scrub(result.detail)
+                    if result.record is not None:
+                        recorded = self._scrub(result.record)
                 else:
                     shown.detail = self._scrub(result or "")
         except (KeyboardInterrupt, Terminated):
@@ -234,7 +244,7 @@ class Runner:
             self._log(step, "failed", shown.seconds if shown else 0.0, text)
             self.record.update(outcome=f"{step.key} failed", exit_code=int(code), error=text)
             raise OpsError(self.message(step, text) if self.message else text, code) from None
-        self._log(step, "ok", shown.seconds, shown.detail)
+        self._log(step, "ok", shown.seconds, shown.detail if recorded is None else recorded)
 
     @staticmethod
     def _text(exc: Exception) -> str:
@@ -266,6 +276,8 @@ class Runner:
             self.on_stop(exc, step)
 
     def _show_by_hand(self, remaining: list[Step]) -> None:
+        if remaining and remaining[0].rerun:  # stopped before anything is half done
+            return
         lines = by_hand_lines([s.filled(self.values) for s in remaining], self.binary)
         if lines:
             lines = self._scrub(lines)

@@ -140,3 +140,36 @@ def test_a_skipped_step_is_shown_and_recorded_and_never_called(tmp_path):
     record = run.run(steps)
     assert record["steps"][0]["outcome"] == "skipped" and "--skip-backup" in shown.getvalue()
     assert os.path.getsize(tmp_path / "audit.log") > 0
+
+
+def test_a_step_may_run_under_a_shorter_line_and_record_what_its_label_says(tmp_path):
+    run, shown = runner(tmp_path)
+
+    def deploy():
+        with run.ui.step("flyctl's own work"):  # a child: the parent says "▸ its line"
+            pass
+        return Done("deployed release v13", record="release v13")
+
+    steps = [Step("deploy", "redeploy v11 (builds /app)", deploy, running="fly deploy")]
+    record = run.run(steps)
+    assert "▸ fly deploy" in shown.getvalue() and "redeploy v11" not in shown.getvalue()
+    assert "deployed release v13" in shown.getvalue()
+    assert record["steps"][0]["detail"] == "release v13"
+    assert record["seconds"] == record["steps"][0]["seconds"]
+
+
+def test_stopping_where_nothing_is_half_done_lists_nothing_to_do_by_hand(tmp_path):
+    def fail():
+        raise OpsError("no flyctl", ExitCode.DEPLOY_ABORTED_PREFLIGHT)
+
+    steps = [Step("preflight", "preflight", fail, rerun=True),
+             Step("deploy", "deploy", commands=(("deploy",),))]
+    run, shown = runner(tmp_path)
+    with pytest.raises(OpsError):
+        run.run(steps)
+    assert "manual" not in run.record and "To finish by hand" not in shown.getvalue()
+    steps[0] = Step("preflight", "preflight", fail)  # the same stop, where it is half done
+    run, shown = runner(tmp_path)
+    with pytest.raises(OpsError):
+        run.run(steps)
+    assert run.record["manual"] == ["  # preflight: preflight", "  fly deploy   # deploy"]

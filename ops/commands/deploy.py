@@ -33,23 +33,19 @@ def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout) -> Non
     options = options_for(settings)
     deploys.check_strategy_with_volume(options.strategy, options.extra, settings.fly_config,
                                        bool(settings.fly_toml().mount_source))
+    deployment = deploys.Deployment(options, settings, lambda: FlyTarget(settings, ui), ui)
     if dry_run:
-        known = deploys.look_up(settings, options)
-        steps = deploys.plan(options, known)
+        steps = deployment.dry_run()
         ui.lines(deploys.render(steps, options.app, ui.width))
-        for note in known.notes:
-            ui.warn(note)
-        for problem in known.problems:
+        for problem in deployment.problems:
             ui.warn(f"a real run would stop at preflight: {problem}")
         if json:
             ui.emit({"dry_run": True, "steps": deploys.plan_as_data(steps),
-                     "warnings": known.problems})
+                     "warnings": deployment.problems})
         return
-    steps = deploys.plan(options)
-    deployment = deploys.Deployment(options, settings, lambda: FlyTarget(settings, ui), ui)
     try:
         with stop_on_signals():
-            deployment.run(steps)
+            deployment.run()
     except Terminated as exc:
         started = deployment.record.get("fly_deploy_started")
         raise OpsError(f"terminated by {exc.name}"
