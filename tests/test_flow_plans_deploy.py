@@ -1,0 +1,74 @@
+"""A deploy's `--dry-run` plan is what its run does (issue 22: the plan is the program).
+
+For deploy, deploy --skip-backup and deploy.rollback: the dry run's plan (``--json``)
+is read first, then the flow runs for real against the flyctl double through the real
+CLI, and the double's call log must be exactly the commands the plan showed, in order,
+with the machine, volume and image the dry run filled in. A script run over
+`fly ssh console` is compared by its purpose (the plan's ``<lock script>``, the run's
+lock script: ``tests.test_deploy.label``); the snapshot polls are one call in the plan
+("waited for until created") and as many as it takes in a run.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests import test_deploy
+from tests.test_deploy import APP, IMAGE_V11, MID, NEW_IMAGE, VOL, concurrent_verify_first, label
+
+site = test_deploy.site  # the same fake production (a fixture)
+
+POLL = ["volumes", "snapshots", "list", VOL, "-a", APP, "--json"]
+
+
+def planned(step: dict) -> list[list[str]]:
+    """A plan step's commands, each `fly ssh console` named by its script's purpose."""
+    out = []
+    for argv in step["commands"]:
+        if argv[:2] == ["ssh", "console"]:
+            script = argv[argv.index("-C") + 1]
+            assert script.startswith("<") and script.endswith(" script>"), argv
+            argv = [*argv[:argv.index("-C") + 1], "ssh " + script[1:-len(" script>")]]
+        out.append(argv)
+    return out
+
+
+def made(calls: list[list[str]]) -> list[list[str]]:
+    """The double's call log in the plan's terms: scripts by purpose, the full check
+    where the plan shows it (it runs beside the polls), consecutive polls as one."""
+    named = [[*argv[:argv.index("-C") + 1], label(argv)] if argv[:2] == ["ssh", "console"]
+             else argv for argv in calls]
+    order = concurrent_verify_first([label(argv) for argv in calls])
+    by_label: dict[str, list[list[str]]] = {}
+    for name, argv in zip([label(argv) for argv in calls], named, strict=True):
+        by_label.setdefault(name, []).append(argv)
+    ordered = [by_label[name].pop(0) for name in order]
+    return [argv for i, argv in enumerate(ordered)
+            if not (argv == POLL and i and ordered[i - 1] == POLL)]
+
+
+@pytest.mark.parametrize("flow", [
+    ("deploy",),
+    ("deploy", "--skip-backup", "--image", NEW_IMAGE),
+    ("deploy.rollback",),
+], ids=["deploy", "skip-backup", "rollback"])  # fmt: skip
+def test_the_calls_a_run_makes_are_the_commands_its_dry_run_shows(site, flow):
+    dry = site.run(*flow, "--dry-run", "--json")
+    assert dry.returncode == 0, dry
+    plan = dry.json()
+    assert plan["warnings"] == []
+    shown = [argv for step in plan["steps"] for argv in planned(step)]
+    text = " ".join(" ".join(argv) for argv in shown)
+    assert MID in text and "<machine>" not in text and "<" not in text.replace("-C <", "")
+    site.world.clear_calls()
+
+    run = site.run(*flow, "--json")
+
+    assert run.returncode == 0, run
+    assert made(site.world.calls()) == shown
+    recorded = [step["step"] for step in run.json()["steps"]]
+    assert recorded == [step["key"] for step in plan["steps"] if step["key"] != "record"]
+    if flow[0] == "deploy.rollback":  # the release the dry run named is the one redeployed
+        deploy = next(step for step in plan["steps"] if step["key"] == "deploy")
+        assert deploy["title"] == "redeploy v11" and deploy["commands"][0][-1] == IMAGE_V11
+        assert run.json()["rollback_to"] == 11
