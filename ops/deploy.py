@@ -67,9 +67,7 @@ def plan(o: DeployOptions, run: Deployment | None = None) -> list[Step]:
            for name in ("lock", "backup", "verify", "list", "unlock")}
     rollback = o.rollback_to is not None
     what = "rollback" if rollback else "deploy"
-    again = (f"invoke {'deploy.rollback' if rollback else 'deploy'}   (nothing deployed: run "
-             "it again once the cause is fixed)",)
-    before = dict(rerun=True, by_hand=again)  # stopping before `fly deploy` leaves nothing
+    before = dict(rerun=True)  # stopping before `fly deploy` leaves nothing to finish
     steps = [
         Step("lock", f"take the deploy lock of {o.app} on this computer", act("lock"),
              abort=ExitCode.DEPLOY_ABORTED_PREFLIGHT,  # a held lock exits LOCKED anyway
@@ -129,9 +127,7 @@ def plan(o: DeployOptions, run: Deployment | None = None) -> list[Step]:
         Step("record", "append to the audit log, find the machine again (the deploy may "
              "have replaced it) and release the machine's lock",
              commands=(tuple(fly.volumes_list(o.app)), tuple(fly.machines_list(o.app)),
-                       ssh["unlock"]),
-             by_hand=("invoke deploy.unlock   (says who holds the machine's lock; --yes "
-                      "removes one this run left)",)),
+                       ssh["unlock"])),
     ]
     if rollback:  # a release that does not exist is the operator's input: exit 2 or 3
         steps = [replace(step, keeps=KEEPS[True]) for step in steps]
