@@ -67,7 +67,9 @@ def plan(o: DeployOptions, run: Deployment | None = None) -> list[Step]:
            for name in ("lock", "backup", "verify", "list", "unlock")}
     rollback = o.rollback_to is not None
     what = "rollback" if rollback else "deploy"
-    before = dict(rerun=True)  # stopping before `fly deploy` leaves nothing to finish
+    # learnt by a dry run's preflight: an emergency deploy or a rollback goes on without it
+    no_machine = "no usable machine" if run is not None and not run.machine_ok else ""
+    before = BEFORE_DEPLOY
     steps = [
         Step("lock", f"take the deploy lock of {o.app} on this computer", act("lock"),
              abort=ExitCode.DEPLOY_ABORTED_PREFLIGHT,  # a held lock exits LOCKED anyway
@@ -77,37 +79,12 @@ def plan(o: DeployOptions, run: Deployment | None = None) -> list[Step]:
              commands=preflight_reads(o.app), reads_only=True,
              abort=ExitCode.DEPLOY_ABORTED_PREFLIGHT, running="preflight", **before),
         Step("machine_lock", "take the deploy lock on the machine (shared with CI and "
-             "every laptop)", act("machine_lock"), commands=(ssh["lock"],),
+             "every laptop)", act("machine_lock"), commands=() if no_machine else (ssh["lock"],),
              abort=ExitCode.DEPLOY_ABORTED_PREFLIGHT, running="deploy lock on the machine",
-             **before),
+             skipped=no_machine, **before),
     ]
-    if rollback:
-        pass  # a rollback never touches data
-    elif o.skip_backup:
-        steps += [
-            Step("backup", "verified backup on the machine", skipped="--skip-backup",
-                 running="backup on the machine"),
-            Step("snapshot", "volume snapshot", skipped="--skip-backup",
-                 running="volume snapshot"),
-        ]
-    else:
-        steps += [
-            Step("backup", "backup on the machine, published after quick_check and its "
-                 "SHA-256 (then remote retention: list and delete, then list: still "
-                 "there, same SHA-256)", act("backup"),
-                 commands=(ssh["backup"], ssh["list"], ssh["list"]),
-                 abort=ExitCode.DEPLOY_ABORTED_BACKUP, running="backup on the machine",
-                 **before),
-            Step("snapshot", "volume snapshot, waited for until created, while the "
-                 "machine runs the backup's full check", act("snapshot"),
-                 commands=(tuple(fly.snapshots_list(o.app, VOLUME)),
-                           tuple(fly.snapshots_create(o.app, VOLUME)), ssh["verify"],
-                           tuple(fly.snapshots_list(o.app, VOLUME))),
-                 abort=ExitCode.DEPLOY_ABORTED_SNAPSHOT, running="volume snapshot", **before),
-            Step("full_check", "the backup's full check on the machine (SHA-256 and "
-                 "backup.check), run during the snapshot: must pass", act("full_check"),
-                 abort=ExitCode.DEPLOY_ABORTED_BACKUP, **before),
-        ]
+    if not rollback:  # a rollback never touches data
+        steps += data_steps(o, act, ssh)
     release = f"v{o.rollback_to}" if o.rollback_to else RELEASE
     image = IMAGE if rollback else o.image
     deploy_argv = tuple(redact_argv(deploy_command(o, image)))
@@ -124,14 +101,44 @@ def plan(o: DeployOptions, run: Deployment | None = None) -> list[Step]:
                       shlex.join(["fly", *deploy_argv]))),
         Step("health", gate, act("health"), abort=ExitCode.HEALTH_FAILED,
              running="health gate", by_hand=(f"curl -fsS {shlex.quote(o.health_url)}",)),
-        Step("record", "append to the audit log, find the machine again (the deploy may "
-             "have replaced it) and release the machine's lock",
-             commands=(tuple(fly.volumes_list(o.app)), tuple(fly.machines_list(o.app)),
-                       ssh["unlock"])),
+        Step("record", "append to the audit log" if no_machine else "append to the audit "
+             "log, find the machine again (the deploy may have replaced it) and release the "
+             "machine's lock", commands=() if no_machine else (
+                 tuple(fly.volumes_list(o.app)), tuple(fly.machines_list(o.app)), ssh["unlock"])),
     ]
     if rollback:  # a release that does not exist is the operator's input: exit 2 or 3
         steps = [replace(step, keeps=KEEPS[True]) for step in steps]
     return steps
+
+
+def data_steps(o: DeployOptions, act, ssh: dict) -> list[Step]:
+    """The backup, the snapshot and the backup's full check before `fly deploy`, or the
+    two skipped with --skip-backup."""
+    before = BEFORE_DEPLOY
+    if o.skip_backup:
+        return [
+            Step("backup", "verified backup on the machine", skipped="--skip-backup",
+                 running="backup on the machine"),
+            Step("snapshot", "volume snapshot", skipped="--skip-backup",
+                 running="volume snapshot"),
+        ]
+    return [
+        Step("backup", "backup on the machine, published after quick_check and its "
+             "SHA-256 (then remote retention: list and delete, then list: still "
+             "there, same SHA-256)", act("backup"),
+             commands=(ssh["backup"], ssh["list"], ssh["list"]),
+             abort=ExitCode.DEPLOY_ABORTED_BACKUP, running="backup on the machine",
+             **before),
+        Step("snapshot", "volume snapshot, waited for until created, while the "
+             "machine runs the backup's full check", act("snapshot"),
+             commands=(tuple(fly.snapshots_list(o.app, VOLUME)),
+                       tuple(fly.snapshots_create(o.app, VOLUME)), ssh["verify"],
+                       tuple(fly.snapshots_list(o.app, VOLUME))),
+             abort=ExitCode.DEPLOY_ABORTED_SNAPSHOT, running="volume snapshot", **before),
+        Step("full_check", "the backup's full check on the machine (SHA-256 and "
+             "backup.check), run during the snapshot: must pass", act("full_check"),
+             abort=ExitCode.DEPLOY_ABORTED_BACKUP, **before),
+    ]
 
 
 def preflight_reads(app: str) -> tuple[tuple[str, ...], ...]:
@@ -139,6 +146,7 @@ def preflight_reads(app: str) -> tuple[tuple[str, ...], ...]:
                              fly.machines_list(app), fly.releases(app))))
 
 
+BEFORE_DEPLOY = {"rerun": True}  # stopping before `fly deploy` leaves nothing to finish
 KEEPS = {False: frozenset({ExitCode.LOCKED}),  # someone else's deploy, wherever its lock was
          True: frozenset({ExitCode.LOCKED, ExitCode.NOT_FOUND, ExitCode.USAGE})}
 CLOSING = "record"  # not a step the runner runs: the flow's ``finally`` (``Deployment.run``)
@@ -369,9 +377,8 @@ class Deployment:
         they depend on), then the plan with what it learnt filled in."""
         self.problems = []
         self.runner.start(app=self.options.app)
-        steps = self.plan()
-        self.runner.run([s for s in steps if s.reads_only], dry_run=True)
-        return [s.filled(self.runner.values) for s in steps]
+        self.runner.run([s for s in self.plan() if s.reads_only], dry_run=True)
+        return [s.filled(self.runner.values) for s in self.plan()]  # with what it learnt
 
     @property
     def secrets(self) -> list[str]:
