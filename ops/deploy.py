@@ -324,16 +324,17 @@ class FullCheck:
 
 @dataclass
 class Deployment:
-    """A deploy's actions, run by ``runbook.Runner`` through one ``FlyTarget`` (made in
-    preflight). ``problems`` is a dry run's: what would stop a real run at preflight is
-    collected there instead of raised, so the plan can still be shown."""
+    """A deploy's actions, run by ``runbook.Runner`` through one ``FlyTarget`` and its
+    ``FlyApp`` (made in preflight). ``problems`` is a dry run's: what would stop a real
+    run at preflight is collected there instead of raised, so the plan can still be shown."""
 
     options: DeployOptions
     settings: object
     make_target: object  # () -> ops.targets.fly.FlyTarget
     ui: object
     runner: runbook.Runner | None = None
-    target: object = None
+    target: object = None  # the backups
+    app: object = None  # ops.targets.fly.app.FlyApp: releases, deploy, snapshots, lock
     machine_ok: bool = True  # False: an emergency deploy or rollback going on without it
     holder: str = ""  # who this run is, in the machine's deploy lock
     deploy_started: bool = False  # `fly deploy` ran (it may have replaced the machine)
@@ -430,8 +431,9 @@ class Deployment:
         o = self.options
         try:
             self.target = self.make_target()
+            self.app = self.target.fly_app
             self.target.check_flyctl()
-            self.target.whoami()
+            self.app.whoami()
         except OpsError as exc:  # without flyctl, or logged out, nothing more to read
             self._problem(exc)
             return self._would_stop()
@@ -443,7 +445,7 @@ class Deployment:
                 self._problem(exc)
         where = self._production_machine()
         try:
-            releases = self.target.releases()
+            releases = self.app.releases()
         except OpsError as exc:
             self._problem(exc)
             return self._would_stop()
@@ -505,14 +507,14 @@ class Deployment:
         self.holder = (f"{audit.who()} {self.record['kind']} since "
                        f"{self.record['when'][:19]}Z (run {os.urandom(4).hex()})")
         wait = self.settings.deploy_lock_wait
-        waited = self.target.lock_deploy(wait, self.holder, on_wait=lambda who: self.ui.waiting(
+        waited = self.app.lock_deploy(wait, self.holder, on_wait=lambda who: self.ui.waiting(
             f"  waiting up to {wait:g}s for the deploy lock on the machine "
-            f"({self.target.deploy_lock_path}), held by {who}"))
+            f"({self.app.deploy_lock_path}), held by {who}"))
         self.held.callback(self._release_machine)
         if waited:  # another deploy finished meanwhile: what is live now?
-            self._note_previous(self.target.releases())
+            self._note_previous(self.app.releases())
         self._machine_check()
-        return done("machine_lock", self.target.deploy_lock_path
+        return done("machine_lock", self.app.deploy_lock_path
                     + (" (after waiting)" if waited else ""))
 
     def _machine_check(self) -> None:
@@ -539,7 +541,7 @@ class Deployment:
         try:
             if self.deploy_started:
                 self.target.resolve(again=True)
-            self.target.unlock_deploy(holder=self.holder)
+            self.app.unlock_deploy(holder=self.holder)
         except OpsError as exc:
             if exc.code == ExitCode.LOCKED:  # an operator forced it and another run took it
                 self.ui.warn(f"did not release the deploy lock on the machine: {exc}")
@@ -574,7 +576,7 @@ class Deployment:
             self.check = beside = FullCheck(
                 f"{settings.check}_check", lambda: backups.require_ok(target.verify(name)))
             self.held.callback(self.check.wait)  # never leave it running unobserved
-        snap = target.snapshot(wait=True, timeout=settings.snapshot_timeout,
+        snap = self.app.snapshot(wait=True, timeout=settings.snapshot_timeout,
                                interval=settings.health_interval, beside=beside)
         self.record["snapshot"] = {k: snap.get(k) for k in ("id", "volume", "size")} | (
             {"status": snap["status"]} if snap.get("status") != "created" else {})
@@ -593,7 +595,7 @@ class Deployment:
         self.record["fly_deploy"] = redact_argv(deploy_command(o, image))
         self.deploy_started = True
         try:
-            self.target.deploy(deploy_command(o, image), stream=lambda line: self.ui.info(
+            self.app.deploy(deploy_command(o, image), stream=lambda line: self.ui.info(
                 "  " + scrub(line, self.secrets)))
         finally:
             self._note_release()  # a failed rolling deploy still leaves a (failed) release
@@ -603,7 +605,7 @@ class Deployment:
     def _note_release(self) -> None:
         """The release this run made, if any (a refused build makes none)."""
         try:
-            newest = self.target.releases()[0]
+            newest = self.app.releases()[0]
         except (OpsError, IndexError):
             return
         if newest.version <= self.newest_seen:

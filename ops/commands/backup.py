@@ -455,8 +455,8 @@ def volume(c, no_wait=False, timeout=None, json=False):
     """Snapshot the production volume and wait until the snapshot exists."""
     settings, target, ui = production_target(c, json=json, snapshot_timeout=timeout)
     try:
-        snap = target.snapshot(wait=not no_wait, timeout=settings.snapshot_timeout,
-                               interval=settings.health_interval)
+        snap = target.fly_app.snapshot(wait=not no_wait, timeout=settings.snapshot_timeout,
+                                       interval=settings.health_interval)
     except KeyboardInterrupt:
         if any(step.outcome == "ok" and step.label.endswith(" requested") for step in ui.steps):
             raise OpsError(SNAPSHOT_GOES_ON, ExitCode.INTERRUPTED) from None
@@ -475,7 +475,7 @@ def volume(c, no_wait=False, timeout=None, json=False):
 def snapshots(c, json=False):
     """List the production volume's snapshots (and its earlier volumes'), newest first."""
     _, target, ui = production_target(c, json=json)
-    found = list(reversed(target.snapshots()))
+    found = list(reversed(target.fly_app.snapshots()))
     if json:
         ui.emit([asdict(snap) for snap in found])
         return

@@ -144,10 +144,10 @@ def unlock(c, yes=False):
     """Remove a stale deploy lock from the machine, left by a deploy that was killed."""
     settings = config.load(c.config)
     ui = UI()
-    target = FlyTarget(settings, ui)
-    holder = target.unlock_deploy(remove=yes)
+    app = FlyTarget(settings, ui).fly_app
+    holder = app.unlock_deploy(remove=yes)
     if holder is None:
-        ui.info(f"No deploy lock on the machine ({target.deploy_lock_path}).")
+        ui.info(f"No deploy lock on the machine ({app.deploy_lock_path}).")
     elif yes:
         ui.info(f"Removed the deploy lock held by {holder}.")
     else:
