@@ -349,6 +349,7 @@ class Deployment:
             "rollback" if self.options.rollback_to is not None else "deploy", self.ui,
             self.settings.audit_log, secrets=lambda: self.secrets, message=self._message,
             on_stop=self._stopped)
+        self.ui.redact = lambda text: scrub(text, self.secrets)  # every line, dry run too
 
     @property
     def record(self) -> dict:
@@ -366,7 +367,6 @@ class Deployment:
             release=None, previous_release=None,
             fly_deploy=redact_argv(deploy_command(o, o.image if o.rollback_to is None
                                                   else IMAGE)))
-        self.ui.redact = lambda text: scrub(text, self.secrets)
         if o.skip_backup:
             self.ui.warn("--skip-backup: deploying WITHOUT a backup or a volume snapshot. "
                          "This is recorded in the audit log.")
@@ -387,9 +387,9 @@ class Deployment:
         return tokens_in(self.options.extra) + [os.environ.get(var, "") for var in fly.TOKEN_VARS]
 
     def _stopped(self, exc: BaseException, step: Step | None) -> None:
-        """A signal or Ctrl-C: say whether the release may already be out."""
-        started = step is not None and step.key in ("deploy", "health")
-        self.record["fly_deploy_started"] = started
+        """A signal or Ctrl-C: say whether the release may already be out (once `fly
+        deploy` has started, even if the stop came between two steps)."""
+        self.record["fly_deploy_started"] = started = self.deploy_started
         if started:
             self.record["error"] = ("stopped after `fly deploy` had started: the release may "
                                     "be out; check `fly releases`")

@@ -47,7 +47,7 @@ def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout) -> Non
         with stop_on_signals():
             deployment.run()
     except Terminated as exc:
-        started = deployment.record.get("fly_deploy_started")
+        started = deployment.deploy_started  # also when the stop came after the last step
         raise OpsError(f"terminated by {exc.name}"
                        + (": `fly deploy` had started, the release may be out; check "
                           f"`fly releases -a {options.app}`" if started
