@@ -8,20 +8,20 @@ the machine and changes what it runs: ``fly machine update --command "sleep
 (nothing listens any more) and, when the app's services autostop, ``--autostop=off`` (else
 Fly's proxy would stop the idle machine). What the machine ran before is recorded on the
 volume (``.ops-emergency.json`` beside the database) and in the audit log, so resume puts
-back exactly that. Plans are data (``plan_stop``, ``plan_resume``); ``Runner`` acts.
+back exactly that. Plans are data (``plan_stop``, ``plan_resume``), run by ``runbook.Runner``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import json
 import re
 import shlex
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
-from ops import audit, cli, fly, health, remote, ui
+from ops import cli, fly, health, remote, runbook
 from ops.errors import ExitCode, OpsError
+from ops.runbook import Step
 from ops.signals import Terminated, stop_on_signals
 
 MAINTENANCE_CMD = ("sleep", "2147483647")  # GNU and busybox sleep both take it (68 years)
@@ -249,37 +249,57 @@ def original_of(machine: MachineView) -> Original:
 # ------------------------------------------------------------------ plans
 
 
-@dataclass(frozen=True)
-class Step:
-    key: str
-    title: str
-    argv: tuple[str, ...] = ()  # the flyctl call; an ssh script is shown by its purpose
-    changes: bool = False
-
-
 def ssh_shown(app: str, machine: str, what: str) -> tuple[str, ...]:
     return tuple(fly.ssh_console(app, machine, f"<script: {what}>"))
 
 
+def ssh_by_hand(app: str, machine: str, script: str) -> tuple[str, ...]:
+    """The exact ssh command to run by hand (the plan shows the script by its purpose)."""
+    return (shlex.join(["fly", *fly.ssh_console(app, machine, remote.wrap(script))]),)
+
+
+def health_by_hand(url: str) -> tuple[str, ...]:
+    return (f"until curl -fsS -o /dev/null {shlex.quote(url)}; do sleep 5; done",)
+
+
+def plan_resolve(app: str) -> list[Step]:
+    """What every run reads first, for real also in a dry run: flyctl's version, then the
+    app's volumes and machines (which machine is production)."""
+    return [Step("resolve", f"resolve production machine of {app}",
+                 commands=(tuple(fly.version()), tuple(fly.volumes_list(app)),
+                           tuple(fly.machines_list(app))), reads_only=True)]
+
+
+def plan_recorded(app: str, machine: MachineView, marker: str) -> list[Step]:
+    """Resume reads what the stop recorded on the volume (ssh reaches a started machine
+    only; the machine's metadata and the audit log are the fallbacks)."""
+    return [Step("recorded", f"read what {machine.id} ran before the stop ({marker})",
+                 commands=(ssh_shown(app, machine.id, f"read {marker}"),), reads_only=True,
+                 skipped="" if machine.state == "started" else "the machine is not started")]
+
+
 def plan_stop(app: str, machine: MachineView, original: Original, marker: str,
-              db: str) -> list[Step]:
+              db: str, write: str = "") -> list[Step]:
     """The intent is recorded in the update itself: the machine's metadata, written by the
     same API call that replaces its command, so a stop killed at any point still tells
     resume what the machine ran. Writes stop first (an emergency), and the record on the
-    volume follows (ssh reaches a machine only once it is started)."""
+    volume follows (ssh reaches a machine only once it is started). ``write`` is the
+    marker script (its by-hand line)."""
     return [
         Step("update", f"run `{shlex.join(MAINTENANCE_CMD)}` instead of the app on "
              f"{machine.id} (was: {original.describe()}; kept in its metadata)",
-             tuple(fly.machine_update(app, machine.id, command=shlex.join(MAINTENANCE_CMD),
-                                      autostop="off" if original.autostop else None,
-                                      skip_health_checks=True,
-                                      metadata={ORIGINAL_META: original.as_json()})), True),
+             commands=(tuple(fly.machine_update(
+                 app, machine.id, command=shlex.join(MAINTENANCE_CMD),
+                 autostop="off" if original.autostop else None, skip_health_checks=True,
+                 metadata={ORIGINAL_META: original.as_json()})),)),
         Step("record", f"record what it ran in {marker}",
-             ssh_shown(app, machine.id, f"write {marker}"), True),
+             commands=(ssh_shown(app, machine.id, f"write {marker}"),),
+             by_hand=ssh_by_hand(app, machine.id, write) if write else ()),
         Step("verify", f"{machine.id} is started and runs the maintenance command",
-             tuple(fly.machines_list(app))),
+             commands=(tuple(fly.machines_list(app)),), reads_only=True),
         Step("quiet", f"no process has {db} open",
-             ssh_shown(app, machine.id, f"look for open handles on {db}")),
+             commands=(ssh_shown(app, machine.id, f"look for open handles on {db}"),),
+             reads_only=True),
     ]
 
 
@@ -288,35 +308,26 @@ def plan_resume(app: str, machine: MachineView, original: Original, marker: str,
     return [
         Step("update", f"run the app again on {machine.id} ({original.describe()}), "
              "waiting for its health checks",
-             tuple(fly.machine_update(app, machine.id, command=original.command_flag(),
-                                      autostop=original.autostop,
-                                      metadata={ORIGINAL_META: ""})), True),
+             commands=(tuple(fly.machine_update(app, machine.id,
+                                                command=original.command_flag(),
+                                                autostop=original.autostop,
+                                                metadata={ORIGINAL_META: ""})),)),
         Step("verify", f"{machine.id} is started and no longer runs the maintenance command",
-             tuple(fly.machines_list(app))),
-        Step("clear", f"remove {marker}", ssh_shown(app, machine.id, f"remove {marker}"), True),
-        Step("health", f"poll {health_url} until 200"),
+             commands=(tuple(fly.machines_list(app)),), reads_only=True),
+        Step("clear", f"remove {marker}",
+             commands=(ssh_shown(app, machine.id, f"remove {marker}"),),
+             by_hand=ssh_by_hand(app, machine.id, clear_marker_script(marker))),
+        Step("health", f"poll {health_url} until 200", reads_only=True,
+             by_hand=health_by_hand(health_url)),
     ]
 
 
-def step(steps: list[Step], key: str) -> Step:
-    return next(found for found in steps if found.key == key)
-
-
-def render(title: str, steps: list[Step], binary: str = "fly", width: int | None = None) -> str:
-    """The plan as plain lines: every command whole on its own line, copyable from a log;
-    within ``width`` (a terminal) prose wraps between words and a command between
-    arguments with `` \\`` (``ui.command_lines``), so it still pastes as one."""
-    lines = ui.wrapped(title, width)
-    for number, step in enumerate(steps, 1):
-        lines += ui.wrapped(f"  {number}. {step.key}: {step.title}", width, indent="     ")
-        if step.argv:
-            command = ui.command_lines([binary, *step.argv], width, indent=" " * 9)
-            lines += [f"       $ {command[0][9:]}", *command[1:]]
-    return "\n".join(lines)
-
-
-def plan_as_data(steps: list[Step]) -> list[dict]:
-    return [asdict(step) for step in steps]
+def plan_data(steps: list[Step]) -> list[dict]:
+    """The plan for ``--json``: runbook's shape, plus the keys these plans always had:
+    ``argv`` (the step's flyctl command, [] when none) and ``changes``."""
+    return [{**data, "argv": data["commands"][0] if data["commands"] else [],
+             "changes": not step.reads_only}
+            for step, data in zip(steps, runbook.plan_as_data(steps), strict=True)]
 
 
 # ------------------------------------------------------------------ scripts on the machine
@@ -360,105 +371,17 @@ def parse_marker(stdout: str) -> dict | None:
     return None
 
 
-# ------------------------------------------------------------------ running a plan
+# ------------------------------------------------------------------ acting
 
 
-def now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@dataclass
-class Runner:
-    """Runs a plan step by step; prints each result; records the run in the audit log."""
-
-    kind: str
-    app: str
-    runner: fly.Fly
-    ui: object
-    audit_log: object
-    record: dict = field(default_factory=dict)
-    manual: dict = field(default_factory=dict)
-    fill: object = None  # step -> step with the values learnt so far (restore.volume)
-    on_failure: object = None  # () -> None: adds to the record before it is written
-
-    def start(self, **extra) -> None:
-        self.record = {"kind": self.kind, "who": audit.who(), "when": now(), "app": self.app,
-                       "steps": [], "outcome": "running", "exit_code": 0, **extra}
-
-    def run(self, steps: list[Step], actions: dict, manual: dict | None = None) -> dict:
-        """``actions[key]()`` does a step and returns the detail shown on its line;
-        ``manual[key]`` is the exact argv to run by hand when the plan shows a placeholder."""
-        self.manual = manual or {}
-        done = 0
-        try:
-            for step in steps:
-                step = self.fill(step) if self.fill else step
-                try:
-                    with self.ui.step(step.title) as shown:
-                        try:
-                            shown.detail = actions[step.key]() or ""
-                        except OpsError as exc:
-                            self._log(step, "failed", str(exc))
-                            self.record.update(outcome=f"{step.key} failed", error=str(exc),
-                                               exit_code=int(exc.code))
-                            raise
-                except OpsError:
-                    self._manual(steps[done:])  # after the step's ✗ line, not before it
-                    raise
-                self._log(step, "ok", shown.detail)
-                done += 1
-            self.record["outcome"] = "ok"
-            return self.record
-        except (KeyboardInterrupt, Terminated) as exc:  # Ctrl-C, SIGTERM, SIGHUP
-            term = isinstance(exc, Terminated)
-            step = steps[done] if done < len(steps) else None
-            if step is not None:
-                self._log(self.fill(step) if self.fill else step, "interrupted",
-                          exc.name if term else "Ctrl-C")
-            where = f" during {step.key}" if step is not None else ""
-            self.record.update(
-                outcome=f"terminated by {exc.name}{where}" if term else f"interrupted{where}",
-                exit_code=int(ExitCode.TERMINATED if term else ExitCode.INTERRUPTED))
-            self._manual(steps[done:])
-            raise
-        finally:
-            self.record["finished"] = now()
-            if self.record.get("outcome") != "ok" and self.on_failure:
-                self.on_failure()
-            try:
-                audit.append(self.audit_log, self.record)
-            except OSError as exc:
-                self.ui.warn(f"could not append to {self.audit_log}: {exc.strerror}")
-
-    def _log(self, step: Step, outcome: str, detail: str) -> None:
-        self.record["steps"].append({"step": step.key, "outcome": outcome, "detail": detail,
-                                     "command": list(step.argv)})
-
-    def _manual(self, remaining: list[Step]) -> None:
-        """The exact commands of the failed step and every later one, to run by hand."""
-        lines = []
-        for step in remaining:
-            step = self.fill(step) if self.fill else step
-            argv = self.manual.get(step.key, step.argv)
-            if argv:
-                lines.append(f"  {shlex.join(['fly', *argv])}   # {step.key}")
-            elif step.key == "health":  # a command too, not only a comment
-                url = step.title.removeprefix("poll ").removesuffix(" until 200")
-                lines.append(f"  until curl -fsS -o /dev/null {shlex.quote(url)}; do sleep 5; "
-                             "done   # health")
-            else:
-                lines.append(f"  # {step.key}: {step.title}")
-        self.record["manual"] = lines
-        self.ui.info("To finish by hand, run from the failed step on:\n" + "\n".join(lines))
-
-    def ssh(self, machine: str, script: str) -> remote.RemoteOutput:
-        result = self.runner.run(fly.ssh_console(self.app, machine, remote.wrap(script)),
-                                 input="", check=False)
-        output = remote.parse_output(result.stdout)
-        if output.status is None:
-            raise fly.FlyError(f"`fly ssh console` on {machine} failed: "
-                               f"{fly.error_line(result.stderr, result.returncode)}")
-        return output
+def ssh(runner: fly.Fly, app: str, machine: str, script: str) -> remote.RemoteOutput:
+    result = runner.run(fly.ssh_console(app, machine, remote.wrap(script)), input="",
+                        check=False)
+    output = remote.parse_output(result.stdout)
+    if output.status is None:
+        raise fly.FlyError(f"`fly ssh console` on {machine} failed: "
+                           f"{fly.error_line(result.stderr, result.returncode)}")
+    return output
 
 
 def wait_healthy(url: str, timeout: float, interval: float) -> str:
