@@ -23,9 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ops import audit, backups, fly, health, machine
-from ops.emergency import MAINTENANCE_CMD
 from ops.engine import EngineError, file_lock
 from ops.errors import ExitCode, OpsError
+from ops.fly import MAINTENANCE_CMD
 from ops.runbook import REDACTED, scrub
 from ops.signals import Terminated
 from ops.targets.fly.machine import choose_production

@@ -21,19 +21,12 @@ from dataclasses import dataclass
 
 from ops import cli, fly, health, remote, runbook
 from ops.errors import ExitCode, OpsError
+from ops.fly import MAINTENANCE_CMD, ORIGINAL_META
 from ops.runbook import Step
 from ops.signals import Terminated, stop_on_signals
 
-MAINTENANCE_CMD = ("sleep", "2147483647")  # GNU and busybox sleep both take it (68 years)
 MARKER = ".ops-emergency.json"
 MARK = "__OPS_EMERGENCY__"
-AUTOSTOP_WORDS = ("off", "stop", "suspend")
-# restore.volume's autostart guard records the machine's autostart before it in the
-# machine's own metadata, so a run killed after the guard still knows what to put back.
-AUTOSTART_BEFORE = "ops_autostart_before"
-# emergency.stop's update also writes what the machine ran into its metadata, in the same
-# API call that replaces it: no moment exists where the machine sleeps with no record.
-ORIGINAL_META = "ops_emergency_original"
 
 
 def on_signals(body):
@@ -62,41 +55,6 @@ def confirm(ui, question: str, *, yes: bool) -> None:
 # ------------------------------------------------------------------ the machine, as data
 
 
-def autostop_word(value) -> str | None:
-    """fly-go's MachineAutostop as JSON (true/false/"suspend"…) as flyctl's flag word."""
-    if value is None:
-        return None
-    if value is True:
-        return "stop"
-    if value is False:
-        return "off"
-    if isinstance(value, str) and value in AUTOSTOP_WORDS:
-        return value
-    raise ValueError(f"unknown autostop value {value!r}")
-
-
-def _autostart(value) -> bool:
-    """fly-go's ``MachineService.Autostart`` (*bool, omitempty): absent is Fly's default,
-    on; anything that is not ``false`` counts as on (the proxy may start it)."""
-    return value is not False
-
-
-def _guest(raw) -> fly.Guest | None:
-    """``config.guest`` when it is whole; None otherwise (nothing is asked of placement)."""
-    if not isinstance(raw, dict):
-        return None
-    kind, cpus, memory = raw.get("cpu_kind"), raw.get("cpus"), raw.get("memory_mb")
-    if not (kind in ("shared", "performance") and type(cpus) is int and cpus > 0
-            and type(memory) is int and memory > 0):
-        return None
-    return fly.Guest(kind, cpus, memory)
-
-
-def _metadata(config: dict) -> dict:
-    found = config.get("metadata")
-    return found if isinstance(found, dict) else {}
-
-
 def _words(value, what: str) -> tuple[str, ...] | None:
     if value is None or value == []:
         return None
@@ -105,91 +63,12 @@ def _words(value, what: str) -> tuple[str, ...] | None:
     return tuple(value)
 
 
-@dataclass(frozen=True)
-class MachineView:
-    """What emergency and restore.volume need of one ``fly machine list --json`` entry."""
-
-    id: str
-    name: str
-    state: str
-    region: str
-    host_status: str
-    image: str
-    cmd: tuple[str, ...] | None
-    entrypoint: tuple[str, ...] | None
-    exec: tuple[str, ...] | None
-    autostops: tuple[str | None, ...]
-    mounts: tuple[tuple[str, str], ...]  # (volume id, path)
-    autostarts: tuple[bool, ...] = ()  # each service's autostart (missing: Fly's true)
-    guest: fly.Guest | None = None
-    autostart_before: bool | None = None  # metadata a restore.volume guard left (see there)
-    recorded_original: str = ""  # metadata emergency.stop's update left (JSON), "" if none
-
-    @classmethod
-    def parse(cls, raw: dict) -> MachineView:
-        config = raw.get("config") or {}
-        init = config.get("init") or {}
-        services = config.get("services") or []
-        return cls(
-            id=str(raw["id"]), name=str(raw.get("name") or ""), state=str(raw.get("state") or ""),
-            region=str(raw.get("region") or ""), host_status=str(raw.get("host_status") or "ok"),
-            image=str(config.get("image") or ""),
-            cmd=_words(init.get("cmd"), "init.cmd"),
-            entrypoint=_words(init.get("entrypoint"), "init.entrypoint"),
-            exec=_words(init.get("exec"), "init.exec"),
-            autostops=tuple(autostop_word(s.get("autostop")) for s in services),
-            mounts=tuple((str(m.get("volume") or ""), str(m.get("path") or ""))
-                         for m in config.get("mounts") or []),
-            autostarts=tuple(_autostart(s.get("autostart")) for s in services),
-            guest=_guest(config.get("guest")),
-            autostart_before={"true": True, "false": False}.get(
-                str(_metadata(config).get(AUTOSTART_BEFORE))),
-            recorded_original=str(_metadata(config).get(ORIGINAL_META) or ""),
-        )
-
-    @property
-    def in_maintenance(self) -> bool:
-        return self.cmd == MAINTENANCE_CMD
-
-
-def machines(runner: fly.Fly, app: str) -> list[MachineView]:
-    data = runner.json(fly.machines_list(app))
-    if data is None:
-        return []
-    try:
-        return [MachineView.parse(raw) for raw in data]
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise fly.FlyError(f"`fly machine list` printed unexpected JSON ({exc})") from None
-
-
 def is_stopped(raw_machine: dict) -> bool:
     """For ``restore --production``: is this machine (machine list JSON) emergency-stopped?"""
     try:
-        return MachineView.parse(raw_machine).in_maintenance
-    except (KeyError, TypeError, ValueError):
+        return fly.Machine.parse(raw_machine).in_maintenance
+    except fly.ShapeError:
         return False
-
-
-def production(volumes: list[fly.Volume], found: list[MachineView], source: str,
-               app: str) -> tuple[fly.Volume, MachineView]:
-    """The one volume named ``source`` attached to a machine, in any state, and that machine."""
-    if not source:
-        raise OpsError("fly.toml has no [mounts] source: cannot tell which volume holds the "
-                       "database", ExitCode.USAGE)
-    by_id = {m.id: m for m in found if m.state not in ("destroyed", "destroying")}
-    pairs = [(vol, by_id[vol.attached_machine_id]) for vol in volumes
-             if vol.name == source and vol.attached_machine_id in by_id]
-    if not pairs:
-        raise OpsError(f"no machine of {app} has a {source!r} volume attached; check "
-                       f"`fly status -a {app}`", ExitCode.NOT_FOUND)
-    started = [pair for pair in pairs if pair[1].state == "started"]
-    if len(pairs) > 1 and len(started) == 1:
-        return started[0]  # a restore.volume leaves the old machine stopped beside it
-    if len(pairs) > 1:
-        listed = ", ".join(f"{vol.id} on {m.id} ({m.state})" for vol, m in pairs)
-        raise OpsError(f"several machines have a {source!r} volume ({listed}): this toolkit "
-                       "expects one production machine", ExitCode.USAGE)
-    return pairs[0]
 
 
 # ------------------------------------------------------------------ what stop changes
@@ -230,7 +109,7 @@ class Original:
         return what + (f", autostop {self.autostop}" if self.autostop else "")
 
 
-def original_of(machine: MachineView) -> Original:
+def original_of(machine: fly.Machine) -> Original:
     """What to record before the stop, or a refusal when stop could not be undone exactly."""
     if machine.exec:
         raise OpsError(f"machine {machine.id} runs init.exec {shlex.join(machine.exec)}, which "
@@ -238,9 +117,9 @@ def original_of(machine: MachineView) -> Original:
                        "app's writes by hand", ExitCode.USAGE)
     words = set(machine.autostops) - {None, "off"}
     if not words:
-        return Original(machine.cmd, None)
+        return Original(machine.cmd or None, None)
     if len(words) == 1 and all(word not in (None, "off") for word in machine.autostops):
-        return Original(machine.cmd, words.pop())
+        return Original(machine.cmd or None, words.pop())
     raise OpsError(f"the services of {machine.id} autostop differently "
                    f"({', '.join(str(w) for w in machine.autostops)}): one --autostop value "
                    "cannot put them back; set them alike first", ExitCode.USAGE)
@@ -258,10 +137,6 @@ def ssh_by_hand(app: str, machine: str, script: str) -> tuple[str, ...]:
     return (shlex.join(["fly", *fly.ssh_console(app, machine, remote.wrap(script))]),)
 
 
-def health_by_hand(url: str) -> tuple[str, ...]:
-    return (f"until curl -fsS -o /dev/null {shlex.quote(url)}; do sleep 5; done",)
-
-
 def plan_resolve(app: str) -> list[Step]:
     """What every run reads first, for real also in a dry run: flyctl's version, then the
     app's volumes and machines (which machine is production)."""
@@ -270,7 +145,7 @@ def plan_resolve(app: str) -> list[Step]:
                            tuple(fly.machines_list(app))), reads_only=True)]
 
 
-def plan_recorded(app: str, machine: MachineView, marker: str) -> list[Step]:
+def plan_recorded(app: str, machine: fly.Machine, marker: str) -> list[Step]:
     """Resume reads what the stop recorded on the volume (ssh reaches a started machine
     only; the machine's metadata and the audit log are the fallbacks)."""
     return [Step("recorded", f"read what {machine.id} ran before the stop ({marker})",
@@ -278,7 +153,7 @@ def plan_recorded(app: str, machine: MachineView, marker: str) -> list[Step]:
                  skipped="" if machine.state == "started" else "the machine is not started")]
 
 
-def plan_stop(app: str, machine: MachineView, original: Original, marker: str,
+def plan_stop(app: str, machine: fly.Machine, original: Original, marker: str,
               db: str, write: str = "") -> list[Step]:
     """The intent is recorded in the update itself: the machine's metadata, written by the
     same API call that replaces its command, so a stop killed at any point still tells
@@ -303,7 +178,7 @@ def plan_stop(app: str, machine: MachineView, original: Original, marker: str,
     ]
 
 
-def plan_resume(app: str, machine: MachineView, original: Original, marker: str,
+def plan_resume(app: str, machine: fly.Machine, original: Original, marker: str,
                 health_url: str) -> list[Step]:
     return [
         Step("update", f"run the app again on {machine.id} ({original.describe()}), "
@@ -318,7 +193,7 @@ def plan_resume(app: str, machine: MachineView, original: Original, marker: str,
              commands=(ssh_shown(app, machine.id, f"remove {marker}"),),
              by_hand=ssh_by_hand(app, machine.id, clear_marker_script(marker))),
         Step("health", f"poll {health_url} until 200", reads_only=True,
-             by_hand=health_by_hand(health_url)),
+             by_hand=(health.by_hand(health_url),)),
     ]
 
 
@@ -369,19 +244,6 @@ def parse_marker(stdout: str) -> dict | None:
                 return None
             return data if isinstance(data, dict) else None
     return None
-
-
-# ------------------------------------------------------------------ acting
-
-
-def ssh(runner: fly.Fly, app: str, machine: str, script: str) -> remote.RemoteOutput:
-    result = runner.run(fly.ssh_console(app, machine, remote.wrap(script)), input="",
-                        check=False)
-    output = remote.parse_output(result.stdout)
-    if output.status is None:
-        raise fly.FlyError(f"`fly ssh console` on {machine} failed: "
-                           f"{fly.error_line(result.stderr, result.returncode)}")
-    return output
 
 
 def wait_healthy(url: str, timeout: float, interval: float) -> str:

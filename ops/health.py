@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import shlex
 import time
 import urllib.error
 import urllib.parse
@@ -159,6 +160,11 @@ def future_dated(block, now: dt.datetime | None = None) -> str | None:
     if when is None or when <= (now or dt.datetime.now(dt.UTC)) + FUTURE_SKEW:
         return None
     return str(latest.get("name") or latest.get("created"))
+
+
+def by_hand(url: str) -> str:
+    """What an operator runs to wait for ``url`` to answer 200 (a "finish by hand" line)."""
+    return f"until curl -fsS -o /dev/null {shlex.quote(url)}; do sleep 5; done"
 
 
 def wait_healthy(url: str, *, expected_backup: str | None, timeout: float,

@@ -33,9 +33,9 @@ import shlex
 import time
 from dataclasses import dataclass, field
 
-from ops import fly
-from ops.emergency import AUTOSTART_BEFORE, MachineView, health_by_hand
+from ops import fly, health
 from ops.errors import ExitCode, OpsError
+from ops.fly import AUTOSTART_BEFORE, Machine
 from ops.runbook import Step
 
 GIB = 1024**3
@@ -86,7 +86,7 @@ class Resolved:
     app: str
     name: str  # the volume name fly.toml mounts ([mounts] source)
     path: str  # where the old machine mounts it
-    machine: MachineView
+    machine: Machine
     volume: fly.Volume
     snapshot: fly.Snapshot
     size_gb: int
@@ -103,7 +103,7 @@ class Resolved:
         return any(m.autostarts)
 
 
-def resolve(app: str, name: str, volume: fly.Volume, machine: MachineView,
+def resolve(app: str, name: str, volume: fly.Volume, machine: Machine,
             snapshots: list[fly.Snapshot], which: str,
             volumes: list[fly.Volume], earlier: list[fly.Snapshot] = ()) -> Resolved:
     """Check that a clone can work at all; refuse before anything changes."""
@@ -189,7 +189,7 @@ def plan(r: Resolved, health_url: str) -> list[Step]:
              f"{v.id} and autostart off", commands=(tuple(fly.machines_list(r.app)),),
              reads_only=True),
         Step("health", f"poll {health_url} until 200", reads_only=True,
-             by_hand=health_by_hand(health_url)),
+             by_hand=(health.by_hand(health_url),)),
     ]
     return steps
 
@@ -252,7 +252,7 @@ class Execution:
     wait_timeout: float
     interval: float
     stop_timeout: float = 300.0
-    machines: object = None  # () -> list[MachineView]
+    machines: object = None  # () -> list[Machine]
     values: dict = field(default_factory=dict)  # new_volume, new_machine
     guarded: bool = False  # the autostart guard was sent: the old machine was touched
     clone_tried: bool = False  # `fly machine clone` ran (a clone may exist)
@@ -354,7 +354,7 @@ class Execution:
                                f"{fly.error_line(result.stderr, result.returncode)}")
         return f"{self.values.get('new_machine', '?')} cloned"
 
-    def verify(self, step: Step, machines: list[MachineView]) -> str:
+    def verify(self, step: Step, machines: list[Machine]) -> str:
         r, new_volume = self.resolved, self.values["new_volume"]
         on_new = [m for m in machines if any(vol == new_volume for vol, _ in m.mounts)]
         if len(on_new) != 1 or on_new[0].state != "started":

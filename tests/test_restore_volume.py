@@ -490,12 +490,12 @@ class Recorder:
 ])
 def test_stop_old_sends_a_stop_only_when_needed_and_polls_until_stopped(states, stop_sent,
                                                                         outcome):
-    from ops import emergency as em
+    from ops import fly as flymod
     from ops import runbook
     from ops import volume_restore as vr
     from ops.errors import OpsError
 
-    machine = em.MachineView.parse({"id": MID, "state": states[0], "config": {
+    machine = flymod.Machine.parse({"id": MID, "state": states[0], "config": {
         "mounts": [{"volume": VOL, "path": "/data"}]}})
     import itertools
 
@@ -504,7 +504,7 @@ def test_stop_old_sends_a_stop_only_when_needed_and_polls_until_stopped(states, 
     run = vr.Execution(
         vr.Resolved(APP, "data", "/data", machine, None, None, 3), recorder, 1.0, 0.0,
         stop_timeout=0.05,
-        machines=lambda: [em.MachineView.parse({"id": MID, "state": next(seen)})])
+        machines=lambda: [flymod.Machine.parse({"id": MID, "state": next(seen)})])
     step = runbook.Step("stop_old", "", commands=(("machine", "list", "-a", APP, "--json"),))
     if outcome in ("failed", "timeout"):
         with pytest.raises(OpsError) as raised:
@@ -517,7 +517,6 @@ def test_stop_old_sends_a_stop_only_when_needed_and_polls_until_stopped(states, 
 
 
 def _resolved(autostart, guest=True, metadata=None):
-    from ops import emergency as em
     from ops import fly as flymod
     from ops import volume_restore as vr
 
@@ -525,7 +524,7 @@ def _resolved(autostart, guest=True, metadata=None):
               "services": [{"autostart": autostart}], "metadata": metadata or {}}
     if guest:
         config["guest"] = {"cpu_kind": "performance", "cpus": 2, "memory_mb": 4096}
-    machine = em.MachineView.parse({"id": MID, "state": "started", "config": config})
+    machine = flymod.Machine.parse({"id": MID, "state": "started", "config": config})
     volume = flymod.Volume(VOL, "data", "created", 3, "ams", MID, None, None)
     snap = flymod.Snapshot(NEWEST, "created", 1, 3 * GIB, "2026-08-17T02:10:54Z", 14)
     return vr.resolve(APP, "data", volume, machine, [snap], "latest", [volume])

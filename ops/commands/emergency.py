@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import posixpath
 
-from ops import audit, config, fly, remote, runbook
+from ops import audit, config, remote, runbook
 from ops import emergency as em
 from ops.cli import guarded, task
 from ops.errors import ExitCode, OpsError
+from ops.targets.fly.machine import ANY_STATE
+from ops.targets.fly.session import FlySession
 from ops.ui import UI
 
 HELP = {
@@ -31,7 +33,10 @@ class Emergency:
         self.app = self.settings.app
         self.db = remote.remote_path(self.settings.db_remote_path, "db.remote_path")
         self.marker = f"{posixpath.dirname(self.db)}/{em.MARKER}"
-        self.fly = fly.Fly(self.settings.flyctl(), timeout=self.settings.fly_timeout)
+        # the same session as every task: flyctl with fly.timeout, one `fly ssh console`
+        # runner; production is the machine with the volume, started or not
+        self.session = FlySession(self.settings, self.ui, policy=ANY_STATE)
+        self.fly = self.session.fly
         self.runner = runbook.Runner(kind, self.ui, self.settings.audit_log)
         self.reads = self.read(em.plan_resolve(self.app), {"resolve": self._resolve})
 
@@ -42,10 +47,7 @@ class Emergency:
         return steps
 
     def _resolve(self) -> str:
-        self.fly.check_version(self.ui.warn)
-        source = self.settings.fly_toml().mount_source
-        self.volume, self.machine = em.production(
-            self.fly.volumes(self.app), em.machines(self.fly, self.app), source, self.app)
+        self.volume, self.machine = self.session.look_up()
         return f"machine {self.machine.id} ({self.machine.state}), volume {self.volume.id}"
 
     def show(self, title: str, steps: list[runbook.Step], dry_run: bool, **data) -> bool:
@@ -78,17 +80,17 @@ class Emergency:
         """Run a ``fly machine update`` step: flyctl's line that says how it went."""
         return _line(self.fly.run(list(step.commands[0])).stdout, "updated successfully")
 
-    def ssh(self, script: str) -> remote.RemoteOutput:
-        return em.ssh(self.fly, self.app, self.machine.id, script)
+    def ssh(self, script: str, what: str) -> remote.RemoteOutput:
+        return self.session.run(script, what=what)
 
-    def on_machine(self, script: str, failed: str) -> str:
-        """Run a marker script on the machine: the marker's path, or ``failed`` raised."""
-        if self.ssh(script).status != 0:
-            raise OpsError(f"{failed} {self.marker} on {self.machine.id}")
+    def on_machine(self, script: str, verb: str) -> str:
+        """Run a marker script on the machine (``verb`` it): the marker's path."""
+        if self.ssh(script, f"{verb[:-1]}ing the marker").status != 0:
+            raise OpsError(f"could not {verb} {self.marker} on {self.machine.id}")
         return self.marker
 
     def started_in_maintenance(self, want: bool) -> str:
-        found = {m.id: m for m in em.machines(self.fly, self.app)}
+        found = {m.id: m for m in self.fly.machines(self.app)}
         machine = found.get(self.machine.id)
         if machine is None:
             raise OpsError(f"machine {self.machine.id} is gone from `fly machine list`",
@@ -121,7 +123,7 @@ def stop(c, yes=False, dry_run=False, json=False):
                "`invoke emergency.resume`)?", yes=yes)
 
     def quiet():
-        output = run.ssh(em.open_handles_script(run.db))
+        output = run.ssh(em.open_handles_script(run.db), "looking for open handles")
         counts = [int(e[1]) for e in output.entries if e[:1] == ["open"] and e[1].isdigit()]
         if output.status != 0 or not counts:
             raise OpsError(f"could not look for open handles on {run.db} on {machine.id}")
@@ -133,7 +135,7 @@ def stop(c, yes=False, dry_run=False, json=False):
 
     run.run(runbook.bind(steps, {
         "update": lambda: run.update(steps[0]), "quiet": quiet,
-        "record": lambda: run.on_machine(write, "could not write"),
+        "record": lambda: run.on_machine(write, "write"),
         "verify": lambda: run.started_in_maintenance(True),
     }), original=original.as_data(), marker=run.marker, when=when)
     run.ui.info(f"{app} is stopped: {machine.id} runs `{' '.join(em.MAINTENANCE_CMD)}` with "
@@ -165,7 +167,7 @@ def resume(c, yes=False, dry_run=False, json=False):
     clear = em.clear_marker_script(run.marker)
     run.run(runbook.bind(steps, {
         "update": lambda: run.update(steps[0]),
-        "clear": lambda: run.on_machine(clear, "could not remove"),
+        "clear": lambda: run.on_machine(clear, "remove"),
         "verify": lambda: run.started_in_maintenance(False),
         "health": lambda: em.wait_healthy(s.health, s.health_timeout, s.health_interval),
     }), original=original.as_data(), recorded_in=source)
@@ -174,7 +176,7 @@ def resume(c, yes=False, dry_run=False, json=False):
 
 def _read_marker(run: Emergency, found: dict) -> str:
     """The marker on the volume, read into ``found`` (``data``, or ``problem``)."""
-    output = run.ssh(em.read_marker_script(run.marker))
+    output = run.ssh(em.read_marker_script(run.marker), "reading the marker")
     found["data"] = em.parse_marker(output.stdout) if output.status == 0 else None
     found["problem"] = "it is missing" if output.status == 3 else "it is unreadable"
     return "found" if found["data"] is not None else found["problem"]

@@ -12,6 +12,8 @@ from ops import volume_restore as vr
 from ops.cli import guarded, task
 from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated
+from ops.targets.fly.machine import ANY_STATE
+from ops.targets.fly.session import FlySession
 from ops.ui import UI, created_when, seconds_since, volume_gb
 
 
@@ -23,7 +25,8 @@ class Reads:
     def __init__(self, settings, ui: UI, runner: runbook.Runner, which: str):
         self.settings, self.ui, self.runner, self.which = settings, ui, runner, which
         self.app = settings.app
-        self.fly = fly.Fly(settings.flyctl(), timeout=settings.fly_timeout)
+        self.session = FlySession(settings, ui, policy=ANY_STATE)  # fly.timeout, as everywhere
+        self.fly = self.session.fly
         self.steps: list[runbook.Step] = []
         self.earlier: list[fly.Snapshot] = []
         self.read(vr.plan_reads(self.app, which), self.production)
@@ -38,11 +41,9 @@ class Reads:
         self.steps += steps
 
     def production(self) -> str:
-        self.fly.check_version(self.ui.warn)
         self.name = self.settings.fly_toml().mount_source
-        self.volumes = self.fly.volumes(self.app)
-        self.volume, self.machine = em.production(
-            self.volumes, em.machines(self.fly, self.app), self.name, self.app)
+        self.volume, self.machine = self.session.look_up()
+        self.volumes = self.session.volumes
         return f"{self.volume.id} on {self.machine.id} ({self.machine.state})"
 
     def snapshots(self) -> str:
@@ -117,7 +118,7 @@ def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
 
     run = vr.Execution(resolved, runner, settings.snapshot_timeout, settings.health_interval,
                        stop_timeout=settings.fly_timeout,
-                       machines=lambda: em.machines(runner, app), values=steps_runner.values)
+                       machines=lambda: runner.machines(app), values=steps_runner.values)
 
     def go_back():
         """After the autostart guard was sent, a failure says how to go back, in order."""
@@ -137,7 +138,7 @@ def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
                "stop_old": run.stop_old, "clone": run.clone, "autostart": run.autostart}
     actions = {key: functools.partial(act, by_key[key]) for key, act in actions.items()
                if key in by_key}
-    actions["verify"] = lambda: run.verify(by_key["verify"], em.machines(runner, app))
+    actions["verify"] = lambda: run.verify(by_key["verify"], runner.machines(app))
     actions["health"] = lambda: em.wait_healthy(settings.health, settings.health_timeout,
                                                 settings.health_interval)
     try:
