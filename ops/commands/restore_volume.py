@@ -85,43 +85,65 @@ def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
         raise OpsError("--snapshot is required: a snapshot id (vs_...) or latest", ExitCode.USAGE)
     settings = config.load(c.config)
     ui = UI(json_mode=json)
-    app = settings.app
     steps_runner = runbook.Runner("restore.volume", ui, settings.audit_log)
     reads = Reads(settings, ui, steps_runner, str(snapshot).strip())
-    resolved, volume, machine, runner = reads.resolved, reads.volume, reads.machine, reads.fly
-    snap, made, name = resolved.snapshot, reads.made, reads.name
+    resolved, made = reads.resolved, reads.made
     steps = vr.plan(resolved, settings.health)
-    title = f"Restore volume {volume.id} of {app} from {snap.id} (made {made})"
-    ui.lines(runbook.render(f"{title}{' (dry run: nothing changes)' if dry_run else ''}:",
-                            steps, width=ui.width))
-    ui.info(f"  Resolved while it runs: {vr.NEW_VOLUME} (the id `fly volumes create` prints), "
-            f"{vr.NEW_MACHINE} (the clone's id). Kept, never destroyed: {machine.id} and "
-            f"{volume.id}.")
-    for stray in resolved.strays:
-        ui.warn(f"volume {stray} is also named {name!r} and unattached: a later `fly deploy` "
-                "that needs a volume may pick it; destroy it if it is not needed")
-    age = seconds_since(snap.created_at, time.time())
-    age = None if age is None else max(round(age), 0)
-    summary = {"app": app, "volume": volume.id, "machine": machine.id, "snapshot": snap.id,
-               "snapshot_created_at": snap.created_at, "snapshot_age_seconds": age,
-               "size_gb": resolved.size_gb, "region": volume.region, "path": resolved.path,
-               "autostart_before": resolved.autostart}
+    summary = _show(ui, reads, steps, dry_run)
     if dry_run:
         if json:
             ui.emit({"dry_run": True, **summary, "steps": em.plan_data(steps),
                      "read": em.plan_data(reads.steps)})
         return
-    em.confirm(ui, f"Restore {app}'s volume from {snap.id}, made {made}, onto a new machine "
-               f"(the old machine {machine.id} is stopped, kept, and Fly's proxy may not "
-               "start it)?",
+    em.confirm(ui, f"Restore {settings.app}'s volume from {resolved.snapshot.id}, made {made}, "
+               f"onto a new machine (the old machine {resolved.machine.id} is stopped, kept, "
+               "and Fly's proxy may not start it)?",
                yes=yes)
+    try:
+        run = _restore(settings, ui, steps_runner, reads.fly, resolved, steps, summary)
+    except Terminated as exc:
+        raise OpsError(f"terminated by {exc.name} during restore.volume: the lines above say "
+                       "how to finish or go back", ExitCode.TERMINATED) from None
+    finally:
+        if json and steps_runner.record:
+            ui.emit(steps_runner.record)
+    later = "\n".join(f"  {shlex.join(['fly', *argv])}" for argv in vr.cleanup_commands(resolved))
+    back = vr.go_back_text(resolved, run.values["new_machine"], True)
+    ui.info(f"Restored: {run.values['new_machine']} runs with {run.values['new_volume']}. "
+            f"Kept: {resolved.machine.id} (stopped, autostart off) with {resolved.volume.id}. "
+            f"To go back to it instead, in this order:\n{back}\nOnce the app is right, remove "
+            f"the old pair with:\n{later}")
 
+
+def _show(ui: UI, reads: Reads, steps: list[runbook.Step], dry_run: bool) -> dict:
+    """Print the plan and what to know before it runs; the run's summary (its record)."""
+    r, snap = reads.resolved, reads.resolved.snapshot
+    title = f"Restore volume {r.volume.id} of {r.app} from {snap.id} (made {reads.made})"
+    ui.lines(runbook.render(f"{title}{' (dry run: nothing changes)' if dry_run else ''}:",
+                            steps, width=ui.width))
+    ui.info(f"  Resolved while it runs: {vr.NEW_VOLUME} (the id `fly volumes create` prints), "
+            f"{vr.NEW_MACHINE} (the clone's id). Kept, never destroyed: {r.machine.id} and "
+            f"{r.volume.id}.")
+    for stray in r.strays:
+        ui.warn(f"volume {stray} is also named {r.name!r} and unattached: a later `fly deploy` "
+                "that needs a volume may pick it; destroy it if it is not needed")
+    age = seconds_since(snap.created_at, time.time())
+    return {"app": r.app, "volume": r.volume.id, "machine": r.machine.id, "snapshot": snap.id,
+            "snapshot_created_at": snap.created_at,
+            "snapshot_age_seconds": None if age is None else max(round(age), 0),
+            "size_gb": r.size_gb, "region": r.volume.region, "path": r.path,
+            "autostart_before": r.autostart}
+
+
+def _restore(settings, ui: UI, steps_runner: runbook.Runner, runner: fly.Fly,
+             resolved: vr.Resolved, steps: list[runbook.Step], summary: dict) -> vr.Execution:
+    """Run the plan; after the autostart guard was sent, a failure says how to go back."""
+    app = settings.app
     run = vr.Execution(resolved, runner, settings.snapshot_timeout, settings.health_interval,
                        stop_timeout=settings.fly_timeout,
                        machines=lambda: runner.machines(app), values=steps_runner.values)
 
     def go_back():
-        """After the autostart guard was sent, a failure says how to go back, in order."""
         if run.guarded:
             clone = run.values.get("new_machine")
             back = vr.go_back_text(resolved, clone, run.clone_tried)
@@ -141,17 +163,5 @@ def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
     actions["verify"] = lambda: run.verify(by_key["verify"], runner.machines(app))
     actions["health"] = lambda: em.wait_healthy(settings.health, settings.health_timeout,
                                                 settings.health_interval)
-    try:
-        steps_runner.run(runbook.bind(steps, actions))
-    except Terminated as exc:
-        raise OpsError(f"terminated by {exc.name} during restore.volume: the lines above say "
-                       "how to finish or go back", ExitCode.TERMINATED) from None
-    finally:
-        if json and steps_runner.record:
-            ui.emit(steps_runner.record)
-    later = "\n".join(f"  {shlex.join(['fly', *argv])}" for argv in vr.cleanup_commands(resolved))
-    back = vr.go_back_text(resolved, run.values["new_machine"], True)
-    ui.info(f"Restored: {run.values['new_machine']} runs with {run.values['new_volume']}. "
-            f"Kept: {machine.id} (stopped, autostart off) with {volume.id}. To go back to it "
-            f"instead, in this order:\n{back}\nOnce the app is right, remove the old pair "
-            f"with:\n{later}")
+    steps_runner.run(runbook.bind(steps, actions))
+    return run
