@@ -1485,8 +1485,6 @@ async function run(argv) {
       return createBackup(need(o, 'db'), need(o, 'dir'), {
         check, timeout: num(o.timeout, null), lockWait: num(o.lockWait, 0), contentHash: !o.noContentHash,
       });
-    case 'list':
-      return listBackups(need(o, 'dir'));
     case 'verify': {
       const dir = need(o, 'dir');
       if (o.names.length > 1) return o.names.map((n) => verifyNamed(dir, n, check)); // all: go on past one

@@ -43,7 +43,7 @@ def open_target(c, *, production: bool = False, host: str | None = None, json: b
         raise OpsError("--production (the Fly machine) and --host (an SSH host) name two "
                        "different targets: give one", ExitCode.USAGE)
     settings = config.load(c.config, host=host, **flags)
-    ui = UI(json_mode=json)
+    ui = UI()
     if production:
         return settings, FlyTarget(settings, ui), ui
     if settings.ssh_host:
