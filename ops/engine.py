@@ -545,7 +545,8 @@ def remove_stale_temporaries(directory: Path) -> list[str]:
 
 
 def human_size(size: float) -> str:
-    """Bytes as people read them (the same units as ``ops.ui.human_bytes``)."""
+    """Bytes as people read them, in SI units (``260.0 MB``): the one formatter every line
+    uses (``ops.ui`` hands it to the tasks as ``human_bytes``)."""
     for unit in ("B", "kB", "MB", "GB"):
         if abs(size) < 1000:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"

@@ -32,6 +32,10 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+# The one bytes formatter ("260.0 MB"): the engine's, because the engine prints sizes on the
+# machine too (a full disk) and must stay stdlib-only; every line here uses the same units.
+from ops.engine import human_size as human_bytes  # noqa: F401 - imported from here by the tasks
+
 # What a terminal would obey rather than show: C0 controls (ESC starts every escape
 # sequence, CR overwrites a line, BS erases), DEL, C1 controls (0x9b is a one-byte CSI) and
 # the bidirectional overrides that make text read other than it is (Trojan Source).
@@ -45,14 +49,6 @@ def printable(text: str) -> str:
     rewrite a line. Newlines stay (callers that need one line take the first)."""
     return _CONTROLS.sub(lambda m: (f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
                                     else f"\\u{ord(m.group()):04x}"), str(text))
-
-
-def human_bytes(size: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(size) < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size} B"
 
 
 def volume_gb(size: float) -> str:
