@@ -420,7 +420,7 @@ function fileLock(lockPath, wait, what) {
     const done = childProcess.spawnSync('flock', ['-n', '-x', '3'], { stdio: ['ignore', 'ignore', 'ignore', fd] });
     if (done.error) {
       fs.closeSync(fd);
-      throw new EngineError(`the machine has no flock(1), so the backup lock ${lockPath} cannot be `
+      throw new EngineError(`this host has no flock(1), so the backup lock ${lockPath} cannot be `
         + 'taken: install util-linux or busybox');
     }
     if (done.status === 0) break;

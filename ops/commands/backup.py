@@ -512,7 +512,8 @@ def snapshot_table(volume: str, found: list) -> tuple[str, list[str], list[list]
 @task(
     positional=["which"],
     help={
-        "which": "latest, or a backup's file name on the production machine (required)",
+        "which": "latest, or the file name of a backup on the production machine or the SSH "
+                 "host (required)",
         "quick": "check the download with PRAGMA quick_check instead of integrity_check",
         "host": "download from this SSH host, [user@]host[:port], instead of the production "
                 "machine (default: ssh.host)",
