@@ -802,46 +802,48 @@ def create_backup(
         tmp = directory / f"{TMP_PREFIX}{name}.{os.getpid()}"
         made = []  # only what this run created is ever removed
         try:
-            os.close(os.open(tmp, NEW_FILE, 0o600))
-            made = [tmp, tmp.with_name(tmp.name + "-journal")]
-            phase("copy")
-            copy_database(source, tmp, timeout=timeout, on_pages=on_pages)
-            phase("copy", finished=True)
-            problems, digest, described = verify_new_copy(
-                tmp, check, mmap_size=mmap_size, on_phase=phase, content_hash=content_hash)
-            if problems:
-                raise EngineError(
-                    f"the new backup failed {check}_check: {problems[0]}", "verify_failed"
-                )
-            result = BackupResult(
-                **described,
-                name=name,
-                path=str(final),
-                created=iso(when),
-                size=tmp.stat().st_size,
-                sha256=digest,
-                check=check,
-                seconds=round(time.monotonic() - started, 3),
-                source=os.path.abspath(source),  # a backup's identity: which database
-                **safety_marks(restore),
-            )
-            publish(tmp, final, result)
-        except KeyboardInterrupt:
-            phase("stopping")  # what is left is removed below, before Ctrl-C goes on
-            raise
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise _full_error(source, tmp) from exc
-            raise EngineError(f"backup failed: {exc.strerror or exc}") from exc
-        except sqlite3.Error as exc:
-            if "full" in str(exc):
-                raise _full_error(source, tmp) from exc
-            raise EngineError(f"backup failed: {exc}") from exc
+            with _as_backup_error(source, tmp, phase):
+                os.close(os.open(tmp, NEW_FILE, 0o600))
+                made = [tmp, tmp.with_name(tmp.name + "-journal")]
+                phase("copy")
+                copy_database(source, tmp, timeout=timeout, on_pages=on_pages)
+                phase("copy", finished=True)
+                problems, digest, described = verify_new_copy(
+                    tmp, check, mmap_size=mmap_size, on_phase=phase, content_hash=content_hash)
+                if problems:
+                    raise EngineError(
+                        f"the new backup failed {check}_check: {problems[0]}", "verify_failed")
+                result = BackupResult(
+                    **described, name=name, path=str(final), created=iso(when),
+                    size=tmp.stat().st_size, sha256=digest, check=check,
+                    seconds=round(time.monotonic() - started, 3),
+                    source=os.path.abspath(source),  # a backup's identity: which database
+                    **safety_marks(restore))
+                publish(tmp, final, result)
         finally:
             for path in made:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
         return result
+
+
+@contextlib.contextmanager
+def _as_backup_error(source: Path, tmp: Path, phase):
+    """A backup's failures as one EngineError (a full disk counted as it will be once
+    ``tmp`` is gone: the caller removes it afterwards); Ctrl-C says it is stopping."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        phase("stopping")  # what is left is removed by the caller, before Ctrl-C goes on
+        raise
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _full_error(source, tmp) from exc
+        raise EngineError(f"backup failed: {exc.strerror or exc}") from exc
+    except sqlite3.Error as exc:
+        if "full" in str(exc):
+            raise _full_error(source, tmp) from exc
+        raise EngineError(f"backup failed: {exc}") from exc
 
 
 def _no_phase(name, done=None, total=None, finished=False) -> None:
@@ -863,7 +865,6 @@ def verify_new_copy(tmp: Path, check: str = "integrity", *, mmap_size: int = 0,
     cancel = threading.Event()
     size = tmp.stat().st_size
     found: dict = {}
-    failures: list[BaseException] = []
     pragma = "integrity_check" if check == "integrity" else "quick_check"
 
     def fsync_and_hash():
@@ -891,6 +892,21 @@ def verify_new_copy(tmp: Path, check: str = "integrity", *, mmap_size: int = 0,
         found["content"] = {"tables": tables, "content_sha256": digest, "content_format": fmt}
         phase(name, finished=True)
 
+    failures = _at_once((sqlite_check, fsync_and_hash, content), cancel)
+    if found.get("problems"):
+        return found["problems"], "", {}
+    for exc in failures:
+        if not isinstance(exc, Cancelled):
+            raise exc
+    return [], found["sha256"], found["content"]
+
+
+def _at_once(jobs, cancel: threading.Event) -> list[BaseException]:
+    """Run ``jobs`` in threads until all end; the first failure sets ``cancel`` (the
+    others stop within milliseconds); returns the failures. Ctrl-C cancels, waits for
+    every thread, and is re-raised."""
+    failures: list[BaseException] = []
+
     def worker(job):
         try:
             job()
@@ -898,8 +914,7 @@ def verify_new_copy(tmp: Path, check: str = "integrity", *, mmap_size: int = 0,
             failures.append(exc)
             cancel.set()
 
-    threads = [threading.Thread(target=worker, args=(job,), daemon=True)
-               for job in (sqlite_check, fsync_and_hash, content)]
+    threads = [threading.Thread(target=worker, args=(job,), daemon=True) for job in jobs]
     for thread in threads:
         thread.start()
     try:
@@ -911,12 +926,7 @@ def verify_new_copy(tmp: Path, check: str = "integrity", *, mmap_size: int = 0,
         for thread in threads:
             thread.join()
         raise
-    if found.get("problems"):
-        return found["problems"], "", {}
-    for exc in failures:
-        if not isinstance(exc, Cancelled):
-            raise exc
-    return [], found["sha256"], found["content"]
+    return failures
 
 
 def _full_error(source: Path, tmp: Path) -> EngineError:

@@ -665,7 +665,8 @@ class WriterProcess:
             self.proc.kill()
             out, err = self.proc.communicate()
         self.proc = None
-        self.stop_file.unlink(missing_ok=True)
+        for path in (self.stop_file, self.ready_file):  # the next start begins clean
+            path.unlink(missing_ok=True)
         try:
             self.report = json.loads(self.report_file.read_text())
         except (OSError, ValueError):

@@ -22,7 +22,7 @@ def test_it_starts_committing_and_stops_with_its_report(wal_db, tmp_path):
     finally:
         conn.close()
     assert rows == report["commits"] and writer.proc is None
-    assert not writer.stop_file.exists()  # a second start is not stopped at once
+    assert not writer.stop_file.exists() and not writer.ready_file.exists()  # clean again
     assert writer.stop() == report  # stopping twice is harmless
 
 
