@@ -645,10 +645,8 @@ class WriterProcess:
         return self
 
     def _failed(self, why: str) -> WriterFailed:
-        said = ""
-        if self.output == subprocess.PIPE:
-            out, err = self.proc.communicate()
-            said = f": {(out or '').strip()} {(err or '').strip()}".rstrip(": ")
+        out, err = self.proc.communicate()  # reaped; its words when they were kept
+        said = f": {(out or '').strip()} {(err or '').strip()}".rstrip(": ")
         self.proc = None
         return WriterFailed(f"{why} writing to {self.db}{said}")
 
