@@ -372,10 +372,10 @@ def adopt(c, which, production=False, host=None, dry_run=False, json=False):
     records marked as adopted, with when and by whom."""
     reject_flag_as_name(which, "backup.adopt")
     settings, target, ui = open_target(c, production=production, host=host, json=json)
-    target.folder()
+    folder = target.folder()  # the subject is the folder, not the database (issue 20 #8)
     shown = which if which.isprintable() else repr(which)
     dry = " (dry run)" if dry_run else ""
-    with ui.step(f"adopt {shown} on {target.describe()}{dry}") as step:
+    with ui.step(f"adopt {shown} in {folder}{dry}") as step:
         results = target.adopt(which, by=audit.who(), dry_run=dry_run)
         good = sum(1 for item in results if item.get("ok"))
         step.detail = (f"{'would adopt' if dry_run else 'adopted'} {good} of {len(results)}"
