@@ -33,16 +33,22 @@ def test_an_ssh_hosts_failures_and_warnings_name_the_host_not_a_machine(host, ru
     old = "steps-2020-01-01T00-00-00.db"  # an old-script backup: no SHA-256 recorded
     shutil.copy(host["dir"] / made.json()["backup"]["name"], host["dir"] / old)
 
-    missing, fetched = helpers.run_parallel([
+    missing, fetched, *others = helpers.run_parallel([
         lambda: run_invoke("backup.verify", "steps-2021-01-01T00-00-00.db", "--host", addr,
                            env=env),  # the engine's failure, as the host's output says it
         lambda: run_invoke("backup.download", old, "--host", addr, env=env),
+        lambda: run_invoke("backup.list", "--host", addr, env=env),
+        lambda: run_invoke("backup.status", "--host", addr, env=env),
+        lambda: run_invoke("backup.drill", "--host", addr, env=env),
+        lambda: run_invoke("backup.cleanup", "--keep", "1", "--dry-run", "--host", addr, env=env),
+        lambda: run_invoke("machine.check", "--host", addr, env=env),
     ])
     assert missing.returncode == ExitCode.NOT_FOUND, missing.stderr
     assert f"verify on {addr}: " in missing.error_lines[0], missing.stderr
     assert fetched.returncode == 0, fetched.stderr
     assert f"{old} has no SHA-256 recorded on {addr}" in fetched.stderr
-    for result in (made, missing, fetched):
+    assert [r.returncode for r in others] == [0, 0, 0, 0, 0], [r.stderr for r in others]
+    for result in (made, missing, fetched, *others):
         assert not MACHINE.search(result.stderr), result.stderr
 
 
