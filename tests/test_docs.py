@@ -92,9 +92,11 @@ def flag_table() -> dict[str, tuple[str, set[str]]]:
     """docs/flags.md's short-flag table: ``{"-n": ("dry-run", {"backup", ...})}``."""
     rows = {}
     for flags, _, tasks in table(read("docs/flags.md"), "| flags | meaning | tasks |"):
-        found = re.fullmatch(r"`-(\w)` `--([\w-]+)`", flags)
-        if found:
-            rows["-" + found.group(1)] = (found.group(2), {t.strip() for t in tasks.split(",")})
+        found = re.fullmatch(r"`-(\w)` `--([\w-]+)`|`--([\w-]+)` \(no short form\)", flags)
+        assert found, flags
+        short = "-" + found.group(1) if found.group(1) else None
+        long = found.group(2) or found.group(3)
+        rows[short or "--" + long] = (long, {t.strip() for t in tasks.split(",")})
     return rows
 
 
@@ -109,6 +111,8 @@ def test_the_flag_table_lists_every_short_flag_with_exactly_the_tasks_that_have_
     rows = flag_table()
     assert {k: v for k, v in actual.items() if len(v[0]) > 1} == {}  # one meaning each
     assert rows.pop("-h") == ("help", {"every task"})
+    with_host = {shown for primary, shown in TASKS.items() if "--host" in flags_of(primary)}
+    assert rows.pop("--host") == ("host", with_host)
     assert {short: (longs.pop(), tasks) for short, (longs, tasks) in actual.items()} == rows
 
 
