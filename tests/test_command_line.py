@@ -23,7 +23,7 @@ from ops.commands import namespace
 from ops.errors import ExitCode
 from ops.ui import _CONTROLS, printable
 from tests import helpers
-from tests.helpers import REPO_ROOT, assert_one_line_error
+from tests.helpers import REPO_ROOT, assert_one_line_error, flags_of
 
 NS = namespace()
 TASKS = {primary: (aliases[0] if aliases else primary)
@@ -44,15 +44,6 @@ def cli(capsys, *argv: str, config_class=None) -> helpers.InvokeResult:
         signal.signal(signal.SIGINT, interrupt)
     out, err = capsys.readouterr()
     return helpers.InvokeResult(list(argv), code, out, err)
-
-
-def flags_of(task: str) -> dict[str, str]:
-    """The task's flags as typed: ``{"-n": "dry-run", "--dry-run": "dry-run", ...}``."""
-    found = {}
-    for arg in NS[task].get_arguments():
-        for name in arg.names:
-            found[("-" if len(name) == 1 else "--") + name] = arg.names[0]
-    return found
 
 
 def test_dry_run_is_dash_n_in_every_task_that_has_one_and_dash_d_is_nobodys():
