@@ -26,6 +26,7 @@ from ops import audit, backups, fly, health, machine
 from ops.emergency import MAINTENANCE_CMD
 from ops.engine import EngineError, file_lock
 from ops.errors import ExitCode, OpsError
+from ops.runbook import REDACTED, scrub
 from ops.signals import Terminated
 from ops.targets.fly.machine import choose_production
 from ops.ui import command_lines, fit, human_seconds
@@ -34,7 +35,6 @@ MACHINE = "<machine>"
 VOLUME = "<volume>"
 SCRIPT = "<backup script>"
 RELEASES_SHOWN = 25  # `fly releases` returns the newest 25: internal/command/apps/releases.go
-REDACTED = "***"
 TOKEN_FLAGS = ("-t", "--access-token")  # flyctl's global token flag (internal/flag)
 # shorthands of `fly deploy` that take a value: in `-aX` the rest is the value, not flags
 VALUE_SHORTHANDS = set("acrieslt")
@@ -787,26 +787,6 @@ def _token_value_at(word: str) -> int | None:
             if char in VALUE_SHORTHANDS or not char.isalpha():
                 return None
     return None
-
-
-def scrub(value, secrets: list[str]):
-    """``value`` (text, or a record of them) with each secret of 4+ characters replaced.
-
-    Secrets are scrubbed where they sit in argv whatever their length (``redact_argv``);
-    in free text a shorter one would only garble the words around it.
-    """
-    secrets = [s for s in set(secrets) if len(s) >= 4]
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        for secret in sorted(secrets, key=len, reverse=True):
-            value = value.replace(secret, REDACTED)
-        return value
-    if isinstance(value, dict):
-        return {key: scrub(item, secrets) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [scrub(item, secrets) for item in value]
-    return value
 
 
 # ------------------------------------------------------------------ flags fly deploy gets

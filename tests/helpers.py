@@ -188,6 +188,17 @@ def assert_one_line_error(
 # ---------------------------------------------------------------- databases
 
 
+def flags_of(task: str) -> dict[str, str]:
+    """The task's flags as typed: ``{"-n": "dry-run", "--dry-run": "dry-run", ...}``."""
+    from ops.commands import namespace
+
+    found = {}
+    for arg in namespace()[task].get_arguments():
+        for name in arg.names:
+            found[("-" if len(name) == 1 else "--") + name] = arg.names[0]
+    return found
+
+
 def make_wal_db(path: str | os.PathLike, *, users: int = 200, steps: int = 3000) -> Path:
     """A small Step Challenge-shaped database in WAL mode, checkpointed and closed.
 
