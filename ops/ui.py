@@ -15,6 +15,7 @@ import re
 import shlex
 import sys
 import textwrap
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -166,6 +167,8 @@ def wrapped(text: str, width: int | None, indent: str = "") -> list[str]:
 
 EMITTED = [0]  # JSON documents written on stdout in this process (ops.cli.guarded reads it)
 
+SPINNER_AFTER = 2.0  # seconds before a spinner shows the time so far
+STILL_RUNNING = (10.0, 30.0, 60.0)  # when a log says a step is still running; then each minute
 MARKS = {"ok": ("✓", "green"), "failed": ("✗", "red"), "skipped": ("-", "yellow"),
          "interrupted": ("✗", "red")}
 
@@ -192,6 +195,7 @@ class UI:
         self.steps: list[Step] = []
         self._open: list[Step] = []  # the steps running now, outermost first
         self._spinner = None  # Rich allows one live display at a time: the outermost step's
+        self._spinner_text = ""  # what the spinner says, before the elapsed time
         self.redact = lambda text: text  # a deploy hides its tokens from every line
 
     def shown(self, text: str) -> str:
@@ -234,8 +238,12 @@ class UI:
         started = time.monotonic()
         own_spinner = self.interactive and self._spinner is None
         if own_spinner:
-            self._spinner = self.err.status(escape(self.shown(label)))
+            self._spinner_text = self.shown(label)
+            self._spinner = self.err.status(escape(self._spinner_text))
             self._spinner.start()
+        ended = threading.Event()
+        threading.Thread(target=self._heartbeat, args=(step, started, ended, own_spinner),
+                         daemon=True, name="ops-heartbeat").start()
         try:
             yield step
         except BaseException as exc:
@@ -246,6 +254,7 @@ class UI:
         else:
             step.outcome = "ok" if step.outcome == "running" else step.outcome
         finally:
+            ended.set()
             self._open.pop()
             if own_spinner:
                 self._spinner.stop()
@@ -253,13 +262,33 @@ class UI:
             step.seconds = round(time.monotonic() - started, 3)
             self._print_step(step)
 
+    def _heartbeat(self, step: Step, started: float, ended: threading.Event,
+                   own_spinner: bool) -> None:
+        """No long silence (issue 20 #9): past ``SPINNER_AFTER`` s a terminal's spinner
+        shows the time so far, and a log gets a "still running" line at each of
+        ``STILL_RUNNING`` s (then every minute) while this is the innermost step."""
+        marks = iter(STILL_RUNNING)
+        next_line = next(marks)
+        while not ended.wait(1.0 if own_spinner else 0.25):
+            elapsed = time.monotonic() - started
+            if own_spinner and elapsed >= SPINNER_AFTER and self._spinner is not None:
+                self._spinner.update(escape(f"{self._spinner_text}  "
+                                            f"({human_seconds(round(elapsed))})"))
+            if not self.interactive and elapsed >= next_line and \
+                    self._open and self._open[-1] is step:
+                self.err.print(escape(fit("  " * step.depth + f"… {self.shown(step.label)}: "
+                                          f"still running ({human_seconds(round(elapsed))})",
+                                          self.width or 10**6)), soft_wrap=True)
+                next_line = next(marks, next_line + 60)
+
     def waiting(self, message: str) -> None:
         """Why the running step has not finished yet: one plain line (call it when the
         reason changes, not on every poll), also on a terminal, where the step's live line
         may be a progress display that has none (a backup waiting for the lock showed a
         blank screen) and is gone once Ctrl-C ends it; the spinner says it as well."""
         if self._spinner is not None:
-            self._spinner.update(escape(self.shown(message.strip())))
+            self._spinner_text = self.shown(message.strip())
+            self._spinner.update(escape(self._spinner_text))
         self.info(message)
 
     def skipped(self, label: str, reason: str) -> None:
