@@ -575,12 +575,11 @@ class Completed:
 
 
 class Fly:
-    """Runs flyctl. ``calls`` keeps what ran, for summaries and dry-run comparisons."""
+    """Runs flyctl: argv in, a ``Completed`` (or a ``FlyError``) out."""
 
     def __init__(self, binary: str, *, timeout: float | None = 300):
         self.binary = binary
         self.timeout = timeout
-        self.calls: list[list[str]] = []
         self.flyctl_version: str | None = None  # set by ``check_version``
 
     @classmethod
@@ -602,7 +601,6 @@ class Fly:
         """
         timeout = self.timeout if timeout is DEFAULT else timeout
         what = what or f"`{describe(argv)}`"
-        self.calls.append(argv)
         data = input.encode() if isinstance(input, str) else input
         try:
             code, out, err = _execute([self.binary, *argv], data, stream, timeout)
