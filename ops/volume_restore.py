@@ -30,10 +30,9 @@ from __future__ import annotations
 
 import re
 import shlex
-import time
 from dataclasses import dataclass, field
 
-from ops import fly, health
+from ops import fly, health, poll
 from ops.errors import ExitCode, OpsError
 from ops.fly import AUTOSTART_BEFORE, Machine
 from ops.runbook import Step
@@ -285,9 +284,11 @@ class Execution:
 
     def _poll(self, read, done, pending, timeout: float, what: str, key: str,
               first: str | None = None) -> str:
-        deadline = time.monotonic() + timeout
+        """Read the state until it is one of ``done`` (the states seen, in order); fail at
+        once on a state neither done nor ``pending``, or when ``timeout`` would pass."""
         seen: list[str] = [first] if first else []
-        while True:
+
+        def attempt() -> str | None:
             state = read()
             if not seen or seen[-1] != state:
                 seen.append(state)
@@ -296,11 +297,14 @@ class Execution:
             if state not in pending:
                 raise OpsError(f"{what} is {state or 'in no state'} (seen: {' -> '.join(seen)}); "
                                f"expected {' or '.join(pending + done)}")
-            if time.monotonic() + self.interval > deadline:
-                raise OpsError(f"{what} still {state} after {timeout:g}s (seen: "
-                               f"{' -> '.join(seen)}); if it needs longer, raise {key}",
-                               ExitCode.TIMEOUT)
-            time.sleep(self.interval)
+            return None
+
+        def expired(polls: int, waited: float) -> OpsError:
+            return OpsError(f"{what} still {seen[-1]} after {timeout:g}s (seen: "
+                            f"{' -> '.join(seen)}); if it needs longer, raise {key}",
+                            ExitCode.TIMEOUT)
+
+        return poll.until(attempt, timeout=timeout, interval=self.interval, expired=expired)
 
     def guard(self, step: Step) -> str:
         self.guarded = True  # sent: from here on, a failure says how to go back

@@ -28,7 +28,7 @@ class Emergency:
 
     def __init__(self, c, json: bool, kind: str):
         self.settings = config.load(c.config)
-        self.ui = UI(json_mode=json)
+        self.ui = UI()
         self.json = json
         self.app = self.settings.app
         self.db = remote.remote_path(self.settings.db_remote_path, "db.remote_path")

@@ -84,7 +84,7 @@ def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
     if not snapshot or not str(snapshot).strip():
         raise OpsError("--snapshot is required: a snapshot id (vs_...) or latest", ExitCode.USAGE)
     settings = config.load(c.config)
-    ui = UI(json_mode=json)
+    ui = UI()
     steps_runner = runbook.Runner("restore.volume", ui, settings.audit_log)
     reads = Reads(settings, ui, steps_runner, str(snapshot).strip())
     resolved, made = reads.resolved, reads.made
