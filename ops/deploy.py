@@ -22,9 +22,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ops import audit, backups, fly, health, machine, runbook
-from ops.emergency import MAINTENANCE_CMD
 from ops.engine import file_lock
 from ops.errors import ExitCode, OpsError
+from ops.fly import MAINTENANCE_CMD
 from ops.runbook import REDACTED, Done, Step, scrub
 from ops.ui import command_lines, fit, human_seconds
 
@@ -100,7 +100,7 @@ def plan(o: DeployOptions, run: Deployment | None = None) -> list[Step]:
              by_hand=(f"fly releases -a {o.app}   (is the {what}'s release out? if not:)",
                       shlex.join(["fly", *deploy_argv]))),
         Step("health", gate, act("health"), abort=ExitCode.HEALTH_FAILED,
-             running="health gate", by_hand=(f"curl -fsS {shlex.quote(o.health_url)}",)),
+             running="health gate", by_hand=(health.by_hand(o.health_url),)),
         Step("record", "append to the audit log" if no_machine else "append to the audit "
              "log, find the machine again (the deploy may have replaced it) and release the "
              "machine's lock", commands=() if no_machine else (

@@ -75,6 +75,13 @@ class Step:
                        by_hand=tuple(fill(line, values) for line in self.by_hand))
 
 
+def bind(steps: list[Step], actions: dict[str, Callable[[], str | Done | None]]) -> list[Step]:
+    """``steps`` (a pure plan) with the actions that do them, by key: the plan stays data
+    that tests and ``--dry-run`` read, the command module says how each step is done."""
+    return [replace(step, action=actions[step.key]) if step.key in actions else step
+            for step in steps]
+
+
 def fill(text: str, values: dict[str, str]) -> str:
     for name, value in values.items():
         if value:
@@ -162,7 +169,10 @@ class Runner:
 
     ``message(step, text)`` words a failure (deploy says "aborted before `fly deploy`");
     ``on_stop(exc, step)`` lets the flow add what it knows when the run stops (restore
-    reads what the live database holds); ``secrets()`` are kept out of every line."""
+    reads what the live database holds); ``on_failure()`` runs whenever a run that is not a
+    dry run ends other than ok (a failure, a signal, a crash), after the by-hand lines and
+    before the audit line, so what it adds to the record (restore.volume's go-back) is
+    written; ``secrets()`` are kept out of every line."""
 
     kind: str
     ui: object
@@ -173,6 +183,7 @@ class Runner:
     secrets: Callable[[], list[str]] = list
     message: Callable[[Step, str], str] | None = None
     on_stop: Callable[[BaseException, Step | None], None] | None = None
+    on_failure: Callable[[], None] | None = None
     by_hand_title: str = "To finish by hand, run from the failed step on:"
 
     def start(self, **fields) -> dict:
@@ -213,6 +224,8 @@ class Runner:
                 self.record.update(outcome="crashed", exit_code=int(ExitCode.ERROR))
             self.record["finished"] = now()
             self.record["seconds"] = round(sum(s["seconds"] for s in self.record["steps"]), 3)
+            if not dry_run and self.record["outcome"] != "ok" and self.on_failure:
+                self.on_failure()
             if not dry_run:
                 self._append()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 
-from ops import remote
+from ops import health, remote
 from ops.errors import ExitCode
 from tests import helpers, test_deploy
 from tests.test_deploy import APP, NEW_IMAGE, label
@@ -40,7 +40,7 @@ def test_sigterm_during_fly_deploy_leaves_the_lines_to_finish_by_hand(site):
     assert entry["manual"] == [
         f"  fly releases -a {APP}   (is the deploy's release out? if not:)   # deploy",
         f"  {fly_deploy}   # deploy",
-        f"  curl -fsS {site.health.url}   # health",
+        f"  {health.by_hand(site.health.url)}   # health",
     ]
     shown = result.stderr.splitlines()
     at = shown.index(BY_HAND)

@@ -3,6 +3,7 @@ maps to exit codes and leaves to do by hand, whatever stops it."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -173,3 +174,31 @@ def test_stopping_where_nothing_is_half_done_lists_nothing_to_do_by_hand(tmp_pat
     with pytest.raises(OpsError):
         run.run(steps)
     assert run.record["manual"] == ["  # preflight: preflight", "  fly deploy   # deploy"]
+
+
+@pytest.mark.parametrize("end", ["ok", "failed", "SIGTERM"])
+def test_on_failure_adds_to_the_record_before_the_audit_line_unless_all_went_well(tmp_path,
+                                                                                  end):
+    def act():
+        if end == "failed":
+            raise OpsError("it broke")
+        if end == "SIGTERM":
+            raise Terminated(signal.SIGTERM)
+        return "fine"
+
+    run, shown = runner(tmp_path)
+    run.on_failure = lambda: run.record.update(go_back=["fly machine start m1"])
+    steps = runbook.bind([Step("a", "a"), Step("b", "b")], {"a": act})
+    with contextlib.suppress(OpsError, Terminated):
+        run.run(steps)
+    logged = audit_lines(tmp_path)[0]
+    assert ("go_back" in logged) is (end != "ok")
+    assert logged["outcome"] == {"ok": "ok", "failed": "a failed",
+                                 "SIGTERM": "terminated by SIGTERM during a"}[end]
+
+
+def test_bind_gives_a_plan_its_actions_by_key_and_leaves_the_rest_as_data():
+    plan = [Step("a", "a", commands=(("machine", "list"),)), Step("b", "b")]
+    bound = runbook.bind(plan, {"b": lambda: "done"})
+    assert bound[0] is plan[0] and bound[1].action() == "done" and plan[1].action is None
+    assert bound == plan  # the action is no part of what a step is as data

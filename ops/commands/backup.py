@@ -43,7 +43,7 @@ def open_target(c, *, production: bool = False, host: str | None = None, json: b
         raise OpsError("--production (the Fly machine) and --host (an SSH host) name two "
                        "different targets: give one", ExitCode.USAGE)
     settings = config.load(c.config, host=host, **flags)
-    ui = UI(json_mode=json)
+    ui = UI()
     if production:
         return settings, FlyTarget(settings, ui), ui
     if settings.ssh_host:
@@ -372,10 +372,10 @@ def adopt(c, which, production=False, host=None, dry_run=False, json=False):
     records marked as adopted, with when and by whom."""
     reject_flag_as_name(which, "backup.adopt")
     settings, target, ui = open_target(c, production=production, host=host, json=json)
-    target.folder()
+    folder = target.folder()  # the subject is the folder, not the database (issue 20 #8)
     shown = which if which.isprintable() else repr(which)
     dry = " (dry run)" if dry_run else ""
-    with ui.step(f"adopt {shown} on {target.describe()}{dry}") as step:
+    with ui.step(f"adopt {shown} in {folder}{dry}") as step:
         results = target.adopt(which, by=audit.who(), dry_run=dry_run)
         good = sum(1 for item in results if item.get("ok"))
         step.detail = (f"{'would adopt' if dry_run else 'adopted'} {good} of {len(results)}"
@@ -512,7 +512,8 @@ def snapshot_table(volume: str, found: list) -> tuple[str, list[str], list[list]
 @task(
     positional=["which"],
     help={
-        "which": "latest, or a backup's file name on the production machine (required)",
+        "which": "latest, or the file name of a backup on the production machine or the SSH "
+                 "host (required)",
         "quick": "check the download with PRAGMA quick_check instead of integrity_check",
         "host": "download from this SSH host, [user@]host[:port], instead of the production "
                 "machine (default: ssh.host)",

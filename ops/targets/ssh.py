@@ -82,6 +82,11 @@ class SshTarget(ScriptedTarget):
     def downloads_name(self) -> str:
         return f"ssh-{self.session.place}"
 
+    @property
+    def host(self) -> str:
+        """Messages name the host by its address, never as "the machine"."""
+        return self.session.where
+
     def folder(self) -> str:
         return f"{self.dir} on {self.session.place}"
 

@@ -1,0 +1,52 @@
+"""No long silence (issue 20 item 9): a step that runs for a while says so, in a log by
+"still running" lines and on a terminal by the time so far on its spinner."""
+
+from __future__ import annotations
+
+import io
+import time
+
+from rich.console import Console
+
+from ops import ui as ui_module
+from ops.ui import UI
+
+
+def test_a_long_step_in_a_log_says_it_is_still_running(monkeypatch):
+    monkeypatch.setattr(ui_module, "STILL_RUNNING", (0.3, 0.8))
+    buffer = io.StringIO()
+    ui = UI(err=Console(file=buffer, width=80, no_color=True))
+    with ui.step("backup on the machine"):
+        time.sleep(1.3)
+    lines = buffer.getvalue().splitlines()
+    still = [line for line in lines if "still running" in line]
+    assert still[0].startswith("… backup on the machine: still running (")
+    assert len(still) == 2, lines  # at 0.3 s and 0.8 s; the next would be a minute later
+    assert lines[-1].startswith("✓ backup on the machine")
+
+
+def test_only_the_innermost_step_speaks_and_a_quick_step_stays_quiet(monkeypatch):
+    monkeypatch.setattr(ui_module, "STILL_RUNNING", (0.4,))
+    buffer = io.StringIO()
+    ui = UI(err=Console(file=buffer, width=80, no_color=True))
+    with ui.step("restore"):
+        with ui.step("quick"):
+            pass
+        with ui.step("copy"):
+            time.sleep(0.9)
+    text = buffer.getvalue()
+    assert "… copy: still running" in text and "quick: still" not in text
+    assert "restore: still running" not in text  # its child was the one running
+
+
+def test_a_terminal_spinner_shows_the_time_so_far(monkeypatch):
+    monkeypatch.setattr(ui_module, "SPINNER_AFTER", 0.0)
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=80, force_terminal=True, force_interactive=True,
+                      no_color=True)
+    ui = UI(err=console)
+    with ui.step("safety backup"):
+        time.sleep(2.3)
+    assert "safety backup  (1.0s)" in buffer.getvalue() or \
+        "safety backup  (2.0s)" in buffer.getvalue()
+    assert "still running" not in buffer.getvalue()  # a terminal has its spinner
