@@ -1,9 +1,10 @@
 """Safe deploys: plan (pure) → act (step by step, abort before `fly deploy`) → verify → record.
 
-``plan`` turns options into the ordered steps with the exact flyctl argv of each,
-so ``--dry-run`` can print it and tests can check it as data. ``Deployment``
-runs a plan: every step is timed, any failure before ``fly deploy`` aborts with
-that step's own exit code, and every run ends with one audit-log line.
+``plan`` turns options into the ordered ``runbook.Step``s with the exact flyctl argv of
+each and a ``Deployment``'s methods as their actions; ``runbook.Runner`` runs them: every
+step is timed, any failure before ``fly deploy`` aborts with that step's own exit code,
+and every run ends with one audit-log line. ``--dry-run`` is the same runner running the
+one step that only reads (preflight), then the plan with what it learnt filled in.
 """
 
 from __future__ import annotations
