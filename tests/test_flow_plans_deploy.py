@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pytest
 
+from ops.errors import ExitCode
 from tests import test_deploy
 from tests.test_deploy import APP, IMAGE_V11, MID, NEW_IMAGE, VOL, concurrent_verify_first, label
 
@@ -78,3 +79,19 @@ def test_the_calls_a_run_makes_are_the_commands_its_dry_run_shows(site, flow, st
         deploy = next(step for step in plan["steps"] if step["key"] == "deploy")
         assert deploy["title"] == "redeploy v11" and deploy["commands"][0][-1] == IMAGE_V11
         assert run.json()["rollback_to"] == 11
+
+
+def test_a_dry_run_stops_where_the_run_stops_an_emergency_deploy_on_a_stopped_machine(site):
+    """The dry run's preflight is the run's: --skip-backup goes on without a machine it
+    cannot use, but never deploys over an emergency stop (the dry run's own copy of that
+    rule let it through)."""
+    assert site.run("emergency.stop", "--yes").returncode == 0
+    dry = site.run(*EMERGENCY, "--dry-run", "--json")
+    run = site.run(*EMERGENCY)
+
+    assert dry.returncode == 0, dry
+    (warning,) = dry.json()["warnings"]
+    assert f"machine {MID} is emergency-stopped" in warning
+    assert f"WARNING: a real run would stop at preflight: {warning}" in dry.stderr
+    assert run.returncode == ExitCode.DEPLOY_ABORTED_PREFLIGHT, run
+    assert warning in run.error_lines[0]
