@@ -471,7 +471,7 @@ class Deployment:
             f"release v{current.version} is live" if current else "", where))))
 
     def _would_stop(self) -> Done:
-        return Done("preflight would stop", "; ".join(self.problems or ()))
+        return Done("preflight would stop", "; ".join(self.problems or ()), warning=True)
 
     def _production_machine(self) -> str:
         """Resolve the machine; an emergency deploy or a rollback can go on without it

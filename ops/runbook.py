@@ -37,6 +37,7 @@ class Done:
     label: str
     detail: str = ""
     record: str | None = None  # what the record says, when not the detail (it is in the label)
+    warning: bool = False  # the step ran, but what it found would stop a real run (`!`, not ✓)
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,8 @@ class Runner:
                     raise
                 if isinstance(result, Done):
                     shown.label, shown.detail = result.label, self._scrub(result.detail)
+                    if result.warning:
+                        shown.outcome = "warning"
                     if result.record is not None:
                         recorded = self._scrub(result.record)
                 else:

@@ -170,7 +170,7 @@ EMITTED = [0]  # JSON documents written on stdout in this process (ops.cli.guard
 SPINNER_AFTER = 2.0  # seconds before a spinner shows the time so far
 STILL_RUNNING = (10.0, 30.0, 60.0)  # when a log says a step is still running; then each minute
 MARKS = {"ok": ("✓", "green"), "failed": ("✗", "red"), "skipped": ("-", "yellow"),
-         "interrupted": ("✗", "red")}
+         "interrupted": ("✗", "red"), "warning": ("!", "yellow")}
 
 
 @dataclass

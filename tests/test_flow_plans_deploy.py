@@ -93,5 +93,7 @@ def test_a_dry_run_stops_where_the_run_stops_an_emergency_deploy_on_a_stopped_ma
     (warning,) = dry.json()["warnings"]
     assert f"machine {MID} is emergency-stopped" in warning
     assert f"WARNING: a real run would stop at preflight: {warning}" in dry.stderr
+    assert "! preflight would stop" in dry.stderr  # never a ✓ on a line that says stop
+    assert "✓ preflight would stop" not in dry.stderr
     assert run.returncode == ExitCode.DEPLOY_ABORTED_PREFLIGHT, run
     assert warning in run.error_lines[0]
