@@ -428,12 +428,15 @@ PHASE_LABELS = {"content": "row counts + content hash", "counts": "row counts"}
 class BackupPhases:
     """Follows ``engine.create_backup``'s phases: one bar per phase on a terminal
     (progress where the phase has it, elapsed time where not), and on any output a
-    line when Ctrl-C stops the backup."""
+    line when Ctrl-C stops the backup. The bars replace the step's spinner only once a
+    phase is reported: a machine or host that reports none keeps the spinner and its
+    elapsed time (else a 40 s backup over SSH was a blank terminal)."""
 
     def __init__(self, ui: UI, progress: Progress | None):
         self.ui = ui
         self.progress = progress
         self.tasks: dict[str, int] = {}
+        self.shown = False  # the bars are on screen, the spinner paused
 
     def copy(self, done: int, total: int | None = None) -> None:
         self.phase("copy", done, total)
@@ -451,6 +454,11 @@ class BackupPhases:
             return
         if self.progress is None:  # the step's own line says the rest when it ends
             return
+        if not self.shown:
+            if self.ui._spinner:
+                self.ui._spinner.stop()
+            self.progress.start()
+            self.shown = True
         if name not in self.tasks:
             self.tasks[name] = self.progress.add_task(escape(label), total=total or None)
         task = self.tasks[name]
@@ -460,10 +468,17 @@ class BackupPhases:
         elif done is not None:
             self.progress.update(task, completed=done, **({"total": total} if total else {}))
 
+    def close(self) -> None:
+        if self.shown:
+            self.progress.stop()
+            if self.ui._spinner:
+                self.ui._spinner.start()
+
 
 @contextlib.contextmanager
 def backup_phases(ui: UI):
-    """``BackupPhases`` for the length of one backup (replaces the step's spinner)."""
+    """``BackupPhases`` for the length of one backup (its bars replace the step's spinner
+    once the first phase is reported)."""
     if not ui.interactive:
         yield BackupPhases(ui, None)
         return
@@ -472,11 +487,9 @@ def backup_phases(ui: UI):
     progress = Progress(TextColumn("{task.description:<26}"), BarColumn(),
                         TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
                         console=ui.err, transient=True)
-    if ui._spinner:
-        ui._spinner.stop()
+    phases = BackupPhases(ui, progress)
     try:
-        with progress:
-            yield BackupPhases(ui, progress)
+        yield phases
     finally:
-        if ui._spinner:
-            ui._spinner.start()
+        phases.close()
+
