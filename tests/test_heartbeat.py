@@ -4,12 +4,18 @@
 from __future__ import annotations
 
 import io
+import re
 import time
 
 from rich.console import Console
 
 from ops import ui as ui_module
 from ops.ui import UI
+
+
+def elapsed_shown(label: str, buffer: io.StringIO) -> set[str]:
+    """The different times so far a terminal's spinner showed for ``label``."""
+    return set(re.findall(re.escape(label) + r"  \((\d+\.\ds)\)", buffer.getvalue()))
 
 
 def test_a_long_step_in_a_log_says_it_is_still_running(monkeypatch):
@@ -46,8 +52,8 @@ def test_a_terminal_spinner_shows_the_time_so_far(monkeypatch):
                       no_color=True)
     ui = UI(err=console)
     with ui.step("safety backup"):
-        time.sleep(2.3)
-    assert "safety backup  (1.0s)" in buffer.getvalue()
+        time.sleep(3.3)
+    assert len(elapsed_shown("safety backup", buffer)) >= 2  # the time moves while it runs
     assert "still running" not in buffer.getvalue()  # a terminal has its spinner
 
 
@@ -59,5 +65,5 @@ def test_a_backup_that_reports_no_phases_keeps_its_spinner_and_time(monkeypatch)
     ui = UI(err=Console(file=buffer, width=80, force_terminal=True, force_interactive=True,
                         no_color=True))
     with ui.step("backup on the machine"), ui_module.backup_phases(ui):
-        time.sleep(2.3)
-    assert "backup on the machine  (1.0s)" in buffer.getvalue()  # live while it ran
+        time.sleep(3.3)
+    assert len(elapsed_shown("backup on the machine", buffer)) >= 2  # live while it ran
