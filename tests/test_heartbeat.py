@@ -19,7 +19,7 @@ def elapsed_shown(label: str, buffer: io.StringIO) -> set[str]:
 
 
 def test_a_long_step_in_a_log_says_it_is_still_running(monkeypatch):
-    monkeypatch.setattr(ui_module, "STILL_RUNNING", (0.3, 0.8))
+    monkeypatch.setattr(ui_module, "STILL_RUNNING", (0.2, 0.5))
     buffer = io.StringIO()
     ui = UI(err=Console(file=buffer, width=80, no_color=True))
     with ui.step("backup on the machine"):
@@ -27,12 +27,12 @@ def test_a_long_step_in_a_log_says_it_is_still_running(monkeypatch):
     lines = buffer.getvalue().splitlines()
     still = [line for line in lines if "still running" in line]
     assert still[0].startswith("… backup on the machine: still running (")
-    assert len(still) == 2, lines  # at 0.3 s and 0.8 s; the next would be a minute later
+    assert len(still) == 2, lines  # at 0.2 s and 0.5 s; the next would be a minute later
     assert lines[-1].startswith("✓ backup on the machine")
 
 
 def test_only_the_innermost_step_speaks_and_a_quick_step_stays_quiet(monkeypatch):
-    monkeypatch.setattr(ui_module, "STILL_RUNNING", (0.4,))
+    monkeypatch.setattr(ui_module, "STILL_RUNNING", (0.3,))
     buffer = io.StringIO()
     ui = UI(err=Console(file=buffer, width=80, no_color=True))
     with ui.step("restore"):
