@@ -590,7 +590,7 @@ def drill(c, which="latest", production=False, host=None, quick=False, json=Fals
     folder = target.folder()  # a missing folder is exit 3, named as such
     with ui.step(f"drill {which} in {folder}") as step:
         result = target.drill(which)
-        step.detail = (f"{result['name']}  restore {result['seconds']:.3f}s  "
+        step.detail = (f"{result['name']}  scratch copy {result['seconds']:.3f}s  "
                        f"[{result.get('strategy') or result.get('where') or 'engine'}]")
         if not result["ok"]:  # the line says what the result says (issue 16 #15)
             step.outcome, step.reason = "failed", "not restorable" if not result.get(
