@@ -76,18 +76,22 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
                  "hash against the backup's (read right after the copy)"),
             Step("record", "append the restore to the audit log"),
         ]
+    # every flyctl call the run makes, in its order (tests/test_flow_plans_restore.py)
     ssh = tuple(fly.ssh_console(app, MACHINE, SCRIPT))
     steps = [Step("resolve", "find the production machine and volume; is it emergency-stopped?",
-                  (tuple(fly.volumes_list(app)), tuple(fly.machines_list(app))))]
+                  (tuple(fly.version()), tuple(fly.volumes_list(app)),
+                   tuple(fly.machines_list(app)), tuple(fly.machines_list(app))))]
     if o.from_path:
         upload = f"{directory}/.upload-<name>"
         steps += [
-            Step("verify", f"verify {o.from_path} here: recorded SHA-256 and integrity_check"),
+            Step("verify", f"verify {o.from_path} here: recorded SHA-256 and integrity_check; "
+                 "count the live database's rows there for the confirmation", (ssh,)),
             Step("upload", f"upload it to {directory} and check its SHA-256 on arrival",
                  (ssh, tuple(fly.sftp_put(app, MACHINE, o.from_path, upload)), ssh)),
         ]
     else:
-        steps.append(Step("choose", f"find backup {what} in {directory} on the machine", (ssh,)))
+        steps.append(Step("choose", f"find backup {what} in {directory} on the machine; count "
+                          "its rows and the live database's for the confirmation", (ssh, ssh)))
     steps += [
         Step("restore", f"on the machine (python3, else node, else sqlite3): verify the "
              f"backup, safety backup, restore into {db} through the backup API, prove it "
@@ -119,6 +123,13 @@ def _host_plan(o: RestoreOptions, what: str, *, db: str, directory: str) -> list
              "against the backup (integrity_check, row counts, content hash)"),
         Step("record", "append the restore to the audit log"),
     ]
+
+
+def filled(steps: list[Step], machine: str) -> list[Step]:
+    """The plan with the machine a dry run resolved in place of ``<machine>`` (pure)."""
+    return [dataclasses.replace(step, commands=tuple(
+        tuple(machine if word == MACHINE else word for word in argv) for argv in step.commands))
+        for step in steps]
 
 
 def render(steps: list[Step], binary: str = "fly") -> list[list[str]]:
@@ -380,6 +391,19 @@ class Restore:
         except OSError as exc:
             self.ui.warn(f"could not append to {self.settings.audit_log}: {exc.strerror}")
 
+    def _unshown(self, key: str, act):
+        """A step whose line the target draws itself: only logged in the record."""
+        started = time.monotonic()
+        try:
+            value = act()
+        except BaseException as exc:
+            self.record["steps"].append({"step": key, "outcome": "failed", "error": str(exc),
+                                         "seconds": round(time.monotonic() - started, 3)})
+            raise
+        self.record["steps"].append({"step": key, "outcome": "ok", "detail": "",
+                                     "seconds": round(time.monotonic() - started, 3)})
+        return value
+
     def _step(self, key: str, title: str, act):
         """Run one step with its own line and timing; log it in the record.
 
@@ -616,9 +640,9 @@ class Restore:
             raise OpsError(f"--from: no such file: {o.from_path}", ExitCode.NOT_FOUND)
         stopped = False
         if o.production:
-            target.resolve()  # its own step line
+            stopped = self._unshown("resolve", lambda: (  # resolve draws its own line
+                target.resolve(), emergency.is_stopped(target.machine_config()))[1])
             self.record["machine"] = target.machine.id
-            stopped = emergency.is_stopped(target.machine_config())
             self.record["emergency_stopped"] = stopped
             if stopped:
                 self.ui.info(f"{s.app} is emergency-stopped (machine {target.machine.id} runs "
@@ -941,16 +965,11 @@ def _uploaded(result: dict):
 
 def _listed(target, which: str):
     backups_found = target.list()
-    if which == "latest":
-        if not backups_found:
-            raise OpsError(f"no backups in {target.dir} on the machine", ExitCode.NOT_FOUND)
-        chosen = target.latest(backups_found)  # never a safety backup (issue 16 #2, #4)
-    else:
-        engine.check_name(which)
-        chosen = next((b for b in backups_found if b.name == which), None)
-        if chosen is None:
-            raise OpsError(f"no backup named {which} in {target.dir} on the machine",
-                           ExitCode.NOT_FOUND)
+    try:  # latest: never a safety backup (issue 16 #2, #4); the one rule of every target
+        chosen = engine.pick_backups(backups_found, which, target.latest,
+                                     f"{target.dir} on {target.session.place}")[0]
+    except EngineError as exc:
+        raise OpsError.from_engine(exc) from None
     return chosen, f"{chosen.name}  {human_bytes(chosen.size)}" + _skipped(backups_found, chosen,
                                                                           which)
 

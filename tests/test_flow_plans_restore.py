@@ -1,0 +1,59 @@
+"""What a restore's dry run shows is what its run does (issue 22 item 2).
+
+Each flow runs twice through the real CLI: ``--dry-run --json`` (the plan), then for
+real (``--yes --json``). The steps the run recorded are the plan's, in its order; on
+Fly (the flyctl double) every flyctl call the run made is a command the plan showed,
+in the order shown, with the machine the dry run resolved filled in.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from ops import engine, fly
+from tests.test_drill import changed_after_backup, prod  # noqa: F401 - ``prod`` is a fixture
+from tests.test_production import APP, MACHINE
+
+SCRIPT = "<restore script>"  # a plan shows the machine's scripts by this placeholder
+
+
+def ran_steps(record: dict) -> list[str]:
+    return [step["step"] for step in record["steps"]]
+
+
+def test_local_restore_runs_the_steps_its_dry_run_shows(wal_db, backup_dir, run_invoke):
+    made = engine.create_backup(wal_db, backup_dir)
+    plan = run_invoke("restore", "--dry-run", "--json")
+    assert plan.returncode == 0, plan
+    shown = [step["key"] for step in plan.json()["steps"]]
+    assert plan.json()["backup"] == made.name
+    run = run_invoke("restore", "--yes", "--json")
+    assert run.returncode == 0, run
+    assert run.json()["backup"]["name"] == made.name
+    # the last step, the audit line, is the record itself
+    assert [*ran_steps(run.json()), "record"] == shown
+
+
+def shown_call(argv: list[str]) -> list[str]:
+    """A command as the plan shows it: the machine's scripts by their placeholder."""
+    if argv[:2] == ["ssh", "console"]:
+        return [*argv[:-1], SCRIPT]
+    return argv
+
+
+def test_production_restore_makes_the_calls_its_dry_run_shows(prod):  # noqa: F811
+    made = changed_after_backup(prod)
+    plan = prod.run("restore", "--production", "--dry-run", "--json")
+    assert plan.returncode == 0, plan
+    steps = plan.json()["steps"]
+    assert plan.json()["backup"] == made.name
+    shown = [list(argv) for step in steps for argv in step["commands"]]
+    # the dry run resolved the machine: its commands name it, no placeholder left
+    assert fly.machine_restart(APP, MACHINE) in shown
+    assert not [argv for argv in shown if "<machine>" in argv]
+    before = len(prod.calls())
+    run = prod.run("restore", "--production", "--yes", "--json")
+    assert run.returncode == 0, run
+    made_calls = [shown_call(argv) for argv in prod.calls()[before:]]
+    assert made_calls == shown, "\n".join(shlex.join(a) for a in made_calls)
+    assert [*ran_steps(run.json()), "record"] == [step["key"] for step in steps]
