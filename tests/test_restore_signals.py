@@ -8,6 +8,7 @@ its copy; a real SIGTERM is then sent to the real CLI.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -29,27 +30,40 @@ time.sleep(60)
 """
 
 
-def test_sigterm_while_the_machine_restores_leaves_an_honest_record(prod):  # noqa: F811
-    made = changed_after_backup(prod)
-    before = engine.describe_file(prod.db, live=True)[1]
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_WRITE_LOCK, str(prod.db)],
+@contextlib.contextmanager
+def app_holds_its_write_lock(db: Path):
+    """The app, mid-transaction: a restore's copy into ``db`` waits for it."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_WRITE_LOCK, str(db)],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        argv = [sys.executable, "-m", "invoke", "--search-root", str(helpers.REPO_ROOT),
-                "restore", made.name, "--production", "--yes", "--busy-timeout", "50"]
-        proc = subprocess.Popen(argv, cwd=prod.cwd, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                env=helpers.clean_env(helpers.project_root(prod.cwd, prod.env)))
-        helpers.wait_for(lambda: "ssh restore" in [label(a) for a in prod.calls()],
-                         timeout=30, what="the machine's restore")
-        time.sleep(0.5)  # its copy is waiting for the app's write lock now
-        proc.send_signal(signal.SIGTERM)
-        shown = proc.stderr.read()
-        proc.wait(timeout=30)
+        yield
     finally:
         holder.kill()
         holder.wait()
+
+
+def terminated_while_the_machine_restores(prod, name: str):  # noqa: F811
+    """Run the real CLI, SIGTERM it once the machine's restore is running; (proc, stderr)."""
+    argv = [sys.executable, "-m", "invoke", "--search-root", str(helpers.REPO_ROOT),
+            "restore", name, "--production", "--yes", "--busy-timeout", "50"]
+    proc = subprocess.Popen(argv, cwd=prod.cwd, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=helpers.clean_env(helpers.project_root(prod.cwd, prod.env)))
+    helpers.wait_for(lambda: "ssh restore" in [label(a) for a in prod.calls()],
+                     timeout=30, what="the machine's restore")
+    time.sleep(0.5)  # its copy is waiting for the app's write lock now
+    proc.send_signal(signal.SIGTERM)
+    shown = proc.stderr.read()
+    proc.wait(timeout=30)
+    return proc, shown
+
+
+def test_sigterm_while_the_machine_restores_leaves_an_honest_record(prod):  # noqa: F811
+    made = changed_after_backup(prod)
+    before = engine.describe_file(prod.db, live=True)[1]
+    with app_holds_its_write_lock(prod.db):
+        proc, shown = terminated_while_the_machine_restores(prod, made.name)
     assert proc.returncode == 143, shown
     assert "Traceback" not in shown
     assert engine.describe_file(prod.db, live=True)[1] == before  # the app's lock held
