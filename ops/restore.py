@@ -639,6 +639,9 @@ class Restore:
         if o.from_path and not Path(o.from_path).is_file():
             raise OpsError(f"--from: no such file: {o.from_path}", ExitCode.NOT_FOUND)
         stopped = False
+        if o.host:  # the plan's first step: the host key is checked before anything runs
+            self._step("connect", f"connect to {o.host}", lambda: (
+                None, f"connected to {target.session.connect()}"))
         if o.production:
             stopped = self._unshown("resolve", lambda: (  # resolve draws its own line
                 target.resolve(), emergency.is_stopped(target.machine_config()))[1])
