@@ -2324,7 +2324,8 @@ def live_and_recorded_counts(live, directory, name: str) -> dict:
 def drill_backup(path, *, check: str = "integrity", scratch_dir=None) -> dict:
     """Restore a backup into a scratch database and compare it with what was recorded.
 
-    ``seconds`` is the restore's own time: the recovery time objective. ``ok`` is
+    ``seconds`` is the copy into the scratch database alone (a real restore also verifies,
+    makes a safety backup and proves itself: ``restore`` times that whole). ``ok`` is
     False when the file cannot be restored, fails the check or differs from its record.
     """
     import tempfile

@@ -464,14 +464,15 @@ class Restore:
                                      "created": chosen.created}
             other = self._other_source(chosen.name, chosen.source, str(db))
             own = safety_folder(directory, other)
+            counts = local.counts  # the folder the chosen backup is in
             if own != directory:
                 self.record["undo_dir"] = str(own)
                 local = LocalTarget(dataclasses.replace(s, backup_dir=own), self.ui)
             if state != "ok":
                 return self._local_broken(db, directory, chosen, state, why)
             engine.check_page_sizes(chosen.path, db)
-            recorded = _recorded_tables(Path(chosen.path))
-            live_rows = engine.count_rows(db, live=True)
+            rows = counts(chosen.name)  # counted as on the machine (the engine's one way)
+            recorded, live_rows = rows["backup"], rows["live"]
             now = dt.datetime.now(dt.UTC)
             self._confirm([
                 f"Replace the live database {db} ({human_bytes(db.stat().st_size)}; "
