@@ -227,7 +227,7 @@ class Restore:
     options: RestoreOptions
     settings: object
     ui: UI
-    target: object = None  # ops.targets.fly.FlyTarget for --production
+    target: object = None  # the Fly machine or an SSH host (targets.chosen); None: local
     yes: bool = False
     record: dict = field(default_factory=dict)
     # (backup, live database, safety backup) from the copy's start to its proof: an
@@ -347,16 +347,16 @@ class Restore:
         try:
             holds = self.target.holds(name)
         except (OpsError, EngineError) as exc:
-            self.ui.warn(f"{signal_name} during the restore on the machine; could not ask it "
+            self.ui.warn(f"{signal_name} during the restore on {self._there()}; could not ask it "
                          f"what the live database holds: {exc}")
             return
         self.record["holds"] = holds
         if holds == "backup":
             self.record["outcome"] = "ok"
-            self.ui.info(f"{signal_name} during the restore on the machine: its live database "
+            self.ui.info(f"{signal_name} during the restore on {self._there()}: its live database "
                          f"now holds backup {name}'s content")
         else:
-            self.ui.warn(f"{signal_name} during the restore on the machine: its live database "
+            self.ui.warn(f"{signal_name} during the restore on {self._there()}: its live database "
                          f"does not hold backup {name}'s content now (its restore stopped "
                          "before the copy, or is still running: look again with "
                          "`invoke backup.list` and the audit log before retrying)")
@@ -366,6 +366,11 @@ class Restore:
         if self.options.host:
             return f"{self.options.host}:{s.db_remote_path}"
         return f"{s.app}:{s.db_remote_path}" if self.options.production else str(s.db_path)
+
+    def _there(self) -> str:
+        """Where a remote restore runs, as its messages name it (an SSH host by its
+        address, never "the machine")."""
+        return self.options.host or "the machine"
 
     def _flag(self) -> str:
         return self.target.flag if self.target is not None else ""
@@ -693,7 +698,7 @@ class Restore:
             ])
         self.restoring = ("remote", name)
         try:
-            data = self._step("restore", f"restore {name} on the machine", lambda: self._remote(
+            data = self._step("restore", f"restore {name} on {self._there()}", lambda: self._remote(
                 name, app_stopped=stopped if o.production else o.app_stopped))
         except OpsError as exc:
             hint = adopt_hint(["unverifiable"] if "unverifiable:" in str(exc) else [], name,
@@ -733,7 +738,7 @@ class Restore:
         except (OpsError, EngineError) as exc:
             if getattr(exc, "no_engine", False):  # nothing there could restore: stop now
                 raise
-            self.ui.warn(f"could not count rows on the machine: {exc}")
+            self.ui.warn(f"could not count rows on {self._there()}: {exc}")
             return {}
 
     def _remote(self, name: str, app_stopped: bool = False):
@@ -743,7 +748,7 @@ class Restore:
             if data.get(key):
                 self.record[key] = data[key]
         if data.get("moved_aside"):
-            self.ui.info(_kept(data["moved_aside"], "on the machine"))
+            self.ui.info(_kept(data["moved_aside"], f"on {self._there()}"))
         safety = data.get("safety_backup") or {}
         if safety.get("name"):
             self.record["safety_backup"] = {"name": safety["name"],

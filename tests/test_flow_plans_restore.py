@@ -79,3 +79,5 @@ def test_restore_on_an_ssh_host_runs_the_steps_its_dry_run_shows(ssh_host, tmp_p
     connect = run.json()["steps"][0]
     assert connect["outcome"] == "ok" and connect["detail"].startswith("connected to ")
     assert f"connect to {addr}" in run.stderr  # its own line, before anything runs there
+    # an SSH host is named as such, never "the machine" (issue 20 #8)
+    assert f"restore {made.name} on {addr}" in run.stderr and "the machine" not in run.stderr
