@@ -1027,17 +1027,22 @@ def resolve_backup(directory: str | os.PathLike, which: str,
                    source: str | None = None) -> list[BackupFile]:
     """``latest``, ``all`` or one backup's name, as the files it means; ``latest`` by
     ``latest_of`` (``source``: the database whose backups it may name)."""
-    backups = list_backups(directory)
+    return pick_backups(list_backups(directory), which, lambda backups: latest_of(
+        backups, dt.datetime.now(UTC), source, where=str(directory)), str(directory))
+
+
+def pick_backups(backups: list[BackupFile], which: str, latest, where: str) -> list[BackupFile]:
+    """``latest``, ``all`` or one name out of a listing: the one rule every target's
+    restore, verify and drill use. ``latest(backups)`` is the target's ``latest_of``;
+    ``where`` names the folder (and host) in the not-found error."""
     if which in ("latest", "all"):
         if not backups:
-            raise EngineError(f"no backups in {directory}", "not_found")
-        if which == "all":
-            return backups
-        return [latest_of(backups, dt.datetime.now(UTC), source, where=str(directory))]
+            raise EngineError(f"no backups in {where}", "not_found")
+        return backups if which == "all" else [latest(backups)]
     check_name(which)
     match = [item for item in backups if item.name == which]
     if not match:
-        raise EngineError(f"no backup named {which} in {directory}", "not_found")
+        raise EngineError(f"no backup named {which} in {where}", "not_found")
     return match
 
 
@@ -2330,7 +2335,8 @@ def live_and_recorded_counts(live, directory, name: str) -> dict:
 def drill_backup(path, *, check: str = "integrity", scratch_dir=None) -> dict:
     """Restore a backup into a scratch database and compare it with what was recorded.
 
-    ``seconds`` is the restore's own time: the recovery time objective. ``ok`` is
+    ``seconds`` is the copy into the scratch database alone (a real restore also verifies,
+    makes a safety backup and proves itself: ``restore`` times that whole). ``ok`` is
     False when the file cannot be restored, fails the check or differs from its record.
     """
     import tempfile
