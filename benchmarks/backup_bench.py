@@ -15,7 +15,6 @@ engine's peak memory against an idle Python interpreter's.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sqlite3
@@ -79,30 +78,19 @@ def _engine_backup(db: Path, work: Path, check: str = "integrity") -> None:
     engine.create_backup(db, target, check=check)
 
 
-def start_writer(db: Path, work: Path, seconds: float, interval: float) -> tuple:
-    report = work / f"writer-{time.monotonic_ns()}.json"
-    ready = work / "writer.ready"
-    ready.unlink(missing_ok=True)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ops.sample", "write", str(db), "--interval", str(interval),
-         "--duration", str(seconds), "--report", str(report), "--ready-file", str(ready)],
-        cwd=ROOT, stdout=subprocess.DEVNULL,
-    )
-    while not ready.exists():
-        time.sleep(0.01)
-    return proc, report
+def start_writer(db: Path, work: Path, seconds: float, interval: float) -> sample.WriterProcess:
+    return sample.WriterProcess(db, work / f"writer-{time.monotonic_ns()}", interval=interval,
+                                duration=seconds).start()
 
 
 def writer_under_load(db: Path, work: Path, seconds: float, interval: float, load) -> dict:
-    proc, report = start_writer(db, work, seconds, interval)
+    writer = start_writer(db, work, seconds, interval)
     deadline = time.monotonic() + seconds - 0.5
     loads = 0
     while load and time.monotonic() < deadline:
         load()
         loads += 1
-    proc.wait()
-    data = json.loads(report.read_text())
-    return data | {"loads": loads}
+    return writer.stop(seconds + 15, ask=False) | {"loads": loads}
 
 
 def cli_backup_under_writer(db: Path, work: Path, interval: float, limit: float) -> dict:
@@ -114,7 +102,7 @@ def cli_backup_under_writer(db: Path, work: Path, interval: float, limit: float)
         ("sqlite3 .backup inside BEGIN (as the tool runs it)",
          ["BEGIN", "SELECT count(*) FROM sqlite_master", f".backup '{out}'", "COMMIT"]),
     ):
-        proc, _ = start_writer(db, work, limit + 5, interval)
+        writer = start_writer(db, work, limit + 5, interval)
         fresh(out)
         started = time.perf_counter()
         try:
@@ -123,8 +111,7 @@ def cli_backup_under_writer(db: Path, work: Path, interval: float, limit: float)
             results[label] = time.perf_counter() - started
         except subprocess.TimeoutExpired:
             results[label] = None
-        proc.terminate()
-        proc.wait()
+        writer.stop()
         shown = f"{results[label]:.2f} s" if results[label] else f"not done in {limit:g} s"
         print(f"  {label:55s} {shown}", flush=True)
     fresh(out)
@@ -170,7 +157,7 @@ def main() -> int:
         print(f"building a {args.mb:g} MB sample database in {work} ...", flush=True)
         stats = sample.build_sample_database(db, target_mb=args.mb)
         size = stats["bytes"]
-        print(f"  {size / 1e6:.1f} MB, {stats['steps']} step rows, built in "
+        print(f"  {engine.human_size(size)}, {stats['steps']} step rows, built in "
               f"{stats['seconds']:.1f} s; SQLite {sqlite3.sqlite_version}, "
               f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs\n")
 
@@ -200,7 +187,7 @@ def main() -> int:
         used, idle = peak_memory(db, work)
         print(f"\npeak RSS of one engine backup: {used / 1024:.1f} MiB "
               f"(idle interpreter {idle / 1024:.1f} MiB, ratio {used / idle:.2f}x; "
-              f"database {size / 2**20:.0f} MiB)")
+              f"database {engine.human_size(size)})")
         summary = {"db_bytes": size, "copies_s": copies, "under_writer_s": livelock,
                    "writer_alone": alone, "writer_with_backups": loaded,
                    "peak_rss_kib": used, "idle_rss_kib": idle}

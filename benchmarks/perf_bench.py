@@ -21,7 +21,6 @@ time before `fly deploy` against the snapshot step alone.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -39,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from workspace import save_results, work_folder  # noqa: E402
 
-from ops import sample  # noqa: E402
+from ops import engine, sample  # noqa: E402
 
 PYTHON = str(ROOT / ".venv" / "bin" / "python") if (ROOT / ".venv").is_dir() else sys.executable
 
@@ -136,15 +135,9 @@ def median(action, repeat: int):
 
 def under_writer(db: Path, work: Path, interval: float) -> dict:
     """One `invoke backup` while ``ops.sample write`` commits every ``interval`` s."""
-    report, ready = work / "writer.json", work / "writer.ready"
-    ready.unlink(missing_ok=True)
     wal = Path(f"{db}-wal")
-    writer = subprocess.Popen(
-        [PYTHON, "-m", "ops.sample", "write", str(db), "--interval", str(interval),
-         "--duration", "600", "--report", str(report), "--ready-file", str(ready)],
-        cwd=ROOT, stdout=subprocess.DEVNULL)
-    while not ready.exists():
-        time.sleep(0.01)
+    writer = sample.WriterProcess(db, work / "writer", interval=interval, duration=600,
+                                  python=PYTHON).start()
     time.sleep(1.0)  # the writer's WAL settles at its checkpoint size
     start_wal = wal.stat().st_size if wal.exists() else 0
     peak = [start_wal]
@@ -160,9 +153,7 @@ def under_writer(db: Path, work: Path, interval: float) -> dict:
     seconds, rss = invoke_backup(db, work / "out-writer")
     done.set()
     watcher.join()
-    writer.terminate()
-    writer.wait()
-    data = json.loads(report.read_text()) if report.exists() else {}
+    data = writer.stop()
     return {"seconds": seconds, "rss_mib": rss, "wal_growth_mb": (peak[0] - start_wal) / 1e6,
             "p50_ms": data.get("p50_ms"), "p99_ms": data.get("p99_ms"),
             "max_ms": data.get("max_ms")}
@@ -239,12 +230,13 @@ def main() -> int:
                         entry[f"writer_{interval * 1000:g}ms"] = under_writer(db, work,
                                                                               interval)
                 results[f"{kind} {mb:g} MB"] = entry
-                rows.append((f"{kind} {entry['mb']:.0f} MB", entry))
-                print(f"  {kind:10s} {entry['mb']:7.0f} MB  invoke backup {ours:6.2f} s  "
+                size = engine.human_size(db.stat().st_size)
+                rows.append((f"{kind} {size}", entry))
+                print(f"  {kind:10s} {size:>9s}  invoke backup {ours:6.2f} s  "
                       f"by hand {hand:6.2f} s ({ours / hand:.2f}x)  +sha256sum "
                       f"{hand_sha:6.2f} s ({ours / hand_sha:.2f}x)  peak RSS {rss:.0f} MiB "
                       f"(the machine's engine: {engine_rss:.0f} MiB)", flush=True)
-                print(f"  {'':10s} {'':7s}     content_hash false {counts_only:6.2f} s "
+                print(f"  {'':10s} {'':9s}  content_hash false {counts_only:6.2f} s "
                       f"({counts_only / hand:.2f}x, {counts_only / hand_sha:.2f}x)", flush=True)
                 for key in ("writer_2ms", "writer_50ms"):
                     if key in entry:
@@ -267,8 +259,9 @@ def main() -> int:
             db = build(work, args.sizes[-1])["indexed"]
             d = deploy_overlap(work, db, args.snapshot_seconds)
             results["deploy"] = d
-            print(f"\ndeploy ({db.stat().st_size / 1e6:.0f} MB, snapshot ~{args.snapshot_seconds:g}"
-                  f" s): backup {d['backup_s']:.1f} s, snapshot step {d['snapshot_s']:.1f} s, "
+            print(f"\ndeploy ({engine.human_size(db.stat().st_size)}, snapshot "
+                  f"~{args.snapshot_seconds:g} s): backup {d['backup_s']:.1f} s, "
+                  f"snapshot step {d['snapshot_s']:.1f} s, "
                   f"then waited {d['full_check_wait_s']:.1f} s more for the full check; "
                   f"snapshot + check wait / snapshot alone = {d['ratio_vs_snapshot']:.2f}x "
                   f"(with the backup step: {d['before_deploy_s'] / d['snapshot_s']:.2f}x)")

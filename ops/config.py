@@ -356,22 +356,7 @@ def load(config, **flags) -> Settings:
             raise OpsError(f"config {name} is empty", ExitCode.USAGE)
         return from_root(root, value)
 
-    keep_value = flags["keep"] if given("keep") else backup["keep"]
-    try:
-        keep = validate_keep(keep_value)
-    except ValueError as exc:
-        raise OpsError(f"{exc} (backup.keep)", ExitCode.USAGE) from None
-    if keep > MAX_KEEP:
-        raise OpsError(f"--keep must be at most {MAX_KEEP}, got {keep} (backup.keep)",
-                       ExitCode.USAGE)
-    check = "quick" if flags.get("quick") else _string(backup["check"], "backup.check")
-    if check not in ("integrity", "quick"):
-        raise OpsError(f"config backup.check must be integrity or quick, got {check!r}",
-                       ExitCode.USAGE)
-    ssh_host = _string(flags["host"] if given("host") else ssh["host"], "ssh.host",
-                       optional=True).strip()
-    if ssh_host:  # validated once, like every other key
-        parse_address(ssh_host, "--host" if given("host") else "config ssh.host")
+    keep, check, ssh_host = _keep(flags, backup), _check(flags, backup), _ssh_host(flags, ssh)
     return Settings(
         fly_bin=_string(fly["bin"], "fly.bin", optional=True),
         fly_app=_string(fly["app"], "fly.app", optional=True),
@@ -405,6 +390,36 @@ def load(config, **flags) -> Settings:
         ssh_timeout=number(None, "ssh", "timeout"),
         machine_app_dir=_string(_section(config, "machine")["app_dir"], "machine.app_dir"),
     )
+
+
+def _keep(flags: dict, backup: dict) -> int:
+    """``--keep`` (else backup.keep): a whole number from 1 to ``MAX_KEEP``."""
+    try:
+        keep = validate_keep(flags["keep"] if flags.get("keep") is not None else backup["keep"])
+    except ValueError as exc:
+        raise OpsError(f"{exc} (backup.keep)", ExitCode.USAGE) from None
+    if keep > MAX_KEEP:
+        raise OpsError(f"--keep must be at most {MAX_KEEP}, got {keep} (backup.keep)",
+                       ExitCode.USAGE)
+    return keep
+
+
+def _check(flags: dict, backup: dict) -> str:
+    """``--quick``, else backup.check: integrity or quick."""
+    check = "quick" if flags.get("quick") else _string(backup["check"], "backup.check")
+    if check not in ("integrity", "quick"):
+        raise OpsError(f"config backup.check must be integrity or quick, got {check!r}",
+                       ExitCode.USAGE)
+    return check
+
+
+def _ssh_host(flags: dict, ssh: dict) -> str:
+    """``--host``, else ssh.host (empty: none), validated once like every other key."""
+    given = flags.get("host") is not None
+    host = _string(flags["host"] if given else ssh["host"], "ssh.host", optional=True).strip()
+    if host:
+        parse_address(host, "--host" if given else "config ssh.host")
+    return host
 
 
 # ---------------------------------------------------------------- invoke.yaml
@@ -495,12 +510,6 @@ def read_config_file(path: Path):
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise OpsError(f"{path} is not valid {'JSON' if kind == 'json' else 'YAML'}"
                        f"{line}: {problem}", ExitCode.USAGE) from None
-
-
-def check_project_file(folder: Path, expected: dict) -> None:
-    """The project's invoke.yaml alone (see ``check_config_files``)."""
-    found = first_config_file(f"{folder}/invoke.")
-    check_config_files([found] if found else [], expected)
 
 
 def unknown_key(data: dict) -> str | None:

@@ -1,15 +1,15 @@
 """Safe deploys: plan (pure) → act (step by step, abort before `fly deploy`) → verify → record.
 
-``plan`` turns options into the ordered steps with the exact flyctl argv of each,
-so ``--dry-run`` can print it and tests can check it as data. ``Deployment``
-runs a plan: every step is timed, any failure before ``fly deploy`` aborts with
-that step's own exit code, and every run ends with one audit-log line.
+``plan`` turns options into the ordered ``runbook.Step``s with the exact flyctl argv of
+each and a ``Deployment``'s methods as their actions; ``runbook.Runner`` runs them: every
+step is timed, any failure before ``fly deploy`` aborts with that step's own exit code,
+and every run ends with one audit-log line. ``--dry-run`` is the same runner running the
+one step that only reads (preflight), then the plan with what it learnt filled in.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import os
 import re
 import shlex
@@ -19,22 +19,22 @@ import threading
 import time
 import tomllib
 from collections.abc import Collection
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ops import audit, backups, fly, health, machine
-from ops.emergency import MAINTENANCE_CMD
-from ops.engine import EngineError, file_lock
+from ops import audit, backups, fly, health, machine, runbook
+from ops.engine import file_lock
 from ops.errors import ExitCode, OpsError
-from ops.signals import Terminated
-from ops.targets.fly.machine import choose_production
+from ops.fly import MAINTENANCE_CMD
+from ops.runbook import REDACTED, Done, Step, scrub
 from ops.ui import command_lines, fit, human_seconds
 
 MACHINE = "<machine>"
 VOLUME = "<volume>"
 SCRIPT = "<backup script>"
+RELEASE = "<previous release>"  # deploy.rollback without --to
+IMAGE = "<release image>"  # the image deploy.rollback redeploys
 RELEASES_SHOWN = 25  # `fly releases` returns the newest 25: internal/command/apps/releases.go
-REDACTED = "***"
 TOKEN_FLAGS = ("-t", "--access-token")  # flyctl's global token flag (internal/flag)
 # shorthands of `fly deploy` that take a value: in `-aX` the rest is the value, not flags
 VALUE_SHORTHANDS = set("acrieslt")
@@ -58,100 +58,105 @@ class DeployOptions:
     workdir: str | None = None  # fly.config's folder when it is not the current one
 
 
-@dataclass(frozen=True)
-class PlanStep:
-    key: str
-    title: str
-    commands: tuple[tuple[str, ...], ...] = ()
-    abort: ExitCode = ExitCode.ERROR
-    skipped: str = ""
-
-
-@dataclass
-class Known:
-    """What read-only flyctl calls told a dry run; "" where it could not tell."""
-
-    machine: str = ""
-    volume: str = ""
-    current: int | None = None  # the live release
-    rollback_to: int | None = None
-    rollback_image: str = ""
-    problems: list[str] = field(default_factory=list)  # why a real run would stop
-    notes: list[str] = field(default_factory=list)  # what a real run would warn about
-
-
-def plan(o: DeployOptions, known: Known | None = None) -> list[PlanStep]:
-    """The ordered steps of a deploy (or rollback), with the flyctl argv each will run;
-    ``known`` fills in what a dry run could read (else placeholders: run time values)."""
-    known = known or Known()
-    machine, volume = known.machine or MACHINE, known.volume or VOLUME
-    preflight = [fly.version(), fly.whoami(), fly.volumes_list(o.app),
-                 fly.machines_list(o.app), fly.releases(o.app)]
-    ssh = {name: tuple(fly.ssh_console(o.app, machine, f"<{name} script>"))
+def plan(o: DeployOptions, run: Deployment | None = None) -> list[Step]:
+    """The ordered steps of a deploy (or rollback), with the flyctl argv each will run, and
+    ``run``'s methods as their actions (None: the plan as data). What only a run can know
+    is a ``<placeholder>`` the preflight fills in (``Runner.learn``): machine, volume, and
+    the release a rollback redeploys; a dry run runs the preflight and shows the rest."""
+    act = (lambda name: getattr(run, name)) if run else (lambda name: None)
+    ssh = {name: tuple(fly.ssh_console(o.app, MACHINE, f"<{name} script>"))
            for name in ("lock", "backup", "verify", "list", "unlock")}
+    rollback = o.rollback_to is not None
+    what = "rollback" if rollback else "deploy"
+    # learnt by a dry run's preflight: an emergency deploy or a rollback goes on without it
+    no_machine = "no usable machine" if run is not None and not run.machine_ok else ""
+    before = BEFORE_DEPLOY
     steps = [
-        PlanStep("lock", f"take the deploy lock of {o.app} on this computer", (),
-                 ExitCode.DEPLOY_ABORTED_PREFLIGHT),  # a held lock exits LOCKED anyway
-        PlanStep("preflight", "flyctl, login, fly.toml, production machine and volume"
-                 + (", clean git tree" if o.require_clean else ""),
-                 tuple(map(tuple, preflight)), ExitCode.DEPLOY_ABORTED_PREFLIGHT),
-        PlanStep("machine_lock", "take the deploy lock on the machine (shared with CI and "
-                 "every laptop)", (ssh["lock"],), ExitCode.DEPLOY_ABORTED_PREFLIGHT),
+        Step("lock", f"take the deploy lock of {o.app} on this computer", act("lock"),
+             abort=ExitCode.DEPLOY_ABORTED_PREFLIGHT,  # a held lock exits LOCKED anyway
+             running="deploy lock on this computer", **before),
+        Step("preflight", "flyctl, login, fly.toml, production machine and volume"
+             + (", clean git tree" if o.require_clean else ""), act("preflight"),
+             commands=preflight_reads(o.app), reads_only=True,
+             abort=ExitCode.DEPLOY_ABORTED_PREFLIGHT, running="preflight", **before),
+        Step("machine_lock", "take the deploy lock on the machine (shared with CI and "
+             "every laptop)", act("machine_lock"), commands=() if no_machine else (ssh["lock"],),
+             abort=ExitCode.DEPLOY_ABORTED_PREFLIGHT, running="deploy lock on the machine",
+             skipped=no_machine, **before),
     ]
-    if o.rollback_to is not None:
-        pass  # a rollback never touches data
-    elif o.skip_backup:
-        steps += [
-            PlanStep("backup", "verified backup on the machine", skipped="--skip-backup"),
-            PlanStep("snapshot", "volume snapshot", skipped="--skip-backup"),
-        ]
-    else:
-        steps += [
-            PlanStep("backup", "backup on the machine, published after quick_check and its "
-                     "SHA-256 (then remote retention: list and delete, then list: still "
-                     "there, same SHA-256)",
-                     (ssh["backup"], ssh["list"], ssh["list"]), ExitCode.DEPLOY_ABORTED_BACKUP),
-            PlanStep("snapshot", "volume snapshot, waited for until created, while the "
-                     "machine runs the backup's full check",
-                     (tuple(fly.snapshots_list(o.app, volume)),
-                      tuple(fly.snapshots_create(o.app, volume)), ssh["verify"],
-                      tuple(fly.snapshots_list(o.app, volume))),
-                     ExitCode.DEPLOY_ABORTED_SNAPSHOT),
-            PlanStep("full_check", "the backup's full check on the machine (SHA-256 and "
-                     "backup.check), run during the snapshot: must pass",
-                     (), ExitCode.DEPLOY_ABORTED_BACKUP),
-        ]
-    release = f"v{o.rollback_to}" if o.rollback_to else "the previous release"
-    if known.rollback_to:
-        release = f"v{known.rollback_to}"
-    image = o.image if o.rollback_to is None else (known.rollback_image
-                                                    or f"<image of {release}>")
-    deploy_argv = redact_argv(deploy_command(o, image))
-    title = "fly deploy" if o.rollback_to is None else f"redeploy {release}"
+    if not rollback:  # a rollback never touches data
+        steps += data_steps(o, act, ssh)
+    release = f"v{o.rollback_to}" if o.rollback_to else RELEASE
+    image = IMAGE if rollback else o.image
+    deploy_argv = tuple(redact_argv(deploy_command(o, image)))
+    title = f"redeploy {release}" if rollback else "fly deploy"
     if o.workdir:
         title += f" (builds {o.workdir}, fly.config's folder)"
+    gate = f"poll {o.health_url} until 200" + (
+        "" if o.skip_backup or rollback else " and it reports the new backup")
     steps += [
-        PlanStep("deploy", title, (tuple(deploy_argv),), ExitCode.DEPLOY_FAILED),
-        PlanStep("health", f"poll {o.health_url} until 200"
-                 + ("" if o.skip_backup or o.rollback_to is not None
-                    else " and it reports the new backup"), (), ExitCode.HEALTH_FAILED),
-        PlanStep("record", "append to the audit log, find the machine again (the deploy may "
-                 "have replaced it) and release the machine's lock",
-                 (tuple(fly.volumes_list(o.app)), tuple(fly.machines_list(o.app)), ssh["unlock"])),
+        Step("deploy", title, act("deploy"),
+             commands=(deploy_argv, tuple(fly.releases(o.app))),
+             abort=ExitCode.DEPLOY_FAILED, running="fly deploy",
+             by_hand=(f"fly releases -a {o.app}   (is the {what}'s release out? if not:)",
+                      shlex.join(["fly", *deploy_argv]))),
+        Step("health", gate, act("health"), abort=ExitCode.HEALTH_FAILED,
+             running="health gate", by_hand=(health.by_hand(o.health_url),)),
+        Step("record", "append to the audit log" if no_machine else "append to the audit "
+             "log, find the machine again (the deploy may have replaced it) and release the "
+             "machine's lock", commands=() if no_machine else (
+                 tuple(fly.volumes_list(o.app)), tuple(fly.machines_list(o.app)), ssh["unlock"])),
     ]
+    if rollback:  # a release that does not exist is the operator's input: exit 2 or 3
+        steps = [replace(step, keeps=KEEPS[True]) for step in steps]
     return steps
 
 
-def render(steps: list[PlanStep], app: str, width: int | None) -> list[str]:
+def data_steps(o: DeployOptions, act, ssh: dict) -> list[Step]:
+    """The backup, the snapshot and the backup's full check before `fly deploy`, or the
+    two skipped with --skip-backup."""
+    before = BEFORE_DEPLOY
+    if o.skip_backup:
+        return [
+            Step("backup", "verified backup on the machine", skipped="--skip-backup",
+                 running="backup on the machine"),
+            Step("snapshot", "volume snapshot", skipped="--skip-backup",
+                 running="volume snapshot"),
+        ]
+    return [
+        Step("backup", "backup on the machine, published after quick_check and its "
+             "SHA-256 (then remote retention: list and delete, then list: still "
+             "there, same SHA-256)", act("backup"),
+             commands=(ssh["backup"], ssh["list"], ssh["list"]),
+             abort=ExitCode.DEPLOY_ABORTED_BACKUP, running="backup on the machine",
+             **before),
+        Step("snapshot", "volume snapshot, waited for until created, while the "
+             "machine runs the backup's full check", act("snapshot"),
+             commands=(tuple(fly.snapshots_list(o.app, VOLUME)),
+                       tuple(fly.snapshots_create(o.app, VOLUME)), ssh["verify"],
+                       tuple(fly.snapshots_list(o.app, VOLUME))),
+             abort=ExitCode.DEPLOY_ABORTED_SNAPSHOT, running="volume snapshot", **before),
+        Step("full_check", "the backup's full check on the machine (SHA-256 and "
+             "backup.check), run during the snapshot: must pass", act("full_check"),
+             abort=ExitCode.DEPLOY_ABORTED_BACKUP, **before),
+    ]
+
+
+def preflight_reads(app: str) -> tuple[tuple[str, ...], ...]:
+    return tuple(map(tuple, (fly.version(), fly.whoami(), fly.volumes_list(app),
+                             fly.machines_list(app), fly.releases(app))))
+
+
+BEFORE_DEPLOY = {"rerun": True}  # stopping before `fly deploy` leaves nothing to finish
+KEEPS = {False: frozenset({ExitCode.LOCKED}),  # someone else's deploy, wherever its lock was
+         True: frozenset({ExitCode.LOCKED, ExitCode.NOT_FOUND, ExitCode.USAGE})}
+CLOSING = "record"  # not a step the runner runs: the flow's ``finally`` (``Deployment.run``)
+
+
+def render(steps: list[Step], app: str, width: int | None) -> list[str]:
     """The plan as lines that fit ``width`` (None: a log, nothing wrapped): each step,
     what it does, the exact flyctl commands; then which values only a run can know."""
-    lines = [f"Plan for {app} (dry run: nothing runs)"]
-    for number, step in enumerate(steps, start=1):
-        what = step.title + (f" (skipped: {step.skipped})" if step.skipped else "")
-        head = f"{number}. {step.key}: {what}"
-        lines += textwrap.wrap(head, width, subsequent_indent="   ") if width else [head]
-        for argv in step.commands:
-            lines += command_lines(["fly", *argv], width, indent="     ")
+    lines = runbook.render(f"Plan for {app} (dry run: nothing runs)", steps, width=width)
     shown = "\n".join(lines)
     later = [text for placeholder, text in RUN_TIME.items() if placeholder in shown]
     if later:
@@ -167,60 +172,19 @@ RUN_TIME = {
             "CLI, else backup.remote_command (the machine's tools are only asked when it runs)",
     " script>": "each <... script> is the sh script run on the machine (a lock script names "
                 "this run in the lock; a backup script, the backup it made)",
-    "<image of": "<image of ...>, the release's image (not known now)",
+    RELEASE: f"{RELEASE}, the newest complete release before the live one (not known now)",
+    IMAGE: f"{IMAGE}, the image of the release to redeploy (not known now)",
 }
 
 
-def look_up(settings, o: DeployOptions) -> Known:
-    """What a dry run can know, by the read-only calls a real preflight makes (`version`,
-    `auth whoami`, `volumes list`, `machine list`, `releases`); never a call that changes
-    anything. Each reason a real run would stop at preflight goes into ``problems``."""
-    known = Known()
-    if o.rollback_to is None:
-        try:
-            fly.build_source(o.config, o.workdir or Path.cwd(), o.image, o.extra)
-        except OpsError as exc:
-            known.problems.append(str(exc))
-    try:
-        runner = fly.Fly(settings.flyctl(), timeout=settings.fly_timeout)
-        runner.check_version(known.notes.append)
-        runner.run(fly.whoami())
-    except OpsError as exc:
-        known.problems.append(str(exc))
-        return known  # without flyctl, or logged out, the other calls say nothing more
-    try:
-        volume, machine = choose_production(runner.volumes(o.app), runner.machines(o.app),
-                                            settings.fly_toml().mount_source, o.app)
-        known.machine, known.volume = machine.id, volume.id
-        refuse_emergency_stopped(machine)
-    except OpsError as exc:
-        if not (o.skip_backup or o.rollback_to is not None):  # those go on without it
-            known.problems.append(str(exc))
-    try:
-        releases = runner.releases(o.app)
-    except OpsError as exc:
-        known.problems.append(str(exc))
-        return known
-    current = next((r for r in releases if r.status == "complete"), None)
-    known.current = current.version if current else None
-    if o.rollback_to is not None:  # a release that does not exist is the operator's
-        known.rollback_to = o.rollback_to or previous_version(  # input: exit 2/3 as a run
-            releases, rolled_back_from(audit.read(settings.audit_log), o.app))
-        known.rollback_image = _release_image(releases, known.rollback_to)
-    return known
+def plan_as_data(steps: list[Step]) -> list[dict]:
+    """The plan for ``--json``: runbook's form, with each step's exit code."""
+    return [data | {"abort": int(step.abort or ExitCode.ERROR), "skipped": step.skipped}
+            for step, data in zip(steps, runbook.plan_as_data(steps), strict=True)]
 
 
 # ------------------------------------------------------------------ what a run prints
 
-RUNNING = {  # what a step is called while it runs (the spinner, the "▸" line)
-    "lock": "deploy lock on this computer",
-    "preflight": "preflight",
-    "machine_lock": "deploy lock on the machine",
-    "backup": "backup on the machine",
-    "snapshot": "volume snapshot",
-    "deploy": "fly deploy",
-    "health": "health gate",
-}
 DONE = {  # what its line says once it is done, before the step's own detail
     "lock": "locked on this computer",
     "preflight": "preflight ok",
@@ -246,9 +210,10 @@ def done_line(key: str, detail: str) -> tuple[str, str]:
     return label, detail
 
 
-def _first_line(value) -> str:
-    lines = [line.strip() for line in str(value).splitlines() if line.strip()]
-    return lines[0] if lines else ""
+def done(key: str, detail: str) -> Done:
+    """A finished step's line (``done_line``); its record keeps the detail as it is."""
+    label, shown = done_line(key, detail)
+    return Done(label, shown, record=detail)
 
 
 def summary(record: dict, deployed: bool, width: int | None) -> list[str]:
@@ -360,133 +325,93 @@ class FullCheck:
 
 @dataclass
 class Deployment:
-    """Runs a plan against production through one ``FlyTarget``, made in preflight."""
+    """A deploy's actions, run by ``runbook.Runner`` through one ``FlyTarget`` and its
+    ``FlyApp`` (made in preflight). ``problems`` is a dry run's: what would stop a real
+    run at preflight is collected there instead of raised, so the plan can still be shown."""
 
     options: DeployOptions
     settings: object
     make_target: object  # () -> ops.targets.fly.FlyTarget
     ui: object
-    record: dict = field(default_factory=dict)
-    target: object = None
+    runner: runbook.Runner | None = None
+    target: object = None  # the backups
+    app: object = None  # ops.targets.fly.app.FlyApp: releases, deploy, snapshots, lock
     machine_ok: bool = True  # False: an emergency deploy or rollback going on without it
     holder: str = ""  # who this run is, in the machine's deploy lock
     deploy_started: bool = False  # `fly deploy` ran (it may have replaced the machine)
     rollback_image: str = ""
     newest_seen: int = 0  # the newest release version before this run's `fly deploy`
     check: FullCheck | None = None  # the backup's full check, run beside the snapshot
+    held: contextlib.ExitStack | None = None  # the locks (and the check) this run holds
+    problems: list[str] | None = None  # a dry run's: why a real run would stop
 
-    def run(self, steps: list[PlanStep]) -> dict:
+    def __post_init__(self):
+        self.runner = runbook.Runner(
+            "rollback" if self.options.rollback_to is not None else "deploy", self.ui,
+            self.settings.audit_log, secrets=lambda: self.secrets, message=self._message,
+            on_stop=self._stopped)
+        self.ui.redact = lambda text: scrub(text, self.secrets)  # every line, dry run too
+
+    @property
+    def record(self) -> dict:
+        return self.runner.record
+
+    def plan(self) -> list[Step]:
+        return plan(self.options, self)
+
+    def run(self) -> dict:
+        """Run the plan; the audit line is appended (by the runner) before the locks this
+        run holds are released, the machine's one after finding the machine again."""
         o = self.options
-        self.record = {
-            "kind": "rollback" if o.rollback_to is not None else "deploy",
-            "who": audit.who(), "when": _now(), "app": o.app, "skipped_backup": o.skip_backup,
-            "backup": None, "snapshot": None, "release": None, "previous_release": None,
-            "fly_deploy": redact_argv(deploy_command(o, o.image if o.rollback_to is None
-                                                      else "<image of the release>")),
-            "steps": [], "outcome": "running", "exit_code": 0,
-        }
-        self.ui.redact = lambda text: scrub(text, self.secrets)
+        self.runner.start(
+            app=o.app, skipped_backup=o.skip_backup, backup=None, snapshot=None,
+            release=None, previous_release=None,
+            fly_deploy=redact_argv(deploy_command(o, o.image if o.rollback_to is None
+                                                  else IMAGE)))
         if o.skip_backup:
             self.ui.warn("--skip-backup: deploying WITHOUT a backup or a volume snapshot. "
                          "This is recorded in the audit log.")
-        with contextlib.ExitStack() as held:
-            try:
-                for step in steps:
-                    self._run_step(step, held)
-                self.record.update(outcome="ok")
-                return self.record
-            except (Terminated, KeyboardInterrupt) as exc:  # between two steps
-                if self.record["outcome"] == "running":
-                    term = isinstance(exc, Terminated)
-                    self.record.update(
-                        outcome=f"terminated by {exc.name}" if term else "interrupted",
-                        exit_code=int(ExitCode.TERMINATED if term else ExitCode.INTERRUPTED))
-                raise
-            finally:
-                if self.record["outcome"] == "running":  # whatever ended the run, say so
-                    self.record.update(outcome="crashed", exit_code=int(ExitCode.ERROR))
-                self.record["finished"] = _now()
-                self.record["seconds"] = round(sum(s["seconds"] for s in self.record["steps"]), 3)
-                try:
-                    audit.append(self.settings.audit_log, scrub(self.record, self.secrets))
-                except OSError as exc:  # never hide why the run itself ended
-                    self.ui.warn(f"could not append to {self.settings.audit_log}: {exc.strerror}")
+        with contextlib.ExitStack() as self.held:
+            return self.runner.run([s for s in self.plan() if s.key != CLOSING])
+
+    def dry_run(self) -> list[Step]:
+        """The same preflight a run makes (its reads only: the local lock guards nothing
+        they depend on), then the plan with what it learnt filled in."""
+        self.problems = []
+        self.runner.start(app=self.options.app)
+        self.runner.run([s for s in self.plan() if s.reads_only], dry_run=True)
+        return [s.filled(self.runner.values) for s in self.plan()]  # with what it learnt
 
     @property
     def secrets(self) -> list[str]:
         """Tokens (after --, or in the environment), kept out of every line we write."""
         return tokens_in(self.options.extra) + [os.environ.get(var, "") for var in fly.TOKEN_VARS]
 
-    def _run_step(self, step: PlanStep, held: contextlib.ExitStack) -> None:
-        if step.skipped:
-            self.ui.skipped(RUNNING.get(step.key, step.key), step.skipped)
-            self._log(step.key, "skipped", 0.0, step.skipped)
-            return
-        if step.key == "record":
-            return  # written by ``run`` whatever happens
-        shown = None
-        try:
-            with self.ui.step(RUNNING.get(step.key, step.title)) as shown:
-                try:
-                    detail = getattr(self, step.key)(held) or ""
-                except Exception as exc:  # its line shows why, without a token
-                    crashed = not isinstance(exc, OpsError | EngineError)
-                    shown.reason = scrub(_first_line(
-                        f"internal error: {type(exc).__name__}: {exc}" if crashed else exc),
-                        self.secrets)
-                    raise
-                shown.label, shown.detail = done_line(step.key, scrub(detail, self.secrets))
-        except (Terminated, KeyboardInterrupt) as exc:
-            self._stopped(step, shown, exc)
-            raise
-        except Exception as exc:  # noqa: BLE001 (a crash is recorded as one, then reported)
-            crashed = not isinstance(exc, OpsError | EngineError)
-            code = step.abort if crashed else self._exit_code(step, exc)
-            text = f"internal error: {type(exc).__name__}: {exc}" if crashed else str(exc)
-            text = scrub(text, self.secrets)
-            self._log(step.key, "failed", shown.seconds if shown else 0.0, text)
-            self.record.update(outcome=f"{step.key} failed", exit_code=int(code), error=text)
-            raise OpsError(self._message(step, text), code) from None
-        self._log(step.key, "ok", shown.seconds, scrub(detail, self.secrets))
-
-    def _stopped(self, step: PlanStep, shown, exc: BaseException) -> None:
-        """A signal or Ctrl-C: say where, and whether the release may already be out."""
-        why = exc.name if isinstance(exc, Terminated) else "Ctrl-C"
-        started = step.key in ("deploy", "health")
-        self._log(step.key, "interrupted", shown.seconds if shown else 0.0, why)
-        self.record.update(
-            outcome=f"{'terminated' if isinstance(exc, Terminated) else 'interrupted'} "
-                    f"by {why} during {step.key}",
-            exit_code=int(ExitCode.TERMINATED if isinstance(exc, Terminated)
-                          else ExitCode.INTERRUPTED),
-            fly_deploy_started=started)
+    def _stopped(self, exc: BaseException, step: Step | None) -> None:
+        """A signal or Ctrl-C: say whether the release may already be out (once `fly
+        deploy` has started, even if the stop came between two steps)."""
+        self.record["fly_deploy_started"] = started = self.deploy_started
         if started:
             self.record["error"] = ("stopped after `fly deploy` had started: the release may "
                                     "be out; check `fly releases`")
 
-    def _log(self, key, outcome, seconds, detail):
-        self.record["steps"].append(
-            {"step": key, "outcome": outcome, "seconds": seconds, "detail": detail})
-
-    def _exit_code(self, step: PlanStep, exc: Exception) -> ExitCode:
-        """The step's own code; a held lock is always 4; a rollback's bad --to keeps the
-        error's own (not found, usage)."""
-        own = (OpsError.from_engine(exc) if isinstance(exc, EngineError) else exc).code
-        if own == ExitCode.LOCKED:  # someone else's deploy, wherever its lock was
-            return ExitCode.LOCKED
-        if self.options.rollback_to is not None and own in (ExitCode.NOT_FOUND, ExitCode.USAGE):
-            return own
-        return step.abort
-
-    def _message(self, step: PlanStep, exc: Exception | str) -> str:
+    def _message(self, step: Step, text: str) -> str:
+        if self.problems is not None:  # a dry run: only a rollback's bad release stops it
+            return text
         what = "rollback" if self.options.rollback_to is not None else "deploy"
         if step.abort in (ExitCode.DEPLOY_ABORTED_PREFLIGHT, ExitCode.DEPLOY_ABORTED_BACKUP,
                           ExitCode.DEPLOY_ABORTED_SNAPSHOT, ExitCode.LOCKED):
-            return f"{what} aborted before `fly deploy` ({step.key} failed): {exc}"
-        return f"{step.key} failed: {exc}"
+            return f"{what} aborted before `fly deploy` ({step.key} failed): {text}"
+        return f"{step.key} failed: {text}"
 
-    # -- steps: each returns the detail shown on its line
-    def lock(self, held: contextlib.ExitStack) -> str:
+    def _problem(self, exc: OpsError) -> None:
+        """Stop a run at preflight; a dry run notes why and looks further."""
+        if self.problems is None:
+            raise exc
+        self.problems.append(str(exc))
+
+    # -- steps: each returns what its line says once done (``done_line``)
+    def lock(self) -> Done:
         path = self.settings.audit_log.parent / f".deploy-{self.options.app}.lock"
         try:  # the audit log's folder: checked here, before anything can happen unrecorded
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -495,35 +420,58 @@ class Deployment:
             raise OpsError(f"cannot write the audit log {self.settings.audit_log} "
                            f"(deploy.audit_log): {exc.strerror}", ExitCode.USAGE) from None
         wait = self.settings.deploy_lock_wait
-        held.enter_context(file_lock(
+        self.held.enter_context(file_lock(
             path, wait, f"another deploy of {self.options.app}",
             on_wait=lambda holder: self.ui.info(
                 f"  waiting up to {wait:g}s for the deploy lock, held by {holder}")))
-        return str(path)
+        return done("lock", str(path))
 
-    def preflight(self, held) -> str:
-        self.target = self.make_target()
-        self.target.check_flyctl()
-        self.target.whoami()
+    def preflight(self) -> Done:
+        """flyctl, login, fly.toml, what to build, the machine, the releases. In a dry run
+        a problem is noted and the reads go on while they can still tell something."""
+        o = self.options
+        try:
+            self.target = self.make_target()
+            self.app = self.target.fly_app
+            self.target.check_flyctl()
+            self.app.whoami()
+        except OpsError as exc:  # without flyctl, or logged out, nothing more to read
+            self._problem(exc)
+            return self._would_stop()
         self.settings.fly_toml()
-        if self.options.rollback_to is None:  # a rollback deploys a release's image
-            fly.build_source(self.options.config, self.options.workdir or Path.cwd(),
-                             self.options.image, self.options.extra)
+        if o.rollback_to is None:  # a rollback deploys a release's image
+            try:
+                fly.build_source(o.config, o.workdir or Path.cwd(), o.image, o.extra)
+            except OpsError as exc:
+                self._problem(exc)
         where = self._production_machine()
-        releases = self.target.releases()
+        try:
+            releases = self.app.releases()
+        except OpsError as exc:
+            self._problem(exc)
+            return self._would_stop()
         current = self._note_previous(releases)
-        if self.options.rollback_to is not None:
+        if o.rollback_to is not None:
             # what this rollback leaves: the newest release (live, whatever its status)
             self.record["rolled_back_from"] = max((r.version for r in releases), default=None)
-            version = self.options.rollback_to or previous_version(
-                releases, rolled_back_from(audit.read(self.settings.audit_log), self.options.app))
+            version = o.rollback_to or previous_version(
+                releases, rolled_back_from(audit.read(self.settings.audit_log), o.app))
             self.rollback_image = _release_image(releases, version)
             self.record["rollback_to"] = version
-        if self.options.require_clean:
-            _require_clean_tree()
+            self.runner.learn(**{RELEASE[1:-1]: f"v{version}", IMAGE[1:-1]: self.rollback_image})
+        if o.require_clean:
+            try:
+                _require_clean_tree()
+            except OpsError as exc:
+                self._problem(exc)
+        if self.problems:
+            return self._would_stop()
         # most important first: a narrow terminal drops parts from the end
-        return "  ".join(filter(None, (f"release v{current.version} is live" if current
-                                        else "", where)))
+        return done("preflight", "  ".join(filter(None, (
+            f"release v{current.version} is live" if current else "", where))))
+
+    def _would_stop(self) -> Done:
+        return Done("preflight would stop", "; ".join(self.problems or ()), warning=True)
 
     def _production_machine(self) -> str:
         """Resolve the machine; an emergency deploy or a rollback can go on without it
@@ -532,13 +480,18 @@ class Deployment:
             volume, machine = self.target.resolve()
         except OpsError as exc:
             if not (self.options.skip_backup or self.options.rollback_to is not None):
-                raise
+                self._problem(exc)
+                return ""
             self.ui.warn(f"the production machine is not usable ({exc}); going on without "
                          "the machine's deploy lock")
             self.machine_ok = False
             return "no usable machine"
         self.machine_ok = True
-        refuse_emergency_stopped(machine)
+        self.runner.learn(machine=machine.id, volume=volume.id)
+        try:
+            refuse_emergency_stopped(machine)
+        except OpsError as exc:
+            self._problem(exc)
         return f"machine {machine.id}, volume {volume.id}"
 
     def _note_previous(self, releases: list[fly.Release]) -> fly.Release | None:
@@ -549,20 +502,21 @@ class Deployment:
                                                "image": current.image_ref}
         return current
 
-    def machine_lock(self, held) -> str:
+    def machine_lock(self) -> Done:
         if not self.machine_ok:
-            return "skipped: no usable machine"
+            return done("machine_lock", "skipped: no usable machine")
         self.holder = (f"{audit.who()} {self.record['kind']} since "
                        f"{self.record['when'][:19]}Z (run {os.urandom(4).hex()})")
         wait = self.settings.deploy_lock_wait
-        waited = self.target.lock_deploy(wait, self.holder, on_wait=lambda who: self.ui.waiting(
+        waited = self.app.lock_deploy(wait, self.holder, on_wait=lambda who: self.ui.waiting(
             f"  waiting up to {wait:g}s for the deploy lock on the machine "
-            f"({self.target.deploy_lock_path}), held by {who}"))
-        held.callback(self._release_machine)
+            f"({self.app.deploy_lock_path}), held by {who}"))
+        self.held.callback(self._release_machine)
         if waited:  # another deploy finished meanwhile: what is live now?
-            self._note_previous(self.target.releases())
+            self._note_previous(self.app.releases())
         self._machine_check()
-        return self.target.deploy_lock_path + (" (after waiting)" if waited else "")
+        return done("machine_lock", self.app.deploy_lock_path
+                    + (" (after waiting)" if waited else ""))
 
     def _machine_check(self) -> None:
         """machine.check, from the lock's own call: a machine where a restore cannot run is
@@ -588,7 +542,7 @@ class Deployment:
         try:
             if self.deploy_started:
                 self.target.resolve(again=True)
-            self.target.unlock_deploy(holder=self.holder)
+            self.app.unlock_deploy(holder=self.holder)
         except OpsError as exc:
             if exc.code == ExitCode.LOCKED:  # an operator forced it and another run took it
                 self.ui.warn(f"did not release the deploy lock on the machine: {exc}")
@@ -596,7 +550,7 @@ class Deployment:
             self.ui.warn(f"could not release this deploy's lock on the machine ({exc}); "
                          "once the machine is running, run: invoke deploy.unlock --yes")
 
-    def backup(self, held) -> str:
+    def backup(self) -> Done:
         """Publish the backup after SQLite's quick_check and its SHA-256: the full check
         runs beside the snapshot (``snapshot``), and ``full_check`` requires it."""
         result = backups.make_backup(self.target, self.ui, check="quick")
@@ -607,12 +561,12 @@ class Deployment:
                             self.target.dir)
         if result.get("strategy") == "remote_command":  # downloaded and checked in full here
             self.check = FullCheck.done(f"{self.settings.check}_check ok when downloaded")
-            return f"{result['name']} verified (sha256 {result['sha256'][:12]})"
-        return (f"{result['name']} published ({result['check']}_check ok, sha256 "
+            return done("backup", f"{result['name']} verified (sha256 {result['sha256'][:12]})")
+        return done("backup", f"{result['name']} published ({result['check']}_check ok, sha256 "
                 f"{result['sha256'][:12]}); {self.settings.check}_check next, beside the "
                 "snapshot")
 
-    def snapshot(self, held) -> str:
+    def snapshot(self) -> Done:
         """Request the snapshot, start the backup's full check on the machine, and wait
         for the snapshot: the time before `fly deploy` is the longer of the two, not
         their sum. A failed check stops the wait (the snapshot is left to finish)."""
@@ -622,36 +576,37 @@ class Deployment:
             name = self.record["backup"]["name"]
             self.check = beside = FullCheck(
                 f"{settings.check}_check", lambda: backups.require_ok(target.verify(name)))
-            held.callback(self.check.wait)  # never leave it running unobserved
-        snap = target.snapshot(wait=True, timeout=settings.snapshot_timeout,
+            self.held.callback(self.check.wait)  # never leave it running unobserved
+        snap = self.app.snapshot(wait=True, timeout=settings.snapshot_timeout,
                                interval=settings.health_interval, beside=beside)
         self.record["snapshot"] = {k: snap.get(k) for k in ("id", "volume", "size")} | (
             {"status": snap["status"]} if snap.get("status") != "created" else {})
         if snap.get("status") != "created":
-            return (f"{snap['id'] or 'requested'} {snap['status']}, left to finish: not "
+            return done("snapshot", f"{snap['id'] or 'requested'} {snap['status']}, left "
+                        "to finish: not "
                     "waited for, the backup failed its check")
-        return f"{snap['id']} created; {self.check.status()}"
+        return done("snapshot", f"{snap['id']} created; {self.check.status()}")
 
-    def full_check(self, held) -> str:
-        return self.check.result()
+    def full_check(self) -> Done:
+        return done("full_check", self.check.result())
 
-    def deploy(self, held) -> str:
+    def deploy(self) -> Done:
         o = self.options
         image = self.rollback_image if o.rollback_to is not None else o.image
         self.record["fly_deploy"] = redact_argv(deploy_command(o, image))
         self.deploy_started = True
         try:
-            self.target.deploy(deploy_command(o, image), stream=lambda line: self.ui.info(
+            self.app.deploy(deploy_command(o, image), stream=lambda line: self.ui.info(
                 "  " + scrub(line, self.secrets)))
         finally:
             self._note_release()  # a failed rolling deploy still leaves a (failed) release
         release = self.record.get("release")
-        return f"release v{release['version']}" if release else "deployed"
+        return done("deploy", f"release v{release['version']}" if release else "")
 
     def _note_release(self) -> None:
         """The release this run made, if any (a refused build makes none)."""
         try:
-            newest = self.target.releases()[0]
+            newest = self.app.releases()[0]
         except (OpsError, IndexError):
             return
         if newest.version <= self.newest_seen:
@@ -659,7 +614,7 @@ class Deployment:
         self.record["release"] = {"version": newest.version, "image": newest.image_ref,
                                   "status": newest.status}
 
-    def health(self, held) -> str:
+    def health(self) -> Done:
         expected = (self.record.get("backup") or {}).get("name")
         result = health.wait_healthy(
             self.options.health_url, expected_backup=expected,
@@ -673,7 +628,7 @@ class Deployment:
         latest = ((result.get("backup") or {}).get("latest") or {}) if expected else {}
         name = latest.get("name") if isinstance(latest, dict) else None
         reports = f", reports {name if isinstance(name, str) else expected}" if expected else ""
-        return f"200 after {result['polls']} poll(s){reports}"
+        return done("health", f"200 after {result['polls']} poll(s){reports}")
 
 
 def deploy_command(o: DeployOptions, image: str | None) -> list[str]:
@@ -787,26 +742,6 @@ def _token_value_at(word: str) -> int | None:
             if char in VALUE_SHORTHANDS or not char.isalpha():
                 return None
     return None
-
-
-def scrub(value, secrets: list[str]):
-    """``value`` (text, or a record of them) with each secret of 4+ characters replaced.
-
-    Secrets are scrubbed where they sit in argv whatever their length (``redact_argv``);
-    in free text a shorter one would only garble the words around it.
-    """
-    secrets = [s for s in set(secrets) if len(s) >= 4]
-    if not secrets:
-        return value
-    if isinstance(value, str):
-        for secret in sorted(secrets, key=len, reverse=True):
-            value = value.replace(secret, REDACTED)
-        return value
-    if isinstance(value, dict):
-        return {key: scrub(item, secrets) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [scrub(item, secrets) for item in value]
-    return value
 
 
 # ------------------------------------------------------------------ flags fly deploy gets
@@ -961,11 +896,3 @@ def _require_clean_tree() -> None:
     if out.strip():
         count = len(out.strip().splitlines())
         raise OpsError(f"--require-clean: the git tree has {count} uncommitted change(s)")
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def plan_as_data(steps: list[PlanStep]) -> list[dict]:
-    return [asdict(step) | {"abort": int(step.abort)} for step in steps]

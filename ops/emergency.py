@@ -8,32 +8,25 @@ the machine and changes what it runs: ``fly machine update --command "sleep
 (nothing listens any more) and, when the app's services autostop, ``--autostop=off`` (else
 Fly's proxy would stop the idle machine). What the machine ran before is recorded on the
 volume (``.ops-emergency.json`` beside the database) and in the audit log, so resume puts
-back exactly that. Plans are data (``plan_stop``, ``plan_resume``); ``Runner`` acts.
+back exactly that. Plans are data (``plan_stop``, ``plan_resume``), run by ``runbook.Runner``.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import json
 import re
 import shlex
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 
-from ops import audit, cli, fly, health, remote, ui
+from ops import cli, fly, health, remote, runbook
 from ops.errors import ExitCode, OpsError
+from ops.fly import MAINTENANCE_CMD, ORIGINAL_META
+from ops.runbook import Step
 from ops.signals import Terminated, stop_on_signals
 
-MAINTENANCE_CMD = ("sleep", "2147483647")  # GNU and busybox sleep both take it (68 years)
 MARKER = ".ops-emergency.json"
 MARK = "__OPS_EMERGENCY__"
-AUTOSTOP_WORDS = ("off", "stop", "suspend")
-# restore.volume's autostart guard records the machine's autostart before it in the
-# machine's own metadata, so a run killed after the guard still knows what to put back.
-AUTOSTART_BEFORE = "ops_autostart_before"
-# emergency.stop's update also writes what the machine ran into its metadata, in the same
-# API call that replaces it: no moment exists where the machine sleeps with no record.
-ORIGINAL_META = "ops_emergency_original"
 
 
 def on_signals(body):
@@ -62,41 +55,6 @@ def confirm(ui, question: str, *, yes: bool) -> None:
 # ------------------------------------------------------------------ the machine, as data
 
 
-def autostop_word(value) -> str | None:
-    """fly-go's MachineAutostop as JSON (true/false/"suspend"…) as flyctl's flag word."""
-    if value is None:
-        return None
-    if value is True:
-        return "stop"
-    if value is False:
-        return "off"
-    if isinstance(value, str) and value in AUTOSTOP_WORDS:
-        return value
-    raise ValueError(f"unknown autostop value {value!r}")
-
-
-def _autostart(value) -> bool:
-    """fly-go's ``MachineService.Autostart`` (*bool, omitempty): absent is Fly's default,
-    on; anything that is not ``false`` counts as on (the proxy may start it)."""
-    return value is not False
-
-
-def _guest(raw) -> fly.Guest | None:
-    """``config.guest`` when it is whole; None otherwise (nothing is asked of placement)."""
-    if not isinstance(raw, dict):
-        return None
-    kind, cpus, memory = raw.get("cpu_kind"), raw.get("cpus"), raw.get("memory_mb")
-    if not (kind in ("shared", "performance") and type(cpus) is int and cpus > 0
-            and type(memory) is int and memory > 0):
-        return None
-    return fly.Guest(kind, cpus, memory)
-
-
-def _metadata(config: dict) -> dict:
-    found = config.get("metadata")
-    return found if isinstance(found, dict) else {}
-
-
 def _words(value, what: str) -> tuple[str, ...] | None:
     if value is None or value == []:
         return None
@@ -105,91 +63,12 @@ def _words(value, what: str) -> tuple[str, ...] | None:
     return tuple(value)
 
 
-@dataclass(frozen=True)
-class MachineView:
-    """What emergency and restore.volume need of one ``fly machine list --json`` entry."""
-
-    id: str
-    name: str
-    state: str
-    region: str
-    host_status: str
-    image: str
-    cmd: tuple[str, ...] | None
-    entrypoint: tuple[str, ...] | None
-    exec: tuple[str, ...] | None
-    autostops: tuple[str | None, ...]
-    mounts: tuple[tuple[str, str], ...]  # (volume id, path)
-    autostarts: tuple[bool, ...] = ()  # each service's autostart (missing: Fly's true)
-    guest: fly.Guest | None = None
-    autostart_before: bool | None = None  # metadata a restore.volume guard left (see there)
-    recorded_original: str = ""  # metadata emergency.stop's update left (JSON), "" if none
-
-    @classmethod
-    def parse(cls, raw: dict) -> MachineView:
-        config = raw.get("config") or {}
-        init = config.get("init") or {}
-        services = config.get("services") or []
-        return cls(
-            id=str(raw["id"]), name=str(raw.get("name") or ""), state=str(raw.get("state") or ""),
-            region=str(raw.get("region") or ""), host_status=str(raw.get("host_status") or "ok"),
-            image=str(config.get("image") or ""),
-            cmd=_words(init.get("cmd"), "init.cmd"),
-            entrypoint=_words(init.get("entrypoint"), "init.entrypoint"),
-            exec=_words(init.get("exec"), "init.exec"),
-            autostops=tuple(autostop_word(s.get("autostop")) for s in services),
-            mounts=tuple((str(m.get("volume") or ""), str(m.get("path") or ""))
-                         for m in config.get("mounts") or []),
-            autostarts=tuple(_autostart(s.get("autostart")) for s in services),
-            guest=_guest(config.get("guest")),
-            autostart_before={"true": True, "false": False}.get(
-                str(_metadata(config).get(AUTOSTART_BEFORE))),
-            recorded_original=str(_metadata(config).get(ORIGINAL_META) or ""),
-        )
-
-    @property
-    def in_maintenance(self) -> bool:
-        return self.cmd == MAINTENANCE_CMD
-
-
-def machines(runner: fly.Fly, app: str) -> list[MachineView]:
-    data = runner.json(fly.machines_list(app))
-    if data is None:
-        return []
-    try:
-        return [MachineView.parse(raw) for raw in data]
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
-        raise fly.FlyError(f"`fly machine list` printed unexpected JSON ({exc})") from None
-
-
 def is_stopped(raw_machine: dict) -> bool:
     """For ``restore --production``: is this machine (machine list JSON) emergency-stopped?"""
     try:
-        return MachineView.parse(raw_machine).in_maintenance
-    except (KeyError, TypeError, ValueError):
+        return fly.Machine.parse(raw_machine).in_maintenance
+    except fly.ShapeError:
         return False
-
-
-def production(volumes: list[fly.Volume], found: list[MachineView], source: str,
-               app: str) -> tuple[fly.Volume, MachineView]:
-    """The one volume named ``source`` attached to a machine, in any state, and that machine."""
-    if not source:
-        raise OpsError("fly.toml has no [mounts] source: cannot tell which volume holds the "
-                       "database", ExitCode.USAGE)
-    by_id = {m.id: m for m in found if m.state not in ("destroyed", "destroying")}
-    pairs = [(vol, by_id[vol.attached_machine_id]) for vol in volumes
-             if vol.name == source and vol.attached_machine_id in by_id]
-    if not pairs:
-        raise OpsError(f"no machine of {app} has a {source!r} volume attached; check "
-                       f"`fly status -a {app}`", ExitCode.NOT_FOUND)
-    started = [pair for pair in pairs if pair[1].state == "started"]
-    if len(pairs) > 1 and len(started) == 1:
-        return started[0]  # a restore.volume leaves the old machine stopped beside it
-    if len(pairs) > 1:
-        listed = ", ".join(f"{vol.id} on {m.id} ({m.state})" for vol, m in pairs)
-        raise OpsError(f"several machines have a {source!r} volume ({listed}): this toolkit "
-                       "expects one production machine", ExitCode.USAGE)
-    return pairs[0]
 
 
 # ------------------------------------------------------------------ what stop changes
@@ -230,7 +109,7 @@ class Original:
         return what + (f", autostop {self.autostop}" if self.autostop else "")
 
 
-def original_of(machine: MachineView) -> Original:
+def original_of(machine: fly.Machine) -> Original:
     """What to record before the stop, or a refusal when stop could not be undone exactly."""
     if machine.exec:
         raise OpsError(f"machine {machine.id} runs init.exec {shlex.join(machine.exec)}, which "
@@ -238,9 +117,9 @@ def original_of(machine: MachineView) -> Original:
                        "app's writes by hand", ExitCode.USAGE)
     words = set(machine.autostops) - {None, "off"}
     if not words:
-        return Original(machine.cmd, None)
+        return Original(machine.cmd or None, None)
     if len(words) == 1 and all(word not in (None, "off") for word in machine.autostops):
-        return Original(machine.cmd, words.pop())
+        return Original(machine.cmd or None, words.pop())
     raise OpsError(f"the services of {machine.id} autostop differently "
                    f"({', '.join(str(w) for w in machine.autostops)}): one --autostop value "
                    "cannot put them back; set them alike first", ExitCode.USAGE)
@@ -249,74 +128,81 @@ def original_of(machine: MachineView) -> Original:
 # ------------------------------------------------------------------ plans
 
 
-@dataclass(frozen=True)
-class Step:
-    key: str
-    title: str
-    argv: tuple[str, ...] = ()  # the flyctl call; an ssh script is shown by its purpose
-    changes: bool = False
-
-
 def ssh_shown(app: str, machine: str, what: str) -> tuple[str, ...]:
     return tuple(fly.ssh_console(app, machine, f"<script: {what}>"))
 
 
-def plan_stop(app: str, machine: MachineView, original: Original, marker: str,
-              db: str) -> list[Step]:
+def ssh_by_hand(app: str, machine: str, script: str) -> tuple[str, ...]:
+    """The exact ssh command to run by hand (the plan shows the script by its purpose)."""
+    return (shlex.join(["fly", *fly.ssh_console(app, machine, remote.wrap(script))]),)
+
+
+def plan_resolve(app: str) -> list[Step]:
+    """What every run reads first, for real also in a dry run: flyctl's version, then the
+    app's volumes and machines (which machine is production)."""
+    return [Step("resolve", f"resolve production machine of {app}",
+                 commands=(tuple(fly.version()), tuple(fly.volumes_list(app)),
+                           tuple(fly.machines_list(app))), reads_only=True)]
+
+
+def plan_recorded(app: str, machine: fly.Machine, marker: str) -> list[Step]:
+    """Resume reads what the stop recorded on the volume (ssh reaches a started machine
+    only; the machine's metadata and the audit log are the fallbacks)."""
+    return [Step("recorded", f"read what {machine.id} ran before the stop ({marker})",
+                 commands=(ssh_shown(app, machine.id, f"read {marker}"),), reads_only=True,
+                 skipped="" if machine.state == "started" else "the machine is not started")]
+
+
+def plan_stop(app: str, machine: fly.Machine, original: Original, marker: str,
+              db: str, write: str = "") -> list[Step]:
     """The intent is recorded in the update itself: the machine's metadata, written by the
     same API call that replaces its command, so a stop killed at any point still tells
     resume what the machine ran. Writes stop first (an emergency), and the record on the
-    volume follows (ssh reaches a machine only once it is started)."""
+    volume follows (ssh reaches a machine only once it is started). ``write`` is the
+    marker script (its by-hand line)."""
     return [
         Step("update", f"run `{shlex.join(MAINTENANCE_CMD)}` instead of the app on "
              f"{machine.id} (was: {original.describe()}; kept in its metadata)",
-             tuple(fly.machine_update(app, machine.id, command=shlex.join(MAINTENANCE_CMD),
-                                      autostop="off" if original.autostop else None,
-                                      skip_health_checks=True,
-                                      metadata={ORIGINAL_META: original.as_json()})), True),
+             commands=(tuple(fly.machine_update(
+                 app, machine.id, command=shlex.join(MAINTENANCE_CMD),
+                 autostop="off" if original.autostop else None, skip_health_checks=True,
+                 metadata={ORIGINAL_META: original.as_json()})),)),
         Step("record", f"record what it ran in {marker}",
-             ssh_shown(app, machine.id, f"write {marker}"), True),
+             commands=(ssh_shown(app, machine.id, f"write {marker}"),),
+             by_hand=ssh_by_hand(app, machine.id, write) if write else ()),
         Step("verify", f"{machine.id} is started and runs the maintenance command",
-             tuple(fly.machines_list(app))),
+             commands=(tuple(fly.machines_list(app)),), reads_only=True),
         Step("quiet", f"no process has {db} open",
-             ssh_shown(app, machine.id, f"look for open handles on {db}")),
+             commands=(ssh_shown(app, machine.id, f"look for open handles on {db}"),),
+             reads_only=True),
     ]
 
 
-def plan_resume(app: str, machine: MachineView, original: Original, marker: str,
+def plan_resume(app: str, machine: fly.Machine, original: Original, marker: str,
                 health_url: str) -> list[Step]:
     return [
         Step("update", f"run the app again on {machine.id} ({original.describe()}), "
              "waiting for its health checks",
-             tuple(fly.machine_update(app, machine.id, command=original.command_flag(),
-                                      autostop=original.autostop,
-                                      metadata={ORIGINAL_META: ""})), True),
+             commands=(tuple(fly.machine_update(app, machine.id,
+                                                command=original.command_flag(),
+                                                autostop=original.autostop,
+                                                metadata={ORIGINAL_META: ""})),)),
         Step("verify", f"{machine.id} is started and no longer runs the maintenance command",
-             tuple(fly.machines_list(app))),
-        Step("clear", f"remove {marker}", ssh_shown(app, machine.id, f"remove {marker}"), True),
-        Step("health", f"poll {health_url} until 200"),
+             commands=(tuple(fly.machines_list(app)),), reads_only=True),
+        Step("clear", f"remove {marker}",
+             commands=(ssh_shown(app, machine.id, f"remove {marker}"),),
+             by_hand=ssh_by_hand(app, machine.id, clear_marker_script(marker))),
+        Step("health", f"poll {health_url} until 200", reads_only=True,
+             by_hand=(health.by_hand(health_url),)),
     ]
 
 
-def step(steps: list[Step], key: str) -> Step:
-    return next(found for found in steps if found.key == key)
-
-
-def render(title: str, steps: list[Step], binary: str = "fly", width: int | None = None) -> str:
-    """The plan as plain lines: every command whole on its own line, copyable from a log;
-    within ``width`` (a terminal) prose wraps between words and a command between
-    arguments with `` \\`` (``ui.command_lines``), so it still pastes as one."""
-    lines = ui.wrapped(title, width)
-    for number, step in enumerate(steps, 1):
-        lines += ui.wrapped(f"  {number}. {step.key}: {step.title}", width, indent="     ")
-        if step.argv:
-            command = ui.command_lines([binary, *step.argv], width, indent=" " * 9)
-            lines += [f"       $ {command[0][9:]}", *command[1:]]
-    return "\n".join(lines)
-
-
-def plan_as_data(steps: list[Step]) -> list[dict]:
-    return [asdict(step) for step in steps]
+def plan_data(steps: list[Step]) -> list[dict]:
+    """The plan for ``--json``: runbook's shape, plus the keys these plans always had:
+    ``argv`` (the step's flyctl command, [] when none) and ``changes``."""
+    return [{**data, "argv": data["commands"][0] if data["commands"] else [],
+             "changes": not step.reads_only}
+            for step, data in zip(steps, runbook.plan_as_data(steps), strict=True)]
 
 
 # ------------------------------------------------------------------ scripts on the machine
@@ -358,107 +244,6 @@ def parse_marker(stdout: str) -> dict | None:
                 return None
             return data if isinstance(data, dict) else None
     return None
-
-
-# ------------------------------------------------------------------ running a plan
-
-
-def now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-@dataclass
-class Runner:
-    """Runs a plan step by step; prints each result; records the run in the audit log."""
-
-    kind: str
-    app: str
-    runner: fly.Fly
-    ui: object
-    audit_log: object
-    record: dict = field(default_factory=dict)
-    manual: dict = field(default_factory=dict)
-    fill: object = None  # step -> step with the values learnt so far (restore.volume)
-    on_failure: object = None  # () -> None: adds to the record before it is written
-
-    def start(self, **extra) -> None:
-        self.record = {"kind": self.kind, "who": audit.who(), "when": now(), "app": self.app,
-                       "steps": [], "outcome": "running", "exit_code": 0, **extra}
-
-    def run(self, steps: list[Step], actions: dict, manual: dict | None = None) -> dict:
-        """``actions[key]()`` does a step and returns the detail shown on its line;
-        ``manual[key]`` is the exact argv to run by hand when the plan shows a placeholder."""
-        self.manual = manual or {}
-        done = 0
-        try:
-            for step in steps:
-                step = self.fill(step) if self.fill else step
-                try:
-                    with self.ui.step(step.title) as shown:
-                        try:
-                            shown.detail = actions[step.key]() or ""
-                        except OpsError as exc:
-                            self._log(step, "failed", str(exc))
-                            self.record.update(outcome=f"{step.key} failed", error=str(exc),
-                                               exit_code=int(exc.code))
-                            raise
-                except OpsError:
-                    self._manual(steps[done:])  # after the step's ✗ line, not before it
-                    raise
-                self._log(step, "ok", shown.detail)
-                done += 1
-            self.record["outcome"] = "ok"
-            return self.record
-        except (KeyboardInterrupt, Terminated) as exc:  # Ctrl-C, SIGTERM, SIGHUP
-            term = isinstance(exc, Terminated)
-            step = steps[done] if done < len(steps) else None
-            if step is not None:
-                self._log(self.fill(step) if self.fill else step, "interrupted",
-                          exc.name if term else "Ctrl-C")
-            where = f" during {step.key}" if step is not None else ""
-            self.record.update(
-                outcome=f"terminated by {exc.name}{where}" if term else f"interrupted{where}",
-                exit_code=int(ExitCode.TERMINATED if term else ExitCode.INTERRUPTED))
-            self._manual(steps[done:])
-            raise
-        finally:
-            self.record["finished"] = now()
-            if self.record.get("outcome") != "ok" and self.on_failure:
-                self.on_failure()
-            try:
-                audit.append(self.audit_log, self.record)
-            except OSError as exc:
-                self.ui.warn(f"could not append to {self.audit_log}: {exc.strerror}")
-
-    def _log(self, step: Step, outcome: str, detail: str) -> None:
-        self.record["steps"].append({"step": step.key, "outcome": outcome, "detail": detail,
-                                     "command": list(step.argv)})
-
-    def _manual(self, remaining: list[Step]) -> None:
-        """The exact commands of the failed step and every later one, to run by hand."""
-        lines = []
-        for step in remaining:
-            step = self.fill(step) if self.fill else step
-            argv = self.manual.get(step.key, step.argv)
-            if argv:
-                lines.append(f"  {shlex.join(['fly', *argv])}   # {step.key}")
-            elif step.key == "health":  # a command too, not only a comment
-                url = step.title.removeprefix("poll ").removesuffix(" until 200")
-                lines.append(f"  until curl -fsS -o /dev/null {shlex.quote(url)}; do sleep 5; "
-                             "done   # health")
-            else:
-                lines.append(f"  # {step.key}: {step.title}")
-        self.record["manual"] = lines
-        self.ui.info("To finish by hand, run from the failed step on:\n" + "\n".join(lines))
-
-    def ssh(self, machine: str, script: str) -> remote.RemoteOutput:
-        result = self.runner.run(fly.ssh_console(self.app, machine, remote.wrap(script)),
-                                 input="", check=False)
-        output = remote.parse_output(result.stdout)
-        if output.status is None:
-            raise fly.FlyError(f"`fly ssh console` on {machine} failed: "
-                               f"{fly.error_line(result.stderr, result.returncode)}")
-        return output
 
 
 def wait_healthy(url: str, timeout: float, interval: float) -> str:

@@ -420,7 +420,7 @@ function fileLock(lockPath, wait, what) {
     const done = childProcess.spawnSync('flock', ['-n', '-x', '3'], { stdio: ['ignore', 'ignore', 'ignore', fd] });
     if (done.error) {
       fs.closeSync(fd);
-      throw new EngineError(`the machine has no flock(1), so the backup lock ${lockPath} cannot be `
+      throw new EngineError(`this host has no flock(1), so the backup lock ${lockPath} cannot be `
         + 'taken: install util-linux or busybox');
     }
     if (done.status === 0) break;
@@ -1485,8 +1485,6 @@ async function run(argv) {
       return createBackup(need(o, 'db'), need(o, 'dir'), {
         check, timeout: num(o.timeout, null), lockWait: num(o.lockWait, 0), contentHash: !o.noContentHash,
       });
-    case 'list':
-      return listBackups(need(o, 'dir'));
     case 'verify': {
       const dir = need(o, 'dir');
       if (o.names.length > 1) return o.names.map((n) => verifyNamed(dir, n, check)); // all: go on past one

@@ -545,7 +545,8 @@ def remove_stale_temporaries(directory: Path) -> list[str]:
 
 
 def human_size(size: float) -> str:
-    """Bytes as people read them (the same units as ``ops.ui.human_bytes``)."""
+    """Bytes as people read them, in SI units (``260.0 MB``): the one formatter every line
+    uses (``ops.ui`` hands it to the tasks as ``human_bytes``)."""
     for unit in ("B", "kB", "MB", "GB"):
         if abs(size) < 1000:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
@@ -801,46 +802,48 @@ def create_backup(
         tmp = directory / f"{TMP_PREFIX}{name}.{os.getpid()}"
         made = []  # only what this run created is ever removed
         try:
-            os.close(os.open(tmp, NEW_FILE, 0o600))
-            made = [tmp, tmp.with_name(tmp.name + "-journal")]
-            phase("copy")
-            copy_database(source, tmp, timeout=timeout, on_pages=on_pages)
-            phase("copy", finished=True)
-            problems, digest, described = verify_new_copy(
-                tmp, check, mmap_size=mmap_size, on_phase=phase, content_hash=content_hash)
-            if problems:
-                raise EngineError(
-                    f"the new backup failed {check}_check: {problems[0]}", "verify_failed"
-                )
-            result = BackupResult(
-                **described,
-                name=name,
-                path=str(final),
-                created=iso(when),
-                size=tmp.stat().st_size,
-                sha256=digest,
-                check=check,
-                seconds=round(time.monotonic() - started, 3),
-                source=os.path.abspath(source),  # a backup's identity: which database
-                **safety_marks(restore),
-            )
-            publish(tmp, final, result)
-        except KeyboardInterrupt:
-            phase("stopping")  # what is left is removed below, before Ctrl-C goes on
-            raise
-        except OSError as exc:
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise _full_error(source, tmp) from exc
-            raise EngineError(f"backup failed: {exc.strerror or exc}") from exc
-        except sqlite3.Error as exc:
-            if "full" in str(exc):
-                raise _full_error(source, tmp) from exc
-            raise EngineError(f"backup failed: {exc}") from exc
+            with _as_backup_error(source, tmp, phase):
+                os.close(os.open(tmp, NEW_FILE, 0o600))
+                made = [tmp, tmp.with_name(tmp.name + "-journal")]
+                phase("copy")
+                copy_database(source, tmp, timeout=timeout, on_pages=on_pages)
+                phase("copy", finished=True)
+                problems, digest, described = verify_new_copy(
+                    tmp, check, mmap_size=mmap_size, on_phase=phase, content_hash=content_hash)
+                if problems:
+                    raise EngineError(
+                        f"the new backup failed {check}_check: {problems[0]}", "verify_failed")
+                result = BackupResult(
+                    **described, name=name, path=str(final), created=iso(when),
+                    size=tmp.stat().st_size, sha256=digest, check=check,
+                    seconds=round(time.monotonic() - started, 3),
+                    source=os.path.abspath(source),  # a backup's identity: which database
+                    **safety_marks(restore))
+                publish(tmp, final, result)
         finally:
             for path in made:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
         return result
+
+
+@contextlib.contextmanager
+def _as_backup_error(source: Path, tmp: Path, phase):
+    """A backup's failures as one EngineError (a full disk counted as it will be once
+    ``tmp`` is gone: the caller removes it afterwards); Ctrl-C says it is stopping."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        phase("stopping")  # what is left is removed by the caller, before Ctrl-C goes on
+        raise
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise _full_error(source, tmp) from exc
+        raise EngineError(f"backup failed: {exc.strerror or exc}") from exc
+    except sqlite3.Error as exc:
+        if "full" in str(exc):
+            raise _full_error(source, tmp) from exc
+        raise EngineError(f"backup failed: {exc}") from exc
 
 
 def _no_phase(name, done=None, total=None, finished=False) -> None:
@@ -862,7 +865,6 @@ def verify_new_copy(tmp: Path, check: str = "integrity", *, mmap_size: int = 0,
     cancel = threading.Event()
     size = tmp.stat().st_size
     found: dict = {}
-    failures: list[BaseException] = []
     pragma = "integrity_check" if check == "integrity" else "quick_check"
 
     def fsync_and_hash():
@@ -890,6 +892,21 @@ def verify_new_copy(tmp: Path, check: str = "integrity", *, mmap_size: int = 0,
         found["content"] = {"tables": tables, "content_sha256": digest, "content_format": fmt}
         phase(name, finished=True)
 
+    failures = _at_once((sqlite_check, fsync_and_hash, content), cancel)
+    if found.get("problems"):
+        return found["problems"], "", {}
+    for exc in failures:
+        if not isinstance(exc, Cancelled):
+            raise exc
+    return [], found["sha256"], found["content"]
+
+
+def _at_once(jobs, cancel: threading.Event) -> list[BaseException]:
+    """Run ``jobs`` in threads until all end; the first failure sets ``cancel`` (the
+    others stop within milliseconds); returns the failures. Ctrl-C cancels, waits for
+    every thread, and is re-raised."""
+    failures: list[BaseException] = []
+
     def worker(job):
         try:
             job()
@@ -897,8 +914,7 @@ def verify_new_copy(tmp: Path, check: str = "integrity", *, mmap_size: int = 0,
             failures.append(exc)
             cancel.set()
 
-    threads = [threading.Thread(target=worker, args=(job,), daemon=True)
-               for job in (sqlite_check, fsync_and_hash, content)]
+    threads = [threading.Thread(target=worker, args=(job,), daemon=True) for job in jobs]
     for thread in threads:
         thread.start()
     try:
@@ -910,12 +926,7 @@ def verify_new_copy(tmp: Path, check: str = "integrity", *, mmap_size: int = 0,
         for thread in threads:
             thread.join()
         raise
-    if found.get("problems"):
-        return found["problems"], "", {}
-    for exc in failures:
-        if not isinstance(exc, Cancelled):
-            raise exc
-    return [], found["sha256"], found["content"]
+    return failures
 
 
 def _full_error(source: Path, tmp: Path) -> EngineError:
@@ -1016,17 +1027,22 @@ def resolve_backup(directory: str | os.PathLike, which: str,
                    source: str | None = None) -> list[BackupFile]:
     """``latest``, ``all`` or one backup's name, as the files it means; ``latest`` by
     ``latest_of`` (``source``: the database whose backups it may name)."""
-    backups = list_backups(directory)
+    return pick_backups(list_backups(directory), which, lambda backups: latest_of(
+        backups, dt.datetime.now(UTC), source, where=str(directory)), str(directory))
+
+
+def pick_backups(backups: list[BackupFile], which: str, latest, where: str) -> list[BackupFile]:
+    """``latest``, ``all`` or one name out of a listing: the one rule every target's
+    restore, verify and drill use. ``latest(backups)`` is the target's ``latest_of``;
+    ``where`` names the folder (and host) in the not-found error."""
     if which in ("latest", "all"):
         if not backups:
-            raise EngineError(f"no backups in {directory}", "not_found")
-        if which == "all":
-            return backups
-        return [latest_of(backups, dt.datetime.now(UTC), source, where=str(directory))]
+            raise EngineError(f"no backups in {where}", "not_found")
+        return backups if which == "all" else [latest(backups)]
     check_name(which)
     match = [item for item in backups if item.name == which]
     if not match:
-        raise EngineError(f"no backup named {which} in {directory}", "not_found")
+        raise EngineError(f"no backup named {which} in {where}", "not_found")
     return match
 
 
@@ -2319,7 +2335,8 @@ def live_and_recorded_counts(live, directory, name: str) -> dict:
 def drill_backup(path, *, check: str = "integrity", scratch_dir=None) -> dict:
     """Restore a backup into a scratch database and compare it with what was recorded.
 
-    ``seconds`` is the restore's own time: the recovery time objective. ``ok`` is
+    ``seconds`` is the copy into the scratch database alone (a real restore also verifies,
+    makes a safety backup and proves itself: ``restore`` times that whole). ``ok`` is
     False when the file cannot be restored, fails the check or differs from its record.
     """
     import tempfile
@@ -2397,99 +2414,95 @@ def _verify_named(directory: str, name: str, check: str) -> VerifyResult:
                             recorded_sha256=None, problems=[str(exc)])
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python3 engine.py backup|list|verify|delete|restore|drill ...``: one JSON result."""
+# The sub-commands ``ops.remote`` sends (and ``ops/engine.js`` answers the same way): each
+# names its flags from one table, so a flag means the same in every sub-command. A flag
+# written ``--which!`` is required there (a holds or adopt without a named backup is a bug
+# of the caller, never "latest").
+_FLAGS = {
+    "--db": {"required": True},
+    "--dir": {"required": True},
+    "--which": {"default": "latest"},
+    "--check": {"default": "integrity", "choices": CHECKS},
+    "--timeout": {"type": float, "default": None},
+    "--busy-timeout": {"type": float, "default": 10.0},
+    "--lock-wait": {"type": float, "default": 0.0},
+    "--no-content-hash": {"action": "store_true"},
+    "--app-stopped": {"action": "store_true"},
+    "--safety": {"default": ""},
+    "--by": {"required": True},
+    "--dry-run": {"action": "store_true"},
+    "names": {"nargs": "*", "help": "backup names (instead of --which)"},
+}
+_COMMANDS = {
+    "backup": ("--db", "--dir", "--check", "--timeout", "--lock-wait", "--no-content-hash"),
+    "verify": ("--dir", "--which", "--check", "names"),
+    "restore": ("--db", "--dir", "--which", "--check", "--busy-timeout", "--lock-wait",
+                "--no-content-hash", "--app-stopped"),
+    "holds": ("--db", "--dir", "--which!", "--safety"),
+    "counts": ("--db", "--dir", "--which"),
+    "adopt": ("--dir", "--which!", "--by", "--dry-run", "--lock-wait"),
+    "drill": ("--dir", "--which", "--check"),
+}
+
+
+def _parser():
     import argparse
 
     parser = argparse.ArgumentParser(prog="ops-engine")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_backup = sub.add_parser("backup")
-    p_backup.add_argument("--db", required=True)
-    p_backup.add_argument("--dir", required=True)
-    p_backup.add_argument("--check", default="integrity", choices=CHECKS)
-    p_backup.add_argument("--timeout", type=float, default=None)
-    p_backup.add_argument("--lock-wait", type=float, default=0.0)
-    p_backup.add_argument("--no-content-hash", action="store_true")
-    p_list = sub.add_parser("list")
-    p_list.add_argument("--dir", required=True)
-    p_verify = sub.add_parser("verify")
-    p_verify.add_argument("--dir", required=True)
-    p_verify.add_argument("--which", default="latest")
-    p_verify.add_argument("--check", default="integrity", choices=CHECKS)
-    p_verify.add_argument("names", nargs="*", help="backup names (instead of --which)")
-    p_delete = sub.add_parser("delete")
-    p_delete.add_argument("--dir", required=True)
-    p_delete.add_argument("names", nargs="*")
-    p_restore = sub.add_parser("restore")
-    p_restore.add_argument("--db", required=True)
-    p_restore.add_argument("--dir", required=True)
-    p_restore.add_argument("--which", default="latest")
-    p_restore.add_argument("--check", default="integrity", choices=CHECKS)
-    p_restore.add_argument("--busy-timeout", type=float, default=10.0)
-    p_restore.add_argument("--lock-wait", type=float, default=0.0)
-    p_restore.add_argument("--no-content-hash", action="store_true")
-    p_restore.add_argument("--app-stopped", action="store_true")
-    p_holds = sub.add_parser("holds")
-    p_holds.add_argument("--db", required=True)
-    p_holds.add_argument("--dir", required=True)
-    p_holds.add_argument("--which", required=True)
-    p_holds.add_argument("--safety", default="")
-    p_counts = sub.add_parser("counts")
-    p_counts.add_argument("--db", required=True)
-    p_counts.add_argument("--dir", required=True)
-    p_counts.add_argument("--which", default="latest")
-    p_adopt = sub.add_parser("adopt")
-    p_adopt.add_argument("--dir", required=True)
-    p_adopt.add_argument("--which", required=True)
-    p_adopt.add_argument("--by", required=True)
-    p_adopt.add_argument("--dry-run", action="store_true")
-    p_adopt.add_argument("--lock-wait", type=float, default=0.0)
-    p_drill = sub.add_parser("drill")
-    p_drill.add_argument("--dir", required=True)
-    p_drill.add_argument("--which", default="latest")
-    p_drill.add_argument("--check", default="integrity", choices=CHECKS)
-    args = parser.parse_args(argv)
+    for command, flags in _COMMANDS.items():
+        each = sub.add_parser(command)
+        for flag in flags:
+            name = flag.rstrip("!")
+            options = dict(_FLAGS[name], **({"required": True} if flag.endswith("!") else {}))
+            if flag.endswith("!"):
+                options.pop("default", None)
+            each.add_argument(name, **options)
+    return parser
+
+
+def _verify(args) -> list[dict]:
+    if len(args.names) > 1:  # all: go on past one
+        return [asdict(_verify_named(args.dir, name, args.check)) for name in args.names]
+    chosen = [item for name in args.names for item in resolve_backup(args.dir, name)] \
+        or resolve_backup(args.dir, args.which)
+    return [asdict(verify_backup(item.path, args.check)) for item in chosen]
+
+
+def _holds(args) -> dict:
+    safety = Path(args.dir) / check_name(args.safety) if args.safety else None
+    return live_holds(args.db, Path(args.dir) / check_name(args.which), safety)
+
+
+_RUN = {
+    "backup": lambda a: asdict(create_backup(
+        a.db, a.dir, check=a.check, timeout=a.timeout, lock_wait=a.lock_wait,
+        content_hash=not a.no_content_hash)),
+    "verify": _verify,
+    "restore": lambda a: restore_database(
+        a.db, a.dir, a.which, check=a.check, busy_timeout=a.busy_timeout,
+        lock_wait=a.lock_wait, content_hash=not a.no_content_hash, app_stopped=a.app_stopped,
+        on_safety=lambda name: print(f"__OPS_ENTRY__ safety {name}", flush=True)),
+    "holds": _holds,
+    "counts": lambda a: live_and_recorded_counts(a.db, a.dir, a.which),
+    "adopt": lambda a: adopt_backups(a.dir, a.which, by=a.by, dry_run=a.dry_run,
+                                     lock_wait=a.lock_wait),
+    "drill": lambda a: drill_backup(resolve_backup(a.dir, a.which)[0].path, check=a.check,
+                                    scratch_dir=a.dir),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python3 engine.py backup|verify|restore|holds|counts|adopt|drill ...``: one JSON
+    result line."""
+    args = _parser().parse_args(argv)
     try:
-        if args.command == "backup":
-            data = asdict(
-                create_backup(
-                    args.db, args.dir, check=args.check, timeout=args.timeout,
-                    lock_wait=args.lock_wait, content_hash=not args.no_content_hash,
-                )
-            )
-        elif args.command == "list":
-            data = [asdict(item) for item in list_backups(args.dir)]
-        elif args.command == "verify" and len(args.names) > 1:  # all: go on past one
-            data = [asdict(_verify_named(args.dir, name, args.check)) for name in args.names]
-        elif args.command == "verify":
-            chosen = [
-                item for name in args.names for item in resolve_backup(args.dir, name)
-            ] or resolve_backup(args.dir, args.which)
-            data = [asdict(verify_backup(item.path, args.check)) for item in chosen]
-        elif args.command == "restore":
-            data = restore_database(
-                args.db, args.dir, args.which, check=args.check,
-                busy_timeout=args.busy_timeout, lock_wait=args.lock_wait,
-                content_hash=not args.no_content_hash, app_stopped=args.app_stopped,
-                on_safety=lambda name: print(f"__OPS_ENTRY__ safety {name}", flush=True))
-        elif args.command == "holds":
-            safety = Path(args.dir) / check_name(args.safety) if args.safety else None
-            data = live_holds(args.db, Path(args.dir) / check_name(args.which), safety)
-        elif args.command == "counts":
-            data = live_and_recorded_counts(args.db, args.dir, args.which)
-        elif args.command == "adopt":
-            data = adopt_backups(args.dir, args.which, by=args.by, dry_run=args.dry_run,
-                                 lock_wait=args.lock_wait)
-        elif args.command == "drill":
-            chosen = resolve_backup(args.dir, args.which)[0]
-            data = drill_backup(chosen.path, check=args.check, scratch_dir=args.dir)
-        else:
-            data = delete_backups(args.dir, args.names)
-        print(RESULT_MARK, json.dumps({"ok": True, "data": data}), flush=True)
-        return 0
+        data = _RUN[args.command](args)
     except EngineError as exc:
         print(RESULT_MARK, json.dumps({"ok": False, "error": str(exc), "kind": exc.kind}))
         return 1
+    print(RESULT_MARK, json.dumps({"ok": True, "data": data}), flush=True)
+    return 0
 
 
 if __name__ == "__main__":

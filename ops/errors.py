@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from enum import IntEnum
+from enum import IntEnum, unique
 
 
+@unique  # two names on one number would make a code's meaning ambiguous in docs and logs
 class ExitCode(IntEnum):
     OK = 0
     ERROR = 1  # anything else that failed

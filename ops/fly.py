@@ -154,8 +154,52 @@ class Snapshot:
         )
 
 
+MAINTENANCE_CMD = ("sleep", "2147483647")  # emergency.stop's CMD: GNU and busybox sleep
+# both take it (68 years)
+AUTOSTOP_WORDS = ("off", "stop", "suspend")
+# restore.volume's autostart guard records the machine's autostart before it in the
+# machine's own metadata, so a run killed after the guard still knows what to put back.
+AUTOSTART_BEFORE = "ops_autostart_before"
+# emergency.stop's update also writes what the machine ran into its metadata, in the same
+# API call that replaces it: no moment exists where the machine sleeps with no record.
+ORIGINAL_META = "ops_emergency_original"
+
+
+def autostop_word(value) -> str | None:
+    """fly-go's MachineAutostop as JSON (true/false/"suspend"…) as flyctl's flag word."""
+    if value is None:
+        return None
+    if value is True:
+        return "stop"
+    if value is False:
+        return "off"
+    if isinstance(value, str) and value in AUTOSTOP_WORDS:
+        return value
+    raise ShapeError(f"unknown autostop value {value!r}")
+
+
+def _guest(raw) -> Guest | None:
+    """``config.guest`` when it is whole; None otherwise (nothing is asked of placement)."""
+    if not isinstance(raw, dict):
+        return None
+    kind, cpus, memory = raw.get("cpu_kind"), raw.get("cpus"), raw.get("memory_mb")
+    if not (kind in ("shared", "performance") and type(cpus) is int and cpus > 0
+            and type(memory) is int and memory > 0):
+        return None
+    return Guest(kind, cpus, memory)
+
+
+def _words(raw: dict, key: str) -> tuple[str, ...]:
+    words = _field(raw, key, list)
+    if not all(isinstance(word, str) for word in words):
+        raise ShapeError(f"`{key}` is not a list of strings")
+    return tuple(words)
+
+
 @dataclass(frozen=True)
 class Machine:
+    """One entry of ``fly machine list --json``: what every flow needs of a machine."""
+
     id: str
     name: str
     state: str
@@ -163,14 +207,23 @@ class Machine:
     image: str
     volumes: tuple[str, ...]
     cmd: tuple[str, ...] = ()  # config.init.cmd: `sleep ...` while emergency-stopped
+    host_status: str = "ok"
+    entrypoint: tuple[str, ...] = ()
+    exec: tuple[str, ...] = ()  # config.init.exec: overrides any command
+    mounts: tuple[tuple[str, str], ...] = ()  # (volume id, path)
+    autostops: tuple[str | None, ...] = ()  # each service's autostop as flyctl's flag word
+    autostarts: tuple[bool, ...] = ()  # each service's autostart (missing: Fly's true)
+    guest: Guest | None = None
+    autostart_before: bool | None = None  # metadata a restore.volume guard left (see there)
+    recorded_original: str = ""  # metadata emergency.stop's update left (JSON), "" if none
 
     @classmethod
     def parse(cls, raw: dict) -> Machine:
         config = _field(raw, "config", dict)
         mounts = _field(config, "mounts", list)
-        cmd = _field(_field(config, "init", dict), "cmd", list)
-        if not all(isinstance(word, str) for word in cmd):
-            raise ShapeError("`cmd` is not a list of strings")
+        init = _field(config, "init", dict)
+        services = _field(config, "services", list)
+        metadata = config.get("metadata") if isinstance(config.get("metadata"), dict) else {}
         return cls(
             id=_field(raw, "id", str, required=True),
             name=_field(raw, "name", str),
@@ -178,8 +231,31 @@ class Machine:
             region=_field(raw, "region", str),
             image=_field(config, "image", str),
             volumes=tuple(_field(mount, "volume", str) for mount in mounts),
-            cmd=tuple(cmd),
+            cmd=_words(init, "cmd"),
+            host_status=_field(raw, "host_status", str) or "ok",
+            entrypoint=_words(init, "entrypoint"),
+            exec=_words(init, "exec"),
+            mounts=tuple((_field(m, "volume", str), _field(m, "path", str)) for m in mounts),
+            # fly-go's ``MachineService.Autostart`` (*bool, omitempty): absent is Fly's
+            # default, on; anything that is not ``false`` counts as on (the proxy may start it)
+            autostops=tuple(autostop_word(_service(s).get("autostop")) for s in services),
+            autostarts=tuple(_service(s).get("autostart") is not False for s in services),
+            guest=_guest(config.get("guest")),
+            autostart_before={"true": True, "false": False}.get(
+                str(metadata.get(AUTOSTART_BEFORE))),
+            recorded_original=str(metadata.get(ORIGINAL_META) or ""),
         )
+
+    @property
+    def in_maintenance(self) -> bool:
+        """Emergency-stopped: it runs emergency.stop's ``sleep`` instead of the app."""
+        return self.cmd == MAINTENANCE_CMD
+
+
+def _service(raw) -> dict:
+    if not isinstance(raw, dict):
+        raise ShapeError(f"a service is {_kind(raw)}, expected an object")
+    return raw
 
 
 @dataclass(frozen=True)
@@ -499,12 +575,11 @@ class Completed:
 
 
 class Fly:
-    """Runs flyctl. ``calls`` keeps what ran, for summaries and dry-run comparisons."""
+    """Runs flyctl: argv in, a ``Completed`` (or a ``FlyError``) out."""
 
     def __init__(self, binary: str, *, timeout: float | None = 300):
         self.binary = binary
         self.timeout = timeout
-        self.calls: list[list[str]] = []
         self.flyctl_version: str | None = None  # set by ``check_version``
 
     @classmethod
@@ -526,7 +601,6 @@ class Fly:
         """
         timeout = self.timeout if timeout is DEFAULT else timeout
         what = what or f"`{describe(argv)}`"
-        self.calls.append(argv)
         data = input.encode() if isinstance(input, str) else input
         try:
             code, out, err = _execute([self.binary, *argv], data, stream, timeout)

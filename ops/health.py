@@ -10,11 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import shlex
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 
+from ops import poll
 from ops.engine import parse_created, parse_iso
 from ops.errors import ExitCode, OpsError
 
@@ -161,30 +163,39 @@ def future_dated(block, now: dt.datetime | None = None) -> str | None:
     return str(latest.get("name") or latest.get("created"))
 
 
+def by_hand(url: str) -> str:
+    """What an operator runs to wait for ``url`` to answer 200 (a "finish by hand" line)."""
+    return f"until curl -fsS -o /dev/null {shlex.quote(url)}; do sleep 5; done"
+
+
 def wait_healthy(url: str, *, expected_backup: str | None, timeout: float,
                  interval: float, on_reason=None) -> dict:
     """Poll until healthy; ``on_reason(text)`` hears each new reason it is not yet;
     raises HEALTH_FAILED with the last reason at the deadline."""
-    started = time.monotonic()
-    deadline = started + timeout
-    polls, last = 0, None
-    while True:
+    deadline = time.monotonic() + timeout
+    last: list[str | None] = [None]
+    polls = [0]
+
+    def attempt() -> dict | None:
+        polls[0] += 1
         left = max(deadline - time.monotonic(), 1.0)
         status, body, problem = fetch(url, timeout=min(10.0, left))
-        polls += 1
         reason = judge(status, body, expected_backup) if status else problem
         if reason and status == 200 and problem:
             reason = problem  # e.g. "the body is not JSON" says more than "no backup"
         if reason is None:
             backup = body.get("backup") if isinstance(body, dict) else None
-            return {"status": status, "polls": polls, "backup": backup}
-        if on_reason and reason != last:
+            return {"status": status, "polls": polls[0], "backup": backup}
+        if on_reason and reason != last[0]:
             on_reason(reason)
-        last = reason
-        if time.monotonic() + interval > deadline:
-            # what happened, not the limit: a DNS error with a poll every 5s and a 3s
-            # limit ends after one poll in 0.1s (review-ox 17)
-            raise OpsError(f"{url} not healthy after {polls} poll(s) in "
-                           f"{time.monotonic() - started:.1f}s (limit {timeout:g}s, a poll "
-                           f"every {interval:g}s): {reason}", ExitCode.HEALTH_FAILED)
-        time.sleep(interval)
+        last[0] = reason
+        return None
+
+    def expired(count: int, waited: float) -> OpsError:
+        # what happened, not the limit: a DNS error with a poll every 5s and a 3s
+        # limit ends after one poll in 0.1s (review-ox 17)
+        return OpsError(f"{url} not healthy after {count} poll(s) in {waited:.1f}s (limit "
+                        f"{timeout:g}s, a poll every {interval:g}s): {last[0]}",
+                        ExitCode.HEALTH_FAILED)
+
+    return poll.until(attempt, timeout=timeout, interval=interval, expired=expired)

@@ -86,7 +86,7 @@ take_lock() {{
   [ -e "$lock" ] || [ -h "$lock" ] || (set -C; : > "$lock") 2>/dev/null
   if [ -h "$lock" ] || [ ! -f "$lock" ]; then fail error "refusing the lock $lock: it is not a regular file (a symlink or something else has its name)"; fi
   exec 9< "$lock" || fail error "cannot open the lock $lock"
-  command -v flock >/dev/null 2>&1 || has_python || fail error "the machine has neither flock(1) nor python3, so the backup lock $lock cannot be taken: install util-linux or busybox"
+  command -v flock >/dev/null 2>&1 || has_python || fail error "this host has neither flock(1) nor python3, so the backup lock $lock cannot be taken: install util-linux or busybox"
   waited=0
   until if command -v flock >/dev/null 2>&1; then flock -n 9; else python3 -c 'import fcntl; fcntl.flock(9, fcntl.LOCK_EX | fcntl.LOCK_NB)' 2>/dev/null; fi; do
     if [ "$waited" -ge "$2" ]; then
@@ -237,6 +237,9 @@ def _sqlite_backup(db: str, directory: str, check: str, lock_wait: float = 0,
     is checked read-only (``mode=ro``: a vanished file is an error, never a new empty
     database) and must hold at least one page, exactly its pages and the SQLite header.
     Sidecars and the backup are hard links of fresh temporaries: nothing is overwritten.
+
+    Long on purpose: one shell script, one template, read top to bottom as the host runs it
+    (split, its steps and their ``fail`` exits would no longer read in order).
     """
     pragma = "integrity_check" if check == "integrity" else "quick_check"
     db_q, dir_q = shlex.quote(db), shlex.quote(directory)
@@ -272,7 +275,7 @@ size=$(( $(wc -c < "$tmp" 2>/dev/null || echo 0) ))
 case "$1$2" in *[!0-9]*) fail verify_failed "the new backup cannot be read back: $tmp";; esac
 [ "$2" -ge 1 ] && [ $(( $1 * $2 )) -eq "$size" ] && is_sqlite "$tmp" || \\
   fail verify_failed "the new backup is not a whole SQLite database ($size bytes, $2 pages of $1)"
-command -v sha256sum >/dev/null 2>&1 || fail error "the machine has no sha256sum"
+command -v sha256sum >/dev/null 2>&1 || fail error "this host has no sha256sum"
 sums=$(mktemp "$tmp.sum.XXXXXX") || fail error "cannot create a temporary file in $dir"
 sha256sum < "$tmp" > "$sums" & hashing=$!  # beside the check: both read the fresh copy once
 res=$(sqlite3 -readonly "$ro" "PRAGMA {pragma}" 2>&1 | sed '/^\\*\\*\\* in database/d' | head -n 1)
@@ -372,7 +375,7 @@ def verify_script(directory: str, names: list[str], check: str) -> str:
     pragma = "integrity_check" if check == "integrity" else "quick_check"
     dir_q = shlex.quote(directory)
     sqlite = f"""cd {dir_q} || fail not_found "no backups in {directory}"
-command -v sha256sum >/dev/null 2>&1 || fail error "the machine has no sha256sum"
+command -v sha256sum >/dev/null 2>&1 || fail error "this host has no sha256sum"
 {RECORD_READERS}
 for f in {shlex.join(names)}; do
   [ -f "$f" ] && [ ! -h "$f" ] || fail not_found "no backup named $f in {directory}"
@@ -495,7 +498,7 @@ def record_script(directory: str, name: str) -> str:
     return f"""{PRELUDE}
 f={base}
 [ -f "$f" ] || exit 3
-command -v sha256sum >/dev/null 2>&1 || fail error "the machine has no sha256sum"
+command -v sha256sum >/dev/null 2>&1 || fail error "this host has no sha256sum"
 set -- $(sha256sum "$f")
 m=; [ -f "$f.json" ] && m=$(sed -n 's/.*"sha256"[[:space:]]*:[[:space:]]*"\\([0-9a-f]*\\)".*/\\1/p' "$f.json" 2>/dev/null | head -n 1)
 case $m in {HEX64_GLOB}) ;; *) m=-;; esac
@@ -514,16 +517,17 @@ class RemoteOutput:
     result: dict | None  # the __OPS_RESULT__ document
     entries: list[list[str]]  # the __OPS_ENTRY__ lines, split
     stdout: str
+    host: str = "the machine"  # how its messages name where it ran (an SSH host: its address)
 
     def data(self, what: str):
         """The result's data, or an OpsError carrying the remote failure."""
 
         if self.result is None:
             engine = f", engine {self.strategy}" if self.strategy else ""
-            raise OpsError(f"{what}: the machine printed no result (exit {self.status}{engine})")
+            raise OpsError(f"{what}: {self.host} printed no result (exit {self.status}{engine})")
         if not self.result.get("ok"):
             kind = self.result.get("kind", "error")
-            raise OpsError(f"{what} on the machine: {self.result.get('error')}",
+            raise OpsError(f"{what} on {self.host}: {self.result.get('error')}",
                            ENGINE_KINDS.get(kind, ExitCode.ERROR))
         return self.result.get("data")
 
@@ -531,11 +535,13 @@ class RemoteOutput:
 STRATEGIES = ("python3", "node", "sqlite3", "remote_command", "none")
 
 
-def parse_output(stdout: str) -> RemoteOutput:
+def parse_output(stdout: str, host: str = "the machine") -> RemoteOutput:
     """Read the marks; a marked line of any other shape is refused, never guessed at.
 
     Scripts print one sentinel, at most one strategy and one result; anything else
     carrying a mark did not come from them (or was cut), so the whole output is refused.
+    ``host`` names where the script ran, in every message (the Fly machine's session
+    keeps the default; an SSH session gives its address).
     """
     status = strategy = result = None
     entries = []
@@ -544,28 +550,28 @@ def parse_output(stdout: str) -> RemoteOutput:
         if line.startswith(SENTINEL):
             value = line[len(SENTINEL) + 1:]
             if status is not None or line[len(SENTINEL):][:1] != "=" or not _digits(value):
-                raise _unexpected(raw)
+                raise _unexpected(raw, host)
             status = int(value)
         elif line.startswith(STRATEGY_MARK):
             value = line[len(STRATEGY_MARK) + 1:]
             if strategy is not None or line != f"{STRATEGY_MARK}={value}" \
                     or value not in STRATEGIES:
-                raise _unexpected(raw)
+                raise _unexpected(raw, host)
             strategy = value
         elif line.startswith(RESULT_MARK):
             if result is not None or not line.startswith(RESULT_MARK + " "):
-                raise _unexpected(raw)
+                raise _unexpected(raw, host)
             try:
                 result = json.loads(line[len(RESULT_MARK) + 1:])
             except json.JSONDecodeError:
-                raise _unexpected(raw) from None
+                raise _unexpected(raw, host) from None
             if not isinstance(result, dict) or not isinstance(result.get("ok"), bool):
-                raise _unexpected(raw)
+                raise _unexpected(raw, host)
         elif line.startswith(ENTRY_MARK):
             if not line.startswith(ENTRY_MARK + " "):
-                raise _unexpected(raw)
+                raise _unexpected(raw, host)
             entries.append(line.split()[1:])
-    return RemoteOutput(status, strategy, result, entries, stdout)
+    return RemoteOutput(status, strategy, result, entries, stdout, host)
 
 
 def _digits(text: str) -> bool:
@@ -573,8 +579,8 @@ def _digits(text: str) -> bool:
     return text.isascii() and text.isdigit() and len(text) <= 3 and int(text) <= 255
 
 
-def _unexpected(line: str) -> OpsError:
-    return OpsError(f"the machine's output has a line this tool did not print: "
+def _unexpected(line: str, host: str) -> OpsError:
+    return OpsError(f"{host}'s output has a line this tool did not print: "
                     f"{ascii(line)[:100]}", ExitCode.ERROR)
 
 
@@ -690,7 +696,7 @@ cd "$dir" || fail not_found "no backup named $name in $dir"
 backup="$dir/$name"
 refuse() {{ fail verify_failed "backup $name failed verification, nothing was changed: $*"; }}
 is_sqlite "$name" || refuse "backup is not a SQLite database: $backup"
-command -v sha256sum >/dev/null 2>&1 || fail error "the machine has no sha256sum"
+command -v sha256sum >/dev/null 2>&1 || fail error "this host has no sha256sum"
 set -- $(sha256sum "$name"); sum=$1
 rs=$(sidecar_sha256 "$name"); rj=$(manifest_sha256 "$name")
 if [ "$rs" != - ] && [ "$rj" != - ] && [ "$rs" != "$rj" ]; then

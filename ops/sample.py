@@ -3,7 +3,8 @@
 Backup, verify and restore can only be trusted if they are exercised against something that
 looks like production: a WAL-mode SQLite file of realistic size and shape, with a separate
 process committing to it the whole time (the Node.js app never stops writing). This module
-builds such a database deterministically and runs such a writer, for tests and benchmarks.
+builds such a database deterministically and runs such a writer (``WriterProcess``: the one
+launcher of the demo, the tests and the benchmarks).
 
 Stdlib only, like the engine, so it can also be shipped to a machine that has just `python3`.
 
@@ -22,6 +23,7 @@ import os
 import random
 import signal
 import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -573,6 +575,108 @@ def _write_atomically(path: str | os.PathLike[str], text: str) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, target)
+
+
+class WriterFailed(RuntimeError):
+    """The stand-in app did not start committing, or left no report."""
+
+
+class WriterProcess:
+    """``python -m ops.sample write`` in a process of its own, as the app would be: the one
+    way the demo, the tests and the benchmarks start the stand-in app.
+
+    ``start()`` returns once it has committed (its ready file); ``stop()`` asks it to end
+    through its stop file (a kill only if it does not end within ``stop_timeout``) and
+    returns its report. ``workdir`` holds the stop, ready and report files.
+    """
+
+    def __init__(self, db: str | os.PathLike[str], workdir: str | os.PathLike[str], *,
+                 interval: float = 0.005, duration: float | None = None,
+                 python: str = sys.executable, env: dict | None = None,
+                 output: int | None = subprocess.DEVNULL):
+        self.db = Path(db).resolve()
+        self.workdir = Path(workdir).resolve()
+        self.interval, self.duration = interval, duration
+        self.python, self.env, self.output = python, env, output
+        self.proc: subprocess.Popen | None = None
+        self.report: dict = {}
+
+    @property
+    def stop_file(self) -> Path:
+        return self.workdir / "writer.stop"
+
+    @property
+    def ready_file(self) -> Path:
+        return self.workdir / "writer.ready"
+
+    @property
+    def report_file(self) -> Path:
+        return self.workdir / "writer.json"
+
+    def argv(self) -> list[str]:
+        return [self.python, "-m", "ops.sample", "write", str(self.db),
+                "--interval", str(self.interval),
+                *(["--duration", str(self.duration)] if self.duration is not None else []),
+                "--stop-file", str(self.stop_file), "--report", str(self.report_file),
+                "--ready-file", str(self.ready_file)]
+
+    def start(self, timeout: float = 10.0) -> WriterProcess:
+        from ops import poll  # stdlib only, like this module
+
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for path in (self.stop_file, self.ready_file, self.report_file):
+            path.unlink(missing_ok=True)
+        self.proc = subprocess.Popen(self.argv(), cwd=Path(__file__).resolve().parents[1],
+                                     env=self.env, stdout=self.output, stderr=self.output,
+                                     text=True)
+
+        def ready() -> bool | None:
+            if self.ready_file.exists():
+                return True
+            if self.proc.poll() is not None:
+                raise self._failed(f"the writer ended (exit {self.proc.returncode})")
+            return None
+
+        def expired(_polls: int, waited: float) -> WriterFailed:
+            self.proc.kill()
+            return self._failed(f"the writer made no commit within {waited:.1f}s")
+
+        poll.until(ready, timeout=timeout, interval=0.01, expired=expired)
+        return self
+
+    def _failed(self, why: str) -> WriterFailed:
+        out, err = self.proc.communicate()  # reaped; its words when they were kept
+        said = f": {(out or '').strip()} {(err or '').strip()}".rstrip(": ")
+        self.proc = None
+        return WriterFailed(f"{why} writing to {self.db}{said}")
+
+    def stop(self, stop_timeout: float = 15.0, *, ask: bool = True) -> dict:
+        """End it (``ask=False``: let it end by itself, at its ``duration``), and its
+        report (also kept as ``report``)."""
+        if self.proc is None:
+            return self.report
+        if ask:
+            self.stop_file.touch()
+        try:
+            out, err = self.proc.communicate(timeout=stop_timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+        self.proc = None
+        for path in (self.stop_file, self.ready_file):  # the next start begins clean
+            path.unlink(missing_ok=True)
+        try:
+            self.report = json.loads(self.report_file.read_text())
+        except (OSError, ValueError):
+            raise WriterFailed(f"the writer left no report: {out or ''} {err or ''}".strip()) \
+                from None
+        return self.report
+
+    def __enter__(self) -> WriterProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import re
 import shlex
 import sys
 import textwrap
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +33,10 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+# The one bytes formatter ("260.0 MB"): the engine's, because the engine prints sizes on the
+# machine too (a full disk) and must stay stdlib-only; every line here uses the same units.
+from ops.engine import human_size as human_bytes  # noqa: F401 - imported from here by the tasks
+
 # What a terminal would obey rather than show: C0 controls (ESC starts every escape
 # sequence, CR overwrites a line, BS erases), DEL, C1 controls (0x9b is a one-byte CSI) and
 # the bidirectional overrides that make text read other than it is (Trojan Source).
@@ -45,14 +50,6 @@ def printable(text: str) -> str:
     rewrite a line. Newlines stay (callers that need one line take the first)."""
     return _CONTROLS.sub(lambda m: (f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
                                     else f"\\u{ord(m.group()):04x}"), str(text))
-
-
-def human_bytes(size: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(size) < 1000 or unit == "TB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1000
-    return f"{size} B"
 
 
 def volume_gb(size: float) -> str:
@@ -170,8 +167,10 @@ def wrapped(text: str, width: int | None, indent: str = "") -> list[str]:
 
 EMITTED = [0]  # JSON documents written on stdout in this process (ops.cli.guarded reads it)
 
+SPINNER_AFTER = 2.0  # seconds before a spinner shows the time so far
+STILL_RUNNING = (10.0, 30.0, 60.0)  # when a log says a step is still running; then each minute
 MARKS = {"ok": ("✓", "green"), "failed": ("✗", "red"), "skipped": ("-", "yellow"),
-         "interrupted": ("✗", "red")}
+         "interrupted": ("✗", "red"), "warning": ("!", "yellow")}
 
 
 @dataclass
@@ -186,13 +185,17 @@ class Step:
 
 
 class UI:
-    def __init__(self, *, json_mode: bool = False, err: Console | None = None, out=None):
-        self.json_mode = json_mode
+    def __init__(self, *, err: Console | None = None, out=None, json_mode: bool = False):
+        # ``json_mode`` is ignored (stdout carries JSON only where a command calls
+        # ``emit``); accepted until the flow commands (deploy, restore, emergency,
+        # restore.volume) stop passing it, then to be removed.
+        del json_mode
         self.err = err or make_console()
         self.out = out or sys.stdout
         self.steps: list[Step] = []
         self._open: list[Step] = []  # the steps running now, outermost first
         self._spinner = None  # Rich allows one live display at a time: the outermost step's
+        self._spinner_text = ""  # what the spinner says, before the elapsed time
         self.redact = lambda text: text  # a deploy hides its tokens from every line
 
     def shown(self, text: str) -> str:
@@ -235,8 +238,12 @@ class UI:
         started = time.monotonic()
         own_spinner = self.interactive and self._spinner is None
         if own_spinner:
-            self._spinner = self.err.status(escape(self.shown(label)))
+            self._spinner_text = self.shown(label)
+            self._spinner = self.err.status(escape(self._spinner_text))
             self._spinner.start()
+        ended = threading.Event()
+        threading.Thread(target=self._heartbeat, args=(step, started, ended, own_spinner),
+                         daemon=True, name="ops-heartbeat").start()
         try:
             yield step
         except BaseException as exc:
@@ -247,6 +254,7 @@ class UI:
         else:
             step.outcome = "ok" if step.outcome == "running" else step.outcome
         finally:
+            ended.set()
             self._open.pop()
             if own_spinner:
                 self._spinner.stop()
@@ -254,13 +262,33 @@ class UI:
             step.seconds = round(time.monotonic() - started, 3)
             self._print_step(step)
 
+    def _heartbeat(self, step: Step, started: float, ended: threading.Event,
+                   own_spinner: bool) -> None:
+        """No long silence (issue 20 #9): past ``SPINNER_AFTER`` s a terminal's spinner
+        shows the time so far, and a log gets a "still running" line at each of
+        ``STILL_RUNNING`` s (then every minute) while this is the innermost step."""
+        marks = iter(STILL_RUNNING)
+        next_line = next(marks)
+        while not ended.wait(1.0 if own_spinner else 0.25):
+            elapsed = time.monotonic() - started
+            if own_spinner and elapsed >= SPINNER_AFTER and self._spinner is not None:
+                self._spinner.update(escape(f"{self._spinner_text}  "
+                                            f"({human_seconds(round(elapsed))})"))
+            if not self.interactive and elapsed >= next_line and \
+                    self._open and self._open[-1] is step:
+                self.err.print(escape(fit("  " * step.depth + f"… {self.shown(step.label)}: "
+                                          f"still running ({human_seconds(round(elapsed))})",
+                                          self.width or 10**6)), soft_wrap=True)
+                next_line = next(marks, next_line + 60)
+
     def waiting(self, message: str) -> None:
         """Why the running step has not finished yet: one plain line (call it when the
         reason changes, not on every poll), also on a terminal, where the step's live line
         may be a progress display that has none (a backup waiting for the lock showed a
         blank screen) and is gone once Ctrl-C ends it; the spinner says it as well."""
         if self._spinner is not None:
-            self._spinner.update(escape(self.shown(message.strip())))
+            self._spinner_text = self.shown(message.strip())
+            self._spinner.update(escape(self._spinner_text))
         self.info(message)
 
     def skipped(self, label: str, reason: str) -> None:
@@ -400,12 +428,15 @@ PHASE_LABELS = {"content": "row counts + content hash", "counts": "row counts"}
 class BackupPhases:
     """Follows ``engine.create_backup``'s phases: one bar per phase on a terminal
     (progress where the phase has it, elapsed time where not), and on any output a
-    line when Ctrl-C stops the backup."""
+    line when Ctrl-C stops the backup. The bars replace the step's spinner only once a
+    phase is reported: a machine or host that reports none keeps the spinner and its
+    elapsed time (else a 40 s backup over SSH was a blank terminal)."""
 
     def __init__(self, ui: UI, progress: Progress | None):
         self.ui = ui
         self.progress = progress
         self.tasks: dict[str, int] = {}
+        self.shown = False  # the bars are on screen, the spinner paused
 
     def copy(self, done: int, total: int | None = None) -> None:
         self.phase("copy", done, total)
@@ -423,6 +454,11 @@ class BackupPhases:
             return
         if self.progress is None:  # the step's own line says the rest when it ends
             return
+        if not self.shown:
+            if self.ui._spinner:
+                self.ui._spinner.stop()
+            self.progress.start()
+            self.shown = True
         if name not in self.tasks:
             self.tasks[name] = self.progress.add_task(escape(label), total=total or None)
         task = self.tasks[name]
@@ -432,10 +468,17 @@ class BackupPhases:
         elif done is not None:
             self.progress.update(task, completed=done, **({"total": total} if total else {}))
 
+    def close(self) -> None:
+        if self.shown:
+            self.progress.stop()
+            if self.ui._spinner:
+                self.ui._spinner.start()
+
 
 @contextlib.contextmanager
 def backup_phases(ui: UI):
-    """``BackupPhases`` for the length of one backup (replaces the step's spinner)."""
+    """``BackupPhases`` for the length of one backup (its bars replace the step's spinner
+    once the first phase is reported)."""
     if not ui.interactive:
         yield BackupPhases(ui, None)
         return
@@ -444,11 +487,9 @@ def backup_phases(ui: UI):
     progress = Progress(TextColumn("{task.description:<26}"), BarColumn(),
                         TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
                         console=ui.err, transient=True)
-    if ui._spinner:
-        ui._spinner.stop()
+    phases = BackupPhases(ui, progress)
     try:
-        with progress:
-            yield BackupPhases(ui, progress)
+        yield phases
     finally:
-        if ui._spinner:
-            ui._spinner.start()
+        phases.close()
+

@@ -22,18 +22,20 @@ Everything that can fail for lack of room (the volume's placement, with the VM s
 time (the restore) happens before the old machine stops, so such a failure leaves it
 serving. The old machine is kept with its volume attached: nothing is destroyed, and while
 it holds its volume, ``fly deploy`` cannot pick the wrong unattached volume of the same
-name. The plan is data (``plan``); ``Execution`` acts, run by ``ops.emergency.Runner``.
+name. The plan is data (``plan_reads``, ``plan``); ``Execution`` acts; ``runbook.Runner``
+runs both, the reads for real also in a dry run.
 """
 
 from __future__ import annotations
 
 import re
-import time
+import shlex
 from dataclasses import dataclass, field
 
-from ops import fly
-from ops.emergency import AUTOSTART_BEFORE, MachineView, Step
+from ops import fly, health, poll
 from ops.errors import ExitCode, OpsError
+from ops.fly import AUTOSTART_BEFORE, Machine
+from ops.runbook import Step
 
 GIB = 1024**3
 # The states Fly documents for a volume created from a snapshot, in order (Fly's volume
@@ -83,7 +85,7 @@ class Resolved:
     app: str
     name: str  # the volume name fly.toml mounts ([mounts] source)
     path: str  # where the old machine mounts it
-    machine: MachineView
+    machine: Machine
     volume: fly.Volume
     snapshot: fly.Snapshot
     size_gb: int
@@ -100,7 +102,7 @@ class Resolved:
         return any(m.autostarts)
 
 
-def resolve(app: str, name: str, volume: fly.Volume, machine: MachineView,
+def resolve(app: str, name: str, volume: fly.Volume, machine: Machine,
             snapshots: list[fly.Snapshot], which: str,
             volumes: list[fly.Volume], earlier: list[fly.Snapshot] = ()) -> Resolved:
     """Check that a clone can work at all; refuse before anything changes."""
@@ -128,6 +130,24 @@ def resolve(app: str, name: str, volume: fly.Volume, machine: MachineView,
                     size_for(snapshot, volume), strays)
 
 
+def plan_reads(app: str, which: str, volume: fly.Volume | None = None,
+               earlier: list[fly.Volume] = ()) -> list[Step]:
+    """What a run reads before anything changes, for real also in a dry run, one step at a
+    time (each names what the one before found): flyctl's version, the app's volumes and
+    machines; then the production volume's snapshots; then, only when ``which`` is none of
+    them, the snapshots of the earlier volumes of its name."""
+    if volume is None:
+        return [Step("resolve", f"resolve the volume and machine of {app}", reads_only=True,
+                     commands=(tuple(fly.version()), tuple(fly.volumes_list(app)),
+                               tuple(fly.machines_list(app))))]
+    if not earlier:
+        return [Step("snapshot", f"find snapshot {which} of {volume.id}", reads_only=True,
+                     commands=(tuple(fly.snapshots_list(app, volume.id)),))]
+    return [Step("earlier", f"find snapshot {which} of an earlier {volume.name!r} volume",
+                 reads_only=True,
+                 commands=tuple(tuple(fly.snapshots_list(app, v.id)) for v in earlier))]
+
+
 def plan(r: Resolved, health_url: str) -> list[Step]:
     """The steps with their flyctl commands; ``<new volume>`` is known after the first.
 
@@ -135,35 +155,40 @@ def plan(r: Resolved, health_url: str) -> list[Step]:
     host with room for the machine's VM size; the proxy cannot start it once it stops."""
     m, v = r.machine, r.volume
     size = f", VM {m.guest.cpu_kind} x{m.guest.cpus} {m.guest.memory_mb} MB" if m.guest else ""
+    stop = shlex.join(["fly", *fly.machine_stop(r.app, m.id)])
     steps = [
         Step("create", f"create volume {r.name!r} from snapshot {r.snapshot.id} "
              f"({r.size_gb} GB in {v.region}, snapshots kept {retention_of(v)} days{size}) "
              f"-> {NEW_VOLUME}",
-             tuple(fly.volumes_create_from_snapshot(
+             commands=(tuple(fly.volumes_create_from_snapshot(
                  r.app, r.name, r.snapshot.id, r.size_gb, v.region,
                  retention=v.snapshot_retention, scheduled=v.auto_backup_enabled,
-                 guest=m.guest)), True),
+                 guest=m.guest)),)),
         Step("wait", f"wait until {NEW_VOLUME} is restored (state `{READY_STATE}`)",
-             tuple(fly.volumes_list(r.app))),
+             commands=(tuple(fly.volumes_list(r.app)),), reads_only=True),
         Step("guard", f"autostart guard: Fly's proxy must never start {m.id} again "
              "(autostart off; left stopped)",
-             tuple(fly.machine_update(
+             commands=(tuple(fly.machine_update(
                  r.app, m.id, autostart=False, skip_start=True,
-                 metadata={AUTOSTART_BEFORE: "true" if r.autostart else "false"})), True),
-        Step("stop_old", f"wait until {m.id} is `stopped` (kept, with {v.id})",
-             tuple(fly.machine_stop(r.app, m.id)), True),
+                 metadata={AUTOSTART_BEFORE: "true" if r.autostart else "false"})),)),
+        # the guard's --skip-start leaves it stopped: `fly machine stop` only if it is not
+        Step("stop_old", f"wait until {m.id} is `stopped` (kept, with {v.id}; `{stop}` if "
+             "it is not)", commands=(tuple(fly.machines_list(r.app)),), by_hand=(stop,)),
         Step("clone", f"clone {m.id} onto {NEW_VOLUME} at {r.path} -> {NEW_MACHINE}, waiting "
              "for its health checks",
-             tuple(fly.machine_clone(r.app, m.id, NEW_VOLUME, r.path, v.region)), True),
+             commands=(tuple(fly.machine_clone(r.app, m.id, NEW_VOLUME, r.path, v.region)),)),
     ]
     if r.autostart:
         steps.append(Step("autostart", f"{NEW_MACHINE} autostarts like {m.id} did (the clone "
                           "copied the guard)",
-                          tuple(fly.machine_update(r.app, NEW_MACHINE, autostart=True)), True))
+                          commands=(tuple(fly.machine_update(r.app, NEW_MACHINE,
+                                                             autostart=True)),)))
     steps += [
         Step("verify", f"{NEW_MACHINE} is started with {NEW_VOLUME}; {m.id} is stopped with "
-             f"{v.id} and autostart off", tuple(fly.machines_list(r.app))),
-        Step("health", f"poll {health_url} until 200"),
+             f"{v.id} and autostart off", commands=(tuple(fly.machines_list(r.app)),),
+             reads_only=True),
+        Step("health", f"poll {health_url} until 200", reads_only=True,
+             by_hand=(health.by_hand(health_url),)),
     ]
     return steps
 
@@ -192,8 +217,6 @@ def go_back(r: Resolved, clone: str | None, clone_tried: bool) -> list[list[str]
 
 
 def go_back_text(r: Resolved, clone: str | None, clone_tried: bool, binary: str = "fly") -> str:
-    import shlex
-
     argvs = go_back(r, clone, clone_tried)
     lines = []
     for number, argv in enumerate(argvs, 1):
@@ -213,19 +236,6 @@ def go_back_text(r: Resolved, clone: str | None, clone_tried: bool, binary: str 
     return "\n".join(lines)
 
 
-def filled(step: Step, values: dict) -> Step:
-    """The step with the values learnt so far put in for their placeholders."""
-    argv = tuple(_fill(word, values) for word in step.argv)
-    return Step(step.key, _fill(step.title, values), argv, step.changes)
-
-
-def _fill(text: str, values: dict) -> str:
-    for key, value in values.items():
-        if value:
-            text = text.replace(f"<{key}>", value)
-    return text
-
-
 def cleanup_commands(r: Resolved) -> list[list[str]]:
     """What the operator runs once the restored app is right (never run by the tool)."""
     return [fly.machine_destroy(r.app, r.machine.id), fly.volumes_destroy(r.app, r.volume.id)]
@@ -233,20 +243,25 @@ def cleanup_commands(r: Resolved) -> list[list[str]]:
 
 @dataclass
 class Execution:
-    """Runs a plan; ``values`` holds what each step learnt (the new volume and machine)."""
+    """Does the plan's steps; ``values`` holds what each step learnt (the new volume and
+    machine: the runner's own ``values``, so they fill its later steps' placeholders)."""
 
     resolved: Resolved
     runner: fly.Fly
     wait_timeout: float
     interval: float
     stop_timeout: float = 300.0
-    machines: object = None  # () -> list[MachineView]
+    machines: object = None  # () -> list[Machine]
     values: dict = field(default_factory=dict)  # new_volume, new_machine
     guarded: bool = False  # the autostart guard was sent: the old machine was touched
     clone_tried: bool = False  # `fly machine clone` ran (a clone may exist)
 
+    def argv(self, step: Step, number: int = 0) -> list[str]:
+        """The step's command with what the run has learnt put in for its placeholders."""
+        return list(step.filled(self.values).commands[number])
+
     def create(self, step: Step) -> str:
-        done = self.runner.run(list(step.argv))
+        done = self.runner.run(self.argv(step))
         try:
             volume = fly.Volume.parse(_first_json(done.stdout))
         except (KeyError, TypeError, ValueError):
@@ -269,9 +284,11 @@ class Execution:
 
     def _poll(self, read, done, pending, timeout: float, what: str, key: str,
               first: str | None = None) -> str:
-        deadline = time.monotonic() + timeout
+        """Read the state until it is one of ``done`` (the states seen, in order); fail at
+        once on a state neither done nor ``pending``, or when ``timeout`` would pass."""
         seen: list[str] = [first] if first else []
-        while True:
+
+        def attempt() -> str | None:
             state = read()
             if not seen or seen[-1] != state:
                 seen.append(state)
@@ -280,16 +297,19 @@ class Execution:
             if state not in pending:
                 raise OpsError(f"{what} is {state or 'in no state'} (seen: {' -> '.join(seen)}); "
                                f"expected {' or '.join(pending + done)}")
-            if time.monotonic() + self.interval > deadline:
-                raise OpsError(f"{what} still {state} after {timeout:g}s (seen: "
-                               f"{' -> '.join(seen)}); if it needs longer, raise {key}",
-                               ExitCode.TIMEOUT)
-            time.sleep(self.interval)
+            return None
+
+        def expired(polls: int, waited: float) -> OpsError:
+            return OpsError(f"{what} still {seen[-1]} after {timeout:g}s (seen: "
+                            f"{' -> '.join(seen)}); if it needs longer, raise {key}",
+                            ExitCode.TIMEOUT)
+
+        return poll.until(attempt, timeout=timeout, interval=self.interval, expired=expired)
 
     def guard(self, step: Step) -> str:
         self.guarded = True  # sent: from here on, a failure says how to go back
         try:
-            self.runner.run(list(step.argv))
+            self.runner.run(self.argv(step))
         except fly.FlyError:
             self.guarded = self.touched()  # e.g. a lease held elsewhere: nothing changed
             raise
@@ -311,7 +331,7 @@ class Execution:
         if state == "stopped":
             return f"{old} stopped"
         if state != "stopping":
-            self.runner.run(list(step.argv))
+            self.runner.run(fly.machine_stop(self.resolved.app, old))
         seen = self._poll(lambda: self._machine_state(old), ("stopped",),
                           ("started", "stopping", "starting", "replacing", "updating",
                            "suspending", "suspended"),
@@ -323,12 +343,12 @@ class Execution:
         return found.state if found else "not listed"
 
     def autostart(self, step: Step) -> str:
-        self.runner.run(list(step.argv))
+        self.runner.run(self.argv(step))
         return f"{self.values['new_machine']}: autostart on"
 
     def clone(self, step: Step) -> str:
         self.clone_tried = True
-        result = self.runner.run(list(step.argv), check=False)
+        result = self.runner.run(self.argv(step), check=False)
         created = CREATED.search(result.stdout)
         if created:
             self.values["new_machine"] = created.group(1)
@@ -338,7 +358,7 @@ class Execution:
                                f"{fly.error_line(result.stderr, result.returncode)}")
         return f"{self.values.get('new_machine', '?')} cloned"
 
-    def verify(self, step: Step, machines: list[MachineView]) -> str:
+    def verify(self, step: Step, machines: list[Machine]) -> str:
         r, new_volume = self.resolved, self.values["new_volume"]
         on_new = [m for m in machines if any(vol == new_volume for vol, _ in m.mounts)]
         if len(on_new) != 1 or on_new[0].state != "started":

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ops import engine, node, remote
+from ops.sample import WriterProcess
 from ops.ssh.connection import Options
 from ops.ssh.session import connect
 from tests.flyctl_double.state import DEFAULT_TOKEN, FlyWorld
@@ -236,6 +237,17 @@ def assert_one_line_error(
 # ---------------------------------------------------------------- databases
 
 
+def flags_of(task: str) -> dict[str, str]:
+    """The task's flags as typed: ``{"-n": "dry-run", "--dry-run": "dry-run", ...}``."""
+    from ops.commands import namespace
+
+    found = {}
+    for arg in namespace()[task].get_arguments():
+        for name in arg.names:
+            found[("-" if len(name) == 1 else "--") + name] = arg.names[0]
+    return found
+
+
 def make_wal_db(path: str | os.PathLike, *, users: int = 200, steps: int = 3000) -> Path:
     """A small Step Challenge-shaped database in WAL mode, checkpointed and closed.
 
@@ -420,62 +432,16 @@ def python(script: str, *args: str) -> subprocess.Popen:
     )
 
 
-@dataclass
-class Writer:
-    """The app stand-in: ``python -m ops.sample write``, one row per commit into writer_log."""
+class Writer(WriterProcess):
+    """The app stand-in (``ops.sample.WriterProcess``: one row per commit into writer_log),
+    run in this suite's clean environment, its output kept for a failure's message."""
 
-    db: Path
-    workdir: Path
-    interval: float = 0.005
-    proc: subprocess.Popen | None = None
-    report: dict = field(default_factory=dict)
-
-    @property
-    def stop_file(self) -> Path:
-        return self.workdir / "writer.stop"
-
-    @property
-    def ready_file(self) -> Path:
-        return self.workdir / "writer.ready"
-
-    @property
-    def report_file(self) -> Path:
-        return self.workdir / "writer.json"
-
-    def start(self) -> Writer:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        argv = [
-            PYTHON, "-m", "ops.sample", "write", str(self.db),
-            "--interval", str(self.interval), "--duration", "60",
-            "--stop-file", str(self.stop_file), "--report", str(self.report_file),
-            "--ready-file", str(self.ready_file),
-        ]  # fmt: skip
-        self.proc = subprocess.Popen(
-            argv, cwd=REPO_ROOT, env=clean_env(), stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        wait_for(
-            lambda: self.ready_file.exists() or self.proc.poll() is not None, what="the writer"
-        )
-        assert self.proc.poll() is None, f"writer died: {self.proc.communicate()}"
-        return self
+    def __init__(self, db: Path, workdir: Path, interval: float = 0.005):
+        super().__init__(db, workdir, interval=interval, duration=60, python=PYTHON,
+                         env=clean_env(), output=subprocess.PIPE)
 
     def max_id(self) -> int:
         return live_rows(self.db, "SELECT coalesce(max(id), 0) FROM writer_log")[0][0]
-
-    def stop(self) -> dict:
-        if self.proc is None:
-            return self.report
-        self.stop_file.touch()
-        try:
-            out, err = self.proc.communicate(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            out, err = self.proc.communicate()
-        assert self.report_file.exists(), f"writer left no report: {out} {err}"
-        self.report = json.loads(self.report_file.read_text())
-        self.proc = None
-        return self.report
 
 
 def lock_held_elsewhere(folder: Path, workdir: Path):

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from ops import cli, emergency
+from ops import cli, runbook
 from ops.errors import ExitCode, OpsError
 from ops.ui import wrapped
 from tests import helpers
@@ -101,8 +101,8 @@ def test_wrapping_is_pure_and_keeps_long_words_whole():
     assert wrapped("  1. update: " + "word " * 20, 40, indent="     ") == [
         "  1. update: word word word word word", "     word word word word word word word",
         "     word word word word word word word", "     word"]
-    title = emergency.render("T:", [emergency.Step("k", "t", ("machine", "update", "x" * 90))],
-                             width=80).split("\n")
+    title = runbook.render("T:", [runbook.Step("k", "t", commands=(("machine", "update",
+                                                                     "x" * 90),))], width=80)
     assert title[2] == "       $ fly machine update \\" and title[3] == " " * 9 + "x" * 90
 
 

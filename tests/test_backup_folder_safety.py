@@ -3,7 +3,7 @@
 Each test plants what an adversary, a wrong clock or a crash leaves (symlinks, FIFOs,
 junk named like backups, corrupted backups, full disks, read-only mounts, undecodable
 names) and asserts what a user sees: exit codes, one-line errors and the files on disk.
-The README's "What the backup folder promises" names the test behind each promise.
+docs/backup-folder.md ("What the backup folder promises") names the test behind each promise.
 """
 
 from __future__ import annotations

@@ -287,7 +287,7 @@ def test_a_short_flag_means_one_thing_everywhere_and_h_is_help(tmp_path):
     assert "skip-backup" not in found["deploy"].values()
     assert found["deploy"] == {"i": "image", "j": "json", "l": "lock-wait", "n": "dry-run"}
     assert found["backup"]["p"] == "production" and found["backup.list"]["p"] == "production"
-    readme = (REPO_ROOT / "README.md").read_text()
+    readme = (REPO_ROOT / "docs" / "flags.md").read_text()
     for short, longs in meaning.items():
         assert f"`-{short}` `--{longs.pop()}`" in readme, short
 

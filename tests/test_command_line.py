@@ -23,7 +23,7 @@ from ops.commands import namespace
 from ops.errors import ExitCode
 from ops.ui import _CONTROLS, printable
 from tests import helpers
-from tests.helpers import REPO_ROOT, assert_one_line_error
+from tests.helpers import REPO_ROOT, assert_one_line_error, flags_of
 
 NS = namespace()
 TASKS = {primary: (aliases[0] if aliases else primary)
@@ -44,44 +44,6 @@ def cli(capsys, *argv: str, config_class=None) -> helpers.InvokeResult:
         signal.signal(signal.SIGINT, interrupt)
     out, err = capsys.readouterr()
     return helpers.InvokeResult(list(argv), code, out, err)
-
-
-def flags_of(task: str) -> dict[str, str]:
-    """The task's flags as typed: ``{"-n": "dry-run", "--dry-run": "dry-run", ...}``."""
-    found = {}
-    for arg in NS[task].get_arguments():
-        for name in arg.names:
-            found[("-" if len(name) == 1 else "--") + name] = arg.names[0]
-    return found
-
-
-# ---------------------------------------------------------------- 1: the README's table
-
-def readme_flag_table() -> dict[str, tuple[str, set[str]]]:
-    """The README's short-flag table: ``{"-n": ("dry-run", {"backup", ...})}``."""
-    text = (REPO_ROOT / "README.md").read_text()
-    table = text[text.index("| flags | meaning | tasks |"):].split("\n\n")[0]
-    rows = {}
-    for line in table.splitlines()[2:]:
-        flags, _, tasks = (cell.strip() for cell in line.strip("|").split("|"))
-        found = re.fullmatch(r"`-(\w)` `--([\w-]+)`", flags)
-        if found:
-            rows["-" + found.group(1)] = (found.group(2), {t.strip() for t in tasks.split(",")})
-    return rows
-
-
-def test_the_readme_lists_every_short_flag_with_exactly_the_tasks_that_have_it():
-    actual: dict[str, tuple[set[str], set[str]]] = {}
-    for primary, shown in TASKS.items():
-        for arg in NS[primary].get_arguments():
-            for short in (n for n in arg.names if len(n) == 1):
-                longs, tasks = actual.setdefault("-" + short, (set(), set()))
-                longs.add(arg.names[0])
-                tasks.add(shown)
-    table = readme_flag_table()
-    assert {k: v for k, v in actual.items() if len(v[0]) > 1} == {}  # one meaning each
-    assert table.pop("-h") == ("help", {"every task"})
-    assert {short: (longs.pop(), tasks) for short, (longs, tasks) in actual.items()} == table
 
 
 def test_dry_run_is_dash_n_in_every_task_that_has_one_and_dash_d_is_nobodys():

@@ -333,7 +333,7 @@ def test_tokens_after_double_dash_are_never_shown(site, form):
 
     assert plan.returncode == 0, plan
     (step,) = [s for s in plan.json()["steps"] if s["key"] == "deploy"]
-    (argv,) = step["commands"]
+    argv, _ = step["commands"]  # `fly deploy`, then the release it made
     assert token not in argv and not any(token in word for word in argv), argv
     assert argv[-1].endswith("***"), argv
     assert real.returncode == 0, real
@@ -412,13 +412,13 @@ def test_fly_config_elsewhere_is_built_from_its_own_folder(site):
     expected = ["deploy", "-a", APP, "-c", str(other / "fly.toml"), str(other)]
     assert plan.returncode == 0, plan
     (step,) = [s for s in plan.json()["steps"] if s["key"] == "deploy"]
-    assert step["commands"] == [expected]
+    assert step["commands"][:1] == [expected]
     assert f"builds {other}" in step["title"]
     assert result.returncode == 0, result
     assert deploy_argv(site) == expected
     here = site.run("deploy", "--dry-run", "--json")  # fly.toml here: no folder argument
     (step,) = [s for s in here.json()["steps"] if s["key"] == "deploy"]
-    assert step["commands"] == [["deploy", "-a", APP, "-c", "fly.toml"]]
+    assert step["commands"][:1] == [["deploy", "-a", APP, "-c", "fly.toml"]]
 
 
 # ---------------------------------------------------------------- issue 9 #1

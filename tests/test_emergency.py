@@ -319,7 +319,7 @@ def test_hostile_machine_json_is_one_line_and_changes_nothing(site, machine):
     result = site.run("emergency.stop", "--yes")
 
     line = helpers.assert_one_line_error(result, ExitCode.FLY)
-    assert "`fly machine list` printed unexpected JSON" in line
+    assert f"`fly machine list -a {APP} --json` printed unexpected JSON" in line  # fly.Machine's
     assert calls(site) == READS
 
 

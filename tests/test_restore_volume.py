@@ -459,11 +459,12 @@ class Recorder:
 ])
 def test_stop_old_sends_a_stop_only_when_needed_and_polls_until_stopped(states, stop_sent,
                                                                         outcome):
-    from ops import emergency as em
+    from ops import fly as flymod
+    from ops import runbook
     from ops import volume_restore as vr
     from ops.errors import OpsError
 
-    machine = em.MachineView.parse({"id": MID, "state": states[0], "config": {
+    machine = flymod.Machine.parse({"id": MID, "state": states[0], "config": {
         "mounts": [{"volume": VOL, "path": "/data"}]}})
     import itertools
 
@@ -472,8 +473,8 @@ def test_stop_old_sends_a_stop_only_when_needed_and_polls_until_stopped(states, 
     run = vr.Execution(
         vr.Resolved(APP, "data", "/data", machine, None, None, 3), recorder, 1.0, 0.0,
         stop_timeout=0.05,
-        machines=lambda: [em.MachineView.parse({"id": MID, "state": next(seen)})])
-    step = vr.Step("stop_old", "", ("machine", "stop", MID, "-a", APP), True)
+        machines=lambda: [flymod.Machine.parse({"id": MID, "state": next(seen)})])
+    step = runbook.Step("stop_old", "", commands=(("machine", "list", "-a", APP, "--json"),))
     if outcome in ("failed", "timeout"):
         with pytest.raises(OpsError) as raised:
             run.stop_old(step)
@@ -485,7 +486,6 @@ def test_stop_old_sends_a_stop_only_when_needed_and_polls_until_stopped(states, 
 
 
 def _resolved(autostart, guest=True, metadata=None):
-    from ops import emergency as em
     from ops import fly as flymod
     from ops import volume_restore as vr
 
@@ -493,7 +493,7 @@ def _resolved(autostart, guest=True, metadata=None):
               "services": [{"autostart": autostart}], "metadata": metadata or {}}
     if guest:
         config["guest"] = {"cpu_kind": "performance", "cpus": 2, "memory_mb": 4096}
-    machine = em.MachineView.parse({"id": MID, "state": "started", "config": config})
+    machine = flymod.Machine.parse({"id": MID, "state": "started", "config": config})
     volume = flymod.Volume(VOL, "data", "created", 3, "ams", MID, None, None)
     snap = flymod.Snapshot(NEWEST, "created", 1, 3 * GIB, "2026-08-17T02:10:54Z", 14)
     return vr.resolve(APP, "data", volume, machine, [snap], "latest", [volume])
@@ -511,7 +511,7 @@ def test_the_plan_and_the_go_back_follow_the_old_autostart(autostart, keys, back
     resolved = _resolved(autostart)
     steps = vr.plan(resolved, "https://x.fly.dev/health")
     assert [s.key for s in steps] == keys
-    create = list(steps[0].argv)
+    create = list(steps[0].commands[0])
     assert create[create.index("--vm-cpu-kind"):create.index("-a")] == [
         "--vm-cpu-kind", "performance", "--vm-cpus", "2", "--vm-memory", "4096"]
     assert "--snapshot-retention" not in create  # the old volume says nothing: flyctl's 5
@@ -528,6 +528,6 @@ def test_a_guard_left_by_an_earlier_run_is_read_from_the_metadata_and_guest_may_
     resolved = _resolved(False, guest=False, metadata={"ops_autostart_before": "true"})
     assert resolved.autostart is True
     steps = vr.plan(resolved, "https://x.fly.dev/health")
-    assert "--vm-memory" not in steps[0].argv and "autostart" in [s.key for s in steps]
+    assert "--vm-memory" not in steps[0].commands[0] and "autostart" in [s.key for s in steps]
     # while the services autostart, an inherited record says nothing
     assert _resolved(True, metadata={"ops_autostart_before": "false"}).autostart is True

@@ -103,12 +103,3 @@ def test_scheduled_runs_alert_when_cancelled_as_well_as_failed():
     assert "conclusion == 'cancelled'" in alert and "conclusion == 'failure'" in alert
     assert "exit 1" in alert and "actions/checkout" not in alert
     assert re.search(r"^permissions:\n  contents: read\n", alert, re.MULTILINE)
-
-
-def test_the_60_day_rule_and_each_workflows_token_are_documented():
-    readme = (REPO_ROOT / "README.md").read_text()
-    ci = readme[readme.index("\n## CI\n"):readme.index("\n## Restore runbook\n")]
-    assert "60 days" in ci and "60 days" in text("scheduled.yml")
-    assert "fly tokens create deploy -a step-app-4x-yhw" in ci
-    assert "fly tokens create ssh -a step-app-4x-yhw" in ci
-    assert "internal/command/tokens/create.go" in ci  # where the answer comes from

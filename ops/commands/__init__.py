@@ -29,8 +29,6 @@ def namespace(root: Path | None = None) -> Collection:
     ns.configure(DEFAULTS)
     if root is not None:
         ns.configure({"project": {"root": str(root)}})
-    # Invoke's own echo format is raw ANSI that ignores NO_COLOR; ours is plain.
-    ns.configure({"run": {"echo_format": "$ {command}"}})
     return ns
 
 

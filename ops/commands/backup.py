@@ -16,9 +16,8 @@ from ops.cli import guarded, invoke_command, task
 from ops.commands.positional import OptionalPositionalTask
 from ops.engine import in_future, latest_reason, parse_iso, same_source
 from ops.errors import ExitCode, OpsError
-from ops.targets.fly import FlyTarget
+from ops.targets.chosen import target_for
 from ops.targets.local import SOURCE_FOLDERS, LocalTarget
-from ops.targets.ssh import SshTarget
 from ops.ui import UI, human_age, human_bytes, utc_stamp, volume_gb
 
 PRODUCTION = "run against the production machine on Fly.io (over fly ssh) instead of locally"
@@ -43,12 +42,11 @@ def open_target(c, *, production: bool = False, host: str | None = None, json: b
         raise OpsError("--production (the Fly machine) and --host (an SSH host) name two "
                        "different targets: give one", ExitCode.USAGE)
     settings = config.load(c.config, host=host, **flags)
-    ui = UI(json_mode=json)
-    if production:
-        return settings, FlyTarget(settings, ui), ui
-    if settings.ssh_host:
-        target = SshTarget(settings, ui, settings.ssh_host)
-        _opened.append(target)
+    ui = UI()
+    if production or settings.ssh_host:
+        target = target_for(settings, ui, production=production)
+        if not production:
+            _opened.append(target)
         return settings, target, ui
     if flags.get("db") is not None and not backups.same_database(
             settings.db_path, config.load(c.config).db_path):  # --db OTHER: its own folder
@@ -372,10 +370,10 @@ def adopt(c, which, production=False, host=None, dry_run=False, json=False):
     records marked as adopted, with when and by whom."""
     reject_flag_as_name(which, "backup.adopt")
     settings, target, ui = open_target(c, production=production, host=host, json=json)
-    target.folder()
+    folder = target.folder()  # the subject is the folder, not the database (issue 20 #8)
     shown = which if which.isprintable() else repr(which)
     dry = " (dry run)" if dry_run else ""
-    with ui.step(f"adopt {shown} on {target.describe()}{dry}") as step:
+    with ui.step(f"adopt {shown} in {folder}{dry}") as step:
         results = target.adopt(which, by=audit.who(), dry_run=dry_run)
         good = sum(1 for item in results if item.get("ok"))
         step.detail = (f"{'would adopt' if dry_run else 'adopted'} {good} of {len(results)}"
@@ -455,8 +453,8 @@ def volume(c, no_wait=False, timeout=None, json=False):
     """Snapshot the production volume and wait until the snapshot exists."""
     settings, target, ui = production_target(c, json=json, snapshot_timeout=timeout)
     try:
-        snap = target.snapshot(wait=not no_wait, timeout=settings.snapshot_timeout,
-                               interval=settings.health_interval)
+        snap = target.fly_app.snapshot(wait=not no_wait, timeout=settings.snapshot_timeout,
+                                       interval=settings.health_interval)
     except KeyboardInterrupt:
         if any(step.outcome == "ok" and step.label.endswith(" requested") for step in ui.steps):
             raise OpsError(SNAPSHOT_GOES_ON, ExitCode.INTERRUPTED) from None
@@ -475,7 +473,7 @@ def volume(c, no_wait=False, timeout=None, json=False):
 def snapshots(c, json=False):
     """List the production volume's snapshots (and its earlier volumes'), newest first."""
     _, target, ui = production_target(c, json=json)
-    found = list(reversed(target.snapshots()))
+    found = list(reversed(target.fly_app.snapshots()))
     if json:
         ui.emit([asdict(snap) for snap in found])
         return
@@ -512,7 +510,8 @@ def snapshot_table(volume: str, found: list) -> tuple[str, list[str], list[list]
 @task(
     positional=["which"],
     help={
-        "which": "latest, or a backup's file name on the production machine (required)",
+        "which": "latest, or the file name of a backup on the production machine or the SSH "
+                 "host (required)",
         "quick": "check the download with PRAGMA quick_check instead of integrity_check",
         "host": "download from this SSH host, [user@]host[:port], instead of the production "
                 "machine (default: ssh.host)",
@@ -590,7 +589,7 @@ def drill(c, which="latest", production=False, host=None, quick=False, json=Fals
     folder = target.folder()  # a missing folder is exit 3, named as such
     with ui.step(f"drill {which} in {folder}") as step:
         result = target.drill(which)
-        step.detail = (f"{result['name']}  restore {result['seconds']:.3f}s  "
+        step.detail = (f"{result['name']}  scratch copy {result['seconds']:.3f}s  "
                        f"[{result.get('strategy') or result.get('where') or 'engine'}]")
         if not result["ok"]:  # the line says what the result says (issue 16 #15)
             step.outcome, step.reason = "failed", "not restorable" if not result.get(

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import shlex
 import shutil
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 from ops import backups, config, engine, sample
@@ -51,9 +47,10 @@ def demo(c, dir=None, mb=None, fresh=False):
     else:
         ui.skipped("build a sample database", f"{db} exists (use --fresh to rebuild)")
 
-    with _AppWriting(db, root) as writer:
+    with _app_writing(db, root) as writer:
         made = [backups.make_backup(target, ui) for _ in range(3)]
-    ui.info(f"  the stand-in app committed {writer.commits()} transactions during the backups")
+    ui.info(f"  the stand-in app committed {writer.report.get('commits', '?')} transactions "
+            "during the backups")
 
     with ui.step("verify every backup (SHA-256 + integrity_check)") as step:
         results = target.verify("all")
@@ -111,43 +108,16 @@ def _rows(path: Path, table: str) -> int:
         conn.close()
 
 
-class _AppWriting:
+@contextlib.contextmanager
+def _app_writing(db: Path, root: Path):
     """A separate process committing to the database, as the live app would."""
-
-    def __init__(self, db: Path, root: Path):
-        root = root.resolve()
-        self.db, self.stop_file = db.resolve(), root / ".writer-stop"
-        self.report, self.ready = root / ".writer-report.json", root / ".writer-ready"
-
-    def __enter__(self):
-        for path in (self.stop_file, self.report, self.ready):
-            path.unlink(missing_ok=True)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ops.sample", "write", str(self.db), "--interval", "0.005",
-             "--stop-file", str(self.stop_file), "--report", str(self.report),
-             "--ready-file", str(self.ready)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            cwd=Path(__file__).resolve().parents[2],
-        )
-        deadline = time.monotonic() + 10
-        while not self.ready.exists():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.proc.kill()
-                raise OpsError(f"the stand-in app could not write to {self.db}")
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_file.touch()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.stop_file.unlink(missing_ok=True)
-        self.ready.unlink(missing_ok=True)
-
-    def commits(self) -> int | str:
-        try:
-            return json.loads(self.report.read_text())["commits"]
-        except (OSError, ValueError, KeyError):
-            return "?"
+    writer = sample.WriterProcess(db, root / ".writer")
+    try:
+        writer.start()
+    except sample.WriterFailed as exc:
+        raise OpsError(f"the stand-in app could not write: {exc}") from None
+    try:
+        yield writer
+    finally:
+        with contextlib.suppress(sample.WriterFailed):
+            writer.stop()

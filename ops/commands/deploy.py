@@ -33,25 +33,21 @@ def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout) -> Non
     options = options_for(settings)
     deploys.check_strategy_with_volume(options.strategy, options.extra, settings.fly_config,
                                        bool(settings.fly_toml().mount_source))
+    deployment = deploys.Deployment(options, settings, lambda: FlyTarget(settings, ui), ui)
     if dry_run:
-        known = deploys.look_up(settings, options)
-        steps = deploys.plan(options, known)
+        steps = deployment.dry_run()
         ui.lines(deploys.render(steps, options.app, ui.width))
-        for note in known.notes:
-            ui.warn(note)
-        for problem in known.problems:
+        for problem in deployment.problems:
             ui.warn(f"a real run would stop at preflight: {problem}")
         if json:
             ui.emit({"dry_run": True, "steps": deploys.plan_as_data(steps),
-                     "warnings": known.problems})
+                     "warnings": deployment.problems})
         return
-    steps = deploys.plan(options)
-    deployment = deploys.Deployment(options, settings, lambda: FlyTarget(settings, ui), ui)
     try:
         with stop_on_signals():
-            deployment.run(steps)
+            deployment.run()
     except Terminated as exc:
-        started = deployment.record.get("fly_deploy_started")
+        started = deployment.deploy_started  # also when the stop came after the last step
         raise OpsError(f"terminated by {exc.name}"
                        + (": `fly deploy` had started, the release may be out; check "
                           f"`fly releases -a {options.app}`" if started
@@ -148,10 +144,10 @@ def unlock(c, yes=False):
     """Remove a stale deploy lock from the machine, left by a deploy that was killed."""
     settings = config.load(c.config)
     ui = UI()
-    target = FlyTarget(settings, ui)
-    holder = target.unlock_deploy(remove=yes)
+    app = FlyTarget(settings, ui).fly_app
+    holder = app.unlock_deploy(remove=yes)
     if holder is None:
-        ui.info(f"No deploy lock on the machine ({target.deploy_lock_path}).")
+        ui.info(f"No deploy lock on the machine ({app.deploy_lock_path}).")
     elif yes:
         ui.info(f"Removed the deploy lock held by {holder}.")
     else:

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import posixpath
 
-from ops import audit, config, fly, remote
+from ops import audit, config, remote, runbook
 from ops import emergency as em
 from ops.cli import guarded, task
 from ops.errors import ExitCode, OpsError
+from ops.targets.fly.machine import ANY_STATE
+from ops.targets.fly.session import FlySession
 from ops.ui import UI
 
 HELP = {
@@ -19,32 +21,43 @@ HELP = {
 
 
 class Emergency:
-    """One run: settings, flyctl, the production machine and where the marker lives."""
+    """One run: settings, flyctl, the production machine and where the marker lives.
+
+    The reads come first, as steps of the same runner (``plan_resolve``): for real in a
+    dry run too, so the plan it prints is the one a run would do, machine id and all."""
 
     def __init__(self, c, json: bool, kind: str):
         self.settings = config.load(c.config)
-        self.ui = UI(json_mode=json)
+        self.ui = UI()
         self.json = json
         self.app = self.settings.app
         self.db = remote.remote_path(self.settings.db_remote_path, "db.remote_path")
         self.marker = f"{posixpath.dirname(self.db)}/{em.MARKER}"
-        self.fly = fly.Fly.checked(self.settings, self.ui.warn)
-        with self.ui.step(f"resolve production machine of {self.app}") as shown:
-            source = self.settings.fly_toml().mount_source
-            self.volume, self.machine = em.production(
-                self.fly.volumes(self.app), em.machines(self.fly, self.app), source, self.app)
-            shown.detail = (f"machine {self.machine.id} ({self.machine.state}), volume "
-                            f"{self.volume.id}")
-        self.runner = em.Runner(kind, self.app, self.fly, self.ui,
-                                self.settings.audit_log)
+        # the same session as every task: flyctl with fly.timeout, one `fly ssh console`
+        # runner; production is the machine with the volume, started or not
+        self.session = FlySession(self.settings, self.ui, policy=ANY_STATE)
+        self.fly = self.session.fly
+        self.runner = runbook.Runner(kind, self.ui, self.settings.audit_log)
+        self.reads = self.read(em.plan_resolve(self.app), {"resolve": self._resolve})
 
-    def show(self, title: str, steps: list[em.Step], dry_run: bool, **data) -> bool:
+    def read(self, steps: list[runbook.Step], actions: dict) -> list[runbook.Step]:
+        """Run read-only steps now (no audit line: nothing has changed yet); the steps."""
+        steps = runbook.bind(steps, actions)
+        self.runner.run(steps, dry_run=True)
+        return steps
+
+    def _resolve(self) -> str:
+        self.volume, self.machine = self.session.look_up()
+        return f"machine {self.machine.id} ({self.machine.state}), volume {self.volume.id}"
+
+    def show(self, title: str, steps: list[runbook.Step], dry_run: bool, **data) -> bool:
         """Print the plan; with --dry-run also emit it and say so (True: stop here)."""
         suffix = " (dry run: nothing changes)" if dry_run else ""
-        self.ui.lines(em.render(f"{title}{suffix}:", steps, width=self.ui.width).split("\n"))
+        self.ui.lines(runbook.render(f"{title}{suffix}:", steps, width=self.ui.width))
         if dry_run and self.json:
             self.ui.emit({"dry_run": True, "app": self.app, "machine": self.machine.id,
-                          "steps": em.plan_as_data(steps), **data})
+                          "steps": em.plan_data(steps), "read": em.plan_data(self.reads),
+                          **data})
         return dry_run
 
     def nothing(self, message: str, **data) -> None:
@@ -53,22 +66,31 @@ class Emergency:
             self.ui.emit({"app": self.app, "machine": self.machine.id, "changed": False,
                           "message": message, **data})
 
-    def finish(self) -> None:
-        if self.json and self.runner.record:
-            self.ui.emit(self.runner.record)
+    def run(self, steps: list[runbook.Step], **fields) -> None:
+        """Run the plan: one record (the audit line), emitted with --json however it ends."""
+        self.runner.start(app=self.app, machine=self.machine.id, volume=self.volume.id,
+                          **fields)
+        try:
+            self.runner.run(steps)
+        finally:
+            if self.json:
+                self.ui.emit(self.runner.record)
 
-    def update(self, step: em.Step) -> str:
+    def update(self, step: runbook.Step) -> str:
         """Run a ``fly machine update`` step: flyctl's line that says how it went."""
-        return _line(self.fly.run(list(step.argv)).stdout, "updated successfully")
+        return _line(self.fly.run(list(step.commands[0])).stdout, "updated successfully")
 
-    def on_machine(self, script: str, failed: str) -> str:
-        """Run a marker script on the machine: the marker's path, or ``failed`` raised."""
-        if self.runner.ssh(self.machine.id, script).status != 0:
-            raise OpsError(f"{failed} {self.marker} on {self.machine.id}")
+    def ssh(self, script: str, what: str) -> remote.RemoteOutput:
+        return self.session.run(script, what=what)
+
+    def on_machine(self, script: str, verb: str) -> str:
+        """Run a marker script on the machine (``verb`` it): the marker's path."""
+        if self.ssh(script, f"{verb[:-1]}ing the marker").status != 0:
+            raise OpsError(f"could not {verb} {self.marker} on {self.machine.id}")
         return self.marker
 
     def started_in_maintenance(self, want: bool) -> str:
-        found = {m.id: m for m in em.machines(self.fly, self.app)}
+        found = {m.id: m for m in self.fly.machines(self.app)}
         machine = found.get(self.machine.id)
         if machine is None:
             raise OpsError(f"machine {self.machine.id} is gone from `fly machine list`",
@@ -90,19 +112,18 @@ def stop(c, yes=False, dry_run=False, json=False):
         return run.nothing(f"{app} is already emergency-stopped on {machine.id}; "
                            "undo it with: invoke emergency.resume")
     original = em.original_of(machine)
-    steps = em.plan_stop(app, machine, original, run.marker, run.db)
+    when = runbook.now()
+    write = em.write_marker_script(run.marker, {
+        "app": app, "machine": machine.id, "original": original.as_data(),
+        "who": audit.who(), "when": when})
+    steps = em.plan_stop(app, machine, original, run.marker, run.db, write)
     if run.show(f"Emergency stop of {app}", steps, dry_run, original=original.as_data()):
         return
     em.confirm(run.ui, f"Stop the app {app} on {machine.id} (its writes stop until "
                "`invoke emergency.resume`)?", yes=yes)
-    run.runner.start(machine=machine.id, volume=run.volume.id, original=original.as_data(),
-                     marker=run.marker)
-    marker = {"app": app, "machine": machine.id, "original": original.as_data(),
-              "who": audit.who(), "when": run.runner.record["when"]}
-    write = em.write_marker_script(run.marker, marker)
 
     def quiet():
-        output = run.runner.ssh(machine.id, em.open_handles_script(run.db))
+        output = run.ssh(em.open_handles_script(run.db), "looking for open handles")
         counts = [int(e[1]) for e in output.entries if e[:1] == ["open"] and e[1].isdigit()]
         if output.status != 0 or not counts:
             raise OpsError(f"could not look for open handles on {run.db} on {machine.id}")
@@ -112,14 +133,11 @@ def stop(c, yes=False, dry_run=False, json=False):
                            "so writes may go on; undo with: invoke emergency.resume --yes")
         return "none"
 
-    try:
-        run.runner.run(steps, {
-            "update": lambda: run.update(em.step(steps, "update")), "quiet": quiet,
-            "record": lambda: run.on_machine(write, "could not write"),
-            "verify": lambda: run.started_in_maintenance(True),
-        }, manual={"record": fly.ssh_console(app, machine.id, remote.wrap(write))})
-    finally:
-        run.finish()
+    run.run(runbook.bind(steps, {
+        "update": lambda: run.update(steps[0]), "quiet": quiet,
+        "record": lambda: run.on_machine(write, "write"),
+        "verify": lambda: run.started_in_maintenance(True),
+    }), original=original.as_data(), marker=run.marker, when=when)
     run.ui.info(f"{app} is stopped: {machine.id} runs `{' '.join(em.MAINTENANCE_CMD)}` with "
                 f"{run.volume.id} attached. Restore with `invoke restore --production`, then "
                 "`invoke emergency.resume`.")
@@ -135,43 +153,46 @@ def resume(c, yes=False, dry_run=False, json=False):
     if not machine.in_maintenance:
         return run.nothing(f"{app} is not emergency-stopped ({machine.id} is {machine.state} "
                            "and runs its own command): nothing to resume")
-    original, source = _recorded(run)
-    steps = em.plan_resume(app, machine, original, run.marker, run.settings.health)
+    found = {}
+    run.reads += run.read(em.plan_recorded(app, machine, run.marker),
+                          {"recorded": lambda: _read_marker(run, found)})
+    original, source = _recorded(run, found)
+    s = run.settings
+    steps = em.plan_resume(app, machine, original, run.marker, s.health)
     if run.show(f"Resume {app}", steps, dry_run, original=original.as_data(),
                 recorded_in=source):
         return
     em.confirm(run.ui, f"Start the app {app} again on {machine.id} ({original.describe()})?",
                yes=yes)
-    run.runner.start(machine=machine.id, volume=run.volume.id, original=original.as_data(),
-                     recorded_in=source)
-    s = run.settings
     clear = em.clear_marker_script(run.marker)
-
-    try:
-        run.runner.run(steps, {
-            "update": lambda: run.update(em.step(steps, "update")),
-            "clear": lambda: run.on_machine(clear, "could not remove"),
-            "verify": lambda: run.started_in_maintenance(False),
-            "health": lambda: em.wait_healthy(s.health, s.health_timeout, s.health_interval),
-        }, manual={"clear": fly.ssh_console(app, machine.id, remote.wrap(clear))})
-    finally:
-        run.finish()
+    run.run(runbook.bind(steps, {
+        "update": lambda: run.update(steps[0]),
+        "clear": lambda: run.on_machine(clear, "remove"),
+        "verify": lambda: run.started_in_maintenance(False),
+        "health": lambda: em.wait_healthy(s.health, s.health_timeout, s.health_interval),
+    }), original=original.as_data(), recorded_in=source)
     run.ui.info(f"{app} runs again on {machine.id}.")
 
 
-def _recorded(run: Emergency) -> tuple[em.Original, str]:
-    """What the machine ran before the stop: the marker on the volume, else the machine's
-    metadata (written by the stop's update), else the audit log."""
-    problem = "the machine is not started"
-    if run.machine.state == "started":
-        output = run.runner.ssh(run.machine.id, em.read_marker_script(run.marker))
-        data = em.parse_marker(output.stdout) if output.status == 0 else None
-        problem = "it is missing" if output.status == 3 else "it is unreadable"
-        if data is not None and data.get("machine") == run.machine.id:
-            try:
-                return em.Original.from_data(data.get("original")), run.marker
-            except ValueError as exc:
-                problem = f"it is unusable ({exc})"
+def _read_marker(run: Emergency, found: dict) -> str:
+    """The marker on the volume, read into ``found`` (``data``, or ``problem``)."""
+    output = run.ssh(em.read_marker_script(run.marker), "reading the marker")
+    found["data"] = em.parse_marker(output.stdout) if output.status == 0 else None
+    found["problem"] = "it is missing" if output.status == 3 else "it is unreadable"
+    return "found" if found["data"] is not None else found["problem"]
+
+
+def _recorded(run: Emergency, found: dict) -> tuple[em.Original, str]:
+    """What the machine ran before the stop: the marker on the volume (``found`` by the
+    ``recorded`` step), else the machine's metadata (written by the stop's update), else
+    the audit log."""
+    problem = found.get("problem", "the machine is not started")
+    data = found.get("data")
+    if data is not None and data.get("machine") == run.machine.id:
+        try:
+            return em.Original.from_data(data.get("original")), run.marker
+        except ValueError as exc:
+            problem = f"it is unusable ({exc})"
     if run.machine.recorded_original:  # written by the stop's own update
         try:
             if len(run.machine.recorded_original) > 65536:

@@ -17,7 +17,7 @@ def facts_of(target, settings) -> dict:
     script = machine.probe_script(str(settings.db_path.resolve()),
                                   str(settings.backup_dir.resolve()), settings.machine_app_dir)
     done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60)
-    return machine.parse(remote.parse_output(done.stdout).entries)
+    return machine.parse(remote.parse_output(done.stdout, host="this computer").entries)
 
 
 def checked(target, settings) -> tuple[dict, dict]:

@@ -2,16 +2,73 @@
 
 from __future__ import annotations
 
+import functools
 import shlex
 import time
 
-from ops import config, fly
+from ops import config, fly, runbook
 from ops import emergency as em
 from ops import volume_restore as vr
 from ops.cli import guarded, task
 from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated
+from ops.targets.fly.machine import ANY_STATE
+from ops.targets.fly.session import FlySession
 from ops.ui import UI, created_when, seconds_since, volume_gb
+
+
+class Reads:
+    """What restore.volume reads before anything changes, each read a step of the run's
+    runner (for real also in a dry run): the production volume and machine, its snapshots,
+    earlier volumes' snapshots when ``which`` is none of them; then ``resolved``."""
+
+    def __init__(self, settings, ui: UI, runner: runbook.Runner, which: str):
+        self.settings, self.ui, self.runner, self.which = settings, ui, runner, which
+        self.app = settings.app
+        self.session = FlySession(settings, ui, policy=ANY_STATE)  # fly.timeout, as everywhere
+        self.fly = self.session.fly
+        self.steps: list[runbook.Step] = []
+        self.earlier: list[fly.Snapshot] = []
+        self.read(vr.plan_reads(self.app, which), self.production)
+        self.read(vr.plan_reads(self.app, which, self.volume), self.snapshots)
+        if self.resolved is None:
+            self.read(vr.plan_reads(self.app, which, self.volume, self.older), self.older_ones)
+
+    def read(self, steps: list[runbook.Step], action) -> None:
+        """Run read-only steps now (no audit line: nothing has changed yet)."""
+        steps = runbook.bind(steps, {steps[0].key: action})
+        self.runner.run(steps, dry_run=True)
+        self.steps += steps
+
+    def production(self) -> str:
+        self.name = self.settings.fly_toml().mount_source
+        self.volume, self.machine = self.session.look_up()
+        self.volumes = self.session.volumes
+        return f"{self.volume.id} on {self.machine.id} ({self.machine.state})"
+
+    def snapshots(self) -> str:
+        self.current = self.fly.snapshots(self.app, self.volume.id)
+        self.older = fly.same_name(self.volumes, self.volume)[1:]
+        self.resolved = None
+        if self.which == "latest" or any(s.id == self.which for s in self.current):
+            return self.resolve()
+        if not self.older:  # nowhere else to look: the refusal names what there is
+            return self.resolve()
+        return f"not among the {len(self.current)} snapshot(s) of {self.volume.id}"
+
+    def older_ones(self) -> str:
+        self.earlier = self.fly.app_snapshots(self.app, self.older)
+        return self.resolve()
+
+    def resolve(self) -> str:
+        self.resolved = vr.resolve(self.app, self.name, self.volume, self.machine, self.current,
+                                   self.which, self.volumes, self.earlier)
+        snap = self.resolved.snapshot
+        self.made = created_when(snap.created_at, time.time())
+        return (f"{snap.id} of {self.made}  {self.volume.id} on {self.machine.id} "
+                f"({self.machine.state}); {volume_gb(snap.volume_size)} volume"
+                + (f", a snapshot of the earlier volume {snap.volume}"
+                   if snap.volume and snap.volume != self.volume.id else ""))
 
 
 @task(help={
@@ -27,79 +84,23 @@ def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
     if not snapshot or not str(snapshot).strip():
         raise OpsError("--snapshot is required: a snapshot id (vs_...) or latest", ExitCode.USAGE)
     settings = config.load(c.config)
-    ui = UI(json_mode=json)
-    app = settings.app
-    runner = fly.Fly.checked(settings, ui.warn)
-    with ui.step(f"resolve the volume, its machine and snapshot {snapshot}") as shown:
-        name = settings.fly_toml().mount_source
-        volumes = runner.volumes(app)
-        volume, machine = em.production(volumes, em.machines(runner, app), name, app)
-        which = str(snapshot).strip()
-        current = runner.snapshots(app, volume.id)
-        earlier = [] if which == "latest" or any(s.id == which for s in current) else \
-            runner.app_snapshots(app, fly.same_name(volumes, volume)[1:])
-        resolved = vr.resolve(app, name, volume, machine, current, which, volumes, earlier)
-        snap = resolved.snapshot
-        made = created_when(snap.created_at, time.time())
-        shown.detail = (f"{snap.id} of {made}  {volume.id} on {machine.id} ({machine.state}); "
-                        f"{volume_gb(snap.volume_size)} volume"
-                        + (f", a snapshot of the earlier volume {snap.volume}"
-                           if snap.volume and snap.volume != volume.id else ""))
+    ui = UI()
+    steps_runner = runbook.Runner("restore.volume", ui, settings.audit_log)
+    reads = Reads(settings, ui, steps_runner, str(snapshot).strip())
+    resolved, made = reads.resolved, reads.made
     steps = vr.plan(resolved, settings.health)
-    title = f"Restore volume {volume.id} of {app} from {snap.id} (made {made})"
-    ui.lines(em.render(f"{title}{' (dry run: nothing changes)' if dry_run else ''}:", steps,
-                       width=ui.width).split("\n"))
-    ui.info(f"  Resolved while it runs: {vr.NEW_VOLUME} (the id `fly volumes create` prints), "
-            f"{vr.NEW_MACHINE} (the clone's id). Kept, never destroyed: {machine.id} and "
-            f"{volume.id}.")
-    for stray in resolved.strays:
-        ui.warn(f"volume {stray} is also named {name!r} and unattached: a later `fly deploy` "
-                "that needs a volume may pick it; destroy it if it is not needed")
-    age = seconds_since(snap.created_at, time.time())
-    age = None if age is None else max(round(age), 0)
-    summary = {"app": app, "volume": volume.id, "machine": machine.id, "snapshot": snap.id,
-               "snapshot_created_at": snap.created_at, "snapshot_age_seconds": age,
-               "size_gb": resolved.size_gb, "region": volume.region, "path": resolved.path,
-               "autostart_before": resolved.autostart}
+    summary = _show(ui, reads, steps, dry_run)
     if dry_run:
         if json:
-            ui.emit({"dry_run": True, **summary, "steps": em.plan_as_data(steps)})
+            ui.emit({"dry_run": True, **summary, "steps": em.plan_data(steps),
+                     "read": em.plan_data(reads.steps)})
         return
-    em.confirm(ui, f"Restore {app}'s volume from {snap.id}, made {made}, onto a new machine "
-               f"(the old machine {machine.id} is stopped, kept, and Fly's proxy may not "
-               "start it)?",
+    em.confirm(ui, f"Restore {settings.app}'s volume from {resolved.snapshot.id}, made {made}, "
+               f"onto a new machine (the old machine {resolved.machine.id} is stopped, kept, "
+               "and Fly's proxy may not start it)?",
                yes=yes)
-
-    run = vr.Execution(resolved, runner, settings.snapshot_timeout, settings.health_interval,
-                       stop_timeout=settings.fly_timeout,
-                       machines=lambda: em.machines(runner, app))
-
-    def go_back():
-        """After the autostart guard was sent, a failure says how to go back, in order."""
-        if run.guarded:
-            clone = run.values.get("new_machine")
-            back = vr.go_back_text(resolved, clone, run.clone_tried)
-            ui.info(f"To go back to the old machine instead, in this order:\n{back}")
-            steps_runner.record["go_back"] = [
-                shlex.join(["fly", *argv])
-                for argv in vr.go_back(resolved, clone, run.clone_tried)]
-
-    steps_runner = em.Runner("restore.volume", app, runner, ui, settings.audit_log,
-                             fill=lambda step: vr.filled(step, run.values), on_failure=go_back)
-    steps_runner.start(**summary)
-    steps_runner.record["new"] = run.values  # filled in as the steps learn them
-    by_key = {step.key: step for step in steps}
-
-    def act(key):
-        return lambda: getattr(run, key)(vr.filled(by_key[key], run.values))
-
-    actions = {key: act(key) for key in ("create", "wait", "guard", "stop_old", "clone",
-                                         "autostart")}
-    actions["verify"] = lambda: run.verify(by_key["verify"], em.machines(runner, app))
-    actions["health"] = lambda: em.wait_healthy(settings.health, settings.health_timeout,
-                                                settings.health_interval)
     try:
-        steps_runner.run(steps, actions)
+        run = _restore(settings, ui, steps_runner, reads.fly, resolved, steps, summary)
     except Terminated as exc:
         raise OpsError(f"terminated by {exc.name} during restore.volume: the lines above say "
                        "how to finish or go back", ExitCode.TERMINATED) from None
@@ -109,6 +110,58 @@ def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
     later = "\n".join(f"  {shlex.join(['fly', *argv])}" for argv in vr.cleanup_commands(resolved))
     back = vr.go_back_text(resolved, run.values["new_machine"], True)
     ui.info(f"Restored: {run.values['new_machine']} runs with {run.values['new_volume']}. "
-            f"Kept: {machine.id} (stopped, autostart off) with {volume.id}. To go back to it "
-            f"instead, in this order:\n{back}\nOnce the app is right, remove the old pair "
-            f"with:\n{later}")
+            f"Kept: {resolved.machine.id} (stopped, autostart off) with {resolved.volume.id}. "
+            f"To go back to it instead, in this order:\n{back}\nOnce the app is right, remove "
+            f"the old pair with:\n{later}")
+
+
+def _show(ui: UI, reads: Reads, steps: list[runbook.Step], dry_run: bool) -> dict:
+    """Print the plan and what to know before it runs; the run's summary (its record)."""
+    r, snap = reads.resolved, reads.resolved.snapshot
+    title = f"Restore volume {r.volume.id} of {r.app} from {snap.id} (made {reads.made})"
+    ui.lines(runbook.render(f"{title}{' (dry run: nothing changes)' if dry_run else ''}:",
+                            steps, width=ui.width))
+    ui.info(f"  Resolved while it runs: {vr.NEW_VOLUME} (the id `fly volumes create` prints), "
+            f"{vr.NEW_MACHINE} (the clone's id). Kept, never destroyed: {r.machine.id} and "
+            f"{r.volume.id}.")
+    for stray in r.strays:
+        ui.warn(f"volume {stray} is also named {r.name!r} and unattached: a later `fly deploy` "
+                "that needs a volume may pick it; destroy it if it is not needed")
+    age = seconds_since(snap.created_at, time.time())
+    return {"app": r.app, "volume": r.volume.id, "machine": r.machine.id, "snapshot": snap.id,
+            "snapshot_created_at": snap.created_at,
+            "snapshot_age_seconds": None if age is None else max(round(age), 0),
+            "size_gb": r.size_gb, "region": r.volume.region, "path": r.path,
+            "autostart_before": r.autostart}
+
+
+def _restore(settings, ui: UI, steps_runner: runbook.Runner, runner: fly.Fly,
+             resolved: vr.Resolved, steps: list[runbook.Step], summary: dict) -> vr.Execution:
+    """Run the plan; after the autostart guard was sent, a failure says how to go back."""
+    app = settings.app
+    run = vr.Execution(resolved, runner, settings.snapshot_timeout, settings.health_interval,
+                       stop_timeout=settings.fly_timeout,
+                       machines=lambda: runner.machines(app), values=steps_runner.values)
+
+    def go_back():
+        if run.guarded:
+            clone = run.values.get("new_machine")
+            back = vr.go_back_text(resolved, clone, run.clone_tried)
+            ui.info(f"To go back to the old machine instead, in this order:\n{back}")
+            steps_runner.record["go_back"] = [
+                shlex.join(["fly", *argv])
+                for argv in vr.go_back(resolved, clone, run.clone_tried)]
+
+    steps_runner.on_failure = go_back
+    steps_runner.start(**summary)
+    steps_runner.record["new"] = run.values  # filled in as the steps learn them
+    by_key = {step.key: step for step in steps}
+    actions = {"create": run.create, "wait": run.wait, "guard": run.guard,
+               "stop_old": run.stop_old, "clone": run.clone, "autostart": run.autostart}
+    actions = {key: functools.partial(act, by_key[key]) for key, act in actions.items()
+               if key in by_key}
+    actions["verify"] = lambda: run.verify(by_key["verify"], runner.machines(app))
+    actions["health"] = lambda: em.wait_healthy(settings.health, settings.health_timeout,
+                                                settings.health_interval)
+    steps_runner.run(runbook.bind(steps, actions))
+    return run

@@ -106,7 +106,7 @@ class SshSession:
             raise OpsError(f"a remote command on {self.where} {exc}") from None
         except (OSError, EOFError, SSHException) as exc:
             raise self.lost(exc, "a remote command") from None
-        output = remote.parse_output(out.decode("utf-8", "replace"))
+        output = remote.parse_output(out.decode("utf-8", "replace"), host=self.where)
         if output.status is None:
             said = err.decode("utf-8", "replace").strip().splitlines()
             reason = said[-1] if said else "no output"

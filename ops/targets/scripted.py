@@ -75,8 +75,14 @@ class ScriptedTarget:
         self.app_dir = remote.remote_path(settings.machine_app_dir, "machine.app_dir")
         self.odd_entries: list[str] = []  # the last listing's (``list``)
 
+    @property
+    def host(self) -> str:
+        """How messages name the host in a sentence: ``the machine`` (Fly's one machine);
+        an SSH host gives its address."""
+        return "the machine"
+
     def folder(self) -> str:
-        return f"{self.dir} on the machine"
+        return f"{self.dir} on {self.host}"
 
     def leftovers(self) -> list[engine.Leftover]:
         """None seen from here: the host's own engine sweeps its temporaries under its lock."""
@@ -119,11 +125,11 @@ class ScriptedTarget:
         """The app's own script made a file: it counts once downloaded and verified here."""
         if output.status != 0:
             output.data("backup.remote_command")
-            raise OpsError(f"backup.remote_command failed on the machine (exit {output.status})")
+            raise OpsError(f"backup.remote_command failed on {self.host} (exit {output.status})")
         for entry in output.entries:
             if (len(entry) != 2 or entry[0] not in ("before", "after")
                     or not remote.ENTRY_NAME.fullmatch(entry[1])):
-                raise OpsError(f"the machine's listing of {self.dir} has an entry this tool "
+                raise OpsError(f"{self.host}'s listing of {self.dir} has an entry this tool "
                                f"did not print: {ascii(' '.join(entry))[:100]}")
         before = {e[1] for e in output.entries if e[0] == "before"}
         new = sorted(e[1] for e in output.entries if e[0] == "after" and e[1] not in before)
@@ -141,7 +147,7 @@ class ScriptedTarget:
                                  "sqlite_version": engine.sqlite3.sqlite_version})
         if self._run(remote.sidecar_script(self.dir, new[-1], local["sha256"], manifest,
                                            self.settings.lock_wait)).status != 0:
-            self.report.warn(f"could not record the checksum beside {new[-1]} on the machine; "
+            self.report.warn(f"could not record the checksum beside {new[-1]} on {self.host}; "
                              "it is verified here but listed there as unverified")
         return {**local, "path": f"{self.dir}/{new[-1]}", "strategy": "remote_command",
                 "local_copy": local["path"]}
@@ -161,7 +167,7 @@ class ScriptedTarget:
             if entry in odd:
                 continue
             if not _listing_entry(entry):
-                raise OpsError(f"the machine's listing of {self.dir} has an entry this tool "
+                raise OpsError(f"{self.host}'s listing of {self.dir} has an entry this tool "
                                f"did not print: {ascii(' '.join(entry))[:100]}")
             name, size, digest, manifest, kind, source, made = entry
             created = engine.parse_created(name)
@@ -192,13 +198,11 @@ class ScriptedTarget:
         one dated in the future or another database's (issue 16 #2-4)."""
         if which not in ("latest", "all"):
             return [engine.check_name(which)]
-        backups = self.list()
-        if not backups:
-            raise OpsError(f"no backups in {self.dir} on {self.session.where}",
-                           ExitCode.NOT_FOUND)
-        if which == "all":
-            return [b.name for b in backups]
-        return [self.latest(backups).name]
+        try:  # the one rule every target uses (engine.pick_backups)
+            return [b.name for b in engine.pick_backups(
+                self.list(), which, self.latest, f"{self.dir} on {self.session.where}")]
+        except engine.EngineError as exc:
+            raise OpsError.from_engine(exc) from None
 
     def latest(self, backups: list[engine.BackupFile]) -> engine.BackupFile:
         try:
@@ -219,7 +223,7 @@ class ScriptedTarget:
         elif output.strategy == "sqlite3":
             if output.result is not None:
                 output.data("verify")
-            results = [_sqlite_verdict(entry, check) for entry in output.entries]
+            results = [_sqlite_verdict(entry, check, self.host) for entry in output.entries]
         else:
             return self._verify_by_download(names, on_result)
         results = [verdict | {"strategy": output.strategy} for verdict in results]
@@ -260,7 +264,7 @@ class ScriptedTarget:
         data = output.data("adopt")
         if not isinstance(data, list) or not all(isinstance(v, dict) and isinstance(
                 v.get("name"), str) for v in data):
-            raise OpsError("the machine's adopt answered something this tool did not print")
+            raise OpsError(f"{self.host}'s adopt answered something this tool did not print")
         return data
 
     def delete(self, names: list[str]) -> list[str]:
@@ -286,7 +290,7 @@ class ScriptedTarget:
         if info.status != 0 or len(info.entries) != 1 or not _record_entry(info.entries[0]):
             if info.result is not None:
                 info.data(f"reading {name}")
-            raise OpsError(f"cannot compute the SHA-256 of {self.dir}/{name} on the machine "
+            raise OpsError(f"cannot compute the SHA-256 of {self.dir}/{name} on {self.host} "
                            "(it needs sha256sum)")
         digest, size, recorded, manifest = info.entries[0]
         return {"sha256": digest, "size": int(size),
@@ -310,7 +314,7 @@ class ScriptedTarget:
         record = record or self._record(name)
         expected = trusted_sha256(name, record)
         if expected is None and not just_made:
-            self.report.warn(f"{name} has no SHA-256 recorded on the machine (no usable "
+            self.report.warn(f"{name} has no SHA-256 recorded on {self.host} (no usable "
                              f"{name}.sha256 or {name}.json): it is checked against the file "
                              "as it is now, so a change since it was made cannot be seen")
         remote_file = f"{self.dir}/{name}"
@@ -326,7 +330,7 @@ class ScriptedTarget:
                     digest = engine.sha256_file(tmp)
                     if digest != record["sha256"]:
                         raise OpsError(f"download of {name} is corrupt: SHA-256 {digest[:12]}… "
-                                       f"but the machine has {record['sha256'][:12]}…",
+                                       f"but {self.host} has {record['sha256'][:12]}…",
                                        ExitCode.VERIFY_FAILED)
                     if check:
                         problems = engine.run_check(tmp, self.settings.check)
@@ -454,10 +458,10 @@ class ScriptedTarget:
         if output.status == 5:
             arrived = output.entries[0][1] if output.entries else "?"
             raise OpsError(f"the upload of {path.name} arrived corrupt (SHA-256 {arrived[:12]}… "
-                           f"on the machine, {digest[:12]}… here); nothing was changed",
+                           f"on {self.host}, {digest[:12]}… here); nothing was changed",
                            ExitCode.VERIFY_FAILED)
         if output.status == 6:
-            raise OpsError(f"a different backup named {name} already exists on the machine; "
+            raise OpsError(f"a different backup named {name} already exists on {self.host}; "
                            "nothing was changed", ExitCode.USAGE)
         if output.status != 0:
             raise OpsError(f"could not place the upload as {self.dir}/{name} "
@@ -496,7 +500,7 @@ def trusted_sha256(name: str, record: dict) -> str | None:
                        f"{record['manifest'][:12]}…; not downloaded", ExitCode.VERIFY_FAILED)
     if records and record["sha256"] not in records:
         recorded = next(iter(records))
-        raise OpsError(f"SHA-256 mismatch: recorded {recorded[:12]}…, the machine's file has "
+        raise OpsError(f"SHA-256 mismatch: recorded {recorded[:12]}…, the file there has "
                        f"{record['sha256'][:12]}… ({name} changed after it was made); "
                        "not downloaded", ExitCode.VERIFY_FAILED)
     return next(iter(records), None)
@@ -617,14 +621,14 @@ def node_proof(data: dict) -> dict:
             "tables_after": proof["tables"]}
 
 
-def _sqlite_verdict(entry: list[str], check: str) -> dict:
+def _sqlite_verdict(entry: list[str], check: str, host: str) -> dict:
     """One line of the sqlite3 branch of ``remote.verify_script``, judged by the engine's
     own rule (``engine.checksum_problems``): both records, a disagreement or a mismatch is
     a checksum failure, no usable record is "unverifiable", never ok."""
     if (len(entry) < 6 or not remote.ENTRY_NAME.fullmatch(entry[0])
             or not (entry[1].isascii() and entry[1].isdigit())
             or not all(value == "-" or remote.HEX64.fullmatch(value) for value in entry[2:5])):
-        raise OpsError(f"the machine's verification has an entry this tool did not print: "
+        raise OpsError(f"{host}'s verification has an entry this tool did not print: "
                        f"{ascii(' '.join(entry))[:100]}")
     name, size, digest, sidecar, manifest, *verdict = entry
     if digest == "-":  # not a SQLite file: the engine stops there, records unread

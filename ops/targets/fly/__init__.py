@@ -5,7 +5,8 @@
 - ``transfers``: files over ``fly ssh sftp``
 - ``snapshots``: volume snapshots, waited for
 - ``lock``: the deploy lock on the volume
-- ``target``: ``FlyTarget``, the shared scripted backups plus the above
+- ``app``: ``FlyApp``, the app itself: releases, ``fly deploy``, restart, snapshots, lock
+- ``target``: ``FlyTarget``, the shared scripted backups over the session, and its ``fly_app``
 """
 
 from ops.targets.fly.target import FlyTarget

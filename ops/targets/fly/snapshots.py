@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict
 
-from ops import fly
+from ops import fly, poll
 from ops.errors import ExitCode, OpsError
 from ops.ui import human_bytes
 
@@ -55,35 +55,44 @@ def take(session, *, wait: bool = True, timeout: float = 600, interval: float = 
     if not wait:
         return {"volume": volume.id, "status": "scheduled", "id": None}
     with report.step(f"wait for snapshot of {volume.id}") as step:
-        started = time.monotonic()
-        deadline = started + timeout
-        shown = None
-        while True:
-            snap = new_snapshot(before, session.fly.snapshots(app, volume.id))
-            state = (snap.id, snap.status) if snap else ("(not listed yet)", "scheduled")
-            if state != shown and not (snap and snap.status == "created"):
-                shown = state  # a line when Fly's status changes, not on every poll
-                also = f"; {beside.status()}" if beside is not None else ""
-                report.waiting(f"  snapshot {state[0]}: {state[1]} after "
-                               f"{time.monotonic() - started:.0f}s (waiting up to {timeout:g}s)"
-                               f"{also}")
-            if snap and snap.status == "created":
-                step.label = f"snapshot {snap.id} created"
-                step.detail = human_bytes(snap.size) + (
-                    f"; {beside.status()}" if beside is not None else "")
-                return asdict(snap) | {"volume": volume.id}
-            if snap and snap.status in FAILED_SNAPSHOT:
-                raise OpsError(f"snapshot {snap.id} of {volume.id} ended as {snap.status}; "
-                               f"see `fly volumes snapshots list {volume.id}`")
-            if beside is not None and beside.failed():
-                step.label = f"snapshot {snap.id if snap else 'requested'} left to finish"
-                step.detail = "not waited for: the backup failed its check"
-                return {"id": snap.id if snap else None, "volume": volume.id, "size": None,
-                        "status": snap.status if snap else "not listed yet"}
-            if time.monotonic() >= deadline:
-                state = snap.status if snap else "not listed yet"
-                raise OpsError(
-                    f"snapshot of {volume.id} not created within {timeout:g}s "
-                    f"(status: {state}); check `fly volumes snapshots list {volume.id}`",
-                    ExitCode.TIMEOUT)
-            (beside.sleep if beside is not None else time.sleep)(interval)
+        return _wait(session, before, step, timeout, interval, beside)
+
+
+def _wait(session, before, step, timeout: float, interval: float, beside) -> dict:
+    """Poll the listing until our snapshot is created; a line when its status changes."""
+    app, volume, report = session.app, session.volume, session.report
+    started = time.monotonic()
+    shown = [None]
+    last: list[fly.Snapshot | None] = [None]
+
+    def attempt() -> dict | None:
+        snap = last[0] = new_snapshot(before, session.fly.snapshots(app, volume.id))
+        state = (snap.id, snap.status) if snap else ("(not listed yet)", "scheduled")
+        also = f"; {beside.status()}" if beside is not None else ""
+        if snap and snap.status == "created":
+            step.label = f"snapshot {snap.id} created"
+            step.detail = human_bytes(snap.size) + also
+            return asdict(snap) | {"volume": volume.id}
+        if state != shown[0]:
+            shown[0] = state  # a line when Fly's status changes, not on every poll
+            report.waiting(f"  snapshot {state[0]}: {state[1]} after "
+                           f"{time.monotonic() - started:.0f}s (waiting up to {timeout:g}s)"
+                           f"{also}")
+        if snap and snap.status in FAILED_SNAPSHOT:
+            raise OpsError(f"snapshot {snap.id} of {volume.id} ended as {snap.status}; "
+                           f"see `fly volumes snapshots list {volume.id}`")
+        if beside is not None and beside.failed():
+            step.label = f"snapshot {snap.id if snap else 'requested'} left to finish"
+            step.detail = "not waited for: the backup failed its check"
+            return {"id": snap.id if snap else None, "volume": volume.id, "size": None,
+                    "status": snap.status if snap else "not listed yet"}
+        return None
+
+    def expired(_polls: int, _waited: float) -> OpsError:
+        state = last[0].status if last[0] else "not listed yet"
+        return OpsError(f"snapshot of {volume.id} not created within {timeout:g}s "
+                        f"(status: {state}); check `fly volumes snapshots list {volume.id}`",
+                        ExitCode.TIMEOUT)
+
+    return poll.until(attempt, timeout=timeout, interval=interval, expired=expired,
+                      sleep=beside.sleep if beside is not None else time.sleep)

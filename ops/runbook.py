@@ -1,0 +1,320 @@
+"""One way to run a mutating task: the plan is the program.
+
+A flow (deploy, rollback, restore, drill, emergency.stop/resume, restore.volume) is a
+pure function that returns its ``Step`` list; one ``Runner`` runs any such list. The
+runner gives each step its line and timing, records it, maps a failure to the step's
+exit code, turns SIGTERM/SIGHUP/Ctrl-C into an honest record, prints what is left to do
+by hand, appends the audit line and keeps secrets out of every line it writes.
+
+``--dry-run`` is the same runner with ``dry_run=True``: it runs only the steps that
+``reads_only`` (a preflight learns the machine's id that way) and shows the rest, with
+every ``<placeholder>`` the run has learnt filled in, so what a dry run prints is what
+the run does. Values learnt during a run go into ``Runner.values`` (``runner.learn``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ops import audit, ui
+from ops.engine import EngineError
+from ops.errors import ExitCode, OpsError
+from ops.signals import Terminated
+
+Argv = tuple[str, ...]
+REDACTED = "***"  # what a secret becomes in every line written
+
+
+@dataclass(frozen=True)
+class Done:
+    """What an action may return instead of a detail: the step's line changes its label
+    too (``snapshot`` → ``snapshot scheduled``)."""
+
+    label: str
+    detail: str = ""
+    record: str | None = None  # what the record says, when not the detail (it is in the label)
+    warning: bool = False  # the step ran, but what it found would stop a real run (`!`, not ✓)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a plan: what it does, the commands it runs, how it fails.
+
+    ``abort`` is the exit code a failure maps to (None: the error's own code); the codes in
+    ``keeps`` always stay the error's own (a held lock is 4 wherever it was met).
+    ``by_hand`` is what an operator runs when the run stops at or before this step
+    (default: its commands, whole)."""
+
+    key: str
+    title: str
+    action: Callable[[], str | Done | None] | None = field(default=None, compare=False,
+                                                          repr=False)
+    commands: tuple[Argv, ...] = ()
+    reads_only: bool = False
+    abort: ExitCode | None = None
+    keeps: frozenset[ExitCode] = frozenset({ExitCode.LOCKED})
+    by_hand: tuple[str, ...] = ()
+    skipped: str = ""  # why it does not run (shown and recorded); its action is not called
+    running: str = ""  # its line while it runs, when shorter than the plan's title
+    rerun: bool = False  # stopping here leaves nothing half done: no by-hand lines, run again
+
+    @property
+    def line(self) -> str:
+        return self.running or self.title
+
+    def filled(self, values: dict[str, str]) -> Step:
+        """This step with the ``<name>`` placeholders the run has learnt put in."""
+        if not values:
+            return self
+        return replace(self, title=fill(self.title, values),
+                       commands=tuple(tuple(fill(w, values) for w in argv)
+                                      for argv in self.commands),
+                       by_hand=tuple(fill(line, values) for line in self.by_hand))
+
+
+def bind(steps: list[Step], actions: dict[str, Callable[[], str | Done | None]]) -> list[Step]:
+    """``steps`` (a pure plan) with the actions that do them, by key: the plan stays data
+    that tests and ``--dry-run`` read, the command module says how each step is done."""
+    return [replace(step, action=actions[step.key]) if step.key in actions else step
+            for step in steps]
+
+
+def fill(text: str, values: dict[str, str]) -> str:
+    for name, value in values.items():
+        if value:
+            text = text.replace(f"<{name}>", value)
+    return text
+
+
+def scrub(value, secrets: list[str]):
+    """``value`` (text, or a record of them) with each secret of 4+ characters replaced.
+
+    Secrets are scrubbed where they sit in argv whatever their length (``deploy.redact_argv``);
+    in free text a shorter one would only garble the words around it.
+    """
+    secrets = [s for s in set(secrets) if s and len(s) >= 4]
+    if not secrets:
+        return value
+    if isinstance(value, str):
+        for secret in sorted(secrets, key=len, reverse=True):
+            value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {key: scrub(item, secrets) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [scrub(item, secrets) for item in value]
+    return value
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def first_line(value) -> str:
+    lines = str(value).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+# ------------------------------------------------------------------ showing a plan
+
+
+def shown_commands(step: Step, binary: str = "fly") -> list[str]:
+    """The step's commands as an operator would type them (flyctl argv get the binary)."""
+    return [shlex.join([binary, *argv]) for argv in step.commands]
+
+
+def render(title: str, steps: list[Step], binary: str = "fly",
+           width: int | None = None) -> list[str]:
+    """The plan as plain lines: every command whole, copyable from a log; within ``width``
+    (a terminal) prose wraps between words and a command between arguments with `` \\``."""
+    lines = ui.wrapped(title, width)
+    for number, step in enumerate(steps, 1):
+        what = step.title + (f" (skipped: {step.skipped})" if step.skipped else "")
+        lines += ui.wrapped(f"  {number}. {step.key}: {what}", width, indent="     ")
+        for argv in step.commands:
+            command = ui.command_lines([binary, *argv], width, indent=" " * 9)
+            lines += [f"       $ {command[0][9:]}", *command[1:]]
+    return lines
+
+
+def plan_as_data(steps: list[Step], binary: str = "fly") -> list[dict]:
+    """The plan for ``--json``: what each step does and the exact commands it runs."""
+    return [{"key": s.key, "title": s.title, "commands": [list(a) for a in s.commands],
+             "reads_only": s.reads_only, "skipped": s.skipped or None} for s in steps]
+
+
+def by_hand_lines(steps: list[Step], binary: str = "fly") -> list[str]:
+    """What is left to do by hand, from the step that stopped on: each command whole."""
+    lines = []
+    for step in steps:
+        if step.skipped:
+            continue
+        todo = list(step.by_hand) or shown_commands(step, binary)
+        if todo:
+            lines += [f"  {line}   # {step.key}" for line in todo]
+        else:
+            lines.append(f"  # {step.key}: {step.title}")
+    return lines
+
+
+# ------------------------------------------------------------------ running a plan
+
+
+@dataclass
+class Runner:
+    """Runs a plan step by step: one line per step, one record, one audit line.
+
+    ``message(step, text)`` words a failure (deploy says "aborted before `fly deploy`");
+    ``on_stop(exc, step)`` lets the flow add what it knows when the run stops (restore
+    reads what the live database holds); ``on_failure()`` runs whenever a run that is not a
+    dry run ends other than ok (a failure, a signal, a crash), after the by-hand lines and
+    before the audit line, so what it adds to the record (restore.volume's go-back) is
+    written; ``secrets()`` are kept out of every line."""
+
+    kind: str
+    ui: object
+    audit_log: Path | None
+    binary: str = "fly"
+    record: dict = field(default_factory=dict)
+    values: dict = field(default_factory=dict)
+    secrets: Callable[[], list[str]] = list
+    message: Callable[[Step, str], str] | None = None
+    on_stop: Callable[[BaseException, Step | None], None] | None = None
+    on_failure: Callable[[], None] | None = None
+    by_hand_title: str = "To finish by hand, run from the failed step on:"
+
+    def start(self, **fields) -> dict:
+        self.record = {"kind": self.kind, "who": audit.who(), "when": now(), "steps": [],
+                       "outcome": "running", "exit_code": 0, **fields}
+        return self.record
+
+    def learn(self, **values: str) -> None:
+        """Values the run found out (a machine id): they fill the later steps' placeholders."""
+        self.values.update({k: v for k, v in values.items() if v})
+
+    def run(self, steps: list[Step], *, dry_run: bool = False) -> dict:
+        """Run ``steps`` (in a dry run only those that read) and return the record; the
+        audit line is appended whatever happens, except in a dry run."""
+        if not self.record:
+            self.start()
+        done = 0
+        try:
+            for step in steps:
+                if dry_run and not step.reads_only:
+                    break
+                self._run_step(step.filled(self.values))
+                done += 1
+            self.record["outcome"] = "dry run" if dry_run else "ok"
+            return self.record
+        except (KeyboardInterrupt, Terminated) as exc:  # Ctrl-C, SIGTERM, SIGHUP
+            step = steps[done].filled(self.values) if done < len(steps) else None
+            self._stopped(exc, step)
+            if not dry_run:
+                self._show_by_hand(steps[done:])
+            raise
+        except OpsError:
+            if not dry_run:
+                self._show_by_hand(steps[done:])
+            raise
+        finally:
+            if self.record["outcome"] == "running":  # whatever ended the run, say so
+                self.record.update(outcome="crashed", exit_code=int(ExitCode.ERROR))
+            self.record["finished"] = now()
+            self.record["seconds"] = round(sum(s["seconds"] for s in self.record["steps"]), 3)
+            if not dry_run and self.record["outcome"] != "ok" and self.on_failure:
+                self.on_failure()
+            if not dry_run:
+                self._append()
+
+    def _run_step(self, step: Step) -> None:
+        if step.skipped:
+            self.ui.skipped(step.line, step.skipped)
+            self._log(step, "skipped", 0.0, step.skipped)
+            return
+        shown, recorded = None, None
+        try:
+            with self.ui.step(step.line) as shown:
+                try:
+                    result = step.action() if step.action else None
+                except Exception as exc:  # its line shows why, without a secret
+                    shown.reason = self._scrub(first_line(self._text(exc)))
+                    raise
+                if isinstance(result, Done):
+                    shown.label, shown.detail = result.label, self._scrub(result.detail)
+                    if result.warning:
+                        shown.outcome = "warning"
+                    if result.record is not None:
+                        recorded = self._scrub(result.record)
+                else:
+                    shown.detail = self._scrub(result or "")
+        except (KeyboardInterrupt, Terminated):
+            self._log(step, "interrupted", shown.seconds if shown else 0.0, "")
+            raise
+        except Exception as exc:  # noqa: BLE001 (a crash is recorded as one, then reported)
+            text = self._scrub(self._text(exc))
+            code = self._exit_code(step, exc)
+            self._log(step, "failed", shown.seconds if shown else 0.0, text)
+            self.record.update(outcome=f"{step.key} failed", exit_code=int(code), error=text)
+            raise OpsError(self.message(step, text) if self.message else text, code) from None
+        self._log(step, "ok", shown.seconds, shown.detail if recorded is None else recorded)
+
+    @staticmethod
+    def _text(exc: Exception) -> str:
+        if isinstance(exc, OpsError | EngineError):
+            return str(exc)
+        return f"internal error: {type(exc).__name__}: {exc}"
+
+    @staticmethod
+    def _exit_code(step: Step, exc: Exception) -> ExitCode:
+        if isinstance(exc, EngineError):
+            exc = OpsError.from_engine(exc)
+        if not isinstance(exc, OpsError):
+            return step.abort or ExitCode.ERROR
+        if step.abort is None or exc.code in step.keeps:
+            return exc.code
+        return step.abort
+
+    def _stopped(self, exc: BaseException, step: Step | None) -> None:
+        term = isinstance(exc, Terminated)
+        why = exc.name if term else "Ctrl-C"
+        if step is not None and self.record["steps"] and \
+                self.record["steps"][-1]["step"] == step.key:
+            self.record["steps"][-1]["detail"] = why
+        where = f" during {step.key}" if step is not None else ""
+        self.record.update(
+            outcome=f"terminated by {why}{where}" if term else f"interrupted{where}",
+            exit_code=int(ExitCode.TERMINATED if term else ExitCode.INTERRUPTED))
+        if self.on_stop is not None:
+            self.on_stop(exc, step)
+
+    def _show_by_hand(self, remaining: list[Step]) -> None:
+        if remaining and remaining[0].rerun:  # stopped before anything is half done
+            return
+        lines = by_hand_lines([s.filled(self.values) for s in remaining], self.binary)
+        if lines:
+            lines = self._scrub(lines)
+            self.record["manual"] = lines
+            self.ui.info(self.by_hand_title + "\n" + "\n".join(lines))
+
+    def _log(self, step: Step, outcome: str, seconds: float, detail: str) -> None:
+        entry = {"step": step.key, "outcome": outcome, "seconds": seconds, "detail": detail}
+        if len(step.commands) == 1:
+            entry["command"] = list(step.commands[0])
+        elif step.commands:
+            entry["commands"] = [list(argv) for argv in step.commands]
+        self.record["steps"].append(self._scrub(entry))
+
+    def _scrub(self, value):
+        return scrub(value, self.secrets())
+
+    def _append(self) -> None:
+        if self.audit_log is None:
+            return
+        try:
+            audit.append(self.audit_log, self._scrub(self.record))
+        except OSError as exc:  # never hide why the run itself ended
+            self.ui.warn(f"could not append to {self.audit_log}: {exc.strerror}")
