@@ -47,7 +47,8 @@ def check_project_config(ns: Collection, root: Path) -> None:
         runtime = os.environ.get("INVOKE_RUNTIME_CONFIG")
     try:
         files = config_files(config._system_prefix, config._user_prefix, root, runtime)
-        check_config_files([path for path, _ in files], expected)
+        check_config_files([path for path, _ in files], expected,
+                           shared=[path for path, level in files if level == "system"])
     except OpsError as exc:
         raise Exit(f"Error: {one_line(exc)}", code=int(ExitCode.USAGE)) from None
     if program is not None:
@@ -67,7 +68,7 @@ def checked_update_config(program, expected: dict) -> None:
             check_config_data([(getattr(config, f"_{level}_path"), getattr(config, f"_{level}"))
                                for level in ("system", "user", "project", "runtime")
                                if str(getattr(config, f"_{level}_path", "")).endswith(".py")],
-                              expected)
+                              expected, shared=[config._system_path])
         except OpsError as exc:
             raise Exit(f"Error: {one_line(exc)}", code=int(ExitCode.USAGE)) from None
         except Exception as exc:  # running a .py config file failed: say so in one line
