@@ -215,6 +215,10 @@ def refused_flag(task: str, token: str, flags: dict) -> str:
     long = {short: name for name, short in SHORT_FLAGS.items()}.get(token.lstrip("-"))
     named = f" (-{token.lstrip('-')} is --{long.replace('_', '-')} where a task has it)" \
         if long and len(token) == 2 else ""
+    close = difflib.get_close_matches(token.lstrip("-"), [f[2:] for f in flags
+                                                         if f.startswith("--")], n=1)
+    if close and not named:  # `--whcih`, `--dryrun`: as a misspelled task name gets
+        named = f" (did you mean --{close[0]}?)"
     return f"{task} has no flag {token}{named}: `invoke --help {task}` lists its flags"
 
 
@@ -246,6 +250,10 @@ def parse_error_line(message: str, context, tasks=()) -> str:
             return f"no task named {token!r}: {hint}`invoke --list` shows every task"
         if token.startswith("-"):
             return refused_flag(task, token, getattr(context, "flags", {}))
+        flag = next((str(arg.value) for arg in getattr(context, "positional_args", ())
+                     if str(arg.value or "").startswith("-")), None)
+        if flag:  # `--whcih=latest`: Invoke took `--whcih` as the backup's name, then
+            return refused_flag(task, flag, getattr(context, "flags", {}))  # balked at latest
         return (f"{task} takes no argument {token!r} (and no task has that name: "
                 "`invoke --list`)")
     missing = re.fullmatch(r"'(.*)' did not receive required positional arguments: (.*)",
