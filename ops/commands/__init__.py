@@ -9,7 +9,7 @@ from invoke import Collection
 from invoke.config import Config, merge_dicts
 from invoke.exceptions import Exit
 
-from ops.cli import one_line, running_program, strict_parsing
+from ops.cli import end_quietly_on_closed_pipe, one_line, running_program, strict_parsing
 from ops.commands import backup, demo, deploy, emergency, machine, restore, restore_volume
 from ops.config import DEFAULTS, check_config_data, check_config_files, config_files
 from ops.errors import ExitCode, OpsError
@@ -52,6 +52,7 @@ def check_project_config(ns: Collection, root: Path) -> None:
     except OpsError as exc:
         raise Exit(f"Error: {one_line(exc)}", code=int(ExitCode.USAGE)) from None
     if program is not None:
+        end_quietly_on_closed_pipe()
         strict_parsing(program)
         checked_update_config(program, expected)
 
