@@ -524,9 +524,10 @@ def unknown_section(data: dict, expected: dict, shared: bool = False) -> str | N
     ``expected`` holds every known section (``DEFAULTS`` and Invoke's own: run, tasks,
     sudo, runners, timeouts). A ``shared`` file (/etc/invoke.*, read by every Invoke
     project on the machine) may hold other projects' sections: there only a near miss of
-    one of ours is refused."""
+    one of ours is refused. A name starting with ``_`` is never a misspelling (a YAML
+    anchor's holder ``_defaults: &d``, a helper in a .py config file) and passes."""
     for section in data:
-        if section in expected:
+        if section in expected or str(section).startswith("_"):
             continue
         close = difflib.get_close_matches(str(section), sorted(DEFAULTS), n=1)
         if shared and not difflib.get_close_matches(str(section), close, cutoff=0.8):

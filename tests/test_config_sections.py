@@ -74,6 +74,7 @@ def test_the_system_file_refuses_only_a_near_miss_of_ours(capsys, tmp_path, monk
 
 def test_which_sections_are_known_as_data():
     assert unknown_section({"backup": {}, "run": {}, "tasks": {}, "sudo": {}}, EXPECTED) is None
+    assert unknown_section({"_defaults": {"keep": 3}, "_helper": 1}, EXPECTED) is None
     assert "did you mean deploy?" in unknown_section({"deplyo": {}}, EXPECTED)
     assert "did you mean" not in unknown_section({"zzz": 1}, EXPECTED)
     assert unknown_section({"zzz": 1}, EXPECTED, shared=True) is None
