@@ -362,11 +362,25 @@ def check_sqlite_file(path: Path, what: str) -> None:
         raise EngineError(f"{what} is not a SQLite database: {path}", "corrupt")
 
 
+def mkdir_private(directory: Path) -> None:
+    """Create ``directory`` and every missing folder above it 0700 (``mkdir(parents=True)``
+    makes those above with the umask's 0755: `backup.download` into a missing backup.dir
+    left it 0755 around its private `fly-<app>`); existing folders keep their mode."""
+    missing = []
+    for path in (Path(directory), *Path(directory).parents):
+        if path.exists() or path.is_symlink():
+            break
+        missing.append(path)
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made meanwhile by another run:
+            path.mkdir(mode=0o700)  # it keeps its mode
+
+
 def prepare_dir(directory: Path) -> None:
     """The backup folder, created private (0700: backups hold every user's data) as
     backup.download creates it; an existing folder keeps its mode."""
     try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mkdir_private(directory)
     except (FileExistsError, NotADirectoryError) as exc:
         raise EngineError(f"backup folder is not a folder: {directory}", "usage") from exc
     except OSError as exc:
