@@ -646,3 +646,53 @@ def fly_run(world: FlyWorld, *args: str, cwd: Path, token: str | None = DEFAULT_
         [binary, *args], cwd=cwd, env=full, capture_output=True, text=text, timeout=timeout,
         input=input, stdin=None if input is not None else subprocess.DEVNULL,
     )
+
+
+# ---------------------------------------------------------------- in-process and project runs
+
+
+def cli(capsys, *argv: str, config_class=None) -> InvokeResult:
+    """``invoke ARGV`` run by a fresh Invoke Program in this process (output by ``capsys``)."""
+    import invoke
+
+    program = invoke.Program(name="Invoke", binary="inv[oke]", binary_names=["invoke", "inv"],
+                      version=invoke.__version__, config_class=config_class)
+    interrupt = signal.getsignal(signal.SIGINT)  # tasks.py sets its own until a task runs
+    try:
+        program.run(["invoke", "--search-root", str(REPO_ROOT), *argv])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    finally:
+        signal.signal(signal.SIGINT, interrupt)
+    out, err = capsys.readouterr()
+    return InvokeResult(list(argv), code, out, err)
+
+
+def cli_with_system_config(capsys, etc: Path, *argv: str) -> InvokeResult:
+    """``cli`` with Invoke's system-wide config read from ``etc`` instead of /etc."""
+    import invoke
+
+    class Config(invoke.Config):
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("system_prefix", f"{etc}/")
+            super().__init__(*args, **kwargs)
+
+    return cli(capsys, *argv, config_class=Config)
+
+
+def make_project(root: Path) -> Path:
+    """A checkout of the tool's tasks.py in ``root``, so `invoke` finds it by searching up
+    from the current folder, as it does for a user (no --search-root, no project.root)."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO_ROOT / "tasks.py", root / "tasks.py")
+    return root
+
+
+def run_in(cwd: Path, *args: str, env: dict | None = None, timeout: float = 60):
+    """`python -m invoke ARGS` from ``cwd`` exactly as a user types it."""
+    proc = subprocess.run(
+        [PYTHON, "-m", "invoke", *args], cwd=cwd, env=clean_env(env),
+        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    return InvokeResult(list(args), proc.returncode, proc.stdout, proc.stderr)

@@ -10,7 +10,7 @@ import stat
 
 from ops import engine
 from tests import helpers
-from tests.test_production import APP, make_prod
+from tests.fake_production import APP, make_prod
 
 
 def mode(path) -> int:

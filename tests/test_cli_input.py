@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -16,26 +15,9 @@ import pytest
 from ops import engine
 from tests import helpers
 from tests.fake_production import NEW_IMAGE, make_site
-from tests.helpers import PYTHON, REPO_ROOT, assert_one_line_error, run_parallel
+from tests.helpers import REPO_ROOT, assert_one_line_error, make_project, run_in, run_parallel
 
 # ---------------------------------------------------------------- a project of its own
-
-
-def make_project(root: Path) -> Path:
-    """A checkout of the tool's tasks.py in ``root``, so `invoke` finds it by searching up
-    from the current folder, as it does for a user (no --search-root, no project.root)."""
-    root.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO_ROOT / "tasks.py", root / "tasks.py")
-    return root
-
-
-def run_in(cwd: Path, *args: str, env: dict | None = None, timeout: float = 60):
-    """`python -m invoke ARGS` from ``cwd`` exactly as a user types it."""
-    proc = subprocess.run(
-        [PYTHON, "-m", "invoke", *args], cwd=cwd, env=helpers.clean_env(env),
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    return helpers.InvokeResult(list(args), proc.returncode, proc.stdout, proc.stderr)
 
 
 # ---------------------------------------------------------------- numbers (issue 7 #10)

@@ -9,11 +9,8 @@ from __future__ import annotations
 import ast
 import functools
 import re
-import signal
 import stat
-from pathlib import Path
 
-import invoke
 import pytest
 from invoke import Program
 from invoke.parser import Parser
@@ -23,27 +20,11 @@ from ops.commands import namespace
 from ops.errors import ExitCode
 from ops.ui import _CONTROLS, printable
 from tests import helpers
-from tests.helpers import REPO_ROOT, assert_one_line_error, flags_of
+from tests.helpers import REPO_ROOT, assert_one_line_error, cli, cli_with_system_config, flags_of
 
 NS = namespace()
 TASKS = {primary: (aliases[0] if aliases else primary)
          for primary, aliases in NS.task_names.items()}
-
-
-def cli(capsys, *argv: str, config_class=None) -> helpers.InvokeResult:
-    """``invoke ARGV`` run by a fresh Invoke Program in this process."""
-    program = Program(name="Invoke", binary="inv[oke]", binary_names=["invoke", "inv"],
-                      version=invoke.__version__, config_class=config_class)
-    interrupt = signal.getsignal(signal.SIGINT)  # tasks.py sets its own until a task runs
-    try:
-        program.run(["invoke", "--search-root", str(REPO_ROOT), *argv])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    finally:
-        signal.signal(signal.SIGINT, interrupt)
-    out, err = capsys.readouterr()
-    return helpers.InvokeResult(list(argv), code, out, err)
 
 
 def test_dry_run_is_dash_n_in_every_task_that_has_one_and_dash_d_is_nobodys():
@@ -194,16 +175,6 @@ def test_the_lock_hint_of_cleanup_names_a_flag_cleanup_has(backup_dir, backup_no
 
 
 # ---------------------------------------------------------------- 5: every config file
-
-def cli_with_system_config(capsys, etc: Path, *argv: str) -> helpers.InvokeResult:
-    """``cli`` with Invoke's system-wide config read from ``etc`` instead of /etc."""
-
-    class Config(invoke.Config):
-        def __init__(self, *args, **kwargs):
-            kwargs.setdefault("system_prefix", f"{etc}/")
-            super().__init__(*args, **kwargs)
-
-    return cli(capsys, *argv, config_class=Config)
 
 
 WRONG_TYPED = [("backup: 5\n", "backup must be a mapping of keys (backup.dir"),

@@ -9,8 +9,7 @@ from __future__ import annotations
 import pytest
 
 from ops.errors import ExitCode
-from tests.helpers import assert_one_line_error
-from tests.test_command_line import cli
+from tests.helpers import assert_one_line_error, cli
 
 
 @pytest.mark.parametrize(("argv", "expected"), [

@@ -12,9 +12,13 @@ import invoke
 
 from ops.config import DEFAULTS, unknown_section
 from ops.errors import ExitCode
-from tests.helpers import assert_one_line_error, run_parallel
-from tests.test_command_line import cli_with_system_config
-from tests.test_operator import make_project, run_in
+from tests.helpers import (
+    assert_one_line_error,
+    cli_with_system_config,
+    make_project,
+    run_in,
+    run_parallel,
+)
 
 EXPECTED = invoke.Config.global_defaults() | DEFAULTS
 

@@ -2,7 +2,7 @@
 asked for (issue 20 #8, review-op P3): the snapshot keeps running on Fly, so the summary
 and the audit record name it instead of "none" / null.
 
-Through the real CLI against the flyctl double (fixtures of ``tests/test_deploy.py``).
+Through the real CLI against the flyctl double (``tests/fake_production.py``).
 """
 
 from __future__ import annotations
@@ -11,15 +11,12 @@ import signal
 
 from ops.deploy import snapshot_summary
 from ops.errors import ExitCode
-from tests import test_deploy
-from tests.test_deploy import VOL
-
-site = test_deploy.site  # the same fixture
+from tests.fake_production import NEW_IMAGE, VOL
 
 
 def test_a_deploy_stopped_in_the_snapshot_wait_records_and_shows_the_snapshot(site):
     site.world.snapshot_behavior("never")  # listed as running, never created
-    run = site.start("deploy", "--image", test_deploy.NEW_IMAGE)
+    run = site.start("deploy", "--image", NEW_IMAGE)
     run.wait_for_stderr(": running after")  # the wait's line once Fly lists ours
     run.proc.send_signal(signal.SIGTERM)
     result = run.finish(timeout=40)
