@@ -329,6 +329,7 @@ MAX_KEEP = 1000
 FLAG_NAMES = {"snapshot_timeout": "--timeout", "deploy_lock_wait": "--lock-wait"}
 
 
+# ~62 lines: most of it is the one Settings(...) call naming every field once.
 def load(config, **flags) -> Settings:
     """Settings from an Invoke config, flags (not None) winning; validated once."""
     fly, db, backup = _section(config, "fly"), _section(config, "db"), _section(config, "backup")

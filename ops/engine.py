@@ -775,6 +775,7 @@ def _unique_name(directory: Path, clock) -> tuple[str, dt.datetime]:
     raise EngineError(f"backup {name} already exists in {directory}", "exists")
 
 
+# ~64 lines, 12 of them its docstring and keyword list: the phases in their order.
 def create_backup(
     source: str | os.PathLike,
     directory: str | os.PathLike,
@@ -2263,6 +2264,8 @@ def broken_live_refusal(live, state: str, why: str, how: str) -> EngineError:
                        f"{how}. Nothing was changed", "usage")
 
 
+# Long on purpose (~70 lines): the restore's order (verify, safety, copy, proof) under one
+# lock is the thing to review, and it reads best in one place.
 def restore_database(live, directory, which: str = "latest", *, check: str = "integrity",
                      busy_timeout: float = 10.0, lock_wait: float = 0.0,
                      content_hash: bool = True, app_stopped: bool = False,

@@ -657,6 +657,8 @@ TAKE_RESTORE_LOCK = PRELUDE[PRELUDE.index("take_lock() {"):PRELUDE.index("place(
     .replace("the backup lock $lock", "the restore lock $lock").replace("on fd 9", "on fd 8")
 
 
+# Long on purpose: one sh script read top to bottom (locks, checks, safety backup,
+# .restore, proof), as the machine runs it; split, its order would be harder to check.
 def _sqlite_restore(db: str, directory: str, name: str, check: str, busy_timeout: float,
                     lock_wait: float, app_stopped: bool = False) -> str:
     """The engine's restore with the sqlite3 CLI (its ``.restore`` is the backup API).
