@@ -1,0 +1,76 @@
+"""replica.status against a real litestream replicating to a real S3 endpoint (moto)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from ops import replica as rp
+from ops.errors import ExitCode
+from ops.sample import WriterProcess
+from tests.replica_world import moto_endpoint, replica_world  # noqa: F401
+
+NOW = dt.datetime(2026, 12, 6, 22, 0, 0, tzinfo=dt.UTC)
+
+
+def test_lag_is_zero_when_the_replica_holds_the_local_txid_even_if_old():
+    old = rp.Position(txid=7, time=NOW - dt.timedelta(hours=5))
+    assert rp.lag(7, old, NOW) == 0.0  # an idle app is current, not "5 hours old"
+    assert rp.lag(8, old, NOW) == 5 * 3600
+    assert rp.lag(None, None, NOW) is None
+
+
+def test_staleness_over_max_lag_and_without_a_replica():
+    assert rp.staleness(0.0, 60) is None
+    assert rp.staleness(60.0, 60) is None
+    assert "61s behind" in rp.staleness(61.0, 60)
+    assert "no replica" in rp.staleness(None, 60)
+
+
+def test_newest_position_from_ltx_json():
+    files = [{"level": 0, "min_txid": "0000000000000002", "max_txid": "0000000000000002",
+              "timestamp": "2026-12-06T22:18:52Z"},
+             {"level": 9, "min_txid": "0000000000000001", "max_txid": "000000000000000a",
+              "timestamp": "2026-12-06T22:18:59Z"}]
+    assert rp.newest(files) == rp.Position(10, dt.datetime(2026, 12, 6, 22, 18, 59,
+                                                           tzinfo=dt.UTC))
+    assert rp.newest([]) is None
+    assert rp.local_txid([{"local_txid": "000000000000000b"}]) == 11
+    assert rp.local_txid([{"local_txid": "-"}]) is None
+
+
+def test_status_is_ok_while_replicating_and_fails_once_litestream_dies(replica_world,
+                                                                      run_invoke):
+    world = replica_world
+    litestream = world.start()
+    writer = WriterProcess(world.db, world.tmp / "w", interval=0.05).start()
+    try:
+        world.caught_up(world.local_txid())
+        ok = run_invoke("replica.status", "--max-lag", "60s", "--json", env=world.env)
+        assert ok.returncode == 0, ok
+        report = ok.json()
+        assert report["ok"] is True and report["running"] is True
+        assert report["lag_seconds"] <= 60
+        assert int(report["replica"]["txid"], 16) >= 1
+        world.kill(litestream)  # the app keeps writing with nothing shipping its commits
+        dead = run_invoke("replica.status", "--json", env=world.env)
+    finally:
+        writer.stop()
+    assert dead.returncode == ExitCode.REPLICA, dead
+    assert "not running" in dead.error_lines[0]
+    assert dead.json()["exit_code"] == ExitCode.REPLICA
+
+
+def test_status_says_so_when_the_bucket_cannot_be_read(replica_world, run_invoke):
+    world = replica_world
+    world.start()
+    broken = run_invoke("replica.status", env={**world.env, "BUCKET_NAME": "no-such-bucket"})
+    assert broken.returncode == ExitCode.REPLICA, broken
+    assert "cannot read the replica's bucket" in broken.error_lines[0]
+
+
+def test_status_refuses_a_bad_max_lag_in_one_line(replica_world, run_invoke):
+    for bad in ("nan", "inf", "soon"):
+        result = run_invoke("replica.status", "--max-lag", bad, env=replica_world.env)
+        assert result.returncode == ExitCode.USAGE, result
+        assert len(result.error_lines) == 1 and "--max-lag" in result.error_lines[0]
+        assert "Traceback" not in result.stderr
