@@ -56,6 +56,7 @@ REPLICA_KEYS = {"type", "url", "name", "sync-interval", "auto-recover", "bucket"
 HINTS = {"retention": "litestream 0.5 ignores a per-replica retention: set snapshot.retention",
          "age": "litestream 0.5 has no age encryption and refuses the block"}
 LITESTREAM_PIN = "0.5.17"
+MAX_SOCKET_PATH = 104  # sun_path holds 108 bytes on Linux, 104 on macOS
 MIN_KILL_TIMEOUT = 30.0  # seconds: the app's stop plus litestream's final sync
 
 
@@ -73,10 +74,13 @@ def go_duration(seconds: float) -> str:
 def socket_path(settings: ReplicaSettings, db_path: str) -> str:
     """The control socket: ``replica.socket``, else ``.<db name>-litestream.sock`` beside it
     (litestream's own meta folder is named the same way)."""
-    if settings.socket:
-        return settings.socket
     folder, name = os.path.split(db_path)
-    return os.path.join(folder, f".{name}-litestream.sock")
+    path = settings.socket or os.path.join(folder, f".{name}-litestream.sock")
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        raise OpsError(f"litestream's control socket path is longer than a Unix socket may be "
+                       f"({MAX_SOCKET_PATH} bytes): {path} (set replica.socket)",
+                       ExitCode.USAGE)
+    return path
 
 
 def config_data(settings: ReplicaSettings, db_path: str) -> dict:

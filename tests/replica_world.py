@@ -72,7 +72,8 @@ class World:
         return {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing-secret",
                 "BUCKET_NAME": self.bucket, "AWS_ENDPOINT_URL_S3": self.endpoint,
                 "AWS_REGION": "us-east-1", "INVOKE_DB_PATH": str(self.db),
-                "INVOKE_REPLICA_SYNC_INTERVAL": "0.5s"}
+                "INVOKE_REPLICA_SYNC_INTERVAL": "0.5s",
+                "AWS_CA_BUNDLE": str(self.tmp / "no-such-ca.pem")}
 
     def litestream_env(self) -> dict:
         env = {**os.environ, **self.env}

@@ -128,6 +128,10 @@ def test_restore_never_writes_over_a_file_or_through_a_symlink(replica_world, ru
         assert result.returncode == ExitCode.USAGE, result
         assert "a restore only writes a new file" in result.error_lines[0]
     assert existing.read_bytes() == b"keep me" and not elsewhere.exists()
+    beyond = run_invoke("replica.restore", "--output", str(world.tmp / "n.db"), "--txid",
+                        "ffffff", env=world.env)
+    assert beyond.returncode == ExitCode.NOT_FOUND, beyond
+    assert "no point to restore to" in beyond.error_lines[0]
     both = run_invoke("replica.restore", "--output", str(world.tmp / "n.db"), "--txid", "1",
                       "--timestamp", "2026-12-06T00:00:00Z", env=world.env)
     assert both.returncode == ExitCode.USAGE, both

@@ -50,6 +50,7 @@ def test_status_is_ok_while_replicating_and_fails_once_litestream_dies(replica_w
         report = ok.json()
         assert report["ok"] is True and report["running"] is True
         assert report["lag_seconds"] <= 60
+        assert "AWS_CA_BUNDLE is set: left out of litestream's environment" in ok.stderr
         assert int(report["replica"]["txid"], 16) >= 1
         world.kill(litestream)  # the app keeps writing with nothing shipping its commits
         dead = run_invoke("replica.status", "--json", env=world.env)

@@ -250,12 +250,30 @@ def describe_without_litestream(restored: Path, scratch: Path) -> tuple[dict, st
     return engine.describe_file(scratch)
 
 
+def plan_restore(argv: list[str], env: dict) -> dict:
+    """litestream's plan (``restore -dry-run -json``): no such point is exit 3, a bucket
+    that cannot be read exit 15 (within ``BUCKET_TIMEOUT``: it is a listing)."""
+    try:
+        plan = rp.run(argv, env, timeout=BUCKET_TIMEOUT, what="cannot plan a restore",
+                      timeout_code=ExitCode.REPLICA)
+    except OpsError as exc:
+        if "no matching backup files" in str(exc):
+            raise OpsError("the replica has no point to restore to (none at or before that "
+                           "--timestamp or --txid, or nothing replicated yet)",
+                           ExitCode.NOT_FOUND) from None
+        raise
+    if not isinstance(plan, dict):
+        raise OpsError("litestream printed a restore plan of an unexpected shape",
+                       ExitCode.REPLICA)
+    return plan
+
+
 @task(
     help={
         "output": "the new database file to write (required; an existing file or a symlink "
                   "there is refused)",
-        "timestamp": "restore the state as of this time (ISO, e.g. 2026-12-06T22:15:00Z); "
-                     "it lands at or before it",
+        "timestamp": "restore the state as of this time (ISO, e.g. 2026-12-06T22:15:00Z; "
+                     "UTC when no offset is given); it lands at or before it",
         "txid": "restore up to this litestream TXID (hex, as replica.status prints it)",
         "dry_run": "show the point litestream would reach and the files it would read; "
                    "write nothing",
@@ -280,9 +298,7 @@ def restore(c, output=None, timestamp=None, txid=None, dry_run=False, json=False
     with rendered_config(replica, db) as yml:
         base = [exe, "restore", "-config", yml, *target_flags]
         with ui.step("plan the restore from the replica"):
-            plan = rp.run([*base, "-dry-run", "-json", "-o", str(out), str(db)], env,
-                          timeout=LITESTREAM_TIMEOUT, what="cannot plan a restore",
-                          code=ExitCode.NOT_FOUND)
+            plan = plan_restore([*base, "-dry-run", "-json", "-o", str(out), str(db)], env)
         point = rp.reached(plan, target_flags[1] if timestamp is not None else None)
         report = {"database": str(db), "output": str(out), **point,
                   "files": len(plan.get("files") or []),
