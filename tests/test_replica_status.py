@@ -26,6 +26,23 @@ def test_staleness_over_max_lag_and_without_a_replica():
     assert "no replica" in rp.staleness(None, 60)
 
 
+def test_only_a_litestream_0_5_is_used():
+    assert rp.version_problem("0.5.17\n") is None
+    assert rp.version_problem("v0.5.2") is None
+    assert "not 0.5" in rp.version_problem("v0.3.13")
+    assert "no version" in rp.version_problem("")
+
+
+def test_an_old_litestream_is_refused_with_exit_15(replica_world, run_invoke, tmp_path):
+    old = tmp_path / "old-litestream"
+    old.write_text("#!/bin/sh\necho v0.3.13\n")
+    old.chmod(0o755)
+    result = run_invoke("replica.status", env={**replica_world.env,
+                                                "INVOKE_REPLICA_LITESTREAM": str(old)})
+    assert result.returncode == ExitCode.REPLICA, result
+    assert "v0.3.13 is not 0.5" in result.error_lines[0]
+
+
 def test_newest_position_from_ltx_json():
     files = [{"level": 0, "min_txid": "0000000000000002", "max_txid": "0000000000000002",
               "timestamp": "2026-12-06T22:18:52Z"},

@@ -198,6 +198,7 @@ def status(c, max_lag=None, json=False):
         raise OpsError(f"database not found: {db}", ExitCode.NOT_FOUND)
     exe = rp.find_litestream(replica.litestream)
     env = rp.environment(ui.warn)
+    rp.check_version(exe, env)
     with rendered_config(replica, db) as yml:
         found = read_status(exe, yml, db, rp.socket_path(replica, str(db)), env)
     newest = rp.newest(found["files"])
@@ -295,6 +296,7 @@ def restore(c, output=None, timestamp=None, txid=None, dry_run=False, json=False
     db = local_database(c)
     exe = rp.find_litestream(replica.litestream)
     env = rp.environment(ui.warn)
+    rp.check_version(exe, env)
     with rendered_config(replica, db) as yml:
         base = [exe, "restore", "-config", yml, *target_flags]
         with ui.step("plan the restore from the replica"):
