@@ -147,3 +147,16 @@ def test_dry_run_names_the_point_and_writes_nothing(replica_world, run_invoke):
     assert result.json()["dry_run"] is True and int(result.json()["reached"]["txid"], 16) >= 1
     assert not out.exists()
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".replica-restore-")]
+
+
+def test_quick_check_and_counts_only_when_asked(replica_world, run_invoke):
+    world = replica_world
+    world.start()
+    out = world.tmp / "quick.db"
+    result = run_invoke("replica.restore", "--output", str(out), "--quick", "--json",
+                        env={**world.env, "INVOKE_BACKUP_CONTENT_HASH": "false"})
+    assert result.returncode == 0, result
+    report = result.json()
+    assert report["check"] == "quick" and report["content_hash"] is None
+    assert report["tables"]["steps"] == 500 and "_litestream_lock" not in report["tables"]
+    assert "quick_check, row counts" in result.stderr
