@@ -186,6 +186,11 @@ def test_cli_check_refuses_a_typo_naming_the_key(tmp_path, run_invoke):
     bad = run_invoke("replica.config", "--check", "--output", str(out), env=env)
     assert bad.returncode == ExitCode.USAGE, bad
     assert "sync-intervall" in bad.error_lines[0]
+    mixed = run_invoke("replica.config", "--check", "--force", env=env)
+    assert mixed.returncode == ExitCode.USAGE and "--check only reads" in mixed.error_lines[0]
+    missing = run_invoke("replica.config", "--check", "--output", str(tmp_path / "no.yml"),
+                         env=env)
+    assert missing.returncode == ExitCode.NOT_FOUND, missing
     (tmp_path / "fly.toml").write_text('app = "a"\n')
     out.write_text(out.read_text().replace("sync-intervall:", "sync-interval:"))
     fly = run_invoke("replica.config", "--check", "--output", str(out), "--json", env=env)

@@ -130,6 +130,9 @@ def config_(c, output=None, force=False, check=False, remote=False, dry_run=Fals
     ui = UI()
     settings = config.load(c.config)
     replica = config.load_replica(c.config)
+    if check and (force or remote or dry_run):
+        raise OpsError("--check only reads: --force, --remote and --dry-run are for rendering",
+                       ExitCode.USAGE)
     if check:
         yml = Path(output) if output else settings.root / "litestream.yml"
         checked, problems = check_files(yml, settings.root or Path("."), settings.fly_config)
