@@ -596,7 +596,8 @@ def load_replica(config, *, max_lag=None) -> ReplicaSettings:
                            ExitCode.USAGE)
         seconds = parse_duration(str(value), name)
         if not minimum <= seconds <= maximum:
-            raise OpsError(f"{name} must be from {minimum:g}s to {maximum:g}s, got {value!r}",
+            top = "366d" if maximum == MAX_DURATION else f"{maximum:g}s"
+            raise OpsError(f"{name} must be from {minimum:g}s to {top}, got {value!r}",
                            ExitCode.USAGE)
         return seconds
 
