@@ -150,6 +150,9 @@ def test_cli_renders_without_credentials_and_never_overwrites(tmp_path, run_invo
     shown = run_invoke("replica.config", env=env)
     assert shown.returncode == 0, shown
     assert yaml.safe_load(shown.stdout)["dbs"][0]["path"] == str(tmp_path / "app.db")
+    remote = run_invoke("replica.config", "--remote", "--json", env=env)
+    assert remote.returncode == 0, remote
+    assert remote.json()["config"]["dbs"][0]["path"] == "/data/steps.db"  # db.remote_path
     written = run_invoke("replica.config", "--output", str(out), env=env)
     assert written.returncode == 0, written
     for secret in SECRETS.values():

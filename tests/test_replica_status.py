@@ -69,6 +69,9 @@ def test_status_is_ok_while_replicating_and_fails_once_litestream_dies(replica_w
         assert report["lag_seconds"] <= 60
         assert "AWS_CA_BUNDLE is set: left out of litestream's environment" in ok.stderr
         assert int(report["replica"]["txid"], 16) >= 1
+        shown = run_invoke("replica.status", env=world.env)
+        assert shown.returncode == 0, shown
+        assert f"Replica of {world.db}: TXID " in shown.stderr and "(max 60s)" in shown.stderr
         world.kill(litestream)  # the app keeps writing with nothing shipping its commits
         dead = run_invoke("replica.status", "--json", env=world.env)
     finally:
