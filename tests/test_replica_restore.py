@@ -7,6 +7,8 @@ import datetime as dt
 import os
 import sqlite3
 
+import pytest
+
 from ops import engine
 from ops import replica as rp
 from ops.commands.replica import describe_without_litestream
@@ -109,7 +111,9 @@ def test_point_in_time_restore_lands_at_or_before_the_target(replica_world, run_
                         "--json", env=world.env)
     assert result.returncode == 0, result
     report = result.json()
-    assert report["landed_before_seconds"] >= 0
+    assert rp.parse_time(report["reached"]["time"]) <= target  # the file litestream chose
+    assert report["landed_before_seconds"] == pytest.approx(
+        (target - rp.parse_time(report["reached"]["time"])).total_seconds())
     _, restored_time = newest_row(out)
     assert restored_time <= target
     assert engine.run_check(out) == []
