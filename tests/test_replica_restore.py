@@ -72,6 +72,7 @@ def test_kill_9_of_litestream_and_the_app_then_restore_loses_seconds_at_most(
     assert restored_id <= live_id
     assert 0 <= lost <= 5, f"lost {live_id - restored_id} commits, {lost:.2f}s"
     assert "_litestream_seq" not in report["tables"]
+    assert out.stat().st_mode & 0o777 == 0o600  # private, as every backup is
     assert report["tables"]["writer_log"] == restored_id
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".replica-restore-")]
 

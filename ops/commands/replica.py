@@ -360,6 +360,7 @@ def restore(c, output=None, timestamp=None, txid=None, quick=False, dry_run=Fals
                 if problems:
                     raise OpsError(f"the restored database failed {pragma}: {problems[0]} "
                                    f"(nothing written to {out})", ExitCode.VERIFY_FAILED)
+            os.chmod(tmp, 0o600)  # the app's data, private like every backup (litestream: 0644)
             engine.fsync_path(tmp)
             try:
                 os.link(tmp, out)  # never replaces: a file that appeared meanwhile stays
