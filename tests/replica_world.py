@@ -108,22 +108,31 @@ class World:
         newest = rp.newest(json.loads(done.stdout))
         return newest.txid if newest else 0
 
-    def start(self) -> subprocess.Popen:
-        """``litestream replicate``, returned once its first snapshot is in the bucket."""
+    def start(self, *, endpoint: str | None = None) -> subprocess.Popen:
+        """``litestream replicate``, returned once its first snapshot is in the bucket;
+        with another ``endpoint`` (one that uploads nowhere), once its socket answers."""
         log = open(self.tmp / "litestream.log", "ab")  # noqa: SIM115 (kept with the process)
+        env = self.litestream_env() | ({"AWS_ENDPOINT_URL_S3": endpoint} if endpoint else {})
         proc = subprocess.Popen([LITESTREAM, "replicate", "-config", str(self.render())],
-                                env=self.litestream_env(), stdout=log, stderr=log)
+                                env=env, stdout=log, stderr=log)
         self.procs.append(proc)
 
         def replicated():
             if proc.poll() is not None:
                 said = (self.tmp / "litestream.log").read_text()
                 raise AssertionError(f"litestream ended: {said}")
+            if endpoint:
+                return self.litestream("list", "-json", "-socket", self.socket,
+                                       check=False).returncode == 0 or None
             return self.replica_txid() or None
 
         poll.until(replicated, timeout=30, interval=0.1,
                    expired=_expired("litestream's first snapshot"))
         return proc
+
+    @property
+    def socket(self) -> str:
+        return rp.socket_path(load_replica({}), str(self.db))
 
     def caught_up(self, txid: int, timeout: float = 30) -> None:
         """Wait until the bucket holds ``txid`` or later."""

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
+from ops import poll
 from ops import replica as rp
 from ops.errors import ExitCode
 from ops.sample import WriterProcess
@@ -79,6 +81,32 @@ def test_status_is_ok_while_replicating_and_fails_once_litestream_dies(replica_w
     assert dead.returncode == ExitCode.REPLICA, dead
     assert "not running" in dead.error_lines[0]
     assert dead.json()["exit_code"] == ExitCode.REPLICA
+
+
+def test_status_fails_when_litestream_runs_but_ships_nothing(replica_world, run_invoke):
+    """Litestream up, its uploads failing: never "current". Measured: while it retries the
+    unreachable endpoint its control socket stops answering (exit 15, "stuck"); if it
+    answers, the lag against the bucket is over --max-lag (exit 7)."""
+    world = replica_world
+    world.kill(world.start())  # the bucket has a replica, then litestream is gone
+    writer = WriterProcess(world.db, world.tmp / "w", interval=0.05).start()
+    try:
+        world.start(endpoint="http://127.0.0.1:9")  # runs, answers, uploads nowhere
+        newest = rp.newest(json.loads(world.litestream(
+            "ltx", "-level", "all", "-json", "-config", str(world.config),
+            str(world.db)).stdout))
+        poll.until(lambda: True if dt.datetime.now(dt.UTC) - newest.time
+                   > dt.timedelta(seconds=3) else None, timeout=30, interval=0.1,
+                   expired=lambda polls, waited: AssertionError("no clock"))
+        stale = run_invoke("replica.status", "--max-lag", "2s", "--json", env=world.env)
+    finally:
+        writer.stop()
+    assert stale.returncode in (ExitCode.STALE, ExitCode.REPLICA), stale
+    if stale.returncode == ExitCode.STALE:
+        assert stale.json()["ok"] is False and stale.json()["lag_seconds"] > 2
+        assert "behind, over --max-lag 2s" in stale.error_lines[0]
+    else:
+        assert "or is stuck" in stale.error_lines[0]
 
 
 def test_status_says_so_when_the_bucket_cannot_be_read(replica_world, run_invoke):

@@ -168,9 +168,10 @@ def config_(c, output=None, force=False, check=False, remote=False, dry_run=Fals
 def read_status(exe: str, yml: str, db: Path, socket: str, env: dict) -> dict:
     """The three litestream answers status needs, in the order that keeps lag honest: the
     replica first, then the live TXID (a commit in between reads as behind, never ahead)."""
-    listing = rp.run([exe, "list", "-json", "-socket", socket], env, timeout=30,
-                     what="litestream is not running for this database (its control socket "
-                          f"{socket} does not answer)")
+    # measured: a litestream stuck retrying an unreachable bucket stops answering here too
+    listing = rp.run([exe, "list", "-json", "-timeout", "10", "-socket", socket], env,
+                     timeout=30, what="litestream is not running for this database, or is "
+                                      f"stuck (its control socket {socket} does not answer)")
     replicating = [d for d in (listing or {}).get("databases") or []
                    if os.path.realpath(str(d.get("path", ""))) == os.path.realpath(db)]
     if not replicating:
