@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import tomllib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -469,7 +470,8 @@ def config_files(system_prefix: str, user_prefix: str, project: Path,
     return files
 
 
-def check_config_files(files: list[Path], expected: dict) -> None:
+def check_config_files(files: list[Path], expected: dict,
+                       shared: Collection[Path] = ()) -> None:
     """Refuse, with one line naming the file, a config file Invoke itself would choke on.
 
     Invoke 2.2 reads /etc/invoke.* and ~/.invoke.* when it starts, the project's invoke.*
@@ -478,12 +480,14 @@ def check_config_files(files: list[Path], expected: dict) -> None:
     YAML raises from ``yaml.safe_load``, a section of the wrong type (``backup: 5``) raises
     ``AmbiguousMergeError`` from ``merge_dicts``, both as tracebacks. ``files`` is lowest
     level first; ``expected`` is the configuration the first merges onto. A .py file is
-    only compiled (running it twice could do anything it does).
+    only compiled (running it twice could do anything it does). ``shared`` files (the
+    system-wide one) are checked as ``unknown_section`` says.
     """
-    check_config_data([(path, read_config_file(path)) for path in files], expected)
+    check_config_data([(path, read_config_file(path)) for path in files], expected, shared)
 
 
-def check_config_data(loaded: list[tuple[Path, object]], expected: dict) -> None:
+def check_config_data(loaded: list[tuple[Path, object]], expected: dict,
+                      shared: Collection[Path] = ()) -> None:
     """``check_config_files`` for data already read: (file, its data), lowest level first."""
     base = copy.deepcopy(expected)
     for path, data in loaded:
@@ -492,7 +496,8 @@ def check_config_data(loaded: list[tuple[Path, object]], expected: dict) -> None
         if not isinstance(data, dict):
             raise OpsError(f"{path} must be a mapping of sections (backup:, db:, ...), "
                            f"got {_shown(data)}", ExitCode.USAGE)
-        problem = _mismatch(base, data, "") or unknown_key(data)
+        problem = (_mismatch(base, data, "") or unknown_section(data, expected, path in shared)
+                   or unknown_key(data))
         if problem:
             raise OpsError(f"{path}: {problem}", ExitCode.USAGE)
         merge_dicts(base, copy.deepcopy(data))
@@ -521,6 +526,28 @@ def read_config_file(path: Path):
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise OpsError(f"{path} is not valid {'JSON' if kind == 'json' else 'YAML'}"
                        f"{line}: {problem}", ExitCode.USAGE) from None
+
+
+def unknown_section(data: dict, expected: dict, shared: bool = False) -> str | None:
+    """A top-level section neither ours nor Invoke's (``bakcup:`` left retention at its
+    default in silence, review-op P6): the first one, with the closest real section.
+
+    ``expected`` holds every known section (``DEFAULTS`` and Invoke's own: run, tasks,
+    sudo, runners, timeouts). A ``shared`` file (/etc/invoke.*, read by every Invoke
+    project on the machine) may hold other projects' sections: there only a near miss of
+    one of ours is refused. A name starting with ``_`` is never a misspelling (a YAML
+    anchor's holder ``_defaults: &d``, a helper in a .py config file) and passes."""
+    for section in data:
+        if section in expected or str(section).startswith("_"):
+            continue
+        close = difflib.get_close_matches(str(section), sorted(DEFAULTS), n=1)
+        if shared and not difflib.get_close_matches(str(section), close, cutoff=0.8):
+            continue  # `otherproject:` is someone's; `bakup:` is a typo of ours
+        hint = f"did you mean {close[0]}? " if close else ""
+        invokes = sorted(set(expected) - set(DEFAULTS))
+        return (f"unknown section {section}: ({hint}the sections are "
+                f"{', '.join(sorted(DEFAULTS))}; Invoke's: {', '.join(invokes)})")
+    return None
 
 
 def unknown_key(data: dict) -> str | None:

@@ -362,11 +362,25 @@ def check_sqlite_file(path: Path, what: str) -> None:
         raise EngineError(f"{what} is not a SQLite database: {path}", "corrupt")
 
 
+def mkdir_private(directory: Path) -> None:
+    """Create ``directory`` and every missing folder above it 0700 (``mkdir(parents=True)``
+    makes those above with the umask's 0755: `backup.download` into a missing backup.dir
+    left it 0755 around its private `fly-<app>`); existing folders keep their mode."""
+    missing = []
+    for path in (Path(directory), *Path(directory).parents):
+        if path.exists() or path.is_symlink():
+            break
+        missing.append(path)
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made meanwhile by another run:
+            path.mkdir(mode=0o700)  # it keeps its mode
+
+
 def prepare_dir(directory: Path) -> None:
     """The backup folder, created private (0700: backups hold every user's data) as
     backup.download creates it; an existing folder keeps its mode."""
     try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mkdir_private(directory)
     except (FileExistsError, NotADirectoryError) as exc:
         raise EngineError(f"backup folder is not a folder: {directory}", "usage") from exc
     except OSError as exc:
@@ -1027,17 +1041,22 @@ def resolve_backup(directory: str | os.PathLike, which: str,
                    source: str | None = None) -> list[BackupFile]:
     """``latest``, ``all`` or one backup's name, as the files it means; ``latest`` by
     ``latest_of`` (``source``: the database whose backups it may name)."""
-    backups = list_backups(directory)
+    return pick_backups(list_backups(directory), which, lambda backups: latest_of(
+        backups, dt.datetime.now(UTC), source, where=str(directory)), str(directory))
+
+
+def pick_backups(backups: list[BackupFile], which: str, latest, where: str) -> list[BackupFile]:
+    """``latest``, ``all`` or one name out of a listing: the one rule every target's
+    restore, verify and drill use. ``latest(backups)`` is the target's ``latest_of``;
+    ``where`` names the folder (and host) in the not-found error."""
     if which in ("latest", "all"):
         if not backups:
-            raise EngineError(f"no backups in {directory}", "not_found")
-        if which == "all":
-            return backups
-        return [latest_of(backups, dt.datetime.now(UTC), source, where=str(directory))]
+            raise EngineError(f"no backups in {where}", "not_found")
+        return backups if which == "all" else [latest(backups)]
     check_name(which)
     match = [item for item in backups if item.name == which]
     if not match:
-        raise EngineError(f"no backup named {which} in {directory}", "not_found")
+        raise EngineError(f"no backup named {which} in {where}", "not_found")
     return match
 
 
@@ -2330,7 +2349,8 @@ def live_and_recorded_counts(live, directory, name: str) -> dict:
 def drill_backup(path, *, check: str = "integrity", scratch_dir=None) -> dict:
     """Restore a backup into a scratch database and compare it with what was recorded.
 
-    ``seconds`` is the restore's own time: the recovery time objective. ``ok`` is
+    ``seconds`` is the copy into the scratch database alone (a real restore also verifies,
+    makes a safety backup and proves itself: ``restore`` times that whole). ``ok`` is
     False when the file cannot be restored, fails the check or differs from its record.
     """
     import tempfile

@@ -16,9 +16,8 @@ from ops.cli import guarded, invoke_command, task
 from ops.commands.positional import OptionalPositionalTask
 from ops.engine import in_future, latest_reason, parse_iso, same_source
 from ops.errors import ExitCode, OpsError
-from ops.targets.fly import FlyTarget
+from ops.targets.chosen import target_for
 from ops.targets.local import SOURCE_FOLDERS, LocalTarget
-from ops.targets.ssh import SshTarget
 from ops.ui import UI, human_age, human_bytes, utc_stamp, volume_gb
 
 PRODUCTION = "run against the production machine on Fly.io (over fly ssh) instead of locally"
@@ -44,11 +43,10 @@ def open_target(c, *, production: bool = False, host: str | None = None, json: b
                        "different targets: give one", ExitCode.USAGE)
     settings = config.load(c.config, host=host, **flags)
     ui = UI()
-    if production:
-        return settings, FlyTarget(settings, ui), ui
-    if settings.ssh_host:
-        target = SshTarget(settings, ui, settings.ssh_host)
-        _opened.append(target)
+    if production or settings.ssh_host:
+        target = target_for(settings, ui, production=production)
+        if not production:
+            _opened.append(target)
         return settings, target, ui
     if flags.get("db") is not None and not backups.same_database(
             settings.db_path, config.load(c.config).db_path):  # --db OTHER: its own folder
@@ -397,7 +395,8 @@ def adopt(c, which, production=False, host=None, dry_run=False, json=False):
 
 @task(
     help={
-        "max_age": "exit 7 when the newest backup is older than this (e.g. 26h, 2d, 90m)",
+        "max_age": "exit 7 when the newest backup is older than this (e.g. 26h, 2d, 90m; "
+                   "a bare number is seconds)",
         "production": PRODUCTION,
         "host": HOST,
         "json": JSON,
@@ -591,7 +590,7 @@ def drill(c, which="latest", production=False, host=None, quick=False, json=Fals
     folder = target.folder()  # a missing folder is exit 3, named as such
     with ui.step(f"drill {which} in {folder}") as step:
         result = target.drill(which)
-        step.detail = (f"{result['name']}  restore {result['seconds']:.3f}s  "
+        step.detail = (f"{result['name']}  scratch copy {result['seconds']:.3f}s  "
                        f"[{result.get('strategy') or result.get('where') or 'engine'}]")
         if not result["ok"]:  # the line says what the result says (issue 16 #15)
             step.outcome, step.reason = "failed", "not restorable" if not result.get(

@@ -12,9 +12,8 @@ from ops.commands.positional import OptionalPositionalTask
 from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated, stop_on_signals
-from ops.targets.fly import FlyTarget
+from ops.targets.chosen import target_for
 from ops.targets.local import LocalTarget
-from ops.targets.ssh import SshTarget
 from ops.ui import UI
 
 
@@ -81,11 +80,7 @@ def database(c, which="latest", production=False, host=None, from_=None, yes=Fal
                                       other_source=bool(other_source),
                                       busy_timeout=10.0 if timeout is None else timeout)
     ui = UI(json_mode=json)
-    target = None
-    if production:
-        target = FlyTarget(settings, ui)
-    elif host:
-        target = SshTarget(settings, ui, host)
+    target = target_for(settings, ui, production=production) if production or host else None
     if dry_run:
         try:
             dry_run_plan(options, settings, ui, target, json)
@@ -140,6 +135,8 @@ def dry_run_plan(options, settings, ui: UI, target, json: bool) -> None:
         directory=settings.backup_remote_dir if remote else str(settings.backup_dir),
         app=settings.app if production else "",
         health_url=settings.health if production else "", live_state=state)
+    if production and chosen:  # the listing resolved the machine: the plan names it
+        steps = restores.filled(steps, target.machine.id)
     ui.table("Restore plan (dry run: nothing runs)", ["step", "what", "commands"],
              restores.render(steps))
     if json:

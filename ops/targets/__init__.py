@@ -4,4 +4,5 @@
 - ``fly``: the production machine on Fly.io, through flyctl
 - ``scripted``: what the Fly machine and an SSH host share (scripts + transfers)
 - ``status``: the /health backup block computed from a listing
+- ``chosen``: which of them a task run means, decided in one place
 """

@@ -144,6 +144,11 @@ class LocalTarget:
         return engine.drill_backup(chosen.path, check=self.settings.check,
                                    scratch_dir=self.dir) | {"where": "local"}
 
+    def counts(self, name: str) -> dict:
+        """Rows per table of the live database and as recorded for backup ``name`` (None
+        if unrecorded), for a restore's confirmation: the machine's own counting."""
+        return engine.live_and_recorded_counts(self.db, self.dir, name)
+
     def list(self) -> list[engine.BackupFile]:
         self.odd_entries = engine.odd_entries(self.dir)  # named like a backup, not a file
         return engine.list_backups(self.dir)

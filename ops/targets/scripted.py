@@ -198,13 +198,11 @@ class ScriptedTarget:
         one dated in the future or another database's (issue 16 #2-4)."""
         if which not in ("latest", "all"):
             return [engine.check_name(which)]
-        backups = self.list()
-        if not backups:
-            raise OpsError(f"no backups in {self.dir} on {self.session.where}",
-                           ExitCode.NOT_FOUND)
-        if which == "all":
-            return [b.name for b in backups]
-        return [self.latest(backups).name]
+        try:  # the one rule every target uses (engine.pick_backups)
+            return [b.name for b in engine.pick_backups(
+                self.list(), which, self.latest, f"{self.dir} on {self.session.where}")]
+        except engine.EngineError as exc:
+            raise OpsError.from_engine(exc) from None
 
     def latest(self, backups: list[engine.BackupFile]) -> engine.BackupFile:
         try:
@@ -509,9 +507,10 @@ def trusted_sha256(name: str, record: dict) -> str | None:
 
 
 def _private_dir(directory: Path) -> None:
-    """Create the backup folder private (0700); an existing one keeps its mode."""
+    """Create the backup folder private (0700), and any missing above it; an existing one
+    keeps its mode."""
     with contextlib.suppress(OSError):
-        directory.mkdir(mode=0o700, parents=True)
+        engine.mkdir_private(directory)
 
 
 def _sweep_downloads(directory: Path) -> None:

@@ -30,6 +30,12 @@ class SshHost:
     def where(self) -> str:
         return self.ssh.where
 
+    def connect(self) -> str:
+        """Open the connection now (the host key checked; a restore's ``connect`` step),
+        and say where it leads."""
+        self.ssh.connection  # noqa: B018 - opened on first use
+        return self.where
+
     def run(self, script: str, *, engine_source: bool = False, timeout=None,
             what: str = "a command"):
         """``timeout`` None is ``ssh.timeout``; a copy's ``deadline()`` is no limit (a

@@ -1,0 +1,83 @@
+"""What a restore's dry run shows is what its run does (issue 22 item 2).
+
+Each flow runs twice through the real CLI: ``--dry-run --json`` (the plan), then for
+real (``--yes --json``), locally, on an SSH host (the real sshd) and on Fly. The steps
+the run recorded are the plan's, in its order; on Fly (the flyctl double) every flyctl
+call the run made is a command the plan showed, in the order shown, with the machine the
+dry run resolved filled in.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+
+from ops import engine, fly
+from tests import helpers
+from tests.test_drill import changed_after_backup, prod  # noqa: F401 - ``prod`` is a fixture
+from tests.test_production import APP, MACHINE
+
+SCRIPT = "<restore script>"  # a plan shows the machine's scripts by this placeholder
+
+
+def ran_steps(record: dict) -> list[str]:
+    return [step["step"] for step in record["steps"]]
+
+
+def test_local_restore_runs_the_steps_its_dry_run_shows(wal_db, backup_dir, run_invoke):
+    made = engine.create_backup(wal_db, backup_dir)
+    plan = run_invoke("restore", "--dry-run", "--json")
+    assert plan.returncode == 0, plan
+    shown = [step["key"] for step in plan.json()["steps"]]
+    assert plan.json()["backup"] == made.name
+    run = run_invoke("restore", "--yes", "--json")
+    assert run.returncode == 0, run
+    assert run.json()["backup"]["name"] == made.name
+    # the last step, the audit line, is the record itself
+    assert [*ran_steps(run.json()), "record"] == shown
+
+
+def shown_call(argv: list[str]) -> list[str]:
+    """A command as the plan shows it: the machine's scripts by their placeholder."""
+    if argv[:2] == ["ssh", "console"]:
+        return [*argv[:-1], SCRIPT]
+    return argv
+
+
+def test_production_restore_makes_the_calls_its_dry_run_shows(prod):  # noqa: F811
+    made = changed_after_backup(prod)
+    plan = prod.run("restore", "--production", "--dry-run", "--json")
+    assert plan.returncode == 0, plan
+    steps = plan.json()["steps"]
+    assert plan.json()["backup"] == made.name
+    shown = [list(argv) for step in steps for argv in step["commands"]]
+    # the dry run resolved the machine: its commands name it, no placeholder left
+    assert fly.machine_restart(APP, MACHINE) in shown
+    assert not [argv for argv in shown if "<machine>" in argv]
+    before = len(prod.calls())
+    run = prod.run("restore", "--production", "--yes", "--json")
+    assert run.returncode == 0, run
+    made_calls = [shown_call(argv) for argv in prod.calls()[before:]]
+    assert made_calls == shown, "\n".join(shlex.join(a) for a in made_calls)
+    assert [*ran_steps(run.json()), "record"] == [step["key"] for step in steps]
+
+
+def test_restore_on_an_ssh_host_runs_the_steps_its_dry_run_shows(ssh_host, tmp_path,
+                                                                 run_invoke):
+    db = helpers.make_wal_db(tmp_path / "host" / "data" / "steps.db")
+    folder = tmp_path / "host" / "backups"
+    made = engine.create_backup(db, folder)
+    env = {"HOME": os.environ["HOME"], "INVOKE_DB_REMOTE_PATH": str(db),
+           "INVOKE_BACKUP_REMOTE_DIR": str(folder), "INVOKE_SSH_CONNECT_TIMEOUT": "5"}
+    addr = f"{ssh_host.user}@127.0.0.1:{ssh_host.port}"
+    plan = run_invoke("restore", "--host", addr, "--dry-run", "--json", env=env)
+    assert plan.returncode == 0, plan
+    assert plan.json()["backup"] == made.name
+    run = run_invoke("restore", "--host", addr, "--yes", "--json", env=env)
+    assert run.returncode == 0, run
+    assert [*ran_steps(run.json()), "record"] == [step["key"] for step in plan.json()["steps"]]
+    connect = run.json()["steps"][0]
+    assert connect["outcome"] == "ok" and connect["detail"].startswith("connected to ")
+    assert f"connect to {addr}" in run.stderr  # its own line, before anything runs there
+    # an SSH host is named as such, never "the machine" (issue 20 #8)
+    assert f"restore {made.name} on {addr}" in run.stderr and "the machine" not in run.stderr
