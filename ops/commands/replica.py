@@ -277,6 +277,42 @@ def check_restored(restored: Path, scratch: Path, *, check: str, content_hash: b
     return [], counts, None, None
 
 
+def restore_checked(argv: list[str], db: Path, out: Path, env: dict, settings, ui: UI,
+                    report: dict) -> None:
+    """litestream restore (``argv`` ends in ``-o``) into a private folder beside ``out``,
+    the check and the hash, mode 0600, then a hard link to ``out`` (never a replace); the
+    folder goes whatever happens. Fills ``report``."""
+    scratch = Path(tempfile.mkdtemp(prefix=".replica-restore-", dir=out.parent))
+    try:
+        tmp = scratch / out.name
+        started = time.monotonic()
+        with ui.step(f"restore {report['files']} file(s) from the replica"):
+            rp.run([*argv, str(tmp), str(db)], env, timeout=LITESTREAM_TIMEOUT,
+                   what="litestream restore failed", code=ExitCode.ERROR)
+        report["restore_seconds"] = round(time.monotonic() - started, 3)
+        pragma = "integrity_check" if settings.check == "integrity" else "quick_check"
+        with ui.step(f"{pragma}, row counts" + (" and content hash"
+                                                 if settings.content_hash else "")):
+            problems, counts, digest, fmt = check_restored(
+                tmp, scratch / "hash.db", check=settings.check,
+                content_hash=settings.content_hash, mmap_size=settings.mmap_size)
+            if problems:
+                raise OpsError(f"the restored database failed {pragma}: {problems[0]} "
+                               f"(nothing written to {out})", ExitCode.VERIFY_FAILED)
+        os.chmod(tmp, 0o600)  # the app's data, private like every backup (litestream: 0644)
+        engine.fsync_path(tmp)
+        try:
+            os.link(tmp, out)  # never replaces: a file that appeared meanwhile stays
+        except FileExistsError:
+            raise OpsError(f"{out} appeared during the restore: left alone",
+                           ExitCode.USAGE) from None
+        engine.fsync_path(out.parent)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    report.update(seconds=round(time.monotonic() - started, 3), check=settings.check,
+                  tables=counts, content_hash=digest, content_format=fmt)
+
+
 def plan_restore(argv: list[str], env: dict) -> dict:
     """litestream's plan (``restore -dry-run -json``): no such point is exit 3, a bucket
     that cannot be read exit 15 (within ``BUCKET_TIMEOUT``: it is a listing)."""
@@ -344,36 +380,8 @@ def restore(c, output=None, timestamp=None, txid=None, quick=False, dry_run=Fals
             ui.info(f"Would restore TXID {point['reached']['txid']} "
                     f"({point['reached']['time']}) into {out} (dry run: nothing written)")
             return
-        scratch = Path(tempfile.mkdtemp(prefix=".replica-restore-", dir=out.parent))
-        try:
-            tmp = scratch / out.name
-            started = time.monotonic()
-            with ui.step(f"restore {report['files']} file(s) from the replica"):
-                rp.run([*base, "-o", str(tmp), str(db)], env, timeout=LITESTREAM_TIMEOUT,
-                       what="litestream restore failed", code=ExitCode.ERROR)
-            report["restore_seconds"] = round(time.monotonic() - started, 3)
-            pragma = "integrity_check" if settings.check == "integrity" else "quick_check"
-            with ui.step(f"{pragma}, row counts" + (" and content hash"
-                                                     if settings.content_hash else "")):
-                problems, counts, digest, fmt = check_restored(
-                    tmp, scratch / "hash.db", check=settings.check,
-                    content_hash=settings.content_hash, mmap_size=settings.mmap_size)
-                if problems:
-                    raise OpsError(f"the restored database failed {pragma}: {problems[0]} "
-                                   f"(nothing written to {out})", ExitCode.VERIFY_FAILED)
-            os.chmod(tmp, 0o600)  # the app's data, private like every backup (litestream: 0644)
-            engine.fsync_path(tmp)
-            try:
-                os.link(tmp, out)  # never replaces: a file that appeared meanwhile stays
-            except FileExistsError:
-                raise OpsError(f"{out} appeared during the restore: left alone",
-                               ExitCode.USAGE) from None
-            engine.fsync_path(out.parent)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-        report["seconds"] = round(time.monotonic() - started, 3)
-    report.update(check=settings.check, tables=counts, content_hash=digest,
-                  content_format=fmt)
+        restore_checked([*base, "-o"], db, out, env, settings, ui, report)
+    counts = report["tables"]
     if json:
         ui.emit(report)
     landed = (f", {report['landed_before_seconds']:.0f}s before --timestamp"
