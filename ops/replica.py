@@ -191,8 +191,9 @@ def check_dockerfile(text: str) -> list[str]:
                         "wrapper exits 0 when litestream fails): install litestream "
                         f"{LITESTREAM_PIN} instead")
     instructions = _instructions(text)
-    installs = " ".join(rest for word, rest in instructions if word in ("RUN", "ADD", "COPY"))
-    if not re.search(r"litestream\S*?[v:/@_-]0\.5\.\d+", installs):
+    installs = " ".join(rest for word, rest in instructions
+                        if word in ("RUN", "ADD", "COPY", "ARG", "ENV"))  # ARG VERSION=…
+    if not re.search(r"litestream\S*?[v:/@_=-]0\.5\.\d+", installs, flags=re.IGNORECASE):
         problems.append(f"Dockerfile: no pinned litestream 0.5 install (e.g. the v"
                         f"{LITESTREAM_PIN} release tarball)")
     elif not re.search(r"sha256sum|--checksum=sha256:|@sha256:", installs):

@@ -129,6 +129,12 @@ def test_dockerfile_checks():
     assert any("checksum" in p for p in rp.check_dockerfile(unverified))
     entry = GOOD_DOCKERFILE.replace("CMD [", "ENTRYPOINT [")
     assert any("ENTRYPOINT" in p for p in rp.check_dockerfile(entry))
+    by_arg = GOOD_DOCKERFILE.replace("download/v0.5.17/", "download/v${LITESTREAM_VERSION}/")
+    assert rp.check_dockerfile(by_arg.replace("litestream-0.5.17-", "litestream-${V}-")) == []
+    image = ("FROM node:22\nCOPY --from=litestream/litestream:0.5.17@sha256:abc "
+             "/usr/local/bin/litestream /usr/local/bin/litestream\n"
+             'CMD ["litestream", "replicate", "-exec", "node s.js"]\n')
+    assert rp.check_dockerfile(image) == []
     old = GOOD_DOCKERFILE.replace("0.5.17", "0.3.13")
     assert any("pinned litestream 0.5" in p for p in rp.check_dockerfile(old))
 
