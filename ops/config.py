@@ -64,6 +64,17 @@ DEFAULTS = {
         "timeout": "600",  # seconds one remote command may take (and a transfer may stall)
     },
     "machine": {"app_dir": "/app"},  # where the app's node_modules is (the Node engine's binding)
+    "replica": {  # Litestream (docs/replica.md); $VARS are litestream's to expand at its start
+        "bucket": "$BUCKET_NAME",  # set by `fly storage create`
+        "path": "",  # the key prefix in the bucket; "" = the database's file name
+        "endpoint": "$AWS_ENDPOINT_URL_S3",
+        "region": "$AWS_REGION",
+        "sync_interval": "1s",  # how often litestream ships new WAL frames
+        "retention": "72h",  # how far back a point-in-time restore can reach (snapshot.retention)
+        "max_lag": "60s",  # replica.status exits 7 past this (--max-lag)
+        "litestream": "",  # the binary: "" = litestream on PATH, else the one beside our python
+        "socket": "",  # litestream's control socket; "" = .<db name>-litestream.sock beside it
+    },
 }
 
 
@@ -575,3 +586,67 @@ def _mismatch(base: dict, new: dict, prefix: str) -> str | None:
             if deeper:
                 return deeper
     return None
+
+
+# ---------------------------------------------------------------- replica (Litestream)
+
+@dataclass(frozen=True)
+class ReplicaSettings:
+    """``replica.*``, checked once; values may hold ``$VARS`` that litestream expands."""
+    bucket: str
+    path: str
+    endpoint: str
+    region: str
+    sync_interval: float
+    retention: float
+    max_lag: float
+    litestream: str
+    socket: str
+
+
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+ENV_REFERENCE = re.compile(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?")
+
+
+def load_replica(config, *, max_lag=None) -> ReplicaSettings:
+    """``replica.*`` from an Invoke config (``--max-lag`` wins), each refused in one line."""
+    section = _section(config, "replica")
+
+    def text(key: str) -> str:
+        value = _string(section[key], f"replica.{key}", optional=True).strip()
+        if any(ch in value for ch in "\n\r\t\0"):
+            raise OpsError(f"config replica.{key} must be one line, got {value!r}", ExitCode.USAGE)
+        return value
+
+    def duration(key: str, value, name: str, minimum: float, maximum: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise OpsError(f"{name} must be a duration like 1s or 72h, got {_shown(value)}",
+                           ExitCode.USAGE)
+        seconds = parse_duration(str(value), name)
+        if not minimum <= seconds <= maximum:
+            top = "366d" if maximum == MAX_DURATION else f"{maximum:g}s"
+            raise OpsError(f"{name} must be from {minimum:g}s to {top}, got {value!r}",
+                           ExitCode.USAGE)
+        return seconds
+
+    bucket, endpoint = text("bucket"), text("endpoint")
+    if bucket and not ENV_REFERENCE.search(bucket) and not BUCKET_NAME.fullmatch(bucket):
+        raise OpsError(f"config replica.bucket is not a bucket name (3-63 lowercase letters, "
+                       f"digits, dots and dashes): {bucket!r}", ExitCode.USAGE)
+    if endpoint and not ENV_REFERENCE.match(endpoint) and not re.match(r"https?://", endpoint):
+        raise OpsError(f"config replica.endpoint must be an http:// or https:// URL, got "
+                       f"{endpoint!r}", ExitCode.USAGE)
+    path = text("path")
+    if path.startswith("/") or ".." in path.split("/"):
+        raise OpsError(f"config replica.path must be a relative key prefix without '..', got "
+                       f"{path!r}", ExitCode.USAGE)
+    return ReplicaSettings(
+        bucket=bucket, path=path, endpoint=endpoint, region=text("region"),
+        sync_interval=duration("sync_interval", section["sync_interval"],
+                               "config replica.sync_interval", 0.1, 3600.0),
+        retention=duration("retention", section["retention"], "config replica.retention",
+                           3600.0, MAX_DURATION),
+        max_lag=duration("max_lag", max_lag if max_lag is not None else section["max_lag"],
+                         "--max-lag" if max_lag is not None else "config replica.max_lag",
+                         0.0, MAX_DURATION),
+        litestream=text("litestream"), socket=text("socket"))

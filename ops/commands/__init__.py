@@ -10,7 +10,7 @@ from invoke.config import Config, merge_dicts
 from invoke.exceptions import Exit
 
 from ops.cli import end_quietly_on_closed_pipe, one_line, running_program, strict_parsing
-from ops.commands import backup, demo, deploy, emergency, machine, restore, restore_volume
+from ops.commands import backup, demo, deploy, emergency, machine, replica, restore, restore_volume
 from ops.config import DEFAULTS, check_config_data, check_config_files, config_files
 from ops.errors import ExitCode, OpsError
 
@@ -22,6 +22,7 @@ def namespace(root: Path | None = None) -> Collection:
     ns.add_collection(Collection.from_module(deploy))
     ns.add_collection(Collection.from_module(emergency))
     ns.add_collection(Collection.from_module(machine))
+    ns.add_collection(Collection.from_module(replica))
     restores = Collection.from_module(restore)
     restores.add_task(restore_volume.volume)
     ns.add_collection(restores)
