@@ -79,7 +79,7 @@ def database(c, which="latest", production=False, host=None, from_=None, yes=Fal
                                       from_path=from_, app_stopped=bool(app_stopped),
                                       other_source=bool(other_source),
                                       busy_timeout=10.0 if timeout is None else timeout)
-    ui = UI(json_mode=json)
+    ui = UI()
     target = target_for(settings, ui, production=production) if production or host else None
     if dry_run:
         try:
