@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ops import audit, cli, emergency, engine, fly, health
+from ops import audit, cli, emergency, engine, fly, health, runbook
 from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated
@@ -42,11 +42,7 @@ class RestoreOptions:
     other_source: bool = False  # --other-source: the backup may be of another database
 
 
-@dataclass(frozen=True)
-class Step:
-    key: str
-    title: str
-    commands: tuple[tuple[str, ...], ...] = ()
+Step = runbook.Step  # a restore's plan is a runbook plan: ``reads_only`` steps run in a dry run
 
 
 def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
@@ -68,7 +64,7 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
         }[live_state]
         return [
             Step("verify", f"verify backup {what} in {directory}: recorded SHA-256 and "
-                 "integrity_check"),
+                 "integrity_check", reads_only=True, running=f"verify backup {o.which}"),
             keep,
             Step("restore", f"copy the backup into {db} through SQLite's backup API "
                  f"(busy timeout {o.busy_timeout:g}s)"),
@@ -79,26 +75,30 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
     # every flyctl call the run makes, in its order (tests/test_flow_plans_restore.py)
     ssh = tuple(fly.ssh_console(app, MACHINE, SCRIPT))
     steps = [Step("resolve", "find the production machine and volume; is it emergency-stopped?",
-                  (tuple(fly.version()), tuple(fly.volumes_list(app)),
-                   tuple(fly.machines_list(app)), tuple(fly.machines_list(app))))]
+                  commands=(tuple(fly.version()), tuple(fly.volumes_list(app)),
+                   tuple(fly.machines_list(app)), tuple(fly.machines_list(app))),
+                  reads_only=True, running="resolve the production machine")]
     if o.from_path:
         upload = f"{directory}/.upload-<name>"
         steps += [
             Step("verify", f"verify {o.from_path} here: recorded SHA-256 and integrity_check; "
-                 "count the live database's rows there for the confirmation", (ssh,)),
+                 "count the live database's rows there for the confirmation", commands=(ssh,)),
             Step("upload", f"upload it to {directory} and check its SHA-256 on arrival",
-                 (ssh, tuple(fly.sftp_put(app, MACHINE, o.from_path, upload)), ssh)),
+                 commands=(ssh, tuple(fly.sftp_put(app, MACHINE, o.from_path, upload)), ssh)),
         ]
     else:
         steps.append(Step("choose", f"find backup {what} in {directory} on the machine; count "
-                          "its rows and the live database's for the confirmation", (ssh, ssh)))
+                          "its rows and the live database's for the confirmation",
+                          commands=(ssh, ssh), reads_only=True,
+                          running=f"find backup {what}"))
     steps += [
         Step("restore", f"on the machine (python3, else node, else sqlite3): verify the "
              f"backup, safety backup, restore into {db} through the backup API, prove it "
              "against the backup (integrity_check, row counts, content hash)",
-             (ssh,)),
+             commands=(ssh,)),
         Step("restart", "restart the app's machine (skipped while emergency-stopped: "
-             "then run invoke emergency.resume)", (tuple(fly.machine_restart(app, MACHINE)),)),
+             "then run invoke emergency.resume)",
+             commands=(tuple(fly.machine_restart(app, MACHINE)),)),
         Step("health", f"poll {health_url} until 200 with a backup block (skipped while "
              "emergency-stopped)"),
         Step("record", "append the restore to the audit log"),
@@ -109,14 +109,16 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
 def _host_plan(o: RestoreOptions, what: str, *, db: str, directory: str) -> list[Step]:
     """On an SSH host: the machine's steps over one SSH connection, no restart (the app
     sees the restored content through SQLite; restart it yourself if it caches)."""
-    steps = [Step("connect", f"connect to {o.host} (its host key must be known)")]
+    steps = [Step("connect", f"connect to {o.host} (its host key must be known)",
+                  reads_only=True, running=f"connect to {o.host}")]
     if o.from_path:
         steps += [
             Step("verify", f"verify {o.from_path} here: recorded SHA-256 and integrity_check"),
             Step("upload", f"upload it over SFTP to {directory} and check its SHA-256 there"),
         ]
     else:
-        steps.append(Step("choose", f"find backup {what} in {directory} on {o.host}"))
+        steps.append(Step("choose", f"find backup {what} in {directory} on {o.host}",
+                          reads_only=True, running=f"find backup {what}"))
     return steps + [
         Step("restore", f"on {o.host} (python3, else node, else sqlite3): verify the "
              f"backup, safety backup, restore into {db} through the backup API, prove it "
@@ -127,14 +129,13 @@ def _host_plan(o: RestoreOptions, what: str, *, db: str, directory: str) -> list
 
 def filled(steps: list[Step], machine: str) -> list[Step]:
     """The plan with the machine a dry run resolved in place of ``<machine>`` (pure)."""
-    return [dataclasses.replace(step, commands=tuple(
-        tuple(machine if word == MACHINE else word for word in argv) for argv in step.commands))
-        for step in steps]
+    return [step.filled({MACHINE.strip("<>"): machine}) for step in steps]
 
 
-def render(steps: list[Step], binary: str = "fly") -> list[list[str]]:
-    return [[s.key, s.title, "\n".join(shlex.join([binary, *a]) for a in s.commands) or "-"]
-            for s in steps]
+def render(steps: list[Step], width: int | None = None, binary: str = "fly") -> list[str]:
+    """The plan as deploy and emergency show theirs (``runbook.render``): every command
+    whole, broken between arguments with `` \\`` within a terminal's ``width``."""
+    return runbook.render("Restore plan (dry run: nothing runs):", steps, binary, width)
 
 
 def live_warning(db, state: str, why: str, app_stopped: bool) -> str | None:
@@ -149,7 +150,7 @@ def live_warning(db, state: str, why: str, app_stopped: bool) -> str | None:
 
 
 def plan_as_data(steps: list[Step]) -> list[dict]:
-    return [asdict(step) for step in steps]
+    return runbook.plan_as_data(steps)
 
 
 def undo_command(safety: str, flag: str, directory: str | None = None) -> str:
@@ -649,8 +650,7 @@ class Restore:
             self._step("connect", f"connect to {o.host}", lambda: (
                 None, f"connected to {target.session.connect()}"))
         if o.production:
-            stopped = self._unshown("resolve", lambda: (  # resolve draws its own line
-                target.resolve(), emergency.is_stopped(target.machine_config()))[1])
+            stopped = self._unshown("resolve", lambda: resolved(target))  # draws its own line
             self.record["machine"] = target.machine.id
             self.record["emergency_stopped"] = stopped
             if stopped:
@@ -764,6 +764,42 @@ class Restore:
             return data, f"[{data['strategy']}] {engine.proof_summary(data['proof'])}"
         check = "ok" if data["ok"] else "FAILED"
         return data, f"[{data['strategy']}] {self.settings.check}_check {check}"
+
+
+def resolved(target) -> bool:
+    """The production plan's ``resolve`` step: the machine and volume, and whether the app
+    is emergency-stopped (the run's and the dry run's one way)."""
+    target.resolve()
+    return emergency.is_stopped(target.machine_config())
+
+
+def reads(o: RestoreOptions, settings, ui: UI, target, found: dict) -> dict:
+    """The actions of the plan's ``reads_only`` steps, the ones its run uses: a dry run
+    runs them (``runbook.Runner(dry_run=True)``), so a backup name that does not exist
+    fails it as it fails the run. What they find goes into ``found`` (``backup``,
+    ``machine``, ``stopped``)."""
+    def verify():  # local: the run's own check of the chosen backup
+        (chosen, _), detail = _verified(LocalTarget(settings, ui), o.which, settings.check)
+        found["backup"] = chosen.name
+        return detail
+
+    def choose():
+        chosen, detail = _listed(target, o.which)
+        found["backup"] = chosen.name
+        return detail
+
+    def resolve():
+        found["stopped"] = resolved(target)
+        found["machine"] = target.machine.id
+        return f"machine {target.machine.id}" + (
+            " (emergency-stopped: no restart, no /health wait)" if found["stopped"] else "")
+
+    def connect():
+        return f"connected to {target.session.connect()}"
+
+    if target is None:
+        return {"verify": verify}
+    return {"resolve": resolve, "connect": connect, "choose": choose}
 
 
 def wait_for_backup_block(url: str, *, timeout: float, interval: float) -> str:
