@@ -41,8 +41,9 @@ def seconds(value, what: str) -> float | None:
         "host": HOST + " (no restart: the app sees the restored content through SQLite)",
         "from_": "with --production or --host: upload this local backup file and restore it",
         "yes": "do not ask for confirmation (required when there is no terminal)",
-        "dry_run": "print the plan and change nothing (it only lists the backups, to show "
-                   "which one latest is)",
+        "dry_run": "print the plan and change nothing: it runs only the steps that read "
+                   "(which backup latest is, verified locally), so a backup that does not "
+                   "exist fails it as it fails the restore",
         "busy_timeout": "seconds to wait for the app's write lock on the live database "
                         "(default 10)",
         "json": "print the audit record (or the plan, with --dry-run) as JSON on stdout",
