@@ -14,7 +14,7 @@ import shlex
 
 import pytest
 
-from ops import engine
+from ops import engine, restore, runbook
 from tests import helpers
 from tests.test_80_columns import commands_in
 from tests.test_drill import changed_after_backup, label, prod  # noqa: F401 - ``prod``
@@ -71,3 +71,19 @@ def test_the_production_plan_breaks_commands_between_arguments_at_80_columns(pro
                 for argv in step["commands"]]
     assert commands_in(plan) == expected
     assert any(line.endswith(" \\") for line in plan)  # at least one was long enough
+
+
+def test_a_local_restore_shows_its_plans_steps_with_what_it_learnt(wal_db, backup_dir,
+                                                                    run_invoke):
+    """The run takes its step lines from the plan (``restore.plan_for``): each one is the
+    plan step's line with the backup it chose filled in, in the plan's order."""
+    made = engine.create_backup(wal_db, backup_dir)
+    result = run_invoke("restore", "--yes")
+    assert result.returncode == 0, result
+    shown = [line[2:] for line in result.stderr.splitlines() if line.startswith("✓ ")]
+    steps = restore.plan(restore.RestoreOptions(), db="data/steps.db",
+                         directory="data/backups")[:-1]  # the last, `record`, is the audit line
+    expected = [runbook.fill(step.line, {"backup": made.name}) for step in steps]
+    assert len(shown) == len(expected), shown
+    for line, title in zip(shown, expected, strict=True):
+        assert line.startswith(title + "  "), (line, title)

@@ -110,7 +110,6 @@ def dry_run_plan(options, settings, ui: UI, target, json: bool) -> None:
     another database's; issue 16 #2), the machine; a backup that does not exist fails the
     dry run as it fails the run (issue 22)."""
     remote = target is not None
-    production = options.production
     state, warning = "ok", None
     if not remote:  # the real run refuses, or moves it aside: the plan says so
         try:
@@ -124,12 +123,9 @@ def dry_run_plan(options, settings, ui: UI, target, json: bool) -> None:
             ui.warn(warning)
 
     def plan(which: str | None) -> list:
-        return restores.plan(
+        return restores.plan_for(
             options if which is None else dataclasses.replace(options, which=which),
-            db=settings.db_remote_path if remote else str(settings.db_path),
-            directory=settings.backup_remote_dir if remote else str(settings.backup_dir),
-            app=settings.app if production else "",
-            health_url=settings.health if production else "", live_state=state)
+            settings, remote=remote, live_state=state)
 
     found: dict = {}
     steps = runbook.bind(plan(None), restores.reads(options, settings, ui, target, found))
