@@ -809,7 +809,9 @@ def reads(o: RestoreOptions, settings, ui: UI, target, found: dict) -> dict:
     fails it as it fails the run. What they find goes into ``found`` (``backup``,
     ``machine``, ``stopped``)."""
     def verify():  # local: the run's own check of the chosen backup
-        (chosen, _), detail = _verified(LocalTarget(settings, ui), o.which, settings.check)
+        local = LocalTarget(settings, ui)
+        local.folder()  # a missing folder is exit 3, as in the run
+        (chosen, _), detail = _verified(local, o.which, settings.check)
         found["backup"] = chosen.name
         return detail
 

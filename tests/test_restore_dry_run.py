@@ -42,6 +42,17 @@ def test_local_dry_run_of_a_missing_backup_fails_as_the_run_does(wal_db, backup_
     assert helpers.snapshot(backup_dir, set()) == files
 
 
+def test_local_dry_run_without_the_backup_folder_fails_as_the_run_does(wal_db, tmp_path,
+                                                                       run_invoke):
+    env = {"INVOKE_BACKUP_DIR": str(tmp_path / "no-such-folder")}
+    dry = run_invoke("restore", "--dry-run", env=env)
+    real = run_invoke("restore", "--yes", env=env)
+    assert real.returncode == 3, real
+    assert dry.returncode == real.returncode, dry
+    assert error_line(dry) == error_line(real)
+    assert not (tmp_path / "no-such-folder").exists()
+
+
 @pytest.mark.parametrize("which", ["latst", MISSING])
 def test_production_dry_run_of_a_missing_backup_fails_as_the_run_does(prod, which):  # noqa: F811
     changed_after_backup(prod)
