@@ -17,6 +17,7 @@ import pytest
 from ops import engine, restore, runbook
 from tests import helpers
 from tests.test_80_columns import commands_in
+from tests.test_deploy import site  # noqa: F401 - ``site`` is a fixture
 from tests.test_drill import changed_after_backup, label, prod  # noqa: F401 - ``prod``
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -98,3 +99,19 @@ def test_a_local_restore_shows_its_plans_steps_with_what_it_learnt(wal_db, backu
     assert len(shown) == len(expected), shown
     for line, title in zip(shown, expected, strict=True):
         assert line.startswith(title + "  "), (line, title)
+
+
+def test_emergency_stopped_the_dry_run_shows_restart_and_health_skipped_as_the_run_does(
+        site):  # noqa: F811
+    assert site.run("emergency.stop", "--yes").returncode == 0
+    made = engine.create_backup(site.db, site.backups)
+    plan = site.run("restore", "--production", "--dry-run", "--json")
+    assert plan.returncode == 0, plan
+    assert plan.json()["backup"] == made.name
+    skipped = {s["key"]: s["skipped"] for s in plan.json()["steps"] if s["skipped"]}
+    assert skipped == {"restart": "emergency-stopped", "health": "emergency-stopped"}
+    assert "(skipped: emergency-stopped)" in plan.stderr
+    run = site.run("restore", "--production", "--yes", "--json")
+    assert run.returncode == 0, run
+    assert {s["step"]: s["detail"] for s in run.json()["steps"]
+            if s["outcome"] == "skipped"} == skipped

@@ -136,6 +136,9 @@ def dry_run_plan(options, settings, ui: UI, target, json: bool) -> None:
     steps = plan(chosen)
     if found.get("machine"):  # the dry run resolved the machine: the plan names it
         steps = restores.filled(steps, found["machine"])
+    if found.get("stopped"):  # emergency-stopped: the run skips these (Restore._settle)
+        steps = [dataclasses.replace(step, skipped="emergency-stopped")
+                 if step.key in ("restart", "health") else step for step in steps]
     ui.lines(restores.render(steps, ui.width))
     if json:
         ui.emit({"dry_run": True, "options": options.__dict__, "backup": chosen,
