@@ -195,11 +195,7 @@ class Step:
 
 
 class UI:
-    def __init__(self, *, err: Console | None = None, out=None, json_mode: bool = False):
-        # ``json_mode`` is ignored (stdout carries JSON only where a command calls
-        # ``emit``); accepted until the flow commands (deploy, restore, emergency,
-        # restore.volume) stop passing it, then to be removed.
-        del json_mode
+    def __init__(self, *, err: Console | None = None, out=None):
         self.err = err or make_console()
         self.out = out or sys.stdout
         self.steps: list[Step] = []

@@ -213,7 +213,8 @@ def test_production_dry_run_only_lists_to_say_which_backup_latest_is(prod):
                                          "record"]
     assert steps[3]["commands"][0][:2] == ["machine", "restart"]
     assert result.json()["backup"] == made.name and f"latest is {made.name}" in result.stderr
-    assert [label(a) for a in prod.calls()] == [*RESOLVE, "ssh list"]  # reads only
+    # reads only: the run's own resolve (with its emergency-stopped check) and listing
+    assert [label(a) for a in prod.calls()] == [*RESOLVE, *STOPPED, "ssh list"]
 
 
 @pytest.mark.parametrize("tools", ["python3", "node", "none"])
