@@ -696,3 +696,20 @@ def run_in(cwd: Path, *args: str, env: dict | None = None, timeout: float = 60):
         capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     return InvokeResult(list(args), proc.returncode, proc.stdout, proc.stderr)
+
+
+def commands_in(lines: list[str]) -> list[str]:
+    """The plan's commands, each rejoined from its ` \\`-continued lines."""
+    found, current = [], None
+    for line in lines:
+        if current is not None:
+            current += " " + line.strip()
+        elif line.lstrip().startswith("$ "):
+            current = line.lstrip()[2:]
+        if current is not None and current.endswith(" \\"):
+            current = current[:-2]
+            continue
+        if current is not None:
+            found.append(current)
+            current = None
+    return found

@@ -16,9 +16,16 @@ import pytest
 
 from ops import engine, restore, runbook
 from tests import helpers
-from tests.test_80_columns import commands_in
-from tests.test_deploy import site  # noqa: F401 - ``site`` is a fixture
-from tests.test_drill import changed_after_backup, label, prod  # noqa: F401 - ``prod``
+from tests.fake_production import changed_after_backup
+from tests.fake_production import restore_label as label
+from tests.helpers import commands_in
+
+
+@pytest.fixture
+def prod(served_prod):
+    """Production whose /health answers (a restore restarts the machine and waits for it)."""
+    return served_prod
+
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 MISSING = "steps-2020-01-01T00-00-00.db"  # a well-formed name that no backup has
