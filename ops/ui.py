@@ -26,6 +26,7 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
@@ -480,6 +481,14 @@ class BackupPhases:
                 self.ui._spinner.start()
 
 
+class Percent(ProgressColumn):
+    """A phase's percentage where it has a total; ``…`` where it has none (integrity_check
+    cannot tell how far it is: a bar stuck at 0 % for 40 s said it was not moving)."""
+
+    def render(self, task) -> Text:
+        return Text(f"{task.percentage:>3.0f}%" if task.total else "   …")
+
+
 @contextlib.contextmanager
 def backup_phases(ui: UI):
     """``BackupPhases`` for the length of one backup (its bars replace the step's spinner
@@ -489,9 +498,8 @@ def backup_phases(ui: UI):
         return
     from rich.progress import TimeElapsedColumn
 
-    progress = Progress(TextColumn("{task.description:<26}"), BarColumn(),
-                        TextColumn("{task.percentage:>3.0f}%"), TimeElapsedColumn(),
-                        console=ui.err, transient=True)
+    progress = Progress(TextColumn("{task.description:<26}"), BarColumn(), Percent(),
+                        TimeElapsedColumn(), console=ui.err, transient=True)
     phases = BackupPhases(ui, progress)
     try:
         yield phases

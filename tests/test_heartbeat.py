@@ -67,3 +67,19 @@ def test_a_backup_that_reports_no_phases_keeps_its_spinner_and_time(monkeypatch)
     with ui.step("backup on the machine"), ui_module.backup_phases(ui):
         time.sleep(3.3)
     assert len(elapsed_shown("backup on the machine", buffer)) >= 2  # live while it ran
+
+
+def test_a_phase_without_a_total_shows_no_percentage(monkeypatch):
+    """integrity_check cannot say how far it is: its bar shows time, never a stuck 0 %."""
+    buffer = io.StringIO()
+    ui = UI(err=Console(file=buffer, width=100, force_terminal=True, force_interactive=True,
+                        no_color=True))
+    with ui.step("backup"), ui_module.backup_phases(ui) as phases:
+        phases.phase("integrity_check")
+        time.sleep(0.5)
+        phases.phase("sha256", 50, 100)
+        time.sleep(0.5)
+    shown = buffer.getvalue()
+    assert re.search(r"integrity_check[^\n%…]*… ", shown), shown[-400:]
+    assert not re.search(r"integrity_check[^\n%…]*0%", shown)
+    assert re.search(r"sha256[^\n%…]*50%", shown)
