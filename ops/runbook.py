@@ -206,7 +206,7 @@ class Runner:
         if not self.record:
             self.start()
         if not dry_run:
-            self._audit_log_writable()
+            self.check_audit_log()
         done = 0
         try:
             for step in steps:
@@ -253,8 +253,9 @@ class Runner:
             self._show_by_hand([step])
             raise
 
-    def _audit_log_writable(self) -> None:
-        """Like deploy and restore: nothing changes when its audit line cannot be written."""
+    def check_audit_log(self) -> None:
+        """Like deploy and restore: nothing changes when its audit line cannot be written
+        (a flow calls this first, before its reads; ``run`` checks again)."""
         if self.audit_log is None or not self.audit_first:
             return
         try:

@@ -9,6 +9,7 @@ holder), then execs the real double: the real CLI, a real SIGTERM to the real pr
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import textwrap
@@ -21,16 +22,19 @@ UNLOCK_MARK = '/holder 2>/dev/null)"\nrm -rf'  # the unlock script (test_deploy.
 UNLOCK = "invoke deploy.unlock --yes"
 
 
-def shim(site, mode: str) -> dict:
-    """PATH with a `fly` that makes the unlock call hang (``hang``) or fail (``fail``)."""
+def shim(site, mode: str, mark: str = UNLOCK_MARK) -> dict:
+    """PATH with a `fly` that makes the call whose argv holds ``mark`` hang (``hang``) or
+    fail (``fail``); it writes its pid to ``reached`` first (it is flyctl, for the run)."""
     folder = site.root / "shim"
     folder.mkdir(exist_ok=True)
     real = site.world.env(site.token)["PATH"]
     (folder / "fly").write_text(textwrap.dedent(f"""\
         #!{sys.executable}
         import os, sys, time
-        if {UNLOCK_MARK!r} in " ".join(sys.argv[1:]):
-            open({str(folder / "reached")!r}, "w").close()
+        if {mark!r} in " ".join(sys.argv[1:]):
+            with open({str(folder / "reached.tmp")!r}, "w") as out:
+                out.write(str(os.getpid()))
+            os.rename({str(folder / "reached.tmp")!r}, {str(folder / "reached")!r})
             if {mode!r} == "fail":
                 sys.stderr.write("Error: tunnel unavailable\\n")
                 sys.exit(1)
@@ -76,3 +80,27 @@ def test_a_failed_release_of_the_machine_lock_is_a_cross_and_in_the_record(site)
     assert entry["machine_lock_held"] and f"  {UNLOCK}   # record" in entry["manual"]
     assert result.json()["machine_lock_held"] == entry["machine_lock_held"]
     assert site.machine_lock.exists()
+
+
+def test_sigterm_during_the_snapshot_wait_kills_the_full_checks_flyctl(site):
+    """The full check runs its flyctl from a thread, which no signal reaches: the stop
+    must kill it, not wait for it (review-break #3), then release the machine lock."""
+    site.world.snapshot_behavior("never")
+    run = site.start("deploy", env=shim(site, "hang", mark="python3 - verify "))
+    reached = site.root / "shim" / "reached"
+    helpers.wait_for(reached.exists, timeout=60, what="the full check's flyctl call")
+    pid = int(reached.read_text())
+    run.proc.send_signal(signal.SIGTERM)
+    result = run.finish(timeout=45)  # the hung flyctl would sleep 60 s
+
+    assert result.returncode == ExitCode.TERMINATED, result
+    try:
+        os.kill(pid, 0)
+        alive = True
+    except ProcessLookupError:
+        alive = False
+    assert not alive, "the full check's flyctl outlived the run"
+    (entry,) = site.audit()
+    assert entry["outcome"] == "terminated by SIGTERM during snapshot"
+    closing = [s["outcome"] for s in entry["steps"] if s["step"] == "record"]
+    assert closing == ["ok"] and not site.machine_lock.exists()

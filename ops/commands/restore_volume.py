@@ -86,6 +86,8 @@ def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
     settings = config.load(c.config)
     ui = UI()
     steps_runner = runbook.Runner("restore.volume", ui, settings.audit_log)
+    if not dry_run:  # refused before anything changes, as deploy and restore do
+        steps_runner.check_audit_log()
     reads = Reads(settings, ui, steps_runner, str(snapshot).strip())
     resolved, made = reads.resolved, reads.made
     steps = vr.plan(resolved, settings.health)
