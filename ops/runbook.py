@@ -148,6 +148,9 @@ def plan_as_data(steps: list[Step], binary: str = "fly") -> list[dict]:
              "reads_only": s.reads_only, "skipped": s.skipped or None} for s in steps]
 
 
+SCRIPT_SHOWN = "<script: "  # how a plan shows a machine script by its purpose
+
+
 def by_hand_lines(steps: list[Step], binary: str = "fly") -> list[str]:
     """What is left to do by hand, from the step that stopped on: each command whole."""
     lines = []
@@ -155,6 +158,8 @@ def by_hand_lines(steps: list[Step], binary: str = "fly") -> list[str]:
         if step.skipped:
             continue
         todo = list(step.by_hand) or shown_commands(step, binary)
+        if any(SCRIPT_SHOWN in line for line in todo):  # a script named by its purpose
+            todo = []  # cannot be pasted: say what the step does instead
         if todo:
             lines += [f"  {line}   # {step.key}" for line in todo]
         else:

@@ -337,7 +337,8 @@ def assert_not_deployed(
     assert entry["outcome"] == f"{step} failed" and entry["exit_code"] == code
     assert entry["kind"] == "deploy" and entry["app"] == APP and entry["release"] is None
     assert entry["error"].splitlines()[0] in line
-    assert entry["steps"][-1]["step"] == step and entry["steps"][-1]["outcome"] == "failed"
+    last = [s for s in entry["steps"] if s["step"] != "record"][-1]  # before the closing one
+    assert last["step"] == step and last["outcome"] == "failed"
     assert result.json() == entry  # --json: the same record on stdout
     return entry
 
@@ -702,8 +703,8 @@ def test_failed_health_gate_exits_14_with_the_way_back(sites):
         assert one.audit() == [record]
         assert record["outcome"] == "health failed" and record["exit_code"] == 14
         assert record["release"]["version"] == 13  # deployed, but not healthy
-        assert record["steps"][-1]["step"] == "health"
-        assert record["steps"][-1]["outcome"] == "failed"
+        assert record["steps"][-2]["step"] == "health"  # then the closing "record" step
+        assert record["steps"][-2]["outcome"] == "failed"
     assert "HTTP 503" in error_line(r_unhealthy)
     old, new = stale.backup_names()
     assert f"/health reports latest backup {old!r}, older than this deploy's {new!r}" in (

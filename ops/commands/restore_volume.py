@@ -148,7 +148,8 @@ def _restore(settings, ui: UI, steps_runner: runbook.Runner, runner: fly.Fly,
     def go_back():
         if run.guarded:
             clone = run.values.get("new_machine")
-            back = vr.go_back_text(resolved, clone, run.clone_tried)
+            back = runbook.fill(vr.go_back_text(resolved, clone, run.clone_tried),
+                                run.values)  # <new_volume>, once `volumes create` said it
             ui.info(f"To go back to the old machine instead, in this order:\n{back}")
             steps_runner.record["go_back"] = [
                 shlex.join(["fly", *argv])
