@@ -38,7 +38,10 @@ def shim(site, mode: str, mark: str = UNLOCK_MARK) -> dict:
             if {mode!r} == "fail":
                 sys.stderr.write("Error: tunnel unavailable\\n")
                 sys.exit(1)
-            time.sleep(60)
+            for _ in range(600):  # 60 s, or until the test says go
+                if os.path.exists({str(folder / "go")!r}):
+                    break
+                time.sleep(0.1)
         os.execv({str(site.world.bin_dir / "fly")!r}, ["fly", *sys.argv[1:]])
         """))
     (folder / "fly").chmod(0o755)
@@ -104,3 +107,24 @@ def test_sigterm_during_the_snapshot_wait_kills_the_full_checks_flyctl(site):
     assert entry["outcome"] == "terminated by SIGTERM during snapshot"
     closing = [s["outcome"] for s in entry["steps"] if s["step"] == "record"]
     assert closing == ["ok"] and not site.machine_lock.exists()
+
+
+def test_ctrl_c_then_sigterm_exits_with_the_code_the_audit_line_records(site):
+    """GitHub cancels a job with SIGINT, then SIGTERM: the second stop, arriving while the
+    first one cleans up (here: releasing the machine lock), must not change the exit code
+    after the record was written with the first (review-break #9)."""
+    site.world.hang(["deploy"], seconds=60)
+    run = site.start("deploy", "--skip-backup", env=shim(site, "hang"))
+    helpers.wait_for(lambda: ["deploy"] == [argv[0] for argv in site.world.calls()][-1:],
+                     timeout=60, what="`fly deploy`")
+    run.proc.send_signal(signal.SIGINT)
+    helpers.wait_for((site.root / "shim" / "reached").exists, timeout=60,
+                     what="the unlock's flyctl call")
+    run.proc.send_signal(signal.SIGTERM)
+    (site.root / "shim" / "go").touch()
+    result = run.finish(timeout=60)
+
+    (entry,) = site.audit()
+    assert result.returncode == entry["exit_code"] == ExitCode.INTERRUPTED, result
+    assert entry["outcome"] == "interrupted during deploy"
+    assert not site.machine_lock.exists()  # the release was not cut short either
