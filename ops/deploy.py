@@ -310,9 +310,8 @@ class FullCheck:
     def stop(self) -> None:
         """End the check now if it still runs (a stopped or failed run): its flyctl,
         which signals never reach (they go to the main thread), is killed, then waited for."""
-        if self.thread is not None and not self.finished.is_set():
-            fly.stop_thread_child(self.thread.ident)
-        self.wait()
+        while self.thread is not None and not self.finished.wait(0.1):  # the check may
+            fly.stop_thread_child(self.thread.ident)  # start its next flyctl meanwhile
 
     def status(self) -> str:
         if not self.finished.is_set():

@@ -115,7 +115,7 @@ def test_ctrl_c_then_sigterm_exits_with_the_code_the_audit_line_records(site):
     after the record was written with the first (review-break #9)."""
     site.world.hang(["deploy"], seconds=60)
     run = site.start("deploy", "--skip-backup", env=shim(site, "hang"))
-    helpers.wait_for(lambda: ["deploy"] == [argv[0] for argv in site.world.calls()][-1:],
+    helpers.wait_for(lambda: [argv[0] for argv in site.world.calls()][-1:] == ["deploy"],
                      timeout=60, what="`fly deploy`")
     run.proc.send_signal(signal.SIGINT)
     helpers.wait_for((site.root / "shim" / "reached").exists, timeout=60,
