@@ -8,7 +8,9 @@ import difflib
 import functools
 import io
 import json
+import os
 import re
+import select
 import shlex
 import shutil
 import sys
@@ -65,6 +67,8 @@ def guarded(body):
         except KeyboardInterrupt:
             failure = Exit("Interrupted.", code=int(ExitCode.INTERRUPTED))
         except OSError as exc:
+            if isinstance(exc, BrokenPipeError) and output_closed():
+                end_quietly()  # `| head` went away: nobody is left to read a line
             where = f": {exc.filename}" if exc.filename else ""
             failure = Exit(printable(f"Error: {exc.strerror or exc}{where}"),
                            code=int(ExitCode.ERROR))
@@ -75,6 +79,55 @@ def guarded(body):
         raise failure from None
 
     return run
+
+
+# ---------------------------------------------------------------- a closed pipe
+#
+# `invoke --help restore | head -1`: once `head` exits, the next write raises
+# BrokenPipeError (Python ignores SIGPIPE), which printed a traceback. A closed stdout or
+# stderr ends the run quietly with 141 (128 + SIGPIPE), the status a shell shows for `cat`
+# or `grep` stopped the same way (docs/exit-codes.md). A task is stopped by the failed
+# write like by any error, so its `finally` blocks (audit line, locks) have run by then.
+
+
+def output_closed() -> bool:
+    """Whether our stdout or stderr is a pipe whose reader has gone (poll says POLLERR
+    on its write end): a BrokenPipeError from a socket or a child's pipe is a real error."""
+    poller = select.poll()
+    for fd in (1, 2):
+        poller.register(fd, select.POLLOUT)
+    try:
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except OSError:
+        return False
+
+
+def end_quietly():
+    """Exit 141 with nothing more written: what is left in stdout's and stderr's buffers
+    (and Python's own flush at exit) goes to /dev/null instead of a second traceback."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for fd in (1, 2):
+        with contextlib.suppress(OSError):
+            os.dup2(devnull, fd)
+    raise Exit(code=int(ExitCode.BROKEN_PIPE)) from None
+
+
+def end_quietly_on_closed_pipe() -> None:
+    """A BrokenPipeError of a closed stdout/stderr that reaches the top (Invoke's own
+    printing: --list, --help, an `Error:` line) ends the run quietly, exit 141."""
+    previous = sys.excepthook
+    if getattr(previous, "ends_closed_pipes", False):
+        return
+
+    def hook(kind, exc, tb):
+        if issubclass(kind, BrokenPipeError) and output_closed():
+            with contextlib.suppress(Exit):
+                end_quietly()
+            os._exit(int(ExitCode.BROKEN_PIPE))  # everything has unwound already
+        previous(kind, exc, tb)
+
+    hook.ends_closed_pipes = True
+    sys.excepthook = hook
 
 
 # Invoke's automatic short flags gave one letter a different meaning per task (`-s` was
@@ -215,6 +268,10 @@ def refused_flag(task: str, token: str, flags: dict) -> str:
     long = {short: name for name, short in SHORT_FLAGS.items()}.get(token.lstrip("-"))
     named = f" (-{token.lstrip('-')} is --{long.replace('_', '-')} where a task has it)" \
         if long and len(token) == 2 else ""
+    close = difflib.get_close_matches(token.lstrip("-"), [f[2:] for f in flags
+                                                         if f.startswith("--")], n=1)
+    if close and not named:  # `--whcih`, `--dryrun`: as a misspelled task name gets
+        named = f" (did you mean --{close[0]}?)"
     return f"{task} has no flag {token}{named}: `invoke --help {task}` lists its flags"
 
 
@@ -246,6 +303,10 @@ def parse_error_line(message: str, context, tasks=()) -> str:
             return f"no task named {token!r}: {hint}`invoke --list` shows every task"
         if token.startswith("-"):
             return refused_flag(task, token, getattr(context, "flags", {}))
+        flag = next((str(arg.value) for arg in getattr(context, "positional_args", ())
+                     if str(arg.value or "").startswith("-")), None)
+        if flag:  # `--whcih=latest`: Invoke took `--whcih` as the backup's name, then
+            return refused_flag(task, flag, getattr(context, "flags", {}))  # balked at latest
         return (f"{task} takes no argument {token!r} (and no task has that name: "
                 "`invoke --list`)")
     missing = re.fullmatch(r"'(.*)' did not receive required positional arguments: (.*)",

@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import tomllib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +64,17 @@ DEFAULTS = {
         "timeout": "600",  # seconds one remote command may take (and a transfer may stall)
     },
     "machine": {"app_dir": "/app"},  # where the app's node_modules is (the Node engine's binding)
+    "replica": {  # Litestream (docs/replica.md); $VARS are litestream's to expand at its start
+        "bucket": "$BUCKET_NAME",  # set by `fly storage create`
+        "path": "",  # the key prefix in the bucket; "" = the database's file name
+        "endpoint": "$AWS_ENDPOINT_URL_S3",
+        "region": "$AWS_REGION",
+        "sync_interval": "1s",  # how often litestream ships new WAL frames
+        "retention": "72h",  # how far back a point-in-time restore can reach (snapshot.retention)
+        "max_lag": "60s",  # replica.status exits 7 past this (--max-lag)
+        "litestream": "",  # the binary: "" = litestream on PATH, else the one beside our python
+        "socket": "",  # litestream's control socket; "" = .<db name>-litestream.sock beside it
+    },
 }
 
 
@@ -328,6 +340,7 @@ MAX_KEEP = 1000
 FLAG_NAMES = {"snapshot_timeout": "--timeout", "deploy_lock_wait": "--lock-wait"}
 
 
+# ~62 lines: most of it is the one Settings(...) call naming every field once.
 def load(config, **flags) -> Settings:
     """Settings from an Invoke config, flags (not None) winning; validated once."""
     fly, db, backup = _section(config, "fly"), _section(config, "db"), _section(config, "backup")
@@ -458,7 +471,8 @@ def config_files(system_prefix: str, user_prefix: str, project: Path,
     return files
 
 
-def check_config_files(files: list[Path], expected: dict) -> None:
+def check_config_files(files: list[Path], expected: dict,
+                       shared: Collection[Path] = ()) -> None:
     """Refuse, with one line naming the file, a config file Invoke itself would choke on.
 
     Invoke 2.2 reads /etc/invoke.* and ~/.invoke.* when it starts, the project's invoke.*
@@ -467,12 +481,14 @@ def check_config_files(files: list[Path], expected: dict) -> None:
     YAML raises from ``yaml.safe_load``, a section of the wrong type (``backup: 5``) raises
     ``AmbiguousMergeError`` from ``merge_dicts``, both as tracebacks. ``files`` is lowest
     level first; ``expected`` is the configuration the first merges onto. A .py file is
-    only compiled (running it twice could do anything it does).
+    only compiled (running it twice could do anything it does). ``shared`` files (the
+    system-wide one) are checked as ``unknown_section`` says.
     """
-    check_config_data([(path, read_config_file(path)) for path in files], expected)
+    check_config_data([(path, read_config_file(path)) for path in files], expected, shared)
 
 
-def check_config_data(loaded: list[tuple[Path, object]], expected: dict) -> None:
+def check_config_data(loaded: list[tuple[Path, object]], expected: dict,
+                      shared: Collection[Path] = ()) -> None:
     """``check_config_files`` for data already read: (file, its data), lowest level first."""
     base = copy.deepcopy(expected)
     for path, data in loaded:
@@ -481,7 +497,8 @@ def check_config_data(loaded: list[tuple[Path, object]], expected: dict) -> None
         if not isinstance(data, dict):
             raise OpsError(f"{path} must be a mapping of sections (backup:, db:, ...), "
                            f"got {_shown(data)}", ExitCode.USAGE)
-        problem = _mismatch(base, data, "") or unknown_key(data)
+        problem = (_mismatch(base, data, "") or unknown_section(data, expected, path in shared)
+                   or unknown_key(data))
         if problem:
             raise OpsError(f"{path}: {problem}", ExitCode.USAGE)
         merge_dicts(base, copy.deepcopy(data))
@@ -510,6 +527,28 @@ def read_config_file(path: Path):
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise OpsError(f"{path} is not valid {'JSON' if kind == 'json' else 'YAML'}"
                        f"{line}: {problem}", ExitCode.USAGE) from None
+
+
+def unknown_section(data: dict, expected: dict, shared: bool = False) -> str | None:
+    """A top-level section neither ours nor Invoke's (``bakcup:`` left retention at its
+    default in silence, review-op P6): the first one, with the closest real section.
+
+    ``expected`` holds every known section (``DEFAULTS`` and Invoke's own: run, tasks,
+    sudo, runners, timeouts). A ``shared`` file (/etc/invoke.*, read by every Invoke
+    project on the machine) may hold other projects' sections: there only a near miss of
+    one of ours is refused. A name starting with ``_`` is never a misspelling (a YAML
+    anchor's holder ``_defaults: &d``, a helper in a .py config file) and passes."""
+    for section in data:
+        if section in expected or str(section).startswith("_"):
+            continue
+        close = difflib.get_close_matches(str(section), sorted(DEFAULTS), n=1)
+        if shared and not difflib.get_close_matches(str(section), close, cutoff=0.8):
+            continue  # `otherproject:` is someone's; `bakup:` is a typo of ours
+        hint = f"did you mean {close[0]}? " if close else ""
+        invokes = sorted(set(expected) - set(DEFAULTS))
+        return (f"unknown section {section}: ({hint}the sections are "
+                f"{', '.join(sorted(DEFAULTS))}; Invoke's: {', '.join(invokes)})")
+    return None
 
 
 def unknown_key(data: dict) -> str | None:
@@ -547,3 +586,67 @@ def _mismatch(base: dict, new: dict, prefix: str) -> str | None:
             if deeper:
                 return deeper
     return None
+
+
+# ---------------------------------------------------------------- replica (Litestream)
+
+@dataclass(frozen=True)
+class ReplicaSettings:
+    """``replica.*``, checked once; values may hold ``$VARS`` that litestream expands."""
+    bucket: str
+    path: str
+    endpoint: str
+    region: str
+    sync_interval: float
+    retention: float
+    max_lag: float
+    litestream: str
+    socket: str
+
+
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+ENV_REFERENCE = re.compile(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?")
+
+
+def load_replica(config, *, max_lag=None) -> ReplicaSettings:
+    """``replica.*`` from an Invoke config (``--max-lag`` wins), each refused in one line."""
+    section = _section(config, "replica")
+
+    def text(key: str) -> str:
+        value = _string(section[key], f"replica.{key}", optional=True).strip()
+        if any(ch in value for ch in "\n\r\t\0"):
+            raise OpsError(f"config replica.{key} must be one line, got {value!r}", ExitCode.USAGE)
+        return value
+
+    def duration(key: str, value, name: str, minimum: float, maximum: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise OpsError(f"{name} must be a duration like 1s or 72h, got {_shown(value)}",
+                           ExitCode.USAGE)
+        seconds = parse_duration(str(value), name)
+        if not minimum <= seconds <= maximum:
+            top = "366d" if maximum == MAX_DURATION else f"{maximum:g}s"
+            raise OpsError(f"{name} must be from {minimum:g}s to {top}, got {value!r}",
+                           ExitCode.USAGE)
+        return seconds
+
+    bucket, endpoint = text("bucket"), text("endpoint")
+    if bucket and not ENV_REFERENCE.search(bucket) and not BUCKET_NAME.fullmatch(bucket):
+        raise OpsError(f"config replica.bucket is not a bucket name (3-63 lowercase letters, "
+                       f"digits, dots and dashes): {bucket!r}", ExitCode.USAGE)
+    if endpoint and not ENV_REFERENCE.match(endpoint) and not re.match(r"https?://", endpoint):
+        raise OpsError(f"config replica.endpoint must be an http:// or https:// URL, got "
+                       f"{endpoint!r}", ExitCode.USAGE)
+    path = text("path")
+    if path.startswith("/") or ".." in path.split("/"):
+        raise OpsError(f"config replica.path must be a relative key prefix without '..', got "
+                       f"{path!r}", ExitCode.USAGE)
+    return ReplicaSettings(
+        bucket=bucket, path=path, endpoint=endpoint, region=text("region"),
+        sync_interval=duration("sync_interval", section["sync_interval"],
+                               "config replica.sync_interval", 0.1, 3600.0),
+        retention=duration("retention", section["retention"], "config replica.retention",
+                           3600.0, MAX_DURATION),
+        max_lag=duration("max_lag", max_lag if max_lag is not None else section["max_lag"],
+                         "--max-lag" if max_lag is not None else "config replica.max_lag",
+                         0.0, MAX_DURATION),
+        litestream=text("litestream"), socket=text("socket"))

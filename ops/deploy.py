@@ -218,6 +218,17 @@ def done(key: str, detail: str) -> Done:
     return Done(label, shown, record=detail)
 
 
+def snapshot_summary(snap: dict) -> str:
+    """The summary's word on the snapshot: its id once created. One requested but not
+    seen created (the run was stopped or gave up waiting) goes on on Fly: say which one
+    and where to look, never "none"."""
+    status = snap.get("status") or "created"
+    if status == "created":
+        return str(snap["id"])
+    seen = "not listed yet" if status == "requested" else f"last seen {status}"
+    return f"{snap.get('id') or 'one'} requested, {seen}: see invoke backup.snapshots"
+
+
 def summary(record: dict, deployed: bool, width: int | None) -> list[str]:
     """The end of a run in a few lines: outcome, backup, snapshot, release, the way back.
 
@@ -235,7 +246,7 @@ def summary(record: dict, deployed: bool, width: int | None) -> list[str]:
         skipped = "skipped (--skip-backup)" if record.get("skipped_backup") else "none"
         lines.append("  backup    " + (f"{backup['name']} (sha256 {str(backup['sha256'])[:12]})"
                                        if backup else skipped))
-        lines.append("  snapshot  " + (str(snap["id"]) if snap else skipped))
+        lines.append("  snapshot  " + (snapshot_summary(snap) if snap else skipped))
     release = record.get("release")
     was = f"v{previous['version']}" if previous.get("version") else "unknown"
     if release:
@@ -606,7 +617,8 @@ class Deployment:
                 f"{settings.check}_check", lambda: backups.require_ok(target.verify(name)))
             self.held.callback(self.check.stop)  # never leave it running unobserved
         snap = self.app.snapshot(wait=True, timeout=settings.snapshot_timeout,
-                               interval=settings.health_interval, beside=beside)
+                                 interval=settings.health_interval, beside=beside,
+                                 on_snapshot=self._snapshot_seen)
         self.record["snapshot"] = {k: snap.get(k) for k in ("id", "volume", "size")} | (
             {"status": snap["status"]} if snap.get("status") != "created" else {})
         if snap.get("status") != "created":
@@ -614,6 +626,12 @@ class Deployment:
                         "to finish: not "
                     "waited for, the backup failed its check")
         return done("snapshot", f"{snap['id']} created; {self.check.status()}")
+
+    def _snapshot_seen(self, seen: dict) -> None:
+        """The snapshot as soon as it is requested, and its id and status as Fly lists
+        them: a run stopped (or timed out) in the wait still records which one it asked
+        for, which keeps running on Fly."""
+        self.record["snapshot"] = {k: seen.get(k) for k in ("id", "volume", "size", "status")}
 
     def full_check(self) -> Done:
         return done("full_check", self.check.result())

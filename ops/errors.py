@@ -22,7 +22,9 @@ class ExitCode(IntEnum):
     DEPLOY_ABORTED_SNAPSHOT = 12  # nothing was deployed: the volume snapshot failed
     DEPLOY_FAILED = 13  # fly deploy itself failed
     HEALTH_FAILED = 14  # deployed, but the health gate did not pass
+    REPLICA = 15  # replica.*: litestream not running or missing, or the bucket cannot be read
     INTERRUPTED = 130  # Ctrl-C
+    BROKEN_PIPE = 141  # stdout or stderr was closed by its reader (`| head`): ended quietly
     TERMINATED = 143  # SIGTERM or SIGHUP (a deploy records where it was stopped)
 
 

@@ -172,6 +172,51 @@ def wait_healthy(url: str, *, expected_backup: str | None, timeout: float,
                  interval: float, on_reason=None) -> dict:
     """Poll until healthy; ``on_reason(text)`` hears each new reason it is not yet;
     raises HEALTH_FAILED with the last reason at the deadline."""
+
+    def reason_of(status, body, problem):
+        reason = judge(status, body, expected_backup) if status else problem
+        if reason and status == 200 and problem:
+            reason = problem  # e.g. "the body is not JSON" says more than "no backup"
+        return reason
+
+    def expired(count: int, waited: float, last: str | None) -> OpsError:
+        # what happened, not the limit: a DNS error with a poll every 5s and a 3s
+        # limit ends after one poll in 0.1s (review-ox 17)
+        return OpsError(f"{url} not healthy after {count} poll(s) in {waited:.1f}s (limit "
+                        f"{timeout:g}s, a poll every {interval:g}s): {last}",
+                        ExitCode.HEALTH_FAILED)
+
+    return _wait(url, reason_of, timeout=timeout, interval=interval, on_reason=on_reason,
+                 expired=expired)
+
+
+def wait_for_backup_block(url: str, *, valid, timeout: float, interval: float,
+                          on_reason=None) -> str:
+    """Poll ``url`` until it answers 200 with a ``backup`` block ``valid(block)`` accepts
+    (a restore's last step; ``valid``: ``ops.targets.status.valid_status``).
+
+    ``on_reason(text)`` hears why it is still waiting each time that changes (HTTP 503,
+    no answer, no valid backup block), so the operator is not left with a bare spinner
+    until the deadline (review-op E3); at the deadline HEALTH_FAILED says the last one."""
+
+    def reason_of(status, body, problem):
+        if status == 200 and valid((body or {}).get("backup")):
+            return None
+        return problem or (f"HTTP {status}" if status != 200 else "no valid backup block")
+
+    def expired(count: int, waited: float, last: str | None) -> OpsError:
+        return OpsError(f"restored, but {url} not healthy within {timeout:g}s: {last}",
+                        ExitCode.HEALTH_FAILED)
+
+    result = _wait(url, reason_of, timeout=timeout, interval=interval, on_reason=on_reason,
+                   expired=expired)
+    return f"200 with a backup block after {result['polls']} poll(s)"
+
+
+def _wait(url: str, reason_of, *, timeout: float, interval: float, on_reason, expired) -> dict:
+    """The one /health poll: ``reason_of(status, body, problem)`` says why not yet (None:
+    done), ``on_reason`` hears each new reason, ``expired(polls, waited, last reason)``
+    is raised at the deadline."""
     deadline = time.monotonic() + timeout
     last: list[str | None] = [None]
     polls = [0]
@@ -180,9 +225,7 @@ def wait_healthy(url: str, *, expected_backup: str | None, timeout: float,
         polls[0] += 1
         left = max(deadline - time.monotonic(), 1.0)
         status, body, problem = fetch(url, timeout=min(10.0, left))
-        reason = judge(status, body, expected_backup) if status else problem
-        if reason and status == 200 and problem:
-            reason = problem  # e.g. "the body is not JSON" says more than "no backup"
+        reason = reason_of(status, body, problem)
         if reason is None:
             backup = body.get("backup") if isinstance(body, dict) else None
             return {"status": status, "polls": polls[0], "backup": backup}
@@ -191,11 +234,5 @@ def wait_healthy(url: str, *, expected_backup: str | None, timeout: float,
         last[0] = reason
         return None
 
-    def expired(count: int, waited: float) -> OpsError:
-        # what happened, not the limit: a DNS error with a poll every 5s and a 3s
-        # limit ends after one poll in 0.1s (review-ox 17)
-        return OpsError(f"{url} not healthy after {count} poll(s) in {waited:.1f}s (limit "
-                        f"{timeout:g}s, a poll every {interval:g}s): {last[0]}",
-                        ExitCode.HEALTH_FAILED)
-
-    return poll.until(attempt, timeout=timeout, interval=interval, expired=expired)
+    return poll.until(attempt, timeout=timeout, interval=interval,
+                      expired=lambda count, waited: expired(count, waited, last[0]))

@@ -25,7 +25,7 @@ BINDING_JS = node.PROBE_JS.replace("console.log(n)",
 def probe_script(db: str, directory: str, app_dir: str) -> str:
     """Print one ``ENTRY key value...`` line per fact; changes nothing on the machine."""
     q = shlex.quote
-    return node.with_app_dir(app_dir, f"""# machine.check
+    return node.with_app_dir(app_dir, f"""# ops: machine.check
 fact() {{ printf '{ENTRY} %s\\n' "$*" | tr -cd ' -~\\n'; }}
 set -- $(python3 -c {q(PY_VERSION)} </dev/null 2>/dev/null) - - -
 fact python3 "$1" "$2" "$3"

@@ -9,6 +9,7 @@ are pure: they return strings that the tests read as data.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shlex
@@ -38,6 +39,20 @@ def remote_path(path: str, key: str) -> str:
     if not SAFE_PATH.fullmatch(path) or "/../" in f"{path}/":
         raise OpsError(f"config {key} must be a plain absolute path, got {path!r}", ExitCode.USAGE)
     return path.rstrip("/") or "/"
+
+
+def purpose(name: str):
+    """The script names what it is for in its first line (``# ops: list``): a reader of
+    the machine's process list sees it, and the tests tell the calls apart by it."""
+
+    def mark(build):
+        @functools.wraps(build)
+        def built(*args, **kwargs) -> str:
+            return f"# ops: {name}\n" + build(*args, **kwargs)
+
+        return built
+
+    return mark
 
 
 def wrap(script: str) -> str:
@@ -125,6 +140,7 @@ def _tries(wait: float) -> int:
     return int(min(wait, 86400) * 5) if wait > 0 else 0
 
 
+@purpose("list")
 def list_script(directory: str) -> str:
     """Backups in ``directory`` as entry lines; plain sh, works on any image. A name in
     the pattern that is not a regular file (a symlink: ``[ -f ]`` follows it) is no
@@ -179,6 +195,7 @@ record_restore() {
 }""".replace("RECORD_LIMIT", str(RECORD_LIMIT))
 
 
+@purpose("delete")
 def delete_script(directory: str, names: list[str], lock_wait: float = 0) -> str:
     """Remove backups and their sidecars, under the folder's backup lock (like the engine)."""
     files = []
@@ -192,6 +209,7 @@ take_lock {d} {_tries(lock_wait)}
 cd {d} && rm -f -- {shlex.join(files)}"""
 
 
+@purpose("backup")
 def backup_script(db: str, directory: str, *, check: str, remote_command: str = "",
                   timeout: float = 0, lock_wait: float = 0, content_hash: bool = True) -> str:
     """Back up on the machine with the best tool it has (python3, sqlite3, the app's own)."""
@@ -321,6 +339,7 @@ def _app_command(directory: str, command: str) -> str:
     ])
 
 
+@purpose("sidecars")
 def sidecar_script(directory: str, name: str, sha256: str, manifest: str,
                    lock_wait: float = 0) -> str:
     """Record a checked backup's sidecars beside it; never over or through an existing file.
@@ -340,6 +359,7 @@ place {shlex.quote(manifest)} {base}.json
 published=1"""
 
 
+@purpose("verify")
 def verify_script(directory: str, names: list[str], check: str) -> str:
     """Verify backups on the machine; the sqlite3 branch applies the engine's rules.
 
@@ -420,6 +440,7 @@ CONTENT_HASH = f"""content_hash() {{
 DEPLOY_LOCK = ".ops-deploy.lock"
 
 
+@purpose("deploy-lock")
 def deploy_lock_script(path: str, holder: str, wait: float) -> str:
     """Take the deploy lock on the volume: a directory, made atomically, naming its holder.
 
@@ -442,6 +463,7 @@ printf '%s\n' {mine} > {q}/holder
 printf '{ENTRY_MARK} acquired %s\n' $waited"""
 
 
+@purpose("deploy-unlock")
 def deploy_unlock_script(path: str, *, remove: bool = True, holder: str | None = None) -> str:
     """Name the deploy lock's holder (exit 3 if there is no lock), and remove it.
 
@@ -462,6 +484,7 @@ def one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+@purpose("record")
 def record_script(directory: str, name: str) -> str:
     """A backup's SHA-256 now, its size, and the SHA-256 recorded when it was made.
 
@@ -566,6 +589,7 @@ def _unexpected(line: str, host: str) -> OpsError:
 MANIFEST_MARK = "__OPS_MANIFEST__"
 
 
+@purpose("restore")
 def restore_script(db: str, directory: str, name: str, *, check: str,
                    busy_timeout: float = 10, lock_wait: float = 0,
                    content_hash: bool = True, app_stopped: bool = False) -> str:
@@ -633,6 +657,8 @@ TAKE_RESTORE_LOCK = PRELUDE[PRELUDE.index("take_lock() {"):PRELUDE.index("place(
     .replace("the backup lock $lock", "the restore lock $lock").replace("on fd 9", "on fd 8")
 
 
+# Long on purpose: one sh script read top to bottom (locks, checks, safety backup,
+# .restore, proof), as the machine runs it; split, its order would be harder to check.
 def _sqlite_restore(db: str, directory: str, name: str, check: str, busy_timeout: float,
                     lock_wait: float, app_stopped: bool = False) -> str:
     """The engine's restore with the sqlite3 CLI (its ``.restore`` is the backup API).
@@ -751,6 +777,7 @@ fi
 printf '{RESULT_MARK} {{"ok": true, "data": {{"backup": "%s", "backup_sha256": "%s", "check": "{check}"}}}}\\n' "$name" "$sum\""""
 
 
+@purpose("holds")
 def holds_script(db: str, directory: str, name: str, safety: str = "") -> str:
     """After a restore on the machine ended without a result (its engine was killed):
     which content the live database holds, against backup ``name`` and ``safety``
@@ -767,6 +794,7 @@ def holds_script(db: str, directory: str, name: str, safety: str = "") -> str:
                    f"echo {STRATEGY_MARK}=none")
 
 
+@purpose("drill")
 def drill_script(directory: str, name: str, check: str) -> str:
     """Drill on the machine when it has python3; otherwise say so (the caller downloads)."""
     check_name(name)
@@ -784,6 +812,7 @@ def _print_manifest(path: str) -> str:
             f"|| exit 3\nprintf '{MANIFEST_MARK} '; tr -cd ' -~' < {q}; echo")
 
 
+@purpose("manifest")
 def manifest_script(directory: str, name: str) -> str:
     """Print ``NAME.json`` on one marked line (exit 3 when there is no usable one)."""
     return _print_manifest(f"{directory}/{check_name(name)}.json")
@@ -810,6 +839,7 @@ def recorded_content(text: str, name: str, sha256: str) -> dict:
     return checked_manifest(raw, f"{name}.json")
 
 
+@purpose("adopt-upload")
 def adopt_upload_script(directory: str, upload: str, name: str, sha256: str,
                         manifest: str, lock_wait: float = 0) -> str:
     """Make an uploaded file the backup ``name``: only if its SHA-256 is the one sent.
@@ -845,6 +875,7 @@ published=1
 printf '{ENTRY_MARK} adopted\\n'"""
 
 
+@purpose("counts")
 def counts_script(db: str, directory: str, name: str) -> str:
     """Rows per table of the live database, and the counts recorded for backup ``name``."""
     check_name(name)
@@ -857,6 +888,7 @@ done
                    f"echo {STRATEGY_MARK}=none")
 
 
+@purpose("adopt")
 def adopt_script(directory: str, which: str, by: str, *, dry_run: bool = False,
                  lock_wait: float = 0) -> str:
     """``backup.adopt`` on the machine: the engine's ``adopt_backups`` (python3's, or

@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ops import audit, cli, emergency, engine, fly, health
+from ops import audit, cli, emergency, engine, fly, health, runbook
 from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated
@@ -28,6 +28,7 @@ from ops.targets.status import valid_status
 from ops.ui import UI, command_lines, human_age, human_bytes
 
 MACHINE = "<machine>"
+BACKUP = "<backup>"  # the backup a run chose: its step lines name it (``Restore.values``)
 SCRIPT = "<restore script>"
 
 
@@ -42,11 +43,7 @@ class RestoreOptions:
     other_source: bool = False  # --other-source: the backup may be of another database
 
 
-@dataclass(frozen=True)
-class Step:
-    key: str
-    title: str
-    commands: tuple[tuple[str, ...], ...] = ()
+Step = runbook.Step  # a restore's plan is a runbook plan: ``reads_only`` steps run in a dry run
 
 
 def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
@@ -60,7 +57,7 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
     if not o.production:
         keep = {
             "ok": Step("safety", f"safety backup of {db} into {directory} (verified; no "
-                       "retention)"),
+                       "retention)", running=f"safety backup of {db}"),
             "corrupt": Step("aside", f"move the corrupt {db} (with its -wal/-shm) aside to "
                             f"{Path(db).name}.corrupt-<time>, never deleted (needs "
                             "--app-stopped)"),
@@ -68,73 +65,94 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
         }[live_state]
         return [
             Step("verify", f"verify backup {what} in {directory}: recorded SHA-256 and "
-                 "integrity_check"),
+                 "integrity_check", reads_only=True, running=f"verify backup {o.which}"),
             keep,
             Step("restore", f"copy the backup into {db} through SQLite's backup API "
-                 f"(busy timeout {o.busy_timeout:g}s)"),
+                 f"(busy timeout {o.busy_timeout:g}s)", running=f"restore {BACKUP} into {db}"),
             Step("check", f"prove it: integrity_check of {db}, its row counts and content "
-                 "hash against the backup's (read right after the copy)"),
+                 "hash against the backup's (read right after the copy)",
+                 running=f"prove the restore: {db} against {BACKUP}"),
             Step("record", "append the restore to the audit log"),
         ]
     # every flyctl call the run makes, in its order (tests/test_flow_plans_restore.py)
     ssh = tuple(fly.ssh_console(app, MACHINE, SCRIPT))
     steps = [Step("resolve", "find the production machine and volume; is it emergency-stopped?",
-                  (tuple(fly.version()), tuple(fly.volumes_list(app)),
-                   tuple(fly.machines_list(app)), tuple(fly.machines_list(app))))]
+                  commands=(tuple(fly.version()), tuple(fly.volumes_list(app)),
+                   tuple(fly.machines_list(app)), tuple(fly.machines_list(app))),
+                  reads_only=True, running="resolve the production machine")]
     if o.from_path:
         upload = f"{directory}/.upload-<name>"
         steps += [
             Step("verify", f"verify {o.from_path} here: recorded SHA-256 and integrity_check; "
-                 "count the live database's rows there for the confirmation", (ssh,)),
+                 "count the live database's rows there for the confirmation", commands=(ssh,),
+                 running=f"verify {Path(o.from_path)}"),
             Step("upload", f"upload it to {directory} and check its SHA-256 on arrival",
-                 (ssh, tuple(fly.sftp_put(app, MACHINE, o.from_path, upload)), ssh)),
+                 commands=(ssh, tuple(fly.sftp_put(app, MACHINE, o.from_path, upload)), ssh),
+                 running=f"upload {Path(o.from_path).name} as {BACKUP}"),
         ]
     else:
         steps.append(Step("choose", f"find backup {what} in {directory} on the machine; count "
-                          "its rows and the live database's for the confirmation", (ssh, ssh)))
+                          "its rows and the live database's for the confirmation",
+                          commands=(ssh, ssh), reads_only=True,
+                          running=f"find backup {what}"))
     steps += [
         Step("restore", f"on the machine (python3, else node, else sqlite3): verify the "
              f"backup, safety backup, restore into {db} through the backup API, prove it "
              "against the backup (integrity_check, row counts, content hash)",
-             (ssh,)),
+             commands=(ssh,), running=f"restore {BACKUP} on the machine"),
         Step("restart", "restart the app's machine (skipped while emergency-stopped: "
-             "then run invoke emergency.resume)", (tuple(fly.machine_restart(app, MACHINE)),)),
+             "then run invoke emergency.resume)",
+             commands=(tuple(fly.machine_restart(app, MACHINE)),),
+             running=f"restart machine {MACHINE}"),
         Step("health", f"poll {health_url} until 200 with a backup block (skipped while "
-             "emergency-stopped)"),
+             "emergency-stopped)", running=f"wait for {health_url} (200 with a backup block)"),
         Step("record", "append the restore to the audit log"),
     ]
     return steps
 
 
+def plan_for(o: RestoreOptions, settings, *, remote: bool, live_state: str = "ok") -> list[Step]:
+    """The plan of a restore with these settings: what ``--dry-run`` shows and the steps
+    (and step lines) the run runs (``Restore._step``)."""
+    return plan(o, db=settings.db_remote_path if remote else str(settings.db_path),
+                directory=settings.backup_remote_dir if remote else str(settings.backup_dir),
+                app=settings.app if o.production else "",
+                health_url=settings.health if o.production else "", live_state=live_state)
+
+
 def _host_plan(o: RestoreOptions, what: str, *, db: str, directory: str) -> list[Step]:
     """On an SSH host: the machine's steps over one SSH connection, no restart (the app
     sees the restored content through SQLite; restart it yourself if it caches)."""
-    steps = [Step("connect", f"connect to {o.host} (its host key must be known)")]
+    steps = [Step("connect", f"connect to {o.host} (its host key must be known)",
+                  reads_only=True, running=f"connect to {o.host}")]
     if o.from_path:
         steps += [
-            Step("verify", f"verify {o.from_path} here: recorded SHA-256 and integrity_check"),
-            Step("upload", f"upload it over SFTP to {directory} and check its SHA-256 there"),
+            Step("verify", f"verify {o.from_path} here: recorded SHA-256 and integrity_check",
+                 running=f"verify {Path(o.from_path)}"),
+            Step("upload", f"upload it over SFTP to {directory} and check its SHA-256 there",
+                 running=f"upload {Path(o.from_path).name} as {BACKUP}"),
         ]
     else:
-        steps.append(Step("choose", f"find backup {what} in {directory} on {o.host}"))
+        steps.append(Step("choose", f"find backup {what} in {directory} on {o.host}",
+                          reads_only=True, running=f"find backup {what}"))
     return steps + [
         Step("restore", f"on {o.host} (python3, else node, else sqlite3): verify the "
              f"backup, safety backup, restore into {db} through the backup API, prove it "
-             "against the backup (integrity_check, row counts, content hash)"),
+             "against the backup (integrity_check, row counts, content hash)",
+             running=f"restore {BACKUP} on {o.host}"),
         Step("record", "append the restore to the audit log"),
     ]
 
 
 def filled(steps: list[Step], machine: str) -> list[Step]:
     """The plan with the machine a dry run resolved in place of ``<machine>`` (pure)."""
-    return [dataclasses.replace(step, commands=tuple(
-        tuple(machine if word == MACHINE else word for word in argv) for argv in step.commands))
-        for step in steps]
+    return [step.filled({MACHINE.strip("<>"): machine}) for step in steps]
 
 
-def render(steps: list[Step], binary: str = "fly") -> list[list[str]]:
-    return [[s.key, s.title, "\n".join(shlex.join([binary, *a]) for a in s.commands) or "-"]
-            for s in steps]
+def render(steps: list[Step], width: int | None = None, binary: str = "fly") -> list[str]:
+    """The plan as deploy and emergency show theirs (``runbook.render``): every command
+    whole, broken between arguments with `` \\`` within a terminal's ``width``."""
+    return runbook.render("Restore plan (dry run: nothing runs):", steps, binary, width)
 
 
 def live_warning(db, state: str, why: str, app_stopped: bool) -> str | None:
@@ -149,7 +167,7 @@ def live_warning(db, state: str, why: str, app_stopped: bool) -> str | None:
 
 
 def plan_as_data(steps: list[Step]) -> list[dict]:
-    return [asdict(step) for step in steps]
+    return runbook.plan_as_data(steps)
 
 
 def undo_command(safety: str, flag: str, directory: str | None = None) -> str:
@@ -236,6 +254,8 @@ class Restore:
     copied: dict | None = None  # ``restore_live``'s read right after its copy committed
     scratch: Path | None = None  # restore --from: the private copy's folder, removed at the end
     waited: float = 0.0  # seconds spent waiting for the operator's answer (not restore time)
+    steps: list = field(default_factory=list)  # the plan the run runs (``plan_for``)
+    values: dict = field(default_factory=dict)  # what it learnt: fills the plan's <backup>
 
     def run(self) -> dict:
         o = self.options
@@ -398,6 +418,7 @@ class Restore:
 
     def _unshown(self, key: str, act):
         """A step whose line the target draws itself: only logged in the record."""
+        self._planned(key)
         started = time.monotonic()
         try:
             value = act()
@@ -409,11 +430,21 @@ class Restore:
                                      "seconds": round(time.monotonic() - started, 3)})
         return value
 
-    def _step(self, key: str, title: str, act):
-        """Run one step with its own line and timing; log it in the record.
+    def _planned(self, key: str) -> Step:
+        """The plan's step ``key``: a run takes no step its plan does not show."""
+        for step in self.steps:
+            if step.key == key:
+                return step
+        raise RuntimeError(f"step {key} is not in the restore's plan")
+
+    def _step(self, key: str, act, line: str = ""):
+        """Run the plan's step ``key`` with its own line (the plan's, with what the run
+        has learnt filled in) and timing; log it in the record.
 
         ``act`` returns ``(value, detail)``: the value goes back to the caller, the detail
         is shown on the step's line."""
+        step = self._planned(key)
+        title = line or runbook.fill(step.line, self.values)
         started = time.monotonic()
         try:
             with self.ui.step(title) as shown:
@@ -455,6 +486,7 @@ class Restore:
         s, o = self.settings, self.options
         db, directory = Path(s.db_path), Path(s.backup_dir)
         state, why = engine.live_state(db)
+        self.steps = plan_for(o, s, remote=False, live_state=state)
         if state != "ok" and not o.app_stopped:
             raise OpsError.from_engine(engine.broken_live_refusal(
                 db, state, why, "stop it, then run `invoke restore --app-stopped`"))
@@ -463,8 +495,8 @@ class Restore:
         local.names(o.which)  # a bad or unknown name fails before any lock is taken
         with engine.file_lock(directory / engine.RESTORE_LOCK, s.lock_wait, "another restore"), \
                 engine.held_backup_lock(directory, local.lock_wait()):
-            chosen, verdict = self._step("verify", f"verify backup {o.which}", lambda: _verified(
-                local, o.which, s.check))
+            chosen, verdict = self._step("verify", lambda: _verified(local, o.which, s.check))
+            self.values["backup"] = chosen.name
             self.record["backup"] = {"name": chosen.name, "sha256": verdict["sha256"],
                                      "created": chosen.created}
             other = self._other_source(chosen.name, chosen.source, str(db))
@@ -487,7 +519,7 @@ class Restore:
             ])
             marks = {"when": self.record["when"], "backup": chosen.name}
             try:
-                safety = self._step("safety", f"safety backup of {db}", lambda: _made(
+                safety = self._step("safety", lambda: _made(
                     local.backup(restore=marks)))
             except EngineError as exc:  # quick_check passed; the full check found more
                 why = engine.live_failed_check(db, s.check, exc)
@@ -505,12 +537,11 @@ class Restore:
             snapshot: dict = {}
             self.copied = snapshot  # filled once the copy commits: _settled judges it
             self.restoring = (chosen.path, db, own / safety["name"])
-            seconds = self._step("restore", f"restore {chosen.name} into {db}", lambda: _timed(
+            seconds = self._step("restore", lambda: _timed(
                 engine.restore_live(chosen.path, db, busy_timeout=o.busy_timeout,
                                     snapshot=snapshot)))
             self.record["restore_seconds"] = seconds
-            self._step("check", f"prove the restore: {db} against {chosen.name}",
-                       lambda: self._prove(chosen.path, db, snapshot, safety))
+            self._step("check", lambda: self._prove(chosen.path, db, snapshot, safety))
             self.restoring = None
         self._show_counts()
 
@@ -546,16 +577,16 @@ class Restore:
                        "stopped: --app-stopped)"])
         # the caller (``_local``) holds the restore lock and the folder's backup lock
         self.restoring = (chosen.path, db, None)
-        done = self._step("restore", f"restore {chosen.name} into the {state} {db}",
-                          lambda: _placed(engine.replace_broken_live(
-                              chosen.path, db, state, check=s.check, clock=lambda: when,
-                              on_moved=lambda moved: self.record.update(moved_aside=moved))))
+        done = self._step("restore", lambda: _placed(engine.replace_broken_live(
+            chosen.path, db, state, check=s.check, clock=lambda: when,
+            on_moved=lambda moved: self.record.update(moved_aside=moved))),
+            line=f"restore {chosen.name} into the {state} {db}")
         self.record["moved_aside"] = done["moved_aside"]
         self.record["restore_seconds"] = done["restore_seconds"]
         if done["moved_aside"]:
             self.ui.info(_kept(done["moved_aside"], "here"))
-        self._step("check", f"prove the restore: {db} against {chosen.name}",
-                   lambda: (self._proven(done["proof"]), engine.proof_summary(done["proof"])))
+        self._step("check", lambda: (self._proven(done["proof"]),
+                                     engine.proof_summary(done["proof"])))
         self.restoring = None
         self._show_counts()
 
@@ -645,13 +676,13 @@ class Restore:
         if o.from_path and not Path(o.from_path).is_file():
             raise OpsError(f"--from: no such file: {o.from_path}", ExitCode.NOT_FOUND)
         stopped = False
+        self.steps = plan_for(o, s, remote=True)
         if o.host:  # the plan's first step: the host key is checked before anything runs
-            self._step("connect", f"connect to {o.host}", lambda: (
+            self._step("connect", lambda: (
                 None, f"connected to {target.session.connect()}"))
         if o.production:
-            stopped = self._unshown("resolve", lambda: (  # resolve draws its own line
-                target.resolve(), emergency.is_stopped(target.machine_config()))[1])
-            self.record["machine"] = target.machine.id
+            stopped = self._unshown("resolve", lambda: resolved(target))  # draws its own line
+            self.record["machine"] = self.values["machine"] = target.machine.id
             self.record["emergency_stopped"] = stopped
             if stopped:
                 self.ui.info(f"{s.app} is emergency-stopped (machine {target.machine.id} runs "
@@ -665,8 +696,8 @@ class Restore:
             # computed while reading, is checked again on the machine)
             scratch = self.scratch = Path(tempfile.mkdtemp(prefix="ops-upload-"))
             copy, digest = engine.copy_for_upload(local, scratch)
-            verdict = self._step("verify", f"verify {local}", lambda: _verified_file(
-                local, s.check, copy, digest))
+            self.values["backup"] = name
+            verdict = self._step("verify", lambda: _verified_file(local, s.check, copy, digest))
             self.record["backup"] = {"name": name, "sha256": verdict["sha256"],
                                      "from": str(local)}
             created = engine.iso(engine.parse_created(name))
@@ -679,13 +710,12 @@ class Restore:
                 + f" from {local}",
             ])
             manifest = _manifest(local)
-            self._step("upload", f"upload {local.name} as {name}", lambda: _uploaded(
+            self._step("upload", lambda: _uploaded(
                 target.upload(copy, name, manifest, sha256=digest)))
             shutil.rmtree(scratch, ignore_errors=True)
         else:
-            chosen = self._step("choose", f"find backup {o.which}", lambda: _listed(
-                target, o.which))
-            name = chosen.name
+            chosen = self._step("choose", lambda: _listed(target, o.which))
+            name = self.values["backup"] = chosen.name
             self.record["backup"] = {"name": name, "sha256": chosen.sha256,
                                      "created": chosen.created}
             self._other_source(name, chosen.source, s.db_remote_path)
@@ -698,7 +728,7 @@ class Restore:
             ])
         self.restoring = ("remote", name)
         try:
-            data = self._step("restore", f"restore {name} on {self._there()}", lambda: self._remote(
+            data = self._step("restore", lambda: self._remote(
                 name, app_stopped=stopped if o.production else o.app_stopped))
         except OpsError as exc:
             hint = adopt_hint(["unverifiable"] if "unverifiable:" in str(exc) else [], name,
@@ -725,9 +755,9 @@ class Restore:
             self.ui.info("The app is still emergency-stopped: run `invoke emergency.resume` "
                          "to start it on the restored database")
             return
-        self._step("restart", f"restart machine {target.machine.id}", lambda: (
+        self._step("restart", lambda: (
             None, target.restart()))
-        self._step("health", f"wait for {s.health} (200 with a backup block)", lambda: (
+        self._step("health", lambda: (
             None, wait_for_backup_block(s.health, timeout=s.health_timeout,
                                         interval=s.health_interval)))
 
@@ -764,6 +794,44 @@ class Restore:
             return data, f"[{data['strategy']}] {engine.proof_summary(data['proof'])}"
         check = "ok" if data["ok"] else "FAILED"
         return data, f"[{data['strategy']}] {self.settings.check}_check {check}"
+
+
+def resolved(target) -> bool:
+    """The production plan's ``resolve`` step: the machine and volume, and whether the app
+    is emergency-stopped (the run's and the dry run's one way)."""
+    target.resolve()
+    return emergency.is_stopped(target.machine_config())
+
+
+def reads(o: RestoreOptions, settings, ui: UI, target, found: dict) -> dict:
+    """The actions of the plan's ``reads_only`` steps, the ones its run uses: a dry run
+    runs them (``runbook.Runner(dry_run=True)``), so a backup name that does not exist
+    fails it as it fails the run. What they find goes into ``found`` (``backup``,
+    ``machine``, ``stopped``)."""
+    def verify():  # local: the run's own check of the chosen backup
+        local = LocalTarget(settings, ui)
+        local.folder()  # a missing folder is exit 3, as in the run
+        (chosen, _), detail = _verified(local, o.which, settings.check)
+        found["backup"] = chosen.name
+        return detail
+
+    def choose():
+        chosen, detail = _listed(target, o.which)
+        found["backup"] = chosen.name
+        return detail
+
+    def resolve():
+        found["stopped"] = resolved(target)
+        found["machine"] = target.machine.id
+        return f"machine {target.machine.id}" + (
+            " (emergency-stopped: no restart, no /health wait)" if found["stopped"] else "")
+
+    def connect():
+        return f"connected to {target.session.connect()}"
+
+    if target is None:
+        return {"verify": verify}
+    return {"resolve": resolve, "connect": connect, "choose": choose}
 
 
 def wait_for_backup_block(url: str, *, timeout: float, interval: float) -> str:

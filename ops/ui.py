@@ -165,6 +165,16 @@ def wrapped(text: str, width: int | None, indent: str = "") -> list[str]:
                          break_long_words=False, break_on_hyphens=False) or [text]
 
 
+def broken(line: str, width: int | None, depth: int = 0) -> str:
+    """A step's line within ``width``: broken between words onto lines indented under its
+    label, never cut inside an id, a path or a date (a single word wider than the whole
+    line is the only thing cut); ``None`` (a log): as it is."""
+    if width is None:
+        return line
+    lines = wrapped(line, width, indent="  " * depth + "    ")
+    return "\n".join(fit(one, width) for one in lines)
+
+
 EMITTED = [0]  # JSON documents written on stdout in this process (ops.cli.guarded reads it)
 
 SPINNER_AFTER = 2.0  # seconds before a spinner shows the time so far
@@ -185,11 +195,7 @@ class Step:
 
 
 class UI:
-    def __init__(self, *, err: Console | None = None, out=None, json_mode: bool = False):
-        # ``json_mode`` is ignored (stdout carries JSON only where a command calls
-        # ``emit``); accepted until the flow commands (deploy, restore, emergency,
-        # restore.volume) stop passing it, then to be removed.
-        del json_mode
+    def __init__(self, *, err: Console | None = None, out=None):
         self.err = err or make_console()
         self.out = out or sys.stdout
         self.steps: list[Step] = []
@@ -301,10 +307,10 @@ class UI:
         """Print ``▸ label`` for each running step that has not said it started."""
         for step in self._open:
             if not step.opened:
-                step.opened = True
-                line = fit("  " * step.depth + "▸ " + self.shown(step.label),
-                           self.width or 10**6)
-                self.err.print(f"[bold]{escape(line)}[/]")
+                step.opened = True  # broken between words as a step's line is, never
+                line = broken("  " * step.depth + "▸ " + self.shown(step.label),  # cut in
+                              self.width, step.depth)  # a date (review-op 11)
+                self.err.print(f"[bold]{escape(line)}[/]", soft_wrap=True)
 
     def step_line(self, step: Step) -> str:
         """A finished step as one line: ``✓ label  detail (1.2s)``, its reason when it
@@ -335,9 +341,8 @@ class UI:
         # what is left is the most important part: broken between words onto lines
         # indented under the label, never cut inside an id, a path or a date (a single word
         # wider than the whole line is the only thing cut)
-        lines = wrapped(f"{head}  {parts[0]}{tail}" if parts[0] else head + tail, width,
-                        indent="  " * step.depth + "    ")
-        return "\n".join(fit(line, width) for line in lines)
+        return broken(f"{head}  {parts[0]}{tail}" if parts[0] else head + tail, width,
+                      step.depth)
 
     def _print_step(self, step: Step) -> None:
         line = self.step_line(step)

@@ -12,11 +12,14 @@ import contextlib
 import datetime as dt
 import fcntl
 import hashlib
+import io
 import json
 import os
 import re
 import select
+import shlex
 import shutil
+import signal
 import sqlite3
 import struct
 import subprocess
@@ -29,7 +32,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ops import engine, node, remote
 from ops.sample import WriterProcess
+from ops.ssh.connection import Options
+from ops.ssh.session import connect
+from tests.flyctl_double.state import DEFAULT_TOKEN, FlyWorld
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -112,6 +119,48 @@ def run_invoke(
         stdin=subprocess.DEVNULL,
     )
     return InvokeResult(list(args), proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_here(*args: str, cwd: str | os.PathLike, env: dict[str, str | None] | None = None,
+             search: bool = False) -> InvokeResult:
+    """The same run as ``run_invoke`` by a fresh Invoke ``Program`` in this process: the
+    environment, working folder, stdout and stderr are swapped in for the run and put back.
+    For the matrices of usage, config and help cases (a process costs ~0.5 s each); what
+    needs a real process (signals, terminals, start-up, concurrency) uses ``run_invoke``.
+    Not thread-safe: one run at a time per process (each xdist worker is its own).
+    ``search``: find tasks.py by searching up from ``cwd``, as a user's `invoke` does (no
+    --search-root, no project root set)."""
+    import invoke
+
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # a task may set its own
+    handlers = [signal.getsignal(sig) for sig in signals]
+    out, err = io.StringIO(), io.StringIO()
+    os.environ.clear()
+    os.environ.update(clean_env(env if search else project_root(cwd, env)))
+    os.chdir(cwd)
+    try:
+        program = invoke.Program(name="Invoke", binary="inv[oke]",
+                                 binary_names=["invoke", "inv"], version=invoke.__version__)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                where = [] if search else ["--search-root", str(REPO_ROOT)]
+                program.run(["invoke", *where, *args])
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        for sig, handler in zip(signals, handlers, strict=True):
+            signal.signal(sig, handler)
+    return InvokeResult(list(args), code, out.getvalue(), err.getvalue())
+
+
+def run_each(calls: Iterable[Callable[[], object]]) -> list:
+    """``run_parallel``'s answer, one call after another (for ``run_here``)."""
+    return [call() for call in calls]
 
 
 def on_terminal(args: list[str], *, cwd, env: dict | None = None, answer: str | None = None,
@@ -526,3 +575,141 @@ def break_an_index(db: Path) -> None:
     assert conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] != "ok"
     conn.close()
+
+
+# ---------------------------------------------------------------- moved from test modules
+
+
+def content(path: Path) -> str:
+    return engine.describe_file(path, live=True)[1]
+
+
+def change(db: Path) -> None:
+    conn = sqlite3.connect(db, timeout=10)
+    conn.executemany("INSERT INTO teams (name) VALUES (?)", [(f"later {i}",) for i in range(30)])
+    conn.execute("DELETE FROM steps WHERE id % 5 = 0")
+    conn.commit()
+    conn.close()
+
+
+FAST = Options(connect_timeout=5, timeout=30)
+
+
+def session_to(server, port=None, options=FAST, user=True):
+    who = f"{server.user}@" if user else ""
+    return connect(f"{who}127.0.0.1:{port or server.port}", options)
+
+
+def backups_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.glob("steps-*.db")) if folder.exists() else []
+
+
+BASE_TOOLS = ["sh", "ls", "cat", "rm", "mv", "ln", "mkdir", "date", "sleep", "head", "wc",
+              "sed", "sha256sum", "printf", "echo", "test", "[", "cut", "tr", "mktemp", "df",
+              "tail", "flock"]
+
+
+def machine_path(tmp_path: Path, *, python: bool, sqlite: bool) -> str:
+    bin_dir = tmp_path / ("bin-" + ("p" if python else "") + ("s" if sqlite else ""))
+    bin_dir.mkdir(exist_ok=True)
+    tools = list(BASE_TOOLS)
+    if sqlite:
+        tools.append("sqlite3")
+    for tool in tools:
+        found = shutil.which(tool)
+        if found and not (bin_dir / tool).exists():
+            (bin_dir / tool).symlink_to(found)
+    if python and not (bin_dir / "python3").exists():
+        (bin_dir / "python3").symlink_to(os.path.realpath(sys.executable))
+    return str(bin_dir)
+
+
+def run_remote(script: str, path: str, *, engine_source: bool = False) -> remote.RemoteOutput:
+    """As a session sends it: the engines on stdin (engine.py, then engine.js: ops.node)."""
+    stdin = node.engine_stdin().decode() if engine_source else ""
+    done = subprocess.run(shlex.split(remote.wrap(script)), input=stdin, capture_output=True,
+                          text=True, env={"PATH": path, "LANG": "C.UTF-8"})
+    assert done.returncode == 0, done.stderr
+    return remote.parse_output(done.stdout)
+
+
+def fly_run(world: FlyWorld, *args: str, cwd: Path, token: str | None = DEFAULT_TOKEN,
+        env: dict[str, str | None] | None = None, input: str | bytes | None = None,
+        binary: str = "fly", text: bool = True, timeout: float = 20):
+    full = world.subprocess_env(token)
+    for key, value in (env or {}).items():
+        if value is None:
+            full.pop(key, None)
+        else:
+            full[key] = value
+    return subprocess.run(
+        [binary, *args], cwd=cwd, env=full, capture_output=True, text=text, timeout=timeout,
+        input=input, stdin=None if input is not None else subprocess.DEVNULL,
+    )
+
+
+# ---------------------------------------------------------------- in-process and project runs
+
+
+def cli(capsys, *argv: str, config_class=None) -> InvokeResult:
+    """``invoke ARGV`` run by a fresh Invoke Program in this process (output by ``capsys``)."""
+    import invoke
+
+    program = invoke.Program(name="Invoke", binary="inv[oke]", binary_names=["invoke", "inv"],
+                      version=invoke.__version__, config_class=config_class)
+    interrupt = signal.getsignal(signal.SIGINT)  # tasks.py sets its own until a task runs
+    try:
+        program.run(["invoke", "--search-root", str(REPO_ROOT), *argv])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    finally:
+        signal.signal(signal.SIGINT, interrupt)
+    out, err = capsys.readouterr()
+    return InvokeResult(list(argv), code, out, err)
+
+
+def cli_with_system_config(capsys, etc: Path, *argv: str) -> InvokeResult:
+    """``cli`` with Invoke's system-wide config read from ``etc`` instead of /etc."""
+    import invoke
+
+    class Config(invoke.Config):
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("system_prefix", f"{etc}/")
+            super().__init__(*args, **kwargs)
+
+    return cli(capsys, *argv, config_class=Config)
+
+
+def make_project(root: Path) -> Path:
+    """A checkout of the tool's tasks.py in ``root``, so `invoke` finds it by searching up
+    from the current folder, as it does for a user (no --search-root, no project.root)."""
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO_ROOT / "tasks.py", root / "tasks.py")
+    return root
+
+
+def run_in(cwd: Path, *args: str, env: dict | None = None, timeout: float = 60):
+    """`python -m invoke ARGS` from ``cwd`` exactly as a user types it."""
+    proc = subprocess.run(
+        [PYTHON, "-m", "invoke", *args], cwd=cwd, env=clean_env(env),
+        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    return InvokeResult(list(args), proc.returncode, proc.stdout, proc.stderr)
+
+
+def commands_in(lines: list[str]) -> list[str]:
+    """The plan's commands, each rejoined from its ` \\`-continued lines."""
+    found, current = [], None
+    for line in lines:
+        if current is not None:
+            current += " " + line.strip()
+        elif line.lstrip().startswith("$ "):
+            current = line.lstrip()[2:]
+        if current is not None and current.endswith(" \\"):
+            current = current[:-2]
+            continue
+        if current is not None:
+            found.append(current)
+            current = None
+    return found

@@ -187,7 +187,7 @@ def start(root: Path) -> Sshd:
         with open(log, "w") as err:
             process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)],
                                        stdin=subprocess.DEVNULL, stdout=err, stderr=err)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30  # a busy machine (xdist workers) starts it slowly
         while time.monotonic() < deadline:
             text = log.read_text()
             if text.count("Server listening on") >= 3:
@@ -199,7 +199,7 @@ def start(root: Path) -> Sshd:
         else:
             process.kill()
             process.wait()
-            raise SshdUnavailable(f"sshd did not start listening within 10s: {log.read_text()}")
+            raise SshdUnavailable(f"sshd did not start listening within 30s: {log.read_text()}")
         last = " ".join(log.read_text().split())[-300:] or f"exit {process.returncode}"
         if "Address already in use" not in last:
             break

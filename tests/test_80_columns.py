@@ -15,7 +15,7 @@ from ops.errors import ExitCode, OpsError
 from ops.ui import wrapped
 from tests import helpers
 from tests.flyctl_double import DEFAULT_VOLUME_ID
-from tests.test_deploy import site  # noqa: F401 - ``site`` is a fixture
+from tests.helpers import commands_in
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -42,23 +42,6 @@ def test_snapshots_keep_the_created_time_whole_and_name_a_running_one(site):
                if snap["id"] != running]
     for stamp in created:
         assert stamp.replace("T", " ")[:19] in "".join(lines), stamp
-
-
-def commands_in(lines: list[str]) -> list[str]:
-    """The plan's commands, each rejoined from its ` \\`-continued lines."""
-    found, current = [], None
-    for line in lines:
-        if current is not None:
-            current += " " + line.strip()
-        elif line.lstrip().startswith("$ "):
-            current = line.lstrip()[2:]
-        if current is not None and current.endswith(" \\"):
-            current = current[:-2]
-            continue
-        if current is not None:
-            found.append(current)
-            current = None
-    return found
 
 
 def test_the_emergency_plan_breaks_commands_between_arguments(site):

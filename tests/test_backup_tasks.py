@@ -390,7 +390,7 @@ def all_tasks(tree: dict, prefix: str = "") -> list[str]:
     return found
 
 
-def test_list_and_help_cover_every_task_and_flag(run_invoke):
+def test_list_and_help_cover_every_task_and_flag(run_invoke, tmp_path):
     listing, as_json = run_parallel(
         functools.partial(run_invoke, *args)
         for args in (("--list",), ("--list", "--list-format=json"))
@@ -406,7 +406,8 @@ def test_list_and_help_cover_every_task_and_flag(run_invoke):
     assert all(task["help"] for task in backup["tasks"]), backup
 
     # every task anyone added: a docstring, and help text for every flag
-    helps = run_parallel(functools.partial(run_invoke, "--help", task) for task in tasks)
+    # the help of every task in-process (helpers.run_here): tens of runs, no start-up each
+    helps = [helpers.run_here("--help", task, cwd=tmp_path) for task in tasks]
     missing = []
     for task, result in zip(tasks, helps, strict=True):
         assert result.returncode == 0, result
@@ -420,18 +421,18 @@ def test_list_and_help_cover_every_task_and_flag(run_invoke):
     assert missing == [], "flags without help text"
 
 
-def test_help_after_the_task_name(run_invoke):
+def test_help_after_the_task_name(tmp_path):
     tasks = [task for task in BACKUP_TASKS if task != "backup.verify"]
-    results = run_parallel(functools.partial(run_invoke, task, "--help") for task in tasks)
+    results = [helpers.run_here(task, "--help", cwd=tmp_path) for task in tasks]
     for task, result in zip(tasks, results, strict=True):
         assert result.returncode == 0, result
         assert f"backup.{task.split('.')[1]} [--options]" in result.stdout, result
 
 
-def test_help_after_a_task_with_a_positional(run_invoke):
+def test_help_after_a_task_with_a_positional(tmp_path):
     # Invoke 2.2 would take `--help` as the positional's value (pyinvoke/invoke#982)
     for task in ("backup.verify", "backup.download"):
-        result = run_invoke(task, "--help")
+        result = helpers.run_here(task, "--help", cwd=tmp_path)
         assert result.returncode == 0, result
         assert f"{task} [--options]" in result.stdout and "Options:" in result.stdout, result
 

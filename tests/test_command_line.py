@@ -9,11 +9,8 @@ from __future__ import annotations
 import ast
 import functools
 import re
-import signal
 import stat
-from pathlib import Path
 
-import invoke
 import pytest
 from invoke import Program
 from invoke.parser import Parser
@@ -23,27 +20,11 @@ from ops.commands import namespace
 from ops.errors import ExitCode
 from ops.ui import _CONTROLS, printable
 from tests import helpers
-from tests.helpers import REPO_ROOT, assert_one_line_error, flags_of
+from tests.helpers import REPO_ROOT, assert_one_line_error, cli, cli_with_system_config, flags_of
 
 NS = namespace()
 TASKS = {primary: (aliases[0] if aliases else primary)
          for primary, aliases in NS.task_names.items()}
-
-
-def cli(capsys, *argv: str, config_class=None) -> helpers.InvokeResult:
-    """``invoke ARGV`` run by a fresh Invoke Program in this process."""
-    program = Program(name="Invoke", binary="inv[oke]", binary_names=["invoke", "inv"],
-                      version=invoke.__version__, config_class=config_class)
-    interrupt = signal.getsignal(signal.SIGINT)  # tasks.py sets its own until a task runs
-    try:
-        program.run(["invoke", "--search-root", str(REPO_ROOT), *argv])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    finally:
-        signal.signal(signal.SIGINT, interrupt)
-    out, err = capsys.readouterr()
-    return helpers.InvokeResult(list(argv), code, out, err)
 
 
 def test_dry_run_is_dash_n_in_every_task_that_has_one_and_dash_d_is_nobodys():
@@ -195,16 +176,6 @@ def test_the_lock_hint_of_cleanup_names_a_flag_cleanup_has(backup_dir, backup_no
 
 # ---------------------------------------------------------------- 5: every config file
 
-def cli_with_system_config(capsys, etc: Path, *argv: str) -> helpers.InvokeResult:
-    """``cli`` with Invoke's system-wide config read from ``etc`` instead of /etc."""
-
-    class Config(invoke.Config):
-        def __init__(self, *args, **kwargs):
-            kwargs.setdefault("system_prefix", f"{etc}/")
-            super().__init__(*args, **kwargs)
-
-    return cli(capsys, *argv, config_class=Config)
-
 
 WRONG_TYPED = [("backup: 5\n", "backup must be a mapping of keys (backup.dir"),
                ("db:\n  path: {a: 1}\n", "db.path must be a single value"),
@@ -317,3 +288,20 @@ def test_worst_first_keeps_the_order_within_each_kind():
     bad = [{"name": "a", "problems": unverifiable}, {"name": "b", "problems": ["integrity"]},
            {"name": "c", "problems": unverifiable}, {"name": "d", "problems": ["SHA-256 x"]}]
     assert [item["name"] for item in worst_first(bad)] == ["b", "d", "a", "c"]
+
+
+# ---------------------------------------------------------------- in-process runs are honest
+
+def test_an_in_process_run_is_what_the_process_prints(tmp_path):
+    """``helpers.run_here`` (the matrices' way to run the CLI) gives the exit code, stdout
+    and stderr a real ``python -m invoke`` gives, for help, a usage error and a config error."""
+    cases = [("--help", "backup.status"), ("backup.status", "--max-age", "400d"),
+             ("backup.list",)]
+    env = {"INVOKE_BACKUP_DIR": "data/bakcups"}
+    here = [helpers.run_here(*args, cwd=tmp_path, env=env) for args in cases]
+    there = helpers.run_parallel(functools.partial(helpers.run_invoke, *args, cwd=tmp_path,
+                                                   env=env) for args in cases)
+    for ours, theirs in zip(here, there, strict=True):
+        assert (ours.returncode, ours.stdout, ours.stderr) == (
+            theirs.returncode, theirs.stdout, theirs.stderr), f"{ours}\n{theirs}"
+    assert [r.returncode for r in here] == [0, 2, 3]

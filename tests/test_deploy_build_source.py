@@ -11,7 +11,7 @@ import pytest
 
 from ops.errors import ExitCode
 from tests import helpers
-from tests.test_deploy import NEW_IMAGE, site  # noqa: F401 - ``site`` is a fixture
+from tests.fake_production import NEW_IMAGE
 
 
 def changing_calls(site) -> list[list[str]]:

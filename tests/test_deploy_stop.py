@@ -3,7 +3,7 @@ has started, what to finish by hand (issue 22: one runner for every mutating tas
 
 A real SIGTERM to the real process while the double's `fly deploy` (or the backup on
 the machine) hangs. Before `fly deploy` nothing is half done: no by-hand lines, the
-error says nothing was deployed (``test_deploy_safety`` checks the locks and the rest
+error says nothing was deployed (``test_deploy_refusals`` checks the locks and the rest
 of the audit line for both cases).
 """
 
@@ -13,10 +13,9 @@ import signal
 
 from ops import health, remote
 from ops.errors import ExitCode
-from tests import helpers, test_deploy
-from tests.test_deploy import APP, NEW_IMAGE, label
+from tests import helpers
+from tests.fake_production import APP, NEW_IMAGE, label
 
-site = test_deploy.site  # the same fake production (a fixture)
 BY_HAND = "To finish by hand, run from the failed step on:"
 
 

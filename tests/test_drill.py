@@ -9,7 +9,6 @@ and wait for /health; asserted are the exact flyctl calls and their order.
 from __future__ import annotations
 
 import json
-import shlex
 import sqlite3
 from pathlib import Path
 
@@ -17,10 +16,18 @@ import pytest
 
 from ops import engine
 from tests import helpers, node_env
+from tests.fake_production import RESTORE_RESOLVE as RESOLVE
+from tests.fake_production import STOPPED, changed_after_backup
+from tests.fake_production import restore_label as label
 from tests.helpers import assert_one_line_error
-from tests.test_production import APP, MACHINE, HealthServer, make_prod
 
 # ---------------------------------------------------------------- drill, local
+
+
+@pytest.fixture
+def prod(served_prod):
+    """Production whose /health answers (a restore restarts the machine and waits for it)."""
+    return served_prod
 
 
 def test_drill_passes_and_reports_the_restore_time(wal_db, backup_dir, run_invoke):
@@ -94,56 +101,6 @@ def test_drill_of_a_backup_that_cannot_be_restored_exits_5(wal_db, backup_dir, r
 
 
 # ---------------------------------------------------------------- production
-
-
-RESOLVE = ["version --json", "volumes list", "machine list"]  # once per run
-STOPPED = ["machine list"]  # a restore then asks whether the machine is emergency-stopped
-
-
-def label(argv: list[str]) -> str:
-    if argv[:2] == ["ssh", "console"]:
-        assert argv[:8] == ["ssh", "console", "-a", APP, "--machine", MACHINE, "-q", "-C"], argv
-        script = shlex.split(argv[8])[2]
-        for marker, name in (("# machine.check", "check"),
-                             ("python3 - restore", "restore"), ("python3 - drill", "drill"),
-                             ("python3 - counts", "counts"),
-                             ("manifest=0", "list"), ("command -v sha256sum", "sha256"),
-                             ("__OPS_MANIFEST__", "manifest"), ("ln ", "adopt"),
-                             ("mkdir -p", "mkdir"), ("rm -f", "rm")):
-            if marker in script:
-                return f"ssh {name}"
-        return "ssh ?"
-    if argv[:3] == ["ssh", "sftp", "put"]:
-        assert argv[5:] == ["-a", APP, "--machine", MACHINE, "-q", "--mode", "0600"], argv
-        return "sftp put"
-    if argv[:3] == ["ssh", "sftp", "get"]:
-        return "sftp get"
-    if argv[:2] == ["machine", "restart"]:
-        assert argv == ["machine", "restart", MACHINE, "-a", APP], argv
-        return "machine restart"
-    return " ".join(argv[:2])
-
-
-@pytest.fixture
-def prod(fly_world, tmp_path):
-    made = make_prod(tmp_path, fly_world)
-    with HealthServer() as server:
-        server.body = {"status": "ok", "backup": {"hasBackups": True, "count": 1, "latest": {
-            "name": "steps-2026-01-01T00-00-00.db", "created": "2026-01-01T00:00:00Z",
-            "age": 1000}}}
-        made.env.update({"INVOKE_HEALTH_URL": server.url, "INVOKE_HEALTH_TIMEOUT": "5",
-                         "INVOKE_DEPLOY_AUDIT_LOG": str(tmp_path / "audit.jsonl")})
-        made.health_server = server
-        yield made
-
-
-def changed_after_backup(prod) -> engine.BackupResult:
-    made = engine.create_backup(prod.db, prod.remote_dir)
-    conn = sqlite3.connect(prod.db)
-    conn.execute("DELETE FROM steps WHERE id > 1000")
-    conn.commit()
-    conn.close()
-    return made
 
 
 @pytest.mark.parametrize("tools", ["python3", "sqlite3"])
@@ -256,7 +213,8 @@ def test_production_dry_run_only_lists_to_say_which_backup_latest_is(prod):
                                          "record"]
     assert steps[3]["commands"][0][:2] == ["machine", "restart"]
     assert result.json()["backup"] == made.name and f"latest is {made.name}" in result.stderr
-    assert [label(a) for a in prod.calls()] == [*RESOLVE, "ssh list"]  # reads only
+    # reads only: the run's own resolve (with its emergency-stopped check) and listing
+    assert [label(a) for a in prod.calls()] == [*RESOLVE, *STOPPED, "ssh list"]
 
 
 @pytest.mark.parametrize("tools", ["python3", "node", "none"])

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
 
 import pytest
 
 from ops import emergency
 from ops.errors import ExitCode
 from tests import helpers
+from tests.fake_production import fly, signal_while_hung, ssh_purpose
 from tests.flyctl_double import DEFAULT_APP, DEFAULT_MACHINE_ID, DEFAULT_VOLUME_ID
-from tests.test_deploy import site  # noqa: F401 - ``site`` is a fixture
 
 APP, MID, VOL = DEFAULT_APP, DEFAULT_MACHINE_ID, DEFAULT_VOLUME_ID
 SLEEP = "sleep 2147483647"
@@ -48,11 +47,7 @@ def shown(argv: list[str]) -> list[str]:
     if argv[:2] != ["ssh", "console"]:
         return argv
     script = shlex.split(argv[argv.index("-C") + 1])[2]
-    for needle, name in (("__OPS_EMERGENCY__", "read marker"), ("/proc/[0-9]*/fd", "open handles"),
-                         ("> ", "write marker"), ("rm -f", "remove marker")):
-        if needle in script:
-            return ["ssh", name]
-    return ["ssh", "?"]
+    return ["ssh", ssh_purpose(script)]
 
 
 def calls(site) -> list[list[str]]:
@@ -331,11 +326,6 @@ def test_hostile_machine_json_is_one_line_and_changes_nothing(site, machine):
 # ---------------------------------------------------------------- the double's `machine update`
 
 
-def fly(site, *args: str):
-    return subprocess.run(["fly", *args], cwd=site.cwd, env=site.world.subprocess_env(),
-                          capture_output=True, text=True, timeout=30)
-
-
 def test_the_double_updates_like_flyctl(site):
     no_yes = fly(site, "machine", "update", MID, "-a", APP, "--command", SLEEP)
     assert no_yes.returncode == 1
@@ -369,42 +359,6 @@ def on_terminal(site, args: list[str], answer: str) -> helpers.InvokeResult:
 
 
 # ---------------------------------------------------------------- issue 19 #4-5, issue 16 #12-13
-
-
-def kill_orphaned_doubles(site) -> None:
-    """The flyctl double processes of this site's world that outlived a killed invoke
-    (flyctl runs in its own session), found by their FLY_DOUBLE_STATE, killed by pid."""
-    import os
-    import signal
-    from pathlib import Path
-
-    wanted = f"FLY_DOUBLE_STATE={site.world.state_path}".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            env = (entry / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if wanted in env:
-            with __import__("contextlib").suppress(ProcessLookupError):
-                os.kill(int(entry.name), signal.SIGKILL)
-
-
-def signal_while_hung(site, tmp_path, hung: list[str], *args: str, sig=None):
-    """Run ``invoke ARGS`` until the flyctl call ``hung`` (which hangs) is made, send
-    ``sig`` (default SIGTERM) to invoke, and return how it ended (orphans killed)."""
-    import signal
-
-    site.world.hang(hung, seconds=60, until=tmp_path / "never")
-    run = site.start(*args)
-    try:
-        helpers.wait_for(lambda: any(argv[:2] == hung for argv in site.world.calls()),
-                         timeout=30, what=f"the {hung} call")
-        run.proc.send_signal(sig or signal.SIGTERM)
-        return run.finish(timeout=40)
-    finally:
-        kill_orphaned_doubles(site)
 
 
 @pytest.mark.parametrize("hung", [["ssh", "console"], ["machine", "update"]])

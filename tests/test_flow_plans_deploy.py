@@ -5,7 +5,7 @@ is read first, then the flow runs for real against the flyctl double through the
 CLI, and the double's call log must be exactly the commands the plan showed, in order,
 with the machine, volume and image the dry run filled in. A script run over
 `fly ssh console` is compared by its purpose (the plan's ``<lock script>``, the run's
-lock script: ``tests.test_deploy.label``); the snapshot polls are one call in the plan
+lock script: ``tests.fake_production.label``); the snapshot polls are one call in the plan
 ("waited for until created") and as many as it takes in a run.
 """
 
@@ -14,10 +14,8 @@ from __future__ import annotations
 import pytest
 
 from ops.errors import ExitCode
-from tests import test_deploy
-from tests.test_deploy import APP, IMAGE_V11, MID, NEW_IMAGE, VOL, concurrent_verify_first, label
-
-site = test_deploy.site  # the same fake production (a fixture)
+from tests.fake_production import APP, MID, NEW_IMAGE, VOL, concurrent_verify_first, label
+from tests.flyctl_double import IMAGE_V11
 
 POLL = ["volumes", "snapshots", "list", VOL, "-a", APP, "--json"]
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 
 from tests.flyctl_double import DEFAULT_MACHINE_ID
-from tests.test_deploy import site  # noqa: F401 - ``site`` is a fixture
 
 PLACEHOLDER = re.compile(r"<[a-z_]+>")
 

@@ -12,10 +12,18 @@ from __future__ import annotations
 import os
 import shlex
 
+import pytest
+
 from ops import engine, fly
 from tests import helpers
-from tests.test_drill import changed_after_backup, prod  # noqa: F401 - ``prod`` is a fixture
-from tests.test_production import APP, MACHINE
+from tests.fake_production import APP, MACHINE, changed_after_backup
+
+
+@pytest.fixture
+def prod(served_prod):
+    """Production whose /health answers (a restore restarts the machine and waits for it)."""
+    return served_prod
+
 
 SCRIPT = "<restore script>"  # a plan shows the machine's scripts by this placeholder
 

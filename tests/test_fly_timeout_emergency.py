@@ -8,7 +8,6 @@ import pytest
 
 from ops.errors import ExitCode
 from tests import helpers
-from tests.test_deploy import site  # noqa: F401 - ``site`` is a fixture
 
 FAST = {"INVOKE_FLY_TIMEOUT": "3"}
 

@@ -34,6 +34,7 @@ from tests.flyctl_double.state import (
     FlyWorld,
     real_python3,
 )
+from tests.helpers import fly_run as run
 
 REFERENCE = PACKAGE_DIR / "reference"
 APP = DEFAULT_APP
@@ -46,30 +47,6 @@ NO_STARTED = (
 
 def reference(name: str):
     return json.loads((REFERENCE / name).read_text())
-
-
-def run(world: FlyWorld, *args: str, cwd: Path, token: str | None = DEFAULT_TOKEN,
-        env: dict[str, str | None] | None = None, input: str | bytes | None = None,
-        binary: str = "fly", text: bool = True, timeout: float = 20):
-    full = world.subprocess_env(token)
-    for key, value in (env or {}).items():
-        if value is None:
-            full.pop(key, None)
-        else:
-            full[key] = value
-    return subprocess.run(
-        [binary, *args], cwd=cwd, env=full, capture_output=True, text=text, timeout=timeout,
-        input=input, stdin=None if input is not None else subprocess.DEVNULL,
-    )
-
-
-@pytest.fixture
-def app_dir(tmp_path: Path, fly_world: FlyWorld) -> Path:
-    """A cwd with fly.toml (app step-app-4x-yhw, [mounts] data -> /data)."""
-    d = tmp_path / "app"
-    d.mkdir()
-    fly_world.write_fly_toml(d)
-    return d
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from tests.flyctl_double.state import (
     MACHINE_IMAGES,
     FlyWorld,
 )
-from tests.test_flyctl_double import app_dir, run  # noqa: F401
+from tests.helpers import fly_run as run
 
 APP = DEFAULT_APP
 MID = DEFAULT_MACHINE_ID

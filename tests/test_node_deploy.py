@@ -4,7 +4,6 @@ engine a restore could not run, which is said before the deploy, and recorded.""
 from __future__ import annotations
 
 from tests import node_env
-from tests.test_deploy import site  # noqa: F401 - the deploy tests' site fixture
 
 
 def test_a_machine_where_restore_cannot_run_is_a_deploy_warning(site):  # noqa: F811

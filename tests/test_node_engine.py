@@ -20,7 +20,7 @@ from ops import engine, machine, node, remote
 from ops.errors import ExitCode, OpsError
 from ops.targets import scripted
 from tests import content_cases, helpers, node_env
-from tests.test_remote_scripts import BASE_TOOLS, machine_path, run_remote
+from tests.helpers import BASE_TOOLS, machine_path, run_remote
 
 
 @pytest.fixture

@@ -11,7 +11,15 @@ import pytest
 
 from ops import engine
 from tests import node_env
-from tests.test_drill import RESOLVE, STOPPED, changed_after_backup, label, prod  # noqa: F401
+from tests.fake_production import RESTORE_RESOLVE as RESOLVE
+from tests.fake_production import STOPPED, changed_after_backup
+from tests.fake_production import restore_label as label
+
+
+@pytest.fixture
+def prod(served_prod):
+    """Production whose /health answers (a restore restarts the machine and waits for it)."""
+    return served_prod
 
 
 @pytest.fixture
@@ -172,7 +180,6 @@ def test_a_symlink_at_a_backup_name_is_no_backup_and_blocks_nothing(node_prod):
     drilled = prod.run("backup.drill", "--production", "--json")
     assert drilled.returncode == 0 and drilled.json()["name"] == name, drilled
     assert (prod.remote_dir / newer).is_symlink()  # nothing was changed through it
-
 
 
 def test_a_restore_killed_before_its_safety_backup_names_its_engine_and_changed_nothing(

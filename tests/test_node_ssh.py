@@ -9,7 +9,7 @@ import pytest
 
 from ops import engine
 from tests import node_env
-from tests.test_ssh_target import backups_in, host  # noqa: F401 - the SSH tests' host
+from tests.helpers import backups_in
 
 
 @pytest.fixture

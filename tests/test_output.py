@@ -16,17 +16,10 @@ from rich.console import Console
 from ops.errors import ExitCode
 from ops.ui import UI, command_lines
 from tests import helpers
+from tests.fake_production import APP, MID, VOL, error_line
+from tests.fake_production import DEPLOY_READS as READS
+from tests.flyctl_double import IMAGE_V12
 from tests.helpers import run_parallel
-from tests.test_deploy import (
-    APP,
-    IMAGE_V12,
-    MID,
-    READS,
-    VOL,
-    error_line,
-    site,  # noqa: F401  (the fixture)
-    sites,  # noqa: F401  (the fixture)
-)
 
 WHOLE_NAME = re.compile(r"steps-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.db")  # never cut
 STYLE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -261,7 +254,6 @@ def test_a_deploy_is_refused_while_the_machine_is_emergency_stopped(site):
 
     assert site.run("emergency.resume", "--yes").returncode == 0
     assert site.run("deploy").returncode == 0
-
 
 
 # ---------------------------------------------------------------- what is known (#9)

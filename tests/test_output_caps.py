@@ -11,7 +11,7 @@ from ops import limits
 from ops.cli import one_line
 from ops.errors import ExitCode, OpsError
 from ops.fly import Fly, FlyError
-from tests.test_ssh import session_to
+from tests.helpers import session_to
 
 MIB = 1 << 20
 
@@ -53,7 +53,6 @@ def test_the_cap_counts_both_streams_and_stays_over():
     assert not cap.take(b"c\nd\n")  # the third line
     assert not cap.take(b"")  # once over, over
     assert limits.Cap(max_bytes=3).take(b"abc") and not limits.Cap(max_bytes=3).take(b"abcd")
-
 
 
 def test_the_link_survives_many_stopped_floods(ssh_host):

@@ -10,17 +10,12 @@ volume and locally) and the exact flyctl calls in their order.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import functools
-import http.server
 import json
 import shlex
-import socket
 import stat
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -28,249 +23,37 @@ import pytest
 from ops import engine
 from ops.errors import ExitCode
 from tests import helpers
+from tests.fake_production import (
+    MACHINE,
+    RESOLVE,
+    VOLUME,
+    Prod,
+    assert_error,
+    days_ago,
+    flip_bytes,
+    flow,
+    make_prod,
+    remove_tools,
+    sftp_calls,
+)
 from tests.flyctl_double.state import (
     DEFAULT_APP,
-    DEFAULT_MACHINE_ID,
-    DEFAULT_VOLUME_ID,
-    FlyWorld,
-    default_world,
 )
-from tests.helpers import assert_one_line_error, run_parallel
+from tests.helpers import run_parallel
 
 APP = DEFAULT_APP
-MACHINE = DEFAULT_MACHINE_ID
-VOLUME = DEFAULT_VOLUME_ID
-SSH_PREFIX = ["ssh", "console", "-a", APP, "--machine", MACHINE, "-q", "-C"]
-VOLUMES_LIST = ["volumes", "list", "-a", APP, "--json"]
-MACHINE_LIST = ["machine", "list", "-a", APP, "--json"]
-SNAPSHOTS_LIST = ["volumes", "snapshots", "list", VOLUME, "-a", APP, "--json"]
-SNAPSHOTS_CREATE = ["volumes", "snapshots", "create", VOLUME, "-a", APP]
-RESOLVE = ["version", "volumes list", "machine list"]  # flyctl's version: once per run
 TOKEN = "fo1_Zq8vK2mXw9LpR4tYhN7cB3sD6gJ0eUa5-distinctive"
-
-
-def days_ago(days: float) -> dt.datetime:
-    return (dt.datetime.now(dt.UTC) - dt.timedelta(days=days)).replace(microsecond=0)
 
 
 # ---------------------------------------------------------------- the production world
 
 
-@dataclass
-class Prod:
-    """One fake production: a flyctl world, a cwd with fly.toml, the machine's /data."""
-
-    world: FlyWorld
-    root: Path
-    env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def cwd(self) -> Path:
-        return self.root / "cwd"
-
-    @property
-    def db(self) -> Path:
-        return self.root / "vol" / "steps.db"
-
-    @property
-    def remote_dir(self) -> Path:
-        return self.root / "vol" / "backups"
-
-    @property
-    def local_dir(self) -> Path:
-        """Where downloads from the machine land: their own folder in backup.dir."""
-        return self.root / "local" / "backups" / f"fly-{APP}"
-
-    def run(self, *args: str, env: dict[str, str | None] | None = None,
-            timeout: float = 60) -> helpers.InvokeResult:
-        return helpers.run_invoke(*args, cwd=self.cwd, env={**self.env, **(env or {})},
-                                  timeout=timeout)
-
-    def later(self, *args: str, **kwargs):
-        """A deferred ``run`` for ``run_parallel``."""
-        return functools.partial(self.run, *args, **kwargs)
-
-    def calls(self) -> list[list[str]]:
-        return self.world.calls()
-
-    def flow(self) -> list[str]:
-        return flow(self.calls())
-
-    def remote_backups(self) -> list[str]:
-        return [item.name for item in engine.list_backups(self.remote_dir)]
-
-    def local_files(self) -> list[str]:
-        """What is in the local backup folder, but for its (empty) lock file."""
-        if not self.local_dir.exists():
-            return []
-        return sorted(p.name for p in self.local_dir.iterdir() if p.name != engine.LOCK_NAME)
-
-    def seed(self, *ages_in_days: float, sidecars: bool = True) -> list[str]:
-        """Old backups of the real database on the fake volume, oldest first."""
-        made = []
-        for age in sorted(ages_in_days, reverse=True):
-            path = helpers.old_script_backup(self.remote_dir, days_ago(age), self.db)
-            if sidecars:
-                digest = helpers.sha256(path)
-                Path(f"{path}.sha256").write_text(f"{digest}  {path.name}\n")
-                Path(f"{path}.json").write_text(json.dumps(
-                    {"name": path.name, "size": path.stat().st_size, "sha256": digest,
-                     "check": "integrity"}) + "\n")
-            made.append(path.name)
-        return made
-
-
-def make_prod(root: Path, world: FlyWorld | None = None) -> Prod:
-    """A default flyctl world plus a real WAL database as the machine's ``/data/steps.db``."""
-    root.mkdir(parents=True, exist_ok=True)
-    world = world or default_world(root)
-    prod = Prod(world, root)
-    prod.cwd.mkdir()
-    FlyWorld.write_fly_toml(prod.cwd)
-    helpers.make_wal_db(prod.db)
-    prod.env = {
-        **world.env(),
-        "INVOKE_DB_REMOTE_PATH": str(prod.db),
-        "INVOKE_BACKUP_REMOTE_DIR": str(prod.remote_dir),
-        "INVOKE_BACKUP_DIR": str(prod.local_dir.parent),
-        "INVOKE_HEALTH_URL": f"http://127.0.0.1:{free_port()}/health",  # the app is down
-        "INVOKE_HEALTH_INTERVAL": "0.05",
-    }
-    return prod
-
-
-@pytest.fixture
-def prod(fly_world, tmp_path) -> Prod:
-    return make_prod(tmp_path, fly_world)
-
-
-def free_port() -> int:
-    """A port nothing listens on (for "the app's /health is down")."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class HealthServer:
-    """The app's /health on 127.0.0.1, answering whatever ``body`` holds."""
-
-    def __init__(self):
-        self.body: dict = {"status": "ok"}
-        self.requests: list[str] = []
-        owner = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - the stdlib's name
-                owner.requests.append(self.path)
-                payload = json.dumps(owner.body).encode()
-                self.send_response(200 if self.path == "/health" else 404)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/health"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
-                                       daemon=True)
-
-    def __enter__(self) -> HealthServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
-
-
-@pytest.fixture
-def health() -> Iterator[HealthServer]:
-    with HealthServer() as server:
-        yield server
-
-
 # ---------------------------------------------------------------- reading the calls
-
-
-def ssh_purpose(script: str) -> str:
-    """What a ``sh -c`` script sent over ``fly ssh console -C`` is for."""
-    if "python3 - backup" in script:
-        return "backup"
-    if "python3 - verify" in script:
-        return "verify"
-    if "rm -f --" in script:
-        return "delete"
-    if "manifest=0" in script:
-        return "list"
-    if "|| exit 3" in script and "sha256sum" in script:
-        return "sha256"
-    if ".sha256" in script and ".json" in script:
-        return "sidecars"
-    return "?"
-
-
-def flow(calls: list[list[str]]) -> list[str]:
-    """The calls as labels, checking each argv exactly on the way."""
-    labels = []
-    for argv in calls:
-        if argv[:2] == ["ssh", "console"]:
-            assert argv[:8] == SSH_PREFIX and len(argv) == 9, argv
-            assert argv[8].startswith("sh -c "), argv[8][:80]
-            words = shlex.split(argv[8])
-            assert len(words) == 3 and words[:2] == ["sh", "-c"], argv[8][:200]
-            labels.append(f"ssh {ssh_purpose(words[2])}")
-        elif argv[:3] == ["ssh", "sftp", "get"]:
-            assert len(argv) == 10 and argv[5:] == ["-a", APP, "--machine", MACHINE, "-q"], argv
-            labels.append("sftp get")
-        elif argv == ["version", "--json"]:
-            labels.append("version")
-        elif argv == VOLUMES_LIST:
-            labels.append("volumes list")
-        elif argv == MACHINE_LIST:
-            labels.append("machine list")
-        elif argv == SNAPSHOTS_LIST:
-            labels.append("snapshots list")
-        elif argv == SNAPSHOTS_CREATE:
-            labels.append("snapshots create")
-        else:
-            raise AssertionError(f"unexpected flyctl call: {argv}")
-    return labels
-
-
-def assert_error(result: helpers.InvokeResult, code: int, *, contains: str = "") -> str:
-    """One ``Error:`` line last, no traceback; before it only step, detail and warning lines."""
-    line = assert_one_line_error(result, code, contains=contains, strict=False)
-    others = [ln for ln in result.stderr.splitlines() if ln.strip()][:-1]
-    assert all(ln.startswith(("✓ ", "✗ ", "▸ ", "WARNING:", "  ")) for ln in others), str(result)
-    return line
-
-
-def sftp_calls(calls: list[list[str]]) -> list[list[str]]:
-    return [argv for argv in calls if argv[:3] == ["ssh", "sftp", "get"]]
 
 
 def sha256sum_check(folder: Path, name: str) -> subprocess.CompletedProcess:
     return subprocess.run(["sha256sum", "-c", f"{name}.sha256"], cwd=folder,
                           capture_output=True, text=True)
-
-
-def flip_bytes(path: Path, offset: int, count: int) -> None:
-    with open(path, "r+b") as handle:
-        handle.seek(offset)
-        data = handle.read(count)
-        handle.seek(offset)
-        handle.write(bytes(b ^ 0xFF for b in data))
-
-
-def remove_tools(prod: Prod, tools: str) -> None:
-    """``python3``: the default machine; ``sqlite3``: only the CLI; ``none``: the Node image."""
-    drop = {"python3": (), "sqlite3": ("python3",), "none": ("python3", "sqlite3")}[tools]
-    if drop:
-        prod.world.remove_machine_tools(*drop)
 
 
 def assert_sound_remote_backup(prod: Prod, made: dict) -> Path:
@@ -636,7 +419,7 @@ def test_status_production_reads_the_apps_health(prod, health):
     assert "WARNING" not in fresh.stderr
     assert_error(stale, ExitCode.STALE, contains="1.0h old")
     assert stale.json() == {**block, "source": health.url}  # still reported
-    assert health.requests == ["/health", "/health"]
+    assert health.paths == ["/health", "/health"]
     # the app answered; the folder is listed once to see what the app's latest is: the app
     # counts every backup-named file, a restore's safety backup too (issue 16 #2)
     assert sorted(flow(prod.calls())) == sorted([*RESOLVE, "ssh list"] * 2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from tests import helpers
+from tests.fake_production import make_prod
 
 
 def test_a_backup_waiting_for_the_lock_says_whose_since_when_and_how_long(
@@ -35,7 +36,6 @@ def test_cleanup_waiting_for_the_lock_says_so_too(wal_db, backup_dir, tmp_path, 
 
 
 def test_the_snapshot_wait_shows_flys_status_and_the_time_as_it_changes(tmp_path):
-    from tests.test_production import make_prod
 
     prod = make_prod(tmp_path / "prod")
     result = prod.run("backup.volume", "--json")
@@ -79,7 +79,6 @@ def test_ctrl_c_while_waiting_for_a_snapshot_says_it_goes_on_at_fly(tmp_path):
 
     from ops.commands.backup import SNAPSHOT_GOES_ON
     from tests.flyctl_double import DEFAULT_VOLUME_ID
-    from tests.test_production import make_prod
 
     prod = make_prod(tmp_path / "prod")
     prod.world.snapshot_behavior("never")

@@ -9,41 +9,14 @@ import shlex
 import shutil
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from ops import engine, node, remote
+from ops.errors import OpsError
 from tests import node_env
-
-BASE_TOOLS = ["sh", "ls", "cat", "rm", "mv", "ln", "mkdir", "date", "sleep", "head", "wc",
-              "sed", "sha256sum", "printf", "echo", "test", "[", "cut", "tr", "mktemp", "df",
-              "tail", "flock"]
-
-
-def machine_path(tmp_path: Path, *, python: bool, sqlite: bool) -> str:
-    bin_dir = tmp_path / ("bin-" + ("p" if python else "") + ("s" if sqlite else ""))
-    bin_dir.mkdir(exist_ok=True)
-    tools = list(BASE_TOOLS)
-    if sqlite:
-        tools.append("sqlite3")
-    for tool in tools:
-        found = shutil.which(tool)
-        if found and not (bin_dir / tool).exists():
-            (bin_dir / tool).symlink_to(found)
-    if python and not (bin_dir / "python3").exists():
-        (bin_dir / "python3").symlink_to(os.path.realpath(sys.executable))
-    return str(bin_dir)
-
-
-def run_remote(script: str, path: str, *, engine_source: bool = False) -> remote.RemoteOutput:
-    """As a session sends it: the engines on stdin (engine.py, then engine.js: ops.node)."""
-    stdin = node.engine_stdin().decode() if engine_source else ""
-    done = subprocess.run(shlex.split(remote.wrap(script)), input=stdin, capture_output=True,
-                          text=True, env={"PATH": path, "LANG": "C.UTF-8"})
-    assert done.returncode == 0, done.stderr
-    return remote.parse_output(done.stdout)
+from tests.helpers import BASE_TOOLS, machine_path, run_remote
 
 
 @pytest.fixture
@@ -126,7 +99,7 @@ def test_sqlite_strategy_reports_a_missing_database(tmp_path):
     out = run_remote(remote.backup_script(str(tmp_path / "nope.db"), str(tmp_path / "b"),
                                           check="quick"), path)
     assert out.strategy == "sqlite3" and out.status == 1
-    with pytest.raises(Exception, match="database not found"):
+    with pytest.raises(OpsError, match="database not found"):
         out.data("backup")
 
 
@@ -156,7 +129,7 @@ def test_failing_remote_command_is_reported(tmp_path, live):
     out = run_remote(remote.backup_script(str(live), str(tmp_path), check="integrity",
                                           remote_command="exit 4"), path)
     assert out.status == 1
-    with pytest.raises(Exception, match="remote_command failed"):
+    with pytest.raises(OpsError, match="remote_command failed"):
         out.data("backup")
 
 

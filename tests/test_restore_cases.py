@@ -23,10 +23,9 @@ import pytest
 
 from ops import emergency, engine
 from tests import helpers, node_env
+from tests.fake_production import changed_after_backup
 from tests.flyctl_double import DEFAULT_MACHINE_ID
 from tests.flyctl_double.state import real_python3
-from tests.test_deploy import site  # noqa: F401 - ``site`` is a fixture
-from tests.test_drill import changed_after_backup
 
 
 def _python3(world) -> None:
@@ -53,14 +52,13 @@ RESTORER = {"python3": lambda args: " - restore " in f" {args} ",
 
 
 @pytest.fixture(params=list(ENGINES))
-def machine(request, site):  # noqa: F811 - the fixture imported above
+def machine(request, site):
     """The ``site`` (a Fly app, its machine and volume), set up for one engine."""
     ENGINES[request.param](site.world)
     if request.param == "node":  # where the app's node_modules is, in every run
         base, app_dir = site.env, str(node_env.app_dir())
         site.env = lambda extra=None: base({"INVOKE_MACHINE_APP_DIR": app_dir, **(extra or {})})
     site.engine = request.param
-    site.remote_dir = site.backups  # as test_drill's helpers name it
     return site
 
 
@@ -308,7 +306,6 @@ def test_the_proof_catches_a_restore_that_silently_did_nothing(site, tmp_path): 
     might: nothing but the proof can tell. The restore step fails (✗, exit 5) naming the
     safety backup, the machine is not restarted, the live database is as it was."""
     site.world.remove_machine_tools("python3")
-    site.remote_dir = site.backups
     made = changed_after_backup(site)
     real = shutil.which("sqlite3")
     wrapper = tmp_path / "silent-sqlite3"

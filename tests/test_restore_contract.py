@@ -21,7 +21,7 @@ import pytest
 
 from ops import engine
 from tests import helpers
-from tests.test_production import HealthServer, make_prod
+from tests.fake_production import HealthApp, make_prod
 
 HEALTHY = {"status": "ok", "backup": {"hasBackups": True, "count": 1, "latest": {
     "name": "steps-2026-01-01T00-00-00.db", "created": "2026-01-01T00:00:00Z", "age": 1000}}}
@@ -60,7 +60,7 @@ def local_site(request, tmp_path) -> Site:
 
 def fly_site(request, tmp_path) -> Site:
     prod = make_prod(tmp_path, request.getfixturevalue("fly_world"))
-    server = HealthServer().__enter__()
+    server = HealthApp().__enter__()
     request.addfinalizer(lambda: server.__exit__(None, None, None))
     server.body = HEALTHY
     log = tmp_path / "audit.jsonl"

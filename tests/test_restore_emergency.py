@@ -13,9 +13,8 @@ import pytest
 
 from ops import emergency, engine
 from tests import helpers
+from tests.fake_production import restore_label as label
 from tests.flyctl_double import DEFAULT_MACHINE_ID
-from tests.test_deploy import site  # noqa: F401 - ``site`` is a fixture
-from tests.test_drill import label
 
 SLEEP = ["sleep", "2147483647"]
 

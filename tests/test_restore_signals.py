@@ -1,6 +1,6 @@
 """SIGTERM during a production restore (a cancelled CI job) leaves an honest audit line
 and says what to finish by hand (issue 22; the local case is
-``tests/test_backup_identity.py::test_sigterm_*``).
+``tests/test_backup_choice.py::test_sigterm_*``).
 
 The app on the fake machine holds its write lock, so the machine's restore waits in
 its copy; a real SIGTERM is then sent to the real CLI.
@@ -16,10 +16,19 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from ops import engine
 from tests import helpers
-from tests.test_drill import changed_after_backup, label, prod  # noqa: F401 - a fixture
-from tests.test_production import APP, MACHINE
+from tests.fake_production import APP, MACHINE, changed_after_backup
+from tests.fake_production import restore_label as label
+
+
+@pytest.fixture
+def prod(served_prod):
+    """Production whose /health answers (a restore restarts the machine and waits for it)."""
+    return served_prod
+
 
 HOLD_WRITE_LOCK = """
 import sqlite3, sys, time

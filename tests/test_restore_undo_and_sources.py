@@ -15,8 +15,8 @@ import pytest
 
 from ops import engine
 from tests import helpers
-from tests.test_backup_identity import change, content, slow_health_prod  # noqa: F401
-from tests.test_restore_volume import APP, MID, autostarts, fly, look, site, started  # noqa: F401
+from tests.fake_production import APP, MID, autostarts, fly, look, started
+from tests.helpers import change, content
 
 
 def undo_words(stderr: str) -> list[str]:
@@ -149,7 +149,6 @@ def test_backup_list_on_the_machine_says_what_a_safety_backup_put_back(slow_heal
     shown = prod.run("backup.list", "--production").stderr
     assert f"before it put back {made.name}" in shown and "?" not in shown.split(
         "before it put back")[1].split(")")[0]
-
 
 
 # ---------------------------------------------------------------- 3. another database's backup

@@ -9,15 +9,14 @@ what a failed step tells the operator to run, and the refusals.
 from __future__ import annotations
 
 import shlex
-import subprocess
 
 import pytest
 
 from ops.errors import ExitCode
 from tests import helpers
+from tests.fake_production import autostarts, fly, look, signal_while_hung, started
 from tests.flyctl_double import DEFAULT_APP, DEFAULT_MACHINE_ID, DEFAULT_VOLUME_ID
 from tests.flyctl_double import SPARE_VOLUME_ID as SPARE
-from tests.test_deploy import make_site
 
 APP, MID, VOL = DEFAULT_APP, DEFAULT_MACHINE_ID, DEFAULT_VOLUME_ID
 NEWEST, OLDEST = "vs_M3n4O5p6Q7r8S9t0U1v2W3x4", "vs_A1b2C3d4E5f6G7h8I9j0K1l2"
@@ -25,13 +24,6 @@ LISTS = [["volumes", "list", "-a", APP, "--json"], ["machine", "list", "-a", APP
          ["volumes", "snapshots", "list", VOL, "-a", APP, "--json"]]
 READS = [["version", "--json"], *LISTS]  # flyctl's version is checked first (issue 19 #5)
 GIB = 1024**3
-
-
-@pytest.fixture
-def site(tmp_path, fly_world):
-    made = make_site(tmp_path, fly_world)
-    yield made
-    made.health.close()
 
 
 def create_argv(snapshot: str, size: int = 3) -> list[str]:
@@ -44,10 +36,6 @@ def create_argv(snapshot: str, size: int = 3) -> list[str]:
 
 GUARD = ["machine", "update", MID, "-a", APP, "--autostart=false", "--skip-start",
          "-m", "ops_autostart_before=true", "--yes"]  # what to put back, on the machine
-
-
-def autostarts(machine: dict) -> list:
-    return [service.get("autostart") for service in machine["config"]["services"]]
 
 
 def new_volume(site) -> dict:
@@ -214,12 +202,6 @@ def test_a_volume_that_never_finishes_restoring_times_out_before_the_old_stops(s
 # ---------------------------------------------------------------- the double, as flyctl
 
 
-def fly(site, *args: str, env: dict | None = None):
-    return subprocess.run(["fly", *args], cwd=site.cwd,
-                          env=site.world.subprocess_env(**(env or {})),
-                          capture_output=True, text=True, timeout=30)
-
-
 def test_the_double_creates_and_clones_like_flyctl(site):
     no_region = fly(site, "volumes", "create", "data", "--snapshot-id", NEWEST, "-s", "3",
                     "-a", APP, "--yes")
@@ -250,16 +232,6 @@ def test_the_double_creates_and_clones_like_flyctl(site):
 
 
 # ---------------------------------------------------------------- issue 19: bugs and risks
-
-
-def started(site) -> list[str]:
-    return [m["id"] for m in site.world.machines() if m["state"] == "started"]
-
-
-def look(site, times: int = 3) -> None:
-    """Requests keep arriving while someone looks: ``fly machine list`` a few times."""
-    for _ in range(times):
-        assert fly(site, "machine", "list", "-a", APP, "--json").returncode == 0
 
 
 def test_bug1_the_proxy_cannot_start_the_old_machine_again(site):
@@ -387,7 +359,6 @@ def test_risk8_a_restore_in_an_undocumented_state_fails_at_once_saying_what_it_s
 
 def test_sigterm_during_the_clone_records_it_and_says_how_to_finish_or_go_back(site, tmp_path):
     """16 #13: a cancelled CI job (SIGTERM to invoke) during restore.volume."""
-    from tests.test_emergency import signal_while_hung
 
     result = signal_while_hung(site, tmp_path, ["machine", "clone"], "restore.volume",
                                "--snapshot", "latest", "--yes", "--json")
@@ -437,8 +408,6 @@ def test_a_run_killed_after_the_guard_is_rerun_with_the_autostart_the_guard_reco
     """kill -9 after the autostart guard (no audit line): the rerun still knows the old
     machine autostarted, so the clone autostarts and the go-back turns it back on."""
     import signal
-
-    from tests.test_emergency import signal_while_hung
 
     signal_while_hung(site, tmp_path, ["machine", "clone"], "restore.volume", "--snapshot",
                       "latest", "--yes", sig=signal.SIGKILL)

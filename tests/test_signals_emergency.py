@@ -9,8 +9,7 @@ import signal
 
 from ops.errors import ExitCode
 from tests import helpers
-from tests.test_deploy import site  # noqa: F401 - ``site`` is a fixture
-from tests.test_emergency import signal_while_hung
+from tests.fake_production import signal_while_hung
 
 
 def terminated(site, run: helpers.Background) -> helpers.InvokeResult:

@@ -26,14 +26,9 @@ from ops.ssh.address import Address, parse_address
 from ops.ssh.connection import Options
 from ops.ssh.session import connect, from_settings
 from tests import helpers, sshd
+from tests.helpers import FAST, session_to
 
 ENGINE = Path(engine.__file__).read_text()
-FAST = Options(connect_timeout=5, timeout=30)
-
-
-def session_to(server, port=None, options=FAST, user=True):
-    who = f"{server.user}@" if user else ""
-    return connect(f"{who}127.0.0.1:{port or server.port}", options)
 
 
 def refused(excinfo, code) -> str:
@@ -163,7 +158,6 @@ def test_a_missing_ssh_known_hosts_file_is_a_usage_error(ssh_host, tmp_path):
         ssh.run("true")
     assert f"config ssh.known_hosts: no such file {tmp_path / 'nope'}" in refused(
         excinfo, ExitCode.USAGE)
-
 
 
 def test_an_unknown_host_key_is_refused_before_anything_runs(sshd_server, host_db, tmp_path):

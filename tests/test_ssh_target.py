@@ -13,24 +13,7 @@ from pathlib import Path
 import pytest
 
 from ops import engine
-from tests import helpers
-
-
-@pytest.fixture
-def host(ssh_host, tmp_path):
-    """The remote paths on the host, and the env + ``--host`` a task run needs."""
-    db = helpers.make_wal_db(tmp_path / "host" / "data" / "steps.db")
-    folder = tmp_path / "host" / "backups"
-    env = {"HOME": os.environ["HOME"], "INVOKE_DB_REMOTE_PATH": str(db),
-           "INVOKE_BACKUP_REMOTE_DIR": str(folder), "INVOKE_BACKUP_DIR": str(tmp_path / "local"),
-           "INVOKE_SSH_CONNECT_TIMEOUT": "5", "INVOKE_SSH_TIMEOUT": "60"}
-    return {"db": db, "dir": folder, "env": env, "server": ssh_host,
-            "addr": f"{ssh_host.user}@127.0.0.1:{ssh_host.port}",
-            "no_python": f"{ssh_host.user}@127.0.0.1:{ssh_host.no_python_port}"}
-
-
-def backups_in(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.glob("steps-*.db")) if folder.exists() else []
+from tests.helpers import backups_in
 
 
 def test_backup_list_verify_status_cleanup_over_ssh(host, run_invoke):

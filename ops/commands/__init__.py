@@ -9,8 +9,8 @@ from invoke import Collection
 from invoke.config import Config, merge_dicts
 from invoke.exceptions import Exit
 
-from ops.cli import one_line, running_program, strict_parsing
-from ops.commands import backup, demo, deploy, emergency, machine, restore, restore_volume
+from ops.cli import end_quietly_on_closed_pipe, one_line, running_program, strict_parsing
+from ops.commands import backup, demo, deploy, emergency, machine, replica, restore, restore_volume
 from ops.config import DEFAULTS, check_config_data, check_config_files, config_files
 from ops.errors import ExitCode, OpsError
 
@@ -22,6 +22,7 @@ def namespace(root: Path | None = None) -> Collection:
     ns.add_collection(Collection.from_module(deploy))
     ns.add_collection(Collection.from_module(emergency))
     ns.add_collection(Collection.from_module(machine))
+    ns.add_collection(Collection.from_module(replica))
     restores = Collection.from_module(restore)
     restores.add_task(restore_volume.volume)
     ns.add_collection(restores)
@@ -47,10 +48,12 @@ def check_project_config(ns: Collection, root: Path) -> None:
         runtime = os.environ.get("INVOKE_RUNTIME_CONFIG")
     try:
         files = config_files(config._system_prefix, config._user_prefix, root, runtime)
-        check_config_files([path for path, _ in files], expected)
+        check_config_files([path for path, _ in files], expected,
+                           shared=[path for path, level in files if level == "system"])
     except OpsError as exc:
         raise Exit(f"Error: {one_line(exc)}", code=int(ExitCode.USAGE)) from None
     if program is not None:
+        end_quietly_on_closed_pipe()
         strict_parsing(program)
         checked_update_config(program, expected)
 
@@ -67,7 +70,7 @@ def checked_update_config(program, expected: dict) -> None:
             check_config_data([(getattr(config, f"_{level}_path"), getattr(config, f"_{level}"))
                                for level in ("system", "user", "project", "runtime")
                                if str(getattr(config, f"_{level}_path", "")).endswith(".py")],
-                              expected)
+                              expected, shared=[config._system_path])
         except OpsError as exc:
             raise Exit(f"Error: {one_line(exc)}", code=int(ExitCode.USAGE)) from None
         except Exception as exc:  # running a .py config file failed: say so in one line

@@ -395,7 +395,8 @@ def adopt(c, which, production=False, host=None, dry_run=False, json=False):
 
 @task(
     help={
-        "max_age": "exit 7 when the newest backup is older than this (e.g. 26h, 2d, 90m)",
+        "max_age": "exit 7 when the newest backup is older than this (e.g. 26h, 2d, 90m; "
+                   "a bare number is seconds)",
         "production": PRODUCTION,
         "host": HOST,
         "json": JSON,

@@ -29,7 +29,7 @@ def passthrough() -> tuple[str, ...]:
 def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout) -> None:
     settings = config.load(c.config, deploy_lock_wait=lock_wait, lock_wait=lock_wait,
                            health_timeout=health_timeout)
-    ui = UI(json_mode=json)
+    ui = UI()
     options = options_for(settings)
     deploys.check_strategy_with_volume(options.strategy, options.extra, settings.fly_config,
                                        bool(settings.fly_toml().mount_source))

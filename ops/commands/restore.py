@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ops import cli, config, engine
+from ops import cli, config, engine, runbook
 from ops import restore as restores
 from ops.cli import guarded, task
 from ops.commands.backup import HOST, reject_flag_as_name
@@ -13,7 +13,6 @@ from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated, stop_on_signals
 from ops.targets.chosen import target_for
-from ops.targets.local import LocalTarget
 from ops.ui import UI
 
 
@@ -42,8 +41,9 @@ def seconds(value, what: str) -> float | None:
         "host": HOST + " (no restart: the app sees the restored content through SQLite)",
         "from_": "with --production or --host: upload this local backup file and restore it",
         "yes": "do not ask for confirmation (required when there is no terminal)",
-        "dry_run": "print the plan and change nothing (it only lists the backups, to show "
-                   "which one latest is)",
+        "dry_run": "print the plan and change nothing: it runs only the steps that read "
+                   "(which backup latest is, verified locally), so a backup that does not "
+                   "exist fails it as it fails the restore",
         "busy_timeout": "seconds to wait for the app's write lock on the live database "
                         "(default 10)",
         "json": "print the audit record (or the plan, with --dry-run) as JSON on stdout",
@@ -79,7 +79,7 @@ def database(c, which="latest", production=False, host=None, from_=None, yes=Fal
                                       from_path=from_, app_stopped=bool(app_stopped),
                                       other_source=bool(other_source),
                                       busy_timeout=10.0 if timeout is None else timeout)
-    ui = UI(json_mode=json)
+    ui = UI()
     target = target_for(settings, ui, production=production) if production or host else None
     if dry_run:
         try:
@@ -105,19 +105,11 @@ def database(c, which="latest", production=False, host=None, from_=None, yes=Fal
 
 
 def dry_run_plan(options, settings, ui: UI, target, json: bool) -> None:
-    """The plan, with the backup ``latest`` really is (a listing, nothing else; issue 16 #2):
-    never a safety backup, one dated ahead or another database's."""
+    """The plan, after its read-only steps ran as the run runs them (``runbook``'s dry
+    run): the backup ``latest`` really is (never a safety backup, one dated ahead or
+    another database's; issue 16 #2), the machine; a backup that does not exist fails the
+    dry run as it fails the run (issue 22)."""
     remote = target is not None
-    chosen, why = None, ""
-    if options.from_path is None:
-        try:
-            chosen = (target or LocalTarget(settings, ui)).names(options.which)[0]
-        except (OpsError, EngineError) as exc:
-            why = cli.one_line(exc)
-    shown = options if chosen is None else dataclasses.replace(options, which=chosen)
-    if options.which == "latest":
-        ui.info(f"latest is {chosen}" if chosen else f"latest: not resolved ({why})")
-    production = options.production
     state, warning = "ok", None
     if not remote:  # the real run refuses, or moves it aside: the plan says so
         try:
@@ -129,18 +121,26 @@ def dry_run_plan(options, settings, ui: UI, target, json: bool) -> None:
                                                    options.app_stopped)
         if warning:
             ui.warn(warning)
-    steps = restores.plan(
-        shown,
-        db=settings.db_remote_path if remote else str(settings.db_path),
-        directory=settings.backup_remote_dir if remote else str(settings.backup_dir),
-        app=settings.app if production else "",
-        health_url=settings.health if production else "", live_state=state)
-    if production and chosen:  # the listing resolved the machine: the plan names it
-        steps = restores.filled(steps, target.machine.id)
-    ui.table("Restore plan (dry run: nothing runs)", ["step", "what", "commands"],
-             restores.render(steps))
+
+    def plan(which: str | None) -> list:
+        return restores.plan_for(
+            options if which is None else dataclasses.replace(options, which=which),
+            settings, remote=remote, live_state=state)
+
+    found: dict = {}
+    steps = runbook.bind(plan(None), restores.reads(options, settings, ui, target, found))
+    runbook.Runner("restore", ui, None).run(steps, dry_run=True)
+    chosen = found.get("backup")
+    if options.which == "latest" and chosen:
+        ui.info(f"latest is {chosen}")
+    steps = plan(chosen)
+    if found.get("machine"):  # the dry run resolved the machine: the plan names it
+        steps = restores.filled(steps, found["machine"])
+    if found.get("stopped"):  # emergency-stopped: the run skips these (Restore._settle)
+        steps = [dataclasses.replace(step, skipped="emergency-stopped")
+                 if step.key in ("restart", "health") else step for step in steps]
+    ui.lines(restores.render(steps, ui.width))
     if json:
         ui.emit({"dry_run": True, "options": options.__dict__, "backup": chosen,
-                 **({"not_resolved": why} if why else {}),
                  **({"warning": warning, "live_state": state} if not remote else {}),
                  "steps": restores.plan_as_data(steps)})

@@ -228,9 +228,7 @@ def _private_dir(directory: Path) -> None:
     """Create a missing destination folder as 0700; an existing one must be writable."""
     if not directory.exists():
         try:
-            directory.mkdir(mode=0o700, parents=True)
-        except FileExistsError:
-            pass
+            engine.mkdir_private(directory)  # and any missing folder above it
         except OSError as exc:
             raise OpsError(f"cannot create {directory}: {exc.strerror}", ExitCode.USAGE) from None
     try:

@@ -507,9 +507,10 @@ def trusted_sha256(name: str, record: dict) -> str | None:
 
 
 def _private_dir(directory: Path) -> None:
-    """Create the backup folder private (0700); an existing one keeps its mode."""
+    """Create the backup folder private (0700), and any missing above it; an existing one
+    keeps its mode."""
     with contextlib.suppress(OSError):
-        directory.mkdir(mode=0o700, parents=True)
+        engine.mkdir_private(directory)
 
 
 def _sweep_downloads(directory: Path) -> None:

@@ -55,9 +55,9 @@ class FlyApp:
 
     # -- snapshots of its volume
     def snapshot(self, *, wait: bool = True, timeout: float = 600,
-                 interval: float = 5.0, beside=None) -> dict:
+                 interval: float = 5.0, beside=None, on_snapshot=None) -> dict:
         return snapshots.take(self.session, wait=wait, timeout=timeout, interval=interval,
-                              beside=beside)
+                              beside=beside, on_snapshot=on_snapshot)
 
     def snapshots(self) -> list[fly.Snapshot]:
         """The production volume's snapshots and those of the app's earlier volumes of its

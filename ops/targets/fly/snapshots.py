@@ -37,28 +37,35 @@ def _rank(status: str) -> int:
 
 
 def take(session, *, wait: bool = True, timeout: float = 600, interval: float = 5.0,
-         beside=None) -> dict:
+         beside=None, on_snapshot=None) -> dict:
     """Snapshot the production volume; with ``wait``, until it is created (or failed).
 
     ``beside`` is work that runs while Fly takes the snapshot (a deploy's full check):
     ``start()`` once the snapshot is requested, ``status()`` for the waiting line,
     ``sleep(seconds)`` between polls (it may end early), and ``failed()`` stops the wait:
     the snapshot is left to finish and reported with its status so far.
+
+    ``on_snapshot(seen)`` hears what is known of ours as soon as it is known: once
+    requested (``{"id": None, "status": "requested", ...}``) and whenever its listed
+    id or status changes, so a run stopped mid-wait can still say which one it asked for.
     """
     app, volume, report = session.app, session.volume, session.report
     before = session.fly.snapshots(app, volume.id)
     with report.step(f"schedule snapshot of {volume.id}") as step:
         session.fly.run(fly.snapshots_create(app, volume.id))
         step.label = f"snapshot of {volume.id} requested"
+    if on_snapshot is not None:
+        on_snapshot({"id": None, "volume": volume.id, "size": None, "status": "requested"})
     if beside is not None:
         beside.start()
     if not wait:
         return {"volume": volume.id, "status": "scheduled", "id": None}
     with report.step(f"wait for snapshot of {volume.id}") as step:
-        return _wait(session, before, step, timeout, interval, beside)
+        return _wait(session, before, step, timeout, interval, beside, on_snapshot)
 
 
-def _wait(session, before, step, timeout: float, interval: float, beside) -> dict:
+def _wait(session, before, step, timeout: float, interval: float, beside,
+          on_snapshot=None) -> dict:
     """Poll the listing until our snapshot is created; a line when its status changes."""
     app, volume, report = session.app, session.volume, session.report
     started = time.monotonic()
@@ -75,6 +82,9 @@ def _wait(session, before, step, timeout: float, interval: float, beside) -> dic
             return asdict(snap) | {"volume": volume.id}
         if state != shown[0]:
             shown[0] = state  # a line when Fly's status changes, not on every poll
+            if snap and on_snapshot is not None:
+                on_snapshot({"id": snap.id, "volume": volume.id, "size": None,
+                             "status": snap.status})
             report.waiting(f"  snapshot {state[0]}: {state[1]} after "
                            f"{time.monotonic() - started:.0f}s (waiting up to {timeout:g}s)"
                            f"{also}")

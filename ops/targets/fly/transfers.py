@@ -24,13 +24,13 @@ def get(session, remote_file: str, local: Path, size: int, on_bytes) -> None:
 
 def put(session, local: Path, remote_file: str) -> None:
     """``fly ssh sftp put``; the partial file flyctl leaves on failure is removed."""
-    session.run(f"mkdir -p {shlex.quote(posixpath.dirname(remote_file))}")
+    session.run(f"# ops: mkdir\nmkdir -p {shlex.quote(posixpath.dirname(remote_file))}")
     try:
         seconds, key = session.deadline(local.stat().st_size)
         session.fly.run(fly.sftp_put(session.app, session.machine.id, str(local), remote_file),
                         timeout=seconds, key=key, what=f"`fly ssh sftp put` of {local.name}")
     except fly.FlyError:
-        session.run(f"rm -f {shlex.quote(remote_file)}")
+        session.run(f"# ops: rm\nrm -f {shlex.quote(remote_file)}")
         raise
 
 

@@ -16,7 +16,13 @@ import pytest
 from ops import engine
 from tests import helpers
 from tests.helpers import assert_one_line_error
-from tests.test_drill import prod  # noqa: F401 - the fixture
+
+
+@pytest.fixture
+def prod(served_prod):
+    """Production whose /health answers (a restore restarts the machine and waits for it)."""
+    return served_prod
+
 
 HOOKS = str(Path(__file__).parent / "hooks")
 

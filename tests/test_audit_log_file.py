@@ -10,8 +10,8 @@ import pytest
 
 from ops import engine
 from tests import helpers
+from tests.fake_production import Site
 from tests.helpers import assert_one_line_error
-from tests.test_deploy import Site, site  # noqa: F401 - ``site`` is a fixture
 
 
 def plant(log, db, how: str) -> None:

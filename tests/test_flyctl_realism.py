@@ -23,16 +23,8 @@ import pytest
 from ops import remote
 from ops.errors import ExitCode
 from tests import helpers
+from tests.fake_production import MID, VOL, assert_error, error_line, label, make_prod, make_site
 from tests.helpers import assert_one_line_error, run_parallel
-from tests.test_deploy import (
-    MID,
-    VOL,
-    error_line,
-    label,
-    make_site,
-    sites,  # noqa: F401  (the fixture)
-)
-from tests.test_production import assert_error, make_prod
 
 REPO = Path(__file__).resolve().parent.parent
 NEW_MID = "9080e6f4a3d2b1"

@@ -16,7 +16,7 @@ import pytest
 from ops import sample
 from ops.errors import ExitCode
 from tests import helpers
-from tests.test_deploy import VOL, label, site  # noqa: F401 - ``site`` is a fixture
+from tests.fake_production import VOL, label
 
 
 def raw_labels(site) -> list[str]:

@@ -14,8 +14,6 @@ import pytest
 
 from ops import engine
 from tests import helpers, node_env
-from tests.test_deploy import site  # noqa: F401 - the fixture
-from tests.test_ssh_target import host  # noqa: F401 - the SSH tests' host
 
 TABLES = 2500  # NAME.json lists every table's row count: ~120 KB, over the old 64 KiB
 

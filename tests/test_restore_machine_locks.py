@@ -18,13 +18,16 @@ import pytest
 from ops import engine
 from ops.errors import ExitCode
 from tests import helpers, node_env
+from tests.fake_production import changed_after_backup, near_names
+from tests.fake_production import restore_label as label
 from tests.helpers import assert_one_line_error
-from tests.test_drill import (
-    changed_after_backup,
-    label,
-    prod,  # noqa: F401  (the fixture: production whose /health answers)
-)
-from tests.test_remote_safety import near_names
+
+
+@pytest.fixture
+def prod(served_prod):
+    """Production whose /health answers (a restore restarts the machine and waits for it)."""
+    return served_prod
+
 
 STRATEGIES = ["python3", "sqlite3", "node"]
 

@@ -23,6 +23,7 @@ import pytest
 from ops import engine
 from ops.errors import ExitCode
 from tests import helpers
+from tests.fake_production import NEW_IMAGE, make_site
 from tests.helpers import assert_one_line_error, run_parallel
 
 
@@ -87,7 +88,6 @@ def test_a_planted_backup_lock_is_refused_and_its_target_untouched(wal_db, backu
 
 
 def test_the_local_deploy_lock_never_follows_a_symlink(fly_world, tmp_path):
-    from tests.test_deploy import NEW_IMAGE, make_site
 
     site = make_site(tmp_path, fly_world)
     try:

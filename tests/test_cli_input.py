@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -15,27 +14,10 @@ import pytest
 
 from ops import engine
 from tests import helpers
-from tests.helpers import PYTHON, REPO_ROOT, assert_one_line_error, run_parallel
-from tests.test_deploy import NEW_IMAGE, make_site
+from tests.fake_production import NEW_IMAGE, make_site
+from tests.helpers import REPO_ROOT, assert_one_line_error, make_project, run_in, run_parallel
 
 # ---------------------------------------------------------------- a project of its own
-
-
-def make_project(root: Path) -> Path:
-    """A checkout of the tool's tasks.py in ``root``, so `invoke` finds it by searching up
-    from the current folder, as it does for a user (no --search-root, no project.root)."""
-    root.mkdir(parents=True, exist_ok=True)
-    shutil.copy(REPO_ROOT / "tasks.py", root / "tasks.py")
-    return root
-
-
-def run_in(cwd: Path, *args: str, env: dict | None = None, timeout: float = 60):
-    """`python -m invoke ARGS` from ``cwd`` exactly as a user types it."""
-    proc = subprocess.run(
-        [PYTHON, "-m", "invoke", *args], cwd=cwd, env=helpers.clean_env(env),
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
-    return helpers.InvokeResult(list(args), proc.returncode, proc.stdout, proc.stderr)
 
 
 # ---------------------------------------------------------------- numbers (issue 7 #10)
@@ -63,8 +45,8 @@ def rotate(cases: list, values: tuple) -> list:
 
 def test_every_number_flag_refuses_inf_nan_negative_and_huge(tmp_path, wal_db):
     calls = rotate(NUMBER_FLAGS, BAD_NUMBERS)
-    results = run_parallel(
-        functools.partial(helpers.run_invoke, task, flag, value, cwd=tmp_path, timeout=20)
+    results = helpers.run_each(
+        functools.partial(helpers.run_here, task, flag, value, cwd=tmp_path)
         for task, flag, value in calls
     )
     for (task, flag, value), result in zip(calls, results, strict=True):
@@ -76,7 +58,7 @@ def test_every_number_flag_refuses_inf_nan_negative_and_huge(tmp_path, wal_db):
 @pytest.mark.parametrize("value", ["9" * 400, "400d", "1000000h"])
 def test_max_age_has_a_ceiling(tmp_path, backup_now, value):
     backup_now()
-    result = helpers.run_invoke("backup.status", "--max-age", value, cwd=tmp_path)
+    result = helpers.run_here("backup.status", "--max-age", value, cwd=tmp_path)
     assert_one_line_error(result, 2, contains="--max-age must be at most 366d")
 
 
@@ -94,8 +76,8 @@ NUMBER_KEYS = [
 def test_every_number_key_refuses_inf_nan_negative_and_huge(tmp_path, backup_now):
     backup_now()
     calls = rotate(NUMBER_KEYS, BAD_NUMBERS)
-    results = run_parallel(
-        functools.partial(helpers.run_invoke, "backup.list", cwd=tmp_path, env={var: value})
+    results = helpers.run_each(
+        functools.partial(helpers.run_here, "backup.list", cwd=tmp_path, env={var: value})
         for var, _, value in calls
     )
     for (_, key, _), result in zip(calls, results, strict=True):
@@ -135,8 +117,9 @@ def projects_with(tmp_path, files: list[tuple[str, str | bytes]]) -> list[Path]:
 
 def test_an_invoke_yaml_invoke_cannot_merge_is_one_line(tmp_path):
     paths = projects_with(tmp_path, [(name, text) for name, text, _ in BROKEN_CONFIG_FILES])
-    results = run_parallel(functools.partial(run_in, path.parent, "backup.list")
-                           for path in paths)
+    results = helpers.run_each(functools.partial(helpers.run_here, "backup.list",
+                                                 cwd=path.parent, search=True)
+                               for path in paths)
     for (_, _, complaint), path, result in zip(BROKEN_CONFIG_FILES, paths, results, strict=True):
         assert_one_line_error(result, 2, contains=complaint)
         assert str(path) in result.error_lines[0]
@@ -158,8 +141,9 @@ WRONG_VALUES = [
 
 def test_null_list_and_wrongly_typed_values_are_one_line(tmp_path):
     paths = projects_with(tmp_path, [("invoke.yaml", text) for text, _ in WRONG_VALUES])
-    results = run_parallel(functools.partial(run_in, path.parent, "backup.list")
-                           for path in paths)
+    results = helpers.run_each(functools.partial(helpers.run_here, "backup.list",
+                                                 cwd=path.parent, search=True)
+                               for path in paths)
     for (_, complaint), result in zip(WRONG_VALUES, results, strict=True):
         assert_one_line_error(result, 2, contains=complaint)
 
@@ -192,8 +176,8 @@ BROKEN_FLY_TOMLS = [
 
 def test_fly_toml_of_an_unexpected_shape_is_one_line(tmp_path):
     paths = projects_with(tmp_path, [("fly.toml", text) for text, _ in BROKEN_FLY_TOMLS])
-    results = run_parallel(
-        functools.partial(helpers.run_invoke, "deploy", "--dry-run", cwd=path.parent)
+    results = helpers.run_each(
+        functools.partial(helpers.run_here, "deploy", "--dry-run", cwd=path.parent)
         for path in paths
     )
     for (_, complaint), result in zip(BROKEN_FLY_TOMLS, results, strict=True):
@@ -220,8 +204,8 @@ def test_an_app_name_fly_could_not_have_made_is_refused_before_it_is_used(tmp_pa
     audit.mkdir(parents=True)
     before = sorted(tmp_path.rglob("*"))
     env = _no_app_env(fly_world, INVOKE_DEPLOY_AUDIT_LOG=str(audit / "deploys.jsonl"))
-    results = run_parallel(
-        functools.partial(helpers.run_invoke, *args, cwd=audit, env={**env, "INVOKE_FLY_APP": name})
+    results = helpers.run_each(
+        functools.partial(helpers.run_here, *args, cwd=audit, env={**env, "INVOKE_FLY_APP": name})
         for name, args in zip(BAD_APP_NAMES, APP_TASKS, strict=True)
     )
     for result in results:
@@ -234,7 +218,7 @@ def test_an_app_name_fly_could_not_have_made_is_refused_before_it_is_used(tmp_pa
 def test_app_names_from_every_source_are_checked(tmp_path, fly_world, where):
     fly_world.write_fly_toml(tmp_path, app="../x" if where == "fly.toml" else "fine")
     env = _no_app_env(fly_world, FLY_APP="../x" if where == "FLY_APP" else None)
-    result = helpers.run_invoke("backup", "--production", cwd=tmp_path, env=env)
+    result = helpers.run_here("backup", "--production", cwd=tmp_path, env=env)
     expected = "FLY_APP" if where == "FLY_APP" else "`app` in fly.toml"
     assert_one_line_error(result, 2, contains=f"{expected} is not a Fly app name")
     assert fly_world.calls() == []
@@ -243,8 +227,8 @@ def test_app_names_from_every_source_are_checked(tmp_path, fly_world, where):
 def test_without_any_app_name_production_tasks_name_the_three_places(tmp_path, fly_world):
     fly_world.write_fly_toml(tmp_path, app="")
     env = _no_app_env(fly_world, INVOKE_FLY_APP="", FLY_APP="")
-    results = run_parallel(
-        functools.partial(helpers.run_invoke, *args, cwd=tmp_path, env=env)
+    results = helpers.run_each(
+        functools.partial(helpers.run_here, *args, cwd=tmp_path, env=env)
         for args in (("backup", "--production"), ("backup.list", "-p"), ("backup.volume",),
                      ("deploy",), ("deploy.rollback",), ("deploy.unlock",))
     )
@@ -264,8 +248,8 @@ SHORT = re.compile(r"^\s+-(\w)(?: \w+)?, --([\w-]+)", re.M)
 
 
 def short_flags(tmp_path) -> dict[str, dict[str, str]]:
-    results = run_parallel(
-        functools.partial(helpers.run_invoke, "--help", task, cwd=tmp_path) for task in TASKS
+    results = helpers.run_each(
+        functools.partial(helpers.run_here, "--help", task, cwd=tmp_path) for task in TASKS
     )
     found = {}
     for task, result in zip(TASKS, results, strict=True):
@@ -292,7 +276,7 @@ def test_a_short_flag_means_one_thing_everywhere_and_h_is_help(tmp_path):
 
 @pytest.mark.parametrize("task", ["deploy", "deploy.rollback", "backup", "backup.status"])
 def test_dash_h_shows_help(tmp_path, task):
-    result = helpers.run_invoke(task, "-h", cwd=tmp_path)
+    result = helpers.run_here(task, "-h", cwd=tmp_path)
     assert result.returncode == 0, result
     assert f"Usage: inv[oke] [--core-opts] {task}" in result.stdout
 
@@ -367,20 +351,20 @@ def test_relative_config_paths_start_at_the_project_root(tmp_path):
     assert len(engine.list_backups(project / "data" / "backups")) == 1
     assert not (sub / "data").exists()
 
-    listed = run_in(sub, "backup.list")
+    listed = helpers.run_here("backup.list", cwd=sub, search=True)
     assert listed.returncode == 0, listed
     assert f"Backups in {project / 'data' / 'backups'} (1)" in listed.stderr
-    as_json = run_in(sub, "backup.list", "--json")
+    as_json = helpers.run_here("backup.list", "--json", cwd=sub, search=True)
     assert [item["name"] for item in as_json.json()] == [
         item.name for item in engine.list_backups(project / "data" / "backups")]
-    status = run_in(sub, "backup.status")
+    status = helpers.run_here("backup.status", cwd=sub, search=True)
     assert status.returncode == 0 and str(project / "data" / "backups") in status.stderr
     assert db.exists()
 
 
 def test_a_backup_folder_that_does_not_exist_is_reported_as_such(tmp_path):
-    results = run_parallel(
-        functools.partial(helpers.run_invoke, *args, cwd=tmp_path,
+    results = helpers.run_each(
+        functools.partial(helpers.run_here, *args, cwd=tmp_path,
                           env={"INVOKE_BACKUP_DIR": "data/bakcups"})
         for args in (("backup.list",), ("backup.list", "--json"), ("backup.verify", "latest"),
                      ("backup.status",), ("backup.status", "--max-age", "1d"),

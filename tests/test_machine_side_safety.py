@@ -8,7 +8,6 @@ exit codes, one ``Error:`` line, files on the volume and locally, the flyctl cal
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import shlex
@@ -21,17 +20,17 @@ import pytest
 from ops import engine, remote
 from ops.errors import ExitCode, OpsError
 from tests import helpers
-from tests.helpers import run_parallel
-from tests.test_production import (
+from tests.fake_production import (
     RESOLVE,
     Prod,
     assert_error,
-    days_ago,
     flip_bytes,
     make_prod,
+    near_names,
     remove_tools,
     sftp_calls,
 )
+from tests.helpers import run_parallel
 
 HEX = "ab" * 32
 
@@ -43,12 +42,6 @@ def prod(fly_world, tmp_path) -> Prod:
 
 def digest(path: Path) -> str:
     return helpers.sha256(path)
-
-
-def near_names(seconds: int = 20) -> list[str]:
-    """The backup names a run started in the next ``seconds`` can choose."""
-    now = days_ago(0)
-    return [engine.backup_name(now + dt.timedelta(seconds=s)) for s in range(-2, seconds)]
 
 
 def real_backups(prod: Prod) -> list[str]:

@@ -19,10 +19,8 @@ import pytest
 
 from ops import health, remote
 from ops.errors import ExitCode, OpsError
-from tests import helpers, test_deploy
-from tests.flyctl_double import IMAGE_V12
-from tests.helpers import run_parallel
-from tests.test_deploy import (
+from tests import helpers
+from tests.fake_production import (
     APP,
     BACKUP,
     DEPLOYED,
@@ -33,9 +31,10 @@ from tests.test_deploy import (
     VOL,
     deploy_argv,
     error_line,
+    label,
 )
-
-site, sites = test_deploy.site, test_deploy.sites  # the same fixtures
+from tests.flyctl_double import IMAGE_V12
+from tests.helpers import run_parallel
 
 TOKEN = "FlyV1 fm2_sEcReTtOkEnFoRtHeDePlOyTeStS"
 
@@ -50,7 +49,6 @@ def nothing_happened(one, result, code=ExitCode.USAGE, *, contains=""):
 
 
 def wait_for_call(one, name: str, count: int = 1) -> None:
-    from tests.test_deploy import label
 
     helpers.wait_for(lambda: [label(a) for a in one.world.calls()].count(name) >= count,
                      timeout=60, what=f"flyctl call {name!r}")

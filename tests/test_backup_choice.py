@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -21,21 +20,10 @@ import pytest
 
 from ops import engine
 from tests import helpers, node_env
-from tests.test_production import HealthServer, days_ago, make_prod
+from tests.fake_production import days_ago, make_prod
+from tests.helpers import change, content
 
 IGNORED = (".backup.lock", ".restore.lock")
-
-
-def content(path: Path) -> str:
-    return engine.describe_file(path, live=True)[1]
-
-
-def change(db: Path) -> None:
-    conn = sqlite3.connect(db, timeout=10)
-    conn.executemany("INSERT INTO teams (name) VALUES (?)", [(f"later {i}",) for i in range(30)])
-    conn.execute("DELETE FROM steps WHERE id % 5 = 0")
-    conn.commit()
-    conn.close()
 
 
 def audit(path: Path) -> list[dict]:
@@ -84,18 +72,6 @@ def test_a_retried_local_restore_never_puts_back_what_it_replaced(
     undo = run_invoke("restore", safety, "--yes", "--json")
     assert undo.returncode == 0, undo
     assert content(wal_db) == bad
-
-
-@pytest.fixture
-def slow_health_prod(fly_world, tmp_path):
-    """Production whose /health never shows a backup block in time: a restore exits 14."""
-    made = make_prod(tmp_path, fly_world)
-    with HealthServer() as server:
-        server.body = {"status": "starting"}
-        made.env.update({"INVOKE_HEALTH_URL": server.url, "INVOKE_HEALTH_TIMEOUT": "0.3",
-                         "INVOKE_HEALTH_INTERVAL": "0.1",
-                         "INVOKE_DEPLOY_AUDIT_LOG": str(tmp_path / "audit.jsonl")})
-        yield made
 
 
 @pytest.mark.parametrize("tools", ["python3", "sqlite3", "node"])
@@ -405,7 +381,6 @@ def on_a_terminal(args: list[str], cwd: Path):
         return "".join(shown).replace("\r\n", "\n")
 
     return term, read
-
 
 
 # ---------------------------------------------------------------- 14. old npm backups

