@@ -15,10 +15,8 @@ import os
 import pytest
 
 from ops import audit
-from tests import test_deploy
 from tests.helpers import assert_one_line_error
 
-site = test_deploy.site  # the same fake production (a fixture)
 CHANGING = {"update", "stop", "start", "create", "clone", "destroy"}  # flyctl verbs that change
 
 

@@ -7,9 +7,6 @@ from __future__ import annotations
 import subprocess
 
 from ops import deploy, runbook
-from tests import test_deploy
-
-site = test_deploy.site  # the same fake production (a fixture)
 
 
 def bash_parses(line: str) -> bool:

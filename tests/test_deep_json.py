@@ -7,10 +7,8 @@ from __future__ import annotations
 import pytest
 
 from ops.errors import ExitCode
-from tests import test_deploy
 from tests.helpers import assert_one_line_error
 
-site = test_deploy.site  # the same fake production (a fixture)
 DEEP = b"[" * 100000 + b"]" * 100000
 
 

@@ -2,9 +2,9 @@
 line (review-break #1, #2): a signal while it is released is what the record, the exit
 code and the by-hand lines say, and a release that failed is ✗ and recorded, never ✓.
 
-A small `fly` shim first on PATH stops the run at the unlock's `fly ssh console` (the
-double's own faults match whole argv words; the unlock script names this run's random
-holder), then execs the real double: the real CLI, a real SIGTERM to the real process.
+A small `fly` shim first on PATH stops the run at the unlock's `fly ssh console`, found by
+its script's `# ops: NAME` mark (the double's own faults match whole argv words; the unlock
+script names this run's random holder), then execs the real double: the real CLI, a real SIGTERM to the real process.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ import sys
 import textwrap
 
 from ops.errors import ExitCode
-from tests import helpers, test_deploy
+from tests import helpers
 
-site = test_deploy.site  # the same fake production (a fixture)
-UNLOCK_MARK = '/holder 2>/dev/null)"\nrm -rf'  # the unlock script (test_deploy.label)
+UNLOCK_MARK = "# ops: deploy-unlock"  # the mark each remote script starts with (remote.purpose)
 UNLOCK = "invoke deploy.unlock --yes"
 
 
@@ -89,7 +88,7 @@ def test_sigterm_during_the_snapshot_wait_kills_the_full_checks_flyctl(site):
     """The full check runs its flyctl from a thread, which no signal reaches: the stop
     must kill it, not wait for it (review-break #3), then release the machine lock."""
     site.world.snapshot_behavior("never")
-    run = site.start("deploy", env=shim(site, "hang", mark="python3 - verify "))
+    run = site.start("deploy", env=shim(site, "hang", mark="# ops: verify\n"))
     reached = site.root / "shim" / "reached"
     helpers.wait_for(reached.exists, timeout=60, what="the full check's flyctl call")
     pid = int(reached.read_text())

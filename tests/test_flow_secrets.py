@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests import test_deploy
-
-site = test_deploy.site  # the same fake production (a fixture)
 TOKEN = "abcde"  # 5 characters: below the old threshold of flyctl's wrapper (6)
 
 
