@@ -4,7 +4,8 @@ code and the by-hand lines say, and a release that failed is ✗ and recorded, n
 
 A small `fly` shim first on PATH stops the run at the unlock's `fly ssh console`, found by
 its script's `# ops: NAME` mark (the double's own faults match whole argv words; the unlock
-script names this run's random holder), then execs the real double: the real CLI, a real SIGTERM to the real process.
+script names this run's random holder), then execs the real double: the real CLI, a real
+SIGTERM to the real process.
 """
 
 from __future__ import annotations
