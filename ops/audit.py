@@ -39,7 +39,8 @@ def _open(path: Path, flags: int) -> int:
     try:
         fd = os.open(path, flags, 0o600)
     except OSError as exc:
-        kinds = {errno.ELOOP: "a symlink", errno.EISDIR: "a directory", errno.ENXIO: "a socket"}
+        kinds = {errno.ELOOP: "a symlink", errno.EISDIR: "a directory",
+                 errno.ENXIO: _no_reader_kind(path)}
         if exc.errno in kinds:
             raise NotALog(exc.errno, f"it is {kinds[exc.errno]}, not a regular file; "
                                      "refusing to write through it") from None
@@ -52,6 +53,14 @@ def _open(path: Path, flags: int) -> int:
         raise NotALog(errno.EINVAL, f"it is {kind}, not a regular file; refusing to write "
                                     "through it")
     return fd
+
+
+def _no_reader_kind(path: Path) -> str:
+    """What gave ENXIO: a FIFO with no reader (opened O_WRONLY|O_NONBLOCK), or a socket."""
+    try:
+        return "a FIFO" if stat.S_ISFIFO(os.lstat(path).st_mode) else "a socket"
+    except OSError:
+        return "a FIFO or a socket"
 
 
 def check_writable(path: Path) -> None:
@@ -68,8 +77,22 @@ def append(path: Path, entry: dict) -> None:
     line = json.dumps(entry, sort_keys=True, default=str) + "\n"
     fd = _open(path, APPEND)
     try:
+        if not _ends_a_line(path, os.fstat(fd).st_size):  # cut by a crash, or edited by
+            line = "\n" + line  # hand: start a new line, never glue two records together
         os.write(fd, line.encode())
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _ends_a_line(path: Path, size: int) -> bool:
+    """The log is empty or its last byte is a newline (read through its own descriptor:
+    the append one is write-only)."""
+    if not size:
+        return True
+    fd = _open(path, READ)
+    try:
+        return os.pread(fd, 1, size - 1) == b"\n"
     finally:
         os.close(fd)
 

@@ -98,14 +98,15 @@ def plan(o: DeployOptions, run: Deployment | None = None) -> list[Step]:
         Step("deploy", title, act("deploy"),
              commands=(deploy_argv, tuple(fly.releases(o.app))),
              abort=ExitCode.DEPLOY_FAILED, running="fly deploy",
-             by_hand=(f"fly releases -a {o.app}   (is the {what}'s release out? if not:)",
+             by_hand=(f"fly releases -a {o.app}   # is the {what}'s release out? if not:",
                       shlex.join(["fly", *deploy_argv]))),
         Step("health", gate, act("health"), abort=ExitCode.HEALTH_FAILED,
              running="health gate", by_hand=(health.by_hand(o.health_url),)),
         Step("record", "append to the audit log" if no_machine else "append to the audit "
              "log, find the machine again (the deploy may have replaced it) and release the "
-             "machine's lock", commands=() if no_machine else (
-                 tuple(fly.volumes_list(o.app)), tuple(fly.machines_list(o.app)), ssh["unlock"])),
+             "machine's lock", act("close"), commands=() if no_machine else (
+                 tuple(fly.volumes_list(o.app)), tuple(fly.machines_list(o.app)), ssh["unlock"]),
+             running="release the deploy lock on the machine", by_hand=(UNLOCK,)),
     ]
     if rollback:  # a release that does not exist is the operator's input: exit 2 or 3
         steps = [replace(step, keeps=KEEPS[True]) for step in steps]
@@ -150,7 +151,8 @@ def preflight_reads(app: str) -> tuple[tuple[str, ...], ...]:
 BEFORE_DEPLOY = {"rerun": True}  # stopping before `fly deploy` leaves nothing to finish
 KEEPS = {False: frozenset({ExitCode.LOCKED}),  # someone else's deploy, wherever its lock was
          True: frozenset({ExitCode.LOCKED, ExitCode.NOT_FOUND, ExitCode.USAGE})}
-CLOSING = "record"  # not a step the runner runs: the flow's ``finally`` (``Deployment.run``)
+CLOSING = "record"  # the runner's closing step once the machine lock is held (``machine_lock``)
+UNLOCK = "invoke deploy.unlock --yes"  # the machine's deploy lock, by hand
 
 
 def render(steps: list[Step], app: str, width: int | None) -> list[str]:
@@ -316,6 +318,12 @@ class FullCheck:
         while self.thread is not None and not self.finished.wait(0.2):  # Ctrl-C stays quick
             pass
 
+    def stop(self) -> None:
+        """End the check now if it still runs (a stopped or failed run): its flyctl,
+        which signals never reach (they go to the main thread), is killed, then waited for."""
+        while self.thread is not None and not self.finished.wait(0.1):  # the check may
+            fly.stop_thread_child(self.thread.ident)  # start its next flyctl meanwhile
+
     def status(self) -> str:
         if not self.finished.is_set():
             return f"{self.what} running on the machine " \
@@ -360,7 +368,7 @@ class Deployment:
         self.runner = runbook.Runner(
             "rollback" if self.options.rollback_to is not None else "deploy", self.ui,
             self.settings.audit_log, secrets=lambda: self.secrets, message=self._message,
-            on_stop=self._stopped)
+            on_stop=self._stopped, audit_first=False)  # its lock step checks it (exit 10)
         self.ui.redact = lambda text: scrub(text, self.secrets)  # every line, dry run too
 
     @property
@@ -371,8 +379,9 @@ class Deployment:
         return plan(self.options, self)
 
     def run(self) -> dict:
-        """Run the plan; the audit line is appended (by the runner) before the locks this
-        run holds are released, the machine's one after finding the machine again."""
+        """Run the plan; the machine's lock is released by the runner's closing step (after
+        finding the machine again), then the audit line is appended, then this computer's
+        lock is released."""
         o = self.options
         self.runner.start(
             app=o.app, skipped_backup=o.skip_backup, backup=None, snapshot=None,
@@ -396,15 +405,26 @@ class Deployment:
     @property
     def secrets(self) -> list[str]:
         """Tokens (after --, or in the environment), kept out of every line we write."""
-        return tokens_in(self.options.extra) + [os.environ.get(var, "") for var in fly.TOKEN_VARS]
+        return tokens_in(self.options.extra) + fly.env_tokens()
 
     def _stopped(self, exc: BaseException, step: Step | None) -> None:
         """A signal or Ctrl-C: say whether the release may already be out (once `fly
         deploy` has started, even if the stop came between two steps)."""
-        self.record["fly_deploy_started"] = started = self.deploy_started
-        if started:
-            self.record["error"] = ("stopped after `fly deploy` had started: the release may "
-                                    "be out; check `fly releases`")
+        self.record["fly_deploy_started"] = self.deploy_started
+        if self.deploy_started or (step is not None and step.key == CLOSING):
+            self.record["error"] = self.stopped_error()
+
+    def stopped_error(self) -> str:
+        """What a stop after `fly deploy` had started leaves: the release, or the lock."""
+        release = self.record.get("release") or {}
+        steps = self.record.get("steps") or []
+        if steps and steps[-1].get("step") == CLOSING and steps[-1].get("outcome") != "ok":
+            out = (f"release v{release['version']} is {release.get('status')}"
+                   if release else "nothing was deployed")
+            return (f"stopped while releasing the machine's deploy lock ({out}): the lock "
+                    f"may still be held; run: {UNLOCK}")
+        return ("stopped after `fly deploy` had started: the release may be out; check "
+                "`fly releases`")
 
     def _message(self, step: Step, text: str) -> str:
         if self.problems is not None:  # a dry run: only a rollback's bad release stops it
@@ -522,7 +542,9 @@ class Deployment:
         waited = self.app.lock_deploy(wait, self.holder, on_wait=lambda who: self.ui.waiting(
             f"  waiting up to {wait:g}s for the deploy lock on the machine "
             f"({self.app.deploy_lock_path}), held by {who}"))
-        self.held.callback(self._release_machine)
+        # released by the runner before the audit line, however the run ends (a real step:
+        # a signal or a failed release there is in the record and the by-hand lines)
+        self.runner.closing = next(s for s in self.plan() if s.key == CLOSING)
         if waited:  # another deploy finished meanwhile: what is live now?
             self._note_previous(self.app.releases())
         self._machine_check()
@@ -542,14 +564,14 @@ class Deployment:
             self.ui.warn(f"a restore cannot run on the production machine: "
                          f"{decided['cannot']['restore']}{fix} (invoke machine.check --production)")
 
-    def _release_machine(self) -> None:
-        with self.ui.step("release the deploy lock on the machine") as shown:
-            self._unlock_machine()
-            shown.label = "released the machine's deploy lock"
-
-    def _unlock_machine(self) -> None:
-        """Release this run's lock (only this run's). After `fly deploy` the machine is
-        looked up again: the deploy may have replaced it, or left it stopped."""
+    def close(self) -> Done:
+        """The closing step: stop the full check if it still runs (a stopped run must not
+        wait for its flyctl), then release this run's lock on the machine (only this
+        run's). After `fly deploy` the machine is looked up again: the deploy may have
+        replaced it, or left it stopped. A failed release is ✗ and recorded, never ✓; the
+        run's exit code stays (the release, if any, is out)."""
+        if self.check is not None:
+            self.check.stop()
         try:
             if self.deploy_started:
                 self.target.resolve(again=True)
@@ -557,9 +579,15 @@ class Deployment:
         except OpsError as exc:
             if exc.code == ExitCode.LOCKED:  # an operator forced it and another run took it
                 self.ui.warn(f"did not release the deploy lock on the machine: {exc}")
-                return
+                return Done("left the machine's deploy lock to its holder", str(exc),
+                            warning=True)
             self.ui.warn(f"could not release this deploy's lock on the machine ({exc}); "
-                         "once the machine is running, run: invoke deploy.unlock --yes")
+                         f"once the machine is running, run: {UNLOCK}")
+            self.record["machine_lock_held"] = self.app.deploy_lock_path
+            self.record.setdefault("manual", []).append(f"  {UNLOCK}   # {CLOSING}")
+            return Done("did NOT release the machine's deploy lock",
+                        f"{exc}; once the machine is running: {UNLOCK}", failed=True)
+        return Done("released the machine's deploy lock")
 
     def backup(self) -> Done:
         """Publish the backup after SQLite's quick_check and its SHA-256: the full check
@@ -587,7 +615,7 @@ class Deployment:
             name = self.record["backup"]["name"]
             self.check = beside = FullCheck(
                 f"{settings.check}_check", lambda: backups.require_ok(target.verify(name)))
-            self.held.callback(self.check.wait)  # never leave it running unobserved
+            self.held.callback(self.check.stop)  # never leave it running unobserved
         snap = self.app.snapshot(wait=True, timeout=settings.snapshot_timeout,
                                  interval=settings.health_interval, beside=beside,
                                  on_snapshot=self._snapshot_seen)

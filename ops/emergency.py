@@ -174,7 +174,7 @@ def plan_stop(app: str, machine: fly.Machine, original: Original, marker: str,
              commands=(tuple(fly.machines_list(app)),), reads_only=True),
         Step("quiet", f"no process has {db} open",
              commands=(ssh_shown(app, machine.id, f"look for open handles on {db}"),),
-             reads_only=True),
+             reads_only=True, by_hand=ssh_by_hand(app, machine.id, open_handles_script(db))),
     ]
 
 

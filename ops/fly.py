@@ -39,10 +39,14 @@ class FlyError(OpsError):
         self.stderr = redact(stderr)
 
 
+def env_tokens() -> list[str]:
+    """The flyctl tokens in the environment: secrets in every flow's lines."""
+    return [os.environ.get(var, "") for var in TOKEN_VARS]
+
+
 def redact(text: str) -> str:
-    for var in TOKEN_VARS:
-        token = os.environ.get(var, "")
-        if len(token) >= 6:
+    for token in env_tokens():
+        if len(token) >= 4:  # the same threshold as runbook.scrub
             text = text.replace(token, "***")
     return text
 
@@ -644,7 +648,7 @@ class Fly:
         result = self.run(argv)
         try:
             return json.loads(result.stdout)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: planted deeply nested JSON
             sample = result.stdout.strip().replace("\n", " ")[:80]
             raise FlyError(f"`{describe(argv)}` did not print JSON (got {sample!r})") from None
 
@@ -702,6 +706,26 @@ def _execute(full: list[str], data: bytes | None, stream, timeout) -> tuple[int,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT if stream else subprocess.PIPE,
         env=child_env(), start_new_session=True,
     )
+    _CHILDREN[threading.get_ident()] = proc
+    try:
+        return _wait(proc, data, stream, timeout)
+    finally:
+        _CHILDREN.pop(threading.get_ident(), None)
+
+
+_CHILDREN: dict[int, subprocess.Popen] = {}  # thread id -> the flyctl it waits for
+
+
+def stop_thread_child(ident: int | None) -> None:
+    """Kill the flyctl a thread (deploy's full check) waits for: SIGTERM and Ctrl-C reach
+    only the main thread, and a stopped run must not wait for that flyctl to end."""
+    proc = _CHILDREN.get(ident) if ident is not None else None
+    if proc is not None:
+        _signal_group(proc, signal.SIGKILL)
+
+
+def _wait(proc: subprocess.Popen, data: bytes | None, stream,
+          timeout) -> tuple[int, bytes, bytes]:
     out: list[bytes] = []
     err: list[bytes] = []
     cap = limits.Cap()  # past it, the readers stop and flyctl is killed: OutputLimit

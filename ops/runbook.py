@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ops import audit, ui
+from ops import audit, fly, signals, ui
 from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated
@@ -38,6 +38,7 @@ class Done:
     detail: str = ""
     record: str | None = None  # what the record says, when not the detail (it is in the label)
     warning: bool = False  # the step ran, but what it found would stop a real run (`!`, not ✓)
+    failed: bool = False  # it did not do what it says (✗, recorded as failed), yet the run goes on
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,9 @@ def plan_as_data(steps: list[Step], binary: str = "fly") -> list[dict]:
              "reads_only": s.reads_only, "skipped": s.skipped or None} for s in steps]
 
 
+SCRIPT_SHOWN = "<script: "  # how a plan shows a machine script by its purpose
+
+
 def by_hand_lines(steps: list[Step], binary: str = "fly") -> list[str]:
     """What is left to do by hand, from the step that stopped on: each command whole."""
     lines = []
@@ -154,6 +158,8 @@ def by_hand_lines(steps: list[Step], binary: str = "fly") -> list[str]:
         if step.skipped:
             continue
         todo = list(step.by_hand) or shown_commands(step, binary)
+        if any(SCRIPT_SHOWN in line for line in todo):  # a script named by its purpose
+            todo = []  # cannot be pasted: say what the step does instead
         if todo:
             lines += [f"  {line}   # {step.key}" for line in todo]
         else:
@@ -181,11 +187,14 @@ class Runner:
     binary: str = "fly"
     record: dict = field(default_factory=dict)
     values: dict = field(default_factory=dict)
-    secrets: Callable[[], list[str]] = list
+    secrets: Callable[[], list[str]] = fly.env_tokens  # every flow: the flyctl tokens at least
     message: Callable[[Step, str], str] | None = None
     on_stop: Callable[[BaseException, Step | None], None] | None = None
     on_failure: Callable[[], None] | None = None
     by_hand_title: str = "To finish by hand, run from the failed step on:"
+    audit_first: bool = True  # refuse an unwritable audit log before the first step
+    closing: Step | None = None  # runs however the run ends (not in a dry run), before the
+    # audit line: a signal there is recorded; its action reports a failure as Done(failed=True)
 
     def start(self, **fields) -> dict:
         self.record = {"kind": self.kind, "who": audit.who(), "when": now(), "steps": [],
@@ -201,6 +210,8 @@ class Runner:
         audit line is appended whatever happens, except in a dry run."""
         if not self.record:
             self.start()
+        if not dry_run:
+            self.check_audit_log()
         done = 0
         try:
             for step in steps:
@@ -211,6 +222,7 @@ class Runner:
             self.record["outcome"] = "dry run" if dry_run else "ok"
             return self.record
         except (KeyboardInterrupt, Terminated) as exc:  # Ctrl-C, SIGTERM, SIGHUP
+            signals.unwinding()  # a SIGTERM after this Ctrl-C must not change how we exit
             step = steps[done].filled(self.values) if done < len(steps) else None
             self._stopped(exc, step)
             if not dry_run:
@@ -224,11 +236,39 @@ class Runner:
             if self.record["outcome"] == "running":  # whatever ended the run, say so
                 self.record.update(outcome="crashed", exit_code=int(ExitCode.ERROR))
             self.record["finished"] = now()
-            self.record["seconds"] = round(sum(s["seconds"] for s in self.record["steps"]), 3)
-            if not dry_run and self.record["outcome"] != "ok" and self.on_failure:
-                self.on_failure()
-            if not dry_run:
-                self._append()
+            try:
+                if not dry_run and self.closing is not None:
+                    self._close(self.closing.filled(self.values))
+            finally:
+                self.record["seconds"] = round(sum(s["seconds"]
+                                                   for s in self.record["steps"]), 3)
+                if not dry_run and self.record["outcome"] != "ok" and self.on_failure:
+                    self.on_failure()
+                if not dry_run:
+                    self._append()
+
+    def _close(self, step: Step) -> None:
+        """The closing step (a lock's release): a signal during it is what the record and
+        the by-hand lines say, whatever the run's outcome was before."""
+        try:
+            self._run_step(step)
+        except (KeyboardInterrupt, Terminated) as exc:
+            signals.unwinding()
+            self._stopped(exc, step)
+            self._show_by_hand([step])
+            raise
+
+    def check_audit_log(self) -> None:
+        """Like deploy and restore: nothing changes when its audit line cannot be written
+        (a flow calls this first, before its reads; ``run`` checks again)."""
+        if self.audit_log is None or not self.audit_first:
+            return
+        try:
+            audit.check_writable(self.audit_log)
+        except OSError as exc:
+            self.record["outcome"] = "not started"
+            raise OpsError(f"cannot write the audit log {self.audit_log} (deploy.audit_log): "
+                           f"{exc.strerror}; nothing was changed", ExitCode.USAGE) from None
 
     def _run_step(self, step: Step) -> None:
         if step.skipped:
@@ -247,6 +287,8 @@ class Runner:
                     shown.label, shown.detail = result.label, self._scrub(result.detail)
                     if result.warning:
                         shown.outcome = "warning"
+                    if result.failed:
+                        shown.outcome = "failed"
                     if result.record is not None:
                         recorded = self._scrub(result.record)
                 else:
@@ -260,7 +302,8 @@ class Runner:
             self._log(step, "failed", shown.seconds if shown else 0.0, text)
             self.record.update(outcome=f"{step.key} failed", exit_code=int(code), error=text)
             raise OpsError(self.message(step, text) if self.message else text, code) from None
-        self._log(step, "ok", shown.seconds, shown.detail if recorded is None else recorded)
+        self._log(step, "failed" if shown.outcome == "failed" else "ok", shown.seconds,
+                  shown.detail if recorded is None else recorded)
 
     @staticmethod
     def _text(exc: Exception) -> str:
@@ -297,7 +340,7 @@ class Runner:
         lines = by_hand_lines([s.filled(self.values) for s in remaining], self.binary)
         if lines:
             lines = self._scrub(lines)
-            self.record["manual"] = lines
+            self.record["manual"] = self.record.get("manual", []) + lines  # a closing step's too
             self.ui.info(self.by_hand_title + "\n" + "\n".join(lines))
 
     def _log(self, step: Step, outcome: str, seconds: float, detail: str) -> None:

@@ -21,11 +21,23 @@ class Terminated(BaseException):
         self.name = signal.Signals(signum).name
 
 
+_SEEN: list[int] = []  # the stops this run is unwinding from (a signal, or Ctrl-C: 2)
+
+
+def unwinding() -> None:
+    """The run is unwinding from a stop (Ctrl-C): a SIGTERM now (GitHub cancels a job with
+    SIGINT, then SIGTERM) is ignored like a second one, so the exit code stays the one
+    the audit line already records and the cleanup is not cut short."""
+    if not _SEEN:
+        _SEEN.append(signal.SIGINT)
+
+
 @contextlib.contextmanager
 def stop_on_signals():
     """Turn SIGTERM/SIGHUP into ``Terminated`` once; a second one while we clean up is
     ignored, so the cleanup (audit line, unlocks) is not cut short."""
-    seen = []
+    seen = _SEEN
+    seen.clear()
 
     def handler(signum, frame):
         if not seen:

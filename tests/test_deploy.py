@@ -71,7 +71,8 @@ def assert_not_deployed(
     assert entry["outcome"] == f"{step} failed" and entry["exit_code"] == code
     assert entry["kind"] == "deploy" and entry["app"] == APP and entry["release"] is None
     assert entry["error"].splitlines()[0] in line
-    assert entry["steps"][-1]["step"] == step and entry["steps"][-1]["outcome"] == "failed"
+    last = [s for s in entry["steps"] if s["step"] != "record"][-1]  # before the closing one
+    assert last["step"] == step and last["outcome"] == "failed"
     assert result.json() == entry  # --json: the same record on stdout
     return entry
 
@@ -139,7 +140,7 @@ def test_deploy_backs_up_snapshots_deploys_checks_health_and_records(site):
     steps = record["steps"]
     assert [s["step"] for s in steps] == [
         "lock", "preflight", "machine_lock", "backup", "snapshot", "full_check", "deploy",
-        "health"]
+        "health", "record"]  # record: the machine lock's release, the closing step
     assert all(s["outcome"] == "ok" for s in steps), steps
     assert all(isinstance(s["seconds"], float) and s["seconds"] >= 0 for s in steps), steps
     assert steps[2]["detail"].endswith("/vol/.ops-deploy.lock")
@@ -404,7 +405,7 @@ def test_failed_fly_deploy_exits_13_with_flyctls_error_and_the_way_back(sites):
         assert record["outcome"] == "deploy failed" and record["exit_code"] == 13
         assert text in record["error"]
         assert record["previous_release"] == {"version": 12, "image": IMAGE_V12}
-        assert [s["outcome"] for s in record["steps"]] == done + ["failed"]
+        assert [s["outcome"] for s in record["steps"]] == done + ["failed", "ok"]  # + record
     assert r_timeout.json()["backup"]["name"] and r_timeout.json()["snapshot"]["id"]
     # flyctl's rolling deploy does not roll back: the failed release is live
     assert timing_out.world.releases()[0]["Status"] == "failed"
@@ -438,8 +439,8 @@ def test_failed_health_gate_exits_14_with_the_way_back(sites):
         assert one.audit() == [record]
         assert record["outcome"] == "health failed" and record["exit_code"] == 14
         assert record["release"]["version"] == 13  # deployed, but not healthy
-        assert record["steps"][-1]["step"] == "health"
-        assert record["steps"][-1]["outcome"] == "failed"
+        assert record["steps"][-2]["step"] == "health"  # then the closing "record" step
+        assert record["steps"][-2]["outcome"] == "failed"
     assert "HTTP 503" in error_line(r_unhealthy)
     old, new = stale.backup_names()
     assert f"/health reports latest backup {old!r}, older than this deploy's {new!r}" in (
@@ -551,7 +552,7 @@ def test_rollback_redeploys_an_earlier_image_without_touching_data(sites):
         assert record["backup"] is None and record["snapshot"] is None
         assert record["release"] == {"version": 13, "image": image, "status": "complete"}
         assert [s["step"] for s in record["steps"]] == [
-            "lock", "preflight", "machine_lock", "deploy", "health"]
+            "lock", "preflight", "machine_lock", "deploy", "health", "record"]
         assert ROLLBACK_HINT in result.stderr  # and back again, if this was wrong
 
 

@@ -262,7 +262,9 @@ def test_a_signal_during_a_deploy_is_recorded_and_releases_both_locks(site, sig,
     assert entry["outcome"] == f"terminated by {name} during {during}"
     assert entry["exit_code"] == ExitCode.TERMINATED
     assert entry["fly_deploy_started"] is started
-    assert entry["steps"][-1] == {**entry["steps"][-1], "step": during, "outcome": "interrupted"}
+    *ran, closing = entry["steps"]  # the machine lock's release: the runner's closing step
+    assert ran[-1] == {**ran[-1], "step": during, "outcome": "interrupted"}
+    assert (closing["step"], closing["outcome"]) == ("record", "ok")
     assert not site.machine_lock.exists()
     assert site.labels(locks=True)[-1] == "ssh unlock"
     assert lock_is_free(site.lock_file)
@@ -437,7 +439,7 @@ def test_the_gate_accepts_a_newer_backup_and_says_why_it_waits(sites):
 
     assert r_newer.returncode == 0, r_newer
     assert newer.labels() == PREFLIGHT + BACKUP + SNAPSHOT + DEPLOYED
-    health_step = r_newer.json()["steps"][-1]
+    health_step = r_newer.json()["steps"][-2]  # the last: the closing "record" step
     assert health_step["step"] == "health" and health_step["outcome"] == "ok"
     assert r_newer.json()["backup"]["name"] not in health_step["detail"]  # it saw the newer
     # a future-dated latest hides ours for good: it cannot hold the gate shut, it is warned

@@ -48,8 +48,10 @@ def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout) -> Non
             deployment.run()
     except Terminated as exc:
         started = deployment.deploy_started  # also when the stop came after the last step
+        error = deployment.record.get("error", "")
         raise OpsError(f"terminated by {exc.name}"
-                       + (": `fly deploy` had started, the release may be out; check "
+                       + (f": {error}" if error.startswith("stopped while releasing")
+                          else ": `fly deploy` had started, the release may be out; check "
                           f"`fly releases -a {options.app}`" if started
                           else "; nothing was deployed"), ExitCode.TERMINATED) from None
     finally:

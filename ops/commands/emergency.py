@@ -26,7 +26,7 @@ class Emergency:
     The reads come first, as steps of the same runner (``plan_resolve``): for real in a
     dry run too, so the plan it prints is the one a run would do, machine id and all."""
 
-    def __init__(self, c, json: bool, kind: str):
+    def __init__(self, c, json: bool, kind: str, dry_run: bool = False):
         self.settings = config.load(c.config)
         self.ui = UI()
         self.json = json
@@ -38,6 +38,8 @@ class Emergency:
         self.session = FlySession(self.settings, self.ui, policy=ANY_STATE)
         self.fly = self.session.fly
         self.runner = runbook.Runner(kind, self.ui, self.settings.audit_log)
+        if not dry_run:  # an emergency with no audit line loses who stopped production
+            self.runner.check_audit_log()
         self.reads = self.read(em.plan_resolve(self.app), {"resolve": self._resolve})
 
     def read(self, steps: list[runbook.Step], actions: dict) -> list[runbook.Step]:
@@ -106,7 +108,7 @@ class Emergency:
 @em.on_signals
 def stop(c, yes=False, dry_run=False, json=False):
     """Stop the app's writes; the machine stays up with its volume for `restore --production`."""
-    run = Emergency(c, json, "emergency.stop")
+    run = Emergency(c, json, "emergency.stop", dry_run)
     machine, app = run.machine, run.app
     if machine.in_maintenance:
         return run.nothing(f"{app} is already emergency-stopped on {machine.id}; "
@@ -148,7 +150,7 @@ def stop(c, yes=False, dry_run=False, json=False):
 @em.on_signals
 def resume(c, yes=False, dry_run=False, json=False):
     """Undo `emergency.stop` exactly: the app's own command (and autostop) back, health checked."""
-    run = Emergency(c, json, "emergency.resume")
+    run = Emergency(c, json, "emergency.resume", dry_run)
     machine, app = run.machine, run.app
     if not machine.in_maintenance:
         return run.nothing(f"{app} is not emergency-stopped ({machine.id} is {machine.state} "

@@ -86,6 +86,8 @@ def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
     settings = config.load(c.config)
     ui = UI()
     steps_runner = runbook.Runner("restore.volume", ui, settings.audit_log)
+    if not dry_run:  # refused before anything changes, as deploy and restore do
+        steps_runner.check_audit_log()
     reads = Reads(settings, ui, steps_runner, str(snapshot).strip())
     resolved, made = reads.resolved, reads.made
     steps = vr.plan(resolved, settings.health)
@@ -146,7 +148,8 @@ def _restore(settings, ui: UI, steps_runner: runbook.Runner, runner: fly.Fly,
     def go_back():
         if run.guarded:
             clone = run.values.get("new_machine")
-            back = vr.go_back_text(resolved, clone, run.clone_tried)
+            back = runbook.fill(vr.go_back_text(resolved, clone, run.clone_tried),
+                                run.values)  # <new_volume>, once `volumes create` said it
             ui.info(f"To go back to the old machine instead, in this order:\n{back}")
             steps_runner.record["go_back"] = [
                 shlex.join(["fly", *argv])

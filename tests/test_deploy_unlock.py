@@ -1,0 +1,130 @@
+"""The machine's deploy lock is released by the runner's closing step, before the audit
+line (review-break #1, #2): a signal while it is released is what the record, the exit
+code and the by-hand lines say, and a release that failed is ✗ and recorded, never ✓.
+
+A small `fly` shim first on PATH stops the run at the unlock's `fly ssh console`, found by
+its script's `# ops: NAME` mark (the double's own faults match whole argv words; the unlock
+script names this run's random holder), then execs the real double: the real CLI, a real
+SIGTERM to the real process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import textwrap
+
+from ops.errors import ExitCode
+from tests import helpers
+
+UNLOCK_MARK = "# ops: deploy-unlock"  # the mark each remote script starts with (remote.purpose)
+UNLOCK = "invoke deploy.unlock --yes"
+
+
+def shim(site, mode: str, mark: str = UNLOCK_MARK) -> dict:
+    """PATH with a `fly` that makes the call whose argv holds ``mark`` hang (``hang``) or
+    fail (``fail``); it writes its pid to ``reached`` first (it is flyctl, for the run)."""
+    folder = site.root / "shim"
+    folder.mkdir(exist_ok=True)
+    real = site.world.env(site.token)["PATH"]
+    (folder / "fly").write_text(textwrap.dedent(f"""\
+        #!{sys.executable}
+        import os, sys, time
+        if {mark!r} in " ".join(sys.argv[1:]):
+            with open({str(folder / "reached.tmp")!r}, "w") as out:
+                out.write(str(os.getpid()))
+            os.rename({str(folder / "reached.tmp")!r}, {str(folder / "reached")!r})
+            if {mode!r} == "fail":
+                sys.stderr.write("Error: tunnel unavailable\\n")
+                sys.exit(1)
+            for _ in range(600):  # 60 s, or until the test says go
+                if os.path.exists({str(folder / "go")!r}):
+                    break
+                time.sleep(0.1)
+        os.execv({str(site.world.bin_dir / "fly")!r}, ["fly", *sys.argv[1:]])
+        """))
+    (folder / "fly").chmod(0o755)
+    return {"PATH": f"{folder}:{real}"}
+
+
+def test_sigterm_while_releasing_the_machine_lock_is_recorded_with_the_unlock_by_hand(site):
+    run = site.start("deploy", env=shim(site, "hang"))
+    helpers.wait_for((site.root / "shim" / "reached").exists, timeout=60,
+                     what="the unlock's flyctl call")
+    run.proc.send_signal(signal.SIGTERM)
+    result = run.finish(timeout=40)
+
+    assert result.returncode == ExitCode.TERMINATED, result
+    (entry,) = site.audit()
+    assert entry["outcome"] == "terminated by SIGTERM during record"
+    assert entry["exit_code"] == ExitCode.TERMINATED
+    assert entry["release"]["status"] == "complete"
+    assert [s["outcome"] for s in entry["steps"] if s["step"] == "record"] == ["interrupted"]
+    assert f"  {UNLOCK}   # record" in entry["manual"]
+    assert f"  {UNLOCK}   # record" in result.stderr.splitlines()
+    error = result.error_lines[0]
+    assert "stopped while releasing the machine's deploy lock" in error and UNLOCK in error
+    assert "the release may be out" not in error
+    assert site.machine_lock.exists()  # the lock it names is indeed still there
+
+
+def test_a_failed_release_of_the_machine_lock_is_a_cross_and_in_the_record(site):
+    result = site.run("deploy", "--json", env=shim(site, "fail"))
+
+    assert result.returncode == 0, result  # the release is out: the deploy succeeded
+    lines = result.stderr.splitlines()
+    assert not any("released the machine's deploy lock" in line for line in lines), \
+        result.stderr
+    assert any(line.startswith("✗ did NOT release the machine's deploy lock") for line in lines)
+    (entry,) = site.audit()
+    (closing,) = [s for s in entry["steps"] if s["step"] == "record"]
+    assert closing["outcome"] == "failed" and UNLOCK in closing["detail"]
+    assert entry["machine_lock_held"] and f"  {UNLOCK}   # record" in entry["manual"]
+    assert result.json()["machine_lock_held"] == entry["machine_lock_held"]
+    assert site.machine_lock.exists()
+
+
+def test_sigterm_during_the_snapshot_wait_kills_the_full_checks_flyctl(site):
+    """The full check runs its flyctl from a thread, which no signal reaches: the stop
+    must kill it, not wait for it (review-break #3), then release the machine lock."""
+    site.world.snapshot_behavior("never")
+    run = site.start("deploy", env=shim(site, "hang", mark="# ops: verify\n"))
+    reached = site.root / "shim" / "reached"
+    helpers.wait_for(reached.exists, timeout=60, what="the full check's flyctl call")
+    pid = int(reached.read_text())
+    run.proc.send_signal(signal.SIGTERM)
+    result = run.finish(timeout=45)  # the hung flyctl would sleep 60 s
+
+    assert result.returncode == ExitCode.TERMINATED, result
+    try:
+        os.kill(pid, 0)
+        alive = True
+    except ProcessLookupError:
+        alive = False
+    assert not alive, "the full check's flyctl outlived the run"
+    (entry,) = site.audit()
+    assert entry["outcome"] == "terminated by SIGTERM during snapshot"
+    closing = [s["outcome"] for s in entry["steps"] if s["step"] == "record"]
+    assert closing == ["ok"] and not site.machine_lock.exists()
+
+
+def test_ctrl_c_then_sigterm_exits_with_the_code_the_audit_line_records(site):
+    """GitHub cancels a job with SIGINT, then SIGTERM: the second stop, arriving while the
+    first one cleans up (here: releasing the machine lock), must not change the exit code
+    after the record was written with the first (review-break #9)."""
+    site.world.hang(["deploy"], seconds=60)
+    run = site.start("deploy", "--skip-backup", env=shim(site, "hang"))
+    helpers.wait_for(lambda: [argv[0] for argv in site.world.calls()][-1:] == ["deploy"],
+                     timeout=60, what="`fly deploy`")
+    run.proc.send_signal(signal.SIGINT)
+    helpers.wait_for((site.root / "shim" / "reached").exists, timeout=60,
+                     what="the unlock's flyctl call")
+    run.proc.send_signal(signal.SIGTERM)
+    (site.root / "shim" / "go").touch()
+    result = run.finish(timeout=60)
+
+    (entry,) = site.audit()
+    assert result.returncode == entry["exit_code"] == ExitCode.INTERRUPTED, result
+    assert entry["outcome"] == "interrupted during deploy"
+    assert not site.machine_lock.exists()  # the release was not cut short either
