@@ -113,6 +113,28 @@ def render(settings: ReplicaSettings, db_path: str) -> str:
                                    default_flow_style=False)
 
 
+SQLITE_HEADER = b"SQLite format 3\0"
+DB_SIDE_FILES = ("", "-wal", "-shm", "-journal")
+
+
+def overwrite_refusal(target: Path, db_path: Path, backup_dir: Path,
+                      head: bytes) -> str | None:
+    """Why ``replica.config --output target --force`` must not replace ``target`` (None: it
+    may). --force replaces a config file, never a database: db.path and its -wal/-shm/
+    -journal, anything in backup.dir, or any file starting with SQLite's header
+    (``head``: the target's first bytes). Paths are compared resolved."""
+    resolved = Path(os.path.realpath(target))
+    db = Path(os.path.realpath(db_path))
+    if any(resolved == Path(f"{db}{suffix}") for suffix in DB_SIDE_FILES):
+        return f"{target} is the database (db.path {db_path}) or its journal"
+    backups = Path(os.path.realpath(backup_dir))
+    if resolved == backups or backups in resolved.parents:
+        return f"{target} is in backup.dir {backup_dir}"
+    if head.startswith(SQLITE_HEADER):
+        return f"{target} is an SQLite database"
+    return None
+
+
 # ---------------------------------------------------------------- check
 
 def _unknown(keys, known: set, where: str) -> list[str]:

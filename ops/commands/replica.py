@@ -79,6 +79,20 @@ def write_new(path: Path, text: str, force: bool) -> None:
         raise
 
 
+def refuse_database(path: Path, settings) -> None:
+    """--force never replaces the database, its journals, a backup or any SQLite file."""
+    try:
+        with open(path, "rb") as handle:  # a symlink is read through: its target counts
+            head = handle.read(len(rp.SQLITE_HEADER))
+    except OSError:
+        head = b""  # missing, a directory or unreadable: not a database we could lose
+    problem = rp.overwrite_refusal(path, settings.db_path.absolute(), settings.backup_dir,
+                                   head)
+    if problem:
+        raise OpsError(f"{problem}: --force replaces only a litestream.yml, never a "
+                       "database (nothing written)", ExitCode.USAGE)
+
+
 def read_text(path: Path, what: str) -> str:
     try:
         return path.read_text()
@@ -157,6 +171,8 @@ def config_(c, output=None, force=False, check=False, remote=False, dry_run=Fals
     if dry_run:
         ui.info(f"Would write litestream.yml for {db} to {path} (dry run: nothing written)")
     else:
+        if force:
+            refuse_database(path, settings)
         write_new(path, text, force)
         ui.info(f"Wrote {path} (litestream.yml for {db}; no credentials in it)")
     if json:
