@@ -335,16 +335,27 @@ def restore_target(timestamp: str | None, txid: str | None) -> list[str]:
         if not re.fullmatch(r"(0x)?[0-9a-fA-F]{1,16}", txid.strip()):
             raise OpsError(f"--txid must be a hex TXID like 0000000000000abc, got {txid!r}",
                            ExitCode.USAGE)
-        return ["-txid", f"{int(txid.strip().removeprefix('0x'), 16):016x}"]
+        value = int(txid.strip().removeprefix('0x'), 16)
+        if value == 0:  # litestream reads -txid 0 as "unset": it would restore the newest
+            raise OpsError("--txid 0 is no point in the replica (TXIDs start at 1): give "
+                           "one replica.status printed", ExitCode.USAGE)
+        return ["-txid", f"{value:016x}"]
     return []
 
 
-def reached(plan: dict, timestamp: str | None) -> dict:
+def reached(plan: dict, timestamp: str | None, txid: str | None = None) -> dict:
     """The point a restore plan (``restore -dry-run -json``) reaches, and how far before
-    ``--timestamp`` it lands (never after: litestream's rule, checked here too)."""
+    ``--timestamp`` it lands (never after: litestream's rule, checked here too). With
+    ``txid`` (``restore_target``'s hex) the plan must reach exactly that TXID."""
     point = newest(plan.get("files") if isinstance(plan, dict) else None)
     if point is None:
         raise OpsError("the replica has no file to restore from", ExitCode.NOT_FOUND)
+    if txid is not None and point.txid != int(txid, 16):
+        if point.txid > int(txid, 16):
+            raise OpsError(f"litestream planned a restore to TXID {point.txid:016x}, after "
+                           f"--txid {txid}", ExitCode.VERIFY_FAILED)
+        raise OpsError(f"the replica has no TXID {txid} (the nearest before it is "
+                       f"{point.txid:016x}): nothing restored", ExitCode.NOT_FOUND)
     result = {"reached": point.as_dict()}
     if timestamp is not None:
         target = parse_time(timestamp)

@@ -32,7 +32,8 @@ def test_restore_target_flags_and_refusals():
     assert rp.restore_target("2026-12-06T22:15:00+01:00", None) == [
         "-timestamp", "2026-12-06T21:15:00Z"]
     assert rp.restore_target(None, "0x1f") == ["-txid", "000000000000001f"]
-    for timestamp, txid in (("soon", None), (None, "xyz"), ("2026-12-06T22:15:00Z", "1")):
+    for timestamp, txid in (("soon", None), (None, "xyz"), ("2026-12-06T22:15:00Z", "1"),
+                            (None, "0"), (None, "0x00")):
         try:
             rp.restore_target(timestamp, txid)
         except rp.OpsError as exc:
@@ -165,3 +166,91 @@ def test_quick_check_and_counts_only_when_asked(replica_world, run_invoke):
     assert report["check"] == "quick" and report["content_hash"] is None
     assert report["tables"]["steps"] == 500 and "_litestream_lock" not in report["tables"]
     assert "quick_check, row counts" in result.stderr
+
+
+def test_a_plan_must_reach_the_txid_asked_for():
+    plan = {"files": [{"max_txid": "0000000000000007", "timestamp": "2026-12-06T22:00:05Z"}]}
+    assert rp.reached(plan, None, "0000000000000007")["reached"]["txid"] == "0000000000000007"
+    for asked, code in (("0000000000000009", ExitCode.NOT_FOUND),
+                        ("0000000000000005", ExitCode.VERIFY_FAILED)):
+        try:
+            rp.reached(plan, None, asked)
+        except rp.OpsError as exc:
+            assert exc.code == code and asked in str(exc)
+        else:
+            raise AssertionError(f"a plan reaching 7 was accepted for --txid {asked}")
+
+
+def test_txid_restores_exactly_that_point_and_zero_is_refused(replica_world, run_invoke):
+    """The review's wrong success: --txid 0 restored the newest point, exit 0."""
+    world = replica_world
+    world.start()
+    first = world.replica_txid()
+    with WriterProcess(world.db, world.tmp / "w", interval=0.02, duration=0.3):
+        pass
+    world.caught_up(first + 1)  # the writer's commits are in the bucket after `first`
+    zero = run_invoke("replica.restore", "--output", str(world.tmp / "z.db"), "--txid", "0",
+                      "--json", env=world.env)
+    assert zero.returncode == ExitCode.USAGE, zero
+    assert len(zero.error_lines) == 1 and "--txid 0" in zero.error_lines[0]
+    assert not (world.tmp / "z.db").exists()
+    out = world.tmp / "first.db"
+    exact = run_invoke("replica.restore", "--output", str(out), "--txid", f"{first:x}",
+                       "--json", env=world.env)
+    assert exact.returncode == 0, exact
+    assert exact.json()["reached"]["txid"] == f"{first:016x}"
+    assert "writer_log" not in exact.json()["tables"]  # the writer came after TXID `first`
+
+
+WRAPPER = """#!{python}
+# litestream, but after planning a restore it commits to the live database and waits until
+# the bucket holds that commit: the replica moves on between the plan and the restore
+import json, sqlite3, subprocess, sys, time
+real, db, args = {real!r}, {db!r}, sys.argv[1:]
+done = subprocess.run([real, *args], capture_output=True, text=True)
+sys.stdout.write(done.stdout)
+sys.stderr.write(done.stderr)
+if done.returncode == 0 and args[:1] == ["restore"] and "-dry-run" in args:
+    planned = max(int(f["max_txid"], 16) for f in json.loads(done.stdout)["files"])
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE after_the_plan (x)")
+    conn.commit()
+    conn.close()
+    ltx = [real, "ltx", "-level", "all", "-json", "-config", args[args.index("-config") + 1], db]
+    for _ in range(300):
+        listed = subprocess.run(ltx, capture_output=True, text=True)
+        if listed.returncode == 0 and max(
+                int(f["max_txid"], 16) for f in json.loads(listed.stdout)) > planned:
+            break
+        time.sleep(0.1)
+    else:
+        sys.exit("the replica did not move on after the plan")
+sys.exit(done.returncode)
+"""
+
+
+def test_the_restore_is_pinned_to_the_planned_txid(replica_world, run_invoke):
+    """The review's #3: the real restore ran unpinned after the plan, so it could hold
+    commits later than the TXID and time the report names."""
+    import sys
+
+    from tests.replica_world import LITESTREAM
+
+    world = replica_world
+    world.start()
+    wrapper = world.tmp / "litestream-moves-on"
+    wrapper.write_text(WRAPPER.format(python=sys.executable, real=LITESTREAM,
+                                      db=str(world.db)))
+    wrapper.chmod(0o755)
+    out = world.tmp / "pinned.db"
+    result = run_invoke("replica.restore", "--output", str(out), "--json",
+                        env={**world.env, "INVOKE_REPLICA_LITESTREAM": str(wrapper)})
+    assert result.returncode == 0, result
+    assert world.replica_txid() > int(result.json()["reached"]["txid"], 16)  # it moved on
+    assert "after_the_plan" not in result.json()["tables"]
+    conn = sqlite3.connect(f"file:{out}?mode=ro", uri=True)
+    try:
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    finally:
+        conn.close()
+    assert "after_the_plan" not in names

@@ -383,7 +383,8 @@ def restore(c, output=None, timestamp=None, txid=None, quick=False, dry_run=Fals
         base = [exe, "restore", "-config", yml, *target_flags]
         with ui.step("plan the restore from the replica"):
             plan = plan_restore([*base, "-dry-run", "-json", "-o", str(out), str(db)], env)
-        point = rp.reached(plan, target_flags[1] if timestamp is not None else None)
+        point = rp.reached(plan, target_flags[1] if timestamp is not None else None,
+                           target_flags[1] if txid is not None else None)
         report = {"database": str(db), "output": str(out), **point,
                   "files": len(plan.get("files") or []),
                   "bytes": sum(int(f.get("size") or 0) for f in plan.get("files") or [])}
@@ -396,7 +397,10 @@ def restore(c, output=None, timestamp=None, txid=None, quick=False, dry_run=Fals
             ui.info(f"Would restore TXID {point['reached']['txid']} "
                     f"({point['reached']['time']}) into {out} (dry run: nothing written)")
             return
-        restore_checked([*base, "-o"], db, out, env, settings, ui, report)
+        # pinned to the planned TXID: litestream keeps shipping meanwhile, and the report,
+        # the row counts and the hash must all describe the point the plan named
+        pinned = [exe, "restore", "-config", yml, "-txid", point["reached"]["txid"], "-o"]
+        restore_checked(pinned, db, out, env, settings, ui, report)
     counts = report["tables"]
     if json:
         ui.emit(report)
