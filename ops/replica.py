@@ -367,6 +367,16 @@ def reached(plan: dict, timestamp: str | None, txid: str | None = None) -> dict:
     return result
 
 
+def ends_before(replica_end: Position | None, timestamp: str) -> float | None:
+    """Seconds from the replica's newest file to a later ``--timestamp`` (None: the
+    replica reaches it, within the second its times are given to). A restore still
+    lands on the newest file; commits after it, if any, were never shipped."""
+    if replica_end is None:
+        return None
+    gap = (parse_time(timestamp) - replica_end.time).total_seconds()
+    return gap if gap > 1 else None
+
+
 LITESTREAM_TABLES = ("_litestream_seq", "_litestream_lock")
 
 

@@ -114,6 +114,7 @@ def test_point_in_time_restore_lands_at_or_before_the_target(replica_world, run_
     assert result.returncode == 0, result
     report = result.json()
     assert rp.parse_time(report["reached"]["time"]) <= target  # the file litestream chose
+    assert "warning" not in report  # the replica goes on past the target
     assert report["landed_before_seconds"] == pytest.approx(
         (target - rp.parse_time(report["reached"]["time"])).total_seconds())
     _, restored_time = newest_row(out)
@@ -254,3 +255,30 @@ def test_the_restore_is_pinned_to_the_planned_txid(replica_world, run_invoke):
     finally:
         conn.close()
     assert "after_the_plan" not in names
+
+
+def test_ends_before_as_data():
+    end = rp.Position(9, rp.parse_time("2026-12-06T22:00:05Z"))
+    assert rp.ends_before(end, "2026-12-06T22:00:06Z") is None  # the same second, near enough
+    assert rp.ends_before(end, "2026-12-06T22:00:00Z") is None
+    assert rp.ends_before(end, "2026-12-06T23:00:05Z") == 3600
+    assert rp.ends_before(None, "2026-12-06T23:00:05Z") is None
+
+
+def test_a_timestamp_after_the_replica_restores_the_newest_and_warns(replica_world,
+                                                                       run_invoke):
+    """The review's #4: a target past the replica's end (litestream died at 10:00, restore
+    me 14:00) said only "…s before --timestamp", exit 0, no warning."""
+    world = replica_world
+    world.start()
+    newest = world.replica_txid()
+    out = world.tmp / "future.db"
+    result = run_invoke("replica.restore", "--output", str(out), "--timestamp",
+                        "2030-01-01T00:00:00Z", "--json", env=world.env)
+    assert result.returncode == 0, result
+    report = result.json()
+    assert report["reached"]["txid"] == f"{newest:016x}"
+    assert report["replica_ends_at"] == report["reached"]["time"]
+    assert report["warning"].startswith(f"the replica ends at {report['replica_ends_at']}, ")
+    assert "before the --timestamp asked" in report["warning"]
+    assert "WARNING: the replica ends at" in result.stderr

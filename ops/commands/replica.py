@@ -21,7 +21,7 @@ from ops import config, engine
 from ops import replica as rp
 from ops.cli import guarded, task
 from ops.errors import ExitCode, OpsError
-from ops.ui import UI
+from ops.ui import UI, human_age
 
 JSON = "print one JSON document on stdout (human output stays on stderr)"
 LITESTREAM_TIMEOUT = 600.0  # seconds one litestream call may take (a restore of ~40 GB)
@@ -181,6 +181,14 @@ def config_(c, output=None, force=False, check=False, remote=False, dry_run=Fals
 
 # ---------------------------------------------------------------- replica.status
 
+def list_replica(exe: str, yml: str, db: Path, env: dict):
+    """The replica's files (``ltx -level all -json``), exit 15 when the bucket cannot be
+    read within ``BUCKET_TIMEOUT``."""
+    return rp.run([exe, "ltx", "-level", "all", "-json", "-config", yml, str(db)], env,
+                  timeout=BUCKET_TIMEOUT, what="cannot read the replica's bucket",
+                  timeout_code=ExitCode.REPLICA)
+
+
 def read_status(exe: str, yml: str, db: Path, socket: str, env: dict) -> dict:
     """The three litestream answers status needs, in the order that keeps lag honest: the
     replica first, then the live TXID (a commit in between reads as behind, never ahead)."""
@@ -192,9 +200,7 @@ def read_status(exe: str, yml: str, db: Path, socket: str, env: dict) -> dict:
                    if os.path.realpath(str(d.get("path", ""))) == os.path.realpath(db)]
     if not replicating:
         raise OpsError(f"litestream runs but does not replicate {db}", ExitCode.REPLICA)
-    files = rp.run([exe, "ltx", "-level", "all", "-json", "-config", yml, str(db)], env,
-                   timeout=BUCKET_TIMEOUT, what="cannot read the replica's bucket",
-                   timeout_code=ExitCode.REPLICA)
+    files = list_replica(exe, yml, db, env)
     status = rp.run([exe, "status", "-json", "-config", yml], env, timeout=30,
                     what="litestream status failed")
     return {"database": replicating[0], "files": files, "status": status}
@@ -390,6 +396,15 @@ def restore(c, output=None, timestamp=None, txid=None, quick=False, dry_run=Fals
                   "bytes": sum(int(f.get("size") or 0) for f in plan.get("files") or [])}
         if timestamp is not None:
             report["timestamp"] = target_flags[1]
+            end = rp.newest(list_replica(exe, yml, db, env))
+            report["replica_ends_at"] = end.as_dict()["time"] if end else None
+            gap = rp.ends_before(end, target_flags[1])
+            if gap is not None:
+                report["warning"] = (f"the replica ends at {report['replica_ends_at']}, "
+                                     f"{human_age(gap)} before the --timestamp asked "
+                                     f"({target_flags[1]}): restoring its newest point; "
+                                     "commits after it, if any, are not in the bucket")
+                ui.warn(report["warning"])
         if dry_run:
             report["dry_run"] = True
             if json:
