@@ -377,6 +377,17 @@ def ends_before(replica_end: Position | None, timestamp: str) -> float | None:
     return gap if gap > 1 else None
 
 
+SCRATCH_PREFIX = ".replica-restore-"
+STALE_SCRATCH = 3600.0  # seconds: no restore runs this long without touching its folder
+
+
+def stale_scratch(folders: list[tuple[str, float]], now: float) -> list[str]:
+    """Which ``(name, mtime)`` folders beside ``--output`` a killed restore left (kill -9
+    skips every ``finally``): ours by name, untouched for over an hour."""
+    return [name for name, mtime in folders
+            if name.startswith(SCRATCH_PREFIX) and now - mtime > STALE_SCRATCH]
+
+
 LITESTREAM_TABLES = ("_litestream_seq", "_litestream_lock")
 
 

@@ -167,6 +167,92 @@ def test_quick_check_and_counts_only_when_asked(replica_world, run_invoke):
     assert report["check"] == "quick" and report["content_hash"] is None
     assert report["tables"]["steps"] == 500 and "_litestream_lock" not in report["tables"]
     assert "quick_check, row counts" in result.stderr
+    assert "Removed" not in result.stderr  # nothing stale to sweep
+
+
+def test_stale_scratch_as_data():
+    now = 10_000.0
+    folders = [(".replica-restore-old", now - 3601), (".replica-restore-new", now - 60),
+               ("other-old", now - 99_999)]
+    assert rp.stale_scratch(folders, now) == [".replica-restore-old"]
+
+
+def test_a_later_restore_sweeps_folders_killed_restores_left(replica_world, run_invoke):
+    """The review's #7: kill -9 left .replica-restore-*/ (1-2x the database) for good."""
+    world = replica_world
+    world.start()
+    old, recent = world.tmp / ".replica-restore-old", world.tmp / ".replica-restore-recent"
+    for folder in (old, recent):
+        folder.mkdir()
+        (folder / "swept.db").write_bytes(b"a killed restore's copy")
+    two_hours_ago = old.stat().st_mtime - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    out = world.tmp / "after.db"
+    result = run_invoke("replica.restore", "--output", str(out), "--quick", env=world.env)
+    assert result.returncode == 0, result
+    assert not old.exists() and f"Removed {old}" in result.stderr
+    assert (recent / "swept.db").exists()  # maybe a restore running now: left alone
+
+
+SLOW_RESTORE = """#!{python}
+# litestream, but the restore itself (not its plan) starts a copy, says so and hangs
+import os, subprocess, sys, time
+args = sys.argv[1:]
+if args[:1] == ["restore"] and "-dry-run" not in args:
+    with open(args[args.index("-o") + 1], "wb") as partial:
+        partial.write(b"half a database")
+    with open({marker!r}, "w") as said:
+        said.write(str(os.getpid()))
+    time.sleep(120)
+os.execv({real!r}, [{real!r}, *args])
+"""
+
+
+def test_sigterm_during_the_restore_kills_litestream_and_removes_the_folder(replica_world):
+    """The review's #6: SIGTERM (a CI timeout, systemd) left the temporary folder with a
+    full unchecked copy, exit 143 with no Error: line."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from ops import poll
+    from tests import helpers
+    from tests.replica_world import LITESTREAM
+
+    world = replica_world
+    world.start()
+    marker = world.tmp / "restoring.pid"
+    wrapper = world.tmp / "litestream-slow"
+    wrapper.write_text(SLOW_RESTORE.format(python=sys.executable, real=LITESTREAM,
+                                           marker=str(marker)))
+    wrapper.chmod(0o755)
+    out = world.tmp / "out" / "r.db"
+    out.parent.mkdir()
+    env = {**world.env, "INVOKE_REPLICA_LITESTREAM": str(wrapper)}
+    argv = [helpers.PYTHON, "-m", "invoke", "--search-root", str(helpers.REPO_ROOT),
+            "replica.restore", "--output", str(out), "--json"]
+    proc = subprocess.Popen(argv, cwd=world.tmp, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=helpers.clean_env(helpers.project_root(world.tmp, env)))
+    try:
+        poll.until(lambda: marker.exists() and marker.read_text() or None, timeout=60,
+                   interval=0.05, expired=lambda *_: AssertionError("no restore started"))
+        child = int(marker.read_text())
+        assert [p.name for p in out.parent.iterdir()][0].startswith(".replica-restore-")
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "terminated by SIGTERM" in errors[0], stderr
+    assert "Traceback" not in stderr
+    assert json.loads(stdout)["exit_code"] == 143
+    assert list(out.parent.iterdir()) == []  # no folder, no copy, nothing at --output
+    assert not os.path.exists(f"/proc/{child}")  # the litestream child is gone too
 
 
 def test_a_plan_must_reach_the_txid_asked_for():

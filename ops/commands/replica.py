@@ -21,6 +21,7 @@ from ops import config, engine
 from ops import replica as rp
 from ops.cli import guarded, task
 from ops.errors import ExitCode, OpsError
+from ops.signals import Terminated, stop_on_signals
 from ops.ui import UI, human_age
 
 JSON = "print one JSON document on stdout (human output stays on stderr)"
@@ -299,12 +300,25 @@ def check_restored(restored: Path, scratch: Path, *, check: str, content_hash: b
     return [], counts, None, None
 
 
+def sweep_stale_scratch(folder: Path, ui: UI) -> None:
+    """Remove the temporary folders killed restores left beside ``--output``."""
+    found = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith(rp.SCRATCH_PREFIX) and entry.is_dir(follow_symlinks=False):
+                found.append((entry.name, entry.stat(follow_symlinks=False).st_mtime))
+    for name in rp.stale_scratch(found, time.time()):
+        shutil.rmtree(folder / name, ignore_errors=True)
+        ui.info(f"Removed {folder / name} (left by a restore that was killed)")
+
+
 def restore_checked(argv: list[str], db: Path, out: Path, env: dict, settings, ui: UI,
                     report: dict) -> None:
     """litestream restore (``argv`` ends in ``-o``) into a private folder beside ``out``,
     the check and the hash, mode 0600, then a hard link to ``out`` (never a replace); the
     folder goes whatever happens. Fills ``report``."""
-    scratch = Path(tempfile.mkdtemp(prefix=".replica-restore-", dir=out.parent))
+    sweep_stale_scratch(out.parent, ui)
+    scratch = Path(tempfile.mkdtemp(prefix=rp.SCRATCH_PREFIX, dir=out.parent))
     try:
         tmp = scratch / out.name
         started = time.monotonic()
@@ -372,6 +386,16 @@ def restore(c, output=None, timestamp=None, txid=None, quick=False, dry_run=Fals
             json=False):
     """Restore the local database's replica into a NEW file, then check it
     (integrity_check, row counts, content hash) and report the point reached."""
+    try:
+        with stop_on_signals():  # SIGTERM/SIGHUP unwind: litestream killed, folder removed
+            restore_replica(c, output, timestamp, txid, quick, dry_run, json)
+    except Terminated as exc:
+        raise OpsError(f"terminated by {exc.name}: litestream stopped and the temporary "
+                       "folder removed (a restored file is only ever put at --output once "
+                       "checked)", ExitCode.TERMINATED) from None
+
+
+def restore_replica(c, output, timestamp, txid, quick, dry_run, json) -> None:
     if not output:
         raise OpsError("--output PATH is required (a new file)", ExitCode.USAGE)
     ui = UI()
