@@ -114,6 +114,7 @@ def render(settings: ReplicaSettings, db_path: str) -> str:
 
 
 SQLITE_HEADER = b"SQLite format 3\0"
+WAL_HEADERS = (b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83")  # any database's -wal file
 DB_SIDE_FILES = ("", "-wal", "-shm", "-journal")
 
 
@@ -122,7 +123,7 @@ def overwrite_refusal(target: Path, db_path: Path, backup_dir: Path,
     """Why ``replica.config --output target --force`` must not replace ``target`` (None: it
     may). --force replaces a config file, never a database: db.path and its -wal/-shm/
     -journal, anything in backup.dir, or any file starting with SQLite's header
-    (``head``: the target's first bytes). Paths are compared resolved."""
+    (``head``: the target's first bytes), or a WAL. Paths are compared resolved."""
     resolved = Path(os.path.realpath(target))
     db = Path(os.path.realpath(db_path))
     if any(resolved == Path(f"{db}{suffix}") for suffix in DB_SIDE_FILES):
@@ -132,6 +133,8 @@ def overwrite_refusal(target: Path, db_path: Path, backup_dir: Path,
         return f"{target} is in backup.dir {backup_dir}"
     if head.startswith(SQLITE_HEADER):
         return f"{target} is an SQLite database"
+    if head.startswith(WAL_HEADERS):
+        return f"{target} is an SQLite write-ahead log (a database's -wal)"
     return None
 
 

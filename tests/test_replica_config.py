@@ -215,6 +215,7 @@ def test_overwrite_refusal_as_data(tmp_path):
     assert "is the database" in refuse(tmp_path / "data" / "x" / ".." / "steps.db")
     assert "backup.dir" in refuse(backups / "steps-2026.db.gz")
     assert "SQLite database" in refuse(tmp_path / "other.db", b"SQLite format 3\0")
+    assert "write-ahead log" in refuse(tmp_path / "other.db-wal", b"\x37\x7f\x06\x82")
     assert refuse(tmp_path / "data" / "litestream.yml", b"# litestream") is None
     assert refuse(tmp_path / "data" / "steps.db.yml") is None
 
@@ -240,6 +241,8 @@ def test_force_never_replaces_a_database(tmp_path, run_invoke):
         assert len(result.error_lines) == 1 and "never a database" in result.error_lines[0]
         assert target.read_bytes() == before
     assert not [p for p in db.parent.iterdir() if p.name.startswith(".steps")]
+    dry = run_invoke("replica.config", "--output", str(db), "--force", "--dry-run", env=env)
+    assert dry.returncode == ExitCode.USAGE, dry  # the dry run says what the run would do
     yml = tmp_path / "litestream.yml"
     yml.write_text("# old\n")
     assert run_invoke("replica.config", "--output", str(yml), "--force",

@@ -169,11 +169,11 @@ def config_(c, output=None, force=False, check=False, remote=False, dry_run=Fals
             ui.out.write(text)
         return
     path = Path(output)
+    if force:  # a dry run says so too
+        refuse_database(path, settings)
     if dry_run:
         ui.info(f"Would write litestream.yml for {db} to {path} (dry run: nothing written)")
     else:
-        if force:
-            refuse_database(path, settings)
         write_new(path, text, force)
         ui.info(f"Wrote {path} (litestream.yml for {db}; no credentials in it)")
     if json:
