@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from ops import engine
+from ops import engine, poll
 from ops import replica as rp
 from ops.commands.replica import describe_without_litestream
 from ops.errors import ExitCode
@@ -83,7 +83,23 @@ def test_a_synced_replica_restores_the_live_content_exactly(replica_world, run_i
     world.start()
     with WriterProcess(world.db, world.tmp / "w", interval=0.02, duration=0.5):
         pass
-    world.caught_up(world.local_txid())
+    # synced: the bucket holds the writer's last row (litestream's local TXID can lag the
+    # WAL by its monitor interval, so waiting for it alone raced the restore's plan)
+    last_id, _ = newest_row(world.db)
+    probe = world.tmp / "probe.db"
+
+    def holds_last_row():
+        for stale in world.tmp.glob("probe.db*"):
+            stale.unlink()
+        world.litestream("restore", "-config", str(world.render()), "-o", str(probe),
+                         str(world.db))
+        try:
+            return newest_row(probe)[0] == last_id or None
+        except sqlite3.OperationalError:  # no writer_log in the replica yet
+            return None
+
+    poll.until(holds_last_row, timeout=30, interval=0.2,
+               expired=lambda *_: AssertionError("the replica never held the last row"))
     out = world.tmp / "restored.db"
     result = run_invoke("replica.restore", "--output", str(out), "--json", env=world.env)
     assert result.returncode == 0, result
