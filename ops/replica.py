@@ -113,6 +113,31 @@ def render(settings: ReplicaSettings, db_path: str) -> str:
                                    default_flow_style=False)
 
 
+SQLITE_HEADER = b"SQLite format 3\0"
+WAL_HEADERS = (b"\x37\x7f\x06\x82", b"\x37\x7f\x06\x83")  # any database's -wal file
+DB_SIDE_FILES = ("", "-wal", "-shm", "-journal")
+
+
+def overwrite_refusal(target: Path, db_path: Path, backup_dir: Path,
+                      head: bytes) -> str | None:
+    """Why ``replica.config --output target --force`` must not replace ``target`` (None: it
+    may). --force replaces a config file, never a database: db.path and its -wal/-shm/
+    -journal, anything in backup.dir, or any file starting with SQLite's header
+    (``head``: the target's first bytes), or a WAL. Paths are compared resolved."""
+    resolved = Path(os.path.realpath(target))
+    db = Path(os.path.realpath(db_path))
+    if any(resolved == Path(f"{db}{suffix}") for suffix in DB_SIDE_FILES):
+        return f"{target} is the database (db.path {db_path}) or its journal"
+    backups = Path(os.path.realpath(backup_dir))
+    if resolved == backups or backups in resolved.parents:
+        return f"{target} is in backup.dir {backup_dir}"
+    if head.startswith(SQLITE_HEADER):
+        return f"{target} is an SQLite database"
+    if head.startswith(WAL_HEADERS):
+        return f"{target} is an SQLite write-ahead log (a database's -wal)"
+    return None
+
+
 # ---------------------------------------------------------------- check
 
 def _unknown(keys, known: set, where: str) -> list[str]:
@@ -313,16 +338,27 @@ def restore_target(timestamp: str | None, txid: str | None) -> list[str]:
         if not re.fullmatch(r"(0x)?[0-9a-fA-F]{1,16}", txid.strip()):
             raise OpsError(f"--txid must be a hex TXID like 0000000000000abc, got {txid!r}",
                            ExitCode.USAGE)
-        return ["-txid", f"{int(txid.strip().removeprefix('0x'), 16):016x}"]
+        value = int(txid.strip().removeprefix('0x'), 16)
+        if value == 0:  # litestream reads -txid 0 as "unset": it would restore the newest
+            raise OpsError("--txid 0 is no point in the replica (TXIDs start at 1): give "
+                           "one replica.status printed", ExitCode.USAGE)
+        return ["-txid", f"{value:016x}"]
     return []
 
 
-def reached(plan: dict, timestamp: str | None) -> dict:
+def reached(plan: dict, timestamp: str | None, txid: str | None = None) -> dict:
     """The point a restore plan (``restore -dry-run -json``) reaches, and how far before
-    ``--timestamp`` it lands (never after: litestream's rule, checked here too)."""
+    ``--timestamp`` it lands (never after: litestream's rule, checked here too). With
+    ``txid`` (``restore_target``'s hex) the plan must reach exactly that TXID."""
     point = newest(plan.get("files") if isinstance(plan, dict) else None)
     if point is None:
         raise OpsError("the replica has no file to restore from", ExitCode.NOT_FOUND)
+    if txid is not None and point.txid != int(txid, 16):
+        if point.txid > int(txid, 16):
+            raise OpsError(f"litestream planned a restore to TXID {point.txid:016x}, after "
+                           f"--txid {txid}", ExitCode.VERIFY_FAILED)
+        raise OpsError(f"the replica has no TXID {txid} (the nearest before it is "
+                       f"{point.txid:016x}): nothing restored", ExitCode.NOT_FOUND)
     result = {"reached": point.as_dict()}
     if timestamp is not None:
         target = parse_time(timestamp)
@@ -332,6 +368,27 @@ def reached(plan: dict, timestamp: str | None) -> dict:
                            f"--timestamp {timestamp}", ExitCode.VERIFY_FAILED)
         result["landed_before_seconds"] = max(0.0, before)
     return result
+
+
+def ends_before(replica_end: Position | None, timestamp: str) -> float | None:
+    """Seconds from the replica's newest file to a later ``--timestamp`` (None: the
+    replica reaches it, within the second its times are given to). A restore still
+    lands on the newest file; commits after it, if any, were never shipped."""
+    if replica_end is None:
+        return None
+    gap = (parse_time(timestamp) - replica_end.time).total_seconds()
+    return gap if gap > 1 else None
+
+
+SCRATCH_PREFIX = ".replica-restore-"
+STALE_SCRATCH = 3600.0  # seconds: no restore runs this long without touching its folder
+
+
+def stale_scratch(folders: list[tuple[str, float]], now: float) -> list[str]:
+    """Which ``(name, mtime)`` folders beside ``--output`` a killed restore left (kill -9
+    skips every ``finally``): ours by name, untouched for over an hour."""
+    return [name for name, mtime in folders
+            if name.startswith(SCRATCH_PREFIX) and now - mtime > STALE_SCRATCH]
 
 
 LITESTREAM_TABLES = ("_litestream_seq", "_litestream_lock")

@@ -205,3 +205,46 @@ def test_cli_check_refuses_a_typo_naming_the_key(tmp_path, run_invoke):
     fly = run_invoke("replica.config", "--check", "--output", str(out), "--json", env=env)
     assert fly.returncode == ExitCode.USAGE, fly
     assert any("kill_timeout" in p for p in fly.json()["problems"])
+
+
+def test_overwrite_refusal_as_data(tmp_path):
+    db, backups = tmp_path / "data" / "steps.db", tmp_path / "backups"
+    refuse = lambda target, head=b"": rp.overwrite_refusal(target, db, backups, head)  # noqa: E731
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        assert "is the database" in refuse(tmp_path / "data" / f"steps.db{suffix}")
+    assert "is the database" in refuse(tmp_path / "data" / "x" / ".." / "steps.db")
+    assert "backup.dir" in refuse(backups / "steps-2026.db.gz")
+    assert "SQLite database" in refuse(tmp_path / "other.db", b"SQLite format 3\0")
+    assert "write-ahead log" in refuse(tmp_path / "other.db-wal", b"\x37\x7f\x06\x82")
+    assert refuse(tmp_path / "data" / "litestream.yml", b"# litestream") is None
+    assert refuse(tmp_path / "data" / "steps.db.yml") is None
+
+
+def test_force_never_replaces_a_database(tmp_path, run_invoke):
+    """The review's data loss: --output <the live db> --force wrote YAML over it."""
+    from tests import helpers
+
+    db = helpers.make_wal_db(tmp_path / "data" / "steps.db", users=5, steps=20)
+    wal = db.with_name("steps.db-wal")
+    wal.write_bytes(wal.read_bytes() if wal.exists() else b"wal bytes")
+    other = tmp_path / "copy.db"
+    other.write_bytes(db.read_bytes())
+    backups = tmp_path / "backups"
+    backups.mkdir()
+    (backups / "b.db.gz").write_bytes(b"gzip bytes")
+    env = {"INVOKE_DB_PATH": str(db), "INVOKE_BACKUP_DIR": str(backups)}
+    for target in (db, wal, other, backups / "b.db.gz"):
+        before = target.read_bytes()
+        result = run_invoke("replica.config", "--output", str(target), "--force", "--json",
+                            env=env)
+        assert result.returncode == ExitCode.USAGE, result
+        assert len(result.error_lines) == 1 and "never a database" in result.error_lines[0]
+        assert target.read_bytes() == before
+    assert not [p for p in db.parent.iterdir() if p.name.startswith(".steps")]
+    dry = run_invoke("replica.config", "--output", str(db), "--force", "--dry-run", env=env)
+    assert dry.returncode == ExitCode.USAGE, dry  # the dry run says what the run would do
+    yml = tmp_path / "litestream.yml"
+    yml.write_text("# old\n")
+    assert run_invoke("replica.config", "--output", str(yml), "--force",
+                      env=env).returncode == 0
+    assert "dbs:" in yml.read_text()

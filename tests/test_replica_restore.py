@@ -9,7 +9,7 @@ import sqlite3
 
 import pytest
 
-from ops import engine
+from ops import engine, poll
 from ops import replica as rp
 from ops.commands.replica import describe_without_litestream
 from ops.errors import ExitCode
@@ -32,7 +32,8 @@ def test_restore_target_flags_and_refusals():
     assert rp.restore_target("2026-12-06T22:15:00+01:00", None) == [
         "-timestamp", "2026-12-06T21:15:00Z"]
     assert rp.restore_target(None, "0x1f") == ["-txid", "000000000000001f"]
-    for timestamp, txid in (("soon", None), (None, "xyz"), ("2026-12-06T22:15:00Z", "1")):
+    for timestamp, txid in (("soon", None), (None, "xyz"), ("2026-12-06T22:15:00Z", "1"),
+                            (None, "0"), (None, "0x00")):
         try:
             rp.restore_target(timestamp, txid)
         except rp.OpsError as exc:
@@ -82,7 +83,23 @@ def test_a_synced_replica_restores_the_live_content_exactly(replica_world, run_i
     world.start()
     with WriterProcess(world.db, world.tmp / "w", interval=0.02, duration=0.5):
         pass
-    world.caught_up(world.local_txid())
+    # synced: the bucket holds the writer's last row (litestream's local TXID can lag the
+    # WAL by its monitor interval, so waiting for it alone raced the restore's plan)
+    last_id, _ = newest_row(world.db)
+    probe = world.tmp / "probe.db"
+
+    def holds_last_row():
+        for stale in world.tmp.glob("probe.db*"):
+            stale.unlink()
+        world.litestream("restore", "-config", str(world.render()), "-o", str(probe),
+                         str(world.db))
+        try:
+            return newest_row(probe)[0] == last_id or None
+        except sqlite3.OperationalError:  # no writer_log in the replica yet
+            return None
+
+    poll.until(holds_last_row, timeout=30, interval=0.2,
+               expired=lambda *_: AssertionError("the replica never held the last row"))
     out = world.tmp / "restored.db"
     result = run_invoke("replica.restore", "--output", str(out), "--json", env=world.env)
     assert result.returncode == 0, result
@@ -113,6 +130,7 @@ def test_point_in_time_restore_lands_at_or_before_the_target(replica_world, run_
     assert result.returncode == 0, result
     report = result.json()
     assert rp.parse_time(report["reached"]["time"]) <= target  # the file litestream chose
+    assert "warning" not in report  # the replica goes on past the target
     assert report["landed_before_seconds"] == pytest.approx(
         (target - rp.parse_time(report["reached"]["time"])).total_seconds())
     _, restored_time = newest_row(out)
@@ -165,3 +183,204 @@ def test_quick_check_and_counts_only_when_asked(replica_world, run_invoke):
     assert report["check"] == "quick" and report["content_hash"] is None
     assert report["tables"]["steps"] == 500 and "_litestream_lock" not in report["tables"]
     assert "quick_check, row counts" in result.stderr
+    assert "Removed" not in result.stderr  # nothing stale to sweep
+
+
+def test_stale_scratch_as_data():
+    now = 10_000.0
+    folders = [(".replica-restore-old", now - 3601), (".replica-restore-new", now - 60),
+               ("other-old", now - 99_999)]
+    assert rp.stale_scratch(folders, now) == [".replica-restore-old"]
+
+
+def test_a_later_restore_sweeps_folders_killed_restores_left(replica_world, run_invoke):
+    """The review's #7: kill -9 left .replica-restore-*/ (1-2x the database) for good."""
+    world = replica_world
+    world.start()
+    old, recent = world.tmp / ".replica-restore-old", world.tmp / ".replica-restore-recent"
+    for folder in (old, recent):
+        folder.mkdir()
+        (folder / "swept.db").write_bytes(b"a killed restore's copy")
+    two_hours_ago = old.stat().st_mtime - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    out = world.tmp / "after.db"
+    result = run_invoke("replica.restore", "--output", str(out), "--quick", env=world.env)
+    assert result.returncode == 0, result
+    assert not old.exists() and f"Removed {old}" in result.stderr
+    assert (recent / "swept.db").exists()  # maybe a restore running now: left alone
+
+
+SLOW_RESTORE = """#!{python}
+# litestream, but the restore itself (not its plan) starts a copy, says so and hangs
+import os, subprocess, sys, time
+args = sys.argv[1:]
+if args[:1] == ["restore"] and "-dry-run" not in args:
+    with open(args[args.index("-o") + 1], "wb") as partial:
+        partial.write(b"half a database")
+    with open({marker!r}, "w") as said:
+        said.write(str(os.getpid()))
+    time.sleep(120)
+os.execv({real!r}, [{real!r}, *args])
+"""
+
+
+def test_sigterm_during_the_restore_kills_litestream_and_removes_the_folder(replica_world):
+    """The review's #6: SIGTERM (a CI timeout, systemd) left the temporary folder with a
+    full unchecked copy, exit 143 with no Error: line."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from ops import poll
+    from tests import helpers
+    from tests.replica_world import LITESTREAM
+
+    world = replica_world
+    world.start()
+    marker = world.tmp / "restoring.pid"
+    wrapper = world.tmp / "litestream-slow"
+    wrapper.write_text(SLOW_RESTORE.format(python=sys.executable, real=LITESTREAM,
+                                           marker=str(marker)))
+    wrapper.chmod(0o755)
+    out = world.tmp / "out" / "r.db"
+    out.parent.mkdir()
+    env = {**world.env, "INVOKE_REPLICA_LITESTREAM": str(wrapper)}
+    argv = [helpers.PYTHON, "-m", "invoke", "--search-root", str(helpers.REPO_ROOT),
+            "replica.restore", "--output", str(out), "--json"]
+    proc = subprocess.Popen(argv, cwd=world.tmp, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=helpers.clean_env(helpers.project_root(world.tmp, env)))
+    try:
+        poll.until(lambda: marker.exists() and marker.read_text() or None, timeout=60,
+                   interval=0.05, expired=lambda *_: AssertionError("no restore started"))
+        child = int(marker.read_text())
+        assert [p.name for p in out.parent.iterdir()][0].startswith(".replica-restore-")
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "terminated by SIGTERM" in errors[0], stderr
+    assert "Traceback" not in stderr
+    assert json.loads(stdout)["exit_code"] == 143
+    assert list(out.parent.iterdir()) == []  # no folder, no copy, nothing at --output
+    assert not os.path.exists(f"/proc/{child}")  # the litestream child is gone too
+
+
+def test_a_plan_must_reach_the_txid_asked_for():
+    plan = {"files": [{"max_txid": "0000000000000007", "timestamp": "2026-12-06T22:00:05Z"}]}
+    assert rp.reached(plan, None, "0000000000000007")["reached"]["txid"] == "0000000000000007"
+    for asked, code in (("0000000000000009", ExitCode.NOT_FOUND),
+                        ("0000000000000005", ExitCode.VERIFY_FAILED)):
+        try:
+            rp.reached(plan, None, asked)
+        except rp.OpsError as exc:
+            assert exc.code == code and asked in str(exc)
+        else:
+            raise AssertionError(f"a plan reaching 7 was accepted for --txid {asked}")
+
+
+def test_txid_restores_exactly_that_point_and_zero_is_refused(replica_world, run_invoke):
+    """The review's wrong success: --txid 0 restored the newest point, exit 0."""
+    world = replica_world
+    world.start()
+    first = world.replica_txid()
+    with WriterProcess(world.db, world.tmp / "w", interval=0.02, duration=0.3):
+        pass
+    world.caught_up(first + 1)  # the writer's commits are in the bucket after `first`
+    zero = run_invoke("replica.restore", "--output", str(world.tmp / "z.db"), "--txid", "0",
+                      "--json", env=world.env)
+    assert zero.returncode == ExitCode.USAGE, zero
+    assert len(zero.error_lines) == 1 and "--txid 0" in zero.error_lines[0]
+    assert not (world.tmp / "z.db").exists()
+    out = world.tmp / "first.db"
+    exact = run_invoke("replica.restore", "--output", str(out), "--txid", f"{first:x}",
+                       "--json", env=world.env)
+    assert exact.returncode == 0, exact
+    assert exact.json()["reached"]["txid"] == f"{first:016x}"
+    assert "writer_log" not in exact.json()["tables"]  # the writer came after TXID `first`
+
+
+WRAPPER = """#!{python}
+# litestream, but after planning a restore it commits to the live database and waits until
+# the bucket holds that commit: the replica moves on between the plan and the restore
+import json, sqlite3, subprocess, sys, time
+real, db, args = {real!r}, {db!r}, sys.argv[1:]
+done = subprocess.run([real, *args], capture_output=True, text=True)
+sys.stdout.write(done.stdout)
+sys.stderr.write(done.stderr)
+if done.returncode == 0 and args[:1] == ["restore"] and "-dry-run" in args:
+    planned = max(int(f["max_txid"], 16) for f in json.loads(done.stdout)["files"])
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE after_the_plan (x)")
+    conn.commit()
+    conn.close()
+    ltx = [real, "ltx", "-level", "all", "-json", "-config", args[args.index("-config") + 1], db]
+    for _ in range(300):
+        listed = subprocess.run(ltx, capture_output=True, text=True)
+        if listed.returncode == 0 and max(
+                int(f["max_txid"], 16) for f in json.loads(listed.stdout)) > planned:
+            break
+        time.sleep(0.1)
+    else:
+        sys.exit("the replica did not move on after the plan")
+sys.exit(done.returncode)
+"""
+
+
+def test_the_restore_is_pinned_to_the_planned_txid(replica_world, run_invoke):
+    """The review's #3: the real restore ran unpinned after the plan, so it could hold
+    commits later than the TXID and time the report names."""
+    import sys
+
+    from tests.replica_world import LITESTREAM
+
+    world = replica_world
+    world.start()
+    wrapper = world.tmp / "litestream-moves-on"
+    wrapper.write_text(WRAPPER.format(python=sys.executable, real=LITESTREAM,
+                                      db=str(world.db)))
+    wrapper.chmod(0o755)
+    out = world.tmp / "pinned.db"
+    result = run_invoke("replica.restore", "--output", str(out), "--json",
+                        env={**world.env, "INVOKE_REPLICA_LITESTREAM": str(wrapper)})
+    assert result.returncode == 0, result
+    assert world.replica_txid() > int(result.json()["reached"]["txid"], 16)  # it moved on
+    assert "after_the_plan" not in result.json()["tables"]
+    conn = sqlite3.connect(f"file:{out}?mode=ro", uri=True)
+    try:
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    finally:
+        conn.close()
+    assert "after_the_plan" not in names
+
+
+def test_ends_before_as_data():
+    end = rp.Position(9, rp.parse_time("2026-12-06T22:00:05Z"))
+    assert rp.ends_before(end, "2026-12-06T22:00:06Z") is None  # the same second, near enough
+    assert rp.ends_before(end, "2026-12-06T22:00:00Z") is None
+    assert rp.ends_before(end, "2026-12-06T23:00:05Z") == 3600
+    assert rp.ends_before(None, "2026-12-06T23:00:05Z") is None
+
+
+def test_a_timestamp_after_the_replica_restores_the_newest_and_warns(replica_world,
+                                                                       run_invoke):
+    """The review's #4: a target past the replica's end (litestream died at 10:00, restore
+    me 14:00) said only "…s before --timestamp", exit 0, no warning."""
+    world = replica_world
+    world.start()
+    newest = world.replica_txid()
+    out = world.tmp / "future.db"
+    result = run_invoke("replica.restore", "--output", str(out), "--timestamp",
+                        "2030-01-01T00:00:00Z", "--json", env=world.env)
+    assert result.returncode == 0, result
+    report = result.json()
+    assert report["reached"]["txid"] == f"{newest:016x}"
+    assert report["replica_ends_at"] == report["reached"]["time"]
+    assert report["warning"].startswith(f"the replica ends at {report['replica_ends_at']}, ")
+    assert "before the --timestamp asked" in report["warning"]
+    assert "WARNING: the replica ends at" in result.stderr

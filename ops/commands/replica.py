@@ -21,7 +21,8 @@ from ops import config, engine
 from ops import replica as rp
 from ops.cli import guarded, task
 from ops.errors import ExitCode, OpsError
-from ops.ui import UI
+from ops.signals import Terminated, stop_on_signals
+from ops.ui import UI, human_age
 
 JSON = "print one JSON document on stdout (human output stays on stderr)"
 LITESTREAM_TIMEOUT = 600.0  # seconds one litestream call may take (a restore of ~40 GB)
@@ -77,6 +78,20 @@ def write_new(path: Path, text: str, force: bool) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def refuse_database(path: Path, settings) -> None:
+    """--force never replaces the database, its journals, a backup or any SQLite file."""
+    try:
+        with open(path, "rb") as handle:  # a symlink is read through: its target counts
+            head = handle.read(len(rp.SQLITE_HEADER))
+    except OSError:
+        head = b""  # missing, a directory or unreadable: not a database we could lose
+    problem = rp.overwrite_refusal(path, settings.db_path.absolute(), settings.backup_dir,
+                                   head)
+    if problem:
+        raise OpsError(f"{problem}: --force replaces only a litestream.yml, never a "
+                       "database (nothing written)", ExitCode.USAGE)
 
 
 def read_text(path: Path, what: str) -> str:
@@ -154,6 +169,8 @@ def config_(c, output=None, force=False, check=False, remote=False, dry_run=Fals
             ui.out.write(text)
         return
     path = Path(output)
+    if force:  # a dry run says so too
+        refuse_database(path, settings)
     if dry_run:
         ui.info(f"Would write litestream.yml for {db} to {path} (dry run: nothing written)")
     else:
@@ -164,6 +181,14 @@ def config_(c, output=None, force=False, check=False, remote=False, dry_run=Fals
 
 
 # ---------------------------------------------------------------- replica.status
+
+def list_replica(exe: str, yml: str, db: Path, env: dict):
+    """The replica's files (``ltx -level all -json``), exit 15 when the bucket cannot be
+    read within ``BUCKET_TIMEOUT``."""
+    return rp.run([exe, "ltx", "-level", "all", "-json", "-config", yml, str(db)], env,
+                  timeout=BUCKET_TIMEOUT, what="cannot read the replica's bucket",
+                  timeout_code=ExitCode.REPLICA)
+
 
 def read_status(exe: str, yml: str, db: Path, socket: str, env: dict) -> dict:
     """The three litestream answers status needs, in the order that keeps lag honest: the
@@ -176,9 +201,7 @@ def read_status(exe: str, yml: str, db: Path, socket: str, env: dict) -> dict:
                    if os.path.realpath(str(d.get("path", ""))) == os.path.realpath(db)]
     if not replicating:
         raise OpsError(f"litestream runs but does not replicate {db}", ExitCode.REPLICA)
-    files = rp.run([exe, "ltx", "-level", "all", "-json", "-config", yml, str(db)], env,
-                   timeout=BUCKET_TIMEOUT, what="cannot read the replica's bucket",
-                   timeout_code=ExitCode.REPLICA)
+    files = list_replica(exe, yml, db, env)
     status = rp.run([exe, "status", "-json", "-config", yml], env, timeout=30,
                     what="litestream status failed")
     return {"database": replicating[0], "files": files, "status": status}
@@ -277,12 +300,25 @@ def check_restored(restored: Path, scratch: Path, *, check: str, content_hash: b
     return [], counts, None, None
 
 
+def sweep_stale_scratch(folder: Path, ui: UI) -> None:
+    """Remove the temporary folders killed restores left beside ``--output``."""
+    found = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith(rp.SCRATCH_PREFIX) and entry.is_dir(follow_symlinks=False):
+                found.append((entry.name, entry.stat(follow_symlinks=False).st_mtime))
+    for name in rp.stale_scratch(found, time.time()):
+        shutil.rmtree(folder / name, ignore_errors=True)
+        ui.info(f"Removed {folder / name} (left by a restore that was killed)")
+
+
 def restore_checked(argv: list[str], db: Path, out: Path, env: dict, settings, ui: UI,
                     report: dict) -> None:
     """litestream restore (``argv`` ends in ``-o``) into a private folder beside ``out``,
     the check and the hash, mode 0600, then a hard link to ``out`` (never a replace); the
     folder goes whatever happens. Fills ``report``."""
-    scratch = Path(tempfile.mkdtemp(prefix=".replica-restore-", dir=out.parent))
+    sweep_stale_scratch(out.parent, ui)
+    scratch = Path(tempfile.mkdtemp(prefix=rp.SCRATCH_PREFIX, dir=out.parent))
     try:
         tmp = scratch / out.name
         started = time.monotonic()
@@ -350,6 +386,16 @@ def restore(c, output=None, timestamp=None, txid=None, quick=False, dry_run=Fals
             json=False):
     """Restore the local database's replica into a NEW file, then check it
     (integrity_check, row counts, content hash) and report the point reached."""
+    try:
+        with stop_on_signals():  # SIGTERM/SIGHUP unwind: litestream killed, folder removed
+            restore_replica(c, output, timestamp, txid, quick, dry_run, json)
+    except Terminated as exc:
+        raise OpsError(f"terminated by {exc.name}: litestream stopped and the temporary "
+                       "folder removed (a restored file is only ever put at --output once "
+                       "checked)", ExitCode.TERMINATED) from None
+
+
+def restore_replica(c, output, timestamp, txid, quick, dry_run, json) -> None:
     if not output:
         raise OpsError("--output PATH is required (a new file)", ExitCode.USAGE)
     ui = UI()
@@ -367,12 +413,22 @@ def restore(c, output=None, timestamp=None, txid=None, quick=False, dry_run=Fals
         base = [exe, "restore", "-config", yml, *target_flags]
         with ui.step("plan the restore from the replica"):
             plan = plan_restore([*base, "-dry-run", "-json", "-o", str(out), str(db)], env)
-        point = rp.reached(plan, target_flags[1] if timestamp is not None else None)
+        point = rp.reached(plan, target_flags[1] if timestamp is not None else None,
+                           target_flags[1] if txid is not None else None)
         report = {"database": str(db), "output": str(out), **point,
                   "files": len(plan.get("files") or []),
                   "bytes": sum(int(f.get("size") or 0) for f in plan.get("files") or [])}
         if timestamp is not None:
             report["timestamp"] = target_flags[1]
+            end = rp.newest(list_replica(exe, yml, db, env))
+            report["replica_ends_at"] = end.as_dict()["time"] if end else None
+            gap = rp.ends_before(end, target_flags[1])
+            if gap is not None:
+                report["warning"] = (f"the replica ends at {report['replica_ends_at']}, "
+                                     f"{human_age(gap)} before the --timestamp asked "
+                                     f"({target_flags[1]}): restoring its newest point; "
+                                     "commits after it, if any, are not in the bucket")
+                ui.warn(report["warning"])
         if dry_run:
             report["dry_run"] = True
             if json:
@@ -380,7 +436,10 @@ def restore(c, output=None, timestamp=None, txid=None, quick=False, dry_run=Fals
             ui.info(f"Would restore TXID {point['reached']['txid']} "
                     f"({point['reached']['time']}) into {out} (dry run: nothing written)")
             return
-        restore_checked([*base, "-o"], db, out, env, settings, ui, report)
+        # pinned to the planned TXID: litestream keeps shipping meanwhile, and the report,
+        # the row counts and the hash must all describe the point the plan named
+        pinned = [exe, "restore", "-config", yml, "-txid", point["reached"]["txid"], "-o"]
+        restore_checked(pinned, db, out, env, settings, ui, report)
     counts = report["tables"]
     if json:
         ui.emit(report)
