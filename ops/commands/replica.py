@@ -421,6 +421,10 @@ def restore_replica(c, output, timestamp, txid, quick, dry_run, json) -> None:
         if timestamp is not None:
             report["timestamp"] = target_flags[1]
             end = rp.newest(list_replica(exe, yml, db, env))
+            if end and f"{end.txid:016x}" == point["reached"]["txid"]:
+                # one TXID can sit in files of two levels, written a second apart: the
+                # point the plan reached is the one to name, so both times agree
+                end = rp.Position(end.txid, rp.parse_time(point["reached"]["time"]))
             report["replica_ends_at"] = end.as_dict()["time"] if end else None
             gap = rp.ends_before(end, target_flags[1])
             if gap is not None:
