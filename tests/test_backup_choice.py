@@ -103,13 +103,8 @@ def test_retrying_a_production_restore_after_a_slow_health_restores_the_backup_a
     assert drill.json()["name"] == made.name, drill
 
 
-def test_a_retried_restore_over_ssh_restores_the_backup_again(ssh_host, tmp_path, run_invoke):
-    db = helpers.make_wal_db(tmp_path / "host" / "data" / "steps.db")
-    folder = tmp_path / "host" / "backups"
-    env = {"HOME": os.environ["HOME"], "INVOKE_DB_REMOTE_PATH": str(db),
-           "INVOKE_BACKUP_REMOTE_DIR": str(folder), "INVOKE_BACKUP_DIR": str(tmp_path / "local"),
-           "INVOKE_SSH_CONNECT_TIMEOUT": "5", "INVOKE_SSH_TIMEOUT": "60"}
-    addr = f"{ssh_host.user}@127.0.0.1:{ssh_host.port}"
+def test_a_retried_restore_over_ssh_restores_the_backup_again(host, run_invoke):
+    db, folder, env, addr = host["db"], host["dir"], host["env"], host["addr"]
     made = engine.create_backup(db, folder)
     change(db)
     for _ in range(2):
@@ -477,13 +472,8 @@ def test_adopt_on_a_machine_without_python3_changes_nothing(fly_world, tmp_path)
     assert not (prod.remote_dir / f"{old}.json").exists()
 
 
-def test_adopt_over_ssh(ssh_host, tmp_path, run_invoke):
-    db = helpers.make_wal_db(tmp_path / "host" / "data" / "steps.db")
-    folder = tmp_path / "host" / "backups"
-    env = {"HOME": os.environ["HOME"], "INVOKE_DB_REMOTE_PATH": str(db),
-           "INVOKE_BACKUP_REMOTE_DIR": str(folder), "INVOKE_BACKUP_DIR": str(tmp_path / "local"),
-           "INVOKE_SSH_CONNECT_TIMEOUT": "5", "INVOKE_SSH_TIMEOUT": "60"}
-    addr = f"{ssh_host.user}@127.0.0.1:{ssh_host.port}"
+def test_adopt_over_ssh(host, run_invoke):
+    db, folder, env, addr = host["db"], host["dir"], host["env"], host["addr"]
     old = helpers.old_script_backup(folder, days_ago(1), db)
     refused = run_invoke("backup.verify", "all", "--host", addr, env=env)
     line = helpers.assert_one_line_error(refused, 5, strict=False)

@@ -3,7 +3,6 @@ means the host (issue 20 #8), through the real CLI against a real OpenSSH server
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 
@@ -14,16 +13,6 @@ from ops.errors import ExitCode, OpsError
 from tests import helpers
 
 MACHINE = re.compile(r"\bthe machine\b|\bmachine's\b")
-
-
-@pytest.fixture
-def host(ssh_host, tmp_path):
-    db = helpers.make_wal_db(tmp_path / "host" / "data" / "steps.db")
-    folder = tmp_path / "host" / "backups"
-    env = {"HOME": os.environ["HOME"], "INVOKE_DB_REMOTE_PATH": str(db),
-           "INVOKE_BACKUP_REMOTE_DIR": str(folder), "INVOKE_BACKUP_DIR": str(tmp_path / "local"),
-           "INVOKE_SSH_CONNECT_TIMEOUT": "5", "INVOKE_SSH_TIMEOUT": "60"}
-    return {"dir": folder, "env": env, "addr": f"{ssh_host.user}@127.0.0.1:{ssh_host.port}"}
 
 
 def test_an_ssh_hosts_failures_and_warnings_name_the_host_not_a_machine(host, run_invoke):
