@@ -29,7 +29,7 @@ from pathlib import Path
 from invoke.config import merge_dicts
 from invoke.util import yaml
 
-from ops import health
+from ops import data_guard, health
 from ops.errors import ExitCode, OpsError
 from ops.retention import validate_keep
 from ops.ssh.address import parse_address
@@ -56,7 +56,14 @@ DEFAULTS = {
         "content_hash": "true",  # record a content hash for drills (false: row counts only)
     },
     "health": {"url": "", "timeout": "300", "interval": "5"},
-    "deploy": {"audit_log": "data/deploys.jsonl", "lock_wait": "0"},
+    "deploy": {
+        "audit_log": "data/deploys.jsonl",
+        "lock_wait": "0",
+        # the data guard (docs/deploy.md): a table fails the deploy when it lost more than
+        # `fraction` of its rows AND at least `rows` rows; a table gone or emptied always does
+        "max_row_loss": {"fraction": "0.2", "rows": "100"},
+        "allow_data_loss": [],  # tables whose loss the data guard lets through, always
+    },
     "ssh": {
         "host": "",  # [user@]host[:port] of an SSH host (--host)
         "known_hosts": "",  # a known_hosts file read besides ~/.ssh/known_hosts
@@ -117,6 +124,8 @@ class Settings:
     mmap_size: int = 0
     content_hash: bool = True
     machine_app_dir: str = "/app"
+    max_row_loss: data_guard.RowLossLimit = data_guard.RowLossLimit()
+    allow_data_loss: tuple[str, ...] = ()
     _fly_toml: list = field(default_factory=list, repr=False, compare=False)
 
     def fly_toml(self) -> FlyToml:
@@ -340,7 +349,7 @@ MAX_KEEP = 1000
 FLAG_NAMES = {"snapshot_timeout": "--timeout", "deploy_lock_wait": "--lock-wait"}
 
 
-# ~62 lines: most of it is the one Settings(...) call naming every field once.
+# ~64 lines: most of it is the one Settings(...) call naming every field once.
 def load(config, **flags) -> Settings:
     """Settings from an Invoke config, flags (not None) winning; validated once."""
     fly, db, backup = _section(config, "fly"), _section(config, "db"), _section(config, "backup")
@@ -402,7 +411,29 @@ def load(config, **flags) -> Settings:
         ssh_connect_timeout=number(None, "ssh", "connect_timeout", minimum=0.1),
         ssh_timeout=number(None, "ssh", "timeout"),
         machine_app_dir=_string(_section(config, "machine")["app_dir"], "machine.app_dir"),
+        max_row_loss=_row_loss(deploy["max_row_loss"]),
+        allow_data_loss=_tables(flags.get("allow_data_loss"), deploy["allow_data_loss"]),
     )
+
+
+def _row_loss(value) -> data_guard.RowLossLimit:
+    try:
+        return data_guard.row_loss_limit(value)
+    except ValueError as exc:
+        raise OpsError(str(exc), ExitCode.USAGE) from None
+
+
+def _tables(flag, setting) -> tuple[str, ...]:
+    """``--allow-data-loss TABLE`` (repeatable) added to deploy.allow_data_loss."""
+    if not isinstance(setting, list | tuple) or not all(isinstance(t, str) for t in setting):
+        raise OpsError("config deploy.allow_data_loss must be a list of table names, got "
+                       f"{_shown(setting)}", ExitCode.USAGE)
+    given = [str(t) for t in flag or ()]
+    for table in [*setting, *given]:
+        if not table.strip() or not table.isprintable():
+            raise OpsError(f"--allow-data-loss must name a table, got {table!r}",
+                           ExitCode.USAGE)
+    return tuple(dict.fromkeys([*setting, *given]))
 
 
 def _keep(flags: dict, backup: dict) -> int:

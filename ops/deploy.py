@@ -22,11 +22,11 @@ from collections.abc import Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ops import audit, backups, fly, health, machine, runbook
+from ops import audit, backups, data_guard, fly, health, machine, runbook
 from ops.engine import file_lock
 from ops.errors import ExitCode, OpsError
 from ops.fly import MAINTENANCE_CMD
-from ops.runbook import REDACTED, Done, Step, scrub
+from ops.runbook import REDACTED, Argv, Done, Step, scrub
 from ops.ui import command_lines, fit, human_seconds
 
 MACHINE = "<machine>"
@@ -34,6 +34,7 @@ VOLUME = "<volume>"
 SCRIPT = "<backup script>"
 RELEASE = "<previous release>"  # deploy.rollback without --to
 IMAGE = "<release image>"  # the image deploy.rollback redeploys
+BACKUP = "<backup>"  # the pre-deploy backup, named once the backup step made it
 RELEASES_SHOWN = 25  # `fly releases` returns the newest 25: internal/command/apps/releases.go
 TOKEN_FLAGS = ("-t", "--access-token")  # flyctl's global token flag (internal/flag)
 # shorthands of `fly deploy` that take a value: in `-aX` the rest is the value, not flags
@@ -65,7 +66,7 @@ def plan(o: DeployOptions, run: Deployment | None = None) -> list[Step]:
     the release a rollback redeploys; a dry run runs the preflight and shows the rest."""
     act = (lambda name: getattr(run, name)) if run else (lambda name: None)
     ssh = {name: tuple(fly.ssh_console(o.app, MACHINE, f"<{name} script>"))
-           for name in ("lock", "backup", "verify", "list", "unlock")}
+           for name in ("lock", "backup", "verify", "list", "shape", "unlock")}
     rollback = o.rollback_to is not None
     what = "rollback" if rollback else "deploy"
     # learnt by a dry run's preflight: an emergency deploy or a rollback goes on without it
@@ -102,10 +103,18 @@ def plan(o: DeployOptions, run: Deployment | None = None) -> list[Step]:
                       shlex.join(["fly", *deploy_argv]))),
         Step("health", gate, act("health"), abort=ExitCode.HEALTH_FAILED,
              running="health gate", by_hand=(health.by_hand(o.health_url),)),
+    ]
+    # the guard compares with the pre-deploy backup (a rollback has none); it finds the
+    # machine again after `fly deploy` (which may have replaced it) for the closing step too
+    guarded = not rollback and not o.skip_backup
+    find_again = (tuple(fly.volumes_list(o.app)), tuple(fly.machines_list(o.app)))
+    if not rollback:
+        steps.append(guard_step(o, act, (*find_again, ssh["shape"])))
+    steps += [
         Step("record", "append to the audit log" if no_machine else "append to the audit "
              "log, find the machine again (the deploy may have replaced it) and release the "
              "machine's lock", act("close"), commands=() if no_machine else (
-                 tuple(fly.volumes_list(o.app)), tuple(fly.machines_list(o.app)), ssh["unlock"]),
+                 (ssh["unlock"],) if guarded else (*find_again, ssh["unlock"])),
              running="release the deploy lock on the machine", by_hand=(UNLOCK,)),
     ]
     if rollback:  # a release that does not exist is the operator's input: exit 2 or 3
@@ -141,6 +150,17 @@ def data_steps(o: DeployOptions, act, ssh: dict) -> list[Step]:
              "backup.check), run during the snapshot: must pass", act("full_check"),
              abort=ExitCode.DEPLOY_ABORTED_BACKUP, **before),
     ]
+
+
+def guard_step(o: DeployOptions, act, commands: tuple[Argv, ...]) -> Step:
+    """The data guard after /health: the live database against the pre-deploy backup."""
+    return Step("data", f"data guard: find the machine again, then the live database against "
+                f"backup {BACKUP} (rows per table and the schema; a table gone, or rows lost "
+                "over deploy.max_row_loss, fails)", act("data"),
+                commands=() if o.skip_backup else commands, abort=ExitCode.DATA_LOST,
+                running="data guard", skipped="--skip-backup: no backup to compare with"
+                if o.skip_backup else "", by_hand=(f"invoke restore {BACKUP} --production   "
+                                                   "# if the migration destroyed data",))
 
 
 def preflight_reads(app: str) -> tuple[tuple[str, ...], ...]:
@@ -247,6 +267,9 @@ def summary(record: dict, deployed: bool, width: int | None) -> list[str]:
         lines.append("  backup    " + (f"{backup['name']} (sha256 {str(backup['sha256'])[:12]})"
                                        if backup else skipped))
         lines.append("  snapshot  " + (snapshot_summary(snap) if snap else skipped))
+    if record.get("data"):
+        lines += [f"  data      {line}" if i == 0 else f"            {line}"
+                  for i, line in enumerate(data_guard.record_lines(record["data"]))]
     release = record.get("release")
     was = f"v{previous['version']}" if previous.get("version") else "unknown"
     if release:
@@ -363,6 +386,7 @@ class Deployment:
     check: FullCheck | None = None  # the backup's full check, run beside the snapshot
     held: contextlib.ExitStack | None = None  # the locks (and the check) this run holds
     problems: list[str] | None = None  # a dry run's: why a real run would stop
+    found_again: bool = False  # the machine was looked up after `fly deploy` (data guard)
 
     def __post_init__(self):
         self.runner = runbook.Runner(
@@ -573,7 +597,7 @@ class Deployment:
         if self.check is not None:
             self.check.stop()
         try:
-            if self.deploy_started:
+            if self.deploy_started and not self.found_again:
                 self.target.resolve(again=True)
             self.app.unlock_deploy(holder=self.holder)
         except OpsError as exc:
@@ -595,6 +619,7 @@ class Deployment:
         result = backups.make_backup(self.target, self.ui, check="quick")
         self.record["backup"] = {k: result.get(k) for k in
                                  ("name", "sha256", "size", "strategy", "path")}
+        self.runner.learn(backup=result["name"])
         backups.cleanup(self.target, self.ui, self.settings.keep, made=result["name"])
         require_still_there(self.target.list(), result["name"], result["sha256"],
                             self.target.dir)
@@ -675,6 +700,27 @@ class Deployment:
         name = latest.get("name") if isinstance(latest, dict) else None
         reports = f", reports {name if isinstance(name, str) else expected}" if expected else ""
         return done("health", f"200 after {result['polls']} poll(s){reports}")
+
+
+    def data(self) -> Done:
+        """The data guard: the live database (on the machine the deploy left, found again)
+        against the backup made before `fly deploy`, judged by ``data_guard.compare``."""
+        backup = self.record["backup"]["name"]
+        self.target.resolve(again=True)
+        self.found_again = True
+        shape = self.target.shape(backup)
+        comparison = data_guard.compare(
+            backup, shape["backup"], shape["live"], schema_before=shape["backup_schema"],
+            schema_after=shape["live_schema"], limit=self.settings.max_row_loss,
+            allow=self.settings.allow_data_loss, source=shape["source"])
+        self.record["data"] = comparison.as_record()
+        if not comparison.ok:
+            raise OpsError(data_guard.failure(comparison, UNDO.format(backup=backup)),
+                           ExitCode.DATA_LOST)
+        return Done("data", data_guard.headline(comparison))
+
+
+UNDO = "invoke restore {backup} --production"  # what puts the pre-deploy data back
 
 
 def deploy_command(o: DeployOptions, image: str | None) -> list[str]:

@@ -4,7 +4,7 @@
  * python3 nor the sqlite3 CLI (the Step Challenge App's own image).
  *
  * It is ops/engine.py's twin: the same commands and arguments
- * (`node - backup|list|verify|restore|counts|drill ...`), the same files (backups
+ * (`node - backup|list|verify|restore|counts|shape|drill ...`), the same files (backups
  * linked into place from fresh temporaries, NAME.sha256 and NAME.json sidecars), the
  * same lock (flock(2) on the folder's .backup.lock, through flock(1) on our open file),
  * the same content hash (SQLite itself writes each row, exactly as the python engine
@@ -1318,6 +1318,50 @@ function liveAndRecordedCounts(live, dir, name) {
   return { live: countRows(live, { live: true }), backup: recorded === undefined ? null : recorded };
 }
 
+// The schema as the data guard compares it: the python engine's SCHEMA_SQL, the same text.
+const SCHEMA_SQL = "SELECT type || ' ' || name AS entry FROM sqlite_master WHERE type IN ('table', 'index', "
+  + "'trigger', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' UNION ALL "
+  + "SELECT 'column ' || m.name || '.' || p.name FROM sqlite_master AS m JOIN "
+  + "pragma_table_info(m.name) AS p WHERE m.type = 'table' AND m.name NOT LIKE "
+  + "'sqlite\\_%' ESCAPE '\\' AND coalesce(m.sql, '') NOT LIKE 'CREATE VIRTUAL%' ORDER BY 1";
+
+function schemaOf(file, { live = false } = {}) {
+  const conn = openDb(file, { live });
+  try {
+    return conn.all(SCHEMA_SQL).map((r) => r[0]);
+  } catch (e) {
+    throw new EngineError(`cannot read ${file}: ${firstLine(e.message)}`, 'corrupt');
+  } finally {
+    conn.close();
+  }
+}
+
+// The data guard's two sides (engine.py's data_shape): recorded counts, else counted from
+// the backup file once its SHA-256 matches its record.
+function dataShape(live, dir, name) {
+  const file = path.join(dir, checkName(name));
+  checkSqliteFile(file, 'backup');
+  let recorded;
+  try {
+    recorded = readDrillRecord(file).tables;
+  } catch (e) {
+    if (!(e instanceof EngineError) || e.kind === 'usage') throw e;
+    recorded = undefined;
+  }
+  if (recorded === undefined || recorded === null) {
+    const records = recordedSha256s(file);
+    const problems = Object.keys(records).length
+      ? checksumProblems(records, sha256File(file)) : ['no recorded SHA-256 to check it against'];
+    if (problems.length) throw new EngineError(`backup ${name}: ${problems[0]}`, 'verify_failed');
+  }
+  const known = recorded !== undefined && recorded !== null;
+  return {
+    live: countRows(live, { live: true }), live_schema: schemaOf(live, { live: true }),
+    backup: known ? recorded : countRows(file), backup_schema: schemaOf(file),
+    source: known ? 'recorded' : 'computed',
+  };
+}
+
 // ------------------------------------------------------------------ drill
 
 async function drillBackup(file, { check, scratchDir }) {
@@ -1503,6 +1547,8 @@ async function run(argv) {
     }
     case 'counts':
       return liveAndRecordedCounts(need(o, 'db'), need(o, 'dir'), o.which || 'latest');
+    case 'shape':
+      return dataShape(need(o, 'db'), need(o, 'dir'), need(o, 'which'));
     case 'drill': {
       const dir = need(o, 'dir');
       return drillBackup(resolveBackup(dir, o.which || 'latest')[0].path, { check, scratchDir: dir });

@@ -2346,6 +2346,51 @@ def live_and_recorded_counts(live, directory, name: str) -> dict:
     return {"live": count_rows(live, live=True), "backup": recorded}
 
 
+# The schema as the data guard compares it (``ops.data_guard``): "KIND NAME" entries and
+# "column TABLE.NAME", sorted. One SQL text for every engine (engine.js and the sqlite3
+# CLI run it as is), so the three strategies cannot disagree on what a schema is.
+SCHEMA_SQL = (
+    "SELECT type || ' ' || name AS entry FROM sqlite_master WHERE type IN ('table', 'index', "
+    "'trigger', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' UNION ALL "
+    "SELECT 'column ' || m.name || '.' || p.name FROM sqlite_master AS m JOIN "
+    "pragma_table_info(m.name) AS p WHERE m.type = 'table' AND m.name NOT LIKE "
+    "'sqlite\\_%' ESCAPE '\\' AND coalesce(m.sql, '') NOT LIKE 'CREATE VIRTUAL%' ORDER BY 1")
+
+
+def schema_of(path, *, live: bool = False) -> list[str]:
+    mode = "mode=ro" if live else "mode=ro&immutable=1"
+    try:
+        conn = sqlite3.connect(f"file:{path}?{mode}", uri=True, timeout=10.0)
+        try:
+            return [row[0] for row in conn.execute(SCHEMA_SQL)]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise EngineError(f"cannot read {path}: {exc}", "corrupt") from exc
+
+
+def data_shape(live, directory, name: str) -> dict:
+    """The data guard's two sides: rows per table and the schema of the live database and
+    of backup ``name``. The backup's counts are its recorded ones, else counted from the
+    file once its SHA-256 matches its record (a file nobody vouches for proves nothing)."""
+    path = Path(directory) / check_name(name)
+    check_sqlite_file(path, "backup")
+    try:
+        recorded = read_drill_record(path).get("tables")
+    except EngineError:
+        recorded = None
+    if recorded is None:
+        records = recorded_sha256s(path)
+        problems = checksum_problems(records, sha256_file(path)) if records else [
+            "no recorded SHA-256 to check it against"]
+        if problems:
+            raise EngineError(f"backup {name}: {problems[0]}", "verify_failed")
+    return {"live": count_rows(live, live=True), "live_schema": schema_of(live, live=True),
+            "backup": recorded if recorded is not None else count_rows(path),
+            "backup_schema": schema_of(path),
+            "source": "recorded" if recorded is not None else "computed"}
+
+
 # ---------------------------------------------------------------- drill
 
 
@@ -2457,6 +2502,7 @@ _COMMANDS = {
                 "--no-content-hash", "--app-stopped"),
     "holds": ("--db", "--dir", "--which!", "--safety"),
     "counts": ("--db", "--dir", "--which"),
+    "shape": ("--db", "--dir", "--which!"),
     "adopt": ("--dir", "--which!", "--by", "--dry-run", "--lock-wait"),
     "drill": ("--dir", "--which", "--check"),
 }
@@ -2502,6 +2548,7 @@ _RUN = {
         on_safety=lambda name: print(f"__OPS_ENTRY__ safety {name}", flush=True)),
     "holds": _holds,
     "counts": lambda a: live_and_recorded_counts(a.db, a.dir, a.which),
+    "shape": lambda a: data_shape(a.db, a.dir, a.which),
     "adopt": lambda a: adopt_backups(a.dir, a.which, by=a.by, dry_run=a.dry_run,
                                      lock_wait=a.lock_wait),
     "drill": lambda a: drill_backup(resolve_backup(a.dir, a.which)[0].path, check=a.check,
@@ -2510,7 +2557,7 @@ _RUN = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python3 engine.py backup|verify|restore|holds|counts|adopt|drill ...``: one JSON
+    """``python3 engine.py backup|verify|restore|holds|counts|shape|adopt|drill ...``: one JSON
     result line."""
     args = _parser().parse_args(argv)
     try:

@@ -23,6 +23,7 @@ class ExitCode(IntEnum):
     DEPLOY_FAILED = 13  # fly deploy itself failed
     HEALTH_FAILED = 14  # deployed, but the health gate did not pass
     REPLICA = 15  # replica.*: litestream not running or missing, or the bucket cannot be read
+    DATA_LOST = 16  # deployed, but the data guard found a table gone or rows lost
     INTERRUPTED = 130  # Ctrl-C
     BROKEN_PIPE = 141  # stdout or stderr was closed by its reader (`| head`): ended quietly
     TERMINATED = 143  # SIGTERM or SIGHUP (a deploy records where it was stopped)

@@ -888,6 +888,35 @@ done
                    f"echo {STRATEGY_MARK}=none")
 
 
+# the schema (engine.SCHEMA_SQL) as one hex-encoded JSON array: no name can break a line
+SCHEMA_HEX_SQL = f"SELECT hex(json_group_array(entry)) FROM ({engine.SCHEMA_SQL})"
+
+
+@purpose("shape")
+def shape_script(db: str, directory: str, name: str) -> str:
+    """The data guard's two sides (the engine's ``shape``). With only the sqlite3 CLI:
+    rows per table and the schema of the live database and of the backup file, as
+    hex-encoded JSON entry lines, the backup's record and its checksums (used when that
+    record holds no counts: then the counts are the file's, vouched for by its SHA-256)."""
+    backup = f"{directory}/{check_name(name)}"
+    sqlite = f"""side() {{
+  q=$(sqlite3 -readonly -batch "$2" {shlex.quote(COUNTS_SQL)} </dev/null 2>/dev/null) || fail corrupt "cannot read the $1 database"
+  rows='{{}}'; [ -n "$q" ] && {{ rows=$(printf '%s\\n' "$q" | sqlite3 -readonly -batch "$2" 2>/dev/null) || fail corrupt "cannot count the $1 database's rows"; }}
+  printf '{ENTRY_MARK} %s_rows %s\\n' "$1" "$(printf '%s' "$rows" | od -An -tx1 | tr -d ' \\n')"
+  s=$(sqlite3 -readonly -batch "$2" {shlex.quote(SCHEMA_HEX_SQL)} </dev/null 2>/dev/null) || fail corrupt "cannot read the $1 database's schema"
+  printf '{ENTRY_MARK} %s_schema %s\\n' "$1" "$s"
+}}
+f={shlex.quote(backup)}
+is_sqlite "$f" || fail not_found "backup not found: $f"
+side live {shlex.quote(db)}
+side backup "file:$f?mode=ro&immutable=1"
+( {_print_manifest(backup + ".json")} ) || :
+printf '{ENTRY_MARK} sha256 %s %s\\n' "$(recorded "$f.sha256")" "$(sha256sum "$f" | cut -c1-64)"
+"""
+    return _choose(_engine("shape", "--db", db, "--dir", directory, "--which", name), sqlite,
+                   f"echo {STRATEGY_MARK}=none")
+
+
 @purpose("adopt")
 def adopt_script(directory: str, which: str, by: str, *, dry_run: bool = False,
                  lock_wait: float = 0) -> str:

@@ -61,6 +61,8 @@ SNAPSHOT = (["volumes snapshots list", "volumes snapshots create", "ssh verify"]
             + ["volumes snapshots list"] * 3)
 # after `fly deploy` the machine is looked up again for the unlock (it may have been replaced)
 DEPLOYED = ["deploy", "releases", "volumes list", "machine list"]
+# ... then, when the deploy made a backup, the data guard compares the live database with it
+GUARDED = [*DEPLOYED, "ssh shape"]
 # the only calls a dry run makes: preflight's reads, never one that changes anything
 DEPLOY_READS = [["version", "--json"], ["auth", "whoami"],
                 ["volumes", "list", "-a", APP, "--json"],

@@ -28,6 +28,7 @@ from tests.fake_production import (
     APP,
     BACKUP,
     DEPLOYED,
+    GUARDED,
     MID,
     NEW_IMAGE,
     PREFLIGHT,
@@ -84,15 +85,15 @@ def test_deploy_backs_up_snapshots_deploys_checks_health_and_records(site):
     result = site.run("deploy", "--json")
 
     assert result.returncode == 0, result
-    assert site.labels() == PREFLIGHT + BACKUP + SNAPSHOT + DEPLOYED
+    assert site.labels() == PREFLIGHT + BACKUP + SNAPSHOT + GUARDED
     calls = site.world.calls()
     for argv in calls:
         if argv[:2] == ["ssh", "console"]:  # always the volume's machine, quietly
             assert argv[2:7] == ["-a", APP, "--machine", MID, "-q"], argv
             assert argv[argv.index("-C") + 1].startswith("sh -c "), argv
-    # builds from the Dockerfile; then the new release is read, the machine found again and
-    # its lock released
-    assert calls[-5] == ["deploy", "-a", APP, "-c", "fly.toml"]
+    # builds from the Dockerfile; then the new release is read, the machine found again,
+    # the data guard compares it with the backup, and its lock is released
+    assert calls[-6] == ["deploy", "-a", APP, "-c", "fly.toml"]
     assert all(record["token"] for record in site.world.call_records())
 
     # what the world looks like now
@@ -140,7 +141,7 @@ def test_deploy_backs_up_snapshots_deploys_checks_health_and_records(site):
     steps = record["steps"]
     assert [s["step"] for s in steps] == [
         "lock", "preflight", "machine_lock", "backup", "snapshot", "full_check", "deploy",
-        "health", "record"]  # record: the machine lock's release, the closing step
+        "health", "data", "record"]  # record: the machine lock's release, the closing step
     assert all(s["outcome"] == "ok" for s in steps), steps
     assert all(isinstance(s["seconds"], float) and s["seconds"] >= 0 for s in steps), steps
     assert steps[2]["detail"].endswith("/vol/.ops-deploy.lock")
@@ -149,6 +150,11 @@ def test_deploy_backs_up_snapshots_deploys_checks_health_and_records(site):
     assert steps[5]["detail"].startswith("integrity_check ok, SHA-256 matches")
     assert steps[6]["detail"] == "release v13"
     assert backup["name"] in steps[7]["detail"]  # the gate saw the new backup in /health
+    # the data guard: nothing changed since the backup
+    assert steps[8]["detail"].endswith(
+        f"tables against {backup['name']}: 0 changed, 0 schema changes"), steps[8]
+    assert record["data"]["ok"] is True and record["data"]["tables"]["steps"] == [3000, 3000]
+    assert all(before == after for before, after in record["data"]["tables"].values())
     assert site.health.requests >= 1
 
     # people: a line per step, flyctl's output, the way back; no noise
@@ -329,7 +335,7 @@ def test_dry_run_shows_the_plan_and_runs_nothing(site):
     steps = {step["key"]: step for step in plan["steps"]}
     assert list(steps) == [
         "lock", "preflight", "machine_lock", "backup", "snapshot", "full_check", "deploy",
-        "health", "record"]
+        "health", "data", "record"]
     assert steps["preflight"]["commands"] == [
         ["version", "--json"],
         ["auth", "whoami"],
@@ -477,7 +483,7 @@ def test_lock_wait_waits_for_the_other_deploy_then_deploys(site, tmp_path):
         result = run.finish()
 
     assert result.returncode == 0, result
-    assert site.labels() == PREFLIGHT + BACKUP + SNAPSHOT + DEPLOYED
+    assert site.labels() == PREFLIGHT + BACKUP + SNAPSHOT + GUARDED
     record = result.json()
     lock = next(s for s in record["steps"] if s["step"] == "lock")
     assert lock["outcome"] == "ok" and lock["seconds"] >= 0.5, record["steps"]
@@ -676,7 +682,7 @@ def test_ci_builds_remotely_prints_only_json_and_never_the_token(sites):
     ])  # fmt: skip
 
     assert r_full.returncode == 0, r_full
-    assert full.labels() == PREFLIGHT + BACKUP + SNAPSHOT + DEPLOYED
+    assert full.labels() == PREFLIGHT + BACKUP + SNAPSHOT + GUARDED
     assert deploy_argv(full) == ["deploy", "-a", APP, "-c", "fly.toml", "--remote-only"]
     record = json.loads(r_full.stdout)  # stdout is exactly one JSON document
     assert r_full.stdout.startswith("{") and r_full.stdout.endswith("}\n")
@@ -732,7 +738,7 @@ def test_the_machine_lock_is_taken_after_preflight_and_always_released(sites):
 
     assert r_ok.returncode == 0, r_ok
     assert ok.labels(locks=True) == (
-        PREFLIGHT + ["ssh lock"] + BACKUP + SNAPSHOT + DEPLOYED + ["ssh unlock"])
+        PREFLIGHT + ["ssh lock"] + BACKUP + SNAPSHOT + GUARDED + ["ssh unlock"])
     assert r_failing.returncode == ExitCode.DEPLOY_ABORTED_SNAPSHOT, r_failing
     assert failing.labels(locks=True)[-1] == "ssh unlock"  # released on the way out too
     for site, result in ((ok, r_ok), (failing, r_failing)):

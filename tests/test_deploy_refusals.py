@@ -24,6 +24,7 @@ from tests.fake_production import (
     APP,
     BACKUP,
     DEPLOYED,
+    GUARDED,
     MID,
     NEW_IMAGE,
     PREFLIGHT,
@@ -438,8 +439,8 @@ def test_the_gate_accepts_a_newer_backup_and_says_why_it_waits(sites):
     ])  # fmt: skip
 
     assert r_newer.returncode == 0, r_newer
-    assert newer.labels() == PREFLIGHT + BACKUP + SNAPSHOT + DEPLOYED
-    health_step = r_newer.json()["steps"][-2]  # the last: the closing "record" step
+    assert newer.labels() == PREFLIGHT + BACKUP + SNAPSHOT + GUARDED
+    health_step = r_newer.json()["steps"][-3]  # then the data guard and the closing "record"
     assert health_step["step"] == "health" and health_step["outcome"] == "ok"
     assert r_newer.json()["backup"]["name"] not in health_step["detail"]  # it saw the newer
     # a future-dated latest hides ours for good: it cannot hold the gate shut, it is warned

@@ -26,9 +26,10 @@ def passthrough() -> tuple[str, ...]:
     return tuple(sys.argv[sys.argv.index("--") + 1:]) if "--" in sys.argv else ()
 
 
-def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout) -> None:
+def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout,
+             allow_data_loss=()) -> None:
     settings = config.load(c.config, deploy_lock_wait=lock_wait, lock_wait=lock_wait,
-                           health_timeout=health_timeout)
+                           health_timeout=health_timeout, allow_data_loss=allow_data_loss)
     ui = UI()
     options = options_for(settings)
     deploys.check_strategy_with_volume(options.strategy, options.extra, settings.fly_config,
@@ -74,14 +75,19 @@ def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout) -> Non
         "require_clean": "refuse to deploy from a git tree with uncommitted changes",
         "lock_wait": LOCK_WAIT,
         "health_timeout": HEALTH_TIMEOUT,
+        "allow_data_loss": "TABLE may lose rows or be dropped by this deploy's migration "
+                           "(repeatable; the data guard records it; also "
+                           "deploy.allow_data_loss)",
         "json": JSON,
     },
+    iterable=["allow_data_loss"],
 )
 @guarded
 def deploy(c, skip_backup=False, dry_run=False, image=None, remote_only=False, local_only=False,
            strategy=None, wait_timeout=None, require_clean=False, lock_wait=None,
-           health_timeout=None, json=False):
-    """Backup (verified) → snapshot → fly deploy → health gate; arguments after -- go to fly."""
+           health_timeout=None, allow_data_loss=None, json=False):
+    """Backup (verified) → snapshot → fly deploy → health gate → data guard; arguments
+    after -- go to fly."""
     deploys.check_flags(strategy, wait_timeout, passthrough())
     if skip_backup and not dry_run:
         confirm("--skip-backup deploys WITHOUT a backup and a volume snapshot.",
@@ -99,7 +105,7 @@ def deploy(c, skip_backup=False, dry_run=False, image=None, remote_only=False, l
         )
 
     run_plan(c, options_for, dry_run=dry_run, json=json, lock_wait=lock_wait,
-             health_timeout=health_timeout)
+             health_timeout=health_timeout, allow_data_loss=allow_data_loss or ())
 
 
 @task(

@@ -149,6 +149,10 @@ class LocalTarget:
         if unrecorded), for a restore's confirmation: the machine's own counting."""
         return engine.live_and_recorded_counts(self.db, self.dir, name)
 
+    def shape(self, name: str) -> dict:
+        """The data guard's two sides (``engine.data_shape``)."""
+        return engine.data_shape(self.db, self.dir, name)
+
     def list(self) -> list[engine.BackupFile]:
         self.odd_entries = engine.odd_entries(self.dir)  # named like a backup, not a file
         return engine.list_backups(self.dir)

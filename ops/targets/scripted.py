@@ -446,6 +446,20 @@ class ScriptedTarget:
                          if len(e) == 3 and e[0] == "live" and e[2].isdigit()},
                 "backup": recorded}
 
+    def shape(self, name: str) -> dict:
+        """The data guard's two sides: rows per table and the schema of the live database
+        and of backup ``name`` (its recorded counts, else the file's once its SHA-256
+        matches its record): ``engine.data_shape``'s result, from any of the strategies."""
+        output = self._run(remote.shape_script(self.db, self.dir, name), engine_source=True)
+        if output.strategy in node.ENGINES:
+            return checked_shape(output.data("the data guard's counts"), self.host)
+        if output.strategy != "sqlite3":
+            raise OpsError(f"{self.host} has no SQLite to count rows with (python3, node or "
+                           "sqlite3): the data guard cannot compare", ExitCode.ERROR)
+        if output.result is not None:  # only the shell's `fail` prints one: raise it
+            output.data("the data guard's counts")
+        return checked_shape(sqlite_shape(output, name), self.host)
+
     def upload(self, path: Path, name: str, manifest: dict, sha256: str | None = None) -> dict:
         """Send a local backup to the host and adopt it under ``name`` only once its
         SHA-256 there is ``sha256`` (the one computed while the file was read for its
@@ -644,3 +658,52 @@ def _sqlite_verdict(entry: list[str], check: str, host: str) -> dict:
         problems.append(engine.UNVERIFIABLE)
     return {"name": name, "ok": not problems, "check": check, "size": int(size), "sha256": digest,
             "recorded_sha256": next(iter(records.values()), None), "problems": problems}
+
+
+def sqlite_shape(output, name: str) -> dict:
+    """``remote.shape_script``'s sqlite3 lines as the engine's result, judged by the
+    engine's own rules (its record, else its checksums)."""
+    found = {}
+    for entry in output.entries:
+        if len(entry) == 2 and entry[0].endswith(("_rows", "_schema")):
+            try:
+                found[entry[0]] = json.loads(bytes.fromhex(entry[1]).decode())
+            except ValueError:
+                raise OpsError(f"the data guard's counts: unreadable {entry[0]} line") from None
+    try:
+        record = engine.checked_manifest(engine.parse_record(
+            remote.manifest_text(output.stdout)), f"{name}.json")
+        recorded = record.get("tables")
+    except (ValueError, engine.EngineError):
+        record, recorded = {}, None
+    if recorded is None:
+        sums = [e for e in output.entries if len(e) == 3 and e[0] == "sha256"]
+        records = {k: v for k, v in (("sidecar", sums[0][1] if sums else "-"),
+                                     ("record", record.get("sha256") or "-"))
+                   if remote.HEX64.fullmatch(v)}
+        digest = sums[0][2] if sums else ""
+        problems = engine.checksum_problems(records, digest) if records else [
+            "no recorded SHA-256 to check it against"]
+        if problems:
+            raise OpsError(f"backup {name}: {problems[0]}", ExitCode.VERIFY_FAILED)
+    return {"live": found.get("live_rows"), "live_schema": found.get("live_schema"),
+            "backup": recorded if recorded is not None else found.get("backup_rows"),
+            "backup_schema": found.get("backup_schema"),
+            "source": "recorded" if recorded is not None else "computed"}
+
+
+def checked_shape(raw, host: str) -> dict:
+    """A shape result from the machine, checked before anything judges it."""
+    def rows(value) -> bool:
+        return isinstance(value, dict) and all(
+            isinstance(k, str) and type(v) is int and v >= 0 for k, v in value.items())
+
+    def schema(value) -> bool:
+        return isinstance(value, list) and all(isinstance(e, str) for e in value)
+
+    if not (isinstance(raw, dict) and rows(raw.get("live")) and rows(raw.get("backup"))
+            and schema(raw.get("live_schema")) and schema(raw.get("backup_schema"))
+            and raw.get("source") in ("recorded", "computed")):
+        raise OpsError(f"the data guard's counts from {host} are not what the engine "
+                       "prints: refusing to judge the deploy by them")
+    return raw
