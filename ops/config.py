@@ -62,7 +62,9 @@ DEFAULTS = {
         # the data guard (docs/deploy.md): a table fails the deploy when it lost more than
         # `fraction` of its rows AND at least `rows` rows; a table gone or emptied always does
         "max_row_loss": {"fraction": "0.2", "rows": "100"},
-        "allow_data_loss": [],  # tables whose loss the data guard lets through, always
+        # tables whose loss the data guard always lets through: a YAML list, or names
+        # separated by commas (as INVOKE_DEPLOY_ALLOW_DATA_LOSS gives them)
+        "allow_data_loss": "",
     },
     "ssh": {
         "host": "",  # [user@]host[:port] of an SSH host (--host)
@@ -424,7 +426,10 @@ def _row_loss(value) -> data_guard.RowLossLimit:
 
 
 def _tables(flag, setting) -> tuple[str, ...]:
-    """``--allow-data-loss TABLE`` (repeatable) added to deploy.allow_data_loss."""
+    """deploy.allow_data_loss (a list, or names separated by commas) and ``--allow-data-loss
+    TABLE`` (repeatable), in that order, each once."""
+    if isinstance(setting, str):
+        setting = [t.strip() for t in setting.split(",") if t.strip()]
     if not isinstance(setting, list | tuple) or not all(isinstance(t, str) for t in setting):
         raise OpsError("config deploy.allow_data_loss must be a list of table names, got "
                        f"{_shown(setting)}", ExitCode.USAGE)

@@ -155,6 +155,8 @@ def record_lines(record: dict, limit: int = 8) -> list[str]:
     """The deploy summary's "data" section, from the audit record's ``data``: tables whose
     rows changed, schema changes, then what was lost or let through. Unchanged tables are
     counted, not listed (the record has them all)."""
+    if record.get("ok") is None:
+        return [f"NOT compared: {record.get('error')}"]
     tables = record.get("tables") or {}
     changed = [(t, b, a) for t, (b, a) in tables.items() if b != a]
     out = [f"{t} {_rows(b)} → {_rows(a)}{_delta(b, a)}" for t, b, a in changed[:limit]]

@@ -888,8 +888,12 @@ done
                    f"echo {STRATEGY_MARK}=none")
 
 
-# the schema (engine.SCHEMA_SQL) as one hex-encoded JSON array: no name can break a line
+# the schema (engine.SCHEMA_SQL) and the counts (COUNTS_SQL's statement) as hex-encoded
+# JSON, so no table name can break a line; hex() is SQLite's: no od or xxd needed there
 SCHEMA_HEX_SQL = f"SELECT hex(json_group_array(entry)) FROM ({engine.SCHEMA_SQL})"
+COUNTS_HEX_SQL = COUNTS_SQL.replace("'SELECT json_object('", "'SELECT hex(json_object('"
+                                    ).replace("|| ');'", "|| '));'")
+assert COUNTS_HEX_SQL.count("hex(") == 1 and "'));'" in COUNTS_HEX_SQL
 
 
 @purpose("shape")
@@ -900,9 +904,9 @@ def shape_script(db: str, directory: str, name: str) -> str:
     record holds no counts: then the counts are the file's, vouched for by its SHA-256)."""
     backup = f"{directory}/{check_name(name)}"
     sqlite = f"""side() {{
-  q=$(sqlite3 -readonly -batch "$2" {shlex.quote(COUNTS_SQL)} </dev/null 2>/dev/null) || fail corrupt "cannot read the $1 database"
-  rows='{{}}'; [ -n "$q" ] && {{ rows=$(printf '%s\\n' "$q" | sqlite3 -readonly -batch "$2" 2>/dev/null) || fail corrupt "cannot count the $1 database's rows"; }}
-  printf '{ENTRY_MARK} %s_rows %s\\n' "$1" "$(printf '%s' "$rows" | od -An -tx1 | tr -d ' \\n')"
+  q=$(sqlite3 -readonly -batch "$2" {shlex.quote(COUNTS_HEX_SQL)} </dev/null 2>/dev/null) || fail corrupt "cannot read the $1 database"
+  rows=7B7D; [ -n "$q" ] && {{ rows=$(printf '%s\\n' "$q" | sqlite3 -readonly -batch "$2" 2>/dev/null) || fail corrupt "cannot count the $1 database's rows"; }}
+  printf '{ENTRY_MARK} %s_rows %s\\n' "$1" "$rows"
   s=$(sqlite3 -readonly -batch "$2" {shlex.quote(SCHEMA_HEX_SQL)} </dev/null 2>/dev/null) || fail corrupt "cannot read the $1 database's schema"
   printf '{ENTRY_MARK} %s_schema %s\\n' "$1" "$s"
 }}

@@ -44,9 +44,15 @@ def test_defaults():
 
 def test_every_default_key_is_a_string_so_env_values_cast_cleanly():
     # Invoke casts INVOKE_* values to the default's type: int("abc") would be a traceback
-    for section, values in config.DEFAULTS.items():
+    # (a mapping's keys are variables too: INVOKE_DEPLOY_MAX_ROW_LOSS_ROWS)
+    def leaves(values: dict, name: str):
         for key, value in values.items():
-            assert isinstance(value, str), f"{section}.{key}"
+            yield from (leaves(value, f"{name}.{key}") if isinstance(value, dict)
+                        else [(f"{name}.{key}", value)])
+
+    for section, values in config.DEFAULTS.items():
+        for key, value in leaves(values, section):
+            assert isinstance(value, str), key
 
 
 def test_env_like_strings_are_accepted():

@@ -23,7 +23,6 @@ from tests import helpers
 from tests.fake_production import (
     APP,
     BACKUP,
-    DEPLOYED,
     GUARDED,
     MID,
     NEW_IMAGE,

@@ -135,7 +135,14 @@ def test_every_configuration_key_is_documented_with_its_default_and_variable():
     declared = {(s, k): value for s, keys in DEFAULTS.items() for k, value in keys.items()}
     assert set(rows) == set(declared)
     for (section_, name), (default, env) in rows.items():
-        assert env == f"`INVOKE_{section_.upper()}_{name.upper()}`", (section_, name, env)
+        variable = f"INVOKE_{section_.upper()}_{name.upper()}"
+        value = declared[(section_, name)]
+        if isinstance(value, dict):  # a mapping: one variable per key, every value shown
+            assert env == ", ".join(f"`{variable}_{key.upper()}`" for key in value), env
+            assert default.startswith("`{" + ", ".join(f"{k}: {v}" for k, v in value.items())
+                                      + "}`"), (name, default)
+            continue
+        assert env == f"`{variable}`", (section_, name, env)
         if declared[(section_, name)]:  # an empty default is described in words
             assert default.startswith(f"`{declared[(section_, name)]}`"), (name, default)
 

@@ -454,8 +454,10 @@ class ScriptedTarget:
         if output.strategy in node.ENGINES:
             return checked_shape(output.data("the data guard's counts"), self.host)
         if output.strategy != "sqlite3":
-            raise OpsError(f"{self.host} has no SQLite to count rows with (python3, node or "
-                           "sqlite3): the data guard cannot compare", ExitCode.ERROR)
+            error = OpsError(f"{self.host} has no SQLite to count rows with (python3, node "
+                             "with the app's binding, or sqlite3)", ExitCode.ERROR)
+            error.no_engine = True
+            raise error
         if output.result is not None:  # only the shell's `fail` prints one: raise it
             output.data("the data guard's counts")
         return checked_shape(sqlite_shape(output, name), self.host)

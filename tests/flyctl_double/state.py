@@ -317,6 +317,7 @@ class World(TypedDict):
     sftp_faults: list[SftpFault]
     sftp_put_faults: NotRequired[list[SftpPutFault]]
     deploy_faults: list[DeployFault]
+    migrations: NotRequired[list[dict[str, str]]]  # SQL the next deploys' releases run
     features: Features
 
 
@@ -860,6 +861,12 @@ class FlyWorld:
             s["deploy_faults"].append({"kind": "replace_machine", "new_id": new_id,
                                        "state": state, "machine_id": machine_id,
                                        "times": times})
+
+    def deploy_migrates(self, db: str | Path, sql: str) -> None:
+        """The next successful ``fly deploy`` starts a release that runs ``sql`` against
+        the machine's database ``db`` (the app's migrations, at boot)."""
+        with self._mutate() as s:
+            s.setdefault("migrations", []).append({"db": str(db), "sql": sql})
 
     # ------------------------------------------------------------------ Fly's platform
 

@@ -40,6 +40,23 @@ def _filter_csv(value: str) -> list[str]:
     return [x.strip() for x in value.split(",") if x.strip()] if value else []
 
 
+def _run_migration(state: World) -> None:
+    """The new release starts and runs its migrations, as the app's do at boot: the next
+    SQL a test gave (``FlyWorld.deploy_migrates``) runs against the machine's database."""
+    import sqlite3
+
+    pending = state.get("migrations") or []
+    if not pending:
+        return
+    migration = pending.pop(0)
+    conn = sqlite3.connect(migration["db"], timeout=10.0)
+    try:
+        conn.executescript(migration["sql"])
+        conn.commit()
+    finally:
+        conn.close()
+
+
 def _take_deploy_fault(state: World) -> DeployFault | None:
     for fault in state.get("deploy_faults", []):
         if fault.get("times") is not None and fault["times"] <= 0:
@@ -330,6 +347,8 @@ def cmd_deploy(ctx: Ctx) -> int:
                     m.clear()
                     m.update(original)
         app.setdefault("releases", []).append(release)
+        if failure is None and targets:
+            _run_migration(state)
     if failure is not None:
         out("\n".join(lines) + "\n")
         raise failure
