@@ -706,15 +706,14 @@ class Deployment:
         """The data guard: the live database (on the machine the deploy left, found again)
         against the backup made before `fly deploy`, judged by ``data_guard.compare``."""
         backup = self.record["backup"]["name"]
-        self.target.resolve(again=True)
-        self.found_again = True
         try:
+            self.target.resolve(again=True)
+            self.found_again = True
             shape = self.target.shape(backup)
-        except OpsError as exc:
-            if not getattr(exc, "no_engine", False):
-                raise
+        except OpsError as exc:  # the release is out and healthy: say loudly what is unknown
             self.record["data"] = {"against": backup, "ok": None, "error": str(exc)}
-            self.ui.warn(f"the data guard could not compare: {exc}")
+            self.ui.warn(f"the data guard could not compare the live database with {backup}: "
+                         f"{exc}")
             return Done("data guard", f"NOT compared: {exc}", warning=True)
         comparison = data_guard.compare(
             backup, shape["backup"], shape["live"], schema_before=shape["backup_schema"],

@@ -767,3 +767,23 @@ def test_a_deploy_can_replace_the_machine(world, app_dir):
     assert (machine["id"], machine["state"]) == ("9080e6f4a3d2b1", "stopped")
     assert world.volumes()[0]["attached_machine_id"] == "9080e6f4a3d2b1"
     assert world.machine_home("9080e6f4a3d2b1").is_dir()
+
+
+def test_a_deploy_rebuilds_the_command_from_fly_toml_and_keeps_the_metadata(world, app_dir):
+    """internal/appconfig/machines.go: a `machine update --command` override (emergency.stop's
+    sleep) does not survive `fly deploy`; the metadata is merged, so it does."""
+    p = run(world, "machine", "update", MID, "--command", "sleep 2147483647",
+            "--metadata", "ops_original={}", "--skip-health-checks", "--yes", cwd=app_dir)
+    assert p.returncode == 0, p.stderr
+    assert world.machine(MID)["config"]["init"]["cmd"] == ["sleep", "2147483647"]
+    p = run(world, "deploy", "-c", "fly.toml", "--image", "registry.fly.io/x:y", "-y",
+            cwd=app_dir)
+    assert p.returncode == 0, p.stderr
+    config = world.machine(MID)["config"]
+    assert "cmd" not in config["init"] and config["metadata"]["ops_original"] == "{}"
+    (app_dir / "fly.toml").write_text((app_dir / "fly.toml").read_text()
+                                      + '\n[processes]\n  app = "node server.js --port 8080"\n')
+    p = run(world, "deploy", "-c", "fly.toml", "--image", "registry.fly.io/x:z", "-y",
+            cwd=app_dir)
+    assert p.returncode == 0, p.stderr
+    assert world.machine(MID)["config"]["init"]["cmd"] == ["node", "server.js", "--port", "8080"]

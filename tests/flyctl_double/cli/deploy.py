@@ -12,6 +12,7 @@ from .flags import app_flag, config_flag
 from .ids import new_release_id, rand_str, ulid
 from .output import FlyError, err, go_json_compact, out
 from .parser import Command, Flag, max_args
+from .platform import go_shlex_split
 from .records import active_machines, image_ref_object, process_group
 from .session import Ctx, api_auth, get_app, require_app_name, require_session
 
@@ -38,6 +39,22 @@ def _cfg_mounts(cfg: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 def _filter_csv(value: str) -> list[str]:
     return [x.strip() for x in value.split(",") if x.strip()] if value else []
+
+
+def _set_init_cmd(machine_config: dict[str, Any], cfg: dict[str, Any] | None,
+                  group: str) -> None:
+    """A deploy rebuilds the machine's command from fly.toml (``[processes]`` for its
+    group, else the image's CMD): a ``machine update --command`` override, such as
+    emergency.stop's ``sleep``, does not survive it (internal/appconfig/machines.go
+    ``updateMachineConfig``: ``mConfig.Init.Cmd = cmd`` from ``c.InitCmd(processGroup)``;
+    the metadata is merged, so ours stays)."""
+    init = machine_config.setdefault("init", {})
+    processes = (cfg or {}).get("processes")
+    command = processes.get(group) if isinstance(processes, dict) else None
+    if isinstance(command, str) and command.strip():
+        init["cmd"] = go_shlex_split(command)
+    else:
+        init.pop("cmd", None)
 
 
 def _run_migration(state: World) -> None:
@@ -298,6 +315,7 @@ def cmd_deploy(ctx: Ctx) -> int:
         for i, m in enumerate([] if failure is not None else targets, 1):
             cfgm = m.setdefault("config", {})
             cfgm["image"] = image
+            _set_init_cmd(cfgm, cfg, process_group(m))
             meta = cfgm.setdefault("metadata", {})
             meta["fly_release_id"] = release["ID"]
             meta["fly_release_version"] = str(version)
