@@ -188,6 +188,6 @@ def failure(comparison: Comparison, undo: str) -> str:
     """The gate's one-line error: the first table and its numbers, and the way back."""
     more = len(comparison.lost) - 1
     also = f" (and {more} more: see the summary)" if more > 0 else ""
-    return (f"data guard: {comparison.lost[0]}{also} since backup {comparison.against}; "
+    return (f"{comparison.lost[0]}{also} since backup {comparison.against}; "
             f"to put the data back: `{undo}`; if the migration meant it, deploy with "
             "--allow-data-loss TABLE next time (recorded in the audit log)")
