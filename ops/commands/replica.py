@@ -20,6 +20,7 @@ from invoke.util import yaml
 from ops import config, engine
 from ops import replica as rp
 from ops.cli import guarded, task
+from ops.commands.backup import closes_targets, open_target
 from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated, stop_on_signals
 from ops.ui import UI, human_age
@@ -207,19 +208,8 @@ def read_status(exe: str, yml: str, db: Path, socket: str, env: dict) -> dict:
     return {"database": replicating[0], "files": files, "status": status}
 
 
-@task(
-    help={
-        "max_lag": "exit 7 when the replica is further behind than this (e.g. 60s, 5m; "
-                   "default: replica.max_lag, 60s)",
-        "json": JSON,
-    }
-)
-@guarded
-def status(c, max_lag=None, json=False):
-    """How far the replica of the local database is behind it; exit 7 over --max-lag, 15
-    when litestream is not running or the bucket cannot be read."""
-    ui = UI()
-    replica = config.load_replica(c.config, max_lag=max_lag)
+def local_position(c, replica: rp.ReplicaSettings, ui: UI) -> dict:
+    """The local database's position: its litestream's socket, the bucket, its TXID."""
     require_bucket(replica)
     db = local_database(c)
     if not db.exists():
@@ -229,14 +219,52 @@ def status(c, max_lag=None, json=False):
     rp.check_version(exe, env)
     with rendered_config(replica, db) as yml:
         found = read_status(exe, yml, db, rp.socket_path(replica, str(db)), env)
-    newest = rp.newest(found["files"])
-    local = rp.local_txid(found["status"])
-    now = dt.datetime.now(dt.UTC)
-    behind = rp.lag(local, newest, now)
+    return {"database": str(db), "local": rp.local_txid(found["status"]),
+            "replica": rp.newest(found["files"]),
+            "last_sync_at": found["database"].get("last_sync_at"),
+            "now": dt.datetime.now(dt.UTC)}
+
+
+def remote_position(target, replica: rp.ReplicaSettings) -> dict:
+    """The position on the Fly machine or an SSH host, from its running litestream."""
+    where = "the production machine" if target.flag == " --production" else target.host
+    script = rp.status_script(replica.remote_litestream, target.db,
+                              rp.socket_path(replica, target.db))
+    output = target.session.run(script, what="litestream's replica status")
+    found = rp.remote_position(rp.remote_answers(output.stdout), target.db, where)
+    return {"database": target.db, "where": target.describe(), **found}
+
+
+@task(
+    help={
+        "max_lag": "exit 7 when the replica is further behind than this (e.g. 60s, 5m; "
+                   "default: replica.max_lag, 60s)",
+        "production": "the replica of the production machine's database (asks its "
+                      "litestream over fly ssh)",
+        "host": "the replica of this SSH host's database (db.remote_path), "
+                "[user@]host[:port] (default: ssh.host)",
+        "json": JSON,
+    }
+)
+@guarded
+@closes_targets
+def status(c, max_lag=None, production=False, host=None, json=False):
+    """How far the replica is behind its database; exit 7 over --max-lag, 15
+    when litestream is not running or the bucket cannot be read."""
+    replica = config.load_replica(c.config, max_lag=max_lag)
+    if production or host is not None or config.load(c.config).ssh_host:
+        _, target, ui = open_target(c, production=production, host=host, json=json)
+        found = remote_position(target, replica)
+    else:
+        ui = UI()
+        found = local_position(c, replica, ui)
+    newest, local = found["replica"], found["local"]
+    behind = rp.lag(local, newest, found["now"])
     report = {
-        "database": str(db),
+        "database": found["database"],
+        **({"where": found["where"]} if "where" in found else {}),
         "running": True,
-        "last_sync_at": found["database"].get("last_sync_at"),
+        "last_sync_at": found["last_sync_at"],
         "local_txid": None if local is None else f"{local:016x}",
         "replica": newest.as_dict() if newest else None,
         "lag_seconds": behind,
@@ -247,8 +275,8 @@ def status(c, max_lag=None, json=False):
     if json:
         ui.emit(report)
     elif newest is not None:
-        ui.info(f"Replica of {db}: TXID {newest.txid:016x} at {report['replica']['time']}; "
-                f"lag {behind:.0f}s (max {replica.max_lag:g}s)")
+        ui.info(f"Replica of {found['database']}: TXID {newest.txid:016x} at "
+                f"{report['replica']['time']}; lag {behind:.0f}s (max {replica.max_lag:g}s)")
     if problem:
         raise OpsError(f"replica status: {problem}", ExitCode.STALE)
 
