@@ -382,6 +382,17 @@ def ends_before(replica_end: Position | None, timestamp: str) -> float | None:
     return gap if gap > 1 else None
 
 
+def drill_report(restored: dict, now: dt.datetime) -> dict:
+    """``replica.drill``'s report from a restore's: the scratch file is gone, so no
+    ``output``; ``age_seconds`` is how old the newest point is (freshness: an idle app's
+    replica is old and still current, which only ``replica.status`` can tell)."""
+    report = {key: value for key, value in restored.items() if key != "output"}
+    reached_at = parse_time(restored["reached"]["time"])
+    report["age_seconds"] = max(0.0, round((now - reached_at).total_seconds(), 3))
+    report["ok"] = True
+    return report
+
+
 SCRATCH_PREFIX = ".replica-restore-"
 STALE_SCRATCH = 3600.0  # seconds: no restore runs this long without touching its folder
 

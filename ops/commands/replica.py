@@ -427,11 +427,31 @@ def restore_replica(c, output, timestamp, txid, quick, dry_run, json) -> None:
     if not output:
         raise OpsError("--output PATH is required (a new file)", ExitCode.USAGE)
     ui = UI()
+    out = Path(output).absolute()
+    report, check = restored(c, out, timestamp, txid, quick, dry_run, ui)
+    point = report["reached"]
+    if dry_run:
+        if json:
+            ui.emit(report)
+        ui.info(f"Would restore TXID {point['txid']} ({point['time']}) into {out} (dry run: "
+                "nothing written)")
+        return
+    counts = report["tables"]
+    if json:
+        ui.emit(report)
+    landed = (f", {report['landed_before_seconds']:.0f}s before --timestamp"
+              if "landed_before_seconds" in report else "")
+    ui.info(f"Restored {out}: TXID {point['txid']} ({point['time']}{landed}); {check} check "
+            f"ok; {sum(counts.values())} rows in {len(counts)} tables")
+
+
+def restored(c, out: Path, timestamp, txid, quick, dry_run, ui: UI) -> tuple[dict, str]:
+    """Plan, restore (pinned to the planned TXID) into the new file ``out`` and check it;
+    the report and the check that ran. With ``dry_run`` only the plan."""
     target_flags = rp.restore_target(timestamp, txid)
     replica = config.load_replica(c.config)
     settings = config.load(c.config, quick=quick)
     require_bucket(replica)
-    out = Path(output).absolute()
     refuse_existing(out)
     db = local_database(c)
     exe = rp.find_litestream(replica.litestream)
@@ -448,35 +468,62 @@ def restore_replica(c, output, timestamp, txid, quick, dry_run, json) -> None:
                   "bytes": sum(int(f.get("size") or 0) for f in plan.get("files") or [])}
         if timestamp is not None:
             report["timestamp"] = target_flags[1]
-            end = rp.newest(list_replica(exe, yml, db, env))
-            if end and f"{end.txid:016x}" == point["reached"]["txid"]:
-                # one TXID can sit in files of two levels, written a second apart: the
-                # point the plan reached is the one to name, so both times agree
-                end = rp.Position(end.txid, rp.parse_time(point["reached"]["time"]))
-            report["replica_ends_at"] = end.as_dict()["time"] if end else None
-            gap = rp.ends_before(end, target_flags[1])
-            if gap is not None:
-                report["warning"] = (f"the replica ends at {report['replica_ends_at']}, "
-                                     f"{human_age(gap)} before the --timestamp asked "
-                                     f"({target_flags[1]}): restoring its newest point; "
-                                     "commits after it, if any, are not in the bucket")
-                ui.warn(report["warning"])
+            note_replica_end(report, rp.newest(list_replica(exe, yml, db, env)), ui)
         if dry_run:
             report["dry_run"] = True
-            if json:
-                ui.emit(report)
-            ui.info(f"Would restore TXID {point['reached']['txid']} "
-                    f"({point['reached']['time']}) into {out} (dry run: nothing written)")
-            return
+            return report, settings.check
         # pinned to the planned TXID: litestream keeps shipping meanwhile, and the report,
         # the row counts and the hash must all describe the point the plan named
         pinned = [exe, "restore", "-config", yml, "-txid", point["reached"]["txid"], "-o"]
         restore_checked(pinned, db, out, env, settings, ui, report)
-    counts = report["tables"]
+    return report, settings.check
+
+
+def note_replica_end(report: dict, end: rp.Position | None, ui: UI) -> None:
+    """``replica_ends_at``, and a warning when the replica ends before --timestamp."""
+    if end and f"{end.txid:016x}" == report["reached"]["txid"]:
+        # one TXID can sit in files of two levels, written a second apart: the
+        # point the plan reached is the one to name, so both times agree
+        end = rp.Position(end.txid, rp.parse_time(report["reached"]["time"]))
+    report["replica_ends_at"] = end.as_dict()["time"] if end else None
+    gap = rp.ends_before(end, report["timestamp"])
+    if gap is not None:
+        report["warning"] = (f"the replica ends at {report['replica_ends_at']}, "
+                             f"{human_age(gap)} before the --timestamp asked "
+                             f"({report['timestamp']}): restoring its newest point; "
+                             "commits after it, if any, are not in the bucket")
+        ui.warn(report["warning"])
+
+
+# ---------------------------------------------------------------- replica.drill
+
+@task(
+    help={
+        "quick": "check the restore with PRAGMA quick_check instead of integrity_check "
+                 "(default: backup.check)",
+        "json": JSON,
+    }
+)
+@guarded
+def drill(c, quick=False, json=False):
+    """Restore the newest replica into a scratch folder, check it, and report its
+    freshness and the restore time (RTO); nothing is kept."""
+    ui = UI()
+    try:
+        with stop_on_signals(), tempfile.TemporaryDirectory(prefix="replica-drill-") as folder:
+            out = Path(folder) / local_database(c).name
+            started = time.monotonic()
+            report, check = restored(c, out, None, None, quick, False, ui)
+            report["rto_seconds"] = round(time.monotonic() - started, 3)
+    except Terminated as exc:
+        raise OpsError(f"terminated by {exc.name}: the drill's scratch folder removed",
+                       ExitCode.TERMINATED) from None
+    now = dt.datetime.now(dt.UTC)
+    report = rp.drill_report(report, now)
     if json:
         ui.emit(report)
-    landed = (f", {report['landed_before_seconds']:.0f}s before --timestamp"
-              if "landed_before_seconds" in report else "")
-    ui.info(f"Restored {out}: TXID {point['reached']['txid']} ({point['reached']['time']}"
-            f"{landed}); {settings.check} check ok; {sum(counts.values())} rows in "
-            f"{len(counts)} tables")
+    point, counts = report["reached"], report["tables"]
+    ui.info(f"Replica drill: TXID {point['txid']} ({point['time']}, "
+            f"{human_age(report['age_seconds'])} old) restored by litestream in "
+            f"{report['restore_seconds']:.1f}s, {report['rto_seconds']:.1f}s with the checks "
+            f"(RTO); {check} check ok; {sum(counts.values())} rows in {len(counts)} tables")
