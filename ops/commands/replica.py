@@ -445,15 +445,17 @@ def restore_replica(c, output, timestamp, txid, quick, dry_run, json) -> None:
             f"ok; {sum(counts.values())} rows in {len(counts)} tables")
 
 
-def restored(c, out: Path, timestamp, txid, quick, dry_run, ui: UI) -> tuple[dict, str]:
+def restored(c, out: Path, timestamp, txid, quick, dry_run, ui: UI, *,
+             db: Path | None = None) -> tuple[dict, str]:
     """Plan, restore (pinned to the planned TXID) into the new file ``out`` and check it;
-    the report and the check that ran. With ``dry_run`` only the plan."""
+    the report and the check that ran. With ``dry_run`` only the plan. ``db``: the
+    database whose replica it is (default db.path; the machine's is db.remote_path)."""
     target_flags = rp.restore_target(timestamp, txid)
     replica = config.load_replica(c.config)
     settings = config.load(c.config, quick=quick)
     require_bucket(replica)
     refuse_existing(out)
-    db = local_database(c)
+    db = db or local_database(c)
     exe = rp.find_litestream(replica.litestream)
     env = rp.environment(ui.warn)
     rp.check_version(exe, env)
@@ -527,3 +529,43 @@ def drill(c, quick=False, json=False):
             f"{human_age(report['age_seconds'])} old) restored by litestream in "
             f"{report['restore_seconds']:.1f}s, {report['rto_seconds']:.1f}s with the checks "
             f"(RTO); {check} check ok; {sum(counts.values())} rows in {len(counts)} tables")
+
+
+# ---------------------------------------------------------------- restore --from-replica
+
+REPLICA_FOLDER = "replica"  # under backup.dir: replica restores sent to a server
+
+
+def restore_source(c, which: str, from_: str | None, timestamp: str | None, *,
+                   remote: str | None, dry_run: bool, ui: UI) -> tuple[str, str | None] | None:
+    """``invoke restore --from-replica``: the replica (its newest point, or as of
+    ``--timestamp``) restored and checked into a new backup file with its records (adopted,
+    ``by`` naming the TXID), so the existing restore takes it like any backup. Locally the
+    file is in backup.dir and the restore names it; for a server (``remote``: the machine's
+    database path) it is in backup.dir/replica and the restore uploads it (``--from``).
+    Returns ``(which, from_)`` for the restore; None after a dry run (only the plan)."""
+    if which != "latest" or from_ is not None:
+        raise OpsError("--from-replica restores from the replica: give no backup name and "
+                       "no --from", ExitCode.USAGE)
+    settings = config.load(c.config)
+    folder = Path(settings.backup_dir) / REPLICA_FOLDER if remote else Path(settings.backup_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder.absolute() / engine.backup_name(dt.datetime.now(dt.UTC))
+    db = Path(remote) if remote else None
+    report, _ = restored(c, out, timestamp, None, False, dry_run, ui, db=db)
+    point = report["reached"]
+    if dry_run:
+        ui.info(f"Would restore the replica's TXID {point['txid']} ({point['time']}) into "
+                f"{out}, then restore that file (dry run: nothing written)")
+        return None
+    try:
+        verdicts = engine.adopt_backups(folder, out.name, by=f"replica.restore TXID "
+                                        f"{point['txid']} ({point['time']})")
+    except engine.EngineError as exc:
+        raise OpsError(f"the replica restored into {out}, but its records: {exc}") from None
+    if not verdicts or not verdicts[0]["adopted"]:
+        problem = verdicts[0]["problem"] if verdicts else "not adopted"
+        raise OpsError(f"the replica restored into {out}, but its records: {problem}")
+    ui.info(f"Replica TXID {point['txid']} ({point['time']}) is the backup {out.name} in "
+            f"{folder}: restoring it")
+    return (out.name, None) if not remote else ("latest", str(out))
