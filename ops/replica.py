@@ -471,7 +471,7 @@ def remote_answers(stdout: str) -> dict:
     return found
 
 
-def remote_position(answers: dict, db: str, where: str) -> dict:
+def remote_position(answers: dict, db: str, where: str, socket: str = "") -> dict:
     """What ``replica.status`` reports from the machine's answers: the live TXID, the
     replica's (as the daemon knows it after shipping what was pending) and the time of its
     last sync. Each failure is exit 15, in one line naming ``where``."""
@@ -488,7 +488,8 @@ def remote_position(answers: dict, db: str, where: str) -> dict:
         raise OpsError(f"{problem} (on {where})", ExitCode.REPLICA)
     listing = answer(*answers.get("list", (1, "", "no answer")),
                      f"litestream is not running for {db} on {where}, or is stuck (its "
-                     "control socket does not answer)", ExitCode.REPLICA)
+                     f"control socket {socket or '(replica.socket)'} does not answer)",
+                     ExitCode.REPLICA)
     replicating = [d for d in (listing or {}).get("databases") or []
                    if isinstance(d, dict) and d.get("path") == db]
     if not replicating:
@@ -504,9 +505,9 @@ def remote_position(answers: dict, db: str, where: str) -> dict:
     except (KeyError, TypeError, ValueError):
         raise OpsError(f"litestream on {where} answered sync of an unexpected shape: "
                        f"{synced!r}"[:200], ExitCode.REPLICA) from None
-    replica = Position(shipped, when or answers["now"]) if shipped else None
-    return {"local": local, "replica": replica, "last_sync_at": last,
-            "now": answers.get("now") or dt.datetime.now(dt.UTC)}
+    now = answers.get("now") or dt.datetime.now(dt.UTC)  # no `date` there: this clock
+    replica = Position(shipped, when or now) if shipped else None
+    return {"local": local, "replica": replica, "last_sync_at": last, "now": now}
 
 
 # ---------------------------------------------------------------- acting (thin)

@@ -61,10 +61,13 @@ def test_a_dry_run_plans_the_replica_restore_and_writes_nothing(replica_world, r
     world = replica_world
     world.start()
     backups = tmp_path / "backups"
-    result = run_invoke("restore", "--from-replica", "--dry-run",
+    result = run_invoke("restore", "--from-replica", "--dry-run", "--json",
                         env={**world.env, "INVOKE_BACKUP_DIR": str(backups)})
     assert result.returncode == 0, result
     assert "Would restore the replica's TXID" in result.stderr
+    plan = result.json()
+    assert plan["dry_run"] and plan["from_replica"]["reached"]["txid"] == \
+        f"{world.replica_txid():016x}"
     assert [p for p in backups.iterdir() if not p.name.startswith(".")] == []
 
 

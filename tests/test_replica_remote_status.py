@@ -103,8 +103,8 @@ def commit(db: Path) -> None:
     conn.close()
 
 
-def test_status_over_ssh_asks_the_hosts_litestream(host, moto_endpoint, run_invoke,  # noqa: F811
-                                                   tmp_path):
+def test_status_over_ssh(host, moto_endpoint, run_invoke, tmp_path):  # noqa: F811
+    """The host's own litestream (the real sshd; tmp paths short: a Unix socket holds 104)."""
     world = replicating(moto_endpoint, host["db"], tmp_path)
     env = {**host["env"], "INVOKE_REPLICA_REMOTE_LITESTREAM": LITESTREAM,
            "AWS_CA_BUNDLE": "/no/such/ca.pem"}  # what the shell has; the host needs none

@@ -228,10 +228,10 @@ def local_position(c, replica: rp.ReplicaSettings, ui: UI) -> dict:
 def remote_position(target, replica: rp.ReplicaSettings) -> dict:
     """The position on the Fly machine or an SSH host, from its running litestream."""
     where = "the production machine" if target.flag == " --production" else target.host
-    script = rp.status_script(replica.remote_litestream, target.db,
-                              rp.socket_path(replica, target.db))
+    socket = rp.socket_path(replica, target.db)
+    script = rp.status_script(replica.remote_litestream, target.db, socket)
     output = target.session.run(script, what="litestream's replica status")
-    found = rp.remote_position(rp.remote_answers(output.stdout), target.db, where)
+    found = rp.remote_position(rp.remote_answers(output.stdout), target.db, where, socket)
     return {"database": target.db, "where": target.describe(), **found}
 
 
@@ -537,7 +537,8 @@ REPLICA_FOLDER = "replica"  # under backup.dir: replica restores sent to a serve
 
 
 def restore_source(c, which: str, from_: str | None, timestamp: str | None, *,
-                   remote: str | None, dry_run: bool, ui: UI) -> tuple[str, str | None] | None:
+                   remote: str | None, dry_run: bool, ui: UI,
+                   json: bool = False) -> tuple[str, str | None] | None:
     """``invoke restore --from-replica``: the replica (its newest point, or as of
     ``--timestamp``) restored and checked into a new backup file with its records (adopted,
     ``by`` naming the TXID), so the existing restore takes it like any backup. Locally the
@@ -552,9 +553,16 @@ def restore_source(c, which: str, from_: str | None, timestamp: str | None, *,
     folder.mkdir(parents=True, exist_ok=True)
     out = folder.absolute() / engine.backup_name(dt.datetime.now(dt.UTC))
     db = Path(remote) if remote else None
-    report, _ = restored(c, out, timestamp, None, False, dry_run, ui, db=db)
+    try:
+        with stop_on_signals():  # SIGTERM/SIGHUP unwind: litestream killed, folder removed
+            report, _ = restored(c, out, timestamp, None, False, dry_run, ui, db=db)
+    except Terminated as exc:
+        raise OpsError(f"terminated by {exc.name} while restoring the replica: nothing "
+                       "restored, the live database untouched", ExitCode.TERMINATED) from None
     point = report["reached"]
     if dry_run:
+        if json:
+            ui.emit({"dry_run": True, "from_replica": report, "backup": out.name})
         ui.info(f"Would restore the replica's TXID {point['txid']} ({point['time']}) into "
                 f"{out}, then restore that file (dry run: nothing written)")
         return None
@@ -562,10 +570,11 @@ def restore_source(c, which: str, from_: str | None, timestamp: str | None, *,
         verdicts = engine.adopt_backups(folder, out.name, by=f"replica.restore TXID "
                                         f"{point['txid']} ({point['time']})")
     except engine.EngineError as exc:
-        raise OpsError(f"the replica restored into {out}, but its records: {exc}") from None
+        verdicts = [{"adopted": False, "problem": str(exc)}]
     if not verdicts or not verdicts[0]["adopted"]:
         problem = verdicts[0]["problem"] if verdicts else "not adopted"
-        raise OpsError(f"the replica restored into {out}, but its records: {problem}")
+        raise OpsError(f"the replica restored into {out} (kept; the live database untouched), "
+                       f"but its records could not be written: {problem}")
     ui.info(f"Replica TXID {point['txid']} ({point['time']}) is the backup {out.name} in "
             f"{folder}: restoring it")
     return (out.name, None) if not remote else ("latest", str(out))

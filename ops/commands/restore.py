@@ -77,7 +77,7 @@ def database(c, which="latest", production=False, host=None, from_=None, yes=Fal
         if not from_replica:
             raise OpsError("--timestamp is for --from-replica", ExitCode.USAGE)
         source = replicas.restore_source(
-            c, which, from_, timestamp, dry_run=dry_run, ui=UI(),
+            c, which, from_, timestamp, dry_run=dry_run, ui=UI(), json=json,
             remote=settings.db_remote_path if production or host else None)
         if source is None:
             return
