@@ -506,6 +506,10 @@ def remote_position(answers: dict, db: str, where: str, socket: str = "") -> dic
         raise OpsError(f"litestream on {where} answered sync of an unexpected shape: "
                        f"{synced!r}"[:200], ExitCode.REPLICA) from None
     now = answers.get("now") or dt.datetime.now(dt.UTC)  # no `date` there: this clock
+    if shipped < local and when is None:
+        raise OpsError(f"the replica on {where} is behind (TXID {shipped:016x}, the live "
+                       f"database {local:016x}) and litestream names no last sync time",
+                       ExitCode.STALE)
     replica = Position(shipped, when or now) if shipped else None
     return {"local": local, "replica": replica, "last_sync_at": last, "now": now}
 

@@ -53,6 +53,11 @@ def test_the_machine_answers_are_read_as_data():
                        ("sync", 0, '{"txid": 3, "replica_txid": 0}', ""))
     assert nothing["replica"] is None and "no replica" in rp.staleness(
         rp.lag(nothing["local"], nothing["replica"], nothing["now"]), 60)
+    never = '{"databases": [{"path": "/data/steps.db", "status": "replicating"}]}'
+    with pytest.raises(OpsError) as unknown:  # behind, and no time to measure it from
+        position(("version", 0, "0.5.17", ""), ("list", 0, never, ""),
+                 ("sync", 0, '{"txid": 14, "replica_txid": 12}', ""))
+    assert unknown.value.code == ExitCode.STALE and "is behind" in str(unknown.value)
 
 
 @pytest.mark.parametrize("asks, words", [

@@ -550,7 +550,12 @@ def restore_source(c, which: str, from_: str | None, timestamp: str | None, *,
                        "no --from", ExitCode.USAGE)
     settings = config.load(c.config)
     folder = Path(settings.backup_dir) / REPLICA_FOLDER if remote else Path(settings.backup_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        if remote:
+            engine.prepare_dir(Path(settings.backup_dir))
+        engine.prepare_dir(folder)  # private (0700), as every backup folder
+    except engine.EngineError as exc:
+        raise OpsError(str(exc), ExitCode.USAGE) from None
     out = folder.absolute() / engine.backup_name(dt.datetime.now(dt.UTC))
     db = Path(remote) if remote else None
     try:
