@@ -9,6 +9,7 @@ import sqlite3
 
 from ops import engine
 from ops.errors import ExitCode
+from tests import helpers
 from tests.replica_world import World, moto_endpoint, replica_world  # noqa: F401
 
 
@@ -71,15 +72,20 @@ def test_a_dry_run_plans_the_replica_restore_and_writes_nothing(replica_world, r
     assert [p for p in backups.iterdir() if not p.name.startswith(".")] == []
 
 
-def test_from_replica_refuses_a_name_a_file_and_a_lone_timestamp(replica_world, run_invoke):
-    env = replica_world.env
-    named = run_invoke("restore", "steps-2026-01-01T00-00-00.db", "--from-replica", env=env)
+def test_from_replica_refuses_a_name_a_file_and_a_lone_timestamp(tmp_path):
+    env = {"BUCKET_NAME": "some-bucket", "INVOKE_DB_PATH": str(tmp_path / "steps.db")}
+
+    def run(*args):  # in this process: usage errors need no real process
+        return helpers.run_here("restore", *args, cwd=tmp_path, env=env)
+
+    named = run("steps-2026-01-01T00-00-00.db", "--from-replica")
     assert named.returncode == ExitCode.USAGE and "give no backup name" in named.error_lines[0]
-    lone = run_invoke("restore", "--timestamp", "2026-12-06T22:00:00Z", env=env)
+    lone = run("--timestamp", "2026-12-06T22:00:00Z")
     assert lone.returncode == ExitCode.USAGE and "--timestamp is for --from-replica" in \
         lone.error_lines[0]
-    bad = run_invoke("restore", "--from-replica", "--timestamp", "yesterday", "--yes", env=env)
+    bad = run("--from-replica", "--timestamp", "yesterday", "--yes")
     assert bad.returncode == ExitCode.USAGE and "ISO time" in bad.error_lines[0]
+    assert list(tmp_path.iterdir()) == []  # refused before any folder was made
 
 
 def test_restore_from_the_replica_on_the_production_machine(served_prod, moto_endpoint,  # noqa: F811

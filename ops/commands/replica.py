@@ -548,6 +548,7 @@ def restore_source(c, which: str, from_: str | None, timestamp: str | None, *,
     if which != "latest" or from_ is not None:
         raise OpsError("--from-replica restores from the replica: give no backup name and "
                        "no --from", ExitCode.USAGE)
+    rp.restore_target(timestamp, None)  # a bad --timestamp is refused before any folder
     settings = config.load(c.config)
     folder = Path(settings.backup_dir) / REPLICA_FOLDER if remote else Path(settings.backup_dir)
     try:
