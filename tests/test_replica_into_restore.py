@@ -117,3 +117,30 @@ def test_restore_from_the_replica_on_the_production_machine(served_prod, moto_en
         assert safety and users(prod.remote_dir / safety[-1]) == 10
     finally:
         world.close()
+
+
+def test_on_a_host(host, moto_endpoint, run_invoke, tmp_path):  # noqa: F811
+    """--from-replica --host: restored here, uploaded (--from), restored there (a short
+    name: the socket path under xdist must fit a Unix socket's 104 bytes)."""
+    import urllib.request
+
+    bucket = "host-replica-test"
+    request = urllib.request.Request(f"{moto_endpoint}/{bucket}", method="PUT")
+    with urllib.request.urlopen(request, timeout=30):
+        pass
+    (tmp_path / "ls").mkdir()
+    world = World(moto_endpoint, bucket, host["db"], tmp_path / "ls")
+    try:
+        before = lose_rows_litestream_never_saw(world, world.start())
+        env = {**{k: v for k, v in world.env.items() if k != "INVOKE_DB_PATH"}, **host["env"]}
+        result = run_invoke("restore", "--from-replica", "--host", host["addr"], "--yes",
+                            "--json", env=env)
+        assert result.returncode == 0, result
+        assert users(host["db"]) == before
+        record = result.json()
+        name = record["backup"]["name"]
+        assert record["outcome"] == "ok" and engine.verify_backup(host["dir"] / name).ok
+        safety = [b.name for b in engine.list_backups(host["dir"]) if b.name != name]
+        assert safety and users(host["dir"] / safety[-1]) == 10
+    finally:
+        world.close()
