@@ -83,6 +83,7 @@ DEFAULTS = {
         "max_lag": "60s",  # replica.status exits 7 past this (--max-lag)
         "litestream": "",  # the binary: "" = litestream on PATH, else the one beside our python
         "socket": "",  # litestream's control socket; "" = .<db name>-litestream.sock beside it
+        "remote_litestream": "litestream",  # the binary on the machine / an SSH host
     },
 }
 
@@ -638,6 +639,7 @@ class ReplicaSettings:
     max_lag: float
     litestream: str
     socket: str
+    remote_litestream: str = "litestream"
 
 
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -685,4 +687,5 @@ def load_replica(config, *, max_lag=None) -> ReplicaSettings:
         max_lag=duration("max_lag", max_lag if max_lag is not None else section["max_lag"],
                          "--max-lag" if max_lag is not None else "config replica.max_lag",
                          0.0, MAX_DURATION),
-        litestream=text("litestream"), socket=text("socket"))
+        litestream=text("litestream"), socket=text("socket"),
+        remote_litestream=text("remote_litestream") or "litestream")

@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from invoke.util import yaml
 
 from ops.config import ENV_REFERENCE, ReplicaSettings
 from ops.errors import ExitCode, OpsError
+from ops.remote import ENTRY_MARK, purpose
 
 # The replica's newest file is the point a restore reaches; litestream prints its time to
 # the second. Its compaction windows mean a restore at T can land up to ~35 s before T.
@@ -380,6 +382,17 @@ def ends_before(replica_end: Position | None, timestamp: str) -> float | None:
     return gap if gap > 1 else None
 
 
+def drill_report(restored: dict, now: dt.datetime) -> dict:
+    """``replica.drill``'s report from a restore's: the scratch file is gone, so no
+    ``output``; ``age_seconds`` is how old the newest point is (freshness: an idle app's
+    replica is old and still current, which only ``replica.status`` can tell)."""
+    report = {key: value for key, value in restored.items() if key != "output"}
+    reached_at = parse_time(restored["reached"]["time"])
+    report["age_seconds"] = max(0.0, round((now - reached_at).total_seconds(), 3))
+    report["ok"] = True
+    return report
+
+
 SCRATCH_PREFIX = ".replica-restore-"
 STALE_SCRATCH = 3600.0  # seconds: no restore runs this long without touching its folder
 
@@ -392,6 +405,113 @@ def stale_scratch(folders: list[tuple[str, float]], now: float) -> list[str]:
 
 
 LITESTREAM_TABLES = ("_litestream_seq", "_litestream_lock")
+
+
+# ---------------------------------------------------------------- on the machine or a host
+
+# On the Fly machine (``fly ssh console -C``) or an SSH host the status asks the running
+# litestream only, over its control socket: the session there may not hold the bucket's
+# credentials, the daemon does. ``sync -wait -json`` makes it ship what is pending and
+# answers ``{txid, replica_txid}``: the live TXID and the newest one in the bucket.
+REMOTE_SYNC_TIMEOUT = 30  # seconds litestream may take to ship what is pending
+REMOTE_BINARY = re.compile(r"[A-Za-z0-9._+-]+|/[A-Za-z0-9._/+-]+")
+ASK_OUTPUT_LIMIT = 200_000  # bytes of one answer kept (an ``ltx`` of a big replica)
+
+
+@purpose("replica-status")
+def status_script(litestream: str, db: str, socket: str) -> str:
+    """The script that asks the machine's litestream how far its replica is: ``version``,
+    then ``list`` (answers only while ``replicate`` runs), then ``sync -wait``. Each answer
+    is framed by ``ENTRY begin NAME RC`` / ``ENTRY stderr NAME`` / ``ENTRY end NAME``
+    lines (``remote_answers`` reads them); the first failing one ends the script."""
+    if not REMOTE_BINARY.fullmatch(litestream):
+        raise OpsError(f"config replica.remote_litestream must be a command name or a plain "
+                       f"absolute path, got {litestream!r}", ExitCode.USAGE)
+    q = shlex.quote
+    mark = ENTRY_MARK
+    return f"""unset AWS_CA_BUNDLE
+printf '{mark} now %s\\n' "$(date +%s)"
+exe=$(command -v {q(litestream)}) || {{ printf '{mark} missing\\n'; exit 0; }}
+out=$(mktemp) && err=$(mktemp) || exit 1
+trap 'rm -f "$out" "$err"' EXIT
+ask() {{
+  name=$1; shift
+  "$exe" "$@" >"$out" 2>"$err"; rc=$?
+  printf '\\n{mark} begin %s %s\\n' "$name" "$rc"; head -c {ASK_OUTPUT_LIMIT} "$out"
+  printf '\\n{mark} stderr %s\\n' "$name"; head -c 2000 "$err"
+  printf '\\n{mark} end %s\\n' "$name"
+  return "$rc"
+}}
+ask version version && ask list list -json -timeout 10 -socket {q(socket)} \
+  && ask sync sync -wait -json -timeout {REMOTE_SYNC_TIMEOUT} -socket {q(socket)} {q(db)}
+exit 0"""
+
+
+def remote_answers(stdout: str) -> dict:
+    """``{name: (rc, stdout, stderr)}`` from ``status_script``'s framed output, plus
+    ``now`` (the machine's clock, epoch seconds) and ``missing`` (no litestream there)."""
+    found: dict = {}
+    current, part, lines = None, "out", {"out": [], "err": []}
+    for raw in stdout.replace("\r\n", "\n").split("\n"):
+        words = raw.strip().split() if raw.startswith(ENTRY_MARK) else None
+        if words and words[1:2] == ["now"] and len(words) == 3 and words[2].isdigit():
+            found["now"] = dt.datetime.fromtimestamp(int(words[2]), dt.UTC)
+        elif words and words[1:2] == ["missing"]:
+            found["missing"] = True
+        elif words and words[1:2] == ["begin"] and len(words) == 4 and words[3].isdigit():
+            current, part, lines = (words[2], int(words[3])), "out", {"out": [], "err": []}
+        elif words and words[1:2] == ["stderr"] and current:
+            part = "err"
+        elif words and words[1:2] == ["end"] and current:
+            found[current[0]] = (current[1], "\n".join(lines["out"]),
+                                 "\n".join(lines["err"]))
+            current = None
+        elif current:
+            lines[part].append(raw)
+    return found
+
+
+def remote_position(answers: dict, db: str, where: str, socket: str = "") -> dict:
+    """What ``replica.status`` reports from the machine's answers: the live TXID, the
+    replica's (as the daemon knows it after shipping what was pending) and the time of its
+    last sync. Each failure is exit 15, in one line naming ``where``."""
+    if answers.get("missing"):
+        raise OpsError(f"litestream is not installed on {where} (replica.remote_litestream)",
+                       ExitCode.REPLICA)
+    if "version" not in answers:
+        raise OpsError(f"{where} did not run litestream's status script to its end",
+                       ExitCode.REPLICA)
+    rc, said, errors = answers["version"]
+    problem = (f"litestream version failed: {(errors or said).strip()[:200]}" if rc
+               else version_problem(said))
+    if problem:
+        raise OpsError(f"{problem} (on {where})", ExitCode.REPLICA)
+    listing = answer(*answers.get("list", (1, "", "no answer")),
+                     f"litestream is not running for {db} on {where}, or is stuck (its "
+                     f"control socket {socket or '(replica.socket)'} does not answer)",
+                     ExitCode.REPLICA)
+    replicating = [d for d in (listing or {}).get("databases") or []
+                   if isinstance(d, dict) and d.get("path") == db]
+    if not replicating:
+        raise OpsError(f"litestream runs on {where} but does not replicate {db}",
+                       ExitCode.REPLICA)
+    synced = answer(*answers.get("sync", (1, "", "no answer")),
+                    f"litestream on {where} could not ship to its bucket within "
+                    f"{REMOTE_SYNC_TIMEOUT}s", ExitCode.REPLICA)
+    try:
+        local, shipped = int(synced["txid"]), int(synced.get("replica_txid") or 0)
+        last = replicating[0].get("last_sync_at")
+        when = parse_time(last) if last else None
+    except (KeyError, TypeError, ValueError):
+        raise OpsError(f"litestream on {where} answered sync of an unexpected shape: "
+                       f"{synced!r}"[:200], ExitCode.REPLICA) from None
+    now = answers.get("now") or dt.datetime.now(dt.UTC)  # no `date` there: this clock
+    if shipped < local and when is None:
+        raise OpsError(f"the replica on {where} is behind (TXID {shipped:016x}, the live "
+                       f"database {local:016x}) and litestream names no last sync time",
+                       ExitCode.STALE)
+    replica = Position(shipped, when or now) if shipped else None
+    return {"local": local, "replica": replica, "last_sync_at": last, "now": now}
 
 
 # ---------------------------------------------------------------- acting (thin)
@@ -456,14 +576,20 @@ def run(argv: list[str], env: dict, *, timeout: float, what: str,
     except subprocess.TimeoutExpired:
         raise OpsError(f"{what}: litestream did not answer within {timeout:g}s",
                        timeout_code) from None
-    if done.returncode != 0:
-        said = [line for line in (done.stderr + done.stdout).splitlines() if line.strip()]
+    return answer(done.returncode, done.stdout, done.stderr, what, code)
+
+
+def answer(returncode: int, stdout: str, stderr: str, what: str, code: ExitCode):
+    """One litestream answer read (here or on the machine): its JSON when it exited 0,
+    else an OpsError with its own ``Error:`` words, in one line."""
+    if returncode != 0:
+        said = [line for line in (stderr + stdout).splitlines() if line.strip()]
         errors = [line for line in said if line.startswith("Error:")] or said[-1:]
-        raise OpsError(f"{what}: {errors[0] if errors else f'exit {done.returncode}'}", code)
-    if not done.stdout.strip():
+        raise OpsError(f"{what}: {errors[0][:300] if errors else f'exit {returncode}'}", code)
+    if not stdout.strip():
         return None
     try:
-        return json.loads(done.stdout)
+        return json.loads(stdout)
     except ValueError:
         raise OpsError(f"{what}: litestream printed something other than JSON",
                        code) from None

@@ -20,6 +20,7 @@ from invoke.util import yaml
 from ops import config, engine
 from ops import replica as rp
 from ops.cli import guarded, task
+from ops.commands.backup import closes_targets, open_target
 from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated, stop_on_signals
 from ops.ui import UI, human_age
@@ -207,19 +208,8 @@ def read_status(exe: str, yml: str, db: Path, socket: str, env: dict) -> dict:
     return {"database": replicating[0], "files": files, "status": status}
 
 
-@task(
-    help={
-        "max_lag": "exit 7 when the replica is further behind than this (e.g. 60s, 5m; "
-                   "default: replica.max_lag, 60s)",
-        "json": JSON,
-    }
-)
-@guarded
-def status(c, max_lag=None, json=False):
-    """How far the replica of the local database is behind it; exit 7 over --max-lag, 15
-    when litestream is not running or the bucket cannot be read."""
-    ui = UI()
-    replica = config.load_replica(c.config, max_lag=max_lag)
+def local_position(c, replica: rp.ReplicaSettings, ui: UI) -> dict:
+    """The local database's position: its litestream's socket, the bucket, its TXID."""
     require_bucket(replica)
     db = local_database(c)
     if not db.exists():
@@ -229,14 +219,52 @@ def status(c, max_lag=None, json=False):
     rp.check_version(exe, env)
     with rendered_config(replica, db) as yml:
         found = read_status(exe, yml, db, rp.socket_path(replica, str(db)), env)
-    newest = rp.newest(found["files"])
-    local = rp.local_txid(found["status"])
-    now = dt.datetime.now(dt.UTC)
-    behind = rp.lag(local, newest, now)
+    return {"database": str(db), "local": rp.local_txid(found["status"]),
+            "replica": rp.newest(found["files"]),
+            "last_sync_at": found["database"].get("last_sync_at"),
+            "now": dt.datetime.now(dt.UTC)}
+
+
+def remote_position(target, replica: rp.ReplicaSettings) -> dict:
+    """The position on the Fly machine or an SSH host, from its running litestream."""
+    where = "the production machine" if target.flag == " --production" else target.host
+    socket = rp.socket_path(replica, target.db)
+    script = rp.status_script(replica.remote_litestream, target.db, socket)
+    output = target.session.run(script, what="litestream's replica status")
+    found = rp.remote_position(rp.remote_answers(output.stdout), target.db, where, socket)
+    return {"database": target.db, "where": target.describe(), **found}
+
+
+@task(
+    help={
+        "max_lag": "exit 7 when the replica is further behind than this (e.g. 60s, 5m; "
+                   "default: replica.max_lag, 60s)",
+        "production": "the replica of the production machine's database (asks its "
+                      "litestream over fly ssh)",
+        "host": "the replica of this SSH host's database (db.remote_path), "
+                "[user@]host[:port] (default: ssh.host)",
+        "json": JSON,
+    }
+)
+@guarded
+@closes_targets
+def status(c, max_lag=None, production=False, host=None, json=False):
+    """How far the replica is behind its database; exit 7 over --max-lag, 15
+    when litestream is not running or the bucket cannot be read."""
+    replica = config.load_replica(c.config, max_lag=max_lag)
+    if production or host is not None or config.load(c.config).ssh_host:
+        _, target, ui = open_target(c, production=production, host=host, json=json)
+        found = remote_position(target, replica)
+    else:
+        ui = UI()
+        found = local_position(c, replica, ui)
+    newest, local = found["replica"], found["local"]
+    behind = rp.lag(local, newest, found["now"])
     report = {
-        "database": str(db),
+        "database": found["database"],
+        **({"where": found["where"]} if "where" in found else {}),
         "running": True,
-        "last_sync_at": found["database"].get("last_sync_at"),
+        "last_sync_at": found["last_sync_at"],
         "local_txid": None if local is None else f"{local:016x}",
         "replica": newest.as_dict() if newest else None,
         "lag_seconds": behind,
@@ -247,8 +275,8 @@ def status(c, max_lag=None, json=False):
     if json:
         ui.emit(report)
     elif newest is not None:
-        ui.info(f"Replica of {db}: TXID {newest.txid:016x} at {report['replica']['time']}; "
-                f"lag {behind:.0f}s (max {replica.max_lag:g}s)")
+        ui.info(f"Replica of {found['database']}: TXID {newest.txid:016x} at "
+                f"{report['replica']['time']}; lag {behind:.0f}s (max {replica.max_lag:g}s)")
     if problem:
         raise OpsError(f"replica status: {problem}", ExitCode.STALE)
 
@@ -399,13 +427,35 @@ def restore_replica(c, output, timestamp, txid, quick, dry_run, json) -> None:
     if not output:
         raise OpsError("--output PATH is required (a new file)", ExitCode.USAGE)
     ui = UI()
+    out = Path(output).absolute()
+    report, check = restored(c, out, timestamp, txid, quick, dry_run, ui)
+    point = report["reached"]
+    if dry_run:
+        if json:
+            ui.emit(report)
+        ui.info(f"Would restore TXID {point['txid']} ({point['time']}) into {out} (dry run: "
+                "nothing written)")
+        return
+    counts = report["tables"]
+    if json:
+        ui.emit(report)
+    landed = (f", {report['landed_before_seconds']:.0f}s before --timestamp"
+              if "landed_before_seconds" in report else "")
+    ui.info(f"Restored {out}: TXID {point['txid']} ({point['time']}{landed}); {check} check "
+            f"ok; {sum(counts.values())} rows in {len(counts)} tables")
+
+
+def restored(c, out: Path, timestamp, txid, quick, dry_run, ui: UI, *,
+             db: Path | None = None) -> tuple[dict, str]:
+    """Plan, restore (pinned to the planned TXID) into the new file ``out`` and check it;
+    the report and the check that ran. With ``dry_run`` only the plan. ``db``: the
+    database whose replica it is (default db.path; the machine's is db.remote_path)."""
     target_flags = rp.restore_target(timestamp, txid)
     replica = config.load_replica(c.config)
     settings = config.load(c.config, quick=quick)
     require_bucket(replica)
-    out = Path(output).absolute()
     refuse_existing(out)
-    db = local_database(c)
+    db = db or local_database(c)
     exe = rp.find_litestream(replica.litestream)
     env = rp.environment(ui.warn)
     rp.check_version(exe, env)
@@ -420,35 +470,117 @@ def restore_replica(c, output, timestamp, txid, quick, dry_run, json) -> None:
                   "bytes": sum(int(f.get("size") or 0) for f in plan.get("files") or [])}
         if timestamp is not None:
             report["timestamp"] = target_flags[1]
-            end = rp.newest(list_replica(exe, yml, db, env))
-            if end and f"{end.txid:016x}" == point["reached"]["txid"]:
-                # one TXID can sit in files of two levels, written a second apart: the
-                # point the plan reached is the one to name, so both times agree
-                end = rp.Position(end.txid, rp.parse_time(point["reached"]["time"]))
-            report["replica_ends_at"] = end.as_dict()["time"] if end else None
-            gap = rp.ends_before(end, target_flags[1])
-            if gap is not None:
-                report["warning"] = (f"the replica ends at {report['replica_ends_at']}, "
-                                     f"{human_age(gap)} before the --timestamp asked "
-                                     f"({target_flags[1]}): restoring its newest point; "
-                                     "commits after it, if any, are not in the bucket")
-                ui.warn(report["warning"])
+            note_replica_end(report, rp.newest(list_replica(exe, yml, db, env)), ui)
         if dry_run:
             report["dry_run"] = True
-            if json:
-                ui.emit(report)
-            ui.info(f"Would restore TXID {point['reached']['txid']} "
-                    f"({point['reached']['time']}) into {out} (dry run: nothing written)")
-            return
+            return report, settings.check
         # pinned to the planned TXID: litestream keeps shipping meanwhile, and the report,
         # the row counts and the hash must all describe the point the plan named
         pinned = [exe, "restore", "-config", yml, "-txid", point["reached"]["txid"], "-o"]
         restore_checked(pinned, db, out, env, settings, ui, report)
-    counts = report["tables"]
+    return report, settings.check
+
+
+def note_replica_end(report: dict, end: rp.Position | None, ui: UI) -> None:
+    """``replica_ends_at``, and a warning when the replica ends before --timestamp."""
+    if end and f"{end.txid:016x}" == report["reached"]["txid"]:
+        # one TXID can sit in files of two levels, written a second apart: the
+        # point the plan reached is the one to name, so both times agree
+        end = rp.Position(end.txid, rp.parse_time(report["reached"]["time"]))
+    report["replica_ends_at"] = end.as_dict()["time"] if end else None
+    gap = rp.ends_before(end, report["timestamp"])
+    if gap is not None:
+        report["warning"] = (f"the replica ends at {report['replica_ends_at']}, "
+                             f"{human_age(gap)} before the --timestamp asked "
+                             f"({report['timestamp']}): restoring its newest point; "
+                             "commits after it, if any, are not in the bucket")
+        ui.warn(report["warning"])
+
+
+# ---------------------------------------------------------------- replica.drill
+
+@task(
+    help={
+        "quick": "check the restore with PRAGMA quick_check instead of integrity_check "
+                 "(default: backup.check)",
+        "json": JSON,
+    }
+)
+@guarded
+def drill(c, quick=False, json=False):
+    """Restore the newest replica into a scratch folder, check it, and report its
+    freshness and the restore time (RTO); nothing is kept."""
+    ui = UI()
+    try:
+        with stop_on_signals(), tempfile.TemporaryDirectory(prefix="replica-drill-") as folder:
+            out = Path(folder) / local_database(c).name
+            started = time.monotonic()
+            report, check = restored(c, out, None, None, quick, False, ui)
+            report["rto_seconds"] = round(time.monotonic() - started, 3)
+    except Terminated as exc:
+        raise OpsError(f"terminated by {exc.name}: the drill's scratch folder removed",
+                       ExitCode.TERMINATED) from None
+    now = dt.datetime.now(dt.UTC)
+    report = rp.drill_report(report, now)
     if json:
         ui.emit(report)
-    landed = (f", {report['landed_before_seconds']:.0f}s before --timestamp"
-              if "landed_before_seconds" in report else "")
-    ui.info(f"Restored {out}: TXID {point['reached']['txid']} ({point['reached']['time']}"
-            f"{landed}); {settings.check} check ok; {sum(counts.values())} rows in "
-            f"{len(counts)} tables")
+    point, counts = report["reached"], report["tables"]
+    ui.info(f"Replica drill: TXID {point['txid']} ({point['time']}, "
+            f"{human_age(report['age_seconds'])} old) restored by litestream in "
+            f"{report['restore_seconds']:.1f}s, {report['rto_seconds']:.1f}s with the checks "
+            f"(RTO); {check} check ok; {sum(counts.values())} rows in {len(counts)} tables")
+
+
+# ---------------------------------------------------------------- restore --from-replica
+
+REPLICA_FOLDER = "replica"  # under backup.dir: replica restores sent to a server
+
+
+def restore_source(c, which: str, from_: str | None, timestamp: str | None, *,
+                   remote: str | None, dry_run: bool, ui: UI,
+                   json: bool = False) -> tuple[str, str | None] | None:
+    """``invoke restore --from-replica``: the replica (its newest point, or as of
+    ``--timestamp``) restored and checked into a new backup file with its records (adopted,
+    ``by`` naming the TXID), so the existing restore takes it like any backup. Locally the
+    file is in backup.dir and the restore names it; for a server (``remote``: the machine's
+    database path) it is in backup.dir/replica and the restore uploads it (``--from``).
+    Returns ``(which, from_)`` for the restore; None after a dry run (only the plan)."""
+    if which != "latest" or from_ is not None:
+        raise OpsError("--from-replica restores from the replica: give no backup name and "
+                       "no --from", ExitCode.USAGE)
+    rp.restore_target(timestamp, None)  # a bad --timestamp is refused before any folder
+    settings = config.load(c.config)
+    folder = Path(settings.backup_dir) / REPLICA_FOLDER if remote else Path(settings.backup_dir)
+    try:
+        if remote:
+            engine.prepare_dir(Path(settings.backup_dir))
+        engine.prepare_dir(folder)  # private (0700), as every backup folder
+    except engine.EngineError as exc:
+        raise OpsError(str(exc), ExitCode.USAGE) from None
+    out = folder.absolute() / engine.backup_name(dt.datetime.now(dt.UTC))
+    db = Path(remote) if remote else None
+    try:
+        with stop_on_signals():  # SIGTERM/SIGHUP unwind: litestream killed, folder removed
+            report, _ = restored(c, out, timestamp, None, False, dry_run, ui, db=db)
+    except Terminated as exc:
+        raise OpsError(f"terminated by {exc.name} while restoring the replica: nothing "
+                       "restored, the live database untouched", ExitCode.TERMINATED) from None
+    point = report["reached"]
+    if dry_run:
+        if json:
+            ui.emit({"dry_run": True, "from_replica": report, "backup": out.name})
+        ui.info(f"Would restore the replica's TXID {point['txid']} ({point['time']}) into "
+                f"{out}, then restore that file (dry run: nothing written)")
+        return None
+    try:
+        verdicts = engine.adopt_backups(folder, out.name, by=f"replica.restore TXID "
+                                        f"{point['txid']} ({point['time']})")
+    except engine.EngineError as exc:
+        verdicts = [{"adopted": False, "problem": str(exc)}]
+    if not verdicts or not verdicts[0]["adopted"]:
+        problem = verdicts[0]["problem"] if verdicts else "not adopted"
+        raise OpsError(f"the replica restored into {out} (kept; the live database untouched), "
+                       f"but its records could not be written: {problem}")
+    ui.info(f"Replica TXID {point['txid']} ({point['time']}) is the backup {out.name} in "
+            f"{folder}: restoring it")
+    return (out.name, None) if not remote else ("latest", str(out))

@@ -7,6 +7,7 @@ import dataclasses
 from ops import cli, config, engine, runbook
 from ops import restore as restores
 from ops.cli import guarded, task
+from ops.commands import replica as replicas
 from ops.commands.backup import HOST, reject_flag_as_name
 from ops.commands.positional import OptionalPositionalTask
 from ops.engine import EngineError
@@ -55,12 +56,16 @@ def seconds(value, what: str) -> float | None:
         "other_source": "restore a backup recorded as another database's (backup --db OTHER, "
                         "a download from production or a host) over the live database; "
                         "without it that is refused",
+        "from_replica": "restore from the Litestream replica: its newest point (or as of "
+                        "--timestamp), checked and kept as a backup, then restored like one",
+        "timestamp": "with --from-replica: the state as of this time (ISO, UTC when no "
+                     "offset); it lands at or before it",
     },
 )
 @guarded
 def database(c, which="latest", production=False, host=None, from_=None, yes=False,
              dry_run=False, busy_timeout=None, json=False, lock_wait=None, app_stopped=False,
-             other_source=False):
+             other_source=False, from_replica=False, timestamp=None):
     """Restore a backup into the live database: verify, safety backup, backup API, check."""
     which = parse_which(which, "restore")
     if production and host is not None:
@@ -68,6 +73,15 @@ def database(c, which="latest", production=False, host=None, from_=None, yes=Fal
                        "different targets: give one", ExitCode.USAGE)
     settings = config.load(c.config, host=host, lock_wait=lock_wait)
     host = "" if production else settings.ssh_host
+    if from_replica or timestamp is not None:  # docs/replica.md: the file becomes a backup
+        if not from_replica:
+            raise OpsError("--timestamp is for --from-replica", ExitCode.USAGE)
+        source = replicas.restore_source(
+            c, which, from_, timestamp, dry_run=dry_run, ui=UI(), json=json,
+            remote=settings.db_remote_path if production or host else None)
+        if source is None:
+            return
+        which, from_ = source
     if from_ is not None and not (production or host):
         raise OpsError("--from uploads a local file and restores it on a server: add "
                        "--production (the Fly machine) or --host HOST (an SSH host); locally, "
