@@ -587,13 +587,11 @@ class Fly:
         self.flyctl_version: str | None = None  # set by ``check_version``
 
     @classmethod
-    def checked(cls, settings, warn) -> Fly:
-        """The one way a task gets flyctl: ``fly.bin`` with the ``fly.timeout`` deadline
-        on every call, and the version refused (exit 8) when too old to read a remote
-        command's output whole.  ``warn`` hears when the version cannot be told."""
-        runner = cls(settings.flyctl(), timeout=settings.fly_timeout)
-        runner.check_version(warn)
-        return runner
+    def from_settings(cls, settings) -> Fly:
+        """The one way a task gets flyctl (``targets.fly.machine.Resolver``): ``fly.bin``
+        with the ``fly.timeout`` deadline on every call that names no longer key. Its
+        version is checked on first use (``check_version``: exit 8 when too old)."""
+        return cls(settings.flyctl(), timeout=settings.fly_timeout)
 
     def run(self, argv: list[str], *, input: str | bytes | None = None, check: bool = True,
             timeout=DEFAULT, stream=None, what: str = "", key: str = "fly.timeout") -> Completed:
