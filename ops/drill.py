@@ -12,7 +12,9 @@ scripts are shown by their purpose (``<script: drill>``).
 
 from __future__ import annotations
 
-from ops import fly, runbook
+from dataclasses import replace
+
+from ops import emergency, runbook
 from ops.runbook import Step
 
 MACHINE = "<machine>"  # filled with the machine the run resolved
@@ -30,15 +32,11 @@ def plan(which: str, *, where: str, folder: str, directory: str, check: str,
     """The ordered steps of ``backup.drill WHICH``: ``folder`` names the backups' folder as
     messages do (``DIR on the machine``), ``directory`` is its path there, ``check`` the
     SQLite check (``integrity`` or ``quick``), ``app`` the Fly app, ``host`` the SSH host."""
-    ssh = (lambda purpose: tuple(fly.ssh_console(app, MACHINE, f"<script: {purpose}>"))) \
+    ssh = (lambda purpose: emergency.ssh_shown(app, MACHINE, purpose)) \
         if where == FLY else (lambda purpose: None)
     steps = []
-    if where == FLY:
-        steps.append(Step("resolve", f"find the production machine and volume of {app}",
-                          commands=(tuple(fly.version()), tuple(fly.volumes_list(app)),
-                                    tuple(fly.machines_list(app))),
-                          reads_only=True, running="resolve the production machine",
-                          rerun=True))
+    if where == FLY:  # every Fly flow reads the same first (its machine resolved once)
+        steps += [replace(step, rerun=True) for step in emergency.plan_resolve(app)]
     elif where == SSH:
         steps.append(Step("connect", f"connect to {host} (its host key must be known)",
                           reads_only=True, running=f"connect to {host}", rerun=True))

@@ -616,9 +616,9 @@ def drill_actions(target, settings, which: str, folder: str, runner: runbook.Run
     """What each step of the drill's plan does (``ops.drill.plan``); ``found`` gets the
     backup's name, the drill's result and what the machine can run."""
     def resolve():
-        _volume, machine = target.resolve()
+        volume, machine = target.look_up()
         runner.learn(machine=machine.id)
-        return f"machine {machine.id}"
+        return f"machine {machine.id} ({machine.region}), volume {volume.id}"
 
     def find():
         found["backup"] = name = chosen_backup(target, which)
