@@ -19,6 +19,7 @@ from ops.runbook import Step
 
 MACHINE = "<machine>"  # filled with the machine the run resolved
 BACKUP = "<backup>"  # filled with the backup the run found
+MACHINE_CHECK = "check that a restore can run there"  # the machine step's line
 LOCAL, FLY, SSH = "local", "fly", "ssh"  # where the backups are: the task's flags say it
 
 
@@ -59,7 +60,7 @@ def plan(which: str, *, where: str, folder: str, directory: str, check: str,
                           "a restore could run there (machine.check): a backup that cannot "
                           "be restored in place is a failed drill",
                           commands=_some(ssh("machine.check")), reads_only=True,
-                          running="check that a restore can run there", rerun=True))
+                          running=MACHINE_CHECK, rerun=True))
     return steps
 
 
