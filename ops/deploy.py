@@ -25,8 +25,8 @@ from pathlib import Path
 from ops import audit, backups, data_guard, fly, health, machine, runbook
 from ops.engine import file_lock
 from ops.errors import ExitCode, OpsError
-from ops.fly import MAINTENANCE_CMD
-from ops.runbook import REDACTED, Argv, Done, Step, scrub
+from ops.fly import MAINTENANCE_CMD, redact_argv, tokens_in  # (lived here: fly's errors need them)
+from ops.runbook import Argv, Done, Step, scrub
 from ops.ui import command_lines, fit, human_seconds
 
 MACHINE = "<machine>"
@@ -36,9 +36,6 @@ RELEASE = "<previous release>"  # deploy.rollback without --to
 IMAGE = "<release image>"  # the image deploy.rollback redeploys
 BACKUP = "<backup>"  # the pre-deploy backup, named once the backup step made it
 RELEASES_SHOWN = 25  # `fly releases` returns the newest 25: internal/command/apps/releases.go
-TOKEN_FLAGS = ("-t", "--access-token")  # flyctl's global token flag (internal/flag)
-# shorthands of `fly deploy` that take a value: in `-aX` the rest is the value, not flags
-VALUE_SHORTHANDS = set("acrieslt")
 SINGLE_VOLUME = ("bluegreen", "canary")  # start a second machine, which needs the volume
 
 
@@ -785,61 +782,6 @@ def require_still_there(listing, name: str, sha256: str, where: str) -> None:
 
 
 # ------------------------------------------------------------------ secrets in argv
-
-
-def redact_argv(argv) -> list[str]:
-    """argv with every access token replaced, in each form pflag accepts: ``-t X``,
-    ``-tX``, ``-yt X``, ``--access-token X``, ``--access-token=X``; any length."""
-    out, hide_next = [], False
-    for word in argv:
-        if hide_next:
-            out.append(REDACTED)
-            hide_next = False
-            continue
-        value_at = _token_value_at(word)
-        if value_at is None:
-            out.append(word)
-        elif value_at == len(word):
-            out.append(word)
-            hide_next = True
-        else:
-            out.append(word[:value_at] + REDACTED)
-    return out
-
-
-def tokens_in(argv) -> list[str]:
-    """The token values given in argv (see ``redact_argv``)."""
-    found, take_next = [], False
-    for word in argv:
-        if take_next:
-            found.append(word)
-            take_next = False
-            continue
-        value_at = _token_value_at(word)
-        if value_at is not None:
-            if value_at == len(word):
-                take_next = True
-            else:
-                found.append(word[value_at:])
-    return [token for token in found if token]
-
-
-def _token_value_at(word: str) -> int | None:
-    """Where the token starts in ``word`` (len(word): in the next word), or None.
-
-    pflag reads ``-abc`` as shorthands until one takes a value, which gets the rest.
-    """
-    if word in TOKEN_FLAGS:
-        return len(word)
-    if word.startswith("--access-token="):
-        return len("--access-token=")
-    if word.startswith("-") and not word.startswith("--") and len(word) > 1:
-        for index, char in enumerate(word[1:], start=1):
-            if char == "t":
-                return index + 1
-            if char in VALUE_SHORTHANDS or not char.isalpha():
-                return None
-    return None
 
 
 # ------------------------------------------------------------------ flags fly deploy gets

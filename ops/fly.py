@@ -557,11 +557,58 @@ def describe(argv: list[str]) -> str:
     """How errors name a flyctl call: the whole command as it could be pasted (its first
     three words dropped the app's name, review-ox 14), a long argument (a remote script)
     shown by its length instead, an access token hidden."""
-    from ops.deploy import redact_argv  # deploy imports this module
-
     return shlex.join(["fly", *(word if len(word) <= 60 and "\n" not in word
                                 else f"<{len(word)} characters>"
                                 for word in redact_argv(map(str, argv)))])
+
+
+REDACTED = "***"  # what a secret becomes in every line written (``runbook.scrub`` too)
+TOKEN_FLAGS = ("-t", "--access-token")  # flyctl's global token flag (internal/flag)
+# shorthands of `fly deploy` that take a value: in `-aX` the rest is the value, not flags
+VALUE_SHORTHANDS = set("acrieslt")
+
+
+def redact_argv(argv) -> list[str]:
+    """argv with every access token replaced, in each form pflag accepts: ``-t X``,
+    ``-tX``, ``-yt X``, ``--access-token X``, ``--access-token=X``; any length."""
+    return [word if at is None else word[:at] + REDACTED for word, at in _token_parts(argv)]
+
+
+def tokens_in(argv) -> list[str]:
+    """The token values given in argv (see ``redact_argv``)."""
+    return [word[at:] for word, at in _token_parts(argv) if at is not None and word[at:]]
+
+
+def _token_parts(argv):
+    """Each word with where the token in it starts (0: the whole word is one, after a
+    flag that takes the next word), or None when it holds none."""
+    value_next = False
+    for word in argv:
+        if value_next:
+            value_next = False
+            yield word, 0
+            continue
+        at = _token_value_at(word)
+        value_next = at == len(word)
+        yield word, None if at is None or value_next else at
+
+
+def _token_value_at(word: str) -> int | None:
+    """Where the token starts in ``word`` (len(word): in the next word), or None.
+
+    pflag reads ``-abc`` as shorthands until one takes a value, which gets the rest.
+    """
+    if word in TOKEN_FLAGS:
+        return len(word)
+    if word.startswith("--access-token="):
+        return len("--access-token=")
+    if word.startswith("-") and not word.startswith("--") and len(word) > 1:
+        for index, char in enumerate(word[1:], start=1):
+            if char == "t":
+                return index + 1
+            if char in VALUE_SHORTHANDS or not char.isalpha():
+                return None
+    return None
 
 
 def login_hint(error: str) -> str:
@@ -587,13 +634,11 @@ class Fly:
         self.flyctl_version: str | None = None  # set by ``check_version``
 
     @classmethod
-    def checked(cls, settings, warn) -> Fly:
-        """The one way a task gets flyctl: ``fly.bin`` with the ``fly.timeout`` deadline
-        on every call, and the version refused (exit 8) when too old to read a remote
-        command's output whole.  ``warn`` hears when the version cannot be told."""
-        runner = cls(settings.flyctl(), timeout=settings.fly_timeout)
-        runner.check_version(warn)
-        return runner
+    def from_settings(cls, settings) -> Fly:
+        """The one way a task gets flyctl (``targets.fly.machine.Resolver``): ``fly.bin``
+        with the ``fly.timeout`` deadline on every call that names no longer key. Its
+        version is checked on first use (``check_version``: exit 8 when too old)."""
+        return cls(settings.flyctl(), timeout=settings.fly_timeout)
 
     def run(self, argv: list[str], *, input: str | bytes | None = None, check: bool = True,
             timeout=DEFAULT, stream=None, what: str = "", key: str = "fly.timeout") -> Completed:

@@ -26,7 +26,7 @@ from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated
 
 Argv = tuple[str, ...]
-REDACTED = "***"  # what a secret becomes in every line written
+REDACTED = fly.REDACTED  # what a secret becomes in every line written
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def fill(text: str, values: dict[str, str]) -> str:
 def scrub(value, secrets: list[str]):
     """``value`` (text, or a record of them) with each secret of 4+ characters replaced.
 
-    Secrets are scrubbed where they sit in argv whatever their length (``deploy.redact_argv``);
+    Secrets are scrubbed where they sit in argv whatever their length (``fly.redact_argv``);
     in free text a shorter one would only garble the words around it.
     """
     secrets = [s for s in set(secrets) if s and len(s) >= 4]

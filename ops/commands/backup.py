@@ -11,9 +11,11 @@ from dataclasses import asdict
 
 from invoke.exceptions import Exit
 
-from ops import audit, backups, config, engine, fly, restore
+from ops import audit, backups, config, engine, fly, restore, runbook
+from ops import drill as drill_flow
 from ops.cli import guarded, invoke_command, task
 from ops.commands.positional import OptionalPositionalTask
+from ops.emergency import on_signals
 from ops.engine import in_future, latest_reason, parse_iso, same_source
 from ops.errors import ExitCode, OpsError
 from ops.targets.chosen import target_for
@@ -115,14 +117,10 @@ def create(c, production=False, host=None, keep=None, quick=False, dry_run=False
         ui.emit({"backup": result, "retention": [asdict(d) for d in decisions]})
 
 
-def restorable_there(target, settings, ui, result: dict) -> None:
+def restorable_there(decided: dict, ui, result: dict) -> None:
     """A drill of the machine's backup also asks the machine whether a restore can run
-    there (``machine.check``): a backup nobody can restore in place is a failed drill."""
-    if not hasattr(target, "machine_facts"):
-        return
-    from ops import machine
-
-    decided = machine.plan(target.machine_facts(), remote_command=bool(settings.remote_command))
+    there (``machine.check``, the plan's ``machine`` step: ``decided``): a backup nobody
+    can restore in place is a failed drill."""
     result["machine"] = decided
     if "restore" in decided["cannot"]:
         result["restore_cannot_run"] = decided["cannot"]["restore"]
@@ -574,12 +572,16 @@ def already_here(target, name: str, local) -> dict | None:
                       "downloading it",
         "host": HOST,
         "quick": "use PRAGMA quick_check instead of integrity_check",
+        "dry_run": "find the backup (and the machine), print the plan with its exact "
+                   "commands; drill nothing",
         "json": JSON,
     },
 )
 @guarded
+@on_signals
 @closes_targets
-def drill(c, which="latest", production=False, host=None, quick=False, json=False):
+def drill(c, which="latest", production=False, host=None, quick=False, dry_run=False,
+          json=False):
     """Restore a backup into a scratch database and compare it with what was recorded."""
     which = "latest" if which is None else str(which)
     reject_flag_as_name(which, "backup.drill")
@@ -588,16 +590,81 @@ def drill(c, which="latest", production=False, host=None, quick=False, json=Fals
     settings, target, ui = open_target(c, production=production, host=host, json=json,
                                        quick=quick)
     folder = target.folder()  # a missing folder is exit 3, named as such
-    with ui.step(f"drill {which} in {folder}") as step:
-        result = target.drill(which)
-        step.detail = (f"{result['name']}  scratch copy {result['seconds']:.3f}s  "
-                       f"[{result.get('strategy') or result.get('where') or 'engine'}]")
-        if not result["ok"]:  # the line says what the result says (issue 16 #15)
-            step.outcome, step.reason = "failed", "not restorable" if not result.get(
-                "restorable") else "unverifiable" if restore.unverifiable(result) \
-                else "differs from its record"
+    where = drill_flow.where_of(production, settings.ssh_host)
+    steps = drill_flow.plan(which, where=where, folder=folder, directory=str(target.dir),
+                            check=settings.check,
+                            app=settings.app if where == drill_flow.FLY else "",
+                            host=settings.ssh_host or "")
+    found: dict = {}
+    runner = runbook.Runner("backup.drill", ui, None)  # it changes nothing: no audit line
+    actions = drill_actions(target, settings, which, folder, runner, found)
+    runner.run(runbook.bind(steps, actions), dry_run=dry_run)
+    if dry_run:
+        shown = [step.filled(runner.values) for step in steps]
+        ui.lines(drill_flow.render(shown, width=ui.width))
+        if json:
+            ui.emit({"dry_run": True, "backup": found["backup"],
+                     "machine": runner.values.get("machine"),
+                     "steps": runbook.plan_as_data(shown)})
+        return
+    found["result"]["steps"] = runner.record["steps"]  # what ran: the plan's steps
+    drilled(target, ui, found, json)
+
+
+def drill_actions(target, settings, which: str, folder: str, runner: runbook.Runner,
+                  found: dict) -> dict:
+    """What each step of the drill's plan does (``ops.drill.plan``); ``found`` gets the
+    backup's name, the drill's result and what the machine can run."""
+    def resolve():
+        volume, machine = target.look_up()
+        runner.learn(machine=machine.id)
+        return f"machine {machine.id} ({machine.region}), volume {volume.id}"
+
+    def find():
+        found["backup"] = name = chosen_backup(target, which)
+        runner.learn(backup=name)
+        return name
+
+    def drill():
+        found["result"] = result = target.drill(found["backup"])
+        detail = (f"{result['name']}  scratch copy {result['seconds']:.3f}s  "
+                  f"[{result.get('strategy') or result.get('where') or 'engine'}]")
+        if result["ok"]:
+            return detail
+        why = "not restorable" if not result.get("restorable") else "unverifiable" \
+            if restore.unverifiable(result) else "differs from its record"
+        # the line says what the result says (issue 16 #15): never a tick
+        return runbook.Done(f"drill {which} in {folder}", f"{why}  {detail}", failed=True)
+
+    def restorable():
+        from ops import machine
+
+        found["machine"] = decided = machine.plan(
+            target.machine_facts(), remote_command=bool(settings.remote_command))
+        if "restore" in decided["cannot"]:  # the drill fails for it (exit 5): not a tick
+            return runbook.Done(drill_flow.MACHINE_CHECK, "a restore cannot run there: "
+                                f"{decided['cannot']['restore']}", warning=True)
+        return f"restore there: {decided['engines'].get('restore') or 'none'}"
+
+    return {"resolve": resolve, "connect": lambda: f"connected to {target.session.connect()}",
+            "find": find, "drill": drill, "machine": restorable}
+
+
+def chosen_backup(target, which: str) -> str:
+    """The backup ``which`` names: the target's own rule for ``latest``; a name must be
+    listed there (a dry run says so before the drill would)."""
+    name = target.names(which)[0]
+    if which != "latest" and target.flag:  # a remote target takes a name as given
+        engine.pick_backups(target.list(), name, target.latest, target.folder())
+    return name
+
+
+def drilled(target, ui, found: dict, json: bool) -> None:
+    """Report the drill's result; exit 5 when it failed or no restore could run there."""
+    result = found["result"]
     ui.info(restore.drill_summary(result, target.flag))
-    restorable_there(target, settings, ui, result)
+    if "machine" in found:
+        restorable_there(found["machine"], ui, result)
     if json:
         ui.emit(result)
     if result.get("restore_cannot_run"):

@@ -1,7 +1,9 @@
 """The Fly.io production machine as a target, one module per job:
 
-- ``machine``: which machine is production (pure choice, resolved once per run)
-- ``session``: running a script on it (``fly ssh console``) — the bottom layer
+- ``machine``: which machine is production (pure choice; ``Resolver`` asks once per run),
+  and ``MachineSession``, what the modules below may ask of the session
+- ``session``: ``FlySession``, which has a resolver, runs a script on the machine
+  (``fly ssh console``) — the bottom layer
 - ``transfers``: files over ``fly ssh sftp``
 - ``snapshots``: volume snapshots, waited for
 - ``lock``: the deploy lock on the volume

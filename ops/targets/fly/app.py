@@ -2,20 +2,22 @@
 snapshots and the deploy lock on the machine (issue 22: ``FlyTarget`` keeps backups,
 app control lives here).
 
-It works over the same machine session as the backups (``FlySession``: one flyctl,
-one resolved machine), so a deploy's backup and its lock reach the same machine.
+It works over the same machine session as the backups (``FlySession``, as its narrow
+``MachineSession``: one flyctl, one resolved machine), so a deploy's backup and its
+lock reach the same machine.
 """
 
 from __future__ import annotations
 
 from ops import fly
 from ops.targets.fly import lock, snapshots
+from ops.targets.fly.machine import MachineSession
 
 
 class FlyApp:
     """What a deploy, a rollback, a restore and backup.snapshot ask of the app."""
 
-    def __init__(self, session, settings, db: str):
+    def __init__(self, session: MachineSession, settings, db: str):
         self.session = session
         self.settings = settings
         self.name = settings.app

@@ -1,6 +1,6 @@
 """The deploy lock on the machine's volume: one run's holder line beside the database.
 
-Both functions work over the machine session (``FlySession``).
+Both functions work over the machine session, through its narrow ``MachineSession``.
 """
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ import posixpath
 
 from ops import fly, machine, remote
 from ops.errors import ExitCode, OpsError
+from ops.targets.fly.machine import MachineSession
 
 
 def lock_path(db: str) -> str:
     return f"{posixpath.dirname(db)}/{remote.DEPLOY_LOCK}"
 
 
-def lock(session, path: str, wait: float, holder: str, on_wait=None) -> bool:
+def lock(session: MachineSession, path: str, wait: float, holder: str, on_wait=None) -> bool:
     """Take the machine's deploy lock; True if we had to wait for someone else's.
 
     With ``wait`` and ``on_wait``, a first try does not wait, so ``on_wait(holder)`` can
@@ -59,7 +60,7 @@ def lock(session, path: str, wait: float, holder: str, on_wait=None) -> bool:
     return "waiting" in entries
 
 
-def _forget(session, path: str, holder: str) -> bool:
+def _forget(session: MachineSession, path: str, holder: str) -> bool:
     """Remove the deploy lock if ``holder`` holds it; False if that could not be told."""
     try:
         unlock(session, path, holder=holder)
@@ -68,7 +69,8 @@ def _forget(session, path: str, holder: str) -> bool:
     return True
 
 
-def unlock(session, path: str, *, remove: bool = True, holder: str | None = None) -> str | None:
+def unlock(session: MachineSession, path: str, *, remove: bool = True,
+           holder: str | None = None) -> str | None:
     """Who holds the machine's deploy lock (None: nobody), removing it unless told not to.
 
     With ``holder`` it is removed only if that holder holds it (a deploy releasing

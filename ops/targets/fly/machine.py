@@ -1,12 +1,14 @@
 """Which machine is production: the volume named like fly.toml's ``[mounts] source``
 that is attached to a machine in a state the policy accepts (started, for everything but
 emergency and restore.volume, which must find a stopped or sleeping machine too). The
-choice is a pure function (``choose_production``); ``Machines`` asks flyctl once per run
-and remembers it."""
+choice is a pure function (``choose_production``); a ``Resolver`` asks flyctl once per run
+and remembers it (the session has one: ``FlySession.resolver``)."""
 
 from __future__ import annotations
 
-from ops import fly
+from typing import Protocol
+
+from ops import fly, remote
 from ops.errors import ExitCode, OpsError
 from ops.targets.protocol import Reporter
 
@@ -59,9 +61,10 @@ def _any_state(named: list[fly.Volume], machines: list[fly.Machine], source: str
     return pairs[0]
 
 
-class Machines:
+class Resolver:
     """flyctl (looked up on first use: a dry run never needs it) and the production
-    volume and machine, resolved once per run."""
+    volume and machine, resolved once per run. ``FlySession`` has one; nothing else
+    builds flyctl, so every call gets ``fly.timeout`` unless it names a longer key."""
 
     def __init__(self, settings, report: Reporter, runner: fly.Fly | None = None,
                  policy: str = STARTED):
@@ -76,7 +79,7 @@ class Machines:
     @property
     def fly(self) -> fly.Fly:
         if self._fly is None:
-            self._fly = fly.Fly(self.settings.flyctl(), timeout=self.settings.fly_timeout)
+            self._fly = fly.Fly.from_settings(self.settings)
         return self._fly
 
     def check_flyctl(self) -> str:
@@ -105,10 +108,29 @@ class Machines:
                                            self.policy)
         return self._resolved
 
-    @property
-    def volume(self) -> fly.Volume:
-        return self.resolve()[0]
+
+class MachineSession(Protocol):
+    """What the fly modules (``app``, ``lock``, ``snapshots``, ``transfers``) may ask of
+    the session they work over, and nothing more: flyctl, the app, the resolved machine
+    and volume, a script on the machine and the copy deadline. ``FlySession`` is one."""
+
+    app: str
+    settings: object
+    report: Reporter
+    volumes: list[fly.Volume]
+    machine_facts: dict | None
 
     @property
-    def machine(self) -> fly.Machine:
-        return self.resolve()[1]
+    def fly(self) -> fly.Fly: ...
+
+    @property
+    def volume(self) -> fly.Volume: ...
+
+    @property
+    def machine(self) -> fly.Machine: ...
+
+    def resolve(self, *, again: bool = False) -> tuple[fly.Volume, fly.Machine]: ...
+
+    def run(self, script: str, **kwargs) -> remote.RemoteOutput: ...
+
+    def deadline(self, size: int | None = None) -> tuple[float, str]: ...

@@ -2,7 +2,8 @@
 
 Everything that touches the machine (backups, the deploy lock, snapshots'
 volume, transfers) goes through one ``FlySession``; nothing here calls back up
-into a target.
+into a target. The session *has* a resolver (``machine.Resolver``: flyctl and which
+machine is production) and offers the fly modules the narrow ``MachineSession``.
 """
 
 from __future__ import annotations
@@ -12,13 +13,48 @@ from pathlib import Path
 from ops import fly, node, remote
 from ops.fly import DEFAULT as RUNNER_DEFAULT
 from ops.targets.fly import transfers
-from ops.targets.fly.machine import Machines
+from ops.targets.fly.machine import STARTED, Resolver
+from ops.targets.protocol import Reporter
 
 
-class FlySession(Machines):
+class FlySession:
     """Scripts over ``fly ssh console``, files over ``fly ssh sftp``, on the machine."""
 
     place = "the production machine"
+
+    def __init__(self, settings, report: Reporter, runner: fly.Fly | None = None,
+                 policy: str = STARTED):
+        self.settings = settings
+        self.report = report
+        self.app = settings.app
+        self.resolver = Resolver(settings, report, runner, policy)
+        self.machine_facts: dict | None = None  # what the deploy lock's probe found (lock)
+
+    # -- what the resolver knows, as the fly modules and flows ask for it
+    @property
+    def fly(self) -> fly.Fly:
+        return self.resolver.fly
+
+    @property
+    def volumes(self) -> list[fly.Volume]:
+        return self.resolver.volumes
+
+    def check_flyctl(self) -> str:
+        return self.resolver.check_flyctl()
+
+    def resolve(self, *, again: bool = False) -> tuple[fly.Volume, fly.Machine]:
+        return self.resolver.resolve(again=again)
+
+    def look_up(self) -> tuple[fly.Volume, fly.Machine]:
+        return self.resolver.look_up()
+
+    @property
+    def volume(self) -> fly.Volume:
+        return self.resolve()[0]
+
+    @property
+    def machine(self) -> fly.Machine:
+        return self.resolve()[1]
 
     @property
     def where(self) -> str:

@@ -11,6 +11,7 @@ from dataclasses import asdict
 
 from ops import fly, poll
 from ops.errors import ExitCode, OpsError
+from ops.targets.fly.machine import MachineSession
 from ops.ui import human_bytes
 
 FAILED_SNAPSHOT = ("failed", "error", "destroyed")
@@ -36,7 +37,7 @@ def _rank(status: str) -> int:
     return 0 if status == "created" else 2 if status in FAILED_SNAPSHOT else 1
 
 
-def take(session, *, wait: bool = True, timeout: float = 600, interval: float = 5.0,
+def take(session: MachineSession, *, wait: bool = True, timeout: float = 600, interval: float = 5.0,
          beside=None, on_snapshot=None) -> dict:
     """Snapshot the production volume; with ``wait``, until it is created (or failed).
 
@@ -64,7 +65,7 @@ def take(session, *, wait: bool = True, timeout: float = 600, interval: float = 
         return _wait(session, before, step, timeout, interval, beside, on_snapshot)
 
 
-def _wait(session, before, step, timeout: float, interval: float, beside,
+def _wait(session: MachineSession, before, step, timeout: float, interval: float, beside,
           on_snapshot=None) -> dict:
     """Poll the listing until our snapshot is created; a line when its status changes."""
     app, volume, report = session.app, session.volume, session.report

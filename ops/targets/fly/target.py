@@ -48,6 +48,10 @@ class FlyTarget(ScriptedTarget):
     def resolve(self, *, again: bool = False) -> tuple[fly.Volume, fly.Machine]:
         return self.session.resolve(again=again)
 
+    def look_up(self) -> tuple[fly.Volume, fly.Machine]:
+        """``resolve`` without its own step line, for a plan's ``resolve`` step."""
+        return self.session.look_up()
+
     def check_flyctl(self) -> str:
         return self.session.check_flyctl()
 

@@ -11,9 +11,10 @@ import threading
 from pathlib import Path
 
 from ops import fly
+from ops.targets.fly.machine import MachineSession
 
 
-def get(session, remote_file: str, local: Path, size: int, on_bytes) -> None:
+def get(session: MachineSession, remote_file: str, local: Path, size: int, on_bytes) -> None:
     """``fly ssh sftp get`` into the new path ``local`` within the copy deadline."""
     with _Watch(local, on_bytes):
         seconds, key = session.deadline(size)
@@ -22,7 +23,7 @@ def get(session, remote_file: str, local: Path, size: int, on_bytes) -> None:
                         what=f"`fly ssh sftp get` of {local.name}")
 
 
-def put(session, local: Path, remote_file: str) -> None:
+def put(session: MachineSession, local: Path, remote_file: str) -> None:
     """``fly ssh sftp put``; the partial file flyctl leaves on failure is removed."""
     session.run(f"# ops: mkdir\nmkdir -p {shlex.quote(posixpath.dirname(remote_file))}")
     try:
