@@ -977,7 +977,7 @@ def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> 
         lines.append("The live database was not changed" + (
             " by this run" if not safety else f" (safety backup {safety} was made)") + ".")
         if backup:
-            lines.append(f"To restore, run again: invoke restore {backup}{flag} --yes")
+            lines.append(f"To restore, run again: {_again(record, backup, flag)}")
         return lines
     if (record.get("proof") or {}).get("ok") and record.get("holds") in (None, "backup"):
         return lines + _done_by_hand(record, backup, safety, flag, machine)
@@ -1005,6 +1005,16 @@ def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> 
         lines.append(f"Then restart the app so it reopens the database: fly machine restart "
                      f"{machine[1]} -a {machine[0]}, and check /health")
     return lines
+
+
+def _again(record: dict, backup: str, flag: str) -> str:
+    """The command that runs a stopped restore again: ``--from`` the same file while its
+    upload has not finished (the backup is not on the machine under its name yet)."""
+    uploaded = any(s["step"] == "upload" and s.get("outcome") == "ok"
+                   for s in record.get("steps", []))
+    if record.get("from") and not uploaded:
+        return f"invoke restore{flag} --from {shlex.quote(record['from'])} --yes"
+    return f"invoke restore {backup}{flag} --yes"
 
 
 def _done_by_hand(record: dict, backup: str | None, safety: str | None, flag: str,

@@ -90,3 +90,15 @@ def test_by_hand_after_a_proven_copy_leaves_only_the_apps_side():
     other = {**record, "holds": "other"}  # read after the proof: the app wrote since
     assert not [line for line in restore.by_hand(other, " --production", ("app", "m1"))
                 if "done and proven" in line]
+
+
+def test_stopped_before_its_upload_finished_a_from_restore_is_run_again_from_the_file():
+    record = {"outcome": "terminated by SIGTERM", "from": "/tmp/my backup.db",
+              "backup": {"name": "B.db"},
+              "steps": [{"step": "resolve", "outcome": "ok"}, {"step": "verify", "outcome": "ok"},
+                        {"step": "upload", "outcome": "interrupted"}]}
+    assert restore.by_hand(record, " --production")[-1] == (
+        "To restore, run again: invoke restore --production --from '/tmp/my backup.db' --yes")
+    record["steps"][-1]["outcome"] = "ok"  # uploaded: the machine has it under its name
+    assert restore.by_hand(record, " --production")[-1] == (
+        "To restore, run again: invoke restore B.db --production --yes")
