@@ -9,20 +9,19 @@ health wait and, for ``--from``, the upload; every run is recorded in the audit 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import shlex
 import shutil
 import sqlite3
 import tempfile
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ops import audit, cli, emergency, engine, fly, health, runbook
+from ops import cli, emergency, engine, fly, health, runbook
 from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
-from ops.signals import Terminated
 from ops.targets.local import SOURCE_FOLDERS, LocalTarget
 from ops.targets.status import valid_status
 from ops.ui import UI, command_lines, human_age, human_bytes
@@ -44,6 +43,7 @@ class RestoreOptions:
 
 
 Step = runbook.Step  # a restore's plan is a runbook plan: ``reads_only`` steps run in a dry run
+QUIET = {"shown": False, "recorded": False}  # a run's step between the plan's (``Restore``)
 
 
 def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
@@ -55,25 +55,7 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
     if o.host:
         return _host_plan(o, what, db=db, directory=directory)
     if not o.production:
-        keep = {
-            "ok": Step("safety", f"safety backup of {db} into {directory} (verified; no "
-                       "retention)", running=f"safety backup of {db}"),
-            "corrupt": Step("aside", f"move the corrupt {db} (with its -wal/-shm) aside to "
-                            f"{Path(db).name}.corrupt-<time>, never deleted (needs "
-                            "--app-stopped)"),
-            "missing": Step("aside", f"nothing to keep: {db} is missing (needs --app-stopped)"),
-        }[live_state]
-        return [
-            Step("verify", f"verify backup {what} in {directory}: recorded SHA-256 and "
-                 "integrity_check", reads_only=True, running=f"verify backup {o.which}"),
-            keep,
-            Step("restore", f"copy the backup into {db} through SQLite's backup API "
-                 f"(busy timeout {o.busy_timeout:g}s)", running=f"restore {BACKUP} into {db}"),
-            Step("check", f"prove it: integrity_check of {db}, its row counts and content "
-                 "hash against the backup's (read right after the copy)",
-                 running=f"prove the restore: {db} against {BACKUP}"),
-            Step("record", "append the restore to the audit log"),
-        ]
+        return _local_plan(o, what, db=db, directory=directory, live_state=live_state)
     # every flyctl call the run makes, in its order (tests/test_flow_plans_restore.py)
     ssh = tuple(fly.ssh_console(app, MACHINE, SCRIPT))
     steps = [Step("resolve", "find the production machine and volume; is it emergency-stopped?",
@@ -111,9 +93,33 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
     return steps
 
 
+def _local_plan(o: RestoreOptions, what: str, *, db: str, directory: str,
+                live_state: str) -> list[Step]:
+    """Here: verify, keep what the live database holds, copy, prove."""
+    keep = {
+        "ok": Step("safety", f"safety backup of {db} into {directory} (verified; no "
+                   "retention)", running=f"safety backup of {db}"),
+        "corrupt": Step("aside", f"move the corrupt {db} (with its -wal/-shm) aside to "
+                        f"{Path(db).name}.corrupt-<time>, never deleted (needs "
+                        "--app-stopped)"),
+        "missing": Step("aside", f"nothing to keep: {db} is missing (needs --app-stopped)"),
+    }[live_state]
+    return [
+        Step("verify", f"verify backup {what} in {directory}: recorded SHA-256 and "
+             "integrity_check", reads_only=True, running=f"verify backup {o.which}"),
+        keep,
+        Step("restore", f"copy the backup into {db} through SQLite's backup API "
+             f"(busy timeout {o.busy_timeout:g}s)", running=f"restore {BACKUP} into {db}"),
+        Step("check", f"prove it: integrity_check of {db}, its row counts and content "
+             "hash against the backup's (read right after the copy)",
+             running=f"prove the restore: {db} against {BACKUP}"),
+        Step("record", "append the restore to the audit log"),
+    ]
+
+
 def plan_for(o: RestoreOptions, settings, *, remote: bool, live_state: str = "ok") -> list[Step]:
     """The plan of a restore with these settings: what ``--dry-run`` shows and the steps
-    (and step lines) the run runs (``Restore._step``)."""
+    (and step lines) the run runs (``Restore.run``)."""
     return plan(o, db=settings.db_remote_path if remote else str(settings.db_path),
                 directory=settings.backup_remote_dir if remote else str(settings.backup_dir),
                 app=settings.app if o.production else "",
@@ -240,77 +246,74 @@ def confirm(ui: UI, lines: list[str], *, yes: bool) -> None:
 
 @dataclass
 class Restore:
-    """Runs one restore, local or on production, and records it whatever happens."""
+    """Runs one restore, local or on production, through the one runner every mutating
+    task runs through (``runbook.Runner``): the plan's steps with their actions, a pause
+    for the operator's answer, and one record and one audit line whatever happens.
+
+    Between the plan's steps run unshown, unrecorded steps (``ready``: what is refused
+    before anything starts; ``chosen``: the other-source check and the confirmation's
+    counts; ``proven``: the machine's own check) and the confirmation, a pause."""
 
     options: RestoreOptions
     settings: object
     ui: UI
     target: object = None  # the Fly machine or an SSH host (targets.chosen); None: local
     yes: bool = False
-    record: dict = field(default_factory=dict)
+    record: dict = field(default_factory=dict)  # the runner's record
     # (backup, live database, safety backup) from the copy's start to its proof: an
     # interruption then finds out which content the live database holds (``_settled``)
     restoring: tuple | None = None
     copied: dict | None = None  # ``restore_live``'s read right after its copy committed
     scratch: Path | None = None  # restore --from: the private copy's folder, removed at the end
-    waited: float = 0.0  # seconds spent waiting for the operator's answer (not restore time)
-    steps: list = field(default_factory=list)  # the plan the run runs (``plan_for``)
-    values: dict = field(default_factory=dict)  # what it learnt: fills the plan's <backup>
+    runner: runbook.Runner | None = None
+    found: dict = field(default_factory=dict)  # what the run's steps learnt, for the next ones
+    held: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)  # local locks
 
     def run(self) -> dict:
-        o = self.options
-        started = time.monotonic()
-        self.record = {
-            "kind": "restore", "who": audit.who(), "when": _now(),
-            "target": self._where(), "backup": None, "from": o.from_path,
-            "safety_backup": None, "tables_before": None, "tables_after": None,
-            "steps": [], "outcome": "running", "exit_code": 0,
-        }
+        runner = self.runner = runbook.Runner(
+            "restore", self.ui, Path(self.settings.audit_log), outcome_words=self._words,
+            error_key="error", end_to_end=True, step_by_hand=False,
+            on_stop=lambda exc, step: self._settled(getattr(exc, "name", "SIGINT")),
+            closing=Step("unlock", "release the restore lock and the backup lock",
+                         self.held.close, shown=False, recorded=False))
+        self.record = runner.start(target=self._where(), backup=None,
+                                   **{"from": self.options.from_path}, safety_backup=None,
+                                   tables_before=None, tables_after=None)
+        runner.check_audit_log()  # a restore must not happen unrecorded; nothing to record
         try:
-            self._audit_log_writable()
-            if self.target is not None:
-                self._on_target()
-            else:
-                self._local()
-            self.record["outcome"] = "ok"
-            return self.record
-        except (OpsError, EngineError) as exc:
-            error = exc if isinstance(exc, OpsError) else OpsError.from_engine(exc)
-            if self.record["outcome"] == "running":
-                self.record["outcome"] = "failed"
-            self.record.update(exit_code=int(error.code), error=str(error))
-            raise error from None
-        except (KeyboardInterrupt, Terminated) as exc:
-            term = isinstance(exc, Terminated)  # SIGTERM/SIGHUP: a cancelled CI job
-            self.record.update(outcome=f"terminated by {exc.name}" if term else "interrupted",
-                               exit_code=int(ExitCode.TERMINATED if term
-                                             else ExitCode.INTERRUPTED))
-            self._settled(getattr(exc, "name", "SIGINT"))
-            raise
-        except Exception as exc:  # never `running` in the log, never a traceback
-            self.record.update(outcome="failed", exit_code=int(ExitCode.ERROR),
-                               error=cli.one_line(exc))
-            raise OpsError(f"restore failed: {cli.one_line(exc)}") from None
+            return runner.run(self._local_steps() if self.target is None
+                              else self._remote_steps())
         finally:
-            if self.record["outcome"] == "ok":
-                self._timed(started)
-            if self.record["outcome"] in ("running", "interrupted", "not restored") or \
-                    self.record["outcome"].startswith("terminated") or (
-                        self.record.get("interrupted") and self.record["outcome"] == "failed"):
-                for line in by_hand(self.record, self._flag(), self._machine()):
-                    self.ui.info(line)
-            elif self.record["safety_backup"]:
-                safety = self.record["safety_backup"]["name"]
-                self.ui.info(f"Safety backup: {safety}. To undo this restore:")
-                self.ui.lines(command_lines(  # pasteable whole: ` \` between words
-                    shlex.split(undo_command(undo_backup(self.record), self._flag(),
-                                             self.record.get("undo_dir"))),
-                    self.ui.width, "  "))
-            if self.scratch is not None:
-                shutil.rmtree(self.scratch, ignore_errors=True)
-            self.record["finished"] = _now()
-            if self.record["outcome"] != "not started":  # a declined restore too
-                self._append()
+            self.held.close()
+            self._ended()
+
+    def _words(self, what: str, step: Step | None) -> str:
+        """The outcomes a restore's record has always had: a failure is "failed" unless
+        the run already said why (refused, not confirmed); a signal is named without its
+        step (the record's steps say where)."""
+        if what == "failed":
+            return "failed" if self.record["outcome"] == "running" else self.record["outcome"]
+        return what
+
+    def _ended(self) -> None:
+        """What the operator is told once the run ended: its time, what is left to do by
+        hand (``by_hand``, from the record), or how to undo it."""
+        r = self.record
+        if r["outcome"] == "ok" and "seconds" in r:
+            self._timed_line()
+        if r["outcome"] in ("running", "crashed", "interrupted", "not restored") or \
+                r["outcome"].startswith("terminated") or (
+                    r.get("interrupted") and r["outcome"] == "failed"):
+            for line in by_hand(r, self._flag(), self._machine()):
+                self.ui.info(line)
+        elif r["safety_backup"]:
+            safety = r["safety_backup"]["name"]
+            self.ui.info(f"Safety backup: {safety}. To undo this restore:")
+            self.ui.lines(command_lines(  # pasteable whole: ` \` between words
+                shlex.split(undo_command(undo_backup(r), self._flag(), r.get("undo_dir"))),
+                self.ui.width, "  "))
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
     def _settled(self, signal_name: str) -> None:
         """Interrupted during the copy or its proof: compare the live database with the
@@ -400,78 +403,23 @@ class Restore:
         machine = self.record.get("machine")
         return (self.settings.app, machine) if self.options.production and machine else None
 
-    def _audit_log_writable(self) -> None:
-        """Checked first, like deploy: a restore must not happen unrecorded."""
-        log = Path(self.settings.audit_log)
-        try:
-            audit.check_writable(log)
-        except OSError as exc:
-            self.record["outcome"] = "not started"  # nothing happened: nothing to record
-            raise OpsError(f"cannot write the audit log {log} (deploy.audit_log): "
-                           f"{exc.strerror}; nothing was changed", ExitCode.USAGE) from None
-
-    def _append(self) -> None:
-        try:
-            audit.append(self.settings.audit_log, self.record)
-        except OSError as exc:
-            self.ui.warn(f"could not append to {self.settings.audit_log}: {exc.strerror}")
-
-    def _unshown(self, key: str, act):
-        """A step whose line the target draws itself: only logged in the record."""
-        self._planned(key)
-        started = time.monotonic()
-        try:
-            value = act()
-        except BaseException as exc:
-            self.record["steps"].append({"step": key, "outcome": "failed", "error": str(exc),
-                                         "seconds": round(time.monotonic() - started, 3)})
-            raise
-        self.record["steps"].append({"step": key, "outcome": "ok", "detail": "",
-                                     "seconds": round(time.monotonic() - started, 3)})
-        return value
-
-    def _planned(self, key: str) -> Step:
-        """The plan's step ``key``: a run takes no step its plan does not show."""
-        for step in self.steps:
-            if step.key == key:
-                return step
-        raise RuntimeError(f"step {key} is not in the restore's plan")
-
-    def _step(self, key: str, act, line: str = ""):
-        """Run the plan's step ``key`` with its own line (the plan's, with what the run
-        has learnt filled in) and timing; log it in the record.
-
-        ``act`` returns ``(value, detail)``: the value goes back to the caller, the detail
-        is shown on the step's line."""
-        step = self._planned(key)
-        title = line or runbook.fill(step.line, self.values)
-        started = time.monotonic()
-        try:
-            with self.ui.step(title) as shown:
-                value, shown.detail = act()
-        except BaseException as exc:
-            self.record["steps"].append({"step": key, "outcome": "failed", "error": str(exc),
-                                         "seconds": round(time.monotonic() - started, 3)})
-            raise
-        self.record["steps"].append({"step": key, "outcome": "ok", "detail": shown.detail,
-                                     "seconds": shown.seconds})
-        return value
-
     def _confirm(self, lines: list[str]) -> None:
-        asked = time.monotonic()
+        """The run's pause: the operator's answer (its time is not the restore's)."""
         try:
             confirm(self.ui, lines, yes=self.yes)
         except OpsError:
             self.record["outcome"] = "not confirmed"
             raise
-        finally:
-            self.waited += time.monotonic() - asked
 
-    def _timed(self, started: float) -> None:
+    def _pause(self) -> Step:
+        return Step("confirm", "ask the operator", lambda: self._confirm(self.found["asked"]),
+                    pause=True)
+
+    def _timed_line(self) -> None:
         """The real restore's time, end to end (issue 20 #7): from the start of the run to
-        its proof (and, on Fly, the health wait), less the wait for the operator's answer;
-        shown and recorded as ``seconds`` beside the copy's own ``restore_seconds``."""
-        seconds = self.record["seconds"] = round(time.monotonic() - started - self.waited, 3)
+        its proof (and, on Fly, the health wait), less the wait for the operator's answer
+        (the runner's ``end_to_end``), shown beside the copy's own ``restore_seconds``."""
+        seconds = self.record["seconds"]
         copy = self.record.get("restore_seconds")
         name = (self.record.get("backup") or {}).get("name")
         self.ui.info(f"Restored {name} in {seconds:.1f}s end to end (the confirmation not "
@@ -479,71 +427,108 @@ class Restore:
                                    else ""))
 
     # -- local
-    def _local(self) -> None:
-        """Like the machine: the restore lock, and the folder's backup lock from the
-        chosen backup's check to the end (its safety backup is made under it), so no
-        backup or cleanup can remove the chosen backup meanwhile (issue 16 #10)."""
+    def _local_steps(self) -> list[Step]:
+        plan = plan_for(self.options, self.settings, remote=False)
+        self.found["plan"] = {step.key: step for step in plan}
+        ran = runbook.bind(plan[:-1], {  # the last, the audit line, is the runner's
+            "verify": self._local_verify, "safety": self._local_safety,
+            "restore": self._local_copy, "check": self._local_check})
+        return [Step("ready", "refuse a broken live database; take the locks",
+                     self._local_ready, **QUIET), ran[0],
+                Step("chosen", "whose backup; the rows for the confirmation",
+                     self._local_chosen, **QUIET), self._pause(), *ran[1:]]
+
+    def _local_ready(self) -> None:
+        """Refused before anything starts: a corrupt or missing live database without
+        --app-stopped, a bad or unknown name. Then, like the machine, the restore lock and
+        the folder's backup lock from the chosen backup's check to the end (its safety
+        backup is made under it): no backup or cleanup removes it meanwhile (issue 16 #10)."""
         s, o = self.settings, self.options
         db, directory = Path(s.db_path), Path(s.backup_dir)
         state, why = engine.live_state(db)
-        self.steps = plan_for(o, s, remote=False, live_state=state)
         if state != "ok" and not o.app_stopped:
             raise OpsError.from_engine(engine.broken_live_refusal(
                 db, state, why, "stop it, then run `invoke restore --app-stopped`"))
         local = LocalTarget(s, self.ui)
         local.folder()
         local.names(o.which)  # a bad or unknown name fails before any lock is taken
-        with engine.file_lock(directory / engine.RESTORE_LOCK, s.lock_wait, "another restore"), \
-                engine.held_backup_lock(directory, local.lock_wait()):
-            chosen, verdict = self._step("verify", lambda: _verified(local, o.which, s.check))
-            self.values["backup"] = chosen.name
-            self.record["backup"] = {"name": chosen.name, "sha256": verdict["sha256"],
-                                     "created": chosen.created}
-            other = self._other_source(chosen.name, chosen.source, str(db))
-            own = safety_folder(directory, other)
-            counts = local.counts  # the folder the chosen backup is in
-            if own != directory:
-                self.record["undo_dir"] = str(own)
-                local = LocalTarget(dataclasses.replace(s, backup_dir=own), self.ui)
-            if state != "ok":
-                return self._local_broken(db, directory, chosen, state, why)
-            engine.check_page_sizes(chosen.path, db)
-            rows = counts(chosen.name)  # counted as on the machine (the engine's one way)
-            recorded, live_rows = rows["backup"], rows["live"]
-            now = dt.datetime.now(dt.UTC)
-            self._confirm([
-                f"Replace the live database {db} ({human_bytes(db.stat().st_size)}; "
-                f"{format_counts(live_rows)})",
-                "with backup " + describe_backup(chosen.name, chosen.created, chosen.size,
-                                                 recorded, now),
-            ])
-            marks = {"when": self.record["when"], "backup": chosen.name}
-            try:
-                safety = self._step("safety", lambda: _made(
-                    local.backup(restore=marks)))
-            except EngineError as exc:  # quick_check passed; the full check found more
-                why = engine.live_failed_check(db, s.check, exc)
-                if why is None:
-                    raise
-                if not o.app_stopped:
-                    raise OpsError.from_engine(engine.broken_live_refusal(
-                        db, "corrupt", why, "stop it, then run `invoke restore --app-stopped`"
-                    )) from None
-                self.ui.info(f"The safety backup failed because the live database {db} "
-                             f"itself fails {why}: it is restored as a corrupt database")
-                return self._local_broken(db, directory, chosen, "corrupt", why)
-            self.record["safety_backup"] = {"name": safety["name"], "sha256": safety["sha256"]}
-            self.record["tables_before"] = safety.get("tables")
-            snapshot: dict = {}
-            self.copied = snapshot  # filled once the copy commits: _settled judges it
-            self.restoring = (chosen.path, db, own / safety["name"])
-            seconds = self._step("restore", lambda: _timed(
-                engine.restore_live(chosen.path, db, busy_timeout=o.busy_timeout,
-                                    snapshot=snapshot)))
-            self.record["restore_seconds"] = seconds
-            self._step("check", lambda: self._prove(chosen.path, db, snapshot, safety))
-            self.restoring = None
+        self.found.update(db=db, directory=directory, state=state, why=why, local=local)
+        self.held.enter_context(engine.file_lock(directory / engine.RESTORE_LOCK, s.lock_wait,
+                                                 "another restore"))
+        self.held.enter_context(engine.held_backup_lock(directory, local.lock_wait()))
+
+    def _local_verify(self) -> str:
+        (chosen, verdict), detail = _verified(self.found["local"], self.options.which,
+                                              self.settings.check)
+        self.found["chosen"] = chosen
+        self.runner.learn(backup=chosen.name)
+        self.record["backup"] = {"name": chosen.name, "sha256": verdict["sha256"],
+                                 "created": chosen.created}
+        return detail
+
+    def _local_chosen(self) -> runbook.Done | None:
+        """Another database's backup (refused without --other-source), where the safety
+        backup goes, and what the confirmation shows; a broken live database changes the
+        rest of the plan (``_broken_steps``)."""
+        s, f = self.settings, self.found
+        db, directory, chosen = f["db"], f["directory"], f["chosen"]
+        other = self._other_source(chosen.name, chosen.source, str(db))
+        own = f["own"] = safety_folder(directory, other)
+        counts = f["local"].counts  # the folder the chosen backup is in
+        if own != directory:
+            self.record["undo_dir"] = str(own)
+            f["local"] = LocalTarget(dataclasses.replace(s, backup_dir=own), self.ui)
+        if f["state"] != "ok":
+            return runbook.Done("", then=self._broken_steps(f["state"], f["why"]))
+        engine.check_page_sizes(chosen.path, db)
+        rows = counts(chosen.name)  # counted as on the machine (the engine's one way)
+        f["asked"] = [
+            f"Replace the live database {db} ({human_bytes(db.stat().st_size)}; "
+            f"{format_counts(rows['live'])})",
+            "with backup " + describe_backup(chosen.name, chosen.created, chosen.size,
+                                             rows["backup"], dt.datetime.now(dt.UTC)),
+        ]
+        return None
+
+    def _local_safety(self) -> str | runbook.Done:
+        f, o = self.found, self.options
+        marks = {"when": self.record["when"], "backup": f["chosen"].name}
+        try:
+            safety, detail = _made(f["local"].backup(restore=marks))
+        except EngineError as exc:  # quick_check passed; the full check found more
+            why = engine.live_failed_check(f["db"], self.settings.check, exc)
+            if why is None:
+                raise
+            if not o.app_stopped:
+                raise OpsError.from_engine(engine.broken_live_refusal(
+                    f["db"], "corrupt", why, "stop it, then run `invoke restore --app-stopped`"
+                )) from None
+            self.ui.info(f"The safety backup failed because the live database {f['db']} "
+                         f"itself fails {why}: it is restored as a corrupt database")
+            return runbook.Done(f["plan"]["safety"].line, cli.one_line(exc), record=str(exc),
+                                failed=True, then=self._broken_steps("corrupt", why))
+        self.record["safety_backup"] = {"name": safety["name"], "sha256": safety["sha256"]}
+        self.record["tables_before"] = safety.get("tables")
+        f["safety"] = safety
+        return detail
+
+    def _local_copy(self) -> str:
+        f = self.found
+        snapshot = f["snapshot"] = {}
+        self.copied = snapshot  # filled once the copy commits: _settled judges it
+        self.restoring = (f["chosen"].path, f["db"], f["own"] / f["safety"]["name"])
+        seconds, detail = _timed(engine.restore_live(
+            f["chosen"].path, f["db"], busy_timeout=self.options.busy_timeout,
+            snapshot=snapshot))
+        self.record["restore_seconds"] = seconds
+        return detail
+
+    def _local_check(self) -> str:
+        f = self.found
+        detail = self._prove(f["chosen"].path, f["db"], f["snapshot"], f["safety"])[1]
+        self.restoring = None
         self._show_counts()
+        return detail
 
     def _other_source(self, name: str, recorded: str | None, live: str) -> bool:
         """Whether the chosen backup is another database's; refused (exit 2) without
@@ -557,12 +542,25 @@ class Restore:
             self.ui.warn(f"backup {name} is of {recorded}, not of {live} (--other-source)")
         return bool(refusal)
 
-    def _local_broken(self, db: Path, directory: Path, chosen, state: str, why: str) -> None:
+    def _broken_steps(self, state: str, why: str) -> tuple[Step, ...]:
         """A corrupt live database is moved aside (never deleted) with its -wal/-shm, a
-        missing one is simply absent; the backup is then placed there and proven."""
-        s = self.settings
+        missing one is simply absent; the backup is then placed there and proven (the
+        locks taken in ``_local_ready`` still held)."""
+        f = self.found
+        db, chosen = f["db"], f["chosen"]
         self.record.update(live_state=state, live_problem=why)
-        when = dt.datetime.now(dt.UTC)  # the name shown is the name used
+        return (
+            Step("confirm", "ask the operator", lambda: self._confirm_broken(state, why),
+                 pause=True),
+            dataclasses.replace(f["plan"]["restore"], action=lambda: self._place(state),
+                                running=f"restore {chosen.name} into the {state} {db}"),
+            dataclasses.replace(f["plan"]["check"], action=self._placed_proof),
+        )
+
+    def _confirm_broken(self, state: str, why: str) -> None:
+        f = self.found
+        db, chosen = f["db"], f["chosen"]
+        when = f["when"] = dt.datetime.now(dt.UTC)  # the name shown is the name used
         aside = engine.aside_name(db, when, engine.aside_label(state))
         left = engine.leftovers(db)
         first = (f"The live database {db} is corrupt ({why}): it is moved aside to "
@@ -575,20 +573,27 @@ class Restore:
                                  _recorded_tables(Path(chosen.path)), dt.datetime.now(dt.UTC))
         self._confirm([first, f"and backup {backup} is restored into its place (the app is "
                        "stopped: --app-stopped)"])
-        # the caller (``_local``) holds the restore lock and the folder's backup lock
-        self.restoring = (chosen.path, db, None)
-        done = self._step("restore", lambda: _placed(engine.replace_broken_live(
-            chosen.path, db, state, check=s.check, clock=lambda: when,
-            on_moved=lambda moved: self.record.update(moved_aside=moved))),
-            line=f"restore {chosen.name} into the {state} {db}")
+
+    def _place(self, state: str) -> str:
+        f = self.found
+        self.restoring = (f["chosen"].path, f["db"], None)
+        done, detail = _placed(engine.replace_broken_live(
+            f["chosen"].path, f["db"], state, check=self.settings.check,
+            clock=lambda: f["when"],
+            on_moved=lambda moved: self.record.update(moved_aside=moved)))
         self.record["moved_aside"] = done["moved_aside"]
         self.record["restore_seconds"] = done["restore_seconds"]
         if done["moved_aside"]:
             self.ui.info(_kept(done["moved_aside"], "here"))
-        self._step("check", lambda: (self._proven(done["proof"]),
-                                     engine.proof_summary(done["proof"])))
+        f["placed"] = done
+        return detail
+
+    def _placed_proof(self) -> str:
+        proof = self.found["placed"]["proof"]
+        self._proven(proof)
         self.restoring = None
         self._show_counts()
+        return engine.proof_summary(proof)
 
     def _prove(self, backup, db: Path, snapshot: dict, safety: dict):
         """The restore's proof (``engine.prove_restore``): recorded, and any difference
@@ -667,69 +672,105 @@ class Restore:
         self.ui.table("Rows per table", ["table", "before", "after"], rows)
 
     # -- on the Fly machine or an SSH host
-    def _on_target(self) -> None:
-        o, s, target = self.options, self.settings, self.target
+    def _remote_steps(self, stopped: bool = False) -> list[Step]:
+        """The plan's steps with their actions; emergency-stopped, the restart and the
+        /health wait are skipped (the app is not running: a restart brings back `sleep`)."""
+        o = self.options
+        plan = plan_for(o, self.settings, remote=True)[:-1]  # the audit line is the runner's
+        ran = runbook.bind(plan, {
+            "connect": lambda: f"connected to {self.target.session.connect()}",
+            "resolve": self._resolve, "verify": self._verify_file, "upload": self._upload,
+            "choose": self._choose, "restore": self._restore_there,
+            "restart": lambda: self.target.restart(), "health": self._health})
+        ran = [dataclasses.replace(step, shown=False) if step.key == "resolve" else
+               dataclasses.replace(step, skipped="emergency-stopped")
+               if stopped and step.key in ("restart", "health") else step for step in ran]
+        at = [step.key for step in ran].index("verify" if o.from_path else "choose") + 1
+        return [Step("ready", "refuse what cannot run there", self._remote_ready, **QUIET),
+                *ran[:at], Step("chosen", "whose backup; the rows for the confirmation",
+                                self._remote_chosen, **QUIET),
+                self._pause(), *ran[at:],
+                Step("proven", "the machine's check of the live database", self._remote_proven,
+                     **QUIET)]
+
+    def _remote_ready(self) -> None:
+        o = self.options
         if o.production and o.app_stopped:
             raise OpsError("--app-stopped is for a local database or --host; on Fly, stop "
                            "the app with `invoke emergency.stop` (its marker says it is "
                            "stopped), then restore", ExitCode.USAGE)
         if o.from_path and not Path(o.from_path).is_file():
             raise OpsError(f"--from: no such file: {o.from_path}", ExitCode.NOT_FOUND)
-        stopped = False
-        self.steps = plan_for(o, s, remote=True)
-        if o.host:  # the plan's first step: the host key is checked before anything runs
-            self._step("connect", lambda: (
-                None, f"connected to {target.session.connect()}"))
-        if o.production:
-            stopped = self._unshown("resolve", lambda: resolved(target))  # draws its own line
-            self.record["machine"] = self.values["machine"] = target.machine.id
-            self.record["emergency_stopped"] = stopped
-            if stopped:
-                self.ui.info(f"{s.app} is emergency-stopped (machine {target.machine.id} runs "
-                             "the maintenance command): the machine will not be restarted and "
-                             "/health not awaited")
-        now = dt.datetime.now(dt.UTC)
-        if o.from_path:
-            local = Path(o.from_path)
-            name = _name_for(local)
-            # one read of the file: what is verified is what is uploaded (its SHA-256,
-            # computed while reading, is checked again on the machine)
-            scratch = self.scratch = Path(tempfile.mkdtemp(prefix="ops-upload-"))
-            copy, digest = engine.copy_for_upload(local, scratch)
-            self.values["backup"] = name
-            verdict = self._step("verify", lambda: _verified_file(local, s.check, copy, digest))
-            self.record["backup"] = {"name": name, "sha256": verdict["sha256"],
-                                     "from": str(local)}
-            created = engine.iso(engine.parse_created(name))
-            counts = self._counts(name)
-            self._confirm([
-                f"Replace the live database {target.describe()} "
-                f"({live_counts(counts)})",
-                "with the local file " + describe_backup(
-                    name, created, local.stat().st_size, _recorded_tables(local), now)
-                + f" from {local}",
-            ])
-            manifest = _manifest(local)
-            self._step("upload", lambda: _uploaded(
-                target.upload(copy, name, manifest, sha256=digest)))
-            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _resolve(self) -> runbook.Done | None:
+        """The session draws its own line (``shown=False``); emergency-stopped, the rest of
+        the plan skips the restart and the /health wait."""
+        target = self.target
+        stopped = self.found["stopped"] = resolved(target)
+        self.record["machine"] = target.machine.id
+        self.runner.learn(machine=target.machine.id)
+        self.record["emergency_stopped"] = stopped
+        if not stopped:
+            return None
+        self.ui.info(f"{self.settings.app} is emergency-stopped (machine {target.machine.id} "
+                     "runs the maintenance command): the machine will not be restarted and "
+                     "/health not awaited")
+        rest = self._remote_steps(stopped=True)
+        return runbook.Done("", then=tuple(rest[[s.key for s in rest].index("resolve") + 1:]))
+
+    def _verify_file(self) -> str:
+        local = Path(self.options.from_path)
+        name = _name_for(local)
+        # one read of the file: what is verified is what is uploaded (its SHA-256,
+        # computed while reading, is checked again on the machine)
+        scratch = self.scratch = Path(tempfile.mkdtemp(prefix="ops-upload-"))
+        copy, digest = engine.copy_for_upload(local, scratch)
+        self.runner.learn(backup=name)
+        verdict, detail = _verified_file(local, self.settings.check, copy, digest)
+        self.record["backup"] = {"name": name, "sha256": verdict["sha256"], "from": str(local)}
+        self.found.update(name=name, copy=copy, digest=digest, file=local)
+        return detail
+
+    def _upload(self) -> str:
+        f = self.found
+        detail = _uploaded(self.target.upload(f["copy"], f["name"], _manifest(f["file"]),
+                                              sha256=f["digest"]))[1]
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        return detail
+
+    def _choose(self) -> str:
+        chosen, detail = _listed(self.target, self.options.which)
+        self.found.update(name=chosen.name, chosen=chosen)
+        self.runner.learn(backup=chosen.name)
+        self.record["backup"] = {"name": chosen.name, "sha256": chosen.sha256,
+                                 "created": chosen.created}
+        return detail
+
+    def _remote_chosen(self) -> None:
+        """Another database's backup is refused without --other-source; the rows there and
+        the backup's for the confirmation."""
+        f, target, now = self.found, self.target, dt.datetime.now(dt.UTC)
+        name = f["name"]
+        if not self.options.from_path:
+            self._other_source(name, f["chosen"].source, self.settings.db_remote_path)
+        counts = self._counts(name)
+        first = f"Replace the live database {target.describe()} ({live_counts(counts)})"
+        if self.options.from_path:
+            local = f["file"]
+            f["asked"] = [first, "with the local file " + describe_backup(
+                name, engine.iso(engine.parse_created(name)), local.stat().st_size,
+                _recorded_tables(local), now) + f" from {local}"]
         else:
-            chosen = self._step("choose", lambda: _listed(target, o.which))
-            name = self.values["backup"] = chosen.name
-            self.record["backup"] = {"name": name, "sha256": chosen.sha256,
-                                     "created": chosen.created}
-            self._other_source(name, chosen.source, s.db_remote_path)
-            counts = self._counts(name)
-            self._confirm([
-                f"Replace the live database {target.describe()} "
-                f"({live_counts(counts)})",
-                "with backup " + describe_backup(name, chosen.created, chosen.size,
-                                                 counts.get("backup"), now),
-            ])
+            chosen = f["chosen"]
+            f["asked"] = [first, "with backup " + describe_backup(
+                name, chosen.created, chosen.size, counts.get("backup"), now)]
+
+    def _restore_there(self) -> str:
+        o, name = self.options, self.found["name"]
         self.restoring = ("remote", name)
         try:
-            data = self._step("restore", lambda: self._remote(
-                name, app_stopped=stopped if o.production else o.app_stopped))
+            data, detail = self._remote(name, app_stopped=self.found.get("stopped", False)
+                                        if o.production else o.app_stopped)
         except OpsError as exc:
             hint = adopt_hint(["unverifiable"] if "unverifiable:" in str(exc) else [], name,
                               self._flag())
@@ -737,29 +778,25 @@ class Restore:
                 raise OpsError(f"{exc}{hint}", exc.code) from None
             raise
         self.restoring = None
-        if o.production:
-            self._settle(stopped)
-        if not data["ok"]:
-            raise OpsError(f"the live database failed {s.check}_check after the restore: "
-                           f"{data['problems'][0]}", ExitCode.VERIFY_FAILED)
+        self.found["data"] = data
+        return detail
 
-    def _settle(self, stopped: bool) -> None:
-        """Fly: restart the machine so the app reopens the database, then wait for it;
-        emergency-stopped, the app is not running: a restart would only bring back `sleep`."""
-        s, target = self.settings, self.target
-        if stopped:
-            for key in ("restart", "health"):
-                self.ui.skipped(key, "emergency-stopped")
-                self.record["steps"].append({"step": key, "outcome": "skipped",
-                                             "detail": "emergency-stopped", "seconds": 0.0})
+    def _health(self) -> str:
+        s = self.settings
+        return health.wait_for_backup_block(s.health, valid=valid_status,
+                                            timeout=s.health_timeout,
+                                            interval=s.health_interval,
+                                            on_reason=self.ui.waiting)
+
+    def _remote_proven(self) -> None:
+        """After the restart (or its skip): the machine's own check of the live database."""
+        if self.found.get("stopped"):
             self.ui.info("The app is still emergency-stopped: run `invoke emergency.resume` "
                          "to start it on the restored database")
-            return
-        self._step("restart", lambda: (
-            None, target.restart()))
-        self._step("health", lambda: (
-            None, wait_for_backup_block(s.health, timeout=s.health_timeout,
-                                        interval=s.health_interval)))
+        data = self.found["data"]
+        if not data["ok"]:
+            raise OpsError(f"the live database failed {self.settings.check}_check after the "
+                           f"restore: {data['problems'][0]}", ExitCode.VERIFY_FAILED)
 
     def _counts(self, name: str) -> dict:
         """Row counts for the confirmation; a failure here only leaves them out."""
@@ -832,22 +869,6 @@ def reads(o: RestoreOptions, settings, ui: UI, target, found: dict) -> dict:
     if target is None:
         return {"verify": verify}
     return {"resolve": resolve, "connect": connect, "choose": choose}
-
-
-def wait_for_backup_block(url: str, *, timeout: float, interval: float) -> str:
-    """Poll ``/health`` until it answers 200 with a well-formed ``backup`` block."""
-    deadline = time.monotonic() + timeout
-    polls = 0
-    while True:
-        status, body, problem = health.fetch(url, timeout=min(10.0, max(timeout, 1.0)))
-        polls += 1
-        if status == 200 and valid_status((body or {}).get("backup")):
-            return f"200 with a backup block after {polls} poll(s)"
-        reason = problem or (f"HTTP {status}" if status != 200 else "no valid backup block")
-        if time.monotonic() + interval > deadline:
-            raise OpsError(f"restored, but {url} not healthy within {timeout:g}s: {reason}",
-                           ExitCode.HEALTH_FAILED)
-        time.sleep(interval)
 
 
 # ---------------------------------------------------------------- drill
@@ -956,8 +977,10 @@ def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> 
         lines.append("The live database was not changed" + (
             " by this run" if not safety else f" (safety backup {safety} was made)") + ".")
         if backup:
-            lines.append(f"To restore, run again: invoke restore {backup}{flag} --yes")
+            lines.append(f"To restore, run again: {_again(record, backup, flag)}")
         return lines
+    if (record.get("proof") or {}).get("ok") and record.get("holds") in (None, "backup"):
+        return lines + _done_by_hand(record, backup, safety, flag, machine)
     if record.get("live_missing"):
         lines.append("The live database is missing: nothing has its name now"
                      + (f"; what was there is kept at {', '.join(record['moved_aside'])}"
@@ -981,6 +1004,34 @@ def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> 
                                      if s.get("outcome") == "ok"]:
         lines.append(f"Then restart the app so it reopens the database: fly machine restart "
                      f"{machine[1]} -a {machine[0]}, and check /health")
+    return lines
+
+
+def _again(record: dict, backup: str, flag: str) -> str:
+    """The command that runs a stopped restore again: ``--from`` the same file while its
+    upload has not finished (the backup is not on the machine under its name yet)."""
+    uploaded = any(s["step"] == "upload" and s.get("outcome") == "ok"
+                   for s in record.get("steps", []))
+    if record.get("from") and not uploaded:
+        return f"invoke restore{flag} --from {shlex.quote(record['from'])} --yes"
+    return f"invoke restore {backup}{flag} --yes"
+
+
+def _done_by_hand(record: dict, backup: str | None, safety: str | None, flag: str,
+                  machine: tuple[str, str] | None) -> list[str]:
+    """Stopped after the copy was proven (on Fly: during the restart or the /health
+    wait): the restore itself is done; what is left is the app's side."""
+    lines = [f"The restore itself was done and proven: the live database holds backup "
+             f"{backup}."]
+    if safety:
+        lines.append("To put back what it held before: "
+                     + undo_command(undo_backup(record), flag, record.get("undo_dir")))
+    done = [s["step"] for s in record["steps"] if s.get("outcome") == "ok"]
+    if machine and "restart" not in done:
+        lines.append(f"Restart the app so it reopens the database: fly machine restart "
+                     f"{machine[1]} -a {machine[0]}, and check /health")
+    elif machine:
+        lines.append("The machine was restarted: check the app's /health")
     return lines
 
 
@@ -1056,6 +1107,3 @@ def _skipped(backups, chosen, which: str) -> str:
     notice = engine.skipped_unrecorded(backups, chosen) if which == "latest" else None
     return f"; NOTE: {notice}" if notice else ""
 
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shlex
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,6 +40,9 @@ class Done:
     record: str | None = None  # what the record says, when not the detail (it is in the label)
     warning: bool = False  # the step ran, but what it found would stop a real run (`!`, not ✓)
     failed: bool = False  # it did not do what it says (✗, recorded as failed), yet the run goes on
+    then: tuple[Step, ...] | None = None  # what it found changes the rest of the plan: these
+    # steps replace the ones after it (restore: a corrupt live database found by the safety
+    # backup is moved aside instead)
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,12 @@ class Step:
     skipped: str = ""  # why it does not run (shown and recorded); its action is not called
     running: str = ""  # its line while it runs, when shorter than the plan's title
     rerun: bool = False  # stopping here leaves nothing half done: no by-hand lines, run again
+    # the three below are for flows with work between their plan's steps (restore):
+    shown: bool = True  # False: the runner draws no line (its action draws its own, or it
+    # only checks a precondition); it is still timed, and recorded unless ``recorded`` is False
+    recorded: bool = True  # False: no entry in the record's steps (not a step of the plan)
+    pause: bool = False  # the operator's answer (a confirmation): no line, no record entry,
+    # and the time it takes is not the run's (``Runner.paused``)
 
     @property
     def line(self) -> str:
@@ -71,7 +81,7 @@ class Step:
         """This step with the ``<name>`` placeholders the run has learnt put in."""
         if not values:
             return self
-        return replace(self, title=fill(self.title, values),
+        return replace(self, title=fill(self.title, values), running=fill(self.running, values),
                        commands=tuple(tuple(fill(w, values) for w in argv)
                                       for argv in self.commands),
                        by_hand=tuple(fill(line, values) for line in self.by_hand))
@@ -195,6 +205,15 @@ class Runner:
     audit_first: bool = True  # refuse an unwritable audit log before the first step
     closing: Step | None = None  # runs however the run ends (not in a dry run), before the
     # audit line: a signal there is recorded; its action reports a failure as Done(failed=True)
+    # additive hooks for a flow whose record others read as it is (restore's):
+    outcome_words: Callable[[str, Step | None], str] | None = None  # how the record words a
+    # failed step ("failed") or a signal ("terminated by SIGTERM", "interrupted"); default:
+    # "KEY failed", "... during KEY"
+    error_key: str = "detail"  # the field a failed step's reason is recorded in
+    end_to_end: bool = False  # `seconds`: the run's wall time less its pauses, recorded only
+    # when it ends ok (restore, issue 20 #7); default: the sum of its steps' times, always
+    step_by_hand: bool = True  # False: the flow says what is left by hand itself (on_failure)
+    paused: float = 0.0  # seconds spent in pauses (waiting for the operator's answer)
 
     def start(self, **fields) -> dict:
         self.record = {"kind": self.kind, "who": audit.who(), "when": now(), "steps": [],
@@ -212,13 +231,17 @@ class Runner:
             self.start()
         if not dry_run:
             self.check_audit_log()
-        done = 0
+        done, started = 0, time.monotonic()
+        steps = list(steps)  # a step's Done(then=...) replaces the rest
         try:
-            for step in steps:
+            while done < len(steps):
+                step = steps[done]
                 if dry_run and not step.reads_only:
                     break
-                self._run_step(step.filled(self.values))
+                then = self._run_step(step.filled(self.values))
                 done += 1
+                if then is not None:
+                    steps[done:] = then
             self.record["outcome"] = "dry run" if dry_run else "ok"
             return self.record
         except (KeyboardInterrupt, Terminated) as exc:  # Ctrl-C, SIGTERM, SIGHUP
@@ -240,12 +263,17 @@ class Runner:
                 if not dry_run and self.closing is not None:
                     self._close(self.closing.filled(self.values))
             finally:
-                self.record["seconds"] = round(sum(s["seconds"]
-                                                   for s in self.record["steps"]), 3)
+                self._timed(time.monotonic() - started)
                 if not dry_run and self.record["outcome"] != "ok" and self.on_failure:
                     self.on_failure()
                 if not dry_run:
                     self._append()
+
+    def _timed(self, elapsed: float) -> None:
+        if not self.end_to_end:
+            self.record["seconds"] = round(sum(s["seconds"] for s in self.record["steps"]), 3)
+        elif self.record["outcome"] == "ok":
+            self.record["seconds"] = round(elapsed - self.paused, 3)
 
     def _close(self, step: Step) -> None:
         """The closing step (a lock's release): a signal during it is what the record and
@@ -270,12 +298,15 @@ class Runner:
             raise OpsError(f"cannot write the audit log {self.audit_log} (deploy.audit_log): "
                            f"{exc.strerror}; nothing was changed", ExitCode.USAGE) from None
 
-    def _run_step(self, step: Step) -> None:
+    def _run_step(self, step: Step) -> tuple[Step, ...] | None:
+        """Run one step; what it returns: the steps that replace the rest (``Done.then``)."""
         if step.skipped:
             self.ui.skipped(step.line, step.skipped)
             self._log(step, "skipped", 0.0, step.skipped)
-            return
-        shown, recorded = None, None
+            return None
+        if step.pause or not step.shown:
+            return self._run_unshown(step)
+        shown, recorded, then = None, None, None
         try:
             with self.ui.step(step.line) as shown:
                 try:
@@ -284,6 +315,7 @@ class Runner:
                     shown.reason = self._scrub(first_line(self._text(exc)))
                     raise
                 if isinstance(result, Done):
+                    then = result.then
                     shown.label, shown.detail = result.label, self._scrub(result.detail)
                     if result.warning:
                         shown.outcome = "warning"
@@ -297,13 +329,46 @@ class Runner:
             self._log(step, "interrupted", shown.seconds if shown else 0.0, "")
             raise
         except Exception as exc:  # noqa: BLE001 (a crash is recorded as one, then reported)
-            text = self._scrub(self._text(exc))
-            code = self._exit_code(step, exc)
-            self._log(step, "failed", shown.seconds if shown else 0.0, text)
-            self.record.update(outcome=f"{step.key} failed", exit_code=int(code), error=text)
-            raise OpsError(self.message(step, text) if self.message else text, code) from None
+            self._failed(step, exc, shown.seconds if shown else 0.0)
         self._log(step, "failed" if shown.outcome == "failed" else "ok", shown.seconds,
                   shown.detail if recorded is None else recorded)
+        return then
+
+    def _failed(self, step: Step, exc: Exception, seconds: float):
+        """A step raised: record it, then raise its error with the step's exit code."""
+        text = self._scrub(self._text(exc))
+        code = self._exit_code(step, exc)
+        self._log(step, "failed", seconds, text)
+        self.record.update(outcome=self._words("failed", step), exit_code=int(code), error=text)
+        raise OpsError(self.message(step, text) if self.message else text, code) from None
+
+    def _run_unshown(self, step: Step) -> tuple[Step, ...] | None:
+        """A pause (the operator's answer) or a step without a line of the runner's: timed
+        and recorded as any step, except that a pause is neither recorded nor counted."""
+        started = time.monotonic()
+        try:
+            result = step.action() if step.action else None
+        except (KeyboardInterrupt, Terminated):
+            self._log(step, "interrupted", round(time.monotonic() - started, 3), "")
+            raise
+        except Exception as exc:  # noqa: BLE001 (as in a shown step)
+            self._failed(step, exc, round(time.monotonic() - started, 3))
+        finally:
+            if step.pause:
+                self.paused += time.monotonic() - started
+        done = result if isinstance(result, Done) else Done("", str(result or ""))
+        self._log(step, "failed" if done.failed else "ok", round(time.monotonic() - started, 3),
+                  self._scrub(done.detail if done.record is None else done.record))
+        return done.then
+
+    def _words(self, what: str, step: Step | None) -> str:
+        """How the record words the end: ``what`` is "failed", "terminated by SIGTERM" or
+        "interrupted" (``outcome_words`` may say it otherwise)."""
+        if self.outcome_words is not None:
+            return self.outcome_words(what, step)
+        if what == "failed":
+            return f"{step.key} failed"
+        return f"{what} during {step.key}" if step is not None else what
 
     @staticmethod
     def _text(exc: Exception) -> str:
@@ -327,15 +392,14 @@ class Runner:
         if step is not None and self.record["steps"] and \
                 self.record["steps"][-1]["step"] == step.key:
             self.record["steps"][-1]["detail"] = why
-        where = f" during {step.key}" if step is not None else ""
         self.record.update(
-            outcome=f"terminated by {why}{where}" if term else f"interrupted{where}",
+            outcome=self._words(f"terminated by {why}" if term else "interrupted", step),
             exit_code=int(ExitCode.TERMINATED if term else ExitCode.INTERRUPTED))
         if self.on_stop is not None:
             self.on_stop(exc, step)
 
     def _show_by_hand(self, remaining: list[Step]) -> None:
-        if remaining and remaining[0].rerun:  # stopped before anything is half done
+        if not self.step_by_hand or remaining and remaining[0].rerun:  # nothing half done
             return
         lines = by_hand_lines([s.filled(self.values) for s in remaining], self.binary)
         if lines:
@@ -344,7 +408,10 @@ class Runner:
             self.ui.info(self.by_hand_title + "\n" + "\n".join(lines))
 
     def _log(self, step: Step, outcome: str, seconds: float, detail: str) -> None:
-        entry = {"step": step.key, "outcome": outcome, "seconds": seconds, "detail": detail}
+        if step.pause or not step.recorded:
+            return
+        entry = {"step": step.key, "outcome": outcome, "seconds": seconds,
+                 self.error_key if outcome == "failed" else "detail": detail}
         if len(step.commands) == 1:
             entry["command"] = list(step.commands[0])
         elif step.commands:
