@@ -17,7 +17,8 @@ from pathlib import Path
 
 from invoke.util import yaml
 
-from ops import config, engine
+from ops import config, engine, replica_checks
+from ops import config as config_module  # status's --config shadows the module name
 from ops import replica as rp
 from ops.cli import guarded, task
 from ops.errors import ExitCode, OpsError
@@ -60,6 +61,7 @@ def require_bucket(settings: rp.ReplicaSettings) -> None:
 def write_new(path: Path, text: str, force: bool) -> None:
     """Write ``text`` to ``path``: a new file (O_EXCL, so never through a symlink), or with
     ``force`` a temporary file renamed over it (a symlink there is replaced, not followed)."""
+    refuse_output_path(path)
     if not force:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
@@ -78,6 +80,13 @@ def write_new(path: Path, text: str, force: bool) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def refuse_output_path(path: Path) -> None:
+    """The path the user gave, named: no folder is exit 3 (as restore's), a directory 2."""
+    problem = replica_checks.output_problem(path)
+    if problem:
+        raise OpsError(*problem)
 
 
 def refuse_database(path: Path, settings) -> None:
@@ -140,8 +149,9 @@ def check_files(yml: Path, root: Path, fly_toml: Path) -> tuple[list[str], list[
 @guarded
 def config_(c, output=None, force=False, check=False, remote=False, dry_run=False,
             json=False):
-    """Render litestream.yml from the replica.* settings (no credentials in it); --check
-    checks one."""
+    """Render litestream.yml from the replica.* settings (no credentials in it).
+
+    --check checks an existing one, with the Dockerfile and fly.toml."""
     ui = UI()
     settings = config.load(c.config)
     replica = config.load_replica(c.config)
@@ -211,24 +221,33 @@ def read_status(exe: str, yml: str, db: Path, socket: str, env: dict) -> dict:
     help={
         "max_lag": "exit 7 when the replica is further behind than this (e.g. 60s, 5m; "
                    "default: replica.max_lag, 60s)",
+        "config": "the litestream.yml the running litestream uses: its bucket, path and "
+                  "socket are read, not the replica.* settings",
         "json": JSON,
     }
 )
 @guarded
-def status(c, max_lag=None, json=False):
-    """How far the replica of the local database is behind it; exit 7 over --max-lag, 15
-    when litestream is not running or the bucket cannot be read."""
+def status(c, max_lag=None, config=None, json=False):
+    """How far the local database's replica is behind it.
+
+    Exit 7 over --max-lag; 15 when litestream is not running or the bucket
+    cannot be read."""
     ui = UI()
-    replica = config.load_replica(c.config, max_lag=max_lag)
-    require_bucket(replica)
+    replica = config_module.load_replica(c.config, max_lag=max_lag)
+    if config is None:
+        require_bucket(replica)
     db = local_database(c)
     if not db.exists():
         raise OpsError(f"database not found: {db}", ExitCode.NOT_FOUND)
     exe = rp.find_litestream(replica.litestream)
     env = rp.environment(ui.warn)
     rp.check_version(exe, env)
-    with rendered_config(replica, db) as yml:
-        found = read_status(exe, yml, db, rp.socket_path(replica, str(db)), env)
+    if config is not None:  # litestream's own file: where it really ships to
+        socket = replica_checks.running_socket(Path(config), db)
+        found = read_status(exe, config, db, socket, env)
+    else:
+        with rendered_config(replica, db) as yml:
+            found = read_status(exe, yml, db, rp.socket_path(replica, str(db)), env)
     newest = rp.newest(found["files"])
     local = rp.local_txid(found["status"])
     now = dt.datetime.now(dt.UTC)
@@ -318,7 +337,11 @@ def restore_checked(argv: list[str], db: Path, out: Path, env: dict, settings, u
     the check and the hash, mode 0600, then a hard link to ``out`` (never a replace); the
     folder goes whatever happens. Fills ``report``."""
     sweep_stale_scratch(out.parent, ui)
-    scratch = Path(tempfile.mkdtemp(prefix=rp.SCRATCH_PREFIX, dir=out.parent))
+    try:
+        scratch = Path(tempfile.mkdtemp(prefix=rp.SCRATCH_PREFIX, dir=out.parent))
+    except OSError as exc:  # /proc, read-only: name the file asked for, not our temp name
+        raise OpsError(f"cannot write {out}: {exc.strerror} (its folder takes no new "
+                       "files)", ExitCode.USAGE) from None
     try:
         tmp = scratch / out.name
         started = time.monotonic()
@@ -384,8 +407,9 @@ def plan_restore(argv: list[str], env: dict) -> dict:
 @guarded
 def restore(c, output=None, timestamp=None, txid=None, quick=False, dry_run=False,
             json=False):
-    """Restore the local database's replica into a NEW file, then check it
-    (integrity_check, row counts, content hash) and report the point reached."""
+    """Restore the local database's replica into a NEW file, then check it.
+
+    integrity_check, row counts and content hash; reports the point reached."""
     try:
         with stop_on_signals():  # SIGTERM/SIGHUP unwind: litestream killed, folder removed
             restore_replica(c, output, timestamp, txid, quick, dry_run, json)
