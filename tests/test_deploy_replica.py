@@ -1,0 +1,228 @@
+"""The deploy knows the Litestream replica (issue 18 item 5): the preflight reads the
+machine's replica lag (a warning, or a stop with replica.deploy_gate = fail), and after
+`fly deploy` the new machine's replica must be current. Through the real CLI, the flyctl
+double (its machine runs the venv's real litestream, shipping to a real moto S3), and the
+decisions as data."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shlex
+import subprocess
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from ops import poll
+from ops import replica as rp
+from ops import replica_hooks as rh
+from ops.config import load_replica
+from ops.errors import ExitCode
+from tests.fake_production import (
+    APP,
+    BACKUP,
+    DEPLOYED,
+    MID,
+    PREFLIGHT,
+    SNAPSHOT,
+    concurrent_verify_first,
+    error_line,
+    label,
+)
+from tests.replica_world import LITESTREAM, moto_endpoint  # noqa: F401
+
+NOW = dt.datetime(2026, 12, 7, 0, 0, 0, tzinfo=dt.UTC)
+LAG = ["ssh replica lag"]
+CURRENT = ["volumes list", "machine list", "ssh replica sync"]
+
+
+def labels(site) -> list[str]:
+    """The flyctl calls by name, the replica's two scripts by what they run."""
+    named = []
+    for argv in site.world.calls():
+        script = argv[argv.index("-C") + 1] if argv[:2] == ["ssh", "console"] else ""
+        if rh.MARK in script:
+            named.append("ssh replica sync" if "litestream sync" in script
+                         else "ssh replica lag")
+        else:
+            named.append(label(argv))
+    return [n for n in concurrent_verify_first(named) if n not in ("ssh lock", "ssh unlock")]
+
+
+class Replicated:
+    """The site's machine with litestream: its PATH has the real binary, its environment
+    the bucket's; ``start()`` runs `litestream replicate` on the volume's database."""
+
+    def __init__(self, site, endpoint: str, bucket: str):
+        self.site, self.proc = site, None
+        self.folder = Path(tempfile.mkdtemp(prefix="rh-", dir="/tmp"))  # a short socket path
+        self.bucket_env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "secret",
+                           "BUCKET_NAME": bucket, "AWS_ENDPOINT_URL_S3": endpoint,
+                           "AWS_REGION": "us-east-1"}
+        self.settings = {"INVOKE_REPLICA_SOCKET": str(self.folder / "ls.sock")}
+        site.world.add_machine_tool("litestream", LITESTREAM)
+        runtime_env = site.world.raw_state_machine(MID)["_runtime"].get("env") or {}
+        site.world.set_remote_env(MID, {**runtime_env, **self.bucket_env})
+        settings = load_replica({"replica": {"sync_interval": "0.5s",
+                                             "socket": self.settings["INVOKE_REPLICA_SOCKET"]}})
+        self.config = self.folder / "litestream.yml"
+        self.config.write_text(rp.render(settings, str(site.db)))
+        (site.cwd / "litestream.yml").write_text(self.config.read_text())  # "configured"
+
+    def start(self) -> None:
+        env = {**os.environ, **self.bucket_env}
+        env.pop("AWS_CA_BUNDLE", None)
+        log = open(self.folder / "litestream.log", "ab")  # noqa: SIM115 (kept with the process)
+        self.proc = subprocess.Popen([LITESTREAM, "replicate", "-config", str(self.config)],
+                                     env=env, stdout=log, stderr=log)
+
+        def answering():
+            assert self.proc.poll() is None, (self.folder / "litestream.log").read_text()
+            done = subprocess.run([LITESTREAM, "sync", "-wait", "-json", "-socket",
+                                   self.settings["INVOKE_REPLICA_SOCKET"], str(self.site.db)],
+                                  env=env, capture_output=True, timeout=30)
+            return done.returncode == 0 or None
+
+        poll.until(answering, timeout=30, interval=0.1,
+                   expired=lambda p, w: AssertionError(f"litestream not syncing after {w}s"))
+
+    def close(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def replicated(site, moto_endpoint):  # noqa: F811
+    bucket = f"deploy-replica-{os.getpid()}-{abs(hash(str(site.root))) % 10**8}"
+    request = urllib.request.Request(f"{moto_endpoint}/{bucket}", method="PUT")
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        assert answer.status == 200
+    made = Replicated(site, moto_endpoint, bucket)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def test_a_replicating_machine_passes_both_gates_in_this_order(site, replicated):
+    replicated.start()
+    result = site.run("deploy", "--json", env=replicated.settings)
+    assert result.returncode == 0, result
+    assert labels(site) == (PREFLIGHT + LAG + BACKUP + SNAPSHOT + DEPLOYED[:2] + CURRENT
+                            + DEPLOYED[2:])
+    steps = {s["step"]: s for s in result.json()["steps"]}
+    assert steps["replica"]["outcome"] == "ok", steps["replica"]
+    assert steps["replica_current"]["outcome"] == "ok", steps["replica_current"]
+    assert result.json()["replica"]["lag"] == "ok"
+    replica_calls = [argv for argv in site.world.calls()
+                     if argv[:2] == ["ssh", "console"] and rh.MARK in argv[-1]]
+    assert len(replica_calls) == 2  # one read before, one sync after: nothing else
+    assert all(argv[2:7] == ["-a", APP, "--machine", MID, "-q"] for argv in replica_calls)
+
+
+def test_a_machine_whose_litestream_is_down_warns_then_fails_the_gate_after_deploy(
+        site, replicated):
+    result = site.run("deploy", "--json", env=replicated.settings)  # litestream never started
+    assert result.returncode == ExitCode.HEALTH_FAILED, result
+    assert "litestream is not running on the machine" in result.stderr
+    assert "deploying anyway (replica.deploy_gate = warn" in result.stderr
+    line = error_line(result, last=False)
+    assert "the new machine's replica is not current" in line, line
+    named = labels(site)
+    assert named[:len(PREFLIGHT) + 1] == PREFLIGHT + LAG and "deploy" in named
+    after = named[named.index("deploy") + 2:]
+    assert after[:2] == CURRENT[:2] and set(after[2:-2]) == {"ssh replica sync"}, after
+    assert after[-2:] == DEPLOYED[2:]  # the machine's lock released all the same
+    record = result.json()
+    assert record["steps"][-2]["step"] == "replica_current"
+
+
+def test_deploy_gate_fail_stops_before_anything_changes(site, replicated):
+    before = site.backup_names()
+    result = site.run("deploy", "--json",
+                      env={**replicated.settings, "INVOKE_REPLICA_DEPLOY_GATE": "fail"})
+    assert result.returncode == ExitCode.DEPLOY_ABORTED_PREFLIGHT, result
+    line = error_line(result)
+    assert "deploy aborted before `fly deploy` (replica failed)" in line
+    assert "litestream is not running on the machine" in line
+    assert labels(site) == PREFLIGHT + LAG  # no lock, backup, snapshot or deploy
+    assert [r["Version"] for r in site.world.releases()] == [12, 11]
+    assert site.backup_names() == before
+
+
+def test_a_dry_run_reads_the_lag_and_shows_both_steps(site, replicated):
+    replicated.start()
+    result = site.run("deploy", "--dry-run", env=replicated.settings)
+    assert result.returncode == 0, result
+    assert labels(site) == PREFLIGHT + LAG  # reads only
+    assert "replica lag 0s" in result.stderr
+    assert "the new machine's Litestream replica holds its newest commit" in result.stderr
+
+
+def test_deploy_gate_off_or_no_litestream_yml_changes_nothing(site, replicated):
+    result = site.run("deploy", env={**replicated.settings, "INVOKE_REPLICA_DEPLOY_GATE": "off"})
+    assert result.returncode == 0, result
+    assert labels(site) == PREFLIGHT + BACKUP + SNAPSHOT + DEPLOYED
+
+
+# ---------------------------------------------------------------- the decisions as data
+
+def found(**parts) -> str:
+    lines = []
+    for name, (rc, text) in parts.items():
+        lines += [f"{rh.MARK} {name}", *text.splitlines(), f"{rh.MARK} rc {rc}"]
+    return "\n".join(lines + [f"{rh.MARK} now {int(NOW.timestamp())}"])
+
+
+LTX = ('[{"level": 0, "min_txid": "0000000000000005", "max_txid": "0000000000000005", '
+       '"timestamp": "2026-12-06T23:58:00Z"}]')
+
+
+def test_the_lag_is_read_from_the_machines_three_answers():
+    read = rh.reading(rh.sections(found(list=(0, "{}"), ltx=(0, LTX),
+                                        status=(0, '[{"local_txid": "0000000000000005"}]'))))
+    assert read == rh.Reading(None, 0.0, rp.Position(5, NOW - dt.timedelta(minutes=2)), 5)
+    behind = rh.reading(rh.sections(found(list=(0, "{}"), ltx=(0, LTX),
+                                          status=(0, '[{"local_txid": "0000000000000009"}]'))))
+    assert behind.lag == 120.0
+    assert rh.gate("warn", behind, 60) == ("warn", "the replica is 2.0m behind, over "
+                                                   "replica.max_lag 60s")
+    assert rh.gate("fail", behind, 60)[0] == "fail"
+    assert rh.gate("fail", behind, 180) == ("ok", "replica lag 120s (max 180s)")
+    empty = rh.reading(rh.sections(found(list=(0, "{}"), ltx=(0, ""), status=(0, "[]"))))
+    assert rh.gate("warn", empty, 60) == ("warn", "the bucket holds no replica of the "
+                                                  "database yet")
+
+
+def test_what_stops_the_read_is_named():
+    assert "not installed" in rh.reading(rh.sections(f"{rh.MARK} missing")).problem
+    down = rh.reading(rh.sections(found(list=(1, "Error: dial unix: no such file"))))
+    assert down.problem.startswith("litestream is not running on the machine")
+    assert "dial unix" in down.problem
+    bucket = rh.reading(rh.sections(found(list=(0, "{}"),
+                                          ltx=(1, "Error: NoSuchBucket: not there"))))
+    assert "bucket cannot be read from the machine: Error: NoSuchBucket" in bucket.problem
+    odd = rh.reading(rh.sections(found(list=(0, "{}"), ltx=(0, '[{"max_txid": 3}]'))))
+    assert "unexpected" in odd.problem
+
+
+def test_current_means_the_replica_holds_the_machines_txid():
+    def sync(rc, text):
+        return rh.current(rh.sections(found(sync=(rc, text))))
+    assert sync(0, '{"txid": 7, "replica_txid": 7}') == (True, "replica holds TXID "
+                                                               "0000000000000007")
+    assert sync(0, '{"txid": 8, "replica_txid": 7}')[0] is False
+    assert sync(1, "Error: failed to connect to control socket")[1].endswith("control socket")
+    assert sync(0, '{"txid": "8"}') == (False, "litestream sync printed no TXIDs")
+
+
+def test_the_scripts_quote_what_they_are_given():
+    settings = load_replica({"replica": {"socket": "/tmp/s p'ace.sock"}})
+    script = rh.lag_script(settings, "/data/it's.db")
+    assert "db='/data/it'\"'\"'s.db'" in script and shlex.quote("/tmp/s p'ace.sock") in script
+    assert "unset AWS_CA_BUNDLE" in script and "litestream sync" not in script
+    assert "litestream sync -wait -json" in rh.sync_script(settings, "/data/x.db")
