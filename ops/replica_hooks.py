@@ -168,8 +168,13 @@ def current(found: dict) -> tuple[bool, str]:
     return True, f"replica holds TXID {txid:016x}"
 
 
-def volume_offer(snapshot_created: dt.datetime, replica: rp.Position | None) -> str | None:
-    """The line restore.volume prints when the replica reaches later than the snapshot."""
+def volume_offer(snapshot_created: str, replica: rp.Position | None) -> str | None:
+    """The line restore.volume prints when the replica reaches later than the snapshot
+    (its ``created_at`` as Fly gives it; not a time: nothing to compare, no line)."""
+    try:
+        snapshot_created = rp.parse_time(snapshot_created)
+    except ValueError:
+        return None
     if replica is None or replica.time <= snapshot_created:
         return None
     gap = (replica.time - snapshot_created).total_seconds()
@@ -246,3 +251,38 @@ def preflight(session, replica, db: str, ui) -> tuple[str, str]:
         ui.warn(f"{text}: deploying anyway (replica.deploy_gate = warn; "
                 "`invoke replica.status` to look)")
     return level, text
+
+
+# ---------------------------------------------------------------- restore.volume
+
+def volume_read(config, settings, reads) -> dict | None:
+    """restore.volume's read of the replica (a step of its reads, so a dry run shows it
+    too): the newest point in the bucket, asked on the machine; when it is newer than the
+    snapshot, a WARNING line with the command that restores it instead. A machine that
+    cannot be asked (the usual case when its volume is gone) is said, never a stop."""
+    from ops.runbook import Done, Step  # noqa: PLC0415
+
+    replica = configured(config, settings)
+    if replica is None:
+        return None
+    found: dict = {}
+
+    def action():
+        try:
+            read = read_lag(reads.session, replica, settings.db_remote_path)
+        except OpsError as exc:
+            read = Reading(f"cannot ask the machine: {exc}")
+        if read.replica is None:
+            return Done("replica not read", read.problem or "no replica in the bucket yet",
+                        warning=True)
+        found.update(replica=read.replica.as_dict(), offer=volume_offer(
+            reads.resolved.snapshot.created_at, read.replica))
+        return Done("replica read", f"newest TXID {read.replica.txid:016x} at "
+                    f"{found['replica']['time']}")
+
+    from ops import fly  # noqa: PLC0415
+    reads.read([Step("replica", "the Litestream replica's newest point (asked on the "
+                     "machine)", reads_only=True,
+                     commands=(tuple(fly.ssh_console(settings.app, reads.machine.id,
+                                                     "<replica lag script>")),))], action)
+    return found or None
