@@ -648,6 +648,8 @@ def load_replica(config, *, max_lag=None) -> ReplicaSettings:
     if endpoint and not ENV_REFERENCE.match(endpoint) and not re.match(r"https?://", endpoint):
         raise OpsError(f"config replica.endpoint must be an http:// or https:// URL, got "
                        f"{endpoint!r}", ExitCode.USAGE)
+    if section["deploy_gate"] is False:  # YAML 1.1 reads a bare `off` as false
+        section["deploy_gate"] = "off"
     gate = text("deploy_gate").lower()
     if gate not in DEPLOY_GATES:
         raise OpsError(f"config replica.deploy_gate must be one of {', '.join(DEPLOY_GATES)}, "

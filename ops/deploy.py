@@ -685,7 +685,8 @@ class Deployment:
         """The machine's replica lag (replica_hooks): a warning, or a stop before anything
         changes (replica.deploy_gate = fail; a dry run notes it)."""
         if not self.machine_ok or self.target is None or self.problems:
-            return Done("replica lag not read", "no usable machine")
+            return Done("replica lag not read", "preflight would stop" if self.problems
+                        else "no usable machine", warning=bool(self.problems))
         try:
             level, text = replica_hooks.preflight(self.target.session, self.options.replica,
                                                   self.settings.db_remote_path, self.ui)

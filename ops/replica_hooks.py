@@ -248,8 +248,8 @@ def preflight(session, replica, db: str, ui) -> tuple[str, str]:
     if level == "fail":
         raise OpsError(f"{text} (replica.deploy_gate = fail)", ExitCode.DEPLOY_ABORTED_PREFLIGHT)
     if level == "warn":
-        ui.warn(f"{text}: deploying anyway (replica.deploy_gate = warn; "
-                "`invoke replica.status` to look)")
+        ui.warn(f"{text}: the deploy goes on (replica.deploy_gate = warn; fail would "
+                "stop it)")
     return level, text
 
 

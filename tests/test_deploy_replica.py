@@ -43,7 +43,7 @@ def test_a_machine_whose_litestream_is_down_warns_then_fails_the_gate_after_depl
     result = site.run("deploy", "--json", env=replicated.settings)  # litestream never started
     assert result.returncode == ExitCode.HEALTH_FAILED, result
     assert "litestream is not running on the machine" in result.stderr
-    assert "deploying anyway (replica.deploy_gate = warn" in result.stderr
+    assert "the deploy goes on (replica.deploy_gate = warn" in result.stderr
     line = error_line(result, last=False)
     assert "the new machine's replica is not current" in line, line
     named = labels(site)

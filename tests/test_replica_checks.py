@@ -45,6 +45,7 @@ def test_range_messages_and_the_deploy_gate_setting():
         config.load_replica({"replica": {"deploy_gate": "maybe"}})
     assert config.load_replica({"replica": {"deploy_gate": "FAIL"}}).deploy_gate == "fail"
     assert config.load_replica({}).deploy_gate == "warn"
+    assert config.load_replica({"replica": {"deploy_gate": False}}).deploy_gate == "off"  # yaml
 
 
 def test_check_flags_credentials_in_endpoint_or_url_without_showing_them():
