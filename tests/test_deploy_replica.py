@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shlex
+import signal
 
 from ops import replica as rp
 from ops import replica_hooks as rh
@@ -140,3 +141,17 @@ def test_the_scripts_quote_what_they_are_given():
     assert "db='/data/it'\"'\"'s.db'" in script and shlex.quote("/tmp/s p'ace.sock") in script
     assert "unset AWS_CA_BUNDLE" in script and "litestream sync" not in script
     assert "litestream sync -wait -json" in rh.sync_script(settings, "/data/x.db")
+
+
+def test_sigterm_while_waiting_for_the_replica_says_the_release_is_out(site, replicated):
+    run = site.start("deploy", "--json", env={**replicated.settings,
+                                              "INVOKE_HEALTH_TIMEOUT": "120"})
+    run.wait_for_stderr("replica: not yet", timeout=60)
+    run.proc.send_signal(signal.SIGTERM)
+    result = run.finish()
+    assert result.returncode == ExitCode.TERMINATED, result
+    assert "the release may be out" in result.stderr, result
+    (entry,) = site.audit()
+    assert entry["fly_deploy_started"] is True and entry["release"]["version"] == 13
+    assert entry["steps"][-1]["step"] == "record"  # the machine's lock was released
+    assert not site.machine_lock.exists()
