@@ -12,7 +12,7 @@ image copies, and ``replica.config --check``'s default) and ``replica.deploy_gat
 - after ``fly deploy``: the new machine's litestream is current (``litestream sync -wait``
   answers with ``replica_txid >= txid``), polled until ``deploy.health_timeout``;
 - restore.volume: the replica's newest point against the snapshot's time (a line saying
-  ``invoke restore --from-replica`` reaches later data).
+  the replica reaches later data, with the commands that restore from it).
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ from ops.ui import human_age
 MARK = "@@replica"
 SYNC_WAIT = 10  # seconds one `litestream sync -wait` may take on the machine
 BUCKET_WAIT = 60  # seconds for `ltx` (litestream retries an unreachable bucket for minutes)
-FROM_REPLICA = "invoke restore --from-replica --production"
+# the replica restored here, checked, then uploaded and restored like any backup (once
+# `restore --from-replica` exists, issue 18 item 3, it is one command)
+FROM_REPLICA = ("invoke replica.restore --output FILE && invoke restore --production --from "
+                "FILE (FILE: a new file, e.g. restored.db)")
 
 
 def configured(config, settings):
