@@ -87,7 +87,7 @@ def plan(o: DeployOptions, run: Deployment | None = None) -> list[Step]:
     ]
     lag, caught_up = replica_hooks.deploy_steps(
         o, act, lambda what: tuple(fly.ssh_console(o.app, MACHINE, f"<{what} script>")))
-    steps += lag
+    steps[2:2] = lag  # after preflight, before the machine's lock: a stop there holds none
     if not rollback:  # a rollback never touches data
         steps += data_steps(o, act, ssh)
     release = f"v{o.rollback_to}" if o.rollback_to else RELEASE

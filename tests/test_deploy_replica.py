@@ -14,7 +14,16 @@ from ops import replica as rp
 from ops import replica_hooks as rh
 from ops.config import load_replica
 from ops.errors import ExitCode
-from tests.fake_production import APP, BACKUP, DEPLOYED, MID, PREFLIGHT, SNAPSHOT, error_line
+from tests.fake_production import (
+    APP,
+    BACKUP,
+    DEPLOYED,
+    MID,
+    PREFLIGHT,
+    SNAPSHOT,
+    error_line,
+    label,
+)
 from tests.replica_machine import labels, replicated  # noqa: F401
 from tests.replica_world import moto_endpoint  # noqa: F401
 
@@ -64,7 +73,8 @@ def test_deploy_gate_fail_stops_before_anything_changes(site, replicated):
     line = error_line(result)
     assert "deploy aborted before `fly deploy` (replica failed)" in line
     assert "litestream is not running on the machine" in line
-    assert labels(site) == PREFLIGHT + LAG  # no lock, backup, snapshot or deploy
+    assert labels(site) == PREFLIGHT + LAG  # no backup, snapshot or deploy
+    assert "ssh lock" not in [label(argv) for argv in site.world.calls()]  # nor the lock
     assert [r["Version"] for r in site.world.releases()] == [12, 11]
     assert site.backup_names() == before
 
