@@ -84,6 +84,7 @@ DEFAULTS = {
         "litestream": "",  # the binary: "" = litestream on PATH, else the one beside our python
         "socket": "",  # litestream's control socket; "" = .<db name>-litestream.sock beside it
         "remote_litestream": "litestream",  # the binary on the machine / an SSH host
+        "deploy_gate": "warn",  # deploy with a replica behind max_lag: warn, fail or off
     },
 }
 
@@ -640,10 +641,13 @@ class ReplicaSettings:
     litestream: str
     socket: str
     remote_litestream: str = "litestream"
+    deploy_gate: str = "warn"  # ops/replica_hooks.py: deploy's preflight over max_lag
 
 
 BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 ENV_REFERENCE = re.compile(r"\$\{?[A-Za-z_][A-Za-z0-9_]*\}?")
+USERINFO = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#]*@", re.IGNORECASE)  # scheme://user:pw@host
+DEPLOY_GATES = ("warn", "fail", "off")
 
 
 def load_replica(config, *, max_lag=None) -> ReplicaSettings:
@@ -660,7 +664,12 @@ def load_replica(config, *, max_lag=None) -> ReplicaSettings:
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise OpsError(f"{name} must be a duration like 1s or 72h, got {_shown(value)}",
                            ExitCode.USAGE)
-        seconds = parse_duration(str(value), name)
+        try:
+            seconds = parse_duration(str(value), name)
+        except OpsError as exc:  # parse_duration's own cap (366d) is not this key's range
+            if "at most" not in str(exc):
+                raise
+            seconds = float("inf")
         if not minimum <= seconds <= maximum:
             top = "366d" if maximum == MAX_DURATION else f"{maximum:g}s"
             raise OpsError(f"{name} must be from {minimum:g}s to {top}, got {value!r}",
@@ -671,9 +680,18 @@ def load_replica(config, *, max_lag=None) -> ReplicaSettings:
     if bucket and not ENV_REFERENCE.search(bucket) and not BUCKET_NAME.fullmatch(bucket):
         raise OpsError(f"config replica.bucket is not a bucket name (3-63 lowercase letters, "
                        f"digits, dots and dashes): {bucket!r}", ExitCode.USAGE)
+    if USERINFO.match(endpoint):  # never echoed: the value holds a secret
+        raise OpsError("config replica.endpoint holds credentials (user:password@): keep "
+                       "them in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY", ExitCode.USAGE)
     if endpoint and not ENV_REFERENCE.match(endpoint) and not re.match(r"https?://", endpoint):
         raise OpsError(f"config replica.endpoint must be an http:// or https:// URL, got "
                        f"{endpoint!r}", ExitCode.USAGE)
+    if section["deploy_gate"] is False:  # YAML 1.1 reads a bare `off` as false
+        section["deploy_gate"] = "off"
+    gate = text("deploy_gate").lower()
+    if gate not in DEPLOY_GATES:
+        raise OpsError(f"config replica.deploy_gate must be one of {', '.join(DEPLOY_GATES)}, "
+                       f"got {gate!r}", ExitCode.USAGE)
     path = text("path")
     if path.startswith("/") or ".." in path.split("/"):
         raise OpsError(f"config replica.path must be a relative key prefix without '..', got "
@@ -688,4 +706,4 @@ def load_replica(config, *, max_lag=None) -> ReplicaSettings:
                          "--max-lag" if max_lag is not None else "config replica.max_lag",
                          0.0, MAX_DURATION),
         litestream=text("litestream"), socket=text("socket"),
-        remote_litestream=text("remote_litestream") or "litestream")
+        remote_litestream=text("remote_litestream") or "litestream", deploy_gate=gate)

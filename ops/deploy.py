@@ -22,7 +22,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ops import audit, backups, data_guard, fly, health, machine, runbook
+from ops import audit, backups, data_guard, fly, health, machine, replica_hooks, runbook
 from ops.engine import file_lock
 from ops.errors import ExitCode, OpsError
 from ops.fly import MAINTENANCE_CMD, redact_argv, tokens_in  # (lived here: fly's errors need them)
@@ -54,6 +54,7 @@ class DeployOptions:
     require_clean: bool = False
     rollback_to: int | None = None  # deploy.rollback: that release's image (0: the previous)
     workdir: str | None = None  # fly.config's folder when it is not the current one
+    replica: object = None  # replica.* when the deploy looks at the replica (replica_hooks)
 
 
 def plan(o: DeployOptions, run: Deployment | None = None) -> list[Step]:
@@ -82,6 +83,9 @@ def plan(o: DeployOptions, run: Deployment | None = None) -> list[Step]:
              abort=ExitCode.DEPLOY_ABORTED_PREFLIGHT, running="deploy lock on the machine",
              skipped=no_machine, **before),
     ]
+    lag, caught_up = replica_hooks.deploy_steps(
+        o, act, lambda what: tuple(fly.ssh_console(o.app, MACHINE, f"<{what} script>")))
+    steps[2:2] = lag  # after preflight, before the machine's lock: a stop there holds none
     if not rollback:  # a rollback never touches data
         steps += data_steps(o, act, ssh)
     release = f"v{o.rollback_to}" if o.rollback_to else RELEASE
@@ -100,6 +104,7 @@ def plan(o: DeployOptions, run: Deployment | None = None) -> list[Step]:
                       shlex.join(["fly", *deploy_argv]))),
         Step("health", gate, act("health"), abort=ExitCode.HEALTH_FAILED,
              running="health gate", by_hand=(health.by_hand(o.health_url),)),
+        *caught_up,
     ]
     # the guard compares with the pre-deploy backup (a rollback has none); it finds the
     # machine again after `fly deploy` (which may have replaced it) for the closing step too
@@ -697,6 +702,29 @@ class Deployment:
         name = latest.get("name") if isinstance(latest, dict) else None
         reports = f", reports {name if isinstance(name, str) else expected}" if expected else ""
         return done("health", f"200 after {result['polls']} poll(s){reports}")
+
+    def replica(self) -> Done:
+        """The machine's replica lag (replica_hooks): a warning, or a stop before anything
+        changes (replica.deploy_gate = fail; a dry run notes it)."""
+        if not self.machine_ok or self.target is None or self.problems:
+            return Done("replica lag not read", "preflight would stop" if self.problems
+                        else "no usable machine", warning=bool(self.problems))
+        try:
+            level, text = replica_hooks.preflight(self.target.session, self.options.replica,
+                                                  self.settings.db_remote_path, self.ui)
+        except OpsError as exc:
+            self._problem(exc)
+            return self._would_stop()
+        self.record["replica"] = {"lag": level, "detail": text}
+        return Done("replica lag", text, warning=level != "ok")
+
+    def replica_current(self) -> Done:
+        self.target.resolve(again=True)  # the deploy may have replaced the machine
+        said = replica_hooks.wait_current(
+            self.target.session, self.options.replica, self.settings.db_remote_path,
+            timeout=self.settings.health_timeout, interval=self.settings.health_interval,
+            on_reason=lambda reason: self.ui.waiting(f"  replica: not yet: {reason}"))
+        return Done("new machine's replica current", said)
 
 
     def data(self) -> Done:

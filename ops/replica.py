@@ -26,6 +26,7 @@ from pathlib import Path
 
 from invoke.util import yaml
 
+from ops import replica_checks
 from ops.config import ENV_REFERENCE, ReplicaSettings
 from ops.errors import ExitCode, OpsError
 from ops.remote import ENTRY_MARK, purpose
@@ -193,7 +194,7 @@ def check_config(data) -> list[str]:
             problems += _credentials(replica, f"{where}.replica")
             if not replica.get("url") and not replica.get("bucket"):
                 problems.append(f"{where}.replica: no bucket (or url)")
-    return problems
+    return problems + replica_checks.config_values(data)
 
 
 def _instructions(text: str) -> list[tuple[str, str]]:
@@ -233,7 +234,7 @@ def check_dockerfile(text: str) -> list[str]:
     if not cmds or not re.search(r"litestream\W+replicate\b.*-exec\b", cmds[-1]):
         problems.append('Dockerfile: CMD is not `litestream replicate -exec "<the app\'s '
                         'command>"` (litestream must start and stop with the app)')
-    return problems
+    return problems + replica_checks.dockerfile_cmd(instructions, installs)
 
 
 def _seconds(value) -> float | None:
@@ -574,7 +575,9 @@ def run(argv: list[str], env: dict, *, timeout: float, what: str,
     try:
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise OpsError(f"{what}: litestream did not answer within {timeout:g}s",
+        where = replica_checks.destination(argv, env)  # the usual cause: a wrong endpoint
+        raise OpsError(f"{what}: litestream did not answer within {timeout:g}s"
+                       + (f" ({where}: is the endpoint right and reachable?)" if where else ""),
                        timeout_code) from None
     return answer(done.returncode, done.stdout, done.stderr, what, code)
 

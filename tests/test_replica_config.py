@@ -17,16 +17,18 @@ from ops.errors import ExitCode, OpsError
 
 LITESTREAM = Path(sys.executable).parent / "litestream"
 SECRETS = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLEKEYID", "AWS_SECRET_ACCESS_KEY": "s3cr3t-value"}
+SUM = "d1185d24b202a2928c22f46c75eb9dd6b50cec8d32e751c5216ebdeab0b0b8d7"  # 64 hex: no placeholder
 GOOD_DOCKERFILE = """FROM node:22-slim
 ARG LITESTREAM_VERSION=0.5.17
 RUN curl -fsSL -o /tmp/ls.tar.gz \\
       https://github.com/benbjohnson/litestream/releases/download/v0.5.17/\\
 litestream-0.5.17-linux-x86_64.tar.gz \\
- && echo "abc123  /tmp/ls.tar.gz" | sha256sum -c - \\
+ && echo "<SUM>  /tmp/ls.tar.gz" | sha256sum -c - \\
  && tar -xzf /tmp/ls.tar.gz -C /usr/local/bin litestream
 COPY litestream.yml /etc/litestream.yml
-CMD ["litestream", "replicate", "-config", "/etc/litestream.yml", "-exec", "node server.js"]
-"""
+CMD ["litestream", "replicate", "-config", "/etc/litestream.yml", "-restore-if-db-not-exists", \\
+     "-exec", "node server.js"]
+""".replace("<SUM>", SUM)
 
 
 def rendered(**replica) -> dict:
@@ -124,16 +126,16 @@ def test_dockerfile_checks():
     fly_npm = "FROM node:22\nRUN npm install @flydotio/litestream\nCMD [\"node\", \"s.js\"]\n"
     words = " ".join(rp.check_dockerfile(fly_npm))
     assert "@flydotio/litestream" in words and "CMD is not" in words
-    unverified = GOOD_DOCKERFILE.replace(' && echo "abc123  /tmp/ls.tar.gz" | sha256sum -c - \\\n',
+    unverified = GOOD_DOCKERFILE.replace(f' && echo "{SUM}  /tmp/ls.tar.gz" | sha256sum -c - \\\n',
                                          "")
     assert any("checksum" in p for p in rp.check_dockerfile(unverified))
     entry = GOOD_DOCKERFILE.replace("CMD [", "ENTRYPOINT [")
     assert any("ENTRYPOINT" in p for p in rp.check_dockerfile(entry))
     by_arg = GOOD_DOCKERFILE.replace("download/v0.5.17/", "download/v${LITESTREAM_VERSION}/")
     assert rp.check_dockerfile(by_arg.replace("litestream-0.5.17-", "litestream-${V}-")) == []
-    image = ("FROM node:22\nCOPY --from=litestream/litestream:0.5.17@sha256:abc "
+    image = ("FROM node:22\nCOPY --from=litestream/litestream:0.5.17@sha256:" + SUM + " "
              "/usr/local/bin/litestream /usr/local/bin/litestream\n"
-             'CMD ["litestream", "replicate", "-exec", "node s.js"]\n')
+             'CMD ["litestream", "replicate", "-restore-if-db-not-exists", "-exec", "node s.js"]\n')
     assert rp.check_dockerfile(image) == []
     old = GOOD_DOCKERFILE.replace("0.5.17", "0.3.13")
     assert any("pinned litestream 0.5" in p for p in rp.check_dockerfile(old))

@@ -6,7 +6,7 @@ import os
 import re
 import sys
 
-from ops import config
+from ops import config, replica_hooks
 from ops import deploy as deploys
 from ops.cli import confirm, guarded, task
 from ops.errors import ExitCode, OpsError
@@ -102,6 +102,7 @@ def deploy(c, skip_backup=False, dry_run=False, image=None, remote_only=False, l
             remote_only=(remote_only or in_ci) and not local_only, local_only=local_only,
             strategy=strategy,
             wait_timeout=wait_timeout, extra=passthrough(), require_clean=require_clean,
+            replica=replica_hooks.configured(c.config, settings),
         )
 
     run_plan(c, options_for, dry_run=dry_run, json=json, lock_wait=lock_wait,

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from invoke.util import yaml
 
-from ops import config, engine
+from ops import config, engine, replica_checks
+from ops import config as config_module  # status's --config shadows the module name
 from ops import replica as rp
 from ops.cli import guarded, task
 from ops.commands.backup import closes_targets, open_target
@@ -61,6 +62,7 @@ def require_bucket(settings: rp.ReplicaSettings) -> None:
 def write_new(path: Path, text: str, force: bool) -> None:
     """Write ``text`` to ``path``: a new file (O_EXCL, so never through a symlink), or with
     ``force`` a temporary file renamed over it (a symlink there is replaced, not followed)."""
+    refuse_output_path(path)
     if not force:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
@@ -79,6 +81,13 @@ def write_new(path: Path, text: str, force: bool) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def refuse_output_path(path: Path) -> None:
+    """The path the user gave, named: no folder is exit 3 (as restore's), a directory 2."""
+    problem = replica_checks.output_problem(path)
+    if problem:
+        raise OpsError(*problem)
 
 
 def refuse_database(path: Path, settings) -> None:
@@ -141,8 +150,9 @@ def check_files(yml: Path, root: Path, fly_toml: Path) -> tuple[list[str], list[
 @guarded
 def config_(c, output=None, force=False, check=False, remote=False, dry_run=False,
             json=False):
-    """Render litestream.yml from the replica.* settings (no credentials in it); --check
-    checks one."""
+    """Render litestream.yml from the replica.* settings (no credentials in it).
+
+    --check checks an existing one, with the Dockerfile and fly.toml."""
     ui = UI()
     settings = config.load(c.config)
     replica = config.load_replica(c.config)
@@ -208,17 +218,23 @@ def read_status(exe: str, yml: str, db: Path, socket: str, env: dict) -> dict:
     return {"database": replicating[0], "files": files, "status": status}
 
 
-def local_position(c, replica: rp.ReplicaSettings, ui: UI) -> dict:
-    """The local database's position: its litestream's socket, the bucket, its TXID."""
-    require_bucket(replica)
+def local_position(c, replica: rp.ReplicaSettings, ui: UI, litestream_yml=None) -> dict:
+    """The local database's position: its litestream's socket, the bucket, its TXID
+    (``litestream_yml``: read where litestream really ships to from its own file)."""
+    if litestream_yml is None:
+        require_bucket(replica)
     db = local_database(c)
     if not db.exists():
         raise OpsError(f"database not found: {db}", ExitCode.NOT_FOUND)
     exe = rp.find_litestream(replica.litestream)
     env = rp.environment(ui.warn)
     rp.check_version(exe, env)
-    with rendered_config(replica, db) as yml:
-        found = read_status(exe, yml, db, rp.socket_path(replica, str(db)), env)
+    if litestream_yml is not None:  # litestream's own file: where it really ships to
+        socket = replica_checks.running_socket(Path(litestream_yml), db)
+        found = read_status(exe, litestream_yml, db, socket, env)
+    else:
+        with rendered_config(replica, db) as yml:
+            found = read_status(exe, yml, db, rp.socket_path(replica, str(db)), env)
     return {"database": str(db), "local": rp.local_txid(found["status"]),
             "replica": rp.newest(found["files"]),
             "last_sync_at": found["database"].get("last_sync_at"),
@@ -243,21 +259,27 @@ def remote_position(target, replica: rp.ReplicaSettings) -> dict:
                       "litestream over fly ssh)",
         "host": "the replica of this SSH host's database (db.remote_path), "
                 "[user@]host[:port] (default: ssh.host)",
+        "config": "the litestream.yml the running litestream uses: its bucket, path and "
+                  "socket are read, not the replica.* settings (this computer's database)",
         "json": JSON,
     }
 )
 @guarded
 @closes_targets
-def status(c, max_lag=None, production=False, host=None, json=False):
+def status(c, max_lag=None, production=False, host=None, config=None, json=False):
     """How far the replica is behind its database; exit 7 over --max-lag, 15
     when litestream is not running or the bucket cannot be read."""
-    replica = config.load_replica(c.config, max_lag=max_lag)
-    if production or host is not None or config.load(c.config).ssh_host:
+    replica = config_module.load_replica(c.config, max_lag=max_lag)
+    remote = production or host is not None or config_module.load(c.config).ssh_host
+    if remote and config is not None:
+        raise OpsError("--config names this computer's litestream.yml: not with "
+                       "--production or --host", ExitCode.USAGE)
+    if remote:
         _, target, ui = open_target(c, production=production, host=host, json=json)
         found = remote_position(target, replica)
     else:
         ui = UI()
-        found = local_position(c, replica, ui)
+        found = local_position(c, replica, ui, litestream_yml=config)
     newest, local = found["replica"], found["local"]
     behind = rp.lag(local, newest, found["now"])
     report = {
@@ -346,7 +368,11 @@ def restore_checked(argv: list[str], db: Path, out: Path, env: dict, settings, u
     the check and the hash, mode 0600, then a hard link to ``out`` (never a replace); the
     folder goes whatever happens. Fills ``report``."""
     sweep_stale_scratch(out.parent, ui)
-    scratch = Path(tempfile.mkdtemp(prefix=rp.SCRATCH_PREFIX, dir=out.parent))
+    try:
+        scratch = Path(tempfile.mkdtemp(prefix=rp.SCRATCH_PREFIX, dir=out.parent))
+    except OSError as exc:  # /proc, read-only: name the file asked for, not our temp name
+        raise OpsError(f"cannot write {out}: {exc.strerror} (its folder takes no new "
+                       "files)", ExitCode.USAGE) from None
     try:
         tmp = scratch / out.name
         started = time.monotonic()
@@ -412,8 +438,9 @@ def plan_restore(argv: list[str], env: dict) -> dict:
 @guarded
 def restore(c, output=None, timestamp=None, txid=None, quick=False, dry_run=False,
             json=False):
-    """Restore the local database's replica into a NEW file, then check it
-    (integrity_check, row counts, content hash) and report the point reached."""
+    """Restore the local database's replica into a NEW file, then check it.
+
+    integrity_check, row counts and content hash; reports the point reached."""
     try:
         with stop_on_signals():  # SIGTERM/SIGHUP unwind: litestream killed, folder removed
             restore_replica(c, output, timestamp, txid, quick, dry_run, json)

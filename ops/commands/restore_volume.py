@@ -6,7 +6,7 @@ import functools
 import shlex
 import time
 
-from ops import config, fly, runbook
+from ops import config, fly, replica_hooks, runbook
 from ops import emergency as em
 from ops import volume_restore as vr
 from ops.cli import guarded, task
@@ -91,7 +91,12 @@ def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
     reads = Reads(settings, ui, steps_runner, str(snapshot).strip())
     resolved, made = reads.resolved, reads.made
     steps = vr.plan(resolved, settings.health)
+    replica = replica_hooks.volume_read(c.config, settings, reads)  # newer than it?
     summary = _show(ui, reads, steps, dry_run)
+    if replica:
+        summary["replica"] = replica
+        if replica.get("offer"):
+            ui.warn(replica["offer"])
     if dry_run:
         if json:
             ui.emit({"dry_run": True, **summary, "steps": em.plan_data(steps),
