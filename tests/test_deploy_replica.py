@@ -18,6 +18,7 @@ from tests.fake_production import (
     APP,
     BACKUP,
     DEPLOYED,
+    GUARDED,
     MID,
     PREFLIGHT,
     SNAPSHOT,
@@ -37,7 +38,7 @@ def test_a_replicating_machine_passes_both_gates_in_this_order(site, replicated)
     result = site.run("deploy", "--json", env=replicated.settings)
     assert result.returncode == 0, result
     assert labels(site) == (PREFLIGHT + LAG + BACKUP + SNAPSHOT + DEPLOYED[:2] + CURRENT
-                            + DEPLOYED[2:])
+                            + DEPLOYED[2:] + ["ssh shape"])  # then the data guard
     steps = {s["step"]: s for s in result.json()["steps"]}
     assert steps["replica"]["outcome"] == "ok", steps["replica"]
     assert steps["replica_current"]["outcome"] == "ok", steps["replica_current"]
@@ -91,7 +92,7 @@ def test_a_dry_run_reads_the_lag_and_shows_both_steps(site, replicated):
 def test_deploy_gate_off_or_no_litestream_yml_changes_nothing(site, replicated):
     result = site.run("deploy", env={**replicated.settings, "INVOKE_REPLICA_DEPLOY_GATE": "off"})
     assert result.returncode == 0, result
-    assert labels(site) == PREFLIGHT + BACKUP + SNAPSHOT + DEPLOYED
+    assert labels(site) == PREFLIGHT + BACKUP + SNAPSHOT + GUARDED
 
 
 # ---------------------------------------------------------------- the decisions as data
