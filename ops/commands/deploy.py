@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
 
-from ops import config
+from ops import config, emergency, runbook
 from ops import deploy as deploys
+from ops import undo as undos
 from ops.cli import confirm, guarded, task
+from ops.engine import file_lock
 from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated, stop_on_signals
 from ops.targets.fly import FlyTarget
@@ -161,3 +164,66 @@ def unlock(c, yes=False):
     else:
         raise OpsError(f"the deploy lock is held by {holder}; if that deploy is not running, "
                        "run: invoke deploy.unlock --yes", ExitCode.LOCKED)
+
+
+@task(
+    help={
+        "dry_run": "print the plan with every command and real names (the backup, the "
+                   "image, the release); run only the reads",
+        "yes": "go ahead without asking (required when not on a terminal)",
+        "json": JSON,
+        "deploy": "the deploy to undo: its release (v13) or its audit line's `when` "
+                  "(default: the last deploy in the audit log)",
+        "lock_wait": LOCK_WAIT,
+    }
+)
+@guarded
+def undo(c, dry_run=False, yes=False, json=False, deploy=None, lock_wait=None):
+    """Undo a deploy, code and data: stop writes → safety backup → restore the pre-deploy
+    backup → redeploy the previous image → resume → /health → data guard."""
+    settings = config.load(c.config, deploy_lock_wait=lock_wait, lock_wait=lock_wait)
+    ui = UI()
+    runner = runbook.Runner(undos.KIND, ui, settings.audit_log)
+    run = undos.Undo(settings, ui, FlyTarget(settings, ui), runner, deploy)
+    with contextlib.ExitStack() as held:
+        if not dry_run:
+            runner.check_audit_log()
+            wait = settings.deploy_lock_wait
+            held.enter_context(file_lock(
+                settings.audit_log.parent / f".deploy-{settings.app}.lock", wait,
+                f"another deploy of {settings.app}"))
+        runner.start(app=settings.app, deploy=f"v{run.chosen.release}",
+                     backup=run.chosen.backup, image=run.chosen.image,
+                     previous_release=run.chosen.previous)
+        reads = run.reads()
+        runner.run(reads, dry_run=True)
+        steps, close = run.plan()
+        title = (f"Undo deploy v{run.chosen.release} of {settings.app}: back to "
+                 f"{run.chosen.backup} and v{run.chosen.previous}'s image {run.chosen.image}")
+        shown = reads + steps + [close]
+        ui.lines(runbook.render(title + (" (dry run: nothing changes)" if dry_run else "")
+                                + ":", shown, width=ui.width))
+        if dry_run:
+            if json:
+                ui.emit({"dry_run": True, "app": settings.app,
+                         "deploy": f"v{run.chosen.release}", "backup": run.chosen.backup,
+                         "image": run.chosen.image, "release": run.chosen.previous,
+                         "written_since": runner.record.get("written_since", {}),
+                         "steps": runbook.plan_as_data(shown)})
+            return
+        emergency.confirm(ui, f"Undo deploy v{run.chosen.release} of {settings.app} (its "
+                          "writes stop until the old release runs on the restored data)?",
+                          yes=yes)
+        runner.record["outcome"] = "running"
+        try:
+            with stop_on_signals():
+                runner.run(steps)
+        except Terminated as exc:
+            raise OpsError(f"terminated by {exc.name}: the lines above say where it stopped "
+                           "and what is left to do", ExitCode.TERMINATED) from None
+        finally:
+            if json:
+                ui.emit(runner.record)
+    ui.info(f"{settings.app} runs v{run.chosen.previous}'s image on {run.chosen.backup}'s data; "
+            f"what users wrote since the deploy is in "
+            f"{(runner.record.get('safety_backup') or {}).get('name')}.")
