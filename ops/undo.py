@@ -143,8 +143,8 @@ def plan_reads(app: str, machine: str, chosen: Chosen) -> list[Step]:
              reads_only=True),
         Step("backup_check", f"the pre-deploy backup {chosen.backup} is on the machine and "
              "passes its record (SHA-256, integrity_check)",
-             commands=(ssh(app, machine, f"verify {chosen.backup}"),), reads_only=True,
-             abort=ExitCode.VERIFY_FAILED),
+             commands=(ssh(app, machine, "list the backups"),
+                       ssh(app, machine, f"verify {chosen.backup}")), reads_only=True),
         Step("since", f"rows per table live now against {chosen.backup} (what users wrote "
              "since the deploy, kept in the safety backup)",
              commands=(ssh(app, machine, f"count rows against {chosen.backup}"),),
@@ -159,21 +159,26 @@ def plan(o: deploys.DeployOptions, chosen: Chosen, machine: fly.Machine,
     metadata)."""
     app, mid = o.app, machine.id
     stopped = "already emergency-stopped" if machine.in_maintenance else ""
-    stop = [replace(s, key=f"stop.{s.key}", skipped=stopped if s.key != "quiet" else "")
+    # by hand, a machine script is one line or a comment saying what the step does
+    clear = shlex.join(["fly", "ssh", "console", "-a", app, "--machine", mid, "-C",
+                        f"rm -f {shlex.quote(marker)}"])
+    stop = [replace(s, key=f"stop.{s.key}", skipped=stopped if s.key != "quiet" else "",
+                    by_hand=() if s.key in ("record", "quiet") else s.by_hand)
             for s in em.plan_stop(app, machine, original, marker, db, write)]
-    resume = [replace(s, key=f"resume.{s.key}")
+    resume = [replace(s, key=f"resume.{s.key}", by_hand=(clear,) if s.key == "clear"
+                      else s.by_hand)
               for s in em.plan_resume(app, machine, original, marker, o.health_url)]
     deploy_argv = tuple(deploys.redact_argv(deploys.deploy_command(o, chosen.image)))
     return [
         Step("machine_lock", "take the deploy lock on the machine; the live release is still "
-             f"v{chosen.release}", commands=(ssh(app, mid, "take the deploy lock"),),
+             f"v{chosen.release}", commands=(ssh(app, mid, "take the deploy lock"),
+                                             tuple(fly.releases(app))),
              abort=ExitCode.DEPLOY_ABORTED_PREFLIGHT, rerun=True),
         *stop,
         Step("safety", f"safety backup of the live data ({since})",
              commands=(ssh(app, mid, "backup"),), by_hand=("invoke backup --production",)),
         Step("restore", f"restore {chosen.backup} on the machine, with its proof",
              commands=(ssh(app, mid, f"restore {chosen.backup}"),),
-             abort=ExitCode.VERIFY_FAILED,
              by_hand=(f"invoke restore {chosen.backup} --production --yes",)),
         Step("deploy", f"redeploy v{chosen.previous}'s image (the release before "
              f"v{chosen.release})", commands=(deploy_argv, tuple(fly.releases(app))),
@@ -184,7 +189,7 @@ def plan(o: deploys.DeployOptions, chosen: Chosen, machine: fly.Machine,
         Step("data", f"data guard: the live database against {chosen.backup} (must show "
              "no loss)", commands=(tuple(fly.volumes_list(app)), tuple(fly.machines_list(app)),
                                   ssh(app, mid, f"compare with {chosen.backup}")),
-             reads_only=True, abort=ExitCode.DATA_LOST),
+             reads_only=True),
     ]
 
 
@@ -333,7 +338,11 @@ class Undo:
         return self.marker
 
     def verify(self, maintenance: bool) -> str:
-        _, machine = self.target.resolve(again=True)
+        found = {m.id: m for m in self.target.session.fly.machines(self.settings.app)}
+        machine = found.get(self.machine.id)
+        if machine is None:
+            raise OpsError(f"machine {self.machine.id} is gone from `fly machine list`",
+                           ExitCode.NOT_FOUND)
         if machine.state != "started" or machine.in_maintenance != maintenance:
             runs = "the maintenance command" if machine.in_maintenance else "its own command"
             raise OpsError(f"machine {machine.id} is {machine.state} and runs {runs}")

@@ -8,12 +8,11 @@ program: the flyctl calls a run makes are the plan's commands, in its order."""
 from __future__ import annotations
 
 import json
-import signal
 import sqlite3
 
 from ops.errors import ExitCode
-from tests import helpers, node_env
-from tests.fake_production import APP, MID
+from tests import node_env
+from tests.fake_production import APP, MID, NEW_IMAGE, assert_error, flip_bytes, signal_while_hung
 from tests.helpers import run_parallel
 
 DELETES = "DELETE FROM steps WHERE id > 1000;"  # 2,000 of 3,000 rows
@@ -38,23 +37,140 @@ def bad_deploy(site, env=None) -> dict:
     return record
 
 
-def test_undo_puts_back_the_rows_and_the_previous_image_and_keeps_the_new_rows(site):
-    deployed = bad_deploy(site)
-    previous = deployed["previous_release"]
-    result = site.run("deploy.undo", "--yes", "--json")
+def undo_everything(site, env=None):
+    """A bad deploy, then `deploy.undo --yes --json`: (the deploy's record, the result)."""
+    deployed = bad_deploy(site, env)
+    return deployed, site.run("deploy.undo", "--yes", "--json", env=env)
+
+
+def assert_undone(site, deployed: dict, result) -> dict:
     assert result.returncode == 0, result
-    assert rows(site.db) == 3000
-    assert site.world.machine_image(MID) == previous["image"]
+    assert rows(site.db) == 3000  # the pre-deploy rows are back
+    assert site.world.machine_image(MID) == deployed["previous_release"]["image"]
     undo = site.audit()[-1]
     assert undo["kind"] == "undo" and undo["outcome"] == "ok", undo
     assert undo["deploy"] == f"v{deployed['release']['version']}"
     assert undo["backup"] == deployed["backup"]["name"]
     assert undo["data"]["ok"] is True and undo["data"]["lost"] == []
+    assert undo["data"]["tables"]["steps"] == [3000, 3000]
     assert undo["written_since"]["steps"] == [3000, 1000]
-    safety = site.backups / undo["safety_backup"]["name"]
-    assert rows(safety) == 1000  # what the bad release left is kept
+    assert rows(site.backups / undo["safety_backup"]["name"]) == 1000  # kept, not lost
+    assert undo["release"]["version"] == deployed["release"]["version"] + 1
     machine = site.world.machine(MID)
     assert machine["state"] == "started" and not machine["config"].get("init", {}).get("cmd")
     assert not machine["config"]["metadata"].get("ops_emergency_original")
     assert not (site.db.parent / ".ops-emergency.json").exists()
     assert not site.machine_lock.exists()
+    return undo
+
+
+def test_undo_runs_exactly_the_dry_runs_plan_and_puts_back_code_and_data(site):
+    deployed = bad_deploy(site)
+    site.world.clear_calls()
+    dry = site.run("deploy.undo", "--dry-run", "--json")
+    assert dry.returncode == 0, dry
+    plan = json.loads(dry.stdout)
+    assert plan["backup"] == deployed["backup"]["name"] and plan["deploy"] == "v13"
+    assert plan["image"] == deployed["previous_release"]["image"] and plan["release"] == 12
+    assert plan["written_since"] == {"steps": [3000, 1000]}
+    shown = dry.stderr
+    assert f"--image {plan['image']}" in shown and plan["backup"] in shown
+    reads = [c for step in plan["steps"] if step["reads_only"] for c in step["commands"]]
+    assert rows(site.db) == 1000 and len(site.audit()) == 1  # nothing changed
+    assert [c[:-1] if c[:2] == ["ssh", "console"] else c for c in site.world.calls()] == [
+        c[:-1] if c[:2] == ["ssh", "console"] else c for c in reads]
+    assert "<machine>" not in dry.stdout
+
+    site.world.clear_calls()
+    result = site.run("deploy.undo", "--yes", "--json")
+    undo = assert_undone(site, deployed, result)
+    planned = [c for step in plan["steps"] for c in step["commands"]]
+    # every flyctl call, in order, is the plan's; a machine script is shown by its purpose
+    assert [c[:-1] if c[:2] == ["ssh", "console"] else c for c in site.world.calls()] == [
+        c[:-1] if c[:2] == ["ssh", "console"] else c for c in planned]
+    assert [s["step"] for s in undo["steps"]] == [s["key"] for s in plan["steps"]]
+
+
+def test_the_node_only_machine_undoes_the_same(site):
+    site.world.set_machine_image("node")
+    env = {"INVOKE_MACHINE_APP_DIR": str(node_env.app_dir())}
+    deployed, result = undo_everything(site, env)
+    undo = assert_undone(site, deployed, result)
+    assert deployed["backup"]["strategy"] == "node"
+    assert [s["detail"] for s in undo["steps"] if s["step"] == "restore"][0].startswith("[node]")
+
+
+# ---------------------------------------------------------------- refusals: one line
+
+
+def test_the_refusals_say_what_is_possible_instead(sites):
+    none, skipped, gone, damaged, later = (sites(n) for n in (
+        "none", "skipped", "gone", "damaged", "later"))
+    for site in (gone, damaged, later):
+        site.world.deploy_migrates(site.db, DELETES)
+    run_parallel([lambda: skipped.run("deploy", "--skip-backup", "--image", NEW_IMAGE),
+                  *(lambda s=s: s.run("deploy") for s in (gone, damaged, later))])
+    gone_name, damaged_name = gone.audit()[-1]["backup"]["name"], \
+        damaged.audit()[-1]["backup"]["name"]
+    (gone.backups / gone_name).unlink()
+    flip_bytes(damaged.backups / damaged_name, 5000, 8)
+    assert later.run("deploy.rollback").returncode == 0
+    results = run_parallel([lambda s=s: s.run("deploy.undo", "--yes") for s in (
+        none, skipped, gone, damaged, later)])
+    expected = [
+        (ExitCode.NOT_FOUND, "no deploy of"),
+        (ExitCode.USAGE, "was made with --skip-backup: there is no pre-deploy backup to put "
+                         "back; code only: `invoke deploy.rollback`; data only: `invoke "
+                         "restore NAME --production`"),
+        (ExitCode.NOT_FOUND, f"the pre-deploy backup {gone_name} is gone"),
+        (ExitCode.VERIFY_FAILED, f"the pre-deploy backup {damaged_name} "),
+        (ExitCode.USAGE, "the last deploy (v13) is not what runs now: rollback at"),
+    ]
+    for site, result, (code, words) in zip((none, skipped, gone, damaged, later), results,
+                                           expected, strict=True):
+        assert_error(result, code, contains=words)
+        assert all(c[:2] != ["machine", "update"] and c[0] != "deploy" or c in before
+                   for c in site.world.calls() for before in [site.world.calls()])
+        assert [r["kind"] for r in site.audit()] in ([], ["deploy"], ["deploy", "rollback"])
+    assert "--deploy v13" in results[-1].error_lines[0]
+    assert rows(later.db) == 1000 and rows(damaged.db) == 1000  # nothing was changed
+
+    # naming the deploy goes on, saying what the later run did
+    dry = later.run("deploy.undo", "--deploy", "v13", "--dry-run")
+    assert dry.returncode == 0, dry
+    assert "WARNING: after deploy v13: rollback at" in dry.stderr
+    assert "made release v14" in dry.stderr and "release v14 is live, not v13" in dry.stderr
+
+
+def test_bad_input_is_one_line(site):
+    result = site.run("deploy.undo", "--deploy", "v99", "--dry-run")
+    assert_error(result, ExitCode.NOT_FOUND, contains="no deploy of")
+
+
+# ---------------------------------------------------------------- a signal in the middle
+
+
+def test_sigterm_during_the_redeploy_leaves_an_honest_line_and_the_rest_by_hand(site, tmp_path):
+    deployed = bad_deploy(site)
+    site.world.clear_calls()
+    result = signal_while_hung(site, tmp_path, ["deploy", "-a"], "deploy.undo", "--yes")
+    assert result.returncode == ExitCode.TERMINATED, result
+    assert "terminated by SIGTERM" in result.error_lines[0]
+    undo = site.audit()[-1]
+    assert undo["kind"] == "undo" and undo["outcome"] == "terminated by SIGTERM during deploy"
+    assert [s["outcome"] for s in undo["steps"] if s["step"] == "restore"] == ["ok"]
+    assert rows(site.db) == 3000  # the data is back; the old image may not be
+    image = deployed["previous_release"]["image"]
+    by_hand = undo["manual"]
+    assert by_hand[0] == f"  fly releases -a {APP}   # is v12's image out? if not:   # deploy"
+    assert by_hand[1] == f"  fly deploy -a {APP} -c fly.toml --image {image}   # deploy"
+    assert any("machine update" in line and "resume.update" in line for line in by_hand)
+    marker = site.db.parent / ".ops-emergency.json"
+    assert f"  fly ssh console -a {APP} --machine {MID} -C 'rm -f {marker}'   # resume.clear" \
+        in by_hand
+    assert all("\n" not in line for line in by_hand)  # each one pasteable
+    assert by_hand[-1] == "  invoke deploy.unlock --yes   # unlock" or \
+        not site.machine_lock.exists()
+    shown = result.stderr.splitlines()
+    at = shown.index(BY_HAND)
+    assert shown[at + 1:at + 1 + len(by_hand)] == by_hand, result.stderr
