@@ -67,11 +67,12 @@ def _matches(record: dict, wanted: str) -> bool:
     return record.get("when") == text
 
 
-def _later(records: list[dict], app: str) -> tuple[str, ...]:
-    """What each later deploy, rollback or undo of ``app`` did, one phrase each."""
+def _later(records: list[dict], app: str, after: int) -> tuple[str, ...]:
+    """What each later deploy, rollback or undo of ``app`` did (a release newer than
+    ``after``), one phrase each."""
     out = []
     for record in records:
-        if _deployed(record, app, LATER_KINDS):
+        if _deployed(record, app, LATER_KINDS) and record["release"]["version"] > after:
             out.append(f"{record['kind']} at {record.get('when', '?')[:19]}Z made release "
                        f"v{record['release']['version']} ({record.get('outcome', '?')})")
     return tuple(out)
@@ -93,7 +94,7 @@ def pick(records: list[dict], app: str, wanted: str | None) -> Chosen:
             raise OpsError(f"--deploy {wanted}: no such deploy of {app} in the audit log "
                            f"(recent: {known})", ExitCode.NOT_FOUND)
         at, record = found[-1]
-    later = _later(records[at + 1:], app)
+    later = _later(records[at + 1:], app, record["release"]["version"])
     if later and wanted is None:
         raise OpsError(f"the last deploy ({deploy_id(record)}) is not what runs now: "
                        f"{later[-1]}; to undo it anyway name it: invoke deploy.undo --deploy "
@@ -389,7 +390,7 @@ class Undo:
             self.app.deploy(argv, stream=lambda line: self.ui.info("  " + line))
         finally:
             newest = self.app.releases()
-            if newest:
+            if newest and newest[0].version > self.chosen.release:  # one this run made
                 self.runner.record["release"] = {"version": newest[0].version,
                                                  "image": newest[0].image_ref,
                                                  "status": newest[0].status}

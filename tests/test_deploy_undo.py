@@ -175,3 +175,13 @@ def test_sigterm_during_the_redeploy_leaves_an_honest_line_and_the_rest_by_hand(
     shown = result.stderr.splitlines()
     at = shown.index(BY_HAND)
     assert shown[at + 1:at + 1 + len(by_hand)] == by_hand, result.stderr
+
+    # nothing was deployed (flyctl was stopped with it): running it again goes on, from
+    # the emergency-stopped machine (what it ran comes from the stop's metadata)
+    assert site.world.releases()[0]["Version"] == 13
+    again = site.run("deploy.undo", "--yes")
+    assert again.returncode == 0, again
+    last = site.audit()[-1]
+    assert last["outcome"] == "ok" and rows(site.db) == 3000
+    assert {s["step"]: s["outcome"] for s in last["steps"]}["stop.update"] == "skipped"
+    assert site.world.machine_image(MID) == image

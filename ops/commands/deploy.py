@@ -179,8 +179,7 @@ def unlock(c, yes=False):
 )
 @guarded
 def undo(c, dry_run=False, yes=False, json=False, deploy=None, lock_wait=None):
-    """Undo a deploy, code and data: stop writes → safety backup → restore the pre-deploy
-    backup → redeploy the previous image → resume → /health → data guard."""
+    """Undo a deploy: stop writes, safety backup, pre-deploy backup and previous image back."""
     settings = config.load(c.config, deploy_lock_wait=lock_wait, lock_wait=lock_wait)
     ui = UI()
     runner = runbook.Runner(undos.KIND, ui, settings.audit_log)
