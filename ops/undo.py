@@ -73,7 +73,7 @@ def _later(records: list[dict], app: str, after: int) -> tuple[str, ...]:
     out = []
     for record in records:
         if _deployed(record, app, LATER_KINDS) and record["release"]["version"] > after:
-            out.append(f"{record['kind']} at {record.get('when', '?')[:19]}Z made release "
+            out.append(f"{record['kind']} at {str(record.get('when', '?'))[:19]}Z made release "
                        f"v{record['release']['version']} ({record.get('outcome', '?')})")
     return tuple(out)
 
@@ -104,8 +104,10 @@ def pick(records: list[dict], app: str, wanted: str | None) -> Chosen:
         raise OpsError(f"deploy {deploy_id(record)} was made with --skip-backup: there is no "
                        "pre-deploy backup to put back; code only: `invoke deploy.rollback`; "
                        "data only: `invoke restore NAME --production`", ExitCode.USAGE)
-    previous = record.get("previous_release") or {}
-    if not previous.get("image") or type(previous.get("version")) is not int:
+    previous = record.get("previous_release")
+    previous = previous if isinstance(previous, dict) else {}
+    image, earlier = previous.get("image"), previous.get("version")
+    if not (isinstance(image, str) and image) or type(earlier) is not int:
         raise OpsError(f"deploy {deploy_id(record)} recorded no previous release to go back "
                        "to; data only: `invoke restore "
                        f"{record['backup'].get('name')} --production`", ExitCode.NOT_FOUND)
@@ -387,7 +389,8 @@ class Undo:
         argv = deploys.deploy_command(self.options, self.chosen.image)
         self.runner.record["deployed"] = True
         try:
-            self.app.deploy(argv, stream=lambda line: self.ui.info("  " + line))
+            self.app.deploy(argv, stream=lambda line: self.ui.info(
+                "  " + runbook.scrub(line, fly.env_tokens())))
         finally:
             newest = self.app.releases()
             if newest and newest[0].version > self.chosen.release:  # one this run made

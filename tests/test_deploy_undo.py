@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from ops.errors import ExitCode
+import pytest
+
+from ops import undo
+from ops.errors import ExitCode, OpsError
 from tests import node_env
 from tests.fake_production import APP, MID, NEW_IMAGE, assert_error, flip_bytes, signal_while_hung
 from tests.helpers import run_parallel
@@ -99,6 +102,36 @@ def test_the_node_only_machine_undoes_the_same(site):
     undo = assert_undone(site, deployed, result)
     assert deployed["backup"]["strategy"] == "node"
     assert [s["detail"] for s in undo["steps"] if s["step"] == "restore"][0].startswith("[node]")
+
+
+# ---------------------------------------------------------------- which deploy, as data
+
+
+def deployed(version: int, **extra) -> dict:
+    return {"kind": "deploy", "app": APP, "when": f"2026-12-0{version % 9}T10:00:00Z",
+            "release": {"version": version}, "backup": {"name": f"b{version}", "sha256": "ab"},
+            "previous_release": {"version": version - 1, "image": f"img{version - 1}"},
+            **extra}
+
+
+def test_pick_takes_the_last_deploy_and_survives_a_hand_edited_log():
+    junk = ["text", 7, None, {"kind": "deploy"}, {"kind": "deploy", "app": APP,
+                                                  "release": {"version": "13"}},
+            {"kind": "deploy", "app": APP, "release": 13}, {"kind": "rollback", "when": 5}]
+    chosen = undo.pick([deployed(12), *junk, deployed(13, app="other"), deployed(13)], APP,
+                       None)
+    assert (chosen.release, chosen.backup, chosen.image, chosen.previous) == (13, "b13",
+                                                                            "img12", 12)
+    assert undo.pick([deployed(12), deployed(13)], APP, "v12").later == (
+        "deploy at 2026-12-04T10:00:00Z made release v13 (?)",)
+    broken = deployed(13, previous_release=["x"], when=99)
+    with pytest.raises(OpsError, match="no previous release") as caught:
+        undo.pick([broken], APP, None)
+    assert caught.value.code == ExitCode.NOT_FOUND
+    # a later run that made no newer release (an undo stopped before its redeploy) is no
+    # reason to refuse
+    stopped = {"kind": "undo", "app": APP, "outcome": "terminated by SIGTERM during deploy"}
+    assert undo.pick([deployed(13), stopped], APP, None).later == ()
 
 
 # ---------------------------------------------------------------- refusals: one line

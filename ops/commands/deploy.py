@@ -7,7 +7,7 @@ import os
 import re
 import sys
 
-from ops import config, emergency, runbook
+from ops import config, emergency, fly, runbook
 from ops import deploy as deploys
 from ops import undo as undos
 from ops.cli import confirm, guarded, task
@@ -182,6 +182,7 @@ def undo(c, dry_run=False, yes=False, json=False, deploy=None, lock_wait=None):
     """Undo a deploy: stop writes, safety backup, pre-deploy backup and previous image back."""
     settings = config.load(c.config, deploy_lock_wait=lock_wait, lock_wait=lock_wait)
     ui = UI()
+    ui.redact = lambda text: runbook.scrub(text, fly.env_tokens())  # every line, dry run too
     runner = runbook.Runner(undos.KIND, ui, settings.audit_log)
     run = undos.Undo(settings, ui, FlyTarget(settings, ui), runner, deploy)
     with contextlib.ExitStack() as held:
