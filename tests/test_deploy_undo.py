@@ -64,6 +64,8 @@ def assert_undone(site, deployed: dict, result) -> dict:
     assert not machine["config"]["metadata"].get("ops_emergency_original")
     assert not (site.db.parent / ".ops-emergency.json").exists()
     assert not site.machine_lock.exists()
+    assert "(steps 3,000 → 1,000) is kept in " + undo["safety_backup"]["name"] in result.stderr
+    assert site.token not in site.audit_log.read_text() + result.stderr + result.stdout
     return undo
 
 

@@ -178,6 +178,7 @@ def unlock(c, yes=False):
     }
 )
 @guarded
+@emergency.on_signals  # SIGTERM/SIGHUP anywhere: the audit line, the by-hand lines, exit 143
 def undo(c, dry_run=False, yes=False, json=False, deploy=None, lock_wait=None):
     """Undo a deploy: stop writes, safety backup, pre-deploy backup and previous image back."""
     settings = config.load(c.config, deploy_lock_wait=lock_wait, lock_wait=lock_wait)
@@ -216,14 +217,11 @@ def undo(c, dry_run=False, yes=False, json=False, deploy=None, lock_wait=None):
                           yes=yes)
         runner.record["outcome"] = "running"
         try:
-            with stop_on_signals():
-                runner.run(steps)
-        except Terminated as exc:
-            raise OpsError(f"terminated by {exc.name}: the lines above say where it stopped "
-                           "and what is left to do", ExitCode.TERMINATED) from None
+            runner.run(steps)
         finally:
             if json:
                 ui.emit(runner.record)
+    since = undos.since_words(undos.written_since(run.shape))
     ui.info(f"{settings.app} runs v{run.chosen.previous}'s image on {run.chosen.backup}'s data; "
-            f"what users wrote since the deploy is in "
+            f"what the live data held before ({since}) is kept in "
             f"{(runner.record.get('safety_backup') or {}).get('name')}.")
