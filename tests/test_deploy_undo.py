@@ -8,6 +8,7 @@ program: the flyctl calls a run makes are the plan's commands, in its order."""
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 
 import pytest
@@ -220,3 +221,19 @@ def test_sigterm_during_the_redeploy_leaves_an_honest_line_and_the_rest_by_hand(
     assert last["outcome"] == "ok" and rows(site.db) == 3000
     assert {s["step"]: s["outcome"] for s in last["steps"]}["stop.update"] == "skipped"
     assert site.world.machine_image(MID) == image
+
+
+def test_after_kill_9_the_machine_lock_says_who_and_the_undo_runs_again(site, tmp_path):
+    deployed = bad_deploy(site)
+    site.world.clear_calls()
+    killed = signal_while_hung(site, tmp_path, ["deploy", "-a"], "deploy.undo", "--yes",
+                               sig=signal.SIGKILL)
+    assert killed.returncode == -signal.SIGKILL and site.audit()[-1]["kind"] == "deploy"
+    held = site.run("deploy.undo", "--yes")
+    assert held.returncode == ExitCode.LOCKED, held
+    assert "undo since" in held.error_lines[0]  # whose lock it is, from the machine
+    assert site.run("deploy.unlock", "--yes").returncode == 0
+    again = site.run("deploy.undo", "--yes")
+    assert again.returncode == 0, again
+    assert rows(site.db) == 3000
+    assert site.world.machine_image(MID) == deployed["previous_release"]["image"]
