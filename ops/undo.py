@@ -159,18 +159,20 @@ def plan(o: deploys.DeployOptions, chosen: Chosen, machine: fly.Machine,
          original: em.Original, *, marker: str, db: str, write: str, since: str) -> list[Step]:
     """The undo's changes, in order, with real names; ``write`` is the stop's marker
     script. An emergency-stopped machine skips the stop (``original`` came from its
-    metadata)."""
+    metadata). After `fly deploy` the machine is ``<machine>``: the deploy may have
+    replaced it, so the run finds it again and fills that in (``Runner.learn``)."""
     app, mid = o.app, machine.id
+    later = replace(machine, id=deploys.MACHINE)
     stopped = "already emergency-stopped" if machine.in_maintenance else ""
     # by hand, a machine script is one line or a comment saying what the step does
-    clear = shlex.join(["fly", "ssh", "console", "-a", app, "--machine", mid, "-C",
-                        f"rm -f {shlex.quote(marker)}"])
+    clear = (f"fly ssh console -a {shlex.quote(app)} --machine {later.id} -C "  # filled in
+             + shlex.quote(f"rm -f {shlex.quote(marker)}"))
     stop = [replace(s, key=f"stop.{s.key}", skipped=stopped if s.key != "quiet" else "",
                     by_hand=() if s.key in ("record", "quiet") else s.by_hand)
             for s in em.plan_stop(app, machine, original, marker, db, write)]
     resume = [replace(s, key=f"resume.{s.key}", by_hand=(clear,) if s.key == "clear"
                       else s.by_hand)
-              for s in em.plan_resume(app, machine, original, marker, o.health_url)]
+              for s in em.plan_resume(app, later, original, marker, o.health_url)]
     deploy_argv = tuple(deploys.redact_argv(deploys.deploy_command(o, chosen.image)))
     return [
         Step("machine_lock", "take the deploy lock on the machine; the live release is still "
@@ -184,14 +186,16 @@ def plan(o: deploys.DeployOptions, chosen: Chosen, machine: fly.Machine,
              commands=(ssh(app, mid, f"restore {chosen.backup}"),),
              by_hand=(f"invoke restore {chosen.backup} --production --yes",)),
         Step("deploy", f"redeploy v{chosen.previous}'s image (the release before "
-             f"v{chosen.release})", commands=(deploy_argv, tuple(fly.releases(app))),
+             f"v{chosen.release}), then find the machine again",
+             commands=(deploy_argv, tuple(fly.releases(app)), tuple(fly.volumes_list(app)),
+                       tuple(fly.machines_list(app))),
              abort=ExitCode.DEPLOY_FAILED,
              by_hand=(f"fly releases -a {app}   # is v{chosen.previous}'s image out? if not:",
                       shlex.join(["fly", *deploy_argv]))),
         *resume,
         Step("data", f"data guard: the live database against {chosen.backup} (must show "
              "no loss)", commands=(tuple(fly.volumes_list(app)), tuple(fly.machines_list(app)),
-                                  ssh(app, mid, f"compare with {chosen.backup}")),
+                                  ssh(app, later.id, f"compare with {chosen.backup}")),
              reads_only=True),
     ]
 
@@ -312,7 +316,7 @@ class Undo:
             "resume.health": lambda: em.wait_healthy(s.health, s.health_timeout,
                                                      s.health_interval),
         }
-        self.close = runbook.bind([closing(self.settings.app, self.machine.id)],
+        self.close = runbook.bind([closing(self.settings.app, deploys.MACHINE)],
                                   {"unlock": self.unlock})[0]
         return runbook.bind(self.steps, actions), self.close
 
@@ -331,6 +335,7 @@ class Undo:
         return self.app.deploy_lock_path
 
     def update(self, step: Step) -> str:
+        step = step.filled(self.runner.values)  # the machine, found again after the deploy
         result = self.target.session.fly.run(list(step.commands[0]))
         lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]
         return lines[-1] if lines else ""
@@ -397,8 +402,11 @@ class Undo:
                 self.runner.record["release"] = {"version": newest[0].version,
                                                  "image": newest[0].image_ref,
                                                  "status": newest[0].status}
-        return f"release v{self.runner.record['release']['version']}" \
-            if self.runner.record.get("release") else ""
+        _, self.machine = self.target.resolve(again=True)  # it may have been replaced
+        self.runner.learn(machine=self.machine.id)
+        release = self.runner.record.get("release")
+        return (f"release v{release['version']}" if release else "") + \
+            f", machine {self.machine.id}"
 
     def data(self) -> str:
         self.target.resolve(again=True)
