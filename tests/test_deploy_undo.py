@@ -237,3 +237,15 @@ def test_after_kill_9_the_machine_lock_says_who_and_the_undo_runs_again(site, tm
     assert again.returncode == 0, again
     assert rows(site.db) == 3000
     assert site.world.machine_image(MID) == deployed["previous_release"]["image"]
+
+
+def test_a_redeploy_that_replaces_the_machine_resumes_the_new_one(site):
+    deployed = bad_deploy(site)
+    site.world.deploy_replaces_machine(new_id="e2865013c41e99")
+    result = site.run("deploy.undo", "--yes", "--json")
+    assert result.returncode == 0, result
+    assert rows(site.db) == 3000
+    assert site.world.machine_image("e2865013c41e99") == deployed["previous_release"]["image"]
+    updates = [c for c in site.world.calls() if c[:2] == ["machine", "update"]]
+    assert [c[2] for c in updates] == [MID, "e2865013c41e99"]  # stopped the old, resumed the new
+    assert site.audit()[-1]["outcome"] == "ok" and not site.machine_lock.exists()
