@@ -161,8 +161,8 @@ def guard_step(o: DeployOptions, act, commands: tuple[Argv, ...]) -> Step:
                 "over deploy.max_row_loss, fails)", act("data"),
                 commands=() if o.skip_backup else commands,
                 running="data guard", skipped="--skip-backup: no backup to compare with"
-                if o.skip_backup else "", by_hand=(f"invoke restore {BACKUP} --production   "
-                                                   "# if the migration destroyed data",))
+                if o.skip_backup else "", by_hand=(f"{UNDO}   # if the migration destroyed "
+                                                   f"data: back to {BACKUP}",))
 
 
 def preflight_reads(app: str) -> tuple[tuple[str, ...], ...]:
@@ -751,7 +751,7 @@ class Deployment:
         return Done("data", data_guard.headline(comparison))
 
 
-UNDO = "invoke restore {backup} --production"  # what puts the pre-deploy data back
+UNDO = "invoke deploy.undo"  # puts the pre-deploy data ({backup}) and the previous code back
 
 
 def deploy_command(o: DeployOptions, image: str | None) -> list[str]:

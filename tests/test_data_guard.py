@@ -125,7 +125,7 @@ def test_deleted_rows_and_a_dropped_table_fail_the_gate_with_the_numbers(sites):
         assert len(error) == 1 and words in error[0], result.stderr
         record = site.audit()[-1]
         backup = record["backup"]["name"]
-        assert f"invoke restore {backup} --production" in error[0]
+        assert "`invoke deploy.undo`" in error[0] and f"since backup {backup}" in error[0]
         assert record["outcome"] == "data failed" and record["exit_code"] == 16
         assert record["data"]["ok"] is False and words in record["data"]["lost"][0]
         assert record["release"]["version"] == 13  # it is out: the guard says so, after

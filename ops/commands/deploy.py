@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
 
-from ops import config, replica_hooks
+from ops import config, emergency, fly, replica_hooks, runbook
 from ops import deploy as deploys
+from ops import undo as undos
 from ops.cli import confirm, guarded, task
+from ops.engine import file_lock
 from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated, stop_on_signals
 from ops.targets.fly import FlyTarget
@@ -162,3 +165,64 @@ def unlock(c, yes=False):
     else:
         raise OpsError(f"the deploy lock is held by {holder}; if that deploy is not running, "
                        "run: invoke deploy.unlock --yes", ExitCode.LOCKED)
+
+
+@task(
+    help={
+        "dry_run": "print the plan with every command and real names (the backup, the "
+                   "image, the release); run only the reads",
+        "yes": "go ahead without asking (required when not on a terminal)",
+        "json": JSON,
+        "deploy": "the deploy to undo: its release (v13) or its audit line's `when` "
+                  "(default: the last deploy in the audit log)",
+        "lock_wait": LOCK_WAIT,
+    }
+)
+@guarded
+@emergency.on_signals  # SIGTERM/SIGHUP anywhere: the audit line, the by-hand lines, exit 143
+def undo(c, dry_run=False, yes=False, json=False, deploy=None, lock_wait=None):
+    """Undo a deploy: stop writes, safety backup, pre-deploy backup and previous image back."""
+    settings = config.load(c.config, deploy_lock_wait=lock_wait, lock_wait=lock_wait)
+    ui = UI()
+    ui.redact = lambda text: runbook.scrub(text, fly.env_tokens())  # every line, dry run too
+    runner = runbook.Runner(undos.KIND, ui, settings.audit_log)
+    run = undos.Undo(settings, ui, FlyTarget(settings, ui), runner, deploy)
+    with contextlib.ExitStack() as held:
+        if not dry_run:
+            runner.check_audit_log()
+            wait = settings.deploy_lock_wait
+            held.enter_context(file_lock(
+                settings.audit_log.parent / f".deploy-{settings.app}.lock", wait,
+                f"another deploy of {settings.app}"))
+        runner.start(app=settings.app, deploy=f"v{run.chosen.release}",
+                     backup=run.chosen.backup, image=run.chosen.image,
+                     previous_release=run.chosen.previous)
+        reads = run.reads()
+        runner.run(reads, dry_run=True)
+        steps, close = run.plan()
+        title = (f"Undo deploy v{run.chosen.release} of {settings.app}: back to "
+                 f"{run.chosen.backup} and v{run.chosen.previous}'s image {run.chosen.image}")
+        shown = [s.filled(runner.values) for s in reads + steps + [close]]
+        ui.lines(runbook.render(title + (" (dry run: nothing changes)" if dry_run else "")
+                                + ":", shown, width=ui.width))
+        if dry_run:
+            if json:
+                ui.emit({"dry_run": True, "app": settings.app,
+                         "deploy": f"v{run.chosen.release}", "backup": run.chosen.backup,
+                         "image": run.chosen.image, "release": run.chosen.previous,
+                         "written_since": runner.record.get("written_since", {}),
+                         "steps": runbook.plan_as_data(shown)})
+            return
+        emergency.confirm(ui, f"Undo deploy v{run.chosen.release} of {settings.app} (its "
+                          "writes stop until the old release runs on the restored data)?",
+                          yes=yes)
+        runner.record["outcome"] = "running"
+        try:
+            runner.run(steps)
+        finally:
+            if json:
+                ui.emit(runner.record)
+    since = undos.since_words(undos.written_since(run.shape))
+    ui.info(f"{settings.app} runs v{run.chosen.previous}'s image on {run.chosen.backup}'s data; "
+            f"what the live data held before ({since}) is kept in "
+            f"{(runner.record.get('safety_backup') or {}).get('name')}.")
