@@ -105,23 +105,28 @@ def plan(o: DeployOptions, run: Deployment | None = None) -> list[Step]:
         Step("health", gate, act("health"), abort=ExitCode.HEALTH_FAILED,
              running="health gate", by_hand=(health.by_hand(o.health_url),)),
         *caught_up,
+        *closing_steps(o, act, ssh, no_machine),
     ]
-    # the guard compares with the pre-deploy backup (a rollback has none); it finds the
-    # machine again after `fly deploy` (which may have replaced it) for the closing step too
-    guarded = not rollback and not o.skip_backup
+    if rollback:  # a release that does not exist is the operator's input: exit 2 or 3
+        steps = [replace(step, keeps=KEEPS[True]) for step in steps]
+    return steps
+
+
+def closing_steps(o: DeployOptions, act, ssh: dict, no_machine: str) -> list[Step]:
+    """The data guard (not for a rollback: it has no pre-deploy backup), then the closing
+    step. Both find the machine again after `fly deploy`, which may have replaced it; when
+    the guard ran, the closing step uses what it found."""
+    rollback = o.rollback_to is not None
     find_again = (tuple(fly.volumes_list(o.app)), tuple(fly.machines_list(o.app)))
-    if not rollback:
-        steps.append(guard_step(o, act, (*find_again, ssh["shape"])))
-    steps += [
+    guarded = not rollback and not o.skip_backup
+    return [
+        *([] if rollback else [guard_step(o, act, (*find_again, ssh["shape"]))]),
         Step("record", "append to the audit log" if no_machine else "append to the audit "
              "log, find the machine again (the deploy may have replaced it) and release the "
              "machine's lock", act("close"), commands=() if no_machine else (
                  (ssh["unlock"],) if guarded else (*find_again, ssh["unlock"])),
              running="release the deploy lock on the machine", by_hand=(UNLOCK,)),
     ]
-    if rollback:  # a release that does not exist is the operator's input: exit 2 or 3
-        steps = [replace(step, keeps=KEEPS[True]) for step in steps]
-    return steps
 
 
 def data_steps(o: DeployOptions, act, ssh: dict) -> list[Step]:
