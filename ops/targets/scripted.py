@@ -91,6 +91,11 @@ class ScriptedTarget:
     def remove_leftovers(self) -> list[str]:
         return []
 
+    def settle(self) -> list:
+        """Nothing on an SSH host (its app reads the restored content through SQLite:
+        restart it yourself if it caches); the Fly machine restarts (``FlyTarget``)."""
+        return []
+
     def status(self) -> dict:
         return folder_status(self.list(), dt.datetime.now(dt.UTC), self.source)
 
