@@ -676,6 +676,9 @@ class Restore:
             "resolve": self._resolve, "verify": self._verify_file, "upload": self._upload,
             "choose": self._choose, "restore": self._restore_there,
             **dict(self.target.settle())})  # Fly: restart, health; the others: none
+        unbound = [step.key for step in ran if step.action is None]
+        if unbound:  # a plan step nothing does would pass as done: never say it was
+            raise OpsError(f"internal error: restore steps without an action: {unbound}")
         ran = [dataclasses.replace(step, shown=False) if step.key == "resolve" else
                dataclasses.replace(step, skipped="emergency-stopped")
                if stopped and step.key in ("restart", "health") else step for step in ran]

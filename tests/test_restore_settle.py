@@ -8,7 +8,10 @@ test's (tests/test_restore_contract.py); here the targets' own answers, as data.
 
 from __future__ import annotations
 
-from ops import config
+import pytest
+
+from ops import config, restore
+from ops.errors import OpsError
 from ops.targets.chosen import target_for
 from tests.fake_production import HealthApp
 
@@ -53,3 +56,20 @@ def test_fly_restarts_then_waits_for_health(tmp_path):
         detail = dict(phases)["health"]()  # the target's own wait, not the flow's
         assert server.requests == 2 and heard.waits  # it waited, and said why
         assert detail == "200 with a backup block after 2 poll(s)", detail
+
+
+class Unsettled:
+    """A production target that forgets to say how it settles the app."""
+
+    flag = " --production"
+
+    def settle(self) -> list:
+        return []
+
+
+def test_a_plan_step_no_target_does_is_refused_never_passed_as_done(tmp_path):
+    run = restore.Restore(restore.RestoreOptions(production=True),
+                          settings(tmp_path, fly={"app": "steps-app"}), ui=None,
+                          target=Unsettled())
+    with pytest.raises(OpsError, match=r"without an action: \['restart', 'health'\]"):
+        run._remote_steps()
