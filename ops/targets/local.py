@@ -12,7 +12,7 @@ from pathlib import Path
 from ops import engine
 from ops.config import Settings
 from ops.errors import ExitCode, OpsError
-from ops.targets.protocol import Reporter
+from ops.targets.protocol import Reporter, Settle
 from ops.targets.status import status as folder_status
 
 DOWNLOADS = re.compile(r"(fly|ssh)-.+")  # ScriptedTarget.downloads' folders
@@ -144,7 +144,7 @@ class LocalTarget:
         return engine.drill_backup(chosen.path, check=self.settings.check,
                                    scratch_dir=self.dir) | {"where": "local"}
 
-    def settle(self) -> list:
+    def settle(self) -> Settle:
         """Nothing: the app here reads the restored content through SQLite."""
         return []
 

@@ -14,7 +14,7 @@ from ops import engine, fly, health
 from ops.errors import OpsError
 from ops.targets.fly.app import FlyApp
 from ops.targets.fly.session import FlySession
-from ops.targets.protocol import Reporter
+from ops.targets.protocol import Reporter, Settle
 from ops.targets.scripted import ScriptedTarget
 from ops.targets.status import status as folder_status
 from ops.targets.status import valid_status
@@ -63,7 +63,7 @@ class FlyTarget(ScriptedTarget):
         except fly.ShapeError:  # gone, or not a machine's shape: not known to be stopped
             return False
 
-    def settle(self) -> list:
+    def settle(self) -> Settle:
         """After a restore: restart the machine so the app reopens the database it now
         holds, then wait for /health to answer 200 with a backup block."""
         return [("restart", self.fly_app.restart), ("health", self._healthy)]
