@@ -19,11 +19,10 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ops import cli, emergency, engine, fly, health, runbook
+from ops import cli, engine, fly, runbook
 from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
 from ops.targets.local import SOURCE_FOLDERS, LocalTarget
-from ops.targets.status import valid_status
 from ops.ui import UI, command_lines, human_age, human_bytes
 
 MACHINE = "<machine>"
@@ -641,19 +640,14 @@ class Restore:
     def _safety_records(self, backup: str) -> list[dict]:
         """The safety backups of restores of ``backup`` in the folder, each with what its
         record says (name, created, content hash and format)."""
-        listed = (self.target.list() if self.target is not None else LocalTarget(
-            dataclasses.replace(self.settings, backup_dir=Path(
-                self.record.get("undo_dir") or self.settings.backup_dir)), self.ui).list())
+        folder = self.target or LocalTarget(dataclasses.replace(  # where the undo is
+            self.settings, backup_dir=Path(self.record.get("undo_dir") or
+                                           self.settings.backup_dir)), self.ui)
         found = []
-        for item in listed:
+        for item in folder.list():
             if item.kind != "safety" or (item.restore or {}).get("backup") != backup:
                 continue
-            if self.target is not None:
-                text = self.target.record_text(item.name)
-            else:
-                path = Path(self.record.get("undo_dir") or self.settings.backup_dir) / \
-                    f"{item.name}.json"
-                text = path.read_text() if path.is_file() and not path.is_symlink() else ""
+            text = folder.record_text(item.name)
             try:
                 raw = engine.parse_record(text or "null")
             except ValueError:
@@ -681,7 +675,10 @@ class Restore:
             "connect": lambda: f"connected to {self.target.session.connect()}",
             "resolve": self._resolve, "verify": self._verify_file, "upload": self._upload,
             "choose": self._choose, "restore": self._restore_there,
-            "restart": lambda: self.target.restart(), "health": self._health})
+            **dict(self.target.settle())})  # Fly: restart, health; the others: none
+        unbound = [step.key for step in ran if step.action is None]
+        if unbound:  # a plan step nothing does would pass as done: never say it was
+            raise OpsError(f"internal error: restore steps without an action: {unbound}")
         ran = [dataclasses.replace(step, shown=False) if step.key == "resolve" else
                dataclasses.replace(step, skipped="emergency-stopped")
                if stopped and step.key in ("restart", "health") else step for step in ran]
@@ -781,13 +778,6 @@ class Restore:
         self.found["data"] = data
         return detail
 
-    def _health(self) -> str:
-        s = self.settings
-        return health.wait_for_backup_block(s.health, valid=valid_status,
-                                            timeout=s.health_timeout,
-                                            interval=s.health_interval,
-                                            on_reason=self.ui.waiting)
-
     def _remote_proven(self) -> None:
         """After the restart (or its skip): the machine's own check of the live database."""
         if self.found.get("stopped"):
@@ -837,7 +827,7 @@ def resolved(target) -> bool:
     """The production plan's ``resolve`` step: the machine and volume, and whether the app
     is emergency-stopped (the run's and the dry run's one way)."""
     target.resolve()
-    return emergency.is_stopped(target.machine_config())
+    return target.emergency_stopped()
 
 
 def reads(o: RestoreOptions, settings, ui: UI, target, found: dict) -> dict:

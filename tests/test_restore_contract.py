@@ -33,6 +33,7 @@ class Site:
     read, how to run a task against it and the flag its commands carry."""
 
     kind: str
+    settles: tuple[str, ...]  # the steps after the restore that settle the app (``settle``)
     db: Path
     folder: Path
     audit_log: Path
@@ -54,7 +55,7 @@ def local_site(request, tmp_path) -> Site:
     folder = tmp_path / "data" / "backups"
     log = tmp_path / "audit.jsonl"
     env = {"INVOKE_DEPLOY_AUDIT_LOG": str(log)}
-    return Site("local", db, folder, log, (), lambda *a: helpers.run_invoke(
+    return Site("local", (), db, folder, log, (), lambda *a: helpers.run_invoke(
         *a, cwd=tmp_path, env=env))
 
 
@@ -66,7 +67,8 @@ def fly_site(request, tmp_path) -> Site:
     log = tmp_path / "audit.jsonl"
     prod.env.update({"INVOKE_HEALTH_URL": server.url, "INVOKE_HEALTH_TIMEOUT": "5",
                      "INVOKE_DEPLOY_AUDIT_LOG": str(log)})
-    return Site("fly", prod.db, prod.remote_dir, log, ("--production",), prod.run)
+    return Site("fly", ("restart", "health"), prod.db, prod.remote_dir, log,
+                ("--production",), prod.run)
 
 
 def ssh_site(request, tmp_path) -> Site:
@@ -79,7 +81,7 @@ def ssh_site(request, tmp_path) -> Site:
            "INVOKE_SSH_CONNECT_TIMEOUT": "5", "INVOKE_SSH_TIMEOUT": "60",
            "INVOKE_DEPLOY_AUDIT_LOG": str(log)}
     addr = f"{server.user}@127.0.0.1:{server.port}"
-    return Site("ssh", db, folder, log, ("--host", addr), lambda *a: helpers.run_invoke(
+    return Site("ssh", (), db, folder, log, ("--host", addr), lambda *a: helpers.run_invoke(
         *a, cwd=tmp_path, env=env))
 
 
@@ -121,6 +123,12 @@ def assert_restored(site: Site, result: helpers.InvokeResult, made: engine.Backu
     logged = site.audit()[-1]
     assert logged["kind"] == "restore" and logged["outcome"] == "ok"
     assert logged["proof"] == proof and logged["backup"]["name"] == made.name
+    # the target settles the app after the copy: Fly restarts and waits for /health, a
+    # folder here and an SSH host do nothing (no restart, no wait, nothing recorded)
+    keys = [step["step"] for step in logged["steps"]]
+    assert keys[keys.index("restore") + 1:] == [*site.settles, *(
+        ["check"] if site.kind == "local" else [])]
+    assert all(step["outcome"] == "ok" for step in logged["steps"])
     return record
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from ops import engine
 from ops.config import Settings
 from ops.errors import ExitCode, OpsError
-from ops.targets.protocol import Reporter
+from ops.targets.protocol import Reporter, Settle
 from ops.targets.status import status as folder_status
 
 DOWNLOADS = re.compile(r"(fly|ssh)-.+")  # ScriptedTarget.downloads' folders
@@ -144,10 +144,19 @@ class LocalTarget:
         return engine.drill_backup(chosen.path, check=self.settings.check,
                                    scratch_dir=self.dir) | {"where": "local"}
 
+    def settle(self) -> Settle:
+        """Nothing: the app here reads the restored content through SQLite."""
+        return []
+
     def counts(self, name: str) -> dict:
         """Rows per table of the live database and as recorded for backup ``name`` (None
         if unrecorded), for a restore's confirmation: the machine's own counting."""
         return engine.live_and_recorded_counts(self.db, self.dir, name)
+
+    def record_text(self, name: str) -> str:
+        """What the folder's ``NAME.json`` says ("" when there is none, or a symlink)."""
+        path = self.dir / f"{engine.check_name(name)}.json"
+        return path.read_text() if path.is_file() and not path.is_symlink() else ""
 
     def shape(self, name: str) -> dict:
         """The data guard's two sides (``engine.data_shape``)."""

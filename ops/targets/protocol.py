@@ -16,6 +16,9 @@ from typing import Protocol
 from ops import engine
 
 Progress = Callable[..., None]  # update(done_bytes, total=None)
+# what a target does after a restore so the app sees the restored database, one phase at
+# a time: (the restore plan's step key, its action returning the step's detail)
+Settle = list[tuple[str, Callable[[], str]]]
 
 
 class Step(Protocol):
@@ -88,6 +91,11 @@ class Target(Protocol):
 
     def drill(self, which: str) -> dict:
         """Restore ``which`` into a scratch database and compare it with its record."""
+
+    def settle(self) -> Settle:
+        """After a restore: what makes the app see the restored database, in order (Fly:
+        restart the machine, wait for /health); none here or on an SSH host (the app reads
+        the restored content through SQLite). The restore flow runs each as its step."""
 
 
 class RemoteTarget(Target, Protocol):

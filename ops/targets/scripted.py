@@ -22,7 +22,7 @@ from typing import Protocol
 
 from ops import engine, machine, node, remote
 from ops.errors import ExitCode, OpsError
-from ops.targets.protocol import Progress, Reporter
+from ops.targets.protocol import Progress, Reporter, Settle
 from ops.targets.status import status as folder_status
 from ops.ui import human_bytes
 
@@ -89,6 +89,11 @@ class ScriptedTarget:
         return []
 
     def remove_leftovers(self) -> list[str]:
+        return []
+
+    def settle(self) -> Settle:
+        """Nothing on an SSH host (its app reads the restored content through SQLite:
+        restart it yourself if it caches); the Fly machine restarts (``FlyTarget``)."""
         return []
 
     def status(self) -> dict:

@@ -14,7 +14,7 @@ from ops import engine, fly, health
 from ops.errors import OpsError
 from ops.targets.fly.app import FlyApp
 from ops.targets.fly.session import FlySession
-from ops.targets.protocol import Reporter
+from ops.targets.protocol import Reporter, Settle
 from ops.targets.scripted import ScriptedTarget
 from ops.targets.status import status as folder_status
 from ops.targets.status import valid_status
@@ -55,13 +55,25 @@ class FlyTarget(ScriptedTarget):
     def check_flyctl(self) -> str:
         return self.session.check_flyctl()
 
-    # the restore flow still asks the target for these two (issue 22 item 3 moves it to
-    # the target's own "settle afterwards"); everything else of the app is ``fly_app``
-    def machine_config(self) -> dict:
-        return self.fly_app.machine_config()
+    def emergency_stopped(self) -> bool:
+        """The machine runs emergency.stop's maintenance command: a restore then skips
+        ``settle`` (a restart would bring back the maintenance command, not the app)."""
+        try:
+            return fly.Machine.parse(self.fly_app.machine_config()).in_maintenance
+        except fly.ShapeError:  # gone, or not a machine's shape: not known to be stopped
+            return False
 
-    def restart(self) -> str:
-        return self.fly_app.restart()
+    def settle(self) -> Settle:
+        """After a restore: restart the machine so the app reopens the database it now
+        holds, then wait for /health to answer 200 with a backup block."""
+        return [("restart", self.fly_app.restart), ("health", self._healthy)]
+
+    def _healthy(self) -> str:
+        s = self.settings
+        return health.wait_for_backup_block(s.health, valid=valid_status,
+                                            timeout=s.health_timeout,
+                                            interval=s.health_interval,
+                                            on_reason=self.report.waiting)
 
     def status(self) -> dict:
         """The app's own /health view of backups; the remote folder if it cannot be read."""
