@@ -181,7 +181,7 @@ def test_plan_runs_backup_and_snapshot_before_deploy():
     keys = [s.key for s in steps]
     # the lock comes first, so preflight reads the release that is live once we hold it
     assert keys == ["lock", "preflight", "machine_lock", "backup", "snapshot", "full_check",
-                    "deploy", "health", "record"]
+                    "deploy", "health", "data", "record"]  # data: the guard after /health
     by_key = {s.key: s for s in steps}
     assert by_key["backup"].abort == ExitCode.DEPLOY_ABORTED_BACKUP
     assert by_key["snapshot"].abort == ExitCode.DEPLOY_ABORTED_SNAPSHOT
@@ -190,18 +190,21 @@ def test_plan_runs_backup_and_snapshot_before_deploy():
         "volumes", "snapshots", "create", deploy.VOLUME, "-a", "app")
     assert by_key["deploy"].commands[:1] == (("deploy", "-a", "app", "-c", "fly.toml"),)
     assert "reports the new backup" in by_key["health"].title
+    assert by_key["data"].commands[-1][:2] == ("ssh", "console")  # the shape script
+    assert by_key["data"].abort is None  # only lost data is exit 16; a broken guard is not
 
 
 def test_plan_with_skip_backup_marks_both_steps_skipped():
     steps = {s.key: s for s in deploy.plan(options(skip_backup=True))}
     assert steps["backup"].skipped == "--skip-backup" and not steps["backup"].commands
     assert steps["snapshot"].skipped == "--skip-backup"
+    assert steps["data"].skipped and not steps["data"].commands  # nothing to compare with
     assert "reports the new backup" not in steps["health"].title
 
 
 def test_plan_for_rollback_never_touches_data():
     keys = [s.key for s in deploy.plan(options(rollback_to=11))]
-    assert "backup" not in keys and "snapshot" not in keys
+    assert "backup" not in keys and "snapshot" not in keys and "data" not in keys
 
 
 def test_plan_passes_flags_and_remainder_to_fly_deploy():
