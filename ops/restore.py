@@ -593,9 +593,9 @@ class Restore:
     def _prove(self, backup, db: Path, snapshot: dict, safety: dict):
         """The restore's proof (``engine.prove_restore``): recorded, and any difference
         fails the restore (exit 5) naming the safety backup."""
-        same = safety.get("content_format") == snapshot.get("content_format")
         proof = engine.prove_restore(backup, db, snapshot, check=self.settings.check,
-                                     safety_sha256=safety.get("content_sha256") if same else None)
+                                     safety_sha256=engine.content_sha256_of(
+                                         safety["path"], snapshot.get("content_format"), safety))
         self._proven(proof)
         return None, engine.proof_summary(proof)
 
@@ -878,6 +878,10 @@ def drill_summary(result: dict, flag: str = "") -> str:
         return f"{head}; restorable, nothing recorded to compare (made before row counts " \
                "and content hashes were recorded)"
     matched = f"{head}; {result['check']}_check ok; {len(result['tables'])} tables match their"
+    if result.get("backup_content_sha256") and not result.get("recorded_content"):
+        return (f"{matched} recorded row counts; content hash "
+                f"{result['content_sha256'][:12]} the same in the backup file and the "
+                "restored copy, both computed now")
     if not result.get("recorded_content", True):
         return (f"{matched} recorded row counts (no content hash was recorded: "
                 "backup.content_hash was off)")
