@@ -36,15 +36,13 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from perf_bench import PYTHON, build, deploy_overlap  # noqa: E402
+from perf_bench import PYTHON, build, deploy_overlap, run_timed  # noqa: E402
 from workspace import save_results, work_folder  # noqa: E402
 
 CGROUP = Path("/sys/fs/cgroup")
@@ -126,17 +124,9 @@ def cold() -> None:
 
 
 def run(argv: list[str], group: Group | None, env: dict | None = None) -> tuple[float, float]:
-    """(seconds, peak RSS in MiB) of one command, in ``group`` if given; fails loudly."""
-    with tempfile.NamedTemporaryFile("r") as rss:
-        timed = ["/usr/bin/time", "-f", "%M", "-o", rss.name, *argv]
-        started = time.perf_counter()
-        done = subprocess.run(group.argv(timed) if group else timed, env=env, cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
-        seconds = time.perf_counter() - started
-        if done.returncode != 0:
-            raise SystemExit(f"{argv[:6]} failed ({done.returncode}): "
-                             f"{done.stderr.decode(errors='replace')[-600:]}")
-        return seconds, int(rss.read().split()[-1]) / 1024
+    """(seconds, peak RSS in MiB) of one command, in ``group`` if given (``/usr/bin/time``
+    measures the shell that joins the group and execs the command: the command itself)."""
+    return run_timed(group.argv(argv) if group else argv, env=env, cwd=ROOT)
 
 
 def fresh(out: Path) -> Path:
