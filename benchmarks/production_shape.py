@@ -20,6 +20,7 @@ cold cache (``/proc/sys/vm/drop_caches``) and inside the group:
 Run on demand (not a test), as root, on a machine nobody else is measuring on:
 
     .venv/bin/python benchmarks/production_shape.py
+    .venv/bin/python benchmarks/production_shape.py --shapes 256:128:3 1000:256:1
     .venv/bin/python benchmarks/production_shape.py --shapes 256:128 --repeat 1 --skip-deploy
 
 A machine without cgroup v1 ``memory`` and ``blkio`` (or not root) gets one line saying
@@ -248,8 +249,8 @@ def table(results: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shapes", nargs="+", default=["256:128", "1000:256"],
-                        help="MB:MiB pairs, database size and memory limit (default "
-                             "256:128 1000:256)")
+                        help="MB:MiB[:runs]: database size, memory limit and runs per "
+                             "median (default 256:128 1000:256, --repeat runs)")
     parser.add_argument("--mib-s", type=int, default=32, help="disk limit, read and write")
     parser.add_argument("--repeat", type=int, default=3, help="runs per median (limited)")
     parser.add_argument("--idle-repeat", type=int, default=5, help="runs per median (idle)")
@@ -269,11 +270,12 @@ def main() -> int:
               f"work {work}", flush=True)
         results: dict = {}
         for shape in args.shapes:
-            mb, limit = (int(part) for part in shape.split(":"))
-            print(f"  {mb} MB in {limit} MiB at {args.mib_s} MiB/s", flush=True)
-            results[f"shaped {shape}"] = shaped(work, mb, limit, args.mib_s, args.repeat, device)
+            mb, limit, repeat = ([int(part) for part in shape.split(":")] + [args.repeat])[:3]
+            print(f"  {mb} MB in {limit} MiB at {args.mib_s} MiB/s, medians of {repeat}",
+                  flush=True)
+            results[f"shaped {shape}"] = shaped(work, mb, limit, args.mib_s, repeat, device)
         if not args.skip_deploy:
-            mb, limit = (int(part) for part in args.shapes[0].split(":"))
+            mb, limit = (int(part) for part in args.shapes[0].split(":")[:2])
             d = shaped_deploy(work, mb, limit, args.mib_s, args.snapshot_seconds, device)
             results["deploy"] = {**d, "shape": f"{mb} MB in {limit} MiB at {args.mib_s} "
                                  f"MiB/s, snapshot ~{args.snapshot_seconds:g} s"}

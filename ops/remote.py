@@ -314,7 +314,7 @@ q=$(sqlite3 -readonly -batch "$ro" {shlex.quote(COUNTS_SQL)} </dev/null 2>/dev/n
 tables=
 case $q in -) ;; "") tables="{{}}";; *) tables=$(printf '%s\n' "$q" | sqlite3 -readonly -batch "$ro" 2>/dev/null);; esac
 case $tables in "{{"*"}}")
-  content=$(printf ', "tables": %s, "content_sha256": null' "$tables");;
+  content=$(printf ', "tables": %s, "content_sha256": null, "content_format": null' "$tables");;
 esac"""
 
 

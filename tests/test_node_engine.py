@@ -211,6 +211,7 @@ def test_node_drill_compares_row_counts_and_content(tmp_path, app, live):
     assert drill["ok"] and drill["restorable"] and drill["differences"] == []
     assert drill["tables"] == made.tables
     assert drill["content_sha256"] == engine.describe_file(made.path)[1]
+    assert drill["backup_content_sha256"] == drill["content_sha256"]  # both sides, now
     # a record that says otherwise: the drill names both differences
     record = json.loads((backups / f"{made.name}.json").read_text())
     record["tables"]["steps"] += 1

@@ -84,6 +84,7 @@ def test_restore_from_restores_the_bytes_it_verified(prod, tmp_path):  # noqa: F
     local_dir = tmp_path / "mine"
     made = engine.create_backup(prod.db, local_dir)
     local = local_dir / made.name
+    digest = engine.describe_file(local)[1]  # before the hook tampers with the file
     conn = sqlite3.connect(prod.db)
     conn.execute("DELETE FROM users WHERE id > 10")
     conn.commit()
@@ -94,7 +95,7 @@ def test_restore_from_restores_the_bytes_it_verified(prod, tmp_path):  # noqa: F
     assert result.returncode == 0, result
     tampered = "SELECT count(*) FROM teams WHERE name LIKE '%tampered%'"
     assert helpers.live_rows(local, tampered)[0][0] == made.tables["teams"]  # it did change
-    assert content(prod.db) == engine.describe_file(made.path)[1]
+    assert content(prod.db) == digest
     assert helpers.sha256(prod.remote_dir / made.name) == made.sha256
 
 
