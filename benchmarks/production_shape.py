@@ -257,6 +257,8 @@ def main() -> int:
     parser.add_argument("--snapshot-seconds", type=float, default=60)
     parser.add_argument("--skip-deploy", action="store_true")
     parser.add_argument("--skip-idle", action="store_true")
+    parser.add_argument("--skip-shapes", action="store_true",
+                        help="only the deploy and the idle rows")
     parser.add_argument("--work", help="folder for the files (kept; default: temporary)")
     args = parser.parse_args()
     with work_folder(args.work, "ops-shape-") as work:
@@ -269,7 +271,7 @@ def main() -> int:
               f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, disk {device}; "
               f"work {work}", flush=True)
         results: dict = {}
-        for shape in args.shapes:
+        for shape in [] if args.skip_shapes else args.shapes:
             mb, limit, repeat = ([int(part) for part in shape.split(":")] + [args.repeat])[:3]
             print(f"  {mb} MB in {limit} MiB at {args.mib_s} MiB/s, medians of {repeat}",
                   flush=True)
