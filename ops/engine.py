@@ -1907,6 +1907,8 @@ def content_sha256_of(path, fmt: str | None, record: dict | None = None) -> str 
         return None
     if record and record.get("content_sha256") and record.get("content_format") == fmt:
         return record["content_sha256"]
+    if path is None:
+        return None
     try:
         return describe_file(path, fmt=fmt)[1]
     except EngineError:

@@ -593,9 +593,10 @@ class Restore:
     def _prove(self, backup, db: Path, snapshot: dict, safety: dict):
         """The restore's proof (``engine.prove_restore``): recorded, and any difference
         fails the restore (exit 5) naming the safety backup."""
+        fmt = snapshot.get("content_format")  # the safety backup hashed now (issue 21)
         proof = engine.prove_restore(backup, db, snapshot, check=self.settings.check,
                                      safety_sha256=engine.content_sha256_of(
-                                         safety["path"], snapshot.get("content_format"), safety))
+                                         safety.get("path"), fmt, safety))
         self._proven(proof)
         return None, engine.proof_summary(proof)
 
