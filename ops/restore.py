@@ -9,6 +9,7 @@ health wait and, for ``--from``, the upload; every run is recorded in the audit 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import shlex
@@ -655,6 +656,10 @@ class Restore:
             except ValueError:
                 raw = None
             raw = raw if isinstance(raw, dict) else {}
+            if self.target is None and not raw.get("content_sha256"):  # issue 21: hash it now
+                with contextlib.suppress(engine.EngineError):
+                    _, raw["content_sha256"], raw["content_format"] = engine.describe_file(
+                        path.with_name(item.name))
             found.append({"name": item.name, "created": item.created,
                           "content_sha256": raw.get("content_sha256"),
                           "content_format": raw.get("content_format")})
