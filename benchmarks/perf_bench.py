@@ -161,7 +161,7 @@ def under_writer(db: Path, work: Path, interval: float) -> dict:
 
 def deploy_overlap(work: Path, db: Path, snapshot_seconds: float) -> dict:
     """A deploy against the flyctl double whose snapshot needs ``snapshot_seconds``."""
-    from tests.test_deploy import make_site
+    from tests.fake_production import make_site
 
     root = work / "site"
     shutil.rmtree(root, ignore_errors=True)

@@ -669,8 +669,9 @@ async function backupLocked(source, dir, { check, timeout, contentHash, restore 
     const problems = runCheck(tmp, check);
     if (problems.length) throw new EngineError(`the new backup failed ${check}_check: ${problems[0]}`, 'verify_failed');
     const digest = sha256File(tmp);
-    const described = contentHash ? describeFile(tmp)
-      : { tables: countRows(tmp), content_sha256: null, content_format: null };
+    // no content hash at backup time (issue 21): the drill and the restore's proof hash
+    // the verified file; contentHash (backup.content_hash) is accepted and ignored
+    const described = { tables: countRows(tmp), content_sha256: null, content_format: null };
     const result = {
       name, path: final, created: iso(when), size: fs.statSync(tmp).size, sha256: digest,
       check, seconds: round3((Date.now() - started) / 1000), source, strategy: 'node',
@@ -1030,19 +1031,19 @@ function checkedManifest(raw, what) {
   return found;
 }
 
-function differences(recorded, tables, content, restored = 'restored') {
+function differences(recorded, tables, content, restored = 'restored', side = 'recorded') {
   const found = [];
   const names = [...new Set([...Object.keys(recorded.tables), ...Object.keys(tables)])].sort();
   for (const t of names) {
     const want = t in recorded.tables ? recorded.tables[t] : null;
     const got = t in tables ? tables[t] : null;
-    if (want !== got) found.push(`table ${t}: recorded ${want !== null ? want : 'absent'} rows, ${restored} ${got !== null ? got : 'absent'}`);
+    if (want !== got) found.push(`table ${t}: ${side} ${want !== null ? want : 'absent'} rows, ${restored} ${got !== null ? got : 'absent'}`);
   }
   if (recorded.content_sha256 !== null && recorded.content_sha256 !== content) {
     const version = recorded.sqlite_version;
     const other = version && version !== sql().sqliteVersion
       ? ` (recorded with SQLite ${version}, compared with ${sql().sqliteVersion})` : '';
-    found.push(`content hash: recorded ${recorded.content_sha256.slice(0, 12)}${ELLIPSIS}, ${restored} ${String(content).slice(0, 12)}${ELLIPSIS}${other}`);
+    found.push(`content hash: ${side} ${recorded.content_sha256.slice(0, 12)}${ELLIPSIS}, ${restored} ${String(content).slice(0, 12)}${ELLIPSIS}${other}`);
   }
   return found;
 }
@@ -1383,8 +1384,10 @@ async function drillBackup(file, { check, scratchDir }) {
   const result = {
     name: path.basename(file), ok: false, restorable: false, seconds: 0.0, check, sha256: digest,
     recorded: Object.keys(recorded).length > 0, recorded_content: Boolean(recorded.content_sha256),
-    tables: {}, content_sha256: null, content_format: null, differences: [], problems,
+    tables: {}, content_sha256: null, content_format: null, backup_content_sha256: null,
+    differences: [], problems,
   };
+  let now;
   const scratch = fs.mkdtempSync(path.join(scratchDir, '.drill-'));
   try {
     const target = path.join(scratch, 'restored.db');
@@ -1403,7 +1406,9 @@ async function drillBackup(file, { check, scratchDir }) {
     }
     result.restorable = true;
     try {
+      // both sides now, in one format: the backup file (verified above) and its copy (issue 21)
       Object.assign(result, describeFile(target, { fmt: recorded.content_format || null }));
+      now = describeFile(file, { fmt: result.content_format });
     } catch (e) {
       problems.push(e.message);
       return result;
@@ -1411,7 +1416,9 @@ async function drillBackup(file, { check, scratchDir }) {
   } finally {
     fs.rmSync(scratch, { recursive: true, force: true });
   }
-  if (Object.keys(recorded).length) result.differences = differences(recorded, result.tables, result.content_sha256);
+  result.backup_content_sha256 = now.content_sha256;
+  result.differences = differences(now, result.tables, result.content_sha256, 'restored', 'backup file');
+  if (Object.keys(recorded).length) result.differences.push(...differences(recorded, result.tables, result.content_sha256));
   result.ok = !problems.length && !result.differences.length;
   return result;
 }

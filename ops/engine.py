@@ -796,11 +796,11 @@ def create_backup(
     ``kind: safety``, listed as such and never ``latest`` (``latest_of``).
 
     ``on_phase(phase, done=None, total=None, finished=False)`` follows each phase
-    (``copy``, then ``fsync``, the check, ``sha256`` and ``content`` (or ``counts``) at
-    once; ``stopping`` on Ctrl-C). ``mmap_size`` maps the new copy for its check (see
-    ``run_check``).
-    ``content_hash=False`` records row counts only (``backup.content_hash``): the
-    content hash is the slowest pass over a large table.
+    (``copy``, then ``fsync``, the check, ``sha256`` and ``counts`` at once; ``stopping``
+    on Ctrl-C). ``mmap_size`` maps the new copy for its check (see ``run_check``).
+    A backup records its size, SHA-256 and row counts, never a content hash (issue 21:
+    the drill and the restore's proof compute it from the verified file);
+    ``content_hash`` (``backup.content_hash``) is accepted and ignored.
     """
     source, directory = Path(source), Path(directory)
     phase = on_phase or _no_phase
@@ -824,7 +824,7 @@ def create_backup(
                 copy_database(source, tmp, timeout=timeout, on_pages=on_pages)
                 phase("copy", finished=True)
                 problems, digest, described = verify_new_copy(
-                    tmp, check, mmap_size=mmap_size, on_phase=phase, content_hash=content_hash)
+                    tmp, check, mmap_size=mmap_size, on_phase=phase)
                 if problems:
                     raise EngineError(
                         f"the new backup failed {check}_check: {problems[0]}", "verify_failed")
@@ -866,20 +866,24 @@ def _no_phase(name, done=None, total=None, finished=False) -> None:
 
 
 def verify_new_copy(tmp: Path, check: str = "integrity", *, mmap_size: int = 0,
-                    on_phase=None, content_hash: bool = True) -> tuple[list[str], str, dict]:
-    """(problems, SHA-256, what a drill compares: ``BackupResult``'s tables,
-    content_sha256 and content_format) of a fresh copy, in one pass.
+                    on_phase=None, counts: bool = True) -> tuple[list[str], str, dict]:
+    """(problems, SHA-256, ``BackupResult``'s tables) of a fresh copy, in one read of it.
 
-    fsync, SQLite's check, the checksum and the content description each read the
-    same just-written file, so they run at once (SQLite and hashlib release the GIL):
-    the file is read while it is still in the page cache, and the slowest of them,
-    not their sum, sets the time. The first failure, or Ctrl-C, cancels the others
-    within milliseconds; Ctrl-C is re-raised once every worker has stopped.
+    What publishing needs and nothing more (issue 21): fsync, SQLite's check and the
+    checksum, plus the row counts (``counts``). They read the same just-written file,
+    so they run at once (SQLite and hashlib release the GIL) and share its pages in the
+    cache: on a machine whose memory is smaller than the database every pass that does
+    not share them reads the whole file from the disk again. The content hash is not
+    computed here: a backup whose SHA-256 matches its record has the content it had
+    when it was made, so the drill and the restore's proof hash the verified file when
+    they run. The first
+    failure, or Ctrl-C, cancels the others within milliseconds; Ctrl-C is re-raised
+    once every worker has stopped.
     """
     phase = on_phase or _no_phase
     cancel = threading.Event()
     size = tmp.stat().st_size
-    found: dict = {}
+    found: dict = {"content": {"tables": None, "content_sha256": None, "content_format": None}}
     pragma = "integrity_check" if check == "integrity" else "quick_check"
 
     def fsync_and_hash():
@@ -897,17 +901,13 @@ def verify_new_copy(tmp: Path, check: str = "integrity", *, mmap_size: int = 0,
             cancel.set()  # the backup is refused: the other passes are moot
         phase(pragma, finished=True)
 
-    def content():
-        name = "content" if content_hash else "counts"
-        phase(name)
-        if content_hash:
-            tables, digest, fmt = describe_file(tmp, cancel=cancel)
-        else:
-            tables, digest, fmt = count_rows(tmp), None, None
-        found["content"] = {"tables": tables, "content_sha256": digest, "content_format": fmt}
-        phase(name, finished=True)
+    def row_counts():
+        phase("counts")
+        found["content"]["tables"] = count_rows(tmp, cancel=cancel)
+        phase("counts", finished=True)
 
-    failures = _at_once((sqlite_check, fsync_and_hash, content), cancel)
+    jobs = (sqlite_check, fsync_and_hash) + ((row_counts,) if counts else ())
+    failures = _at_once(jobs, cancel)
     if found.get("problems"):
         return found["problems"], "", {}
     for exc in failures:
@@ -1800,14 +1800,16 @@ def describe_file(path, *, live: bool = False, cancel=None,
         conn.close()
 
 
-def count_rows(path, *, live: bool = False) -> dict:
-    """Rows per table (cheap next to ``describe``: no hashing), of a file or a live database."""
+def count_rows(path, *, live: bool = False, cancel=None) -> dict:
+    """Rows per table (cheap next to ``describe``: no hashing), of a file or a live database;
+    ``cancel`` (a ``threading.Event``) stops it within milliseconds when set."""
     mode = "mode=ro" if live else "mode=ro&immutable=1"
     try:
         conn = sqlite3.connect(f"file:{path}?{mode}", uri=True, timeout=10.0)
         try:
-            return {table: conn.execute(f"SELECT count(*) FROM {_quote(table)}").fetchone()[0]
-                    for table in _user_tables(conn)}
+            with _cancellable(conn, cancel):
+                return {table: conn.execute(f"SELECT count(*) FROM {_quote(table)}"
+                                            ).fetchone()[0] for table in _user_tables(conn)}
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
@@ -1878,21 +1880,39 @@ def checked_manifest(raw, what: str) -> dict:
     return found
 
 
-def differences(recorded: dict, tables: dict, content: str) -> list[str]:
-    """What differs between a backup's record and its restored content (pure)."""
+def differences(recorded: dict, tables: dict, content: str,
+                side: str = "recorded") -> list[str]:
+    """What differs between a backup's record (or, ``side="backup file"``, the backup
+    file itself, described now) and its restored content (pure)."""
     found = []
     for table in sorted(set(recorded["tables"]) | set(tables)):
         want, got = recorded["tables"].get(table), tables.get(table)
         if want != got:
-            found.append(f"table {table}: recorded {want if want is not None else 'absent'} "
+            found.append(f"table {table}: {side} {want if want is not None else 'absent'} "
                          f"rows, restored {got if got is not None else 'absent'}")
     if recorded["content_sha256"] is not None and recorded["content_sha256"] != content:
         version = recorded.get("sqlite_version")
         other = (f" (recorded with SQLite {version}, compared with {sqlite3.sqlite_version})"
                  if version and version != sqlite3.sqlite_version else "")
-        found.append(f"content hash: recorded {recorded['content_sha256'][:12]}…, "
+        found.append(f"content hash: {side} {recorded['content_sha256'][:12]}…, "
                      f"restored {content[:12]}…{other}")
     return found
+
+
+def content_sha256_of(path, fmt: str | None, record: dict | None = None) -> str | None:
+    """A verified backup's content hash in ``fmt``, computed now from the file (issue 21:
+    a backup records none); a ``record`` holding one in that format (an old backup's) is
+    used as is. None without a format or when the file cannot be read."""
+    if not fmt:
+        return None
+    if record and record.get("content_sha256") and record.get("content_format") == fmt:
+        return record["content_sha256"]
+    if path is None:
+        return None
+    try:
+        return describe_file(path, fmt=fmt)[1]
+    except EngineError:
+        return None
 
 
 # ---------------------------------------------------------------- restore into a live database
@@ -2077,12 +2097,7 @@ def live_holds(live, backup, safety=None, copied: dict | None = None) -> dict:
                  and not copied.get("error"))
     snapshot = copied if whole else now
     fmt = snapshot.get("content_format")
-    safety_sha = None
-    if safety is not None and fmt:
-        try:
-            safety_sha = describe_file(safety, fmt=fmt)[1]
-        except EngineError:
-            safety_sha = None
+    safety_sha = None if safety is None else content_sha256_of(safety, fmt)
     proof = prove_restore(backup, live, snapshot, safety_sha256=safety_sha)
     if whole:
         proof["app_wrote"] = bool(snapshot.get("app_wrote")) or (
@@ -2326,8 +2341,7 @@ def restore_database(live, directory, which: str = "latest", *, check: str = "in
             raise EngineError(f"{exc} (safety backup {safety.name} was made first)",
                               exc.kind) from None
         proof = prove_restore(chosen.path, live, snapshot, check=check, safety_sha256=(
-            safety.content_sha256 if safety.content_format == snapshot.get("content_format")
-            else None))
+            content_sha256_of(safety.path, snapshot.get("content_format"), asdict(safety))))
     return {
         "backup": chosen.name, "backup_sha256": verdict["sha256"], "created": chosen.created,
         "safety_backup": asdict(safety), "tables_before": safety.tables,
@@ -2395,7 +2409,9 @@ def data_shape(live, directory, name: str) -> dict:
 
 
 def drill_backup(path, *, check: str = "integrity", scratch_dir=None) -> dict:
-    """Restore a backup into a scratch database and compare it with what was recorded.
+    """Restore a backup into a scratch database and compare it with what was recorded,
+    and with the backup file itself: the content hash (``backup_content_sha256`` and
+    ``content_sha256``, one format) and row counts of both, computed now (issue 21).
 
     ``seconds`` is the copy into the scratch database alone (a real restore also verifies,
     makes a safety backup and proves itself: ``restore`` times that whole). ``ok`` is
@@ -2418,7 +2434,7 @@ def drill_backup(path, *, check: str = "integrity", scratch_dir=None) -> dict:
               "check": check, "sha256": digest, "recorded": bool(recorded),
               "recorded_content": bool(recorded.get("content_sha256")),
               "tables": {}, "content_sha256": None, "content_format": None,
-              "differences": [], "problems": problems}
+              "backup_content_sha256": None, "differences": [], "problems": problems}
     with tempfile.TemporaryDirectory(prefix=".drill-", dir=scratch_dir) as scratch:
         target = Path(scratch) / "restored.db"
         started = time.monotonic()
@@ -2433,15 +2449,19 @@ def drill_backup(path, *, check: str = "integrity", scratch_dir=None) -> dict:
             problems.append(f"{check}_check of the restored copy: {found[0]}")
             return result
         result["restorable"] = True
-        try:
-            result["tables"], result["content_sha256"], result["content_format"] = \
+        try:  # both sides now, in one format: the backup file (verified above) and its copy
+            result["tables"], result["content_sha256"], fmt = result_content = \
                 describe_file(target, fmt=recorded.get("content_format"))
+            result["content_format"] = fmt
+            now = describe_file(path, fmt=fmt)
         except EngineError as exc:
             problems.append(str(exc))
             return result
-    if recorded:
-        result["differences"] = differences(recorded, result["tables"],
-                                            result["content_sha256"])
+    result["backup_content_sha256"] = now[1]
+    result["differences"] = differences(
+        {"tables": now[0], "content_sha256": now[1]}, *result_content[:2], side="backup file")
+    if recorded:  # an old record's content hash is compared too
+        result["differences"] += differences(recorded, *result_content[:2])
     result["ok"] = not problems and not result["differences"]
     return result
 

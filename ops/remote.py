@@ -303,23 +303,18 @@ COUNTS_SQL = ("SELECT 'SELECT json_object(' || group_concat(quote(name) || ', (S
               "AND coalesce(sql, '') NOT LIKE 'CREATE VIRTUAL%'")
 
 
-def _sqlite_record(content_hash: bool) -> str:
-    """What a sqlite3 backup records beside its checksum, like the engine's: row counts
-    per table and the json-2 content hash (``backup.content_hash: false``, or a sqlite3
-    without JSON functions or ieee754_to_blob: counts with ``"content_sha256": null``). Sets
-    ``$content`` (empty when the counts cannot be read: then nothing is recorded)."""
-    return f"""{CONTENT_HASH}
-content=
+def _sqlite_record(content_hash: bool = False) -> str:
+    """What a sqlite3 backup records beside its checksum, like the engine's: row counts per
+    table, with ``"content_sha256": null`` (issue 21: a backup records no content hash;
+    the drill and the restore's proof hash the verified file; ``content_hash`` is
+    ignored). Sets ``$content`` (empty when the counts cannot be read: then nothing is
+    recorded)."""
+    return f"""content=
 q=$(sqlite3 -readonly -batch "$ro" {shlex.quote(COUNTS_SQL)} </dev/null 2>/dev/null) || q=-
 tables=
 case $q in -) ;; "") tables="{{}}";; *) tables=$(printf '%s\n' "$q" | sqlite3 -readonly -batch "$ro" 2>/dev/null);; esac
 case $tables in "{{"*"}}")
-  ch=-; [ {int(content_hash)} = 1 ] && {{ ch=$(content_hash "$ro") || ch=-; }}
-  if [ "$ch" != - ]; then
-    content=$(printf ', "tables": %s, "content_sha256": "%s", "content_format": "{engine.CONTENT_FORMAT}"' "$tables" "$ch")
-  else
-    content=$(printf ', "tables": %s, "content_sha256": null' "$tables")
-  fi;;
+  content=$(printf ', "tables": %s, "content_sha256": null, "content_format": null' "$tables");;
 esac"""
 
 

@@ -597,9 +597,10 @@ class Restore:
     def _prove(self, backup, db: Path, snapshot: dict, safety: dict):
         """The restore's proof (``engine.prove_restore``): recorded, and any difference
         fails the restore (exit 5) naming the safety backup."""
-        same = safety.get("content_format") == snapshot.get("content_format")
+        fmt = snapshot.get("content_format")  # the safety backup hashed now (issue 21)
         proof = engine.prove_restore(backup, db, snapshot, check=self.settings.check,
-                                     safety_sha256=safety.get("content_sha256") if same else None)
+                                     safety_sha256=engine.content_sha256_of(
+                                         safety.get("path"), fmt, safety))
         self._proven(proof)
         return None, engine.proof_summary(proof)
 
@@ -653,6 +654,10 @@ class Restore:
             except ValueError:
                 raw = None
             raw = raw if isinstance(raw, dict) else {}
+            if self.target is None and not raw.get("content_sha256"):  # issue 21: hash it now
+                with contextlib.suppress(engine.EngineError):
+                    _, raw["content_sha256"], raw["content_format"] = engine.describe_file(
+                        path.with_name(item.name))
             found.append({"name": item.name, "created": item.created,
                           "content_sha256": raw.get("content_sha256"),
                           "content_format": raw.get("content_format")})
@@ -889,6 +894,10 @@ def drill_summary(result: dict, flag: str = "") -> str:
         return f"{head}; restorable, nothing recorded to compare (made before row counts " \
                "and content hashes were recorded)"
     matched = f"{head}; {result['check']}_check ok; {len(result['tables'])} tables match their"
+    if result.get("backup_content_sha256") and not result.get("recorded_content"):
+        return (f"{matched} recorded row counts; content hash "
+                f"{result['content_sha256'][:12]} the same in the backup file and the "
+                "restored copy, both computed now")
     if not result.get("recorded_content", True):
         return (f"{matched} recorded row counts (no content hash was recorded: "
                 "backup.content_hash was off)")

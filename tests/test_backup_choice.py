@@ -46,7 +46,7 @@ def test_a_retried_local_restore_never_puts_back_what_it_replaced(
 
     assert retried.returncode == 0, retried
     assert retried.json()["backup"]["name"] == made.name  # never the safety backup
-    assert content(wal_db) == made.content_sha256 != bad
+    assert content(wal_db) == engine.describe_file(made.path)[1] != bad
     # the safety backup says what it is and which restore made it
     listed = {item["name"]: item for item in run_invoke("backup.list", "--json").json()}
     assert listed[safety]["kind"] == "safety" and not listed[safety]["latest_may_name"]
@@ -94,7 +94,8 @@ def test_retrying_a_production_restore_after_a_slow_health_restores_the_backup_a
 
     assert retried.returncode == 14, retried
     assert retried.json()["backup"]["name"] == made.name != safety
-    assert content(prod.db) == made.content_sha256 != bad  # never the pre-restore data
+    # never the pre-restore data
+    assert content(prod.db) == engine.describe_file(made.path)[1] != bad
     record = json.loads((prod.remote_dir / f"{safety}.json").read_text())
     assert record["kind"] == "safety" and record["restore"]["backup"] == made.name
     listed = {i["name"]: i for i in prod.run("backup.list", "--production", "--json").json()}
@@ -111,7 +112,7 @@ def test_a_retried_restore_over_ssh_restores_the_backup_again(host, run_invoke):
         result = run_invoke("restore", "--host", addr, "--yes", "--json", env=env)
         assert result.returncode == 0, result
         assert result.json()["backup"]["name"] == made.name
-    assert content(db) == made.content_sha256
+    assert content(db) == engine.describe_file(made.path)[1]
     assert run_invoke("backup.status", "--host", addr, "--json",
                       env=env).json()["latest"]["name"] == made.name
 
@@ -241,7 +242,7 @@ def test_a_cleanup_during_a_restore_cannot_remove_the_chosen_backup(tmp_path, wa
     finally:
         proc.finish()
     assert proc.returncode == 0, shown
-    assert content(wal_db) == chosen.content_sha256
+    assert content(wal_db) == engine.describe_file(chosen.path)[1]
     line = audit(tmp_path / "data" / "deploys.jsonl")[-1]
     assert line["outcome"] == "ok" and line["backup"]["name"] == chosen.name
 

@@ -39,7 +39,7 @@ def test_backup_verify_and_drill_on_a_node_only_machine(node_prod):
     final = prod.remote_dir / backup["name"]
     assert engine.verify_backup(final).ok
     record = json.loads((prod.remote_dir / f"{backup['name']}.json").read_text())
-    assert (record["tables"], record["content_sha256"]) == engine.describe_file(final)[:2]
+    assert (record["tables"], record["content_sha256"]) == (engine.describe_file(final)[0], None)
     checked = prod.run("backup.verify", "latest", "--production", "--json")
     assert checked.returncode == 0, checked
     assert [(v["name"], v["ok"]) for v in checked.json()] == [(backup["name"], True)]
@@ -59,7 +59,7 @@ def test_restore_on_a_node_only_machine_proves_itself(node_prod):
     assert result.returncode == 0, result
     record = result.json()
     assert record["strategy"] == "node" and record["outcome"] == "ok"
-    assert engine.describe_file(prod.db, live=True)[1] == made.content_sha256
+    assert engine.describe_file(prod.db, live=True)[1] == engine.describe_file(made.path)[1]
     assert record["proof"]["holds"] == "backup" and record["proof"]["ok"]
     assert record["tables_before"]["steps"] == 1000 and record["tables_after"]["steps"] == 3000
     safety = prod.remote_dir / record["safety_backup"]["name"]

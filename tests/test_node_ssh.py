@@ -4,6 +4,7 @@ python3 nor sqlite3, through the real CLI (issue 17)."""
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -46,7 +47,7 @@ def test_every_task_on_a_node_only_ssh_host(node_host, run_invoke):
     record = restored.json()
     assert record["strategy"] == "node" and record["proof"]["holds"] == "backup"
     assert engine.describe_file(node_host["db"], live=True)[:2] == (
-        backup["tables"], backup["content_sha256"])
+        backup["tables"], engine.describe_file(Path(node_host["dir"]) / backup["name"])[1])
     assert record["safety_backup"]["name"] in backups_in(node_host["dir"])
 
     drilled = run_invoke("backup.drill", backup["name"], "--host", addr, "--json", env=env)

@@ -96,7 +96,7 @@ def test_restore_over_a_stale_wal_gives_exactly_the_backups_content(
         wal = wal_db.with_name("steps.db-wal")
         assert wal.stat().st_size > 0  # the committed work lives only in the -wal
         before = content(wal_db)
-        assert before != made.content_sha256
+        assert before != engine.describe_file(made.path)[1]
 
         result = run_invoke("restore", "--yes", "--json")
         assert result.returncode == 0, result
@@ -106,7 +106,8 @@ def test_restore_over_a_stale_wal_gives_exactly_the_backups_content(
             proc.wait()
             proc.stdout.close()
             proc.stderr.close()
-    assert content(wal_db) == made.content_sha256  # exactly the backup, not the stale -wal
+    # exactly the backup, not the stale -wal
+    assert content(wal_db) == engine.describe_file(made.path)[1]
     assert engine.count_rows(wal_db, live=True) == made.tables
     assert engine.check_live(wal_db) == []
     record = result.json()
@@ -252,10 +253,10 @@ def test_kill_9_at_random_moments_leaves_old_or_new_content_never_a_mix(tmp_path
         os.kill(run.proc.pid, signal.SIGKILL)
         run.finish()
         now = content(db)
-        assert now in (old, made.content_sha256)
+        assert now in (old, engine.describe_file(made.path)[1])
         assert engine.check_live(db) == []
         safeties = [b for b in engine.list_backups(backup_dir) if b.name != made.name]
-        if now == made.content_sha256:
+        if now == engine.describe_file(made.path)[1]:
             assert safeties and engine.verify_backup(safeties[-1].path).ok
             seen.add("new")
             # put the old content back for the next round
@@ -333,7 +334,7 @@ def test_on_a_terminal_it_asks_and_no_changes_nothing(tmp_path, wal_db, backup_d
             for r in declined] == [("restore", "not confirmed", 1, made.name, None)] * 2
     code, shown = run_on_a_terminal(["restore"], tmp_path, "yes")
     assert code == 0, shown
-    assert content(wal_db) == made.content_sha256
+    assert content(wal_db) == engine.describe_file(made.path)[1]
 
 
 # ---------------------------------------------------------------- pure parts, as data

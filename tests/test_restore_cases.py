@@ -89,7 +89,8 @@ def test_a_restore_under_a_writer_proves_itself(machine, tmp_path):
     assert record["strategy"] == machine.engine and record["outcome"] == "ok"
     assert proof["ok"] and proof["holds"] == "backup" and proof["differences"] == []
     assert proof["content_format"] == engine.CONTENT_FORMAT
-    assert proof["content_sha256"] == proof["backup_content_sha256"] == made.content_sha256
+    assert proof["content_sha256"] == proof["backup_content_sha256"]
+    assert proof["content_sha256"] == engine.describe_file(made.path)[1]
     assert proof["backup_tables"] == made.tables
     assert machine.audit()[-1]["proof"] == proof
     restore_line = next(line for line in result.stderr.splitlines() if "prove" in line
@@ -228,7 +229,7 @@ def test_a_corrupt_or_missing_live_database_is_restored_with_the_app_stopped(mac
     record = result.json()
     assert record["proof"]["ok"] and record["proof"]["holds"] == "backup"
     assert record["live_state"] == ("missing" if how == "missing" else "corrupt")
-    assert content(machine.db) == made.content_sha256
+    assert content(machine.db) == engine.describe_file(made.path)[1]
     assert engine.check_live(machine.db) == []
     aside = {p.name: helpers.sha256(p) for p in machine.db.parent.glob("steps.db.corrupt-*")}
     if how == "missing":
@@ -269,7 +270,7 @@ def test_a_deeply_nested_record_is_one_bad_record_never_a_crash(machine):
     result = restore(machine, made.name)
     assert "RecursionError" not in result.stderr and "Traceback" not in result.stderr
     assert result.returncode == 0, result
-    assert content(machine.db) == made.content_sha256
+    assert content(machine.db) == engine.describe_file(made.path)[1]
 
 
 def test_a_fifo_planted_as_the_record_never_hangs_the_restore(machine):
@@ -280,25 +281,26 @@ def test_a_fifo_planted_as_the_record_never_hangs_the_restore(machine):
     result = restore(machine, made.name)
     assert result.returncode == 0, result
     assert stat.S_ISFIFO(manifest.lstat().st_mode)
-    assert content(machine.db) == made.content_sha256
+    assert content(machine.db) == engine.describe_file(made.path)[1]
 
 
 # ---------------------------------------------------------------- what each engine records
 
 
-def test_every_engine_records_the_same_row_counts_and_content_hash(machine):
-    """A backup made on the machine records what the engine records here (json-2), so a
-    drill compares its content whichever engine made it."""
+def test_every_engine_records_the_same_row_counts_and_no_content_hash(machine):
+    """A backup made on the machine records what the engine records here: row counts and
+    no content hash (issue 21); the drill hashes the backup file and its restored copy."""
     result = machine.run("backup", "--production", "--json")
     assert result.returncode == 0, result
     name = result.json()["backup"]["name"]
     record = json.loads((machine.backups / f"{name}.json").read_text())
-    tables, digest, fmt = engine.describe_file(machine.backups / name)
+    tables, digest, _ = engine.describe_file(machine.backups / name)
     assert (record["tables"], record["content_sha256"], record["content_format"]) == (
-        tables, digest, fmt)
+        tables, None, None)
     drilled = machine.run("backup.drill", name, "--production", "--json")
     assert drilled.returncode == 0, drilled
-    assert drilled.json()["recorded_content"] and drilled.json()["differences"] == []
+    assert drilled.json()["differences"] == [] and not drilled.json()["recorded_content"]
+    assert drilled.json()["content_sha256"] == digest
 
 
 def test_the_proof_catches_a_restore_that_silently_did_nothing(site, tmp_path):  # noqa: F811

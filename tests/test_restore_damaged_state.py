@@ -173,7 +173,7 @@ def test_a_stale_wal_beside_a_missing_database_is_moved_aside_not_replayed(
     done = run_invoke("restore", made.name, *flags, "--yes", "--app-stopped", "--json",
                       env=env)
     assert done.returncode == 0, done
-    assert engine.describe_file(db, live=True)[1] == made.content_sha256
+    assert engine.describe_file(db, live=True)[1] == engine.describe_file(made.path)[1]
     assert helpers.live_rows(db, "SELECT count(*) FROM steps") == [(3000,)]
     aside = [p for p in db.parent.iterdir() if ".stale-" in p.name]
     assert [p.read_bytes() for p in aside] == [kept]  # kept, byte for byte, never replayed
@@ -203,7 +203,7 @@ def test_a_broken_index_is_a_corrupt_live_database_restored_with_app_stopped(
                       env=env)
     assert done.returncode == 0, done
     assert done.json()["live_state"] == "corrupt"
-    assert engine.describe_file(db, live=True)[1] == made.content_sha256
+    assert engine.describe_file(db, live=True)[1] == engine.describe_file(made.path)[1]
     assert engine.check_live(db) == []
     assert [p for p in db.parent.iterdir() if p.name.startswith("steps.db.corrupt-")]
 
@@ -258,7 +258,7 @@ def test_sigterm_between_moving_a_corrupt_database_aside_and_placing_says_it_is_
     # and that command does finish it
     done = run_invoke("restore", made.name, "--app-stopped", "--yes")
     assert done.returncode == 0, done
-    assert engine.describe_file(wal_db, live=True)[1] == made.content_sha256
+    assert engine.describe_file(wal_db, live=True)[1] == engine.describe_file(made.path)[1]
 
 
 # ------------------------------------------- 6. a restore's lock names the restore

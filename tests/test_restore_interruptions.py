@@ -56,7 +56,7 @@ def test_ctrl_c_right_after_the_copy_says_and_records_that_it_was_restored(
                         env=hooked(wrap="restore_live", when="after", signal="SIGINT"))
     assert result.returncode == 130, result
     assert "SIGINT came after the copy: the live database holds backup" in result.stderr
-    assert content(wal_db) == made.content_sha256
+    assert content(wal_db) == engine.describe_file(made.path)[1]
     record = json.loads((tmp_path / "data" / "deploys.jsonl").read_text().splitlines()[-1])
     assert record["outcome"] == "ok" and record["holds"] == "backup"
     assert record["interrupted"] == "SIGINT" and record["proof"]["ok"]
@@ -84,6 +84,7 @@ def test_restore_from_restores_the_bytes_it_verified(prod, tmp_path):  # noqa: F
     local_dir = tmp_path / "mine"
     made = engine.create_backup(prod.db, local_dir)
     local = local_dir / made.name
+    digest = engine.describe_file(local)[1]  # before the hook tampers with the file
     conn = sqlite3.connect(prod.db)
     conn.execute("DELETE FROM users WHERE id > 10")
     conn.commit()
@@ -94,7 +95,7 @@ def test_restore_from_restores_the_bytes_it_verified(prod, tmp_path):  # noqa: F
     assert result.returncode == 0, result
     tampered = "SELECT count(*) FROM teams WHERE name LIKE '%tampered%'"
     assert helpers.live_rows(local, tampered)[0][0] == made.tables["teams"]  # it did change
-    assert content(prod.db) == made.content_sha256
+    assert content(prod.db) == digest
     assert helpers.sha256(prod.remote_dir / made.name) == made.sha256
 
 
@@ -173,7 +174,7 @@ def test_a_broken_live_database_here_needs_app_stopped(wal_db, backup_dir, run_i
     assert result.returncode == 0, result
     record = result.json()
     assert record["live_state"] == how and record["proof"]["ok"]
-    assert content(wal_db) == made.content_sha256
+    assert content(wal_db) == engine.describe_file(made.path)[1]
     aside = sorted(wal_db.parent.glob("steps.db.corrupt-*"))
     if how == "missing":
         assert aside == []
@@ -210,7 +211,7 @@ def test_ctrl_c_as_a_missing_database_is_placed_says_it_was_restored(
     assert result.returncode == 130, result
     assert "SIGINT came after the copy: the live database holds backup" in result.stderr
     assert result.json()["holds"] == "backup" and result.json()["outcome"] == "ok"
-    assert content(wal_db) == made.content_sha256
+    assert content(wal_db) == engine.describe_file(made.path)[1]
 
 
 # ---------------------------------------------------------------- the proof's verdict, as data
@@ -263,7 +264,7 @@ def test_kill_9_while_a_corrupt_database_is_replaced_loses_nothing(
     again = run_invoke("restore", made.name, "--yes", "--app-stopped", "--json")
     assert again.returncode == 0, again
     assert again.json()["proof"]["ok"]
-    assert content(wal_db) == made.content_sha256
+    assert content(wal_db) == engine.describe_file(made.path)[1]
     assert helpers.sha256(main) == corrupt
 
 
@@ -279,7 +280,7 @@ def test_ctrl_c_during_a_restore_on_the_machine_asks_it_what_it_holds(prod, when
     if when == "after":
         assert f"its live database now holds backup {made.name}'s content" in result.stderr
         assert (record["holds"], record["outcome"]) == ("backup", "ok")
-        assert content(prod.db) == made.content_sha256
+        assert content(prod.db) == engine.describe_file(made.path)[1]
     else:
         assert "does not hold backup" in result.stderr
         assert (record["holds"], record["outcome"]) == ("other", "interrupted")

@@ -151,4 +151,4 @@ def test_a_missing_database_on_an_ssh_host_needs_app_stopped(host, run_invoke, p
                       "--json", env=host["env"])
     assert done.returncode == 0, done
     assert done.json()["proof"]["ok"] and done.json()["live_state"] == "missing"
-    assert engine.describe_file(host["db"], live=True)[1] == made.content_sha256
+    assert engine.describe_file(host["db"], live=True)[1] == engine.describe_file(made.path)[1]

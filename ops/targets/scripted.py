@@ -144,11 +144,11 @@ class ScriptedTarget:
         local = self.download(new[-1], self.downloads(self.settings.backup_dir), check=True,
                               just_made=True)
         # its records, as the engines write them: verified here, so drills compare against
-        # the row counts and content hash the app's own script captured
-        tables, content, fmt = engine.describe_file(local["path"])
+        # the row counts the app's own script captured (no content hash: issue 21)
         manifest = json.dumps({k: local[k] for k in ("name", "size", "sha256", "check")}
-                              | {"strategy": "remote_command", "tables": tables,
-                                 "content_sha256": content, "content_format": fmt,
+                              | {"strategy": "remote_command",
+                                 "tables": engine.count_rows(local["path"]),
+                                 "content_sha256": None, "content_format": None,
                                  "sqlite_version": engine.sqlite3.sqlite_version})
         if self._run(remote.sidecar_script(self.dir, new[-1], local["sha256"], manifest,
                                            self.settings.lock_wait)).status != 0:
