@@ -655,9 +655,9 @@ class Restore:
                 raw = None
             raw = raw if isinstance(raw, dict) else {}
             if self.target is None and not raw.get("content_sha256"):  # issue 21: hash it now
-                with contextlib.suppress(engine.EngineError):
+                with contextlib.suppress(engine.EngineError, OSError):
                     _, raw["content_sha256"], raw["content_format"] = engine.describe_file(
-                        path.with_name(item.name))
+                        Path(folder.dir) / item.name)
             found.append({"name": item.name, "created": item.created,
                           "content_sha256": raw.get("content_sha256"),
                           "content_format": raw.get("content_format")})
