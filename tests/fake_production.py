@@ -231,6 +231,11 @@ class Site(Production):
     def run(self, *args: str, env: dict | None = None, timeout: float = 30):
         return helpers.run_invoke(*args, cwd=self.cwd, env=self.env(env), timeout=timeout)
 
+    def here(self, *args: str, env: dict | None = None) -> helpers.InvokeResult:
+        """``run`` in this process (``helpers.run_here``): for refusals and other cases
+        whose point is the task's answer, not the process; one at a time."""
+        return helpers.run_here(*args, cwd=self.cwd, env=self.env(env))
+
     def start(self, *args: str, env: dict | None = None) -> helpers.Background:
         return helpers.start_invoke(*args, cwd=self.cwd, env=self.env(env))
 
@@ -288,6 +293,18 @@ def site(tmp_path, fly_world):
     made = make_site(tmp_path, fly_world)
     yield made
     made.health.close()
+
+
+def run_cases(cases) -> list[helpers.InvokeResult]:
+    """A matrix of CLI cases, each ``(site_or_prod, args)`` or ``(site_or_prod, args, env)``:
+    the first by a real process, as a user runs it, the rest in this process (``here``),
+    one after another. Same answers (the first keeps the process honest), a fraction of
+    the CPU: a ``python -m invoke`` start costs ~0.3 s of it."""
+    results = []
+    for n, (one, args, *env) in enumerate(cases):
+        run = one.run if n == 0 else one.here
+        results.append(run(*args, env=env[0] if env else None))
+    return results
 
 
 def concurrent_verify_first(named: list[str]) -> list[str]:
@@ -397,6 +414,11 @@ class Prod(Production):
             timeout: float = 60) -> helpers.InvokeResult:
         return helpers.run_invoke(*args, cwd=self.cwd, env={**self.env, **(env or {})},
                                   timeout=timeout)
+
+    def here(self, *args: str, env: dict[str, str | None] | None = None) -> helpers.InvokeResult:
+        """``run`` in this process (``helpers.run_here``): for refusals and other cases
+        whose point is the task's answer, not the process; one at a time."""
+        return helpers.run_here(*args, cwd=self.cwd, env={**self.env, **(env or {})})
 
     def later(self, *args: str, **kwargs):
         """A deferred ``run`` for ``run_parallel``."""

@@ -132,24 +132,27 @@ def run_here(*args: str, cwd: str | os.PathLike, env: dict[str, str | None] | No
     --search-root, no project root set)."""
     import invoke
 
-    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    saved_env, saved_cwd, saved_argv = dict(os.environ), os.getcwd(), sys.argv[:]
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # a task may set its own
     handlers = [signal.getsignal(sig) for sig in signals]
     out, err = io.StringIO(), io.StringIO()
     os.environ.clear()
     os.environ.update(clean_env(env if search else project_root(cwd, env)))
     os.chdir(cwd)
+    where = [] if search else ["--search-root", str(REPO_ROOT)]
+    # what `python -m invoke` leaves in sys.argv: tasks read the words after `--` there
+    sys.argv = [str(Path(invoke.__file__).with_name("__main__.py")), *where, *args]
     try:
         program = invoke.Program(name="Invoke", binary="inv[oke]",
                                  binary_names=["invoke", "inv"], version=invoke.__version__)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                where = [] if search else ["--search-root", str(REPO_ROOT)]
                 program.run(["invoke", *where, *args])
                 code = 0
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
     finally:
+        sys.argv = saved_argv
         os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved_env)
