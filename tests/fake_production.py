@@ -307,6 +307,18 @@ def run_cases(cases) -> list[helpers.InvokeResult]:
     return results
 
 
+def run_deferred(calls) -> list[helpers.InvokeResult]:
+    """``run_parallel``'s cases as ``Prod.later`` gives them, run like ``run_cases``: the
+    first by a real process, the rest in this process (``here``), one after another."""
+    results = []
+    for n, call in enumerate(calls):
+        if n:
+            kwargs = {key: value for key, value in call.keywords.items() if key != "timeout"}
+            call = functools.partial(call.func.__self__.here, *call.args, **kwargs)
+        results.append(call())
+    return results
+
+
 def concurrent_verify_first(named: list[str]) -> list[str]:
     """The full check runs in its own flyctl process beside the snapshot polls, so its
     place among them varies: an ``ssh verify`` after a ``volumes snapshots create`` is

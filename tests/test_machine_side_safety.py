@@ -28,6 +28,7 @@ from tests.fake_production import (
     make_prod,
     near_names,
     remove_tools,
+    run_deferred,
     sftp_calls,
 )
 from tests.helpers import run_parallel
@@ -344,7 +345,7 @@ def test_python3_and_sqlite3_strategies_agree(tmp_path, task, case, code, words)
         else:
             names[strategy] = backup_case(prod, case)
             runs.append(prod.later("backup.verify", names[strategy], "--production", "--json"))
-    results = dict(zip(prods, run_parallel(runs), strict=True))
+    results = dict(zip(prods, run_deferred(runs), strict=True))
     for strategy, result in results.items():
         prod = prods[strategy]
         if code == ExitCode.OK:
@@ -438,7 +439,7 @@ def test_download_refuses_a_backup_that_no_longer_matches_its_record(tmp_path):
     (json_only.remote_dir / f"{name}.sha256").unlink()  # the manifest's record still counts
     (other,) = disagree.seed(1)
     (disagree.remote_dir / f"{other}.sha256").write_text(f"{HEX}  {other}\n")
-    results = run_parallel(prod.later("backup.download", "latest", "--json")
+    results = run_deferred(prod.later("backup.download", "latest", "--json")
                            for prod in (changed, json_only, disagree))
     for prod, result in zip((changed, json_only, disagree), results, strict=True):
         assert_error(result, ExitCode.VERIFY_FAILED, contains="not downloaded")

@@ -34,6 +34,7 @@ from tests.fake_production import (
     flow,
     make_prod,
     remove_tools,
+    run_deferred,
     sftp_calls,
 )
 from tests.flyctl_double.state import (
@@ -246,7 +247,7 @@ def test_backup_production_config_is_checked_before_flyctl_and_on_the_machine(tm
     unsafe, python3, sqlite3 = (make_prod(tmp_path / label)
                                 for label in ("unsafe", "python3", "sqlite3"))
     sqlite3.world.remove_machine_tools("python3")
-    results = run_parallel([
+    results = run_deferred([
         unsafe.later("backup", "--production",
                      env={"INVOKE_BACKUP_REMOTE_DIR": "/data/backups; rm -rf /"}),
         unsafe.later("backup.list", "--production",
@@ -294,7 +295,7 @@ def test_verify_production_latest_all_and_name(tmp_path, tools):
     runs = {"all": names}
     if tools == "python3":  # the choice of names is the same code for every strategy
         runs |= {"latest": names[-1:], names[0]: names[:1]}
-    results = run_parallel(prod.later("backup.verify", which, "--production", "--json")
+    results = run_deferred(prod.later("backup.verify", which, "--production", "--json")
                            for which in runs)
     for result, expected in zip(results, runs.values(), strict=True):
         assert result.returncode == 0, result
@@ -354,7 +355,7 @@ def test_verify_production_bad_and_unknown_names(prod):
     prod.seed(1)
     missing = helpers.old_name(days_ago(30))
     nothing = {"INVOKE_BACKUP_REMOTE_DIR": str(prod.root / "vol" / "nothing-here")}
-    unknown, bad, empty, listing = run_parallel([
+    unknown, bad, empty, listing = run_deferred([
         prod.later("backup.verify", missing, "--production"),
         prod.later("backup.verify", "../steps.db", "--production"),
         prod.later("backup.verify", "latest", "--production", env=nothing),
@@ -646,7 +647,7 @@ def test_download_interrupted_leaves_nothing_and_a_retry_succeeds(prod):
 def test_download_bad_names(prod):
     prod.seed(1)
     missing = helpers.old_name(days_ago(30))
-    unknown, dotdot, every = run_parallel([
+    unknown, dotdot, every = run_deferred([
         prod.later("backup.download", missing),
         prod.later("backup.download", "../x"),
         prod.later("backup.download", "all"),
@@ -665,7 +666,7 @@ def test_download_bad_names(prod):
 def test_flyctl_missing_from_path(prod):
     prod.seed(1)
     env = {"PATH": "/usr/bin:/bin"}
-    results = run_parallel([
+    results = run_deferred([
         prod.later("backup", "--production", env=env),
         prod.later("backup.download", "latest", env=env),
     ])
@@ -682,7 +683,7 @@ def test_flyctl_missing_from_path(prod):
 def test_not_logged_in_shows_flyctls_message(tmp_path):
     rejected, bad_token = make_prod(tmp_path / "rejected"), make_prod(tmp_path / "bad")
     rejected.world.unauthenticated()
-    results = run_parallel([
+    results = run_deferred([
         rejected.later("backup", "--production"),
         bad_token.later("backup.list", "--production", env={"FLY_API_TOKEN": "nope-not-a-token"}),
     ])
