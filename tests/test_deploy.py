@@ -37,6 +37,7 @@ from tests.fake_production import (
     Site,
     deploy_argv,
     error_line,
+    run_cases,
 )
 from tests.fake_production import DEPLOY_READS as READS
 from tests.flyctl_double import (
@@ -177,12 +178,11 @@ def test_no_deploy_when_the_backup_or_the_snapshot_fails(sites):
     snap_fails.world.fail(["volumes", "snapshots", "create"], stderr="Error: volume is busy\n")
     snap_hangs.world.snapshot_behavior("never")
 
-    results = run_parallel([
-        lambda: ssh_down.run("deploy", "--json"),
-        lambda: corrupt.run("deploy", "--json"),
-        lambda: snap_fails.run("deploy", "--json"),
-        lambda: snap_hangs.run("deploy", "--json",
-                               env={"INVOKE_BACKUP_SNAPSHOT_TIMEOUT": "0.5"}),
+    results = run_cases([
+        (ssh_down, ("deploy", "--json")),
+        (corrupt, ("deploy", "--json")),
+        (snap_fails, ("deploy", "--json")),
+        (snap_hangs, ("deploy", "--json"), {"INVOKE_BACKUP_SNAPSHOT_TIMEOUT": "0.5"}),
     ])  # fmt: skip
     r_ssh, r_corrupt, r_snap_fails, r_snap_hangs = results
 
@@ -804,10 +804,10 @@ def test_an_unwritable_audit_log_stops_the_deploy_before_anything_happens(site):
 
 def test_flags_fly_deploy_would_refuse_are_refused_before_any_backup(sites):
     bad_strategy, bad_wait, bad_rollback = sites("s"), sites("w"), sites("r")
-    results = run_parallel([
-        lambda: bad_strategy.run("deploy", "--strategy", "fast"),
-        lambda: bad_wait.run("deploy", "--wait-timeout", "5 minutes"),
-        lambda: bad_rollback.run("deploy.rollback", "--strategy", "canary"),
+    results = run_cases([
+        (bad_strategy, ("deploy", "--strategy", "fast")),
+        (bad_wait, ("deploy", "--wait-timeout", "5 minutes")),
+        (bad_rollback, ("deploy.rollback", "--strategy", "canary")),
     ])  # fmt: skip
     for site, result, words in zip(
         (bad_strategy, bad_wait, bad_rollback), results,
