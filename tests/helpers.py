@@ -11,6 +11,7 @@ import atexit
 import contextlib
 import datetime as dt
 import fcntl
+import functools
 import hashlib
 import io
 import json
@@ -159,6 +160,20 @@ def run_here(*args: str, cwd: str | os.PathLike, env: dict[str, str | None] | No
         for sig, handler in zip(signals, handlers, strict=True):
             signal.signal(sig, handler)
     return InvokeResult(list(args), code, out.getvalue(), err.getvalue())
+
+
+def run_mixed(calls: Iterable[Callable[[], InvokeResult]]) -> list[InvokeResult]:
+    """``run_parallel``'s cases, ``functools.partial``s of ``run_invoke`` (this module's or
+    the conftest fixture's): the first by a real process, the rest by ``run_here``, one
+    after another. For matrices whose point is the task's answer, not the process."""
+    results = []
+    for n, call in enumerate(calls):
+        if n:
+            here = run_here if call.func is run_invoke else call.func.here
+            kwargs = {key: value for key, value in call.keywords.items() if key != "timeout"}
+            call = functools.partial(here, *call.args, **kwargs)
+        results.append(call())
+    return results
 
 
 def run_each(calls: Iterable[Callable[[], object]]) -> list:
