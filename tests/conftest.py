@@ -72,8 +72,8 @@ def run_invoke(tmp_path):
     def run(*args: str, cwd=None, env=None, timeout: float = 60) -> helpers.InvokeResult:
         return helpers.run_invoke(*args, cwd=cwd or tmp_path, env=env, timeout=timeout)
 
-    def here(*args: str, cwd=None, env=None) -> helpers.InvokeResult:
-        return helpers.run_here(*args, cwd=cwd or tmp_path, env=env)
+    def here(*args: str, cwd=None, env=None, timeout: float = 60) -> helpers.InvokeResult:
+        return helpers.run_here(*args, cwd=cwd or tmp_path, env=env, timeout=timeout)
 
     run.here = here  # the same run in this process (helpers.run_mixed)
     return run

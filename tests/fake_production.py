@@ -231,10 +231,11 @@ class Site(Production):
     def run(self, *args: str, env: dict | None = None, timeout: float = 30):
         return helpers.run_invoke(*args, cwd=self.cwd, env=self.env(env), timeout=timeout)
 
-    def here(self, *args: str, env: dict | None = None) -> helpers.InvokeResult:
+    def here(self, *args: str, env: dict | None = None,
+             timeout: float = 30) -> helpers.InvokeResult:
         """``run`` in this process (``helpers.run_here``): for refusals and other cases
         whose point is the task's answer, not the process; one at a time."""
-        return helpers.run_here(*args, cwd=self.cwd, env=self.env(env))
+        return helpers.run_here(*args, cwd=self.cwd, env=self.env(env), timeout=timeout)
 
     def start(self, *args: str, env: dict | None = None) -> helpers.Background:
         return helpers.start_invoke(*args, cwd=self.cwd, env=self.env(env))
@@ -313,8 +314,7 @@ def run_deferred(calls) -> list[helpers.InvokeResult]:
     results = []
     for n, call in enumerate(calls):
         if n:
-            kwargs = {key: value for key, value in call.keywords.items() if key != "timeout"}
-            call = functools.partial(call.func.__self__.here, *call.args, **kwargs)
+            call = functools.partial(call.func.__self__.here, *call.args, **call.keywords)
         results.append(call())
     return results
 
@@ -427,10 +427,12 @@ class Prod(Production):
         return helpers.run_invoke(*args, cwd=self.cwd, env={**self.env, **(env or {})},
                                   timeout=timeout)
 
-    def here(self, *args: str, env: dict[str, str | None] | None = None) -> helpers.InvokeResult:
+    def here(self, *args: str, env: dict[str, str | None] | None = None,
+             timeout: float = 60) -> helpers.InvokeResult:
         """``run`` in this process (``helpers.run_here``): for refusals and other cases
         whose point is the task's answer, not the process; one at a time."""
-        return helpers.run_here(*args, cwd=self.cwd, env={**self.env, **(env or {})})
+        return helpers.run_here(*args, cwd=self.cwd, env={**self.env, **(env or {})},
+                                timeout=timeout)
 
     def later(self, *args: str, **kwargs):
         """A deferred ``run`` for ``run_parallel``."""

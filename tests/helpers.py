@@ -122,19 +122,29 @@ def run_invoke(
     return InvokeResult(list(args), proc.returncode, proc.stdout, proc.stderr)
 
 
+class HereTimeout(BaseException):
+    """An in-process run outlived its ``timeout`` (a task would have hung the worker)."""
+
+
+def _here_timed_out(signum, frame):
+    raise HereTimeout()
+
+
 def run_here(*args: str, cwd: str | os.PathLike, env: dict[str, str | None] | None = None,
-             search: bool = False) -> InvokeResult:
+             search: bool = False, timeout: float = 60) -> InvokeResult:
     """The same run as ``run_invoke`` by a fresh Invoke ``Program`` in this process: the
     environment, working folder, stdout and stderr are swapped in for the run and put back.
     For the matrices of usage, config and help cases (a process costs ~0.5 s each); what
     needs a real process (signals, terminals, start-up, concurrency) uses ``run_invoke``.
     Not thread-safe: one run at a time per process (each xdist worker is its own).
     ``search``: find tasks.py by searching up from ``cwd``, as a user's `invoke` does (no
-    --search-root, no project root set)."""
+    --search-root, no project root set). ``timeout``: like ``run_invoke``'s, the run fails
+    the test past it (SIGALRM) instead of hanging the worker."""
     import invoke
 
     saved_env, saved_cwd, saved_argv = dict(os.environ), os.getcwd(), sys.argv[:]
-    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # a task may set its own
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGALRM)  # a task may
+    # set its own
     handlers = [signal.getsignal(sig) for sig in signals]
     out, err = io.StringIO(), io.StringIO()
     os.environ.clear()
@@ -146,13 +156,20 @@ def run_here(*args: str, cwd: str | os.PathLike, env: dict[str, str | None] | No
     try:
         program = invoke.Program(name="Invoke", binary="inv[oke]",
                                  binary_names=["invoke", "inv"], version=invoke.__version__)
+        signal.signal(signal.SIGALRM, _here_timed_out)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
                 program.run(["invoke", *where, *args])
                 code = 0
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    except HereTimeout:
+        raise AssertionError(f"invoke {' '.join(args)} still ran after {timeout}s in-process\n"
+                             f"--- stdout\n{out.getvalue()}--- stderr\n{err.getvalue()}"
+                             ) from None
     finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
         sys.argv = saved_argv
         os.chdir(saved_cwd)
         os.environ.clear()
@@ -170,8 +187,7 @@ def run_mixed(calls: Iterable[Callable[[], InvokeResult]]) -> list[InvokeResult]
     for n, call in enumerate(calls):
         if n:
             here = run_here if call.func is run_invoke else call.func.here
-            kwargs = {key: value for key, value in call.keywords.items() if key != "timeout"}
-            call = functools.partial(here, *call.args, **kwargs)
+            call = functools.partial(here, *call.args, **call.keywords)
         results.append(call())
     return results
 
