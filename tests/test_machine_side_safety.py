@@ -31,7 +31,6 @@ from tests.fake_production import (
     run_deferred,
     sftp_calls,
 )
-from tests.helpers import run_parallel
 
 HEX = "ab" * 32
 
@@ -145,7 +144,7 @@ def test_hostile_names_and_sidecars_cannot_forge_or_hide_listing_entries(prod):
     """Also item 10: non-UTF-8 bytes in names and sidecars never raise."""
     real = prod.seed(3, 2, 1)
     plant_hostile_files(prod.remote_dir, real)
-    result, verified, status = run_parallel([
+    result, verified, status = run_deferred([
         prod.later("backup.list", "--production", "--json"),
         prod.later("backup.verify", "all", "--production", "--json"),
         prod.later("backup.status", "--production", "--json"),
@@ -175,7 +174,7 @@ def test_remote_retention_never_deletes_a_real_backup_because_of_hostile_files(
         plant_hostile_files(prod.remote_dir, names)
     hostile = {p for p in os.listdir(os.fsencode(backup.remote_dir)) if b"\n" in p or b"\xff" in p}
 
-    made, cleaned = run_parallel([
+    made, cleaned = run_deferred([
         backup.later("backup", "--production", "--keep", "2", "--json"),
         cleanup.later("backup.cleanup", "--production", "--keep", "1", "--json"),
     ])
@@ -193,7 +192,7 @@ def test_a_fifo_where_a_sidecar_should_be_is_no_record_and_never_blocks(prod):
     for ext in (".sha256", ".json"):
         Path(f"{prod.remote_dir / name}{ext}").unlink()
         os.mkfifo(f"{prod.remote_dir / name}{ext}")
-    listed, fetched = run_parallel([
+    listed, fetched = run_deferred([
         prod.later("backup.list", "--production", "--json", timeout=30),
         prod.later("backup.download", name, "--json", timeout=30),
     ])

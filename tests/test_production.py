@@ -409,7 +409,7 @@ def test_status_production_reads_the_apps_health(prod, health):
                    "age": 3_600_000},
     }
     health.body = {"status": "ok", "backup": block}
-    fresh, stale = run_parallel([
+    fresh, stale = run_deferred([
         prod.later("backup.status", "--production", "--json",
                    env={"INVOKE_HEALTH_URL": health.url}),
         prod.later("backup.status", "--production", "--json", "--max-age", "1s",
@@ -448,7 +448,7 @@ def test_status_production_never_reports_a_safety_backup_as_the_newest(prod, hea
 def test_status_production_falls_back_to_the_remote_folder(prod, health):
     names = prod.seed(3, 2)
     health.body = {"status": "ok"}  # an older app: no backup block
-    down, no_block, stale = run_parallel([
+    down, no_block, stale = run_deferred([
         prod.later("backup.status", "--production", "--json"),
         prod.later("backup.status", "--production", "--json",
                    env={"INVOKE_HEALTH_URL": health.url}),
@@ -475,7 +475,7 @@ def test_status_production_with_a_malformed_health_block_never_crashes(prod, hea
     health.body = {"status": "ok", "backup": {"hasBackups": True, "count": 1, "latest": {
         "name": "steps-2026-08-20T02-00-00.db", "created": "2026-08-20T02:00:00Z"}}}  # no age
     env = {"INVOKE_HEALTH_URL": health.url}
-    plain, stale = run_parallel([
+    plain, stale = run_deferred([
         prod.later("backup.status", "--production", env=env),
         prod.later("backup.status", "--production", "--max-age", "1h", "--json", env=env),
     ])
@@ -519,7 +519,7 @@ def test_volume_snapshot_no_wait_timeout_and_failure(tmp_path):
     no_wait, never, failed = (make_prod(tmp_path / label) for label in ("nw", "never", "fail"))
     never.world.snapshot_behavior("never")
     failed.world.snapshot_behavior("fail")
-    r_no_wait, r_never, r_failed = run_parallel([
+    r_no_wait, r_never, r_failed = run_deferred([
         no_wait.later("backup.volume", "--no-wait", "--json"),
         never.later("backup.volume", "--timeout", "0.5"),
         failed.later("backup.volume"),
@@ -580,7 +580,7 @@ def test_download_latest_and_by_name(tmp_path):
     by_latest, by_name = make_prod(tmp_path / "latest"), make_prod(tmp_path / "name")
     names = by_latest.seed(3, 2, 1)
     other = by_name.seed(3, 2, 1)
-    latest, named = run_parallel([
+    latest, named = run_deferred([
         by_latest.later("backup.download", "latest", "--json"),
         by_name.later("backup.download", other[0], "--json"),
     ])
