@@ -297,26 +297,13 @@ def site(tmp_path, fly_world):
 
 
 def run_cases(cases) -> list[helpers.InvokeResult]:
-    """A matrix of CLI cases, each ``(site_or_prod, args)`` or ``(site_or_prod, args, env)``:
-    the first by a real process, as a user runs it, the rest in this process (``here``),
-    one after another. Same answers (the first keeps the process honest), a fraction of
-    the CPU: a ``python -m invoke`` start costs ~0.3 s of it."""
-    results = []
-    for n, (one, args, *env) in enumerate(cases):
-        run = one.run if n == 0 else one.here
-        results.append(run(*args, env=env[0] if env else None))
-    return results
+    """A matrix of CLI cases, each ``(site_or_prod, args)`` or ``(site_or_prod, args, env)``,
+    run by ``helpers.run_mixed``: the first by a real process, the rest in this process."""
+    return helpers.run_mixed(functools.partial(one.run, *args, env=env[0] if env else None)
+                             for one, args, *env in cases)
 
 
-def run_deferred(calls) -> list[helpers.InvokeResult]:
-    """``run_parallel``'s cases as ``Prod.later`` gives them, run like ``run_cases``: the
-    first by a real process, the rest in this process (``here``), one after another."""
-    results = []
-    for n, call in enumerate(calls):
-        if n:
-            call = functools.partial(call.func.__self__.here, *call.args, **call.keywords)
-        results.append(call())
-    return results
+run_deferred = helpers.run_mixed  # for Prod.later's cases, as run_parallel takes them
 
 
 def concurrent_verify_first(named: list[str]) -> list[str]:

@@ -180,13 +180,16 @@ def run_here(*args: str, cwd: str | os.PathLike, env: dict[str, str | None] | No
 
 
 def run_mixed(calls: Iterable[Callable[[], InvokeResult]]) -> list[InvokeResult]:
-    """``run_parallel``'s cases, ``functools.partial``s of ``run_invoke`` (this module's or
-    the conftest fixture's): the first by a real process, the rest by ``run_here``, one
-    after another. For matrices whose point is the task's answer, not the process."""
+    """``run_parallel``'s cases, ``functools.partial``s of ``run_invoke``, of the conftest
+    fixture's or of a fake production's ``run`` (``Prod.later``): the first by a real
+    process, the rest in this process (``run_here``, the fixture's or production's
+    ``here``), one after another. For matrices whose point is the task's answer, not the
+    process: the first keeps the process honest, the rest skip its ~0.3 s of CPU."""
     results = []
     for n, call in enumerate(calls):
         if n:
-            here = run_here if call.func is run_invoke else call.func.here
+            here = (run_here if call.func is run_invoke
+                    else getattr(call.func, "here", None) or call.func.__self__.here)
             call = functools.partial(here, *call.args, **call.keywords)
         results.append(call())
     return results
