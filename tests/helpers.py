@@ -735,6 +735,13 @@ def run_in(cwd: Path, *args: str, env: dict | None = None, timeout: float = 60):
     return InvokeResult(list(args), proc.returncode, proc.stdout, proc.stderr)
 
 
+def _run_in_here(cwd: Path, *args: str, env: dict | None = None, timeout: float = 60):
+    return run_here(*args, cwd=cwd, env=env, search=True, timeout=timeout)
+
+
+run_in.here = _run_in_here  # the same run in this process (run_mixed)
+
+
 def commands_in(lines: list[str]) -> list[str]:
     """The plan's commands, each rejoined from its ` \\`-continued lines."""
     found, current = [], None
