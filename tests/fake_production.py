@@ -233,6 +233,12 @@ class Site(Production):
     def run(self, *args: str, env: dict | None = None, timeout: float = 30):
         return helpers.run_invoke(*args, cwd=self.cwd, env=self.env(env), timeout=timeout)
 
+    def here(self, *args: str, env: dict | None = None,
+             timeout: float = 30) -> helpers.InvokeResult:
+        """``run`` in this process (``helpers.run_here``): for refusals and other cases
+        whose point is the task's answer, not the process; one at a time."""
+        return helpers.run_here(*args, cwd=self.cwd, env=self.env(env), timeout=timeout)
+
     def start(self, *args: str, env: dict | None = None) -> helpers.Background:
         return helpers.start_invoke(*args, cwd=self.cwd, env=self.env(env))
 
@@ -290,6 +296,16 @@ def site(tmp_path, fly_world):
     made = make_site(tmp_path, fly_world)
     yield made
     made.health.close()
+
+
+def run_cases(cases) -> list[helpers.InvokeResult]:
+    """A matrix of CLI cases, each ``(site_or_prod, args)`` or ``(site_or_prod, args, env)``,
+    run by ``helpers.run_mixed``: the first by a real process, the rest in this process."""
+    return helpers.run_mixed(functools.partial(one.run, *args, env=env[0] if env else None)
+                             for one, args, *env in cases)
+
+
+run_deferred = helpers.run_mixed  # for Prod.later's cases, as run_parallel takes them
 
 
 def concurrent_verify_first(named: list[str]) -> list[str]:
@@ -399,6 +415,13 @@ class Prod(Production):
             timeout: float = 60) -> helpers.InvokeResult:
         return helpers.run_invoke(*args, cwd=self.cwd, env={**self.env, **(env or {})},
                                   timeout=timeout)
+
+    def here(self, *args: str, env: dict[str, str | None] | None = None,
+             timeout: float = 60) -> helpers.InvokeResult:
+        """``run`` in this process (``helpers.run_here``): for refusals and other cases
+        whose point is the task's answer, not the process; one at a time."""
+        return helpers.run_here(*args, cwd=self.cwd, env={**self.env, **(env or {})},
+                                timeout=timeout)
 
     def later(self, *args: str, **kwargs):
         """A deferred ``run`` for ``run_parallel``."""

@@ -11,6 +11,7 @@ import atexit
 import contextlib
 import datetime as dt
 import fcntl
+import functools
 import hashlib
 import io
 import json
@@ -121,41 +122,77 @@ def run_invoke(
     return InvokeResult(list(args), proc.returncode, proc.stdout, proc.stderr)
 
 
+class HereTimeout(BaseException):
+    """An in-process run outlived its ``timeout`` (a task would have hung the worker)."""
+
+
+def _here_timed_out(signum, frame):
+    raise HereTimeout()
+
+
 def run_here(*args: str, cwd: str | os.PathLike, env: dict[str, str | None] | None = None,
-             search: bool = False) -> InvokeResult:
+             search: bool = False, timeout: float = 60) -> InvokeResult:
     """The same run as ``run_invoke`` by a fresh Invoke ``Program`` in this process: the
     environment, working folder, stdout and stderr are swapped in for the run and put back.
     For the matrices of usage, config and help cases (a process costs ~0.5 s each); what
     needs a real process (signals, terminals, start-up, concurrency) uses ``run_invoke``.
     Not thread-safe: one run at a time per process (each xdist worker is its own).
     ``search``: find tasks.py by searching up from ``cwd``, as a user's `invoke` does (no
-    --search-root, no project root set)."""
+    --search-root, no project root set). ``timeout``: like ``run_invoke``'s, the run fails
+    the test past it (SIGALRM) instead of hanging the worker."""
     import invoke
 
-    saved_env, saved_cwd = dict(os.environ), os.getcwd()
-    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # a task may set its own
+    saved_env, saved_cwd, saved_argv = dict(os.environ), os.getcwd(), sys.argv[:]
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGALRM)  # a task may
+    # set its own
     handlers = [signal.getsignal(sig) for sig in signals]
     out, err = io.StringIO(), io.StringIO()
     os.environ.clear()
     os.environ.update(clean_env(env if search else project_root(cwd, env)))
     os.chdir(cwd)
+    where = [] if search else ["--search-root", str(REPO_ROOT)]
+    # what `python -m invoke` leaves in sys.argv: tasks read the words after `--` there
+    sys.argv = [str(Path(invoke.__file__).with_name("__main__.py")), *where, *args]
     try:
         program = invoke.Program(name="Invoke", binary="inv[oke]",
                                  binary_names=["invoke", "inv"], version=invoke.__version__)
+        signal.signal(signal.SIGALRM, _here_timed_out)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             try:
-                where = [] if search else ["--search-root", str(REPO_ROOT)]
                 program.run(["invoke", *where, *args])
                 code = 0
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    except HereTimeout:
+        raise AssertionError(f"invoke {' '.join(args)} still ran after {timeout}s in-process\n"
+                             f"--- stdout\n{out.getvalue()}--- stderr\n{err.getvalue()}"
+                             ) from None
     finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        sys.argv = saved_argv
         os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved_env)
         for sig, handler in zip(signals, handlers, strict=True):
             signal.signal(sig, handler)
     return InvokeResult(list(args), code, out.getvalue(), err.getvalue())
+
+
+def run_mixed(calls: Iterable[Callable[[], InvokeResult]]) -> list[InvokeResult]:
+    """``run_parallel``'s cases, ``functools.partial``s of ``run_invoke``, of the conftest
+    fixture's or of a fake production's ``run`` (``Prod.later``): the first by a real
+    process, the rest in this process (``run_here``, the fixture's or production's
+    ``here``), one after another. For matrices whose point is the task's answer, not the
+    process: the first keeps the process honest, the rest skip its ~0.3 s of CPU."""
+    results = []
+    for n, call in enumerate(calls):
+        if n:
+            here = (run_here if call.func is run_invoke
+                    else getattr(call.func, "here", None) or call.func.__self__.here)
+            call = functools.partial(here, *call.args, **call.keywords)
+        results.append(call())
+    return results
 
 
 def run_each(calls: Iterable[Callable[[], object]]) -> list:
@@ -696,6 +733,13 @@ def run_in(cwd: Path, *args: str, env: dict | None = None, timeout: float = 60):
         capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
     )  # fmt: skip
     return InvokeResult(list(args), proc.returncode, proc.stdout, proc.stderr)
+
+
+def _run_in_here(cwd: Path, *args: str, env: dict | None = None, timeout: float = 60):
+    return run_here(*args, cwd=cwd, env=env, search=True, timeout=timeout)
+
+
+run_in.here = _run_in_here  # the same run in this process (run_mixed)
 
 
 def commands_in(lines: list[str]) -> list[str]:

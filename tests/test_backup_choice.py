@@ -8,6 +8,7 @@ processes and real signals.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -20,7 +21,7 @@ import pytest
 
 from ops import engine
 from tests import helpers, node_env
-from tests.fake_production import days_ago, make_prod
+from tests.fake_production import days_ago, make_prod, run_deferred
 from tests.helpers import change, content
 
 IGNORED = (".backup.lock", ".restore.lock")
@@ -57,11 +58,11 @@ def test_a_retried_local_restore_never_puts_back_what_it_replaced(
     assert f"safety: {safety} is the copy a restore made" in table.stderr, table
     assert f"invoke restore {safety} --yes" in table.stderr
     # every task that says `latest` means the same backup
-    drill, verify, status, plan = helpers.run_parallel([
-        lambda: run_invoke("backup.drill", "--json"),
-        lambda: run_invoke("backup.verify", "latest", "--json"),
-        lambda: run_invoke("backup.status", "--json"),
-        lambda: run_invoke("restore", "--dry-run", "--json"),
+    drill, verify, status, plan = helpers.run_mixed([
+        functools.partial(run_invoke, "backup.drill", "--json"),
+        functools.partial(run_invoke, "backup.verify", "latest", "--json"),
+        functools.partial(run_invoke, "backup.status", "--json"),
+        functools.partial(run_invoke, "restore", "--dry-run", "--json"),
     ])
     assert drill.json()["name"] == made.name, drill
     assert [item["name"] for item in verify.json()] == [made.name], verify
@@ -155,10 +156,10 @@ def test_a_folder_that_already_mixes_sources_keeps_them_apart(tmp_path, wal_db, 
     record.write_text(json.dumps(json.loads(record.read_text())
                                  | {"source": f"step-app:/data/backups/{downloaded.name}",
                                     "strategy": "download"}))
-    status, plan, cleanup = helpers.run_parallel([
-        lambda: run_invoke("backup.status", "--json"),
-        lambda: run_invoke("restore", "--dry-run", "--json"),
-        lambda: run_invoke("backup.cleanup", "--keep", "1", "--json"),
+    status, plan, cleanup = helpers.run_mixed([  # in this order: cleanup last
+        functools.partial(run_invoke, "backup.status", "--json"),
+        functools.partial(run_invoke, "restore", "--dry-run", "--json"),
+        functools.partial(run_invoke, "backup.cleanup", "--keep", "1", "--json"),
     ])
     assert status.json()["latest"]["name"] == ours.name and status.json()["count"] == 1
     assert status.json()["otherSources"] == 2
@@ -206,7 +207,7 @@ def test_on_fly_latest_is_never_a_backup_dated_in_the_future(fly_world, tmp_path
     for suffix in ("", ".sha256", ".json"):
         text = Path(f"{source}{suffix}").read_bytes().replace(real.encode(), ahead.encode())
         Path(f"{prod.remote_dir / ahead}{suffix}").write_bytes(text)
-    plan, drill, verify, download = helpers.run_parallel([
+    plan, drill, verify, download = run_deferred([
         prod.later("restore", "--production", "--dry-run", "--json"),
         prod.later("backup.drill", "--production", "--json"),
         prod.later("backup.verify", "latest", "--production", "--json"),

@@ -24,7 +24,7 @@ from ops import engine
 from ops.errors import ExitCode
 from tests import helpers
 from tests.fake_production import NEW_IMAGE, make_site
-from tests.helpers import assert_one_line_error, run_parallel
+from tests.helpers import assert_one_line_error, run_mixed, run_parallel
 
 
 def days_ago(days: float) -> dt.datetime:
@@ -75,7 +75,7 @@ def test_a_planted_backup_lock_is_refused_and_its_target_untouched(wal_db, backu
     plant(kind, backup_dir / engine.LOCK_NAME, wal_db)  # ln -s ../steps.db .backup.lock
     before = helpers.snapshot(backup_dir)
 
-    backup, cleanup = run_parallel(
+    backup, cleanup = run_mixed(
         functools.partial(run_invoke, *args, timeout=20)
         for args in (("backup",), ("backup.cleanup", "--keep", "1"))
     )
@@ -173,7 +173,7 @@ def test_future_dated_backups_never_push_out_the_new_one(wal_db, backup_dir, run
                        name: "newest 2", old: "newest 2"}
     assert "2 dated in the future, left alone" in made.stderr
 
-    status, status_text, listed, listed_text, latest = run_parallel(
+    status, status_text, listed, listed_text, latest = run_mixed(
         functools.partial(run_invoke, *args) for args in (
             ("backup.status", "--max-age", "1h", "--json"),
             ("backup.status", "--max-age", "1h"),
@@ -240,7 +240,7 @@ def test_cleanup_deletes_nothing_when_no_backup_passes(wal_db, backup_dir, run_i
     for day in (2, 1):
         helpers.old_script_backup(backup_dir, days_ago(day), wal_db)  # sound, no records
     before = helpers.snapshot(backup_dir)
-    dry, real = run_parallel(functools.partial(run_invoke, "backup.cleanup", "--keep", "1", *a)
+    dry, real = run_mixed(functools.partial(run_invoke, "backup.cleanup", "--keep", "1", *a)
                              for a in (("--dry-run",), ()))
     for result in (dry, real):
         line = assert_one_line_error(result, ExitCode.VERIFY_FAILED, strict=False,
@@ -435,7 +435,7 @@ def test_names_match_exactly(made, backup_dir, run_invoke):
     calls = [("backup.list", "--json"), ("backup.verify", "latest", "--json"),
              ("backup.cleanup", "--keep", "1", "--json"),
              *(("backup.verify", name) for name in odd)]
-    listed, latest, cleanup, *refused = run_parallel(
+    listed, latest, cleanup, *refused = run_mixed(
         functools.partial(run_invoke, *args) for args in calls)
     assert [i["name"] for i in listed.json()] == [made.name]
     assert [r["name"] for r in latest.json()] == [made.name]
@@ -555,7 +555,7 @@ def test_leftovers_of_a_killed_backup_are_listed_and_cleaned_under_the_lock(
     journal = backup_dir / f"{leftover.name}-journal"
     journal.write_bytes(b"\0" * 512)
 
-    listing, dry_text, dry = run_parallel(functools.partial(run_invoke, *args) for args in (
+    listing, dry_text, dry = run_mixed(functools.partial(run_invoke, *args) for args in (
         ("backup.list",), ("backup.cleanup", "--dry-run"),
         ("backup.cleanup", "--dry-run", "--json")))
     assert listing.returncode == 0, listing

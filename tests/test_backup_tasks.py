@@ -20,7 +20,7 @@ import pytest
 from ops import engine
 from ops.errors import ExitCode
 from tests import helpers
-from tests.helpers import ANSI, assert_one_line_error, run_parallel
+from tests.helpers import ANSI, assert_one_line_error, run_mixed, run_parallel
 
 STEP_LINE = re.compile(
     r"^✓ backup (steps-\S+\.db)  [\d.]+ [kMG]?B  sha256 [0-9a-f]{12}  integrity_check ok  "
@@ -98,7 +98,7 @@ def test_retention_after_backup_default_env_and_flag(wal_db, tmp_path):
     results = dict(
         zip(
             runs,
-            run_parallel(
+            run_mixed(
                 functools.partial(helpers.run_invoke, "backup", "--json", *args,
                                   cwd=tmp_path / label, env=env)  # fmt: skip
                 for label, (args, env) in runs.items()
@@ -142,7 +142,7 @@ def test_list_and_verify(two_backups, backup_dir, run_invoke):
         ("backup.verify", "../etc/passwd"),
         ("backup.verify",),
     ]
-    listed, table, latest, every, one, unknown, escape, missing = run_parallel(
+    listed, table, latest, every, one, unknown, escape, missing = run_mixed(
         functools.partial(run_invoke, *args) for args in calls
     )
 
@@ -203,7 +203,7 @@ def test_cleanup_dry_run_then_real(wal_db, backup_dir, run_invoke):
     olds = [helpers.old_script_backup(backup_dir, days_ago(day)).name for day in (5, 4, 3, 2, 1)]
     before = helpers.snapshot(backup_dir)
 
-    dry, zero, abc, negative = run_parallel(
+    dry, zero, abc, negative = run_mixed(
         functools.partial(run_invoke, "backup.cleanup", *args)
         for args in (
             ("--keep", "2", "--dry-run", "--json"),
@@ -263,7 +263,7 @@ def test_status(wal_db, tmp_path):
         (old, ("--max-age", "3d")),
         (old, ("--max-age", "1x")),
     ]
-    results = run_parallel(
+    results = run_mixed(
         functools.partial(helpers.run_invoke, "backup.status", *args, cwd=cwd)
         for cwd, args in calls
     )
@@ -307,7 +307,7 @@ def test_bad_input_fails_cleanly_and_changes_nothing(wal_db, tmp_path, backup_di
         ({"INVOKE_BACKUP_CHECK": "fast"}, ExitCode.USAGE, "backup.check"),
         ({"INVOKE_BACKUP_TIMEOUT": "soon"}, ExitCode.USAGE, "backup.timeout"),
     ]
-    results = run_parallel(
+    results = run_mixed(
         functools.partial(helpers.run_invoke, "backup", cwd=tmp_path, env=env)
         for env, _, _ in cases
     )

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import ast
 import functools
+import os
 import re
+import signal
 import stat
+import sys
 
 import pytest
 from invoke import Program
@@ -305,3 +308,17 @@ def test_an_in_process_run_is_what_the_process_prints(tmp_path):
         assert (ours.returncode, ours.stdout, ours.stderr) == (
             theirs.returncode, theirs.stdout, theirs.stderr), f"{ours}\n{theirs}"
     assert [r.returncode for r in here] == [0, 2, 3]
+
+
+def test_an_in_process_run_that_hangs_fails_the_test_instead_of_the_worker(site, tmp_path):
+    """``run_here`` has no process to kill: past its timeout the run is stopped by SIGALRM
+    and the test fails with what the run printed, and the run's state is put back."""
+    site.world.hang(["version"], seconds=30, until=tmp_path / "never")
+    before = (dict(os.environ), os.getcwd(), sys.argv[:], signal.getsignal(signal.SIGALRM))
+
+    with pytest.raises(AssertionError, match="still ran after 1s in-process"):
+        site.here("emergency.stop", "--yes", timeout=1)
+
+    assert (dict(os.environ), os.getcwd(), sys.argv[:],
+            signal.getsignal(signal.SIGALRM)) == before
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)

@@ -17,6 +17,7 @@ from tests.helpers import (
     cli_with_system_config,
     make_project,
     run_in,
+    run_mixed,
     run_parallel,
 )
 
@@ -36,8 +37,8 @@ def test_a_misspelled_section_in_the_project_file_is_one_line_naming_it(tmp_path
         path = make_project(tmp_path / f"proj{index}") / name
         path.write_text(text)
         paths.append(path)
-    results = run_parallel(functools.partial(run_in, path.parent, "backup.cleanup", "-n")
-                           for path in paths)
+    results = run_mixed(functools.partial(run_in, path.parent, "backup.cleanup", "-n")
+                        for path in paths)
     for (_, _, complaint), path, result in zip(REFUSED, paths, results, strict=True):
         line = assert_one_line_error(result, ExitCode.USAGE, contains=complaint)
         assert line.startswith(f"Error: {path}: "), line

@@ -38,6 +38,7 @@ from tests.fake_production import (
     Site,
     deploy_argv,
     error_line,
+    run_cases,
 )
 from tests.fake_production import DEPLOY_READS as READS
 from tests.flyctl_double import (
@@ -183,12 +184,11 @@ def test_no_deploy_when_the_backup_or_the_snapshot_fails(sites):
     snap_fails.world.fail(["volumes", "snapshots", "create"], stderr="Error: volume is busy\n")
     snap_hangs.world.snapshot_behavior("never")
 
-    results = run_parallel([
-        lambda: ssh_down.run("deploy", "--json"),
-        lambda: corrupt.run("deploy", "--json"),
-        lambda: snap_fails.run("deploy", "--json"),
-        lambda: snap_hangs.run("deploy", "--json",
-                               env={"INVOKE_BACKUP_SNAPSHOT_TIMEOUT": "0.5"}),
+    results = run_cases([
+        (ssh_down, ("deploy", "--json")),
+        (corrupt, ("deploy", "--json")),
+        (snap_fails, ("deploy", "--json")),
+        (snap_hangs, ("deploy", "--json"), {"INVOKE_BACKUP_SNAPSHOT_TIMEOUT": "0.5"}),
     ])  # fmt: skip
     r_ssh, r_corrupt, r_snap_fails, r_snap_hangs = results
 
@@ -247,11 +247,11 @@ def test_no_deploy_when_preflight_fails(sites):
     subprocess.run(["git", "init", "-q", str(dirty.cwd)], check=True, capture_output=True)
     (dirty.cwd / "notes.txt").write_text("not committed\n")
 
-    r_logout, r_stopped, r_missing, r_dirty = run_parallel([
-        lambda: logged_out.run("deploy", "--json"),
-        lambda: stopped.run("deploy", "--json"),
-        lambda: no_flyctl.run("deploy", "--json", env={"PATH": bare_path}),
-        lambda: dirty.run("deploy", "--json", "--require-clean"),
+    r_logout, r_stopped, r_missing, r_dirty = run_cases([
+        (logged_out, ("deploy", "--json")),
+        (stopped, ("deploy", "--json")),
+        (no_flyctl, ("deploy", "--json"), {"PATH": bare_path}),
+        (dirty, ("deploy", "--json", "--require-clean")),
     ])  # fmt: skip
 
     code = int(ExitCode.DEPLOY_ABORTED_PREFLIGHT)
@@ -300,13 +300,12 @@ def test_skip_backup_is_loud_recorded_and_touches_no_data(site):
 
 
 def test_dry_run_shows_the_plan_and_runs_nothing(site):
-    plain, full, skipping, canary = run_parallel([
-        lambda: site.run("deploy", "--dry-run"),
-        lambda: site.run("deploy", "--dry-run", "--json", "--strategy", "immediate",
-                         "--wait-timeout", "2m", "--", "--build-arg", "X=1"),
-        lambda: site.run("deploy", "--dry-run", "--json", "--skip-backup", "--image",
-                         NEW_IMAGE),
-        lambda: site.run("deploy", "--strategy", "canary"),  # flyctl refuses it with volumes
+    plain, full, skipping, canary = run_cases([
+        (site, ("deploy", "--dry-run")),
+        (site, ("deploy", "--dry-run", "--json", "--strategy", "immediate",
+                "--wait-timeout", "2m", "--", "--build-arg", "X=1")),
+        (site, ("deploy", "--dry-run", "--json", "--skip-backup", "--image", NEW_IMAGE)),
+        (site, ("deploy", "--strategy", "canary")),  # flyctl refuses it with volumes
     ])  # fmt: skip
 
     helpers.assert_one_line_error(canary, ExitCode.USAGE, contains="--strategy canary")
@@ -534,10 +533,10 @@ def test_rollback_redeploys_an_earlier_image_without_touching_data(sites):
     image_v10 = "registry.fly.io/step-app-4x-yhw:deployment-01V10IMAGE0000000000000000"
     to_10.world.add_release(APP, 10, image_ref=image_v10, created_at="2026-08-18T09:00:00Z")
 
-    r_default, r_11, r_10 = run_parallel([
-        lambda: default.run("deploy.rollback", "--json"),
-        lambda: to_11.run("deploy.rollback", "--to", "v11", "--json"),
-        lambda: to_10.run("deploy.rollback", "--to", "10", "--json"),
+    r_default, r_11, r_10 = run_cases([
+        (default, ("deploy.rollback", "--json")),
+        (to_11, ("deploy.rollback", "--to", "v11", "--json")),
+        (to_10, ("deploy.rollback", "--to", "10", "--json")),
     ])  # fmt: skip
 
     for one, result, version, image in (
@@ -565,10 +564,10 @@ def test_rollback_redeploys_an_earlier_image_without_touching_data(sites):
 def test_rollback_to_an_unknown_release_and_dry_run_deploy_nothing(sites):
     unknown, dry = sites("unknown"), sites("dry")
 
-    r_unknown, r_dry, r_dry_to = run_parallel([
-        lambda: unknown.run("deploy.rollback", "--to", "99", "--json"),
-        lambda: dry.run("deploy.rollback", "--dry-run", "--json"),
-        lambda: dry.run("deploy.rollback", "--dry-run", "--json", "--to", "11"),
+    r_unknown, r_dry, r_dry_to = run_cases([
+        (unknown, ("deploy.rollback", "--to", "99", "--json")),
+        (dry, ("deploy.rollback", "--dry-run", "--json")),
+        (dry, ("deploy.rollback", "--dry-run", "--json", "--to", "11")),
     ])  # fmt: skip
 
     assert r_unknown.returncode != 0, r_unknown
@@ -782,9 +781,9 @@ def test_emergency_deploy_and_rollback_go_on_when_the_machine_is_down(sites):
     emergency, rollback = sites("emergency"), sites("rollback")
     for site in (emergency, rollback):
         site.world.set_machine_state(MID, "stopped")  # the app crashed: no ssh possible
-    r_emergency, r_rollback = run_parallel([
-        lambda: emergency.run("deploy", "--skip-backup", "--image", NEW_IMAGE, "--json"),
-        lambda: rollback.run("deploy.rollback", "--to", "11", "--json"),
+    r_emergency, r_rollback = run_cases([
+        (emergency, ("deploy", "--skip-backup", "--image", NEW_IMAGE, "--json")),
+        (rollback, ("deploy.rollback", "--to", "11", "--json")),
     ])  # fmt: skip
 
     for site, result in ((emergency, r_emergency), (rollback, r_rollback)):
@@ -810,10 +809,10 @@ def test_an_unwritable_audit_log_stops_the_deploy_before_anything_happens(site):
 
 def test_flags_fly_deploy_would_refuse_are_refused_before_any_backup(sites):
     bad_strategy, bad_wait, bad_rollback = sites("s"), sites("w"), sites("r")
-    results = run_parallel([
-        lambda: bad_strategy.run("deploy", "--strategy", "fast"),
-        lambda: bad_wait.run("deploy", "--wait-timeout", "5 minutes"),
-        lambda: bad_rollback.run("deploy.rollback", "--strategy", "canary"),
+    results = run_cases([
+        (bad_strategy, ("deploy", "--strategy", "fast")),
+        (bad_wait, ("deploy", "--wait-timeout", "5 minutes")),
+        (bad_rollback, ("deploy.rollback", "--strategy", "canary")),
     ])  # fmt: skip
     for site, result, words in zip(
         (bad_strategy, bad_wait, bad_rollback), results,

@@ -32,6 +32,7 @@ from tests.fake_production import (
     deploy_argv,
     error_line,
     label,
+    run_cases,
 )
 from tests.flyctl_double import IMAGE_V12
 from tests.helpers import run_parallel
@@ -113,10 +114,10 @@ def test_health_url_must_be_http_or_https(sites):
     urls = ["file:///etc/passwd", "ftp://example.com/health", "javascript:alert(1)",
             "http:///health", "gopher://127.0.0.1:70/x"]
     made = [sites(f"u{n}") for n in range(len(urls))]
-    results = run_parallel(
-        [lambda one=one, url=url: one.run("deploy", "--json", env={"INVOKE_HEALTH_URL": url})
+    results = run_cases(
+        [(one, ("deploy", "--json"), {"INVOKE_HEALTH_URL": url})
          for one, url in zip(made, urls, strict=True)]
-        + [lambda: made[0].run("deploy", "--dry-run", env={"INVOKE_HEALTH_URL": urls[0]})])
+        + [(made[0], ("deploy", "--dry-run"), {"INVOKE_HEALTH_URL": urls[0]})])
     for one, url, result in zip(made + made[:1], urls + urls[:1], results, strict=True):
         line = nothing_happened(one, result, contains="health.url must be an http:// or https://")
         assert repr(url) in line
@@ -203,9 +204,8 @@ def test_fly_toml_check_paths_cannot_send_the_gate_elsewhere(sites):
         one.world.write_fly_toml(
             one.cwd, extra=f"\n[http_service]\n  internal_port = 8080\n\n"
                            f"[[http_service.checks]]\n  path = '{path}'\n")
-    results = run_parallel(
-        [lambda one=one: one.run("deploy", "--dry-run", "--json",
-                                 env={"INVOKE_HEALTH_URL": None}) for one in made])
+    results = run_cases([(one, ("deploy", "--dry-run", "--json"), {"INVOKE_HEALTH_URL": None})
+                         for one in made])
     for one, (_path, url), result in zip(made, cases, results, strict=True):
         if url:
             assert result.returncode == 0, result
@@ -295,9 +295,8 @@ def test_whatever_health_answers_the_audit_line_tells_the_truth(site, body):
 def test_rollback_to_a_release_that_cannot_exist_is_refused(sites):
     values = ["0", "v0", "-1", "-0", "99999999999999999999", "１２", "v", "1.5", "12x"]
     made = [sites(f"r{n}") for n in range(len(values))]
-    results = run_parallel([lambda one=one, value=value: one.run("deploy.rollback",
-                                                                 f"--to={value}", "--json")
-                            for one, value in zip(made, values, strict=True)])
+    results = run_cases([(one, ("deploy.rollback", f"--to={value}", "--json"))
+                         for one, value in zip(made, values, strict=True)])
     for one, value, result in zip(made, values, results, strict=True):
         nothing_happened(one, result, contains="--to must be a release version")
         assert repr(value) in error_line(result)
@@ -362,8 +361,7 @@ def test_strategies_that_need_a_second_machine_are_refused_with_a_volume(sites):
     ]
     made = [sites(f"s{n}") for n in range(len(cases))]
     made[-1].world.write_fly_toml(made[-1].cwd, extra='\n[deploy]\n  strategy = "bluegreen"\n')
-    results = run_parallel([lambda one=one, args=args: one.run(*args)
-                            for one, args in zip(made, cases, strict=True)])
+    results = run_cases(list(zip(made, cases, strict=True)))
     for one, result in zip(made, results, strict=True):
         line = nothing_happened(one, result)
         assert "fly.toml has [mounts]" in line or "canary is refused" in line, line
@@ -380,10 +378,10 @@ def test_bluegreen_is_fine_without_a_volume(site):
                                    "500ms", ".5s"])
 def test_wait_timeouts_flyctl_reads_as_no_wait_are_refused(sites, value):
     flag, after, equals = sites("flag"), sites("after"), sites("equals")
-    results = run_parallel([
-        lambda: flag.run("deploy", f"--wait-timeout={value}"),
-        lambda: after.run("deploy", "--", "--wait-timeout", value),
-        lambda: equals.run("deploy", "--json", "--", f"--wait-timeout={value}"),
+    results = run_cases([
+        (flag, ("deploy", f"--wait-timeout={value}")),
+        (after, ("deploy", "--", "--wait-timeout", value)),
+        (equals, ("deploy", "--json", "--", f"--wait-timeout={value}")),
     ])  # fmt: skip
     for one, result in zip((flag, after, equals), results, strict=True):
         nothing_happened(one, result, contains=f"--wait-timeout {value} leaves flyctl no time")
@@ -393,7 +391,7 @@ def test_wait_timeouts_flyctl_accepts_pass(site):
     bad = site.run("deploy", "--", "--wait-timeout=5 minutes")  # first: dry runs read flyctl
     nothing_happened(site, bad, contains="--wait-timeout must be a duration")
     for value in ("300", "5m", "1m30s", "1.5h", "90s"):
-        result = site.run("deploy", "--dry-run", "--json", "--", "--wait-timeout", value)
+        result = site.here("deploy", "--dry-run", "--json", "--", "--wait-timeout", value)
         assert result.returncode == 0, result
 
 

@@ -115,16 +115,16 @@ def test_stop_then_resume_undoes_exactly_what_stop_did(site, cmd, autostop):
 
 def test_the_stopped_machine_keeps_the_volume_reachable_for_restore(site):
     """What `restore --production` needs: ssh to the machine, its scripts, no app writing."""
-    assert site.run("emergency.stop", "--yes").returncode == 0
+    assert site.here("emergency.stop", "--yes").returncode == 0
 
-    backup = site.run("backup", "--production", "--json")
-    verify = site.run("backup.verify", "latest", "--production", "--json")
+    backup = site.here("backup", "--production", "--json")
+    verify = site.here("backup.verify", "latest", "--production", "--json")
 
     assert backup.returncode == 0, backup
     assert verify.returncode == 0 and verify.json()[0]["ok"], verify
     assert site.world.machine(MID)["config"]["init"]["cmd"] == SLEEP.split()
     assert emergency.is_stopped(site.world.machine(MID))
-    again = site.run("emergency.stop", "--yes")  # a second stop changes nothing
+    again = site.here("emergency.stop", "--yes")  # a second stop changes nothing
     assert again.returncode == 0 and "already emergency-stopped" in again.stderr
     assert not any(argv[:2] == ["machine", "update"] for argv in site.world.calls()[-2:])
 
@@ -132,8 +132,8 @@ def test_the_stopped_machine_keeps_the_volume_reachable_for_restore(site):
 def test_apps_without_autostop_are_stopped_without_touching_it(site):
     set_machine(site, autostops=(False,))
 
-    assert site.run("emergency.stop", "--yes").returncode == 0
-    assert site.run("emergency.resume", "--yes").returncode == 0
+    assert site.here("emergency.stop", "--yes").returncode == 0
+    assert site.here("emergency.resume", "--yes").returncode == 0
 
     updates = [argv for argv in site.world.calls() if argv[:2] == ["machine", "update"]]
     assert updates == [
@@ -149,7 +149,7 @@ def test_apps_without_autostop_are_stopped_without_touching_it(site):
 def test_dry_run_prints_the_plan_and_makes_no_changing_call(site):
     before = config(site)
 
-    planned = site.run("emergency.stop", "--dry-run", "--json")
+    planned = site.here("emergency.stop", "--dry-run", "--json")
 
     assert planned.returncode == 0, planned
     assert calls(site) == READS
@@ -160,9 +160,9 @@ def test_dry_run_prints_the_plan_and_makes_no_changing_call(site):
     assert shlex.join(["fly", *STOP]) in " ".join(planned.stderr.split())
     assert config(site) == before and site.audit() == [] and not marker(site).exists()
 
-    assert site.run("emergency.stop", "--yes").returncode == 0
+    assert site.here("emergency.stop", "--yes").returncode == 0
     site.world.clear_calls()
-    resume = site.run("emergency.resume", "--dry-run", "--json")
+    resume = site.here("emergency.resume", "--dry-run", "--json")
     assert resume.returncode == 0, resume
     assert calls(site) == [*READS, ["ssh", "read marker"]]
     assert resume.json()["steps"][0]["argv"] == RESUME
@@ -202,7 +202,7 @@ def test_a_terminal_is_asked_and_no_changes_nothing(site):
 def test_a_stop_resume_could_not_undo_is_refused_before_anything(site, setup, words):
     set_machine(site, **setup)
 
-    result = site.run("emergency.stop", "--yes")
+    result = site.here("emergency.stop", "--yes")
 
     line = helpers.assert_one_line_error(result, ExitCode.USAGE, strict=False)
     assert words in line
@@ -210,7 +210,7 @@ def test_a_stop_resume_could_not_undo_is_refused_before_anything(site, setup, wo
 
 
 def test_resume_of_a_running_app_changes_nothing(site):
-    result = site.run("emergency.resume", "--yes")
+    result = site.here("emergency.resume", "--yes")
 
     assert result.returncode == 0 and "nothing to resume" in result.stderr, result
     assert calls(site) == READS
@@ -223,7 +223,7 @@ def test_a_failed_update_says_what_to_run_by_hand(site):
     site.world.fail(["machine", "update"], stderr="Error: could not update machine "
                     f"{MID}: failed to acquire lease\n")
 
-    result = site.run("emergency.stop", "--yes", "--json")
+    result = site.here("emergency.stop", "--yes", "--json")
 
     assert result.returncode == ExitCode.FLY, result
     assert helpers.assert_one_line_error(result, ExitCode.FLY, strict=False)
@@ -255,10 +255,10 @@ def test_a_process_still_holding_the_database_fails_the_stop_loudly(site, tmp_pa
 
 
 def test_resume_that_does_not_bring_health_back_exits_14(site):
-    assert site.run("emergency.stop", "--yes").returncode == 0
+    assert site.here("emergency.stop", "--yes").returncode == 0
     site.health.mode = "503"
 
-    result = site.run("emergency.resume", "--yes")
+    result = site.here("emergency.resume", "--yes")
 
     line = helpers.assert_one_line_error(result, ExitCode.HEALTH_FAILED, strict=False)
     assert "not healthy" in line
@@ -269,11 +269,11 @@ def test_resume_that_does_not_bring_health_back_exits_14(site):
 
 def test_resume_without_the_marker_uses_the_metadata_then_the_audit_log(site, tmp_path):
     set_machine(site, cmd=["node", "src/server.js"])
-    assert site.run("emergency.stop", "--yes").returncode == 0
+    assert site.here("emergency.stop", "--yes").returncode == 0
     marker(site).unlink()
     elsewhere = {"INVOKE_DEPLOY_AUDIT_LOG": str(tmp_path / "other.jsonl")}
 
-    resumed = site.run("emergency.resume", "--yes", env=elsewhere)  # what the update wrote
+    resumed = site.here("emergency.resume", "--yes", env=elsewhere)  # what the update wrote
     assert resumed.returncode == 0, resumed
     assert "using what the stop recorded in the machine's metadata" in resumed.stderr
     assert config(site)["init"]["cmd"] == ["node", "src/server.js"]
@@ -281,27 +281,27 @@ def test_resume_without_the_marker_uses_the_metadata_then_the_audit_log(site, tm
     set_machine(site, cmd=[])
     with site.world._mutate() as state:
         del state["apps"][APP]["machines"][0]["config"]["init"]["cmd"]
-    assert site.run("emergency.stop", "--yes").returncode == 0
+    assert site.here("emergency.stop", "--yes").returncode == 0
     marker(site).unlink()
     with site.world._mutate() as state:  # and the metadata gone too
         state["apps"][APP]["machines"][0]["config"]["metadata"].pop("ops_emergency_original")
-    unknown = site.run("emergency.resume", "--yes", env=elsewhere)
+    unknown = site.here("emergency.resume", "--yes", env=elsewhere)
     line = helpers.assert_one_line_error(unknown, ExitCode.NOT_FOUND, strict=False)
     assert f"fly machine update {MID} -a {APP} --command 'THAT COMMAND' --yes" in line
     assert "--command '' only if it ran the image's own CMD" in line
     assert emergency.is_stopped(site.world.machine(MID))
 
-    resumed = site.run("emergency.resume", "--yes")
+    resumed = site.here("emergency.resume", "--yes")
     assert resumed.returncode == 0, resumed
     assert "using the stop recorded in" in resumed.stderr
     assert site.world.machine(MID)["config"]["init"] == {}
 
 
 def test_a_tampered_marker_is_not_trusted(site):
-    assert site.run("emergency.stop", "--yes").returncode == 0
+    assert site.here("emergency.stop", "--yes").returncode == 0
     marker(site).write_text(json.dumps({"machine": MID, "original": {"cmd": "rm -rf /"}}))
 
-    resumed = site.run("emergency.resume", "--yes")
+    resumed = site.here("emergency.resume", "--yes")
 
     assert resumed.returncode == 0, resumed
     assert "unusable" in resumed.stderr  # it fell back to the audit log's record
@@ -316,7 +316,7 @@ def test_a_tampered_marker_is_not_trusted(site):
 def test_hostile_machine_json_is_one_line_and_changes_nothing(site, machine):
     site.world.garbage(["machine", "list"], stdout=json.dumps([machine]) + "\n")
 
-    result = site.run("emergency.stop", "--yes")
+    result = site.here("emergency.stop", "--yes")
 
     line = helpers.assert_one_line_error(result, ExitCode.FLY)
     assert f"`fly machine list -a {APP} --json` printed unexpected JSON" in line  # fly.Machine's
@@ -402,11 +402,11 @@ def test_sigterm_leaves_an_honest_audit_line_and_the_finish_by_hand_lines(site, 
 @pytest.mark.parametrize("task", ["emergency.stop", "emergency.resume"])
 def test_an_old_flyctl_is_refused_before_anything_changes(site, task):
     if task == "emergency.resume":
-        assert site.run("emergency.stop", "--yes").returncode == 0
+        assert site.here("emergency.stop", "--yes").returncode == 0
         site.world.clear_calls()
     site.world.set_flyctl_version("0.4.79")
 
-    result = site.run(task, "--yes")
+    result = site.here(task, "--yes")
 
     line = helpers.assert_one_line_error(result, ExitCode.FLY, strict=False)
     assert "too old" in line and "fly version upgrade" in line
@@ -429,13 +429,13 @@ def test_a_stopped_machine_is_emergency_stopped_too(site):
     set_machine(site, cmd=["node", "src/server.js"])
     site.world.set_machine_state(MID, "stopped")
 
-    stopped = site.run("emergency.stop", "--yes")
+    stopped = site.here("emergency.stop", "--yes")
 
     assert stopped.returncode == 0, stopped
     assert [shown(argv)[:2] for argv in site.world.calls()][3:5] == [
         ["machine", "update"], ["ssh", "write marker"]]
     assert json.loads(marker(site).read_text())["original"]["cmd"] == ["node", "src/server.js"]
-    assert site.run("emergency.resume", "--yes").returncode == 0
+    assert site.here("emergency.resume", "--yes").returncode == 0
     assert config(site)["init"]["cmd"] == ["node", "src/server.js"]
 
 

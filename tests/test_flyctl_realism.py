@@ -23,7 +23,16 @@ import pytest
 from ops import remote
 from ops.errors import ExitCode
 from tests import helpers
-from tests.fake_production import MID, VOL, assert_error, error_line, label, make_prod, make_site
+from tests.fake_production import (
+    MID,
+    VOL,
+    assert_error,
+    error_line,
+    label,
+    make_prod,
+    make_site,
+    run_deferred,
+)
 from tests.helpers import assert_one_line_error, run_parallel
 
 REPO = Path(__file__).resolve().parent.parent
@@ -324,7 +333,7 @@ def test_every_json_shape_flyctl_could_print_is_checked(tmp_path):
         prod = make_prod(tmp_path / str(number))
         prod.world.garbage(match, stdout=stdout + "\n")
         prods.append(prod)
-    results = run_parallel([prod.later("backup.snapshots", "--json") for prod in prods])
+    results = run_deferred([prod.later("backup.snapshots", "--json") for prod in prods])
     for (match, _, words), result in zip(SHAPES, results, strict=True):
         line = assert_error(result, ExitCode.FLY, contains="printed unexpected JSON")
         assert words in line, (match, line)

@@ -28,9 +28,9 @@ from tests.fake_production import (
     make_prod,
     near_names,
     remove_tools,
+    run_deferred,
     sftp_calls,
 )
-from tests.helpers import run_parallel
 
 HEX = "ab" * 32
 
@@ -144,7 +144,7 @@ def test_hostile_names_and_sidecars_cannot_forge_or_hide_listing_entries(prod):
     """Also item 10: non-UTF-8 bytes in names and sidecars never raise."""
     real = prod.seed(3, 2, 1)
     plant_hostile_files(prod.remote_dir, real)
-    result, verified, status = run_parallel([
+    result, verified, status = run_deferred([
         prod.later("backup.list", "--production", "--json"),
         prod.later("backup.verify", "all", "--production", "--json"),
         prod.later("backup.status", "--production", "--json"),
@@ -174,7 +174,7 @@ def test_remote_retention_never_deletes_a_real_backup_because_of_hostile_files(
         plant_hostile_files(prod.remote_dir, names)
     hostile = {p for p in os.listdir(os.fsencode(backup.remote_dir)) if b"\n" in p or b"\xff" in p}
 
-    made, cleaned = run_parallel([
+    made, cleaned = run_deferred([
         backup.later("backup", "--production", "--keep", "2", "--json"),
         cleanup.later("backup.cleanup", "--production", "--keep", "1", "--json"),
     ])
@@ -192,7 +192,7 @@ def test_a_fifo_where_a_sidecar_should_be_is_no_record_and_never_blocks(prod):
     for ext in (".sha256", ".json"):
         Path(f"{prod.remote_dir / name}{ext}").unlink()
         os.mkfifo(f"{prod.remote_dir / name}{ext}")
-    listed, fetched = run_parallel([
+    listed, fetched = run_deferred([
         prod.later("backup.list", "--production", "--json", timeout=30),
         prod.later("backup.download", name, "--json", timeout=30),
     ])
@@ -344,7 +344,7 @@ def test_python3_and_sqlite3_strategies_agree(tmp_path, task, case, code, words)
         else:
             names[strategy] = backup_case(prod, case)
             runs.append(prod.later("backup.verify", names[strategy], "--production", "--json"))
-    results = dict(zip(prods, run_parallel(runs), strict=True))
+    results = dict(zip(prods, run_deferred(runs), strict=True))
     for strategy, result in results.items():
         prod = prods[strategy]
         if code == ExitCode.OK:
@@ -438,7 +438,7 @@ def test_download_refuses_a_backup_that_no_longer_matches_its_record(tmp_path):
     (json_only.remote_dir / f"{name}.sha256").unlink()  # the manifest's record still counts
     (other,) = disagree.seed(1)
     (disagree.remote_dir / f"{other}.sha256").write_text(f"{HEX}  {other}\n")
-    results = run_parallel(prod.later("backup.download", "latest", "--json")
+    results = run_deferred(prod.later("backup.download", "latest", "--json")
                            for prod in (changed, json_only, disagree))
     for prod, result in zip((changed, json_only, disagree), results, strict=True):
         assert_error(result, ExitCode.VERIFY_FAILED, contains="not downloaded")

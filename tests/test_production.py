@@ -34,6 +34,7 @@ from tests.fake_production import (
     flow,
     make_prod,
     remove_tools,
+    run_deferred,
     sftp_calls,
 )
 from tests.flyctl_double.state import (
@@ -245,7 +246,7 @@ def test_backup_production_config_is_checked_before_flyctl_and_on_the_machine(tm
     unsafe, python3, sqlite3 = (make_prod(tmp_path / label)
                                 for label in ("unsafe", "python3", "sqlite3"))
     sqlite3.world.remove_machine_tools("python3")
-    results = run_parallel([
+    results = run_deferred([
         unsafe.later("backup", "--production",
                      env={"INVOKE_BACKUP_REMOTE_DIR": "/data/backups; rm -rf /"}),
         unsafe.later("backup.list", "--production",
@@ -293,7 +294,7 @@ def test_verify_production_latest_all_and_name(tmp_path, tools):
     runs = {"all": names}
     if tools == "python3":  # the choice of names is the same code for every strategy
         runs |= {"latest": names[-1:], names[0]: names[:1]}
-    results = run_parallel(prod.later("backup.verify", which, "--production", "--json")
+    results = run_deferred(prod.later("backup.verify", which, "--production", "--json")
                            for which in runs)
     for result, expected in zip(results, runs.values(), strict=True):
         assert result.returncode == 0, result
@@ -353,7 +354,7 @@ def test_verify_production_bad_and_unknown_names(prod):
     prod.seed(1)
     missing = helpers.old_name(days_ago(30))
     nothing = {"INVOKE_BACKUP_REMOTE_DIR": str(prod.root / "vol" / "nothing-here")}
-    unknown, bad, empty, listing = run_parallel([
+    unknown, bad, empty, listing = run_deferred([
         prod.later("backup.verify", missing, "--production"),
         prod.later("backup.verify", "../steps.db", "--production"),
         prod.later("backup.verify", "latest", "--production", env=nothing),
@@ -407,7 +408,7 @@ def test_status_production_reads_the_apps_health(prod, health):
                    "age": 3_600_000},
     }
     health.body = {"status": "ok", "backup": block}
-    fresh, stale = run_parallel([
+    fresh, stale = run_deferred([
         prod.later("backup.status", "--production", "--json",
                    env={"INVOKE_HEALTH_URL": health.url}),
         prod.later("backup.status", "--production", "--json", "--max-age", "1s",
@@ -446,7 +447,7 @@ def test_status_production_never_reports_a_safety_backup_as_the_newest(prod, hea
 def test_status_production_falls_back_to_the_remote_folder(prod, health):
     names = prod.seed(3, 2)
     health.body = {"status": "ok"}  # an older app: no backup block
-    down, no_block, stale = run_parallel([
+    down, no_block, stale = run_deferred([
         prod.later("backup.status", "--production", "--json"),
         prod.later("backup.status", "--production", "--json",
                    env={"INVOKE_HEALTH_URL": health.url}),
@@ -473,7 +474,7 @@ def test_status_production_with_a_malformed_health_block_never_crashes(prod, hea
     health.body = {"status": "ok", "backup": {"hasBackups": True, "count": 1, "latest": {
         "name": "steps-2026-08-20T02-00-00.db", "created": "2026-08-20T02:00:00Z"}}}  # no age
     env = {"INVOKE_HEALTH_URL": health.url}
-    plain, stale = run_parallel([
+    plain, stale = run_deferred([
         prod.later("backup.status", "--production", env=env),
         prod.later("backup.status", "--production", "--max-age", "1h", "--json", env=env),
     ])
@@ -517,7 +518,7 @@ def test_volume_snapshot_no_wait_timeout_and_failure(tmp_path):
     no_wait, never, failed = (make_prod(tmp_path / label) for label in ("nw", "never", "fail"))
     never.world.snapshot_behavior("never")
     failed.world.snapshot_behavior("fail")
-    r_no_wait, r_never, r_failed = run_parallel([
+    r_no_wait, r_never, r_failed = run_deferred([
         no_wait.later("backup.volume", "--no-wait", "--json"),
         never.later("backup.volume", "--timeout", "0.5"),
         failed.later("backup.volume"),
@@ -578,7 +579,7 @@ def test_download_latest_and_by_name(tmp_path):
     by_latest, by_name = make_prod(tmp_path / "latest"), make_prod(tmp_path / "name")
     names = by_latest.seed(3, 2, 1)
     other = by_name.seed(3, 2, 1)
-    latest, named = run_parallel([
+    latest, named = run_deferred([
         by_latest.later("backup.download", "latest", "--json"),
         by_name.later("backup.download", other[0], "--json"),
     ])
@@ -645,7 +646,7 @@ def test_download_interrupted_leaves_nothing_and_a_retry_succeeds(prod):
 def test_download_bad_names(prod):
     prod.seed(1)
     missing = helpers.old_name(days_ago(30))
-    unknown, dotdot, every = run_parallel([
+    unknown, dotdot, every = run_deferred([
         prod.later("backup.download", missing),
         prod.later("backup.download", "../x"),
         prod.later("backup.download", "all"),
@@ -664,7 +665,7 @@ def test_download_bad_names(prod):
 def test_flyctl_missing_from_path(prod):
     prod.seed(1)
     env = {"PATH": "/usr/bin:/bin"}
-    results = run_parallel([
+    results = run_deferred([
         prod.later("backup", "--production", env=env),
         prod.later("backup.download", "latest", env=env),
     ])
@@ -681,7 +682,7 @@ def test_flyctl_missing_from_path(prod):
 def test_not_logged_in_shows_flyctls_message(tmp_path):
     rejected, bad_token = make_prod(tmp_path / "rejected"), make_prod(tmp_path / "bad")
     rejected.world.unauthenticated()
-    results = run_parallel([
+    results = run_deferred([
         rejected.later("backup", "--production"),
         bad_token.later("backup.list", "--production", env={"FLY_API_TOKEN": "nope-not-a-token"}),
     ])
