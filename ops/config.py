@@ -61,7 +61,7 @@ DEFAULTS = {
         "lock_wait": "0",
         # the data guard (docs/deploy.md): a table fails the deploy when it lost more than
         # `fraction` of its rows AND at least `rows` rows; a table gone or emptied always does
-        "max_row_loss": {"fraction": "0.2", "rows": "100"},
+        "max_row_loss": {"fraction": "0.2", "rows": "10"},
         # tables whose loss the data guard always lets through: a YAML list, or names
         # separated by commas (as INVOKE_DEPLOY_ALLOW_DATA_LOSS gives them)
         "allow_data_loss": "",

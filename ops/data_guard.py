@@ -23,11 +23,11 @@ class RowLossLimit:
     Both must be passed to fail: more than ``fraction`` of the table's rows AND at least
     ``rows`` rows. The defaults never fire on a normal day of a small app (a few rows
     deleted by users in the minutes a deploy takes) and always fire on a `DELETE` without
-    `WHERE` of a table of 100 rows or more. A table that disappeared, or had rows and has
+    `WHERE` of a table of 10 rows or more. A table that disappeared, or had rows and has
     none, is lost whatever its size."""
 
     fraction: float = 0.2
-    rows: int = 100
+    rows: int = 10
 
     def exceeded(self, before: int, after: int) -> bool:
         lost = before - after
@@ -36,11 +36,11 @@ class RowLossLimit:
 
 
 def row_loss_limit(value, name: str = "deploy.max_row_loss") -> RowLossLimit:
-    """``{fraction: 0.2, rows: 100}`` from config (numbers, or strings as an environment
+    """``{fraction: 0.2, rows: 10}`` from config (numbers, or strings as an environment
     variable gives them), checked: a fraction from 0 to 1, whole rows from 0. ValueError
     says what is wrong."""
     if not isinstance(value, dict):
-        raise ValueError(f"config {name} must be a mapping like {{fraction: 0.2, rows: 100}}, "
+        raise ValueError(f"config {name} must be a mapping like {{fraction: 0.2, rows: 10}}, "
                          f"got {value!r}")
     unknown = sorted(set(map(str, value)) - {"fraction", "rows"})
     if unknown:
@@ -98,15 +98,20 @@ def _kept(entries) -> set[str]:
                                           for p in IGNORED_PREFIXES)}
 
 
-def _table_of(entry: str) -> str:
-    """The table an entry belongs to: ``column steps.note`` → steps, ``table x`` → x."""
+def _table_of(entry: str, tables=()) -> str:
+    """The table an entry belongs to: ``column steps.note`` → steps, ``table x`` → x. A
+    table's name may hold a dot (``column a.b.note``): the longest known table name the
+    column's entry starts with wins, else the part before the first dot."""
     kind, _, name = entry.partition(" ")
-    return name.split(".", 1)[0] if kind == "column" else name
+    if kind != "column":
+        return name
+    known = [t for t in tables if name.startswith(t + ".")]
+    return max(known, key=len) if known else name.split(".", 1)[0]
 
 
-def _shown(entry: str, whole: set[str]) -> bool:
+def _shown(entry: str, whole: set[str], tables) -> bool:
     """A column of a table that came or went is said by its table's line."""
-    return not (entry.startswith("column ") and _table_of(entry) in whole)
+    return not (entry.startswith("column ") and _table_of(entry, tables) in whole)
 
 
 def compare(against: str, before: dict[str, int], after: dict[str, int], *,
@@ -120,9 +125,11 @@ def compare(against: str, before: dict[str, int], after: dict[str, int], *,
                                                  if t.startswith(IGNORED_PREFIXES)})
     tables = {t: (before.get(t), after.get(t)) for t in names}
     old, new = _kept(schema_before), _kept(schema_after)
+    known = set(before) | set(after) | {_table_of(e) for e in old | new
+                                        if e.startswith("table ")}
     whole = {_table_of(e) for e in old ^ new if e.startswith("table ")}  # came or went
-    added = tuple(sorted(e for e in new - old if _shown(e, whole)))
-    dropped = tuple(sorted(e for e in old - new if _shown(e, whole)))
+    added = tuple(sorted(e for e in new - old if _shown(e, whole, known)))
+    dropped = tuple(sorted(e for e in old - new if _shown(e, whole, known)))
     reasons: dict[str, str] = {}
     for table, (rows_before, rows_after) in tables.items():
         if rows_before is None:
@@ -133,7 +140,7 @@ def compare(against: str, before: dict[str, int], after: dict[str, int], *,
             reasons[table] = (f"table {table} lost {rows_before - rows_after:,} of "
                               f"{rows_before:,} rows ({rows_before:,} → {rows_after:,})")
     for entry in dropped:
-        table = _table_of(entry)
+        table = _table_of(entry, known)
         if entry.startswith("column ") and table in after and table not in reasons:
             reasons[table] = f"{entry} is gone, and its values with it"
     allowed = {t for t in allow if t in reasons}

@@ -740,11 +740,13 @@ class Deployment:
             self.target.resolve(again=True)
             self.found_again = True
             shape = self.target.shape(backup)
-        except OpsError as exc:  # the release is out and healthy: say loudly what is unknown
+        except OpsError as exc:  # unknown is not ok: the gate did not pass (exit 14) ...
             self.record["data"] = {"against": backup, "ok": None, "error": str(exc)}
-            self.ui.warn(f"the data guard could not compare the live database with {backup}: "
-                         f"{exc}")
-            return Done("data guard", f"NOT compared: {exc}", warning=True)
+            if getattr(exc, "no_engine", False):  # ... unless preflight already said so
+                self.ui.warn(f"the data guard cannot run on this machine: {exc}")
+                return Done("data guard", f"NOT compared: {exc}", warning=True)
+            raise OpsError(f"the data guard could not compare the live database with "
+                           f"{backup}: {exc}", ExitCode.HEALTH_FAILED) from None
         comparison = data_guard.compare(
             backup, shape["backup"], shape["live"], schema_before=shape["backup_schema"],
             schema_after=shape["live_schema"], limit=self.settings.max_row_loss,

@@ -28,10 +28,14 @@ from tests.helpers import run_parallel
 @pytest.mark.parametrize(("before", "after", "lost"), [
     (3000, 3004, False),  # the app kept writing
     (3000, 2990, False),  # a few rows deleted by users: under both limits
-    (3000, 2000, True),  # a third gone: over 20 % and over 100 rows
+    (3000, 2000, True),  # a third gone: over 20 % and over 10 rows
+    (20, 1, True),  # a small table nearly emptied
+    (200, 101, True),
+    (200, 195, False),
     (3000, 2850, False),  # 150 rows is only 5 %
     (300, 250, False),  # 17 % of a small table
     (120, 10, True),  # 110 rows, 92 %
+    (40, 31, False),  # 9 rows: under the 10
     (50, 0, True),  # emptied: lost, whatever its size
     (1, 0, True),
     (0, 0, False),
@@ -48,6 +52,15 @@ def test_a_table_gone_fails_even_empty_and_a_new_table_is_only_shown():
     assert comparison.lost == ("table old is gone (it had 0 rows)",)
     # the columns of a table that came or went are said by the table's own line
     assert comparison.added == ("table new",) and comparison.dropped == ("table old",)
+
+
+def test_a_column_dropped_from_a_table_with_a_dot_in_its_name_is_lost():
+    """`column a.b.secret` is table `a.b`'s column, not table `a`'s (review-break #3)."""
+    schema = ["table a.b", "column a.b.id", "column a.b.secret", "table a", "column a.x"]
+    comparison = compare("b", {"a.b": 500, "a": 1}, {"a.b": 500, "a": 1},
+                         schema_before=schema,
+                         schema_after=[e for e in schema if not e.endswith("secret")])
+    assert comparison.lost == ("column a.b.secret is gone, and its values with it",)
 
 
 def test_a_dropped_column_is_lost_data_and_an_added_one_is_not():
