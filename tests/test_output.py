@@ -62,6 +62,8 @@ def test_a_deploy_prints_each_step_once_children_under_their_parent_then_a_summa
         r"▸ fly deploy$",
         r"✓ deployed release v13" + duration,
         r"✓ healthy  200 after \d+ poll\(s\), reports steps-\S+\.db" + duration,
+        r"▸ data guard$",  # it finds the machine again first: a child line
+        r"✓ data  \d+ tables against steps-\S+\.db: 0 changed, 0 schema changes" + duration,
         r"▸ release the deploy lock on the machine$",
         r"✓ released the machine's deploy lock" + duration,
         rf"deploy of {APP}: ok in [\d.ms]+$",
