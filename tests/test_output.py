@@ -62,9 +62,8 @@ def test_a_deploy_prints_each_step_once_children_under_their_parent_then_a_summa
         r"▸ fly deploy$",
         r"✓ deployed release v13" + duration,
         r"✓ healthy  200 after \d+ poll\(s\), reports steps-\S+\.db" + duration,
-        r"▸ data guard$",  # it finds the machine again first: a child line
+        r"▸ data guard$",  # it finds the machine again first (a child line) for both
         r"✓ data  \d+ tables against steps-\S+\.db: 0 changed, 0 schema changes" + duration,
-        r"▸ release the deploy lock on the machine$",
         r"✓ released the machine's deploy lock" + duration,
         rf"deploy of {APP}: ok in [\d.ms]+$",
     ]
@@ -89,6 +88,7 @@ def test_a_deploy_prints_each_step_once_children_under_their_parent_then_a_summa
     assert children[0] == f"  ✓ snapshot of {VOL} requested"  # then the wait, its lines
     assert children[-1].startswith(f"  ✓ snapshot {snap} created  196.1 MB"), children
     assert under("▸ preflight", "✓ preflight")[0].startswith(f"  ✓ found machine {MID} (")
+    assert under("▸ data guard", "✓ data")[0].startswith(f"  ✓ found machine {MID} (")
     flyctl = under("▸ fly deploy", "✓ deployed")  # flyctl's own output, under its step
     assert "  Visit your newly deployed app at https://step-app-4x-yhw.fly.dev/" in flyctl
 
@@ -97,6 +97,7 @@ def test_a_deploy_prints_each_step_once_children_under_their_parent_then_a_summa
     assert end[1:] == [
         f"  backup    {record['backup']['name']} (sha256 {record['backup']['sha256'][:12]})",
         f"  snapshot  {snap}",
+        "  data      3 tables unchanged",
         "  release   v13 (was v12)",
         "  rollback  invoke deploy.rollback --to 12, or by hand:",
         f"    fly deploy -a {APP} --image {IMAGE_V12}",
