@@ -1,14 +1,14 @@
 """Undo a deploy, code and data (issue 23 #2): one plan, run by the one runner.
 
-The order is what makes it safe. The app's writes stop first (emergency.stop's steps); a
-safety backup keeps what users wrote since the deploy; the pre-deploy backup is restored on
-the machine with its proof; then the previous release's image is deployed (`fly deploy
---image`, as deploy.rollback does), so the app boots on the restored data with the old
-code: resuming the bad release first would run its migration again. `fly deploy` rebuilds
-the machine's command from fly.toml (flyctl internal/appconfig/machines.go
-updateMachineConfig), so the maintenance command is gone by then; resume still clears the
-stop's metadata and marker and leaves the app running. /health, then the data guard
-against the restored backup (it must show no loss).
+The order is what makes it safe. The app's writes stop first (emergency.stop's steps); the
+pre-deploy backup is restored on the machine with its proof, and the restore's own safety
+backup (kind `safety`: never `latest`, kept by retention) keeps the live data; then the
+previous release's image is deployed (`fly deploy --image`, as deploy.rollback does), so
+the app boots on the restored data with the old code: resuming the bad release first would
+run its migration again. `fly deploy` rebuilds the machine's command from fly.toml (flyctl
+internal/appconfig/machines.go updateMachineConfig), so the maintenance command is gone by
+then; resume still clears the stop's metadata and marker and leaves the app running.
+/health, then the data guard against the restored backup (it must show no loss).
 
 What is decided is pure and tested as data: ``pick`` chooses the deploy from the audit log
 (or refuses), ``plan`` returns the steps with the exact commands; ``ops.commands.deploy``
@@ -180,9 +180,8 @@ def plan(o: deploys.DeployOptions, chosen: Chosen, machine: fly.Machine,
                                              tuple(fly.releases(app))),
              abort=ExitCode.DEPLOY_ABORTED_PREFLIGHT, rerun=True),
         *stop,
-        Step("safety", f"safety backup of the live data ({since})",
-             commands=(ssh(app, mid, "backup"),), by_hand=("invoke backup --production",)),
-        Step("restore", f"restore {chosen.backup} on the machine, with its proof",
+        Step("restore", f"restore {chosen.backup} on the machine, with its proof; its "
+             f"safety backup keeps the live data ({since}), never `latest`",
              commands=(ssh(app, mid, f"restore {chosen.backup}"),),
              by_hand=(f"invoke restore {chosen.backup} --production --yes",)),
         Step("deploy", f"redeploy v{chosen.previous}'s image (the release before "
@@ -304,7 +303,7 @@ class Undo:
         by_key = {s.key: s for s in self.steps}
         s = self.settings
         actions = {
-            "machine_lock": self.machine_lock, "safety": self.safety,
+            "machine_lock": self.machine_lock,
             "restore": self.restore, "deploy": self.deploy, "data": self.data,
             "stop.update": lambda: self.update(by_key["stop.update"]),
             "stop.record": lambda: self.on_machine(self.write, "writing the marker"),
@@ -367,16 +366,14 @@ class Undo:
                            "may still write; undo the stop with: invoke emergency.resume --yes")
         return "none"
 
-    def safety(self) -> runbook.Done:
-        result = backups.make_backup(self.target, self.ui, check="quick")
-        self.runner.record["safety_backup"] = {"name": result["name"],
-                                               "sha256": result["sha256"]}
-        return runbook.Done(f"safety backup {result['name']}",
-                            f"sha256 {result['sha256'][:12]}", record=result["name"])
-
     def restore(self) -> str:
         data = self.target.restore(self.chosen.backup, app_stopped=True)
         proof = data.get("proof")
+        safety = (data.get("safety_backup") or {}).get("name")
+        # the restore's own safety backup keeps the live data: marked `safety`, so never
+        # `latest` and never pruned by retention (review-op #1: a second, ordinary copy
+        # became `latest`, and the next `invoke restore --production` put the damage back)
+        self.runner.record["safety_backup"] = {"name": safety} if safety else None
         self.runner.record["restore"] = {
             "backup": self.chosen.backup, "strategy": data.get("strategy"),
             "safety_backup": (data.get("safety_backup") or {}).get("name"),

@@ -31,6 +31,12 @@ def rows(db, table: str = "steps") -> int:
         conn.close()
 
 
+def kind_of(backup) -> str | None:
+    """What a backup's record says it is (None: no record, so never `latest`)."""
+    record = backup.with_name(backup.name + ".json")
+    return json.loads(record.read_text()).get("kind", "backup") if record.exists() else None
+
+
 def bad_deploy(site, env=None) -> dict:
     """`invoke deploy` of a release whose migration deletes rows: caught, exit 16."""
     site.world.deploy_migrates(site.db, DELETES)
@@ -58,14 +64,21 @@ def assert_undone(site, deployed: dict, result) -> dict:
     assert undo["data"]["ok"] is True and undo["data"]["lost"] == []
     assert undo["data"]["tables"]["steps"] == [3000, 3000]
     assert undo["written_since"]["steps"] == [3000, 1000]
-    assert rows(site.backups / undo["safety_backup"]["name"]) == 1000  # kept, not lost
+    kept = undo["safety_backup"]["name"]
+    assert rows(site.backups / kept) == 1000  # kept, not lost
+    # ... as a safety backup (never `latest`, kept by retention); no ordinary backup holds
+    # the damage, so a later `invoke restore --production` cannot put it back
+    assert kind_of(site.backups / kept) == "safety"
+    ordinary = [db for db in site.backups.glob("steps-*.db") if kind_of(db) == "backup"]
+    assert ordinary and all(rows(db) == 3000 for db in ordinary), ordinary
     assert undo["release"]["version"] == deployed["release"]["version"] + 1
     machine = site.world.machine(MID)
     assert machine["state"] == "started" and not machine["config"].get("init", {}).get("cmd")
     assert not machine["config"]["metadata"].get("ops_emergency_original")
     assert not (site.db.parent / ".ops-emergency.json").exists()
     assert not site.machine_lock.exists()
-    assert "(steps 3,000 → 1,000) is kept in " + undo["safety_backup"]["name"] in result.stderr
+    assert ("(steps 3,000 → 1,000) is kept in the restore's safety backup " + kept
+            in result.stderr)
     assert site.token not in site.audit_log.read_text() + result.stderr + result.stdout
     return undo
 
