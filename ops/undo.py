@@ -78,6 +78,22 @@ def _later(records: list[dict], app: str, after: int) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _undone(records: list[dict], app: str, deploy: str) -> str:
+    """The undo of ``deploy`` that redeployed (made a release), as a phrase ('' if none):
+    a second undo would restore the pre-deploy backup again over what was written since
+    (review-op #2). An undo stopped before its redeploy does not count: running it again
+    goes on."""
+    for record in reversed(records):
+        if _deployed(record, app, (KIND,)) and record.get("deploy") == deploy:
+            outcome = record.get("outcome", "?")
+            left = "" if outcome == "ok" else (
+                "; it did not finish: if the machine is still stopped, `invoke "
+                "emergency.resume --yes`")
+            return (f"undo at {str(record.get('when', '?'))[:19]}Z made release "
+                    f"v{record['release']['version']} ({outcome}){left}")
+    return ""
+
+
 def pick(records: list[dict], app: str, wanted: str | None) -> Chosen:
     """The deploy to undo: the last one of ``app`` in the audit log, or the one ``wanted``
     names (its release ``v13``, or its ``when``). Refuses in one line (pure)."""
@@ -94,6 +110,10 @@ def pick(records: list[dict], app: str, wanted: str | None) -> Chosen:
             raise OpsError(f"--deploy {wanted}: no such deploy of {app} in the audit log "
                            f"(recent: {known})", ExitCode.NOT_FOUND)
         at, record = found[-1]
+    undone = _undone(records[at + 1:], app, deploy_id(record))
+    if undone:
+        raise OpsError(f"deploy {deploy_id(record)} was already undone: {undone}; nothing to "
+                       "undo", ExitCode.USAGE)
     later = _later(records[at + 1:], app, record["release"]["version"])
     if later and wanted is None:
         raise OpsError(f"the last deploy ({deploy_id(record)}) is not what runs now: "
@@ -156,7 +176,8 @@ def plan_reads(app: str, machine: str, chosen: Chosen) -> list[Step]:
 
 
 def plan(o: deploys.DeployOptions, chosen: Chosen, machine: fly.Machine,
-         original: em.Original, *, marker: str, db: str, write: str, since: str) -> list[Step]:
+         original: em.Original, *, marker: str, db: str, write: str, since: str,
+         live: int | None = None) -> list[Step]:
     """The undo's changes, in order, with real names; ``write`` is the stop's marker
     script. An emergency-stopped machine skips the stop (``original`` came from its
     metadata). After `fly deploy` the machine is ``<machine>``: the deploy may have
@@ -174,10 +195,11 @@ def plan(o: deploys.DeployOptions, chosen: Chosen, machine: fly.Machine,
                       else s.by_hand)
               for s in em.plan_resume(app, later, original, marker, o.health_url)]
     deploy_argv = tuple(deploys.redact_argv(deploys.deploy_command(o, chosen.image)))
+    still = (f"the live release is still v{chosen.release}" if live in (None, chosen.release)
+             else f"release v{live} is live (not v{chosen.release}: --deploy named it)")
     return [
-        Step("machine_lock", "take the deploy lock on the machine; the live release is still "
-             f"v{chosen.release}", commands=(ssh(app, mid, "take the deploy lock"),
-                                             tuple(fly.releases(app))),
+        Step("machine_lock", f"take the deploy lock on the machine; {still}",
+             commands=(ssh(app, mid, "take the deploy lock"), tuple(fly.releases(app))),
              abort=ExitCode.DEPLOY_ABORTED_PREFLIGHT, rerun=True),
         *stop,
         Step("restore", f"restore {chosen.backup} on the machine, with its proof; its "
@@ -231,6 +253,7 @@ class Undo:
         self.machine: fly.Machine | None = None
         self.shape: dict = {}
         self.holder = ""
+        self.live: int | None = None  # the newest release, as the reads found it
 
     # -- the reads
     def reads(self) -> list[Step]:
@@ -243,7 +266,7 @@ class Undo:
         self.target.check_flyctl()
         _, self.machine = self.target.resolve()
         self.runner.learn(machine=self.machine.id)
-        newest = max((r.version for r in self.app.releases()), default=0)
+        newest = self.live = max((r.version for r in self.app.releases()), default=0)
         if newest != self.chosen.release:
             why = (f"release v{newest} is live, not v{self.chosen.release} (the deploy to "
                    "undo)")
@@ -299,7 +322,7 @@ class Undo:
             "original": original.as_data(), "who": audit.who(), "when": runbook.now()})
         self.steps = plan(self.options, self.chosen, self.machine, original,
                           marker=self.marker, db=self.db, write=self.write,
-                          since=since_words(written_since(self.shape)))
+                          since=since_words(written_since(self.shape)), live=self.live)
         by_key = {s.key: s for s in self.steps}
         s = self.settings
         actions = {

@@ -110,6 +110,14 @@ def test_undo_runs_exactly_the_dry_runs_plan_and_puts_back_code_and_data(site):
         c[:-1] if c[:2] == ["ssh", "console"] else c for c in planned]
     assert [s["step"] for s in undo["steps"]] == [s["key"] for s in plan["steps"]]
 
+    # undone once: a second undo (which would restore the backup again over what was
+    # written since) is refused, also by name, and never suggested
+    for again in (site.run("deploy.undo", "--dry-run"),
+                  site.run("deploy.undo", "--dry-run", "--deploy", "v13")):
+        assert_error(again, ExitCode.USAGE, contains="deploy v13 was already undone: undo at ")
+        assert "made release v14 (ok); nothing to undo" in again.error_lines[0]
+        assert "--deploy" not in again.stderr
+
 
 def test_the_node_only_machine_undoes_the_same(site):
     site.world.set_machine_image("node")
@@ -148,6 +156,14 @@ def test_pick_takes_the_last_deploy_and_survives_a_hand_edited_log():
     # reason to refuse
     stopped = {"kind": "undo", "app": APP, "outcome": "terminated by SIGTERM during deploy"}
     assert undo.pick([deployed(13), stopped], APP, None).later == ()
+    # an undo that redeployed but did not finish: refused, saying what is left
+    half = {**stopped, "deploy": "v13", "when": "2026-12-06T10:00:00Z",
+            "release": {"version": 14}}
+    with pytest.raises(OpsError, match=r"deploy v13 was already undone: undo at "
+                       r"2026-12-06T10:00:00Z made release v14 \(terminated by SIGTERM "
+                       r"during deploy\); it did not finish: .*emergency.resume") as caught:
+        undo.pick([deployed(13), half], APP, "v13")
+    assert caught.value.code == ExitCode.USAGE
 
 
 # ---------------------------------------------------------------- refusals: one line
@@ -190,6 +206,8 @@ def test_the_refusals_say_what_is_possible_instead(sites):
     assert dry.returncode == 0, dry
     assert "WARNING: after deploy v13: rollback at" in dry.stderr
     assert "made release v14" in dry.stderr and "release v14 is live, not v13" in dry.stderr
+    assert "still v13" not in dry.stderr
+    assert "machine; release v14 is live (not v13: --deploy named it)" in dry.stderr
 
 
 def test_bad_input_is_one_line(site):
