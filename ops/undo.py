@@ -78,6 +78,12 @@ def _later(records: list[dict], app: str, after: int) -> tuple[str, ...]:
     return tuple(out)
 
 
+def ci_hint(log) -> str:
+    """Where a CI deploy's audit line is: the audit log read is this computer's (review-op #3)."""
+    return (f"this computer's audit log is {log}; a CI deploy's is in its `deploy-record` "
+            "artifact: download it and run with INVOKE_DEPLOY_AUDIT_LOG=PATH")
+
+
 def _undone(records: list[dict], app: str, deploy: str) -> str:
     """The undo of ``deploy`` that redeployed (made a release), as a phrase ('' if none):
     a second undo would restore the pre-deploy backup again over what was written since
@@ -94,13 +100,14 @@ def _undone(records: list[dict], app: str, deploy: str) -> str:
     return ""
 
 
-def pick(records: list[dict], app: str, wanted: str | None) -> Chosen:
-    """The deploy to undo: the last one of ``app`` in the audit log, or the one ``wanted``
-    names (its release ``v13``, or its ``when``). Refuses in one line (pure)."""
+def pick(records: list[dict], app: str, wanted: str | None,
+         log: str = "data/deploys.jsonl") -> Chosen:
+    """The deploy to undo: the last one of ``app`` in the audit log ``log``, or the one
+    ``wanted`` names (its release ``v13``, or its ``when``). Refuses in one line (pure)."""
     deploys_made = [(i, r) for i, r in enumerate(records) if _deployed(r, app)]
     if not deploys_made:
         raise OpsError(f"no deploy of {app} that made a release in the audit log: nothing to "
-                       "undo", ExitCode.NOT_FOUND)
+                       f"undo; {ci_hint(log)}", ExitCode.NOT_FOUND)
     if wanted is None:
         at, record = deploys_made[-1]
     else:
@@ -108,7 +115,7 @@ def pick(records: list[dict], app: str, wanted: str | None) -> Chosen:
         if not found:
             known = ", ".join(deploy_id(r) for _, r in deploys_made[-5:])
             raise OpsError(f"--deploy {wanted}: no such deploy of {app} in the audit log "
-                           f"(recent: {known})", ExitCode.NOT_FOUND)
+                           f"(recent: {known}); {ci_hint(log)}", ExitCode.NOT_FOUND)
         at, record = found[-1]
     undone = _undone(records[at + 1:], app, deploy_id(record))
     if undone:
@@ -242,7 +249,8 @@ class Undo:
         self.settings, self.ui, self.target, self.runner = settings, ui, target, runner
         self.app = target.fly_app
         self.wanted = wanted
-        self.chosen = pick(audit.read(settings.audit_log), settings.app, wanted)
+        self.chosen = pick(audit.read(settings.audit_log), settings.app, wanted,
+                           str(settings.audit_log))
         for line in self.chosen.later:  # only when --deploy named it (pick refuses else)
             ui.warn(f"after deploy v{self.chosen.release}: {line}")
         self.options = deploys.DeployOptions(
@@ -270,10 +278,11 @@ class Undo:
         if newest != self.chosen.release:
             why = (f"release v{newest} is live, not v{self.chosen.release} (the deploy to "
                    "undo)")
-            if self.wanted is None:
-                raise OpsError(f"{why}: something deployed since; name the deploy with "
-                               f"--deploy v{self.chosen.release} to undo it anyway",
-                               ExitCode.USAGE)
+            if self.wanted is None:  # a later run of this computer's log: pick refused
+                raise OpsError(f"{why}, and no run in this audit log made v{newest}: "
+                               f"{ci_hint(self.settings.audit_log)}; to undo "
+                               f"v{self.chosen.release} all the same: --deploy "
+                               f"v{self.chosen.release}", ExitCode.USAGE)
             self.ui.warn(why)
         return f"machine {self.machine.id} ({self.machine.state}), release v{newest} live"
 

@@ -170,36 +170,45 @@ def test_pick_takes_the_last_deploy_and_survives_a_hand_edited_log():
 
 
 def test_the_refusals_say_what_is_possible_instead(sites):
-    none, skipped, gone, damaged, later = (sites(n) for n in (
-        "none", "skipped", "gone", "damaged", "later"))
-    for site in (gone, damaged, later):
+    none, skipped, gone, damaged, later, ci = (sites(n) for n in (
+        "none", "skipped", "gone", "damaged", "later", "ci"))
+    for site in (gone, damaged, later, ci):
         site.world.deploy_migrates(site.db, DELETES)
     run_parallel([lambda: skipped.run("deploy", "--skip-backup", "--image", NEW_IMAGE),
-                  *(lambda s=s: s.run("deploy") for s in (gone, damaged, later))])
+                  *(lambda s=s: s.run("deploy") for s in (gone, damaged, later, ci))])
+    # a deploy from CI: its audit line is in CI's artifact, not in this computer's log
+    ci.world.add_release(APP, 14, image_ref=NEW_IMAGE)
     gone_name, damaged_name = gone.audit()[-1]["backup"]["name"], \
         damaged.audit()[-1]["backup"]["name"]
     (gone.backups / gone_name).unlink()
     flip_bytes(damaged.backups / damaged_name, 5000, 8)
     assert later.run("deploy.rollback").returncode == 0
     results = run_parallel([lambda s=s: s.run("deploy.undo", "--yes") for s in (
-        none, skipped, gone, damaged, later)])
+        none, skipped, gone, damaged, later, ci)])
+    artifact = ("a CI deploy's is in its `deploy-record` artifact: download it and run with "
+                "INVOKE_DEPLOY_AUDIT_LOG=PATH")
     expected = [
-        (ExitCode.NOT_FOUND, "no deploy of"),
+        (ExitCode.NOT_FOUND, f"nothing to undo; this computer's audit log is "
+                             f"{none.audit_log}; {artifact}"),
         (ExitCode.USAGE, "was made with --skip-backup: there is no pre-deploy backup to put "
                          "back; code only: `invoke deploy.rollback`; data only: `invoke "
                          "restore NAME --production`"),
         (ExitCode.NOT_FOUND, f"the pre-deploy backup {gone_name} is gone"),
         (ExitCode.VERIFY_FAILED, f"the pre-deploy backup {damaged_name} "),
         (ExitCode.USAGE, "the last deploy (v13) is not what runs now: rollback at"),
+        (ExitCode.USAGE, f"release v14 is live, not v13 (the deploy to undo), and no run in "
+                         f"this audit log made v14: this computer's audit log is "
+                         f"{ci.audit_log}; {artifact}; to undo v13 all the same: --deploy "
+                         "v13"),
     ]
-    for site, result, (code, words) in zip((none, skipped, gone, damaged, later), results,
+    for site, result, (code, words) in zip((none, skipped, gone, damaged, later, ci), results,
                                            expected, strict=True):
         assert_error(result, code, contains=words)
         assert all(c[:2] != ["machine", "update"] and c[0] != "deploy" or c in before
                    for c in site.world.calls() for before in [site.world.calls()])
         assert [r["kind"] for r in site.audit()] in ([], ["deploy"], ["deploy", "rollback"])
     assert "--deploy v13" in results[-1].error_lines[0]
-    assert rows(later.db) == 1000 and rows(damaged.db) == 1000  # nothing was changed
+    assert rows(later.db) == 1000 and rows(damaged.db) == 1000 and rows(ci.db) == 1000
 
     # naming the deploy goes on, saying what the later run did
     dry = later.run("deploy.undo", "--deploy", "v13", "--dry-run")
