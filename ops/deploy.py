@@ -166,8 +166,15 @@ def guard_step(o: DeployOptions, act, commands: tuple[Argv, ...]) -> Step:
                 "over deploy.max_row_loss, fails)", act("data"),
                 commands=() if o.skip_backup else commands,
                 running="data guard", skipped="--skip-backup: no backup to compare with"
-                if o.skip_backup else "", by_hand=(f"{UNDO}   # if the migration destroyed "
-                                                   f"data: back to {BACKUP}",))
+                if o.skip_backup else "",
+                by_hand=(f"{UNDO}   # back to {BACKUP} and the previous release (code and "
+                         "data)",), not_run=(GUARD_NOT_RUN.format(backup=BACKUP),))
+
+
+# a step before the guard stopped the deploy (the health or replica gate): nobody knows
+# whether the migration lost rows; the undo's dry run counts them (review-op #4)
+GUARD_NOT_RUN = ("invoke deploy.undo --dry-run   # the data guard did not run: this counts "
+                 "the rows per table live against {backup}; rows lost: invoke deploy.undo")
 
 
 def preflight_reads(app: str) -> tuple[tuple[str, ...], ...]:
@@ -277,6 +284,8 @@ def summary(record: dict, deployed: bool, width: int | None) -> list[str]:
     if record.get("data"):
         lines += [f"  data      {line}" if i == 0 else f"            {line}"
                   for i, line in enumerate(data_guard.record_lines(record["data"]))]
+    elif kind == "deploy" and deployed and record.get("backup"):
+        lines.append("  data      " + guard_not_run(record))
     release = record.get("release")
     was = f"v{previous['version']}" if previous.get("version") else "unknown"
     if release:
@@ -292,6 +301,15 @@ def summary(record: dict, deployed: bool, width: int | None) -> list[str]:
         lines += command_lines(["fly", "deploy", "-a", app, "--image", previous["image"]],
                                width)
     return [fit(line, width) if width else line for line in lines[:1]] + lines[1:]
+
+
+def guard_not_run(record: dict) -> str:
+    """The summary's data line when `fly deploy` ran but a step before the guard failed."""
+    failed = next((s.get("step") for s in reversed(record.get("steps") or [])
+                   if isinstance(s, dict) and s.get("outcome") == "failed"), None)
+    return (f"the data guard did not run: {failed or 'a step before it'} failed first; "
+            "`invoke deploy.undo --dry-run` counts the rows against "
+            f"{(record.get('backup') or {}).get('name')}")
 
 
 class FullCheck:

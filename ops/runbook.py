@@ -72,6 +72,8 @@ class Step:
     recorded: bool = True  # False: no entry in the record's steps (not a step of the plan)
     pause: bool = False  # the operator's answer (a confirmation): no line, no record entry,
     # and the time it takes is not the run's (``Runner.paused``)
+    not_run: tuple[str, ...] = ()  # by hand when a step before it stopped the run (it never
+    # started), if that differs from ``by_hand`` (the data guard: "it did not run")
 
     @property
     def line(self) -> str:
@@ -84,7 +86,8 @@ class Step:
         return replace(self, title=fill(self.title, values), running=fill(self.running, values),
                        commands=tuple(tuple(fill(w, values) for w in argv)
                                       for argv in self.commands),
-                       by_hand=tuple(fill(line, values) for line in self.by_hand))
+                       by_hand=tuple(fill(line, values) for line in self.by_hand),
+                       not_run=tuple(fill(line, values) for line in self.not_run))
 
 
 def bind(steps: list[Step], actions: dict[str, Callable[[], str | Done | None]]) -> list[Step]:
@@ -164,10 +167,11 @@ SCRIPT_SHOWN = "<script: "  # how a plan shows a machine script by its purpose
 def by_hand_lines(steps: list[Step], binary: str = "fly") -> list[str]:
     """What is left to do by hand, from the step that stopped on: each command whole."""
     lines = []
-    for step in steps:
+    for at, step in enumerate(steps):
         if step.skipped:
             continue
-        todo = list(step.by_hand) or shown_commands(step, binary)
+        todo = list(step.not_run if at and step.not_run else step.by_hand) or \
+            shown_commands(step, binary)
         if any(SCRIPT_SHOWN in line for line in todo):  # a script named by its purpose
             todo = []  # cannot be pasted: say what the step does instead
         if todo:

@@ -135,6 +135,28 @@ def test_deleted_rows_and_a_dropped_table_fail_the_gate_with_the_numbers(sites):
         assert "ssh shape" in site.labels() and site.labels()[-1] == "ssh shape"
 
 
+def test_a_failed_health_gate_says_the_guard_did_not_run_and_how_to_count(site):
+    """The health gate failed first: nobody knows whether rows were lost; the output and
+    the by-hand line say so and give the undo's dry run (it counts them), never "if the
+    migration destroyed data" (review-op #4)."""
+    site.world.deploy_migrates(site.db, DELETES)
+    site.health.mode = "503"
+    result = site.run("deploy", "--health-timeout", "0.5")
+    assert result.returncode == ExitCode.HEALTH_FAILED, result
+    record = site.audit()[-1]
+    backup = record["backup"]["name"]
+    assert record.get("data") is None
+    assert (f"  data      the data guard did not run: health failed first; `invoke "
+            f"deploy.undo --dry-run` counts the rows against {backup}") in result.stderr
+    line = (f"  invoke deploy.undo --dry-run   # the data guard did not run: this counts the "
+            f"rows per table live against {backup}; rows lost: invoke deploy.undo")
+    assert any(shown.startswith(line) for shown in record["manual"]), record["manual"]
+    assert "destroyed" not in result.stderr
+    dry = site.run("deploy.undo", "--dry-run")  # the line tells the truth: it counts
+    assert dry.returncode == 0, dry
+    assert "steps 3,000 → 1,000" in dry.stderr
+
+
 def test_allow_data_loss_lets_an_intended_migration_through_and_is_audited(site):
     site.world.deploy_migrates(site.db, DELETES + DROPS)
     result = site.run("deploy", "--json", "--allow-data-loss", "steps",
