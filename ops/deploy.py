@@ -531,6 +531,8 @@ class Deployment:
             self._problem(exc)
             return self._would_stop()
         current = self._note_previous(releases)
+        if o.rollback_to is None:  # a rollback makes no backup to lack the rows
+            self._data_failed_before()
         if o.rollback_to is not None:
             # what this rollback leaves: the newest release (live, whatever its status)
             self.record["rolled_back_from"] = max((r.version for r in releases), default=None)
@@ -549,6 +551,20 @@ class Deployment:
         # most important first: a narrow terminal drops parts from the end
         return done("preflight", "  ".join(filter(None, (
             f"release v{current.version} is live" if current else "", where))))
+
+    def _data_failed_before(self) -> None:
+        """A warning (and the audit line's ``data_failed_before``) when the last deploy
+        in the audit log failed its data guard and was not undone."""
+        from ops import undo  # ops.undo builds on this module
+
+        found = undo.data_failed_not_undone(audit.read(self.settings.audit_log),
+                                            self.options.app)
+        if found:
+            self.record["data_failed_before"] = found
+            self.ui.warn(f"the last deploy, {found['deploy']} at {found['when'][:19]}Z, failed "
+                         "its data guard (exit 16) and was not undone: this deploy's backup "
+                         "would not have the lost rows; to put them back first: invoke "
+                         "deploy.undo")
 
     def _would_stop(self) -> Done:
         return Done("preflight would stop", "; ".join(self.problems or ()), warning=True)

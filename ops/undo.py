@@ -100,6 +100,20 @@ def _undone(records: list[dict], app: str, deploy: str) -> str:
     return ""
 
 
+def data_failed_not_undone(records: list[dict], app: str) -> dict | None:
+    """The last deploy of ``app`` when it failed its data guard (exit 16) and no undo of it
+    redeployed: {"deploy", "when"} (pure). A deploy on top of it would back up the damaged
+    data, and a plain undo would then target the new deploy (review-op #5)."""
+    found = [(i, r) for i, r in enumerate(records) if _deployed(r, app)]
+    if not found:
+        return None
+    at, record = found[-1]
+    if record.get("exit_code") != ExitCode.DATA_LOST or _undone(records[at + 1:], app,
+                                                                 deploy_id(record)):
+        return None
+    return {"deploy": deploy_id(record), "when": str(record.get("when", ""))[:40]}
+
+
 def pick(records: list[dict], app: str, wanted: str | None,
          log: str = "data/deploys.jsonl") -> Chosen:
     """The deploy to undo: the last one of ``app`` in the audit log ``log``, or the one

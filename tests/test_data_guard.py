@@ -14,7 +14,7 @@ import subprocess
 import pytest
 from invoke import Config
 
-from ops import config, data_guard, engine, node, remote
+from ops import config, data_guard, engine, node, remote, undo
 from ops.data_guard import RowLossLimit, compare
 from ops.errors import ExitCode, OpsError
 from ops.targets import scripted
@@ -155,6 +155,39 @@ def test_a_failed_health_gate_says_the_guard_did_not_run_and_how_to_count(site):
     dry = site.run("deploy.undo", "--dry-run")  # the line tells the truth: it counts
     assert dry.returncode == 0, dry
     assert "steps 3,000 → 1,000" in dry.stderr
+
+
+def test_a_deploy_on_top_of_a_failed_guard_warns_and_names_the_undo(site):
+    """The last deploy failed its guard and nobody undid it: the next deploy's backup would
+    lack the rows, and a plain undo would then target the new deploy (review-op #5)."""
+    site.world.deploy_migrates(site.db, DELETES)
+    assert site.run("deploy").returncode == ExitCode.DATA_LOST
+    failed = site.audit()[-1]
+    result = site.run("deploy", "--json")
+    assert result.returncode == 0, result
+    warning = (f"WARNING: the last deploy, v13 at {failed['when'][:19]}Z, failed its data "
+               "guard (exit 16) and was not undone: this deploy's backup would not have the "
+               "lost rows; to put them back first: invoke deploy.undo")
+    assert warning in result.stderr.replace("\n", " ")
+    assert site.audit()[-1]["data_failed_before"] == {"deploy": "v13",
+                                                      "when": failed["when"][:40]}
+
+
+def test_only_a_failed_guard_not_undone_is_warned_about():
+    def deployed(version, **extra):
+        return {"kind": "deploy", "app": "a", "when": f"w{version}",
+                "release": {"version": version}, **extra}
+
+    failed = deployed(13, exit_code=16)
+    assert undo.data_failed_not_undone([deployed(12), failed], "a") == {"deploy": "v13",
+                                                                       "when": "w13"}
+    assert undo.data_failed_not_undone([failed, deployed(14)], "a") is None  # not the last
+    assert undo.data_failed_not_undone([failed], "b") is None
+    undid = {"kind": "undo", "app": "a", "deploy": "v13", "release": {"version": 14}}
+    assert undo.data_failed_not_undone([failed, undid], "a") is None
+    stopped = {"kind": "undo", "app": "a", "deploy": "v13"}  # stopped before its redeploy
+    assert undo.data_failed_not_undone([failed, stopped], "a") is not None
+    assert undo.data_failed_not_undone(["junk", None, failed], "a") is not None
 
 
 def test_allow_data_loss_lets_an_intended_migration_through_and_is_audited(site):
