@@ -296,8 +296,13 @@ def summary(record: dict, deployed: bool, width: int | None) -> list[str]:
     else:
         lines.append("  release   nothing deployed"
                      + (f" ({was} is live)" if previous.get("version") else ""))
+    lost = kind == "deploy" and (record.get("data") or {}).get("ok") is False
+    if deployed and lost:  # the way back that puts the data back too comes first
+        lines.append(f"  undo      {UNDO} (code and data: the backup above)")
     if deployed and previous.get("version"):
-        lines.append(f"  rollback  invoke deploy.rollback --to {previous['version']}, or by hand:")
+        lines.append(f"  rollback  invoke deploy.rollback --to {previous['version']}"
+                     + (" (code only)" if lost else "")
+                     + ", or by hand:")
         lines += command_lines(["fly", "deploy", "-a", app, "--image", previous["image"]],
                                width)
     return [fit(line, width) if width else line for line in lines[:1]] + lines[1:]

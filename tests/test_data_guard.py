@@ -133,6 +133,12 @@ def test_deleted_rows_and_a_dropped_table_fail_the_gate_with_the_numbers(sites):
         assert record["steps"][-1]["step"] == "record" and record["steps"][-1]["outcome"] == "ok"
         assert not site.machine_lock.exists()
         assert "ssh shape" in site.labels() and site.labels()[-1] == "ssh shape"
+        # the summary's way back puts the data back too, before the code-only rollback
+        shown = result.stderr.splitlines()
+        undo_at = shown.index("  undo      invoke deploy.undo (code and data: the backup "
+                              "above)")
+        assert shown[undo_at + 1] == ("  rollback  invoke deploy.rollback --to 12 (code "
+                                      "only), or by hand:")
 
 
 def test_a_failed_health_gate_says_the_guard_did_not_run_and_how_to_count(site):
