@@ -174,8 +174,9 @@ def by_hand_lines(steps: list[Step], binary: str = "fly") -> list[str]:
             shown_commands(step, binary)
         if any(SCRIPT_SHOWN in line for line in todo):  # a script named by its purpose
             todo = []  # cannot be pasted: say what the step does instead
-        if todo:
-            lines += [f"  {line}   # {step.key}" for line in todo]
+        if todo:  # the step's key as a label, unless the line has its own comment
+            lines += [f"  {line}" if " # " in line else f"  {line}   # {step.key}"
+                      for line in todo]
         else:
             lines.append(f"  # {step.key}: {step.title}")
     return lines
@@ -409,7 +410,14 @@ class Runner:
         if lines:
             lines = self._scrub(lines)
             self.record["manual"] = self.record.get("manual", []) + lines  # a closing step's too
-            self.ui.info(self.by_hand_title + "\n" + "\n".join(lines))
+            self.ui.info(self.by_hand_title)
+            # each line whole, never wrapped with a bare newline: pasted, a wrapped line
+            # runs its tail as a command (review-op #8); the terminal wraps it for the eye
+            shown = getattr(self.ui, "lines", None)
+            if shown is None:
+                self.ui.info("\n".join(lines))
+            else:
+                shown(lines)
 
     def _log(self, step: Step, outcome: str, seconds: float, detail: str) -> None:
         if step.pause or not step.recorded:

@@ -239,7 +239,7 @@ def test_sigterm_during_the_redeploy_leaves_an_honest_line_and_the_rest_by_hand(
     assert rows(site.db) == 3000  # the data is back; the old image may not be
     image = deployed["previous_release"]["image"]
     by_hand = undo["manual"]
-    assert by_hand[0] == f"  fly releases -a {APP}   # is v12's image out? if not:   # deploy"
+    assert by_hand[0] == f"  fly releases -a {APP}   # is v12's image out? if not:"
     assert by_hand[1] == f"  fly deploy -a {APP} -c fly.toml --image {image}   # deploy"
     assert any("machine update" in line and "resume.update" in line for line in by_hand)
     marker = site.db.parent / ".ops-emergency.json"
