@@ -189,8 +189,9 @@ def plan_reads(app: str, machine: str, chosen: Chosen) -> list[Step]:
              "passes its record (SHA-256, integrity_check)",
              commands=(ssh(app, machine, "list the backups"),
                        ssh(app, machine, f"verify {chosen.backup}")), reads_only=True),
-        Step("since", f"rows per table live now against {chosen.backup} (what users wrote "
-             "since the deploy, kept in the safety backup)",
+        Step("since", f"rows per table live now against {chosen.backup} (the rows in the "
+             "live database since the deploy: the migration's changes and users' writes; "
+             "kept in the restore's safety backup)",
              commands=(ssh(app, machine, f"count rows against {chosen.backup}"),),
              reads_only=True),
     ]

@@ -93,6 +93,9 @@ def test_undo_runs_exactly_the_dry_runs_plan_and_puts_back_code_and_data(site):
     assert plan["image"] == deployed["previous_release"]["image"] and plan["release"] == 12
     assert plan["written_since"] == {"steps": [3000, 1000]}
     shown = dry.stderr
+    assert ("(the rows in the live database since the deploy: the migration's changes and "
+            "users' writes; kept in the restore's safety backup)") in shown
+    assert "what users wrote" not in shown
     assert f"--image {plan['image']}" in shown and plan["backup"] in shown
     first_change = next(i for i, step in enumerate(plan["steps"]) if not step["reads_only"])
     reads = [c for step in plan["steps"][:first_change] for c in step["commands"]]
