@@ -789,6 +789,9 @@ class Deployment:
             schema_after=shape["live_schema"], limit=self.settings.max_row_loss,
             allow=self.settings.allow_data_loss, source=shape["source"])
         self.record["data"] = comparison.as_record()
+        for table in data_guard.unseen_allowed(comparison, self.settings.allow_data_loss):
+            self.ui.warn(f"--allow-data-loss {table}: no table {table} in {backup} nor in the "
+                         "live database (a typo?): it excused nothing")
         if not comparison.ok:
             raise OpsError(data_guard.failure(comparison, UNDO.format(backup=backup)),
                            ExitCode.DATA_LOST)

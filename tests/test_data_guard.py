@@ -91,6 +91,20 @@ def test_the_summary_lines_show_changes_and_count_the_rest():
         "steps 3,000 → 3,004 (+4)", "2 tables unchanged", "+ column steps.note"]
 
 
+def test_a_table_that_lost_a_column_is_not_counted_unchanged():
+    record = compare("b", {"steps": 3000, "users": 200},
+                     {"steps": 3000, "users": 200},
+                     schema_before=["column steps.updated_at"]).as_record()
+    assert data_guard.record_lines(record) == [
+        "1 table unchanged", "- column steps.updated_at",
+        "LOST: column steps.updated_at is gone, and its values with it"]
+
+
+def test_an_allowed_table_the_guard_never_saw_is_named():
+    comparison = compare("b", {"steps": 3000}, {"steps": 3000})
+    assert data_guard.unseen_allowed(comparison, ["stepz", "steps", "stepz"]) == ["stepz"]
+
+
 # ---------------------------------------------------------------- through the CLI
 
 
@@ -204,6 +218,16 @@ def test_allow_data_loss_lets_an_intended_migration_through_and_is_audited(site)
     data = site.audit()[-1]["data"]
     assert data["ok"] is True and data["allowed"] == ["steps", "teams"]
     assert "allowed (--allow-data-loss): teams" in result.stderr
+    assert "WARNING: --allow-data-loss" not in result.stderr
+
+
+def test_allow_data_loss_naming_no_table_is_a_warning(site):
+    site.world.deploy_migrates(site.db, ADDITIVE)
+    result = site.run("deploy", "--allow-data-loss", "stepz")
+    assert result.returncode == 0, result
+    backup = site.audit()[-1]["backup"]["name"]
+    assert (f"WARNING: --allow-data-loss stepz: no table stepz in {backup} nor in the live "
+            "database (a typo?): it excused nothing") in result.stderr.replace("\n", " ")
 
 
 def test_one_allowed_table_does_not_excuse_another(site):
