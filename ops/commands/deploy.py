@@ -223,7 +223,9 @@ def undo(c, dry_run=False, yes=False, json=False, deploy=None, lock_wait=None):
             if json:
                 ui.emit(runner.record)
     since = undos.since_words(undos.written_since(run.shape))
+    safety = (runner.record.get("safety_backup") or {}).get("name")
+    kept = (f"is kept in the restore's safety backup {safety} (never `latest`; retention "
+            "keeps it)" if safety else "has no safety backup recorded (a live database "
+            "failing its check is moved aside instead: see the restore step)")
     ui.info(f"{settings.app} runs v{run.chosen.previous}'s image on {run.chosen.backup}'s data; "
-            f"what the live data held before ({since}) is kept in the restore's safety "
-            f"backup {(runner.record.get('safety_backup') or {}).get('name')} (never "
-            "`latest`; retention keeps it).")
+            f"what the live data held before ({since}) {kept}.")
