@@ -149,6 +149,12 @@ def compare(against: str, before: dict[str, int], after: dict[str, int], *,
                       allowed=tuple(sorted(allowed)), source=source, limit=limit)
 
 
+def unseen_allowed(comparison: Comparison, allow) -> list[str]:
+    """Tables ``allow`` names that neither the backup nor the live database has (a typo?):
+    they excuse nothing, so the operator is told."""
+    return [t for t in dict.fromkeys(allow) if t not in comparison.tables]
+
+
 def headline(comparison: Comparison) -> str:
     """The step's line: what was compared and what changed, in a few words."""
     changed = sum(1 for before, after in comparison.tables.values() if before != after)
@@ -169,7 +175,10 @@ def record_lines(record: dict, limit: int = 8) -> list[str]:
     out = [f"{t} {_rows(b)} → {_rows(a)}{_delta(b, a)}" for t, b, a in changed[:limit]]
     if len(changed) > limit:
         out.append(f"… and {len(changed) - limit} more changed tables (see --json)")
-    same = len(tables) - len(changed)
+    # a table whose columns came or went is not "unchanged" (its +/- lines follow)
+    reshaped = {_table_of(e) for e in [*(record.get("added") or []),
+                                       *(record.get("dropped") or [])]}
+    same = sum(1 for t, (b, a) in tables.items() if b == a and t not in reshaped)
     if same:
         out.append(f"{same} table{'s' if same != 1 else ''} unchanged")
     out += [f"+ {e}" for e in record.get("added") or []]

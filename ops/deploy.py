@@ -166,8 +166,15 @@ def guard_step(o: DeployOptions, act, commands: tuple[Argv, ...]) -> Step:
                 "over deploy.max_row_loss, fails)", act("data"),
                 commands=() if o.skip_backup else commands,
                 running="data guard", skipped="--skip-backup: no backup to compare with"
-                if o.skip_backup else "", by_hand=(f"{UNDO}   # if the migration destroyed "
-                                                   f"data: back to {BACKUP}",))
+                if o.skip_backup else "",
+                by_hand=(f"{UNDO}   # back to {BACKUP} and the previous release (code and "
+                         "data)",), not_run=(GUARD_NOT_RUN.format(backup=BACKUP),))
+
+
+# a step before the guard stopped the deploy (the health or replica gate): nobody knows
+# whether the migration lost rows; the undo's dry run counts them (review-op #4)
+GUARD_NOT_RUN = ("invoke deploy.undo --dry-run   # the data guard did not run: this counts "
+                 "the rows per table live against {backup}; rows lost: invoke deploy.undo")
 
 
 def preflight_reads(app: str) -> tuple[tuple[str, ...], ...]:
@@ -277,6 +284,8 @@ def summary(record: dict, deployed: bool, width: int | None) -> list[str]:
     if record.get("data"):
         lines += [f"  data      {line}" if i == 0 else f"            {line}"
                   for i, line in enumerate(data_guard.record_lines(record["data"]))]
+    elif kind == "deploy" and deployed and record.get("backup"):
+        lines.append("  data      " + guard_not_run(record))
     release = record.get("release")
     was = f"v{previous['version']}" if previous.get("version") else "unknown"
     if release:
@@ -287,11 +296,25 @@ def summary(record: dict, deployed: bool, width: int | None) -> list[str]:
     else:
         lines.append("  release   nothing deployed"
                      + (f" ({was} is live)" if previous.get("version") else ""))
+    lost = kind == "deploy" and (record.get("data") or {}).get("ok") is False
+    if deployed and lost:  # the way back that puts the data back too comes first
+        lines.append(f"  undo      {UNDO} (code and data: the backup above)")
     if deployed and previous.get("version"):
-        lines.append(f"  rollback  invoke deploy.rollback --to {previous['version']}, or by hand:")
+        lines.append(f"  rollback  invoke deploy.rollback --to {previous['version']}"
+                     + (" (code only)" if lost else "")
+                     + ", or by hand:")
         lines += command_lines(["fly", "deploy", "-a", app, "--image", previous["image"]],
                                width)
     return [fit(line, width) if width else line for line in lines[:1]] + lines[1:]
+
+
+def guard_not_run(record: dict) -> str:
+    """The summary's data line when `fly deploy` ran but a step before the guard failed."""
+    failed = next((s.get("step") for s in reversed(record.get("steps") or [])
+                   if isinstance(s, dict) and s.get("outcome") == "failed"), None)
+    return (f"the data guard did not run: {failed or 'a step before it'} failed first; "
+            "`invoke deploy.undo --dry-run` counts the rows against "
+            f"{(record.get('backup') or {}).get('name')}")
 
 
 class FullCheck:
@@ -513,6 +536,8 @@ class Deployment:
             self._problem(exc)
             return self._would_stop()
         current = self._note_previous(releases)
+        if o.rollback_to is None:  # a rollback makes no backup to lack the rows
+            self._data_failed_before()
         if o.rollback_to is not None:
             # what this rollback leaves: the newest release (live, whatever its status)
             self.record["rolled_back_from"] = max((r.version for r in releases), default=None)
@@ -531,6 +556,20 @@ class Deployment:
         # most important first: a narrow terminal drops parts from the end
         return done("preflight", "  ".join(filter(None, (
             f"release v{current.version} is live" if current else "", where))))
+
+    def _data_failed_before(self) -> None:
+        """A warning (and the audit line's ``data_failed_before``) when the last deploy
+        in the audit log failed its data guard and was not undone."""
+        from ops import undo  # ops.undo builds on this module
+
+        found = undo.data_failed_not_undone(audit.read(self.settings.audit_log),
+                                            self.options.app)
+        if found:
+            self.record["data_failed_before"] = found
+            self.ui.warn(f"the last deploy, {found['deploy']} at {found['when'][:19]}Z, failed "
+                         "its data guard (exit 16) and was not undone: this deploy's backup "
+                         "would not have the lost rows; to put them back first: invoke "
+                         "deploy.undo")
 
     def _would_stop(self) -> Done:
         return Done("preflight would stop", "; ".join(self.problems or ()), warning=True)
@@ -752,6 +791,9 @@ class Deployment:
             schema_after=shape["live_schema"], limit=self.settings.max_row_loss,
             allow=self.settings.allow_data_loss, source=shape["source"])
         self.record["data"] = comparison.as_record()
+        for table in data_guard.unseen_allowed(comparison, self.settings.allow_data_loss):
+            self.ui.warn(f"--allow-data-loss {table}: no table {table} in {backup} nor in the "
+                         "live database (a typo?): it excused nothing")
         if not comparison.ok:
             raise OpsError(data_guard.failure(comparison, UNDO.format(backup=backup)),
                            ExitCode.DATA_LOST)

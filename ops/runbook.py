@@ -72,6 +72,8 @@ class Step:
     recorded: bool = True  # False: no entry in the record's steps (not a step of the plan)
     pause: bool = False  # the operator's answer (a confirmation): no line, no record entry,
     # and the time it takes is not the run's (``Runner.paused``)
+    not_run: tuple[str, ...] = ()  # by hand when a step before it stopped the run (it never
+    # started), if that differs from ``by_hand`` (the data guard: "it did not run")
 
     @property
     def line(self) -> str:
@@ -84,7 +86,8 @@ class Step:
         return replace(self, title=fill(self.title, values), running=fill(self.running, values),
                        commands=tuple(tuple(fill(w, values) for w in argv)
                                       for argv in self.commands),
-                       by_hand=tuple(fill(line, values) for line in self.by_hand))
+                       by_hand=tuple(fill(line, values) for line in self.by_hand),
+                       not_run=tuple(fill(line, values) for line in self.not_run))
 
 
 def bind(steps: list[Step], actions: dict[str, Callable[[], str | Done | None]]) -> list[Step]:
@@ -164,14 +167,16 @@ SCRIPT_SHOWN = "<script: "  # how a plan shows a machine script by its purpose
 def by_hand_lines(steps: list[Step], binary: str = "fly") -> list[str]:
     """What is left to do by hand, from the step that stopped on: each command whole."""
     lines = []
-    for step in steps:
+    for at, step in enumerate(steps):
         if step.skipped:
             continue
-        todo = list(step.by_hand) or shown_commands(step, binary)
+        todo = list(step.not_run if at and step.not_run else step.by_hand) or \
+            shown_commands(step, binary)
         if any(SCRIPT_SHOWN in line for line in todo):  # a script named by its purpose
             todo = []  # cannot be pasted: say what the step does instead
-        if todo:
-            lines += [f"  {line}   # {step.key}" for line in todo]
+        if todo:  # the step's key as a label, unless the line has its own comment
+            lines += [f"  {line}" if " # " in line else f"  {line}   # {step.key}"
+                      for line in todo]
         else:
             lines.append(f"  # {step.key}: {step.title}")
     return lines
@@ -405,7 +410,14 @@ class Runner:
         if lines:
             lines = self._scrub(lines)
             self.record["manual"] = self.record.get("manual", []) + lines  # a closing step's too
-            self.ui.info(self.by_hand_title + "\n" + "\n".join(lines))
+            self.ui.info(self.by_hand_title)
+            # each line whole, never wrapped with a bare newline: pasted, a wrapped line
+            # runs its tail as a command (review-op #8); the terminal wraps it for the eye
+            shown = getattr(self.ui, "lines", None)
+            if shown is None:
+                self.ui.info("\n".join(lines))
+            else:
+                shown(lines)
 
     def _log(self, step: Step, outcome: str, seconds: float, detail: str) -> None:
         if step.pause or not step.recorded:

@@ -1,14 +1,14 @@
 """Undo a deploy, code and data (issue 23 #2): one plan, run by the one runner.
 
-The order is what makes it safe. The app's writes stop first (emergency.stop's steps); a
-safety backup keeps what users wrote since the deploy; the pre-deploy backup is restored on
-the machine with its proof; then the previous release's image is deployed (`fly deploy
---image`, as deploy.rollback does), so the app boots on the restored data with the old
-code: resuming the bad release first would run its migration again. `fly deploy` rebuilds
-the machine's command from fly.toml (flyctl internal/appconfig/machines.go
-updateMachineConfig), so the maintenance command is gone by then; resume still clears the
-stop's metadata and marker and leaves the app running. /health, then the data guard
-against the restored backup (it must show no loss).
+The order is what makes it safe. The app's writes stop first (emergency.stop's steps); the
+pre-deploy backup is restored on the machine with its proof, and the restore's own safety
+backup (kind `safety`: never `latest`, kept by retention) keeps the live data; then the
+previous release's image is deployed (`fly deploy --image`, as deploy.rollback does), so
+the app boots on the restored data with the old code: resuming the bad release first would
+run its migration again. `fly deploy` rebuilds the machine's command from fly.toml (flyctl
+internal/appconfig/machines.go updateMachineConfig), so the maintenance command is gone by
+then; resume still clears the stop's metadata and marker and leaves the app running.
+/health, then the data guard against the restored backup (it must show no loss).
 
 What is decided is pure and tested as data: ``pick`` chooses the deploy from the audit log
 (or refuses), ``plan`` returns the steps with the exact commands; ``ops.commands.deploy``
@@ -78,13 +78,50 @@ def _later(records: list[dict], app: str, after: int) -> tuple[str, ...]:
     return tuple(out)
 
 
-def pick(records: list[dict], app: str, wanted: str | None) -> Chosen:
-    """The deploy to undo: the last one of ``app`` in the audit log, or the one ``wanted``
-    names (its release ``v13``, or its ``when``). Refuses in one line (pure)."""
+def ci_hint(log) -> str:
+    """Where a CI deploy's audit line is: the audit log read is this computer's (review-op #3)."""
+    return (f"this computer's audit log is {log}; a CI deploy's is in its `deploy-record` "
+            "artifact: download it and run with INVOKE_DEPLOY_AUDIT_LOG=PATH")
+
+
+def _undone(records: list[dict], app: str, deploy: str) -> str:
+    """The undo of ``deploy`` that redeployed (made a release), as a phrase ('' if none):
+    a second undo would restore the pre-deploy backup again over what was written since
+    (review-op #2). An undo stopped before its redeploy does not count: running it again
+    goes on."""
+    for record in reversed(records):
+        if _deployed(record, app, (KIND,)) and record.get("deploy") == deploy:
+            outcome = record.get("outcome", "?")
+            left = "" if outcome == "ok" else (
+                "; it did not finish: if the machine is still stopped, `invoke "
+                "emergency.resume --yes`")
+            return (f"undo at {str(record.get('when', '?'))[:19]}Z made release "
+                    f"v{record['release']['version']} ({outcome}){left}")
+    return ""
+
+
+def data_failed_not_undone(records: list[dict], app: str) -> dict | None:
+    """The last deploy of ``app`` when it failed its data guard (exit 16) and no undo of it
+    redeployed: {"deploy", "when"} (pure). A deploy on top of it would back up the damaged
+    data, and a plain undo would then target the new deploy (review-op #5)."""
+    found = [(i, r) for i, r in enumerate(records) if _deployed(r, app)]
+    if not found:
+        return None
+    at, record = found[-1]
+    if record.get("exit_code") != ExitCode.DATA_LOST or _undone(records[at + 1:], app,
+                                                                 deploy_id(record)):
+        return None
+    return {"deploy": deploy_id(record), "when": str(record.get("when", ""))[:40]}
+
+
+def pick(records: list[dict], app: str, wanted: str | None,
+         log: str = "data/deploys.jsonl") -> Chosen:
+    """The deploy to undo: the last one of ``app`` in the audit log ``log``, or the one
+    ``wanted`` names (its release ``v13``, or its ``when``). Refuses in one line (pure)."""
     deploys_made = [(i, r) for i, r in enumerate(records) if _deployed(r, app)]
     if not deploys_made:
         raise OpsError(f"no deploy of {app} that made a release in the audit log: nothing to "
-                       "undo", ExitCode.NOT_FOUND)
+                       f"undo; {ci_hint(log)}", ExitCode.NOT_FOUND)
     if wanted is None:
         at, record = deploys_made[-1]
     else:
@@ -92,8 +129,12 @@ def pick(records: list[dict], app: str, wanted: str | None) -> Chosen:
         if not found:
             known = ", ".join(deploy_id(r) for _, r in deploys_made[-5:])
             raise OpsError(f"--deploy {wanted}: no such deploy of {app} in the audit log "
-                           f"(recent: {known})", ExitCode.NOT_FOUND)
+                           f"(recent: {known}); {ci_hint(log)}", ExitCode.NOT_FOUND)
         at, record = found[-1]
+    undone = _undone(records[at + 1:], app, deploy_id(record))
+    if undone:
+        raise OpsError(f"deploy {deploy_id(record)} was already undone: {undone}; nothing to "
+                       "undo", ExitCode.USAGE)
     later = _later(records[at + 1:], app, record["release"]["version"])
     if later and wanted is None:
         raise OpsError(f"the last deploy ({deploy_id(record)}) is not what runs now: "
@@ -148,15 +189,17 @@ def plan_reads(app: str, machine: str, chosen: Chosen) -> list[Step]:
              "passes its record (SHA-256, integrity_check)",
              commands=(ssh(app, machine, "list the backups"),
                        ssh(app, machine, f"verify {chosen.backup}")), reads_only=True),
-        Step("since", f"rows per table live now against {chosen.backup} (what users wrote "
-             "since the deploy, kept in the safety backup)",
+        Step("since", f"rows per table live now against {chosen.backup} (the rows in the "
+             "live database since the deploy: the migration's changes and users' writes; "
+             "kept in the restore's safety backup)",
              commands=(ssh(app, machine, f"count rows against {chosen.backup}"),),
              reads_only=True),
     ]
 
 
 def plan(o: deploys.DeployOptions, chosen: Chosen, machine: fly.Machine,
-         original: em.Original, *, marker: str, db: str, write: str, since: str) -> list[Step]:
+         original: em.Original, *, marker: str, db: str, write: str, since: str,
+         live: int | None = None) -> list[Step]:
     """The undo's changes, in order, with real names; ``write`` is the stop's marker
     script. An emergency-stopped machine skips the stop (``original`` came from its
     metadata). After `fly deploy` the machine is ``<machine>``: the deploy may have
@@ -174,15 +217,15 @@ def plan(o: deploys.DeployOptions, chosen: Chosen, machine: fly.Machine,
                       else s.by_hand)
               for s in em.plan_resume(app, later, original, marker, o.health_url)]
     deploy_argv = tuple(deploys.redact_argv(deploys.deploy_command(o, chosen.image)))
+    still = (f"the live release is still v{chosen.release}" if live in (None, chosen.release)
+             else f"release v{live} is live (not v{chosen.release}: --deploy named it)")
     return [
-        Step("machine_lock", "take the deploy lock on the machine; the live release is still "
-             f"v{chosen.release}", commands=(ssh(app, mid, "take the deploy lock"),
-                                             tuple(fly.releases(app))),
+        Step("machine_lock", f"take the deploy lock on the machine; {still}",
+             commands=(ssh(app, mid, "take the deploy lock"), tuple(fly.releases(app))),
              abort=ExitCode.DEPLOY_ABORTED_PREFLIGHT, rerun=True),
         *stop,
-        Step("safety", f"safety backup of the live data ({since})",
-             commands=(ssh(app, mid, "backup"),), by_hand=("invoke backup --production",)),
-        Step("restore", f"restore {chosen.backup} on the machine, with its proof",
+        Step("restore", f"restore {chosen.backup} on the machine, with its proof; its "
+             f"safety backup keeps the live data ({since}), never `latest`",
              commands=(ssh(app, mid, f"restore {chosen.backup}"),),
              by_hand=(f"invoke restore {chosen.backup} --production --yes",)),
         Step("deploy", f"redeploy v{chosen.previous}'s image (the release before "
@@ -221,7 +264,8 @@ class Undo:
         self.settings, self.ui, self.target, self.runner = settings, ui, target, runner
         self.app = target.fly_app
         self.wanted = wanted
-        self.chosen = pick(audit.read(settings.audit_log), settings.app, wanted)
+        self.chosen = pick(audit.read(settings.audit_log), settings.app, wanted,
+                           str(settings.audit_log))
         for line in self.chosen.later:  # only when --deploy named it (pick refuses else)
             ui.warn(f"after deploy v{self.chosen.release}: {line}")
         self.options = deploys.DeployOptions(
@@ -232,6 +276,7 @@ class Undo:
         self.machine: fly.Machine | None = None
         self.shape: dict = {}
         self.holder = ""
+        self.live: int | None = None  # the newest release, as the reads found it
 
     # -- the reads
     def reads(self) -> list[Step]:
@@ -244,14 +289,15 @@ class Undo:
         self.target.check_flyctl()
         _, self.machine = self.target.resolve()
         self.runner.learn(machine=self.machine.id)
-        newest = max((r.version for r in self.app.releases()), default=0)
+        newest = self.live = max((r.version for r in self.app.releases()), default=0)
         if newest != self.chosen.release:
             why = (f"release v{newest} is live, not v{self.chosen.release} (the deploy to "
                    "undo)")
-            if self.wanted is None:
-                raise OpsError(f"{why}: something deployed since; name the deploy with "
-                               f"--deploy v{self.chosen.release} to undo it anyway",
-                               ExitCode.USAGE)
+            if self.wanted is None:  # a later run of this computer's log: pick refused
+                raise OpsError(f"{why}, and no run in this audit log made v{newest}: "
+                               f"{ci_hint(self.settings.audit_log)}; to undo "
+                               f"v{self.chosen.release} all the same: --deploy "
+                               f"v{self.chosen.release}", ExitCode.USAGE)
             self.ui.warn(why)
         return f"machine {self.machine.id} ({self.machine.state}), release v{newest} live"
 
@@ -300,11 +346,11 @@ class Undo:
             "original": original.as_data(), "who": audit.who(), "when": runbook.now()})
         self.steps = plan(self.options, self.chosen, self.machine, original,
                           marker=self.marker, db=self.db, write=self.write,
-                          since=since_words(written_since(self.shape)))
+                          since=since_words(written_since(self.shape)), live=self.live)
         by_key = {s.key: s for s in self.steps}
         s = self.settings
         actions = {
-            "machine_lock": self.machine_lock, "safety": self.safety,
+            "machine_lock": self.machine_lock,
             "restore": self.restore, "deploy": self.deploy, "data": self.data,
             "stop.update": lambda: self.update(by_key["stop.update"]),
             "stop.record": lambda: self.on_machine(self.write, "writing the marker"),
@@ -367,16 +413,14 @@ class Undo:
                            "may still write; undo the stop with: invoke emergency.resume --yes")
         return "none"
 
-    def safety(self) -> runbook.Done:
-        result = backups.make_backup(self.target, self.ui, check="quick")
-        self.runner.record["safety_backup"] = {"name": result["name"],
-                                               "sha256": result["sha256"]}
-        return runbook.Done(f"safety backup {result['name']}",
-                            f"sha256 {result['sha256'][:12]}", record=result["name"])
-
     def restore(self) -> str:
         data = self.target.restore(self.chosen.backup, app_stopped=True)
         proof = data.get("proof")
+        safety = (data.get("safety_backup") or {}).get("name")
+        # the restore's own safety backup keeps the live data: marked `safety`, so never
+        # `latest` and never pruned by retention (review-op #1: a second, ordinary copy
+        # became `latest`, and the next `invoke restore --production` put the damage back)
+        self.runner.record["safety_backup"] = {"name": safety} if safety else None
         self.runner.record["restore"] = {
             "backup": self.chosen.backup, "strategy": data.get("strategy"),
             "safety_backup": (data.get("safety_backup") or {}).get("name"),

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 from invoke import Config
 
-from ops import config, data_guard, engine, node, remote
+from ops import config, data_guard, engine, node, remote, undo
 from ops.data_guard import RowLossLimit, compare
 from ops.errors import ExitCode, OpsError
 from ops.targets import scripted
@@ -104,6 +104,20 @@ def test_the_summary_lines_show_changes_and_count_the_rest():
         "steps 3,000 → 3,004 (+4)", "2 tables unchanged", "+ column steps.note"]
 
 
+def test_a_table_that_lost_a_column_is_not_counted_unchanged():
+    record = compare("b", {"steps": 3000, "users": 200},
+                     {"steps": 3000, "users": 200},
+                     schema_before=["column steps.updated_at"]).as_record()
+    assert data_guard.record_lines(record) == [
+        "1 table unchanged", "- column steps.updated_at",
+        "LOST: column steps.updated_at is gone, and its values with it"]
+
+
+def test_an_allowed_table_the_guard_never_saw_is_named():
+    comparison = compare("b", {"steps": 3000}, {"steps": 3000})
+    assert data_guard.unseen_allowed(comparison, ["stepz", "steps", "stepz"]) == ["stepz"]
+
+
 # ---------------------------------------------------------------- through the CLI
 
 
@@ -146,6 +160,67 @@ def test_deleted_rows_and_a_dropped_table_fail_the_gate_with_the_numbers(sites):
         assert record["steps"][-1]["step"] == "record" and record["steps"][-1]["outcome"] == "ok"
         assert not site.machine_lock.exists()
         assert "ssh shape" in site.labels() and site.labels()[-1] == "ssh shape"
+        # the summary's way back puts the data back too, before the code-only rollback
+        shown = result.stderr.splitlines()
+        undo_at = shown.index("  undo      invoke deploy.undo (code and data: the backup "
+                              "above)")
+        assert shown[undo_at + 1] == ("  rollback  invoke deploy.rollback --to 12 (code "
+                                      "only), or by hand:")
+
+
+def test_a_failed_health_gate_says_the_guard_did_not_run_and_how_to_count(site):
+    """The health gate failed first: nobody knows whether rows were lost; the output and
+    the by-hand line say so and give the undo's dry run (it counts them), never "if the
+    migration destroyed data" (review-op #4)."""
+    site.world.deploy_migrates(site.db, DELETES)
+    site.health.mode = "503"
+    result = site.run("deploy", "--health-timeout", "0.5")
+    assert result.returncode == ExitCode.HEALTH_FAILED, result
+    record = site.audit()[-1]
+    backup = record["backup"]["name"]
+    assert record.get("data") is None
+    assert (f"  data      the data guard did not run: health failed first; `invoke "
+            f"deploy.undo --dry-run` counts the rows against {backup}") in result.stderr
+    line = (f"  invoke deploy.undo --dry-run   # the data guard did not run: this counts the "
+            f"rows per table live against {backup}; rows lost: invoke deploy.undo")
+    assert any(shown.startswith(line) for shown in record["manual"]), record["manual"]
+    assert "destroyed" not in result.stderr
+    dry = site.run("deploy.undo", "--dry-run")  # the line tells the truth: it counts
+    assert dry.returncode == 0, dry
+    assert "steps 3,000 → 1,000" in dry.stderr
+
+
+def test_a_deploy_on_top_of_a_failed_guard_warns_and_names_the_undo(site):
+    """The last deploy failed its guard and nobody undid it: the next deploy's backup would
+    lack the rows, and a plain undo would then target the new deploy (review-op #5)."""
+    site.world.deploy_migrates(site.db, DELETES)
+    assert site.run("deploy").returncode == ExitCode.DATA_LOST
+    failed = site.audit()[-1]
+    result = site.run("deploy", "--json")
+    assert result.returncode == 0, result
+    warning = (f"WARNING: the last deploy, v13 at {failed['when'][:19]}Z, failed its data "
+               "guard (exit 16) and was not undone: this deploy's backup would not have the "
+               "lost rows; to put them back first: invoke deploy.undo")
+    assert warning in result.stderr.replace("\n", " ")
+    assert site.audit()[-1]["data_failed_before"] == {"deploy": "v13",
+                                                      "when": failed["when"][:40]}
+
+
+def test_only_a_failed_guard_not_undone_is_warned_about():
+    def deployed(version, **extra):
+        return {"kind": "deploy", "app": "a", "when": f"w{version}",
+                "release": {"version": version}, **extra}
+
+    failed = deployed(13, exit_code=16)
+    assert undo.data_failed_not_undone([deployed(12), failed], "a") == {"deploy": "v13",
+                                                                       "when": "w13"}
+    assert undo.data_failed_not_undone([failed, deployed(14)], "a") is None  # not the last
+    assert undo.data_failed_not_undone([failed], "b") is None
+    undid = {"kind": "undo", "app": "a", "deploy": "v13", "release": {"version": 14}}
+    assert undo.data_failed_not_undone([failed, undid], "a") is None
+    stopped = {"kind": "undo", "app": "a", "deploy": "v13"}  # stopped before its redeploy
+    assert undo.data_failed_not_undone([failed, stopped], "a") is not None
+    assert undo.data_failed_not_undone(["junk", None, failed], "a") is not None
 
 
 def test_allow_data_loss_lets_an_intended_migration_through_and_is_audited(site):
@@ -156,6 +231,16 @@ def test_allow_data_loss_lets_an_intended_migration_through_and_is_audited(site)
     data = site.audit()[-1]["data"]
     assert data["ok"] is True and data["allowed"] == ["steps", "teams"]
     assert "allowed (--allow-data-loss): teams" in result.stderr
+    assert "WARNING: --allow-data-loss" not in result.stderr
+
+
+def test_allow_data_loss_naming_no_table_is_a_warning(site):
+    site.world.deploy_migrates(site.db, ADDITIVE)
+    result = site.run("deploy", "--allow-data-loss", "stepz")
+    assert result.returncode == 0, result
+    backup = site.audit()[-1]["backup"]["name"]
+    assert (f"WARNING: --allow-data-loss stepz: no table stepz in {backup} nor in the live "
+            "database (a typo?): it excused nothing") in result.stderr.replace("\n", " ")
 
 
 def test_one_allowed_table_does_not_excuse_another(site):

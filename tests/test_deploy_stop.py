@@ -37,7 +37,7 @@ def test_sigterm_during_fly_deploy_leaves_the_lines_to_finish_by_hand(site):
     assert entry["outcome"] == "terminated by SIGTERM during deploy"
     fly_deploy = f"fly deploy -a {APP} -c fly.toml --image {NEW_IMAGE}"
     assert entry["manual"] == [
-        f"  fly releases -a {APP}   # is the deploy's release out? if not:   # deploy",
+        f"  fly releases -a {APP}   # is the deploy's release out? if not:",
         f"  {fly_deploy}   # deploy",
         f"  {health.by_hand(site.health.url)}   # health",
     ]

@@ -31,6 +31,12 @@ def rows(db, table: str = "steps") -> int:
         conn.close()
 
 
+def kind_of(backup) -> str | None:
+    """What a backup's record says it is (None: no record, so never `latest`)."""
+    record = backup.with_name(backup.name + ".json")
+    return json.loads(record.read_text()).get("kind", "backup") if record.exists() else None
+
+
 def bad_deploy(site, env=None) -> dict:
     """`invoke deploy` of a release whose migration deletes rows: caught, exit 16."""
     site.world.deploy_migrates(site.db, DELETES)
@@ -58,14 +64,21 @@ def assert_undone(site, deployed: dict, result) -> dict:
     assert undo["data"]["ok"] is True and undo["data"]["lost"] == []
     assert undo["data"]["tables"]["steps"] == [3000, 3000]
     assert undo["written_since"]["steps"] == [3000, 1000]
-    assert rows(site.backups / undo["safety_backup"]["name"]) == 1000  # kept, not lost
+    kept = undo["safety_backup"]["name"]
+    assert rows(site.backups / kept) == 1000  # kept, not lost
+    # ... as a safety backup (never `latest`, kept by retention); no ordinary backup holds
+    # the damage, so a later `invoke restore --production` cannot put it back
+    assert kind_of(site.backups / kept) == "safety"
+    ordinary = [db for db in site.backups.glob("steps-*.db") if kind_of(db) == "backup"]
+    assert ordinary and all(rows(db) == 3000 for db in ordinary), ordinary
     assert undo["release"]["version"] == deployed["release"]["version"] + 1
     machine = site.world.machine(MID)
     assert machine["state"] == "started" and not machine["config"].get("init", {}).get("cmd")
     assert not machine["config"]["metadata"].get("ops_emergency_original")
     assert not (site.db.parent / ".ops-emergency.json").exists()
     assert not site.machine_lock.exists()
-    assert "(steps 3,000 → 1,000) is kept in " + undo["safety_backup"]["name"] in result.stderr
+    assert ("(steps 3,000 → 1,000) is kept in the restore's safety backup " + kept
+            in result.stderr)
     assert site.token not in site.audit_log.read_text() + result.stderr + result.stdout
     return undo
 
@@ -80,6 +93,9 @@ def test_undo_runs_exactly_the_dry_runs_plan_and_puts_back_code_and_data(site):
     assert plan["image"] == deployed["previous_release"]["image"] and plan["release"] == 12
     assert plan["written_since"] == {"steps": [3000, 1000]}
     shown = dry.stderr
+    assert ("(the rows in the live database since the deploy: the migration's changes and "
+            "users' writes; kept in the restore's safety backup)") in shown
+    assert "what users wrote" not in shown
     assert f"--image {plan['image']}" in shown and plan["backup"] in shown
     first_change = next(i for i, step in enumerate(plan["steps"]) if not step["reads_only"])
     reads = [c for step in plan["steps"][:first_change] for c in step["commands"]]
@@ -96,6 +112,14 @@ def test_undo_runs_exactly_the_dry_runs_plan_and_puts_back_code_and_data(site):
     assert [c[:-1] if c[:2] == ["ssh", "console"] else c for c in site.world.calls()] == [
         c[:-1] if c[:2] == ["ssh", "console"] else c for c in planned]
     assert [s["step"] for s in undo["steps"]] == [s["key"] for s in plan["steps"]]
+
+    # undone once: a second undo (which would restore the backup again over what was
+    # written since) is refused, also by name, and never suggested
+    for again in (site.run("deploy.undo", "--dry-run"),
+                  site.run("deploy.undo", "--dry-run", "--deploy", "v13")):
+        assert_error(again, ExitCode.USAGE, contains="deploy v13 was already undone: undo at ")
+        assert "made release v14 (ok); nothing to undo" in again.error_lines[0]
+        assert "--deploy" not in again.stderr
 
 
 def test_the_node_only_machine_undoes_the_same(site):
@@ -135,48 +159,67 @@ def test_pick_takes_the_last_deploy_and_survives_a_hand_edited_log():
     # reason to refuse
     stopped = {"kind": "undo", "app": APP, "outcome": "terminated by SIGTERM during deploy"}
     assert undo.pick([deployed(13), stopped], APP, None).later == ()
+    # an undo that redeployed but did not finish: refused, saying what is left
+    half = {**stopped, "deploy": "v13", "when": "2026-12-06T10:00:00Z",
+            "release": {"version": 14}}
+    with pytest.raises(OpsError, match=r"deploy v13 was already undone: undo at "
+                       r"2026-12-06T10:00:00Z made release v14 \(terminated by SIGTERM "
+                       r"during deploy\); it did not finish: .*emergency.resume") as caught:
+        undo.pick([deployed(13), half], APP, "v13")
+    assert caught.value.code == ExitCode.USAGE
 
 
 # ---------------------------------------------------------------- refusals: one line
 
 
 def test_the_refusals_say_what_is_possible_instead(sites):
-    none, skipped, gone, damaged, later = (sites(n) for n in (
-        "none", "skipped", "gone", "damaged", "later"))
-    for site in (gone, damaged, later):
+    none, skipped, gone, damaged, later, ci = (sites(n) for n in (
+        "none", "skipped", "gone", "damaged", "later", "ci"))
+    for site in (gone, damaged, later, ci):
         site.world.deploy_migrates(site.db, DELETES)
     run_parallel([lambda: skipped.run("deploy", "--skip-backup", "--image", NEW_IMAGE),
-                  *(lambda s=s: s.run("deploy") for s in (gone, damaged, later))])
+                  *(lambda s=s: s.run("deploy") for s in (gone, damaged, later, ci))])
+    # a deploy from CI: its audit line is in CI's artifact, not in this computer's log
+    ci.world.add_release(APP, 14, image_ref=NEW_IMAGE)
     gone_name, damaged_name = gone.audit()[-1]["backup"]["name"], \
         damaged.audit()[-1]["backup"]["name"]
     (gone.backups / gone_name).unlink()
     flip_bytes(damaged.backups / damaged_name, 5000, 8)
     assert later.run("deploy.rollback").returncode == 0
     results = run_parallel([lambda s=s: s.run("deploy.undo", "--yes") for s in (
-        none, skipped, gone, damaged, later)])
+        none, skipped, gone, damaged, later, ci)])
+    artifact = ("a CI deploy's is in its `deploy-record` artifact: download it and run with "
+                "INVOKE_DEPLOY_AUDIT_LOG=PATH")
     expected = [
-        (ExitCode.NOT_FOUND, "no deploy of"),
+        (ExitCode.NOT_FOUND, f"nothing to undo; this computer's audit log is "
+                             f"{none.audit_log}; {artifact}"),
         (ExitCode.USAGE, "was made with --skip-backup: there is no pre-deploy backup to put "
                          "back; code only: `invoke deploy.rollback`; data only: `invoke "
                          "restore NAME --production`"),
         (ExitCode.NOT_FOUND, f"the pre-deploy backup {gone_name} is gone"),
         (ExitCode.VERIFY_FAILED, f"the pre-deploy backup {damaged_name} "),
         (ExitCode.USAGE, "the last deploy (v13) is not what runs now: rollback at"),
+        (ExitCode.USAGE, f"release v14 is live, not v13 (the deploy to undo), and no run in "
+                         f"this audit log made v14: this computer's audit log is "
+                         f"{ci.audit_log}; {artifact}; to undo v13 all the same: --deploy "
+                         "v13"),
     ]
-    for site, result, (code, words) in zip((none, skipped, gone, damaged, later), results,
+    for site, result, (code, words) in zip((none, skipped, gone, damaged, later, ci), results,
                                            expected, strict=True):
         assert_error(result, code, contains=words)
         assert all(c[:2] != ["machine", "update"] and c[0] != "deploy" or c in before
                    for c in site.world.calls() for before in [site.world.calls()])
         assert [r["kind"] for r in site.audit()] in ([], ["deploy"], ["deploy", "rollback"])
     assert "--deploy v13" in results[-1].error_lines[0]
-    assert rows(later.db) == 1000 and rows(damaged.db) == 1000  # nothing was changed
+    assert rows(later.db) == 1000 and rows(damaged.db) == 1000 and rows(ci.db) == 1000
 
     # naming the deploy goes on, saying what the later run did
     dry = later.run("deploy.undo", "--deploy", "v13", "--dry-run")
     assert dry.returncode == 0, dry
     assert "WARNING: after deploy v13: rollback at" in dry.stderr
     assert "made release v14" in dry.stderr and "release v14 is live, not v13" in dry.stderr
+    assert "still v13" not in dry.stderr
+    assert "machine; release v14 is live (not v13: --deploy named it)" in dry.stderr
 
 
 def test_bad_input_is_one_line(site):
@@ -199,7 +242,7 @@ def test_sigterm_during_the_redeploy_leaves_an_honest_line_and_the_rest_by_hand(
     assert rows(site.db) == 3000  # the data is back; the old image may not be
     image = deployed["previous_release"]["image"]
     by_hand = undo["manual"]
-    assert by_hand[0] == f"  fly releases -a {APP}   # is v12's image out? if not:   # deploy"
+    assert by_hand[0] == f"  fly releases -a {APP}   # is v12's image out? if not:"
     assert by_hand[1] == f"  fly deploy -a {APP} -c fly.toml --image {image}   # deploy"
     assert any("machine update" in line and "resume.update" in line for line in by_hand)
     marker = site.db.parent / ".ops-emergency.json"

@@ -181,7 +181,7 @@ def unlock(c, yes=False):
 @guarded
 @emergency.on_signals  # SIGTERM/SIGHUP anywhere: the audit line, the by-hand lines, exit 143
 def undo(c, dry_run=False, yes=False, json=False, deploy=None, lock_wait=None):
-    """Undo a deploy: stop writes, safety backup, pre-deploy backup and previous image back."""
+    """Undo a deploy: stop writes, pre-deploy backup (with a safety backup) and old image back."""
     settings = config.load(c.config, deploy_lock_wait=lock_wait, lock_wait=lock_wait)
     ui = UI()
     ui.redact = lambda text: runbook.scrub(text, fly.env_tokens())  # every line, dry run too
@@ -223,6 +223,9 @@ def undo(c, dry_run=False, yes=False, json=False, deploy=None, lock_wait=None):
             if json:
                 ui.emit(runner.record)
     since = undos.since_words(undos.written_since(run.shape))
+    safety = (runner.record.get("safety_backup") or {}).get("name")
+    kept = (f"is kept in the restore's safety backup {safety} (never `latest`; retention "
+            "keeps it)" if safety else "has no safety backup recorded (a live database "
+            "failing its check is moved aside instead: see the restore step)")
     ui.info(f"{settings.app} runs v{run.chosen.previous}'s image on {run.chosen.backup}'s data; "
-            f"what the live data held before ({since}) is kept in "
-            f"{(runner.record.get('safety_backup') or {}).get('name')}.")
+            f"what the live data held before ({since}) {kept}.")
