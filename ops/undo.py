@@ -158,6 +158,24 @@ def pick(records: list[dict], app: str, wanted: str | None,
                   previous=previous["version"], later=later)
 
 
+def put_back(chosen: Chosen, live: list) -> None:
+    """Refuse when the live release, newer than the deploy and made by no run of this audit
+    log, runs the image from before it: an undo killed after its redeploy (it leaves no
+    audit line) may already have restored the data, and the app has been writing on it
+    since; restoring the pre-deploy backup again would move those writes into a safety
+    backup. Restoring the data all the same is then an explicit `restore` (pure)."""
+    for release in live:
+        if release.version > chosen.release and release.image_ref == chosen.image:
+            raise OpsError(
+                f"release v{release.version} already runs v{chosen.previous}'s image again "
+                f"(an undo or a rollback put the code back after v{chosen.release}), and the "
+                f"app may have taken writes since: undoing v{chosen.release} again would "
+                "restore its pre-deploy backup over them. If an undo was stopped: `invoke "
+                "emergency.resume --yes` if the machine is still stopped; to put the "
+                f"pre-deploy data back all the same: `invoke restore {chosen.backup} "
+                "--production` (its safety backup keeps what is live)", ExitCode.USAGE)
+
+
 def written_since(shape: dict) -> dict[str, tuple[int | None, int | None]]:
     """Rows per table in the pre-deploy backup and live now, for the tables that differ:
     what the safety backup keeps that the restore takes out."""
@@ -289,7 +307,11 @@ class Undo:
         self.target.check_flyctl()
         _, self.machine = self.target.resolve()
         self.runner.learn(machine=self.machine.id)
-        newest = self.live = max((r.version for r in self.app.releases()), default=0)
+        releases = self.app.releases()
+        newest = self.live = max((r.version for r in releases), default=0)
+        # a recorded rollback put back only the code: undoing the data is what is left
+        if not self.chosen.later:
+            put_back(self.chosen, [r for r in releases if r.version == newest])
         if newest != self.chosen.release:
             why = (f"release v{newest} is live, not v{self.chosen.release} (the deploy to "
                    "undo)")

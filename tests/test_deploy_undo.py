@@ -292,3 +292,29 @@ def test_a_redeploy_that_replaces_the_machine_resumes_the_new_one(site):
     updates = [c for c in site.world.calls() if c[:2] == ["machine", "update"]]
     assert [c[2] for c in updates] == [MID, "e2865013c41e99"]  # stopped the old, resumed the new
     assert site.audit()[-1]["outcome"] == "ok" and not site.machine_lock.exists()
+
+
+def test_an_undo_killed_after_its_redeploy_is_never_restored_twice(site):
+    """kill -9 after the undo's redeploy leaves no audit line of it; the app then runs the
+    old image on the restored data and takes writes. Neither a plain re-run nor `--deploy`
+    may restore the pre-deploy backup over those writes (review-break #2)."""
+    deployed = bad_deploy(site)
+    assert site.run("deploy.undo", "--yes").returncode == 0
+    lines = site.audit_log.read_text().splitlines()
+    site.audit_log.write_text("\n".join(lines[:-1]) + "\n")  # as kill -9 leaves the log
+    conn = sqlite3.connect(site.db)
+    conn.execute("INSERT INTO steps (user_id, date, count, updated_at) "
+                 "VALUES (1, '2026-12-07', 5, '2026-12-07T02:00:00Z')")
+    conn.commit()
+    conn.close()
+    calls = len(site.world.calls())
+    for args in ((), ("--deploy", f"v{deployed['release']['version']}")):
+        result = site.run("deploy.undo", "--yes", *args)
+        assert result.returncode == ExitCode.USAGE, result
+        line = result.error_lines[0]
+        assert f"release v{deployed['release']['version'] + 1} already runs v12's image" \
+            in line, line
+        assert f"invoke restore {deployed['backup']['name']} --production" in line
+    assert rows(site.db) == 3001  # the write after the undo is still live
+    assert not any(c[:2] in (["machine", "update"], ["deploy", "-a"])
+                   for c in site.world.calls()[calls:])  # nothing changed on Fly
