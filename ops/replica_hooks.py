@@ -164,7 +164,7 @@ def current(found: dict) -> tuple[bool, str]:
     if not isinstance(answer, dict):
         return False, f"litestream sync: {_said(found.get('sync', (None, ''))[1])}"
     txid, replica_txid = answer.get("txid"), answer.get("replica_txid")
-    if not isinstance(txid, int) or not isinstance(replica_txid, int):
+    if type(txid) is not int or type(replica_txid) is not int:  # JSON true is no TXID
         return False, "litestream sync printed no TXIDs"
     if replica_txid < txid:
         return False, f"replica at TXID {replica_txid:x}, the database at {txid:x}"

@@ -144,6 +144,9 @@ def test_current_means_the_replica_holds_the_machines_txid():
     assert sync(0, '{"txid": 8, "replica_txid": 7}')[0] is False
     assert sync(1, "Error: failed to connect to control socket")[1].endswith("control socket")
     assert sync(0, '{"txid": "8"}') == (False, "litestream sync printed no TXIDs")
+    # JSON true is an int to Python: never a TXID (review-break)
+    assert sync(0, '{"txid": true, "replica_txid": true}') == (
+        False, "litestream sync printed no TXIDs")
 
 
 def test_the_scripts_quote_what_they_are_given():
