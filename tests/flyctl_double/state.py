@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import fcntl
 import json
 import os
 import shutil
@@ -950,10 +951,17 @@ class FlyWorld:
     # ------------------------------------------------------------------ inspection
 
     def call_records(self) -> list[dict[str, Any]]:
-        """Raw ``calls.jsonl`` records: ``{"argv": [...], "token": bool}``."""
-        if not self.calls_path.exists():
+        """Raw ``calls.jsonl`` records: ``{"argv": [...], "token": bool}``. Read under the
+        lock each call is appended under (``cli/calls.log_call``): a test polling while a
+        long call (a machine script) is being written never sees half a line."""
+        try:
+            handle = self.calls_path.open("rb")
+        except FileNotFoundError:
             return []
-        return [json.loads(line) for line in self.calls_path.read_text().splitlines() if line]
+        with handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_SH)
+            text = handle.read().decode("utf-8")
+        return [json.loads(line) for line in text.splitlines() if line]
 
     def calls(self) -> list[list[str]]:
         """argv (after the binary name) of every invocation, in order."""
