@@ -51,8 +51,9 @@ def plan(which: str, *, where: str, folder: str, directory: str, check: str,
                f"scratch copy beside it in {directory}, removed afterwards; with neither, "
                "download it into a private temporary folder here and drill it there")
     steps.append(Step("drill", f"drill {BACKUP}: restore it {scratch}; {check}_check; compare "
-                       "its row counts and content hash with its record. The backup is "
-                       "only read: the scratch copy is the one thing written",
+                       "its row counts with its record and its content hash with the "
+                       "backup file's. The backup is only read: the scratch copy is the one "
+                       "thing written",
                        commands=_some(ssh("drill")),
                        running=f"drill {which} in {folder}", rerun=True))
     if where != LOCAL:
