@@ -292,13 +292,15 @@ def status(c, max_lag=None, production=False, host=None, config=None, json=False
         "lag_seconds": behind,
         "max_lag_seconds": replica.max_lag,
     }
-    problem = rp.staleness(behind, replica.max_lag)
+    unknown = rp.lag_unknown(local, newest, found["now"])
+    problem = rp.staleness(behind, replica.max_lag, unknown)
     report["ok"] = problem is None
     if json:
         ui.emit(report)
     elif newest is not None:
         ui.info(f"Replica of {found['database']}: TXID {newest.txid:016x} at "
-                f"{report['replica']['time']}; lag {behind:.0f}s (max {replica.max_lag:g}s)")
+                f"{report['replica']['time']}; lag "
+                f"{'unknown' if behind is None else f'{behind:.0f}s'} (max {replica.max_lag:g}s)")
     if problem:
         raise OpsError(f"replica status: {problem}", ExitCode.STALE)
 
