@@ -440,14 +440,18 @@ def drill_report(restored: dict, now: dt.datetime) -> dict:
 
 
 SCRATCH_PREFIX = ".replica-restore-"
+DRILL_PREFIX = "replica-drill-"  # replica.drill's folder in the temporary directory
+CONFIG_PREFIX = "replica-config-"  # a rendered litestream.yml's, there too
 STALE_SCRATCH = 3600.0  # seconds: no restore runs this long without touching its folder
 
 
-def stale_scratch(folders: list[tuple[str, float]], now: float) -> list[str]:
-    """Which ``(name, mtime)`` folders beside ``--output`` a killed restore left (kill -9
-    skips every ``finally``): ours by name, untouched for over an hour."""
+def stale_scratch(folders: list[tuple[str, float]], now: float,
+                  prefix: str = SCRATCH_PREFIX) -> list[str]:
+    """Which ``(name, mtime)`` folders beside ``--output`` (or, ``DRILL_PREFIX``, in the
+    temporary directory) a killed restore left (kill -9 skips every ``finally``): ours by
+    name, nothing in them touched for over an hour (``mtime``: the newest in the folder)."""
     return [name for name, mtime in folders
-            if name.startswith(SCRATCH_PREFIX) and now - mtime > STALE_SCRATCH]
+            if name.startswith(prefix) and now - mtime > STALE_SCRATCH]
 
 
 LITESTREAM_TABLES = ("_litestream_seq", "_litestream_lock")

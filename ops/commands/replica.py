@@ -40,7 +40,8 @@ def local_database(c) -> Path:
 @contextlib.contextmanager
 def rendered_config(settings: rp.ReplicaSettings, db: Path):
     """litestream.yml for ``db`` in a private temporary folder, removed afterwards."""
-    folder = tempfile.mkdtemp(prefix="replica-config-")
+    sweep_stale_scratch(Path(tempfile.gettempdir()), None, rp.CONFIG_PREFIX)  # kill -9 left
+    folder = tempfile.mkdtemp(prefix=rp.CONFIG_PREFIX)
     try:
         path = Path(folder) / "litestream.yml"
         path.write_text(rp.render(settings, str(db)))
@@ -352,16 +353,35 @@ def check_restored(restored: Path, scratch: Path, *, check: str, content_hash: b
     return [], counts, None, None
 
 
-def sweep_stale_scratch(folder: Path, ui: UI) -> None:
-    """Remove the temporary folders killed restores left beside ``--output``."""
+def newest_mtime(folder: str) -> float:
+    """The newest modification time in ``folder``'s tree (a long restore writes deep in
+    it, a drill's restore one folder further down: the top folder's time stays old)."""
+    newest = os.lstat(folder).st_mtime
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            try:
+                newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
+            except OSError:
+                continue  # removed meanwhile
+    return newest
+
+
+def sweep_stale_scratch(folder: Path, ui: UI | None, prefix: str = rp.SCRATCH_PREFIX) -> None:
+    """Remove the temporary folders killed restores (or drills, or rendered configs) left
+    in ``folder``: ours (this user's), by name; said on ``ui`` when given."""
     found = []
     with os.scandir(folder) as entries:
         for entry in entries:
-            if entry.name.startswith(rp.SCRATCH_PREFIX) and entry.is_dir(follow_symlinks=False):
-                found.append((entry.name, entry.stat(follow_symlinks=False).st_mtime))
-    for name in rp.stale_scratch(found, time.time()):
+            try:
+                if entry.name.startswith(prefix) and entry.is_dir(follow_symlinks=False) \
+                        and entry.stat(follow_symlinks=False).st_uid == os.getuid():
+                    found.append((entry.name, newest_mtime(entry.path)))
+            except OSError:
+                continue  # removed meanwhile (another run's sweep, its own cleanup)
+    for name in rp.stale_scratch(found, time.time(), prefix):
         shutil.rmtree(folder / name, ignore_errors=True)
-        ui.info(f"Removed {folder / name} (left by a restore that was killed)")
+        if ui is not None:
+            ui.info(f"Removed {folder / name} (left by a restore that was killed)")
 
 
 def restore_checked(argv: list[str], db: Path, out: Path, env: dict, settings, ui: UI,
@@ -540,8 +560,9 @@ def drill(c, quick=False, json=False):
     """Restore the newest replica into a scratch folder, check it, and report its
     freshness and the restore time (RTO); nothing is kept."""
     ui = UI()
+    sweep_stale_scratch(Path(tempfile.gettempdir()), ui, rp.DRILL_PREFIX)  # kill -9 left
     try:
-        with stop_on_signals(), tempfile.TemporaryDirectory(prefix="replica-drill-") as folder:
+        with stop_on_signals(), tempfile.TemporaryDirectory(prefix=rp.DRILL_PREFIX) as folder:
             out = Path(folder) / local_database(c).name
             started = time.monotonic()
             report, check = restored(c, out, None, None, quick, False, ui)
