@@ -418,6 +418,21 @@ def reached(plan: dict, timestamp: str | None, txid: str | None = None) -> dict:
     return result
 
 
+def plan_bytes(files) -> int:
+    """The bytes a restore plan's ``files`` read: each ``size`` a whole number ≥ 0 (or
+    absent); anything else (text, true, 1e999, -5) is exit 15, never a traceback."""
+    total = 0
+    for item in files or []:
+        size = item.get("size") if isinstance(item, dict) else None
+        if size is None:
+            continue
+        if type(size) is not int or size < 0:
+            raise OpsError(f"litestream printed a restore plan file size of an unexpected "
+                           f"shape: {size!r}"[:200], ExitCode.REPLICA)
+        total += size
+    return total
+
+
 def ends_before(replica_end: Position | None, timestamp: str) -> float | None:
     """Seconds from the replica's newest file to a later ``--timestamp`` (None: the
     replica reaches it, within the second its times are given to). A restore still

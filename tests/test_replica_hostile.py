@@ -5,12 +5,14 @@ too big for a datetime. Never lag 0 when it cannot be known, never a traceback."
 from __future__ import annotations
 
 import datetime as dt
+import sys
 
 import pytest
 
 from ops import replica as rp
 from ops import replica_hooks
 from ops.errors import ExitCode, OpsError
+from tests.replica_world import LITESTREAM, moto_endpoint, replica_world  # noqa: F401
 
 NOW = dt.datetime(2026, 12, 6, 22, 0, 0, tzinfo=dt.UTC)
 DB = "/data/steps.db"
@@ -91,3 +93,37 @@ def test_the_deploy_gate_never_passes_a_replica_it_cannot_measure():
                                   "status": (0, '[{"local_txid": "000000000000000c"}]')})
     verdict, line = replica_hooks.gate("fail", read, 60)
     assert verdict == "fail" and "after the live database's" in line
+
+
+@pytest.mark.parametrize("size", ['"abc"', "1e999", "-5", "true", "1.5"])
+def test_a_restore_plan_with_a_hostile_file_size_is_exit_15(size, replica_world, run_invoke):
+    """A litestream whose ``restore -dry-run -json`` prints a size that is no byte count:
+    was a traceback (ValueError, OverflowError) or a wrong total, now one Error: line."""
+    world = replica_world
+    world.start()
+    wrapper = world.tmp / "litestream-hostile-plan"
+    wrapper.write_text(HOSTILE_PLAN.format(python=sys.executable, real=LITESTREAM, size=size))
+    wrapper.chmod(0o755)
+    result = run_invoke("replica.restore", "--output", str(world.tmp / "r.db"), "--dry-run",
+                        env={**world.env, "INVOKE_REPLICA_LITESTREAM": str(wrapper)})
+    assert result.returncode == ExitCode.REPLICA, result
+    assert "file size of an unexpected shape" in result.error_lines[0]
+    assert "Traceback" not in result.stderr
+
+
+HOSTILE_PLAN = """#!{python}
+# the real litestream, but its restore plan's file sizes replaced by {size}
+import json, subprocess, sys
+args = sys.argv[1:]
+done = subprocess.run([{real!r}, *args], capture_output=True, text=True)
+if args[:1] == ["restore"] and "-dry-run" in args and done.returncode == 0:
+    plan = json.loads(done.stdout)
+    text = json.dumps(plan)
+    for item in plan.get("files") or []:
+        text = text.replace('"size": ' + json.dumps(item.get("size")), '"size": {size}', 1)
+    sys.stdout.write(text)
+else:
+    sys.stdout.write(done.stdout)
+sys.stderr.write(done.stderr)
+sys.exit(done.returncode)
+"""

@@ -516,7 +516,7 @@ def restored(c, out: Path, timestamp, txid, quick, dry_run, ui: UI, *,
                            target_flags[1] if txid is not None else None)
         report = {"database": str(db), "output": str(out), **point,
                   "files": len(plan.get("files") or []),
-                  "bytes": sum(int(f.get("size") or 0) for f in plan.get("files") or [])}
+                  "bytes": rp.plan_bytes(plan.get("files"))}
         if timestamp is not None:
             report["timestamp"] = target_flags[1]
             note_replica_end(report, rp.newest(list_replica(exe, yml, db, env)), ui)
