@@ -449,7 +449,11 @@ def drill_report(restored: dict, now: dt.datetime) -> dict:
     replica is old and still current, which only ``replica.status`` can tell)."""
     report = {key: value for key, value in restored.items() if key != "output"}
     reached_at = parse_time(restored["reached"]["time"])
-    report["age_seconds"] = max(0.0, round((now - reached_at).total_seconds(), 3))
+    age = round((now - reached_at).total_seconds(), 3)
+    report["age_seconds"] = max(0.0, age) if age >= -CLOCK_SLACK else None
+    if report["age_seconds"] is None:  # not "0s old": its age is unknown
+        report["warning"] = (f"the replica's newest point is dated {restored['reached']['time']}"
+                             f", {-age:.0f}s after now: a clock is wrong, its age is unknown")
     report["ok"] = True
     return report
 

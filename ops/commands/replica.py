@@ -572,11 +572,15 @@ def drill(c, quick=False, json=False):
                        ExitCode.TERMINATED) from None
     now = dt.datetime.now(dt.UTC)
     report = rp.drill_report(report, now)
+    if "warning" in report:
+        ui.warn(report["warning"])
     if json:
         ui.emit(report)
     point, counts = report["reached"], report["tables"]
+    age = report["age_seconds"]
+    age = "age unknown" if age is None else f"{human_age(age)} old"
     ui.info(f"Replica drill: TXID {point['txid']} ({point['time']}, "
-            f"{human_age(report['age_seconds'])} old) restored by litestream in "
+            f"{age}) restored by litestream in "
             f"{report['restore_seconds']:.1f}s, {report['rto_seconds']:.1f}s with the checks "
             f"(RTO); {check} check ok; {sum(counts.values())} rows in {len(counts)} tables")
 
