@@ -541,6 +541,14 @@ def remote_answers(stdout: str) -> dict:
     return found
 
 
+def listed(listing, is_db) -> list[dict]:
+    """The entries of ``list -json`` (``{"databases": [...]}``) whose path ``is_db``; any
+    other shape (an array, text, entries that are not objects) lists none."""
+    found = listing.get("databases") if isinstance(listing, dict) else None
+    return [d for d in found if isinstance(d, dict) and isinstance(d.get("path"), str)
+            and is_db(d["path"])] if isinstance(found, list) else []
+
+
 def remote_position(answers: dict, db: str, where: str, socket: str = "") -> dict:
     """What ``replica.status`` reports from the machine's answers: the live TXID, the
     replica's (as the daemon knows it after shipping what was pending) and the time of its
@@ -560,8 +568,7 @@ def remote_position(answers: dict, db: str, where: str, socket: str = "") -> dic
                      f"litestream is not running for {db} on {where}, or is stuck (its "
                      f"control socket {socket or '(replica.socket)'} does not answer)",
                      ExitCode.REPLICA)
-    replicating = [d for d in (listing or {}).get("databases") or []
-                   if isinstance(d, dict) and d.get("path") == db]
+    replicating = listed(listing, lambda path: path == db)
     if not replicating:
         raise OpsError(f"litestream runs on {where} but does not replicate {db}",
                        ExitCode.REPLICA)

@@ -137,3 +137,35 @@ def test_a_drill_reaching_a_point_dated_in_the_future_says_its_age_is_unknown():
     assert "10800s after now: a clock is wrong, its age is unknown" in report["warning"]
     same_second = {"reached": {"txid": "000000000000000a", "time": "2026-12-06T22:00:01Z"}}
     assert rp.drill_report(same_second, NOW)["age_seconds"] == 0.0
+
+
+@pytest.mark.parametrize("listing", ['[{"path": "/data/steps.db"}]', '{"databases": "x"}',
+                                     '{"databases": [1, null, {"path": 7}]}'])
+def test_a_list_answer_of_another_shape_replicates_nothing(listing):
+    with pytest.raises(OpsError) as failed:  # was AttributeError: 'list' has no 'get'
+        rp.remote_position(rp.remote_answers(framed('{"txid": 3}').replace(LISTED, listing)),
+                           DB, "the machine")
+    assert failed.value.code == ExitCode.REPLICA and "does not replicate" in str(failed.value)
+
+
+HOSTILE_LIST = """#!{python}
+# the real litestream, but `list` answers {listing}
+import os, sys
+if sys.argv[1:2] == ["list"]:
+    print({listing!r})
+    sys.exit(0)
+os.execv({real!r}, [{real!r}, *sys.argv[1:]])
+"""
+
+
+def test_status_with_a_list_answer_that_is_an_array_is_exit_15(replica_world, run_invoke):
+    world = replica_world
+    world.start()
+    wrapper = world.tmp / "litestream-hostile-list"
+    wrapper.write_text(HOSTILE_LIST.format(python=sys.executable, real=LITESTREAM,
+                                           listing=f'[{{"path": "{world.db}"}}]'))
+    wrapper.chmod(0o755)
+    result = run_invoke("replica.status", env={**world.env,
+                                                "INVOKE_REPLICA_LITESTREAM": str(wrapper)})
+    assert result.returncode == ExitCode.REPLICA, result
+    assert "does not replicate" in result.error_lines[0] and "Traceback" not in result.stderr

@@ -209,8 +209,8 @@ def read_status(exe: str, yml: str, db: Path, socket: str, env: dict) -> dict:
     listing = rp.run([exe, "list", "-json", "-timeout", "10", "-socket", socket], env,
                      timeout=30, what="litestream is not running for this database, or is "
                                       f"stuck (its control socket {socket} does not answer)")
-    replicating = [d for d in (listing or {}).get("databases") or []
-                   if os.path.realpath(str(d.get("path", ""))) == os.path.realpath(db)]
+    replicating = rp.listed(listing, lambda path: os.path.realpath(path)
+                            == os.path.realpath(db))
     if not replicating:
         raise OpsError(f"litestream runs but does not replicate {db}", ExitCode.REPLICA)
     files = list_replica(exe, yml, db, env)
