@@ -282,13 +282,31 @@ def parse_time(text: str) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
+HEX_TXID = re.compile(r"[0-9a-fA-F]{1,16}")  # Python's int() also takes "-1", "+5", "1_0"
+
+
+def txid_number(value) -> int:
+    """A TXID litestream printed as a JSON number: a whole number in 0..2^64-1 (JSON true,
+    5.7 or 1e999 are none: reading them as 1, 5 or a crash gave wrong lags)."""
+    if type(value) is not int or not 0 <= value < 2 ** 64:
+        raise ValueError(f"not a TXID: {value!r}")
+    return value
+
+
+def hex_txid(value) -> int:
+    """A TXID litestream printed as text (``ltx -json``'s ``max_txid``): 1-16 hex digits."""
+    if not isinstance(value, str) or not HEX_TXID.fullmatch(value):
+        raise ValueError(f"not a hex TXID: {value!r}")
+    return int(value, 16)
+
+
 def newest(files) -> Position | None:
     """The replica's newest position from ``ltx -json`` (or a restore plan's files)."""
     best = None
     for item in files or []:
         try:
-            txid, time = int(item["max_txid"], 16), parse_time(item["timestamp"])
-        except (KeyError, TypeError, ValueError):
+            txid, time = hex_txid(item["max_txid"]), parse_time(item["timestamp"])
+        except (KeyError, TypeError, ValueError, OverflowError):
             raise OpsError(f"litestream printed an LTX entry of an unexpected shape: "
                            f"{item!r}"[:200], ExitCode.REPLICA) from None
         if best is None or (txid, time) > (best.txid, best.time):
@@ -305,18 +323,45 @@ def local_txid(status) -> int | None:
     return None
 
 
+CLOCK_SLACK = 1.0  # seconds: litestream's times are whole seconds
+
+
+def lag_unknown(local: int | None, replica: Position | None, now: dt.datetime) -> str | None:
+    """Why the lag cannot be known (None: it can, or there is no replica). A bucket ahead
+    of the live TXID is not this database's current history (another database ships to
+    the same path, or this one was replaced); a newest file dated after ``now`` means a
+    wrong clock. Either way 0 would be a silent wrong answer."""
+    if replica is None:
+        return None
+    if local is not None and local < replica.txid:
+        return (f"the bucket holds TXID {replica.txid:016x}, after the live database's "
+                f"{local:016x}: it is not this database's replica (another database ships "
+                f"to the same path, or this one was replaced), so its lag is unknown")
+    if local == replica.txid:
+        return None
+    ahead = (replica.time - now).total_seconds()
+    if ahead > CLOCK_SLACK:
+        return (f"the replica's newest file is dated {replica.as_dict()['time']}, "
+                f"{ahead:.0f}s after now ({now.isoformat().replace('+00:00', 'Z')}): a "
+                f"clock is wrong, so its lag is unknown")
+    return None
+
+
 def lag(local: int | None, replica: Position | None, now: dt.datetime) -> float | None:
     """Seconds of commits at risk: 0 when the replica holds the local TXID (an idle app is
     current, not old); else the time since the replica's newest file (the oldest commit
-    not yet shipped came after it). None: no replica at all."""
-    if replica is None:
+    not yet shipped came after it). None: no replica at all, or ``lag_unknown``."""
+    if replica is None or lag_unknown(local, replica, now):
         return None
-    if local is not None and local <= replica.txid:
+    if local == replica.txid:
         return 0.0
     return max(0.0, (now - replica.time).total_seconds())
 
 
-def staleness(lag_seconds: float | None, max_lag: float) -> str | None:
+def staleness(lag_seconds: float | None, max_lag: float, unknown: str | None = None
+              ) -> str | None:
+    if unknown:
+        return unknown
     if lag_seconds is None:
         return "the bucket holds no replica of this database yet"
     if lag_seconds > max_lag:
@@ -373,6 +418,21 @@ def reached(plan: dict, timestamp: str | None, txid: str | None = None) -> dict:
     return result
 
 
+def plan_bytes(files) -> int:
+    """The bytes a restore plan's ``files`` read: each ``size`` a whole number ≥ 0 (or
+    absent); anything else (text, true, 1e999, -5) is exit 15, never a traceback."""
+    total = 0
+    for item in files or []:
+        size = item.get("size") if isinstance(item, dict) else None
+        if size is None:
+            continue
+        if type(size) is not int or size < 0:
+            raise OpsError(f"litestream printed a restore plan file size of an unexpected "
+                           f"shape: {size!r}"[:200], ExitCode.REPLICA)
+        total += size
+    return total
+
+
 def ends_before(replica_end: Position | None, timestamp: str) -> float | None:
     """Seconds from the replica's newest file to a later ``--timestamp`` (None: the
     replica reaches it, within the second its times are given to). A restore still
@@ -389,20 +449,28 @@ def drill_report(restored: dict, now: dt.datetime) -> dict:
     replica is old and still current, which only ``replica.status`` can tell)."""
     report = {key: value for key, value in restored.items() if key != "output"}
     reached_at = parse_time(restored["reached"]["time"])
-    report["age_seconds"] = max(0.0, round((now - reached_at).total_seconds(), 3))
+    age = round((now - reached_at).total_seconds(), 3)
+    report["age_seconds"] = max(0.0, age) if age >= -CLOCK_SLACK else None
+    if report["age_seconds"] is None:  # not "0s old": its age is unknown
+        report["warning"] = (f"the replica's newest point is dated {restored['reached']['time']}"
+                             f", {-age:.0f}s after now: a clock is wrong, its age is unknown")
     report["ok"] = True
     return report
 
 
 SCRATCH_PREFIX = ".replica-restore-"
+DRILL_PREFIX = "replica-drill-"  # replica.drill's folder in the temporary directory
+CONFIG_PREFIX = "replica-config-"  # a rendered litestream.yml's, there too
 STALE_SCRATCH = 3600.0  # seconds: no restore runs this long without touching its folder
 
 
-def stale_scratch(folders: list[tuple[str, float]], now: float) -> list[str]:
-    """Which ``(name, mtime)`` folders beside ``--output`` a killed restore left (kill -9
-    skips every ``finally``): ours by name, untouched for over an hour."""
+def stale_scratch(folders: list[tuple[str, float]], now: float,
+                  prefix: str = SCRATCH_PREFIX) -> list[str]:
+    """Which ``(name, mtime)`` folders beside ``--output`` (or, ``DRILL_PREFIX``, in the
+    temporary directory) a killed restore left (kill -9 skips every ``finally``): ours by
+    name, nothing in them touched for over an hour (``mtime``: the newest in the folder)."""
     return [name for name, mtime in folders
-            if name.startswith(SCRATCH_PREFIX) and now - mtime > STALE_SCRATCH]
+            if name.startswith(prefix) and now - mtime > STALE_SCRATCH]
 
 
 LITESTREAM_TABLES = ("_litestream_seq", "_litestream_lock")
@@ -455,7 +523,8 @@ def remote_answers(stdout: str) -> dict:
     current, part, lines = None, "out", {"out": [], "err": []}
     for raw in stdout.replace("\r\n", "\n").split("\n"):
         words = raw.strip().split() if raw.startswith(ENTRY_MARK) else None
-        if words and words[1:2] == ["now"] and len(words) == 3 and words[2].isdigit():
+        if words and words[1:2] == ["now"] and len(words) == 3 and words[2].isdigit() \
+                and len(words[2]) <= 11:  # epoch seconds; more overflows a datetime
             found["now"] = dt.datetime.fromtimestamp(int(words[2]), dt.UTC)
         elif words and words[1:2] == ["missing"]:
             found["missing"] = True
@@ -470,6 +539,14 @@ def remote_answers(stdout: str) -> dict:
         elif current:
             lines[part].append(raw)
     return found
+
+
+def listed(listing, is_db) -> list[dict]:
+    """The entries of ``list -json`` (``{"databases": [...]}``) whose path ``is_db``; any
+    other shape (an array, text, entries that are not objects) lists none."""
+    found = listing.get("databases") if isinstance(listing, dict) else None
+    return [d for d in found if isinstance(d, dict) and isinstance(d.get("path"), str)
+            and is_db(d["path"])] if isinstance(found, list) else []
 
 
 def remote_position(answers: dict, db: str, where: str, socket: str = "") -> dict:
@@ -491,8 +568,7 @@ def remote_position(answers: dict, db: str, where: str, socket: str = "") -> dic
                      f"litestream is not running for {db} on {where}, or is stuck (its "
                      f"control socket {socket or '(replica.socket)'} does not answer)",
                      ExitCode.REPLICA)
-    replicating = [d for d in (listing or {}).get("databases") or []
-                   if isinstance(d, dict) and d.get("path") == db]
+    replicating = listed(listing, lambda path: path == db)
     if not replicating:
         raise OpsError(f"litestream runs on {where} but does not replicate {db}",
                        ExitCode.REPLICA)
@@ -500,10 +576,11 @@ def remote_position(answers: dict, db: str, where: str, socket: str = "") -> dic
                     f"litestream on {where} could not ship to its bucket within "
                     f"{REMOTE_SYNC_TIMEOUT}s", ExitCode.REPLICA)
     try:
-        local, shipped = int(synced["txid"]), int(synced.get("replica_txid") or 0)
+        local = txid_number(synced["txid"])
+        shipped = 0 if synced.get("replica_txid") is None else txid_number(synced["replica_txid"])
         last = replicating[0].get("last_sync_at")
         when = parse_time(last) if last else None
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         raise OpsError(f"litestream on {where} answered sync of an unexpected shape: "
                        f"{synced!r}"[:200], ExitCode.REPLICA) from None
     now = answers.get("now") or dt.datetime.now(dt.UTC)  # no `date` there: this clock

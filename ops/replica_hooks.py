@@ -139,10 +139,11 @@ def reading(found: dict) -> Reading:
     try:
         newest = rp.newest(_json(found, "ltx"))
         now = dt.datetime.fromtimestamp(int(found["now"][1]), dt.UTC)
-    except (OpsError, KeyError, ValueError):
+    except (OpsError, KeyError, ValueError, OverflowError):  # a date +%s of 20 digits
         return Reading("the machine's litestream printed something unexpected")
     local = rp.local_txid(_json(found, "status"))
-    return Reading(None, rp.lag(local, newest, now), newest, local)
+    return Reading(rp.lag_unknown(local, newest, now), rp.lag(local, newest, now), newest,
+                   local)
 
 
 def gate(mode: str, read: Reading, max_lag: float) -> tuple[str, str]:

@@ -169,3 +169,18 @@ def replica_world(moto_endpoint, tmp_path):
         yield world
     finally:
         world.close()
+
+
+# litestream wrapper for kill tests: format(python=, real=LITESTREAM, marker=)
+SLOW_RESTORE = """#!{python}
+# litestream, but the restore itself (not its plan) starts a copy, says so and hangs
+import os, subprocess, sys, time
+args = sys.argv[1:]
+if args[:1] == ["restore"] and "-dry-run" not in args:
+    with open(args[args.index("-o") + 1], "wb") as partial:
+        partial.write(b"half a database")
+    with open({marker!r}, "w") as said:
+        said.write(str(os.getpid()))
+    time.sleep(120)
+os.execv({real!r}, [{real!r}, *args])
+"""

@@ -202,26 +202,13 @@ def test_a_later_restore_sweeps_folders_killed_restores_left(replica_world, run_
         folder.mkdir()
         (folder / "swept.db").write_bytes(b"a killed restore's copy")
     two_hours_ago = old.stat().st_mtime - 7200
+    os.utime(old / "swept.db", (two_hours_ago, two_hours_ago))  # nothing in it moves
     os.utime(old, (two_hours_ago, two_hours_ago))
     out = world.tmp / "after.db"
     result = run_invoke("replica.restore", "--output", str(out), "--quick", env=world.env)
     assert result.returncode == 0, result
     assert not old.exists() and f"Removed {old}" in result.stderr
     assert (recent / "swept.db").exists()  # maybe a restore running now: left alone
-
-
-SLOW_RESTORE = """#!{python}
-# litestream, but the restore itself (not its plan) starts a copy, says so and hangs
-import os, subprocess, sys, time
-args = sys.argv[1:]
-if args[:1] == ["restore"] and "-dry-run" not in args:
-    with open(args[args.index("-o") + 1], "wb") as partial:
-        partial.write(b"half a database")
-    with open({marker!r}, "w") as said:
-        said.write(str(os.getpid()))
-    time.sleep(120)
-os.execv({real!r}, [{real!r}, *args])
-"""
 
 
 def test_sigterm_during_the_restore_kills_litestream_and_removes_the_folder(replica_world):
@@ -234,7 +221,7 @@ def test_sigterm_during_the_restore_kills_litestream_and_removes_the_folder(repl
 
     from ops import poll
     from tests import helpers
-    from tests.replica_world import LITESTREAM
+    from tests.replica_world import LITESTREAM, SLOW_RESTORE
 
     world = replica_world
     world.start()

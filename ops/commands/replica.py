@@ -40,7 +40,8 @@ def local_database(c) -> Path:
 @contextlib.contextmanager
 def rendered_config(settings: rp.ReplicaSettings, db: Path):
     """litestream.yml for ``db`` in a private temporary folder, removed afterwards."""
-    folder = tempfile.mkdtemp(prefix="replica-config-")
+    sweep_stale_scratch(Path(tempfile.gettempdir()), None, rp.CONFIG_PREFIX)  # kill -9 left
+    folder = tempfile.mkdtemp(prefix=rp.CONFIG_PREFIX)
     try:
         path = Path(folder) / "litestream.yml"
         path.write_text(rp.render(settings, str(db)))
@@ -208,8 +209,8 @@ def read_status(exe: str, yml: str, db: Path, socket: str, env: dict) -> dict:
     listing = rp.run([exe, "list", "-json", "-timeout", "10", "-socket", socket], env,
                      timeout=30, what="litestream is not running for this database, or is "
                                       f"stuck (its control socket {socket} does not answer)")
-    replicating = [d for d in (listing or {}).get("databases") or []
-                   if os.path.realpath(str(d.get("path", ""))) == os.path.realpath(db)]
+    replicating = rp.listed(listing, lambda path: os.path.realpath(path)
+                            == os.path.realpath(db))
     if not replicating:
         raise OpsError(f"litestream runs but does not replicate {db}", ExitCode.REPLICA)
     files = list_replica(exe, yml, db, env)
@@ -292,13 +293,15 @@ def status(c, max_lag=None, production=False, host=None, config=None, json=False
         "lag_seconds": behind,
         "max_lag_seconds": replica.max_lag,
     }
-    problem = rp.staleness(behind, replica.max_lag)
+    unknown = rp.lag_unknown(local, newest, found["now"])
+    problem = rp.staleness(behind, replica.max_lag, unknown)
     report["ok"] = problem is None
     if json:
         ui.emit(report)
     elif newest is not None:
         ui.info(f"Replica of {found['database']}: TXID {newest.txid:016x} at "
-                f"{report['replica']['time']}; lag {behind:.0f}s (max {replica.max_lag:g}s)")
+                f"{report['replica']['time']}; lag "
+                f"{'unknown' if behind is None else f'{behind:.0f}s'} (max {replica.max_lag:g}s)")
     if problem:
         raise OpsError(f"replica status: {problem}", ExitCode.STALE)
 
@@ -350,16 +353,35 @@ def check_restored(restored: Path, scratch: Path, *, check: str, content_hash: b
     return [], counts, None, None
 
 
-def sweep_stale_scratch(folder: Path, ui: UI) -> None:
-    """Remove the temporary folders killed restores left beside ``--output``."""
+def newest_mtime(folder: str) -> float:
+    """The newest modification time in ``folder``'s tree (a long restore writes deep in
+    it, a drill's restore one folder further down: the top folder's time stays old)."""
+    newest = os.lstat(folder).st_mtime
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            try:
+                newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
+            except OSError:
+                continue  # removed meanwhile
+    return newest
+
+
+def sweep_stale_scratch(folder: Path, ui: UI | None, prefix: str = rp.SCRATCH_PREFIX) -> None:
+    """Remove the temporary folders killed restores (or drills, or rendered configs) left
+    in ``folder``: ours (this user's), by name; said on ``ui`` when given."""
     found = []
     with os.scandir(folder) as entries:
         for entry in entries:
-            if entry.name.startswith(rp.SCRATCH_PREFIX) and entry.is_dir(follow_symlinks=False):
-                found.append((entry.name, entry.stat(follow_symlinks=False).st_mtime))
-    for name in rp.stale_scratch(found, time.time()):
+            try:
+                if entry.name.startswith(prefix) and entry.is_dir(follow_symlinks=False) \
+                        and entry.stat(follow_symlinks=False).st_uid == os.getuid():
+                    found.append((entry.name, newest_mtime(entry.path)))
+            except OSError:
+                continue  # removed meanwhile (another run's sweep, its own cleanup)
+    for name in rp.stale_scratch(found, time.time(), prefix):
         shutil.rmtree(folder / name, ignore_errors=True)
-        ui.info(f"Removed {folder / name} (left by a restore that was killed)")
+        if ui is not None:
+            ui.info(f"Removed {folder / name} (left by a restore that was killed)")
 
 
 def restore_checked(argv: list[str], db: Path, out: Path, env: dict, settings, ui: UI,
@@ -494,7 +516,7 @@ def restored(c, out: Path, timestamp, txid, quick, dry_run, ui: UI, *,
                            target_flags[1] if txid is not None else None)
         report = {"database": str(db), "output": str(out), **point,
                   "files": len(plan.get("files") or []),
-                  "bytes": sum(int(f.get("size") or 0) for f in plan.get("files") or [])}
+                  "bytes": rp.plan_bytes(plan.get("files"))}
         if timestamp is not None:
             report["timestamp"] = target_flags[1]
             note_replica_end(report, rp.newest(list_replica(exe, yml, db, env)), ui)
@@ -538,8 +560,9 @@ def drill(c, quick=False, json=False):
     """Restore the newest replica into a scratch folder, check it, and report its
     freshness and the restore time (RTO); nothing is kept."""
     ui = UI()
+    sweep_stale_scratch(Path(tempfile.gettempdir()), ui, rp.DRILL_PREFIX)  # kill -9 left
     try:
-        with stop_on_signals(), tempfile.TemporaryDirectory(prefix="replica-drill-") as folder:
+        with stop_on_signals(), tempfile.TemporaryDirectory(prefix=rp.DRILL_PREFIX) as folder:
             out = Path(folder) / local_database(c).name
             started = time.monotonic()
             report, check = restored(c, out, None, None, quick, False, ui)
@@ -549,11 +572,15 @@ def drill(c, quick=False, json=False):
                        ExitCode.TERMINATED) from None
     now = dt.datetime.now(dt.UTC)
     report = rp.drill_report(report, now)
+    if "warning" in report:
+        ui.warn(report["warning"])
     if json:
         ui.emit(report)
     point, counts = report["reached"], report["tables"]
+    age = report["age_seconds"]
+    age = "age unknown" if age is None else f"{human_age(age)} old"
     ui.info(f"Replica drill: TXID {point['txid']} ({point['time']}, "
-            f"{human_age(report['age_seconds'])} old) restored by litestream in "
+            f"{age}) restored by litestream in "
             f"{report['restore_seconds']:.1f}s, {report['rto_seconds']:.1f}s with the checks "
             f"(RTO); {check} check ok; {sum(counts.values())} rows in {len(counts)} tables")
 
