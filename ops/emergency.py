@@ -71,6 +71,19 @@ def is_stopped(raw_machine: dict) -> bool:
         return False
 
 
+def started_as_wanted(machines, machine_id: str, maintenance: bool) -> str:
+    """Stop's and resume's `verify` step, judged from `fly machine list` (pure): the
+    machine is started and runs the maintenance command (or, after resume, its own)."""
+    machine = {m.id: m for m in machines}.get(machine_id)
+    if machine is None:
+        raise OpsError(f"machine {machine_id} is gone from `fly machine list`",
+                       ExitCode.NOT_FOUND)
+    if machine.state != "started" or machine.in_maintenance != maintenance:
+        runs = "the maintenance command" if machine.in_maintenance else "its own command"
+        raise OpsError(f"machine {machine.id} is {machine.state} and runs {runs}")
+    return f"{machine.state}, cmd {' '.join(machine.cmd or ('(image CMD)',))}"
+
+
 # ------------------------------------------------------------------ what stop changes
 
 

@@ -414,15 +414,8 @@ class Undo:
         return self.marker
 
     def verify(self, maintenance: bool) -> str:
-        found = {m.id: m for m in self.target.session.fly.machines(self.settings.app)}
-        machine = found.get(self.machine.id)
-        if machine is None:
-            raise OpsError(f"machine {self.machine.id} is gone from `fly machine list`",
-                           ExitCode.NOT_FOUND)
-        if machine.state != "started" or machine.in_maintenance != maintenance:
-            runs = "the maintenance command" if machine.in_maintenance else "its own command"
-            raise OpsError(f"machine {machine.id} is {machine.state} and runs {runs}")
-        return f"{machine.state}, cmd {' '.join(machine.cmd or ('(image CMD)',))}"
+        return em.started_as_wanted(self.target.session.fly.machines(self.settings.app),
+                                    self.machine.id, maintenance)
 
     def quiet(self) -> str:
         output = self.target.session.run(em.open_handles_script(self.db),

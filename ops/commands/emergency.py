@@ -92,15 +92,7 @@ class Emergency:
         return self.marker
 
     def started_in_maintenance(self, want: bool) -> str:
-        found = {m.id: m for m in self.fly.machines(self.app)}
-        machine = found.get(self.machine.id)
-        if machine is None:
-            raise OpsError(f"machine {self.machine.id} is gone from `fly machine list`",
-                           ExitCode.NOT_FOUND)
-        if machine.state != "started" or machine.in_maintenance != want:
-            runs = "the maintenance command" if machine.in_maintenance else "its own command"
-            raise OpsError(f"machine {machine.id} is {machine.state} and runs {runs}")
-        return f"{machine.state}, cmd {' '.join(machine.cmd or ('(image CMD)',))}"
+        return em.started_as_wanted(self.fly.machines(self.app), self.machine.id, want)
 
 
 @task(help=HELP)
