@@ -757,3 +757,21 @@ def commands_in(lines: list[str]) -> list[str]:
             found.append(current)
             current = None
     return found
+
+
+def make_runner(tmp_path: Path, **kwargs):
+    """A ``runbook.Runner`` named ``test`` whose step lines go to a buffer (200 columns,
+    no colour) and whose audit log is ``tmp_path/audit.log``: (runner, buffer)."""
+    from rich.console import Console
+
+    from ops.runbook import Runner
+    from ops.ui import UI
+
+    buffer = io.StringIO()
+    ui = UI(err=Console(file=buffer, width=200, no_color=True), out=io.StringIO())
+    return Runner("test", ui, tmp_path / "audit.log", **kwargs), buffer
+
+
+def audit_lines(tmp_path: Path) -> list[dict]:
+    """The entries ``make_runner``'s runner appended."""
+    return [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]

@@ -21,6 +21,9 @@ from tests.helpers import run_parallel
 
 DELETES = "DELETE FROM steps WHERE id > 1000;"  # 2,000 of 3,000 rows
 BY_HAND = "To finish by hand, run from the failed step on:"
+# a whole undo (stop, restore, redeploy, resume, /health, guard) is some 20 flyctl calls: on
+# a loaded 2-core machine it can pass the 30 s a single task gets (a hang guard, not a timing)
+UNDO_TIMEOUT = 120
 
 
 def rows(db, table: str = "steps") -> int:
@@ -50,7 +53,7 @@ def bad_deploy(site, env=None) -> dict:
 def undo_everything(site, env=None):
     """A bad deploy, then `deploy.undo --yes --json`: (the deploy's record, the result)."""
     deployed = bad_deploy(site, env)
-    return deployed, site.run("deploy.undo", "--yes", "--json", env=env)
+    return deployed, site.run("deploy.undo", "--yes", "--json", env=env, timeout=UNDO_TIMEOUT)
 
 
 def assert_undone(site, deployed: dict, result) -> dict:
@@ -258,7 +261,7 @@ def test_sigterm_during_the_redeploy_leaves_an_honest_line_and_the_rest_by_hand(
     # nothing was deployed (flyctl was stopped with it): running it again goes on, from
     # the emergency-stopped machine (what it ran comes from the stop's metadata)
     assert site.world.releases()[0]["Version"] == 13
-    again = site.run("deploy.undo", "--yes")
+    again = site.run("deploy.undo", "--yes", timeout=UNDO_TIMEOUT)
     assert again.returncode == 0, again
     last = site.audit()[-1]
     assert last["outcome"] == "ok" and rows(site.db) == 3000
@@ -276,7 +279,7 @@ def test_after_kill_9_the_machine_lock_says_who_and_the_undo_runs_again(site, tm
     assert held.returncode == ExitCode.LOCKED, held
     assert "undo since" in held.error_lines[0]  # whose lock it is, from the machine
     assert site.run("deploy.unlock", "--yes").returncode == 0
-    again = site.run("deploy.undo", "--yes")
+    again = site.run("deploy.undo", "--yes", timeout=UNDO_TIMEOUT)
     assert again.returncode == 0, again
     assert rows(site.db) == 3000
     assert site.world.machine_image(MID) == deployed["previous_release"]["image"]
@@ -299,7 +302,7 @@ def test_an_undo_killed_after_its_redeploy_is_never_restored_twice(site):
     old image on the restored data and takes writes. Neither a plain re-run nor `--deploy`
     may restore the pre-deploy backup over those writes (review-break #2)."""
     deployed = bad_deploy(site)
-    assert site.run("deploy.undo", "--yes").returncode == 0
+    assert site.run("deploy.undo", "--yes", timeout=UNDO_TIMEOUT).returncode == 0
     lines = site.audit_log.read_text().splitlines()
     site.audit_log.write_text("\n".join(lines[:-1]) + "\n")  # as kill -9 leaves the log
     conn = sqlite3.connect(site.db)

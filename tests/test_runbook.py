@@ -4,29 +4,19 @@ maps to exit codes and leaves to do by hand, whatever stops it."""
 from __future__ import annotations
 
 import contextlib
-import io
-import json
 import os
 import signal
 
 import pytest
-from rich.console import Console
 
 from ops import runbook
 from ops.errors import ExitCode, OpsError
-from ops.runbook import Done, Runner, Step
+from ops.runbook import Done, Step
 from ops.signals import Terminated
-from ops.ui import UI
+from tests import helpers
 
-
-def runner(tmp_path, **kwargs) -> tuple[Runner, io.StringIO]:
-    buffer = io.StringIO()
-    ui = UI(err=Console(file=buffer, width=200, no_color=True), out=io.StringIO())
-    return Runner("test", ui, tmp_path / "audit.log", **kwargs), buffer
-
-
-def audit_lines(tmp_path) -> list[dict]:
-    return [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+runner = helpers.make_runner  # (runner, its step lines' buffer)
+audit_lines = helpers.audit_lines
 
 
 def test_steps_run_in_order_and_the_record_says_what_each_did(tmp_path):

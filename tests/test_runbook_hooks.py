@@ -4,26 +4,16 @@ the rest of the plan, and a record worded as the flow's has always been."""
 
 from __future__ import annotations
 
-import io
-import json
 import time
 
 import pytest
-from rich.console import Console
 
 from ops.errors import ExitCode, OpsError
-from ops.runbook import Done, Runner, Step
-from ops.ui import UI
+from ops.runbook import Done, Step
+from tests import helpers
 
-
-def runner(tmp_path, **kwargs) -> tuple[Runner, io.StringIO]:
-    buffer = io.StringIO()
-    ui = UI(err=Console(file=buffer, width=200, no_color=True), out=io.StringIO())
-    return Runner("test", ui, tmp_path / "audit.log", **kwargs), buffer
-
-
-def audit_lines(tmp_path) -> list[dict]:
-    return [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+runner = helpers.make_runner  # (runner, its step lines' buffer)
+audit_lines = helpers.audit_lines
 
 
 def test_a_pause_is_not_recorded_and_its_wait_is_not_the_runs_time(tmp_path):
