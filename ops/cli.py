@@ -24,7 +24,7 @@ from invoke.parser.context import to_flag
 from ops import ui as ui_module
 from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
-from ops.signals import task_started
+from ops.signals import Terminated, stop_on_signals, task_started
 from ops.ui import printable, terminal_width, wrapped
 
 
@@ -58,7 +58,10 @@ def guarded(body):
         task_started()
         emitted = ui_module.EMITTED[0]
         try:
-            return body(c, *args, **kwargs)
+            with stop_on_signals():  # every task: a cancelled CI job gets one line, and
+                return body(c, *args, **kwargs)  # the task's finally blocks run first
+        except Terminated as exc:
+            failure = Exit(f"Error: terminated by {exc.name}", code=int(ExitCode.TERMINATED))
         except OpsError as exc:
             failure = Exit(f"Error: {one_line(exc)}", code=int(exc.code))
         except EngineError as exc:

@@ -18,6 +18,7 @@ from ops.commands.positional import OptionalPositionalTask
 from ops.emergency import on_signals
 from ops.engine import in_future, latest_reason, parse_iso, same_source
 from ops.errors import ExitCode, OpsError
+from ops.signals import Terminated
 from ops.targets.chosen import target_for
 from ops.targets.local import SOURCE_FOLDERS, LocalTarget
 from ops.ui import UI, human_age, human_bytes, utc_stamp, volume_gb
@@ -454,8 +455,11 @@ def volume(c, no_wait=False, timeout=None, json=False):
     try:
         snap = target.fly_app.snapshot(wait=not no_wait, timeout=settings.snapshot_timeout,
                                        interval=settings.health_interval)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated) as exc:
         if any(step.outcome == "ok" and step.label.endswith(" requested") for step in ui.steps):
+            if isinstance(exc, Terminated):
+                raise OpsError(SNAPSHOT_GOES_ON.replace("Ctrl-C", exc.name),
+                               ExitCode.TERMINATED) from None
             raise OpsError(SNAPSHOT_GOES_ON, ExitCode.INTERRUPTED) from None
         raise
     if snap.get("id"):
