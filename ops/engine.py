@@ -1061,12 +1061,13 @@ def pick_backups(backups: list[BackupFile], which: str, latest, where: str) -> l
     return match
 
 
-def verify_backup(path: str | os.PathLike, check: str = "integrity", *,
+def verify_backup(path: str | os.PathLike, check: str | None = "integrity", *,
                   mmap_size: int = 0) -> VerifyResult:
     """Check a backup against every checksum recorded for it, and SQLite's own check.
 
     Records that disagree, or a file that matches none, fail as a checksum mismatch; a
-    backup with no usable record at all is "unverifiable", never ok.
+    backup with no usable record at all is "unverifiable", never ok. ``check`` None: the
+    checksum only, for a file this process checked a moment ago (restore --from-replica).
     """
     path = Path(path)
     problems: list[str] = []
@@ -1079,7 +1080,8 @@ def verify_backup(path: str | os.PathLike, check: str = "integrity", *,
     recorded = next(iter(records.values()), None)
     digest = sha256_file(path)
     problems.extend(checksum_problems(records, digest))
-    problems.extend(run_check(path, check, mmap_size=mmap_size))
+    if check is not None:
+        problems.extend(run_check(path, check, mmap_size=mmap_size))
     if not records:  # a sound file, but nothing says it is the one that was backed up
         problems.append(UNVERIFIABLE)
     return VerifyResult(path.name, not problems, check, _size(path), digest, recorded, problems)
@@ -1116,7 +1118,7 @@ def copy_for_upload(path: str | os.PathLike, directory: str | os.PathLike) -> tu
 
 
 def verify_copy(original: str | os.PathLike, copy: str | os.PathLike, digest: str,
-                check: str = "integrity") -> VerifyResult:
+                check: str | None = "integrity") -> VerifyResult:
     """``verify_backup`` of ``copy_for_upload``'s copy, against the records beside the
     original (its ``NAME.sha256`` and ``NAME.json``) and the SHA-256 read with it."""
     original, copy = Path(original), Path(copy)
@@ -1127,7 +1129,8 @@ def verify_copy(original: str | os.PathLike, copy: str | os.PathLike, digest: st
         return VerifyResult(original.name, False, check, _size(copy), digest, None, [str(exc)])
     records = recorded_sha256s(original)
     problems.extend(checksum_problems(records, digest))
-    problems.extend(run_check(copy, check))
+    if check is not None:  # None: see verify_backup
+        problems.extend(run_check(copy, check))
     if not records:
         problems.append(UNVERIFIABLE)
     return VerifyResult(original.name, not problems, check, _size(copy), digest,
