@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sqlite3
 import sys
 import urllib.request
 from pathlib import Path
@@ -27,38 +26,12 @@ from tests.replica_world import (  # noqa: F401
     LITESTREAM,
     SLOW_RESTORE,
     World,
+    lose_rows,
     moto_endpoint,
     replica_world,
+    sound,
+    users,
 )
-
-
-def users(db) -> int:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute("SELECT COUNT(*) FROM users").fetchone()[0]
-    finally:
-        conn.close()
-
-
-def sound(db) -> bool:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-    finally:
-        conn.close()
-
-
-def lose_rows(world: World) -> int:
-    """litestream ships the database, dies; rows it never saw are deleted: the replica
-    holds more users than the live database (10)."""
-    proc = world.start()
-    before = users(world.db)
-    world.kill(proc)
-    conn = sqlite3.connect(world.db)
-    conn.execute("DELETE FROM users WHERE id > 10")
-    conn.commit()
-    conn.close()
-    return before
 
 
 def every_backup_recorded(folder: Path) -> list[str]:
@@ -138,28 +111,49 @@ def recording(run: helpers.Background, folder: Path):
         timeout=60, interval=0.02, expired=lambda *_: AssertionError("never recorded"))
 
 
+# (the moment, the lock another run holds then): while the checked replica file is to be
+# recorded (another backup holds the folder), or once it is a backup and the restore waits
+# (another restore). Was, the first: the file was linked into backup.dir, then recorded:
+# kill -9 left a checked but unrecorded backup-*.db, and a SIGTERM died with no Error line.
+HELD = [("recording", engine.LOCK_NAME), ("restoring", engine.RESTORE_LOCK)]
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_here_stopped_while_the_replica_file_is_recorded(replica_world, run_invoke,
-                                                         tmp_path, sig):
-    """Another backup holds the folder's lock while the checked file is to be recorded.
-    Was: the file was linked into backup.dir, then recorded: kill -9 left a checked but
-    unrecorded backup-*.db there, and a SIGTERM died with no Error line."""
+@pytest.mark.parametrize(("moment", "lock"), HELD, ids=[m for m, _ in HELD])
+def test_here_stopped_while_another_run_holds_a_lock(replica_world, run_invoke, tmp_path,
+                                                     moment, lock, sig):
     world = replica_world
     before = lose_rows(world)
     backups = tmp_path / "backups"
     env = {**world.env, "INVOKE_BACKUP_DIR": str(backups), "INVOKE_BACKUP_LOCK_WAIT": "60"}
-    with helpers.file_lock_held(backups / engine.LOCK_NAME, tmp_path / "holder"):
+    with helpers.file_lock_held(backups / lock, tmp_path / "holder"):
         run = helpers.start_invoke("restore", "--from-replica", "--yes", cwd=world.tmp,
                                    env=env)
-        recording(run, backups)
+        if moment == "recording":
+            recording(run, backups)
+        else:
+            run.wait_for_stderr("restoring it", timeout=60)
         result = stopped(run, sig)
-    assert every_backup_recorded(backups) == []  # was: [the unrecorded replica file]
+    names = every_backup_recorded(backups)  # published with its records, or not at all
+    if moment == "recording":
+        assert names == []  # was: [the unrecorded replica file]
+    else:
+        assert len(names) == 1 and users(backups / names[0]) == before
     assert users(world.db) == 10 and sound(world.db)
     if sig == signal.SIGTERM:
-        one_error_line(result, "nothing restored")  # was: killed, no Error line
+        one_error_line(result, *(["nothing restored"] if moment == "recording" else []))
     again = run_invoke("restore", "--from-replica", "--yes", env=env)
     assert again.returncode == 0, again
     assert users(world.db) == before
+
+
+# ---------------------------------------------------------------- the Fly machine
+
+def bucket(endpoint: str, name: str) -> str:
+    with urllib.request.urlopen(urllib.request.Request(f"{endpoint}/{name}", method="PUT"),
+                                timeout=30):
+        pass
+    return name
 
 
 def test_production_killed_while_the_replica_file_is_recorded(served_prod, moto_endpoint,
@@ -182,41 +176,6 @@ def test_production_killed_while_the_replica_file_is_recorded(served_prod, moto_
         assert users(prod.db) == 10 and not prod.world.calls()  # the machine never asked
     finally:
         world.close()
-
-
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_here_stopped_after_the_replica_became_a_backup(replica_world, run_invoke, tmp_path,
-                                                        sig):
-    """The restore waits for another restore's lock: the replica file is a backup by now,
-    the restore has not begun. Was: a SIGTERM here died with no Error line."""
-    world = replica_world
-    before = lose_rows(world)
-    backups = tmp_path / "backups"
-    env = {**world.env, "INVOKE_BACKUP_DIR": str(backups), "INVOKE_BACKUP_LOCK_WAIT": "60"}
-    with helpers.file_lock_held(backups / engine.RESTORE_LOCK, tmp_path / "holder"):
-        run = helpers.start_invoke("restore", "--from-replica", "--yes", cwd=world.tmp,
-                                   env=env)
-        run.wait_for_stderr("restoring it", timeout=60)
-        result = stopped(run, sig)
-    (name,) = every_backup_recorded(backups)  # published with its records, or not at all
-    assert users(backups / name) == before and users(world.db) == 10 and sound(world.db)
-    if sig == signal.SIGTERM:
-        one_error_line(result)
-        again = run_invoke("restore", name, "--yes", env=env)  # the kept backup
-        assert again.returncode == 0, again
-    else:
-        again = run_invoke("restore", "--from-replica", "--yes", env=env)
-        assert again.returncode == 0, again
-    assert users(world.db) == before
-
-
-# ---------------------------------------------------------------- the Fly machine
-
-def bucket(endpoint: str, name: str) -> str:
-    with urllib.request.urlopen(urllib.request.Request(f"{endpoint}/{name}", method="PUT"),
-                                timeout=30):
-        pass
-    return name
 
 
 # (phase, flyctl argv words the run stalls in): each after the replica became a backup
