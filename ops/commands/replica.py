@@ -653,7 +653,7 @@ def from_replica(c, which: str, from_: str | None, timestamp: str | None, restor
                                          ui=UI(), made=made)
             named = {"which": "latest", "from_": str(out)} if remote else \
                 {"which": out.name, "from_": None}
-            restore(**named, **({"replica": report} if dry_run else {"checked": True}))
+            restore(**named, checked=True, replica=report if dry_run else None)
     except Terminated as exc:
         kept = (f"the replica's checked backup {made['out']} is kept with its records; "
                 if "out" in made and made["out"].exists() else "nothing restored, ")
