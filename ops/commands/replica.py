@@ -56,6 +56,11 @@ def require_bucket(settings: rp.ReplicaSettings) -> None:
     if not bucket or rp.ENV_REFERENCE.search(bucket):
         raise OpsError(f"no bucket: replica.bucket is {settings.bucket!r} and that is not set "
                        "here (set BUCKET_NAME or replica.bucket)", ExitCode.USAGE)
+    if rp.ENV_REFERENCE.match(settings.endpoint):  # $AWS_ENDPOINT_URL_S3: judged as set
+        problem = replica_checks.endpoint_problem(os.path.expandvars(settings.endpoint),
+                                                  f"{settings.endpoint} (replica.endpoint)")
+        if problem:
+            raise OpsError(problem, ExitCode.USAGE)
 
 
 # ---------------------------------------------------------------- replica.config
@@ -645,7 +650,8 @@ def from_replica(c, which: str, from_: str | None, timestamp: str | None, restor
     if which != "latest" or from_ is not None:
         raise OpsError("--from-replica restores from the replica: give no backup name and "
                        "no --from", ExitCode.USAGE)
-    rp.restore_target(timestamp, None)  # a bad --timestamp is refused before any folder
+    rp.restore_target(timestamp, None)  # a bad --timestamp is refused before any folder,
+    require_bucket(config.load_replica(c.config))  # and so are bad replica.* settings
     made: dict = {}
     try:
         with stop_on_signals():  # SIGTERM/SIGHUP unwind: litestream killed, folder removed
