@@ -10,7 +10,8 @@ Per repeat, on one sample database replicated to a real moto S3 on 127.0.0.1:
   the content hash without litestream's tables), as a user runs it;
 - ``from_replica_file``: what ``restore --from-replica`` does before the restore proper:
   litestream's restore, then ``engine.verify_new_copy`` (integrity_check, SHA-256 and
-  row counts in one read, at once) of that file; its publishing is a few links;
+  row counts in one read, at once; the check's cache as the code sets it) of that file;
+  its publishing is a few links;
 - on litestream's file, each check alone: ``integrity_check`` (cache as configured),
   ``integrity_check`` with a 256 MiB cache, with the file mapped (mmap), the content hash
   without litestream's tables (a copy, then describe) and with them (describe alone), and
@@ -39,7 +40,7 @@ from replica_rpo import bucket, invoke, load, replicate, start_moto  # noqa: E40
 from workspace import save_results, work_folder  # noqa: E402
 
 from ops import engine  # noqa: E402
-from ops.commands.replica import describe_without_litestream  # noqa: E402
+from ops.commands.replica import check_cache, describe_without_litestream  # noqa: E402
 from tests.replica_world import LITESTREAM, World  # noqa: E402
 
 
@@ -66,7 +67,8 @@ def one_repeat(world: World, tmp: Path, i: int) -> dict:
         env=world.litestream_env(), check=True, capture_output=True))
     _, task = timed(lambda: invoke(world, tmp, "replica.restore", "--output",
                                    str(tmp / f"task{i}.db")))
-    verdict, verified = timed(lambda: engine.verify_new_copy(raw, "integrity"))
+    verdict, verified = timed(lambda: engine.verify_new_copy(  # as publish_checked calls it
+        raw, "integrity", cache_bytes=check_cache(raw)))
     assert verdict[0] == [], verdict[0]
     _, plain = timed(lambda: integrity(raw))
     _, cache = timed(lambda: integrity(raw, "PRAGMA cache_size=-262144;"))

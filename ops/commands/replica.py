@@ -337,6 +337,15 @@ def describe_without_litestream(restored: Path, scratch: Path) -> tuple[dict, st
     return engine.describe_file(scratch)
 
 
+CHECK_CACHE = 256 * 1024 * 1024  # bytes at most of SQLite's page cache for a restore's check
+
+
+def check_cache(path: Path) -> int:
+    """SQLite's page cache for the check of a restored file: the whole file up to
+    ``CHECK_CACHE`` (docs/replica.md: measured in benchmarks/replica_checks.py)."""
+    return min(path.stat().st_size, CHECK_CACHE)
+
+
 def check_restored(restored: Path, scratch: Path, *, check: str, content_hash: bool,
                    mmap_size: int) -> tuple[list[str], dict, str | None, str | None]:
     """(problems, rows per table, content hash, its format) of a restored file, the check
@@ -344,7 +353,8 @@ def check_restored(restored: Path, scratch: Path, *, check: str, content_hash: b
     database, integrity_check 13.7 s, hash 7.2 s). Without ``content_hash`` only row
     counts (milliseconds), litestream's tables left out."""
     with ThreadPoolExecutor(max_workers=2) as pool:
-        checking = pool.submit(engine.run_check, restored, check, mmap_size=mmap_size)
+        checking = pool.submit(engine.run_check, restored, check, mmap_size=mmap_size,
+                               cache_bytes=check_cache(restored))
         if content_hash:
             described = pool.submit(describe_without_litestream, restored, scratch)
         problems = checking.result()
@@ -451,7 +461,7 @@ def publish_checked(tmp: Path, out: Path, settings, by: str, started: float, ui:
     pragma = "integrity_check" if settings.check == "integrity" else "quick_check"
     with ui.step(f"{pragma}, SHA-256 and row counts, then record it as backup {out.name}"):
         problems, digest, described = engine.verify_new_copy(
-            tmp, settings.check, mmap_size=settings.mmap_size)
+            tmp, settings.check, mmap_size=settings.mmap_size, cache_bytes=check_cache(tmp))
         if problems:
             raise OpsError(f"the restored database failed {pragma}: {problems[0]} "
                            f"(nothing written to {out})", ExitCode.VERIFY_FAILED)
