@@ -132,3 +132,17 @@ def test_an_unreachable_bucket_error_never_shows_a_presigned_query(tmp_path):
                         {"E": PRESIGNED, "BUCKET_NAME": "b-1"})
     assert "endpoint https://fly.storage.tigris.dev/b/k" in shown and "b-1" in shown
     assert SECRET not in shown and "X-Amz" not in shown
+
+
+@pytest.mark.parametrize(("value", "words"), [("../other", "'..'"), ("/abs", "absolute"),
+                                              (None, "not set here")])
+def test_a_path_through_a_variable_is_judged_as_litestream_will_expand_it(tmp_path, value,
+                                                                          words):
+    """litestream expands $VARS in its config: ``replica.path: $P/db`` with P=.. would
+    climb into another database's replica."""
+    env = {"BUCKET_NAME": "b-1", "INVOKE_DB_PATH": str(tmp_path / "app.db"),
+           "INVOKE_REPLICA_PATH": "$P/db" if value != "/abs" else "${P}",
+           **({"P": value} if value else {})}
+    result = helpers.run_here("replica.restore", "--output", "out.db", cwd=tmp_path, env=env)
+    assert result.returncode == ExitCode.USAGE, result
+    assert len(result.error_lines) == 1 and words in result.error_lines[0], result

@@ -61,6 +61,13 @@ def require_bucket(settings: rp.ReplicaSettings) -> None:
                                                   f"{settings.endpoint} (replica.endpoint)")
         if problem:
             raise OpsError(problem, ExitCode.USAGE)
+    if rp.ENV_REFERENCE.search(settings.path):  # litestream expands it: judged as it will be
+        path = os.path.expandvars(settings.path)
+        problem = (f"replica.path {settings.path!r} names a variable not set here"
+                   if rp.ENV_REFERENCE.search(path) else
+                   replica_checks.path_problem(path, f"replica.path {settings.path!r} as set"))
+        if problem:
+            raise OpsError(problem, ExitCode.USAGE)
 
 
 # ---------------------------------------------------------------- replica.config
