@@ -110,3 +110,30 @@ def test_each_file_is_checked_once(replica_world, tmp_path, monkeypatch):
         assert conn.execute("SELECT COUNT(*) FROM users").fetchone()[0] == before
     finally:
         conn.close()
+
+
+def test_on_a_host(host, moto_endpoint, run_invoke, tmp_path):  # noqa: F811
+    """--from-replica --host --dry-run: the replica's point, then the host's restore steps
+    (it connects: a read); nothing sent, the host's database untouched. (A short name:
+    the socket path under xdist must fit a Unix socket's 104 bytes.)"""
+    import urllib.request
+
+    with urllib.request.urlopen(urllib.request.Request(
+            f"{moto_endpoint}/host-plan", method="PUT"), timeout=30):
+        pass
+    (tmp_path / "ls").mkdir()
+    world = World(moto_endpoint, "host-plan", host["db"], tmp_path / "ls")
+    try:
+        lose_rows(world)
+        held = digest(host["db"])
+        env = {**{k: v for k, v in world.env.items() if k != "INVOKE_DB_PATH"}, **host["env"]}
+        result = run_invoke("restore", "--from-replica", "--host", host["addr"], "--dry-run",
+                            "--json", env=env)
+        assert result.returncode == 0, result
+        plan = result.json()
+        assert [step["key"] for step in plan["steps"]][-2:] == ["restore", "record"], plan
+        assert "upload" in [step["key"] for step in plan["steps"]]
+        assert "connected to" in result.stderr
+        assert digest(host["db"]) == held and not engine.list_backups(host["dir"])
+    finally:
+        world.close()
