@@ -120,9 +120,9 @@ def main() -> None:
             moto.terminate()
             moto.wait(timeout=30)
             shutil.rmtree(tmp / "d", ignore_errors=True)
-        medians = {key: statistics.median(r[key] for r in rows)
+        medians = {key: round(statistics.median(r[key] for r in rows), 2)
                    for key in rows[0] if key.endswith("_ratio")}
-        print(json.dumps({"mb": args.mb, "size": None, "median_ratios": medians}, indent=2))
+        print(json.dumps({"mb": args.mb, "median_ratios": medians}, indent=2))
         save_results(work, {"mb": args.mb, "runs": rows, "median_ratios": medians})
 
 
