@@ -299,3 +299,19 @@ def test_on_a_host(host, moto_endpoint, run_invoke,
         assert users(host["db"]) == before
     finally:
         world.close()
+
+
+def test_here_the_folder_locked_by_another_backup_is_its_exit_code(replica_world, run_invoke,
+                                                                   tmp_path):
+    """Another backup holds the folder (backup.lock_wait 0): the checked file is not
+    recorded, nothing is left, the exit is the lock's (4), one line."""
+    world = replica_world
+    lose_rows(world)
+    backups = tmp_path / "backups"
+    with helpers.file_lock_held(backups / engine.LOCK_NAME, tmp_path / "holder"):
+        result = run_invoke("restore", "--from-replica", "--yes",
+                            env={**world.env, "INVOKE_BACKUP_DIR": str(backups)})
+    assert result.returncode == ExitCode.LOCKED, result
+    assert len(result.error_lines) == 1 and "cannot record" in result.error_lines[0]
+    assert [p.name for p in backups.iterdir() if p.name != engine.LOCK_NAME] == []
+    assert users(world.db) == 10

@@ -481,9 +481,9 @@ def publish_checked(tmp: Path, out: Path, settings, by: str, started: float, ui:
         try:
             with engine.backup_lock(out.parent, settings.lock_wait):
                 engine.publish(tmp, out, result)
-        except engine.EngineError as exc:
+        except engine.EngineError as exc:  # its code: another backup's lock is 4, …
             raise OpsError(f"cannot record {out}: {exc} (nothing written; the live database "
-                           "untouched)", ExitCode.USAGE) from None
+                           "untouched)", OpsError.from_engine(exc).code) from None
     return {table: rows for table, rows in (described["tables"] or {}).items()
             if table not in rp.LITESTREAM_TABLES}
 
