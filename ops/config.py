@@ -656,8 +656,9 @@ def load_replica(config, *, max_lag=None) -> ReplicaSettings:
 
     def text(key: str) -> str:
         value = _string(section[key], f"replica.{key}", optional=True).strip()
-        if any(ch in value for ch in "\n\r\t\0"):
-            raise OpsError(f"config replica.{key} must be one line, got {value!r}", ExitCode.USAGE)
+        if any(ch in value for ch in "\n\r\t\0"):  # an endpoint may hold a secret: not shown
+            raise OpsError(f"config replica.{key} must be one line" + (
+                "" if key == "endpoint" else f", got {value!r}"), ExitCode.USAGE)
         return value
 
     def duration(key: str, value, name: str, minimum: float, maximum: float) -> float:
@@ -680,12 +681,10 @@ def load_replica(config, *, max_lag=None) -> ReplicaSettings:
     if bucket and not ENV_REFERENCE.search(bucket) and not BUCKET_NAME.fullmatch(bucket):
         raise OpsError(f"config replica.bucket is not a bucket name (3-63 lowercase letters, "
                        f"digits, dots and dashes): {bucket!r}", ExitCode.USAGE)
-    if USERINFO.match(endpoint):  # never echoed: the value holds a secret
-        raise OpsError("config replica.endpoint holds credentials (user:password@): keep "
-                       "them in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY", ExitCode.USAGE)
-    if endpoint and not ENV_REFERENCE.match(endpoint) and not re.match(r"https?://", endpoint):
-        raise OpsError(f"config replica.endpoint must be an http:// or https:// URL, got "
-                       f"{endpoint!r}", ExitCode.USAGE)
+    from ops.replica_checks import endpoint_problem, path_problem  # (it imports this module)
+    problem = endpoint_problem(endpoint)  # never echoes a value that may hold a secret
+    if problem:
+        raise OpsError(f"config {problem}", ExitCode.USAGE)
     if section["deploy_gate"] is False:  # YAML 1.1 reads a bare `off` as false
         section["deploy_gate"] = "off"
     gate = text("deploy_gate").lower()
@@ -693,9 +692,9 @@ def load_replica(config, *, max_lag=None) -> ReplicaSettings:
         raise OpsError(f"config replica.deploy_gate must be one of {', '.join(DEPLOY_GATES)}, "
                        f"got {gate!r}", ExitCode.USAGE)
     path = text("path")
-    if path.startswith("/") or ".." in path.split("/"):
-        raise OpsError(f"config replica.path must be a relative key prefix without '..', got "
-                       f"{path!r}", ExitCode.USAGE)
+    problem = path_problem(path)
+    if problem:
+        raise OpsError(f"config {problem}", ExitCode.USAGE)
     return ReplicaSettings(
         bucket=bucket, path=path, endpoint=endpoint, region=text("region"),
         sync_interval=duration("sync_interval", section["sync_interval"],

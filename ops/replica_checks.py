@@ -72,10 +72,68 @@ def _types(section: dict, where: str, place: str) -> list[str]:
 
 
 def _userinfo(replica: dict, where: str) -> list[str]:
-    return [f"{where}: {key} holds credentials (user:password@ in the URL): keep them in "
-            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"  # the value itself is never shown
-            for key in ("endpoint", "url")
-            if isinstance(replica.get(key), str) and USERINFO.match(replica[key].strip())]
+    """The replica's URLs and key prefix as ``load_replica`` judges replica.endpoint and
+    replica.path (credentials, a query string, a path that climbs out)."""
+    problems = [f"{where}: {problem}" for key in ("endpoint", "url")
+                if isinstance(replica.get(key), str)
+                and (problem := endpoint_problem(replica[key].strip(), key))]
+    if isinstance(replica.get("path"), str):
+        problem = path_problem(replica["path"], "path")
+        problems += [f"{where}: {problem}"] if problem else []
+    return problems
+
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def endpoint_problem(endpoint: str, name: str = "replica.endpoint") -> str | None:
+    """Why an endpoint URL is refused (None: fine, or empty), never showing a value that
+    may hold a secret: credentials (``user:password@``), a query string or fragment (a
+    presigned URL's ``?X-Amz-Credential=…&X-Amz-Signature=…`` is one), control characters
+    or spaces, not http(s), no host. A whole ``$VAR`` is litestream's to expand."""
+    if not endpoint or ENV_REFERENCE.fullmatch(endpoint):
+        return None
+    if USERINFO.match(endpoint):
+        return (f"{name} holds credentials (user:password@): keep them in "
+                "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+    if "?" in endpoint or "#" in endpoint:  # a host never holds either
+        return (f"{name} must be a plain URL, without a query string or fragment (a "
+                "presigned URL's X-Amz-* values are credentials: the value is not shown)")
+    if CONTROL.search(endpoint) or " " in endpoint:
+        return f"{name} must be one URL without spaces or control characters"
+    if ENV_REFERENCE.match(endpoint):  # $VAR/more: the rest is litestream's to judge
+        return None
+    found = re.match(r"https?://([^/]*)", endpoint, re.IGNORECASE)
+    if not found:
+        return f"{name} must be an http:// or https:// URL, got {endpoint[:80]!r}"
+    if not found[1] or found[1].startswith(":"):
+        return f"{name} has no host: {endpoint[:80]!r}"
+    return None
+
+
+S3_KEY_BYTES = 1024  # S3's limit on an object key
+
+
+def path_problem(path: str, name: str = "replica.path") -> str | None:
+    """Why a replica key prefix is refused (None: fine, or empty: the database's name):
+    absolute, a backslash (``a\\..\\b`` is ``..`` to a tool that reads it as a
+    separator), an empty, ``.`` or ``..`` segment, a control character, longer than an
+    S3 key may be."""
+    if not path:
+        return None
+    shown = repr(path[:80])
+    if CONTROL.search(path):
+        return f"{name} must not hold control characters, got {shown}"
+    if path.startswith("/"):
+        return f"{name} must be a relative key prefix, not an absolute path: {shown}"
+    if "\\" in path:
+        return f"{name} must use / between its parts, never a backslash: {shown}"
+    if any(part in ("", ".", "..") for part in path.split("/")):
+        return (f"{name} must be a relative key prefix without '..', '.' or empty parts "
+                f"(//, a trailing /): {shown}")
+    if len(path.encode("utf-8", "surrogatepass")) > S3_KEY_BYTES - 64:
+        return f"{name} is longer than an S3 key may be ({S3_KEY_BYTES} bytes): {shown}"
+    return None
 
 
 def config_values(data) -> list[str]:
@@ -132,7 +190,7 @@ def expand(text: str, env: dict) -> str:
 def destination(argv: list[str], env: dict) -> str:
     """"endpoint E, bucket B" from the ``-config`` file in a litestream ``argv`` (empty
     when there is none or it cannot be read): what an unreachable-bucket error names.
-    Credentials in a URL are cut out."""
+    Credentials in a URL (user:password@, a query string) are cut out."""
     if "-config" not in argv[:-1]:
         return ""
     try:
@@ -146,6 +204,7 @@ def destination(argv: list[str], env: dict) -> str:
         value = replica.get(key)
         if isinstance(value, str) and value:
             value = expand(value, env)
+            value = re.sub(r"[?#].*", "", value)  # a presigned query holds credentials
             parts.append(f"{key} {re.sub(r'//[^/@]*@', '//', value)}")
     return ", ".join(parts)
 

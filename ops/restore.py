@@ -39,6 +39,9 @@ class RestoreOptions:
     busy_timeout: float = 10.0
     app_stopped: bool = False  # --app-stopped: a corrupt or missing live database may be replaced
     other_source: bool = False  # --other-source: the backup may be of another database
+    # restore --from-replica: the file was checked by this run a moment ago (its record
+    # written from that check): verify names its SHA-256 against the record, no 2nd check
+    checked: bool = False
 
 
 Step = runbook.Step  # a restore's plan is a runbook plan: ``reads_only`` steps run in a dry run
@@ -64,7 +67,7 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
     if o.from_path:
         upload = f"{directory}/.upload-<name>"
         steps += [
-            Step("verify", f"verify {o.from_path} here: recorded SHA-256 and integrity_check; "
+            Step("verify", f"verify {o.from_path} here: recorded SHA-256{_and_check(o)}; "
                  "count the live database's rows there for the confirmation", commands=(ssh,),
                  running=f"verify {Path(o.from_path)}"),
             Step("upload", f"upload it to {directory} and check its SHA-256 on arrival",
@@ -92,6 +95,12 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
     return steps
 
 
+def _and_check(o: RestoreOptions) -> str:
+    """The verify step's check: none again for a file this run just checked (``checked``)."""
+    return " (its integrity_check ran as it was restored)" if o.checked else \
+        " and integrity_check"
+
+
 def _local_plan(o: RestoreOptions, what: str, *, db: str, directory: str,
                 live_state: str) -> list[Step]:
     """Here: verify, keep what the live database holds, copy, prove."""
@@ -104,8 +113,8 @@ def _local_plan(o: RestoreOptions, what: str, *, db: str, directory: str,
         "missing": Step("aside", f"nothing to keep: {db} is missing (needs --app-stopped)"),
     }[live_state]
     return [
-        Step("verify", f"verify backup {what} in {directory}: recorded SHA-256 and "
-             "integrity_check", reads_only=True, running=f"verify backup {o.which}"),
+        Step("verify", f"verify backup {what} in {directory}: recorded SHA-256"
+             f"{_and_check(o)}", reads_only=True, running=f"verify backup {o.which}"),
         keep,
         Step("restore", f"copy the backup into {db} through SQLite's backup API "
              f"(busy timeout {o.busy_timeout:g}s)", running=f"restore {BACKUP} into {db}"),
@@ -132,7 +141,7 @@ def _host_plan(o: RestoreOptions, what: str, *, db: str, directory: str) -> list
                   reads_only=True, running=f"connect to {o.host}")]
     if o.from_path:
         steps += [
-            Step("verify", f"verify {o.from_path} here: recorded SHA-256 and integrity_check",
+            Step("verify", f"verify {o.from_path} here: recorded SHA-256{_and_check(o)}",
                  running=f"verify {Path(o.from_path)}"),
             Step("upload", f"upload it over SFTP to {directory} and check its SHA-256 there",
                  running=f"upload {Path(o.from_path).name} as {BACKUP}"),
@@ -458,7 +467,7 @@ class Restore:
 
     def _local_verify(self) -> str:
         (chosen, verdict), detail = _verified(self.found["local"], self.options.which,
-                                              self.settings.check)
+                                              self.settings.check, self.options.checked)
         self.found["chosen"] = chosen
         self.runner.learn(backup=chosen.name)
         self.record["backup"] = {"name": chosen.name, "sha256": verdict["sha256"],
@@ -728,7 +737,8 @@ class Restore:
         scratch = self.scratch = Path(tempfile.mkdtemp(prefix="ops-upload-"))
         copy, digest = engine.copy_for_upload(local, scratch)
         self.runner.learn(backup=name)
-        verdict, detail = _verified_file(local, self.settings.check, copy, digest)
+        verdict, detail = _verified_file(local, self.settings.check, copy, digest,
+                                         self.options.checked)
         self.record["backup"] = {"name": name, "sha256": verdict["sha256"], "from": str(local)}
         self.found.update(name=name, copy=copy, digest=digest, file=local)
         return detail
@@ -907,17 +917,18 @@ def drill_summary(result: dict, flag: str = "") -> str:
 # ---------------------------------------------------------------- small helpers
 
 
-def _verified(local: LocalTarget, which: str, check: str):
+def _verified(local: LocalTarget, which: str, check: str, checked: bool = False):
     """The backup ``which`` names (``latest``: never a safety backup, nor another
-    database's), verified."""
+    database's), verified (``checked``: its SHA-256 only, see ``RestoreOptions``)."""
     chosen = engine.resolve_backup(local.dir, which, local.source)[0]
-    verdict = engine.verify_backup(chosen.path, check)
+    verdict = engine.verify_backup(chosen.path, None if checked else check)
     if not verdict.ok:
         raise OpsError(f"backup {chosen.name} failed verification, nothing was changed: "
                        f"{verdict.problems[0]}" + adopt_hint(verdict.problems, chosen.name),
                        ExitCode.VERIFY_FAILED)
     return (chosen, asdict(verdict)), \
         f"{chosen.name}  sha256 {verdict.sha256[:12]}  {check}_check ok" \
+        + (" (as it was restored)" if checked else "") \
         + _skipped(local.list(), chosen, which)
 
 
@@ -1034,12 +1045,13 @@ def _done_by_hand(record: dict, backup: str | None, safety: str | None, flag: st
     return lines
 
 
-def _verified_file(path: Path, check: str, copy: Path, digest: str):
-    verdict = engine.verify_copy(path, copy, digest, check)
+def _verified_file(path: Path, check: str, copy: Path, digest: str, checked: bool = False):
+    verdict = engine.verify_copy(path, copy, digest, None if checked else check)
     if not verdict.ok:
         raise OpsError(f"{path} failed verification, nothing was changed: "
                        f"{verdict.problems[0]}", ExitCode.VERIFY_FAILED)
-    return asdict(verdict), f"sha256 {verdict.sha256[:12]}  {check}_check ok"
+    return asdict(verdict), f"sha256 {verdict.sha256[:12]}  {check}_check ok" + (
+        " (as it was restored)" if checked else "")
 
 
 def _name_for(path: Path) -> str:

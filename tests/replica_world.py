@@ -10,6 +10,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import urllib.request
@@ -169,6 +170,35 @@ def replica_world(moto_endpoint, tmp_path):
         yield world
     finally:
         world.close()
+
+
+def users(db) -> int:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT COUNT(*) FROM users").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def sound(db) -> bool:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    finally:
+        conn.close()
+
+
+def lose_rows(world: World) -> int:
+    """litestream ships the database and dies; then the rows it never saw are deleted:
+    the replica holds more users (returned) than the live database (10)."""
+    proc = world.start()
+    before = users(world.db)
+    world.kill(proc)
+    conn = sqlite3.connect(world.db)
+    conn.execute("DELETE FROM users WHERE id > 10")
+    conn.commit()
+    conn.close()
+    return before
 
 
 # litestream wrapper for kill tests: format(python=, real=LITESTREAM, marker=)

@@ -61,7 +61,8 @@ def test_a_value_cannot_add_keys_to_the_file():
     sneaky = type(settings)(**{**settings.__dict__, "path": "p\nretention: 1s"})
     data = yaml.safe_load(rp.render(sneaky, "/data/steps.db"))  # quoted even unchecked
     assert data["dbs"][0]["replica"]["path"] == "p\nretention: 1s"
-    assert "retention" not in data["dbs"][0]["replica"] and rp.check_config(data) == []
+    assert "retention" not in data["dbs"][0]["replica"]
+    assert [p for p in rp.check_config(data) if "control characters" not in p] == []
 
 
 @pytest.mark.parametrize("key,value,words", [

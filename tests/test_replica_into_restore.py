@@ -5,38 +5,23 @@ backup, proof). Real litestream, real S3 endpoint (moto), real WAL databases."""
 from __future__ import annotations
 
 import json
-import sqlite3
 
 from ops import engine
 from ops.errors import ExitCode
 from tests import helpers
-from tests.replica_world import World, moto_endpoint, replica_world  # noqa: F401
-
-
-def users(db) -> int:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute("SELECT COUNT(*) FROM users").fetchone()[0]
-    finally:
-        conn.close()
-
-
-def lose_rows_litestream_never_saw(world, proc) -> int:
-    """Stop litestream, then delete rows: the replica still has them, the live db not."""
-    before = users(world.db)
-    world.kill(proc)
-    conn = sqlite3.connect(world.db)
-    conn.execute("DELETE FROM users WHERE id > 10")
-    conn.commit()
-    conn.close()
-    return before
+from tests.replica_world import (  # noqa: F401
+    World,
+    lose_rows,
+    moto_endpoint,
+    replica_world,
+    users,
+)
 
 
 def test_restore_from_the_replica_goes_through_the_restore_with_a_safety_backup(
         replica_world, run_invoke, tmp_path):
     world = replica_world
-    proc = world.start()
-    before = lose_rows_litestream_never_saw(world, proc)
+    before = lose_rows(world)
     backups = tmp_path / "backups"
     env = {**world.env, "INVOKE_BACKUP_DIR": str(backups)}
     result = run_invoke("restore", "--from-replica", "--yes", "--json", env=env)
@@ -102,7 +87,7 @@ def test_restore_from_the_replica_on_the_production_machine(served_prod, moto_en
     (tmp_path / "ls").mkdir()
     world = World(moto_endpoint, bucket, prod.db, tmp_path / "ls")
     try:
-        before = lose_rows_litestream_never_saw(world, world.start())
+        before = lose_rows(world)
         env = {k: v for k, v in world.env.items() if k != "INVOKE_DB_PATH"}
         result = prod.run("restore", "--from-replica", "--production", "--yes", "--json",
                           env=env)
@@ -131,7 +116,7 @@ def test_on_a_host(host, moto_endpoint, run_invoke, tmp_path):  # noqa: F811
     (tmp_path / "ls").mkdir()
     world = World(moto_endpoint, bucket, host["db"], tmp_path / "ls")
     try:
-        before = lose_rows_litestream_never_saw(world, world.start())
+        before = lose_rows(world)
         env = {**{k: v for k, v in world.env.items() if k != "INVOKE_DB_PATH"}, **host["env"]}
         result = run_invoke("restore", "--from-replica", "--host", host["addr"], "--yes",
                             "--json", env=env)

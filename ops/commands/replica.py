@@ -56,6 +56,18 @@ def require_bucket(settings: rp.ReplicaSettings) -> None:
     if not bucket or rp.ENV_REFERENCE.search(bucket):
         raise OpsError(f"no bucket: replica.bucket is {settings.bucket!r} and that is not set "
                        "here (set BUCKET_NAME or replica.bucket)", ExitCode.USAGE)
+    if rp.ENV_REFERENCE.match(settings.endpoint):  # $AWS_ENDPOINT_URL_S3: judged as set
+        problem = replica_checks.endpoint_problem(os.path.expandvars(settings.endpoint),
+                                                  f"{settings.endpoint} (replica.endpoint)")
+        if problem:
+            raise OpsError(problem, ExitCode.USAGE)
+    if rp.ENV_REFERENCE.search(settings.path):  # litestream expands it: judged as it will be
+        path = os.path.expandvars(settings.path)
+        problem = (f"replica.path {settings.path!r} names a variable not set here"
+                   if rp.ENV_REFERENCE.search(path) else
+                   replica_checks.path_problem(path, f"replica.path {settings.path!r} as set"))
+        if problem:
+            raise OpsError(problem, ExitCode.USAGE)
 
 
 # ---------------------------------------------------------------- replica.config
@@ -332,6 +344,15 @@ def describe_without_litestream(restored: Path, scratch: Path) -> tuple[dict, st
     return engine.describe_file(scratch)
 
 
+CHECK_CACHE = 256 * 1024 * 1024  # bytes at most of SQLite's page cache for a restore's check
+
+
+def check_cache(path: Path) -> int:
+    """SQLite's page cache for the check of a restored file: the whole file up to
+    ``CHECK_CACHE`` (docs/replica.md: measured in benchmarks/replica_checks.py)."""
+    return min(path.stat().st_size, CHECK_CACHE)
+
+
 def check_restored(restored: Path, scratch: Path, *, check: str, content_hash: bool,
                    mmap_size: int) -> tuple[list[str], dict, str | None, str | None]:
     """(problems, rows per table, content hash, its format) of a restored file, the check
@@ -339,7 +360,8 @@ def check_restored(restored: Path, scratch: Path, *, check: str, content_hash: b
     database, integrity_check 13.7 s, hash 7.2 s). Without ``content_hash`` only row
     counts (milliseconds), litestream's tables left out."""
     with ThreadPoolExecutor(max_workers=2) as pool:
-        checking = pool.submit(engine.run_check, restored, check, mmap_size=mmap_size)
+        checking = pool.submit(engine.run_check, restored, check, mmap_size=mmap_size,
+                               cache_bytes=check_cache(restored))
         if content_hash:
             described = pool.submit(describe_without_litestream, restored, scratch)
         problems = checking.result()
@@ -385,10 +407,12 @@ def sweep_stale_scratch(folder: Path, ui: UI | None, prefix: str = rp.SCRATCH_PR
 
 
 def restore_checked(argv: list[str], db: Path, out: Path, env: dict, settings, ui: UI,
-                    report: dict) -> None:
+                    report: dict, by: str | None = None) -> None:
     """litestream restore (``argv`` ends in ``-o``) into a private folder beside ``out``,
     the check and the hash, mode 0600, then a hard link to ``out`` (never a replace); the
-    folder goes whatever happens. Fills ``report``."""
+    folder goes whatever happens. Fills ``report``. ``by``: ``out`` is a backup (restore
+    --from-replica) checked like a new one and published with its records, ``by`` in them
+    (``publish_checked``)."""
     sweep_stale_scratch(out.parent, ui)
     try:
         scratch = Path(tempfile.mkdtemp(prefix=rp.SCRATCH_PREFIX, dir=out.parent))
@@ -402,27 +426,66 @@ def restore_checked(argv: list[str], db: Path, out: Path, env: dict, settings, u
             rp.run([*argv, str(tmp), str(db)], env, timeout=LITESTREAM_TIMEOUT,
                    what="litestream restore failed", code=ExitCode.ERROR)
         report["restore_seconds"] = round(time.monotonic() - started, 3)
-        pragma = "integrity_check" if settings.check == "integrity" else "quick_check"
-        with ui.step(f"{pragma}, row counts" + (" and content hash"
-                                                 if settings.content_hash else "")):
-            problems, counts, digest, fmt = check_restored(
-                tmp, scratch / "hash.db", check=settings.check,
-                content_hash=settings.content_hash, mmap_size=settings.mmap_size)
-            if problems:
-                raise OpsError(f"the restored database failed {pragma}: {problems[0]} "
-                               f"(nothing written to {out})", ExitCode.VERIFY_FAILED)
         os.chmod(tmp, 0o600)  # the app's data, private like every backup (litestream: 0644)
-        engine.fsync_path(tmp)
-        try:
-            os.link(tmp, out)  # never replaces: a file that appeared meanwhile stays
-        except FileExistsError:
-            raise OpsError(f"{out} appeared during the restore: left alone",
-                           ExitCode.USAGE) from None
-        engine.fsync_path(out.parent)
+        if by is not None:
+            counts, digest, fmt = publish_checked(tmp, out, settings, by, started, ui), None, None
+        else:
+            counts, digest, fmt = check_and_link(tmp, out, scratch / "hash.db", settings, ui)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     report.update(seconds=round(time.monotonic() - started, 3), check=settings.check,
                   tables=counts, content_hash=digest, content_format=fmt)
+
+
+def check_and_link(tmp: Path, out: Path, hash_db: Path, settings, ui: UI):
+    """replica.restore's check of ``tmp`` (rows and hash without litestream's tables),
+    then a hard link to ``out`` (never a replace); (rows, content hash, its format)."""
+    pragma = "integrity_check" if settings.check == "integrity" else "quick_check"
+    with ui.step(f"{pragma}, row counts" + (" and content hash"
+                                             if settings.content_hash else "")):
+        problems, counts, digest, fmt = check_restored(
+            tmp, hash_db, check=settings.check, content_hash=settings.content_hash,
+            mmap_size=settings.mmap_size)
+        if problems:
+            raise OpsError(f"the restored database failed {pragma}: {problems[0]} "
+                           f"(nothing written to {out})", ExitCode.VERIFY_FAILED)
+    engine.fsync_path(tmp)
+    try:
+        os.link(tmp, out)  # never replaces: a file that appeared meanwhile stays
+    except FileExistsError:
+        raise OpsError(f"{out} appeared during the restore: left alone",
+                       ExitCode.USAGE) from None
+    engine.fsync_path(out.parent)
+    return counts, digest, fmt
+
+
+def publish_checked(tmp: Path, out: Path, settings, by: str, started: float, ui: UI) -> dict:
+    """``tmp`` checked as a new backup is (``engine.verify_new_copy``: fsync, the check,
+    SHA-256 and row counts in one read) and published as ``out`` with its records at once
+    (``engine.publish``: both sidecars, then the file; under the folder's backup lock), so
+    a kill at any moment leaves no backup-named file without its records. Its rows per
+    table without litestream's own."""
+    pragma = "integrity_check" if settings.check == "integrity" else "quick_check"
+    with ui.step(f"{pragma}, SHA-256 and row counts, then record it as backup {out.name}"):
+        problems, digest, described = engine.verify_new_copy(
+            tmp, settings.check, mmap_size=settings.mmap_size, cache_bytes=check_cache(tmp))
+        if problems:
+            raise OpsError(f"the restored database failed {pragma}: {problems[0]} "
+                           f"(nothing written to {out})", ExitCode.VERIFY_FAILED)
+        result = engine.BackupResult(
+            **described, name=out.name, path=str(out), created=engine.iso(
+                engine.parse_created(out.name)), size=tmp.stat().st_size, sha256=digest,
+            check=settings.check, seconds=round(time.monotonic() - started, 3), source="",
+            strategy="adopted", kind="adopted",
+            adopted={"when": engine.iso(dt.datetime.now(dt.UTC)), "by": by[:200]})
+        try:
+            with engine.backup_lock(out.parent, settings.lock_wait):
+                engine.publish(tmp, out, result)
+        except engine.EngineError as exc:  # its code: another backup's lock is 4, …
+            raise OpsError(f"cannot record {out}: {exc} (nothing written; the live database "
+                           "untouched)", OpsError.from_engine(exc).code) from None
+    return {table: rows for table, rows in (described["tables"] or {}).items()
+            if table not in rp.LITESTREAM_TABLES}
 
 
 def plan_restore(argv: list[str], env: dict) -> dict:
@@ -495,10 +558,11 @@ def restore_replica(c, output, timestamp, txid, quick, dry_run, json) -> None:
 
 
 def restored(c, out: Path, timestamp, txid, quick, dry_run, ui: UI, *,
-             db: Path | None = None) -> tuple[dict, str]:
+             db: Path | None = None, as_backup: bool = False) -> tuple[dict, str]:
     """Plan, restore (pinned to the planned TXID) into the new file ``out`` and check it;
     the report and the check that ran. With ``dry_run`` only the plan. ``db``: the
-    database whose replica it is (default db.path; the machine's is db.remote_path)."""
+    database whose replica it is (default db.path; the machine's is db.remote_path).
+    ``as_backup``: ``out`` is a backup, published with its records (``restore_checked``)."""
     target_flags = rp.restore_target(timestamp, txid)
     replica = config.load_replica(c.config)
     settings = config.load(c.config, quick=quick)
@@ -526,7 +590,9 @@ def restored(c, out: Path, timestamp, txid, quick, dry_run, ui: UI, *,
         # pinned to the planned TXID: litestream keeps shipping meanwhile, and the report,
         # the row counts and the hash must all describe the point the plan named
         pinned = [exe, "restore", "-config", yml, "-txid", point["reached"]["txid"], "-o"]
-        restore_checked(pinned, db, out, env, settings, ui, report)
+        by = f"replica.restore TXID {point['reached']['txid']} ({point['reached']['time']})"
+        restore_checked(pinned, db, out, env, settings, ui, report,
+                        by=by if as_backup else None)
     return report, settings.check
 
 
@@ -590,19 +656,39 @@ def drill(c, quick=False, json=False):
 REPLICA_FOLDER = "replica"  # under backup.dir: replica restores sent to a server
 
 
-def restore_source(c, which: str, from_: str | None, timestamp: str | None, *,
-                   remote: str | None, dry_run: bool, ui: UI,
-                   json: bool = False) -> tuple[str, str | None] | None:
+def from_replica(c, which: str, from_: str | None, timestamp: str | None, restore, *,
+                 remote: str | None, dry_run: bool, json: bool) -> None:
     """``invoke restore --from-replica``: the replica (its newest point, or as of
-    ``--timestamp``) restored and checked into a new backup file with its records (adopted,
-    ``by`` naming the TXID), so the existing restore takes it like any backup. Locally the
-    file is in backup.dir and the restore names it; for a server (``remote``: the machine's
-    database path) it is in backup.dir/replica and the restore uploads it (``--from``).
-    Returns ``(which, from_)`` for the restore; None after a dry run (only the plan)."""
+    ``--timestamp``) restored and checked into a new backup file published with its records
+    at once (``kind: adopted``, ``by`` naming the TXID), then ``restore`` (the command's
+    restore proper) takes it like any backup: locally by name in backup.dir, for a server
+    (``remote``: the machine's database path) uploaded from backup.dir/replica (``--from``).
+    Guarded from the start: a SIGTERM anywhere is one ``Error:`` line and exit 143."""
     if which != "latest" or from_ is not None:
         raise OpsError("--from-replica restores from the replica: give no backup name and "
                        "no --from", ExitCode.USAGE)
-    rp.restore_target(timestamp, None)  # a bad --timestamp is refused before any folder
+    rp.restore_target(timestamp, None)  # a bad --timestamp is refused before any folder,
+    require_bucket(config.load_replica(c.config))  # and so are bad replica.* settings
+    made: dict = {}
+    try:
+        with stop_on_signals():  # SIGTERM/SIGHUP unwind: litestream killed, folder removed
+            out, report = restore_source(c, timestamp, remote=remote, dry_run=dry_run,
+                                         ui=UI(), made=made)
+            named = {"which": "latest", "from_": str(out)} if remote else \
+                {"which": out.name, "from_": None}
+            restore(**named, checked=True, replica=report if dry_run else None)
+    except Terminated as exc:
+        kept = (f"the replica's checked backup {made['out']} is kept with its records; "
+                if "out" in made and made["out"].exists() else "nothing restored, ")
+        raise OpsError(f"terminated by {exc.name} before the restore began: {kept}the live "
+                       "database untouched", ExitCode.TERMINATED) from None
+
+
+def restore_source(c, timestamp: str | None, *, remote: str | None, dry_run: bool, ui: UI,
+                   made: dict) -> tuple[Path, dict]:
+    """The replica restored and checked into a new backup in backup.dir (backup.dir/replica
+    for a server), its records written with it; its path and replica.restore's report
+    (a dry run: the plan only). ``made["out"]``: where the file goes (once checked)."""
     settings = config.load(c.config)
     folder = Path(settings.backup_dir) / REPLICA_FOLDER if remote else Path(settings.backup_dir)
     try:
@@ -611,30 +697,15 @@ def restore_source(c, which: str, from_: str | None, timestamp: str | None, *,
         engine.prepare_dir(folder)  # private (0700), as every backup folder
     except engine.EngineError as exc:
         raise OpsError(str(exc), ExitCode.USAGE) from None
-    out = folder.absolute() / engine.backup_name(dt.datetime.now(dt.UTC))
-    db = Path(remote) if remote else None
-    try:
-        with stop_on_signals():  # SIGTERM/SIGHUP unwind: litestream killed, folder removed
-            report, _ = restored(c, out, timestamp, None, False, dry_run, ui, db=db)
-    except Terminated as exc:
-        raise OpsError(f"terminated by {exc.name} while restoring the replica: nothing "
-                       "restored, the live database untouched", ExitCode.TERMINATED) from None
+    out = made["out"] = folder.absolute() / engine.backup_name(dt.datetime.now(dt.UTC))
+    report, _ = restored(c, out, timestamp, None, False, dry_run, ui,
+                         db=Path(remote) if remote else None, as_backup=True)
     point = report["reached"]
     if dry_run:
-        if json:
-            ui.emit({"dry_run": True, "from_replica": report, "backup": out.name})
         ui.info(f"Would restore the replica's TXID {point['txid']} ({point['time']}) into "
-                f"{out}, then restore that file (dry run: nothing written)")
-        return None
-    try:
-        verdicts = engine.adopt_backups(folder, out.name, by=f"replica.restore TXID "
-                                        f"{point['txid']} ({point['time']})")
-    except engine.EngineError as exc:
-        verdicts = [{"adopted": False, "problem": str(exc)}]
-    if not verdicts or not verdicts[0]["adopted"]:
-        problem = verdicts[0]["problem"] if verdicts else "not adopted"
-        raise OpsError(f"the replica restored into {out} (kept; the live database untouched), "
-                       f"but its records could not be written: {problem}")
+                f"{out} ({report['files']} file(s), {report['bytes']} bytes), check it and "
+                "record it as a backup, then restore that file (dry run: nothing written):")
+        return out, report
     ui.info(f"Replica TXID {point['txid']} ({point['time']}) is the backup {out.name} in "
             f"{folder}: restoring it")
-    return (out.name, None) if not remote else ("latest", str(out))
+    return out, report

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+from pathlib import Path
 
 from ops import cli, config, engine, runbook
 from ops import restore as restores
@@ -73,15 +75,25 @@ def database(c, which="latest", production=False, host=None, from_=None, yes=Fal
                        "different targets: give one", ExitCode.USAGE)
     settings = config.load(c.config, host=host, lock_wait=lock_wait)
     host = "" if production else settings.ssh_host
+    seconds(busy_timeout, "--busy-timeout")  # refused before a replica is restored
+    run = functools.partial(restore_now, settings=settings, production=production, host=host,
+                            yes=yes, dry_run=dry_run, busy_timeout=busy_timeout, json=json,
+                            app_stopped=app_stopped, other_source=other_source)
     if from_replica or timestamp is not None:  # docs/replica.md: the file becomes a backup
         if not from_replica:
             raise OpsError("--timestamp is for --from-replica", ExitCode.USAGE)
-        source = replicas.restore_source(
-            c, which, from_, timestamp, dry_run=dry_run, ui=UI(), json=json,
-            remote=settings.db_remote_path if production or host else None)
-        if source is None:
-            return
-        which, from_ = source
+        replicas.from_replica(c, which, from_, timestamp, run, dry_run=dry_run, json=json,
+                              remote=settings.db_remote_path if production or host else None)
+        return
+    run(which=which, from_=from_)
+
+
+def restore_now(*, which, from_, settings, production, host, yes, dry_run, busy_timeout,
+                json, app_stopped, other_source, checked=False, replica=None) -> None:
+    """The restore proper, of a backup name or (``from_``) an uploaded file. ``checked``:
+    the file's check ran in this run a moment ago (--from-replica): its SHA-256 against
+    its record is verified, not integrity_check again. ``replica``: --from-replica's plan,
+    shown before the restore's in a dry run."""
     if from_ is not None and not (production or host):
         raise OpsError("--from uploads a local file and restores it on a server: add "
                        "--production (the Fly machine) or --host HOST (an SSH host); locally, "
@@ -91,13 +103,13 @@ def database(c, which="latest", production=False, host=None, from_=None, yes=Fal
     timeout = seconds(busy_timeout, "--busy-timeout")
     options = restores.RestoreOptions(which=which, production=production, host=host,
                                       from_path=from_, app_stopped=bool(app_stopped),
-                                      other_source=bool(other_source),
+                                      other_source=bool(other_source), checked=checked,
                                       busy_timeout=10.0 if timeout is None else timeout)
     ui = UI()
     target = target_for(settings, ui, production=production) if production or host else None
     if dry_run:
         try:
-            dry_run_plan(options, settings, ui, target, json)
+            dry_run_plan(options, settings, ui, target, json, replica)
         finally:
             if host:
                 target.close()
@@ -118,7 +130,7 @@ def database(c, which="latest", production=False, host=None, from_=None, yes=Fal
             ui.emit(run.record)
 
 
-def dry_run_plan(options, settings, ui: UI, target, json: bool) -> None:
+def dry_run_plan(options, settings, ui: UI, target, json: bool, replica=None) -> None:
     """The plan, after its read-only steps ran as the run runs them (``runbook``'s dry
     run): the backup ``latest`` really is (never a safety backup, one dated ahead or
     another database's; issue 16 #2), the machine; a backup that does not exist fails the
@@ -142,7 +154,10 @@ def dry_run_plan(options, settings, ui: UI, target, json: bool) -> None:
             settings, remote=remote, live_state=state)
 
     found: dict = {}
-    steps = runbook.bind(plan(None), restores.reads(options, settings, ui, target, found))
+    reads = restores.reads(options, settings, ui, target, found)
+    if replica is not None and not remote:  # the file is the replica's, not written yet
+        reads["verify"] = lambda: f"{options.which}: the replica's, checked as it is restored"
+    steps = runbook.bind(plan(None), reads)
     runbook.Runner("restore", ui, None).run(steps, dry_run=True)
     chosen = found.get("backup")
     if options.which == "latest" and chosen:
@@ -156,5 +171,7 @@ def dry_run_plan(options, settings, ui: UI, target, json: bool) -> None:
     ui.lines(restores.render(steps, ui.width))
     if json:
         ui.emit({"dry_run": True, "options": options.__dict__, "backup": chosen,
+                 **({"from_replica": replica, "backup": Path(replica["output"]).name}
+                    if replica is not None else {}),
                  **({"warning": warning, "live_state": state} if not remote else {}),
                  "steps": restores.plan_as_data(steps)})
