@@ -280,8 +280,7 @@ class Restore:
                                    tables_before=None, tables_after=None)
         runner.check_audit_log()  # a restore must not happen unrecorded; nothing to record
         try:
-            return runner.run(self._local_steps() if self.target is None
-                              else self._remote_steps())
+            return runner.run(self._steps())
         finally:
             self.held.close()
             self._ended()
@@ -425,18 +424,50 @@ class Restore:
                      "counted)" + (f"; the copy itself took {copy:.3f}s" if copy is not None
                                    else ""))
 
-    # -- local
-    def _local_steps(self) -> list[Step]:
-        plan = plan_for(self.options, self.settings, remote=False)
+    def _steps(self, stopped: bool = False) -> list[Step]:
+        """The plan's steps with this target's actions (``_actions``), in one order for
+        every target: what is refused first and the locks (``ready``), the steps up to
+        the backup's choice, whose backup it is and what the confirmation shows
+        (``chosen``), the operator's answer, the rest of the plan, the target's own last
+        check (``proven``). Emergency-stopped, the restart and the /health wait are
+        skipped (the app is not running: a restart brings back `sleep`)."""
+        act = self._actions()
+        plan = plan_for(self.options, self.settings, remote=self.target is not None)
         self.found["plan"] = {step.key: step for step in plan}
-        ran = runbook.bind(plan[:-1], {  # the last, the audit line, is the runner's
-            "verify": self._local_verify, "safety": self._local_safety,
-            "restore": self._local_copy, "check": self._local_check})
-        return [Step("ready", "refuse a broken live database; take the locks",
-                     self._local_ready, **QUIET), ran[0],
-                Step("chosen", "whose backup; the rows for the confirmation",
-                     self._local_chosen, **QUIET), self._pause(), *ran[1:]]
+        ran = runbook.bind(plan[:-1], act)  # the last, the audit line, is the runner's
+        unbound = [step.key for step in ran if step.action is None]
+        if unbound:  # a plan step nothing does would pass as done: never say it was
+            raise OpsError(f"internal error: restore steps without an action: {unbound}")
+        ran = [dataclasses.replace(step, shown=False) if step.key == "resolve" else
+               dataclasses.replace(step, skipped="emergency-stopped")
+               if stopped and step.key in ("restart", "health") else step for step in ran]
+        keys = [step.key for step in ran]
+        at = keys.index("choose" if "choose" in keys else "verify") + 1
+        return [Step("ready", "refuse what cannot run; take the locks here", act["ready"],
+                     **QUIET), *ran[:at],
+                Step("chosen", "whose backup; the rows for the confirmation", act["chosen"],
+                     **QUIET), self._pause(), *ran[at:],
+                Step("proven", "the target's own check of the live database", act["proven"],
+                     **QUIET)]
 
+    def _actions(self) -> dict:
+        """What each step does on this target. Here: the engine's one restore advanced a
+        phase per step (``LocalTarget.restore``); on the Fly machine or an SSH host: the
+        same restore drained there in one call (``engine.restore_database``), then the
+        target's settling of the app (Fly: restart, health; the others: none)."""
+        if self.target is None:
+            return {"ready": self._local_ready, "verify": self._local_verify,
+                    "chosen": self._local_chosen, "safety": self._local_safety,
+                    "restore": self._local_copy, "check": self._local_check,
+                    "proven": lambda: None}  # the check step proved it
+        return {"ready": self._remote_ready,
+                "connect": lambda: f"connected to {self.target.session.connect()}",
+                "resolve": self._resolve, "verify": self._verify_file, "upload": self._upload,
+                "choose": self._choose, "chosen": self._remote_chosen,
+                "restore": self._restore_there, "proven": self._remote_proven,
+                **dict(self.target.settle())}
+
+    # -- local
     def _local_ready(self) -> None:
         """Refused before anything starts: a bad or unknown name (before any lock), then,
         in the engine's one restore (``LocalTarget.restore``), a corrupt or missing live
@@ -651,30 +682,6 @@ class Restore:
         self.ui.table("Rows per table", ["table", "before", "after"], rows)
 
     # -- on the Fly machine or an SSH host
-    def _remote_steps(self, stopped: bool = False) -> list[Step]:
-        """The plan's steps with their actions; emergency-stopped, the restart and the
-        /health wait are skipped (the app is not running: a restart brings back `sleep`)."""
-        o = self.options
-        plan = plan_for(o, self.settings, remote=True)[:-1]  # the audit line is the runner's
-        ran = runbook.bind(plan, {
-            "connect": lambda: f"connected to {self.target.session.connect()}",
-            "resolve": self._resolve, "verify": self._verify_file, "upload": self._upload,
-            "choose": self._choose, "restore": self._restore_there,
-            **dict(self.target.settle())})  # Fly: restart, health; the others: none
-        unbound = [step.key for step in ran if step.action is None]
-        if unbound:  # a plan step nothing does would pass as done: never say it was
-            raise OpsError(f"internal error: restore steps without an action: {unbound}")
-        ran = [dataclasses.replace(step, shown=False) if step.key == "resolve" else
-               dataclasses.replace(step, skipped="emergency-stopped")
-               if stopped and step.key in ("restart", "health") else step for step in ran]
-        at = [step.key for step in ran].index("verify" if o.from_path else "choose") + 1
-        return [Step("ready", "refuse what cannot run there", self._remote_ready, **QUIET),
-                *ran[:at], Step("chosen", "whose backup; the rows for the confirmation",
-                                self._remote_chosen, **QUIET),
-                self._pause(), *ran[at:],
-                Step("proven", "the machine's check of the live database", self._remote_proven,
-                     **QUIET)]
-
     def _remote_ready(self) -> None:
         o = self.options
         if o.production and o.app_stopped:
@@ -697,7 +704,7 @@ class Restore:
         self.ui.info(f"{self.settings.app} is emergency-stopped (machine {target.machine.id} "
                      "runs the maintenance command): the machine will not be restarted and "
                      "/health not awaited")
-        rest = self._remote_steps(stopped=True)
+        rest = self._steps(stopped=True)
         return runbook.Done("", then=tuple(rest[[s.key for s in rest].index("resolve") + 1:]))
 
     def _verify_file(self) -> str:
