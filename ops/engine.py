@@ -2288,6 +2288,7 @@ class Restoring:
     when: str | None = None  # the safety backup's restore mark (None: when it is made)
     timeout: float | None = None  # the safety backup's (``create_backup``)
     mmap_size: int = 0
+    on_wait: object = None  # on_wait(lock path, holder): told once per lock it waits for
     phase: str = ""
     state: str = "ok"  # the live database's (``live_state``); "corrupt" once its backup fails
     why: str = ""
@@ -2306,9 +2307,16 @@ class Restoring:
         self.phase = phase
         return self
 
+    def waiting(self, folder: Path):
+        """What hears that the restore waits for ``folder``'s backup lock (None: nobody)."""
+        if self.on_wait is None:
+            return None
+        lock = Path(folder) / LOCK_NAME
+        return lambda holder: self.on_wait(lock, holder)
+
 
 def restoring(live, directory, which: str = "latest", *, source: str | None = None,
-              on_wait=None, **options):
+              **options):
     """The one restore (the machine's python3 through ``restore_database``, and the local
     task phase by phase): a generator yielding its ``Restoring`` at each phase boundary:
     ``locked`` (the restore lock and the folder's backup lock, held to the end: no backup
@@ -2326,7 +2334,7 @@ def restoring(live, directory, which: str = "latest", *, source: str | None = No
         raise broken_live_refusal(run.live, run.state, run.why, run.how)
     prepare_dir(run.directory)
     with file_lock(run.directory / RESTORE_LOCK, run.lock_wait, "another restore"), \
-            held_backup_lock(run.directory, run.lock_wait, on_wait):
+            held_backup_lock(run.directory, run.lock_wait, run.waiting(run.directory)):
         yield run.at("locked")
         run.chosen = resolve_backup(run.directory, which, source)[0]
         verdict = verify_backup(run.chosen.path, run.check)
@@ -2341,12 +2349,17 @@ def restoring(live, directory, which: str = "latest", *, source: str | None = No
 
 
 def _safe_phases(run: Restoring):
-    """A sound live database: its safety backup, the copy, its proof."""
+    """A sound live database: its safety backup, the copy, its proof. A safety backup
+    into another folder (``safety_dir``) waits for that folder's lock as for this one's."""
+    folder = run.safety_dir or run.directory
     try:
-        run.safety = create_backup(
-            run.live, run.safety_dir or run.directory, check=run.check, timeout=run.timeout,
-            lock_wait=run.lock_wait, mmap_size=run.mmap_size, content_hash=run.content_hash,
-            restore={"when": run.when or iso(dt.datetime.now(UTC)), "backup": run.chosen.name})
+        with contextlib.ExitStack() as held:
+            if not holds_backup_lock(folder):
+                held.enter_context(held_backup_lock(folder, run.lock_wait, run.waiting(folder)))
+            run.safety = create_backup(
+                run.live, folder, check=run.check, timeout=run.timeout,
+                lock_wait=run.lock_wait, mmap_size=run.mmap_size, content_hash=run.content_hash,
+                restore={"when": run.when or iso(dt.datetime.now(UTC)), "backup": run.chosen.name})
     except EngineError as exc:  # the live database itself fails the full check
         why = live_failed_check(run.live, run.check, exc)
         if why is None:

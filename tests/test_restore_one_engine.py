@@ -70,6 +70,30 @@ def test_closing_the_local_restore_between_phases_releases_the_locks(wal_db, bac
     assert [b.name for b in engine.list_backups(backup_dir)] == [made.name]  # no safety
 
 
+@pytest.mark.parametrize("stop_after", ["locked", "verified", "safety", "copied", "proven"])
+def test_stopped_at_any_phase_the_live_database_is_untouched_or_restored_with_a_safety(
+        wal_db, backup_dir, stop_after):
+    """What a signal between two steps of the local run does (the runner's closing step
+    closes the restore): the locks are released, and the live database holds either its
+    content from before (no copy yet) or the backup's, with a verified safety backup."""
+    made = engine.create_backup(wal_db, backup_dir)
+    helpers.change(wal_db)
+    before, backup = helpers.content(wal_db), helpers.content(made.path)
+    phases = local_target(wal_db, backup_dir).restore(made.name)
+    while next(phases).phase != stop_after:
+        pass
+    phases.close()
+    assert locks_refused(backup_dir) == []
+    safety = [b for b in engine.list_backups(backup_dir) if b.kind == "safety"]
+    if stop_after in ("copied", "proven"):
+        assert helpers.content(wal_db) == backup and len(safety) == 1
+        assert engine.verify_backup(safety[0].path).ok
+        assert helpers.content(safety[0].path) == before
+    else:
+        assert helpers.content(wal_db) == before
+        assert len(safety) == (1 if stop_after == "safety" else 0)
+
+
 def test_a_missing_live_database_takes_the_broken_phases(wal_db, backup_dir):
     made = engine.create_backup(wal_db, backup_dir)
     for path in wal_db.parent.glob(wal_db.name + "*"):
@@ -122,3 +146,37 @@ def test_a_failed_local_copy_names_the_safety_backup_as_the_machine_does(
     assert len(error) == 1 and f"(safety backup {safety[0]} was made first)" in error[0]
     assert f"invoke restore {safety[0]} --yes" in result.stderr  # the undo line too
     assert helpers.content(locked_live) == before
+
+
+class Heard:
+    """A reporter that keeps the lines a target says while it waits."""
+
+    def __init__(self):
+        self.waits: list[str] = []
+
+    def waiting(self, message: str) -> None:
+        self.waits.append(message)
+
+
+def test_a_safety_backup_into_another_folder_waits_for_its_lock_saying_so(tmp_path, wal_db):
+    """Another database's backup in its source folder (``safety_folder``): the safety
+    backup goes to the parent folder, whose lock is another run's; the wait is told, as
+    for backup.dir's own lock, and when it runs out nothing was changed."""
+    source = tmp_path / "data" / "backups" / "db-other-0123abcd"
+    other = helpers.make_wal_db(tmp_path / "other.db")
+    made = engine.create_backup(other, source)
+    before = helpers.content(wal_db)
+    heard = Heard()
+    settings = config.load({"backup": {"lock_wait": "0.3"}}, db=str(wal_db), dir=str(source))
+    phases = LocalTarget(settings, heard).restore(made.name)
+    assert next(phases).phase == "locked"
+    run = next(phases)
+    assert run.phase == "verified"
+    run.safety_dir = source.parent  # what the flow decides after verifying
+    with helpers.lock_held_elsewhere(source.parent, tmp_path / "holder"), \
+            pytest.raises(engine.EngineError, match="another backup holds the lock"):
+        next(phases)
+    lock = source.parent / engine.LOCK_NAME
+    assert len(heard.waits) == 1 and f"for the backup lock {lock}, held by" in heard.waits[0]
+    assert helpers.content(wal_db) == before
+    assert locks_refused(source) == []

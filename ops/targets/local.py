@@ -77,20 +77,15 @@ class LocalTarget:
                 engine.holds_backup_lock(self.dir):
             return wait
         started = time.monotonic()
-        with engine.file_lock(lock, wait, "another backup", on_wait=self._waiting(lock)):
+        with engine.file_lock(lock, wait, "another backup",
+                              on_wait=lambda holder: self._waiting(lock, holder)):
             pass  # free now; the engine takes it again at once, with what is left
         return max(wait - (time.monotonic() - started), 0.001)
 
-    def _waiting(self, lock: Path):
-        """What says, once, whose lock we wait for and for how long (None: nobody hears)."""
-        if self.report is None:
-            return None
-        wait = self.settings.lock_wait
-
-        def say(holder: str) -> None:
-            self.report.waiting(f"  waiting up to {wait:g}s for the backup lock {lock}, "
-                                f"held by {holder}")
-        return say
+    def _waiting(self, lock: Path, holder: str) -> None:
+        """Say, once, whose lock we wait for and for how long."""
+        self.report.waiting(f"  waiting up to {self.settings.lock_wait:g}s for the backup "
+                            f"lock {lock}, held by {holder}")
 
     def restore(self, which: str, *, busy_timeout: float = 10.0, app_stopped: bool = False,
                 when: str | None = None):
@@ -101,7 +96,7 @@ class LocalTarget:
         s = self.settings
         return engine.restoring(
             self.db, self.dir, which, source=self.source,
-            on_wait=self._waiting(self.dir / engine.LOCK_NAME), check=s.check,
+            on_wait=self._waiting if self.report is not None else None, check=s.check,
             busy_timeout=busy_timeout, lock_wait=s.lock_wait, content_hash=s.content_hash,
             app_stopped=app_stopped, how=LOCAL_HOW, when=when,
             timeout=s.backup_timeout or None, mmap_size=s.mmap_size)
