@@ -9,6 +9,9 @@ and the old local path lacked (a failed copy names the safety backup made first)
 
 from __future__ import annotations
 
+import json
+import signal
+
 import pytest
 
 from ops import config, engine
@@ -180,3 +183,30 @@ def test_a_safety_backup_into_another_folder_waits_for_its_lock_saying_so(tmp_pa
     assert len(heard.waits) == 1 and f"for the backup lock {lock}, held by" in heard.waits[0]
     assert helpers.content(wal_db) == before
     assert locks_refused(source) == []
+
+
+def test_sigterm_inside_the_safety_phase_ends_the_restore_with_nothing_changed(
+        tmp_path, wal_db, backup_dir):
+    """A real SIGTERM while the engine's restore is inside ``next()`` (its safety backup
+    waits for the live database's own folder's lock): the generator ends through its
+    ``finally``, exit 143, an honest audit line, nothing changed, no safety backup."""
+    source = backup_dir / "db-other-0123abcd"
+    made = engine.create_backup(helpers.make_wal_db(tmp_path / "other.db"), source)
+    before = helpers.content(wal_db)
+    with helpers.lock_held_elsewhere(backup_dir, tmp_path / "holder"):
+        run = helpers.start_invoke("restore", made.name, "--yes", "--other-source",
+                                   "--lock-wait", "60", cwd=tmp_path,
+                                   env={"INVOKE_BACKUP_DIR": str(source)})
+        run.wait_for_stderr(f"for the backup lock {backup_dir / engine.LOCK_NAME}")
+        run.proc.send_signal(signal.SIGTERM)
+        result = run.finish()
+    assert result.returncode == 143, result
+    assert "Traceback" not in result.stderr
+    assert "The live database was not changed by this run." in result.stderr
+    assert helpers.content(wal_db) == before
+    assert [b.kind for b in engine.list_backups(backup_dir)] == []  # no safety backup
+    line = json.loads((tmp_path / "data" / "deploys.jsonl").read_text().splitlines()[-1])
+    assert (line["outcome"], line["exit_code"]) == ("terminated by SIGTERM", 143)
+    assert [(s["step"], s["outcome"]) for s in line["steps"]] == [
+        ("verify", "ok"), ("safety", "interrupted")]
+    assert locks_refused(source) == [] == locks_refused(backup_dir)  # the holder is gone too
