@@ -494,12 +494,14 @@ def holds_backup_lock(directory) -> bool:
 
 
 @contextlib.contextmanager
-def held_backup_lock(directory, wait: float = 0.0):
+def held_backup_lock(directory, wait: float = 0.0, on_wait=None):
     """The folder's backup lock held across several steps (a restore: from the chosen
     backup's check to the end, as on the machine); the backup made meanwhile (its safety
-    backup) runs under it, and no other backup or cleanup can remove the chosen one."""
+    backup) runs under it, and no other backup or cleanup can remove the chosen one.
+    ``on_wait(holder)``: told once when it must wait (``file_lock``)."""
     key = os.path.realpath(directory)
-    with file_lock(Path(directory) / LOCK_NAME, wait, "another backup", role=RESTORE_ROLE):
+    with file_lock(Path(directory) / LOCK_NAME, wait, "another backup", on_wait=on_wait,
+                   role=RESTORE_ROLE):
         _HELD_FOLDERS.add(key)
         try:
             yield
@@ -2258,16 +2260,6 @@ def replace_broken_live(backup, live, state: str, *, check: str = "integrity",
     return {"moved_aside": moved, "restore_seconds": seconds, "proof": proof}
 
 
-def chosen_backup(directory, which: str, check: str = "integrity") -> tuple[BackupFile, dict]:
-    """The backup ``which`` names, verified (recorded SHA-256 and SQLite's check)."""
-    chosen = resolve_backup(directory, which)[0]
-    verdict = verify_backup(chosen.path, check)
-    if not verdict.ok:
-        raise EngineError(f"backup {chosen.name} failed verification, nothing was changed: "
-                          f"{verdict.problems[0]}", "verify_failed")
-    return chosen, asdict(verdict)
-
-
 def live_failed_check(live, check: str, exc: EngineError) -> str | None:
     """After a restore's safety backup failed its check (``quick_check``, which
     ``live_state`` runs, misses what only ``integrity_check`` finds, such as a broken
@@ -2289,76 +2281,165 @@ def broken_live_refusal(live, state: str, why: str, how: str) -> EngineError:
                        f"{how}. Nothing was changed", "usage")
 
 
-# Long on purpose (~70 lines): the restore's order (verify, safety, copy, proof) under one
-# lock is the thing to review, and it reads best in one place.
+@dataclass
+class Restoring:
+    """A restore under way (``restoring``): what its phases found so far. Between two
+    phases the caller may set ``safety_dir`` (after ``verified``: where the safety backup
+    goes) and ``aside_at`` (after ``broken``: the time in the moved-aside file's name)."""
+
+    live: Path
+    directory: Path
+    check: str = "integrity"
+    checked: bool = False  # the chosen backup was checked a moment ago (--from-replica):
+    # its verification compares only its SHA-256; the safety backup and proof still check
+    busy_timeout: float = 10.0
+    lock_wait: float = 0.0
+    content_hash: bool = True
+    app_stopped: bool = False
+    how: str = REMOTE_HOW  # what a refusal of a broken live database says to do
+    when: str | None = None  # the safety backup's restore mark (None: when it is made)
+    timeout: float | None = None  # the safety backup's (``create_backup``)
+    mmap_size: int = 0
+    on_wait: object = None  # on_wait(lock path, holder): told once per lock it waits for
+    phase: str = ""
+    state: str = "ok"  # the live database's (``live_state``); "corrupt" once its backup fails
+    why: str = ""
+    chosen: BackupFile | None = None
+    verdict: dict | None = None
+    safety_dir: Path | None = None
+    safety: BackupResult | None = None
+    safety_error: EngineError | None = None  # the safety backup's failure (phase broken)
+    snapshot: dict = field(default_factory=dict)  # the copy's read right after it committed
+    aside_at: dt.datetime | None = None
+    moved_aside: list = field(default_factory=list)
+    restore_seconds: float | None = None
+    proof: dict | None = None
+
+    def at(self, phase: str) -> Restoring:
+        self.phase = phase
+        return self
+
+    def waiting(self, folder: Path):
+        """What hears that the restore waits for ``folder``'s backup lock (None: nobody)."""
+        if self.on_wait is None:
+            return None
+        lock = Path(folder) / LOCK_NAME
+        return lambda holder: self.on_wait(lock, holder)
+
+
+def restoring(live, directory, which: str = "latest", *, source: str | None = None,
+              **options):
+    """The one restore (the machine's python3 through ``restore_database``, and the local
+    task phase by phase): a generator yielding its ``Restoring`` at each phase boundary:
+    ``locked`` (the restore lock and the folder's backup lock, held to the end: no backup
+    or cleanup removes the chosen one, issue 16 #10), ``verified``, then ``safety``,
+    ``copied``, ``proven``; or, for a corrupt or missing live database (``app_stopped``
+    only), ``broken``, ``placed``, ``proven``. Closing it (or an exception inside it, a
+    SIGTERM included) releases the locks. ``options``: ``Restoring``'s settings.
+
+    The safety backup is an ordinary verified backup; no retention runs here, so it
+    cannot be removed by the restore that made it. A corrupt live database is moved
+    aside, never deleted; a missing one has nothing to keep."""
+    run = Restoring(Path(live), Path(directory), **options)
+    run.state, run.why = live_state(run.live)
+    if run.state != "ok" and not run.app_stopped:
+        raise broken_live_refusal(run.live, run.state, run.why, run.how)
+    prepare_dir(run.directory)
+    with file_lock(run.directory / RESTORE_LOCK, run.lock_wait, "another restore"), \
+            held_backup_lock(run.directory, run.lock_wait, run.waiting(run.directory)):
+        yield run.at("locked")
+        run.chosen = resolve_backup(run.directory, which, source)[0]
+        verdict = verify_backup(run.chosen.path, None if run.checked else run.check)
+        run.verdict = asdict(verdict)
+        if not verdict.ok:
+            raise EngineError(f"backup {run.chosen.name} failed verification, nothing was "
+                              f"changed: {verdict.problems[0]}", "verify_failed")
+        if run.state == "ok":
+            check_page_sizes(run.chosen.path, run.live)
+        yield run.at("verified")
+        yield from _safe_phases(run) if run.state == "ok" else _broken_phases(run)
+
+
+def _safe_phases(run: Restoring):
+    """A sound live database: its safety backup, the copy, its proof. A safety backup
+    into another folder (``safety_dir``) waits for that folder's lock as for this one's."""
+    folder = run.safety_dir or run.directory
+    try:
+        with contextlib.ExitStack() as held:
+            if not holds_backup_lock(folder):
+                held.enter_context(held_backup_lock(folder, run.lock_wait, run.waiting(folder)))
+            run.safety = create_backup(
+                run.live, folder, check=run.check, timeout=run.timeout,
+                lock_wait=run.lock_wait, mmap_size=run.mmap_size, content_hash=run.content_hash,
+                restore={"when": run.when or iso(dt.datetime.now(UTC)), "backup": run.chosen.name})
+    except EngineError as exc:  # the live database itself fails the full check
+        why = live_failed_check(run.live, run.check, exc)
+        if why is None:
+            raise
+        if not run.app_stopped:
+            raise broken_live_refusal(run.live, "corrupt", why, run.how) from None
+        run.state, run.why, run.safety_error = "corrupt", why, exc
+        yield from _broken_phases(run)
+        return
+    yield run.at("safety")
+    try:
+        run.restore_seconds = restore_live(run.chosen.path, run.live,
+                                           busy_timeout=run.busy_timeout, snapshot=run.snapshot)
+    except EngineError as exc:  # say which safety backup this run left
+        raise EngineError(f"{exc} (safety backup {run.safety.name} was made first)",
+                          exc.kind) from None
+    yield run.at("copied")
+    run.proof = prove_restore(run.chosen.path, run.live, run.snapshot, check=run.check,
+                              safety_sha256=content_sha256_of(
+                                  run.safety.path, run.snapshot.get("content_format"),
+                                  asdict(run.safety)))
+    yield run.at("proven")
+
+
+def _broken_phases(run: Restoring):
+    """A corrupt live database moved aside (a missing one's leftovers too), the backup
+    placed in its name and proven (``replace_broken_live``)."""
+    yield run.at("broken")
+    with backup_lock(run.directory, run.lock_wait):  # no retention removes it meanwhile
+        done = replace_broken_live(run.chosen.path, run.live, run.state, check=run.check,
+                                   clock=lambda: run.aside_at or dt.datetime.now(UTC),
+                                   on_moved=run.moved_aside.extend)
+    run.moved_aside = done["moved_aside"]
+    run.restore_seconds, run.proof = done["restore_seconds"], done["proof"]
+    yield run.at("placed")
+    yield run.at("proven")
+
+
 def restore_database(live, directory, which: str = "latest", *, check: str = "integrity",
                      busy_timeout: float = 10.0, lock_wait: float = 0.0,
                      content_hash: bool = True, app_stopped: bool = False,
                      on_safety=None) -> dict:
-    """The whole restore, as run on the machine's python3 (the local task runs the same
-    steps one by one): verify, safety backup, restore, proof, row counts before and after.
-
-    The safety backup is an ordinary verified backup; no retention runs here, so it
-    cannot be removed by the restore that made it. ``on_safety(name)`` hears it at once
-    (an interrupted run still names it). A missing or corrupt live database (with
-    ``app_stopped`` only) gets no safety backup: the corrupt one is moved aside.
-    """
-    live, directory = Path(live), Path(directory)
-    state, why = live_state(live)
-    if state != "ok" and not app_stopped:
-        raise broken_live_refusal(live, state, why, REMOTE_HOW)
-    prepare_dir(directory)
+    """The whole restore, as run on the machine's python3: ``restoring`` drained (the
+    local task advances the same phases one step at a time), with row counts before and
+    after. ``on_safety(name)`` hears the safety backup at once (an interrupted run still
+    names it)."""
     started = time.monotonic()
-    with file_lock(directory / RESTORE_LOCK, lock_wait, "another restore"), \
-            held_backup_lock(directory, lock_wait):  # the chosen backup stays (issue 16 #10)
-        chosen, verdict = chosen_backup(directory, which, check)
+    for run in restoring(live, directory, which, check=check, busy_timeout=busy_timeout,
+                         lock_wait=lock_wait, content_hash=content_hash,
+                         app_stopped=app_stopped):
+        if run.phase == "safety" and on_safety is not None:
+            on_safety(run.safety.name)
+    return restored(run, round(time.monotonic() - started, 3))
 
-        def broken(state: str, why: str) -> dict:
-            with backup_lock(directory, lock_wait):  # no retention removes it meanwhile
-                done = replace_broken_live(chosen.path, live, state, check=check)
-            proof = done["proof"]
-            return {
-                "backup": chosen.name, "backup_sha256": verdict["sha256"],
-                "created": chosen.created, "live_state": state, "live_problem": why,
-                "moved_aside": done["moved_aside"], "safety_backup": None,
-                "tables_before": None, "tables_after": proof["tables"], "check": check,
-                "problems": proof_problems(proof), "ok": proof["ok"], "proof": proof,
-                "restore_seconds": done["restore_seconds"],
-                "seconds": round(time.monotonic() - started, 3)}
 
-        if state != "ok":
-            return broken(state, why)
-        check_page_sizes(chosen.path, live)
-        try:
-            safety = create_backup(live, directory, check=check, lock_wait=lock_wait,
-                                   content_hash=content_hash,
-                                   restore={"when": iso(dt.datetime.now(UTC)),
-                                            "backup": chosen.name})
-        except EngineError as exc:  # the live database itself fails the full check
-            why = live_failed_check(live, check, exc)
-            if why is None:
-                raise
-            if not app_stopped:
-                raise broken_live_refusal(live, "corrupt", why, REMOTE_HOW) from None
-            return broken("corrupt", why)
-        if on_safety is not None:
-            on_safety(safety.name)
-        snapshot: dict = {}
-        try:
-            seconds = restore_live(chosen.path, live, busy_timeout=busy_timeout,
-                                   snapshot=snapshot)
-        except EngineError as exc:  # say which safety backup this run left
-            raise EngineError(f"{exc} (safety backup {safety.name} was made first)",
-                              exc.kind) from None
-        proof = prove_restore(chosen.path, live, snapshot, check=check, safety_sha256=(
-            content_sha256_of(safety.path, snapshot.get("content_format"), asdict(safety))))
-    return {
-        "backup": chosen.name, "backup_sha256": verdict["sha256"], "created": chosen.created,
-        "safety_backup": asdict(safety), "tables_before": safety.tables,
-        "tables_after": proof["tables"], "check": check, "problems": proof_problems(proof),
-        "ok": proof["ok"], "proof": proof,
-        "restore_seconds": seconds, "seconds": round(time.monotonic() - started, 3),
-    }
+def restored(run: Restoring, seconds: float) -> dict:
+    """What the machine's restore answers, from its finished run."""
+    proof, chosen = run.proof, run.chosen
+    head = {"backup": chosen.name, "backup_sha256": run.verdict["sha256"],
+            "created": chosen.created}
+    if run.state != "ok":
+        head.update(live_state=run.state, live_problem=run.why, moved_aside=run.moved_aside,
+                    safety_backup=None, tables_before=None)
+    else:
+        head.update(safety_backup=asdict(run.safety), tables_before=run.safety.tables)
+    return {**head, "tables_after": proof["tables"], "check": run.check,
+            "problems": proof_problems(proof), "ok": proof["ok"], "proof": proof,
+            "restore_seconds": run.restore_seconds, "seconds": seconds}
 
 
 def live_and_recorded_counts(live, directory, name: str) -> dict:

@@ -289,8 +289,7 @@ class Restore:
                                    tables_before=None, tables_after=None)
         runner.check_audit_log()  # a restore must not happen unrecorded; nothing to record
         try:
-            return runner.run(self._local_steps() if self.target is None
-                              else self._remote_steps())
+            return runner.run(self._steps())
         finally:
             self.held.close()
             self._ended()
@@ -361,7 +360,7 @@ class Restore:
     def _settled_missing(self, signal_name: str, db: Path) -> None:
         """Interrupted while a corrupt live database was replaced: nothing has the live
         name now (an app started now would create an empty database there)."""
-        aside = self.record.get("moved_aside") or [
+        aside = self.record.get("moved_aside") or self.found.get("moving") or [
             str(p) for p in sorted(db.parent.glob(f"{db.name}.corrupt-*"))]
         name = self.record["backup"]["name"]
         self.record.update(outcome="failed", holds="missing", live_missing=True,
@@ -434,62 +433,106 @@ class Restore:
                      "counted)" + (f"; the copy itself took {copy:.3f}s" if copy is not None
                                    else ""))
 
-    # -- local
-    def _local_steps(self) -> list[Step]:
-        plan = plan_for(self.options, self.settings, remote=False)
+    def _steps(self, stopped: bool = False) -> list[Step]:
+        """The plan's steps with this target's actions (``_actions``), in one order for
+        every target: what is refused first and the locks (``ready``), the steps up to
+        the backup's choice, whose backup it is and what the confirmation shows
+        (``chosen``), the operator's answer, the rest of the plan, the target's own last
+        check (``proven``). Emergency-stopped, the restart and the /health wait are
+        skipped (the app is not running: a restart brings back `sleep`)."""
+        act = self._actions()
+        plan = plan_for(self.options, self.settings, remote=self.target is not None)
         self.found["plan"] = {step.key: step for step in plan}
-        ran = runbook.bind(plan[:-1], {  # the last, the audit line, is the runner's
-            "verify": self._local_verify, "safety": self._local_safety,
-            "restore": self._local_copy, "check": self._local_check})
-        return [Step("ready", "refuse a broken live database; take the locks",
-                     self._local_ready, **QUIET), ran[0],
-                Step("chosen", "whose backup; the rows for the confirmation",
-                     self._local_chosen, **QUIET), self._pause(), *ran[1:]]
+        ran = runbook.bind(plan[:-1], act)  # the last, the audit line, is the runner's
+        unbound = [step.key for step in ran if step.action is None]
+        if unbound:  # a plan step nothing does would pass as done: never say it was
+            raise OpsError(f"internal error: restore steps without an action: {unbound}")
+        ran = [dataclasses.replace(step, shown=False) if step.key == "resolve" else
+               dataclasses.replace(step, skipped="emergency-stopped")
+               if stopped and step.key in ("restart", "health") else step for step in ran]
+        keys = [step.key for step in ran]
+        at = keys.index("choose" if "choose" in keys else "verify") + 1
+        return [Step("ready", "refuse what cannot run; take the locks here", act["ready"],
+                     **QUIET), *ran[:at],
+                Step("chosen", "whose backup; the rows for the confirmation", act["chosen"],
+                     **QUIET), self._pause(), *ran[at:],
+                Step("proven", "the target's own check of the live database", act["proven"],
+                     **QUIET)]
 
+    def _actions(self) -> dict:
+        """What each step does on this target. Here: the engine's one restore advanced a
+        phase per step (``LocalTarget.restore``); on the Fly machine or an SSH host: the
+        same restore drained there in one call (``engine.restore_database``), then the
+        target's settling of the app (Fly: restart, health; the others: none)."""
+        if self.target is None:
+            return {"ready": self._local_ready, "verify": self._local_verify,
+                    "chosen": self._local_chosen, "safety": self._local_safety,
+                    "restore": self._local_copy, "check": self._local_check,
+                    "proven": lambda: None}  # the check step proved it
+        return {"ready": self._remote_ready,
+                "connect": lambda: f"connected to {self.target.session.connect()}",
+                "resolve": self._resolve, "verify": self._verify_file, "upload": self._upload,
+                "choose": self._choose, "chosen": self._remote_chosen,
+                "restore": self._restore_there, "proven": self._remote_proven,
+                **dict(self.target.settle())}
+
+    # -- local
     def _local_ready(self) -> None:
-        """Refused before anything starts: a corrupt or missing live database without
-        --app-stopped, a bad or unknown name. Then, like the machine, the restore lock and
-        the folder's backup lock from the chosen backup's check to the end (its safety
+        """Refused before anything starts: a bad or unknown name (before any lock), then,
+        in the engine's one restore (``LocalTarget.restore``), a corrupt or missing live
+        database without --app-stopped; then, as on the machine, the restore lock and the
+        folder's backup lock, held from the chosen backup's check to the end (its safety
         backup is made under it): no backup or cleanup removes it meanwhile (issue 16 #10)."""
         s, o = self.settings, self.options
-        db, directory = Path(s.db_path), Path(s.backup_dir)
-        state, why = engine.live_state(db)
-        if state != "ok" and not o.app_stopped:
-            raise OpsError.from_engine(engine.broken_live_refusal(
-                db, state, why, "stop it, then run `invoke restore --app-stopped`"))
         local = LocalTarget(s, self.ui)
         local.folder()
         local.names(o.which)  # a bad or unknown name fails before any lock is taken
-        self.found.update(db=db, directory=directory, state=state, why=why, local=local)
-        self.held.enter_context(engine.file_lock(directory / engine.RESTORE_LOCK, s.lock_wait,
-                                                 "another restore"))
-        self.held.enter_context(engine.held_backup_lock(directory, local.lock_wait()))
+        phases = local.restore(o.which, busy_timeout=o.busy_timeout, checked=o.checked,
+                               app_stopped=o.app_stopped, when=self.record["when"])
+        self.held.callback(phases.close)  # the runner's closing step releases the locks
+        self.found.update(db=Path(s.db_path), directory=Path(s.backup_dir), local=local,
+                          phases=phases)
+        self._next("locked")
+
+    def _next(self, *phases: str) -> engine.Restoring:
+        """The engine's restore on to its next phase, which must be one of ``phases``."""
+        run = self.found["run"] = next(self.found["phases"])
+        if run.phase not in phases:  # a step bound to the wrong phase: never go on
+            raise OpsError(f"internal error: restore at {run.phase}, expected {phases}")
+        return run
 
     def _local_verify(self) -> str:
-        (chosen, verdict), detail = _verified(self.found["local"], self.options.which,
-                                              self.settings.check, self.options.checked)
-        self.found["chosen"] = chosen
+        try:
+            run = self._next("verified")
+        except EngineError as exc:
+            run = self.found["run"]
+            if exc.kind != "verify_failed":
+                raise
+            raise OpsError(f"{exc}" + adopt_hint(run.verdict["problems"], run.chosen.name),
+                           ExitCode.VERIFY_FAILED) from None
+        chosen, check = run.chosen, self.settings.check
         self.runner.learn(backup=chosen.name)
-        self.record["backup"] = {"name": chosen.name, "sha256": verdict["sha256"],
+        self.record["backup"] = {"name": chosen.name, "sha256": run.verdict["sha256"],
                                  "created": chosen.created}
-        return detail
+        return f"{chosen.name}  sha256 {run.verdict['sha256'][:12]}  {check}_check ok" \
+            + (" (as it was restored)" if self.options.checked else "") \
+            + _skipped(self.found["local"].list(), chosen, self.options.which)
 
     def _local_chosen(self) -> runbook.Done | None:
         """Another database's backup (refused without --other-source), where the safety
         backup goes, and what the confirmation shows; a broken live database changes the
         rest of the plan (``_broken_steps``)."""
-        s, f = self.settings, self.found
-        db, directory, chosen = f["db"], f["directory"], f["chosen"]
+        f, run = self.found, self.found["run"]
+        db, directory, chosen = f["db"], f["directory"], run.chosen
         other = self._other_source(chosen.name, chosen.source, str(db))
-        own = f["own"] = safety_folder(directory, other)
-        counts = f["local"].counts  # the folder the chosen backup is in
+        own = safety_folder(directory, other)
         if own != directory:
             self.record["undo_dir"] = str(own)
-            f["local"] = LocalTarget(dataclasses.replace(s, backup_dir=own), self.ui)
-        if f["state"] != "ok":
-            return runbook.Done("", then=self._broken_steps(f["state"], f["why"]))
-        engine.check_page_sizes(chosen.path, db)
-        rows = counts(chosen.name)  # counted as on the machine (the engine's one way)
+            run.safety_dir = own
+        if run.state != "ok":
+            self._next("broken")
+            return runbook.Done("", then=self._broken_steps(run.state, run.why))
+        rows = f["local"].counts(chosen.name)  # counted as on the machine (the engine's one way)
         f["asked"] = [
             f"Replace the live database {db} ({human_bytes(db.stat().st_size)}; "
             f"{format_counts(rows['live'])})",
@@ -499,44 +542,33 @@ class Restore:
         return None
 
     def _local_safety(self) -> str | runbook.Done:
-        f, o = self.found, self.options
-        marks = {"when": self.record["when"], "backup": f["chosen"].name}
-        try:
-            safety, detail = _made(f["local"].backup(restore=marks))
-        except EngineError as exc:  # quick_check passed; the full check found more
-            why = engine.live_failed_check(f["db"], self.settings.check, exc)
-            if why is None:
-                raise
-            if not o.app_stopped:
-                raise OpsError.from_engine(engine.broken_live_refusal(
-                    f["db"], "corrupt", why, "stop it, then run `invoke restore --app-stopped`"
-                )) from None
-            self.ui.info(f"The safety backup failed because the live database {f['db']} "
-                         f"itself fails {why}: it is restored as a corrupt database")
-            return runbook.Done(f["plan"]["safety"].line, cli.one_line(exc), record=str(exc),
-                                failed=True, then=self._broken_steps("corrupt", why))
-        self.record["safety_backup"] = {"name": safety["name"], "sha256": safety["sha256"]}
-        self.record["tables_before"] = safety.get("tables")
-        f["safety"] = safety
-        return detail
+        run = self._next("safety", "broken")
+        if run.phase == "broken":  # quick_check passed; the full check found more
+            self.ui.info(f"The safety backup failed because the live database {run.live} "
+                         f"itself fails {run.why}: it is restored as a corrupt database")
+            exc = run.safety_error
+            return runbook.Done(self.found["plan"]["safety"].line, cli.one_line(exc),
+                                record=str(exc), failed=True,
+                                then=self._broken_steps("corrupt", run.why))
+        self.record["safety_backup"] = {"name": run.safety.name, "sha256": run.safety.sha256}
+        self.record["tables_before"] = run.safety.tables
+        return _made(asdict(run.safety))[1]
 
     def _local_copy(self) -> str:
-        f = self.found
-        snapshot = f["snapshot"] = {}
-        self.copied = snapshot  # filled once the copy commits: _settled judges it
-        self.restoring = (f["chosen"].path, f["db"], f["own"] / f["safety"]["name"])
-        seconds, detail = _timed(engine.restore_live(
-            f["chosen"].path, f["db"], busy_timeout=self.options.busy_timeout,
-            snapshot=snapshot))
+        run = self.found["run"]
+        self.copied = run.snapshot  # filled once the copy commits: _settled judges it
+        self.restoring = (run.chosen.path, run.live,
+                          Path(run.safety_dir or run.directory) / run.safety.name)
+        seconds, detail = _timed(self._next("copied").restore_seconds)
         self.record["restore_seconds"] = seconds
         return detail
 
     def _local_check(self) -> str:
-        f = self.found
-        detail = self._prove(f["chosen"].path, f["db"], f["snapshot"], f["safety"])[1]
+        proof = self._next("proven").proof
+        self._proven(proof)
         self.restoring = None
         self._show_counts()
-        return detail
+        return engine.proof_summary(proof)
 
     def _other_source(self, name: str, recorded: str | None, live: str) -> bool:
         """Whether the chosen backup is another database's; refused (exit 2) without
@@ -553,22 +585,22 @@ class Restore:
     def _broken_steps(self, state: str, why: str) -> tuple[Step, ...]:
         """A corrupt live database is moved aside (never deleted) with its -wal/-shm, a
         missing one is simply absent; the backup is then placed there and proven (the
-        locks taken in ``_local_ready`` still held)."""
+        engine's restore at its ``broken`` phase, its locks still held)."""
         f = self.found
-        db, chosen = f["db"], f["chosen"]
+        db, chosen = f["db"], f["run"].chosen
         self.record.update(live_state=state, live_problem=why)
         return (
             Step("confirm", "ask the operator", lambda: self._confirm_broken(state, why),
                  pause=True),
-            dataclasses.replace(f["plan"]["restore"], action=lambda: self._place(state),
+            dataclasses.replace(f["plan"]["restore"], action=self._place,
                                 running=f"restore {chosen.name} into the {state} {db}"),
-            dataclasses.replace(f["plan"]["check"], action=self._placed_proof),
+            dataclasses.replace(f["plan"]["check"], action=self._local_check),
         )
 
     def _confirm_broken(self, state: str, why: str) -> None:
-        f = self.found
-        db, chosen = f["db"], f["chosen"]
-        when = f["when"] = dt.datetime.now(dt.UTC)  # the name shown is the name used
+        run = self.found["run"]
+        db, chosen = run.live, run.chosen
+        when = run.aside_at = dt.datetime.now(dt.UTC)  # the name shown is the name used
         aside = engine.aside_name(db, when, engine.aside_label(state))
         left = engine.leftovers(db)
         first = (f"The live database {db} is corrupt ({why}): it is moved aside to "
@@ -582,36 +614,16 @@ class Restore:
         self._confirm([first, f"and backup {backup} is restored into its place (the app is "
                        "stopped: --app-stopped)"])
 
-    def _place(self, state: str) -> str:
-        f = self.found
-        self.restoring = (f["chosen"].path, f["db"], None)
-        done, detail = _placed(engine.replace_broken_live(
-            f["chosen"].path, f["db"], state, check=self.settings.check,
-            clock=lambda: f["when"],
-            on_moved=lambda moved: self.record.update(moved_aside=moved)))
-        self.record["moved_aside"] = done["moved_aside"]
-        self.record["restore_seconds"] = done["restore_seconds"]
-        if done["moved_aside"]:
-            self.ui.info(_kept(done["moved_aside"], "here"))
-        f["placed"] = done
-        return detail
-
-    def _placed_proof(self) -> str:
-        proof = self.found["placed"]["proof"]
-        self._proven(proof)
-        self.restoring = None
-        self._show_counts()
-        return engine.proof_summary(proof)
-
-    def _prove(self, backup, db: Path, snapshot: dict, safety: dict):
-        """The restore's proof (``engine.prove_restore``): recorded, and any difference
-        fails the restore (exit 5) naming the safety backup."""
-        fmt = snapshot.get("content_format")  # the safety backup hashed now (issue 21)
-        proof = engine.prove_restore(backup, db, snapshot, check=self.settings.check,
-                                     safety_sha256=engine.content_sha256_of(
-                                         safety.get("path"), fmt, safety))
-        self._proven(proof)
-        return None, engine.proof_summary(proof)
+    def _place(self) -> str:
+        run = self.found["run"]
+        self.restoring = (run.chosen.path, run.live, None)
+        self.found["moving"] = run.moved_aside  # filled before the placement starts
+        run = self._next("placed")
+        done = {"moved_aside": run.moved_aside, "restore_seconds": run.restore_seconds}
+        self.record.update(done)
+        if run.moved_aside:
+            self.ui.info(_kept(run.moved_aside, "here"))
+        return _placed(done)[1]
 
     def _proven(self, proof: dict | None) -> None:
         """Record a proof; a failed one raises (exit 5) naming the safety backup."""
@@ -680,30 +692,6 @@ class Restore:
         self.ui.table("Rows per table", ["table", "before", "after"], rows)
 
     # -- on the Fly machine or an SSH host
-    def _remote_steps(self, stopped: bool = False) -> list[Step]:
-        """The plan's steps with their actions; emergency-stopped, the restart and the
-        /health wait are skipped (the app is not running: a restart brings back `sleep`)."""
-        o = self.options
-        plan = plan_for(o, self.settings, remote=True)[:-1]  # the audit line is the runner's
-        ran = runbook.bind(plan, {
-            "connect": lambda: f"connected to {self.target.session.connect()}",
-            "resolve": self._resolve, "verify": self._verify_file, "upload": self._upload,
-            "choose": self._choose, "restore": self._restore_there,
-            **dict(self.target.settle())})  # Fly: restart, health; the others: none
-        unbound = [step.key for step in ran if step.action is None]
-        if unbound:  # a plan step nothing does would pass as done: never say it was
-            raise OpsError(f"internal error: restore steps without an action: {unbound}")
-        ran = [dataclasses.replace(step, shown=False) if step.key == "resolve" else
-               dataclasses.replace(step, skipped="emergency-stopped")
-               if stopped and step.key in ("restart", "health") else step for step in ran]
-        at = [step.key for step in ran].index("verify" if o.from_path else "choose") + 1
-        return [Step("ready", "refuse what cannot run there", self._remote_ready, **QUIET),
-                *ran[:at], Step("chosen", "whose backup; the rows for the confirmation",
-                                self._remote_chosen, **QUIET),
-                self._pause(), *ran[at:],
-                Step("proven", "the machine's check of the live database", self._remote_proven,
-                     **QUIET)]
-
     def _remote_ready(self) -> None:
         o = self.options
         if o.production and o.app_stopped:
@@ -726,7 +714,7 @@ class Restore:
         self.ui.info(f"{self.settings.app} is emergency-stopped (machine {target.machine.id} "
                      "runs the maintenance command): the machine will not be restarted and "
                      "/health not awaited")
-        rest = self._remote_steps(stopped=True)
+        rest = self._steps(stopped=True)
         return runbook.Done("", then=tuple(rest[[s.key for s in rest].index("resolve") + 1:]))
 
     def _verify_file(self) -> str:

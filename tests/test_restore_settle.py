@@ -72,4 +72,4 @@ def test_a_plan_step_no_target_does_is_refused_never_passed_as_done(tmp_path):
                           settings(tmp_path, fly={"app": "steps-app"}), ui=None,
                           target=Unsettled())
     with pytest.raises(OpsError, match=r"without an action: \['restart', 'health'\]"):
-        run._remote_steps()
+        run._steps()

@@ -17,6 +17,7 @@ from ops.targets.status import status as folder_status
 
 DOWNLOADS = re.compile(r"(fly|ssh)-.+")  # ScriptedTarget.downloads' folders
 SOURCE_FOLDERS = re.compile(r"db-.+-[0-9a-f]{8}|(fly|ssh)-.+")  # and backup --db OTHER's
+LOCAL_HOW = "stop it, then run `invoke restore --app-stopped`"  # a broken live database
 
 
 class LocalTarget:
@@ -76,14 +77,31 @@ class LocalTarget:
                 engine.holds_backup_lock(self.dir):
             return wait
         started = time.monotonic()
-
-        def say(holder: str) -> None:
-            self.report.waiting(f"  waiting up to {wait:g}s for the backup lock {lock}, "
-                                f"held by {holder}")
-
-        with engine.file_lock(lock, wait, "another backup", on_wait=say):
+        with engine.file_lock(lock, wait, "another backup",
+                              on_wait=lambda holder: self._waiting(lock, holder)):
             pass  # free now; the engine takes it again at once, with what is left
         return max(wait - (time.monotonic() - started), 0.001)
+
+    def _waiting(self, lock: Path, holder: str) -> None:
+        """Say, once, whose lock we wait for and for how long."""
+        self.report.waiting(f"  waiting up to {self.settings.lock_wait:g}s for the backup "
+                            f"lock {lock}, held by {holder}")
+
+    def restore(self, which: str, *, busy_timeout: float = 10.0, app_stopped: bool = False,
+                when: str | None = None, checked: bool = False):
+        """The engine's one restore (``engine.restoring``, what the machine's python3 runs
+        drained), as its generator: the restore flow advances it one phase per step, so
+        each step keeps its own line, time and interruption. ``when``: the safety
+        backup's restore mark (the audit record's); ``checked``: the backup was checked by
+        this run a moment ago (restore --from-replica), so only its SHA-256 is compared."""
+        s = self.settings
+        return engine.restoring(
+            self.db, self.dir, which, source=self.source,
+            on_wait=self._waiting if self.report is not None else None,
+            check=s.check, checked=checked,
+            busy_timeout=busy_timeout, lock_wait=s.lock_wait, content_hash=s.content_hash,
+            app_stopped=app_stopped, how=LOCAL_HOW, when=when,
+            timeout=s.backup_timeout or None, mmap_size=s.mmap_size)
 
     @property
     def source(self) -> str | None:

@@ -8,7 +8,7 @@ warnings and byte progress to a ``Reporter`` (``ops.ui.UI`` is one) and returns 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
@@ -96,6 +96,16 @@ class Target(Protocol):
         """After a restore: what makes the app see the restored database, in order (Fly:
         restart the machine, wait for /health); none here or on an SSH host (the app reads
         the restored content through SQLite). The restore flow runs each as its step."""
+
+
+class HereTarget(Target, Protocol):
+    """The folder on this machine (``LocalTarget``): the restore runs in this process."""
+
+    def restore(self, which: str, *, busy_timeout: float = 10.0, app_stopped: bool = False,
+                when: str | None = None) -> Generator[engine.Restoring, None, None]:
+        """The engine's one restore (``engine.restoring``, what the machine's python3
+        drains in one call), one phase per ``next()``: the restore flow's steps advance it,
+        and closing it releases the restore lock and the backup lock."""
 
 
 class RemoteTarget(Target, Protocol):
