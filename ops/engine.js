@@ -232,6 +232,26 @@ function sha256File(file) {
   return hash.digest('hex');
 }
 
+/** ``sha256File`` on a worker thread: ``done`` resolves to the digest (or rejects with
+ * the worker's error); ``stop()`` ends it early and is harmless once it has ended. The
+ * worker runs this very function, so both read the file the same way. */
+function sha256Beside(file) {
+  const { Worker } = require('worker_threads');
+  const code = `const { parentPort, workerData } = require('worker_threads');
+const fs = require('fs'); const crypto = require('crypto'); const C = fs.constants;
+${sha256File.toString()}
+parentPort.postMessage(sha256File(workerData));`;
+  const worker = new Worker(code, { eval: true, workerData: file });
+  let stopped = false;
+  const done = new Promise((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+    worker.once('exit', (status) => reject(new Error(stopped ? 'stopped' : `the SHA-256 worker exited with ${status}`)));
+  });
+  done.catch(() => {}); // a stopped worker's end is nobody's error
+  return { done, stop: () => { stopped = true; return worker.terminate(); } };
+}
+
 function fsyncPath(file) {
   const fd = fs.openSync(file, C.O_RDONLY);
   try { fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
@@ -666,12 +686,20 @@ async function backupLocked(source, dir, { check, timeout, contentHash, restore 
       throw new EngineError(`the new backup is not a whole SQLite database (${copied} bytes)`, 'verify_failed');
     }
     fsyncPath(tmp);
-    const problems = runCheck(tmp, check);
-    if (problems.length) throw new EngineError(`the new backup failed ${check}_check: ${problems[0]}`, 'verify_failed');
-    const digest = sha256File(tmp);
-    // no content hash at backup time (issue 21): the drill and the restore's proof hash
-    // the verified file; contentHash (backup.content_hash) is accepted and ignored
-    const described = { tables: countRows(tmp), content_sha256: null, content_format: null };
+    // one read of the copy (issue 21): the SHA-256 on a worker thread while SQLite checks
+    // (synchronous) on this one, then the counts, whose pages the check just read
+    const hashing = sha256Beside(tmp);
+    let digest, described;
+    try {
+      const problems = runCheck(tmp, check);
+      if (problems.length) throw new EngineError(`the new backup failed ${check}_check: ${problems[0]}`, 'verify_failed');
+      // no content hash at backup time (issue 21): the drill and the restore's proof hash
+      // the verified file; contentHash (backup.content_hash) is accepted and ignored
+      described = { tables: countRows(tmp), content_sha256: null, content_format: null };
+      digest = await hashing.done;
+    } finally {
+      await hashing.stop();
+    }
     const result = {
       name, path: final, created: iso(when), size: fs.statSync(tmp).size, sha256: digest,
       check, seconds: round3((Date.now() - started) / 1000), source, strategy: 'node',
@@ -1471,7 +1499,8 @@ function adoptOne(file, by, dryRun) {
       verdict.problem = `integrity_check failed: ${problems[0]}`;
       return verdict;
     }
-    described = describeFile(file);
+    // no content hash (issue 21): the drill and the restore's proof compute it
+    described = { tables: countRows(file), content_sha256: null, content_format: null };
     if (sha256File(file) !== digest) {
       verdict.problem = 'the file changed while it was checked';
       return verdict;
