@@ -1192,6 +1192,19 @@ async function restoreDatabase(live, dir, which, { check, busyTimeout, lockWait,
  * in the same format, the safety backup's hash; ops/engine.py's judge_proof judges them on
  * the toolkit's side (one rule for every engine).
  */
+/** The safety backup's content hash in ``fmt``: its record's if it has one in that format
+ * (old records), else hashed now from the file (engine.py's content_sha256_of; records
+ * hold none since issue 21); null if it cannot be read. */
+function safetyContent(safety, fmt) {
+  if (!safety || !fmt) return null;
+  if (safety.content_sha256 && safety.content_format === fmt) return safety.content_sha256;
+  try {
+    return describeFile(safety.path, { fmt }).content_sha256;
+  } catch (e) { // unreadable or gone: the proof only loses `holds: safety`
+    return null;
+  }
+}
+
 function proofInputs(backup, live, check, safety = null, snapshot = null) {
   const inputs = {
     check, check_problems: [], tables: {}, backup_tables: {},
@@ -1206,7 +1219,7 @@ function proofInputs(backup, live, check, safety = null, snapshot = null) {
     Object.assign(inputs, {
       tables: got.tables, content_sha256: got.content_sha256, content_format: got.content_format,
       backup_tables: want.tables, backup_content_sha256: want.content_sha256,
-      safety_sha256: safety && safety.content_format === got.content_format ? safety.content_sha256 : null,
+      safety_sha256: safetyContent(safety, got.content_format),
     });
   } catch (e) {
     inputs.error = `cannot read the live database after the restore: ${e.message}`;
@@ -1329,11 +1342,13 @@ async function replaceBrokenLive(chosen, verdict, live, state, why, check, start
 function liveHolds(live, backup, safety) {
   const got = describeFile(live, { live: true });
   const want = describeFile(backup, { fmt: got.content_format });
+  const safetyHash = safety ? describeFile(safety, { fmt: got.content_format }).content_sha256 : null;
   let holds = got.content_sha256 === want.content_sha256 ? 'backup' : 'other';
-  if (holds === 'other' && safety && describeFile(safety, { fmt: got.content_format }).content_sha256 === got.content_sha256) {
-    holds = 'safety';
-  }
-  return { holds, content_sha256: got.content_sha256, backup_content_sha256: want.content_sha256, content_format: got.content_format };
+  if (holds === 'other' && safetyHash !== null && safetyHash === got.content_sha256) holds = 'safety';
+  // held_backup_before as engine.py's judge_proof says it: the safety backup holds the
+  // backup's content (a retried restore's lookup of the data from before asks this)
+  return { holds, content_sha256: got.content_sha256, backup_content_sha256: want.content_sha256, content_format: got.content_format,
+    held_backup_before: safetyHash !== null && safetyHash === want.content_sha256 };
 }
 
 function liveAndRecordedCounts(live, dir, name) {
