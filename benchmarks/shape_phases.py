@@ -15,6 +15,7 @@ Variants (``--variants``, default all):
   at once, as ``invoke backup --quick`` does; the check without read-ahead);
 - ``ours-readahead``: the same with the kernel's read-ahead on the check (as before);
 - ``ours-no-counts``: ``ours`` without the row counts;
+- ``ours-counts-after``: ``ours`` with the counts after the check, in its thread;
 - ``ours-dontneed``: ``ours`` with the SHA-256 dropping what it hashed from the cache;
 - ``check-py`` / ``check-cli``: after the engine's copy, the check alone, by Python's
   sqlite3 (as the engine runs it) and by the ``sqlite3`` CLI (as by hand does);
@@ -49,7 +50,7 @@ from ops import engine  # noqa: E402
 
 MIB = 1 << 20
 VARIANTS = ("hand", "ours", "check-py", "check-cli", "check-random", "ours-readahead",
-            "ours-no-counts", "ours-dontneed", "check-cache", "sha")
+            "ours-no-counts", "ours-counts-after", "ours-dontneed", "check-cache", "sha")
 
 
 def read_bytes(blkio: Path) -> int:
@@ -125,8 +126,16 @@ def child(variant: str, db: Path, out: Path, blkio: Path, cache_mib: int) -> Non
             engine.no_readahead = lambda path: None
         if variant == "ours-dontneed":
             engine.sha256_file = sha_dropping_behind
+        if variant == "ours-counts-after":  # the counts after the check, in its thread
+            check = engine.run_check
+
+            def check_then_count(path, *args, **kwargs):
+                problems = check(path, *args, **kwargs)
+                engine.count_rows(path)
+                return problems
+            engine.run_check = check_then_count
         found = timed("check+sha+counts", lambda: engine.verify_new_copy(
-            copy, "quick", counts=variant != "ours-no-counts"))
+            copy, "quick", counts=variant not in ("ours-no-counts", "ours-counts-after")))
         assert not found[0], found[0]
     elif variant == "check-py":
         timed("quick_check (python)", lambda: engine.run_check(copy, "quick"))
