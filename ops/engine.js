@@ -1187,11 +1187,6 @@ async function restoreDatabase(live, dir, which, { check, busyTimeout, lockWait,
     }));
 }
 
-/**
- * The proof's inputs: the live database read right after the copy, the backup hashed now
- * in the same format, the safety backup's hash; ops/engine.py's judge_proof judges them on
- * the toolkit's side (one rule for every engine).
- */
 /** The safety backup's content hash in ``fmt``: its record's if it has one in that format
  * (old records), else hashed now from the file (engine.py's content_sha256_of; records
  * hold none since issue 21); null if it cannot be read. */
@@ -1205,6 +1200,11 @@ function safetyContent(safety, fmt) {
   }
 }
 
+/**
+ * The proof's inputs: the live database read right after the copy, the backup hashed now
+ * in the same format, the safety backup's hash; ops/engine.py's judge_proof judges them on
+ * the toolkit's side (one rule for every engine).
+ */
 function proofInputs(backup, live, check, safety = null, snapshot = null) {
   const inputs = {
     check, check_problems: [], tables: {}, backup_tables: {},
