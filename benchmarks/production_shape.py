@@ -85,7 +85,7 @@ def block_device(path: Path) -> str | None:
 class Group:
     """One cgroup v1 memory + blkio group: ``limit_mib`` of memory, ``mib_s`` read and write."""
 
-    def __init__(self, name: str, limit_mib: int, mib_s: int, device: str):
+    def __init__(self, name: str, limit_mib: int, mib_s: int, device: str, iops: int = 0):
         self.dirs = [CGROUP / "memory" / name, CGROUP / "blkio" / name]
         for folder in self.dirs:
             folder.mkdir(exist_ok=True)
@@ -93,6 +93,9 @@ class Group:
         for which in ("read", "write"):
             (self.dirs[1] / f"blkio.throttle.{which}_bps_device").write_text(
                 f"{device} {mib_s * MIB}")
+            if iops:  # a Fly volume also caps operations (shared CPUs: 4,000-8,000)
+                (self.dirs[1] / f"blkio.throttle.{which}_iops_device").write_text(
+                    f"{device} {iops}")
 
     def argv(self, argv: list[str]) -> list[str]:
         """``argv`` run inside the group (the shell joins it, then execs)."""

@@ -232,6 +232,26 @@ function sha256File(file) {
   return hash.digest('hex');
 }
 
+/** ``sha256File`` on a worker thread: ``done`` resolves to the digest (or rejects with
+ * the worker's error); ``stop()`` ends it early and is harmless once it has ended. The
+ * worker runs this very function, so both read the file the same way. */
+function sha256Beside(file) {
+  const { Worker } = require('worker_threads');
+  const code = `const { parentPort, workerData } = require('worker_threads');
+const fs = require('fs'); const crypto = require('crypto'); const C = fs.constants;
+${sha256File.toString()}
+parentPort.postMessage(sha256File(workerData));`;
+  const worker = new Worker(code, { eval: true, workerData: file });
+  let stopped = false;
+  const done = new Promise((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+    worker.once('exit', (status) => reject(new Error(stopped ? 'stopped' : `the SHA-256 worker exited with ${status}`)));
+  });
+  done.catch(() => {}); // a stopped worker's end is nobody's error
+  return { done, stop: () => { stopped = true; return worker.terminate(); } };
+}
+
 function fsyncPath(file) {
   const fd = fs.openSync(file, C.O_RDONLY);
   try { fs.fsyncSync(fd); } finally { fs.closeSync(fd); }
@@ -666,12 +686,20 @@ async function backupLocked(source, dir, { check, timeout, contentHash, restore 
       throw new EngineError(`the new backup is not a whole SQLite database (${copied} bytes)`, 'verify_failed');
     }
     fsyncPath(tmp);
-    const problems = runCheck(tmp, check);
-    if (problems.length) throw new EngineError(`the new backup failed ${check}_check: ${problems[0]}`, 'verify_failed');
-    const digest = sha256File(tmp);
-    // no content hash at backup time (issue 21): the drill and the restore's proof hash
-    // the verified file; contentHash (backup.content_hash) is accepted and ignored
-    const described = { tables: countRows(tmp), content_sha256: null, content_format: null };
+    // one read of the copy (issue 21): the SHA-256 on a worker thread while SQLite checks
+    // (synchronous) on this one, then the counts, whose pages the check just read
+    const hashing = sha256Beside(tmp);
+    let digest, described;
+    try {
+      const problems = runCheck(tmp, check);
+      if (problems.length) throw new EngineError(`the new backup failed ${check}_check: ${problems[0]}`, 'verify_failed');
+      // no content hash at backup time (issue 21): the drill and the restore's proof hash
+      // the verified file; contentHash (backup.content_hash) is accepted and ignored
+      described = { tables: countRows(tmp), content_sha256: null, content_format: null };
+      digest = await hashing.done;
+    } finally {
+      await hashing.stop();
+    }
     const result = {
       name, path: final, created: iso(when), size: fs.statSync(tmp).size, sha256: digest,
       check, seconds: round3((Date.now() - started) / 1000), source, strategy: 'node',
@@ -1159,6 +1187,19 @@ async function restoreDatabase(live, dir, which, { check, busyTimeout, lockWait,
     }));
 }
 
+/** The safety backup's content hash in ``fmt``: its record's if it has one in that format
+ * (old records), else hashed now from the file (engine.py's content_sha256_of; records
+ * hold none since issue 21); null if it cannot be read. */
+function safetyContent(safety, fmt) {
+  if (!safety || !fmt) return null;
+  if (safety.content_sha256 && safety.content_format === fmt) return safety.content_sha256;
+  try {
+    return describeFile(safety.path, { fmt }).content_sha256;
+  } catch (e) { // unreadable or gone: the proof only loses `holds: safety`
+    return null;
+  }
+}
+
 /**
  * The proof's inputs: the live database read right after the copy, the backup hashed now
  * in the same format, the safety backup's hash; ops/engine.py's judge_proof judges them on
@@ -1178,7 +1219,7 @@ function proofInputs(backup, live, check, safety = null, snapshot = null) {
     Object.assign(inputs, {
       tables: got.tables, content_sha256: got.content_sha256, content_format: got.content_format,
       backup_tables: want.tables, backup_content_sha256: want.content_sha256,
-      safety_sha256: safety && safety.content_format === got.content_format ? safety.content_sha256 : null,
+      safety_sha256: safetyContent(safety, got.content_format),
     });
   } catch (e) {
     inputs.error = `cannot read the live database after the restore: ${e.message}`;
@@ -1301,11 +1342,13 @@ async function replaceBrokenLive(chosen, verdict, live, state, why, check, start
 function liveHolds(live, backup, safety) {
   const got = describeFile(live, { live: true });
   const want = describeFile(backup, { fmt: got.content_format });
+  const safetyHash = safety ? describeFile(safety, { fmt: got.content_format }).content_sha256 : null;
   let holds = got.content_sha256 === want.content_sha256 ? 'backup' : 'other';
-  if (holds === 'other' && safety && describeFile(safety, { fmt: got.content_format }).content_sha256 === got.content_sha256) {
-    holds = 'safety';
-  }
-  return { holds, content_sha256: got.content_sha256, backup_content_sha256: want.content_sha256, content_format: got.content_format };
+  if (holds === 'other' && safetyHash !== null && safetyHash === got.content_sha256) holds = 'safety';
+  // held_backup_before as engine.py's judge_proof says it: the safety backup holds the
+  // backup's content (a retried restore's lookup of the data from before asks this)
+  return { holds, content_sha256: got.content_sha256, backup_content_sha256: want.content_sha256, content_format: got.content_format,
+    held_backup_before: safetyHash !== null && safetyHash === want.content_sha256 };
 }
 
 function liveAndRecordedCounts(live, dir, name) {
@@ -1471,7 +1514,8 @@ function adoptOne(file, by, dryRun) {
       verdict.problem = `integrity_check failed: ${problems[0]}`;
       return verdict;
     }
-    described = describeFile(file);
+    // no content hash (issue 21): the drill and the restore's proof compute it
+    described = { tables: countRows(file), content_sha256: null, content_format: null };
     if (sha256File(file) !== digest) {
       verdict.problem = 'the file changed while it was checked';
       return verdict;

@@ -920,9 +920,8 @@ printf '{ENTRY_MARK} sha256 %s %s\\n' "$(recorded "$f.sha256")" "$(sha256sum "$f
 def adopt_script(directory: str, which: str, by: str, *, dry_run: bool = False,
                  lock_wait: float = 0) -> str:
     """``backup.adopt`` on the machine: the engine's ``adopt_backups`` (python3's, or
-    engine.js's ``adoptBackups`` under node: the records hold the content hash a drill
-    compares, which the sqlite3 CLI strategy does not compute the same way; with neither
-    it changes nothing)."""
+    engine.js's ``adoptBackups`` under node; with neither it changes nothing). Like a
+    backup's, the records hold the row counts and no content hash (issue 21)."""
     if which != "all":
         check_name(which)
     args = ["adopt", "--dir", directory, "--which", which, "--by", by,

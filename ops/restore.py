@@ -647,7 +647,8 @@ class Restore:
         backup = self.record["backup"]["name"]
         safety = self.record["safety_backup"]["name"]
         try:
-            earlier = pre_restore_safety(safety, backup, proof, self._safety_records(backup))
+            earlier = pre_restore_safety(safety, backup, proof,
+                                         self._safety_records(backup, proof, safety))
         except (OpsError, EngineError, OSError) as exc:
             earlier = None
             self.ui.warn(f"could not look for an earlier restore's safety backup: {exc}")
@@ -659,9 +660,12 @@ class Restore:
                          f"No earlier safety backup of a restore of {backup} holds other "
                          "content: look in `invoke backup.list" + self._flag() + "`."))
 
-    def _safety_records(self, backup: str) -> list[dict]:
+    def _safety_records(self, backup: str, proof: dict | None = None,
+                        mine: str | None = None) -> list[dict]:
         """The safety backups of restores of ``backup`` in the folder, each with what its
-        record says (name, created, content hash and format)."""
+        record says (name, created, content hash and format). A record without a content
+        hash (issue 21) is hashed now: here, or on the machine, which says whether the
+        safety backup holds ``backup``'s content (then its hash is the ``proof``'s)."""
         folder = self.target or LocalTarget(dataclasses.replace(  # where the undo is
             self.settings, backup_dir=Path(self.record.get("undo_dir") or
                                            self.settings.backup_dir)), self.ui)
@@ -679,6 +683,12 @@ class Restore:
                 with contextlib.suppress(engine.EngineError, OSError):
                     _, raw["content_sha256"], raw["content_format"] = engine.describe_file(
                         Path(folder.dir) / item.name)
+            elif proof and item.name != mine and not raw.get("content_sha256") and getattr(
+                    folder, "holds_backup", None):
+                with contextlib.suppress(OpsError):
+                    if folder.holds_backup(item.name, backup):
+                        raw["content_sha256"] = proof.get("backup_content_sha256")
+                        raw["content_format"] = proof.get("content_format")
             found.append({"name": item.name, "created": item.created,
                           "content_sha256": raw.get("content_sha256"),
                           "content_format": raw.get("content_format")})

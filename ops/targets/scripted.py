@@ -412,6 +412,22 @@ class ScriptedTarget:
         same = hashes.get("now") and hashes.get("now") == hashes.get("backup")
         return "backup" if same else "other"
 
+    def holds_backup(self, safety: str, name: str) -> bool | None:
+        """Whether safety backup ``safety`` holds backup ``name``'s content, both hashed on
+        the machine now (``remote.holds_script``; records made since issue 21 hold no
+        content hash). None when the machine cannot tell."""
+        output = self._run(remote.holds_script(self.db, self.dir, name, safety),
+                           engine_source=True, timeout=self.session.deadline(),
+                           what="a look at an earlier safety backup")
+        if output.strategy in node.ENGINES:
+            proof = output.data("a look at an earlier safety backup")
+            return bool(proof.get("held_backup_before")) if proof.get(
+                "backup_content_sha256") else None
+        hashes = _hashes(output.entries)
+        if not (hashes.get("safety") and hashes.get("backup")):
+            return None
+        return hashes["safety"] == hashes["backup"]
+
     def _holds(self, name: str, safety: str) -> str:
         """Which content the live database holds (``remote.holds_script``), as a clause."""
         try:
