@@ -227,6 +227,8 @@ def backup_script(db: str, directory: str, *, check: str, remote_command: str = 
                    _sqlite_backup(db, directory, check, lock_wait, content_hash), other)
 
 
+# Long on purpose (~67 lines, most of it the sh script): the backup as the machine runs it,
+# read top to bottom (lock, copy in one read transaction, check, hash, publish).
 def _sqlite_backup(db: str, directory: str, check: str, lock_wait: float = 0,
                    content_hash: bool = True, marks: str = "") -> str:
     """The engine's procedure with the sqlite3 CLI: the same checks, lock and verdicts.
