@@ -57,7 +57,7 @@ def test_sigterm_while_waiting_for_the_snapshot_names_the_snapshot_that_goes_on(
     run.proc.send_signal(signal.SIGTERM)
     line = one_error_line(run.finish(timeout=40))
 
-    assert line.startswith("Error: interrupted by SIGTERM: only the wait stopped; the "
+    assert line.startswith("Error: terminated by SIGTERM: only the wait stopped; the "
                            "snapshot goes on at Fly"), line
     assert "invoke backup.snapshots" in line
 
