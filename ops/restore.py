@@ -169,14 +169,22 @@ def render(steps: list[Step], width: int | None = None, binary: str = "fly") -> 
     return runbook.render("Restore plan (dry run: nothing runs):", steps, binary, width)
 
 
-def live_warning(db, state: str, why: str, app_stopped: bool) -> str | None:
+def app_stopped_command(o: RestoreOptions) -> str:
+    """The operator's own local restore again with ``--app-stopped`` (pure): pasted, it
+    restores the backup they named, not ``latest`` (review-op s18 #1)."""
+    words = ["invoke", "restore"] + ([shlex.quote(o.which)] if o.which != "latest" else [])
+    if o.other_source:
+        words.append("--other-source")
+    return " ".join([*words, "--app-stopped", "--yes"])
+
+
+def live_warning(db, state: str, why: str, o: RestoreOptions) -> str | None:
     """What a dry run says about a corrupt or missing local live database (pure)."""
     if state == "ok":
         return None
     then = ("the real run moves it aside and restores into its place" if state == "corrupt"
-            else "the real run restores into its place") if app_stopped else (
-        "the real run will refuse (exit 2): stop the app, then run "
-        "`invoke restore --app-stopped`")
+            else "the real run restores into its place") if o.app_stopped else (
+        f"the real run will refuse (exit 2): stop the app, then run `{app_stopped_command(o)}`")
     return f"the live database {db} is {state} ({why}): {then}"
 
 
@@ -488,7 +496,8 @@ class Restore:
         local.folder()
         local.names(o.which)  # a bad or unknown name fails before any lock is taken
         phases = local.restore(o.which, busy_timeout=o.busy_timeout, checked=o.checked,
-                               app_stopped=o.app_stopped, when=self.record["when"])
+                               app_stopped=o.app_stopped, when=self.record["when"],
+                               how=f"stop it, then run `{app_stopped_command(o)}`")
         self.held.callback(phases.close)  # the runner's closing step releases the locks
         self.found.update(db=Path(s.db_path), directory=Path(s.backup_dir), local=local,
                           phases=phases)

@@ -143,8 +143,7 @@ def dry_run_plan(options, settings, ui: UI, target, json: bool, replica=None) ->
         except EngineError as exc:
             state, problem = "ok", ""
             warning = cli.one_line(exc)
-        warning = warning or restores.live_warning(settings.db_path, state, problem,
-                                                   options.app_stopped)
+        warning = warning or restores.live_warning(settings.db_path, state, problem, options)
         if warning:
             ui.warn(warning)
 

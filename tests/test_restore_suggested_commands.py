@@ -1,0 +1,63 @@
+"""The commands a refused restore suggests run as pasted and do what the operator asked
+(review-op s18 #1): over a corrupt live database, `invoke restore NAME --yes` suggested
+`invoke restore --app-stopped`, which restores ``latest`` instead of NAME and, without a
+terminal, fails again for lack of --yes.
+
+Real WAL databases and the real CLI; the suggestion is pasted through ``shlex.split``.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sqlite3
+
+from ops import engine
+from tests import helpers
+
+
+def corrupt(db) -> None:
+    """Forty bytes over a b-tree page's cells: quick_check reports it."""
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    with open(db, "r+b") as handle:
+        handle.seek(4096 * 10 + 100)
+        handle.write(b"\xff" * 40)
+
+
+def suggested(text: str) -> list[str]:
+    (command,) = re.findall(r"`(invoke restore [^`]*)`", text)
+    return shlex.split(command)[1:]
+
+
+def test_the_app_stopped_suggestion_keeps_the_backup_the_operator_named(
+        wal_db, backup_dir, run_invoke):
+    older = engine.create_backup(wal_db, backup_dir)
+    marked = helpers.rows(older.path, "SELECT count(*) FROM steps")[0][0]
+    conn = sqlite3.connect(wal_db)
+    conn.execute("DELETE FROM steps WHERE id % 2 = 0")
+    conn.commit()
+    conn.close()
+    newer = engine.create_backup(wal_db, backup_dir, lock_wait=5)
+    assert newer.name != older.name
+    corrupt(wal_db)
+
+    dry = run_invoke("restore", older.name, "--dry-run")
+    refused = run_invoke("restore", older.name, "--yes")
+
+    line = helpers.assert_one_line_error(refused, 2, strict=False)
+    again = suggested(line)
+    assert again == ["restore", older.name, "--app-stopped", "--yes"], line
+    assert suggested(dry.stderr) == again, dry.stderr
+    done = run_invoke(*again)  # pasted, without a terminal
+    assert done.returncode == 0, done
+    assert helpers.rows(wal_db, "SELECT count(*) FROM steps")[0][0] == marked  # not latest's
+
+
+def test_latest_keeps_its_own_words(wal_db, backup_dir, run_invoke):
+    engine.create_backup(wal_db, backup_dir)
+    corrupt(wal_db)
+    latest = run_invoke("restore", "--yes")
+    assert suggested(helpers.assert_one_line_error(latest, 2, strict=False)) == [
+        "restore", "--app-stopped", "--yes"]
