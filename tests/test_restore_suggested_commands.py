@@ -8,9 +8,14 @@ Real WAL databases and the real CLI; the suggestion is pasted through ``shlex.sp
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shlex
 import sqlite3
+import subprocess
+
+import pytest
 
 from ops import engine
 from tests import helpers
@@ -61,3 +66,38 @@ def test_latest_keeps_its_own_words(wal_db, backup_dir, run_invoke):
     latest = run_invoke("restore", "--yes")
     assert suggested(helpers.assert_one_line_error(latest, 2, strict=False)) == [
         "restore", "--app-stopped", "--yes"]
+
+
+@contextlib.contextmanager
+def read_only_folder(folder):
+    """The folder made unwritable for this process: its mode, or for root (whom the mode
+    does not stop) the immutable attribute; skipped where neither can be set."""
+    if os.geteuid() != 0:
+        folder.chmod(0o500)
+        try:
+            yield
+        finally:
+            folder.chmod(0o700)
+        return
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("root, and chattr +i is not possible here")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+def test_a_read_only_backup_folder_is_in_the_dry_run_and_the_refusal_says_what_to_do(
+        wal_db, backup_dir, run_invoke):
+    engine.create_backup(wal_db, backup_dir)
+    before = helpers.snapshot(backup_dir)
+    with read_only_folder(backup_dir):
+        dry = run_invoke("restore", "--dry-run")
+        refused = run_invoke("restore", "--yes")
+
+    warned = [line for line in dry.stderr.splitlines() if "is not writable" in line]
+    assert dry.returncode == 0 and len(warned) == 1, dry.stderr
+    assert "the real run will refuse (exit 2)" in warned[0], warned
+    line = helpers.assert_one_line_error(refused, 2, strict=False)
+    assert "nothing was changed" in line and "set backup.dir" in line, line
+    assert helpers.snapshot(backup_dir) == before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from pathlib import Path
 
 from ops import cli, config, engine, runbook
@@ -146,6 +147,10 @@ def dry_run_plan(options, settings, ui: UI, target, json: bool, replica=None) ->
         warning = warning or restores.live_warning(settings.db_path, state, problem, options)
         if warning:
             ui.warn(warning)
+        folder = Path(settings.backup_dir)
+        if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+            ui.warn(f"{engine.NOT_WRITABLE.format(folder=folder)}: the real run will refuse "
+                    f"(exit 2) before changing anything; {engine.NOT_WRITABLE_FIX}")
 
     def plan(which: str | None) -> list:
         return restores.plan_for(
