@@ -101,3 +101,22 @@ def test_a_read_only_backup_folder_is_in_the_dry_run_and_the_refusal_says_what_t
     line = helpers.assert_one_line_error(refused, 2, strict=False)
     assert "nothing was changed" in line and "set backup.dir" in line, line
     assert helpers.snapshot(backup_dir) == before
+
+
+def test_a_damaged_backup_points_to_the_others(wal_db, backup_dir, run_invoke):
+    made = engine.create_backup(wal_db, backup_dir)
+    with open(made.path, "r+b") as handle:  # one byte flipped: its SHA-256 no longer matches
+        handle.seek(4096 * 3)
+        byte = handle.read(1)
+        handle.seek(4096 * 3)
+        handle.write(bytes([byte[0] ^ 0xFF]))
+    before = (helpers.sha256(wal_db), helpers.snapshot(backup_dir))
+
+    results = [run_invoke("restore", *args, "--yes") for args in ([], [made.name])]
+
+    for result in results:
+        line = helpers.assert_one_line_error(result, 5, strict=False)
+        assert "SHA-256 mismatch" in line and "nothing was changed" in line, line
+        assert line.endswith("restore another backup instead: see `invoke backup.list`, "
+                             "then `invoke restore NAME`"), line
+    assert (helpers.sha256(wal_db), helpers.snapshot(backup_dir)) == before
