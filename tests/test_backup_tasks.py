@@ -22,6 +22,9 @@ from ops.errors import ExitCode
 from tests import helpers
 from tests.helpers import ANSI, assert_one_line_error, run_mixed, run_parallel
 
+# each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
+pytestmark = pytest.mark.cli_in_process
+
 STEP_LINE = re.compile(
     r"^✓ backup (steps-\S+\.db)  [\d.]+ [kMG]?B  sha256 [0-9a-f]{12}  integrity_check ok  "
     r"\[engine\]  from local data/steps\.db \(\d+\.\ds\)$",

@@ -37,6 +37,9 @@ from tests.fake_production import (
 from tests.flyctl_double import IMAGE_V12
 from tests.helpers import run_parallel
 
+# each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
+pytestmark = pytest.mark.cli_in_process
+
 TOKEN = "FlyV1 fm2_sEcReTtOkEnFoRtHeDePlOyTeStS"
 
 

@@ -21,6 +21,9 @@ from tests.fake_production import STOPPED, changed_after_backup
 from tests.fake_production import restore_label as label
 from tests.helpers import assert_one_line_error
 
+# each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
+pytestmark = pytest.mark.cli_in_process
+
 # ---------------------------------------------------------------- drill, local
 
 

@@ -35,6 +35,9 @@ from tests.fake_production import (
 )
 from tests.helpers import assert_one_line_error, run_parallel
 
+# each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
+pytestmark = pytest.mark.cli_in_process
+
 REPO = Path(__file__).resolve().parent.parent
 NEW_MID = "9080e6f4a3d2b1"
 FAST = {"INVOKE_FLY_TIMEOUT": "3", "INVOKE_FLY_MIN_RATE": "1e12"}  # deadlines of ~3 s

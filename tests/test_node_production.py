@@ -15,6 +15,9 @@ from tests.fake_production import RESTORE_RESOLVE as RESOLVE
 from tests.fake_production import STOPPED, changed_after_backup
 from tests.fake_production import restore_label as label
 
+# each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
+pytestmark = pytest.mark.cli_in_process
+
 
 @pytest.fixture
 def prod(served_prod):

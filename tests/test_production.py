@@ -42,6 +42,9 @@ from tests.flyctl_double.state import (
 )
 from tests.helpers import run_parallel
 
+# each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
+pytestmark = pytest.mark.cli_in_process
+
 APP = DEFAULT_APP
 TOKEN = "fo1_Zq8vK2mXw9LpR4tYhN7cB3sD6gJ0eUa5-distinctive"
 

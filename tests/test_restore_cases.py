@@ -27,6 +27,9 @@ from tests.fake_production import changed_after_backup
 from tests.flyctl_double import DEFAULT_MACHINE_ID
 from tests.flyctl_double.state import real_python3
 
+# each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
+pytestmark = pytest.mark.cli_in_process
+
 
 def _python3(world) -> None:
     """The machine has python3 (and sqlite3): the engine runs."""

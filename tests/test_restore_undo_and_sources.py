@@ -18,6 +18,9 @@ from tests import helpers
 from tests.fake_production import APP, MID, autostarts, fly, look, started
 from tests.helpers import change, content
 
+# each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
+pytestmark = pytest.mark.cli_in_process
+
 
 def undo_words(stderr: str) -> list[str]:
     r"""The printed undo command, as the shell reads it (it may be wrapped with ` \`)."""
