@@ -22,6 +22,9 @@ from tests import helpers, node_env
 from tests.fake_production import remove_tools
 from tests.helpers import run_parallel
 
+# each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
+pytestmark = pytest.mark.cli_in_process
+
 # ---------------------------------------------------------------- the judgement, as data
 
 
