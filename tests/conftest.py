@@ -55,17 +55,24 @@ def pytest_configure(config):
 
 def _register_markers(config):
     config.addinivalue_line(
-        "markers", "cli_in_process: the test's first CLI run is a process, its later ones run "
-        "in-process (helpers.HERE_AFTER_FIRST)")
+        "markers", "cli_in_process(per='test'|'module'|'none'): the test's (or the module's, "
+        "in this worker) first CLI run is a process, its later ones run in-process; 'none': "
+        "all are processes (helpers.HERE_AFTER_FIRST)")
 
 
 @pytest.fixture(autouse=True)
 def _cli_in_process(request):
-    """``@pytest.mark.cli_in_process``: see ``helpers.HERE_AFTER_FIRST``."""
+    """``@pytest.mark.cli_in_process``: see ``helpers.HERE_AFTER_FIRST``. With
+    ``per="module"`` the first CLI run of the module in this worker is the process."""
     mode = helpers.HERE_AFTER_FIRST
-    mode.active = request.node.get_closest_marker("cli_in_process") is not None
-    mode.ran = False
+    mark = request.node.get_closest_marker("cli_in_process")
+    per_module = mark is not None and mark.kwargs.get("per") == "module"
+    mode.active = mark is not None and mark.kwargs.get("per") != "none"  # "none": a test of a
+    # marked file whose every run stays a process (what a process prints is its point)
+    mode.ran = per_module and request.module.__name__ in mode.modules
     yield
+    if per_module and mode.ran:
+        mode.modules.add(request.module.__name__)
     mode.active = mode.ran = False
 
 

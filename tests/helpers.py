@@ -109,11 +109,15 @@ class _HereAfterFirst:
     of CLI runs, which pay ~0.3 s of CPU each for a process start that is not their point.
     The first keeps the process path honest; the rest must give the same exit codes and
     output, since the test's assertions are unchanged. Runs made in other threads
-    (``run_parallel``) and ``start_invoke`` stay processes. Set per test by conftest."""
+    (``run_parallel``) and ``start_invoke`` stay processes. Set per test by conftest.
+    ``cli_in_process(per="module")``: only the module's first run in this xdist worker is a
+    process, for files whose tests each make one run whose point is the task's answer
+    (refusals, plans, what a machine-side script does), not the process."""
 
     def __init__(self):
         self.active = False
         self.ran = False
+        self.modules: set[str] = set()  # ``per="module"``: modules whose first run was made
 
     def take(self) -> bool:
         """True when this run goes in-process (and records that a run was made)."""

@@ -46,3 +46,12 @@ def test_an_unmarked_test_starts_a_process_for_every_run(run_invoke, started):
     run_invoke("--list")
     run_invoke("--list")
     assert len(started) == 2
+
+
+@pytest.mark.parametrize("n", [1, 2])
+@pytest.mark.cli_in_process(per="module")
+def test_per_module_only_the_modules_first_run_in_this_worker_is_a_process(
+        run_invoke, started, n):
+    seen = __name__ in helpers.HERE_AFTER_FIRST.modules  # a test of this module ran a CLI
+    assert run_invoke("--list").returncode == run_invoke("--list").returncode == 0
+    assert len(started) == (0 if seen else 1)
