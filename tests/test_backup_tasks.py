@@ -22,8 +22,9 @@ from ops.errors import ExitCode
 from tests import helpers
 from tests.helpers import ANSI, assert_one_line_error, run_mixed, run_parallel
 
-# each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
-pytestmark = pytest.mark.cli_in_process
+# the first CLI run of this file (per xdist worker) is a process, the rest in-process
+# (helpers.HERE_AFTER_FIRST): what its tests check is the task's answer, not the process
+pytestmark = pytest.mark.cli_in_process(per="module")
 
 STEP_LINE = re.compile(
     r"^✓ backup (steps-\S+\.db)  [\d.]+ [kMG]?B  sha256 [0-9a-f]{12}  integrity_check ok  "

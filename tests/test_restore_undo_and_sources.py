@@ -18,8 +18,9 @@ from tests import helpers
 from tests.fake_production import APP, MID, autostarts, fly, look, started
 from tests.helpers import change, content
 
-# each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
-pytestmark = pytest.mark.cli_in_process
+# the first CLI run of this file (per xdist worker) is a process, the rest in-process
+# (helpers.HERE_AFTER_FIRST): what its tests check is the task's answer, not the process
+pytestmark = pytest.mark.cli_in_process(per="module")
 
 
 def undo_words(stderr: str) -> list[str]:
