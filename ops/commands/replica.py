@@ -508,7 +508,8 @@ def sweep_orphan_records(folder: Path, ui: UI) -> None:
         if f"{name}.sha256" in entries and checksum is None:
             continue  # there, but not a small regular file: not ours to judge
         if rp.replica_orphan(name, entries, engine.read_small(folder / entry), checksum):
-            for path in (folder / entry, folder / f"{name}.sha256"):
+            for path in (folder / f"{name}.sha256", folder / entry):  # .json last: a
+                # kill between leaves it, still judged ours, never a lone .sha256
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
             ui.info(f"Removed {name}'s records in {folder}: a killed --from-replica left "
