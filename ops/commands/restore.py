@@ -84,17 +84,22 @@ def database(c, which="latest", production=False, host=None, from_=None, yes=Fal
         if not from_replica:
             raise OpsError("--timestamp is for --from-replica", ExitCode.USAGE)
         replicas.from_replica(c, which, from_, timestamp, run, dry_run=dry_run, json=json,
-                              remote=settings.db_remote_path if production or host else None)
+                              remote=settings.db_remote_path if production or host else None,
+                              target=functools.partial(target_for, settings,
+                                                       production=production)
+                              if production or host else None)
         return
     run(which=which, from_=from_)
 
 
 def restore_now(*, which, from_, settings, production, host, yes, dry_run, busy_timeout,
-                json, app_stopped, other_source, checked=False, replica=None) -> None:
+                json, app_stopped, other_source, checked=False, replica=None,
+                target=None) -> None:
     """The restore proper, of a backup name or (``from_``) an uploaded file. ``checked``:
     the file's check ran in this run a moment ago (--from-replica): its SHA-256 against
     its record is verified, not integrity_check again. ``replica``: --from-replica's plan,
-    shown before the restore's in a dry run."""
+    shown before the restore's in a dry run. ``target``: the server's, already opened
+    (--from-replica read its names); closed here like one opened here."""
     if from_ is not None and not (production or host):
         raise OpsError("--from uploads a local file and restores it on a server: add "
                        "--production (the Fly machine) or --host HOST (an SSH host); locally, "
@@ -107,7 +112,8 @@ def restore_now(*, which, from_, settings, production, host, yes, dry_run, busy_
                                       other_source=bool(other_source), checked=checked,
                                       busy_timeout=10.0 if timeout is None else timeout)
     ui = UI()
-    target = target_for(settings, ui, production=production) if production or host else None
+    if target is None and (production or host):
+        target = target_for(settings, ui, production=production)
     if dry_run:
         try:
             dry_run_plan(options, settings, ui, target, json, replica)
