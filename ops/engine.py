@@ -2727,7 +2727,7 @@ _RUN = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python3 engine.py backup|verify|restore|holds|counts|shape|adopt|drill ...``: one JSON
+    """``python3 engine.py backup|verify|restore|holds|same|counts|shape|adopt|drill ...``: one JSON
     result line."""
     args = _parser().parse_args(argv)
     try:

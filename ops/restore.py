@@ -658,7 +658,7 @@ class Restore:
             earlier = pre_restore_safety(safety, backup, proof, candidates)
             unknown = unknown_safety(safety, proof, candidates)
         except (OpsError, EngineError, OSError) as exc:
-            earlier, unknown = None, f"could not list them: {exc}"
+            earlier, unknown = None, f"could not list them: {cli.one_line(exc)}"
             self.ui.warn(f"could not look for an earlier restore's safety backup: {exc}")
         if unknown and not unknown.startswith("could not"):  # a name: say why it is unknown
             unknown = next((c.get("unknown") for c in candidates if c["name"] == unknown),

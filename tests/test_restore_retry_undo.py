@@ -11,7 +11,9 @@ import json
 import os
 from pathlib import Path
 
-from ops import audit, engine
+import pytest
+
+from ops import audit, engine, remote
 from ops.restore import interrupted_safeties, pre_restore_safety, unknown_safety
 from tests import helpers
 from tests.helpers import change, content
@@ -61,7 +63,8 @@ def test_safety_backups_no_audit_line_names_are_the_interrupted_ones():
 # ---------------------------------------------------------------- finding 1: on the machine
 
 
-def test_a_retry_whose_machine_cannot_tell_names_no_undo(slow_health_prod):
+@pytest.mark.parametrize("why", ["cannot hash", "ssh fails"])
+def test_a_retry_whose_machine_cannot_tell_names_no_undo(slow_health_prod, why):
     prod = slow_health_prod
     made = engine.create_backup(prod.db, prod.remote_dir)
     change(prod.db)
@@ -71,8 +74,12 @@ def test_a_retry_whose_machine_cannot_tell_names_no_undo(slow_health_prod):
     retry = prod.run("restore", "--production", "--yes", "--json")
     assert retry.returncode == 14 and retry.json()["undo"] == s1, retry
     s2 = retry.json()["safety_backup"]["name"]
-    # S2 (the backup's content) unreadable now: the machine cannot hash it, cannot tell
-    (prod.remote_dir / s2).write_bytes(b"not a database any more" * 100)
+    if why == "cannot hash":  # S2 (the backup's content) unreadable now: cannot tell
+        (prod.remote_dir / s2).write_bytes(b"not a database any more" * 100)
+    else:  # the question about S2 (its exact `fly ssh console -C`) drops, every time
+        prod.world.fail(["ssh", "console", remote.wrap(remote.same_script(
+            str(prod.remote_dir), made.name, s2))], times=None,
+            stderr="Error: ssh: handshake failed: read tcp: i/o timeout\n")
     again = prod.run("restore", "--production", "--yes", "--json")
     assert again.returncode == 14, again
     record = again.json()
