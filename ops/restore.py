@@ -1037,13 +1037,12 @@ def _first_told(safety: str, proof: dict, candidates: list[dict]) -> dict | None
 
 def interrupted_safeties(backup: str, listing, audit_entries: list[dict],
                          mine: str | None = None) -> list[str]:
-    """Safety backups in ``listing`` made by restores of ``backup`` that no restore's
-    audit line names (pure): their runs never finished (kill -9, OOM, a reboot: no line
+    """Safety backups in ``listing`` made by restores of ``backup`` that no audit line
+    names (pure): their runs never finished (kill -9, OOM, a reboot: no line
     can be written then), or ran with another audit log. Each holds the live database
     as it was before its restore, whatever the app wrote since; oldest first."""
-    named = {(e.get("safety_backup") or {}).get("name") for e in audit_entries
-             if isinstance(e, dict) and e.get("kind") == "restore"
-             and isinstance(e.get("safety_backup"), dict)}
+    named = {str(e["safety_backup"].get("name")) for e in audit_entries  # any finished
+             if isinstance(e, dict) and isinstance(e.get("safety_backup"), dict)}  # run's
     return [item.name for item in sorted(listing, key=lambda i: (i.created, i.name))
             if item.kind == "safety" and (item.restore or {}).get("backup") == backup
             and item.name != mine and item.name not in named]

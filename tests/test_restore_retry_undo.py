@@ -56,8 +56,11 @@ def test_safety_backups_no_audit_line_names_are_the_interrupted_ones():
     listing = [Item("S1", "1", "B"), Item("S2", "2", "B"), Item("S3", "3", "other"),
                Item("S4", "4", "B"), Item("X", "5", "B", kind="backup")]
     entries = [{"kind": "restore", "safety_backup": {"name": "S2"}},
-               {"kind": "deploy", "safety_backup": {"name": "S1"}}, "not a dict"]
+               {"kind": "restore", "safety_backup": "S1"}, "not a dict", ["S1"],
+               {"kind": "restore", "safety_backup": {"name": ["unhashable"]}}]
     assert interrupted_safeties("B", listing, entries, mine="S4") == ["S1"]
+    entries.append({"kind": "undo", "safety_backup": {"name": "S1"}})  # any finished run
+    assert interrupted_safeties("B", listing, entries, mine="S4") == []
 
 
 # ---------------------------------------------------------------- finding 1: on the machine
