@@ -1351,6 +1351,16 @@ function liveHolds(live, backup, safety) {
     held_backup_before: safetyHash !== null && safetyHash === want.content_sha256 };
 }
 
+/** engine.py's same_content: does safety backup ``safety`` hold ``backup``'s content (both
+ * files hashed, no live database, no integrity check). */
+function sameContent(backup, safety) {
+  const want = describeFile(backup);
+  const other = describeFile(safety, { fmt: want.content_format }).content_sha256;
+  return { backup_content_sha256: want.content_sha256, safety_content_sha256: other,
+    content_format: want.content_format,
+    held_backup_before: Boolean(want.content_sha256) && want.content_sha256 === other };
+}
+
 function liveAndRecordedCounts(live, dir, name) {
   let recorded;
   try {
@@ -1595,6 +1605,11 @@ async function run(argv) {
       const dir = need(o, 'dir');
       return liveHolds(need(o, 'db'), path.join(dir, checkName(need(o, 'which'))),
         o.safety ? path.join(dir, checkName(o.safety)) : null);
+    }
+    case 'same': {
+      const dir = need(o, 'dir');
+      return sameContent(path.join(dir, checkName(need(o, 'which'))),
+        path.join(dir, checkName(need(o, 'safety'))));
     }
     case 'counts':
       return liveAndRecordedCounts(need(o, 'db'), need(o, 'dir'), o.which || 'latest');

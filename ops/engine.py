@@ -2169,6 +2169,16 @@ def live_holds(live, backup, safety=None, copied: dict | None = None) -> dict:
     return proof
 
 
+def same_content(backup, safety) -> dict:
+    """Whether safety backup ``safety`` holds backup ``backup``'s content: both files'
+    content hashed in one format, nothing else read (no live database, no integrity
+    check): what a retried restore asks of each earlier safety backup (issue 21)."""
+    _, digest, fmt = describe_file(backup)
+    other = content_sha256_of(safety, fmt)
+    return {"backup_content_sha256": digest, "safety_content_sha256": other,
+            "content_format": fmt, "held_backup_before": bool(digest) and digest == other}
+
+
 # ------------------------------------------------- a corrupt or missing live database
 
 LIVE_STATES = ("ok", "missing", "corrupt")
@@ -2663,6 +2673,7 @@ _COMMANDS = {
     "restore": ("--db", "--dir", "--which", "--check", "--busy-timeout", "--lock-wait",
                 "--no-content-hash", "--app-stopped"),
     "holds": ("--db", "--dir", "--which!", "--safety"),
+    "same": ("--dir", "--which!", "--safety"),
     "counts": ("--db", "--dir", "--which"),
     "shape": ("--db", "--dir", "--which!"),
     "adopt": ("--dir", "--which!", "--by", "--dry-run", "--lock-wait"),
@@ -2709,6 +2720,8 @@ _RUN = {
         lock_wait=a.lock_wait, content_hash=not a.no_content_hash, app_stopped=a.app_stopped,
         on_safety=lambda name: print(f"__OPS_ENTRY__ safety {name}", flush=True)),
     "holds": _holds,
+    "same": lambda a: same_content(Path(a.dir) / check_name(a.which),
+                                   Path(a.dir) / check_name(a.safety)),
     "counts": lambda a: live_and_recorded_counts(a.db, a.dir, a.which),
     "shape": lambda a: data_shape(a.db, a.dir, a.which),
     "adopt": lambda a: adopt_backups(a.dir, a.which, by=a.by, dry_run=a.dry_run,
@@ -2719,7 +2732,7 @@ _RUN = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python3 engine.py backup|verify|restore|holds|counts|shape|adopt|drill ...``: one JSON
+    """``python3 engine.py backup|verify|restore|holds|same|counts|shape|adopt|drill ...``: one JSON
     result line."""
     args = _parser().parse_args(argv)
     try:

@@ -785,10 +785,27 @@ def holds_script(db: str, directory: str, name: str, safety: str = "") -> str:
     if safety:
         args += ["--safety", check_name(safety)]
         files["safety"] = f"file:{directory}/{safety}?mode=ro&immutable=1"
+    return _engine_or_hashes(args, files)
+
+
+def _engine_or_hashes(args: list[str], files: dict) -> str:
+    """The engine's ``args``; with only the sqlite3 CLI, a ``hash WHICH`` entry per file."""
     lines = [f"printf '{ENTRY_MARK} hash {which} %s\\n' \"$(content_hash {shlex.quote(path)} "
              "|| echo -)\"" for which, path in files.items()]
     return _choose(_engine(*args), "\n".join([CONTENT_HASH, *lines]),
                    f"echo {STRATEGY_MARK}=none")
+
+
+@purpose("same")
+def same_script(directory: str, name: str, safety: str) -> str:
+    """Whether safety backup ``safety`` holds backup ``name``'s content: the two files'
+    content hashes only (python3/node: ``engine.same_content``; sqlite3: ``hash``
+    entries), never the live database nor an integrity check."""
+    args = ["same", "--dir", directory, "--which", check_name(name), "--safety",
+            check_name(safety)]
+    files = {"backup": f"file:{directory}/{name}?mode=ro&immutable=1",
+             "safety": f"file:{directory}/{safety}?mode=ro&immutable=1"}
+    return _engine_or_hashes(args, files)
 
 
 @purpose("drill")

@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ops import cli, engine, fly, runbook
+from ops import audit, cli, engine, fly, runbook
 from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
 from ops.targets.local import SOURCE_FOLDERS, LocalTarget
@@ -322,11 +322,16 @@ class Restore:
             for line in by_hand(r, self._flag(), self._machine()):
                 self.ui.info(line)
         elif r["safety_backup"]:
-            safety = r["safety_backup"]["name"]
-            self.ui.info(f"Safety backup: {safety}. To undo this restore:")
-            self.ui.lines(command_lines(  # pasteable whole: ` \` between words
-                shlex.split(undo_command(undo_backup(r), self._flag(), r.get("undo_dir"))),
-                self.ui.width, "  "))
+            safety, undo = r["safety_backup"]["name"], undo_backup(r)
+            if undo:
+                self.ui.info(f"Safety backup: {safety}. To undo this restore:")
+                self.ui.lines(command_lines(  # pasteable whole: ` \` between words
+                    shlex.split(undo_command(undo, self._flag(), r.get("undo_dir"))),
+                    self.ui.width, "  "))
+            else:
+                self.ui.info(f"Safety backup: {safety}. " + undo_lines(r, self._flag())[0])
+            for line in interrupted_lines(r, self._flag()):
+                self.ui.info(line)
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
@@ -562,6 +567,7 @@ class Restore:
                                 then=self._broken_steps("corrupt", run.why))
         self.record["safety_backup"] = {"name": run.safety.name, "sha256": run.safety.sha256}
         self.record["tables_before"] = run.safety.tables
+        self._interrupted_before(self._undo_folder().list())
         return _made(asdict(run.safety))[1]
 
     def _local_copy(self) -> str:
@@ -656,17 +662,27 @@ class Restore:
         from before the restores (review-op #1)."""
         backup = self.record["backup"]["name"]
         safety = self.record["safety_backup"]["name"]
+        unknown = None
         try:
-            earlier = pre_restore_safety(safety, backup, proof,
-                                         self._safety_records(backup, proof, safety))
+            candidates = self._safety_records(backup, proof, safety)
+            earlier = pre_restore_safety(safety, backup, proof, candidates)
+            unknown = unknown_safety(safety, proof, candidates)
         except (OpsError, EngineError, OSError) as exc:
-            earlier = None
+            earlier, unknown = None, f"could not list them: {cli.one_line(exc)}"
             self.ui.warn(f"could not look for an earlier restore's safety backup: {exc}")
-        self.record["undo"] = earlier or safety
+        if unknown and not unknown.startswith("could not"):  # a name: say why it is unknown
+            unknown = next((c.get("unknown") for c in candidates if c["name"] == unknown),
+                           None) or f"no content hash for {unknown}"
+        self.record["undo"] = None if unknown else earlier or safety
+        if unknown:
+            self.record["undo_unknown"] = unknown
         self.ui.info(f"The live database already held {backup}'s content (a retried "
                      f"restore?): safety backup {safety} holds the same. " + (
                          f"The data from before the restores is in {earlier}, the safety "
                          f"backup of an earlier restore of {backup}." if earlier else
+                         f"Which earlier safety backup holds the data from before could "
+                         f"not be told ({unknown}): look in `invoke backup.list"
+                         + self._flag() + "`." if unknown else
                          f"No earlier safety backup of a restore of {backup} holds other "
                          "content: look in `invoke backup.list" + self._flag() + "`."))
 
@@ -676,11 +692,10 @@ class Restore:
         record says (name, created, content hash and format). A record without a content
         hash (issue 21) is hashed now: here, or on the machine, which says whether the
         safety backup holds ``backup``'s content (then its hash is the ``proof``'s)."""
-        folder = self.target or LocalTarget(dataclasses.replace(  # where the undo is
-            self.settings, backup_dir=Path(self.record.get("undo_dir") or
-                                           self.settings.backup_dir)), self.ui)
-        found = []
-        for item in folder.list():
+        folder = self._undo_folder()
+        found, listing = [], folder.list()
+        size = next((i.size for i in listing if i.name == backup), 0)  # its own deadline
+        for item in listing:
             if item.kind != "safety" or (item.restore or {}).get("backup") != backup:
                 continue
             text = folder.record_text(item.name)
@@ -695,14 +710,52 @@ class Restore:
                         Path(folder.dir) / item.name)
             elif proof and item.name != mine and not raw.get("content_sha256") and getattr(
                     folder, "holds_backup", None):
-                with contextlib.suppress(OpsError):
-                    if folder.holds_backup(item.name, backup):
-                        raw["content_sha256"] = proof.get("backup_content_sha256")
-                        raw["content_format"] = proof.get("content_format")
+                self._ask_holds(folder, item, backup, proof, raw, size)
             found.append({"name": item.name, "created": item.created,
                           "content_sha256": raw.get("content_sha256"),
-                          "content_format": raw.get("content_format")})
+                          "content_format": raw.get("content_format"),
+                          "unknown": raw.get("unknown")})
         return found
+
+    def _undo_folder(self):
+        """Where this run's safety backup and its undo are: the target, or a local folder."""
+        return self.target or LocalTarget(dataclasses.replace(
+            self.settings, backup_dir=Path(self.record.get("undo_dir") or
+                                           self.settings.backup_dir)), self.ui)
+
+    def _interrupted_before(self, listing) -> None:
+        """Earlier restores of the same backup that never finished (no audit line names
+        their safety backup, finding 2 of the s18 review): their safety backups hold the
+        data from before them, whatever the app wrote since, so this run names them
+        (``interrupted_lines``) instead of relying on content equality."""
+        backup = (self.record.get("backup") or {}).get("name")
+        mine = (self.record.get("safety_backup") or {}).get("name")
+        try:
+            found = interrupted_safeties(backup, listing, audit.read(
+                Path(self.settings.audit_log)), mine)
+        except (OSError, AttributeError, TypeError) as exc:  # a listing or log unreadable
+            self.ui.warn(f"could not look for interrupted restores of {backup}: {exc}")
+            return
+        if found:
+            self.record["interrupted_safety"] = found
+
+    def _ask_holds(self, folder, item, backup: str, proof: dict, raw: dict,
+                   size: int) -> None:
+        """Ask the machine whether ``item`` holds ``backup``'s content: yes gives it the
+        proof's hash, no a hash of its own kind ("other"); a timeout or "cannot tell"
+        leaves it unknown, with why (never "other": finding 1 of the s18 review)."""
+        try:
+            held = folder.holds_backup(item.name, backup, item.size + size)
+        except OpsError as exc:
+            raw["unknown"] = f"the machine could not tell for {item.name}: {cli.one_line(exc)}"
+            return
+        if held is None:
+            raw["unknown"] = f"the machine could not tell for {item.name}"
+        elif held:
+            raw["content_sha256"] = proof.get("backup_content_sha256")
+            raw["content_format"] = proof.get("content_format")
+        else:
+            raw["content_sha256"], raw["content_format"] = "other", "other"
 
     def _show_counts(self) -> None:
         before = self.record.get("tables_before") or {}
@@ -759,7 +812,7 @@ class Restore:
         return detail
 
     def _choose(self) -> str:
-        chosen, detail = _listed(self.target, self.options.which)
+        chosen, detail = _listed(self.target, self.options.which, self.found)
         self.found.update(name=chosen.name, chosen=chosen)
         self.runner.learn(backup=chosen.name)
         self.record["backup"] = {"name": chosen.name, "sha256": chosen.sha256,
@@ -835,6 +888,7 @@ class Restore:
         if safety.get("name"):
             self.record["safety_backup"] = {"name": safety["name"],
                                             "sha256": safety.get("sha256")}
+            self._interrupted_before(self.found.get("listing") or [])
         self.record.update(tables_before=data.get("tables_before"),
                            tables_after=data.get("tables_after"),
                            strategy=data.get("strategy"))
@@ -977,21 +1031,74 @@ def pre_restore_safety(safety: str, backup: str, proof: dict,
     """The safety backup that holds the data from before a run of restores of ``backup``
     (pure): the newest of ``candidates`` (safety backups of restores of ``backup``, with
     their recorded content hash) made before ``safety`` whose content is not the
-    backup's. None when there is none."""
+    backup's. None when there is none, or when a newer candidate's content is unknown
+    (no hash: the machine could not tell): an unknown is never "other content"
+    (``unknown_safety`` names it)."""
+    item = _first_told(safety, proof, candidates)
+    return item["name"] if item and item.get("content_sha256") else None
+
+
+def unknown_safety(safety: str, proof: dict, candidates: list[dict]) -> str | None:
+    """The candidate whose unknown content stopped ``pre_restore_safety`` (pure)."""
+    item = _first_told(safety, proof, candidates)
+    return item["name"] if item and not item.get("content_sha256") else None
+
+
+def _first_told(safety: str, proof: dict, candidates: list[dict]) -> dict | None:
+    """The newest earlier candidate that is not known to hold the backup's content."""
     mine = next((c["created"] for c in candidates if c["name"] == safety), None)
     same = proof.get("backup_content_sha256"), proof.get("content_format")
     for item in sorted(candidates, key=lambda c: (c["created"], c["name"]), reverse=True):
         if item["name"] == safety or (mine is not None and item["created"] > mine):
             continue
-        if (item.get("content_sha256"), item.get("content_format")) != same:
-            return item["name"]
+        if not (item.get("content_sha256") and same[0]) or (
+                item.get("content_sha256"), item.get("content_format")) != same:
+            return item
     return None
+
+
+def interrupted_safeties(backup: str, listing, audit_entries: list[dict],
+                         mine: str | None = None) -> list[str]:
+    """Safety backups in ``listing`` made by restores of ``backup`` that no audit line
+    names (pure): their runs never finished (kill -9, OOM, a reboot: no line
+    can be written then), or ran with another audit log. Each holds the live database
+    as it was before its restore, whatever the app wrote since; oldest first."""
+    named = {str(e["safety_backup"].get("name")) for e in audit_entries  # any finished
+             if isinstance(e, dict) and isinstance(e.get("safety_backup"), dict)}  # run's
+    return [item.name for item in sorted(listing, key=lambda i: (i.created, i.name))
+            if item.kind == "safety" and (item.restore or {}).get("backup") == backup
+            and item.name != mine and item.name not in named]
 
 
 def undo_backup(record: dict) -> str | None:
     """The backup that puts back what the live database held before: this run's safety
-    backup, or an earlier one when this run was a retry (``Restore._retried``)."""
+    backup, or an earlier one when this run was a retry (``Restore._retried``); None
+    when this run was a retry and the machine could not tell which one (``undo_unknown``)."""
+    if record.get("undo_unknown"):
+        return None
     return record.get("undo") or (record.get("safety_backup") or {}).get("name")
+
+
+def undo_lines(record: dict, flag: str) -> list[str]:
+    """How to put back what the live database held before (pure): the command, or, when
+    it is unknown, where to look; then any earlier interrupted restore's safety backup."""
+    undo = undo_backup(record)
+    if undo:
+        lines = ["To put back what it held before: "
+                 + undo_command(undo, flag, record.get("undo_dir"))]
+    else:
+        lines = [f"Which safety backup holds the data from before could not be told "
+                 f"({record.get('undo_unknown')}): look in `invoke backup.list{flag}`."]
+    return lines + interrupted_lines(record, flag)
+
+
+def interrupted_lines(record: dict, flag: str) -> list[str]:
+    """What the run found of earlier restores of its backup that never finished (pure)."""
+    backup = (record.get("backup") or {}).get("name")
+    return [f"An earlier restore of {backup} was interrupted (no audit line records it "
+            f"finishing): its safety backup {name} holds the data from before it: "
+            + undo_command(name, flag, record.get("undo_dir"))
+            for name in record.get("interrupted_safety") or []]
 
 
 def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> list[str]:
@@ -1026,8 +1133,7 @@ def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> 
         lines.append("The live database holds either its content before the restore or "
                      "the backup's (one SQLite transaction, never a mix).")
     if safety:
-        lines.append("To put back what it held before: "
-                     + undo_command(undo_backup(record), flag, record.get("undo_dir")))
+        lines += undo_lines(record, flag)
     if backup:
         lines.append(f"To finish the restore: invoke restore {backup}{flag} --yes")
     if machine and "restart" not in [s["step"] for s in record["steps"]
@@ -1054,8 +1160,7 @@ def _done_by_hand(record: dict, backup: str | None, safety: str | None, flag: st
     lines = [f"The restore itself was done and proven: the live database holds backup "
              f"{backup}."]
     if safety:
-        lines.append("To put back what it held before: "
-                     + undo_command(undo_backup(record), flag, record.get("undo_dir")))
+        lines += undo_lines(record, flag)
     done = [s["step"] for s in record["steps"] if s.get("outcome") == "ok"]
     if machine and "restart" not in done:
         lines.append(f"Restart the app so it reopens the database: fly machine restart "
@@ -1122,8 +1227,11 @@ def _uploaded(result: dict):
     return result, f"{human_bytes(result['size'])}  sha256 {result['sha256'][:12]} matches"
 
 
-def _listed(target, which: str):
+def _listed(target, which: str, found: dict | None = None):
+    """The backup ``which`` names on the target; ``found["listing"]``: the whole list."""
     backups_found = target.list()
+    if found is not None:
+        found["listing"] = backups_found
     try:  # latest: never a safety backup (issue 16 #2, #4); the one rule of every target
         chosen = engine.pick_backups(backups_found, which, target.latest,
                                      f"{target.dir} on {target.session.place}")[0]

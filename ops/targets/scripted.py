@@ -412,17 +412,20 @@ class ScriptedTarget:
         same = hashes.get("now") and hashes.get("now") == hashes.get("backup")
         return "backup" if same else "other"
 
-    def holds_backup(self, safety: str, name: str) -> bool | None:
+    def holds_backup(self, safety: str, name: str, size: int | None = None) -> bool | None:
         """Whether safety backup ``safety`` holds backup ``name``'s content, both hashed on
-        the machine now (``remote.holds_script``; records made since issue 21 hold no
-        content hash). None when the machine cannot tell."""
-        output = self._run(remote.holds_script(self.db, self.dir, name, safety),
-                           engine_source=True, timeout=self.session.deadline(),
+        the machine now (``remote.same_script``: the two files only, never the live
+        database nor an integrity check; records made since issue 21 hold no content
+        hash), within a deadline for ``size`` bytes (both files). None when the machine
+        cannot tell."""
+        output = self._run(remote.same_script(self.dir, name, safety),
+                           engine_source=True, timeout=self.session.deadline(size),
                            what="a look at an earlier safety backup")
         if output.strategy in node.ENGINES:
-            proof = output.data("a look at an earlier safety backup")
-            return bool(proof.get("held_backup_before")) if proof.get(
-                "backup_content_sha256") else None
+            same = output.data("a look at an earlier safety backup")
+            if not (same.get("backup_content_sha256") and same.get("safety_content_sha256")):
+                return None
+            return bool(same.get("held_backup_before"))
         hashes = _hashes(output.entries)
         if not (hashes.get("safety") and hashes.get("backup")):
             return None
