@@ -1,0 +1,74 @@
+"""What `restore --from-replica` and the replica commands say to an operator (review-op
+#6, #7, and the replica bits of #8, #9): a missing bucket, an empty prefix, a --timestamp
+before the replica starts, a replica.path naming an unset variable, the dry-run plan, and
+litestream's own tables kept out of a restore's report. Real litestream, real S3 (moto)."""
+
+from __future__ import annotations
+
+from ops.errors import ExitCode
+from tests.replica_world import (  # noqa: F401
+    moto_endpoint,
+    replica_world,
+)
+
+
+def test_a_bucket_that_does_not_exist_is_named_with_its_endpoint_in_one_line(
+        replica_world, run_invoke, tmp_path):
+    world = replica_world
+    env = {**world.env, "BUCKET_NAME": "nobucket-here",
+           "INVOKE_BACKUP_DIR": str(tmp_path / "backups")}
+    result = run_invoke("restore", "--from-replica", "--yes", env=env)
+    assert result.returncode == ExitCode.REPLICA, result
+    [line] = result.error_lines
+    assert f"bucket nobucket-here does not exist at {world.endpoint}" in line, line
+    assert "replica.bucket" in line and "replica.endpoint" in line  # the fix
+    assert line.count("Error:") == 1 and "RequestID" not in line and "HostID" not in line
+    assert "testing" not in line  # no credential
+
+
+def test_an_empty_prefix_names_where_it_looked_and_only_the_flags_given(
+        replica_world, run_invoke, tmp_path):
+    world = replica_world
+    env = {**world.env, "INVOKE_REPLICA_PATH": "nothing-here",
+           "INVOKE_BACKUP_DIR": str(tmp_path / "backups")}
+    plain = run_invoke("restore", "--from-replica", "--yes", env=env)
+    assert plain.returncode == ExitCode.NOT_FOUND, plain
+    [line] = plain.error_lines
+    assert "no point to restore to" in line
+    assert f"bucket {world.bucket}" in line and "nothing-here" in line, line
+    assert "--timestamp" not in line and "--txid" not in line  # neither was given
+    dated = run_invoke("restore", "--from-replica", "--yes", "--timestamp",
+                       "2020-01-01T00:00:00Z", env=env)
+    assert dated.returncode == ExitCode.NOT_FOUND, dated
+    [line] = dated.error_lines
+    assert "--timestamp 2020-01-01T00:00:00Z" in line and "nothing-here" in line, line
+    assert "--txid" not in line  # restore has no --txid
+
+
+def test_a_timestamp_before_the_replica_says_where_it_starts(replica_world, run_invoke,
+                                                             tmp_path):
+    world = replica_world
+    world.start()
+    result = run_invoke("restore", "--from-replica", "--yes", "--timestamp",
+                        "2020-01-01T00:00:00Z",
+                        env={**world.env, "INVOKE_BACKUP_DIR": str(tmp_path / "backups")})
+    assert result.returncode == ExitCode.NOT_FOUND, result
+    [line] = result.error_lines
+    assert "it starts at 20" in line and "give a later --timestamp" in line, line
+    assert "--txid" not in line
+
+
+def test_replica_path_problems_read_like_their_siblings(tmp_path, run_invoke):
+    env = {"BUCKET_NAME": "some-bucket", "INVOKE_DB_PATH": str(tmp_path / "steps.db")}
+    unset = run_invoke.here("restore", "--from-replica", "--yes",
+                            env={**env, "INVOKE_REPLICA_PATH": "$NOPE_NOT_SET/x",
+                                 "NOPE_NOT_SET": None})
+    assert unset.returncode == ExitCode.USAGE, unset
+    [line] = unset.error_lines
+    assert line.startswith("Error: config replica.path $NOPE_NOT_SET/x "), line
+    assert "set NOPE_NOT_SET or change replica.path" in line
+    slash = run_invoke.here("restore", "--from-replica", "--yes",
+                            env={**env, "INVOKE_REPLICA_PATH": "a\\b"})
+    assert slash.returncode == ExitCode.USAGE, slash
+    [line] = slash.error_lines
+    assert line.startswith("Error: config replica.path") and line.endswith(": a\\b"), line
