@@ -72,3 +72,18 @@ def test_replica_path_problems_read_like_their_siblings(tmp_path, run_invoke):
     assert slash.returncode == ExitCode.USAGE, slash
     [line] = slash.error_lines
     assert line.startswith("Error: config replica.path") and line.endswith(": a\\b"), line
+
+
+def test_a_replica_equal_to_the_live_database_is_no_retry_and_hides_litestream_tables(
+        replica_world, run_invoke, tmp_path):
+    world = replica_world
+    world.kill(world.start())  # the live database now holds litestream's own tables
+    result = run_invoke("restore", "--from-replica", "--yes", "--json",
+                        env={**world.env, "INVOKE_BACKUP_DIR": str(tmp_path / "backups")})
+    assert result.returncode == 0, result
+    assert "_litestream_seq" in result.json()["tables_before"]  # in the record, as counted
+    assert "_litestream" not in result.stderr  # not in the confirmation nor "Rows per table"
+    assert "Rows per table" in result.stderr and "users" in result.stderr
+    assert "retried" not in result.stderr
+    assert "the replica holds what the live database held" in result.stderr.lower()
+    assert "nothing to restore" in result.stderr
