@@ -98,7 +98,7 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
 
 def _and_check(o: RestoreOptions) -> str:
     """The verify step's check: none again for a file this run just checked (``checked``)."""
-    return " (its integrity_check ran as it was restored)" if o.checked else \
+    return " (no integrity_check again: the replica's restore runs it)" if o.checked else \
         " and integrity_check"
 
 

@@ -87,3 +87,24 @@ def test_a_replica_equal_to_the_live_database_is_no_retry_and_hides_litestream_t
     assert "retried" not in result.stderr
     assert "the replica holds what the live database held" in result.stderr.lower()
     assert "nothing to restore" in result.stderr
+
+
+def test_the_dry_run_plan_numbers_the_replica_phase_and_claims_no_verification(
+        replica_world, run_invoke, tmp_path):
+    world = replica_world
+    world.start()
+    result = run_invoke("restore", "--from-replica", "--dry-run", "--json",
+                        env={**world.env, "INVOKE_BACKUP_DIR": "backups"}, cwd=tmp_path)
+    assert result.returncode == 0, result
+    lines = result.stderr.splitlines()
+    assert not any(line.startswith("✓ verify") for line in lines), result.stderr
+    assert not any(line.rstrip().endswith(":") and not line.startswith("Restore plan")
+                   for line in lines), result.stderr
+    [first] = [line for line in lines if line.startswith("  1. ")]
+    assert first.startswith("  1. replica: restore the replica's TXID"), first
+    assert " MB)" in first or " kB)" in first, first  # ops.ui.human_bytes, not raw bytes
+    assert " into backups/steps-" in first and str(tmp_path / "backups") not in result.stderr
+    assert not any(" bytes" in line or " ran " in line for line in lines), result.stderr
+    plan = result.json()
+    assert [step["key"] for step in plan["steps"]][:2] == ["replica", "verify"]
+    assert plan["from_replica"]["reached"]["txid"] == f"{world.replica_txid():016x}"

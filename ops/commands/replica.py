@@ -17,14 +17,14 @@ from pathlib import Path
 
 from invoke.util import yaml
 
-from ops import config, engine, replica_checks
+from ops import config, engine, replica_checks, runbook
 from ops import config as config_module  # status's --config shadows the module name
 from ops import replica as rp
 from ops.cli import guarded, task
 from ops.commands.backup import closes_targets, open_target
 from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated, stop_on_signals
-from ops.ui import UI, human_age
+from ops.ui import UI, human_age, human_bytes
 
 JSON = "print one JSON document on stdout (human output stays on stderr)"
 LITESTREAM_TIMEOUT = 600.0  # seconds one litestream call may take (a restore of ~40 GB)
@@ -730,9 +730,26 @@ def restore_source(c, timestamp: str | None, *, remote: str | None, dry_run: boo
     point = report["reached"]
     if dry_run:
         ui.info(f"Would restore the replica's TXID {point['txid']} ({point['time']}) into "
-                f"{out} ({report['files']} file(s), {report['bytes']} bytes), check it and "
-                "record it as a backup, then restore that file (dry run: nothing written):")
+                f"{shown_path(out)}, then restore that file as the plan below says (dry run: "
+                "nothing written)")
         return out, report
     ui.info(f"Replica TXID {point['txid']} ({point['time']}) is the backup {out.name} in "
             f"{folder}: restoring it")
     return out, report
+
+
+def shown_path(path: Path) -> str:
+    """``path`` as the plan's steps print backup.dir: relative to here when under it."""
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
+
+
+def replica_step(report: dict, check: str) -> runbook.Step:
+    """The dry-run plan's first step for ``restore --from-replica`` (review-op #7): what
+    the replica phase will do, from its plan ``report`` (``restored(dry_run=True)``)."""
+    point, files = report["reached"], report["files"]
+    return runbook.Step(
+        "replica", f"restore the replica's TXID {point['txid']} ({point['time']}) into "
+        f"{shown_path(Path(report['output']))} ({files} file{'' if files == 1 else 's'}, "
+        f"{human_bytes(report['bytes'] or 0)}), check it with {check}_check and record it as a "
+        "backup")
