@@ -499,7 +499,10 @@ def plan_restore(argv: list[str], env: dict, *, timestamp: str | None = None,
                       timeout_code=ExitCode.REPLICA)
     except OpsError as exc:
         if "no matching backup files" in str(exc):
-            start = starts() if timestamp is not None and starts else None
+            start = None
+            if timestamp is not None and starts:  # a listing that fails too only says less
+                with contextlib.suppress(OpsError):
+                    start = starts()
             raise OpsError(no_point(replica_checks.destination_parts(argv, env), timestamp,
                                     txid, start), ExitCode.NOT_FOUND) from None
         raise
