@@ -302,16 +302,24 @@ def hex_txid(value) -> int:
 
 def newest(files) -> Position | None:
     """The replica's newest position from ``ltx -json`` (or a restore plan's files)."""
-    best = None
+    return max(positions(files), default=None, key=lambda p: (p.txid, p.time))
+
+
+def oldest(files) -> Position | None:
+    """The replica's oldest position from ``ltx -json``: where a restore can start."""
+    return min(positions(files), default=None, key=lambda p: (p.txid, p.time))
+
+
+def positions(files) -> list[Position]:
+    found = []
     for item in files or []:
         try:
             txid, time = hex_txid(item["max_txid"]), parse_time(item["timestamp"])
         except (KeyError, TypeError, ValueError, OverflowError):
             raise OpsError(f"litestream printed an LTX entry of an unexpected shape: "
                            f"{item!r}"[:200], ExitCode.REPLICA) from None
-        if best is None or (txid, time) > (best.txid, best.time):
-            best = Position(txid, time)
-    return best
+        found.append(Position(txid, time))
+    return found
 
 
 def local_txid(status) -> int | None:
@@ -717,7 +725,22 @@ def run(argv: list[str], env: dict, *, timeout: float, what: str,
         raise OpsError(f"{what}: litestream did not answer within {timeout:g}s"
                        + (f" ({where}: is the endpoint right and reachable?)" if where else ""),
                        timeout_code) from None
-    return answer(done.returncode, done.stdout, done.stderr, what, code)
+    try:
+        return answer(done.returncode, done.stdout, done.stderr, what, code)
+    except OpsError as exc:
+        if "NoSuchBucket" not in str(exc):
+            raise
+        found = replica_checks.destination_parts(argv, env)
+        raise OpsError(f"{what}: {missing_bucket(found)}", code) from None
+
+
+def missing_bucket(found: dict) -> str:
+    """One line for litestream's NoSuchBucket (review-op #6): the bucket and the endpoint
+    named, the fix given; never its request ids."""
+    bucket = found.get("bucket", "(unnamed)")
+    at = found.get("endpoint") or found.get("url") or "the default AWS S3 endpoint"
+    return (f"bucket {bucket} does not exist at {at}: check replica.bucket (BUCKET_NAME) "
+            "and replica.endpoint (AWS_ENDPOINT_URL_S3), or create the bucket")
 
 
 def answer(returncode: int, stdout: str, stderr: str, what: str, code: ExitCode):

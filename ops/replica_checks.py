@@ -121,7 +121,7 @@ def path_problem(path: str, name: str = "replica.path") -> str | None:
     S3 key may be."""
     if not path:
         return None
-    shown = repr(path[:80])
+    shown = repr(path[:80]) if CONTROL.search(path) else path[:80]  # plain, unless unseen
     if CONTROL.search(path):
         return f"{name} must not hold control characters, got {shown}"
     if path.startswith("/"):
@@ -191,22 +191,30 @@ def destination(argv: list[str], env: dict) -> str:
     """"endpoint E, bucket B" from the ``-config`` file in a litestream ``argv`` (empty
     when there is none or it cannot be read): what an unreachable-bucket error names.
     Credentials in a URL (user:password@, a query string) are cut out."""
+    found = destination_parts(argv, env)
+    return ", ".join(f"{key} {found[key]}" for key in ("endpoint", "url", "bucket")
+                     if key in found)
+
+
+def destination_parts(argv: list[str], env: dict) -> dict:
+    """``destination``'s parts as a dict (endpoint, url, bucket, path: those set), values
+    expanded and with credentials cut out; {} when the config cannot be read."""
     if "-config" not in argv[:-1]:
-        return ""
+        return {}
     try:
         with open(argv[argv.index("-config") + 1]) as handle:
             data = yaml.safe_load(handle)
         replica = data["dbs"][0].get("replica") or data["dbs"][0]["replicas"][0]
     except (OSError, yaml.YAMLError, KeyError, IndexError, TypeError, AttributeError):
-        return ""
-    parts = []
-    for key in ("endpoint", "url", "bucket"):
+        return {}
+    parts = {}
+    for key in ("endpoint", "url", "bucket", "path"):
         value = replica.get(key)
         if isinstance(value, str) and value:
             value = expand(value, env)
             value = re.sub(r"[?#].*", "", value)  # a presigned query holds credentials
-            parts.append(f"{key} {re.sub(r'//[^/@]*@', '//', value)}")
-    return ", ".join(parts)
+            parts[key] = re.sub(r"//[^/@]*@", "//", value)
+    return parts
 
 
 def output_problem(path) -> tuple[str, int] | None:

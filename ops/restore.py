@@ -22,6 +22,7 @@ from pathlib import Path
 from ops import audit, cli, engine, fly, runbook
 from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
+from ops.replica import LITESTREAM_TABLES
 from ops.targets.local import SOURCE_FOLDERS, LocalTarget
 from ops.ui import UI, command_lines, human_age, human_bytes
 
@@ -97,7 +98,7 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
 
 def _and_check(o: RestoreOptions) -> str:
     """The verify step's check: none again for a file this run just checked (``checked``)."""
-    return " (its integrity_check ran as it was restored)" if o.checked else \
+    return " (no integrity_check again: the replica's restore runs it)" if o.checked else \
         " and integrity_check"
 
 
@@ -240,7 +241,9 @@ def format_counts(tables: dict | None) -> str:
     thousands of tables must not print a 100 KB prompt), the rest summed."""
     if not tables:
         return "row counts unknown"
-    listed = sorted(tables.items())
+    listed = sorted(app_tables(tables).items())
+    if not listed:
+        return "no tables"
     shown = ", ".join(f"{name} {count}" for name, count in listed[:SHOWN_TABLES])
     rest = listed[SHOWN_TABLES:]
     return shown + (f", and {len(rest)} more tables ({sum(c for _, c in rest)} rows)"
@@ -248,6 +251,12 @@ def format_counts(tables: dict | None) -> str:
 
 
 SHOWN_TABLES = 12
+
+
+def app_tables(tables: dict) -> dict:
+    """The tables an operator reads: litestream's own (``_litestream_seq``/``_lock``, in
+    any database it has touched) left out, as the content hash leaves them (review-op #8)."""
+    return {name: rows for name, rows in tables.items() if name not in LITESTREAM_TABLES}
 
 
 def confirm(ui: UI, lines: list[str], *, yes: bool) -> None:
@@ -662,6 +671,12 @@ class Restore:
         from before the restores (review-op #1)."""
         backup = self.record["backup"]["name"]
         safety = self.record["safety_backup"]["name"]
+        if self.options.checked:  # --from-replica: a new file, so no retry; nothing was lost
+            self.record["undo"] = safety
+            self.ui.info(f"The replica holds what the live database held ({backup} is its "
+                         f"content): nothing to restore; safety backup {safety} holds the "
+                         "same")
+            return
         unknown = None
         try:
             candidates = self._safety_records(backup, proof, safety)
@@ -758,8 +773,8 @@ class Restore:
             raw["content_sha256"], raw["content_format"] = "other", "other"
 
     def _show_counts(self) -> None:
-        before = self.record.get("tables_before") or {}
-        after = self.record.get("tables_after") or {}
+        before = app_tables(self.record.get("tables_before") or {})
+        after = app_tables(self.record.get("tables_after") or {})
         rows = [[t, str(before.get(t, "-")), str(after.get(t, "-"))]
                 for t in sorted(set(before) | set(after))]
         self.ui.table("Rows per table", ["table", "before", "after"], rows)

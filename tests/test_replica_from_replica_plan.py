@@ -37,7 +37,7 @@ def test_a_dry_run_shows_the_replica_restore_then_the_restore_and_changes_nothin
     assert plan["dry_run"] and plan["from_replica"]["reached"]["txid"] == \
         f"{world.replica_txid():016x}"
     assert [step["key"] for step in plan["steps"]] == [
-        "verify", "safety", "restore", "check", "record"]  # was: no steps at all
+        "replica", "verify", "safety", "restore", "check", "record"]  # was: no steps at all
     assert plan["options"]["which"] == plan["backup"] and plan["options"]["checked"]
     said = result.stderr
     assert said.index("Would restore the replica's TXID") < said.index("safety backup of")
@@ -65,7 +65,7 @@ def test_a_production_dry_run_shows_flyctl_s_commands_and_sends_nothing(
         assert result.returncode == 0, result
         plan = result.json()
         keys = [step["key"] for step in plan["steps"]]
-        assert keys == ["resolve", "verify", "upload", "restore", "restart", "health",
+        assert keys == ["replica", "resolve", "verify", "upload", "restore", "restart", "health",
                         "record"], keys
         upload = next(step for step in plan["steps"] if step["key"] == "upload")
         assert any("sftp" in command for command in upload["commands"])

@@ -17,14 +17,14 @@ from pathlib import Path
 
 from invoke.util import yaml
 
-from ops import config, engine, replica_checks
+from ops import config, engine, replica_checks, runbook
 from ops import config as config_module  # status's --config shadows the module name
 from ops import replica as rp
 from ops.cli import guarded, task
 from ops.commands.backup import closes_targets, open_target
 from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated, stop_on_signals
-from ops.ui import UI, human_age
+from ops.ui import UI, human_age, human_bytes
 
 JSON = "print one JSON document on stdout (human output stays on stderr)"
 LITESTREAM_TIMEOUT = 600.0  # seconds one litestream call may take (a restore of ~40 GB)
@@ -63,9 +63,10 @@ def require_bucket(settings: rp.ReplicaSettings) -> None:
             raise OpsError(problem, ExitCode.USAGE)
     if rp.ENV_REFERENCE.search(settings.path):  # litestream expands it: judged as it will be
         path = os.path.expandvars(settings.path)
-        problem = (f"replica.path {settings.path!r} names a variable not set here"
+        problem = (f"config replica.path {settings.path} names a variable not set here: "
+                   f"set {rp.ENV_REFERENCE.search(path)[0].strip('${}')} or change replica.path"
                    if rp.ENV_REFERENCE.search(path) else
-                   replica_checks.path_problem(path, f"replica.path {settings.path!r} as set"))
+                   replica_checks.path_problem(path, f"config replica.path {settings.path} as set"))
         if problem:
             raise OpsError(problem, ExitCode.USAGE)
 
@@ -532,22 +533,48 @@ def free_out(out: Path, taken=None) -> Path:
     return out.with_name(name)
 
 
-def plan_restore(argv: list[str], env: dict) -> dict:
+def plan_restore(argv: list[str], env: dict, *, timestamp: str | None = None,
+                 txid: str | None = None, starts=None) -> dict:
     """litestream's plan (``restore -dry-run -json``): no such point is exit 3, a bucket
-    that cannot be read exit 15 (within ``BUCKET_TIMEOUT``: it is a listing)."""
+    that cannot be read exit 15 (within ``BUCKET_TIMEOUT``: it is a listing). ``starts``:
+    the replica's oldest point (called only to explain a --timestamp before it)."""
     try:
         plan = rp.run(argv, env, timeout=BUCKET_TIMEOUT, what="cannot plan a restore",
                       timeout_code=ExitCode.REPLICA)
     except OpsError as exc:
         if "no matching backup files" in str(exc):
-            raise OpsError("the replica has no point to restore to (none at or before that "
-                           "--timestamp or --txid, or nothing replicated yet)",
-                           ExitCode.NOT_FOUND) from None
+            start = None
+            if timestamp is not None and starts:  # a listing that fails too only says less
+                with contextlib.suppress(OpsError):
+                    start = starts()
+            raise OpsError(no_point(replica_checks.destination_parts(argv, env), timestamp,
+                                    txid, start), ExitCode.NOT_FOUND) from None
         raise
     if not isinstance(plan, dict):
         raise OpsError("litestream printed a restore plan of an unexpected shape",
                        ExitCode.REPLICA)
     return plan
+
+
+def no_point(found: dict, timestamp: str | None, txid: str | None,
+             start: rp.Position | None) -> str:
+    """Why the replica has no point to restore to, naming where it looked and only the
+    flags given (review-op #6: ``restore`` has no --txid, so it is never suggested)."""
+    where = (f"bucket {found.get('bucket', '(unnamed)')}, path "
+             f"{found.get('path') or '(the database name)'}"
+             + (f", at {found['endpoint']}" if found.get("endpoint") else ""))
+    if timestamp is not None and start is not None:
+        return (f"the replica has no point to restore to at or before --timestamp "
+                f"{timestamp}: it starts at {start.as_dict()['time']} (TXID "
+                f"{start.as_dict()['txid']}) in {where}; give a later --timestamp")
+    if timestamp is not None:
+        return (f"the replica has no point to restore to at or before --timestamp "
+                f"{timestamp} in {where} (or nothing is replicated there yet)")
+    if txid is not None:
+        return (f"the replica has no point to restore to up to --txid {txid} in {where} "
+                "(or nothing is replicated there yet)")
+    return (f"the replica has no point to restore to: nothing is replicated in {where} "
+            "(is litestream replicating this database there? `invoke replica.status`)")
 
 
 @task(
@@ -621,7 +648,10 @@ def restored(c, out: Path, timestamp, txid, quick, dry_run, ui: UI, *,
     with rendered_config(replica, db) as yml:
         base = [exe, "restore", "-config", yml, *target_flags]
         with ui.step("plan the restore from the replica"):
-            plan = plan_restore([*base, "-dry-run", "-json", "-o", str(out), str(db)], env)
+            plan = plan_restore(
+                [*base, "-dry-run", "-json", "-o", str(out), str(db)], env,
+                timestamp=timestamp and target_flags[1], txid=txid and target_flags[1],
+                starts=lambda: rp.oldest(list_replica(exe, yml, db, env)))
         point = rp.reached(plan, target_flags[1] if timestamp is not None else None,
                            target_flags[1] if txid is not None else None)
         report = {"database": str(db), "output": str(out), **point,
@@ -768,9 +798,26 @@ def restore_source(c, timestamp: str | None, *, remote: str | None, dry_run: boo
     point = report["reached"]
     if dry_run:
         ui.info(f"Would restore the replica's TXID {point['txid']} ({point['time']}) into "
-                f"{out} ({report['files']} file(s), {report['bytes']} bytes), check it and "
-                "record it as a backup, then restore that file (dry run: nothing written):")
+                f"{shown_path(out)}, then restore that file as the plan below says (dry run: "
+                "nothing written)")
         return out, report
     ui.info(f"Replica TXID {point['txid']} ({point['time']}) is the backup {out.name} in "
             f"{folder}: restoring it")
     return out, report
+
+
+def shown_path(path: Path) -> str:
+    """``path`` as the plan's steps print backup.dir: relative to here when under it."""
+    relative = os.path.relpath(path)
+    return str(path) if relative.startswith("..") else relative
+
+
+def replica_step(report: dict, check: str) -> runbook.Step:
+    """The dry-run plan's first step for ``restore --from-replica`` (review-op #7): what
+    the replica phase will do, from its plan ``report`` (``restored(dry_run=True)``)."""
+    point, files = report["reached"], report["files"]
+    return runbook.Step(
+        "replica", f"restore the replica's TXID {point['txid']} ({point['time']}) into "
+        f"{shown_path(Path(report['output']))} ({files} file{'' if files == 1 else 's'}, "
+        f"{human_bytes(report['bytes'] or 0)}), check it with {check}_check and record it as a "
+        "backup")

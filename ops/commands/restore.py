@@ -165,9 +165,11 @@ def dry_run_plan(options, settings, ui: UI, target, json: bool, replica=None) ->
 
     found: dict = {}
     reads = restores.reads(options, settings, ui, target, found)
-    if replica is not None and not remote:  # the file is the replica's, not written yet
-        reads["verify"] = lambda: f"{options.which}: the replica's, checked as it is restored"
     steps = runbook.bind(plan(None), reads)
+    if replica is not None and not remote:  # the file is the replica's, not written yet:
+        found["backup"] = options.which  # a dry run cannot verify it (review-op #7)
+        steps = [dataclasses.replace(step, reads_only=False) if step.key == "verify" else step
+                 for step in steps]
     runbook.Runner("restore", ui, None).run(steps, dry_run=True)
     chosen = found.get("backup")
     if options.which == "latest" and chosen:
@@ -178,6 +180,8 @@ def dry_run_plan(options, settings, ui: UI, target, json: bool, replica=None) ->
     if found.get("stopped"):  # emergency-stopped: the run skips these (Restore._settle)
         steps = [dataclasses.replace(step, skipped="emergency-stopped")
                  if step.key in ("restart", "health") else step for step in steps]
+    if replica is not None:  # the replica phase is the plan's first step
+        steps = [replicas.replica_step(replica, settings.check), *steps]
     ui.lines(restores.render(steps, ui.width))
     if json:
         ui.emit({"dry_run": True, "options": options.__dict__, "backup": chosen,
