@@ -1123,8 +1123,11 @@ def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> 
     backup = (record.get("backup") or {}).get("name")
     safety = (record.get("safety_backup") or {}).get("name")
     why = record.get("outcome", "stopped")
-    lines = [f"The restore was {why}" + (f" after step {steps[-1]}" if steps else
-                                         " before its first step") + "."]
+    last = (record.get("steps") or [{}])[-1].get("outcome")  # the stopped step's own
+    lines = [f"The restore was {why}" + (
+        " before its first step" if not steps
+        else f" after step {steps[-1]}" if last in ("ok", "skipped")
+        else f" during step {steps[-1]}") + "."]
     if "restore" not in steps or record.get("holds") == "safety":  # proven unchanged
         lines.append("The live database was not changed" + (
             " by this run" if not safety else f" (safety backup {safety} was made)") + ".")

@@ -53,7 +53,12 @@ def stop_on_signals():
     finally:
         for sig, old in previous.items():  # once stopping, a later signal must not kill
             # the run while it prints its last line (the default would: status -15)
-            signal.signal(sig, signal.SIG_IGN if seen else old)
+            signal.signal(sig, _ignored if seen else old)
+
+
+def _ignored(signum, frame) -> None:
+    """A signal after the first, once its guard ended: dropped. A Python handler, not
+    SIG_IGN, which the processes started after it would inherit (exec resets handlers)."""
 
 
 # ---------------------------------------------------------------- Ctrl-C before a task runs

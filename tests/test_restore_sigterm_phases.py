@@ -79,7 +79,7 @@ def test_by_hand_after_a_proven_copy_leaves_only_the_apps_side():
               "steps": [{"step": "restore", "outcome": "ok"},
                         {"step": "restart", "outcome": "interrupted"}]}
     assert restore.by_hand(record, " --production", ("app", "m1")) == [
-        "The restore was terminated by SIGTERM after step restart.",
+        "The restore was terminated by SIGTERM during step restart.",  # restart interrupted
         "The restore itself was done and proven: the live database holds backup B.db.",
         "To put back what it held before: invoke restore S.db --production --yes",
         "Restart the app so it reopens the database: fly machine restart m1 -a app, and "

@@ -127,9 +127,12 @@ def restore_now(*, which, from_, settings, production, host, yes, dry_run, busy_
             run.run()
     except Terminated as exc:
         done = run.record.get("outcome") == "ok"  # the copy was proven after all
+        copied = "restore" in [step["step"] for step in run.record.get("steps", [])]
         raise OpsError(f"terminated by {exc.name}; " + (
-            "the restore itself was done and proven (see above)" if done
-            else "see above for what to finish by hand"), ExitCode.TERMINATED) from None
+            "the restore itself was done and proven (see above)" if done and copied
+            else "see above for what to finish by hand" if copied
+            else "the live database was not changed by this run (see above)"),
+            ExitCode.TERMINATED) from None
     finally:
         if host:
             target.close()
