@@ -29,6 +29,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import stat
@@ -1018,34 +1019,47 @@ def publish(tmp: Path | None, final: Path, result: BackupResult) -> None:
 
     Nothing this run did not create is ever replaced, and on any failure (a full disk
     at any step included) everything it created is removed: the backup appears last
-    and only with both sidecars beside it.
+    and only with both sidecars beside it. Once its last link exists the publish is
+    complete: a signal then leaves the backup with its records (checked by inode).
     """
     contents = {
         sidecars(final)[0]: f"{result.sha256}  {final.name}\n",
         sidecars(final)[1]: json.dumps(asdict(result), indent=2) + "\n",
     }
-    staged, placed = [], []
+    staged, links = [], []
     try:
         for path, text in contents.items():
             hidden = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
             write_private(hidden, text)  # creates it new, or fails having left nothing
             staged.append((hidden, path))
-        for hidden, path in staged:
-            os.link(hidden, path, follow_symlinks=False)
-            placed.append(path)
-        if tmp is not None:  # None: records only, beside a file already in place (adopt)
-            os.link(tmp, final, follow_symlinks=False)
-            placed.append(final)
-    except FileExistsError as exc:
-        _unlink_all(placed)
-        name = Path(exc.filename2 or exc.filename or final).name
-        raise EngineError(f"{name} already exists; not overwritten", "exists") from None
-    except BaseException:
-        _unlink_all(placed)
+        links = [*staged, *([(tmp, final)] if tmp is not None else [])]  # None: adopt's
+        for source, path in links:  # records only, beside a file already in place
+            os.link(source, path, follow_symlinks=False)
+    except BaseException as exc:
+        # A signal (SIGTERM, Ctrl-C) can land just after a link returned: what is ours is
+        # told by the inode, never by how far the loop got. Once the last link is ours the
+        # publish is complete and the backup stays, with its records, as the signal goes
+        # on; before that, every link this run made goes and all else under its names stays.
+        if links and _same_file(*links[-1]):
+            with contextlib.suppress(OSError):
+                fsync_path(final.parent)
+            raise
+        _unlink_all(path for source, path in links if _same_file(source, path))
+        if isinstance(exc, FileExistsError):
+            name = Path(exc.filename2 or exc.filename or final).name
+            raise EngineError(f"{name} already exists; not overwritten", "exists") from None
         raise
     finally:
         _unlink_all(hidden for hidden, _ in staged)
     fsync_path(final.parent)
+
+
+def _same_file(source: Path, path: Path) -> bool:
+    """Whether ``path`` is a hard link to ``source`` (same device and inode), unfollowed."""
+    try:
+        return os.path.samestat(os.lstat(source), os.lstat(path))
+    except OSError:
+        return False
 
 
 def _unlink_all(paths) -> None:
@@ -1991,7 +2005,9 @@ def restore_live(backup, live, *, busy_timeout: float = 10.0,
     it with ``describe``'s rows, hash and format (in the backup's best format) and
     ``app_wrote``: whether any other connection committed between the moment before
     the copy and that read (``PRAGMA data_version``; a write just before the copy
-    counts too). ``prove_restore`` compares it with the backup.
+    counts too). ``prove_restore`` compares it with the backup. Its ``committed`` is
+    set once the copy committed, before any signal can stop this run: absent, the copy
+    did not change the live database (whatever the app wrote meanwhile).
     """
     backup, live = Path(backup), Path(live)
     src = sqlite3.connect(f"file:{backup}?mode=ro&immutable=1", uri=True)
@@ -2005,7 +2021,10 @@ def restore_live(backup, live, *, busy_timeout: float = 10.0,
             raise TimeoutError
 
     try:
-        src.backup(dst, pages=-1, progress=progress, sleep=0.05)
+        with signals_held():  # a signal waits until the copy's fate is written down
+            src.backup(dst, pages=-1, progress=progress, sleep=0.05)
+            if snapshot is not None:
+                snapshot["committed"] = True
     except TimeoutError:
         dst.close()
         raise EngineError(f"the live database {live} stayed locked for {busy_timeout:g}s; "
@@ -2022,6 +2041,21 @@ def restore_live(backup, live, *, busy_timeout: float = 10.0,
     finally:
         dst.close()
     return seconds
+
+
+@contextlib.contextmanager
+def signals_held():
+    """SIGTERM, SIGHUP and SIGINT held back (``pthread_sigmask``) for the block, then
+    delivered: code after a one-step C call (a copy's commit) runs before any signal can
+    interrupt it. A signal already pending is handled before the block starts. For the
+    calling thread (the main one; others hold no signal handler here)."""
+    held = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, ())  # nothing held yet if stopped here
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def _snapshot_into(snapshot: dict, conn, before: int) -> None:

@@ -332,6 +332,12 @@ class Restore:
         backup, db, safety = self.restoring
         if safety is None and not db.exists():  # a corrupt or missing one, moved aside
             return self._settled_missing(signal_name, db)
+        if safety is not None and not (self.copied or {}).get("committed"):
+            # the engine writes down the commit before a signal can stop it: none, no copy
+            self.record.update(holds="before", interrupted=signal_name, outcome="not restored")
+            self.ui.info(f"{signal_name} came before the copy committed: not restored, the "
+                         "live database is as it was (the app may have written since)")
+            return
         try:
             proof = engine.live_holds(db, backup, safety, self.copied)
         except (EngineError, OSError, sqlite3.Error) as exc:
@@ -981,6 +987,12 @@ def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> 
     why = record.get("outcome", "stopped")
     lines = [f"The restore was {why}" + (f" after step {steps[-1]}" if steps else
                                          " before its first step") + "."]
+    if record.get("holds") == "before":  # the copy never committed (engine.restore_live)
+        lines.append("Not restored: the live database is as it was (the app may have written "
+                     "since)" + (f"; safety backup {safety} was made" if safety else "") + ".")
+        if backup:
+            lines.append(f"To restore, run again: {_again(record, backup, flag)}")
+        return lines
     if "restore" not in steps or record.get("holds") == "safety":  # proven unchanged
         lines.append("The live database was not changed" + (
             " by this run" if not safety else f" (safety backup {safety} was made)") + ".")

@@ -1,0 +1,170 @@
+"""A signal at the edge of publishing a backup, and before a restore's copy commits
+(s18 review-break #3 and #4).
+
+Publishing links both records first and the backup file last: once the file's link exists
+the publish is complete, so a SIGTERM landing just after it must leave the backup WITH its
+records (never a bare file that `backup.list` calls an old npm-script backup and
+`backup.adopt` would make `latest`), and one landing before it must leave nothing. The
+signal is a real one, sent by the process to itself from a wrapped ``os.link`` just after
+the chosen link returned (the reviewer's harness, in-process).
+
+A signal before the restore's copy commits, with the app writing, leaves the live database
+as it was (plus the app's writes): the run says so and never advises putting the safety
+backup back (which would discard those writes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from ops import engine
+from ops.commands.replica import what_was_kept
+from ops.sample import WriterProcess
+from ops.signals import Terminated, stop_on_signals
+from tests import helpers
+
+
+def sigterm_after_link(monkeypatch, chosen) -> list[str]:
+    """``os.link`` that sends this process SIGTERM right after a link ``chosen(dst)``
+    picks has returned; the names linked, in order."""
+    real, linked = os.link, []
+
+    def link(src, dst, *args, **kwargs):
+        real(src, dst, *args, **kwargs)
+        linked.append(Path(dst).name)
+        if chosen(Path(dst)):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(os, "link", link)
+    return linked
+
+
+def is_backup_file(path: Path) -> bool:
+    return engine.parse_created(path.name) is not None
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(p for p in os.listdir(folder) if not p.startswith("."))
+
+
+@pytest.mark.parametrize("last", [".sha256", ".json", ".db"])
+def test_a_sigterm_after_a_link_leaves_a_whole_backup_or_nothing(monkeypatch, wal_db,
+                                                                 tmp_path, last):
+    folder = tmp_path / "backups"
+    linked = sigterm_after_link(monkeypatch, lambda p: p.name.endswith(last))
+    with pytest.raises(Terminated), stop_on_signals():
+        engine.create_backup(wal_db, folder)
+    monkeypatch.undo()
+    assert linked[-1].endswith(last)  # the signal came right after that link
+    left = names(folder)
+    if last != ".db":  # the file was never linked: nothing of this run is left
+        assert left == []
+        return
+    name = linked[-1]
+    assert left == [name, f"{name}.json", f"{name}.sha256"]
+    assert engine.verify_backup(folder / name, "integrity").ok
+    assert [b.name for b in engine.list_backups(folder)] == [name]
+    assert engine.recorded_sha256s(folder / name)  # its records, as every backup has
+
+
+@pytest.mark.parametrize("last", [".sha256", ".json"])
+def test_a_sigterm_in_adopt_leaves_both_records_or_none(monkeypatch, wal_db, tmp_path, last):
+    folder = tmp_path / "backups"
+    folder.mkdir(mode=0o700)
+    bare = folder / helpers.old_name(helpers.utc(2025, 1, 2, 3, 4, 5))
+    engine.copy_database(wal_db, bare)
+    linked = sigterm_after_link(monkeypatch, lambda p: p.name.endswith(last))
+    with pytest.raises(Terminated), stop_on_signals():
+        engine.adopt_backups(folder, bare.name, by="test")
+    monkeypatch.undo()
+    assert linked[-1].endswith(last)
+    expected = [bare.name] + ([f"{bare.name}.json", f"{bare.name}.sha256"]
+                              if last == ".json" else [])
+    assert names(folder) == expected
+
+
+def test_a_restore_stopped_after_its_safety_backup_is_linked_leaves_it_recorded(
+        monkeypatch, tmp_path, wal_db, backup_dir):
+    made = engine.create_backup(wal_db, backup_dir)
+    helpers.change(wal_db)
+    before = helpers.content(wal_db)
+    linked = sigterm_after_link(monkeypatch, lambda p: is_backup_file(p)
+                                and not p.name.startswith("."))
+    result = helpers.run_here("restore", made.name, "--yes", cwd=tmp_path)
+    monkeypatch.undo()
+    assert result.returncode == 143, result
+    assert "Traceback" not in result.stderr
+    safety = linked[-1]
+    assert safety != made.name
+    assert helpers.content(wal_db) == before  # the copy never started
+    record = json.loads((backup_dir / f"{safety}.json").read_text())
+    assert record["kind"] == "safety" and record["restore"]["backup"] == made.name
+    assert engine.verify_backup(backup_dir / safety, "integrity").ok
+    listed = helpers.run_here("backup.list", cwd=tmp_path)
+    assert "backup.adopt" not in listed.stdout + listed.stderr  # nothing unrecorded
+    adopted = helpers.run_here("backup.adopt", "all", cwd=tmp_path)
+    assert json.loads((backup_dir / f"{safety}.json").read_text())["kind"] == "safety", adopted
+    again = helpers.run_here("restore", "--yes", cwd=tmp_path)  # latest: never the safety
+    assert again.returncode == 0, again
+    assert f"with backup {made.name}" in again.stderr + again.stdout
+    assert helpers.content(wal_db) == helpers.content(Path(made.path))
+
+
+def test_the_from_replica_signal_line_says_what_the_folder_holds(tmp_path):
+    out = tmp_path / helpers.old_name(helpers.utc(2025, 1, 2, 3, 4, 5))
+    assert what_was_kept(None) == "nothing restored, "
+    assert what_was_kept(out) == "nothing restored, "
+    out.write_bytes(b"SQLite format 3\x00")
+    assert "WITHOUT its records" in what_was_kept(out)
+    for record in engine.sidecars(out):
+        record.write_text("x\n")
+    assert what_was_kept(out) == (f"the replica's checked backup {out} is kept with its "
+                                  "records; ")
+
+
+def test_signals_wait_until_the_held_block_has_ended():
+    done = []
+    with pytest.raises(Terminated), stop_on_signals():
+        with engine.signals_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            done.append("after the signal, still in the block")
+        done.append("never: the signal comes as the block ends")
+    assert done == ["after the signal, still in the block"]
+    assert not signal.pthread_sigmask(signal.SIG_BLOCK, ()) & {signal.SIGTERM, signal.SIGHUP,
+                                                               signal.SIGINT}
+
+
+def test_a_sigterm_before_the_copy_with_the_app_writing_is_not_restored(
+        monkeypatch, tmp_path, wal_db, backup_dir):
+    made = engine.create_backup(wal_db, backup_dir)
+    helpers.change(wal_db)
+    real = engine.restore_live
+
+    def stopped_first(*args, **kwargs):  # the app commits after the safety backup, then
+        seen = helpers.live_rows(wal_db, "SELECT count(*) FROM writer_log")[0][0]
+        helpers.wait_for(lambda: helpers.live_rows(
+            wal_db, "SELECT count(*) FROM writer_log")[0][0] > seen, what="an app write")
+        os.kill(os.getpid(), signal.SIGTERM)  # a SIGTERM lands before the copy starts
+        return real(*args, **kwargs)
+
+    with WriterProcess(wal_db, tmp_path / "w", interval=0.01):
+        monkeypatch.setattr(engine, "restore_live", stopped_first)
+        result = helpers.run_here("restore", made.name, "--yes", cwd=tmp_path)
+        monkeypatch.undo()
+    assert result.returncode == 143, result
+    out = result.stdout + result.stderr
+    assert "not restored, the live database is as it was (the app may have written since)" \
+        in out
+    assert "To put back what it held before" not in out
+    assert "neither" not in out
+    line = json.loads((tmp_path / "data" / "deploys.jsonl").read_text().splitlines()[-1])
+    safety = line["safety_backup"]["name"]
+    assert f"invoke restore {safety}" not in out
+    assert (line["outcome"], line["holds"], line["exit_code"]) == ("not restored", "before", 143)
+    assert helpers.live_rows(wal_db, "SELECT count(*) FROM teams")[0][0] != \
+        made.tables["teams"]  # helpers.change's rows: the backup was never copied in
