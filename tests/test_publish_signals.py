@@ -18,11 +18,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from ops import engine
+from ops import engine, remote
 from ops.commands.replica import what_was_kept
 from ops.sample import WriterProcess
 from ops.signals import Terminated, stop_on_signals
@@ -168,3 +169,39 @@ def test_a_sigterm_before_the_copy_with_the_app_writing_is_not_restored(
     assert (line["outcome"], line["holds"], line["exit_code"]) == ("not restored", "before", 143)
     assert helpers.live_rows(wal_db, "SELECT count(*) FROM teams")[0][0] != \
         made.tables["teams"]  # helpers.change's rows: the backup was never copied in
+
+
+def with_ln_stopping_after(script: str, suffix: str) -> subprocess.CompletedProcess:
+    """The machine's script run by ``sh``, ending (exit 9) right after ``ln`` linked a name
+    ending in ``suffix``: what a dropped session's signal there would leave."""
+    hook = 'ln() { command ln "$@" || return; case $3 in *%s) exit 9;; esac; }\n' % suffix
+    return subprocess.run(["sh", "-c", hook + script], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_the_machines_sqlite3_backup_stopped_after_its_link_keeps_its_records(wal_db,
+                                                                              tmp_path):
+    folder = tmp_path / "backups"
+    script = remote.PRELUDE + "\n" + remote._sqlite_backup(str(wal_db), str(folder),
+                                                           "integrity")
+    done = with_ln_stopping_after(script, ".db")
+    assert done.returncode == 9, done
+    [name] = [n for n in names(folder) if n.endswith(".db")]
+    assert names(folder) == [name, f"{name}.json", f"{name}.sha256"]
+    assert engine.verify_backup(folder / name, "integrity").ok
+
+
+def test_an_upload_adopted_on_the_machine_and_stopped_after_its_link_keeps_its_records(
+        wal_db, tmp_path):
+    folder = tmp_path / "backups"
+    made = engine.create_backup(wal_db, tmp_path / "elsewhere")
+    folder.mkdir(mode=0o700)
+    upload = folder / ".upload-test"
+    upload.write_bytes(Path(made.path).read_bytes())
+    manifest = (tmp_path / "elsewhere" / f"{made.name}.json").read_text()
+    done = with_ln_stopping_after(remote.adopt_upload_script(
+        str(folder), str(upload), made.name, made.sha256, manifest), ".db")
+    assert done.returncode == 9, done
+    assert names(folder) == [made.name, f"{made.name}.json", f"{made.name}.sha256"]
+    assert engine.verify_backup(folder / made.name, "integrity").ok
+    assert not upload.exists()
