@@ -174,7 +174,7 @@ def test_a_sigterm_before_the_copy_with_the_app_writing_is_not_restored(
 def with_ln_stopping_after(script: str, suffix: str) -> subprocess.CompletedProcess:
     """The machine's script run by ``sh``, ending (exit 9) right after ``ln`` linked a name
     ending in ``suffix``: what a dropped session's signal there would leave."""
-    hook = 'ln() { command ln "$@" || return; case $3 in *%s) exit 9;; esac; }\n' % suffix
+    hook = 'ln() { command ln "$@" || return; case $3 in *' + suffix + ') exit 9;; esac; }\n'
     return subprocess.run(["sh", "-c", hook + script], capture_output=True, text=True,
                           timeout=60)
 
