@@ -1991,7 +1991,7 @@ def content_sha256_of(path, fmt: str | None, record: dict | None = None) -> str 
 
 
 def restore_live(backup, live, *, busy_timeout: float = 10.0,
-                 snapshot: dict | None = None) -> float:
+                 snapshot: dict | None = None, on_commit=None) -> float:
     """Copy a backup into a live (WAL) database through SQLite's backup API; seconds taken.
 
     One step into the live connection: SQLite takes the write lock, writes the pages
@@ -2007,7 +2007,8 @@ def restore_live(backup, live, *, busy_timeout: float = 10.0,
     the copy and that read (``PRAGMA data_version``; a write just before the copy
     counts too). ``prove_restore`` compares it with the backup. Its ``committed`` is
     set once the copy committed, before any signal can stop this run: absent, the copy
-    did not change the live database (whatever the app wrote meanwhile).
+    did not change the live database (whatever the app wrote meanwhile). ``on_commit()``
+    hears the commit there too (the machine's engine prints it before a signal can end it).
     """
     backup, live = Path(backup), Path(live)
     src = sqlite3.connect(f"file:{backup}?mode=ro&immutable=1", uri=True)
@@ -2025,6 +2026,8 @@ def restore_live(backup, live, *, busy_timeout: float = 10.0,
             src.backup(dst, pages=-1, progress=progress, sleep=0.05)
             if snapshot is not None:
                 snapshot["committed"] = True
+            if on_commit is not None:
+                on_commit()
     except TimeoutError:
         dst.close()
         raise EngineError(f"the live database {live} stayed locked for {busy_timeout:g}s; "
@@ -2045,17 +2048,24 @@ def restore_live(backup, live, *, busy_timeout: float = 10.0,
 
 @contextlib.contextmanager
 def signals_held():
-    """SIGTERM, SIGHUP and SIGINT held back (``pthread_sigmask``) for the block, then
-    delivered: code after a one-step C call (a copy's commit) runs before any signal can
-    interrupt it. A signal already pending is handled before the block starts. For the
-    calling thread (the main one; others hold no signal handler here)."""
-    held = {signal.SIGTERM, signal.SIGHUP, signal.SIGINT}
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, ())  # nothing held yet if stopped here
+    """SIGTERM, SIGHUP and SIGINT held back for the block, then delivered: code after a
+    one-step C call (a copy's commit) runs before any signal can interrupt it. Their
+    handlers are swapped for one that only notes them (a mask would not do: another
+    thread would take the signal and the main one still run its handler), and what was
+    noted is raised again once the old handlers are back (``SIG_DFL``: the process ends
+    then). Only the main thread runs handlers; elsewhere nothing is swapped."""
+    noted, kept = [], {}
     try:
-        signal.pthread_sigmask(signal.SIG_BLOCK, held)
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+                if signal.getsignal(sig) is not None:  # None: set outside Python, left as is
+                    kept[sig] = signal.signal(sig, lambda signum, frame: noted.append(signum))
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        for sig, handler in kept.items():
+            signal.signal(sig, handler)
+        for signum in dict.fromkeys(noted):
+            signal.raise_signal(signum)
 
 
 def _snapshot_into(snapshot: dict, conn, before: int) -> None:
@@ -2381,6 +2391,7 @@ class Restoring:
     timeout: float | None = None  # the safety backup's (``create_backup``)
     mmap_size: int = 0
     on_wait: object = None  # on_wait(lock path, holder): told once per lock it waits for
+    on_commit: object = None  # on_commit(): the copy committed (``restore_live``)
     phase: str = ""
     state: str = "ok"  # the live database's (``live_state``); "corrupt" once its backup fails
     why: str = ""
@@ -2464,7 +2475,8 @@ def _safe_phases(run: Restoring):
     yield run.at("safety")
     try:
         run.restore_seconds = restore_live(run.chosen.path, run.live,
-                                           busy_timeout=run.busy_timeout, snapshot=run.snapshot)
+                                           busy_timeout=run.busy_timeout, snapshot=run.snapshot,
+                                           on_commit=run.on_commit)
     except EngineError as exc:  # say which safety backup this run left
         raise EngineError(f"{exc} (safety backup {run.safety.name} was made first)",
                           exc.kind) from None
@@ -2493,15 +2505,15 @@ def _broken_phases(run: Restoring):
 def restore_database(live, directory, which: str = "latest", *, check: str = "integrity",
                      busy_timeout: float = 10.0, lock_wait: float = 0.0,
                      content_hash: bool = True, app_stopped: bool = False,
-                     on_safety=None) -> dict:
+                     on_safety=None, on_commit=None) -> dict:
     """The whole restore, as run on the machine's python3: ``restoring`` drained (the
     local task advances the same phases one step at a time), with row counts before and
     after. ``on_safety(name)`` hears the safety backup at once (an interrupted run still
-    names it)."""
+    names it), ``on_commit()`` the copy's commit (before a signal can end the run)."""
     started = time.monotonic()
     for run in restoring(live, directory, which, check=check, busy_timeout=busy_timeout,
                          lock_wait=lock_wait, content_hash=content_hash,
-                         app_stopped=app_stopped):
+                         app_stopped=app_stopped, on_commit=on_commit):
         if run.phase == "safety" and on_safety is not None:
             on_safety(run.safety.name)
     return restored(run, round(time.monotonic() - started, 3))
@@ -2723,6 +2735,12 @@ def _verify(args) -> list[dict]:
     return [asdict(verify_backup(item.path, args.check)) for item in chosen]
 
 
+def _say_copied() -> None:
+    """The machine's restore tells that its copy committed (a closed pipe cannot stop it)."""
+    with contextlib.suppress(OSError):
+        print("__OPS_ENTRY__ copied", flush=True)
+
+
 def _holds(args) -> dict:
     safety = Path(args.dir) / check_name(args.safety) if args.safety else None
     return live_holds(args.db, Path(args.dir) / check_name(args.which), safety)
@@ -2736,7 +2754,8 @@ _RUN = {
     "restore": lambda a: restore_database(
         a.db, a.dir, a.which, check=a.check, busy_timeout=a.busy_timeout,
         lock_wait=a.lock_wait, content_hash=not a.no_content_hash, app_stopped=a.app_stopped,
-        on_safety=lambda name: print(f"__OPS_ENTRY__ safety {name}", flush=True)),
+        on_safety=lambda name: print(f"__OPS_ENTRY__ safety {name}", flush=True),
+        on_commit=_say_copied),
     "holds": _holds,
     "counts": lambda a: live_and_recorded_counts(a.db, a.dir, a.which),
     "shape": lambda a: data_shape(a.db, a.dir, a.which),

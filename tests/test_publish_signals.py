@@ -18,7 +18,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +31,7 @@ from ops import engine, remote
 from ops.commands.replica import what_was_kept
 from ops.sample import WriterProcess
 from ops.signals import Terminated, stop_on_signals
+from ops.targets.scripted import stopped_before_commit
 from tests import helpers
 
 
@@ -136,8 +141,23 @@ def test_signals_wait_until_the_held_block_has_ended():
             done.append("after the signal, still in the block")
         done.append("never: the signal comes as the block ends")
     assert done == ["after the signal, still in the block"]
-    assert not signal.pthread_sigmask(signal.SIG_BLOCK, ()) & {signal.SIGTERM, signal.SIGHUP,
-                                                               signal.SIGINT}
+
+
+def test_signals_are_held_with_another_thread_running():
+    """A process-directed signal may be taken by any thread: still held."""
+    done, stop = [], threading.Event()
+    other = threading.Thread(target=stop.wait, daemon=True)
+    other.start()
+    try:
+        with pytest.raises(Terminated), stop_on_signals(), engine.signals_held():
+            for _ in range(3):  # each one noted; one Terminated once the block ends
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.01)  # lets the main thread run a pending handler
+            done.append("held")
+    finally:
+        stop.set()
+        other.join()
+    assert done == ["held"]
 
 
 def test_a_sigterm_before_the_copy_with_the_app_writing_is_not_restored(
@@ -205,3 +225,47 @@ def test_an_upload_adopted_on_the_machine_and_stopped_after_its_link_keeps_its_r
     assert names(folder) == [made.name, f"{made.name}.json", f"{made.name}.sha256"]
     assert engine.verify_backup(folder / made.name, "integrity").ok
     assert not upload.exists()
+
+
+def holds_sigterm(pid: int) -> bool:
+    """Whether process ``pid`` (the engine: SIGTERM's default, death, outside the held
+    block) catches SIGTERM now, i.e. holds it back (its SigCgt mask in /proc)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(next(line.split()[1] for line in status.splitlines()
+                      if line.startswith("SigCgt:")), 16)
+    return bool(caught & (1 << (signal.SIGTERM - 1)))
+
+
+@pytest.mark.parametrize("commits", [False, True])
+def test_the_machines_engine_tells_whether_its_copy_committed_before_a_sigterm(
+        wal_db, tmp_path, commits):
+    """The machine's python3 restore (``engine.restore_database``, the engine's own CLI as
+    the machine runs it) gets SIGTERM while its copy waits for the app's write lock: the
+    signal waits for the copy's fate, and ``copied`` is printed exactly when it committed."""
+    folder = tmp_path / "backups"
+    made = engine.create_backup(wal_db, folder)
+    helpers.change(wal_db)
+    before = helpers.content(wal_db)
+    app = sqlite3.connect(wal_db, isolation_level=None)
+    app.execute("BEGIN IMMEDIATE")  # the app holds the write lock: the copy waits for it
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ops.engine", "restore", "--db", str(wal_db), "--dir",
+         str(folder), "--which", made.name, "--busy-timeout", "3"],
+        cwd=helpers.REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        helpers.wait_for(lambda: holds_sigterm(proc.pid), what="the copy under held signals")
+        proc.send_signal(signal.SIGTERM)
+        if commits:
+            app.execute("COMMIT")  # the lock is free: the copy commits, then the signal ends it
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        app.close()
+    assert proc.returncode == -signal.SIGTERM, (out, err)
+    assert "__OPS_ENTRY__ safety " in out
+    assert ("__OPS_ENTRY__ copied" in out) is commits, out
+    assert helpers.content(wal_db) == (helpers.content(Path(made.path)) if commits else before)
+    seen = remote.parse_output(f"{remote.STRATEGY_MARK}=python3\n{out}"
+                               f"{remote.SENTINEL}=143\n")
+    assert stopped_before_commit(seen) is not commits  # what the run then tells
