@@ -985,6 +985,8 @@ def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> 
     backup = (record.get("backup") or {}).get("name")
     safety = (record.get("safety_backup") or {}).get("name")
     why = record.get("outcome", "stopped")
+    if why in ("not restored", "failed") and record.get("interrupted"):  # not a verb's form
+        why = f"stopped by {record['interrupted']}"
     lines = [f"The restore was {why}" + (f" after step {steps[-1]}" if steps else
                                          " before its first step") + "."]
     if record.get("holds") == "before":  # the copy never committed (engine.restore_live)
