@@ -391,7 +391,12 @@ def prepare_dir(directory: Path) -> None:
     if not directory.is_dir():
         raise EngineError(f"backup folder is not a folder: {directory}", "usage")
     if not os.access(directory, os.W_OK | os.X_OK):
-        raise EngineError(f"backup folder is not writable: {directory}", "usage")
+        raise EngineError(f"{NOT_WRITABLE.format(folder=directory)}; nothing was changed: "
+                          f"{NOT_WRITABLE_FIX}", "usage")
+
+
+NOT_WRITABLE = "backup folder is not writable: {folder}"
+NOT_WRITABLE_FIX = "make it writable, or set backup.dir to a folder that is"
 
 
 # ---------------------------------------------------------------- lock

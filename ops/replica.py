@@ -459,6 +459,67 @@ def drill_report(restored: dict, now: dt.datetime) -> dict:
 
 
 SCRATCH_PREFIX = ".replica-restore-"
+
+# restore --from-replica: how many seconds from now its backup's name may move on to find
+# one that is free (a backup already made that second, here or on the server, or the file
+# of a run that was killed); well inside engine.FUTURE_SLACK, so it still counts as a
+# backup and ``latest`` may name it
+NAME_TRIES = 60
+SIDECAR_ENDINGS = (".sha256", ".json")
+
+
+def taken_name(entry: str) -> str:
+    """The backup name an entry of a backup folder occupies: its own, or its sidecar's
+    backup (``NAME.sha256``, ``NAME.json``: a sidecar left without its file still blocks
+    the name, since publishing never writes over one)."""
+    for ending in SIDECAR_ENDINGS:
+        if entry.endswith(ending):
+            return entry[:-len(ending)]
+    return entry
+
+
+def free_backup_name(now: dt.datetime, taken: set[str], name_of,
+                     tries: int = NAME_TRIES) -> str | None:
+    """The first per-second backup name (``name_of(when)``) from ``now`` on that no entry in
+    ``taken`` occupies (``taken_name``), or None after ``tries`` seconds. The replica's
+    backup is a new file whose name is ours to choose: a name in use here or on the server
+    is never the same file."""
+    occupied = {taken_name(entry) for entry in taken}
+    for step in range(tries):
+        name = name_of(now + dt.timedelta(seconds=step))
+        if name not in occupied:
+            return name
+    return None
+
+
+REPLICA_BY = "replica.restore TXID "  # the ``adopted.by`` restore --from-replica records
+
+
+def replica_orphan(name: str, entries: set[str], record: bytes | None,
+                   checksum: bytes | None) -> bool:
+    """Whether ``NAME.json`` (``record``) and ``NAME.sha256`` (``checksum``, None when
+    absent) are records restore --from-replica wrote for a file it never placed (killed
+    between its records and the file: ``engine.publish`` links them first), so removing
+    them loses nothing. Only when that is certain: the backup ``name`` is absent in any
+    form, the record names it, says ``kind``/``strategy`` "adopted" by ``replica.restore
+    TXID …`` (no other writer, the app's included, records that), and a checksum present is
+    exactly the line written with it. A lone ``NAME.sha256`` is never judged ours: its line
+    is the same for every backup."""
+    if name in entries or record is None:
+        return False
+    try:
+        data = json.loads(record)
+    except ValueError:
+        return False
+    adopted = data.get("adopted") if isinstance(data, dict) else None
+    sha = data.get("sha256") if isinstance(data, dict) else None
+    if not (isinstance(adopted, dict) and isinstance(adopted.get("by"), str)
+            and isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+        return False
+    ours = (data.get("name") == name and data.get("kind") == "adopted"
+            and data.get("strategy") == "adopted" and adopted["by"].startswith(REPLICA_BY))
+    return ours and checksum in (None, f"{sha}  {name}\n".encode())
+
 DRILL_PREFIX = "replica-drill-"  # replica.drill's folder in the temporary directory
 CONFIG_PREFIX = "replica-config-"  # a rendered litestream.yml's, there too
 STALE_SCRATCH = 3600.0  # seconds: no restore runs this long without touching its folder

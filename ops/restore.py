@@ -169,14 +169,22 @@ def render(steps: list[Step], width: int | None = None, binary: str = "fly") -> 
     return runbook.render("Restore plan (dry run: nothing runs):", steps, binary, width)
 
 
-def live_warning(db, state: str, why: str, app_stopped: bool) -> str | None:
+def app_stopped_command(o: RestoreOptions) -> str:
+    """The operator's own local restore again with ``--app-stopped`` (pure): pasted, it
+    restores the backup they named, not ``latest`` (review-op s18 #1)."""
+    words = ["invoke", "restore"] + ([shlex.quote(o.which)] if o.which != "latest" else [])
+    if o.other_source:
+        words.append("--other-source")
+    return " ".join([*words, "--app-stopped", "--yes"])
+
+
+def live_warning(db, state: str, why: str, o: RestoreOptions) -> str | None:
     """What a dry run says about a corrupt or missing local live database (pure)."""
     if state == "ok":
         return None
     then = ("the real run moves it aside and restores into its place" if state == "corrupt"
-            else "the real run restores into its place") if app_stopped else (
-        "the real run will refuse (exit 2): stop the app, then run "
-        "`invoke restore --app-stopped`")
+            else "the real run restores into its place") if o.app_stopped else (
+        f"the real run will refuse (exit 2): stop the app, then run `{app_stopped_command(o)}`")
     return f"the live database {db} is {state} ({why}): {then}"
 
 
@@ -494,7 +502,8 @@ class Restore:
         local.folder()
         local.names(o.which)  # a bad or unknown name fails before any lock is taken
         phases = local.restore(o.which, busy_timeout=o.busy_timeout, checked=o.checked,
-                               app_stopped=o.app_stopped, when=self.record["when"])
+                               app_stopped=o.app_stopped, when=self.record["when"],
+                               how=f"stop it, then run `{app_stopped_command(o)}`")
         self.held.callback(phases.close)  # the runner's closing step releases the locks
         self.found.update(db=Path(s.db_path), directory=Path(s.backup_dir), local=local,
                           phases=phases)
@@ -514,7 +523,8 @@ class Restore:
             run = self.found["run"]
             if exc.kind != "verify_failed":
                 raise
-            raise OpsError(f"{exc}" + adopt_hint(run.verdict["problems"], run.chosen.name),
+            raise OpsError(f"{exc}" + verify_failed_hint(run.verdict["problems"],
+                                                         run.chosen.name),
                            ExitCode.VERIFY_FAILED) from None
         chosen, check = run.chosen, self.settings.check
         self.runner.learn(backup=chosen.name)
@@ -788,8 +798,10 @@ class Restore:
             data, detail = self._remote(name, app_stopped=self.found.get("stopped", False)
                                         if o.production else o.app_stopped)
         except OpsError as exc:
-            hint = adopt_hint(["unverifiable"] if "unverifiable:" in str(exc) else [], name,
-                              self._flag())
+            problems = ["unverifiable"] if "unverifiable:" in str(exc) else []
+            hint = verify_failed_hint(problems, name, self._flag()) \
+                if exc.code == ExitCode.VERIFY_FAILED else adopt_hint(problems, name,
+                                                                       self._flag())
             if hint:
                 raise OpsError(f"{exc}{hint}", exc.code) from None
             raise
@@ -928,12 +940,22 @@ def _verified(local: LocalTarget, which: str, check: str, checked: bool = False)
     verdict = engine.verify_backup(chosen.path, None if checked else check)
     if not verdict.ok:
         raise OpsError(f"backup {chosen.name} failed verification, nothing was changed: "
-                       f"{verdict.problems[0]}" + adopt_hint(verdict.problems, chosen.name),
+                       f"{verdict.problems[0]}" + verify_failed_hint(verdict.problems,
+                                                                     chosen.name),
                        ExitCode.VERIFY_FAILED)
     return (chosen, asdict(verdict)), \
         f"{chosen.name}  sha256 {verdict.sha256[:12]}  {check}_check ok" \
         + (" (as it was restored)" if checked else "") \
         + _skipped(local.list(), chosen, which)
+
+
+def verify_failed_hint(problems: list[str], name: str, flag: str = "") -> str:
+    """What to do when the chosen backup fails its verification (pure): adopt an old one
+    without records; restore another one instead of a damaged one (an operator in an
+    emergency needs the next command, not only the verdict: review-op s18 #5)."""
+    return adopt_hint(problems, name, flag) or (
+        f"; restore another backup instead: see `invoke backup.list{flag}`, then "
+        f"`invoke restore NAME{flag}`")
 
 
 def adopt_hint(problems: list[str], name: str, flag: str = "") -> str:

@@ -47,9 +47,13 @@ def stop_on_signals():
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
+    except KeyboardInterrupt:
+        unwinding()  # a SIGTERM after this Ctrl-C is ignored like a second one
+        raise
     finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+        for sig, old in previous.items():  # once stopping, a later signal must not kill
+            # the run while it prints its last line (the default would: status -15)
+            signal.signal(sig, signal.SIG_IGN if seen else old)
 
 
 # ---------------------------------------------------------------- Ctrl-C before a task runs
@@ -57,21 +61,39 @@ def stop_on_signals():
 INTERRUPTED = 130  # ExitCode.INTERRUPTED (ops.errors is not imported this early)
 
 
+TERMINATED = 143  # ExitCode.TERMINATED
+
+
 def _stop_at_once(signum, frame):
     os.write(2, b"Interrupted.\n")
     os._exit(INTERRUPTED)
 
 
+def _terminate_at_once(signum, frame):
+    os.write(2, f"Terminated by {signal.Signals(signum).name}: no task had started.\n"
+             .encode())
+    os._exit(TERMINATED)
+
+
 def interrupt_quietly_until_a_task_runs() -> None:
     """Ctrl-C while tasks.py is still imported, arguments parsed or config read (nothing
     changed yet) ends the run at once: "Interrupted.", exit 130, not Invoke's bare exit 1
-    or an import traceback. ``task_started`` puts Python's Ctrl-C back for the task."""
+    or an import traceback. ``task_started`` puts Python's Ctrl-C back for the task.
+    SIGTERM and SIGHUP then (a CI job cancelled at once) end it the same way, exit 143,
+    not a silent death; the task's own guard (``stop_on_signals``) takes over from them."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _stop_at_once)
+        signal.signal(signal.SIGTERM, _terminate_at_once)
+        signal.signal(signal.SIGHUP, _terminate_at_once)
 
 
 def task_started() -> None:
-    """Ctrl-C is KeyboardInterrupt again, so a task's ``finally`` blocks run."""
-    if (threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is _stop_at_once):
+    """Ctrl-C is KeyboardInterrupt again, so a task's ``finally`` blocks run; SIGTERM
+    and SIGHUP are the task's guard's to handle (``stop_on_signals``)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGINT) is _stop_at_once:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is _terminate_at_once:
+            signal.signal(sig, signal.SIG_DFL)

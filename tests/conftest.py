@@ -43,6 +43,7 @@ def pytest_configure(config):
     The files go where Python reads them, ops/__pycache__ (ignored by git): a cache prefix
     (PYTHONPYCACHEPREFIX) would move the standard library's cache too, and cost more than it
     saves. Done once, by the xdist controller."""
+    _register_markers(config)
     if hasattr(config, "workerinput"):
         return
     import compileall
@@ -50,6 +51,29 @@ def pytest_configure(config):
     # quiet=2: a read-only checkout or a syntax error is reported by the tests, not here
     compileall.compile_dir(helpers.REPO_ROOT / "ops", quiet=2)
     compileall.compile_file(helpers.REPO_ROOT / "tasks.py", quiet=2)
+
+
+def _register_markers(config):
+    config.addinivalue_line(
+        "markers", "cli_in_process(per='test'|'module'|'none'): the test's (or the module's, "
+        "in this worker) first CLI run is a process, its later ones run in-process; 'none': "
+        "all are processes (helpers.HERE_AFTER_FIRST)")
+
+
+@pytest.fixture(autouse=True)
+def _cli_in_process(request):
+    """``@pytest.mark.cli_in_process``: see ``helpers.HERE_AFTER_FIRST``. With
+    ``per="module"`` the first CLI run of the module in this worker is the process."""
+    mode = helpers.HERE_AFTER_FIRST
+    mark = request.node.get_closest_marker("cli_in_process")
+    per_module = mark is not None and mark.kwargs.get("per") == "module"
+    mode.active = mark is not None and mark.kwargs.get("per") != "none"  # "none": a test of a
+    # marked file whose every run stays a process (what a process prints is its point)
+    mode.ran = per_module and request.module.__name__ in mode.modules
+    yield
+    if per_module and mode.ran:
+        mode.modules.add(request.module.__name__)
+    mode.active = mode.ran = False
 
 
 @pytest.fixture(autouse=True)

@@ -102,13 +102,46 @@ def project_root(cwd, env: dict | None) -> dict:
     return {"INVOKE_PROJECT_ROOT": str(cwd), **(env or {})}
 
 
+class _HereAfterFirst:
+    """``@pytest.mark.cli_in_process``: the test's first ``run_invoke`` (and so ``Site.run``,
+    ``Prod.run``, the ``run_invoke`` fixture) is a real process, its later ones, made one
+    after another, run in this process (``run_here``): ``run_mixed`` for a test's sequence
+    of CLI runs, which pay ~0.3 s of CPU each for a process start that is not their point.
+    The first keeps the process path honest; the rest must give the same exit codes and
+    output, since the test's assertions are unchanged. Runs made in other threads
+    (``run_parallel``) and ``start_invoke`` stay processes. Set per test by conftest.
+    ``cli_in_process(per="module")``: only the module's first run in this xdist worker is a
+    process, for files whose tests each make one run whose point is the task's answer
+    (refusals, plans, what a machine-side script does), not the process."""
+
+    def __init__(self):
+        self.active = False
+        self.ran = False
+        self.modules: set[str] = set()  # ``per="module"``: modules whose first run was made
+
+    def take(self) -> bool:
+        """True when this run goes in-process (and records that a run was made)."""
+        import threading
+
+        if not self.active or threading.current_thread() is not threading.main_thread():
+            return False
+        here, self.ran = self.ran, True
+        return here
+
+
+HERE_AFTER_FIRST = _HereAfterFirst()
+
+
 def run_invoke(
     *args: str,
     cwd: str | os.PathLike,
     env: dict[str, str | None] | None = None,
     timeout: float = 60,
 ) -> InvokeResult:
-    """``python -m invoke --search-root REPO ARGS`` from ``cwd``, as a user would run it."""
+    """``python -m invoke --search-root REPO ARGS`` from ``cwd``, as a user would run it.
+    In a test marked ``cli_in_process`` (see ``HERE_AFTER_FIRST``) only its first run is."""
+    if HERE_AFTER_FIRST.take():
+        return run_here(*args, cwd=cwd, env=env, timeout=timeout)
     argv = [PYTHON, "-m", "invoke", "--search-root", str(REPO_ROOT), *args]
     proc = subprocess.run(
         argv,

@@ -24,6 +24,9 @@ from tests import helpers, node_env
 from tests.fake_production import days_ago, make_prod, run_deferred
 from tests.helpers import change, content
 
+# each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
+pytestmark = pytest.mark.cli_in_process
+
 IGNORED = (".backup.lock", ".restore.lock")
 
 

@@ -22,6 +22,10 @@ from ops.errors import ExitCode
 from tests import helpers
 from tests.helpers import ANSI, assert_one_line_error, run_mixed, run_parallel
 
+# the first CLI run of this file (per xdist worker) is a process, the rest in-process
+# (helpers.HERE_AFTER_FIRST): what its tests check is the task's answer, not the process
+pytestmark = pytest.mark.cli_in_process(per="module")
+
 STEP_LINE = re.compile(
     r"^✓ backup (steps-\S+\.db)  [\d.]+ [kMG]?B  sha256 [0-9a-f]{12}  integrity_check ok  "
     r"\[engine\]  from local data/steps\.db \(\d+\.\ds\)$",

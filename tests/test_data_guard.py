@@ -22,6 +22,10 @@ from tests import helpers, node_env
 from tests.fake_production import remove_tools
 from tests.helpers import run_parallel
 
+# the first CLI run of this file (per xdist worker) is a process, the rest in-process
+# (helpers.HERE_AFTER_FIRST): what its tests check is the task's answer, not the process
+pytestmark = pytest.mark.cli_in_process(per="module")
+
 # ---------------------------------------------------------------- the judgement, as data
 
 

@@ -21,6 +21,8 @@ import socket
 import subprocess
 import threading
 
+import pytest
+
 from ops import remote
 from ops.errors import ExitCode
 from tests import helpers
@@ -46,6 +48,9 @@ from tests.flyctl_double import (
     IMAGE_V12,
 )
 from tests.helpers import ANSI, BACKUP_RE, run_parallel
+
+# each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
+pytestmark = pytest.mark.cli_in_process
 
 ROLLBACK_HINT = "invoke deploy.rollback --to 12"
 

@@ -37,6 +37,10 @@ from tests.fake_production import (
 from tests.flyctl_double import IMAGE_V12
 from tests.helpers import run_parallel
 
+# the first CLI run of this file (per xdist worker) is a process, the rest in-process
+# (helpers.HERE_AFTER_FIRST): what its tests check is the task's answer, not the process
+pytestmark = pytest.mark.cli_in_process(per="module")
+
 TOKEN = "FlyV1 fm2_sEcReTtOkEnFoRtHeDePlOyTeStS"
 
 
@@ -326,6 +330,7 @@ def test_rollback_past_the_releases_flyctl_lists_offers_the_image(site):
     ["-t", TOKEN], ["--access-token", TOKEN], [f"--access-token={TOKEN}"], [f"-t{TOKEN}"],
     ["-yt", TOKEN], ["--build-arg", "X=1", "-t", "ab"],
 ])
+@pytest.mark.cli_in_process(per="none")  # a secret printed by any process
 def test_tokens_after_double_dash_are_never_shown(site, form):
     token = form[-1].split("=", 1)[-1].removeprefix("-t")
     site.world.add_token(token)
@@ -449,6 +454,7 @@ def test_the_gate_accepts_a_newer_backup_and_says_why_it_waits(sites):
     assert waits == ["  health: not yet: HTTP 503"], r_slow.stderr  # one line per change
 
 
+@pytest.mark.cli_in_process(per="none")  # a secret printed by any process
 def test_a_short_token_from_the_environment_is_not_echoed_either(site):
     token = site.token = "tk4x9"  # below the 6 characters fly.redact needs
     site.world.add_token(token)

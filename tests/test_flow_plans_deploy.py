@@ -17,6 +17,9 @@ from ops.errors import ExitCode
 from tests.fake_production import APP, MID, NEW_IMAGE, VOL, concurrent_verify_first, label
 from tests.flyctl_double import IMAGE_V11
 
+# each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
+pytestmark = pytest.mark.cli_in_process
+
 POLL = ["volumes", "snapshots", "list", VOL, "-a", APP, "--json"]
 
 

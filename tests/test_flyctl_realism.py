@@ -35,6 +35,10 @@ from tests.fake_production import (
 )
 from tests.helpers import assert_one_line_error, run_parallel
 
+# the first CLI run of this file (per xdist worker) is a process, the rest in-process
+# (helpers.HERE_AFTER_FIRST): what its tests check is the task's answer, not the process
+pytestmark = pytest.mark.cli_in_process(per="module")
+
 REPO = Path(__file__).resolve().parent.parent
 NEW_MID = "9080e6f4a3d2b1"
 FAST = {"INVOKE_FLY_TIMEOUT": "3", "INVOKE_FLY_MIN_RATE": "1e12"}  # deadlines of ~3 s

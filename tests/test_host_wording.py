@@ -12,6 +12,9 @@ from ops import remote
 from ops.errors import ExitCode, OpsError
 from tests import helpers
 
+# each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
+pytestmark = pytest.mark.cli_in_process
+
 MACHINE = re.compile(r"\bthe machine\b|\bmachine's\b")
 
 

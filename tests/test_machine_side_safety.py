@@ -32,6 +32,10 @@ from tests.fake_production import (
     sftp_calls,
 )
 
+# the first CLI run of this file (per xdist worker) is a process, the rest in-process
+# (helpers.HERE_AFTER_FIRST): what its tests check is the task's answer, not the process
+pytestmark = pytest.mark.cli_in_process(per="module")
+
 HEX = "ab" * 32
 
 

@@ -15,6 +15,10 @@ from tests.fake_production import RESTORE_RESOLVE as RESOLVE
 from tests.fake_production import STOPPED, changed_after_backup
 from tests.fake_production import restore_label as label
 
+# the first CLI run of this file (per xdist worker) is a process, the rest in-process
+# (helpers.HERE_AFTER_FIRST): what its tests check is the task's answer, not the process
+pytestmark = pytest.mark.cli_in_process(per="module")
+
 
 @pytest.fixture
 def prod(served_prod):

@@ -12,6 +12,9 @@ from ops import engine
 from tests import node_env
 from tests.helpers import backups_in
 
+# each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
+pytestmark = pytest.mark.cli_in_process
+
 
 @pytest.fixture
 def node_host(host):  # noqa: F811

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import re
 
+import pytest
 from rich.console import Console
 
 from ops.errors import ExitCode
@@ -20,6 +21,9 @@ from tests.fake_production import APP, MID, VOL, error_line
 from tests.fake_production import DEPLOY_READS as READS
 from tests.flyctl_double import IMAGE_V12
 from tests.helpers import run_parallel
+
+# each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
+pytestmark = pytest.mark.cli_in_process
 
 WHOLE_NAME = re.compile(r"steps-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.db")  # never cut
 STYLE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

@@ -42,6 +42,10 @@ from tests.flyctl_double.state import (
 )
 from tests.helpers import run_parallel
 
+# the first CLI run of this file (per xdist worker) is a process, the rest in-process
+# (helpers.HERE_AFTER_FIRST): what its tests check is the task's answer, not the process
+pytestmark = pytest.mark.cli_in_process(per="module")
+
 APP = DEFAULT_APP
 TOKEN = "fo1_Zq8vK2mXw9LpR4tYhN7cB3sD6gJ0eUa5-distinctive"
 

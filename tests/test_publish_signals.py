@@ -35,6 +35,17 @@ from ops.targets.scripted import stopped_before_commit
 from tests import helpers
 
 
+@pytest.fixture(autouse=True)
+def handlers_back():
+    """``stop_on_signals`` leaves SIGTERM/SIGHUP ignored once one came (the run is
+    stopping): put this worker's handlers back, or its later children inherit SIG_IGN."""
+    signals = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+    kept = [signal.getsignal(sig) for sig in signals]
+    yield
+    for sig, handler in zip(signals, kept, strict=True):
+        signal.signal(sig, handler)
+
+
 def sigterm_after_link(monkeypatch, chosen) -> list[str]:
     """``os.link`` that sends this process SIGTERM right after a link ``chosen(dst)``
     picks has returned; the names linked, in order."""
@@ -251,13 +262,16 @@ def test_the_machines_engine_tells_whether_its_copy_committed_before_a_sigterm(
     app.execute("BEGIN IMMEDIATE")  # the app holds the write lock: the copy waits for it
     proc = subprocess.Popen(
         [sys.executable, "-m", "ops.engine", "restore", "--db", str(wal_db), "--dir",
-         str(folder), "--which", made.name, "--busy-timeout", "3"],
+         str(folder), "--which", made.name, "--busy-timeout", "4"],
         cwd=helpers.REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         helpers.wait_for(lambda: holds_sigterm(proc.pid), what="the copy under held signals")
+        proc.send_signal(signal.SIGSTOP)  # frozen where it was seen: still in the held block
+        assert holds_sigterm(proc.pid)  # (a busy machine could have let it time out)
         proc.send_signal(signal.SIGTERM)
         if commits:
             app.execute("COMMIT")  # the lock is free: the copy commits, then the signal ends it
+        proc.send_signal(signal.SIGCONT)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:

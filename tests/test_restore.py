@@ -24,6 +24,9 @@ from ops import engine
 from tests import helpers
 from tests.helpers import assert_one_line_error
 
+# each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
+pytestmark = pytest.mark.cli_in_process
+
 IGNORED = (".backup.lock", ".restore.lock")
 
 

@@ -27,6 +27,10 @@ from tests.fake_production import changed_after_backup
 from tests.flyctl_double import DEFAULT_MACHINE_ID
 from tests.flyctl_double.state import real_python3
 
+# the first CLI run of this file (per xdist worker) is a process, the rest in-process
+# (helpers.HERE_AFTER_FIRST): what its tests check is the task's answer, not the process
+pytestmark = pytest.mark.cli_in_process(per="module")
+
 
 def _python3(world) -> None:
     """The machine has python3 (and sqlite3): the engine runs."""

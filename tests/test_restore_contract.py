@@ -23,6 +23,10 @@ from ops import engine
 from tests import helpers
 from tests.fake_production import HealthApp, make_prod
 
+# the first CLI run of this file (per xdist worker) is a process, the rest in-process
+# (helpers.HERE_AFTER_FIRST): what its tests check is the task's answer, not the process
+pytestmark = pytest.mark.cli_in_process(per="module")
+
 HEALTHY = {"status": "ok", "backup": {"hasBackups": True, "count": 1, "latest": {
     "name": "steps-2026-01-01T00-00-00.db", "created": "2026-01-01T00:00:00Z", "age": 1000}}}
 

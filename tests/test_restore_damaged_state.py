@@ -15,6 +15,9 @@ import pytest
 from ops import engine
 from tests import helpers, node_env
 
+# each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
+pytestmark = pytest.mark.cli_in_process
+
 TABLES = 2500  # NAME.json lists every table's row count: ~120 KB, over the old 64 KiB
 
 

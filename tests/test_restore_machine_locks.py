@@ -22,6 +22,10 @@ from tests.fake_production import changed_after_backup, near_names
 from tests.fake_production import restore_label as label
 from tests.helpers import assert_one_line_error
 
+# the first CLI run of this file (per xdist worker) is a process, the rest in-process
+# (helpers.HERE_AFTER_FIRST): what its tests check is the task's answer, not the process
+pytestmark = pytest.mark.cli_in_process(per="module")
+
 
 @pytest.fixture
 def prod(served_prod):

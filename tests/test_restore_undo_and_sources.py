@@ -18,6 +18,10 @@ from tests import helpers
 from tests.fake_production import APP, MID, autostarts, fly, look, started
 from tests.helpers import change, content
 
+# the first CLI run of this file (per xdist worker) is a process, the rest in-process
+# (helpers.HERE_AFTER_FIRST): what its tests check is the task's answer, not the process
+pytestmark = pytest.mark.cli_in_process(per="module")
+
 
 def undo_words(stderr: str) -> list[str]:
     r"""The printed undo command, as the shell reads it (it may be wrapped with ` \`)."""

@@ -18,6 +18,10 @@ from tests.fake_production import autostarts, fly, look, signal_while_hung, star
 from tests.flyctl_double import DEFAULT_APP, DEFAULT_MACHINE_ID, DEFAULT_VOLUME_ID
 from tests.flyctl_double import SPARE_VOLUME_ID as SPARE
 
+# the first CLI run of this file (per xdist worker) is a process, the rest in-process
+# (helpers.HERE_AFTER_FIRST): what its tests check is the task's answer, not the process
+pytestmark = pytest.mark.cli_in_process(per="module")
+
 APP, MID, VOL = DEFAULT_APP, DEFAULT_MACHINE_ID, DEFAULT_VOLUME_ID
 NEWEST, OLDEST = "vs_M3n4O5p6Q7r8S9t0U1v2W3x4", "vs_A1b2C3d4E5f6G7h8I9j0K1l2"
 LISTS = [["volumes", "list", "-a", APP, "--json"], ["machine", "list", "-a", APP, "--json"],

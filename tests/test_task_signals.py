@@ -57,7 +57,7 @@ def test_sigterm_while_waiting_for_the_snapshot_names_the_snapshot_that_goes_on(
     run.proc.send_signal(signal.SIGTERM)
     line = one_error_line(run.finish(timeout=40))
 
-    assert line.startswith("Error: interrupted by SIGTERM: only the wait stopped; the "
+    assert line.startswith("Error: terminated by SIGTERM: only the wait stopped; the "
                            "snapshot goes on at Fly"), line
     assert "invoke backup.snapshots" in line
 
@@ -77,3 +77,32 @@ def test_sigterm_during_a_local_backup_leaves_no_partial_backup(tmp_path):
         return
     assert one_error_line(result).startswith("Error: terminated by SIGTERM")
     assert helpers.backup_files(folder) == [], sorted(p.name for p in folder.iterdir())
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_before_the_task_runs_ends_in_one_line_and_143(tmp_path, sig):
+    # a .py runtime config runs after tasks.py is imported, before the task: a cancelled
+    # CI job arriving exactly there died silently by the signal (status -15 / -1)
+    (tmp_path / "stop.py").write_text(f"import os\nos.kill(os.getpid(), {int(sig)})\n")
+    result = helpers.run_invoke("-f", "stop.py", "backup.list", cwd=tmp_path)
+    assert (result.returncode, result.stderr) == (
+        ExitCode.TERMINATED, f"Terminated by {sig.name}: no task had started.\n")
+
+
+def test_a_second_sigterm_while_the_error_is_printed_is_ignored(wal_db, tmp_path):
+    # the first SIGTERM stops the backup; the second arrives while `guarded` prints the
+    # failure (--json: its document), after the task's own guard ended: that guard put
+    # the default back, and the run died by the signal (status -15) with no line
+    (tmp_path / "twice.py").write_text(
+        "import os, signal\n"
+        "from ops import cli, engine\n"
+        "engine.create_backup = lambda *a, _real=engine.create_backup, _pid=os.getpid(),"
+        " _kill=os.kill, **k: (_kill(_pid, 15), _real(*a, **k))[1]\n"
+        "cli.print_failed_as_json = lambda failure, _real=cli.print_failed_as_json,"
+        " _pid=os.getpid(), _kill=os.kill: (_kill(_pid, 15), _real(failure))[1]\n"
+        "del os, signal, cli, engine\n")
+    result = helpers.run_invoke("-f", "twice.py", "backup", "--json", cwd=tmp_path)
+    assert result.returncode == ExitCode.TERMINATED, result
+    assert result.error_lines == ["Error: terminated by SIGTERM"], result.stderr
+    assert result.json()["error"] == "terminated by SIGTERM", result.stdout
+    assert helpers.backup_files(tmp_path / "data" / "backups") == []

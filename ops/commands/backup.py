@@ -458,7 +458,8 @@ def volume(c, no_wait=False, timeout=None, json=False):
     except (KeyboardInterrupt, Terminated) as exc:
         if any(step.outcome == "ok" and step.label.endswith(" requested") for step in ui.steps):
             if isinstance(exc, Terminated):
-                raise OpsError(SNAPSHOT_GOES_ON.replace("Ctrl-C", exc.name),
+                raise OpsError(SNAPSHOT_GOES_ON.replace("interrupted by Ctrl-C",
+                                                        f"terminated by {exc.name}"),
                                ExitCode.TERMINATED) from None
             raise OpsError(SNAPSHOT_GOES_ON, ExitCode.INTERRUPTED) from None
         raise

@@ -407,12 +407,13 @@ def sweep_stale_scratch(folder: Path, ui: UI | None, prefix: str = rp.SCRATCH_PR
 
 
 def restore_checked(argv: list[str], db: Path, out: Path, env: dict, settings, ui: UI,
-                    report: dict, by: str | None = None) -> None:
+                    report: dict, by: str | None = None, backup: dict | None = None) -> None:
     """litestream restore (``argv`` ends in ``-o``) into a private folder beside ``out``,
     the check and the hash, mode 0600, then a hard link to ``out`` (never a replace); the
     folder goes whatever happens. Fills ``report``. ``by``: ``out`` is a backup (restore
-    --from-replica) checked like a new one and published with its records, ``by`` in them
-    (``publish_checked``)."""
+    --from-replica) checked like a new one and published with its records, ``by`` in them,
+    under the first free name from ``out``'s (``publish_checked``; ``backup``: its
+    ``taken`` and ``out``, and ``report["output"]``, say which)."""
     sweep_stale_scratch(out.parent, ui)
     try:
         scratch = Path(tempfile.mkdtemp(prefix=rp.SCRATCH_PREFIX, dir=out.parent))
@@ -428,7 +429,9 @@ def restore_checked(argv: list[str], db: Path, out: Path, env: dict, settings, u
         report["restore_seconds"] = round(time.monotonic() - started, 3)
         os.chmod(tmp, 0o600)  # the app's data, private like every backup (litestream: 0644)
         if by is not None:
-            counts, digest, fmt = publish_checked(tmp, out, settings, by, started, ui), None, None
+            counts, digest, fmt = publish_checked(tmp, out, settings, by, started, ui,
+                                                  backup if backup is not None else {}), None, None
+            report["output"] = str(backup["out"] if backup is not None else out)
         else:
             counts, digest, fmt = check_and_link(tmp, out, scratch / "hash.db", settings, ui)
     finally:
@@ -459,33 +462,74 @@ def check_and_link(tmp: Path, out: Path, hash_db: Path, settings, ui: UI):
     return counts, digest, fmt
 
 
-def publish_checked(tmp: Path, out: Path, settings, by: str, started: float, ui: UI) -> dict:
+def publish_checked(tmp: Path, out: Path, settings, by: str, started: float, ui: UI,
+                    backup: dict) -> dict:
     """``tmp`` checked as a new backup is (``engine.verify_new_copy``: fsync, the check,
-    SHA-256 and row counts in one read) and published as ``out`` with its records at once
+    SHA-256 and row counts in one read) and published with its records at once
     (``engine.publish``: both sidecars, then the file; under the folder's backup lock), so
-    a kill at any moment leaves no backup-named file without its records. Its rows per
-    table without litestream's own."""
+    a kill at any moment leaves no backup-named file without its records. Its name: the
+    first free one from ``out``'s (``free_out``), ``backup["out"]``. Its rows per table
+    without litestream's own."""
     pragma = "integrity_check" if settings.check == "integrity" else "quick_check"
-    with ui.step(f"{pragma}, SHA-256 and row counts, then record it as backup {out.name}"):
+    with ui.step(f"{pragma}, SHA-256 and row counts, then record it as backup"):
         problems, digest, described = engine.verify_new_copy(
             tmp, settings.check, mmap_size=settings.mmap_size, cache_bytes=check_cache(tmp))
         if problems:
             raise OpsError(f"the restored database failed {pragma}: {problems[0]} "
                            f"(nothing written to {out})", ExitCode.VERIFY_FAILED)
-        result = engine.BackupResult(
-            **described, name=out.name, path=str(out), created=engine.iso(
-                engine.parse_created(out.name)), size=tmp.stat().st_size, sha256=digest,
-            check=settings.check, seconds=round(time.monotonic() - started, 3), source="",
-            strategy="adopted", kind="adopted",
-            adopted={"when": engine.iso(dt.datetime.now(dt.UTC)), "by": by[:200]})
         try:
             with engine.backup_lock(out.parent, settings.lock_wait):
-                engine.publish(tmp, out, result)
+                sweep_orphan_records(out.parent, ui)
+                out = backup["out"] = free_out(out, backup.get("taken"))
+                engine.publish(tmp, out, engine.BackupResult(
+                    **described, name=out.name, path=str(out), created=engine.iso(
+                        engine.parse_created(out.name)), size=tmp.stat().st_size,
+                    sha256=digest, check=settings.check, source="", strategy="adopted",
+                    seconds=round(time.monotonic() - started, 3), kind="adopted",
+                    adopted={"when": engine.iso(dt.datetime.now(dt.UTC)), "by": by[:200]}))
         except engine.EngineError as exc:  # its code: another backup's lock is 4, …
             raise OpsError(f"cannot record {out}: {exc} (nothing written; the live database "
                            "untouched)", OpsError.from_engine(exc).code) from None
+        ui.info(f"Recorded as backup {out.name}")
     return {table: rows for table, rows in (described["tables"] or {}).items()
             if table not in rp.LITESTREAM_TABLES}
+
+
+def sweep_orphan_records(folder: Path, ui: UI) -> None:
+    """Records a killed restore --from-replica left without their file (``rp.replica_orphan``
+    says which are surely its own), removed; under the folder's backup lock, so no backup
+    being published (its records placed, its file not yet) is taken for one."""
+    entries = set(os.listdir(folder))
+    for entry in sorted(entries):
+        if not entry.endswith(".json") or engine.parse_created(entry[:-5]) is None:
+            continue
+        name = entry[:-5]
+        checksum = engine.read_small(folder / f"{name}.sha256")
+        if f"{name}.sha256" in entries and checksum is None:
+            continue  # there, but not a small regular file: not ours to judge
+        if rp.replica_orphan(name, entries, engine.read_small(folder / entry), checksum):
+            for path in (folder / f"{name}.sha256", folder / entry):  # .json last: a
+                # kill between leaves it, still judged ours, never a lone .sha256
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            ui.info(f"Removed {name}'s records in {folder}: a killed --from-replica left "
+                    "them without their file")
+
+
+def free_out(out: Path, taken=None) -> Path:
+    """The first name from ``out``'s on that nothing in its folder occupies (a file or a
+    sidecar: a killed run's too) nor, for a server, any backup ``taken()`` lists there:
+    the replica's backup is a new file, so a name already used is never it (the upload
+    would be refused as "a different backup"). Called under the folder's backup lock, so
+    no backup made here can take it before it is published."""
+    here = set(os.listdir(out.parent))
+    there = taken() if taken is not None else set()
+    name = rp.free_backup_name(engine.parse_created(out.name), here | there, engine.backup_name)
+    if name is None:
+        raise OpsError(f"every backup name from {out.name} on for {rp.NAME_TRIES}s is taken "
+                       f"in {out.parent}" + (" or on the server" if taken else "") +
+                       "; nothing was changed", ExitCode.USAGE)
+    return out.with_name(name)
 
 
 def plan_restore(argv: list[str], env: dict) -> dict:
@@ -558,16 +602,18 @@ def restore_replica(c, output, timestamp, txid, quick, dry_run, json) -> None:
 
 
 def restored(c, out: Path, timestamp, txid, quick, dry_run, ui: UI, *,
-             db: Path | None = None, as_backup: bool = False) -> tuple[dict, str]:
+             db: Path | None = None, backup: dict | None = None) -> tuple[dict, str]:
     """Plan, restore (pinned to the planned TXID) into the new file ``out`` and check it;
     the report and the check that ran. With ``dry_run`` only the plan. ``db``: the
     database whose replica it is (default db.path; the machine's is db.remote_path).
-    ``as_backup``: ``out`` is a backup, published with its records (``restore_checked``)."""
+    ``backup``: ``out`` is a backup, published with its records under the first free name
+    from ``out``'s (``restore_checked``)."""
     target_flags = rp.restore_target(timestamp, txid)
     replica = config.load_replica(c.config)
     settings = config.load(c.config, quick=quick)
     require_bucket(replica)
-    refuse_existing(out)
+    if backup is None:  # a backup's name is chosen free when it is published
+        refuse_existing(out)
     db = db or local_database(c)
     exe = rp.find_litestream(replica.litestream)
     env = rp.environment(ui.warn)
@@ -590,9 +636,9 @@ def restored(c, out: Path, timestamp, txid, quick, dry_run, ui: UI, *,
         # pinned to the planned TXID: litestream keeps shipping meanwhile, and the report,
         # the row counts and the hash must all describe the point the plan named
         pinned = [exe, "restore", "-config", yml, "-txid", point["reached"]["txid"], "-o"]
-        by = f"replica.restore TXID {point['reached']['txid']} ({point['reached']['time']})"
+        by = f"{rp.REPLICA_BY}{point['reached']['txid']} ({point['reached']['time']})"
         restore_checked(pinned, db, out, env, settings, ui, report,
-                        by=by if as_backup else None)
+                        by=by if backup is not None else None, backup=backup)
     return report, settings.check
 
 
@@ -657,30 +703,39 @@ REPLICA_FOLDER = "replica"  # under backup.dir: replica restores sent to a serve
 
 
 def from_replica(c, which: str, from_: str | None, timestamp: str | None, restore, *,
-                 remote: str | None, dry_run: bool, json: bool) -> None:
+                 remote: str | None, dry_run: bool, json: bool, target=None) -> None:
     """``invoke restore --from-replica``: the replica (its newest point, or as of
     ``--timestamp``) restored and checked into a new backup file published with its records
     at once (``kind: adopted``, ``by`` naming the TXID), then ``restore`` (the command's
     restore proper) takes it like any backup: locally by name in backup.dir, for a server
     (``remote``: the machine's database path) uploaded from backup.dir/replica (``--from``).
-    Guarded from the start: a SIGTERM anywhere is one ``Error:`` line and exit 143."""
+    Guarded from the start: a SIGTERM anywhere is one ``Error:`` line and exit 143.
+    ``target(ui)``: opens the server's target (read when the file is named: its backups'
+    names are not free; then handed to ``restore``, which closes it)."""
     if which != "latest" or from_ is not None:
         raise OpsError("--from-replica restores from the replica: give no backup name and "
                        "no --from", ExitCode.USAGE)
     rp.restore_target(timestamp, None)  # a bad --timestamp is refused before any folder,
     require_bucket(config.load_replica(c.config))  # and so are bad replica.* settings
     made: dict = {}
+    opened: list = []
+    if target is not None:
+        made["taken"] = lambda: names_on(opened, target)
     try:
         with stop_on_signals():  # SIGTERM/SIGHUP unwind: litestream killed, folder removed
             out, report = restore_source(c, timestamp, remote=remote, dry_run=dry_run,
                                          ui=UI(), made=made)
             named = {"which": "latest", "from_": str(out)} if remote else \
                 {"which": out.name, "from_": None}
-            restore(**named, checked=True, replica=report if dry_run else None)
+            handed = {"target": opened.pop()} if opened else {}
+            restore(**named, checked=True, replica=report if dry_run else None, **handed)
     except Terminated as exc:
         raise OpsError(f"terminated by {exc.name} before the restore began: "
                        f"{what_was_kept(made.get('out'))}the live database untouched",
                        ExitCode.TERMINATED) from None
+    finally:
+        for unused in opened:  # not handed to the restore (it failed before): closed here
+            getattr(unused, "close", lambda: None)()
 
 
 def what_was_kept(out: Path | None) -> str:
@@ -692,6 +747,15 @@ def what_was_kept(out: Path | None) -> str:
     if all(path.exists() for path in engine.sidecars(out)):
         return f"the replica's checked backup {out} is kept with its records; "
     return f"the replica's checked backup {out} is kept WITHOUT its records; "
+
+
+def names_on(opened: list, target) -> set[str]:
+    """The names the server's backup folder holds (its backups, and entries named like one
+    that are not files), the target opened once and kept in ``opened``."""
+    if not opened:
+        opened.append(target(UI()))
+    listed = opened[0].list()
+    return {item.name for item in listed} | set(getattr(opened[0], "odd_entries", ()))
 
 
 def restore_source(c, timestamp: str | None, *, remote: str | None, dry_run: bool, ui: UI,
@@ -709,7 +773,8 @@ def restore_source(c, timestamp: str | None, *, remote: str | None, dry_run: boo
         raise OpsError(str(exc), ExitCode.USAGE) from None
     out = made["out"] = folder.absolute() / engine.backup_name(dt.datetime.now(dt.UTC))
     report, _ = restored(c, out, timestamp, None, False, dry_run, ui,
-                         db=Path(remote) if remote else None, as_backup=True)
+                         db=Path(remote) if remote else None, backup=made)
+    out = made["out"]
     point = report["reached"]
     if dry_run:
         ui.info(f"Would restore the replica's TXID {point['txid']} ({point['time']}) into "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from pathlib import Path
 
 from ops import cli, config, engine, runbook
@@ -83,17 +84,22 @@ def database(c, which="latest", production=False, host=None, from_=None, yes=Fal
         if not from_replica:
             raise OpsError("--timestamp is for --from-replica", ExitCode.USAGE)
         replicas.from_replica(c, which, from_, timestamp, run, dry_run=dry_run, json=json,
-                              remote=settings.db_remote_path if production or host else None)
+                              remote=settings.db_remote_path if production or host else None,
+                              target=functools.partial(target_for, settings,
+                                                       production=production)
+                              if production or host else None)
         return
     run(which=which, from_=from_)
 
 
 def restore_now(*, which, from_, settings, production, host, yes, dry_run, busy_timeout,
-                json, app_stopped, other_source, checked=False, replica=None) -> None:
+                json, app_stopped, other_source, checked=False, replica=None,
+                target=None) -> None:
     """The restore proper, of a backup name or (``from_``) an uploaded file. ``checked``:
     the file's check ran in this run a moment ago (--from-replica): its SHA-256 against
     its record is verified, not integrity_check again. ``replica``: --from-replica's plan,
-    shown before the restore's in a dry run."""
+    shown before the restore's in a dry run. ``target``: the server's, already opened
+    (--from-replica read its names); closed here like one opened here."""
     if from_ is not None and not (production or host):
         raise OpsError("--from uploads a local file and restores it on a server: add "
                        "--production (the Fly machine) or --host HOST (an SSH host); locally, "
@@ -106,7 +112,8 @@ def restore_now(*, which, from_, settings, production, host, yes, dry_run, busy_
                                       other_source=bool(other_source), checked=checked,
                                       busy_timeout=10.0 if timeout is None else timeout)
     ui = UI()
-    target = target_for(settings, ui, production=production) if production or host else None
+    if target is None and (production or host):
+        target = target_for(settings, ui, production=production)
     if dry_run:
         try:
             dry_run_plan(options, settings, ui, target, json, replica)
@@ -143,10 +150,13 @@ def dry_run_plan(options, settings, ui: UI, target, json: bool, replica=None) ->
         except EngineError as exc:
             state, problem = "ok", ""
             warning = cli.one_line(exc)
-        warning = warning or restores.live_warning(settings.db_path, state, problem,
-                                                   options.app_stopped)
+        warning = warning or restores.live_warning(settings.db_path, state, problem, options)
         if warning:
             ui.warn(warning)
+        folder = Path(settings.backup_dir)
+        if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+            ui.warn(f"{engine.NOT_WRITABLE.format(folder=folder)}: the real run will refuse "
+                    f"(exit 2) before changing anything; {engine.NOT_WRITABLE_FIX}")
 
     def plan(which: str | None) -> list:
         return restores.plan_for(

@@ -88,7 +88,7 @@ class LocalTarget:
                             f"lock {lock}, held by {holder}")
 
     def restore(self, which: str, *, busy_timeout: float = 10.0, app_stopped: bool = False,
-                when: str | None = None, checked: bool = False):
+                when: str | None = None, checked: bool = False, how: str = LOCAL_HOW):
         """The engine's one restore (``engine.restoring``, what the machine's python3 runs
         drained), as its generator: the restore flow advances it one phase per step, so
         each step keeps its own line, time and interruption. ``when``: the safety
@@ -100,7 +100,7 @@ class LocalTarget:
             on_wait=self._waiting if self.report is not None else None,
             check=s.check, checked=checked,
             busy_timeout=busy_timeout, lock_wait=s.lock_wait, content_hash=s.content_hash,
-            app_stopped=app_stopped, how=LOCAL_HOW, when=when,
+            app_stopped=app_stopped, how=how, when=when,
             timeout=s.backup_timeout or None, mmap_size=s.mmap_size)
 
     @property
