@@ -29,6 +29,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import sqlite3
 import stat
@@ -1023,34 +1024,47 @@ def publish(tmp: Path | None, final: Path, result: BackupResult) -> None:
 
     Nothing this run did not create is ever replaced, and on any failure (a full disk
     at any step included) everything it created is removed: the backup appears last
-    and only with both sidecars beside it.
+    and only with both sidecars beside it. Once its last link exists the publish is
+    complete: a signal then leaves the backup with its records (checked by inode).
     """
     contents = {
         sidecars(final)[0]: f"{result.sha256}  {final.name}\n",
         sidecars(final)[1]: json.dumps(asdict(result), indent=2) + "\n",
     }
-    staged, placed = [], []
+    staged, links = [], []
     try:
         for path, text in contents.items():
             hidden = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
             write_private(hidden, text)  # creates it new, or fails having left nothing
             staged.append((hidden, path))
-        for hidden, path in staged:
-            os.link(hidden, path, follow_symlinks=False)
-            placed.append(path)
-        if tmp is not None:  # None: records only, beside a file already in place (adopt)
-            os.link(tmp, final, follow_symlinks=False)
-            placed.append(final)
-    except FileExistsError as exc:
-        _unlink_all(placed)
-        name = Path(exc.filename2 or exc.filename or final).name
-        raise EngineError(f"{name} already exists; not overwritten", "exists") from None
-    except BaseException:
-        _unlink_all(placed)
+        links = [*staged, *([(tmp, final)] if tmp is not None else [])]  # None: adopt's
+        for source, path in links:  # records only, beside a file already in place
+            os.link(source, path, follow_symlinks=False)
+    except BaseException as exc:
+        # A signal (SIGTERM, Ctrl-C) can land just after a link returned: what is ours is
+        # told by the inode, never by how far the loop got. Once the last link is ours the
+        # publish is complete and the backup stays, with its records, as the signal goes
+        # on; before that, every link this run made goes and all else under its names stays.
+        if links and _same_file(*links[-1]):
+            with contextlib.suppress(OSError):
+                fsync_path(final.parent)
+            raise
+        _unlink_all(path for source, path in links if _same_file(source, path))
+        if isinstance(exc, FileExistsError):
+            name = Path(exc.filename2 or exc.filename or final).name
+            raise EngineError(f"{name} already exists; not overwritten", "exists") from None
         raise
     finally:
         _unlink_all(hidden for hidden, _ in staged)
     fsync_path(final.parent)
+
+
+def _same_file(source: Path, path: Path) -> bool:
+    """Whether ``path`` is a hard link to ``source`` (same device and inode), unfollowed."""
+    try:
+        return os.path.samestat(os.lstat(source), os.lstat(path))
+    except OSError:
+        return False
 
 
 def _unlink_all(paths) -> None:
@@ -1982,7 +1996,7 @@ def content_sha256_of(path, fmt: str | None, record: dict | None = None) -> str 
 
 
 def restore_live(backup, live, *, busy_timeout: float = 10.0,
-                 snapshot: dict | None = None) -> float:
+                 snapshot: dict | None = None, on_commit=None) -> float:
     """Copy a backup into a live (WAL) database through SQLite's backup API; seconds taken.
 
     One step into the live connection: SQLite takes the write lock, writes the pages
@@ -1996,7 +2010,10 @@ def restore_live(backup, live, *, busy_timeout: float = 10.0,
     it with ``describe``'s rows, hash and format (in the backup's best format) and
     ``app_wrote``: whether any other connection committed between the moment before
     the copy and that read (``PRAGMA data_version``; a write just before the copy
-    counts too). ``prove_restore`` compares it with the backup.
+    counts too). ``prove_restore`` compares it with the backup. Its ``committed`` is
+    set once the copy committed, before any signal can stop this run: absent, the copy
+    did not change the live database (whatever the app wrote meanwhile). ``on_commit()``
+    hears the commit there too (the machine's engine prints it before a signal can end it).
     """
     backup, live = Path(backup), Path(live)
     src = sqlite3.connect(f"file:{backup}?mode=ro&immutable=1", uri=True)
@@ -2010,7 +2027,12 @@ def restore_live(backup, live, *, busy_timeout: float = 10.0,
             raise TimeoutError
 
     try:
-        src.backup(dst, pages=-1, progress=progress, sleep=0.05)
+        with signals_held():  # a signal waits until the copy's fate is written down
+            src.backup(dst, pages=-1, progress=progress, sleep=0.05)
+            if snapshot is not None:
+                snapshot["committed"] = True
+            if on_commit is not None:
+                on_commit()
     except TimeoutError:
         dst.close()
         raise EngineError(f"the live database {live} stayed locked for {busy_timeout:g}s; "
@@ -2027,6 +2049,28 @@ def restore_live(backup, live, *, busy_timeout: float = 10.0,
     finally:
         dst.close()
     return seconds
+
+
+@contextlib.contextmanager
+def signals_held():
+    """SIGTERM, SIGHUP and SIGINT held back for the block, then delivered: code after a
+    one-step C call (a copy's commit) runs before any signal can interrupt it. Their
+    handlers are swapped for one that only notes them (a mask would not do: another
+    thread would take the signal and the main one still run its handler), and what was
+    noted is raised again once the old handlers are back (``SIG_DFL``: the process ends
+    then). Only the main thread runs handlers; elsewhere nothing is swapped."""
+    noted, kept = [], {}
+    try:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+                if signal.getsignal(sig) is not None:  # None: set outside Python, left as is
+                    kept[sig] = signal.signal(sig, lambda signum, frame: noted.append(signum))
+        yield
+    finally:
+        for sig, handler in kept.items():
+            signal.signal(sig, handler)
+        for signum in dict.fromkeys(noted):
+            signal.raise_signal(signum)
 
 
 def _snapshot_into(snapshot: dict, conn, before: int) -> None:
@@ -2362,6 +2406,7 @@ class Restoring:
     timeout: float | None = None  # the safety backup's (``create_backup``)
     mmap_size: int = 0
     on_wait: object = None  # on_wait(lock path, holder): told once per lock it waits for
+    on_commit: object = None  # on_commit(): the copy committed (``restore_live``)
     phase: str = ""
     state: str = "ok"  # the live database's (``live_state``); "corrupt" once its backup fails
     why: str = ""
@@ -2445,7 +2490,8 @@ def _safe_phases(run: Restoring):
     yield run.at("safety")
     try:
         run.restore_seconds = restore_live(run.chosen.path, run.live,
-                                           busy_timeout=run.busy_timeout, snapshot=run.snapshot)
+                                           busy_timeout=run.busy_timeout, snapshot=run.snapshot,
+                                           on_commit=run.on_commit)
     except EngineError as exc:  # say which safety backup this run left
         raise EngineError(f"{exc} (safety backup {run.safety.name} was made first)",
                           exc.kind) from None
@@ -2474,15 +2520,15 @@ def _broken_phases(run: Restoring):
 def restore_database(live, directory, which: str = "latest", *, check: str = "integrity",
                      busy_timeout: float = 10.0, lock_wait: float = 0.0,
                      content_hash: bool = True, app_stopped: bool = False,
-                     on_safety=None) -> dict:
+                     on_safety=None, on_commit=None) -> dict:
     """The whole restore, as run on the machine's python3: ``restoring`` drained (the
     local task advances the same phases one step at a time), with row counts before and
     after. ``on_safety(name)`` hears the safety backup at once (an interrupted run still
-    names it)."""
+    names it), ``on_commit()`` the copy's commit (before a signal can end the run)."""
     started = time.monotonic()
     for run in restoring(live, directory, which, check=check, busy_timeout=busy_timeout,
                          lock_wait=lock_wait, content_hash=content_hash,
-                         app_stopped=app_stopped):
+                         app_stopped=app_stopped, on_commit=on_commit):
         if run.phase == "safety" and on_safety is not None:
             on_safety(run.safety.name)
     return restored(run, round(time.monotonic() - started, 3))
@@ -2705,6 +2751,12 @@ def _verify(args) -> list[dict]:
     return [asdict(verify_backup(item.path, args.check)) for item in chosen]
 
 
+def _say_copied() -> None:
+    """The machine's restore tells that its copy committed (a closed pipe cannot stop it)."""
+    with contextlib.suppress(OSError):
+        print("__OPS_ENTRY__ copied", flush=True)
+
+
 def _holds(args) -> dict:
     safety = Path(args.dir) / check_name(args.safety) if args.safety else None
     return live_holds(args.db, Path(args.dir) / check_name(args.which), safety)
@@ -2718,7 +2770,8 @@ _RUN = {
     "restore": lambda a: restore_database(
         a.db, a.dir, a.which, check=a.check, busy_timeout=a.busy_timeout,
         lock_wait=a.lock_wait, content_hash=not a.no_content_hash, app_stopped=a.app_stopped,
-        on_safety=lambda name: print(f"__OPS_ENTRY__ safety {name}", flush=True)),
+        on_safety=lambda name: print(f"__OPS_ENTRY__ safety {name}", flush=True),
+        on_commit=_say_copied),
     "holds": _holds,
     "same": lambda a: same_content(Path(a.dir) / check_name(a.which),
                                    Path(a.dir) / check_name(a.safety)),

@@ -255,8 +255,9 @@ mkdir -p "$dir" 2>/dev/null
 [ -d "$dir" ] || fail usage "backup folder is not a folder: $dir"
 [ -w "$dir" ] && [ -x "$dir" ] || fail usage "backup folder is not writable: $dir"
 take_lock "$dir" {_tries(lock_wait)}
-tmp=""; sums=""; placed=""; published=""
-trap '[ -n "$tmp" ] && rm -f "$tmp" "$tmp-wal" "$tmp-shm" "$tmp-journal" ${{sums:+"$sums"}}; [ -z "$published" ] && [ -n "$placed" ] && rm -f $placed' EXIT
+tmp=""; sums=""; placed=""; published=""; name=""
+# the publish is complete once the file's link exists (engine.publish): then it keeps its records
+trap '[ -n "$tmp" ] && [ -n "$name" ] && [ "$dir/$name" -ef "$tmp" ] && published=1; [ -n "$tmp" ] && rm -f "$tmp" "$tmp-wal" "$tmp-shm" "$tmp-journal" ${{sums:+"$sums"}}; [ -z "$published" ] && [ -n "$placed" ] && rm -f $placed' EXIT
 rm -f "$dir"/.tmp-* 2>/dev/null
 need=$(( $(wc -c < "$db") + $( [ -f "$db-wal" ] && wc -c < "$db-wal" || echo 0) ))
 set -- $(df -Pk "$dir" 2>/dev/null | tail -n 1)
@@ -873,7 +874,8 @@ cd {d} || exit 3
 [ -f {up} ] && [ ! -h {up} ] || fail error "the upload is not a regular file"
 take_lock {d} {_tries(lock_wait)}
 placed=""; published=""
-trap 'rm -f {up}; [ -z "$published" ] && [ -n "$placed" ] && rm -f $placed' EXIT
+# the publish is complete once the file's link exists (engine.publish): then it keeps its records
+trap '[ {final} -ef {up} ] && published=1; rm -f {up}; [ -z "$published" ] && [ -n "$placed" ] && rm -f $placed' EXIT
 set -- $(sha256sum {up}) || exit 1
 if [ "$1" != {sha256} ]; then printf '{ENTRY_MARK} arrived %s\\n' "$1"; exit 5; fi
 if [ -e {final} ] || [ -h {final} ]; then

@@ -354,6 +354,12 @@ class Restore:
         backup, db, safety = self.restoring
         if safety is None and not db.exists():  # a corrupt or missing one, moved aside
             return self._settled_missing(signal_name, db)
+        if safety is not None and not (self.copied or {}).get("committed"):
+            # the engine writes down the commit before a signal can stop it: none, no copy
+            self.record.update(holds="before", interrupted=signal_name, outcome="not restored")
+            self.ui.info(f"{signal_name} came before the copy committed: not restored, the "
+                         "live database is as it was (the app may have written since)")
+            return
         try:
             proof = engine.live_holds(db, backup, safety, self.copied)
         except (EngineError, OSError, sqlite3.Error) as exc:
@@ -1123,11 +1129,19 @@ def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> 
     backup = (record.get("backup") or {}).get("name")
     safety = (record.get("safety_backup") or {}).get("name")
     why = record.get("outcome", "stopped")
+    if why in ("not restored", "failed") and record.get("interrupted"):  # not a verb's form
+        why = f"stopped by {record['interrupted']}"
     last = (record.get("steps") or [{}])[-1].get("outcome")  # the stopped step's own
     lines = [f"The restore was {why}" + (
         " before its first step" if not steps
         else f" after step {steps[-1]}" if last in ("ok", "skipped")
         else f" during step {steps[-1]}") + "."]
+    if record.get("holds") == "before":  # the copy never committed (engine.restore_live)
+        lines.append("Not restored: the live database is as it was (the app may have written "
+                     "since)" + (f"; safety backup {safety} was made" if safety else "") + ".")
+        if backup:
+            lines.append(f"To restore, run again: {_again(record, backup, flag)}")
+        return lines
     if "restore" not in steps or record.get("holds") == "safety":  # proven unchanged
         lines.append("The live database was not changed" + (
             " by this run" if not safety else f" (safety backup {safety} was made)") + ".")

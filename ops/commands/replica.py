@@ -760,13 +760,23 @@ def from_replica(c, which: str, from_: str | None, timestamp: str | None, restor
             handed = {"target": opened.pop()} if opened else {}
             restore(**named, checked=True, replica=report if dry_run else None, **handed)
     except Terminated as exc:
-        kept = (f"the replica's checked backup {made['out']} is kept with its records; "
-                if "out" in made and made["out"].exists() else "nothing restored, ")
-        raise OpsError(f"terminated by {exc.name} before the restore began: {kept}the live "
-                       "database untouched", ExitCode.TERMINATED) from None
+        raise OpsError(f"terminated by {exc.name} before the restore began: "
+                       f"{what_was_kept(made.get('out'))}the live database untouched",
+                       ExitCode.TERMINATED) from None
     finally:
         for unused in opened:  # not handed to the restore (it failed before): closed here
             getattr(unused, "close", lambda: None)()
+
+
+def what_was_kept(out: Path | None) -> str:
+    """What a signal before the restore left of the replica's backup ``out``, told by
+    what is in the folder: the file and both records (its publish was complete), the
+    file alone (never left by ``engine.publish``; said so rather than hidden), or none."""
+    if out is None or not out.exists():
+        return "nothing restored, "
+    if all(path.exists() for path in engine.sidecars(out)):
+        return f"the replica's checked backup {out} is kept with its records; "
+    return f"the replica's checked backup {out} is kept WITHOUT its records; "
 
 
 def names_on(opened: list, target) -> set[str]:

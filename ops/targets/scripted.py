@@ -381,7 +381,10 @@ class ScriptedTarget:
             safety = next((e[1] for e in output.entries if e[0] == "safety" and len(e) > 1), "")
             holds = _holds_after_failure(_hashes(output.entries))
             code = exc.code
-            if output.result is None and safety:  # its engine died mid-way: look now
+            if stopped_before_commit(output):
+                holds = ("; it stopped before the copy committed: not restored, the live "
+                         "database is as it was (the app may have written since)")
+            elif output.result is None and safety:  # its engine died mid-way: look now
                 code = ExitCode.VERIFY_FAILED
                 holds = self._holds(name, safety)
             elif output.result is None and output.strategy in node.ENGINES and not app_stopped:
@@ -602,6 +605,16 @@ def _hashes(entries: list[list[str]]) -> dict:
     """The ``hash WHICH SHA256|-`` entries of ``remote._sqlite_restore``: 64 hex or None."""
     return {e[1]: e[2] for e in entries if len(e) == 3 and e[0] == "hash"
             and remote.HEX64.fullmatch(e[2])}
+
+
+def stopped_before_commit(output: remote.RemoteOutput) -> bool:
+    """Whether the machine's python3 restore ended (a signal, a kill) after naming its
+    safety backup but before its copy committed: its engine prints ``copied`` the moment
+    the copy commits, before any signal can end it (``engine.restore_live``), so without
+    that line the live database was not changed by the copy, whatever the app wrote."""
+    return (output.result is None and output.strategy == "python3"
+            and any(e[:1] == ["safety"] for e in output.entries)
+            and not any(e == ["copied"] for e in output.entries))
 
 
 def _holds_after_failure(hashes: dict) -> str:
