@@ -192,7 +192,7 @@ def test_a_sigterm_before_the_copy_with_the_app_writing_is_not_restored(
     out = result.stdout + result.stderr
     assert "not restored, the live database is as it was (the app may have written since)" \
         in out
-    assert "The restore was stopped by SIGTERM after step restore." in out
+    assert "The restore was stopped by SIGTERM during step restore." in out
     assert "To put back what it held before" not in out
     assert "neither" not in out
     line = json.loads((tmp_path / "data" / "deploys.jsonl").read_text().splitlines()[-1])

@@ -127,7 +127,8 @@ def restore_now(*, which, from_, settings, production, host, yes, dry_run, busy_
             run.run()
     except Terminated as exc:
         done = run.record.get("outcome") == "ok"  # the copy was proven after all
-        copied = "restore" in [step["step"] for step in run.record.get("steps", [])]
+        copied = "restore" in [step["step"] for step in run.record.get("steps", [])] \
+            and run.record.get("holds") != "before"  # "before": the copy never committed
         raise OpsError(f"terminated by {exc.name}; " + (
             "the restore itself was done and proven (see above)" if done and copied
             else "see above for what to finish by hand" if copied
