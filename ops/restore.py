@@ -354,18 +354,17 @@ class Restore:
         backup, db, safety = self.restoring
         if safety is None and not db.exists():  # a corrupt or missing one, moved aside
             return self._settled_missing(signal_name, db)
-        if safety is not None and not (self.copied or {}).get("committed"):
-            # the engine writes down the commit before a signal can stop it: none, no copy
-            self.record.update(holds="before", interrupted=signal_name, outcome="not restored")
-            self.ui.info(f"{signal_name} came before the copy committed: not restored, the "
-                         "live database is as it was (the app may have written since)")
-            return
+        committed = safety is None or (self.copied or {}).get("committed")
         try:
             proof = engine.live_holds(db, backup, safety, self.copied)
         except (EngineError, OSError, sqlite3.Error) as exc:
+            if not committed:
+                return self._not_copied(signal_name)
             self.ui.warn(f"{signal_name} during the restore; could not read the live database "
                          f"to see what it holds: {exc}")
             return
+        if not committed and proof["holds"] != "safety":  # the engine writes the commit
+            return self._not_copied(signal_name)  # down before a signal can stop it: none
         self.record.update(proof=proof, holds=proof["holds"], interrupted=signal_name,
                            tables_after=proof["tables"])
         name = self.record["backup"]["name"]
@@ -384,6 +383,12 @@ class Restore:
             self.ui.warn(f"{signal_name} during the restore: the live database holds neither "
                          f"backup {name} nor its content from before: "
                          + "; ".join(engine.proof_problems(proof)))
+
+    def _not_copied(self, signal_name: str) -> None:
+        """Stopped before the copy committed, and the app wrote since: not restored."""
+        self.record.update(holds="before", interrupted=signal_name, outcome="not restored")
+        self.ui.info(f"{signal_name} came before the copy committed: not restored, the live "
+                     "database is as it was (the app may have written since)")
 
     def _settled_missing(self, signal_name: str, db: Path) -> None:
         """Interrupted while a corrupt live database was replaced: nothing has the live

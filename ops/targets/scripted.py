@@ -381,12 +381,12 @@ class ScriptedTarget:
             safety = next((e[1] for e in output.entries if e[0] == "safety" and len(e) > 1), "")
             holds = _holds_after_failure(_hashes(output.entries))
             code = exc.code
-            if stopped_before_commit(output):
-                holds = ("; it stopped before the copy committed: not restored, the live "
-                         "database is as it was (the app may have written since)")
-            elif output.result is None and safety:  # its engine died mid-way: look now
+            if output.result is None and safety:  # its engine died mid-way: look now
                 code = ExitCode.VERIFY_FAILED
                 holds = self._holds(name, safety)
+                if stopped_before_commit(output) and "from before" not in holds:
+                    holds = ("; it stopped before the copy committed: not restored, the "
+                             "live database is as it was (the app may have written since)")
             elif output.result is None and output.strategy in node.ENGINES and not app_stopped:
                 # the engines name the safety backup before the copy starts: none named,
                 # the live database was not touched
