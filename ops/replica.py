@@ -466,12 +466,24 @@ def drill_report(restored: dict, now: dt.datetime) -> dict:
     return report
 
 
+def data_time(point_time, now: dt.datetime) -> dt.datetime:
+    """When the data of a restore reaching a point is from, to date (name) its backup by:
+    the time litestream gave that point (UTC), or ``now`` when that time is missing,
+    unparsable, ahead of ``now`` (a clock that is wrong: never a backup dated in the
+    future) or before 1970 (no data is; and a year before 1000 fits no backup name)."""
+    try:
+        when = parse_time(point_time).astimezone(dt.UTC)
+    except (TypeError, ValueError, OverflowError):
+        return now
+    return when if dt.datetime(1970, 1, 1, tzinfo=dt.UTC) <= when <= now else now
+
+
 SCRATCH_PREFIX = ".replica-restore-"
 
-# restore --from-replica: how many seconds from now its backup's name may move on to find
-# one that is free (a backup already made that second, here or on the server, or the file
-# of a run that was killed); well inside engine.FUTURE_SLACK, so it still counts as a
-# backup and ``latest`` may name it
+# restore --from-replica: how many seconds from its data's time (``data_time``, never
+# after now) its backup's name may move on to find one that is free (a backup already made
+# that second, here or on the server, or the file of a run that was killed); well inside
+# engine.FUTURE_SLACK, so it is never dated in the future
 NAME_TRIES = 60
 SIDECAR_ENDINGS = (".sha256", ".json")
 

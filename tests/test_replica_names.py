@@ -6,7 +6,8 @@ ended the run: locally "exists", on a server "a different backup named … alrea
 (exit 2), e.g. a retry in the same second as the safety backup of the run it retries.
 
 The clock the name is read from is frozen (an hour ago, clear of every backup the run's
-own restore makes on the server) and the names it would pick are made to exist first, so
+own restore makes on the server; the replica's point is newer, so its name is clamped to
+that clock: tests/test_replica_dated.py) and the names it would pick are made to exist first, so
 each case collides every time on the old code. Real litestream and moto, real WAL
 databases; in-process runs (helpers.run_here)."""
 
@@ -205,7 +206,8 @@ def test_the_next_run_removes_only_its_own_orphan_records(replica_world, tmp_pat
             for entry in (f"{other}.json", f"{other}.sha256", *lone)}
     again = helpers.run_here("restore", "--from-replica", "--yes", cwd=world.tmp, env=env)
     assert again.returncode == 0, again
-    assert not (backups / f"{ours}.json").exists()
-    assert not (backups / f"{ours}.sha256").exists()
     assert f"Removed {ours}'s records" in again.stderr
+    # the same point is the same name (a backup is dated by its data): the orphan records
+    # went, and this run's backup took the freed name whole, its file with its own records
+    assert engine.verify_backup(backups / ours).ok  # publish never writes over a record
     untouched(backups, kept)

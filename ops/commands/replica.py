@@ -481,7 +481,7 @@ def publish_checked(tmp: Path, out: Path, settings, by: str, started: float, ui:
         try:
             with engine.backup_lock(out.parent, settings.lock_wait):
                 sweep_orphan_records(out.parent, ui)
-                out = backup["out"] = free_out(out, backup.get("taken"))
+                out = backup["out"] = backup["placed"] = free_out(out, backup.get("taken"))
                 engine.publish(tmp, out, engine.BackupResult(
                     **described, name=out.name, path=str(out), created=engine.iso(
                         engine.parse_created(out.name)), size=tmp.stat().st_size,
@@ -515,6 +515,16 @@ def sweep_orphan_records(folder: Path, ui: UI) -> None:
                     path.unlink()
             ui.info(f"Removed {name}'s records in {folder}: a killed --from-replica left "
                     "them without their file")
+
+
+def dated_out(out: Path, point_time, *, dry_run: bool) -> Path:
+    """The replica's backup named by when its data is from (``rp.data_time``: the point's
+    time, never after now), so it is never taken for a fresher backup than it is (``latest``,
+    backup.status's age, retention's newest). A dry run names the first such name free in
+    the folder now (``free_out``, without the server's names); the run picks it again under
+    the lock as it publishes."""
+    dated = out.with_name(engine.backup_name(rp.data_time(point_time, dt.datetime.now(dt.UTC))))
+    return free_out(dated) if dry_run else dated
 
 
 def free_out(out: Path, taken=None) -> Path:
@@ -654,6 +664,9 @@ def restored(c, out: Path, timestamp, txid, quick, dry_run, ui: UI, *,
                 starts=lambda: rp.oldest(list_replica(exe, yml, db, env)))
         point = rp.reached(plan, target_flags[1] if timestamp is not None else None,
                            target_flags[1] if txid is not None else None)
+        if backup is not None:  # dated by its data (the point), not by this run
+            out = backup["out"] = dated_out(out, point["reached"].get("time"),
+                                            dry_run=dry_run)
         report = {"database": str(db), "output": str(out), **point,
                   "files": len(plan.get("files") or []),
                   "bytes": rp.plan_bytes(plan.get("files"))}
@@ -761,7 +774,7 @@ def from_replica(c, which: str, from_: str | None, timestamp: str | None, restor
             restore(**named, checked=True, replica=report if dry_run else None, **handed)
     except Terminated as exc:
         raise OpsError(f"terminated by {exc.name} before the restore began: "
-                       f"{what_was_kept(made.get('out'))}the live database untouched",
+                       f"{what_was_kept(made.get('placed'))}the live database untouched",
                        ExitCode.TERMINATED) from None
     finally:
         for unused in opened:  # not handed to the restore (it failed before): closed here
@@ -801,6 +814,7 @@ def restore_source(c, timestamp: str | None, *, remote: str | None, dry_run: boo
         engine.prepare_dir(folder)  # private (0700), as every backup folder
     except engine.EngineError as exc:
         raise OpsError(str(exc), ExitCode.USAGE) from None
+    # renamed by the point reached once planned (``dated_out``), then the first free name
     out = made["out"] = folder.absolute() / engine.backup_name(dt.datetime.now(dt.UTC))
     report, _ = restored(c, out, timestamp, None, False, dry_run, ui,
                          db=Path(remote) if remote else None, backup=made)
