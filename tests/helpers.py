@@ -808,3 +808,24 @@ def make_runner(tmp_path: Path, **kwargs):
 def audit_lines(tmp_path: Path) -> list[dict]:
     """The entries ``make_runner``'s runner appended."""
     return [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+
+
+WRITE_LOCKER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], timeout=10, isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+conn.execute("INSERT INTO teams (name) VALUES ('held')")
+print("locked", flush=True)
+time.sleep(60)
+"""  # `python(WRITE_LOCKER, db)`: the app holding its write lock (a row written, uncommitted)
+
+
+def damage_cells(db: str | os.PathLike) -> None:
+    """Forty bytes over a b-tree page's cells: SQLite's check answers with one row of
+    many lines ("*** in database main ***", then "On tree page N cell M: ..." each)."""
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    with open(db, "r+b") as handle:
+        handle.seek(4096 * 10 + 100)
+        handle.write(b"\xff" * 40)

@@ -270,22 +270,12 @@ def test_kill_9_at_random_moments_leaves_old_or_new_content_never_a_mix(tmp_path
     assert seen  # what the random moments hit: {"old"}, {"new"} or both
 
 
-LOCKER = """
-import sqlite3, sys, time
-conn = sqlite3.connect(sys.argv[1], timeout=10, isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-conn.execute("INSERT INTO teams (name) VALUES ('held')")
-print("locked", flush=True)
-time.sleep(60)
-"""
-
-
 def test_a_live_database_locked_longer_than_the_busy_timeout_is_left_unchanged(
         wal_db, backup_dir, run_invoke):
     made = engine.create_backup(wal_db, backup_dir)
     add_rows(wal_db)
     live = content(wal_db)
-    locker = helpers.python(LOCKER, str(wal_db))
+    locker = helpers.python(helpers.WRITE_LOCKER, str(wal_db))
     try:
         assert locker.stdout.readline().strip() == "locked"
         result = run_invoke("restore", made.name, "--yes", "--busy-timeout", "0.5")

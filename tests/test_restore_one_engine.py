@@ -18,15 +18,6 @@ from ops import config, engine
 from ops.targets.local import LocalTarget
 from tests import helpers
 
-LOCKER = """
-import sqlite3, sys, time
-conn = sqlite3.connect(sys.argv[1], timeout=10, isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-conn.execute("INSERT INTO teams (name) VALUES ('held')")
-print("locked", flush=True)
-time.sleep(60)
-"""
-
 
 def local_target(db, backup_dir) -> LocalTarget:
     return LocalTarget(config.load({}, db=str(db), dir=str(backup_dir)))
@@ -124,7 +115,7 @@ def test_the_machines_restore_drains_the_same_phases(wal_db, backup_dir):
 
 @pytest.fixture
 def locked_live(wal_db):
-    locker = helpers.python(LOCKER, str(wal_db))
+    locker = helpers.python(helpers.WRITE_LOCKER, str(wal_db))
     try:
         assert locker.stdout.readline().strip() == "locked"
         yield wal_db

@@ -23,16 +23,6 @@ from tests import helpers
 LOCKS = (engine.LOCK_NAME, engine.RESTORE_LOCK)  # the tool's own bookkeeping
 
 
-def corrupt(db) -> None:
-    """Forty bytes over a b-tree page's cells: quick_check reports it."""
-    conn = sqlite3.connect(db)
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-    with open(db, "r+b") as handle:
-        handle.seek(4096 * 10 + 100)
-        handle.write(b"\xff" * 40)
-
-
 def suggested(text: str) -> list[str]:
     (command,) = re.findall(r"`(invoke restore [^`]*)`", text)
     return shlex.split(command)[1:]
@@ -48,7 +38,7 @@ def test_the_app_stopped_suggestion_keeps_the_backup_the_operator_named(
     conn.close()
     newer = engine.create_backup(wal_db, backup_dir, lock_wait=5)
     assert newer.name != older.name
-    corrupt(wal_db)
+    helpers.damage_cells(wal_db)
 
     dry = run_invoke("restore", older.name, "--dry-run")
     refused = run_invoke("restore", older.name, "--yes")
@@ -64,7 +54,7 @@ def test_the_app_stopped_suggestion_keeps_the_backup_the_operator_named(
 
 def test_latest_keeps_its_own_words(wal_db, backup_dir, run_invoke):
     engine.create_backup(wal_db, backup_dir)
-    corrupt(wal_db)
+    helpers.damage_cells(wal_db)
     latest = run_invoke("restore", "--yes")
     assert suggested(helpers.assert_one_line_error(latest, 2, strict=False)) == [
         "restore", "--app-stopped", "--yes"]

@@ -8,7 +8,6 @@ import datetime as dt
 import json
 import os
 import shlex
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -218,21 +217,10 @@ def test_the_go_back_leaves_no_clone_the_proxy_can_start(site):  # noqa: F811
 # ---------------------------------------------------------------- 5. a corrupt live database
 
 
-def damage_cells(db) -> None:
-    """Forty bytes over a b-tree page's cells: SQLite's check answers with one row of
-    many lines ("*** in database main ***", then "On tree page N cell M: ..." each)."""
-    conn = sqlite3.connect(db)
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-    with open(db, "r+b") as handle:
-        handle.seek(4096 * 10 + 100)
-        handle.write(b"\xff" * 40)
-
-
 def test_the_corrupt_database_refusal_always_shows_the_way_out(wal_db, backup_dir,
                                                                run_invoke):
     made = engine.create_backup(wal_db, backup_dir)
-    damage_cells(wal_db)
+    helpers.damage_cells(wal_db)
     refused = run_invoke("restore", "--yes")
     line = helpers.assert_one_line_error(refused, 2, strict=False)
     assert "is corrupt (quick_check: On tree page" in line, line
@@ -256,7 +244,7 @@ def test_the_dry_run_says_what_the_real_run_does_with_a_broken_live_database(
         wal_db, backup_dir, run_invoke, how):
     engine.create_backup(wal_db, backup_dir)
     if how == "corrupt":
-        damage_cells(wal_db)
+        helpers.damage_cells(wal_db)
     else:
         for path in wal_db.parent.glob("steps.db*"):
             path.unlink()
@@ -289,7 +277,7 @@ def test_a_damaged_npm_backup_is_never_sent_to_adopt(wal_db, backup_dir, run_inv
     engine.create_backup(wal_db, backup_dir)
     old = helpers.old_script_backup(backup_dir, dt.datetime.now(dt.UTC)
                                     - dt.timedelta(days=3), wal_db)
-    damage_cells(old)
+    helpers.damage_cells(old)
     for args in (("backup.drill", old.name), ("backup.verify", "all")):
         result = run_invoke(*args)
         assert result.returncode == 5, result
