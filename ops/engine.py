@@ -2166,7 +2166,7 @@ def proof_summary(proof: dict) -> str:
     """One line for the step: what was compared, and the verdict."""
     tables = len(proof["tables"])
     if proof["ok"]:
-        content = (f", content {proof['content_sha256'][:12]} = backup's"
+        content = (f", content hash {proof['content_sha256'][:12]} = backup's"
                    if proof["content_format"] else ", no content hash")
         return (f"{proof['check']}_check ok; {tables} tables match the backup's row "
                 f"counts{content}")

@@ -549,7 +549,8 @@ class Restore:
         self.runner.learn(backup=chosen.name)
         self.record["backup"] = {"name": chosen.name, "sha256": run.verdict["sha256"],
                                  "created": chosen.created}
-        return f"{chosen.name}  sha256 {run.verdict['sha256'][:12]}  {check}_check ok" \
+        return f"{_named(self.options.which, chosen.name)}sha256 " \
+            f"{run.verdict['sha256'][:12]}  {check}_check ok" \
             + (" (as it was restored)" if self.options.checked else "") \
             + _skipped(self.found["local"].list(), chosen, self.options.which)
 
@@ -1018,7 +1019,7 @@ def _verified(local: LocalTarget, which: str, check: str, checked: bool = False)
                                                                      chosen.name),
                        ExitCode.VERIFY_FAILED)
     return (chosen, asdict(verdict)), \
-        f"{chosen.name}  sha256 {verdict.sha256[:12]}  {check}_check ok" \
+        f"{_named(which, chosen.name)}sha256 {verdict.sha256[:12]}  {check}_check ok" \
         + (" (as it was restored)" if checked else "") \
         + _skipped(local.list(), chosen, which)
 
@@ -1274,8 +1275,14 @@ def _listed(target, which: str, found: dict | None = None):
                                      f"{target.dir} on {target.session.place}")[0]
     except EngineError as exc:
         raise OpsError.from_engine(exc) from None
-    return chosen, f"{chosen.name}  {human_bytes(chosen.size)}" + _skipped(backups_found, chosen,
-                                                                          which)
+    return chosen, f"{_named(which, chosen.name)}{human_bytes(chosen.size)}" + _skipped(
+        backups_found, chosen, which)
+
+
+def _named(which: str, name: str) -> str:
+    """The chosen backup's name for its step's detail, unless the step's title already
+    says it (a backup named by the operator): one name per line, not two."""
+    return "" if which == name else f"{name}  "
 
 
 def _skipped(backups, chosen, which: str) -> str:
