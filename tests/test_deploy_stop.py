@@ -15,6 +15,7 @@ from ops import health, remote
 from ops.errors import ExitCode
 from tests import helpers
 from tests.fake_production import APP, NEW_IMAGE, label
+from tests.flyctl_double import IMAGE_V11
 
 BY_HAND = "To finish by hand, run from the failed step on:"
 
@@ -45,6 +46,25 @@ def test_sigterm_during_fly_deploy_leaves_the_lines_to_finish_by_hand(site):
     at = shown.index(BY_HAND)
     assert shown[at + 1:at + 4] == entry["manual"], result.stderr
     assert "the release may be out" in result.error_lines[0]
+
+
+def test_sigterm_during_a_rollbacks_deploy_leaves_the_lines_to_finish_by_hand(site):
+    # issue 22: every mutating flow, the rollback too (its by-hand line quotes the image)
+    site.world.hang(["deploy"], seconds=60)
+    result = stopped_during(site, "deploy", "deploy.rollback", "--json")
+
+    assert result.returncode == ExitCode.TERMINATED, result
+    (entry,) = site.audit()
+    assert entry["kind"] == "rollback"
+    assert entry["outcome"] == "terminated by SIGTERM during deploy"
+    assert entry["manual"] == [
+        f"  fly releases -a {APP}   # is the rollback's release out? if not:",
+        f"  fly deploy -a {APP} -c fly.toml --image '{IMAGE_V11}'   # deploy",
+        f"  {health.by_hand(site.health.url)}   # health",
+    ]
+    shown = result.stderr.splitlines()
+    at = shown.index(BY_HAND)
+    assert shown[at + 1:at + 4] == entry["manual"], result.stderr
 
 
 def test_sigterm_before_fly_deploy_leaves_nothing_to_finish_by_hand(site):
