@@ -75,7 +75,7 @@ def clean_env(extra: dict[str, str | None] | None = None) -> dict[str, str]:
     return env
 
 
-@dataclass
+@dataclass(repr=False)
 class InvokeResult:
     args: list[str]
     returncode: int
@@ -94,6 +94,8 @@ class InvokeResult:
             f"invoke {' '.join(self.args)} -> {self.returncode}\n"
             f"--- stdout\n{self.stdout}--- stderr\n{self.stderr}"
         )
+
+    __repr__ = __str__  # pytest shows an assert's message object by its repr
 
 
 def project_root(cwd, env: dict | None) -> dict:
