@@ -873,9 +873,12 @@ class Restore:
                                         if o.production else o.app_stopped)
         except OpsError as exc:
             problems = ["unverifiable"] if "unverifiable:" in str(exc) else []
+            # "restore another backup" only when this backup failed its check: a failed
+            # proof or a copy that died says what the live database holds instead
             hint = verify_failed_hint(problems, name, self._flag()) \
-                if exc.code == ExitCode.VERIFY_FAILED else adopt_hint(problems, name,
-                                                                       self._flag())
+                if exc.code == ExitCode.VERIFY_FAILED and \
+                f"backup {name} failed verification" in str(exc) \
+                else adopt_hint(problems, name, self._flag())
             if hint:
                 raise OpsError(f"{exc}{hint}", exc.code) from None
             raise

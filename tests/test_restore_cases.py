@@ -172,6 +172,7 @@ def test_a_restore_killed_with_kill_9_fails_and_says_what_the_database_holds(mac
     result = run.finish(timeout=60)
     line = helpers.assert_one_line_error(result, 5, strict=False)
     assert "still holds its content from before" in line, line
+    assert "restore another backup" not in line  # the backup was sound: its copy died
     safety = [b.name for b in engine.list_backups(machine.backups)][-1]
     assert f"safety backup {safety}" in line
     assert content(machine.db) == before  # the kill left the bad data, and said so
