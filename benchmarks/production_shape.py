@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -251,12 +252,22 @@ def idle_index_free(work: Path, repeat: int) -> dict:
     runs: dict = {key: [] for key in actions}
     for _ in range(repeat):
         for key, action in actions.items():
-            runs[key].append(action())
+            before = children_cpu()
+            seconds, rss = action()
+            runs[key].append((seconds, rss, children_cpu() - before))
     for key, done in runs.items():
         entry[key] = statistics.median(r[0] for r in done)
         entry[f"{key}_rss_mib"] = max(r[1] for r in done)
+        entry[f"{key}_cpu_s"] = statistics.median(r[2] for r in done)
         entry[f"{key}_runs"] = [round(r[0], 2) for r in done]
     return entry
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of every finished child process so far: unlike the wall
+    clock, it hardly moves with the load of others on the machine."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def table(results: dict) -> str:
@@ -289,6 +300,11 @@ def table(results: dict) -> str:
                       f"{e['by_hand_sha']:.2f} s | {u / e['by_hand_sha']:.2f}× | "
                       f"{e['by_hand']:.2f} s | {u / e['by_hand']:.2f}× | "
                       f"{e['invoke_backup_uncached_rss_mib']:.0f} MiB |"]
+        if "invoke_backup_cpu_s" in e:
+            lines += ["", "CPU seconds (user + system, medians): " + ", ".join(
+                f"{key} {e[f'{key}_cpu_s']:.2f} s" for key in
+                ("invoke_backup", "invoke_backup_uncached", "by_hand_sha", "by_hand")
+                if f"{key}_cpu_s" in e)]
     if "deploy" in results:
         d = results["deploy"]
         lines += ["", f"deploy ({d['shape']}): backup {d['backup_s']:.1f} s, snapshot step "
