@@ -221,7 +221,9 @@ def ops_bytecode_aside():
     standard library's and the packages' stay, as they were before tasks.py's change."""
     caches = [path for path in (ROOT / "ops").rglob("__pycache__") if path.is_dir()]
     for path in caches:
-        path.rename(path.with_name("__pycache__.aside"))
+        aside = path.with_name("__pycache__.aside")
+        shutil.rmtree(aside, ignore_errors=True)  # left by a run killed in between
+        path.rename(aside)
     try:
         yield
     finally:
