@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -139,8 +140,16 @@ def fresh(out: Path) -> Path:
     return out
 
 
-def invoke_backup(db: Path, out: Path, group, quick: bool = True) -> tuple[float, float]:
-    env = {**os.environ, "INVOKE_BACKUP_DIR": str(fresh(out)), "INVOKE_BACKUP_KEEP": "100"}
+def operator_env() -> dict:
+    """This environment as an operator's shell has it: without PYTHONDONTWRITEBYTECODE
+    (set where these were measured), which would make every run compile ops/ again."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def invoke_backup(db: Path, out: Path, group, quick: bool = True,
+                  extra: dict | None = None) -> tuple[float, float]:
+    env = {**operator_env(), "INVOKE_BACKUP_DIR": str(fresh(out)), "INVOKE_BACKUP_KEEP": "100",
+           **(extra or {})}
     return run([PYTHON, "-m", "invoke", "--search-root", str(ROOT), "backup", "--db", str(db),
                 *(["--quick"] if quick else [])], group, env)
 
@@ -206,16 +215,61 @@ def shaped_deploy(work: Path, mb: int, limit: int, mib_s: int, snapshot_seconds:
         group.remove()
 
 
+@contextlib.contextmanager
+def ops_bytecode_aside():
+    """ops/'s bytecode cache out of Python's sight for a while (renamed, then back): the
+    standard library's and the packages' stay, as they were before tasks.py's change."""
+    caches = [path for path in (ROOT / "ops").rglob("__pycache__") if path.is_dir()]
+    for path in caches:
+        aside = path.with_name("__pycache__.aside")
+        shutil.rmtree(aside, ignore_errors=True)  # left by a run killed in between
+        path.rename(aside)
+    try:
+        yield
+    finally:
+        for path in caches:
+            path.with_name("__pycache__.aside").rename(path)
+
+
 def idle_index_free(work: Path, repeat: int) -> dict:
-    """The issue's first rows: no limits, the cache as it comes (as they were measured)."""
+    """The issue's first rows: no limits, the cache as it comes (as they were measured).
+
+    The runs take turns (one of each, ``repeat`` times), so a load that changes while
+    they run weighs on each the same. ``invoke_backup_uncached`` is ``invoke backup`` with
+    no bytecode cache for ops/ (compiled from source on every run, as every run was
+    before tasks.py let Python cache it)."""
     db, out = build(work, 256)["index-free"], work / "out"
     entry = {"mb": round(db.stat().st_size / 1e6)}
-    for key, action in (
-            ("invoke_backup", lambda: invoke_backup(db, out, None, quick=False)),
-            ("by_hand_sha", lambda: by_hand(db, out, None, "integrity")),
-            ("by_hand", lambda: by_hand(db, out, None, "integrity", sha=False))):
-        entry[key], entry[f"{key}_rss_mib"] = medians(action, repeat, False)
+    def uncached():
+        with ops_bytecode_aside():
+            return invoke_backup(db, out, None, quick=False,
+                                 extra={"PYTHONDONTWRITEBYTECODE": "1"})
+
+    actions = {
+        "invoke_backup": lambda: invoke_backup(db, out, None, quick=False),
+        "invoke_backup_uncached": uncached,
+        "by_hand_sha": lambda: by_hand(db, out, None, "integrity"),
+        "by_hand": lambda: by_hand(db, out, None, "integrity", sha=False)}
+    invoke_backup(db, out, None, quick=False)  # untimed: ops/'s bytecode cache is written
+    runs: dict = {key: [] for key in actions}
+    for _ in range(repeat):
+        for key, action in actions.items():
+            before = children_cpu()
+            seconds, rss = action()
+            runs[key].append((seconds, rss, children_cpu() - before))
+    for key, done in runs.items():
+        entry[key] = statistics.median(r[0] for r in done)
+        entry[f"{key}_rss_mib"] = max(r[1] for r in done)
+        entry[f"{key}_cpu_s"] = statistics.median(r[2] for r in done)
+        entry[f"{key}_runs"] = [round(r[0], 2) for r in done]
     return entry
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of every finished child process so far: unlike the wall
+    clock, it hardly moves with the load of others on the machine."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def table(results: dict) -> str:
@@ -242,6 +296,17 @@ def table(results: dict) -> str:
                   f"{e['by_hand_sha']:.2f} s | {e['invoke_backup'] / e['by_hand_sha']:.2f}× | "
                   f"{e['by_hand']:.2f} s | {e['invoke_backup'] / e['by_hand']:.2f}× | "
                   f"{e['invoke_backup_rss_mib']:.0f} MiB |"]
+        if "invoke_backup_uncached" in e:
+            u = e["invoke_backup_uncached"]
+            lines += [f"| the same, ops/ compiled on every run (before) | {u:.2f} s | "
+                      f"{e['by_hand_sha']:.2f} s | {u / e['by_hand_sha']:.2f}× | "
+                      f"{e['by_hand']:.2f} s | {u / e['by_hand']:.2f}× | "
+                      f"{e['invoke_backup_uncached_rss_mib']:.0f} MiB |"]
+        if "invoke_backup_cpu_s" in e:
+            lines += ["", "CPU seconds (user + system, medians): " + ", ".join(
+                f"{key} {e[f'{key}_cpu_s']:.2f} s" for key in
+                ("invoke_backup", "invoke_backup_uncached", "by_hand_sha", "by_hand")
+                if f"{key}_cpu_s" in e)]
     if "deploy" in results:
         d = results["deploy"]
         lines += ["", f"deploy ({d['shape']}): backup {d['backup_s']:.1f} s, snapshot step "
