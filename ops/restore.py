@@ -415,14 +415,54 @@ class Restore:
             return
         self.record["holds"] = holds
         if holds == "backup":
-            self.record["outcome"] = "ok"
-            self.ui.info(f"{signal_name} during the restore on {self._there()}: its live database "
-                         f"now holds backup {name}'s content")
+            return self._settled_remote_backup(signal_name, name)
         else:
             self.ui.warn(f"{signal_name} during the restore on {self._there()}: its live database "
                          f"does not hold backup {name}'s content now (its restore stopped "
                          "before the copy, or is still running: look again with "
                          "`invoke backup.list` and the audit log before retrying)")
+
+    def _settled_remote_backup(self, signal_name: str, name: str) -> None:
+        """The live database there holds backup ``name``'s content now: copied by this run
+        (its safety backup, made before the copy, is new in the listing: the undo), or
+        held already (no new safety backup and nothing moved aside: nothing was copied,
+        op #2b of the s18 review), or it cannot be told (the record says "ok" as before,
+        never "proven")."""
+        made = self._new_safeties(name)
+        if made:
+            self.record.update(outcome="ok", safety_backup={"name": made[-1], "sha256": None})
+            self._interrupted_before(self.found.get("listing") or [])
+        elif made is not None:
+            self.record.update(outcome="not restored", copied=False)
+            self.ui.info(f"{signal_name} during the restore on {self._there()}: nothing was "
+                         f"copied: its live database already held backup {name}'s content, "
+                         "and no safety backup was made (its restore stopped before them)")
+            return
+        else:
+            self.record["outcome"] = "ok"
+        self.ui.info(f"{signal_name} during the restore on {self._there()}: its live database "
+                     f"now holds backup {name}'s content" + (
+                         f" (safety backup {made[-1]} was made before the copy)" if made
+                         else " (whether this run copied it could not be told)"))
+
+    def _new_safeties(self, name: str) -> list[str] | None:
+        """The safety backups of restores of ``name`` there now that the listing the run
+        chose from did not have (oldest first): the ones this run's restore made. None
+        when it cannot be told: no earlier listing (--from), the app stopped (a missing
+        or corrupt live database is replaced without one), or the listing fails."""
+        before = self.found.get("listing")
+        if before is None or self.found.get("stopped") or self.options.app_stopped:
+            return None
+        try:
+            now = self.target.list()
+        except (OpsError, EngineError) as exc:
+            self.ui.warn(f"could not list the backups on {self._there()}: {exc}")
+            return None
+        known = {item.name for item in before}
+        return [item.name for item in sorted(
+            (item for item in now if item.kind == "safety" and item.name not in known
+             and (item.restore or {}).get("backup") == name),
+            key=lambda item: item.created or "")]
 
     def _where(self) -> str:
         s = self.settings
@@ -1142,6 +1182,13 @@ def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> 
         " before its first step" if not steps
         else f" after step {steps[-1]}" if last in ("ok", "skipped")
         else f" during step {steps[-1]}") + "."]
+    if record.get("copied") is False:  # held the backup's content already (op #2b)
+        lines.append(f"Nothing was copied: the live database already held backup {backup}'s "
+                     "content, and no safety backup was made.")
+        if backup:
+            lines.append(f"To restore with a safety backup and its proof, run again: "
+                         f"{_again(record, backup, flag)}")
+        return lines
     if record.get("holds") == "before":  # the copy never committed (engine.restore_live)
         lines.append("Not restored: the live database is as it was (the app may have written "
                      "since)" + (f"; safety backup {safety} was made" if safety else "") + ".")
