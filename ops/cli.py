@@ -372,11 +372,25 @@ def help_fits(program) -> None:
         with contextlib.redirect_stdout(shown):
             print_task_help(name)
         width = invoke.terminals.pty_size()[0] or 80
-        for line in shown.getvalue().split("\n")[:-1]:
+        text = shown.getvalue()
+        typed = called_as(name, program.collection.task_names.get(name, ()),
+                          getattr(program.core, "unparsed", ()) if program.core else ())
+        if typed != name:  # the Usage line: `invoke restore`, not restore.database (op #8)
+            first, _, rest = text.partition("\n")
+            text = first.replace(f" {name} ", f" {typed} ", 1) + "\n" + rest
+        for line in text.split("\n")[:-1]:
             lead = line[: len(line) - len(line.lstrip())]
             print("\n".join(wrapped(line, width, indent=lead or "  ")))
 
     program.print_task_help = print_help
+
+
+def called_as(name: str, aliases, argv) -> str:
+    """The name the user typed for task ``name`` (its ``aliases``: a collection's default
+    task is called by the collection's name, `invoke restore`), else ``name``: Invoke
+    parses the alias into the task's full name (restore.database), which its help
+    printed as the task to type."""
+    return next((token for token in argv if token == name or token in aliases), name)
 
 
 def strict_parsing(program) -> None:
