@@ -195,6 +195,19 @@ def invoke_command() -> str:
     return shlex.quote(sys.executable) + " -m invoke"
 
 
+def can_ask() -> bool:
+    """Whether a question can be asked: stdin and stderr are a terminal."""
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def refuse_unasked(yes: bool, without_terminal: str) -> None:
+    """``confirm``'s refusal without a terminal (exit 2), given before any work: a task
+    that will ask calls it first, so a CI run without --yes learns it before its reads
+    and checks, not after them (op #9 of the s18 review)."""
+    if not yes and not can_ask():
+        raise OpsError(without_terminal, ExitCode.USAGE)
+
+
 def confirm(question: str, *, yes: bool = False, without_terminal: str | None = None,
             refused: str = "not confirmed: nothing was changed") -> None:
     """The one confirmation every task asks: on a terminal, go on only after `yes`.
@@ -205,7 +218,7 @@ def confirm(question: str, *, yes: bool = False, without_terminal: str | None = 
     but yes is ``refused`` (exit 1); Ctrl-C or Ctrl-D at the prompt exits 130."""
     if yes:
         return
-    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+    if not can_ask():
         if without_terminal is None:
             return
         raise OpsError(without_terminal, ExitCode.USAGE)

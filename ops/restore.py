@@ -265,8 +265,11 @@ def confirm(ui: UI, lines: list[str], *, yes: bool) -> None:
         ui.info(line)
     cli.confirm("Replace the live database with this backup?", yes=yes,
                 refused="restore not confirmed; nothing was changed",
-                without_terminal="restore replaces the live database: pass --yes to go on "
-                                 "without a terminal (nothing was changed)")
+                without_terminal=WITHOUT_TERMINAL)
+
+
+WITHOUT_TERMINAL = ("restore replaces the live database: pass --yes to go on without a "
+                    "terminal (nothing was changed)")
 
 
 @dataclass
@@ -491,6 +494,15 @@ class Restore:
             self.record["outcome"] = "not confirmed"
             raise
 
+    def _unasked(self) -> None:
+        """Without a terminal and --yes the confirmation cannot be asked: refused first,
+        before the backup's verify (op #9), and recorded as before ("not confirmed")."""
+        try:
+            cli.refuse_unasked(self.yes, WITHOUT_TERMINAL)
+        except OpsError:
+            self.record["outcome"] = "not confirmed"
+            raise
+
     def _pause(self) -> Step:
         return Step("confirm", "ask the operator", lambda: self._confirm(self.found["asked"]),
                     pause=True)
@@ -556,6 +568,7 @@ class Restore:
         database without --app-stopped; then, as on the machine, the restore lock and the
         folder's backup lock, held from the chosen backup's check to the end (its safety
         backup is made under it): no backup or cleanup removes it meanwhile (issue 16 #10)."""
+        self._unasked()
         s, o = self.settings, self.options
         local = LocalTarget(s, self.ui)
         local.folder()
@@ -833,6 +846,7 @@ class Restore:
 
     # -- on the Fly machine or an SSH host
     def _remote_ready(self) -> None:
+        self._unasked()
         o = self.options
         if o.production and o.app_stopped:
             raise OpsError("--app-stopped is for a local database or --host; on Fly, stop "
