@@ -2236,8 +2236,8 @@ def live_state(live) -> tuple[str, str]:
     failing ``quick_check``. A directory, a FIFO or a dangling symlink at the name is
     none of these: a usage error, never replaced."""
     path = Path(live)
-    if not os.path.lexists(path):
-        return "missing", f"{path} does not exist"
+    if not os.path.lexists(path):  # the why says no path: the message names it once
+        return "missing", MISSING_WHY
     if path.is_symlink() and not path.exists():
         raise EngineError(f"database {path} is a symlink to nothing; nothing was changed",
                           "usage")
@@ -2246,9 +2246,15 @@ def live_state(live) -> tuple[str, str]:
     except EngineError as exc:
         if exc.kind != "corrupt":
             raise
-        return "corrupt", str(exc)
+        return "corrupt", NOT_SQLITE_WHY
     problems = check_live(path, "quick")
     return ("corrupt", f"quick_check: {problems[0]}") if problems else ("ok", "")
+
+
+# why a live database is missing or corrupt, in "the live database PATH is STATE (WHY)":
+# the path once (op #9 of the s18 review), whichever engine found it
+MISSING_WHY = "no file has that name"
+NOT_SQLITE_WHY = "not a SQLite database"
 
 
 def aside_name(live, when: dt.datetime, label: str = "corrupt") -> Path:
