@@ -1996,7 +1996,7 @@ def content_sha256_of(path, fmt: str | None, record: dict | None = None) -> str 
 
 
 def restore_live(backup, live, *, busy_timeout: float = 10.0,
-                 snapshot: dict | None = None, on_commit=None) -> float:
+                 snapshot: dict | None = None, on_commit=None, on_busy=None) -> float:
     """Copy a backup into a live (WAL) database through SQLite's backup API; seconds taken.
 
     One step into the live connection: SQLite takes the write lock, writes the pages
@@ -2014,6 +2014,8 @@ def restore_live(backup, live, *, busy_timeout: float = 10.0,
     set once the copy committed, before any signal can stop this run: absent, the copy
     did not change the live database (whatever the app wrote meanwhile). ``on_commit()``
     hears the commit there too (the machine's engine prints it before a signal can end it).
+    ``on_busy()`` is told once that the live database is locked (the app is writing): the
+    copy waits for it, and a signal then ends the wait at once (nothing was copied).
     """
     backup, live = Path(backup), Path(live)
     src = sqlite3.connect(f"file:{backup}?mode=ro&immutable=1", uri=True)
@@ -2022,13 +2024,22 @@ def restore_live(backup, live, *, busy_timeout: float = 10.0,
     started = time.monotonic()
     before = dst.execute("PRAGMA data_version").fetchone()[0] if snapshot is not None else 0
 
-    def progress(status, remaining, total):
-        if status in BUSY_CODES and time.monotonic() > deadline:
+    told = []
+
+    def progress(status, remaining, total):  # busy: nothing copied yet, so a signal
+        if status in BUSY_CODES and on_busy is not None and not told:
+            told.append(on_busy())
+        if status in BUSY_CODES and (noted or time.monotonic() > deadline):  # ends the wait
             raise TimeoutError
 
     try:
-        with signals_held():  # a signal waits until the copy's fate is written down
+        with signals_held() as noted:  # a signal waits until the copy's fate is written down
+            # the wait for the app's write lock in short busy waits, each ending in
+            # ``progress``: a SIGTERM there ends it now, not after busy_timeout (the held
+            # signal outlived a CI job's grace; the copy, one step, never started)
+            dst.execute(f"PRAGMA busy_timeout = {min(int(busy_timeout * 1000), 100)}")
             src.backup(dst, pages=-1, progress=progress, sleep=0.05)
+            dst.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             if snapshot is not None:
                 snapshot["committed"] = True
             if on_commit is not None:
@@ -2065,7 +2076,7 @@ def signals_held():
             for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
                 if signal.getsignal(sig) is not None:  # None: set outside Python, left as is
                     kept[sig] = signal.signal(sig, lambda signum, frame: noted.append(signum))
-        yield
+        yield noted  # what was noted so far: a wait inside may end early on it
     finally:
         for sig, handler in kept.items():
             signal.signal(sig, handler)
@@ -2413,6 +2424,7 @@ class Restoring:
     mmap_size: int = 0
     on_wait: object = None  # on_wait(lock path, holder): told once per lock it waits for
     on_commit: object = None  # on_commit(): the copy committed (``restore_live``)
+    on_busy: object = None  # on_busy(): the copy waits for the app's write lock
     phase: str = ""
     state: str = "ok"  # the live database's (``live_state``); "corrupt" once its backup fails
     why: str = ""
@@ -2497,7 +2509,7 @@ def _safe_phases(run: Restoring):
     try:
         run.restore_seconds = restore_live(run.chosen.path, run.live,
                                            busy_timeout=run.busy_timeout, snapshot=run.snapshot,
-                                           on_commit=run.on_commit)
+                                           on_commit=run.on_commit, on_busy=run.on_busy)
     except EngineError as exc:  # say which safety backup this run left
         raise EngineError(f"{exc} (safety backup {run.safety.name} was made first)",
                           exc.kind) from None
