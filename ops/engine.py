@@ -435,12 +435,16 @@ def file_lock(lock_path: Path, wait: float = 0.0, what: str = "another backup",
             raise EngineError(f"refusing the lock file {lock_path}: {kind}, not a regular "
                               "file this tool made; remove it if nothing else needs it", "error")
         deadline = time.monotonic() + max(wait, 0.0)
+        unnamed: list = []  # when the holder was first seen without its name
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 holder = os.pread(fd, 512, 0).decode(errors="replace").strip()
+                if naming_soon(holder, unnamed):  # try the lock, and its name, again
+                    time.sleep(0.01)
+                    continue
                 if on_wait and time.monotonic() < deadline:
                     on_wait(holder or "unknown")  # say once why we are not moving
                     on_wait = None
@@ -452,11 +456,31 @@ def file_lock(lock_path: Path, wait: float = 0.0, what: str = "another backup",
                         "locked",
                     ) from None
                 time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, holder_text(role).encode(), 0)
-        yield
+        os.ftruncate(fd, 0)  # empty (a holder killed by -9 left its name): read as "not yet"
+        os.pwrite(fd, holder_text(role).encode(), 0)  # one write into an empty file
+        try:
+            yield
+        finally:  # our name goes with the lock: the next holder's file starts empty, so
+            with contextlib.suppress(OSError):  # its name is never one that has left
+                os.ftruncate(fd, 0)
     finally:
         os.close(fd)
+
+
+HOLDER_GRACE = 1.0  # seconds a holder may take to write its name after its flock
+
+
+def naming_soon(holder: str, unnamed: list, grace: float = HOLDER_GRACE) -> bool:
+    """Whether a refused ``file_lock`` should try again before naming the holder (break
+    #6 of the s18 review: a run saw "unknown"). A holder writes its name right after its
+    flock, into a file its predecessor emptied: an empty file is a holder between the
+    two (or one just gone), so the lock and the name are tried again for ``grace``
+    seconds from the first empty read (``unnamed`` keeps it); a shell script on the
+    machine never writes one, and is "unknown" after that."""
+    if holder:
+        return False
+    unnamed[:] = unnamed or [time.monotonic()]
+    return time.monotonic() < unnamed[0] + grace
 
 
 def user_name() -> str:
