@@ -195,6 +195,19 @@ def invoke_command() -> str:
     return shlex.quote(sys.executable) + " -m invoke"
 
 
+def can_ask() -> bool:
+    """Whether a question can be asked: stdin and stderr are a terminal."""
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def refuse_unasked(yes: bool, without_terminal: str) -> None:
+    """``confirm``'s refusal without a terminal (exit 2), given before any work: a task
+    that will ask calls it first, so a CI run without --yes learns it before its reads
+    and checks, not after them (op #9 of the s18 review)."""
+    if not yes and not can_ask():
+        raise OpsError(without_terminal, ExitCode.USAGE)
+
+
 def confirm(question: str, *, yes: bool = False, without_terminal: str | None = None,
             refused: str = "not confirmed: nothing was changed") -> None:
     """The one confirmation every task asks: on a terminal, go on only after `yes`.
@@ -205,7 +218,7 @@ def confirm(question: str, *, yes: bool = False, without_terminal: str | None = 
     but yes is ``refused`` (exit 1); Ctrl-C or Ctrl-D at the prompt exits 130."""
     if yes:
         return
-    if not (sys.stdin.isatty() and sys.stderr.isatty()):
+    if not can_ask():
         if without_terminal is None:
             return
         raise OpsError(without_terminal, ExitCode.USAGE)
@@ -372,11 +385,25 @@ def help_fits(program) -> None:
         with contextlib.redirect_stdout(shown):
             print_task_help(name)
         width = invoke.terminals.pty_size()[0] or 80
-        for line in shown.getvalue().split("\n")[:-1]:
+        text = shown.getvalue()
+        typed = called_as(name, program.collection.task_names.get(name, ()),
+                          getattr(program.core, "unparsed", ()) if program.core else ())
+        if typed != name:  # the Usage line: `invoke restore`, not restore.database (op #8)
+            first, _, rest = text.partition("\n")
+            text = first.replace(f" {name} ", f" {typed} ", 1) + "\n" + rest
+        for line in text.split("\n")[:-1]:
             lead = line[: len(line) - len(line.lstrip())]
             print("\n".join(wrapped(line, width, indent=lead or "  ")))
 
     program.print_task_help = print_help
+
+
+def called_as(name: str, aliases, argv) -> str:
+    """The name the user typed for task ``name`` (its ``aliases``: a collection's default
+    task is called by the collection's name, `invoke restore`), else ``name``: Invoke
+    parses the alias into the task's full name (restore.database), which its help
+    printed as the task to type."""
+    return next((token for token in argv if token == name or token in aliases), name)
 
 
 def strict_parsing(program) -> None:

@@ -49,7 +49,16 @@ def on_signals(body):
 def confirm(ui, question: str, *, yes: bool) -> None:
     """Ask on a terminal; without one, only ``--yes`` goes on (exit 2 otherwise)."""
     cli.confirm(question, yes=yes, refused="aborted: nothing was changed",
-                without_terminal="not on a terminal: run again with --yes to go ahead")
+                without_terminal=WITHOUT_TERMINAL)
+
+
+WITHOUT_TERMINAL = "not on a terminal: run again with --yes to go ahead"
+
+
+def refuse_unasked(yes: bool, dry_run: bool = False) -> None:
+    """``confirm``'s refusal without a terminal, before the task's reads (op #9)."""
+    if not dry_run:
+        cli.refuse_unasked(yes, WITHOUT_TERMINAL)
 
 
 # ------------------------------------------------------------------ the machine, as data

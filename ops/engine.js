@@ -1257,7 +1257,7 @@ const REMOTE_HOW = 'stop it (on Fly: invoke emergency.stop; on an SSH host: rest
 const SIDE_FILES = ['-wal', '-shm', '-journal'];
 
 function liveState(live) {
-  if (!lexists(live)) return ['missing', `${live} does not exist`];
+  if (!lexists(live)) return ['missing', 'no file has that name'];
   if (fs.lstatSync(live).isSymbolicLink() && !fs.existsSync(live)) {
     throw new EngineError(`database ${live} is a symlink to nothing; nothing was changed`, 'usage');
   }
@@ -1265,7 +1265,7 @@ function liveState(live) {
     checkSqliteFile(live, 'database');
   } catch (e) {
     if (!(e instanceof EngineError) || e.kind !== 'corrupt') throw e;
-    return ['corrupt', e.message];
+    return ['corrupt', 'not a SQLite database'];  // engine.py's NOT_SQLITE_WHY: the path once
   }
   const problems = checkLive(live, 'quick');
   return problems.length ? ['corrupt', `quick_check: ${problems[0]}`] : ['ok', ''];

@@ -435,12 +435,16 @@ def file_lock(lock_path: Path, wait: float = 0.0, what: str = "another backup",
             raise EngineError(f"refusing the lock file {lock_path}: {kind}, not a regular "
                               "file this tool made; remove it if nothing else needs it", "error")
         deadline = time.monotonic() + max(wait, 0.0)
+        unnamed: list = []  # when the holder was first seen without its name
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 holder = os.pread(fd, 512, 0).decode(errors="replace").strip()
+                if naming_soon(holder, unnamed):  # try the lock, and its name, again
+                    time.sleep(0.01)
+                    continue
                 if on_wait and time.monotonic() < deadline:
                     on_wait(holder or "unknown")  # say once why we are not moving
                     on_wait = None
@@ -452,11 +456,31 @@ def file_lock(lock_path: Path, wait: float = 0.0, what: str = "another backup",
                         "locked",
                     ) from None
                 time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, holder_text(role).encode(), 0)
-        yield
+        os.ftruncate(fd, 0)  # empty (a holder killed by -9 left its name): read as "not yet"
+        os.pwrite(fd, holder_text(role).encode(), 0)  # one write into an empty file
+        try:
+            yield
+        finally:  # our name goes with the lock: the next holder's file starts empty, so
+            with contextlib.suppress(OSError):  # its name is never one that has left
+                os.ftruncate(fd, 0)
     finally:
         os.close(fd)
+
+
+HOLDER_GRACE = 1.0  # seconds a holder may take to write its name after its flock
+
+
+def naming_soon(holder: str, unnamed: list, grace: float = HOLDER_GRACE) -> bool:
+    """Whether a refused ``file_lock`` should try again before naming the holder (break
+    #6 of the s18 review: a run saw "unknown"). A holder writes its name right after its
+    flock, into a file its predecessor emptied: an empty file is a holder between the
+    two (or one just gone), so the lock and the name are tried again for ``grace``
+    seconds from the first empty read (``unnamed`` keeps it); a shell script on the
+    machine never writes one, and is "unknown" after that."""
+    if holder:
+        return False
+    unnamed[:] = unnamed or [time.monotonic()]
+    return time.monotonic() < unnamed[0] + grace
 
 
 def user_name() -> str:
@@ -1996,7 +2020,7 @@ def content_sha256_of(path, fmt: str | None, record: dict | None = None) -> str 
 
 
 def restore_live(backup, live, *, busy_timeout: float = 10.0,
-                 snapshot: dict | None = None, on_commit=None) -> float:
+                 snapshot: dict | None = None, on_commit=None, on_busy=None) -> float:
     """Copy a backup into a live (WAL) database through SQLite's backup API; seconds taken.
 
     One step into the live connection: SQLite takes the write lock, writes the pages
@@ -2014,6 +2038,8 @@ def restore_live(backup, live, *, busy_timeout: float = 10.0,
     set once the copy committed, before any signal can stop this run: absent, the copy
     did not change the live database (whatever the app wrote meanwhile). ``on_commit()``
     hears the commit there too (the machine's engine prints it before a signal can end it).
+    ``on_busy()`` is told once that the live database is locked (the app is writing): the
+    copy waits for it, and a signal then ends the wait at once (nothing was copied).
     """
     backup, live = Path(backup), Path(live)
     src = sqlite3.connect(f"file:{backup}?mode=ro&immutable=1", uri=True)
@@ -2022,13 +2048,22 @@ def restore_live(backup, live, *, busy_timeout: float = 10.0,
     started = time.monotonic()
     before = dst.execute("PRAGMA data_version").fetchone()[0] if snapshot is not None else 0
 
-    def progress(status, remaining, total):
-        if status in BUSY_CODES and time.monotonic() > deadline:
+    told = []
+
+    def progress(status, remaining, total):  # busy: nothing copied yet, so a signal
+        if status in BUSY_CODES and on_busy is not None and not told:
+            told.append(on_busy())
+        if status in BUSY_CODES and (noted or time.monotonic() > deadline):  # ends the wait
             raise TimeoutError
 
     try:
-        with signals_held():  # a signal waits until the copy's fate is written down
+        with signals_held() as noted:  # a signal waits until the copy's fate is written down
+            # the wait for the app's write lock in short busy waits, each ending in
+            # ``progress``: a SIGTERM there ends it now, not after busy_timeout (the held
+            # signal outlived a CI job's grace; the copy, one step, never started)
+            dst.execute(f"PRAGMA busy_timeout = {min(int(busy_timeout * 1000), 100)}")
             src.backup(dst, pages=-1, progress=progress, sleep=0.05)
+            dst.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             if snapshot is not None:
                 snapshot["committed"] = True
             if on_commit is not None:
@@ -2065,7 +2100,7 @@ def signals_held():
             for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
                 if signal.getsignal(sig) is not None:  # None: set outside Python, left as is
                     kept[sig] = signal.signal(sig, lambda signum, frame: noted.append(signum))
-        yield
+        yield noted  # what was noted so far: a wait inside may end early on it
     finally:
         for sig, handler in kept.items():
             signal.signal(sig, handler)
@@ -2236,8 +2271,8 @@ def live_state(live) -> tuple[str, str]:
     failing ``quick_check``. A directory, a FIFO or a dangling symlink at the name is
     none of these: a usage error, never replaced."""
     path = Path(live)
-    if not os.path.lexists(path):
-        return "missing", f"{path} does not exist"
+    if not os.path.lexists(path):  # the why says no path: the message names it once
+        return "missing", MISSING_WHY
     if path.is_symlink() and not path.exists():
         raise EngineError(f"database {path} is a symlink to nothing; nothing was changed",
                           "usage")
@@ -2246,9 +2281,15 @@ def live_state(live) -> tuple[str, str]:
     except EngineError as exc:
         if exc.kind != "corrupt":
             raise
-        return "corrupt", str(exc)
+        return "corrupt", NOT_SQLITE_WHY
     problems = check_live(path, "quick")
     return ("corrupt", f"quick_check: {problems[0]}") if problems else ("ok", "")
+
+
+# why a live database is missing or corrupt, in "the live database PATH is STATE (WHY)":
+# the path once (op #9 of the s18 review), whichever engine found it
+MISSING_WHY = "no file has that name"
+NOT_SQLITE_WHY = "not a SQLite database"
 
 
 def aside_name(live, when: dt.datetime, label: str = "corrupt") -> Path:
@@ -2407,6 +2448,7 @@ class Restoring:
     mmap_size: int = 0
     on_wait: object = None  # on_wait(lock path, holder): told once per lock it waits for
     on_commit: object = None  # on_commit(): the copy committed (``restore_live``)
+    on_busy: object = None  # on_busy(): the copy waits for the app's write lock
     phase: str = ""
     state: str = "ok"  # the live database's (``live_state``); "corrupt" once its backup fails
     why: str = ""
@@ -2491,7 +2533,7 @@ def _safe_phases(run: Restoring):
     try:
         run.restore_seconds = restore_live(run.chosen.path, run.live,
                                            busy_timeout=run.busy_timeout, snapshot=run.snapshot,
-                                           on_commit=run.on_commit)
+                                           on_commit=run.on_commit, on_busy=run.on_busy)
     except EngineError as exc:  # say which safety backup this run left
         raise EngineError(f"{exc} (safety backup {run.safety.name} was made first)",
                           exc.kind) from None

@@ -674,11 +674,11 @@ def _sqlite_restore(db: str, directory: str, name: str, check: str, busy_timeout
     return f"""db={shlex.quote(db)}; dir={shlex.quote(directory)}; name={shlex.quote(name)}
 # the live database: ok, missing or corrupt (engine.live_state); the last two only with the app stopped
 state=ok; why=
-if [ ! -e "$db" ] && [ ! -h "$db" ]; then state=missing; why="$db does not exist"
+if [ ! -e "$db" ] && [ ! -h "$db" ]; then state=missing; why="{engine.MISSING_WHY}"
 elif [ -h "$db" ] && [ ! -e "$db" ]; then fail usage "database $db is a symlink to nothing; nothing was changed"
 elif [ -d "$db" ]; then fail usage "database is a directory, not a database file: $db"
 elif [ ! -f "$db" ]; then fail usage "database is not a regular file: $db"
-elif ! is_sqlite "$db"; then state=corrupt; why="database is not a SQLite database: $db"
+elif ! is_sqlite "$db"; then state=corrupt; why="{engine.NOT_SQLITE_WHY}"
 else
   res=$(sqlite3 -readonly "$db" "PRAGMA quick_check" 2>&1 </dev/null | sed '/^\\*\\*\\* in database/d' | head -n 1 | tr -cd ' -~')
   [ "$res" = ok ] || {{ state=corrupt; why="quick_check: ${{res:-no answer from sqlite3}}"; }}

@@ -265,8 +265,11 @@ def confirm(ui: UI, lines: list[str], *, yes: bool) -> None:
         ui.info(line)
     cli.confirm("Replace the live database with this backup?", yes=yes,
                 refused="restore not confirmed; nothing was changed",
-                without_terminal="restore replaces the live database: pass --yes to go on "
-                                 "without a terminal (nothing was changed)")
+                without_terminal=WITHOUT_TERMINAL)
+
+
+WITHOUT_TERMINAL = ("restore replaces the live database: pass --yes to go on without a "
+                    "terminal (nothing was changed)")
 
 
 @dataclass
@@ -415,14 +418,54 @@ class Restore:
             return
         self.record["holds"] = holds
         if holds == "backup":
-            self.record["outcome"] = "ok"
-            self.ui.info(f"{signal_name} during the restore on {self._there()}: its live database "
-                         f"now holds backup {name}'s content")
+            return self._settled_remote_backup(signal_name, name)
         else:
             self.ui.warn(f"{signal_name} during the restore on {self._there()}: its live database "
                          f"does not hold backup {name}'s content now (its restore stopped "
                          "before the copy, or is still running: look again with "
                          "`invoke backup.list` and the audit log before retrying)")
+
+    def _settled_remote_backup(self, signal_name: str, name: str) -> None:
+        """The live database there holds backup ``name``'s content now: copied by this run
+        (its safety backup, made before the copy, is new in the listing: the undo), or
+        held already (no new safety backup and nothing moved aside: nothing was copied,
+        op #2b of the s18 review), or it cannot be told (the record says "ok" as before,
+        never "proven")."""
+        made = self._new_safeties(name)
+        if made:
+            self.record.update(outcome="ok", safety_backup={"name": made[-1], "sha256": None})
+            self._interrupted_before(self.found.get("listing") or [])
+        elif made is not None:
+            self.record.update(outcome="not restored", copied=False)
+            self.ui.info(f"{signal_name} during the restore on {self._there()}: nothing was "
+                         f"copied: its live database already held backup {name}'s content, "
+                         "and no safety backup was made (its restore stopped before them)")
+            return
+        else:
+            self.record["outcome"] = "ok"
+        self.ui.info(f"{signal_name} during the restore on {self._there()}: its live database "
+                     f"now holds backup {name}'s content" + (
+                         f" (safety backup {made[-1]} was made before the copy)" if made
+                         else " (whether this run copied it could not be told)"))
+
+    def _new_safeties(self, name: str) -> list[str] | None:
+        """The safety backups of restores of ``name`` there now that the listing the run
+        chose from did not have (oldest first): the ones this run's restore made. None
+        when it cannot be told: no earlier listing (--from), the app stopped (a missing
+        or corrupt live database is replaced without one), or the listing fails."""
+        before = self.found.get("listing")
+        if before is None or self.found.get("stopped") or self.options.app_stopped:
+            return None
+        try:
+            now = self.target.list()
+        except (OpsError, EngineError) as exc:
+            self.ui.warn(f"could not list the backups on {self._there()}: {exc}")
+            return None
+        known = {item.name for item in before}
+        return [item.name for item in sorted(
+            (item for item in now if item.kind == "safety" and item.name not in known
+             and (item.restore or {}).get("backup") == name),
+            key=lambda item: item.created or "")]
 
     def _where(self) -> str:
         s = self.settings
@@ -447,6 +490,15 @@ class Restore:
         """The run's pause: the operator's answer (its time is not the restore's)."""
         try:
             confirm(self.ui, lines, yes=self.yes)
+        except OpsError:
+            self.record["outcome"] = "not confirmed"
+            raise
+
+    def _unasked(self) -> None:
+        """Without a terminal and --yes the confirmation cannot be asked: refused first,
+        before the backup's verify (op #9), and recorded as before ("not confirmed")."""
+        try:
+            cli.refuse_unasked(self.yes, WITHOUT_TERMINAL)
         except OpsError:
             self.record["outcome"] = "not confirmed"
             raise
@@ -516,6 +568,7 @@ class Restore:
         database without --app-stopped; then, as on the machine, the restore lock and the
         folder's backup lock, held from the chosen backup's check to the end (its safety
         backup is made under it): no backup or cleanup removes it meanwhile (issue 16 #10)."""
+        self._unasked()
         s, o = self.settings, self.options
         local = LocalTarget(s, self.ui)
         local.folder()
@@ -793,6 +846,7 @@ class Restore:
 
     # -- on the Fly machine or an SSH host
     def _remote_ready(self) -> None:
+        self._unasked()
         o = self.options
         if o.production and o.app_stopped:
             raise OpsError("--app-stopped is for a local database or --host; on Fly, stop "
@@ -1145,6 +1199,13 @@ def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> 
         " before its first step" if not steps
         else f" after step {steps[-1]}" if last in ("ok", "skipped")
         else f" during step {steps[-1]}") + "."]
+    if record.get("copied") is False:  # held the backup's content already (op #2b)
+        lines.append(f"Nothing was copied: the live database already held backup {backup}'s "
+                     "content, and no safety backup was made.")
+        if backup:
+            lines.append(f"To restore with a safety backup and its proof, run again: "
+                         f"{_again(record, backup, flag)}")
+        return lines
     if record.get("holds") == "before":  # the copy never committed (engine.restore_live)
         lines.append("Not restored: the live database is as it was (the app may have written "
                      "since)" + (f"; safety backup {safety} was made" if safety else "") + ".")

@@ -280,7 +280,7 @@ import sqlite3, sys, time
 conn = sqlite3.connect(sys.argv[1], isolation_level=None)
 conn.execute("BEGIN IMMEDIATE")
 print("locked", flush=True)
-time.sleep(60)
+sys.stdin.read()  # held until the test ends (a timed hold let the restore finish "ok")
 """
 
 
@@ -293,7 +293,7 @@ def test_sigterm_while_the_restore_waits_for_the_app_leaves_an_honest_record(
     change(wal_db)
     before = content(wal_db)
     holder = subprocess.Popen([sys.executable, "-c", HOLD_WRITE_LOCK, str(wal_db)],
-                              stdout=subprocess.PIPE, text=True)
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
         argv = [sys.executable, "-m", "invoke", "--search-root", str(helpers.REPO_ROOT),
@@ -304,9 +304,9 @@ def test_sigterm_while_the_restore_waits_for_the_app_leaves_an_honest_record(
         shown = ""
         for line in proc.stderr:  # each step's line comes when it ends
             shown += line
-            if "safety backup of" in line:
+            if "for the app's write lock" in line:  # said from inside the copy's wait
                 break
-        time.sleep(0.3)  # the restore step is waiting for the app's lock now
+        assert "safety backup of" in shown, shown  # the safety backup came first
         proc.send_signal(signal.SIGTERM)
         shown += proc.stderr.read()
         proc.wait(timeout=30)

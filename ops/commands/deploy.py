@@ -183,6 +183,7 @@ def unlock(c, yes=False):
 def undo(c, dry_run=False, yes=False, json=False, deploy=None, lock_wait=None):
     """Undo a deploy: stop writes, pre-deploy backup (with a safety backup) and old image back."""
     settings = config.load(c.config, deploy_lock_wait=lock_wait, lock_wait=lock_wait)
+    emergency.refuse_unasked(yes, dry_run)
     ui = UI()
     ui.redact = lambda text: runbook.scrub(text, fly.env_tokens())  # every line, dry run too
     runner = runbook.Runner(undos.KIND, ui, settings.audit_log)

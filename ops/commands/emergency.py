@@ -100,6 +100,7 @@ class Emergency:
 @em.on_signals
 def stop(c, yes=False, dry_run=False, json=False):
     """Stop the app's writes; the machine stays up with its volume for `restore --production`."""
+    em.refuse_unasked(yes, dry_run)
     run = Emergency(c, json, "emergency.stop", dry_run)
     machine, app = run.machine, run.app
     if machine.in_maintenance:
@@ -142,6 +143,7 @@ def stop(c, yes=False, dry_run=False, json=False):
 @em.on_signals
 def resume(c, yes=False, dry_run=False, json=False):
     """Undo `emergency.stop` exactly: the app's own command (and autostop) back, health checked."""
+    em.refuse_unasked(yes, dry_run)
     run = Emergency(c, json, "emergency.resume", dry_run)
     machine, app = run.machine, run.app
     if not machine.in_maintenance:

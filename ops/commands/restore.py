@@ -126,11 +126,14 @@ def restore_now(*, which, from_, settings, production, host, yes, dry_run, busy_
         with stop_on_signals():  # SIGTERM/SIGHUP unwind: audit line, "finish by hand" lines
             run.run()
     except Terminated as exc:
-        done = run.record.get("outcome") == "ok"  # the copy was proven after all
+        done = run.record.get("outcome") == "ok"  # the live database holds the backup
         copied = "restore" in [step["step"] for step in run.record.get("steps", [])] \
-            and run.record.get("holds") != "before"  # "before": the copy never committed
+            and run.record.get("holds") != "before" \
+            and run.record.get("copied") is not False  # the copy never committed or ran
+        proven = (run.record.get("proof") or {}).get("ok")  # its proof step ran
         raise OpsError(f"terminated by {exc.name}; " + (
-            "the restore itself was done and proven (see above)" if done and copied
+            "the restore itself was done and proven (see above)" if done and copied and proven
+            else "the live database holds the backup's content (see above)" if done and copied
             else "see above for what to finish by hand" if copied
             else "the live database was not changed by this run (see above)"),
             ExitCode.TERMINATED) from None

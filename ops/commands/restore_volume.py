@@ -84,6 +84,7 @@ def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
     if not snapshot or not str(snapshot).strip():
         raise OpsError("--snapshot is required: a snapshot id (vs_...) or latest", ExitCode.USAGE)
     settings = config.load(c.config)
+    em.refuse_unasked(yes, dry_run)
     ui = UI()
     steps_runner = runbook.Runner("restore.volume", ui, settings.audit_log)
     if not dry_run:  # refused before anything changes, as deploy and restore do

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import re
 import time
@@ -87,6 +88,11 @@ class LocalTarget:
         self.report.waiting(f"  waiting up to {self.settings.lock_wait:g}s for the backup "
                             f"lock {lock}, held by {holder}")
 
+    def _busy(self, busy_timeout: float) -> None:
+        """Say, once, that the copy waits for the app's write lock, and for how long."""
+        self.report.waiting(f"  waiting up to {busy_timeout:g}s for the app's write lock on "
+                            f"{self.db} (--busy-timeout)")
+
     def restore(self, which: str, *, busy_timeout: float = 10.0, app_stopped: bool = False,
                 when: str | None = None, checked: bool = False, how: str = LOCAL_HOW):
         """The engine's one restore (``engine.restoring``, what the machine's python3 runs
@@ -98,7 +104,8 @@ class LocalTarget:
         return engine.restoring(
             self.db, self.dir, which, source=self.source,
             on_wait=self._waiting if self.report is not None else None,
-            check=s.check, checked=checked,
+            on_busy=functools.partial(self._busy, busy_timeout)
+            if self.report is not None else None, check=s.check, checked=checked,
             busy_timeout=busy_timeout, lock_wait=s.lock_wait, content_hash=s.content_hash,
             app_stopped=app_stopped, how=how, when=when,
             timeout=s.backup_timeout or None, mmap_size=s.mmap_size)
