@@ -479,7 +479,7 @@ def publish_checked(tmp: Path, out: Path, settings, by: str, started: float, ui:
             raise OpsError(f"the restored database failed {pragma}: {problems[0]} "
                            f"(nothing written to {out})", ExitCode.VERIFY_FAILED)
         try:
-            with engine.backup_lock(out.parent, settings.lock_wait):
+            with publish_lock(out.parent, settings.lock_wait, backup.get("held")):
                 sweep_orphan_records(out.parent, ui)
                 out = backup["out"] = backup["placed"] = free_out(out, backup.get("taken"))
                 engine.publish(tmp, out, engine.BackupResult(
@@ -494,6 +494,18 @@ def publish_checked(tmp: Path, out: Path, settings, by: str, started: float, ui:
         ui.info(f"Recorded as backup {out.name}")
     return {table: rows for table, rows in (described["tables"] or {}).items()
             if table not in rp.LITESTREAM_TABLES}
+
+
+def publish_lock(folder: Path, wait: float, held: contextlib.ExitStack | None):
+    """The folder's backup lock for publishing; with ``held`` (restore --from-replica) taken
+    into it and kept after the publish, until the restore of that backup has taken it too
+    (``engine.held_backup_lock`` is re-entrant): a ``backup.cleanup`` or a backup's
+    retention in between would remove the new backup, dated by its data and so not the
+    newest, and the restore would find it gone (exit 3)."""
+    if held is None:
+        return engine.backup_lock(folder, wait)
+    held.enter_context(engine.held_backup_lock(folder, wait))
+    return contextlib.nullcontext()
 
 
 def sweep_orphan_records(folder: Path, ui: UI) -> None:
@@ -760,12 +772,13 @@ def from_replica(c, which: str, from_: str | None, timestamp: str | None, restor
                        "no --from", ExitCode.USAGE)
     rp.restore_target(timestamp, None)  # a bad --timestamp is refused before any folder,
     require_bucket(config.load_replica(c.config))  # and so are bad replica.* settings
-    made: dict = {}
     opened: list = []
+    held = contextlib.ExitStack()  # the backup lock from the publish to the restore's end
+    made: dict = {"held": held}
     if target is not None:
         made["taken"] = lambda: names_on(opened, target)
     try:
-        with stop_on_signals():  # SIGTERM/SIGHUP unwind: litestream killed, folder removed
+        with stop_on_signals(), held:  # SIGTERM/SIGHUP: litestream killed, folder removed
             out, report = restore_source(c, timestamp, remote=remote, dry_run=dry_run,
                                          ui=UI(), made=made)
             named = {"which": "latest", "from_": str(out)} if remote else \
