@@ -776,7 +776,7 @@ def from_replica(c, which: str, from_: str | None, timestamp: str | None, restor
     require_bucket(config.load_replica(c.config))  # and so are bad replica.* settings
     opened: list = []
     held = contextlib.ExitStack()  # the backup lock from the publish to the restore's end
-    made: dict = {"held": held}
+    made: dict = {} if remote else {"held": held}  # (a server's restore takes its own)
     if target is not None:
         made["taken"] = lambda: names_on(opened, target)
     try:
