@@ -528,8 +528,12 @@ def held_backup_lock(directory, wait: float = 0.0, on_wait=None):
     """The folder's backup lock held across several steps (a restore: from the chosen
     backup's check to the end, as on the machine); the backup made meanwhile (its safety
     backup) runs under it, and no other backup or cleanup can remove the chosen one.
-    ``on_wait(holder)``: told once when it must wait (``file_lock``)."""
+    ``on_wait(holder)``: told once when it must wait (``file_lock``). Already ours (restore
+    --from-replica takes it as it publishes the backup it then restores): held on."""
     key = os.path.realpath(directory)
+    if key in _HELD_FOLDERS:
+        yield
+        return
     with file_lock(Path(directory) / LOCK_NAME, wait, "another backup", on_wait=on_wait,
                    role=RESTORE_ROLE):
         _HELD_FOLDERS.add(key)

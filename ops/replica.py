@@ -18,9 +18,12 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tomllib
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -729,7 +732,11 @@ def environment(warn) -> dict:
 
 def run(argv: list[str], env: dict, *, timeout: float, what: str,
         code: ExitCode = ExitCode.REPLICA, timeout_code: ExitCode = ExitCode.TIMEOUT):
-    """Run litestream; its JSON on success, else one line with its own Error: words."""
+    """Run litestream; its JSON on success, else one line with its own words. A command
+    that reads the bucket first checks that its endpoint takes a connection
+    (``refuse_unreachable``): litestream itself retries an unreachable one for minutes."""
+    if argv[1:2] and argv[1] in BUCKET_COMMANDS:
+        refuse_unreachable(argv, env, what)
     try:
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -757,11 +764,9 @@ def missing_bucket(found: dict) -> str:
 
 def answer(returncode: int, stdout: str, stderr: str, what: str, code: ExitCode):
     """One litestream answer read (here or on the machine): its JSON when it exited 0,
-    else an OpsError with its own ``Error:`` words, in one line."""
+    else an OpsError with its own words (``said``), in one line."""
     if returncode != 0:
-        said = [line for line in (stderr + stdout).splitlines() if line.strip()]
-        errors = [line for line in said if line.startswith("Error:")] or said[-1:]
-        raise OpsError(f"{what}: {errors[0][:300] if errors else f'exit {returncode}'}", code)
+        raise OpsError(f"{what}: {said(stderr + stdout) or f'exit {returncode}'}", code)
     if not stdout.strip():
         return None
     try:
@@ -769,3 +774,71 @@ def answer(returncode: int, stdout: str, stderr: str, what: str, code: ExitCode)
     except ValueError:
         raise OpsError(f"{what}: litestream printed something other than JSON",
                        code) from None
+
+
+def said(text: str, limit: int = 300) -> str:
+    """The line of litestream's output that names its failure (its ``Error:`` line, else
+    its last), without litestream's own ``Error:`` prefix: the one-line error we print
+    starts with ``Error:`` already, and two read as a stutter ("Error: …: Error: …").
+    Empty when it printed nothing."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if line[:6].lower() == "error:"] or lines[-1:]
+    line = errors[0] if errors else ""
+    while line[:6].lower() == "error:":
+        line = line[6:].lstrip()
+    return line[:limit]
+
+
+# ---------------------------------------------------------------- an unreachable endpoint
+
+BUCKET_COMMANDS = ("ltx", "restore")  # the litestream commands ``run`` gives that read S3
+CONNECT_TIMEOUT = 5.0  # seconds for the endpoint to take a TCP connection (measured: ms)
+
+
+def endpoint_address(endpoint: str) -> tuple[str, int] | None:
+    """(host, port) an S3 endpoint URL connects to (http 80, https 443 by default);
+    None when it names none (no endpoint: AWS's own, which is not probed)."""
+    try:
+        url = urllib.parse.urlsplit(endpoint)
+        port = url.port
+    except ValueError:
+        return None
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return None
+    return url.hostname, port or (443 if url.scheme == "https" else 80)
+
+
+def proxied(endpoint: str, env: dict) -> bool:
+    """Whether litestream (Go's ProxyFromEnvironment) reaches ``endpoint`` through a proxy
+    set in ``env``: then a direct connection proves nothing, and it is not probed. Go never
+    proxies a loopback host."""
+    address = endpoint_address(endpoint)
+    scheme = urllib.parse.urlsplit(endpoint).scheme
+    proxy = env.get(f"{scheme.upper()}_PROXY") or env.get(f"{scheme}_proxy")
+    if not proxy or address is None or address[0] in ("localhost", "127.0.0.1", "::1"):
+        return False
+    no_proxy = env.get("NO_PROXY") or env.get("no_proxy") or ""
+    return not urllib.request.proxy_bypass_environment(address[0], {"no": no_proxy})
+
+
+def unreachable_line(what: str, endpoint: str, reason: str) -> str:
+    return (f"{what}: cannot connect to {endpoint} ({reason}): check replica.endpoint "
+            "(AWS_ENDPOINT_URL_S3) and that the storage is up")
+
+
+def refuse_unreachable(argv: list[str], env: dict, what: str) -> None:
+    """Exit 15 at once when the endpoint of litestream's ``-config`` takes no TCP
+    connection within ``CONNECT_TIMEOUT`` (refused, no route, a name that does not
+    resolve), instead of waiting out litestream's retries (``BUCKET_TIMEOUT``)."""
+    endpoint = replica_checks.destination_parts(argv, env).get("endpoint", "")
+    address = endpoint_address(endpoint)
+    if address is None or proxied(endpoint, env):
+        return
+    try:
+        socket.create_connection(address, timeout=CONNECT_TIMEOUT).close()
+    except TimeoutError:
+        raise OpsError(unreachable_line(what, endpoint, f"no answer within "
+                                        f"{CONNECT_TIMEOUT:g}s"), ExitCode.REPLICA) from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise OpsError(unreachable_line(what, endpoint, reason), ExitCode.REPLICA) from None

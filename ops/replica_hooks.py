@@ -102,9 +102,7 @@ def sections(stdout: str) -> dict[str, tuple[int | None, str]]:
 
 
 def _said(text: str) -> str:
-    lines = [line for line in text.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("Error:")] or lines[-1:]
-    return errors[0][:200] if errors else "no output"
+    return rp.said(text, 200) or "no output"
 
 
 def _json(found, name: str):

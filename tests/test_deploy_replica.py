@@ -131,7 +131,7 @@ def test_what_stops_the_read_is_named():
     assert "dial unix" in down.problem
     bucket = rh.reading(rh.sections(found(list=(0, "{}"),
                                           ltx=(1, "Error: NoSuchBucket: not there"))))
-    assert "bucket cannot be read from the machine: Error: NoSuchBucket" in bucket.problem
+    assert "bucket cannot be read from the machine: NoSuchBucket" in bucket.problem
     odd = rh.reading(rh.sections(found(list=(0, "{}"), ltx=(0, '[{"max_txid": 3}]'))))
     assert "unexpected" in odd.problem
 

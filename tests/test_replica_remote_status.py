@@ -70,7 +70,7 @@ def test_the_machine_answers_are_read_as_data():
      "does not replicate /data/steps.db"),
     ((("version", 0, "0.5.17", ""), ("list", 0, LISTED, ""),
       ("sync", 1, "", "Error: sync: context deadline exceeded")),
-     "could not ship to its bucket within 30s: Error: sync: context deadline"),
+     "could not ship to its bucket within 30s: sync: context deadline"),
     ((("version", 0, "0.5.17", ""), ("list", 0, LISTED, ""), ("sync", 0, '{"no": 1}', "")),
      "answered sync of an unexpected shape"),
 ])

@@ -356,16 +356,19 @@ def check_cache(path: Path) -> int:
 
 def check_restored(restored: Path, scratch: Path, *, check: str, content_hash: bool,
                    mmap_size: int) -> tuple[list[str], dict, str | None, str | None]:
-    """(problems, rows per table, content hash, its format) of a restored file, the check
-    and the hash at once (SQLite leaves the GIL while it reads: measured 250 MB, sample
-    database, integrity_check 13.7 s, hash 7.2 s). Without ``content_hash`` only row
-    counts (milliseconds), litestream's tables left out."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    """(problems, rows per table, content hash, its format) of a restored file: the check,
+    the hash and the fsync of the file litestream wrote at once (SQLite leaves the GIL
+    while it reads: measured 250 MB, sample database, integrity_check 13.7 s, hash 7.2 s;
+    the check is the longest, so the restore takes litestream's time plus the check's).
+    Without ``content_hash`` only row counts (milliseconds), litestream's tables left out."""
+    with ThreadPoolExecutor(max_workers=3) as pool:
         checking = pool.submit(engine.run_check, restored, check, mmap_size=mmap_size,
                                cache_bytes=check_cache(restored))
+        synced = pool.submit(engine.fsync_path, restored)  # then linked: durable first
         if content_hash:
             described = pool.submit(describe_without_litestream, restored, scratch)
         problems = checking.result()
+        synced.result()
         if problems:
             return problems, {}, None, None
         if content_hash:
@@ -453,8 +456,7 @@ def check_and_link(tmp: Path, out: Path, hash_db: Path, settings, ui: UI):
         if problems:
             raise OpsError(f"the restored database failed {pragma}: {problems[0]} "
                            f"(nothing written to {out})", ExitCode.VERIFY_FAILED)
-    engine.fsync_path(tmp)
-    try:
+    try:  # ``tmp`` fsynced beside its check (``check_restored``)
         os.link(tmp, out)  # never replaces: a file that appeared meanwhile stays
     except FileExistsError:
         raise OpsError(f"{out} appeared during the restore: left alone",
@@ -479,7 +481,7 @@ def publish_checked(tmp: Path, out: Path, settings, by: str, started: float, ui:
             raise OpsError(f"the restored database failed {pragma}: {problems[0]} "
                            f"(nothing written to {out})", ExitCode.VERIFY_FAILED)
         try:
-            with engine.backup_lock(out.parent, settings.lock_wait):
+            with publish_lock(out.parent, settings.lock_wait, backup.get("held")):
                 sweep_orphan_records(out.parent, ui)
                 out = backup["out"] = backup["placed"] = free_out(out, backup.get("taken"))
                 engine.publish(tmp, out, engine.BackupResult(
@@ -494,6 +496,18 @@ def publish_checked(tmp: Path, out: Path, settings, by: str, started: float, ui:
         ui.info(f"Recorded as backup {out.name}")
     return {table: rows for table, rows in (described["tables"] or {}).items()
             if table not in rp.LITESTREAM_TABLES}
+
+
+def publish_lock(folder: Path, wait: float, held: contextlib.ExitStack | None):
+    """The folder's backup lock for publishing; with ``held`` (restore --from-replica) taken
+    into it and kept after the publish, until the restore of that backup has taken it too
+    (``engine.held_backup_lock`` is re-entrant): a ``backup.cleanup`` or a backup's
+    retention in between would remove the new backup, dated by its data and so not the
+    newest, and the restore would find it gone (exit 3)."""
+    if held is None:
+        return engine.backup_lock(folder, wait)
+    held.enter_context(engine.held_backup_lock(folder, wait))
+    return contextlib.nullcontext()
 
 
 def sweep_orphan_records(folder: Path, ui: UI) -> None:
@@ -760,12 +774,13 @@ def from_replica(c, which: str, from_: str | None, timestamp: str | None, restor
                        "no --from", ExitCode.USAGE)
     rp.restore_target(timestamp, None)  # a bad --timestamp is refused before any folder,
     require_bucket(config.load_replica(c.config))  # and so are bad replica.* settings
-    made: dict = {}
     opened: list = []
+    held = contextlib.ExitStack()  # the backup lock from the publish to the restore's end
+    made: dict = {} if remote else {"held": held}  # (a server's restore takes its own)
     if target is not None:
         made["taken"] = lambda: names_on(opened, target)
     try:
-        with stop_on_signals():  # SIGTERM/SIGHUP unwind: litestream killed, folder removed
+        with stop_on_signals(), held:  # SIGTERM/SIGHUP: litestream killed, folder removed
             out, report = restore_source(c, timestamp, remote=remote, dry_run=dry_run,
                                          ui=UI(), made=made)
             named = {"which": "latest", "from_": str(out)} if remote else \

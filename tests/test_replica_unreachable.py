@@ -1,0 +1,122 @@
+"""An S3 endpoint that takes no connection fails at once, in one line, exit 15 (issue 18):
+litestream itself retries it for minutes, so every replica task used to wait out its
+60 s timeout. A closed port on 127.0.0.1 (nothing listens) and a real moto_server that
+held the replica and was then stopped; real litestream throughout."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+
+import pytest
+
+from ops import poll
+from ops import replica as rp
+from ops.errors import ExitCode, OpsError
+from tests.helpers import assert_one_line_error
+from tests.replica_world import (  # noqa: F401
+    BIN,
+    LITESTREAM,
+    World,
+    moto_endpoint,
+    replica_world,
+)
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("endpoint, address", [
+    ("http://127.0.0.1:9000", ("127.0.0.1", 9000)),
+    ("https://fly.storage.tigris.dev", ("fly.storage.tigris.dev", 443)),
+    ("http://minio.internal", ("minio.internal", 80)),
+    ("http://[::1]:9000/", ("::1", 9000)),
+    ("", None), ("s3://bucket/path", None), ("http://127.0.0.1:x", None), ("http://", None),
+])
+def test_the_address_probed(endpoint, address):
+    assert rp.endpoint_address(endpoint) == address
+
+
+@pytest.mark.parametrize("env, proxied", [
+    ({}, False),
+    ({"HTTPS_PROXY": "http://proxy:3128"}, True),
+    ({"https_proxy": "http://proxy:3128"}, True),
+    ({"HTTP_PROXY": "http://proxy:3128"}, False),  # an https endpoint: not this proxy
+    ({"HTTPS_PROXY": "http://proxy:3128", "NO_PROXY": ".tigris.dev"}, False),
+])
+def test_a_proxied_endpoint_is_not_probed(env, proxied):
+    assert rp.proxied("https://fly.storage.tigris.dev", env) is proxied
+    assert rp.proxied("http://127.0.0.1:9000", {"HTTP_PROXY": "http://p:1"}) is False
+
+
+def test_run_refuses_before_litestream_runs(tmp_path):
+    port = closed_port()
+    yml = tmp_path / "litestream.yml"
+    yml.write_text(f"dbs:\n  - path: {tmp_path}/a.db\n    replica:\n      type: s3\n"
+                   f"      bucket: b\n      path: a.db\n      endpoint: http://127.0.0.1:{port}\n")
+    with pytest.raises(OpsError) as failed:
+        rp.run([LITESTREAM, "ltx", "-json", "-config", str(yml), str(tmp_path / "a.db")],
+               {}, timeout=600, what="cannot read the replica's bucket")
+    assert failed.value.code == ExitCode.REPLICA
+    assert str(failed.value).startswith(
+        f"cannot read the replica's bucket: cannot connect to http://127.0.0.1:{port} "
+        "(Connection refused)"), failed.value
+
+
+@pytest.mark.parametrize("task", [
+    ("replica.restore", "--output", "out.db"),
+    ("replica.drill",),
+    ("restore", "--from-replica", "--yes"),
+])
+def test_a_closed_port_is_exit_15_at_once(task, replica_world, run_invoke, tmp_path):
+    port = closed_port()
+    env = {**replica_world.env, "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}",
+           "INVOKE_BACKUP_DIR": str(tmp_path / "backups")}
+    result = run_invoke(*task, env=env)
+    line = assert_one_line_error(result, ExitCode.REPLICA, strict=False)
+    assert f"cannot connect to http://127.0.0.1:{port} (Connection refused)" in line, line
+    assert "AWS_ENDPOINT_URL_S3" in line and "did not answer within" not in line, line
+    assert not (tmp_path / "out.db").exists()
+
+
+def test_a_stopped_s3_server_is_exit_15_at_once(tmp_path, run_invoke):
+    """Its own moto_server (the session's serves the other tests): a replica in it, then
+    the server stopped, as when the storage is down."""
+    import urllib.request
+
+    from tests import helpers
+
+    log = tmp_path / "moto.log"
+    with open(log, "wb") as out:
+        moto = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", "0"],
+                                stdout=out, stderr=subprocess.STDOUT)
+    try:
+        endpoint = poll.until(lambda: _listening(log), timeout=30, interval=0.05,
+                              expired=lambda polls, waited: AssertionError(log.read_text()))
+        request = urllib.request.Request(f"{endpoint}/down-later", method="PUT")
+        urllib.request.urlopen(request, timeout=30).close()
+        db = helpers.make_wal_db(tmp_path / "d" / "app.db", users=20, steps=100)
+        world = World(endpoint, "down-later", db, tmp_path)
+        try:
+            world.kill(world.start())
+        finally:
+            world.close()
+    finally:
+        moto.terminate()
+        moto.wait(timeout=10)
+    result = run_invoke("replica.restore", "--output", str(tmp_path / "out.db"),
+                        env=world.env)
+    line = assert_one_line_error(result, ExitCode.REPLICA, strict=False)
+    assert f"cannot connect to {endpoint} (Connection refused)" in line, line
+    assert not (tmp_path / "out.db").exists()
+
+
+def _listening(log):
+    import re
+
+    found = re.search(r"Running on (http://127\.0\.0\.1:\d+)", log.read_text())
+    return found[1] if found else None
