@@ -26,7 +26,7 @@ from tests import helpers
 from tests.helpers import REPO_ROOT, assert_one_line_error, cli, cli_with_system_config, flags_of
 
 # each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
-pytestmark = pytest.mark.cli_in_process
+pytestmark = pytest.mark.cli_in_process(per="module")
 
 NS = namespace()
 TASKS = {primary: (aliases[0] if aliases else primary)

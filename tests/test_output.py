@@ -23,7 +23,7 @@ from tests.flyctl_double import IMAGE_V12
 from tests.helpers import run_parallel
 
 # each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
-pytestmark = pytest.mark.cli_in_process
+pytestmark = pytest.mark.cli_in_process(per="module")
 
 WHOLE_NAME = re.compile(r"steps-\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.db")  # never cut
 STYLE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
