@@ -211,6 +211,7 @@ def _machine_python_venv(bin_dir: str, python: str | None) -> None:
                 return
     except FileNotFoundError:
         pass
-    with open(cfg + ".tmp", "w") as f:
+    staged = f"{cfg}.{os.getpid()}.tmp"  # two fly calls at once each stage their own file
+    with open(staged, "w") as f:
         f.write(text)
-    os.replace(cfg + ".tmp", cfg)
+    os.replace(staged, cfg)
