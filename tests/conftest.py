@@ -30,7 +30,13 @@ from tests.flyctl_double.plugin import fly_world  # noqa: F401
 def pytest_xdist_auto_num_workers(config):
     """``-n auto``: two workers per core. Most tests wait on a subprocess, sshd or a timer
     rather than compute, so a core runs two of them at once (on 2 cores, 4 workers ran
-    test_backup_tasks + test_restore in 137 s where 2 took 212 s, at the same load)."""
+    test_backup_tasks + test_restore in 137 s where 2 took 212 s, at the same load).
+    Unless ``--dist`` says otherwise, the whole suite (``-n auto``) keeps each file on one
+    worker (``loadfile``): a ``cli_in_process(per="module")`` file then starts one CLI
+    process, not one per worker, and its module fixtures are built once. A targeted
+    ``-n 2`` run of one file still spreads its tests (``load``)."""
+    if config.option.dist == "no":  # not given: xdist would make it "load" after this hook
+        config.option.dist = "loadfile"
     return 2 * (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
                 else (os.cpu_count() or 1))
 

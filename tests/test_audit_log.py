@@ -18,7 +18,7 @@ from ops import audit
 from tests.helpers import assert_one_line_error
 
 # each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
-pytestmark = pytest.mark.cli_in_process
+pytestmark = pytest.mark.cli_in_process(per="module")
 
 CHANGING = {"update", "stop", "start", "create", "clone", "destroy"}  # flyctl verbs that change
 

@@ -25,7 +25,7 @@ from tests.fake_production import days_ago, make_prod, run_deferred
 from tests.helpers import change, content
 
 # each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
-pytestmark = pytest.mark.cli_in_process
+pytestmark = pytest.mark.cli_in_process(per="module")
 
 IGNORED = (".backup.lock", ".restore.lock")
 

@@ -27,7 +27,7 @@ from tests.fake_production import NEW_IMAGE, make_site
 from tests.helpers import assert_one_line_error, run_mixed, run_parallel
 
 # each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
-pytestmark = pytest.mark.cli_in_process
+pytestmark = pytest.mark.cli_in_process(per="module")
 
 
 def days_ago(days: float) -> dt.datetime:

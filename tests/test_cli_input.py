@@ -18,7 +18,7 @@ from tests.fake_production import NEW_IMAGE, make_site
 from tests.helpers import REPO_ROOT, assert_one_line_error, make_project, run_in, run_parallel
 
 # each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
-pytestmark = pytest.mark.cli_in_process
+pytestmark = pytest.mark.cli_in_process(per="module")
 
 # ---------------------------------------------------------------- a project of its own
 

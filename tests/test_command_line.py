@@ -26,7 +26,7 @@ from tests import helpers
 from tests.helpers import REPO_ROOT, assert_one_line_error, cli, cli_with_system_config, flags_of
 
 # each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
-pytestmark = pytest.mark.cli_in_process
+pytestmark = pytest.mark.cli_in_process(per="module")
 
 NS = namespace()
 TASKS = {primary: (aliases[0] if aliases else primary)
@@ -229,6 +229,7 @@ def test_wrong_typed_home_and_runtime_configs_are_one_line_naming_them(tmp_path)
 
 # ---------------------------------------------------------------- 11: early Ctrl-C
 
+@pytest.mark.cli_in_process(per="none")  # a real Ctrl-C: the run signals its own process
 def test_ctrl_c_before_the_task_runs_is_interrupted_and_130(tmp_path):
     # Invoke runs a .py runtime config after tasks.py is imported and the arguments are
     # parsed, before the task: a Ctrl-C arriving exactly there (Invoke alone: exit 1, silent)

@@ -50,7 +50,7 @@ from tests.flyctl_double import (
 from tests.helpers import ANSI, BACKUP_RE, run_parallel
 
 # each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
-pytestmark = pytest.mark.cli_in_process
+pytestmark = pytest.mark.cli_in_process(per="module")
 
 ROLLBACK_HINT = "invoke deploy.rollback --to 12"
 

@@ -13,6 +13,8 @@ from ops.errors import ExitCode
 from tests import helpers
 from tests.fake_production import NEW_IMAGE
 
+pytestmark = pytest.mark.cli_in_process(per="module")
+
 
 def changing_calls(site) -> list[list[str]]:
     return [argv for argv in site.world.calls()

@@ -20,7 +20,7 @@ from tests.fake_production import APP, MID, NEW_IMAGE, assert_error, flip_bytes,
 from tests.helpers import run_parallel
 
 # each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
-pytestmark = pytest.mark.cli_in_process
+pytestmark = pytest.mark.cli_in_process(per="module")
 
 DELETES = "DELETE FROM steps WHERE id > 1000;"  # 2,000 of 3,000 rows
 BY_HAND = "To finish by hand, run from the failed step on:"

@@ -4,8 +4,12 @@ words rather than where the terminal cuts it."""
 
 from __future__ import annotations
 
+import pytest
+
 from ops.errors import ExitCode
 from tests import helpers
+
+pytestmark = pytest.mark.cli_in_process(per="module")
 
 
 def test_a_json_run_that_fails_prints_one_document_with_the_error_and_code(

@@ -18,7 +18,7 @@ from tests.fake_production import APP, MID, NEW_IMAGE, VOL, concurrent_verify_fi
 from tests.flyctl_double import IMAGE_V11
 
 # each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
-pytestmark = pytest.mark.cli_in_process
+pytestmark = pytest.mark.cli_in_process(per="module")
 
 POLL = ["volumes", "snapshots", "list", VOL, "-a", APP, "--json"]
 

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import shlex
 
+import pytest
+
 from ops import drill, engine
 from tests.fake_production import APP, MACHINE, MARK
 from tests.helpers import assert_one_line_error
+
+pytestmark = pytest.mark.cli_in_process(per="module")
 
 
 def keys(steps: list[dict]) -> list[str]:

@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from tests.flyctl_double import DEFAULT_MACHINE_ID
+
+pytestmark = pytest.mark.cli_in_process(per="module")
 
 PLACEHOLDER = re.compile(r"<[a-z_]+>")
 

@@ -18,6 +18,8 @@ from ops import engine, fly
 from tests import helpers
 from tests.fake_production import APP, MACHINE, changed_after_backup
 
+pytestmark = pytest.mark.cli_in_process(per="module")
+
 
 @pytest.fixture
 def prod(served_prod):

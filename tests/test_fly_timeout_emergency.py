@@ -9,6 +9,8 @@ import pytest
 from ops.errors import ExitCode
 from tests import helpers
 
+pytestmark = pytest.mark.cli_in_process(per="module")
+
 FAST = {"INVOKE_FLY_TIMEOUT": "3"}
 
 

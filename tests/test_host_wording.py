@@ -13,7 +13,7 @@ from ops.errors import ExitCode, OpsError
 from tests import helpers
 
 # each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
-pytestmark = pytest.mark.cli_in_process
+pytestmark = pytest.mark.cli_in_process(per="module")
 
 MACHINE = re.compile(r"\bthe machine\b|\bmachine's\b")
 

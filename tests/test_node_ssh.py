@@ -13,7 +13,7 @@ from tests import node_env
 from tests.helpers import backups_in
 
 # each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
-pytestmark = pytest.mark.cli_in_process
+pytestmark = pytest.mark.cli_in_process(per="module")
 
 
 @pytest.fixture

@@ -15,6 +15,8 @@ from ops import config
 from ops import replica as rp
 from ops.errors import ExitCode, OpsError
 
+pytestmark = pytest.mark.cli_in_process(per="module")
+
 LITESTREAM = Path(sys.executable).parent / "litestream"
 SECRETS = {"AWS_ACCESS_KEY_ID": "AKIAEXAMPLEKEYID", "AWS_SECRET_ACCESS_KEY": "s3cr3t-value"}
 SUM = "d1185d24b202a2928c22f46c75eb9dd6b50cec8d32e751c5216ebdeab0b0b8d7"  # 64 hex: no placeholder

@@ -25,7 +25,7 @@ from tests import helpers
 from tests.helpers import assert_one_line_error
 
 # each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
-pytestmark = pytest.mark.cli_in_process
+pytestmark = pytest.mark.cli_in_process(per="module")
 
 IGNORED = (".backup.lock", ".restore.lock")
 

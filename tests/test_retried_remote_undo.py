@@ -11,6 +11,8 @@ from ops import engine
 from tests import node_env
 from tests.helpers import change, content
 
+pytestmark = pytest.mark.cli_in_process
+
 
 @pytest.mark.parametrize("tools", ["python3", "sqlite3", "node"])
 def test_a_production_restore_retried_twice_undoes_to_the_data_from_before(

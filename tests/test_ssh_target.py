@@ -16,7 +16,7 @@ from ops import engine
 from tests.helpers import backups_in
 
 # each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
-pytestmark = pytest.mark.cli_in_process
+pytestmark = pytest.mark.cli_in_process(per="module")
 
 
 def test_backup_list_verify_status_cleanup_over_ssh(host, run_invoke):

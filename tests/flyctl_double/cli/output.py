@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
-import math
 import os
 import sys
 
@@ -91,6 +89,8 @@ def render_table(rows: list[list[str]], headers: Sequence[str], title: str = "")
 def humanize_time(value: str) -> str:
     if not value:
         return ""
+    import datetime as _dt  # here, not at the top: most calls print no time (clock.py)
+
     try:
         delta = (_dt.datetime.now(_dt.UTC) - parse_time(value)).total_seconds()
     except ValueError:
@@ -118,6 +118,8 @@ def humanize_time(value: str) -> str:
 def humanize_ibytes(n: int) -> str:
     if n < 10:
         return f"{n} B"
+    import math  # here, not at the top: a C extension most calls never use (clock.py)
+
     sizes = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
     e = int(math.floor(math.log(n) / math.log(1024)))
     val = math.floor(n / 1024**e * 10 + 0.5) / 10
