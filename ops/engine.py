@@ -37,6 +37,7 @@ import struct
 import sys
 import threading
 import time
+import urllib.parse
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -646,7 +647,7 @@ def copy_database(
     would between steps without that transaction). The copy still runs in steps so
     progress can be shown and a deadline enforced.
     """
-    src = sqlite3.connect(f"file:{source}?mode=ro{_snapshot_flag(source)}", uri=True,
+    src = sqlite3.connect(sqlite_uri(source, f"mode=ro{_snapshot_flag(source)}"), uri=True,
                           timeout=5.0)
     try:
         src.execute("BEGIN")
@@ -715,6 +716,18 @@ def _flushing(path: Path, every: float = FLUSH_EVERY):
         raise failed[0]
 
 
+def sqlite_uri(path, query: str) -> str:
+    """``path`` as a SQLite URI with ``query`` (``mode=ro&immutable=1``): every byte but
+    letters, digits and ``/_.-~`` percent-encoded. Unescaped, a ``#`` or ``?`` in a folder's
+    name ends the path there: ``bk#1/steps-….db`` opened ``bk``, a missing file SQLite read
+    as an empty, healthy database, and a restore copied it over production (review-break
+    s19 #1). Leading slashes collapse to one (``//x`` would be read as a host)."""
+    text = os.fspath(path)
+    if text.startswith("//"):
+        text = "/" + text.lstrip("/")
+    return f"file:{urllib.parse.quote(text, safe='/')}?{query}"
+
+
 def _snapshot_flag(source: Path) -> str:
     """``&immutable=1`` for a database on a read-only mount (a mounted snapshot).
 
@@ -758,7 +771,7 @@ def run_check(path: Path, check: str = "integrity", *, mmap_size: int = 0,
     pragma = "integrity_check" if check == "integrity" else "quick_check"
     try:
         # immutable: a finished backup is never written, and this leaves no -wal/-shm beside it
-        conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True,
+        conn = sqlite3.connect(sqlite_uri(path, "mode=ro&immutable=1"), uri=True,
                                check_same_thread=False)
     except sqlite3.Error as exc:
         return [f"cannot open: {exc}"]
@@ -1537,7 +1550,7 @@ def restore_into(backup: str | os.PathLike, target: str | os.PathLike) -> None:
     """
     backup, target = Path(backup), Path(target)
     check_sqlite_file(backup, "backup")
-    src = sqlite3.connect(f"file:{backup}?mode=ro&immutable=1", uri=True)
+    src = sqlite3.connect(sqlite_uri(backup, "mode=ro&immutable=1"), uri=True)
     dst = sqlite3.connect(target, timeout=10.0)
     try:
         src.backup(dst, pages=-1)
@@ -1892,7 +1905,7 @@ def describe_file(path, *, live: bool = False, cancel=None,
     database read through SQLite (its -wal included, never checkpointed)."""
     mode = "mode=ro" if live else "mode=ro&immutable=1"
     try:
-        conn = sqlite3.connect(f"file:{path}?{mode}", uri=True, timeout=10.0,
+        conn = sqlite3.connect(sqlite_uri(path, mode), uri=True, timeout=10.0,
                                isolation_level=None)
     except sqlite3.Error as exc:
         raise EngineError(f"cannot open {path}: {exc}", "corrupt") from exc
@@ -1910,7 +1923,7 @@ def count_rows(path, *, live: bool = False, cancel=None) -> dict:
     ``cancel`` (a ``threading.Event``) stops it within milliseconds when set."""
     mode = "mode=ro" if live else "mode=ro&immutable=1"
     try:
-        conn = sqlite3.connect(f"file:{path}?{mode}", uri=True, timeout=10.0)
+        conn = sqlite3.connect(sqlite_uri(path, mode), uri=True, timeout=10.0)
         try:
             with _cancellable(conn, cancel):
                 return {table: conn.execute(f"SELECT count(*) FROM {_quote(table)}"
@@ -1925,7 +1938,7 @@ def check_live(path, check: str = "integrity") -> list[str]:
     """SQLite's check of a live database, through a normal connection (reads its -wal)."""
     pragma = "integrity_check" if check == "integrity" else "quick_check"
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10.0)
+        conn = sqlite3.connect(sqlite_uri(path, "mode=ro"), uri=True, timeout=10.0)
     except sqlite3.Error as exc:
         return [f"cannot open: {exc}"]
     try:
@@ -2046,7 +2059,7 @@ def restore_live(backup, live, *, busy_timeout: float = 10.0,
     copy waits for it, and a signal then ends the wait at once (nothing was copied).
     """
     backup, live = Path(backup), Path(live)
-    src = sqlite3.connect(f"file:{backup}?mode=ro&immutable=1", uri=True)
+    src = sqlite3.connect(sqlite_uri(backup, "mode=ro&immutable=1"), uri=True)
     dst = sqlite3.connect(live, timeout=busy_timeout, isolation_level=None)
     deadline = time.monotonic() + busy_timeout
     started = time.monotonic()
@@ -2127,7 +2140,7 @@ def _snapshot_into(snapshot: dict, conn, before: int) -> None:
 
 def check_page_sizes(backup, live) -> None:
     """SQLite refuses a backup into a WAL database with another page size: say it first."""
-    conn = sqlite3.connect(f"file:{live}?mode=ro", uri=True, timeout=10.0)
+    conn = sqlite3.connect(sqlite_uri(live, "mode=ro"), uri=True, timeout=10.0)
     try:
         live_size = conn.execute("PRAGMA page_size").fetchone()[0]
         mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
@@ -2381,7 +2394,7 @@ def snapshot_of(live) -> dict:
     """``restore_live``'s kind of snapshot, read now through a fresh connection."""
     snapshot: dict = {}
     try:
-        conn = sqlite3.connect(f"file:{live}?mode=ro", uri=True, timeout=10.0,
+        conn = sqlite3.connect(sqlite_uri(live, "mode=ro"), uri=True, timeout=10.0,
                                isolation_level=None)
         try:
             _snapshot_into(snapshot, conn, conn.execute("PRAGMA data_version").fetchone()[0])
@@ -2618,7 +2631,7 @@ SCHEMA_SQL = (
 def schema_of(path, *, live: bool = False) -> list[str]:
     mode = "mode=ro" if live else "mode=ro&immutable=1"
     try:
-        conn = sqlite3.connect(f"file:{path}?{mode}", uri=True, timeout=10.0)
+        conn = sqlite3.connect(sqlite_uri(path, mode), uri=True, timeout=10.0)
         try:
             return [row[0] for row in conn.execute(SCHEMA_SQL)]
         finally:
