@@ -1,13 +1,13 @@
 """Step Challenge App operations: `invoke --list` shows every task."""
 
-import os
 import sys
 from pathlib import Path
 
 # Invoke turns bytecode caching off (its --write-pyc, for this file's sake): then every run
 # compiles ops/ from source again, 0.1-0.2 s of CPU of each task's start
-# (docs/performance.md). Its cache goes to ops/__pycache__; PYTHONDONTWRITEBYTECODE still wins.
-if not os.environ.get("PYTHONDONTWRITEBYTECODE"):
+# (docs/performance.md). Its cache goes to ops/__pycache__; `python -B` and
+# PYTHONDONTWRITEBYTECODE (both read at Python's start: sys.flags) still win.
+if not sys.flags.dont_write_bytecode:
     sys.dont_write_bytecode = False
 
 from ops.signals import interrupt_quietly_until_a_task_runs  # noqa: E402

@@ -31,3 +31,19 @@ def test_pythondontwritebytecode_still_wins(tmp_path):
         "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(prefix)})
     assert result.returncode == 0, result
     assert cached_ops_modules(prefix) == set()
+
+
+def test_python_dash_b_still_wins(tmp_path):
+    """``python -B -m invoke``: the interpreter's own switch, not only the variable."""
+    import subprocess
+    import sys
+
+    from tests.helpers import clean_env
+
+    prefix = tmp_path / "pycache"
+    env = clean_env({"PYTHONDONTWRITEBYTECODE": None, "PYTHONPYCACHEPREFIX": str(prefix)})
+    result = subprocess.run([sys.executable, "-B", "-m", "invoke", "--search-root",
+                             str(REPO_ROOT), "--list"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert cached_ops_modules(prefix) == set()
