@@ -365,8 +365,10 @@ def verify(c, which, quick=False, production=False, host=None, json=False):
 @guarded
 @closes_targets
 def adopt(c, which, production=False, host=None, dry_run=False, json=False):
-    """Adopt old backups made without records (the npm scripts'): integrity_check, then
-    records marked as adopted, with when and by whom."""
+    """Adopt old backups made without records (the npm scripts').
+
+    Each is integrity-checked first, then given records marked as adopted, with when
+    and by whom."""
     reject_flag_as_name(which, "backup.adopt")
     settings, target, ui = open_target(c, production=production, host=host, json=json)
     folder = target.folder()  # the subject is the folder, not the database (issue 20 #8)

@@ -89,8 +89,9 @@ def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout,
 def deploy(c, skip_backup=False, dry_run=False, image=None, remote_only=False, local_only=False,
            strategy=None, wait_timeout=None, require_clean=False, lock_wait=None,
            health_timeout=None, allow_data_loss=None, json=False):
-    """Backup (verified) → snapshot → fly deploy → health gate → data guard; arguments
-    after -- go to fly."""
+    """Backup (verified) → snapshot → fly deploy → health gate → data guard.
+
+    Arguments after -- go to fly deploy."""
     deploys.check_flags(strategy, wait_timeout, passthrough())
     if skip_backup and not dry_run:
         confirm("--skip-backup deploys WITHOUT a backup and a volume snapshot.",

@@ -29,8 +29,9 @@ def checked(target, settings) -> tuple[dict, dict]:
 @guarded
 @closes_targets
 def check(c, production=False, host=None, json=False):
-    """What the machine has, which engine each task will use there, what cannot run, and
-    the Dockerfile lines that fix it. Exit 1 when a restore cannot run there."""
+    """Which engine each task will use on the machine, and what cannot run there.
+
+    Also the Dockerfile lines that fix it. Exit 1 when a restore cannot run there."""
     settings, target, ui = open_target(c, production=production, host=host, json=json)
     with ui.step(f"check {target.describe()}") as step:
         facts, decided = checked(target, settings)

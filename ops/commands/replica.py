@@ -281,8 +281,10 @@ def remote_position(target, replica: rp.ReplicaSettings) -> dict:
 @guarded
 @closes_targets
 def status(c, max_lag=None, production=False, host=None, config=None, json=False):
-    """How far the replica is behind its database; exit 7 over --max-lag, 15
-    when litestream is not running or the bucket cannot be read."""
+    """How far the replica is behind its database.
+
+    Exit 7 over --max-lag, 15 when litestream is not running or the bucket cannot be
+    read."""
     replica = config_module.load_replica(c.config, max_lag=max_lag)
     remote = production or host is not None or config_module.load(c.config).ssh_host
     if remote and config is not None:
@@ -726,8 +728,9 @@ def note_replica_end(report: dict, end: rp.Position | None, ui: UI) -> None:
 )
 @guarded
 def drill(c, quick=False, json=False):
-    """Restore the newest replica into a scratch folder, check it, and report its
-    freshness and the restore time (RTO); nothing is kept."""
+    """Restore the newest replica into scratch, check it, report its lag and RTO.
+
+    Its freshness (lag) and the restore time (RTO); nothing is kept."""
     ui = UI()
     sweep_stale_scratch(Path(tempfile.gettempdir()), ui, rp.DRILL_PREFIX)  # kill -9 left
     try:
