@@ -21,10 +21,10 @@ def test_deeply_nested_json_is_exit_8_in_one_line(site, task):
     assert "did not print JSON" in line and "RecursionError" not in result.stderr
 
 
-def test_a_deploy_dry_run_warns_about_deeply_nested_json_and_exits_0(site):
+def test_a_deploy_dry_run_warns_about_deeply_nested_json_and_exits_10(site):
     site.world.garbage(["machine", "list"], stdout=DEEP)
     result = site.run("deploy", "--dry-run")
-    assert result.returncode == 0, result
+    assert result.returncode == ExitCode.DEPLOY_ABORTED_PREFLIGHT, result  # as the run
     assert "RecursionError" not in result.stderr
     warning = [line for line in result.stderr.splitlines()
                if line.startswith("WARNING: a real run would stop at preflight")]

@@ -32,7 +32,8 @@ def test_no_dockerfile_and_no_image_stops_at_preflight(site):
     assert site.audit()[-1]["outcome"] == "preflight failed"
 
     planned = site.run("deploy", "--dry-run")
-    assert planned.returncode == 0 and "nothing to build" in planned.stderr
+    assert planned.returncode == ExitCode.DEPLOY_ABORTED_PREFLIGHT  # as the run
+    assert "nothing to build" in planned.stderr
 
 
 @pytest.mark.parametrize("setup", ["image_flag", "build_image", "build_dockerfile",

@@ -376,7 +376,11 @@ def test_strategies_that_need_a_second_machine_are_refused_with_a_volume(sites):
 def test_bluegreen_is_fine_without_a_volume(site):
     site.world.write_fly_toml(site.cwd, mounts=False)
     result = site.run("deploy", "--dry-run", "--json", "--strategy", "bluegreen")
-    assert result.returncode == 0, result
+    # the strategy is not refused (exit 2): the dry run goes on to preflight, where the
+    # double's machine without [mounts] stops it (exit 10, as the run would)
+    assert result.returncode == ExitCode.DEPLOY_ABORTED_PREFLIGHT, result
+    assert result.json()["warnings"] == [
+        "fly.toml has no [mounts] source: cannot tell which volume holds the database"]
 
 
 @pytest.mark.parametrize("value", ["none", "0", "0s", "0ms", "0h0m", "-5s", "+0", "00", "-1",

@@ -91,7 +91,7 @@ def test_a_dry_run_stops_where_the_run_stops_an_emergency_deploy_on_a_stopped_ma
     dry = site.run(*EMERGENCY, "--dry-run", "--json")
     run = site.run(*EMERGENCY)
 
-    assert dry.returncode == 0, dry
+    assert dry.returncode == ExitCode.DEPLOY_ABORTED_PREFLIGHT, dry  # as the run
     (warning,) = dry.json()["warnings"]
     assert f"machine {MID} is emergency-stopped" in warning
     assert f"WARNING: a real run would stop at preflight: {warning}" in dry.stderr

@@ -224,7 +224,8 @@ def test_a_dry_run_warns_when_preflight_would_fail_and_only_reads(sites):
                 (stopped, "no started machine has a 'data' volume attached", READS),
                 (gone, "no started machine has a 'data' volume attached", READS)]
     for (one, problem, reads), result in zip(expected, results, strict=True):
-        assert result.returncode == 0, result
+        # exit 10 as the run would: a dry run in a CI gate fails where the deploy stops
+        assert result.returncode == ExitCode.DEPLOY_ABORTED_PREFLIGHT, result
         warning = [line for line in result.stderr.splitlines() if line.startswith("WARNING:")]
         assert len(warning) == 1 and problem in warning[0], result.stderr
         assert warning[0].startswith("WARNING: a real run would stop at preflight: ")
@@ -258,7 +259,8 @@ def test_a_deploy_is_refused_while_the_machine_is_emergency_stopped(site):
     assert [entry["outcome"] for entry in site.audit() if entry["kind"] != "emergency.stop"] == [
         "preflight failed"] * 3
     planned = site.run("deploy", "--dry-run")
-    assert planned.returncode == 0 and "invoke emergency.resume" in planned.stderr, planned
+    assert planned.returncode == ExitCode.DEPLOY_ABORTED_PREFLIGHT, planned  # as the run
+    assert "invoke emergency.resume" in planned.stderr, planned
 
     assert site.run("emergency.resume", "--yes").returncode == 0
     assert site.run("deploy").returncode == 0
