@@ -68,12 +68,23 @@ def fetch(url: str, timeout: float = 10.0) -> tuple[int | None, dict | None, str
     except _Unusable as exc:
         return None, None, str(exc)
     except (OSError, ValueError, UnicodeError) as exc:
-        return None, None, str(getattr(exc, "reason", exc))
+        return None, None, unreachable(exc)
     try:
         body = json.loads(raw)
     except ValueError:
         return status, None, "the body is not JSON"
     return status, body if isinstance(body, dict) else None, ""
+
+
+def unreachable(exc: BaseException) -> str:
+    """Why a URL gave no answer, in words: "cannot connect (Connection refused)", not
+    "[Errno 111] Connection refused" (review-op s19)."""
+    reason = getattr(exc, "reason", exc)
+    if isinstance(reason, OSError) and reason.strerror:
+        return f"cannot connect ({reason.strerror})"
+    if isinstance(reason, TimeoutError):
+        return "no answer in time"
+    return str(reason)
 
 
 class _Unusable(Exception):

@@ -73,7 +73,8 @@ class FlyTarget(ScriptedTarget):
         return health.wait_for_backup_block(s.health, valid=valid_status,
                                             timeout=s.health_timeout,
                                             interval=s.health_interval,
-                                            on_reason=self.report.waiting)
+                                            on_reason=lambda reason: self.report.waiting(
+                                                f"  health: not yet: {reason}"))
 
     def status(self) -> dict:
         """The app's own /health view of backups; the remote folder if it cannot be read."""
