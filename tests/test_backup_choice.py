@@ -172,7 +172,8 @@ def test_a_folder_that_already_mixes_sources_keeps_them_apart(tmp_path, wal_db, 
     assert {item.name for item in engine.list_backups(backup_dir)} == {
         ours.name, other.name, downloaded.name}
     listed = run_invoke("backup.list")
-    assert listed.stderr.count("other db") == 2, listed
+    assert listed.stderr.count("other db") == 3, listed  # two rows and the legend line
+    assert "other db: made from another database than " in listed.stderr, listed
 
 
 def test_a_folder_moved_with_its_database_keeps_its_backups(tmp_path, run_invoke):

@@ -253,6 +253,9 @@ def list_(c, production=False, host=None, json=False):
                     f"before it put back {made.get('backup') or '?'} (at "
                     f"{made.get('when') or '?'}); never latest. To undo that restore: "
                     f"invoke restore {item.name}{target.flag} --yes")
+    if "other db" in kinds:  # what `latest` skips, and why (review-op s19: no legend)
+        ui.info(f"other db: made from another database than {source or 'db.path'} "
+                "(its record's source); never latest here, restore it by its name")
     if any(not item.sha256 and not item.verified for item in found):
         ui.info("no record: made without .sha256/.json sidecars (the old npm scripts); "
                 "verify, drill and restore refuse them as unverifiable until adopted: "
