@@ -831,11 +831,17 @@ def refuse_unreachable(argv: list[str], env: dict, what: str) -> None:
     connection within ``CONNECT_TIMEOUT`` (refused, no route, a name that does not
     resolve), instead of waiting out litestream's retries (``BUCKET_TIMEOUT``)."""
     endpoint = replica_checks.destination_parts(argv, env).get("endpoint", "")
+    problem = replica_checks.endpoint_problem(endpoint)  # a $VAR's value is judged here
+    if problem:
+        raise OpsError(problem, ExitCode.USAGE)
     address = endpoint_address(endpoint)
     if address is None or proxied(endpoint, env):
         return
     try:
         socket.create_connection(address, timeout=CONNECT_TIMEOUT).close()
+    except ValueError as exc:  # a host the checks above let by and the resolver refuses
+        raise OpsError(f"replica.endpoint {endpoint[:80]!r} cannot be connected to: {exc}",
+                       ExitCode.USAGE) from None
     except TimeoutError:
         raise OpsError(unreachable_line(what, endpoint, f"no answer within "
                                         f"{CONNECT_TIMEOUT:g}s"), ExitCode.REPLICA) from None
