@@ -753,6 +753,17 @@ def run(argv: list[str], env: dict, *, timeout: float, what: str,
         raise OpsError(f"{what}: {missing_bucket(found)}", code) from None
 
 
+def restore_failure_code(line: str, code: int, scratch) -> int:
+    """The exit code of a failed ``litestream restore`` (review-op s19 #4; ``run`` gives
+    it ``code`` 15): its replica's files could not be restored (garbage in the bucket:
+    "invalid LTX file") is the replica's failure, 15, as a bucket that cannot be read;
+    one naming the private folder it writes into (no space left, not writable) is this
+    computer's, 1. Any other code (a timeout, a bad endpoint) is kept."""
+    if code == ExitCode.REPLICA and str(scratch) in line:
+        return ExitCode.ERROR
+    return code
+
+
 def missing_bucket(found: dict) -> str:
     """One line for litestream's NoSuchBucket (review-op #6): the bucket and the endpoint
     named, the fix given; never its request ids."""

@@ -428,8 +428,12 @@ def restore_checked(argv: list[str], db: Path, out: Path, env: dict, settings, u
         tmp = scratch / out.name
         started = time.monotonic()
         with ui.step(f"restore {report['files']} file(s) from the replica"):
-            rp.run([*argv, str(tmp), str(db)], env, timeout=LITESTREAM_TIMEOUT,
-                   what="litestream restore failed", code=ExitCode.ERROR)
+            try:
+                rp.run([*argv, str(tmp), str(db)], env, timeout=LITESTREAM_TIMEOUT,
+                       what="litestream restore failed", code=ExitCode.REPLICA)
+            except OpsError as exc:  # the replica's files, unless it names our own folder
+                raise OpsError(str(exc), rp.restore_failure_code(str(exc), exc.code,
+                                                                 scratch)) from None
         report["restore_seconds"] = round(time.monotonic() - started, 3)
         os.chmod(tmp, 0o600)  # the app's data, private like every backup (litestream: 0644)
         if by is not None:
