@@ -36,7 +36,8 @@ def test_a_local_restore_from_the_replica_is_refused_before_the_replica_is_read(
 
 
 def test_a_production_restore_from_the_replica_is_refused_before_any_flyctl_call(prod):
-    result = prod.run("restore", "--from-replica", "--production")
+    result = prod.run("restore", "--from-replica", "--production",
+                      env={"BUCKET_NAME": "a-bucket"})  # settings sound: judged first
     line = helpers.assert_one_line_error(result, ExitCode.USAGE, strict=False)
     assert line == f"Error: {restores.WITHOUT_TERMINAL}"
     assert prod.calls() == [], prod.calls()

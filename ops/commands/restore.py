@@ -83,9 +83,9 @@ def database(c, which="latest", production=False, host=None, from_=None, yes=Fal
     if from_replica or timestamp is not None:  # docs/replica.md: the file becomes a backup
         if not from_replica:
             raise OpsError("--timestamp is for --from-replica", ExitCode.USAGE)
-        if not dry_run:  # before the replica's restore, its check and its publish (op #1)
-            cli.refuse_unasked(yes, restores.WITHOUT_TERMINAL)
         replicas.from_replica(c, which, from_, timestamp, run, dry_run=dry_run, json=json,
+                              unasked=None if dry_run else functools.partial(
+                                  cli.refuse_unasked, yes, restores.WITHOUT_TERMINAL),
                               remote=settings.db_remote_path if production or host else None,
                               target=functools.partial(target_for, settings,
                                                        production=production)
