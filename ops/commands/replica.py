@@ -800,7 +800,7 @@ def from_replica(c, which: str, from_: str | None, timestamp: str | None, restor
             named = {"which": "latest", "from_": str(out)} if remote else \
                 {"which": out.name, "from_": None}
             handed = {"target": opened.pop()} if opened else {}
-            restore(**named, checked=True, replica=report if dry_run else None, **handed)
+            restore(**named, checked=True, replica=report, **handed)
     except Terminated as exc:
         raise OpsError(f"terminated by {exc.name} before the restore began: "
                        f"{what_was_kept(made.get('placed'))}the live database untouched",
