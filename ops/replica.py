@@ -747,10 +747,39 @@ def run(argv: list[str], env: dict, *, timeout: float, what: str,
     try:
         return answer(done.returncode, done.stdout, done.stderr, what, code)
     except OpsError as exc:
-        if "NoSuchBucket" not in str(exc):
-            raise
         found = replica_checks.destination_parts(argv, env)
-        raise OpsError(f"{what}: {missing_bucket(found)}", code) from None
+        if "NoSuchBucket" in str(exc):
+            raise OpsError(f"{what}: {missing_bucket(found)}", code) from None
+        line = sdk_error_line(str(exc), found)
+        if line is None:
+            raise
+        raise OpsError(line, code) from None
+
+
+SDK_ERROR = re.compile(r"operation error S3: (?P<op>\w+), https response error StatusCode: "
+                       r"(?P<status>\d+), RequestID: (?P<request>[^,]*), HostID: [^,]*, "
+                       r"(?:api error )?(?P<api>.*)$")  # or "error while deserializing …"
+
+
+def sdk_error_line(message: str, found: dict) -> str | None:
+    """The AWS SDK's raw error in litestream's line (review-op s19 #7: "operation error
+    S3: ListObjectsV2, https response error StatusCode: 404, RequestID: , HostID: , api
+    error NotFound: Not Found") as one clear line naming the endpoint and what to check;
+    None when the line holds none. No S3 request ID: what answered is not S3 (the app,
+    a web server)."""
+    match = SDK_ERROR.search(message)
+    if match is None:
+        return None
+    at = found.get("endpoint") or found.get("url") or "the default AWS S3 endpoint"
+    head = message[:match.start()].rstrip(": ")
+    answered = (f"{at} answered {match['op']} with HTTP {match['status']} "
+                f"({match['api'].strip()[:120]})")
+    if not match["request"].strip():
+        return (f"{head}: {answered} and no S3 request ID: it is not an S3 endpoint (check "
+                "replica.endpoint (AWS_ENDPOINT_URL_S3): the storage's S3 URL, not the app "
+                "or a web server)")
+    return (f"{head}: {answered}: check replica.bucket (BUCKET_NAME), replica.endpoint "
+            "(AWS_ENDPOINT_URL_S3) and the credentials (AWS_ACCESS_KEY_ID)")
 
 
 def restore_failure_code(line: str, code: int, scratch) -> int:
