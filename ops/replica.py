@@ -871,7 +871,8 @@ def refuse_unreachable(argv: list[str], env: dict, what: str) -> None:
     connection within ``CONNECT_TIMEOUT`` (refused, no route, a name that does not
     resolve), instead of waiting out litestream's retries (``BUCKET_TIMEOUT``)."""
     endpoint = replica_checks.destination_parts(argv, env).get("endpoint", "")
-    problem = replica_checks.endpoint_problem(endpoint)  # a $VAR's value is judged here
+    problem = endpoint.lower().startswith(("http://", "https://")) and \
+        replica_checks.address_problem(endpoint)  # a --config file's too (replica.status)
     if problem:
         raise OpsError(problem, ExitCode.USAGE)
     address = endpoint_address(endpoint)

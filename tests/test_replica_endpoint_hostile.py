@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 
 from ops import config
+from ops import replica as rp
 from ops.errors import ExitCode, OpsError
 from ops.replica_checks import endpoint_problem
 from tests.helpers import assert_one_line_error
@@ -64,3 +65,23 @@ def test_every_replica_task_refuses_it_in_one_line(task, replica_world, run_invo
     result = run_invoke(*task, env=env)
     line = assert_one_line_error(result, ExitCode.USAGE, strict=False)
     assert "replica.endpoint" in line and "Traceback" not in result.stderr, result
+
+
+@pytest.mark.parametrize("endpoint", HOSTILE)
+def test_the_probe_refuses_it_from_any_config_file(endpoint, tmp_path):
+    """A litestream config the operator wrote (replica.status --config) is read by the
+    probe alone: the same refusal there, never the connect's UnicodeError."""
+    yml = tmp_path / "litestream.yml"
+    yml.write_text("dbs:\n  - path: /x.db\n    replica:\n      type: s3\n      bucket: b\n"
+                   f"      endpoint: '{endpoint}'\n", encoding="utf-8")
+    with pytest.raises(OpsError) as refused:
+        rp.refuse_unreachable(["litestream", "ltx", "-config", str(yml), "/x.db"], {}, "w")
+    assert refused.value.code == ExitCode.USAGE and "replica.endpoint" in str(refused.value)
+
+
+def test_the_probe_leaves_an_endpoint_without_a_scheme_to_litestream(tmp_path):
+    yml = tmp_path / "litestream.yml"
+    yml.write_text("dbs:\n  - path: /x.db\n    replica:\n      type: s3\n      bucket: b\n"
+                   "      endpoint: s3.example.com\n", encoding="utf-8")
+    assert rp.refuse_unreachable(["litestream", "ltx", "-config", str(yml), "/x.db"], {},
+                                 "w") is None
