@@ -8,7 +8,10 @@ litestream, real S3 (moto), real WAL databases, the real CLI."""
 
 from __future__ import annotations
 
+import signal
+
 from ops import engine, poll
+from ops.errors import ExitCode
 from tests import helpers
 from tests.replica_world import (  # noqa: F401
     lose_rows,
@@ -44,3 +47,25 @@ def test_waiting_for_the_restore_lock_it_holds_no_backup_lock(replica_world, run
     assert result.returncode == 0, result
     assert users(world.db) == before and sound(world.db)
 
+
+
+def test_a_sigterm_while_it_waits_for_the_restore_lock_leaves_nothing(replica_world,
+                                                                      run_invoke, tmp_path):
+    world = replica_world
+    lose_rows(world)
+    held = world.db.read_bytes()
+    backups = tmp_path / "backups"
+    env = {**world.env, "INVOKE_BACKUP_DIR": str(backups), "INVOKE_BACKUP_LOCK_WAIT": "60"}
+    with helpers.file_lock_held(backups / engine.RESTORE_LOCK, tmp_path / "holder"):
+        run = helpers.start_invoke("restore", "--from-replica", "--yes", cwd=world.tmp,
+                                   env=env)
+        run.wait_for_stderr("waiting up to 60s for the restore lock", timeout=60)
+        run.proc.send_signal(signal.SIGTERM)
+        result = run.finish()
+    helpers.assert_one_line_error(result, ExitCode.TERMINATED, strict=False,
+                                  contains="nothing restored")
+    assert engine.list_backups(backups) == []
+    assert [path.name for path in backups.iterdir()
+            if path.name not in (engine.LOCK_NAME, engine.RESTORE_LOCK)] == []  # no scratch
+    assert world.db.read_bytes() == held
+    assert run_invoke("backup", env=env).returncode == 0  # no lock left held
