@@ -2492,6 +2492,27 @@ class Restoring:
         return lambda holder: self.on_wait(lock, holder)
 
 
+_HELD_RESTORES: set = set()  # folders whose restore lock this process holds across steps
+
+
+@contextlib.contextmanager
+def held_restore_lock(directory, wait: float = 0.0, on_wait=None):
+    """The folder's restore lock. Every restore takes it before the folder's backup lock
+    (review-break s19 #7: two runs taking them in opposite orders each waited for the
+    other until the lock wait ran out); restore --from-replica takes it before the backup
+    lock it publishes under, and its restore (``restoring``) then holds it on."""
+    key = os.path.realpath(directory)
+    if key in _HELD_RESTORES:
+        yield
+        return
+    with file_lock(Path(directory) / RESTORE_LOCK, wait, "another restore", on_wait=on_wait):
+        _HELD_RESTORES.add(key)
+        try:
+            yield
+        finally:
+            _HELD_RESTORES.discard(key)
+
+
 def restoring(live, directory, which: str = "latest", *, source: str | None = None,
               **options):
     """The one restore (the machine's python3 through ``restore_database``, and the local
@@ -2510,7 +2531,7 @@ def restoring(live, directory, which: str = "latest", *, source: str | None = No
     if run.state != "ok" and not run.app_stopped:
         raise broken_live_refusal(run.live, run.state, run.why, run.how)
     prepare_dir(run.directory)
-    with file_lock(run.directory / RESTORE_LOCK, run.lock_wait, "another restore"), \
+    with held_restore_lock(run.directory, run.lock_wait), \
             held_backup_lock(run.directory, run.lock_wait, run.waiting(run.directory)):
         yield run.at("locked")
         run.chosen = resolve_backup(run.directory, which, source)[0]

@@ -747,10 +747,50 @@ def run(argv: list[str], env: dict, *, timeout: float, what: str,
     try:
         return answer(done.returncode, done.stdout, done.stderr, what, code)
     except OpsError as exc:
-        if "NoSuchBucket" not in str(exc):
-            raise
         found = replica_checks.destination_parts(argv, env)
-        raise OpsError(f"{what}: {missing_bucket(found)}", code) from None
+        if "NoSuchBucket" in str(exc):
+            raise OpsError(f"{what}: {missing_bucket(found)}", code) from None
+        line = sdk_error_line(str(exc), found)
+        if line is None:
+            raise
+        raise OpsError(line, code) from None
+
+
+SDK_ERROR = re.compile(r"operation error S3: (?P<op>\w+), https response error StatusCode: "
+                       r"(?P<status>\d+), RequestID: (?P<request>[^,]*), HostID: [^,]*, "
+                       r"(?:api error )?(?P<api>.*)$")  # or "error while deserializing …"
+
+
+def sdk_error_line(message: str, found: dict) -> str | None:
+    """The AWS SDK's raw error in litestream's line (review-op s19 #7: "operation error
+    S3: ListObjectsV2, https response error StatusCode: 404, RequestID: , HostID: , api
+    error NotFound: Not Found") as one clear line naming the endpoint and what to check;
+    None when the line holds none. No S3 request ID: what answered is not S3 (the app,
+    a web server)."""
+    match = SDK_ERROR.search(message)
+    if match is None:
+        return None
+    at = found.get("endpoint") or found.get("url") or "the default AWS S3 endpoint"
+    head = message[:match.start()].rstrip(": ")
+    answered = (f"{at} answered {match['op']} with HTTP {match['status']} "
+                f"({match['api'].strip()[:120]})")
+    if not match["request"].strip():
+        return (f"{head}: {answered} and no S3 request ID: it is not an S3 endpoint (check "
+                "replica.endpoint (AWS_ENDPOINT_URL_S3): the storage's S3 URL, not the app "
+                "or a web server)")
+    return (f"{head}: {answered}: check replica.bucket (BUCKET_NAME), replica.endpoint "
+            "(AWS_ENDPOINT_URL_S3) and the credentials (AWS_ACCESS_KEY_ID)")
+
+
+def restore_failure_code(line: str, code: int, scratch) -> int:
+    """The exit code of a failed ``litestream restore`` (review-op s19 #4; ``run`` gives
+    it ``code`` 15): its replica's files could not be restored (garbage in the bucket:
+    "invalid LTX file") is the replica's failure, 15, as a bucket that cannot be read;
+    one naming the private folder it writes into (no space left, not writable) is this
+    computer's, 1. Any other code (a timeout, a bad endpoint) is kept."""
+    if code == ExitCode.REPLICA and str(scratch) in line:
+        return ExitCode.ERROR
+    return code
 
 
 def missing_bucket(found: dict) -> str:
@@ -831,11 +871,18 @@ def refuse_unreachable(argv: list[str], env: dict, what: str) -> None:
     connection within ``CONNECT_TIMEOUT`` (refused, no route, a name that does not
     resolve), instead of waiting out litestream's retries (``BUCKET_TIMEOUT``)."""
     endpoint = replica_checks.destination_parts(argv, env).get("endpoint", "")
+    problem = endpoint.lower().startswith(("http://", "https://")) and \
+        replica_checks.address_problem(endpoint)  # a --config file's too (replica.status)
+    if problem:
+        raise OpsError(problem, ExitCode.USAGE)
     address = endpoint_address(endpoint)
     if address is None or proxied(endpoint, env):
         return
     try:
         socket.create_connection(address, timeout=CONNECT_TIMEOUT).close()
+    except ValueError as exc:  # a host the checks above let by and the resolver refuses
+        raise OpsError(f"replica.endpoint {endpoint[:80]!r} cannot be connected to: {exc}",
+                       ExitCode.USAGE) from None
     except TimeoutError:
         raise OpsError(unreachable_line(what, endpoint, f"no answer within "
                                         f"{CONNECT_TIMEOUT:g}s"), ExitCode.REPLICA) from None

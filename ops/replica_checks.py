@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 
 from invoke.util import yaml
 
@@ -108,6 +109,30 @@ def endpoint_problem(endpoint: str, name: str = "replica.endpoint") -> str | Non
         return f"{name} must be an http:// or https:// URL, got {endpoint[:80]!r}"
     if not found[1] or found[1].startswith(":"):
         return f"{name} has no host: {endpoint[:80]!r}"
+    return address_problem(endpoint, name)
+
+
+def address_problem(endpoint: str, name: str = "replica.endpoint") -> str | None:
+    """Why an http(s) endpoint's host or port cannot be connected to (None: fine): a port
+    not from 1 to 65535 (``:0`` was probed as 80), a host name with an empty label
+    (``a..b``), a label over 63 characters, or characters no host name holds (a zero-width
+    space): the probe's connect raised a traceback on them (review-break s19 #4)."""
+    try:
+        url = urllib.parse.urlsplit(endpoint)
+        port = url.port
+    except ValueError:  # a port out of range or not a number, an unclosed [
+        port = 0
+    if port == 0:
+        return (f"{name} has no host and port to connect to (a port is a number from 1 to "
+                f"65535, an IPv6 address is in [ ]): {endpoint[:80]!r}")
+    host = url.hostname or ""
+    if ":" in host:  # an IPv6 address in brackets: urlsplit judged it
+        return None
+    try:
+        host.encode("idna")
+    except UnicodeError:
+        return (f"{name} has no valid host name (an empty label, a label over 63 "
+                f"characters, or characters no host name holds): {endpoint[:80]!r}")
     return None
 
 

@@ -43,6 +43,9 @@ class RestoreOptions:
     # restore --from-replica: the file was checked by this run a moment ago (its record
     # written from that check): verify names its SHA-256 against the record, no 2nd check
     checked: bool = False
+    # restore --from-replica: its replica phase's report (the TXID and time reached, the
+    # backup it became), recorded as the audit record's ``from_replica`` (review-op s19)
+    from_replica: dict | None = None
 
 
 Step = runbook.Step  # a restore's plan is a runbook plan: ``reads_only`` steps run in a dry run
@@ -306,7 +309,9 @@ class Restore:
                          self.held.close, shown=False, recorded=False))
         self.record = runner.start(target=self._where(), backup=None,
                                    **{"from": self.options.from_path}, safety_backup=None,
-                                   tables_before=None, tables_after=None)
+                                   tables_before=None, tables_after=None,
+                                   **({"from_replica": self.options.from_replica}
+                                      if self.options.from_replica is not None else {}))
         runner.check_audit_log()  # a restore must not happen unrecorded; nothing to record
         try:
             return runner.run(self._steps())

@@ -214,3 +214,17 @@ if args[:1] == ["restore"] and "-dry-run" not in args:
     time.sleep(120)
 os.execv({real!r}, [{real!r}, *args])
 """
+
+
+def garbage_replica(world: World, body: bytes = b"not an ltx file") -> None:
+    """The replica shipped, then every one of its files overwritten with ``body``
+    (litestream's restore then fails: "invalid LTX file")."""
+    boto3 = pytest.importorskip("boto3")  # moto[server]'s own dependency
+    world.kill(world.start())
+    s3 = boto3.client("s3", endpoint_url=world.endpoint, region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing-secret")
+    keys = [item["Key"] for item in s3.list_objects_v2(Bucket=world.bucket)["Contents"]
+            if item["Key"].endswith(".ltx")]
+    assert keys
+    for key in keys:
+        s3.put_object(Bucket=world.bucket, Key=key, Body=body)

@@ -120,9 +120,10 @@ def test_a_declined_restore_leaves_the_later_backup_latest(replica_world, tmp_pa
     later = engine.create_backup(world.db, backups)
     env = {**world.env, "INVOKE_BACKUP_DIR": str(backups)}
     held = world.db.read_bytes()
-    declined = helpers.run_here("restore", "--from-replica", "--timestamp", at,
-                                cwd=world.tmp, env=env)
-    assert declined.returncode == 2, declined  # no --yes and no terminal to ask
+    # declined at the question (without a terminal it is now refused before any work)
+    code, shown = helpers.on_terminal(["restore", "--from-replica", "--timestamp", at],
+                                      cwd=world.tmp, env=env, answer="no")
+    assert code == 1 and "not confirmed" in shown, shown
     assert world.db.read_bytes() == held
     item, _ = replica_backup(backups)  # kept, as the docs say, but dated by its data
     assert engine.parse_iso(item.created) < engine.parse_iso(later.created)

@@ -430,8 +430,12 @@ def restore_checked(argv: list[str], db: Path, out: Path, env: dict, settings, u
         tmp = scratch / out.name
         started = time.monotonic()
         with ui.step(f"restore {report['files']} file(s) from the replica"):
-            rp.run([*argv, str(tmp), str(db)], env, timeout=LITESTREAM_TIMEOUT,
-                   what="litestream restore failed", code=ExitCode.ERROR)
+            try:
+                rp.run([*argv, str(tmp), str(db)], env, timeout=LITESTREAM_TIMEOUT,
+                       what="litestream restore failed", code=ExitCode.REPLICA)
+            except OpsError as exc:  # the replica's files, unless it names our own folder
+                raise OpsError(str(exc), rp.restore_failure_code(str(exc), exc.code,
+                                                                 scratch)) from None
         report["restore_seconds"] = round(time.monotonic() - started, 3)
         os.chmod(tmp, 0o600)  # the app's data, private like every backup (litestream: 0644)
         if by is not None:
@@ -483,7 +487,7 @@ def publish_checked(tmp: Path, out: Path, settings, by: str, started: float, ui:
             raise OpsError(f"the restored database failed {pragma}: {problems[0]} "
                            f"(nothing written to {out})", ExitCode.VERIFY_FAILED)
         try:
-            with publish_lock(out.parent, settings.lock_wait, backup.get("held")):
+            with publish_lock(out.parent, settings.lock_wait, backup.get("held"), ui):
                 sweep_orphan_records(out.parent, ui)
                 out = backup["out"] = backup["placed"] = free_out(out, backup.get("taken"))
                 engine.publish(tmp, out, engine.BackupResult(
@@ -500,14 +504,19 @@ def publish_checked(tmp: Path, out: Path, settings, by: str, started: float, ui:
             if table not in rp.LITESTREAM_TABLES}
 
 
-def publish_lock(folder: Path, wait: float, held: contextlib.ExitStack | None):
+def publish_lock(folder: Path, wait: float, held: contextlib.ExitStack | None, ui: UI):
     """The folder's backup lock for publishing; with ``held`` (restore --from-replica) taken
     into it and kept after the publish, until the restore of that backup has taken it too
     (``engine.held_backup_lock`` is re-entrant): a ``backup.cleanup`` or a backup's
     retention in between would remove the new backup, dated by its data and so not the
-    newest, and the restore would find it gone (exit 3)."""
+    newest, and the restore would find it gone (exit 3). The restore lock is taken first
+    and kept too, as every restore takes the two (``engine.held_restore_lock``): taken
+    after the backup lock, a plain restore holding it waited for ours and we for its."""
     if held is None:
         return engine.backup_lock(folder, wait)
+    lock = folder / engine.RESTORE_LOCK
+    held.enter_context(engine.held_restore_lock(folder, wait, lambda holder: ui.waiting(
+        f"  waiting up to {wait:g}s for the restore lock {lock}, held by {holder}")))
     held.enter_context(engine.held_backup_lock(folder, wait))
     return contextlib.nullcontext()
 
@@ -763,7 +772,8 @@ REPLICA_FOLDER = "replica"  # under backup.dir: replica restores sent to a serve
 
 
 def from_replica(c, which: str, from_: str | None, timestamp: str | None, restore, *,
-                 remote: str | None, dry_run: bool, json: bool, target=None) -> None:
+                 remote: str | None, dry_run: bool, json: bool, target=None,
+                 unasked=None) -> None:
     """``invoke restore --from-replica``: the replica (its newest point, or as of
     ``--timestamp``) restored and checked into a new backup file published with its records
     at once (``kind: adopted``, ``by`` naming the TXID), then ``restore`` (the command's
@@ -771,12 +781,16 @@ def from_replica(c, which: str, from_: str | None, timestamp: str | None, restor
     (``remote``: the machine's database path) uploaded from backup.dir/replica (``--from``).
     Guarded from the start: a SIGTERM anywhere is one ``Error:`` line and exit 143.
     ``target(ui)``: opens the server's target (read when the file is named: its backups'
-    names are not free; then handed to ``restore``, which closes it)."""
+    names are not free; then handed to ``restore``, which closes it). ``unasked()``:
+    refuses a run that cannot be asked (no terminal, no --yes), after the arguments are
+    judged and before the replica is read (review-op s19 #1)."""
     if which != "latest" or from_ is not None:
         raise OpsError("--from-replica restores from the replica: give no backup name and "
                        "no --from", ExitCode.USAGE)
     rp.restore_target(timestamp, None)  # a bad --timestamp is refused before any folder,
     require_bucket(config.load_replica(c.config))  # and so are bad replica.* settings
+    if unasked is not None:
+        unasked()
     opened: list = []
     held = contextlib.ExitStack()  # the backup lock from the publish to the restore's end
     made: dict = {} if remote else {"held": held}  # (a server's restore takes its own)
@@ -789,7 +803,7 @@ def from_replica(c, which: str, from_: str | None, timestamp: str | None, restor
             named = {"which": "latest", "from_": str(out)} if remote else \
                 {"which": out.name, "from_": None}
             handed = {"target": opened.pop()} if opened else {}
-            restore(**named, checked=True, replica=report if dry_run else None, **handed)
+            restore(**named, checked=True, replica=report, **handed)
     except Terminated as exc:
         raise OpsError(f"terminated by {exc.name} before the restore began: "
                        f"{what_was_kept(made.get('placed'))}the live database untouched",

@@ -84,6 +84,8 @@ def database(c, which="latest", production=False, host=None, from_=None, yes=Fal
         if not from_replica:
             raise OpsError("--timestamp is for --from-replica", ExitCode.USAGE)
         replicas.from_replica(c, which, from_, timestamp, run, dry_run=dry_run, json=json,
+                              unasked=None if dry_run else functools.partial(
+                                  cli.refuse_unasked, yes, restores.WITHOUT_TERMINAL),
                               remote=settings.db_remote_path if production or host else None,
                               target=functools.partial(target_for, settings,
                                                        production=production)
@@ -98,7 +100,8 @@ def restore_now(*, which, from_, settings, production, host, yes, dry_run, busy_
     """The restore proper, of a backup name or (``from_``) an uploaded file. ``checked``:
     the file's check ran in this run a moment ago (--from-replica): its SHA-256 against
     its record is verified, not integrity_check again. ``replica``: --from-replica's plan,
-    shown before the restore's in a dry run. ``target``: the server's, already opened
+    shown before the restore's in a dry run (its report in a real run: the record's
+    ``from_replica``). ``target``: the server's, already opened
     (--from-replica read its names); closed here like one opened here."""
     if from_ is not None and not (production or host):
         raise OpsError("--from uploads a local file and restores it on a server: add "
@@ -110,6 +113,7 @@ def restore_now(*, which, from_, settings, production, host, yes, dry_run, busy_
     options = restores.RestoreOptions(which=which, production=production, host=host,
                                       from_path=from_, app_stopped=bool(app_stopped),
                                       other_source=bool(other_source), checked=checked,
+                                      from_replica=replica,
                                       busy_timeout=10.0 if timeout is None else timeout)
     ui = UI()
     if target is None and (production or host):
