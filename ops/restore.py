@@ -333,6 +333,14 @@ class Restore:
                     r.get("interrupted") and r["outcome"] == "failed"):
             for line in by_hand(r, self._flag(), self._machine()):
                 self.ui.info(line)
+        elif r["safety_backup"] and (kept := nothing_to_undo(r)):
+            self.ui.info(f"Safety backup: {r['safety_backup']['name']} ({kept}). "
+                         + ("Nothing to undo." if r["outcome"] == "ok" else
+                            f"To restore, run again: {_again(r, r['backup']['name'], self._flag())}"
+                            + (" (with a larger --busy-timeout, or when the app writes less)"
+                               if r.get("exit_code") == ExitCode.TIMEOUT else "")))
+            for line in interrupted_lines(r, self._flag()):
+                self.ui.info(line)
         elif r["safety_backup"]:
             safety, undo = r["safety_backup"]["name"], undo_backup(r)
             if undo:
@@ -1161,6 +1169,28 @@ def undo_backup(record: dict) -> str | None:
     if record.get("undo_unknown"):
         return None
     return record.get("undo") or (record.get("safety_backup") or {}).get("name")
+
+
+def nothing_to_undo(record: dict) -> str | None:
+    """Why a run that made a safety backup has no undo (pure), or None when it has one.
+    The undo line restores the safety backup over the live database: only worth it when
+    this run changed the live database and the safety backup holds what it held before.
+    Otherwise following it throws away the app's writes since (review-op s19 #3): a copy
+    that never happened (the app's write lock outlasted --busy-timeout, any failure
+    before the copy: no proof, no copy time), or a live database that already held the
+    backup's content with no earlier safety backup holding other content."""
+    safety = (record.get("safety_backup") or {}).get("name")
+    if not safety:
+        return None
+    changed = record.get("outcome") == "ok" or record.get("proof") is not None \
+        or record.get("restore_seconds") is not None or record.get("holds") in ("backup", "other")
+    if not changed:
+        return "the live database was not changed by this run"
+    if (record.get("proof") or {}).get("held_backup_before") and \
+            record.get("undo") == safety and not record.get("undo_unknown"):
+        return "it holds the same content the live database holds: the live database " \
+            "already held the backup's content"
+    return None
 
 
 def undo_lines(record: dict, flag: str) -> list[str]:
