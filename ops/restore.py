@@ -1291,7 +1291,9 @@ def _done_by_hand(record: dict, backup: str | None, safety: str | None, flag: st
     wait): the restore itself is done; what is left is the app's side."""
     lines = [f"The restore itself was done and proven: the live database holds backup "
              f"{backup}."]
-    if safety:
+    if safety and (kept := nothing_to_undo(record)):
+        lines.append(f"Safety backup {safety}: {kept}; nothing to undo.")
+    elif safety:
         lines += undo_lines(record, flag)
     done = [s["step"] for s in record["steps"] if s.get("outcome") == "ok"]
     if machine and "restart" not in done:

@@ -13,7 +13,7 @@ import sqlite3
 import pytest
 
 from ops import engine
-from ops.restore import nothing_to_undo
+from ops.restore import by_hand, nothing_to_undo
 from tests import helpers, node_env
 from tests.fake_production import changed_after_backup, site  # noqa: F401  (a fixture)
 from tests.helpers import change, content
@@ -129,3 +129,13 @@ def test_a_machine_retry_names_the_first_runs_safety_backup(site, name):  # noqa
     assert again.returncode == 0, again
     # the retry's undo is the first run's safety backup (README), never its own
     assert "holds the same" in again.stderr and "To undo this restore:" in again.stderr
+
+
+def test_a_run_stopped_after_its_proof_over_the_same_content_names_no_undo():
+    record = {"outcome": "ok", "backup": {"name": "B"}, "safety_backup": {"name": "S"},
+              "undo": "S", "holds": "backup", "interrupted": "SIGTERM",
+              "proof": {"ok": True, "held_backup_before": True},
+              "steps": [{"step": "restore", "outcome": "ok"}, {"step": "check", "outcome": "ok"}]}
+    lines = by_hand(record, " --production", ("app", "m1"))
+    assert not any("invoke restore S" in line for line in lines), lines
+    assert any("nothing to undo" in line for line in lines), lines
