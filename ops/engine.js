@@ -581,6 +581,8 @@ async function copyDatabase(source, target, timeout) {
   }
 }
 
+const CHECK_NOT_RUN = /out of memory|disk i\/o error|disk is full|unable to open|interrupted|database is locked|killed/i;
+
 function runCheck(file, check = 'integrity') {
   if (!CHECKS.includes(check)) throw new EngineError(`unknown check ${pyRepr(check)}: use one of ${CHECKS.join(', ')}`, 'usage');
   const pragma = check === 'integrity' ? 'integrity_check' : 'quick_check';
@@ -590,6 +592,10 @@ function runCheck(file, check = 'integrity') {
   try {
     rows = conn.all(`PRAGMA ${pragma}`).map((r) => String(r[0]));
   } catch (e) {
+    // the check could not run (engine.py check_could_not_run): no verdict on the file
+    if (CHECK_NOT_RUN.test(e.message)) {
+      throw new EngineError(`the ${pragma} of ${path.basename(file)} could not run (${firstLine(e.message)}): the file was not judged, nothing was changed; this says nothing about the file: look at the memory and disk where it ran, then run again`, /full/i.test(e.message) ? 'no_space' : 'check_failed');
+    }
     return [firstLine(e.message)];
   } finally {
     conn.close();
