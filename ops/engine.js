@@ -1375,7 +1375,14 @@ function liveAndRecordedCounts(live, dir, name) {
     if (!(e instanceof EngineError) || e.kind === 'usage') throw e;
     recorded = null;
   }
-  return { live: countRows(live, { live: true }), backup: recorded === undefined ? null : recorded };
+  const backup = recorded === undefined ? null : recorded;
+  try {
+    return { live: countRows(live, { live: true }), backup };
+  } catch (e) { // missing or not a database: say which, so the restore refuses before asking
+    const [state, why] = liveState(live);
+    if (state === 'ok') throw e;
+    return { live: null, backup, live_state: state, live_problem: why };
+  }
 }
 
 // The schema as the data guard compares it: the python engine's SCHEMA_SQL, the same text.

@@ -2647,7 +2647,13 @@ def live_and_recorded_counts(live, directory, name: str) -> dict:
         recorded = read_drill_record(Path(directory) / check_name(name)).get("tables")
     except EngineError:
         recorded = None
-    return {"live": count_rows(live, live=True), "backup": recorded}
+    try:
+        return {"live": count_rows(live, live=True), "backup": recorded}
+    except EngineError:  # missing or not a database: say which, so the restore refuses
+        state, why = live_state(live)  # before asking (as locally), not after the yes
+        if state == "ok":
+            raise
+        return {"live": None, "backup": recorded, "live_state": state, "live_problem": why}
 
 
 # The schema as the data guard compares it (``ops.data_guard``): "KIND NAME" entries and

@@ -908,9 +908,13 @@ def counts_script(db: str, directory: str, name: str) -> str:
     """Rows per table of the live database, and the counts recorded for backup ``name``."""
     check_name(name)
     db_q = shlex.quote(db)
-    sqlite = f"""for t in $(sqlite3 -readonly {db_q} "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"); do
+    # a missing or non-SQLite live database is named (engine.live_state), so the restore
+    # refuses it before asking, as locally
+    sqlite = f"""if [ ! -e {db_q} ] && [ ! -h {db_q} ]; then printf '{ENTRY_MARK} state missing\\n'
+elif [ -f {db_q} ] && ! is_sqlite {db_q}; then printf '{ENTRY_MARK} state corrupt\\n'
+else for t in $(sqlite3 -readonly {db_q} "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"); do
   printf '{ENTRY_MARK} live %s %s\\n' "$t" "$(sqlite3 -readonly {db_q} "SELECT count(*) FROM \\"$t\\"")"
-done
+done; fi
 ( {manifest_script(directory, name)} )"""
     return _choose(_engine("counts", "--db", db, "--dir", directory, "--which", name), sqlite,
                    f"echo {STRATEGY_MARK}=none")

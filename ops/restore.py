@@ -189,6 +189,27 @@ def live_warning(db, state: str, why: str, o: RestoreOptions) -> str | None:
     return f"the live database {db} is {state} ({why}): {then}"
 
 
+def remote_live_warning(o: RestoreOptions, settings, target, found: dict) -> str | None:
+    """What a production (or --host) dry run says about a missing or corrupt live
+    database there, asked as the run asks before its question (``Target.counts``); a
+    failure to ask is only said, the dry run goes on (review-op s19 #2)."""
+    if target is None or not found.get("backup") or o.from_path:
+        return None
+    try:
+        counts = target.counts(found["backup"]) or {}
+    except (OpsError, EngineError) as exc:
+        return f"could not look at the live database: {cli.one_line(exc)}"
+    state = counts.get("live_state")
+    if not state:
+        return None
+    stopped = found.get("stopped") if o.production else o.app_stopped
+    then = ("the real run moves it aside and restores into its place" if state == "corrupt"
+            else "the real run restores into its place") if stopped else (
+        f"the real run will refuse (exit 2): {engine.REMOTE_HOW}")
+    return (f"the live database {settings.db_remote_path} is {state} "
+            f"({counts.get('live_problem')}): {then}")
+
+
 def plan_as_data(steps: list[Step]) -> list[dict]:
     return runbook.plan_as_data(steps)
 
@@ -916,7 +937,15 @@ class Restore:
         if not self.options.from_path:
             self._other_source(name, f["chosen"].source, self.settings.db_remote_path)
         counts = self._counts(name)
-        first = f"Replace the live database {target.describe()} ({live_counts(counts)})"
+        state = counts.get("live_state")
+        stopped = self.found.get("stopped") if self.options.production else self.options.app_stopped
+        if state and not stopped:  # refused now, before the question, as locally
+            self.record["outcome"] = "refused"
+            raise OpsError(f"restore on {self._there()}: " + str(engine.broken_live_refusal(
+                self.settings.db_remote_path, state, counts.get("live_problem"),
+                engine.REMOTE_HOW)), ExitCode.USAGE)
+        first = f"Replace the live database {target.describe()} (" + (
+            f"{state}: {counts.get('live_problem')}" if state else live_counts(counts)) + ")"
         if self.options.from_path:
             local = f["file"]
             f["asked"] = [first, "with the local file " + describe_backup(
@@ -965,7 +994,9 @@ class Restore:
         except (OpsError, EngineError) as exc:
             if getattr(exc, "no_engine", False):  # nothing there could restore: stop now
                 raise
-            self.ui.warn(f"could not count rows on {self._there()}: {exc}")
+            text = str(exc)  # the machine's error names its step already: said once
+            self.ui.warn(f"could not {text}" if text.startswith("count rows on ")
+                         else f"could not count rows on {self._there()}: {text}")
             return {}
 
     def _remote(self, name: str, app_stopped: bool = False):

@@ -14,20 +14,9 @@ import pytest
 
 from ops import engine
 from ops.restore import by_hand, nothing_to_undo
-from tests import helpers, node_env
-from tests.fake_production import changed_after_backup, site  # noqa: F401  (a fixture)
+from tests import helpers
+from tests.fake_production import changed_after_backup, site, use_engine  # noqa: F401
 from tests.helpers import change, content
-
-
-def _engine(site, name: str) -> None:
-    """The machine set up so its restore picks engine ``name``."""
-    if name == "sqlite3":
-        site.world.remove_machine_tools("python3")
-    elif name == "node":
-        site.world.set_machine_image("node")
-        base, app_dir = site.env, str(node_env.app_dir())
-        site.env = lambda extra=None: base({"INVOKE_MACHINE_APP_DIR": app_dir, **(extra or {})})
-
 
 # ---------------------------------------------------------------- the decision, as data
 
@@ -90,7 +79,7 @@ def test_a_local_restore_that_changed_it_keeps_its_undo_line(tmp_path, wal_db, b
 
 @pytest.mark.parametrize("name", ["python3", "sqlite3", "node"])
 def test_a_machine_busy_timeout_gives_no_undo_line(site, name):  # noqa: F811
-    _engine(site, name)
+    use_engine(site, name)
     made = changed_after_backup(site)
     before = content(site.db)
     holder = sqlite3.connect(site.db, isolation_level=None)
@@ -109,7 +98,7 @@ def test_a_machine_busy_timeout_gives_no_undo_line(site, name):  # noqa: F811
 
 @pytest.mark.parametrize("name", ["python3", "sqlite3", "node"])
 def test_a_machine_restore_over_the_same_content_gives_no_undo_line(site, name):  # noqa: F811
-    _engine(site, name)
+    use_engine(site, name)
     made = site.run("backup", "--production", "--json", timeout=60)
     assert made.returncode == 0, made
     again = site.run("restore", "latest", "--production", "--yes", timeout=60)
@@ -121,7 +110,7 @@ def test_a_machine_restore_over_the_same_content_gives_no_undo_line(site, name):
 
 @pytest.mark.parametrize("name", ["python3", "sqlite3", "node"])
 def test_a_machine_retry_names_the_first_runs_safety_backup(site, name):  # noqa: F811
-    _engine(site, name)
+    use_engine(site, name)
     made = changed_after_backup(site)
     first = site.run("restore", made.name, "--production", "--yes", timeout=60)
     assert first.returncode == 0 and "To undo this restore:" in first.stderr, first

@@ -469,6 +469,11 @@ class ScriptedTarget:
                                                f"{name}.json").get("tables")
         except (ValueError, engine.EngineError):
             recorded = None
+        state = next((e[1] for e in output.entries if len(e) == 2 and e[0] == "state"
+                      and e[1] in ("missing", "corrupt")), None)
+        if state:  # engine.live_state's words, as the other engines send them
+            return {"live": None, "backup": recorded, "live_state": state, "live_problem":
+                    engine.MISSING_WHY if state == "missing" else engine.NOT_SQLITE_WHY}
         return {"live": {e[1]: int(e[2]) for e in output.entries
                          if len(e) == 3 and e[0] == "live" and e[2].isdigit()},
                 "backup": recorded}

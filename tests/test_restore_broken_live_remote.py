@@ -1,0 +1,59 @@
+"""A production restore over a missing or corrupt live database is refused before the
+operator is asked (as locally), its dry run warns, and the question shows the backup's
+recorded counts and the live database's state (review-op s19 #2), on every engine."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.fake_production import changed_after_backup, site, use_engine  # noqa: F401
+
+ENGINES = ["python3", "sqlite3", "node"]
+
+
+def broken(site, state: str) -> None:
+    for side in (site.db, site.db.with_name(site.db.name + "-wal"),
+                 site.db.with_name(site.db.name + "-shm")):
+        side.unlink(missing_ok=True)
+    if state == "corrupt":
+        site.db.write_text("this is not a database\n" * 100)
+
+
+@pytest.mark.parametrize("state", ["corrupt", "missing"])
+@pytest.mark.parametrize("name", ENGINES)
+def test_refused_before_the_question(site, name, state):  # noqa: F811
+    use_engine(site, name)
+    made = changed_after_backup(site)
+    broken(site, state)
+    before = site.db.read_bytes() if state == "corrupt" else None
+    result = site.run("restore", made.name, "--production", "--yes", timeout=60)
+    assert result.returncode == 2, result
+    assert "Replace the live database" not in result.stderr, result.stderr  # never asked
+    assert f"is {state} (" in result.stderr and "emergency.stop" in result.stderr
+    assert "count rows on the machine: count rows" not in result.stderr, result.stderr
+    assert (site.db.read_bytes() if state == "corrupt" else site.db.exists()) == (
+        before if state == "corrupt" else False)
+
+
+@pytest.mark.parametrize("name", ENGINES)
+def test_the_dry_run_warns(site, name):  # noqa: F811
+    use_engine(site, name)
+    made = changed_after_backup(site)
+    broken(site, "corrupt")
+    result = site.run("restore", made.name, "--production", "--dry-run", timeout=60)
+    assert result.returncode == 0, result
+    assert "is corrupt (" in result.stderr and "the real run will refuse (exit 2)" \
+        in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("name", ENGINES)
+def test_emergency_stopped_the_question_shows_both_sides(site, name):  # noqa: F811
+    use_engine(site, name)
+    made = changed_after_backup(site)
+    assert site.run("emergency.stop", "--yes", timeout=60).returncode == 0
+    broken(site, "corrupt")
+    result = site.run("restore", made.name, "--production", "--yes", timeout=60)
+    assert result.returncode == 0, result
+    asked = result.stderr[result.stderr.index("Replace the live database"):]
+    assert "(corrupt: not a SQLite database)" in asked, asked
+    assert "row counts not recorded" not in asked and "steps " in asked, asked
