@@ -439,28 +439,38 @@ class Restore:
         """Interrupted while the machine restored: ask it what the live database holds now
         (its restore may have stopped, or may still be running)."""
         self.record["interrupted"] = signal_name
+        made = self._new_safeties(name)  # made before the copy: the data from before
         try:
-            holds = self.target.holds(name)
+            holds = self.target.holds(name, made[-1] if made else "")
         except (OpsError, EngineError) as exc:
             self.ui.warn(f"{signal_name} during the restore on {self._there()}; could not ask it "
                          f"what the live database holds: {exc}")
             return
         self.record["holds"] = holds
         if holds == "backup":
-            return self._settled_remote_backup(signal_name, name)
-        else:
-            self.ui.warn(f"{signal_name} during the restore on {self._there()}: its live database "
-                         f"does not hold backup {name}'s content now (its restore stopped "
-                         "before the copy, or is still running: look again with "
-                         "`invoke backup.list` and the audit log before retrying)")
+            return self._settled_remote_backup(signal_name, name, made)
+        # not (yet) copied when read; the machine's restore may still be waiting for the
+        # app's write lock and copy after this run ended (review-break s19 #3)
+        self.record["machine_unsettled"] = True
+        if made:
+            self.record["safety_backup"] = {"name": made[-1], "sha256": None}
+        self.ui.warn(f"{signal_name} during the restore on {self._there()}: its live database "
+                     f"does not hold backup {name}'s content (when read)" + (
+                         " (it held its content from before)" if holds == "safety" else "")
+                     + (f"; safety backup {made[-1]}, made by this run, holds the data from "
+                        "before" if made else "")
+                     + "; its restore there stopped before the copy, or may still be waiting "
+                     "for the app's write lock and copy later")
 
-    def _settled_remote_backup(self, signal_name: str, name: str) -> None:
+    def _settled_remote_backup(self, signal_name: str, name: str,
+                               made: list[str] | None = None) -> None:
         """The live database there holds backup ``name``'s content now: copied by this run
         (its safety backup, made before the copy, is new in the listing: the undo), or
         held already (no new safety backup and nothing moved aside: nothing was copied,
         op #2b of the s18 review), or it cannot be told (the record says "ok" as before,
         never "proven")."""
-        made = self._new_safeties(name)
+        if made is None:
+            made = self._new_safeties(name)
         if made:
             self.record.update(outcome="ok", safety_backup={"name": made[-1], "sha256": None})
             self._interrupted_before(self.found.get("listing") or [])
@@ -1267,6 +1277,8 @@ def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> 
             lines.append(f"To restore with a safety backup and its proof, run again: "
                          f"{_again(record, backup, flag)}")
         return lines
+    if record.get("machine_unsettled"):  # the machine's restore may still copy
+        return lines + _unsettled_by_hand(record, backup, safety, flag, machine)
     if record.get("holds") == "before":  # the copy never committed (engine.restore_live)
         lines.append("Not restored: the live database is as it was (the app may have written "
                      "since)" + (f"; safety backup {safety} was made" if safety else "") + ".")
@@ -1301,6 +1313,32 @@ def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> 
         lines.append(f"To finish the restore: invoke restore {backup}{flag} --yes")
     if machine and "restart" not in [s["step"] for s in record["steps"]
                                      if s.get("outcome") == "ok"]:
+        lines.append(f"Then restart the app so it reopens the database: fly machine restart "
+                     f"{machine[1]} -a {machine[0]}, and check /health")
+    return lines
+
+
+def _unsettled_by_hand(record: dict, backup: str | None, safety: str | None,
+                       flag: str, machine: tuple[str, str] | None) -> list[str]:
+    """Stopped while the machine's restore had not copied when it was read: what is known
+    (what it held then, the safety backup), what is not (whether it copies later: the
+    sqlite3-only engine's copy can outlive this run), and what to check before a rerun
+    (a rerun would make a second safety backup, of whatever is there then)."""
+    held = ("its content from before" if record.get("holds") == "safety"
+            else "neither the backup's content nor exactly the safety backup's (the app may "
+            "have written since)" if safety else "other content than the backup's")
+    lines = [f"When it was read, the live database held {held}."]
+    if safety:
+        lines.append(f"Safety backup {safety} (made by this run, before any copy) holds the "
+                     "data from before.")
+    lines.append("Not known: whether the restore there is still waiting for the app's write "
+                 "lock and copies later. Check before running again: "
+                 f"`invoke backup.list{flag}` (a newer safety backup or restore of it) and "
+                 "the app's data; a rerun over a copied backup buries this safety backup "
+                 "under a second one.")
+    if backup:
+        lines.append(f"To finish the restore: {_again(record, backup, flag)}")
+    if machine:  # either way the app must reopen the database
         lines.append(f"Then restart the app so it reopens the database: fly machine restart "
                      f"{machine[1]} -a {machine[0]}, and check /health")
     return lines

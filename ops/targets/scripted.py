@@ -404,16 +404,20 @@ class ScriptedTarget:
             data = data | node_proof(data)
         return data | {"strategy": output.strategy}
 
-    def holds(self, name: str) -> str:
-        """Whether the live database holds backup ``name``'s content now: ``backup`` or
+    def holds(self, name: str, safety: str = "") -> str:
+        """Whether the live database holds backup ``name``'s content now: ``backup``,
+        ``safety`` (safety backup ``safety``'s, when named: its content from before) or
         ``other`` (after an interrupted restore; ``remote.holds_script``)."""
-        output = self._run(remote.holds_script(self.db, self.dir, name), engine_source=True,
-                           timeout=self.session.deadline(), what="a look at the live database")
-        if output.strategy == "python3":
-            return output.data("a look at the live database")["holds"]
+        output = self._run(remote.holds_script(self.db, self.dir, name, safety),
+                           engine_source=True, timeout=self.session.deadline(),
+                           what="a look at the live database")
+        if output.strategy in ("python3", *node.ENGINES):
+            held = output.data("a look at the live database")["holds"]
+            return held if held in ("backup", "safety") else "other"
         hashes = _hashes(output.entries)
-        same = hashes.get("now") and hashes.get("now") == hashes.get("backup")
-        return "backup" if same else "other"
+        now = hashes.get("now")
+        return "backup" if now and now == hashes.get("backup") else \
+            "safety" if safety and now and now == hashes.get("safety") else "other"
 
     def holds_backup(self, safety: str, name: str, size: int | None = None) -> bool | None:
         """Whether safety backup ``safety`` holds backup ``name``'s content, both hashed on
