@@ -4,8 +4,13 @@ recorded counts and the live database's state (review-op s19 #2), on every engin
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import pytest
 
+from ops import engine
+from tests import node_env
 from tests.fake_production import changed_after_backup, site, use_engine  # noqa: F401
 
 ENGINES = ["python3", "sqlite3", "node"]
@@ -57,3 +62,41 @@ def test_emergency_stopped_the_question_shows_both_sides(site, name):  # noqa: F
     asked = result.stderr[result.stderr.index("Replace the live database"):]
     assert "(corrupt: not a SQLite database)" in asked, asked
     assert "row counts not recorded" not in asked and "steps " in asked, asked
+
+
+HOSTS = ["addr", "no_python", "node"]  # the host fixture's python3, sqlite3-only, node
+
+
+def host_flags(host: dict, where: str) -> tuple[list[str], dict]:
+    server = host["server"]
+    to = f"{server.user}@127.0.0.1:{server.node_port}" if where == "node" else host[where]
+    return ["--host", to], host["env"] | (
+        {"INVOKE_MACHINE_APP_DIR": str(node_env.app_dir())} if where == "node" else {})
+
+
+@pytest.mark.parametrize("where", HOSTS)
+def test_host_refused_before_the_question(host, run_invoke, where):
+    flags, env = host_flags(host, where)
+    made = engine.create_backup(host["db"], host["dir"])
+    for side in (host["db"], Path(f"{host['db']}-wal"), Path(f"{host['db']}-shm")):
+        side.unlink(missing_ok=True)
+    result = run_invoke("restore", made.name, *flags, "--yes", env=env)
+    assert result.returncode == 2, result
+    assert "Replace the live database" not in result.stderr, result.stderr
+    assert "is missing (" in result.stderr and "--app-stopped" in result.stderr
+
+
+@pytest.mark.parametrize("where", HOSTS)
+def test_host_busy_timeout_gives_no_undo_line(host, run_invoke, where):
+    flags, env = host_flags(host, where)
+    made = engine.create_backup(host["db"], host["dir"])
+    holder = sqlite3.connect(host["db"], isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        result = run_invoke("restore", made.name, *flags, "--yes", "--busy-timeout", "1",
+                            env=env)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.returncode == 6, result
+    assert "To undo" not in result.stderr and "restore another backup" not in result.stderr
