@@ -1976,7 +1976,10 @@ def check_live(path, check: str = "integrity") -> list[str]:
         return [f"cannot open: {exc}"]
     try:
         rows = [str(row[0]) for row in conn.execute(f"PRAGMA {pragma}")]
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, MemoryError) as exc:  # not run: no verdict (run_check)
+        if check_could_not_run(exc) and "locked" not in str(exc):
+            raise EngineError(check_not_run(path, pragma, str(exc) or "out of memory"),
+                              check_failure_kind(exc)) from None
         return problem_lines([exc])
     finally:
         conn.close()
@@ -2641,6 +2644,15 @@ def restored(run: Restoring, seconds: float) -> dict:
             "restore_seconds": run.restore_seconds, "seconds": seconds}
 
 
+def is_sqlite_header(path) -> bool:
+    """Whether the file starts with SQLite's 16-byte header (a cheap look, no SQLite)."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return True  # unreadable: not this function's to call corrupt
+
+
 def live_and_recorded_counts(live, directory, name: str) -> dict:
     """Rows per table of the live database and as recorded for backup ``name`` (or None)."""
     try:
@@ -2650,8 +2662,11 @@ def live_and_recorded_counts(live, directory, name: str) -> dict:
     try:
         return {"live": count_rows(live, live=True), "backup": recorded}
     except EngineError:  # missing or not a database: say which, so the restore refuses
-        state, why = live_state(live)  # before asking (as locally), not after the yes
-        if state == "ok":
+        if not os.path.lexists(live):  # before asking (as locally), not after the yes
+            state, why = "missing", MISSING_WHY
+        elif Path(live).is_file() and not is_sqlite_header(live):
+            state, why = "corrupt", NOT_SQLITE_WHY
+        else:  # anything else is the restore's to judge (live_state), as before
             raise
         return {"live": None, "backup": recorded, "live_state": state, "live_problem": why}
 
