@@ -81,7 +81,7 @@ is_name() {{ case $1 in {NAME_GLOB}) return 0;; esac; return 1; }}
 recorded() {{ s=; [ -f "$1" ] && s=$(head -c 65 "$1" 2>/dev/null | tr '\\011\\012\\013\\014\\015' '     '); case $s in {HEX64_GLOB}|{HEX64_GLOB}' ') printf '%s' "${{s%' '}}";; *) printf '%s' -;; esac; }}
 is_sqlite() {{ [ "$(head -c 16 "$1" 2>/dev/null | tr '\\000@' '@#')" = 'SQLite format 3@' ]; }}
 sqlite_check() {{
-  # sqlite_check FILE PRAGMA [NAME]: res is the check's first line; a check that could not run
+  # sqlite_check FILE PRAGMA [NAME]: res is the first line of the check; a check that could not run
   # (sqlite3 killed, out of memory, an I/O error, a full disk: engine.check_could_not_run)
   # fails "check_failed", never as a verdict on the file
   ck=$(sqlite3 -readonly "$1" "PRAGMA $2" 2>&1 </dev/null); ckrc=$?
