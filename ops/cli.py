@@ -345,9 +345,9 @@ def parse_error_line(message: str, context, tasks=()) -> str:
 class _Refused(Argument):
     """Invoke's own option as seen after a task name: parsing it ends the run."""
 
-    def __init__(self, task: str, core, flags: dict):
+    def __init__(self, task: str, core, flags: dict, program=None):
         super().__init__(names=core.names, kind=bool)
-        self.line = functools.partial(core_option_after_task, task, core, flags)
+        self.line = lambda: as_typed(core_option_after_task(task, core, flags), program)
 
     @property
     def value(self):
@@ -367,10 +367,10 @@ def _strict_contexts(program) -> list:
             names = [n for n in core.names if to_flag(n) not in context.flags]
             if core.name == "help" or len(names) != len(core.names):
                 continue
-            context.add_arg(_Refused(context.name, core, context.flags))
+            context.add_arg(_Refused(context.name, core, context.flags, program))
         if "--production" not in context.flags:  # else eaten as a positional, or unknown
             context.add_arg(_Refused(context.name, Argument(names=("production",), kind=bool),
-                                     context.flags))
+                                     context.flags, program))
     return contexts
 
 
@@ -434,7 +434,8 @@ def strict_parsing(program) -> None:
                         program.print_task_help(context.name)
                         raise Exit(code=0)
                     if str(arg.value or "").startswith("-"):
-                        line = refused_flag(context.name, arg.value, context.flags)
+                        line = as_typed(refused_flag(context.name, arg.value, context.flags),
+                                        program)
                         raise Exit(f"Error: {printable(line)}", code=int(ExitCode.USAGE))
             parse_tasks()
         except ParseError as exc:
@@ -442,9 +443,23 @@ def strict_parsing(program) -> None:
                                     [name for task, aliases in
                                      program.collection.task_names.items()
                                      for name in (task, *aliases)])
-            raise Exit(f"Error: {printable(line)}", code=int(ExitCode.USAGE)) from None
+            raise Exit(f"Error: {printable(as_typed(line, program))}",
+                       code=int(ExitCode.USAGE)) from None
 
     program.parse_tasks = parse
+
+
+def as_typed(line: str, program) -> str:
+    """An error line naming each task as the user typed it (`restore`, not its internal
+    restore.database), as its --help does (review-op s19 #6)."""
+    if program is None:
+        return line
+    argv = getattr(program.core, "unparsed", ()) if program.core else ()
+    for name, aliases in program.collection.task_names.items():
+        typed = called_as(name, aliases, argv)
+        if typed != name:
+            line = re.sub(rf"(?<![\w.-]){re.escape(name)}(?![\w.-])", typed, line)
+    return line
 
 
 def running_program():

@@ -581,6 +581,15 @@ async function copyDatabase(source, target, timeout) {
   }
 }
 
+const CHECK_NOT_RUN = /out of memory|disk i\/o error|disk is full|unable to open|interrupted|database is locked|killed/i;
+
+/** A check that could not run (engine.py check_could_not_run) is no verdict on the file:
+ * it throws; otherwise it returns and the error is a problem of the file. */
+function notRun(e, pragma, file, locked = true) {
+  if (!CHECK_NOT_RUN.test(e.message) || (!locked && /locked/i.test(e.message))) return;
+  throw new EngineError(`the ${pragma} of ${path.basename(file)} could not run (${firstLine(e.message)}): the file was not judged, nothing was changed; this says nothing about the file: look at the memory and disk where it ran, then run again`, /full/i.test(e.message) ? 'no_space' : 'check_failed');
+}
+
 function runCheck(file, check = 'integrity') {
   if (!CHECKS.includes(check)) throw new EngineError(`unknown check ${pyRepr(check)}: use one of ${CHECKS.join(', ')}`, 'usage');
   const pragma = check === 'integrity' ? 'integrity_check' : 'quick_check';
@@ -590,6 +599,7 @@ function runCheck(file, check = 'integrity') {
   try {
     rows = conn.all(`PRAGMA ${pragma}`).map((r) => String(r[0]));
   } catch (e) {
+    notRun(e, pragma, file);
     return [firstLine(e.message)];
   } finally {
     conn.close();
@@ -606,6 +616,7 @@ function checkLive(file, check = 'integrity') {
     const rows = conn.all(`PRAGMA ${pragma}`).map((r) => String(r[0]));
     return rows.length === 1 && rows[0] === 'ok' ? [] : rows.filter((l) => l.trim());
   } catch (e) {
+    notRun(e, pragma, file, false); // a busy live database stays the caller's to judge
     return [firstLine(e.message)];
   } finally {
     conn.close();
@@ -1369,7 +1380,14 @@ function liveAndRecordedCounts(live, dir, name) {
     if (!(e instanceof EngineError) || e.kind === 'usage') throw e;
     recorded = null;
   }
-  return { live: countRows(live, { live: true }), backup: recorded === undefined ? null : recorded };
+  const backup = recorded === undefined ? null : recorded;
+  try {
+    return { live: countRows(live, { live: true }), backup };
+  } catch (e) { // missing or not a database: say which, so the restore refuses before asking
+    const [state, why] = liveState(live);
+    if (state === 'ok') throw e;
+    return { live: null, backup, live_state: state, live_problem: why };
+  }
 }
 
 // The schema as the data guard compares it: the python engine's SCHEMA_SQL, the same text.

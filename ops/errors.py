@@ -37,6 +37,7 @@ ENGINE_KINDS = {
     "verify_failed": ExitCode.VERIFY_FAILED,
     "corrupt": ExitCode.VERIFY_FAILED,
     "timeout": ExitCode.TIMEOUT,
+    "check_failed": ExitCode.ERROR,  # the check could not run (no memory, I/O): no verdict
     "no_space": ExitCode.NO_SPACE,
 }
 

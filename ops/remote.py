@@ -71,6 +71,8 @@ ENTRY_NAME = re.compile(r"steps-[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}-[0-9]{2}-[0-
 HEX64 = re.compile(r"[0-9a-f]{64}", re.ASCII)
 LOCK_NAME = ".backup.lock"  # the engine's lock file: one protocol, flock(2) on it
 
+# engine.check_could_not_run's words as a case pattern (lower case)
+CHECK_NOT_RUN_GLOB = "|".join(f"*{shlex.quote(word)}*" for word in engine.CHECK_NOT_RUN_WORDS)
 # shell helpers every script starts with
 PRELUDE = f"""fail() {{ kind=$1; shift; msg=$(printf '%s' "$*" | tr -cd ' !\\043-\\133\\135-\\176' | head -c 400); printf '\\n{RESULT_MARK} {{"ok": false, "kind": "%s", "error": "%s"}}\\n' "$kind" "$msg"; exit 1; }}
 has_python() {{ command -v python3 >/dev/null 2>&1 && python3 -c 'import sqlite3, sys; sys.exit(sys.version_info < (3, 8))' </dev/null >/dev/null 2>&1; }}
@@ -78,6 +80,16 @@ has_sqlite() {{ command -v sqlite3 >/dev/null 2>&1; }}
 is_name() {{ case $1 in {NAME_GLOB}) return 0;; esac; return 1; }}
 recorded() {{ s=; [ -f "$1" ] && s=$(head -c 65 "$1" 2>/dev/null | tr '\\011\\012\\013\\014\\015' '     '); case $s in {HEX64_GLOB}|{HEX64_GLOB}' ') printf '%s' "${{s%' '}}";; *) printf '%s' -;; esac; }}
 is_sqlite() {{ [ "$(head -c 16 "$1" 2>/dev/null | tr '\\000@' '@#')" = 'SQLite format 3@' ]; }}
+sqlite_check() {{
+  # sqlite_check FILE PRAGMA [NAME]: res is the first line of the check; a check that could not run
+  # (sqlite3 killed, out of memory, an I/O error, a full disk: engine.check_could_not_run)
+  # fails "check_failed", never as a verdict on the file
+  ck=$(sqlite3 -readonly "$1" "PRAGMA $2" 2>&1 </dev/null); ckrc=$?
+  res=$(printf '%s\\n' "$ck" | sed '/^\\*\\*\\* in database/d' | head -n 1 | tr -cd ' -~')
+  cant=0; [ "$ckrc" -gt 128 ] && cant=1
+  case $(printf '%s' "$res" | tr 'A-Z' 'a-z') in ''|{CHECK_NOT_RUN_GLOB}) cant=1;; esac
+  [ "$res" = ok ] || [ $cant = 0 ] || fail check_failed "the $2 of ${{3:-${{1##*/}}}} could not run (${{res:-no answer}}, sqlite3 exit $ckrc): the file was not judged, nothing was changed; this says nothing about the file: look at the memory and disk where it ran, then run again"
+}}
 take_lock() {{
   # flock(2) on $1/{LOCK_NAME}, the lock the engine takes, held on fd 9 until the script ends.
   # The file is only ever created with O_EXCL (set -C) and opened read-only: nothing is
@@ -281,7 +293,7 @@ case "$1$2" in *[!0-9]*) fail verify_failed "the new backup cannot be read back:
 command -v sha256sum >/dev/null 2>&1 || fail error "this host has no sha256sum"
 sums=$(mktemp "$tmp.sum.XXXXXX") || fail error "cannot create a temporary file in $dir"
 sha256sum < "$tmp" > "$sums" & hashing=$!  # beside the check: both read the fresh copy once
-res=$(sqlite3 -readonly "$ro" "PRAGMA {pragma}" 2>&1 | sed '/^\\*\\*\\* in database/d' | head -n 1)
+sqlite_check "$ro" {pragma} "the new backup"
 if [ "$res" != ok ]; then
   kill "$hashing" 2>/dev/null; fail verify_failed "the new backup failed {check}_check: $res"
 fi
@@ -704,7 +716,7 @@ if [ "$rs" != - ] && [ "$rj" != - ] && [ "$rs" != "$rj" ]; then
 fi
 rec=$rs; [ "$rec" = - ] && rec=$rj
 [ "$rec" = - ] || [ "$rec" = "$sum" ] || refuse "SHA-256 mismatch: recorded $rec, file has $sum"
-res=$(sqlite3 -readonly "file:$backup?mode=ro&immutable=1" "PRAGMA {pragma}" 2>&1 | sed '/^\\*\\*\\* in database/d' | head -n 1 | tr -cd ' -~')
+sqlite_check "file:$backup?mode=ro&immutable=1" {pragma} "$name"
 [ "$res" = ok ] || refuse "$res"
 [ "$rec" != - ] || refuse "unverifiable: no usable checksum record beside it (its .sha256 and .json are missing or unreadable)"
 counts() {{
@@ -896,9 +908,13 @@ def counts_script(db: str, directory: str, name: str) -> str:
     """Rows per table of the live database, and the counts recorded for backup ``name``."""
     check_name(name)
     db_q = shlex.quote(db)
-    sqlite = f"""for t in $(sqlite3 -readonly {db_q} "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"); do
+    # a missing or non-SQLite live database is named (engine.live_state), so the restore
+    # refuses it before asking, as locally
+    sqlite = f"""if [ ! -e {db_q} ] && [ ! -h {db_q} ]; then printf '{ENTRY_MARK} state missing\\n'
+elif [ -f {db_q} ] && ! is_sqlite {db_q}; then printf '{ENTRY_MARK} state corrupt\\n'
+else for t in $(sqlite3 -readonly {db_q} "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"); do
   printf '{ENTRY_MARK} live %s %s\\n' "$t" "$(sqlite3 -readonly {db_q} "SELECT count(*) FROM \\"$t\\"")"
-done
+done; fi
 ( {manifest_script(directory, name)} )"""
     return _choose(_engine("counts", "--db", db, "--dir", directory, "--which", name), sqlite,
                    f"echo {STRATEGY_MARK}=none")

@@ -192,6 +192,27 @@ def live_warning(db, state: str, why: str, o: RestoreOptions) -> str | None:
     return f"the live database {db} is {state} ({why}): {then}"
 
 
+def remote_live_warning(o: RestoreOptions, settings, target, found: dict) -> str | None:
+    """What a production (or --host) dry run says about a missing or corrupt live
+    database there, asked as the run asks before its question (``Target.counts``); a
+    failure to ask is only said, the dry run goes on (review-op s19 #2)."""
+    if target is None or not found.get("backup") or o.from_path:
+        return None
+    try:
+        counts = target.counts(found["backup"]) or {}
+    except (OpsError, EngineError) as exc:
+        return f"could not look at the live database: {cli.one_line(exc)}"
+    state = counts.get("live_state")
+    if not state:
+        return None
+    stopped = found.get("stopped") if o.production else o.app_stopped
+    then = ("the real run moves it aside and restores into its place" if state == "corrupt"
+            else "the real run restores into its place") if stopped else (
+        f"the real run will refuse (exit 2): {engine.REMOTE_HOW}")
+    return (f"the live database {settings.db_remote_path} is {state} "
+            f"({counts.get('live_problem')}): {then}")
+
+
 def plan_as_data(steps: list[Step]) -> list[dict]:
     return runbook.plan_as_data(steps)
 
@@ -338,6 +359,14 @@ class Restore:
                     r.get("interrupted") and r["outcome"] == "failed"):
             for line in by_hand(r, self._flag(), self._machine()):
                 self.ui.info(line)
+        elif r["safety_backup"] and (kept := nothing_to_undo(r)):
+            self.ui.info(f"Safety backup: {r['safety_backup']['name']} ({kept}). "
+                         + ("Nothing to undo." if r["outcome"] == "ok" else
+                            f"To restore, run again: {_again(r, r['backup']['name'], self._flag())}"
+                            + (" (with a larger --busy-timeout, or when the app writes less)"
+                               if r.get("exit_code") == ExitCode.TIMEOUT else "")))
+            for line in interrupted_lines(r, self._flag()):
+                self.ui.info(line)
         elif r["safety_backup"]:
             safety, undo = r["safety_backup"]["name"], undo_backup(r)
             if undo:
@@ -415,28 +444,38 @@ class Restore:
         """Interrupted while the machine restored: ask it what the live database holds now
         (its restore may have stopped, or may still be running)."""
         self.record["interrupted"] = signal_name
+        made = self._new_safeties(name)  # made before the copy: the data from before
         try:
-            holds = self.target.holds(name)
+            holds = self.target.holds(name, made[-1] if made else "")
         except (OpsError, EngineError) as exc:
             self.ui.warn(f"{signal_name} during the restore on {self._there()}; could not ask it "
                          f"what the live database holds: {exc}")
             return
         self.record["holds"] = holds
         if holds == "backup":
-            return self._settled_remote_backup(signal_name, name)
-        else:
-            self.ui.warn(f"{signal_name} during the restore on {self._there()}: its live database "
-                         f"does not hold backup {name}'s content now (its restore stopped "
-                         "before the copy, or is still running: look again with "
-                         "`invoke backup.list` and the audit log before retrying)")
+            return self._settled_remote_backup(signal_name, name, made)
+        # not (yet) copied when read; the machine's restore may still be waiting for the
+        # app's write lock and copy after this run ended (review-break s19 #3)
+        self.record["machine_unsettled"] = True
+        if made:
+            self.record["safety_backup"] = {"name": made[-1], "sha256": None}
+        self.ui.warn(f"{signal_name} during the restore on {self._there()}: its live database "
+                     f"does not hold backup {name}'s content (when read)" + (
+                         " (it held its content from before)" if holds == "safety" else "")
+                     + (f"; safety backup {made[-1]}, made by this run, holds the data from "
+                        "before" if made else "")
+                     + "; its restore there stopped before the copy, or may still be waiting "
+                     "for the app's write lock and copy later")
 
-    def _settled_remote_backup(self, signal_name: str, name: str) -> None:
+    def _settled_remote_backup(self, signal_name: str, name: str,
+                               made: list[str] | None = None) -> None:
         """The live database there holds backup ``name``'s content now: copied by this run
         (its safety backup, made before the copy, is new in the listing: the undo), or
         held already (no new safety backup and nothing moved aside: nothing was copied,
         op #2b of the s18 review), or it cannot be told (the record says "ok" as before,
         never "proven")."""
-        made = self._new_safeties(name)
+        if made is None:
+            made = self._new_safeties(name)
         if made:
             self.record.update(outcome="ok", safety_backup={"name": made[-1], "sha256": None})
             self._interrupted_before(self.found.get("listing") or [])
@@ -913,7 +952,15 @@ class Restore:
         if not self.options.from_path:
             self._other_source(name, f["chosen"].source, self.settings.db_remote_path)
         counts = self._counts(name)
-        first = f"Replace the live database {target.describe()} ({live_counts(counts)})"
+        state = counts.get("live_state")
+        stopped = self.found.get("stopped") if self.options.production else self.options.app_stopped
+        if state and not stopped:  # refused now, before the question, as locally
+            self.record["outcome"] = "refused"
+            raise OpsError(f"restore on {self._there()}: " + str(engine.broken_live_refusal(
+                self.settings.db_remote_path, state, counts.get("live_problem"),
+                engine.REMOTE_HOW)), ExitCode.USAGE)
+        first = f"Replace the live database {target.describe()} (" + (
+            f"{state}: {counts.get('live_problem')}" if state else live_counts(counts)) + ")"
         if self.options.from_path:
             local = f["file"]
             f["asked"] = [first, "with the local file " + describe_backup(
@@ -962,7 +1009,9 @@ class Restore:
         except (OpsError, EngineError) as exc:
             if getattr(exc, "no_engine", False):  # nothing there could restore: stop now
                 raise
-            self.ui.warn(f"could not count rows on {self._there()}: {exc}")
+            text = str(exc)  # the machine's error names its step already: said once
+            self.ui.warn(f"could not {text}" if text.startswith("count rows on ")
+                         else f"could not count rows on {self._there()}: {text}")
             return {}
 
     def _remote(self, name: str, app_stopped: bool = False):
@@ -1168,6 +1217,28 @@ def undo_backup(record: dict) -> str | None:
     return record.get("undo") or (record.get("safety_backup") or {}).get("name")
 
 
+def nothing_to_undo(record: dict) -> str | None:
+    """Why a run that made a safety backup has no undo (pure), or None when it has one.
+    The undo line restores the safety backup over the live database: only worth it when
+    this run changed the live database and the safety backup holds what it held before.
+    Otherwise following it throws away the app's writes since (review-op s19 #3): a copy
+    that never happened (the app's write lock outlasted --busy-timeout, any failure
+    before the copy: no proof, no copy time), or a live database that already held the
+    backup's content with no earlier safety backup holding other content."""
+    safety = (record.get("safety_backup") or {}).get("name")
+    if not safety:
+        return None
+    changed = record.get("outcome") == "ok" or record.get("proof") is not None \
+        or record.get("restore_seconds") is not None or record.get("holds") in ("backup", "other")
+    if not changed:
+        return "the live database was not changed by this run"
+    if (record.get("proof") or {}).get("held_backup_before") and \
+            record.get("undo") == safety and not record.get("undo_unknown"):
+        return "it holds the same content the live database holds: the live database " \
+            "already held the backup's content"
+    return None
+
+
 def undo_lines(record: dict, flag: str) -> list[str]:
     """How to put back what the live database held before (pure): the command, or, when
     it is unknown, where to look; then any earlier interrupted restore's safety backup."""
@@ -1211,6 +1282,8 @@ def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> 
             lines.append(f"To restore with a safety backup and its proof, run again: "
                          f"{_again(record, backup, flag)}")
         return lines
+    if record.get("machine_unsettled"):  # the machine's restore may still copy
+        return lines + _unsettled_by_hand(record, backup, safety, flag, machine)
     if record.get("holds") == "before":  # the copy never committed (engine.restore_live)
         lines.append("Not restored: the live database is as it was (the app may have written "
                      "since)" + (f"; safety backup {safety} was made" if safety else "") + ".")
@@ -1250,6 +1323,32 @@ def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> 
     return lines
 
 
+def _unsettled_by_hand(record: dict, backup: str | None, safety: str | None,
+                       flag: str, machine: tuple[str, str] | None) -> list[str]:
+    """Stopped while the machine's restore had not copied when it was read: what is known
+    (what it held then, the safety backup), what is not (whether it copies later: the
+    sqlite3-only engine's copy can outlive this run), and what to check before a rerun
+    (a rerun would make a second safety backup, of whatever is there then)."""
+    held = ("its content from before" if record.get("holds") == "safety"
+            else "neither the backup's content nor exactly the safety backup's (the app may "
+            "have written since)" if safety else "other content than the backup's")
+    lines = [f"When it was read, the live database held {held}."]
+    if safety:
+        lines.append(f"Safety backup {safety} (made by this run, before any copy) holds the "
+                     "data from before.")
+    lines.append("Not known: whether the restore there is still waiting for the app's write "
+                 "lock and copies later. Check before running again: "
+                 f"`invoke backup.list{flag}` (a newer safety backup or restore of it) and "
+                 "the app's data; a rerun over a copied backup buries this safety backup "
+                 "under a second one.")
+    if backup:
+        lines.append(f"To finish the restore: {_again(record, backup, flag)}")
+    if machine:  # either way the app must reopen the database
+        lines.append(f"Then restart the app so it reopens the database: fly machine restart "
+                     f"{machine[1]} -a {machine[0]}, and check /health")
+    return lines
+
+
 def _again(record: dict, backup: str, flag: str) -> str:
     """The command that runs a stopped restore again: ``--from`` the same file while its
     upload has not finished (the backup is not on the machine under its name yet)."""
@@ -1266,7 +1365,9 @@ def _done_by_hand(record: dict, backup: str | None, safety: str | None, flag: st
     wait): the restore itself is done; what is left is the app's side."""
     lines = [f"The restore itself was done and proven: the live database holds backup "
              f"{backup}."]
-    if safety:
+    if safety and (kept := nothing_to_undo(record)):
+        lines.append(f"Safety backup {safety}: {kept}; nothing to undo.")
+    elif safety:
         lines += undo_lines(record, flag)
     done = [s["step"] for s in record["steps"] if s.get("outcome") == "ok"]
     if machine and "restart" not in done:

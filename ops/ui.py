@@ -68,16 +68,26 @@ def human_age(seconds: float) -> str:
     return f"{seconds:.0f}s"
 
 
+class _Console(Console):
+    """Rich's console, but a closed stderr ends the run as a closed stdout does: Rich's
+    own handler exits 1; the BrokenPipeError goes on to the task's handler instead
+    (``cli.end_quietly``: exit 141, docs/exit-codes.md; review-op s19 #5)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True  # nothing more is written through this console
+        raise BrokenPipeError(32, "Broken pipe")
+
+
 def make_console() -> Console:
     """stderr console; in a log, lines never wrap and tables get room.
 
     A log is anything that is not a real terminal, even when it claims to be one:
     CI sets TTY_COMPATIBLE=1 for colour, and Rich then assumes 80 columns and
     would wrap every long line."""
-    console = Console(stderr=True, highlight=False)
+    console = _Console(stderr=True, highlight=False)
     if not _real_terminal():
         width = None if "COLUMNS" in os.environ else 160
-        console = Console(stderr=True, highlight=False, soft_wrap=True, width=width)
+        console = _Console(stderr=True, highlight=False, soft_wrap=True, width=width)
     return console
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from ops import engine
-from tests import helpers
+from tests import helpers, node_env
 from tests.flyctl_double import (
     DEFAULT_APP,
     DEFAULT_MACHINE_ID,
@@ -663,3 +663,13 @@ def signal_while_hung(site, tmp_path, hung: list[str], *args: str, sig=None):
         return run.finish(timeout=40)
     finally:
         kill_orphaned_doubles(site)
+
+
+def use_engine(site: Site, name: str) -> None:
+    """The machine set up so its scripts pick engine ``name`` (python3, sqlite3 or node)."""
+    if name == "sqlite3":
+        site.world.remove_machine_tools("python3")
+    elif name == "node":
+        site.world.set_machine_image("node")
+        base, app_dir = site.env, str(node_env.app_dir())
+        site.env = lambda extra=None: base({"INVOKE_MACHINE_APP_DIR": app_dir, **(extra or {})})

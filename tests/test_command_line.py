@@ -82,7 +82,7 @@ def test_production_and_p_are_accepted_or_refused_alike_in_every_task(capsys):
     (["backup.lst"], "no task named 'backup.lst': did you mean backup.list?"),  # review-ox 21
     (["zzz"], "no task named 'zzz': `invoke --list` shows every task"),
     (["--bogus", "backup"], "no option --bogus before a task name"),
-    (["deploy", "-R"], "deploy.deploy has no -R/--dry: it is Invoke's own option"),
+    (["deploy", "-R"], "deploy has no -R/--dry: it is Invoke's own option"),
     (["-R", "deploy"], "Invoke's -R/--dry does not reach these tasks"),
     (["backup.list", "-e"], "backup.list has no -e/--echo: it is Invoke's own option, which goes "
                             "before the task name (`invoke --echo backup.list`)"),

@@ -13,13 +13,13 @@ from tests.helpers import assert_one_line_error, cli
 
 
 @pytest.mark.parametrize(("argv", "expected"), [
-    (["restore", "--whcih=latest"], "restore.database has no flag --whcih (did you mean "
-                                    "--which?): `invoke --help restore.database` lists its flags"),
+    (["restore", "--whcih=latest"], "restore has no flag --whcih (did you mean "
+                                    "--which?): `invoke --help restore` lists its flags"),
     (["backup.verify", "--whcih", "latest"], "backup.verify has no flag --whcih (did you mean "
                                              "--which?)"),
     (["backup.download", "--whcih=latest"], "backup.download has no flag --whcih (did you mean "
                                             "--which?)"),
-    (["backup", "--dryrun"], "backup.create has no flag --dryrun (did you mean --dry-run?)"),
+    (["backup", "--dryrun"], "backup has no flag --dryrun (did you mean --dry-run?)"),
     (["backup.cleanup", "--kep", "3"], "backup.cleanup has no flag --kep (did you mean --keep?)"),
 ])
 def test_the_misspelled_flag_is_named(capsys, argv, expected):
@@ -32,4 +32,4 @@ def test_a_flag_with_no_near_miss_gets_no_guess_and_a_real_extra_argument_stays_
     line = assert_one_line_error(cli(capsys, "backup.list", "--bogus"), ExitCode.USAGE)
     assert "did you mean" not in line
     line = assert_one_line_error(cli(capsys, "restore", "latest", "extra"), ExitCode.USAGE)
-    assert "restore.database takes no argument 'extra'" in line
+    assert "restore takes no argument 'extra'" in line

@@ -82,7 +82,9 @@ def test_sigterm_while_the_machine_restores_leaves_an_honest_record(prod):  # no
     assert line["outcome"] == "terminated by SIGTERM" and line["interrupted"] == "SIGTERM"
     assert line["backup"]["name"] == made.name and line["machine"] == MACHINE
     assert [s["step"] for s in line["steps"]][-1] == "restore"
-    assert line["holds"] == "other"  # asked the machine: not the backup's content
+    # asked the machine, against its new safety backup too: its content from before
+    # (was "other", which read as "neither the backup nor its own"; review-break s19 #3)
+    assert line["holds"] == "safety"
     assert "does not hold backup" in shown
     # the by-hand lines: finish the restore, then restart the machine
     assert f"To finish the restore: invoke restore {made.name} --production --yes" in shown

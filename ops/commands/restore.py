@@ -185,6 +185,8 @@ def dry_run_plan(options, settings, ui: UI, target, json: bool, replica=None) ->
     chosen = found.get("backup")
     if options.which == "latest" and chosen:
         ui.info(f"latest is {chosen}")
+    if remote and (warning := restores.remote_live_warning(options, settings, target, found)):
+        ui.warn(warning)  # the real run refuses before its question (review-op s19 #2)
     steps = plan(chosen)
     if found.get("machine"):  # the dry run resolved the machine: the plan names it
         steps = restores.filled(steps, found["machine"])

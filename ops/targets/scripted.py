@@ -404,16 +404,20 @@ class ScriptedTarget:
             data = data | node_proof(data)
         return data | {"strategy": output.strategy}
 
-    def holds(self, name: str) -> str:
-        """Whether the live database holds backup ``name``'s content now: ``backup`` or
+    def holds(self, name: str, safety: str = "") -> str:
+        """Whether the live database holds backup ``name``'s content now: ``backup``,
+        ``safety`` (safety backup ``safety``'s, when named: its content from before) or
         ``other`` (after an interrupted restore; ``remote.holds_script``)."""
-        output = self._run(remote.holds_script(self.db, self.dir, name), engine_source=True,
-                           timeout=self.session.deadline(), what="a look at the live database")
-        if output.strategy == "python3":
-            return output.data("a look at the live database")["holds"]
+        output = self._run(remote.holds_script(self.db, self.dir, name, safety),
+                           engine_source=True, timeout=self.session.deadline(),
+                           what="a look at the live database")
+        if output.strategy in ("python3", *node.ENGINES):
+            held = output.data("a look at the live database")["holds"]
+            return held if held in ("backup", "safety") else "other"
         hashes = _hashes(output.entries)
-        same = hashes.get("now") and hashes.get("now") == hashes.get("backup")
-        return "backup" if same else "other"
+        now = hashes.get("now")
+        return "backup" if now and now == hashes.get("backup") else \
+            "safety" if safety and now and now == hashes.get("safety") else "other"
 
     def holds_backup(self, safety: str, name: str, size: int | None = None) -> bool | None:
         """Whether safety backup ``safety`` holds backup ``name``'s content, both hashed on
@@ -469,6 +473,11 @@ class ScriptedTarget:
                                                f"{name}.json").get("tables")
         except (ValueError, engine.EngineError):
             recorded = None
+        state = next((e[1] for e in output.entries if len(e) == 2 and e[0] == "state"
+                      and e[1] in ("missing", "corrupt")), None)
+        if state:  # engine.live_state's words, as the other engines send them
+            return {"live": None, "backup": recorded, "live_state": state, "live_problem":
+                    engine.MISSING_WHY if state == "missing" else engine.NOT_SQLITE_WHY}
         return {"live": {e[1]: int(e[2]) for e in output.entries
                          if len(e) == 3 and e[0] == "live" and e[2].isdigit()},
                 "backup": recorded}
