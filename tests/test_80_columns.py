@@ -124,6 +124,7 @@ def test_the_undo_command_after_a_restore_pastes_whole(wal_db, tmp_path, run_inv
     alone ran `restore …`."""
     assert run_invoke("backup").returncode == 0
     (name,) = [p.name for p in helpers.backup_files(tmp_path) if p.suffix == ".db"]
+    helpers.change(wal_db)  # the restore changes it, so there is something to undo
     code, shown = helpers.on_terminal(["restore", name], cwd=tmp_path, columns=40,
                                       answer="yes")
     assert code == 0, shown

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ops import engine
-from tests.helpers import backups_in
+from tests.helpers import backups_in, change
 
 # each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
 pytestmark = pytest.mark.cli_in_process(per="module")
@@ -82,6 +82,7 @@ def test_download_round_trip_restore_and_drill_over_ssh(host, run_invoke, tmp_pa
     assert [step["key"] for step in plan.json()["steps"]] == [
         "connect", "choose", "restore", "record"]
 
+    change(host["db"])  # the restore changes it: its safety backup is the undo
     restored = run_invoke("restore", name, "--host", addr, "--yes", "--json", env=env)
     assert restored.returncode == 0, restored.stderr
     record = restored.json()
