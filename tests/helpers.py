@@ -822,6 +822,29 @@ time.sleep(60)
 """  # `python(WRITE_LOCKER, db)`: the app holding its write lock (a row written, uncommitted)
 
 
+HOLDS_WRITE_LOCK = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def app_holds_write_lock(db: str | os.PathLike):
+    """The app holding the database's write lock until the block ends: never for a fixed
+    time, which let a restore waiting for it finish "ok" under load."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLDS_WRITE_LOCK, str(db)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def damage_cells(db: str | os.PathLike) -> None:
     """Forty bytes over a b-tree page's cells: SQLite's check answers with one row of
     many lines ("*** in database main ***", then "On tree page N cell M: ..." each)."""

@@ -276,15 +276,6 @@ def test_sigterm_at_the_question_records_it_and_says_nothing_changed(tmp_path, w
     assert (line["outcome"], line["exit_code"]) == ("terminated by SIGTERM", 143)
 
 
-HOLD_WRITE_LOCK = """
-import sqlite3, sys, time
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.read()  # held until the test ends (a timed hold let the restore finish "ok")
-"""
-
-
 def test_sigterm_while_the_restore_waits_for_the_app_leaves_an_honest_record(
         tmp_path, wal_db, backup_dir):
     """The app holds its write lock; the restore has made its safety backup and waits.
@@ -293,10 +284,7 @@ def test_sigterm_while_the_restore_waits_for_the_app_leaves_an_honest_record(
     made = engine.create_backup(wal_db, backup_dir)
     change(wal_db)
     before = content(wal_db)
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_WRITE_LOCK, str(wal_db)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with helpers.app_holds_write_lock(wal_db):
         argv = [sys.executable, "-m", "invoke", "--search-root", str(helpers.REPO_ROOT),
                 "restore", made.name, "--yes", "--busy-timeout", "50"]
         proc = subprocess.Popen(argv, cwd=tmp_path, stdin=subprocess.DEVNULL,
@@ -311,9 +299,6 @@ def test_sigterm_while_the_restore_waits_for_the_app_leaves_an_honest_record(
         proc.send_signal(signal.SIGTERM)
         shown += proc.stderr.read()
         proc.wait(timeout=30)
-    finally:
-        holder.kill()
-        holder.wait()
     assert proc.returncode == 143, shown
     assert "Traceback" not in shown
     line = audit(tmp_path / "data" / "deploys.jsonl")[-1]

@@ -115,15 +115,8 @@ def test_the_machines_restore_drains_the_same_phases(wal_db, backup_dir):
 
 @pytest.fixture
 def locked_live(wal_db):
-    locker = helpers.python(helpers.WRITE_LOCKER, str(wal_db))
-    try:
-        assert locker.stdout.readline().strip() == "locked"
+    with helpers.app_holds_write_lock(wal_db):
         yield wal_db
-    finally:
-        locker.kill()
-        locker.wait()
-        locker.stdout.close()
-        locker.stderr.close()
 
 
 def test_a_failed_local_copy_names_the_safety_backup_as_the_machine_does(

@@ -5,30 +5,17 @@ it. A held signal outlived a CI job's grace, then SIGKILL left no audit line."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 
 from ops import engine
 from tests import helpers
 from tests.helpers import change, content
-
-HOLD = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.read()
-"""
 
 
 def test_sigterm_in_the_wait_for_the_apps_lock_ends_it_unchanged(tmp_path, wal_db, backup_dir):
     made = engine.create_backup(wal_db, backup_dir)
     change(wal_db)
     before = content(wal_db)
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(wal_db)],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with helpers.app_holds_write_lock(wal_db):
         run = helpers.start_invoke("restore", made.name, "--yes", "--busy-timeout", "60",
                                    "--json", cwd=tmp_path)  # a minute unless signalled
         try:  # said once, from inside the copy's wait (old code: never, so this fails)
@@ -39,9 +26,6 @@ def test_sigterm_in_the_wait_for_the_apps_lock_ends_it_unchanged(tmp_path, wal_d
             raise
         finally:
             result = run.finish(timeout=60)  # killed if still waiting then
-    finally:
-        holder.kill()
-        holder.wait()
     shown = result.stderr
     assert result.returncode == 143, result
     record = result.json()
