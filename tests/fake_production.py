@@ -665,11 +665,18 @@ def signal_while_hung(site, tmp_path, hung: list[str], *args: str, sig=None):
         kill_orphaned_doubles(site)
 
 
-def use_engine(site: Site, name: str) -> None:
-    """The machine set up so its scripts pick engine ``name`` (python3, sqlite3 or node)."""
+def use_engine(site: Site | Prod, name: str) -> None:
+    """The machine set up so its scripts pick engine ``name`` (python3, sqlite3 or node):
+    for node, the app's image (node and its binding, neither python3 nor sqlite3) and, in
+    every run, where its node_modules is (a ``Site``'s env is a method, a ``Prod``'s a dict)."""
     if name == "sqlite3":
         site.world.remove_machine_tools("python3")
     elif name == "node":
         site.world.set_machine_image("node")
-        base, app_dir = site.env, str(node_env.app_dir())
-        site.env = lambda extra=None: base({"INVOKE_MACHINE_APP_DIR": app_dir, **(extra or {})})
+        app_dir = str(node_env.app_dir())
+        if isinstance(site.env, dict):
+            site.env["INVOKE_MACHINE_APP_DIR"] = app_dir
+        else:
+            base = site.env
+            site.env = lambda extra=None: base({"INVOKE_MACHINE_APP_DIR": app_dir,
+                                                **(extra or {})})

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from ops import engine
-from tests import helpers, node_env
-from tests.fake_production import days_ago, make_prod, run_deferred
+from tests import helpers
+from tests.fake_production import days_ago, make_prod, run_deferred, use_engine
 from tests.helpers import change, content
 
 # each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
@@ -82,11 +82,7 @@ def test_a_retried_local_restore_never_puts_back_what_it_replaced(
 def test_retrying_a_production_restore_after_a_slow_health_restores_the_backup_again(
         slow_health_prod, tools):
     prod = slow_health_prod
-    if tools == "sqlite3":
-        prod.world.remove_machine_tools("python3")
-    if tools == "node":  # the app's own image: node and its binding, no python3 or sqlite3
-        prod.world.set_machine_image("node")
-        prod.env["INVOKE_MACHINE_APP_DIR"] = str(node_env.app_dir())
+    use_engine(prod, tools)  # node: the app's own image, no python3 or sqlite3
     made = engine.create_backup(prod.db, prod.remote_dir)
     change(prod.db)
     bad = content(prod.db)

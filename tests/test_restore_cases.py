@@ -1,11 +1,12 @@
 """One table of restore cases, run against every engine the machine may have.
 
-``ENGINES`` maps an engine's name to how the flyctl double's machine is set up so the
-restore script picks it (python3 first, then the sqlite3 CLI; issue 17's Node engine adds
-its own entry here). Every case runs ``invoke restore --production`` through the real CLI
-on real files, and every engine must give the same answer: the proof of the restore
-(README "Restore"), a real ``kill -9`` of the machine's process doing the restore while
-a writer holds the database, a corrupt live database, a missing one, hostile folders.
+``ENGINES`` are the engines the machine's restore script may pick (python3 first, then
+the Node engine of the app's own image, then the sqlite3 CLI);
+``fake_production.use_engine`` sets the flyctl double's machine up for each. Every case
+runs ``invoke restore --production`` through the real CLI on real files, and every
+engine must give the same answer: the proof of the restore (README "Restore"), a real
+``kill -9`` of the machine's process doing the restore while a writer holds the
+database, a corrupt live database, a missing one, hostile folders.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from pathlib import Path
 import pytest
 
 from ops import emergency, engine
-from tests import helpers, node_env
-from tests.fake_production import changed_after_backup
+from tests import helpers
+from tests.fake_production import changed_after_backup, use_engine
 from tests.flyctl_double import DEFAULT_MACHINE_ID
 from tests.flyctl_double.state import real_python3
 
@@ -32,22 +33,7 @@ from tests.flyctl_double.state import real_python3
 pytestmark = pytest.mark.cli_in_process(per="module")
 
 
-def _python3(world) -> None:
-    """The machine has python3 (and sqlite3): the engine runs."""
-
-
-def _sqlite3(world) -> None:
-    """Only the sqlite3 CLI: the shell scripts of ``ops.remote`` run."""
-    world.remove_machine_tools("python3")
-
-
-def _node(world) -> None:
-    """The app's own image: node and its node_modules (machine.app_dir), neither python3
-    nor sqlite3: the Node engine runs (issue 17)."""
-    world.set_machine_image("node")
-
-
-ENGINES = {"python3": _python3, "sqlite3": _sqlite3, "node": _node}
+ENGINES = ("python3", "sqlite3", "node")
 # the process that writes the live database during a restore, per engine (``killed``)
 RESTORER = {"python3": lambda args: " - restore " in f" {args} ",
             "node": lambda args: " - restore " in f" {args} ",
@@ -58,10 +44,7 @@ RESTORER = {"python3": lambda args: " - restore " in f" {args} ",
 @pytest.fixture(params=list(ENGINES))
 def machine(request, site):
     """The ``site`` (a Fly app, its machine and volume), set up for one engine."""
-    ENGINES[request.param](site.world)
-    if request.param == "node":  # where the app's node_modules is, in every run
-        base, app_dir = site.env, str(node_env.app_dir())
-        site.env = lambda extra=None: base({"INVOKE_MACHINE_APP_DIR": app_dir, **(extra or {})})
+    use_engine(site, request.param)
     site.engine = request.param
     return site
 

@@ -14,7 +14,7 @@ import pytest
 
 from ops import engine
 from tests import helpers
-from tests.fake_production import APP, MID, autostarts, fly, look, started
+from tests.fake_production import APP, MID, autostarts, fly, look, started, use_engine
 from tests.helpers import change, content
 
 # the first CLI run of this file (per xdist worker) is a process, the rest in-process
@@ -66,8 +66,7 @@ def test_a_retried_local_restore_undoes_to_the_data_from_before_the_restores(
 @pytest.mark.parametrize("tools", ["python3", "sqlite3"])
 def test_a_retried_production_restore_undoes_to_the_data_from_before(slow_health_prod, tools):
     prod = slow_health_prod
-    if tools == "sqlite3":
-        prod.world.remove_machine_tools("python3")
+    use_engine(prod, tools)
     made = engine.create_backup(prod.db, prod.remote_dir)
     change(prod.db)
     before = content(prod.db)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from ops import engine
-from tests import node_env
+from tests.fake_production import use_engine
 from tests.helpers import change, content
 
 pytestmark = pytest.mark.cli_in_process
@@ -18,11 +18,7 @@ pytestmark = pytest.mark.cli_in_process
 def test_a_production_restore_retried_twice_undoes_to_the_data_from_before(
         slow_health_prod, tools):
     prod = slow_health_prod
-    if tools == "sqlite3":
-        prod.world.remove_machine_tools("python3")
-    elif tools == "node":
-        prod.world.set_machine_image("node")
-        prod.env["INVOKE_MACHINE_APP_DIR"] = str(node_env.app_dir())
+    use_engine(prod, tools)
     made = engine.create_backup(prod.db, prod.remote_dir)
     change(prod.db)
     before = content(prod.db)
