@@ -61,11 +61,18 @@ def volume_gb(size: float) -> str:
 
 
 def human_age(seconds: float) -> str:
-    seconds = max(seconds, 0)
-    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= length:
-            return f"{seconds / length:.1f}{unit}"
-    return f"{seconds:.0f}s"
+    """An age or a wait as a person reads it, to the two largest units: ``45s``,
+    ``1m54s``, ``2h05m``, ``3d04h`` (``2m``, ``1h``, ``2d`` when exact). The same form
+    as a duration typed in (``--max-age 1h30m``): a shown age can be pasted back. Never
+    ``1.9m``, which reads as months (review-op s19 #7)."""
+    whole = round(max(seconds, 0))
+    for unit, length, small, step in (("d", 86400, "h", 3600), ("h", 3600, "m", 60),
+                                      ("m", 60, "s", 1)):
+        rounded = round(whole / step) * step  # 59m59s is 1h, not 60m
+        if rounded >= length:
+            big, rest = divmod(rounded, length)
+            return f"{big}{unit}" + (f"{rest // step:02d}{small}" if rest else "")
+    return f"{whole}s"
 
 
 class _Console(Console):
@@ -117,7 +124,7 @@ def seconds_since(iso: str, now: float) -> float | None:
 
 def created_when(iso: str, now: float) -> str:
     """When a thing (a snapshot) was made, for a person deciding whether to restore it:
-    ``2026-08-17 02:10:54 UTC, 111.0d old``."""
+    ``2026-08-17 02:10:54 UTC, 111d old``."""
     age = seconds_since(iso, now)
     if age is None:
         return f"{iso or 'an unknown time'} (age unknown)"
@@ -125,13 +132,14 @@ def created_when(iso: str, now: float) -> str:
 
 
 def human_seconds(seconds: float) -> str:
-    """A step's duration as a log line shows it: 0.4s, 41s, 3m07s."""
+    """A step's duration as a log line shows it: 0.4s, 41s, 3m07s (from a minute on,
+    ``human_age``'s form: one way to write a time span)."""
     seconds = max(seconds, 0.0)
     if seconds < 10:
         return f"{seconds:.1f}s"
-    if seconds < 60:
+    if seconds < 59.5:
         return f"{seconds:.0f}s"
-    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return human_age(seconds)
 
 
 def fit(text: str, width: int) -> str:

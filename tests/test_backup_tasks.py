@@ -286,8 +286,8 @@ def test_status(wal_db, tmp_path):
     assert report["latest"]["name"] == names(fresh / "data" / "backups")[0]
     assert 0 <= report["latest"]["age"] < 60_000  # milliseconds, as /health reports it
 
-    line = assert_one_line_error(stale, ExitCode.STALE, contains="limit 1.0d")
-    assert "the newest backup is 2.0d old" in line
+    line = assert_one_line_error(stale, ExitCode.STALE, contains="limit 1d")
+    assert "the newest backup is 2d old" in line
     assert stale.json()["latest"]["name"] == old_backup.name
     assert 2 * 86_400_000 <= stale.json()["latest"]["age"] < 2 * 86_400_000 + 120_000
     assert old_ok.returncode == 0 and "1 backup; latest" in old_ok.stderr, old_ok

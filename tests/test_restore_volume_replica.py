@@ -50,7 +50,7 @@ def test_the_offer_only_when_the_replica_reaches_later():
     later = rp.Position(0x2A, dt.datetime(2026, 12, 6, 13, 0, tzinfo=dt.UTC))
     line = rh.volume_offer(made, later)
     assert line == ("the Litestream replica is newer than this snapshot: TXID "
-                    "000000000000002a at 2026-12-06T13:00:00Z, 3.0h later. To lose less, "
+                    "000000000000002a at 2026-12-06T13:00:00Z, 3h later. To lose less, "
                     "restore from it instead: invoke replica.restore --output FILE && invoke "
                     "restore --production --from FILE (FILE: a new file, e.g. restored.db)")
     assert rh.volume_offer(made, rp.Position(1, dt.datetime(2026, 12, 6, 9, tzinfo=dt.UTC))) \
