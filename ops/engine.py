@@ -2250,14 +2250,27 @@ def proof_problems(proof: dict) -> list[str]:
     return lines
 
 
+def tables_compared(tables: dict) -> str:
+    """How many tables were compared, counted as the "Rows per table" table shows them:
+    litestream's own (``_litestream_seq``/``_lock``, in any database it has touched) are
+    compared too but not listed there, so they are named apart (review-op s19 #7: "9
+    tables match" beside 7 rows)."""
+    own = sum(1 for name in tables if name.startswith(LITESTREAM_PREFIX))
+    shown = len(tables) - own
+    return f"{shown} table{'s' if shown != 1 else ''}" + (
+        f" (and litestream's own {own})" if own else "")
+
+
+LITESTREAM_PREFIX = "_litestream_"
+
+
 def proof_summary(proof: dict) -> str:
     """One line for the step: what was compared, and the verdict."""
-    tables = len(proof["tables"])
     if proof["ok"]:
         content = (f", content hash {proof['content_sha256'][:12]} = backup's"
                    if proof["content_format"] else ", no content hash")
-        return (f"{proof['check']}_check ok; {tables} tables match the backup's row "
-                f"counts{content}")
+        return (f"{proof['check']}_check ok; {tables_compared(proof['tables'])} match the "
+                f"backup's row counts{content}")
     return "; ".join(proof_problems(proof))
 
 
