@@ -43,7 +43,8 @@ def failed_as_json(message: str, code: int) -> dict:
 
 def print_failed_as_json(failure: Exit) -> None:
     """``failed_as_json`` of an ``Exit`` on stdout (closed: stderr still says it)."""
-    document = failed_as_json(" ".join(failure.message.split()), failure.code)
+    document = failed_as_json(" ".join(failure.message.split()), failure.code) | (
+        getattr(failure, "json", None) or {})
     with contextlib.suppress(OSError, ValueError):
         sys.stdout.write(json.dumps(document) + "\n")
         sys.stdout.flush()
@@ -64,6 +65,7 @@ def guarded(body):
             failure = Exit(f"Error: terminated by {exc.name}", code=int(ExitCode.TERMINATED))
         except OpsError as exc:
             failure = Exit(f"Error: {one_line(exc)}", code=int(exc.code))
+            failure.json = getattr(exc, "json", None)  # a refusal's own keys (``Unasked``)
         except EngineError as exc:
             error = OpsError.from_engine(exc)
             failure = Exit(f"Error: {one_line(error)}", code=int(error.code))
@@ -200,16 +202,33 @@ def can_ask() -> bool:
     return sys.stdin.isatty() and sys.stderr.isatty()
 
 
-def refuse_unasked(yes: bool, without_terminal: str) -> None:
+# Every task that asks first (restore, restore.volume, deploy.undo, emergency.stop and
+# .resume) refuses in these words, and with --json in one shape: its document has
+# "error", "exit_code" 2 and "outcome": "not confirmed" (review-op s19 #7)
+WITHOUT_TERMINAL = ("not on a terminal, so nothing can be asked: run again with --yes to "
+                    "go ahead (nothing was changed)")
+NOT_CONFIRMED = "not confirmed; nothing was changed"  # any answer but yes
+
+
+class Unasked(OpsError):
+    """The refusal without a terminal and --yes (exit 2): nothing could be asked."""
+
+    json = {"outcome": "not confirmed"}  # added to ``failed_as_json``'s document
+
+    def __init__(self, message: str = WITHOUT_TERMINAL):
+        super().__init__(message, ExitCode.USAGE)
+
+
+def refuse_unasked(yes: bool, without_terminal: str = WITHOUT_TERMINAL) -> None:
     """``confirm``'s refusal without a terminal (exit 2), given before any work: a task
     that will ask calls it first, so a CI run without --yes learns it before its reads
     and checks, not after them (op #9 of the s18 review)."""
     if not yes and not can_ask():
-        raise OpsError(without_terminal, ExitCode.USAGE)
+        raise Unasked(without_terminal)
 
 
 def confirm(question: str, *, yes: bool = False, without_terminal: str | None = None,
-            refused: str = "not confirmed: nothing was changed") -> None:
+            refused: str = NOT_CONFIRMED) -> None:
     """The one confirmation every task asks: on a terminal, go on only after `yes`.
 
     ``yes`` (``--yes``) skips the question. Without a terminal nothing can be asked:
@@ -221,7 +240,7 @@ def confirm(question: str, *, yes: bool = False, without_terminal: str | None = 
     if not can_ask():
         if without_terminal is None:
             return
-        raise OpsError(without_terminal, ExitCode.USAGE)
+        raise Unasked(without_terminal)
     sys.stderr.write("\n".join(wrapped(f"{printable(question)} Type yes to go on:",
                                         terminal_width() - 1)) + " ")
     sys.stderr.flush()

@@ -48,11 +48,10 @@ def on_signals(body):
 
 def confirm(ui, question: str, *, yes: bool) -> None:
     """Ask on a terminal; without one, only ``--yes`` goes on (exit 2 otherwise)."""
-    cli.confirm(question, yes=yes, refused="aborted: nothing was changed",
-                without_terminal=WITHOUT_TERMINAL)
+    cli.confirm(question, yes=yes, without_terminal=WITHOUT_TERMINAL)
 
 
-WITHOUT_TERMINAL = "not on a terminal: run again with --yes to go ahead"
+WITHOUT_TERMINAL = cli.WITHOUT_TERMINAL  # one wording for every task that asks
 
 
 def refuse_unasked(yes: bool, dry_run: bool = False) -> None:

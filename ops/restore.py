@@ -288,12 +288,10 @@ def confirm(ui: UI, lines: list[str], *, yes: bool) -> None:
     for line in lines:
         ui.info(line)
     cli.confirm("Replace the live database with this backup?", yes=yes,
-                refused="restore not confirmed; nothing was changed",
                 without_terminal=WITHOUT_TERMINAL)
 
 
-WITHOUT_TERMINAL = ("restore replaces the live database: pass --yes to go on without a "
-                    "terminal (nothing was changed)")
+WITHOUT_TERMINAL = cli.WITHOUT_TERMINAL  # one wording for every task that asks
 
 
 @dataclass

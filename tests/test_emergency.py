@@ -190,7 +190,8 @@ def test_without_a_terminal_nothing_happens_without_yes(site, task):
 
 def test_a_terminal_is_asked_and_no_changes_nothing(site):
     answer_no = on_terminal(site, ["emergency.stop"], "n")
-    assert answer_no.returncode == ExitCode.ERROR and "aborted" in answer_no.stdout
+    assert answer_no.returncode == ExitCode.ERROR, answer_no
+    assert "Error: not confirmed; nothing was changed" in answer_no.stdout  # restore's words
     assert calls(site) == READS
 
     answer_yes = on_terminal(site, ["emergency.stop"], "yes")
