@@ -2563,7 +2563,7 @@ def held_restore_lock(directory, wait: float = 0.0, on_wait=None):
 
 
 def restoring(live, directory, which: str = "latest", *, source: str | None = None,
-              **options):
+              read_only: bool = False, **options):
     """The one restore (the machine's python3 through ``restore_database``, and the local
     task phase by phase): a generator yielding its ``Restoring`` at each phase boundary:
     ``locked`` (the restore lock and the folder's backup lock, held to the end: no backup
@@ -2574,25 +2574,40 @@ def restoring(live, directory, which: str = "latest", *, source: str | None = No
 
     The safety backup is an ordinary verified backup; no retention runs here, so it
     cannot be removed by the restore that made it. A corrupt live database is moved
-    aside, never deleted; a missing one has nothing to keep."""
+    aside, never deleted; a missing one has nothing to keep.
+
+    ``read_only`` (a dry run: the plan's ``reads_only`` step): only the chosen backup's
+    verification, ``verified``, the same as the run's, with no lock taken and no file
+    written (the folder may be read-only: the dry run says so and goes on)."""
     run = Restoring(Path(live), Path(directory), **options)
     run.state, run.why = live_state(run.live)
+    if read_only:
+        yield _verified(run, which, source)
+        return
     if run.state != "ok" and not run.app_stopped:
         raise broken_live_refusal(run.live, run.state, run.why, run.how)
     prepare_dir(run.directory)
     with held_restore_lock(run.directory, run.lock_wait), \
             held_backup_lock(run.directory, run.lock_wait, run.waiting(run.directory)):
         yield run.at("locked")
-        run.chosen = resolve_backup(run.directory, which, source)[0]
-        verdict = verify_backup(run.chosen.path, None if run.checked else run.check)
-        run.verdict = asdict(verdict)
-        if not verdict.ok:
-            raise EngineError(f"backup {run.chosen.name} failed verification, nothing was "
-                              f"changed: {verdict.problems[0]}", "verify_failed")
-        if run.state == "ok":
-            check_page_sizes(run.chosen.path, run.live)
-        yield run.at("verified")
+        yield _verified(run, which, source)
         yield from _safe_phases(run) if run.state == "ok" else _broken_phases(run)
+
+
+def _verified(run: Restoring, which: str, source: str | None) -> Restoring:
+    """The restore's ``verified`` phase: the backup ``which`` names, its recorded SHA-256
+    and SQLite's check (the SHA-256 only when ``checked``), its page size the live one's."""
+    run.chosen = resolve_backup(run.directory, which, source)[0]
+    verdict = verify_backup(run.chosen.path, None if run.checked else run.check)
+    run.verdict = asdict(verdict)
+    if not verdict.ok:
+        failed = EngineError(f"backup {run.chosen.name} failed verification, nothing was "
+                             f"changed: {verdict.problems[0]}", "verify_failed")
+        failed.run = run  # what its caller advises depends on the problems (and the name)
+        raise failed
+    if run.state == "ok":
+        check_page_sizes(run.chosen.path, run.live)
+    return run.at("verified")
 
 
 def _safe_phases(run: Restoring):

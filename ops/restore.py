@@ -129,6 +129,12 @@ def _local_plan(o: RestoreOptions, what: str, *, db: str, directory: str,
     ]
 
 
+def remote(o: RestoreOptions) -> bool:
+    """Whether the restore runs on another host (the Fly machine, an SSH host): its plan
+    then names the paths there (pure)."""
+    return bool(o.production or o.host)
+
+
 def plan_for(o: RestoreOptions, settings, *, remote: bool, live_state: str = "ok") -> list[Step]:
     """The plan of a restore with these settings: what ``--dry-run`` shows and the steps
     (and step lines) the run runs (``Restore.run``)."""
@@ -196,7 +202,7 @@ def remote_live_warning(o: RestoreOptions, settings, target, found: dict) -> str
     """What a production (or --host) dry run says about a missing or corrupt live
     database there, asked as the run asks before its question (``Target.counts``); a
     failure to ask is only said, the dry run goes on (review-op s19 #2)."""
-    if target is None or not found.get("backup") or o.from_path:
+    if not remote(o) or not found.get("backup") or o.from_path:
         return None
     try:
         counts = target.counts(found["backup"]) or {}
@@ -307,7 +313,9 @@ class Restore:
     options: RestoreOptions
     settings: object
     ui: UI
-    target: object = None  # the Fly machine or an SSH host (targets.chosen); None: local
+    # where it restores (``targets.chosen.target_for``): this computer's folder, the Fly
+    # machine or an SSH host; the flow asks it what each step does (``_actions``)
+    target: object = None
     yes: bool = False
     record: dict = field(default_factory=dict)  # the runner's record
     # (backup, live database, safety backup) from the copy's start to its proof: an
@@ -521,7 +529,7 @@ class Restore:
         return self.options.host or "the machine"
 
     def _flag(self) -> str:
-        return self.target.flag if self.target is not None else ""
+        return self.target.flag
 
     def _machine(self) -> tuple[str, str] | None:
         """(app, machine id) when a Fly machine was resolved: what to restart by hand."""
@@ -568,7 +576,7 @@ class Restore:
         check (``proven``). Emergency-stopped, the restart and the /health wait are
         skipped (the app is not running: a restart brings back `sleep`)."""
         act = self._actions()
-        plan = plan_for(self.options, self.settings, remote=self.target is not None)
+        plan = plan_for(self.options, self.settings, remote=remote(self.options))
         self.found["plan"] = {step.key: step for step in plan}
         ran = runbook.bind(plan[:-1], act)  # the last, the audit line, is the runner's
         unbound = [step.key for step in ran if step.action is None]
@@ -587,21 +595,28 @@ class Restore:
                      **QUIET)]
 
     def _actions(self) -> dict:
-        """What each step does on this target. Here: the engine's one restore advanced a
-        phase per step (``LocalTarget.restore``); on the Fly machine or an SSH host: the
-        same restore drained there in one call (``engine.restore_database``), then the
-        target's settling of the app (Fly: restart, health; the others: none)."""
-        if self.target is None:
-            return {"ready": self._local_ready, "verify": self._local_verify,
-                    "chosen": self._local_chosen, "safety": self._local_safety,
-                    "restore": self._local_copy, "check": self._local_check,
-                    "proven": lambda: None}  # the check step proved it
+        """What each step does, as the target says (``Target.restore_actions``: ``here``
+        or ``there``), then what settles the app after the restore, also the target's
+        (``Target.settle``: Fly restarts and waits for /health; the others do nothing).
+        The flow never asks which kind of target it holds."""
+        return {**self.target.restore_actions(self), **dict(self.target.settle())}
+
+    def here(self, target) -> dict:
+        """The steps' actions where the engine's one restore runs in this process
+        (``LocalTarget.restore``): one phase of it per step."""
+        return {"ready": self._local_ready, "verify": self._local_verify,
+                "chosen": self._local_chosen, "safety": self._local_safety,
+                "restore": self._local_copy, "check": self._local_check,
+                "proven": lambda: None}  # the check step proved it
+
+    def there(self, target) -> dict:
+        """The steps' actions where the same restore runs on another host in one call
+        (``ScriptedTarget.restore``, ``engine.restore_database`` drained there)."""
         return {"ready": self._remote_ready,
-                "connect": lambda: f"connected to {self.target.session.connect()}",
+                "connect": lambda: f"connected to {target.session.connect()}",
                 "resolve": self._resolve, "verify": self._verify_file, "upload": self._upload,
                 "choose": self._choose, "chosen": self._remote_chosen,
-                "restore": self._restore_there, "proven": self._remote_proven,
-                **dict(self.target.settle())}
+                "restore": self._restore_there, "proven": self._remote_proven}
 
     # -- local
     def _local_ready(self) -> None:
@@ -612,14 +627,14 @@ class Restore:
         backup is made under it): no backup or cleanup removes it meanwhile (issue 16 #10)."""
         self._unasked()
         s, o = self.settings, self.options
-        local = LocalTarget(s, self.ui)
+        local = self.target
         local.folder()
         local.names(o.which)  # a bad or unknown name fails before any lock is taken
         phases = local.restore(o.which, busy_timeout=o.busy_timeout, checked=o.checked,
                                app_stopped=o.app_stopped, when=self.record["when"],
                                how=f"stop it, then run `{app_stopped_command(o)}`")
         self.held.callback(phases.close)  # the runner's closing step releases the locks
-        self.found.update(db=Path(s.db_path), directory=Path(s.backup_dir), local=local,
+        self.found.update(db=Path(s.db_path), directory=Path(s.backup_dir),
                           phases=phases)
         self._next("locked")
 
@@ -631,23 +646,12 @@ class Restore:
         return run
 
     def _local_verify(self) -> str:
-        try:
-            run = self._next("verified")
-        except EngineError as exc:
-            run = self.found["run"]
-            if exc.kind != "verify_failed":
-                raise
-            raise OpsError(f"{exc}" + verify_failed_hint(run.verdict["problems"],
-                                                         run.chosen.name),
-                           ExitCode.VERIFY_FAILED) from None
-        chosen, check = run.chosen, self.settings.check
+        run = self.found["run"] = verified_phase(self.found["phases"])
+        chosen = run.chosen
         self.runner.learn(backup=chosen.name)
         self.record["backup"] = {"name": chosen.name, "sha256": run.verdict["sha256"],
                                  "created": chosen.created}
-        return f"{_named(self.options.which, chosen.name)}sha256 " \
-            f"{run.verdict['sha256'][:12]}  {check}_check ok" \
-            + (" (as it was restored)" if self.options.checked else "") \
-            + _skipped(self.found["local"].list(), chosen, self.options.which)
+        return verified_detail(run, self.options, self.settings.check, self.target.list())
 
     def _local_chosen(self) -> runbook.Done | None:
         """Another database's backup (refused without --other-source), where the safety
@@ -663,7 +667,7 @@ class Restore:
         if run.state != "ok":
             self._next("broken")
             return runbook.Done("", then=self._broken_steps(run.state, run.why))
-        rows = f["local"].counts(chosen.name)  # counted as on the machine (the engine's one way)
+        rows = self.target.counts(chosen.name)  # counted as on the machine (the engine's one way)
         f["asked"] = [
             f"Replace the live database {db} ({human_bytes(db.stat().st_size)}; "
             f"{format_counts(rows['live'])})",
@@ -826,10 +830,9 @@ class Restore:
             except ValueError:
                 raw = None
             raw = raw if isinstance(raw, dict) else {}
-            if self.target is None and not raw.get("content_sha256"):  # issue 21: hash it now
-                with contextlib.suppress(engine.EngineError, OSError):
-                    _, raw["content_sha256"], raw["content_format"] = engine.describe_file(
-                        Path(folder.dir) / item.name)
+            if not raw.get("content_sha256") and getattr(folder, "content_of", None):
+                with contextlib.suppress(engine.EngineError, OSError):  # issue 21: hash it now
+                    raw["content_sha256"], raw["content_format"] = folder.content_of(item.name)
             elif proof and item.name != mine and not raw.get("content_sha256") and getattr(
                     folder, "holds_backup", None):
                 self._ask_holds(folder, item, backup, proof, raw, size)
@@ -840,10 +843,11 @@ class Restore:
         return found
 
     def _undo_folder(self):
-        """Where this run's safety backup and its undo are: the target, or a local folder."""
-        return self.target or LocalTarget(dataclasses.replace(
-            self.settings, backup_dir=Path(self.record.get("undo_dir") or
-                                           self.settings.backup_dir)), self.ui)
+        """Where this run's safety backup and its undo are: the target, or the local folder
+        a restore of another database's backup keeps them in (``safety_folder``)."""
+        undo_dir = self.record.get("undo_dir")
+        return LocalTarget(dataclasses.replace(self.settings, backup_dir=Path(undo_dir)),
+                           self.ui) if undo_dir else self.target
 
     def _interrupted_before(self, listing) -> None:
         """Earlier restores of the same backup that never finished (no audit line names
@@ -1046,34 +1050,77 @@ def resolved(target) -> bool:
 
 
 def reads(o: RestoreOptions, settings, ui: UI, target, found: dict) -> dict:
-    """The actions of the plan's ``reads_only`` steps, the ones its run uses: a dry run
-    runs them (``runbook.Runner(dry_run=True)``), so a backup name that does not exist
-    fails it as it fails the run. What they find goes into ``found`` (``backup``,
-    ``machine``, ``stopped``)."""
-    def verify():  # local: the run's own check of the chosen backup
-        local = LocalTarget(settings, ui)
-        local.folder()  # a missing folder is exit 3, as in the run
-        (chosen, _), detail = _verified(local, o.which, settings.check)
-        found["backup"] = chosen.name
+    """The actions of the plan's ``reads_only`` steps, the ones its run uses, asked of the
+    target as the run asks (``Target.restore_actions``): a dry run runs them
+    (``runbook.Runner(dry_run=True)``), so a backup name that does not exist fails it as
+    it fails the run. What they find goes into ``found`` (``backup``, ``machine``,
+    ``stopped``)."""
+    return target.restore_actions(Reads(o, settings, target, found))
+
+
+@dataclass
+class Reads:
+    """A dry run's read-only actions, here and there (``Restore.here``/``there``)."""
+
+    options: RestoreOptions
+    settings: object
+    target: object
+    found: dict
+
+    def here(self, local) -> dict:
+        return {"verify": self._verify}
+
+    def there(self, target) -> dict:
+        return {"resolve": self._resolve, "choose": self._choose,
+                "connect": lambda: f"connected to {target.session.connect()}"}
+
+    def _verify(self) -> str:
+        """Here: the run's own verify, the engine's restore to its ``verified`` phase
+        (``read_only``: no lock, nothing written); a missing folder is exit 3, as in the
+        run."""
+        o, local = self.options, self.target
+        local.folder()
+        phases = local.restore(o.which, checked=o.checked, read_only=True)
+        with contextlib.closing(phases):
+            run = verified_phase(phases)
+        self.found["backup"] = run.chosen.name
+        return verified_detail(run, o, self.settings.check, local.list())
+
+    def _choose(self) -> str:
+        chosen, detail = _listed(self.target, self.options.which)
+        self.found["backup"] = chosen.name
         return detail
 
-    def choose():
-        chosen, detail = _listed(target, o.which)
-        found["backup"] = chosen.name
-        return detail
-
-    def resolve():
+    def _resolve(self) -> str:
+        found, target = self.found, self.target
         found["stopped"] = resolved(target)
         found["machine"] = target.machine.id
         return f"machine {target.machine.id}" + (
             " (emergency-stopped: no restart, no /health wait)" if found["stopped"] else "")
 
-    def connect():
-        return f"connected to {target.session.connect()}"
 
-    if target is None:
-        return {"verify": verify}
-    return {"resolve": resolve, "connect": connect, "choose": choose}
+def verified_phase(phases) -> engine.Restoring:
+    """The engine's restore on to its ``verified`` phase (the run's verify step and its
+    dry run's): a backup that fails its check is exit 5 with what to do instead."""
+    try:
+        run = next(phases)
+    except EngineError as exc:
+        if exc.kind != "verify_failed":
+            raise
+        raise OpsError(f"{exc}" + verify_failed_hint(exc.run.verdict["problems"],
+                                                     exc.run.chosen.name),
+                       ExitCode.VERIFY_FAILED) from None
+    if run.phase != "verified":  # a step bound to the wrong phase: never go on
+        raise OpsError(f"internal error: restore at {run.phase}, expected verified")
+    return run
+
+
+def verified_detail(run: engine.Restoring, o: RestoreOptions, check: str, listing) -> str:
+    """The verify step's detail, the run's and its dry run's (one line for both)."""
+    chosen = run.chosen
+    return f"{_named(o.which, chosen.name)}sha256 {run.verdict['sha256'][:12]}  " \
+        f"{check}_check ok" + (" (as it was restored)" if o.checked else "") \
+        + _skipped(listing, chosen, o.which)
 
 
 # ---------------------------------------------------------------- drill
@@ -1116,22 +1163,6 @@ def drill_summary(result: dict, flag: str = "") -> str:
 
 
 # ---------------------------------------------------------------- small helpers
-
-
-def _verified(local: LocalTarget, which: str, check: str, checked: bool = False):
-    """The backup ``which`` names (``latest``: never a safety backup, nor another
-    database's), verified (``checked``: its SHA-256 only, see ``RestoreOptions``)."""
-    chosen = engine.resolve_backup(local.dir, which, local.source)[0]
-    verdict = engine.verify_backup(chosen.path, None if checked else check)
-    if not verdict.ok:
-        raise OpsError(f"backup {chosen.name} failed verification, nothing was changed: "
-                       f"{verdict.problems[0]}" + verify_failed_hint(verdict.problems,
-                                                                     chosen.name),
-                       ExitCode.VERIFY_FAILED)
-    return (chosen, asdict(verdict)), \
-        f"{_named(which, chosen.name)}sha256 {verdict.sha256[:12]}  {check}_check ok" \
-        + (" (as it was restored)" if checked else "") \
-        + _skipped(local.list(), chosen, which)
 
 
 def verify_failed_hint(problems: list[str], name: str, flag: str = "") -> str:

@@ -214,3 +214,17 @@ def test_the_undo_line_puts_back_what_was_there(site):
     assert undone.returncode == 0, undone
     assert content(site.db) == before
     assert undone.json()["backup"]["name"] == safety and undone.json()["proof"]["ok"]
+
+
+def test_the_confirmation_counts_both_sides_as_the_target_counts_them(site):
+    """The rows the question shows come from the target (``Target.counts``), the same on
+    every target: the live database's now, and the backup's as recorded."""
+    made = site.backup()
+    change(site.db, keep=1000)
+    result = restore(site)
+    assert_restored(site, result, made)
+    lines = result.stderr.splitlines()
+    live = [line for line in lines if line.startswith("Replace the live database")]
+    backup = [line for line in lines if line.startswith(f"with backup {made.name} (")]
+    assert len(live) == len(backup) == 1, result.stderr
+    assert "steps 1000" in live[0] and f"steps {made.tables['steps']}" in backup[0], lines

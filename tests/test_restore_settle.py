@@ -63,6 +63,9 @@ class Unsettled:
 
     flag = " --production"
 
+    def restore_actions(self, flow) -> dict:  # its restore runs there, as on any host
+        return flow.there(self)
+
     def settle(self) -> list:
         return []
 

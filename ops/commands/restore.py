@@ -116,7 +116,7 @@ def restore_now(*, which, from_, settings, production, host, yes, dry_run, busy_
                                       from_replica=replica,
                                       busy_timeout=10.0 if timeout is None else timeout)
     ui = UI()
-    if target is None and (production or host):
+    if target is None:  # the one place a restore's target is chosen (a folder here too)
         target = target_for(settings, ui, production=production)
     if dry_run:
         try:
@@ -153,7 +153,7 @@ def dry_run_plan(options, settings, ui: UI, target, json: bool, replica=None) ->
     run): the backup ``latest`` really is (never a safety backup, one dated ahead or
     another database's; issue 16 #2), the machine; a backup that does not exist fails the
     dry run as it fails the run (issue 22)."""
-    remote = target is not None
+    remote = restores.remote(options)
     state, warning = "ok", None
     if not remote:  # the real run refuses, or moves it aside: the plan says so
         try:

@@ -93,16 +93,23 @@ class LocalTarget:
         self.report.waiting(f"  waiting up to {busy_timeout:g}s for the app's write lock on "
                             f"{self.db} (--busy-timeout)")
 
+    def restore_actions(self, flow) -> dict:
+        """What each step of a restore does here (``Target.restore_actions``): the engine's
+        one restore in this process, advanced a phase per step (``flow.here``)."""
+        return flow.here(self)
+
     def restore(self, which: str, *, busy_timeout: float = 10.0, app_stopped: bool = False,
-                when: str | None = None, checked: bool = False, how: str = LOCAL_HOW):
+                when: str | None = None, checked: bool = False, how: str = LOCAL_HOW,
+                read_only: bool = False):
         """The engine's one restore (``engine.restoring``, what the machine's python3 runs
         drained), as its generator: the restore flow advances it one phase per step, so
         each step keeps its own line, time and interruption. ``when``: the safety
         backup's restore mark (the audit record's); ``checked``: the backup was checked by
-        this run a moment ago (restore --from-replica), so only its SHA-256 is compared."""
+        this run a moment ago (restore --from-replica), so only its SHA-256 is compared;
+        ``read_only``: a dry run's, its ``verified`` phase alone (no lock, nothing written)."""
         s = self.settings
         return engine.restoring(
-            self.db, self.dir, which, source=self.source,
+            self.db, self.dir, which, source=self.source, read_only=read_only,
             on_wait=self._waiting if self.report is not None else None,
             on_busy=functools.partial(self._busy, busy_timeout)
             if self.report is not None else None, check=s.check, checked=checked,
@@ -177,6 +184,12 @@ class LocalTarget:
         """Rows per table of the live database and as recorded for backup ``name`` (None
         if unrecorded), for a restore's confirmation: the machine's own counting."""
         return engine.live_and_recorded_counts(self.db, self.dir, name)
+
+    def content_of(self, name: str) -> tuple[str, str]:
+        """Backup ``name``'s content hash and its format, computed now (a safety backup
+        recorded before issue 21's hashes; on a host, ``holds_backup`` asks instead)."""
+        _, digest, fmt = engine.describe_file(self.dir / name)
+        return digest, fmt
 
     def record_text(self, name: str) -> str:
         """What the folder's ``NAME.json`` says ("" when there is none, or a symlink)."""

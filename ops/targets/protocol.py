@@ -92,6 +92,14 @@ class Target(Protocol):
     def drill(self, which: str) -> dict:
         """Restore ``which`` into a scratch database and compare it with its record."""
 
+    def restore_actions(self, flow) -> dict:
+        """What each step of a restore's plan does on this target, by step key: the
+        restore flow (or its dry run's reads) asks, and never which kind of target it
+        holds. A target answers with the flow's actions for its kind of restore:
+        ``flow.here(self)``, the engine's one restore in this process a phase per step
+        (``HereTarget.restore``), or ``flow.there(self)``, the same restore run there in
+        one call (``RemoteTarget.restore``). The flow adds the target's ``settle``."""
+
     def settle(self) -> Settle:
         """After a restore: what makes the app see the restored database, in order (Fly:
         restart the machine, wait for /health); none here or on an SSH host (the app reads

@@ -91,6 +91,12 @@ class ScriptedTarget:
     def remove_leftovers(self) -> list[str]:
         return []
 
+    def restore_actions(self, flow) -> dict:
+        """What each step of a restore does on this host (``Target.restore_actions``): the
+        engine's one restore run there in one call (``restore``), its steps around it
+        (``flow.there``)."""
+        return flow.there(self)
+
     def settle(self) -> Settle:
         """Nothing on an SSH host (its app reads the restored content through SQLite:
         restart it yourself if it caches); the Fly machine restarts (``FlyTarget``)."""
