@@ -354,6 +354,7 @@ FLAG_NAMES = {"snapshot_timeout": "--timeout", "deploy_lock_wait": "--lock-wait"
 
 
 # ~64 lines: most of it is the one Settings(...) call naming every field once.
+# long only for its one ``Settings`` field per line: each key's reading stays in one list
 def load(config, **flags) -> Settings:
     """Settings from an Invoke config, flags (not None) winning; validated once."""
     fly, db, backup = _section(config, "fly"), _section(config, "db"), _section(config, "backup")

@@ -403,6 +403,34 @@ NOT_WRITABLE_FIX = "make it writable, or set backup.dir to a folder that is"
 # ---------------------------------------------------------------- lock
 
 
+def _open_lock_file(lock_path: Path) -> int:
+    """The lock file opened for ``file_lock`` (created 0600 if missing): only a regular
+    file with one link, never followed through a symlink, never blocking on a FIFO."""
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                     | getattr(os, "O_CLOEXEC", 0), 0o600)
+    except OSError as exc:
+        kinds = {errno.ELOOP: "a symlink", errno.EISDIR: "a directory", errno.ENXIO: "a socket"}
+        if exc.errno not in kinds:
+            raise EngineError(f"cannot open the lock file {lock_path}: "
+                              f"{exc.strerror or exc}", "error") from None
+        raise EngineError(f"refusing the lock file {lock_path}: {kinds[exc.errno]}, not a "
+                          "regular file this tool made; remove it if nothing else needs it",
+                          "error") from None
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        raise
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+        os.close(fd)
+        kind = "a hard link to another file" if stat.S_ISREG(info.st_mode) else (
+            "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device or socket")
+        raise EngineError(f"refusing the lock file {lock_path}: {kind}, not a regular "
+                          "file this tool made; remove it if nothing else needs it", "error")
+    return fd
+
+
 @contextlib.contextmanager
 def file_lock(lock_path: Path, wait: float = 0.0, what: str = "another backup",
               on_wait=None, role: str = ""):
@@ -417,24 +445,8 @@ def file_lock(lock_path: Path, wait: float = 0.0, what: str = "another backup",
     file: a symlink (never followed), a FIFO (opened non-blocking), a directory, a
     device or a hard link to another file is refused and left as it is.
     """
+    fd = _open_lock_file(lock_path)
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
-                     | getattr(os, "O_CLOEXEC", 0), 0o600)
-    except OSError as exc:
-        kinds = {errno.ELOOP: "a symlink", errno.EISDIR: "a directory", errno.ENXIO: "a socket"}
-        if exc.errno not in kinds:
-            raise EngineError(f"cannot open the lock file {lock_path}: "
-                              f"{exc.strerror or exc}", "error") from None
-        raise EngineError(f"refusing the lock file {lock_path}: {kinds[exc.errno]}, not a "
-                          "regular file this tool made; remove it if nothing else needs it",
-                          "error") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
-            kind = "a hard link to another file" if stat.S_ISREG(info.st_mode) else (
-                "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device or socket")
-            raise EngineError(f"refusing the lock file {lock_path}: {kind}, not a regular "
-                              "file this tool made; remove it if nothing else needs it", "error")
         deadline = time.monotonic() + max(wait, 0.0)
         unnamed: list = []  # when the holder was first seen without its name
         while True:
@@ -2072,6 +2084,8 @@ def content_sha256_of(path, fmt: str | None, record: dict | None = None) -> str 
 # ---------------------------------------------------------------- restore into a live database
 
 
+# one piece on purpose: what a signal may interrupt, and when the commit is written down,
+# is read here top to bottom (most of its length is the docstring saying so)
 def restore_live(backup, live, *, busy_timeout: float = 10.0,
                  snapshot: dict | None = None, on_commit=None, on_busy=None) -> float:
     """Copy a backup into a live (WAL) database through SQLite's backup API; seconds taken.

@@ -246,22 +246,31 @@ def list_(c, production=False, host=None, json=False):
             for item, kind in zip(found, kinds, strict=True)
         ],
     )
+    for line in legend(found, kinds, source, target.flag):
+        ui.info(line)
+    other_folders(target, ui)
+
+
+def legend(found, kinds: list[str], source: str | None, flag: str) -> list[str]:
+    """What the listing's marks mean, for the rows that have them (pure): each safety
+    backup's restore and its undo, ``other db`` and ``no record``."""
+    lines = []
     for item in found:
         if item.kind == "safety":
             made = item.restore or {}
-            ui.info(f"safety: {item.name} is the copy a restore made of the live database "
-                    f"before it put back {made.get('backup') or '?'} (at "
-                    f"{made.get('when') or '?'}); never latest. To undo that restore: "
-                    f"invoke restore {item.name}{target.flag} --yes")
+            lines.append(f"safety: {item.name} is the copy a restore made of the live database "
+                         f"before it put back {made.get('backup') or '?'} (at "
+                         f"{made.get('when') or '?'}); never latest. To undo that restore: "
+                         f"invoke restore {item.name}{flag} --yes")
     if "other db" in kinds:  # what `latest` skips, and why (review-op s19: no legend)
-        ui.info(f"other db: made from another database than {source or 'db.path'} "
-                "(its record's source); never latest here, restore it by its name")
+        lines.append(f"other db: made from another database than {source or 'db.path'} "
+                     "(its record's source); never latest here, restore it by its name")
     if any(not item.sha256 and not item.verified for item in found):
-        ui.info("no record: made without .sha256/.json sidecars (the old npm scripts); "
-                "verify, drill and restore refuse them as unverifiable until adopted: "
-                f"`invoke backup.adopt NAME{target.flag}` (or `all`) checks them and "
-                "records them")
-    other_folders(target, ui)
+        lines.append("no record: made without .sha256/.json sidecars (the old npm scripts); "
+                     "verify, drill and restore refuse them as unverifiable until adopted: "
+                     f"`invoke backup.adopt NAME{flag}` (or `all`) checks them and "
+                     "records them")
+    return lines
 
 
 def other_folders(target, ui: UI) -> list[tuple[str, int]]:
