@@ -100,6 +100,10 @@ class Target(Protocol):
         (``HereTarget.restore``), or ``flow.there(self)``, the same restore run there in
         one call (``RemoteTarget.restore``). The flow adds the target's ``settle``."""
 
+    def counts(self, name: str) -> dict:
+        """Rows per table of the live database and as recorded for ``name`` ({} if
+        unknown), for a restore's confirmation: every target counts as the engine does."""
+
     def settle(self) -> Settle:
         """After a restore: what makes the app see the restored database, in order (Fly:
         restart the machine, wait for /health); none here or on an SSH host (the app reads
@@ -110,10 +114,12 @@ class HereTarget(Target, Protocol):
     """The folder on this machine (``LocalTarget``): the restore runs in this process."""
 
     def restore(self, which: str, *, busy_timeout: float = 10.0, app_stopped: bool = False,
-                when: str | None = None) -> Generator[engine.Restoring, None, None]:
+                when: str | None = None, checked: bool = False,
+                read_only: bool = False) -> Generator[engine.Restoring, None, None]:
         """The engine's one restore (``engine.restoring``, what the machine's python3
         drains in one call), one phase per ``next()``: the restore flow's steps advance it,
-        and closing it releases the restore lock and the backup lock."""
+        and closing it releases the restore lock and the backup lock. ``read_only``: a
+        dry run's, only its ``verified`` phase, with no lock and nothing written."""
 
 
 class RemoteTarget(Target, Protocol):
@@ -122,9 +128,6 @@ class RemoteTarget(Target, Protocol):
     def restore(self, name: str, *, busy_timeout: float = 10.0, app_stopped: bool = False) -> dict:
         """Restore backup ``name`` into the live database there: verify, safety backup,
         SQLite's backup API, check (its best engine: python3, else node, else sqlite3)."""
-
-    def counts(self, name: str) -> dict:
-        """Rows per table of the live database and as recorded for ``name`` ({} if unknown)."""
 
     def upload(self, path: Path, name: str, manifest: dict, sha256: str | None = None) -> dict:
         """Send a local backup there and adopt it as ``name`` once its SHA-256 matches."""
