@@ -65,6 +65,8 @@ def human_age(seconds: float) -> str:
     ``1m54s``, ``2h05m``, ``3d04h`` (``2m``, ``1h``, ``2d`` when exact). The same form
     as a duration typed in (``--max-age 1h30m``): a shown age can be pasted back. Never
     ``1.9m``, which reads as months (review-op s19 #7)."""
+    if not seconds < 1e12:  # NaN or infinite (a hostile or broken time): no crash
+        return "?"
     whole = round(max(seconds, 0))
     for unit, length, small, step in (("d", 86400, "h", 3600), ("h", 3600, "m", 60),
                                       ("m", 60, "s", 1)):

@@ -28,6 +28,10 @@ def test_a_shown_age_can_be_typed_back_as_a_duration(seconds):
     assert parse_duration(human_age(seconds)) == pytest.approx(seconds, abs=1800)
 
 
+def test_a_time_that_is_not_a_number_is_shown_not_raised():
+    assert [human_age(x) for x in (float("nan"), float("inf"), -5)] == ["?", "?", "0s"]
+
+
 def test_a_step_duration_from_a_minute_on_is_an_age():
     assert [human_seconds(s) for s in (0.44, 41.2, 59.7, 187)] == ["0.4s", "41s", "1m",
                                                                     "3m07s"]
