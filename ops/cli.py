@@ -21,15 +21,17 @@ from invoke.exceptions import Exit, ParseError
 from invoke.parser import Argument, Parser
 from invoke.parser.context import to_flag
 
-from ops import ui as ui_module
-from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated, stop_on_signals, task_started
-from ops.ui import printable, terminal_width, wrapped
+
+# ops.ui (Rich) and ops.engine are imported where they are used, not here: every process
+# imports this module, and `invoke --list` or a task's --help needs neither (docs/layout.md).
 
 
 def one_line(exc: Exception) -> str:
     """An error's first line, printable: its text may be a machine's, host's or flyctl's."""
+    from ops.ui import printable
+
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return printable(" ".join(lines[:1]) + (" …" if len(lines) > 1 else "") if lines
                      else repr(exc))
@@ -55,6 +57,9 @@ def guarded(body):
 
     @functools.wraps(body)
     def run(c, *args, **kwargs):
+        from ops import ui as ui_module
+        from ops.ui import printable, terminal_width, wrapped
+
         task_started()
         emitted = ui_module.EMITTED[0]
         try:
@@ -64,9 +69,6 @@ def guarded(body):
             failure = Exit(f"Error: terminated by {exc.name}", code=int(ExitCode.TERMINATED))
         except OpsError as exc:
             failure = Exit(f"Error: {one_line(exc)}", code=int(exc.code))
-        except EngineError as exc:
-            error = OpsError.from_engine(exc)
-            failure = Exit(f"Error: {one_line(error)}", code=int(error.code))
         except KeyboardInterrupt:
             failure = Exit("Interrupted.", code=int(ExitCode.INTERRUPTED))
         except OSError as exc:
@@ -75,11 +77,32 @@ def guarded(body):
             where = f": {exc.filename}" if exc.filename else ""
             failure = Exit(printable(f"Error: {exc.strerror or exc}{where}"),
                            code=int(ExitCode.ERROR))
+        except Exception as exc:  # an EngineError (only a task that imported ops.engine
+            from ops.engine import EngineError  # can raise one); anything else goes on
+
+            if not isinstance(exc, EngineError):
+                raise
+            error = OpsError.from_engine(exc)
+            failure = Exit(f"Error: {one_line(error)}", code=int(error.code))
         if failure.message and sys.stderr.isatty():  # broken between words, not mid-word
             failure.message = "\n".join(wrapped(failure.message, terminal_width()))
         if kwargs.get("json") and ui_module.EMITTED[0] == emitted:
             print_failed_as_json(failure)
         raise failure from None
+
+    return run
+
+
+def on_signals(body):
+    """``ops.emergency.on_signals`` (SIGTERM/SIGHUP end a mutating task as exit 143 after
+    its ``finally`` blocks), looked up when the task runs: importing ops.emergency (the
+    flows, Rich) is not for `invoke --list` or a task's --help."""
+
+    @functools.wraps(body)
+    def run(*args, **kwargs):
+        from ops.emergency import on_signals as stop_on_signals_as_exit_143
+
+        return stop_on_signals_as_exit_143(body)(*args, **kwargs)
 
     return run
 
@@ -216,6 +239,8 @@ def confirm(question: str, *, yes: bool = False, without_terminal: str | None = 
     ``without_terminal`` is the refusal (exit 2, saying to pass ``--yes``), or None when
     the flag that got us here is itself the confirmation (``--skip-backup``). Any answer
     but yes is ``refused`` (exit 1); Ctrl-C or Ctrl-D at the prompt exits 130."""
+    from ops.ui import printable, terminal_width, wrapped
+
     if yes:
         return
     if not can_ask():
@@ -381,6 +406,8 @@ def help_fits(program) -> None:
     print_task_help = program.print_task_help
 
     def print_help(name: str) -> None:
+        from ops.ui import wrapped
+
         shown = io.StringIO()
         with contextlib.redirect_stdout(shown):
             print_task_help(name)
@@ -434,11 +461,15 @@ def strict_parsing(program) -> None:
                         program.print_task_help(context.name)
                         raise Exit(code=0)
                     if str(arg.value or "").startswith("-"):
+                        from ops.ui import printable  # Rich: only on this error's path
+
                         line = as_typed(refused_flag(context.name, arg.value, context.flags),
                                         program)
                         raise Exit(f"Error: {printable(line)}", code=int(ExitCode.USAGE))
             parse_tasks()
         except ParseError as exc:
+            from ops.ui import printable
+
             line = parse_error_line(str(exc), getattr(exc, "context", None),
                                     [name for task, aliases in
                                      program.collection.task_names.items()
