@@ -383,21 +383,25 @@ class _Refused(Argument):
         raise Exit(f"Error: {self.line()}", code=int(ExitCode.USAGE))
 
 
-def _strict_contexts(program, argv) -> list:
-    """The task contexts ``argv`` can reach, each refusing Invoke's own options (but --help).
+def _contexts(program, argv) -> list:
+    """The task contexts ``argv`` can reach: Collection.to_contexts for those tasks only.
 
     Invoke's parser deep-copies every context it is given, and building one inspects its
-    task's signature (~0.03 s for all 46 tasks, on every run); the parser only ever looks
-    a context up by a string taken from a token (a task name, or a value checked against
-    the task names). A task whose name and aliases occur in no token cannot change the
-    parse, so only the others are built (``invoke --list``: none)."""
+    task's signature (~0.03 s for all 46 tasks, per parse, on every run); the parser only
+    ever looks a context up by a string taken from a token (a task name, a value checked
+    against the task names, `--help TASK`'s). A task whose name and aliases occur in no
+    token cannot change a parse, so only the others are built (``invoke --list``: none).
+    OpsTask keeps its help texts, so a task's context can be built again."""
     ignore = program.config.tasks.ignore_unknown_help
-    reachable = [(name, aliases) for name, aliases in program.collection.task_names.items()
-                 if any(typed in token for typed in (name, *aliases) for token in argv)]
-    # Collection.to_contexts, for those tasks only (OpsTask keeps its help texts)
-    contexts = [ParserContext(name=name, aliases=aliases,
-                              args=program.collection[name].get_arguments(ignore))
-                for name, aliases in reachable]
+    return [ParserContext(name=name, aliases=aliases,
+                          args=program.collection[name].get_arguments(ignore))
+            for name, aliases in program.collection.task_names.items()
+            if any(typed in token for typed in (name, *aliases) for token in argv)]
+
+
+def _strict_contexts(program, argv) -> list:
+    """The task contexts ``argv`` can reach, each refusing Invoke's own options (but --help)."""
+    contexts = _contexts(program, argv)
     for context in contexts:
         for core in program.initial_context.args.values():
             names = [n for n in core.names if to_flag(n) not in context.flags]
@@ -478,7 +482,7 @@ def strict_parsing(program) -> None:
                         line = as_typed(refused_flag(context.name, arg.value, context.flags),
                                         program)
                         raise Exit(f"Error: {printable(line)}", code=int(ExitCode.USAGE))
-            parse_tasks()
+            _parse_reachable(program, parse_tasks)
         except ParseError as exc:
             from ops.ui import printable
 
@@ -490,6 +494,18 @@ def strict_parsing(program) -> None:
                        code=int(ExitCode.USAGE)) from None
 
     program.parse_tasks = parse
+
+
+def _parse_reachable(program, parse_tasks) -> None:
+    """Invoke's own parse of the tasks (``parse_tasks``), its parser given only the
+    contexts the whole command line can reach (``_contexts``). The parser Invoke makes
+    afterwards for shell completion (``--complete``) has every task again."""
+    program._make_parser = lambda: Parser(initial=program.initial_context,
+                                          contexts=_contexts(program, program.argv))
+    try:
+        parse_tasks()
+    finally:
+        del program._make_parser  # Program's own method again
 
 
 def as_typed(line: str, program) -> str:
