@@ -10,7 +10,9 @@ Each round runs, as separate processes with this checkout's Python:
 - `python -c 'import invoke'`: the floor, Invoke's own import (no tasks.py at all);
 - `invoke --list`, `invoke backup --help`: the start alone (tasks.py and what it imports);
 - `invoke backup` of a small sample database (ops.sample, ~1 MB) into a fresh folder.
-It prints the median user+system CPU of each and its ratio to the floor. ``--against DIR``
+It prints the median user+system CPU of each and its ratio to the floor, then how many
+modules each imports and the size of their bytecode files: what a cold page cache reads
+from the disk before the task starts (issue 21's shape: 32 MiB/s). ``--against DIR``
 runs the same commands with another checkout's tasks.py and ops/ (e.g. `git worktree add
 /tmp/main main`) in the same rounds: the before/after of a change. The processes run as an
 operator's shell has them: without PYTHONDONTWRITEBYTECODE, the bytecode caches written first.
@@ -20,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import compileall
+import importlib.util
 import os
+import re
 import resource
 import shutil
 import statistics
@@ -54,6 +58,33 @@ def cpu_of(argv: list[str], env: dict, cwd: Path) -> float:
         raise SystemExit(f"{argv[1:5]} failed ({done.returncode}) in {cwd}: "
                          f"{done.stderr.decode(errors='replace')[-400:]}")
     return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def bytecode_read(argv: list[str], env: dict, checkout: Path) -> tuple[int, int]:
+    """(modules, bytes of their .pyc files) one run imports (Python's own import profile);
+    ops' modules are looked up in ``checkout``, the others where this Python finds them."""
+    done = subprocess.run(argv, env={**env, "PYTHONPROFILEIMPORTTIME": "1"}, cwd=checkout,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          check=False)
+    names = re.findall(r"^import time:\s+\d+ \|\s+\d+ \|\s+(\S+)$", done.stderr, re.M)
+    total = 0
+    for name in names:
+        if name == "ops" or name.startswith("ops."):
+            source = checkout / Path(*name.split("."))
+            source = source / "__init__.py" if source.is_dir() else source.with_suffix(".py")
+            origin = str(source)
+        else:
+            try:  # (a name Python tried and did not find, e.g. org.python.core, has none)
+                spec = importlib.util.find_spec(name) if name != "__main__" else None
+            except (ImportError, ValueError):
+                spec = None
+            origin = spec.origin if spec and spec.origin else ""
+        if origin.endswith(".py"):
+            cached = importlib.util.cache_from_source(origin)
+            origin = cached if os.path.exists(cached) else origin
+        if origin.endswith((".py", ".pyc")) and os.path.exists(origin):
+            total += os.path.getsize(origin)
+    return len(names), total
 
 
 def environment(checkout: Path, out: Path) -> dict:
@@ -97,6 +128,18 @@ def main() -> None:
             median = statistics.median(values)
             results[key] = {"median_s": median, "ratio_to_floor": median / floor}
             print(f"  {key:<34} {median * 1000:7.0f} ms   {median / floor:5.2f}x the floor")
+        print("Imported, and the size of its bytecode files (a cold cache reads them):")
+        for label, checkout in checkouts.items():
+            env = environment(checkout, work / f"backups-{label}")
+            for name, rest in COMMANDS.items():
+                if name == "import invoke" and label != "this":
+                    continue
+                shutil.rmtree(work / f"backups-{label}", ignore_errors=True)
+                argv = [PYTHON, *(word.format(db=db) for word in rest)]
+                key = name if name == "import invoke" else f"{name} [{label}]"
+                modules, size = bytecode_read(argv, env, checkout)
+                results[key].update(modules=modules, bytecode_bytes=size)
+                print(f"  {key:<34} {modules:4d} modules  {size / 2**20:5.2f} MiB")
         save_results(work, results)
 
 
