@@ -15,7 +15,6 @@ from pathlib import Path
 from ops import retention
 from ops.engine import EngineError, in_future, same_source, source_folder
 from ops.errors import ExitCode, OpsError
-from ops.restore import DAMAGED, damaged
 from ops.ui import UI, backup_phases, human_age, human_bytes
 
 
@@ -164,6 +163,8 @@ def staleness(report: dict, max_age_seconds: float | None) -> str | None:
 def require_ok(results: list[dict], flag: str = "") -> None:
     """Fail (exit 5) if any backup failed, naming the worst: the last line is often the only
     one a CI annotation shows, so a damaged backup comes before one merely unverifiable."""
+    from ops.restore import DAMAGED, damaged  # not at the top: a backup's start needs neither
+
     bad = worst_first([item for item in results if not item["ok"]])
     if bad:
         first = bad[0]

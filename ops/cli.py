@@ -18,18 +18,20 @@ from pathlib import Path
 
 import invoke
 from invoke.exceptions import Exit, ParseError
-from invoke.parser import Argument, Parser
+from invoke.parser import Argument, Parser, ParserContext
 from invoke.parser.context import to_flag
 
-from ops import ui as ui_module
-from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated, stop_on_signals, task_started
-from ops.ui import printable, terminal_width, wrapped
+
+# ops.ui (Rich) and ops.engine are imported where they are used, not here: every process
+# imports this module, and `invoke --list` or a task's --help needs neither (docs/layout.md).
 
 
 def one_line(exc: Exception) -> str:
     """An error's first line, printable: its text may be a machine's, host's or flyctl's."""
+    from ops.ui import printable
+
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return printable(" ".join(lines[:1]) + (" …" if len(lines) > 1 else "") if lines
                      else repr(exc))
@@ -56,6 +58,9 @@ def guarded(body):
 
     @functools.wraps(body)
     def run(c, *args, **kwargs):
+        from ops import ui as ui_module
+        from ops.ui import printable, terminal_width, wrapped
+
         task_started()
         emitted = ui_module.EMITTED[0]
         try:
@@ -66,9 +71,6 @@ def guarded(body):
         except OpsError as exc:
             failure = Exit(f"Error: {one_line(exc)}", code=int(exc.code))
             failure.json = getattr(exc, "json", None)  # a refusal's own keys (``Unasked``)
-        except EngineError as exc:
-            error = OpsError.from_engine(exc)
-            failure = Exit(f"Error: {one_line(error)}", code=int(error.code))
         except KeyboardInterrupt:
             failure = Exit("Interrupted.", code=int(ExitCode.INTERRUPTED))
         except OSError as exc:
@@ -77,11 +79,32 @@ def guarded(body):
             where = f": {exc.filename}" if exc.filename else ""
             failure = Exit(printable(f"Error: {exc.strerror or exc}{where}"),
                            code=int(ExitCode.ERROR))
+        except Exception as exc:  # an EngineError (only a task that imported ops.engine
+            from ops.engine import EngineError  # can raise one); anything else goes on
+
+            if not isinstance(exc, EngineError):
+                raise
+            error = OpsError.from_engine(exc)
+            failure = Exit(f"Error: {one_line(error)}", code=int(error.code))
         if failure.message and sys.stderr.isatty():  # broken between words, not mid-word
             failure.message = "\n".join(wrapped(failure.message, terminal_width()))
         if kwargs.get("json") and ui_module.EMITTED[0] == emitted:
             print_failed_as_json(failure)
         raise failure from None
+
+    return run
+
+
+def on_signals(body):
+    """``ops.emergency.on_signals`` (SIGTERM/SIGHUP end a mutating task as exit 143 after
+    its ``finally`` blocks), looked up when the task runs: importing ops.emergency (the
+    flows, Rich) is not for `invoke --list` or a task's --help."""
+
+    @functools.wraps(body)
+    def run(*args, **kwargs):
+        from ops.emergency import on_signals as stop_on_signals_as_exit_143
+
+        return stop_on_signals_as_exit_143(body)(*args, **kwargs)
 
     return run
 
@@ -235,6 +258,8 @@ def confirm(question: str, *, yes: bool = False, without_terminal: str | None = 
     ``without_terminal`` is the refusal (exit 2, saying to pass ``--yes``), or None when
     the flag that got us here is itself the confirmation (``--skip-backup``). Any answer
     but yes is ``refused`` (exit 1); Ctrl-C or Ctrl-D at the prompt exits 130."""
+    from ops.ui import printable, terminal_width, wrapped
+
     if yes:
         return
     if not can_ask():
@@ -377,10 +402,25 @@ class _Refused(Argument):
         raise Exit(f"Error: {self.line()}", code=int(ExitCode.USAGE))
 
 
-def _strict_contexts(program) -> list:
-    """The program's task contexts, each refusing Invoke's own options (but --help)."""
-    contexts = program.collection.to_contexts(  # OpsTask keeps its help texts for the next
-        ignore_unknown_help=program.config.tasks.ignore_unknown_help)
+def _contexts(program, argv) -> list:
+    """The task contexts ``argv`` can reach: Collection.to_contexts for those tasks only.
+
+    Invoke's parser deep-copies every context it is given, and building one inspects its
+    task's signature (~0.03 s for all 46 tasks, per parse, on every run); the parser only
+    ever looks a context up by a string taken from a token (a task name, a value checked
+    against the task names, `--help TASK`'s). A task whose name and aliases occur in no
+    token cannot change a parse, so only the others are built (``invoke --list``: none).
+    OpsTask keeps its help texts, so a task's context can be built again."""
+    ignore = program.config.tasks.ignore_unknown_help
+    return [ParserContext(name=name, aliases=aliases,
+                          args=program.collection[name].get_arguments(ignore))
+            for name, aliases in program.collection.task_names.items()
+            if any(typed in token for typed in (name, *aliases) for token in argv)]
+
+
+def _strict_contexts(program, argv) -> list:
+    """The task contexts ``argv`` can reach, each refusing Invoke's own options (but --help)."""
+    contexts = _contexts(program, argv)
     for context in contexts:
         for core in program.initial_context.args.values():
             names = [n for n in core.names if to_flag(n) not in context.flags]
@@ -400,6 +440,8 @@ def help_fits(program) -> None:
     print_task_help = program.print_task_help
 
     def print_help(name: str) -> None:
+        from ops.ui import wrapped
+
         shown = io.StringIO()
         with contextlib.redirect_stdout(shown):
             print_task_help(name)
@@ -445,7 +487,8 @@ def strict_parsing(program) -> None:
     def parse_strictly() -> None:
         try:
             parsed = Parser(initial=program.initial_context,
-                            contexts=_strict_contexts(program)).parse_argv(program.core.unparsed)
+                            contexts=_strict_contexts(program, program.core.unparsed)
+                            ).parse_argv(program.core.unparsed)
             for context in parsed[1:]:  # a flag Invoke took as a positional (`--production`)
                 for arg in context.positional_args:
                     if arg.value in ("-h", "--help"):  # pyinvoke/invoke#982: help, not a name
@@ -453,11 +496,15 @@ def strict_parsing(program) -> None:
                         program.print_task_help(context.name)
                         raise Exit(code=0)
                     if str(arg.value or "").startswith("-"):
+                        from ops.ui import printable  # Rich: only on this error's path
+
                         line = as_typed(refused_flag(context.name, arg.value, context.flags),
                                         program)
                         raise Exit(f"Error: {printable(line)}", code=int(ExitCode.USAGE))
-            parse_tasks()
+            _parse_reachable(program, parse_tasks)
         except ParseError as exc:
+            from ops.ui import printable
+
             line = parse_error_line(str(exc), getattr(exc, "context", None),
                                     [name for task, aliases in
                                      program.collection.task_names.items()
@@ -466,6 +513,18 @@ def strict_parsing(program) -> None:
                        code=int(ExitCode.USAGE)) from None
 
     program.parse_tasks = parse
+
+
+def _parse_reachable(program, parse_tasks) -> None:
+    """Invoke's own parse of the tasks (``parse_tasks``), its parser given only the
+    contexts the whole command line can reach (``_contexts``). The parser Invoke makes
+    afterwards for shell completion (``--complete``) has every task again."""
+    program._make_parser = lambda: Parser(initial=program.initial_context,
+                                          contexts=_contexts(program, program.argv))
+    try:
+        parse_tasks()
+    finally:
+        del program._make_parser  # Program's own method again
 
 
 def as_typed(line: str, program) -> str:

@@ -29,7 +29,7 @@ from pathlib import Path
 from invoke.config import merge_dicts
 from invoke.util import yaml
 
-from ops import data_guard, health
+from ops import data_guard
 from ops.errors import ExitCode, OpsError
 from ops.retention import validate_keep
 from ops.ssh.address import parse_address
@@ -156,6 +156,8 @@ class Settings:
     @property
     def health(self) -> str:
         """The /health URL, built and checked in ops.health: its host can never change."""
+        from ops import health  # urllib.request: imported by the tasks that need the URL
+
         if self.health_url:
             return health.check_url(self.health_url)
         return health.url_for(self.app, self.fly_toml().health_path)

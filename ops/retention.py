@@ -15,8 +15,6 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Protocol
 
-from ops.engine import in_future, latest_reason
-
 FUTURE = "dated in the future: not counted, never removed automatically"
 SAFETY = "a restore's safety backup: not counted, never removed automatically"
 
@@ -60,6 +58,8 @@ def plan_retention(backups: list[Backup], keep: int, *, now: dt.datetime | None 
     future, every restore's safety backup (it may hold the only copy of the data a restore
     replaced: only a person removes it), the ``protect``ed ones and the proven ``good``
     one; newest first."""
+    from ops.engine import in_future  # here: ops.config reads this module at every start
+
     keep = validate_keep(keep)
     decisions = []
     counted = 0
@@ -86,6 +86,8 @@ def good_candidates(backups: list[Backup], now: dt.datetime) -> list[str]:
     """Backups worth verifying as the one retention stands on, newest first: those whose
     manifest agrees with the file (cheap evidence) and that ``latest`` may name (not dated
     in the future, not a restore's safety backup)."""
+    from ops.engine import latest_reason
+
     return [item.name for item in _newest_first(backups)
             if item.verified and latest_reason(item, now) is None]
 

@@ -1,4 +1,10 @@
-"""The Invoke namespace: one module per collection, configured with every public key."""
+"""The Invoke namespace: one module per collection, configured with every public key.
+
+Every `invoke` process imports every module here to declare the tasks, so a task module
+imports its flow (ops.restore, ops.replica, ops.deploy, ...), ops.ui (Rich) and ops.engine
+inside the task bodies and helpers that use them, and names them for annotations only under
+``TYPE_CHECKING``: `invoke --list` or a task's --help needs none of them, and a task run
+imports only its own (tests/test_startup_imports.py, benchmarks/startup.py)."""
 
 from __future__ import annotations
 

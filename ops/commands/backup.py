@@ -8,20 +8,19 @@ import functools
 import subprocess
 import sys
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 from invoke.exceptions import Exit
 
-from ops import audit, backups, config, engine, fly, restore, runbook
-from ops import drill as drill_flow
-from ops.cli import guarded, invoke_command, task
+from ops import config
+from ops.cli import guarded, invoke_command, on_signals, task
 from ops.commands.positional import OptionalPositionalTask
-from ops.emergency import on_signals
-from ops.engine import in_future, latest_reason, parse_iso, same_source
 from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated
-from ops.targets.chosen import target_for
-from ops.targets.local import SOURCE_FOLDERS, LocalTarget
-from ops.ui import UI, human_age, human_bytes, utc_stamp, volume_gb
+
+if TYPE_CHECKING:  # annotations only: the modules are imported by the tasks that run them
+    from ops import runbook
+    from ops.ui import UI
 
 PRODUCTION = "run against the production machine on Fly.io (over fly ssh) instead of locally"
 JSON = "print one JSON document on stdout (human output stays on stderr)"
@@ -41,6 +40,11 @@ def open_target(c, *, production: bool = False, host: str | None = None, json: b
     neither this computer. Both flags is a usage error; ``--production`` beats a
     configured ``ssh.host`` (flags beat config).
     """
+    from ops import backups
+    from ops.targets.chosen import target_for
+    from ops.targets.local import LocalTarget
+    from ops.ui import UI
+
     if production and host is not None:
         raise OpsError("--production (the Fly machine) and --host (an SSH host) name two "
                        "different targets: give one", ExitCode.USAGE)
@@ -91,6 +95,9 @@ def closes_targets(body):
 def create(c, production=False, host=None, keep=None, quick=False, dry_run=False,
            lock_wait=None, timeout=None, json=False, db=None):
     """Make a verified backup, then apply retention (invoke backup)."""
+    from ops import backups
+    from ops.targets.local import SOURCE_FOLDERS, LocalTarget
+
     settings, target, ui = open_target(
         c, production=production, host=host, json=json, keep=keep, quick=quick,
         lock_wait=lock_wait, timeout=timeout, db=db,
@@ -155,6 +162,8 @@ def cleanup(c, keep=None, dry_run=False, production=False, host=None, json=False
     """Delete all but the newest N backups, and what interrupted backups left behind.
 
     Never the newest backup that passes verification, never the one a run just made."""
+    from ops import backups
+
     settings, target, ui = open_target(c, production=production, host=host, json=json,
                                        keep=keep, lock_wait=lock_wait)
     target.folder()  # a missing (mistyped) folder is exit 3, as in list and status
@@ -176,6 +185,8 @@ def cleanup(c, keep=None, dry_run=False, production=False, host=None, json=False
 def sweep_leftovers(target, ui: UI, dry_run: bool) -> list:
     """What interrupted backups left (each as large as the copy was), removed under the
     folder's lock unless ``dry_run``; returned as they were found."""
+    from ops.ui import human_bytes
+
     found = target.leftovers()
     if found:
         total = human_bytes(sum(item.size for item in found))
@@ -189,6 +200,8 @@ def sweep_leftovers(target, ui: UI, dry_run: bool) -> list:
 
 
 def report_leftovers(target, ui: UI) -> None:
+    from ops.ui import human_bytes
+
     leftovers = target.leftovers()
     if leftovers:
         total = human_bytes(sum(item.size for item in leftovers))
@@ -205,6 +218,9 @@ def list_(c, production=False, host=None, json=False):
     """List backups, newest first, with size, age and recorded checksum.
 
     Flags names dated in the future and leftovers of interrupted backups."""
+    from ops.engine import in_future, latest_reason, parse_iso
+    from ops.ui import human_age, human_bytes
+
     settings, target, ui = open_target(c, production=production, host=host, json=json)
     folder = target.folder()
     found = list(reversed(target.list()))
@@ -276,6 +292,8 @@ def legend(found, kinds: list[str], source: str | None, flag: str) -> list[str]:
 def other_folders(target, ui: UI) -> list[tuple[str, int]]:
     """Say which sub-folders of this computer's backup.dir hold other sources' backups
     (``backup --db OTHER``, downloads): they are never listed, counted or latest here."""
+    from ops.targets.local import LocalTarget
+
     found = target.source_folders() if isinstance(target, LocalTarget) else []
     if found:
         ui.info(f"Other sources' backups are in sub-folders of {target.dir}: "
@@ -286,6 +304,8 @@ def other_folders(target, ui: UI) -> list[tuple[str, int]]:
 
 def what_it_is(item, source: str | None) -> str:
     """The listing's `what` column: empty for an ordinary backup of this database."""
+    from ops.engine import same_source
+
     if item.kind == "safety":
         return "safety"
     if item.kind == "adopted":
@@ -348,6 +368,8 @@ def reject_flag_as_name(which: str, task_name: str) -> None:
 @closes_targets
 def verify(c, which, quick=False, production=False, host=None, json=False):
     """Check backups: recorded SHA-256 and SQLite's integrity check."""
+    from ops import backups
+
     reject_flag_as_name(which, "backup.verify")
     settings, target, ui = open_target(c, production=production, host=host, json=json,
                                        quick=quick)
@@ -381,6 +403,8 @@ def adopt(c, which, production=False, host=None, dry_run=False, json=False):
 
     Each is integrity-checked first, then given records marked as adopted, with when
     and by whom."""
+    from ops import audit
+
     reject_flag_as_name(which, "backup.adopt")
     settings, target, ui = open_target(c, production=production, host=host, json=json)
     folder = target.folder()  # the subject is the folder, not the database (issue 20 #8)
@@ -419,6 +443,9 @@ def adopt(c, which, production=False, host=None, dry_run=False, json=False):
 @closes_targets
 def status(c, max_age=None, production=False, host=None, json=False):
     """Backup status in the shape /health reports; alerts with --max-age."""
+    from ops import backups
+    from ops.ui import human_age
+
     limit = config.parse_duration(max_age, "--max-age") if max_age is not None else None
     settings, target, ui = open_target(c, production=production, host=host, json=json)
     folder = target.folder()
@@ -465,6 +492,8 @@ SNAPSHOT_GOES_ON = ("interrupted by Ctrl-C: only the wait stopped; the snapshot 
 @guarded
 def volume(c, no_wait=False, timeout=None, json=False):
     """Snapshot the production volume and wait until the snapshot exists."""
+    from ops.ui import human_bytes
+
     settings, target, ui = production_target(c, json=json, snapshot_timeout=timeout)
     try:
         snap = target.fly_app.snapshot(wait=not no_wait, timeout=settings.snapshot_timeout,
@@ -502,6 +531,9 @@ def snapshot_table(volume: str, found: list) -> tuple[str, list[str], list[list]
     """Title, columns and rows that fit 80 columns: the created time whole (UTC, to the
     second; a running snapshot has none yet); the volume's size in the title when all
     snapshots share it; a volume column only when earlier volumes of its name have some."""
+    from ops import fly
+    from ops.ui import human_bytes, utc_stamp, volume_gb
+
     sizes = {snap.volume_size for snap in found}
     earlier = any(snap.volume and snap.volume != volume for snap in found)
     title = (f"Snapshots of {volume}" + (" and earlier volumes of its name" if earlier else "")
@@ -566,6 +598,8 @@ def already_here(target, name: str, local) -> dict | None:
     """A backup downloaded before (review-ox 22): its result when the local copy is a
     regular file with the SHA-256 recorded on the source, else None (nothing there). A
     different file of that name is refused (exit 5, not the usage error it was)."""
+    from ops import engine
+
     if not (local.exists() or local.is_symlink()):
         return None
     if local.is_symlink() or not local.is_file():
@@ -602,6 +636,9 @@ def already_here(target, name: str, local) -> dict | None:
 def drill(c, which="latest", production=False, host=None, quick=False, dry_run=False,
           json=False):
     """Restore a backup into a scratch database and compare it with what was recorded."""
+    from ops import drill as drill_flow
+    from ops import runbook
+
     which = "latest" if which is None else str(which)
     reject_flag_as_name(which, "backup.drill")
     if which == "all":
@@ -634,6 +671,9 @@ def drill_actions(target, settings, which: str, folder: str, runner: runbook.Run
                   found: dict) -> dict:
     """What each step of the drill's plan does (``ops.drill.plan``); ``found`` gets the
     backup's name, the drill's result and what the machine can run."""
+    from ops import drill as drill_flow
+    from ops import restore, runbook
+
     def resolve():
         volume, machine = target.look_up()
         runner.learn(machine=machine.id)
@@ -672,6 +712,8 @@ def drill_actions(target, settings, which: str, folder: str, runner: runbook.Run
 def chosen_backup(target, which: str) -> str:
     """The backup ``which`` names: the target's own rule for ``latest``; a name must be
     listed there (a dry run says so before the drill would)."""
+    from ops import engine
+
     name = target.names(which)[0]
     if which != "latest" and target.flag:  # a remote target takes a name as given
         engine.pick_backups(target.list(), name, target.latest, target.folder())
@@ -680,6 +722,8 @@ def chosen_backup(target, which: str) -> str:
 
 def drilled(target, ui, found: dict, json: bool) -> None:
     """Report the drill's result; exit 5 when it failed or no restore could run there."""
+    from ops import restore
+
     result = found["result"]
     ui.info(restore.drill_summary(result, target.flag))
     if "machine" in found:

@@ -8,11 +8,9 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from ops import backups, config, engine, sample
+from ops import config
 from ops.cli import guarded, invoke_command, task
 from ops.errors import ExitCode, OpsError
-from ops.targets.local import LocalTarget
-from ops.ui import UI, human_bytes
 
 
 @task(
@@ -29,6 +27,10 @@ def demo(c, dir=None, mb=None, fresh=False):
     Builds a sample Step Challenge database, backs it up three times while a separate
     process writes to it, verifies, lists and prunes the backups, and restores the
     newest into a scratch copy."""
+    from ops import backups, engine, sample
+    from ops.targets.local import LocalTarget
+    from ops.ui import UI, human_bytes
+
     mb = _size_mb(mb)
     root = Path(dir) if dir is not None else config.from_root(config.project_root(c.config),
                                                                "demo")
@@ -111,6 +113,8 @@ def _rows(path: Path, table: str) -> int:
 @contextlib.contextmanager
 def _app_writing(db: Path, root: Path):
     """A separate process committing to the database, as the live app would."""
+    from ops import sample
+
     writer = sample.WriterProcess(db, root / ".writer")
     try:
         writer.start()

@@ -7,15 +7,10 @@ import os
 import re
 import sys
 
-from ops import config, emergency, fly, replica_hooks, runbook
-from ops import deploy as deploys
-from ops import undo as undos
-from ops.cli import confirm, guarded, task
-from ops.engine import file_lock
+from ops import config
+from ops.cli import confirm, guarded, on_signals, task
 from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated, stop_on_signals
-from ops.targets.fly import FlyTarget
-from ops.ui import UI
 
 JSON = "print the audit record (or the plan, with --dry-run) as JSON on stdout"
 DRY_RUN = "print the plan with the exact flyctl commands and run nothing"
@@ -31,6 +26,10 @@ def passthrough() -> tuple[str, ...]:
 
 def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout,
              allow_data_loss=()) -> None:
+    from ops import deploy as deploys
+    from ops.targets.fly import FlyTarget
+    from ops.ui import UI
+
     settings = config.load(c.config, deploy_lock_wait=lock_wait, lock_wait=lock_wait,
                            health_timeout=health_timeout, allow_data_loss=allow_data_loss)
     ui = UI()
@@ -96,6 +95,9 @@ def deploy(c, skip_backup=False, dry_run=False, image=None, remote_only=False, l
     """Backup (verified) → snapshot → fly deploy → health gate → data guard.
 
     Arguments after -- go to fly deploy."""
+    from ops import deploy as deploys
+    from ops import replica_hooks
+
     deploys.check_flags(strategy, wait_timeout, passthrough())
     if skip_backup and not dry_run:
         confirm("--skip-backup deploys WITHOUT a backup and a volume snapshot.",
@@ -131,6 +133,8 @@ def deploy(c, skip_backup=False, dry_run=False, image=None, remote_only=False, l
 def rollback(c, to=None, dry_run=False, strategy=None, lock_wait=None, health_timeout=None,
              json=False):
     """Redeploy an earlier release's image (never touches data), with the health gate."""
+    from ops import deploy as deploys
+
     deploys.check_flags(strategy, None, ())
     version = _version(to)
 
@@ -159,6 +163,9 @@ def _version(text) -> int | None:
 @guarded
 def unlock(c, yes=False):
     """Remove a stale deploy lock from the machine, left by a deploy that was killed."""
+    from ops.targets.fly import FlyTarget
+    from ops.ui import UI
+
     settings = config.load(c.config)
     ui = UI()
     app = FlyTarget(settings, ui).fly_app
@@ -184,9 +191,15 @@ def unlock(c, yes=False):
     }
 )
 @guarded
-@emergency.on_signals  # SIGTERM/SIGHUP anywhere: the audit line, the by-hand lines, exit 143
+@on_signals  # SIGTERM/SIGHUP anywhere: the audit line, the by-hand lines, exit 143
 def undo(c, dry_run=False, yes=False, json=False, deploy=None, lock_wait=None):
     """Undo a deploy: stop writes, pre-deploy backup (with a safety backup) and old image back."""
+    from ops import emergency, fly, runbook
+    from ops import undo as undos
+    from ops.engine import file_lock
+    from ops.targets.fly import FlyTarget
+    from ops.ui import UI
+
     settings = config.load(c.config, deploy_lock_wait=lock_wait, lock_wait=lock_wait)
     emergency.refuse_unasked(yes, dry_run)
     ui = UI()

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import posixpath
+from typing import TYPE_CHECKING
 
-from ops import audit, config, remote, runbook
-from ops import emergency as em
-from ops.cli import guarded, task
+from ops import config
+from ops.cli import guarded, on_signals, task
 from ops.errors import ExitCode, OpsError
-from ops.targets.fly.machine import ANY_STATE
-from ops.targets.fly.session import FlySession
-from ops.ui import UI
+
+if TYPE_CHECKING:  # annotations only: the modules are imported by the tasks that run them
+    from ops import emergency as em
+    from ops import remote, runbook
 
 HELP = {
     "yes": "go ahead without asking (required when not on a terminal)",
@@ -27,6 +28,12 @@ class Emergency:
     dry run too, so the plan it prints is the one a run would do, machine id and all."""
 
     def __init__(self, c, json: bool, kind: str, dry_run: bool = False):
+        from ops import emergency as em
+        from ops import remote, runbook
+        from ops.targets.fly.machine import ANY_STATE
+        from ops.targets.fly.session import FlySession
+        from ops.ui import UI
+
         self.settings = config.load(c.config)
         self.ui = UI()
         self.json = json
@@ -44,6 +51,8 @@ class Emergency:
 
     def read(self, steps: list[runbook.Step], actions: dict) -> list[runbook.Step]:
         """Run read-only steps now (no audit line: nothing has changed yet); the steps."""
+        from ops import runbook
+
         steps = runbook.bind(steps, actions)
         self.runner.run(steps, dry_run=True)
         return steps
@@ -54,6 +63,9 @@ class Emergency:
 
     def show(self, title: str, steps: list[runbook.Step], dry_run: bool, **data) -> bool:
         """Print the plan; with --dry-run also emit it and say so (True: stop here)."""
+        from ops import emergency as em
+        from ops import runbook
+
         suffix = " (dry run: nothing changes)" if dry_run else ""
         self.ui.lines(runbook.render(f"{title}{suffix}:", steps, width=self.ui.width))
         if dry_run and self.json:
@@ -92,14 +104,19 @@ class Emergency:
         return self.marker
 
     def started_in_maintenance(self, want: bool) -> str:
+        from ops import emergency as em
+
         return em.started_as_wanted(self.fly.machines(self.app), self.machine.id, want)
 
 
 @task(help=HELP)
 @guarded
-@em.on_signals
+@on_signals
 def stop(c, yes=False, dry_run=False, json=False):
     """Stop the app's writes; the machine stays up with its volume for `restore --production`."""
+    from ops import audit, runbook
+    from ops import emergency as em
+
     em.refuse_unasked(yes, dry_run)
     run = Emergency(c, json, "emergency.stop", dry_run)
     machine, app = run.machine, run.app
@@ -140,9 +157,12 @@ def stop(c, yes=False, dry_run=False, json=False):
 
 @task(help=HELP)
 @guarded
-@em.on_signals
+@on_signals
 def resume(c, yes=False, dry_run=False, json=False):
     """Undo `emergency.stop` exactly: the app's own command (and autostop) back, health checked."""
+    from ops import emergency as em
+    from ops import runbook
+
     em.refuse_unasked(yes, dry_run)
     run = Emergency(c, json, "emergency.resume", dry_run)
     machine, app = run.machine, run.app
@@ -172,6 +192,8 @@ def resume(c, yes=False, dry_run=False, json=False):
 
 def _read_marker(run: Emergency, found: dict) -> str:
     """The marker on the volume, read into ``found`` (``data``, or ``problem``)."""
+    from ops import emergency as em
+
     output = run.ssh(em.read_marker_script(run.marker), "reading the marker")
     found["data"] = em.parse_marker(output.stdout) if output.status == 0 else None
     found["problem"] = "it is missing" if output.status == 3 else "it is unreadable"
@@ -182,6 +204,9 @@ def _recorded(run: Emergency, found: dict) -> tuple[em.Original, str]:
     """What the machine ran before the stop: the marker on the volume (``found`` by the
     ``recorded`` step), else the machine's metadata (written by the stop's update), else
     the audit log."""
+    from ops import audit
+    from ops import emergency as em
+
     problem = found.get("problem", "the machine is not started")
     data = found.get("data")
     if data is not None and data.get("machine") == run.machine.id:

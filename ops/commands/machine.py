@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 
-from ops import machine, remote
 from ops.cli import guarded, task
 from ops.commands.backup import HOST, JSON, PRODUCTION, closes_targets, open_target
 from ops.errors import ExitCode, OpsError
@@ -12,6 +11,8 @@ from ops.errors import ExitCode, OpsError
 
 def facts_of(target, settings) -> dict:
     """The facts of the target's machine; this computer's when it is local."""
+    from ops import machine, remote
+
     if hasattr(target, "machine_facts"):
         return target.machine_facts()
     script = machine.probe_script(str(settings.db_path.resolve()),
@@ -21,6 +22,8 @@ def facts_of(target, settings) -> dict:
 
 
 def checked(target, settings) -> tuple[dict, dict]:
+    from ops import machine
+
     facts = facts_of(target, settings)
     return facts, machine.plan(facts, remote_command=bool(settings.remote_command))
 
@@ -32,6 +35,8 @@ def check(c, production=False, host=None, json=False):
     """Which engine each task will use on the machine, and what cannot run there.
 
     Also the Dockerfile lines that fix it. Exit 1 when a restore cannot run there."""
+    from ops import machine
+
     settings, target, ui = open_target(c, production=production, host=host, json=json)
     with ui.step(f"check {target.describe()}") as step:
         facts, decided = checked(target, settings)

@@ -14,17 +14,21 @@ import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from invoke.util import yaml
 
-from ops import config, engine, replica_checks, runbook
+from ops import config
 from ops import config as config_module  # status's --config shadows the module name
-from ops import replica as rp
 from ops.cli import guarded, task
 from ops.commands.backup import closes_targets, open_target
 from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated, stop_on_signals
-from ops.ui import UI, human_age, human_bytes
+
+if TYPE_CHECKING:  # annotations only: the modules are imported by the tasks that run them
+    from ops import replica as rp
+    from ops import runbook
+    from ops.ui import UI
 
 JSON = "print one JSON document on stdout (human output stays on stderr)"
 LITESTREAM_TIMEOUT = 600.0  # seconds one litestream call may take (a restore of ~40 GB)
@@ -40,6 +44,8 @@ def local_database(c) -> Path:
 @contextlib.contextmanager
 def rendered_config(settings: rp.ReplicaSettings, db: Path):
     """litestream.yml for ``db`` in a private temporary folder, removed afterwards."""
+    from ops import replica as rp
+
     sweep_stale_scratch(Path(tempfile.gettempdir()), None, rp.CONFIG_PREFIX)  # kill -9 left
     folder = tempfile.mkdtemp(prefix=rp.CONFIG_PREFIX)
     try:
@@ -52,6 +58,9 @@ def rendered_config(settings: rp.ReplicaSettings, db: Path):
 
 def require_bucket(settings: rp.ReplicaSettings) -> None:
     """A bucket named by $VAR must be set in this environment for local work."""
+    from ops import replica as rp
+    from ops import replica_checks
+
     bucket = os.path.expandvars(settings.bucket)
     if not bucket or rp.ENV_REFERENCE.search(bucket):
         raise OpsError(f"no bucket: replica.bucket is {settings.bucket!r} and that is not set "
@@ -99,6 +108,8 @@ def write_new(path: Path, text: str, force: bool) -> None:
 
 def refuse_output_path(path: Path) -> None:
     """The path the user gave, named: no folder is exit 3 (as restore's), a directory 2."""
+    from ops import replica_checks
+
     problem = replica_checks.output_problem(path)
     if problem:
         raise OpsError(*problem)
@@ -106,6 +117,8 @@ def refuse_output_path(path: Path) -> None:
 
 def refuse_database(path: Path, settings) -> None:
     """--force never replaces the database, its journals, a backup or any SQLite file."""
+    from ops import replica as rp
+
     try:
         with open(path, "rb") as handle:  # a symlink is read through: its target counts
             head = handle.read(len(rp.SQLITE_HEADER))
@@ -130,6 +143,8 @@ def read_text(path: Path, what: str) -> str:
 def check_files(yml: Path, root: Path, fly_toml: Path) -> tuple[list[str], list[str]]:
     """(files checked, problems): litestream.yml, then the Dockerfile and fly.toml where
     they exist (the app's repository holds them, not always this one)."""
+    from ops import replica as rp
+
     try:
         data = yaml.safe_load(read_text(yml, "litestream.yml"))
     except yaml.YAMLError as exc:
@@ -167,6 +182,9 @@ def config_(c, output=None, force=False, check=False, remote=False, dry_run=Fals
     """Render litestream.yml from the replica.* settings (no credentials in it).
 
     --check checks an existing one, with the Dockerfile and fly.toml."""
+    from ops import replica as rp
+    from ops.ui import UI
+
     ui = UI()
     settings = config.load(c.config)
     replica = config.load_replica(c.config)
@@ -210,6 +228,8 @@ def config_(c, output=None, force=False, check=False, remote=False, dry_run=Fals
 def list_replica(exe: str, yml: str, db: Path, env: dict):
     """The replica's files (``ltx -level all -json``), exit 15 when the bucket cannot be
     read within ``BUCKET_TIMEOUT``."""
+    from ops import replica as rp
+
     return rp.run([exe, "ltx", "-level", "all", "-json", "-config", yml, str(db)], env,
                   timeout=BUCKET_TIMEOUT, what="cannot read the replica's bucket",
                   timeout_code=ExitCode.REPLICA)
@@ -218,6 +238,8 @@ def list_replica(exe: str, yml: str, db: Path, env: dict):
 def read_status(exe: str, yml: str, db: Path, socket: str, env: dict) -> dict:
     """The three litestream answers status needs, in the order that keeps lag honest: the
     replica first, then the live TXID (a commit in between reads as behind, never ahead)."""
+    from ops import replica as rp
+
     # measured: a litestream stuck retrying an unreachable bucket stops answering here too
     listing = rp.run([exe, "list", "-json", "-timeout", "10", "-socket", socket], env,
                      timeout=30, what="litestream is not running for this database, or is "
@@ -235,6 +257,9 @@ def read_status(exe: str, yml: str, db: Path, socket: str, env: dict) -> dict:
 def local_position(c, replica: rp.ReplicaSettings, ui: UI, litestream_yml=None) -> dict:
     """The local database's position: its litestream's socket, the bucket, its TXID
     (``litestream_yml``: read where litestream really ships to from its own file)."""
+    from ops import replica as rp
+    from ops import replica_checks
+
     if litestream_yml is None:
         require_bucket(replica)
     db = local_database(c)
@@ -257,6 +282,8 @@ def local_position(c, replica: rp.ReplicaSettings, ui: UI, litestream_yml=None) 
 
 def remote_position(target, replica: rp.ReplicaSettings) -> dict:
     """The position on the Fly machine or an SSH host, from its running litestream."""
+    from ops import replica as rp
+
     where = "the production machine" if target.flag == " --production" else target.host
     socket = rp.socket_path(replica, target.db)
     script = rp.status_script(replica.remote_litestream, target.db, socket)
@@ -285,6 +312,9 @@ def status(c, max_lag=None, production=False, host=None, config=None, json=False
 
     Exit 7 over --max-lag, 15 when litestream is not running or the bucket cannot be
     read."""
+    from ops import replica as rp
+    from ops.ui import UI
+
     replica = config_module.load_replica(c.config, max_lag=max_lag)
     remote = production or host is not None or config_module.load(c.config).ssh_host
     if remote and config is not None:
@@ -335,6 +365,9 @@ def describe_without_litestream(restored: Path, scratch: Path) -> tuple[dict, st
     """Row counts and content hash of the app's data: litestream's own tables
     (``_litestream_seq``/``_litestream_lock``) dropped from a scratch copy first, so the
     numbers compare with a database litestream never touched."""
+    from ops import engine
+    from ops import replica as rp
+
     source = sqlite3.connect(f"file:{restored}?mode=ro&immutable=1", uri=True)
     copy = sqlite3.connect(scratch, isolation_level=None)
     try:
@@ -363,6 +396,9 @@ def check_restored(restored: Path, scratch: Path, *, check: str, content_hash: b
     while it reads: measured 250 MB, sample database, integrity_check 13.7 s, hash 7.2 s;
     the check is the longest, so the restore takes litestream's time plus the check's).
     Without ``content_hash`` only row counts (milliseconds), litestream's tables left out."""
+    from ops import engine
+    from ops import replica as rp
+
     with ThreadPoolExecutor(max_workers=3) as pool:
         checking = pool.submit(engine.run_check, restored, check, mmap_size=mmap_size,
                                cache_bytes=check_cache(restored))
@@ -394,9 +430,11 @@ def newest_mtime(folder: str) -> float:
     return newest
 
 
-def sweep_stale_scratch(folder: Path, ui: UI | None, prefix: str = rp.SCRATCH_PREFIX) -> None:
+def sweep_stale_scratch(folder: Path, ui: UI | None, prefix: str) -> None:
     """Remove the temporary folders killed restores (or drills, or rendered configs) left
     in ``folder``: ours (this user's), by name; said on ``ui`` when given."""
+    from ops import replica as rp
+
     found = []
     with os.scandir(folder) as entries:
         for entry in entries:
@@ -420,7 +458,9 @@ def restore_checked(argv: list[str], db: Path, out: Path, env: dict, settings, u
     --from-replica) checked like a new one and published with its records, ``by`` in them,
     under the first free name from ``out``'s (``publish_checked``; ``backup``: its
     ``taken`` and ``out``, and ``report["output"]``, say which)."""
-    sweep_stale_scratch(out.parent, ui)
+    from ops import replica as rp
+
+    sweep_stale_scratch(out.parent, ui, rp.SCRATCH_PREFIX)
     try:
         scratch = Path(tempfile.mkdtemp(prefix=rp.SCRATCH_PREFIX, dir=out.parent))
     except OSError as exc:  # /proc, read-only: name the file asked for, not our temp name
@@ -453,6 +493,8 @@ def restore_checked(argv: list[str], db: Path, out: Path, env: dict, settings, u
 def check_and_link(tmp: Path, out: Path, hash_db: Path, settings, ui: UI):
     """replica.restore's check of ``tmp`` (rows and hash without litestream's tables),
     then a hard link to ``out`` (never a replace); (rows, content hash, its format)."""
+    from ops import engine
+
     pragma = "integrity_check" if settings.check == "integrity" else "quick_check"
     with ui.step(f"{pragma}, row counts" + (" and content hash"
                                              if settings.content_hash else "")):
@@ -479,6 +521,9 @@ def publish_checked(tmp: Path, out: Path, settings, by: str, started: float, ui:
     a kill at any moment leaves no backup-named file without its records. Its name: the
     first free one from ``out``'s (``free_out``), ``backup["out"]``. Its rows per table
     without litestream's own."""
+    from ops import engine
+    from ops import replica as rp
+
     pragma = "integrity_check" if settings.check == "integrity" else "quick_check"
     with ui.step(f"{pragma}, SHA-256 and row counts, then record it as backup"):
         problems, digest, described = engine.verify_new_copy(
@@ -512,6 +557,8 @@ def publish_lock(folder: Path, wait: float, held: contextlib.ExitStack | None, u
     newest, and the restore would find it gone (exit 3). The restore lock is taken first
     and kept too, as every restore takes the two (``engine.held_restore_lock``): taken
     after the backup lock, a plain restore holding it waited for ours and we for its."""
+    from ops import engine
+
     if held is None:
         return engine.backup_lock(folder, wait)
     lock = folder / engine.RESTORE_LOCK
@@ -525,6 +572,9 @@ def sweep_orphan_records(folder: Path, ui: UI) -> None:
     """Records a killed restore --from-replica left without their file (``rp.replica_orphan``
     says which are surely its own), removed; under the folder's backup lock, so no backup
     being published (its records placed, its file not yet) is taken for one."""
+    from ops import engine
+    from ops import replica as rp
+
     entries = set(os.listdir(folder))
     for entry in sorted(entries):
         if not entry.endswith(".json") or engine.parse_created(entry[:-5]) is None:
@@ -548,6 +598,9 @@ def dated_out(out: Path, point_time, *, dry_run: bool) -> Path:
     backup.status's age, retention's newest). A dry run names the first such name free in
     the folder now (``free_out``, without the server's names); the run picks it again under
     the lock as it publishes."""
+    from ops import engine
+    from ops import replica as rp
+
     dated = out.with_name(engine.backup_name(rp.data_time(point_time, dt.datetime.now(dt.UTC))))
     return free_out(dated) if dry_run else dated
 
@@ -558,6 +611,9 @@ def free_out(out: Path, taken=None) -> Path:
     the replica's backup is a new file, so a name already used is never it (the upload
     would be refused as "a different backup"). Called under the folder's backup lock, so
     no backup made here can take it before it is published."""
+    from ops import engine
+    from ops import replica as rp
+
     here = set(os.listdir(out.parent))
     there = taken() if taken is not None else set()
     name = rp.free_backup_name(engine.parse_created(out.name), here | there, engine.backup_name)
@@ -573,6 +629,9 @@ def plan_restore(argv: list[str], env: dict, *, timestamp: str | None = None,
     """litestream's plan (``restore -dry-run -json``): no such point is exit 3, a bucket
     that cannot be read exit 15 (within ``BUCKET_TIMEOUT``: it is a listing). ``starts``:
     the replica's oldest point (called only to explain a --timestamp before it)."""
+    from ops import replica as rp
+    from ops import replica_checks
+
     try:
         plan = rp.run(argv, env, timeout=BUCKET_TIMEOUT, what="cannot plan a restore",
                       timeout_code=ExitCode.REPLICA)
@@ -642,6 +701,8 @@ def restore(c, output=None, timestamp=None, txid=None, quick=False, dry_run=Fals
 
 
 def restore_replica(c, output, timestamp, txid, quick, dry_run, json) -> None:
+    from ops.ui import UI
+
     if not output:
         raise OpsError("--output PATH is required (a new file)", ExitCode.USAGE)
     ui = UI()
@@ -670,6 +731,8 @@ def restored(c, out: Path, timestamp, txid, quick, dry_run, ui: UI, *,
     database whose replica it is (default db.path; the machine's is db.remote_path).
     ``backup``: ``out`` is a backup, published with its records under the first free name
     from ``out``'s (``restore_checked``)."""
+    from ops import replica as rp
+
     target_flags = rp.restore_target(timestamp, txid)
     replica = config.load_replica(c.config)
     settings = config.load(c.config, quick=quick)
@@ -712,6 +775,9 @@ def restored(c, out: Path, timestamp, txid, quick, dry_run, ui: UI, *,
 
 def note_replica_end(report: dict, end: rp.Position | None, ui: UI) -> None:
     """``replica_ends_at``, and a warning when the replica ends before --timestamp."""
+    from ops import replica as rp
+    from ops.ui import human_age
+
     if end and f"{end.txid:016x}" == report["reached"]["txid"]:
         # one TXID can sit in files of two levels, written a second apart: the
         # point the plan reached is the one to name, so both times agree
@@ -740,6 +806,9 @@ def drill(c, quick=False, json=False):
     """Restore the newest replica into scratch, check it, report its lag and RTO.
 
     Its freshness (lag) and the restore time (RTO); nothing is kept."""
+    from ops import replica as rp
+    from ops.ui import UI, human_age
+
     ui = UI()
     sweep_stale_scratch(Path(tempfile.gettempdir()), ui, rp.DRILL_PREFIX)  # kill -9 left
     try:
@@ -784,6 +853,9 @@ def from_replica(c, which: str, from_: str | None, timestamp: str | None, restor
     names are not free; then handed to ``restore``, which closes it). ``unasked()``:
     refuses a run that cannot be asked (no terminal, no --yes), after the arguments are
     judged and before the replica is read (review-op s19 #1)."""
+    from ops import replica as rp
+    from ops.ui import UI
+
     if which != "latest" or from_ is not None:
         raise OpsError("--from-replica restores from the replica: give no backup name and "
                        "no --from", ExitCode.USAGE)
@@ -817,6 +889,8 @@ def what_was_kept(out: Path | None) -> str:
     """What a signal before the restore left of the replica's backup ``out``, told by
     what is in the folder: the file and both records (its publish was complete), the
     file alone (never left by ``engine.publish``; said so rather than hidden), or none."""
+    from ops import engine
+
     if out is None or not out.exists():
         return "nothing restored, "
     if all(path.exists() for path in engine.sidecars(out)):
@@ -827,6 +901,8 @@ def what_was_kept(out: Path | None) -> str:
 def names_on(opened: list, target) -> set[str]:
     """The names the server's backup folder holds (its backups, and entries named like one
     that are not files), the target opened once and kept in ``opened``."""
+    from ops.ui import UI
+
     if not opened:
         opened.append(target(UI()))
     listed = opened[0].list()
@@ -838,6 +914,8 @@ def restore_source(c, timestamp: str | None, *, remote: str | None, dry_run: boo
     """The replica restored and checked into a new backup in backup.dir (backup.dir/replica
     for a server), its records written with it; its path and replica.restore's report
     (a dry run: the plan only). ``made["out"]``: where the file goes (once checked)."""
+    from ops import engine
+
     settings = config.load(c.config)
     folder = Path(settings.backup_dir) / REPLICA_FOLDER if remote else Path(settings.backup_dir)
     try:
@@ -871,6 +949,9 @@ def shown_path(path: Path) -> str:
 def replica_step(report: dict, check: str) -> runbook.Step:
     """The dry-run plan's first step for ``restore --from-replica`` (review-op #7): what
     the replica phase will do, from its plan ``report`` (``restored(dry_run=True)``)."""
+    from ops import runbook
+    from ops.ui import human_bytes
+
     point, files = report["reached"], report["files"]
     return runbook.Step(
         "replica", f"restore the replica's TXID {point['txid']} ({point['time']}) into "

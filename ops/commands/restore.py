@@ -6,18 +6,18 @@ import dataclasses
 import functools
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ops import cli, config, engine, runbook
-from ops import restore as restores
+from ops import cli, config
 from ops.cli import guarded, task
 from ops.commands import replica as replicas
 from ops.commands.backup import HOST, reject_flag_as_name
 from ops.commands.positional import OptionalPositionalTask
-from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated, stop_on_signals
-from ops.targets.chosen import target_for
-from ops.ui import UI
+
+if TYPE_CHECKING:  # annotations only: the modules are imported by the tasks that run them
+    from ops.ui import UI
 
 
 def parse_which(which, task_name: str) -> str:
@@ -70,6 +70,9 @@ def database(c, which="latest", production=False, host=None, from_=None, yes=Fal
              dry_run=False, busy_timeout=None, json=False, lock_wait=None, app_stopped=False,
              other_source=False, from_replica=False, timestamp=None):
     """Restore a backup into the live database: verify, safety backup, backup API, check."""
+    from ops import restore as restores
+    from ops.targets.chosen import target_for
+
     which = parse_which(which, "restore")
     if production and host is not None:
         raise OpsError("--production (the Fly machine) and --host (an SSH host) name two "
@@ -103,6 +106,10 @@ def restore_now(*, which, from_, settings, production, host, yes, dry_run, busy_
     shown before the restore's in a dry run (its report in a real run: the record's
     ``from_replica``). ``target``: the server's, already opened
     (--from-replica read its names); closed here like one opened here."""
+    from ops import restore as restores
+    from ops.targets.chosen import target_for
+    from ops.ui import UI
+
     if from_ is not None and not (production or host):
         raise OpsError("--from uploads a local file and restores it on a server: add "
                        "--production (the Fly machine) or --host HOST (an SSH host); locally, "
@@ -153,6 +160,10 @@ def dry_run_plan(options, settings, ui: UI, target, json: bool, replica=None) ->
     run): the backup ``latest`` really is (never a safety backup, one dated ahead or
     another database's; issue 16 #2), the machine; a backup that does not exist fails the
     dry run as it fails the run (issue 22)."""
+    from ops import engine, runbook
+    from ops import restore as restores
+    from ops.engine import EngineError
+
     remote = restores.remote(options)
     state, warning = "ok", None
     if not remote:  # the real run refuses, or moves it aside: the plan says so

@@ -5,16 +5,17 @@ from __future__ import annotations
 import functools
 import shlex
 import time
+from typing import TYPE_CHECKING
 
-from ops import config, fly, replica_hooks, runbook
-from ops import emergency as em
-from ops import volume_restore as vr
-from ops.cli import guarded, task
+from ops import config
+from ops.cli import guarded, on_signals, task
 from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated
-from ops.targets.fly.machine import ANY_STATE
-from ops.targets.fly.session import FlySession
-from ops.ui import UI, created_when, seconds_since, volume_gb
+
+if TYPE_CHECKING:  # annotations only: the modules are imported by the tasks that run them
+    from ops import fly, runbook
+    from ops import volume_restore as vr
+    from ops.ui import UI
 
 
 class Reads:
@@ -23,6 +24,10 @@ class Reads:
     earlier volumes' snapshots when ``which`` is none of them; then ``resolved``."""
 
     def __init__(self, settings, ui: UI, runner: runbook.Runner, which: str):
+        from ops import volume_restore as vr
+        from ops.targets.fly.machine import ANY_STATE
+        from ops.targets.fly.session import FlySession
+
         self.settings, self.ui, self.runner, self.which = settings, ui, runner, which
         self.app = settings.app
         self.session = FlySession(settings, ui, policy=ANY_STATE)  # fly.timeout, as everywhere
@@ -36,6 +41,8 @@ class Reads:
 
     def read(self, steps: list[runbook.Step], action) -> None:
         """Run read-only steps now (no audit line: nothing has changed yet)."""
+        from ops import runbook
+
         steps = runbook.bind(steps, {steps[0].key: action})
         self.runner.run(steps, dry_run=True)
         self.steps += steps
@@ -47,6 +54,8 @@ class Reads:
         return f"{self.volume.id} on {self.machine.id} ({self.machine.state})"
 
     def snapshots(self) -> str:
+        from ops import fly
+
         self.current = self.fly.snapshots(self.app, self.volume.id)
         self.older = fly.same_name(self.volumes, self.volume)[1:]
         self.resolved = None
@@ -61,6 +70,9 @@ class Reads:
         return self.resolve()
 
     def resolve(self) -> str:
+        from ops import volume_restore as vr
+        from ops.ui import created_when, volume_gb
+
         self.resolved = vr.resolve(self.app, self.name, self.volume, self.machine, self.current,
                                    self.which, self.volumes, self.earlier)
         snap = self.resolved.snapshot
@@ -78,9 +90,14 @@ class Reads:
     "json": "print the audit record (or the plan, with --dry-run) as JSON on stdout",
 })
 @guarded
-@em.on_signals
+@on_signals
 def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
     """New volume from a snapshot; old machine guarded, stopped and kept; a clone on it."""
+    from ops import emergency as em
+    from ops import replica_hooks, runbook
+    from ops import volume_restore as vr
+    from ops.ui import UI
+
     if not snapshot or not str(snapshot).strip():
         raise OpsError("--snapshot is required: a snapshot id (vs_...) or latest", ExitCode.USAGE)
     settings = config.load(c.config)
@@ -125,6 +142,10 @@ def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
 
 def _show(ui: UI, reads: Reads, steps: list[runbook.Step], dry_run: bool) -> dict:
     """Print the plan and what to know before it runs; the run's summary (its record)."""
+    from ops import runbook
+    from ops import volume_restore as vr
+    from ops.ui import seconds_since
+
     r, snap = reads.resolved, reads.resolved.snapshot
     title = f"Restore volume {r.volume.id} of {r.app} from {snap.id} (made {reads.made})"
     ui.lines(runbook.render(f"{title}{' (dry run: nothing changes)' if dry_run else ''}:",
@@ -146,6 +167,10 @@ def _show(ui: UI, reads: Reads, steps: list[runbook.Step], dry_run: bool) -> dic
 def _restore(settings, ui: UI, steps_runner: runbook.Runner, runner: fly.Fly,
              resolved: vr.Resolved, steps: list[runbook.Step], summary: dict) -> vr.Execution:
     """Run the plan; after the autostart guard was sent, a failure says how to go back."""
+    from ops import emergency as em
+    from ops import runbook
+    from ops import volume_restore as vr
+
     app = settings.app
     run = vr.Execution(resolved, runner, settings.snapshot_timeout, settings.health_interval,
                        stop_timeout=settings.fly_timeout,
