@@ -49,8 +49,9 @@ from workspace import work_folder  # noqa: E402
 from ops import engine  # noqa: E402
 
 MIB = 1 << 20
-VARIANTS = ("hand", "ours", "check-py", "check-cli", "check-random", "ours-readahead",
-            "ours-no-counts", "ours-counts-after", "ours-dontneed", "check-cache", "sha")
+VARIANTS = ("hand", "ours", "check-py", "check-cli", "check-random",
+            "ours-readahead", "ours-no-counts", "ours-counts-after", "ours-dontneed",
+            "check-cache", "sha")
 
 
 def read_bytes(blkio: Path) -> int:
@@ -60,6 +61,14 @@ def read_bytes(blkio: Path) -> int:
         if len(parts) == 3 and parts[1] == "Read":
             total += int(parts[2])
     return total
+
+
+def thread_read_mib() -> int:
+    """MiB this thread has read from the disk so far (Linux's per-task I/O accounting)."""
+    for line in Path("/proc/thread-self/io").read_text().splitlines():
+        if line.startswith("read_bytes:"):
+            return round(int(line.split()[1]) / MIB)
+    return -1
 
 
 def random_check(cache_kib: int = 0):
@@ -134,8 +143,19 @@ def child(variant: str, db: Path, out: Path, blkio: Path, cache_mib: int) -> Non
                 engine.count_rows(path)
                 return problems
             engine.run_check = check_then_count
+        started, ends = time.monotonic(), {}
+
+        def on_phase(name, done=None, total=None, finished=False):
+            if finished:  # when each pass of the shared pass ended, the group's bytes by
+                # then, and the bytes its own thread read from the disk (it calls on_phase)
+                ends[name] = (round(time.monotonic() - started, 1),
+                              round((read_bytes(blkio) - before) / MIB), thread_read_mib())
+        before = read_bytes(blkio)
         found = timed("check+sha+counts", lambda: engine.verify_new_copy(
-            copy, "quick", counts=variant not in ("ours-no-counts", "ours-counts-after")))
+            copy, "quick", on_phase=on_phase,
+            counts=variant not in ("ours-no-counts", "ours-counts-after")))
+        print(json.dumps({"pass": "  ends (s, MiB)", "s": 0, "read_mib": 0,
+                          "ends": ends}), flush=True)
         assert not found[0], found[0]
     elif variant == "check-py":
         timed("quick_check (python)", lambda: engine.run_check(copy, "quick"))
@@ -193,7 +213,7 @@ def main() -> int:
                 total = time.monotonic() - started
                 passes = [json.loads(line) for line in lines.splitlines() if line]
                 shown = "; ".join(f"{p['pass']} {p['s']:.1f} s / {p['read_mib']} MiB"
-                                  for p in passes)
+                                  + (f" {p['ends']}" if "ends" in p else "") for p in passes)
                 print(f"  {variant:13s} {total:6.1f} s  {shown}", flush=True)
             finally:
                 group.remove()
