@@ -22,7 +22,9 @@ Variants (``--variants``, default all):
 - ``check-random``: the check alone with ``posix_fadvise(POSIX_FADV_RANDOM)`` on SQLite's
   own descriptor (no kernel read-ahead on its scattered reads);
 - ``check-cache``: the check alone with ``PRAGMA cache_size`` of --cache-mib;
-- ``sha``: the SHA-256 alone after the copy.
+- ``sha``: the SHA-256 alone after the copy;
+- ``start``: no backup: ``invoke --list``, ``python3 -c pass`` and ``engine.py --help``,
+  each from a cold cache in the group (what a run pays before its first byte is copied).
 
     sudo .venv/bin/python benchmarks/shape_phases.py --mb 256 --limit-mib 128
 """
@@ -51,7 +53,7 @@ from ops import engine  # noqa: E402
 MIB = 1 << 20
 VARIANTS = ("hand", "ours", "check-py", "check-cli", "check-random",
             "ours-readahead", "ours-no-counts", "ours-counts-after", "ours-dontneed",
-            "check-cache", "sha")
+            "check-cache", "sha", "start")
 
 
 def read_bytes(blkio: Path) -> int:
@@ -172,6 +174,27 @@ def child(variant: str, db: Path, out: Path, blkio: Path, cache_mib: int) -> Non
         timed("sha256", lambda: engine.sha256_file(copy))
 
 
+def cold_starts(args, device: str) -> None:
+    """Seconds and MiB read by a process's start alone, from a cold cache, in the group."""
+    from perf_bench import PYTHON
+    from production_shape import operator_env
+
+    for argv in ([PYTHON, "-m", "invoke", "--search-root", str(ROOT), "--list"],
+                 [sys.executable, "-c", "pass"],
+                 [sys.executable, str(ROOT / "ops" / "engine.py"), "--help"]):
+        group = Group(f"ops-phases-{os.getpid()}-start", args.limit_mib, args.mib_s, device)
+        try:
+            cold()
+            before, started = read_bytes(group.dirs[1]), time.monotonic()
+            subprocess.run(group.argv(argv), env=operator_env(), cwd=ROOT,
+                           capture_output=True, check=True)
+            print(f"  start {' '.join(Path(a).name for a in argv[1:]):40.40s} "
+                  f"{time.monotonic() - started:5.2f} s / "
+                  f"{(read_bytes(group.dirs[1]) - before) / MIB:.1f} MiB", flush=True)
+        finally:
+            group.remove()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=int, default=256)
@@ -200,6 +223,9 @@ def main() -> int:
               f"load {os.getloadavg()[0]:.1f}",
               flush=True)
         for variant in args.variants:
+            if variant == "start":
+                cold_starts(args, device)
+                continue
             group = Group(f"ops-phases-{os.getpid()}-{variant}", args.limit_mib, args.mib_s,
                           device, args.iops)
             try:
