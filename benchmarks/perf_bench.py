@@ -21,6 +21,7 @@ time before `fly deploy` against the snapshot step alone.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import shutil
@@ -159,8 +160,11 @@ def under_writer(db: Path, work: Path, interval: float) -> dict:
             "max_ms": data.get("max_ms")}
 
 
-def deploy_overlap(work: Path, db: Path, snapshot_seconds: float) -> dict:
-    """A deploy against the flyctl double whose snapshot needs ``snapshot_seconds``."""
+def deploy_overlap(work: Path, db: Path, snapshot_seconds: float,
+                   around_run=contextlib.nullcontext) -> dict:
+    """A deploy against the flyctl double whose snapshot needs ``snapshot_seconds``;
+    ``around_run()`` (a context manager) is entered once the site is set up, around the
+    deploy alone (production_shape: a cold cache and the limits)."""
     from tests.fake_production import make_site
 
     root = work / "site"
@@ -175,9 +179,10 @@ def deploy_overlap(work: Path, db: Path, snapshot_seconds: float) -> dict:
         site.world.snapshot_behavior("progress",
                                      lists_before_created=max(1, round(snapshot_seconds
                                                                        / interval)))
-        result = site.run("deploy", "--json", env={"INVOKE_HEALTH_INTERVAL": str(interval),
-                                                   "INVOKE_HEALTH_TIMEOUT": "30"},
-                          timeout=900)
+        with around_run():
+            result = site.run("deploy", "--json", env={
+                "INVOKE_HEALTH_INTERVAL": str(interval), "INVOKE_HEALTH_TIMEOUT": "30"},
+                timeout=900)
         if result.returncode != 0:
             raise SystemExit(f"deploy failed: {result.stderr[-800:]}")
         steps = {s["step"]: s["seconds"] for s in result.json()["steps"]}

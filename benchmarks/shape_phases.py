@@ -22,7 +22,9 @@ Variants (``--variants``, default all):
 - ``check-random``: the check alone with ``posix_fadvise(POSIX_FADV_RANDOM)`` on SQLite's
   own descriptor (no kernel read-ahead on its scattered reads);
 - ``check-cache``: the check alone with ``PRAGMA cache_size`` of --cache-mib;
-- ``sha``: the SHA-256 alone after the copy.
+- ``sha``: the SHA-256 alone after the copy;
+- ``start``: no backup: ``invoke --list``, ``python3 -c pass`` and ``engine.py --help``,
+  each from a cold cache in the group (what a run pays before its first byte is copied).
 
     sudo .venv/bin/python benchmarks/shape_phases.py --mb 256 --limit-mib 128
 """
@@ -49,8 +51,9 @@ from workspace import work_folder  # noqa: E402
 from ops import engine  # noqa: E402
 
 MIB = 1 << 20
-VARIANTS = ("hand", "ours", "check-py", "check-cli", "check-random", "ours-readahead",
-            "ours-no-counts", "ours-counts-after", "ours-dontneed", "check-cache", "sha")
+VARIANTS = ("hand", "ours", "check-py", "check-cli", "check-random",
+            "ours-readahead", "ours-no-counts", "ours-counts-after", "ours-dontneed",
+            "check-cache", "sha", "start")
 
 
 def read_bytes(blkio: Path) -> int:
@@ -60,6 +63,14 @@ def read_bytes(blkio: Path) -> int:
         if len(parts) == 3 and parts[1] == "Read":
             total += int(parts[2])
     return total
+
+
+def thread_read_mib() -> int:
+    """MiB this thread has read from the disk so far (Linux's per-task I/O accounting)."""
+    for line in Path("/proc/thread-self/io").read_text().splitlines():
+        if line.startswith("read_bytes:"):
+            return round(int(line.split()[1]) / MIB)
+    return -1
 
 
 def random_check(cache_kib: int = 0):
@@ -134,8 +145,19 @@ def child(variant: str, db: Path, out: Path, blkio: Path, cache_mib: int) -> Non
                 engine.count_rows(path)
                 return problems
             engine.run_check = check_then_count
+        started, ends = time.monotonic(), {}
+
+        def on_phase(name, done=None, total=None, finished=False):
+            if finished:  # when each pass of the shared pass ended, the group's bytes by
+                # then, and the bytes its own thread read from the disk (it calls on_phase)
+                ends[name] = (round(time.monotonic() - started, 1),
+                              round((read_bytes(blkio) - before) / MIB), thread_read_mib())
+        before = read_bytes(blkio)
         found = timed("check+sha+counts", lambda: engine.verify_new_copy(
-            copy, "quick", counts=variant not in ("ours-no-counts", "ours-counts-after")))
+            copy, "quick", on_phase=on_phase,
+            counts=variant not in ("ours-no-counts", "ours-counts-after")))
+        print(json.dumps({"pass": "  ends (s, MiB)", "s": 0, "read_mib": 0,
+                          "ends": ends}), flush=True)
         assert not found[0], found[0]
     elif variant == "check-py":
         timed("quick_check (python)", lambda: engine.run_check(copy, "quick"))
@@ -150,6 +172,27 @@ def child(variant: str, db: Path, out: Path, blkio: Path, cache_mib: int) -> Non
               lambda: random_check(cache_mib * 1024)(copy))
     elif variant == "sha":
         timed("sha256", lambda: engine.sha256_file(copy))
+
+
+def cold_starts(args, device: str) -> None:
+    """Seconds and MiB read by a process's start alone, from a cold cache, in the group."""
+    from perf_bench import PYTHON
+    from production_shape import operator_env
+
+    for argv in ([PYTHON, "-m", "invoke", "--search-root", str(ROOT), "--list"],
+                 [sys.executable, "-c", "pass"],
+                 [sys.executable, str(ROOT / "ops" / "engine.py"), "--help"]):
+        group = Group(f"ops-phases-{os.getpid()}-start", args.limit_mib, args.mib_s, device)
+        try:
+            cold()
+            before, started = read_bytes(group.dirs[1]), time.monotonic()
+            subprocess.run(group.argv(argv), env=operator_env(), cwd=ROOT,
+                           capture_output=True, check=True)
+            print(f"  start {' '.join(Path(a).name for a in argv[1:]):40.40s} "
+                  f"{time.monotonic() - started:5.2f} s / "
+                  f"{(read_bytes(group.dirs[1]) - before) / MIB:.1f} MiB", flush=True)
+        finally:
+            group.remove()
 
 
 def main() -> int:
@@ -180,6 +223,9 @@ def main() -> int:
               f"load {os.getloadavg()[0]:.1f}",
               flush=True)
         for variant in args.variants:
+            if variant == "start":
+                cold_starts(args, device)
+                continue
             group = Group(f"ops-phases-{os.getpid()}-{variant}", args.limit_mib, args.mib_s,
                           device, args.iops)
             try:
@@ -193,7 +239,7 @@ def main() -> int:
                 total = time.monotonic() - started
                 passes = [json.loads(line) for line in lines.splitlines() if line]
                 shown = "; ".join(f"{p['pass']} {p['s']:.1f} s / {p['read_mib']} MiB"
-                                  for p in passes)
+                                  + (f" {p['ends']}" if "ends" in p else "") for p in passes)
                 print(f"  {variant:13s} {total:6.1f} s  {shown}", flush=True)
             finally:
                 group.remove()
