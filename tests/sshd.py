@@ -152,7 +152,6 @@ PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 PermitRootLogin prohibit-password
-SetEnv HOME={root / "home"}
 AllowTcpForwarding yes
 LogLevel VERBOSE
 Subsystem sftp internal-sftp
@@ -183,7 +182,8 @@ def start(root: Path) -> Sshd:
     node_only = path_without_python(root / "bin-node-only", ("python", "sqlite3"))
     config = root / "sshd_config"
     extra: tuple[str, ...] = ()
-    for option in OPTIONAL:  # keep only what this sshd understands
+    # keep only what this sshd understands (SetEnv: OpenSSH >= 7.8)
+    for option in (*OPTIONAL, f"SetEnv HOME={root / 'home'}"):
         config.write_text(_config(root, (1, 2), host_key, authorized, no_python, (option,)))
         test = subprocess.run([SSHD, "-t", "-f", str(config)], capture_output=True, text=True)
         if test.returncode == 0:
