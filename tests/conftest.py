@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -48,8 +49,15 @@ def pytest_configure(config):
     compiles all of ops/ again: ~0.15 s of its ~0.45 s of CPU, on each of thousands of runs.
     The files go where Python reads them, ops/__pycache__ (ignored by git): a cache prefix
     (PYTHONPYCACHEPREFIX) would move the standard library's cache too, and cost more than it
-    saves. Done once, by the xdist controller."""
+    saves. Done once, by the xdist controller.
+
+    Each pytest process (every xdist worker) also writes what it compiles, test modules
+    with their rewritten asserts included, to tests/__pycache__ (ignored by git), whatever
+    PYTHONDONTWRITEBYTECODE says: pytest rewrites the asserts of every test module it
+    imports, ~4 s of CPU a worker on each run when nothing is kept. The CLI processes it
+    starts inherit the environment unchanged."""
     _register_markers(config)
+    sys.dont_write_bytecode = False
     if hasattr(config, "workerinput"):
         return
     import compileall

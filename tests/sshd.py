@@ -6,6 +6,13 @@ PATH that has no python3, set by the server (``ForceCommand env PATH=...`` in a 
 LocalPort`` block, after the login shell's rc files, which may add their own python3):
 the toolkit never sets the remote PATH, so the sqlite3-CLI fallback is tested exactly as
 a host without python3 would run it. The host's filesystem is this machine's.
+
+The login shell's HOME is the server's own empty folder (``SetEnv HOME``), not the account's:
+bash sources ``~/.bashrc`` for every command sshd runs, and a developer's rc (here root's runs
+``pyenv init``, ~170 processes a connection) is as personal as their ``~/.ssh``. The key
+exchange is not sntrup761x25519 (OpenSSH's default, ~60 ms of the client's CPU a connection;
+without it ssh takes curve25519 and paramiko what it always took): neither is what the SSH
+tests test, and the suite opens hundreds of connections.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ from pathlib import Path
 
 SSHD = os.environ.get("OPS_TEST_SSHD", "/usr/sbin/sshd")  # another path: to test the skip
 # sshd options some versions lack: written only where ``sshd -t`` accepts them
-OPTIONAL = ("PerSourcePenalties no",)  # OpenSSH >= 9.8 would shut out 127.0.0.1 after our kills
+OPTIONAL = ("PerSourcePenalties no",  # OpenSSH >= 9.8 would shut out 127.0.0.1 after our kills
+            "KexAlgorithms -sntrup761x25519-sha512,sntrup761x25519-sha512@openssh.com")  # see above
 
 
 class SshdUnavailable(Exception):
@@ -164,6 +172,7 @@ def start(root: Path) -> Sshd:
     if os.geteuid() == 0:  # sshd refuses to start as root without its privilege separation dir
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)
     root.mkdir(parents=True, exist_ok=True)
+    (root / "home").mkdir(exist_ok=True)  # the login shell's HOME (no personal rc files)
     host_key = keygen(root / "ssh_host_ed25519_key")
     client_key = keygen(root / "client_ed25519")
     user_ca = keygen(root / "user_ca")
@@ -173,7 +182,8 @@ def start(root: Path) -> Sshd:
     node_only = path_without_python(root / "bin-node-only", ("python", "sqlite3"))
     config = root / "sshd_config"
     extra: tuple[str, ...] = ()
-    for option in OPTIONAL:  # keep only what this sshd understands
+    # keep only what this sshd understands (SetEnv: OpenSSH >= 7.8)
+    for option in (*OPTIONAL, f"SetEnv HOME={root / 'home'}"):
         config.write_text(_config(root, (1, 2), host_key, authorized, no_python, (option,)))
         test = subprocess.run([SSHD, "-t", "-f", str(config)], capture_output=True, text=True)
         if test.returncode == 0:

@@ -363,14 +363,18 @@ _python_cache: str | None = None
 
 
 def real_python3() -> str:
-    """A real (non-venv, non-shim) Python >= 3.11 that works when invoked via a symlink."""
+    """A real (non-venv, non-shim) Python >= 3.11 that works when invoked via a symlink.
+
+    The system's own first: it runs every ``fly`` call and a machine's python3, and a
+    distribution's build (static, PGO) starts ~15 % cheaper than a pyenv build
+    (``--enable-shared``, no PGO); the one running the tests where the system's is too old."""
     global _python_cache
     if _python_cache:
         return _python_cache
     candidates = [
+        shutil.which("python3", path=_SYSTEM_PATH),
         getattr(sys, "_base_executable", None),
         sys.executable,
-        shutil.which("python3", path=_SYSTEM_PATH),
     ]
     probe = "import sys, json, sqlite3, tomllib; assert sys.version_info >= (3, 11)"
     for cand in candidates:
