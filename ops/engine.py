@@ -1352,8 +1352,10 @@ def delete_backups(directory: str | os.PathLike, names: list[str]) -> list[str]:
 # safety backup (never `latest`: a retried restore would put back what it replaced) or an
 # old unrecorded backup adopted by `backup.adopt`; and which database it copies.
 
-KINDS = ("backup", "safety", "adopted")
-LATEST_KINDS = ("backup", "adopted")  # what `latest` may name
+# "upload": restore --from's file, published on the server for its restore; retention
+# leaves it until a restore of it begins (``retention.restores_begun``)
+KINDS = ("backup", "safety", "adopted", "upload")
+LATEST_KINDS = ("backup", "adopted", "upload")  # what `latest` may name
 UNRECORDED = "unrecorded"  # a backup whose NAME.json is missing or unreadable
 
 

@@ -1457,8 +1457,11 @@ def _manifest(path: Path) -> dict:
         recorded = engine.read_drill_record(path)
     except EngineError:
         recorded = {}
+    # kind "upload": no cleanup there removes it before its restore begins (retention);
+    # a safety backup sent back stays one (never removed automatically at all)
+    kind = "safety" if recorded.get("kind") == "safety" else "upload"
     return {"size": path.stat().st_size, "check": "integrity", "strategy": "upload",
-            **recorded}
+            **recorded, "kind": kind}
 
 
 def _recorded_tables(path: Path) -> dict | None:
