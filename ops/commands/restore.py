@@ -86,7 +86,8 @@ def database(c, which="latest", production=False, host=None, from_=None, yes=Fal
             raise OpsError("--timestamp is for --from-replica", ExitCode.USAGE)
         replicas.from_replica(c, which, from_, timestamp, run, dry_run=dry_run, json=json,
                               unasked=None if dry_run else functools.partial(
-                                  cli.refuse_unasked, yes, restores.WITHOUT_TERMINAL),
+                                  cli.refuse_unasked, yes, restores.WITHOUT_TERMINAL,
+                                  "restore"),
                               remote=settings.db_remote_path if production or host else None,
                               target=functools.partial(target_for, settings,
                                                        production=production)
