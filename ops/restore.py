@@ -1092,7 +1092,15 @@ class Reads:
         with contextlib.closing(phases):
             run = verified_phase(phases)
         self.found["backup"] = run.chosen.name
+        self._same_source(run.chosen.name, run.chosen.source, str(self.settings.db_path))
         return verified_detail(run, o, self.settings.check, local.list())
+
+    def _same_source(self, name: str, recorded: str | None, live: str) -> None:
+        """The run's refusal of another database's backup (``Restore._other_source``),
+        where the run gives it: a dry run fails it as the run does (exit 2)."""
+        refusal = other_source_refusal(name, recorded, live, self.target.flag)
+        if refusal and not self.options.other_source:
+            raise OpsError(refusal, ExitCode.USAGE)
 
     def _choose(self) -> str:
         """There, as the run's choose: the listing, then the rows the confirmation shows
@@ -1101,6 +1109,7 @@ class Reads:
         self.found["backup"] = chosen.name
         if self.learn is not None:
             self.learn(backup=chosen.name)
+        self._same_source(chosen.name, chosen.source, self.settings.db_remote_path)
         self.found["warning"] = remote_live_warning(self.options, self.settings, self.target,
                                                     self.found)
         return detail

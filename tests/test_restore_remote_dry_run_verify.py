@@ -115,3 +115,21 @@ def test_an_ssh_hosts_dry_run_refuses_what_its_run_refuses(ssh_host, tmp_path, r
     real = run_invoke("restore", name, "--host", addr, "--yes", "--other-source", env=env)
     assert real.returncode == code, real
     assert error_line(dry) == error_line(real)
+
+
+def test_another_databases_backup_fails_the_dry_run_as_it_fails_the_run(prod, tmp_path,
+                                                                        run_invoke):
+    """Without --other-source the run refuses another database's backup (exit 2) before
+    its question; the dry runs, here and on the machine, said nothing of it (exit 0)."""
+    other = helpers.make_wal_db(tmp_path / "other" / "steps.db")  # a sound backup of it
+    name = engine.create_backup(other, prod.remote_dir).name
+    dry = prod.run("restore", name, "--production", "--dry-run")
+    real = prod.run("restore", name, "--production", "--yes")
+    assert real.returncode == dry.returncode == 2, (dry, real)
+    assert error_line(dry) == error_line(real) and "--other-source" in error_line(real)
+    db = helpers.make_wal_db(tmp_path / "local" / "steps.db")
+    env = {"INVOKE_DB_PATH": str(db), "INVOKE_BACKUP_DIR": str(prod.remote_dir)}
+    dry = run_invoke("restore", name, "--dry-run", env=env)
+    real = run_invoke("restore", name, "--yes", env=env)
+    assert real.returncode == dry.returncode == 2, (dry, real)
+    assert error_line(dry) == error_line(real) and "--other-source" in error_line(real)
