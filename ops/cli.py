@@ -71,6 +71,7 @@ def guarded(body):
         except OpsError as exc:
             failure = Exit(f"Error: {one_line(exc)}", code=int(exc.code))
             failure.json = getattr(exc, "json", None)  # a refusal's own keys (``Unasked``)
+            record_refusal(c, exc)
         except KeyboardInterrupt:
             failure = Exit("Interrupted.", code=int(ExitCode.INTERRUPTED))
         except OSError as exc:
@@ -234,30 +235,54 @@ NOT_CONFIRMED = "not confirmed; nothing was changed"  # any answer but yes
 
 
 class Unasked(OpsError):
-    """The refusal without a terminal and --yes (exit 2): nothing could be asked."""
+    """The refusal without a terminal and --yes (exit 2): nothing could be asked.
+    ``kind``: the task's audit kind, the document's ``kind`` and its audit line's
+    (``record_refusal``)."""
 
     json = {"outcome": "not confirmed"}  # added to ``failed_as_json``'s document
 
-    def __init__(self, message: str = WITHOUT_TERMINAL):
+    def __init__(self, message: str = WITHOUT_TERMINAL, kind: str | None = None):
         super().__init__(message, ExitCode.USAGE)
+        self.audit_kind = kind
+        if kind:
+            self.json = {**Unasked.json, "kind": kind}
 
 
-def refuse_unasked(yes: bool, without_terminal: str = WITHOUT_TERMINAL) -> None:
+def refuse_unasked(yes: bool, without_terminal: str = WITHOUT_TERMINAL,
+                   kind: str | None = None) -> None:
     """``confirm``'s refusal without a terminal (exit 2), given before any work: a task
     that will ask calls it first, so a CI run without --yes learns it before its reads
     and checks, not after them (op #9 of the s18 review)."""
     if not yes and not can_ask():
-        raise Unasked(without_terminal)
+        raise Unasked(without_terminal, kind)
+
+
+def record_refusal(c, exc: OpsError) -> None:
+    """The one rule for a task that asks first: a run not confirmed (no terminal and no
+    --yes, or any answer but yes) writes its audit line, ``outcome: "not confirmed"``, as
+    a declined restore always did (docs/flags.md). A flow that records its own run
+    (restore's runner) raises without ``audit_kind``; a log that cannot be written or a
+    config that does not load leaves the refusal as it is (it changed nothing)."""
+    kind = getattr(exc, "audit_kind", None)
+    if not kind:
+        return
+    from ops import audit, config, runbook  # noqa: PLC0415 (only a refusal needs them)
+
+    with contextlib.suppress(OpsError, OSError, ValueError):
+        audit.append(config.load(c.config).audit_log, {
+            "kind": kind, "who": audit.who(), "when": runbook.now(), "steps": [],
+            "outcome": "not confirmed", "exit_code": int(exc.code), "error": one_line(exc)})
 
 
 def confirm(question: str, *, yes: bool = False, without_terminal: str | None = None,
-            refused: str = NOT_CONFIRMED) -> None:
+            refused: str = NOT_CONFIRMED, kind: str | None = None) -> None:
     """The one confirmation every task asks: on a terminal, go on only after `yes`.
 
     ``yes`` (``--yes``) skips the question. Without a terminal nothing can be asked:
     ``without_terminal`` is the refusal (exit 2, saying to pass ``--yes``), or None when
     the flag that got us here is itself the confirmation (``--skip-backup``). Any answer
-    but yes is ``refused`` (exit 1); Ctrl-C or Ctrl-D at the prompt exits 130."""
+    but yes is ``refused`` (exit 1); Ctrl-C or Ctrl-D at the prompt exits 130. ``kind``:
+    the task's audit kind, for its refusal's audit line (``record_refusal``)."""
     from ops.ui import printable, terminal_width, wrapped
 
     if yes:
@@ -265,7 +290,7 @@ def confirm(question: str, *, yes: bool = False, without_terminal: str | None = 
     if not can_ask():
         if without_terminal is None:
             return
-        raise Unasked(without_terminal)
+        raise Unasked(without_terminal, kind)
     sys.stderr.write("\n".join(wrapped(f"{printable(question)} Type yes to go on:",
                                         terminal_width() - 1)) + " ")
     sys.stderr.flush()
@@ -277,9 +302,13 @@ def confirm(question: str, *, yes: bool = False, without_terminal: str | None = 
         sys.stderr.write("\n")  # prompt's line, and exit as an interruption (130), not 1
         sys.stderr.flush()
         how = "Ctrl-C" if answer is None else "end of input (Ctrl-D)"
-        raise OpsError(f"interrupted by {how} at the prompt; {refused}", ExitCode.INTERRUPTED)
-    if not typed_yes(answer):
-        raise OpsError(refused, ExitCode.ERROR)
+        error = OpsError(f"interrupted by {how} at the prompt; {refused}", ExitCode.INTERRUPTED)
+    elif not typed_yes(answer):
+        error = OpsError(refused, ExitCode.ERROR)
+    else:
+        return
+    error.audit_kind = kind
+    raise error
 
 
 # ---------------------------------------------------------------- the command line

@@ -46,18 +46,19 @@ def on_signals(body):
     return run
 
 
-def confirm(ui, question: str, *, yes: bool) -> None:
-    """Ask on a terminal; without one, only ``--yes`` goes on (exit 2 otherwise)."""
-    cli.confirm(question, yes=yes, without_terminal=WITHOUT_TERMINAL)
+def confirm(ui, question: str, *, yes: bool, kind: str | None = None) -> None:
+    """Ask on a terminal; without one, only ``--yes`` goes on (exit 2 otherwise).
+    ``kind``: the task's audit kind (a refusal is recorded: ``cli.record_refusal``)."""
+    cli.confirm(question, yes=yes, without_terminal=WITHOUT_TERMINAL, kind=kind)
 
 
 WITHOUT_TERMINAL = cli.WITHOUT_TERMINAL  # one wording for every task that asks
 
 
-def refuse_unasked(yes: bool, dry_run: bool = False) -> None:
+def refuse_unasked(yes: bool, dry_run: bool = False, kind: str | None = None) -> None:
     """``confirm``'s refusal without a terminal, before the task's reads (op #9)."""
     if not dry_run:
-        cli.refuse_unasked(yes, WITHOUT_TERMINAL)
+        cli.refuse_unasked(yes, WITHOUT_TERMINAL, kind)
 
 
 # ------------------------------------------------------------------ the machine, as data

@@ -1144,6 +1144,15 @@ function chosenBackup(dir, which, check) {
   return [chosen, verdict];
 }
 
+/** A restore's dry run (engine.py's restore_verified): the chosen backup verified as the
+ * restore verifies it, its page size against the live database's; no lock, nothing written. */
+function restoreVerified(live, dir, which, check) {
+  const [state] = liveState(live);
+  const [chosen, verdict] = chosenBackup(dir, which, check);
+  if (state === 'ok') checkPageSizes(chosen.path, live);
+  return { backup: chosen.name, backup_sha256: verdict.sha256, created: chosen.created, check, live_state: state };
+}
+
 /**
  * The restore, with the same rules as the other engines: both locks (.restore.lock, and the
  * folder's backup lock from the check to the end, so no retention removes the chosen backup),
@@ -1615,6 +1624,7 @@ async function run(argv) {
       return chosen.map((b) => verifyBackup(b.path, check));
     }
     case 'restore':
+      if (o.dryRun) return restoreVerified(need(o, 'db'), need(o, 'dir'), o.which || 'latest', check);
       return restoreDatabase(need(o, 'db'), need(o, 'dir'), o.which || 'latest', {
         check, busyTimeout: num(o.busyTimeout, 10), lockWait: num(o.lockWait, 0),
         contentHash: !o.noContentHash, appStopped: Boolean(o.appStopped),

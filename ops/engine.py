@@ -1352,8 +1352,10 @@ def delete_backups(directory: str | os.PathLike, names: list[str]) -> list[str]:
 # safety backup (never `latest`: a retried restore would put back what it replaced) or an
 # old unrecorded backup adopted by `backup.adopt`; and which database it copies.
 
-KINDS = ("backup", "safety", "adopted")
-LATEST_KINDS = ("backup", "adopted")  # what `latest` may name
+# "upload": restore --from's file, published on the server for its restore; retention
+# leaves it until a restore of it begins (``retention.restores_begun``)
+KINDS = ("backup", "safety", "adopted", "upload")
+LATEST_KINDS = ("backup", "adopted", "upload")  # what `latest` may name
 UNRECORDED = "unrecorded"  # a backup whose NAME.json is missing or unreadable
 
 
@@ -2692,6 +2694,19 @@ def restore_database(live, directory, which: str = "latest", *, check: str = "in
     return restored(run, round(time.monotonic() - started, 3))
 
 
+def restore_verified(live, directory, which: str = "latest", *,
+                     check: str = "integrity") -> dict:
+    """A restore's dry run on the machine (``restore --dry-run``): the one restore taken
+    to its ``verified`` phase only (``restoring(read_only=True)``), as a local dry run
+    takes it: no lock, nothing written; a backup the run would refuse fails it the same
+    way."""
+    phases = restoring(live, directory, which, read_only=True, check=check)
+    with contextlib.closing(phases):
+        run = next(phases)
+    return {"backup": run.chosen.name, "backup_sha256": run.verdict["sha256"],
+            "created": run.chosen.created, "check": check, "live_state": run.state}
+
+
 def restored(run: Restoring, seconds: float) -> dict:
     """What the machine's restore answers, from its finished run."""
     proof, chosen = run.proof, run.chosen
@@ -2893,7 +2908,7 @@ _COMMANDS = {
     "backup": ("--db", "--dir", "--check", "--timeout", "--lock-wait", "--no-content-hash"),
     "verify": ("--dir", "--which", "--check", "names"),
     "restore": ("--db", "--dir", "--which", "--check", "--busy-timeout", "--lock-wait",
-                "--no-content-hash", "--app-stopped"),
+                "--no-content-hash", "--app-stopped", "--dry-run"),
     "holds": ("--db", "--dir", "--which!", "--safety"),
     "same": ("--dir", "--which!", "--safety"),
     "counts": ("--db", "--dir", "--which"),
@@ -2943,7 +2958,8 @@ _RUN = {
         a.db, a.dir, check=a.check, timeout=a.timeout, lock_wait=a.lock_wait,
         content_hash=not a.no_content_hash)),
     "verify": _verify,
-    "restore": lambda a: restore_database(
+    "restore": lambda a: restore_verified(a.db, a.dir, a.which, check=a.check)
+    if a.dry_run else restore_database(
         a.db, a.dir, a.which, check=a.check, busy_timeout=a.busy_timeout,
         lock_wait=a.lock_wait, content_hash=not a.no_content_hash, app_stopped=a.app_stopped,
         on_safety=lambda name: print(f"__OPS_ENTRY__ safety {name}", flush=True),

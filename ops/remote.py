@@ -667,6 +667,71 @@ TAKE_RESTORE_LOCK = PRELUDE[PRELUDE.index("take_lock() {"):PRELUDE.index("place(
     .replace("the backup lock $lock", "the restore lock $lock").replace("on fd 9", "on fd 8")
 
 
+# the live database: ok, missing or corrupt (engine.live_state), as the sqlite3 restore and
+# its dry run read it; the restore refuses the last two unless the app is stopped
+_SQLITE_LIVE_STATE = f"""state=ok; why=
+if [ ! -e "$db" ] && [ ! -h "$db" ]; then state=missing; why="{engine.MISSING_WHY}"
+elif [ -h "$db" ] && [ ! -e "$db" ]; then fail usage "database $db is a symlink to nothing; nothing was changed"
+elif [ -d "$db" ]; then fail usage "database is a directory, not a database file: $db"
+elif [ ! -f "$db" ]; then fail usage "database is not a regular file: $db"
+elif ! is_sqlite "$db"; then state=corrupt; why="{engine.NOT_SQLITE_WHY}"
+else
+  res=$(sqlite3 -readonly "$db" "PRAGMA quick_check" 2>&1 </dev/null | sed '/^\\*\\*\\* in database/d' | head -n 1 | tr -cd ' -~')
+  [ "$res" = ok ] || {{ state=corrupt; why="quick_check: ${{res:-no answer from sqlite3}}"; }}
+fi"""
+
+
+def _sqlite_verified(pragma: str) -> str:
+    """The restore's ``verified`` phase with the sqlite3 CLI (``engine._verified``), the
+    run's (under its locks) and its dry run's (none): backup ``$name`` in ``$dir``, both
+    records by the engine's rule, SQLite's check, and its page size the live one's (a WAL
+    database takes no backup of another page size: ``engine.check_page_sizes``). Reads
+    only; sets ``$backup`` and ``$sum``."""
+    return f"""cd "$dir" || fail not_found "no backup named $name in $dir"
+[ -f "$name" ] && [ ! -h "$name" ] || fail not_found "no backup named $name in $dir"
+backup="$dir/$name"
+refuse() {{ fail verify_failed "backup $name failed verification, nothing was changed: $*"; }}
+is_sqlite "$name" || refuse "backup is not a SQLite database: $backup"
+command -v sha256sum >/dev/null 2>&1 || fail error "this host has no sha256sum"
+set -- $(sha256sum "$name"); sum=$1
+rs=$(sidecar_sha256 "$name"); rj=$(manifest_sha256 "$name")
+if [ "$rs" != - ] && [ "$rj" != - ] && [ "$rs" != "$rj" ]; then
+  refuse "SHA-256 mismatch: the records disagree ($name.sha256 $rs, $name.json $rj), file has $sum"
+fi
+rec=$rs; [ "$rec" = - ] && rec=$rj
+[ "$rec" = - ] || [ "$rec" = "$sum" ] || refuse "SHA-256 mismatch: recorded $rec, file has $sum"
+sqlite_check "file:$backup?mode=ro&immutable=1" {pragma} "$name"
+[ "$res" = ok ] || refuse "$res"
+[ "$rec" != - ] || refuse "unverifiable: no usable checksum record beside it (its .sha256 and .json are missing or unreadable)"
+if [ "$state" = ok ]; then
+  lp=$(sqlite3 -readonly "$db" "PRAGMA page_size" 2>/dev/null </dev/null | tr -cd 0-9)
+  jm=$(sqlite3 -readonly "$db" "PRAGMA journal_mode" 2>/dev/null </dev/null | tr -cd a-z)
+  bp=$(sqlite3 -readonly "file:$backup?mode=ro&immutable=1" "PRAGMA page_size" 2>/dev/null </dev/null | tr -cd 0-9)
+  if [ "$jm" = wal ] && [ -n "$lp" ] && [ -n "$bp" ] && [ "$bp" != "$lp" ]; then
+    fail usage "the backup's page size ($bp) differs from the live database's ($lp); SQLite cannot restore it into a WAL database. Nothing was changed"
+  fi
+fi"""
+
+
+@purpose("restore.verify")
+def restore_verify_script(db: str, directory: str, name: str, *, check: str) -> str:
+    """A restore's dry run on the machine, with its best engine: the restore's
+    ``verified`` phase alone (python3 and node: ``restore --dry-run``, the engines'
+    ``restore_verified``; sqlite3: ``_sqlite_verified``), so a backup the run would
+    refuse fails it the same way. No lock is taken and nothing is written."""
+    check_name(name)
+    pragma = "integrity_check" if check == "integrity" else "quick_check"
+    sqlite = f"""db={shlex.quote(db)}; dir={shlex.quote(directory)}; name={shlex.quote(name)}
+{_SQLITE_LIVE_STATE}
+[ -d "$dir" ] || fail not_found "no backup named $name in $dir"
+{RECORD_READERS}
+{_sqlite_verified(pragma)}
+printf '{RESULT_MARK} {{"ok": true, "data": {{"backup": "%s", "backup_sha256": "%s", "check": "{check}", "live_state": "%s"}}}}\\n' "$name" "$sum" "$state\""""
+    return _choose(_engine("restore", "--db", db, "--dir", directory, "--which", name,
+                           "--check", check, "--dry-run"),
+                   sqlite, f"echo {STRATEGY_MARK}=none")
+
+
 # Long on purpose: one sh script read top to bottom (locks, checks, safety backup,
 # .restore, proof), as the machine runs it; split, its order would be harder to check.
 # one shell script, read top to bottom as it runs: split into pieces it would be pieces of
@@ -686,17 +751,7 @@ def _sqlite_restore(db: str, directory: str, name: str, check: str, busy_timeout
     safety = _sqlite_backup(db, directory, check, lock_wait, marks=SAFETY_MARKS)
     tries = _tries(lock_wait)
     return f"""db={shlex.quote(db)}; dir={shlex.quote(directory)}; name={shlex.quote(name)}
-# the live database: ok, missing or corrupt (engine.live_state); the last two only with the app stopped
-state=ok; why=
-if [ ! -e "$db" ] && [ ! -h "$db" ]; then state=missing; why="{engine.MISSING_WHY}"
-elif [ -h "$db" ] && [ ! -e "$db" ]; then fail usage "database $db is a symlink to nothing; nothing was changed"
-elif [ -d "$db" ]; then fail usage "database is a directory, not a database file: $db"
-elif [ ! -f "$db" ]; then fail usage "database is not a regular file: $db"
-elif ! is_sqlite "$db"; then state=corrupt; why="{engine.NOT_SQLITE_WHY}"
-else
-  res=$(sqlite3 -readonly "$db" "PRAGMA quick_check" 2>&1 </dev/null | sed '/^\\*\\*\\* in database/d' | head -n 1 | tr -cd ' -~')
-  [ "$res" = ok ] || {{ state=corrupt; why="quick_check: ${{res:-no answer from sqlite3}}"; }}
-fi
+{_SQLITE_LIVE_STATE}
 if [ "$state" != ok ] && [ {int(app_stopped)} != 1 ]; then
   fail usage "the live database $db is $state ($why): restoring it needs the app stopped, so nothing writes while the file is replaced; {BROKEN_HOW}. Nothing was changed"
 fi
@@ -705,22 +760,7 @@ fi
 {RECORD_READERS}
 take_restore_lock "$dir" {tries}
 take_lock "$dir" {tries}
-cd "$dir" || fail not_found "no backup named $name in $dir"
-[ -f "$name" ] && [ ! -h "$name" ] || fail not_found "no backup named $name in $dir"
-backup="$dir/$name"
-refuse() {{ fail verify_failed "backup $name failed verification, nothing was changed: $*"; }}
-is_sqlite "$name" || refuse "backup is not a SQLite database: $backup"
-command -v sha256sum >/dev/null 2>&1 || fail error "this host has no sha256sum"
-set -- $(sha256sum "$name"); sum=$1
-rs=$(sidecar_sha256 "$name"); rj=$(manifest_sha256 "$name")
-if [ "$rs" != - ] && [ "$rj" != - ] && [ "$rs" != "$rj" ]; then
-  refuse "SHA-256 mismatch: the records disagree ($name.sha256 $rs, $name.json $rj), file has $sum"
-fi
-rec=$rs; [ "$rec" = - ] && rec=$rj
-[ "$rec" = - ] || [ "$rec" = "$sum" ] || refuse "SHA-256 mismatch: recorded $rec, file has $sum"
-sqlite_check "file:$backup?mode=ro&immutable=1" {pragma} "$name"
-[ "$res" = ok ] || refuse "$res"
-[ "$rec" != - ] || refuse "unverifiable: no usable checksum record beside it (its .sha256 and .json are missing or unreadable)"
+{_sqlite_verified(pragma)}
 counts() {{
   for t in $(sqlite3 -readonly "$1" "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"); do
     printf '{ENTRY_MARK} %s %s %s\\n' "$2" "$t" "$(sqlite3 -readonly "$1" "SELECT count(*) FROM \\"$t\\"")"

@@ -49,6 +49,8 @@ class RestoreOptions:
 
 
 Step = runbook.Step  # a restore's plan is a runbook plan: ``reads_only`` steps run in a dry run
+# a dry run of a restore on a host runs its restore step's verify (``reads_first``) alone
+READ_ONLY = " (dry run: no lock, nothing written)"
 QUIET = {"shown": False, "recorded": False}  # a run's step between the plan's (``Restore``)
 
 
@@ -87,7 +89,8 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
         Step("restore", f"on the machine (python3, else node, else sqlite3): verify the "
              f"backup, safety backup, restore into {db} through the backup API, prove it "
              "against the backup (integrity_check, row counts, content hash)",
-             commands=(ssh,), running=f"restore {BACKUP} on the machine"),
+             commands=(ssh,), running=f"restore {BACKUP} on the machine",
+             reads_first=f"verify {BACKUP} on the machine, as the restore does{READ_ONLY}"),
         Step("restart", "restart the app's machine (skipped while emergency-stopped: "
              "then run invoke emergency.resume)",
              commands=(tuple(fly.machine_restart(app, MACHINE)),),
@@ -163,7 +166,8 @@ def _host_plan(o: RestoreOptions, what: str, *, db: str, directory: str) -> list
         Step("restore", f"on {o.host} (python3, else node, else sqlite3): verify the "
              f"backup, safety backup, restore into {db} through the backup API, prove it "
              "against the backup (integrity_check, row counts, content hash)",
-             running=f"restore {BACKUP} on {o.host}"),
+             running=f"restore {BACKUP} on {o.host}",
+             reads_first=f"verify {BACKUP} on {o.host}, as the restore does{READ_ONLY}"),
         Step("record", "append the restore to the audit log"),
     ]
 
@@ -980,16 +984,7 @@ class Restore:
             data, detail = self._remote(name, app_stopped=self.found.get("stopped", False)
                                         if o.production else o.app_stopped)
         except OpsError as exc:
-            problems = ["unverifiable"] if "unverifiable:" in str(exc) else []
-            # "restore another backup" only when this backup failed its check: a failed
-            # proof or a copy that died says what the live database holds instead
-            hint = verify_failed_hint(problems, name, self._flag()) \
-                if exc.code == ExitCode.VERIFY_FAILED and \
-                f"backup {name} failed verification" in str(exc) \
-                else adopt_hint(problems, name, self._flag())
-            if hint:
-                raise OpsError(f"{exc}{hint}", exc.code) from None
-            raise
+            raise hinted(exc, name, self._flag()) from None
         self.restoring = None
         self.found["data"] = data
         return detail
@@ -1042,6 +1037,18 @@ class Restore:
         return data, f"[{data['strategy']}] {self.settings.check}_check {check}"
 
 
+def hinted(exc: OpsError, name: str, flag: str) -> OpsError:
+    """A restore's failure there with what to do next (the run's and its dry run's):
+    "restore another backup" only when this backup failed its check; a failed proof or a
+    copy that died says what the live database holds instead."""
+    problems = ["unverifiable"] if "unverifiable:" in str(exc) else []
+    hint = verify_failed_hint(problems, name, flag) \
+        if exc.code == ExitCode.VERIFY_FAILED and \
+        f"backup {name} failed verification" in str(exc) \
+        else adopt_hint(problems, name, flag)
+    return OpsError(f"{exc}{hint}", exc.code) if hint else exc
+
+
 def resolved(target) -> bool:
     """The production plan's ``resolve`` step: the machine and volume, and whether the app
     is emergency-stopped (the run's and the dry run's one way)."""
@@ -1049,13 +1056,13 @@ def resolved(target) -> bool:
     return target.emergency_stopped()
 
 
-def reads(o: RestoreOptions, settings, ui: UI, target, found: dict) -> dict:
+def reads(o: RestoreOptions, settings, ui: UI, target, found: dict, learn=None) -> dict:
     """The actions of the plan's ``reads_only`` steps, the ones its run uses, asked of the
     target as the run asks (``Target.restore_actions``): a dry run runs them
     (``runbook.Runner(dry_run=True)``), so a backup name that does not exist fails it as
     it fails the run. What they find goes into ``found`` (``backup``, ``machine``,
-    ``stopped``)."""
-    return target.restore_actions(Reads(o, settings, target, found))
+    ``stopped``); ``learn`` is the runner's (the backup's name fills the later lines)."""
+    return target.restore_actions(Reads(o, settings, target, found, learn))
 
 
 @dataclass
@@ -1066,12 +1073,13 @@ class Reads:
     settings: object
     target: object
     found: dict
+    learn: object = None  # ``Runner.learn``, as the run's steps learn what they found
 
     def here(self, local) -> dict:
         return {"verify": self._verify}
 
     def there(self, target) -> dict:
-        return {"resolve": self._resolve, "choose": self._choose,
+        return {"resolve": self._resolve, "choose": self._choose, "restore": self._verified,
                 "connect": lambda: f"connected to {target.session.connect()}"}
 
     def _verify(self) -> str:
@@ -1084,12 +1092,39 @@ class Reads:
         with contextlib.closing(phases):
             run = verified_phase(phases)
         self.found["backup"] = run.chosen.name
+        self._same_source(run.chosen.name, run.chosen.source, str(self.settings.db_path))
         return verified_detail(run, o, self.settings.check, local.list())
 
+    def _same_source(self, name: str, recorded: str | None, live: str) -> None:
+        """The run's refusal of another database's backup (``Restore._other_source``),
+        where the run gives it: a dry run fails it as the run does (exit 2)."""
+        refusal = other_source_refusal(name, recorded, live, self.target.flag)
+        if refusal and not self.options.other_source:
+            raise OpsError(refusal, ExitCode.USAGE)
+
     def _choose(self) -> str:
+        """There, as the run's choose: the listing, then the rows the confirmation shows
+        (a missing or corrupt live database there is said: ``remote_live_warning``)."""
         chosen, detail = _listed(self.target, self.options.which)
         self.found["backup"] = chosen.name
+        if self.learn is not None:
+            self.learn(backup=chosen.name)
+        self._same_source(chosen.name, chosen.source, self.settings.db_remote_path)
+        self.found["warning"] = remote_live_warning(self.options, self.settings, self.target,
+                                                    self.found)
         return detail
+
+    def _verified(self) -> str:
+        """There: the restore's own verify alone (``RemoteTarget.restore(read_only=True)``:
+        the machine's engine, no lock, nothing written); it fails where the run's restore
+        step would refuse the backup, with the same error and exit code."""
+        name = self.found["backup"]
+        try:
+            data = self.target.restore(name, read_only=True)
+        except OpsError as exc:
+            raise hinted(exc, name, self.target.flag) from None
+        return f"[{data['strategy']}] {name}  sha256 {str(data['backup_sha256'])[:12]}  " \
+            f"{data['check']}_check ok"
 
     def _resolve(self) -> str:
         found, target = self.found, self.target
@@ -1431,8 +1466,11 @@ def _manifest(path: Path) -> dict:
         recorded = engine.read_drill_record(path)
     except EngineError:
         recorded = {}
+    # kind "upload": no cleanup there removes it before its restore begins (retention);
+    # a safety backup sent back stays one (never removed automatically at all)
+    kind = "safety" if recorded.get("kind") == "safety" else "upload"
     return {"size": path.stat().st_size, "check": "integrity", "strategy": "upload",
-            **recorded}
+            **recorded, "kind": kind}
 
 
 def _recorded_tables(path: Path) -> dict | None:

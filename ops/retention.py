@@ -17,6 +17,8 @@ from typing import Protocol
 
 FUTURE = "dated in the future: not counted, never removed automatically"
 SAFETY = "a restore's safety backup: not counted, never removed automatically"
+UPLOAD = ("uploaded by restore --from and not restored yet: not counted, never removed "
+          "automatically")
 
 
 class Backup(Protocol):
@@ -63,12 +65,16 @@ def plan_retention(backups: list[Backup], keep: int, *, now: dt.datetime | None 
     keep = validate_keep(keep)
     decisions = []
     counted = 0
+    restored = restores_begun(backups)
     for item in _newest_first(backups):
         if now is not None and in_future(item.created, now):
             decisions.append(Decision(item.name, True, FUTURE))
             continue
         if getattr(item, "kind", "backup") == "safety":
             decisions.append(Decision(item.name, True, SAFETY))
+            continue
+        if getattr(item, "kind", "backup") == "upload" and item.name not in restored:
+            decisions.append(Decision(item.name, True, UPLOAD))
             continue
         counted += 1
         if counted <= keep:
@@ -80,6 +86,16 @@ def plan_retention(backups: list[Backup], keep: int, *, now: dt.datetime | None 
         else:
             decisions.append(Decision(item.name, False, f"older than the newest {keep}"))
     return decisions
+
+
+def restores_begun(backups: list[Backup]) -> set[str]:
+    """The backups a restore has put back (or begun to): those a safety backup's record
+    names. A restore makes its safety backup under its own locks, after its verify, so an
+    upload of ``restore --from`` (kind ``upload``) is protected from its publish (under the
+    folder's backup lock) until its restore holds the locks; then it counts as any backup
+    (the server-side cleanup window of issue 18)."""
+    return {str((getattr(item, "restore", None) or {}).get("backup")) for item in backups
+            if getattr(item, "kind", "backup") == "safety"}
 
 
 def good_candidates(backups: list[Backup], now: dt.datetime) -> list[str]:

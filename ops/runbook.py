@@ -7,7 +7,8 @@ exit code, turns SIGTERM/SIGHUP/Ctrl-C into an honest record, prints what is lef
 by hand, appends the audit line and keeps secrets out of every line it writes.
 
 ``--dry-run`` is the same runner with ``dry_run=True``: it runs only the steps that
-``reads_only`` (a preflight learns the machine's id that way) and shows the rest, with
+``reads_only`` (a preflight learns the machine's id that way), then the read-only first
+part of a step that ``reads_first`` (a restore on a host: its verify), and shows the rest, with
 every ``<placeholder>`` the run has learnt filled in, so what a dry run prints is what
 the run does. Values learnt during a run go into ``Runner.values`` (``runner.learn``).
 """
@@ -74,6 +75,9 @@ class Step:
     # and the time it takes is not the run's (``Runner.paused``)
     not_run: tuple[str, ...] = ()  # by hand when a step before it stopped the run (it never
     # started), if that differs from ``by_hand`` (the data guard: "it did not run")
+    reads_first: str = ""  # it changes things, but it starts by reading (a restore on a
+    # host verifies its backup first): a dry run runs that read-only part (the action the
+    # dry run binds), under this line, and stops after it
 
     @property
     def line(self) -> str:
@@ -241,10 +245,14 @@ class Runner:
         try:
             while done < len(steps):
                 step = steps[done]
-                if dry_run and not step.reads_only:
+                if dry_run and not (step.reads_only or step.reads_first):
                     break
+                if dry_run and step.reads_first:
+                    step = replace(step, running=step.reads_first)
                 then = self._run_step(step.filled(self.values))
                 done += 1
+                if dry_run and step.reads_first:
+                    break
                 if then is not None:
                     steps[done:] = then
             self.record["outcome"] = "dry run" if dry_run else "ok"

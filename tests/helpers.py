@@ -854,3 +854,16 @@ def damage_cells(db: str | os.PathLike) -> None:
     with open(db, "r+b") as handle:
         handle.seek(4096 * 10 + 100)
         handle.write(b"\xff" * 40)
+
+
+def backup_of_other_page_size(folder, scratch: Path) -> engine.BackupResult:
+    """A sound, recorded backup (of another database) with 8 KiB pages: a restore refuses
+    it into a WAL database of 4 KiB pages (SQLite cannot copy it in), exit 2."""
+    other = Path(scratch) / "other.db"
+    conn = sqlite3.connect(other)
+    conn.execute("PRAGMA page_size=8192")
+    conn.execute("CREATE TABLE steps (id INTEGER PRIMARY KEY, n INTEGER)")
+    conn.execute("INSERT INTO steps (n) VALUES (1)")
+    conn.commit()
+    conn.close()
+    return engine.create_backup(other, folder)

@@ -224,9 +224,11 @@ def test_production_dry_run_only_lists_to_say_which_backup_latest_is(prod):
                                          "record"]
     assert steps[3]["commands"][0][:2] == ["machine", "restart"]
     assert result.json()["backup"] == made.name and f"latest is {made.name}" in result.stderr
-    # reads only: the run's own resolve (with its emergency-stopped check), listing and
-    # the live database's count (its state: a missing or corrupt one is warned about)
-    assert [label(a) for a in prod.calls()] == [*RESOLVE, *STOPPED, "ssh list", "ssh counts"]
+    # reads only: the run's own resolve (with its emergency-stopped check), listing, the
+    # live database's count (its state: a missing or corrupt one is warned about) and the
+    # restore's own verify there, read-only (s20-restore2)
+    assert [label(a) for a in prod.calls()] == [*RESOLVE, *STOPPED, "ssh list", "ssh counts",
+                                                "ssh restore.verify"]
 
 
 @pytest.mark.parametrize("tools", ["python3", "node", "none"])

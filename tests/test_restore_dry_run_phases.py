@@ -8,7 +8,6 @@ did not check the page sizes the run refuses on)."""
 from __future__ import annotations
 
 import re
-import sqlite3
 
 import pytest
 
@@ -69,14 +68,7 @@ def verify_line(result, name: str) -> str:
 def test_the_dry_run_fails_where_the_runs_verify_fails(wal_db, backup_dir, tmp_path, phases):
     """A backup of another page size: the run's verify refuses it (SQLite cannot copy it
     into the WAL database); the dry run said nothing of it and exited 0."""
-    other = tmp_path / "other.db"  # a sound database with 8 KiB pages, backed up
-    conn = sqlite3.connect(other)
-    conn.execute("PRAGMA page_size=8192")
-    conn.execute("CREATE TABLE steps (id INTEGER PRIMARY KEY, n INTEGER)")
-    conn.execute("INSERT INTO steps (n) VALUES (1)")
-    conn.commit()
-    conn.close()
-    made = engine.create_backup(other, backup_dir)
+    made = helpers.backup_of_other_page_size(backup_dir, tmp_path)
     assert engine.read_page_size(made.path) == 8192 != engine.read_page_size(wal_db)
     dry = helpers.run_here("restore", made.name, "--dry-run", cwd=tmp_path)
     real = helpers.run_here("restore", made.name, "--yes", cwd=tmp_path)

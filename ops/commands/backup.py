@@ -306,10 +306,8 @@ def what_it_is(item, source: str | None) -> str:
     """The listing's `what` column: empty for an ordinary backup of this database."""
     from ops.engine import same_source
 
-    if item.kind == "safety":
-        return "safety"
-    if item.kind == "adopted":
-        return "adopted"
+    if item.kind in ("safety", "adopted", "upload"):
+        return item.kind
     if item.kind == "unrecorded":  # the sidecars column says "no record" already
         return ""
     if item.kind != "backup":

@@ -201,7 +201,7 @@ def undo(c, dry_run=False, yes=False, json=False, deploy=None, lock_wait=None):
     from ops.ui import UI
 
     settings = config.load(c.config, deploy_lock_wait=lock_wait, lock_wait=lock_wait)
-    emergency.refuse_unasked(yes, dry_run)
+    emergency.refuse_unasked(yes, dry_run, undos.KIND)
     ui = UI()
     ui.redact = lambda text: runbook.scrub(text, fly.env_tokens())  # every line, dry run too
     runner = runbook.Runner(undos.KIND, ui, settings.audit_log)
@@ -234,7 +234,7 @@ def undo(c, dry_run=False, yes=False, json=False, deploy=None, lock_wait=None):
             return
         emergency.confirm(ui, f"Undo deploy v{run.chosen.release} of {settings.app} (its "
                           "writes stop until the old release runs on the restored data)?",
-                          yes=yes)
+                          yes=yes, kind=undos.KIND)
         runner.record["outcome"] = "running"
         try:
             runner.run(steps)

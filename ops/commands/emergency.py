@@ -117,7 +117,7 @@ def stop(c, yes=False, dry_run=False, json=False):
     from ops import audit, runbook
     from ops import emergency as em
 
-    em.refuse_unasked(yes, dry_run)
+    em.refuse_unasked(yes, dry_run, "emergency.stop")
     run = Emergency(c, json, "emergency.stop", dry_run)
     machine, app = run.machine, run.app
     if machine.in_maintenance:
@@ -132,7 +132,7 @@ def stop(c, yes=False, dry_run=False, json=False):
     if run.show(f"Emergency stop of {app}", steps, dry_run, original=original.as_data()):
         return
     em.confirm(run.ui, f"Stop the app {app} on {machine.id} (its writes stop until "
-               "`invoke emergency.resume`)?", yes=yes)
+               "`invoke emergency.resume`)?", yes=yes, kind="emergency.stop")
 
     def quiet():
         output = run.ssh(em.open_handles_script(run.db), "looking for open handles")
@@ -163,7 +163,7 @@ def resume(c, yes=False, dry_run=False, json=False):
     from ops import emergency as em
     from ops import runbook
 
-    em.refuse_unasked(yes, dry_run)
+    em.refuse_unasked(yes, dry_run, "emergency.resume")
     run = Emergency(c, json, "emergency.resume", dry_run)
     machine, app = run.machine, run.app
     if not machine.in_maintenance:
@@ -179,7 +179,7 @@ def resume(c, yes=False, dry_run=False, json=False):
                 recorded_in=source):
         return
     em.confirm(run.ui, f"Start the app {app} again on {machine.id} ({original.describe()})?",
-               yes=yes)
+               yes=yes, kind="emergency.resume")
     clear = em.clear_marker_script(run.marker)
     run.run(runbook.bind(steps, {
         "update": lambda: run.update(steps[0]),

@@ -46,8 +46,9 @@ def seconds(value, what: str) -> float | None:
         "from_": "with --production or --host: upload this local backup file and restore it",
         "yes": "do not ask for confirmation (required when there is no terminal)",
         "dry_run": "print the plan and change nothing: it runs only the steps that read "
-                   "(which backup latest is, verified locally), so a backup that does not "
-                   "exist fails it as it fails the restore",
+                   "(which backup latest is, and its verify where the restore runs, with no "
+                   "lock), so a backup that does not exist or fails its check fails it as "
+                   "it fails the restore",
         "busy_timeout": "seconds to wait for the app's write lock on the live database "
                         "(default 10)",
         "json": "print the audit record (or the plan, with --dry-run) as JSON on stdout",
@@ -88,7 +89,8 @@ def database(c, which="latest", production=False, host=None, from_=None, yes=Fal
             raise OpsError("--timestamp is for --from-replica", ExitCode.USAGE)
         replicas.from_replica(c, which, from_, timestamp, run, dry_run=dry_run, json=json,
                               unasked=None if dry_run else functools.partial(
-                                  cli.refuse_unasked, yes, restores.WITHOUT_TERMINAL),
+                                  cli.refuse_unasked, yes, restores.WITHOUT_TERMINAL,
+                                  "restore"),
                               remote=settings.db_remote_path if production or host else None,
                               target=functools.partial(target_for, settings,
                                                        production=production)
@@ -186,18 +188,19 @@ def dry_run_plan(options, settings, ui: UI, target, json: bool, replica=None) ->
             settings, remote=remote, live_state=state)
 
     found: dict = {}
-    reads = restores.reads(options, settings, ui, target, found)
+    runner = runbook.Runner("restore", ui, None)
+    reads = restores.reads(options, settings, ui, target, found, runner.learn)
     steps = runbook.bind(plan(None), reads)
     if replica is not None and not remote:  # the file is the replica's, not written yet:
         found["backup"] = options.which  # a dry run cannot verify it (review-op #7)
         steps = [dataclasses.replace(step, reads_only=False) if step.key == "verify" else step
                  for step in steps]
-    runbook.Runner("restore", ui, None).run(steps, dry_run=True)
+    runner.run(steps, dry_run=True)
     chosen = found.get("backup")
     if options.which == "latest" and chosen:
         ui.info(f"latest is {chosen}")
-    if remote and (warning := restores.remote_live_warning(options, settings, target, found)):
-        ui.warn(warning)  # the real run refuses before its question (review-op s19 #2)
+    if remote and (warning := found.get("warning")):  # found by its choose step, as the
+        ui.warn(warning)  # run's: the real run refuses before its question (review-op s19 #2)
     steps = plan(chosen)
     if found.get("machine"):  # the dry run resolved the machine: the plan names it
         steps = restores.filled(steps, found["machine"])

@@ -101,7 +101,7 @@ def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
     if not snapshot or not str(snapshot).strip():
         raise OpsError("--snapshot is required: a snapshot id (vs_...) or latest", ExitCode.USAGE)
     settings = config.load(c.config)
-    em.refuse_unasked(yes, dry_run)
+    em.refuse_unasked(yes, dry_run, "restore.volume")
     ui = UI()
     steps_runner = runbook.Runner("restore.volume", ui, settings.audit_log)
     if not dry_run:  # refused before anything changes, as deploy and restore do
@@ -123,7 +123,7 @@ def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
     em.confirm(ui, f"Restore {settings.app}'s volume from {resolved.snapshot.id}, made {made}, "
                f"onto a new machine (the old machine {resolved.machine.id} is stopped, kept, "
                "and Fly's proxy may not start it)?",
-               yes=yes)
+               yes=yes, kind="restore.volume")
     try:
         run = _restore(settings, ui, steps_runner, reads.fly, resolved, steps, summary)
     except Terminated as exc:

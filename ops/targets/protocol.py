@@ -125,9 +125,11 @@ class HereTarget(Target, Protocol):
 class RemoteTarget(Target, Protocol):
     """A target on another host (the Fly machine, an SSH host): the restore runs there."""
 
-    def restore(self, name: str, *, busy_timeout: float = 10.0, app_stopped: bool = False) -> dict:
+    def restore(self, name: str, *, busy_timeout: float = 10.0, app_stopped: bool = False,
+                read_only: bool = False) -> dict:
         """Restore backup ``name`` into the live database there: verify, safety backup,
-        SQLite's backup API, check (its best engine: python3, else node, else sqlite3)."""
+        SQLite's backup API, check (its best engine: python3, else node, else sqlite3).
+        ``read_only``: a dry run's, only the verify (no lock, nothing written)."""
 
     def upload(self, path: Path, name: str, manifest: dict, sha256: str | None = None) -> dict:
         """Send a local backup there and adopt it as ``name`` once its SHA-256 matches."""

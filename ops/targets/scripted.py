@@ -369,9 +369,13 @@ class ScriptedTarget:
 
     # -- restores and drills
     def restore(self, name: str, *, busy_timeout: float = 10.0,
-                app_stopped: bool = False) -> dict:
+                app_stopped: bool = False, read_only: bool = False) -> dict:
         """Restore backup ``name`` into the live database on the host (its best engine);
-        ``app_stopped`` lets it replace a corrupt or missing live database."""
+        ``app_stopped`` lets it replace a corrupt or missing live database. ``read_only``:
+        a dry run's, the restore's ``verified`` phase alone (``remote.restore_verify_script``:
+        no lock, nothing written), as ``LocalTarget.restore`` does here."""
+        if read_only:
+            return self._verified(name)
         script = remote.restore_script(self.db, self.dir, name, check=self.settings.check,
                                        busy_timeout=busy_timeout,
                                        lock_wait=self.settings.lock_wait,
@@ -409,6 +413,15 @@ class ScriptedTarget:
         if output.strategy == "node":
             data = data | node_proof(data)
         return data | {"strategy": output.strategy}
+
+    def _verified(self, name: str) -> dict:
+        output = self._run(remote.restore_verify_script(self.db, self.dir, name,
+                                                        check=self.settings.check),
+                           engine_source=True, timeout=self.session.deadline(),
+                           what="restore (dry run)")
+        if output.strategy == "none":
+            raise OpsError(self.session.manual_restore(name), ExitCode.ERROR)
+        return output.data("restore") | {"strategy": output.strategy}
 
     def holds(self, name: str, safety: str = "") -> str:
         """Whether the live database holds backup ``name``'s content now: ``backup``,

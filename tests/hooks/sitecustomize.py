@@ -3,7 +3,8 @@
 ``OPS_TEST_HOOK`` (JSON) says which ``ops.engine`` function to wrap and what to do at an
 exact point of a real run: ``{"wrap": "restore_live", "when": "after", "signal": "SIGINT"}``
 sends the process a real signal as the copy returns; ``{"wrap": "verify_copy", "when":
-"after", "tamper": PATH}`` rewrites PATH's bytes right after its check; a name
+"after", "tamper": PATH}`` rewrites PATH's bytes right after its check; ``"run": {"args":
+[...], "output": PATH}`` runs another task (``invoke ARGS``) to its end there; a name
 ``module:Class.method`` wraps that method instead. Nothing here
 runs unless the variable is set.
 """
@@ -28,6 +29,16 @@ if _SPEC:
             conn.execute("UPDATE teams SET name = name || ' (tampered after its check)'")
             conn.commit()
             conn.close()
+        if spec.get("run"):  # another task, run to its end at that point (a cleanup)
+            import subprocess
+            import sys
+
+            env = {k: v for k, v in os.environ.items() if k != "OPS_TEST_HOOK"}
+            with open(spec["run"]["output"], "w") as out:
+                code = subprocess.run([sys.executable, "-m", "invoke", *spec["run"]["args"]],
+                                      env=env, stdout=out, stderr=out,
+                                      stdin=subprocess.DEVNULL).returncode
+                out.write(f"\nexit {code}\n")
         if spec.get("signal"):
             os.kill(os.getpid(), getattr(signal, spec["signal"]))
 
