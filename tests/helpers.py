@@ -813,16 +813,6 @@ def audit_lines(tmp_path: Path) -> list[dict]:
     return [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
 
 
-WRITE_LOCKER = """
-import sqlite3, sys, time
-conn = sqlite3.connect(sys.argv[1], timeout=10, isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-conn.execute("INSERT INTO teams (name) VALUES ('held')")
-print("locked", flush=True)
-time.sleep(60)
-"""  # `python(WRITE_LOCKER, db)`: the app holding its write lock (a row written, uncommitted)
-
-
 HOLDS_WRITE_LOCK = """
 import sqlite3, sys
 conn = sqlite3.connect(sys.argv[1], isolation_level=None)
