@@ -589,12 +589,13 @@ import os, sys, time
 from pathlib import Path
 from ops import engine
 path, ready, release = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+parent = os.getppid()
 with engine.file_lock(path, 0, "the test's holder"):
     ready.write_text(str(os.getpid()))
-    deadline = time.monotonic() + 30
-    while not release.exists() and time.monotonic() < deadline:
+    while not release.exists() and os.getppid() == parent:  # never let go on a clock
         time.sleep(0.02)
-"""
+"""  # (it let go after 30 s: a run waiting 60 s then went on, and a test signalling it
+#    "while it waits" hit whatever step it had reached; its test process gone, it ends)
 
 
 @contextlib.contextmanager
@@ -810,16 +811,6 @@ def make_runner(tmp_path: Path, **kwargs):
 def audit_lines(tmp_path: Path) -> list[dict]:
     """The entries ``make_runner``'s runner appended."""
     return [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
-
-
-WRITE_LOCKER = """
-import sqlite3, sys, time
-conn = sqlite3.connect(sys.argv[1], timeout=10, isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-conn.execute("INSERT INTO teams (name) VALUES ('held')")
-print("locked", flush=True)
-time.sleep(60)
-"""  # `python(WRITE_LOCKER, db)`: the app holding its write lock (a row written, uncommitted)
 
 
 HOLDS_WRITE_LOCK = """

@@ -275,15 +275,8 @@ def test_a_live_database_locked_longer_than_the_busy_timeout_is_left_unchanged(
     made = engine.create_backup(wal_db, backup_dir)
     add_rows(wal_db)
     live = content(wal_db)
-    locker = helpers.python(helpers.WRITE_LOCKER, str(wal_db))
-    try:
-        assert locker.stdout.readline().strip() == "locked"
+    with helpers.app_holds_write_lock(wal_db):  # (was: for 60 s, then the restore went on)
         result = run_invoke("restore", made.name, "--yes", "--busy-timeout", "0.5")
-    finally:
-        locker.kill()
-        locker.wait()
-        locker.stdout.close()
-        locker.stderr.close()
     assert_one_line_error(result, 6, contains="stayed locked for 0.5s; nothing was changed",
                           strict=False)
     assert content(wal_db) == live

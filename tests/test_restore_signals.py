@@ -8,12 +8,10 @@ its copy; a real SIGTERM is then sent to the real CLI.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -30,38 +28,21 @@ def prod(served_prod):
     return served_prod
 
 
-HOLD_WRITE_LOCK = """
-import sqlite3, sys, time
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-time.sleep(60)
-"""
-
-
-@contextlib.contextmanager
-def app_holds_its_write_lock(db: Path):
-    """The app, mid-transaction: a restore's copy into ``db`` waits for it."""
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_WRITE_LOCK, str(db)],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        yield
-    finally:
-        holder.kill()
-        holder.wait()
-
-
 def terminated_while_the_machine_restores(prod, name: str):  # noqa: F811
     """Run the real CLI, SIGTERM it once the machine's restore is running; (proc, stderr)."""
     argv = [sys.executable, "-m", "invoke", "--search-root", str(helpers.REPO_ROOT),
             "restore", name, "--production", "--yes", "--busy-timeout", "50"]
+    listed = {b.name for b in engine.list_backups(prod.remote_dir)}
     proc = subprocess.Popen(argv, cwd=prod.cwd, stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env=helpers.clean_env(helpers.project_root(prod.cwd, prod.env)))
     helpers.wait_for(lambda: "ssh restore" in [label(a) for a in prod.calls()],
                      timeout=30, what="the machine's restore")
-    time.sleep(0.5)  # its copy is waiting for the app's write lock now
+    # its safety backup is made before its copy waits for the app's write lock: from then
+    # on it waits (was: half a second's sleep, which under load could signal it earlier)
+    helpers.wait_for(lambda: any(b.kind == "safety" and b.name not in listed
+                                 for b in engine.list_backups(prod.remote_dir)),
+                     timeout=30, what="the machine's safety backup")
     proc.send_signal(signal.SIGTERM)
     shown = proc.stderr.read()
     proc.wait(timeout=30)
@@ -71,7 +52,7 @@ def terminated_while_the_machine_restores(prod, name: str):  # noqa: F811
 def test_sigterm_while_the_machine_restores_leaves_an_honest_record(prod):  # noqa: F811
     made = changed_after_backup(prod)
     before = engine.describe_file(prod.db, live=True)[1]
-    with app_holds_its_write_lock(prod.db):
+    with helpers.app_holds_write_lock(prod.db):  # until the test ends, never by a clock
         proc, shown = terminated_while_the_machine_restores(prod, made.name)
     assert proc.returncode == 143, shown
     assert "Traceback" not in shown

@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
         err("Error: flyctl test double: FLY_DOUBLE_STATE must name the state file (absolute)\n")
         return 2
     store = Store(state_path)
+    early: list = []  # trapped from the start, as flyctl's main.go newContext does: a
+    for signum in (signal.SIGTERM, signal.SIGINT):  # signal once the call is logged is 127
+        signal.signal(signum, lambda signum, frame: early.append(signum))
     TOML_CACHE[:] = [os.path.join(os.path.dirname(state_path), "toml-cache.json")]
     try:
         state: World | None = store.load()
@@ -58,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    if early:  # (context.Canceled before the command ran: silent, 127)
+        return 127
     try:
         fault = take_fault(store, state, args)
         if fault is not None:
