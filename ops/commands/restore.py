@@ -191,7 +191,7 @@ def dry_run_plan(options, settings, ui: UI, target, json: bool, replica=None) ->
             settings, remote=remote, live_state=state)
 
     found: dict = {}
-    runner = runbook.Runner("restore", ui, None)
+    runner = runbook.Runner("restore", ui, Path(settings.audit_log))  # checked, not written
     reads = restores.reads(options, settings, ui, target, found, runner.learn)
     steps = runbook.bind(plan(None), reads)
     if replica is not None:  # the file is the replica's, not written yet:
