@@ -63,12 +63,24 @@ def _no_reader_kind(path: Path) -> str:
         return "a FIFO or a socket"
 
 
-def check_writable(path: Path) -> None:
+def check_writable(path: Path, *, create: bool = True) -> None:
     """Create the log if needed and check it is ours (run before anything can happen
-    unrecorded); raises OSError with a one-line ``strerror``."""
+    unrecorded); raises OSError with a one-line ``strerror``. ``create`` False (a dry
+    run's): the same verdict, nothing created or written: a log that exists is opened for
+    appending and closed (the same checks), a missing one needs a writable folder."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.close(_open(path, APPEND))
+    if create:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(_open(path, APPEND))
+        return
+    try:
+        os.close(_open(path, APPEND & ~os.O_CREAT))
+    except FileNotFoundError:
+        folder = next(p for p in path.parents if os.path.lexists(p))
+        if not folder.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)) from None
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES)) from None
 
 
 def append(path: Path, entry: dict) -> None:

@@ -453,6 +453,10 @@ class Deployment:
         they depend on), then the plan with what it learnt filled in."""
         self.problems = []
         self.runner.start(app=self.options.app)
+        try:  # the run's lock step refuses an unwritable audit log first (exit 10)
+            self._check_audit_log(create=False)
+        except OpsError as exc:
+            self._problem(exc)
         self.runner.run([s for s in self.plan() if s.reads_only], dry_run=True)
         return [s.filled(self.runner.values) for s in self.plan()]  # with what it learnt
 
@@ -498,18 +502,24 @@ class Deployment:
     # -- steps: each returns what its line says once done (``done_line``)
     def lock(self) -> Done:
         path = self.settings.audit_log.parent / f".deploy-{self.options.app}.lock"
-        try:  # the audit log's folder: checked here, before anything can happen unrecorded
-            path.parent.mkdir(parents=True, exist_ok=True)
-            audit.check_writable(self.settings.audit_log)  # never through a symlink
-        except OSError as exc:
-            raise OpsError(f"cannot write the audit log {self.settings.audit_log} "
-                           f"(deploy.audit_log): {exc.strerror}", ExitCode.USAGE) from None
+        self._check_audit_log()  # before anything can happen unrecorded
         wait = self.settings.deploy_lock_wait
         self.held.enter_context(file_lock(
             path, wait, f"another deploy of {self.options.app}",
             on_wait=lambda holder: self.ui.info(
                 f"  waiting up to {wait:g}s for the deploy lock, held by {holder}")))
         return done("lock", str(path))
+
+    def _check_audit_log(self, create: bool = True) -> None:
+        """The audit log's folder and the log (never through a symlink); ``create`` False:
+        a dry run's, the same verdict with nothing created."""
+        try:
+            if create:
+                self.settings.audit_log.parent.mkdir(parents=True, exist_ok=True)
+            audit.check_writable(self.settings.audit_log, create=create)
+        except OSError as exc:
+            raise OpsError(f"cannot write the audit log {self.settings.audit_log} "
+                           f"(deploy.audit_log): {exc.strerror}", ExitCode.USAGE) from None
 
     def preflight(self) -> Done:
         """flyctl, login, fly.toml, what to build, the machine, the releases. In a dry run

@@ -1247,31 +1247,35 @@ def verify_backup(path: str | os.PathLike, check: str | None = "integrity", *,
     return VerifyResult(path.name, not problems, check, _size(path), digest, recorded, problems)
 
 
-def copy_for_upload(path: str | os.PathLike, directory: str | os.PathLike) -> tuple[Path, str]:
+def copy_for_upload(path: str | os.PathLike,
+                    directory: str | os.PathLike | None) -> tuple[Path, str]:
     """One read of ``path`` through one handle (never through a symlink, never a FIFO):
     its bytes into a new private file in ``directory`` and their SHA-256, computed while
     reading. What is verified and uploaded is then that copy, so a file changed after
-    its check can never be the one restored (``restore --from``)."""
+    its check can never be the one restored (``restore --from``). ``directory`` None (the
+    dry run's): the same read, nothing written; ``path`` itself is what is verified."""
     path = Path(path)
     try:
         fd = os.open(path, READ_SAFE)
     except OSError as exc:
         raise EngineError(f"cannot read {path}: {exc.strerror or exc}", "not_found") from exc
     digest = hashlib.sha256()
-    copy = Path(directory) / path.name  # a new private folder: the name is free
+    # a new private folder: the name is free
+    copy = path if directory is None else Path(directory) / path.name
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise EngineError(f"{path} is not a regular file", "usage")
         os.set_blocking(fd, True)
-        out = os.open(copy, NEW_FILE, 0o600)
+        out = None if directory is None else os.open(copy, NEW_FILE, 0o600)
         try:
             while chunk := os.read(fd, HASH_CHUNK):
                 digest.update(chunk)
-                view = memoryview(chunk)
+                view = memoryview(chunk) if out is not None else b""
                 while view:
                     view = view[os.write(out, view):]
         finally:
-            os.close(out)
+            if out is not None:
+                os.close(out)
     finally:
         os.close(fd)
     return copy, digest.hexdigest()
@@ -1285,8 +1289,9 @@ def verify_copy(original: str | os.PathLike, copy: str | os.PathLike, digest: st
     problems: list[str] = []
     try:
         check_sqlite_file(copy, "backup")
-    except EngineError as exc:
-        return VerifyResult(original.name, False, check, _size(copy), digest, None, [str(exc)])
+    except EngineError as exc:  # named as the operator named it, not as the private copy
+        return VerifyResult(original.name, False, check, _size(copy), digest, None,
+                            [str(exc).replace(str(copy), str(original))])
     records = recorded_sha256s(original)
     problems.extend(checksum_problems(records, digest))
     if check is not None:  # None: see verify_backup

@@ -75,7 +75,7 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
         steps += [
             Step("verify", f"verify {o.from_path} here: recorded SHA-256{_and_check(o)}; "
                  "count the live database's rows there for the confirmation", commands=(ssh,),
-                 running=f"verify {Path(o.from_path)}"),
+                 reads_only=True, running=f"verify {Path(o.from_path)}"),
             Step("upload", f"upload it to {directory} and check its SHA-256 on arrival",
                  commands=(ssh, tuple(fly.sftp_put(app, MACHINE, o.from_path, upload)), ssh),
                  running=f"upload {Path(o.from_path).name} as {BACKUP}"),
@@ -155,7 +155,7 @@ def _host_plan(o: RestoreOptions, what: str, *, db: str, directory: str) -> list
     if o.from_path:
         steps += [
             Step("verify", f"verify {o.from_path} here: recorded SHA-256{_and_check(o)}",
-                 running=f"verify {Path(o.from_path)}"),
+                 reads_only=True, running=f"verify {Path(o.from_path)}"),
             Step("upload", f"upload it over SFTP to {directory} and check its SHA-256 there",
                  running=f"upload {Path(o.from_path).name} as {BACKUP}"),
         ]
@@ -204,23 +204,46 @@ def live_warning(db, state: str, why: str, o: RestoreOptions) -> str | None:
 
 def remote_live_warning(o: RestoreOptions, settings, target, found: dict) -> str | None:
     """What a production (or --host) dry run says about a missing or corrupt live
-    database there, asked as the run asks before its question (``Target.counts``); a
-    failure to ask is only said, the dry run goes on (review-op s19 #2)."""
-    if not remote(o) or not found.get("backup") or o.from_path:
+    database there, asked as the run asks before its question (``Target.counts``). Where
+    the run refuses it (the app not stopped) the dry run fails with the run's refusal
+    (``broken_live_there``); a failure to ask is only said, the dry run goes on, as the
+    run's ``_counts`` goes on (review-op s19 #2), but for no engine at all (the run stops)."""
+    if not remote(o) or not found.get("backup"):
         return None
     try:
         counts = target.counts(found["backup"]) or {}
     except (OpsError, EngineError) as exc:
+        if getattr(exc, "no_engine", False):  # the run stops here too (``Restore._counts``)
+            raise
         return f"could not look at the live database: {cli.one_line(exc)}"
+    refusal = broken_live_there(o, settings, counts, stopped_there(o, found))
+    if refusal is not None:
+        raise refusal
     state = counts.get("live_state")
     if not state:
         return None
-    stopped = found.get("stopped") if o.production else o.app_stopped
     then = ("the real run moves it aside and restores into its place" if state == "corrupt"
-            else "the real run restores into its place") if stopped else (
-        f"the real run will refuse (exit 2): {engine.REMOTE_HOW}")
+            else "the real run restores into its place")
     return (f"the live database {settings.db_remote_path} is {state} "
             f"({counts.get('live_problem')}): {then}")
+
+
+def stopped_there(o: RestoreOptions, found: dict) -> bool:
+    """Whether the app there is stopped: on Fly, emergency-stopped (the ``resolve`` step
+    found it), on a host, --app-stopped (pure)."""
+    return bool(found.get("stopped")) if o.production else o.app_stopped
+
+
+def broken_live_there(o: RestoreOptions, settings, counts: dict,
+                      stopped: bool) -> OpsError | None:
+    """The run's refusal (exit 2, before its question) of a missing or corrupt live
+    database there while the app is not stopped, and its dry run's, word for word (pure)."""
+    state = counts.get("live_state")
+    if not state or stopped:
+        return None
+    return OpsError(f"restore on {o.host or 'the machine'}: " + str(engine.broken_live_refusal(
+        settings.db_remote_path, state, counts.get("live_problem"), engine.REMOTE_HOW)),
+        ExitCode.USAGE)
 
 
 def plan_as_data(steps: list[Step]) -> list[dict]:
@@ -897,13 +920,7 @@ class Restore:
     # -- on the Fly machine or an SSH host
     def _remote_ready(self) -> None:
         self._unasked()
-        o = self.options
-        if o.production and o.app_stopped:
-            raise OpsError("--app-stopped is for a local database or --host; on Fly, stop "
-                           "the app with `invoke emergency.stop` (its marker says it is "
-                           "stopped), then restore", ExitCode.USAGE)
-        if o.from_path and not Path(o.from_path).is_file():
-            raise OpsError(f"--from: no such file: {o.from_path}", ExitCode.NOT_FOUND)
+        refuse_remote_options(self.options)
 
     def _resolve(self) -> runbook.Done | None:
         """The session draws its own line (``shown=False``); emergency-stopped, the rest of
@@ -927,10 +944,9 @@ class Restore:
         # one read of the file: what is verified is what is uploaded (its SHA-256,
         # computed while reading, is checked again on the machine)
         scratch = self.scratch = Path(tempfile.mkdtemp(prefix="ops-upload-"))
-        copy, digest = engine.copy_for_upload(local, scratch)
         self.runner.learn(backup=name)
-        verdict, detail = _verified_file(local, self.settings.check, copy, digest,
-                                         self.options.checked)
+        copy, digest, verdict, detail = verified_upload(local, self.settings.check,
+                                                        self.options.checked, scratch)
         self.record["backup"] = {"name": name, "sha256": verdict["sha256"], "from": str(local)}
         self.found.update(name=name, copy=copy, digest=digest, file=local)
         return detail
@@ -959,12 +975,11 @@ class Restore:
             self._other_source(name, f["chosen"].source, self.settings.db_remote_path)
         counts = self._counts(name)
         state = counts.get("live_state")
-        stopped = self.found.get("stopped") if self.options.production else self.options.app_stopped
-        if state and not stopped:  # refused now, before the question, as locally
+        refusal = broken_live_there(self.options, self.settings, counts,
+                                    stopped_there(self.options, self.found))
+        if refusal is not None:  # refused now, before the question, as locally
             self.record["outcome"] = "refused"
-            raise OpsError(f"restore on {self._there()}: " + str(engine.broken_live_refusal(
-                self.settings.db_remote_path, state, counts.get("live_problem"),
-                engine.REMOTE_HOW)), ExitCode.USAGE)
+            raise refusal
         first = f"Replace the live database {target.describe()} (" + (
             f"{state}: {counts.get('live_problem')}" if state else live_counts(counts)) + ")"
         if self.options.from_path:
@@ -1080,6 +1095,7 @@ class Reads:
 
     def there(self, target) -> dict:
         return {"resolve": self._resolve, "choose": self._choose, "restore": self._verified,
+                "verify": self._verify_file,
                 "connect": lambda: f"connected to {target.session.connect()}"}
 
     def _verify(self) -> str:
@@ -1112,6 +1128,20 @@ class Reads:
         self._same_source(chosen.name, chosen.source, self.settings.db_remote_path)
         self.found["warning"] = remote_live_warning(self.options, self.settings, self.target,
                                                     self.found)
+        return detail
+
+    def _verify_file(self) -> str:
+        """There, --from: the run's verify of the local file (``verified_upload``), read
+        in place (no private copy, nothing written, no upload), then the rows there, as
+        the run counts them before its question: a file or a live database the run
+        refuses fails the dry run with the run's error and exit code."""
+        o = self.options
+        local = Path(o.from_path)
+        name = self.found["backup"] = _name_for(local)
+        if self.learn is not None:
+            self.learn(backup=name)
+        detail = verified_upload(local, self.settings.check, o.checked)[3]
+        self.found["warning"] = remote_live_warning(o, self.settings, self.target, self.found)
         return detail
 
     def _verified(self) -> str:
@@ -1441,6 +1471,28 @@ def _done_by_hand(record: dict, backup: str | None, safety: str | None, flag: st
     elif machine:
         lines.append("The machine was restarted: check the app's /health")
     return lines
+
+
+def refuse_remote_options(o: RestoreOptions, *, written: bool = True) -> None:
+    """What a restore on a server refuses before anything (its ``ready``), and its dry run:
+    --app-stopped on Fly (exit 2), a --from file that is not there (exit 3; ``written``
+    False: the file is still to come, --from-replica's in a dry run)."""
+    if o.production and o.app_stopped:
+        raise OpsError("--app-stopped is for a local database or --host; on Fly, stop "
+                       "the app with `invoke emergency.stop` (its marker says it is "
+                       "stopped), then restore", ExitCode.USAGE)
+    if written and o.from_path and not Path(o.from_path).is_file():
+        raise OpsError(f"--from: no such file: {o.from_path}", ExitCode.NOT_FOUND)
+
+
+def verified_upload(local: Path, check: str, checked: bool, scratch: Path | None = None):
+    """restore --from's verify of the local file, the run's and its dry run's: one read
+    (``engine.copy_for_upload``) into a private copy in ``scratch`` (the run's: what it
+    uploads), or, ``scratch`` None (the dry run's), of the file in place, nothing
+    written. (copy, SHA-256, verdict, detail); a file that fails is exit 5."""
+    copy, digest = engine.copy_for_upload(local, scratch)
+    verdict, detail = _verified_file(local, check, copy, digest, checked)
+    return copy, digest, verdict, detail
 
 
 def _verified_file(path: Path, check: str, copy: Path, digest: str, checked: bool = False):

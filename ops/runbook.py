@@ -238,8 +238,7 @@ class Runner:
         audit line is appended whatever happens, except in a dry run."""
         if not self.record:
             self.start()
-        if not dry_run:
-            self.check_audit_log()
+        self.check_audit_log(dry_run=dry_run)
         done, started = 0, time.monotonic()
         steps = list(steps)  # a step's Done(then=...) replaces the rest
         try:
@@ -299,13 +298,14 @@ class Runner:
             self._show_by_hand([step])
             raise
 
-    def check_audit_log(self) -> None:
+    def check_audit_log(self, *, dry_run: bool = False) -> None:
         """Like deploy and restore: nothing changes when its audit line cannot be written
-        (a flow calls this first, before its reads; ``run`` checks again)."""
+        (a flow calls this first, before its reads; ``run`` checks again). A dry run
+        checks it too, creating nothing: it fails where the run would refuse."""
         if self.audit_log is None or not self.audit_first:
             return
         try:
-            audit.check_writable(self.audit_log)
+            audit.check_writable(self.audit_log, create=not dry_run)
         except OSError as exc:
             self.record["outcome"] = "not started"
             raise OpsError(f"cannot write the audit log {self.audit_log} (deploy.audit_log): "

@@ -41,14 +41,14 @@ def test_refused_before_the_question(site, name, state):  # noqa: F811
 
 
 @pytest.mark.parametrize("name", ENGINES)
-def test_the_dry_run_warns(site, name):  # noqa: F811
+def test_the_dry_run_refuses_as_the_run(site, name):  # noqa: F811
+    # s20-dry: it warned and exited 0; it now gives the run's refusal (issue 22's rule)
     use_engine(site, name)
     made = changed_after_backup(site)
     broken(site, "corrupt")
     result = site.run("restore", made.name, "--production", "--dry-run", timeout=60)
-    assert result.returncode == 0, result
-    assert "is corrupt (" in result.stderr and "the real run will refuse (exit 2)" \
-        in result.stderr, result.stderr
+    assert result.returncode == 2, result
+    assert "is corrupt (" in result.stderr and "emergency.stop" in result.stderr, result.stderr
 
 
 @pytest.mark.parametrize("name", ENGINES)

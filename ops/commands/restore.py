@@ -167,6 +167,9 @@ def dry_run_plan(options, settings, ui: UI, target, json: bool, replica=None) ->
     from ops.engine import EngineError
 
     remote = restores.remote(options)
+    if remote:  # refused before anything, as the run's first step refuses them (the
+        # replica's file is not written in a dry run: it cannot be missing)
+        restores.refuse_remote_options(options, written=replica is None)
     state, warning = "ok", None
     if not remote:  # the real run refuses, or moves it aside: the plan says so
         try:
@@ -188,16 +191,17 @@ def dry_run_plan(options, settings, ui: UI, target, json: bool, replica=None) ->
             settings, remote=remote, live_state=state)
 
     found: dict = {}
-    runner = runbook.Runner("restore", ui, None)
+    runner = runbook.Runner("restore", ui, Path(settings.audit_log))  # checked, not written
     reads = restores.reads(options, settings, ui, target, found, runner.learn)
     steps = runbook.bind(plan(None), reads)
-    if replica is not None and not remote:  # the file is the replica's, not written yet:
-        found["backup"] = options.which  # a dry run cannot verify it (review-op #7)
+    if replica is not None:  # the file is the replica's, not written yet:
+        if not remote:  # a dry run cannot verify it (review-op #7)
+            found["backup"] = options.which
         steps = [dataclasses.replace(step, reads_only=False) if step.key == "verify" else step
                  for step in steps]
     runner.run(steps, dry_run=True)
     chosen = found.get("backup")
-    if options.which == "latest" and chosen:
+    if options.which == "latest" and chosen and not options.from_path:
         ui.info(f"latest is {chosen}")
     if remote and (warning := found.get("warning")):  # found by its choose step, as the
         ui.warn(warning)  # run's: the real run refuses before its question (review-op s19 #2)
