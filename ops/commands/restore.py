@@ -177,11 +177,16 @@ def dry_run_plan(options, settings, ui: UI, target, json: bool, replica=None) ->
         except EngineError as exc:
             state, problem = "ok", ""
             warning = cli.one_line(exc)
-        warning = warning or restores.live_warning(settings.db_path, state, problem, options)
+        # the verify step refuses what the run refuses first (``Reads._verify``): said
+        # here only where the run goes on (--app-stopped), or the verify cannot run (the
+        # replica's file is not written in a dry run)
+        refused = replica is None and state != "ok" and not options.app_stopped
+        warning = warning or (None if refused else restores.live_warning(
+            settings.db_path, state, problem, options))
         if warning:
             ui.warn(warning)
         folder = Path(settings.backup_dir)
-        if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        if replica is not None and folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
             ui.warn(f"{engine.NOT_WRITABLE.format(folder=folder)}: the real run will refuse "
                     f"(exit 2) before changing anything; {engine.NOT_WRITABLE_FIX}")
 
