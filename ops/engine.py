@@ -391,6 +391,12 @@ def prepare_dir(directory: Path) -> None:
         ) from exc
     if not directory.is_dir():
         raise EngineError(f"backup folder is not a folder: {directory}", "usage")
+    refuse_unwritable(directory)
+
+
+def refuse_unwritable(directory: Path) -> None:
+    """A folder this process cannot write into is refused before anything (``prepare_dir``,
+    and a restore's dry run, which writes nothing but gives the run's verdict)."""
     if not os.access(directory, os.W_OK | os.X_OK):
         raise EngineError(f"{NOT_WRITABLE.format(folder=directory)}; nothing was changed: "
                           f"{NOT_WRITABLE_FIX}", "usage")

@@ -192,6 +192,11 @@ def app_stopped_command(o: RestoreOptions) -> str:
     return " ".join([*words, "--app-stopped", "--yes"])
 
 
+def local_how(o: RestoreOptions) -> str:
+    """What a local restore's refusal of a broken live database says to do (pure)."""
+    return f"stop it, then run `{app_stopped_command(o)}`"
+
+
 def live_warning(db, state: str, why: str, o: RestoreOptions) -> str | None:
     """What a dry run says about a corrupt or missing local live database (pure)."""
     if state == "ok":
@@ -659,7 +664,7 @@ class Restore:
         local.names(o.which)  # a bad or unknown name fails before any lock is taken
         phases = local.restore(o.which, busy_timeout=o.busy_timeout, checked=o.checked,
                                app_stopped=o.app_stopped, when=self.record["when"],
-                               how=f"stop it, then run `{app_stopped_command(o)}`")
+                               how=local_how(o))
         self.held.callback(phases.close)  # the runner's closing step releases the locks
         self.found.update(db=Path(s.db_path), directory=Path(s.backup_dir),
                           phases=phases)
@@ -1104,6 +1109,11 @@ class Reads:
         run."""
         o, local = self.options, self.target
         local.folder()
+        local.names(o.which)  # as the run's ready: a bad name first, then what it refuses
+        state, why = engine.live_state(local.db)  # before any lock: the app not stopped,
+        if state != "ok" and not o.app_stopped:  # a broken live database (exit 2)
+            raise engine.broken_live_refusal(local.db, state, why, local_how(o))
+        engine.refuse_unwritable(local.dir)  # and a folder it cannot write (exit 2)
         phases = local.restore(o.which, checked=o.checked, read_only=True)
         with contextlib.closing(phases):
             run = verified_phase(phases)

@@ -154,3 +154,19 @@ def test_an_ssh_hosts_dry_runs_refuse_what_its_runs_refuse(host, tmp_path, run_i
                          env=env)
     assert stopped.returncode == 0, stopped
     assert "the real run restores into its place" in stopped.stderr, stopped.stderr
+
+
+@pytest.mark.parametrize("state", ["corrupt", "missing"])
+def test_here_the_dry_run_refuses_a_broken_live_database_in_the_runs_order(
+        wal_db, backup_dir, run_invoke, state):
+    made = engine.create_backup(wal_db, backup_dir)
+    broken_live(wal_db, state)
+    for args, code in ([(made.name,), 2], [("steps-2020-01-01T00-00-00.db",), 3]):
+        before = files(backup_dir, wal_db.parent)  # (the run's audit line goes there too)
+        dry = run_invoke("restore", *args, "--dry-run")  # an unknown name comes first
+        assert files(backup_dir, wal_db.parent) == before  # no lock file, nothing moved
+        real = run_invoke("restore", *args, "--yes")
+        assert dry.returncode == real.returncode == code, (dry, real)
+        assert error_line(dry) == error_line(real)
+    stopped = run_invoke("restore", made.name, "--dry-run", "--app-stopped")
+    assert stopped.returncode == 0 and "the real run" in stopped.stderr, stopped

@@ -247,11 +247,12 @@ def test_the_dry_run_says_what_the_real_run_does_with_a_broken_live_database(
     else:
         for path in wal_db.parent.glob("steps.db*"):
             path.unlink()
-    plain = run_invoke("restore", "--dry-run", "--json")
-    assert plain.returncode == 0, plain
-    assert f"WARNING: the live database data/steps.db is {how}" in plain.stderr, plain.stderr
-    assert "will refuse (exit 2)" in plain.stderr and "--app-stopped" in plain.stderr
-    assert plain.json()["live_state"] == how
+    plain = run_invoke("restore", "--dry-run", "--json")  # s20-dry: the run's refusal
+    real = run_invoke("restore", "--yes", "--json")
+    assert plain.returncode == real.returncode == 2, plain
+    assert f"the live database data/steps.db is {how}" in plain.json()["error"]
+    assert "--app-stopped" in plain.json()["error"]
+    assert plain.json()["error"] == real.json()["error"]
     stopped = run_invoke("restore", "--dry-run", "--app-stopped", "--json")
     keys = [step["key"] for step in stopped.json()["steps"]]
     assert "safety" not in keys and "aside" in keys, keys

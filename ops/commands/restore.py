@@ -157,33 +157,46 @@ def restore_now(*, which, from_, settings, production, host, yes, dry_run, busy_
             ui.emit(run.record)
 
 
+def local_warnings(options, settings, ui: UI, replica) -> tuple[str, str | None]:
+    """A local dry run's live database state, and what it says of it before its steps:
+    the verify step refuses what the run refuses first (``Reads._verify``), so this
+    says it only where the run goes on (--app-stopped), or where the verify cannot run
+    (the replica's file is not written in a dry run)."""
+    from ops import engine
+    from ops import restore as restores
+    from ops.engine import EngineError
+
+    warning = None
+    try:
+        state, problem = engine.live_state(settings.db_path)
+    except EngineError as exc:
+        state, problem = "ok", ""
+        warning = cli.one_line(exc)
+    refused = replica is None and state != "ok" and not options.app_stopped
+    warning = warning or (None if refused else restores.live_warning(
+        settings.db_path, state, problem, options))
+    if warning:
+        ui.warn(warning)
+    folder = Path(settings.backup_dir)
+    if replica is not None and folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+        ui.warn(f"{engine.NOT_WRITABLE.format(folder=folder)}: the real run will refuse "
+                f"(exit 2) before changing anything; {engine.NOT_WRITABLE_FIX}")
+    return state, warning
+
+
 def dry_run_plan(options, settings, ui: UI, target, json: bool, replica=None) -> None:
     """The plan, after its read-only steps ran as the run runs them (``runbook``'s dry
     run): the backup ``latest`` really is (never a safety backup, one dated ahead or
     another database's; issue 16 #2), the machine; a backup that does not exist fails the
     dry run as it fails the run (issue 22)."""
-    from ops import engine, runbook
     from ops import restore as restores
-    from ops.engine import EngineError
+    from ops import runbook
 
     remote = restores.remote(options)
     if remote:  # refused before anything, as the run's first step refuses them (the
         # replica's file is not written in a dry run: it cannot be missing)
         restores.refuse_remote_options(options, written=replica is None)
-    state, warning = "ok", None
-    if not remote:  # the real run refuses, or moves it aside: the plan says so
-        try:
-            state, problem = engine.live_state(settings.db_path)
-        except EngineError as exc:
-            state, problem = "ok", ""
-            warning = cli.one_line(exc)
-        warning = warning or restores.live_warning(settings.db_path, state, problem, options)
-        if warning:
-            ui.warn(warning)
-        folder = Path(settings.backup_dir)
-        if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
-            ui.warn(f"{engine.NOT_WRITABLE.format(folder=folder)}: the real run will refuse "
-                    f"(exit 2) before changing anything; {engine.NOT_WRITABLE_FIX}")
+    state, warning = ("ok", None) if remote else local_warnings(options, settings, ui, replica)
 
     def plan(which: str | None) -> list:
         return restores.plan_for(
