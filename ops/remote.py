@@ -952,8 +952,9 @@ def discard_upload_script(directory: str, name: str, sha256: str, lock_wait: flo
     """Remove restore --from's upload ``name`` whose restore never began (review-break s20
     #1), under the folder's backup lock: only if it is still the file that was sent (kind
     ``upload`` and SHA-256 ``sha256``) and no safety backup's record names it (a restore of
-    it began: ``retention.restores_begun``). Prints ``removed``, ``gone`` or ``begun``;
-    exit 7 when the file there is not that upload (then nothing is removed)."""
+    it began: ``retention.restores_begun``). Prints ``removed``, ``gone``, ``begun`` or
+    ``other`` (a backup that is no upload has the name: the same file was there already);
+    exit 7 when the upload there changed since it was sent (then nothing is removed)."""
     check_name(name)
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise OpsError(f"not a SHA-256: {sha256!r}")
@@ -964,7 +965,7 @@ def discard_upload_script(directory: str, name: str, sha256: str, lock_wait: flo
 take_lock {d} {_tries(lock_wait)}
 cd {d} || exit 1
 [ -e {q} ] || [ -h {q} ] || {{ printf '{ENTRY_MARK} gone\\n'; exit 0; }}
-[ -f {q} ] && [ ! -h {q} ] && [ "$(record_field kind {q}.json)" = upload ] || exit 7
+[ -f {q} ] && [ ! -h {q} ] && [ "$(record_field kind {q}.json)" = upload ] || {{ printf '{ENTRY_MARK} other\\n'; exit 0; }}
 set -- $(sha256sum {q}) || exit 1
 [ "$1" = {sha256} ] || exit 7
 for j in steps-*.db.json; do

@@ -95,6 +95,25 @@ def test_a_run_stopped_by_a_held_lock_removes_its_upload_and_latest_stays_produc
     assert helpers.rows(prod.db, "SELECT count(*) FROM users") == [(200,)]
 
 
+def test_a_backup_already_there_under_the_name_is_never_removed(served_prod, tmp_path):
+    """A production backup sent back (the same file was there): its adopt changed nothing,
+    and the failed run leaves it as it was, saying nothing of an upload."""
+    import shutil
+
+    prod = served_prod
+    own = prod.seed(2, 1)
+    here = tmp_path / "here"
+    here.mkdir()
+    for suffix in ("", ".sha256", ".json"):
+        shutil.copy(prod.remote_dir / f"{own[0]}{suffix}", here / f"{own[0]}{suffix}")
+    with open(prod.remote_dir / engine.RESTORE_LOCK, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = prod.run("restore", "--production", "--from", str(here / own[0]), "--yes")
+    assert result.returncode == 4, result
+    assert kinds(prod.remote_dir) == {name: "backup" for name in own}
+    assert "Removed the upload" not in result.stderr and "stays in" not in result.stderr
+
+
 def test_sigterm_right_after_the_upload_removes_it(served_prod, tmp_path):
     prod = served_prod
     prod.seed(1)

@@ -548,17 +548,18 @@ class ScriptedTarget:
 
     def discard_upload(self, name: str, sha256: str) -> str:
         """Remove ``upload``'s file ``name`` whose restore never began (``removed``; ``gone``
-        when it is not there; ``begun`` when a safety backup names it: then it stays).
+        when it is not there; ``begun`` when a safety backup names it, ``other`` when it
+        is no upload (the file was there already, as a backup): then it stays).
         Raises OpsError when it could not (another file has the name, the lock, the call)."""
         output = self._run(remote.discard_upload_script(self.dir, name, sha256,
                                                         self.settings.lock_wait))
         said = next((e[0] for e in output.entries if len(e) == 1
-                     and e[0] in ("removed", "gone", "begun")), None)
+                     and e[0] in ("removed", "gone", "begun", "other")), None)
         if output.status != 0 or said is None:
             if output.result is not None:
                 output.data(f"remove {name}")  # the lock's own error (``fail``)
-            raise OpsError(f"{self.dir}/{name} on {self.host} is not the file this run "
-                           "uploaded" if output.status == 7 else
+            raise OpsError(f"{self.dir}/{name} on {self.host} changed since this run "
+                           "uploaded it" if output.status == 7 else
                            f"could not remove {self.dir}/{name} on {self.host} (exit "
                            f"{output.status})")
         return said
