@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from ops import engine, retention
+from ops import engine, remote, retention
 from tests import helpers
 from tests.fake_production import days_ago, use_engine
 
@@ -265,3 +265,25 @@ def test_a_page_size_the_host_refuses_is_refused_before_the_upload(host, tmp_pat
         lines.add(result.stderr.strip().splitlines()[-1])
     assert len(lines) == 1  # the run's line and its dry run's are one
     assert helpers.snapshot(host["dir"]) == before  # nothing uploaded
+
+
+@pytest.mark.parametrize("uploaded, token", [
+    ("2026-12-07T09:00:00Z", "2026-12-07T09:00:00Z"),
+    ("2026-12-07T09:00:00Z; rm -rf /", "-"),
+    ("1" * 41, "-"),  # longer than any time: never a listing the tool refuses as a whole
+    (7, "-"),
+])
+def test_the_listing_reads_an_uploads_time_as_one_token(tmp_path, uploaded, token):
+    """The machine's listing (plain sh, every engine) carries the ``uploaded`` time
+    retention's hour starts from; anything else is ``-`` (no grace), never a bad line."""
+    path = helpers.machine_path(tmp_path, python=False, sqlite=False)
+    folder = tmp_path / "b"
+    folder.mkdir()
+    name = "steps-2026-01-01T00-00-00.db"
+    (folder / name).write_bytes(b"x" * 10)
+    (folder / f"{name}.json").write_text(json.dumps({"name": name, "kind": "upload",
+                                                     "uploaded": uploaded}))
+    entries = helpers.run_remote(remote.list_script(str(folder)), path).entries
+    assert entries == [[name, "10", "-", "1", "upload", "-", "-", token]]
+    local = engine.list_backups(folder)[0]
+    assert local.uploaded == (None if token == "-" else token)  # read alike here
