@@ -122,11 +122,14 @@ def cleanup(target, ui: UI, keep: int, *, dry_run: bool = False,
 
 def own_backups(target) -> tuple[list, list]:
     """(this target's database's backups, other databases' backups) in its folder:
-    retention counts and removes only the first (issue 16 #3)."""
+    retention counts and removes only the first (issue 16 #3). An upload (kind ``upload``)
+    is this folder's own whatever its recorded source: retention bounds it
+    (``retention.upload_pending``) even when it is a copy of another database."""
     source = getattr(target, "source", None)
     found = target.list()
-    mine = [item for item in found if same_source(item.source, source)]
-    return mine, [item for item in found if not same_source(item.source, source)]
+    ours = [item.kind == "upload" or same_source(item.source, source) for item in found]
+    return ([item for item, own in zip(found, ours, strict=True) if own],
+            [item for item, own in zip(found, ours, strict=True) if not own])
 
 
 def newest_good(target, found, now: dt.datetime, ui: UI) -> str:

@@ -1116,22 +1116,26 @@ async function copyInto(backup, target, busyTimeout, what) {
   return round3((Date.now() - started) / 1000);
 }
 
-function checkPageSizes(backup, live) {
+function livePages(live) { // engine.py's live_pages: the live database's page size and journal mode
   const conn = openDb(live, { live: true });
-  let liveSize;
-  let mode;
   try {
-    liveSize = Number(conn.get('PRAGMA page_size')[0]);
-    mode = String(conn.get('PRAGMA journal_mode')[0]);
-  } catch (e) {
-    throw new EngineError(`cannot read the live database ${live}: ${firstLine(e.message)}`, 'corrupt');
+    return { pageSize: Number(conn.get('PRAGMA page_size')[0]), mode: String(conn.get('PRAGMA journal_mode')[0]) };
   } finally {
     conn.close();
   }
+}
+
+function checkPageSizes(backup, live) {
+  let pages;
+  try {
+    pages = livePages(live);
+  } catch (e) {
+    throw new EngineError(`cannot read the live database ${live}: ${firstLine(e.message)}`, 'corrupt');
+  }
   const backupSize = readPageSize(backup);
-  if (mode === 'wal' && backupSize !== liveSize) {
+  if (pages.mode === 'wal' && backupSize !== pages.pageSize) {
     throw new EngineError(`the backup's page size (${backupSize}) differs from the live database's `
-      + `(${liveSize}); SQLite cannot restore it into a WAL database. Nothing was changed`, 'usage');
+      + `(${pages.pageSize}); SQLite cannot restore it into a WAL database. Nothing was changed`, 'usage');
   }
 }
 
@@ -1390,13 +1394,19 @@ function liveAndRecordedCounts(live, dir, name) {
     recorded = null;
   }
   const backup = recorded === undefined ? null : recorded;
+  let counted;
   try {
-    return { live: countRows(live, { live: true }), backup };
+    counted = { live: countRows(live, { live: true }), backup };
   } catch (e) { // missing or not a database: say which, so the restore refuses before asking
     const [state, why] = liveState(live);
     if (state === 'ok') throw e;
     return { live: null, backup, live_state: state, live_problem: why };
   }
+  try { // restore --from judges its file by them before its upload (engine.py's counts)
+    const pages = livePages(live);
+    Object.assign(counted, { live_page_size: pages.pageSize, live_journal_mode: pages.mode });
+  } catch (e) { /* the counts stand without them */ }
+  return counted;
 }
 
 // The schema as the data guard compares it: the python engine's SCHEMA_SQL, the same text.

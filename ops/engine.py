@@ -87,6 +87,7 @@ class BackupFile:
     source: str | None = None
     restore: dict | None = None
     adopted: dict | None = None
+    uploaded: str | None = None  # an upload's (kind upload) publish time: its grace's start
 
 
 @dataclass
@@ -1364,9 +1365,11 @@ def delete_backups(directory: str | os.PathLike, names: list[str]) -> list[str]:
 # old unrecorded backup adopted by `backup.adopt`; and which database it copies.
 
 # "upload": restore --from's file, published on the server for its restore; retention
-# leaves it until a restore of it begins (``retention.restores_begun``)
+# leaves it for a bounded grace or until a restore of it begins (``retention``). Never
+# `latest`: latest is the newest backup made from the live database by a backup task,
+# never a copy the tool made for a restore (review-break s20 #1)
 KINDS = ("backup", "safety", "adopted", "upload")
-LATEST_KINDS = ("backup", "adopted", "upload")  # what `latest` may name
+LATEST_KINDS = ("backup", "adopted")  # what `latest` may name
 UNRECORDED = "unrecorded"  # a backup whose NAME.json is missing or unreadable
 
 
@@ -1411,7 +1414,13 @@ def backup_identity(manifest: dict | None, directory=None) -> dict:
         if isinstance(value, dict):
             found[key] = {k: v for k, v in value.items()
                           if isinstance(k, str) and isinstance(v, str) and len(v) <= 200}
+    uploaded = manifest.get("uploaded")  # read as the listing's sh reads it (UPLOADED_TIME)
+    if isinstance(uploaded, str) and re.fullmatch(UPLOADED_TIME, uploaded):
+        found["uploaded"] = uploaded
     return found
+
+
+UPLOADED_TIME = r"[0-9TZ:.+-]{1,40}"  # an upload's ``uploaded`` time, as a listing takes it
 
 
 def _moved_with_folder(source: str, recorded_path, directory) -> str:
@@ -1480,6 +1489,8 @@ def latest_reason(item, now: dt.datetime, source: str | None = None, *,
         return "dated in the future"
     if item.kind == "safety":
         return "a restore's safety backup"
+    if item.kind == "upload":
+        return "uploaded by restore --from"
     if item.kind == UNRECORDED and not unrecorded_ok:
         return "with no readable record (NAME.json)"
     if item.kind == UNRECORDED:
@@ -2203,19 +2214,36 @@ def _snapshot_into(snapshot: dict, conn, before: int) -> None:
 
 def check_page_sizes(backup, live) -> None:
     """SQLite refuses a backup into a WAL database with another page size: say it first."""
-    conn = sqlite3.connect(sqlite_uri(live, "mode=ro"), uri=True, timeout=10.0)
     try:
-        live_size = conn.execute("PRAGMA page_size").fetchone()[0]
-        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        pages = live_pages(live)
     except sqlite3.DatabaseError as exc:
         raise EngineError(f"cannot read the live database {live}: {exc}", "corrupt") from exc
+    refusal = page_size_refusal(read_page_size(Path(backup)), pages["page_size"],
+                                pages["journal_mode"])
+    if refusal:
+        raise EngineError(refusal, "usage")
+
+
+def live_pages(live) -> dict:
+    """The live database's page size and journal mode (read-only; raises sqlite3 errors):
+    what ``page_size_refusal`` judges a backup against."""
+    conn = sqlite3.connect(sqlite_uri(live, "mode=ro"), uri=True, timeout=10.0)
+    try:
+        return {"page_size": conn.execute("PRAGMA page_size").fetchone()[0],
+                "journal_mode": conn.execute("PRAGMA journal_mode").fetchone()[0]}
     finally:
         conn.close()
-    backup_size = read_page_size(Path(backup))
+
+
+def page_size_refusal(backup_size: int, live_size, mode) -> str | None:
+    """Why a backup with pages of ``backup_size`` cannot be restored into a live database
+    of ``live_size`` in journal mode ``mode`` (pure; every engine's words): SQLite's backup
+    API cannot change a WAL database's page size."""
     if mode == "wal" and backup_size != live_size:
-        raise EngineError(f"the backup's page size ({backup_size}) differs from the live "
-                          f"database's ({live_size}); SQLite cannot restore it into a WAL "
-                          "database. Nothing was changed", "usage")
+        return (f"the backup's page size ({backup_size}) differs from the live database's "
+                f"({live_size}); SQLite cannot restore it into a WAL database. Nothing was "
+                "changed")
+    return None
 
 
 # ---------------------------------------------------------------- a restore's proof
@@ -2749,7 +2777,7 @@ def live_and_recorded_counts(live, directory, name: str) -> dict:
     except EngineError:
         recorded = None
     try:
-        return {"live": count_rows(live, live=True), "backup": recorded}
+        counted = {"live": count_rows(live, live=True), "backup": recorded}
     except EngineError:  # missing or not a database: say which, so the restore refuses
         if not os.path.lexists(live):  # before asking (as locally), not after the yes
             state, why = "missing", MISSING_WHY
@@ -2758,6 +2786,10 @@ def live_and_recorded_counts(live, directory, name: str) -> dict:
         else:  # anything else is the restore's to judge (live_state), as before
             raise
         return {"live": None, "backup": recorded, "live_state": state, "live_problem": why}
+    with contextlib.suppress(sqlite3.Error):  # restore --from judges its file by them first
+        pages = live_pages(live)
+        counted.update(live_page_size=pages["page_size"], live_journal_mode=pages["journal_mode"])
+    return counted
 
 
 # The schema as the data guard compares it (``ops.data_guard``): "KIND NAME" entries and

@@ -176,8 +176,9 @@ for f in steps-*.db; do
   manifest=0; [ -f "$f.json" ] && manifest=1
   kind=$(record_field kind "$f.json")
   readable_record "$f.json" || kind={engine.UNRECORDED}
-  printf '{ENTRY_MARK} %s %s %s %s %s %s %s\\n' "$f" "$size" "$(recorded "$f.sha256")" "$manifest" \\
-    "$kind" "$(record_field source "$f.json")" "$(record_restore "$f.json")"
+  printf '{ENTRY_MARK} %s %s %s %s %s %s %s %s\\n' "$f" "$size" "$(recorded "$f.sha256")" "$manifest" \\
+    "$kind" "$(record_field source "$f.json")" "$(record_restore "$f.json")" \\
+    "$(record_field uploaded "$f.json")"
 done"""
 
 
@@ -194,6 +195,7 @@ record_field() {
       *:) v=-;;
       kind:*[!a-z]*) v=unknown;;
       source:*[!A-Za-z0-9._/+@:-]*) v='?';;
+      uploaded:*[!0-9TZ:.+-]*|uploaded:?????????????????????????????????????????*) v=-;;  # engine.UPLOADED_TIME
     esac
   fi
   printf '%s' "$v"
@@ -945,6 +947,35 @@ published=1
 printf '{ENTRY_MARK} adopted\\n'"""
 
 
+@purpose("discard-upload")
+def discard_upload_script(directory: str, name: str, sha256: str, lock_wait: float = 0) -> str:
+    """Remove restore --from's upload ``name`` whose restore never began (review-break s20
+    #1), under the folder's backup lock: only if it is still the file that was sent (kind
+    ``upload`` and SHA-256 ``sha256``) and no safety backup's record names it (a restore of
+    it began: ``retention.restores_begun``). Prints ``removed``, ``gone``, ``begun`` or
+    ``other`` (a backup that is no upload has the name: the same file was there already);
+    exit 7 when the upload there changed since it was sent (then nothing is removed)."""
+    check_name(name)
+    if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise OpsError(f"not a SHA-256: {sha256!r}")
+    d, q = shlex.quote(directory), shlex.quote(name)
+    return f"""{PRELUDE}
+{IDENTITY_READERS}
+[ -d {d} ] || {{ printf '{ENTRY_MARK} gone\\n'; exit 0; }}
+take_lock {d} {_tries(lock_wait)}
+cd {d} || exit 1
+[ -e {q} ] || [ -h {q} ] || {{ printf '{ENTRY_MARK} gone\\n'; exit 0; }}
+[ -f {q} ] && [ ! -h {q} ] && [ "$(record_field kind {q}.json)" = upload ] || {{ printf '{ENTRY_MARK} other\\n'; exit 0; }}
+set -- $(sha256sum {q}) || exit 1
+[ "$1" = {sha256} ] || exit 7
+for j in steps-*.db.json; do
+  [ "$(record_field kind "$j")" = safety ] || continue
+  case $(record_restore "$j") in *,{q}) printf '{ENTRY_MARK} begun\\n'; exit 0;; esac
+done
+rm -f -- {shlex.join([name, f"{name}.sha256", f"{name}.json"])}
+printf '{ENTRY_MARK} removed\\n'"""
+
+
 @purpose("counts")
 def counts_script(db: str, directory: str, name: str) -> str:
     """Rows per table of the live database, and the counts recorded for backup ``name``."""
@@ -956,7 +987,9 @@ def counts_script(db: str, directory: str, name: str) -> str:
 elif [ -f {db_q} ] && ! is_sqlite {db_q}; then printf '{ENTRY_MARK} state corrupt\\n'
 else for t in $(sqlite3 -readonly {db_q} "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"); do
   printf '{ENTRY_MARK} live %s %s\\n' "$t" "$(sqlite3 -readonly {db_q} "SELECT count(*) FROM \\"$t\\"")"
-done; fi
+done
+printf '{ENTRY_MARK} pages %s %s\\n' "$(sqlite3 -readonly {db_q} "PRAGMA page_size" </dev/null 2>/dev/null | tr -cd 0-9)" \\
+  "$(sqlite3 -readonly {db_q} "PRAGMA journal_mode" </dev/null 2>/dev/null | tr -cd a-z)"; fi
 ( {manifest_script(directory, name)} )"""
     return _choose(_engine("counts", "--db", db, "--dir", directory, "--which", name), sqlite,
                    f"echo {STRATEGY_MARK}=none")

@@ -221,7 +221,8 @@ def remote_live_warning(o: RestoreOptions, settings, target, found: dict) -> str
         if getattr(exc, "no_engine", False):  # the run stops here too (``Restore._counts``)
             raise
         return f"could not look at the live database: {cli.one_line(exc)}"
-    refusal = broken_live_there(o, settings, counts, stopped_there(o, found))
+    refusal = broken_live_there(o, settings, counts, stopped_there(o, found)) or \
+        upload_refusal(o, Path(o.from_path or "."), counts, target.host)
     if refusal is not None:
         raise refusal
     state = counts.get("live_state")
@@ -231,6 +232,18 @@ def remote_live_warning(o: RestoreOptions, settings, target, found: dict) -> str
             else "the real run restores into its place")
     return (f"the live database {settings.db_remote_path} is {state} "
             f"({counts.get('live_problem')}): {then}")
+
+
+def upload_refusal(o: RestoreOptions, local: Path, counts: dict, host: str) -> OpsError | None:
+    """restore --from's file judged against the live database there before anything is
+    uploaded (review-break s20 #3), the run's and its dry run's: a page size the restore
+    there refuses, with its words and exit code (``engine.page_size_refusal``), from the
+    page size and journal mode the counts read there."""
+    if not o.from_path or not counts.get("live_journal_mode"):
+        return None
+    refusal = engine.page_size_refusal(engine.read_page_size(local),
+                                       counts.get("live_page_size"), counts["live_journal_mode"])
+    return OpsError(f"restore on {host}: {refusal}", ExitCode.USAGE) if refusal else None
 
 
 def stopped_there(o: RestoreOptions, found: dict) -> bool:
@@ -423,7 +436,7 @@ class Restore:
         """Interrupted during the copy or its proof: compare the live database with the
         backup and the safety backup now, and say and record what it holds."""
         if self.restoring is None:
-            return
+            return self._discard_upload()  # restore --from: stopped before its restore
         if self.restoring[0] == "remote":
             return self._settled_remote(signal_name, self.restoring[1])
         backup, db, safety = self.restoring
@@ -495,6 +508,8 @@ class Restore:
         # not (yet) copied when read; the machine's restore may still be waiting for the
         # app's write lock and copy after this run ended (review-break s19 #3)
         self.record["machine_unsettled"] = True
+        if self.found.get("uploading"):  # its restore may still begin: never removed now
+            self._upload_left(name, "its restore there may still begin")
         if made:
             self.record["safety_backup"] = {"name": made[-1], "sha256": None}
         self.ui.warn(f"{signal_name} during the restore on {self._there()}: its live database "
@@ -958,10 +973,43 @@ class Restore:
 
     def _upload(self) -> str:
         f = self.found
-        detail = _uploaded(self.target.upload(f["copy"], f["name"], _manifest(f["file"]),
-                                              sha256=f["digest"]))[1]
+        f["uploading"] = True  # from here a stop before the restore leaves it there
+        f["uploaded"], detail = _uploaded(self.target.upload(
+            f["copy"], f["name"], _manifest(f["file"]), sha256=f["digest"]))
         shutil.rmtree(self.scratch, ignore_errors=True)
         return detail
+
+    def _discard_upload(self, *, restore_ended: bool = False) -> None:
+        """restore --from, stopped after its upload and before its restore began there
+        (review-break s20 #1): remove the upload, best effort, under the folder's backup
+        lock there, and say so; what could not be removed is named with the command that
+        removes it. ``restore_ended``: the restore's call came back failed (the script
+        there keeps a file some safety backup names: that restore began). A live database
+        there that is missing or corrupt is replaced without a safety backup: its upload
+        is left, named (whether that restore began cannot be told)."""
+        f = self.found
+        if not f.get("uploading") or (f.get("restore_called") and not restore_ended):
+            return
+        name = f["name"]
+        if f.get("live_state"):
+            return self._upload_left(name, "the live database there was "
+                                     f"{f['live_state']}: no safety backup tells whether its "
+                                     "restore began")
+        try:
+            said = self.target.discard_upload(name, f["digest"])
+        except (OpsError, EngineError) as exc:
+            return self._upload_left(name, cli.one_line(exc))
+        if said == "removed":
+            self.record["upload_removed"] = name
+            self.ui.info(f"Removed the upload {name} from {self.target.dir} on "
+                         f"{self._there()}: its restore never began")
+
+    def _upload_left(self, name: str, why: str) -> None:
+        """Name an upload this run leaves there, and how it goes (pure wording:
+        ``upload_left_line``)."""
+        self.record["upload_left"] = name
+        self.ui.warn(upload_left_line(name, self.target.dir, self._there(), why, self._flag(),
+                                      (self.found.get("uploaded") or {}).get("uploaded")))
 
     def _choose(self) -> str:
         chosen, detail = _listed(self.target, self.options.which, self.found)
@@ -979,10 +1027,11 @@ class Restore:
         if not self.options.from_path:
             self._other_source(name, f["chosen"].source, self.settings.db_remote_path)
         counts = self._counts(name)
-        state = counts.get("live_state")
+        state = f["live_state"] = counts.get("live_state")
         refusal = broken_live_there(self.options, self.settings, counts,
-                                    stopped_there(self.options, self.found))
-        if refusal is not None:  # refused now, before the question, as locally
+                                    stopped_there(self.options, self.found)) or \
+            upload_refusal(self.options, f.get("copy") or Path("."), counts, target.host)
+        if refusal is not None:  # refused now, before the question (and any upload)
             self.record["outcome"] = "refused"
             raise refusal
         first = f"Replace the live database {target.describe()} (" + (
@@ -1000,10 +1049,12 @@ class Restore:
     def _restore_there(self) -> str:
         o, name = self.options, self.found["name"]
         self.restoring = ("remote", name)
+        self.found["restore_called"] = True
         try:
             data, detail = self._remote(name, app_stopped=self.found.get("stopped", False)
                                         if o.production else o.app_stopped)
         except OpsError as exc:
+            self._discard_upload(restore_ended=True)
             raise hinted(exc, name, self._flag()) from None
         self.restoring = None
         self.found["data"] = data
@@ -1459,7 +1510,7 @@ def _again(record: dict, backup: str, flag: str) -> str:
     upload has not finished (the backup is not on the machine under its name yet)."""
     uploaded = any(s["step"] == "upload" and s.get("outcome") == "ok"
                    for s in record.get("steps", []))
-    if record.get("from") and not uploaded:
+    if record.get("from") and (not uploaded or record.get("upload_removed")):
         return f"invoke restore{flag} --from {shlex.quote(record['from'])} --yes"
     return f"invoke restore {backup}{flag} --yes"
 
@@ -1523,16 +1574,40 @@ def _name_for(path: Path) -> str:
 
 
 def _manifest(path: Path) -> dict:
-    """The local ``NAME.json`` to send along (only its checked counts and hash)."""
+    """The local ``NAME.json`` to send along: its checked counts and hash, and what the
+    whole record says the backup is (``engine.backup_identity``, review-break s20 #2): its
+    ``source`` (so the other-database guard applies to it there), and for a restore's
+    safety backup its kind and ``restore`` mark (sent back, it stays a safety backup: never
+    `latest`, never removed automatically). Anything else is kind ``upload``: never
+    `latest`, kept for its restore (``retention.upload_pending``)."""
     try:
         recorded = engine.read_drill_record(path)
     except EngineError:
         recorded = {}
-    # kind "upload": no cleanup there removes it before its restore begins (retention);
-    # a safety backup sent back stays one (never removed automatically at all)
-    kind = "safety" if recorded.get("kind") == "safety" else "upload"
+    identity = engine.backup_identity(engine._any_manifest(path), path.parent)
+    marks = engine.safety_marks(identity.get("restore") or {}) \
+        if identity.get("kind") == "safety" else {"kind": "upload"}
+    if identity.get("source"):
+        marks["source"] = identity["source"]
     return {"size": path.stat().st_size, "check": "integrity", "strategy": "upload",
-            **recorded, "kind": kind}
+            **recorded, **marks}
+
+
+def upload_left_line(name: str, directory: str, there: str, why: str, flag: str,
+                     uploaded: str | None) -> str:
+    """What an operator is told of restore --from's upload left there by a run whose
+    restore did not begin (pure): the file, why it stays, and the command that removes
+    it once its grace (``retention.UPLOAD_GRACE``) from its upload has passed."""
+    from ops.retention import UPLOAD_GRACE
+
+    until = ""
+    with contextlib.suppress(ValueError, TypeError):
+        until = " from " + engine.iso(engine.parse_iso(uploaded) + dt.timedelta(
+            seconds=UPLOAD_GRACE)) + " on"
+    return (f"the upload {name} stays in {directory} on {there} ({why}); it is never "
+            f"latest. `invoke backup.cleanup{flag}` removes it{until} (1h after its upload) "
+            f"unless a restore of it begins; to restore it: `invoke restore {name}{flag} "
+            "--yes`")
 
 
 def _recorded_tables(path: Path) -> dict | None:

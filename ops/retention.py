@@ -17,8 +17,11 @@ from typing import Protocol
 
 FUTURE = "dated in the future: not counted, never removed automatically"
 SAFETY = "a restore's safety backup: not counted, never removed automatically"
-UPLOAD = ("uploaded by restore --from and not restored yet: not counted, never removed "
-          "automatically")
+UPLOAD_GRACE = 3600  # seconds: an upload is kept this long from its upload for its restore
+UPLOAD = ("uploaded by restore --from, its restore not begun yet: not counted, kept for 1h "
+          "from its upload")
+UPLOAD_EXPIRED = ("uploaded by restore --from over 1h ago (or at no readable time) and no "
+                  "restore of it began (no safety backup names it): removed")
 
 
 class Backup(Protocol):
@@ -58,8 +61,9 @@ def plan_retention(backups: list[Backup], keep: int, *, now: dt.datetime | None 
                    protect: tuple[str, ...] = (), good: str | None = None) -> list[Decision]:
     """Keep the newest ``keep`` backups not dated in the future, every one dated in the
     future, every restore's safety backup (it may hold the only copy of the data a restore
-    replaced: only a person removes it), the ``protect``ed ones and the proven ``good``
-    one; newest first."""
+    replaced: only a person removes it), an upload whose restore may still begin
+    (``upload_pending``; after that grace one that no restore began is removed), the
+    ``protect``ed ones and the proven ``good`` one; newest first."""
     from ops.engine import in_future  # here: ops.config reads this module at every start
 
     keep = validate_keep(keep)
@@ -74,7 +78,10 @@ def plan_retention(backups: list[Backup], keep: int, *, now: dt.datetime | None 
             decisions.append(Decision(item.name, True, SAFETY))
             continue
         if getattr(item, "kind", "backup") == "upload" and item.name not in restored:
-            decisions.append(Decision(item.name, True, UPLOAD))
+            pending = now is None or upload_pending(item, now)
+            decisions.append(Decision(item.name, True, UPLOAD) if pending or
+                             item.name in protect else Decision(item.name, False,
+                                                                UPLOAD_EXPIRED))
             continue
         counted += 1
         if counted <= keep:
@@ -86,6 +93,25 @@ def plan_retention(backups: list[Backup], keep: int, *, now: dt.datetime | None 
         else:
             decisions.append(Decision(item.name, False, f"older than the newest {keep}"))
     return decisions
+
+
+def upload_pending(item, now: dt.datetime) -> bool:
+    """Whether an upload (kind ``upload``) may still see its restore begin: within
+    ``UPLOAD_GRACE`` of the time its record says it was published (``uploaded``). No
+    readable time, or one dated ahead of ``now``, gets no grace: a record that claims
+    kind ``upload`` by hand (review-break s20 #5) keeps a file no longer than that."""
+    from ops.engine import in_future, parse_iso
+
+    stamp = getattr(item, "uploaded", None)
+    try:
+        when = parse_iso(stamp) if stamp else None
+        if when is not None and when.tzinfo is None:
+            when = None
+    except ValueError:
+        when = None
+    if when is None or in_future(stamp, now):
+        return False
+    return (now - when).total_seconds() < UPLOAD_GRACE
 
 
 def restores_begun(backups: list[Backup]) -> set[str]:

@@ -249,7 +249,8 @@ def test_node_restore_proves_the_live_database_is_the_backup(tmp_path, app, live
     safety = backups / data["safety_backup"]["name"]
     assert engine.verify_backup(safety).ok and engine.describe_file(safety)[1] == before[1]
     counts = run_node(remote.counts_script(str(live), str(backups), made.name), app)
-    assert counts.data("count rows") == {"live": made.tables, "backup": made.tables}
+    assert counts.data("count rows") == {"live": made.tables, "backup": made.tables,
+                                         "live_page_size": 4096, "live_journal_mode": "wal"}
 
 
 def test_node_restore_refuses_a_changed_backup_and_changes_nothing(tmp_path, app, live):

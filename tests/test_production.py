@@ -281,7 +281,8 @@ def test_list_production_json(prod):
     for item in found:
         path = prod.remote_dir / item["name"]
         assert set(item) == {"name", "path", "created", "size", "sha256", "verified", "future",
-                             "kind", "source", "restore", "adopted", "latest_may_name"}
+                             "kind", "source", "restore", "adopted", "uploaded",
+                             "latest_may_name"}
         assert item["path"] == str(path)
         assert item["size"] == path.stat().st_size
         assert item["created"] == engine.iso(engine.parse_created(item["name"]))

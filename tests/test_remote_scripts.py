@@ -193,10 +193,10 @@ def test_list_script_prints_only_exact_names_and_hex_digests(tmp_path):
     (folder / "steps-2026-01-01T00-00-0.db").write_bytes(b"")
     out = run_remote(remote.list_script(str(folder)), path)
     # no NAME.json: what it is (a safety backup whose record was lost?) is unknown
-    assert out.entries == [[good, "10", A, "0", "unrecorded", "-", "-"]]
+    assert out.entries == [[good, "10", A, "0", "unrecorded", "-", "-", "-"]]
     (folder / f"{good}.sha256").write_text(A + "0\n")  # 65 hex digits: not a SHA-256
     assert run_remote(remote.list_script(str(folder)), path).entries == [
-        [good, "10", "-", "0", "unrecorded", "-", "-"]]
+        [good, "10", "-", "0", "unrecorded", "-", "-", "-"]]
 
 
 @pytest.mark.parametrize("record, kind, source", [
@@ -218,7 +218,7 @@ def test_the_listing_reads_each_backups_kind_and_source_as_one_token(
     (folder / good).write_bytes(b"x" * 10)
     (folder / f"{good}.json").write_text(json.dumps({"name": good, **record}, indent=indent))
     entries = run_remote(remote.list_script(str(folder)), path).entries
-    assert entries == [[good, "10", "-", "1", kind, source, "-"]]
+    assert entries == [[good, "10", "-", "1", kind, source, "-", "-"]]
 
 
 @pytest.mark.parametrize("restore, token", [
@@ -239,7 +239,7 @@ def test_the_listing_reads_what_a_safety_backup_put_back(tmp_path, restore, toke
     record = {"name": good, "kind": "safety", "restore": restore, "tables": {"t": 1}}
     (folder / f"{good}.json").write_text(json.dumps(record, indent=indent))
     entries = run_remote(remote.list_script(str(folder)), path).entries
-    assert entries == [[good, "10", "-", "1", "safety", "-", token]]
+    assert entries == [[good, "10", "-", "1", "safety", "-", token, "-"]]
 
 
 def test_a_sqlite3_cli_without_ieee754_to_blob_backs_up_and_restores_without_a_hash(

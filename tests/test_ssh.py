@@ -72,7 +72,7 @@ def test_backup_list_verify_run_on_the_host_with_the_engine(ssh_host, host_db):
     assert json.loads(Path(f"{path}.json").read_text())["sha256"] == backup["sha256"]
     assert helpers.rows(path, "SELECT count(*) FROM steps") == [(3000,)]
     assert listed.entries == [[path.name, str(path.stat().st_size), backup["sha256"], "1",
-                               "backup", backup["source"], "-"]]  # what it is, which database
+                               "backup", backup["source"], "-", "-"]]  # what it is, which database
     verdict = checked.data("verify")
     assert [(v["name"], v["ok"]) for v in verdict] == [(path.name, True)]
 

@@ -278,6 +278,11 @@ def legend(found, kinds: list[str], source: str | None, flag: str) -> list[str]:
                          f"before it put back {made.get('backup') or '?'} (at "
                          f"{made.get('when') or '?'}); never latest. To undo that restore: "
                          f"invoke restore {item.name}{flag} --yes")
+    if "upload" in kinds:  # review-break s20 #1: the mark had no line
+        lines.append("upload: a file `invoke restore --from FILE" + flag + "` sent here for its "
+                     "restore; never latest. Kept 1h from its upload for that restore; after "
+                     "that, unless a restore of it began (a safety backup names it), "
+                     f"`invoke backup.cleanup{flag}` removes it")
     if "other db" in kinds:  # what `latest` skips, and why (review-op s19: no legend)
         lines.append(f"other db: made from another database than {source or 'db.path'} "
                      "(its record's source); never latest here, restore it by its name")

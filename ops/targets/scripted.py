@@ -180,7 +180,7 @@ class ScriptedTarget:
             if not _listing_entry(entry):
                 raise OpsError(f"{self.host}'s listing of {self.dir} has an entry this tool "
                                f"did not print: {ascii(' '.join(entry))[:100]}")
-            name, size, digest, manifest, kind, source, made = entry
+            name, size, digest, manifest, kind, source, made, uploaded = entry
             created = engine.parse_created(name)
             if created is None:  # the right shape but no real date: not one of ours
                 continue
@@ -188,7 +188,8 @@ class ScriptedTarget:
                 name=name, path=f"{self.dir}/{name}", created=engine.iso(created),
                 size=int(size), sha256=None if digest == "-" else digest,
                 verified=manifest == "1", kind="backup" if kind == "-" else kind,
-                source=None if source == "-" else source, restore=_restore_mark(made)))
+                source=None if source == "-" else source, restore=_restore_mark(made),
+                uploaded=None if uploaded == "-" else uploaded))
         return sorted(found, key=lambda item: item.name)
 
     def downloads(self, base: Path) -> Path:
@@ -497,9 +498,12 @@ class ScriptedTarget:
         if state:  # engine.live_state's words, as the other engines send them
             return {"live": None, "backup": recorded, "live_state": state, "live_problem":
                     engine.MISSING_WHY if state == "missing" else engine.NOT_SQLITE_WHY}
+        pages = next((e[1:] for e in output.entries if len(e) == 3 and e[0] == "pages"
+                      and e[1].isdigit() and e[2].isalpha()), None)
         return {"live": {e[1]: int(e[2]) for e in output.entries
                          if len(e) == 3 and e[0] == "live" and e[2].isdigit()},
-                "backup": recorded}
+                "backup": recorded} | ({"live_page_size": int(pages[0]),
+                                       "live_journal_mode": pages[1]} if pages else {})
 
     def shape(self, name: str) -> dict:
         """The data guard's two sides: rows per table and the schema of the live database
@@ -524,7 +528,9 @@ class ScriptedTarget:
         digest = sha256 or engine.sha256_file(path)
         upload = f"{self.dir}/.upload-{name}.{os.getpid()}"
         self.session.put_file(path, upload, self.report.transfer)
-        text = json.dumps(manifest | {"name": name, "sha256": digest})
+        stamp = {"uploaded": engine.iso(dt.datetime.now(dt.UTC))} \
+            if manifest.get("kind") == "upload" else {}  # its grace starts as it is published
+        text = json.dumps(manifest | {"name": name, "sha256": digest} | stamp)
         output = self._run(remote.adopt_upload_script(self.dir, upload, name, digest, text))
         if output.status == 5:
             arrived = output.entries[0][1] if output.entries else "?"
@@ -538,7 +544,25 @@ class ScriptedTarget:
             raise OpsError(f"could not place the upload as {self.dir}/{name} "
                            f"(exit {output.status})")
         return {"name": name, "sha256": digest, "size": path.stat().st_size,
-                "path": f"{self.dir}/{name}"}
+                "path": f"{self.dir}/{name}", **stamp}
+
+    def discard_upload(self, name: str, sha256: str) -> str:
+        """Remove ``upload``'s file ``name`` whose restore never began (``removed``; ``gone``
+        when it is not there; ``begun`` when a safety backup names it, ``other`` when it
+        is no upload (the file was there already, as a backup): then it stays).
+        Raises OpsError when it could not (another file has the name, the lock, the call)."""
+        output = self._run(remote.discard_upload_script(self.dir, name, sha256,
+                                                        self.settings.lock_wait))
+        said = next((e[0] for e in output.entries if len(e) == 1
+                     and e[0] in ("removed", "gone", "begun", "other")), None)
+        if output.status != 0 or said is None:
+            if output.result is not None:
+                output.data(f"remove {name}")  # the lock's own error (``fail``)
+            raise OpsError(f"{self.dir}/{name} on {self.host} changed since this run "
+                           "uploaded it" if output.status == 7 else
+                           f"could not remove {self.dir}/{name} on {self.host} (exit "
+                           f"{output.status})")
+        return said
 
     def drill(self, which: str) -> dict:
         """Drill on the host's python3, else download the backup and drill it here."""
@@ -597,15 +621,16 @@ def _odd_entry(entry: list[str]) -> bool:
 
 
 def _listing_entry(entry: list[str]) -> bool:
-    """``name size sha256|- 0|1 kind|- source|-|? when,backup|-``, exactly as
+    """``name size sha256|- 0|1 kind|- source|-|? when,backup|- uploaded|-``, exactly as
     ``remote.list_script`` prints it."""
-    return (len(entry) == 7 and bool(remote.ENTRY_NAME.fullmatch(entry[0]))
+    return (len(entry) == 8 and bool(remote.ENTRY_NAME.fullmatch(entry[0]))
             and entry[1].isascii() and entry[1].isdigit()
             and (entry[2] == "-" or bool(remote.HEX64.fullmatch(entry[2])))
             and entry[3] in ("0", "1")
             and bool(re.fullmatch(r"-|[a-z]{1,20}", entry[4]))
             and bool(re.fullmatch(r"[-?]|/[A-Za-z0-9._/+@:-]{0,4095}", entry[5]))
-            and (entry[6] == "-" or _restore_mark(entry[6]) is not None))
+            and (entry[6] == "-" or _restore_mark(entry[6]) is not None)
+            and (entry[7] == "-" or bool(re.fullmatch(engine.UPLOADED_TIME, entry[7]))))
 
 
 def _restore_mark(token: str) -> dict | None:
