@@ -380,8 +380,8 @@ class FullCheck:
     def status(self) -> str:
         if not self.finished.is_set():
             return f"{self.what} running on the machine " \
-                   f"({time.monotonic() - self.started:.0f}s)"
-        return f"{self.what} {'failed' if self.error else 'ok'} ({self.seconds:g}s)"
+                   f"({human_seconds(time.monotonic() - self.started)})"
+        return f"{self.what} {'failed' if self.error else 'ok'} ({human_seconds(self.seconds)})"
 
     def result(self) -> str:
         self.wait()
@@ -392,7 +392,8 @@ class FullCheck:
             raise self.error
         if self.seconds == 0.0:
             return self.what
-        return f"{self.what} ok, SHA-256 matches ({self.seconds:g}s, beside the snapshot)"
+        return (f"{self.what} ok, SHA-256 matches ({human_seconds(self.seconds)}, "
+                "beside the snapshot)")
 
 
 @dataclass
