@@ -226,10 +226,37 @@ def can_ask() -> bool:
     return sys.stdin.isatty() and sys.stderr.isatty()
 
 
+def not_a_terminal(stdin: bool, stderr: bool) -> str:
+    """Which stream keeps a question from being asked, said so (``stdin``, ``stderr``:
+    whether each is a terminal): a person at a terminal who pipes stderr to `tee` is on
+    a terminal, and must learn what to change (review-op s20 #4)."""
+    if stdin and not stderr:
+        return "stderr is not a terminal (piped or redirected?)"
+    if stderr and not stdin:
+        return "stdin is not a terminal (piped or redirected?)"
+    return _NOT_ON_A_TERMINAL  # neither is one: true as it stands
+
+
+def _which_terminal(message: str) -> str:
+    """``message`` with its "not on a terminal" naming the stream that is not one."""
+    if not message.startswith(_NOT_ON_A_TERMINAL):
+        return message
+    return not_a_terminal(_isatty(sys.stdin), _isatty(sys.stderr)) + message[
+        len(_NOT_ON_A_TERMINAL):]
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, OSError, ValueError):  # closed or replaced
+        return False
+
+
 # Every task that asks first (restore, restore.volume, deploy.undo, emergency.stop and
 # .resume) refuses in these words, and with --json in one shape: its document has
 # "error", "exit_code" 2 and "outcome": "not confirmed" (review-op s19 #7)
-WITHOUT_TERMINAL = ("not on a terminal, so nothing can be asked: run again with --yes to "
+_NOT_ON_A_TERMINAL = "not on a terminal"  # said as which stream (``not_a_terminal``)
+WITHOUT_TERMINAL = (f"{_NOT_ON_A_TERMINAL}, so nothing can be asked: run again with --yes to "
                     "go ahead (nothing was changed)")
 NOT_CONFIRMED = "not confirmed; nothing was changed"  # any answer but yes
 
@@ -242,7 +269,7 @@ class Unasked(OpsError):
     json = {"outcome": "not confirmed"}  # added to ``failed_as_json``'s document
 
     def __init__(self, message: str = WITHOUT_TERMINAL, kind: str | None = None):
-        super().__init__(message, ExitCode.USAGE)
+        super().__init__(_which_terminal(message), ExitCode.USAGE)
         self.audit_kind = kind
         if kind:
             self.json = {**Unasked.json, "kind": kind}
@@ -307,7 +334,8 @@ def confirm(question: str, *, yes: bool = False, without_terminal: str | None = 
         error = OpsError(refused, ExitCode.ERROR)
     else:
         return
-    error.audit_kind = kind
+    error.audit_kind = kind  # and the --json document says what Unasked's says (op s20 #4)
+    error.json = {**Unasked.json, **({"kind": kind} if kind else {})}
     raise error
 
 
