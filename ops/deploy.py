@@ -192,7 +192,7 @@ UNLOCK = "invoke deploy.unlock --yes"  # the machine's deploy lock, by hand
 def render(steps: list[Step], app: str, width: int | None) -> list[str]:
     """The plan as lines that fit ``width`` (None: a log, nothing wrapped): each step,
     what it does, the exact flyctl commands; then which values only a run can know."""
-    lines = runbook.render(f"Plan for {app} (dry run: nothing runs)", steps, width=width)
+    lines = runbook.render(runbook.dry_run_title(f"Plan for {app}"), steps, width=width)
     shown = "\n".join(lines)
     later = [text for placeholder, text in RUN_TIME.items() if placeholder in shown]
     if later:

@@ -180,7 +180,7 @@ def filled(steps: list[Step], machine: str) -> list[Step]:
 def render(steps: list[Step], width: int | None = None, binary: str = "fly") -> list[str]:
     """The plan as deploy and emergency show theirs (``runbook.render``): every command
     whole, broken between arguments with `` \\`` within a terminal's ``width``."""
-    return runbook.render("Restore plan (dry run: nothing runs):", steps, binary, width)
+    return runbook.render(runbook.dry_run_title("Restore plan"), steps, binary, width)
 
 
 def app_stopped_command(o: RestoreOptions) -> str:
