@@ -87,6 +87,8 @@ def guarded(body):
                 raise
             error = OpsError.from_engine(exc)
             failure = Exit(f"Error: {one_line(error)}", code=int(error.code))
+        if failure.message:
+            failure.message = pasteable(failure.message)  # a hint runs as pasted
         if failure.message and sys.stderr.isatty():  # broken between words, not mid-word
             failure.message = "\n".join(wrapped(failure.message, terminal_width()))
         if kwargs.get("json") and ui_module.EMITTED[0] == emitted:
@@ -221,6 +223,24 @@ def invoke_command() -> str:
     return shlex.quote(sys.executable) + " -m invoke"
 
 
+# A command the tool suggests for a person to paste (`invoke restore NAME --yes`, `invoke
+# backup.adopt NAME`): the word invoke before one of our task names, not already a path
+# (.venv/bin/invoke) nor `python -m invoke`
+_SUGGESTED = re.compile(r"(?<![\w./$-])(?<!-m )invoke(?= (?:backup|restore|deploy|emergency|"
+                        r"replica|machine|demo)\b)")
+
+
+def pasteable(text: str) -> str:
+    """``text`` with every suggested ``invoke TASK`` spelled as ``invoke_command`` says, so
+    it runs as pasted in the shell the operator used (review-op s20 #6). Applied where
+    lines are printed for people (``UI.shown``, an error's line, the question), so no
+    message needs to spell it; JSON and audit records keep the plain word."""
+    if "invoke " not in text:
+        return text
+    typed = invoke_command()
+    return text if typed == "invoke" else _SUGGESTED.sub(lambda _: typed, text)
+
+
 def can_ask() -> bool:
     """Whether a question can be asked: stdin and stderr are a terminal."""
     return sys.stdin.isatty() and sys.stderr.isatty()
@@ -318,7 +338,7 @@ def confirm(question: str, *, yes: bool = False, without_terminal: str | None = 
         if without_terminal is None:
             return
         raise Unasked(without_terminal, kind)
-    sys.stderr.write("\n".join(wrapped(f"{printable(question)} Type yes to go on:",
+    sys.stderr.write("\n".join(wrapped(f"{printable(pasteable(question))} Type yes to go on:",
                                         terminal_width() - 1)) + " ")
     sys.stderr.flush()
     try:

@@ -36,6 +36,7 @@ from rich.text import Text
 
 # The one bytes formatter ("260.0 MB"): the engine's, because the engine prints sizes on the
 # machine too (a full disk) and must stay stdlib-only; every line here uses the same units.
+from ops.cli import pasteable  # every suggested `invoke TASK` as the operator typed invoke
 from ops.engine import human_size as human_bytes  # noqa: F401 - imported from here by the tasks
 
 # What a terminal would obey rather than show: C0 controls (ESC starts every escape
@@ -237,7 +238,7 @@ class UI:
 
     def shown(self, text: str) -> str:
         """Text as every line prints it: tokens redacted, control characters escaped."""
-        return printable(self.redact(text))
+        return printable(pasteable(self.redact(text)))
 
     @property
     def interactive(self) -> bool:
