@@ -192,6 +192,16 @@ def app_stopped_command(o: RestoreOptions) -> str:
     return " ".join([*words, "--app-stopped", "--yes"])
 
 
+def broken_live_here(db, state: str, why: str, o: RestoreOptions) -> OpsError | None:
+    """The local run's refusal (exit 2, before anything) of a missing or corrupt live
+    database while the app is not stopped, word for word, for its dry run to fail with as
+    the server's does (``broken_live_there``; review-break s20 #7) (pure)."""
+    if state == "ok" or o.app_stopped:
+        return None
+    return OpsError.from_engine(engine.broken_live_refusal(
+        db, state, why, f"stop it, then run `{app_stopped_command(o)}`"))
+
+
 def live_warning(db, state: str, why: str, o: RestoreOptions) -> str | None:
     """What a dry run says about a corrupt or missing local live database (pure)."""
     if state == "ok":

@@ -247,12 +247,12 @@ def test_the_dry_run_says_what_the_real_run_does_with_a_broken_live_database(
     else:
         for path in wal_db.parent.glob("steps.db*"):
             path.unlink()
-    plain = run_invoke("restore", "--dry-run", "--json")
-    assert plain.returncode == 0, plain
-    assert f"WARNING: the live database data/steps.db is {how}" in plain.stderr, plain.stderr
-    assert "will refuse (exit 2)" in plain.stderr and "--app-stopped" in plain.stderr
-    assert plain.json()["live_state"] == how
+    plain = run_invoke("restore", "--dry-run", "--json")  # refused as the run refuses it
+    assert plain.returncode == 2, plain  # (review-break s20 #7; it warned and exited 0)
+    assert f"Error: the live database data/steps.db is {how}" in plain.stderr, plain.stderr
+    assert "--app-stopped" in plain.stderr and plain.json()["exit_code"] == 2
     stopped = run_invoke("restore", "--dry-run", "--app-stopped", "--json")
+    assert stopped.json()["live_state"] == how
     keys = [step["key"] for step in stopped.json()["steps"]]
     assert "safety" not in keys and "aside" in keys, keys
     assert "will refuse" not in stopped.stderr and "the real run" in stopped.stderr

@@ -177,6 +177,9 @@ def dry_run_plan(options, settings, ui: UI, target, json: bool, replica=None) ->
         except EngineError as exc:
             state, problem = "ok", ""
             warning = cli.one_line(exc)
+        refusal = restores.broken_live_here(settings.db_path, state, problem, options)
+        if refusal is not None:  # the run refuses it before anything: so does its dry run
+            raise refusal
         warning = warning or restores.live_warning(settings.db_path, state, problem, options)
         if warning:
             ui.warn(warning)
