@@ -338,10 +338,11 @@ def confirm(question: str, *, yes: bool = False, without_terminal: str | None = 
         if without_terminal is None:
             return
         raise Unasked(without_terminal, kind)
-    sys.stderr.write("\n".join(wrapped(f"{printable(pasteable(question))} Type yes to go on:",
-                                        terminal_width() - 1)) + " ")
-    sys.stderr.flush()
-    try:
+    asked = "\n".join(wrapped(f"{printable(pasteable(question))} Type yes to go on:",
+                              terminal_width() - 1)) + " "
+    try:  # a Ctrl-C as soon as the question shows, before the read, is one at the prompt
+        sys.stderr.write(asked)
+        sys.stderr.flush()
         answer = sys.stdin.readline()
     except KeyboardInterrupt:
         answer = None
