@@ -237,7 +237,10 @@ def pasteable(text: str) -> str:
     message needs to spell it; JSON and audit records keep the plain word."""
     if "invoke " not in text:
         return text
-    typed = invoke_command()
+    try:
+        typed = invoke_command()
+    except OSError:  # the working folder was removed under us: the plain word, no crash
+        return text
     return text if typed == "invoke" else _SUGGESTED.sub(lambda _: typed, text)
 
 

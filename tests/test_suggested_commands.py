@@ -62,3 +62,12 @@ def test_the_undo_line_and_an_errors_hint_run_as_pasted(wal_db, backup_dir, tmp_
     refused = run_without_venv_on_path(tmp_path, "restore", stray.name, "--dry-run")
     assert refused.returncode != 0, refused.stderr
     assert f"`{OURS} backup.adopt {stray.name}" in refused.stderr, refused.stderr
+
+
+def test_a_removed_working_folder_leaves_the_plain_word(tmp_path, monkeypatch):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # so the path would be asked for
+    assert cli.pasteable("run `invoke backup.list`") == "run `invoke backup.list`"
