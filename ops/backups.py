@@ -15,7 +15,7 @@ from pathlib import Path
 from ops import retention
 from ops.engine import EngineError, in_future, same_source, source_folder
 from ops.errors import ExitCode, OpsError
-from ops.ui import UI, backup_phases, human_age, human_bytes
+from ops.ui import UI, backup_phases, human_age, human_bytes, over_limit
 
 
 def other_database_folder(base: Path, db: Path) -> Path:
@@ -149,8 +149,10 @@ def newest_good(target, found, now: dt.datetime, ui: UI) -> str:
                    "make a verified one first with `invoke backup`", ExitCode.VERIFY_FAILED)
 
 
-def staleness(report: dict, max_age_seconds: float | None) -> str | None:
-    """Why ``report`` should alert, or None; used for ``--max-age``."""
+def staleness(report: dict, max_age_seconds: float | None,
+              typed: str | None = None) -> str | None:
+    """Why ``report`` should alert, or None; used for ``--max-age`` (``typed``: the limit as
+    the operator wrote it, shown back so)."""
     if max_age_seconds is None:
         return None
     if not report.get("hasBackups") or not report.get("latest"):
@@ -159,7 +161,8 @@ def staleness(report: dict, max_age_seconds: float | None) -> str | None:
             f" ({len(future)} dated in the future, not trusted)" if future else "")
     age = report["latest"]["age"] / 1000
     if age > max_age_seconds:
-        return f"the newest backup is {human_age(age)} old (limit {human_age(max_age_seconds)})"
+        return (f"the newest backup is {human_age(age)} old "
+                f"{over_limit(age, max_age_seconds, typed)}")
     return None
 
 

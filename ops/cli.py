@@ -87,6 +87,8 @@ def guarded(body):
                 raise
             error = OpsError.from_engine(exc)
             failure = Exit(f"Error: {one_line(error)}", code=int(error.code))
+        if failure.message:
+            failure.message = pasteable(failure.message)  # a hint runs as pasted
         if failure.message and sys.stderr.isatty():  # broken between words, not mid-word
             failure.message = "\n".join(wrapped(failure.message, terminal_width()))
         if kwargs.get("json") and ui_module.EMITTED[0] == emitted:
@@ -221,15 +223,63 @@ def invoke_command() -> str:
     return shlex.quote(sys.executable) + " -m invoke"
 
 
+# A command the tool suggests for a person to paste (`invoke restore NAME --yes`, `invoke
+# backup.adopt NAME`): the word invoke before one of our task names, not already a path
+# (.venv/bin/invoke) nor `python -m invoke`
+_SUGGESTED = re.compile(r"(?<![\w./$-])(?<!-m )invoke(?= (?:backup|restore|deploy|emergency|"
+                        r"replica|machine|demo)\b)")
+
+
+def pasteable(text: str) -> str:
+    """``text`` with every suggested ``invoke TASK`` spelled as ``invoke_command`` says, so
+    it runs as pasted in the shell the operator used (review-op s20 #6). Applied where
+    lines are printed for people (``UI.shown``, an error's line, the question), so no
+    message needs to spell it; JSON and audit records keep the plain word."""
+    if "invoke " not in text:
+        return text
+    try:
+        typed = invoke_command()
+    except OSError:  # the working folder was removed under us: the plain word, no crash
+        return text
+    return text if typed == "invoke" else _SUGGESTED.sub(lambda _: typed, text)
+
+
 def can_ask() -> bool:
     """Whether a question can be asked: stdin and stderr are a terminal."""
     return sys.stdin.isatty() and sys.stderr.isatty()
 
 
+def not_a_terminal(stdin: bool, stderr: bool) -> str:
+    """Which stream keeps a question from being asked, said so (``stdin``, ``stderr``:
+    whether each is a terminal): a person at a terminal who pipes stderr to `tee` is on
+    a terminal, and must learn what to change (review-op s20 #4)."""
+    if stdin and not stderr:
+        return "stderr is not a terminal (piped or redirected?)"
+    if stderr and not stdin:
+        return "stdin is not a terminal (piped or redirected?)"
+    return _NOT_ON_A_TERMINAL  # neither is one: true as it stands
+
+
+def _which_terminal(message: str) -> str:
+    """``message`` with its "not on a terminal" naming the stream that is not one."""
+    if not message.startswith(_NOT_ON_A_TERMINAL):
+        return message
+    return not_a_terminal(_isatty(sys.stdin), _isatty(sys.stderr)) + message[
+        len(_NOT_ON_A_TERMINAL):]
+
+
+def _isatty(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, OSError, ValueError):  # closed or replaced
+        return False
+
+
 # Every task that asks first (restore, restore.volume, deploy.undo, emergency.stop and
 # .resume) refuses in these words, and with --json in one shape: its document has
 # "error", "exit_code" 2 and "outcome": "not confirmed" (review-op s19 #7)
-WITHOUT_TERMINAL = ("not on a terminal, so nothing can be asked: run again with --yes to "
+_NOT_ON_A_TERMINAL = "not on a terminal"  # said as which stream (``not_a_terminal``)
+WITHOUT_TERMINAL = (f"{_NOT_ON_A_TERMINAL}, so nothing can be asked: run again with --yes to "
                     "go ahead (nothing was changed)")
 NOT_CONFIRMED = "not confirmed; nothing was changed"  # any answer but yes
 
@@ -242,7 +292,7 @@ class Unasked(OpsError):
     json = {"outcome": "not confirmed"}  # added to ``failed_as_json``'s document
 
     def __init__(self, message: str = WITHOUT_TERMINAL, kind: str | None = None):
-        super().__init__(message, ExitCode.USAGE)
+        super().__init__(_which_terminal(message), ExitCode.USAGE)
         self.audit_kind = kind
         if kind:
             self.json = {**Unasked.json, "kind": kind}
@@ -291,10 +341,11 @@ def confirm(question: str, *, yes: bool = False, without_terminal: str | None = 
         if without_terminal is None:
             return
         raise Unasked(without_terminal, kind)
-    sys.stderr.write("\n".join(wrapped(f"{printable(question)} Type yes to go on:",
-                                        terminal_width() - 1)) + " ")
-    sys.stderr.flush()
-    try:
+    asked = "\n".join(wrapped(f"{printable(pasteable(question))} Type yes to go on:",
+                              terminal_width() - 1)) + " "
+    try:  # a Ctrl-C as soon as the question shows, before the read, is one at the prompt
+        sys.stderr.write(asked)
+        sys.stderr.flush()
         answer = sys.stdin.readline()
     except KeyboardInterrupt:
         answer = None
@@ -307,7 +358,8 @@ def confirm(question: str, *, yes: bool = False, without_terminal: str | None = 
         error = OpsError(refused, ExitCode.ERROR)
     else:
         return
-    error.audit_kind = kind
+    error.audit_kind = kind  # and the --json document says what Unasked's says (op s20 #4)
+    error.json = {**Unasked.json, **({"kind": kind} if kind else {})}
     raise error
 
 

@@ -192,7 +192,7 @@ UNLOCK = "invoke deploy.unlock --yes"  # the machine's deploy lock, by hand
 def render(steps: list[Step], app: str, width: int | None) -> list[str]:
     """The plan as lines that fit ``width`` (None: a log, nothing wrapped): each step,
     what it does, the exact flyctl commands; then which values only a run can know."""
-    lines = runbook.render(f"Plan for {app} (dry run: nothing runs)", steps, width=width)
+    lines = runbook.render(runbook.dry_run_title(f"Plan for {app}"), steps, width=width)
     shown = "\n".join(lines)
     later = [text for placeholder, text in RUN_TIME.items() if placeholder in shown]
     if later:
@@ -380,8 +380,8 @@ class FullCheck:
     def status(self) -> str:
         if not self.finished.is_set():
             return f"{self.what} running on the machine " \
-                   f"({time.monotonic() - self.started:.0f}s)"
-        return f"{self.what} {'failed' if self.error else 'ok'} ({self.seconds:g}s)"
+                   f"({human_seconds(time.monotonic() - self.started)})"
+        return f"{self.what} {'failed' if self.error else 'ok'} ({human_seconds(self.seconds)})"
 
     def result(self) -> str:
         self.wait()
@@ -392,7 +392,8 @@ class FullCheck:
             raise self.error
         if self.seconds == 0.0:
             return self.what
-        return f"{self.what} ok, SHA-256 matches ({self.seconds:g}s, beside the snapshot)"
+        return (f"{self.what} ok, SHA-256 matches ({human_seconds(self.seconds)}, "
+                "beside the snapshot)")
 
 
 @dataclass

@@ -70,6 +70,6 @@ def _some(argv: tuple[str, ...] | None) -> tuple[tuple[str, ...], ...]:
 
 
 def render(steps: list[Step], width: int | None = None) -> list[str]:
-    return runbook.render("Drill plan (dry run: only the reading steps ran; the drill "
-                          "makes and removes a scratch copy, nothing else changes):",
-                          steps, width=width)
+    title = runbook.dry_run_title("Drill plan", also="a run makes and removes a scratch "
+                                  "copy, nothing else")
+    return runbook.render(title, steps, width=width)

@@ -193,8 +193,10 @@ def wait_healthy(url: str, *, expected_backup: str | None, timeout: float,
     def expired(count: int, waited: float, last: str | None) -> OpsError:
         # what happened, not the limit: a DNS error with a poll every 5s and a 3s
         # limit ends after one poll in 0.1s (review-ox 17)
-        return OpsError(f"{url} not healthy after {count} poll(s) in {waited:.1f}s (limit "
-                        f"{timeout:g}s, a poll every {interval:g}s): {last}",
+        from ops.ui import human_seconds  # rich: loaded only when it says this
+
+        return OpsError(f"{url} not healthy after {count} poll(s) in {human_seconds(waited)} "
+                        f"(limit {timeout:g}s, a poll every {interval:g}s): {last}",
                         ExitCode.HEALTH_FAILED)
 
     return _wait(url, reason_of, timeout=timeout, interval=interval, on_reason=on_reason,

@@ -376,7 +376,10 @@ def staleness(lag_seconds: float | None, max_lag: float, unknown: str | None = N
     if lag_seconds is None:
         return "the bucket holds no replica of this database yet"
     if lag_seconds > max_lag:
-        return f"the replica is {lag_seconds:.0f}s behind, over --max-lag {max_lag:g}s"
+        from ops.ui import human_age, over_limit  # rich: loaded only when it says this
+
+        return (f"the replica is {human_age(lag_seconds)} behind "
+                f"{over_limit(lag_seconds, max_lag, name='--max-lag')}")
     return None
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from ops import poll
 from ops import replica as rp
 from ops.errors import ExitCode, OpsError
-from ops.ui import human_age
+from ops.ui import human_age, human_seconds, over_limit
 
 MARK = "@@replica"
 SYNC_WAIT = 10  # seconds one `litestream sync -wait` may take on the machine
@@ -147,11 +147,11 @@ def reading(found: dict) -> Reading:
 def gate(mode: str, read: Reading, max_lag: float) -> tuple[str, str]:
     """("ok" | "warn" | "fail", what the preflight's line says)."""
     if read.problem is None and read.lag is not None and read.lag <= max_lag:
-        return "ok", f"replica lag {read.lag:.0f}s (max {max_lag:g}s)"
+        return "ok", f"replica lag {human_age(read.lag)} (max {human_age(max_lag)})"
     problem = read.problem or ("the bucket holds no replica of the database yet"
                                if read.lag is None else
-                               f"the replica is {human_age(read.lag)} behind, over "
-                               f"replica.max_lag {max_lag:g}s")
+                               f"the replica is {human_age(read.lag)} behind "
+                               f"{over_limit(read.lag, max_lag, name='replica.max_lag')}")
     return ("fail" if mode == "fail" else "warn"), problem
 
 
@@ -207,7 +207,7 @@ def wait_current(session, replica, db: str, *, timeout: float, interval: float,
         return reason if ok else None
 
     return poll.until(attempt, timeout=timeout, interval=interval, expired=lambda p, w: (
-        OpsError(f"the new machine's replica is not current after {w:.0f}s: "
+        OpsError(f"the new machine's replica is not current after {human_seconds(w)}: "
                  f"{last['reason']} (the release is out; check litestream on the machine)",
                  ExitCode.HEALTH_FAILED)))
 

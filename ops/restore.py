@@ -24,7 +24,7 @@ from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
 from ops.replica import LITESTREAM_TABLES
 from ops.targets.local import SOURCE_FOLDERS, LocalTarget
-from ops.ui import UI, command_lines, human_age, human_bytes
+from ops.ui import UI, command_lines, human_age, human_bytes, human_seconds
 
 MACHINE = "<machine>"
 BACKUP = "<backup>"  # the backup a run chose: its step lines name it (``Restore.values``)
@@ -180,7 +180,7 @@ def filled(steps: list[Step], machine: str) -> list[Step]:
 def render(steps: list[Step], width: int | None = None, binary: str = "fly") -> list[str]:
     """The plan as deploy and emergency show theirs (``runbook.render``): every command
     whole, broken between arguments with `` \\`` within a terminal's ``width``."""
-    return runbook.render("Restore plan (dry run: nothing runs):", steps, binary, width)
+    return runbook.render(runbook.dry_run_title("Restore plan"), steps, binary, width)
 
 
 def app_stopped_command(o: RestoreOptions) -> str:
@@ -611,9 +611,9 @@ class Restore:
         seconds = self.record["seconds"]
         copy = self.record.get("restore_seconds")
         name = (self.record.get("backup") or {}).get("name")
-        self.ui.info(f"Restored {name} in {seconds:.1f}s end to end (the confirmation not "
-                     "counted)" + (f"; the copy itself took {copy:.3f}s" if copy is not None
-                                   else ""))
+        self.ui.info(f"Restored {name} in {human_seconds(seconds)} end to end (the "
+                     "confirmation not counted)"
+                     + (f"; the copy itself took {copy:.3f}s" if copy is not None else ""))
 
     def _steps(self, stopped: bool = False) -> list[Step]:
         """The plan's steps with this target's actions (``_actions``), in one order for

@@ -145,6 +145,18 @@ def shown_commands(step: Step, binary: str = "fly") -> list[str]:
     return [shlex.join([binary, *argv]) for argv in step.commands]
 
 
+# Every flow's dry-run header says this (restore, deploy, emergency.*, restore.volume,
+# deploy.undo, drill): a dry run runs its reading steps, so "nothing runs" was false
+# right under their ✓ lines (review-op s20 #5)
+DRY_RUN = "dry run: only the reading steps ran, nothing was changed"
+
+
+def dry_run_title(title: str, dry_run: bool = True, also: str = "") -> str:
+    """``title`` with the one dry-run note when ``dry_run`` (and ``also``, what a run
+    would do besides), and the colon a plan has."""
+    return f"{title} ({DRY_RUN}{'; ' + also if also else ''}):" if dry_run else f"{title}:"
+
+
 def render(title: str, steps: list[Step], binary: str = "fly",
            width: int | None = None) -> list[str]:
     """The plan as plain lines: every command whole, copyable from a log; within ``width``

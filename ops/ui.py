@@ -36,6 +36,7 @@ from rich.text import Text
 
 # The one bytes formatter ("260.0 MB"): the engine's, because the engine prints sizes on the
 # machine too (a full disk) and must stay stdlib-only; every line here uses the same units.
+from ops.cli import pasteable  # every suggested `invoke TASK` as the operator typed invoke
 from ops.engine import human_size as human_bytes  # noqa: F401 - imported from here by the tasks
 
 # What a terminal would obey rather than show: C0 controls (ESC starts every escape
@@ -62,19 +63,30 @@ def volume_gb(size: float) -> str:
 
 def human_age(seconds: float) -> str:
     """An age or a wait as a person reads it, to the two largest units: ``45s``,
-    ``1m54s``, ``2h05m``, ``3d04h`` (``2m``, ``1h``, ``2d`` when exact). The same form
-    as a duration typed in (``--max-age 1h30m``): a shown age can be pasted back. Never
-    ``1.9m``, which reads as months (review-op s19 #7)."""
+    ``1m54s``, ``2h05m``, ``3d04h`` (``2m``, ``1h``, ``2d`` when the second unit is 0).
+    The same form as a duration typed in (``--max-age 1h30m``): a shown age can be pasted
+    back. Never ``1.9m``, which reads as months (review-op s19 #7). Truncated, never
+    rounded up: 23h59m is never ``1d`` and an age over a limit never reads as the limit
+    (review-op s20 #2)."""
     if not seconds < 1e12:  # NaN or infinite (a hostile or broken time): no crash
         return "?"
-    whole = round(max(seconds, 0))
+    whole = int(max(seconds, 0))
     for unit, length, small, step in (("d", 86400, "h", 3600), ("h", 3600, "m", 60),
                                       ("m", 60, "s", 1)):
-        rounded = round(whole / step) * step  # 59m59s is 1h, not 60m
-        if rounded >= length:
-            big, rest = divmod(rounded, length)
-            return f"{big}{unit}" + (f"{rest // step:02d}{small}" if rest else "")
+        if whole >= length:
+            big, rest = divmod(whole, length)
+            return f"{big}{unit}" + (f"{rest // step:02d}{small}" if rest // step else "")
     return f"{whole}s"
+
+
+def over_limit(seconds: float, limit: float, limit_text: str | None = None,
+               name: str = "limit") -> str:
+    """``(limit 26h, 20m over)``, said after an age or lag over its limit: the limit as the
+    operator typed it and how far over (at least ``1s``), so the two never read the same
+    (review-op s20 #2)."""
+    shown = limit_text.strip() if limit_text and limit_text.strip() else human_age(limit)
+    over = max(seconds - limit, 1) if seconds < 1e12 else seconds
+    return f"({name} {shown}, {human_age(over)} over)"
 
 
 class _Console(Console):
@@ -134,13 +146,12 @@ def created_when(iso: str, now: float) -> str:
 
 
 def human_seconds(seconds: float) -> str:
-    """A step's duration as a log line shows it: 0.4s, 41s, 3m07s (from a minute on,
-    ``human_age``'s form: one way to write a time span)."""
+    """A step's duration as a log line shows it: 0.4s, 41s, 3m07s (from ten seconds on,
+    ``human_age``'s form: one way to write every time span a person reads, ages, waits,
+    lags and durations; review-op s20 #3)."""
     seconds = max(seconds, 0.0)
     if seconds < 10:
         return f"{seconds:.1f}s"
-    if seconds < 59.5:
-        return f"{seconds:.0f}s"
     return human_age(seconds)
 
 
@@ -227,7 +238,7 @@ class UI:
 
     def shown(self, text: str) -> str:
         """Text as every line prints it: tokens redacted, control characters escaped."""
-        return printable(self.redact(text))
+        return printable(pasteable(self.redact(text)))
 
     @property
     def interactive(self) -> bool:
@@ -241,6 +252,12 @@ class UI:
     # -- lines for people (stderr)
     def info(self, message: str) -> None:
         self._open_parents()
+        if message[:1] == " " and self.width is not None and "\n" not in message:
+            # an indented line (a wait under its step, a plan's note) wraps under its own
+            # indent, not at column 0 (review-op s20 #7)
+            for line in wrapped(self.shown(message), self.width):  # a word wider than
+                self.err.print(Text(line))  # the line (a long path) is folded, as before
+            return
         self.err.print(escape(self.shown(message)))
 
     def warn(self, message: str) -> None:

@@ -72,6 +72,12 @@ def clean_env(extra: dict[str, str | None] | None = None) -> dict[str, str]:
             env.pop(key, None)
         else:
             env[key] = str(value)
+    # as a person with the venv active: a suggested `invoke TASK` is spelled bare
+    # (cli.pasteable); appended, so nothing else the PATH finds changes
+    # (tests/test_suggested_commands.py runs without it)
+    venv_bin = str(Path(sys.executable).parent)
+    if venv_bin not in env.get("PATH", "").split(os.pathsep):
+        env["PATH"] = os.pathsep.join(p for p in (env.get("PATH"), venv_bin) if p)
     return env
 
 

@@ -16,8 +16,8 @@ pytestmark = pytest.mark.cli_in_process
 
 
 @pytest.mark.parametrize(("seconds", "shown"), [
-    (0, "0s"), (44.6, "45s"), (59.6, "1m"), (114, "1m54s"), (120, "2m"), (3599, "1h"),
-    (7500, "2h05m"), (86399, "1d"), (90000, "1d01h"), (111 * 86400 + 7200, "111d02h"),
+    (0, "0s"), (44.6, "44s"), (59.6, "59s"), (114, "1m54s"), (120, "2m"), (3599, "59m59s"),
+    (7500, "2h05m"), (86399, "23h59m"), (90000, "1d01h"), (111 * 86400 + 7200, "111d02h"),
 ])
 def test_an_age_has_two_whole_units(seconds, shown):
     assert human_age(seconds) == shown
@@ -33,7 +33,7 @@ def test_a_time_that_is_not_a_number_is_shown_not_raised():
 
 
 def test_a_step_duration_from_a_minute_on_is_an_age():
-    assert [human_seconds(s) for s in (0.44, 41.2, 59.7, 187)] == ["0.4s", "41s", "1m",
+    assert [human_seconds(s) for s in (0.44, 41.2, 59.7, 187)] == ["0.4s", "41s", "59s",
                                                                     "3m07s"]
 
 

@@ -325,7 +325,7 @@ def test_dry_run_shows_the_plan_and_runs_nothing(site):
     assert len(site.backup_names()) == 1
 
     assert plain.stdout == ""
-    assert f"Plan for {APP} (dry run: nothing runs)" in plain.stderr
+    assert f"Plan for {APP} (dry run: only the reading steps ran" in plain.stderr
     assert f"fly deploy -a {APP} -c fly.toml" in plain.stderr
     assert f"fly ssh console -a {APP} --machine {MID} -q -C '<backup script>'" in plain.stderr
     assert f"fly volumes snapshots create {VOL} -a {APP}" in plain.stderr

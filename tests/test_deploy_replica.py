@@ -115,10 +115,10 @@ def test_the_lag_is_read_from_the_machines_three_answers():
     behind = rh.reading(rh.sections(found(list=(0, "{}"), ltx=(0, LTX),
                                           status=(0, '[{"local_txid": "0000000000000009"}]'))))
     assert behind.lag == 120.0
-    assert rh.gate("warn", behind, 60) == ("warn", "the replica is 2m behind, over "
-                                                   "replica.max_lag 60s")
+    assert rh.gate("warn", behind, 60) == ("warn", "the replica is 2m behind "
+                                                   "(replica.max_lag 1m, 1m over)")
     assert rh.gate("fail", behind, 60)[0] == "fail"
-    assert rh.gate("fail", behind, 180) == ("ok", "replica lag 120s (max 180s)")
+    assert rh.gate("fail", behind, 180) == ("ok", "replica lag 2m (max 3m)")
     empty = rh.reading(rh.sections(found(list=(0, "{}"), ltx=(0, ""), status=(0, "[]"))))
     assert rh.gate("warn", empty, 60) == ("warn", "the bucket holds no replica of the "
                                                   "database yet")

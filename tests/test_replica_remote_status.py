@@ -48,7 +48,7 @@ def test_the_machine_answers_are_read_as_data():
                       ("sync", 0, '{"txid": 14, "replica_txid": 12}', ""))
     lag = rp.lag(behind["local"], behind["replica"], behind["now"])
     assert lag == 119.5  # the machine's clock (22:00:00) minus its last sync
-    assert "over --max-lag 60s" in rp.staleness(lag, 60)
+    assert "(--max-lag 1m, " in rp.staleness(lag, 60)
     nothing = position(("version", 0, "0.5.17", ""), ("list", 0, LISTED, ""),
                        ("sync", 0, '{"txid": 3, "replica_txid": 0}', ""))
     assert nothing["replica"] is None and "no replica" in rp.staleness(
@@ -142,7 +142,7 @@ def test_status_on_the_production_machine_through_fly_ssh(prod, moto_endpoint,  
         commit(prod.db)
         ok = prod.run("replica.status", "--production", "--max-lag", "60s")
         assert ok.returncode == 0, ok
-        assert "lag 0s (max 60s)" in ok.stderr and str(prod.db) in ok.stderr
+        assert "lag 0s (max 1m)" in ok.stderr and str(prod.db) in ok.stderr
         ssh = [argv for argv in prod.calls() if argv[:2] == ["ssh", "console"]]
         assert len(ssh) == 1 and "# ops: replica-status" in ssh[0][-1]
         world.close()  # litestream stops: the machine has no replication any more

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from ops import engine
+from ops.ui import human_seconds
 
 
 def audit_lines(tmp_path: Path) -> list[dict]:
@@ -36,7 +37,7 @@ def test_restore_shows_and_records_its_own_end_to_end_time(wal_db, backup_dir, r
     assert record["outcome"] == "ok" and record["backup"]["name"] == made.name
     # the whole restore (verify, safety backup, copy, proof) takes longer than its copy
     assert record["seconds"] >= record["restore_seconds"] > 0
-    assert f"Restored {made.name} in {record['seconds']:.1f}s end to end" in result.stderr
+    assert f"Restored {made.name} in {human_seconds(record['seconds'])} end to end" in result.stderr
     assert f"the copy itself took {record['restore_seconds']:.3f}s" in result.stderr
     logged = [r for r in audit_lines(tmp_path) if r["kind"] == "restore"][-1]
     assert logged["seconds"] == record["seconds"]

@@ -254,6 +254,7 @@ def test_the_dry_run_says_what_the_real_run_does_with_a_broken_live_database(
     assert "--app-stopped" in plain.json()["error"]
     assert plain.json()["error"] == real.json()["error"]
     stopped = run_invoke("restore", "--dry-run", "--app-stopped", "--json")
+    assert stopped.json()["live_state"] == how
     keys = [step["key"] for step in stopped.json()["steps"]]
     assert "safety" not in keys and "aside" in keys, keys
     assert "will refuse" not in stopped.stderr and "the real run" in stopped.stderr

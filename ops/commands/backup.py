@@ -469,7 +469,7 @@ def status(c, max_age=None, production=False, host=None, json=False):
             )
         else:
             ui.info(f"No backups in {folder}.")
-    problem = backups.staleness(report, limit)
+    problem = backups.staleness(report, limit, max_age)
     if problem:
         raise OpsError(f"backup status: {problem}", ExitCode.STALE)
 

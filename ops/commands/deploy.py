@@ -222,8 +222,7 @@ def undo(c, dry_run=False, yes=False, json=False, deploy=None, lock_wait=None):
         title = (f"Undo deploy v{run.chosen.release} of {settings.app}: back to "
                  f"{run.chosen.backup} and v{run.chosen.previous}'s image {run.chosen.image}")
         shown = [s.filled(runner.values) for s in reads + steps + [close]]
-        ui.lines(runbook.render(title + (" (dry run: nothing changes)" if dry_run else "")
-                                + ":", shown, width=ui.width))
+        ui.lines(runbook.render(runbook.dry_run_title(title, dry_run), shown, width=ui.width))
         if dry_run:
             if json:
                 ui.emit({"dry_run": True, "app": settings.app,

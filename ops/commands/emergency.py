@@ -66,8 +66,8 @@ class Emergency:
         from ops import emergency as em
         from ops import runbook
 
-        suffix = " (dry run: nothing changes)" if dry_run else ""
-        self.ui.lines(runbook.render(f"{title}{suffix}:", steps, width=self.ui.width))
+        self.ui.lines(runbook.render(runbook.dry_run_title(title, dry_run), steps,
+                                     width=self.ui.width))
         if dry_run and self.json:
             self.ui.emit({"dry_run": True, "app": self.app, "machine": self.machine.id,
                           "steps": em.plan_data(steps), "read": em.plan_data(self.reads),

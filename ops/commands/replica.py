@@ -313,7 +313,7 @@ def status(c, max_lag=None, production=False, host=None, config=None, json=False
     Exit 7 over --max-lag, 15 when litestream is not running or the bucket cannot be
     read."""
     from ops import replica as rp
-    from ops.ui import UI
+    from ops.ui import UI, human_age
 
     replica = config_module.load_replica(c.config, max_lag=max_lag)
     remote = production or host is not None or config_module.load(c.config).ssh_host
@@ -346,7 +346,8 @@ def status(c, max_lag=None, production=False, host=None, config=None, json=False
     elif newest is not None:
         ui.info(f"Replica of {found['database']}: TXID {newest.txid:016x} at "
                 f"{report['replica']['time']}; lag "
-                f"{'unknown' if behind is None else f'{behind:.0f}s'} (max {replica.max_lag:g}s)")
+                f"{'unknown' if behind is None else human_age(behind)} "
+                f"(max {human_age(replica.max_lag)})")
     if problem:
         raise OpsError(f"replica status: {problem}", ExitCode.STALE)
 
@@ -807,7 +808,7 @@ def drill(c, quick=False, json=False):
 
     Its freshness (lag) and the restore time (RTO); nothing is kept."""
     from ops import replica as rp
-    from ops.ui import UI, human_age
+    from ops.ui import UI, human_age, human_seconds
 
     ui = UI()
     sweep_stale_scratch(Path(tempfile.gettempdir()), ui, rp.DRILL_PREFIX)  # kill -9 left
@@ -831,7 +832,8 @@ def drill(c, quick=False, json=False):
     age = "age unknown" if age is None else f"{human_age(age)} old"
     ui.info(f"Replica drill: TXID {point['txid']} ({point['time']}, "
             f"{age}) restored by litestream in "
-            f"{report['restore_seconds']:.1f}s, {report['rto_seconds']:.1f}s with the checks "
+            f"{human_seconds(report['restore_seconds'])}, "
+            f"{human_seconds(report['rto_seconds'])} with the checks "
             f"(RTO); {check} check ok; {sum(counts.values())} rows in {len(counts)} tables")
 
 

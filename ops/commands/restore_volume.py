@@ -148,8 +148,7 @@ def _show(ui: UI, reads: Reads, steps: list[runbook.Step], dry_run: bool) -> dic
 
     r, snap = reads.resolved, reads.resolved.snapshot
     title = f"Restore volume {r.volume.id} of {r.app} from {snap.id} (made {reads.made})"
-    ui.lines(runbook.render(f"{title}{' (dry run: nothing changes)' if dry_run else ''}:",
-                            steps, width=ui.width))
+    ui.lines(runbook.render(runbook.dry_run_title(title, dry_run), steps, width=ui.width))
     ui.info(f"  Resolved while it runs: {vr.NEW_VOLUME} (the id `fly volumes create` prints), "
             f"{vr.NEW_MACHINE} (the clone's id). Kept, never destroyed: {r.machine.id} and "
             f"{r.volume.id}.")

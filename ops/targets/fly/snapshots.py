@@ -12,7 +12,7 @@ from dataclasses import asdict
 from ops import fly, poll
 from ops.errors import ExitCode, OpsError
 from ops.targets.fly.machine import MachineSession
-from ops.ui import human_bytes
+from ops.ui import human_bytes, human_seconds
 
 FAILED_SNAPSHOT = ("failed", "error", "destroyed")
 
@@ -87,7 +87,8 @@ def _wait(session: MachineSession, before, step, timeout: float, interval: float
                 on_snapshot({"id": snap.id, "volume": volume.id, "size": None,
                              "status": snap.status})
             report.waiting(f"  snapshot {state[0]}: {state[1]} after "
-                           f"{time.monotonic() - started:.0f}s (waiting up to {timeout:g}s)"
+                           f"{human_seconds(time.monotonic() - started)} "
+                           f"(waiting up to {timeout:g}s)"
                            f"{also}")
         if snap and snap.status in FAILED_SNAPSHOT:
             raise OpsError(f"snapshot {snap.id} of {volume.id} ended as {snap.status}; "

@@ -1,0 +1,73 @@
+"""Every command the tool suggests for a person to paste runs as pasted in the shell they
+used (review-op s20 #6): with the venv not active, `.venv/bin/invoke restore NAME --yes`,
+not `invoke restore …` ("command not found" while undoing a restore under stress). The
+messages keep the plain word; ``cli.pasteable`` spells it where lines are printed."""
+
+from __future__ import annotations
+
+import shlex
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ops import cli, engine
+from tests import helpers
+
+pytestmark = pytest.mark.cli_in_process
+
+OURS = shlex.quote(str(Path(sys.executable).parent / "invoke"))
+
+
+@pytest.mark.parametrize(("said", "shown"), [
+    ("To undo this restore:\n  invoke restore s.db --yes", "  .venv/bin/invoke restore s.db --yes"),
+    ("adopt it with `invoke backup.adopt NAME`", "`.venv/bin/invoke backup.adopt NAME`"),
+    ("undo it with: invoke emergency.resume --yes", ": .venv/bin/invoke emergency.resume"),
+    ("INVOKE_BACKUP_DIR=/x invoke backup.list", "=/x .venv/bin/invoke backup.list"),
+])
+def test_a_suggested_command_is_spelled_as_invoke_was_run(monkeypatch, said, shown):
+    monkeypatch.setattr(cli, "invoke_command", lambda: ".venv/bin/invoke")
+    assert shown in cli.pasteable(said)
+    assert cli.pasteable(said).count("invoke ") == said.count("invoke ")
+
+
+@pytest.mark.parametrize("said", [
+    ".venv/bin/invoke backup.list", "python -m invoke demo", "to invoke the hook",
+    "INVOKE_BACKUP_DIR=x", "invoke-ish restore"])
+def test_what_is_not_a_suggestion_is_left_as_it_is(monkeypatch, said):
+    monkeypatch.setattr(cli, "invoke_command", lambda: ".venv/bin/invoke")
+    assert cli.pasteable(said) == said
+
+
+def run_without_venv_on_path(tmp_path, *args):
+    env = helpers.clean_env(helpers.project_root(tmp_path, None))
+    env["PATH"] = "/usr/bin:/bin"  # the README's first line: the venv not activated
+    return subprocess.run([helpers.PYTHON, "-m", "invoke", "--search-root",  # noqa: S603
+                           str(helpers.REPO_ROOT), *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_the_undo_line_and_an_errors_hint_run_as_pasted(wal_db, backup_dir, tmp_path):
+    made = engine.create_backup(wal_db, backup_dir)
+    with sqlite3.connect(wal_db) as db:  # the live data moves on: the restore has an undo
+        db.execute("DELETE FROM steps WHERE rowid % 2 = 0")
+    restored = run_without_venv_on_path(tmp_path, "restore", made.name, "--yes")
+    assert restored.returncode == 0, restored.stderr
+    assert f"{OURS} restore steps-" in restored.stderr, restored.stderr
+    assert " invoke restore" not in restored.stderr.replace(OURS, "OURS"), restored.stderr
+    stray = backup_dir / "steps-2026-01-02T03-04-05.db"
+    stray.write_bytes((backup_dir / made.name).read_bytes())
+    refused = run_without_venv_on_path(tmp_path, "restore", stray.name, "--dry-run")
+    assert refused.returncode != 0, refused.stderr
+    assert f"`{OURS} backup.adopt {stray.name}" in refused.stderr, refused.stderr
+
+
+def test_a_removed_working_folder_leaves_the_plain_word(tmp_path, monkeypatch):
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # so the path would be asked for
+    assert cli.pasteable("run `invoke backup.list`") == "run `invoke backup.list`"
