@@ -26,6 +26,15 @@ from tests.fake_production import (  # noqa: F401
 from tests.flyctl_double import FlyWorld
 from tests.flyctl_double.plugin import fly_world  # noqa: F401
 
+# The suite runs as a person with the venv active, in this process too (the CLI runs
+# in-process in many files): a suggested `invoke TASK` is then spelled bare
+# (cli.pasteable), as helpers.clean_env arranges for the processes it starts. CI runs
+# `.venv/bin/pytest` without activating the venv. tests/test_suggested_commands.py takes
+# the venv off PATH where it checks the other spelling.
+_VENV_BIN = str(Path(sys.executable).parent)
+if _VENV_BIN not in os.environ.get("PATH", "").split(os.pathsep):
+    os.environ["PATH"] = os.pathsep.join(p for p in (os.environ.get("PATH"), _VENV_BIN) if p)
+
 
 @pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: unknown without it
 def pytest_xdist_auto_num_workers(config):
