@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 import shlex
 from dataclasses import dataclass
@@ -947,21 +948,33 @@ published=1
 printf '{ENTRY_MARK} adopted\\n'"""
 
 
+def upload_staging(name: str) -> str:
+    """The hidden file restore --from's upload of ``name`` is sent to before its adopt:
+    this process's own (not ``.tmp-``: a backup's sweep removes those under its lock, and
+    the transfer holds no lock)."""
+    check_name(name)
+    return f".upload-{name}.{os.getpid()}"
+
+
 @purpose("discard-upload")
-def discard_upload_script(directory: str, name: str, sha256: str, lock_wait: float = 0) -> str:
+def discard_upload_script(directory: str, name: str, sha256: str, lock_wait: float = 0,
+                          staged: str | None = None) -> str:
     """Remove restore --from's upload ``name`` whose restore never began (review-break s20
     #1), under the folder's backup lock: only if it is still the file that was sent (kind
     ``upload`` and SHA-256 ``sha256``) and no safety backup's record names it (a restore of
     it began: ``retention.restores_begun``). Prints ``removed``, ``gone``, ``begun`` or
     ``other`` (a backup that is no upload has the name: the same file was there already);
-    exit 7 when the upload there changed since it was sent (then nothing is removed)."""
+    exit 7 when the upload there changed since it was sent (then nothing is removed).
+    ``staged``: this run's own file the upload was sent to (``upload_staging``), removed
+    first, lock or not: a stop between the transfer and the adopt left it (review-break2 #1)."""
     check_name(name)
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise OpsError(f"not a SHA-256: {sha256!r}")
     d, q = shlex.quote(directory), shlex.quote(name)
+    unstage = f"rm -f -- {shlex.quote(f'{directory}/{staged}')}\n" if staged else ""
     return f"""{PRELUDE}
 {IDENTITY_READERS}
-[ -d {d} ] || {{ printf '{ENTRY_MARK} gone\\n'; exit 0; }}
+{unstage}[ -d {d} ] || {{ printf '{ENTRY_MARK} gone\\n'; exit 0; }}
 take_lock {d} {_tries(lock_wait)}
 cd {d} || exit 1
 [ -e {q} ] || [ -h {q} ] || {{ printf '{ENTRY_MARK} gone\\n'; exit 0; }}

@@ -526,7 +526,7 @@ class ScriptedTarget:
         SHA-256 there is ``sha256`` (the one computed while the file was read for its
         check; else computed here now)."""
         digest = sha256 or engine.sha256_file(path)
-        upload = f"{self.dir}/.upload-{name}.{os.getpid()}"
+        upload = f"{self.dir}/{remote.upload_staging(name)}"
         self.session.put_file(path, upload, self.report.transfer)
         stamp = {"uploaded": engine.iso(dt.datetime.now(dt.UTC))} \
             if manifest.get("kind") == "upload" else {}  # its grace starts as it is published
@@ -551,8 +551,8 @@ class ScriptedTarget:
         when it is not there; ``begun`` when a safety backup names it, ``other`` when it
         is no upload (the file was there already, as a backup): then it stays).
         Raises OpsError when it could not (another file has the name, the lock, the call)."""
-        output = self._run(remote.discard_upload_script(self.dir, name, sha256,
-                                                        self.settings.lock_wait))
+        output = self._run(remote.discard_upload_script(
+            self.dir, name, sha256, self.settings.lock_wait, staged=remote.upload_staging(name)))
         said = next((e[0] for e in output.entries if len(e) == 1
                      and e[0] in ("removed", "gone", "begun", "other")), None)
         if output.status != 0 or said is None:
