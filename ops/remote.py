@@ -913,19 +913,27 @@ def recorded_content(text: str, name: str, sha256: str) -> dict:
 
 @purpose("adopt-upload")
 def adopt_upload_script(directory: str, upload: str, name: str, sha256: str,
-                        manifest: str, lock_wait: float = 0) -> str:
+                        manifest: str, lock_wait: float = 0, stamped: bool = False) -> str:
     """Make an uploaded file the backup ``name``: only if its SHA-256 is the one sent.
 
     Exit 5 on a mismatch (the upload is removed), 6 when a different backup already has
     the name; the same file under the name is fine. Under the folder's backup lock, the
     sidecars are written like a backup's (``place``: fresh temporaries hard-linked to
     their names, never over or through anything) and the backup appears last, by ``ln -n``.
+    Prints ``present`` (the file was there) or ``adopted TIME``. ``stamped``: the record
+    (a JSON object) gets ``"uploaded": TIME``, the machine's clock under the lock, so an
+    upload's grace never depends on the uploader's clock (review-break2 s20 #3).
     """
     check_name(name)
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise OpsError(f"not a SHA-256: {sha256!r}")
     d, up = shlex.quote(directory), shlex.quote(upload)
     final = shlex.quote(f"{directory}/{name}")
+    record = shlex.quote(manifest)
+    if stamped:
+        if not manifest.endswith("}"):
+            raise OpsError("an upload's record must be a JSON object")
+        record = shlex.quote(manifest[:-1]) + '", \\"uploaded\\": \\"$now\\"}"'
     return f"""{PRELUDE}
 cd {d} || exit 3
 [ -f {up} ] && [ ! -h {up} ] || fail error "the upload is not a regular file"
@@ -941,11 +949,12 @@ if [ -e {final} ] || [ -h {final} ]; then
   [ "$1" = {sha256} ] && {{ printf '{ENTRY_MARK} present\\n'; exit 0; }}
   exit 6
 fi
+now=$(date -u +%Y-%m-%dT%H:%M:%SZ)  # engine.iso's form
 place {shlex.quote(f"{sha256}  {name}")} {final}.sha256
-place {shlex.quote(manifest)} {final}.json
+place {record} {final}.json
 ln -n {up} {final} 2>/dev/null || fail exists "{name} already exists; not overwritten"
 published=1
-printf '{ENTRY_MARK} adopted\\n'"""
+printf '{ENTRY_MARK} adopted %s\\n' $now"""
 
 
 def upload_staging(name: str) -> str:

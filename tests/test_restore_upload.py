@@ -304,3 +304,28 @@ def test_sigterm_between_the_transfer_and_the_adopt_leaves_no_staged_file(served
     made, _ = sigterm_after(prod, tmp_path, "ops.targets.fly.session:FlySession.put_file")
     assert [p.name for p in prod.remote_dir.iterdir() if p.name.startswith(".upload-")] == []
     assert made.name not in kinds(prod.remote_dir)
+
+
+def test_an_uploads_time_is_the_machines_clock_not_the_uploaders(served_prod, tmp_path,
+                                                                  monkeypatch):
+    """#3: the uploader's clock 2 hours ahead; the record's ``uploaded`` is the machine's
+    time of the adopt (was: the uploader's, so another computer's cleanup gave no grace)."""
+    import types
+
+    from ops.targets import scripted
+
+    class Ahead(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return dt.datetime.now(tz) + dt.timedelta(hours=2)
+
+    monkeypatch.setattr(scripted, "dt", types.SimpleNamespace(
+        datetime=Ahead, UTC=dt.UTC, timedelta=dt.timedelta))
+    prod = served_prod
+    prod.seed(1)
+    made = recorded(tmp_path / "here", days_ago(3), prod.db)
+    before = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    done = prod.here("restore", "--production", "--from", str(made), "--yes")
+    assert done.returncode == 0, done
+    record = json.loads(Path(f"{prod.remote_dir / made.name}.json").read_text())
+    assert before <= engine.parse_iso(record["uploaded"]) <= dt.datetime.now(dt.UTC)

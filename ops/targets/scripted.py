@@ -528,10 +528,10 @@ class ScriptedTarget:
         digest = sha256 or engine.sha256_file(path)
         upload = f"{self.dir}/{remote.upload_staging(name)}"
         self.session.put_file(path, upload, self.report.transfer)
-        stamp = {"uploaded": engine.iso(dt.datetime.now(dt.UTC))} \
-            if manifest.get("kind") == "upload" else {}  # its grace starts as it is published
-        text = json.dumps(manifest | {"name": name, "sha256": digest} | stamp)
-        output = self._run(remote.adopt_upload_script(self.dir, upload, name, digest, text))
+        text = json.dumps(manifest | {"name": name, "sha256": digest})
+        # an upload's grace starts as it is published, by the machine's clock
+        output = self._run(remote.adopt_upload_script(
+            self.dir, upload, name, digest, text, stamped=manifest.get("kind") == "upload"))
         if output.status == 5:
             arrived = output.entries[0][1] if output.entries else "?"
             raise OpsError(f"the upload of {path.name} arrived corrupt (SHA-256 {arrived[:12]}… "
@@ -543,8 +543,12 @@ class ScriptedTarget:
         if output.status != 0:
             raise OpsError(f"could not place the upload as {self.dir}/{name} "
                            f"(exit {output.status})")
+        said = next((e for e in output.entries if e and e[0] in ("adopted", "present")), ())
+        stamp = {"uploaded": said[1]} if manifest.get("kind") == "upload" \
+            and len(said) == 2 and re.fullmatch(engine.UPLOADED_TIME, said[1]) else {}
         return {"name": name, "sha256": digest, "size": path.stat().st_size,
-                "path": f"{self.dir}/{name}", **stamp}
+                "path": f"{self.dir}/{name}", "adopted": bool(said) and said[0] == "adopted",
+                **stamp}
 
     def discard_upload(self, name: str, sha256: str) -> str:
         """Remove ``upload``'s file ``name`` whose restore never began (``removed``; ``gone``
