@@ -967,7 +967,7 @@ def upload_staging(name: str) -> str:
 
 @purpose("discard-upload")
 def discard_upload_script(directory: str, name: str, sha256: str, lock_wait: float = 0,
-                          staged: str | None = None) -> str:
+                          staged: str | None = None, adopted: bool = False) -> str:
     """Remove restore --from's upload ``name`` whose restore never began (review-break s20
     #1), under the folder's backup lock: only if it is still the file that was sent (kind
     ``upload`` and SHA-256 ``sha256``) and no safety backup's record names it (a restore of
@@ -975,7 +975,10 @@ def discard_upload_script(directory: str, name: str, sha256: str, lock_wait: flo
     ``other`` (a backup that is no upload has the name: the same file was there already);
     exit 7 when the upload there changed since it was sent (then nothing is removed).
     ``staged``: this run's own file the upload was sent to (``upload_staging``), removed
-    first, lock or not: a stop between the transfer and the adopt left it (review-break2 #1)."""
+    first, lock or not: a stop between the transfer and the adopt left it (review-break2 #1).
+    ``adopted``: this run published the file (its adopt said ``adopted``, not ``present``),
+    so a sent-back safety backup (kind ``safety``) is removed under the same checks
+    (review-break2 #2); one that was there already is ``other``."""
     check_name(name)
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise OpsError(f"not a SHA-256: {sha256!r}")
@@ -987,7 +990,7 @@ def discard_upload_script(directory: str, name: str, sha256: str, lock_wait: flo
 take_lock {d} {_tries(lock_wait)}
 cd {d} || exit 1
 [ -e {q} ] || [ -h {q} ] || {{ printf '{ENTRY_MARK} gone\\n'; exit 0; }}
-[ -f {q} ] && [ ! -h {q} ] && [ "$(record_field kind {q}.json)" = upload ] || {{ printf '{ENTRY_MARK} other\\n'; exit 0; }}
+[ -f {q} ] && [ ! -h {q} ] && case "$(record_field kind {q}.json)" in {'upload|safety' if adopted else 'upload'}) ;; *) false;; esac || {{ printf '{ENTRY_MARK} other\\n'; exit 0; }}
 set -- $(sha256sum {q}) || exit 1
 [ "$1" = {sha256} ] || exit 7
 for j in steps-*.db.json; do

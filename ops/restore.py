@@ -974,8 +974,10 @@ class Restore:
     def _upload(self) -> str:
         f = self.found
         f["uploading"] = True  # from here a stop before the restore leaves it there
+        manifest = _manifest(f["file"])
+        f["sent_kind"] = manifest["kind"]
         f["uploaded"], detail = _uploaded(self.target.upload(
-            f["copy"], f["name"], _manifest(f["file"]), sha256=f["digest"]))
+            f["copy"], f["name"], manifest, sha256=f["digest"]))
         shutil.rmtree(self.scratch, ignore_errors=True)
         return detail
 
@@ -995,13 +997,16 @@ class Restore:
             return self._upload_left(name, "the live database there was "
                                      f"{f['live_state']}: no safety backup tells whether its "
                                      "restore began")
+        adopted = bool((f.get("uploaded") or {}).get("adopted"))  # published by this run
         try:
-            said = self.target.discard_upload(name, f["digest"])
+            said = self.target.discard_upload(name, f["digest"], adopted=adopted)
         except (OpsError, EngineError) as exc:
             return self._upload_left(name, cli.one_line(exc))
         if said == "removed":
             self.record["upload_removed"] = name
-            self.ui.info(f"Removed the upload {name} from {self.target.dir} on "
+            what = ("the safety backup this run sent back," if f.get("sent_kind") == "safety"
+                    else "the upload")
+            self.ui.info(f"Removed {what} {name} from {self.target.dir} on "
                          f"{self._there()}: its restore never began")
 
     def _upload_left(self, name: str, why: str) -> None:

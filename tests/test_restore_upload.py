@@ -329,3 +329,21 @@ def test_an_uploads_time_is_the_machines_clock_not_the_uploaders(served_prod, tm
     assert done.returncode == 0, done
     record = json.loads(Path(f"{prod.remote_dir / made.name}.json").read_text())
     assert before <= engine.parse_iso(record["uploaded"]) <= dt.datetime.now(dt.UTC)
+
+
+def test_a_safety_backup_this_run_sent_back_is_removed_when_its_restore_never_began(
+        served_prod, tmp_path):
+    """#2: the server published it (adopted) and the run failed before its restore: it
+    goes like an upload, and the run says so (was: a permanent safety backup, said nothing).
+    The same file already there (present) stays: the guard test above."""
+    prod = served_prod
+    prod.seed(2, 1)
+    mark = {"when": "2026-12-02T00:00:00Z", "backup": "steps-2026-12-01T00-00-00.db"}
+    path = recorded(tmp_path / "here", days_ago(0) - dt.timedelta(minutes=5), prod.db,
+                    kind="safety", restore=mark)
+    with open(prod.remote_dir / engine.RESTORE_LOCK, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = prod.run("restore", "--production", "--from", str(path), "--yes")
+    assert result.returncode == 4, result
+    assert path.name not in kinds(prod.remote_dir)
+    assert f"Removed the safety backup this run sent back, {path.name}" in result.stderr

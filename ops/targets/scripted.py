@@ -550,13 +550,14 @@ class ScriptedTarget:
                 "path": f"{self.dir}/{name}", "adopted": bool(said) and said[0] == "adopted",
                 **stamp}
 
-    def discard_upload(self, name: str, sha256: str) -> str:
+    def discard_upload(self, name: str, sha256: str, adopted: bool = False) -> str:
         """Remove ``upload``'s file ``name`` whose restore never began (``removed``; ``gone``
         when it is not there; ``begun`` when a safety backup names it, ``other`` when it
         is no upload (the file was there already, as a backup): then it stays).
         Raises OpsError when it could not (another file has the name, the lock, the call)."""
         output = self._run(remote.discard_upload_script(
-            self.dir, name, sha256, self.settings.lock_wait, staged=remote.upload_staging(name)))
+            self.dir, name, sha256, self.settings.lock_wait, staged=remote.upload_staging(name),
+            adopted=adopted))
         said = next((e[0] for e in output.entries if len(e) == 1
                      and e[0] in ("removed", "gone", "begun", "other")), None)
         if output.status != 0 or said is None:
