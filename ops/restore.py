@@ -19,7 +19,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ops import audit, cli, engine, fly, runbook
+from ops import audit, cli, engine, fly, runbook, signals
 from ops.engine import EngineError
 from ops.errors import ExitCode, OpsError
 from ops.replica import LITESTREAM_TABLES
@@ -1002,6 +1002,9 @@ class Restore:
             said = self.target.discard_upload(name, f["digest"], adopted=adopted)
         except (OpsError, EngineError) as exc:
             return self._upload_left(name, cli.one_line(exc))
+        except (KeyboardInterrupt, signals.Terminated):  # a second signal: still named
+            self._upload_left(name, "its removal was interrupted")  # (review-break2 #4)
+            raise
         if said == "removed":
             self.record["upload_removed"] = name
             what = ("the safety backup this run sent back," if f.get("sent_kind") == "safety"
@@ -1606,7 +1609,7 @@ def upload_left_line(name: str, directory: str, there: str, why: str, flag: str,
     from ops.retention import UPLOAD_GRACE
 
     until = ""
-    with contextlib.suppress(ValueError, TypeError):
+    with contextlib.suppress(ValueError, TypeError, AttributeError):  # None: not known
         until = " from " + engine.iso(engine.parse_iso(uploaded) + dt.timedelta(
             seconds=UPLOAD_GRACE)) + " on"
     return (f"the upload {name} stays in {directory} on {there} ({why}); it is never "

@@ -51,7 +51,7 @@ def kinds(folder: Path) -> dict[str, str]:
     return {backup.name: backup.kind for backup in engine.list_backups(folder)}
 
 
-def hooked(spec: dict) -> dict:
+def hooked(spec: dict | list) -> dict:
     path = os.pathsep.join(filter(None, [HOOKS, os.environ.get("PYTHONPATH")]))
     return {"PYTHONPATH": path, "OPS_TEST_HOOK": json.dumps(spec)}
 
@@ -347,3 +347,20 @@ def test_a_safety_backup_this_run_sent_back_is_removed_when_its_restore_never_be
     assert result.returncode == 4, result
     assert path.name not in kinds(prod.remote_dir)
     assert f"Removed the safety backup this run sent back, {path.name}" in result.stderr
+
+
+def test_a_second_signal_during_the_removal_still_names_the_upload(served_prod, tmp_path):
+    """#4: SIGTERM after the upload, then Ctrl-C as its removal starts: the upload stays,
+    and the run names it with how it goes (was: not a word of it)."""
+    prod = served_prod
+    prod.seed(1)
+    made = recorded(tmp_path / "here", days_ago(3), prod.db)
+    hooks = [{"wrap": "ops.targets.scripted:ScriptedTarget.upload", "when": "after",
+              "signal": "SIGTERM"},
+             {"wrap": "ops.targets.scripted:ScriptedTarget.discard_upload", "when": "before",
+              "signal": "SIGINT"}]
+    result = prod.run("restore", "--production", "--from", str(made), "--yes", env=hooked(hooks))
+    assert result.returncode == 130, result
+    assert kinds(prod.remote_dir)[made.name] == "upload"
+    text = " ".join(result.stderr.split())
+    assert f"the upload {made.name} stays in {prod.remote_dir} on the machine" in text, text

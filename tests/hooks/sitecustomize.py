@@ -5,8 +5,8 @@ exact point of a real run: ``{"wrap": "restore_live", "when": "after", "signal":
 sends the process a real signal as the copy returns; ``{"wrap": "verify_copy", "when":
 "after", "tamper": PATH}`` rewrites PATH's bytes right after its check; ``"run": {"args":
 [...], "output": PATH}`` runs another task (``invoke ARGS``) to its end there; a name
-``module:Class.method`` wraps that method instead. Nothing here
-runs unless the variable is set.
+``module:Class.method`` wraps that method instead; a JSON list: several such, each its
+own. Nothing here runs unless the variable is set.
 """
 
 import json
@@ -21,9 +21,10 @@ if _SPEC:
 
     from ops import engine
 
-    spec = json.loads(_SPEC)
+    specs = json.loads(_SPEC)  # one spec, or a list of them (each its own wrap)
+    specs = specs if isinstance(specs, list) else [specs]
 
-    def _act():  # a tamper (an app's write) comes before the signal when both are asked
+    def _act(spec):  # a tamper (an app's write) comes before the signal when both are asked
         if spec.get("tamper"):
             conn = sqlite3.connect(spec["tamper"])
             conn.execute("UPDATE teams SET name = name || ' (tampered after its check)'")
@@ -44,7 +45,7 @@ if _SPEC:
 
     import importlib
 
-    for name in spec["wrap"].split(","):
+    for spec, name in [(one, name) for one in specs for name in one["wrap"].split(",")]:
         owner = engine  # "function" of ops.engine, or "module:Class.method"
         if ":" in name:
             module, _, dotted = name.partition(":")
@@ -56,12 +57,12 @@ if _SPEC:
             continue
         real = getattr(owner, name)
 
-        def wrapped(*args, _real=real, **kwargs):
-            if spec.get("when") == "before":
-                _act()
+        def wrapped(*args, _real=real, _spec=spec, **kwargs):
+            if _spec.get("when") == "before":
+                _act(_spec)
             result = _real(*args, **kwargs)
-            if spec.get("when") == "after":
-                _act()
+            if _spec.get("when") == "after":
+                _act(_spec)
             return result
 
         setattr(owner, name, functools.wraps(real)(wrapped))
