@@ -1017,7 +1017,8 @@ class Restore:
         ``upload_left_line``)."""
         self.record["upload_left"] = name
         self.ui.warn(upload_left_line(name, self.target.dir, self._there(), why, self._flag(),
-                                      (self.found.get("uploaded") or {}).get("uploaded")))
+                                      (self.found.get("uploaded") or {}).get("uploaded"),
+                                      safety=self.found.get("sent_kind") == "safety"))
 
     def _choose(self) -> str:
         chosen, detail = _listed(self.target, self.options.which, self.found)
@@ -1602,12 +1603,17 @@ def _manifest(path: Path) -> dict:
 
 
 def upload_left_line(name: str, directory: str, there: str, why: str, flag: str,
-                     uploaded: str | None) -> str:
+                     uploaded: str | None, safety: bool = False) -> str:
     """What an operator is told of restore --from's upload left there by a run whose
     restore did not begin (pure): the file, why it stays, and the command that removes
-    it once its grace (``retention.UPLOAD_GRACE``) from its upload has passed."""
+    it once its grace (``retention.UPLOAD_GRACE``) from its upload has passed. ``safety``:
+    a safety backup sent back, which no cleanup removes (review-break2 #2)."""
     from ops.retention import UPLOAD_GRACE
 
+    if safety:
+        return (f"the safety backup {name} this run sent back stays in {directory} on "
+                f"{there} ({why}); it is never latest and never removed automatically; "
+                f"to restore it: `invoke restore {name}{flag} --yes`")
     until = ""
     with contextlib.suppress(ValueError, TypeError, AttributeError):  # None: not known
         until = " from " + engine.iso(engine.parse_iso(uploaded) + dt.timedelta(

@@ -133,6 +133,19 @@ def test_sigterm_right_after_the_upload_removes_it(served_prod, tmp_path):
     assert f"invoke restore --production --from {made} --yes" in result.stderr, result.stderr
 
 
+def changed_after_upload(prod, path: Path) -> str:
+    """restore --from ``path`` with the restore lock held, the file there changed right
+    after its upload (so its removal refuses it): the run's stderr as one line."""
+    hook = {"wrap": "ops.targets.scripted:ScriptedTarget.upload", "when": "after",
+            "tamper": str(prod.remote_dir / path.name)}
+    with open(prod.remote_dir / engine.RESTORE_LOCK, "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = prod.run("restore", "--production", "--from", str(path), "--yes",
+                          env=hooked(hook))
+    assert result.returncode == 4, result
+    return " ".join(result.stderr.split())
+
+
 def test_an_upload_it_cannot_remove_is_named_with_the_command_that_removes_it(
         served_prod, tmp_path):
     """The file there is no longer the one sent (changed after its upload): the run
@@ -140,14 +153,7 @@ def test_an_upload_it_cannot_remove_is_named_with_the_command_that_removes_it(
     prod = served_prod
     prod.seed(1)
     made = recorded(tmp_path / "here", days_ago(3), prod.db)
-    hook = {"wrap": "ops.targets.scripted:ScriptedTarget.upload", "when": "after",
-            "tamper": str(prod.remote_dir / made.name)}
-    with open(prod.remote_dir / engine.RESTORE_LOCK, "a") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
-        result = prod.run("restore", "--production", "--from", str(made), "--yes",
-                          env=hooked(hook))
-    assert result.returncode == 4, result
-    text = " ".join(result.stderr.split())
+    text = changed_after_upload(prod, made)
     assert f"the upload {made.name} stays in {prod.remote_dir} on the machine" in text, text
     assert "`invoke backup.cleanup --production` removes it from " in text
     assert kinds(prod.remote_dir)[made.name] == "upload"
@@ -364,3 +370,17 @@ def test_a_second_signal_during_the_removal_still_names_the_upload(served_prod, 
     assert kinds(prod.remote_dir)[made.name] == "upload"
     text = " ".join(result.stderr.split())
     assert f"the upload {made.name} stays in {prod.remote_dir} on the machine" in text, text
+
+
+def test_a_sent_back_safety_backup_it_cannot_remove_is_named_as_one(served_prod, tmp_path):
+    """#2: left (changed since it was sent), it is named as the safety backup it is, and no
+    cleanup is promised (retention never removes a safety backup)."""
+    prod = served_prod
+    prod.seed(2, 1)
+    mark = {"when": "2026-12-02T00:00:00Z", "backup": "steps-2026-12-01T00-00-00.db"}
+    path = recorded(tmp_path / "here", days_ago(0) - dt.timedelta(minutes=5), prod.db,
+                    kind="safety", restore=mark)
+    text = changed_after_upload(prod, path)
+    assert f"the safety backup {path.name} this run sent back stays in {prod.remote_dir}" \
+        in text, text
+    assert "never removed automatically" in text and "backup.cleanup" not in text
