@@ -24,6 +24,8 @@ const { createRequire } = require('module');
 const RESULT_MARK = '__OPS_RESULT__';
 const NAME_RE = /^steps-([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2})-([0-9]{2})-([0-9]{2})\.db$/;
 const TMP_PREFIX = '.tmp-';
+const STAGED_PREFIX = '.upload-'; // engine.STAGED_PREFIX: swept once unwritten for STAGED_AGE
+const STAGED_AGE = 3600;
 const LOCK_NAME = '.backup.lock';
 const RESTORE_LOCK = '.restore.lock';
 const SQLITE_HEADER = Buffer.from('SQLite format 3\0', 'latin1');
@@ -482,9 +484,16 @@ function withLock(lockPath, wait, what, fn) {
   }
 }
 
+function staleStaged(dir, entry) {
+  if (!entry.name.startsWith(STAGED_PREFIX) || !entry.isFile()) return false;
+  try {
+    return Date.now() / 1000 - fs.lstatSync(path.join(dir, entry.name)).mtimeMs / 1000 > STAGED_AGE;
+  } catch (e) { return false; }
+}
+
 function removeStaleTemporaries(dir) {
   for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
-    if (entry.name.startsWith(TMP_PREFIX) && !entry.isDirectory()) {
+    if ((entry.name.startsWith(TMP_PREFIX) && !entry.isDirectory()) || staleStaged(dir, entry)) {
       try { fs.unlinkSync(path.join(dir, entry.name)); } catch (e) { /* gone */ }
     }
   }

@@ -46,6 +46,10 @@ UTC = dt.timezone.utc  # noqa: UP017 - the engine also runs on the machine's pyt
 NAME_PATTERN = re.compile(r"steps-([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}-[0-9]{2}-[0-9]{2})\.db")
 NAME_FORMAT = "steps-%Y-%m-%dT%H-%M-%S.db"
 TMP_PREFIX = ".tmp-"
+# restore --from's staged upload (remote.upload_staging): written with no lock, so a sweep
+# takes one only when unwritten for STAGED_AGE seconds (its run is gone: kill -9)
+STAGED_PREFIX = ".upload-"
+STAGED_AGE = 3600
 LOCK_NAME = ".backup.lock"
 SQLITE_HEADER = b"SQLite format 3\x00"
 SQLITE_FULL = 13  # sqlite3.SQLITE_FULL exists only on Python >= 3.11
@@ -578,11 +582,15 @@ def _leftover_entries(directory: Path) -> list[tuple[os.DirEntry, int]]:
     except OSError:
         return []
     for entry in entries:
-        if not entry.name.startswith(TMP_PREFIX):
+        staged = entry.name.startswith(STAGED_PREFIX)
+        if not entry.name.startswith(TMP_PREFIX) and not staged:
             continue
         try:
             info = entry.stat(follow_symlinks=False)
         except OSError:
+            continue
+        if staged and not (stat.S_ISREG(info.st_mode)
+                           and time.time() - info.st_mtime > STAGED_AGE):
             continue
         if not stat.S_ISDIR(info.st_mode):
             found.append((entry, info.st_size))

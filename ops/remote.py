@@ -274,6 +274,8 @@ tmp=""; sums=""; placed=""; published=""; name=""
 # the publish is complete once the file's link exists (engine.publish): then it keeps its records
 trap '[ -n "$tmp" ] && [ -n "$name" ] && [ "$dir/$name" -ef "$tmp" ] && published=1; [ -n "$tmp" ] && rm -f "$tmp" "$tmp-wal" "$tmp-shm" "$tmp-journal" ${{sums:+"$sums"}}; [ -z "$published" ] && [ -n "$placed" ] && rm -f $placed' EXIT
 rm -f "$dir"/.tmp-* 2>/dev/null
+find "$dir" -maxdepth 1 -type f -name '{engine.STAGED_PREFIX}*' \\
+  -mmin +{engine.STAGED_AGE // 60} -exec rm -f {{}} + 2>/dev/null || :  # engine.STAGED_AGE
 need=$(( $(wc -c < "$db") + $( [ -f "$db-wal" ] && wc -c < "$db-wal" || echo 0) ))
 set -- $(df -Pk "$dir" 2>/dev/null | tail -n 1)
 case ${{4:-x}} in *[!0-9]*) ;; *) [ $(( $4 * 1024 )) -lt "$need" ] && fail no_space "not enough free space in $dir: $(( $4 * 1024 )) bytes free, the backup needs about $need";; esac

@@ -384,3 +384,23 @@ def test_a_sent_back_safety_backup_it_cannot_remove_is_named_as_one(served_prod,
     assert f"the safety backup {path.name} this run sent back stays in {prod.remote_dir}" \
         in text, text
     assert "never removed automatically" in text and "backup.cleanup" not in text
+
+
+@pytest.mark.parametrize("machine_engine", ["python3", "sqlite3", "node"])
+def test_a_backup_sweeps_a_staged_upload_a_killed_run_left(served_prod, machine_engine):
+    """#1, kill -9 between the transfer and the adopt: nothing of the run is left to remove
+    its staged file; a backup's sweep there removes one unwritten for an hour, never one
+    still being written (the transfer holds no lock)."""
+    import time
+
+    prod = served_prod
+    use_engine(prod, machine_engine)
+    prod.seed(1)
+    old = prod.remote_dir / ".upload-steps-2026-01-01T00-00-00.db.4242"
+    fresh = prod.remote_dir / ".upload-steps-2026-01-02T00-00-00.db.4343"
+    for path in (old, fresh):
+        path.write_bytes(b"x" * 1000)
+    os.utime(old, (time.time() - engine.STAGED_AGE - 120,) * 2)
+    done = prod.run("backup", "--production")
+    assert done.returncode == 0, done
+    assert not old.exists() and fresh.exists()
