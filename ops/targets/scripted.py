@@ -528,7 +528,8 @@ class ScriptedTarget:
         digest = sha256 or engine.sha256_file(path)
         upload = f"{self.dir}/{remote.upload_staging(name)}"
         self.session.put_file(path, upload, self.report.transfer)
-        text = json.dumps(manifest | {"name": name, "sha256": digest})
+        sent = {k: v for k, v in manifest.items() if k != "uploaded"}  # the machine stamps it
+        text = json.dumps(sent | {"name": name, "sha256": digest})
         # an upload's grace starts as it is published, by the machine's clock
         output = self._run(remote.adopt_upload_script(
             self.dir, upload, name, digest, text, stamped=manifest.get("kind") == "upload"))
