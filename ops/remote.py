@@ -937,6 +937,7 @@ def adopt_upload_script(directory: str, upload: str, name: str, sha256: str,
             raise OpsError("an upload's record must be a JSON object")
         record = shlex.quote(manifest[:-1]) + '", \\"uploaded\\": \\"$now\\"}"'
     return f"""{PRELUDE}
+{IDENTITY_READERS}
 cd {d} || exit 3
 [ -f {up} ] && [ ! -h {up} ] || fail error "the upload is not a regular file"
 take_lock {d} {_tries(lock_wait)}
@@ -949,6 +950,7 @@ if [ -e {final} ] || [ -h {final} ]; then
   [ -f {final} ] && [ ! -h {final} ] || exit 6
   set -- $(sha256sum {final})
   [ "$1" = {sha256} ] && {{ printf '{ENTRY_MARK} present\\n'; exit 0; }}
+  printf '{ENTRY_MARK} kind %s\\n' "$(record_field kind {final}.json)"  # an upload left?
   exit 6
 fi
 now=$(date -u +%Y-%m-%dT%H:%M:%SZ)  # engine.iso's form

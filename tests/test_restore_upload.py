@@ -404,3 +404,28 @@ def test_a_backup_sweeps_a_staged_upload_a_killed_run_left(served_prod, machine_
     done = prod.run("backup", "--production")
     assert done.returncode == 0, done
     assert not old.exists() and fresh.exists()
+
+
+def test_a_changed_file_under_a_leftover_uploads_name_is_told_what_is_there(
+        served_prod, tmp_path):
+    """#4: a different file under the name of an upload an earlier run left: the refusal
+    says what is there and that it goes (was: only "a different backup … exists")."""
+    import shutil
+
+    prod = served_prod
+    prod.seed(1)
+    made = recorded(tmp_path / "here", days_ago(3), prod.db)
+    for suffix in ("", ".sha256"):
+        shutil.copy(f"{made}{suffix}", prod.remote_dir / f"{made.name}{suffix}")
+    (prod.remote_dir / f"{made.name}.json").write_text(json.dumps(
+        {"kind": "upload", "name": made.name, "uploaded": engine.iso(days_ago(0))}))
+    other = helpers.make_wal_db(tmp_path / "o" / "o.db", users=7, steps=11)
+    shutil.copy(engine.create_backup(other, tmp_path / "made").path, made)
+    Path(f"{made}.json").unlink()
+    Path(f"{made}.sha256").write_text(f"{helpers.sha256(made)}  {made.name}\n")
+    result = prod.run("restore", "--production", "--from", str(made), "--yes",
+                      "--other-source")
+    assert result.returncode == 2, result
+    text = " ".join(result.stderr.split())
+    assert f"a different backup named {made.name} already exists on the machine (an upload " \
+        "an earlier restore --from left there" in text, text

@@ -539,8 +539,11 @@ class ScriptedTarget:
                            f"on {self.host}, {digest[:12]}… here); nothing was changed",
                            ExitCode.VERIFY_FAILED)
         if output.status == 6:
-            raise OpsError(f"a different backup named {name} already exists on {self.host}; "
-                           "nothing was changed", ExitCode.USAGE)
+            left = any(list(e[:2]) == ["kind", "upload"] for e in output.entries)
+            raise OpsError(f"a different backup named {name} already exists on {self.host}"
+                           + (" (an upload an earlier restore --from left there: never latest, "
+                              "a cleanup removes it 1h after its upload)" if left else "")
+                           + "; nothing was changed", ExitCode.USAGE)
         if output.status != 0:
             raise OpsError(f"could not place the upload as {self.dir}/{name} "
                            f"(exit {output.status})")
