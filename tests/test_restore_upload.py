@@ -11,6 +11,9 @@
 - A run that uploaded and stopped before its restore began removes its upload, and says
   so; when it cannot, it names the file and the command that removes it.
 - A page size the machine refuses is refused before the upload, in the run and its dry run.
+- review-break2: no staged ``.upload-*`` file is left (the run removes its own; a backup's
+  sweep one unwritten for an hour); ``uploaded`` is the machine's clock; a sent-back safety
+  backup this run published goes like an upload; a second signal still names the upload.
 """
 
 from __future__ import annotations
