@@ -29,7 +29,7 @@ from pathlib import Path
 from invoke.config import merge_dicts
 from invoke.util import yaml
 
-from ops import data_guard
+from ops import data_guard, digits
 from ops.errors import ExitCode, OpsError
 from ops.retention import validate_keep
 from ops.ssh.address import parse_address
@@ -256,10 +256,12 @@ def _number(value, key: str, *, minimum: float = 0.0, maximum: float = DAY) -> f
     """A finite number of seconds (or a count) within [minimum, maximum], else one line."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         raise OpsError(f"{key} must be a number, got {_shown(value)}", ExitCode.USAGE)
-    try:
-        number = float(str(value).strip())
-    except ValueError:
-        raise OpsError(f"{key} must be a number, got {value!r}", ExitCode.USAGE) from None
+    try:  # a string in ASCII digits only (ops.digits): "١٢", "1_000" are no number here
+        number = digits.decimal(value) if isinstance(value, str) else float(value)
+    except OverflowError:  # a YAML integer with hundreds of digits
+        number = math.inf
+    if number is None:
+        raise OpsError(f"{key} must be a number, got {value!r}", ExitCode.USAGE)
     if not math.isfinite(number):
         raise OpsError(f"{key} must be a finite number, got {value!r}", ExitCode.USAGE)
     if number < minimum:
@@ -277,7 +279,7 @@ def _shown(value) -> str:
     return f"{kind} {value!r}" if kind else repr(value)
 
 
-DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+DURATION = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhdw])")  # ASCII digits (ops.digits)
 MAX_DURATION = 366 * DAY  # a year: more is a typo, and more still overflows datetime
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -285,7 +287,7 @@ UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 def parse_duration(text: str, what: str = "duration") -> float:
     """``90``, ``45s``, ``90m``, ``36h``, ``2d`` or ``1h30m`` as seconds."""
     value = str(text).strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", value):
+    if re.fullmatch(r"[0-9]+(\.[0-9]+)?", value):
         seconds = float(value)
     else:
         parts = DURATION.findall(value)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from ops import digits
+
 # A schema entry is "KIND NAME" (``table steps``, ``index steps_by_day``) or
 # ``column TABLE.NAME``; litestream's own tables come and go with litestream, not the app.
 IGNORED_PREFIXES = ("_litestream_",)
@@ -61,11 +63,12 @@ def _number(value) -> float | None:
     """A finite number, or a string spelling one; None otherwise (bools are not numbers)."""
     if isinstance(value, bool):
         return None
-    try:
-        number = float(value) if isinstance(value, int | float | str) else math.nan
-    except ValueError:
+    try:  # a string in ASCII digits only (ops.digits)
+        number = digits.decimal(value) if isinstance(value, str) else \
+            float(value) if isinstance(value, int | float) else None
+    except OverflowError:  # an int with hundreds of digits
         return None
-    return number if math.isfinite(number) else None
+    return number if number is not None and math.isfinite(number) else None
 
 
 @dataclass(frozen=True)

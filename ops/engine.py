@@ -271,7 +271,13 @@ def parse_record(text: str):
                 raise ValueError(f"nested deeper than {RECORD_DEPTH} levels")
         elif char in "]}":
             depth -= 1
-    return json.loads(text)
+    return json.loads(text, parse_constant=no_constant)
+
+
+def no_constant(word: str):
+    """JSON's grammar has no NaN or Infinity, though Python's json reads them: a record or
+    a machine's answer holding one was not written by this tool (json.loads' parse_constant)."""
+    raise ValueError(f"not a JSON number: {word}")
 
 
 def read_record(path: Path) -> bytes | None:

@@ -306,9 +306,10 @@ def parse_version(stdout: str) -> tuple[str, tuple[int, int, int] | None]:
         if isinstance(data, dict) and isinstance(data.get("Version"), str):
             text = data["Version"]
     except ValueError:
-        found = re.search(r"\bv(\d+\.\d+\.\d+\S*)", stdout)
+        found = re.search(r"\bv([0-9]+\.[0-9]+\.[0-9]+\S*)", stdout)
         text = found.group(1) if found else ""
-    match = re.fullmatch(r"v?(\d{1,6})\.(\d{1,6})\.(\d{1,6})([-+.][\w.+-]*)?", text.strip())
+    match = re.fullmatch(r"v?([0-9]{1,6})\.([0-9]{1,6})\.([0-9]{1,6})([-+.][\w.+-]*)?",
+                         text.strip())
     if not match:
         return text.strip()[:40], None
     numbers = (int(match[1]), int(match[2]), int(match[3]))

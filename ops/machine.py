@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import shlex
 
+from ops import digits, node, remote
 from ops import engine as engine_module
-from ops import node, remote
 
 ENTRY = remote.ENTRY_MARK
 # python3 must be >= 3.8 with its sqlite3 module, as ``remote.PRELUDE``'s has_python asks
@@ -50,7 +50,7 @@ set -- $(mem MemAvailable) -; fact mem_available_kb "$1"
 
 
 def _number(value: str | None) -> int | None:
-    return int(value) if value and value.isascii() and value.isdigit() else None
+    return digits.whole(value)
 
 
 def parse(entries: list[list[str]]) -> dict:
@@ -84,7 +84,7 @@ def parse(entries: list[list[str]]) -> dict:
         "litestream": first("litestream"),
         "os": first("os") or "other",
         "db_size": _number(first("db_size")),
-        "free": (_number(first("free_kb")) or 0) * 1024 if first("free_kb") else None,
+        "free": None if _number(first("free_kb")) is None else _number(first("free_kb")) * 1024,
         "mem_total": (_number(first("mem_total_kb")) or 0) * 1024 or None,
         "mem_available": (_number(first("mem_available_kb")) or 0) * 1024 or None,
     }

@@ -16,7 +16,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from ops import engine, node
+from ops import digits, engine, node
 from ops.engine import RECORD_LIMIT, RESULT_MARK, SIDECAR_LIMIT, check_name, checked_manifest
 from ops.errors import ENGINE_KINDS, ExitCode, OpsError
 
@@ -577,8 +577,8 @@ def parse_output(stdout: str, host: str = "the machine") -> RemoteOutput:
             if result is not None or not line.startswith(RESULT_MARK + " "):
                 raise _unexpected(raw, host)
             try:
-                result = json.loads(line[len(RESULT_MARK) + 1:])
-            except json.JSONDecodeError:
+                result = json.loads(line[len(RESULT_MARK) + 1:], parse_constant=engine.no_constant)
+            except ValueError:  # not JSON, or NaN/Infinity in it
                 raise _unexpected(raw, host) from None
             if not isinstance(result, dict) or not isinstance(result.get("ok"), bool):
                 raise _unexpected(raw, host)
@@ -591,7 +591,7 @@ def parse_output(stdout: str, host: str = "the machine") -> RemoteOutput:
 
 def _digits(text: str) -> bool:
     """An exit status as sh prints it: 0 to 255."""
-    return text.isascii() and text.isdigit() and len(text) <= 3 and int(text) <= 255
+    return digits.is_whole(text) and len(text) <= 3 and int(text) <= 255
 
 
 def _unexpected(line: str, host: str) -> OpsError:

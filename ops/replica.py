@@ -29,7 +29,7 @@ from pathlib import Path
 
 from invoke.util import yaml
 
-from ops import replica_checks
+from ops import digits, replica_checks
 from ops.config import ENV_REFERENCE, ReplicaSettings
 from ops.errors import ExitCode, OpsError
 from ops.remote import ENTRY_MARK, purpose
@@ -224,7 +224,7 @@ def check_dockerfile(text: str) -> list[str]:
     instructions = _instructions(text)
     installs = " ".join(rest for word, rest in instructions
                         if word in ("RUN", "ADD", "COPY", "ARG", "ENV"))  # ARG VERSION=…
-    if not re.search(r"litestream\S*?[v:/@_=-]0\.5\.\d+", installs, flags=re.IGNORECASE):
+    if not re.search(r"litestream\S*?[v:/@_=-]0\.5\.[0-9]+", installs, flags=re.IGNORECASE):
         problems.append(f"Dockerfile: no pinned litestream 0.5 install (e.g. the v"
                         f"{LITESTREAM_PIN} release tarball)")
     elif not re.search(r"sha256sum|--checksum=sha256:|@sha256:", installs):
@@ -243,9 +243,9 @@ def check_dockerfile(text: str) -> list[str]:
 def _seconds(value) -> float | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*", str(value))
+    if isinstance(value, (int, float)):  # TOML's nan and inf are floats: no timeout
+        return float(value) if abs(value) < 1e9 else None
+    match = re.fullmatch(r"[ \t]*([0-9]+(?:\.[0-9]+)?)[ \t]*(ms|s|m|h)?[ \t]*", str(value))
     if not match:
         return None
     return float(match[1]) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[match[2]]
@@ -610,12 +610,12 @@ def remote_answers(stdout: str) -> dict:
     current, part, lines = None, "out", {"out": [], "err": []}
     for raw in stdout.replace("\r\n", "\n").split("\n"):
         words = raw.strip().split() if raw.startswith(ENTRY_MARK) else None
-        if words and words[1:2] == ["now"] and len(words) == 3 and words[2].isdigit() \
+        if words and words[1:2] == ["now"] and len(words) == 3 and digits.is_whole(words[2]) \
                 and len(words[2]) <= 11:  # epoch seconds; more overflows a datetime
             found["now"] = dt.datetime.fromtimestamp(int(words[2]), dt.UTC)
         elif words and words[1:2] == ["missing"]:
             found["missing"] = True
-        elif words and words[1:2] == ["begin"] and len(words) == 4 and words[3].isdigit():
+        elif words and words[1:2] == ["begin"] and len(words) == 4 and digits.is_whole(words[3]):
             current, part, lines = (words[2], int(words[3])), "out", {"out": [], "err": []}
         elif words and words[1:2] == ["stderr"] and current:
             part = "err"
@@ -703,7 +703,7 @@ def find_litestream(setting: str) -> str:
 def version_problem(text: str) -> str | None:
     """Why ``litestream version``'s answer is not a 0.5 litestream (None: it is). 0.3 has
     no ``ltx``, ``status`` or socket, and reads a different bucket layout."""
-    found = re.search(r"v?(\d+)\.(\d+)\.(\d+)", text or "")
+    found = re.search(r"v?([0-9]{1,9})\.([0-9]{1,9})\.([0-9]{1,9})", text or "")
     if not found:
         return f"litestream printed no version: {text.strip()[:80]!r}"
     if (int(found[1]), int(found[2])) != (0, 5):
@@ -760,7 +760,7 @@ def run(argv: list[str], env: dict, *, timeout: float, what: str,
 
 
 SDK_ERROR = re.compile(r"operation error S3: (?P<op>\w+), https response error StatusCode: "
-                       r"(?P<status>\d+), RequestID: (?P<request>[^,]*), HostID: [^,]*, "
+                       r"(?P<status>[0-9]+), RequestID: (?P<request>[^,]*), HostID: [^,]*, "
                        r"(?:api error )?(?P<api>.*)$")  # or "error while deserializing …"
 
 

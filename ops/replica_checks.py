@@ -18,7 +18,7 @@ from ops.config import ENV_REFERENCE, USERINFO
 from ops.errors import ExitCode, OpsError
 
 # Go's time.ParseDuration: "1s", "1h30m", "250ms", "0"
-GO_DURATION = re.compile(r"(\d+(\.\d*)?(ns|us|µs|ms|s|m|h))+|0")
+GO_DURATION = re.compile(r"([0-9]+(\.[0-9]*)?(ns|us|µs|ms|s|m|h))+|0")
 SHA256 = re.compile(r"\b[0-9a-fA-F]{64}\b")
 # Where each key sits, and its type: litestream 0.5.17's config structs (cmd/litestream/main.go)
 DURATIONS = {

@@ -23,7 +23,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from ops import poll
+from ops import digits, poll
 from ops import replica as rp
 from ops.errors import ExitCode, OpsError
 from ops.ui import human_age, human_seconds, over_limit
@@ -92,7 +92,7 @@ def sections(stdout: str) -> dict[str, tuple[int | None, str]]:
             continue
         word, _, rest = line[len(MARK) + 1:].partition(" ")
         if word == "rc" and name is not None:
-            found[name] = (int(rest) if rest.strip().isdigit() else None, "\n".join(lines))
+            found[name] = (digits.whole(rest.strip()), "\n".join(lines))
             name, lines = None, []
         elif word in ("missing", "now"):
             found[word] = (0, rest.strip())

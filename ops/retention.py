@@ -15,6 +15,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Protocol
 
+from ops import digits
+
 FUTURE = "dated in the future: not counted, never removed automatically"
 SAFETY = "a restore's safety backup: not counted, never removed automatically"
 UPLOAD_GRACE = 3600  # seconds: an upload is kept this long from its upload for its restore
@@ -44,10 +46,9 @@ class Decision:
 def validate_keep(keep: object) -> int:
     """``keep`` as a positive int, or a ValueError that says why."""
     if isinstance(keep, bool) or not isinstance(keep, int):
-        try:
-            keep = int(str(keep).strip())
-        except ValueError:
-            raise ValueError(f"--keep must be a whole number, got {keep!r}") from None
+        given, keep = keep, digits.whole_setting(str(keep))  # ASCII digits (ops.digits)
+        if keep is None:
+            raise ValueError(f"--keep must be a whole number, got {given!r}")
     if keep < 1:
         raise ValueError(f"--keep must be at least 1, got {keep} (it would delete every backup)")
     return keep

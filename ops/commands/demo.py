@@ -8,7 +8,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from ops import config
+from ops import config, digits
 from ops.cli import guarded, invoke_command, task
 from ops.errors import ExitCode, OpsError
 
@@ -93,10 +93,9 @@ def try_command(backup_dir: Path, project: Path) -> str:
 
 def _size_mb(text) -> float:
     """``--mb`` as a number of MB from 1 to 4096 (a string: Invoke would crash on 'abc')."""
-    try:
-        size = float(30 if text is None else text)
-    except ValueError:
-        raise OpsError(f"--mb must be a number of MB, got {text!r}", ExitCode.USAGE) from None
+    size = 30.0 if text is None else digits.decimal(str(text))  # ASCII digits only
+    if size is None:
+        raise OpsError(f"--mb must be a number of MB, got {text!r}", ExitCode.USAGE)
     if not 1 <= size <= 4096:
         raise OpsError(f"--mb must be between 1 and 4096, got {text}", ExitCode.USAGE)
     return size

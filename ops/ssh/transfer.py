@@ -24,7 +24,7 @@ from pathlib import Path
 
 from paramiko.ssh_exception import SSHException
 
-from ops import engine, remote
+from ops import digits, engine, remote
 from ops.errors import ExitCode, OpsError
 
 Progress = Callable[[int, int], None]  # (bytes done, total bytes)
@@ -66,7 +66,8 @@ def remote_sha256(session, path: str) -> tuple[str, int]:
         raise OpsError(f"{path} on {session.where} is a symlink or not a regular file; "
                        "not transferred", ExitCode.USAGE)
     entry = output.entries[-1] if output.entries else []
-    if output.status != 0 or len(entry) != 2 or not _is_sha256(entry[0]) or not entry[1].isdigit():
+    if output.status != 0 or len(entry) != 2 or not _is_sha256(entry[0]) \
+            or not digits.is_whole(entry[1]):
         raise OpsError(f"cannot compute the SHA-256 of {path} on {session.where} "
                        "(it needs python3 or sha256sum)")
     return entry[0], int(entry[1])

@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Protocol
 
-from ops import engine, machine, node, remote
+from ops import digits, engine, machine, node, remote
 from ops.errors import ExitCode, OpsError
 from ops.targets.protocol import Progress, Reporter, Settle
 from ops.targets.status import status as folder_status
@@ -499,9 +499,9 @@ class ScriptedTarget:
             return {"live": None, "backup": recorded, "live_state": state, "live_problem":
                     engine.MISSING_WHY if state == "missing" else engine.NOT_SQLITE_WHY}
         pages = next((e[1:] for e in output.entries if len(e) == 3 and e[0] == "pages"
-                      and e[1].isdigit() and e[2].isalpha()), None)
+                      and digits.is_whole(e[1]) and e[2].isascii() and e[2].isalpha()), None)
         return {"live": {e[1]: int(e[2]) for e in output.entries
-                         if len(e) == 3 and e[0] == "live" and e[2].isdigit()},
+                         if len(e) == 3 and e[0] == "live" and digits.is_whole(e[2])},
                 "backup": recorded} | ({"live_page_size": int(pages[0]),
                                        "live_journal_mode": pages[1]} if pages else {})
 
@@ -633,7 +633,7 @@ def _listing_entry(entry: list[str]) -> bool:
     """``name size sha256|- 0|1 kind|- source|-|? when,backup|- uploaded|-``, exactly as
     ``remote.list_script`` prints it."""
     return (len(entry) == 8 and bool(remote.ENTRY_NAME.fullmatch(entry[0]))
-            and entry[1].isascii() and entry[1].isdigit()
+            and digits.is_whole(entry[1])
             and (entry[2] == "-" or bool(remote.HEX64.fullmatch(entry[2])))
             and entry[3] in ("0", "1")
             and bool(re.fullmatch(r"-|[a-z]{1,20}", entry[4]))
@@ -654,13 +654,13 @@ def _restore_mark(token: str) -> dict | None:
 def _record_entry(entry: list[str]) -> bool:
     """``sha256 size recorded|- manifest|-``, as ``remote.record_script`` prints it."""
     return (len(entry) == 4 and bool(remote.HEX64.fullmatch(entry[0]))
-            and entry[1].isascii() and entry[1].isdigit()
+            and digits.is_whole(entry[1])
             and all(value == "-" or bool(remote.HEX64.fullmatch(value)) for value in entry[2:]))
 
 
 def _counts(entries: list[list[str]], which: str) -> dict:
     return {e[1]: int(e[2]) for e in entries if len(e) == 3 and e[0] == which
-            and e[2].isdigit()}
+            and digits.is_whole(e[2])}
 
 
 def _hashes(entries: list[list[str]]) -> dict:
@@ -742,7 +742,7 @@ def _sqlite_verdict(entry: list[str], check: str, host: str) -> dict:
     own rule (``engine.checksum_problems``): both records, a disagreement or a mismatch is
     a checksum failure, no usable record is "unverifiable", never ok."""
     if (len(entry) < 6 or not remote.ENTRY_NAME.fullmatch(entry[0])
-            or not (entry[1].isascii() and entry[1].isdigit())
+            or not digits.is_whole(entry[1])
             or not all(value == "-" or remote.HEX64.fullmatch(value) for value in entry[2:5])):
         raise OpsError(f"{host}'s verification has an entry this tool did not print: "
                        f"{ascii(' '.join(entry))[:100]}")
