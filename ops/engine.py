@@ -538,12 +538,13 @@ def holder_text(role: str = "") -> str:
         f"{user} (pid {os.getpid()} on {socket.gethostname()}) since {stamp}"
 
 
-def backup_lock(directory: Path, wait: float = 0.0):
+def backup_lock(directory: Path, wait: float = 0.0, on_wait=None):
     """One backup (or cleanup) per backup folder at a time. Inside ``held_backup_lock``
-    of the same folder it is already ours (flock would refuse a second descriptor)."""
+    of the same folder it is already ours (flock would refuse a second descriptor).
+    ``on_wait(holder)``: told once when it must wait (``file_lock``)."""
     if holds_backup_lock(directory):
         return contextlib.nullcontext()
-    return file_lock(directory / LOCK_NAME, wait, "another backup")
+    return file_lock(directory / LOCK_NAME, wait, "another backup", on_wait=on_wait)
 
 
 _HELD_FOLDERS: set = set()  # backup folders whose lock this process holds across steps

@@ -155,6 +155,12 @@ def human_seconds(seconds: float) -> str:
     return human_age(seconds)
 
 
+def lock_waiting(which: str, lock, wait: float, holder: str) -> str:
+    """The line a run prints at once when another run's lock makes it wait: which lock,
+    for how long at most (as configured), and its holder (who, pid, host, since when)."""
+    return f"  waiting up to {wait:g}s for the {which} lock {lock}, held by {holder}"
+
+
 def fit(text: str, width: int) -> str:
     """``text`` cut to ``width`` characters with an ellipsis (for a terminal only)."""
     return text if len(text) <= width else text[: max(width - 1, 0)] + "…"

@@ -361,34 +361,54 @@ def test_node_takes_the_same_lock_and_refuses_a_planted_one(tmp_path, app, live)
     assert engine.sha256_file(live) == before and list(backups.glob("steps-*")) == []
 
 
-HOLD_WRITE_LOCK = """
-import sqlite3, sys, time
-conn = sqlite3.connect(sys.argv[1], timeout=10, isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-conn.execute("INSERT INTO teams (name) VALUES ('held')")
-print("locked", flush=True)
-time.sleep(float(sys.argv[2]))
-conn.execute("COMMIT")
-print("released", flush=True)
-"""
+def opened_by_any_process(path: Path) -> bool:
+    """Some process has ``path`` open (its descriptors in /proc)."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:  # gone, or not ours to read
+            continue
+        if str(path) in fds:
+            return True
+    return False
 
 
 def test_a_node_restore_that_meets_a_locked_database_waits_instead_of_copying_nothing(
         tmp_path, app, live):
     """better-sqlite3 resolves a backup whose first step met a locked database as done,
-    having copied nothing: the restore waits for the lock (busy timeout) and copies all."""
+    having copied nothing: the restore waits for the lock (busy timeout) and copies all.
+    The app holds the write lock until the test lets go: once the restore has named its
+    safety backup and opened the chosen backup to copy it in (was: a 3 s hold, which under
+    load could end before node even started)."""
     backups, made = backed_up_then_changed(tmp_path, live, "id > 10")
-    holder = helpers.python(HOLD_WRITE_LOCK, str(live), "3")
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        out = run_node(remote.restore_script(str(live), str(backups), made.name,
-                                             check="quick", busy_timeout=30), app)
-        assert holder.stdout.readline().strip() == "released"
-    finally:
-        holder.kill()
-        holder.wait()
-        holder.stdout.close()
-        holder.stderr.close()
+    script = remote.restore_script(str(live), str(backups), made.name, check="quick",
+                                   busy_timeout=30)
+    with helpers.app_holds_write_lock(live) as holder:
+        run = subprocess.Popen(shlex.split(remote.wrap(node.with_app_dir(app["dir"], script))),
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env={"PATH": app["path"], "LANG": "C.UTF-8"})
+        try:
+            run.stdin.write(node.engine_stdin())
+            run.stdin.close()
+            lines = []
+            while not (lines and lines[-1].startswith(b"__OPS_ENTRY__ safety ")):
+                lines.append(run.stdout.readline())
+                assert lines[-1], run.stderr.read()  # the safety line, before the copy
+            helpers.wait_for(lambda: opened_by_any_process(backups / made.name)
+                             or run.poll() is not None, timeout=60,
+                             what="the copy into the live database")
+            assert run.poll() is None, run.stderr.read()  # still waiting: the lock is held
+            holder.kill()  # the app lets go (it wrote nothing)
+            holder.wait()
+            rest, err = run.stdout.read(), run.stderr.read()  # to its end (small)
+            run.wait(timeout=60)
+        finally:
+            run.kill()
+            run.wait()
+            run.stdout.close()
+            run.stderr.close()
+    assert run.returncode == 0, err
+    out = remote.parse_output(b"".join(lines).decode() + rest.decode())
     data = out.data("restore")
     data |= scripted.node_proof(data)
     assert data["ok"], data["problems"]

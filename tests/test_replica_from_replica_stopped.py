@@ -104,11 +104,11 @@ def test_here_stopped_while_litestream_restores(replica_world, tmp_path, sig):
 
 
 def recording(run: helpers.Background, folder: Path):
-    """Until the run records the checked replica file (a backup-named file appeared: the
-    old way, linked first and recorded after; or the step that records it began)."""
-    return poll.until(lambda: any(folder.glob("*.db")) or any(
-        "then record it as backup" in line for line in list(run.stderr_lines)) or None,
-        timeout=60, interval=0.02, expired=lambda *_: AssertionError("never recorded"))
+    """Until the run, to record the checked replica file, waits for ``folder``'s backup
+    lock, which the test holds: it says so at once (the old way linked a backup-named file
+    first; then the run said nothing until its step's "still running" line, 10 s on)."""
+    run.wait_for_stderr("waiting up to 60s for the backup lock ", timeout=60)
+    assert not any(folder.glob("*.db")), list(folder.iterdir())
 
 
 # The moment, and what holds the run there (a real wait, let go only by the test): while

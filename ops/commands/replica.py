@@ -559,13 +559,16 @@ def publish_lock(folder: Path, wait: float, held: contextlib.ExitStack | None, u
     and kept too, as every restore takes the two (``engine.held_restore_lock``): taken
     after the backup lock, a plain restore holding it waited for ours and we for its."""
     from ops import engine
+    from ops.ui import lock_waiting
+
+    def waiting(which: str, name: str):  # said at once: a silent wait looked hung (issue 22)
+        return lambda holder: ui.waiting(lock_waiting(which, folder / name, wait, holder))
 
     if held is None:
-        return engine.backup_lock(folder, wait)
-    lock = folder / engine.RESTORE_LOCK
-    held.enter_context(engine.held_restore_lock(folder, wait, lambda holder: ui.waiting(
-        f"  waiting up to {wait:g}s for the restore lock {lock}, held by {holder}")))
-    held.enter_context(engine.held_backup_lock(folder, wait))
+        return engine.backup_lock(folder, wait, waiting("backup", engine.LOCK_NAME))
+    held.enter_context(engine.held_restore_lock(folder, wait,
+                                                waiting("restore", engine.RESTORE_LOCK)))
+    held.enter_context(engine.held_backup_lock(folder, wait, waiting("backup", engine.LOCK_NAME)))
     return contextlib.nullcontext()
 
 

@@ -15,6 +15,7 @@ from ops.config import Settings
 from ops.errors import ExitCode, OpsError
 from ops.targets.protocol import Reporter, Settle
 from ops.targets.status import status as folder_status
+from ops.ui import lock_waiting
 
 DOWNLOADS = re.compile(r"(fly|ssh)-.+")  # ScriptedTarget.downloads' folders
 SOURCE_FOLDERS = re.compile(r"db-.+-[0-9a-f]{8}|(fly|ssh)-.+")  # and backup --db OTHER's
@@ -85,8 +86,7 @@ class LocalTarget:
 
     def _waiting(self, lock: Path, holder: str) -> None:
         """Say, once, whose lock we wait for and for how long."""
-        self.report.waiting(f"  waiting up to {self.settings.lock_wait:g}s for the backup "
-                            f"lock {lock}, held by {holder}")
+        self.report.waiting(lock_waiting("backup", lock, self.settings.lock_wait, holder))
 
     def _busy(self, busy_timeout: float) -> None:
         """Say, once, that the copy waits for the app's write lock, and for how long."""

@@ -24,7 +24,7 @@ from ops import digits, engine, machine, node, remote
 from ops.errors import ExitCode, OpsError
 from ops.targets.protocol import Progress, Reporter, Settle
 from ops.targets.status import status as folder_status
-from ops.ui import human_bytes
+from ops.ui import human_bytes, lock_waiting
 
 DOWNLOAD_PREFIX = ".tmp-download-"
 
@@ -330,7 +330,9 @@ class ScriptedTarget:
                              f"{name}.sha256 or {name}.json): it is checked against the file "
                              "as it is now, so a change since it was made cannot be seen")
         remote_file = f"{self.dir}/{name}"
-        with engine.backup_lock(directory, self.settings.lock_wait):
+        wait = self.settings.lock_wait
+        with engine.backup_lock(directory, wait, lambda holder: self.report.waiting(
+                lock_waiting("backup", directory / engine.LOCK_NAME, wait, holder))):
             _sweep_downloads(directory)
             private = Path(tempfile.mkdtemp(prefix=DOWNLOAD_PREFIX, dir=directory))
             tmp = private / name
