@@ -171,6 +171,9 @@ def command_lines(words, width: int | None, indent: str = "    ") -> list[str]:
     between words with `` \\`` (``None``: one line, as in a log). A single word longer
     than the room stays whole: cutting it would make the command wrong."""
     words = [shlex.quote(str(word)) for word in words]
+    at = next((i for i, word in enumerate(words) if word != "env" and "=" not in word), 0)
+    if words[at:at + 1] == ["invoke"] and len(words) > at + 1:  # spelled as typed
+        words[at] = pasteable(f"invoke {words[at + 1]}")[: -len(words[at + 1]) - 1]  # first
     if width is None:
         return [indent + " ".join(words)]
     lines, line = [], ""
@@ -194,7 +197,9 @@ def terminal_width() -> int:
 def wrapped(text: str, width: int | None, indent: str = "") -> list[str]:
     """Prose as lines within ``width``, broken between words (``None``: one line, as in a
     log); lines after the first start with ``indent``. A word longer than the room stays
-    whole rather than be cut."""
+    whole rather than be cut. Every suggested ``invoke TASK`` is spelled as the operator
+    typed invoke (``cli.pasteable``) first: laid out before, a line grew past ``width``."""
+    text = pasteable(text)
     if width is None or len(text) <= width:
         return [text]
     lead = text[: len(text) - len(text.lstrip())]

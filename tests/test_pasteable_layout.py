@@ -1,0 +1,81 @@
+"""A suggested `invoke TASK` is spelled as the operator typed invoke (cli.pasteable:
+`.venv/bin/invoke` with the venv not active) BEFORE its line is laid out for the terminal:
+rewritten after, a line fitted to 80 columns grew past them (issue 22 leftover 4)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sqlite3
+import sys
+from pathlib import Path
+
+import pytest
+
+from ops import cli, engine, ui
+from tests import helpers
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+OURS = shlex.quote(str(Path(sys.executable).parent / "invoke"))
+LONG = "/home/operator/projects/step-challenge-ops/.venv/bin/invoke"
+
+
+@pytest.fixture
+def venv_not_active(monkeypatch):
+    monkeypatch.setattr(cli, "invoke_command", lambda: LONG)
+
+
+def test_a_command_is_laid_out_as_it_will_be_shown(venv_not_active):
+    name = "steps-2026-12-07T10-45-00.db"
+    for words in (["invoke", "restore", name, "--yes"],
+                  ["env", "INVOKE_BACKUP_DIR=/srv/backups", "invoke", "restore", name, "--yes"]):
+        lines = ui.command_lines(words, 80, "  ")
+        assert all(len(line) <= 80 for line in lines), lines
+        joined = " ".join(line.strip().removesuffix(" \\") for line in lines)
+        assert shlex.split(joined)[-4:] == [LONG, "restore", name, "--yes"], lines
+        assert [cli.pasteable(line) for line in lines] == lines  # shown as laid out
+
+
+def test_prose_is_laid_out_as_it_will_be_shown(venv_not_active):
+    text = ("  Safety backup kept; to put it back later run invoke restore "
+            "steps-2026-12-07T10-45-00.db --yes from the project's folder")
+    lines = ui.wrapped(text, 80, indent="    ")
+    assert all(len(line) <= 80 for line in lines), lines
+    assert f"{LONG} restore" in " ".join(lines)
+    assert [cli.pasteable(line) for line in lines] == lines
+
+
+def test_plain_invoke_is_left_as_it_is_when_the_venv_is_active(monkeypatch):
+    monkeypatch.setattr(cli, "invoke_command", lambda: "invoke")
+    assert ui.command_lines(["invoke", "restore", "x.db", "--yes"], 80, "  ") == [
+        "  invoke restore x.db --yes"]
+
+
+def test_the_undo_command_fits_80_columns_with_the_venv_not_active(wal_db, backup_dir,
+                                                                    tmp_path):
+    """The real CLI on a terminal of 80 columns. The venv is not active: the `invoke` the
+    PATH finds first is not the venv's (another one, earlier on the PATH; helpers.clean_env
+    appends the venv's bin to every PATH). How far past 80 the old layout went depends on
+    the checkout's path (exactly 80 from /work/wt/<branch>): the cases above pin it."""
+    made = engine.create_backup(wal_db, backup_dir)
+    with sqlite3.connect(wal_db) as db:  # the live data moves on: the restore has an undo
+        db.execute("DELETE FROM steps WHERE rowid % 2 = 0")
+    other = tmp_path / "other-bin"
+    other.mkdir()
+    (other / "invoke").write_text("#!/bin/sh\nexit 127\n")
+    (other / "invoke").chmod(0o755)
+    code, shown = helpers.on_terminal(["restore", made.name, "--yes"], cwd=tmp_path,
+                                      env={"PATH": f"{other}:/usr/bin:/bin"}, columns=80)
+    assert code == 0, shown
+    lines = ANSI.sub("", shown).replace("\r", "").split("\n")
+    assert all(len(line) <= 80 for line in lines), [line for line in lines if len(line) > 80]
+    at = next((i for i, line in enumerate(lines) if line.rstrip().endswith("restore:")), None)
+    assert at is not None, lines
+    command, rest = "", lines[at + 1:]
+    while rest:
+        line = rest.pop(0).strip()
+        command += " " + line.removesuffix(" \\")
+        if not line.endswith(" \\"):
+            break
+    words = shlex.split(command)
+    assert words[:2] == [shlex.split(OURS)[0], "restore"] and words[-1] == "--yes", lines
