@@ -71,11 +71,6 @@ def test_the_undo_command_fits_80_columns_with_the_venv_not_active(wal_db, backu
     assert all(len(line) <= 80 for line in lines), [line for line in lines if len(line) > 80]
     at = next((i for i, line in enumerate(lines) if line.rstrip().endswith("restore:")), None)
     assert at is not None, lines
-    command, rest = "", lines[at + 1:]
-    while rest:
-        line = rest.pop(0).strip()
-        command += " " + line.removesuffix(" \\")
-        if not line.endswith(" \\"):
-            break
-    words = shlex.split(command)
+    command = re.match(r"(?:.* \\\n)*.*", "\n".join(lines[at + 1:]))[0]  # lines ending ` \`
+    words = shlex.split(command.replace(" \\\n", " "))
     assert words[:2] == [shlex.split(OURS)[0], "restore"] and words[-1] == "--yes", lines
