@@ -24,7 +24,6 @@ const { createRequire } = require('module');
 const RESULT_MARK = '__OPS_RESULT__';
 const NAME_RE = /^steps-([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2})-([0-9]{2})-([0-9]{2})\.db$/;
 const TMP_PREFIX = '.tmp-';
-const STAGED_PREFIX = '.upload-'; // engine.STAGED_PREFIX: swept once unwritten for STAGED_AGE
 const STAGED_AGE = 3600;
 const LOCK_NAME = '.backup.lock';
 const RESTORE_LOCK = '.restore.lock';
@@ -484,10 +483,13 @@ function withLock(lockPath, wait, what, fn) {
   }
 }
 
-function staleStaged(dir, entry) {
-  if (!entry.name.startsWith(STAGED_PREFIX) || !entry.isFile()) return false;
+const STAGED_NAME = /^\.upload-steps-[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}-[0-9]{2}-[0-9]{2}\.db\.[0-9]{1,10}$/; // engine.STAGED_NAME
+
+function staleStaged(dir, entry) { // engine._leftover_entries: our exact name, a regular file of ours, unwritten
+  if (!STAGED_NAME.test(entry.name) || !entry.isFile()) return false;
   try {
-    return Date.now() / 1000 - fs.lstatSync(path.join(dir, entry.name)).mtimeMs / 1000 > STAGED_AGE;
+    const info = fs.lstatSync(path.join(dir, entry.name));
+    return info.uid === process.getuid() && Date.now() / 1000 - info.mtimeMs / 1000 > STAGED_AGE;
   } catch (e) { return false; }
 }
 

@@ -50,6 +50,9 @@ TMP_PREFIX = ".tmp-"
 # takes one only when unwritten for STAGED_AGE seconds (its run is gone: kill -9)
 STAGED_PREFIX = ".upload-"
 STAGED_AGE = 3600
+# its exact name (remote.upload_staging: ``.upload-NAME.PID``): nothing else is swept as one
+STAGED_NAME = re.compile(r"\.upload-steps-[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}-[0-9]{2}-[0-9]{2}"
+                         r"\.db\.[0-9]{1,10}", re.ASCII)
 LOCK_NAME = ".backup.lock"
 SQLITE_HEADER = b"SQLite format 3\x00"
 SQLITE_FULL = 13  # sqlite3.SQLITE_FULL exists only on Python >= 3.11
@@ -589,15 +592,15 @@ def _leftover_entries(directory: Path) -> list[tuple[os.DirEntry, int]]:
     except OSError:
         return []
     for entry in entries:
-        staged = entry.name.startswith(STAGED_PREFIX)
+        staged = STAGED_NAME.fullmatch(entry.name) is not None
         if not entry.name.startswith(TMP_PREFIX) and not staged:
             continue
         try:
             info = entry.stat(follow_symlinks=False)
         except OSError:
             continue
-        if staged and not (stat.S_ISREG(info.st_mode)
-                           and time.time() - info.st_mtime > STAGED_AGE):
+        if staged and not (stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid()
+                           and time.time() - info.st_mtime > STAGED_AGE):  # ours, unwritten
             continue
         if not stat.S_ISDIR(info.st_mode):
             found.append((entry, info.st_size))

@@ -180,7 +180,46 @@ for f in steps-*.db; do
   printf '{ENTRY_MARK} %s %s %s %s %s %s %s %s\\n' "$f" "$size" "$(recorded "$f.sha256")" "$manifest" \\
     "$kind" "$(record_field source "$f.json")" "$(record_restore "$f.json")" \\
     "$(record_field uploaded "$f.json")"
-done"""
+done
+{STALE_STAGED}
+for f in .upload-*; do  # backup.cleanup removes these (remove_staged_script)
+  stale_staged "$f" && printf '{ENTRY_MARK} staged %s %s\\n' "$f" "$(( $(wc -c < "$f") ))"
+done
+exit 0"""
+
+
+# restore --from's staged uploads (``upload_staging``) a stopped run left (kill -9, a lost
+# connection): written with no lock, so one is stale only when unwritten for
+# ``engine.STAGED_AGE``; and only a regular file of this user with our exact name: never a
+# symlink, another user's file or a name this tool did not make (nothing else is printed)
+STAGED_NAME = engine.STAGED_NAME
+STALE_STAGED = f"""stale_staged() {{
+  case $1 in .upload-*.*) ;; *) return 1;; esac
+  n=${{1#.upload-}}; p=${{n##*.}}; n=${{n%.*}}
+  is_name "$n" || return 1
+  case $p in ''|*[!0-9]*|???????????*) return 1;; esac
+  [ -f "$1" ] && [ ! -h "$1" ] && [ -O "$1" ] || return 1
+  [ -n "$(find "./$1" -prune -type f -mmin +{engine.STAGED_AGE // 60} 2>/dev/null)" ]
+}}"""
+
+
+@purpose("cleanup-staged")
+def remove_staged_script(directory: str, names: list[str], lock_wait: float = 0) -> str:
+    """Remove stale staged uploads the listing named (``STALE_STAGED``), under the folder's
+    backup lock, each judged again there; prints ``removed NAME`` for each removed."""
+    for name in names:
+        if not STAGED_NAME.fullmatch(name):
+            raise OpsError(f"not a staged upload's name: {name!r}")
+    d = shlex.quote(directory)
+    return f"""{PRELUDE}
+{STALE_STAGED}
+[ -d {d} ] || exit 0
+take_lock {d} {_tries(lock_wait)}
+cd {d} || exit 1
+for f in {shlex.join(names)}; do
+  stale_staged "$f" && rm -f -- "$f" && printf '{ENTRY_MARK} removed %s\\n' "$f"
+done
+exit 0"""
 
 
 # (issue 16 #2-3) What NAME.json says a backup is (``kind``) and which database it copies
@@ -274,8 +313,8 @@ tmp=""; sums=""; placed=""; published=""; name=""
 # the publish is complete once the file's link exists (engine.publish): then it keeps its records
 trap '[ -n "$tmp" ] && [ -n "$name" ] && [ "$dir/$name" -ef "$tmp" ] && published=1; [ -n "$tmp" ] && rm -f "$tmp" "$tmp-wal" "$tmp-shm" "$tmp-journal" ${{sums:+"$sums"}}; [ -z "$published" ] && [ -n "$placed" ] && rm -f $placed' EXIT
 rm -f "$dir"/.tmp-* 2>/dev/null
-find "$dir" -maxdepth 1 -type f -name '{engine.STAGED_PREFIX}*' \\
-  -mmin +{engine.STAGED_AGE // 60} -exec rm -f {{}} + 2>/dev/null || :  # engine.STAGED_AGE
+{STALE_STAGED}
+( cd "$dir" && for f in .upload-*; do stale_staged "$f" && rm -f -- "$f"; done ) 2>/dev/null || :
 need=$(( $(wc -c < "$db") + $( [ -f "$db-wal" ] && wc -c < "$db-wal" || echo 0) ))
 set -- $(df -Pk "$dir" 2>/dev/null | tail -n 1)
 case ${{4:-x}} in *[!0-9]*) ;; *) [ $(( $4 * 1024 )) -lt "$need" ] && fail no_space "not enough free space in $dir: $(( $4 * 1024 )) bytes free, the backup needs about $need";; esac

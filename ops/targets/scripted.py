@@ -74,6 +74,8 @@ class ScriptedTarget:
         self.dir = remote.remote_path(settings.backup_remote_dir, "backup.remote_dir")
         self.app_dir = remote.remote_path(settings.machine_app_dir, "machine.app_dir")
         self.odd_entries: list[str] = []  # the last listing's (``list``)
+        self.staged: list[engine.Leftover] | None = None  # the last listing's stale uploads
+        self._listed: list[engine.BackupFile] | None = None  # ``leftovers``' for ``list``
 
     @property
     def host(self) -> str:
@@ -85,11 +87,28 @@ class ScriptedTarget:
         return f"{self.dir} on {self.host}"
 
     def leftovers(self) -> list[engine.Leftover]:
-        """None seen from here: the host's own engine sweeps its temporaries under its lock."""
-        return []
+        """restore --from's staged uploads a stopped run left there (``remote.STALE_STAGED``:
+        older than ``engine.STAGED_AGE``, ours, nothing else), from the last listing (one
+        is made if none was); the host's own engine sweeps its other temporaries under
+        its lock as each backup runs."""
+        if self.staged is None:  # backup.cleanup: its retention's listing, made first
+            self._listed = self.list()
+        return list(self.staged or [])
 
     def remove_leftovers(self) -> list[str]:
-        return []
+        """The stale staged uploads removed under the folder's backup lock (each judged
+        again there: one written to meanwhile stays)."""
+        names = [item.name for item in self.leftovers()]
+        if not names:
+            return []
+        output = self._run(remote.remove_staged_script(self.dir, names, self.settings.lock_wait))
+        if output.status != 0:
+            if output.result is not None:
+                output.data("cleanup")
+            raise OpsError(f"could not remove the staged uploads in {self.dir}")
+        self.staged = None
+        return [e[1] for e in output.entries if len(e) == 2 and e[0] == "removed"
+                and e[1] in names]
 
     def restore_actions(self, flow) -> dict:
         """What each step of a restore does on this host (``Target.restore_actions``): the
@@ -168,14 +187,19 @@ class ScriptedTarget:
     def list(self) -> list[engine.BackupFile]:
         """The host's listing; an entry of any shape but the one the script prints is
         refused (see ``remote.list_script``), never skipped or guessed at."""
+        if self._listed is not None:  # made a moment ago by ``leftovers`` (one call, not two)
+            found, self._listed = self._listed, None
+            return found
         output = self._run(remote.list_script(self.dir))
         if output.status != 0:
             raise OpsError(f"cannot list {self.dir} on {self.session.where}")
         found = []
         odd = [entry for entry in output.entries if _odd_entry(entry)]
         self.odd_entries = [entry[1] for entry in odd]  # named like a backup, not a file
+        staged = [entry for entry in output.entries if _staged_entry(entry)]
+        self.staged = [engine.Leftover(e[1], int(e[2])) for e in staged]  # backup.cleanup's
         for entry in output.entries:
-            if entry in odd:
+            if entry in odd or entry in staged:
                 continue
             if not _listing_entry(entry):
                 raise OpsError(f"{self.host}'s listing of {self.dir} has an entry this tool "
@@ -629,6 +653,12 @@ def _sweep_downloads(directory: Path) -> None:
 def _odd_entry(entry: list[str]) -> bool:
     """``odd NAME``: a symlink, FIFO or folder with a backup's name (``remote.list_script``)."""
     return len(entry) == 2 and entry[0] == "odd" and bool(remote.ENTRY_NAME.fullmatch(entry[1]))
+
+
+def _staged_entry(entry: list[str]) -> bool:
+    """``staged NAME SIZE``: a stale staged upload (``remote.STALE_STAGED``)."""
+    return (len(entry) == 3 and entry[0] == "staged"
+            and bool(remote.STAGED_NAME.fullmatch(entry[1])) and digits.is_whole(entry[2]))
 
 
 def _listing_entry(entry: list[str]) -> bool:
