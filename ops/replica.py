@@ -352,8 +352,9 @@ def lag_unknown(local: int | None, replica: Position | None, now: dt.datetime) -
         return None
     ahead = (replica.time - now).total_seconds()
     if ahead > CLOCK_SLACK:
+        from ops.ui import human_age  # rich: loaded only when it says this
         return (f"the replica's newest file is dated {replica.as_dict()['time']}, "
-                f"{ahead:.0f}s after now ({now.isoformat().replace('+00:00', 'Z')}): a "
+                f"{human_age(ahead)} after now ({now.isoformat().replace('+00:00', 'Z')}): a "
                 f"clock is wrong, so its lag is unknown")
     return None
 
@@ -466,8 +467,10 @@ def drill_report(restored: dict, now: dt.datetime) -> dict:
     age = round((now - reached_at).total_seconds(), 3)
     report["age_seconds"] = max(0.0, age) if age >= -CLOCK_SLACK else None
     if report["age_seconds"] is None:  # not "0s old": its age is unknown
+        from ops.ui import human_age  # rich: loaded only when it says this
         report["warning"] = (f"the replica's newest point is dated {restored['reached']['time']}"
-                             f", {-age:.0f}s after now: a clock is wrong, its age is unknown")
+                             f", {human_age(-age)} after now: a clock is wrong, its age is "
+                             "unknown")
     report["ok"] = True
     return report
 

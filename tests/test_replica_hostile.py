@@ -134,7 +134,7 @@ def test_a_drill_reaching_a_point_dated_in_the_future_says_its_age_is_unknown():
                                                          "time": "2026-12-07T01:00:00Z"}}
     report = rp.drill_report(restored, NOW)  # was age_seconds 0.0: "0s old", the freshest
     assert report["age_seconds"] is None and report["ok"] is True
-    assert "10800s after now: a clock is wrong, its age is unknown" in report["warning"]
+    assert "3h after now: a clock is wrong, its age is unknown" in report["warning"]  # ui.human_age
     same_second = {"reached": {"txid": "000000000000000a", "time": "2026-12-06T22:00:01Z"}}
     assert rp.drill_report(same_second, NOW)["age_seconds"] == 0.0
 

@@ -705,7 +705,7 @@ def restore(c, output=None, timestamp=None, txid=None, quick=False, dry_run=Fals
 
 
 def restore_replica(c, output, timestamp, txid, quick, dry_run, json) -> None:
-    from ops.ui import UI
+    from ops.ui import UI, human_age
 
     if not output:
         raise OpsError("--output PATH is required (a new file)", ExitCode.USAGE)
@@ -722,7 +722,7 @@ def restore_replica(c, output, timestamp, txid, quick, dry_run, json) -> None:
     counts = report["tables"]
     if json:
         ui.emit(report)
-    landed = (f", {report['landed_before_seconds']:.0f}s before --timestamp"
+    landed = (f", {human_age(report['landed_before_seconds'])} before --timestamp"
               if "landed_before_seconds" in report else "")
     ui.info(f"Restored {out}: TXID {point['txid']} ({point['time']}{landed}); {check} check "
             f"ok; {sum(counts.values())} rows in {len(counts)} tables")
