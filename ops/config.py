@@ -286,7 +286,7 @@ UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 def parse_duration(text: str, what: str = "duration") -> float:
     """``90``, ``45s``, ``90m``, ``36h``, ``2d`` or ``1h30m`` as seconds."""
-    value = str(text).strip().lower()
+    value = str(text).strip(digits.BLANK).lower()  # ASCII blanks only (ops.digits)
     if re.fullmatch(r"[0-9]+(\.[0-9]+)?", value):
         seconds = float(value)
     else:

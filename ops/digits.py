@@ -16,7 +16,7 @@ import re
 # what float() reads, in ASCII digits only: no "_", no other script, no nan/inf words
 DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 WHOLE = re.compile(r"[0-9]+")
-BLANK = " \t"  # around a config value (YAML, an INVOKE_* variable): as before, ignored
+BLANK = " \t\r\n\f\v"  # ASCII blanks around a config value or flag: ignored, as before
 MAX_DIGITS = 40  # more is no count this tool reads (int() itself stops at 4,300 digits)
 
 
