@@ -138,3 +138,18 @@ def test_the_engines_own_sweep_follows_the_same_rule(tmp_path):
     files = staged_folder(folder)
     assert engine.remove_stale_temporaries(folder) == [STALE]
     assert all(p.exists() or p.is_symlink() for key, p in files.items() if key != "stale")
+
+
+def test_cleanup_on_an_ssh_host_sweeps_it_too(host, run_invoke):
+    """The real sshd: the same listing and removal over SSH (--host)."""
+    env, addr = host["env"], host["addr"]
+    made = run_invoke("backup", "--host", addr, "--json", env=env)
+    assert made.returncode == 0, made.stderr
+    files = staged_folder(host["dir"])
+    dry = run_invoke("backup.cleanup", "--host", addr, "--dry-run", "--json", env=env)
+    assert dry.returncode == 0 and dry.json()["leftovers"] == [{"name": STALE, "size": 7}], dry
+    assert files["stale"].exists()
+    real = run_invoke("backup.cleanup", "--host", addr, "--json", env=env)
+    assert real.returncode == 0, real.stderr
+    assert not files["stale"].exists() and files["young"].exists() and files["theirs"].exists()
+    assert made.json()["backup"]["name"] in {p.name for p in host["dir"].iterdir()}
