@@ -19,7 +19,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from ops import cli, fly, health, remote, runbook
+from ops import cli, digits, fly, health, remote, runbook
 from ops.errors import ExitCode, OpsError
 from ops.fly import MAINTENANCE_CMD, ORIGINAL_META
 from ops.runbook import Step
@@ -255,6 +255,12 @@ def open_handles_script(db: str) -> str:
     pattern = " -> " + re.sub(r"([.+])", r"\\\1", db) + "(-wal|-shm)?$"
     return (f"n=$(ls -l /proc/[0-9]*/fd 2>/dev/null | grep -cE {shlex.quote(pattern)})\n"
             f"printf '{remote.ENTRY_MARK} open %s\\n' \"${{n:-0}}\"")
+
+
+def open_handles(output: remote.RemoteOutput) -> int | None:
+    """The count ``open_handles_script`` printed (ASCII digits: ``ops.digits``), or None."""
+    return next((int(e[1]) for e in output.entries
+                 if e[:1] == ["open"] and len(e) == 2 and digits.is_whole(e[1])), None)
 
 
 def parse_marker(stdout: str) -> dict | None:

@@ -24,7 +24,7 @@ import re
 import shlex
 from dataclasses import dataclass, replace
 
-from ops import audit, backups, data_guard, digits, engine, fly, health, remote, runbook
+from ops import audit, backups, data_guard, engine, fly, health, remote, runbook
 from ops import deploy as deploys
 from ops import emergency as em
 from ops.errors import ExitCode, OpsError
@@ -420,11 +420,11 @@ class Undo:
     def quiet(self) -> str:
         output = self.target.session.run(em.open_handles_script(self.db),
                                          what="looking for open handles")
-        counts = [int(e[1]) for e in output.entries if e[:1] == ["open"] and digits.is_whole(e[1])]
-        if output.status != 0 or not counts:
+        count = em.open_handles(output)
+        if output.status != 0 or count is None:
             raise OpsError(f"could not look for open handles on {self.db}")
-        if counts[0]:
-            raise OpsError(f"{counts[0]} file handle(s) on {self.db} are still open: the app "
+        if count:
+            raise OpsError(f"{count} file handle(s) on {self.db} are still open: the app "
                            "may still write; undo the stop with: invoke emergency.resume --yes")
         return "none"
 

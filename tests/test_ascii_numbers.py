@@ -162,3 +162,14 @@ def test_an_env_value_in_other_digits_is_one_error_line(run_invoke):
     assert result.stderr.strip() == \
         "Error: --keep must be a whole number, got '١٢' (backup.keep)", result.stderr
     assert validate_keep("12") == 12
+
+
+def test_the_open_handles_count_in_other_digits_is_no_count():
+    from ops import emergency
+
+    def said(count: str) -> int | None:
+        return emergency.open_handles(remote.parse_output(
+            f"{remote.ENTRY_MARK} open {count}\n{remote.SENTINEL}=0\n"))
+
+    assert (said("0"), said("3")) == (0, 3)
+    assert [said(text) for text in ("²", "٣", "３", "1_0", "")] == [None] * 5

@@ -6,7 +6,7 @@ import json
 import posixpath
 from typing import TYPE_CHECKING
 
-from ops import config, digits
+from ops import config
 from ops.cli import guarded, on_signals, task
 from ops.errors import ExitCode, OpsError
 
@@ -136,11 +136,11 @@ def stop(c, yes=False, dry_run=False, json=False):
 
     def quiet():
         output = run.ssh(em.open_handles_script(run.db), "looking for open handles")
-        counts = [int(e[1]) for e in output.entries if e[:1] == ["open"] and digits.is_whole(e[1])]
-        if output.status != 0 or not counts:
+        count = em.open_handles(output)
+        if output.status != 0 or count is None:
             raise OpsError(f"could not look for open handles on {run.db} on {machine.id}")
-        if counts[0]:
-            raise OpsError(f"{counts[0]} file handle(s) on {run.db} are still open on "
+        if count:
+            raise OpsError(f"{count} file handle(s) on {run.db} are still open on "
                            f"{machine.id}: the image's ENTRYPOINT may not run the new command, "
                            "so writes may go on; undo with: invoke emergency.resume --yes")
         return "none"
