@@ -342,12 +342,17 @@ def make_wal_db(path: str | os.PathLike, *, users: int = 200, steps: int = 3000)
     if any(os.path.lexists(f"{path}{end}") for end in ("", "-wal", "-shm")):
         return _build_wal_db(path, users, steps)
     made = _MADE.get((users, steps))
-    if made is None:
+    if made is None or not made.is_file():  # (gone: someone cleaned /tmp)
         folder = tempfile.mkdtemp(prefix="ops-test-db-")
-        atexit.register(shutil.rmtree, folder, True)
+        atexit.register(_remove_made, folder, os.getpid())
         made = _MADE[users, steps] = _build_wal_db(Path(folder) / "steps.db", users, steps)
     shutil.copyfile(made, path)
     return path
+
+
+def _remove_made(folder: str, pid: int) -> None:
+    if os.getpid() == pid:  # never from a forked child's exit: its parent still copies it
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _build_wal_db(path: Path, users: int, steps: int) -> Path:
