@@ -245,6 +245,7 @@ def test_kill_9_at_random_moments_leaves_old_or_new_content_never_a_mix(tmp_path
     conn.commit()
     conn.close()
     old = content(db)
+    new = engine.describe_file(made.path)[1]  # the backup's: read once, checked at the end
     rng = random.Random(11)
     seen = set()
     for round_ in range(5):
@@ -256,10 +257,10 @@ def test_kill_9_at_random_moments_leaves_old_or_new_content_never_a_mix(tmp_path
         os.kill(run.proc.pid, signal.SIGKILL)
         run.finish()
         now = content(db)
-        assert now in (old, engine.describe_file(made.path)[1])
+        assert now in (old, new)
         assert engine.check_live(db) == []
         safeties = [b for b in engine.list_backups(backup_dir) if b.name != made.name]
-        if now == engine.describe_file(made.path)[1]:
+        if now == new:
             assert safeties and engine.verify_backup(safeties[-1].path).ok
             seen.add("new")
             # put the old content back for the next round
@@ -268,6 +269,7 @@ def test_kill_9_at_random_moments_leaves_old_or_new_content_never_a_mix(tmp_path
         else:
             seen.add("old")
     assert seen  # what the random moments hit: {"old"}, {"new"} or both
+    assert engine.describe_file(made.path)[1] == new  # no killed run changed the backup
 
 
 def test_a_live_database_locked_longer_than_the_busy_timeout_is_left_unchanged(
