@@ -417,6 +417,7 @@ class Deployment:
     check: FullCheck | None = None  # the backup's full check, run beside the snapshot
     held: contextlib.ExitStack | None = None  # the locks (and the check) this run holds
     problems: list[str] | None = None  # a dry run's: why a real run would stop
+    stop_code: ExitCode | None = None  # a dry run's: the exit code its run would stop with
     found_again: bool = False  # the machine was looked up after `fly deploy` (data guard)
 
     def __post_init__(self):
@@ -499,6 +500,9 @@ class Deployment:
         if self.problems is None:
             raise exc
         self.problems.append(str(exc))
+        if self.stop_code is None:  # the run stops at the first, with the code its step
+            self.stop_code = runbook.Runner.exit_code_of(  # maps it to (a rollback's bad
+                next(s for s in self.plan() if s.key == "preflight"), exc)  # input: 2 or 3)
 
     # -- steps: each returns what its line says once done (``done_line``)
     def lock(self) -> Done:

@@ -48,7 +48,7 @@ def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout,
         if deployment.problems:  # as a restore's dry run fails where its run would: a CI
             # gate on the dry run must not pass a deploy that stops (review-op s19)
             raise OpsError("dry run: a real run would stop at preflight (above); nothing "
-                           "was done", ExitCode.DEPLOY_ABORTED_PREFLIGHT)
+                           "was done", deployment.stop_code or ExitCode.DEPLOY_ABORTED_PREFLIGHT)
         return
     try:
         with stop_on_signals():
