@@ -1178,6 +1178,7 @@ class Reads:
         with contextlib.closing(phases):
             run = verified_phase(phases)
         self.found["backup"] = run.chosen.name
+        self.found["lock_waits"] = run.lock_waits  # held locks the run would wait for
         self._same_source(run.chosen.name, run.chosen.source, str(self.settings.db_path))
         return verified_detail(run, o, self.settings.check, local.list())
 

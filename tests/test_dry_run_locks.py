@@ -1,0 +1,75 @@
+"""Every dry run looks at the locks its run takes, without taking them (issue 22's
+leftover, s20 CLOSING: a run meeting another run's lock exits 4, or waits and then exits
+4, while its dry run passed with 0). Where the run would refuse at once (no lock wait)
+the dry run refuses with the run's own words and exit 4; where the run would wait, the
+dry run says for how long at most and whose lock it is. The lock is held by a real
+process (``helpers.file_lock_held``), and the dry run must leave it as it was: still
+held, its holder's name unchanged, no lock file made where there was none."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ops import engine
+from ops.errors import ExitCode
+from tests import helpers
+
+pytestmark = pytest.mark.cli_in_process
+
+
+@pytest.fixture
+def restorable(wal_db, backup_dir, run_invoke):
+    assert run_invoke("backup").returncode == 0
+    return backup_dir
+
+
+@pytest.mark.parametrize("name", [engine.RESTORE_LOCK, engine.LOCK_NAME])
+def test_a_local_restores_dry_run_refuses_a_held_lock_as_its_run_does(restorable, run_invoke,
+                                                                      tmp_path, name):
+    lock = restorable / name
+    with helpers.file_lock_held(lock, tmp_path / "holder"):
+        held = lock.read_text()
+        dry = run_invoke("restore", "--dry-run")
+        run = run_invoke("restore", "--yes")
+        assert lock.read_text() == held  # not taken, not renamed
+    assert (dry.returncode, run.returncode) == (ExitCode.LOCKED, ExitCode.LOCKED), (dry, run)
+    said = f"holds the lock data/backups/{name}: {held} (use --lock-wait SECONDS to wait for it)"
+    assert said in " ".join(dry.stderr.split()), dry.stderr
+    assert said in " ".join(run.stderr.split()), run.stderr
+
+
+def test_a_dry_run_says_how_long_the_run_would_wait(restorable, run_invoke, tmp_path):
+    lock = restorable / engine.RESTORE_LOCK
+    with helpers.file_lock_held(lock, tmp_path / "holder"):
+        held = lock.read_text()
+        dry = run_invoke("restore", "--dry-run", "--lock-wait", "90", "--json")
+    assert dry.returncode == 0, dry
+    line = (f"another restore holds the lock data/backups/{lock.name}: {held}; the run "
+            "would wait up to 90s for it, then stop with exit 4 if it is still held")
+    assert json.loads(dry.stdout)["lock_waits"] == [line]
+    assert line in " ".join(dry.stderr.split()), dry.stderr
+
+
+def test_a_free_lock_is_not_a_verdict_and_no_lock_file_is_made(restorable, run_invoke):
+    (restorable / engine.RESTORE_LOCK).unlink(missing_ok=True)
+    dry = run_invoke("restore", "--dry-run", "--json")
+    assert dry.returncode == 0 and json.loads(dry.stdout)["lock_waits"] == [], dry
+    assert not (restorable / engine.RESTORE_LOCK).exists()
+
+
+def test_a_lock_left_by_a_killed_holder_is_free(restorable, run_invoke):
+    """kill -9 leaves the holder's name in the file but no lock (flock dies with it)."""
+    (restorable / engine.LOCK_NAME).write_text("a restore by gone (pid 1 on x) since then")
+    dry = run_invoke("restore", "--dry-run", "--json")
+    assert dry.returncode == 0 and json.loads(dry.stdout)["lock_waits"] == [], dry
+
+
+def test_the_verdict_as_data(tmp_path):
+    lock = tmp_path / engine.LOCK_NAME
+    assert engine.lock_verdict(lock, None, 0) is None
+    with pytest.raises(engine.EngineError) as refused:
+        engine.lock_verdict(lock, "a restore by ann (pid 7 on h) since T", 0)
+    assert refused.value.kind == "locked" and str(refused.value).startswith("a restore holds")
+    assert "wait up to 2.5s" in engine.lock_verdict(lock, "bob", 2.5)
