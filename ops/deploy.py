@@ -19,11 +19,11 @@ import threading
 import time
 import tomllib
 from collections.abc import Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ops import audit, backups, data_guard, fly, health, machine, replica_hooks, runbook
-from ops.engine import file_lock
+from ops import audit, backups, data_guard, engine, fly, health, machine, replica_hooks, runbook
+from ops.engine import EngineError, file_lock
 from ops.errors import ExitCode, OpsError
 from ops.fly import MAINTENANCE_CMD, redact_argv, tokens_in  # (lived here: fly's errors need them)
 from ops.runbook import Argv, Done, Step, scrub
@@ -418,6 +418,8 @@ class Deployment:
     held: contextlib.ExitStack | None = None  # the locks (and the check) this run holds
     problems: list[str] | None = None  # a dry run's: why a real run would stop
     stop_code: ExitCode | None = None  # a dry run's: the exit code its run would stop with
+    lock_waits: list[str] = field(default_factory=list)  # a dry run's: held locks the run
+    # would wait for
     found_again: bool = False  # the machine was looked up after `fly deploy` (data guard)
 
     def __post_init__(self):
@@ -457,10 +459,39 @@ class Deployment:
         self.runner.start(app=self.options.app)
         try:  # the run's lock step refuses an unwritable audit log first (exit 10)
             self._check_audit_log(create=False)
+            self._would_wait(self._local_lock_wait)  # then meets this computer's lock
         except OpsError as exc:
             self._problem(exc)
         self.runner.run([s for s in self.plan() if s.reads_only], dry_run=True)
+        if self.machine_ok and self.app is not None and not self.problems:
+            try:  # and, after its preflight, the machine's
+                self._would_wait(lambda: self.app.deploy_lock_wait(
+                    self.settings.deploy_lock_wait))
+            except OpsError as exc:
+                self._problem(exc)
         return [s.filled(self.runner.values) for s in self.plan()]  # with what it learnt
+
+    def _would_wait(self, look) -> None:
+        """A dry run at one of the run's locks (``look()``: None, or the line saying what
+        the run would wait for; it raises the run's refusal when it would not wait)."""
+        line = look()
+        if line:
+            self.ui.warn(line)
+            self.lock_waits.append(line)
+
+    def _local_lock_wait(self) -> str | None:
+        """This computer's deploy lock, looked at without taking it (``engine.lock_holder``)."""
+        path = self.lock_path
+        try:
+            return engine.lock_verdict(path, engine.lock_holder(path),
+                                       self.settings.deploy_lock_wait,
+                                       f"another deploy of {self.options.app}")
+        except EngineError as exc:
+            raise OpsError.from_engine(exc) from None
+
+    @property
+    def lock_path(self) -> Path:
+        return self.settings.audit_log.parent / f".deploy-{self.options.app}.lock"
 
     @property
     def secrets(self) -> list[str]:
@@ -506,7 +537,7 @@ class Deployment:
 
     # -- steps: each returns what its line says once done (``done_line``)
     def lock(self) -> Done:
-        path = self.settings.audit_log.parent / f".deploy-{self.options.app}.lock"
+        path = self.lock_path
         self._check_audit_log()  # before anything can happen unrecorded
         wait = self.settings.deploy_lock_wait
         self.held.enter_context(file_lock(

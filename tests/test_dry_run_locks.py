@@ -15,6 +15,7 @@ import pytest
 from ops import engine
 from ops.errors import ExitCode
 from tests import helpers
+from tests.fake_production import APP
 
 pytestmark = pytest.mark.cli_in_process
 
@@ -73,3 +74,60 @@ def test_the_verdict_as_data(tmp_path):
         engine.lock_verdict(lock, "a restore by ann (pid 7 on h) since T", 0)
     assert refused.value.kind == "locked" and str(refused.value).startswith("a restore holds")
     assert "wait up to 2.5s" in engine.lock_verdict(lock, "bob", 2.5)
+
+
+# ---------------------------------------------------------------- deploy and deploy.rollback
+
+
+def machine_lock_held(site, holder: str = "ann deploy since 2026-12-07T09:00:00Z (run ab12cd34)"):
+    """Another deploy holds the machine's deploy lock (a directory naming its holder, as
+    the lock script makes it)."""
+    site.machine_lock.mkdir()
+    (site.machine_lock / "holder").write_text(holder + "\n")
+    return holder
+
+
+@pytest.mark.parametrize("task", ["deploy", "deploy.rollback"])
+def test_a_deploys_dry_run_refuses_this_computers_held_lock_as_its_run_does(site, tmp_path,
+                                                                           task):
+    with helpers.file_lock_held(site.lock_file, tmp_path / "holder"):
+        held = site.lock_file.read_text()
+        dry = site.here(task, "--dry-run")
+        run = site.here(task)
+        assert site.lock_file.read_text() == held
+    assert (dry.returncode, run.returncode) == (ExitCode.LOCKED, ExitCode.LOCKED), (dry, run)
+    said = (f"another deploy of {APP} holds the lock {site.lock_file}: {held} (use "
+            "--lock-wait SECONDS to wait for it)")
+    assert said in " ".join(dry.stderr.split()) and said in " ".join(run.stderr.split())
+
+
+@pytest.mark.parametrize("task", ["deploy", "deploy.rollback"])
+def test_a_deploys_dry_run_refuses_the_machines_held_lock_as_its_run_does(site, task):
+    holder = machine_lock_held(site)
+    dry = site.here(task, "--dry-run")
+    run = site.here(task)
+    assert (dry.returncode, run.returncode) == (ExitCode.LOCKED, ExitCode.LOCKED), (dry, run)
+    said = (f"another deploy of {APP} holds the lock on the machine ({site.machine_lock}): "
+            f"{holder} (use --lock-wait SECONDS to wait for it); if none is running: ")
+    assert said in " ".join(dry.stderr.split()) and said in " ".join(run.stderr.split())
+    assert (site.machine_lock / "holder").read_text() == holder + "\n"  # left as it was
+
+
+def test_a_deploys_dry_run_says_how_long_the_run_would_wait_for_each_lock(site, tmp_path):
+    holder = machine_lock_held(site)
+    with helpers.file_lock_held(site.lock_file, tmp_path / "holder"):
+        held = site.lock_file.read_text()
+        dry = site.here("deploy", "--dry-run", "--lock-wait", "30", "--json")
+    assert dry.returncode == 0, dry
+    wait = "the run would wait up to 30s for it, then stop with exit 4 if it is still held"
+    assert dry.json()["lock_waits"] == [
+        f"another deploy of {APP} holds the lock {site.lock_file}: {held}; {wait}",
+        f"another deploy of {APP} holds the lock on the machine ({site.machine_lock}): "
+        f"{holder}; {wait}"]
+    assert dry.json()["warnings"] == []
+
+
+def test_a_free_machine_lock_is_not_made_by_the_dry_run(site):
+    dry = site.here("deploy", "--dry-run", "--json")
+    assert dry.returncode == 0 and dry.json()["lock_waits"] == [], dry
+    assert not site.machine_lock.exists() and not site.lock_file.exists()

@@ -44,7 +44,7 @@ def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout,
             ui.warn(f"a real run would stop at preflight: {problem}")
         if json:
             ui.emit({"dry_run": True, "steps": deploys.plan_as_data(steps),
-                     "warnings": deployment.problems})
+                     "warnings": deployment.problems, "lock_waits": deployment.lock_waits})
         if deployment.problems:  # as a restore's dry run fails where its run would: a CI
             # gate on the dry run must not pass a deploy that stops (review-op s19)
             raise OpsError("dry run: a real run would stop at preflight (above); nothing "
