@@ -2821,12 +2821,13 @@ def restore_database(live, directory, which: str = "latest", *, check: str = "in
 
 
 def restore_verified(live, directory, which: str = "latest", *,
-                     check: str = "integrity") -> dict:
+                     check: str = "integrity", lock_wait: float = 0.0) -> dict:
     """A restore's dry run on the machine (``restore --dry-run``): the one restore taken
     to its ``verified`` phase only (``restoring(read_only=True)``), as a local dry run
     takes it: no lock, nothing written; a backup the run would refuse fails it the same
     way."""
-    phases = restoring(live, directory, which, read_only=True, check=check)
+    phases = restoring(live, directory, which, read_only=True, check=check,
+                       lock_wait=lock_wait)  # its locks looked at, as the run's wait
     with contextlib.closing(phases):
         run = next(phases)
     return {"backup": run.chosen.name, "backup_sha256": run.verdict["sha256"],
@@ -3088,7 +3089,8 @@ _RUN = {
         a.db, a.dir, check=a.check, timeout=a.timeout, lock_wait=a.lock_wait,
         content_hash=not a.no_content_hash)),
     "verify": _verify,
-    "restore": lambda a: restore_verified(a.db, a.dir, a.which, check=a.check)
+    "restore": lambda a: restore_verified(a.db, a.dir, a.which, check=a.check,
+                                          lock_wait=a.lock_wait)
     if a.dry_run else restore_database(
         a.db, a.dir, a.which, check=a.check, busy_timeout=a.busy_timeout,
         lock_wait=a.lock_wait, content_hash=not a.no_content_hash, app_stopped=a.app_stopped,

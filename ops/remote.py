@@ -121,14 +121,16 @@ place() {{
 }}"""
 
 
-def _choose(python: str, sqlite: str, other: str) -> str:
+def _choose(python: str, sqlite: str, other: str, first: str = "") -> str:
     """python3, then node with the app's SQLite binding (the same engine call: see
-    ``ops.node``), then the sqlite3 CLI, then ``other``."""
+    ``ops.node``), then the sqlite3 CLI, then ``other``; ``first`` runs before any of
+    them, after the prelude (a dry run's look at the locks)."""
     node_branch = (f"""elif has_node; then
 OPS_ENGINE=node; echo {STRATEGY_MARK}=node
 {python}
 """ if python.startswith("engine_run ") else "")
     return f"""{PRELUDE}
+{first}
 {node.HAS_NODE}
 {node.engine_run()}
 if has_python; then
@@ -633,6 +635,7 @@ SAFETY_MARKS = (', \\"kind\\": \\"safety\\", \\"restore\\": {\\"when\\": '
                 '\\"$restore_when\\", \\"backup\\": \\"$restoring\\"}')
 
 RESTORE_LOCK = ".restore.lock"  # the engine's (``engine.RESTORE_LOCK``): flock(2) on it
+RESTORE_ROLE = "a restore"  # how the engine's restore names itself in a lock (its RESTORE_ROLE)
 BROKEN_HOW = engine.REMOTE_HOW
 
 
@@ -718,12 +721,36 @@ if [ "$state" = ok ]; then
 fi"""
 
 
+# A dry run's look at a flock(2) lock the run takes, taking nothing: held when /proc/locks
+# lists the file's inode (no /proc/locks, or not a regular file: nothing is said, the run
+# tells). Held, with no lock wait: the run's own refusal (take_lock's words, exit 4); with
+# one, a `waits` entry saying for how long the run would wait.
+LOOK_LOCK = f"""look_lock() {{
+  [ -f "$1" ] && [ ! -h "$1" ] && [ -r /proc/locks ] || return 0
+  ino=$(stat -c %i "$1" 2>/dev/null | tr -cd 0-9)
+  [ -n "$ino" ] && grep -q ":$ino " /proc/locks 2>/dev/null || return 0
+  who=$(head -c 200 "$1" 2>/dev/null | head -n 1); [ -n "$who" ] || who=unknown
+  what=$2; case $who in "{RESTORE_ROLE} "*) what="{RESTORE_ROLE}";; esac
+  [ "$3" = 0 ] && fail locked "$what holds the lock $1: $who (use --lock-wait SECONDS to wait for it)"
+  printf '{ENTRY_MARK} waits %s holds the lock %s: %s; the run would wait up to %ss for it, then stop with exit 4 if it is still held\\n' "$what" "$1" "$who" "$3"
+}}"""
+
+
+def look_locks(directory: str, lock_wait: float) -> str:
+    """The restore's two locks, in the order it takes them, looked at (``LOOK_LOCK``)."""
+    q, wait = shlex.quote(directory), f"{lock_wait:g}" if lock_wait > 0 else "0"
+    return (f"{LOOK_LOCK}\nlook_lock {q}/{RESTORE_LOCK} 'another restore' {wait}\n"
+            f"look_lock {q}/{LOCK_NAME} 'another backup' {wait}")
+
+
 @purpose("restore.verify")
-def restore_verify_script(db: str, directory: str, name: str, *, check: str) -> str:
+def restore_verify_script(db: str, directory: str, name: str, *, check: str,
+                          lock_wait: float = 0) -> str:
     """A restore's dry run on the machine, with its best engine: the restore's
     ``verified`` phase alone (python3 and node: ``restore --dry-run``, the engines'
     ``restore_verified``; sqlite3: ``_sqlite_verified``), so a backup the run would
-    refuse fails it the same way. No lock is taken and nothing is written."""
+    refuse fails it the same way. No lock is taken and nothing is written; the locks the
+    run takes first are looked at (``look_locks``)."""
     check_name(name)
     pragma = "integrity_check" if check == "integrity" else "quick_check"
     sqlite = f"""db={shlex.quote(db)}; dir={shlex.quote(directory)}; name={shlex.quote(name)}
@@ -733,8 +760,9 @@ def restore_verify_script(db: str, directory: str, name: str, *, check: str) -> 
 {_sqlite_verified(pragma)}
 printf '{RESULT_MARK} {{"ok": true, "data": {{"backup": "%s", "backup_sha256": "%s", "check": "{check}", "live_state": "%s"}}}}\\n' "$name" "$sum" "$state\""""
     return _choose(_engine("restore", "--db", db, "--dir", directory, "--which", name,
-                           "--check", check, "--dry-run"),
-                   sqlite, f"echo {STRATEGY_MARK}=none")
+                           "--check", check, "--lock-wait", f"{max(lock_wait, 0):g}",
+                           "--dry-run"),
+                   sqlite, f"echo {STRATEGY_MARK}=none", first=look_locks(directory, lock_wait))
 
 
 # Long on purpose: one sh script read top to bottom (locks, checks, safety backup,

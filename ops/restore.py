@@ -1224,6 +1224,8 @@ class Reads:
             data = self.target.restore(name, read_only=True)
         except OpsError as exc:
             raise hinted(exc, name, self.target.flag) from None
+        self.found["lock_waits"] = data.get("lock_waits", [])  # held locks the run would
+        # wait for there (one it would refuse at once failed it, exit 4)
         return f"[{data['strategy']}] {name}  sha256 {str(data['backup_sha256'])[:12]}  " \
             f"{data['check']}_check ok"
 

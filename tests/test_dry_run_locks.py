@@ -131,3 +131,38 @@ def test_a_free_machine_lock_is_not_made_by_the_dry_run(site):
     dry = site.here("deploy", "--dry-run", "--json")
     assert dry.returncode == 0 and dry.json()["lock_waits"] == [], dry
     assert not site.machine_lock.exists() and not site.lock_file.exists()
+
+
+# ---------------------------------------------------------------- restore --production
+
+
+@pytest.mark.parametrize("engine_there", ["python3", "sqlite3"])
+@pytest.mark.parametrize("name", [engine.RESTORE_LOCK, engine.LOCK_NAME])
+def test_a_production_restores_dry_run_refuses_a_held_lock_there_as_its_run_does(
+        site, tmp_path, name, engine_there):
+    assert site.here("backup", "--production").returncode == 0
+    if engine_there == "sqlite3":  # the machine's sh restore, with flock(1)
+        site.world.remove_machine_tools("python3", "node")
+    lock = site.backups / name
+    with helpers.file_lock_held(lock, tmp_path / "holder"):
+        held = lock.read_text()
+        dry = site.here("restore", "--production", "--dry-run")
+        run = site.here("restore", "--production", "--yes")
+        assert lock.read_text() == held
+    assert (dry.returncode, run.returncode) == (ExitCode.LOCKED, ExitCode.LOCKED), (dry, run)
+    said = f"holds the lock {lock}: "
+    assert said in " ".join(dry.stderr.split()) and said in " ".join(run.stderr.split())
+    assert f"{held} (use --lock-wait SECONDS to wait for it)" in " ".join(dry.stderr.split())
+
+
+def test_a_production_restores_dry_run_says_how_long_the_run_would_wait(site, tmp_path):
+    assert site.here("backup", "--production").returncode == 0
+    lock = site.backups / engine.RESTORE_LOCK
+    with helpers.file_lock_held(lock, tmp_path / "holder"):
+        held = lock.read_text()
+        dry = site.here("restore", "--production", "--dry-run", "--lock-wait", "45",
+                        "--json")
+    assert dry.returncode == 0, dry
+    assert dry.json()["lock_waits"] == [
+        f"another restore holds the lock {lock}: {held}; the run would wait up to 45s for "
+        "it, then stop with exit 4 if it is still held"]

@@ -417,12 +417,14 @@ class ScriptedTarget:
 
     def _verified(self, name: str) -> dict:
         output = self._run(remote.restore_verify_script(self.db, self.dir, name,
-                                                        check=self.settings.check),
+                                                        check=self.settings.check,
+                                                        lock_wait=self.settings.lock_wait),
                            engine_source=True, timeout=self.session.deadline(),
                            what="restore (dry run)")
         if output.strategy == "none":
             raise OpsError(self.session.manual_restore(name), ExitCode.ERROR)
-        return output.data("restore") | {"strategy": output.strategy}
+        return output.data("restore") | {"strategy": output.strategy, "lock_waits": [
+            " ".join(entry[1:]) for entry in output.entries if entry and entry[0] == "waits"]}
 
     def holds(self, name: str, safety: str = "") -> str:
         """Whether the live database holds backup ``name``'s content now: ``backup``,
