@@ -463,35 +463,31 @@ class Deployment:
         except OpsError as exc:
             self._problem(exc)
         self.runner.run([s for s in self.plan() if s.reads_only], dry_run=True)
+        o = self.options
         if self.machine_ok and self.app is not None and not self.problems:
-            try:  # and, after its preflight, the machine's
+            try:  # and, after its preflight, the machine's; then its backup's lock there
                 self._would_wait(lambda: self.app.deploy_lock_wait(
                     self.settings.deploy_lock_wait))
+                if not o.skip_backup and o.rollback_to is None:
+                    self._would_wait(lambda: self.target.lock_waits(restore=False))
             except OpsError as exc:
                 self._problem(exc)
         return [s.filled(self.runner.values) for s in self.plan()]  # with what it learnt
 
     def _would_wait(self, look) -> None:
-        """A dry run at one of the run's locks (``look()``: None, or the line saying what
-        the run would wait for; it raises the run's refusal when it would not wait)."""
-        line = look()
-        if line:
+        """A dry run at the run's locks (``look()``: None, a line or lines saying what the
+        run would wait for; it raises the run's refusal when it would not wait)."""
+        found = look()
+        for line in [found] if isinstance(found, str) else found or ():
             self.ui.warn(line)
             self.lock_waits.append(line)
 
     def _local_lock_wait(self) -> str | None:
-        """This computer's deploy lock, looked at without taking it (``engine.lock_holder``)."""
-        path = self.lock_path
-        try:
-            return engine.lock_verdict(path, engine.lock_holder(path),
-                                       self.settings.deploy_lock_wait,
-                                       f"another deploy of {self.options.app}")
-        except EngineError as exc:
-            raise OpsError.from_engine(exc) from None
+        return local_lock_wait(self.settings, self.options.app)
 
     @property
     def lock_path(self) -> Path:
-        return self.settings.audit_log.parent / f".deploy-{self.options.app}.lock"
+        return local_lock_path(self.settings, self.options.app)
 
     @property
     def secrets(self) -> list[str]:
@@ -847,6 +843,22 @@ class Deployment:
 
 
 UNDO = "invoke deploy.undo"  # puts the pre-deploy data ({backup}) and the previous code back
+
+
+def local_lock_path(settings, app: str) -> Path:
+    """This computer's deploy lock (deploy, rollback and deploy.undo take it)."""
+    return settings.audit_log.parent / f".deploy-{app}.lock"
+
+
+def local_lock_wait(settings, app: str) -> str | None:
+    """This computer's deploy lock, looked at without taking it (``engine.lock_holder``):
+    None when free; the run's refusal (exit 4) when it would not wait; else how long."""
+    path = local_lock_path(settings, app)
+    try:
+        return engine.lock_verdict(path, engine.lock_holder(path), settings.deploy_lock_wait,
+                                   f"another deploy of {app}")
+    except EngineError as exc:
+        raise OpsError.from_engine(exc) from None
 
 
 def deploy_command(o: DeployOptions, image: str | None) -> list[str]:

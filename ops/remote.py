@@ -736,11 +736,20 @@ LOOK_LOCK = f"""look_lock() {{
 }}"""
 
 
-def look_locks(directory: str, lock_wait: float) -> str:
-    """The restore's two locks, in the order it takes them, looked at (``LOOK_LOCK``)."""
+def look_locks(directory: str, lock_wait: float, restore: bool = True) -> str:
+    """The restore's two locks, in the order it takes them (a backup's one: ``restore``
+    False), looked at (``LOOK_LOCK``)."""
     q, wait = shlex.quote(directory), f"{lock_wait:g}" if lock_wait > 0 else "0"
-    return (f"{LOOK_LOCK}\nlook_lock {q}/{RESTORE_LOCK} 'another restore' {wait}\n"
-            f"look_lock {q}/{LOCK_NAME} 'another backup' {wait}")
+    first = f"look_lock {q}/{RESTORE_LOCK} 'another restore' {wait}\n" if restore else ""
+    return f"{LOOK_LOCK}\n{first}look_lock {q}/{LOCK_NAME} 'another backup' {wait}"
+
+
+@purpose("look-locks")
+def look_locks_script(directory: str, lock_wait: float, restore: bool = True) -> str:
+    """A dry run's look at the locks a restore (or a backup) takes there, alone: the run's
+    refusal (exit 4), or a ``waits`` entry each; nothing is taken or created."""
+    return (f"{PRELUDE}\n{look_locks(directory, lock_wait, restore)}\n"
+            f"printf '{RESULT_MARK} {{\"ok\": true, \"data\": {{}}}}\\n'")
 
 
 @purpose("restore.verify")

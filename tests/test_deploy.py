@@ -305,12 +305,15 @@ def test_skip_backup_is_loud_recorded_and_touches_no_data(site):
 # ---------------------------------------------------------------- 4. --dry-run
 
 
-def dry_run_reads(calls: list[list[str]], runs: int) -> list[list[str]]:
-    """``calls`` less the looks at the machine's deploy lock ``runs`` dry runs made, one
-    each (tests/test_dry_run_locks.py): the unlock script with nothing removed."""
+def dry_run_reads(calls: list[list[str]], runs: int, backups: int = 0) -> list[list[str]]:
+    """``calls`` less the looks at the machine's locks ``runs`` dry runs made
+    (tests/test_dry_run_locks.py): the deploy lock's, one each (the unlock script with
+    nothing removed), and the backup lock's, one per dry run that makes a backup."""
     looks = [argv for argv in calls if label(argv) == "ssh unlock"]
     assert len(looks) == runs and not any("rm -rf" in argv[-1] for argv in looks), looks
-    return [argv for argv in calls if argv not in looks]
+    backup_looks = [argv for argv in calls if label(argv) == "ssh look-locks"]
+    assert len(backup_looks) == backups, backup_looks
+    return [argv for argv in calls if argv not in looks and argv not in backup_looks]
 
 
 def test_dry_run_shows_the_plan_and_runs_nothing(site):
@@ -330,7 +333,7 @@ def test_dry_run_shows_the_plan_and_runs_nothing(site):
         assert "WARNING" not in result.stderr
     # preflight's read-only calls, to show the real machine and volume, and a look at the
     # machine's deploy lock (the unlock script, removing nothing); nothing else
-    assert sorted(dry_run_reads(site.world.calls(), 3)) == sorted(READS * 3)
+    assert sorted(dry_run_reads(site.world.calls(), 3, 2)) == sorted(READS * 3)
     assert site.audit() == [] and not site.audit_log.parent.exists()  # no audit, no lock file
     assert len(site.backup_names()) == 1
 

@@ -8,6 +8,7 @@ held, its holder's name unchanged, no lock file made where there was none."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import pytest
@@ -166,3 +167,52 @@ def test_a_production_restores_dry_run_says_how_long_the_run_would_wait(site, tm
     assert dry.json()["lock_waits"] == [
         f"another restore holds the lock {lock}: {held}; the run would wait up to 45s for "
         "it, then stop with exit 4 if it is still held"]
+
+
+def test_a_deploys_dry_run_refuses_the_machines_held_backup_lock_as_its_run_does(site,
+                                                                                 tmp_path):
+    lock = site.backups / engine.LOCK_NAME
+    with helpers.file_lock_held(lock, tmp_path / "holder"):
+        held = lock.read_text()
+        dry = site.here("deploy", "--dry-run")
+        run = site.here("deploy")
+    assert (dry.returncode, run.returncode) == (ExitCode.LOCKED, ExitCode.LOCKED), (dry, run)
+    said = f"another backup holds the lock {lock}: {held} (use --lock-wait"
+    assert said in " ".join(dry.stderr.split()) and said in " ".join(run.stderr.split())
+
+
+# ---------------------------------------------------------------- deploy.undo
+
+
+def deployed(site) -> None:
+    """A deploy in the audit log, for deploy.undo to undo."""
+    assert site.here("deploy").returncode == 0
+
+
+@pytest.mark.parametrize("where", ["this computer", "the machine", "the restore's"])
+def test_an_undos_dry_run_refuses_each_held_lock_as_its_run_does(site, tmp_path, where):
+    deployed(site)
+    lock = {"this computer": site.lock_file, "the restore's": site.backups / engine.RESTORE_LOCK,
+            "the machine": None}[where]
+    with contextlib.ExitStack() as held:
+        if lock is None:
+            holder = machine_lock_held(site)
+        else:
+            held.enter_context(helpers.file_lock_held(lock, tmp_path / "holder"))
+            holder = lock.read_text()
+        dry = site.here("deploy.undo", "--dry-run")
+        run = site.here("deploy.undo", "--yes")
+    assert (dry.returncode, run.returncode) == (ExitCode.LOCKED, ExitCode.LOCKED), (dry, run)
+    said = f"{holder} (use --lock-wait SECONDS to wait for it)"
+    assert said in " ".join(dry.stderr.split()) and said in " ".join(run.stderr.split())
+
+
+def test_an_undos_dry_run_says_how_long_the_run_would_wait(site):
+    deployed(site)
+    holder = machine_lock_held(site)
+    dry = site.here("deploy.undo", "--dry-run", "--lock-wait", "20", "--json")
+    assert dry.returncode == 0, dry
+    assert dry.json()["lock_waits"] == [
+        f"another deploy of {APP} holds the lock on the machine ({site.machine_lock}): "
+        f"{holder}; the run would wait up to 20s for it, then stop with exit 4 if it is "
+        "still held"]

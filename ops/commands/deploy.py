@@ -194,6 +194,7 @@ def unlock(c, yes=False):
 @on_signals  # SIGTERM/SIGHUP anywhere: the audit line, the by-hand lines, exit 143
 def undo(c, dry_run=False, yes=False, json=False, deploy=None, lock_wait=None):
     """Undo a deploy: stop writes, pre-deploy backup (with a safety backup) and old image back."""
+    from ops import deploy as deploys
     from ops import emergency, fly, runbook
     from ops import undo as undos
     from ops.engine import file_lock
@@ -211,13 +212,18 @@ def undo(c, dry_run=False, yes=False, json=False, deploy=None, lock_wait=None):
             runner.check_audit_log()
             wait = settings.deploy_lock_wait
             held.enter_context(file_lock(
-                settings.audit_log.parent / f".deploy-{settings.app}.lock", wait,
+                deploys.local_lock_path(settings, settings.app), wait,
                 f"another deploy of {settings.app}"))
+        waits = [deploys.local_lock_wait(settings, settings.app)] if dry_run else []
         runner.start(app=settings.app, deploy=f"v{run.chosen.release}",
                      backup=run.chosen.backup, image=run.chosen.image,
                      previous_release=run.chosen.previous)
         reads = run.reads()
         runner.run(reads, dry_run=True)
+        if dry_run:  # then the machine's deploy lock, and the restore's locks there
+            waits = [line for line in (*waits, *run.lock_waits()) if line]
+            for line in waits:
+                ui.warn(line)
         steps, close = run.plan()
         title = (f"Undo deploy v{run.chosen.release} of {settings.app}: back to "
                  f"{run.chosen.backup} and v{run.chosen.previous}'s image {run.chosen.image}")
@@ -229,6 +235,7 @@ def undo(c, dry_run=False, yes=False, json=False, deploy=None, lock_wait=None):
                          "deploy": f"v{run.chosen.release}", "backup": run.chosen.backup,
                          "image": run.chosen.image, "release": run.chosen.previous,
                          "written_since": runner.record.get("written_since", {}),
+                         "lock_waits": waits,
                          "steps": runbook.plan_as_data(shown)})
             return
         emergency.confirm(ui, f"Undo deploy v{run.chosen.release} of {settings.app} (its "

@@ -423,8 +423,18 @@ class ScriptedTarget:
                            what="restore (dry run)")
         if output.strategy == "none":
             raise OpsError(self.session.manual_restore(name), ExitCode.ERROR)
-        return output.data("restore") | {"strategy": output.strategy, "lock_waits": [
-            " ".join(entry[1:]) for entry in output.entries if entry and entry[0] == "waits"]}
+        return output.data("restore") | {"strategy": output.strategy,
+                                         "lock_waits": waits(output)}
+
+    def lock_waits(self, restore: bool = True) -> list[str]:
+        """A dry run's look at the folder's locks there, as a restore (or, ``restore``
+        False, a backup) meets them: the run's refusal when it would not wait (exit 4),
+        else what it would wait for (``remote.look_locks_script``)."""
+        output = self._run(remote.look_locks_script(self.dir, self.settings.lock_wait,
+                                                    restore),
+                           timeout=self.session.deadline(), what="a look at the locks")
+        output.data("a look at the locks")
+        return waits(output)
 
     def holds(self, name: str, safety: str = "") -> str:
         """Whether the live database holds backup ``name``'s content now: ``backup``,
@@ -810,3 +820,8 @@ def checked_shape(raw, host: str) -> dict:
         raise OpsError(f"the data guard's counts from {host} are not what the engine "
                        "prints: refusing to judge the deploy by them")
     return raw
+
+
+def waits(output: remote.RemoteOutput) -> list[str]:
+    """The ``waits`` entries a look at the locks printed (``remote.LOOK_LOCK``)."""
+    return [" ".join(entry[1:]) for entry in output.entries if entry and entry[0] == "waits"]
