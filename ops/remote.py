@@ -212,18 +212,33 @@ record_restore() {
 }""".replace("RECORD_LIMIT", str(RECORD_LIMIT))
 
 
+# Whether a file is flock(2)ed by some process (/proc/locks lists its inode): a restore's
+# hold on its backup (``HOLD_BACKUP``); without /proc/locks nothing is held.
+IS_HELD = """is_held() {
+  [ -f "$1" ] && [ -r /proc/locks ] || return 1
+  ino=$(stat -c %i "$1" 2>/dev/null | tr -cd 0-9)
+  [ -n "$ino" ] && grep -q ":$ino " /proc/locks 2>/dev/null
+}"""
+
+
 @purpose("delete")
 def delete_script(directory: str, names: list[str], lock_wait: float = 0) -> str:
-    """Remove backups and their sidecars, under the folder's backup lock (like the engine)."""
-    files = []
+    """Remove backups and their sidecars, under the folder's backup lock (like the engine).
+    A backup a restore holds (``HOLD_BACKUP``: one waiting for its locks, a ``restore
+    --from`` upload past its grace among them) is kept, with a ``held NAME`` entry."""
+    d = shlex.quote(directory)
+    removals = []
     for name in names:
         check_name(name)
-        files += [name, f"{name}.sha256", f"{name}.json"]
-    d = shlex.quote(directory)
+        q = shlex.quote(name)
+        removals.append(f"if is_held {q}; then printf '{ENTRY_MARK} held %s\\n' {q}; else "
+                        f"rm -f -- {shlex.join([name, f'{name}.sha256', f'{name}.json'])}; fi")
     return f"""{PRELUDE}
+{IS_HELD}
 [ -d {d} ] || exit 0
 take_lock {d} {_tries(lock_wait)}
-cd {d} && rm -f -- {shlex.join(files)}"""
+cd {d} || exit 1
+""" + "\n".join(removals)
 
 
 @purpose("backup")
@@ -626,7 +641,20 @@ def restore_script(db: str, directory: str, name: str, *, check: str,
     return _choose(_engine(*engine_args),
                    _sqlite_restore(db, directory, name, check, busy_timeout, lock_wait,
                                    app_stopped),
-                   f"echo {STRATEGY_MARK}=none")
+                   f"echo {STRATEGY_MARK}=none", first=hold_backup(directory, name))
+
+
+def hold_backup(directory: str, name: str) -> str:
+    """The restore's hold on its backup: a shared flock(2) on the file, on fd 7, from
+    before it waits for its locks to the end of the script (an engine it starts inherits
+    the descriptor). Released by the kernel however the script ends (kill -9 too), so it
+    is never stale; a cleanup (``delete_script``) keeps a held backup. An upload whose
+    restore waits past its hour's grace (``retention.UPLOAD_GRACE``) is kept so."""
+    path = shlex.quote(f"{directory}/{name}")
+    return (f"if [ -f {path} ] && [ ! -h {path} ] && exec 7< {path}; then\n"
+            "  if command -v flock >/dev/null 2>&1; then flock -s -n 7\n"
+            "  elif has_python; then python3 -c 'import fcntl; fcntl.flock(7, fcntl.LOCK_SH "
+            "| fcntl.LOCK_NB)'\n  fi\nfi")
 
 
 # (issue 16 #2) the record of a restore's safety backup, as ``engine.safety_marks``

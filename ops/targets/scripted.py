@@ -280,13 +280,19 @@ class ScriptedTarget:
         return data
 
     def delete(self, names: list[str]) -> list[str]:
-        if names:
-            output = self._run(remote.delete_script(self.dir, names, self.settings.lock_wait))
-            if output.status != 0:
-                if output.result is not None:
-                    output.data("retention")
-                raise OpsError(f"could not delete old backups in {self.dir}")
-        return names
+        """Remove ``names`` there; what a restore holds is kept and said (``delete_script``)."""
+        if not names:
+            return names
+        output = self._run(remote.delete_script(self.dir, names, self.settings.lock_wait))
+        if output.status != 0:
+            if output.result is not None:
+                output.data("retention")
+            raise OpsError(f"could not delete old backups in {self.dir}")
+        held = [e[1] for e in output.entries if len(e) == 2 and e[0] == "held"]
+        for name in held:
+            self.report.warn(f"kept {name}: a restore on {self.host} holds it (it waits "
+                             "for its locks, or runs); a later cleanup removes it if due")
+        return [name for name in names if name not in held]
 
     def record_text(self, name: str) -> str:
         """What the host's ``NAME.json`` says ("" when there is none)."""
