@@ -530,10 +530,12 @@ def _flocked(info: os.stat_result) -> bool | None:
     device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
     try:
         with open("/proc/locks", encoding="ascii", errors="replace") as listing:
-            # the device and inode, or the inode alone: on overlayfs stat's device is the
-            # overlay's, the lock's its upper file system's
-            return any(device in fields or any(f.endswith(f":{info.st_ino}") for f in fields)
-                       for fields in map(str.split, listing))
+            if os.major(info.st_dev):
+                return any(device in line.split() for line in listing)
+            # an anonymous device (overlayfs): /proc/locks names the file system below it,
+            # so the inode alone is matched
+            return any(any(f.endswith(f":{info.st_ino}") for f in line.split())
+                       for line in listing)
     except OSError:
         return None
 

@@ -216,8 +216,13 @@ record_restore() {
 # hold on its backup (``HOLD_BACKUP``); without /proc/locks nothing is held.
 IS_HELD = """is_held() {
   [ -f "$1" ] && [ -r /proc/locks ] || return 1
-  ino=$(stat -c %i "$1" 2>/dev/null | tr -cd 0-9)
-  [ -n "$ino" ] && grep -q ":$ino " /proc/locks 2>/dev/null
+  ino=$(stat -c %i "$1" 2>/dev/null | tr -cd 0-9); dev=$(stat -c %d "$1" 2>/dev/null | tr -cd 0-9)
+  [ -n "$ino" ] && [ -n "$dev" ] || return 1
+  maj=$(( (dev >> 8) & 4095 )); min=$(( (dev & 255) | ((dev >> 12) & 1048320) ))
+  # the device and inode as /proc/locks names them; an anonymous device (overlayfs, major
+  # 0) is named there by the file system below it: the inode alone
+  if [ "$maj" = 0 ]; then grep -q ":$ino " /proc/locks 2>/dev/null
+  else grep -q " $(printf '%02x:%02x' "$maj" "$min"):$ino " /proc/locks 2>/dev/null; fi
 }"""
 
 
@@ -753,10 +758,9 @@ fi"""
 # lists the file's inode (no /proc/locks, or not a regular file: nothing is said, the run
 # tells). Held, with no lock wait: the run's own refusal (take_lock's words, exit 4); with
 # one, a `waits` entry saying for how long the run would wait.
-LOOK_LOCK = f"""look_lock() {{
-  [ -f "$1" ] && [ ! -h "$1" ] && [ -r /proc/locks ] || return 0
-  ino=$(stat -c %i "$1" 2>/dev/null | tr -cd 0-9)
-  [ -n "$ino" ] && grep -q ":$ino " /proc/locks 2>/dev/null || return 0
+LOOK_LOCK = f"""{IS_HELD}
+look_lock() {{
+  [ ! -h "$1" ] && is_held "$1" || return 0
   who=$(head -c 200 "$1" 2>/dev/null | head -n 1); [ -n "$who" ] || who=unknown
   what=$2; case $who in "{RESTORE_ROLE} "*) what="{RESTORE_ROLE}";; esac
   [ "$3" = 0 ] && fail locked "$what holds the lock $1: $who (use --lock-wait SECONDS to wait for it)"
