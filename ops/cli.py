@@ -351,7 +351,9 @@ def confirm(question: str, *, yes: bool = False, without_terminal: str | None = 
     except KeyboardInterrupt:
         answer = None
     except Terminated as exc:  # SIGTERM/SIGHUP at the prompt (a closed terminal, a
-        answer, stopped = None, exc  # cancelled job): not confirmed, recorded like Ctrl-C
+        if not kind:  # cancelled job): not confirmed, recorded like Ctrl-C; a flow that
+            raise  # records its own run (restore's runner) says where it stopped itself
+        answer, stopped = None, exc
     if stopped is not None:
         _end_prompt_line()
         error = OpsError(f"terminated by {stopped.name} at the prompt; {refused}",

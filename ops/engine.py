@@ -2725,12 +2725,14 @@ def restoring(live, directory, which: str = "latest", *, source: str | None = No
         yield from _safe_phases(run) if run.state == "ok" else _broken_phases(run)
 
 
-def would_wait(directory: Path, wait: float) -> list[str]:
+def would_wait(directory: Path, wait: float, restore: bool = True) -> list[str]:
     """A restore's dry run at its locks (the restore lock, then the folder's backup lock,
-    as the run takes them): the run's own refusal when it would refuse at once, else what
-    it would wait for (``lock_verdict``). Nothing is taken or created."""
+    as the run takes them; a backup's or a cleanup's: ``restore`` False, the backup lock
+    alone): the run's own refusal when it would refuse at once, else what it would wait
+    for (``lock_verdict``). Nothing is taken or created."""
     said = []
-    for name, what in ((RESTORE_LOCK, "another restore"), (LOCK_NAME, "another backup")):
+    locks = ((RESTORE_LOCK, "another restore"),) if restore else ()
+    for name, what in (*locks, (LOCK_NAME, "another backup")):
         path = Path(directory) / name
         line = lock_verdict(path, lock_holder(path), wait, what)
         if line:

@@ -216,3 +216,36 @@ def test_an_undos_dry_run_says_how_long_the_run_would_wait(site):
         f"another deploy of {APP} holds the lock on the machine ({site.machine_lock}): "
         f"{holder}; the run would wait up to 20s for it, then stop with exit 4 if it is "
         "still held"]
+
+
+# ---------------------------------------------------------------- backup.cleanup
+
+
+def test_a_cleanups_dry_run_refuses_a_held_lock_when_it_would_remove_something(
+        wal_db, backup_dir, run_invoke, tmp_path):
+    for _ in range(2):  # keep 1 removes one
+        assert run_invoke("backup").returncode == 0
+    assert len(list(backup_dir.glob("*.db"))) == 2
+    lock = backup_dir / engine.LOCK_NAME
+    with helpers.file_lock_held(lock, tmp_path / "holder"):
+        held = lock.read_text()
+        dry = run_invoke("backup.cleanup", "--keep", "1", "--dry-run")
+        nothing = run_invoke("backup.cleanup", "--keep", "5", "--dry-run")
+        run = run_invoke("backup.cleanup", "--keep", "1")
+    assert (dry.returncode, run.returncode) == (ExitCode.LOCKED, ExitCode.LOCKED), (dry, run)
+    said = f"another backup holds the lock data/backups/.backup.lock: {held} (use --lock-wait"
+    assert said in " ".join(dry.stderr.split()) and said in " ".join(run.stderr.split())
+    assert nothing.returncode == 0, nothing  # nothing to remove: its run takes no lock
+
+
+def test_a_production_cleanups_dry_run_refuses_a_held_lock_there(prod, tmp_path):
+    prod.seed(3, 2, 1)
+    assert prod.run("backup", "--production").returncode == 0  # one it stands on
+    lock = prod.remote_dir / engine.LOCK_NAME
+    with helpers.file_lock_held(lock, tmp_path / "holder"):
+        held = lock.read_text()
+        dry = prod.here("backup.cleanup", "--keep", "1", "--production", "--dry-run")
+        run = prod.here("backup.cleanup", "--keep", "1", "--production")
+    assert (dry.returncode, run.returncode) == (ExitCode.LOCKED, ExitCode.LOCKED), (dry, run)
+    said = f"another backup holds the lock {lock}: {held} (use --lock-wait"
+    assert said in " ".join(dry.stderr.split()) and said in " ".join(run.stderr.split())

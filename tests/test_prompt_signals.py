@@ -2,6 +2,8 @@
 a closed terminal window) end the run as not confirmed, with the same audit line a 'no',
 Ctrl-D or Ctrl-C there writes (docs/flags.md): `outcome: "not confirmed"`, exit 143.
 Before, the signal ended the task with no audit line (s20 CLOSING, "left for next time").
+A restore records its own run, a signal at its question included ("terminated by
+SIGTERM", what to run again: tests/test_backup_choice.py).
 A real CLI on a real pseudo-terminal, and a real signal sent once the question shows."""
 
 from __future__ import annotations
@@ -64,16 +66,3 @@ def test_sigterm_at_the_volume_restore_prompt_is_recorded(site):
     assert code == 143, shown
     assert logged(site.audit_log) == [("restore.volume", "not confirmed", 143)]
 
-
-def test_sigterm_at_a_local_restores_prompt_is_recorded_once(wal_db, backup_dir, run_invoke,
-                                                            tmp_path):
-    """A restore's runner records its own run: one line, not confirmed, and the live
-    database is the one it was."""
-    assert run_invoke("backup").returncode == 0
-    before = wal_db.read_bytes()
-    code, shown = helpers.on_terminal(["restore"], cwd=tmp_path,
-                                      then=(b"Type yes", signal_the_cli(tmp_path,
-                                                                        signal.SIGTERM)))
-    assert code == 143, shown
-    assert logged(tmp_path / "data" / "deploys.jsonl") == [("restore", "not confirmed", 143)]
-    assert wal_db.read_bytes() == before
