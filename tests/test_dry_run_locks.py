@@ -249,3 +249,22 @@ def test_a_production_cleanups_dry_run_refuses_a_held_lock_there(prod, tmp_path)
     assert (dry.returncode, run.returncode) == (ExitCode.LOCKED, ExitCode.LOCKED), (dry, run)
     said = f"another backup holds the lock {lock}: {held} (use --lock-wait"
     assert said in " ".join(dry.stderr.split()) and said in " ".join(run.stderr.split())
+
+
+# ---------------------------------------------------------------- restore --host (real sshd)
+
+
+@pytest.mark.parametrize("engine_there", ["addr", "no_python"])
+def test_a_host_restores_dry_run_refuses_a_held_lock_there_as_its_run_does(
+        host, run_invoke, tmp_path, engine_there):
+    env, addr = host["env"], host[engine_there]
+    assert run_invoke("backup", "--host", addr, env=env).returncode == 0
+    lock = host["dir"] / engine.RESTORE_LOCK
+    with helpers.file_lock_held(lock, tmp_path / "holder"):
+        held = lock.read_text()
+        dry = run_invoke("restore", "--host", addr, "--dry-run", env=env)
+        run = run_invoke("restore", "--host", addr, "--yes", env=env)
+    assert (dry.returncode, run.returncode) == (ExitCode.LOCKED, ExitCode.LOCKED), (dry, run)
+    said = f"another restore holds the lock {lock}: "
+    assert said in " ".join(dry.stderr.split()) and said in " ".join(run.stderr.split())
+    assert held in " ".join(dry.stderr.split())
