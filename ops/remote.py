@@ -236,8 +236,8 @@ def delete_script(directory: str, names: list[str], lock_wait: float = 0) -> str
     for name in names:
         check_name(name)
         q = shlex.quote(name)
-        removals.append(f"if is_held {q}; then printf '{ENTRY_MARK} held %s\\n' {q}; else "
-                        f"rm -f -- {shlex.join([name, f'{name}.sha256', f'{name}.json'])}; fi")
+        removals.append(f"if is_held {q}; then printf '{ENTRY_MARK} held %s\\n' {q}\nelse "
+                        f"rm -f -- {shlex.join([name, f'{name}.sha256', f'{name}.json'])}\nfi")
     return f"""{PRELUDE}
 {IS_HELD}
 [ -d {d} ] || exit 0

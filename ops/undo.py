@@ -496,3 +496,11 @@ class Undo:
             return runbook.Done("did NOT release the machine's deploy lock", str(exc),
                                 failed=True)
         return "released"
+
+
+def warned(ui, lines: list[str | None]) -> list[str]:
+    """A dry run's lock lines (None: a free lock), each said as a warning."""
+    said = [line for line in lines if line]
+    for line in said:
+        ui.warn(line)
+    return said

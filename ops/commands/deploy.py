@@ -221,9 +221,7 @@ def undo(c, dry_run=False, yes=False, json=False, deploy=None, lock_wait=None):
         reads = run.reads()
         runner.run(reads, dry_run=True)
         if dry_run:  # then the machine's deploy lock, and the restore's locks there
-            waits = [line for line in (*waits, *run.lock_waits()) if line]
-            for line in waits:
-                ui.warn(line)
+            waits = undos.warned(ui, [*waits, *run.lock_waits()])
         steps, close = run.plan()
         title = (f"Undo deploy v{run.chosen.release} of {settings.app}: back to "
                  f"{run.chosen.backup} and v{run.chosen.previous}'s image {run.chosen.image}")
