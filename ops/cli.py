@@ -343,15 +343,23 @@ def confirm(question: str, *, yes: bool = False, without_terminal: str | None = 
         raise Unasked(without_terminal, kind)
     asked = "\n".join(wrapped(f"{printable(pasteable(question))} Type yes to go on:",
                               terminal_width() - 1)) + " "
+    stopped: Terminated | None = None
     try:  # a Ctrl-C as soon as the question shows, before the read, is one at the prompt
         sys.stderr.write(asked)
         sys.stderr.flush()
         answer = sys.stdin.readline()
     except KeyboardInterrupt:
         answer = None
-    if not answer:  # Ctrl-C, or Ctrl-D (end of input): no newline was typed, so end the
-        sys.stderr.write("\n")  # prompt's line, and exit as an interruption (130), not 1
-        sys.stderr.flush()
+    except Terminated as exc:  # SIGTERM/SIGHUP at the prompt (a closed terminal, a
+        if not kind:  # cancelled job): not confirmed, recorded like Ctrl-C; a flow that
+            raise  # records its own run (restore's runner) says where it stopped itself
+        answer, stopped = None, exc
+    if stopped is not None:
+        _end_prompt_line()
+        error = OpsError(f"terminated by {stopped.name} at the prompt; {refused}",
+                         ExitCode.TERMINATED)
+    elif not answer:  # Ctrl-C, or Ctrl-D (end of input): no newline was typed, so end the
+        _end_prompt_line()  # prompt's line, and exit as an interruption (130), not 1
         how = "Ctrl-C" if answer is None else "end of input (Ctrl-D)"
         error = OpsError(f"interrupted by {how} at the prompt; {refused}", ExitCode.INTERRUPTED)
     elif not typed_yes(answer):
@@ -361,6 +369,14 @@ def confirm(question: str, *, yes: bool = False, without_terminal: str | None = 
     error.audit_kind = kind  # and the --json document says what Unasked's says (op s20 #4)
     error.json = {**Unasked.json, **({"kind": kind} if kind else {})}
     raise error
+
+
+def _end_prompt_line() -> None:
+    """The prompt's line ends (no newline was typed); a terminal already gone (SIGHUP)
+    cannot take it, and that must not hide why the run ended."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write("\n")
+        sys.stderr.flush()
 
 
 # ---------------------------------------------------------------- the command line

@@ -19,11 +19,11 @@ import threading
 import time
 import tomllib
 from collections.abc import Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ops import audit, backups, data_guard, fly, health, machine, replica_hooks, runbook
-from ops.engine import file_lock
+from ops import audit, backups, data_guard, engine, fly, health, machine, replica_hooks, runbook
+from ops.engine import EngineError, file_lock
 from ops.errors import ExitCode, OpsError
 from ops.fly import MAINTENANCE_CMD, redact_argv, tokens_in  # (lived here: fly's errors need them)
 from ops.runbook import Argv, Done, Step, scrub
@@ -417,6 +417,9 @@ class Deployment:
     check: FullCheck | None = None  # the backup's full check, run beside the snapshot
     held: contextlib.ExitStack | None = None  # the locks (and the check) this run holds
     problems: list[str] | None = None  # a dry run's: why a real run would stop
+    stop_code: ExitCode | None = None  # a dry run's: the exit code its run would stop with
+    lock_waits: list[str] = field(default_factory=list)  # a dry run's: held locks the run
+    # would wait for
     found_again: bool = False  # the machine was looked up after `fly deploy` (data guard)
 
     def __post_init__(self):
@@ -456,10 +459,35 @@ class Deployment:
         self.runner.start(app=self.options.app)
         try:  # the run's lock step refuses an unwritable audit log first (exit 10)
             self._check_audit_log(create=False)
+            self._would_wait(self._local_lock_wait)  # then meets this computer's lock
         except OpsError as exc:
             self._problem(exc)
         self.runner.run([s for s in self.plan() if s.reads_only], dry_run=True)
+        o = self.options
+        if self.machine_ok and self.app is not None and not self.problems:
+            try:  # and, after its preflight, the machine's; then its backup's lock there
+                self._would_wait(lambda: self.app.deploy_lock_wait(
+                    self.settings.deploy_lock_wait))
+                if not o.skip_backup and o.rollback_to is None:
+                    self._would_wait(lambda: self.target.lock_waits(restore=False))
+            except OpsError as exc:
+                self._problem(exc)
         return [s.filled(self.runner.values) for s in self.plan()]  # with what it learnt
+
+    def _would_wait(self, look) -> None:
+        """A dry run at the run's locks (``look()``: None, a line or lines saying what the
+        run would wait for; it raises the run's refusal when it would not wait)."""
+        found = look()
+        for line in [found] if isinstance(found, str) else found or ():
+            self.ui.warn(line)
+            self.lock_waits.append(line)
+
+    def _local_lock_wait(self) -> str | None:
+        return local_lock_wait(self.settings, self.options.app)
+
+    @property
+    def lock_path(self) -> Path:
+        return local_lock_path(self.settings, self.options.app)
 
     @property
     def secrets(self) -> list[str]:
@@ -499,10 +527,13 @@ class Deployment:
         if self.problems is None:
             raise exc
         self.problems.append(str(exc))
+        if self.stop_code is None:  # the run stops at the first, with the code its step
+            self.stop_code = runbook.Runner.exit_code_of(  # maps it to (a rollback's bad
+                next(s for s in self.plan() if s.key == "preflight"), exc)  # input: 2 or 3)
 
     # -- steps: each returns what its line says once done (``done_line``)
     def lock(self) -> Done:
-        path = self.settings.audit_log.parent / f".deploy-{self.options.app}.lock"
+        path = self.lock_path
         self._check_audit_log()  # before anything can happen unrecorded
         wait = self.settings.deploy_lock_wait
         self.held.enter_context(file_lock(
@@ -812,6 +843,22 @@ class Deployment:
 
 
 UNDO = "invoke deploy.undo"  # puts the pre-deploy data ({backup}) and the previous code back
+
+
+def local_lock_path(settings, app: str) -> Path:
+    """This computer's deploy lock (deploy, rollback and deploy.undo take it)."""
+    return settings.audit_log.parent / f".deploy-{app}.lock"
+
+
+def local_lock_wait(settings, app: str) -> str | None:
+    """This computer's deploy lock, looked at without taking it (``engine.lock_holder``):
+    None when free; the run's refusal (exit 4) when it would not wait; else how long."""
+    path = local_lock_path(settings, app)
+    try:
+        return engine.lock_verdict(path, engine.lock_holder(path), settings.deploy_lock_wait,
+                                   f"another deploy of {app}")
+    except EngineError as exc:
+        raise OpsError.from_engine(exc) from None
 
 
 def deploy_command(o: DeployOptions, image: str | None) -> list[str]:

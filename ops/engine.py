@@ -423,13 +423,17 @@ NOT_WRITABLE_FIX = "make it writable, or set backup.dir to a folder that is"
 # ---------------------------------------------------------------- lock
 
 
-def _open_lock_file(lock_path: Path) -> int:
+def _open_lock_file(lock_path: Path, create: bool = True) -> int:
     """The lock file opened for ``file_lock`` (created 0600 if missing): only a regular
-    file with one link, never followed through a symlink, never blocking on a FIFO."""
+    file with one link, never followed through a symlink, never blocking on a FIFO.
+    ``create`` False (``lock_holder``): opened to read, never made."""
+    flags = os.O_RDWR | os.O_CREAT if create else os.O_RDONLY
     try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+        fd = os.open(lock_path, flags | os.O_NOFOLLOW | os.O_NONBLOCK
                      | getattr(os, "O_CLOEXEC", 0), 0o600)
     except OSError as exc:
+        if not create and exc.errno == errno.ENOENT:
+            raise
         kinds = {errno.ELOOP: "a symlink", errno.EISDIR: "a directory", errno.ENXIO: "a socket"}
         if exc.errno not in kinds:
             raise EngineError(f"cannot open the lock file {lock_path}: "
@@ -445,7 +449,8 @@ def _open_lock_file(lock_path: Path) -> int:
     if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
         os.close(fd)
         kind = "a hard link to another file" if stat.S_ISREG(info.st_mode) else (
-            "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device or socket")
+            "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a directory"  # opened to read
+            if stat.S_ISDIR(info.st_mode) else "a device or socket")
         raise EngineError(f"refusing the lock file {lock_path}: {kind}, not a regular "
                           "file this tool made; remove it if nothing else needs it", "error")
     return fd
@@ -498,6 +503,66 @@ def file_lock(lock_path: Path, wait: float = 0.0, what: str = "another backup",
                 os.ftruncate(fd, 0)
     finally:
         os.close(fd)
+
+
+def lock_holder(lock_path: Path) -> str | None:
+    """Who holds the ``file_lock`` at ``lock_path`` (its own record: "... since WHEN";
+    "unknown" for a holder that names none), or None when nobody does: a dry run's look,
+    taking nothing and creating nothing. A lock file the run would refuse (a symlink, a
+    FIFO) is refused here with the run's error. Linux's /proc/locks is read, so not even a
+    shared lock is taken (a run with no lock wait meeting it would give up); elsewhere a
+    shared lock is tried and let go at once (a ``file_lock`` meeting it finds the file
+    empty and tries again: ``naming_soon``)."""
+    try:
+        fd = _open_lock_file(lock_path, create=False)
+    except FileNotFoundError:
+        return None
+    try:
+        info = os.fstat(fd)
+        held = _flocked(info)
+        if held is None:  # no /proc/locks
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                held = False
+            except BlockingIOError:
+                held = True
+        if not held:
+            return None
+        return os.pread(fd, 512, 0).decode(errors="replace").strip() or "unknown"
+    finally:
+        os.close(fd)
+
+
+def _flocked(info: os.stat_result) -> bool | None:
+    """Whether /proc/locks lists a lock on this file (None: there is no /proc/locks)."""
+    device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as listing:
+            if os.major(info.st_dev):
+                return any(device in line.split() for line in listing)
+            # an anonymous device (overlayfs): /proc/locks names the file system below it,
+            # so the inode alone is matched
+            return any(any(f.endswith(f":{info.st_ino}") for f in line.split())
+                       for line in listing)
+    except OSError:
+        return None
+
+
+def lock_verdict(lock_path: Path, holder: str | None, wait: float,
+                 what: str = "another backup") -> str | None:
+    """What a run meeting ``holder`` at ``lock_path`` does, in its own words (a dry run's
+    verdict): None if the lock is free; refused at once with ``file_lock``'s own error
+    (kind "locked", exit 4) when it waits for nothing; otherwise the line saying how long
+    it would wait, and that it ends as that error if the lock is still held then."""
+    if holder is None:
+        return None
+    who = RESTORE_ROLE if holder.startswith(f"{RESTORE_ROLE} ") else what
+    if wait <= 0:
+        raise EngineError(f"{who} holds the lock {lock_path}: {holder} (use --lock-wait "
+                          "SECONDS to wait for it)", "locked")
+    return (f"{who} holds the lock {lock_path}: {holder}; the run would wait up to "
+            f"{wait:g}s for it, then stop with exit 4 if it is still held")
 
 
 HOLDER_GRACE = 1.0  # seconds a holder may take to write its name after its flock
@@ -2601,6 +2666,8 @@ class Restoring:
     moved_aside: list = field(default_factory=list)
     restore_seconds: float | None = None
     proof: dict | None = None
+    lock_waits: list = field(default_factory=list)  # a dry run's: the held locks it would
+    # wait for (``would_wait``)
 
     def at(self, phase: str) -> Restoring:
         self.phase = phase
@@ -2654,7 +2721,8 @@ def restoring(live, directory, which: str = "latest", *, source: str | None = No
     written (the folder may be read-only: the dry run says so and goes on)."""
     run = Restoring(Path(live), Path(directory), **options)
     run.state, run.why = live_state(run.live)
-    if read_only:
+    if read_only:  # the locks the run takes first, looked at (``lock_verdict``)
+        run.lock_waits = would_wait(run.directory, run.lock_wait)
         yield _verified(run, which, source)
         return
     if run.state != "ok" and not run.app_stopped:
@@ -2665,6 +2733,21 @@ def restoring(live, directory, which: str = "latest", *, source: str | None = No
         yield run.at("locked")
         yield _verified(run, which, source)
         yield from _safe_phases(run) if run.state == "ok" else _broken_phases(run)
+
+
+def would_wait(directory: Path, wait: float, restore: bool = True) -> list[str]:
+    """A restore's dry run at its locks (the restore lock, then the folder's backup lock,
+    as the run takes them; a backup's or a cleanup's: ``restore`` False, the backup lock
+    alone): the run's own refusal when it would refuse at once, else what it would wait
+    for (``lock_verdict``). Nothing is taken or created."""
+    said = []
+    locks = ((RESTORE_LOCK, "another restore"),) if restore else ()
+    for name, what in (*locks, (LOCK_NAME, "another backup")):
+        path = Path(directory) / name
+        line = lock_verdict(path, lock_holder(path), wait, what)
+        if line:
+            said.append(line)
+    return said
 
 
 def _verified(run: Restoring, which: str, source: str | None) -> Restoring:
@@ -2752,12 +2835,13 @@ def restore_database(live, directory, which: str = "latest", *, check: str = "in
 
 
 def restore_verified(live, directory, which: str = "latest", *,
-                     check: str = "integrity") -> dict:
+                     check: str = "integrity", lock_wait: float = 0.0) -> dict:
     """A restore's dry run on the machine (``restore --dry-run``): the one restore taken
     to its ``verified`` phase only (``restoring(read_only=True)``), as a local dry run
     takes it: no lock, nothing written; a backup the run would refuse fails it the same
     way."""
-    phases = restoring(live, directory, which, read_only=True, check=check)
+    phases = restoring(live, directory, which, read_only=True, check=check,
+                       lock_wait=lock_wait)  # its locks looked at, as the run's wait
     with contextlib.closing(phases):
         run = next(phases)
     return {"backup": run.chosen.name, "backup_sha256": run.verdict["sha256"],
@@ -3019,7 +3103,8 @@ _RUN = {
         a.db, a.dir, check=a.check, timeout=a.timeout, lock_wait=a.lock_wait,
         content_hash=not a.no_content_hash)),
     "verify": _verify,
-    "restore": lambda a: restore_verified(a.db, a.dir, a.which, check=a.check)
+    "restore": lambda a: restore_verified(a.db, a.dir, a.which, check=a.check,
+                                          lock_wait=a.lock_wait)
     if a.dry_run else restore_database(
         a.db, a.dir, a.which, check=a.check, busy_timeout=a.busy_timeout,
         lock_wait=a.lock_wait, content_hash=not a.no_content_hash, app_stopped=a.app_stopped,

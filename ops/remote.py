@@ -121,14 +121,16 @@ place() {{
 }}"""
 
 
-def _choose(python: str, sqlite: str, other: str) -> str:
+def _choose(python: str, sqlite: str, other: str, first: str = "") -> str:
     """python3, then node with the app's SQLite binding (the same engine call: see
-    ``ops.node``), then the sqlite3 CLI, then ``other``."""
+    ``ops.node``), then the sqlite3 CLI, then ``other``; ``first`` runs before any of
+    them, after the prelude (a dry run's look at the locks)."""
     node_branch = (f"""elif has_node; then
 OPS_ENGINE=node; echo {STRATEGY_MARK}=node
 {python}
 """ if python.startswith("engine_run ") else "")
     return f"""{PRELUDE}
+{first}
 {node.HAS_NODE}
 {node.engine_run()}
 if has_python; then
@@ -249,18 +251,38 @@ record_restore() {
 }""".replace("RECORD_LIMIT", str(RECORD_LIMIT))
 
 
+# Whether a file is flock(2)ed by some process (/proc/locks lists its inode): a restore's
+# hold on its backup (``HOLD_BACKUP``); without /proc/locks nothing is held.
+IS_HELD = """is_held() {
+  [ -f "$1" ] && [ -r /proc/locks ] || return 1
+  ino=$(stat -c %i "$1" 2>/dev/null | tr -cd 0-9); dev=$(stat -c %d "$1" 2>/dev/null | tr -cd 0-9)
+  [ -n "$ino" ] && [ -n "$dev" ] || return 1
+  maj=$(( (dev >> 8) & 4095 )); min=$(( (dev & 255) | ((dev >> 12) & 1048320) ))
+  # the device and inode as /proc/locks names them; an anonymous device (overlayfs, major
+  # 0) is named there by the file system below it: the inode alone
+  if [ "$maj" = 0 ]; then grep -q ":$ino " /proc/locks 2>/dev/null
+  else grep -q " $(printf '%02x:%02x' "$maj" "$min"):$ino " /proc/locks 2>/dev/null; fi
+}"""
+
+
 @purpose("delete")
 def delete_script(directory: str, names: list[str], lock_wait: float = 0) -> str:
-    """Remove backups and their sidecars, under the folder's backup lock (like the engine)."""
-    files = []
+    """Remove backups and their sidecars, under the folder's backup lock (like the engine).
+    A backup a restore holds (``HOLD_BACKUP``: one waiting for its locks, a ``restore
+    --from`` upload past its grace among them) is kept, with a ``held NAME`` entry."""
+    d = shlex.quote(directory)
+    removals = []
     for name in names:
         check_name(name)
-        files += [name, f"{name}.sha256", f"{name}.json"]
-    d = shlex.quote(directory)
+        q = shlex.quote(name)
+        removals.append(f"if is_held {q}; then printf '{ENTRY_MARK} held %s\\n' {q}\nelse "
+                        f"rm -f -- {shlex.join([name, f'{name}.sha256', f'{name}.json'])}\nfi")
     return f"""{PRELUDE}
+{IS_HELD}
 [ -d {d} ] || exit 0
 take_lock {d} {_tries(lock_wait)}
-cd {d} && rm -f -- {shlex.join(files)}"""
+cd {d} || exit 1
+""" + "\n".join(removals)
 
 
 @purpose("backup")
@@ -663,7 +685,20 @@ def restore_script(db: str, directory: str, name: str, *, check: str,
     return _choose(_engine(*engine_args),
                    _sqlite_restore(db, directory, name, check, busy_timeout, lock_wait,
                                    app_stopped),
-                   f"echo {STRATEGY_MARK}=none")
+                   f"echo {STRATEGY_MARK}=none", first=hold_backup(directory, name))
+
+
+def hold_backup(directory: str, name: str) -> str:
+    """The restore's hold on its backup: a shared flock(2) on the file, on fd 7, from
+    before it waits for its locks to the end of the script (an engine it starts inherits
+    the descriptor). Released by the kernel however the script ends (kill -9 too), so it
+    is never stale; a cleanup (``delete_script``) keeps a held backup. An upload whose
+    restore waits past its hour's grace (``retention.UPLOAD_GRACE``) is kept so."""
+    path = shlex.quote(f"{directory}/{name}")
+    return (f"if [ -f {path} ] && [ ! -h {path} ] && exec 7< {path}; then\n"
+            "  if command -v flock >/dev/null 2>&1; then flock -s -n 7\n"
+            "  elif has_python; then python3 -c 'import fcntl; fcntl.flock(7, fcntl.LOCK_SH "
+            "| fcntl.LOCK_NB)'\n  fi\nfi")
 
 
 # (issue 16 #2) the record of a restore's safety backup, as ``engine.safety_marks``
@@ -672,6 +707,7 @@ SAFETY_MARKS = (', \\"kind\\": \\"safety\\", \\"restore\\": {\\"when\\": '
                 '\\"$restore_when\\", \\"backup\\": \\"$restoring\\"}')
 
 RESTORE_LOCK = ".restore.lock"  # the engine's (``engine.RESTORE_LOCK``): flock(2) on it
+RESTORE_ROLE = "a restore"  # how the engine's restore names itself in a lock (its RESTORE_ROLE)
 BROKEN_HOW = engine.REMOTE_HOW
 
 
@@ -757,12 +793,44 @@ if [ "$state" = ok ]; then
 fi"""
 
 
+# A dry run's look at a flock(2) lock the run takes, taking nothing: held when /proc/locks
+# lists the file's inode (no /proc/locks, or not a regular file: nothing is said, the run
+# tells). Held, with no lock wait: the run's own refusal (take_lock's words, exit 4); with
+# one, a `waits` entry saying for how long the run would wait.
+LOOK_LOCK = f"""{IS_HELD}
+look_lock() {{
+  [ ! -h "$1" ] && is_held "$1" || return 0
+  who=$(head -c 200 "$1" 2>/dev/null | head -n 1); [ -n "$who" ] || who=unknown
+  what=$2; case $who in "{RESTORE_ROLE} "*) what="{RESTORE_ROLE}";; esac
+  [ "$3" = 0 ] && fail locked "$what holds the lock $1: $who (use --lock-wait SECONDS to wait for it)"
+  printf '{ENTRY_MARK} waits %s holds the lock %s: %s; the run would wait up to %ss for it, then stop with exit 4 if it is still held\\n' "$what" "$1" "$who" "$3"
+}}"""
+
+
+def look_locks(directory: str, lock_wait: float, restore: bool = True) -> str:
+    """The restore's two locks, in the order it takes them (a backup's one: ``restore``
+    False), looked at (``LOOK_LOCK``)."""
+    q, wait = shlex.quote(directory), f"{lock_wait:g}" if lock_wait > 0 else "0"
+    first = f"look_lock {q}/{RESTORE_LOCK} 'another restore' {wait}\n" if restore else ""
+    return f"{LOOK_LOCK}\n{first}look_lock {q}/{LOCK_NAME} 'another backup' {wait}"
+
+
+@purpose("look-locks")
+def look_locks_script(directory: str, lock_wait: float, restore: bool = True) -> str:
+    """A dry run's look at the locks a restore (or a backup) takes there, alone: the run's
+    refusal (exit 4), or a ``waits`` entry each; nothing is taken or created."""
+    return (f"{PRELUDE}\n{look_locks(directory, lock_wait, restore)}\n"
+            f"printf '{RESULT_MARK} {{\"ok\": true, \"data\": {{}}}}\\n'")
+
+
 @purpose("restore.verify")
-def restore_verify_script(db: str, directory: str, name: str, *, check: str) -> str:
+def restore_verify_script(db: str, directory: str, name: str, *, check: str,
+                          lock_wait: float = 0) -> str:
     """A restore's dry run on the machine, with its best engine: the restore's
     ``verified`` phase alone (python3 and node: ``restore --dry-run``, the engines'
     ``restore_verified``; sqlite3: ``_sqlite_verified``), so a backup the run would
-    refuse fails it the same way. No lock is taken and nothing is written."""
+    refuse fails it the same way. No lock is taken and nothing is written; the locks the
+    run takes first are looked at (``look_locks``)."""
     check_name(name)
     pragma = "integrity_check" if check == "integrity" else "quick_check"
     sqlite = f"""db={shlex.quote(db)}; dir={shlex.quote(directory)}; name={shlex.quote(name)}
@@ -772,8 +840,9 @@ def restore_verify_script(db: str, directory: str, name: str, *, check: str) -> 
 {_sqlite_verified(pragma)}
 printf '{RESULT_MARK} {{"ok": true, "data": {{"backup": "%s", "backup_sha256": "%s", "check": "{check}", "live_state": "%s"}}}}\\n' "$name" "$sum" "$state\""""
     return _choose(_engine("restore", "--db", db, "--dir", directory, "--which", name,
-                           "--check", check, "--dry-run"),
-                   sqlite, f"echo {STRATEGY_MARK}=none")
+                           "--check", check, "--lock-wait", f"{max(lock_wait, 0):g}",
+                           "--dry-run"),
+                   sqlite, f"echo {STRATEGY_MARK}=none", first=look_locks(directory, lock_wait))
 
 
 # Long on purpose: one sh script read top to bottom (locks, checks, safety backup,

@@ -1178,6 +1178,7 @@ class Reads:
         with contextlib.closing(phases):
             run = verified_phase(phases)
         self.found["backup"] = run.chosen.name
+        self.found["lock_waits"] = run.lock_waits  # held locks the run would wait for
         self._same_source(run.chosen.name, run.chosen.source, str(self.settings.db_path))
         return verified_detail(run, o, self.settings.check, local.list())
 
@@ -1223,6 +1224,8 @@ class Reads:
             data = self.target.restore(name, read_only=True)
         except OpsError as exc:
             raise hinted(exc, name, self.target.flag) from None
+        self.found["lock_waits"] = data.get("lock_waits", [])  # held locks the run would
+        # wait for there (one it would refuse at once failed it, exit 4)
         return f"[{data['strategy']}] {name}  sha256 {str(data['backup_sha256'])[:12]}  " \
             f"{data['check']}_check ok"
 

@@ -362,7 +362,7 @@ class Runner:
     def _failed(self, step: Step, exc: Exception, seconds: float):
         """A step raised: record it, then raise its error with the step's exit code."""
         text = self._scrub(self._text(exc))
-        code = self._exit_code(step, exc)
+        code = self.exit_code_of(step, exc)
         self._log(step, "failed", seconds, text)
         self.record.update(outcome=self._words("failed", step), exit_code=int(code), error=text)
         raise OpsError(self.message(step, text) if self.message else text, code) from None
@@ -402,7 +402,9 @@ class Runner:
         return f"internal error: {type(exc).__name__}: {exc}"
 
     @staticmethod
-    def _exit_code(step: Step, exc: Exception) -> ExitCode:
+    def exit_code_of(step: Step, exc: Exception) -> ExitCode:
+        """The exit code ``exc`` raised by ``step`` ends a run with (a dry run that notes a
+        problem instead of raising it says the same code)."""
         if isinstance(exc, EngineError):
             exc = OpsError.from_engine(exc)
         if not isinstance(exc, OpsError):

@@ -348,6 +348,13 @@ class Undo:
         self.runner.record["written_since"] = {t: list(p) for t, p in changed.items()}
         return since_words(changed)
 
+    def lock_waits(self) -> list[str]:
+        """A dry run's look at the locks the run takes after its reads, taking nothing:
+        the machine's deploy lock, then the restore's locks there. The run's refusal
+        (exit 4) where it would not wait; else what it would wait for."""
+        deploy = self.app.deploy_lock_wait(self.settings.deploy_lock_wait)
+        return [*([deploy] if deploy else []), *self.target.lock_waits()]
+
     # -- the plan, with what the reads found
     def original(self) -> em.Original:
         machine = self.machine
@@ -489,3 +496,11 @@ class Undo:
             return runbook.Done("did NOT release the machine's deploy lock", str(exc),
                                 failed=True)
         return "released"
+
+
+def warned(ui, lines: list[str | None]) -> list[str]:
+    """A dry run's lock lines (None: a free lock), each said as a warning."""
+    said = [line for line in lines if line]
+    for line in said:
+        ui.warn(line)
+    return said

@@ -40,6 +40,7 @@ from tests.fake_production import (
     Site,
     deploy_argv,
     error_line,
+    label,
     run_cases,
 )
 from tests.fake_production import DEPLOY_READS as READS
@@ -304,6 +305,17 @@ def test_skip_backup_is_loud_recorded_and_touches_no_data(site):
 # ---------------------------------------------------------------- 4. --dry-run
 
 
+def dry_run_reads(calls: list[list[str]], runs: int, backups: int = 0) -> list[list[str]]:
+    """``calls`` less the looks at the machine's locks ``runs`` dry runs made
+    (tests/test_dry_run_locks.py): the deploy lock's, one each (the unlock script with
+    nothing removed), and the backup lock's, one per dry run that makes a backup."""
+    looks = [argv for argv in calls if label(argv) == "ssh unlock"]
+    assert len(looks) == runs and not any("rm -rf" in argv[-1] for argv in looks), looks
+    backup_looks = [argv for argv in calls if label(argv) == "ssh look-locks"]
+    assert len(backup_looks) == backups, backup_looks
+    return [argv for argv in calls if argv not in looks and argv not in backup_looks]
+
+
 def test_dry_run_shows_the_plan_and_runs_nothing(site):
     plain, full, skipping, canary = run_cases([
         (site, ("deploy", "--dry-run")),
@@ -319,8 +331,9 @@ def test_dry_run_shows_the_plan_and_runs_nothing(site):
         assert result.returncode == 0, result
         assert "Traceback" not in result.stderr and ANSI not in result.stderr
         assert "WARNING" not in result.stderr
-    # preflight's read-only calls, to show the real machine and volume; nothing else
-    assert sorted(site.world.calls()) == sorted(READS * 3)
+    # preflight's read-only calls, to show the real machine and volume, and a look at the
+    # machine's deploy lock (the unlock script, removing nothing); nothing else
+    assert sorted(dry_run_reads(site.world.calls(), 3, 2)) == sorted(READS * 3)
     assert site.audit() == [] and not site.audit_log.parent.exists()  # no audit, no lock file
     assert len(site.backup_names()) == 1
 
@@ -581,7 +594,8 @@ def test_rollback_to_an_unknown_release_and_dry_run_deploy_nothing(sites):
     assert unknown.world.machine_image(MID) == IMAGE_V12
     assert [entry["kind"] for entry in unknown.audit()] == ["rollback"]
 
-    assert sorted(dry.world.calls()) == sorted(READS * 2) and dry.audit() == []
+    assert sorted(dry_run_reads(dry.world.calls(), 2)) == sorted(READS * 2)
+    assert dry.audit() == []
     for result in (r_dry, r_dry_to):  # the image is known: releases is a read
         assert result.returncode == 0, result
         steps = {step["key"]: step for step in result.json()["steps"]}

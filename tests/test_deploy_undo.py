@@ -16,7 +16,15 @@ import pytest
 from ops import undo
 from ops.errors import ExitCode, OpsError
 from tests import node_env
-from tests.fake_production import APP, MID, NEW_IMAGE, assert_error, flip_bytes, signal_while_hung
+from tests.fake_production import (
+    APP,
+    MID,
+    NEW_IMAGE,
+    assert_error,
+    flip_bytes,
+    label,
+    signal_while_hung,
+)
 from tests.helpers import run_parallel
 
 # each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
@@ -106,7 +114,10 @@ def test_undo_runs_exactly_the_dry_runs_plan_and_puts_back_code_and_data(site):
     first_change = next(i for i, step in enumerate(plan["steps"]) if not step["reads_only"])
     reads = [c for step in plan["steps"][:first_change] for c in step["commands"]]
     assert rows(site.db) == 1000 and len(site.audit()) == 1  # nothing changed
-    assert [c[:-1] if c[:2] == ["ssh", "console"] else c for c in site.world.calls()] == [
+    calls = site.world.calls()  # the reads, then the looks at the locks the run takes
+    assert [label(c) for c in calls[-2:]] == ["ssh unlock", "ssh look-locks"]  # (taking
+    # nothing: tests/test_dry_run_locks.py)
+    assert [c[:-1] if c[:2] == ["ssh", "console"] else c for c in calls[:-2]] == [
         c[:-1] if c[:2] == ["ssh", "console"] else c for c in reads]
     assert "<machine>" not in dry.stdout
 

@@ -382,8 +382,9 @@ def test_cleanup_production_dry_run_then_for_real(prod):
     assert [(d["name"], d["keep"]) for d in dry.json()["decisions"]] == [
         (names[3], True), (names[2], False), (names[1], False), (names[0], False)]
     assert helpers.snapshot(prod.remote_dir) == before
-    # the newest backup is verified on the machine before anything may go; no delete call
-    assert prod.flow() == [*RESOLVE, "ssh list", "ssh verify"]
+    # the newest backup is verified on the machine before anything may go; no delete
+    # call, and a look at the backup lock the run takes (tests/test_dry_run_locks.py)
+    assert prod.flow() == [*RESOLVE, "ssh list", "ssh verify", "ssh look-locks"]
 
     prod.world.clear_calls()
     real = prod.run("backup.cleanup", "--production", "--keep", "1", "--json")

@@ -169,10 +169,12 @@ def cleanup(c, keep=None, dry_run=False, production=False, host=None, json=False
     target.folder()  # a missing (mistyped) folder is exit 3, as in list and status
     leftovers = sweep_leftovers(target, ui, dry_run)
     decisions = backups.cleanup(target, ui, settings.keep, dry_run=dry_run)
+    waits = cleanup_lock_waits(target, ui, leftovers, decisions) if dry_run else []
     if json:
         ui.emit({"dry_run": dry_run, "keep": settings.keep,
                  "decisions": [asdict(d) | {"action": d.action} for d in decisions],
-                 "leftovers": [asdict(item) for item in leftovers]})
+                 "leftovers": [asdict(item) for item in leftovers],
+                 **({"lock_waits": waits} if dry_run else {})})
     else:
         ui.table(
             f"Retention: keep {settings.keep}" + (" (dry run)" if dry_run else ""),
@@ -180,6 +182,24 @@ def cleanup(c, keep=None, dry_run=False, production=False, host=None, json=False
             [[d.name, d.action if not dry_run or d.keep else "would remove", d.reason]
              for d in decisions],
         )
+
+
+def cleanup_lock_waits(target, ui: UI, leftovers: list, decisions: list) -> list[str]:
+    """A cleanup's dry run at the backup lock its run takes to remove something (none
+    when nothing would go): the run's refusal (exit 4) when it would not wait, else a
+    warning of how long it would wait; nothing taken (``Target.lock_waits``)."""
+    from ops import retention
+    from ops.engine import EngineError
+
+    if not leftovers and not retention.to_remove(decisions):
+        return []
+    try:
+        waits = target.lock_waits(restore=False)
+    except EngineError as exc:
+        raise OpsError.from_engine(exc) from None
+    for line in waits:
+        ui.warn(line)
+    return waits
 
 
 def sweep_leftovers(target, ui: UI, dry_run: bool) -> list:

@@ -44,11 +44,11 @@ def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout,
             ui.warn(f"a real run would stop at preflight: {problem}")
         if json:
             ui.emit({"dry_run": True, "steps": deploys.plan_as_data(steps),
-                     "warnings": deployment.problems})
+                     "warnings": deployment.problems, "lock_waits": deployment.lock_waits})
         if deployment.problems:  # as a restore's dry run fails where its run would: a CI
             # gate on the dry run must not pass a deploy that stops (review-op s19)
             raise OpsError("dry run: a real run would stop at preflight (above); nothing "
-                           "was done", ExitCode.DEPLOY_ABORTED_PREFLIGHT)
+                           "was done", deployment.stop_code or ExitCode.DEPLOY_ABORTED_PREFLIGHT)
         return
     try:
         with stop_on_signals():
@@ -194,6 +194,7 @@ def unlock(c, yes=False):
 @on_signals  # SIGTERM/SIGHUP anywhere: the audit line, the by-hand lines, exit 143
 def undo(c, dry_run=False, yes=False, json=False, deploy=None, lock_wait=None):
     """Undo a deploy: stop writes, pre-deploy backup (with a safety backup) and old image back."""
+    from ops import deploy as deploys
     from ops import emergency, fly, runbook
     from ops import undo as undos
     from ops.engine import file_lock
@@ -211,13 +212,16 @@ def undo(c, dry_run=False, yes=False, json=False, deploy=None, lock_wait=None):
             runner.check_audit_log()
             wait = settings.deploy_lock_wait
             held.enter_context(file_lock(
-                settings.audit_log.parent / f".deploy-{settings.app}.lock", wait,
+                deploys.local_lock_path(settings, settings.app), wait,
                 f"another deploy of {settings.app}"))
+        waits = [deploys.local_lock_wait(settings, settings.app)] if dry_run else []
         runner.start(app=settings.app, deploy=f"v{run.chosen.release}",
                      backup=run.chosen.backup, image=run.chosen.image,
                      previous_release=run.chosen.previous)
         reads = run.reads()
         runner.run(reads, dry_run=True)
+        if dry_run:  # then the machine's deploy lock, and the restore's locks there
+            waits = undos.warned(ui, [*waits, *run.lock_waits()])
         steps, close = run.plan()
         title = (f"Undo deploy v{run.chosen.release} of {settings.app}: back to "
                  f"{run.chosen.backup} and v{run.chosen.previous}'s image {run.chosen.image}")
@@ -229,6 +233,7 @@ def undo(c, dry_run=False, yes=False, json=False, deploy=None, lock_wait=None):
                          "deploy": f"v{run.chosen.release}", "backup": run.chosen.backup,
                          "image": run.chosen.image, "release": run.chosen.previous,
                          "written_since": runner.record.get("written_since", {}),
+                         "lock_waits": waits,
                          "steps": runbook.plan_as_data(shown)})
             return
         emergency.confirm(ui, f"Undo deploy v{run.chosen.release} of {settings.app} (its "

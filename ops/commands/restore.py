@@ -218,6 +218,8 @@ def dry_run_plan(options, settings, ui: UI, target, json: bool, replica=None) ->
         ui.info(f"latest is {chosen}")
     if remote and (warning := found.get("warning")):  # found by its choose step, as the
         ui.warn(warning)  # run's: the real run refuses before its question (review-op s19 #2)
+    for line in found.get("lock_waits", ()):  # a held lock the run would wait for (one it
+        ui.warn(line)  # would refuse at once failed the dry run with the run's exit 4)
     steps = plan(chosen)
     if found.get("machine"):  # the dry run resolved the machine: the plan names it
         steps = restores.filled(steps, found["machine"])
@@ -232,4 +234,5 @@ def dry_run_plan(options, settings, ui: UI, target, json: bool, replica=None) ->
                  **({"from_replica": replica, "backup": Path(replica["output"]).name}
                     if replica is not None else {}),
                  **({"warning": warning, "live_state": state} if not remote else {}),
+                 "lock_waits": list(found.get("lock_waits", ())),
                  "steps": restores.plan_as_data(steps)})

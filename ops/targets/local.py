@@ -84,6 +84,13 @@ class LocalTarget:
             pass  # free now; the engine takes it again at once, with what is left
         return max(wait - (time.monotonic() - started), 0.001)
 
+    def lock_waits(self, restore: bool = True) -> list[str]:
+        """A dry run's look at the folder's locks (``engine.would_wait``): the run's refusal
+        (exit 4) when it would not wait, else what it would wait for; nothing taken."""
+        if not self.dir.is_dir():
+            return []
+        return engine.would_wait(self.dir, self.settings.lock_wait, restore)
+
     def _waiting(self, lock: Path, holder: str) -> None:
         """Say, once, whose lock we wait for and for how long."""
         self.report.waiting(lock_waiting("backup", lock, self.settings.lock_wait, holder))

@@ -75,7 +75,13 @@ class Target(Protocol):
         ``on_result(verdict)`` for each as it is known."""
 
     def delete(self, names: list[str]) -> list[str]:
-        """Remove these backups and their sidecars, under the folder's lock."""
+        """Remove these backups and their sidecars, under the folder's lock; the names
+        removed (a backup a restore there holds is kept)."""
+
+    def lock_waits(self, restore: bool = True) -> list[str]:
+        """A dry run's look at the folder's locks, as a restore (``restore`` False: a
+        backup or cleanup) meets them, taking nothing: the run's refusal (exit 4) when it
+        would not wait, else a line for each held lock it would wait for."""
 
     def leftovers(self) -> list[engine.Leftover]:
         """Temporaries an interrupted backup left that this tool can see and sweep."""

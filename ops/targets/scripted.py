@@ -304,13 +304,19 @@ class ScriptedTarget:
         return data
 
     def delete(self, names: list[str]) -> list[str]:
-        if names:
-            output = self._run(remote.delete_script(self.dir, names, self.settings.lock_wait))
-            if output.status != 0:
-                if output.result is not None:
-                    output.data("retention")
-                raise OpsError(f"could not delete old backups in {self.dir}")
-        return names
+        """Remove ``names`` there; what a restore holds is kept and said (``delete_script``)."""
+        if not names:
+            return names
+        output = self._run(remote.delete_script(self.dir, names, self.settings.lock_wait))
+        if output.status != 0:
+            if output.result is not None:
+                output.data("retention")
+            raise OpsError(f"could not delete old backups in {self.dir}")
+        held = [e[1] for e in output.entries if len(e) == 2 and e[0] == "held"]
+        for name in held:
+            self.report.warn(f"kept {name}: a restore on {self.host} holds it (it waits "
+                             "for its locks, or runs); a later cleanup removes it if due")
+        return [name for name in names if name not in held]
 
     def record_text(self, name: str) -> str:
         """What the host's ``NAME.json`` says ("" when there is none)."""
@@ -443,12 +449,24 @@ class ScriptedTarget:
 
     def _verified(self, name: str) -> dict:
         output = self._run(remote.restore_verify_script(self.db, self.dir, name,
-                                                        check=self.settings.check),
+                                                        check=self.settings.check,
+                                                        lock_wait=self.settings.lock_wait),
                            engine_source=True, timeout=self.session.deadline(),
                            what="restore (dry run)")
         if output.strategy == "none":
             raise OpsError(self.session.manual_restore(name), ExitCode.ERROR)
-        return output.data("restore") | {"strategy": output.strategy}
+        return output.data("restore") | {"strategy": output.strategy,
+                                         "lock_waits": waits(output)}
+
+    def lock_waits(self, restore: bool = True) -> list[str]:
+        """A dry run's look at the folder's locks there, as a restore (or, ``restore``
+        False, a backup) meets them: the run's refusal when it would not wait (exit 4),
+        else what it would wait for (``remote.look_locks_script``)."""
+        output = self._run(remote.look_locks_script(self.dir, self.settings.lock_wait,
+                                                    restore),
+                           timeout=self.session.deadline(), what="a look at the locks")
+        output.data("a look at the locks")
+        return waits(output)
 
     def holds(self, name: str, safety: str = "") -> str:
         """Whether the live database holds backup ``name``'s content now: ``backup``,
@@ -840,3 +858,8 @@ def checked_shape(raw, host: str) -> dict:
         raise OpsError(f"the data guard's counts from {host} are not what the engine "
                        "prints: refusing to judge the deploy by them")
     return raw
+
+
+def waits(output: remote.RemoteOutput) -> list[str]:
+    """The ``waits`` entries a look at the locks printed (``remote.LOOK_LOCK``)."""
+    return [" ".join(entry[1:]) for entry in output.entries if entry and entry[0] == "waits"]

@@ -79,3 +79,7 @@ class FlyApp:
 
     def unlock_deploy(self, *, remove: bool = True, holder: str | None = None) -> str | None:
         return lock.unlock(self.session, self.deploy_lock_path, remove=remove, holder=holder)
+
+    def deploy_lock_wait(self, wait: float) -> str | None:
+        """A dry run's look at the deploy lock (``lock.would_wait``): nothing is taken."""
+        return lock.would_wait(self.session, self.deploy_lock_path, wait)

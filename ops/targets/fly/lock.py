@@ -46,18 +46,36 @@ def lock(session: MachineSession, path: str, wait: float, holder: str, on_wait=N
                        exc.code) from None
     entries = {entry[0]: " ".join(entry[1:]) for entry in output.entries if entry}
     if output.status == 4:
-        hint = "" if wait else " (use --lock-wait SECONDS to wait for it)"
-        held = entries.get("held") or "unknown"
-        error = OpsError(f"another deploy of {session.app} holds the lock on the machine "
-                         f"({path}): {held}{hint}; if none is running: "
-                         "invoke deploy.unlock --yes", ExitCode.LOCKED)
-        error.holder = held
-        raise error
+        raise held_error(session.app, path, entries.get("held") or "unknown", wait)
     if output.status != 0 or "acquired" not in entries:
         _forget(session, path, holder)  # best effort: the step fails either way
         raise OpsError(f"could not take the deploy lock {path} (exit {output.status})")
     session.machine_facts = machine.parse(output.entries)  # deploy preflight's machine.check
     return "waiting" in entries
+
+
+def held_error(app: str, path: str, held: str, wait: float) -> OpsError:
+    """The run's refusal of a deploy lock another run holds (exit 4), and its dry run's."""
+    hint = "" if wait else " (use --lock-wait SECONDS to wait for it)"
+    error = OpsError(f"another deploy of {app} holds the lock on the machine ({path}): "
+                     f"{held}{hint}; if none is running: invoke deploy.unlock --yes",
+                     ExitCode.LOCKED)
+    error.holder = held
+    return error
+
+
+def would_wait(session: MachineSession, path: str, wait: float) -> str | None:
+    """A dry run at the machine's deploy lock, taking nothing (the unlock script's look,
+    ``remove=False``): None when free; the run's refusal when it would refuse at once;
+    else how long the run would wait for whom."""
+    held = unlock(session, path, remove=False)
+    if held is None:
+        return None
+    if wait <= 0:
+        raise held_error(session.app, path, held, wait)
+    return (f"another deploy of {session.app} holds the lock on the machine ({path}): "
+            f"{held}; the run would wait up to {wait:g}s for it, then stop with exit 4 if "
+            "it is still held")
 
 
 def _forget(session: MachineSession, path: str, holder: str) -> bool:

@@ -1,0 +1,68 @@
+"""SIGTERM and SIGHUP at a task's "Type yes" prompt (a cancelled CI job with a terminal,
+a closed terminal window) end the run as not confirmed, with the same audit line a 'no',
+Ctrl-D or Ctrl-C there writes (docs/flags.md): `outcome: "not confirmed"`, exit 143.
+Before, the signal ended the task with no audit line (s20 CLOSING, "left for next time").
+A restore records its own run, a signal at its question included ("terminated by
+SIGTERM", what to run again: tests/test_backup_choice.py).
+A real CLI on a real pseudo-terminal, and a real signal sent once the question shows."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests import helpers
+
+pytestmark = pytest.mark.cli_in_process
+
+
+def signal_the_cli(cwd: Path, signum: int):
+    """An action for ``on_terminal``'s ``then``: send ``signum`` to the CLI running in
+    ``cwd`` (found by its working folder, whoever started it)."""
+
+    def send() -> None:
+        sent = 0
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                if Path(os.readlink(entry / "cwd")) != cwd.resolve():
+                    continue
+                if b"invoke" not in (entry / "cmdline").read_bytes():
+                    continue
+                os.kill(int(entry.name), signum)
+                sent += 1
+            except (FileNotFoundError, PermissionError, ProcessLookupError):
+                continue
+        assert sent == 1, sent
+
+    return send
+
+
+def logged(path: Path) -> list[tuple]:
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [(r["kind"], r["outcome"], r["exit_code"]) for r in map(json.loads, lines)]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_at_the_emergency_prompt_is_recorded_as_not_confirmed(site, signum):
+    name = signal.Signals(signum).name
+    code, shown = helpers.on_terminal(["emergency.stop"], cwd=site.cwd, env=site.env(),
+                                      then=(b"Type yes", signal_the_cli(site.cwd, signum)))
+    assert code == 143, shown
+    assert f"terminated by {name} at the prompt; not confirmed" in " ".join(shown.split())
+    assert logged(site.audit_log) == [("emergency.stop", "not confirmed", 143)]
+    assert [m["state"] for m in site.world.machines()] == ["started"]
+
+
+def test_sigterm_at_the_volume_restore_prompt_is_recorded(site):
+    code, shown = helpers.on_terminal(
+        ["restore.volume", "--snapshot", "latest"], cwd=site.cwd, env=site.env(),
+        then=(b"Type yes", signal_the_cli(site.cwd, signal.SIGTERM)))
+    assert code == 143, shown
+    assert logged(site.audit_log) == [("restore.volume", "not confirmed", 143)]
+
