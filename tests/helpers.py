@@ -15,6 +15,7 @@ import functools
 import hashlib
 import io
 import json
+import locale
 import os
 import re
 import select
@@ -136,8 +137,26 @@ class _HereAfterFirst:
         here, self.ran = self.ran, True
         return here
 
+    def first(self) -> bool:
+        """True when the next run is the one that keeps the process path honest: a fresh
+        ``python -m invoke``, not a fork of the CLI server (tests/cli_server.py)."""
+        return self.active and not self.ran
+
 
 HERE_AFTER_FIRST = _HereAfterFirst()
+
+
+class _FreshProcess:
+    """``@pytest.mark.fresh_process``: every ``run_invoke`` of the test (or of the marked
+    module) is a fresh ``python -m invoke``, because the process is what the test is about
+    (its start, its imports, its signals, its bytecode); unmarked, a run is a fork of this
+    worker's CLI server (tests/cli_server.py), a real process without the start. Set per
+    test by conftest."""
+
+    active = False
+
+
+FRESH_PROCESS = _FreshProcess()
 
 
 def run_invoke(
@@ -147,20 +166,85 @@ def run_invoke(
     timeout: float = 60,
 ) -> InvokeResult:
     """``python -m invoke --search-root REPO ARGS`` from ``cwd``, as a user would run it.
-    In a test marked ``cli_in_process`` (see ``HERE_AFTER_FIRST``) only its first run is."""
+    In a test marked ``cli_in_process`` (see ``HERE_AFTER_FIRST``) only its first run is
+    a process. The process is a fork of this worker's CLI server (tests/cli_server.py: the
+    same run without Python's start), or a fresh ``python -m invoke`` when the test is
+    marked ``fresh_process``, for a ``cli_in_process`` test's first run, when the run's
+    environment changes what only an interpreter's start reads (``PYTHONPATH``...), when
+    ``OPS_TEST_FRESH_CLI=1``, or when the server cannot be used."""
+    fresh = FRESH_PROCESS.active or HERE_AFTER_FIRST.first()
     if HERE_AFTER_FIRST.take():
         return run_here(*args, cwd=cwd, env=env, timeout=timeout)
-    argv = [PYTHON, "-m", "invoke", "--search-root", str(REPO_ROOT), *args]
-    proc = subprocess.run(
-        argv,
-        cwd=cwd,
-        env=clean_env(project_root(cwd, env)),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-    return InvokeResult(list(args), proc.returncode, proc.stdout, proc.stderr)
+    argv = ["--search-root", str(REPO_ROOT), *args]
+    env = clean_env(project_root(cwd, env))
+    done = None if fresh else _forked(argv, cwd=cwd, env=env, timeout=timeout)
+    if done is None:
+        proc = subprocess.run(
+            [PYTHON, "-m", "invoke", *argv],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        done = proc.returncode, proc.stdout, proc.stderr
+    return InvokeResult(list(args), *done)
+
+
+def _forked(argv: list[str], *, cwd, env: dict[str, str], timeout: float):
+    """``python -m invoke ARGV`` as a fork of this worker's CLI server (tests/cli_server.py):
+    (exit code, stdout, stderr) as ``subprocess.run(..., text=True)`` gives them, or None
+    when the server cannot make the run. Past ``timeout`` the run's process group is
+    killed and ``subprocess.TimeoutExpired`` raised, as ``subprocess.run`` does."""
+    from tests import cli_server
+
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        child = cli_server.spawn(argv, env=env, cwd=cwd, stdout=out_w, stderr=err_w)
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    if child is None:
+        os.close(out_r)
+        os.close(err_r)
+        return None
+    deadline = time.monotonic() + timeout
+    try:
+        out, err = _read_all((out_r, err_r), deadline)
+        code = None if out is None else child.wait(max(0.0, deadline - time.monotonic()))
+    except (subprocess.TimeoutExpired, TimeoutError):
+        code = None
+    finally:
+        os.close(out_r)
+        os.close(err_r)
+    if code is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        raise subprocess.TimeoutExpired([PYTHON, "-m", "invoke", *argv], timeout)
+    encoding = "utf-8" if sys.flags.utf8_mode else locale.getencoding()
+    return code, *(data.decode(encoding).replace("\r\n", "\n").replace("\r", "\n")
+                   for data in (out, err))
+
+
+def _read_all(fds: tuple[int, ...], deadline: float) -> tuple[bytes | None, ...]:
+    """Everything written to each pipe until all are closed, or Nones past the deadline."""
+    chunks: dict[int, list[bytes]] = {fd: [] for fd in fds}
+    open_fds = set(fds)
+    while open_fds:
+        left = deadline - time.monotonic()
+        ready = select.select(list(open_fds), [], [], max(0.0, left))[0] if left > 0 else []
+        if not ready:
+            return tuple(None for _ in fds)
+        for fd in ready:
+            chunk = os.read(fd, 65536)
+            if chunk:
+                chunks[fd].append(chunk)
+            else:
+                open_fds.discard(fd)
+    return tuple(b"".join(chunks[fd]) for fd in fds)
 
 
 class HereTimeout(BaseException):
