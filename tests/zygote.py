@@ -21,7 +21,9 @@ The first ``sendmsg`` (the header at least) carries, as SCM_RIGHTS, one descript
 bit of ``fdmask`` in bit order: bit 0..2 the caller's fd 0..2 (a clear bit: that fd is
 closed in the caller), bit 3 its working folder (an ``O_PATH`` directory, so a removed or
 unreadable folder is the caller's own), bit 4 the client's executable (``O_PATH``; the
-worker keeps it open, so ``/proc/<worker>/fd`` shows which launcher it serves).
+worker keeps it open, so ``/proc/<worker>/fd`` shows which launcher it serves).  Bit 8 of
+``fdmask`` is a flag, not a descriptor: the client leads its own process group, so what
+kills it meant its group (see below).
 
 Replies, server -> client, 8 bytes each ``"<4si"``:
 
@@ -32,8 +34,10 @@ Replies, server -> client, 8 bytes each ``"<4si"``:
                       exitcode); the server closes the connection after it
 
 If the client's end closes while its worker runs (the client was killed), the server kills
-the worker's whole process group with SIGKILL, as ``killpg(fly, SIGKILL)`` did to a
-process that was its own group.  The server exits, killing its workers' groups, when the
+the worker with SIGKILL: its whole process group when the request had the group flag, as
+``killpg(fly, SIGKILL)`` did to a process that was its own group (:func:`spawn` always
+sets it), else the worker alone, as ``kill(fly, SIGKILL)`` did to a process in its
+caller's group.  The server exits, killing its workers' groups, when the
 process that started it goes away (it holds the read end of a pipe whose only writer is
 that process) or on SIGTERM; ``Server.stop`` does it at the end of a session.
 
@@ -81,6 +85,7 @@ REPLY = struct.Struct("<4si")
 MAX_REQUEST = 64 << 20  # argv + env: far above any ARG_MAX; past it the request is declined
 MAX_FDS = 5
 FD_CWD, FD_EXE = 3, 4
+FLAG_GROUP = 1 << 8
 LOCALE_VARS = ("LC_ALL", "LC_CTYPE", "LANG")
 # DECL reasons (the client prints nothing: it just runs the command another way)
 DECLINE_BAD_REQUEST, DECLINE_LOCALE, DECLINE_ENV = 1, 2, 3
@@ -145,10 +150,10 @@ def _mask(signals) -> int:
 
 
 class _Worker:
-    __slots__ = ("pid", "conn")
+    __slots__ = ("pid", "conn", "group")
 
-    def __init__(self, pid: int, conn: socket.socket | None) -> None:
-        self.pid, self.conn = pid, conn
+    def __init__(self, pid: int, conn: socket.socket | None, group: bool) -> None:
+        self.pid, self.conn, self.group = pid, conn, group
 
 
 class _Serving:
@@ -258,7 +263,7 @@ class _Serving:
         finally:
             for fd in fds:
                 os.close(fd)
-        worker = _Worker(pid, conn)
+        worker = _Worker(pid, conn, bool(request.fdmask & FLAG_GROUP))
         self.workers[pid] = worker
         try:
             conn.sendall(REPLY.pack(b"PID\0", pid))
@@ -273,8 +278,8 @@ class _Serving:
         assert worker.conn is not None
         worker.conn.close()
         worker.conn = None
-        with contextlib.suppress(OSError):  # not reaped yet, so the group id is still its own
-            os.killpg(worker.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):  # not reaped yet: the pid and group are its own
+            (os.killpg if worker.group else os.kill)(worker.pid, signal.SIGKILL)
 
     def _decline(self, request: Request, fds: list[int]) -> int:
         if len(fds) != bin(request.fdmask & 0x1F).count("1") or not request.fdmask >> FD_CWD & 1:
@@ -516,6 +521,10 @@ def serve(socket_path: str, parent_fd: int, preload: Sequence[str], entry: str,
     finally:
         with contextlib.suppress(OSError):
             os.unlink(socket_path)
+    folder = os.path.dirname(socket_path)  # a clean end leaves nothing (a crash, its log)
+    with contextlib.suppress(OSError):
+        os.unlink(os.path.join(folder, "server.log"))
+        os.rmdir(folder)
 
 
 # ---------------------------------------------------------------- the pytest side
@@ -696,7 +705,7 @@ def spawn(socket_path: str, argv: Sequence[str], *, env: dict[str, str], cwd: st
     which ``subprocess`` resets for a child) and an empty signal mask."""
     stdio = [stdin, stdout, stderr]
     fds = [fd for fd in stdio if fd is not None]
-    fdmask = sum(1 << i for i, fd in enumerate(stdio) if fd is not None) | 1 << FD_CWD
+    fdmask = sum(1 << i for i, fd in enumerate(stdio) if fd is not None) | 1 << FD_CWD | FLAG_GROUP
     mask = os.umask(0o22)
     os.umask(mask)
     ignored = {s for s in signal.valid_signals()
