@@ -451,7 +451,8 @@ def _run(entry: Callable[[list[str]], int], argv: list[str]) -> int:
     except BaseException as exc:  # noqa: BLE001 - exactly what the interpreter does
         interrupted = isinstance(exc, KeyboardInterrupt)
         with contextlib.suppress(BaseException):
-            sys.excepthook(type(exc), exc, exc.__traceback__.tb_next)  # from entry's frame
+            exc.__traceback__ = exc.__traceback__.tb_next  # from entry's frame, as python3's
+            sys.excepthook(type(exc), exc, exc.__traceback__)
         code = 1
     with contextlib.suppress(BaseException):
         threading = sys.modules.get("threading")

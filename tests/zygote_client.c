@@ -9,6 +9,7 @@
  * Configuration: the file ".zygote" in this executable's folder, two lines:
  *     socket=<path of the server's socket>
  *     fallback=<folder holding the Python launchers, one per name (fly, flyctl)>
+ * (no file: the fallback is ".python" beside this executable).
  * Any failure before the server has forked a worker (no file, no server, a stale socket, a
  * declined request) execs the Python launcher of this name in the fallback folder: the call
  * then runs as a fresh Python, as it did before the zygote.  Compiled by
@@ -131,6 +132,8 @@ static int read_config(struct sockaddr_un *addr) {
         return -1;
     *slash = 0;
     const char *name = slash + 1;
+    /* the fallback unless the file says otherwise: .python/<our name> beside us */
+    snprintf(fallback_path, sizeof fallback_path, "%.2000s/.python/%.200s", exe, name);
     snprintf(conf, sizeof conf, "%s/.zygote", exe);
     FILE *f = fopen(conf, "re");
     if (!f)
@@ -139,7 +142,7 @@ static int read_config(struct sockaddr_un *addr) {
     while (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\n")] = 0;
         if (strncmp(line, "fallback=", 9) == 0) {
-            snprintf(fallback_path, sizeof fallback_path, "%s/%s", line + 9, name);
+            snprintf(fallback_path, sizeof fallback_path, "%.3800s/%.200s", line + 9, name);
         } else if (strncmp(line, "socket=", 7) == 0 &&
                    strlen(line + 7) < sizeof addr->sun_path) {
             strcpy(addr->sun_path, line + 7);
