@@ -24,7 +24,7 @@ from tests.fake_production import (  # noqa: F401
 
 # the flyctl test double's world fixture, for every test module that needs it
 from tests.flyctl_double import FlyWorld
-from tests.flyctl_double.plugin import fly_world  # noqa: F401
+from tests.flyctl_double.plugin import fly_double_server, fly_world  # noqa: F401
 
 # The suite runs as a person with the venv active, in this process too (the CLI runs
 # in-process in many files): a suggested `invoke TASK` is then spelled bare

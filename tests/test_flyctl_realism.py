@@ -8,6 +8,7 @@ the flyctl source of each. The sites and production worlds are the ones of
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -54,16 +55,24 @@ def alive(pid: int) -> bool:
 
 
 def double_processes(world) -> list[int]:
-    """flyctl double processes still running for this world (its launchers' command line)."""
-    launcher = str(world.bin_dir).encode()
+    """flyctl double processes still running for this world: a Python launcher (its command
+    line), a zygote client (its executable) or a zygote worker (it holds the client's
+    executable open: tests/zygote.py), all under the world's bin folder."""
+    launcher = str(world.bin_dir)
     found = []
-    for entry in glob.glob("/proc/[0-9]*/cmdline"):
+    for proc in glob.glob("/proc/[0-9]*"):
         try:
-            with open(entry, "rb") as handle:
-                if any(arg.startswith(launcher) for arg in handle.read().split(b"\0")):
-                    found.append(int(entry.split("/")[2]))
+            with open(f"{proc}/cmdline", "rb") as handle:
+                args = handle.read().split(b"\0")
         except OSError:
             continue
+        links = []
+        for link in (f"{proc}/exe", *glob.glob(f"{proc}/fd/*")):
+            with contextlib.suppress(OSError):  # gone meanwhile, or not ours to read
+                links.append(os.readlink(link))
+        if (any(arg.startswith(launcher.encode()) for arg in args)
+                or any(link.startswith(launcher) for link in links)):
+            found.append(int(proc.split("/")[2]))
     return [pid for pid in found if alive(pid)]
 
 

@@ -1,0 +1,154 @@
+"""What runs a ``fly`` call: a fork of a server that has the double imported, or a fresh Python.
+
+A world's ``bin/fly`` and ``bin/flyctl`` are the zygote client (``tests/zygote_client.c``,
+compiled once with ``cc -O2`` into a per-user cache named by the source's hash) when it
+can be built and this process's server (``tests/zygote.py``, started on first use, the
+double's whole ``cli`` package imported) runs; beside them ``bin/.zygote`` names the socket
+and ``bin/.python/``, the Python launchers the client execs when the server is not there.
+Otherwise ``bin/fly`` is the Python launcher itself, as before the zygote.
+``FLY_DOUBLE_ZYGOTE=0`` in pytest's environment: every call a fresh Python.  README.md,
+"What runs a call".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import pkgutil
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from .. import zygote
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+CLIENT_SOURCE = PACKAGE_DIR.parent / "zygote_client.c"
+ENABLED = os.environ.get("FLY_DOUBLE_ZYGOTE", "1") != "0"  # read once: conftest's autouse
+# fixture takes every FLY_* variable out of os.environ before each test
+CONFIG_NAME = ".zygote"
+FALLBACK_DIR = ".python"
+
+_server: zygote.Server | None = None
+_server_failed = False
+_client_cache: list[str | None] = []  # [path or None] once looked for
+
+
+def python_launcher(python: str) -> str:
+    """The Python launcher (a fresh ``python -IS`` that imports the double)."""
+    return (
+        f"#!{python} -IS\n"
+        "import sys\n"
+        f"sys.path.insert(0, {str(PACKAGE_DIR)!r})\n"
+        "from cli.main import main\n"
+        "sys.exit(main(sys.argv))\n"
+    )
+
+
+def install(bin_dir: Path, names: list[str], python: str) -> None:
+    """Write ``fly``/``flyctl`` (``names``) into ``bin_dir``: the client, or the launcher."""
+    socket_path = server_socket(python) if ENABLED else None
+    client = client_binary() if socket_path else None
+    launcher = python_launcher(python)
+    if client is None:
+        for name in names:
+            _write(bin_dir / name, launcher.encode())
+        return
+    fallback = bin_dir / FALLBACK_DIR
+    fallback.mkdir(exist_ok=True)
+    for name in ("fly", "flyctl"):
+        _write(fallback / name, launcher.encode())
+    _write(bin_dir / CONFIG_NAME, f"socket={socket_path}\nfallback={fallback}\n".encode(),
+           mode=0o644)
+    binary = Path(client).read_bytes()
+    for name in names:
+        _write(bin_dir / name, binary)
+
+
+def _write(path: Path, data: bytes, mode: int = 0o755) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # a new file: a running client keeps the old one
+    path.write_bytes(data)
+    path.chmod(mode)
+
+
+def server_socket(python: str) -> str | None:
+    """This process's server's socket, started on first use; None if it cannot run."""
+    global _server, _server_failed
+    if _server is not None and _server.running:
+        return _server.socket_path
+    if _server_failed:
+        return None
+    preload = ["cli." + m.name for m in pkgutil.iter_modules([str(PACKAGE_DIR / "cli")])]
+    # and what a call imports only when it needs it (ssh console, sftp, a traceback)
+    preload += ["subprocess", "threading", "traceback"]
+    server = zygote.Server("flyctl-double", preload, "cli.main:main", python,
+                           sys_path=[str(PACKAGE_DIR)])
+    try:
+        server.start()
+    except zygote.ZygoteUnavailable:
+        _server_failed = True
+        return None
+    _server = server
+    return server.socket_path
+
+
+def stop_server() -> None:
+    """End of the session: stop the server (a call still running is killed)."""
+    global _server
+    if _server is not None:
+        _server.stop()
+        _server = None
+
+
+def client_binary() -> str | None:
+    """The compiled client, built on first use (None: no ``cc``, or it failed)."""
+    if not _client_cache:
+        _client_cache.append(_build_client())
+    return _client_cache[0]
+
+
+def _build_client() -> str | None:
+    try:
+        source = CLIENT_SOURCE.read_bytes()
+    except OSError:
+        return None
+    cache = _cache_dir()
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cache is None:
+        return None
+    target = cache / f"zygote_client-{hashlib.sha256(source).hexdigest()[:16]}"
+    if target.exists():
+        return str(target)
+    if cc is None:
+        return None
+    fd, tmp = tempfile.mkstemp(dir=cache, prefix=".build-")
+    os.close(fd)
+    try:  # four xdist workers may build at once: each its own file, renamed into place
+        proc = subprocess.run([cc, "-O2", "-o", tmp, str(CLIENT_SOURCE)], capture_output=True,
+                              timeout=120)
+        if proc.returncode != 0:
+            return None
+        os.chmod(tmp, 0o755)
+        os.replace(tmp, target)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return str(target)
+
+
+def _cache_dir() -> Path | None:
+    """A folder only this user can write (a shared /tmp must not hand us someone's binary)."""
+    path = Path(tempfile.gettempdir()) / f"flyctl-double-{os.getuid()}"
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    try:
+        st = path.lstat()
+    except OSError:
+        return None
+    if not path.is_dir() or path.is_symlink() or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        return None
+    return path
