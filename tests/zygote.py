@@ -407,14 +407,21 @@ def _rebuild_stdio(fdmask: int, encoding: str, errors: str) -> None:
     sys.__stdin__, sys.__stdout__, sys.__stderr__ = streams
 
 
+# -u / PYTHONUNBUFFERED (a server without -I): the stdio this interpreter was started with
+_UNBUFFERED = bool(getattr(sys.__stdout__, "write_through", False))
+
+
 def _stdio(fd: int, name: str, encoding: str, errors: str) -> io.TextIOWrapper:
     write = fd != 0
-    buf = open(fd, "wb" if write else "rb", buffering=-1, closefd=False)  # noqa: SIM115
-    raw = buf.raw
+    buffered = not _UNBUFFERED
+    buf = open(fd, "wb" if write else "rb", buffering=-1 if buffered or not write else 0,  # noqa: SIM115
+               closefd=False)
+    raw = buf.raw if hasattr(buf, "raw") else buf
     raw.name = name
     tty = raw.isatty()
     stream = io.TextIOWrapper(buf, encoding=encoding, errors=errors, newline="\n",
-                              line_buffering=tty or fd == 2)
+                              line_buffering=buffered and (tty or fd == 2),
+                              write_through=not buffered)
     stream.mode = "w" if write else "r"
     return stream
 
@@ -540,7 +547,8 @@ class Server:
     """
 
     def __init__(self, name: str, preload: Sequence[str], entry: str, python: str,
-                 sys_path: Sequence[str] = ()) -> None:
+                 sys_path: Sequence[str] = (), python_args: Sequence[str] = ("-IS",)) -> None:
+        self.python_args = list(python_args)  # the CLI's server: () (site, as `python -m`)
         self.name = name
         self.preload = list(preload)
         self.entry = entry
@@ -574,7 +582,7 @@ class Server:
         log = open(os.path.join(self._dir, "server.log"), "wb")  # noqa: SIM115
         try:
             self._proc = subprocess.Popen(
-                [self.python, "-IS", "-c", code], env=env, stdin=subprocess.DEVNULL,
+                [self.python, *self.python_args, "-c", code], env=env, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=log, pass_fds=(alive_r, ready_w), start_new_session=True,
                 cwd="/")
         except OSError as exc:
