@@ -199,9 +199,9 @@ class _Server:
             from tests import zygote
 
             server = zygote.Server("invoke", PRELOAD, ENTRY, python=sys.executable,
-                                   sys_path=(str(REPO_ROOT),))
+                                   sys_path=(str(REPO_ROOT),), python_args=())
             self.env = dict(os.environ)
-            server.start()
+            server.start(env=self.env)
         except Exception as exc:  # no AF_UNIX, no fork, a preload that failed: processes
             self.broken = f"{type(exc).__name__}: {exc}"
             return
@@ -254,6 +254,7 @@ def spawn(argv: list[str], *, env: dict[str, str], cwd, stdout: int, stderr: int
         try:
             return zygote.spawn(path, argv, env=env, cwd=str(cwd), stdin=devnull.fileno(),
                                 stdout=stdout, stderr=stderr)
-        except OSError as exc:  # the server died or refused: processes from now on
-            SERVER.failed(exc)
+        except zygote.ZygoteUnavailable as exc:  # nothing ran: this run is a process, and
+            if not SERVER.server.running:  # every later one too if the server died
+                SERVER.failed(exc)
             return None
