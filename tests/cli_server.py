@@ -181,16 +181,18 @@ class _Server:
     """The one server of this pytest process, started on its first use."""
 
     def __init__(self):
+        import threading
+
         self.server = None
         self.env: dict[str, str] = {}  # the environment it started with
         self.broken: str | None = None  # why it cannot serve (then every run is a process)
+        self._starting = threading.Lock()  # run_parallel's threads: one server
 
     def socket_path(self) -> str | None:
-        if self.broken:
-            return None
-        if self.server is None:
-            self._start()
-        return None if self.broken else self.server.socket_path
+        with self._starting:
+            if self.server is None and not self.broken:
+                self._start()
+            return None if self.broken else self.server.socket_path
 
     def _start(self) -> None:
         import atexit
@@ -206,7 +208,7 @@ class _Server:
             self.broken = f"{type(exc).__name__}: {exc}"
             return
         self.server = server
-        atexit.register(self.stop)
+        atexit.register(self.stop)  # conftest's session end stops it first
 
     def failed(self, exc: BaseException) -> None:
         """The server could not run a run: stop using it (the run is made as a process)."""

@@ -86,6 +86,17 @@ def _register_markers(config):
         "not a fork of the CLI server, because the process is its point (helpers.FRESH_PROCESS)")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cli_server():
+    """The session's end stops this process's CLI server (tests/cli_server.py), which the
+    first forked run started: its CPU and its runs' are then counted as this process's
+    children's. A server whose pytest process died exits by itself."""
+    yield
+    from tests import cli_server
+
+    cli_server.SERVER.stop()
+
+
 @pytest.fixture(autouse=True)
 def _cli_in_process(request):
     """``@pytest.mark.cli_in_process``: see ``helpers.HERE_AFTER_FIRST``. With
