@@ -2,7 +2,8 @@
 
 Nothing here mocks SQLite. Databases are real files in WAL mode, the "app" is a separate
 process committing one row per transaction (``python -m ops.sample write``), and the CLI is
-run as a user runs it: ``python -m invoke`` in a subprocess, from a scratch directory.
+run as a user runs it: ``python -m invoke`` in a subprocess, from a scratch directory (by
+default a fork of a server that has imported it, tests/cli_server.py: see ``run_invoke``).
 """
 
 from __future__ import annotations
