@@ -67,24 +67,14 @@ _SITE_PATH = [p for p in sys.path if p and Path(p).resolve() not in (REPO_ROOT, 
 # ------------------------------------------------------------------ in the child (the run)
 
 def main(argv: list[str]) -> int:
-    """``python -m invoke ARGV`` in a fork of the server: its exit code."""
+    """``python -m invoke ARGV`` in a fork of the server: its exit code. The interpreter's
+    end (SystemExit's code, an uncaught exception's traceback and 1, Ctrl-C's death by
+    SIGINT, threads joined, exit handlers run, streams flushed) is tests/zygote.py's."""
     import runpy
 
     _as_a_fresh_process(argv)
-    try:
-        runpy.run_module("invoke", run_name="__main__", alter_sys=True)  # what -m runs
-        code = 0
-    except SystemExit as exc:
-        code = _exit_code(exc)
-    except KeyboardInterrupt:
-        _uncaught()
-        _at_exit()
-        _die_of_sigint()  # as an interpreter does for an uncaught Ctrl-C: status -2
-    except BaseException:
-        _uncaught()
-        code = 1
-    _at_exit()
-    return code
+    runpy.run_module("invoke", run_name="__main__", alter_sys=True)  # what -m runs
+    return 0
 
 
 def _as_a_fresh_process(argv: list[str]) -> None:
@@ -129,50 +119,6 @@ def _register_module_exit_handlers() -> None:
     transport = sys.modules.get("paramiko.transport")
     if transport is not None:
         atexit.register(transport._join_lingering_threads)
-
-
-def _exit_code(exc: SystemExit) -> int:
-    """The status an interpreter exits with for this SystemExit (its message printed)."""
-    if exc.code is None:
-        return 0
-    if isinstance(exc.code, int):
-        return exc.code  # os._exit takes its low byte, as exit(3) does
-    print(exc.code, file=sys.stderr)
-    return 1
-
-
-def _uncaught() -> None:
-    import traceback
-
-    traceback.print_exc()
-
-
-def _at_exit() -> None:
-    """What an interpreter does on its way out: wait for non-daemon threads, run the exit
-    handlers, flush the standard streams."""
-    import atexit
-    import threading
-
-    threading._shutdown()
-    atexit._run_exitfuncs()
-    _flush()
-
-
-def _flush() -> None:
-    import contextlib
-
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe, a closed stream
-            stream.flush()
-
-
-def _die_of_sigint() -> None:
-    import signal
-
-    _flush()
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    os.kill(os.getpid(), signal.SIGINT)
-    os._exit(130)  # not reached
 
 
 # ------------------------------------------------------------------ in the pytest process

@@ -103,6 +103,10 @@ def both(tmp_path):
     def run(*args):  # each way from its own copy of one folder (a backup leaves files)
         results = []
         helpers.make_wal_db(tmp_path / "start" / "data" / "steps.db", users=5, steps=20)
+        for name, sig in (("ctrl_c.py", "SIGINT"), ("term.py", "SIGTERM")):  # -f NAME: a
+            # signal to the run's own process after tasks.py is read, before the task
+            (tmp_path / "start" / name).write_text(
+                f"import os, signal\nos.kill(os.getpid(), signal.{sig})\n")
         for way in (forked, fresh):
             cwd = tmp_path / way.__name__
             shutil.copytree(tmp_path / "start", cwd)
@@ -119,6 +123,7 @@ def both(tmp_path):
     ["--list"], ["backup", "--help"], ["backup"], ["backup", "--json"], ["backup", "--nope"],
     ["no-such-task"], ["backup", "--db", "missing/steps.db"], ["restore", "latest"],
     ["backup.list", "--json"], ["backup", "--keep-daily", "-1"],
+    ["-f", "ctrl_c.py", "backup.list"], ["-f", "term.py", "backup"],
 ])
 def test_a_fork_answers_as_a_fresh_process(both, args):
     by_fork, by_process = both(*args)
