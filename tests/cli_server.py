@@ -24,9 +24,11 @@ each child:
   Paramiko's); non-daemon threads are waited for, as an interpreter's exit does.
 Rich's consoles, Invoke's config and ops/'s settings are made per run, from the run's
 environment, so nothing else needs it. What a process reads only at its start and cannot be
-redone (``PYTHON*`` variables such as a ``PYTHONPATH`` with a sitecustomize, the locale:
-``LANG``/``LC_*``) makes ``can_serve`` say no: such a run is a fresh process. The hash seed
-is the server's for all its runs (one per worker, still random per suite).
+redone (``PYTHON*`` variables, the locale: ``LANG``/``LC_*``) makes ``can_serve`` say no:
+such a run is a fresh process. A ``PYTHONPATH`` that only adds a ``sitecustomize`` (the
+tests' hooks, tests/hooks/) is honoured in the child (``_site_customize``), unless the
+hook sends the run's process a signal (``signals_itself``): that run is a fresh process.
+The hash seed is the server's for all its runs (one per worker, still random per suite).
 
 A run stays a fresh ``python -m invoke`` when the test is about the process itself
 (``@pytest.mark.fresh_process``: signals, start-up imports, bytecode, what a process
@@ -60,8 +62,18 @@ ENTRY = "tests.cli_server:main"
 START_ONLY_PREFIXES = ("PYTHON", "LC_")
 START_ONLY = ("LANG", "LANGUAGE")
 
-# the server's interpreter path, without the folders the server added (this one, tests/)
+
+
+def _entries(python_path: str | None) -> list[str]:
+    return [entry for entry in (python_path or "").split(os.pathsep) if entry]
+
+
+# In the server: the PYTHONPATH it started with, and its interpreter path after those
+# entries, without the folders the server added (this one's, tests/): the standard library
+# and the venv's site-packages, what every run's path ends with.
+_SERVER_PYTHONPATH = _entries(os.environ.get("PYTHONPATH"))
 _SITE_PATH = [p for p in sys.path if p and Path(p).resolve() not in (REPO_ROOT, TESTS_DIR)]
+_BASE_PATH = _SITE_PATH[len(_SERVER_PYTHONPATH):]
 
 
 # ------------------------------------------------------------------ in the child (the run)
@@ -90,7 +102,14 @@ def _as_a_fresh_process(argv: list[str]) -> None:
     import invoke.util
     import rich
 
-    sys.path[:] = [os.getcwd(), *_SITE_PATH]  # `python -m`: the run's folder first
+    python_path = _entries(os.environ.get("PYTHONPATH"))
+    sys.path[:] = [*python_path, *_BASE_PATH]
+    if python_path != _SERVER_PYTHONPATH:
+        import site
+
+        site.removeduppaths()  # PYTHONPATH's entries made absolute, as site does
+        _site_customize()
+    sys.path.insert(0, os.getcwd())  # `python -m`: the run's folder first, after site
     sys.argv = [str(Path(invoke.__file__).with_name("__main__.py")), *argv]  # runpy sets it
     sys.orig_argv = [sys.executable, "-m", "invoke", *argv]
     time.tzset()
@@ -108,6 +127,29 @@ def _as_a_fresh_process(argv: list[str]) -> None:
         health._OPENER = urllib.request.build_opener(health._SameHost)
     atexit._clear()  # the server's exit handlers are not this run's; the modules' are
     _register_module_exit_handlers()
+
+
+def _site_customize() -> None:
+    """The ``sitecustomize`` a run's own PYTHONPATH brings (tests/hooks/: a hook that wraps
+    an ops function), imported as site imports it at a process's start. The server has
+    imported ops/ already, so a module that bound a wrapped function by name (``from
+    ops.engine import f``) would keep the real one where a fresh process gets the wrapper:
+    such a run stops with an error that says so, rather than run unhooked."""
+    ops = {name: module for name, module in list(sys.modules.items())
+           if name == "ops" or name.startswith("ops.")}
+    before = {name: dict(vars(module)) for name, module in ops.items()}
+    try:
+        import sitecustomize  # noqa: F401
+    except ImportError:
+        return
+    replaced = {id(old): f"{name}.{key}" for name, values in before.items()
+                for key, old in values.items() if vars(ops[name]).get(key) is not old}
+    stale = [f"{name}.{key} is still {replaced[id(value)]}'s unhooked one"
+             for name, module in ops.items() for key, value in vars(module).items()
+             if id(value) in replaced and f"{name}.{key}" != replaced[id(value)]]
+    if stale:
+        raise SystemExit(f"Error: the CLI server cannot hook this run ({'; '.join(stale)}): "
+                         "mark the test @pytest.mark.fresh_process")
 
 
 def _register_module_exit_handlers() -> None:
@@ -180,12 +222,42 @@ def wanted() -> bool:
 
 def can_serve(env: dict[str, str], start_env: dict[str, str]) -> bool:
     """A fork of a server started with ``start_env`` runs as a process started with ``env``
-    would: they agree on every variable only the interpreter's start reads."""
+    would: they agree on every variable only the interpreter's start reads, but for a
+    PYTHONPATH whose new folders hold nothing importable but a ``sitecustomize`` (the
+    child imports it, ``_site_customize``; the server must have imported none)."""
     def start_only(items):
-        return {key: value for key, value in items
-                if key.startswith(START_ONLY_PREFIXES) or key in START_ONLY}
+        return {key: value for key, value in items if key != "PYTHONPATH"
+                and (key.startswith(START_ONLY_PREFIXES) or key in START_ONLY)}
 
-    return start_only(env.items()) == start_only(start_env.items())
+    if start_only(env.items()) != start_only(start_env.items()) or signals_itself(env):
+        return False
+    new = [entry for entry in _entries(env.get("PYTHONPATH"))
+           if entry not in _entries(start_env.get("PYTHONPATH"))]
+    return not new or ("sitecustomize" not in sys.modules and all(map(_only_a_hook, new)))
+
+
+def signals_itself(env: dict[str, str]) -> bool:
+    """The run's hook (tests/hooks/, ``OPS_TEST_HOOK``) sends its own process a signal at an
+    exact point: a test of signals, which keeps a fresh process as ``fresh_process`` does."""
+    import json
+
+    try:
+        specs = json.loads(env.get("OPS_TEST_HOOK") or "[]")
+    except ValueError:
+        return True
+    specs = specs if isinstance(specs, list) else [specs]
+    return any(not isinstance(spec, dict) or "signal" in spec for spec in specs)
+
+
+def _only_a_hook(folder: str) -> bool:
+    """The folder holds no module or package but ``sitecustomize.py``."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return True  # nothing there to import
+    return all(name in ("sitecustomize.py", "__pycache__") or not (
+        name.endswith((".py", ".pyc", ".so", ".pth")) or os.path.isdir(os.path.join(folder, name)))
+        for name in names)
 
 
 def spawn(argv: list[str], *, env: dict[str, str], cwd, stdout: int, stderr: int):

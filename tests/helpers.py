@@ -171,8 +171,9 @@ def run_invoke(
     a process. The process is a fork of this worker's CLI server (tests/cli_server.py: the
     same run without Python's start), or a fresh ``python -m invoke`` when the test is
     marked ``fresh_process``, for a ``cli_in_process`` test's first run, when the run's
-    environment changes what only an interpreter's start reads (``PYTHONPATH``...), when
-    ``OPS_TEST_FRESH_CLI=1``, or when the server cannot be used."""
+    environment changes what only an interpreter's start reads (``PYTHON*``, ``LC_*``; a
+    ``PYTHONPATH`` adding only a tests/hooks/ sitecustomize is fine, unless the hook
+    signals the run), when ``OPS_TEST_FRESH_CLI=1``, or when the server cannot be used."""
     fresh = FRESH_PROCESS.active or HERE_AFTER_FIRST.first()
     if HERE_AFTER_FIRST.take():
         return run_here(*args, cwd=cwd, env=env, timeout=timeout)

@@ -178,9 +178,40 @@ def test_the_switch_makes_every_run_a_fresh_process(tmp_path, monkeypatch):
 
 def test_a_run_that_changes_the_interpreter_s_start_is_a_fresh_process(tmp_path, monkeypatch):
     monkeypatch.setattr(helpers, "REPO_ROOT", PROBE)
-    for extra in ({"PYTHONPATH": str(tmp_path)}, {"LC_ALL": "C"}):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "shadow.py").write_text("")  # a module a fork could not import first
+    for extra in ({"PYTHONPATH": str(tmp_path / "lib")}, {"LC_ALL": "C"},
+                  {"PYTHONWARNINGS": "error"},  # and a hook that signals its own process:
+                  {"OPS_TEST_HOOK": '{"wrap": "none", "when": "after", "signal": "SIGINT"}'}):
         result = helpers.run_invoke("probe", cwd=tmp_path, env=extra)
         assert result.returncode == 0 and not result.json()["own_group"], result
+
+
+def test_a_hook_on_the_python_path_is_imported_by_a_fork_as_by_a_process(tmp_path):
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(
+        "import os\nfrom ops import engine\nos.environ['HOOKED'] = engine.__name__\n"
+        "engine.verify_copy = lambda *a, _real=engine.verify_copy, **k: _real(*a, **k)\n")
+    extra = {"PYTHONPATH": str(hooks)}
+    by_fork, by_process = probe(forked, tmp_path, extra), probe(fresh, tmp_path, extra)
+    assert by_fork.pop("own_group") and not by_process.pop("own_group")
+    assert by_fork == by_process and by_fork["environ"]["HOOKED"] == "ops.engine"
+    path = by_fork["path"]
+    assert path.index(str(hooks)) == path.index(str(tmp_path)) + 1  # after the run's folder
+
+
+def test_a_hook_a_fork_cannot_apply_stops_the_run_with_an_error(tmp_path):
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()  # ops/backups.py imports in_future by name: a fork has it unwrapped
+    (hooks / "sitecustomize.py").write_text(
+        "from ops import engine\nengine.in_future = lambda *a, **k: False\n")
+    env = helpers.clean_env({"INVOKE_PROJECT_ROOT": str(tmp_path), "PYTHONPATH": str(hooks)})
+    code, out, err = forked(["--search-root", str(helpers.REPO_ROOT), "--list"], cwd=tmp_path,
+                            env=env)
+    assert code == 1 and "ops.backups.in_future is still ops.engine.in_future" in err, err
+    assert fresh(["--search-root", str(helpers.REPO_ROOT), "--list"], cwd=tmp_path,
+                 env=env)[0] == 0
 
 
 def test_a_dead_server_makes_the_runs_fresh_processes(tmp_path, monkeypatch):
