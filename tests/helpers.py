@@ -117,8 +117,10 @@ class _HereAfterFirst:
     ``Prod.run``, the ``run_invoke`` fixture) is a real process, its later ones, made one
     after another, run in this process (``run_here``): ``run_mixed`` for a test's sequence
     of CLI runs, which pay ~0.3 s of CPU each for a process start that is not their point.
-    The first keeps the process path honest; the rest must give the same exit codes and
-    output, since the test's assertions are unchanged. Runs made in other threads
+    The first keeps the process path honest (the module's first in this worker is a fresh
+    ``python -m invoke``, the other tests' firsts forks of the CLI server: ``first``); the
+    rest must give the same exit codes and output, since the test's assertions are
+    unchanged. Runs made in other threads
     (``run_parallel``) and ``start_invoke`` stay processes. Set per test by conftest.
     ``cli_in_process(per="module")``: only the module's first run in this xdist worker is a
     process, for files whose tests each make one run whose point is the task's answer
@@ -128,6 +130,8 @@ class _HereAfterFirst:
         self.active = False
         self.ran = False
         self.modules: set[str] = set()  # ``per="module"``: modules whose first run was made
+        self.module = ""  # the running test's module
+        self.fresh: set[str] = set()  # modules whose first run was a fresh process (first())
 
     def take(self) -> bool:
         """True when this run goes in-process (and records that a run was made)."""
@@ -139,9 +143,13 @@ class _HereAfterFirst:
         return here
 
     def first(self) -> bool:
-        """True when the next run is the one that keeps the process path honest: a fresh
-        ``python -m invoke``, not a fork of the CLI server (tests/cli_server.py)."""
-        return self.active and not self.ran
+        """True when the next run is the one that keeps the process path honest, the
+        module's first process in this worker: a fresh ``python -m invoke``, not a fork of
+        the CLI server (tests/cli_server.py). Other tests' first runs are forks."""
+        if not self.active or self.ran or self.module in self.fresh:
+            return False
+        self.fresh.add(self.module)
+        return True
 
 
 HERE_AFTER_FIRST = _HereAfterFirst()

@@ -171,6 +171,19 @@ def test_a_fresh_process_test_s_runs_are_fresh_processes(tmp_path, monkeypatch):
     assert not group_of_a_run(tmp_path, monkeypatch)
 
 
+def test_a_cli_in_process_module_s_first_run_is_fresh_its_other_tests_first_forks(
+        tmp_path, monkeypatch):
+    mode = helpers.HERE_AFTER_FIRST
+    monkeypatch.setattr(mode, "fresh", set())
+    monkeypatch.setattr(mode, "module", "tests.a_marked_module")
+    monkeypatch.setattr(mode, "active", True)
+    firsts = []
+    for _test in range(2):  # each test's first run (its later ones run in-process)
+        monkeypatch.setattr(mode, "ran", False)
+        firsts.append(group_of_a_run(tmp_path, monkeypatch))
+    assert firsts == [False, True]
+
+
 def test_the_switch_makes_every_run_a_fresh_process(tmp_path, monkeypatch):
     monkeypatch.setenv("OPS_TEST_FRESH_CLI", "1")
     assert not group_of_a_run(tmp_path, monkeypatch)
