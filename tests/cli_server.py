@@ -63,7 +63,6 @@ START_ONLY_PREFIXES = ("PYTHON", "LC_")
 START_ONLY = ("LANG", "LANGUAGE")
 
 
-
 def _entries(python_path: str | None) -> list[str]:
     return [entry for entry in (python_path or "").split(os.pathsep) if entry]
 
@@ -102,14 +101,6 @@ def _as_a_fresh_process(argv: list[str]) -> None:
     import invoke.util
     import rich
 
-    python_path = _entries(os.environ.get("PYTHONPATH"))
-    sys.path[:] = [*python_path, *_BASE_PATH]
-    if python_path != _SERVER_PYTHONPATH:
-        import site
-
-        site.removeduppaths()  # PYTHONPATH's entries made absolute, as site does
-        _site_customize()
-    sys.path.insert(0, os.getcwd())  # `python -m`: the run's folder first, after site
     sys.argv = [str(Path(invoke.__file__).with_name("__main__.py")), *argv]  # runpy sets it
     sys.orig_argv = [sys.executable, "-m", "invoke", *argv]
     time.tzset()
@@ -127,6 +118,14 @@ def _as_a_fresh_process(argv: list[str]) -> None:
         health._OPENER = urllib.request.build_opener(health._SameHost)
     atexit._clear()  # the server's exit handlers are not this run's; the modules' are
     _register_module_exit_handlers()
+    python_path = _entries(os.environ.get("PYTHONPATH"))
+    sys.path[:] = [*python_path, *_BASE_PATH]
+    if python_path != _SERVER_PYTHONPATH:
+        import site
+
+        site.removeduppaths()  # PYTHONPATH's entries made absolute, as site does
+        _site_customize()  # last, as site runs it in a process already set up
+    sys.path.insert(0, os.getcwd())  # `python -m`: the run's folder first, after site
 
 
 def _site_customize() -> None:
