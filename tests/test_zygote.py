@@ -346,9 +346,13 @@ def test_a_stopped_server_falls_back_and_a_foreign_locale_is_declined(tmp_path, 
     srv = zygote.Server("short", ["zygentry"], "zygentry:main", real_python3(),
                         sys_path=[str(entry_dir)]).start(env={**os.environ, "LANG": "C.UTF-8"})
     tool = make_bin(tmp_path / "bin", srv.socket_path, entry_dir)
-    env = {k: v for k, v in os.environ.items() if k not in ("LC_ALL", "LC_CTYPE")}
+    env = {k: v for k, v in os.environ.items() if k not in ("LC_ALL", "LC_CTYPE", "LANG")}
     assert "FALLBACK" not in info(tool, env={**env, "LANG": "C.UTF-8"})["env"]
-    assert info(tool, env={**env, "LANG": "C"})["env"].get("FALLBACK") == "1"
+    # no locale at all: python3 coerces "C" to C.UTF-8 (PEP 538), so the server serves it,
+    # with the LC_CTYPE a fresh python3 puts into its environment
+    seen = info(tool, env=env)["env"]
+    assert "FALLBACK" not in seen and seen.get("LC_CTYPE") == "C.UTF-8"
+    assert info(tool, env={**env, "LC_ALL": "C"})["env"].get("FALLBACK") == "1"  # not coerced
     srv.stop()
     assert info(tool, env={**env, "LANG": "C.UTF-8"})["env"].get("FALLBACK") == "1"
 
@@ -436,3 +440,16 @@ def test_a_world_gets_the_client_or_without_cc_the_python_launcher(tmp_path, mon
         done = subprocess.run(["fly", "version"], env=w.subprocess_env(), capture_output=True,
                               text=True, timeout=30)
         assert done.returncode == 0 and done.stdout.startswith("fly v"), done
+
+
+@pytest.mark.parametrize("env", [{}, {"LANG": "C.UTF-8"}, {"LANG": "C"}, {"LC_ALL": "C"},
+                                 {"LANG": ""}, {"LC_CTYPE": "POSIX", "LANG": "C.UTF-8"},
+                                 {"LC_ALL": "C.UTF-8", "LANG": "C"}])
+def test_fresh_ctype_predicts_the_locale_and_environment_of_a_real_python3(env):
+    probe = ("import json, locale, os; "
+             "print(json.dumps([locale.setlocale(locale.LC_CTYPE), dict(os.environ)]))")
+    done = subprocess.run([real_python3(), "-IS", "-c", probe], env=env, capture_output=True,
+                          text=True, timeout=30)
+    name, environ = json.loads(done.stdout)
+    predicted, added = zygote.fresh_ctype(env, zygote._coercion_target())
+    assert (predicted, {**env, **added}) == (name, environ)

@@ -48,8 +48,11 @@ fresh ``python3`` has them under that caller (default, the caller's ignored ones
 SIGPIPE/SIGXFSZ ignored, SIGINT -> KeyboardInterrupt unless ignored); ``sys.stdin/stdout/
 stderr`` rebuilt as interpreter start-up builds them for those fds (line-buffered on a tty,
 stderr always line-buffered with ``backslashreplace``).  The locale is the server's: a
-request whose ``LC_ALL``/``LC_CTYPE``/``LANG`` differ from the server's is declined, so the
-stdio encoding and the C-locale coercion a fresh interpreter would do are the server's own.
+request is declined unless a fresh interpreter would run with the server's LC_CTYPE locale
+(:func:`fresh_ctype`: no locale variables and ``LANG=C.UTF-8`` both end in ``C.UTF-8``, the
+first by PEP 538's coercion, whose ``LC_CTYPE=C.UTF-8`` the worker's environment gets too),
+so the stdio encoding and errors are the server's own.  (``sys.flags.utf8_mode``, on in a
+fresh interpreter that was coerced from "C", is the server's.)
 After ``entry`` (``SystemExit`` honoured; an uncaught exception prints its traceback and
 exits 1, KeyboardInterrupt dies by SIGINT, as ``python3`` does): non-daemon threads joined,
 atexit handlers run, stdout and stderr flushed (a failed flush: 120), then ``os._exit``.
@@ -134,8 +137,32 @@ class Request:
                 continue
             self.env[os.fsdecode(key)] = os.fsdecode(value)
 
-    def locale(self) -> tuple[str | None, ...]:
-        return tuple(self.env.get(k) for k in LOCALE_VARS)
+
+
+def fresh_ctype(env: dict[str, str], target: str | None) -> tuple[str, dict[str, str]]:
+    """The LC_CTYPE locale ``python3`` started with ``env`` runs with, and what its start-up
+    adds to its environment: LC_ALL, else LC_CTYPE, else LANG (an empty one is unset), else
+    "C"; and a "C" or "POSIX" one without LC_ALL is coerced to ``target`` (PEP 538), which
+    also goes into the environment as LC_CTYPE.  ``target``: :func:`_coercion_target`."""
+    name = next((env[k] for k in LOCALE_VARS if env.get(k)), "C")
+    if name in ("C", "POSIX") and not env.get("LC_ALL") and target:
+        return target, {"LC_CTYPE": target}
+    return name, {}
+
+
+def _coercion_target() -> str | None:
+    """The locale PEP 538 coerces "C" to on this system (its first that exists)."""
+    import locale
+
+    old = locale.setlocale(locale.LC_CTYPE)
+    try:
+        for name in ("C.UTF-8", "C.utf8", "UTF-8"):
+            with contextlib.suppress(locale.Error):
+                locale.setlocale(locale.LC_CTYPE, name)
+                return name
+        return None
+    finally:
+        locale.setlocale(locale.LC_CTYPE, old)
 
 
 def _signals(mask: int) -> set[int]:
@@ -167,9 +194,8 @@ class _Serving:
         self.locale = locale
         # what interpreter start-up did to this locale (the C-locale coercion sets LC_CTYPE):
         # a worker gets the same on top of its caller's environment
-        given = dict(zip(LOCALE_VARS, locale, strict=True))
-        self.coerced = {k: os.environ[k] for k in LOCALE_VARS
-                        if k in os.environ and os.environ[k] != given[k]}
+        self.target = _coercion_target()
+        self.ctype = fresh_ctype(dict(zip(LOCALE_VARS, locale, strict=True)), self.target)[0]
         self.stdio = (sys.stdout.encoding, sys.stdout.errors)
         self.poller = select.poll()
         self.workers: dict[int, _Worker] = {}
@@ -284,7 +310,7 @@ class _Serving:
     def _decline(self, request: Request, fds: list[int]) -> int:
         if len(fds) != bin(request.fdmask & 0x1F).count("1") or not request.fdmask >> FD_CWD & 1:
             return DECLINE_BAD_REQUEST
-        if request.locale() != self.locale:
+        if fresh_ctype(request.env, self.target)[0] != self.ctype:
             return DECLINE_LOCALE
         if request.duplicate_or_odd:
             return DECLINE_ENV
@@ -326,7 +352,7 @@ class _Serving:
         os.umask(request.umask)
         os.environ.clear()
         os.environ.update(request.env)
-        os.environ.update(self.coerced)
+        os.environ.update(fresh_ctype(request.env, self.target)[1])
         time.tzset()
         sys.argv = list(request.argv)
         _rebuild_stdio(request.fdmask, *self.stdio)
