@@ -59,7 +59,7 @@ atexit handlers run, stdout and stderr flushed (a failed flush: 120), then ``os.
 ``random`` reseeds itself in a forked child (``os.register_at_fork``); ``os.urandom`` is the
 kernel's.  What stays the server's: the hash seed (one per server, not per call), the parent
 pid (the server), the session and controlling terminal (none: the server has its own
-session), resource limits.
+session), resource limits.  A worker gets SIGKILL when the server dies (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -93,6 +93,8 @@ LOCALE_VARS = ("LC_ALL", "LC_CTYPE", "LANG")
 # DECL reasons (the client prints nothing: it just runs the command another way)
 DECLINE_BAD_REQUEST, DECLINE_LOCALE, DECLINE_ENV = 1, 2, 3
 REQUEST_TIMEOUT = 10.0  # a client sends its request at once; a stuck one is dropped
+PR_SET_PDEATHSIG = 1
+_PRCTL = None  # libc's prctl, set in the server
 
 
 class ZygoteUnavailable(OSError):
@@ -198,6 +200,7 @@ class _Serving:
         self.ctype = fresh_ctype(dict(zip(LOCALE_VARS, locale, strict=True)), self.target)[0]
         self.stdio = (sys.stdout.encoding, sys.stdout.errors)
         self.poller = select.poll()
+        self.pid = os.getpid()
         self.workers: dict[int, _Worker] = {}
         self.by_conn: dict[int, _Worker] = {}
         self.wake_r, self.wake_w = os.pipe()
@@ -338,6 +341,10 @@ class _Serving:
 
     def _become_worker(self, request: Request, fds: list[int], conn: socket.socket) -> None:
         os.setpgid(0, 0)
+        if _PRCTL is not None:  # a server killed outright takes its workers along
+            _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != self.pid:
+                os._exit(70)  # it died before that
         signal.set_wakeup_fd(-1)
         for sock in (self.listener, conn, *(w.conn for w in self.workers.values() if w.conn)):
             sock.detach()  # closed below with everything else; a collected socket object
@@ -533,6 +540,11 @@ def serve(socket_path: str, parent_fd: int, preload: Sequence[str], entry: str,
         importlib.import_module(name)
     module, _, func = entry.partition(":")
     target = getattr(importlib.import_module(module), func)
+    global _PRCTL
+    with contextlib.suppress(ImportError, OSError, AttributeError):
+        import ctypes
+
+        _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(socket_path)
     listener.listen(128)
