@@ -54,6 +54,8 @@ ENTRY = textwrap.dedent('''
                 "sigint": repr(signal.getsignal(signal.SIGINT)),
                 "sighup": repr(signal.getsignal(signal.SIGHUP)),
                 "sigpipe": repr(signal.getsignal(signal.SIGPIPE)),
+                "server_handled": [repr(signal.getsignal(s))  # the server's own handlers
+                                   for s in (signal.SIGCHLD, signal.SIGTERM)],
                 "blocked": sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])),
                 "random": random.random(), "pid": os.getpid()}
 
@@ -260,12 +262,14 @@ def test_argv_env_cwd_umask_and_signal_state_are_the_callers(tool, tmp_path):
 
     seen = info(tool, "a b", "", "ü", env=env, cwd=here, umask=0o027, preexec_fn=child_setup)
     assert seen["argv"] == [str(tool), "info", "a b", "", "ü"]
-    assert {k: seen["env"][k] for k in env} == env and "FALLBACK" not in seen["env"]
+    coerced = zygote.fresh_ctype(env, zygote._coercion_target())[1]  # none with a LANG
+    assert seen["env"] == {**env, **coerced}  # nothing of the server's environment
     assert seen["cwd"] == str(here)
     assert seen["umask"] == 0o027
     assert seen["sighup"] == "<Handlers.SIG_IGN: 1>"  # inherited, as a fresh python3's
     assert seen["sigpipe"] == "<Handlers.SIG_IGN: 1>"
     assert seen["sigint"] == "<built-in function default_int_handler>"
+    assert seen["server_handled"] == ["<Handlers.SIG_DFL: 0>"] * 2
     assert seen["blocked"] == [int(signal.SIGUSR2)]
     assert seen["leader"] is True
 
