@@ -457,3 +457,28 @@ def test_fresh_ctype_predicts_the_locale_and_environment_of_a_real_python3(env):
     name, environ = json.loads(done.stdout)
     predicted, added = zygote.fresh_ctype(env, zygote._coercion_target())
     assert (predicted, {**env, **added}) == (name, environ)
+
+
+def test_garbage_and_silent_clients_leave_the_server_serving(server, tool):
+    for junk in (b"", b"ZYG1", b"GET / HTTP/1.0\r\n\r\n" * 10,
+                 zygote.HEADER.pack(zygote.MAGIC, 1 << 30, 1, 0, 0, 0, 0, 0),  # too large
+                 zygote.encode_request(["x"], {}, umask=0, fdmask=0b1000)):  # no cwd fd sent
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(server.socket_path)
+            sock.sendall(junk)
+            sock.shutdown(socket.SHUT_WR)
+            reply = sock.recv(64)
+        assert reply in (b"", zygote.REPLY.pack(b"DECL", zygote.DECLINE_BAD_REQUEST)), reply
+    assert server.running
+    assert "FALLBACK" not in info(tool)["env"]  # still served, not fallen back
+
+
+def test_stopping_the_server_kills_the_calls_still_running(tmp_path, entry_dir):
+    srv = zygote.Server("stopped", ["zygentry"], "zygentry:main", real_python3(),
+                        sys_path=[str(entry_dir)]).start()
+    child = zygote.spawn(srv.socket_path, ["x", "family"], env=dict(os.environ), cwd=tmp_path,
+                         stdin=None, stdout=1, stderr=2)
+    worker, grandchild = pids_of(tmp_path)
+    assert worker == child.pid
+    srv.stop()
+    wait_for(lambda: not alive(worker) and not alive(grandchild))
