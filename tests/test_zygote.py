@@ -15,7 +15,6 @@ import stat
 import subprocess
 import sys
 import textwrap
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import pytest
 from tests import zygote
 from tests.flyctl_double import launcher
 from tests.flyctl_double.state import default_world, real_python3
+from tests.helpers import alive, wait_for
 
 ENTRY = textwrap.dedent('''
     import hashlib, json, os, random, signal, subprocess, sys, time
@@ -157,21 +157,6 @@ def info(tool: Path, *args: str, **kw) -> dict:
     done = run_tool(tool, "info", *args, **kw)
     assert done.returncode == 0, done
     return json.loads(done.stdout)
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def wait_for(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.02)
 
 
 def pids_of(folder: Path) -> tuple[int, int]:
