@@ -57,7 +57,8 @@ ENTRY = textwrap.dedent('''
                 "server_handled": [repr(signal.getsignal(s))  # the server's own handlers
                                    for s in (signal.SIGCHLD, signal.SIGTERM)],
                 "blocked": sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])),
-                "random": random.random(), "pid": os.getpid()}
+                "random": random.random(), "pid": os.getpid(),
+                "comm": open("/proc/self/comm").read().strip()}
 
     def main(argv):
         cmd, args = argv[1], argv[2:]
@@ -247,6 +248,7 @@ def test_argv_env_cwd_umask_and_signal_state_are_the_callers(tool, tmp_path):
 
     seen = info(tool, "a b", "", "ü", env=env, cwd=here, umask=0o027, preexec_fn=child_setup)
     assert seen["argv"] == [str(tool), "info", "a b", "", "ü"]
+    assert seen["comm"] == "tool"  # as a script's process is named, not "python3"
     coerced = zygote.fresh_ctype(env, zygote._coercion_target())[1]  # none with a LANG
     assert seen["env"] == {**env, **coerced}  # nothing of the server's environment
     assert seen["cwd"] == str(here)

@@ -93,7 +93,7 @@ LOCALE_VARS = ("LC_ALL", "LC_CTYPE", "LANG")
 # DECL reasons (the client prints nothing: it just runs the command another way)
 DECLINE_BAD_REQUEST, DECLINE_LOCALE, DECLINE_ENV = 1, 2, 3
 REQUEST_TIMEOUT = 10.0  # a client sends its request at once; a stuck one is dropped
-PR_SET_PDEATHSIG = 1
+PR_SET_PDEATHSIG, PR_SET_NAME = 1, 15
 _PRCTL = None  # libc's prctl, set in the server
 
 
@@ -345,6 +345,8 @@ class _Serving:
             _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)
             if os.getppid() != self.pid:
                 os._exit(70)  # it died before that
+            # its name in ps/top/comm, as a script's: "fly", not the server's "python3"
+            _PRCTL(PR_SET_NAME, os.fsencode(os.path.basename(request.argv[0]))[:15])
         signal.set_wakeup_fd(-1)
         for sock in (self.listener, conn, *(w.conn for w in self.workers.values() if w.conn)):
             sock.detach()  # closed below with everything else; a collected socket object
