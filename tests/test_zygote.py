@@ -22,7 +22,7 @@ import pytest
 
 from tests import zygote
 from tests.flyctl_double import launcher
-from tests.flyctl_double.state import default_world, real_python3
+from tests.flyctl_double.state import DEFAULT_APP, default_world, real_python3
 from tests.helpers import alive, wait_for
 
 ENTRY = textwrap.dedent('''
@@ -469,3 +469,28 @@ def test_stopping_the_server_kills_the_calls_still_running(tmp_path, entry_dir):
     assert worker == child.pid
     srv.stop()
     wait_for(lambda: not alive(worker) and not alive(grandchild))
+
+
+def test_the_double_answers_through_the_zygote_as_through_its_python_launcher(tmp_path):
+    world = default_world(tmp_path)
+    if (world.bin_dir / "fly").read_bytes()[:2] == b"#!":
+        pytest.skip("no zygote client here (no cc): the Python launcher is bin/fly")
+    env = world.subprocess_env(app=DEFAULT_APP)
+    calls = [["version"], ["machine", "list", "--json"], ["volumes", "list", "--json"],
+             ["nonsense"], ["machine", "--help"], ["auth", "whoami"],
+             ["ssh", "console", "-q", "-C", "sh -c 'echo out; echo err >&2; exit 3'"]]
+    for argv in calls:
+        both = [subprocess.run([str(exe), *argv], env=env, cwd=tmp_path, capture_output=True,
+                               timeout=30)
+                for exe in (world.bin_dir / "fly", world.bin_dir / ".python" / "fly")]
+        assert [(d.returncode, d.stdout, d.stderr) for d in both][0] == \
+            [(d.returncode, d.stdout, d.stderr) for d in both][1], argv
+    for exe in (world.bin_dir / "fly", world.bin_dir / ".python" / "fly"):  # a closed pipe
+        r, w = os.pipe()
+        os.close(r)
+        done = subprocess.run([str(exe), "version"], env=env, stdout=w, stderr=subprocess.PIPE,
+                              timeout=30)
+        os.close(w)
+        assert (done.returncode, done.stderr) == (120, (
+            b"Exception ignored in: <_io.TextIOWrapper name='<stdout>' mode='w' "
+            b"encoding='utf-8'>\nBrokenPipeError: [Errno 32] Broken pipe\n"))
