@@ -589,6 +589,15 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str =
         time.sleep(0.01)
 
 
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 # ---------------------------------------------------------------- other processes
 
 

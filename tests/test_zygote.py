@@ -15,7 +15,6 @@ import stat
 import subprocess
 import sys
 import textwrap
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,7 +22,8 @@ import pytest
 
 from tests import zygote
 from tests.flyctl_double import launcher
-from tests.flyctl_double.state import default_world, real_python3
+from tests.flyctl_double.state import DEFAULT_APP, default_world, real_python3
+from tests.helpers import alive, wait_for
 
 ENTRY = textwrap.dedent('''
     import hashlib, json, os, random, signal, subprocess, sys, time
@@ -54,8 +54,11 @@ ENTRY = textwrap.dedent('''
                 "sigint": repr(signal.getsignal(signal.SIGINT)),
                 "sighup": repr(signal.getsignal(signal.SIGHUP)),
                 "sigpipe": repr(signal.getsignal(signal.SIGPIPE)),
+                "server_handled": [repr(signal.getsignal(s))  # the server's own handlers
+                                   for s in (signal.SIGCHLD, signal.SIGTERM)],
                 "blocked": sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])),
-                "random": random.random(), "pid": os.getpid()}
+                "random": random.random(), "pid": os.getpid(),
+                "comm": open("/proc/self/comm").read().strip()}
 
     def main(argv):
         cmd, args = argv[1], argv[2:]
@@ -157,21 +160,6 @@ def info(tool: Path, *args: str, **kw) -> dict:
     return json.loads(done.stdout)
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def wait_for(predicate, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.02)
-
-
 def pids_of(folder: Path) -> tuple[int, int]:
     wait_for((folder / "pids").exists)
     worker, child = (int(p) for p in (folder / "pids").read_text().split())
@@ -260,12 +248,15 @@ def test_argv_env_cwd_umask_and_signal_state_are_the_callers(tool, tmp_path):
 
     seen = info(tool, "a b", "", "ü", env=env, cwd=here, umask=0o027, preexec_fn=child_setup)
     assert seen["argv"] == [str(tool), "info", "a b", "", "ü"]
-    assert {k: seen["env"][k] for k in env} == env and "FALLBACK" not in seen["env"]
+    assert seen["comm"] == "tool"  # as a script's process is named, not "python3"
+    coerced = zygote.fresh_ctype(env, zygote._coercion_target())[1]  # none with a LANG
+    assert seen["env"] == {**env, **coerced}  # nothing of the server's environment
     assert seen["cwd"] == str(here)
     assert seen["umask"] == 0o027
     assert seen["sighup"] == "<Handlers.SIG_IGN: 1>"  # inherited, as a fresh python3's
     assert seen["sigpipe"] == "<Handlers.SIG_IGN: 1>"
     assert seen["sigint"] == "<built-in function default_int_handler>"
+    assert seen["server_handled"] == ["<Handlers.SIG_DFL: 0>"] * 2
     assert seen["blocked"] == [int(signal.SIGUSR2)]
     assert seen["leader"] is True
 
@@ -346,9 +337,13 @@ def test_a_stopped_server_falls_back_and_a_foreign_locale_is_declined(tmp_path, 
     srv = zygote.Server("short", ["zygentry"], "zygentry:main", real_python3(),
                         sys_path=[str(entry_dir)]).start(env={**os.environ, "LANG": "C.UTF-8"})
     tool = make_bin(tmp_path / "bin", srv.socket_path, entry_dir)
-    env = {k: v for k, v in os.environ.items() if k not in ("LC_ALL", "LC_CTYPE")}
+    env = {k: v for k, v in os.environ.items() if k not in ("LC_ALL", "LC_CTYPE", "LANG")}
     assert "FALLBACK" not in info(tool, env={**env, "LANG": "C.UTF-8"})["env"]
-    assert info(tool, env={**env, "LANG": "C"})["env"].get("FALLBACK") == "1"
+    # no locale at all: python3 coerces "C" to C.UTF-8 (PEP 538), so the server serves it,
+    # with the LC_CTYPE a fresh python3 puts into its environment
+    seen = info(tool, env=env)["env"]
+    assert "FALLBACK" not in seen and seen.get("LC_CTYPE") == "C.UTF-8"
+    assert info(tool, env={**env, "LC_ALL": "C"})["env"].get("FALLBACK") == "1"  # not coerced
     srv.stop()
     assert info(tool, env={**env, "LANG": "C.UTF-8"})["env"].get("FALLBACK") == "1"
 
@@ -436,3 +431,66 @@ def test_a_world_gets_the_client_or_without_cc_the_python_launcher(tmp_path, mon
         done = subprocess.run(["fly", "version"], env=w.subprocess_env(), capture_output=True,
                               text=True, timeout=30)
         assert done.returncode == 0 and done.stdout.startswith("fly v"), done
+
+
+@pytest.mark.parametrize("env", [{}, {"LANG": "C.UTF-8"}, {"LANG": "C"}, {"LC_ALL": "C"},
+                                 {"LANG": ""}, {"LC_CTYPE": "POSIX", "LANG": "C.UTF-8"},
+                                 {"LC_ALL": "C.UTF-8", "LANG": "C"}])
+def test_fresh_ctype_predicts_the_locale_and_environment_of_a_real_python3(env):
+    probe = ("import json, locale, os; "
+             "print(json.dumps([locale.setlocale(locale.LC_CTYPE), dict(os.environ)]))")
+    done = subprocess.run([real_python3(), "-IS", "-c", probe], env=env, capture_output=True,
+                          text=True, timeout=30)
+    name, environ = json.loads(done.stdout)
+    predicted, added = zygote.fresh_ctype(env, zygote._coercion_target())
+    assert (predicted, {**env, **added}) == (name, environ)
+
+
+def test_garbage_and_silent_clients_leave_the_server_serving(server, tool):
+    for junk in (b"", b"ZYG1", b"GET / HTTP/1.0\r\n\r\n" * 10,
+                 zygote.HEADER.pack(zygote.MAGIC, 1 << 30, 1, 0, 0, 0, 0, 0),  # too large
+                 zygote.encode_request(["x"], {}, umask=0, fdmask=0b1000)):  # no cwd fd sent
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(server.socket_path)
+            sock.sendall(junk)
+            sock.shutdown(socket.SHUT_WR)
+            reply = sock.recv(64)
+        assert reply in (b"", zygote.REPLY.pack(b"DECL", zygote.DECLINE_BAD_REQUEST)), reply
+    assert server.running
+    assert "FALLBACK" not in info(tool)["env"]  # still served, not fallen back
+
+
+def test_stopping_the_server_kills_the_calls_still_running(tmp_path, entry_dir):
+    srv = zygote.Server("stopped", ["zygentry"], "zygentry:main", real_python3(),
+                        sys_path=[str(entry_dir)]).start()
+    child = zygote.spawn(srv.socket_path, ["x", "family"], env=dict(os.environ), cwd=tmp_path,
+                         stdin=None, stdout=1, stderr=2)
+    worker, grandchild = pids_of(tmp_path)
+    assert worker == child.pid
+    srv.stop()
+    wait_for(lambda: not alive(worker) and not alive(grandchild))
+
+
+def test_the_double_answers_through_the_zygote_as_through_its_python_launcher(tmp_path):
+    world = default_world(tmp_path)
+    if (world.bin_dir / "fly").read_bytes()[:2] == b"#!":
+        pytest.skip("no zygote client here (no cc): the Python launcher is bin/fly")
+    env = world.subprocess_env(app=DEFAULT_APP)
+    calls = [["version"], ["machine", "list", "--json"], ["volumes", "list", "--json"],
+             ["nonsense"], ["machine", "--help"], ["auth", "whoami"],
+             ["ssh", "console", "-q", "-C", "sh -c 'echo out; echo err >&2; exit 3'"]]
+    for argv in calls:
+        both = [subprocess.run([str(exe), *argv], env=env, cwd=tmp_path, capture_output=True,
+                               timeout=30)
+                for exe in (world.bin_dir / "fly", world.bin_dir / ".python" / "fly")]
+        assert [(d.returncode, d.stdout, d.stderr) for d in both][0] == \
+            [(d.returncode, d.stdout, d.stderr) for d in both][1], argv
+    for exe in (world.bin_dir / "fly", world.bin_dir / ".python" / "fly"):  # a closed pipe
+        r, w = os.pipe()
+        os.close(r)
+        done = subprocess.run([str(exe), "version"], env=env, stdout=w, stderr=subprocess.PIPE,
+                              timeout=30)
+        os.close(w)
+        assert (done.returncode, done.stderr) == (120, (
+            b"Exception ignored in: <_io.TextIOWrapper name='<stdout>' mode='w' "
+            b"encoding='utf-8'>\nBrokenPipeError: [Errno 32] Broken pipe\n"))
