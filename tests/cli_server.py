@@ -78,12 +78,13 @@ _BASE_PATH = _SITE_PATH[len(_SERVER_PYTHONPATH):]
 # ------------------------------------------------------------------ in the child (the run)
 
 def main(argv: list[str]) -> int:
-    """``python -m invoke ARGV`` in a fork of the server: its exit code. The interpreter's
+    """``python -m invoke ARGV[1:]`` in a fork of the server (ARGV[0]: the python's name,
+    the worker's name in ps as a fresh process's): its exit code. The interpreter's
     end (SystemExit's code, an uncaught exception's traceback and 1, Ctrl-C's death by
     SIGINT, threads joined, exit handlers run, streams flushed) is tests/zygote.py's."""
     import runpy
 
-    _as_a_fresh_process(argv)
+    _as_a_fresh_process(argv[1:])
     runpy.run_module("invoke", run_name="__main__", alter_sys=True)  # what -m runs
     return 0
 
@@ -271,8 +272,9 @@ def spawn(argv: list[str], *, env: dict[str, str], cwd, stdout: int, stderr: int
 
     with open(os.devnull, "rb") as devnull:
         try:
-            return zygote.spawn(path, argv, env=env, cwd=str(cwd), stdin=devnull.fileno(),
-                                stdout=stdout, stderr=stderr)
+            return zygote.spawn(path, [os.path.basename(sys.executable), *argv], env=env,
+                                cwd=str(cwd), stdin=devnull.fileno(), stdout=stdout,
+                                stderr=stderr)
         except zygote.ZygoteUnavailable as exc:  # nothing ran: this run is a process, and
             if not SERVER.server.running:  # every later one too if the server died
                 SERVER.failed(exc)
