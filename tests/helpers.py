@@ -120,8 +120,8 @@ class _HereAfterFirst:
     The first keeps the process path honest (the module's first in this worker is a fresh
     ``python -m invoke``, the other tests' firsts forks of the CLI server: ``first``); the
     rest must give the same exit codes and output, since the test's assertions are
-    unchanged. Runs made in other threads
-    (``run_parallel``) and ``start_invoke`` stay processes. Set per test by conftest.
+    unchanged. Runs made in other threads (``run_parallel``) and ``start_invoke`` stay
+    processes. Set per test by conftest.
     ``cli_in_process(per="module")``: only the module's first run in this xdist worker is a
     process, for files whose tests each make one run whose point is the task's answer
     (refusals, plans, what a machine-side script does), not the process."""
@@ -178,7 +178,7 @@ def run_invoke(
     In a test marked ``cli_in_process`` (see ``HERE_AFTER_FIRST``) only its first run is
     a process. The process is a fork of this worker's CLI server (tests/cli_server.py: the
     same run without Python's start), or a fresh ``python -m invoke`` when the test is
-    marked ``fresh_process``, for a ``cli_in_process`` test's first run, when the run's
+    marked ``fresh_process``, for a ``cli_in_process`` module's first run, when the run's
     environment changes what only an interpreter's start reads (``PYTHON*``, ``LC_*``; a
     ``PYTHONPATH`` adding only a tests/hooks/ sitecustomize is fine, unless the hook
     signals the run), when ``OPS_TEST_FRESH_CLI=1``, or when the server cannot be used."""
@@ -242,18 +242,22 @@ def _forked(argv: list[str], *, cwd, env: dict[str, str], timeout: float):
 def _read_all(fds: tuple[int, ...], deadline: float) -> tuple[bytes | None, ...]:
     """Everything written to each pipe until all are closed, or Nones past the deadline."""
     chunks: dict[int, list[bytes]] = {fd: [] for fd in fds}
-    open_fds = set(fds)
-    while open_fds:
-        left = deadline - time.monotonic()
-        ready = select.select(list(open_fds), [], [], max(0.0, left))[0] if left > 0 else []
+    poller = select.poll()  # not select(): a worker with 1024 descriptors open is fine
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    left = len(fds)
+    while left:
+        wait = deadline - time.monotonic()
+        ready = poller.poll(wait * 1000) if wait > 0 else []
         if not ready:
             return tuple(None for _ in fds)
-        for fd in ready:
+        for fd, _ in ready:
             chunk = os.read(fd, 65536)
             if chunk:
                 chunks[fd].append(chunk)
             else:
-                open_fds.discard(fd)
+                poller.unregister(fd)
+                left -= 1
     return tuple(b"".join(chunks[fd]) for fd in fds)
 
 
