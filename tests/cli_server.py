@@ -53,8 +53,8 @@ PRELOAD = (
     "invoke", "invoke.main", "ops.commands", "ops.restore", "ops.replica", "ops.replica_checks",
     "ops.deploy", "ops.fly", "ops.runbook", "ops.emergency", "ops.volume_restore", "ops.sample",
     "ops.drill", "ops.undo", "ops.targets.fly", "ops.targets.ssh", "ops.targets.local",
-    "ops.remote", "ops.health", "ops.ssh.session", "ops.ssh.transfer", "rich.console",
-    "rich.progress", "rich.table",
+    "ops.remote", "ops.health", "ops.ssh.session", "ops.ssh.transfer", "ops.targets.chosen",
+    "rich.console", "rich.progress", "rich.table", "rich._emoji_codes", "pwd",
 )
 ENTRY = "tests.cli_server:main"
 
