@@ -64,6 +64,7 @@ session), resource limits.  A worker gets SIGKILL when the server dies (PR_SET_P
 
 from __future__ import annotations
 
+import _signal  # the C functions under signal's enum wrappers
 import contextlib
 import importlib
 import io
@@ -200,6 +201,7 @@ class _Serving:
         self.stdio = (sys.stdout.encoding, sys.stdout.errors)
         self.poller = select.poll()
         self.pid = os.getpid()
+        self.every = _signal.valid_signals()  # plain ints: signal's wrappers make ~120 enums
         self.workers: dict[int, _Worker] = {}
         self.by_conn: dict[int, _Worker] = {}
         self.wake_r, self.wake_w = os.pipe()
@@ -322,8 +324,7 @@ class _Serving:
     def _fork(self, request: Request, fds: list[int], conn: socket.socket) -> int:
         sys.stdout.flush()
         sys.stderr.flush()
-        every = signal.valid_signals()
-        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, every)
+        old_mask = _signal.pthread_sigmask(signal.SIG_BLOCK, self.every)
         try:
             pid = os.fork()
             if pid == 0:
@@ -335,7 +336,7 @@ class _Serving:
                 os.setpgid(pid, pid)
             return pid
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            _signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
 
     # ------------------------------------------------------------ in the worker
 
@@ -485,7 +486,7 @@ def _reset_signals(handled: list[int], ignored: int, blocked: int) -> None:
     """Handlers as ``python3`` started by this caller has them; then the caller's mask.
     ``handled``: the ones not at their default now (:func:`_handled`, once, in the server)."""
     ignore = _signals(ignored)
-    valid = signal.valid_signals()
+    valid = _signal.valid_signals()
     todo = {*handled, *(ignore & valid), signal.SIGINT, signal.SIGPIPE, signal.SIGXFSZ}
     for sig in sorted(todo - {signal.SIGKILL, signal.SIGSTOP}):
         try:
@@ -501,7 +502,7 @@ def _reset_signals(handled: list[int], ignored: int, blocked: int) -> None:
         if current != want and (current is not None or sig in ignore):
             with contextlib.suppress(OSError, ValueError):
                 signal.signal(sig, want)
-    signal.pthread_sigmask(signal.SIG_SETMASK, _signals(blocked) & set(signal.valid_signals()))
+    _signal.pthread_sigmask(signal.SIG_SETMASK, _signals(blocked) & valid)
 
 
 def _run(entry: Callable[[list[str]], int], argv: list[str]) -> int:

@@ -48,10 +48,10 @@ def python_launcher(python: str) -> str:
 
 def install(bin_dir: Path, names: list[str], python: str) -> None:
     """Write ``fly``/``flyctl`` (``names``) into ``bin_dir``: the client, or the launcher."""
-    socket_path = server_socket(python) if ENABLED else None
-    client = client_binary() if socket_path else None
+    client = client_binary() if ENABLED else None
+    socket_path = server_socket(python) if client else None  # no server without a client
     launcher = python_launcher(python)
-    if client is None:
+    if client is None or socket_path is None:
         for name in names:
             _write(bin_dir / name, launcher.encode())
         return
@@ -91,6 +91,9 @@ def server_socket(python: str) -> str | None:
         return _server.socket_path
     if _server_failed:
         return None
+    if _server is not None:  # it died: the worlds made since get a new one
+        _server.stop()
+        _server = None
     preload = ["cli." + m.name for m in pkgutil.iter_modules([str(PACKAGE_DIR / "cli")])]
     # and what a call imports only when it needs it (ssh console, sftp, a traceback)
     preload += ["subprocess", "threading", "traceback"]
