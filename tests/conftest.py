@@ -24,7 +24,7 @@ from tests.fake_production import (  # noqa: F401
 
 # the flyctl test double's world fixture, for every test module that needs it
 from tests.flyctl_double import FlyWorld
-from tests.flyctl_double.plugin import fly_world  # noqa: F401
+from tests.flyctl_double.plugin import fly_double_server, fly_world  # noqa: F401
 
 # The suite runs as a person with the venv active, in this process too (the CLI runs
 # in-process in many files): a suggested `invoke TASK` is then spelled bare
@@ -81,22 +81,39 @@ def _register_markers(config):
         "markers", "cli_in_process(per='test'|'module'|'none'): the test's (or the module's, "
         "in this worker) first CLI run is a process, its later ones run in-process; 'none': "
         "all are processes (helpers.HERE_AFTER_FIRST)")
+    config.addinivalue_line(
+        "markers", "fresh_process: every CLI run of the test is a fresh `python -m invoke`, "
+        "not a fork of the CLI server, because the process is its point (helpers.FRESH_PROCESS)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cli_server():
+    """The session's end stops this process's CLI server (tests/cli_server.py), which the
+    first forked run started: its CPU and its runs' are then counted as this process's
+    children's. A server whose pytest process died exits by itself."""
+    yield
+    from tests import cli_server
+
+    cli_server.SERVER.stop()
 
 
 @pytest.fixture(autouse=True)
 def _cli_in_process(request):
     """``@pytest.mark.cli_in_process``: see ``helpers.HERE_AFTER_FIRST``. With
-    ``per="module"`` the first CLI run of the module in this worker is the process."""
+    ``per="module"`` the first CLI run of the module in this worker is the process.
+    ``@pytest.mark.fresh_process``: see ``helpers.FRESH_PROCESS``."""
     mode = helpers.HERE_AFTER_FIRST
     mark = request.node.get_closest_marker("cli_in_process")
     per_module = mark is not None and mark.kwargs.get("per") == "module"
     mode.active = mark is not None and mark.kwargs.get("per") != "none"  # "none": a test of a
     # marked file whose every run stays a process (what a process prints is its point)
     mode.ran = per_module and request.module.__name__ in mode.modules
+    mode.module = request.module.__name__
+    helpers.FRESH_PROCESS.active = request.node.get_closest_marker("fresh_process") is not None
     yield
     if per_module and mode.ran:
         mode.modules.add(request.module.__name__)
-    mode.active = mode.ran = False
+    mode.active = mode.ran = helpers.FRESH_PROCESS.active = False
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,8 @@
 
 Nothing here mocks SQLite. Databases are real files in WAL mode, the "app" is a separate
 process committing one row per transaction (``python -m ops.sample write``), and the CLI is
-run as a user runs it: ``python -m invoke`` in a subprocess, from a scratch directory.
+run as a user runs it: ``python -m invoke`` in a subprocess, from a scratch directory (by
+default a fork of a server that has imported it, tests/cli_server.py: see ``run_invoke``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import functools
 import hashlib
 import io
 import json
+import locale
 import os
 import re
 import select
@@ -115,9 +117,11 @@ class _HereAfterFirst:
     ``Prod.run``, the ``run_invoke`` fixture) is a real process, its later ones, made one
     after another, run in this process (``run_here``): ``run_mixed`` for a test's sequence
     of CLI runs, which pay ~0.3 s of CPU each for a process start that is not their point.
-    The first keeps the process path honest; the rest must give the same exit codes and
-    output, since the test's assertions are unchanged. Runs made in other threads
-    (``run_parallel``) and ``start_invoke`` stay processes. Set per test by conftest.
+    The first keeps the process path honest (the module's first in this worker is a fresh
+    ``python -m invoke``, the other tests' firsts forks of the CLI server: ``first``); the
+    rest must give the same exit codes and output, since the test's assertions are
+    unchanged. Runs made in other threads (``run_parallel``) and ``start_invoke`` stay
+    processes. Set per test by conftest.
     ``cli_in_process(per="module")``: only the module's first run in this xdist worker is a
     process, for files whose tests each make one run whose point is the task's answer
     (refusals, plans, what a machine-side script does), not the process."""
@@ -126,6 +130,8 @@ class _HereAfterFirst:
         self.active = False
         self.ran = False
         self.modules: set[str] = set()  # ``per="module"``: modules whose first run was made
+        self.module = ""  # the running test's module
+        self.fresh: set[str] = set()  # modules whose first run was a fresh process (first())
 
     def take(self) -> bool:
         """True when this run goes in-process (and records that a run was made)."""
@@ -136,8 +142,30 @@ class _HereAfterFirst:
         here, self.ran = self.ran, True
         return here
 
+    def first(self) -> bool:
+        """True when the next run is the one that keeps the process path honest, the
+        module's first process in this worker: a fresh ``python -m invoke``, not a fork of
+        the CLI server (tests/cli_server.py). Other tests' first runs are forks."""
+        if not self.active or self.ran or self.module in self.fresh:
+            return False
+        self.fresh.add(self.module)
+        return True
+
 
 HERE_AFTER_FIRST = _HereAfterFirst()
+
+
+class _FreshProcess:
+    """``@pytest.mark.fresh_process``: every ``run_invoke`` of the test (or of the marked
+    module) is a fresh ``python -m invoke``, because the process is what the test is about
+    (its start, its imports, its signals, its bytecode); unmarked, a run is a fork of this
+    worker's CLI server (tests/cli_server.py), a real process without the start. Set per
+    test by conftest."""
+
+    active = False
+
+
+FRESH_PROCESS = _FreshProcess()
 
 
 def run_invoke(
@@ -147,20 +175,90 @@ def run_invoke(
     timeout: float = 60,
 ) -> InvokeResult:
     """``python -m invoke --search-root REPO ARGS`` from ``cwd``, as a user would run it.
-    In a test marked ``cli_in_process`` (see ``HERE_AFTER_FIRST``) only its first run is."""
+    In a test marked ``cli_in_process`` (see ``HERE_AFTER_FIRST``) only its first run is
+    a process. The process is a fork of this worker's CLI server (tests/cli_server.py: the
+    same run without Python's start), or a fresh ``python -m invoke`` when the test is
+    marked ``fresh_process``, for a ``cli_in_process`` module's first run, when the run's
+    environment changes what only an interpreter's start reads (``PYTHON*``, ``LC_*``; a
+    ``PYTHONPATH`` adding only a tests/hooks/ sitecustomize is fine, unless the hook
+    signals the run), when ``OPS_TEST_FRESH_CLI=1``, or when the server cannot be used."""
+    fresh = FRESH_PROCESS.active or HERE_AFTER_FIRST.first()
     if HERE_AFTER_FIRST.take():
         return run_here(*args, cwd=cwd, env=env, timeout=timeout)
-    argv = [PYTHON, "-m", "invoke", "--search-root", str(REPO_ROOT), *args]
-    proc = subprocess.run(
-        argv,
-        cwd=cwd,
-        env=clean_env(project_root(cwd, env)),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
-    return InvokeResult(list(args), proc.returncode, proc.stdout, proc.stderr)
+    argv = ["--search-root", str(REPO_ROOT), *args]
+    env = clean_env(project_root(cwd, env))
+    done = None if fresh else _forked(argv, cwd=cwd, env=env, timeout=timeout)
+    if done is None:
+        proc = subprocess.run(
+            [PYTHON, "-m", "invoke", *argv],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+        done = proc.returncode, proc.stdout, proc.stderr
+    return InvokeResult(list(args), *done)
+
+
+def _forked(argv: list[str], *, cwd, env: dict[str, str], timeout: float):
+    """``python -m invoke ARGV`` as a fork of this worker's CLI server (tests/cli_server.py):
+    (exit code, stdout, stderr) as ``subprocess.run(..., text=True)`` gives them, or None
+    when the server cannot make the run. Past ``timeout`` the run's process group is
+    killed and ``subprocess.TimeoutExpired`` raised, as ``subprocess.run`` does."""
+    from tests import cli_server
+
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        child = cli_server.spawn(argv, env=env, cwd=cwd, stdout=out_w, stderr=err_w)
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    if child is None:
+        os.close(out_r)
+        os.close(err_r)
+        return None
+    deadline = time.monotonic() + timeout
+    try:
+        out, err = _read_all((out_r, err_r), deadline)
+        code = None if out is None else child.wait(max(0.0, deadline - time.monotonic()))
+    except (subprocess.TimeoutExpired, TimeoutError):
+        code = None
+    finally:
+        os.close(out_r)
+        os.close(err_r)
+    if code is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+        raise subprocess.TimeoutExpired([PYTHON, "-m", "invoke", *argv], timeout)
+    encoding = "utf-8" if sys.flags.utf8_mode else locale.getencoding()
+    return code, *(data.decode(encoding).replace("\r\n", "\n").replace("\r", "\n")
+                   for data in (out, err))
+
+
+def _read_all(fds: tuple[int, ...], deadline: float) -> tuple[bytes | None, ...]:
+    """Everything written to each pipe until all are closed, or Nones past the deadline."""
+    chunks: dict[int, list[bytes]] = {fd: [] for fd in fds}
+    poller = select.poll()  # not select(): a worker with 1024 descriptors open is fine
+    for fd in fds:
+        poller.register(fd, select.POLLIN)
+    left = len(fds)
+    while left:
+        wait = deadline - time.monotonic()
+        ready = poller.poll(wait * 1000) if wait > 0 else []
+        if not ready:
+            return tuple(None for _ in fds)
+        for fd, _ in ready:
+            chunk = os.read(fd, 65536)
+            if chunk:
+                chunks[fd].append(chunk)
+            else:
+                poller.unregister(fd)
+                left -= 1
+    return tuple(b"".join(chunks[fd]) for fd in fds)
 
 
 class HereTimeout(BaseException):
@@ -516,6 +614,15 @@ def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.01)
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 # ---------------------------------------------------------------- other processes

@@ -7,7 +7,12 @@ so the checkout's ops/__pycache__ is neither read nor changed."""
 
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import REPO_ROOT, run_invoke
+
+# what a process compiles as it starts is the point: every run a fresh `python -m invoke`
+pytestmark = pytest.mark.fresh_process
 
 
 def cached_ops_modules(prefix: Path) -> set[str]:

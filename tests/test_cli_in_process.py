@@ -10,6 +10,10 @@ import pytest
 
 from tests import helpers
 
+# it counts the CLI's process starts (subprocess.run): every run a fresh `python -m invoke`
+# (tests/test_cli_server.py tests the forks of the CLI server)
+pytestmark = pytest.mark.fresh_process
+
 
 @pytest.fixture
 def started(monkeypatch) -> list[list[str]]:

@@ -230,6 +230,7 @@ def test_wrong_typed_home_and_runtime_configs_are_one_line_naming_them(tmp_path)
 # ---------------------------------------------------------------- 11: early Ctrl-C
 
 @pytest.mark.cli_in_process(per="none")  # a real Ctrl-C: the run signals its own process
+@pytest.mark.fresh_process  # ... a fresh `python -m invoke`, as a user's
 def test_ctrl_c_before_the_task_runs_is_interrupted_and_130(tmp_path):
     # Invoke runs a .py runtime config after tasks.py is imported and the arguments are
     # parsed, before the task: a Ctrl-C arriving exactly there (Invoke alone: exit 1, silent)

@@ -8,6 +8,7 @@ the flyctl source of each. The sites and production worlds are the ones of
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -33,6 +34,7 @@ from tests.fake_production import (
     make_site,
     run_deferred,
 )
+from tests.flyctl_double.state import real_python3
 from tests.helpers import assert_one_line_error, run_parallel
 
 # the first CLI run of this file (per xdist worker) is a process, the rest in-process
@@ -44,26 +46,31 @@ NEW_MID = "9080e6f4a3d2b1"
 FAST = {"INVOKE_FLY_TIMEOUT": "3", "INVOKE_FLY_MIN_RATE": "1e12"}  # deadlines of ~3 s
 
 
-def alive(pid: int) -> bool:
-    """The process exists and is not a zombie waiting to be reaped."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+alive = helpers.alive
 
 
 def double_processes(world) -> list[int]:
-    """flyctl double processes still running for this world (its launchers' command line)."""
-    launcher = str(world.bin_dir).encode()
+    """flyctl double processes still running for this world: a Python launcher (its command
+    line), a zygote client (its executable) or a zygote worker (it holds the client's
+    executable open: tests/zygote.py), all under the world's bin folder."""
+    launcher, python = str(world.bin_dir), os.path.realpath(real_python3())
     found = []
-    for entry in glob.glob("/proc/[0-9]*/cmdline"):
+    for proc in glob.glob("/proc/[0-9]*"):
         try:
-            with open(entry, "rb") as handle:
-                if any(arg.startswith(launcher) for arg in handle.read().split(b"\0")):
-                    found.append(int(entry.split("/")[2]))
+            exe = os.readlink(f"{proc}/exe")
+            if exe != python and not exe.startswith(launcher):
+                continue  # neither a client nor a Python (launcher or worker)
+            with open(f"{proc}/cmdline", "rb") as handle:
+                args = handle.read().split(b"\0")
         except OSError:
             continue
+        links = [exe]
+        for link in glob.glob(f"{proc}/fd/*"):
+            with contextlib.suppress(OSError):  # gone meanwhile
+                links.append(os.readlink(link))
+        if (any(arg.startswith(launcher.encode()) for arg in args)
+                or any(link.startswith(launcher) for link in links)):
+            found.append(int(proc.split("/")[2]))
     return [pid for pid in found if alive(pid)]
 
 

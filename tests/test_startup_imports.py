@@ -10,6 +10,9 @@ import re
 
 import pytest
 
+# what a process imports at its start is the point: every run a fresh `python -m invoke`
+pytestmark = pytest.mark.fresh_process
+
 # The flows a task imports when it runs, and Rich (the terminal output): none is needed to
 # list the tasks, and a local backup needs none but Rich.
 FLOWS = {"ops.restore", "ops.replica", "ops.replica_checks", "ops.deploy", "ops.fly",

@@ -17,6 +17,9 @@ from ops.errors import ExitCode
 from tests import helpers
 from tests.fake_production import label
 
+# signals to the CLI's own process are the point: every run a fresh `python -m invoke`
+pytestmark = pytest.mark.fresh_process
+
 # (the double's call that hangs, the task, the call's label once it has started)
 REMOTE = {
     "backup on the machine": (["ssh", "console"], ("backup", "--production"), "ssh backup"),

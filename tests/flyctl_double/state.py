@@ -36,6 +36,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
+from . import launcher
 from .cli import records
 from .cli.clock import now_rfc3339, now_seconds
 from .cli.ids import new_release_id, rand_str, ulid
@@ -452,19 +453,12 @@ class FlyWorld:
         for old in ("fly", "flyctl"):
             with contextlib.suppress(FileNotFoundError):
                 (self.bin_dir / old).unlink()
-        launcher = (
-            f"#!{real_python3()} -IS\n"
-            "import sys\n"
-            f"sys.path.insert(0, {str(PACKAGE_DIR)!r})\n"
-            "from cli.main import main\n"
-            "sys.exit(main(sys.argv))\n"
-        )
+        names = list(names)
         for name in names:
             if name not in ("fly", "flyctl"):
                 raise ValueError(f"unknown binary name {name!r}")
-            path = self.bin_dir / name
-            path.write_text(launcher)
-            path.chmod(0o755)
+        # the zygote client, or the Python launcher (launcher.py, README "What runs a call")
+        launcher.install(self.bin_dir, names, real_python3())
 
     def env(self, token: str | None = DEFAULT_TOKEN, *, app: str | None = None) -> dict[str, str]:
         """Env vars a test must set: PATH (bin dir first), FLY_DOUBLE_STATE, FLY_API_TOKEN.
