@@ -100,8 +100,9 @@ def deploy(c, skip_backup=False, dry_run=False, image=None, remote_only=False, l
 
     deploys.check_flags(strategy, wait_timeout, passthrough())
     if skip_backup and not dry_run:
-        confirm("--skip-backup deploys WITHOUT a backup and a volume snapshot.",
-                refused="--skip-backup was not confirmed; nothing was deployed")
+        confirm("--skip-backup deploys WITHOUT a backup and a volume snapshot.",  # 'no',
+                refused="--skip-backup was not confirmed; nothing was deployed",  # Ctrl-C/D,
+                kind="deploy")  # SIGTERM, SIGHUP: one ending, recorded (review-break s21 #8)
     in_ci = os.environ.get("CI", "").strip().lower() in ("1", "true", "t", "ok", "yes")
 
     def options_for(settings):
