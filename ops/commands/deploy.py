@@ -165,12 +165,19 @@ def _version(text) -> int | None:
 def unlock(c, yes=False):
     """Remove a stale deploy lock from the machine, left by a deploy that was killed."""
     from ops.targets.fly import FlyTarget
+    from ops.targets.fly.lock import NotALock
     from ops.ui import UI
 
     settings = config.load(c.config)
     ui = UI()
     app = FlyTarget(settings, ui).fly_app
-    holder = app.unlock_deploy(remove=yes)
+    try:
+        holder = app.unlock_deploy(remove=yes)
+    except NotALock as exc:
+        if not exc.removed:  # without --yes: what is there and what --yes would remove
+            raise
+        ui.info(f"{str(exc)[0].upper()}{str(exc)[1:]}.")
+        return
     if holder is None:
         ui.info(f"No deploy lock on the machine ({app.deploy_lock_path}).")
     elif yes:
