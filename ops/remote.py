@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from ops import digits, engine, node
 from ops.engine import RECORD_LIMIT, RESULT_MARK, SIDECAR_LIMIT, check_name, checked_manifest
 from ops.errors import ENGINE_KINDS, ExitCode, OpsError
+from ops.text import text_lines
 
 SENTINEL = "__OPS_EXIT__"
 STRATEGY_MARK = "__OPS_STRATEGY__"
@@ -648,33 +649,33 @@ def parse_output(stdout: str, host: str = "the machine") -> RemoteOutput:
     """
     status = strategy = result = None
     entries = []
-    for raw in stdout.split("\n"):  # sh ends its lines with \n alone: splitlines() would also
-        line = raw.strip(" \t\r")  # split inside a printed value (a lock record's \x1e or
-        # U+2028 forged an entry line or cut one: review-break s21 #7); such characters stay
-        # in their entry, for ui.printable to show escaped
+    # sh ends its lines with \n alone: splitlines() also split inside a printed value (a
+    # lock record's \x1e or U+2028 forged an entry line or cut one: review-break s21 #7);
+    # such characters stay in their entry, for printable to show escaped
+    for line in text_lines(stdout):
         if line.startswith(SENTINEL):
             value = line[len(SENTINEL) + 1:]
             if status is not None or line[len(SENTINEL):][:1] != "=" or not _digits(value):
-                raise _unexpected(raw, host)
+                raise _unexpected(line, host)
             status = int(value)
         elif line.startswith(STRATEGY_MARK):
             value = line[len(STRATEGY_MARK) + 1:]
             if strategy is not None or line != f"{STRATEGY_MARK}={value}" \
                     or value not in STRATEGIES:
-                raise _unexpected(raw, host)
+                raise _unexpected(line, host)
             strategy = value
         elif line.startswith(RESULT_MARK):
             if result is not None or not line.startswith(RESULT_MARK + " "):
-                raise _unexpected(raw, host)
+                raise _unexpected(line, host)
             try:
                 result = json.loads(line[len(RESULT_MARK) + 1:], parse_constant=engine.no_constant)
             except ValueError:  # not JSON, or NaN/Infinity in it
-                raise _unexpected(raw, host) from None
+                raise _unexpected(line, host) from None
             if not isinstance(result, dict) or not isinstance(result.get("ok"), bool):
-                raise _unexpected(raw, host)
+                raise _unexpected(line, host)
         elif line.startswith(ENTRY_MARK):
             if not line.startswith(ENTRY_MARK + " "):
-                raise _unexpected(raw, host)
+                raise _unexpected(line, host)
             entries.append(re.split("[ \t]+", line)[1:])  # ASCII blanks, as sh printed
     return RemoteOutput(status, strategy, result, entries, stdout, host)
 

@@ -13,7 +13,7 @@ import io
 import pytest
 from rich.console import Console
 
-from ops import cli, engine, remote, runbook, ui
+from ops import cli, engine, fly, remote, runbook, ui
 from ops.errors import OpsError
 from ops.targets import scripted
 from tests import helpers
@@ -49,7 +49,9 @@ def test_each_character_stays_in_its_line_escaped(ch):
     assert ch not in printed and TAIL in " ".join(printed.split())
 
     error = OpsError(f"another deploy holds the lock: {record}; the run would wait, {TAIL}")
-    for line in (cli.one_line(error), ui.printable(runbook.first_line(error))):
+    flyctl = fly.error_line(f"Error: machine said {record}; {TAIL}\n", 1)  # flyctl's stderr
+    for line in (cli.one_line(error), ui.printable(runbook.first_line(error)),
+                 ui.printable(flyctl)):
         assert TAIL in line and ch not in line and len(line.splitlines()) == 1, line
     assert ui.text_lines(f"a{ch}b\nc") == [f"a{ch}b", "c"]
 
