@@ -537,9 +537,10 @@ def volumes_destroy(app: str, volume: str) -> list[str]:
 def error_line(stderr: str, returncode: int) -> str:
     """flyctl's own ``Error:`` line, else its last line, else the exit status."""
     lines = text_lines(stderr)  # split at newlines only (review-break s21 #7)
-    for line in lines:
-        if line.startswith("Error:"):
-            return line[len("Error:"):].strip()
+    for line in lines:  # a line a redraw (\r) ended first: its Error: is still flyctl's
+        shown = line.rpartition("\r")[2]
+        if shown.startswith("Error:"):
+            return shown[len("Error:"):].strip()
     return lines[-1] if lines else f"exit status {returncode}"
 
 

@@ -69,3 +69,9 @@ def test_a_machine_lock_record_with_it_makes_one_whole_warning(site, tmp_path, c
     warnings = [line for line in dry.stderr.splitlines() if "WARNING" in line]
     assert len(warnings) == 1 and "FAKE; the run" not in dry.stderr, dry.stderr
     assert ch not in dry.stderr and TAIL in " ".join(dry.stderr.split()), dry.stderr
+
+
+def test_flyctl_error_line_after_a_redraw_is_still_found():
+    """Split at newlines only, a progress redraw (\\r) before flyctl's Error: keeps it."""
+    assert fly.error_line("⠋ connecting\rError: app not found\n", 1) == "app not found"
+
