@@ -30,9 +30,9 @@ from ops.signals import Terminated, stop_on_signals, task_started
 
 def one_line(exc: Exception) -> str:
     """An error's first line, printable: its text may be a machine's, host's or flyctl's."""
-    from ops.ui import printable
+    from ops.ui import printable, text_lines
 
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    lines = text_lines(exc)
     return printable(" ".join(lines[:1]) + (" …" if len(lines) > 1 else "") if lines
                      else repr(exc))
 

@@ -24,6 +24,7 @@ from ops.errors import ExitCode, OpsError
 from ops.fly import MAINTENANCE_CMD, ORIGINAL_META
 from ops.runbook import Step
 from ops.signals import Terminated, stop_on_signals
+from ops.text import text_lines
 
 MARKER = ".ops-emergency.json"
 MARK = "__OPS_EMERGENCY__"
@@ -264,7 +265,7 @@ def open_handles(output: remote.RemoteOutput) -> int | None:
 
 
 def parse_marker(stdout: str) -> dict | None:
-    for line in stdout.splitlines():
+    for line in text_lines(stdout):
         if line.startswith(MARK + " "):
             try:
                 data = json.loads(line[len(MARK) + 1:])

@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 
 from ops import limits
 from ops.errors import ExitCode, OpsError
+from ops.text import text_lines
 
 TOKEN_VARS = ("FLY_API_TOKEN", "FLY_ACCESS_TOKEN")
 DEFAULT = object()  # "the runner's own timeout", as opposed to None: no limit
@@ -535,10 +536,11 @@ def volumes_destroy(app: str, volume: str) -> list[str]:
 
 def error_line(stderr: str, returncode: int) -> str:
     """flyctl's own ``Error:`` line, else its last line, else the exit status."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    for line in lines:
-        if line.startswith("Error:"):
-            return line[len("Error:"):].strip()
+    lines = text_lines(stderr)  # split at newlines only (review-break s21 #7)
+    for line in lines:  # a line a redraw (\r) ended first: its Error: is still flyctl's
+        shown = line.rpartition("\r")[2]
+        if shown.startswith("Error:"):
+            return shown[len("Error:"):].strip()
     return lines[-1] if lines else f"exit status {returncode}"
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from ops import digits, engine, node
 from ops.engine import RECORD_LIMIT, RESULT_MARK, SIDECAR_LIMIT, check_name, checked_manifest
 from ops.errors import ENGINE_KINDS, ExitCode, OpsError
+from ops.text import text_lines
 
 SENTINEL = "__OPS_EXIT__"
 STRATEGY_MARK = "__OPS_STRATEGY__"
@@ -526,8 +527,10 @@ def deploy_lock_script(path: str, holder: str, wait: float) -> str:
     lost can simply be asked again.
     """
     q, mine = shlex.quote(path), shlex.quote(one_line(holder))
-    return f"""waited=0
+    return f"""{_not_a_lock(q)}
+waited=0
 until mkdir {q} 2>/dev/null; do
+  not_a_lock
   [ "$(head -n 1 {q}/holder 2>/dev/null)" = {mine} ] && break
   if [ "$waited" -ge {int(wait * 5)} ]; then
     printf '{ENTRY_MARK} held %s\n' "$(head -n 1 {q}/holder 2>/dev/null)"; exit 4
@@ -552,7 +555,32 @@ def deploy_unlock_script(path: str, *, remove: bool = True, holder: str | None =
     if holder is not None:
         check = (f"""[ "$(head -n 1 {q}/holder 2>/dev/null)" = {shlex.quote(one_line(holder))} ]"""
                  f" || {{ {show}; exit 5; }}\n")
-    return f"[ -d {q} ] || exit 3\n{check}{show}\n" + (f"rm -rf {q}" if remove else "")
+    gone = remove and holder is None  # deploy.unlock --yes: only it removes a non-lock
+    return (f"{_not_a_lock(q, remove=gone)}\nnot_a_lock\n[ -d {q} ] || exit 3\n{check}{show}\n"
+            + (f"rm -rf {q}" if remove else ""))
+
+
+NOT_A_LOCK = 6  # the deploy lock's name holds something a deploy never makes
+
+
+def _not_a_lock(q: str, *, remove: bool = False) -> str:
+    """sh ``not_a_lock``: anything at the lock's name but a directory (a file, a FIFO, a
+    socket, any symlink, dangling or not) is no deploy's lock, and no deploy can take the
+    lock past it: a ``notlock KIND [BYTES]`` entry and exit 6. With ``remove`` that one
+    entry is removed first (``rm -f``, never ``-r``: a symlink loses only the link, and a
+    directory made meanwhile stays), and a ``removed`` entry says so."""
+    gone = (f"rm -f {q} 2>/dev/null && [ ! -h {q} ] && [ ! -e {q} ] && "
+            f"printf '{ENTRY_MARK} removed\\n'\n  " if remove else "")
+    return f"""not_a_lock() {{
+  [ -h {q} ] || {{ [ -e {q} ] && [ ! -d {q} ]; }} || return 0
+  if [ -h {q} ]; then k=symlink; [ -e {q} ] || k=dangling
+  elif [ -p {q} ]; then k=fifo
+  elif [ -S {q} ]; then k=socket
+  elif [ -f {q} ]; then k="file $(wc -c < {q} 2>/dev/null | tr -cd 0-9)"
+  else k=other; fi
+  printf '{ENTRY_MARK} notlock %s\\n' "$k"
+  {gone}exit {NOT_A_LOCK}
+}}"""
 
 
 def one_line(text: str) -> str:
@@ -621,32 +649,34 @@ def parse_output(stdout: str, host: str = "the machine") -> RemoteOutput:
     """
     status = strategy = result = None
     entries = []
-    for raw in stdout.splitlines():
-        line = raw.strip()
+    # sh ends its lines with \n alone: splitlines() also split inside a printed value (a
+    # lock record's \x1e or U+2028 forged an entry line or cut one: review-break s21 #7);
+    # such characters stay in their entry, for printable to show escaped
+    for line in text_lines(stdout):
         if line.startswith(SENTINEL):
             value = line[len(SENTINEL) + 1:]
             if status is not None or line[len(SENTINEL):][:1] != "=" or not _digits(value):
-                raise _unexpected(raw, host)
+                raise _unexpected(line, host)
             status = int(value)
         elif line.startswith(STRATEGY_MARK):
             value = line[len(STRATEGY_MARK) + 1:]
             if strategy is not None or line != f"{STRATEGY_MARK}={value}" \
                     or value not in STRATEGIES:
-                raise _unexpected(raw, host)
+                raise _unexpected(line, host)
             strategy = value
         elif line.startswith(RESULT_MARK):
             if result is not None or not line.startswith(RESULT_MARK + " "):
-                raise _unexpected(raw, host)
+                raise _unexpected(line, host)
             try:
                 result = json.loads(line[len(RESULT_MARK) + 1:], parse_constant=engine.no_constant)
             except ValueError:  # not JSON, or NaN/Infinity in it
-                raise _unexpected(raw, host) from None
+                raise _unexpected(line, host) from None
             if not isinstance(result, dict) or not isinstance(result.get("ok"), bool):
-                raise _unexpected(raw, host)
+                raise _unexpected(line, host)
         elif line.startswith(ENTRY_MARK):
             if not line.startswith(ENTRY_MARK + " "):
-                raise _unexpected(raw, host)
-            entries.append(line.split()[1:])
+                raise _unexpected(line, host)
+            entries.append(re.split("[ \t]+", line)[1:])  # ASCII blanks, as sh printed
     return RemoteOutput(status, strategy, result, entries, stdout, host)
 
 

@@ -33,6 +33,7 @@ from ops import digits, replica_checks
 from ops.config import ENV_REFERENCE, ReplicaSettings
 from ops.errors import ExitCode, OpsError
 from ops.remote import ENTRY_MARK, purpose
+from ops.text import text_lines
 
 # The replica's newest file is the point a restore reaches; litestream prints its time to
 # the second. Its compaction windows mean a restore at T can land up to ~35 s before T.
@@ -827,7 +828,7 @@ def said(text: str, limit: int = 300) -> str:
     its last), without litestream's own ``Error:`` prefix: the one-line error we print
     starts with ``Error:`` already, and two read as a stutter ("Error: …: Error: …").
     Empty when it printed nothing."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = text_lines(text)
     errors = [line for line in lines if line[:6].lower() == "error:"] or lines[-1:]
     line = errors[0] if errors else ""
     while line[:6].lower() == "error:":

@@ -133,7 +133,7 @@ def now() -> str:
 
 
 def first_line(value) -> str:
-    lines = str(value).strip().splitlines()
+    lines = ui.text_lines(value)
     return lines[0] if lines else ""
 
 

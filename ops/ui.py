@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shlex
 import sys
 import textwrap
@@ -38,20 +37,7 @@ from rich.text import Text
 # machine too (a full disk) and must stay stdlib-only; every line here uses the same units.
 from ops.cli import pasteable  # every suggested `invoke TASK` as the operator typed invoke
 from ops.engine import human_size as human_bytes  # noqa: F401 - imported from here by the tasks
-
-# What a terminal would obey rather than show: C0 controls (ESC starts every escape
-# sequence, CR overwrites a line, BS erases), DEL, C1 controls (0x9b is a one-byte CSI) and
-# the bidirectional overrides that make text read other than it is (Trojan Source).
-_CONTROLS = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e"
-                       "\u2066-\u2069]")
-
-
-def printable(text: str) -> str:
-    """``text`` safe to print: every control character shown escaped (``\\x1b``), so a
-    machine's, host's or flyctl's text can never move the cursor, retitle the window or
-    rewrite a line. Newlines stay (callers that need one line take the first)."""
-    return _CONTROLS.sub(lambda m: (f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
-                                    else f"\\u{ord(m.group()):04x}"), str(text))
+from ops.text import _CONTROLS, printable, text_lines  # noqa: F401 - one escape, every line
 
 
 def volume_gb(size: float) -> str:
@@ -469,7 +455,7 @@ def stopped_by(exc: BaseException) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    lines = text_lines(exc)
     return lines[0] if lines else ""
 
 

@@ -29,6 +29,7 @@ from ops import deploy as deploys
 from ops import emergency as em
 from ops.errors import ExitCode, OpsError
 from ops.runbook import Step
+from ops.text import text_lines
 
 KIND = "undo"
 LATER_KINDS = ("deploy", "rollback", KIND)  # what may have changed production since
@@ -412,7 +413,7 @@ class Undo:
     def update(self, step: Step) -> str:
         step = step.filled(self.runner.values)  # the machine, found again after the deploy
         result = self.target.session.fly.run(list(step.commands[0]))
-        lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]
+        lines = text_lines(result.stdout)
         return lines[-1] if lines else ""
 
     def on_machine(self, script: str, what: str) -> str:

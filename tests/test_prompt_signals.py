@@ -66,3 +66,31 @@ def test_sigterm_at_the_volume_restore_prompt_is_recorded(site):
     assert code == 143, shown
     assert logged(site.audit_log) == [("restore.volume", "not confirmed", 143)]
 
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_a_signal_at_the_skip_backup_prompt_ends_as_its_other_refusals(site, signum):
+    """deploy --skip-backup's question passed no audit kind: a signal there printed a bare
+    "terminated by SIGTERM" on the prompt's line and wrote no audit line, where a 'no' or
+    Ctrl-C said "--skip-backup was not confirmed; nothing was deployed" (review-break s21
+    #8). Now every way it ends unconfirmed says so and is recorded."""
+    name = signal.Signals(signum).name
+    code, shown = helpers.on_terminal(["deploy", "--skip-backup"], cwd=site.cwd, env=site.env(),
+                                      then=(b"Type yes", signal_the_cli(site.cwd, signum)))
+    assert code == 143, shown
+    assert (f"Error: terminated by {name} at the prompt; --skip-backup was not confirmed; "
+            "nothing was deployed") in " ".join(shown.split())
+    assert logged(site.audit_log) == [("deploy", "not confirmed", 143)]
+    assert site.world.calls() == []
+
+
+@pytest.mark.parametrize(("answer", "code"), [("no", 1), ("Ctrl-C", 130), ("\x04", 130)])
+def test_every_other_refusal_at_the_skip_backup_prompt_is_recorded_alike(site, answer, code):
+    ctrl_c = (b"Type yes", signal_the_cli(site.cwd, signal.SIGINT))  # what the key sends
+    got, shown = helpers.on_terminal(
+        ["deploy", "--skip-backup"], cwd=site.cwd, env=site.env(),
+        **({"then": ctrl_c} if answer == "Ctrl-C" else {"answer": answer}))
+    assert got == code, shown
+    assert "--skip-backup was not confirmed; nothing was deployed" in " ".join(shown.split())
+    assert logged(site.audit_log) == [("deploy", "not confirmed", code)]
+    assert site.world.calls() == []

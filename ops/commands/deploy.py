@@ -100,8 +100,9 @@ def deploy(c, skip_backup=False, dry_run=False, image=None, remote_only=False, l
 
     deploys.check_flags(strategy, wait_timeout, passthrough())
     if skip_backup and not dry_run:
-        confirm("--skip-backup deploys WITHOUT a backup and a volume snapshot.",
-                refused="--skip-backup was not confirmed; nothing was deployed")
+        confirm("--skip-backup deploys WITHOUT a backup and a volume snapshot.",  # 'no',
+                refused="--skip-backup was not confirmed; nothing was deployed",  # Ctrl-C/D,
+                kind="deploy")  # SIGTERM, SIGHUP: one ending, recorded (review-break s21 #8)
     in_ci = os.environ.get("CI", "").strip().lower() in ("1", "true", "t", "ok", "yes")
 
     def options_for(settings):
@@ -164,12 +165,19 @@ def _version(text) -> int | None:
 def unlock(c, yes=False):
     """Remove a stale deploy lock from the machine, left by a deploy that was killed."""
     from ops.targets.fly import FlyTarget
+    from ops.targets.fly.lock import NotALock
     from ops.ui import UI
 
     settings = config.load(c.config)
     ui = UI()
     app = FlyTarget(settings, ui).fly_app
-    holder = app.unlock_deploy(remove=yes)
+    try:
+        holder = app.unlock_deploy(remove=yes)
+    except NotALock as exc:
+        if not exc.removed:  # without --yes: what is there and what --yes would remove
+            raise
+        ui.info(f"{str(exc)[0].upper()}{str(exc)[1:]}.")
+        return
     if holder is None:
         ui.info(f"No deploy lock on the machine ({app.deploy_lock_path}).")
     elif yes:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from ops import config
 from ops.cli import guarded, on_signals, task
 from ops.errors import ExitCode, OpsError
+from ops.text import text_lines
 
 if TYPE_CHECKING:  # annotations only: the modules are imported by the tasks that run them
     from ops import emergency as em
@@ -245,5 +246,5 @@ def _recorded(run: Emergency, found: dict) -> tuple[em.Original, str]:
 
 def _line(text: str, words: str) -> str:
     """flyctl's line that says how it went (its output is not JSON)."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = text_lines(text)
     return next((line for line in lines if words in line), lines[-1] if lines else "")

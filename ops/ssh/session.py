@@ -23,6 +23,7 @@ from ops.errors import ExitCode, OpsError
 from ops.ssh import connection as link
 from ops.ssh import hostkeys, transfer
 from ops.ssh.address import Address, parse_address
+from ops.text import text_lines
 
 DEFAULT = object()  # "ssh.timeout", as opposed to None: no limit
 CHUNK = 1 << 16
@@ -108,7 +109,7 @@ class SshSession:
             raise self.lost(exc, "a remote command") from None
         output = remote.parse_output(out.decode("utf-8", "replace"), host=self.where)
         if output.status is None:
-            said = err.decode("utf-8", "replace").strip().splitlines()
+            said = text_lines(err.decode("utf-8", "replace"))
             reason = said[-1] if said else "no output"
             raise OpsError(f"the command on {self.where} ended without its status "
                            f"(exit {code}): {reason}", link.UNREACHABLE)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import posixpath
 
-from ops import fly, machine, remote
+from ops import digits, fly, machine, remote
 from ops.errors import ExitCode, OpsError
 from ops.targets.fly.machine import MachineSession
 
@@ -45,6 +45,8 @@ def lock(session: MachineSession, path: str, wait: float, holder: str, on_wait=N
         raise OpsError(f"could not take the deploy lock {path}: {exc}; {after}",
                        exc.code) from None
     entries = {entry[0]: " ".join(entry[1:]) for entry in output.entries if entry}
+    if output.status == remote.NOT_A_LOCK:  # no wait helps: nobody will let go of it
+        raise NotALock(path, entries.get("notlock", ""))
     if output.status == 4:
         raise held_error(session.app, path, entries.get("held") or "unknown", wait)
     if output.status != 0 or "acquired" not in entries:
@@ -62,6 +64,32 @@ def held_error(app: str, path: str, held: str, wait: float) -> OpsError:
                      ExitCode.LOCKED)
     error.holder = held
     return error
+
+
+KINDS = {"file": "a regular file", "fifo": "a FIFO", "socket": "a socket",
+         "symlink": "a symbolic link", "dangling": "a symbolic link to nothing"}
+
+
+class NotALock(OpsError):
+    """Something a deploy never makes sits at the deploy lock's name (exit 4). The run,
+    its dry run and ``deploy.unlock`` say this one thing; only ``deploy.unlock --yes``
+    removes it (``removed``), and only that entry, never a directory or a link's target."""
+
+    def __init__(self, path: str, found: str, *, removed: bool = False):
+        self.path, self.removed = path, removed
+        word, _, size = found.partition(" ")
+        self.what = KINDS.get(word, "something that is not a directory") + (
+            f" of {size} bytes" if word == "file" and digits.is_whole(size) else "")
+        if removed:
+            message = (f"removed {path} on the machine: it was {self.what}, not a deploy "
+                       "lock (a deploy's lock is a directory); the deploy lock is free")
+        else:
+            message = (f"the deploy lock's name on the machine ({path}) holds {self.what}, "
+                       "not a deploy lock (a deploy's lock is a directory), so no deploy can "
+                       "take the lock; if nobody put it there on purpose: invoke "
+                       "deploy.unlock --yes (it removes that entry alone: never a directory, "
+                       "nor what a link points to)")
+        super().__init__(message, ExitCode.LOCKED)
 
 
 def would_wait(session: MachineSession, path: str, wait: float) -> str | None:
@@ -98,6 +126,9 @@ def unlock(session: MachineSession, path: str, *, remove: bool = True,
                          what="deploy unlock")
     if output.status == 3:
         return None
+    if output.status == remote.NOT_A_LOCK:
+        found = {e[0]: " ".join(e[1:]) for e in output.entries if e}
+        raise NotALock(path, found.get("notlock", ""), removed="removed" in found)
     shown = " ".join(output.entries[0][1:]) if output.entries else "unknown"
     if output.status == 5:
         raise OpsError(f"the deploy lock {path} is no longer this run's: "
