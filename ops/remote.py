@@ -95,7 +95,7 @@ sqlite_check() {{
 }}
 holder() {{
   # holder LOCK WHAT: who holds LOCK, by its record ("unknown" for none), and what it is: a
-  # restore when its record says so, else WHAT (the engines' file_lock words)
+  # restore when its record says so, else WHAT (as file_lock says it in the engines)
   who=$(head -c 200 "$1" 2>/dev/null | head -n 1); [ -n "$who" ] || who=unknown
   what=$2; case $who in "{RESTORE_ROLE} "*) what="{RESTORE_ROLE}";; esac
 }}
