@@ -107,6 +107,7 @@ def cleanup(target, ui: UI, keep: int, *, dry_run: bool = False,
         doomed = retention.to_remove(decisions)
         if doomed and not dry_run:  # what a restore holds there is kept (and said)
             doomed = target.delete(doomed)
+            decisions = retention.kept_held(decisions, doomed)
         verb = "would remove" if dry_run else "removed"
         step.detail = f"{verb} {len(doomed)}, kept {len(decisions) - len(doomed)}"
         future = sum(1 for d in decisions if d.reason == retention.FUTURE)

@@ -535,18 +535,52 @@ def lock_holder(lock_path: Path) -> str | None:
 
 
 def _flocked(info: os.stat_result) -> bool | None:
-    """Whether /proc/locks lists a lock on this file (None: there is no /proc/locks)."""
+    """Whether a process holds a flock on this file (None: there is no /proc/locks).
+    /proc/locks lists it; outside the top pid namespace (a container) it hides a lock whose
+    taker has exited (flock(1)'s, on a shell's open file: review-break #1), so there the
+    "lock:" lines of every readable /proc/PID/fdinfo are read too (``remote.IS_HELD``)."""
     device = f"{os.major(info.st_dev):02x}:{os.minor(info.st_dev):02x}:{info.st_ino}"
+
+    def names(fields: list[str]) -> bool:
+        if os.major(info.st_dev):
+            return device in fields
+        # an anonymous device (overlayfs): /proc/locks names the file system below it,
+        # so the inode alone is matched
+        return any(f.endswith(f":{info.st_ino}") for f in fields)
+
     try:
         with open("/proc/locks", encoding="ascii", errors="replace") as listing:
-            if os.major(info.st_dev):
-                return any(device in line.split() for line in listing)
-            # an anonymous device (overlayfs): /proc/locks names the file system below it,
-            # so the inode alone is matched
-            return any(any(f.endswith(f":{info.st_ino}") for f in line.split())
-                       for line in listing)
+            if any(names(line.split()) for line in listing):
+                return True
     except OSError:
         return None
+    if _top_pid_namespace():
+        return False
+    return any(names(line.split()) for line in _fdinfo_locks())
+
+
+def _top_pid_namespace() -> bool:
+    """Whether /proc is the machine's top pid namespace's: only there are the kernel's
+    threads seen (pid 2 is kthreadd), and only there does /proc/locks list every lock."""
+    try:
+        return Path("/proc/2/comm").read_text(errors="replace").strip() == "kthreadd"
+    except OSError:
+        return False
+
+
+def _fdinfo_locks():
+    """The "lock:" lines of every /proc/PID/fdinfo this user may read."""
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fdinfo")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                with open(f"/proc/{pid}/fdinfo/{fd}", encoding="ascii", errors="replace") as text:
+                    yield from (line for line in text if line.startswith("lock:"))
+            except OSError:
+                continue
 
 
 def lock_verdict(lock_path: Path, holder: str | None, wait: float,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import re
 import shlex
@@ -72,6 +73,7 @@ ENTRY_NAME = re.compile(r"steps-[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}-[0-9]{2}-[0-
                         re.ASCII)
 HEX64 = re.compile(r"[0-9a-f]{64}", re.ASCII)
 LOCK_NAME = ".backup.lock"  # the engine's lock file: one protocol, flock(2) on it
+RESTORE_ROLE = "a restore"  # how the engine's restore names itself in a lock (its RESTORE_ROLE)
 
 # engine.check_could_not_run's words as a case pattern (lower case)
 CHECK_NOT_RUN_GLOB = "|".join(f"*{shlex.quote(word)}*" for word in engine.CHECK_NOT_RUN_WORDS)
@@ -92,6 +94,12 @@ sqlite_check() {{
   case $(printf '%s' "$res" | tr 'A-Z' 'a-z') in ''|{CHECK_NOT_RUN_GLOB}) cant=1;; esac
   [ "$res" = ok ] || [ $cant = 0 ] || fail check_failed "the $2 of ${{3:-${{1##*/}}}} could not run (${{res:-no answer}}, sqlite3 exit $ckrc): the file was not judged, nothing was changed; this says nothing about the file: look at the memory and disk where it ran, then run again"
 }}
+holder() {{
+  # holder LOCK WHAT: who holds LOCK, by its record ("unknown" for none), and what it is: a
+  # restore when its record says so, else WHAT (as file_lock says it in the engines)
+  who=$(head -c 200 "$1" 2>/dev/null | head -n 1); [ -n "$who" ] || who=unknown
+  what=$2; case $who in "{RESTORE_ROLE} "*) what="{RESTORE_ROLE}";; esac
+}}
 take_lock() {{
   # flock(2) on $1/{LOCK_NAME}, the lock the engine takes, held on fd 9 until the script ends.
   # The file is only ever created with O_EXCL (set -C) and opened read-only: nothing is
@@ -105,7 +113,7 @@ take_lock() {{
   until if command -v flock >/dev/null 2>&1; then flock -n 9; else python3 -c 'import fcntl; fcntl.flock(9, fcntl.LOCK_EX | fcntl.LOCK_NB)' 2>/dev/null; fi; do
     if [ "$waited" -ge "$2" ]; then
       hint=""; [ "$2" -eq 0 ] && hint=" (use --lock-wait SECONDS to wait for it)"
-      fail locked "another backup holds the lock $lock: $(head -c 200 "$lock" 2>/dev/null | head -n 1)$hint"
+      holder "$lock" "another backup"; fail locked "$what holds the lock $lock: $who$hint"
     fi
     sleep 0.2; waited=$((waited + 1))
   done
@@ -152,8 +160,9 @@ def _engine(*args: str) -> str:
 
 
 def _tries(wait: float) -> int:
-    """Lock attempts, one every 0.2 s, for ``wait`` seconds (a day at most; nan: none)."""
-    return int(min(wait, 86400) * 5) if wait > 0 else 0
+    """Lock attempts, one every 0.2 s, for ``wait`` seconds (a day at most; nan: none):
+    any wait gets one at least, as the engines wait for any (a dry run says so too)."""
+    return math.ceil(min(wait, 86400) * 5) if wait > 0 else 0
 
 
 @purpose("list")
@@ -252,34 +261,55 @@ record_restore() {
 }""".replace("RECORD_LIMIT", str(RECORD_LIMIT))
 
 
-# Whether a file is flock(2)ed by some process (/proc/locks lists its inode): a restore's
-# hold on its backup (``HOLD_BACKUP``); without /proc/locks nothing is held.
+# Whether a file is flock(2)ed by some process, taking nothing (a dry run's look): /proc/locks
+# lists its inode. Outside the machine's top pid namespace (a container: docker, LXC, a pod)
+# /proc/locks hides a lock whose taker has exited, and flock(1) always has (the lock stays
+# on the shell's open file), so where the kernel's own threads are not seen (/proc/2 is not
+# kthreadd) the "lock:" lines of every readable /proc/PID/fdinfo are read too: the kernel
+# shows a flock there for each process holding the locked open file, whoever took it.
+# Without /proc nothing is held.
 IS_HELD = """is_held() {
-  [ -f "$1" ] && [ -r /proc/locks ] || return 1
+  [ -f "$1" ] || return 1
   ino=$(stat -c %i "$1" 2>/dev/null | tr -cd 0-9); dev=$(stat -c %d "$1" 2>/dev/null | tr -cd 0-9)
   [ -n "$ino" ] && [ -n "$dev" ] || return 1
   maj=$(( (dev >> 8) & 4095 )); min=$(( (dev & 255) | ((dev >> 12) & 1048320) ))
   # the device and inode as /proc/locks names them; an anonymous device (overlayfs, major
   # 0) is named there by the file system below it: the inode alone
-  if [ "$maj" = 0 ]; then grep -q ":$ino " /proc/locks 2>/dev/null
-  else grep -q " $(printf '%02x:%02x' "$maj" "$min"):$ino " /proc/locks 2>/dev/null; fi
+  key=" $(printf '%02x:%02x' "$maj" "$min"):$ino "; [ "$maj" = 0 ] && key=":$ino "
+  grep -qF -e "$key" /proc/locks 2>/dev/null && return 0
+  [ "$(cat /proc/2/comm 2>/dev/null)" = kthreadd ] && return 1
+  cat /proc/[0-9]*/fdinfo/* 2>/dev/null | grep '^lock:' | grep -qF -e "$key"
+}"""
+
+# An exclusive flock(2) tried on FILE (never waited for) on fd 6, kept until the script
+# closes fd 6: 1 when FILE is held (a restore's ``hold_backup``), 2 when it is not a
+# plain file this user can open (dash ends a script at a failed `exec 6<`: tried first)
+TRY_EXCLUSIVE = """try_exclusive() {
+  [ -f "$1" ] && [ ! -h "$1" ] && ( exec 6< "$1" ) 2>/dev/null && exec 6< "$1" || return 2
+  if command -v flock >/dev/null 2>&1; then flock -x -n 6 || return 1
+  else python3 -c 'import fcntl; fcntl.flock(6, fcntl.LOCK_EX | fcntl.LOCK_NB)' 2>/dev/null || return 1; fi
 }"""
 
 
 @purpose("delete")
 def delete_script(directory: str, names: list[str], lock_wait: float = 0) -> str:
     """Remove backups and their sidecars, under the folder's backup lock (like the engine).
-    A backup a restore holds (``HOLD_BACKUP``: one waiting for its locks, a ``restore
-    --from`` upload past its grace among them) is kept, with a ``held NAME`` entry."""
+    A backup a restore holds (``hold_backup``: one waiting for its locks, a ``restore
+    --from`` upload past its grace among them) is kept, with a ``held NAME`` entry: an
+    exclusive flock is tried on each file and kept until it is gone (in any pid namespace,
+    unlike /proc/locks: review-break #1). A file this user cannot open is removed as before
+    (no restore of this user holds it)."""
     d = shlex.quote(directory)
     removals = []
     for name in names:
         check_name(name)
         q = shlex.quote(name)
-        removals.append(f"if is_held {q}; then printf '{ENTRY_MARK} held %s\\n' {q}\nelse "
-                        f"rm -f -- {shlex.join([name, f'{name}.sha256', f'{name}.json'])}\nfi")
+        removals.append(f"try_exclusive {q}\nif [ $? = 1 ]; "
+                        f"then printf '{ENTRY_MARK} held %s\\n' {q}\nelse "
+                        f"rm -f -- {shlex.join([name, f'{name}.sha256', f'{name}.json'])}\nfi"
+                        "\nexec 6<&-")
     return f"""{PRELUDE}
-{IS_HELD}
+{TRY_EXCLUSIVE}
 [ -d {d} ] || exit 0
 take_lock {d} {_tries(lock_wait)}
 cd {d} || exit 1
@@ -725,7 +755,10 @@ def hold_backup(directory: str, name: str) -> str:
     is never stale; a cleanup (``delete_script``) keeps a held backup. An upload whose
     restore waits past its hour's grace (``retention.UPLOAD_GRACE``) is kept so."""
     path = shlex.quote(f"{directory}/{name}")
-    return (f"if [ -f {path} ] && [ ! -h {path} ] && exec 7< {path}; then\n"
+    # dash ends the script at an `exec 7<` that fails (a backup this user cannot read):
+    # tried in a subshell first, the engine then says what is wrong in its one line
+    return (f"if [ -f {path} ] && [ ! -h {path} ] && ( exec 7< {path} ) 2>/dev/null "
+            f"&& exec 7< {path}; then\n"
             "  if command -v flock >/dev/null 2>&1; then flock -s -n 7\n"
             "  elif has_python; then python3 -c 'import fcntl; fcntl.flock(7, fcntl.LOCK_SH "
             "| fcntl.LOCK_NB)'\n  fi\nfi")
@@ -737,7 +770,6 @@ SAFETY_MARKS = (', \\"kind\\": \\"safety\\", \\"restore\\": {\\"when\\": '
                 '\\"$restore_when\\", \\"backup\\": \\"$restoring\\"}')
 
 RESTORE_LOCK = ".restore.lock"  # the engine's (``engine.RESTORE_LOCK``): flock(2) on it
-RESTORE_ROLE = "a restore"  # how the engine's restore names itself in a lock (its RESTORE_ROLE)
 BROKEN_HOW = engine.REMOTE_HOW
 
 
@@ -773,7 +805,7 @@ lh=$(content_hash "$db") || lh=-"""
 TAKE_RESTORE_LOCK = PRELUDE[PRELUDE.index("take_lock() {"):PRELUDE.index("place() {")] \
     .replace("take_lock() {", "take_restore_lock() {").replace(LOCK_NAME, RESTORE_LOCK) \
     .replace("exec 9<", "exec 8<").replace("flock -n 9", "flock -n 8") \
-    .replace("fcntl.flock(9,", "fcntl.flock(8,").replace("another backup holds", "another restore holds") \
+    .replace("fcntl.flock(9,", "fcntl.flock(8,").replace('"another backup"', '"another restore"') \
     .replace("the backup lock $lock", "the restore lock $lock").replace("on fd 9", "on fd 8")
 
 
@@ -823,15 +855,15 @@ if [ "$state" = ok ]; then
 fi"""
 
 
-# A dry run's look at a flock(2) lock the run takes, taking nothing: held when /proc/locks
-# lists the file's inode (no /proc/locks, or not a regular file: nothing is said, the run
-# tells). Held, with no lock wait: the run's own refusal (take_lock's words, exit 4); with
+# A dry run's look at a flock(2) lock the run takes, taking nothing: held when a process
+# holds it (``is_held``); a lock name that is not a regular file (a symlink, a FIFO, a
+# directory) is refused with take_lock's words, as the run refuses it. Held, with no lock wait: the run's own refusal (take_lock's words, exit 4); with
 # one, a `waits` entry saying for how long the run would wait.
 LOOK_LOCK = f"""{IS_HELD}
 look_lock() {{
-  [ ! -h "$1" ] && is_held "$1" || return 0
-  who=$(head -c 200 "$1" 2>/dev/null | head -n 1); [ -n "$who" ] || who=unknown
-  what=$2; case $who in "{RESTORE_ROLE} "*) what="{RESTORE_ROLE}";; esac
+  if {{ [ -h "$1" ] || {{ [ -e "$1" ] && [ ! -f "$1" ]; }}; }} && [ -z "${{py_looks:-}}" ]; then fail error "refusing the lock $1: it is not a regular file (a symlink or something else has its name)"; fi
+  is_held "$1" || return 0
+  holder "$1" "$2"
   [ "$3" = 0 ] && fail locked "$what holds the lock $1: $who (use --lock-wait SECONDS to wait for it)"
   printf '{ENTRY_MARK} waits %s holds the lock %s: %s; the run would wait up to %ss for it, then stop with exit 4 if it is still held\\n' "$what" "$1" "$who" "$3"
 }}"""
@@ -872,7 +904,9 @@ printf '{RESULT_MARK} {{"ok": true, "data": {{"backup": "%s", "backup_sha256": "
     return _choose(_engine("restore", "--db", db, "--dir", directory, "--which", name,
                            "--check", check, "--lock-wait", f"{max(lock_wait, 0):g}",
                            "--dry-run"),
-                   sqlite, f"echo {STRATEGY_MARK}=none", first=look_locks(directory, lock_wait))
+                   sqlite, f"echo {STRATEGY_MARK}=none",
+                   # python3's dry run refuses a lock of the wrong kind itself, in its run's words
+                   first=f"py_looks=; has_python && py_looks=1\n{look_locks(directory, lock_wait)}")
 
 
 # Long on purpose: one sh script read top to bottom (locks, checks, safety backup,

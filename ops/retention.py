@@ -24,6 +24,8 @@ UPLOAD = ("uploaded by restore --from, its restore not begun yet: not counted, k
           "from its upload")
 UPLOAD_EXPIRED = ("uploaded by restore --from over 1h ago (or at no readable time) and no "
                   "restore of it began (no safety backup names it): removed")
+HELD = ("held by a restore there (it waits for its locks, or runs): kept; a later cleanup "
+        "removes it if still due")
 
 
 class Backup(Protocol):
@@ -137,6 +139,13 @@ def good_candidates(backups: list[Backup], now: dt.datetime) -> list[str]:
 
 def to_remove(decisions: list[Decision]) -> list[str]:
     return [decision.name for decision in decisions if not decision.keep]
+
+
+def kept_held(decisions: list[Decision], removed: list[str]) -> list[Decision]:
+    """The plan as it went: a backup it would remove that the delete kept (a restore there
+    holds it) is a ``keep`` for ``HELD`` (review-break #4: the JSON and table said remove)."""
+    return [d if d.keep or d.name in removed else Decision(d.name, True, HELD)
+            for d in decisions]
 
 
 def freed_by(backups, keep: int, now: dt.datetime) -> int:
