@@ -104,7 +104,8 @@ def create(c, production=False, host=None, keep=None, quick=False, dry_run=False
     )
     if not (production or settings.ssh_host):
         require_database(settings.db_path)
-    if dry_run:
+    if dry_run:  # the backup lock first, as the run meets it (review-op #3)
+        waits = backup_lock_waits(target, ui)
         plan = [
             f"back up {target.describe()} into {target.dir} "
             f"({settings.check}_check, SHA-256 recorded)",
@@ -113,7 +114,7 @@ def create(c, production=False, host=None, keep=None, quick=False, dry_run=False
         for line in plan:
             ui.info(f"would {line}")
         if json:
-            ui.emit({"dry_run": True, "plan": plan})
+            ui.emit({"dry_run": True, "plan": plan, "lock_waits": waits})
         return
     result = backups.make_backup(target, ui, settings.keep)
     decisions = backups.cleanup(target, ui, settings.keep, made=result["name"])
@@ -189,10 +190,18 @@ def cleanup_lock_waits(target, ui: UI, leftovers: list, decisions: list) -> list
     when nothing would go): the run's refusal (exit 4) when it would not wait, else a
     warning of how long it would wait; nothing taken (``Target.lock_waits``)."""
     from ops import retention
-    from ops.engine import EngineError
 
     if not leftovers and not retention.to_remove(decisions):
         return []
+    return backup_lock_waits(target, ui)
+
+
+def backup_lock_waits(target, ui: UI) -> list[str]:
+    """A dry run at the backup lock its run takes (a backup's, a cleanup's): the run's
+    refusal (exit 4) when it would not wait, else a warning of how long it would wait
+    (returned, for --json's ``lock_waits``); nothing taken (``Target.lock_waits``)."""
+    from ops.engine import EngineError
+
     try:
         waits = target.lock_waits(restore=False)
     except EngineError as exc:
