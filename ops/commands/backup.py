@@ -219,7 +219,8 @@ def sweep_leftovers(target, ui: UI, dry_run: bool) -> list:
     found = target.leftovers()
     if found:
         total = human_bytes(sum(item.size for item in found))
-        with ui.step(f"leftovers of interrupted backups{' (dry run)' if dry_run else ''}") as step:
+        with ui.step(f"leftovers of {leftovers_of(found)}{' (dry run)' if dry_run else ''}") \
+                as step:
             if not dry_run:
                 target.remove_leftovers()
             step.detail = (f"{'would remove' if dry_run else 'removed'} {len(found)} ({total}): "
@@ -234,10 +235,25 @@ def report_leftovers(target, ui: UI) -> None:
     leftovers = target.leftovers()
     if leftovers:
         total = human_bytes(sum(item.size for item in leftovers))
-        ui.warn(f"{len(leftovers)} temporary file(s) of an interrupted (or running) backup "
-                f"take {total}: "
+        what = leftovers_of(leftovers).replace("interrupted backups", "an interrupted (or "
+                                                "running) backup")
+        ui.warn(f"{len(leftovers)} temporary file(s) of {what} take {total}: "
                 + ", ".join(f"{item.name} ({human_bytes(item.size)})" for item in leftovers[:3])
-                + (" …" if len(leftovers) > 3 else "") + "; `invoke backup.cleanup` removes them")
+                + (" …" if len(leftovers) > 3 else "")
+                + f"; `invoke backup.cleanup{target.flag}` removes them")  # review-op #5
+
+
+def leftovers_of(found: list) -> str:
+    """What left these temporary files: a backup's copy (``.tmp-…``) or a ``restore
+    --from``'s staged upload (``.upload-…``, ``engine.STAGED_NAME``), in words that are
+    true for the ones found (review-op #5: an upload was called a backup's)."""
+    from ops.engine import STAGED_NAME
+
+    staged = sum(1 for item in found if STAGED_NAME.fullmatch(item.name))
+    if not staged:
+        return "interrupted backups"
+    return "interrupted restore --from uploads" + (
+        " and backups" if staged < len(found) else "")
 
 
 @task(name="list", help={"production": PRODUCTION, "host": HOST, "json": JSON})
