@@ -449,14 +449,23 @@ def _tables(flag, setting) -> tuple[str, ...]:
 
 
 def _keep(flags: dict, backup: dict) -> int:
-    """``--keep`` (else backup.keep): a whole number from 1 to ``MAX_KEEP``."""
+    """``--keep`` (else backup.keep): a whole number from 1 to ``MAX_KEEP``. A refusal
+    names where the value came from: the flag, or the config key (an env value too, as
+    the lock wait's does; review-op s21 #10: a restore, which has no --keep, said
+    "--keep"). Every task refuses a bad key, as every other key is checked when the
+    config loads: the scheduled backup must not be the first to find it."""
+    flagged = flags.get("keep") is not None
+
+    def refused(text: str) -> OpsError:
+        return OpsError(f"{text} (backup.keep)" if flagged else
+                        "config backup.keep" + text.removeprefix("--keep"), ExitCode.USAGE)
+
     try:
-        keep = validate_keep(flags["keep"] if flags.get("keep") is not None else backup["keep"])
+        keep = validate_keep(flags["keep"] if flagged else backup["keep"])
     except ValueError as exc:
-        raise OpsError(f"{exc} (backup.keep)", ExitCode.USAGE) from None
+        raise refused(str(exc)) from None
     if keep > MAX_KEEP:
-        raise OpsError(f"--keep must be at most {MAX_KEEP}, got {keep} (backup.keep)",
-                       ExitCode.USAGE)
+        raise refused(f"--keep must be at most {MAX_KEEP}, got {keep}")
     return keep
 
 
