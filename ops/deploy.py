@@ -194,20 +194,22 @@ def render(steps: list[Step], app: str, width: int | None) -> list[str]:
     what it does, the exact flyctl commands; then which values only a run can know."""
     lines = runbook.render(runbook.dry_run_title(f"Plan for {app}"), steps, width=width)
     shown = "\n".join(lines)
-    later = [text for placeholder, text in RUN_TIME.items() if placeholder in shown]
+    later = [text if SCRIPT in shown else text.replace(BACKUP_SCRIPT_NOTE, "")
+             for placeholder, text in RUN_TIME.items() if placeholder in shown]
     if later:
         note = "Resolved at run time: " + "; ".join(later) + "."
         lines += textwrap.wrap(note, width) if width else [note]
     return lines
 
 
+BACKUP_SCRIPT_NOTE = "; a backup script, the backup it made"  # a plan with one only
 RUN_TIME = {
     MACHINE: f"{MACHINE}, the started machine with the volume (not known now)",
     VOLUME: f"{VOLUME}, the volume named in fly.toml's [mounts] (not known now)",
     SCRIPT: f"{SCRIPT}, the engine for the machine's python3, else node, else the sqlite3 "
             "CLI, else backup.remote_command (the machine's tools are only asked when it runs)",
     " script>": "each <... script> is the sh script run on the machine (a lock script names "
-                "this run in the lock; a backup script, the backup it made)",
+                f"this run in the lock{BACKUP_SCRIPT_NOTE})",
     RELEASE: f"{RELEASE}, the newest complete release before the live one (not known now)",
     IMAGE: f"{IMAGE}, the image of the release to redeploy (not known now)",
 }

@@ -50,7 +50,7 @@ class RestoreOptions:
 
 Step = runbook.Step  # a restore's plan is a runbook plan: ``reads_only`` steps run in a dry run
 # a dry run of a restore on a host runs its restore step's verify (``reads_first``) alone
-READ_ONLY = " (dry run: no lock, nothing written)"
+READ_ONLY = " (dry run: takes no lock, writes nothing)"  # it looks at them (op s21 #11)
 QUIET = {"shown": False, "recorded": False}  # a run's step between the plan's (``Restore``)
 
 

@@ -16,6 +16,8 @@ JSON = "print the audit record (or the plan, with --dry-run) as JSON on stdout"
 DRY_RUN = "print the plan with the exact flyctl commands and run nothing"
 LOCK_WAIT = ("seconds to wait for another deploy's lock (default: deploy.lock_wait, 0), and "
              "for the backup lock (default: backup.lock_wait)")
+ROLLBACK_LOCK_WAIT = ("seconds to wait for another deploy's lock (default: deploy.lock_wait, "
+                      "0); a rollback makes no backup, so it takes no backup lock")
 HEALTH_TIMEOUT = "seconds the health gate waits for /health (default: health.timeout, 300)"
 
 
@@ -124,7 +126,7 @@ def deploy(c, skip_backup=False, dry_run=False, image=None, remote_only=False, l
         "to": "release version to go back to (default: the one before the current release)",
         "dry_run": DRY_RUN,
         "strategy": "fly deploy --strategy for the redeploy",
-        "lock_wait": LOCK_WAIT,
+        "lock_wait": ROLLBACK_LOCK_WAIT,  # review-op s21 #11
         "health_timeout": HEALTH_TIMEOUT,
         "json": JSON,
     }
