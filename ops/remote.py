@@ -104,7 +104,8 @@ take_lock() {{
   until if command -v flock >/dev/null 2>&1; then flock -n 9; else python3 -c 'import fcntl; fcntl.flock(9, fcntl.LOCK_EX | fcntl.LOCK_NB)' 2>/dev/null; fi; do
     if [ "$waited" -ge "$2" ]; then
       hint=""; [ "$2" -eq 0 ] && hint=" (use --lock-wait SECONDS to wait for it)"
-      fail locked "another backup holds the lock $lock: $(head -c 200 "$lock" 2>/dev/null | head -n 1)$hint"
+      who=$(head -c 200 "$lock" 2>/dev/null | head -n 1); [ -n "$who" ] || who=unknown  # as look_lock
+      fail locked "another backup holds the lock $lock: $who$hint"
     fi
     sleep 0.2; waited=$((waited + 1))
   done
