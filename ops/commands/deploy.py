@@ -43,14 +43,15 @@ def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout,
         steps = deployment.dry_run()
         ui.lines(deploys.render(steps, options.app, ui.width))
         for problem in deployment.problems:
-            ui.warn(f"a real run would stop at preflight: {problem}")
+            ui.warn(f"a real run would stop at {deployment.stop_step}: {problem}")
         if json:
             ui.emit({"dry_run": True, "steps": deploys.plan_as_data(steps),
                      "warnings": deployment.problems, "lock_waits": deployment.lock_waits})
         if deployment.problems:  # as a restore's dry run fails where its run would: a CI
             # gate on the dry run must not pass a deploy that stops (review-op s19)
-            raise OpsError("dry run: a real run would stop at preflight (above); nothing "
-                           "was done", deployment.stop_code or ExitCode.DEPLOY_ABORTED_PREFLIGHT)
+            raise OpsError(f"dry run: a real run would stop at {deployment.stop_step} "
+                           "(above); nothing was done",
+                           deployment.stop_code or ExitCode.DEPLOY_ABORTED_PREFLIGHT)
         return
     try:
         with stop_on_signals():
