@@ -271,6 +271,20 @@ def _number(value, key: str, *, minimum: float = 0.0, maximum: float = DAY) -> f
     return number
 
 
+def _span(value, key: str, **limits) -> float:
+    """A lock wait: seconds as ``_number`` reads them, or a duration as --busy-timeout and
+    --max-age take one (``5m``, ``1h30m``: ``parse_duration``; review-op s21 #9), then
+    within the same limits."""
+    if isinstance(value, str) and re.search(r"[smhdwSMHDW]", value) and \
+            not re.search(r"[eE]", value):  # 1e3 stays a number
+        seconds = parse_duration(value, key)
+        if seconds > limits.get("maximum", DAY):  # said as typed, as _number says it
+            raise OpsError(f"{key} must be at most {limits.get('maximum', DAY):g}, got "
+                           f"{value!r}", ExitCode.USAGE)
+        value = seconds
+    return _number(value, key, **limits)
+
+
 def _shown(value) -> str:
     """A config value as a user wrote it in YAML."""
     if value is None:
@@ -369,14 +383,17 @@ def load(config, **flags) -> Settings:
     def given(flag: str) -> bool:
         return flags.get(flag) is not None
 
-    def number(flag: str | None, section: str, key: str, **limits) -> float:
-        """A flag (named as typed) or its config key (named as section.key)."""
+    def number(flag: str | None, section: str, key: str, *, span: bool = False,
+               **limits) -> float:
+        """A flag (named as typed) or its config key (named as section.key); ``span``: a
+        wait that also takes a duration's form (``_span``)."""
+        read = _span if span else _number
         if flag and given(flag):
             typed = FLAG_NAMES.get(flag, "--" + flag.replace("_", "-"))
-            return _number(flags[flag], typed, **limits)
+            return read(flags[flag], typed, **limits)
         values = {"fly": fly, "backup": backup, "health": health, "deploy": deploy,
                   "ssh": ssh}[section]
-        return _number(values[key], f"config {section}.{key}", **limits)
+        return read(values[key], f"config {section}.{key}", **limits)
 
     def path(flag: str | None, section: dict, key: str, name: str) -> Path:
         """A flag's path as typed (from the current folder); config's from the root."""
@@ -399,7 +416,7 @@ def load(config, **flags) -> Settings:
         keep=keep,
         remote_command=_string(backup["remote_command"], "backup.remote_command", optional=True),
         check=check,
-        lock_wait=number("lock_wait", "backup", "lock_wait"),
+        lock_wait=number("lock_wait", "backup", "lock_wait", span=True),
         backup_timeout=number("timeout", "backup", "timeout"),
         snapshot_timeout=number("snapshot_timeout", "backup", "snapshot_timeout"),
         health_url=_string(health["url"], "health.url", optional=True),
@@ -407,7 +424,7 @@ def load(config, **flags) -> Settings:
         health_interval=number("health_interval", "health", "interval", minimum=0.05,
                                maximum=3600.0),
         audit_log=path(None, deploy, "audit_log", "deploy.audit_log"),
-        deploy_lock_wait=number("deploy_lock_wait", "deploy", "lock_wait"),
+        deploy_lock_wait=number("deploy_lock_wait", "deploy", "lock_wait", span=True),
         root=root,
         mmap_size=int(number(None, "backup", "mmap_size", maximum=float(1 << 40))),
         content_hash=_boolean(backup["content_hash"], "backup.content_hash"),
@@ -449,14 +466,23 @@ def _tables(flag, setting) -> tuple[str, ...]:
 
 
 def _keep(flags: dict, backup: dict) -> int:
-    """``--keep`` (else backup.keep): a whole number from 1 to ``MAX_KEEP``."""
+    """``--keep`` (else backup.keep): a whole number from 1 to ``MAX_KEEP``. A refusal
+    names where the value came from: the flag, or the config key (an env value too, as
+    the lock wait's does; review-op s21 #10: a restore, which has no --keep, said
+    "--keep"). Every task refuses a bad key, as every other key is checked when the
+    config loads: the scheduled backup must not be the first to find it."""
+    flagged = flags.get("keep") is not None
+
+    def refused(text: str) -> OpsError:
+        return OpsError(f"{text} (backup.keep)" if flagged else
+                        "config backup.keep" + text.removeprefix("--keep"), ExitCode.USAGE)
+
     try:
-        keep = validate_keep(flags["keep"] if flags.get("keep") is not None else backup["keep"])
+        keep = validate_keep(flags["keep"] if flagged else backup["keep"])
     except ValueError as exc:
-        raise OpsError(f"{exc} (backup.keep)", ExitCode.USAGE) from None
+        raise refused(str(exc)) from None
     if keep > MAX_KEEP:
-        raise OpsError(f"--keep must be at most {MAX_KEEP}, got {keep} (backup.keep)",
-                       ExitCode.USAGE)
+        raise refused(f"--keep must be at most {MAX_KEEP}, got {keep}")
     return keep
 
 

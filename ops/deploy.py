@@ -27,7 +27,7 @@ from ops.engine import EngineError, file_lock
 from ops.errors import ExitCode, OpsError
 from ops.fly import MAINTENANCE_CMD, redact_argv, tokens_in  # (lived here: fly's errors need them)
 from ops.runbook import Argv, Done, Step, scrub
-from ops.ui import command_lines, fit, human_seconds
+from ops.ui import command_lines, fit, human_seconds, lock_waiting
 
 MACHINE = "<machine>"
 VOLUME = "<volume>"
@@ -194,20 +194,22 @@ def render(steps: list[Step], app: str, width: int | None) -> list[str]:
     what it does, the exact flyctl commands; then which values only a run can know."""
     lines = runbook.render(runbook.dry_run_title(f"Plan for {app}"), steps, width=width)
     shown = "\n".join(lines)
-    later = [text for placeholder, text in RUN_TIME.items() if placeholder in shown]
+    later = [text if SCRIPT in shown else text.replace(BACKUP_SCRIPT_NOTE, "")
+             for placeholder, text in RUN_TIME.items() if placeholder in shown]
     if later:
         note = "Resolved at run time: " + "; ".join(later) + "."
         lines += textwrap.wrap(note, width) if width else [note]
     return lines
 
 
+BACKUP_SCRIPT_NOTE = "; a backup script, the backup it made"  # a plan with one only
 RUN_TIME = {
     MACHINE: f"{MACHINE}, the started machine with the volume (not known now)",
     VOLUME: f"{VOLUME}, the volume named in fly.toml's [mounts] (not known now)",
     SCRIPT: f"{SCRIPT}, the engine for the machine's python3, else node, else the sqlite3 "
             "CLI, else backup.remote_command (the machine's tools are only asked when it runs)",
     " script>": "each <... script> is the sh script run on the machine (a lock script names "
-                "this run in the lock; a backup script, the backup it made)",
+                f"this run in the lock{BACKUP_SCRIPT_NOTE})",
     RELEASE: f"{RELEASE}, the newest complete release before the live one (not known now)",
     IMAGE: f"{IMAGE}, the image of the release to redeploy (not known now)",
 }
@@ -215,7 +217,8 @@ RUN_TIME = {
 
 def plan_as_data(steps: list[Step]) -> list[dict]:
     """The plan for ``--json``: runbook's form, with each step's exit code."""
-    return [data | {"abort": int(step.abort or ExitCode.ERROR), "skipped": step.skipped}
+    return [data | {"abort": int(step.abort or ExitCode.ERROR), "skipped": step.skipped,
+                    "keeps": sorted(int(code) for code in step.keeps)}  # a held lock: 4
             for step, data in zip(steps, runbook.plan_as_data(steps), strict=True)]
 
 
@@ -418,6 +421,7 @@ class Deployment:
     held: contextlib.ExitStack | None = None  # the locks (and the check) this run holds
     problems: list[str] | None = None  # a dry run's: why a real run would stop
     stop_code: ExitCode | None = None  # a dry run's: the exit code its run would stop with
+    stop_step: str = "preflight"  # a dry run's: the step its run would stop at
     lock_waits: list[str] = field(default_factory=list)  # a dry run's: held locks the run
     # would wait for
     found_again: bool = False  # the machine was looked up after `fly deploy` (data guard)
@@ -457,21 +461,25 @@ class Deployment:
         they depend on), then the plan with what it learnt filled in."""
         self.problems = []
         self.runner.start(app=self.options.app)
+        at = "preflight"  # the step the run would stop at (review-op s21 #6)
         try:  # the run's lock step refuses an unwritable audit log first (exit 10)
             self._check_audit_log(create=False)
+            at = "lock"
             self._would_wait(self._local_lock_wait)  # then meets this computer's lock
         except OpsError as exc:
-            self._problem(exc)
+            self._problem(exc, at)
         self.runner.run([s for s in self.plan() if s.reads_only], dry_run=True)
         o = self.options
         if self.machine_ok and self.app is not None and not self.problems:
             try:  # and, after its preflight, the machine's; then its backup's lock there
+                at = "machine_lock"
                 self._would_wait(lambda: self.app.deploy_lock_wait(
                     self.settings.deploy_lock_wait))
                 if not o.skip_backup and o.rollback_to is None:
+                    at = "backup"
                     self._would_wait(lambda: self.target.lock_waits(restore=False))
             except OpsError as exc:
-                self._problem(exc)
+                self._problem(exc, at)
         return [s.filled(self.runner.values) for s in self.plan()]  # with what it learnt
 
     def _would_wait(self, look) -> None:
@@ -522,14 +530,16 @@ class Deployment:
             return f"{what} aborted before `fly deploy` ({step.key} failed): {text}"
         return f"{step.key} failed: {text}"
 
-    def _problem(self, exc: OpsError) -> None:
-        """Stop a run at preflight; a dry run notes why and looks further."""
+    def _problem(self, exc: OpsError, at: str = "preflight") -> None:
+        """Stop a run at preflight; a dry run notes why (and the step ``at`` which its run
+        would stop) and looks further."""
         if self.problems is None:
             raise exc
         self.problems.append(str(exc))
         if self.stop_code is None:  # the run stops at the first, with the code its step
-            self.stop_code = runbook.Runner.exit_code_of(  # maps it to (a rollback's bad
-                next(s for s in self.plan() if s.key == "preflight"), exc)  # input: 2 or 3)
+            self.stop_step = at  # maps it to (a rollback's bad input: 2 or 3; a lock: 4)
+            self.stop_code = runbook.Runner.exit_code_of(
+                next(s for s in self.plan() if s.key == at), exc)
 
     # -- steps: each returns what its line says once done (``done_line``)
     def lock(self) -> Done:
@@ -538,8 +548,8 @@ class Deployment:
         wait = self.settings.deploy_lock_wait
         self.held.enter_context(file_lock(
             path, wait, f"another deploy of {self.options.app}",
-            on_wait=lambda holder: self.ui.info(
-                f"  waiting up to {wait:g}s for the deploy lock, held by {holder}")))
+            on_wait=lambda holder: self.ui.info(  # the one wording (review-op s21 #12)
+                lock_waiting("deploy", path, wait, holder))))
         return done("lock", str(path))
 
     def _check_audit_log(self, create: bool = True) -> None:

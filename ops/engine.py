@@ -2707,11 +2707,12 @@ class Restoring:
         self.phase = phase
         return self
 
-    def waiting(self, folder: Path):
-        """What hears that the restore waits for ``folder``'s backup lock (None: nobody)."""
+    def waiting(self, folder: Path, name: str = LOCK_NAME):
+        """What hears that the restore waits for ``folder``'s backup lock (or its restore
+        lock, ``name``; None: nobody)."""
         if self.on_wait is None:
             return None
-        lock = Path(folder) / LOCK_NAME
+        lock = Path(folder) / name
         return lambda holder: self.on_wait(lock, holder)
 
 
@@ -2762,7 +2763,8 @@ def restoring(live, directory, which: str = "latest", *, source: str | None = No
     if run.state != "ok" and not run.app_stopped:
         raise broken_live_refusal(run.live, run.state, run.why, run.how)
     prepare_dir(run.directory)
-    with held_restore_lock(run.directory, run.lock_wait), \
+    with held_restore_lock(run.directory, run.lock_wait,  # said at once (review-op #2)
+                           run.waiting(run.directory, RESTORE_LOCK)), \
             held_backup_lock(run.directory, run.lock_wait, run.waiting(run.directory)):
         yield run.at("locked")
         yield _verified(run, which, source)

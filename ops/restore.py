@@ -50,7 +50,7 @@ class RestoreOptions:
 
 Step = runbook.Step  # a restore's plan is a runbook plan: ``reads_only`` steps run in a dry run
 # a dry run of a restore on a host runs its restore step's verify (``reads_first``) alone
-READ_ONLY = " (dry run: no lock, nothing written)"
+READ_ONLY = " (dry run: takes no lock, writes nothing)"  # it looks at them (op s21 #11)
 QUIET = {"shown": False, "recorded": False}  # a run's step between the plan's (``Restore``)
 
 
@@ -339,7 +339,8 @@ def confirm(ui: UI, lines: list[str], *, yes: bool) -> None:
     for line in lines:
         ui.info(line)
     cli.confirm("Replace the live database with this backup?", yes=yes,
-                without_terminal=WITHOUT_TERMINAL)
+                without_terminal=WITHOUT_TERMINAL, kind="restore")  # a signal there: not
+    # confirmed, one line, as every task's prompt ends (review-op s21 #7)
 
 
 WITHOUT_TERMINAL = cli.WITHOUT_TERMINAL  # one wording for every task that asks
@@ -587,7 +588,8 @@ class Restore:
         """The run's pause: the operator's answer (its time is not the restore's)."""
         try:
             confirm(self.ui, lines, yes=self.yes)
-        except OpsError:
+        except OpsError as exc:
+            exc.audit_kind = None  # this runner records its own run, once
             self.record["outcome"] = "not confirmed"
             raise
 

@@ -264,12 +264,14 @@ def test_sigterm_at_the_question_records_it_and_says_nothing_changed(tmp_path, w
         proc.finish()
     assert proc.returncode == 143, shown
     assert "Traceback" not in shown
-    assert "The live database was not changed" in shown
-    assert f"To restore, run again: invoke restore {made.name} --yes" in shown
-    assert "Error: terminated by SIGTERM" in shown
+    # as every task's prompt ends (tests/test_prompt_signals.py; review-op s21 #7): one
+    # line of its own, not glued to the prompt's, no `--yes` to run it again
+    assert "Type yes to go on: \nError: terminated by SIGTERM at the prompt; not " \
+        "confirmed; nothing was changed\n" in shown, shown
+    assert "--yes" not in shown and made.name in shown
     assert content(wal_db) == before
-    line = audit(tmp_path / "data" / "deploys.jsonl")[-1]
-    assert (line["outcome"], line["exit_code"]) == ("terminated by SIGTERM", 143)
+    (line,) = audit(tmp_path / "data" / "deploys.jsonl")  # recorded once
+    assert (line["outcome"], line["exit_code"]) == ("not confirmed", 143)
 
 
 def test_sigterm_while_the_restore_waits_for_the_app_leaves_an_honest_record(

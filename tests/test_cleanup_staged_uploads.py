@@ -120,7 +120,9 @@ def test_backup_list_production_warns_of_one_in_its_one_listing(prod):
     staged_folder(prod.remote_dir)
     listed = prod.run("backup.list", "--production")
     assert listed.returncode == 0, listed
-    assert STALE in listed.stderr and "`invoke backup.cleanup` removes them" in listed.stderr
+    assert STALE in listed.stderr and "`invoke backup.cleanup --production` removes them" in (
+        " ".join(listed.stderr.split())), listed.stderr  # pasted, it cleans the machine
+    assert "restore --from upload" in " ".join(listed.stderr.split()), listed.stderr
     assert prod.flow().count("ssh list") == 1
 
 

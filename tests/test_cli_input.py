@@ -134,7 +134,7 @@ WRONG_VALUES = [
     ("db:\n  path: 5\n", "config db.path must be a string, got 5"),
     ("fly:\n  app: [x]\n", "config fly.app must be a string, got a list"),
     ("backup:\n  check: [quick]\n", "config backup.check must be a string"),
-    ("backup:\n  keep: null\n", "--keep must be a whole number"),
+    ("backup:\n  keep: null\n", "config backup.keep must be a whole number"),
     ("backup:\n  lock_wait: [1]\n", "config backup.lock_wait must be a number, got a list"),
     ("health:\n  interval: .inf\n", "config health.interval must be a finite number"),
     ("health:\n  timeout: true\n", "config health.timeout must be a number, got a boolean"),

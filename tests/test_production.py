@@ -675,9 +675,10 @@ def test_flyctl_missing_from_path(prod):
         prod.later("backup", "--production", env=env),
         prod.later("backup.download", "latest", env=env),
     ])
-    dry = prod.run("backup", "--production", "--dry-run", "--json", env=env)  # needs no flyctl
-    assert dry.returncode == 0, dry
-    assert dry.json()["dry_run"] is True and str(prod.db) in dry.json()["plan"][0]
+    # the dry run looks at the machine's backup lock as its run meets it (review-op s21
+    # #3), so it needs flyctl as its run does, and stops with the run's code and words
+    dry = prod.run("backup", "--production", "--dry-run", "--json", env=env)
+    results.append(dry)
     for result in results:
         assert_error(result, ExitCode.FLY, contains="flyctl is not installed")
         assert "https://fly.io/install.sh" in result.stderr

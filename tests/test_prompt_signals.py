@@ -2,8 +2,8 @@
 a closed terminal window) end the run as not confirmed, with the same audit line a 'no',
 Ctrl-D or Ctrl-C there writes (docs/flags.md): `outcome: "not confirmed"`, exit 143.
 Before, the signal ended the task with no audit line (s20 CLOSING, "left for next time").
-A restore records its own run, a signal at its question included ("terminated by
-SIGTERM", what to run again: tests/test_backup_choice.py).
+A restore's question ends the same way (its runner records the run: once;
+tests/test_backup_choice.py).
 A real CLI on a real pseudo-terminal, and a real signal sent once the question shows."""
 
 from __future__ import annotations

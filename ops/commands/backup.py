@@ -104,7 +104,8 @@ def create(c, production=False, host=None, keep=None, quick=False, dry_run=False
     )
     if not (production or settings.ssh_host):
         require_database(settings.db_path)
-    if dry_run:
+    if dry_run:  # the backup lock first, as the run meets it (review-op #3)
+        waits = backup_lock_waits(target, ui)
         plan = [
             f"back up {target.describe()} into {target.dir} "
             f"({settings.check}_check, SHA-256 recorded)",
@@ -113,7 +114,7 @@ def create(c, production=False, host=None, keep=None, quick=False, dry_run=False
         for line in plan:
             ui.info(f"would {line}")
         if json:
-            ui.emit({"dry_run": True, "plan": plan})
+            ui.emit({"dry_run": True, "plan": plan, "lock_waits": waits})
         return
     result = backups.make_backup(target, ui, settings.keep)
     decisions = backups.cleanup(target, ui, settings.keep, made=result["name"])
@@ -189,10 +190,18 @@ def cleanup_lock_waits(target, ui: UI, leftovers: list, decisions: list) -> list
     when nothing would go): the run's refusal (exit 4) when it would not wait, else a
     warning of how long it would wait; nothing taken (``Target.lock_waits``)."""
     from ops import retention
-    from ops.engine import EngineError
 
     if not leftovers and not retention.to_remove(decisions):
         return []
+    return backup_lock_waits(target, ui)
+
+
+def backup_lock_waits(target, ui: UI) -> list[str]:
+    """A dry run at the backup lock its run takes (a backup's, a cleanup's): the run's
+    refusal (exit 4) when it would not wait, else a warning of how long it would wait
+    (returned, for --json's ``lock_waits``); nothing taken (``Target.lock_waits``)."""
+    from ops.engine import EngineError
+
     try:
         waits = target.lock_waits(restore=False)
     except EngineError as exc:
@@ -210,7 +219,8 @@ def sweep_leftovers(target, ui: UI, dry_run: bool) -> list:
     found = target.leftovers()
     if found:
         total = human_bytes(sum(item.size for item in found))
-        with ui.step(f"leftovers of interrupted backups{' (dry run)' if dry_run else ''}") as step:
+        with ui.step(f"leftovers of {leftovers_of(found)}{' (dry run)' if dry_run else ''}") \
+                as step:
             if not dry_run:
                 target.remove_leftovers()
             step.detail = (f"{'would remove' if dry_run else 'removed'} {len(found)} ({total}): "
@@ -225,10 +235,25 @@ def report_leftovers(target, ui: UI) -> None:
     leftovers = target.leftovers()
     if leftovers:
         total = human_bytes(sum(item.size for item in leftovers))
-        ui.warn(f"{len(leftovers)} temporary file(s) of an interrupted (or running) backup "
-                f"take {total}: "
+        what = leftovers_of(leftovers).replace("interrupted backups", "an interrupted (or "
+                                                "running) backup")
+        ui.warn(f"{len(leftovers)} temporary file(s) of {what} take {total}: "
                 + ", ".join(f"{item.name} ({human_bytes(item.size)})" for item in leftovers[:3])
-                + (" …" if len(leftovers) > 3 else "") + "; `invoke backup.cleanup` removes them")
+                + (" …" if len(leftovers) > 3 else "")
+                + f"; `invoke backup.cleanup{target.flag}` removes them")  # review-op #5
+
+
+def leftovers_of(found: list) -> str:
+    """What left these temporary files: a backup's copy (``.tmp-…``) or a ``restore
+    --from``'s staged upload (``.upload-…``, ``engine.STAGED_NAME``), in words that are
+    true for the ones found (review-op #5: an upload was called a backup's)."""
+    from ops.engine import STAGED_NAME
+
+    staged = sum(1 for item in found if STAGED_NAME.fullmatch(item.name))
+    if not staged:
+        return "interrupted backups"
+    return "interrupted restore --from uploads" + (
+        " and backups" if staged < len(found) else "")
 
 
 @task(name="list", help={"production": PRODUCTION, "host": HOST, "json": JSON})

@@ -16,6 +16,8 @@ JSON = "print the audit record (or the plan, with --dry-run) as JSON on stdout"
 DRY_RUN = "print the plan with the exact flyctl commands and run nothing"
 LOCK_WAIT = ("seconds to wait for another deploy's lock (default: deploy.lock_wait, 0), and "
              "for the backup lock (default: backup.lock_wait)")
+ROLLBACK_LOCK_WAIT = ("seconds to wait for another deploy's lock (default: deploy.lock_wait, "
+                      "0); a rollback makes no backup, so it takes no backup lock")
 HEALTH_TIMEOUT = "seconds the health gate waits for /health (default: health.timeout, 300)"
 
 
@@ -41,14 +43,15 @@ def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout,
         steps = deployment.dry_run()
         ui.lines(deploys.render(steps, options.app, ui.width))
         for problem in deployment.problems:
-            ui.warn(f"a real run would stop at preflight: {problem}")
+            ui.warn(f"a real run would stop at {deployment.stop_step}: {problem}")
         if json:
             ui.emit({"dry_run": True, "steps": deploys.plan_as_data(steps),
                      "warnings": deployment.problems, "lock_waits": deployment.lock_waits})
         if deployment.problems:  # as a restore's dry run fails where its run would: a CI
             # gate on the dry run must not pass a deploy that stops (review-op s19)
-            raise OpsError("dry run: a real run would stop at preflight (above); nothing "
-                           "was done", deployment.stop_code or ExitCode.DEPLOY_ABORTED_PREFLIGHT)
+            raise OpsError(f"dry run: a real run would stop at {deployment.stop_step} "
+                           "(above); nothing was done",
+                           deployment.stop_code or ExitCode.DEPLOY_ABORTED_PREFLIGHT)
         return
     try:
         with stop_on_signals():
@@ -125,7 +128,7 @@ def deploy(c, skip_backup=False, dry_run=False, image=None, remote_only=False, l
         "to": "release version to go back to (default: the one before the current release)",
         "dry_run": DRY_RUN,
         "strategy": "fly deploy --strategy for the redeploy",
-        "lock_wait": LOCK_WAIT,
+        "lock_wait": ROLLBACK_LOCK_WAIT,  # review-op s21 #11
         "health_timeout": HEALTH_TIMEOUT,
         "json": JSON,
     }

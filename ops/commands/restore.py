@@ -46,9 +46,10 @@ def seconds(value, what: str) -> float | None:
         "from_": "with --production or --host: upload this local backup file and restore it",
         "yes": "do not ask for confirmation (required when there is no terminal)",
         "dry_run": "print the plan and change nothing: it runs only the steps that read "
-                   "(which backup latest is, and its verify where the restore runs, with no "
-                   "lock), so a backup that does not exist or fails its check fails it as "
-                   "it fails the restore",
+                   "(which backup latest is, and its verify where the restore runs; it "
+                   "takes no lock, it looks at them), so a backup that does not exist or "
+                   "fails its check, or a lock another run holds, fails it as it fails the "
+                   "restore (exit 4 for a held lock)",
         "busy_timeout": "seconds to wait for the app's write lock on the live database "
                         "(default 10)",
         "json": "print the audit record (or the plan, with --dry-run) as JSON on stdout",

@@ -92,8 +92,10 @@ class LocalTarget:
         return engine.would_wait(self.dir, self.settings.lock_wait, restore)
 
     def _waiting(self, lock: Path, holder: str) -> None:
-        """Say, once, whose lock we wait for and for how long."""
-        self.report.waiting(lock_waiting("backup", lock, self.settings.lock_wait, holder))
+        """Say, once, whose lock we wait for (the backup or the restore lock) and for how
+        long."""
+        which = "restore" if lock.name == engine.RESTORE_LOCK else "backup"
+        self.report.waiting(lock_waiting(which, lock, self.settings.lock_wait, holder))
 
     def _busy(self, busy_timeout: float) -> None:
         """Say, once, that the copy waits for the app's write lock, and for how long."""

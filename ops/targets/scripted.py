@@ -160,7 +160,7 @@ class ScriptedTarget:
             if (len(entry) != 2 or entry[0] not in ("before", "after")
                     or not remote.ENTRY_NAME.fullmatch(entry[1])):
                 raise OpsError(f"{self.host}'s listing of {self.dir} has an entry this tool "
-                               f"did not print: {ascii(' '.join(entry))[:100]}")
+                               f"did not print: {_quoted_entry(entry)}")
         before = {e[1] for e in output.entries if e[0] == "before"}
         new = sorted(e[1] for e in output.entries if e[0] == "after" and e[1] not in before)
         if not new:
@@ -201,9 +201,9 @@ class ScriptedTarget:
         for entry in output.entries:
             if entry in odd or entry in staged:
                 continue
-            if not _listing_entry(entry):
+            if (problem := listing_problem(entry)) is not None:
                 raise OpsError(f"{self.host}'s listing of {self.dir} has an entry this tool "
-                               f"did not print: {ascii(' '.join(entry))[:100]}")
+                               f"did not print ({problem}): {_quoted_entry(entry)}")
             name, size, digest, manifest, kind, source, made, uploaded = entry
             created = engine.parse_created(name)
             if created is None:  # the right shape but no real date: not one of ours
@@ -212,7 +212,7 @@ class ScriptedTarget:
                 name=name, path=f"{self.dir}/{name}", created=engine.iso(created),
                 size=int(size), sha256=None if digest == "-" else digest,
                 verified=manifest == "1", kind="backup" if kind == "-" else kind,
-                source=None if source == "-" else source, restore=_restore_mark(made),
+                source=listed_source(source), restore=_restore_mark(made),
                 uploaded=None if uploaded == "-" else uploaded))
         return sorted(found, key=lambda item: item.name)
 
@@ -679,17 +679,51 @@ def _staged_entry(entry: list[str]) -> bool:
             and bool(remote.STAGED_NAME.fullmatch(entry[1])) and digits.is_whole(entry[2]))
 
 
-def _listing_entry(entry: list[str]) -> bool:
-    """``name size sha256|- 0|1 kind|- source|-|? when,backup|- uploaded|-``, exactly as
-    ``remote.list_script`` prints it."""
-    return (len(entry) == 8 and bool(remote.ENTRY_NAME.fullmatch(entry[0]))
-            and digits.is_whole(entry[1])
-            and (entry[2] == "-" or bool(remote.HEX64.fullmatch(entry[2])))
-            and entry[3] in ("0", "1")
-            and bool(re.fullmatch(r"-|[a-z]{1,20}", entry[4]))
-            and bool(re.fullmatch(r"[-?]|/[A-Za-z0-9._/+@:-]{0,4095}", entry[5]))
-            and (entry[6] == "-" or _restore_mark(entry[6]) is not None)
-            and (entry[7] == "-" or bool(re.fullmatch(engine.UPLOADED_TIME, entry[7]))))
+# A source as the listing's sh prints it (``remote.IDENTITY_READERS``): any token of
+# these characters, so every form this tool writes into a record is read: a path here
+# (``/data/steps.db``), a download's ``APP:/path`` or ``host:path``, a replica's URL
+# (s21 review-op #1: only ``/…`` was read, and a `restore --from` of a download broke
+# every later listing). ``-`` is none, ``?`` one sh would not print.
+SOURCE_TOKEN = re.compile(r"[A-Za-z0-9._/+@:-]{1,4096}")
+
+
+def listed_source(token: str) -> str | None:
+    """The source a listing's token names: None for ``-``; ``?`` (not known, so never the
+    configured database's) for one no reader takes, for that backup alone, never a
+    refusal of the whole listing."""
+    if token == "-":
+        return None
+    return token if SOURCE_TOKEN.fullmatch(token) else "?"
+
+
+# ``name size sha256|- 0|1 kind|- source|-|? when,backup|- uploaded|-``, exactly as
+# ``remote.list_script`` prints it: each field's check, by its name in a refusal
+_LISTING_FIELDS = (
+    ("name", lambda v: bool(remote.ENTRY_NAME.fullmatch(v))),
+    ("size", digits.is_whole),
+    ("sha256", lambda v: v == "-" or bool(remote.HEX64.fullmatch(v))),
+    ("record", lambda v: v in ("0", "1")),
+    ("kind", lambda v: bool(re.fullmatch(r"-|[a-z]{1,20}", v))),
+    ("source", lambda v: True),  # read by ``listed_source``, never a refusal
+    ("restore", lambda v: v == "-" or _restore_mark(v) is not None),
+    ("uploaded", lambda v: v == "-" or bool(re.fullmatch(engine.UPLOADED_TIME, v))),
+)
+
+
+def listing_problem(entry: list[str]) -> str | None:
+    """Why a listing's entry is not one ``remote.list_script`` prints (the field), or None."""
+    if len(entry) != len(_LISTING_FIELDS):
+        return f"{len(entry)} fields, not {len(_LISTING_FIELDS)}"
+    for (field, good), value in zip(_LISTING_FIELDS, entry, strict=True):
+        if not good(value):
+            return f"its {field} field"
+    return None
+
+
+def _quoted_entry(entry: list[str]) -> str:
+    """An entry in an error: escaped, and cut with the quote closed and ``…`` marking it."""
+    text = ascii(" ".join(entry))
+    return text if len(text) <= 100 else f"{text[:96]}…{text[-1]}"
 
 
 def _restore_mark(token: str) -> dict | None:
