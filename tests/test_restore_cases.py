@@ -100,12 +100,16 @@ def wrap_machine_tool(site, name: str, real: str, log: Path) -> None:
 
 
 def opened(pid: int, path: Path) -> bool:
-    """Whether process ``pid`` has ``path`` open (Linux /proc)."""
+    """Whether process ``pid`` has opened ``path`` itself (Linux /proc): fd 7 is the
+    restore script's hold on its backup (``remote.hold_backup``), which every engine it
+    starts inherits from its first instruction, so it says nothing about the copy."""
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:
         return False
     for fd in fds:
+        if fd == "7":
+            continue
         try:
             if os.readlink(f"/proc/{pid}/fd/{fd}") == str(path):
                 return True
