@@ -22,7 +22,7 @@ import subprocess
 import threading
 from dataclasses import dataclass, replace
 
-from ops import limits
+from ops import limits, signals
 from ops.errors import ExitCode, OpsError
 from ops.text import text_lines
 
@@ -783,28 +783,43 @@ def _wait(proc: subprocess.Popen, data: bytes | None, stream,
         threads.append(_thread(_drain, proc.stderr, err, None, cap, stop))
     if data is not None:
         threads.append(_thread(_feed, proc.stdin, data))
+    # flyctl is reaped by a thread of its own, never by this (the main) thread: a signal's
+    # exception raised inside Popen.wait(timeout) just after it took its internal lock
+    # leaves that lock held, and the next wait() blocked forever on it, with flyctl a
+    # zombie (seen: a SIGHUP during deploy's backup step hung the run)
+    ended = threading.Event()
+    reaper = threading.Thread(target=_reap, args=(proc, ended), daemon=True)
+    threads.append(reaper)
     try:
-        proc.wait(timeout=timeout)
+        reaper.start()
+        if not ended.wait(timeout):
+            raise subprocess.TimeoutExpired(proc.args, timeout)
     except subprocess.TimeoutExpired:
         _signal_group(proc, signal.SIGKILL)
-        proc.wait()
+        signals.until_reaped(proc, ended, reaper)
         raise
     except BaseException:  # Ctrl-C, SIGTERM: flyctl stops cleanly, or is killed
         try:
             _signal_group(proc, signal.SIGINT)
             with contextlib.suppress(BaseException):  # a second Ctrl-C: kill it at once
-                proc.wait(timeout=GRACE)
+                ended.wait(GRACE)
         finally:
-            if proc.poll() is None:
+            if not ended.is_set():
                 _signal_group(proc, signal.SIGKILL)
-                proc.wait()
+                signals.until_reaped(proc, ended, reaper)
         raise
     finally:
         for thread in threads:  # a remote process that outlives flyctl may hold a pipe
-            thread.join(timeout=GRACE)
+            if thread.is_alive():  # (the reaper never started when a stop came first)
+                thread.join(timeout=GRACE)
     if cap.over:
         raise cap.error()
     return proc.returncode, b"".join(out), b"".join(err)
+
+
+def _reap(proc: subprocess.Popen, ended: threading.Event) -> None:
+    proc.wait()
+    ended.set()
 
 
 def _thread(target, *args) -> threading.Thread:

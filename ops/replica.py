@@ -29,7 +29,7 @@ from pathlib import Path
 
 from invoke.util import yaml
 
-from ops import digits, replica_checks
+from ops import digits, replica_checks, signals
 from ops.config import ENV_REFERENCE, ReplicaSettings
 from ops.errors import ExitCode, OpsError
 from ops.remote import ENTRY_MARK, purpose
@@ -718,8 +718,7 @@ def version_problem(text: str) -> str | None:
 
 def check_version(exe: str, env: dict) -> None:
     try:
-        done = subprocess.run([exe, "version"], env=env, capture_output=True, text=True,
-                              timeout=30)
+        done = signals.run_child([exe, "version"], env=env, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise OpsError(f"cannot run {exe}: {exc}", ExitCode.REPLICA) from None
     problem = version_problem(done.stdout)
@@ -745,7 +744,7 @@ def run(argv: list[str], env: dict, *, timeout: float, what: str,
     if argv[1:2] and argv[1] in BUCKET_COMMANDS:
         refuse_unreachable(argv, env, what)
     try:
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+        done = signals.run_child(argv, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:
         where = replica_checks.destination(argv, env)  # the usual cause: a wrong endpoint
         raise OpsError(f"{what}: litestream did not answer within {timeout:g}s"

@@ -102,3 +102,46 @@ def task_started() -> None:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         if signal.getsignal(sig) is _terminate_at_once:
             signal.signal(sig, signal.SIG_DFL)
+
+
+def run_child(argv: list[str], *, timeout: float, env: dict | None = None):
+    """``subprocess.run(argv, capture_output=True, text=True, timeout=…)`` that a signal's
+    exception (Ctrl-C, SIGTERM, SIGHUP) cannot hang: the child is run and reaped by a thread,
+    so the main thread, where Python runs signal handlers, never holds Popen's internal
+    lock. (A stop raised just after Popen.wait took it left it held, and the next wait
+    blocked forever: tests/test_fly_wait_interrupted.py.) On a stop the child is killed."""
+    import subprocess
+
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    result: list = []
+    ended = threading.Event()
+
+    def talk() -> None:
+        try:
+            result.append(proc.communicate())
+        finally:
+            ended.set()
+
+    talker = threading.Thread(target=talk, daemon=True)
+    try:
+        talker.start()
+        if not ended.wait(timeout):
+            raise subprocess.TimeoutExpired(argv, timeout)
+    except BaseException:
+        if not ended.is_set():  # os.kill, not proc.kill: that polls, under Popen's lock
+            with contextlib.suppress(OSError):
+                os.kill(proc.pid, signal.SIGKILL)
+        until_reaped(proc, ended, talker)
+        raise
+    out, err = result[0] if result else ("", "")
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+def until_reaped(proc, ended: threading.Event, reaper: threading.Thread) -> None:
+    """Wait until ``reaper`` has reaped ``proc`` (it sets ``ended``); when a stop came
+    before that thread started, reap the child here."""
+    while not ended.wait(0.1):
+        if not reaper.is_alive():
+            proc.wait()
+            return

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
-
+from ops import signals
 from ops.cli import guarded, task
 from ops.commands.backup import HOST, JSON, PRODUCTION, closes_targets, open_target
 from ops.errors import ExitCode, OpsError
@@ -17,7 +16,7 @@ def facts_of(target, settings) -> dict:
         return target.machine_facts()
     script = machine.probe_script(str(settings.db_path.resolve()),
                                   str(settings.backup_dir.resolve()), settings.machine_app_dir)
-    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60)
+    done = signals.run_child(["sh", "-c", script], timeout=60)
     return machine.parse(remote.parse_output(done.stdout, host="this computer").entries)
 
 
