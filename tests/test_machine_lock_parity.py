@@ -53,24 +53,22 @@ def sqlite3_only(site):
     return site
 
 
-def test_a_restore_named_in_the_backup_lock_is_named_by_the_run_too(sqlite3_only):
-    site, lock = sqlite3_only, sqlite3_only.backups / engine.LOCK_NAME
-    with held(lock, f"a restore by {HELD}"):
+@pytest.mark.parametrize("lock_name, record, said", [
+    # a restore named in the backup lock is named by the run too
+    (engine.LOCK_NAME, f"a restore by {HELD}",
+     f"a restore holds the lock {{lock}}: a restore by {HELD} "
+     "(use --lock-wait SECONDS to wait for it)"),
+    # a holder without a record is unknown to the run too
+    (engine.RESTORE_LOCK, "",
+     "another restore holds the lock {lock}: unknown (use --lock-wait SECONDS to wait "
+     "for it)"),
+], ids=["restore-named", "no-record"])
+def test_the_dry_run_names_the_holder_as_the_run_does(sqlite3_only, lock_name, record, said):
+    site, lock = sqlite3_only, sqlite3_only.backups / lock_name
+    with held(lock, record):
         dry = site.here("restore", "--production", "--dry-run")
         run = site.here("restore", "--production", "--yes")
-    said = (f"a restore holds the lock {lock}: a restore by {HELD} "
-            "(use --lock-wait SECONDS to wait for it)")
-    assert (dry.returncode, run.returncode) == (ExitCode.LOCKED, ExitCode.LOCKED), (dry, run)
-    assert error_line(dry).endswith(said) and error_line(run).endswith(said), (dry, run)
-
-
-def test_a_holder_without_a_record_is_unknown_to_the_run_too(sqlite3_only):
-    site, lock = sqlite3_only, sqlite3_only.backups / engine.RESTORE_LOCK
-    with held(lock, ""):
-        dry = site.here("restore", "--production", "--dry-run")
-        run = site.here("restore", "--production", "--yes")
-    said = (f"another restore holds the lock {lock}: unknown (use --lock-wait SECONDS to wait "
-            "for it)")
+    said = said.format(lock=lock)
     assert (dry.returncode, run.returncode) == (ExitCode.LOCKED, ExitCode.LOCKED), (dry, run)
     assert error_line(dry).endswith(said) and error_line(run).endswith(said), (dry, run)
 
