@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,7 @@ def pytest_configure(config):
     imports, ~4 s of CPU a worker on each run when nothing is kept. The CLI processes it
     starts inherit the environment unchanged."""
     _register_markers(config)
+    _default_stop_signals()
     sys.dont_write_bytecode = False
     if hasattr(config, "workerinput"):
         return
@@ -75,6 +77,17 @@ def pytest_configure(config):
     # quiet=2: a read-only checkout or a syntax error is reported by the tests, not here
     compileall.compile_dir(helpers.REPO_ROOT / "ops", quiet=2)
     compileall.compile_file(helpers.REPO_ROOT / "tasks.py", quiet=2)
+
+
+def _default_stop_signals():
+    """SIGINT and SIGQUIT as a suite started at a terminal has them. A shell starts a
+    background job (``pytest ... &``) with both ignored (POSIX), every process the tests
+    start would inherit that, and a test that signals one (tests/test_zygote.py's SIGQUIT)
+    would wait for a signal that was never taken."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGQUIT) == signal.SIG_IGN:
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
 def _register_markers(config):

@@ -166,6 +166,25 @@ def pids_of(folder: Path) -> tuple[int, int]:
     return worker, child
 
 
+def wait_or_describe(proc: subprocess.Popen, folder: Path, *pids: int) -> int:
+    """The client's exit code; if it has not ended in 30 s, a failure that says where each
+    process stands (state, signal masks, kernel wait channel) and what the folder holds."""
+    try:
+        return proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        seen = {}
+        for pid in (proc.pid, *pids):
+            try:
+                status = Path(f"/proc/{pid}/status").read_text().splitlines()
+                seen[pid] = [line for line in status if line.split(":")[0] in (
+                    "Name", "State", "PPid", "NSpgid", "SigQ", "SigPnd", "ShdPnd", "SigBlk",
+                    "SigIgn", "SigCgt")] + [Path(f"/proc/{pid}/wchan").read_text()]
+            except OSError as exc:
+                seen[pid] = str(exc)
+        proc.kill()
+        pytest.fail(f"the client did not end: {seen!r}; folder: {sorted(os.listdir(folder))}")
+
+
 # ---------------------------------------------------------------- exit codes and signals
 
 
@@ -288,7 +307,7 @@ def test_a_signal_to_the_clients_group_reaches_the_worker_and_its_children(tool,
     proc = subprocess.Popen([str(tool), "trap"], cwd=tmp_path, start_new_session=True)
     worker, child = pids_of(tmp_path)
     os.killpg(proc.pid, sig)  # as ops/fly.py signals flyctl: its whole group
-    assert proc.wait(timeout=30) == 40 + sig
+    assert wait_or_describe(proc, tmp_path, worker, child) == 40 + sig
     assert (tmp_path / "caught").read_text() == str(int(sig))
     wait_for(lambda: not alive(child))  # sleep, in the worker's group, got it too
     assert not alive(worker)
