@@ -122,7 +122,6 @@ def _cli_in_process(request):
     mode.active = mark is not None and mark.kwargs.get("per") != "none"  # "none": a test of a
     # marked file whose every run stays a process (what a process prints is its point)
     mode.ran = per_module and request.module.__name__ in mode.modules
-    mode.module = request.module.__name__
     helpers.FRESH_PROCESS.active = request.node.get_closest_marker("fresh_process") is not None
     yield
     if per_module and mode.ran:

@@ -117,11 +117,11 @@ class _HereAfterFirst:
     ``Prod.run``, the ``run_invoke`` fixture) is a real process, its later ones, made one
     after another, run in this process (``run_here``): ``run_mixed`` for a test's sequence
     of CLI runs, which pay ~0.3 s of CPU each for a process start that is not their point.
-    The first keeps the process path honest (the module's first in this worker is a fresh
-    ``python -m invoke``, the other tests' firsts forks of the CLI server: ``first``); the
-    rest must give the same exit codes and output, since the test's assertions are
-    unchanged. Runs made in other threads (``run_parallel``) and ``start_invoke`` stay
-    processes. Set per test by conftest.
+    The first keeps the process path honest: it is a process, a fork of this worker's CLI
+    server (tests/cli_server.py; tests/test_cli_server.py holds forks to fresh
+    ``python -m invoke`` runs); the rest must give the same exit codes and output, since
+    the test's assertions are unchanged. Runs made in other threads (``run_parallel``) and
+    ``start_invoke`` stay processes. Set per test by conftest.
     ``cli_in_process(per="module")``: only the module's first run in this xdist worker is a
     process, for files whose tests each make one run whose point is the task's answer
     (refusals, plans, what a machine-side script does), not the process."""
@@ -130,8 +130,6 @@ class _HereAfterFirst:
         self.active = False
         self.ran = False
         self.modules: set[str] = set()  # ``per="module"``: modules whose first run was made
-        self.module = ""  # the running test's module
-        self.fresh: set[str] = set()  # modules whose first run was a fresh process (first())
 
     def take(self) -> bool:
         """True when this run goes in-process (and records that a run was made)."""
@@ -141,15 +139,6 @@ class _HereAfterFirst:
             return False
         here, self.ran = self.ran, True
         return here
-
-    def first(self) -> bool:
-        """True when the next run is the one that keeps the process path honest, the
-        module's first process in this worker: a fresh ``python -m invoke``, not a fork of
-        the CLI server (tests/cli_server.py). Other tests' first runs are forks."""
-        if not self.active or self.ran or self.module in self.fresh:
-            return False
-        self.fresh.add(self.module)
-        return True
 
 
 HERE_AFTER_FIRST = _HereAfterFirst()
@@ -178,11 +167,11 @@ def run_invoke(
     In a test marked ``cli_in_process`` (see ``HERE_AFTER_FIRST``) only its first run is
     a process. The process is a fork of this worker's CLI server (tests/cli_server.py: the
     same run without Python's start), or a fresh ``python -m invoke`` when the test is
-    marked ``fresh_process``, for a ``cli_in_process`` module's first run, when the run's
+    marked ``fresh_process``, when the run's
     environment changes what only an interpreter's start reads (``PYTHON*``, ``LC_*``; a
     ``PYTHONPATH`` adding only a tests/hooks/ sitecustomize is fine, unless the hook
     signals the run), when ``OPS_TEST_FRESH_CLI=1``, or when the server cannot be used."""
-    fresh = FRESH_PROCESS.active or HERE_AFTER_FIRST.first()
+    fresh = FRESH_PROCESS.active
     if HERE_AFTER_FIRST.take():
         return run_here(*args, cwd=cwd, env=env, timeout=timeout)
     argv = ["--search-root", str(REPO_ROOT), *args]
@@ -207,19 +196,10 @@ def _forked(argv: list[str], *, cwd, env: dict[str, str], timeout: float):
     (exit code, stdout, stderr) as ``subprocess.run(..., text=True)`` gives them, or None
     when the server cannot make the run. Past ``timeout`` the run's process group is
     killed and ``subprocess.TimeoutExpired`` raised, as ``subprocess.run`` does."""
-    from tests import cli_server
-
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    try:
-        child = cli_server.spawn(argv, env=env, cwd=cwd, stdout=out_w, stderr=err_w)
-    finally:
-        os.close(out_w)
-        os.close(err_w)
-    if child is None:
-        os.close(out_r)
-        os.close(err_r)
+    spawned = _spawned(argv, cwd=cwd, env=env)
+    if spawned is None:
         return None
+    child, out_r, err_r = spawned
     deadline = time.monotonic() + timeout
     try:
         out, err = _read_all((out_r, err_r), deadline)
@@ -698,17 +678,73 @@ class Background:
         )
 
 
+class _ForkedRun:
+    """A run forked from this worker's CLI server (tests/cli_server.py) with the face of the
+    ``subprocess.Popen(text=True)`` that ``Background`` uses: its pid (the process that runs
+    the task, so a signal to it is a signal to the run), text stdout and stderr, poll, wait,
+    send_signal and kill, and the return code (negative for a signal, as Popen's)."""
+
+    def __init__(self, child, stdout: int, stderr: int) -> None:
+        self._child = child
+        self.pid, self.args = child.pid, child.args
+        encoding = "utf-8" if sys.flags.utf8_mode else locale.getencoding()
+        self.stdout = open(stdout, encoding=encoding)  # noqa: SIM115 - Popen's own pipes too
+        self.stderr = open(stderr, encoding=encoding)  # noqa: SIM115
+
+    @property
+    def returncode(self) -> int | None:
+        return self._child.returncode
+
+    def poll(self) -> int | None:
+        return self._child.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self._child.wait(timeout)
+
+    def send_signal(self, sig: int) -> None:
+        self._child.send_signal(sig)
+
+    def kill(self) -> None:
+        self._child.kill()
+
+
+def _spawned(argv: list[str], *, cwd, env: dict[str, str]):
+    """``python -m invoke ARGV`` started as a fork of the CLI server, with its stdout and
+    stderr as the read ends of two pipes: (child, stdout, stderr), or None when the server
+    cannot make the run (the caller starts a fresh process)."""
+    from tests import cli_server
+
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    try:
+        child = cli_server.spawn(argv, env=env, cwd=cwd, stdout=out_w, stderr=err_w)
+    finally:
+        os.close(out_w)
+        os.close(err_w)
+    if child is None:
+        os.close(out_r)
+        os.close(err_r)
+        return None
+    return child, out_r, err_r
+
+
 def start_invoke(
     *args: str, cwd: str | os.PathLike, env: dict[str, str | None] | None = None
 ) -> Background:
-    """``run_invoke`` without waiting: stdout is read at ``finish``, stderr line by line."""
+    """``run_invoke`` without waiting: stdout is read at ``finish``, stderr line by line.
+    The process is a fork of the CLI server, as ``run_invoke``'s, or a fresh
+    ``python -m invoke`` in a ``fresh_process`` test or when the server cannot make it."""
     import threading
 
-    argv = [PYTHON, "-m", "invoke", "--search-root", str(REPO_ROOT), *args]
-    proc = subprocess.Popen(
-        argv, cwd=cwd, env=clean_env(project_root(cwd, env)), stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    argv = ["--search-root", str(REPO_ROOT), *args]
+    env = clean_env(project_root(cwd, env))
+    spawned = None if FRESH_PROCESS.active else _spawned(argv, cwd=cwd, env=env)
+    proc = _ForkedRun(*spawned) if spawned else None
+    if proc is None:
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "invoke", *argv], cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
     run = Background(proc, list(args))
 
     def pump():

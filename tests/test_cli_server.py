@@ -171,17 +171,34 @@ def test_a_fresh_process_test_s_runs_are_fresh_processes(tmp_path, monkeypatch):
     assert not group_of_a_run(tmp_path, monkeypatch)
 
 
-def test_a_cli_in_process_module_s_first_run_is_fresh_its_other_tests_first_forks(
-        tmp_path, monkeypatch):
+def test_a_cli_in_process_test_s_first_run_is_a_fork(tmp_path, monkeypatch):
     mode = helpers.HERE_AFTER_FIRST
-    monkeypatch.setattr(mode, "fresh", set())
-    monkeypatch.setattr(mode, "module", "tests.a_marked_module")
     monkeypatch.setattr(mode, "active", True)
     firsts = []
     for _test in range(2):  # each test's first run (its later ones run in-process)
         monkeypatch.setattr(mode, "ran", False)
         firsts.append(group_of_a_run(tmp_path, monkeypatch))
-    assert firsts == [False, True]
+    assert firsts == [True, True]
+
+
+def group_of_a_started_run(tmp_path, monkeypatch) -> tuple[bool, int]:
+    """``start_invoke``'s run: whether it was its own process group (a fork of the server),
+    and how it ended after a SIGTERM sent to its pid once it said it waits for one."""
+    monkeypatch.setattr(helpers, "REPO_ROOT", PROBE)
+    run = helpers.start_invoke("probe", "--wait-for-term", cwd=tmp_path)
+    run.wait_for_stderr("waiting for SIGTERM")
+    run.proc.send_signal(signal.SIGTERM)
+    result = run.finish(timeout=30)
+    return result.json()["own_group"], result.returncode
+
+
+def test_a_started_run_is_a_fork_its_pid_the_run_s(tmp_path, monkeypatch):
+    assert group_of_a_started_run(tmp_path, monkeypatch) == (True, -signal.SIGTERM)
+
+
+@pytest.mark.fresh_process
+def test_a_started_run_of_a_fresh_process_test_is_a_fresh_process(tmp_path, monkeypatch):
+    assert group_of_a_started_run(tmp_path, monkeypatch) == (False, -signal.SIGTERM)
 
 
 def test_the_switch_makes_every_run_a_fresh_process(tmp_path, monkeypatch):

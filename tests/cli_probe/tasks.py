@@ -19,8 +19,9 @@ from invoke import task
 
 
 @task
-def probe(c, preload=""):
-    """Print this process's world as JSON (``--preload``: import these modules first)."""
+def probe(c, preload="", wait_for_term=False):
+    """Print this process's world as JSON (``--preload``: import these modules first;
+    ``--wait-for-term``: then wait for a signal, saying so on stderr)."""
     for name in filter(None, preload.split(",")):
         importlib.import_module(name)
     import rich
@@ -59,4 +60,7 @@ def probe(c, preload=""):
         "tasks_module": sys.modules["tasks"].__file__,
         "comm": Path(f"/proc/{os.getpid()}/comm").read_text().strip(),  # its name in ps
     }
-    print(json.dumps(world, sort_keys=True))
+    print(json.dumps(world, sort_keys=True), flush=True)
+    if wait_for_term:
+        print("waiting for SIGTERM", file=sys.stderr, flush=True)
+        time.sleep(60)
