@@ -260,9 +260,10 @@ def _only_a_hook(folder: str) -> bool:
         for name in names)
 
 
-def spawn(argv: list[str], *, env: dict[str, str], cwd, stdout: int, stderr: int):
-    """A run of ``python -m invoke ARGV`` forked from the server (stdin /dev/null), or None
-    when the server cannot make it (the caller then starts the process itself)."""
+def spawn(argv: list[str], *, env: dict[str, str], cwd, stdout: int, stderr: int,
+          stdin: int | None = None):
+    """A run of ``python -m invoke ARGV`` forked from the server (stdin: /dev/null unless
+    given), or None when the server cannot make it (the caller then starts the process)."""
     if not wanted():
         return None
     path = SERVER.socket_path()
@@ -273,8 +274,8 @@ def spawn(argv: list[str], *, env: dict[str, str], cwd, stdout: int, stderr: int
     with open(os.devnull, "rb") as devnull:
         try:
             return zygote.spawn(path, [os.path.basename(sys.executable), *argv], env=env,
-                                cwd=str(cwd), stdin=devnull.fileno(), stdout=stdout,
-                                stderr=stderr)
+                                cwd=str(cwd), stdin=devnull.fileno() if stdin is None else stdin,
+                                stdout=stdout, stderr=stderr)
         except zygote.ZygoteUnavailable as exc:  # nothing ran: this run is a process, and
             if not SERVER.server.running:  # every later one too if the server died
                 SERVER.failed(exc)

@@ -333,10 +333,14 @@ def on_terminal(args: list[str], *, cwd, env: dict | None = None, answer: str | 
     if columns:
         fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
         extra |= {"COLUMNS": None, "TTY_INTERACTIVE": "0"}
-    wiring = {name: follower if name in streams else subprocess.DEVNULL
-              for name in ("stdin", "stdout", "stderr")}
-    proc = subprocess.Popen([PYTHON, "-m", "invoke", "--search-root", str(REPO_ROOT), *args],
-                            cwd=cwd, env=clean_env(extra), close_fds=True, **wiring)
+    argv, env = ["--search-root", str(REPO_ROOT), *args], clean_env(extra)
+    with open(os.devnull, "r+b") as devnull:
+        wiring = {name: follower if name in streams else devnull.fileno()
+                  for name in ("stdin", "stdout", "stderr")}
+        proc = None if FRESH_PROCESS.active else _terminal_fork(argv, cwd=cwd, env=env, **wiring)
+        if proc is None:
+            proc = subprocess.Popen([PYTHON, "-m", "invoke", *argv], cwd=cwd, env=env,
+                                    close_fds=True, **wiring)
     os.close(follower)
     shown, answered = b"", answer is None
     deadline = time.monotonic() + timeout
@@ -361,6 +365,15 @@ def on_terminal(args: list[str], *, cwd, env: dict | None = None, answer: str | 
     proc.wait(timeout=30)
     os.close(leader)
     return proc.returncode, shown.decode(errors="replace").replace("\r\n", "\n")
+
+
+def _terminal_fork(argv: list[str], *, cwd, env: dict[str, str], stdin: int, stdout: int,
+                   stderr: int):
+    """``on_terminal``'s run as a fork of the CLI server (the terminal's fds are its own, as
+    a fresh process's: neither has it as its controlling terminal), or None."""
+    from tests import cli_server
+
+    return cli_server.spawn(argv, env=env, cwd=cwd, stdin=stdin, stdout=stdout, stderr=stderr)
 
 
 def run_parallel(calls: Iterable[Callable[[], InvokeResult]]) -> list[InvokeResult]:

@@ -17,7 +17,8 @@ import pytest
 
 from tests import helpers
 
-pytestmark = pytest.mark.cli_in_process
+# signals are the point, and the run is found by its command line (a fresh process's)
+pytestmark = [pytest.mark.cli_in_process, pytest.mark.fresh_process]
 
 
 def signal_the_cli(cwd: Path, signum: int):
