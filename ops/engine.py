@@ -1983,7 +1983,7 @@ def best_format(conn) -> str:
 
 
 def describe(conn, fmt: str | None = None, chunk: int = 5000,
-             on_begin=None) -> tuple[dict, str, str]:
+             on_begin=None, begun: bool = False) -> tuple[dict, str, str]:
     """(rows per table, content hash, its format) in one read transaction.
 
     The hash is a dbhash-style SHA-256 of the logical content: the schema, then each
@@ -1993,13 +1993,15 @@ def describe(conn, fmt: str | None = None, chunk: int = 5000,
     same. SQLite itself writes the rows, ``chunk`` at a time, which keeps Python out of
     the per-row work. ``fmt`` (default: the best this SQLite has) must be the one a
     record names for the hashes to compare. ``on_begin(conn)`` runs first in the
-    transaction (a restore's proof reads ``data_version`` there, starting the snapshot).
+    transaction (a restore's proof reads ``data_version`` there, starting the snapshot);
+    ``begun``: the caller has begun that transaction (this ends it all the same).
     """
     if fmt is not None and fmt not in CONTENT_FORMATS:
         raise EngineError(f"unknown content hash format {fmt!r}", "verify_failed")
     digest = hashlib.sha256()
     counts = {}
-    conn.execute("BEGIN")
+    if not begun:
+        conn.execute("BEGIN")
     try:
         if on_begin is not None:
             on_begin(conn)
@@ -2271,6 +2273,10 @@ def restore_live(backup, live, *, busy_timeout: float = 10.0,
             # signal outlived a CI job's grace; the copy, one step, never started)
             dst.execute(f"PRAGMA busy_timeout = {min(int(busy_timeout * 1000), 100)}")
             src.backup(dst, pages=-1, progress=progress, sleep=0.05)
+            # the copy's content held at once, in a read transaction, before anything else
+            # runs here: the app's next commit could land in that gap and fail the proof
+            # of a right restore (seen in the suite under load)
+            pinned = snapshot is not None and _pin_snapshot(dst, snapshot, before)
             dst.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             if snapshot is not None:
                 snapshot["committed"] = True
@@ -2288,10 +2294,25 @@ def restore_live(backup, live, *, busy_timeout: float = 10.0,
     seconds = round(time.monotonic() - started, 3)
     try:
         if snapshot is not None:
-            _snapshot_into(snapshot, dst, before)
+            _snapshot_into(snapshot, dst, before, pinned)
     finally:
         dst.close()
     return seconds
+
+
+def _pin_snapshot(conn, snapshot: dict, before: int) -> bool:
+    """Start the proof's read transaction on ``conn`` now: a read pins WAL's snapshot, and
+    ``data_version`` then says whether another connection committed since ``before``.
+    False when it could not (the proof then reads as it can, in ``_snapshot_into``)."""
+    try:
+        conn.execute("BEGIN")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        snapshot["app_wrote"] = conn.execute("PRAGMA data_version").fetchone()[0] != before
+        return True
+    except sqlite3.Error:
+        with contextlib.suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
+        return False
 
 
 @contextlib.contextmanager
@@ -2316,14 +2337,15 @@ def signals_held():
             signal.raise_signal(signum)
 
 
-def _snapshot_into(snapshot: dict, conn, before: int) -> None:
-    """``restore_live``'s read of the live database right after the copy."""
+def _snapshot_into(snapshot: dict, conn, before: int, pinned: bool = False) -> None:
+    """``restore_live``'s read of the live database right after the copy (``pinned``: in
+    the read transaction ``_pin_snapshot`` started)."""
     def version(conn):
         snapshot["app_wrote"] = conn.execute("PRAGMA data_version").fetchone()[0] != before
 
     try:
         snapshot["tables"], snapshot["content_sha256"], snapshot["content_format"] = \
-            describe(conn, on_begin=version)
+            describe(conn, on_begin=None if pinned else version, begun=pinned)
     except (sqlite3.DatabaseError, EngineError) as exc:
         snapshot.update(tables={}, content_sha256=None, content_format=None,
                         error=f"cannot read the live database after the restore: {exc}")

@@ -141,7 +141,16 @@ def test_online_restore_while_a_reader_and_a_writer_keep_working(
         report = writer.stop()
         stop.touch()
         out, err = reader.communicate(timeout=20)
-    assert result.returncode == 0, result
+    # The proof reads the live database in a transaction begun right after the copy's
+    # commit; a writer that commits in between (a busy machine) makes the proof differ by
+    # its rows alone and say so (app_wrote). The checks below judge the restore then.
+    proof = json.loads(result.stdout).get("proof") or {}
+    raced = (result.returncode == 5 and proof.get("app_wrote") is True
+             and not proof["check_problems"] and proof["holds"] == "other"
+             and {line.split(":")[0] for line in proof["differences"]} <= {
+                 "table writer_log", "content hash (json-2)"}
+             and "table writer_log" in {line.split(":")[0] for line in proof["differences"]})
+    assert result.returncode == 0 or raced, result
     reads = json.loads(out)
     assert reads["errors"] == 0 and reads["reads"] > 0, (reads, err)
     assert report["commits"] > 0
