@@ -36,7 +36,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NotRequired, TypedDict
 
-from . import launcher
+from . import launcher, machine_python
 from .cli import records
 from .cli.clock import now_rfc3339, now_seconds
 from .cli.ids import new_release_id, rand_str, ulid
@@ -411,7 +411,8 @@ def _host_tools(names: Iterable[str]) -> dict[str, str]:
 def _tool_target(name: str) -> str | None:
     if name not in _tool_cache:
         _tool_cache[name] = (
-            real_python3() if name == "python3" else shutil.which(name, path=_SYSTEM_PATH)
+            (machine_python.command(real_python3()) or real_python3()) if name == "python3"
+            else shutil.which(name, path=_SYSTEM_PATH)
         )
     return _tool_cache[name]
 
