@@ -126,7 +126,7 @@ def _parse_toml(text: str) -> dict[str, Any]:
             cache[text] = data
             tmp = f"{TOML_CACHE[0]}.tmp.{os.getpid()}"
             with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(cache, fh)
+                fh.write(json.dumps(cache))  # (json.dump: the pure-Python encoder)
             os.replace(tmp, TOML_CACHE[0])
     return data
 
