@@ -6,7 +6,8 @@ CPU is the interpreter's start and the imports (Invoke alone ~100 ms). Here one 
 pytest process (each xdist worker) imports Invoke, ops/ (every flow), Rich, Fabric and
 Paramiko once (``tests/zygote.py``, s21-zygote's fork server), and each run is a ``fork`` of
 it: a real process with its own pid and process group, the run's argv, environment, working
-folder, umask, stdin (/dev/null) and its own stdout/stderr pipes, that runs exactly what
+folder, umask, stdin (/dev/null, or on_terminal's pseudo-terminal) and its own stdout and
+stderr (pipes, or that terminal), that runs exactly what
 ``python -m invoke`` runs (``main``): tasks.py is read afresh by each run, as Invoke reads it.
 
 What the server imported must not carry one run's world into another, or the server's into
@@ -30,11 +31,14 @@ tests' hooks, tests/hooks/) is honoured in the child (``_site_customize``), unle
 hook sends the run's process a signal (``signals_itself``): that run is a fresh process.
 The hash seed is the server's for all its runs (one per worker, still random per suite).
 
-A run stays a fresh ``python -m invoke`` when the test is about the process itself
-(``@pytest.mark.fresh_process``: signals, start-up imports, bytecode, what a process
-prints), for the first run of a ``cli_in_process`` test (it keeps the process path honest),
-when ``OPS_TEST_FRESH_CLI=1`` (for anyone who suspects the server), and whenever the server
-cannot be started or reached (no AF_UNIX, a server that died): only slower.
+``run_invoke``, ``start_invoke`` and ``on_terminal`` all fork. A fork's pid is the process
+that runs the task, so a signal or a kill -9 sent to it reaches the run as it would a fresh
+process's, once the task is running. A run stays a fresh ``python -m invoke`` when the test
+is about what only a fresh process has (``@pytest.mark.fresh_process``): its start (a signal
+before a task has begun, start-up imports, bytecode), or being found by its command line
+(a fork's is the server's). Also when ``OPS_TEST_FRESH_CLI=1`` (for anyone who suspects the
+server; tests/test_cli_server.py then skips), and whenever the server cannot be started or
+reached (no AF_UNIX, a server that died): only slower.
 """
 
 from __future__ import annotations

@@ -96,8 +96,9 @@ def _register_markers(config):
         "in this worker) first CLI run is a process, its later ones run in-process; 'none': "
         "all are processes (helpers.HERE_AFTER_FIRST)")
     config.addinivalue_line(
-        "markers", "fresh_process: every CLI run of the test is a fresh `python -m invoke`, "
-        "not a fork of the CLI server, because the process is its point (helpers.FRESH_PROCESS)")
+        "markers", "fresh_process: every CLI run the test makes as a process is a fresh "
+        "`python -m invoke`, not a fork of the CLI server, because what only a fresh process "
+        "has is its point (helpers.FRESH_PROCESS)")
 
 
 @pytest.fixture(scope="session", autouse=True)

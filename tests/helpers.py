@@ -145,10 +145,12 @@ HERE_AFTER_FIRST = _HereAfterFirst()
 
 
 class _FreshProcess:
-    """``@pytest.mark.fresh_process``: every ``run_invoke`` of the test (or of the marked
-    module) is a fresh ``python -m invoke``, because the process is what the test is about
-    (its start, its imports, its signals, its bytecode); unmarked, a run is a fork of this
-    worker's CLI server (tests/cli_server.py), a real process without the start. Set per
+    """``@pytest.mark.fresh_process``: every CLI run the test (or the marked module) makes
+    as a process (``run_invoke``, ``start_invoke``, ``on_terminal``) is a fresh ``python -m
+    invoke``, because what only a fresh process has is the test's point (its start: a signal
+    before a task has begun, its imports, its bytecode; its command line); unmarked, such a
+    run is a fork of this worker's CLI server (tests/cli_server.py), a real process without
+    the start. (A ``cli_in_process`` test's later runs are not processes at all.) Set per
     test by conftest."""
 
     active = False
@@ -746,7 +748,10 @@ def start_invoke(
 ) -> Background:
     """``run_invoke`` without waiting: stdout is read at ``finish``, stderr line by line.
     The process is a fork of the CLI server, as ``run_invoke``'s, or a fresh
-    ``python -m invoke`` in a ``fresh_process`` test or when the server cannot make it."""
+    ``python -m invoke`` in a ``fresh_process`` test or when the server cannot make it.
+    To signal the run at a point of its task, wait for that point first (a line on stderr:
+    ``wait_for_stderr``, or a file it makes): a fork takes ~10-20 ms to reach its task's
+    signal handlers, a fresh process ~0.3 s, and a small task may be over before either."""
     import threading
 
     argv = ["--search-root", str(REPO_ROOT), *args]

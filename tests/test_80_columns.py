@@ -17,7 +17,8 @@ from tests import helpers
 from tests.flyctl_double import DEFAULT_VOLUME_ID
 from tests.helpers import commands_in
 
-# each test's first CLI run is a process, its later ones in-process (helpers.HERE_AFTER_FIRST)
+# the module's first CLI run in a worker is a process, its later ones in-process
+# (helpers.HERE_AFTER_FIRST)
 pytestmark = pytest.mark.cli_in_process(per="module")
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

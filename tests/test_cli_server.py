@@ -22,6 +22,10 @@ import pytest
 
 from tests import cli_server, helpers
 
+# OPS_TEST_FRESH_CLI=1 turns the server off: nothing here could run
+pytestmark = pytest.mark.skipif(not cli_server.wanted(),
+                                reason="OPS_TEST_FRESH_CLI=1: the CLI server is off")
+
 PROBE = Path(__file__).with_name("cli_probe")
 # the modules the server preloads, imported by the fresh probe too, so both have the same
 # exit handlers and import-time state to compare

@@ -436,6 +436,7 @@ def test_the_server_exits_when_the_process_that_started_it_dies(tmp_path, entry_
 # ---------------------------------------------------------------- the double's wiring
 
 
+@pytest.mark.skipif(not launcher.ENABLED, reason="FLY_DOUBLE_ZYGOTE=0: worlds get the launcher")
 def test_a_world_gets_the_client_or_without_cc_the_python_launcher(tmp_path, monkeypatch):
     world = default_world(tmp_path / "z")
     fly = (world.bin_dir / "fly").read_bytes()
