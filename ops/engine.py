@@ -2289,6 +2289,9 @@ def restore_live(backup, live, *, busy_timeout: float = 10.0,
     except sqlite3.Error as exc:
         dst.close()
         raise EngineError(f"restore into {live} failed (nothing was changed): {exc}") from exc
+    except BaseException:  # a held signal raised at the block's end, a failed on_commit:
+        dst.close()  # the pinned read must not hold the live database while the run unwinds
+        raise
     finally:
         src.close()
     seconds = round(time.monotonic() - started, 3)

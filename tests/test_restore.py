@@ -10,6 +10,7 @@ never a mix.
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import sqlite3
@@ -123,6 +124,43 @@ def test_restore_over_a_stale_wal_gives_exactly_the_backups_content(
     audit = [json.loads(line) for line in (tmp_path / "data" / "deploys.jsonl").read_text()
              .splitlines()]
     assert audit[-1]["kind"] == "restore" and audit[-1]["safety_backup"]["name"] == safety.name
+
+
+class Stopped(Exception):
+    pass
+
+
+@pytest.mark.parametrize("mode", ["delete", "wal"])
+def test_a_signal_held_through_the_copy_leaves_the_live_database_to_the_app(tmp_path, mode):
+    """A SIGTERM that arrives while the copy commits is raised once it has (signals_held);
+    while the run unwinds and settles, the proof's read (begun right after the commit) must
+    not hold the live database: in rollback-journal mode the app could not write then."""
+    def make(path, rows):
+        conn = sqlite3.connect(path, isolation_level=None)
+        conn.execute(f"PRAGMA journal_mode = {mode}")
+        conn.execute("CREATE TABLE t (x)")
+        conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(rows)])
+        conn.close()
+
+    backup, live = tmp_path / "backup.db", tmp_path / "live.db"
+    make(backup, 100)
+    make(live, 10)
+    def stop(signum, frame):
+        raise Stopped()
+
+    old = signal.signal(signal.SIGTERM, stop)
+    snapshot: dict = {}
+    try:
+        with pytest.raises(Stopped):
+            engine.restore_live(backup, live, snapshot=snapshot,
+                                on_commit=lambda: os.kill(os.getpid(), signal.SIGTERM))
+        app = sqlite3.connect(live, timeout=0.2, isolation_level=None)
+        app.execute("INSERT INTO t VALUES (-1)")  # (the stop being handled, as a settle reads)
+        app.close()
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert snapshot.get("committed") is True
+    assert helpers.live_rows(live, "SELECT count(*) FROM t")[0][0] == 101
 
 
 def test_online_restore_while_a_reader_and_a_writer_keep_working(

@@ -304,7 +304,10 @@ FORWARDED = [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signa
 
 @pytest.mark.parametrize("sig", FORWARDED, ids=lambda s: s.name)
 def test_a_signal_to_the_clients_group_reaches_the_worker_and_its_children(tool, tmp_path, sig):
-    proc = subprocess.Popen([str(tool), "trap"], cwd=tmp_path, start_new_session=True)
+    # taken by the client, however pytest was started (nohup ignores SIGHUP, a background
+    # job SIGINT and SIGQUIT: what the client inherits ignored it ignores, by design)
+    proc = subprocess.Popen([str(tool), "trap"], cwd=tmp_path, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(sig, signal.SIG_DFL))
     worker, child = pids_of(tmp_path)
     os.killpg(proc.pid, sig)  # as ops/fly.py signals flyctl: its whole group
     assert wait_or_describe(proc, tmp_path, worker, child) == 40 + sig
@@ -514,3 +517,16 @@ def test_the_double_answers_through_the_zygote_as_through_its_python_launcher(tm
         assert (done.returncode, done.stderr) == (120, (
             b"Exception ignored in: <_io.TextIOWrapper name='<stdout>' mode='w' "
             b"encoding='utf-8'>\nBrokenPipeError: [Errno 32] Broken pipe\n"))
+
+
+def test_a_run_whose_server_was_killed_says_so_on_every_look(tmp_path, entry_dir):
+    srv = zygote.Server("killed", ["zygentry", "subprocess"], "zygentry:main", real_python3(),
+                        sys_path=[str(entry_dir)]).start()
+    child = zygote.spawn(srv.socket_path, ["tool", "trap"], env=dict(os.environ), cwd=tmp_path,
+                         stdin=None, stdout=None, stderr=None)
+    pids_of(tmp_path)  # it runs
+    os.kill(srv.pid, signal.SIGKILL)
+    for look in (lambda: child.wait(30), child.poll, lambda: child.wait(1)):
+        with pytest.raises(zygote.ZygoteUnavailable, match="went away"):
+            look()
+    srv.stop()

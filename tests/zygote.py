@@ -727,6 +727,8 @@ class Child:
         return self.returncode
 
     def _read(self, timeout: float | None) -> None:
+        if self._sock.fileno() < 0:  # read once already, and the server had gone then
+            raise ZygoteUnavailable("the zygote server went away before the worker ended")
         if timeout is not None and not select.select([self._sock], [], [], timeout)[0]:
             return
         data = b""
