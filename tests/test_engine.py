@@ -348,10 +348,7 @@ def test_backup_folder_under_a_regular_file(wal_db, tmp_path):
 
 def test_free_space_precheck(wal_db, tmp_path, monkeypatch):
     folder = tmp_path / "b"
-    real = shutil.disk_usage
-    monkeypatch.setattr(
-        engine.shutil, "disk_usage", lambda path: real(path)._replace(free=1000)
-    )
+    monkeypatch.setattr(engine, "free_bytes", lambda path: 1000)
     error = expect_error("no_space", engine.create_backup, wal_db, folder)
     assert "1.0 kB free, the backup needs about" in str(error)  # human sizes
     assert (error.free, error.needed) == (1000, wal_db.stat().st_size)
