@@ -793,7 +793,8 @@ def spawn(socket_path: str, argv: Sequence[str], *, env: dict[str, str], cwd: st
         sent = sock.sendmsg([request[:1 << 16]], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                                                    struct.pack(f"{len(fds) + 1}i", *fds,
                                                                cwd_fd))])
-        sock.sendall(request[sent:])
+        if sent < len(request):  # sendall(b"") still sends: EPIPE once a server has
+            sock.sendall(request[sent:])  # declined and closed, hiding its reason
         data = b""
         while len(data) < REPLY.size:
             chunk = sock.recv(REPLY.size - len(data))
