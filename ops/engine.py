@@ -1,8 +1,8 @@
 """The SQLite backup engine: make, check, list, delete and restore backups.
 
 Standard library only, and self-contained, because the same file is shipped to
-``python3`` on the production machine (``python3 - <command> ...`` over
-``fly ssh console``) as well as imported locally. Run as a script, it prints one
+``python3`` on the production machine (``python3 -I -S - <command> ...`` over
+``fly ssh console``: ``PYTHON3``) as well as imported locally. Run as a script, it prints one
 result line ``__OPS_RESULT__ {json}`` that the caller parses (see ``main``).
 
 Safety rules this module keeps (see DESIGN.md, "Mechanisms that must be right"):
@@ -55,6 +55,12 @@ LOCK_NAME = ".backup.lock"
 SQLITE_HEADER = b"SQLite format 3\x00"
 SQLITE_FULL = 13  # sqlite3.SQLITE_FULL exists only on Python >= 3.11
 RESULT_MARK = "__OPS_RESULT__"
+# How every script starts python3 on a machine, this engine and the probes that choose it
+# alike. -I: no PYTHON* variable reaches it (PYTHONUNBUFFERED, which many images set, makes
+# ``python3 -`` read this ~150 KB program a byte at a time: twice the CPU), and neither a
+# PYTHONPATH nor a module in the working folder can shadow the standard library. -S: no
+# ``site``, so no site-packages or .pth code runs; the engine is standard library only.
+PYTHON3 = "python3 -I -S"
 CHECKS = ("integrity", "quick")
 STEP_PAGES = 4096  # pages per backup step; the read transaction we hold keeps steps consistent
 HASH_CHUNK = 1 << 20

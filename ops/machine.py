@@ -27,7 +27,7 @@ def probe_script(db: str, directory: str, app_dir: str) -> str:
     q = shlex.quote
     return node.with_app_dir(app_dir, f"""# ops: machine.check
 fact() {{ printf '{ENTRY} %s\\n' "$*" | tr -cd ' -~\\n'; }}
-set -- $(python3 -c {q(PY_VERSION)} </dev/null 2>/dev/null) - - -
+set -- $({engine_module.PYTHON3} -c {q(PY_VERSION)} </dev/null 2>/dev/null) - - -
 fact python3 "$1" "$2" "$3"
 out=$(node -e {q(BINDING_JS)} </dev/null 2>/dev/null); rc=$?; set -- $out -
 case $rc:$1 in 0:better-sqlite3|0:node:sqlite) fact node "$2" "$1";;

@@ -67,7 +67,8 @@ def engine_run() -> str:
     stdin; the first two words keep the call reading as python3's in logs and tests."""
     size = ENGINE_PY.stat().st_size
     return (f'engine_run() {{ shift 2; if [ "${{OPS_ENGINE:-}}" = node ]; then '
-            f'tail -c +{size + 1} | node - "$@"; else head -c {size} | python3 - "$@"; fi; }}')
+            f'tail -c +{size + 1} | node - "$@"; '
+            f'else head -c {size} | {engine.PYTHON3} - "$@"; fi; }}')
 
 
 HAS_NODE = ("has_node() { command -v node >/dev/null 2>&1 && node -e "

@@ -79,7 +79,7 @@ RESTORE_ROLE = "a restore"  # how the engine's restore names itself in a lock (i
 CHECK_NOT_RUN_GLOB = "|".join(f"*{shlex.quote(word)}*" for word in engine.CHECK_NOT_RUN_WORDS)
 # shell helpers every script starts with
 PRELUDE = f"""fail() {{ kind=$1; shift; msg=$(printf '%s' "$*" | tr -cd ' !\\043-\\133\\135-\\176' | head -c 400); printf '\\n{RESULT_MARK} {{"ok": false, "kind": "%s", "error": "%s"}}\\n' "$kind" "$msg"; exit 1; }}
-has_python() {{ command -v python3 >/dev/null 2>&1 && python3 -c 'import sqlite3, sys; sys.exit(sys.version_info < (3, 8))' </dev/null >/dev/null 2>&1; }}
+has_python() {{ command -v python3 >/dev/null 2>&1 && {engine.PYTHON3} -c 'import sqlite3, sys; sys.exit(sys.version_info < (3, 8))' </dev/null >/dev/null 2>&1; }}
 has_sqlite() {{ command -v sqlite3 >/dev/null 2>&1; }}
 is_name() {{ case $1 in {NAME_GLOB}) return 0;; esac; return 1; }}
 recorded() {{ s=; [ -f "$1" ] && s=$(head -c 65 "$1" 2>/dev/null | tr '\\011\\012\\013\\014\\015' '     '); case $s in {HEX64_GLOB}|{HEX64_GLOB}' ') printf '%s' "${{s%' '}}";; *) printf '%s' -;; esac; }}
@@ -110,7 +110,7 @@ take_lock() {{
   exec 9< "$lock" || fail error "cannot open the lock $lock"
   command -v flock >/dev/null 2>&1 || has_python || fail error "this host has neither flock(1) nor python3, so the backup lock $lock cannot be taken: install util-linux or busybox"
   waited=0
-  until if command -v flock >/dev/null 2>&1; then flock -n 9; else python3 -c 'import fcntl; fcntl.flock(9, fcntl.LOCK_EX | fcntl.LOCK_NB)' 2>/dev/null; fi; do
+  until if command -v flock >/dev/null 2>&1; then flock -n 9; else {engine.PYTHON3} -c 'import fcntl; fcntl.flock(9, fcntl.LOCK_EX | fcntl.LOCK_NB)' 2>/dev/null; fi; do
     if [ "$waited" -ge "$2" ]; then
       hint=""; [ "$2" -eq 0 ] && hint=" (use --lock-wait SECONDS to wait for it)"
       holder "$lock" "another backup"; fail locked "$what holds the lock $lock: $who$hint"
@@ -287,7 +287,7 @@ IS_HELD = """is_held() {
 TRY_EXCLUSIVE = """try_exclusive() {
   [ -f "$1" ] && [ ! -h "$1" ] && ( exec 6< "$1" ) 2>/dev/null && exec 6< "$1" || return 2
   if command -v flock >/dev/null 2>&1; then flock -x -n 6 || return 1
-  else python3 -c 'import fcntl; fcntl.flock(6, fcntl.LOCK_EX | fcntl.LOCK_NB)' 2>/dev/null || return 1; fi
+  else """ + engine.PYTHON3 + """ -c 'import fcntl; fcntl.flock(6, fcntl.LOCK_EX | fcntl.LOCK_NB)' 2>/dev/null || return 1; fi
 }"""
 
 
@@ -760,7 +760,7 @@ def hold_backup(directory: str, name: str) -> str:
     return (f"if [ -f {path} ] && [ ! -h {path} ] && ( exec 7< {path} ) 2>/dev/null "
             f"&& exec 7< {path}; then\n"
             "  if command -v flock >/dev/null 2>&1; then flock -s -n 7\n"
-            "  elif has_python; then python3 -c 'import fcntl; fcntl.flock(7, fcntl.LOCK_SH "
+            f"  elif has_python; then {engine.PYTHON3} -c 'import fcntl; fcntl.flock(7, fcntl.LOCK_SH "
             "| fcntl.LOCK_NB)'\n  fi\nfi")
 
 

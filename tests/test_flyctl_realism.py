@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from ops import remote
+from ops import engine, remote
 from ops.errors import ExitCode
 from tests import helpers
 from tests.fake_production import (
@@ -389,7 +389,7 @@ def test_the_engine_and_the_remote_snippets_need_no_python_newer_than_3_8(tmp_pa
     snippets = []
     for script in (remote.backup_script("/d/x.db", "/d/b", check="integrity"),
                    remote.verify_script("/d/b", ["steps-2026-01-01T00-00-00.db"], "quick")):
-        for code in re.findall(r"python3 -c '([^']*)'", script):
+        for code in re.findall(re.escape(engine.PYTHON3) + r" -c '([^']*)'", script):
             snippets.append(code)
     assert snippets, "the remote scripts probe python3 with a snippet"
     files = [REPO / "ops" / "engine.py"]

@@ -26,7 +26,11 @@ PROGRAMS = {
     "dataclass": "from dataclasses import dataclass\n@dataclass\nclass A:\n    x: int = 1\n"
                  "print(A())\n",
     "atexit": "import atexit\natexit.register(print, 'at exit')\nraise SystemExit('bye')\n",
+    "flags": "import os, sys\nprint(sys.flags.isolated, sys.flags.no_site, 'site' in sys.modules, "
+             "sys.path[0], sys.stdout.line_buffering, os.environ.get('PYTHONPATH'))\n",
 }
+# ``python3 -`` and how ops runs its engine (engine.PYTHON3): ``python3 -I -S -``
+FLAGS = {"plain": (), "isolated": ("-I", "-S")}
 
 
 @pytest.fixture(scope="module")
@@ -37,18 +41,21 @@ def machine_python3() -> str:
     return made
 
 
-def run(python: str, program: str, *args: str) -> tuple[int, str, str]:
-    done = subprocess.run([python, "-", *args], input=program.encode(), capture_output=True,
-                          timeout=30, cwd="/", env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+def run(python: str, program: str, *args: str, flags=()) -> tuple[int, str, str]:
+    done = subprocess.run([python, *flags, "-", *args], input=program.encode(),
+                          capture_output=True, timeout=30, cwd="/",
+                          env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
+                               "PYTHONPATH": "/nonexistent", "PYTHONUNBUFFERED": "1"})
     return done.returncode, done.stdout.decode(), done.stderr.decode()
 
 
+@pytest.mark.parametrize("flags", FLAGS)
 @pytest.mark.parametrize("name", PROGRAMS)
-def test_a_program_runs_as_under_the_real_python3(machine_python3, name):
-    program = PROGRAMS[name]
-    expected = run(real_python3(), program, "a b", "c")
-    assert run(machine_python3, program, "a b", "c") == expected  # compiled, then stored
-    assert run(machine_python3, program, "a b", "c") == expected  # from the cache
+def test_a_program_runs_as_under_the_real_python3(machine_python3, name, flags):
+    program, flags = PROGRAMS[name], FLAGS[flags]
+    expected = run(real_python3(), program, "a b", "c", flags=flags)
+    assert run(machine_python3, program, "a b", "c", flags=flags) == expected  # compiled
+    assert run(machine_python3, program, "a b", "c", flags=flags) == expected  # from the cache
 
 
 def test_the_cache_holds_each_program_once_and_a_broken_entry_is_compiled_again(

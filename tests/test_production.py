@@ -115,6 +115,33 @@ def test_backup_production_under_a_live_writer(prod, strategy):
     assert prod.flow() == [*RESOLVE, "ssh backup", "ssh list"]
 
 
+def test_the_machines_python_environment_cannot_reach_the_engine(prod):
+    """engine.PYTHON3 (``python3 -I -S``): a PYTHONPATH or a module in the working folder
+    that shadows the standard library, PYTHONUNBUFFERED and PYTHONSTARTUP, set in the image,
+    change nothing in a backup, a verify or machine.check."""
+    shadow = prod.root / "shadow"
+    shadow.mkdir()
+    planted = {"json.py", "sqlite3.py", "hashlib.py", "sitecustomize.py"}
+    for name in planted:
+        code = f"open({str(prod.root / 'ran')!r}, 'a').write({name!r} + '\\n')\n1 / 0\n"
+        (shadow / name).write_text(code)
+        (prod.world.machine_home(MACHINE) / name).write_text(code)  # the working folder
+    prod.world.set_remote_env(MACHINE, {"PYTHONPATH": str(shadow), "PYTHONUNBUFFERED": "1",
+                                        "PYTHONSTARTUP": str(shadow / "json.py")})
+
+    made = prod.run("backup", "--production", "--json")
+    assert made.returncode == 0, made
+    assert made.json()["backup"]["strategy"] == "python3"
+    assert_sound_remote_backup(prod, made.json()["backup"])
+    checked = prod.run("backup.verify", "latest", "--production", "--json")
+    assert checked.returncode == 0, checked
+    probed = prod.run("machine.check", "--json")
+    assert probed.returncode == 0, probed
+    assert probed.json()["facts"]["python3"] is not None
+    assert set(probed.json()["engines"].values()) == {"python3"}
+    assert not (prod.root / "ran").exists(), (prod.root / "ran").read_text()
+
+
 def test_backup_production_retention_deletes_old_script_backups(prod):
     olds = prod.seed(3, 2, sidecars=False)  # as the npm script left them: no sidecars
     result = prod.run("backup", "--production", "--json", env={"INVOKE_BACKUP_KEEP": "1"})

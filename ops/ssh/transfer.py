@@ -54,7 +54,8 @@ def sha256_script(path: str) -> str:
     return f"""[ -L {q} ] && exit 5
 [ -e {q} ] || exit 3
 [ -f {q} ] || exit 5
-if command -v python3 >/dev/null 2>&1 && python3 -c {shlex.quote(_HASH)} {q}; then exit 0; fi
+if command -v python3 >/dev/null 2>&1 && {engine.PYTHON3} -c {shlex.quote(_HASH)} {q}
+then exit 0; fi
 set -- $(sha256sum {q}) && printf '{remote.ENTRY_MARK} %s %s\\n' "$1" $(( $(wc -c < {q}) ))"""
 
 

@@ -3,9 +3,10 @@
 Every remote step of the tool sends ops/engine.py (~3,200 lines) to ``python3 -`` on the
 machine, and compiling it is ~30 ms of the ~85 ms of CPU an engine run costs, paid again on
 every call of every test. A machine's ``python3`` is therefore this module's ``python3``, a
-sh script. For ``python3 - ARGS`` it execs the real interpreter with ``BOOT``, which reads
-the program from stdin to its end as ``python3 -`` does, takes its code object from a cache
-named by the program's SHA-256 and the interpreter's cache tag (compiled and stored the
+sh script. For ``python3 - ARGS``, and ``python3 -I -S - ARGS`` (``engine.PYTHON3``: how
+ops runs its engine), it execs the real interpreter, under the same flags, with ``BOOT``,
+which reads the program from stdin to its end as ``python3 -`` does, takes its code object
+from a cache named by the program's SHA-256 and the interpreter's cache tag (compiled and stored the
 first time), and runs it as ``python3 -`` runs a program: in module ``__main__`` with
 ``__file__`` "<stdin>" and ``__cached__`` None, ``sys.argv[0]`` "-", an uncaught exception
 printed from the program's first frame with exit status 1, an uncaught KeyboardInterrupt
@@ -96,14 +97,27 @@ def command(real: str) -> str | None:
     return _made[0]
 
 
+def _script(folder: Path) -> str:
+    """The sh script: ``python3 - ARGS`` and ``python3 -I -S - ARGS`` (how ops runs its engine:
+    ``engine.PYTHON3``) run the cached program under the same flags; the rest passes through."""
+    interpreter = shlex.quote(str(folder / "real" / "python3"))
+    boot = shlex.quote(BOOT % str(folder / "code"))
+    return ("#!/bin/sh\n"
+            "# the flyctl double's machines' python3: tests/flyctl_double/machine_python.py\n"
+            f'[ "${{1-}}" = - ] && {{ shift; exec {interpreter} -c {boot} "$@"; }}\n'
+            f'[ "${{1-}}" = -I ] && [ "${{2-}}" = -S ] && [ "${{3-}}" = - ] && '
+            f'{{ shift 3; exec {interpreter} -I -S -c {boot} "$@"; }}\n'
+            f'exec {interpreter} "$@"\n')
+
+
 def _make(real: str) -> str | None:
     from .launcher import _cache_dir  # the double's private per-user folder
 
     base = _cache_dir()
     if base is None:
         return None
-    key = hashlib.sha256(f"{BOOT}\0{real}".encode()).hexdigest()[:16]
-    folder = base / f"machine-python-{key}"
+    key = hashlib.sha256(f"{_script(Path('/'))}\0{real}".encode()).hexdigest()[:16]
+    folder = base / f"machine-python-{key}"  # a new script or python: a new folder
     script = folder / "python3"
     if script.exists():
         return str(script)
@@ -115,13 +129,7 @@ def _make(real: str) -> str | None:
         (staged / "pyvenv.cfg").write_text(
             f"home = {os.path.dirname(os.path.realpath(real))}\n"
             "include-system-site-packages = false\n")
-        interpreter = shlex.quote(str(folder / "real" / "python3"))
-        boot = shlex.quote(BOOT % str(folder / "code"))
-        (staged / "python3").write_text(
-            "#!/bin/sh\n"
-            "# the flyctl double's machines' python3: tests/flyctl_double/machine_python.py\n"
-            f'[ "${{1-}}" = - ] && {{ shift; exec {interpreter} -c {boot} "$@"; }}\n'
-            f'exec {interpreter} "$@"\n')
+        (staged / "python3").write_text(_script(folder))
         (staged / "python3").chmod(0o755)
         with contextlib.suppress(OSError):  # another worker's is there: the same files
             os.rename(staged, folder)
