@@ -9,6 +9,7 @@ import shlex
 import shutil
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -274,3 +275,33 @@ exec {shlex.quote(real)} "$@"
     conn = sqlite3.connect(live)
     assert conn.execute("SELECT count(*) FROM steps").fetchone() == (5000,)
     conn.close()
+
+
+def test_has_python_and_has_node_ask_once_per_script_and_trust_no_inherited_answer(tmp_path):
+    """The probes start python3 and node once per script (the first answer is kept), and an
+    ``ops_has_py``/``ops_has_node`` in the machine's environment is no answer."""
+    path = machine_path(tmp_path, python=False, sqlite=False)
+    asked = tmp_path / "asked"
+    real = {"python3": os.path.realpath(sys.executable), "node": shutil.which("node")}
+    for tool, found in real.items():
+        if found:  # a wrapper that logs each start, then is the real tool
+            wrapper = Path(path) / tool
+            wrapper.write_text(f"#!/bin/sh\necho {tool} >> {shlex.quote(str(asked))}\n"
+                               f"exec {shlex.quote(found)} \"$@\"\n")
+            wrapper.chmod(0o755)
+    script = (f"{remote.PRELUDE}\n{node.HAS_NODE}\n"
+              "has_python; a=$?; has_python; b=$?; has_node; c=$?; has_node; d=$?\n"
+              "echo $a $b $c $d\n")
+    planted = {"PATH": path, "LANG": "C.UTF-8", "ops_has_py": "yes", "ops_has_node": "yes"}
+    done = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True,
+                          env=planted, timeout=60)
+    # python3 (>= 3.8, with sqlite3) answers yes; node finds no SQLite binding here (no /app,
+    # no node:sqlite on Node 20): no, and so does a machine without node
+    assert done.stdout == "0 0 1 1\n", done
+    assert sorted(asked.read_text().split()) == sorted(t for t, f in real.items() if f)
+
+    for tool in real:  # neither tool: the planted answers count for nothing
+        (Path(path) / tool).unlink(missing_ok=True)
+    done = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True,
+                          env=planted, timeout=60)
+    assert done.stdout == "1 1 1 1\n", done
