@@ -71,10 +71,11 @@ def engine_run() -> str:
             f'else head -c {size} | {engine.PYTHON3} - "$@"; fi; }}')
 
 
-HAS_NODE = ('ops_has_node=\nhas_node() { [ -n "${ops_has_node-}" ] || { command -v node >/dev/null 2>&1 '
+# asked once per script, and emptied first, as has_python (remote.PRELUDE)
+HAS_NODE = ('ops_has_node=\n'
+            'has_node() { [ -n "${ops_has_node-}" ] || { command -v node >/dev/null 2>&1 '
             "&& node -e " + shlex.quote(PROBE_JS) + " </dev/null >/dev/null 2>&1 "
-            '&& ops_has_node=yes || ops_has_node=no; }; [ "$ops_has_node" = yes ]; }'
-            )  # asked once per script, as has_python
+            '&& ops_has_node=yes || ops_has_node=no; }; [ "$ops_has_node" = yes ]; }')
 
 
 def app_dir_line(app_dir: str) -> str:

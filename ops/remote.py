@@ -80,7 +80,7 @@ CHECK_NOT_RUN_GLOB = "|".join(f"*{shlex.quote(word)}*" for word in engine.CHECK_
 # shell helpers every script starts with
 PRELUDE = f"""fail() {{ kind=$1; shift; msg=$(printf '%s' "$*" | tr -cd ' !\\043-\\133\\135-\\176' | head -c 400); printf '\\n{RESULT_MARK} {{"ok": false, "kind": "%s", "error": "%s"}}\\n' "$kind" "$msg"; exit 1; }}
 # (asked once per script: a script may ask again, and the answer cannot change meanwhile;
-# emptied first, so a variable of that name in the machine's environment answers nothing)
+# emptied first: a variable of that name inherited from the machine answers nothing)
 ops_has_py=
 has_python() {{ [ -n "${{ops_has_py-}}" ] || {{ command -v python3 >/dev/null 2>&1 && {engine.PYTHON3} -c 'import sqlite3, sys; sys.exit(sys.version_info < (3, 8))' </dev/null >/dev/null 2>&1 && ops_has_py=yes || ops_has_py=no; }}; [ "$ops_has_py" = yes ]; }}
 has_sqlite() {{ command -v sqlite3 >/dev/null 2>&1; }}

@@ -5,6 +5,7 @@ only a compile."""
 
 from __future__ import annotations
 
+import marshal
 import os
 import signal
 import subprocess
@@ -69,6 +70,8 @@ def test_the_cache_holds_each_program_once_and_a_broken_entry_is_compiled_again(
     assert len(new) == 1 and not any(name.endswith(".tmp") for name in new)
     entry = cache / new.pop()
     entry.write_bytes(b"not marshal data")
+    assert run(machine_python3, program) == (0, f"{token}\n", "")
+    entry.write_bytes(marshal.dumps("print('not the program')"))  # marshal data, not code
     assert run(machine_python3, program) == (0, f"{token}\n", "")
 
 

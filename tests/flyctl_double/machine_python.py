@@ -39,7 +39,9 @@ def _program(cache):
     path = os.path.join(cache, key)
     try:
         with open(path, "rb") as f:
-            return marshal.load(f)
+            code = marshal.load(f)
+        if type(code) is type(_program.__code__):  # anything else: compiled again
+            return code
     except (OSError, EOFError, ValueError, TypeError):
         pass
     code = compile(source, "<stdin>", "exec", dont_inherit=True)
