@@ -4,6 +4,7 @@ never a traceback; the same short flag for the same flag in every task."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import difflib
 import functools
 import io
@@ -497,6 +498,12 @@ class _Refused(Argument):
     @value.setter
     def value(self, arg):
         raise Exit(f"Error: {self.line()}", code=int(ExitCode.USAGE))
+
+    def __deepcopy__(self, memo):
+        """Invoke's parser deep-copies every context it is given, on every parse; nothing
+        in a refused option can change (setting its value ends the run), so a shallow
+        copy is the same (it was ~20 of every task context's arguments to copy)."""
+        return copy.copy(self)
 
 
 def _contexts(program, argv) -> list:

@@ -355,11 +355,18 @@ def ssh_purpose(script: str, names: dict[str, str] | None = None) -> str:
     return next((name for needle, name in EMERGENCY_SCRIPTS if needle in script), "?")
 
 
+@functools.lru_cache(maxsize=2048)
+def command_words(command: str) -> tuple[str, ...]:
+    """``shlex.split`` of an ssh call's ``-C`` value, kept: a script is kilobytes of
+    pure-Python splitting, and a wait re-labels every call on each poll."""
+    return tuple(shlex.split(command))
+
+
 def label(argv: list[str]) -> str:
     """A flyctl call as a short name; ``fly ssh console`` by the script it runs."""
     if argv[:2] == ["ssh", "console"]:
-        command = shlex.split(argv[argv.index("-C") + 1])
-        assert command[:2] == ["sh", "-c"] and len(command) == 3, argv
+        command = command_words(argv[argv.index("-C") + 1])
+        assert command[:2] == ("sh", "-c") and len(command) == 3, argv
         return f"ssh {ssh_purpose(command[2], DEPLOY_SCRIPTS)}"
     return " ".join(itertools.takewhile(lambda word: re.fullmatch(r"[a-z]+", word), argv))
 
@@ -498,8 +505,8 @@ def flow(calls: list[list[str]]) -> list[str]:
         if argv[:2] == ["ssh", "console"]:
             assert argv[:8] == SSH_PREFIX and len(argv) == 9, argv
             assert argv[8].startswith("sh -c "), argv[8][:80]
-            words = shlex.split(argv[8])
-            assert len(words) == 3 and words[:2] == ["sh", "-c"], argv[8][:200]
+            words = command_words(argv[8])
+            assert len(words) == 3 and words[:2] == ("sh", "-c"), argv[8][:200]
             labels.append(f"ssh {ssh_purpose(words[2], BACKUP_SCRIPTS)}")
         elif argv[:3] == ["ssh", "sftp", "get"]:
             assert len(argv) == 10 and argv[5:] == ["-a", APP, "--machine", MACHINE, "-q"], argv
@@ -553,7 +560,7 @@ STOPPED = ["machine list"]  # a restore then asks whether the machine is emergen
 def restore_label(argv: list[str]) -> str:
     if argv[:2] == ["ssh", "console"]:
         assert argv[:8] == ["ssh", "console", "-a", APP, "--machine", MACHINE, "-q", "-C"], argv
-        script = shlex.split(argv[8])[2]
+        script = command_words(argv[8])[2]
         return f"ssh {ssh_purpose(script, RESTORE_SCRIPTS)}"
     if argv[:3] == ["ssh", "sftp", "put"]:
         assert argv[5:] == ["-a", APP, "--machine", MACHINE, "-q", "--mode", "0600"], argv
