@@ -10,7 +10,7 @@ import pytest
 from invoke.exceptions import ParseError
 from invoke.parser import Parser
 
-from ops.cli import _contexts
+from ops.cli import _contexts, _parser
 from ops.commands import namespace
 
 ARGVS = [
@@ -27,6 +27,8 @@ ARGVS = [
     ["--list"], ["--help", "restore"], ["--help=backup"], ["-c", "other", "backup"],
     ["backup.verify", "--", "latest"], ["machine.check", "--production"],
     ["demo", "--keep"], ["backup.download", "latest", "--lock-wait=5"],
+    # one task twice: each occurrence fills its own copy of the task's context
+    ["backup", "--quick", "backup", "--json"], ["backup.verify", "latest", "backup.verify", "all"],
 ]
 
 
@@ -58,6 +60,25 @@ def test_only_the_reachable_tasks_parse_the_same(argv):
     assert len(reachable) < len(every)  # the point: fewer contexts built and copied
     assert parsed(Parser(initial=running.initial_context, contexts=reachable), argv) == \
         parsed(Parser(initial=running.initial_context, contexts=every), argv)
+
+
+@pytest.mark.parametrize("argv", ARGVS, ids=" ".join)
+def test_a_parser_that_skips_the_copy_of_all_contexts_parses_the_same(argv):
+    """``ops.cli._parser``: Invoke's parse machine no longer deep-copies every context on
+    each parse (it only reads them); what it decides is the same, and the parser's own
+    contexts keep no value a parse set."""
+    running = program()
+    fast = _parser(running.initial_context, _contexts(running, argv))
+
+    def values():
+        return [(context.name, [(name, repr(arg.value)) for name, arg in context.args.items()])
+                for context in fast.contexts.values()]
+
+    before = values()
+    assert parsed(fast, argv) == parsed(
+        Parser(initial=running.initial_context, contexts=_contexts(running, argv)), argv)
+    assert parsed(fast, argv) == parsed(fast, argv)  # and again, from the same parser
+    assert values() == before
 
 
 def test_a_task_named_anywhere_in_a_token_is_reachable():
