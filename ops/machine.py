@@ -29,6 +29,8 @@ def probe_script(db: str, directory: str, app_dir: str) -> str:
 fact() {{ printf '{ENTRY} %s\\n' "$*" | tr -cd ' -~\\n'; }}
 set -- $({engine_module.PYTHON3} -c {q(PY_VERSION)} </dev/null 2>/dev/null) - - -
 fact python3 "$1" "$2" "$3"
+if [ "$1" = - ] && command -v python3 >/dev/null 2>&1; then  # there, but not usable isolated
+  set -- $(python3 --version 2>&1 </dev/null) - -; fact python3_isolated_fails "$2"; fi
 out=$(node -e {q(BINDING_JS)} </dev/null 2>/dev/null); rc=$?; set -- $out -
 case $rc:$1 in 0:better-sqlite3|0:node:sqlite) fact node "$2" "$1";;
   *) v=$(node --version 2>/dev/null | tr -d v); fact node "${{v:--}}" "-$rc"
@@ -64,8 +66,14 @@ def parse(entries: list[list[str]]) -> dict:
     python = raw.get("python3") or ["-"]
     node_fact = raw.get("node") or ["-", "-"]
     binding = node_fact[1] if len(node_fact) > 1 else "-"
+    unusable = first("python3_isolated_fails")
     return {
         "python3": python[0] if python[0] != "-" and python[2:3] == ["1"] else None,
+        "python3_problem": (
+            f"python3 {python[0]} is older than 3.8" if python[2:3] == ["0"] else
+            f"python3 {unusable or '(version unknown)'} is here, but `python3 -I -S` cannot "
+            "import its sqlite3 module (the engine runs isolated from the image's PYTHON* "
+            "variables and site-packages)" if "python3_isolated_fails" in raw else None),
         "python3_sqlite": python[1] if len(python) > 1 and python[1] != "-" else None,
         "node": first("node"),
         "binding": binding if binding in ("better-sqlite3", "node:sqlite") else None,
@@ -169,7 +177,8 @@ def render(facts: dict, decided: dict) -> list[str]:
         return value or "no"
 
     mib = 1024 * 1024
-    python = facts["python3"] and f"{facts['python3']} (SQLite {facts['python3_sqlite']})"
+    python = (facts["python3"] and f"{facts['python3']} (SQLite {facts['python3_sqlite']})"
+              or facts.get("python3_problem") and f"no: {facts['python3_problem']}")
     binding = (f", binding {facts['binding']}" if facts["binding"] else
                f", {facts['binding_problem'] or 'no binding'}" if facts["node"] else "")
     yes = {True: "yes", False: "no"}

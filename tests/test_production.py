@@ -135,11 +135,35 @@ def test_the_machines_python_environment_cannot_reach_the_engine(prod):
     assert_sound_remote_backup(prod, made.json()["backup"])
     checked = prod.run("backup.verify", "latest", "--production", "--json")
     assert checked.returncode == 0, checked
-    probed = prod.run("machine.check", "--json")
+    probed = prod.run("machine.check", "--production", "--json")
     assert probed.returncode == 0, probed
     assert probed.json()["facts"]["python3"] is not None
     assert set(probed.json()["engines"].values()) == {"python3"}
     assert not (prod.root / "ran").exists(), (prod.root / "ran").read_text()
+
+
+def test_machine_check_says_why_a_python3_that_needs_its_environment_is_not_used(prod):
+    """A python3 that only starts with the image's PYTHONHOME (as such builds fail: a fatal
+    error under -I) is no python3 for the engine: machine.check says it is there and why
+    it is not used, and the backup takes the sqlite3 CLI."""
+    fake = prod.root / "python3"
+    fake.write_text("#!/bin/sh\n"
+                    'case " $* " in *" -I "*) echo "Fatal Python error: init_fs_encoding" >&2;'
+                    " exit 1;; esac\n"
+                    '[ "$1" = --version ] && { echo "Python 3.11.2"; exit 0; }\nexit 1\n')
+    fake.chmod(0o755)
+    prod.world.add_machine_tool("python3", fake)
+    probed = prod.run("machine.check", "--production", "--json")
+    assert probed.returncode == 0, probed
+    facts = probed.json()["facts"]
+    assert facts["python3"] is None
+    assert facts["python3_problem"].startswith(
+        "python3 3.11.2 is here, but `python3 -I -S` "), facts
+    assert probed.json()["engines"]["backup"] == "sqlite3"
+    shown = prod.run("machine.check", "--production")
+    assert "python3      no: python3 3.11.2 is here, but" in shown.stderr, shown
+    made = prod.run("backup", "--production", "--json")
+    assert made.returncode == 0 and made.json()["backup"]["strategy"] == "sqlite3", made
 
 
 def test_backup_production_retention_deletes_old_script_backups(prod):
