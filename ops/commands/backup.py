@@ -669,8 +669,8 @@ def already_here(target, name: str, local) -> dict | None:
     positional=["which"],
     help={
         "which": "latest (the default) or a backup's file name",
-        "production": "drill a production backup: on the machine (python3), else after "
-                      "downloading it",
+        "production": "drill a production backup: on the machine (python3, or node with "
+                      "the app's SQLite binding), else after downloading it",
         "host": HOST,
         "quick": "use PRAGMA quick_check instead of integrity_check",
         "dry_run": "find the backup (and the machine), print the plan with its exact "
