@@ -188,13 +188,13 @@ class OpsTask(invoke.Task):
         super().__init__(*args, **kwargs)
 
     def get_arguments(self, ignore_unknown_help=None):
-        """Invoke's, without using up the help texts (it pops them): the arguments can be
-        asked for again, by a second parse or a second Program in the same process."""
-        help_texts = dict(self.help)
-        try:
-            return super().get_arguments(ignore_unknown_help)
-        finally:
-            self.help = help_texts
+        """Invoke's, made on a copy with its own help texts (Invoke's pops them): the task,
+        which every Program in the process shares (``__deepcopy__``), is never written to,
+        so the arguments can be asked for again, by a second parse, a second Program, or
+        two threads at once."""
+        mine = copy.copy(self)
+        mine.help = dict(self.help)
+        return invoke.Task.get_arguments(mine, ignore_unknown_help)
 
     def __deepcopy__(self, memo):
         """The task itself: Invoke deep-copies every task of tasks.py's ``ns`` on each load

@@ -87,3 +87,34 @@ def test_a_task_named_anywhere_in_a_token_is_reachable():
     running = program()
     names = {context.name for context in _contexts(running, ["--help=backup", "-xrestore"])}
     assert {"backup.create", "restore.database"} <= names
+
+
+def test_tasks_shared_by_every_load_give_their_arguments_to_two_threads_at_once():
+    """Every Program in a process shares tasks.py's tasks (``OpsTask.__deepcopy__``), and
+    Invoke's ``get_arguments`` pops a task's help texts: ours works on a copy, so loads in
+    two threads at once neither fail nor lose a flag's help (review-break2 s23 #1)."""
+    import sys
+    import threading
+
+    collection, errors, missing = namespace(), [], []
+
+    def build():
+        for _ in range(25):
+            try:
+                for context in collection.to_contexts(ignore_unknown_help=False):
+                    missing.extend((context.name, arg.name) for arg in context.args.values()
+                                   if arg.help is None)
+            except Exception as exc:  # noqa: BLE001 - any failure is the finding
+                errors.append(repr(exc))
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        threads = [threading.Thread(target=build) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert (errors[:2], sorted(set(missing))[:5]) == ([], [])
