@@ -524,10 +524,12 @@ class _ReadOnlyContexts(Lexicon):
 
 
 def _parser(initial, contexts) -> Parser:
+    """Invoke's Parser, whose parse machine reads ``contexts`` without copying them all."""
     parser = Parser(initial=initial, contexts=contexts)
-    shared = _ReadOnlyContexts(parser.contexts)  # the same contexts by name, and aliases:
-    dict.__setattr__(shared, "aliases", dict(parser.contexts.aliases))  # (Lexicon's own
-    parser.contexts = shared  # __setattr__ would store them as an item)
+    shared = _ReadOnlyContexts(parser.contexts)  # the same contexts, by name
+    # and the same aliases (Lexicon's own __setattr__ would store them as an item)
+    dict.__setattr__(shared, "aliases", dict(parser.contexts.aliases))
+    parser.contexts = shared
     return parser
 
 

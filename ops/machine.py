@@ -66,7 +66,7 @@ def parse(entries: list[list[str]]) -> dict:
     python = raw.get("python3") or ["-"]
     node_fact = raw.get("node") or ["-", "-"]
     binding = node_fact[1] if len(node_fact) > 1 else "-"
-    unusable = first("python3_isolated_fails")
+    unusable = (first("python3_isolated_fails") or "")[:40]  # what `python3 --version` said
     return {
         "python3": python[0] if python[0] != "-" and python[2:3] == ["1"] else None,
         "python3_problem": (
