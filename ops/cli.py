@@ -194,7 +194,7 @@ class OpsTask(invoke.Task):
         two threads at once."""
         mine = copy.copy(self)
         mine.help = dict(self.help)
-        return invoke.Task.get_arguments(mine, ignore_unknown_help)
+        return super(OpsTask, mine).get_arguments(ignore_unknown_help)
 
     def __deepcopy__(self, memo):
         """The task itself: Invoke deep-copies every task of tasks.py's ``ns`` on each load
