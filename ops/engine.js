@@ -1255,6 +1255,7 @@ function proofInputs(backup, live, check, safety = null, snapshot = null) {
       tables: got.tables, content_sha256: got.content_sha256, content_format: got.content_format,
       backup_tables: want.tables, backup_content_sha256: want.content_sha256,
       safety_sha256: safetyContent(safety, got.content_format),
+      app_wrote: typeof got.app_wrote === 'boolean' ? got.app_wrote : null,
     });
   } catch (e) {
     inputs.error = `cannot read the live database after the restore: ${e.message}`;
@@ -1267,14 +1268,29 @@ function proofInputs(backup, live, check, safety = null, snapshot = null) {
  * A connection to the live database opened before the copy, so that the read right after
  * it costs no open: the copy's commit resolves its promise, and this reads in the same
  * turn, before the app's next write can usually get in (its busy handler is asleep).
+ *
+ * It also says whether the app committed around the copy (``app_wrote``, as engine.py's
+ * restore_live does). engine.py asks ``PRAGMA data_version`` on the connection that made
+ * the copy; here the binding's backup() copies on a connection of its own, which that
+ * pragma would count as another writer. So the commits are counted instead: the copy is
+ * one commit, and any more between the count taken just before it and the proof's read
+ * are the app's (walCommits).
  */
 function liveWatcher(live) {
   const conn = openDb(live, { live: true });
+  let before = null;
+  try {
+    conn.get('SELECT count(*) FROM sqlite_master'); // opens the -shm, held open from now on
+    before = walCommits(live);
+  } catch (e) { /* unreadable: the proof's read says why */ }
   return {
     read() {
       try {
         conn.exec('BEGIN; SELECT count(*) FROM sqlite_master'); // the snapshot starts here
-        return describe(conn, null, true);
+        const after = walCommits(live);
+        const got = describe(conn, null, true);
+        got.app_wrote = before === null || after === null ? null : ((after - before) >>> 0) !== 1;
+        return got;
       } catch (e) {
         return { error: e.message };
       } finally {
@@ -1283,6 +1299,37 @@ function liveWatcher(live) {
     },
     close() { try { conn.close(); } catch (e) { /* closed */ } },
   };
+}
+
+const SHM_FDS = new Map();
+const WAL_INDEX_VERSION = 3007000;
+
+/**
+ * How many transactions have committed to the WAL database ``live``: its wal-index
+ * header's iChange, which SQLite adds one to at every commit, whichever connection makes
+ * it (wal.c, walFrames). Null when it cannot be read: no -shm (not WAL), or a header that
+ * was being rewritten at every try (its two copies differ). The -shm is read as a file,
+ * in this machine's byte order, as SQLite keeps it; the descriptor is never closed,
+ * because closing any descriptor of a file drops every POSIX lock this process holds on
+ * it, and the watcher's connection holds its read lock on the -shm that way.
+ */
+function walCommits(live) {
+  const name = `${live}-shm`;
+  if (!SHM_FDS.has(name)) {
+    try {
+      SHM_FDS.set(name, fs.openSync(name, READ_SAFE));
+    } catch (e) {
+      return null;
+    }
+  }
+  const header = Buffer.alloc(96);
+  for (let tries = 0; tries < 100; tries += 1) {
+    if (fs.readSync(SHM_FDS.get(name), header, 0, 96, 0) !== 96) return null;
+    const read = os.endianness() === 'LE' ? (at) => header.readUInt32LE(at) : (at) => header.readUInt32BE(at);
+    if (header.subarray(0, 48).equals(header.subarray(48)) && read(0) === WAL_INDEX_VERSION
+        && header[12] === 1) return read(8);
+  }
+  return null;
 }
 
 // ------------------------------------------------------------------ a corrupt or missing live database

@@ -12,6 +12,7 @@ Node or binding fails the test; elsewhere it skips with the command that install
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import subprocess
@@ -73,3 +74,32 @@ def node_path(directory: Path, tools: list[str]) -> str:
         if found and not (directory / tool).exists():
             (directory / tool).symlink_to(found)
     return str(directory)
+
+
+def app_committing(folder: Path, real_app: str, live: Path, when: str | None) -> Path:
+    """An app folder whose better-sqlite3 is the real one (from ``real_app``), its
+    ``backup()`` wrapped so that the app commits a row into ``live`` on a connection of its
+    own just ``before`` or ``after`` the engine's copy into it: the race a busy machine
+    makes now and then, every time."""
+    binding = folder / "node_modules" / BINDING
+    binding.mkdir(parents=True)
+    (binding / "package.json").write_text(json.dumps(
+        {"name": BINDING, "version": VERSION, "main": "index.js"}))
+    real, target = json.dumps(str(Path(real_app) / "node_modules" / BINDING)), json.dumps(str(live))
+    (binding / "index.js").write_text(f"""
+const Real = require({real});
+const backup = Real.prototype.backup;
+const commit = (file) => {{
+  const db = new Real(file);
+  db.exec("INSERT INTO steps (user_id, date, count, updated_at) VALUES (1, '2099-01-01', 7, 'x')");
+  db.close();
+}};
+Real.prototype.backup = async function wrapped(dest, options) {{
+  if (dest === {target} && {json.dumps(when)} === 'before') commit(dest);
+  const done = await backup.call(this, dest, options);
+  if (dest === {target} && {json.dumps(when)} === 'after') commit(dest);
+  return done;
+}};
+module.exports = Real;
+""")
+    return folder

@@ -253,6 +253,48 @@ def test_node_restore_proves_the_live_database_is_the_backup(tmp_path, app, live
                                          "live_page_size": 4096, "live_journal_mode": "wal"}
 
 
+@pytest.mark.parametrize("when", [None, "before", "after"])
+def test_a_node_restore_says_whether_the_app_committed_around_its_copy(
+        tmp_path, app, live, when):
+    """The binding copies on a connection of its own, so the engine counts the commits
+    around the copy (the wal-index's) to say what engine.py's data_version says: a commit
+    in between is named, a commit before the copy is harmless, none is none."""
+    backups, made = backed_up_then_changed(tmp_path, live, "id % 3 = 0")
+    out = run_node(remote.restore_script(str(live), str(backups), made.name, check="integrity"),
+                   {**app, "dir": str(node_env.app_committing(
+                       tmp_path / "app-committing", app["dir"], live, when))})
+    data = out.data("restore")
+    assert data["proof_inputs"]["app_wrote"] is (when is not None)
+    data |= scripted.node_proof(data)
+    assert data["proof"]["app_wrote"] is (when is not None)
+    if when == "after":  # the proof read the app's row: it fails closed, and says why
+        assert not data["ok"] and data["proof"]["holds"] == "other"
+        assert data["problems"] == [
+            f"the live database differs from the backup after the restore: table steps: "
+            f"backup {made.tables['steps']} rows, live {made.tables['steps'] + 1} rows; "
+            f"content hash (json-2): backup {data['proof']['backup_content_sha256'][:12]}…, "
+            f"live {data['proof']['content_sha256'][:12]}…; it holds neither the backup's "
+            "content nor its own from before (the app committed around the restore: some "
+            "of this may be its writes)"]
+    else:  # the copy replaced what the app wrote before it
+        assert data["ok"] and data["proof"]["holds"] == "backup", data["problems"]
+    rows = engine.count_rows(live, live=True)["steps"]
+    assert rows == made.tables["steps"] + (when == "after")
+
+
+def test_a_node_restore_without_a_wal_index_says_it_cannot_tell(tmp_path, app):
+    """A database in rollback-journal mode has no -shm to count commits in: unknown."""
+    db = helpers.make_wal_db(tmp_path / "data" / "steps.db")
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.close()
+    backups, made = backed_up_then_changed(tmp_path, db, "id % 5 = 0")
+    out = run_node(remote.restore_script(str(db), str(backups), made.name, check="quick"), app)
+    data = out.data("restore")
+    assert data["proof_inputs"]["app_wrote"] is None
+    assert scripted.node_proof(data)["ok"]
+
+
 def test_node_restore_refuses_a_changed_backup_and_changes_nothing(tmp_path, app, live):
     backups = tmp_path / "data" / "backups"
     made = engine.create_backup(live, backups)
@@ -332,6 +374,9 @@ GOOD = {"check": "integrity", "check_problems": [], "tables": {"t": 2}, "backup_
      "failed integrity_check"),
     (None, False, "other", "sent no proof"),
     (GOOD | {"tables": "many", "content_sha256": "not hex"}, False, "other", "table t"),
+    (GOOD | {"content_sha256": "c" * 64, "app_wrote": True}, False, "other",
+     "the app committed around the restore"),
+    (GOOD | {"content_sha256": "c" * 64, "app_wrote": "yes"}, False, "other", "content hash"),
 ])
 def test_a_node_restore_is_judged_by_the_engines_rule(inputs, ok, holds, says):
     data = {"check": "integrity"} | ({"proof_inputs": inputs} if inputs is not None else {})
@@ -339,6 +384,10 @@ def test_a_node_restore_is_judged_by_the_engines_rule(inputs, ok, holds, says):
     assert (judged["ok"], judged["proof"]["holds"]) == (ok, holds)
     assert (says is None) == (judged["problems"] == [])
     assert says is None or says in " ".join(judged["problems"])
+    # app_wrote is believed only as a boolean: anything else is "unknown", never a caveat
+    wrote = (inputs or {}).get("app_wrote")
+    assert judged["proof"]["app_wrote"] is (wrote if isinstance(wrote, bool) else None)
+    assert ("the app committed" in " ".join(judged["problems"])) is (wrote is True)
 
 
 def test_node_takes_the_same_lock_and_refuses_a_planted_one(tmp_path, app, live):

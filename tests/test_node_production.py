@@ -73,6 +73,22 @@ def test_restore_on_a_node_only_machine_proves_itself(node_prod):
     assert "counted by node" in result.stderr  # the plan says which engine counted the rows
 
 
+def test_a_node_restore_the_app_wrote_into_before_its_proof_fails_closed_and_says_so(
+        node_prod, tmp_path):
+    """The app commits between the Node engine's copy and its proof's read: the restore is
+    not called proven (exit 5), and the operator is told the app committed around it."""
+    prod = node_prod
+    made = changed_after_backup(prod)
+    prod.env["INVOKE_MACHINE_APP_DIR"] = str(node_env.app_committing(
+        tmp_path / "app", prod.env["INVOKE_MACHINE_APP_DIR"], prod.db, "after"))
+    result = prod.run("restore", "--production", "--yes", "--json")
+    assert result.returncode == 5, result
+    assert "the app committed around the restore" in result.error_lines[-1], result
+    record = result.json()  # the record, as the audit log keeps it
+    assert record["proof"]["app_wrote"] is True and not record["proof"]["ok"]
+    assert engine.count_rows(prod.db, live=True)["steps"] == made.tables["steps"] + 1
+
+
 @pytest.mark.parametrize(("image", "binding", "restore"), [
     ("default", False, "python3"),
     ("node", True, "node"),

@@ -815,6 +815,7 @@ def node_proof(data: dict) -> dict:
         backup_content_sha256=digest(raw.get("backup_content_sha256")),
         content_format=fmt if fmt in engine.CONTENT_FORMATS else None,
         safety_sha256=digest(raw.get("safety_sha256")),
+        app_wrote=raw["app_wrote"] if isinstance(raw.get("app_wrote"), bool) else None,
         error=str(raw["error"]) if raw.get("error") else (
             None if raw else "the Node engine sent no proof of the restore"))
     return {"proof": proof, "ok": proof["ok"], "problems": engine.proof_problems(proof),
