@@ -433,22 +433,25 @@ def refused_flag(task: str, token: str, flags: dict) -> str:
     long = {short: name for name, short in SHORT_FLAGS.items()}.get(token.lstrip("-"))
     named = f" (-{token.lstrip('-')} is --{long.replace('_', '-')} where a task has it)" \
         if long and len(token) == 2 else ""
-    close = difflib.get_close_matches(token.lstrip("-"), [f[2:] for f in flags
-                                                         if f.startswith("--")], n=1)
+    close = difflib.get_close_matches(  # never one of Invoke's own, refused here too
+        token.lstrip("-"), [f[2:] for f, arg in flags.items()
+                            if f.startswith("--") and not isinstance(arg, _Refused)], n=1)
     if close and not named:  # `--whcih`, `--dryrun`: as a misspelled task name gets
         named = f" (did you mean --{close[0]}?)"
     return f"{task} has no flag {token}{named}: `invoke --help {task}` lists its flags"
 
 
-def core_option_after_task(task: str, core, flags: dict) -> str:
+def core_option_after_task(task: str, core, flags: dict, names=None) -> str:
     """The line for Invoke's own option ``core`` given after a task name (Invoke would
-    obey it: -p its --pty, -d its --debug, -R its --dry, which our tasks never see)."""
-    if core.name in ("pty", "production"):
+    obey it: -p its --pty, -d its --debug, -R its --dry, which our tasks never see);
+    ``names``: those of its names the task does not use itself (backup's -p is its own)."""
+    names = names or core.names
+    if core.name == "production" or (core.name == "pty" and "p" in names):
         return refused_flag(task, "-p", flags)
-    if core.name == "debug" and "--dry-run" in flags:
+    if core.name == "debug" and "--dry-run" in flags and "d" in names:
         return refused_flag(task, "-d", flags)
     first = _long(core.names).split("/")[-1]
-    return (f"{task} has no {_long(core.names)}: it is Invoke's own option, which goes before "
+    return (f"{task} has no {_long(names)}: it is Invoke's own option, which goes before "
             f"the task name (`invoke {first} {task}`)"
             + ("; a task's dry run is its -n (--dry-run)" if core.name == "dry" else ""))
 
@@ -494,9 +497,10 @@ def parse_error_line(message: str, context, tasks=()) -> str:
 class _Refused(Argument):
     """Invoke's own option as seen after a task name: parsing it ends the run."""
 
-    def __init__(self, task: str, core, flags: dict, program=None):
-        super().__init__(names=core.names, kind=bool)
-        self.line = lambda: as_typed(core_option_after_task(task, core, flags), program)
+    def __init__(self, task: str, core, flags: dict, program=None, names=None):
+        super().__init__(names=names or core.names, kind=bool)
+        self.line = lambda: as_typed(core_option_after_task(task, core, flags, self.names),
+                                     program)
 
     @property
     def value(self):
@@ -554,10 +558,12 @@ def _strict_contexts(program, argv) -> list:
     contexts = _contexts(program, argv)
     for context in contexts:
         for core in program.initial_context.args.values():
+            # the names the task does not use itself: `backup --pty` is refused even though
+            # backup's -p is its --production (left out, Invoke obeyed --pty silently)
             names = [n for n in core.names if to_flag(n) not in context.flags]
-            if core.name == "help" or len(names) != len(core.names):
+            if core.name == "help" or not names:
                 continue
-            context.add_arg(_Refused(context.name, core, context.flags, program))
+            context.add_arg(_Refused(context.name, core, context.flags, program, names))
         if "--production" not in context.flags:  # else eaten as a positional, or unknown
             context.add_arg(_Refused(context.name, Argument(names=("production",), kind=bool),
                                      context.flags, program))

@@ -48,6 +48,31 @@ def test_dash_d_where_it_was_the_dry_run_is_refused_not_invokes_debug(capsys, ta
     assert cli(capsys, task, "-n", "--help").returncode == 0
 
 
+def half_taken_core_options() -> list[tuple[str, str]]:
+    """(task, flag): each name of Invoke's own options that a task leaves free when the task
+    uses another name of the same option (backup's -p is its --production, not --pty)."""
+    pairs = []
+    for task in TASKS:
+        flags = flags_of(task)
+        for core in Program().core_args():
+            names = [f"-{n}" if len(n) == 1 else f"--{n.replace('_', '-')}" for n in core.names]
+            if core.name != "help" and any(n in flags for n in names):
+                pairs += [(task, n) for n in names if n not in flags]
+    return pairs
+
+
+@pytest.mark.parametrize(("task", "flag"), half_taken_core_options())
+def test_invokes_own_option_after_a_task_that_uses_one_of_its_names_is_refused(
+        capsys, task, flag):
+    """`invoke backup --pty` ran the backup (Invoke took --pty as its own, and our refusal
+    was skipped because backup has -p): every name left free is refused, naming it."""
+    typed = TASKS[task]
+    result = cli(capsys, typed, flag, *(["latest"] if task == "backup.download" else []))
+    line = assert_one_line_error(result, ExitCode.USAGE)
+    assert f"{typed} has no {flag}" in line or f"{typed} has no -d:" in line, line
+    assert "Invoke's own option" in line or "dry run is -n" in line, line
+
+
 # ---------------------------------------------------------------- 2: --production
 
 def test_production_and_p_are_accepted_or_refused_alike_in_every_task(capsys):
