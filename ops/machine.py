@@ -98,6 +98,16 @@ def parse(entries: list[list[str]]) -> dict:
     }
 
 
+def own_python() -> dict:
+    """The python3 facts of this computer: local tasks run in this toolkit's own Python
+    (in-process), not in whatever python3 the PATH has, so that is the one to report."""
+    import platform
+    import sqlite3
+
+    return {"python3": platform.python_version(), "python3_sqlite": sqlite3.sqlite_version,
+            "python3_problem": None, "python3_own": True}
+
+
 TASKS = ("backup", "verify", "restore", "drill", "counts", "adopt")
 
 
@@ -177,7 +187,8 @@ def render(facts: dict, decided: dict) -> list[str]:
         return value or "no"
 
     mib = 1024 * 1024
-    python = (facts["python3"] and f"{facts['python3']} (SQLite {facts['python3_sqlite']})"
+    own = ", this toolkit's own: local tasks run in it" if facts.get("python3_own") else ""
+    python = (facts["python3"] and f"{facts['python3']} (SQLite {facts['python3_sqlite']}{own})"
               or facts.get("python3_problem") and f"no: {facts['python3_problem']}")
     binding = (f", binding {facts['binding']}" if facts["binding"] else
                f", {facts['binding_problem'] or 'no binding'}" if facts["node"] else "")

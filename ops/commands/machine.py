@@ -17,7 +17,8 @@ def facts_of(target, settings) -> dict:
     script = machine.probe_script(str(settings.db_path.resolve()),
                                   str(settings.backup_dir.resolve()), settings.machine_app_dir)
     done = signals.run_child(["sh", "-c", script], timeout=60)
-    return machine.parse(remote.parse_output(done.stdout, host="this computer").entries)
+    facts = machine.parse(remote.parse_output(done.stdout, host="this computer").entries)
+    return facts | machine.own_python()
 
 
 def checked(target, settings) -> tuple[dict, dict]:
