@@ -234,8 +234,8 @@ def invoke_command() -> str:
 # A command the tool suggests for a person to paste (`invoke restore NAME --yes`, `invoke
 # backup.adopt NAME`): the word invoke before one of our task names, not already a path
 # (.venv/bin/invoke) nor `python -m invoke`
-_SUGGESTED = re.compile(r"(?<![\w./$-])(?<!-m )invoke(?= (?:backup|restore|deploy|emergency|"
-                        r"replica|machine|demo)\b)")
+_SUGGESTED = re.compile(r"(?<![\w./$-])(?<!-m )invoke(?= (?:-{1,2}[a-z]|(?:backup|restore|deploy|"
+                        r"emergency|replica|machine|demo)\b))")
 
 
 def pasteable(text: str) -> str:
@@ -441,19 +441,62 @@ def refused_flag(task: str, token: str, flags: dict) -> str:
     return f"{task} has no flag {token}{named}: `invoke --help {task}` lists its flags"
 
 
-def core_option_after_task(task: str, core, flags: dict, names=None) -> str:
+def core_option_after_task(task: str, core, flags: dict, names=None, argv=()) -> str:
     """The line for Invoke's own option ``core`` given after a task name (Invoke would
     obey it: -p its --pty, -d its --debug, -R its --dry, which our tasks never see);
-    ``names``: those of its names the task does not use itself (backup's -p is its own)."""
+    ``names``: those of its names the task does not use itself (backup's -p is its own);
+    ``argv``: the command line after the program's name, whose spelling the line keeps."""
     names = names or core.names
-    if core.name == "production" or (core.name == "pty" and "p" in names):
+    typed, value, rest = moved_to_front(names, core, argv)
+    if core.name == "production" or (core.name == "pty" and typed in ("-p", None)
+                                      and "p" in names):
         return refused_flag(task, "-p", flags)
-    if core.name == "debug" and "--dry-run" in flags and "d" in names:
+    if core.name == "debug" and "--dry-run" in flags and typed in ("-d", None) and "d" in names:
         return refused_flag(task, "-d", flags)
-    first = _long(core.names).split("/")[-1]
-    return (f"{task} has no {_long(names)}: it is Invoke's own option, which goes before "
-            f"the task name (`invoke {first} {task}`)"
-            + ("; a task's dry run is its -n (--dry-run)" if core.name == "dry" else ""))
+    shown = typed or _long(names)
+    if core.name == "dry":  # before the task name it is refused too (strict_parsing)
+        return (f"{task} has no {shown}: Invoke's --dry does not reach these tasks; a task's "
+                "dry run is its -n (--dry-run)")
+    if core.name in ("list", "version", "complete", "print-completion-script"):
+        alone = shlex.join(["invoke", _long([core.name])] + ([value] if value else []))
+        return f"{task} has no {shown}: it is Invoke's own option, for Invoke alone: `{alone}`"
+    if typed is None:  # not found as typed (an unusual spelling): say where it goes
+        return f"{task} has no {shown}: Invoke's own options go before the task name"
+    moved = shlex.join(["invoke", _long([core.name])] + ([value] if value else []) + rest)
+    return f"{task} has no {shown}: Invoke's own options go before the task name: `{moved}`"
+
+
+def moved_to_front(names, core, argv) -> tuple[str | None, str | None, list[str]]:
+    """Where Invoke's option ``core`` (one of ``names``) was typed after a task in ``argv``:
+    (its spelling, its value if it takes one, the rest of the command line without them),
+    so the line can show the whole command with the option in front (review-op s24 #1:
+    `invoke --echo deploy` alone, pasted after `deploy -n -e`, deploys for real). Nones
+    and ``argv`` when no token is recognisably it."""
+    argv = list(argv)
+    longs = [f"--{n}" for n in names if len(n) > 1]
+    shorts = [n for n in names if len(n) == 1]
+    seen_task = False
+    for at, token in enumerate(argv):
+        if not token.startswith("-"):
+            seen_task = True
+            continue
+        if not seen_task or token == "--":
+            if token == "--":
+                break
+            continue
+        flag, eq, attached = token.partition("=")
+        if flag in longs or (flag[1:] in shorts and not flag.startswith("--")):
+            rest = argv[:at] + argv[at + 1:]
+            if eq:
+                return flag, attached, rest
+            if core.takes_value and not core.optional and at + 1 < len(argv):
+                return flag, argv[at + 1], argv[:at] + argv[at + 2:]
+            return flag, None, rest
+        if not token.startswith("--") and not eq and len(token) > 2:
+            hit = next((c for c in shorts if c in token[1:]), None)
+            if hit and not core.takes_value:  # a bundle, -ne: the others stay where they were
+                return f"-{hit}", None, argv[:at] + [token.replace(hit, "", 1)] + argv[at + 1:]
+    return None, None, argv
 
 
 def parse_error_line(message: str, context, tasks=()) -> str:
@@ -499,8 +542,8 @@ class _Refused(Argument):
 
     def __init__(self, task: str, core, flags: dict, program=None, names=None):
         super().__init__(names=names or core.names, kind=bool)
-        self.line = lambda: as_typed(core_option_after_task(task, core, flags, self.names),
-                                     program)
+        self.line = lambda: as_typed(core_option_after_task(
+            task, core, flags, self.names, getattr(program, "argv", [""])[1:]), program)
 
     @property
     def value(self):
@@ -508,7 +551,9 @@ class _Refused(Argument):
 
     @value.setter
     def value(self, arg):
-        raise Exit(f"Error: {self.line()}", code=int(ExitCode.USAGE))
+        from ops.ui import printable  # Rich: only on this error's path
+
+        raise Exit(f"Error: {printable(pasteable(self.line()))}", code=int(ExitCode.USAGE))
 
     def __deepcopy__(self, memo):
         """Invoke's parser deep-copies every context it is given, on every parse; nothing
@@ -637,7 +682,8 @@ def strict_parsing(program) -> None:
 
                         line = as_typed(refused_flag(context.name, arg.value, context.flags),
                                         program)
-                        raise Exit(f"Error: {printable(line)}", code=int(ExitCode.USAGE))
+                        raise Exit(f"Error: {printable(pasteable(line))}",
+                                   code=int(ExitCode.USAGE))
             _parse_reachable(program, parse_tasks)
         except ParseError as exc:
             from ops.ui import printable
@@ -646,7 +692,7 @@ def strict_parsing(program) -> None:
                                     [name for task, aliases in
                                      program.collection.task_names.items()
                                      for name in (task, *aliases)])
-            raise Exit(f"Error: {printable(as_typed(line, program))}",
+            raise Exit(f"Error: {printable(pasteable(as_typed(line, program)))}",
                        code=int(ExitCode.USAGE)) from None
 
     program.parse_tasks = parse
