@@ -1103,7 +1103,7 @@ function differences(recorded, tables, content, restored = 'restored', side = 'r
 /** Copy ``backup`` into ``target`` through SQLite's backup API (one transaction on the
  * target: a stale -wal can never be replayed over it); gives up after ``busyTimeout``
  * seconds of the target being locked, having changed nothing. */
-async function copyInto(backup, target, busyTimeout, what) {
+async function copyInto(backup, target, busyTimeout, what, onLocked = null) {
   const src = openDb(backup);
   const deadline = Date.now() + busyTimeout * 1000;
   let last = null;
@@ -1111,6 +1111,9 @@ async function copyInto(backup, target, busyTimeout, what) {
   try {
     const locked = `the live database ${target} stayed locked for ${busyTimeout}s; nothing was changed`;
     await backupAll(src, target, (total, remaining) => {
+      // a step has run, so the copy holds the target's write lock until it commits (the
+      // binding calls this only once it knows the page count): nothing else commits now
+      if (last === null && onLocked) onLocked();
       if (remaining === last) { // no page moved: the target is busy
         if (Date.now() > deadline) throw new EngineError(locked, 'timeout');
         sleep(50);
@@ -1206,7 +1209,7 @@ async function restoreDatabase(live, dir, which, { check, busyTimeout, lockWait,
       let seconds;
       const watcher = liveWatcher(live);
       try {
-        seconds = await copyInto(chosen.path, live, busyTimeout, 'restore');
+        seconds = await copyInto(chosen.path, live, busyTimeout, 'restore', watcher.locked);
       } catch (e) {
         watcher.close();
         throw new EngineError(`${e.message} (safety backup ${safety.name} was made first)`, e.kind || 'error');
@@ -1269,21 +1272,24 @@ function proofInputs(backup, live, check, safety = null, snapshot = null) {
  * it costs no open: the copy's commit resolves its promise, and this reads in the same
  * turn, before the app's next write can usually get in (its busy handler is asleep).
  *
- * It also says whether the app committed around the copy (``app_wrote``, as engine.py's
- * restore_live does). engine.py asks ``PRAGMA data_version`` on the connection that made
- * the copy; here the binding's backup() copies on a connection of its own, which that
- * pragma would count as another writer. So the commits are counted instead: the copy is
- * one commit, and any more between the count taken just before it and the proof's read
- * are the app's (walCommits).
+ * It also says whether the app committed between the copy and that read (``app_wrote``, as
+ * engine.py's restore_live does). engine.py asks ``PRAGMA data_version`` on the connection
+ * that made the copy; here the binding's backup() copies on a connection of its own, which
+ * that pragma would count as another writer. So the commits are counted instead
+ * (walCommits): once when the copy holds the write lock (``locked``, from copyInto: the
+ * app's commits while the copy waited for that lock are overwritten, and not counted), and
+ * again when the proof's read has begun. The copy is one commit; any more are the app's.
+ * Unknown (null) when the live database is not in WAL mode or the count was never taken.
  */
 function liveWatcher(live) {
   const conn = openDb(live, { live: true });
+  let wal = false;
   let before = null;
   try {
-    conn.get('SELECT count(*) FROM sqlite_master'); // opens the -shm, held open from now on
-    before = walCommits(live);
+    wal = String(conn.get('PRAGMA journal_mode')[0]).toLowerCase() === 'wal'; // opens the -shm
   } catch (e) { /* unreadable: the proof's read says why */ }
   return {
+    locked() { before = wal ? walCommits(live) : null; },
     read() {
       try {
         conn.exec('BEGIN; SELECT count(*) FROM sqlite_master'); // the snapshot starts here

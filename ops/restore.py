@@ -421,8 +421,12 @@ class Restore:
                 self.ui.info(line)
         elif r["safety_backup"]:
             safety, undo = r["safety_backup"]["name"], undo_backup(r)
+            for line in not_proven_lines(r, self._flag()):
+                self.ui.info(line)
             if undo:
-                self.ui.info(f"Safety backup: {safety}. To undo this restore:")
+                self.ui.info(f"Safety backup: {safety}. To undo this restore"
+                             + (" (the app's writes since are lost):" if r.get("proof") and
+                                engine.raced(r["proof"]) else ":"))
                 self.ui.lines(command_lines(  # pasteable whole: ` \` between words
                     shlex.split(undo_command(undo, self._flag(), r.get("undo_dir"))),
                     self.ui.width, "  "))
@@ -820,7 +824,8 @@ class Restore:
             self._retried(proof)
         if not proof["ok"]:
             safety = (self.record.get("safety_backup") or {}).get("name")
-            raise OpsError("restore failed: " + "; ".join(engine.proof_problems(proof))
+            raise OpsError(("restore " if engine.raced(proof) else "restore failed: ")
+                           + "; ".join(engine.proof_problems(proof))
                            + (f" (safety backup {safety})" if safety else ""),
                            ExitCode.VERIFY_FAILED)
 
@@ -1117,6 +1122,24 @@ class Restore:
             return data, f"[{data['strategy']}] {engine.proof_summary(data['proof'])}"
         check = "ok" if data["ok"] else "FAILED"
         return data, f"[{data['strategy']}] {self.settings.check}_check {check}"
+
+
+def not_proven_lines(record: dict, flag: str) -> list[str]:
+    """What a restore the app wrote into before its proof could read it leaves to do
+    (review-op s24 #10): only a restore while the app is stopped can be proven. Nothing
+    when the proof failed for another reason. It claims no more than it knows: python3's
+    ``app_wrote`` counts the app's commits while the copy waited for its lock too
+    (review-break s24 #1), so a wrong copy can be "not proven" as well."""
+    proof = record.get("proof")
+    if not proof or proof["ok"] or not engine.raced(proof):
+        return []
+    again = _again(record, record["backup"]["name"], flag)
+    stop = "`invoke emergency.stop`, then " if "--production" in flag else "stop the app, then "
+    resume = ", then `invoke emergency.resume`" if "--production" in flag else ""
+    return [f"The live database passed {proof['check']}_check. The app's writes after the "
+            "copy make it differ like this; a wrong copy would too, and only a restore while "
+            "the app does not write can tell.",
+            f"For a proven restore, run it while the app is stopped: {stop}`{again}`{resume}."]
 
 
 def hinted(exc: OpsError, name: str, flag: str) -> OpsError:

@@ -54,7 +54,7 @@ def half_taken_core_options() -> list[tuple[str, str]]:
     pairs = []
     for task in TASKS:
         flags = flags_of(task)
-        for core in Program().core_args():
+        for core in Program().core_args() + Program().task_args():  # -c, -r, --no-dedupe too
             names = [f"-{n}" if len(n) == 1 else f"--{n.replace('_', '-')}" for n in core.names]
             if core.name != "help" and any(n in flags for n in names):
                 pairs += [(task, n) for n in names if n not in flags]

@@ -257,42 +257,75 @@ def test_node_restore_proves_the_live_database_is_the_backup(tmp_path, app, live
 def test_a_node_restore_says_whether_the_app_committed_around_its_copy(
         tmp_path, app, live, when):
     """The binding copies on a connection of its own, so the engine counts the commits
-    around the copy (the wal-index's) to say what engine.py's data_version says: a commit
-    in between is named, a commit before the copy is harmless, none is none."""
+    (the wal-index's) from the moment its copy holds the write lock to the proof's read: a
+    commit in between is named; one before the copy is overwritten, and not counted."""
     backups, made = backed_up_then_changed(tmp_path, live, "id % 3 = 0")
     out = run_node(remote.restore_script(str(live), str(backups), made.name, check="integrity"),
                    {**app, "dir": str(node_env.app_committing(
                        tmp_path / "app-committing", app["dir"], live, when))})
     data = out.data("restore")
-    assert data["proof_inputs"]["app_wrote"] is (when is not None)
+    # a commit before the copy took the write lock is overwritten by it: not counted
+    assert data["proof_inputs"]["app_wrote"] is (when == "after")
     data |= scripted.node_proof(data)
-    assert data["proof"]["app_wrote"] is (when is not None)
+    assert data["proof"]["app_wrote"] is (when == "after")
     if when == "after":  # the proof read the app's row: it fails closed, and says why
         assert not data["ok"] and data["proof"]["holds"] == "other"
         assert data["problems"] == [
-            f"the live database differs from the backup after the restore: table steps: "
-            f"backup {made.tables['steps']} rows, live {made.tables['steps'] + 1} rows; "
-            f"content hash (json-2): backup {data['proof']['backup_content_sha256'][:12]}…, "
-            f"live {data['proof']['content_sha256'][:12]}…; it holds neither the backup's "
-            "content nor its own from before (the app committed around the restore: some "
-            "of this may be its writes)"]
+            f"not proven: the app committed while the restore ran, so the live database, "
+            f"which differs from the backup (table steps: backup {made.tables['steps']} rows, "
+            f"live {made.tables['steps'] + 1} rows; content hash (json-2): backup "
+            f"{data['proof']['backup_content_sha256'][:12]}…, live "
+            f"{data['proof']['content_sha256'][:12]}…), cannot be compared with it; a copy "
+            "cannot be proven while the app writes"]
     else:  # the copy replaced what the app wrote before it
         assert data["ok"] and data["proof"]["holds"] == "backup", data["problems"]
     rows = engine.count_rows(live, live=True)["steps"]
     assert rows == made.tables["steps"] + (when == "after")
 
 
-def test_a_node_restore_without_a_wal_index_says_it_cannot_tell(tmp_path, app):
-    """A database in rollback-journal mode has no -shm to count commits in: unknown."""
+@pytest.mark.parametrize("stale_shm", [False, True])
+def test_a_node_restore_without_a_wal_index_says_it_cannot_tell(tmp_path, app, stale_shm):
+    """A database in rollback-journal mode has no wal-index to count commits in: unknown,
+    also when a -shm from its WAL days is still beside it (review-break s24 #3)."""
     db = helpers.make_wal_db(tmp_path / "data" / "steps.db")
+    conn = sqlite3.connect(db)
+    conn.execute("SELECT count(*) FROM steps").fetchone()  # the -shm is in use now
+    kept = Path(f"{db}-shm").read_bytes()
+    conn.close()
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA journal_mode=DELETE")
     conn.close()
     backups, made = backed_up_then_changed(tmp_path, db, "id % 5 = 0")
+    if stale_shm:
+        Path(f"{db}-shm").write_bytes(kept)
     out = run_node(remote.restore_script(str(db), str(backups), made.name, check="quick"), app)
     data = out.data("restore")
     assert data["proof_inputs"]["app_wrote"] is None
     assert scripted.node_proof(data)["ok"]
+
+
+def test_under_a_steady_writer_a_proven_node_restore_says_the_app_did_not_write_into_it(
+        tmp_path, app, live):
+    """The app's commits while the copy waits for its write lock are overwritten by the
+    copy: they are not "the app committed around the restore" (review-break s24 #1: they
+    made app_wrote true on every restore under a writer, so every failed proof blamed the
+    app). A proof that read an app commit after the copy says so, and fails."""
+    backups, made = backed_up_then_changed(tmp_path, live, "id % 3 = 0")
+    seen = []
+    writer = helpers.Writer(live, tmp_path / "writer", interval=0.001).start()
+    try:
+        helpers.wait_for(lambda: writer.max_id() >= 5, what="the writer's commits")
+        for _ in range(3):
+            out = run_node(remote.restore_script(str(live), str(backups), made.name,
+                                                 check="quick", busy_timeout=30), app)
+            data = out.data("restore")
+            judged = scripted.node_proof(data)
+            seen.append((judged["ok"], judged["proof"]["app_wrote"]))
+    finally:
+        report = writer.stop()
+    assert report["commits"] > 5
+    assert all(ok is (not wrote) for ok, wrote in seen), seen  # never a proven restore "raced"
+    assert (True, False) in seen, seen  # the usual outcome: proven, nothing in between
 
 
 def test_node_restore_refuses_a_changed_backup_and_changes_nothing(tmp_path, app, live):
@@ -375,7 +408,7 @@ GOOD = {"check": "integrity", "check_problems": [], "tables": {"t": 2}, "backup_
     (None, False, "other", "sent no proof"),
     (GOOD | {"tables": "many", "content_sha256": "not hex"}, False, "other", "table t"),
     (GOOD | {"content_sha256": "c" * 64, "app_wrote": True}, False, "other",
-     "the app committed around the restore"),
+     "not proven: the app committed while the restore ran"),
     (GOOD | {"content_sha256": "c" * 64, "app_wrote": "yes"}, False, "other", "content hash"),
 ])
 def test_a_node_restore_is_judged_by_the_engines_rule(inputs, ok, holds, says):
@@ -388,6 +421,12 @@ def test_a_node_restore_is_judged_by_the_engines_rule(inputs, ok, holds, says):
     wrote = (inputs or {}).get("app_wrote")
     assert judged["proof"]["app_wrote"] is (wrote if isinstance(wrote, bool) else None)
     assert ("the app committed" in " ".join(judged["problems"])) is (wrote is True)
+    # with a failed check, the app's writes are no excuse: the check's failure comes first
+    if wrote is True:
+        failed = scripted.node_proof({"proof_inputs": inputs | {"check_problems": ["bad"]}})
+        assert failed["problems"][0] == "the live database failed integrity_check after the " \
+                                        "restore: bad"
+        assert "not proven" not in " ".join(failed["problems"])
 
 
 def test_node_takes_the_same_lock_and_refuses_a_planted_one(tmp_path, app, live):

@@ -83,10 +83,23 @@ def test_a_node_restore_the_app_wrote_into_before_its_proof_fails_closed_and_say
         tmp_path / "app", prod.env["INVOKE_MACHINE_APP_DIR"], prod.db, "after"))
     result = prod.run("restore", "--production", "--yes", "--json")
     assert result.returncode == 5, result
-    assert "the app committed around the restore" in result.error_lines[-1], result
+    assert result.error_lines[-1].startswith(
+        "Error: restore not proven: the app committed while the restore ran, so the live "
+        "database, which differs from the backup (table steps: backup 3000 rows, live 3001 "
+        "rows; content hash"), result
     record = result.json()  # the record, as the audit log keeps it
     assert record["proof"]["app_wrote"] is True and not record["proof"]["ok"]
     assert engine.count_rows(prod.db, live=True)["steps"] == made.tables["steps"] + 1
+    # what is known, and what to do: prove a restore with the app stopped, or undo it
+    # (losing the app's writes since)
+    safety = record["safety_backup"]["name"]
+    assert ("The live database passed integrity_check. The app's writes after the copy make "
+            "it differ like this;") in result.stderr
+    assert (f"For a proven restore, run it while the app is stopped: `invoke emergency.stop`, "
+            f"then `invoke restore {made.name} --production --yes`, then `invoke "
+            "emergency.resume`.") in result.stderr.replace("\n", " ")
+    assert (f"Safety backup: {safety}. To undo this restore (the app's writes since are "
+            "lost):") in result.stderr
 
 
 @pytest.mark.parametrize(("image", "binding", "restore"), [
