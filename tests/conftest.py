@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -53,7 +54,51 @@ def pytest_xdist_auto_num_workers(config):
                 else (os.cpu_count() or 1))
 
 
+MEMORY = Path("/dev/shm")
+MEMORY_PREFIX = "step-ops-tests-"
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own, which reads --basetemp
 def pytest_configure(config):
+    _memory_basetemp(config)
+    _compile_once(config)
+
+
+def _memory_basetemp(config) -> None:
+    """tmp_path in memory (a tmpfs) when nobody chose where (--basetemp, TMPDIR). The suite
+    writes and fsyncs thousands of small databases, backups and scripts: on a disk each
+    fsync is a wait and kernel time, on tmpfs none (measured: 5:41-5:52 → ~5:15 for the
+    whole suite). What is tested does not change: the same files, modes, links and locks.
+    Only a tmpfs that lets programs run (the tests run scripts they write there) and has
+    room is used. Its folder is short (a Unix socket path beside a test's database must stay
+    under 104 bytes), one per pytest run (the suite runs pytest itself, and others may run
+    at once), removed when the run passes, and by the next run when its pytest is gone."""
+    if config.option.basetemp or os.environ.get("TMPDIR") or hasattr(config, "workerinput"):
+        return
+    try:
+        stats = os.statvfs(MEMORY)
+    except OSError:
+        return
+    if (stats.f_flag & os.ST_NOEXEC or stats.f_bavail * stats.f_frsize < 4 << 30
+            or not os.access(MEMORY, os.W_OK)):
+        return
+    for stale in MEMORY.glob(f"{MEMORY_PREFIX}*"):
+        pid = stale.name[len(MEMORY_PREFIX):]
+        if pid.isdigit() and not helpers.alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+    config.option.basetemp = str(MEMORY / f"{MEMORY_PREFIX}{os.getpid()}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A passing run's folder in memory goes; a failing one's stays for a look, until the
+    next run (``_memory_basetemp``)."""
+    basetemp = session.config.option.basetemp
+    if (exitstatus == 0 and not hasattr(session.config, "workerinput") and basetemp
+            and Path(basetemp).parent == MEMORY and Path(basetemp).name.startswith(MEMORY_PREFIX)):
+        shutil.rmtree(basetemp, ignore_errors=True)
+
+
+def _compile_once(config):
     """Compile ops/ and tasks.py once, before any test starts a CLI process. Invoke turns
     bytecode writing off (its ``--write-pyc``), and so may the environment
     (PYTHONDONTWRITEBYTECODE), so without this every ``python -m invoke`` the suite starts
