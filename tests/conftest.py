@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -57,74 +53,7 @@ def pytest_xdist_auto_num_workers(config):
                 else (os.cpu_count() or 1))
 
 
-MEMORY = Path("/dev/shm")
-MEMORY_PREFIX = "stepops-"  # /dev/shm/stepops-XXXXXXXX: shorter than /tmp/pytest-of-USER/pytest-N
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest's own, which reads --basetemp
 def pytest_configure(config):
-    _memory_basetemp(config)
-    _compile_once(config)
-
-
-def _memory_basetemp(config) -> None:
-    """tmp_path in memory (a tmpfs) when nobody chose where (--basetemp, TMPDIR). The suite
-    writes and fsyncs thousands of small databases, backups and scripts: on a disk each
-    fsync is a wait and kernel time, on tmpfs none. What is tested does not change: the same
-    files, modes, links and locks. Only a tmpfs that lets programs run (the tests run
-    scripts they write there) and has room is used. Its folder is short (a Unix socket path
-    beside a test's database must stay under 104 bytes) and one per pytest run (the suite
-    runs pytest itself, and others may run at once); the run holds a lock beside it, so
-    another run removes it only once its run is over (a pid would not do: a pytest in a new
-    PID namespace, tests/test_lock_holds_pid_namespace.py, sees no such pid). A passing run
-    removes its own."""
-    if config.option.basetemp or os.environ.get("TMPDIR") or hasattr(config, "workerinput"):
-        return
-    try:
-        stats = os.statvfs(MEMORY)
-    except OSError:
-        return
-    if (stats.f_flag & os.ST_NOEXEC or stats.f_bavail * stats.f_frsize < 4 << 30
-            or not os.access(MEMORY, os.W_OK)):
-        return
-    for lock in MEMORY.glob(f"{MEMORY_PREFIX}*.lock"):
-        _remove_if_over(lock)
-    fd, lock = tempfile.mkstemp(prefix=MEMORY_PREFIX, suffix=".lock", dir=MEMORY)
-    fcntl.flock(fd, fcntl.LOCK_EX)  # held until this process ends
-    _MEMORY_RUN.append(fd)
-    config.option.basetemp = lock[: -len(".lock")]
-
-
-_MEMORY_RUN: list[int] = []  # this run's lock, held open
-
-
-def _remove_if_over(lock: Path) -> None:
-    """Another run's folder, once that run is over (its lock is free), and its lock."""
-    try:
-        if time.time() - lock.stat().st_mtime < 60:  # just made: its run may not hold it yet
-            return
-        handle = open(lock)  # noqa: SIM115 - closed below, after the removal
-    except OSError:
-        return
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            return  # that run goes on
-        shutil.rmtree(str(lock)[: -len(".lock")], ignore_errors=True)
-        lock.unlink(missing_ok=True)
-
-
-def pytest_sessionfinish(session, exitstatus):
-    """A passing run's folder in memory goes; a failing one's stays for a look, until the
-    next run (``_memory_basetemp``)."""
-    if exitstatus == 0 and _MEMORY_RUN and not hasattr(session.config, "workerinput"):
-        basetemp = session.config.option.basetemp
-        shutil.rmtree(basetemp, ignore_errors=True)
-        Path(f"{basetemp}.lock").unlink(missing_ok=True)
-
-
-def _compile_once(config):
     """Compile ops/ and tasks.py once, before any test starts a CLI process. Invoke turns
     bytecode writing off (its ``--write-pyc``), and so may the environment
     (PYTHONDONTWRITEBYTECODE), so without this every ``python -m invoke`` the suite starts
