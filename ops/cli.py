@@ -447,7 +447,7 @@ def core_option_after_task(task: str, core, flags: dict, names=None, argv=()) ->
     ``names``: those of its names the task does not use itself (backup's -p is its own);
     ``argv``: the command line after the program's name, whose spelling the line keeps."""
     names = names or core.names
-    typed, value, rest = moved_to_front(names, core, argv)
+    typed, value, rest = moved_to_front(names, core, argv, flags)
     if core.name == "production" or (core.name == "pty" and typed in ("-p", None)
                                       and "p" in names):
         return refused_flag(task, "-p", flags)
@@ -459,19 +459,21 @@ def core_option_after_task(task: str, core, flags: dict, names=None, argv=()) ->
                 "dry run is its -n (--dry-run)")
     if core.name in ("list", "version", "complete", "print-completion-script"):
         alone = shlex.join(["invoke", _long([core.name])] + ([value] if value else []))
-        return f"{task} has no {shown}: it is Invoke's own option, for Invoke alone: `{alone}`"
+        return f"{task} has no {shown} (Invoke's own, for Invoke alone): run `{alone}`"
     if typed is None:  # not found as typed (an unusual spelling): say where it goes
-        return f"{task} has no {shown}: Invoke's own options go before the task name"
+        return f"{task} has no {shown} (Invoke's own): it goes before the task name"
     moved = shlex.join(["invoke", _long([core.name])] + ([value] if value else []) + rest)
-    return f"{task} has no {shown}: Invoke's own options go before the task name: `{moved}`"
+    # short, so that at 80 columns the command starts on the first line (review-op2 s24 #1)
+    return f"{task} has no {shown} (Invoke's own): run `{moved}`"
 
 
-def moved_to_front(names, core, argv) -> tuple[str | None, str | None, list[str]]:
+def moved_to_front(names, core, argv, flags=()) -> tuple[str | None, str | None, list[str]]:
     """Where Invoke's option ``core`` (one of ``names``) was typed after a task in ``argv``:
     (its spelling, its value if it takes one, the rest of the command line without them),
     so the line can show the whole command with the option in front (review-op s24 #1:
     `invoke --echo deploy` alone, pasted after `deploy -n -e`, deploys for real). Nones
-    and ``argv`` when no token is recognisably it."""
+    and ``argv`` when no token is recognisably it. ``flags``: the task's, by which a token
+    like `-ne` is a bundle of flags, not `-i` with a value that holds an "e"."""
     argv = list(argv)
     longs = [f"--{n}" for n in names if len(n) > 1]
     shorts = [n for n in names if len(n) == 1]
@@ -487,14 +489,15 @@ def moved_to_front(names, core, argv) -> tuple[str | None, str | None, list[str]
         flag, eq, attached = token.partition("=")
         if flag in longs or (flag[1:] in shorts and not flag.startswith("--")):
             rest = argv[:at] + argv[at + 1:]
-            if eq:
-                return flag, attached, rest
+            if eq:  # an on/off option's "value" is dropped: `-w=deploy` must not name a task
+                return flag, attached if core.takes_value else None, rest
             if core.takes_value and not core.optional and at + 1 < len(argv):
                 return flag, argv[at + 1], argv[:at] + argv[at + 2:]
             return flag, None, rest
         if not token.startswith("--") and not eq and len(token) > 2:
             hit = next((c for c in shorts if c in token[1:]), None)
-            if hit and not core.takes_value:  # a bundle, -ne: the others stay where they were
+            bundle = all(f"-{c}" in flags or c in shorts for c in token[1:])
+            if hit and bundle and not core.takes_value:  # -ne: the others stay where they were
                 return f"-{hit}", None, argv[:at] + [token.replace(hit, "", 1)] + argv[at + 1:]
     return None, None, argv
 

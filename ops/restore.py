@@ -421,12 +421,13 @@ class Restore:
                 self.ui.info(line)
         elif r["safety_backup"]:
             safety, undo = r["safety_backup"]["name"], undo_backup(r)
-            for line in not_proven_lines(r, self._flag()):
+            for line in not_proven_lines(r, self._flag(), self._machine()):
                 self.ui.info(line)
             if undo:
                 self.ui.info(f"Safety backup: {safety}. To undo this restore"
-                             + (" (the app's writes since are lost):" if r.get("proof") and
-                                engine.raced(r["proof"]) else ":"))
+                             + (" (the app's writes since then go into that run's safety "
+                                "backup):" if r.get("proof") and engine.raced(r["proof"])
+                                else ":"))
                 self.ui.lines(command_lines(  # pasteable whole: ` \` between words
                     shlex.split(undo_command(undo, self._flag(), r.get("undo_dir"))),
                     self.ui.width, "  "))
@@ -1124,11 +1125,11 @@ class Restore:
         return data, f"[{data['strategy']}] {self.settings.check}_check {check}"
 
 
-def not_proven_lines(record: dict, flag: str) -> list[str]:
+def not_proven_lines(record: dict, flag: str, machine: tuple[str, str] | None) -> list[str]:
     """What a restore the app wrote into before its proof could read it leaves to do
-    (review-op s24 #10): only a restore while the app is stopped can be proven. Nothing
-    when the proof failed for another reason. It claims no more than it knows: python3's
-    ``app_wrote`` counts the app's commits while the copy waited for its lock too
+    (review-op s24 #10): keep it, or prove a restore with the app stopped, or undo it.
+    Nothing when the proof failed for another reason. It claims no more than it knows:
+    python3's ``app_wrote`` counts the app's commits while the copy waited for its lock too
     (review-break s24 #1), so a wrong copy can be "not proven" as well."""
     proof = record.get("proof")
     if not proof or proof["ok"] or not engine.raced(proof):
@@ -1136,10 +1137,17 @@ def not_proven_lines(record: dict, flag: str) -> list[str]:
     again = _again(record, record["backup"]["name"], flag)
     stop = "`invoke emergency.stop`, then " if "--production" in flag else "stop the app, then "
     resume = ", then `invoke emergency.resume`" if "--production" in flag else ""
-    return [f"The live database passed {proof['check']}_check. The app's writes after the "
-            "copy make it differ like this; a wrong copy would too, and only a restore while "
-            "the app does not write can tell.",
-            f"For a proven restore, run it while the app is stopped: {stop}`{again}`{resume}."]
+    lines = [f"The live database passed {proof['check']}_check. The app committed while the "
+             "restore ran; its writes can make the live database differ like this, and so "
+             "would a wrong copy. Only a restore while the app does not write can tell."]
+    if machine:
+        app, machine_id = machine
+        lines.append("The machine was not restarted and /health was not checked. To keep "
+                     f"this result: `fly machine restart {machine_id} -a {app}`, then check "
+                     "/health.")
+    lines.append(f"For a proven restore, run it while the app is stopped: {stop}`{again}`"
+                 f"{resume} (the app's writes since then go into that run's safety backup).")
+    return lines
 
 
 def hinted(exc: OpsError, name: str, flag: str) -> OpsError:

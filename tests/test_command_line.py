@@ -70,40 +70,46 @@ def test_invokes_own_option_after_a_task_that_uses_one_of_its_names_is_refused(
     result = cli(capsys, typed, flag, *(["latest"] if task == "backup.download" else []))
     line = assert_one_line_error(result, ExitCode.USAGE)
     assert f"{typed} has no {flag}" in line, line
-    assert "Invoke's own option" in line or "dry run is -n" in line, line
+    assert "(Invoke's own" in line or "dry run is -n" in line, line
 
 
 @pytest.mark.parametrize(("argv", "line"), [
     # the whole command, the option in front: pasting `invoke --echo deploy` alone after
     # `deploy -n -e` deployed for real (review-op s24 #1)
-    (["deploy", "-n", "-e"], "deploy has no -e: Invoke's own options go before the task name: "
-                             "`invoke --echo deploy -n`"),
-    (["deploy", "-ne"], "deploy has no -e: Invoke's own options go before the task name: "
-                        "`invoke --echo deploy -n`"),
+    (["deploy", "-n", "-e"], "deploy has no -e (Invoke's own): run `invoke --echo deploy -n`"),
+    (["deploy", "-ne"], "deploy has no -e (Invoke's own): run `invoke --echo deploy -n`"),
     (["restore", "-p", "-n", "--pty", "latest"],
-     "restore has no --pty: Invoke's own options go before the task name: "
-     "`invoke --pty restore -p -n latest`"),
+     "restore has no --pty (Invoke's own): run `invoke --pty restore -p -n latest`"),
     # with its value (#2)
     (["backup.verify", "-f", "my file.yaml", "latest"],
-     "backup.verify has no -f: Invoke's own options go before the task name: "
+     "backup.verify has no -f (Invoke's own): run "
      "`invoke --config 'my file.yaml' backup.verify latest`"),
-    (["backup.list", "-T", "5"], "backup.list has no -T: Invoke's own options go before the "
-                                 "task name: `invoke --command-timeout 5 backup.list`"),
-    (["backup.list", "--hide=both"], "backup.list has no --hide: Invoke's own options go before "
-                                     "the task name: `invoke --hide both backup.list`"),
+    (["backup.list", "-T", "5"],
+     "backup.list has no -T (Invoke's own): run `invoke --command-timeout 5 backup.list`"),
+    (["backup.list", "--hide=both"],
+     "backup.list has no --hide (Invoke's own): run `invoke --hide both backup.list`"),
     # one that runs no task is for Invoke alone (#3); --dry is refused before a task too (#4)
-    (["backup.list", "--list"], "backup.list has no --list: it is Invoke's own option, for "
-                                "Invoke alone: `invoke --list`"),
+    (["backup.list", "--list"],
+     "backup.list has no --list (Invoke's own, for Invoke alone): run `invoke --list`"),
     (["backup.list", "--dry"], "backup.list has no --dry: Invoke's --dry does not reach these "
                                "tasks; a task's dry run is its -n (--dry-run)"),
     # the name typed, not another (#5, #6)
-    (["restore", "--debug", "latest"], "restore has no --debug: Invoke's own options go before "
-                                       "the task name: `invoke --debug restore latest`"),
+    (["restore", "--debug", "latest"],
+     "restore has no --debug (Invoke's own): run `invoke --debug restore latest`"),
     (["restore", "-d"], "restore has no -d: its dry run is -n (--dry-run)"),
-    (["emergency.stop", "--pty"], "emergency.stop has no --pty: Invoke's own options go before "
-                                  "the task name: `invoke --pty emergency.stop`"),
+    (["emergency.stop", "--pty"],
+     "emergency.stop has no --pty (Invoke's own): run `invoke --pty emergency.stop`"),
     (["emergency.stop", "-p"], "emergency.stop has no --production (-p): it always works on "
                                "the production machine"),
+    # an on/off option's "=value" is no value: it must not become a task (review-break2 #3)
+    (["backup.list", "-w=deploy"], "backup.list has no -w (Invoke's own): run "
+                                   "`invoke --warn-only backup.list`"),
+    (["backup.list", "--echo=backup"], "backup.list has no --echo (Invoke's own): run "
+                                       "`invoke --echo backup.list`"),
+    # a short flag's attached value is no bundle: its letters stay (review-break2 #4)
+    (["deploy", "-n", "-iregistry.fly.io/app:deployment-1", "-e"],
+     "deploy has no -e (Invoke's own): run "
+     "`invoke --echo deploy -n -iregistry.fly.io/app:deployment-1`"),
 ])
 def test_invokes_own_option_after_a_task_suggests_the_whole_command_line(capsys, argv, line):
     refused = assert_one_line_error(cli(capsys, *argv), ExitCode.USAGE)
@@ -148,10 +154,10 @@ def test_production_and_p_are_accepted_or_refused_alike_in_every_task(capsys):
     (["deploy", "-R"], "deploy has no -R: Invoke's --dry does not reach these tasks; a task's "
                        "dry run is its -n (--dry-run)"),
     (["-R", "deploy"], "Invoke's -R/--dry does not reach these tasks"),
-    (["backup.list", "-e"], "backup.list has no -e: Invoke's own options go before the task "
-                            "name: `invoke --echo --search-root"),
-    (["backup.status", "-l"], "backup.status has no -l: it is Invoke's own option, for Invoke "
-                              "alone: `invoke --list`"),
+    (["backup.list", "-e"], "backup.list has no -e (Invoke's own): run `invoke --echo "
+                            "--search-root"),
+    (["backup.status", "-l"], "backup.status has no -l (Invoke's own, for Invoke alone): run "
+                              "`invoke --list`"),
     (["backup.download", "--production", "latest"], "backup.download has no --production"),
 ])
 def test_a_command_line_invoke_cannot_parse_is_one_line_and_exit_2(capsys, argv, expected):

@@ -271,12 +271,12 @@ def test_a_node_restore_says_whether_the_app_committed_around_its_copy(
     if when == "after":  # the proof read the app's row: it fails closed, and says why
         assert not data["ok"] and data["proof"]["holds"] == "other"
         assert data["problems"] == [
-            f"not proven: the app committed while the restore ran, so the live database, "
-            f"which differs from the backup (table steps: backup {made.tables['steps']} rows, "
+            f"not proven: the app committed while the restore ran, and the live database "
+            f"differs from the backup (table steps: backup {made.tables['steps']} rows, "
             f"live {made.tables['steps'] + 1} rows; content hash (json-2): backup "
             f"{data['proof']['backup_content_sha256'][:12]}…, live "
-            f"{data['proof']['content_sha256'][:12]}…), cannot be compared with it; a copy "
-            "cannot be proven while the app writes"]
+            f"{data['proof']['content_sha256'][:12]}…): the app's writes can do that, and so "
+            "can a wrong copy; a copy cannot be proven while the app writes"]
     else:  # the copy replaced what the app wrote before it
         assert data["ok"] and data["proof"]["holds"] == "backup", data["problems"]
     rows = engine.count_rows(live, live=True)["steps"]

@@ -11,8 +11,8 @@ import pytest
 
 from ops import engine
 from tests import node_env
+from tests.fake_production import APP, STOPPED, changed_after_backup
 from tests.fake_production import RESTORE_RESOLVE as RESOLVE
-from tests.fake_production import STOPPED, changed_after_backup
 from tests.fake_production import restore_label as label
 
 # the first CLI run of this file (per xdist worker) is a process, the rest in-process
@@ -84,22 +84,30 @@ def test_a_node_restore_the_app_wrote_into_before_its_proof_fails_closed_and_say
     result = prod.run("restore", "--production", "--yes", "--json")
     assert result.returncode == 5, result
     assert result.error_lines[-1].startswith(
-        "Error: restore not proven: the app committed while the restore ran, so the live "
-        "database, which differs from the backup (table steps: backup 3000 rows, live 3001 "
-        "rows; content hash"), result
+        "Error: restore not proven: the app committed while the restore ran, and the live "
+        "database differs from the backup (table steps: backup 3000 rows, live 3001 rows; "
+        "content hash"), result
+    assert "the app's writes can do that, and so can a wrong copy" in result.error_lines[-1]
     record = result.json()  # the record, as the audit log keeps it
     assert record["proof"]["app_wrote"] is True and not record["proof"]["ok"]
     assert engine.count_rows(prod.db, live=True)["steps"] == made.tables["steps"] + 1
-    # what is known, and what to do: prove a restore with the app stopped, or undo it
-    # (losing the app's writes since)
+    # what is known, and the three ways on: keep it (restart, /health), prove a restore with
+    # the app stopped, or undo it; the app's writes since go into that run's safety backup
+    shown = " ".join(result.stderr.split())
     safety = record["safety_backup"]["name"]
-    assert ("The live database passed integrity_check. The app's writes after the copy make "
-            "it differ like this;") in result.stderr
+    assert ("The live database passed integrity_check. The app committed while the restore "
+            "ran; its writes can make the live database differ like this, and so would a "
+            "wrong copy.") in shown
+    assert (f"The machine was not restarted and /health was not checked. To keep this result: "
+            f"`fly machine restart {record['machine']} -a {APP}`, then check "
+            "/health.") in shown
     assert (f"For a proven restore, run it while the app is stopped: `invoke emergency.stop`, "
             f"then `invoke restore {made.name} --production --yes`, then `invoke "
-            "emergency.resume`.") in result.stderr.replace("\n", " ")
-    assert (f"Safety backup: {safety}. To undo this restore (the app's writes since are "
-            "lost):") in result.stderr
+            "emergency.resume` (the app's writes since then go into that run's safety "
+            "backup).") in shown
+    assert (f"Safety backup: {safety}. To undo this restore (the app's writes since then go "
+            "into that run's safety backup):") in shown
+    assert [label(a) for a in prod.calls()][-1] == "ssh restore"  # no restart, no /health
 
 
 @pytest.mark.parametrize(("image", "binding", "restore"), [

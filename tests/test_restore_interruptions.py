@@ -249,6 +249,28 @@ def test_a_failed_check_fails_the_proof_whatever_the_content():
         "the live database failed integrity_check after the restore: row 3 missing from index"]
 
 
+@pytest.mark.parametrize(("app_wrote", "read_at_copy", "check", "words"), [
+    (True, False, [], "not proven: the app committed while the restore ran"),
+    (None, False, [], "holds neither"),
+    (False, False, [], "holds neither"),
+    # judged on the copy's own read (a signal during the proof): the app's writes since are
+    # not in that read, so they explain nothing (review-break2 s24 #2)
+    (True, True, [], "holds neither"),
+    (True, False, ["row 3 missing from index"], "failed integrity_check"),
+])
+def test_a_differing_proof_blames_the_app_only_when_its_writes_can_be_in_the_read(
+        app_wrote, read_at_copy, check, words):
+    proof = engine.judge_proof(check="integrity", check_problems=check, tables={"t": 3},
+                               backup_tables={"t": 2}, content_sha256=C,
+                               backup_content_sha256=A, content_format="json-2",
+                               safety_sha256=B, app_wrote=app_wrote)
+    proof["read_at_copy"] = read_at_copy
+    assert engine.raced(proof) is (words.startswith("not proven"))
+    problems = engine.proof_problems(proof)
+    assert words in problems[0]
+    assert all("not proven" not in line for line in problems) or engine.raced(proof)
+
+
 @pytest.mark.parametrize("moment", ["before", "after"])
 def test_kill_9_while_a_corrupt_database_is_replaced_loses_nothing(
         wal_db, backup_dir, run_invoke, moment):
