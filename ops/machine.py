@@ -75,6 +75,7 @@ def parse(entries: list[list[str]]) -> dict:
             "import its sqlite3 module (the engine runs isolated from the image's PYTHON* "
             "variables and site-packages)" if "python3_isolated_fails" in raw else None),
         "python3_sqlite": python[1] if len(python) > 1 and python[1] != "-" else None,
+        "python3_own": False,  # a machine's python3; this computer's is own_python()
         "node": first("node"),
         "binding": binding if binding in ("better-sqlite3", "node:sqlite") else None,
         "binding_problem": {"-3": "no better-sqlite3 in machine.app_dir and no node:sqlite",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import sys
 
+from ops import machine
 from tests import helpers
 
 
@@ -26,3 +27,9 @@ def test_a_local_check_reports_the_toolkits_own_python_not_the_paths(tmp_path):
     assert report["facts"]["sqlite3"] is None and report["facts"]["node"] is None
     assert set(report["engines"].values()) == {"python3"} and report["cannot"] == {}
     assert "this toolkit's own: local tasks run in it" in result.stderr
+
+
+def test_a_machines_python3_is_never_called_the_toolkits_own():
+    facts = machine.parse([["python3", "3.12.3", "3.45.1", "1"]])
+    assert facts["python3"] == "3.12.3" and facts["python3_own"] is False
+    assert "this toolkit's own" not in machine.render(facts, machine.plan(facts))[0]
