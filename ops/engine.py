@@ -2454,8 +2454,8 @@ def proof_problems(proof: dict) -> list[str]:
     lines = [f"the live database failed {proof['check']}_check after the restore: {line}"
              for line in proof["check_problems"][:1]]
     if proof["differences"] and raced(proof):
-        # which content it holds is no verdict then: the app's writes make it differ, and an
-        # app that wrote back what it had (an upsert) would look like "nothing changed"
+        # which content it holds is no verdict then: the app's writes may make it differ, and
+        # an app that wrote back what it had (an upsert) would look like "nothing changed"
         differs = "; ".join(proof["differences"][:2])
         lines.append("not proven: the app committed while the restore ran, and the live "
                      f"database differs from the backup ({differs}): the app's writes can do "
