@@ -2259,9 +2259,10 @@ def restore_live(backup, live, *, busy_timeout: float = 10.0,
     With ``snapshot`` (a dict), the same connection reads the live database again the
     moment the copy commits, before the app's next write can usually get in, and fills
     it with ``describe``'s rows, hash and format (in the backup's best format) and
-    ``app_wrote``: whether any other connection committed between the moment before
-    the copy and that read (``PRAGMA data_version``; a write just before the copy
-    counts too). ``prove_restore`` compares it with the backup. Its ``committed`` is
+    ``app_wrote``: whether any other connection committed between the copy and that
+    read (the WAL's commit count, ``wal_commits``; where it cannot be read, ``PRAGMA
+    data_version``, which also counts a write while the copy waited for its lock).
+    ``prove_restore`` compares it with the backup. Its ``committed`` is
     set once the copy committed, before any signal can stop this run: absent, the copy
     did not change the live database (whatever the app wrote meanwhile). ``on_commit()``
     hears the commit there too (the machine's engine prints it before a signal can end it).
@@ -2276,8 +2277,11 @@ def restore_live(backup, live, *, busy_timeout: float = 10.0,
     before = dst.execute("PRAGMA data_version").fetchone()[0] if snapshot is not None else 0
 
     told = []
+    locked = []  # the WAL's commit count while the copy holds the write lock (wal_commits)
 
     def progress(status, remaining, total):  # busy: nothing copied yet, so a signal
+        if status == 0 and remaining and snapshot is not None and not locked:
+            locked.append(wal_commits(live))  # between the copy's two steps: nobody commits
         if status in BUSY_CODES and on_busy is not None and not told:
             told.append(on_busy())
         if status in BUSY_CODES and (noted or time.monotonic() > deadline):  # ends the wait
@@ -2289,11 +2293,16 @@ def restore_live(backup, live, *, busy_timeout: float = 10.0,
             # ``progress``: a SIGTERM there ends it now, not after busy_timeout (the held
             # signal outlived a CI job's grace; the copy, one step, never started)
             dst.execute(f"PRAGMA busy_timeout = {min(int(busy_timeout * 1000), 100)}")
-            src.backup(dst, pages=-1, progress=progress, sleep=0.05)
+            # two steps, all pages but one and then the last (one transaction: the write
+            # lock is held from the first step to the commit), so that ``progress`` runs
+            # once while the copy holds the lock: the commit count taken there leaves out
+            # the app's commits while the copy waited for that lock, which it overwrites
+            src.backup(dst, pages=max(1, _pages_of(backup) - 1), progress=progress, sleep=0.05)
             # the copy's content held at once, in a read transaction, before anything else
             # runs here: the app's next commit could land in that gap and fail the proof
             # of a right restore (seen in the suite under load)
-            pinned = snapshot is not None and _pin_snapshot(dst, snapshot, before)
+            pinned = snapshot is not None and _pin_snapshot(
+                dst, snapshot, before, locked[0] if locked else None, live)
             dst.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             if snapshot is not None:
                 snapshot["committed"] = True
@@ -2320,19 +2329,63 @@ def restore_live(backup, live, *, busy_timeout: float = 10.0,
     return seconds
 
 
-def _pin_snapshot(conn, snapshot: dict, before: int) -> bool:
-    """Start the proof's read transaction on ``conn`` now: a read pins WAL's snapshot, and
-    ``data_version`` then says whether another connection committed since ``before``.
-    False when it could not (the proof then reads as it can, in ``_snapshot_into``)."""
+def _pin_snapshot(conn, snapshot: dict, before: int, locked: int | None = None,
+                  live=None) -> bool:
+    """Start the proof's read transaction on ``conn`` now: a read pins WAL's snapshot.
+    Whether the app committed since the copy: exactly, by the WAL's commit count against
+    ``locked`` (taken while the copy held the write lock: the copy is one commit, any more
+    are the app's), else by ``data_version``, which also counts the app's commits while the
+    copy waited for its lock (``before`` was read ahead of that wait). False when it could
+    not (the proof then reads as it can, in ``_snapshot_into``)."""
     try:
         conn.execute("BEGIN")
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        snapshot["app_wrote"] = conn.execute("PRAGMA data_version").fetchone()[0] != before
+        after = wal_commits(live) if locked is not None else None
+        snapshot["app_wrote"] = ((after - locked) % (1 << 32) != 1 if after is not None else
+                                 conn.execute("PRAGMA data_version").fetchone()[0] != before)
         return True
     except sqlite3.Error:
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
         return False
+
+
+def _pages_of(backup) -> int:
+    """How many pages the backup file holds (its size over its page size)."""
+    try:
+        return os.path.getsize(backup) // read_page_size(Path(backup))
+    except OSError:
+        return 0
+
+
+WAL_INDEX_VERSION = 3007000
+
+
+def wal_commits(live) -> int | None:
+    """How many transactions have committed to the WAL database ``live``: its wal-index
+    header's iChange, which SQLite adds one to at every commit, whichever connection makes
+    it (wal.c, walFrames); ops/engine.js's walCommits. Read through SQLite's own descriptor
+    of the -shm (Linux: /proc/self/fd), never one of ours: closing any descriptor of a file
+    drops every POSIX lock this process holds on it, the copy's write lock among them. None
+    where that cannot be done (no /proc, not WAL, a header rewritten at every try)."""
+    try:
+        shm = os.path.realpath(f"{live}-shm")
+        fds = os.listdir("/proc/self/fd")
+    except OSError:
+        return None
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") != shm:
+                continue
+            for _ in range(100):  # two copies of the header: equal unless being rewritten
+                header = os.pread(int(fd), 96, 0)
+                if len(header) == 96 and header[:48] == header[48:] and header[12] == 1:
+                    version, _, change = struct.unpack("=III", header[:12])
+                    return change if version == WAL_INDEX_VERSION else None
+            return None
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 @contextlib.contextmanager

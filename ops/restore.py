@@ -1129,8 +1129,9 @@ def not_proven_lines(record: dict, flag: str, machine: tuple[str, str] | None) -
     """What a restore the app wrote into before its proof could read it leaves to do
     (review-op s24 #10): keep it, or prove a restore with the app stopped, or undo it.
     Nothing when the proof failed for another reason. It claims no more than it knows:
-    python3's ``app_wrote`` counts the app's commits while the copy waited for its lock too
-    (review-break s24 #1), so a wrong copy can be "not proven" as well."""
+    where the WAL's commit count cannot be read (no /proc: macOS), python3's ``app_wrote``
+    counts the app's commits while the copy waited for its lock too (review-break s24 #1),
+    and the app may write after a wrong copy: a wrong copy can be "not proven" as well."""
     proof = record.get("proof")
     if not proof or proof["ok"] or not engine.raced(proof):
         return []

@@ -164,6 +164,89 @@ def test_a_signal_held_through_the_copy_leaves_the_live_database_to_the_app(tmp_
     assert helpers.live_rows(live, "SELECT count(*) FROM t")[0][0] == 101
 
 
+COMMITS_WHEN_TOLD = """
+import sqlite3, sys
+app = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=10)
+app.execute("BEGIN IMMEDIATE")
+app.execute("INSERT INTO teams (name) VALUES ('written while the copy waited')")
+print("locked", flush=True)
+sys.stdin.readline()
+app.execute("COMMIT")
+print("committed", flush=True)
+sys.stdin.readline()
+"""
+
+
+def restore_after_the_apps_commit(wal_db: Path, backup: Path, **patches) -> dict:
+    """``restore_live`` while the app holds the write lock; the app commits once the copy
+    waits for it (on_busy), then the copy goes on. Its snapshot."""
+    import threading
+
+    holder = subprocess.Popen([helpers.PYTHON, "-c", COMMITS_WHEN_TOLD, str(wal_db)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    snapshot: dict = {}
+    waiting = threading.Event()
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        copy = threading.Thread(target=engine.restore_live, args=(backup, wal_db), kwargs={
+            "snapshot": snapshot, "on_busy": waiting.set, "busy_timeout": 30})
+        copy.start()
+        assert waiting.wait(20), "the copy never waited for the app's lock"
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "committed"
+        copy.join(30)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert snapshot.get("committed") is True, snapshot
+    return snapshot
+
+
+def test_the_apps_commit_while_the_copy_waits_for_its_lock_is_not_a_write_into_it(
+        wal_db, backup_dir):
+    """The copy overwrites what the app committed while it waited for the write lock:
+    that is no write into the restore (review-break s24 #1: python3 counted it, so under a
+    busy app every failed proof blamed the app). The WAL's commit count, taken while the
+    copy holds the lock, leaves it out."""
+    made = engine.create_backup(wal_db, backup_dir)
+    add_rows(wal_db)
+    snapshot = restore_after_the_apps_commit(wal_db, made.path)
+    assert snapshot["app_wrote"] is False
+    assert snapshot["content_sha256"] == engine.describe_file(made.path)[1]
+
+
+def test_without_the_wal_count_the_proof_falls_back_to_data_version(
+        wal_db, backup_dir, monkeypatch):
+    """No /proc (macOS) or no WAL: ``data_version``, which also counts the app's commits
+    while the copy waited, as the docs say (never fewer than happened)."""
+    monkeypatch.setattr(engine, "wal_commits", lambda live: None)
+    made = engine.create_backup(wal_db, backup_dir)
+    add_rows(wal_db)
+    snapshot = restore_after_the_apps_commit(wal_db, made.path)
+    assert snapshot["app_wrote"] is True
+    assert snapshot["content_sha256"] == engine.describe_file(made.path)[1]
+
+
+def test_the_apps_commit_between_the_copy_and_the_proofs_read_is_counted(
+        wal_db, backup_dir, monkeypatch):
+    made = engine.create_backup(wal_db, backup_dir)
+    add_rows(wal_db)
+    pin = engine._pin_snapshot
+
+    def app_commits_first(conn, *args, **kwargs):  # the gap a busy machine opens
+        app = sqlite3.connect(wal_db, isolation_level=None)
+        app.execute("INSERT INTO teams (name) VALUES ('written right after the copy')")
+        app.close()
+        return pin(conn, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "_pin_snapshot", app_commits_first)
+    snapshot: dict = {}
+    engine.restore_live(made.path, wal_db, snapshot=snapshot)
+    assert snapshot["app_wrote"] is True
+    assert snapshot["tables"]["teams"] == made.tables["teams"] + 1
+
+
 def test_online_restore_while_a_reader_and_a_writer_keep_working(
         tmp_path, wal_db, backup_dir, run_invoke):
     stop = tmp_path / "reader.stop"
