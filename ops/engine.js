@@ -1320,7 +1320,12 @@ const WAL_INDEX_VERSION = 3007000;
  * it, and the watcher's connection holds its read lock on the -shm that way.
  */
 function walCommits(live) {
-  const name = `${live}-shm`;
+  let name;
+  try {
+    name = `${fs.realpathSync(live)}-shm`; // SQLite names it after the file a symlink leads to
+  } catch (e) {
+    return null;
+  }
   if (!SHM_FDS.has(name)) {
     try {
       SHM_FDS.set(name, fs.openSync(name, READ_SAFE));

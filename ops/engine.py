@@ -2369,7 +2369,7 @@ def wal_commits(live) -> int | None:
     drops every POSIX lock this process holds on it, the copy's write lock among them. None
     where that cannot be done (no /proc, not WAL, a header rewritten at every try)."""
     try:
-        shm = os.path.realpath(f"{live}-shm")
+        shm = os.path.realpath(f"{os.path.realpath(live)}-shm")  # as SQLite names it
         fds = os.listdir("/proc/self/fd")
     except OSError:
         return None

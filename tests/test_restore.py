@@ -216,6 +216,23 @@ def test_the_apps_commit_while_the_copy_waits_for_its_lock_is_not_a_write_into_i
     assert snapshot["content_sha256"] == engine.describe_file(made.path)[1]
 
 
+def test_a_live_database_reached_through_a_symlink_is_counted_exactly(
+        tmp_path, wal_db, backup_dir):
+    """SQLite names the -shm after the file a symlink leads to (review-break3 s24 #1: the
+    count looked beside the link, found nothing, and fell back to over-counting)."""
+    made = engine.create_backup(wal_db, backup_dir)
+    add_rows(wal_db)
+    link = tmp_path / "through-a-link.db"
+    link.symlink_to(wal_db)
+    assert engine.wal_commits(link) is None  # nobody holds it open in this process yet
+    conn = sqlite3.connect(link)
+    conn.execute("SELECT count(*) FROM teams").fetchone()
+    assert engine.wal_commits(link) == engine.wal_commits(wal_db) is not None
+    conn.close()
+    snapshot = restore_after_the_apps_commit(link, made.path)
+    assert snapshot["app_wrote"] is False
+
+
 def test_without_the_wal_count_the_proof_falls_back_to_data_version(
         wal_db, backup_dir, monkeypatch):
     """No /proc (macOS) or no WAL: ``data_version``, which also counts the app's commits
