@@ -27,7 +27,7 @@ STRESS = textwrap.dedent("""
     RUNS = {"fly": lambda: fly._execute(["sh", "-c", "sleep 0.05"], None, None, 10),
             "child": lambda: signals.run_child(["sh", "-c", "sleep 0.05"], timeout=10)}
 
-    class Stop(Exception):
+    class Stop(BaseException):  # as the tool's own stops: Terminated, KeyboardInterrupt
         pass
 
     def on_alarm(signum, frame):
