@@ -479,12 +479,11 @@ def moved_to_front(names, core, argv, flags=()) -> tuple[str | None, str | None,
     shorts = [n for n in names if len(n) == 1]
     seen_task = False
     for at, token in enumerate(argv):
+        if token == "--":  # the rest is the task's own arguments
+            break
         if not token.startswith("-"):
             seen_task = True
-            continue
-        if not seen_task or token == "--":
-            if token == "--":
-                break
+        if not seen_task or not token.startswith("-"):
             continue
         flag, eq, attached = token.partition("=")
         if flag in longs or (flag[1:] in shorts and not flag.startswith("--")):

@@ -1335,11 +1335,13 @@ function walCommits(live) {
   }
   const header = Buffer.alloc(96);
   const read = os.endianness() === 'LE' ? (at) => header.readUInt32LE(at) : (at) => header.readUInt32BE(at);
-  for (let tries = 0; tries < 100; tries += 1) {
-    if (fs.readSync(SHM_FDS.get(name), header, 0, 96, 0) !== 96) return null;
-    if (header.subarray(0, 48).equals(header.subarray(48)) && read(0) === WAL_INDEX_VERSION
-        && header[12] === 1) return read(8);
-  }
+  try {
+    for (let tries = 0; tries < 100; tries += 1) {
+      if (fs.readSync(SHM_FDS.get(name), header, 0, 96, 0) !== 96) return null;
+      if (header.subarray(0, 48).equals(header.subarray(48)) && read(0) === WAL_INDEX_VERSION
+          && header[12] === 1) return read(8);
+    }
+  } catch (e) { /* unreadable (an I/O error): unknown, never the copy's failure */ }
   return null;
 }
 

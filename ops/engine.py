@@ -2297,7 +2297,8 @@ def restore_live(backup, live, *, busy_timeout: float = 10.0,
             # lock is held from the first step to the commit), so that ``progress`` runs
             # once while the copy holds the lock: the commit count taken there leaves out
             # the app's commits while the copy waited for that lock, which it overwrites
-            src.backup(dst, pages=max(1, _pages_of(backup) - 1), progress=progress, sleep=0.05)
+            first = _pages_of(backup) - 1  # (one page, or an unreadable size: one step)
+            src.backup(dst, pages=first if first > 0 else -1, progress=progress, sleep=0.05)
             # the copy's content held at once, in a read transaction, before anything else
             # runs here: the app's next commit could land in that gap and fail the proof
             # of a right restore (seen in the suite under load)
