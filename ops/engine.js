@@ -386,13 +386,61 @@ function checkSqliteFile(file, what) {
   }
   let header;
   try {
-    if (!fs.fstatSync(fd).isFile()) throw new EngineError(`${what} is not a regular file: ${file}`, 'usage');
+    info = fs.fstatSync(fd, { bigint: true });
+    if (!info.isFile()) throw new EngineError(`${what} is not a regular file: ${file}`, 'usage');
     header = Buffer.alloc(16);
     header = header.subarray(0, fs.readSync(fd, header, 0, 16, 0));
   } finally {
     fs.closeSync(fd);
   }
   if (!header.equals(SQLITE_HEADER)) throw new EngineError(`${what} is not a SQLite database: ${file}`, 'corrupt');
+  if (what === 'database') refuseOtherNames(file, info);
+}
+
+/** engine.own_names: a restore's crash leftovers that share the live database's inode. */
+function ownNames(name) {
+  const esc = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`^(?:${esc(TMP_PREFIX)}restore-${esc(name)}\\.[0-9]+|${esc(name)}\\.(?:corrupt|stale)-`
+    + '[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}-[0-9]{2}-[0-9]{2}Z(?:-[0-9]+)?)$');
+}
+
+/** engine.refuse_other_names: a live database with another name (a hard link) has another
+ * -wal, so a backup or restore through this name can miss what the app writes there. */
+function refuseOtherNames(file, info = null) {
+  if (info === null) {
+    try { info = fs.statSync(file, { bigint: true }); } catch (e) { return; }  // judged later
+  }
+  if (!info.isFile() || info.nlink === 1n) return;
+  const real = fs.realpathSync(file);
+  const dir = path.dirname(real);
+  const base = path.basename(real);
+  const others = [];
+  let names = [];  // as bytes: a name that is not UTF-8 is still found (and shown as U+FFFD)
+  try { names = fs.readdirSync(dir, { encoding: 'buffer' }); } catch (e) { /* unreadable */ }
+  for (const name of names) {
+    const shown = name.toString('utf8');
+    if (name.equals(Buffer.from(base))) continue;
+    try {
+      const seen = fs.lstatSync(Buffer.concat([Buffer.from(`${dir}/`), name]), { bigint: true });
+      if (seen.ino === info.ino && seen.dev === info.dev) others.push(shown);
+    } catch (e) { /* gone meanwhile */ }
+  }
+  const ours = ownNames(base);
+  const foreign = others.filter((name) => !ours.test(name));
+  if (info.nlink - 1n - BigInt(others.length - foreign.length) <= 0n) return;
+  let top = dir;  // a hard link stays on its filesystem: look from where that starts
+  try {
+    while (path.dirname(top) !== top && fs.statSync(path.dirname(top), { bigint: true }).dev === info.dev) {
+      top = path.dirname(top);
+    }
+  } catch (e) { /* as far as it could look */ }
+  const named = foreign.length
+    ? ` beside it (a hard link: ${foreign.sort().slice(0, 3).map((name) => JSON.stringify(name)).join(', ')})`
+    : ' outside its folder (a hard link)';
+  throw new EngineError(`database ${file} has another name${named}: remove that name, or use the one `
+    + `the app opens (\`find ${top} -xdev -samefile ${real}\` lists them); SQLite keeps a -wal per `
+    + 'name, so through another name a backup misses the app\'s writes and the app\'s -wal can '
+    + 'undo a restore. Nothing was changed', 'usage');
 }
 
 function prepareDir(dir) {
@@ -1465,6 +1513,7 @@ function liveAndRecordedCounts(live, dir, name) {
     recorded = null;
   }
   const backup = recorded === undefined ? null : recorded;
+  refuseOtherNames(live);  // refused before the question, as the restore would refuse it
   let counted;
   try {
     counted = { live: countRows(live, { live: true }), backup };

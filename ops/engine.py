@@ -373,13 +373,64 @@ def check_sqlite_file(path: Path, what: str) -> None:
     except PermissionError as exc:
         raise EngineError(f"cannot read {what} {path}: permission denied", "error") from exc
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
             raise EngineError(f"{what} is not a regular file: {path}", "usage")
         header = os.read(fd, len(SQLITE_HEADER))
     finally:
         os.close(fd)
     if header != SQLITE_HEADER:
         raise EngineError(f"{what} is not a SQLite database: {path}", "corrupt")
+    if what == "database":
+        refuse_other_names(path, info)
+
+
+# SQLite names a database's -wal and -shm after the name it was opened by, so a database
+# with two names (hard links) has two WALs: through one name a backup misses what the app
+# committed through the other, a restore's copy is undone when the app's WAL is replayed
+# over it, and two checkpoints write one file (SQLite itself logs "multiple links to
+# file"). A live database with another name is refused, except our own crash leftovers of
+# a restore (``place_restored``'s temporary, ``move_aside``'s new name): no app opens those.
+def own_names(name: str) -> re.Pattern:
+    return re.compile(rf"{re.escape(TMP_PREFIX)}restore-{re.escape(name)}\.[0-9]+|"
+                      rf"{re.escape(name)}\.(corrupt|stale)-[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}"
+                      rf"T[0-9]{{2}}-[0-9]{{2}}-[0-9]{{2}}Z(-[0-9]+)?")
+
+
+def refuse_other_names(path, info: os.stat_result | None = None) -> None:
+    """Raise for a live database with a name no restore of ours left (``own_names``);
+    ``info``: its stat (followed), else read here (a missing path is not judged here)."""
+    if info is None:
+        try:
+            info = os.stat(path)
+        except OSError:
+            return
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink == 1:
+        return
+    real = Path(os.path.realpath(path))
+    ours, others = own_names(real.name), []
+    with contextlib.suppress(OSError), os.scandir(real.parent) as entries:
+        for entry in entries:
+            with contextlib.suppress(OSError):
+                seen = entry.stat(follow_symlinks=False)
+                if (entry.name != real.name and seen.st_ino == info.st_ino
+                        and seen.st_dev == info.st_dev):
+                    others.append(entry.name)
+    foreign = [name for name in others if not ours.fullmatch(name)]
+    if info.st_nlink - 1 - (len(others) - len(foreign)) <= 0:
+        return
+    top = real.parent  # a hard link stays on its filesystem: look from where that starts
+    with contextlib.suppress(OSError):
+        while top.parent != top and top.parent.stat().st_dev == info.st_dev:
+            top = top.parent
+    shown = ", ".join(json.dumps(printable(name), ensure_ascii=False)
+                      for name in sorted(foreign)[:3])
+    named = f" beside it (a hard link: {shown})" if foreign else " outside its folder (a hard link)"
+    raise EngineError(
+        f"database {path} has another name{named}: remove that name, or use the one the app "
+        f"opens (`find {top} -xdev -samefile {real}` lists them); SQLite keeps a -wal per name, "
+        "so through another name a backup misses the app's writes and the app's -wal can undo "
+        "a restore. Nothing was changed", "usage")
 
 
 def mkdir_private(directory: Path) -> None:
@@ -3025,6 +3076,7 @@ def live_and_recorded_counts(live, directory, name: str) -> dict:
         recorded = read_drill_record(Path(directory) / check_name(name)).get("tables")
     except EngineError:
         recorded = None
+    refuse_other_names(live)  # refused before the question, as the restore would refuse it
     try:
         counted = {"live": count_rows(live, live=True), "backup": recorded}
     except EngineError:  # missing or not a database: say which, so the restore refuses

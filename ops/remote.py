@@ -78,7 +78,7 @@ RESTORE_ROLE = "a restore"  # how the engine's restore names itself in a lock (i
 # engine.check_could_not_run's words as a case pattern (lower case)
 CHECK_NOT_RUN_GLOB = "|".join(f"*{shlex.quote(word)}*" for word in engine.CHECK_NOT_RUN_WORDS)
 # shell helpers every script starts with
-PRELUDE = f"""fail() {{ kind=$1; shift; msg=$(printf '%s' "$*" | tr -cd ' !\\043-\\133\\135-\\176' | head -c 400); printf '\\n{RESULT_MARK} {{"ok": false, "kind": "%s", "error": "%s"}}\\n' "$kind" "$msg"; exit 1; }}
+PRELUDE = f"""fail() {{ kind=$1; shift; msg=$(printf '%s' "$*" | tr -cd ' !\\043-\\133\\135-\\176' | head -c 600); printf '\\n{RESULT_MARK} {{"ok": false, "kind": "%s", "error": "%s"}}\\n' "$kind" "$msg"; exit 1; }}
 # (asked once per script: a script may ask again, and the answer cannot change meanwhile;
 # emptied first: a variable of that name inherited from the machine answers nothing)
 ops_has_py=
@@ -339,6 +339,30 @@ def backup_script(db: str, directory: str, *, check: str, remote_command: str = 
 
 # Long on purpose (~67 lines, most of it the sh script): the backup as the machine runs it,
 # read top to bottom (lock, copy in one read transaction, check, hash, publish).
+STAMP_GLOB = "[0-9]" * 4 + "-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]-[0-9][0-9]-[0-9][0-9]Z"
+# engine.refuse_other_names with the sqlite3 CLI: a live database with another name (a hard
+# link) is refused, except a restore's own crash leftovers beside it (engine.own_names)
+REFUSE_OTHER_NAMES = f"""digits() {{ case $1 in ''|*[!0-9]*) return 1;; esac; }}
+refuse_other_names() {{
+  [ -f "$1" ] || return 0
+  set -- "$1" $(ls -dLn -- "$1" 2>/dev/null)
+  digits "${{3-}}" && [ "$3" -gt 1 ] || return 0
+  n=$3; db1=$1; d=${{1%/*}}; b=${{1##*/}}; foreign=
+  for f in "$d"/* "$d"/.[!.]* "$d"/..?*; do
+    [ "$f" != "$db1" ] && [ -f "$f" ] && [ ! -h "$f" ] && [ "$f" -ef "$db1" ] || continue
+    t=${{f##*/}}; ours=
+    case $t in ".tmp-restore-$b".*) digits "${{t#".tmp-restore-$b".}}" && ours=1;; esac
+    case $t in "$b".*) case ${{t#"$b".}} in corrupt-{STAMP_GLOB}|stale-{STAMP_GLOB}) ours=1;;
+      corrupt-{STAMP_GLOB}-*|stale-{STAMP_GLOB}-*) digits "${{t##*Z-}}" && ours=1;; esac;; esac
+    if [ -n "$ours" ]; then n=$((n - 1)); else foreign="${{foreign:+$foreign, }}$t"; fi
+  done
+  [ "$n" -gt 1 ] || return 0
+  set -- $(df -P "$db1" 2>/dev/null | tail -n 1); top=/; [ $# -ge 6 ] && eval "top=\\${{$#}}"
+  where=" outside its folder (a hard link)"; [ -n "$foreign" ] && where=" beside it (a hard link: $foreign)"
+  fail usage "database $db1 has another name$where: remove that name, or use the one the app opens (\\`find $top -xdev -samefile $db1\\` lists them); SQLite keeps a -wal per name, so through another name a backup misses the app's writes and the app's -wal can undo a restore. Nothing was changed"
+}}"""
+
+
 def _sqlite_backup(db: str, directory: str, check: str, lock_wait: float = 0,
                    content_hash: bool = True, marks: str = "") -> str:
     """The engine's procedure with the sqlite3 CLI: the same checks, lock and verdicts.
@@ -361,6 +385,8 @@ def _sqlite_backup(db: str, directory: str, check: str, lock_wait: float = 0,
 [ -f "$db" ] || fail usage "database is not a regular file: $db"
 [ -r "$db" ] || fail error "cannot read database $db: permission denied"
 is_sqlite "$db" || fail corrupt "database is not a SQLite database: $db"
+{REFUSE_OTHER_NAMES}
+refuse_other_names "$db"
 mkdir -p "$dir" 2>/dev/null
 [ -d "$dir" ] || fail usage "backup folder is not a folder: $dir"
 [ -w "$dir" ] && [ -x "$dir" ] || fail usage "backup folder is not writable: $dir"
@@ -814,13 +840,15 @@ TAKE_RESTORE_LOCK = PRELUDE[PRELUDE.index("take_lock() {"):PRELUDE.index("place(
 
 # the live database: ok, missing or corrupt (engine.live_state), as the sqlite3 restore and
 # its dry run read it; the restore refuses the last two unless the app is stopped
-_SQLITE_LIVE_STATE = f"""state=ok; why=
+_SQLITE_LIVE_STATE = f"""{REFUSE_OTHER_NAMES}
+state=ok; why=
 if [ ! -e "$db" ] && [ ! -h "$db" ]; then state=missing; why="{engine.MISSING_WHY}"
 elif [ -h "$db" ] && [ ! -e "$db" ]; then fail usage "database $db is a symlink to nothing; nothing was changed"
 elif [ -d "$db" ]; then fail usage "database is a directory, not a database file: $db"
 elif [ ! -f "$db" ]; then fail usage "database is not a regular file: $db"
 elif ! is_sqlite "$db"; then state=corrupt; why="{engine.NOT_SQLITE_WHY}"
 else
+  refuse_other_names "$db"
   res=$(sqlite3 -readonly "$db" "PRAGMA quick_check" 2>&1 </dev/null | sed '/^\\*\\*\\* in database/d' | head -n 1 | tr -cd ' -~')
   [ "$res" = ok ] || {{ state=corrupt; why="quick_check: ${{res:-no answer from sqlite3}}"; }}
 fi"""
@@ -1187,7 +1215,9 @@ def counts_script(db: str, directory: str, name: str) -> str:
     db_q = shlex.quote(db)
     # a missing or non-SQLite live database is named (engine.live_state), so the restore
     # refuses it before asking, as locally
-    sqlite = f"""if [ ! -e {db_q} ] && [ ! -h {db_q} ]; then printf '{ENTRY_MARK} state missing\\n'
+    sqlite = f"""{REFUSE_OTHER_NAMES}
+refuse_other_names {db_q}
+if [ ! -e {db_q} ] && [ ! -h {db_q} ]; then printf '{ENTRY_MARK} state missing\\n'
 elif [ -f {db_q} ] && ! is_sqlite {db_q}; then printf '{ENTRY_MARK} state corrupt\\n'
 else for t in $(sqlite3 -readonly {db_q} "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"); do
   printf '{ENTRY_MARK} live %s %s\\n' "$t" "$(sqlite3 -readonly {db_q} "SELECT count(*) FROM \\"$t\\"")"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ops import audit, cli, engine, fly, runbook, signals
 from ops.engine import EngineError
-from ops.errors import ExitCode, OpsError
+from ops.errors import ENGINE_KINDS, ExitCode, OpsError
 from ops.replica import LITESTREAM_TABLES
 from ops.targets.local import SOURCE_FOLDERS, LocalTarget
 from ops.ui import UI, command_lines, human_age, human_bytes, human_seconds
@@ -1088,11 +1088,17 @@ class Restore:
                            f"restore: {data['problems'][0]}", ExitCode.VERIFY_FAILED)
 
     def _counts(self, name: str) -> dict:
-        """Row counts for the confirmation; a failure here only leaves them out."""
+        """Row counts for the confirmation; a failure here only leaves them out, but for a
+        refusal the restore would meet too (no engine there, a live database with another
+        name: ``engine.refuse_other_names``), said now, before the question."""
         try:
             return self.target.counts(name) or {}
         except (OpsError, EngineError) as exc:
             if getattr(exc, "no_engine", False):  # nothing there could restore: stop now
+                raise
+            if ExitCode.USAGE in (getattr(exc, "code", None),
+                                  ENGINE_KINDS.get(getattr(exc, "kind", None))):
+                self.record["outcome"] = "refused"
                 raise
             text = str(exc)  # the machine's error names its step already: said once
             self.ui.warn(f"could not {text}" if text.startswith("count rows on ")

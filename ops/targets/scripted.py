@@ -531,6 +531,8 @@ class ScriptedTarget:
             raise error
         if output.strategy != "sqlite3":
             return {}
+        if output.result is not None:  # a refusal (refuse_other_names) before any count
+            output.data("count rows")
         try:
             text = remote.manifest_text(output.stdout)
             recorded = engine.checked_manifest(engine.parse_record(text),

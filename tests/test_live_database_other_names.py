@@ -1,0 +1,133 @@
+"""A live database with another name (a hard link) is refused by backup and restore, on
+every engine, before anything is written: SQLite names a database's -wal after the name it
+was opened by, so through another name than the app's a backup misses the app's newest
+commits and the app's -wal can undo a restore (s24 review-break3, note A). A restore's own
+crash leftovers (its placed temporary, a moved-aside file) share the inode and are let
+through: refusing them would block the restore that finishes the job."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+import pytest
+
+from ops import engine, node, remote
+from ops.errors import ExitCode, OpsError
+from tests import node_env
+from tests.fake_production import changed_after_backup, site, use_engine  # noqa: F401
+from tests.helpers import BASE_TOOLS, assert_one_line_error, machine_path, run_remote
+
+ENGINES = ["python3", "sqlite3", "node"]
+STAMP = "2026-12-07T10-00-00Z"
+# what a crashed restore of ours leaves beside steps.db under the same inode
+OURS = [".tmp-restore-steps.db.4242", f"steps.db.corrupt-{STAMP}", f"steps.db.stale-{STAMP}-2"]
+# names anyone else may give it, the near misses of our own among them
+FOREIGN = ["steps-copy.db", ".tmp-restore-steps.db.42x", ".tmp-restore-other.db.42",
+           f"steps.db.corrupt-{STAMP}-x", f"corrupt-{STAMP}", f"steps.db.broken-{STAMP}",
+           "odd\nname.db"]
+
+
+@pytest.fixture
+def live(wal_db):
+    return wal_db
+
+
+def machine(tmp_path, strategy: str):
+    """Run a script on a machine whose best engine is ``strategy``."""
+    if strategy == "node":
+        path = node_env.node_path(tmp_path / "bin-node", BASE_TOOLS)
+        return lambda script: run_remote(node.with_app_dir(str(node_env.app_dir()), script),
+                                         path, engine_source=True)
+    path = machine_path(tmp_path, python=strategy == "python3", sqlite=strategy == "sqlite3")
+    return lambda script: run_remote(script, path, engine_source=True)
+
+
+@pytest.mark.parametrize("strategy", ENGINES)
+def test_each_engine_refuses_another_name_and_lets_its_own_leftovers_through(
+        tmp_path, live, strategy):
+    run = machine(tmp_path, strategy)
+    backups = live.parent / "backups"
+    for name in FOREIGN + OURS:
+        other = live.with_name(name)
+        os.link(live, other)
+        out = run(remote.backup_script(str(live), str(backups), check="quick"))
+        assert out.strategy == strategy
+        if name in OURS:
+            assert out.data("backup")["name"], (name, out.stdout)
+        else:
+            with pytest.raises(OpsError) as refused:
+                out.data("backup")
+            said = str(refused.value)
+            assert refused.value.code == ExitCode.USAGE, (name, said)
+            assert f"database {live} has another name beside it (a hard link: " in said, said
+            assert "SQLite keeps a -wal per name" in said, said
+            assert "\n" not in said and said.endswith("Nothing was changed"), said
+            if "\n" not in name:
+                assert name in said, (name, said)
+        other.unlink()
+    made = engine.list_backups(backups)
+    assert len(made) == len(OURS), [b.name for b in made]  # one per leftover, none refused
+
+
+@pytest.mark.parametrize("strategy", ENGINES)
+def test_a_name_in_another_folder_is_refused_and_said_to_be_outside(tmp_path, live, strategy):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.link(live, elsewhere / "steps.db")
+    out = machine(tmp_path, strategy)(
+        remote.backup_script(str(live), str(live.parent / "backups"), check="quick"))
+    with pytest.raises(OpsError, match=r"another name outside its folder \(a hard link\): remove"):
+        out.data("backup")
+    assert not (live.parent / "backups").exists() or not engine.list_backups(
+        live.parent / "backups")
+
+
+def test_a_symlinked_live_path_is_judged_by_the_file_it_leads_to(tmp_path, live):
+    link = tmp_path / "current.db"
+    link.symlink_to(live)
+    backups = tmp_path / "backups"
+    assert engine.create_backup(link, backups).name  # a symlink is not a second name
+    os.link(live, live.with_name("copy.db"))
+    with pytest.raises(engine.EngineError, match=r'beside it \(a hard link: "copy.db"\)'):
+        engine.create_backup(link, backups)
+
+
+@pytest.mark.parametrize("strategy", ENGINES)
+def test_a_production_restore_and_backup_refuse_it_and_change_nothing(site, strategy):  # noqa: F811
+    use_engine(site, strategy)
+    made = changed_after_backup(site)
+    os.link(site.db, site.db.with_name("steps-copy.db"))
+    before, listed = site.db.read_bytes(), engine.list_backups(site.remote_dir)
+    for args in (("restore", made.name, "--production", "--yes"),
+                 ("restore", made.name, "--production", "--dry-run"),
+                 ("backup", "--production")):
+        result = site.run(*args, timeout=60)
+        line = assert_one_line_error(result, 2, strict=False,
+                                     contains="has another name beside it (a hard link")
+        assert "steps-copy.db" in line and "Replace the live database" not in result.stderr
+    assert site.db.read_bytes() == before
+    assert engine.list_backups(site.remote_dir) == listed  # no safety backup, no new backup
+
+
+def test_locally_backup_and_restore_refuse_it(wal_db, backup_dir, run_invoke):
+    made = engine.create_backup(wal_db, backup_dir)
+    os.link(wal_db, wal_db.with_name("other.db"))
+    for args in (("backup",), ("restore", "--yes"), ("restore", "--dry-run")):
+        line = assert_one_line_error(run_invoke(*args), 2, contains="has another name",
+                                     strict=False)
+        assert '"other.db"' in line, line
+    assert [b.name for b in engine.list_backups(backup_dir)] == [made.name]
+
+
+def test_a_restore_finishes_over_its_own_crash_leftover(wal_db, backup_dir, run_invoke):
+    """kill -9 between ``place_restored``'s link and its unlink leaves the live database
+    with our temporary's name too: the next restore goes on and proves itself."""
+    made = engine.create_backup(wal_db, backup_dir)
+    with sqlite3.connect(wal_db) as conn:
+        conn.execute("DELETE FROM steps WHERE id > 100")
+    leftover = wal_db.with_name(f".tmp-restore-{wal_db.name}.999999")
+    os.link(wal_db, leftover)
+    result = run_invoke("restore", made.name, "--yes")
+    assert result.returncode == 0, result
+    assert engine.describe_file(wal_db, live=True)[0] == made.tables
