@@ -941,9 +941,8 @@ printf '{RESULT_MARK} {{"ok": true, "data": {{"backup": "%s", "backup_sha256": "
 
 
 # Long on purpose: one sh script read top to bottom (locks, checks, safety backup,
-# .restore, proof), as the machine runs it; split, its order would be harder to check.
-# one shell script, read top to bottom as it runs: split into pieces it would be pieces of
-# one string whose locks, traps and exit codes only make sense together
+# .restore, proof), as the machine runs it; split, it would be pieces of one string whose
+# locks, traps and exit codes only make sense together.
 def _sqlite_restore(db: str, directory: str, name: str, check: str, busy_timeout: float,
                     lock_wait: float, app_stopped: bool = False) -> str:
     """The engine's restore with the sqlite3 CLI (its ``.restore`` is the backup API).
