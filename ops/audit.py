@@ -48,7 +48,7 @@ def _open(path: Path, flags: int) -> int:
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
         os.close(fd)
-        kind = "a hard link to another file" if stat.S_ISREG(info.st_mode) else (
+        kind = "another name of some file (a hard link)" if stat.S_ISREG(info.st_mode) else (
             "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device or socket")
         raise NotALog(errno.EINVAL, f"it is {kind}, not a regular file; refusing to write "
                                     "through it")

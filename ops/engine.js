@@ -393,8 +393,8 @@ function checkSqliteFile(file, what) {
   } finally {
     fs.closeSync(fd);
   }
+  if (what === 'database') refuseOtherNames(file, info);  // a corrupt one too (engine.py)
   if (!header.equals(SQLITE_HEADER)) throw new EngineError(`${what} is not a SQLite database: ${file}`, 'corrupt');
-  if (what === 'database') refuseOtherNames(file, info);
 }
 
 /** engine.own_names: a restore's crash leftovers that share the live database's inode. */
@@ -426,21 +426,31 @@ function refuseOtherNames(file, info = null) {
     } catch (e) { /* gone meanwhile */ }
   }
   const ours = ownNames(base);
-  const foreign = others.filter((name) => !ours.test(name));
-  if (info.nlink - 1n - BigInt(others.length - foreign.length) <= 0n) return;
+  const foreign = others.filter((name) => !ours.test(name)).sort();
+  const outside = Number(info.nlink) - 1 - others.length;  // names in other folders
+  if (!foreign.length && outside <= 0) return;
   let top = dir;  // a hard link stays on its filesystem: look from where that starts
   try {
     while (path.dirname(top) !== top && fs.statSync(path.dirname(top), { bigint: true }).dev === info.dev) {
       top = path.dirname(top);
     }
   } catch (e) { /* as far as it could look */ }
-  const named = foreign.length
-    ? ` beside it (a hard link: ${foreign.sort().slice(0, 3).map((name) => JSON.stringify(name)).join(', ')})`
-    : ' outside its folder (a hard link)';
-  throw new EngineError(`database ${file} has another name${named}: remove that name, or use the one `
-    + `the app opens (\`find ${top} -xdev -samefile ${real}\` lists them); SQLite keeps a -wal per `
-    + 'name, so through another name a backup misses the app\'s writes and the app\'s -wal can '
-    + 'undo a restore. Nothing was changed', 'usage');
+  // the machine's paths are plain (remote.remote_path): nothing to quote in the find
+  throw new EngineError(otherNamesSaid(file, foreign.map((name) => JSON.stringify(`${dir}/${name}`)),
+    outside, `find ${top} -xdev -samefile ${real} 2>/dev/null`), 'linked');
+}
+
+/** engine.other_names_said: the same line. */
+function otherNamesSaid(file, shown, outside, find) {
+  const count = shown.length + Math.max(outside, 0);
+  const listed = [...shown.slice(0, 3), ...(shown.length > 3 ? [`${shown.length - 3} more beside it`] : []),
+    ...(outside > 0 ? [`${outside} outside its folder (\`${find}\` lists them)`] : [])];
+  const names = count > 1 ? `${count} other names (hard links)` : 'another name (a hard link)';
+  return `database ${file} has ${names}: remove every name but the one the app opens (if `
+    + 'that is not this one, point the toolkit at it first): SQLite keeps a -wal per '
+    + 'name, so through another name a backup misses the app\'s writes and its -wal can '
+    + `undo a restore. The other name${count > 1 ? 's' : ''}: ${listed.join(', ')}. `
+    + 'Nothing was changed';
 }
 
 function prepareDir(dir) {
@@ -480,7 +490,7 @@ function fileLock(lockPath, wait, what) {
   const info = fs.fstatSync(fd);
   if (!info.isFile() || info.nlink !== 1) {
     fs.closeSync(fd);
-    const kind = info.isFile() ? 'a hard link to another file' : (info.isFIFO() ? 'a FIFO' : 'a device or socket');
+    const kind = info.isFile() ? 'another name of some file (a hard link)' : (info.isFIFO() ? 'a FIFO' : 'a device or socket');
     throw new EngineError(`refusing the lock file ${lockPath}: ${kind}, not a regular file this `
       + 'tool made; remove it if nothing else needs it');
   }
@@ -1443,6 +1453,7 @@ function moveAside(live, label = 'corrupt') {
 
 async function placeRestored(backup, live) {
   const tmp = path.join(path.dirname(live), `${TMP_PREFIX}restore-${path.basename(live)}.${process.pid}`);
+  unlinkAll(['', ...SIDE_FILES].map((x) => `${tmp}${x}`));  // a dead run's of this pid: we hold the lock
   try {
     fs.closeSync(fs.openSync(tmp, NEW_FILE, 0o600));
     await copyInto(backup, tmp, 10, 'restore');

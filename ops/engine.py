@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import signal
 import sqlite3
 import stat
@@ -379,10 +380,10 @@ def check_sqlite_file(path: Path, what: str) -> None:
         header = os.read(fd, len(SQLITE_HEADER))
     finally:
         os.close(fd)
+    if what == "database":  # a corrupt one too: moved aside, the app's name would keep it
+        refuse_other_names(path, info)
     if header != SQLITE_HEADER:
         raise EngineError(f"{what} is not a SQLite database: {path}", "corrupt")
-    if what == "database":
-        refuse_other_names(path, info)
 
 
 # SQLite names a database's -wal and -shm after the name it was opened by, so a database
@@ -416,21 +417,33 @@ def refuse_other_names(path, info: os.stat_result | None = None) -> None:
                 if (entry.name != real.name and seen.st_ino == info.st_ino
                         and seen.st_dev == info.st_dev):
                     others.append(entry.name)
-    foreign = [name for name in others if not ours.fullmatch(name)]
-    if info.st_nlink - 1 - (len(others) - len(foreign)) <= 0:
+    foreign = sorted(name for name in others if not ours.fullmatch(name))
+    outside = info.st_nlink - 1 - len(others)  # names in other folders
+    if not foreign and outside <= 0:
         return
     top = real.parent  # a hard link stays on its filesystem: look from where that starts
     with contextlib.suppress(OSError):
         while top.parent != top and top.parent.stat().st_dev == info.st_dev:
             top = top.parent
-    shown = ", ".join(json.dumps(printable(name), ensure_ascii=False)
-                      for name in sorted(foreign)[:3])
-    named = f" beside it (a hard link: {shown})" if foreign else " outside its folder (a hard link)"
-    raise EngineError(
-        f"database {path} has another name{named}: remove that name, or use the one the app "
-        f"opens (`find {top} -xdev -samefile {real}` lists them); SQLite keeps a -wal per name, "
-        "so through another name a backup misses the app's writes and the app's -wal can undo "
-        "a restore. Nothing was changed", "usage")
+    raise EngineError(other_names_said(
+        path, [json.dumps(printable(str(real.parent / name)), ensure_ascii=False)
+               for name in foreign], outside,
+        f"find {shlex.quote(str(top))} -xdev -samefile {shlex.quote(str(real))} 2>/dev/null"),
+        "linked")
+
+
+def other_names_said(path, shown: list[str], outside: int, find: str) -> str:
+    """``refuse_other_names``'s line (engine.js and the sqlite3 CLI say it alike): what to do
+    first (a long list is cut on the machine), then the names, three at most."""
+    count = len(shown) + max(outside, 0)
+    listed = shown[:3] + ([f"{len(shown) - 3} more beside it"] if len(shown) > 3 else []) + (
+        [f"{outside} outside its folder (`{find}` lists them)"] if outside > 0 else [])
+    names = f"{count} other names (hard links)" if count > 1 else "another name (a hard link)"
+    return (f"database {path} has {names}: remove every name but the one the app opens (if "
+            "that is not this one, point the toolkit at it first): SQLite keeps a -wal per "
+            "name, so through another name a backup misses the app's writes and its -wal can "
+            f"undo a restore. The other name{'s' if count > 1 else ''}: {', '.join(listed)}. "
+            "Nothing was changed")
 
 
 def mkdir_private(directory: Path) -> None:
@@ -503,7 +516,7 @@ def _open_lock_file(lock_path: Path, create: bool = True) -> int:
         raise
     if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
         os.close(fd)
-        kind = "a hard link to another file" if stat.S_ISREG(info.st_mode) else (
+        kind = "another name of some file (a hard link)" if stat.S_ISREG(info.st_mode) else (
             "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a directory"  # opened to read
             if stat.S_ISDIR(info.st_mode) else "a device or socket")
         raise EngineError(f"refusing the lock file {lock_path}: {kind}, not a regular "
@@ -2750,6 +2763,7 @@ def place_restored(backup, live) -> None:
     backup, live = Path(backup), Path(live)
     tmp = live.with_name(f"{TMP_PREFIX}restore-{live.name}.{os.getpid()}")
     made = [Path(f"{tmp}{suffix}") for suffix in ("", *SIDE_FILES)]
+    _unlink_all(made)  # a dead run's of this pid (own_names): this run holds the restore lock
     try:
         os.close(os.open(tmp, NEW_FILE, 0o600))
         restore_into(backup, tmp)

@@ -32,6 +32,7 @@ class ExitCode(IntEnum):
 # The engine is stdlib-only and names its failures by kind; this maps them here.
 ENGINE_KINDS = {
     "usage": ExitCode.USAGE,
+    "linked": ExitCode.USAGE,  # a live database with another name (engine.refuse_other_names)
     "not_found": ExitCode.NOT_FOUND,
     "locked": ExitCode.LOCKED,
     "verify_failed": ExitCode.VERIFY_FAILED,

@@ -340,26 +340,37 @@ def backup_script(db: str, directory: str, *, check: str, remote_command: str = 
 # Long on purpose (~67 lines, most of it the sh script): the backup as the machine runs it,
 # read top to bottom (lock, copy in one read transaction, check, hash, publish).
 STAMP_GLOB = "[0-9]" * 4 + "-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]-[0-9][0-9]-[0-9][0-9]Z"
+STAMP_ANY = "????-??-??T??-??-??Z"  # as long as a stamp: what ``${u#…}`` takes off one
 # engine.refuse_other_names with the sqlite3 CLI: a live database with another name (a hard
-# link) is refused, except a restore's own crash leftovers beside it (engine.own_names)
+# link) is refused, except a restore's own crash leftovers beside it (engine.own_names), in
+# engine.other_names_said's words (the names unquoted: fail() keeps no ")
 REFUSE_OTHER_NAMES = f"""digits() {{ case $1 in ''|*[!0-9]*) return 1;; esac; }}
 refuse_other_names() {{
   [ -f "$1" ] || return 0
   set -- "$1" $(ls -dLn -- "$1" 2>/dev/null)
   digits "${{3-}}" && [ "$3" -gt 1 ] || return 0
-  n=$3; db1=$1; d=${{1%/*}}; b=${{1##*/}}; foreign=
+  n=$3; db1=$1; real=$1
+  if [ -h "$1" ] && command -v readlink >/dev/null 2>&1; then real=$(readlink -f -- "$1") || real=$1; fi
+  case $real in */*) d=${{real%/*}}; [ -n "$d" ] || d=/;; *) d=.;; esac
+  b=${{real##*/}}; found=0; nf=0; listed=
   for f in "$d"/* "$d"/.[!.]* "$d"/..?*; do
-    [ "$f" != "$db1" ] && [ -f "$f" ] && [ ! -h "$f" ] && [ "$f" -ef "$db1" ] || continue
-    t=${{f##*/}}; ours=
-    case $t in ".tmp-restore-$b".*) digits "${{t#".tmp-restore-$b".}}" && ours=1;; esac
-    case $t in "$b".*) case ${{t#"$b".}} in corrupt-{STAMP_GLOB}|stale-{STAMP_GLOB}) ours=1;;
-      corrupt-{STAMP_GLOB}-*|stale-{STAMP_GLOB}-*) digits "${{t##*Z-}}" && ours=1;; esac;; esac
-    if [ -n "$ours" ]; then n=$((n - 1)); else foreign="${{foreign:+$foreign, }}$t"; fi
+    [ "$f" != "$d/$b" ] && [ -f "$f" ] && [ ! -h "$f" ] && [ "$f" -ef "$db1" ] || continue
+    found=$((found + 1)); t=${{f##*/}}
+    case $t in ".tmp-restore-$b".*) digits "${{t#".tmp-restore-$b".}}" && continue;; esac
+    case $t in "$b".corrupt-*) u=${{t#"$b".corrupt-}};; "$b".stale-*) u=${{t#"$b".stale-}};; *) u=;; esac
+    case $u in {STAMP_GLOB}) continue;; {STAMP_GLOB}-*) digits "${{u#{STAMP_ANY}-}}" && continue;; esac
+    nf=$((nf + 1)); [ "$nf" -le 3 ] && listed="${{listed:+$listed, }}$f"
   done
-  [ "$n" -gt 1 ] || return 0
-  set -- $(df -P "$db1" 2>/dev/null | tail -n 1); top=/; [ $# -ge 6 ] && eval "top=\\${{$#}}"
-  where=" outside its folder (a hard link)"; [ -n "$foreign" ] && where=" beside it (a hard link: $foreign)"
-  fail usage "database $db1 has another name$where: remove that name, or use the one the app opens (\\`find $top -xdev -samefile $db1\\` lists them); SQLite keeps a -wal per name, so through another name a backup misses the app's writes and the app's -wal can undo a restore. Nothing was changed"
+  outside=$((n - 1 - found)); [ "$outside" -gt 0 ] || outside=0
+  [ "$nf" -gt 0 ] || [ "$outside" -gt 0 ] || return 0
+  [ "$nf" -gt 3 ] && listed="$listed, $((nf - 3)) more beside it"
+  if [ "$outside" -gt 0 ]; then
+    set -- $(df -P "$db1" 2>/dev/null | tail -n 1); top=/; [ $# -ge 6 ] && eval "top=\\${{$#}}"
+    listed="${{listed:+$listed, }}$outside outside its folder (\\`find $top -xdev -samefile $real 2>/dev/null\\` lists them)"
+  fi
+  count=$((nf + outside)); names="$count other names (hard links)"; s=s
+  [ "$count" -gt 1 ] || {{ names="another name (a hard link)"; s=; }}
+  fail linked "database $db1 has $names: remove every name but the one the app opens (if that is not this one, point the toolkit at it first): SQLite keeps a -wal per name, so through another name a backup misses the app's writes and its -wal can undo a restore. The other name$s: $listed. Nothing was changed"
 }}"""
 
 
@@ -384,9 +395,9 @@ def _sqlite_backup(db: str, directory: str, check: str, lock_wait: float = 0,
 [ -d "$db" ] && fail usage "database is a directory, not a database file: $db"
 [ -f "$db" ] || fail usage "database is not a regular file: $db"
 [ -r "$db" ] || fail error "cannot read database $db: permission denied"
-is_sqlite "$db" || fail corrupt "database is not a SQLite database: $db"
 {REFUSE_OTHER_NAMES}
 refuse_other_names "$db"
+is_sqlite "$db" || fail corrupt "database is not a SQLite database: $db"
 mkdir -p "$dir" 2>/dev/null
 [ -d "$dir" ] || fail usage "backup folder is not a folder: $dir"
 [ -w "$dir" ] && [ -x "$dir" ] || fail usage "backup folder is not writable: $dir"
@@ -681,6 +692,7 @@ class RemoteOutput:
     entries: list[list[str]]  # the __OPS_ENTRY__ lines, split
     stdout: str
     host: str = "the machine"  # how its messages name where it ran (an SSH host: its address)
+    there: str = ""  # the command that opens a shell there (``fly ssh console …``, ``ssh …``)
 
     def data(self, what: str):
         """The result's data, or an OpsError carrying the remote failure."""
@@ -690,7 +702,10 @@ class RemoteOutput:
             raise OpsError(f"{what}: {self.host} printed no result (exit {self.status}{engine})")
         if not self.result.get("ok"):
             kind = self.result.get("kind", "error")
-            raise OpsError(f"{what} on {self.host}: {self.result.get('error')}",
+            # the other names are to be removed there, not here: say how to get there
+            there = (f" (the names are on {self.host}: open a shell there with `{self.there}`)"
+                     if kind == "linked" and self.there else "")
+            raise OpsError(f"{what} on {self.host}: {self.result.get('error')}{there}",
                            ENGINE_KINDS.get(kind, ExitCode.ERROR))
         return self.result.get("data")
 
@@ -698,7 +713,7 @@ class RemoteOutput:
 STRATEGIES = ("python3", "node", "sqlite3", "remote_command", "none")
 
 
-def parse_output(stdout: str, host: str = "the machine") -> RemoteOutput:
+def parse_output(stdout: str, host: str = "the machine", there: str = "") -> RemoteOutput:
     """Read the marks; a marked line of any other shape is refused, never guessed at.
 
     Scripts print one sentinel, at most one strategy and one result; anything else
@@ -736,7 +751,7 @@ def parse_output(stdout: str, host: str = "the machine") -> RemoteOutput:
             if not line.startswith(ENTRY_MARK + " "):
                 raise _unexpected(line, host)
             entries.append(re.split("[ \t]+", line)[1:])  # ASCII blanks, as sh printed
-    return RemoteOutput(status, strategy, result, entries, stdout, host)
+    return RemoteOutput(status, strategy, result, entries, stdout, host, there)
 
 
 def _digits(text: str) -> bool:
@@ -819,7 +834,11 @@ done
 for sfx in -wal -shm -journal ""; do
   if [ -e "$db$sfx" ] || [ -h "$db$sfx" ]; then fail error "$db$sfx appeared meanwhile: is the app still running? Nothing was restored"; fi
 done
-new=$(mktemp "${{db%/*}}/.tmp-restore.XXXXXX") || fail error "cannot create a temporary file beside $db"
+# engine.place_restored's name (engine.own_names: a kill -9 between ln and rm leaves it as a
+# second name of the live database, which the next restore lets through); one of a dead run
+# of this pid is removed first (this run holds the restore lock)
+new="${{db%/*}}/.tmp-restore-${{db##*/}}.$$"; rm -f "$new" "$new-wal" "$new-shm"
+(umask 077; set -C; : > "$new") 2>/dev/null || fail error "cannot create a temporary file beside $db"
 if ! sqlite3 -batch -bail "$new" ".timeout {int(busy_timeout * 1000)}" ".restore '$backup'" "PRAGMA journal_mode = wal;" </dev/null >/dev/null 2>"$st.err"; then
   rm -f "$new" "$new-wal" "$new-shm"; fail verify_failed "sqlite3 .restore into a new file failed: $(head -n 1 "$st.err" | tr -cd ' -~')"
 fi
@@ -841,6 +860,7 @@ TAKE_RESTORE_LOCK = PRELUDE[PRELUDE.index("take_lock() {"):PRELUDE.index("place(
 # the live database: ok, missing or corrupt (engine.live_state), as the sqlite3 restore and
 # its dry run read it; the restore refuses the last two unless the app is stopped
 _SQLITE_LIVE_STATE = f"""{REFUSE_OTHER_NAMES}
+refuse_other_names "$db"  # a corrupt one too: moved aside, the app's name would keep it
 state=ok; why=
 if [ ! -e "$db" ] && [ ! -h "$db" ]; then state=missing; why="{engine.MISSING_WHY}"
 elif [ -h "$db" ] && [ ! -e "$db" ]; then fail usage "database $db is a symlink to nothing; nothing was changed"
@@ -848,7 +868,6 @@ elif [ -d "$db" ]; then fail usage "database is a directory, not a database file
 elif [ ! -f "$db" ]; then fail usage "database is not a regular file: $db"
 elif ! is_sqlite "$db"; then state=corrupt; why="{engine.NOT_SQLITE_WHY}"
 else
-  refuse_other_names "$db"
   res=$(sqlite3 -readonly "$db" "PRAGMA quick_check" 2>&1 </dev/null | sed '/^\\*\\*\\* in database/d' | head -n 1 | tr -cd ' -~')
   [ "$res" = ok ] || {{ state=corrupt; why="quick_check: ${{res:-no answer from sqlite3}}"; }}
 fi"""

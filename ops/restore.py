@@ -690,7 +690,12 @@ class Restore:
         self.held.callback(phases.close)  # the runner's closing step releases the locks
         self.found.update(db=Path(s.db_path), directory=Path(s.backup_dir),
                           phases=phases)
-        self._next("locked")
+        try:
+            self._next("locked")
+        except EngineError as exc:  # a live database with another name: refused, as there
+            if exc.kind == "linked":
+                self.record["outcome"] = "refused"
+            raise
 
     def _next(self, *phases: str) -> engine.Restoring:
         """The engine's restore on to its next phase, which must be one of ``phases``."""

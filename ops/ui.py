@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shlex
 import sys
 import textwrap
@@ -189,9 +190,15 @@ def wrapped(text: str, width: int | None, indent: str = "") -> list[str]:
     if width is None or len(text) <= width:
         return [text]
     lead = text[: len(text) - len(text.lstrip())]
-    return textwrap.wrap(text.lstrip(), width, initial_indent=lead,
-                         subsequent_indent=indent or lead,
-                         break_long_words=False, break_on_hyphens=False) or [text]
+    # a `command` is one word here: broken, a pasted half ran on its own (review-op s25 #1)
+    kept = BACKTICKED.sub(lambda m: m[0].replace(" ", KEPT_SPACE), text.lstrip())
+    return [line.replace(KEPT_SPACE, " ") for line in textwrap.wrap(
+        kept, width, initial_indent=lead, subsequent_indent=indent or lead,
+        break_long_words=False, break_on_hyphens=False)] or [text]
+
+
+BACKTICKED = re.compile(r"`[^`\n]+`")
+KEPT_SPACE = "\x00"  # a space inside a `command`, where textwrap may not break
 
 
 def broken(line: str, width: int | None, depth: int = 0) -> str:

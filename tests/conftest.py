@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
+import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -53,8 +58,11 @@ def pytest_xdist_auto_num_workers(config):
                 else (os.cpu_count() or 1))
 
 
+@pytest.hookimpl(tryfirst=True)  # before the tmpdir plugin reads --basetemp
 def pytest_configure(config):
-    """Compile ops/ and tasks.py once, before any test starts a CLI process. Invoke turns
+    """A short ``--basetemp`` (``short_basetemp``), unless one was given.
+
+    Compile ops/ and tasks.py once, before any test starts a CLI process. Invoke turns
     bytecode writing off (its ``--write-pyc``), and so may the environment
     (PYTHONDONTWRITEBYTECODE), so without this every ``python -m invoke`` the suite starts
     compiles all of ops/ again: ~0.15 s of its ~0.45 s of CPU, on each of thousands of runs.
@@ -72,11 +80,52 @@ def pytest_configure(config):
     sys.dont_write_bytecode = False
     if hasattr(config, "workerinput"):
         return
+    if config.option.basetemp is None and not os.environ.get("PYTEST_DEBUG_TEMPROOT"):
+        config.option.basetemp = short_basetemp()
     import compileall
 
     # quiet=2: a read-only checkout or a syntax error is reported by the tests, not here
     compileall.compile_dir(helpers.REPO_ROOT / "ops", quiet=2)
     compileall.compile_file(helpers.REPO_ROOT / "tasks.py", quiet=2)
+
+
+RUNS_KEPT = 3  # finished runs' folders, as pytest keeps its own
+RUNNING_MARK = ".running"  # beside a run's folder while it runs: never swept (3 days at most)
+
+
+def short_basetemp() -> str | None:
+    """The run's tmp folders under ``/tmp/ops-UID/XXXXXXXX``, not pytest's
+    ``/tmp/pytest-of-USER/pytest-N``. A Unix socket's path holds 104 bytes (macOS; 108 on
+    Linux), and the replica tests' litestream sockets sit beside a test's database: under
+    pytest's own folder a user named alexandra failed 16 of them (so would root at
+    pytest-1000). None (pytest's own place) where that folder is not ours alone."""
+    root = Path("/tmp") / f"ops-{os.getuid()}"
+    try:
+        root.mkdir(mode=0o700, exist_ok=True)
+        info = root.lstat()
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+            return None
+        _sweep_runs(root)
+        run = Path(tempfile.mkdtemp(prefix="", dir=root))
+        mark = run.with_name(run.name + RUNNING_MARK)
+        mark.touch()
+    except OSError:
+        return None
+    atexit.register(mark.unlink, missing_ok=True)
+    return str(run)
+
+
+def _sweep_runs(root: Path) -> None:
+    """Remove all but the newest ``RUNS_KEPT`` finished runs' folders; a run still marked
+    running (a killed one: for three days) is left alone, whatever its pid namespace."""
+    runs = sorted((path for path in root.iterdir() if path.is_dir() and not path.is_symlink()),
+                  key=lambda path: path.stat().st_mtime, reverse=True)
+    for old in runs[RUNS_KEPT:]:
+        mark = old.with_name(old.name + RUNNING_MARK)
+        if mark.exists() and time.time() - mark.stat().st_mtime < 3 * 86400:
+            continue
+        shutil.rmtree(old, ignore_errors=True)
+        mark.unlink(missing_ok=True)
 
 
 def _default_stop_signals():

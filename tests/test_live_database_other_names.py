@@ -7,25 +7,37 @@ through: refusing them would block the restore that finishes the job."""
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
+import shutil
 import sqlite3
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from ops import engine, node, remote
 from ops.errors import ExitCode, OpsError
 from tests import node_env
-from tests.fake_production import changed_after_backup, site, use_engine  # noqa: F401
-from tests.helpers import BASE_TOOLS, assert_one_line_error, machine_path, run_remote
+from tests.fake_production import APP, MACHINE, changed_after_backup, site, use_engine  # noqa: F401
+from tests.helpers import (
+    BASE_TOOLS,
+    assert_one_line_error,
+    machine_path,
+    run_remote,
+)
 
 ENGINES = ["python3", "sqlite3", "node"]
 STAMP = "2026-12-07T10-00-00Z"
 # what a crashed restore of ours leaves beside steps.db under the same inode
 OURS = [".tmp-restore-steps.db.4242", f"steps.db.corrupt-{STAMP}", f"steps.db.stale-{STAMP}-2"]
-# names anyone else may give it, the near misses of our own among them
+# names anyone else may give it, the near misses of our own among them (s25 review-break #3:
+# the sqlite3 CLI took the -1Z-2 one for ours)
 FOREIGN = ["steps-copy.db", ".tmp-restore-steps.db.42x", ".tmp-restore-other.db.42",
-           f"steps.db.corrupt-{STAMP}-x", f"corrupt-{STAMP}", f"steps.db.broken-{STAMP}",
-           "odd\nname.db"]
+           ".tmp-restore.KWG2qs", f"steps.db.corrupt-{STAMP}-x", f"steps.db.corrupt-{STAMP}-1Z-2",
+           f"steps.db.corrupt-stale-{STAMP}", f"corrupt-{STAMP}", f"steps.db.broken-{STAMP}",
+           "odd\nname.db", "-n"]
 
 
 @pytest.fixture
@@ -60,11 +72,13 @@ def test_each_engine_refuses_another_name_and_lets_its_own_leftovers_through(
                 out.data("backup")
             said = str(refused.value)
             assert refused.value.code == ExitCode.USAGE, (name, said)
-            assert f"database {live} has another name beside it (a hard link: " in said, said
+            assert f"database {live} has another name (a hard link): remove every name " \
+                "but the one the app opens" in said, said
             assert "SQLite keeps a -wal per name" in said, said
             assert "\n" not in said and said.endswith("Nothing was changed"), said
             if "\n" not in name:
-                assert name in said, (name, said)
+                assert f"The other name: {'' if strategy == 'sqlite3' else chr(34)}" \
+                    f"{live.parent}/{name}" in said, (name, said)
         other.unlink()
     made = engine.list_backups(backups)
     assert len(made) == len(OURS), [b.name for b in made]  # one per leftover, none refused
@@ -77,8 +91,11 @@ def test_a_name_in_another_folder_is_refused_and_said_to_be_outside(tmp_path, li
     os.link(live, elsewhere / "steps.db")
     out = machine(tmp_path, strategy)(
         remote.backup_script(str(live), str(live.parent / "backups"), check="quick"))
-    with pytest.raises(OpsError, match=r"another name outside its folder \(a hard link\): remove"):
+    with pytest.raises(OpsError) as refused:
         out.data("backup")
+    assert "has another name (a hard link)" in str(refused.value)
+    assert (f"The other name: 1 outside its folder (`find / -xdev -samefile {live} 2>/dev/null` "
+            "lists them)") in str(refused.value)
     assert not (live.parent / "backups").exists() or not engine.list_backups(
         live.parent / "backups")
 
@@ -89,7 +106,7 @@ def test_a_symlinked_live_path_is_judged_by_the_file_it_leads_to(tmp_path, live)
     backups = tmp_path / "backups"
     assert engine.create_backup(link, backups).name  # a symlink is not a second name
     os.link(live, live.with_name("copy.db"))
-    with pytest.raises(engine.EngineError, match=r'beside it \(a hard link: "copy.db"\)'):
+    with pytest.raises(engine.EngineError, match=f'The other name: "{live.parent}/copy.db"'):
         engine.create_backup(link, backups)
 
 
@@ -104,19 +121,24 @@ def test_a_production_restore_and_backup_refuse_it_and_change_nothing(site, stra
                  ("backup", "--production")):
         result = site.run(*args, timeout=60)
         line = assert_one_line_error(result, 2, strict=False,
-                                     contains="has another name beside it (a hard link")
+                                     contains="has another name (a hard link)")
         assert "steps-copy.db" in line and "Replace the live database" not in result.stderr
+        # the names are on the machine: how to get there (s25 review-op #2)
+        assert line.endswith("(the names are on the machine: open a shell there with "
+                             f"`fly ssh console -a {APP} --machine {MACHINE}`)"), line
     assert site.db.read_bytes() == before
     assert engine.list_backups(site.remote_dir) == listed  # no safety backup, no new backup
 
 
-def test_locally_backup_and_restore_refuse_it(wal_db, backup_dir, run_invoke):
+def test_locally_backup_and_restore_refuse_it(wal_db, backup_dir, run_invoke, tmp_path):
     made = engine.create_backup(wal_db, backup_dir)
     os.link(wal_db, wal_db.with_name("other.db"))
     for args in (("backup",), ("restore", "--yes"), ("restore", "--dry-run")):
-        line = assert_one_line_error(run_invoke(*args), 2, contains="has another name",
-                                     strict=False)
-        assert '"other.db"' in line, line
+        result = run_invoke(*args)
+        line = assert_one_line_error(result, 2, contains="has another name", strict=True)
+        assert f'"{wal_db.parent}/other.db"' in line and "WARNING" not in result.stderr, result
+    audit = (tmp_path / "data" / "deploys.jsonl").read_text().splitlines()
+    assert json.loads(audit[-1])["outcome"] == "refused"  # as production records it
     assert [b.name for b in engine.list_backups(backup_dir)] == [made.name]
 
 
@@ -131,3 +153,74 @@ def test_a_restore_finishes_over_its_own_crash_leftover(wal_db, backup_dir, run_
     result = run_invoke("restore", made.name, "--yes")
     assert result.returncode == 0, result
     assert engine.describe_file(wal_db, live=True)[0] == made.tables
+
+
+def test_a_corrupt_live_database_with_another_name_is_refused_too(
+        wal_db, backup_dir, run_invoke):
+    """Moved aside, the corrupt file would stay under the name the app may open (s25
+    review-break #2: a file without SQLite's header was restored here, refused there)."""
+    engine.create_backup(wal_db, backup_dir)
+    wal_db.write_bytes(b"not a database\n" * 100)
+    os.link(wal_db, wal_db.with_name("app.db"))
+    for args in (("restore", "--app-stopped", "--yes"), ("restore", "--app-stopped", "--dry-run")):
+        assert_one_line_error(run_invoke(*args), 2, contains="has another name", strict=False)
+    assert wal_db.read_bytes() == b"not a database\n" * 100
+
+
+@pytest.mark.parametrize("strategy", ENGINES)
+def test_each_engine_refuses_a_corrupt_one_with_another_name(tmp_path, live, strategy):
+    made = engine.create_backup(live, live.parent / "backups")
+    live.write_bytes(b"not a database\n" * 100)
+    os.link(live, live.with_name("app.db"))
+    out = machine(tmp_path, strategy)(remote.restore_script(
+        str(live), str(live.parent / "backups"), made.name, check="quick", app_stopped=True))
+    with pytest.raises(OpsError, match="has another name"):
+        out.data("restore")
+    assert not [p.name for p in live.parent.iterdir() if ".corrupt-" in p.name]  # not moved
+    assert live.read_bytes() == b"not a database\n" * 100
+
+
+def test_the_sqlite3_restores_own_crash_leftover_lets_the_next_restore_finish(tmp_path, live):
+    """kill -9 of the sqlite3 CLI's restore between linking its placed file to the live
+    name and removing the temporary (s25 review-break #1: it was `mktemp .tmp-restore.XXXXXX`,
+    a name no engine knew as ours, so every later restore and backup was refused)."""
+    made = engine.create_backup(live, live.parent / "backups")
+    live.write_bytes(b"not a database\n" * 100)  # the app is stopped: placed anew
+    path = Path(machine_path(tmp_path, python=False, sqlite=True))
+    killing = tmp_path / "bin-kill"
+    killing.mkdir()
+    for tool in path.iterdir():
+        if tool.name != "ln":
+            (killing / tool.name).symlink_to(os.path.realpath(tool))
+    (killing / "ln").write_text(f"""#!/bin/sh
+{shutil.which("ln")} "$@"; rc=$?
+case $1 in *.tmp-restore-*) kill -9 0;; esac
+exit $rc
+""")
+    (killing / "ln").chmod(0o755)
+    script = remote.restore_script(str(live), str(live.parent / "backups"), made.name,
+                                   check="quick", app_stopped=True)
+    done = subprocess.run(shlex.split(remote.wrap(script)), capture_output=True, text=True,
+                          env={"PATH": str(killing), "LANG": "C.UTF-8"}, start_new_session=True)
+    assert done.returncode == -9, done
+    leftover = [p.name for p in live.parent.iterdir() if p.name.startswith(".tmp-restore-")]
+    assert len(leftover) == 1 and os.path.samefile(live.parent / leftover[0], live), leftover
+    for strategy in ENGINES:
+        out = machine(tmp_path, strategy)(remote.restore_script(
+            str(live), str(live.parent / "backups"), made.name, check="quick", app_stopped=True))
+        out.data("restore")  # raises with the refusal
+        assert engine.describe_file(live, live=True)[0] == made.tables, strategy
+
+
+@pytest.mark.parametrize(("shown", "outside", "said"), [
+    (['"/d/a.db"'], 0, 'has another name (a hard link): remove every name but the one the app '
+     'opens (if that is not this one, point the toolkit at it first)'),
+    (['"/d/a.db"'], 0, 'The other name: "/d/a.db". Nothing was changed'),
+    ([], 2, "has 2 other names (hard links)"),
+    ([], 2, "The other names: 2 outside its folder (`FIND` lists them). Nothing was changed"),
+    ([f'"/d/{n}"' for n in "abcde"], 1,
+     'The other names: "/d/a", "/d/b", "/d/c", 2 more beside it, 1 outside its folder'),
+    ([f'"/d/{n}"' for n in "abcde"], 1, "has 6 other names (hard links)"),
+])
+def test_the_line_says_how_many_names_and_lists_three(shown, outside, said):
+    assert said in engine.other_names_said("/d/steps.db", shown, outside, "FIND")

@@ -74,3 +74,17 @@ def test_the_undo_command_fits_80_columns_with_the_venv_not_active(wal_db, backu
     command = re.match(r"(?:.* \\\n)*.*", "\n".join(lines[at + 1:]))[0]  # lines ending ` \`
     words = shlex.split(command.replace(" \\\n", " "))
     assert words[:2] == [shlex.split(OURS)[0], "restore"] and words[-1] == "--yes", lines
+
+
+@pytest.mark.parametrize("width", [40, 60, 80])
+def test_a_backticked_command_is_never_broken_across_lines(width):
+    """Broken between its words, a pasted half ran on its own: `find / -xdev` walked the
+    whole disk (s25 review-op #1). Prose around it still wraps; the command may overrun."""
+    command = "find /data -xdev -samefile /data/steps.db 2>/dev/null"
+    text = ("Error: database /data/steps.db has another name (a hard link): The other name: "
+            f"1 outside its folder (`{command}` lists them); also run `invoke backup.list`.")
+    lines = ui.wrapped(text, width)
+    assert len(lines) > 2 and " ".join(lines) == text, lines
+    assert [line for line in lines if f"`{command}`" in line], lines
+    assert any("`invoke backup.list`." in line for line in lines), lines
+    assert all(len(line) <= width for line in lines if "`find" not in line), lines

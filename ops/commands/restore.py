@@ -171,6 +171,8 @@ def local_warnings(options, settings, ui: UI, replica) -> tuple[str, str | None]
     try:
         state, problem = engine.live_state(settings.db_path)
     except EngineError as exc:
+        if exc.kind == "linked":  # refused by the run before anything: the dry run's Error
+            raise
         state, problem = "ok", ""
         warning = cli.one_line(exc)
     refused = replica is None and state != "ok" and not options.app_stopped

@@ -30,6 +30,13 @@ class Address:
         return f"{user}{host}:{self.port}"
 
 
+def ssh_command(address: Address) -> str:
+    """The ``ssh`` command line that opens a shell on ``address`` (for an operator)."""
+    user = f"{address.user}@" if address.user else ""
+    port = f"-p {address.port} " if address.port is not None else ""
+    return f"ssh {port}{user}{address.host}"
+
+
 def parse_address(text: str, what: str = "--host") -> Address:
     """``box``, ``deploy@box``, ``box:2222``, ``10.0.0.5``, ``[::1]:2222``, ``root@::1``."""
     value = str(text).strip()

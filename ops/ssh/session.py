@@ -22,7 +22,7 @@ from ops import limits, remote
 from ops.errors import ExitCode, OpsError
 from ops.ssh import connection as link
 from ops.ssh import hostkeys, transfer
-from ops.ssh.address import Address, parse_address
+from ops.ssh.address import Address, parse_address, ssh_command
 from ops.text import text_lines
 
 DEFAULT = object()  # "ssh.timeout", as opposed to None: no limit
@@ -107,7 +107,8 @@ class SshSession:
             raise OpsError(f"a remote command on {self.where} {exc}") from None
         except (OSError, EOFError, SSHException) as exc:
             raise self.lost(exc, "a remote command") from None
-        output = remote.parse_output(out.decode("utf-8", "replace"), host=self.where)
+        output = remote.parse_output(out.decode("utf-8", "replace"), host=self.where,
+                                     there=ssh_command(self.address))
         if output.status is None:
             said = text_lines(err.decode("utf-8", "replace"))
             reason = said[-1] if said else "no output"

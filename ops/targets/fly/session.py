@@ -85,7 +85,8 @@ class FlySession:
             input=stdin, check=False, timeout=timeout, key=key,
             what=f"`fly ssh console` ({what} on machine {machine})",
         )
-        output = remote.parse_output(result.stdout)
+        output = remote.parse_output(result.stdout,
+                                     there=f"fly ssh console -a {self.app} --machine {machine}")
         if output.status is None:
             reason = (fly.error_line(result.stderr, result.returncode) if result.returncode
                       else "flyctl exited 0 but the script's status line never arrived")
