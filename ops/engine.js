@@ -436,21 +436,27 @@ function refuseOtherNames(file, info = null) {
     }
   } catch (e) { /* as far as it could look */ }
   // the machine's paths are plain (remote.remote_path): nothing to quote in the find
-  throw new EngineError(otherNamesSaid(file, foreign.map((name) => JSON.stringify(`${dir}/${name}`)),
+  throw new EngineError(otherNamesSaid(file, foreign.map((name) => nameShown(`${dir}/${name}`)),
     outside, `find ${top} -xdev -samefile ${real} 2>/dev/null`), 'linked');
 }
 
 /** engine.other_names_said: the same line. */
 function otherNamesSaid(file, shown, outside, find) {
   const count = shown.length + Math.max(outside, 0);
-  const listed = [...shown.slice(0, 3), ...(shown.length > 3 ? [`${shown.length - 3} more beside it`] : []),
-    ...(outside > 0 ? [`${outside} outside its folder (\`${find}\` lists them)`] : [])];
   const names = count > 1 ? `${count} other names (hard links)` : 'another name (a hard link)';
-  return `database ${file} has ${names}: remove every name but the one the app opens (if `
-    + 'that is not this one, point the toolkit at it first): SQLite keeps a -wal per '
-    + 'name, so through another name a backup misses the app\'s writes and its -wal can '
-    + `undo a restore. The other name${count > 1 ? 's' : ''}: ${listed.join(', ')}. `
-    + 'Nothing was changed';
+  const said = `database ${file} has ${names}: remove every name but the one the app opens (if `
+    + 'that is not this one, set db.path or db.remote_path to it first): SQLite keeps a '
+    + '-wal per name, so through another name a backup misses the app\'s writes and its '
+    + '-wal can undo a restore. Nothing was changed. ';
+  if (shown.length <= 3 && outside <= 0) return `${said}The other name${count > 1 ? 's' : ''}: ${shown.join(', ')}`;
+  const parts = [...(shown.length ? [`${shown.length} beside it (${shown.slice(0, 3).join(', ')}`
+    + `${shown.length > 3 ? ', ...' : ''})`] : []), ...(outside > 0 ? [`${outside} outside its folder`] : [])];
+  return `${said}The other name${count > 1 ? 's' : ''}, which \`${find}\` lists: ${parts.join(' and ')}`;
+}
+
+/** engine.name_shown: JSON-quoted, its backticks escaped too. */
+function nameShown(file) {
+  return JSON.stringify(file).replace(/`/g, '\\u0060');
 }
 
 function prepareDir(dir) {

@@ -426,24 +426,34 @@ def refuse_other_names(path, info: os.stat_result | None = None) -> None:
         while top.parent != top and top.parent.stat().st_dev == info.st_dev:
             top = top.parent
     raise EngineError(other_names_said(
-        path, [json.dumps(printable(str(real.parent / name)), ensure_ascii=False)
-               for name in foreign], outside,
+        path, [name_shown(str(real.parent / name)) for name in foreign], outside,
         f"find {shlex.quote(str(top))} -xdev -samefile {shlex.quote(str(real))} 2>/dev/null"),
         "linked")
 
 
 def other_names_said(path, shown: list[str], outside: int, find: str) -> str:
     """``refuse_other_names``'s line (engine.js and the sqlite3 CLI say it alike): what to do
-    first (a long list is cut on the machine), then the names, three at most."""
+    first, then the names (three at most; a line cut on the machine loses only names), with
+    the ``find`` that lists them all when some are not shown. ``shown``: quoted, no backtick
+    (``name_shown``: one would pair with the find's own when the line is laid out)."""
     count = len(shown) + max(outside, 0)
-    listed = shown[:3] + ([f"{len(shown) - 3} more beside it"] if len(shown) > 3 else []) + (
-        [f"{outside} outside its folder (`{find}` lists them)"] if outside > 0 else [])
     names = f"{count} other names (hard links)" if count > 1 else "another name (a hard link)"
-    return (f"database {path} has {names}: remove every name but the one the app opens (if "
-            "that is not this one, point the toolkit at it first): SQLite keeps a -wal per "
-            "name, so through another name a backup misses the app's writes and its -wal can "
-            f"undo a restore. The other name{'s' if count > 1 else ''}: {', '.join(listed)}. "
-            "Nothing was changed")
+    said = (f"database {path} has {names}: remove every name but the one the app opens (if "
+            "that is not this one, set db.path or db.remote_path to it first): SQLite keeps a "
+            "-wal per name, so through another name a backup misses the app's writes and its "
+            "-wal can undo a restore. Nothing was changed. ")
+    if len(shown) <= 3 and outside <= 0:
+        return said + f"The other name{'s' if count > 1 else ''}: {', '.join(shown)}"
+    parts = ([f"{len(shown)} beside it ({', '.join(shown[:3])}"
+              f"{', ...' if len(shown) > 3 else ''})"] if shown else []) + (
+        [f"{outside} outside its folder"] if outside > 0 else [])
+    return said + f"The other name{'s' if count > 1 else ''}, which `{find}` lists: " + \
+        " and ".join(parts)
+
+
+def name_shown(path: str) -> str:
+    """A path as ``other_names_said`` lists it: JSON-quoted, its backticks escaped too."""
+    return json.dumps(printable(path), ensure_ascii=False).replace("`", "\\u0060")
 
 
 def mkdir_private(directory: Path) -> None:

@@ -42,6 +42,8 @@ set -- $(litestream version 2>/dev/null) -; fact litestream "$1"
 os=other; [ -f /etc/alpine-release ] && os=alpine; [ -f /etc/debian_version ] && os=debian
 fact os "$os"
 size=0; for f in {q(db)} {q(db + "-wal")}; do [ -f "$f" ] && size=$((size + $(wc -c < "$f"))); done
+{remote.REFUSE_OTHER_NAMES}
+( fail() {{ shift; fact other_names "$*"; exit 0; }}; refuse_other_names {q(db)} )
 fact db_size "$size"
 d={q(directory)}; [ -d "$d" ] || d=$(dirname {q(db)})
 set -- $(df -Pk "$d" 2>/dev/null | tail -n 1) - - - -; fact free_kb "$4"
@@ -96,6 +98,8 @@ def parse(entries: list[list[str]]) -> dict:
         "free": None if _number(first("free_kb")) is None else _number(first("free_kb")) * 1024,
         "mem_total": (_number(first("mem_total_kb")) or 0) * 1024 or None,
         "mem_available": (_number(first("mem_available_kb")) or 0) * 1024 or None,
+        # the live database's other names (engine.refuse_other_names): its refusal, or None
+        "other_names": " ".join(raw.get("other_names") or []) or None,
     }
 
 
@@ -151,6 +155,9 @@ def plan(facts: dict, *, remote_command: bool = False) -> dict:
         for what in ("backup", "restore"):  # a restore makes its safety backup first
             problems.setdefault(what, f"{free} bytes free beside the backups, the database "
                                       f"needs {size}")
+    if facts.get("other_names"):  # every engine refuses it, whatever the machine has
+        for what in ("backup", "restore"):
+            problems[what] = facts["other_names"]
     # a task that cannot run has no engine it will use (a script reading `engines` alone
     # must not be told otherwise)
     chosen = {what: None if what in problems else engine for what, engine in chosen.items()}

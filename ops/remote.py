@@ -78,7 +78,7 @@ RESTORE_ROLE = "a restore"  # how the engine's restore names itself in a lock (i
 # engine.check_could_not_run's words as a case pattern (lower case)
 CHECK_NOT_RUN_GLOB = "|".join(f"*{shlex.quote(word)}*" for word in engine.CHECK_NOT_RUN_WORDS)
 # shell helpers every script starts with
-PRELUDE = f"""fail() {{ kind=$1; shift; msg=$(printf '%s' "$*" | tr -cd ' !\\043-\\133\\135-\\176' | head -c 600); printf '\\n{RESULT_MARK} {{"ok": false, "kind": "%s", "error": "%s"}}\\n' "$kind" "$msg"; exit 1; }}
+PRELUDE = f"""fail() {{ kind=$1; shift; msg=$(printf '%s' "$*" | tr -cd ' !\\043-\\133\\135-\\176' | head -c 1000); printf '\\n{RESULT_MARK} {{"ok": false, "kind": "%s", "error": "%s"}}\\n' "$kind" "$msg"; exit 1; }}
 # (asked once per script: a script may ask again, and the answer cannot change meanwhile;
 # emptied first: a variable of that name inherited from the machine answers nothing)
 ops_has_py=
@@ -350,7 +350,10 @@ refuse_other_names() {{
   set -- "$1" $(ls -dLn -- "$1" 2>/dev/null)
   digits "${{3-}}" && [ "$3" -gt 1 ] || return 0
   n=$3; db1=$1; real=$1
-  if [ -h "$1" ] && command -v readlink >/dev/null 2>&1; then real=$(readlink -f -- "$1") || real=$1; fi
+  if [ -h "$1" ]; then  # SQLite opens (and names its -wal after) the file it leads to
+    command -v readlink >/dev/null 2>&1 || fail linked "database $db1 is a symlink to a file with $n names (hard links), and this machine has no readlink to tell which one it leads to: set db.remote_path to the file itself. Nothing was changed"
+    real=$(readlink -f -- "$1") || real=$1
+  fi
   case $real in */*) d=${{real%/*}}; [ -n "$d" ] || d=/;; *) d=.;; esac
   b=${{real##*/}}; found=0; nf=0; listed=
   for f in "$d"/* "$d"/.[!.]* "$d"/..?*; do
@@ -359,18 +362,18 @@ refuse_other_names() {{
     case $t in ".tmp-restore-$b".*) digits "${{t#".tmp-restore-$b".}}" && continue;; esac
     case $t in "$b".corrupt-*) u=${{t#"$b".corrupt-}};; "$b".stale-*) u=${{t#"$b".stale-}};; *) u=;; esac
     case $u in {STAMP_GLOB}) continue;; {STAMP_GLOB}-*) digits "${{u#{STAMP_ANY}-}}" && continue;; esac
-    nf=$((nf + 1)); [ "$nf" -le 3 ] && listed="${{listed:+$listed, }}$f"
+    nf=$((nf + 1)); [ "$nf" -le 3 ] && listed="${{listed:+$listed, }}$(printf '%s' "$f" | tr '\\140' '?')"
   done
   outside=$((n - 1 - found)); [ "$outside" -gt 0 ] || outside=0
   [ "$nf" -gt 0 ] || [ "$outside" -gt 0 ] || return 0
-  [ "$nf" -gt 3 ] && listed="$listed, $((nf - 3)) more beside it"
-  if [ "$outside" -gt 0 ]; then
-    set -- $(df -P "$db1" 2>/dev/null | tail -n 1); top=/; [ $# -ge 6 ] && eval "top=\\${{$#}}"
-    listed="${{listed:+$listed, }}$outside outside its folder (\\`find $top -xdev -samefile $real 2>/dev/null\\` lists them)"
-  fi
   count=$((nf + outside)); names="$count other names (hard links)"; s=s
   [ "$count" -gt 1 ] || {{ names="another name (a hard link)"; s=; }}
-  fail linked "database $db1 has $names: remove every name but the one the app opens (if that is not this one, point the toolkit at it first): SQLite keeps a -wal per name, so through another name a backup misses the app's writes and its -wal can undo a restore. The other name$s: $listed. Nothing was changed"
+  said="database $db1 has $names: remove every name but the one the app opens (if that is not this one, set db.path or db.remote_path to it first): SQLite keeps a -wal per name, so through another name a backup misses the app's writes and its -wal can undo a restore. Nothing was changed."
+  [ "$nf" -gt 3 ] || [ "$outside" -gt 0 ] || fail linked "$said The other name$s: $listed"
+  set -- $(df -P "$db1" 2>/dev/null | tail -n 1); top=/; [ $# -ge 6 ] && eval "top=\\${{$#}}"
+  parts=; [ "$nf" -gt 0 ] && parts="$nf beside it ($listed$( [ "$nf" -gt 3 ] && printf ', ...'))"
+  [ "$outside" -gt 0 ] && parts="${{parts:+$parts and }}$outside outside its folder"
+  fail linked "$said The other name$s, which \\`find $top -xdev -samefile $real 2>/dev/null\\` lists: $parts"
 }}"""
 
 

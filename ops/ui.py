@@ -190,8 +190,10 @@ def wrapped(text: str, width: int | None, indent: str = "") -> list[str]:
     if width is None or len(text) <= width:
         return [text]
     lead = text[: len(text) - len(text.lstrip())]
-    # a `command` is one word here: broken, a pasted half ran on its own (review-op s25 #1)
-    kept = BACKTICKED.sub(lambda m: m[0].replace(" ", KEPT_SPACE), text.lstrip())
+    # a `command` is one word here: broken, a pasted half ran on its own (review-op s25 #1);
+    # not when a stray backtick (in a name, say) would pair the wrong ones
+    kept = text.lstrip() if text.count("`") % 2 else BACKTICKED.sub(
+        lambda m: m[0].replace(" ", KEPT_SPACE), text.lstrip())
     return [line.replace(KEPT_SPACE, " ") for line in textwrap.wrap(
         kept, width, initial_indent=lead, subsequent_indent=indent or lead,
         break_long_words=False, break_on_hyphens=False)] or [text]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import os
+import re
 import shutil
 import signal
 import stat
@@ -91,6 +93,7 @@ def pytest_configure(config):
 
 RUNS_KEPT = 3  # finished runs' folders, as pytest keeps its own
 RUNNING_MARK = ".running"  # beside a run's folder while it runs: never swept (3 days at most)
+RUN_NAME = re.compile(r"[a-z0-9_]{8}")  # tempfile.mkdtemp's names
 
 
 def short_basetemp() -> str | None:
@@ -118,14 +121,18 @@ def short_basetemp() -> str | None:
 def _sweep_runs(root: Path) -> None:
     """Remove all but the newest ``RUNS_KEPT`` finished runs' folders; a run still marked
     running (a killed one: for three days) is left alone, whatever its pid namespace."""
-    runs = sorted((path for path in root.iterdir() if path.is_dir() and not path.is_symlink()),
-                  key=lambda path: path.stat().st_mtime, reverse=True)
-    for old in runs[RUNS_KEPT:]:
+    runs = []
+    for path in root.iterdir():  # only mkdtemp's names: nothing else kept there is ours
+        with contextlib.suppress(OSError):  # swept meanwhile by another run starting
+            if RUN_NAME.fullmatch(path.name) and stat.S_ISDIR(path.lstat().st_mode):
+                runs.append((path.lstat().st_mtime, path))
+    for _, old in sorted(runs, reverse=True)[RUNS_KEPT - 1:]:  # with this run's: RUNS_KEPT
         mark = old.with_name(old.name + RUNNING_MARK)
-        if mark.exists() and time.time() - mark.stat().st_mtime < 3 * 86400:
-            continue
-        shutil.rmtree(old, ignore_errors=True)
-        mark.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            if mark.exists() and time.time() - mark.stat().st_mtime < 3 * 86400:
+                continue
+            shutil.rmtree(old, ignore_errors=True)
+            mark.unlink(missing_ok=True)
 
 
 def _default_stop_signals():

@@ -85,7 +85,7 @@ def test_a_planted_backup_lock_is_refused_and_its_target_untouched(wal_db, backu
     for result in (backup, cleanup):
         if kind == "hardlink" and result is backup:  # the live database has a second name
             assert_one_line_error(result, ExitCode.USAGE,  # refused first, in its subfolder
-                                  contains="The other name: 1 outside its folder")
+                                  contains="lists: 1 outside its folder")
             continue
         assert_one_line_error(result, ExitCode.ERROR, contains="refusing the lock file")
     assert helpers.sha256(wal_db) == live  # the live database was not truncated

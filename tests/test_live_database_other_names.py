@@ -55,6 +55,15 @@ def machine(tmp_path, strategy: str):
     return lambda script: run_remote(script, path, engine_source=True)
 
 
+def refused_backup(tmp_path, live, strategy: str) -> str:
+    """The machine's refusal of a backup of ``live``, as the toolkit words it."""
+    out = machine(tmp_path, strategy)(
+        remote.backup_script(str(live), str(live.parent / "backups"), check="quick"))
+    with pytest.raises(OpsError) as refused:
+        out.data("backup")
+    return str(refused.value)
+
+
 @pytest.mark.parametrize("strategy", ENGINES)
 def test_each_engine_refuses_another_name_and_lets_its_own_leftovers_through(
         tmp_path, live, strategy):
@@ -75,10 +84,10 @@ def test_each_engine_refuses_another_name_and_lets_its_own_leftovers_through(
             assert f"database {live} has another name (a hard link): remove every name " \
                 "but the one the app opens" in said, said
             assert "SQLite keeps a -wal per name" in said, said
-            assert "\n" not in said and said.endswith("Nothing was changed"), said
+            assert "\n" not in said and "Nothing was changed. The other name: " in said, said
             if "\n" not in name:
-                assert f"The other name: {'' if strategy == 'sqlite3' else chr(34)}" \
-                    f"{live.parent}/{name}" in said, (name, said)
+                quote = "" if strategy == "sqlite3" else '"'
+                assert said.endswith(f"The other name: {quote}{live.parent}/{name}{quote}"), said
         other.unlink()
     made = engine.list_backups(backups)
     assert len(made) == len(OURS), [b.name for b in made]  # one per leftover, none refused
@@ -89,13 +98,10 @@ def test_a_name_in_another_folder_is_refused_and_said_to_be_outside(tmp_path, li
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     os.link(live, elsewhere / "steps.db")
-    out = machine(tmp_path, strategy)(
-        remote.backup_script(str(live), str(live.parent / "backups"), check="quick"))
-    with pytest.raises(OpsError) as refused:
-        out.data("backup")
-    assert "has another name (a hard link)" in str(refused.value)
-    assert (f"The other name: 1 outside its folder (`find / -xdev -samefile {live} 2>/dev/null` "
-            "lists them)") in str(refused.value)
+    said = refused_backup(tmp_path, live, strategy)
+    assert "has another name (a hard link)" in said
+    assert said.endswith(f"The other name, which `find / -xdev -samefile {live} 2>/dev/null` "
+                         "lists: 1 outside its folder")
     assert not (live.parent / "backups").exists() or not engine.list_backups(
         live.parent / "backups")
 
@@ -214,13 +220,77 @@ exit $rc
 
 @pytest.mark.parametrize(("shown", "outside", "said"), [
     (['"/d/a.db"'], 0, 'has another name (a hard link): remove every name but the one the app '
-     'opens (if that is not this one, point the toolkit at it first)'),
-    (['"/d/a.db"'], 0, 'The other name: "/d/a.db". Nothing was changed'),
+     'opens (if that is not this one, set db.path or db.remote_path to it first)'),
+    (['"/d/a.db"'], 0, 'Nothing was changed. The other name: "/d/a.db"'),
     ([], 2, "has 2 other names (hard links)"),
-    ([], 2, "The other names: 2 outside its folder (`FIND` lists them). Nothing was changed"),
-    ([f'"/d/{n}"' for n in "abcde"], 1,
-     'The other names: "/d/a", "/d/b", "/d/c", 2 more beside it, 1 outside its folder'),
+    ([], 2, "The other names, which `FIND` lists: 2 outside its folder"),
+    ([f'"/d/{n}"' for n in "abcde"], 1, 'The other names, which `FIND` lists: 5 beside it '
+     '("/d/a", "/d/b", "/d/c", ...) and 1 outside its folder'),
     ([f'"/d/{n}"' for n in "abcde"], 1, "has 6 other names (hard links)"),
 ])
 def test_the_line_says_how_many_names_and_lists_three(shown, outside, said):
-    assert said in engine.other_names_said("/d/steps.db", shown, outside, "FIND")
+    line = engine.other_names_said("/d/steps.db", shown, outside, "FIND")
+    assert said in line and line.count("`") in (0, 2), line
+
+
+@pytest.mark.parametrize("strategy", ENGINES)
+def test_every_engine_says_it_alike_and_escapes_a_backtick_in_a_name(tmp_path, live, strategy):
+    """Names with a backtick paired with the find's own when the line was laid out, and the
+    engines' lines differed (s25 review-break2 #1, #2): the same words everywhere now (the
+    sqlite3 CLI without quotes, a backtick as ?)."""
+    for name in ("a`b.db", "c.db", "d.db", "e.db"):
+        os.link(live, live.with_name(name))
+    sub = live.parent / "sub"
+    sub.mkdir()
+    os.link(live, sub / "f.db")
+    said = refused_backup(tmp_path, live, strategy)
+    quote = "" if strategy == "sqlite3" else '"'
+    backtick = "?" if strategy == "sqlite3" else "\\u0060"
+    folder = live.parent
+    assert said == (
+        f"backup on the machine: database {live} has 5 other names (hard links): remove every "
+        "name but the one the app opens (if that is not this one, set db.path or "
+        "db.remote_path to it first): SQLite keeps a -wal per name, so through another name a "
+        "backup misses the app's writes and its -wal can undo a restore. Nothing was changed. "
+        f"The other names, which `find / -xdev -samefile {live} 2>/dev/null` lists: 4 beside "
+        f"it ({quote}{folder}/a{backtick}b.db{quote}, {quote}{folder}/c.db{quote}, "
+        f"{quote}{folder}/d.db{quote}, ...) and 1 outside its folder"), said
+
+
+@pytest.mark.parametrize("strategy", ["python3", "sqlite3"])
+def test_machine_check_and_the_drill_say_the_backup_and_restore_cannot_run(site, strategy):  # noqa: F811
+    """They said a restore could run on a machine where every one was refused (s25
+    review-break2 #3)."""
+    use_engine(site, strategy)
+    changed_after_backup(site)
+    os.link(site.db, site.db.with_name("steps-copy.db"))
+    checked = site.run("machine.check", "--production", "--json", timeout=60)
+    assert checked.returncode == 1, checked
+    cannot = checked.json()["cannot"]
+    assert set(cannot) >= {"backup", "restore"} and "has another name" in cannot["restore"]
+    assert "CANNOT RUN: database" in checked.stderr
+    drill = site.run("backup.drill", "--production", timeout=60)
+    assert drill.returncode == 5 and "has another name" in drill.stderr, drill
+
+
+@pytest.mark.parametrize("readlink", [True, False])
+def test_the_sqlite3_cli_judges_a_symlinked_path_by_the_file_it_leads_to(tmp_path, live,
+                                                                          readlink):
+    """Without resolving it, the shell listed the real database as a name to remove
+    (s25 review-break2 #4); without readlink it cannot tell, and says so."""
+    link = tmp_path / "current.db"
+    link.symlink_to(live)
+    os.link(live, live.with_name("copy.db"))
+    path = Path(machine_path(tmp_path, python=False, sqlite=True))
+    if readlink:
+        (path / "readlink").symlink_to(shutil.which("readlink"))
+    out = run_remote(remote.backup_script(str(link), str(tmp_path / "backups"), check="quick"),
+                     str(path), engine_source=True)
+    with pytest.raises(OpsError) as refused:
+        out.data("backup")
+    said = str(refused.value)
+    if readlink:  # as python3 and Node say it
+        assert said.endswith(f"The other name: {live.parent}/copy.db"), said
+    else:
+        assert f"database {link} is a symlink to a file with 2 names (hard links), and this " \
+            "machine has no readlink" in said, said
