@@ -337,15 +337,13 @@ def backup_script(db: str, directory: str, *, check: str, remote_command: str = 
                    _sqlite_backup(db, directory, check, lock_wait, content_hash), other)
 
 
-# Long on purpose (~67 lines, most of it the sh script): the backup as the machine runs it,
-# read top to bottom (lock, copy in one read transaction, check, hash, publish).
 STAMP_GLOB = "[0-9]" * 4 + "-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]-[0-9][0-9]-[0-9][0-9]Z"
 STAMP_ANY = "????-??-??T??-??-??Z"  # as long as a stamp: what ``${u#…}`` takes off one
 # engine.refuse_other_names with the sqlite3 CLI: a live database with another name (a hard
 # link) is refused, except a restore's own crash leftovers beside it (engine.own_names), in
 # engine.other_names_said's words (the names unquoted: fail() keeps no ")
 REFUSE_OTHER_NAMES = f"""digits() {{ case $1 in ''|*[!0-9]*) return 1;; esac; }}
-refuse_other_names() {{
+refuse_other_names() (  # a subshell: none of its names reach the script; call it with || exit 1
   [ -f "$1" ] || return 0
   set -- "$1" $(ls -dLn -- "$1" 2>/dev/null)
   digits "${{3-}}" && [ "$3" -gt 1 ] || return 0
@@ -374,9 +372,11 @@ refuse_other_names() {{
   parts=; [ "$nf" -gt 0 ] && parts="$nf beside it ($listed$( [ "$nf" -gt 3 ] && printf ', ...'))"
   [ "$outside" -gt 0 ] && parts="${{parts:+$parts and }}$outside outside its folder"
   fail linked "$said The other name$s, which \\`find $top -xdev -samefile $real 2>/dev/null\\` lists: $parts"
-}}"""
+)"""
 
 
+# Long on purpose (~67 lines, most of it the sh script): the backup as the machine runs it,
+# read top to bottom (lock, copy in one read transaction, check, hash, publish).
 def _sqlite_backup(db: str, directory: str, check: str, lock_wait: float = 0,
                    content_hash: bool = True, marks: str = "") -> str:
     """The engine's procedure with the sqlite3 CLI: the same checks, lock and verdicts.
@@ -399,7 +399,7 @@ def _sqlite_backup(db: str, directory: str, check: str, lock_wait: float = 0,
 [ -f "$db" ] || fail usage "database is not a regular file: $db"
 [ -r "$db" ] || fail error "cannot read database $db: permission denied"
 {REFUSE_OTHER_NAMES}
-refuse_other_names "$db"
+refuse_other_names "$db" || exit 1
 is_sqlite "$db" || fail corrupt "database is not a SQLite database: $db"
 mkdir -p "$dir" 2>/dev/null
 [ -d "$dir" ] || fail usage "backup folder is not a folder: $dir"
@@ -863,7 +863,7 @@ TAKE_RESTORE_LOCK = PRELUDE[PRELUDE.index("take_lock() {"):PRELUDE.index("place(
 # the live database: ok, missing or corrupt (engine.live_state), as the sqlite3 restore and
 # its dry run read it; the restore refuses the last two unless the app is stopped
 _SQLITE_LIVE_STATE = f"""{REFUSE_OTHER_NAMES}
-refuse_other_names "$db"  # a corrupt one too: moved aside, the app's name would keep it
+refuse_other_names "$db" || exit 1  # a corrupt one too: moved aside, the app's name would keep it
 state=ok; why=
 if [ ! -e "$db" ] && [ ! -h "$db" ]; then state=missing; why="{engine.MISSING_WHY}"
 elif [ -h "$db" ] && [ ! -e "$db" ]; then fail usage "database $db is a symlink to nothing; nothing was changed"
@@ -1237,7 +1237,7 @@ def counts_script(db: str, directory: str, name: str) -> str:
     # a missing or non-SQLite live database is named (engine.live_state), so the restore
     # refuses it before asking, as locally
     sqlite = f"""{REFUSE_OTHER_NAMES}
-refuse_other_names {db_q}
+refuse_other_names {db_q} || exit 1
 if [ ! -e {db_q} ] && [ ! -h {db_q} ]; then printf '{ENTRY_MARK} state missing\\n'
 elif [ -f {db_q} ] && ! is_sqlite {db_q}; then printf '{ENTRY_MARK} state corrupt\\n'
 else for t in $(sqlite3 -readonly {db_q} "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"); do
