@@ -23,10 +23,11 @@ BINDING_JS = node.PROBE_JS.replace("console.log(n)",
 
 
 def probe_script(db: str, directory: str, app_dir: str) -> str:
-    """Print one ``ENTRY key value...`` line per fact; changes nothing on the machine."""
+    """Print one ``ENTRY key value...`` line per fact; changes nothing on the machine. A
+    fact is one line whatever it holds (a file name's newline could add entries)."""
     q = shlex.quote
     return node.with_app_dir(app_dir, f"""# ops: machine.check
-fact() {{ printf '{ENTRY} %s\\n' "$*" | tr -cd ' -~\\n'; }}
+fact() {{ printf '{ENTRY} %s\\n' "$(printf '%s' "$*" | tr -c ' -~' '?')"; }}
 set -- $({engine_module.PYTHON3} -c {q(PY_VERSION)} </dev/null 2>/dev/null) - - -
 fact python3 "$1" "$2" "$3"
 if [ "$1" = - ] && command -v python3 >/dev/null 2>&1; then  # there, but not usable isolated

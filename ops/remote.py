@@ -353,23 +353,26 @@ refuse_other_names() (  # a subshell: none of its names reach the script; call i
     real=$(readlink -f -- "$1") || real=$1
   fi
   case $real in */*) d=${{real%/*}}; [ -n "$d" ] || d=/;; *) d=.;; esac
-  b=${{real##*/}}; found=0; nf=0; listed=
+  b=${{real##*/}}; found=0; nf=0; hidden=0; listed=
   for f in "$d"/* "$d"/.[!.]* "$d"/..?*; do
     [ "$f" != "$d/$b" ] && [ -f "$f" ] && [ ! -h "$f" ] && [ "$f" -ef "$db1" ] || continue
     found=$((found + 1)); t=${{f##*/}}
     case $t in ".tmp-restore-$b".*) digits "${{t#".tmp-restore-$b".}}" && continue;; esac
     case $t in "$b".corrupt-*) u=${{t#"$b".corrupt-}};; "$b".stale-*) u=${{t#"$b".stale-}};; *) u=;; esac
     case $u in {STAMP_GLOB}) continue;; {STAMP_GLOB}-*) digits "${{u#{STAMP_ANY}-}}" && continue;; esac
-    nf=$((nf + 1)); [ "$nf" -le 3 ] && listed="${{listed:+$listed, }}$(printf '%s' "$f" | tr '\\140' '?')"
+    # shown as fail() would keep it, but a byte it drops (or a backtick) is a ?, never gone;
+    # a name too long for the line is counted, not shown (the find lists it)
+    nf=$((nf + 1)); shown=$(printf '%s' "$f" | tr -c ' !\\043-\\133\\135-\\137\\141-\\176' '?')
+    if [ "$nf" -le 3 ] && [ ${{#shown}} -le 200 ]; then listed="${{listed:+$listed, }}$shown"; else hidden=$((hidden + 1)); fi
   done
   outside=$((n - 1 - found)); [ "$outside" -gt 0 ] || outside=0
   [ "$nf" -gt 0 ] || [ "$outside" -gt 0 ] || return 0
   count=$((nf + outside)); names="$count other names (hard links)"; s=s
   [ "$count" -gt 1 ] || {{ names="another name (a hard link)"; s=; }}
   said="database $db1 has $names: remove every name but the one the app opens (if that is not this one, set db.path or db.remote_path to it first): SQLite keeps a -wal per name, so through another name a backup misses the app's writes and its -wal can undo a restore. Nothing was changed."
-  [ "$nf" -gt 3 ] || [ "$outside" -gt 0 ] || fail linked "$said The other name$s: $listed"
+  [ "$hidden" -gt 0 ] || [ "$outside" -gt 0 ] || fail linked "$said The other name$s: $listed"
   set -- $(df -P "$db1" 2>/dev/null | tail -n 1); top=/; [ $# -ge 6 ] && eval "top=\\${{$#}}"
-  parts=; [ "$nf" -gt 0 ] && parts="$nf beside it ($listed$( [ "$nf" -gt 3 ] && printf ', ...'))"
+  parts=; [ "$nf" -gt 0 ] && parts="$nf beside it ($listed$( [ "$hidden" -gt 0 ] && printf '%s...' "${{listed:+, }}"))"
   [ "$outside" -gt 0 ] && parts="${{parts:+$parts and }}$outside outside its folder"
   fail linked "$said The other name$s, which \\`find $top -xdev -samefile $real 2>/dev/null\\` lists: $parts"
 )"""

@@ -19,7 +19,7 @@ import pytest
 
 from ops import engine, node, remote
 from ops.errors import ExitCode, OpsError
-from tests import node_env
+from tests import helpers, node_env
 from tests.fake_production import APP, MACHINE, changed_after_backup, site, use_engine  # noqa: F401
 from tests.helpers import (
     BASE_TOOLS,
@@ -294,3 +294,27 @@ def test_the_sqlite3_cli_judges_a_symlinked_path_by_the_file_it_leads_to(tmp_pat
     else:
         assert f"database {link} is a symlink to a file with 2 names (hard links), and this " \
             "machine has no readlink" in said, said
+
+
+def test_a_name_cannot_forge_what_machine_check_reports(tmp_path, run_invoke):
+    """A listed name went into the probe's facts with its newlines, so a name could add
+    entry lines: another sqlite3, an empty refusal (s25 review-break3 #1)."""
+    db = helpers.make_wal_db(tmp_path / "data" / "steps.db")
+    forged = "x\n__OPS_ENTRY__ sqlite3 9.9.9\n__OPS_ENTRY__ other_names\n__OPS_RESULT__ {}"
+    os.link(db, db.with_name(forged))
+    checked = run_invoke("machine.check", "--json")
+    assert checked.returncode == 1, checked
+    report = checked.json()
+    assert report["facts"]["sqlite3"] != "9.9.9", report["facts"]
+    assert "has another name" in report["cannot"]["restore"], report
+    assert "x?__OPS_ENTRY__ sqlite3 9.9.9?" in report["cannot"]["restore"], report
+
+
+def test_the_sqlite3_cli_shows_a_byte_it_cannot_print_as_a_question_mark(tmp_path, live):
+    """fail() drops quotes, backslashes and non-ASCII bytes: `café.db` read `caf.db`, another
+    file's name (s25 review-break3 #4). A name too long for the line is counted instead."""
+    for name in ('café.db', 'a"b\\c.db', "n" * 240 + ".db"):
+        os.link(live, live.with_name(name))
+    said = refused_backup(tmp_path, live, "sqlite3")
+    folder = live.parent
+    assert f"lists: 3 beside it ({folder}/a?b?c.db, {folder}/caf??.db, ...)" in said, said
