@@ -14,8 +14,13 @@ import os
 import signal
 import sys
 import textwrap
+from types import SimpleNamespace
 
-from ops.errors import ExitCode
+import pytest
+
+from ops import remote
+from ops.errors import ExitCode, OpsError
+from ops.targets.fly import lock
 from tests import helpers
 
 UNLOCK_MARK = "# ops: deploy-unlock"  # the mark each remote script starts with (remote.purpose)
@@ -128,3 +133,25 @@ def test_ctrl_c_then_sigterm_exits_with_the_code_the_audit_line_records(site):
     assert result.returncode == entry["exit_code"] == ExitCode.INTERRUPTED, result
     assert entry["outcome"] == "interrupted during deploy"
     assert not site.machine_lock.exists()  # the release was not cut short either
+
+
+def test_a_lock_answer_that_cannot_be_read_removes_the_lock_the_call_may_have_taken():
+    """The lock script runs first in its call; when the machine's answer is refused as a
+    whole (a line this tool did not print: s25 review-break3 #2), the lock may be held
+    with no step left to release it. It is released as when flyctl fails."""
+    calls = []
+
+    class Session:
+        app = "step-app"
+        settings = SimpleNamespace(db_remote_path="/data/steps.db", fly_timeout=5,
+                                   backup_remote_dir="/data/backups", machine_app_dir="/app")
+
+        def run(self, script, **_):
+            calls.append(script.splitlines()[0])
+            if script.startswith("# ops: deploy-lock"):
+                raise OpsError("the machine's output has a line this tool did not print")
+            return remote.parse_output("__OPS_ENTRY__ held me\n__OPS_EXIT__=0\n")
+
+    with pytest.raises(OpsError, match="did not print; any lock this run took was removed"):
+        lock.lock(Session(), "/data/.ops-deploy.lock", 0, "me")
+    assert calls == ["# ops: deploy-lock", "# ops: deploy-unlock"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import posixpath
 
-from ops import digits, fly, machine, remote
+from ops import digits, machine, remote
 from ops.errors import ExitCode, OpsError
 from ops.targets.fly.machine import MachineSession
 
@@ -39,7 +39,7 @@ def lock(session: MachineSession, path: str, wait: float, holder: str, on_wait=N
         output = session.run(remote.deploy_lock_script(path, holder, wait) + "\n" + probe,
                              timeout=session.settings.fly_timeout + wait, what="deploy lock",
                              key="fly.timeout")
-    except fly.FlyError as exc:
+    except OpsError as exc:  # flyctl failed, or its answer could not be read (parse_output):
         after = ("any lock this run took was removed" if _forget(session, path, holder)
                  else "if the lock is this run's: invoke deploy.unlock --yes")
         raise OpsError(f"could not take the deploy lock {path}: {exc}; {after}",
