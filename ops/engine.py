@@ -13,6 +13,8 @@ Safety rules this module keeps (see DESIGN.md, "Mechanisms that must be right"):
   backup, and an existing backup is never overwritten;
 - size and SHA-256 are recorded beside each backup (``NAME.sha256`` in the form
   ``sha256sum -c`` accepts, ``NAME.json`` with the rest);
+- a live database with another name (a hard link) is refused: SQLite keeps a -wal per
+  name, so through the wrong one a copy misses, or is undone by, the app's writes;
 - no lock, temporary or sidecar is ever opened through a symlink or reused: files
   are created new (``O_EXCL|O_NOFOLLOW``), sidecars are read non-blocking and only
   when they are regular files, and backups are linked into place, never renamed over.

@@ -55,6 +55,14 @@ def machine(tmp_path, strategy: str):
     return lambda script: run_remote(script, path, engine_source=True)
 
 
+def mount_of(path: Path) -> Path:
+    """Where ``path``'s filesystem is mounted: where the engines' ``find`` starts (/tmp may
+    be a mount of its own)."""
+    while not os.path.ismount(path):
+        path = path.parent
+    return path
+
+
 def refused_backup(tmp_path, live, strategy: str) -> str:
     """The machine's refusal of a backup of ``live``, as the toolkit words it."""
     out = machine(tmp_path, strategy)(
@@ -100,8 +108,8 @@ def test_a_name_in_another_folder_is_refused_and_said_to_be_outside(tmp_path, li
     os.link(live, elsewhere / "steps.db")
     said = refused_backup(tmp_path, live, strategy)
     assert "has another name (a hard link)" in said
-    assert said.endswith(f"The other name, which `find / -xdev -samefile {live} 2>/dev/null` "
-                         "lists: 1 outside its folder")
+    assert said.endswith(f"The other name, which `find {mount_of(live)} -xdev -samefile {live} "
+                         "2>/dev/null` lists: 1 outside its folder")
     assert not (live.parent / "backups").exists() or not engine.list_backups(
         live.parent / "backups")
 
@@ -252,7 +260,8 @@ def test_every_engine_says_it_alike_and_escapes_a_backtick_in_a_name(tmp_path, l
         "name but the one the app opens (if that is not this one, set db.path or "
         "db.remote_path to it first): SQLite keeps a -wal per name, so through another name a "
         "backup misses the app's writes and its -wal can undo a restore. Nothing was changed. "
-        f"The other names, which `find / -xdev -samefile {live} 2>/dev/null` lists: 4 beside "
+        f"The other names, which `find {mount_of(live)} -xdev -samefile {live} 2>/dev/null` "
+        "lists: 4 beside "
         f"it ({quote}{folder}/a{backtick}b.db{quote}, {quote}{folder}/c.db{quote}, "
         f"{quote}{folder}/d.db{quote}, ...) and 1 outside its folder"), said
 
