@@ -477,7 +477,7 @@ class Deployment:
                     self.settings.deploy_lock_wait))
                 if not o.skip_backup and o.rollback_to is None:
                     at = "backup"
-                    self._would_wait(lambda: self.target.lock_waits(restore=False))
+                    self._would_wait(lambda: self.target.lock_waits(restore=False, live=True))
             except OpsError as exc:
                 self._problem(exc, at)
         return [s.filled(self.runner.values) for s in self.plan()]  # with what it learnt

@@ -934,10 +934,13 @@ def look_locks(directory: str, lock_wait: float, restore: bool = True) -> str:
 
 
 @purpose("look-locks")
-def look_locks_script(directory: str, lock_wait: float, restore: bool = True) -> str:
+def look_locks_script(directory: str, lock_wait: float, restore: bool = True,
+                      db: str = "") -> str:
     """A dry run's look at the locks a restore (or a backup) takes there, alone: the run's
-    refusal (exit 4), or a ``waits`` entry each; nothing is taken or created."""
-    return (f"{PRELUDE}\n{look_locks(directory, lock_wait, restore)}\n"
+    refusal (exit 4), or a ``waits`` entry each; nothing is taken or created. With ``db``
+    (a backup's), first the refusal of a live database with another name, as in its run."""
+    linked = f"{REFUSE_OTHER_NAMES}\nrefuse_other_names {shlex.quote(db)} || exit 1\n" if db else ""
+    return (f"{PRELUDE}\n{linked}{look_locks(directory, lock_wait, restore)}\n"
             f"printf '{RESULT_MARK} {{\"ok\": true, \"data\": {{}}}}\\n'")
 
 

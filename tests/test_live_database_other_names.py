@@ -327,3 +327,27 @@ def test_the_sqlite3_cli_shows_a_byte_it_cannot_print_as_a_question_mark(tmp_pat
     said = refused_backup(tmp_path, live, "sqlite3")
     folder = live.parent
     assert f"lists: 3 beside it ({folder}/a?b?c.db, {folder}/caf??.db, ...)" in said, said
+
+
+@pytest.mark.parametrize("strategy", ["python3", "sqlite3"])
+def test_the_dry_runs_of_a_deploy_and_a_backup_refuse_it_as_their_runs_do(site, strategy):  # noqa: F811
+    """deploy --dry-run said nothing, and the deploy then stopped at its backup (s25
+    review-op #4); its look at the backup lock there now refuses it first, as the run."""
+    use_engine(site, strategy)
+    changed_after_backup(site)
+    os.link(site.db, site.db.with_name("steps-copy.db"))
+    for args, code in ((("deploy", "--dry-run"), None),
+                       (("backup", "--production", "--dry-run"), 2)):
+        result = site.run(*args, timeout=60)
+        run = site.run(*args[:-1], timeout=120)  # what the run itself does
+        assert "has another name (a hard link)" in result.stderr, result
+        assert result.returncode == (code or run.returncode) != 0, (result, run)
+    cleanup = site.run("backup.cleanup", "--production", "--dry-run", timeout=60)
+    assert cleanup.returncode == 0, cleanup  # its run never reads the live database
+
+
+def test_a_local_backup_dry_run_refuses_it(wal_db, backup_dir, run_invoke):
+    engine.create_backup(wal_db, backup_dir)
+    os.link(wal_db, wal_db.with_name("other.db"))
+    assert_one_line_error(run_invoke("backup", "--dry-run"), 2, contains="has another name")
+    assert run_invoke("backup.cleanup", "--dry-run").returncode == 0

@@ -105,7 +105,7 @@ def create(c, production=False, host=None, keep=None, quick=False, dry_run=False
     if not (production or settings.ssh_host):
         require_database(settings.db_path)
     if dry_run:  # the backup lock first, as the run meets it (review-op #3)
-        waits = backup_lock_waits(target, ui)
+        waits = backup_lock_waits(target, ui, live=True)
         plan = [
             f"back up {target.describe()} into {target.dir} "
             f"({settings.check}_check, SHA-256 recorded)",
@@ -196,14 +196,15 @@ def cleanup_lock_waits(target, ui: UI, leftovers: list, decisions: list) -> list
     return backup_lock_waits(target, ui)
 
 
-def backup_lock_waits(target, ui: UI) -> list[str]:
+def backup_lock_waits(target, ui: UI, live: bool = False) -> list[str]:
     """A dry run at the backup lock its run takes (a backup's, a cleanup's): the run's
     refusal (exit 4) when it would not wait, else a warning of how long it would wait
-    (returned, for --json's ``lock_waits``); nothing taken (``Target.lock_waits``)."""
+    (returned, for --json's ``lock_waits``); nothing taken (``Target.lock_waits``).
+    ``live`` (a backup's): a live database with another name first, the run's refusal."""
     from ops.engine import EngineError
 
     try:
-        waits = target.lock_waits(restore=False)
+        waits = target.lock_waits(restore=False, live=live)
     except EngineError as exc:
         raise OpsError.from_engine(exc) from None
     for line in waits:

@@ -84,9 +84,11 @@ class LocalTarget:
             pass  # free now; the engine takes it again at once, with what is left
         return max(wait - (time.monotonic() - started), 0.001)
 
-    def lock_waits(self, restore: bool = True) -> list[str]:
+    def lock_waits(self, restore: bool = True, live: bool = False) -> list[str]:
         """A dry run's look at the folder's locks (``engine.would_wait``): the run's refusal
         (exit 4) when it would not wait, else what it would wait for; nothing taken."""
+        if live:  # the backup's own first refusal (engine.refuse_other_names)
+            engine.refuse_other_names(self.db)
         if not self.dir.is_dir():
             return []
         return engine.would_wait(self.dir, self.settings.lock_wait, restore)

@@ -78,10 +78,11 @@ class Target(Protocol):
         """Remove these backups and their sidecars, under the folder's lock; the names
         removed (a backup a restore there holds is kept)."""
 
-    def lock_waits(self, restore: bool = True) -> list[str]:
+    def lock_waits(self, restore: bool = True, live: bool = False) -> list[str]:
         """A dry run's look at the folder's locks, as a restore (``restore`` False: a
         backup or cleanup) meets them, taking nothing: the run's refusal (exit 4) when it
-        would not wait, else a line for each held lock it would wait for."""
+        would not wait, else a line for each held lock it would wait for. ``live``: a
+        backup's, which first refuses a live database with another name, as its run does."""
 
     def leftovers(self) -> list[engine.Leftover]:
         """Temporaries an interrupted backup left that this tool can see and sweep."""

@@ -458,12 +458,12 @@ class ScriptedTarget:
         return output.data("restore") | {"strategy": output.strategy,
                                          "lock_waits": waits(output)}
 
-    def lock_waits(self, restore: bool = True) -> list[str]:
+    def lock_waits(self, restore: bool = True, live: bool = False) -> list[str]:
         """A dry run's look at the folder's locks there, as a restore (or, ``restore``
         False, a backup) meets them: the run's refusal when it would not wait (exit 4),
         else what it would wait for (``remote.look_locks_script``)."""
         output = self._run(remote.look_locks_script(self.dir, self.settings.lock_wait,
-                                                    restore),
+                                                    restore, db=self.db if live else ""),
                            timeout=self.session.deadline(), what="a look at the locks")
         output.data("a look at the locks")
         return waits(output)
