@@ -348,9 +348,13 @@ refuse_other_names() (  # a subshell: none of its names reach the script; call i
   set -- "$1" $(ls -dLn -- "$1" 2>/dev/null)
   digits "${{3-}}" && [ "$3" -gt 1 ] || return 0
   n=$3; db1=$1; real=$1
-  if [ -h "$1" ]; then  # SQLite opens (and names its -wal after) the file it leads to
-    command -v readlink >/dev/null 2>&1 || fail linked "database $db1 is a symlink to a file with $n names (hard links), and this machine has no readlink to tell which one it leads to: set db.remote_path to the file itself. Nothing was changed"
-    real=$(readlink -f -- "$1") || real=$1
+  if [ -h "$1" ] && command -v readlink >/dev/null 2>&1; then  # SQLite opens the file it
+    real=$(readlink -f -- "$1") || real=$1  # leads to, and names its -wal after that one
+  else  # no readlink: follow the links as ls shows them
+    i=0; while [ -h "$real" ] && [ "$i" -lt 40 ]; do
+      t=$(ls -ld -- "$real"); t=${{t#* -> }}; i=$((i + 1))
+      case $t in /*) real=$t;; *) case $real in */*) real=${{real%/*}}/$t;; *) real=$t;; esac;; esac
+    done
   fi
   case $real in */*) d=${{real%/*}}; [ -n "$d" ] || d=/;; *) d=.;; esac
   b=${{real##*/}}; found=0; nf=0; hidden=0; listed=
@@ -360,10 +364,10 @@ refuse_other_names() (  # a subshell: none of its names reach the script; call i
     case $t in ".tmp-restore-$b".*) digits "${{t#".tmp-restore-$b".}}" && continue;; esac
     case $t in "$b".corrupt-*) u=${{t#"$b".corrupt-}};; "$b".stale-*) u=${{t#"$b".stale-}};; *) u=;; esac
     case $u in {STAMP_GLOB}) continue;; {STAMP_GLOB}-*) digits "${{u#{STAMP_ANY}-}}" && continue;; esac
-    # shown as fail() would keep it, but a byte it drops (or a backtick) is a ?, never gone;
-    # a name too long for the line is counted, not shown (the find lists it)
-    nf=$((nf + 1)); shown=$(printf '%s' "$f" | tr -c ' !\\043-\\133\\135-\\137\\141-\\176' '?')
-    if [ "$nf" -le 3 ] && [ ${{#shown}} -le 200 ]; then listed="${{listed:+$listed, }}$shown"; else hidden=$((hidden + 1)); fi
+    # in single quotes (fail() keeps no "), a byte it drops, a backtick or a quote as ?, never
+    # gone; a name too long for the line is counted, not shown (the find lists it)
+    nf=$((nf + 1)); shown=$(printf '%s' "$f" | tr -c ' !\\043-\\046\\050-\\133\\135-\\137\\141-\\176' '?')
+    if [ "$nf" -le 3 ] && [ ${{#t}} -le 100 ]; then listed="${{listed:+$listed, }}'$shown'"; else hidden=$((hidden + 1)); fi
   done
   outside=$((n - 1 - found)); [ "$outside" -gt 0 ] || outside=0
   [ "$nf" -gt 0 ] || [ "$outside" -gt 0 ] || return 0
@@ -939,7 +943,9 @@ def look_locks_script(directory: str, lock_wait: float, restore: bool = True,
     """A dry run's look at the locks a restore (or a backup) takes there, alone: the run's
     refusal (exit 4), or a ``waits`` entry each; nothing is taken or created. With ``db``
     (a backup's), first the refusal of a live database with another name, as in its run."""
-    linked = f"{REFUSE_OTHER_NAMES}\nrefuse_other_names {shlex.quote(db)} || exit 1\n" if db else ""
+    linked = (f"[ -e {shlex.quote(db)} ] || fail not_found {shlex.quote(f'database not found: {db}')}"
+              f"\n{REFUSE_OTHER_NAMES}\nrefuse_other_names {shlex.quote(db)} || exit 1\n"
+              if db else "")  # the backup's first refusals, as its run meets them
     return (f"{PRELUDE}\n{linked}{look_locks(directory, lock_wait, restore)}\n"
             f"printf '{RESULT_MARK} {{\"ok\": true, \"data\": {{}}}}\\n'")
 

@@ -268,7 +268,15 @@ class UI:
 
     def warn(self, message: str) -> None:
         self._open_parents()
-        self.err.print(f"[bold yellow]WARNING:[/] {escape(self.shown(message))}")
+        if self.width is None or "\n" in message:
+            self.err.print(f"[bold yellow]WARNING:[/] {escape(self.shown(message))}")
+            return
+        # laid out here, as an Error line is: rich broke a `command` across lines (s25 op3 #1)
+        for at, line in enumerate(wrapped(f"WARNING: {self.shown(message)}", self.width)):
+            text = Text(line)
+            if not at:
+                text.stylize("bold yellow", 0, len("WARNING:"))
+            self.err.print(text, soft_wrap=True)  # a command wider than the line stays whole
 
     def lines(self, lines: list[str]) -> None:
         """Plain lines that were laid out for ``width`` already (summaries, plans)."""

@@ -4,6 +4,7 @@ rewritten after, a line fitted to 80 columns grew past them (issue 22 leftover 4
 
 from __future__ import annotations
 
+import io
 import re
 import shlex
 import sqlite3
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from ops import cli, engine, ui
 from tests import helpers
@@ -88,3 +90,20 @@ def test_a_backticked_command_is_never_broken_across_lines(width):
     assert [line for line in lines if f"`{command}`" in line], lines
     assert any("`invoke backup.list`." in line for line in lines), lines
     assert all(len(line) <= width for line in lines if "`find" not in line), lines
+
+
+def test_a_warning_keeps_its_command_whole_at_80_columns():
+    """A warning was laid out by rich, which broke `fly ssh console -a APP --machine ID`
+    across two lines (s25 review-op3 #1); it is laid out as an Error line is now."""
+    buffer = io.StringIO()
+    shown = ui.UI(err=Console(file=buffer, width=80, force_terminal=True,
+                              force_interactive=False, color_system=None))
+    command = "fly ssh console -a step-app-4x-yhw --machine e2865013c41e86"
+    message = ("the machine cannot run a restore there: database /data/steps.db has another "
+               f"name (a hard link) (the names are on the machine: open a shell there with "
+               f"`{command}`)")
+    shown.warn(message)
+    lines = buffer.getvalue().splitlines()
+    assert lines[0].startswith("WARNING: the machine") and len(lines) > 1, lines
+    assert any(f"`{command}`" in line for line in lines), lines
+    assert " ".join(lines) == f"WARNING: {message}", lines

@@ -465,7 +465,7 @@ class ScriptedTarget:
         output = self._run(remote.look_locks_script(self.dir, self.settings.lock_wait,
                                                     restore, db=self.db if live else ""),
                            timeout=self.session.deadline(), what="a look at the locks")
-        output.data("a look at the locks")
+        output.data("backup" if live else "a look at the locks")  # as the run says it
         return waits(output)
 
     def holds(self, name: str, safety: str = "") -> str:
