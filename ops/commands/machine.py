@@ -39,9 +39,14 @@ def own_litestream(setting: str) -> dict:
 
 
 def litestream_setting(config) -> str:
-    """``replica.litestream`` as given (a bad replica section is replica.*'s to refuse)."""
-    value = config.get("replica", {}).get("litestream", "") if hasattr(config, "get") else ""
-    return value.strip() if isinstance(value, str) else ""
+    """``replica.litestream`` as the replica tasks read it (``load_replica``); "" where they
+    would refuse the replica section: their own error says why, not this check."""
+    from ops.config import load_replica
+
+    try:
+        return load_replica(config).litestream
+    except OpsError:
+        return ""
 
 
 def checked(target, settings, litestream: str = "") -> tuple[dict, dict]:
