@@ -393,12 +393,10 @@ class Restore:
             self._ended()
 
     def _words(self, what: str, step: Step | None) -> str:
-        """The outcomes a restore's record has always had: a failure is "failed" unless
-        the run already said why (refused, not confirmed); a signal is named without its
-        step (the record's steps say where)."""
-        if what == "failed":
-            return "failed" if self.record["outcome"] == "running" else self.record["outcome"]
-        return what
+        """The outcomes a restore's record has always had: a failure is worded by
+        ``failed_outcome``; a signal is named without its step (the record's steps say
+        where)."""
+        return failed_outcome(self.record) if what == "failed" else what
 
     def _ended(self) -> None:
         """What the operator is told once the run ended: its time, what is left to do by
@@ -1419,6 +1417,16 @@ def interrupted_safeties(backup: str, listing, audit_entries: list[dict],
     return [item.name for item in sorted(listing, key=lambda i: (i.created, i.name))
             if item.kind == "safety" and (item.restore or {}).get("backup") == backup
             and item.name != mine and item.name not in named]
+
+
+def failed_outcome(record: dict) -> str:
+    """A failed restore's outcome word: what the run already said (refused, not
+    confirmed), "not proven" when its proof may have failed only for the app's own writes,
+    else "failed" (a wrong copy and a not-proven one must not read alike in the log)."""
+    if record["outcome"] != "running":
+        return record["outcome"]
+    proof = record.get("proof")
+    return "not proven" if proof and not proof["ok"] and engine.raced(proof) else "failed"
 
 
 def undo_backup(record: dict) -> str | None:

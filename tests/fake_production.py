@@ -189,6 +189,12 @@ class Production:
     def calls(self) -> list[list[str]]:
         return self.world.calls()
 
+    def audit(self) -> list[dict]:
+        """The audit log's entries (each view says where its log is: ``audit_log``)."""
+        if not self.audit_log.exists():
+            return []
+        return [json.loads(line) for line in self.audit_log.read_text().splitlines()]
+
 
 @dataclasses.dataclass
 class Site(Production):
@@ -241,11 +247,6 @@ class Site(Production):
 
     def start(self, *args: str, env: dict | None = None) -> helpers.Background:
         return helpers.start_invoke(*args, cwd=self.cwd, env=self.env(env))
-
-    def audit(self) -> list[dict]:
-        if not self.audit_log.exists():
-            return []
-        return [json.loads(line) for line in self.audit_log.read_text().splitlines()]
 
     def labels(self, *, locks: bool = False) -> list[str]:
         """The calls by name; the machine lock's own two calls only when asked for
@@ -412,6 +413,11 @@ class Prod(Production):
     @property
     def cwd(self) -> Path:
         return self.root / "cwd"
+
+    @property
+    def audit_log(self) -> Path:
+        set_here = self.env.get("INVOKE_DEPLOY_AUDIT_LOG")  # a served production's
+        return Path(set_here) if set_here else self.cwd / "data" / "deploys.jsonl"
 
     @property
     def local_dir(self) -> Path:

@@ -90,6 +90,7 @@ def test_a_node_restore_the_app_wrote_into_before_its_proof_fails_closed_and_say
     assert "the app's writes can do that, and so can a wrong copy" in result.error_lines[-1]
     record = result.json()  # the record, as the audit log keeps it
     assert record["proof"]["app_wrote"] is True and not record["proof"]["ok"]
+    assert record["outcome"] == "not proven" and prod.audit()[-1]["outcome"] == "not proven"
     assert engine.count_rows(prod.db, live=True)["steps"] == made.tables["steps"] + 1
     # what is known, and the three ways on: keep it (restart, /health), prove a restore with
     # the app stopped, or undo it; the app's writes since go into that run's safety backup

@@ -98,6 +98,7 @@ def proof_raced(result, made, db: Path) -> None:
     proof = result.json()["proof"]
     others = {name: rows for name, rows in proof["tables"].items() if name != "writer_log"}
     assert proof["holds"] == "other" and proof["app_wrote"] is True, proof
+    assert result.json()["outcome"] == "not proven", result
     assert "restore not proven: the app committed while the restore ran" in result.stderr, result
     assert others == {name: rows for name, rows in proof["backup_tables"].items()
                       if name != "writer_log"}, proof

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ops import engine
+from ops import engine, restore
 from tests import helpers
 from tests.helpers import assert_one_line_error
 
@@ -269,6 +269,20 @@ def test_a_differing_proof_blames_the_app_only_when_its_writes_can_be_in_the_rea
     problems = engine.proof_problems(proof)
     assert words in problems[0]
     assert all("not proven" not in line for line in problems) or engine.raced(proof)
+    # the audit line words it alike: a script counting wrong copies must not count this one
+    outcome = restore.failed_outcome({"outcome": "running", "proof": proof})
+    assert outcome == ("not proven" if words.startswith("not proven") else "failed")
+
+
+@pytest.mark.parametrize("said", ["refused", "not confirmed", "not restored"])
+def test_a_failed_restore_keeps_the_outcome_its_run_already_said(said):
+    raced = engine.judge_proof(check="integrity", check_problems=[], tables={"t": 3},
+                               backup_tables={"t": 2}, content_sha256=C,
+                               backup_content_sha256=A, content_format="json-2",
+                               safety_sha256=B, app_wrote=True)
+    assert engine.raced(raced)
+    assert restore.failed_outcome({"outcome": said, "proof": raced}) == said
+    assert restore.failed_outcome({"outcome": "running"}) == "failed"  # no proof yet
 
 
 @pytest.mark.parametrize("moment", ["before", "after"])
