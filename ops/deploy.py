@@ -675,13 +675,16 @@ class Deployment:
 
     def _machine_check(self) -> None:
         """machine.check, from the lock's own call: a machine where a restore cannot run is
-        a warning before the deploy (and in its record), never a reason to stop it."""
+        a warning before the deploy (and in its record), never a reason to stop it. Not
+        when the backup this deploy takes next meets the same reason: its step says it."""
         facts = getattr(self.target.session, "machine_facts", None)
         if not facts:
             return
         decided = machine.plan(facts, remote_command=bool(self.settings.remote_command))
         self.record["machine_check"] = decided
-        if "restore" in decided["cannot"]:
+        cannot, o = decided["cannot"], self.options
+        backs_up = not o.skip_backup and o.rollback_to is None
+        if "restore" in cannot and not (backs_up and cannot.get("backup") == cannot["restore"]):
             fix = f"; fix: {decided['fixes'][0]}" if decided["fixes"] else ""
             self.ui.warn(f"a restore cannot run on the production machine: "
                          f"{decided['cannot']['restore']}{fix} (invoke machine.check --production)")

@@ -230,6 +230,7 @@ class Step:
     depth: int = 0  # nested inside another step: its line is indented under its parent's
     reason: str = ""  # why it failed, shown on its line (default: the exception's first line)
     opened: bool = field(default=False, repr=False)  # its "▸" line was printed
+    error: BaseException | None = field(default=None, repr=False, compare=False)  # it failed by
 
 
 class UI:
@@ -291,6 +292,7 @@ class UI:
         them starts), so a child's line never comes before its parent's."""
         self._open_parents()
         step = Step(label, depth=len(self._open))
+        first_child = len(self.steps) + 1
         self.steps.append(step)
         self._open.append(step)
         started = time.monotonic()
@@ -306,7 +308,10 @@ class UI:
             yield step
         except BaseException as exc:
             step.outcome = "failed" if isinstance(exc, Exception) else "interrupted"
-            if not step.reason:
+            step.error = exc
+            if any(child.error is exc for child in self.steps[first_child:]):
+                step.reason = ""  # a step of its own failed by it and said why: once
+            elif not step.reason:
                 step.reason = stopped_by(exc) or _first_line(exc) or type(exc).__name__
             raise
         else:

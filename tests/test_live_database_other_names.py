@@ -351,6 +351,27 @@ def test_the_dry_runs_of_a_deploy_and_a_backup_refuse_it_as_their_runs_do(site, 
         assert "database not found" in result.stderr, result
 
 
+def test_a_deploy_says_the_refusal_once_on_its_step_and_once_in_its_error_line(site):  # noqa: F811
+    """s25 last round: the refusal was printed four times (machine.check's warning about
+    restore, the backup's nested step, its step, the Error line). The warning stays only
+    when the deploy takes no backup, where it is the one place that says it."""
+    use_engine(site, "python3")
+    changed_after_backup(site)
+    os.link(site.db, site.db.with_name("steps-copy.db"))
+    words = "has another name (a hard link)"
+    refused = site.run("deploy", timeout=120)
+    assert refused.returncode == ExitCode.DEPLOY_ABORTED_BACKUP, refused
+    assert refused.stderr.count(words) == 2 and words in refused.error_lines[-1], refused
+    assert "a restore cannot run" not in refused.stderr, refused
+    assert "deploy" not in site.labels(), site.labels()  # nothing deployed
+    skipped = site.run("deploy", "--skip-backup", timeout=120)
+    assert skipped.returncode == 0 and "deploy" in site.labels(), skipped
+    warning = [line for line in skipped.stderr.splitlines() if "a restore cannot run" in line]
+    assert len(warning) == 1 and words in warning[0], skipped
+    assert site.audit()[-1]["machine_check"]["cannot"]["restore"].endswith(
+        "The other name: '" + str(site.db.with_name("steps-copy.db")) + "'"), site.audit()[-1]
+
+
 def test_a_local_backup_dry_run_refuses_it(wal_db, backup_dir, run_invoke):
     engine.create_backup(wal_db, backup_dir)
     os.link(wal_db, wal_db.with_name("other.db"))

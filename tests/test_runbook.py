@@ -192,3 +192,46 @@ def test_bind_gives_a_plan_its_actions_by_key_and_leaves_the_rest_as_data():
     bound = runbook.bind(plan, {"b": lambda: "done"})
     assert bound[0] is plan[0] and bound[1].action() == "done" and plan[1].action is None
     assert bound == plan  # the action is no part of what a step is as data
+
+
+@pytest.mark.parametrize("stop", [None, "SIGTERM"])
+def test_why_a_step_failed_is_said_once_on_the_innermost_line_that_met_it(tmp_path, stop):
+    """A step of the action's own (a ``ui.step`` inside it) that failed said why; the
+    runbook step around it, failing by the same error, says only that it failed (s26: a
+    long refusal was printed on the nested line, its step's line and the Error line)."""
+    words = "database /data/steps.db has another name (a hard link): remove it first"
+    run, shown = runner(tmp_path)
+
+    def nested():
+        with run.ui.step("backup production app:/data/steps.db"):
+            raise Terminated(signal.SIGTERM) if stop else OpsError(words)
+
+    def own(inner: str):
+        def action():
+            with contextlib.suppress(OpsError), run.ui.step("inner look"):
+                raise OpsError(inner)  # caught: its step failed, the step goes on
+            raise OpsError("the step's own error")
+        return action
+
+    steps = [Step("backup", "backup on the machine", nested)]
+    with pytest.raises(Terminated if stop else OpsError):
+        run.run(steps)
+    lines = shown.getvalue().splitlines()
+    failed = [line for line in lines if "✗" in line or "interrupted" in line]
+    if stop:
+        assert failed[0].startswith("  ✗ backup production") and "interrupted by SIGTERM" in \
+            failed[0], lines
+        assert failed[1].startswith("✗ backup on the machine  interrupted ("), lines
+    else:
+        assert failed[0].startswith(f"  ✗ backup production app:/data/steps.db  failed: {words}")
+        assert failed[1].startswith("✗ backup on the machine  failed ("), lines
+        assert shown.getvalue().count(words) == 1, lines
+    assert len(failed) == 2, lines
+
+    # a nested step that failed by another error says its own; the step keeps its reason
+    run, shown = runner(tmp_path)
+    with pytest.raises(OpsError):
+        run.run([Step("look", "look around", own("nothing there"))])
+    lines = shown.getvalue().splitlines()
+    assert any(line.startswith("  ✗ inner look  failed: nothing there") for line in lines), lines
+    assert any(line.startswith("✗ look around  failed: the step's own error") for line in lines)
