@@ -47,7 +47,7 @@ size=0; for f in {q(db)} {q(db + "-wal")}; do [ -f "$f" ] && size=$((size + $(wc
 ( fail() {{ shift; fact other_names "$*"; exit 0; }}; refuse_other_names {q(db)} )
 fact db_size "$size"
 d={q(directory)}; [ -d "$d" ] || d=$(dirname {q(db)})
-set -- $(df -Pk "$d" 2>/dev/null | tail -n 1) - - - -; fact free_kb "$4"
+free=$(free_kb "$d"); fact free_kb "${{free:--}}"
 mem() {{ sed -n "s/^$1: *\\([0-9]*\\).*/\\1/p" /proc/meminfo 2>/dev/null; }}
 set -- $(mem MemTotal) -; fact mem_total_kb "$1"
 set -- $(mem MemAvailable) -; fact mem_available_kb "$1"

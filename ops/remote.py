@@ -343,6 +343,14 @@ STAMP_ANY = "????-??-??T??-??-??Z"  # as long as a stamp: what ``${u#…}`` take
 # link) is refused, except a restore's own crash leftovers beside it (engine.own_names), in
 # engine.other_names_said's words (the names unquoted: fail() keeps no ")
 REFUSE_OTHER_NAMES = f"""digits() {{ case $1 in ''|*[!0-9]*) return 1;; esac; }}
+free_kb() {{  # df -P's available KiB for a path (empty: unknown), read as the field before
+  # the capacity ("NN%"): a device name with spaces (a CIFS share, FUSE) shifts the columns
+  set -f; set -- $(df -Pk "$1" 2>/dev/null | tail -n 1); set +f; p=
+  while [ $# -gt 0 ]; do
+    case $1 in *%) digits "${{1%?}}" && digits "$p" && {{ echo "$p"; return 0; }};; esac
+    p=$1; shift
+  done
+}}
 refuse_other_names() (  # a subshell: none of its names reach the script; call it with || exit 1
   [ -f "$1" ] || return 0
   set -- "$1" $(ls -dLn -- "$1" 2>/dev/null)
@@ -419,8 +427,8 @@ rm -f "$dir"/.tmp-* 2>/dev/null
 {STALE_STAGED}
 ( cd "$dir" && for f in .upload-*; do stale_staged "$f" && rm -f -- "$f"; done ) 2>/dev/null || :
 need=$(( $(wc -c < "$db") + $( [ -f "$db-wal" ] && wc -c < "$db-wal" || echo 0) ))
-set -- $(df -Pk "$dir" 2>/dev/null | tail -n 1)
-case ${{4:-x}} in *[!0-9]*) ;; *) [ $(( $4 * 1024 )) -lt "$need" ] && fail no_space "not enough free space in $dir: $(( $4 * 1024 )) bytes free, the backup needs about $need";; esac
+free=$(free_kb "$dir")
+digits "$free" && [ $(( free * 1024 )) -lt "$need" ] && fail no_space "not enough free space in $dir: $(( free * 1024 )) bytes free, the backup needs about $need"
 name=$(date -u +steps-%Y-%m-%dT%H-%M-%S.db)
 [ -e "$dir/$name" ] && sleep 1 && name=$(date -u +steps-%Y-%m-%dT%H-%M-%S.db)
 [ -e "$dir/$name" ] && fail exists "backup $name already exists in $dir"

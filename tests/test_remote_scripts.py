@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ops import engine, node, remote
+from ops import engine, machine, node, remote
 from ops.errors import OpsError
 from tests import node_env
 from tests.helpers import BASE_TOOLS, machine_path, run_remote
@@ -305,3 +305,37 @@ def test_has_python_and_has_node_ask_once_per_script_and_trust_no_inherited_answ
     done = subprocess.run(["/bin/sh", "-c", script], capture_output=True, text=True,
                           env=planted, timeout=60)
     assert done.stdout == "1 1 1 1\n", done
+
+
+@pytest.mark.parametrize(("device", "avail_kb"), [
+    ("//nas/backup share", 1),  # a CIFS share: the device name holds a space
+    ("my fuse fs  with 123 456 789", 1),  # numbers inside it read as no column either
+    ("/dev/vdb", 1),
+    ("/dev/vdb", None),  # a filesystem that reports no capacity ("-"): unknown, not zero
+])
+def test_the_free_space_is_read_beside_the_capacity_whatever_the_device_is_named(
+        tmp_path, live, device, avail_kb):
+    """df -P's fourth column was taken as the free space: a device name with spaces shifted
+    it, and the backup went on (or the probe said wrong) on a full folder (s25 note)."""
+    if not shutil.which("sqlite3"):
+        pytest.skip("sqlite3 CLI not installed")
+    path = machine_path(tmp_path, python=False, sqlite=True)
+    df = Path(path) / "df"
+    df.unlink()
+    capacity = "99%" if avail_kb is not None else "-"
+    df.write_text("#!/bin/sh\necho 'Filesystem 1024-blocks Used Available Capacity Mounted on'\n"
+                  f"echo '{device} 999999 999998 {avail_kb or '-'} {capacity} /data'\n")
+    df.chmod(0o755)
+    backups = tmp_path / "data" / "backups"
+    backups.mkdir()
+    out = run_remote(remote.backup_script(str(live), str(backups), check="quick"), path)
+    if avail_kb is None:
+        assert out.status == 0, out  # unknown free space is not a refusal
+    else:
+        assert out.strategy == "sqlite3" and out.status == 1 and out.result["kind"] == "no_space"
+        assert "not enough free space in" in out.result["error"], out
+        assert " 1024 bytes free" in out.result["error"], out
+        assert [p for p in backups.iterdir() if not p.name.startswith(".")] == []
+    probe = run_remote(machine.probe_script(str(live), str(backups), str(tmp_path)), path)
+    facts = machine.parse(probe.entries)
+    assert facts["free"] == (None if avail_kb is None else avail_kb * 1024), facts
