@@ -135,6 +135,40 @@ def test_ctrl_c_then_sigterm_exits_with_the_code_the_audit_line_records(site):
     assert not site.machine_lock.exists()  # the release was not cut short either
 
 
+@pytest.mark.parametrize(("unlocked", "said", "code"), [
+    ("__OPS_ENTRY__ holder me\n__OPS_EXIT__=0\n", "any lock this run took was removed",
+     ExitCode.ERROR),
+    ("__OPS_EXIT__=3\n", "any lock this run took was removed", ExitCode.ERROR),  # none there
+    # another deploy's lock: named, and exit 4 as any held lock (s25: "any lock this run
+    # took was removed", as if there had been one, and the answer's exit code)
+    ("__OPS_ENTRY__ holder ann deploy since 2026-12-07T10:00:00Z\n__OPS_EXIT__=5\n",
+     "another deploy holds it (ann deploy since 2026-12-07T10:00:00Z), so this run took none; "
+     "if none is running: invoke deploy.unlock --yes", ExitCode.LOCKED),
+    ("__OPS_ENTRY__ holder\n__OPS_EXIT__=5\n", "another deploy holds it (unknown)",
+     ExitCode.LOCKED),
+    ("__OPS_ENTRY__ notlock file 3\n__OPS_EXIT__=6\n", "this run took none", ExitCode.ERROR),
+    ("__OPS_EXIT__=1\n", "if the lock is this run's: invoke deploy.unlock --yes",
+     ExitCode.ERROR),  # the release cannot tell
+])
+def test_a_lock_answer_that_cannot_be_read_says_what_became_of_the_lock(unlocked, said, code):
+    class Session:
+        app = "step-app"
+        settings = SimpleNamespace(db_remote_path="/data/steps.db", fly_timeout=5,
+                                   backup_remote_dir="/data/backups", machine_app_dir="/app")
+
+        def run(self, script, **_):
+            if script.startswith("# ops: deploy-lock"):
+                raise OpsError("the machine's output has a line this tool did not print")
+            return remote.parse_output(unlocked)
+
+    with pytest.raises(OpsError) as failed:
+        lock.lock(Session(), "/data/.ops-deploy.lock", 0, "me")
+    assert str(failed.value).startswith("could not take the deploy lock "
+                                        "/data/.ops-deploy.lock: the machine's output has a "
+                                        f"line this tool did not print; {said}"), failed.value
+    assert failed.value.code == code
+
+
 def test_a_lock_answer_that_cannot_be_read_removes_the_lock_the_call_may_have_taken():
     """The lock script runs first in its call; when the machine's answer is refused as a
     whole (a line this tool did not print: s25 review-break3 #2), the lock may be held

@@ -40,10 +40,9 @@ def lock(session: MachineSession, path: str, wait: float, holder: str, on_wait=N
                              timeout=session.settings.fly_timeout + wait, what="deploy lock",
                              key="fly.timeout")
     except OpsError as exc:  # flyctl failed, or its answer could not be read (parse_output):
-        after = ("any lock this run took was removed" if _forget(session, path, holder)
-                 else "if the lock is this run's: invoke deploy.unlock --yes")
+        after, held = _forget(session, path, holder)
         raise OpsError(f"could not take the deploy lock {path}: {exc}; {after}",
-                       exc.code) from None
+                       ExitCode.LOCKED if held else exc.code) from None
     entries = {entry[0]: " ".join(entry[1:]) for entry in output.entries if entry}
     if output.status == remote.NOT_A_LOCK:  # no wait helps: nobody will let go of it
         raise NotALock(path, entries.get("notlock", ""))
@@ -106,13 +105,19 @@ def would_wait(session: MachineSession, path: str, wait: float) -> str | None:
             "it is still held")
 
 
-def _forget(session: MachineSession, path: str, holder: str) -> bool:
-    """Remove the deploy lock if ``holder`` holds it; False if that could not be told."""
+def _forget(session: MachineSession, path: str, holder: str) -> tuple[str, bool]:
+    """Remove the deploy lock if ``holder`` holds it: what became of it, in words, and
+    whether another run holds it (then this run took none: exit 4, as a held lock is)."""
     try:
         unlock(session, path, holder=holder)
     except OpsError as exc:
-        return exc.code == ExitCode.LOCKED  # someone else's: not ours to remove
-    return True
+        if getattr(exc, "holder", None):  # someone else's: not ours to remove
+            return (f"another deploy holds it ({exc.holder}), so this run took none; if "
+                    "none is running: invoke deploy.unlock --yes"), True
+        if exc.code == ExitCode.LOCKED:  # not a lock at all (NotALock): none was taken
+            return "this run took none", False
+        return "if the lock is this run's: invoke deploy.unlock --yes", False
+    return "any lock this run took was removed", False
 
 
 def unlock(session: MachineSession, path: str, *, remove: bool = True,
@@ -131,8 +136,10 @@ def unlock(session: MachineSession, path: str, *, remove: bool = True,
         raise NotALock(path, found.get("notlock", ""), removed="removed" in found)
     shown = " ".join(output.entries[0][1:]) if output.entries else "unknown"
     if output.status == 5:
-        raise OpsError(f"the deploy lock {path} is no longer this run's: "
-                       f"it is held by {shown}; left in place", ExitCode.LOCKED)
+        error = OpsError(f"the deploy lock {path} is no longer this run's: "
+                         f"it is held by {shown}; left in place", ExitCode.LOCKED)
+        error.holder = shown or "unknown"
+        raise error
     if output.status != 0:
         raise OpsError(f"could not read or remove the deploy lock {path}")
     return shown
