@@ -589,3 +589,34 @@ def test_known_hosts_patterns_match_as_openssh_matches_them():
     assert pattern_matches(entry("[127.0.0.1]:*"), "[127.0.0.1]:2222")
     assert not pattern_matches(entry("[127.0.0.1]:*"), "1")  # not a character class
     assert pattern_matches(entry("db?.EXAMPLE.com"), "db1.example.com")
+
+
+@pytest.mark.parametrize("folder", ["trust", "my trust"])
+def test_the_shell_command_a_refusal_names_trusts_what_the_toolkit_trusts(
+        ssh_host, host_db, tmp_path, folder):
+    """A refusal on a host says how to open a shell there; with ``ssh.known_hosts`` that
+    command reads the file too, so ssh connects without asking to accept a key the toolkit
+    checked (s25 review-break2 #7). Run as pasted by the real ssh, asking nothing."""
+    db, backups = host_db
+    known = tmp_path / folder / "known_hosts"
+    known.parent.mkdir()
+    known.write_text(ssh_host.known_hosts_line())
+    (Path(os.environ["HOME"]) / ".ssh" / "known_hosts").unlink()  # only ssh.known_hosts now
+    os.link(db, db.with_name("copy.db"))  # refused on the host, with the way there
+    options = Options(known_hosts=str(known))
+    with session_to(ssh_host, options=options) as ssh, pytest.raises(OpsError) as excinfo:
+        ssh.run(remote.backup_script(str(db), str(backups), check="quick"), ENGINE).data(
+            "backup")
+    line = refused(excinfo, ExitCode.USAGE)
+    command = line.rsplit("open a shell there with `", 1)[1].split("`", 1)[0]
+    assert command.startswith("ssh -o ") and f"-p {ssh_host.port} " in command, line
+    # ssh finds ~ by the passwd entry, not HOME: the test's key is given, asked nothing
+    asking_nothing = f"ssh -o BatchMode=yes -o IdentitiesOnly=yes -i {ssh_host.client_key} "
+    done = subprocess.run(["sh", "-c", command.replace("ssh ", asking_nothing, 1) + " true"],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, (command, done.stderr)
+    # without the toolkit's file the same ssh refuses: the option is what made it trust
+    bare = subprocess.run(["sh", "-c", f"{asking_nothing}-p {ssh_host.port} "
+                           f"{ssh_host.user}@127.0.0.1 true"], capture_output=True, text=True,
+                          timeout=30)
+    assert bare.returncode != 0 and "Host key verification failed" in bare.stderr, bare.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 from dataclasses import dataclass
 
 from ops.errors import ExitCode, OpsError
@@ -30,11 +31,17 @@ class Address:
         return f"{user}{host}:{self.port}"
 
 
-def ssh_command(address: Address) -> str:
-    """The ``ssh`` command line that opens a shell on ``address`` (for an operator)."""
+def ssh_command(address: Address, known_hosts: str = "") -> str:
+    """The ``ssh`` command line that opens a shell on ``address`` (for an operator). With
+    ``ssh.known_hosts`` it reads that file too, as the toolkit does: else ssh would ask the
+    operator to accept a key the toolkit checked against it."""
     user = f"{address.user}@" if address.user else ""
     port = f"-p {address.port} " if address.port is not None else ""
-    return f"ssh {port}{user}{address.host}"
+    files = ""
+    if known_hosts:  # ssh splits the list at spaces: a path with one is double-quoted
+        extra = f'"{known_hosts}"' if any(c.isspace() for c in known_hosts) else known_hosts
+        files = f"-o {shlex.quote(f'UserKnownHostsFile=~/.ssh/known_hosts {extra}')} "
+    return f"ssh {files}{port}{user}{address.host}"
 
 
 def parse_address(text: str, what: str = "--host") -> Address:

@@ -108,7 +108,7 @@ class SshSession:
         except (OSError, EOFError, SSHException) as exc:
             raise self.lost(exc, "a remote command") from None
         output = remote.parse_output(out.decode("utf-8", "replace"), host=self.where,
-                                     there=ssh_command(self.address))
+                                     there=ssh_command(self.address, self.options.known_hosts))
         if output.status is None:
             said = text_lines(err.decode("utf-8", "replace"))
             reason = said[-1] if said else "no output"
