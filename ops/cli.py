@@ -455,8 +455,9 @@ def core_option_after_task(task: str, core, flags: dict, names=None, argv=()) ->
         return refused_flag(task, "-d", flags)
     shown = typed or _long(names)
     if core.name == "dry":  # before the task name it is refused too (strict_parsing)
-        return (f"{task} has no {shown}: Invoke's --dry does not reach these tasks; a task's "
-                "dry run is its -n (--dry-run)")
+        return (f"{task} has no {shown}: Invoke's --dry does not reach these tasks; "
+                + ("its dry run is -n (--dry-run)" if "--dry-run" in flags else
+                   f"it has no dry run: `invoke --help {task}` says what it does"))
     if core.name in ("list", "version", "complete", "print-completion-script"):
         alone = shlex.join(["invoke", _long([core.name])] + ([value] if value else []))
         return f"{task} has no {shown} (Invoke's own, for Invoke alone): run `{alone}`"

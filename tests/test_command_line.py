@@ -91,8 +91,10 @@ def test_invokes_own_option_after_a_task_that_uses_one_of_its_names_is_refused(
     # one that runs no task is for Invoke alone (#3); --dry is refused before a task too (#4)
     (["backup.list", "--list"],
      "backup.list has no --list (Invoke's own, for Invoke alone): run `invoke --list`"),
+    # a task without a dry run is never pointed at a -n it does not have (s24 second round)
     (["backup.list", "--dry"], "backup.list has no --dry: Invoke's --dry does not reach these "
-                               "tasks; a task's dry run is its -n (--dry-run)"),
+                               "tasks; it has no dry run: `invoke --help backup.list` says "
+                               "what it does"),
     # the name typed, not another (#5, #6)
     (["restore", "--debug", "latest"],
      "restore has no --debug (Invoke's own): run `invoke --debug restore latest`"),
@@ -151,8 +153,10 @@ def test_production_and_p_are_accepted_or_refused_alike_in_every_task(capsys):
     (["backup.lst"], "no task named 'backup.lst': did you mean backup.list?"),  # review-ox 21
     (["zzz"], "no task named 'zzz': `invoke --list` shows every task"),
     (["--bogus", "backup"], "no option --bogus before a task name"),
-    (["deploy", "-R"], "deploy has no -R: Invoke's --dry does not reach these tasks; a task's "
-                       "dry run is its -n (--dry-run)"),
+    (["deploy", "-R"], "deploy has no -R: Invoke's --dry does not reach these tasks; its "
+                       "dry run is -n (--dry-run)"),
+    (["backup.volume", "-R"], "backup.volume has no -R: Invoke's --dry does not reach these "
+                              "tasks; it has no dry run"),
     (["-R", "deploy"], "Invoke's -R/--dry does not reach these tasks"),
     (["backup.list", "-e"], "backup.list has no -e (Invoke's own): run `invoke --echo "
                             "--search-root"),
