@@ -2601,11 +2601,14 @@ def proof_problems(proof: dict) -> list[str]:
 
 def raced(proof: dict) -> bool:
     """A failed proof whose only fault may be the app's own writes: it committed around the
-    copy (``app_wrote``), the live database passed its check, it was read whole, and not
-    at the copy itself (``live_holds`` after a signal: then its writes are not in the read)."""
+    copy (``app_wrote``), the live database passed its check, both it and the backup were
+    read whole (both hashed: a backup that could not be opened explains nothing of the
+    app's), and not at the copy itself (``live_holds`` after a signal: then its writes are
+    not in the read)."""
     return bool(proof.get("app_wrote") and proof["differences"] and not proof["check_problems"]
+                and proof.get("content_sha256") and proof.get("backup_content_sha256")
                 and not proof.get("read_at_copy")
-                and not any(line.startswith("cannot read") for line in proof["differences"]))
+                and not any(line.startswith("cannot ") for line in proof["differences"]))
 
 
 def tables_compared(tables: dict) -> str:

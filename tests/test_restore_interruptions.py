@@ -274,6 +274,30 @@ def test_a_differing_proof_blames_the_app_only_when_its_writes_can_be_in_the_rea
     assert outcome == ("not proven" if words.startswith("not proven") else "failed")
 
 
+@pytest.mark.parametrize("unread", ["backup gone", "backup unreadable", "live unhashed"])
+def test_a_proof_that_could_not_read_a_side_whole_is_failed_never_not_proven(
+        tmp_path, wal_db, unread):
+    """s26 review-break #1: a backup the proof could not open ("cannot open …", no hash)
+    beside the app's writes read "not proven", blaming the app for what nobody compared."""
+    backup = Path(engine.create_backup(wal_db, tmp_path / "backups").path)
+    with sqlite3.connect(wal_db) as conn:  # the app's write: the live database differs
+        conn.execute("CREATE TABLE app_wrote (x)")
+        conn.execute("INSERT INTO app_wrote VALUES (1)")
+    conn.close()
+    snapshot = {**engine.snapshot_of(wal_db), "app_wrote": True}
+    if unread == "backup gone":
+        backup.unlink()
+    elif unread == "backup unreadable":
+        backup.write_bytes(b"not a database at all" * 100)
+    else:
+        snapshot["content_sha256"] = None  # the live side's read gave no hash
+    proof = engine.prove_restore(backup, wal_db, snapshot)
+    assert not proof["ok"] and proof["app_wrote"] is True, proof
+    assert not engine.raced(proof), proof
+    assert restore.failed_outcome({"outcome": "running", "proof": proof}) == "failed"
+    assert not any("not proven" in line for line in engine.proof_problems(proof)), proof
+
+
 @pytest.mark.parametrize("said", ["refused", "not confirmed", "not restored"])
 def test_a_failed_restore_keeps_the_outcome_its_run_already_said(said):
     raced = engine.judge_proof(check="integrity", check_problems=[], tables={"t": 3},
