@@ -309,8 +309,9 @@ class UI:
         except BaseException as exc:
             step.outcome = "failed" if isinstance(exc, Exception) else "interrupted"
             step.error = exc
-            if any(child.error is exc for child in self.steps[first_child:]):
-                step.reason = ""  # a step of its own failed by it and said why: once
+            said = {child.reason for child in self.steps[first_child:] if child.error is exc}
+            if said and step.reason in said | {""}:  # a step of its own failed by it and
+                step.reason = ""  # said why in these words: once (other words stay)
             elif not step.reason:
                 step.reason = stopped_by(exc) or _first_line(exc) or type(exc).__name__
             raise
@@ -377,18 +378,21 @@ class UI:
         mark = MARKS.get(step.outcome, ("•", ""))[0]
         head = "  " * step.depth + f"{mark} {self.shown(step.label)}"
         tail = f" ({human_seconds(step.seconds)})" if step.outcome != "skipped" else ""
-        detail = step.detail
+        detail, why = step.detail, ""
         if step.outcome in ("failed", "interrupted"):
             joint = " " if step.reason.startswith("by ") else ": "  # "interrupted by Ctrl-C"
-            detail = "  ".join(filter(None, (
-                detail, joint.join(filter(None, (step.outcome, step.reason))))))
+            why = joint.join(filter(None, (step.outcome, step.reason)))
+            detail = "  ".join(filter(None, (detail, why)))
         elif step.outcome == "skipped":
             detail = f"skipped: {detail}" if detail else "skipped"
-        detail = self.shown(detail)
+        detail, why = self.shown(detail), self.shown(why)
         line = f"{head}  {detail}{tail}" if detail else head + tail
         width = self.width
         if width is None or len(line) <= width:
             return line
+        if why:  # why it failed is never what gives way: the detail goes first, whole
+            line = f"{head}  {why}{tail}"
+            return line if len(line) <= width else broken(line, width, step.depth)
         parts = detail.split("  ")  # most important first: drop whole parts from the end
         while len(parts) > 1:
             parts.pop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 
 import pytest
@@ -235,3 +236,40 @@ def test_why_a_step_failed_is_said_once_on_the_innermost_line_that_met_it(tmp_pa
     lines = shown.getvalue().splitlines()
     assert any(line.startswith("  ✗ inner look  failed: nothing there") for line in lines), lines
     assert any(line.startswith("✗ look around  failed: the step's own error") for line in lines)
+
+
+def test_on_a_narrow_terminal_why_a_step_failed_outlasts_its_detail():
+    """s26 review-break #2: the reason was the detail's last part, the first to give way at
+    80 columns, and its parent now says only "failed"; the detail gives way instead."""
+    import io
+
+    from rich.console import Console
+
+    from ops.ui import UI
+
+    buffer = io.StringIO()
+    ui = UI(err=Console(file=buffer, width=80, force_terminal=True, no_color=True))
+    with contextlib.suppress(OpsError), ui.step("backup fly:steps-app"), \
+            ui.step("upload the backup to the machine") as step:
+        step.detail = "steps-2025-01-01T00-00-00Z.db  1.2 GB  from the laptop's folder"
+        raise OpsError("the machine's disk is full: 20 MB free, the upload needs 1.2 GB")
+    def seen() -> str:  # the terminal's text without its escapes (spinner, bold digits)
+        return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buffer.getvalue())
+
+    text = " ".join(seen().split())
+    assert "failed: the machine's disk is full: 20 MB free, the upload needs 1.2 GB" in text
+    assert "✗ backup fly:steps-app failed (" in text
+
+    # a parent that words its failure its own way keeps its words (review-break #3)
+    buffer.seek(0)
+    buffer.truncate(0)
+    with contextlib.suppress(KeyError), ui.step("parent") as parent:
+        try:
+            with ui.step("child"):
+                raise KeyError("name")
+        except KeyError:
+            parent.reason = "internal error: KeyError: 'name'"
+            raise
+    text = seen()
+    assert "✗ child  failed: 'name'" in text and \
+        "✗ parent  failed: internal error: KeyError: 'name'" in text, text
