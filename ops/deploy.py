@@ -676,7 +676,8 @@ class Deployment:
     def _machine_check(self) -> None:
         """machine.check, from the lock's own call: a machine where a restore cannot run is
         a warning before the deploy (and in its record), never a reason to stop it. Not
-        when the backup this deploy takes next meets the same reason: its step says it."""
+        when the backup this deploy takes next meets the same reason and there is no
+        Dockerfile line to add: the backup's step says it."""
         facts = getattr(self.target.session, "machine_facts", None)
         if not facts:
             return
@@ -684,7 +685,9 @@ class Deployment:
         self.record["machine_check"] = decided
         cannot, o = decided["cannot"], self.options
         backs_up = not o.skip_backup and o.rollback_to is None
-        if "restore" in cannot and not (backs_up and cannot.get("backup") == cannot["restore"]):
+        said_next = backs_up and cannot.get("backup") == cannot.get("restore") and \
+            not decided["fixes"]
+        if "restore" in cannot and not said_next:
             fix = f"; fix: {decided['fixes'][0]}" if decided["fixes"] else ""
             self.ui.warn(f"a restore cannot run on the production machine: "
                          f"{decided['cannot']['restore']}{fix} (invoke machine.check --production)")

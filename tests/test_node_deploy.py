@@ -31,3 +31,18 @@ def test_the_apps_image_with_its_binding_deploys_with_the_node_engine_and_no_war
     assert record["backup"]["strategy"] == "node"
     assert record["machine_check"]["engines"]["restore"] == "node"
     assert record["machine_check"]["cannot"] == {}
+
+
+def test_the_warning_stays_when_it_carries_the_dockerfile_line_the_backup_error_lacks(site):  # noqa: F811
+    """The restore warning is left to the backup's step when that step meets the same
+    reason (s26), but not when it names a Dockerfile fix the backup's error does not
+    (s26 review-break): a sqlite3-only image without sha256sum."""
+    site.world.remove_machine_tools("python3", "sha256sum")
+    result = site.run("deploy", "--json")
+    assert result.returncode == 11, result  # the backup cannot run either: no deploy
+    warning = [line for line in result.stderr.splitlines() if "a restore cannot run" in line]
+    assert len(warning) == 1 and "fix: RUN apt-get" in warning[0] and "coreutils" in warning[0], \
+        result.stderr
+    record = site.audit()[-1]
+    assert record["machine_check"]["cannot"]["backup"] == record["machine_check"]["cannot"][
+        "restore"]

@@ -40,8 +40,8 @@ def seconds(value, what: str) -> float | None:
     help={
         "which": "latest (the default) or a backup's file name in backup.dir "
                  "(backup.remote_dir with --production)",
-        "production": "restore on the production machine on Fly.io, then restart it and wait "
-                      "for /health",
+        "production": "restore on the production machine on Fly.io, then, once the copy "
+                      "is proven, restart it and wait for /health",
         "host": HOST + " (no restart: the app sees the restored content through SQLite)",
         "from_": "with --production or --host: upload this local backup file and restore it",
         "yes": "do not ask for confirmation (required when there is no terminal)",
