@@ -347,7 +347,7 @@ free_kb() {{  # df -P's available KiB for a path (empty: unknown), read as the f
   # the capacity ("NN%"): a device name with spaces (a CIFS share, FUSE) shifts the columns
   set -f; set -- $(df -Pk "$1" 2>/dev/null | tail -n 1); set +f; p=
   while [ $# -gt 0 ]; do
-    case $1 in *%) digits "${{1%?}}" && digits "$p" && {{ echo "$p"; return 0; }};; esac
+    case $1 in *%) digits "${{1%?}}" && digits "$p" && {{ p=${{p#"${{p%%[!0]*}}"}}; echo "${{p:-0}}"; return 0; }};; esac
     p=$1; shift
   done
 }}
@@ -427,8 +427,8 @@ rm -f "$dir"/.tmp-* 2>/dev/null
 {STALE_STAGED}
 ( cd "$dir" && for f in .upload-*; do stale_staged "$f" && rm -f -- "$f"; done ) 2>/dev/null || :
 need=$(( $(wc -c < "$db") + $( [ -f "$db-wal" ] && wc -c < "$db-wal" || echo 0) ))
-free=$(free_kb "$dir")
-digits "$free" && [ $(( free * 1024 )) -lt "$need" ] && fail no_space "not enough free space in $dir: $(( free * 1024 )) bytes free, the backup needs about $need"
+free=$(free_kb "$dir")  # compared in KiB, and only when it cannot overflow the shell's numbers
+digits "$free" && [ ${{#free}} -le 15 ] && [ "$free" -lt $(( (need + 1023) / 1024 )) ] && fail no_space "not enough free space in $dir: $(( free * 1024 )) bytes free, the backup needs about $need"
 name=$(date -u +steps-%Y-%m-%dT%H-%M-%S.db)
 [ -e "$dir/$name" ] && sleep 1 && name=$(date -u +steps-%Y-%m-%dT%H-%M-%S.db)
 [ -e "$dir/$name" ] && fail exists "backup $name already exists in $dir"
