@@ -381,10 +381,12 @@ class FullCheck:
             fly.stop_thread_child(self.thread.ident)  # start its next flyctl meanwhile
 
     def status(self) -> str:
+        """Its state, its own time in words: a step line ends with the step's "(0.3s)"."""
         if not self.finished.is_set():
-            return f"{self.what} running on the machine " \
-                   f"({human_seconds(time.monotonic() - self.started)})"
-        return f"{self.what} {'failed' if self.error else 'ok'} ({human_seconds(self.seconds)})"
+            return f"{self.what} running on the machine for " \
+                   f"{human_seconds(time.monotonic() - self.started)} so far"
+        return f"{self.what} {'failed after' if self.error else 'ok in'} " \
+               f"{human_seconds(self.seconds)}"
 
     def result(self) -> str:
         self.wait()
@@ -395,8 +397,8 @@ class FullCheck:
             raise self.error
         if self.seconds == 0.0:
             return self.what
-        return (f"{self.what} ok, SHA-256 matches ({human_seconds(self.seconds)}, "
-                "beside the snapshot)")
+        return (f"{self.what} ok, SHA-256 matches, in {human_seconds(self.seconds)} beside "
+                "the snapshot")
 
 
 @dataclass

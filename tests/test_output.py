@@ -60,8 +60,9 @@ def test_a_deploy_prints_each_step_once_children_under_their_parent_then_a_summa
         r"▸ volume snapshot$",
         # the full check may still run when the snapshot is done: its own line says the end
         r"✓ snapshot (vs_\w+) created; integrity_check "
-        r"(ok \([\d.]+s\)|running on the machine \([\d.]+s\))" + duration,
-        r"✓ full check  integrity_check ok, SHA-256 matches \([\d.]+s, beside the snapshot\)"
+        # its own time in words, so the line ends with one "(…s)", the step's (review-op s26 #8)
+        r"(ok in [\d.]+s|running on the machine for [\d.]+s so far)" + duration,
+        r"✓ full check  integrity_check ok, SHA-256 matches, in [\d.]+s beside the snapshot"
         + duration,
         r"▸ fly deploy$",
         r"✓ deployed release v13" + duration,

@@ -20,7 +20,7 @@ def shown(message: str, width: int | None = 80) -> list[str]:
 
 
 WAIT = ("  snapshot vs_4y5p2k8qz1m7r3dv: waiting after 0s (waiting up to 600s); "
-        "integrity_check running on the machine (0s)")
+        "integrity_check running on the machine for 0s so far")
 
 
 def test_an_indented_line_wraps_under_its_indent():
