@@ -415,17 +415,18 @@ function refuseOtherNames(file, info = null) {
   const dir = path.dirname(real);
   const base = path.basename(real);
   const others = [];
-  let names = [];  // as bytes: a name that is not UTF-8 is still found (and shown as U+FFFD)
+  // as bytes, one character each (latin1): a name that is not UTF-8 is still found, and
+  // sorted and shown byte for byte, as the sqlite3 CLI's shell does
+  let names = [];
   try { names = fs.readdirSync(dir, { encoding: 'buffer' }); } catch (e) { /* unreadable */ }
   for (const name of names) {
-    const shown = name.toString('utf8');
     if (name.equals(Buffer.from(base))) continue;
     try {
       const seen = fs.lstatSync(Buffer.concat([Buffer.from(`${dir}/`), name]), { bigint: true });
-      if (seen.ino === info.ino && seen.dev === info.dev) others.push(shown);
+      if (seen.ino === info.ino && seen.dev === info.dev) others.push(name.toString('latin1'));
     } catch (e) { /* gone meanwhile */ }
   }
-  const ours = ownNames(base);
+  const ours = ownNames(Buffer.from(base).toString('latin1'));
   const foreign = others.filter((name) => !ours.test(name)).sort();
   const outside = Number(info.nlink) - 1 - others.length;  // names in other folders
   if (!foreign.length && outside <= 0) return;
@@ -436,7 +437,8 @@ function refuseOtherNames(file, info = null) {
     }
   } catch (e) { /* as far as it could look */ }
   // the machine's paths are plain (remote.remote_path): nothing to quote in the find
-  throw new EngineError(otherNamesSaid(file, foreign.map((name) => nameShown(`${dir}/${name}`)),
+  const dirBytes = Buffer.from(`${dir}/`).toString('latin1');
+  throw new EngineError(otherNamesSaid(file, foreign.map((name) => nameShown(dirBytes, name)),
     outside, `find ${top} -xdev -samefile ${real} 2>/dev/null`), 'linked');
 }
 
@@ -448,15 +450,23 @@ function otherNamesSaid(file, shown, outside, find) {
     + 'that is not this one, set db.path or db.remote_path to it first): SQLite keeps a '
     + '-wal per name, so through another name a backup misses the app\'s writes and its '
     + '-wal can undo a restore. Nothing was changed. ';
-  if (shown.length <= 3 && outside <= 0) return `${said}The other name${count > 1 ? 's' : ''}: ${shown.join(', ')}`;
-  const parts = [...(shown.length ? [`${shown.length} beside it (${shown.slice(0, 3).join(', ')}`
-    + `${shown.length > 3 ? ', ...' : ''})`] : []), ...(outside > 0 ? [`${outside} outside its folder`] : [])];
-  return `${said}The other name${count > 1 ? 's' : ''}, which \`${find}\` lists: ${parts.join(' and ')}`;
+  const listed = shown.slice(0, 3).filter((name) => name !== null);
+  const hidden = shown.length - listed.length;
+  const s = count > 1 ? 's' : '';
+  if (!hidden && outside <= 0) return `${said}The other name${s}: ${listed.join(', ')}`;
+  const more = hidden ? (listed.length ? ', ...' : '...') : '';
+  const parts = [...(shown.length ? [`${shown.length} beside it (${listed.join(', ')}${more})`] : []),
+    ...(outside > 0 ? [`${outside} outside its folder`] : [])];
+  return `${said}The other name${s}, which \`${find}\` lists: ${parts.join(' and ')}`;
 }
 
-/** engine.name_shown: JSON-quoted, its backticks escaped too. */
-function nameShown(file) {
-  return JSON.stringify(file).replace(/`/g, '\\u0060');
+/** engine.name_shown: in single quotes, pasteable as it stands; null (counted, the find
+ * lists it) for a name over 100 bytes or with a byte outside printable ASCII, a quote, a
+ * backslash or a backtick. ``dir``, ``name``: a byte a character (latin1). */
+function nameShown(dir, name) {
+  const plain = (c) => c >= ' ' && c <= '~' && !'\'"\\`'.includes(c);
+  if (name.length > 100 || ![...`${dir}${name}`].every(plain)) return null;
+  return `'${dir}${name}'`;
 }
 
 function prepareDir(dir) {

@@ -419,7 +419,7 @@ def refuse_other_names(path, info: os.stat_result | None = None) -> None:
                 if (entry.name != real.name and seen.st_ino == info.st_ino
                         and seen.st_dev == info.st_dev):
                     others.append(entry.name)
-    foreign = sorted(name for name in others if not ours.fullmatch(name))
+    foreign = sorted((name for name in others if not ours.fullmatch(name)), key=os.fsencode)
     outside = info.st_nlink - 1 - len(others)  # names in other folders
     if not foreign and outside <= 0:
         return
@@ -433,29 +433,41 @@ def refuse_other_names(path, info: os.stat_result | None = None) -> None:
         "linked")
 
 
-def other_names_said(path, shown: list[str], outside: int, find: str) -> str:
-    """``refuse_other_names``'s line (engine.js and the sqlite3 CLI say it alike): what to do
-    first, then the names (three at most; a line cut on the machine loses only names), with
-    the ``find`` that lists them all when some are not shown. ``shown``: quoted, no backtick
-    (``name_shown``: one would pair with the find's own when the line is laid out)."""
+def other_names_said(path, shown: list[str | None], outside: int, find: str) -> str:
+    """``refuse_other_names``'s line, word for word what engine.js and the sqlite3 CLI say
+    (a dry run reads it through the shell, its run through python3): what to do first, then
+    the names (three at most; a line cut on the machine loses only names), with the
+    ``find`` that lists them all when some are not shown. ``shown``: ``name_shown``'s, each
+    name beside it in order (None: too long to show)."""
     count = len(shown) + max(outside, 0)
     names = f"{count} other names (hard links)" if count > 1 else "another name (a hard link)"
     said = (f"database {path} has {names}: remove every name but the one the app opens (if "
             "that is not this one, set db.path or db.remote_path to it first): SQLite keeps a "
             "-wal per name, so through another name a backup misses the app's writes and its "
             "-wal can undo a restore. Nothing was changed. ")
-    if len(shown) <= 3 and outside <= 0:
-        return said + f"The other name{'s' if count > 1 else ''}: {', '.join(shown)}"
-    parts = ([f"{len(shown)} beside it ({', '.join(shown[:3])}"
-              f"{', ...' if len(shown) > 3 else ''})"] if shown else []) + (
+    listed = [name for name in shown[:3] if name is not None]
+    hidden = len(shown) - len(listed)
+    if not hidden and outside <= 0:
+        return said + f"The other name{'s' if count > 1 else ''}: {', '.join(listed)}"
+    more = (", ..." if listed else "...") if hidden else ""
+    parts = ([f"{len(shown)} beside it ({', '.join(listed)}{more})"] if shown else []) + (
         [f"{outside} outside its folder"] if outside > 0 else [])
     return said + f"The other name{'s' if count > 1 else ''}, which `{find}` lists: " + \
         " and ".join(parts)
 
 
-def name_shown(path: str) -> str:
-    """A path as ``other_names_said`` lists it: JSON-quoted, its backticks escaped too."""
-    return json.dumps(printable(path), ensure_ascii=False).replace("`", "\\u0060")
+SHOWN_AS_IS = frozenset(range(0x20, 0x7F)) - set(b"'\"\\`")  # what the shell's fail() keeps
+
+
+def name_shown(path: str) -> str | None:
+    """A path as ``other_names_said`` lists it, exactly as the sqlite3 CLI's shell can: in
+    single quotes, pasteable as it stands. None (counted, and the find lists it) for a name
+    over 100 bytes or with a byte outside printable ASCII, a quote, a backslash or a
+    backtick (one would pair with the find's own when the line is laid out)."""
+    raw = os.fsencode(path)
+    if len(raw.rsplit(b"/", 1)[-1]) > 100 or not set(raw) <= SHOWN_AS_IS:
+        return None
+    return f"'{path}'"
 
 
 def mkdir_private(directory: Path) -> None:

@@ -341,7 +341,7 @@ STAMP_GLOB = "[0-9]" * 4 + "-[0-9][0-9]-[0-9][0-9]T[0-9][0-9]-[0-9][0-9]-[0-9][0
 STAMP_ANY = "????-??-??T??-??-??Z"  # as long as a stamp: what ``${u#…}`` takes off one
 # engine.refuse_other_names with the sqlite3 CLI: a live database with another name (a hard
 # link) is refused, except a restore's own crash leftovers beside it (engine.own_names), in
-# engine.other_names_said's words (the names unquoted: fail() keeps no ")
+# engine.other_names_said's words (a name in single quotes as it stands, else counted)
 REFUSE_OTHER_NAMES = f"""digits() {{ case $1 in ''|*[!0-9]*) return 1;; esac; }}
 free_kb() {{  # df -P's available KiB for a path (empty: unknown), read as the field before
   # the capacity ("NN%"): a device name with spaces (a CIFS share, FUSE) shifts the columns
@@ -372,10 +372,11 @@ refuse_other_names() (  # a subshell: none of its names reach the script; call i
     case $t in ".tmp-restore-$b".*) digits "${{t#".tmp-restore-$b".}}" && continue;; esac
     case $t in "$b".corrupt-*) u=${{t#"$b".corrupt-}};; "$b".stale-*) u=${{t#"$b".stale-}};; *) u=;; esac
     case $u in {STAMP_GLOB}) continue;; {STAMP_GLOB}-*) digits "${{u#{STAMP_ANY}-}}" && continue;; esac
-    # in single quotes (fail() keeps no "), a byte it drops, a backtick or a quote as ?, never
-    # gone; a name too long for the line is counted, not shown (the find lists it)
+    # shown in single quotes only as it stands (fail() keeps no ", a backtick pairs with the
+    # find's own); one with a byte outside printable ASCII, a quote or a backslash, or too long
+    # for the line, is counted, not shown (the find lists it)
     nf=$((nf + 1)); shown=$(printf '%s' "$f" | tr -c ' !\\043-\\046\\050-\\133\\135-\\137\\141-\\176' '?')
-    if [ "$nf" -le 3 ] && [ ${{#t}} -le 100 ]; then listed="${{listed:+$listed, }}'$shown'"; else hidden=$((hidden + 1)); fi
+    if [ "$nf" -le 3 ] && [ ${{#t}} -le 100 ] && [ "$shown" = "$f" ]; then listed="${{listed:+$listed, }}'$f'"; else hidden=$((hidden + 1)); fi
   done
   outside=$((n - 1 - found)); [ "$outside" -gt 0 ] || outside=0
   [ "$nf" -gt 0 ] || [ "$outside" -gt 0 ] || return 0

@@ -92,10 +92,12 @@ def test_each_engine_refuses_another_name_and_lets_its_own_leftovers_through(
             assert f"database {live} has another name (a hard link): remove every name " \
                 "but the one the app opens" in said, said
             assert "SQLite keeps a -wal per name" in said, said
-            assert "\n" not in said and "Nothing was changed. The other name: " in said, said
-            if "\n" not in name:
-                quote = "'" if strategy == "sqlite3" else '"'
-                assert said.endswith(f"The other name: {quote}{live.parent}/{name}{quote}"), said
+            assert "\n" not in said and "Nothing was changed. The other name" in said, said
+            # every engine in the sqlite3 CLI's words (s26 review-op #7): the name as it
+            # stands, in single quotes, or counted beside the find that lists it
+            shown = engine.name_shown(str(live.parent / name))
+            assert said.endswith(f"The other name: {shown}" if shown else
+                                 "2>/dev/null` lists: 1 beside it (...)"), said
         other.unlink()
     made = engine.list_backups(backups)
     assert len(made) == len(OURS), [b.name for b in made]  # one per leftover, none refused
@@ -120,7 +122,7 @@ def test_a_symlinked_live_path_is_judged_by_the_file_it_leads_to(tmp_path, live)
     backups = tmp_path / "backups"
     assert engine.create_backup(link, backups).name  # a symlink is not a second name
     os.link(live, live.with_name("copy.db"))
-    with pytest.raises(engine.EngineError, match=f'The other name: "{live.parent}/copy.db"'):
+    with pytest.raises(engine.EngineError, match=f"The other name: '{live.parent}/copy.db'"):
         engine.create_backup(link, backups)
 
 
@@ -150,7 +152,7 @@ def test_locally_backup_and_restore_refuse_it(wal_db, backup_dir, run_invoke, tm
     for args in (("backup",), ("restore", "--yes"), ("restore", "--dry-run")):
         result = run_invoke(*args)
         line = assert_one_line_error(result, 2, contains="has another name", strict=True)
-        assert f'"{wal_db.parent}/other.db"' in line and "WARNING" not in result.stderr, result
+        assert f"'{wal_db.parent}/other.db'" in line and "WARNING" not in result.stderr, result
     audit = (tmp_path / "data" / "deploys.jsonl").read_text().splitlines()
     assert json.loads(audit[-1])["outcome"] == "refused"  # as production records it
     assert [b.name for b in engine.list_backups(backup_dir)] == [made.name]
@@ -227,14 +229,17 @@ exit $rc
 
 
 @pytest.mark.parametrize(("shown", "outside", "said"), [
-    (['"/d/a.db"'], 0, 'has another name (a hard link): remove every name but the one the app '
+    (["'/d/a.db'"], 0, 'has another name (a hard link): remove every name but the one the app '
      'opens (if that is not this one, set db.path or db.remote_path to it first)'),
-    (['"/d/a.db"'], 0, 'Nothing was changed. The other name: "/d/a.db"'),
+    (["'/d/a.db'"], 0, "Nothing was changed. The other name: '/d/a.db'"),
+    # a name too long to show is counted, and the find lists it
+    ([None], 0, "The other name, which `FIND` lists: 1 beside it (...)"),
+    (["'/d/a'", None, "'/d/c'"], 0, "which `FIND` lists: 3 beside it ('/d/a', '/d/c', ...)"),
     ([], 2, "has 2 other names (hard links)"),
     ([], 2, "The other names, which `FIND` lists: 2 outside its folder"),
-    ([f'"/d/{n}"' for n in "abcde"], 1, 'The other names, which `FIND` lists: 5 beside it '
-     '("/d/a", "/d/b", "/d/c", ...) and 1 outside its folder'),
-    ([f'"/d/{n}"' for n in "abcde"], 1, "has 6 other names (hard links)"),
+    ([f"'/d/{n}'" for n in "abcde"], 1, "The other names, which `FIND` lists: 5 beside it "
+     "('/d/a', '/d/b', '/d/c', ...) and 1 outside its folder"),
+    ([f"'/d/{n}'" for n in "abcde"], 1, "has 6 other names (hard links)"),
 ])
 def test_the_line_says_how_many_names_and_lists_three(shown, outside, said):
     line = engine.other_names_said("/d/steps.db", shown, outside, "FIND")
@@ -244,16 +249,14 @@ def test_the_line_says_how_many_names_and_lists_three(shown, outside, said):
 @pytest.mark.parametrize("strategy", ENGINES)
 def test_every_engine_says_it_alike_and_escapes_a_backtick_in_a_name(tmp_path, live, strategy):
     """Names with a backtick paired with the find's own when the line was laid out, and the
-    engines' lines differed (s25 review-break2 #1, #2): the same words everywhere now (the
-    sqlite3 CLI without quotes, a backtick as ?)."""
+    engines' lines differed (s25 review-break2 #1, #2; s26 review-op #7: quotes): the same
+    words everywhere now, a name with a backtick counted, not shown."""
     for name in ("a`b.db", "c.db", "d.db", "e.db"):
         os.link(live, live.with_name(name))
     sub = live.parent / "sub"
     sub.mkdir()
     os.link(live, sub / "f.db")
     said = refused_backup(tmp_path, live, strategy)
-    quote = "'" if strategy == "sqlite3" else '"'
-    backtick = "?" if strategy == "sqlite3" else "\\u0060"
     folder = live.parent
     assert said == (
         f"backup on the machine: database {live} has 5 other names (hard links): remove every "
@@ -261,9 +264,8 @@ def test_every_engine_says_it_alike_and_escapes_a_backtick_in_a_name(tmp_path, l
         "db.remote_path to it first): SQLite keeps a -wal per name, so through another name a "
         "backup misses the app's writes and its -wal can undo a restore. Nothing was changed. "
         f"The other names, which `find {mount_of(live)} -xdev -samefile {live} 2>/dev/null` "
-        "lists: 4 beside "
-        f"it ({quote}{folder}/a{backtick}b.db{quote}, {quote}{folder}/c.db{quote}, "
-        f"{quote}{folder}/d.db{quote}, ...) and 1 outside its folder"), said
+        f"lists: 4 beside it ('{folder}/c.db', '{folder}/d.db', ...) and 1 outside its "
+        "folder"), said
 
 
 @pytest.mark.parametrize("strategy", ["python3", "sqlite3"])
@@ -313,18 +315,21 @@ def test_a_name_cannot_forge_what_machine_check_reports(tmp_path, run_invoke):
     report = checked.json()
     assert report["facts"]["sqlite3"] != "9.9.9", report["facts"]
     assert "has another name" in report["cannot"]["restore"], report
-    assert "x?__OPS_ENTRY__ sqlite3 9.9.9?" in report["cannot"]["restore"], report
+    assert "__OPS_ENTRY__" not in report["cannot"]["restore"], report
+    assert report["cannot"]["restore"].endswith("lists: 1 beside it (...)"), report
 
 
-def test_the_sqlite3_cli_shows_a_byte_it_cannot_print_as_a_question_mark(tmp_path, live):
+@pytest.mark.parametrize("strategy", ENGINES)
+def test_a_name_that_cannot_be_shown_as_it_stands_is_counted_never_shown_wrong(
+        tmp_path, live, strategy):
     """fail() drops quotes, backslashes and non-ASCII bytes: `café.db` read `caf.db`, another
-    file's name (s25 review-break3 #4). A name too long for the line is counted instead."""
-    for name in ('café.db', 'a"b\\c.db', "n" * 240 + ".db", "it's.db"):
+    file's name (s25 review-break3 #4), then `caf??.db`, which no paste finds. Such a name,
+    or one too long for the line, is counted: the find lists it exactly (s26)."""
+    for name in ('café.db', 'a"b\\c.db', "n" * 240 + ".db", "it's.db", "a-plain.db"):
         os.link(live, live.with_name(name))
-    said = refused_backup(tmp_path, live, "sqlite3")
-    folder = live.parent
-    assert (f"lists: 4 beside it ('{folder}/a?b?c.db', '{folder}/caf??.db', '{folder}/it?s.db', "
-            "...)") in said, said
+    said = refused_backup(tmp_path, live, strategy)  # in byte order, a"b\c.db first
+    assert said.endswith(f"lists: 5 beside it ('{live.parent}/a-plain.db', ...)"), said
+    assert "caf" not in said and "it?s" not in said and "?" not in said.split("lists:")[1]
 
 
 @pytest.mark.parametrize("strategy", ["python3", "sqlite3"])
