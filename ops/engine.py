@@ -438,7 +438,7 @@ def other_names_said(path, shown: list[str | None], outside: int, find: str) -> 
     (a dry run reads it through the shell, its run through python3): what to do first, then
     the names (three at most; a line cut on the machine loses only names), with the
     ``find`` that lists them all when some are not shown. ``shown``: ``name_shown``'s, each
-    name beside it in order (None: too long to show)."""
+    name beside it in byte order (None: one it cannot show as it stands)."""
     count = len(shown) + max(outside, 0)
     names = f"{count} other names (hard links)" if count > 1 else "another name (a hard link)"
     said = (f"database {path} has {names}: remove every name but the one the app opens (if "
