@@ -146,6 +146,11 @@ def test_ctrl_c_then_sigterm_exits_with_the_code_the_audit_line_records(site):
      "if none is running: invoke deploy.unlock --yes", ExitCode.LOCKED),
     ("__OPS_ENTRY__ holder\n__OPS_EXIT__=5\n", "another deploy holds it (unknown)",
      ExitCode.LOCKED),
+    # the holder is its own entry's words, never another line's (s26 review-break2 #6)
+    ("__OPS_ENTRY__ note me, trust me\n__OPS_ENTRY__ holder bob deploy\n__OPS_EXIT__=5\n",
+     "another deploy holds it (bob deploy)", ExitCode.LOCKED),
+    ("__OPS_ENTRY__ note me\n__OPS_EXIT__=5\n", "another deploy holds it (unknown)",
+     ExitCode.LOCKED),
     ("__OPS_ENTRY__ notlock file 3\n__OPS_EXIT__=6\n", "this run took none", ExitCode.ERROR),
     ("__OPS_EXIT__=1\n", "if the lock is this run's: invoke deploy.unlock --yes",
      ExitCode.ERROR),  # the release cannot tell
@@ -167,6 +172,29 @@ def test_a_lock_answer_that_cannot_be_read_says_what_became_of_the_lock(unlocked
                                         "/data/.ops-deploy.lock: the machine's output has a "
                                         f"line this tool did not print; {said}"), failed.value
     assert failed.value.code == code
+
+
+def test_with_lock_wait_an_unreadable_answer_over_another_deploys_lock_waits_for_it():
+    """The answer could not be read and the release found another deploy's lock: with
+    --lock-wait the run says whose it is and waits, as for any held lock."""
+    tries, waited = [], []
+
+    class Session:
+        app = "step-app"
+        settings = SimpleNamespace(db_remote_path="/data/steps.db", fly_timeout=5,
+                                   backup_remote_dir="/data/backups", machine_app_dir="/app")
+
+        def run(self, script, **_):
+            if script.startswith("# ops: deploy-lock"):
+                tries.append(script)
+                if len(tries) == 1:
+                    raise OpsError("the machine's output has a line this tool did not print")
+                return remote.parse_output("__OPS_ENTRY__ waiting\n__OPS_ENTRY__ acquired 3\n"
+                                           "__OPS_EXIT__=0\n")
+            return remote.parse_output("__OPS_ENTRY__ holder bob deploy\n__OPS_EXIT__=5\n")
+
+    assert lock.lock(Session(), "/data/.ops-deploy.lock", 30, "me", on_wait=waited.append)
+    assert waited == ["bob deploy"] and len(tries) == 2
 
 
 def test_a_lock_answer_that_cannot_be_read_removes_the_lock_the_call_may_have_taken():

@@ -41,8 +41,11 @@ def lock(session: MachineSession, path: str, wait: float, holder: str, on_wait=N
                              key="fly.timeout")
     except OpsError as exc:  # flyctl failed, or its answer could not be read (parse_output):
         after, held = _forget(session, path, holder)
-        raise OpsError(f"could not take the deploy lock {path}: {exc}; {after}",
-                       ExitCode.LOCKED if held else exc.code) from None
+        error = OpsError(f"could not take the deploy lock {path}: {exc}; {after}",
+                         ExitCode.LOCKED if held else exc.code)
+        if held:  # another deploy's: --lock-wait waits for it as for any held lock
+            error.holder = held
+        raise error from None
     entries = {entry[0]: " ".join(entry[1:]) for entry in output.entries if entry}
     if output.status == remote.NOT_A_LOCK:  # no wait helps: nobody will let go of it
         raise NotALock(path, entries.get("notlock", ""))
@@ -105,19 +108,20 @@ def would_wait(session: MachineSession, path: str, wait: float) -> str | None:
             "it is still held")
 
 
-def _forget(session: MachineSession, path: str, holder: str) -> tuple[str, bool]:
+def _forget(session: MachineSession, path: str, holder: str) -> tuple[str, str | None]:
     """Remove the deploy lock if ``holder`` holds it: what became of it, in words, and
-    whether another run holds it (then this run took none: exit 4, as a held lock is)."""
+    who else holds it, if another run does (then this run took none: exit 4, as a held
+    lock is)."""
     try:
         unlock(session, path, holder=holder)
     except OpsError as exc:
         if getattr(exc, "holder", None):  # someone else's: not ours to remove
             return (f"another deploy holds it ({exc.holder}), so this run took none; if "
-                    "none is running: invoke deploy.unlock --yes"), True
+                    "none is running: invoke deploy.unlock --yes"), exc.holder
         if exc.code == ExitCode.LOCKED:  # not a lock at all (NotALock): none was taken
-            return "this run took none", False
-        return "if the lock is this run's: invoke deploy.unlock --yes", False
-    return "any lock this run took was removed", False
+            return "this run took none", None
+        return "if the lock is this run's: invoke deploy.unlock --yes", None
+    return "any lock this run took was removed", None
 
 
 def unlock(session: MachineSession, path: str, *, remove: bool = True,
@@ -131,10 +135,10 @@ def unlock(session: MachineSession, path: str, *, remove: bool = True,
                          what="deploy unlock")
     if output.status == 3:
         return None
+    found = {e[0]: " ".join(e[1:]) for e in output.entries if e}
     if output.status == remote.NOT_A_LOCK:
-        found = {e[0]: " ".join(e[1:]) for e in output.entries if e}
         raise NotALock(path, found.get("notlock", ""), removed="removed" in found)
-    shown = " ".join(output.entries[0][1:]) if output.entries else "unknown"
+    shown = found.get("holder", "unknown")  # its own entry, never another line's words
     if output.status == 5:
         error = OpsError(f"the deploy lock {path} is no longer this run's: "
                          f"it is held by {shown}; left in place", ExitCode.LOCKED)
