@@ -427,7 +427,10 @@ function refuseOtherNames(file, info = null) {
     } catch (e) { /* gone meanwhile */ }
   }
   const ours = ownNames(Buffer.from(base).toString('latin1'));
-  const foreign = others.filter((name) => !ours.test(name)).sort();
+  // in the order the sqlite3 CLI's shell walks the folder (* .[!.]* ..?*, each byte by byte)
+  const group = (name) => (name.startsWith('..') ? 2 : name.startsWith('.') ? 1 : 0);
+  const foreign = others.filter((name) => !ours.test(name))
+    .sort((a, b) => group(a) - group(b) || (a < b ? -1 : a > b ? 1 : 0));
   const outside = Number(info.nlink) - 1 - others.length;  // names in other folders
   if (!foreign.length && outside <= 0) return;
   let top = dir;  // a hard link stays on its filesystem: look from where that starts

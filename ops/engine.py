@@ -419,7 +419,7 @@ def refuse_other_names(path, info: os.stat_result | None = None) -> None:
                 if (entry.name != real.name and seen.st_ino == info.st_ino
                         and seen.st_dev == info.st_dev):
                     others.append(entry.name)
-    foreign = sorted((name for name in others if not ours.fullmatch(name)), key=os.fsencode)
+    foreign = sorted((name for name in others if not ours.fullmatch(name)), key=shell_order)
     outside = info.st_nlink - 1 - len(others)  # names in other folders
     if not foreign and outside <= 0:
         return
@@ -454,6 +454,13 @@ def other_names_said(path, shown: list[str | None], outside: int, find: str) -> 
         [f"{outside} outside its folder"] if outside > 0 else [])
     return said + f"The other name{'s' if count > 1 else ''}, which `{find}` lists: " + \
         " and ".join(parts)
+
+
+def shell_order(name: str) -> tuple[int, bytes]:
+    """The order the sqlite3 CLI's shell walks a folder (``* .[!.]* ..?*``, each sorted
+    byte by byte), so all three engines list the same three names first."""
+    raw = os.fsencode(name)
+    return (2 if raw.startswith(b"..") else 1 if raw.startswith(b".") else 0), raw
 
 
 SHOWN_AS_IS = frozenset(range(0x20, 0x7F)) - set(b"'\"\\`")  # what the shell's fail() keeps

@@ -382,3 +382,17 @@ def test_a_local_backup_dry_run_refuses_it(wal_db, backup_dir, run_invoke):
     os.link(wal_db, wal_db.with_name("other.db"))
     assert_one_line_error(run_invoke("backup", "--dry-run"), 2, contains="has another name")
     assert run_invoke("backup.cleanup", "--dry-run").returncode == 0
+
+
+@pytest.mark.parametrize("strategy", ENGINES)
+def test_every_engine_lists_the_names_in_the_order_the_shell_walks_them(
+        tmp_path, live, strategy):
+    """The shell walks * then .[!.]* then ..?*, so a dot-name came last there and first on
+    python3 and Node: past three names the engines showed different ones, and a deploy's
+    dry run (the shell) and its run (python3) said different lines (s26 review-break2 #1)."""
+    for name in ("b.db", "..c.db", ".b.db", "a.db", ".a"):
+        os.link(live, live.with_name(name))
+    said = refused_backup(tmp_path, live, strategy)
+    folder = live.parent
+    assert said.endswith(f"lists: 5 beside it ('{folder}/a.db', '{folder}/b.db', "
+                         f"'{folder}/.a', ...)"), said
