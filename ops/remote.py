@@ -724,9 +724,17 @@ class RemoteOutput:
             # the other names are to be removed there, not here: say how to get there
             there = (f" (the names are on {self.host}: open a shell there with `{self.there}`)"
                      if kind == "linked" and self.there else "")
-            raise OpsError(f"{what} on {self.host}: {self.result.get('error')}{there}",
+            raise answered(f"{what} on {self.host}: {self.result.get('error')}{there}",
                            ENGINE_KINDS.get(kind, ExitCode.ERROR))
         return self.result.get("data")
+
+
+def answered(message: str, code: ExitCode) -> OpsError:
+    """A failure the machine itself reported (its result came back): never a lost answer,
+    even when its kind is a timeout there (the app's lock held past --busy-timeout)."""
+    error = OpsError(message, code)
+    error.answered = True
+    return error
 
 
 STRATEGIES = ("python3", "node", "sqlite3", "remote_command", "none")

@@ -406,7 +406,8 @@ class Restore:
             self._timed_line()
         if r["outcome"] in ("running", "crashed", "interrupted", "not restored") or \
                 r["outcome"].startswith("terminated") or (
-                    r.get("interrupted") and r["outcome"] == "failed"):
+                    (r.get("interrupted") or r.get("machine_unsettled"))
+                    and r["outcome"] == "failed"):
             for line in by_hand(r, self._flag(), self._machine()):
                 self.ui.info(line)
         elif r["safety_backup"] and (kept := nothing_to_undo(r)):
@@ -433,6 +434,11 @@ class Restore:
                 self.ui.info(f"Safety backup: {safety}. " + undo_lines(r, self._flag())[0])
             for line in interrupted_lines(r, self._flag()):
                 self.ui.info(line)
+            machine = self._machine()
+            if r.get("answer_lost") and r.get("holds") == "backup" and machine:
+                self.ui.info("Not proven (its answer was lost) and not restarted: to keep it, "
+                             f"fly machine restart {machine[1]} -a {machine[0]}, and check "
+                             "/health")
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
@@ -495,10 +501,22 @@ class Restore:
                      + (f"the moved-aside files are {', '.join(aside)}; " if aside else "")
                      + f"finish with: invoke restore {name} --app-stopped --yes")
 
-    def _settled_remote(self, signal_name: str, name: str) -> None:
+    def _settled_lost(self, name: str) -> None:
+        """The restore's answer was lost (the link dropped, flyctl failed, the call ran out
+        of time) while the machine restored: ask it what the live database holds now, as
+        after a signal, so the record and the lines name the safety backup and the undo.
+        The run still failed: an unproven copy is never "ok"."""
+        self.record["answer_lost"] = True
+        self._settled_remote("No answer came", name, signal=False)
+        if self.record["outcome"] == "ok":
+            self.record["outcome"] = "running"  # worded "failed" by the runner
+
+    def _settled_remote(self, signal_name: str, name: str, *, signal: bool = True) -> None:
         """Interrupted while the machine restored: ask it what the live database holds now
-        (its restore may have stopped, or may still be running)."""
-        self.record["interrupted"] = signal_name
+        (its restore may have stopped, or may still be running). ``signal``: False when the
+        restore's answer was lost instead (``_settled_lost``)."""
+        if signal:
+            self.record["interrupted"] = signal_name
         made = self._new_safeties(name)  # made before the copy: the data from before
         try:
             holds = self.target.holds(name, made[-1] if made else "")
@@ -1074,7 +1092,11 @@ class Restore:
             data, detail = self._remote(name, app_stopped=self.found.get("stopped", False)
                                         if o.production else o.app_stopped)
         except OpsError as exc:
-            self._discard_upload(restore_ended=True)
+            if exc.code in ANSWER_LOST and not getattr(exc, "answered", False):  # its copy
+                # there may have committed, or still may
+                self._settled_lost(name)
+            else:
+                self._discard_upload(restore_ended=True)
             raise hinted(exc, name, self._flag()) from None
         self.restoring = None
         self.found["data"] = data
@@ -1158,6 +1180,12 @@ def not_proven_lines(record: dict, flag: str, machine: tuple[str, str] | None) -
     lines.append(f"For a proven restore, run it while the app is stopped: {stop}`{again}`"
                  f"{resume} (the app's writes since then go into that run's safety backup).")
     return lines
+
+
+# the restore's call failed without the machine's answer (flyctl or the link failed, the
+# call ran out of time; not a timeout the machine reported: ``answered``): its copy may
+# have gone on there
+ANSWER_LOST = (ExitCode.FLY, ExitCode.TIMEOUT)
 
 
 def hinted(exc: OpsError, name: str, flag: str) -> OpsError:
@@ -1492,7 +1520,8 @@ def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> 
     if why in ("not restored", "failed") and record.get("interrupted"):  # not a verb's form
         why = f"stopped by {record['interrupted']}"
     last = (record.get("steps") or [{}])[-1].get("outcome")  # the stopped step's own
-    lines = [f"The restore was {why}" + (
+    lines = [f"The restore's answer was lost during step {steps[-1]}." if record.get(
+        "answer_lost") and steps else f"The restore was {why}" + (
         " before its first step" if not steps
         else f" after step {steps[-1]}" if last in ("ok", "skipped")
         else f" during step {steps[-1]}") + "."]

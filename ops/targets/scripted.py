@@ -435,9 +435,9 @@ class ScriptedTarget:
                 # the live database was not touched
                 holds = "; it stopped before its safety backup was made: nothing was changed"
             if safety and safety not in str(exc):
-                raise OpsError(f"{exc}{holds} (safety backup {safety} was made first)",
-                               code) from None
-            raise OpsError(f"{exc}{holds}", code) from None
+                raise remote.answered(
+                    f"{exc}{holds} (safety backup {safety} was made first)", code) from None
+            raise remote.answered(f"{exc}{holds}", code) from None
         if output.strategy == "sqlite3":
             data = data | _sqlite_proof(output.entries, self.settings.check)
             data["moved_aside"] = [e[1] for e in output.entries if e[0] == "aside" and len(e) == 2]
