@@ -657,7 +657,8 @@ def strict_parsing(program) -> None:
     help_fits(program)
     if program.args.dry.value:  # given before the task name: our tasks never see run.dry
         raise Exit("Error: Invoke's -R/--dry does not reach these tasks (they would run for "
-                   "real): a task's dry run is its -n (--dry-run)", code=int(ExitCode.USAGE))
+                   "real): a task's dry run, where it has one, is its -n (--dry-run); `invoke "
+                   "--help TASK` lists its flags", code=int(ExitCode.USAGE))
     parse_tasks = program.parse_tasks
 
     def parse() -> None:

@@ -158,6 +158,9 @@ def test_production_and_p_are_accepted_or_refused_alike_in_every_task(capsys):
     (["backup.volume", "-R"], "backup.volume has no -R: Invoke's --dry does not reach these "
                               "tasks; it has no dry run"),
     (["-R", "deploy"], "Invoke's -R/--dry does not reach these tasks"),
+    # before the task name, a task without a dry run is not promised one (s26 review-op2 #5)
+    (["-R", "backup.list"], "a task's dry run, where it has one, is its -n (--dry-run); "
+                            "`invoke --help TASK` lists its flags"),
     (["backup.list", "-e"], "backup.list has no -e (Invoke's own): run `invoke --echo "
                             "--search-root"),
     (["backup.status", "-l"], "backup.status has no -l (Invoke's own, for Invoke alone): run "
