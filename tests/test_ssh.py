@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -620,3 +621,26 @@ def test_the_shell_command_a_refusal_names_trusts_what_the_toolkit_trusts(
                            f"{ssh_host.user}@127.0.0.1 true"], capture_output=True, text=True,
                           timeout=30)
     assert bare.returncode != 0 and "Host key verification failed" in bare.stderr, bare.stderr
+
+
+@pytest.mark.parametrize(("known_hosts", "read"), [
+    ("my trust/known_hosts", "{cwd}/my trust/known_hosts"),  # relative: from any folder
+    ("/etc/a%h/known_hosts", "/etc/a%h/known_hosts"),  # not ssh's %h token
+    ("/etc/it's/known_hosts", None),  # a quote ssh cannot take: the option is left out
+    ("/etc/${HOME}/known_hosts", None),  # nor ${VAR}, which ssh would expand
+])
+def test_the_shell_command_names_the_file_the_toolkit_read_or_none(
+        tmp_path, monkeypatch, known_hosts, read):
+    """s26 review-break2 #3, checked with the real ssh's own reading (`ssh -G`)."""
+    from ops.ssh.address import ssh_command
+
+    monkeypatch.chdir(tmp_path)
+    command = ssh_command(Address("127.0.0.1", "root", 2222), known_hosts)
+    if read is None:
+        assert command == "ssh -p 2222 root@127.0.0.1"
+        return
+    words = shlex.split(command)
+    shown = subprocess.run(["ssh", "-G", *words[1:]], capture_output=True, text=True,
+                           timeout=30, check=True).stdout
+    files = next(line for line in shown.splitlines() if line.startswith("userknownhostsfile"))
+    assert files.endswith(" " + read.format(cwd=tmp_path)), (command, files)

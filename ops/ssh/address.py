@@ -6,6 +6,7 @@ Kept free of Fabric imports so configuration can validate ``ssh.host`` cheaply.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import shlex
 from dataclasses import dataclass
@@ -38,8 +39,12 @@ def ssh_command(address: Address, known_hosts: str = "") -> str:
     user = f"{address.user}@" if address.user else ""
     port = f"-p {address.port} " if address.port is not None else ""
     files = ""
-    if known_hosts:  # ssh splits the list at spaces: a path with one is double-quoted
-        extra = f'"{known_hosts}"' if any(c.isspace() for c in known_hosts) else known_hosts
+    if known_hosts and not any(c in known_hosts for c in "'\"\\") and "${" not in known_hosts:
+        # as ssh reads the option's value: a list split at spaces (a path with one is
+        # double-quoted), % tokens (%% is a %); a quote, a backslash or ${VAR} it cannot
+        # take, so then the option is left out. From any folder: an absolute path.
+        path = os.path.abspath(known_hosts).replace("%", "%%")
+        extra = f'"{path}"' if any(c.isspace() for c in path) else path
         files = f"-o {shlex.quote(f'UserKnownHostsFile=~/.ssh/known_hosts {extra}')} "
     return f"ssh {files}{port}{user}{address.host}"
 
