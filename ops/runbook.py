@@ -236,6 +236,13 @@ class Runner:
     step_by_hand: bool = True  # False: the flow says what is left by hand itself (on_failure)
     paused: float = 0.0  # seconds spent in pauses (waiting for the operator's answer)
 
+    def __post_init__(self):
+        """Every line the run's UI prints hides the secrets too, a nested step's included
+        (its reason is the raw error): on top of whatever the UI hid already."""
+        if hasattr(self.ui, "redact"):
+            before = self.ui.redact
+            self.ui.redact = lambda text: scrub(before(text), self.secrets())
+
     def start(self, **fields) -> dict:
         self.record = {"kind": self.kind, "who": audit.who(), "when": now(), "steps": [],
                        "outcome": "running", "exit_code": 0, **fields}

@@ -309,9 +309,10 @@ class UI:
         except BaseException as exc:
             step.outcome = "failed" if isinstance(exc, Exception) else "interrupted"
             step.error = exc
-            said = {child.reason for child in self.steps[first_child:] if child.error is exc}
-            if said and step.reason in said | {""}:  # a step of its own failed by it and
-                step.reason = ""  # said why in these words: once (other words stay)
+            said = {self.shown(child.reason) for child in self.steps[first_child:]
+                    if child.error is exc}  # the words as shown: a secret hidden in both
+            if said and self.shown(step.reason) in said | {""}:  # a step of its own failed
+                step.reason = ""  # by it and said why in these words: once (others stay)
             elif not step.reason:
                 step.reason = stopped_by(exc) or _first_line(exc) or type(exc).__name__
             raise
@@ -390,8 +391,8 @@ class UI:
         width = self.width
         if width is None or len(line) <= width:
             return line
-        if why:  # why it failed is never what gives way: the detail goes first, whole
-            line = f"{head}  {why}{tail}"
+        if why:  # why it failed is never what gives way: the detail goes first, whole,
+            line = f"{head}  {'…  ' if step.detail else ''}{why}{tail}"  # leaving its mark
             return line if len(line) <= width else broken(line, width, step.depth)
         parts = detail.split("  ")  # most important first: drop whole parts from the end
         while len(parts) > 1:

@@ -259,6 +259,7 @@ def test_on_a_narrow_terminal_why_a_step_failed_outlasts_its_detail():
     text = " ".join(seen().split())
     assert "failed: the machine's disk is full: 20 MB free, the upload needs 1.2 GB" in text
     assert "✗ backup fly:steps-app failed (" in text
+    assert "✗ upload the backup to the machine … failed: the machine's disk" in text  # a mark
 
     # a parent that words its failure its own way keeps its words (review-break #3)
     buffer.seek(0)
@@ -273,3 +274,20 @@ def test_on_a_narrow_terminal_why_a_step_failed_outlasts_its_detail():
     text = seen()
     assert "✗ child  failed: 'name'" in text and \
         "✗ parent  failed: internal error: KeyError: 'name'" in text, text
+
+
+def test_a_reason_that_differs_only_by_a_hidden_secret_is_said_once(tmp_path):
+    """The runbook's step hides a secret in its reason and the nested step's line does too
+    when it is shown: the same words on screen, said once (s26 review-break2 #4)."""
+    secret = "FlyV1 fm2_s3cr3t-token"
+    run, shown = runner(tmp_path, secrets=lambda: [secret])
+
+    def nested():
+        with run.ui.step("call flyctl"):
+            raise OpsError(f"flyctl said: bad token {secret}")
+
+    with pytest.raises(OpsError):
+        run.run([Step("a", "use the token", nested)])
+    text = shown.getvalue()
+    assert secret not in text and text.count("flyctl said: bad token") == 1, text
+    assert "✗ use the token  failed (" in text, text
