@@ -457,7 +457,7 @@ function otherNamesSaid(file, shown, outside, find) {
   const hidden = shown.length - listed.length;
   const s = count > 1 ? 's' : '';
   if (!hidden && outside <= 0) return `${said}The other name${s}: ${listed.join(', ')}`;
-  const more = hidden ? (listed.length ? ', ...' : '...') : '';
+  const more = hidden ? (listed.length ? `, and ${hidden} not shown` : 'not shown') : '';
   const parts = [...(shown.length ? [`${shown.length} beside it (${listed.join(', ')}${more})`] : []),
     ...(outside > 0 ? [`${outside} outside its folder`] : [])];
   return `${said}The other name${s}, which \`${find}\` lists: ${parts.join(' and ')}`;

@@ -449,7 +449,7 @@ def other_names_said(path, shown: list[str | None], outside: int, find: str) -> 
     hidden = len(shown) - len(listed)
     if not hidden and outside <= 0:
         return said + f"The other name{'s' if count > 1 else ''}: {', '.join(listed)}"
-    more = (", ..." if listed else "...") if hidden else ""
+    more = (f", and {hidden} not shown" if listed else "not shown") if hidden else ""
     parts = ([f"{len(shown)} beside it ({', '.join(listed)}{more})"] if shown else []) + (
         [f"{outside} outside its folder"] if outside > 0 else [])
     return said + f"The other name{'s' if count > 1 else ''}, which `{find}` lists: " + \

@@ -385,7 +385,7 @@ refuse_other_names() (  # a subshell: none of its names reach the script; call i
   said="database $db1 has $names: remove every name but the one the app opens (if that is not this one, set db.path or db.remote_path to it first): SQLite keeps a -wal per name, so through another name a backup misses the app's writes and its -wal can undo a restore. Nothing was changed."
   [ "$hidden" -gt 0 ] || [ "$outside" -gt 0 ] || fail linked "$said The other name$s: $listed"
   set -- $(df -P "$db1" 2>/dev/null | tail -n 1); top=/; [ $# -ge 6 ] && eval "top=\\${{$#}}"
-  parts=; [ "$nf" -gt 0 ] && parts="$nf beside it ($listed$( [ "$hidden" -gt 0 ] && printf '%s...' "${{listed:+, }}"))"
+  parts=; [ "$nf" -gt 0 ] && parts="$nf beside it ($listed$( [ "$hidden" -gt 0 ] && printf '%snot shown' "${{listed:+, and $hidden }}"))"
   [ "$outside" -gt 0 ] && parts="${{parts:+$parts and }}$outside outside its folder"
   fail linked "$said The other name$s, which \\`find $top -xdev -samefile $real 2>/dev/null\\` lists: $parts"
 )"""

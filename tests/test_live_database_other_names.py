@@ -97,7 +97,7 @@ def test_each_engine_refuses_another_name_and_lets_its_own_leftovers_through(
             # stands, in single quotes, or counted beside the find that lists it
             shown = engine.name_shown(str(live.parent / name))
             assert said.endswith(f"The other name: {shown}" if shown else
-                                 "2>/dev/null` lists: 1 beside it (...)"), said
+                                 "2>/dev/null` lists: 1 beside it (not shown)"), said
         other.unlink()
     made = engine.list_backups(backups)
     assert len(made) == len(OURS), [b.name for b in made]  # one per leftover, none refused
@@ -233,12 +233,13 @@ exit $rc
      'opens (if that is not this one, set db.path or db.remote_path to it first)'),
     (["'/d/a.db'"], 0, "Nothing was changed. The other name: '/d/a.db'"),
     # a name too long to show is counted, and the find lists it
-    ([None], 0, "The other name, which `FIND` lists: 1 beside it (...)"),
-    (["'/d/a'", None, "'/d/c'"], 0, "which `FIND` lists: 3 beside it ('/d/a', '/d/c', ...)"),
+    ([None], 0, "The other name, which `FIND` lists: 1 beside it (not shown)"),
+    (["'/d/a'", None, "'/d/c'"], 0, "which `FIND` lists: 3 beside it ('/d/a', '/d/c', and 1 "
+     "not shown)"),
     ([], 2, "has 2 other names (hard links)"),
     ([], 2, "The other names, which `FIND` lists: 2 outside its folder"),
     ([f"'/d/{n}'" for n in "abcde"], 1, "The other names, which `FIND` lists: 5 beside it "
-     "('/d/a', '/d/b', '/d/c', ...) and 1 outside its folder"),
+     "('/d/a', '/d/b', '/d/c', and 2 not shown) and 1 outside its folder"),
     ([f"'/d/{n}'" for n in "abcde"], 1, "has 6 other names (hard links)"),
 ])
 def test_the_line_says_how_many_names_and_lists_three(shown, outside, said):
@@ -264,8 +265,8 @@ def test_every_engine_says_it_alike_and_escapes_a_backtick_in_a_name(tmp_path, l
         "db.remote_path to it first): SQLite keeps a -wal per name, so through another name a "
         "backup misses the app's writes and its -wal can undo a restore. Nothing was changed. "
         f"The other names, which `find {mount_of(live)} -xdev -samefile {live} 2>/dev/null` "
-        f"lists: 4 beside it ('{folder}/c.db', '{folder}/d.db', ...) and 1 outside its "
-        "folder"), said
+        f"lists: 4 beside it ('{folder}/c.db', '{folder}/d.db', and 2 not shown) and 1 "
+        "outside its folder"), said
 
 
 @pytest.mark.parametrize("strategy", ["python3", "sqlite3"])
@@ -316,7 +317,7 @@ def test_a_name_cannot_forge_what_machine_check_reports(tmp_path, run_invoke):
     assert report["facts"]["sqlite3"] != "9.9.9", report["facts"]
     assert "has another name" in report["cannot"]["restore"], report
     assert "__OPS_ENTRY__" not in report["cannot"]["restore"], report
-    assert report["cannot"]["restore"].endswith("lists: 1 beside it (...)"), report
+    assert report["cannot"]["restore"].endswith("lists: 1 beside it (not shown)"), report
 
 
 @pytest.mark.parametrize("strategy", ENGINES)
@@ -328,7 +329,8 @@ def test_a_name_that_cannot_be_shown_as_it_stands_is_counted_never_shown_wrong(
     for name in ('café.db', 'a"b\\c.db', "n" * 240 + ".db", "it's.db", "a-plain.db"):
         os.link(live, live.with_name(name))
     said = refused_backup(tmp_path, live, strategy)  # in byte order, a"b\c.db first
-    assert said.endswith(f"lists: 5 beside it ('{live.parent}/a-plain.db', ...)"), said
+    assert said.endswith(f"lists: 5 beside it ('{live.parent}/a-plain.db', and 4 not "
+                         "shown)"), said
     assert "caf" not in said and "it?s" not in said and "?" not in said.split("lists:")[1]
 
 
@@ -395,4 +397,4 @@ def test_every_engine_lists_the_names_in_the_order_the_shell_walks_them(
     said = refused_backup(tmp_path, live, strategy)
     folder = live.parent
     assert said.endswith(f"lists: 5 beside it ('{folder}/a.db', '{folder}/b.db', "
-                         f"'{folder}/.a', ...)"), said
+                         f"'{folder}/.a', and 2 not shown)"), said
