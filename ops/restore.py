@@ -439,6 +439,9 @@ class Restore:
                 self.ui.info("Not proven (its answer was lost) and not restarted: to keep it, "
                              f"fly machine restart {machine[1]} -a {machine[0]}, and check "
                              "/health")
+        if r.get("answer_lost") and self.found.get("stopped"):
+            self.ui.info("The app is still emergency-stopped: `invoke emergency.resume` starts "
+                         "it on what the live database holds then")
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
@@ -506,8 +509,14 @@ class Restore:
         of time) while the machine restored: ask it what the live database holds now, as
         after a signal, so the record and the lines name the safety backup and the undo.
         The run still failed: an unproven copy is never "ok"."""
-        self.record["answer_lost"] = True
+        self.record.update(answer_lost=True, machine_unsettled=True)  # until it answers
+        self.restoring = None  # a signal while asking: not asked again (nor called "ok")
+        reconnect = getattr(getattr(self.target, "session", None), "reconnect", None)
+        if reconnect is not None:  # an SSH host: the lost link is not reused
+            reconnect()
         self._settled_remote("No answer came", name, signal=False)
+        if self.record.get("holds") == "backup" or self.record.get("copied") is False:
+            self.record.pop("machine_unsettled", None)  # it answered: settled
         if self.record["outcome"] == "ok":
             self.record["outcome"] = "running"  # worded "failed" by the runner
 
@@ -565,7 +574,9 @@ class Restore:
         self.ui.info(f"{signal_name} during the restore on {self._there()}: its live database "
                      f"now holds backup {name}'s content" + (
                          f" (safety backup {made[-1]} was made before the copy)" if made
-                         else " (whether this run copied it could not be told)"))
+                         else " (whether this run copied it could not be told; a safety "
+                         "backup this run made is the newest safety one "
+                         f"`invoke backup.list{self._flag()}` lists)"))
 
     def _new_safeties(self, name: str) -> list[str] | None:
         """The safety backups of restores of ``name`` there now that the listing the run
@@ -601,9 +612,12 @@ class Restore:
         return self.target.flag
 
     def _machine(self) -> tuple[str, str] | None:
-        """(app, machine id) when a Fly machine was resolved: what to restart by hand."""
+        """(app, machine id) when a Fly machine was resolved: what to restart by hand.
+        None for an emergency-stopped app: a restart would start it (`emergency.resume`
+        does, once the operator chooses to)."""
         machine = self.record.get("machine")
-        return (self.settings.app, machine) if self.options.production and machine else None
+        return (self.settings.app, machine) if self.options.production and machine and \
+            not self.found.get("stopped") else None
 
     def _confirm(self, lines: list[str]) -> None:
         """The run's pause: the operator's answer (its time is not the restore's)."""
@@ -1582,17 +1596,19 @@ def _unsettled_by_hand(record: dict, backup: str | None, safety: str | None,
     held = ("its content from before" if record.get("holds") == "safety"
             else "neither the backup's content nor exactly the safety backup's (the app may "
             "have written since)" if safety else "other content than the backup's")
-    lines = [f"When it was read, the live database held {held}."]
+    lines = [f"When it was read, the live database held {held}." if record.get("holds") else
+             "It could not be asked afterwards what the live database holds."]
     if safety:
         lines.append(f"Safety backup {safety} (made by this run, before any copy) holds the "
                      "data from before.")
-    lines.append("Not known: whether the restore there is still waiting for the app's write "
-                 "lock and copies later. Check before running again: "
+    lines.append("Not known: whether the restore there " + (
+        "is still waiting" if record.get("holds") else "copied, or is still waiting")
+                 + " for the app's write lock and copies later. Check before running again: "
                  f"`invoke backup.list{flag}` (a newer safety backup or restore of it) and "
-                 "the app's data; a rerun over a copied backup buries this safety backup "
-                 "under a second one.")
-    if backup:
-        lines.append(f"To finish the restore: {_again(record, backup, flag)}")
+                 "the app's data" + ("; a rerun over a copied backup buries this safety "
+                                     "backup under a second one." if safety else "."))
+    if backup:  # a rerun over a copy that may still land: only once it did not
+        lines.append(f"If it did not copy, to finish the restore: {_again(record, backup, flag)}")
     if machine:  # either way the app must reopen the database
         lines.append(f"Then restart the app so it reopens the database: fly machine restart "
                      f"{machine[1]} -a {machine[0]}, and check /health")

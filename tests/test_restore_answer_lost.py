@@ -10,33 +10,49 @@ its stdout is lost and it exits 1."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import sqlite3
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from ops import engine
+from tests import helpers
 from tests.fake_production import changed_after_backup, served_prod, use_engine  # noqa: F401
 
 MARK = "# ops: restore\n"
 
 
-def lose_answer(prod, *, ran: bool, hang: bool = False) -> dict:
+def lose_answer(prod, *, ran: bool, hang: bool = False, slow_after: bool = False,
+                fail_after: bool = False) -> dict:
     """PATH with a `fly` whose restore call loses its answer, after the machine ran it
-    (``ran``) or before it began; ``hang``: it then hangs instead (until fly.timeout)."""
+    (``ran``) or before it began; ``hang``: it then hangs instead (until fly.timeout). The
+    calls after it (the run asking the machine) hang (``slow_after``: touching
+    ``shim/asking``) or fail as well (``fail_after``)."""
     folder = prod.root / "shim"
     folder.mkdir(exist_ok=True)
+    lost = folder / "lost"
     (folder / "fly").write_text(textwrap.dedent(f"""\
         #!{sys.executable}
-        import os, subprocess, sys
+        import os, subprocess, sys, time
         real = {str(prod.world.bin_dir / "fly")!r}
+        if os.path.exists({str(lost)!r}) and ({slow_after!r} or {fail_after!r}):
+            if {slow_after!r}:
+                open({str(folder / "asking")!r}, "w").close()
+                time.sleep(60)
+            sys.stderr.write("Error: tunnel unavailable: connection reset by peer\\n")
+            sys.exit(1)
         if any(arg.startswith({MARK!r}) for arg in sys.argv[1:]) or \\
                 {MARK!r} in " ".join(sys.argv[1:]):
+            open({str(lost)!r}, "w").close()
             if {ran!r}:
                 subprocess.run([real, *sys.argv[1:]], stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, stdin=sys.stdin)
             if {hang!r}:
-                import time
                 time.sleep(60)
             sys.stderr.write("Error: tunnel unavailable: connection reset by peer\\n")
             sys.exit(1)
@@ -101,5 +117,91 @@ def test_a_lost_answer_before_the_restore_began_says_what_is_not_known(served_pr
     assert "The restore's answer was lost during step restore." in lines, result.stderr
     assert any(line.startswith("Not known: whether the restore there is still waiting")
                for line in lines), result.stderr
-    assert any(f"To finish the restore: invoke restore {made.name} --production --yes" in line
+    assert any(f"If it did not copy, to finish the restore: invoke restore {made.name} "
+               "--production --yes" in line for line in lines), result.stderr
+
+
+def test_a_host_whose_link_drops_mid_restore_is_asked_over_a_new_connection(host, run_invoke):
+    """The SSH session never reconnected, so asking failed at once and the record named
+    nothing (s26 review-break3 #1). A real link drop: the connection's sshd is killed while
+    the host's restore waits for the app's write lock, after its safety backup."""
+    db, folder = host["db"], host["dir"]
+    made = engine.create_backup(db, folder)
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM steps WHERE id > 10")
+    conn.close()
+    with helpers.app_holds_write_lock(db):
+        run = helpers.start_invoke("restore", "--host", host["addr"], "--yes", "--json",
+                                   "--busy-timeout", "30", cwd=db.parent.parent,
+                                   env=host["env"])
+        helpers.wait_for(lambda: len(engine.list_backups(folder)) > 1, timeout=30,
+                         what="the host's safety backup")
+        for pid in host["server"].connection_pids():
+            with contextlib.suppress(OSError):
+                if Path(f"/proc/{pid}/comm").read_text().startswith("sshd"):
+                    os.kill(pid, signal.SIGKILL)
+        result = run.finish(timeout=60)
+        record = result.json()
+        assert result.returncode == 8, result
+        assert record["answer_lost"] is True and record["machine_unsettled"] is True, record
+        assert record.get("holds") in ("safety", "other"), (record, result.stderr)  # asked
+        safety = record["safety_backup"]["name"]
+        assert safety == engine.list_backups(folder)[-1].name
+    lines = result.stderr.splitlines()
+    assert any(line.startswith("Not known: whether the restore there is still waiting")
                for line in lines), result.stderr
+    assert any(f"Safety backup {safety} (made by this run" in line for line in lines)
+    assert made.name != safety
+
+
+def test_a_signal_while_asking_never_records_ok(served_prod):  # noqa: F811
+    """Ctrl-C while the machine was asked ran the signal's settling too: the record said
+    "ok" and "Restored … end to end" over a lost answer (s26 review-break3 #3)."""
+    prod = served_prod
+    changed_after_backup(prod)
+    run = helpers.start_invoke("restore", "--production", "--yes", "--json", cwd=prod.cwd,
+                               env={**prod.env, **lose_answer(prod, ran=True, slow_after=True)})
+    helpers.wait_for((prod.root / "shim" / "asking").exists, timeout=60, what="the asking")
+    run.proc.send_signal(signal.SIGINT)
+    result = run.finish(timeout=60)
+    assert result.returncode == 130, result
+    record = result.json()
+    assert record["outcome"] == "interrupted" and record["answer_lost"] is True, record
+    assert record["machine_unsettled"] is True, record  # it never answered
+    assert "Restored" not in result.stderr and "end to end" not in result.stderr, result
+
+
+def test_when_asking_fails_too_the_record_says_it_is_not_known(served_prod):  # noqa: F811
+    prod = served_prod
+    made = changed_after_backup(prod)
+    result = prod.run("restore", "--production", "--yes", "--json", timeout=120,
+                      env=lose_answer(prod, ran=True, fail_after=True))
+    assert result.returncode == 8, result
+    record = result.json()
+    assert record["machine_unsettled"] is True and "holds" not in record, record
+    lines = result.stderr.splitlines()
+    assert "It could not be asked afterwards what the live database holds." in lines, lines
+    assert any(line.startswith("Not known: whether the restore there copied, or is still "
+                               "waiting") for line in lines), result.stderr
+    assert any(f"If it did not copy, to finish the restore: invoke restore {made.name}" in line
+               for line in lines), result.stderr
+
+
+def test_an_emergency_stopped_app_is_never_told_to_restart_the_machine(served_prod):  # noqa: F811
+    """A restart would start an emergency-stopped app; the run said it would not restart
+    it, then told the operator to (s26 review-break3 #5). Its safety backup cannot be told
+    from the listing there (the app is stopped): the line says where to find it (#4)."""
+    prod = served_prod
+    made = changed_after_backup(prod)
+    stop = prod.run("emergency.stop", "--yes", timeout=60)
+    assert stop.returncode == 0, stop
+    result = prod.run("restore", "--production", "--yes", "--json", timeout=120,
+                      env=lose_answer(prod, ran=True))
+    assert result.returncode == 8, result
+    assert result.json()["holds"] == "backup", result
+    assert engine.count_rows(prod.db, live=True) == made.tables
+    shown = " ".join(result.stderr.split())
+    assert "fly machine restart" not in shown, result.stderr
+    assert "The app is still emergency-stopped: `invoke emergency.resume` starts it" in shown
+    assert ("a safety backup this run made is the newest safety one `invoke backup.list "
+            "--production` lists") in shown, result.stderr

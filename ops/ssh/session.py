@@ -80,6 +80,12 @@ class SshSession:
         if self._cxn is not None:
             _close(self._cxn)
 
+    def reconnect(self) -> None:
+        """Drop a lost connection, so the next use opens a new one (host key checked
+        again): only for asking what a restore whose answer was lost left there."""
+        self.close()
+        self._cxn = None
+
     def _deadline(self, timeout) -> float | None:
         seconds = self.options.timeout if timeout is DEFAULT else timeout
         return time.monotonic() + seconds if seconds else None

@@ -36,6 +36,10 @@ class SshHost:
         self.ssh.connection  # noqa: B018 - opened on first use
         return self.where
 
+    def reconnect(self) -> None:
+        """After a lost link: the next call opens a new connection (``SshSession``)."""
+        self.ssh.reconnect()
+
     def run(self, script: str, *, engine_source: bool = False, timeout=None,
             what: str = "a command"):
         """``timeout`` None is ``ssh.timeout``; a copy's ``deadline()`` is no limit (a
