@@ -434,11 +434,12 @@ class Restore:
                 self.ui.info(f"Safety backup: {safety}. " + undo_lines(r, self._flag())[0])
             for line in interrupted_lines(r, self._flag()):
                 self.ui.info(line)
-            machine = self._machine()
-            if r.get("answer_lost") and r.get("holds") == "backup" and machine:
-                self.ui.info("Not proven (its answer was lost) and not restarted: to keep it, "
-                             f"fly machine restart {machine[1]} -a {machine[0]}, and check "
-                             "/health")
+        machine = self._machine()  # a lost answer over a copy that landed: keep it so
+        if r.get("answer_lost") and r.get("holds") == "backup" and machine and \
+                r["outcome"] == "failed":
+            self.ui.info("Not proven (its answer was lost) and not restarted: to keep it, "
+                         f"fly machine restart {machine[1]} -a {machine[0]}, and check "
+                         "/health")
         if r.get("answer_lost") and self.found.get("stopped"):
             self.ui.info("The app is still emergency-stopped: `invoke emergency.resume` starts "
                          "it on what the live database holds then")
@@ -514,7 +515,12 @@ class Restore:
         reconnect = getattr(getattr(self.target, "session", None), "reconnect", None)
         if reconnect is not None:  # an SSH host: the lost link is not reused
             reconnect()
-        self._settled_remote("No answer came", name, signal=False)
+        try:
+            self._settled_remote("No answer came", name, signal=False)
+        except (KeyboardInterrupt, signals.Terminated):  # stopped while asking: its
+            if self.found.get("uploading"):  # restore there may still begin
+                self._upload_left(name, "its restore there may still begin")
+            raise
         if self.record.get("holds") == "backup" or self.record.get("copied") is False:
             self.record.pop("machine_unsettled", None)  # it answered: settled
         if self.record["outcome"] == "ok":

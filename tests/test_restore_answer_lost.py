@@ -205,3 +205,24 @@ def test_an_emergency_stopped_app_is_never_told_to_restart_the_machine(served_pr
     assert "The app is still emergency-stopped: `invoke emergency.resume` starts it" in shown
     assert ("a safety backup this run made is the newest safety one `invoke backup.list "
             "--production` lists") in shown, result.stderr
+
+
+def test_a_lost_answer_over_an_uploaded_backup_that_landed_says_how_to_keep_it(
+        served_prod, tmp_path):  # noqa: F811
+    """--from: the run cannot tell its own safety backup from the listing (it had none
+    before the upload); it says where to find it, and the restart that keeps the copy
+    (s26 review-break4 #4)."""
+    prod = served_prod
+    mine = engine.create_backup(prod.db, tmp_path / "mine")
+    with sqlite3.connect(prod.db) as conn:
+        conn.execute("DELETE FROM steps WHERE id > 1000")
+    conn.close()
+    result = prod.run("restore", "--production", "--from", str(mine.path), "--yes", "--json",
+                      timeout=120, env=lose_answer(prod, ran=True))
+    assert result.returncode == 8, result
+    assert result.json()["holds"] == "backup" and engine.count_rows(
+        prod.db, live=True) == mine.tables
+    shown = " ".join(result.stderr.split())
+    assert "the newest safety one `invoke backup.list --production` lists" in shown, shown
+    assert "Not proven (its answer was lost) and not restarted: to keep it, fly machine " \
+        "restart" in shown, result.stderr
