@@ -1,5 +1,5 @@
-"""A production restore whose answer is lost (the link drops, flyctl fails, the call runs
-out of time) while the machine restores: its copy may have committed there. The run asks
+"""A production or host restore whose answer is lost (the link drops, flyctl fails, the
+call runs out of time) while the machine restores: its copy may have committed there. The run asks
 the machine what it holds, as after a signal, and says it: the safety backup and the undo
 when the copy went through, what is not known when it did not (s26 review-op2 #3: the
 record said "failed" with no proof and no safety backup, as if nothing had been copied).
@@ -121,7 +121,7 @@ def test_a_lost_answer_before_the_restore_began_says_what_is_not_known(served_pr
                "--production --yes" in line for line in lines), result.stderr
 
 
-def test_a_host_whose_link_drops_mid_restore_is_asked_over_a_new_connection(host, run_invoke):
+def test_a_host_whose_link_drops_mid_restore_is_asked_over_a_new_connection(host):
     """The SSH session never reconnected, so asking failed at once and the record named
     nothing (s26 review-break3 #1). A real link drop: the connection's sshd is killed while
     the host's restore waits for the app's write lock, after its safety backup."""
