@@ -135,6 +135,26 @@ def test_ctrl_c_then_sigterm_exits_with_the_code_the_audit_line_records(site):
     assert not site.machine_lock.exists()  # the release was not cut short either
 
 
+class LockMachine:
+    """The machine session the deploy lock talks to: each lock call takes the next of
+    ``locks`` (the answer's text; None: an answer that cannot be read as a whole), every
+    other call (the release) answers ``unlocked``; ``calls`` are the scripts' marks."""
+
+    app = "step-app"
+    settings = SimpleNamespace(db_remote_path="/data/steps.db", fly_timeout=5,
+                               backup_remote_dir="/data/backups", machine_app_dir="/app")
+
+    def __init__(self, unlocked: str, *locks: str | None):
+        self.unlocked, self.locks, self.calls = unlocked, list(locks) or [None], []
+
+    def run(self, script, **_):
+        self.calls.append(script.splitlines()[0])
+        answer = self.locks.pop(0) if script.startswith("# ops: deploy-lock") else self.unlocked
+        if answer is None:
+            raise OpsError("the machine's output has a line this tool did not print")
+        return remote.parse_output(answer)
+
+
 @pytest.mark.parametrize(("unlocked", "said", "code"), [
     ("__OPS_ENTRY__ holder me\n__OPS_EXIT__=0\n", "any lock this run took was removed",
      ExitCode.ERROR),
@@ -156,18 +176,8 @@ def test_ctrl_c_then_sigterm_exits_with_the_code_the_audit_line_records(site):
      ExitCode.ERROR),  # the release cannot tell
 ])
 def test_a_lock_answer_that_cannot_be_read_says_what_became_of_the_lock(unlocked, said, code):
-    class Session:
-        app = "step-app"
-        settings = SimpleNamespace(db_remote_path="/data/steps.db", fly_timeout=5,
-                                   backup_remote_dir="/data/backups", machine_app_dir="/app")
-
-        def run(self, script, **_):
-            if script.startswith("# ops: deploy-lock"):
-                raise OpsError("the machine's output has a line this tool did not print")
-            return remote.parse_output(unlocked)
-
     with pytest.raises(OpsError) as failed:
-        lock.lock(Session(), "/data/.ops-deploy.lock", 0, "me")
+        lock.lock(LockMachine(unlocked), "/data/.ops-deploy.lock", 0, "me")
     assert str(failed.value).startswith("could not take the deploy lock "
                                         "/data/.ops-deploy.lock: the machine's output has a "
                                         f"line this tool did not print; {said}"), failed.value
@@ -177,43 +187,19 @@ def test_a_lock_answer_that_cannot_be_read_says_what_became_of_the_lock(unlocked
 def test_with_lock_wait_an_unreadable_answer_over_another_deploys_lock_waits_for_it():
     """The answer could not be read and the release found another deploy's lock: with
     --lock-wait the run says whose it is and waits, as for any held lock."""
-    tries, waited = [], []
-
-    class Session:
-        app = "step-app"
-        settings = SimpleNamespace(db_remote_path="/data/steps.db", fly_timeout=5,
-                                   backup_remote_dir="/data/backups", machine_app_dir="/app")
-
-        def run(self, script, **_):
-            if script.startswith("# ops: deploy-lock"):
-                tries.append(script)
-                if len(tries) == 1:
-                    raise OpsError("the machine's output has a line this tool did not print")
-                return remote.parse_output("__OPS_ENTRY__ waiting\n__OPS_ENTRY__ acquired 3\n"
-                                           "__OPS_EXIT__=0\n")
-            return remote.parse_output("__OPS_ENTRY__ holder bob deploy\n__OPS_EXIT__=5\n")
-
-    assert lock.lock(Session(), "/data/.ops-deploy.lock", 30, "me", on_wait=waited.append)
-    assert waited == ["bob deploy"] and len(tries) == 2
+    waited = []
+    machine = LockMachine("__OPS_ENTRY__ holder bob deploy\n__OPS_EXIT__=5\n", None,
+                          "__OPS_ENTRY__ waiting\n__OPS_ENTRY__ acquired 3\n__OPS_EXIT__=0\n")
+    assert lock.lock(machine, "/data/.ops-deploy.lock", 30, "me", on_wait=waited.append)
+    assert waited == ["bob deploy"]
+    assert machine.calls == ["# ops: deploy-lock", "# ops: deploy-unlock", "# ops: deploy-lock"]
 
 
 def test_a_lock_answer_that_cannot_be_read_removes_the_lock_the_call_may_have_taken():
     """The lock script runs first in its call; when the machine's answer is refused as a
     whole (a line this tool did not print: s25 review-break3 #2), the lock may be held
     with no step left to release it. It is released as when flyctl fails."""
-    calls = []
-
-    class Session:
-        app = "step-app"
-        settings = SimpleNamespace(db_remote_path="/data/steps.db", fly_timeout=5,
-                                   backup_remote_dir="/data/backups", machine_app_dir="/app")
-
-        def run(self, script, **_):
-            calls.append(script.splitlines()[0])
-            if script.startswith("# ops: deploy-lock"):
-                raise OpsError("the machine's output has a line this tool did not print")
-            return remote.parse_output("__OPS_ENTRY__ held me\n__OPS_EXIT__=0\n")
-
+    machine = LockMachine("__OPS_ENTRY__ held me\n__OPS_EXIT__=0\n")
     with pytest.raises(OpsError, match="did not print; any lock this run took was removed"):
-        lock.lock(Session(), "/data/.ops-deploy.lock", 0, "me")
-    assert calls == ["# ops: deploy-lock", "# ops: deploy-unlock"]
+        lock.lock(machine, "/data/.ops-deploy.lock", 0, "me")
+    assert machine.calls == ["# ops: deploy-lock", "# ops: deploy-unlock"]
