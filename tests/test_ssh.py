@@ -644,3 +644,17 @@ def test_the_shell_command_names_the_file_the_toolkit_read_or_none(
                            timeout=30, check=True).stdout
     files = next(line for line in shown.splitlines() if line.startswith("userknownhostsfile"))
     assert files.endswith(" " + read.format(cwd=tmp_path)), (command, files)
+
+
+def test_the_shell_command_survives_a_working_folder_removed_under_the_run(tmp_path,
+                                                                          monkeypatch):
+    """A relative ssh.known_hosts is made absolute from the working folder; with that
+    folder gone (os.getcwd fails) the path is given as typed, never a traceback."""
+    from ops.ssh.address import ssh_command
+
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+    assert ssh_command(Address("h", "u", 22), "kh") == \
+        "ssh -o 'UserKnownHostsFile=~/.ssh/known_hosts kh' -p 22 u@h"

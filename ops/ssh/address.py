@@ -5,6 +5,7 @@ Kept free of Fabric imports so configuration can validate ``ssh.host`` cheaply.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
@@ -43,7 +44,10 @@ def ssh_command(address: Address, known_hosts: str = "") -> str:
         # as ssh reads the option's value: a list split at spaces (a path with one is
         # double-quoted), % tokens (%% is a %); a quote, a backslash or ${VAR} it cannot
         # take, so then the option is left out. From any folder: an absolute path.
-        path = os.path.abspath(known_hosts).replace("%", "%%")
+        path = known_hosts
+        with contextlib.suppress(OSError):  # the working folder removed under us: as given
+            path = os.path.abspath(known_hosts)
+        path = path.replace("%", "%%")
         extra = f'"{path}"' if any(c.isspace() for c in path) else path
         files = f"-o {shlex.quote(f'UserKnownHostsFile=~/.ssh/known_hosts {extra}')} "
     return f"ssh {files}{port}{user}{address.host}"
