@@ -71,7 +71,7 @@ def test_a_restore_under_a_writer_proves_itself(machine, tmp_path):
     finally:
         writer.stop()
     if result.returncode == 5:
-        proof_raced(result, made, machine.db)
+        proof_raced(result, made, machine.db, machine.engine)
     assert result.returncode == 0, result
     record = result.json()
     proof = record["proof"]
@@ -89,17 +89,23 @@ def test_a_restore_under_a_writer_proves_itself(machine, tmp_path):
     assert engine.count_rows(machine.db, live=True)["writer_log"] > made.tables["writer_log"]
 
 
-def proof_raced(result, made, db: Path) -> None:
+def proof_raced(result, made, db: Path, strategy: str) -> None:
     """The app committed between the copy and the proof's read (a busy machine; the Node
     engine's gap is a little wider: the binding's copy closes its own connection first).
-    Every engine then fails closed, exit 5, and says the app committed around the restore
-    (``app_wrote``). Accepted, as an xfail, only when the engine said so, every table but
-    the writer's holds the backup and that table has grown past it: any other exit 5 fails."""
+    Every engine then fails closed, exit 5: python3 and Node say the app committed around
+    the restore (``app_wrote``, "not proven"); the sqlite3 CLI cannot tell (``app_wrote``
+    null, "failed": seen once in CI, s26). Accepted, as an xfail, only then, with every
+    table but the writer's holding the backup and that table grown past it: any other exit
+    5 fails."""
     proof = result.json()["proof"]
+    if strategy == "sqlite3":
+        assert proof["holds"] == "other" and proof["app_wrote"] is None, proof
+        assert "restore failed: " in result.stderr and result.json()["outcome"] == "failed"
+    else:
+        assert proof["holds"] == "other" and proof["app_wrote"] is True, proof
+        assert "restore not proven: the app committed while the restore ran" in result.stderr
+        assert result.json()["outcome"] == "not proven", result
     others = {name: rows for name, rows in proof["tables"].items() if name != "writer_log"}
-    assert proof["holds"] == "other" and proof["app_wrote"] is True, proof
-    assert result.json()["outcome"] == "not proven", result
-    assert "restore not proven: the app committed while the restore ran" in result.stderr, result
     assert others == {name: rows for name, rows in proof["backup_tables"].items()
                       if name != "writer_log"}, proof
     assert proof["tables"]["writer_log"] > proof["backup_tables"]["writer_log"], proof
@@ -107,7 +113,7 @@ def proof_raced(result, made, db: Path) -> None:
                for line in proof["differences"]), proof
     assert engine.count_rows(db, live=True)["steps"] == made.tables["steps"]
     pytest.xfail("the app committed between the copy and the proof's read: the proof "
-                 "failed closed (exit 5) and said so")
+                 "failed closed (exit 5)")
 
 
 # ---------------------------------------------------------------- kill -9 during the restore
