@@ -532,13 +532,19 @@ class Restore:
         restore's answer was lost instead (``_settled_lost``)."""
         if signal:
             self.record["interrupted"] = signal_name
-        made = self._new_safeties(name)  # made before the copy: the data from before
+        unlisted: list[str] = []
+        made = self._new_safeties(name, unlisted)  # made before the copy: the data from before
         try:
             holds = self.target.holds(name, made[-1] if made else "")
         except (OpsError, EngineError) as exc:
+            # the same refusal (a changed host key, a dead link) is said once
+            if unlisted and unlisted[0] != str(exc):
+                self._unlisted(unlisted[0])
             self.ui.warn(f"{signal_name} during the restore on {self._there()}; could not ask it "
                          f"what the live database holds: {exc}")
             return
+        if unlisted:
+            self._unlisted(unlisted[0])
         self.record["holds"] = holds
         if holds == "backup":
             return self._settled_remote_backup(signal_name, name, made)
@@ -584,24 +590,31 @@ class Restore:
                          "backup this run made is the newest safety one "
                          f"`invoke backup.list{self._flag()}` lists)"))
 
-    def _new_safeties(self, name: str) -> list[str] | None:
+    def _new_safeties(self, name: str, failed: list[str] | None = None) -> list[str] | None:
         """The safety backups of restores of ``name`` there now that the listing the run
         chose from did not have (oldest first): the ones this run's restore made. None
         when it cannot be told: no earlier listing (--from), the app stopped (a missing
-        or corrupt live database is replaced without one), or the listing fails."""
+        or corrupt live database is replaced without one), or the listing fails (its
+        reason goes to ``failed`` when given, else is said)."""
         before = self.found.get("listing")
         if before is None or self.found.get("stopped") or self.options.app_stopped:
             return None
         try:
             now = self.target.list()
         except (OpsError, EngineError) as exc:
-            self.ui.warn(f"could not list the backups on {self._there()}: {exc}")
+            if failed is None:
+                self._unlisted(str(exc))
+            else:
+                failed.append(str(exc))
             return None
         known = {item.name for item in before}
         return [item.name for item in sorted(
             (item for item in now if item.kind == "safety" and item.name not in known
              and (item.restore or {}).get("backup") == name),
             key=lambda item: item.created or "")]
+
+    def _unlisted(self, reason: str) -> None:
+        self.ui.warn(f"could not list the backups on {self._there()}: {reason}")
 
     def _where(self) -> str:
         s = self.settings

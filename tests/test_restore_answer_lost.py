@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from ops import engine
-from tests import helpers
+from tests import helpers, sshd
 from tests.fake_production import changed_after_backup, served_prod, use_engine  # noqa: F401
 
 MARK = "# ops: restore\n"
@@ -121,10 +121,14 @@ def test_a_lost_answer_before_the_restore_began_says_what_is_not_known(served_pr
                "--production --yes" in line for line in lines), result.stderr
 
 
-def test_a_host_whose_link_drops_mid_restore_is_asked_over_a_new_connection(host):
+@pytest.mark.parametrize("key", ["same", "changed"])
+def test_a_host_whose_link_drops_mid_restore_is_asked_over_a_new_connection(host, tmp_path, key):
     """The SSH session never reconnected, so asking failed at once and the record named
     nothing (s26 review-break3 #1). A real link drop: the connection's sshd is killed while
-    the host's restore waits for the app's write lock, after its safety backup."""
+    the host's restore waits for the app's write lock, after its safety backup. The drop
+    is said as one (it read "ended without its status (exit -1)"); a host key changed by
+    then refuses the new connection, said once (it was said by the listing and again by
+    the question: s26 review-break4)."""
     db, folder = host["db"], host["dir"]
     made = engine.create_backup(db, folder)
     with sqlite3.connect(db) as conn:
@@ -136,6 +140,10 @@ def test_a_host_whose_link_drops_mid_restore_is_asked_over_a_new_connection(host
                                    env=host["env"])
         helpers.wait_for(lambda: len(engine.list_backups(folder)) > 1, timeout=30,
                          what="the host's safety backup")
+        if key == "changed":  # the connection up is not checked again: the new one is
+            impostor = sshd.keygen(tmp_path / "impostor")
+            (Path(host["env"]["HOME"]) / ".ssh" / "known_hosts").write_text(
+                f"[127.0.0.1]:{host['server'].port} {sshd.public_line(impostor)}\n")
         for pid in host["server"].connection_pids():
             with contextlib.suppress(OSError):
                 if Path(f"/proc/{pid}/comm").read_text().startswith("sshd"):
@@ -144,10 +152,19 @@ def test_a_host_whose_link_drops_mid_restore_is_asked_over_a_new_connection(host
         record = result.json()
         assert result.returncode == 8, result
         assert record["answer_lost"] is True and record["machine_unsettled"] is True, record
+        if key == "changed":
+            assert "holds" not in record, record  # never asked over an unchecked link
+            said = [line for line in result.stderr.splitlines() if "has CHANGED" in line]
+            assert len(said) == 1, result.stderr
+            assert "could not ask it what the live database holds" in said[0], said
+            return
         assert record.get("holds") in ("safety", "other"), (record, result.stderr)  # asked
         safety = record["safety_backup"]["name"]
         assert safety == engine.list_backups(folder)[-1].name
     lines = result.stderr.splitlines()
+    error = [line for line in lines if line.startswith("Error: ")]
+    assert error and "connection lost before it finished" in error[-1], result.stderr
+    assert "without its status" not in result.stderr, result.stderr
     assert any(line.startswith("Not known: whether the restore there is still waiting")
                for line in lines), result.stderr
     assert any(f"Safety backup {safety} (made by this run" in line for line in lines)

@@ -116,6 +116,9 @@ class SshSession:
         output = remote.parse_output(out.decode("utf-8", "replace"), host=self.where,
                                      there=ssh_command(self.address, self.options.known_hosts))
         if output.status is None:
+            if code == -1 and _link_went(cxn):  # paramiko's "no status"
+                raise OpsError(f"a remote command on {self.where}: connection lost before "
+                               "it finished (no status came back)", link.UNREACHABLE)
             said = text_lines(err.decode("utf-8", "replace"))
             reason = said[-1] if said else "no output"
             raise OpsError(f"the command on {self.where} ended without its status "
@@ -151,6 +154,15 @@ class SshSession:
             on_bytes: transfer.Progress | None = None) -> transfer.Transferred:
         """Upload to ``remote_file``: private temporary folder, SHA-256 checked, linked."""
         return transfer.put(self, local, remote_file, expected_sha256, on_bytes)
+
+
+def _link_went(cxn: Connection) -> bool:
+    """Whether the connection itself ended: its transport closes the channels before it
+    marks itself inactive, so a command cut by the drop may see a live link for a moment."""
+    transport = cxn.transport
+    if transport is not None and transport.is_alive():
+        transport.join(1.0)
+    return not cxn.is_connected
 
 
 def _close(cxn: Connection) -> None:
