@@ -441,11 +441,20 @@ def refused_flag(task: str, token: str, flags: dict) -> str:
     return f"{task} has no flag {token}{named}: `invoke --help {task}` lists its flags"
 
 
-def core_option_after_task(task: str, core, flags: dict, names=None, argv=()) -> str:
+# Invoke's own options that a refusal's command never moves in front of a task (each has
+# its own line: they are refused before the task name too, or run alone, or are the task's)
+UNMOVED = {"production", "pty", "debug", "dry", "help", "list", "version", "complete",
+           "print-completion-script"}
+
+
+def core_option_after_task(task: str, core, flags: dict, names=None, argv=(),
+                           others=()) -> str:
     """The line for Invoke's own option ``core`` given after a task name (Invoke would
     obey it: -p its --pty, -d its --debug, -R its --dry, which our tasks never see);
     ``names``: those of its names the task does not use itself (backup's -p is its own);
-    ``argv``: the command line after the program's name, whose spelling the line keeps."""
+    ``argv``: the command line after the program's name, whose spelling the line keeps;
+    ``others``: (option, names) of Invoke's other options, moved in front with it (the
+    command, pasted, is not refused again for a second one: s24 review-break2 #5)."""
     names = names or core.names
     typed, value, rest = moved_to_front(names, core, argv, flags)
     if core.name == "production" or (core.name == "pty" and typed in ("-p", None)
@@ -463,9 +472,30 @@ def core_option_after_task(task: str, core, flags: dict, names=None, argv=()) ->
         return f"{task} has no {shown} (Invoke's own, for Invoke alone): run `{alone}`"
     if typed is None:  # not found as typed (an unusual spelling): say where it goes
         return f"{task} has no {shown} (Invoke's own): it goes before the task name"
-    moved = shlex.join(["invoke", _long([core.name])] + ([value] if value else []) + rest)
+    if core.takes_value and not core.optional and not value:  # `--hide` at the end, `--hide=`
+        return (f"{task} has no {shown} (Invoke's own): it goes before the task name, with "
+                f"a value: `invoke --help` says what {_long([core.name])} takes")
+    front = [_long([core.name])] + ([value] if value else [])
+    rest = _without(names, core, rest, flags)  # typed twice: once in front
+    for other, other_names in others:
+        if other.name in UNMOVED or other.name == core.name or not other_names:
+            continue
+        typed_other, other_value, after = moved_to_front(other_names, other, rest, flags)
+        if typed_other is not None and (other_value or not other.takes_value):
+            front += [_long([other.name])] + ([other_value] if other_value else [])
+            rest = _without(other_names, other, after, flags)
+    moved = shlex.join(["invoke", *front, *rest])
     # short, so that at 80 columns the command starts on the first line (review-op2 s24 #1)
     return f"{task} has no {shown} (Invoke's own): run `{moved}`"
+
+
+def _without(names, core, argv, flags) -> list[str]:
+    """``argv`` without any more of option ``core`` after the task (its value with it)."""
+    while True:
+        typed, _, rest = moved_to_front(names, core, argv, flags)
+        if typed is None:
+            return argv
+        argv = rest
 
 
 def moved_to_front(names, core, argv, flags=()) -> tuple[str | None, str | None, list[str]]:
@@ -546,7 +576,8 @@ class _Refused(Argument):
     def __init__(self, task: str, core, flags: dict, program=None, names=None):
         super().__init__(names=names or core.names, kind=bool)
         self.line = lambda: as_typed(core_option_after_task(
-            task, core, flags, self.names, getattr(program, "argv", [""])[1:]), program)
+            task, core, flags, self.names, getattr(program, "argv", [""])[1:],
+            _others(program, flags)), program)
 
     @property
     def value(self):
@@ -563,6 +594,17 @@ class _Refused(Argument):
         in a refused option can change (setting its value ends the run), so a shallow
         copy is the same (it was ~20 of every task context's arguments to copy)."""
         return copy.copy(self)
+
+
+def _others(program, flags: dict) -> list:
+    """Invoke's own options, each with the names a task with ``flags`` leaves to Invoke."""
+    if program is None:
+        return []
+    def invokes(name: str) -> bool:  # the task's context refuses it (or lacks it)
+        return to_flag(name) not in flags or isinstance(flags[to_flag(name)], _Refused)
+
+    return [(core, [n for n in core.names if invokes(n)])
+            for core in program.initial_context.args.values()]
 
 
 class _ReadOnlyContexts(Lexicon):

@@ -108,6 +108,27 @@ def test_invokes_own_option_after_a_task_that_uses_one_of_its_names_is_refused(
                                    "`invoke --warn-only backup.list`"),
     (["backup.list", "--echo=backup"], "backup.list has no --echo (Invoke's own): run "
                                        "`invoke --echo backup.list`"),
+    # every one of Invoke's options after the task moves, once: pasted, the command was
+    # refused again for the next one (s24 review-break2 #5)
+    (["deploy", "-n", "-e", "-e"],
+     "deploy has no -e (Invoke's own): run `invoke --echo deploy -n`"),
+    (["deploy", "-n", "-w", "-e"],
+     "deploy has no -w (Invoke's own): run `invoke --warn-only --echo deploy -n`"),
+    (["backup.list", "-e", "-T", "5"],
+     "backup.list has no -e (Invoke's own): run `invoke --echo --command-timeout 5 backup.list`"),
+    (["backup.list", "-ew"], "backup.list has no -e (Invoke's own): run "
+                             "`invoke --echo --warn-only backup.list`"),
+    (["restore", "-e", "-p", "latest"],  # restore's own -p stays where it was
+     "restore has no -e (Invoke's own): run `invoke --echo restore -p latest`"),
+    # one that takes a value, given none: the task's name was shown as its value (#5)
+    (["backup.list", "--hide"], "backup.list has no --hide (Invoke's own): it goes before "
+                                "the task name, with a value: `invoke --help` says what "
+                                "--hide takes"),
+    (["backup.list", "--hide="], "backup.list has no --hide (Invoke's own): it goes before "
+                                 "the task name, with a value: `invoke --help` says what "
+                                 "--hide takes"),
+    (["backup.list", "-c"], "backup.list has no -c (Invoke's own): it goes before the task "
+                            "name, with a value: `invoke --help` says what --collection takes"),
     # a short flag's attached value is no bundle: its letters stay (review-break2 #4)
     (["deploy", "-n", "-iregistry.fly.io/app:deployment-1", "-e"],
      "deploy has no -e (Invoke's own): run "
