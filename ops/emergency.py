@@ -170,7 +170,8 @@ def plan_resolve(app: str) -> list[Step]:
 
 def plan_recorded(app: str, machine: fly.Machine, marker: str) -> list[Step]:
     """Resume reads what the stop recorded on the volume (ssh reaches a started machine
-    only; the machine's metadata and the audit log are the fallbacks)."""
+    only), beside its metadata (which wins where they differ); the audit log is the last
+    place (``commands.emergency._recorded``)."""
     return [Step("recorded", f"read what {machine.id} ran before the stop ({marker})",
                  commands=(ssh_shown(app, machine.id, f"read {marker}"),), reads_only=True,
                  skipped="" if machine.state == "started" else "the machine is not started")]

@@ -301,6 +301,51 @@ def test_resume_without_the_marker_uses_the_metadata_then_the_audit_log(site, tm
     assert site.world.machine(MID)["config"]["init"] == {}
 
 
+def test_a_marker_an_earlier_resume_left_never_beats_this_stops_own_record(site):
+    """A resume that could not remove the marker (its `clear` failed, or it was killed
+    after the update) left it; a later stop, after a deploy changed the command, failed at
+    its `record` step: the next resume put back the earlier command, with no warning, and
+    emptied the metadata that held the right one (s27 review-break #1)."""
+    set_machine(site, cmd=["node", "old.js"])
+    assert site.here("emergency.stop", "--yes").returncode == 0
+    stale = marker(site).read_text()
+    assert site.here("emergency.resume", "--yes").returncode == 0
+    marker(site).write_text(stale)  # what a resume whose `clear` never ran leaves
+    set_machine(site, cmd=["node", "new.js"])  # a deploy since
+    site.world.fail(["ssh", "console"], times=None)  # this stop's `record` step fails
+    stopped = site.here("emergency.stop", "--yes")
+    site.world.clear_faults()
+    assert stopped.returncode != 0 and emergency.is_stopped(site.world.machine(MID)), stopped
+    assert json.loads(marker(site).read_text()) == json.loads(stale)
+
+    resumed = site.here("emergency.resume", "--yes", "--json")
+
+    assert resumed.returncode == 0, resumed
+    assert config(site)["init"]["cmd"] == ["node", "new.js"]
+    (warning,) = [line for line in resumed.stderr.splitlines() if "WARNING" in line]
+    assert "it holds an earlier stop's record (node old.js, autostop stop; written" in warning
+    assert "machine's metadata (ops_emergency_original): node new.js" in warning, warning
+    assert resumed.json()["recorded_in"] == "metadata ops_emergency_original"
+    assert not marker(site).exists()
+
+
+def test_a_marker_that_agrees_with_the_metadata_is_read_without_a_word(site):
+    set_machine(site, cmd=["node", "src/server.js"])
+    assert site.here("emergency.stop", "--yes").returncode == 0
+    resumed = site.here("emergency.resume", "--yes", "--json")
+    assert resumed.returncode == 0, resumed
+    assert "WARNING" not in resumed.stderr, resumed.stderr
+    assert resumed.json()["recorded_in"].endswith(".ops-emergency.json")
+
+    assert site.here("emergency.stop", "--yes").returncode == 0  # metadata it cannot read:
+    with site.world._mutate() as state:                          # the marker serves
+        state["apps"][APP]["machines"][0]["config"]["metadata"]["ops_emergency_original"] = "{"
+    resumed = site.here("emergency.resume", "--yes")
+    assert resumed.returncode == 0, resumed
+    assert config(site)["init"]["cmd"] == ["node", "src/server.js"]
+    assert "metadata ops_emergency_original: is unusable" in resumed.stderr, resumed.stderr
+
+
 def test_a_tampered_marker_is_not_trusted(site):
     assert site.here("emergency.stop", "--yes").returncode == 0
     marker(site).write_text(json.dumps({"machine": MID, "original": {"cmd": "rm -rf /"}}))
@@ -308,7 +353,7 @@ def test_a_tampered_marker_is_not_trusted(site):
     resumed = site.here("emergency.resume", "--yes")
 
     assert resumed.returncode == 0, resumed
-    assert "unusable" in resumed.stderr  # it fell back to the audit log's record
+    assert "unusable" in resumed.stderr  # it fell back to the stop's own record
     assert site.world.machine(MID)["config"]["init"] == {}
 
 

@@ -202,30 +202,39 @@ def _read_marker(run: Emergency, found: dict) -> str:
 
 
 def _recorded(run: Emergency, found: dict) -> tuple[em.Original, str]:
-    """What the machine ran before the stop: the marker on the volume (``found`` by the
-    ``recorded`` step), else the machine's metadata (written by the stop's update), else
-    the audit log."""
+    """What the machine ran before the stop: the machine's metadata, written by this stop's
+    own update, and the marker on the volume (``found`` by the ``recorded`` step), written
+    after it; else the audit log. Where both are there and differ, the marker is an
+    earlier stop's, left by a resume that could not remove it, and this stop's own record
+    wins (s27 review-break #1: the marker won, and resume started an old command)."""
     from ops import audit
     from ops import emergency as em
 
     problem = found.get("problem", "the machine is not started")
     data = found.get("data")
+    marker = None
     if data is not None and data.get("machine") == run.machine.id:
         try:
-            return em.Original.from_data(data.get("original")), run.marker
+            marker = em.Original.from_data(data.get("original"))
         except ValueError as exc:
             problem = f"it is unusable ({exc})"
-    if run.machine.recorded_original:  # written by the stop's own update
-        try:
-            if len(run.machine.recorded_original) > 65536:
-                raise ValueError("longer than 64 KB")
-            original = em.Original.from_data(json.loads(run.machine.recorded_original))
-        except (ValueError, RecursionError) as exc:
-            problem += f"; the machine's metadata is unusable ({exc})"
-        else:
-            run.ui.warn(f"{run.marker} on the machine: {problem}; using what the stop "
-                        f"recorded in the machine's metadata ({em.ORIGINAL_META})")
-            return original, f"metadata {em.ORIGINAL_META}"
+    elif data is not None:
+        problem = f"it names another machine ({str(data.get('machine'))[:40]!r})"
+    meta, meta_problem = _metadata_original(run.machine)
+    if marker is not None and (meta is None or meta == marker):
+        if meta_problem:
+            run.ui.warn(f"the machine's metadata {em.ORIGINAL_META}: {meta_problem}; using "
+                        f"{run.marker}")
+        return marker, run.marker
+    if meta is not None:
+        when = str(data.get("when"))[:40] if data else ""
+        said = (f"it holds an earlier stop's record ({marker.describe()}; written {when})"
+                if marker is not None else problem)
+        run.ui.warn(f"{run.marker} on the machine: {said}; using what the stop recorded in "
+                    f"the machine's metadata ({em.ORIGINAL_META}): {meta.describe()}")
+        return meta, f"metadata {em.ORIGINAL_META}"
+    if meta_problem:
+        problem += f"; the machine's metadata {meta_problem}"
     for entry in reversed(audit.read(run.settings.audit_log)):
         if (entry.get("kind") == "emergency.stop" and entry.get("app") == run.app
                 and entry.get("machine") == run.machine.id and "original" in entry):
@@ -242,6 +251,21 @@ def _recorded(run: Emergency, found: dict) -> tuple[em.Original, str]:
                    f"then: fly machine update {run.machine.id} -a {run.app} --command "
                    "'THAT COMMAND' --yes (--command '' only if it ran the image's own CMD)",
                    ExitCode.NOT_FOUND)
+
+
+def _metadata_original(machine) -> tuple[em.Original | None, str]:
+    """What the stop's update wrote into the machine's metadata, or why it cannot be used
+    ("" when there is none: a stop by an older toolkit, or a machine config replaced)."""
+    from ops import emergency as em
+
+    if not machine.recorded_original:
+        return None, ""
+    try:
+        if len(machine.recorded_original) > 65536:
+            raise ValueError("longer than 64 KB")
+        return em.Original.from_data(json.loads(machine.recorded_original)), ""
+    except (ValueError, RecursionError) as exc:
+        return None, f"is unusable ({exc})"
 
 
 def _line(text: str, words: str) -> str:
