@@ -524,6 +524,9 @@ def moved_to_front(names, core, argv, flags=()) -> tuple[str | None, str | None,
             if core.takes_value and not core.optional and at + 1 < len(argv):
                 return flag, argv[at + 1], argv[:at] + argv[at + 2:]
             return flag, None, rest
+        if not token.startswith("--") and len(token) > 2 and token[1] in shorts \
+                and core.takes_value:  # -T5, -fmy.yaml: the rest is its value
+            return f"-{token[1]}", token[2:], argv[:at] + argv[at + 1:]
         if not token.startswith("--") and not eq and len(token) > 2:
             hit = next((c for c in shorts if c in token[1:]), None)
             bundle = all(f"-{c}" in flags or c in shorts for c in token[1:])

@@ -120,6 +120,11 @@ def test_invokes_own_option_after_a_task_that_uses_one_of_its_names_is_refused(
                              "`invoke --echo --warn-only backup.list`"),
     (["restore", "-e", "-p", "latest"],  # restore's own -p stays where it was
      "restore has no -e (Invoke's own): run `invoke --echo restore -p latest`"),
+    # a short one with its value attached: no command was given (#5)
+    (["backup.list", "-T5"],
+     "backup.list has no -T (Invoke's own): run `invoke --command-timeout 5 backup.list`"),
+    (["backup.verify", "-fmy.yaml", "latest"],
+     "backup.verify has no -f (Invoke's own): run `invoke --config my.yaml backup.verify latest`"),
     # one that takes a value, given none: the task's name was shown as its value (#5)
     (["backup.list", "--hide"], "backup.list has no --hide (Invoke's own): it goes before "
                                 "the task name, with a value: `invoke --help` says what "
