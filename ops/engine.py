@@ -150,9 +150,10 @@ def parse_created(name: str) -> dt.datetime | None:
         return None
     try:
         parsed = dt.datetime.strptime(match.group(1), "%Y-%m-%dT%H-%M-%S")
-        return parsed.replace(tzinfo=UTC)
     except ValueError:
         return None
+    # years 1-99 are not dates JavaScript's Date keeps: engine.js's parseCreated refuses them
+    return parsed.replace(tzinfo=UTC) if parsed.year >= 100 else None
 
 
 def check_name(name: str) -> str:
@@ -167,12 +168,23 @@ def check_name(name: str) -> str:
 
 
 def iso(when: dt.datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Four digits of year whatever the year (strftime gives ``100`` for 0100, which no
+    parser reads back: a backup named for year 100 crashed every listing)."""
+    when = when.astimezone(UTC)
+    return f"{when.year:04d}-{when:%m-%dT%H:%M:%S}Z"
 
 
 def parse_iso(stamp: str) -> dt.datetime:
-    """An RFC 3339 time as written by ``iso`` or flyctl (``Z``, fractions allowed)."""
-    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    """An RFC 3339 time as written by ``iso`` or flyctl (``Z``, fractions allowed). One
+    whose offset puts it outside the calendar in UTC (``9999-12-31T23:59:59-05:00``) is a
+    ValueError too: converting it would raise OverflowError, which no caller expects."""
+    when = dt.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    if when.tzinfo is not None:
+        try:
+            when.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(f"a time outside the calendar in UTC: {stamp!r}") from None
+    return when
 
 
 # ---------------------------------------------------------------- files

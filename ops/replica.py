@@ -31,6 +31,7 @@ from invoke.util import yaml
 
 from ops import digits, replica_checks, signals
 from ops.config import ENV_REFERENCE, ReplicaSettings
+from ops.engine import parse_iso
 from ops.errors import ExitCode, OpsError
 from ops.remote import ENTRY_MARK, purpose
 from ops.text import text_lines
@@ -75,7 +76,10 @@ def go_duration(seconds: float) -> str:
         return f"{int(seconds // 3600)}h"
     if seconds >= 60 and seconds % 60 == 0:
         return f"{int(seconds // 60)}m"
-    return f"{seconds:g}s"
+    if seconds == int(seconds):
+        return f"{int(seconds)}s"
+    # never an exponent (Go reads no "1e+06s"), never rounded to six digits as :g is
+    return f"{seconds:.9f}".rstrip("0").rstrip(".") + "s"
 
 
 def socket_path(settings: ReplicaSettings, db_path: str) -> str:
@@ -282,7 +286,9 @@ class Position:
 
 
 def parse_time(text: str) -> dt.datetime:
-    value = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    """A time litestream or an operator wrote (no offset: UTC); ValueError for one that is
+    not a time, or lies outside the calendar in UTC (``engine.parse_iso``)."""
+    value = parse_iso(str(text))
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 

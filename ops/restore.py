@@ -1735,7 +1735,8 @@ def upload_left_line(name: str, directory: str, there: str, why: str, flag: str,
                 f"{there} ({why}); it is never latest and never removed automatically; "
                 f"to restore it: `invoke restore {name}{flag} --yes`")
     until = ""
-    with contextlib.suppress(ValueError, TypeError, AttributeError):  # None: not known
+    # None: not known; OverflowError: an hour past a time at the calendar's end
+    with contextlib.suppress(ValueError, TypeError, AttributeError, OverflowError):
         until = " from " + engine.iso(engine.parse_iso(uploaded) + dt.timedelta(
             seconds=UPLOAD_GRACE)) + " on"
     return (f"the upload {name} stays in {directory} on {there} ({why}); it is never "

@@ -209,6 +209,54 @@ def test_only_future_dated_backups_is_no_fresh_backup(wal_db, backup_dir, run_in
     assert result.json()["hasBackups"] is False and result.json()["latest"] is None
 
 
+@pytest.mark.parametrize("year", [1, 50, 99, 100, 999, 1000, 9999])
+def test_a_name_at_the_calendars_edge_reads_back_as_it_was_written(year):
+    """Years before 100 are no backup's (engine.js's Date cannot hold them either); the
+    rest read back the time their name holds, with four digits of year."""
+    name = f"steps-{year:04d}-12-31T23-59-59.db"
+    when = engine.parse_created(name)
+    if year < 100:
+        assert when is None
+        return
+    assert engine.iso(when) == f"{year:04d}-12-31T23:59:59Z"
+    assert engine.parse_iso(engine.iso(when)) == when
+
+
+def test_backups_named_at_the_calendars_edges_never_crash_a_task(wal_db, backup_dir,
+                                                                  run_invoke):
+    """A backup named for year 100 crashed backup.list, backup.status, backup.cleanup and
+    every `latest` with a traceback: its time was written back as "100-12-31T…", which
+    nothing parses. Anyone can put a file there (s27: found while fixing a replica time)."""
+    made = engine.create_backup(wal_db, backup_dir, clock=lambda: days_ago(1))
+    edges = []
+    for stamp in ("0001-01-01T00-00-00", "0099-12-31T23-59-59", "0100-01-01T00-00-00",
+                  "0999-06-30T12-00-00", "9999-12-31T23-59-59"):
+        edge = backup_dir / f"steps-{stamp}.db"
+        shutil.copy(made.path, edge)  # the same bytes under a name whose time is absurd
+        record = json.loads(Path(f"{made.path}.json").read_text()) | {"name": edge.name}
+        Path(f"{edge}.json").write_text(json.dumps(record))
+        Path(f"{edge}.sha256").write_text(f"{made.sha256}  {edge.name}\n")
+        edges.append(edge.name)
+    ours = [edges[4], made.name, edges[3], edges[2]]  # newest first; years 1-99 not ours
+
+    results = run_mixed(functools.partial(run_invoke, *args) for args in (
+        ("backup.list", "--json"), ("backup.list",), ("backup.status", "--json"),
+        ("backup.cleanup", "--keep", "1", "--dry-run", "--json"),
+        ("backup.verify", "all", "--json"), ("backup.drill", "latest", "--json"),
+        ("restore", "latest", "--dry-run", "--json")))
+    for result in results:
+        assert result.returncode == 0 and "Traceback" not in result.stderr, result
+    listed, status, cleanup, verified, drill, restore = (
+        results[at].json() for at in (0, 2, 3, 4, 5, 6))
+    assert [item["name"] for item in listed] == ours
+    assert [item["created"][:4] for item in listed] == ["9999", made.created[:4], "0999", "0100"]
+    assert status["latest"]["name"] == made.name and status["futureDated"] == [edges[4]]
+    assert {d["name"] for d in cleanup["decisions"] if d["action"] == "remove"} == \
+        {edges[2], edges[3]}
+    assert sorted(item["name"] for item in verified) == sorted(ours)
+    assert drill["name"] == made.name and restore["backup"] == made.name
+
+
 # ---------------------------------------------------------------- 3. trust on evidence
 
 

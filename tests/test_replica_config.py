@@ -4,6 +4,7 @@ refusing what litestream itself accepts silently; the Dockerfile and fly.toml ch
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,18 @@ def test_durations_render_as_go_durations():
     assert rendered(retention="2d", sync_interval="0.5s")["snapshot"]["retention"] == "48h"
     assert rendered(sync_interval="0.5s")["dbs"][0]["replica"]["sync-interval"] == "0.5s"
     assert rp.go_duration(90) == "90s" and rp.go_duration(120) == "2m"
+
+
+@pytest.mark.parametrize("retention,rendered_as", [
+    ("1000001s", "1000001s"), ("1234567.5s", "1234567.5s"), ("3601s", "3601s"),
+    ("3600.25s", "3600.25s"), ("366d", "8784h"), ("90m", "90m")])
+def test_any_allowed_duration_renders_as_one_go_parses_exactly(retention, rendered_as):
+    """`{:g}` wrote 1000001 s as "1e+06s" (rounded, and no Go duration): replica.config
+    wrote a file its own --check and litestream refused (s27 review-break2 #2)."""
+    data = rendered(retention=retention)
+    assert data["snapshot"]["retention"] == rendered_as
+    assert re.fullmatch(r"([0-9]+(\.[0-9]+)?(h|m|s))+", rendered_as)
+    assert rp.check_config(data) == []
 
 
 def test_a_value_cannot_add_keys_to_the_file():

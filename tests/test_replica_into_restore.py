@@ -68,8 +68,13 @@ def test_from_replica_refuses_a_name_a_file_and_a_lone_timestamp(tmp_path):
     lone = run("--timestamp", "2026-12-06T22:00:00Z")
     assert lone.returncode == ExitCode.USAGE and "--timestamp is for --from-replica" in \
         lone.error_lines[0]
-    bad = run("--from-replica", "--timestamp", "yesterday", "--yes")
-    assert bad.returncode == ExitCode.USAGE and "ISO time" in bad.error_lines[0]
+    for when in ("yesterday", "9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00"):
+        bad = run("--from-replica", "--timestamp", when, "--yes")  # past the calendar in
+        assert bad.returncode == ExitCode.USAGE, bad               # UTC: it was a traceback
+        assert "ISO time" in bad.error_lines[0] and "Traceback" not in bad.stderr, bad
+        replica = helpers.run_here("replica.restore", "--output", str(tmp_path / "o.db"),
+                                   "--timestamp", when, cwd=tmp_path, env=env)
+        assert replica.returncode == ExitCode.USAGE and "ISO time" in replica.error_lines[0]
     assert list(tmp_path.iterdir()) == []  # refused before any folder was made
 
 

@@ -33,7 +33,8 @@ def test_restore_target_flags_and_refusals():
         "-timestamp", "2026-12-06T21:15:00Z"]
     assert rp.restore_target(None, "0x1f") == ["-txid", "000000000000001f"]
     for timestamp, txid in (("soon", None), (None, "xyz"), ("2026-12-06T22:15:00Z", "1"),
-                            (None, "0"), (None, "0x00")):
+                            (None, "0"), (None, "0x00"), ("9999-12-31T23:59:59-05:00", None),
+                            ("0001-01-01T00:00:00+05:00", None)):
         try:
             rp.restore_target(timestamp, txid)
         except rp.OpsError as exc:
