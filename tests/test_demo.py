@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import subprocess
+import sys
 
 from ops import engine
-from tests.helpers import assert_one_line_error, run_invoke
+from tests.helpers import REPO_ROOT, assert_one_line_error, clean_env, project_root, run_invoke
 
 
 def test_demo_backs_up_verifies_prunes_and_restores(tmp_path):
@@ -29,6 +32,20 @@ def test_demo_backs_up_verifies_prunes_and_restores(tmp_path):
     listed = [line for line in table.splitlines() if "steps-" in line and "│" in line]
     at = [next(i for i, line in enumerate(listed) if name in line) for name in names]
     assert at[-1] < at[0]  # newest first, as backup.list (review-ox 21)
+
+    # its last line, pasted into a shell, lists them as this database's: without the
+    # database's path they were "other db", never latest (s27 review-op #1)
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("Try: ")]
+    command = line.removeprefix("Try: ").replace(  # run in this project (tmp_path: ours)
+        " invoke backup.list", f" {sys.executable} -m invoke --search-root {REPO_ROOT} "
+                               "backup.list --json")
+    assert "--search-root" in command, line
+    pasted = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60, env=clean_env(project_root(tmp_path, None)))
+    assert pasted.returncode == 0, pasted
+    listed = json.loads(pasted.stdout)
+    assert sorted(item["name"] for item in listed) == names
+    assert all(item["latest_may_name"] and item["kind"] == "backup" for item in listed), listed
 
 
 def test_demo_rejects_a_bad_size(tmp_path):

@@ -78,17 +78,22 @@ def demo(c, dir=None, mb=None, fresh=False):
              [[b.name, human_bytes(b.size), (b.sha256 or "-")[:16]]
               for b in reversed(target.list())])  # newest first, as backup.list
     ui.steps_table("Demo")
-    ui.info(f"Try: {try_command(backup_dir, config.project_root(c.config))}")
+    ui.info(f"Try: {try_command(db, backup_dir, config.project_root(c.config))}")
 
 
-def try_command(backup_dir: Path, project: Path) -> str:
+def try_command(db: Path, backup_dir: Path, project: Path) -> str:
     """A command that lists the demo's backups when pasted into the same shell: the
-    folder as config reads it (from the project root, else absolute), and `invoke` as
-    this shell can run it."""
-    folder = backup_dir.absolute()
-    with contextlib.suppress(ValueError):
-        folder = folder.relative_to(project.absolute())
-    return f"INVOKE_BACKUP_DIR={shlex.quote(str(folder))} {invoke_command()} backup.list"
+    paths as config reads them (from the project root, else absolute), and `invoke` as
+    this shell can run it. The database too: without it the listing compared the backups'
+    records with the configured database's and called them another's (s27 review-op #1)."""
+    def shown(path: Path) -> str:
+        path = path.absolute()
+        with contextlib.suppress(ValueError):
+            path = path.relative_to(project.absolute())
+        return shlex.quote(str(path))
+
+    return (f"INVOKE_DB_PATH={shown(db)} INVOKE_BACKUP_DIR={shown(backup_dir)} "
+            f"{invoke_command()} backup.list")
 
 
 def _size_mb(text) -> float:
