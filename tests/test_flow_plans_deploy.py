@@ -64,7 +64,7 @@ def test_the_calls_a_run_makes_are_the_commands_its_dry_run_shows(site, flow, st
     dry = site.run(*flow, "--dry-run", "--json")
     assert dry.returncode == 0, dry
     plan = dry.json()
-    assert plan["warnings"] == []
+    assert plan["warnings"] == [] and plan["outcome"] == "dry run"
     shown = [argv for step in plan["steps"] for argv in planned(step)]
     text = " ".join(" ".join(argv) for argv in shown)
     assert (MID in text) is not stopped and "<" not in text, text

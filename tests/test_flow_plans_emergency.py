@@ -63,6 +63,7 @@ def check_flow(site, *task: str, before=None) -> dict:
     dry = site.run(*task, "--dry-run", "--json")
     assert dry.returncode == 0, dry
     plan = dry.json()
+    assert plan["outcome"] == "dry run"  # the word docs/output.md gives a dry run
     read, rest = planned(plan)
     assert read and rest
     assert_same(read, site.world.calls())  # the dry run ran its reads and nothing else

@@ -39,7 +39,7 @@ def test_local_restore_runs_the_steps_its_dry_run_shows(wal_db, backup_dir, run_
     plan = run_invoke("restore", "--dry-run", "--json")
     assert plan.returncode == 0, plan
     shown = [step["key"] for step in plan.json()["steps"]]
-    assert plan.json()["backup"] == made.name
+    assert plan.json()["backup"] == made.name and plan.json()["outcome"] == "dry run"
     run = run_invoke("restore", "--yes", "--json")
     assert run.returncode == 0, run
     assert run.json()["backup"]["name"] == made.name
@@ -59,7 +59,7 @@ def test_production_restore_makes_the_calls_its_dry_run_shows(prod):  # noqa: F8
     plan = prod.run("restore", "--production", "--dry-run", "--json")
     assert plan.returncode == 0, plan
     steps = plan.json()["steps"]
-    assert plan.json()["backup"] == made.name
+    assert plan.json()["backup"] == made.name and plan.json()["outcome"] == "dry run"
     shown = [list(argv) for step in steps for argv in step["commands"]]
     # the dry run resolved the machine: its commands name it, no placeholder left
     assert fly.machine_restart(APP, MACHINE) in shown
@@ -82,7 +82,7 @@ def test_restore_on_an_ssh_host_runs_the_steps_its_dry_run_shows(ssh_host, tmp_p
     addr = f"{ssh_host.user}@127.0.0.1:{ssh_host.port}"
     plan = run_invoke("restore", "--host", addr, "--dry-run", "--json", env=env)
     assert plan.returncode == 0, plan
-    assert plan.json()["backup"] == made.name
+    assert plan.json()["backup"] == made.name and plan.json()["outcome"] == "dry run"
     run = run_invoke("restore", "--host", addr, "--yes", "--json", env=env)
     assert run.returncode == 0, run
     assert [*ran_steps(run.json()), "record"] == [step["key"] for step in plan.json()["steps"]]

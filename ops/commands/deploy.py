@@ -45,7 +45,7 @@ def run_plan(c, options_for, *, dry_run, json, lock_wait, health_timeout,
         for problem in deployment.problems:
             ui.warn(f"a real run would stop at {deployment.stop_step}: {problem}")
         if json:
-            ui.emit({"dry_run": True, "steps": deploys.plan_as_data(steps),
+            ui.emit({"dry_run": True, "outcome": "dry run", "steps": deploys.plan_as_data(steps),
                      "warnings": deployment.problems, "lock_waits": deployment.lock_waits})
         if deployment.problems:  # as a restore's dry run fails where its run would: a CI
             # gate on the dry run must not pass a deploy that stops (review-op s19)
@@ -240,7 +240,7 @@ def undo(c, dry_run=False, yes=False, json=False, deploy=None, lock_wait=None):
         ui.lines(runbook.render(runbook.dry_run_title(title, dry_run), shown, width=ui.width))
         if dry_run:
             if json:
-                ui.emit({"dry_run": True, "app": settings.app,
+                ui.emit({"dry_run": True, "outcome": "dry run", "app": settings.app,
                          "deploy": f"v{run.chosen.release}", "backup": run.chosen.backup,
                          "image": run.chosen.image, "release": run.chosen.previous,
                          "written_since": runner.record.get("written_since", {}),

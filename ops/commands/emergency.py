@@ -70,9 +70,9 @@ class Emergency:
         self.ui.lines(runbook.render(runbook.dry_run_title(title, dry_run), steps,
                                      width=self.ui.width))
         if dry_run and self.json:
-            self.ui.emit({"dry_run": True, "app": self.app, "machine": self.machine.id,
-                          "steps": em.plan_data(steps), "read": em.plan_data(self.reads),
-                          **data})
+            self.ui.emit({"dry_run": True, "outcome": "dry run", "app": self.app,
+                          "machine": self.machine.id, "steps": em.plan_data(steps),
+                          "read": em.plan_data(self.reads), **data})
         return dry_run
 
     def nothing(self, message: str, **data) -> None:

@@ -233,7 +233,8 @@ def dry_run_plan(options, settings, ui: UI, target, json: bool, replica=None) ->
         steps = [replicas.replica_step(replica, settings.check), *steps]
     ui.lines(restores.render(steps, ui.width))
     if json:
-        ui.emit({"dry_run": True, "options": options.__dict__, "backup": chosen,
+        ui.emit({"dry_run": True, "outcome": "dry run", "options": options.__dict__,
+                 "backup": chosen,
                  **({"from_replica": replica, "backup": Path(replica["output"]).name}
                     if replica is not None else {}),
                  **({"warning": warning, "live_state": state} if not remote else {}),

@@ -117,7 +117,7 @@ def volume(c, snapshot=None, yes=False, dry_run=False, json=False):
             ui.warn(replica["offer"])
     if dry_run:
         if json:
-            ui.emit({"dry_run": True, **summary, "steps": em.plan_data(steps),
+            ui.emit({"dry_run": True, "outcome": "dry run", **summary, "steps": em.plan_data(steps),
                      "read": em.plan_data(reads.steps)})
         return
     em.confirm(ui, f"Restore {settings.app}'s volume from {resolved.snapshot.id}, made {made}, "
