@@ -28,7 +28,6 @@ from ops.ui import UI, command_lines, human_age, human_bytes, human_seconds
 
 MACHINE = "<machine>"
 BACKUP = "<backup>"  # the backup a run chose: its step lines name it (``Restore.values``)
-SCRIPT = "<restore script>"
 
 
 @dataclass(frozen=True)
@@ -64,8 +63,11 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
         return _host_plan(o, what, db=db, directory=directory)
     if not o.production:
         return _local_plan(o, what, db=db, directory=directory, live_state=live_state)
-    # every flyctl call the run makes, in its order (tests/test_flow_plans_restore.py)
-    ssh = tuple(fly.ssh_console(app, MACHINE, SCRIPT))
+    # every flyctl call the run makes, in its order (tests/test_flow_plans_restore.py); a
+    # script by its purpose, as its first line (`# ops: list`) names it on the machine
+    def ssh(purpose: str) -> tuple[str, ...]:
+        return tuple(fly.ssh_console(app, MACHINE, f"<{purpose} script>"))
+
     steps = [Step("resolve", "find the production machine and volume; is it emergency-stopped?",
                   commands=(tuple(fly.version()), tuple(fly.volumes_list(app)),
                    tuple(fly.machines_list(app)), tuple(fly.machines_list(app))),
@@ -74,22 +76,24 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
         upload = f"{directory}/.upload-<name>"
         steps += [
             Step("verify", f"verify {o.from_path} here: recorded SHA-256{_and_check(o)}; "
-                 "count the live database's rows there for the confirmation", commands=(ssh,),
-                 reads_only=True, running=f"verify {Path(o.from_path)}"),
+                 "count the live database's rows there for the confirmation",
+                 commands=(ssh("counts"),), reads_only=True,
+                 running=f"verify {Path(o.from_path)}"),
             Step("upload", f"upload it to {directory} and check its SHA-256 on arrival",
-                 commands=(ssh, tuple(fly.sftp_put(app, MACHINE, o.from_path, upload)), ssh),
+                 commands=(ssh("mkdir"), tuple(fly.sftp_put(app, MACHINE, o.from_path, upload)),
+                           ssh("adopt-upload")),
                  running=f"upload {Path(o.from_path).name} as {BACKUP}"),
         ]
     else:
         steps.append(Step("choose", f"find backup {what} in {directory} on the machine; count "
                           "its rows and the live database's for the confirmation",
-                          commands=(ssh, ssh), reads_only=True,
+                          commands=(ssh("list"), ssh("counts")), reads_only=True,
                           running=f"find backup {what}"))
     steps += [
         Step("restore", f"on the machine (python3, else node, else sqlite3): verify the "
              f"backup, safety backup, restore into {db} through the backup API, prove it "
              "against the backup (integrity_check, row counts, content hash)",
-             commands=(ssh,), running=f"restore {BACKUP} on the machine",
+             commands=(ssh("restore"),), running=f"restore {BACKUP} on the machine",
              reads_first=f"verify {BACKUP} on the machine, as the restore does{READ_ONLY}"),
         Step("restart", "restart the app's machine (skipped while emergency-stopped: "
              "then run invoke emergency.resume)",

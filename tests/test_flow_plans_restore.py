@@ -10,13 +10,14 @@ dry run resolved filled in.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 
 import pytest
 
 from ops import engine, fly
 from tests import helpers
-from tests.fake_production import APP, MACHINE, changed_after_backup
+from tests.fake_production import APP, MACHINE, changed_after_backup, command_words, ssh_purpose
 
 pytestmark = pytest.mark.cli_in_process(per="module")
 
@@ -27,7 +28,6 @@ def prod(served_prod):
     return served_prod
 
 
-SCRIPT = "<restore script>"  # a plan shows the machine's scripts by this placeholder
 
 
 def ran_steps(record: dict) -> list[str]:
@@ -48,9 +48,11 @@ def test_local_restore_runs_the_steps_its_dry_run_shows(wal_db, backup_dir, run_
 
 
 def shown_call(argv: list[str]) -> list[str]:
-    """A command as the plan shows it: the machine's scripts by their placeholder."""
+    """A command as the plan shows it: a machine's script by its purpose, the mark on its
+    first line (a plan showed every one as `<restore script>`: s27 review-op #11)."""
     if argv[:2] == ["ssh", "console"]:
-        return [*argv[:-1], SCRIPT]
+        (script,) = command_words(argv[-1])[2:]
+        return [*argv[:-1], f"<{ssh_purpose(script)} script>"]
     return argv
 
 
@@ -69,6 +71,38 @@ def test_production_restore_makes_the_calls_its_dry_run_shows(prod):  # noqa: F8
     assert run.returncode == 0, run
     made_calls = [shown_call(argv) for argv in prod.calls()[before:]]
     assert made_calls == shown, "\n".join(shlex.join(a) for a in made_calls)
+    assert [*ran_steps(run.json()), "record"] == [step["key"] for step in steps]
+
+
+def sent_as_shown(argv: list[str], file) -> list[str]:
+    """An upload call as the plan shows it: ``file`` for its private copy, the staging
+    name without the run's pid."""
+    if argv[:3] != ["ssh", "sftp", "put"]:
+        return argv
+    copy, staged = argv[3], argv[4]
+    assert os.path.basename(copy) == file.name and copy != str(file), argv
+    assert re.fullmatch(r".*/\.upload-" + re.escape(file.name) + r"\.[0-9]+", staged), argv
+    return [*argv[:3], str(file), staged.rsplit(".", 1)[0], *argv[5:]]
+
+
+def test_a_production_restore_from_a_file_makes_the_calls_its_dry_run_shows(prod):  # noqa: F811
+    changed_after_backup(prod)
+    assert prod.run("backup.download", "latest").returncode == 0
+    (file,) = [prod.local_dir / name for name in prod.local_files() if name.endswith(".db")]
+    for there in prod.remote_dir.glob(f"{file.name}*"):  # sent back as a new one
+        there.unlink()
+    plan = prod.run("restore", "--production", "--from", str(file), "--dry-run", "--json")
+    assert plan.returncode == 0, plan
+    steps = plan.json()["steps"]
+    shown = [list(argv) for step in steps for argv in step["commands"]]
+    before = len(prod.calls())
+    run = prod.run("restore", "--production", "--from", str(file), "--yes", "--json")
+    assert run.returncode == 0, run
+    # the upload sends a private copy of the file it read once (never the path again),
+    # to a staging name with the run's pid: the plan shows the file and the folder
+    made_calls = [sent_as_shown(shown_call(argv), file) for argv in prod.calls()[before:]]
+    assert made_calls == [[word.replace("<name>", file.name) for word in argv]
+                          for argv in shown], "\n".join(shlex.join(a) for a in made_calls)
     assert [*ran_steps(run.json()), "record"] == [step["key"] for step in steps]
 
 

@@ -30,7 +30,7 @@ from tests.fake_production import restore_label as label
 
 pytestmark = pytest.mark.cli_in_process(per="module")
 
-SCRIPT = "<restore script>"  # how a plan shows a machine's script
+SCRIPT = "<restore script>"  # how a plan shows the restore's own script
 
 
 def broken_backup(kind: str, db: Path, folder: Path, scratch: Path) -> tuple[str, int]:
@@ -86,8 +86,9 @@ def test_a_sound_backups_dry_run_makes_exactly_its_plans_reads(prod, machine_eng
     # restore's verify, in the plan's order, and nothing else (plan == calls made)
     upto = [s["key"] for s in steps].index("restore") + 1
     shown = [argv for step in steps[:upto] for argv in step["commands"]]
-    made_calls = [[*argv[:-1], SCRIPT] if argv[:2] == ["ssh", "console"] else argv
-                  for argv in prod.calls()]
+    # the restore step's read is the restore's own verify (the plan shows the restore)
+    made_calls = [[*argv[:-1], f"<{label(argv)[4:].removesuffix('.verify')} script>"]
+                  if argv[:2] == ["ssh", "console"] else argv for argv in prod.calls()]
     assert made_calls == shown, "\n".join(shlex.join(a) for a in made_calls)
     assert [label(a) for a in prod.calls()] == [
         *RESTORE_RESOLVE, *STOPPED, "ssh list", "ssh counts", "ssh restore.verify"]
