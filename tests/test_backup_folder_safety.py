@@ -257,6 +257,17 @@ def test_backups_named_at_the_calendars_edges_never_crash_a_task(wal_db, backup_
     assert drill["name"] == made.name and restore["backup"] == made.name
 
 
+def test_a_missing_backup_folder_is_no_backup_to_an_alert(tmp_path, run_invoke):
+    """With --max-age it exits 7, the alert's code, not 3: a folder that vanished or was
+    never mounted holds no backup (s27 review-op #7)."""
+    env = {"INVOKE_BACKUP_DIR": str(tmp_path / "gone")}
+    alert = run_invoke("backup.status", "--max-age", "26h", env=env)
+    line = assert_one_line_error(alert, ExitCode.STALE)
+    assert "there are no backups (backup folder not found: " in line, line
+    plain = run_invoke("backup.status", env=env)
+    assert_one_line_error(plain, ExitCode.NOT_FOUND, contains="backup folder not found")
+
+
 # ---------------------------------------------------------------- 3. trust on evidence
 
 

@@ -497,7 +497,14 @@ def status(c, max_age=None, production=False, host=None, json=False):
 
     limit = config.parse_duration(max_age, "--max-age") if max_age is not None else None
     settings, target, ui = open_target(c, production=production, host=host, json=json)
-    folder = target.folder()
+    try:
+        folder = target.folder()
+    except OpsError as exc:
+        # an alert pages on 7, "no backup": a folder that vanished or was never mounted
+        # holds none (without --max-age it is most often a mistyped path: 3)
+        if exc.code != ExitCode.NOT_FOUND or limit is None:
+            raise
+        raise OpsError(f"backup status: there are no backups ({exc})", ExitCode.STALE) from None
     report = target.status()
     if report.get("futureDated"):
         ui.warn(f"{len(report['futureDated'])} backup(s) dated in the future are not trusted "
