@@ -426,11 +426,16 @@ class Restore:
             safety, undo = r["safety_backup"]["name"], undo_backup(r)
             for line in not_proven_lines(r, self._flag(), self._machine()):
                 self.ui.info(line)
+            if undo and undo != safety:  # a retry: this run's holds the backup's content
+                self.ui.info(f"Safety backup: {safety} (the backup's content, as the live "
+                             f"database already held it); the data from before is in {undo}, "
+                             "an earlier restore's safety backup. To undo this restore:")
             if undo:
-                self.ui.info(f"Safety backup: {safety}. To undo this restore"
-                             + (" (the app's writes since then go into that run's safety "
-                                "backup):" if r.get("proof") and engine.raced(r["proof"])
-                                else ":"))
+                if undo == safety:
+                    self.ui.info(f"Safety backup: {safety}. To undo this restore"
+                                 + (" (the app's writes since then go into that run's safety "
+                                    "backup):" if r.get("proof") and engine.raced(r["proof"])
+                                    else ":"))
                 self.ui.lines(command_lines(  # pasteable whole: ` \` between words
                     shlex.split(undo_command(undo, self._flag(), r.get("undo_dir"))),
                     self.ui.width, "  "))

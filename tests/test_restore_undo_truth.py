@@ -8,6 +8,7 @@ backup "holds the same"). Each is run locally and on the machine with every engi
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
 import pytest
@@ -116,8 +117,14 @@ def test_a_machine_retry_names_the_first_runs_safety_backup(site, name):  # noqa
     assert first.returncode == 0 and "To undo this restore:" in first.stderr, first
     again = site.run("restore", made.name, "--production", "--yes", timeout=60)
     assert again.returncode == 0, again
-    # the retry's undo is the first run's safety backup (README), never its own
+    # the retry's undo is the first run's safety backup (README), never its own; and the
+    # line says which is which (it read "Safety backup: X. To undo: restore Y": s27 op #10)
     assert "holds the same" in again.stderr and "To undo this restore:" in again.stderr
+    before = re.search(r"Safety backup: (steps-\S+\.db)\. To undo", first.stderr).group(1)
+    (line,) = [ln for ln in again.stderr.splitlines() if ln.startswith("Safety backup: ")]
+    assert line.endswith(f"(the backup's content, as the live database already held it); the "
+                         f"data from before is in {before}, an earlier restore's safety "
+                         "backup. To undo this restore:"), line
 
 
 def test_a_run_stopped_after_its_proof_over_the_same_content_names_no_undo():
