@@ -418,13 +418,19 @@ class UI:
 
     def steps_table(self, title: str = "Steps") -> None:
         table = Table(title=title, title_justify="left")
+        # the step column as wide as its longest word: a backup's name there stays whole
+        # (it was cut to "steps-2026-12-08T00-59-25.…" at 80 columns: s27 review-op #4)
+        widest = max((len(word) for step in self.steps
+                      for word in self.shown(step.label).split()), default=0)
         for column in ("step", "outcome", "seconds", "detail"):
-            table.add_column(column, justify="right" if column == "seconds" else "left")
+            table.add_column(column, justify="right" if column == "seconds" else "left",
+                             min_width=widest if column == "step" else None,
+                             overflow="fold")
         for step in self.steps:
             label = "  " * step.depth + step.label
             table.add_row(escape(self.shown(label)), step.outcome, f"{step.seconds:.1f}",
                           escape(self.shown(step.detail)))
-        self.err.print(table)
+        self.err.print(table, soft_wrap=False)  # with a min_width, Rich soft-wraps it wider
 
     def table(self, title: str, columns: list[str], rows: list[list[str]],
               whole: tuple[int, ...] = (0,)) -> None:
@@ -437,7 +443,7 @@ class UI:
                              min_width=longest if index in whole else None)
         for row in rows:
             table.add_row(*[escape(self.shown(str(cell))) for cell in row])
-        self.err.print(table)
+        self.err.print(table, soft_wrap=False)  # with a min_width, Rich soft-wraps it wider
 
     @contextlib.contextmanager
     def transfer(self, label: str, total: int):

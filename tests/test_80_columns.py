@@ -196,3 +196,27 @@ def test_volume_sizes_are_in_flys_gb_everywhere(site):
     listed, planned = " ".join(" ".join(listed).split()), " ".join(planned.stderr.split())
     assert "of a 3 GB volume" in listed and "3.2 GB" not in listed, listed
     assert "3 GB volume" in planned and "(3 GB in ams" in planned and "3.2 GB" not in planned
+
+
+def test_the_steps_table_keeps_a_backups_name_whole_within_80_columns():
+    """The demo's summary cut its backups' names (`steps-2026-12-08T00-59-25.…`: s27
+    review-op #4); giving the column the name's width made Rich's table one column too wide
+    in a log (its soft wrap with a minimum width), so both are checked, as a log prints it."""
+    import io
+
+    from ops.ui import UI, _Console
+
+    out = io.StringIO()
+    ui = UI(err=_Console(file=out, width=80, soft_wrap=True, highlight=False))
+    ui.skipped("build a sample database", "d/data/steps.db exists (use --fresh to rebuild)")
+    name = "steps-2026-12-08T00-59-25.db"
+    with ui.step(f"backup {name}") as step:
+        step.detail = "1.4 MB  sha256 033c6eccc556  integrity_check ok  [engine]  from local"
+    with ui.step("verify every backup (SHA-256 + integrity_check)") as step:
+        step.detail = "5 of 5 ok"
+    out.truncate(0)
+    ui.steps_table("Demo")
+    table = [line for line in out.getvalue().splitlines() if line[:1] in "┏┃┡│└"]
+    assert table and max(len(line) for line in table) == 80, out.getvalue()
+    assert any(f"│ {name} " in line for line in table), out.getvalue()
+
