@@ -417,7 +417,7 @@ class UI:
             self.err.print(escape(line), soft_wrap=True)
 
     def steps_table(self, title: str = "Steps") -> None:
-        table = Table(title=title, title_justify="left")
+        table = Table()
         # the step column as wide as its longest word: a backup's name there stays whole
         # (it was cut to "steps-2026-12-08T00-59-25.…" at 80 columns: s27 review-op #4)
         widest = max((len(word) for step in self.steps
@@ -430,20 +430,27 @@ class UI:
             label = "  " * step.depth + step.label
             table.add_row(escape(self.shown(label)), step.outcome, f"{step.seconds:.1f}",
                           escape(self.shown(step.detail)))
-        self.err.print(table, soft_wrap=False)  # with a min_width, Rich soft-wraps it wider
+        self._print_table(title, table)
 
     def table(self, title: str, columns: list[str], rows: list[list[str]],
               whole: tuple[int, ...] = (0,)) -> None:
         """``whole``: the columns that are never wrapped or cut (names must stay copyable,
         dates readable): the others give way at 80 columns."""
-        table = Table(title=title, title_justify="left", pad_edge=False)
+        table = Table(pad_edge=False)
         for index, column in enumerate(columns):
             longest = max((len(self.shown(str(row[index]))) for row in rows), default=0)
             table.add_column(column, no_wrap=index in whole,
                              min_width=longest if index in whole else None)
         for row in rows:
             table.add_row(*[escape(self.shown(str(cell))) for cell in row])
-        self.err.print(table, soft_wrap=False)  # with a min_width, Rich soft-wraps it wider
+        self._print_table(title, table)
+
+    def _print_table(self, title: str, table: Table) -> None:
+        """The title as a line of its own, printed as ``info`` prints (in a log never
+        wrapped: within the table it wrapped to the table's width), then the table without
+        Rich's soft wrap, which with a column's min_width made it a column too wide."""
+        self.err.print(escape(self.shown(title)), style="table.title")
+        self.err.print(table, soft_wrap=False)
 
     @contextlib.contextmanager
     def transfer(self, label: str, total: int):
