@@ -418,14 +418,17 @@ class UI:
 
     def steps_table(self, title: str = "Steps") -> None:
         table = Table()
-        # the step column as wide as its longest word: a backup's name there stays whole
-        # (it was cut to "steps-2026-12-08T00-59-25.…" at 80 columns: s27 review-op #4)
-        widest = max((len(word) for step in self.steps
-                      for word in self.shown(step.label).split()), default=0)
+        # the step column at least as wide as its longest word: a backup's name there stays
+        # whole (it was cut to "steps-2026-12-08T00-59-25.…" at 80 columns: s27 review-op
+        # #4). A width, not a min_width: Rich applies that after fitting the table, one
+        # column too wide for the terminal, which then cut its right border (s27 break3 #2)
+        labels = [self.shown("  " * step.depth + step.label) for step in self.steps]
+        widest = max((len(word) for label in labels for word in label.split()), default=0)
+        longest = max((len(label) for label in labels), default=0)
+        width = max(widest, min(longest, (self.width or self.err.width) * 2 // 5))
         for column in ("step", "outcome", "seconds", "detail"):
             table.add_column(column, justify="right" if column == "seconds" else "left",
-                             min_width=widest if column == "step" else None,
-                             overflow="fold")
+                             width=width if column == "step" else None, overflow="fold")
         for step in self.steps:
             label = "  " * step.depth + step.label
             table.add_row(escape(self.shown(label)), step.outcome, f"{step.seconds:.1f}",
@@ -439,18 +442,17 @@ class UI:
         table = Table(pad_edge=False)
         for index, column in enumerate(columns):
             longest = max((len(self.shown(str(row[index]))) for row in rows), default=0)
-            table.add_column(column, no_wrap=index in whole,
-                             min_width=longest if index in whole else None)
+            table.add_column(column, no_wrap=index in whole,  # a width, as steps_table's
+                             width=longest if index in whole else None)
         for row in rows:
             table.add_row(*[escape(self.shown(str(cell))) for cell in row])
         self._print_table(title, table)
 
     def _print_table(self, title: str, table: Table) -> None:
-        """The title as a line of its own, printed as ``info`` prints (in a log never
-        wrapped: within the table it wrapped to the table's width), then the table without
-        Rich's soft wrap, which with a column's min_width made it a column too wide."""
+        """The title as a line of its own, printed as ``info`` prints: in a log never
+        wrapped (within the table it wrapped to the table's width)."""
         self.err.print(escape(self.shown(title)), style="table.title")
-        self.err.print(table, soft_wrap=False)
+        self.err.print(table)
 
     @contextlib.contextmanager
     def transfer(self, label: str, total: int):

@@ -200,14 +200,22 @@ def test_volume_sizes_are_in_flys_gb_everywhere(site):
 
 def test_the_steps_table_keeps_a_backups_name_whole_within_80_columns():
     """The demo's summary cut its backups' names (`steps-2026-12-08T00-59-25.…`: s27
-    review-op #4); giving the column the name's width made Rich's table one column too wide
-    in a log (its soft wrap with a minimum width), so both are checked, as a log prints it."""
+    review-op #4); a min_width for the name made Rich's table a column too wide, which a
+    log showed 81 wide and a terminal cut at its right border (s27 review-break3 #2)."""
+    for soft_wrap in (True, False):  # a log, a terminal
+        table = _steps_table_at_80(soft_wrap)
+        assert table and max(len(line) for line in table) == 80, table
+        assert all(line[-1] in "┓┃┩│┘" for line in table), table  # whole, border and all
+        assert any("│ steps-2026-12-08T00-59-25.db " in line for line in table), table
+
+
+def _steps_table_at_80(soft_wrap: bool) -> list[str]:
     import io
 
     from ops.ui import UI, _Console
 
     out = io.StringIO()
-    ui = UI(err=_Console(file=out, width=80, soft_wrap=True, highlight=False))
+    ui = UI(err=_Console(file=out, width=80, soft_wrap=soft_wrap, highlight=False))
     ui.skipped("build a sample database", "d/data/steps.db exists (use --fresh to rebuild)")
     name = "steps-2026-12-08T00-59-25.db"
     with ui.step(f"backup {name}") as step:
@@ -216,7 +224,5 @@ def test_the_steps_table_keeps_a_backups_name_whole_within_80_columns():
         step.detail = "5 of 5 ok"
     out.truncate(0)
     ui.steps_table("Demo")
-    table = [line for line in out.getvalue().splitlines() if line[:1] in "┏┃┡│└"]
-    assert table and max(len(line) for line in table) == 80, out.getvalue()
-    assert any(f"│ {name} " in line for line in table), out.getvalue()
+    return [line for line in out.getvalue().splitlines() if line[:1] in "┏┃┡│└"]
 
