@@ -443,7 +443,7 @@ def refused_flag(task: str, token: str, flags: dict) -> str:
 
 # Invoke's own options that a refusal's command never moves in front of a task (each has
 # its own line: they are refused before the task name too, or run alone, or are the task's)
-UNMOVED = {"production", "pty", "debug", "dry", "help", "list", "version", "complete",
+UNMOVED = {"production", "pty", "dry", "help", "list", "version", "complete",
            "print-completion-script"}
 
 
@@ -481,6 +481,8 @@ def core_option_after_task(task: str, core, flags: dict, names=None, argv=(),
         if other.name in UNMOVED or other.name == core.name or not other_names:
             continue
         typed_other, other_value, after = moved_to_front(other_names, other, rest, flags)
+        if other.name == "debug" and typed_other == "-d" and "--dry-run" in flags:
+            continue  # its own line: "its dry run is -n"
         if typed_other is not None and (other_value or not other.takes_value):
             front += [_long([other.name])] + ([other_value] if other_value else [])
             rest = _without(other_names, other, after, flags)

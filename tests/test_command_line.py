@@ -118,6 +118,12 @@ def test_invokes_own_option_after_a_task_that_uses_one_of_its_names_is_refused(
      "backup.list has no -e (Invoke's own): run `invoke --echo --command-timeout 5 backup.list`"),
     (["backup.list", "-ew"], "backup.list has no -e (Invoke's own): run "
                              "`invoke --echo --warn-only backup.list`"),
+    (["backup.list", "-w", "-d"],  # Invoke's --debug, where -d is no dry run's typo
+     "backup.list has no -w (Invoke's own): run `invoke --warn-only --debug backup.list`"),
+    (["restore", "-w", "--debug", "latest"],
+     "restore has no -w (Invoke's own): run `invoke --warn-only --debug restore latest`"),
+    (["restore", "-w", "-d", "latest"],  # here -d is said on its own: "its dry run is -n"
+     "restore has no -w (Invoke's own): run `invoke --warn-only restore -d latest`"),
     (["restore", "-e", "-p", "latest"],  # restore's own -p stays where it was
      "restore has no -e (Invoke's own): run `invoke --echo restore -p latest`"),
     # a short one with its value attached: no command was given (#5)

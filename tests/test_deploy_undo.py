@@ -104,6 +104,7 @@ def test_undo_runs_exactly_the_dry_runs_plan_and_puts_back_code_and_data(site):
     assert dry.returncode == 0, dry
     plan = json.loads(dry.stdout)
     assert plan["backup"] == deployed["backup"]["name"] and plan["deploy"] == "v13"
+    assert plan["outcome"] == "dry run"
     assert plan["image"] == deployed["previous_release"]["image"] and plan["release"] == 12
     assert plan["written_since"] == {"steps": [3000, 1000]}
     shown = dry.stderr

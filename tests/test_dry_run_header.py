@@ -38,3 +38,20 @@ def test_no_flow_says_nothing_runs():
     said = re.compile(r"\(dry run: nothing (runs|changes)")
     sources = sorted((helpers.REPO_ROOT / "ops").rglob("*.py"))
     assert sources and not [p.name for p in sources if said.search(p.read_text())]
+
+
+def test_every_local_dry_run_says_dry_run_in_its_json(wal_db, backup_dir, run_invoke, tmp_path):
+    """docs/output.md: a --dry-run plan has "outcome": "dry run"; backup, backup.cleanup,
+    backup.drill, backup.adopt and the replica tasks had none (s27 review-break3 #1). The
+    Fly flows' plans are checked in tests/test_flow_plans_*.py, replica.restore's in
+    tests/test_replica_restore.py."""
+    assert run_invoke("backup").returncode == 0
+    for args in (("backup",), ("backup.cleanup",), ("backup.drill", "latest"),
+                 ("backup.adopt", "all"), ("restore", "latest"),
+                 ("replica.config", "--output", str(tmp_path / "litestream.yml"))):
+        result = run_invoke(*args, "--dry-run", "--json")
+        assert result.returncode == 0, result
+        assert result.json()["outcome"] == "dry run", (args, result.json())
+        assert result.json()["dry_run"] is True, (args, result.json())
+    assert not (tmp_path / "litestream.yml").exists()
+

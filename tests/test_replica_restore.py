@@ -169,6 +169,7 @@ def test_dry_run_names_the_point_and_writes_nothing(replica_world, run_invoke):
                         env=world.env)
     assert result.returncode == 0, result
     assert result.json()["dry_run"] is True and int(result.json()["reached"]["txid"], 16) >= 1
+    assert result.json()["outcome"] == "dry run"  # the word every dry run's plan has
     assert not out.exists()
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".replica-restore-")]
 

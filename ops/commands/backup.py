@@ -114,7 +114,7 @@ def create(c, production=False, host=None, keep=None, quick=False, dry_run=False
         for line in plan:
             ui.info(f"would {line}")
         if json:
-            ui.emit({"dry_run": True, "plan": plan, "lock_waits": waits})
+            ui.emit({"dry_run": True, "outcome": "dry run", "plan": plan, "lock_waits": waits})
         return
     result = backups.make_backup(target, ui, settings.keep)
     decisions = backups.cleanup(target, ui, settings.keep, made=result["name"])
@@ -175,7 +175,7 @@ def cleanup(c, keep=None, dry_run=False, production=False, host=None, json=False
         ui.emit({"dry_run": dry_run, "keep": settings.keep,
                  "decisions": [asdict(d) | {"action": d.action} for d in decisions],
                  "leftovers": [asdict(item) for item in leftovers],
-                 **({"lock_waits": waits} if dry_run else {})})
+                 **({"lock_waits": waits, "outcome": "dry run"} if dry_run else {})})
     else:
         ui.table(
             f"Retention: keep {settings.keep}" + (" (dry run)" if dry_run else ""),
@@ -472,7 +472,8 @@ def adopt(c, which, production=False, host=None, dry_run=False, json=False):
             f"  sha256 {str(item.get('sha256'))[:12]}  integrity_check ok" if item.get("ok")
             else f": {item.get('problem')}"))
     if json:
-        ui.emit({"dry_run": dry_run, "adopted": results})
+        ui.emit({"dry_run": dry_run, "adopted": results,
+                 **({"outcome": "dry run"} if dry_run else {})})
     bad = [item for item in results if not item.get("ok")]
     if bad:
         raise OpsError(f"{len(bad)} of {len(results)} backups not adopted; {bad[0]['name']}: "
@@ -715,7 +716,7 @@ def drill(c, which="latest", production=False, host=None, quick=False, dry_run=F
         shown = [step.filled(runner.values) for step in steps]
         ui.lines(drill_flow.render(shown, width=ui.width))
         if json:
-            ui.emit({"dry_run": True, "backup": found["backup"],
+            ui.emit({"dry_run": True, "outcome": "dry run", "backup": found["backup"],
                      "machine": runner.values.get("machine"),
                      "steps": runbook.plan_as_data(shown)})
         return

@@ -220,7 +220,8 @@ def config_(c, output=None, force=False, check=False, remote=False, dry_run=Fals
         write_new(path, text, force)
         ui.info(f"Wrote {path} (litestream.yml for {db}; no credentials in it)")
     if json:
-        ui.emit({"database": db, "output": str(path), "written": not dry_run})
+        ui.emit({"database": db, "output": str(path), "written": not dry_run,
+                 **({"dry_run": True, "outcome": "dry run"} if dry_run else {})})
 
 
 # ---------------------------------------------------------------- replica.status
@@ -766,7 +767,7 @@ def restored(c, out: Path, timestamp, txid, quick, dry_run, ui: UI, *,
             report["timestamp"] = target_flags[1]
             note_replica_end(report, rp.newest(list_replica(exe, yml, db, env)), ui)
         if dry_run:
-            report["dry_run"] = True
+            report.update(dry_run=True, outcome="dry run")
             return report, settings.check
         # pinned to the planned TXID: litestream keeps shipping meanwhile, and the report,
         # the row counts and the hash must all describe the point the plan named
