@@ -12,6 +12,7 @@ redacted from anything we print.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import functools
 import json
 import os
@@ -23,6 +24,7 @@ import threading
 from dataclasses import dataclass, replace
 
 from ops import limits, signals
+from ops.engine import parse_iso
 from ops.errors import ExitCode, OpsError
 from ops.text import text_lines
 
@@ -105,6 +107,21 @@ def same_name(volumes: list[Volume], current: Volume) -> list[Volume]:
                        and vol.id != current.id)]
 
 
+def utc_time(stamp: str) -> str:
+    """A time flyctl printed, as UTC (``…Z``): one with another offset is converted, so
+    sorting the strings sorts the times and ``ui.utc_stamp`` shows the right hour. Fly
+    prints UTC today; anything that is not a time (Go's zero time, junk) stays as given."""
+    if not stamp or stamp.endswith("Z") or is_zero_time(stamp):
+        return stamp
+    try:
+        when = parse_iso(stamp)
+    except ValueError:
+        return stamp
+    if when.tzinfo is None:
+        return stamp
+    return when.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
 def is_zero_time(stamp: str) -> bool:
     """Go's zero time (a snapshot still running has no creation time yet)."""
     return not stamp or stamp.startswith("0001-01-01")
@@ -153,7 +170,7 @@ class Snapshot:
             status=_field(raw, "status", str),
             size=_field(raw, "size", int),
             volume_size=_field(raw, "volume_size", int),
-            created_at=_field(raw, "created_at", str),
+            created_at=utc_time(_field(raw, "created_at", str)),
             retention_days=_field(raw, "retention_days", int, optional=True),
             digest=_field(raw, "digest", str),
         )
@@ -279,7 +296,7 @@ class Release:
             version=_field(raw, "Version", int),
             status=_field(raw, "Status", str),
             image_ref=_field(raw, "ImageRef", str),
-            created_at=_field(raw, "CreatedAt", str),
+            created_at=utc_time(_field(raw, "CreatedAt", str)),
             user=_field(_field(raw, "User", dict), "Email", str),
         )
 

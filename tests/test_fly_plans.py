@@ -78,6 +78,23 @@ def test_reference_json_parses_into_dataclasses():
     assert releases[1].image_ref.startswith("registry.fly.io/my-app@sha256:")
 
 
+def test_a_time_flyctl_gives_with_an_offset_is_kept_as_utc():
+    """Shown by slicing the string ("03:00:00 UTC" for 08:00+05:00) and sorted as strings
+    (s27 review-break3 #4): a snapshot's or release's time is UTC once parsed; Go's zero
+    time, and what is no time, stay as given."""
+    raw = load("volume-snapshots-list.json")
+    late, early = dict(raw[0], created_at="2026-08-17T08:00:00+05:00"), \
+        dict(raw[1], created_at="2026-08-17T04:00:00Z")
+    snaps = fly.by_age([fly.Snapshot.parse(r) for r in (late, early, raw[2])])
+    assert [s.created_at for s in snaps] == ["2026-08-17T03:00:00Z", "2026-08-17T04:00:00Z",
+                                             raw[2]["created_at"]]  # running: newest
+    release = fly.Release.parse(dict(load("releases.json")[0],
+                                     CreatedAt="2026-08-17T01:30:00-02:00"))
+    assert release.created_at == "2026-08-17T03:30:00Z"
+    for kept in ("2026-08-17T02:10:54.123Z", "junk", "", "9999-12-31T23:59:59-05:00"):
+        assert fly.utc_time(kept) == kept
+
+
 def test_error_line_prefers_flyctls_own_error_line():
     stderr = "Connecting to fdaa::2...\nError: ssh shell: Process exited with status 3\n"
     assert fly.error_line(stderr, 1) == "ssh shell: Process exited with status 3"
