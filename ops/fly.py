@@ -558,7 +558,7 @@ def error_line(stderr: str, returncode: int) -> str:
         shown = line.rpartition("\r")[2]
         if shown.startswith("Error:"):
             return shown[len("Error:"):].strip()
-    return lines[-1] if lines else f"exit status {returncode}"
+    return lines[-1] if lines else signals.ended(returncode)
 
 
 def child_env(environ=None) -> dict[str, str]:

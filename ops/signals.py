@@ -21,6 +21,19 @@ class Terminated(BaseException):
         self.name = signal.Signals(signum).name
 
 
+def name(number: int) -> str:
+    """A signal's name (``SIGKILL``), for a child that died by it (returncode -number)."""
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def ended(returncode: int) -> str:
+    """How a child ended, in words: ``exit status 3``, or ``killed by SIGKILL``."""
+    return f"killed by {name(-returncode)}" if returncode < 0 else f"exit status {returncode}"
+
+
 _SEEN: list[int] = []  # the stops this run is unwinding from (a signal, or Ctrl-C: 2)
 
 

@@ -100,6 +100,7 @@ def test_error_line_prefers_flyctls_own_error_line():
     assert fly.error_line(stderr, 1) == "ssh shell: Process exited with status 3"
     assert fly.error_line("something odd\n", 1) == "something odd"
     assert fly.error_line("", 127) == "exit status 127"
+    assert fly.error_line("", -9) == "killed by SIGKILL"  # it read "exit status -9"
 
 
 def test_flyerror_redacts_tokens(monkeypatch):

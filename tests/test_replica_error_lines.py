@@ -50,6 +50,19 @@ def test_a_real_litestream_failure_through_run_has_no_second_error(tmp_path):
     assert message == f"cannot read the replica's bucket: config file not found: {missing}"
 
 
+def test_a_litestream_killed_by_a_signal_is_not_the_replicas_answer(tmp_path):
+    """It read "exit -9" with the replica's exit code, 15 (s27 review-break3): a kill -9,
+    the OOM killer, is this computer's failure, 1, and says so."""
+    killed = tmp_path / "litestream"
+    killed.write_text("#!/bin/sh\nkill -9 $$\n")
+    killed.chmod(0o755)
+    with pytest.raises(OpsError) as failed:
+        rp.run([str(killed), "version"], {}, timeout=30, what="litestream restore failed")
+    assert str(failed.value) == ("litestream restore failed: litestream was killed by "
+                                 "SIGKILL, before it answered")
+    assert failed.value.code == ExitCode.ERROR
+
+
 def test_a_stopped_litestream_is_one_error_line(replica_world, run_invoke):
     result = run_invoke("replica.status", env=replica_world.env)
     line = assert_one_line_error(result, ExitCode.REPLICA, contains="not running",
