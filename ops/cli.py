@@ -472,9 +472,11 @@ def core_option_after_task(task: str, core, flags: dict, names=None, argv=(),
         return f"{task} has no {shown} (Invoke's own, for Invoke alone): run `{alone}`"
     if typed is None:  # not found as typed (an unusual spelling): say where it goes
         return f"{task} has no {shown} (Invoke's own): it goes before the task name"
-    if core.takes_value and not core.optional and not value:  # `--hide` at the end, `--hide=`
+    if core.takes_value and not core.optional and not _fits(core, value):
+        # `--hide` at the end, `--hide=`, `--hide --production`, `-Tx`: a command with the
+        # task's next flag as its value would run elsewhere, one with `x` would crash
         return (f"{task} has no {shown} (Invoke's own): it goes before the task name, with "
-                f"a value: `invoke --help` says what {_long([core.name])} takes")
+                f"its value (`invoke --help` lists Invoke's own options)")
     front = [_long([core.name])] + ([value] if value else [])
     rest = _without(names, core, rest, flags)  # typed twice: once in front
     for other, other_names in others:
@@ -483,12 +485,20 @@ def core_option_after_task(task: str, core, flags: dict, names=None, argv=(),
         typed_other, other_value, after = moved_to_front(other_names, other, rest, flags)
         if other.name == "debug" and typed_other == "-d" and "--dry-run" in flags:
             continue  # its own line: "its dry run is -n"
-        if typed_other is not None and (other_value or not other.takes_value):
+        if typed_other is not None and (_fits(other, other_value) or not other.takes_value):
             front += [_long([other.name])] + ([other_value] if other_value else [])
             rest = _without(other_names, other, after, flags)
     moved = shlex.join(["invoke", *front, *rest])
     # short, so that at 80 columns the command starts on the first line (review-op2 s24 #1)
     return f"{task} has no {shown} (Invoke's own): run `{moved}`"
+
+
+def _fits(core, value: str | None) -> bool:
+    """Whether ``value`` can be the value of Invoke's option ``core`` as Invoke reads it
+    (its --command-timeout takes a whole number: anything else is its traceback)."""
+    if not value or value.startswith("-"):  # moved in front as `--hide -x`: read as a flag
+        return False
+    return core.kind is not int or value.isascii() and value.isdigit()
 
 
 def _without(names, core, argv, flags) -> list[str]:
@@ -523,8 +533,9 @@ def moved_to_front(names, core, argv, flags=()) -> tuple[str | None, str | None,
             rest = argv[:at] + argv[at + 1:]
             if eq:  # an on/off option's "value" is dropped: `-w=deploy` must not name a task
                 return flag, attached if core.takes_value else None, rest
-            if core.takes_value and not core.optional and at + 1 < len(argv):
-                return flag, argv[at + 1], argv[:at] + argv[at + 2:]
+            if core.takes_value and not core.optional and at + 1 < len(argv) \
+                    and not argv[at + 1].startswith("-"):  # `--hide --production`: no
+                return flag, argv[at + 1], argv[:at] + argv[at + 2:]  # value (s27 op2 #1)
             return flag, None, rest
         if not token.startswith("--") and len(token) > 2 and token[1] in shorts \
                 and core.takes_value:  # -T5, -fmy.yaml: the rest is its value
