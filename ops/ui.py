@@ -259,9 +259,10 @@ class UI:
     # -- lines for people (stderr)
     def info(self, message: str) -> None:
         self._open_parents()
-        if message[:1] == " " and self.width is not None and "\n" not in message:
-            # an indented line (a wait under its step, a plan's note) wraps under its own
-            # indent, not at column 0 (review-op s20 #7)
+        if self.width is not None and "\n" not in message:
+            # between words, a `command` kept whole (pasted, a half ran on its own: s27
+            # review-op2 #2), an indented line (a wait under its step, a plan's note) under
+            # its own indent, not at column 0 (review-op s20 #7)
             for line in wrapped(self.shown(message), self.width):  # a word wider than
                 self.err.print(Text(line))  # the line (a long path) is folded, as before
             return

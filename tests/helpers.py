@@ -1048,3 +1048,17 @@ def backup_of_other_page_size(folder, scratch: Path) -> engine.BackupResult:
     conn.commit()
     conn.close()
     return engine.create_backup(other, folder)
+
+
+def command_after(stderr: str, said: str) -> str:
+    """The command printed on the lines after the line ``said`` (``Try:``, ``To undo this
+    restore:``), rejoined from its `` \\``-continued lines, as a shell would read it."""
+    lines = stderr.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == said) + 1
+    words = []
+    for line in lines[start:]:
+        words.append(line.strip().removesuffix(" \\"))
+        if not line.endswith(" \\"):
+            return " ".join(words)
+    raise AssertionError(f"no command after {said!r}: {stderr}")
+

@@ -226,3 +226,28 @@ def _steps_table_at_80(soft_wrap: bool) -> list[str]:
     ui.steps_table("Demo")
     return [line for line in out.getvalue().splitlines() if line[:1] in "┏┃┡│└"]
 
+
+def test_suggested_commands_paste_whole_from_an_80_column_terminal(tmp_path):
+    """The demo's "Try:" command broke at a real newline at 80 columns (pasted, its first
+    line only set two shell variables), and backup.list's "To undo that restore: invoke
+    restore …" broke inside the command (s27 review-op2 #2, #3): the one is printed on its
+    own ` \\`-continued lines, the other kept whole in backticks."""
+    code, shown = helpers.on_terminal(["demo", "--mb", "1", "--dir", "a demo folder"],
+                                      cwd=tmp_path, columns=80, timeout=120)
+    assert code == 0, shown
+    screen = ANSI.sub("", shown).replace("\r", "")
+    command = helpers.command_after(screen, "Try:")
+    words = shlex.split(command)
+    assert words[0] == "env" and words[-1] == "backup.list", command
+    assert words[1] == "INVOKE_DB_PATH=a demo folder/data/steps.db", command  # the project's
+
+    env = {"INVOKE_DB_PATH": str(tmp_path / "a demo folder" / "data" / "steps.db"),
+           "INVOKE_BACKUP_DIR": str(tmp_path / "a demo folder" / "data" / "backups")}
+    assert helpers.run_invoke("restore", "--yes", cwd=tmp_path, env=env).returncode == 0
+    code, shown = helpers.on_terminal(["backup.list"], cwd=tmp_path, env=env, columns=80)
+    assert code == 0, shown
+    lines = ANSI.sub("", shown).replace("\r", "").splitlines()
+    undo = [line for line in lines if "`invoke restore " in line or "invoke restore" in line]
+    assert undo and all(re.search(r"`[^`]*invoke restore steps-\S+ --yes`", line)
+                        for line in undo), lines
+

@@ -420,8 +420,7 @@ def test_the_demos_closing_hint_runs_as_pasted(tmp_path):
     project = make_project(tmp_path / "proj")
     demo = run_in(project, "demo", "--mb", "2", timeout=120)
     assert demo.returncode == 0, demo
-    hint = next(line for line in demo.stderr.splitlines() if line.startswith("Try: "))
-    command = hint.removeprefix("Try: ")
+    command = helpers.command_after(demo.stderr, "Try:")
     pasted = subprocess.run(["bash", "-c", command], cwd=project, env=helpers.clean_env(),
                             capture_output=True, text=True, timeout=60)
     assert pasted.returncode == 0, (command, pasted.stderr)

@@ -8,7 +8,14 @@ import subprocess
 import sys
 
 from ops import engine
-from tests.helpers import REPO_ROOT, assert_one_line_error, clean_env, project_root, run_invoke
+from tests.helpers import (
+    REPO_ROOT,
+    assert_one_line_error,
+    clean_env,
+    command_after,
+    project_root,
+    run_invoke,
+)
 
 
 def test_demo_backs_up_verifies_prunes_and_restores(tmp_path):
@@ -35,8 +42,8 @@ def test_demo_backs_up_verifies_prunes_and_restores(tmp_path):
 
     # its last line, pasted into a shell, lists them as this database's: without the
     # database's path they were "other db", never latest (s27 review-op #1)
-    (line,) = [line for line in result.stderr.splitlines() if line.startswith("Try: ")]
-    command = line.removeprefix("Try: ").replace(  # run in this project (tmp_path: ours)
+    line = command_after(result.stderr, "Try:")
+    command = line.replace(  # run in this project (tmp_path: ours)
         " invoke backup.list", f" {sys.executable} -m invoke --search-root {REPO_ROOT} "
                                "backup.list --json")
     assert "--search-root" in command, line

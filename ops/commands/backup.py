@@ -323,7 +323,7 @@ def legend(found, kinds: list[str], source: str | None, flag: str) -> list[str]:
             lines.append(f"safety: {item.name} is the copy a restore made of the live database "
                          f"before it put back {made.get('backup') or '?'} (at "
                          f"{made.get('when') or '?'}); never latest. To undo that restore: "
-                         f"invoke restore {item.name}{flag} --yes")
+                         f"`invoke restore {item.name}{flag} --yes`")
     if "upload" in kinds:  # review-break s20 #1: the mark had no line
         lines.append("upload: a file `invoke restore --from FILE" + flag + "` sent here for its "
                      "restore; never latest. Kept 1h from its upload for that restore; after "

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import shlex
 import shutil
 import sqlite3
 from pathlib import Path
 
 from ops import config, digits
-from ops.cli import guarded, invoke_command, task
+from ops.cli import guarded, task
 from ops.errors import ExitCode, OpsError
 
 
@@ -29,7 +28,7 @@ def demo(c, dir=None, mb=None, fresh=False):
     newest into a scratch copy."""
     from ops import backups, engine, sample
     from ops.targets.local import LocalTarget
-    from ops.ui import UI, human_bytes
+    from ops.ui import UI, command_lines, human_bytes
 
     mb = _size_mb(mb)
     root = Path(dir) if dir is not None else config.from_root(config.project_root(c.config),
@@ -78,22 +77,25 @@ def demo(c, dir=None, mb=None, fresh=False):
              [[b.name, human_bytes(b.size), (b.sha256 or "-")[:16]]
               for b in reversed(target.list())])  # newest first, as backup.list
     ui.steps_table("Demo")
-    ui.info(f"Try: {try_command(db, backup_dir, config.project_root(c.config))}")
+    ui.info("Try:")  # its own lines, broken with ` \`: pasted whole at 80 columns too
+    ui.lines(command_lines(try_command(db, backup_dir, config.project_root(c.config)),
+                           ui.width, "  "))
 
 
-def try_command(db: Path, backup_dir: Path, project: Path) -> str:
-    """A command that lists the demo's backups when pasted into the same shell: the
-    paths as config reads them (from the project root, else absolute), and `invoke` as
-    this shell can run it. The database too: without it the listing compared the backups'
-    records with the configured database's and called them another's (s27 review-op #1)."""
+def try_command(db: Path, backup_dir: Path, project: Path) -> list[str]:
+    """The words of a command that lists the demo's backups when pasted into the same
+    shell: the paths as config reads them (from the project root, else absolute), through
+    `env` (a quoted NAME=VALUE is no assignment to the shell, but is to env), and `invoke`
+    as this shell can run it (``ui.command_lines``). The database too: without it the
+    listing called the backups another database's (s27 review-op #1)."""
     def shown(path: Path) -> str:
         path = path.absolute()
         with contextlib.suppress(ValueError):
             path = path.relative_to(project.absolute())
-        return shlex.quote(str(path))
+        return str(path)
 
-    return (f"INVOKE_DB_PATH={shown(db)} INVOKE_BACKUP_DIR={shown(backup_dir)} "
-            f"{invoke_command()} backup.list")
+    return ["env", f"INVOKE_DB_PATH={shown(db)}", f"INVOKE_BACKUP_DIR={shown(backup_dir)}",
+            "invoke", "backup.list"]
 
 
 def _size_mb(text) -> float:
