@@ -48,7 +48,8 @@ def test_every_local_dry_run_says_dry_run_in_its_json(wal_db, backup_dir, run_in
     assert run_invoke("backup").returncode == 0
     for args in (("backup",), ("backup.cleanup",), ("backup.drill", "latest"),
                  ("backup.adopt", "all"), ("restore", "latest"),
-                 ("replica.config", "--output", str(tmp_path / "litestream.yml"))):
+                 ("replica.config", "--output", str(tmp_path / "litestream.yml")),
+                 ("replica.config",)):  # to stdout: nothing is written either way
         result = run_invoke(*args, "--dry-run", "--json")
         assert result.returncode == 0, result
         assert result.json()["outcome"] == "dry run", (args, result.json())

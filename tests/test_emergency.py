@@ -218,6 +218,9 @@ def test_resume_of_a_running_app_changes_nothing(site):
 
     assert result.returncode == 0 and "nothing to resume" in result.stderr, result
     assert calls(site) == READS
+    dry = site.here("emergency.resume", "--dry-run", "--json")  # a dry run's JSON says so
+    assert dry.returncode == 0 and dry.json()["changed"] is False, dry  # (s27 op2 #7)
+    assert dry.json()["outcome"] == "dry run" and dry.json()["dry_run"] is True, dry.json()
 
 
 # ---------------------------------------------------------------- failures

@@ -38,6 +38,7 @@ class Emergency:
         self.settings = config.load(c.config)
         self.ui = UI()
         self.json = json
+        self.dry_run = dry_run
         self.app = self.settings.app
         self.db = remote.remote_path(self.settings.db_remote_path, "db.remote_path")
         self.marker = f"{posixpath.dirname(self.db)}/{em.MARKER}"
@@ -79,7 +80,8 @@ class Emergency:
         self.ui.info(message)
         if self.json:
             self.ui.emit({"app": self.app, "machine": self.machine.id, "changed": False,
-                          "message": message, **data})
+                          "message": message, **data,
+                          **({"dry_run": True, "outcome": "dry run"} if self.dry_run else {})})
 
     def run(self, steps: list[runbook.Step], **fields) -> None:
         """Run the plan: one record (the audit line), emitted with --json however it ends."""

@@ -207,7 +207,8 @@ def config_(c, output=None, force=False, check=False, remote=False, dry_run=Fals
     text = rp.render(replica, db)
     if output is None:
         if json:
-            ui.emit({"database": db, "config": rp.config_data(replica, db), "text": text})
+            ui.emit({"database": db, "config": rp.config_data(replica, db), "text": text,
+                     **({"dry_run": True, "outcome": "dry run"} if dry_run else {})})
         else:
             ui.out.write(text)
         return
