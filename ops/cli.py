@@ -533,9 +533,11 @@ def moved_to_front(names, core, argv, flags=()) -> tuple[str | None, str | None,
             rest = argv[:at] + argv[at + 1:]
             if eq:  # an on/off option's "value" is dropped: `-w=deploy` must not name a task
                 return flag, attached if core.takes_value else None, rest
+            # the next word is its value, unless it is a flag: `--hide --production` has
+            # none (moved in front, --production became its value: s27 review-op2 #1)
             if core.takes_value and not core.optional and at + 1 < len(argv) \
-                    and not argv[at + 1].startswith("-"):  # `--hide --production`: no
-                return flag, argv[at + 1], argv[:at] + argv[at + 2:]  # value (s27 op2 #1)
+                    and not argv[at + 1].startswith("-"):
+                return flag, argv[at + 1], argv[:at] + argv[at + 2:]
             return flag, None, rest
         if not token.startswith("--") and len(token) > 2 and token[1] in shorts \
                 and core.takes_value:  # -T5, -fmy.yaml: the rest is its value
@@ -616,6 +618,7 @@ def _others(program, flags: dict) -> list:
     """Invoke's own options, each with the names a task with ``flags`` leaves to Invoke."""
     if program is None:
         return []
+
     def invokes(name: str) -> bool:  # the task's context refuses it (or lacks it)
         return to_flag(name) not in flags or isinstance(flags[to_flag(name)], _Refused)
 

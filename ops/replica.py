@@ -817,8 +817,9 @@ def missing_bucket(found: dict) -> str:
 def answer(returncode: int, stdout: str, stderr: str, what: str, code: ExitCode):
     """One litestream answer read (here or on the machine): its JSON when it exited 0,
     else an OpsError with its own words (``said``), in one line."""
-    if returncode < 0:  # killed here (the OOM killer, an operator's kill -9): no answer
-        # of the replica's, so not its exit code (it read "exit -9", exit 15: s27 break3)
+    # killed here (the OOM killer, an operator's kill -9): no answer of the replica's, so
+    # not the replica's exit code (it read "exit -9" with exit 15: s27 review-break3)
+    if returncode < 0:
         raise OpsError(f"{what}: litestream was {signals.ended(returncode)}, before it "
                        "answered", ExitCode.ERROR)
     if returncode != 0:

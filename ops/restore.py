@@ -430,12 +430,12 @@ class Restore:
                 self.ui.info(f"Safety backup: {safety} (the backup's content, as the live "
                              f"database already held it); the data from before is in {undo}, "
                              "an earlier restore's safety backup. To undo this restore:")
+            elif undo:
+                self.ui.info(f"Safety backup: {safety}. To undo this restore"
+                             + (" (the app's writes since then go into that run's safety "
+                                "backup):" if r.get("proof") and engine.raced(r["proof"])
+                                else ":"))
             if undo:
-                if undo == safety:
-                    self.ui.info(f"Safety backup: {safety}. To undo this restore"
-                                 + (" (the app's writes since then go into that run's safety "
-                                    "backup):" if r.get("proof") and engine.raced(r["proof"])
-                                    else ":"))
                 self.ui.lines(command_lines(  # pasteable whole: ` \` between words
                     shlex.split(undo_command(undo, self._flag(), r.get("undo_dir"))),
                     self.ui.width, "  "))

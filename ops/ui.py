@@ -444,7 +444,7 @@ class UI:
         for index, column in enumerate(columns):
             longest = max((len(self.shown(str(row[index]))) for row in rows), default=0)
             table.add_column(column, no_wrap=index in whole,  # a width, as steps_table's
-                             width=longest if index in whole else None)
+                             width=max(longest, len(column)) if index in whole else None)
         for row in rows:
             table.add_row(*[escape(self.shown(str(cell))) for cell in row])
         self._print_table(title, table)
