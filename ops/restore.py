@@ -70,7 +70,7 @@ def plan(o: RestoreOptions, *, db: str, directory: str, app: str = "",
 
     steps = [Step("resolve", "find the production machine and volume; is it emergency-stopped?",
                   commands=(tuple(fly.version()), tuple(fly.volumes_list(app)),
-                   tuple(fly.machines_list(app)), tuple(fly.machines_list(app))),
+                            tuple(fly.machines_list(app))),
                   reads_only=True, running="resolve the production machine")]
     if o.from_path:
         upload = f"{directory}/.upload-<name>"

@@ -560,7 +560,7 @@ def remove_tools(prod: Prod, tools: str) -> None:
 
 
 RESTORE_RESOLVE = ["version --json", "volumes list", "machine list"]  # once per run
-STOPPED = ["machine list"]  # a restore then asks whether the machine is emergency-stopped
+STOPPED: list[str] = []  # whether it is emergency-stopped: read from that machine list
 
 
 def restore_label(argv: list[str]) -> str:

@@ -37,7 +37,7 @@ def test_restore_while_emergency_stopped_neither_restarts_nor_waits(site, tools)
 
     assert result.returncode == 0, result
     assert [label(argv) for argv in site.world.calls()] == [
-        "version --json", "volumes list", "machine list", "machine list",
+        "version --json", "volumes list", "machine list",  # one: it says it is stopped
         "ssh list", "ssh counts", "ssh restore"]  # no `machine restart`
     assert site.health.requests == polls  # /health was not awaited
     assert engine.describe_file(site.db, live=True)[1] == engine.describe_file(made.path)[1]

@@ -39,15 +39,6 @@ class FlyApp:
                              key="fly.deploy_timeout", stream=stream)
 
     # -- the machine as the app runs on it
-    def machine_config(self) -> dict:
-        """The production machine as `fly machine list --json` shows it (its config is the
-        truth about what it runs, e.g. emergency.stop's maintenance command); {} if gone."""
-        found = self.session.fly.json(fly.machines_list(self.name))
-        machine_id = self.session.machine.id
-        mine = [raw for raw in found if isinstance(raw, dict) and raw.get("id") == machine_id] \
-            if isinstance(found, list) else []
-        return mine[0] if mine else {}
-
     def restart(self) -> str:
         """``fly machine restart``: the app reopens the database it now holds."""
         result = self.session.fly.run(fly.machine_restart(self.name, self.session.machine.id),

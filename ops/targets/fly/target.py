@@ -57,11 +57,10 @@ class FlyTarget(ScriptedTarget):
 
     def emergency_stopped(self) -> bool:
         """The machine runs emergency.stop's maintenance command: a restore then skips
-        ``settle`` (a restart would bring back the maintenance command, not the app)."""
-        try:
-            return fly.Machine.parse(self.fly_app.machine_config()).in_maintenance
-        except fly.ShapeError:  # gone, or not a machine's shape: not known to be stopped
-            return False
+        ``settle`` (a restart would bring back the maintenance command, not the app). Read
+        from the machine list the resolve made: asking flyctl again cost every production
+        restore a second `fly machine list` (s27 review-op2 #10)."""
+        return self.machine.in_maintenance
 
     def settle(self) -> Settle:
         """After a restore: restart the machine so the app reopens the database it now
