@@ -74,7 +74,7 @@ def demo(c, dir=None, mb=None, fresh=False):
         step.detail = f"{_rows(scratch, 'steps')} step entries, integrity_check ok"
 
     ui.table(f"Backups in {backup_dir}", ["name", "size", "sha256"],
-             [[b.name, human_bytes(b.size), (b.sha256 or "-")[:16]]
+             [[b.name, human_bytes(b.size), (b.sha256 or "-")[:12]]  # as backup.list
               for b in reversed(target.list())])  # newest first, as backup.list
     ui.steps_table("Demo")
     ui.info("Try:")  # its own lines, broken with ` \`: pasted whole at 80 columns too
