@@ -493,11 +493,23 @@ def core_option_after_task(task: str, core, flags: dict, names=None, argv=(),
     return f"{task} has no {shown} (Invoke's own): run `{moved}`"
 
 
+# the values of Invoke's options that Invoke never checks when a task runs: a task's own
+# word moved in front as one (`restore --hide NAME --yes` → `invoke --hide NAME restore
+# --yes`) would leave the task without it, and run on `latest` (s27 review-break4 #1)
+KNOWN_VALUES = {"hide": {"out", "stdout", "err", "stderr", "both"},  # invoke.runners
+                "list-format": {"flat", "nested", "json"}}
+
+
 def _fits(core, value: str | None) -> bool:
-    """Whether ``value`` can be the value of Invoke's option ``core`` as Invoke reads it
-    (its --command-timeout takes a whole number: anything else is its traceback)."""
-    if not value or value.startswith("-"):  # moved in front as `--hide -x`: read as a flag
+    """Whether ``value`` can be the value of Invoke's option ``core`` as Invoke reads it:
+    never a word that starts with `-` (read as a flag), one of the values Invoke takes for
+    --hide and --list-format, a whole number for --command-timeout and --list-depth
+    (anything else is Invoke's traceback). A path (--config, --search-root, --collection)
+    Invoke itself refuses when it is wrong."""
+    if not value or value.startswith("-"):
         return False
+    if core.name in KNOWN_VALUES:
+        return value in KNOWN_VALUES[core.name]
     return core.kind is not int or value.isascii() and value.isdigit()
 
 

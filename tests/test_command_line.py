@@ -145,7 +145,14 @@ def test_invokes_own_option_after_a_task_that_uses_one_of_its_names_is_refused(
                           (["restore", "--hide=--production"], "--hide"),
                           (["backup.list", "-Tx"], "-T"),
                           (["backup.list", "--command-timeout=abc"], "--command-timeout"),
-                          (["backup.list", "-T", "5s"], "-T"))],
+                          (["backup.list", "-T", "5s"], "-T"), (["backup.list", "-D", "x"], "-D"),
+                          # a task's own word is no value Invoke takes: moved in front, the
+                          # restore ran on `latest` (s27 review-break4 #1)
+                          (["restore", "--hide", "steps-2026-01-01T00-00-00.db", "--yes"],
+                           "--hide"),
+                          (["restore", "-F", "steps-2026-01-01T00-00-00.db", "--yes"], "-F"))],
+    (["backup.list", "-F", "json"],
+     "backup.list has no -F (Invoke's own): run `invoke --list-format json backup.list`"),
     # a short flag's attached value is no bundle: its letters stay (review-break2 #4)
     (["deploy", "-n", "-iregistry.fly.io/app:deployment-1", "-e"],
      "deploy has no -e (Invoke's own): run "
