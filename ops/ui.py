@@ -263,8 +263,10 @@ class UI:
             # between words, a `command` kept whole (pasted, a half ran on its own: s27
             # review-op2 #2), an indented line (a wait under its step, a plan's note) under
             # its own indent, not at column 0 (review-op s20 #7)
-            for line in wrapped(self.shown(message), self.width):  # a word wider than
-                self.err.print(Text(line))  # the line (a long path) is folded, as before
+            for line in wrapped(self.shown(message), self.width):
+                # a word or `command` wider than the line stays whole, as warn's: Rich broke
+                # it at a space, a real newline (s27 review-break4 #2)
+                self.err.print(Text(line), soft_wrap=True)
             return
         self.err.print(escape(self.shown(message)))
 

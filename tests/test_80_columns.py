@@ -4,6 +4,7 @@ break commands between arguments with ` \\`; prompts break between words."""
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import sys
@@ -250,4 +251,33 @@ def test_suggested_commands_paste_whole_from_an_80_column_terminal(tmp_path):
     undo = [line for line in lines if "`invoke restore " in line or "invoke restore" in line]
     assert undo and all(re.search(r"`[^`]*invoke restore steps-\S+ --yes`", line)
                         for line in undo), lines
+
+    # a record's words with a backtick and a newline (anyone can write there) unpaired the
+    # backticks, and a command wider than the line broke at a space (s27 review-break4 #2,
+    # #3): a longer command line, through python -m invoke, and a tampered record
+    (record,) = [path for path in (tmp_path / "a demo folder" / "data" / "backups").glob("*.json")
+                 if json.loads(path.read_text()).get("kind") == "safety"]
+    data = json.loads(record.read_text())
+    data["restore"] |= {"backup": "x`y\nz", "when": "`\n"}
+    record.write_text(json.dumps(data))
+    code, shown = helpers.on_terminal(["backup.list"], cwd=tmp_path, env=env, columns=80)
+    assert code == 0, shown
+    text = ANSI.sub("", shown).replace("\r", "")
+    assert "before it put back ? (at ?)" in " ".join(text.split()), text
+    assert re.search(r"`[^`\n]*invoke restore steps-\S+ --yes`$", text, re.M), text
+
+
+def test_a_command_wider_than_the_terminal_is_never_broken_at_a_space():
+    """On a terminal an info line's `command` wider than the line was broken by Rich at a
+    space, a real newline: pasted, the first line ran alone (s27 review-break4 #2)."""
+    import io
+
+    from ops.ui import UI, _Console
+
+    out = io.StringIO()
+    ui = UI(err=_Console(file=out, width=80, soft_wrap=False, highlight=False))
+    command = "/a/long/path/to/a/project/.venv/bin/invoke restore steps-2026-12-08T02-02-12.db " \
+              "--host deploy@db1.example.com:2222 --yes"
+    ui.info(f"safety: a copy a restore made; never latest. To undo that restore: `{command}`")
+    assert f"`{command}`\n" in out.getvalue(), out.getvalue()
 

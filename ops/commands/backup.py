@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import re
 import subprocess
 import sys
 from dataclasses import asdict
@@ -316,14 +317,20 @@ def list_(c, production=False, host=None, json=False):
 def legend(found, kinds: list[str], source: str | None, flag: str) -> list[str]:
     """What the listing's marks mean, for the rows that have them (pure): each safety
     backup's restore and its undo, ``other db`` and ``no record``."""
+    from ops import engine
+
     lines = []
     for item in found:
         if item.kind == "safety":
             made = item.restore or {}
+            # a record's words shown only when they look right: a newline or a backtick
+            # there broke the line's `command` across lines (s27 review-break4 #3)
+            backup, when = str(made.get("backup") or ""), str(made.get("when") or "")
+            backup = backup if engine.parse_created(backup) else "?"
+            when = when if re.fullmatch(engine.UPLOADED_TIME, when) else "?"
             lines.append(f"safety: {item.name} is the copy a restore made of the live database "
-                         f"before it put back {made.get('backup') or '?'} (at "
-                         f"{made.get('when') or '?'}); never latest. To undo that restore: "
-                         f"`invoke restore {item.name}{flag} --yes`")
+                         f"before it put back {backup} (at {when}); never latest. To undo "
+                         f"that restore: `invoke restore {item.name}{flag} --yes`")
     if "upload" in kinds:  # review-break s20 #1: the mark had no line
         lines.append("upload: a file `invoke restore --from FILE" + flag + "` sent here for its "
                      "restore; never latest. Kept 1h from its upload for that restore; after "
