@@ -281,3 +281,20 @@ def test_a_command_wider_than_the_terminal_is_never_broken_at_a_space():
     ui.info(f"safety: a copy a restore made; never latest. To undo that restore: `{command}`")
     assert f"`{command}`\n" in out.getvalue(), out.getvalue()
 
+
+def test_a_very_long_name_in_a_table_never_takes_the_other_columns():
+    """A 76-character table name made the restore's "Rows per table" lose its counts at
+    80 columns (s27 review-break4 #4): a name wider than half the line is folded."""
+    import io
+
+    from ops.ui import UI, _Console
+
+    out = io.StringIO()
+    ui = UI(err=_Console(file=out, width=80, soft_wrap=False, highlight=False))
+    ui.table("Rows per table", ["table", "before", "after"],
+             [["t" * 76, "1234567", "7654321"], ["steps", "3000", "3000"]])
+    text = out.getvalue()
+    assert "1234567" in text and "7654321" in text and "3000" in text, text
+    assert sum(map(len, re.findall(r"t{2,}", text))) == 76, text  # the whole name, folded
+    assert max(len(line) for line in text.splitlines()) <= 80, text
+
