@@ -373,3 +373,30 @@ def test_a_timestamp_after_the_replica_restores_the_newest_and_warns(replica_wor
     assert report["warning"].startswith(f"the replica ends at {report['replica_ends_at']}, ")
     assert "before the --timestamp asked" in report["warning"]
     assert "WARNING: the replica ends at" in result.stderr
+
+
+def test_replica_restores_at_once_into_one_file_leave_one_whole_file(replica_world):  # noqa: F811
+    """Three replica.restore runs into the same --output at once: one publishes it, the
+    others refuse and leave it alone (the file is linked into place, never replaced); two
+    drills at once both pass, each in its own scratch folder (s27: not reached by a review)."""
+    from tests import helpers
+
+    world = replica_world
+    litestream = world.start()
+    world.caught_up(world.local_txid())
+    world.kill(litestream)
+    out = world.tmp / "same.db"
+    runs = helpers.run_parallel(
+        lambda: helpers.run_invoke("replica.restore", "--output", str(out), "--json",
+                                   cwd=world.tmp, env=world.env) for _ in range(3))
+    assert sorted(run.returncode for run in runs) == [0, ExitCode.USAGE, ExitCode.USAGE], runs
+    for run in runs:
+        if run.returncode:
+            assert "appeared during the restore: left alone" in run.error_lines[-1], run
+    assert engine.run_check(out) == [] and not [p for p in os.listdir(world.tmp)
+                                                 if p.startswith(".")]
+    drills = helpers.run_parallel(
+        lambda: helpers.run_invoke("replica.drill", "--json", cwd=world.tmp, env=world.env)
+        for _ in range(2))
+    assert [run.returncode for run in drills] == [0, 0], drills
+
