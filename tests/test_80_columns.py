@@ -253,8 +253,8 @@ def test_suggested_commands_paste_whole_from_an_80_column_terminal(tmp_path):
                         for line in undo), lines
 
     # a record's words with a backtick and a newline (anyone can write there) unpaired the
-    # backticks, and a command wider than the line broke at a space (s27 review-break4 #2,
-    # #3): a longer command line, through python -m invoke, and a tampered record
+    # backticks and split the command (s27 review-break4 #3); one wider than the line:
+    # test_a_command_wider_than_the_terminal_is_never_broken_at_a_space
     (record,) = [path for path in (tmp_path / "a demo folder" / "data" / "backups").glob("*.json")
                  if json.loads(path.read_text()).get("kind") == "safety"]
     data = json.loads(record.read_text())

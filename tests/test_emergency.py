@@ -340,8 +340,9 @@ def test_a_marker_that_agrees_with_the_metadata_is_read_without_a_word(site):
     assert "WARNING" not in resumed.stderr, resumed.stderr
     assert resumed.json()["recorded_in"].endswith(".ops-emergency.json")
 
-    assert site.here("emergency.stop", "--yes").returncode == 0  # metadata it cannot read:
-    with site.world._mutate() as state:                          # the marker serves
+    # metadata it cannot read: the marker serves, and the run says why
+    assert site.here("emergency.stop", "--yes").returncode == 0
+    with site.world._mutate() as state:
         state["apps"][APP]["machines"][0]["config"]["metadata"]["ops_emergency_original"] = "{"
     resumed = site.here("emergency.resume", "--yes")
     assert resumed.returncode == 0, resumed

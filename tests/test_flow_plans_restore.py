@@ -28,8 +28,6 @@ def prod(served_prod):
     return served_prod
 
 
-
-
 def ran_steps(record: dict) -> list[str]:
     return [step["step"] for step in record["steps"]]
 
