@@ -1051,10 +1051,11 @@ def backup_of_other_page_size(folder, scratch: Path) -> engine.BackupResult:
 
 
 def command_after(stderr: str, said: str) -> str:
-    """The command printed on the lines after the line ``said`` (``Try:``, ``To undo this
-    restore:``), rejoined from its `` \\``-continued lines, as a shell would read it."""
+    """The command printed on the lines after the first line that ends with ``said``
+    (``Try:``, ``To undo this restore:``), rejoined from its `` \\``-continued lines, as a
+    shell would read it."""
     lines = stderr.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.strip() == said) + 1
+    start = next(i for i, line in enumerate(lines) if line.rstrip().endswith(said)) + 1
     words = []
     for line in lines[start:]:
         words.append(line.strip().removesuffix(" \\"))

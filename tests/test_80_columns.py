@@ -131,14 +131,7 @@ def test_the_undo_command_after_a_restore_pastes_whole(wal_db, tmp_path, run_inv
                                       answer="yes")
     assert code == 0, shown
     lines = ANSI.sub("", shown).replace("\r", "").split("\n")
-    at = next(i for i, line in enumerate(lines) if line.rstrip().endswith("restore:"))
-    command, rest = "", lines[at + 1:]
-    while rest:
-        line = rest.pop(0).strip()
-        command += " " + line.removesuffix(" \\")
-        if not line.endswith(" \\"):
-            break
-    words = shlex.split(command)
+    words = shlex.split(helpers.command_after("\n".join(lines), "restore:"))
     assert words[:2] == ["invoke", "restore"] and words[-1] == "--yes", lines
     assert words[2].startswith("steps-") and words[2] != name, lines  # the safety backup
 

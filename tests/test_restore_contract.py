@@ -189,16 +189,7 @@ def test_a_damaged_backup_is_refused_and_nothing_changes(site):
 
 def undo_line(stderr: str) -> list[str]:
     """The command printed after "To undo this restore:", its wrapped lines joined."""
-    lines = stderr.splitlines()
-    start = next(i for i, line in enumerate(lines) if "To undo this restore:" in line) + 1
-    words: list[str] = []
-    for line in lines[start:]:
-        if not line.startswith("  "):
-            break
-        words += line.strip().removesuffix("\\").split()
-        if not line.rstrip().endswith("\\"):
-            break
-    return words
+    return helpers.command_after(stderr, "To undo this restore:").split()
 
 
 def test_the_undo_line_puts_back_what_was_there(site):

@@ -24,15 +24,7 @@ pytestmark = pytest.mark.cli_in_process(per="module")
 
 def undo_words(stderr: str) -> list[str]:
     r"""The printed undo command, as the shell reads it (it may be wrapped with ` \`)."""
-    lines = stderr.splitlines()
-    start = next(i for i, line in enumerate(lines) if "To undo this restore:" in line)
-    text = ""
-    for line in lines[start + 1:]:
-        text += line.strip()
-        if not text.endswith("\\"):
-            break
-        text = text[:-1] + " "
-    return shlex.split(text)
+    return shlex.split(helpers.command_after(stderr, "To undo this restore:"))
 
 
 def undo_named(stderr: str) -> str:
