@@ -17,8 +17,8 @@ class Terminated(BaseException):
     locks are released on the way out."""
 
     def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.name = signal.Signals(signum).name
+        super().__init__(name(signum))
+        self.name = name(signum)
 
 
 def name(number: int) -> str:
