@@ -526,8 +526,9 @@ class Restore:
             reconnect()
         try:
             self._settled_remote("No answer came", name, signal=False)
-        except (KeyboardInterrupt, signals.Terminated):  # stopped while asking: its
-            if self.found.get("uploading"):  # restore there may still begin
+        except (KeyboardInterrupt, signals.Terminated):
+            # stopped while asking: the restore there may still begin
+            if self.found.get("uploading"):
                 self._upload_left(name, "its restore there may still begin")
             raise
         if self.record.get("holds") == "backup" or self.record.get("copied") is False:
@@ -1134,8 +1135,8 @@ class Restore:
             data, detail = self._remote(name, app_stopped=self.found.get("stopped", False)
                                         if o.production else o.app_stopped)
         except OpsError as exc:
-            if exc.code in ANSWER_LOST and not getattr(exc, "answered", False):  # its copy
-                # there may have committed, or still may
+            # no answer of the machine's: its copy there may have committed, or still may
+            if exc.code in ANSWER_LOST and not getattr(exc, "answered", False):
                 self._settled_lost(name)
             else:
                 self._discard_upload(restore_ended=True)

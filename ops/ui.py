@@ -230,7 +230,8 @@ class Step:
     depth: int = 0  # nested inside another step: its line is indented under its parent's
     reason: str = ""  # why it failed, shown on its line (default: the exception's first line)
     opened: bool = field(default=False, repr=False)  # its "▸" line was printed
-    error: BaseException | None = field(default=None, repr=False, compare=False)  # it failed by
+    # what it failed by: a parent failing by the same error says it once (``UI.step``)
+    error: BaseException | None = field(default=None, repr=False, compare=False)
 
 
 class UI:
@@ -312,10 +313,12 @@ class UI:
         except BaseException as exc:
             step.outcome = "failed" if isinstance(exc, Exception) else "interrupted"
             step.error = exc
+            # a step of its own failed by it and said why in these words (as shown: a secret
+            # hidden in both): said once; a parent's other words stay
             said = {self.shown(child.reason) for child in self.steps[first_child:]
-                    if child.error is exc}  # the words as shown: a secret hidden in both
-            if said and self.shown(step.reason) in said | {""}:  # a step of its own failed
-                step.reason = ""  # by it and said why in these words: once (others stay)
+                    if child.error is exc}
+            if said and self.shown(step.reason) in said | {""}:
+                step.reason = ""
             elif not step.reason:
                 step.reason = stopped_by(exc) or _first_line(exc) or type(exc).__name__
             raise
@@ -394,8 +397,8 @@ class UI:
         width = self.width
         if width is None or len(line) <= width:
             return line
-        if why:  # why it failed is never what gives way: the detail goes first, whole,
-            line = f"{head}  {'…  ' if step.detail else ''}{why}{tail}"  # leaving its mark
+        if why:  # why it failed never gives way: the detail goes first, whole, leaving "…"
+            line = f"{head}  {'…  ' if step.detail else ''}{why}{tail}"
             return line if len(line) <= width else broken(line, width, step.depth)
         parts = detail.split("  ")  # most important first: drop whole parts from the end
         while len(parts) > 1:
