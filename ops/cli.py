@@ -218,7 +218,12 @@ def task(*args, **kwargs):
 
 def invoke_command() -> str:
     """How to type `invoke` so a suggested command runs as pasted: bare when this
-    environment's invoke is the one on PATH, else its path (the venv is not active)."""
+    environment's invoke is the one on PATH, else its path (the venv is not active); with
+    the configuration file and collection this run was given (``chosen_by_options``)."""
+    return " ".join([_invoke_program(), *map(shlex.quote, chosen_by_options())])
+
+
+def _invoke_program() -> str:
     ours = Path(sys.executable).parent / "invoke"
     on_path = shutil.which("invoke")
     if on_path and ours.exists() and Path(on_path).resolve() == ours.resolve():
@@ -229,6 +234,23 @@ def invoke_command() -> str:
         except ValueError:
             return shlex.quote(str(ours))
     return shlex.quote(sys.executable) + " -m invoke"
+
+
+def chosen_by_options() -> list[str]:
+    """Invoke's options this run was given that chose its configuration file and its
+    collection, for the commands it suggests: a suggested `invoke restore NAME --yes` pasted
+    without the run's `-f prod.yaml` restores with another configuration (its database, its
+    backup folder). Not ``--search-root``: without it a pasted command finds no tasks and
+    says so, and the path would lengthen every line. None outside a run."""
+    program = running_program()
+    if program is None or not getattr(program, "core", None):
+        return []
+    words = []
+    for name in ("config", "collection"):
+        value = program.args[name].value
+        if isinstance(value, str) and value:
+            words += [f"--{name}", value]
+    return words
 
 
 # A command the tool suggests for a person to paste (`invoke restore NAME --yes`, `invoke
@@ -246,10 +268,12 @@ def pasteable(text: str) -> str:
     if "invoke " not in text:
         return text
     try:
-        typed = invoke_command()
+        program, chosen = _invoke_program(), invoke_command()
     except OSError:  # the working folder was removed under us: the plain word, no crash
         return text
-    return text if typed == "invoke" else _SUGGESTED.sub(lambda _: typed, text)
+    # a command that goes on with an option is a refused one moved whole (it keeps its own)
+    return text if chosen == "invoke" else _SUGGESTED.sub(
+        lambda m: program if text.startswith(" -", m.end()) else chosen, text)
 
 
 def can_ask() -> bool:

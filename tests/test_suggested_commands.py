@@ -71,3 +71,48 @@ def test_a_removed_working_folder_leaves_the_plain_word(tmp_path, monkeypatch):
     gone.rmdir()
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # so the path would be asked for
     assert cli.pasteable("run `invoke backup.list`") == "run `invoke backup.list`"
+
+
+# a collection of another name in the working folder: the project's tasks, as a user's own
+# tasks file may gather them
+COLLECTION = f"""import importlib.util, sys
+sys.path.insert(0, {str(helpers.REPO_ROOT)!r})
+spec = importlib.util.spec_from_file_location("project_tasks",
+                                              {str(helpers.REPO_ROOT / "tasks.py")!r})
+tasks = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(tasks)
+ns = tasks.ns
+"""
+
+
+def test_the_undo_line_keeps_the_config_file_and_collection_the_run_was_given(tmp_path):
+    """`invoke -c ops_tasks -f other.yaml restore NAME --yes`: its undo line, pasted,
+    restores other.yaml's database with the same tasks (without `--config` it ran with
+    the default configuration: another database, another backup folder)."""
+    wal_db = helpers.make_wal_db(tmp_path / "other" / "app.db")
+    folder = tmp_path / "other backups"
+    (tmp_path / "other.yaml").write_text(f"db:\n  path: {wal_db}\nbackup:\n  dir: {folder}\n")
+    (tmp_path / "ops_tasks.py").write_text(COLLECTION)
+    made = engine.create_backup(wal_db, folder)
+    with sqlite3.connect(wal_db) as db:
+        db.execute("DELETE FROM steps WHERE rowid % 2 = 0")
+        before = db.execute("SELECT count(*) FROM steps").fetchone()[0]
+    default = helpers.clean_env(helpers.project_root(tmp_path, None))  # its own data/steps.db
+    default["PATH"] = "/usr/bin:/bin"
+    restored = subprocess.run([helpers.PYTHON, "-m", "invoke", "-c", "ops_tasks",  # noqa: S603
+                               "-f", "other.yaml", "restore", made.name, "--yes"],
+                              cwd=tmp_path, env=default, capture_output=True, text=True,
+                              timeout=60)
+    assert restored.returncode == 0, restored.stderr
+    undo = helpers.command_after(restored.stderr, "To undo this restore:")
+    assert undo.startswith(f"{OURS} --config other.yaml --collection ops_tasks restore ")
+    pasted = subprocess.run(["sh", "-c", undo], cwd=tmp_path, env=default,  # noqa: S603, S607
+                            capture_output=True, text=True, timeout=60)
+    assert pasted.returncode == 0, pasted.stderr
+    with sqlite3.connect(wal_db) as db:
+        assert db.execute("SELECT count(*) FROM steps").fetchone()[0] == before
+    assert not list((tmp_path / "data").rglob("*.db*"))  # no default database was touched
+
+
+def test_outside_a_run_no_option_is_added():
+    assert cli.chosen_by_options() == []
