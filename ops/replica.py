@@ -13,6 +13,7 @@ unknown keys in litestream.yml are accepted silently (so we refuse them here).
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import json
 import os
 import re
@@ -22,6 +23,7 @@ import socket
 import subprocess
 import sys
 import tomllib
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -753,9 +755,13 @@ def run(argv: list[str], env: dict, *, timeout: float, what: str,
         done = signals.run_child(argv, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:
         where = replica_checks.destination(argv, env)  # the usual cause: a wrong endpoint
+        endpoint = replica_checks.destination_parts(argv, env).get("endpoint", "")
+        status = endpoint_status(endpoint, env) if where else None
+        hint = (f"{where}, which answers HTTP {status} to a plain request: the storage is "
+                "failing, or it is not S3" if status and status >= 500
+                else f"{where}: is the endpoint right and reachable?" if where else "")
         raise OpsError(f"{what}: litestream did not answer within {timeout:g}s"
-                       + (f" ({where}: is the endpoint right and reachable?)" if where else ""),
-                       timeout_code) from None
+                       + (f" ({hint})" if hint else ""), timeout_code) from None
     try:
         return answer(done.returncode, done.stdout, done.stderr, what, code)
     except OpsError as exc:
@@ -876,6 +882,24 @@ def proxied(endpoint: str, env: dict) -> bool:
         return False
     no_proxy = env.get("NO_PROXY") or env.get("no_proxy") or ""
     return not urllib.request.proxy_bypass_environment(address[0], {"no": no_proxy})
+
+
+def endpoint_status(endpoint: str, env: dict) -> int | None:
+    """The HTTP status ``endpoint`` answers an unsigned HEAD with, asked once litestream
+    has timed out: litestream retries a storage that fails every request (HTTP 5xx) in
+    silence (s27 review-break3 #5). S3 answers 403 here when it works. None when it
+    cannot be told (no endpoint of ours, a proxy between, no answer, TLS refused)."""
+    if endpoint_address(endpoint) is None or proxied(endpoint, env):
+        return None
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with direct.open(urllib.request.Request(endpoint, method="HEAD"),
+                         timeout=CONNECT_TIMEOUT) as answer:
+            return answer.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
 
 
 def unreachable_line(what: str, endpoint: str, reason: str) -> str:
