@@ -417,6 +417,37 @@ def test_fifos_directories_and_undecodable_names_never_hang_or_crash(made, backu
     assert (backup_dir / f"{other}.json").is_dir()  # a planted folder is never removed
 
 
+@pytest.mark.parametrize("where", ["local", "production"])
+def test_cleanup_says_what_it_left_that_is_named_like_a_backup(where, wal_db, backup_dir,
+                                                               run_invoke, fly_world, tmp_path):
+    """A symlink with a backup's name is never a backup, so retention never removes it:
+    once cleanup removed the backup it named, it dangles. Cleanup says it is there, as
+    backup.list does (s28 review-break #1: only backup.list said so)."""
+    site = make_site(tmp_path / "site", fly_world) if where == "production" else None
+    folder = site.backups if site else backup_dir
+    try:
+        if site:
+            folder.mkdir(parents=True, exist_ok=True)
+        for day in (3, 2, 1):
+            engine.create_backup(site.db if site else wal_db, folder,
+                                 clock=lambda day=day: days_ago(day))
+        oldest = names(folder)[0]  # oldest first
+        (folder / "steps-2030-01-01T00-00-00.db").symlink_to(oldest)
+        (folder / "steps-2020-01-01T00-00-00.db").mkdir()
+        cleanup = (site.run if site else run_invoke)(
+            "backup.cleanup", "--keep", "2", *(["--production"] if site else []))
+    finally:
+        if site:
+            site.health.close()
+    assert cleanup.returncode == 0, cleanup
+    assert oldest not in names(folder) and len(names(folder)) == 2
+    assert (folder / "steps-2030-01-01T00-00-00.db").is_symlink()  # left alone, now dangling
+    said = " ".join(cleanup.stderr.split())
+    assert ("WARNING: 2 entry(ies) named like a backup but not a regular file (a symlink, FIFO "
+            "or folder), never used as one: steps-2020-01-01T00-00-00.db, "
+            "steps-2030-01-01T00-00-00.db; look at it and remove it by hand") in said, said
+
+
 # ---------------------------------------------------------------- 12. read-only snapshots
 
 

@@ -171,6 +171,7 @@ def cleanup(c, keep=None, dry_run=False, production=False, host=None, json=False
     target.folder()  # a missing (mistyped) folder is exit 3, as in list and status
     leftovers = sweep_leftovers(target, ui, dry_run)
     decisions = backups.cleanup(target, ui, settings.keep, dry_run=dry_run)
+    report_odd(target, ui)  # from retention's listing
     waits = cleanup_lock_waits(target, ui, leftovers, decisions) if dry_run else []
     if json:
         ui.emit({"dry_run": dry_run, "keep": settings.keep,
@@ -245,6 +246,16 @@ def report_leftovers(target, ui: UI) -> None:
                 + f"; `invoke backup.cleanup{target.flag}` removes them")  # review-op #5
 
 
+def report_odd(target, ui: UI) -> None:
+    """What the target's last listing skipped as no backup: retention never removes it,
+    so a symlink there can outlive the backup it named (s28 review-break #1)."""
+    odd = getattr(target, "odd_entries", [])
+    if odd:
+        ui.warn(f"{len(odd)} entry(ies) named like a backup but not a regular file (a symlink, "
+                f"FIFO or folder), never used as one: {', '.join(odd[:3])}"
+                + (" …" if len(odd) > 3 else "") + "; look at it and remove it by hand")
+
+
 def leftovers_of(found: list) -> str:
     """What left these temporary files: a backup's copy (``.tmp-…``) or a ``restore
     --from``'s staged upload (``.upload-…``, ``engine.STAGED_NAME``), in words that are
@@ -274,11 +285,7 @@ def list_(c, production=False, host=None, json=False):
     now = dt.datetime.now(dt.UTC)
     future = {item.name for item in found if in_future(item.created, now)}
     report_leftovers(target, ui)
-    odd = getattr(target, "odd_entries", [])
-    if odd:
-        ui.warn(f"{len(odd)} entry(ies) named like a backup but not a regular file (a symlink, "
-                f"FIFO or folder), never used as one: {', '.join(odd[:3])}"
-                + (" …" if len(odd) > 3 else "") + "; look at it and remove it by hand")
+    report_odd(target, ui)
     if future:
         ui.warn(f"{len(future)} backup(s) dated in the future (a clock that ran ahead, or not "
                 "backups at all): never counted as the newest, never removed by retention")
