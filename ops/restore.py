@@ -417,7 +417,8 @@ class Restore:
         elif r["safety_backup"] and (kept := nothing_to_undo(r)):
             self.ui.info(f"Safety backup: {r['safety_backup']['name']} ({kept}). "
                          + ("Nothing to undo." if r["outcome"] == "ok" else
-                            f"To restore, run again: {_again(r, r['backup']['name'], self._flag())}"
+                            "To restore, run again: "
+                            f"`{_again(r, r['backup']['name'], self._flag())}`"
                             + (" (with a larger --busy-timeout, or when the app writes less)"
                                if r.get("exit_code") == ExitCode.TIMEOUT else "")))
             for line in interrupted_lines(r, self._flag()):
@@ -512,7 +513,7 @@ class Restore:
         self.ui.warn(f"{signal_name} during the restore: the live database {db} is MISSING "
                      "now (do not start the app: it would create an empty one); "
                      + (f"the moved-aside files are {', '.join(aside)}; " if aside else "")
-                     + f"finish with: invoke restore {name} --app-stopped --yes")
+                     + f"finish with: `invoke restore {name} --app-stopped --yes`")
 
     def _settled_lost(self, name: str) -> None:
         """The restore's answer was lost (the link dropped, flyctl failed, the call ran out
@@ -1395,7 +1396,7 @@ def drill_summary(result: dict, flag: str = "") -> str:
         return (f"{head}; but unverifiable: no checksum record says it is the backup that "
                 f"was made" + (f" ({DAMAGED.format(name=result['name'])})"
                                if damaged(result["problems"]) else
-                               f" (adopt it first: invoke backup.adopt {result['name']}{flag})"))
+                               f" (adopt it first: `invoke backup.adopt {result['name']}{flag}`)"))
     if result["problems"] or result["differences"]:
         found = (result["problems"] + result["differences"])[:3]
         return f"{head}; DIFFERS from its record: {'; '.join(found)}"
@@ -1537,7 +1538,7 @@ def undo_lines(record: dict, flag: str) -> list[str]:
     undo = undo_backup(record)
     if undo:
         lines = ["To put back what it held before: "
-                 + undo_command(undo, flag, record.get("undo_dir"))]
+                 f"`{undo_command(undo, flag, record.get('undo_dir'))}`"]
     else:
         lines = [f"Which safety backup holds the data from before could not be told "
                  f"({record.get('undo_unknown')}): look in `invoke backup.list{flag}`."]
@@ -1549,7 +1550,7 @@ def interrupted_lines(record: dict, flag: str) -> list[str]:
     backup = (record.get("backup") or {}).get("name")
     return [f"An earlier restore of {backup} was interrupted (no audit line records it "
             f"finishing): its safety backup {name} holds the data from before it: "
-            + undo_command(name, flag, record.get("undo_dir"))
+            f"`{undo_command(name, flag, record.get('undo_dir'))}`"
             for name in record.get("interrupted_safety") or []]
 
 
@@ -1573,7 +1574,7 @@ def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> 
                      "content, and no safety backup was made.")
         if backup:
             lines.append(f"To restore with a safety backup and its proof, run again: "
-                         f"{_again(record, backup, flag)}")
+                         f"`{_again(record, backup, flag)}`")
         return lines
     if record.get("machine_unsettled"):  # the machine's restore may still copy
         return lines + _unsettled_by_hand(record, backup, safety, flag, machine)
@@ -1581,13 +1582,13 @@ def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> 
         lines.append("Not restored: the live database is as it was (the app may have written "
                      "since)" + (f"; safety backup {safety} was made" if safety else "") + ".")
         if backup:
-            lines.append(f"To restore, run again: {_again(record, backup, flag)}")
+            lines.append(f"To restore, run again: `{_again(record, backup, flag)}`")
         return lines
     if "restore" not in steps or record.get("holds") == "safety":  # proven unchanged
         lines.append("The live database was not changed" + (
             " by this run" if not safety else f" (safety backup {safety} was made)") + ".")
         if backup:
-            lines.append(f"To restore, run again: {_again(record, backup, flag)}")
+            lines.append(f"To restore, run again: `{_again(record, backup, flag)}`")
         return lines
     if (record.get("proof") or {}).get("ok") and record.get("holds") in (None, "backup"):
         return lines + _done_by_hand(record, backup, safety, flag, machine)
@@ -1596,8 +1597,8 @@ def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> 
                      + (f"; what was there is kept at {', '.join(record['moved_aside'])}"
                         if record.get("moved_aside") else "") + ".")
         if backup:
-            lines.append(f"To finish the restore: invoke restore {backup}{flag} --app-stopped "
-                         "--yes")
+            lines.append(f"To finish the restore: `invoke restore {backup}{flag} "
+                         "--app-stopped --yes`")
         return lines
     if record.get("holds") == "other":
         lines.append("The live database held neither the backup's content nor its own from "
@@ -1608,11 +1609,11 @@ def by_hand(record: dict, flag: str, machine: tuple[str, str] | None = None) -> 
     if safety:
         lines += undo_lines(record, flag)
     if backup:
-        lines.append(f"To finish the restore: invoke restore {backup}{flag} --yes")
+        lines.append(f"To finish the restore: `invoke restore {backup}{flag} --yes`")
     if machine and "restart" not in [s["step"] for s in record["steps"]
                                      if s.get("outcome") == "ok"]:
-        lines.append(f"Then restart the app so it reopens the database: fly machine restart "
-                     f"{machine[1]} -a {machine[0]}, and check /health")
+        lines.append(f"Then restart the app so it reopens the database: `fly machine restart "
+                     f"{machine[1]} -a {machine[0]}`, and check /health")
     return lines
 
 
@@ -1637,10 +1638,11 @@ def _unsettled_by_hand(record: dict, backup: str | None, safety: str | None,
                  "the app's data" + ("; a rerun over a copied backup buries this safety "
                                      "backup under a second one." if safety else "."))
     if backup:  # a rerun over a copy that may still land: only once it did not
-        lines.append(f"If it did not copy, to finish the restore: {_again(record, backup, flag)}")
+        lines.append(f"If it did not copy, to finish the restore: "
+                     f"`{_again(record, backup, flag)}`")
     if machine:  # either way the app must reopen the database
-        lines.append(f"Then restart the app so it reopens the database: fly machine restart "
-                     f"{machine[1]} -a {machine[0]}, and check /health")
+        lines.append(f"Then restart the app so it reopens the database: `fly machine restart "
+                     f"{machine[1]} -a {machine[0]}`, and check /health")
     return lines
 
 
@@ -1666,8 +1668,8 @@ def _done_by_hand(record: dict, backup: str | None, safety: str | None, flag: st
         lines += undo_lines(record, flag)
     done = [s["step"] for s in record["steps"] if s.get("outcome") == "ok"]
     if machine and "restart" not in done:
-        lines.append(f"Restart the app so it reopens the database: fly machine restart "
-                     f"{machine[1]} -a {machine[0]}, and check /health")
+        lines.append(f"Restart the app so it reopens the database: `fly machine restart "
+                     f"{machine[1]} -a {machine[0]}`, and check /health")
     elif machine:
         lines.append("The machine was restarted: check the app's /health")
     return lines

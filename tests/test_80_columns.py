@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from ops import cli, runbook
+from ops import cli, engine, runbook
 from ops.errors import ExitCode, OpsError
 from ops.ui import wrapped
 from tests import helpers
@@ -134,6 +134,24 @@ def test_the_undo_command_after_a_restore_pastes_whole(wal_db, tmp_path, run_inv
     words = shlex.split(helpers.command_after("\n".join(lines), "restore:"))
     assert words[:2] == ["invoke", "restore"] and words[-1] == "--yes", lines
     assert words[2].startswith("steps-") and words[2] != name, lines  # the safety backup
+
+
+def test_the_run_again_command_after_a_busy_timeout_pastes_whole(wal_db, backup_dir):
+    """s28 review-op #2: at 80 columns "To restore, run again: invoke restore NAME --yes"
+    broke at a real newline after `restore`; pasted, its first line restored `latest`
+    and the second answered the question. Every command in the lines after a stopped
+    restore is backticked now, so no break falls inside one."""
+    made = engine.create_backup(wal_db, backup_dir)
+    helpers.change(wal_db)
+    with helpers.app_holds_write_lock(wal_db):
+        code, shown = helpers.on_terminal(
+            ["restore", made.name, "--yes", "--busy-timeout", "0.5"],
+            cwd=wal_db.parent.parent, columns=80)
+    assert code == ExitCode.TIMEOUT, shown
+    shown = ANSI.sub("", shown).replace("\r", "")
+    (command,) = re.findall(r"run again:\s+`([^`]*)`", shown)
+    assert "\n" not in command, shown  # soft-wrapped by the terminal, if at all
+    assert shlex.split(command) == ["invoke", "restore", made.name, "--yes"], shown
 
 
 def test_ctrl_d_at_the_prompt_is_130_and_the_error_starts_its_own_line(site):

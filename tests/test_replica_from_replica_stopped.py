@@ -169,7 +169,7 @@ def test_here_stopped_while_another_run_holds_a_lock(replica_world, run_invoke, 
     elif sig == signal.SIGTERM:  # the published backup is named, to restore by hand
         one_error_line(result)
         assert "The live database was not changed" in result.stderr, result.stderr
-        assert (f"To restore, run again: invoke restore {kinds['adopted'].name} --yes"
+        assert (f"To restore, run again: `invoke restore {kinds['adopted'].name} --yes`"
                 in result.stderr), result.stderr
     again = run_invoke("restore", "--from-replica", "--yes", env=env)
     assert again.returncode == 0, again

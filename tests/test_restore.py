@@ -427,7 +427,7 @@ def test_a_live_database_locked_longer_than_the_busy_timeout_is_left_unchanged(
     # would lose the app's writes since (review-op s19 #3; this asserted the undo before)
     assert len(safeties) == 1 and safeties[0].name in result.stderr
     assert f"invoke restore {safeties[0].name} --yes" not in result.stderr
-    assert f"To restore, run again: invoke restore {made.name} --yes" in result.stderr
+    assert f"To restore, run again: `invoke restore {made.name} --yes`" in result.stderr
 
 
 def test_a_backup_with_another_page_size_is_refused_before_anything(

@@ -117,8 +117,8 @@ def test_a_lost_answer_before_the_restore_began_says_what_is_not_known(served_pr
     assert "The restore's answer was lost during step restore." in lines, result.stderr
     assert any(line.startswith("Not known: whether the restore there is still waiting")
                for line in lines), result.stderr
-    assert any(f"If it did not copy, to finish the restore: invoke restore {made.name} "
-               "--production --yes" in line for line in lines), result.stderr
+    assert any(f"If it did not copy, to finish the restore: `invoke restore {made.name} "
+               "--production --yes`" in line for line in lines), result.stderr
 
 
 @pytest.mark.parametrize("key", ["same", "changed"])
@@ -200,7 +200,7 @@ def test_when_asking_fails_too_the_record_says_it_is_not_known(served_prod):  # 
     assert "It could not be asked afterwards what the live database holds." in lines, lines
     assert any(line.startswith("Not known: whether the restore there copied, or is still "
                                "waiting") for line in lines), result.stderr
-    assert any(f"If it did not copy, to finish the restore: invoke restore {made.name}" in line
+    assert any(f"If it did not copy, to finish the restore: `invoke restore {made.name}" in line
                for line in lines), result.stderr
 
 

@@ -260,7 +260,7 @@ def test_sigterm_between_moving_a_corrupt_database_aside_and_placing_says_it_is_
     assert sorted(Path(p).name for p in record["moved_aside"]) == aside and aside
     assert "is MISSING now" in result.stderr and aside[0] in result.stderr
     finish = f"invoke restore {made.name} --app-stopped --yes"
-    assert f"To finish the restore: {finish}" in result.stderr
+    assert f"To finish the restore: `{finish}`" in result.stderr
     assert result.error_lines[-1].endswith("see above for what to finish by hand")
     # and that command does finish it
     done = run_invoke("restore", made.name, "--app-stopped", "--yes")

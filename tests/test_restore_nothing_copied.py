@@ -48,7 +48,7 @@ def test_stopped_before_its_copy_over_the_same_content_says_nothing_was_copied(p
     assert (f"nothing was copied: its live database already held backup {made.name}'s "
             "content, and no safety backup was made") in result.stderr
     assert "Nothing was copied: the live database already held backup" in result.stderr
-    assert f"run again: invoke restore {made.name} --production --yes" in result.stderr
+    assert f"run again: `invoke restore {made.name} --production --yes`" in result.stderr
     assert "proven" not in result.stderr and "To undo" not in result.stderr
     assert result.error_lines[-1] == ("Error: terminated by SIGTERM; the live database was "
                                       "not changed by this run (see above)")

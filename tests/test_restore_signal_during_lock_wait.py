@@ -31,5 +31,5 @@ def test_sigterm_in_the_wait_for_the_apps_lock_ends_it_unchanged(tmp_path, wal_d
     record = result.json()
     assert (record["outcome"], record["holds"]) == ("not restored", "safety"), record
     assert "stayed locked" not in shown  # ended by the signal, not by the busy timeout
-    assert f"To restore, run again: invoke restore {made.name} --yes" in shown, shown
+    assert f"To restore, run again: `invoke restore {made.name} --yes`" in shown, shown
     assert content(wal_db) == before

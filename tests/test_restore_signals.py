@@ -68,7 +68,7 @@ def test_sigterm_while_the_machine_restores_leaves_an_honest_record(prod):  # no
     assert line["holds"] == "safety"
     assert "does not hold backup" in shown
     # the by-hand lines: finish the restore once it did not copy, then restart the machine
-    assert (f"If it did not copy, to finish the restore: invoke restore {made.name} "
-            "--production --yes") in shown
+    assert (f"If it did not copy, to finish the restore: `invoke restore {made.name} "
+            "--production --yes`") in shown
     assert f"fly machine restart {MACHINE} -a {APP}" in shown
     assert "Error: terminated by SIGTERM" in shown

@@ -81,8 +81,8 @@ def test_by_hand_after_a_proven_copy_leaves_only_the_apps_side():
     assert restore.by_hand(record, " --production", ("app", "m1")) == [
         "The restore was terminated by SIGTERM during step restart.",  # restart interrupted
         "The restore itself was done and proven: the live database holds backup B.db.",
-        "To put back what it held before: invoke restore S.db --production --yes",
-        "Restart the app so it reopens the database: fly machine restart m1 -a app, and "
+        "To put back what it held before: `invoke restore S.db --production --yes`",
+        "Restart the app so it reopens the database: `fly machine restart m1 -a app`, and "
         "check /health"]
     unproven = {**record, "proof": {"ok": False}}  # a failed proof: nothing is claimed
     assert not [line for line in restore.by_hand(unproven, " --production", ("app", "m1"))
@@ -98,7 +98,8 @@ def test_stopped_before_its_upload_finished_a_from_restore_is_run_again_from_the
               "steps": [{"step": "resolve", "outcome": "ok"}, {"step": "verify", "outcome": "ok"},
                         {"step": "upload", "outcome": "interrupted"}]}
     assert restore.by_hand(record, " --production")[-1] == (
-        "To restore, run again: invoke restore --production --from '/tmp/my backup.db' --yes")
+        "To restore, run again: `invoke restore --production --from '/tmp/my backup.db' "
+        "--yes`")
     record["steps"][-1]["outcome"] = "ok"  # uploaded: the machine has it under its name
     assert restore.by_hand(record, " --production")[-1] == (
-        "To restore, run again: invoke restore B.db --production --yes")
+        "To restore, run again: `invoke restore B.db --production --yes`")

@@ -54,7 +54,7 @@ def test_a_local_busy_timeout_gives_no_undo_line(tmp_path, wal_db, backup_dir):
     assert result.returncode == 6, result
     assert "To undo" not in result.stderr, result.stderr
     assert "the live database was not changed by this run" in result.stderr, result.stderr
-    assert f"To restore, run again: invoke restore {made.name} --yes" in result.stderr
+    assert f"To restore, run again: `invoke restore {made.name} --yes`" in result.stderr
     assert content(wal_db) == before
 
 

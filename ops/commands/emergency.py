@@ -125,7 +125,7 @@ def stop(c, yes=False, dry_run=False, json=False):
     machine, app = run.machine, run.app
     if machine.in_maintenance:
         return run.nothing(f"{app} is already emergency-stopped on {machine.id}; "
-                           "undo it with: invoke emergency.resume")
+                           "undo it with: `invoke emergency.resume`")
     original = em.original_of(machine)
     when = runbook.now()
     write = em.write_marker_script(run.marker, {
