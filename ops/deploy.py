@@ -599,6 +599,11 @@ class Deployment:
                 releases, rolled_back_from(audit.read(self.settings.audit_log), o.app))
             self.rollback_image = _release_image(releases, version)
             self.record["rollback_to"] = version
+            newest = max(releases, key=lambda r: r.version)
+            if o.rollback_to and self.rollback_image == newest.image_ref:  # s28 review-op #6
+                self.ui.warn(f"v{version}'s image is the one v{newest.version} runs now: this "
+                             "rollback redeploys what is live and goes back nowhere; to go "
+                             f"back, name an earlier release (`fly releases -a {o.app} --image`)")
             self.runner.learn(**{RELEASE[1:-1]: f"v{version}", IMAGE[1:-1]: self.rollback_image})
         if o.require_clean:
             try:

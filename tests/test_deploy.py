@@ -582,10 +582,11 @@ def test_rollback_redeploys_an_earlier_image_without_touching_data(sites):
 def test_rollback_to_an_unknown_release_and_dry_run_deploy_nothing(sites):
     unknown, dry = sites("unknown"), sites("dry")
 
-    r_unknown, r_dry, r_dry_to = run_cases([
+    r_unknown, r_dry, r_dry_to, r_live = run_cases([
         (unknown, ("deploy.rollback", "--to", "99", "--json")),
         (dry, ("deploy.rollback", "--dry-run", "--json")),
         (dry, ("deploy.rollback", "--dry-run", "--json", "--to", "11")),
+        (dry, ("deploy.rollback", "--dry-run", "--json", "--to", "12")),
     ])  # fmt: skip
 
     assert r_unknown.returncode != 0, r_unknown
@@ -594,7 +595,7 @@ def test_rollback_to_an_unknown_release_and_dry_run_deploy_nothing(sites):
     assert unknown.world.machine_image(MID) == IMAGE_V12
     assert [entry["kind"] for entry in unknown.audit()] == ["rollback"]
 
-    assert sorted(dry_run_reads(dry.world.calls(), 2)) == sorted(READS * 2)
+    assert sorted(dry_run_reads(dry.world.calls(), 3)) == sorted(READS * 3)
     assert dry.audit() == []
     for result in (r_dry, r_dry_to):  # the image is known: releases is a read
         assert result.returncode == 0, result
@@ -606,6 +607,10 @@ def test_rollback_to_an_unknown_release_and_dry_run_deploy_nothing(sites):
         ]
         assert steps["deploy"]["title"] == "redeploy v11"
         assert "WARNING" not in result.stderr
+    # a --to naming the live release (a typo for v11, say) is planned, and said (review-op s28 #6)
+    assert r_live.returncode == 0, r_live
+    assert "WARNING: v12's image is the one v12 runs now: this rollback redeploys what is " \
+           "live and goes back nowhere" in " ".join(r_live.stderr.split()), r_live.stderr
 
 
 def test_rollback_to_an_unknown_release_exits_not_found(site):

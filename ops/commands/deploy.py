@@ -13,7 +13,8 @@ from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated, stop_on_signals
 
 JSON = "print the audit record (or the plan, with --dry-run) as JSON on stdout"
-DRY_RUN = "print the plan with the exact flyctl commands and run nothing"
+DRY_RUN = ("print the plan with the exact flyctl commands; run only the steps that read "
+           "(the preflight's flyctl calls), change nothing")
 LOCK_WAIT = ("seconds to wait for another deploy's lock (default: deploy.lock_wait, 0), and "
              "for the backup lock (default: backup.lock_wait)")
 ROLLBACK_LOCK_WAIT = ("seconds to wait for another deploy's lock (default: deploy.lock_wait, "
@@ -125,7 +126,8 @@ def deploy(c, skip_backup=False, dry_run=False, image=None, remote_only=False, l
 
 @task(
     help={
-        "to": "release version to go back to (default: the one before the current release)",
+        "to": "release version to go back to (default: the newest complete release before "
+              "the live one that no earlier rollback left)",
         "dry_run": DRY_RUN,
         "strategy": "fly deploy --strategy for the redeploy",
         "lock_wait": ROLLBACK_LOCK_WAIT,  # review-op s21 #11
