@@ -65,6 +65,17 @@ def test_ci_runs_zizmor_offline_after_the_tests():
     assert "zizmor" in Path(REPO_ROOT / "pyproject.toml").read_text()
 
 
+def test_the_deploy_workflow_tests_as_this_repositorys_ci_does():
+    """deploy.yml's test job ran `pytest -q` alone: one core, no sshd installed, and under
+    GitHub's CI=true the SSH tests fail rather than skip (s28 review-op #3)."""
+    test_job = jobs(text("deploy.yml"))["test"]
+    assert re.findall(r"- run: (.*)", test_job) == ['sudo env "PATH=$PATH" CI=true bash .ci/run']
+    readme = (REPO_ROOT / "README.md").read_text()
+    pytest = re.search(r"\npython3 -m venv .*(\.venv/bin/pytest[^#\n]*?)\s+#", readme).group(1)
+    assert pytest == ".venv/bin/pytest -q -n auto"  # the README's test run, as .ci/run's
+    assert f"&& {pytest}\n" in (REPO_ROOT / ".ci" / "run").read_text()
+
+
 # ---------------------------------------------------------------- issue 19 #9-10
 
 
@@ -98,8 +109,11 @@ def test_scheduled_runs_alert_when_cancelled_as_well_as_failed():
         assert re.search(r"- name: say it loudly\n        if: failure\(\) \|\| cancelled\(\)\n",
                          block), name
     alert = text("scheduled-alert.yml")
-    assert re.search(r"on:\n  workflow_run:.*\n    workflows: \[scheduled\]\n    types: "
-                     r"\[completed\]\n", alert)
+    assert re.search(r"on:\n  workflow_run:.*\n    workflows: \[scheduled, replica-drill\]\n"
+                     r"    types: \[completed\]\n", alert)  # both scheduled workflows (s28 op #4)
+    names = {re.search(r"^name: (\S+)", text(f), re.MULTILINE).group(1)
+             for f in ("scheduled.yml", "replica-drill.yml")}
+    assert names == {"scheduled", "replica-drill"}  # the names workflow_run matches
     assert "conclusion == 'cancelled'" in alert and "conclusion == 'failure'" in alert
     assert "exit 1" in alert and "actions/checkout" not in alert
     assert re.search(r"^permissions:\n  contents: read\n", alert, re.MULTILINE)
