@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -43,10 +44,10 @@ def test_demo_backs_up_verifies_prunes_and_restores(tmp_path):
     # its last line, pasted into a shell, lists them as this database's: without the
     # database's path they were "other db", never latest (s27 review-op #1)
     line = command_after(result.stderr, "Try:")
-    command = line.replace(  # run in this project (tmp_path: ours)
-        " invoke backup.list", f" {sys.executable} -m invoke --search-root {REPO_ROOT} "
-                               "backup.list --json")
-    assert "--search-root" in command, line
+    words = shlex.split(line)
+    assert words[0].endswith("invoke") and words[1:3] == ["-f", "d/config.yaml"], line
+    command = shlex.join(  # run in this project (tmp_path: ours)
+        [sys.executable, "-m", "invoke", "--search-root", str(REPO_ROOT), *words[1:], "--json"])
     pasted = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True,
                             timeout=60, env=clean_env(project_root(tmp_path, None)))
     assert pasted.returncode == 0, pasted

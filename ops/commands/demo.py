@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import sqlite3
 from pathlib import Path
+
+from invoke.util import yaml
 
 from ops import config, digits
 from ops.cli import guarded, task
@@ -77,25 +80,46 @@ def demo(c, dir=None, mb=None, fresh=False):
              [[b.name, human_bytes(b.size), (b.sha256 or "-")[:12]]  # as backup.list
               for b in reversed(target.list())])  # newest first, as backup.list
     ui.steps_table("Demo")
+    settings_file = write_settings(root, db, backup_dir, config.project_root(c.config))
     ui.info("Try:")  # its own lines, broken with ` \`: pasted whole at 80 columns too
-    ui.lines(command_lines(try_command(db, backup_dir, config.project_root(c.config)),
-                           ui.width, "  "))
+    ui.lines(command_lines(try_command(settings_file), ui.width, "  "))
 
 
-def try_command(db: Path, backup_dir: Path, project: Path) -> list[str]:
-    """The words of a command that lists the demo's backups when pasted into the same
-    shell: the paths as config reads them (from the project root, else absolute), through
-    `env` (a quoted NAME=VALUE is no assignment to the shell, but is to env), and `invoke`
-    as this shell can run it (``ui.command_lines``). The database too: without it the
-    listing called the backups another database's (s27 review-op #1)."""
+SETTINGS_NAME = "config.yaml"  # in the demo's folder: `invoke -f demo/config.yaml TASK`
+
+
+def write_settings(root: Path, db: Path, backup_dir: Path, project: Path) -> Path:
+    """A configuration file naming the demo's database and backup folder (the paths as
+    config reads them: from the project root, else absolute). Given with `-f`, it reaches
+    every command a task suggests (``cli.chosen_by_options``); variables set for one
+    command do not (s28 review-op #1). Replaced, never written through a symlink."""
     def shown(path: Path) -> str:
         path = path.absolute()
         with contextlib.suppress(ValueError):
             path = path.relative_to(project.absolute())
         return str(path)
 
-    return ["env", f"INVOKE_DB_PATH={shown(db)}", f"INVOKE_BACKUP_DIR={shown(backup_dir)}",
-            "invoke", "backup.list"]
+    text = ("# written by `invoke demo`: its sample database and backups\n"
+            + yaml.safe_dump({"db": {"path": shown(db)}, "backup": {"dir": shown(backup_dir)}},
+                             sort_keys=False))
+    target = root / SETTINGS_NAME
+    staged = root / f".{SETTINGS_NAME}.{os.getpid()}.tmp"
+    staged.unlink(missing_ok=True)
+    with open(staged, "x", encoding="utf-8") as out:
+        out.write(text)
+    os.replace(staged, target)
+    return target
+
+
+def try_command(settings_file: Path) -> list[str]:
+    """The words of a command that lists the demo's backups when pasted into the same
+    shell: `invoke` as this shell can run it (``ui.command_lines``) with the demo's
+    settings file, from this folder if it is under it, else absolute. The database too:
+    without it the listing called the backups another database's (s27 review-op #1)."""
+    path = settings_file.absolute()
+    with contextlib.suppress(ValueError):
+        path = path.relative_to(Path.cwd())
+    return ["invoke", "-f", str(path), "backup.list"]
 
 
 def _size_mb(text) -> float:
