@@ -274,10 +274,10 @@ def plan_as_data(steps: list[Step]) -> list[dict]:
 
 def undo_command(safety: str, flag: str, directory: str | None = None) -> str:
     """``flag``: the target's own (``Target.flag``), empty locally; ``directory``: the
-    local folder the safety backup is in when it is not backup.dir (``safety_folder``)."""
-    # `env`: the assignment stays one word however the command is quoted or wrapped
-    env = f"env INVOKE_BACKUP_DIR={shlex.quote(directory)} " if directory else ""
-    return f"{env}invoke restore {safety}{flag} --yes"
+    local folder the safety backup is in when it is not backup.dir (``safety_folder``):
+    a flag, as INVOKE_BACKUP_DIR would lose to a `-f` file's backup.dir (s28 break2 #1)."""
+    where = f" --backup-dir {shlex.quote(directory)}" if directory else ""
+    return f"invoke restore {safety}{flag}{where} --yes"
 
 
 def safety_folder(backup_dir: Path, chosen_is_other: bool) -> Path:

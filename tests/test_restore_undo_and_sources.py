@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import os
 import shlex
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -171,12 +172,36 @@ def test_another_databases_backup_is_refused_and_its_undo_works_with_the_flag(
     assert (backup_dir / safety).is_file()  # the live database's own folder
     assert engine.count_rows(wal_db, live=True)["steps"] == 10
     undo = undo_words(done.stderr)
-    env_name, _, shown_dir = undo[1].partition("=")
-    assert undo[0] == "env" and env_name == "INVOKE_BACKUP_DIR", undo
-    assert (tmp_path / shown_dir).resolve() == backup_dir.resolve(), undo
-    assert undo[2:4] == ["invoke", "restore"], undo
-    back = run_invoke(*undo[3:], env={"INVOKE_BACKUP_DIR": shown_dir})
+    assert undo[:3] == ["invoke", "restore", safety] and undo[3] == "--backup-dir", undo
+    assert (tmp_path / undo[4]).resolve() == backup_dir.resolve(), undo
+    # the run's folder still set as it was: the flag wins over it (a -f file's too, below)
+    back = run_invoke(*undo[1:], env=env)
     assert back.returncode == 0, back
+    assert content(wal_db) == before
+
+
+def test_the_undo_of_another_databases_backup_runs_as_pasted_under_a_config_file(
+        tmp_path, wal_db, backup_dir, run_invoke):
+    """s28 review-break2 #1: with `-f FILE` setting backup.dir, the undo line's
+    `env INVOKE_BACKUP_DIR=…` lost to the file (Invoke ranks a -f file above variables):
+    pasted, it was refused ("no backup named …"). The folder is a flag now."""
+    other = helpers.make_wal_db(tmp_path / "other.db", users=5, steps=10)
+    made = run_invoke("backup", "--db", str(other), "--json")
+    assert made.returncode == 0, made
+    folder = Path(made.json()["backup"]["path"]).parent
+    name = made.json()["backup"]["name"]
+    (tmp_path / "c2.yaml").write_text(f"db:\n  path: {wal_db}\nbackup:\n  dir: {folder}\n")
+    before = content(wal_db)
+    done = run_invoke("-f", "c2.yaml", "restore", name, "--yes", "--other-source")
+    assert done.returncode == 0, done
+    undo = undo_words(done.stderr)
+    assert undo[:3] == ["invoke", "--config", "c2.yaml"] and "--backup-dir" in undo, undo
+    pasted = subprocess.run(  # as pasted in the shell the run came from
+        ["sh", "-c", shlex.join([helpers.PYTHON, "-m", "invoke", "--search-root",
+                                 str(helpers.REPO_ROOT), *undo[1:]])],
+        cwd=tmp_path, env=helpers.clean_env(helpers.project_root(tmp_path, None)),
+        capture_output=True, text=True, timeout=60)
+    assert pasted.returncode == 0, pasted.stderr
     assert content(wal_db) == before
 
 
@@ -312,3 +337,22 @@ def test_other_sources_folders_are_named_and_a_download_folder_is_its_hosts(
     drill = run_invoke("backup.drill", env=env)
     assert drill.returncode == 0, drill
     assert f"drill latest in {downloads}" in drill.stderr, drill.stderr  # never "local db"
+
+
+def test_the_list_line_after_a_backup_of_another_database_runs_as_pasted_under_a_config_file(
+        tmp_path, wal_db, run_invoke):
+    """s28 review-break2 #1: "list them with `INVOKE_BACKUP_DIR=… invoke --config c.yaml
+    backup.list`" listed c.yaml's folder, and named the same line again."""
+    other = helpers.make_wal_db(tmp_path / "other.db", users=5, steps=10)
+    (tmp_path / "c.yaml").write_text(f"backup:\n  dir: {tmp_path / 'c backups'}\n")
+    made = run_invoke("-f", "c.yaml", "backup", "--db", str(other))
+    assert made.returncode == 0, made
+    line = " ".join(made.stderr.split())
+    command = line[line.index("list them with `") + 16:]
+    words = shlex.split(command[:command.index("`")])
+    assert words[:3] == ["invoke", "--config", "c.yaml"] and "--backup-dir" in words, words
+    listed = run_invoke(*words[1:], "--json")
+    assert listed.returncode == 0, listed
+    (backup,) = listed.json()  # the other database's folder, not c.yaml's
+    assert Path(backup["path"]).parent.name.startswith("db-other-"), backup
+    assert backup["source"] == str(other), backup

@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import functools
 import re
+import shlex
 import subprocess
 import sys
 from dataclasses import asdict
@@ -29,6 +30,8 @@ KEEP = "how many backups retention keeps (default: backup.keep, 10)"
 LOCK_WAIT = "seconds to wait if another run holds the backup lock (default: backup.lock_wait, 0)"
 HOST = ("run against this SSH host, [user@]host[:port] (default: ssh.host); its database "
         "and backups are at db.remote_path and backup.remote_dir")
+BACKUP_DIR = ("this computer's backup folder for this run (default: backup.dir); a flag "
+              "outranks a -f file's backup.dir, INVOKE_BACKUP_DIR does not")
 
 _opened: list = []  # targets this task run opened, closed when it ends
 
@@ -122,7 +125,7 @@ def create(c, production=False, host=None, keep=None, quick=False, dry_run=False
     if db is not None and isinstance(target, LocalTarget) and \
             SOURCE_FOLDERS.fullmatch(target.dir.name):  # --db OTHER: say where it went
         ui.info(f"Backups of {settings.db_path} go to their own folder {target.dir}; list "
-                f"them with `INVOKE_BACKUP_DIR={target.dir} invoke backup.list`")
+                f"them with `invoke backup.list --backup-dir {shlex.quote(str(target.dir))}`")
     if json:
         ui.emit({"backup": result, "retention": [asdict(d) for d in decisions]})
 
@@ -269,17 +272,19 @@ def leftovers_of(found: list) -> str:
         " and backups" if staged < len(found) else "")
 
 
-@task(name="list", help={"production": PRODUCTION, "host": HOST, "json": JSON})
+@task(name="list", help={"production": PRODUCTION, "host": HOST, "json": JSON,
+                         "backup_dir": BACKUP_DIR})
 @guarded
 @closes_targets
-def list_(c, production=False, host=None, json=False):
+def list_(c, production=False, host=None, json=False, backup_dir=None):
     """List backups, newest first, with size, age and recorded checksum.
 
     Flags names dated in the future and leftovers of interrupted backups."""
     from ops.engine import in_future, latest_reason, parse_iso
     from ops.ui import human_age, human_bytes
 
-    settings, target, ui = open_target(c, production=production, host=host, json=json)
+    settings, target, ui = open_target(c, production=production, host=host, json=json,
+                                       dir=backup_dir)
     folder = target.folder()
     found = list(reversed(target.list()))
     now = dt.datetime.now(dt.UTC)
@@ -363,7 +368,8 @@ def other_folders(target, ui: UI) -> list[tuple[str, int]]:
     if found:
         ui.info(f"Other sources' backups are in sub-folders of {target.dir}: "
                 + ", ".join(f"{name} ({count})" for name, count in found)
-                + f"; see them with `INVOKE_BACKUP_DIR={target.dir}/NAME invoke backup.list`")
+                + f"; see them with `invoke backup.list --backup-dir "
+                  f"{shlex.quote(str(target.dir))}/NAME`")
     return found
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from ops import cli, config
 from ops.cli import guarded, task
 from ops.commands import replica as replicas
-from ops.commands.backup import HOST, reject_flag_as_name
+from ops.commands.backup import BACKUP_DIR, HOST, reject_flag_as_name
 from ops.commands.positional import OptionalPositionalTask
 from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated, stop_on_signals
@@ -65,12 +65,13 @@ def seconds(value, what: str) -> float | None:
                         "--timestamp), checked and kept as a backup, then restored like one",
         "timestamp": "with --from-replica: the state as of this time (ISO, UTC when no "
                      "offset); it lands at or before it",
+        "backup_dir": BACKUP_DIR,
     },
 )
 @guarded
 def database(c, which="latest", production=False, host=None, from_=None, yes=False,
              dry_run=False, busy_timeout=None, json=False, lock_wait=None, app_stopped=False,
-             other_source=False, from_replica=False, timestamp=None):
+             other_source=False, from_replica=False, timestamp=None, backup_dir=None):
     """Restore a backup into the live database: verify, safety backup, backup API, check."""
     from ops import restore as restores
     from ops.targets.chosen import target_for
@@ -79,7 +80,7 @@ def database(c, which="latest", production=False, host=None, from_=None, yes=Fal
     if production and host is not None:
         raise OpsError("--production (the Fly machine) and --host (an SSH host) name two "
                        "different targets: give one", ExitCode.USAGE)
-    settings = config.load(c.config, host=host, lock_wait=lock_wait)
+    settings = config.load(c.config, host=host, lock_wait=lock_wait, dir=backup_dir)
     host = "" if production else settings.ssh_host
     seconds(busy_timeout, "--busy-timeout")  # refused before a replica is restored
     run = functools.partial(restore_now, settings=settings, production=production, host=host,
