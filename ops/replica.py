@@ -22,8 +22,8 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import tomllib
-import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -885,21 +885,33 @@ def proxied(endpoint: str, env: dict) -> bool:
 
 
 def endpoint_status(endpoint: str, env: dict) -> int | None:
-    """The HTTP status ``endpoint`` answers an unsigned HEAD with, asked once litestream
-    has timed out: litestream retries a storage that fails every request (HTTP 5xx) in
-    silence (s27 review-break3 #5). S3 answers 403 here when it works. None when it
-    cannot be told (no endpoint of ours, a proxy between, no answer, TLS refused)."""
+    """The HTTP status ``endpoint`` answers one unsigned HEAD with (no redirect followed,
+    no credentials sent), asked once litestream has timed out: litestream retries a
+    storage that fails every request (HTTP 5xx) in silence (s27 review-break3 #5). S3
+    answers 403 here when it works. None when it cannot be told within
+    ``CONNECT_TIMEOUT`` in all (no endpoint of ours, a proxy between, no answer, a
+    trickled one, TLS refused): the ask runs in a thread that is left behind then."""
     if endpoint_address(endpoint) is None or proxied(endpoint, env):
         return None
-    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with direct.open(urllib.request.Request(endpoint, method="HEAD"),
-                         timeout=CONNECT_TIMEOUT) as answer:
-            return answer.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except (OSError, ValueError, http.client.HTTPException):
-        return None
+    url = urllib.parse.urlsplit(endpoint)
+    answer: list[int] = []
+
+    def ask() -> None:
+        kind = http.client.HTTPSConnection if url.scheme == "https" else \
+            http.client.HTTPConnection
+        connection = kind(url.hostname, url.port, timeout=CONNECT_TIMEOUT)
+        try:
+            connection.request("HEAD", url.path or "/")
+            answer.append(connection.getresponse().status)
+        except (OSError, ValueError, http.client.HTTPException):
+            pass
+        finally:
+            connection.close()
+
+    asking = threading.Thread(target=ask, name="endpoint-status", daemon=True)
+    asking.start()
+    asking.join(CONNECT_TIMEOUT)
+    return answer[0] if answer else None
 
 
 def unreachable_line(what: str, endpoint: str, reason: str) -> str:

@@ -238,7 +238,9 @@ def destination_parts(argv: list[str], env: dict) -> dict:
         if isinstance(value, str) and value:
             value = expand(value, env)
             value = re.sub(r"[?#].*", "", value)  # a presigned query holds credentials
-            parts[key] = re.sub(r"//[^/@]*@", "//", value)
+            # userinfo ends at the authority's last `@`, as Go's url.Parse reads it: cut at
+            # the first, a password's tail was shown (s28 review-break2 #3)
+            parts[key] = re.sub(r"//[^/]*@", "//", value)
     return parts
 
 
