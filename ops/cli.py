@@ -480,7 +480,8 @@ def core_option_after_task(task: str, core, flags: dict, names=None, argv=(),
     ``others``: (option, names) of Invoke's other options, moved in front with it (the
     command, pasted, is not refused again for a second one: s24 review-break2 #5)."""
     names = names or core.names
-    typed, value, rest = moved_to_front(names, core, argv, flags)
+    valued = _valued(others)
+    typed, value, rest = moved_to_front(names, core, argv, flags, valued)
     if core.name == "production" or (core.name == "pty" and typed in ("-p", None)
                                       and "p" in names):
         return refused_flag(task, "-p", flags)
@@ -496,6 +497,10 @@ def core_option_after_task(task: str, core, flags: dict, names=None, argv=(),
         return f"{task} has no {shown} (Invoke's own, for Invoke alone): run `{alone}`"
     if typed is None:  # not found as typed (an unusual spelling): say where it goes
         return f"{task} has no {shown} (Invoke's own): it goes before the task name"
+    if core.takes_value and _before_task(core.names, argv, valued):  # `-f a.yaml backup -f
+        # b.yaml`: which one was meant is not ours to choose (s28 review-break2 #4)
+        return (f"{task} has no {shown} (Invoke's own): it is given before the task name "
+                "too; give it once, there")
     if core.takes_value and not core.optional and not _fits(core, value):
         # `--hide` at the end, `--hide=`, `--hide --production`, `-Tx`: a command with the
         # task's next flag as its value would run elsewhere, one with `x` would crash
@@ -506,7 +511,8 @@ def core_option_after_task(task: str, core, flags: dict, names=None, argv=(),
     for other, other_names in others:
         if other.name in UNMOVED or other.name == core.name or not other_names:
             continue
-        typed_other, other_value, after = moved_to_front(other_names, other, rest, flags)
+        typed_other, other_value, after = moved_to_front(other_names, other, rest, flags,
+                                                         valued)
         if other.name == "debug" and typed_other == "-d" and "--dry-run" in flags:
             continue  # its own line: "its dry run is -n"
         if typed_other is not None and (_fits(other, other_value) or not other.takes_value):
@@ -546,23 +552,52 @@ def _without(names, core, argv, flags) -> list[str]:
         argv = rest
 
 
-def moved_to_front(names, core, argv, flags=()) -> tuple[str | None, str | None, list[str]]:
+def _valued(others) -> set[str]:
+    """The spellings of Invoke's own options whose next word is their value (-f, --config)."""
+    return {f"-{n}" if len(n) == 1 else f"--{n}" for option, _ in others
+            if option.takes_value and not option.optional for n in option.names}
+
+
+def _task_at(argv, valued=()) -> int:
+    """Where the task's name is in ``argv``: the first word that is no option nor the
+    value of one of Invoke's options before it (`-f a.yaml backup`: not `a.yaml`)."""
+    value_next = False
+    for at, token in enumerate(argv):
+        if token == "--":
+            break
+        if value_next:
+            value_next = False
+        elif not token.startswith("-"):
+            return at
+        else:
+            value_next = token in valued
+    return len(argv)
+
+
+def _before_task(names, argv, valued=()) -> bool:
+    """Whether an option of ``names`` is given before the task's name."""
+    spelled = {f"-{n}" if len(n) == 1 else f"--{n}" for n in names}
+    return any(token.partition("=")[0] in spelled or token[:2] in spelled and len(token) > 2
+               and not token.startswith("--") for token in argv[:_task_at(argv, valued)])
+
+
+def moved_to_front(names, core, argv, flags=(),
+                   valued=()) -> tuple[str | None, str | None, list[str]]:
     """Where Invoke's option ``core`` (one of ``names``) was typed after a task in ``argv``:
     (its spelling, its value if it takes one, the rest of the command line without them),
     so the line can show the whole command with the option in front (review-op s24 #1:
     `invoke --echo deploy` alone, pasted after `deploy -n -e`, deploys for real). Nones
     and ``argv`` when no token is recognisably it. ``flags``: the task's, by which a token
-    like `-ne` is a bundle of flags, not `-i` with a value that holds an "e"."""
+    like `-ne` is a bundle of flags, not `-i` with a value that holds an "e"; ``valued``:
+    Invoke's options whose next word is their value, which is not the task (``_task_at``)."""
     argv = list(argv)
     longs = [f"--{n}" for n in names if len(n) > 1]
     shorts = [n for n in names if len(n) == 1]
-    seen_task = False
+    task_at = _task_at(argv, valued)
     for at, token in enumerate(argv):
         if token == "--":  # the rest is the task's own arguments
             break
-        if not token.startswith("-"):
-            seen_task = True
-        if not seen_task or not token.startswith("-"):
+        if at <= task_at or not token.startswith("-"):
             continue
         flag, eq, attached = token.partition("=")
         if flag in longs or (flag[1:] in shorts and not flag.startswith("--")):

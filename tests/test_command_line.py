@@ -153,6 +153,13 @@ def test_invokes_own_option_after_a_task_that_uses_one_of_its_names_is_refused(
                           (["restore", "-F", "steps-2026-01-01T00-00-00.db", "--yes"], "-F"))],
     (["backup.list", "-F", "json"],
      "backup.list has no -F (Invoke's own): run `invoke --list-format json backup.list`"),
+    # an option of Invoke's with its value before the task: the value is no task name, and
+    # the same option after the task is not ours to choose between (s28 review-break2 #4)
+    (["-c", "tasks", "backup", "-e"],
+     "backup has no -e (Invoke's own): run `invoke --echo -c tasks backup`"),
+    (["-c", "tasks", "backup.verify", "-c", "other", "latest"],
+     "backup.verify has no -c (Invoke's own): it is given before the task name too; give it "
+     "once, there"),
     # a short flag's attached value is no bundle: its letters stay (review-break2 #4)
     (["deploy", "-n", "-iregistry.fly.io/app:deployment-1", "-e"],
      "deploy has no -e (Invoke's own): run "
