@@ -159,8 +159,10 @@ def command_lines(words, width: int | None, indent: str = "    ") -> list[str]:
     than the room stays whole: cutting it would make the command wrong."""
     words = [shlex.quote(str(word)) for word in words]
     at = next((i for i, word in enumerate(words) if word != "env" and "=" not in word), 0)
-    if words[at:at + 1] == ["invoke"] and len(words) > at + 1:  # spelled as typed
-        words[at] = pasteable(f"invoke {words[at + 1]}")[: -len(words[at + 1]) - 1]  # first
+    if words[at:at + 1] == ["invoke"] and len(words) > at + 1:  # spelled as typed, each
+        # of its words one of the line's (`--config FILE` too: s28 review-break2 #5)
+        typed = pasteable(f"invoke {words[at + 1]}")[: -len(words[at + 1]) - 1]
+        words[at:at + 1] = [shlex.quote(word) for word in shlex.split(typed)]
     if width is None:
         return [indent + " ".join(words)]
     lines, line = [], ""

@@ -38,6 +38,18 @@ def test_a_command_is_laid_out_as_it_will_be_shown(venv_not_active):
         assert [cli.pasteable(line) for line in lines] == lines  # shown as laid out
 
 
+def test_the_config_file_a_run_was_given_is_words_of_the_line(monkeypatch):
+    """`invoke --config FILE` was one word of the layout: with a long FILE the first line
+    was 97 columns though each word fits (s28 review-break2 #5)."""
+    config = "a very long configuration file name for the production database.yaml"
+    monkeypatch.setattr(cli, "invoke_command", lambda: f"{LONG} --config {shlex.quote(config)}")
+    name = "steps-2026-12-07T10-45-00.db"
+    lines = ui.command_lines(["invoke", "restore", name, "--yes"], 80, "  ")
+    assert all(len(line) <= 80 for line in lines), lines
+    joined = " ".join(line.strip().removesuffix(" \\") for line in lines)
+    assert shlex.split(joined) == [LONG, "--config", config, "restore", name, "--yes"], lines
+
+
 def test_prose_is_laid_out_as_it_will_be_shown(venv_not_active):
     text = ("  Safety backup kept; to put it back later run invoke restore "
             "steps-2026-12-07T10-45-00.db --yes from the project's folder")
