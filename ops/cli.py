@@ -271,9 +271,13 @@ def pasteable(text: str) -> str:
         program, chosen = _invoke_program(), invoke_command()
     except OSError:  # the working folder was removed under us: the plain word, no crash
         return text
-    # a command that goes on with an option is a refused one moved whole (it keeps its own)
+    # a refused command moved whole keeps the run's own -f/-c where they were typed
     return text if chosen == "invoke" else _SUGGESTED.sub(
-        lambda m: program if text.startswith(" -", m.end()) else chosen, text)
+        lambda m: program if _CHOOSES.search(text[m.end():].split("`", 1)[0]) else chosen,
+        text)
+
+
+_CHOOSES = re.compile(r"(?<!\S)(?:-[fc]|--config|--collection)")  # in a command already
 
 
 def can_ask() -> bool:

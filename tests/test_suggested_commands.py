@@ -116,3 +116,20 @@ def test_the_undo_line_keeps_the_config_file_and_collection_the_run_was_given(tm
 
 def test_outside_a_run_no_option_is_added():
     assert cli.chosen_by_options() == []
+
+
+@pytest.mark.parametrize(("argv", "hint"), [
+    (["nosuch"], "--collection ops_tasks --list"),
+    (["restore", "--bogus"], "--collection ops_tasks --help restore"),
+    (["restore", "-e"], "--echo -c ops_tasks restore"),  # moved whole: -c once, as typed
+])
+def test_hints_keep_the_collection_the_run_was_given(tmp_path, argv, hint):
+    """`invoke --list` and `invoke --help TASK` in a hint showed the default collection
+    after `invoke -c ops_tasks …` (s28 review-break2 #4)."""
+    (tmp_path / "ops_tasks.py").write_text(COLLECTION)
+    env = helpers.clean_env(helpers.project_root(tmp_path, None))
+    env["PATH"] = "/usr/bin:/bin"
+    refused = subprocess.run([helpers.PYTHON, "-m", "invoke", "-c", "ops_tasks", *argv],  # noqa: S603
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0, refused
+    assert f"`{OURS} {hint}" in refused.stderr, refused.stderr
