@@ -273,11 +273,19 @@ def pasteable(text: str) -> str:
         return text
     # a refused command moved whole keeps the run's own -f/-c where they were typed
     return text if chosen == "invoke" else _SUGGESTED.sub(
-        lambda m: program if _CHOOSES.search(text[m.end():].split("`", 1)[0]) else chosen,
-        text)
+        lambda m: program if _chooses(text[m.end():].split("`", 1)[0]) else chosen, text)
 
 
-_CHOOSES = re.compile(r"(?<!\S)(?:-[fc]|--config|--collection)")  # in a command already
+def _chooses(command: str) -> bool:
+    """Whether a command already gives Invoke's -f/--config or -c/--collection (a quoted
+    word that holds ` -c` is no option: s28 review-break3 #4)."""
+    try:
+        words = shlex.split(command)
+    except ValueError:  # prose with a lone quote: its words as they stand
+        words = command.split()
+    return any(word.partition("=")[0] in ("--config", "--collection")
+               or word[:1] == "-" and word[1:2] != "-" and {"-f", "-c"} & set(_shorts(word))
+               for word in words)
 
 
 def can_ask() -> bool:
@@ -511,7 +519,7 @@ def core_option_after_task(task: str, core, flags: dict, names=None, argv=(),
         return (f"{task} has no {shown} (Invoke's own): it goes before the task name, with "
                 f"its value (`invoke --help` lists Invoke's own options)")
     front = [_long([core.name])] + ([value] if value else [])
-    rest = _without(names, core, rest, flags)  # typed twice: once in front
+    rest = _without(names, core, rest, flags, valued)  # typed twice: once in front
     for other, other_names in others:
         if other.name in UNMOVED or other.name == core.name or not other_names:
             continue
@@ -519,9 +527,13 @@ def core_option_after_task(task: str, core, flags: dict, names=None, argv=(),
                                                          valued)
         if other.name == "debug" and typed_other == "-d" and "--dry-run" in flags:
             continue  # its own line: "its dry run is -n"
+        if typed_other is not None and other.takes_value and \
+                _before_task(other.names, argv, valued):  # as for ``core`` above
+            return (f"{task} has no {shown} nor {typed_other} (Invoke's own): "
+                    f"{typed_other} is given before the task name too; give each once, before it")
         if typed_other is not None and (_fits(other, other_value) or not other.takes_value):
             front += [_long([other.name])] + ([other_value] if other_value else [])
-            rest = _without(other_names, other, after, flags)
+            rest = _without(other_names, other, after, flags, valued)
     moved = shlex.join(["invoke", *front, *rest])
     # short, so that at 80 columns the command starts on the first line (review-op2 s24 #1)
     return f"{task} has no {shown} (Invoke's own): run `{moved}`"
@@ -547,10 +559,10 @@ def _fits(core, value: str | None) -> bool:
     return core.kind is not int or value.isascii() and value.isdigit()
 
 
-def _without(names, core, argv, flags) -> list[str]:
+def _without(names, core, argv, flags, valued=()) -> list[str]:
     """``argv`` without any more of option ``core`` after the task (its value with it)."""
     while True:
-        typed, _, rest = moved_to_front(names, core, argv, flags)
+        typed, _, rest = moved_to_front(names, core, argv, flags, valued)
         if typed is None:
             return argv
         argv = rest
@@ -562,9 +574,23 @@ def _valued(others) -> set[str]:
             if option.takes_value and not option.optional for n in option.names}
 
 
+def _shorts(token: str, valued=()) -> list[str]:
+    """The short options a token like `-ef` gives, up to the first that takes a value
+    (the rest of the token is that value: `-fa.yaml`)."""
+    if token.startswith("--") or len(token) < 2 or token[0] != "-":
+        return []
+    found = []
+    for letter in token[1:]:
+        found.append(f"-{letter}")
+        if f"-{letter}" in valued:
+            break
+    return found
+
+
 def _task_at(argv, valued=()) -> int:
     """Where the task's name is in ``argv``: the first word that is no option nor the
-    value of one of Invoke's options before it (`-f a.yaml backup`: not `a.yaml`)."""
+    value of one of Invoke's options before it (`-f a.yaml backup`, `-ef a.yaml backup`:
+    not `a.yaml`)."""
     value_next = False
     for at, token in enumerate(argv):
         if token == "--":
@@ -573,16 +599,18 @@ def _task_at(argv, valued=()) -> int:
             value_next = False
         elif not token.startswith("-"):
             return at
-        else:
-            value_next = token in valued
+        else:  # its value is the next word unless it is attached (`--config=x`, `-fx`)
+            shorts = _shorts(token, valued)
+            value_next = token in valued or bool(shorts) and shorts[-1] in valued \
+                and token.endswith(shorts[-1][1])
     return len(argv)
 
 
 def _before_task(names, argv, valued=()) -> bool:
-    """Whether an option of ``names`` is given before the task's name."""
+    """Whether an option of ``names`` is given before the task's name (in a bundle too)."""
     spelled = {f"-{n}" if len(n) == 1 else f"--{n}" for n in names}
-    return any(token.partition("=")[0] in spelled or token[:2] in spelled and len(token) > 2
-               and not token.startswith("--") for token in argv[:_task_at(argv, valued)])
+    return any(token.partition("=")[0] in spelled or spelled & set(_shorts(token, valued))
+               for token in argv[:_task_at(argv, valued)])
 
 
 def moved_to_front(names, core, argv, flags=(),

@@ -899,14 +899,16 @@ def endpoint_status(endpoint: str, env: dict) -> int | None:
     def ask() -> None:
         kind = http.client.HTTPSConnection if url.scheme == "https" else \
             http.client.HTTPConnection
-        connection = kind(url.hostname, url.port, timeout=CONNECT_TIMEOUT)
+        connection = None
         try:
+            connection = kind(url.hostname, url.port, timeout=CONNECT_TIMEOUT)
             connection.request("HEAD", url.path or "/")
             answer.append(connection.getresponse().status)
         except (OSError, ValueError, http.client.HTTPException):
             pass
         finally:
-            connection.close()
+            if connection is not None:
+                connection.close()
 
     asking = threading.Thread(target=ask, name="endpoint-status", daemon=True)
     asking.start()

@@ -160,6 +160,15 @@ def test_invokes_own_option_after_a_task_that_uses_one_of_its_names_is_refused(
     (["-c", "tasks", "backup.verify", "-c", "other", "latest"],
      "backup.verify has no -c (Invoke's own): it is given before the task name too; give it "
      "once, there"),
+    # in a bundle too, and when it is the second option refused (s28 review-break3 #3)
+    (["-ec", "tasks", "backup", "-w"],
+     "backup has no -w (Invoke's own): run `invoke --warn-only -ec tasks backup`"),
+    (["-ec", "tasks", "backup.list", "-c", "other"],
+     "backup.list has no -c (Invoke's own): it is given before the task name too; give it "
+     "once, there"),
+    (["-c", "tasks", "backup.list", "-e", "-c", "other"],
+     "backup.list has no -e nor -c (Invoke's own): -c is given before the task name too; "
+     "give each once, before it"),
     # a short flag's attached value is no bundle: its letters stay (review-break2 #4)
     (["deploy", "-n", "-iregistry.fly.io/app:deployment-1", "-e"],
      "deploy has no -e (Invoke's own): run "

@@ -133,3 +133,15 @@ def test_hints_keep_the_collection_the_run_was_given(tmp_path, argv, hint):
                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert refused.returncode != 0, refused
     assert f"`{OURS} {hint}" in refused.stderr, refused.stderr
+
+
+@pytest.mark.parametrize(("said", "kept"), [
+    ("list them with `invoke backup.list --backup-dir 'my -copy'`", True),  # a quoted word
+    ("run `invoke --echo -c tasks backup`", False),  # moved whole: -c spelled as typed
+    ("run `invoke --echo -ec tasks backup`", False),
+    ("run `invoke --config=x.yaml --echo backup`", False),
+])
+def test_a_command_gets_the_runs_options_unless_it_gives_its_own(monkeypatch, said, kept):
+    monkeypatch.setattr(cli, "_invoke_program", lambda: "invoke")
+    monkeypatch.setattr(cli, "chosen_by_options", lambda: ["--config", "c.yaml"])
+    assert ("invoke --config c.yaml" in cli.pasteable(said)) is kept

@@ -100,14 +100,22 @@ def write_settings(root: Path, db: Path, backup_dir: Path, project: Path) -> Pat
         return str(path)
 
     text = ("# written by `invoke demo`: its sample database and backups\n"
-            + yaml.safe_dump({"db": {"path": shown(db)}, "backup": {"dir": shown(backup_dir)}},
-                             sort_keys=False))
+            + yaml.safe_dump({"db": {"path": shown(db)}, "backup": {"dir": shown(backup_dir)},
+                              # on this computer, whatever ssh.host says elsewhere (a file
+                              # given with -f outranks invoke.yaml and INVOKE_SSH_HOST)
+                              "ssh": {"host": ""}}, sort_keys=False))
     target = root / SETTINGS_NAME
     staged = root / f".{SETTINGS_NAME}.{os.getpid()}.tmp"
-    staged.unlink(missing_ok=True)
-    with open(staged, "x", encoding="utf-8") as out:
-        out.write(text)
-    os.replace(staged, target)
+    try:
+        staged.unlink(missing_ok=True)
+        with open(staged, "x", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(staged, target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            staged.unlink()
+        raise OpsError(f"cannot write the demo's settings {target}: "
+                       f"{exc.strerror or exc}") from None
     return target
 
 
