@@ -302,9 +302,16 @@ def summary(record: dict, deployed: bool, width: int | None) -> list[str]:
     lost = kind == "deploy" and (record.get("data") or {}).get("ok") is False
     if deployed and lost:  # the way back that puts the data back too comes first
         lines.append(f"  undo      {UNDO} (code and data: the backup above)")
+    again = record.get("rollback_to")
+    if kind == "rollback" and deployed and again and record.get("outcome") != "ok":
+        # a rollback that failed goes on with itself, never back (s28 review-op2 #4)
+        lines.append(f"  retry     invoke deploy.rollback --to {again}")
     if deployed and previous.get("version"):
-        lines.append(f"  rollback  invoke deploy.rollback --to {previous['version']}"
+        label = "undo     " if kind == "rollback" else "rollback "  # back to what was live
+        lines.append(f"  {label} invoke deploy.rollback --to {previous['version']}"
                      + (" (code only)" if lost else "")
+                     + (f" (back to v{previous['version']}, live before this rollback)"
+                        if kind == "rollback" else "")
                      + ", or by hand:")
         lines += command_lines(["fly", "deploy", "-a", app, "--image", previous["image"]],
                                width)

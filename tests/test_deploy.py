@@ -579,6 +579,21 @@ def test_rollback_redeploys_an_earlier_image_without_touching_data(sites):
         assert ROLLBACK_HINT in result.stderr  # and back again, if this was wrong
 
 
+def test_a_failed_rollback_says_retry_first_and_never_calls_the_bad_release_a_rollback(site):
+    """s28 review-op2 #4: a rollback whose `fly deploy` failed ended with "rollback  invoke
+    deploy.rollback --to 12", the release it was leaving; the retry comes first now, and
+    the way back to v12 is called the undo it is."""
+    site.world.fail(["deploy"], times=1)
+    result = site.run("deploy.rollback")
+    assert result.returncode == ExitCode.DEPLOY_FAILED, result
+    said = [" ".join(line.split()) for line in result.stderr.splitlines()]
+    retry = next(i for i, line in enumerate(said) if line.startswith("retry "))
+    assert said[retry] == "retry invoke deploy.rollback --to 11", said
+    assert said[retry + 1].startswith("undo invoke deploy.rollback --to 12 (back to v12, live "
+                                      "before this rollback)"), said
+    assert not [line for line in said if line.startswith("rollback invoke")], said
+
+
 def test_rollback_to_an_unknown_release_and_dry_run_deploy_nothing(sites):
     unknown, dry = sites("unknown"), sites("dry")
 
