@@ -408,6 +408,10 @@ class Restore:
         r = self.record
         if r["outcome"] == "ok" and "seconds" in r:
             self._timed_line()
+        settled = settled_failed(r)  # done and proven: an undo alone read as "undo it"
+        if settled:
+            self.ui.info(f"The restore itself was done and proven: the live database holds "
+                         f"backup {r['backup']['name']}; what is left is the app's side.")
         if r["outcome"] in ("running", "crashed", "interrupted", "not restored") or \
                 r["outcome"].startswith("terminated") or (
                     (r.get("interrupted") or r.get("machine_unsettled"))
@@ -443,6 +447,9 @@ class Restore:
             else:
                 self.ui.info(f"Safety backup: {safety}. " + undo_lines(r, self._flag())[0])
             for line in interrupted_lines(r, self._flag()):
+                self.ui.info(line)
+        if settled:
+            for line in app_side_lines(r, self._machine()):
                 self.ui.info(line)
         machine = self._machine()  # a lost answer over a copy that landed: keep it so
         if r.get("answer_lost") and r.get("holds") == "backup" and machine and \
@@ -1656,6 +1663,16 @@ def _again(record: dict, backup: str, flag: str) -> str:
     return f"invoke restore {backup}{flag} --yes"
 
 
+def settled_failed(record: dict) -> bool:
+    """A restore copied and proven whose restart or /health wait failed (exit 8, 14): the
+    restore itself is done, only the app's side is left (s28 review-op2 #2)."""
+    failed = [s.get("step") for s in record.get("steps", []) if s.get("outcome") == "failed"]
+    proven = bool((record.get("proof") or {}).get("ok")) and record.get("holds") in (None,
+                                                                                   "backup")
+    return record.get("outcome") == "failed" and failed[-1:] in (["restart"], ["health"]) \
+        and proven and not (record.get("interrupted") or record.get("machine_unsettled"))
+
+
 def _done_by_hand(record: dict, backup: str | None, safety: str | None, flag: str,
                   machine: tuple[str, str] | None) -> list[str]:
     """Stopped after the copy was proven (on Fly: during the restart or the /health
@@ -1666,13 +1683,16 @@ def _done_by_hand(record: dict, backup: str | None, safety: str | None, flag: st
         lines.append(f"Safety backup {safety}: {kept}; nothing to undo.")
     elif safety:
         lines += undo_lines(record, flag)
+    return lines + app_side_lines(record, machine)
+
+
+def app_side_lines(record: dict, machine: tuple[str, str] | None) -> list[str]:
+    """What is left once the restore itself is done: the restart, or /health."""
     done = [s["step"] for s in record["steps"] if s.get("outcome") == "ok"]
     if machine and "restart" not in done:
-        lines.append(f"Restart the app so it reopens the database: `fly machine restart "
-                     f"{machine[1]} -a {machine[0]}`, and check /health")
-    elif machine:
-        lines.append("The machine was restarted: check the app's /health")
-    return lines
+        return [f"Restart the app so it reopens the database: `fly machine restart "
+                f"{machine[1]} -a {machine[0]}`, and check /health"]
+    return ["The machine was restarted: check the app's /health"] if machine else []
 
 
 def refuse_remote_options(o: RestoreOptions, *, written: bool = True) -> None:

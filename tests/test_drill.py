@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from ops import engine
+from ops.errors import ExitCode
 from tests import helpers, node_env
+from tests.fake_production import MID, STOPPED, changed_after_backup
 from tests.fake_production import RESTORE_RESOLVE as RESOLVE
-from tests.fake_production import STOPPED, changed_after_backup
 from tests.fake_production import restore_label as label
 from tests.helpers import assert_one_line_error
 
@@ -134,6 +135,32 @@ def test_restore_production_restarts_the_machine_and_waits_for_health(prod, tool
     audit = [json.loads(x) for x in Path(prod.env["INVOKE_DEPLOY_AUDIT_LOG"]).read_text()
              .splitlines()]
     assert audit[-1]["kind"] == "restore" and audit[-1]["backup"]["name"] == made.name
+
+
+@pytest.mark.parametrize("fails", ["restart", "health"])
+def test_a_proven_restore_whose_app_did_not_come_back_says_it_is_done(prod, fails):
+    """s28 review-op2 #2: the copy made and proven, then `fly machine restart` (exit 8) or
+    /health (exit 14) failed: the run ended "failed" with only an undo line, which under
+    stress reads as "undo it". It says the restore is done and what is left."""
+    made = changed_after_backup(prod)
+    env = {}
+    if fails == "restart":
+        prod.world.fail(["machine", "restart"], times=1)
+    else:
+        prod.health_server.mode = "503"
+        env = {"INVOKE_HEALTH_TIMEOUT": "1"}
+    result = prod.run("restore", "--production", "--yes", env=env)
+    code = ExitCode.FLY if fails == "restart" else ExitCode.HEALTH_FAILED
+    assert result.returncode == code, result
+    said = " ".join(result.stderr.split())
+    assert (f"The restore itself was done and proven: the live database holds backup "
+            f"{made.name}; what is left is the app's side.") in said, said
+    assert "To undo this restore: invoke restore steps-" in said, said  # the undo, after it
+    if fails == "restart":
+        assert f"`fly machine restart {MID} -a " in said, said
+    else:
+        assert "The machine was restarted: check the app's /health" in said, said
+    assert engine.describe_file(prod.db, live=True)[1] == engine.describe_file(made.path)[1]
 
 
 def test_restore_production_without_sqlite_on_the_machine_prints_the_manual_steps(prod):
