@@ -64,6 +64,7 @@ def guarded(body):
         from ops.ui import printable, terminal_width, wrapped
 
         task_started()
+        CARRIED.clear()  # this run's, for the commands it suggests (``carry``)
         emitted = ui_module.EMITTED[0]
         try:
             with stop_on_signals():  # every task: a cancelled CI job gets one line, and
@@ -256,8 +257,9 @@ def chosen_by_options() -> list[str]:
 # A command the tool suggests for a person to paste (`invoke restore NAME --yes`, `invoke
 # backup.adopt NAME`): the word invoke before one of our task names, not already a path
 # (.venv/bin/invoke) nor `python -m invoke`
-_SUGGESTED = re.compile(r"(?<![\w./$-])(?<!-m )invoke(?= (?:-{1,2}[a-z]|(?:backup|restore|deploy|"
-                        r"emergency|replica|machine|demo)\b))")
+_SUGGESTED = re.compile(r"(?<![\w./$-])(?<!-m )invoke(?= -{1,2}[a-z]| (?:backup|restore|deploy|"
+                        r"emergency|replica|machine|demo)\b)"
+                        r"(?: (?P<task>(?:backup|restore)(?:\.[a-z]+)?)(?=[\s`'\"),;:]|$))?")
 
 
 def pasteable(text: str) -> str:
@@ -271,9 +273,35 @@ def pasteable(text: str) -> str:
         program, chosen = _invoke_program(), invoke_command()
     except OSError:  # the working folder was removed under us: the plain word, no crash
         return text
-    # a refused command moved whole keeps the run's own -f/-c where they were typed
-    return text if chosen == "invoke" else _SUGGESTED.sub(
-        lambda m: program if _chooses(text[m.end():].split("`", 1)[0]) else chosen, text)
+    if chosen == "invoke" and not CARRIED:
+        return text
+
+    def spelled(found: re.Match) -> str:
+        command = text[found.end():].split("`", 1)[0]
+        task = found["task"]
+        if _chooses(command):  # a refused command moved whole: -f/-c as typed, nothing added
+            return " ".join([program, *([task] if task else [])])
+        added = [word for flag, value in CARRIED.items()
+                 if task in CARRIES[flag] and f"--{flag}" not in command
+                 for word in (f"--{flag}", shlex.quote(value))]
+        return " ".join([chosen, *([task, *added] if task else [])])
+
+    return _SUGGESTED.sub(spelled, text)
+
+
+# Task flags whose value a suggested command keeps, and the tasks that take each: a run on
+# `--backup-dir mine/` suggesting `invoke backup.cleanup` pasted onto backup.dir
+# (s28 review-break3 #1)
+CARRIES = {"backup-dir": {"backup", "backup.list", "backup.verify", "backup.status",
+                          "backup.cleanup", "backup.adopt", "backup.drill", "backup.download",
+                          "restore"}}
+CARRIED: dict[str, str] = {}
+
+
+def carry(flag: str, value) -> None:
+    """Keep a flag this run was given for the commands it suggests (one of ``CARRIES``)."""
+    if value is not None:
+        CARRIED[flag] = str(value)
 
 
 def _chooses(command: str) -> bool:

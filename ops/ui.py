@@ -161,8 +161,7 @@ def command_lines(words, width: int | None, indent: str = "    ") -> list[str]:
     at = next((i for i, word in enumerate(words) if word != "env" and "=" not in word), 0)
     if words[at:at + 1] == ["invoke"] and len(words) > at + 1:  # spelled as typed, each
         # of its words one of the line's (`--config FILE` too: s28 review-break2 #5)
-        typed = pasteable(f"invoke {words[at + 1]}")[: -len(words[at + 1]) - 1]
-        words[at:at + 1] = [shlex.quote(word) for word in shlex.split(typed)]
+        words[at:] = [shlex.quote(word) for word in shlex.split(pasteable(" ".join(words[at:])))]
     if width is None:
         return [indent + " ".join(words)]
     lines, line = [], ""

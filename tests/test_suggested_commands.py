@@ -5,6 +5,7 @@ messages keep the plain word; ``cli.pasteable`` spells it where lines are printe
 
 from __future__ import annotations
 
+import json
 import shlex
 import sqlite3
 import subprocess
@@ -145,3 +146,36 @@ def test_a_command_gets_the_runs_options_unless_it_gives_its_own(monkeypatch, sa
     monkeypatch.setattr(cli, "_invoke_program", lambda: "invoke")
     monkeypatch.setattr(cli, "chosen_by_options", lambda: ["--config", "c.yaml"])
     assert ("invoke --config c.yaml" in cli.pasteable(said)) is kept
+
+
+def test_a_runs_backup_dir_is_in_every_command_it_suggests(wal_db, tmp_path):
+    """s28 review-break3 #1: a restore or listing run on `--backup-dir DIR` suggested its
+    undo, `backup.cleanup` and `backup.adopt` without it: pasted, they acted on backup.dir."""
+    folder = tmp_path / "mine backups"
+    env = helpers.clean_env(helpers.project_root(tmp_path, None))
+
+    def run(*args):
+        return subprocess.run([helpers.PYTHON, "-m", "invoke", "--search-root",  # noqa: S603
+                               str(helpers.REPO_ROOT), *args], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    made = run("backup", "--backup-dir", "mine backups", "--json")
+    assert made.returncode == 0, made.stderr
+    name = json.loads(made.stdout)["backup"]["name"]
+    with sqlite3.connect(wal_db) as db:
+        db.execute("DELETE FROM steps WHERE rowid % 2 = 0")
+        before = db.execute("SELECT count(*) FROM steps").fetchone()[0]
+    restored = run("restore", name, "--backup-dir", "mine backups", "--yes")
+    assert restored.returncode == 0, restored.stderr
+    undo = shlex.split(helpers.command_after(restored.stderr, "To undo this restore:"))
+    assert undo[1:4] == ["restore", "--backup-dir", "mine backups"], undo  # after the task
+    assert undo[4].startswith("steps-") and undo[4] != name, undo  # the safety backup
+    assert run(*undo[1:]).returncode == 0  # pasted: the data from before is back
+    with sqlite3.connect(wal_db) as db:
+        assert db.execute("SELECT count(*) FROM steps").fetchone()[0] == before
+    (folder / ".tmp-steps-left-behind").write_bytes(b"x")
+    (folder / "steps-2026-01-01T00-00-00.db").write_bytes((folder / name).read_bytes())
+    listed = " ".join(run("backup.list", "--backup-dir", "mine backups").stderr.split())
+    assert "`invoke backup.cleanup --backup-dir 'mine backups'` removes them" in listed, listed
+    assert "invoke backup.adopt --backup-dir 'mine backups' " in listed, listed
+    assert not (tmp_path / "data" / "backups").exists()  # nothing ever went to backup.dir

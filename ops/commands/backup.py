@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from invoke.exceptions import Exit
 
 from ops import config
-from ops.cli import guarded, invoke_command, on_signals, task
+from ops.cli import carry, guarded, invoke_command, on_signals, task
 from ops.commands.positional import OptionalPositionalTask
 from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated
@@ -53,6 +53,7 @@ def open_target(c, *, production: bool = False, host: str | None = None, json: b
         raise OpsError("--production (the Fly machine) and --host (an SSH host) name two "
                        "different targets: give one", ExitCode.USAGE)
     settings = config.load(c.config, host=host, **flags)
+    carry("backup-dir", flags.get("dir"))  # for the commands this run suggests
     ui = UI()
     if production or settings.ssh_host:
         target = target_for(settings, ui, production=production)
@@ -92,19 +93,20 @@ def closes_targets(body):
         "timeout": "seconds the copy may take before it is abandoned (default: no limit)",
         "json": JSON,
         "db": "the local database to back up (default: db.path, data/steps.db)",
+        "backup_dir": BACKUP_DIR,
     },
 )
 @guarded
 @closes_targets
 def create(c, production=False, host=None, keep=None, quick=False, dry_run=False,
-           lock_wait=None, timeout=None, json=False, db=None):
+           lock_wait=None, timeout=None, json=False, db=None, backup_dir=None):
     """Make a verified backup, then apply retention (invoke backup)."""
     from ops import backups
     from ops.targets.local import SOURCE_FOLDERS, LocalTarget
 
     settings, target, ui = open_target(
         c, production=production, host=host, json=json, keep=keep, quick=quick,
-        lock_wait=lock_wait, timeout=timeout, db=db,
+        lock_wait=lock_wait, timeout=timeout, db=db, dir=backup_dir,
     )
     if not (production or settings.ssh_host):
         require_database(settings.db_path)
@@ -158,19 +160,20 @@ def require_database(path) -> None:
         "host": HOST,
         "json": JSON,
         "lock_wait": LOCK_WAIT,
+        "backup_dir": BACKUP_DIR,
     }
 )
 @guarded
 @closes_targets
 def cleanup(c, keep=None, dry_run=False, production=False, host=None, json=False,
-            lock_wait=None):
+            lock_wait=None, backup_dir=None):
     """Delete all but the newest N backups, and what interrupted backups left behind.
 
     Never the newest backup that passes verification, never the one a run just made."""
     from ops import backups
 
     settings, target, ui = open_target(c, production=production, host=host, json=json,
-                                       keep=keep, lock_wait=lock_wait)
+                                       keep=keep, lock_wait=lock_wait, dir=backup_dir)
     target.folder()  # a missing (mistyped) folder is exit 3, as in list and status
     leftovers = sweep_leftovers(target, ui, dry_run)
     decisions = backups.cleanup(target, ui, settings.keep, dry_run=dry_run)
@@ -431,17 +434,18 @@ def reject_flag_as_name(which: str, task_name: str) -> None:
         "production": PRODUCTION,
         "host": HOST,
         "json": JSON,
+        "backup_dir": BACKUP_DIR,
     },
 )
 @guarded
 @closes_targets
-def verify(c, which, quick=False, production=False, host=None, json=False):
+def verify(c, which, quick=False, production=False, host=None, json=False, backup_dir=None):
     """Check backups: recorded SHA-256 and SQLite's integrity check."""
     from ops import backups
 
     reject_flag_as_name(which, "backup.verify")
     settings, target, ui = open_target(c, production=production, host=host, json=json,
-                                       quick=quick)
+                                       quick=quick, dir=backup_dir)
     folder = target.folder()  # the subject is the folder, not the database (review-ox 13)
     shown = which if which.isprintable() else repr(which)
     with ui.step(f"verify {shown} in {folder}") as step:
@@ -463,11 +467,12 @@ def verify(c, which, quick=False, production=False, host=None, json=False):
         "host": HOST,
         "dry_run": "check and say what would be adopted; write nothing",
         "json": JSON,
+        "backup_dir": BACKUP_DIR,
     },
 )
 @guarded
 @closes_targets
-def adopt(c, which, production=False, host=None, dry_run=False, json=False):
+def adopt(c, which, production=False, host=None, dry_run=False, json=False, backup_dir=None):
     """Adopt old backups made without records (the npm scripts').
 
     Each is integrity-checked first, then given records marked as adopted, with when
@@ -475,7 +480,8 @@ def adopt(c, which, production=False, host=None, dry_run=False, json=False):
     from ops import audit
 
     reject_flag_as_name(which, "backup.adopt")
-    settings, target, ui = open_target(c, production=production, host=host, json=json)
+    settings, target, ui = open_target(c, production=production, host=host, json=json,
+                                       dir=backup_dir)
     folder = target.folder()  # the subject is the folder, not the database (issue 20 #8)
     shown = which if which.isprintable() else repr(which)
     dry = " (dry run)" if dry_run else ""
@@ -507,17 +513,19 @@ def adopt(c, which, production=False, host=None, dry_run=False, json=False):
         "production": PRODUCTION,
         "host": HOST,
         "json": JSON,
+        "backup_dir": BACKUP_DIR,
     }
 )
 @guarded
 @closes_targets
-def status(c, max_age=None, production=False, host=None, json=False):
+def status(c, max_age=None, production=False, host=None, json=False, backup_dir=None):
     """Backup status in the shape /health reports; alerts with --max-age."""
     from ops import backups
     from ops.ui import human_age
 
     limit = config.parse_duration(max_age, "--max-age") if max_age is not None else None
-    settings, target, ui = open_target(c, production=production, host=host, json=json)
+    settings, target, ui = open_target(c, production=production, host=host, json=json,
+                                       dir=backup_dir)
     try:
         folder = target.folder()
     except OpsError as exc:
@@ -644,16 +652,18 @@ def snapshot_table(volume: str, found: list) -> tuple[str, list[str], list[list]
                 "machine (default: ssh.host)",
         "json": JSON,
         "lock_wait": LOCK_WAIT + " (in backup.dir here)",
+        "backup_dir": BACKUP_DIR,
     },
 )
 @guarded
 @closes_targets
-def download(c, which, quick=False, host=None, json=False, lock_wait=None):
+def download(c, which, quick=False, host=None, json=False, lock_wait=None, backup_dir=None):
     """Download a production (or SSH host's) backup into backup.dir, SHA-256 checked."""
     reject_flag_as_name(which, "backup.download")
     settings = config.load(c.config, host=host)
     settings, target, ui = open_target(c, production=not settings.ssh_host, host=host,
-                                       json=json, quick=quick, lock_wait=lock_wait)
+                                       json=json, quick=quick, lock_wait=lock_wait,
+                                       dir=backup_dir)
     if which == "all":
         raise OpsError("download one backup at a time: latest or a name", ExitCode.USAGE)
     name = target.names(which)[0]
@@ -705,13 +715,14 @@ def already_here(target, name: str, local) -> dict | None:
         "dry_run": "find the backup (and the machine), print the plan with its exact "
                    "commands; drill nothing",
         "json": JSON,
+        "backup_dir": BACKUP_DIR,
     },
 )
 @guarded
 @on_signals
 @closes_targets
 def drill(c, which="latest", production=False, host=None, quick=False, dry_run=False,
-          json=False):
+          json=False, backup_dir=None):
     """Restore a backup into a scratch database and compare it with what was recorded."""
     from ops import drill as drill_flow
     from ops import runbook
@@ -721,7 +732,7 @@ def drill(c, which="latest", production=False, host=None, quick=False, dry_run=F
     if which == "all":
         raise OpsError("drill one backup at a time: latest or a name", ExitCode.USAGE)
     settings, target, ui = open_target(c, production=production, host=host, json=json,
-                                       quick=quick)
+                                       quick=quick, dir=backup_dir)
     folder = target.folder()  # a missing folder is exit 3, named as such
     where = drill_flow.where_of(production, settings.ssh_host)
     steps = drill_flow.plan(which, where=where, folder=folder, directory=str(target.dir),
