@@ -2653,6 +2653,12 @@ def tables_compared(tables: dict) -> str:
         f" (and litestream's own {own})" if own else "")
 
 
+def tables_matched(tables: dict) -> str:
+    """``tables_compared`` with its verb: "1 table matches", "3 tables match"."""
+    one = len(tables) == 1 and not next(iter(tables)).startswith(LITESTREAM_PREFIX)
+    return f"{tables_compared(tables)} {'matches' if one else 'match'}"
+
+
 LITESTREAM_PREFIX = "_litestream_"
 
 
@@ -2661,8 +2667,8 @@ def proof_summary(proof: dict) -> str:
     if proof["ok"]:
         content = (f", content hash {proof['content_sha256'][:12]} = backup's"
                    if proof["content_format"] else ", no content hash")
-        return (f"{proof['check']}_check ok; {tables_compared(proof['tables'])} match the "
-                f"backup's row counts{content}")
+        return (f"{proof['check']}_check ok; {tables_matched(proof['tables'])} the backup's "
+                f"row counts{content}")
     return "; ".join(proof_problems(proof))
 
 

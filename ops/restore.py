@@ -1411,7 +1411,7 @@ def drill_summary(result: dict, flag: str = "") -> str:
         return f"{head}; restorable, nothing recorded to compare (made before row counts " \
                "and content hashes were recorded)"
     matched = (f"{head}; {result['check']}_check ok; "
-               f"{engine.tables_compared(result['tables'])} match their")
+               f"{engine.tables_matched(result['tables'])} their")
     if result.get("backup_content_sha256") and not result.get("recorded_content"):
         return (f"{matched} recorded row counts; content hash "
                 f"{result['content_sha256'][:12]} the same in the backup file and the "

@@ -39,16 +39,16 @@ def test_the_proof_line_counts_the_tables_the_rows_table_shows(wal_db, backup_di
 
 
 @pytest.mark.parametrize(("tables", "said"), [
-    ({"steps": 1, "users": 2}, "2 tables"),
-    ({"steps": 1}, "1 table"),
+    ({"steps": 1, "users": 2}, "2 tables match"),
+    ({"steps": 1}, "1 table matches"),  # s28 review-op2 #8: "1 table match"
     ({"steps": 1, "_litestream_seq": 1, "_litestream_lock": 0},
-     "1 table (and litestream's own 2)"),
+     "1 table (and litestream's own 2) match"),
 ])
 def test_the_proof_and_the_drill_say_the_same_count(tables, said):
     proof = {"ok": True, "check": "integrity", "tables": tables, "content_format": None}
-    assert f"integrity_check ok; {said} match the backup's row counts" in \
+    assert f"integrity_check ok; {said} the backup's row counts" in \
         engine.proof_summary(proof)
     drill = {"name": "b.db", "restorable": True, "seconds": 0.1, "problems": [],
              "differences": [], "recorded": True, "check": "integrity", "tables": tables,
              "content_sha256": "ab" * 32, "recorded_content": True}
-    assert f"integrity_check ok; {said} match their recorded" in restores.drill_summary(drill)
+    assert f"integrity_check ok; {said} their recorded" in restores.drill_summary(drill)
