@@ -64,7 +64,7 @@ def guarded(body):
         from ops.ui import printable, terminal_width, wrapped
 
         task_started()
-        CARRIED.clear()  # this run's, for the commands it suggests (``carry``)
+        forget_carried()  # this task's, for the commands it suggests (``carry``)
         emitted = ui_module.EMITTED[0]
         try:
             with stop_on_signals():  # every task: a cancelled CI job gets one line, and
@@ -296,6 +296,11 @@ CARRIES = {"backup-dir": {"backup", "backup.list", "backup.verify", "backup.stat
                           "backup.cleanup", "backup.adopt", "backup.drill", "backup.download",
                           "restore"}}
 CARRIED: dict[str, str] = {}
+
+
+def forget_carried() -> None:
+    """A new run (or task) starts with nothing carried."""
+    CARRIED.clear()
 
 
 def carry(flag: str, value) -> None:

@@ -15,7 +15,13 @@ from invoke import Collection
 from invoke.config import Config, merge_dicts
 from invoke.exceptions import Exit
 
-from ops.cli import end_quietly_on_closed_pipe, one_line, running_program, strict_parsing
+from ops.cli import (
+    end_quietly_on_closed_pipe,
+    forget_carried,
+    one_line,
+    running_program,
+    strict_parsing,
+)
 from ops.commands import backup, demo, deploy, emergency, machine, replica, restore, restore_volume
 from ops.config import DEFAULTS, check_config_data, check_config_files, config_files
 from ops.errors import ExitCode, OpsError
@@ -60,6 +66,7 @@ def check_project_config(ns: Collection, root: Path) -> None:
         raise Exit(f"Error: {one_line(exc)}", code=int(ExitCode.USAGE)) from None
     if program is not None:
         end_quietly_on_closed_pipe()
+        forget_carried()  # a Program run in a process that ran one before (the tests)
         strict_parsing(program)
         checked_update_config(program, expected)
 
