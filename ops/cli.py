@@ -64,7 +64,10 @@ def guarded(body):
         from ops.ui import printable, terminal_width, wrapped
 
         task_started()
-        forget_carried()  # this task's, for the commands it suggests (``carry``)
+        forget_carried()  # this task's, for the commands it suggests (``carry``), from the
+        # start: a refusal before the task opens its folder suggests commands too
+        if not (kwargs.get("production") or kwargs.get("host")):  # this computer's folder
+            carry("backup-dir", kwargs.get("backup_dir"))
         emitted = ui_module.EMITTED[0]
         try:
             with stop_on_signals():  # every task: a cancelled CI job gets one line, and
@@ -279,7 +282,8 @@ def pasteable(text: str) -> str:
     def spelled(found: re.Match) -> str:
         command = text[found.end():].split("`", 1)[0]
         task = found["task"]
-        if _chooses(command):  # a refused command moved whole: -f/-c as typed, nothing added
+        if task is None and _chooses(command):  # a refused command moved whole: -f/-c as
+            # typed, nothing added
             return " ".join([program, *([task] if task else [])])
         added = [word for flag, value in CARRIED.items()
                  if task in CARRIES[flag] and f"--{flag}" not in command
@@ -309,16 +313,22 @@ def carry(flag: str, value) -> None:
         CARRIED[flag] = str(value)
 
 
+# Invoke's own options whose next word is their value (invoke/program.py core_args)
+INVOKE_VALUED = {"-c", "--collection", "-f", "--config", "-r", "--search-root", "-T",
+                 "--command-timeout", "-D", "--list-depth", "-F", "--list-format", "--hide"}
+
+
 def _chooses(command: str) -> bool:
-    """Whether a command already gives Invoke's -f/--config or -c/--collection (a quoted
-    word that holds ` -c` is no option: s28 review-break3 #4)."""
+    """Whether a command gives Invoke's -f/--config or -c/--collection before its task
+    (a quoted word that holds ` -c`, or a task's `--backup-dir -offsite`, is none: s28
+    review-break3 #4, review-break4 #2)."""
     try:
         words = shlex.split(command)
     except ValueError:  # prose with a lone quote: its words as they stand
         words = command.split()
     return any(word.partition("=")[0] in ("--config", "--collection")
-               or word[:1] == "-" and word[1:2] != "-" and {"-f", "-c"} & set(_shorts(word))
-               for word in words)
+               or {"-f", "-c"} & set(_shorts(word, INVOKE_VALUED))
+               for word in words[:_task_at(words, INVOKE_VALUED)])
 
 
 def can_ask() -> bool:
@@ -714,6 +724,9 @@ def parse_error_line(message: str, context, tasks=()) -> str:
         what = "; ".join(POSITIONALS.get(f"{task} {n}", POSITIONALS.get(n, n.upper()))
                          for n in names)
         example = "latest" if names == ["which"] else "…"
+        flags = getattr(context, "flags", {})  # what the task was given, for the command
+        if not any(getattr(flags.get(f), "value", None) for f in ("--production", "--host")):
+            carry("backup-dir", getattr(flags.get("--backup-dir"), "value", None))
         return f"{task} needs {what}: `invoke {task} {example}`"
     needs = re.fullmatch(r"Flag <\w+: (\w+).*> needed value and was not given one!", message)
     if needs:

@@ -398,6 +398,9 @@ def load(config, **flags) -> Settings:
     def path(flag: str | None, section: dict, key: str, name: str) -> Path:
         """A flag's path as typed (from the current folder); config's from the root."""
         if flag and given(flag):
+            if not str(flags[flag]).strip():  # Path("") is the current folder
+                shown = {"dir": "backup-dir"}.get(flag, flag)
+                raise OpsError(f"--{shown} is empty", ExitCode.USAGE)
             return Path(str(flags[flag]))
         value = _string(section[key], name)
         if not value.strip():

@@ -306,7 +306,9 @@ def summary(record: dict, deployed: bool, width: int | None) -> list[str]:
     if kind == "rollback" and deployed and again and record.get("outcome") != "ok":
         # a rollback that failed goes on with itself, never back (s28 review-op2 #4)
         lines.append(f"  retry     invoke deploy.rollback --to {again}")
-    if deployed and previous.get("version"):
+    redeployed = any(isinstance(step, dict) and step.get("step") == "deploy"
+                     and step.get("outcome") == "ok" for step in record.get("steps") or [])
+    if deployed and previous.get("version") and (kind != "rollback" or redeployed):
         label = "undo     " if kind == "rollback" else "rollback "  # back to what was live
         lines.append(f"  {label} invoke deploy.rollback --to {previous['version']}"
                      + (" (code only)" if lost else "")

@@ -420,7 +420,7 @@ class Restore:
                 self.ui.info(line)
         elif r["safety_backup"] and (kept := nothing_to_undo(r)):
             self.ui.info(f"Safety backup: {r['safety_backup']['name']} ({kept}). "
-                         + ("Nothing to undo." if r["outcome"] == "ok" else
+                         + ("Nothing to undo." if r["outcome"] == "ok" or settled else
                             "To restore, run again: "
                             f"`{_again(r, r['backup']['name'], self._flag())}`"
                             + (" (with a larger --busy-timeout, or when the app writes less)"

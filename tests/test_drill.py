@@ -163,6 +163,18 @@ def test_a_proven_restore_whose_app_did_not_come_back_says_it_is_done(prod, fail
     assert engine.describe_file(prod.db, live=True)[1] == engine.describe_file(made.path)[1]
 
 
+def test_a_retried_restore_whose_restart_failed_never_says_run_again(prod):
+    """s28 review-break4 #3: the live database already held the backup (as on a retry),
+    the restart failed: it said "done and proven", then "To restore, run again"."""
+    made = engine.create_backup(prod.db, prod.remote_dir)  # the live database holds it
+    prod.world.fail(["machine", "restart"], times=1)
+    result = prod.run("restore", made.name, "--production", "--yes")
+    assert result.returncode == ExitCode.FLY, result
+    said = " ".join(result.stderr.split())
+    assert "The restore itself was done and proven" in said, said
+    assert "run again" not in said and "Nothing to undo." in said, said
+
+
 def test_restore_production_without_sqlite_on_the_machine_prints_the_manual_steps(prod):
     prod.world.remove_machine_tools("python3", "sqlite3")
     changed_after_backup(prod)

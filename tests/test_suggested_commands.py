@@ -179,3 +179,34 @@ def test_a_runs_backup_dir_is_in_every_command_it_suggests(wal_db, tmp_path):
     assert "`invoke backup.cleanup --backup-dir 'mine backups'` removes them" in listed, listed
     assert "invoke backup.adopt --backup-dir 'mine backups' " in listed, listed
     assert not (tmp_path / "data" / "backups").exists()  # nothing ever went to backup.dir
+
+
+@pytest.mark.parametrize("task", ["backup.verify", "backup.adopt", "backup.download"])
+def test_a_refusal_before_the_folder_is_opened_keeps_the_runs_backup_dir(tmp_path, task):
+    """s28 review-break4 #1: refused for a missing name before it opened its folder, the
+    task suggested `invoke TASK latest` without the run's --backup-dir; pasted, verify
+    checked backup.dir and said ✓."""
+    env = helpers.clean_env(helpers.project_root(tmp_path, None))
+    refused = subprocess.run([helpers.PYTHON, "-m", "invoke", "--search-root",  # noqa: S603
+                              str(helpers.REPO_ROOT), task, "--backup-dir", "my folder"],
+                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0, refused
+    assert f"invoke {task} --backup-dir 'my folder' " in refused.stderr, refused.stderr
+
+
+@pytest.mark.parametrize("folder", ["-offsite", "-cf", "x -c y"])
+def test_a_folder_that_looks_like_an_option_never_drops_the_runs_config(monkeypatch, folder):
+    """s28 review-break4 #2: `--backup-dir -offsite` was read as Invoke's -f, and the
+    line lost the run's --config."""
+    monkeypatch.setattr(cli, "_invoke_program", lambda: "invoke")
+    monkeypatch.setattr(cli, "chosen_by_options", lambda: ["--config", "c.yaml"])
+    said = f"list them with `invoke backup.list --backup-dir {shlex.quote(folder)}`"
+    assert "`invoke --config c.yaml backup.list --backup-dir" in cli.pasteable(said)
+
+
+def test_an_empty_backup_dir_is_refused_not_the_current_folder(tmp_path):
+    env = helpers.clean_env(helpers.project_root(tmp_path, None))
+    listed = subprocess.run([helpers.PYTHON, "-m", "invoke", "--search-root",  # noqa: S603
+                             str(helpers.REPO_ROOT), "backup.list", "--backup-dir", ""],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 2 and "Error: --backup-dir is empty" in listed.stderr, listed
