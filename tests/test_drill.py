@@ -175,6 +175,16 @@ def test_a_retried_restore_whose_restart_failed_never_says_run_again(prod):
     assert "run again" not in said and "Nothing to undo." in said, said
 
 
+def test_a_production_restores_commands_never_carry_this_computers_folder(prod, tmp_path):
+    """s28 review-break4 #4: `--backup-dir` (this computer's folder) was put into every
+    production command the run printed."""
+    changed_after_backup(prod)
+    result = prod.run("restore", "--production", "--yes", "--backup-dir", str(tmp_path))
+    assert result.returncode == 0, result
+    assert "invoke restore steps-" in result.stderr and "--production --yes" in result.stderr
+    assert "--backup-dir" not in result.stderr, result.stderr
+
+
 def test_restore_production_without_sqlite_on_the_machine_prints_the_manual_steps(prod):
     prod.world.remove_machine_tools("python3", "sqlite3")
     changed_after_backup(prod)

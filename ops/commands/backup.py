@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from invoke.exceptions import Exit
 
 from ops import config
-from ops.cli import carry, guarded, invoke_command, on_signals, task
+from ops.cli import guarded, invoke_command, on_signals, task
 from ops.commands.positional import OptionalPositionalTask
 from ops.errors import ExitCode, OpsError
 from ops.signals import Terminated
@@ -53,7 +53,6 @@ def open_target(c, *, production: bool = False, host: str | None = None, json: b
         raise OpsError("--production (the Fly machine) and --host (an SSH host) name two "
                        "different targets: give one", ExitCode.USAGE)
     settings = config.load(c.config, host=host, **flags)
-    carry("backup-dir", flags.get("dir"))  # for the commands this run suggests
     ui = UI()
     if production or settings.ssh_host:
         target = target_for(settings, ui, production=production)

@@ -81,7 +81,6 @@ def database(c, which="latest", production=False, host=None, from_=None, yes=Fal
         raise OpsError("--production (the Fly machine) and --host (an SSH host) name two "
                        "different targets: give one", ExitCode.USAGE)
     settings = config.load(c.config, host=host, lock_wait=lock_wait, dir=backup_dir)
-    cli.carry("backup-dir", backup_dir)  # for the commands this run suggests
     host = "" if production else settings.ssh_host
     seconds(busy_timeout, "--busy-timeout")  # refused before a replica is restored
     run = functools.partial(restore_now, settings=settings, production=production, host=host,
