@@ -276,7 +276,8 @@ def pasteable(text: str) -> str:
         program, chosen = _invoke_program(), invoke_command()
     except OSError:  # the working folder was removed under us: the plain word, no crash
         return text
-    if chosen == "invoke" and not CARRIED:
+    carried = CARRIED if CARRIED and running_program() is not None else {}  # a run's only
+    if chosen == "invoke" and not carried:
         return text
 
     def spelled(found: re.Match) -> str:
@@ -285,7 +286,7 @@ def pasteable(text: str) -> str:
         if task is None and _chooses(command):  # a refused command moved whole: -f/-c as
             # typed, nothing added
             return " ".join([program, *([task] if task else [])])
-        added = [word for flag, value in CARRIED.items()
+        added = [word for flag, value in carried.items()
                  if task in CARRIES[flag] and f"--{flag}" not in command
                  for word in (f"--{flag}", shlex.quote(value))]
         return " ".join([chosen, *([task, *added] if task else [])])
