@@ -1667,8 +1667,8 @@ def settled_failed(record: dict) -> bool:
     """A restore copied and proven whose restart or /health wait failed (exit 8, 14): the
     restore itself is done, only the app's side is left (s28 review-op2 #2)."""
     failed = [s.get("step") for s in record.get("steps", []) if s.get("outcome") == "failed"]
-    proven = bool((record.get("proof") or {}).get("ok")) and record.get("holds") in (None,
-                                                                                   "backup")
+    proof_ok = bool((record.get("proof") or {}).get("ok"))
+    proven = proof_ok and record.get("holds") in (None, "backup")
     return record.get("outcome") == "failed" and failed[-1:] in (["restart"], ["health"]) \
         and proven and not (record.get("interrupted") or record.get("machine_unsettled"))
 
