@@ -42,6 +42,22 @@ def test_restore_from_the_replica_goes_through_the_restore_with_a_safety_backup(
     assert "is the backup" in result.stderr and "restoring it" in result.stderr
 
 
+def test_from_the_replica_into_the_folder_given_by_flag(replica_world, run_invoke, tmp_path):
+    """`--backup-dir DIR` (this stop's flag): the replica's backup is made in DIR, where
+    the restore then looks for it, not in backup.dir (the final read found the replica
+    restored into backup.dir and the restore refusing: "no backup named …")."""
+    world = replica_world
+    before = lose_rows(world)
+    configured, given = tmp_path / "configured", tmp_path / "given"
+    env = {**world.env, "INVOKE_BACKUP_DIR": str(configured)}
+    result = run_invoke("restore", "--from-replica", "--yes", "--json", "--backup-dir",
+                        str(given), env=env)
+    assert result.returncode == 0, result
+    assert users(world.db) == before
+    assert engine.verify_backup(given / result.json()["backup"]["name"]).ok
+    assert not configured.exists()  # nothing went to backup.dir
+
+
 def test_a_dry_run_plans_the_replica_restore_and_writes_nothing(replica_world, run_invoke,
                                                                 tmp_path):
     world = replica_world

@@ -848,7 +848,7 @@ REPLICA_FOLDER = "replica"  # under backup.dir: replica restores sent to a serve
 
 
 def from_replica(c, which: str, from_: str | None, timestamp: str | None, restore, *,
-                 remote: str | None, dry_run: bool, json: bool, target=None,
+                 backup_dir: Path, remote: str | None, dry_run: bool, json: bool, target=None,
                  unasked=None) -> None:
     """``invoke restore --from-replica``: the replica (its newest point, or as of
     ``--timestamp``) restored and checked into a new backup file published with its records
@@ -859,7 +859,8 @@ def from_replica(c, which: str, from_: str | None, timestamp: str | None, restor
     ``target(ui)``: opens the server's target (read when the file is named: its backups'
     names are not free; then handed to ``restore``, which closes it). ``unasked()``:
     refuses a run that cannot be asked (no terminal, no --yes), after the arguments are
-    judged and before the replica is read (review-op s19 #1)."""
+    judged and before the replica is read (review-op s19 #1). ``backup_dir``: the restore's
+    own (``--backup-dir`` or backup.dir), where it looks for the file by name."""
     from ops import replica as rp
     from ops.ui import UI
 
@@ -877,8 +878,8 @@ def from_replica(c, which: str, from_: str | None, timestamp: str | None, restor
         made["taken"] = lambda: names_on(opened, target)
     try:
         with stop_on_signals(), held:  # SIGTERM/SIGHUP: litestream killed, folder removed
-            out, report = restore_source(c, timestamp, remote=remote, dry_run=dry_run,
-                                         ui=UI(), made=made)
+            out, report = restore_source(c, timestamp, backup_dir=backup_dir, remote=remote,
+                                         dry_run=dry_run, ui=UI(), made=made)
             named = {"which": "latest", "from_": str(out)} if remote else \
                 {"which": out.name, "from_": None}
             handed = {"target": opened.pop()} if opened else {}
@@ -916,18 +917,17 @@ def names_on(opened: list, target) -> set[str]:
     return {item.name for item in listed} | set(getattr(opened[0], "odd_entries", ()))
 
 
-def restore_source(c, timestamp: str | None, *, remote: str | None, dry_run: bool, ui: UI,
-                   made: dict) -> tuple[Path, dict]:
-    """The replica restored and checked into a new backup in backup.dir (backup.dir/replica
-    for a server), its records written with it; its path and replica.restore's report
-    (a dry run: the plan only). ``made["out"]``: where the file goes (once checked)."""
+def restore_source(c, timestamp: str | None, *, backup_dir: Path, remote: str | None,
+                   dry_run: bool, ui: UI, made: dict) -> tuple[Path, dict]:
+    """The replica restored and checked into a new backup in ``backup_dir`` (its replica
+    folder for a server), its records written with it; its path and replica.restore's
+    report (a dry run: the plan only). ``made["out"]``: where the file goes (once checked)."""
     from ops import engine
 
-    settings = config.load(c.config)
-    folder = Path(settings.backup_dir) / REPLICA_FOLDER if remote else Path(settings.backup_dir)
+    folder = Path(backup_dir) / REPLICA_FOLDER if remote else Path(backup_dir)
     try:
         if remote:
-            engine.prepare_dir(Path(settings.backup_dir))
+            engine.prepare_dir(Path(backup_dir))
         engine.prepare_dir(folder)  # private (0700), as every backup folder
     except engine.EngineError as exc:
         raise OpsError(str(exc), ExitCode.USAGE) from None

@@ -89,7 +89,8 @@ def database(c, which="latest", production=False, host=None, from_=None, yes=Fal
     if from_replica or timestamp is not None:  # docs/replica.md: the file becomes a backup
         if not from_replica:
             raise OpsError("--timestamp is for --from-replica", ExitCode.USAGE)
-        replicas.from_replica(c, which, from_, timestamp, run, dry_run=dry_run, json=json,
+        replicas.from_replica(c, which, from_, timestamp, run, backup_dir=settings.backup_dir,
+                              dry_run=dry_run, json=json,
                               unasked=None if dry_run else functools.partial(
                                   cli.refuse_unasked, yes, restores.WITHOUT_TERMINAL,
                                   "restore"),
