@@ -466,3 +466,13 @@ def test_an_in_process_run_that_hangs_fails_the_test_instead_of_the_worker(site,
     assert (dict(os.environ), os.getcwd(), sys.argv[:],
             signal.getsignal(signal.SIGALRM)) == before
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_the_tasks_a_run_carries_backup_dir_into_are_the_tasks_that_take_it():
+    """cli.CARRIES names them as a suggested command spells them: one list that must
+    follow the tasks' own signatures (a task given the flag and not listed would lose it
+    from every command suggested for it)."""
+    from ops import cli as ops_cli
+
+    taking = {shown for primary, shown in TASKS.items() if "--backup-dir" in flags_of(primary)}
+    assert taking == ops_cli.CARRIES["backup-dir"]
